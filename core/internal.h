@@ -1,0 +1,49 @@
+/*
+ * internal.h - declarations shared by the files of libmab (mab__ prefix).
+ * Nothing here is exported; the public API is include/mab/.
+ */
+#ifndef MAB_INTERNAL_H
+#define MAB_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "mab/mab.h"
+#include "mab/plugin.h"
+#include "mab/rng.h"
+
+struct mab_rng {
+    uint64_t s[4];
+};
+
+void mab__rng_seed(mab_rng *rng, uint64_t seed);
+void mab__rng_seed_random(mab_rng *rng);
+
+/* A plugin's view of its config object; see plugin.h. */
+struct mab_params {
+    const cJSON *object;     /* the plugin's JSON object (not owned) */
+    char *where;             /* "FILE: JSON.PATH" of the object, for errors */
+    char *config_dir;        /* directory relative paths resolve against */
+    unsigned char *used;     /* used[i]: child i was read through a getter */
+    size_t n_children;
+    char error[MAB_ERROR_MAX]; /* last error, full sentence */
+    cJSON *owned;            /* set by mab_params_parse(): freed with params */
+};
+
+/* Set up params over `object`; `where` and `config_dir` are copied. */
+int mab__params_init(mab_params *p, const cJSON *object, const char *where,
+                     const char *config_dir);
+void mab__params_fini(mab_params *p);
+/* Mark `key` as read by the core (plugin, sync, ...). */
+void mab__params_mark_used(mab_params *p, const char *key);
+/* MAB_ECONFIG naming the first key nobody read, else MAB_OK. */
+int mab__params_check_unused(mab_params *p, mab_error *err);
+
+/* Copy of a string; NULL when out of memory. */
+char *mab__strdup(const char *s);
+/* Print into a fresh string; NULL when out of memory. */
+char *mab__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

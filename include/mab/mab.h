@@ -1,0 +1,210 @@
+/*
+ * mab.h - the mab engine: open a config, choose arms, record rewards.
+ *
+ * Conventions (every function below follows them):
+ *  - Functions that can fail return an int status: MAB_OK (0) or a negative
+ *    MAB_E* code. Codes are never renumbered.
+ *  - Every such function takes a `mab_error *err` last. It may be NULL. When
+ *    it is not NULL and the call fails, err->code holds the status and
+ *    err->message a sentence naming the file, JSON path, experiment or arm at
+ *    fault. On success *err is left untouched.
+ *  - The library never prints and never calls exit().
+ *  - Strings returned by the engine (arm ids, arm values, experiment ids)
+ *    belong to the engine and stay valid until mab_close().
+ *  - A mab_engine may be used from any number of threads at once.
+ */
+#ifndef MAB_MAB_H
+#define MAB_MAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MAB_EXPORT __attribute__((visibility("default")))
+#else
+#define MAB_EXPORT
+#endif
+
+#define MAB_VERSION_MAJOR 0
+#define MAB_VERSION_MINOR 1
+#define MAB_VERSION_PATCH 0
+#define MAB_VERSION_STRING "0.1.0"
+
+/* Status codes. Never renumbered; retired codes stay as placeholders. */
+#define MAB_OK 0
+#define MAB_ENOMEM (-1)    /* out of memory */
+#define MAB_EINVAL (-2)    /* invalid argument: NULL, NaN or infinite reward */
+#define MAB_ECONFIG (-3)   /* the config file is malformed or inconsistent */
+#define MAB_EPLUGIN (-4)   /* a plugin could not be loaded or refused to start */
+#define MAB_ENOTFOUND (-5) /* unknown experiment or arm */
+#define MAB_ERANGE (-6)    /* a value is outside its allowed range */
+#define MAB_ESTORAGE (-7)  /* the storage backend failed to read or write */
+#define MAB_EBUSY (-8)     /* the store is in use by another process */
+#define MAB_ECORRUPT (-9)  /* stored data is unreadable; it was not modified */
+#define MAB_EIO (-10)      /* a file could not be read */
+
+#define MAB_ERROR_MAX 512
+
+/* Error detail for one call. Caller-owned; usually on the stack. */
+typedef struct mab_error {
+    int code;                     /* the status the call returned */
+    char message[MAB_ERROR_MAX];  /* NUL-terminated sentence */
+} mab_error;
+
+/**
+ * @brief Fill an error record (for the core and for plugins).
+ * @param err may be NULL, then nothing happens.
+ * @return code, so that `return mab_error_set(err, MAB_EINVAL, ...)` works.
+ */
+MAB_EXPORT int mab_error_set(mab_error *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/** @brief A static English description of a status code ("unknown code" for others). */
+MAB_EXPORT const char *mab_strerror(int code);
+
+/** @brief The library's version string, e.g. "0.1.0". */
+MAB_EXPORT const char *mab_version(void);
+
+typedef struct mab_engine mab_engine;
+
+/* Flags for mab_options.flags. */
+#define MAB_OPEN_NO_STORAGE 0x1u /* do not open the storage plugin: counters start
+                                    at zero and nothing is persisted (simulation) */
+#define MAB_OPEN_SEED 0x2u       /* use mab_options.seed instead of the config's */
+
+typedef struct mab_options {
+    size_t struct_size; /* sizeof(mab_options), for forward compatibility */
+    unsigned flags;     /* MAB_OPEN_* */
+    uint64_t seed;      /* with MAB_OPEN_SEED: seed of the random streams */
+} mab_options;
+
+/**
+ * @brief Open an engine from a JSON config file: parse and validate it, load
+ *        the policy and storage plugins it names and read stored counters.
+ * @param config_path path of the config file. Relative paths inside the
+ *        config (plugin_path, storage paths) are relative to its directory.
+ * @param out receives the engine on success; untouched on failure.
+ * @return MAB_OK, MAB_EIO (unreadable file), MAB_ECONFIG, MAB_EPLUGIN,
+ *         MAB_ESTORAGE, MAB_EBUSY, MAB_ECORRUPT or MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_open(const char *config_path, mab_engine **out, mab_error *err);
+
+/** @brief mab_open() with options; opts may be NULL. */
+MAB_EXPORT int mab_open_ex(const char *config_path, const mab_options *opts,
+                           mab_engine **out, mab_error *err);
+
+/**
+ * @brief Write what is pending, stop the background writer, unload plugins
+ *        and free the engine. The engine is freed even when the final write
+ *        fails; then the status says what could not be written.
+ * @param engine may be NULL (then MAB_OK).
+ * @return MAB_OK or the status of the final write (MAB_ESTORAGE, ...).
+ */
+MAB_EXPORT int mab_close(mab_engine *engine, mab_error *err);
+
+/* What mab_choose() and mab_arm_lookup() return. */
+typedef struct mab_choice {
+    size_t arm_index;       /* position of the arm in the config */
+    const char *arm_id;     /* valid until mab_close() */
+    const char *value_json; /* the arm's JSON value as text; valid until mab_close() */
+    double probability;     /* probability the policy chose this arm with, or NAN
+                               when the policy cannot tell (Thompson) */
+} mab_choice;
+
+/**
+ * @brief Let the experiment's policy choose an arm and count one pull of it.
+ * @return MAB_OK, MAB_ENOTFOUND (unknown experiment), MAB_EPLUGIN (the policy
+ *         returned an error or an arm index out of range).
+ */
+MAB_EXPORT int mab_choose(mab_engine *engine, const char *experiment, mab_choice *out,
+                          mab_error *err);
+
+/**
+ * @brief Describe one arm without counting a pull (for hosts whose visitor
+ *        already holds an arm). out->probability is NAN.
+ * @return MAB_OK or MAB_ENOTFOUND (experiment or arm).
+ */
+MAB_EXPORT int mab_arm_lookup(mab_engine *engine, const char *experiment, const char *arm,
+                              mab_choice *out, mab_error *err);
+
+/**
+ * @brief Record a reward for an arm.
+ * @param value in the experiment's reward range (default [0, 1]).
+ * @return MAB_OK; MAB_EINVAL for NaN or infinite values; MAB_ERANGE outside
+ *         the range; MAB_ENOTFOUND for an unknown experiment or arm (in all
+ *         these cases nothing is recorded). With `sync: "always"` the call
+ *         returns after the reward is durable; if the write fails it returns
+ *         MAB_ESTORAGE and the reward stays queued for the next write.
+ */
+MAB_EXPORT int mab_reward(mab_engine *engine, const char *experiment, const char *arm,
+                          double value, mab_error *err);
+
+/* Totals of one arm, in the experiment's own reward units. */
+typedef struct mab_arm_stats {
+    const char *arm_id;   /* valid until mab_close() */
+    uint64_t pulls;       /* times the arm was chosen */
+    uint64_t rewards;     /* number of rewards recorded */
+    double reward_sum;    /* sum of reward values */
+    double reward_sum_sq; /* sum of squared reward values */
+    double mean;          /* reward_sum / pulls (0 when pulls == 0) */
+} mab_arm_stats;
+
+typedef struct mab_experiment_info {
+    const char *id;          /* valid until mab_close() */
+    const char *policy;      /* the policy plugin's name */
+    const char *policy_path; /* the file it was loaded from */
+    size_t n_arms;
+    double reward_min, reward_max;
+} mab_experiment_info;
+
+/** @brief Number of experiments in the config. */
+MAB_EXPORT size_t mab_experiment_count(const mab_engine *engine);
+
+/**
+ * @brief Describe experiment number `index` (0 <= index < mab_experiment_count()),
+ *        in the order of the config file.
+ * @return MAB_OK or MAB_ENOTFOUND (index out of range).
+ */
+MAB_EXPORT int mab_experiment_at(const mab_engine *engine, size_t index,
+                                 mab_experiment_info *out, mab_error *err);
+
+/** @brief The name of the storage plugin in use ("none" with MAB_OPEN_NO_STORAGE). */
+MAB_EXPORT const char *mab_storage_name(const mab_engine *engine);
+
+/**
+ * @brief Current totals of every arm of an experiment, including this
+ *        process's rewards not yet written to storage.
+ * @param out array of at least `cap` entries, filled in config order.
+ * @param n_arms receives the experiment's number of arms (even when > cap).
+ * @return MAB_OK or MAB_ENOTFOUND.
+ */
+MAB_EXPORT int mab_stats(mab_engine *engine, const char *experiment, mab_arm_stats *out,
+                         size_t cap, size_t *n_arms, mab_error *err);
+
+/**
+ * @brief Write every pending increment to storage now and wait until it is
+ *        durable.
+ * @return MAB_OK or the storage plugin's error (pending increments are kept
+ *         and retried by the next flush).
+ */
+MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
+
+/**
+ * @brief Zero an experiment's counters, in memory and in storage (counters of
+ *        arms no longer in the config are removed too). Not meant to race with
+ *        choose and reward on the same experiment.
+ * @return MAB_OK, MAB_ENOTFOUND or a storage error (then nothing changed).
+ */
+MAB_EXPORT int mab_reset(mab_engine *engine, const char *experiment, mab_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAB_MAB_H */

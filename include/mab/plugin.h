@@ -1,0 +1,95 @@
+/*
+ * plugin.h - what every plugin (policy or storage) shares with the core:
+ * the export macro and typed, validated access to its config parameters.
+ *
+ * A plugin never sees the config's JSON. The core hands it a mab_params for
+ * its own object of the config (an experiment's "policy" object, or the
+ * "storage" object). Each getter validates type and range and, on a bad
+ * value, records an error that names the full JSON path of the key, e.g.
+ * "shop.json: experiments.color_btn.policy.epsilon: 1.5 is outside [0, 1]".
+ * A key present in the config that the plugin never asked for is reported
+ * by the core as unknown once create/open returned, so typos cannot pass.
+ */
+#ifndef MAB_PLUGIN_H
+#define MAB_PLUGIN_H
+
+#include <stdint.h>
+
+#include "mab.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks the one symbol a plugin exports (build plugins with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#define MAB_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define MAB_PLUGIN_EXPORT
+#endif
+
+typedef struct mab_params mab_params;
+
+/**
+ * @brief Read a number. Missing key: *out = def, MAB_OK.
+ * @return MAB_OK, or MAB_ECONFIG when the value is not a finite number or
+ *         lies outside [min, max] (the error is recorded in params).
+ */
+MAB_EXPORT int mab_params_double(mab_params *p, const char *key, double def, double min,
+                                 double max, double *out);
+
+/** @brief Read an integer (a JSON number without fraction) in [min, max]. */
+MAB_EXPORT int mab_params_int(mab_params *p, const char *key, int64_t def, int64_t min,
+                              int64_t max, int64_t *out);
+
+/** @brief Read a boolean (JSON true/false); *out is 0 or 1. */
+MAB_EXPORT int mab_params_bool(mab_params *p, const char *key, int def, int *out);
+
+/**
+ * @brief Read a string. *out stays valid until the plugin's create/open
+ *        returns; copy it to keep it.
+ */
+MAB_EXPORT int mab_params_string(mab_params *p, const char *key, const char *def,
+                                 const char **out);
+
+/**
+ * @brief Read a file path; a relative path is resolved against the directory
+ *        of the config file. def may be NULL: then a missing key is an error.
+ * @param buf receives the resolved path (NUL-terminated).
+ * @return MAB_OK, MAB_ECONFIG (missing, not a string, too long for buf).
+ */
+MAB_EXPORT int mab_params_path(mab_params *p, const char *key, const char *def, char *buf,
+                               size_t buf_len);
+
+/** @brief 1 when the key is present in the plugin's config object. */
+MAB_EXPORT int mab_params_has(const mab_params *p, const char *key);
+
+/**
+ * @brief Record a plugin-specific config error about `key` (NULL: the
+ *        object itself); the core prefixes the file and JSON path.
+ * @return MAB_ECONFIG.
+ */
+MAB_EXPORT int mab_params_fail(mab_params *p, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/**
+ * @brief Build a mab_params from a JSON object text, for unit tests of a
+ *        plugin outside an engine. `where` names it in errors (e.g. "test").
+ * @return MAB_OK, MAB_ECONFIG (not a JSON object) or MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_params_parse(const char *json_object, const char *where, mab_params **out,
+                                mab_error *err);
+
+/** @brief The last error recorded in params ("" when none). */
+MAB_EXPORT const char *mab_params_last_error(const mab_params *p);
+
+/** @brief Free a mab_params from mab_params_parse(). NULL is fine. */
+MAB_EXPORT void mab_params_free(mab_params *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAB_PLUGIN_H */

@@ -1,0 +1,104 @@
+/*
+ * storage.h - the storage plugin ABI.
+ *
+ * A storage plugin is a shared object exporting exactly one symbol,
+ * `mab_storage_entry`, returning a pointer to a static mab_storage
+ * descriptor (use MAB_STORAGE_DEFINE). It persists, for each (experiment id,
+ * arm id), four counters, and it only ever receives increments: deltas
+ * commute, so several processes or machines can add to one store without
+ * losing updates. Records of arms that are no longer in the config are kept
+ * untouched.
+ *
+ * The core serialises calls: a plugin is never entered from two threads at
+ * once, so it needs no locking of its own for the core's sake. When the
+ * config says `sync: "always"` the core calls apply() before a reward call
+ * returns; with `sync: {"interval_ms": N}` it calls apply() from a background
+ * thread every N ms and at close. Either way apply() must return only once
+ * the batch is durable (or failed without applying anything).
+ *
+ * The keys "plugin", "sync" and "interval_ms" of the storage object belong to
+ * the core; every other key is the plugin's, read through mab_params.
+ *
+ * Versioning follows policy.h: abi_major, abi_minor, struct_size first;
+ * fields only appended, with a minor bump.
+ */
+#ifndef MAB_STORAGE_H
+#define MAB_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mab.h"
+#include "plugin.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MAB_STORAGE_ABI_MAJOR 1
+#define MAB_STORAGE_ABI_MINOR 0
+#define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
+
+/* The four counters kept per arm, in the experiment's own reward units. */
+typedef struct mab_totals {
+    uint64_t pulls;
+    uint64_t rewards;
+    double reward_sum;
+    double reward_sum_sq;
+} mab_totals;
+
+/* One increment: add `add` to the record of (experiment, arm). */
+typedef struct mab_delta {
+    const char *experiment;
+    const char *arm;
+    mab_totals add;
+} mab_delta;
+
+typedef struct mab_storage {
+    uint32_t abi_major;   /* MAB_STORAGE_ABI_MAJOR the plugin was built with */
+    uint32_t abi_minor;   /* MAB_STORAGE_ABI_MINOR the plugin was built with */
+    uint32_t struct_size; /* sizeof(mab_storage) the plugin was built with */
+    const char *name;        /* short name, e.g. "json_file" */
+    const char *description; /* one line for `mab check` */
+
+    /**
+     * Open the store described by params (relative paths through
+     * mab_params_path()). Refuse a store in use by another process that the
+     * backend cannot share (MAB_EBUSY), and a corrupt one (MAB_ECORRUPT),
+     * without modifying it.
+     * @return MAB_OK or an error; on error fill err and leave *state unset.
+     */
+    int (*open)(mab_params *params, void **state, mab_error *err);
+
+    /**
+     * Read the totals of n_arms arms of one experiment into out[0..n_arms);
+     * an arm with no record reads as zeros.
+     */
+    int (*load)(void *state, const char *experiment, const char *const *arm_ids,
+                size_t n_arms, mab_totals *out, mab_error *err);
+
+    /**
+     * Add a batch of increments, all or nothing, and make it durable before
+     * returning. On failure nothing of the batch may remain applied: the core
+     * keeps the batch and offers it again later.
+     */
+    int (*apply)(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err);
+
+    /** Remove every record of an experiment (all arms, in the config or not). */
+    int (*reset)(void *state, const char *experiment, mab_error *err);
+
+    /** Release the store (locks, files, connections). Called once. */
+    void (*close)(void *state);
+    /* Fields above are ABI 1.0. Append new ones below, with a minor bump. */
+} mab_storage;
+
+#define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)
+
+#define MAB_STORAGE_DEFINE(descriptor)                                   \
+    MAB_PLUGIN_EXPORT const mab_storage *mab_storage_entry(void);        \
+    MAB_PLUGIN_EXPORT const mab_storage *mab_storage_entry(void) { return &(descriptor); }
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAB_STORAGE_H */
