@@ -1,0 +1,100 @@
+/*
+ * ucb1.c - UCB1 (Auer, Cesa-Bianchi & Fischer 2002): play every untried arm
+ * once, then the arm maximising mean + sqrt(2 ln t / n_i).
+ *
+ * No params.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "mab/policy.h"
+
+/* UCB1 has no parameters; a non-NULL state keeps create's contract simple. */
+typedef struct ucb1_state {
+    int unused;
+} ucb1_state;
+
+static int ucb1_create(mab_params *params, size_t n_arms, void **state)
+{
+    ucb1_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return MAB_ENOMEM;
+    *state = s;
+    return MAB_OK;
+}
+
+static void ucb1_destroy(void *state)
+{
+    free(state);
+}
+
+/* Pick uniformly among the arms never pulled; there are n_untried > 0. */
+static size_t pick_untried(const mab_arm_view *arms, size_t n_arms, size_t n_untried,
+                           mab_rng *rng)
+{
+    size_t k = (size_t)mab_rng_below(rng, n_untried);
+    for (size_t i = 0; i < n_arms; i++) {
+        if (arms[i].pulls == 0) {
+            if (k == 0)
+                return i;
+            k--;
+        }
+    }
+    return 0; /* unreachable */
+}
+
+static inline double ucb1_index(const mab_arm_view *arm, double two_log_t)
+{
+    double n = (double)arm->pulls;
+    return arm->reward_sum / n + sqrt(two_log_t / n);
+}
+
+static int ucb1_choose(const void *state, const mab_arm_view *arms, size_t n_arms,
+                       mab_rng *rng, size_t *arm, double *probability)
+{
+    uint64_t total_pulls = 0;
+    size_t n_untried = 0;
+    for (size_t i = 0; i < n_arms; i++) {
+        total_pulls += arms[i].pulls;
+        n_untried += arms[i].pulls == 0;
+    }
+    if (n_untried > 0) {
+        *arm = pick_untried(arms, n_arms, n_untried, rng);
+        *probability = 1.0 / (double)n_untried;
+        return MAB_OK;
+    }
+
+    /* Two passes instead of a score array: no allocation whatever K is.
+       The indices are recomputed bit-identically in the second pass. */
+    double two_log_t = 2.0 * log((double)total_pulls);
+    double best = ucb1_index(&arms[0], two_log_t);
+    for (size_t i = 1; i < n_arms; i++) {
+        double score = ucb1_index(&arms[i], two_log_t);
+        if (score > best)
+            best = score;
+    }
+    /* Indices equal up to rounding count as ties. */
+    double threshold = best - 1e-12 * fabs(best);
+    size_t chosen = 0, n_ties = 0;
+    for (size_t i = 0; i < n_arms; i++) {
+        if (ucb1_index(&arms[i], two_log_t) >= threshold) {
+            n_ties++;
+            if (n_ties == 1 || mab_rng_below(rng, n_ties) == 0)
+                chosen = i;
+        }
+    }
+    *arm = chosen;
+    *probability = 1.0 / (double)n_ties;
+    return MAB_OK;
+}
+
+static const mab_policy ucb1_policy = {
+    MAB_POLICY_HEADER,
+    "ucb1",
+    "tries every arm once, then plays the highest upper confidence bound",
+    ucb1_create,
+    ucb1_destroy,
+    ucb1_choose,
+};
+
+MAB_POLICY_DEFINE(ucb1_policy)
