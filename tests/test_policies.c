@@ -317,6 +317,20 @@ static void test_ucb1_matches_hand_computed_indices(void **unused)
         assert_true(p == 1.0);
     }
 
+    /* Close calls, so that a wrong constant flips the answer.
+       t = 15, 2 ln 15 = 5.416100:
+       arm 0: 0   + sqrt(5.416100 / 5)  = 1.040779  <- max
+       arm 1: 0.3 + sqrt(5.416100 / 10) = 0.3 + 0.735942 = 1.035942
+       (with ln t instead of 2 ln t arm 1 would win). */
+    mab_arm_view close_a[2] = {arm_stats(5, 0), arm_stats(10, 3)};
+    assert_int_equal(choose_ok(&lp, state, close_a, 2, rng, &p), 0);
+    /* t = 20, 2 ln 20 = 5.991465:
+       arm 0: 14/17 = 0.823529 + sqrt(5.991465 / 17) = 0.823529 + 0.593666 = 1.417195  <- max
+       arm 1: 0 + sqrt(5.991465 / 3) = 1.413207
+       (with ln(t + 1) arm 1 would win). */
+    mab_arm_view close_b[2] = {arm_stats(17, 14), arm_stats(3, 0)};
+    assert_int_equal(choose_ok(&lp, state, close_b, 2, rng, &p), 0);
+
     mab_rng_destroy(rng);
     lp.policy->destroy(state);
     unload_policy(&lp);
