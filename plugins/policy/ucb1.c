@@ -45,8 +45,55 @@ static size_t pick_untried(const mab_arm_view *arms, size_t n_arms, size_t n_unt
 
 static inline double ucb1_index(const mab_arm_view *arm, double two_log_t)
 {
-    double n = (double)arm->pulls;
-    return arm->reward_sum / n + sqrt(two_log_t / n);
+    double inv_n = 1.0 / (double)arm->pulls; /* one division instead of two */
+    return arm->reward_sum * inv_n + sqrt(two_log_t * inv_n);
+}
+
+/* Indices equal up to rounding count as ties. */
+static inline double tie_threshold(double best)
+{
+    return best - 1e-12 * fabs(best);
+}
+
+/* Up to this many arms the indices are kept on the stack and computed once;
+   beyond it they are computed twice rather than allocated. */
+#define UCB1_STACK_ARMS 32
+
+static size_t argmax_small(const mab_arm_view *arms, size_t n_arms, double two_log_t,
+                           mab_rng *rng, size_t *n_ties)
+{
+    double index[UCB1_STACK_ARMS];
+    double best = -INFINITY;
+    for (size_t i = 0; i < n_arms; i++) {
+        index[i] = ucb1_index(&arms[i], two_log_t);
+        if (index[i] > best)
+            best = index[i];
+    }
+    return mab_argmax(index, n_arms, best - tie_threshold(best), rng, n_ties);
+}
+
+static size_t argmax_large(const mab_arm_view *arms, size_t n_arms, double two_log_t,
+                           mab_rng *rng, size_t *n_ties)
+{
+    double best = -INFINITY;
+    for (size_t i = 0; i < n_arms; i++) {
+        double index = ucb1_index(&arms[i], two_log_t);
+        if (index > best)
+            best = index;
+    }
+    /* Reservoir sampling over the tied arms; the indices are recomputed
+       bit-identically. */
+    double threshold = tie_threshold(best);
+    size_t chosen = 0, ties = 0;
+    for (size_t i = 0; i < n_arms; i++) {
+        if (ucb1_index(&arms[i], two_log_t) >= threshold) {
+            ties++;
+            if (ties == 1 || mab_rng_below(rng, ties) == 0)
+                chosen = i;
+        }
+    }
+    *n_ties = ties;
+    return chosen;
 }
 
 static int ucb1_choose(const void *state, const mab_arm_view *arms, size_t n_arms,
@@ -64,26 +111,10 @@ static int ucb1_choose(const void *state, const mab_arm_view *arms, size_t n_arm
         return MAB_OK;
     }
 
-    /* Two passes instead of a score array: no allocation whatever K is.
-       The indices are recomputed bit-identically in the second pass. */
     double two_log_t = 2.0 * log((double)total_pulls);
-    double best = ucb1_index(&arms[0], two_log_t);
-    for (size_t i = 1; i < n_arms; i++) {
-        double score = ucb1_index(&arms[i], two_log_t);
-        if (score > best)
-            best = score;
-    }
-    /* Indices equal up to rounding count as ties. */
-    double threshold = best - 1e-12 * fabs(best);
-    size_t chosen = 0, n_ties = 0;
-    for (size_t i = 0; i < n_arms; i++) {
-        if (ucb1_index(&arms[i], two_log_t) >= threshold) {
-            n_ties++;
-            if (n_ties == 1 || mab_rng_below(rng, n_ties) == 0)
-                chosen = i;
-        }
-    }
-    *arm = chosen;
+    size_t n_ties;
+    *arm = n_arms <= UCB1_STACK_ARMS ? argmax_small(arms, n_arms, two_log_t, rng, &n_ties)
+                                     : argmax_large(arms, n_arms, two_log_t, rng, &n_ties);
     *probability = 1.0 / (double)n_ties;
     return MAB_OK;
 }
