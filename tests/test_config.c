@@ -108,11 +108,11 @@ static const struct bad_config cases[] = {
     {"epsilon out of range",
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {\"policy\": {\"plugin\": \"epsilon_greedy\", "
      "\"epsilon\": 1.5}, " ARMS "}}}",
-     MAB_ECONFIG, "@F: experiments.btn.policy.epsilon: 1.5 is outside [0, 1]"},
+     MAB_ECONFIG, "@F: experiments.btn.policy.epsilon: 1.5 is outside [0, 1] (refused by @P/epsilon_greedy.so)"},
     {"epsilon not a number",
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {\"policy\": {\"plugin\": \"epsilon_greedy\", "
      "\"epsilon\": \"high\"}, " ARMS "}}}",
-     MAB_ECONFIG, "@F: experiments.btn.policy.epsilon: expected a number"},
+     MAB_ECONFIG, "@F: experiments.btn.policy.epsilon: expected a number (refused by @P/epsilon_greedy.so)"},
     {"misspelt policy parameter",
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {\"policy\": {\"plugin\": \"epsilon_greedy\", "
      "\"epsilom\": 0.2}, " ARMS "}}}",
