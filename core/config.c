@@ -1,0 +1,387 @@
+/*
+ * config.c - read and validate the JSON config file (keys: docs/config.md).
+ *
+ * Every error is one sentence "FILE: JSON.PATH: what is wrong". Unknown keys
+ * are errors, so a typo never passes silently. Plugin parameters are not
+ * checked here: the plugins read them through mab_params, and the engine
+ * reports any key a plugin did not read.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+#define CONFIG_MAX_BYTES (16u << 20)
+
+static int read_file(const char *path, char **out, mab_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mab_error_set(err, MAB_EIO, "%s: cannot open config: %s", path, strerror(errno));
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        len += fread(buf + len, 1, cap - len - 1, f);
+        if (len < cap - 1 || cap >= CONFIG_MAX_BYTES)
+            break;
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (!buf)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory reading config", path);
+    if (failed) {
+        free(buf);
+        return mab_error_set(err, MAB_EIO, "%s: read error", path);
+    }
+    if (len >= CONFIG_MAX_BYTES - 1) {
+        free(buf);
+        return mab_error_set(err, MAB_ECONFIG, "%s: config is larger than %u bytes", path,
+                             CONFIG_MAX_BYTES);
+    }
+    buf[len] = '\0';
+    *out = buf;
+    return MAB_OK;
+}
+
+static void line_column(const char *text, const char *at, int *line, int *column)
+{
+    *line = 1;
+    *column = 1;
+    for (const char *c = text; c < at && *c; c++) {
+        if (*c == '\n') {
+            (*line)++;
+            *column = 1;
+        } else {
+            (*column)++;
+        }
+    }
+}
+
+/* Ids appear in cookies, URLs, metrics labels and JSON paths: keep them plain. */
+static int valid_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MAB__ID_MAX)
+        return 0;
+    for (; *s; s++) {
+        char c = *s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* MAB_ECONFIG if `object` has a key not in `allowed` (NULL-terminated) or a
+   key twice. */
+static int check_keys(const mab_engine *e, const cJSON *object, const char *json_path,
+                      const char *const *allowed, mab_error *err)
+{
+    for (const cJSON *c = object->child; c; c = c->next) {
+        int known = 0;
+        for (const char *const *a = allowed; *a; a++)
+            known |= strcmp(*a, c->string) == 0;
+        const char *sep = json_path[0] ? ": " : "";
+        if (!known)
+            return mab_error_set(err, MAB_ECONFIG, "%s: %s%sunknown key \"%s\"", e->config_path,
+                                 json_path, sep, c->string);
+        for (const cJSON *d = c->next; d; d = d->next)
+            if (strcmp(d->string, c->string) == 0)
+                return mab_error_set(err, MAB_ECONFIG, "%s: %s%skey \"%s\" appears twice",
+                                     e->config_path, json_path, sep, c->string);
+    }
+    return MAB_OK;
+}
+
+static int parse_plugin_path(mab_engine *e, const cJSON *pp, mab_error *err)
+{
+    if (!pp)
+        return MAB_OK;
+    if (!cJSON_IsArray(pp))
+        return mab_error_set(err, MAB_ECONFIG, "%s: plugin_path: expected an array of directories",
+                             e->config_path);
+    size_t n = (size_t)cJSON_GetArraySize(pp);
+    e->plugin_dirs = calloc(n ? n : 1, sizeof *e->plugin_dirs);
+    if (!e->plugin_dirs)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    size_t i = 0;
+    for (const cJSON *d = pp->child; d; d = d->next, i++) {
+        if (!cJSON_IsString(d) || !d->valuestring[0])
+            return mab_error_set(err, MAB_ECONFIG,
+                                 "%s: plugin_path[%zu]: expected a directory name", e->config_path, i);
+        e->plugin_dirs[i] = d->valuestring[0] == '/'
+                                ? mab__strdup(d->valuestring)
+                                : mab__asprintf("%s/%s", e->config_dir, d->valuestring);
+        if (!e->plugin_dirs[i])
+            return mab_error_set(err, MAB_ENOMEM, "out of memory");
+        e->n_plugin_dirs = i + 1;
+    }
+    return MAB_OK;
+}
+
+static int parse_seed(mab_engine *e, const cJSON *seed, mab_error *err)
+{
+    if (!seed)
+        return MAB_OK;
+    double d = cJSON_IsNumber(seed) ? seed->valuedouble : -1;
+    if (d < 0 || d != floor(d) || d >= 9007199254740992.0)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: seed: expected an integer in [0, 2^53)", e->config_path);
+    e->has_seed = 1;
+    e->seed = (uint64_t)d;
+    return MAB_OK;
+}
+
+static int parse_storage(mab_engine *e, const cJSON *st, mab_error *err)
+{
+    if (!st)
+        return mab_error_set(err, MAB_ECONFIG, "%s: storage: required key is missing",
+                             e->config_path);
+    if (!cJSON_IsObject(st))
+        return mab_error_set(err, MAB_ECONFIG, "%s: storage: expected an object", e->config_path);
+    const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(st, "plugin");
+    if (!cJSON_IsString(plugin) || !plugin->valuestring[0])
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: storage.plugin: expected the name or path of a storage plugin",
+                             e->config_path);
+    e->sync_always = 0;
+    e->interval_ms = 1000;
+    const cJSON *sync = cJSON_GetObjectItemCaseSensitive(st, "sync");
+    if (!sync)
+        return MAB_OK;
+    if (cJSON_IsString(sync) && strcmp(sync->valuestring, "always") == 0) {
+        e->sync_always = 1;
+        return MAB_OK;
+    }
+    const cJSON *ms = cJSON_IsObject(sync) && cJSON_GetArraySize(sync) == 1
+                          ? cJSON_GetObjectItemCaseSensitive(sync, "interval_ms")
+                          : NULL;
+    if (!cJSON_IsNumber(ms))
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: storage.sync: expected \"always\" or {\"interval_ms\": N}",
+                             e->config_path);
+    double d = ms->valuedouble;
+    if (d != floor(d) || d < 1 || d > 86400000)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: storage.sync.interval_ms: %g is outside [1, 86400000]",
+                             e->config_path, d);
+    e->interval_ms = (int64_t)d;
+    return MAB_OK;
+}
+
+static int parse_reward_range(const mab_engine *e, mab__experiment *x, const cJSON *r,
+                              mab_error *err)
+{
+    x->reward_min = 0.0;
+    x->reward_max = 1.0;
+    if (!r)
+        return MAB_OK;
+    char where[MAB__ID_MAX + 32];
+    snprintf(where, sizeof where, "experiments.%s.reward", x->id);
+    if (!cJSON_IsObject(r))
+        return mab_error_set(err, MAB_ECONFIG, "%s: %s: expected {\"min\": A, \"max\": B}",
+                             e->config_path, where);
+    static const char *const keys[] = {"min", "max", NULL};
+    int rc = check_keys(e, r, where, keys, err);
+    if (rc)
+        return rc;
+    const char *names[2] = {"min", "max"};
+    double *dst[2] = {&x->reward_min, &x->reward_max};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, names[i]);
+        if (!v)
+            continue;
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+            return mab_error_set(err, MAB_ECONFIG, "%s: %s.%s: expected a number",
+                                 e->config_path, where, names[i]);
+        *dst[i] = v->valuedouble;
+    }
+    if (!(x->reward_min < x->reward_max))
+        return mab_error_set(err, MAB_ECONFIG, "%s: %s: min (%g) must be less than max (%g)",
+                             e->config_path, where, x->reward_min, x->reward_max);
+    return MAB_OK;
+}
+
+static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_error *err)
+{
+    if (!arms)
+        return mab_error_set(err, MAB_ECONFIG, "%s: experiments.%s.arms: required key is missing",
+                             e->config_path, x->id);
+    if (!cJSON_IsObject(arms))
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments.%s.arms: expected an object of arm id to value",
+                             e->config_path, x->id);
+    size_t n = (size_t)cJSON_GetArraySize(arms);
+    if (n < 2)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments.%s.arms: at least 2 arms are required, found %zu",
+                             e->config_path, x->id, n);
+    x->arms = calloc(n, sizeof *x->arms);
+    if (!x->arms)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    for (const cJSON *a = arms->child; a; a = a->next) {
+        if (!valid_id(a->string))
+            return mab_error_set(err, MAB_ECONFIG,
+                                 "%s: experiments.%s.arms: arm id \"%s\" must be 1 to %d letters, "
+                                 "digits, '_' or '-'",
+                                 e->config_path, x->id, a->string, MAB__ID_MAX);
+        for (size_t i = 0; i < x->n_arms; i++)
+            if (strcmp(x->arms[i].id, a->string) == 0)
+                return mab_error_set(err, MAB_ECONFIG,
+                                     "%s: experiments.%s.arms.%s: duplicate arm id",
+                                     e->config_path, x->id, a->string);
+        mab__arm *arm = &x->arms[x->n_arms];
+        arm->id = mab__strdup(a->string);
+        arm->value_json = cJSON_PrintUnformatted(a);
+        if (!arm->id || !arm->value_json) {
+            free(arm->id);
+            cJSON_free(arm->value_json);
+            return mab_error_set(err, MAB_ENOMEM, "out of memory");
+        }
+        x->n_arms++;
+    }
+    return MAB_OK;
+}
+
+static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
+                            mab_error *err)
+{
+    char where[MAB__ID_MAX + 16];
+    snprintf(where, sizeof where, "experiments.%s", x->id);
+    if (!cJSON_IsObject(obj))
+        return mab_error_set(err, MAB_ECONFIG, "%s: %s: expected an object", e->config_path,
+                             where);
+    static const char *const keys[] = {"policy", "arms", "reward", NULL};
+    int rc = check_keys(e, obj, where, keys, err);
+    if (rc)
+        return rc;
+    const cJSON *policy = cJSON_GetObjectItemCaseSensitive(obj, "policy");
+    if (!policy)
+        return mab_error_set(err, MAB_ECONFIG, "%s: %s.policy: required key is missing",
+                             e->config_path, where);
+    const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(policy, "plugin");
+    if (!cJSON_IsObject(policy) || !cJSON_IsString(plugin) || !plugin->valuestring[0])
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: %s.policy: expected an object with \"plugin\" naming a policy",
+                             e->config_path, where);
+    x->policy_obj = policy;
+    rc = parse_reward_range(e, x, cJSON_GetObjectItemCaseSensitive(obj, "reward"), err);
+    if (rc)
+        return rc;
+    return parse_arms(e, x, cJSON_GetObjectItemCaseSensitive(obj, "arms"), err);
+}
+
+static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
+{
+    if (!exps)
+        return mab_error_set(err, MAB_ECONFIG, "%s: experiments: required key is missing",
+                             e->config_path);
+    if (!cJSON_IsObject(exps))
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments: expected an object of experiment id to experiment",
+                             e->config_path);
+    size_t n = (size_t)cJSON_GetArraySize(exps);
+    if (n == 0)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments: at least one experiment is required",
+                             e->config_path);
+    e->experiments = calloc(n, sizeof *e->experiments);
+    if (!e->experiments)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    for (const cJSON *c = exps->child; c; c = c->next) {
+        if (!valid_id(c->string))
+            return mab_error_set(err, MAB_ECONFIG,
+                                 "%s: experiments: experiment id \"%s\" must be 1 to %d letters, "
+                                 "digits, '_' or '-'",
+                                 e->config_path, c->string, MAB__ID_MAX);
+        for (size_t i = 0; i < e->n_experiments; i++)
+            if (strcmp(e->experiments[i].id, c->string) == 0)
+                return mab_error_set(err, MAB_ECONFIG,
+                                     "%s: experiments.%s: duplicate experiment id",
+                                     e->config_path, c->string);
+        mab__experiment *x = &e->experiments[e->n_experiments];
+        x->id = mab__strdup(c->string);
+        if (!x->id)
+            return mab_error_set(err, MAB_ENOMEM, "out of memory");
+        e->n_experiments++;
+        int rc = parse_experiment(e, x, c, err);
+        if (rc)
+            return rc;
+        x->first_arm = e->total_arms;
+        e->total_arms += x->n_arms;
+        if (x->n_arms > e->max_arms)
+            e->max_arms = x->n_arms;
+    }
+    return MAB_OK;
+}
+
+int mab__config_load(mab_engine *e, mab_error *err)
+{
+    char *dir_copy = mab__strdup(e->config_path);
+    if (!dir_copy)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    e->config_dir = mab__strdup(dirname(dir_copy));
+    free(dir_copy);
+    if (!e->config_dir)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+
+    char *text = NULL;
+    int rc = read_file(e->config_path, &text, err);
+    if (rc)
+        return rc;
+    const char *end = NULL;
+    e->root = cJSON_ParseWithOpts(text, &end, 1);
+    if (!e->root) {
+        int line, column;
+        line_column(text, end ? end : text, &line, &column);
+        free(text);
+        return mab_error_set(err, MAB_ECONFIG, "%s: invalid JSON at line %d, column %d",
+                             e->config_path, line, column);
+    }
+    free(text);
+    if (!cJSON_IsObject(e->root))
+        return mab_error_set(err, MAB_ECONFIG, "%s: the top level must be a JSON object",
+                             e->config_path);
+    static const char *const keys[] = {"plugin_path", "seed", "storage", "experiments", NULL};
+    if ((rc = check_keys(e, e->root, "", keys, err)) ||
+        (rc = parse_plugin_path(e, cJSON_GetObjectItemCaseSensitive(e->root, "plugin_path"), err)) ||
+        (rc = parse_seed(e, cJSON_GetObjectItemCaseSensitive(e->root, "seed"), err)) ||
+        (rc = parse_storage(e, cJSON_GetObjectItemCaseSensitive(e->root, "storage"), err)) ||
+        (rc = parse_experiments(e, cJSON_GetObjectItemCaseSensitive(e->root, "experiments"), err)))
+        return rc;
+    e->storage_obj = cJSON_GetObjectItemCaseSensitive(e->root, "storage");
+    return MAB_OK;
+}
+
+void mab__config_free(mab_engine *e)
+{
+    for (size_t i = 0; i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        for (size_t j = 0; j < x->n_arms; j++) {
+            free(x->arms[j].id);
+            cJSON_free(x->arms[j].value_json);
+        }
+        free(x->arms);
+        free(x->id);
+        free(x->policy_path);
+    }
+    free(e->experiments);
+    for (size_t i = 0; i < e->n_plugin_dirs; i++)
+        free(e->plugin_dirs[i]);
+    free(e->plugin_dirs);
+    free(e->config_dir);
+    cJSON_Delete(e->root);
+    e->root = NULL;
+}
