@@ -1,0 +1,90 @@
+/*
+ * epsilon_greedy.c - with probability epsilon explore uniformly, otherwise
+ * exploit an arm of highest mean reward (White 2012).
+ *
+ * Params: "epsilon" (number in [0, 1], default 0.1).
+ */
+#include <stdlib.h>
+
+#include "mab/policy.h"
+
+typedef struct epsilon_greedy_state {
+    double epsilon;
+} epsilon_greedy_state;
+
+static int epsilon_greedy_create(mab_params *params, size_t n_arms, void **state)
+{
+    double epsilon;
+    int rc = mab_params_double(params, "epsilon", 0.1, 0.0, 1.0, &epsilon);
+    if (rc != MAB_OK)
+        return rc;
+    epsilon_greedy_state *s = malloc(sizeof *s);
+    if (!s)
+        return MAB_ENOMEM;
+    s->epsilon = epsilon;
+    *state = s;
+    return MAB_OK;
+}
+
+static void epsilon_greedy_destroy(void *state)
+{
+    free(state);
+}
+
+/* The k-th (from 0) arm whose mean equals best_mean, in config order. */
+static size_t nth_best_arm(const mab_arm_view *arms, size_t n_arms, double best_mean, size_t k)
+{
+    for (size_t i = 0; i < n_arms; i++) {
+        if (mab_arm_mean(&arms[i]) == best_mean) {
+            if (k == 0)
+                return i;
+            k--;
+        }
+    }
+    return 0; /* unreachable: k < number of best arms */
+}
+
+static int epsilon_greedy_choose(const void *state, const mab_arm_view *arms, size_t n_arms,
+                                 mab_rng *rng, size_t *arm, double *probability)
+{
+    const epsilon_greedy_state *s = state;
+
+    /* Exact comparison: the reported probability must describe the very set
+       the exploit branch draws from. */
+    double best_mean = mab_arm_mean(&arms[0]);
+    size_t n_best = 1;
+    for (size_t i = 1; i < n_arms; i++) {
+        double mean = mab_arm_mean(&arms[i]);
+        if (mean > best_mean) {
+            best_mean = mean;
+            n_best = 1;
+        } else if (mean == best_mean) {
+            n_best++;
+        }
+    }
+
+    size_t chosen;
+    if (mab_rng_uniform(rng) < s->epsilon)
+        chosen = (size_t)mab_rng_below(rng, n_arms);
+    else
+        chosen = nth_best_arm(arms, n_arms, best_mean, (size_t)mab_rng_below(rng, n_best));
+
+    /* The explore branch can land on a best arm too, hence the sum. */
+    double p = s->epsilon / (double)n_arms;
+    if (mab_arm_mean(&arms[chosen]) == best_mean)
+        p += (1.0 - s->epsilon) / (double)n_best;
+    *arm = chosen;
+    *probability = p;
+    return MAB_OK;
+}
+
+static const mab_policy epsilon_greedy_policy = {
+    MAB_POLICY_HEADER,
+    "epsilon_greedy",
+    "explores uniformly with probability epsilon, otherwise plays the best mean",
+    epsilon_greedy_create,
+    epsilon_greedy_destroy,
+    epsilon_greedy_choose,
+};
+
+MAB_POLICY_DEFINE(epsilon_greedy_policy)

@@ -1,0 +1,131 @@
+/*
+ * ucb1.c - UCB1 (Auer, Cesa-Bianchi & Fischer 2002): play every untried arm
+ * once, then the arm maximising mean + sqrt(2 ln t / n_i).
+ *
+ * No params.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "mab/policy.h"
+
+/* UCB1 has no parameters; a non-NULL state keeps create's contract simple. */
+typedef struct ucb1_state {
+    int unused;
+} ucb1_state;
+
+static int ucb1_create(mab_params *params, size_t n_arms, void **state)
+{
+    ucb1_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return MAB_ENOMEM;
+    *state = s;
+    return MAB_OK;
+}
+
+static void ucb1_destroy(void *state)
+{
+    free(state);
+}
+
+/* Pick uniformly among the arms never pulled; there are n_untried > 0. */
+static size_t pick_untried(const mab_arm_view *arms, size_t n_arms, size_t n_untried,
+                           mab_rng *rng)
+{
+    size_t k = (size_t)mab_rng_below(rng, n_untried);
+    for (size_t i = 0; i < n_arms; i++) {
+        if (arms[i].pulls == 0) {
+            if (k == 0)
+                return i;
+            k--;
+        }
+    }
+    return 0; /* unreachable */
+}
+
+static inline double ucb1_index(const mab_arm_view *arm, double two_log_t)
+{
+    double inv_n = 1.0 / (double)arm->pulls; /* one division instead of two */
+    return arm->reward_sum * inv_n + sqrt(two_log_t * inv_n);
+}
+
+/* Indices equal up to rounding count as ties. */
+static inline double tie_threshold(double best)
+{
+    return best - 1e-12 * fabs(best);
+}
+
+/* Up to this many arms the indices are kept on the stack and computed once;
+   beyond it they are computed twice rather than allocated. */
+#define UCB1_STACK_ARMS 32
+
+static size_t argmax_small(const mab_arm_view *arms, size_t n_arms, double two_log_t,
+                           mab_rng *rng, size_t *n_ties)
+{
+    double index[UCB1_STACK_ARMS];
+    double best = -INFINITY;
+    for (size_t i = 0; i < n_arms; i++) {
+        index[i] = ucb1_index(&arms[i], two_log_t);
+        if (index[i] > best)
+            best = index[i];
+    }
+    return mab_argmax(index, n_arms, best - tie_threshold(best), rng, n_ties);
+}
+
+static size_t argmax_large(const mab_arm_view *arms, size_t n_arms, double two_log_t,
+                           mab_rng *rng, size_t *n_ties)
+{
+    double best = -INFINITY;
+    for (size_t i = 0; i < n_arms; i++) {
+        double index = ucb1_index(&arms[i], two_log_t);
+        if (index > best)
+            best = index;
+    }
+    /* Reservoir sampling over the tied arms; the indices are recomputed
+       bit-identically. */
+    double threshold = tie_threshold(best);
+    size_t chosen = 0, ties = 0;
+    for (size_t i = 0; i < n_arms; i++) {
+        if (ucb1_index(&arms[i], two_log_t) >= threshold) {
+            ties++;
+            if (ties == 1 || mab_rng_below(rng, ties) == 0)
+                chosen = i;
+        }
+    }
+    *n_ties = ties;
+    return chosen;
+}
+
+static int ucb1_choose(const void *state, const mab_arm_view *arms, size_t n_arms,
+                       mab_rng *rng, size_t *arm, double *probability)
+{
+    uint64_t total_pulls = 0;
+    size_t n_untried = 0;
+    for (size_t i = 0; i < n_arms; i++) {
+        total_pulls += arms[i].pulls;
+        n_untried += arms[i].pulls == 0;
+    }
+    if (n_untried > 0) {
+        *arm = pick_untried(arms, n_arms, n_untried, rng);
+        *probability = 1.0 / (double)n_untried;
+        return MAB_OK;
+    }
+
+    double two_log_t = 2.0 * log((double)total_pulls);
+    size_t n_ties;
+    *arm = n_arms <= UCB1_STACK_ARMS ? argmax_small(arms, n_arms, two_log_t, rng, &n_ties)
+                                     : argmax_large(arms, n_arms, two_log_t, rng, &n_ties);
+    *probability = 1.0 / (double)n_ties;
+    return MAB_OK;
+}
+
+static const mab_policy ucb1_policy = {
+    MAB_POLICY_HEADER,
+    "ucb1",
+    "tries every arm once, then plays the highest upper confidence bound",
+    ucb1_create,
+    ucb1_destroy,
+    ucb1_choose,
+};
+
+MAB_POLICY_DEFINE(ucb1_policy)

@@ -1,0 +1,741 @@
+/*
+ * json_file.c - storage in one JSON file, for a single process.
+ *
+ * Config: {"plugin": "json_file", "path": "var/mab.json"}; "path" is
+ * required and relative to the config file's directory.
+ *
+ * File format (version 1):
+ *
+ *   {"format": "mab-json-storage", "version": 1,
+ *    "experiments": {"EXP": {"ARM": {"pulls": N, "rewards": N,
+ *                                    "reward_sum": X, "reward_sum_sq": X}}}}
+ *
+ * pulls and rewards are integers in [0, 2^53]; reward_sum and reward_sum_sq
+ * are finite numbers written with enough digits to read back bit for bit.
+ * A file with another "format", another "version", a missing or mistyped
+ * field, or anything that is not complete JSON is refused at open with
+ * MAB_ECORRUPT and left exactly as it is.
+ *
+ * The whole table lives in memory and every write replaces the whole file:
+ * the snapshot goes to PATH.tmp, is fsynced, renamed over PATH, and the
+ * directory is fsynced. A crash at any moment leaves either the previous
+ * snapshot or the new one, never a torn file (a stale PATH.tmp is harmless
+ * and overwritten by the next write).
+ *
+ * One process at a time: open takes flock(LOCK_EX) on PATH.lock (a separate
+ * file, since PATH itself is replaced by rename) and writes its pid there so
+ * a second opener can say who holds the store. The kernel drops the lock when
+ * the holder exits or is killed. The lock file is never removed: unlinking it
+ * while another process has it open would let two processes lock two
+ * different inodes. Note that a child forked while the store is open shares
+ * the lock's open file description and so keeps the store locked until it
+ * exits or execs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "mab/storage.h"
+
+#define JSON_STORE_FORMAT "mab-json-storage"
+#define JSON_STORE_VERSION 1
+/* Counters are stored as JSON numbers, which cJSON reads as doubles: exact up to 2^53. */
+#define JSON_STORE_COUNTER_MAX (UINT64_C(1) << 53)
+#define NO_RECORD SIZE_MAX
+
+typedef struct record {
+    char *experiment; /* one allocation "EXP\0ARM\0"; arm points inside it */
+    const char *arm;
+    mab_totals totals;
+    size_t next; /* next record in the same hash bucket, or NO_RECORD */
+} record;
+
+typedef struct json_store {
+    char path[PATH_MAX];
+    char tmp_path[PATH_MAX];
+    char lock_path[PATH_MAX];
+    char dir_path[PATH_MAX];
+    int lock_fd;
+    record *records; /* in order of creation, which is also the file's order */
+    size_t n_records, cap_records;
+    size_t *buckets; /* index of the first record of each bucket, or NO_RECORD */
+    size_t n_buckets; /* a power of two */
+} json_store;
+
+/* ---- the in-memory table ---------------------------------------------- */
+
+static size_t key_hash(const char *experiment, const char *arm)
+{
+    /* FNV-1a over "EXP\0ARM". */
+    uint64_t h = 1469598103934665603u;
+    for (const unsigned char *s = (const unsigned char *)experiment; *s; s++)
+        h = (h ^ *s) * 1099511628211u;
+    h = h * 1099511628211u;
+    for (const unsigned char *s = (const unsigned char *)arm; *s; s++)
+        h = (h ^ *s) * 1099511628211u;
+    return (size_t)h;
+}
+
+/* Rebuild the bucket chains from the records (never allocates). */
+static void index_relink(json_store *st)
+{
+    for (size_t b = 0; b < st->n_buckets; b++)
+        st->buckets[b] = NO_RECORD;
+    for (size_t i = 0; i < st->n_records; i++) {
+        record *r = &st->records[i];
+        size_t b = key_hash(r->experiment, r->arm) & (st->n_buckets - 1);
+        r->next = st->buckets[b];
+        st->buckets[b] = i;
+    }
+}
+
+static record *table_find(const json_store *st, const char *experiment, const char *arm)
+{
+    if (st->n_buckets == 0)
+        return NULL;
+    size_t i = st->buckets[key_hash(experiment, arm) & (st->n_buckets - 1)];
+    for (; i != NO_RECORD; i = st->records[i].next) {
+        record *r = &st->records[i];
+        if (strcmp(r->experiment, experiment) == 0 && strcmp(r->arm, arm) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* Append a zeroed record; NULL when out of memory (the table is unchanged). */
+static record *table_insert(json_store *st, const char *experiment, const char *arm)
+{
+    if (st->n_records == st->cap_records) {
+        size_t cap = st->cap_records ? st->cap_records * 2 : 64;
+        record *grown = realloc(st->records, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        st->records = grown;
+        st->cap_records = cap;
+    }
+    if (st->n_records + 1 > st->n_buckets) {
+        size_t n = st->n_buckets ? st->n_buckets * 2 : 64;
+        size_t *buckets = malloc(n * sizeof *buckets);
+        if (!buckets)
+            return NULL;
+        free(st->buckets);
+        st->buckets = buckets;
+        st->n_buckets = n;
+        index_relink(st);
+    }
+    size_t exp_len = strlen(experiment), arm_len = strlen(arm);
+    char *key = malloc(exp_len + arm_len + 2);
+    if (!key)
+        return NULL;
+    memcpy(key, experiment, exp_len + 1);
+    memcpy(key + exp_len + 1, arm, arm_len + 1);
+
+    size_t i = st->n_records++;
+    record *r = &st->records[i];
+    r->experiment = key;
+    r->arm = key + exp_len + 1;
+    memset(&r->totals, 0, sizeof r->totals);
+    size_t b = key_hash(experiment, arm) & (st->n_buckets - 1);
+    r->next = st->buckets[b];
+    st->buckets[b] = i;
+    return r;
+}
+
+/* Drop the records created after the first `n` (undoing a failed batch). */
+static void table_truncate(json_store *st, size_t n)
+{
+    for (size_t i = n; i < st->n_records; i++)
+        free(st->records[i].experiment);
+    st->n_records = n;
+    index_relink(st);
+}
+
+static void store_free(json_store *st)
+{
+    table_truncate(st, 0);
+    free(st->records);
+    free(st->buckets);
+    if (st->lock_fd >= 0)
+        close(st->lock_fd); /* releases the flock */
+    free(st);
+}
+
+/* ---- writing a snapshot ----------------------------------------------- */
+
+/* A JSON number that reads back as exactly d (cJSON's own printer may drop the last digit). */
+static cJSON *number_exact(double d)
+{
+    char text[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, d);
+        if (strtod(text, NULL) == d)
+            break;
+    }
+    return cJSON_CreateRaw(text);
+}
+
+static cJSON *counter_exact(uint64_t n)
+{
+    char text[24];
+    snprintf(text, sizeof text, "%" PRIu64, n);
+    return cJSON_CreateRaw(text);
+}
+
+static cJSON *totals_to_json(const mab_totals *t)
+{
+    cJSON *obj = cJSON_CreateObject();
+    if (!obj || !cJSON_AddItemToObject(obj, "pulls", counter_exact(t->pulls)) ||
+        !cJSON_AddItemToObject(obj, "rewards", counter_exact(t->rewards)) ||
+        !cJSON_AddItemToObject(obj, "reward_sum", number_exact(t->reward_sum)) ||
+        !cJSON_AddItemToObject(obj, "reward_sum_sq", number_exact(t->reward_sum_sq))) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* The file's text for every record except those of skip_experiment (may be NULL). */
+static char *snapshot_text(const json_store *st, const char *skip_experiment)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *experiments = NULL;
+    if (!root || !cJSON_AddStringToObject(root, "format", JSON_STORE_FORMAT) ||
+        !cJSON_AddItemToObject(root, "version", counter_exact(JSON_STORE_VERSION)) ||
+        !(experiments = cJSON_AddObjectToObject(root, "experiments")))
+        goto fail;
+
+    /* Records of one experiment are mostly adjacent: remember the last one. */
+    const char *last_name = NULL;
+    cJSON *last_obj = NULL;
+    for (size_t i = 0; i < st->n_records; i++) {
+        const record *r = &st->records[i];
+        if (skip_experiment && strcmp(r->experiment, skip_experiment) == 0)
+            continue;
+        if (!last_name || strcmp(last_name, r->experiment) != 0) {
+            last_obj = cJSON_GetObjectItemCaseSensitive(experiments, r->experiment);
+            if (!last_obj && !(last_obj = cJSON_AddObjectToObject(experiments, r->experiment)))
+                goto fail;
+            last_name = r->experiment;
+        }
+        cJSON *arm = totals_to_json(&r->totals);
+        if (!arm || !cJSON_AddItemToObject(last_obj, r->arm, arm)) {
+            cJSON_Delete(arm);
+            goto fail;
+        }
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    return text;
+fail:
+    cJSON_Delete(root);
+    return NULL;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int fsync_directory(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/*
+ * Replace the file with a snapshot of the table (minus skip_experiment),
+ * durably. On failure the file is the previous snapshot, except when only the
+ * final directory fsync failed: then it may already hold the new one, which
+ * is harmless because the table is the source of truth and the next write
+ * replaces the whole file again.
+ */
+static int snapshot_write(json_store *st, const char *skip_experiment, mab_error *err)
+{
+    char *text = snapshot_text(st, skip_experiment);
+    if (!text)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory building the snapshot",
+                             st->path);
+
+    const char *step = "cannot create";
+    int fd = open(st->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        goto fail;
+    step = "cannot write";
+    size_t len = strlen(text);
+    /* A trailing newline makes the file friendlier to cat and diff. */
+    text[len] = '\n';
+    int rc = write_all(fd, text, len + 1);
+    text[len] = '\0';
+    if (rc != 0)
+        goto fail;
+    step = "cannot fsync";
+    if (fsync(fd) != 0)
+        goto fail;
+    step = "cannot close";
+    rc = close(fd);
+    fd = -1;
+    if (rc != 0)
+        goto fail;
+    step = "cannot rename";
+    if (rename(st->tmp_path, st->path) != 0)
+        goto fail;
+    free(text);
+    if (fsync_directory(st->dir_path) != 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot fsync directory %s: %s", st->path,
+                             st->dir_path, strerror(errno));
+    return MAB_OK;
+
+fail:;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(st->tmp_path); /* may fail (e.g. it was never created): nothing to undo then */
+    free(text);
+    return mab_error_set(err, MAB_ESTORAGE, "%s: %s temporary file %s: %s", st->path, step,
+                         st->tmp_path, strerror(saved));
+}
+
+/* ---- reading the file ------------------------------------------------- */
+
+/* 1-based line and column of byte `offset` in text. */
+static void text_position(const char *text, size_t offset, unsigned long *line,
+                          unsigned long *column)
+{
+    *line = 1;
+    *column = 1;
+    for (size_t i = 0; i < offset; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *column = 1;
+        } else {
+            (*column)++;
+        }
+    }
+}
+
+static int counter_from_json(const cJSON *v, uint64_t *out)
+{
+    if (!cJSON_IsNumber(v))
+        return -1;
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < 0 || d != floor(d) || d > (double)JSON_STORE_COUNTER_MAX)
+        return -1;
+    *out = (uint64_t)d;
+    return 0;
+}
+
+/* Read one arm's record object into t; on error describe the bad field in `what`. */
+static int totals_from_json(const cJSON *obj, mab_totals *t, const char **field,
+                            const char **what)
+{
+    static const char *const names[] = {"pulls", "rewards", "reward_sum", "reward_sum_sq"};
+    *field = NULL;
+    if (!cJSON_IsObject(obj)) {
+        *what = "expected an object";
+        return -1;
+    }
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        int known = 0;
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            known |= strcmp(c->string, names[i]) == 0;
+        if (!known) {
+            *field = c->string;
+            *what = "unknown field";
+            return -1;
+        }
+    }
+    const cJSON *v;
+    *what = "expected a non-negative integer (at most 2^53)";
+    *field = "pulls";
+    if (!(v = cJSON_GetObjectItemCaseSensitive(obj, *field)) || counter_from_json(v, &t->pulls))
+        return -1;
+    *field = "rewards";
+    if (!(v = cJSON_GetObjectItemCaseSensitive(obj, *field)) || counter_from_json(v, &t->rewards))
+        return -1;
+    *what = "expected a finite number";
+    *field = "reward_sum";
+    v = cJSON_GetObjectItemCaseSensitive(obj, *field);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return -1;
+    t->reward_sum = v->valuedouble;
+    *field = "reward_sum_sq";
+    v = cJSON_GetObjectItemCaseSensitive(obj, *field);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return -1;
+    t->reward_sum_sq = v->valuedouble;
+    return 0;
+}
+
+/* Fill the (empty) table from a parsed document, checking every field. */
+static int table_from_json(json_store *st, const cJSON *root, mab_error *err)
+{
+    if (!cJSON_IsObject(root))
+        return mab_error_set(err, MAB_ECORRUPT, "%s: expected a JSON object at the top level",
+                             st->path);
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
+    if (!cJSON_IsString(format) || strcmp(format->valuestring, JSON_STORE_FORMAT) != 0)
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: format: expected \"" JSON_STORE_FORMAT "\"; not a mab "
+                             "json_file store",
+                             st->path);
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
+    if (!cJSON_IsNumber(version) || !isfinite(version->valuedouble))
+        return mab_error_set(err, MAB_ECORRUPT, "%s: version: expected an integer", st->path);
+    if (version->valuedouble != JSON_STORE_VERSION)
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: unsupported version %g (this json_file plugin reads "
+                             "version %d)",
+                             st->path, version->valuedouble, JSON_STORE_VERSION);
+    for (const cJSON *c = root->child; c; c = c->next)
+        if (strcmp(c->string, "format") && strcmp(c->string, "version") &&
+            strcmp(c->string, "experiments"))
+            return mab_error_set(err, MAB_ECORRUPT, "%s: %s: unknown field", st->path,
+                                 c->string);
+    const cJSON *experiments = cJSON_GetObjectItemCaseSensitive(root, "experiments");
+    if (!cJSON_IsObject(experiments))
+        return mab_error_set(err, MAB_ECORRUPT, "%s: experiments: expected an object",
+                             st->path);
+
+    for (const cJSON *exp = experiments->child; exp; exp = exp->next) {
+        if (!cJSON_IsObject(exp))
+            return mab_error_set(err, MAB_ECORRUPT, "%s: experiments.%s: expected an object",
+                                 st->path, exp->string);
+        for (const cJSON *arm = exp->child; arm; arm = arm->next) {
+            mab_totals t;
+            const char *field, *what;
+            if (totals_from_json(arm, &t, &field, &what) != 0)
+                return mab_error_set(err, MAB_ECORRUPT, "%s: experiments.%s.%s%s%s: %s",
+                                     st->path, exp->string, arm->string, field ? "." : "",
+                                     field ? field : "", what);
+            if (table_find(st, exp->string, arm->string))
+                return mab_error_set(err, MAB_ECORRUPT,
+                                     "%s: experiments.%s.%s: duplicate record", st->path,
+                                     exp->string, arm->string);
+            record *r = table_insert(st, exp->string, arm->string);
+            if (!r)
+                return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            r->totals = t;
+        }
+    }
+    return MAB_OK;
+}
+
+/* Read the whole file into a NUL-terminated buffer; -1 with errno on failure. */
+static int read_file(const char *path, char **text, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        errno = ENOMEM;
+        return -1;
+    }
+    for (;;) {
+        if (n + 1 == cap) {
+            char *grown = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+            if (!grown) {
+                free(buf);
+                close(fd);
+                errno = ENOMEM;
+                return -1;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t got = read(fd, buf + n, cap - 1 - n);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            int saved = errno;
+            free(buf);
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+/* Load the file into the table; a missing file starts an empty store on disk. */
+static int store_load_file(json_store *st, mab_error *err)
+{
+    char *text;
+    size_t len;
+    if (read_file(st->path, &text, &len) != 0) {
+        if (errno == ENOENT)
+            return snapshot_write(st, NULL, err);
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
+                             strerror(errno));
+    }
+    if (len == 0) {
+        free(text);
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: the file is empty (line 1, column 1); expected a "
+                             "json_file store",
+                             st->path);
+    }
+    const char *nul = memchr(text, '\0', len);
+    const char *end = NULL;
+    cJSON *root = nul ? NULL : cJSON_ParseWithOpts(text, &end, 1);
+    if (!root) {
+        size_t offset = nul ? (size_t)(nul - text) : end ? (size_t)(end - text) : 0;
+        unsigned long line, column;
+        text_position(text, offset, &line, &column);
+        free(text);
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: invalid or truncated JSON at line %lu, column %lu", st->path,
+                             line, column);
+    }
+    free(text);
+    int rc = table_from_json(st, root, err);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* ---- the lock --------------------------------------------------------- */
+
+/* The pid the holder wrote into the lock file, or 0 when it cannot be read yet. */
+static long lock_holder_pid(int fd)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *end;
+    long pid = strtol(buf, &end, 10);
+    return (end != buf && pid > 0) ? pid : 0;
+}
+
+static int store_lock(json_store *st, mab_error *err)
+{
+    st->lock_fd = open(st->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (st->lock_fd < 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot open lock file %s: %s", st->path,
+                             st->lock_path, strerror(errno));
+    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK)
+            return mab_error_set(err, MAB_ESTORAGE, "%s: cannot lock %s: %s", st->path,
+                                 st->lock_path, strerror(errno));
+        /* The holder writes its pid right after locking: give it a moment. */
+        long pid = 0;
+        for (int tries = 0; tries < 50 && (pid = lock_holder_pid(st->lock_fd)) == 0; tries++)
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        if (pid)
+            return mab_error_set(err, MAB_EBUSY,
+                                 "%s is in use by pid %ld (json_file storage is for one "
+                                 "process; use lmdb to share)",
+                                 st->path, pid);
+        return mab_error_set(err, MAB_EBUSY, "%s is in use by another process (see %s)",
+                             st->path, st->lock_path);
+    }
+    char pid_text[32];
+    int n = snprintf(pid_text, sizeof pid_text, "%ld\n", (long)getpid());
+    if (ftruncate(st->lock_fd, 0) != 0 || pwrite(st->lock_fd, pid_text, (size_t)n, 0) != n)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot write pid to %s: %s", st->path,
+                             st->lock_path, strerror(errno));
+    return MAB_OK;
+}
+
+/* ---- the plugin ------------------------------------------------------- */
+
+static int store_paths(json_store *st, mab_error *err)
+{
+    if ((size_t)snprintf(st->tmp_path, sizeof st->tmp_path, "%s.tmp", st->path) >=
+            sizeof st->tmp_path ||
+        (size_t)snprintf(st->lock_path, sizeof st->lock_path, "%s.lock", st->path) >=
+            sizeof st->lock_path)
+        return mab_error_set(err, MAB_ECONFIG, "%s: path is too long", st->path);
+    const char *slash = strrchr(st->path, '/');
+    if (!slash)
+        snprintf(st->dir_path, sizeof st->dir_path, ".");
+    else if (slash == st->path)
+        snprintf(st->dir_path, sizeof st->dir_path, "/");
+    else
+        snprintf(st->dir_path, sizeof st->dir_path, "%.*s", (int)(slash - st->path), st->path);
+    return MAB_OK;
+}
+
+static int json_open(mab_params *params, void **state, mab_error *err)
+{
+    json_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return mab_error_set(err, MAB_ENOMEM, "json_file: out of memory");
+    st->lock_fd = -1;
+    int rc = mab_params_path(params, "path", NULL, st->path, sizeof st->path);
+    if (rc != MAB_OK) {
+        mab_error_set(err, rc, "%s", mab_params_last_error(params));
+        store_free(st);
+        return rc;
+    }
+    if ((rc = store_paths(st, err)) != MAB_OK || (rc = store_lock(st, err)) != MAB_OK ||
+        (rc = store_load_file(st, err)) != MAB_OK) {
+        store_free(st);
+        return rc;
+    }
+    *state = st;
+    return MAB_OK;
+}
+
+static int json_load(void *state, const char *experiment, const char *const *arm_ids,
+                     size_t n_arms, mab_totals *out, mab_error *err)
+{
+    json_store *st = state;
+    if (!experiment || (n_arms && (!arm_ids || !out)))
+        return mab_error_set(err, MAB_EINVAL, "%s: load: NULL argument", st->path);
+    for (size_t i = 0; i < n_arms; i++) {
+        const record *r = arm_ids[i] ? table_find(st, experiment, arm_ids[i]) : NULL;
+        if (r)
+            out[i] = r->totals;
+        else
+            memset(&out[i], 0, sizeof out[i]);
+    }
+    return MAB_OK;
+}
+
+/* What a record held before the batch touched it. */
+typedef struct undo_entry {
+    size_t index;
+    mab_totals before;
+} undo_entry;
+
+static int json_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    json_store *st = state;
+    if (n_deltas == 0)
+        return MAB_OK;
+    if (!deltas)
+        return mab_error_set(err, MAB_EINVAL, "%s: apply: NULL batch", st->path);
+    for (size_t i = 0; i < n_deltas; i++) {
+        const mab_delta *d = &deltas[i];
+        if (!d->experiment || !d->arm)
+            return mab_error_set(err, MAB_EINVAL, "%s: apply: delta %zu has no experiment or arm",
+                                 st->path, i);
+        if (!isfinite(d->add.reward_sum) || !isfinite(d->add.reward_sum_sq))
+            return mab_error_set(err, MAB_EINVAL, "%s: apply: %s.%s: reward is not finite",
+                                 st->path, d->experiment, d->arm);
+    }
+
+    undo_entry *undo = malloc(n_deltas * sizeof *undo);
+    if (!undo)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    size_t n_before = st->n_records, n_undo = 0;
+    int rc = MAB_OK;
+    for (size_t i = 0; i < n_deltas && rc == MAB_OK; i++) {
+        const mab_delta *d = &deltas[i];
+        record *r = table_find(st, d->experiment, d->arm);
+        if (!r && !(r = table_insert(st, d->experiment, d->arm))) {
+            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            break;
+        }
+        size_t index = (size_t)(r - st->records);
+        if (index < n_before)
+            undo[n_undo++] = (undo_entry){index, r->totals};
+        mab_totals t = r->totals;
+        int too_big = d->add.pulls > JSON_STORE_COUNTER_MAX - t.pulls ||
+                      d->add.rewards > JSON_STORE_COUNTER_MAX - t.rewards;
+        t.pulls += d->add.pulls;
+        t.rewards += d->add.rewards;
+        t.reward_sum += d->add.reward_sum;
+        t.reward_sum_sq += d->add.reward_sum_sq;
+        if (too_big || !isfinite(t.reward_sum) || !isfinite(t.reward_sum_sq)) {
+            rc = mab_error_set(err, MAB_ERANGE, "%s: %s.%s: counters would overflow", st->path,
+                               d->experiment, d->arm);
+            break;
+        }
+        r->totals = t;
+    }
+    if (rc == MAB_OK)
+        rc = snapshot_write(st, NULL, err);
+    if (rc != MAB_OK) {
+        /* Newest first, so a record touched twice ends with its oldest value. */
+        while (n_undo > 0) {
+            n_undo--;
+            st->records[undo[n_undo].index].totals = undo[n_undo].before;
+        }
+        table_truncate(st, n_before);
+    }
+    free(undo);
+    return rc;
+}
+
+static int json_reset(void *state, const char *experiment, mab_error *err)
+{
+    json_store *st = state;
+    if (!experiment)
+        return mab_error_set(err, MAB_EINVAL, "%s: reset: NULL experiment", st->path);
+    size_t kept = 0;
+    for (size_t i = 0; i < st->n_records; i++)
+        kept += strcmp(st->records[i].experiment, experiment) != 0;
+    if (kept == st->n_records)
+        return MAB_OK;
+    int rc = snapshot_write(st, experiment, err);
+    if (rc != MAB_OK)
+        return rc;
+    size_t n = 0;
+    for (size_t i = 0; i < st->n_records; i++) {
+        if (strcmp(st->records[i].experiment, experiment) == 0)
+            free(st->records[i].experiment);
+        else
+            st->records[n++] = st->records[i];
+    }
+    st->n_records = n;
+    index_relink(st);
+    return MAB_OK;
+}
+
+static void json_close(void *state)
+{
+    if (state)
+        store_free(state);
+}
+
+static const mab_storage json_file_storage = {
+    MAB_STORAGE_HEADER,
+    "json_file",
+    "one JSON file rewritten atomically on every write; single process",
+    json_open,
+    json_load,
+    json_apply,
+    json_reset,
+    json_close,
+};
+
+MAB_STORAGE_DEFINE(json_file_storage)

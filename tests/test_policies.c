@@ -1,0 +1,736 @@
+/*
+ * test_policies.c - the four policy plugins, loaded from their built .so
+ * files as the engine loads them, driven with hand-made arm statistics.
+ *
+ * Statistical cases use fixed seeds and a chi-square goodness-of-fit test
+ * at p < 1e-6, so a false failure is practically impossible and a wrong
+ * distribution fails at once with 10^5 draws.
+ */
+#include <dlfcn.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mab/policy.h"
+
+#define DRAWS 100000
+
+/* cmocka 1.1.5 has no floating-point assertion. */
+#define assert_near(actual, expected, tolerance)                                        \
+    do {                                                                               \
+        double actual_ = (actual), expected_ = (expected);                             \
+        if (!(fabs(actual_ - expected_) <= (tolerance)))                               \
+            fail_msg("%s = %.17g, expected %.17g within %g", #actual, actual_, expected_, \
+                     (double)(tolerance));                                             \
+    } while (0)
+
+/* Chi-square critical values for p = 1e-6, by degrees of freedom (index).
+   Checked two ways: the closed-form survival functions (df 2, 4:
+   e^{-x/2} sum_{j<df/2} (x/2)^j / j!; df 1: erfc(sqrt(x/2)); df 3: that plus
+   sqrt(2x/pi) e^{-x/2}) and Simpson integration of the density's tail. */
+static const double CHI2_CRIT_P1E6[] = {
+    0.0,
+    23.928, /* df = 1, p = 1e-6 */
+    27.631, /* df = 2, p = 1e-6 (= -2 ln 1e-6) */
+    30.665, /* df = 3, p = 1e-6 */
+    33.377, /* df = 4, p = 1e-6 */
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+typedef struct loaded_policy {
+    void *handle;
+    const mab_policy *policy;
+} loaded_policy;
+
+static loaded_policy load_policy(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.so", MAB_PLUGIN_DIR, name);
+    loaded_policy lp;
+    lp.handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lp.handle)
+        fail_msg("dlopen %s: %s", path, dlerror());
+    const mab_policy *(*entry)(void) =
+        (const mab_policy *(*)(void))dlsym(lp.handle, MAB_POLICY_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    lp.policy = entry();
+    assert_non_null(lp.policy);
+    assert_int_equal(lp.policy->abi_major, MAB_POLICY_ABI_MAJOR);
+    assert_int_equal(lp.policy->struct_size, sizeof(mab_policy));
+    assert_string_equal(lp.policy->name, name);
+    return lp;
+}
+
+static void unload_policy(loaded_policy *lp)
+{
+    dlclose(lp->handle);
+}
+
+/*
+ * create() with the given JSON params. Returns its status; on failure the
+ * params' last error is copied to message (when not NULL).
+ */
+static int try_create(const loaded_policy *lp, const char *json, size_t n_arms, void **state,
+                      char *message, size_t message_len)
+{
+    mab_params *params = NULL;
+    mab_error err;
+    assert_int_equal(mab_params_parse(json, "test", &params, &err), MAB_OK);
+    int rc = lp->policy->create(params, n_arms, state);
+    if (message)
+        snprintf(message, message_len, "%s", mab_params_last_error(params));
+    mab_params_free(params);
+    return rc;
+}
+
+static void *create_ok(const loaded_policy *lp, const char *json, size_t n_arms)
+{
+    void *state = NULL;
+    char message[MAB_ERROR_MAX];
+    int rc = try_create(lp, json, n_arms, &state, message, sizeof message);
+    if (rc != MAB_OK)
+        fail_msg("create(%s) failed: %s", json, message);
+    return state;
+}
+
+static size_t choose_ok(const loaded_policy *lp, const void *state, const mab_arm_view *arms,
+                        size_t n_arms, mab_rng *rng, double *probability)
+{
+    size_t arm = n_arms;
+    double p = -1.0;
+    assert_int_equal(lp->policy->choose(state, arms, n_arms, rng, &arm, &p), MAB_OK);
+    assert_true(arm < n_arms);
+    if (probability)
+        *probability = p;
+    return arm;
+}
+
+/* An arm with the given pulls and reward sum (rewards counted as pulls). */
+static mab_arm_view arm_stats(uint64_t pulls, double reward_sum)
+{
+    mab_arm_view a = {pulls, pulls, reward_sum, reward_sum};
+    return a;
+}
+
+/* Pearson's statistic of counts against probabilities over `total` draws.
+   Cells of probability 0 must be empty and add nothing. */
+static double chi_square(const uint64_t *counts, const double *probs, size_t n, uint64_t total)
+{
+    double stat = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (probs[i] == 0.0) {
+            assert_int_equal(counts[i], 0);
+            continue;
+        }
+        double expected = probs[i] * (double)total;
+        double diff = (double)counts[i] - expected;
+        stat += diff * diff / expected;
+    }
+    return stat;
+}
+
+static void assert_chi_square_fits(const uint64_t *counts, const double *probs, size_t n,
+                                   uint64_t total, size_t df)
+{
+    assert_true(df >= 1 && df < sizeof CHI2_CRIT_P1E6 / sizeof CHI2_CRIT_P1E6[0]);
+    double stat = chi_square(counts, probs, n, total);
+    if (!(stat < CHI2_CRIT_P1E6[df])) {
+        for (size_t i = 0; i < n; i++)
+            print_error("arm %zu: observed %llu, expected %.1f\n", i,
+                        (unsigned long long)counts[i], probs[i] * (double)total);
+        fail_msg("chi-square %.2f >= %.3f (df %zu, p 1e-6)", stat, CHI2_CRIT_P1E6[df], df);
+    }
+}
+
+/* Count DRAWS choices. When expected_probability is not NULL, each reported
+   probability must equal expected_probability[arm] to within 1e-12. */
+static void count_choices(const loaded_policy *lp, const void *state, const mab_arm_view *arms,
+                          size_t n_arms, uint64_t seed, uint64_t *counts,
+                          const double *expected_probability)
+{
+    mab_rng *rng = mab_rng_create(seed);
+    assert_non_null(rng);
+    memset(counts, 0, n_arms * sizeof counts[0]);
+    for (int d = 0; d < DRAWS; d++) {
+        double p;
+        size_t arm = choose_ok(lp, state, arms, n_arms, rng, &p);
+        counts[arm]++;
+        if (expected_probability)
+            assert_near(p, expected_probability[arm], 1e-12);
+    }
+    mab_rng_destroy(rng);
+}
+
+/* ---- epsilon-greedy --------------------------------------------------- */
+
+static void test_epsilon_zero_picks_best(void **unused)
+{
+    loaded_policy lp = load_policy("epsilon_greedy");
+    void *state = create_ok(&lp, "{\"epsilon\":0}", 4);
+    mab_arm_view arms[4] = {arm_stats(10, 2), arm_stats(10, 7), arm_stats(5, 1),
+                            arm_stats(0, 0)};
+    mab_rng *rng = mab_rng_create(1);
+    for (int d = 0; d < 10000; d++) {
+        double p;
+        assert_int_equal(choose_ok(&lp, state, arms, 4, rng, &p), 1);
+        assert_true(p == 1.0);
+    }
+    mab_rng_destroy(rng);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_epsilon_one_is_uniform(void **unused)
+{
+    loaded_policy lp = load_policy("epsilon_greedy");
+    void *state = create_ok(&lp, "{\"epsilon\":1}", 5);
+    mab_arm_view arms[5] = {arm_stats(10, 9), arm_stats(10, 1), arm_stats(10, 2),
+                            arm_stats(10, 3), arm_stats(10, 4)};
+    /* Formula: 1/5 + 0 for every arm, best or not. */
+    const double probs[5] = {0.2, 0.2, 0.2, 0.2, 0.2};
+    uint64_t counts[5];
+    count_choices(&lp, state, arms, 5, 2, counts, probs);
+    assert_chi_square_fits(counts, probs, 5, DRAWS, 4);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_epsilon_mixed_matches_formula(void **unused)
+{
+    loaded_policy lp = load_policy("epsilon_greedy");
+    void *state = create_ok(&lp, "{\"epsilon\":0.3}", 4);
+    /* Means 0.2, 0.5, 0.5, 0.1: B = {1, 2}. Best arms: 0.3/4 + 0.7/2 = 0.425;
+       the others 0.3/4 = 0.075. Arm 2 reaches 0.5 with other counts. */
+    mab_arm_view arms[4] = {arm_stats(10, 2), arm_stats(10, 5), arm_stats(20, 10),
+                            arm_stats(10, 1)};
+    const double probs[4] = {0.075, 0.425, 0.425, 0.075};
+    uint64_t counts[4];
+    count_choices(&lp, state, arms, 4, 3, counts, probs);
+    assert_chi_square_fits(counts, probs, 4, DRAWS, 3);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_epsilon_breaks_ties_at_random(void **unused)
+{
+    loaded_policy lp = load_policy("epsilon_greedy");
+    void *state = create_ok(&lp, "{\"epsilon\":0}", 3);
+    mab_arm_view arms[3] = {arm_stats(10, 6), arm_stats(10, 1), arm_stats(5, 3)};
+    const double probs[3] = {0.5, 0.0, 0.5};
+    uint64_t counts[3];
+    count_choices(&lp, state, arms, 3, 4, counts, probs);
+    assert_chi_square_fits(counts, probs, 3, DRAWS, 1);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_epsilon_params_are_validated(void **unused)
+{
+    loaded_policy lp = load_policy("epsilon_greedy");
+    void *state = NULL;
+    char message[MAB_ERROR_MAX];
+
+    assert_int_equal(try_create(&lp, "{\"epsilon\":1.5}", 3, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "epsilon"));
+    assert_non_null(strstr(message, "outside [0, 1]"));
+
+    assert_int_equal(try_create(&lp, "{\"epsilon\":\"x\"}", 3, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "epsilon"));
+
+    assert_int_equal(try_create(&lp, "{\"epsilon\":-0.1}", 3, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_null(state);
+
+    /* Default 0.1: with a unique best among 4, 0.1/4 + 0.9 = 0.925. */
+    state = create_ok(&lp, "{}", 4);
+    mab_arm_view arms[4] = {arm_stats(1, 1), arm_stats(1, 0), arm_stats(1, 0),
+                            arm_stats(1, 0)};
+    const double probs[4] = {0.925, 0.025, 0.025, 0.025};
+    uint64_t counts[4];
+    count_choices(&lp, state, arms, 4, 5, counts, probs);
+    assert_chi_square_fits(counts, probs, 4, DRAWS, 3);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+/* ---- UCB1 ------------------------------------------------------------- */
+
+static void test_ucb1_tries_untried_arms_first(void **unused)
+{
+    loaded_policy lp = load_policy("ucb1");
+    void *state = create_ok(&lp, "{}", 5);
+    /* Arms 0 and 3 are far better, but 1, 2 and 4 were never pulled. */
+    mab_arm_view arms[5] = {arm_stats(100, 100), arm_stats(0, 0), arm_stats(0, 0),
+                            arm_stats(50, 50), arm_stats(0, 0)};
+    const double probs[5] = {0.0, 1.0 / 3, 1.0 / 3, 0.0, 1.0 / 3};
+    uint64_t counts[5];
+    count_choices(&lp, state, arms, 5, 6, counts, probs);
+    assert_chi_square_fits(counts, probs, 5, DRAWS, 2);
+
+    /* A single untried arm is certain. */
+    arms[1] = arm_stats(1, 0);
+    arms[2] = arm_stats(1, 0);
+    mab_rng *rng = mab_rng_create(7);
+    double p;
+    assert_int_equal(choose_ok(&lp, state, arms, 5, rng, &p), 4);
+    assert_true(p == 1.0);
+    mab_rng_destroy(rng);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_ucb1_matches_hand_computed_indices(void **unused)
+{
+    loaded_policy lp = load_policy("ucb1");
+    void *state = create_ok(&lp, "{}", 3);
+    mab_rng *rng = mab_rng_create(8);
+    double p;
+
+    /* t = 20, 2 ln 20 = 5.991465:
+       arm 0: 0.6 + sqrt(5.991465 / 10) = 0.6 + 0.774046 = 1.374046
+       arm 1: 0.4 + sqrt(5.991465 / 2)  = 0.4 + 1.730818 = 2.130818  <- max
+       arm 2: 0.7 + sqrt(5.991465 / 8)  = 0.7 + 0.865409 = 1.565409
+       The rarely pulled arm wins on its bonus despite the lowest mean. */
+    mab_arm_view explore[3] = {arm_stats(10, 6), arm_stats(2, 0.8), arm_stats(8, 5.6)};
+    for (int d = 0; d < 100; d++) {
+        assert_int_equal(choose_ok(&lp, state, explore, 3, rng, &p), 1);
+        assert_true(p == 1.0);
+    }
+
+    /* t = 250, 2 ln 250 = 11.042922:
+       arm 0: 0.9 + sqrt(11.042922 / 100) = 0.9 + 0.332309 = 1.232309  <- max
+       arm 1: 0.5 + sqrt(11.042922 / 100) = 0.5 + 0.332309 = 0.832309
+       arm 2: 0.4 + sqrt(11.042922 / 50)  = 0.4 + 0.469956 = 0.869956 */
+    mab_arm_view exploit[3] = {arm_stats(100, 90), arm_stats(100, 50), arm_stats(50, 20)};
+    for (int d = 0; d < 100; d++) {
+        assert_int_equal(choose_ok(&lp, state, exploit, 3, rng, &p), 0);
+        assert_true(p == 1.0);
+    }
+
+    /* Close calls, so that a wrong constant flips the answer.
+       t = 15, 2 ln 15 = 5.416100:
+       arm 0: 0   + sqrt(5.416100 / 5)  = 1.040779  <- max
+       arm 1: 0.3 + sqrt(5.416100 / 10) = 0.3 + 0.735942 = 1.035942
+       (with ln t instead of 2 ln t arm 1 would win). */
+    mab_arm_view close_a[2] = {arm_stats(5, 0), arm_stats(10, 3)};
+    assert_int_equal(choose_ok(&lp, state, close_a, 2, rng, &p), 0);
+    /* t = 20, 2 ln 20 = 5.991465:
+       arm 0: 14/17 = 0.823529 + sqrt(5.991465 / 17) = 0.823529 + 0.593666 = 1.417195  <- max
+       arm 1: 0 + sqrt(5.991465 / 3) = 1.413207
+       (with ln(t + 1) arm 1 would win). */
+    mab_arm_view close_b[2] = {arm_stats(17, 14), arm_stats(3, 0)};
+    assert_int_equal(choose_ok(&lp, state, close_b, 2, rng, &p), 0);
+
+    mab_rng_destroy(rng);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_ucb1_breaks_ties_at_random(void **unused)
+{
+    loaded_policy lp = load_policy("ucb1");
+    void *state = create_ok(&lp, "{}", 3);
+    /* t = 40, 2 ln 40 = 7.377759:
+       arms 0 and 1: 0.5 + sqrt(0.7377759) = 1.358939 (tied)
+       arm 2: 0.25 + sqrt(0.3688879) = 0.857361 */
+    mab_arm_view arms[3] = {arm_stats(10, 5), arm_stats(10, 5), arm_stats(20, 5)};
+    const double probs[3] = {0.5, 0.5, 0.0};
+    uint64_t counts[3];
+    count_choices(&lp, state, arms, 3, 9, counts, probs);
+    assert_chi_square_fits(counts, probs, 3, DRAWS, 1);
+
+    /* Indices equal only up to rounding (one ulp apart) still tie. */
+    mab_arm_view near[3] = {arm_stats(10, nextafter(5.0, 6.0)), arm_stats(10, 5.0),
+                            arm_stats(20, 5)};
+    count_choices(&lp, state, near, 3, 10, counts, probs);
+    assert_chi_square_fits(counts, probs, 3, DRAWS, 1);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+/* ---- softmax ---------------------------------------------------------- */
+
+/* exp(mu_i / tau) normalised, computed directly (fine for moderate tau). */
+static void boltzmann(const double *means, size_t n, double tau, double *probs)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += exp(means[i] / tau);
+    for (size_t i = 0; i < n; i++)
+        probs[i] = exp(means[i] / tau) / sum;
+}
+
+static void test_softmax_frequencies_match_boltzmann(void **unused)
+{
+    loaded_policy lp = load_policy("softmax");
+    void *state = create_ok(&lp, "{\"tau\":0.1}", 4);
+    mab_arm_view arms[4] = {arm_stats(10, 1), arm_stats(10, 2), arm_stats(10, 3),
+                            arm_stats(10, 5)};
+    const double means[4] = {0.1, 0.2, 0.3, 0.5};
+    double probs[4];
+    boltzmann(means, 4, 0.1, probs);
+    uint64_t counts[4];
+    count_choices(&lp, state, arms, 4, 11, counts, probs);
+    assert_chi_square_fits(counts, probs, 4, DRAWS, 3);
+    lp.policy->destroy(state);
+
+    /* Default tau is 0.1 too. */
+    state = create_ok(&lp, "{}", 4);
+    count_choices(&lp, state, arms, 4, 12, counts, probs);
+    assert_chi_square_fits(counts, probs, 4, DRAWS, 3);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_softmax_small_tau_does_not_overflow(void **unused)
+{
+    loaded_policy lp = load_policy("softmax");
+    mab_arm_view arms[2] = {arm_stats(10, 9), arm_stats(10, 1)};
+    const char *configs[] = {"{\"tau\":1e-3}", "{\"tau\":1e-9}"};
+    mab_rng *rng = mab_rng_create(13);
+    for (size_t c = 0; c < 2; c++) {
+        /* exp(0.9 / 1e-3) = exp(900) overflows a double; exp(-800) is 0. */
+        void *state = create_ok(&lp, configs[c], 2);
+        for (int d = 0; d < 1000; d++) {
+            double p;
+            assert_int_equal(choose_ok(&lp, state, arms, 2, rng, &p), 0);
+            assert_false(isnan(p));
+            assert_true(p == 1.0);
+        }
+        lp.policy->destroy(state);
+    }
+    mab_rng_destroy(rng);
+    unload_policy(&lp);
+}
+
+static void test_softmax_annealing(void **unused)
+{
+    loaded_policy lp = load_policy("softmax");
+    void *state = create_ok(&lp, "{\"annealing\":true}", 2);
+    /* t = 10 total pulls, means 1 and 0: tau = 1 / ln(11.0000001), so
+       exp(mu / tau) = 11.0000001^mu and P(arm 0) = 11.0000001 / 12.0000001
+       = 0.91666666736..., P(arm 1) = 1 / 12.0000001 = 0.08333333264... */
+    mab_arm_view arms[2] = {arm_stats(5, 5), arm_stats(5, 0)};
+    const double probs[2] = {11.0000001 / 12.0000001, 1.0 / 12.0000001};
+    assert_near(probs[0], 0.91666666736, 1e-10);
+    uint64_t counts[2];
+    count_choices(&lp, state, arms, 2, 14, counts, probs);
+    assert_chi_square_fits(counts, probs, 2, DRAWS, 1);
+
+    /* t = 0: tau = 1 / ln(1 + 1e-7) ~ 1e7, effectively uniform. */
+    mab_arm_view fresh[2] = {arm_stats(0, 0), arm_stats(0, 0)};
+    mab_rng *rng = mab_rng_create(15);
+    double p;
+    choose_ok(&lp, state, fresh, 2, rng, &p);
+    assert_near(p, 0.5, 1e-12);
+    mab_rng_destroy(rng);
+    lp.policy->destroy(state);
+
+    /* annealing: false with a tau is fine. */
+    state = create_ok(&lp, "{\"annealing\":false,\"tau\":0.5}", 2);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_softmax_params_are_validated(void **unused)
+{
+    loaded_policy lp = load_policy("softmax");
+    void *state = NULL;
+    char message[MAB_ERROR_MAX];
+
+    assert_int_equal(try_create(&lp, "{\"tau\":0.5,\"annealing\":true}", 2, &state, message,
+                                sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "tau"));
+    assert_non_null(strstr(message, "annealing"));
+
+    assert_int_equal(try_create(&lp, "{\"tau\":0}", 2, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "tau"));
+
+    assert_int_equal(try_create(&lp, "{\"annealing\":1}", 2, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "annealing"));
+    assert_null(state);
+    unload_policy(&lp);
+}
+
+/* ---- Thompson --------------------------------------------------------- */
+
+static double beta_pdf(double x, double a, double b)
+{
+    if (x <= 0.0 || x >= 1.0)
+        return 0.0; /* all tests use a, b >= 1, where the endpoints are harmless */
+    double log_norm = lgamma(a + b) - lgamma(a) - lgamma(b);
+    return exp(log_norm + (a - 1.0) * log(x) + (b - 1.0) * log1p(-x));
+}
+
+/* Exact Beta CDF for integer a, b: P(at least a successes in a + b - 1
+   Bernoulli(x) trials). */
+static double beta_cdf_integer(double x, int a, int b)
+{
+    int m = a + b - 1;
+    double sum = 0.0;
+    for (int j = a; j <= m; j++)
+        sum += exp(lgamma(m + 1.0) - lgamma(j + 1.0) - lgamma(m - j + 1.0)) * pow(x, j) *
+               pow(1.0 - x, m - j);
+    return sum;
+}
+
+#define GRID 20000
+
+/* F(g / GRID) for g = 0..GRID of Beta(a, b), accumulated from the density
+   by Simpson's rule on each grid interval (its midpoint included). */
+static void beta_cdf_grid(double a, double b, double *cdf)
+{
+    const double h = 1.0 / GRID;
+    cdf[0] = 0.0;
+    for (int g = 0; g < GRID; g++) {
+        double x = g * h;
+        double piece = h / 6.0 *
+                       (beta_pdf(x, a, b) + 4.0 * beta_pdf(x + h / 2, a, b) +
+                        beta_pdf(x + h, a, b));
+        cdf[g + 1] = cdf[g] + piece;
+    }
+}
+
+static double cdf_grids[4][GRID + 1]; /* too large for the stack */
+
+/*
+ * P(theta_i is the largest) = integral_0^1 f_i(x) prod_{j != i} F_j(x) dx
+ * for n <= 4 Beta(a_i, b_i) posteriors, by Simpson's rule over the grid.
+ */
+static void beta_p_best(const double *a, const double *b, size_t n, double *p_best)
+{
+    const double h = 1.0 / GRID;
+    assert_true(n <= 4);
+    for (size_t i = 0; i < n; i++) {
+        beta_cdf_grid(a[i], b[i], cdf_grids[i]);
+        assert_near(cdf_grids[i][GRID], 1.0, 1e-9);
+    }
+    for (size_t i = 0; i < n; i++) {
+        double sum = 0.0;
+        for (int g = 0; g <= GRID; g++) {
+            double integrand = beta_pdf(g * h, a[i], b[i]);
+            for (size_t j = 0; j < n; j++)
+                if (j != i)
+                    integrand *= cdf_grids[j][g];
+            double weight = (g == 0 || g == GRID) ? 1.0 : (g % 2 ? 4.0 : 2.0);
+            sum += weight * integrand;
+        }
+        p_best[i] = sum * h / 3.0;
+    }
+}
+
+static void test_thompson_matches_p_best(void **unused)
+{
+    loaded_policy lp = load_policy("thompson");
+    void *state = create_ok(&lp, "{}", 3);
+    /* Posteriors with the uniform prior: Beta(4, 8), Beta(6, 6), Beta(9, 13). */
+    mab_arm_view arms[3] = {arm_stats(10, 3), arm_stats(10, 5), arm_stats(20, 8)};
+    const double a[3] = {4, 6, 9}, b[3] = {8, 6, 13};
+    double probs[3];
+    beta_p_best(a, b, 3, probs);
+    assert_near(probs[0] + probs[1] + probs[2], 1.0, 1e-9);
+
+    /* The accumulated CDFs agree with the exact binomial sums. */
+    for (int k = 0; k < 3; k++)
+        for (int tenth = 1; tenth < 10; tenth++)
+            assert_near(cdf_grids[k][tenth * (GRID / 10)],
+                        beta_cdf_integer(tenth / 10.0, (int)a[k], (int)b[k]), 1e-10);
+
+    uint64_t counts[3];
+    mab_rng *rng = mab_rng_create(16);
+    memset(counts, 0, sizeof counts);
+    for (int d = 0; d < DRAWS; d++) {
+        double p;
+        counts[choose_ok(&lp, state, arms, 3, rng, &p)]++;
+        assert_true(isnan(p));
+    }
+    mab_rng_destroy(rng);
+    assert_chi_square_fits(counts, probs, 3, DRAWS, 2);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_thompson_fractional_rewards_and_prior(void **unused)
+{
+    loaded_policy lp = load_policy("thompson");
+    void *state = create_ok(&lp, "{\"alpha0\":2,\"beta0\":3}", 3);
+    /* Posteriors Beta(2 + s, 3 + n - s): Beta(4.5, 4.5), Beta(3.5, 7.5),
+       Beta(5.25, 4.75). Fractional sums enter as they are. */
+    mab_arm_view arms[3] = {arm_stats(4, 2.5), arm_stats(6, 1.5), arm_stats(5, 3.25)};
+    const double a[3] = {4.5, 3.5, 5.25}, b[3] = {4.5, 7.5, 4.75};
+    double probs[3];
+    beta_p_best(a, b, 3, probs);
+    assert_near(probs[0] + probs[1] + probs[2], 1.0, 1e-9);
+    uint64_t counts[3];
+    count_choices(&lp, state, arms, 3, 17, counts, NULL);
+    assert_chi_square_fits(counts, probs, 3, DRAWS, 2);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_thompson_params_are_validated(void **unused)
+{
+    loaded_policy lp = load_policy("thompson");
+    void *state = NULL;
+    char message[MAB_ERROR_MAX];
+
+    assert_int_equal(try_create(&lp, "{\"alpha0\":0}", 2, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "alpha0"));
+    assert_int_equal(try_create(&lp, "{\"beta0\":-1}", 2, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "beta0"));
+    assert_int_equal(try_create(&lp, "{\"beta0\":2e6}", 2, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "beta0"));
+    assert_int_equal(try_create(&lp, "{\"alpha0\":true}", 2, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "alpha0"));
+    assert_null(state);
+    unload_policy(&lp);
+}
+
+/* ---- every policy ----------------------------------------------------- */
+
+static const char *const POLICIES[] = {"epsilon_greedy", "softmax", "ucb1", "thompson"};
+#define N_POLICIES (sizeof POLICIES / sizeof POLICIES[0])
+
+/* Random statistics, including the corners: untried arms, all-zero arms,
+   huge counts, rewards never recorded. choose must always succeed. */
+static void test_every_policy_returns_valid_arms(void **unused)
+{
+    enum { MAX_ARMS = 40 };
+    for (size_t k = 0; k < N_POLICIES; k++) {
+        loaded_policy lp = load_policy(POLICIES[k]);
+        void *state = create_ok(&lp, "{}", MAX_ARMS);
+        mab_rng *rng = mab_rng_create(100 + k);
+        mab_rng *stats_rng = mab_rng_create(200 + k);
+        mab_arm_view arms[MAX_ARMS];
+        for (int round = 0; round < 5000; round++) {
+            size_t n = 2 + (size_t)mab_rng_below(stats_rng, MAX_ARMS - 1);
+            uint64_t scale = (uint64_t)1 << mab_rng_below(stats_rng, 50);
+            for (size_t i = 0; i < n; i++) {
+                uint64_t pulls = mab_rng_below(stats_rng, 4) == 0
+                                     ? 0
+                                     : mab_rng_below(stats_rng, scale) + 1;
+                double sum = round % 7 == 0 ? 0.0
+                                            : mab_rng_uniform(stats_rng) * (double)pulls;
+                arms[i] = arm_stats(pulls, sum);
+            }
+            double p;
+            choose_ok(&lp, state, arms, n, rng, &p);
+            if (strcmp(POLICIES[k], "thompson") == 0)
+                assert_true(isnan(p));
+            else
+                assert_true(p > 0.0 && p <= 1.0);
+        }
+        mab_rng_destroy(stats_rng);
+        mab_rng_destroy(rng);
+        lp.policy->destroy(state);
+        unload_policy(&lp);
+    }
+}
+
+/* A plugin exports exactly one dynamic symbol, mab_policy_entry. */
+static void test_every_policy_exports_one_symbol(void **unused)
+{
+    for (size_t k = 0; k < N_POLICIES; k++) {
+        char command[1200];
+        snprintf(command, sizeof command, "nm -D --defined-only '%s/%s.so' 2>/dev/null",
+                 MAB_PLUGIN_DIR, POLICIES[k]);
+        FILE *pipe = popen(command, "r");
+        if (!pipe)
+            skip();
+        char line[512];
+        int n_symbols = 0, has_entry = 0;
+        while (fgets(line, sizeof line, pipe)) {
+            n_symbols++;
+            if (strstr(line, " mab_policy_entry"))
+                has_entry = 1;
+        }
+        int status = pclose(pipe);
+        if (status != 0)
+            skip(); /* nm not installed */
+        if (n_symbols != 1 || !has_entry)
+            fail_msg("%s.so exports %d symbols", POLICIES[k], n_symbols);
+    }
+}
+
+/* Flask-MAB's Monte-Carlo test without the engine: 3 Bernoulli arms, our
+   own counters, and the best arm must end up the most chosen. */
+static void run_convergence(const char *policy, const char *json, const double *rates,
+                            size_t best, uint64_t seed)
+{
+    loaded_policy lp = load_policy(policy);
+    void *state = create_ok(&lp, json, 3);
+    mab_rng *rng = mab_rng_create(seed);
+    mab_rng *world = mab_rng_create(seed + 1000);
+    mab_arm_view arms[3] = {arm_stats(0, 0), arm_stats(0, 0), arm_stats(0, 0)};
+    for (int step = 0; step < 2000; step++) {
+        size_t arm = choose_ok(&lp, state, arms, 3, rng, NULL);
+        arms[arm].pulls++;
+        if (mab_rng_uniform(world) < rates[arm]) {
+            arms[arm].rewards++;
+            arms[arm].reward_sum += 1.0;
+            arms[arm].reward_sum_sq += 1.0;
+        }
+    }
+    for (size_t i = 0; i < 3; i++)
+        if (i != best && arms[i].pulls >= arms[best].pulls)
+            fail_msg("%s %s: arm %zu pulled %llu times, best arm %zu only %llu", policy, json,
+                     i, (unsigned long long)arms[i].pulls, best,
+                     (unsigned long long)arms[best].pulls);
+    mab_rng_destroy(world);
+    mab_rng_destroy(rng);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
+static void test_every_policy_converges(void **unused)
+{
+    const double first_best[3] = {0.99, 0.01, 0.01};
+    const double last_best[3] = {0.01, 0.01, 0.98};
+    run_convergence("epsilon_greedy", "{}", first_best, 0, 21);
+    run_convergence("ucb1", "{}", first_best, 0, 22);
+    run_convergence("thompson", "{}", first_best, 0, 23);
+    run_convergence("softmax", "{\"tau\":0.1}", last_best, 2, 24);
+    run_convergence("softmax", "{\"annealing\":true}", last_best, 2, 25);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_epsilon_zero_picks_best),
+        cmocka_unit_test(test_epsilon_one_is_uniform),
+        cmocka_unit_test(test_epsilon_mixed_matches_formula),
+        cmocka_unit_test(test_epsilon_breaks_ties_at_random),
+        cmocka_unit_test(test_epsilon_params_are_validated),
+        cmocka_unit_test(test_ucb1_tries_untried_arms_first),
+        cmocka_unit_test(test_ucb1_matches_hand_computed_indices),
+        cmocka_unit_test(test_ucb1_breaks_ties_at_random),
+        cmocka_unit_test(test_softmax_frequencies_match_boltzmann),
+        cmocka_unit_test(test_softmax_small_tau_does_not_overflow),
+        cmocka_unit_test(test_softmax_annealing),
+        cmocka_unit_test(test_softmax_params_are_validated),
+        cmocka_unit_test(test_thompson_matches_p_best),
+        cmocka_unit_test(test_thompson_fractional_rewards_and_prior),
+        cmocka_unit_test(test_thompson_params_are_validated),
+        cmocka_unit_test(test_every_policy_returns_valid_arms),
+        cmocka_unit_test(test_every_policy_exports_one_symbol),
+        cmocka_unit_test(test_every_policy_converges),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,629 @@
+/*
+ * test_storage_json.c - the json_file storage plugin, loaded as the real .so.
+ *
+ * Every test gets a fresh mkdtemp directory holding the store "s.json" (and
+ * its s.json.lock / s.json.tmp), removed afterwards. Tests that need a second
+ * process fork; children report through exit codes and pipes only, never
+ * through cmocka's asserts.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mab/storage.h"
+
+static void *plugin_handle;
+static const mab_storage *storage;
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];     /* DIR/s.json */
+    char tmp_path[140]; /* DIR/s.json.tmp */
+} fixture;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    plugin_handle = dlopen(MAB_PLUGIN_DIR "/json_file.so", RTLD_NOW | RTLD_LOCAL);
+    if (!plugin_handle) {
+        fprintf(stderr, "dlopen: %s\n", dlerror());
+        return -1;
+    }
+    const mab_storage *(*entry)(void) =
+        (const mab_storage *(*)(void))dlsym(plugin_handle, MAB_STORAGE_ENTRY_SYMBOL);
+    if (!entry)
+        return -1;
+    storage = entry();
+    return storage && storage->abi_major == MAB_STORAGE_ABI_MAJOR ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    dlclose(plugin_handle);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/mab-test-storage-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/s.json", f->dir);
+    snprintf(f->tmp_path, sizeof f->tmp_path, "%s.tmp", f->path);
+    *state = f;
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static int store_open(const char *path, void **store, mab_error *err)
+{
+    char json[256];
+    snprintf(json, sizeof json, "{\"path\":\"%s\"}", path);
+    mab_params *params;
+    int rc = mab_params_parse(json, "test", &params, err);
+    if (rc != MAB_OK)
+        return rc;
+    rc = storage->open(params, store, err);
+    mab_params_free(params);
+    return rc;
+}
+
+static void *open_ok(const fixture *f)
+{
+    void *store = NULL;
+    mab_error err = {0};
+    int rc = store_open(f->path, &store, &err);
+    if (rc != MAB_OK)
+        fail_msg("open %s: %d %s", f->path, rc, err.message);
+    return store;
+}
+
+static mab_totals load_one(void *store, const char *experiment, const char *arm)
+{
+    mab_totals t;
+    mab_error err = {0};
+    const char *ids[] = {arm};
+    int rc = storage->load(store, experiment, ids, 1, &t, &err);
+    if (rc != MAB_OK)
+        fail_msg("load %s.%s: %s", experiment, arm, err.message);
+    return t;
+}
+
+static void apply_ok(void *store, const mab_delta *deltas, size_t n)
+{
+    mab_error err = {0};
+    int rc = storage->apply(store, deltas, n, &err);
+    if (rc != MAB_OK)
+        fail_msg("apply: %d %s", rc, err.message);
+}
+
+static void assert_totals(mab_totals got, uint64_t pulls, uint64_t rewards, double sum,
+                          double sum_sq)
+{
+    assert_int_equal(got.pulls, pulls);
+    assert_int_equal(got.rewards, rewards);
+    /* Exact, bit for bit: the file must round-trip doubles. */
+    assert_memory_equal(&got.reward_sum, &sum, sizeof sum);
+    assert_memory_equal(&got.reward_sum_sq, &sum_sq, sizeof sum_sq);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* The file's bytes (NUL-terminated); the caller frees. */
+static char *read_text(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    char *buf = malloc(1 << 20);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, (1 << 20) - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static mab_delta delta(const char *experiment, const char *arm, uint64_t pulls,
+                       uint64_t rewards, double sum, double sum_sq)
+{
+    mab_delta d = {experiment, arm, {pulls, rewards, sum, sum_sq}};
+    return d;
+}
+
+/* ---- round trip and accumulation -------------------------------------- */
+
+static void test_round_trip(void **state)
+{
+    fixture *f = *state;
+    const double big = 9007199254740992.0; /* 2^53 */
+    void *store = open_ok(f);
+    assert_true(exists(f->path)); /* an empty snapshot is written at open */
+    mab_delta batch[] = {
+        delta("color_btn", "green", 3, 2, 0.1, 0.01),
+        delta("color_btn", "red", 1, 1, 1.0 / 3.0, 1.0 / 9.0),
+        delta("color_btn", "blue", 7, 0, 0, 0),
+        delta("color_btn", "green", 1, 1, 0.2, 0.04),
+        delta("txt_btn", "casual", (uint64_t)big, (uint64_t)big, -2.5e-300, 1.7976931348623157e308),
+        delta("txt_btn", "neutral \"quoted\" \\ ü", 5, 4, 123456.789, 1e-320),
+    };
+    apply_ok(store, batch, sizeof batch / sizeof batch[0]);
+    storage->close(store);
+
+    store = open_ok(f);
+    const char *ids[] = {"green", "red"}; /* blue left out: as if removed from the config */
+    mab_totals t[2];
+    mab_error err = {0};
+    assert_int_equal(storage->load(store, "color_btn", ids, 2, t, &err), MAB_OK);
+    assert_totals(t[0], 4, 3, 0.1 + 0.2, 0.01 + 0.04);
+    assert_totals(t[1], 1, 1, 1.0 / 3.0, 1.0 / 9.0);
+    assert_totals(load_one(store, "txt_btn", "casual"), (uint64_t)big, (uint64_t)big, -2.5e-300,
+                  1.7976931348623157e308);
+    assert_totals(load_one(store, "txt_btn", "neutral \"quoted\" \\ ü"), 5, 4, 123456.789,
+                  1e-320);
+    /* A write that touches only green keeps every other record. */
+    mab_delta more = delta("color_btn", "green", 1, 0, 0, 0);
+    apply_ok(store, &more, 1);
+    storage->close(store);
+
+    store = open_ok(f);
+    assert_totals(load_one(store, "color_btn", "blue"), 7, 0, 0, 0);
+    assert_totals(load_one(store, "color_btn", "green"), 5, 3, 0.1 + 0.2, 0.01 + 0.04);
+    assert_totals(load_one(store, "txt_btn", "casual"), (uint64_t)big, (uint64_t)big, -2.5e-300,
+                  1.7976931348623157e308);
+    storage->close(store);
+
+    char *text = read_text(f->path);
+    assert_non_null(strstr(text, "\"format\":\t\"mab-json-storage\""));
+    assert_non_null(strstr(text, "9007199254740992"));
+    free(text);
+}
+
+static void test_increments_accumulate(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    double sum = 0, sum_sq = 0;
+    for (int i = 0; i < 10; i++) {
+        double r = 0.1 * i;
+        mab_delta batch[] = {delta("e", "a", 1, 0, 0, 0), delta("e", "a", 0, 1, r, r * r),
+                             delta("e", "b", 2, 0, 0, 0)};
+        apply_ok(store, batch, 3);
+        sum += r;
+        sum_sq += r * r;
+    }
+    assert_totals(load_one(store, "e", "a"), 10, 10, sum, sum_sq);
+    assert_totals(load_one(store, "e", "b"), 20, 0, 0, 0);
+    assert_totals(load_one(store, "e", "nope"), 0, 0, 0, 0);
+    assert_totals(load_one(store, "nope", "a"), 0, 0, 0, 0);
+    apply_ok(store, NULL, 0); /* an empty batch is fine */
+    storage->close(store);
+
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 10, 10, sum, sum_sq);
+    storage->close(store);
+}
+
+/* ---- one process at a time -------------------------------------------- */
+
+static void test_second_opener_refused(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+
+    /* The same process, twice. */
+    void *again = NULL;
+    mab_error err = {0};
+    char expect[64];
+    snprintf(expect, sizeof expect, "in use by pid %ld", (long)getpid());
+    assert_int_equal(store_open(f->path, &again, &err), MAB_EBUSY);
+    assert_int_equal(err.code, MAB_EBUSY);
+    assert_non_null(strstr(err.message, f->path));
+    assert_non_null(strstr(err.message, expect));
+    assert_null(again);
+
+    /* Another process, while this one holds the store. */
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        void *s = NULL;
+        mab_error e = {0};
+        char want[64];
+        snprintf(want, sizeof want, "in use by pid %ld", (long)getppid());
+        int rc = store_open(f->path, &s, &e);
+        _exit(rc != MAB_EBUSY ? 1 : !strstr(e.message, want) ? 2 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    /* The refused openers changed nothing. */
+    mab_delta d = delta("e", "a", 1, 0, 0, 0);
+    apply_ok(store, &d, 1);
+    storage->close(store);
+
+    /* Closed: the next opener gets it. */
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 1, 0, 0, 0);
+    storage->close(store);
+}
+
+static void test_lock_released_when_holder_killed(void **state)
+{
+    fixture *f = *state;
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(ready[0]);
+        void *s = NULL;
+        char ok = store_open(f->path, &s, NULL) == MAB_OK ? 'y' : 'n';
+        if (write(ready[1], &ok, 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    char ok = 0;
+    assert_int_equal(read(ready[0], &ok, 1), 1);
+    close(ready[0]);
+    assert_int_equal(ok, 'y');
+
+    void *store = NULL;
+    mab_error err = {0};
+    char expect[64];
+    snprintf(expect, sizeof expect, "in use by pid %ld", (long)child);
+    assert_int_equal(store_open(f->path, &store, &err), MAB_EBUSY);
+    assert_non_null(strstr(err.message, expect));
+
+    assert_int_equal(kill(child, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status));
+    store = open_ok(f);
+    storage->close(store);
+}
+
+/* ---- corrupt files are refused and left alone ------------------------- */
+
+static void expect_refused(const fixture *f, const char *content, const char *fragment)
+{
+    write_text(f->path, content);
+    for (int attempt = 0; attempt < 2; attempt++) { /* twice: the lock was released */
+        void *store = NULL;
+        mab_error err = {0};
+        int rc = store_open(f->path, &store, &err);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("expected MAB_ECORRUPT, got %d: %s", rc, err.message);
+        assert_null(store);
+        assert_non_null(strstr(err.message, f->path));
+        if (!strstr(err.message, fragment))
+            fail_msg("\"%s\" does not contain \"%s\"", err.message, fragment);
+    }
+    char *after = read_text(f->path);
+    assert_string_equal(after, content);
+    free(after);
+    assert_false(exists(f->tmp_path));
+}
+
+static void test_corrupt_truncated(void **state)
+{
+    expect_refused(*state, "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{",
+                   "line 1, column");
+    expect_refused(*state, "{\"format\":\"mab-json-storage\",\n\"version\":1,\n\"experiments\":{x}}",
+                   "line 3, column 1"); /* where cJSON stopped: at or just past the 'x' */
+    expect_refused(*state, "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{}} extra",
+                   "line 1");
+}
+
+static void test_corrupt_bad_field(void **state)
+{
+    expect_refused(*state,
+                   "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"color_btn\":"
+                   "{\"green\":{\"pulls\":\"7\",\"rewards\":0,\"reward_sum\":0,"
+                   "\"reward_sum_sq\":0}}}}",
+                   "experiments.color_btn.green.pulls: expected a non-negative integer");
+    expect_refused(*state,
+                   "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"e\":"
+                   "{\"a\":{\"pulls\":-1,\"rewards\":0,\"reward_sum\":0,\"reward_sum_sq\":0}}}}",
+                   "experiments.e.a.pulls");
+    expect_refused(*state,
+                   "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"e\":"
+                   "{\"a\":{\"pulls\":1,\"rewards\":0.5,\"reward_sum\":0,\"reward_sum_sq\":0}}}}",
+                   "experiments.e.a.rewards");
+    expect_refused(*state,
+                   "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"e\":"
+                   "{\"a\":{\"pulls\":1,\"rewards\":0,\"reward_sum\":null,\"reward_sum_sq\":0}}}}",
+                   "experiments.e.a.reward_sum: expected a finite number");
+    expect_refused(*state,
+                   "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"e\":"
+                   "{\"a\":{\"pulls\":1,\"rewards\":0,\"reward_sum\":0}}}}",
+                   "experiments.e.a.reward_sum_sq");
+    expect_refused(*state,
+                   "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"e\":[]}}",
+                   "experiments.e: expected an object");
+    expect_refused(*state, "{\"format\":\"something-else\",\"version\":1,\"experiments\":{}}",
+                   "format");
+    expect_refused(*state, "[1,2,3]", "top level");
+}
+
+static void test_corrupt_unknown_version(void **state)
+{
+    expect_refused(*state, "{\"format\":\"mab-json-storage\",\"version\":2,\"experiments\":{}}",
+                   "version 2");
+}
+
+static void test_corrupt_empty(void **state)
+{
+    expect_refused(*state, "", "empty");
+}
+
+static void test_unwritable_location(void **state)
+{
+    fixture *f = *state;
+    char path[200];
+    snprintf(path, sizeof path, "%s/no/such/dir/s.json", f->dir);
+    void *store = NULL;
+    mab_error err = {0};
+    assert_int_equal(store_open(path, &store, &err), MAB_ESTORAGE);
+    assert_non_null(strstr(err.message, path));
+    assert_non_null(strstr(err.message, strerror(ENOENT)));
+
+    /* A missing "path" is a config error. */
+    mab_params *params;
+    assert_int_equal(mab_params_parse("{}", "test", &params, &err), MAB_OK);
+    assert_int_equal(storage->open(params, &store, &err), MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "path"));
+    mab_params_free(params);
+}
+
+/* ---- crash safety ----------------------------------------------------- */
+
+#define KILL_ARMS 2000
+#define KILL_ROUNDS 20
+
+static void arm_name(char *buf, size_t len, int i)
+{
+    snprintf(buf, len, "arm%04d", i);
+}
+
+/* Child: add +1 pull to kill.arm0000 forever, reporting each durable value. */
+static void kill_child(const fixture *f, int report_fd)
+{
+    void *store = NULL;
+    if (store_open(f->path, &store, NULL) != MAB_OK)
+        _exit(2);
+    const char *ids[] = {"arm0000"};
+    mab_totals t;
+    if (storage->load(store, "kill", ids, 1, &t, NULL) != MAB_OK)
+        _exit(3);
+    uint64_t pulls = t.pulls;
+    mab_delta d = delta("kill", "arm0000", 1, 0, 0, 0);
+    for (;;) {
+        if (storage->apply(store, &d, 1, NULL) != MAB_OK)
+            _exit(4);
+        pulls++;
+        if (write(report_fd, &pulls, sizeof pulls) != (ssize_t)sizeof pulls)
+            _exit(5);
+    }
+}
+
+static void check_complete_snapshot(void *store)
+{
+    static const char *ids[KILL_ARMS];
+    static char names[KILL_ARMS][16];
+    static mab_totals totals[KILL_ARMS];
+    for (int i = 0; i < KILL_ARMS; i++) {
+        arm_name(names[i], sizeof names[i], i);
+        ids[i] = names[i];
+    }
+    assert_int_equal(storage->load(store, "kill", ids, KILL_ARMS, totals, NULL), MAB_OK);
+    for (int i = 0; i < KILL_ARMS; i++) {
+        assert_int_equal(totals[i].rewards, 1);
+        assert_true(totals[i].reward_sum == 0.5);
+        if (i > 0)
+            assert_int_equal(totals[i].pulls, (uint64_t)i);
+    }
+}
+
+static void test_kill_during_write(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    static mab_delta seed[KILL_ARMS];
+    static char names[KILL_ARMS][16];
+    for (int i = 0; i < KILL_ARMS; i++) {
+        arm_name(names[i], sizeof names[i], i);
+        seed[i] = delta("kill", names[i], (uint64_t)i, 1, 0.5, 0.25);
+    }
+    apply_ok(store, seed, KILL_ARMS);
+    storage->close(store);
+
+    unsigned rng = 20240601u; /* fixed seed: the same delays on every run */
+    uint64_t last_seen = 0;
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        int report[2];
+        assert_int_equal(pipe(report), 0);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            close(report[0]);
+            kill_child(f, report[1]);
+        }
+        close(report[1]);
+        rng = rng * 1103515245u + 12345u;
+        /* 2 to 80 ms: one snapshot of 2000 records takes ~15 ms on a slow disk,
+         * so the kill lands before the first write, between writes and in them. */
+        long delay_us = 2000 + (long)((rng >> 8) % 78000);
+        nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = delay_us * 1000}, NULL);
+        assert_int_equal(kill(child, SIGKILL), 0);
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        if (!WIFSIGNALED(status))
+            fail_msg("round %d: child exited with %d before the kill", round,
+                     WEXITSTATUS(status));
+
+        /* The last value the child knew durable; the write in flight may have landed too. */
+        uint64_t reported = last_seen, value;
+        while (read(report[0], &value, sizeof value) == (ssize_t)sizeof value) {
+            assert_int_equal(value, reported + 1);
+            reported = value;
+        }
+        close(report[0]);
+
+        store = open_ok(f);
+        uint64_t pulls = load_one(store, "kill", "arm0000").pulls;
+        if (pulls != reported && pulls != reported + 1)
+            fail_msg("round %d: file has %" PRIu64 " pulls, child reported %" PRIu64, round,
+                     pulls, reported);
+        assert_true(pulls >= last_seen);
+        check_complete_snapshot(store);
+        storage->close(store);
+        last_seen = pulls;
+    }
+    assert_true(last_seen > 0); /* the child did get some writes done */
+}
+
+/* ---- failures change nothing ------------------------------------------ */
+
+static void test_failed_apply_is_all_or_nothing(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta first[] = {delta("e", "a", 2, 1, 0.5, 0.25), delta("e", "b", 1, 0, 0, 0)};
+    apply_ok(store, first, 2);
+
+    /* PATH.tmp as a directory: creating the temp file fails (even as root). */
+    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    mab_delta failing[] = {delta("e", "a", 5, 5, 5, 5), delta("e", "new", 1, 1, 1, 1),
+                           delta("e", "a", 1, 0, 0, 0), delta("other", "x", 3, 0, 0, 0)};
+    mab_error err = {0};
+    assert_int_equal(storage->apply(store, failing, 4, &err), MAB_ESTORAGE);
+    assert_int_equal(err.code, MAB_ESTORAGE);
+    assert_non_null(strstr(err.message, f->path));
+    assert_non_null(strstr(err.message, strerror(EISDIR)));
+    assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
+    assert_totals(load_one(store, "e", "b"), 1, 0, 0, 0);
+    assert_totals(load_one(store, "e", "new"), 0, 0, 0, 0);
+    assert_totals(load_one(store, "other", "x"), 0, 0, 0, 0);
+
+    /* Reset fails the same way and keeps the records. */
+    assert_int_equal(storage->reset(store, "e", &err), MAB_ESTORAGE);
+    assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
+
+    assert_int_equal(rmdir(f->tmp_path), 0);
+    mab_delta next[] = {delta("e", "a", 1, 1, 0.25, 0.0625), delta("e", "c", 4, 0, 0, 0)};
+    apply_ok(store, next, 2);
+    assert_totals(load_one(store, "e", "a"), 3, 2, 0.75, 0.3125);
+    assert_totals(load_one(store, "e", "new"), 0, 0, 0, 0);
+    storage->close(store);
+    assert_false(exists(f->tmp_path));
+
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 3, 2, 0.75, 0.3125);
+    assert_totals(load_one(store, "e", "b"), 1, 0, 0, 0);
+    assert_totals(load_one(store, "e", "c"), 4, 0, 0, 0);
+    assert_totals(load_one(store, "e", "new"), 0, 0, 0, 0);
+    assert_totals(load_one(store, "other", "x"), 0, 0, 0, 0);
+    storage->close(store);
+}
+
+/* ---- reset ------------------------------------------------------------ */
+
+static void test_reset_removes_one_experiment(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta batch[] = {delta("gone", "a", 1, 1, 1, 1), delta("kept", "a", 2, 0, 0, 0),
+                         delta("gone", "b", 3, 0, 0, 0), delta("kept", "b", 4, 1, 0.5, 0.25)};
+    apply_ok(store, batch, 4);
+    mab_error err = {0};
+    assert_int_equal(storage->reset(store, "gone", &err), MAB_OK);
+    assert_int_equal(storage->reset(store, "never-there", &err), MAB_OK);
+    assert_totals(load_one(store, "gone", "a"), 0, 0, 0, 0);
+    assert_totals(load_one(store, "gone", "b"), 0, 0, 0, 0);
+    assert_totals(load_one(store, "kept", "a"), 2, 0, 0, 0);
+    assert_totals(load_one(store, "kept", "b"), 4, 1, 0.5, 0.25);
+    /* The table still works after the removal. */
+    mab_delta again[] = {delta("gone", "a", 1, 0, 0, 0), delta("kept", "a", 1, 0, 0, 0)};
+    apply_ok(store, again, 2);
+    storage->close(store);
+
+    store = open_ok(f);
+    assert_totals(load_one(store, "gone", "a"), 1, 0, 0, 0);
+    assert_totals(load_one(store, "gone", "b"), 0, 0, 0, 0);
+    assert_totals(load_one(store, "kept", "a"), 3, 0, 0, 0);
+    assert_totals(load_one(store, "kept", "b"), 4, 1, 0.5, 0.25);
+    storage->close(store);
+    char *text = read_text(f->path);
+    assert_null(strstr(text, "\"b\":\t{\n\t\t\t\"pulls\":\t3"));
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_increments_accumulate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_opener_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_released_when_holder_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_bad_field, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_unknown_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unwritable_location, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_during_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_apply_is_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_removes_one_experiment, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
