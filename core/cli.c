@@ -403,8 +403,9 @@ static int close_engine(mab_engine *engine, int status)
     return status;
 }
 
-/* Find an experiment's description by id. */
-static int find_experiment(mab_engine *engine, const char *id, mab_experiment_info *info)
+/* Find an experiment's description by id; config names the file in errors. */
+static int find_experiment(mab_engine *engine, const char *config, const char *id,
+                           mab_experiment_info *info)
 {
     size_t n = mab_experiment_count(engine);
     for (size_t i = 0; i < n; i++) {
@@ -414,7 +415,7 @@ static int find_experiment(mab_engine *engine, const char *id, mab_experiment_in
         if (strcmp(info->id, id) == 0)
             return 0;
     }
-    fprintf(stderr, "mab: unknown experiment '%s'\n", id);
+    fprintf(stderr, "mab: %s: no experiment \"%s\"\n", config, id);
     return EXIT_USER;
 }
 
@@ -947,7 +948,7 @@ static int run_simulate(const command *cmd, const char *const *pos, const char *
 
     mab_experiment_info info;
     mab_arm_stats *stats = NULL;
-    status = find_experiment(engine, sim.experiment, &info);
+    status = find_experiment(engine, pos[0], sim.experiment, &info);
     if (status == 0 && n_probs != info.n_arms)
         status = usage_error(cmd, "simulate: --probs has %zu value%s but experiment '%s' has "
                                   "%zu arms",
@@ -1002,7 +1003,7 @@ static int run_reset(const command *cmd, const char *const *pos, const char *con
     mab_experiment_info info;
     mab_arm_stats *arms = NULL;
     uint64_t pulls = 0, rewards = 0;
-    status = find_experiment(engine, pos[1], &info);
+    status = find_experiment(engine, pos[0], pos[1], &info);
     if (status == 0)
         status = load_stats(engine, &info, &arms);
     if (status == 0) {
