@@ -67,9 +67,9 @@ cat >"$cfg" <<EOF
       "policy": {"plugin": "ucb1"},
       "arms": {"green": "#00FF00", "red": {"hex": "#FF0000"}, "blue": 3}
     },
-    "say \"hi\" \\\\ é": {
+    "say-hi_2": {
       "policy": {"plugin": "epsilon_greedy", "epsilon": 0.1},
-      "arms": {"tab\\there": 1, "plain": null}
+      "arms": {"with-dash": "a \\"quoted\\" value", "plain": null}
     },
     "revenue": {
       "policy": {"plugin": "thompson"},
@@ -79,7 +79,8 @@ cat >"$cfg" <<EOF
   }
 }
 EOF
-weird='say "hi" \ é'
+# Ids are restricted to letters, digits, '_' and '-' by the engine.
+weird=say-hi_2
 export WEIRD=$weird
 
 stats_json() {
@@ -132,15 +133,16 @@ contains "$err" "missing.json" "check of a missing file names it"
 expect 0 "$mab" choose "$cfg" btn
 IFS=$'\t' read -r -a fields <<<"$out"
 [[ ${#fields[@]} == 3 ]] || fail "choose: expected 3 tab-separated fields: '$out'"
-chosen=${fields[0]}
+chosen=${fields[0]-}
 case "$chosen" in
     green) want_value='"#00FF00"' ;;
     red) want_value='{"hex":"#FF0000"}' ;;
     blue) want_value='3' ;;
     *) fail "choose: arm '$chosen' is not an arm of btn"; want_value= ;;
 esac
-[[ ${fields[1]} == "$want_value" ]] || fail "choose: value '${fields[1]}', expected '$want_value'"
-pycheck "choose probability" "${fields[2]/nan/NaN}" "
+[[ ${fields[1]-} == "$want_value" ]] || fail "choose: value '${fields[1]}', expected '$want_value'"
+probability=${fields[2]-}
+pycheck "choose probability" "${probability/nan/NaN}" "
 import math
 assert math.isnan(d) or 0 < d <= 1, d"
 CHOSEN=$chosen pycheck "one pull counted" "$(stats_json)" "
@@ -158,7 +160,7 @@ contains "$err" "mab: " "choose error prefix"
 expect 0 "$mab" reward "$cfg" btn green 1
 expect 0 "$mab" reward "$cfg" btn green 0.5
 expect 0 "$mab" reward "$cfg" btn red 0.25
-expect 0 "$mab" reward "$cfg" "$weird" $'tab\there' 1
+expect 0 "$mab" reward "$cfg" "$weird" with-dash 1
 expect 0 "$mab" reward "$cfg" revenue dear 7.5
 expect 0 "$mab" reward "$cfg" revenue cheap 0
 before=$(stats_json)
@@ -173,8 +175,8 @@ assert (b['rewards'], b['reward_sum']) == (0, 0), b
 for a in (g, r, b):
     assert a['mean'] == (a['reward_sum'] / a['pulls'] if a['pulls'] else 0), a
 w = e[os.environ['WEIRD']]['arms']
-assert list(w) == ['tab\there', 'plain'], w
-assert w['tab\there'] == {'pulls': 0, 'rewards': 1, 'reward_sum': 1, 'mean': 0}, w
+assert list(w) == ['with-dash', 'plain'], w
+assert w['with-dash'] == {'pulls': 0, 'rewards': 1, 'reward_sum': 1, 'mean': 0}, w
 v = e['revenue']['arms']
 assert v['dear'] == {'pulls': 0, 'rewards': 1, 'reward_sum': 7.5, 'mean': 0}, v
 assert v['cheap']['rewards'] == 1 and v['cheap']['reward_sum'] == 0, v"
@@ -240,12 +242,19 @@ for w in d['windows']:
 assert d['windows'][-1]['shares']['red'] > d['windows'][0]['shares']['red'], d['windows']"
 [[ $(stats_json) == "$before" ]] || fail "simulate without --persist changed the stats"
 
-# A click on a [0, 10] experiment is rewarded with 10.
-expect 0 "$mab" simulate "$cfg" revenue --probs 1,0 --steps 200 --json
-pycheck "simulate reward_max" "$out" "
+# A click on a [0, 10] experiment is rewarded with 10, in storage too.
+expect 0 "$mab" simulate "$cfg" revenue --probs 1,0 --steps 200 --json --persist
+revenue_sim=$out
+pycheck "simulate reward_max" "$revenue_sim" "
 assert d['total_reward'] == 10 * d['arms']['cheap']['rewards'], d
 assert d['arms']['cheap']['rewards'] == d['arms']['cheap']['pulls'] > 0, d
 assert d['arms']['dear']['rewards'] == 0, d"
+SIM=$revenue_sim pycheck "simulate reward_max stored" "$(stats_json)" "
+sim = json.loads(os.environ['SIM'])['arms']
+cheap = d['experiments']['revenue']['arms']['cheap']
+assert cheap['rewards'] == 1 + sim['cheap']['rewards'], cheap
+assert cheap['reward_sum'] == 10 * sim['cheap']['rewards'], cheap"
+before=$(stats_json)
 
 expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5
 contains "$err" "2 values but experiment 'btn' has 3 arms" "simulate with too few probs"
