@@ -709,9 +709,13 @@ out:
     return found;
 }
 
+/* Below 2^53, so that the printed seed also works as the config's "seed". */
 static bool random_seed(uint64_t *seed)
 {
-    return getrandom(seed, sizeof *seed, 0) == (ssize_t)sizeof *seed;
+    if (getrandom(seed, sizeof *seed, 0) != (ssize_t)sizeof *seed)
+        return false;
+    *seed &= (UINT64_C(1) << 53) - 1;
+    return true;
 }
 
 /* Parse "P1,P2,..." into a fresh array; a usage error names the problem. */
