@@ -326,7 +326,8 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
     rc = x->policy->create(&params, x->n_arms, &state);
     if (rc != MAB_OK) {
         if (params.error[0])
-            rc = mab_error_set(err, MAB_ECONFIG, "%s", params.error);
+            rc = mab_error_set(err, MAB_ECONFIG, "%s (refused by %s)", params.error,
+                               x->policy_path);
         else
             rc = mab_error_set(err, MAB_EPLUGIN, "%s: experiments.%s.policy: %s: create failed: %s",
                                e->config_path, x->id, x->policy_path, mab_strerror(rc));
@@ -364,9 +365,10 @@ static int open_storage(mab_engine *e, mab_error *err)
     rc = e->storage->open(&params, &state, &open_err);
     if (rc != MAB_OK) {
         if (params.error[0])
-            rc = mab_error_set(err, MAB_ECONFIG, "%s", params.error);
+            rc = mab_error_set(err, MAB_ECONFIG, "%s (refused by %s)", params.error,
+                               e->storage_path);
         else if (open_err.message[0])
-            rc = mab_error_set(err, rc, "%s", open_err.message);
+            rc = mab_error_set(err, rc, "%s: storage: %s", e->config_path, open_err.message);
         else
             rc = mab_error_set(err, rc, "%s: storage: %s: open failed: %s", e->config_path,
                                e->storage_path, mab_strerror(rc));

@@ -73,29 +73,32 @@ static int load_descriptor(const char *path, const char *kind, const char *symbo
         dlclose(handle);
         return mab_error_set(err, MAB_EPLUGIN, "%s: %s() returned no descriptor", path, symbol);
     }
-    if (header[0] != abi_major) {
+    /* Copied: the descriptor lives in the plugin, gone after dlclose. */
+    uint32_t major = header[0], minor = header[1], size = header[2];
+    if (major != abi_major) {
         dlclose(handle);
         return mab_error_set(err, MAB_EPLUGIN,
                              "%s: built for %s ABI %u.%u, but this libmab supports %u.x (up to "
                              "%u.%u); rebuild the plugin against these headers",
-                             path, kind, header[0], header[1], abi_major, abi_major, abi_minor);
+                             path, kind, major, minor, abi_major, abi_major, abi_minor);
     }
-    if (header[2] < v1_size) {
+    if (size < v1_size) {
         dlclose(handle);
         return mab_error_set(err, MAB_EPLUGIN,
                              "%s: %s descriptor is %u bytes, smaller than the %zu bytes of %s "
                              "ABI %u.0",
-                             path, kind, header[2], v1_size, kind, abi_major);
+                             path, kind, size, v1_size, kind, abi_major);
     }
     *handle_out = handle;
     *desc_out = header;
     return MAB_OK;
 }
 
-static int missing_callback(void *handle, const char *path, const char *kind, const char *name,
+static int missing_callback(void **handle, const char *path, const char *kind, const char *name,
                             mab_error *err)
 {
-    dlclose(handle);
+    dlclose(*handle);
+    *handle = NULL;
     return mab_error_set(err, MAB_EPLUGIN, "%s: %s descriptor leaves %s NULL", path, kind, name);
 }
 
@@ -109,13 +112,13 @@ int mab__load_policy(const char *path, void **handle, const mab_policy **out, ma
         return rc;
     const mab_policy *p = desc;
     if (!p->create)
-        return missing_callback(*handle, path, "policy", "create", err);
+        return missing_callback(handle, path, "policy", "create", err);
     if (!p->destroy)
-        return missing_callback(*handle, path, "policy", "destroy", err);
+        return missing_callback(handle, path, "policy", "destroy", err);
     if (!p->choose)
-        return missing_callback(*handle, path, "policy", "choose", err);
+        return missing_callback(handle, path, "policy", "choose", err);
     if (!p->name)
-        return missing_callback(*handle, path, "policy", "name", err);
+        return missing_callback(handle, path, "policy", "name", err);
     *out = p;
     return MAB_OK;
 }
@@ -132,7 +135,7 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out, 
     const char *missing = !s->open ? "open" : !s->load ? "load" : !s->apply ? "apply"
                         : !s->reset ? "reset" : !s->close ? "close" : !s->name ? "name" : NULL;
     if (missing)
-        return missing_callback(*handle, path, "storage", missing, err);
+        return missing_callback(handle, path, "storage", missing, err);
     *out = s;
     return MAB_OK;
 }

@@ -65,7 +65,8 @@ void mab_rng_destroy(mab_rng *rng)
     free(rng);
 }
 
-uint64_t mab_rng_u64(mab_rng *rng)
+/* The generator itself, inlined into the distributions below. */
+static inline uint64_t next_u64(mab_rng *rng)
 {
     uint64_t *s = rng->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;
@@ -79,59 +80,119 @@ uint64_t mab_rng_u64(mab_rng *rng)
     return result;
 }
 
+static inline double next_uniform(mab_rng *rng)
+{
+    return (double)(next_u64(rng) >> 11) * 0x1.0p-53;
+}
+
+uint64_t mab_rng_u64(mab_rng *rng)
+{
+    return next_u64(rng);
+}
+
 double mab_rng_uniform(mab_rng *rng)
 {
-    return (double)(mab_rng_u64(rng) >> 11) * 0x1.0p-53;
+    return next_uniform(rng);
 }
 
 uint64_t mab_rng_below(mab_rng *rng, uint64_t n)
 {
     /* Lemire's multiply-shift with rejection of the biased low range. */
-    unsigned __int128 m = (unsigned __int128)mab_rng_u64(rng) * n;
+    unsigned __int128 m = (unsigned __int128)next_u64(rng) * n;
     uint64_t low = (uint64_t)m;
     if (low < n) {
         uint64_t threshold = -n % n;
         while (low < threshold) {
-            m = (unsigned __int128)mab_rng_u64(rng) * n;
+            m = (unsigned __int128)next_u64(rng) * n;
             low = (uint64_t)m;
         }
     }
     return (uint64_t)(m >> 64);
 }
 
-double mab_rng_normal(mab_rng *rng)
+/*
+ * Standard normal by the ziggurat method (Marsaglia & Tsang 2000) with 128
+ * layers of equal area V under f(x) = exp(-x^2/2). Layer 0 is the base
+ * rectangle [0, r] x [0, f(r)] plus the tail beyond r, drawn as a rectangle
+ * of width V / f(r); layer i >= 1 spans heights f(edge[i]) .. f(edge[i+1]).
+ * Most draws land left of edge[i+1], inside the curve: one 64-bit draw, a
+ * multiply and a comparison.
+ */
+#define ZIG_LAYERS 128
+#define ZIG_R 3.442619855899
+#define ZIG_V 9.91256303526217e-3
+
+static double zig_edge[ZIG_LAYERS + 1]; /* right edges, edge[LAYERS] = 0 */
+static double zig_f[ZIG_LAYERS + 1];    /* f(edge[i]) */
+
+__attribute__((constructor)) static void zig_tables(void)
 {
-    /* Marsaglia's polar method; the second variate is dropped to keep the
-       stream stateless beyond its 256 bits. */
-    double u, v, s;
-    do {
-        u = 2.0 * mab_rng_uniform(rng) - 1.0;
-        v = 2.0 * mab_rng_uniform(rng) - 1.0;
-        s = u * u + v * v;
-    } while (s >= 1.0 || s == 0.0);
-    return u * sqrt(-2.0 * log(s) / s);
+    zig_edge[0] = ZIG_V / exp(-0.5 * ZIG_R * ZIG_R);
+    zig_edge[1] = ZIG_R;
+    for (int i = 1; i < ZIG_LAYERS - 1; i++) {
+        double y = exp(-0.5 * zig_edge[i] * zig_edge[i]) + ZIG_V / zig_edge[i];
+        zig_edge[i + 1] = y < 1.0 ? sqrt(-2.0 * log(y)) : 0.0;
+    }
+    zig_edge[ZIG_LAYERS] = 0.0;
+    for (int i = 0; i <= ZIG_LAYERS; i++)
+        zig_f[i] = exp(-0.5 * zig_edge[i] * zig_edge[i]);
 }
 
-double mab_rng_gamma(mab_rng *rng, double shape)
+static double normal_tail(mab_rng *rng)
+{
+    /* Marsaglia (1964): x = r + a with a ~ Exp(r), accepted with the ratio. */
+    for (;;) {
+        double a = -log(1.0 - next_uniform(rng)) / ZIG_R;
+        double b = -log(1.0 - next_uniform(rng));
+        if (b + b > a * a)
+            return ZIG_R + a;
+    }
+}
+
+static inline double next_normal(mab_rng *rng)
+{
+    for (;;) {
+        uint64_t bits = next_u64(rng);
+        unsigned layer = (unsigned)(bits & (ZIG_LAYERS - 1));
+        int negative = (int)((bits >> 7) & 1);
+        double x = (double)(bits >> 11) * 0x1.0p-53 * zig_edge[layer];
+        if (x < zig_edge[layer + 1])
+            return negative ? -x : x;
+        if (layer == 0) {
+            x = normal_tail(rng);
+            return negative ? -x : x;
+        }
+        double y = zig_f[layer] + next_uniform(rng) * (zig_f[layer + 1] - zig_f[layer]);
+        if (y < exp(-0.5 * x * x))
+            return negative ? -x : x;
+    }
+}
+
+double mab_rng_normal(mab_rng *rng)
+{
+    return next_normal(rng);
+}
+
+static double next_gamma(mab_rng *rng, double shape)
 {
     if (shape < 1.0) {
         /* Gamma(a) = Gamma(a + 1) * U^(1/a) (Marsaglia & Tsang, section 6). */
         double u;
         do {
-            u = mab_rng_uniform(rng);
+            u = next_uniform(rng);
         } while (u == 0.0);
-        return mab_rng_gamma(rng, shape + 1.0) * pow(u, 1.0 / shape);
+        return next_gamma(rng, shape + 1.0) * pow(u, 1.0 / shape);
     }
     double d = shape - 1.0 / 3.0;
     double c = 1.0 / sqrt(9.0 * d);
     for (;;) {
         double x, v;
         do {
-            x = mab_rng_normal(rng);
+            x = next_normal(rng);
             v = 1.0 + c * x;
         } while (v <= 0.0);
         v = v * v * v;
-        double u = mab_rng_uniform(rng);
+        double u = next_uniform(rng);
         double x2 = x * x;
         if (u < 1.0 - 0.0331 * x2 * x2)
             return d * v;
@@ -140,13 +201,18 @@ double mab_rng_gamma(mab_rng *rng, double shape)
     }
 }
 
+double mab_rng_gamma(mab_rng *rng, double shape)
+{
+    return next_gamma(rng, shape);
+}
+
 double mab_rng_beta(mab_rng *rng, double a, double b)
 {
-    double x = mab_rng_gamma(rng, a);
-    double y = mab_rng_gamma(rng, b);
+    double x = next_gamma(rng, a);
+    double y = next_gamma(rng, b);
     double sum = x + y;
     /* Both gammas can underflow to 0 for tiny shapes; then pick by the means. */
     if (sum == 0.0)
-        return mab_rng_uniform(rng) < a / (a + b) ? 1.0 : 0.0;
+        return next_uniform(rng) < a / (a + b) ? 1.0 : 0.0;
     return x / sum;
 }

@@ -355,6 +355,23 @@ static void test_ucb1_breaks_ties_at_random(void **unused)
     count_choices(&lp, state, near, 3, 10, counts, probs);
     assert_chi_square_fits(counts, probs, 3, DRAWS, 1);
     lp.policy->destroy(state);
+
+    /* Many arms (the plugin's path without a stack buffer): arms 7 and 41 tie
+       at mean 0.5 with 10 pulls each, the 48 others have mean 0.1 and 10 pulls,
+       so their index is lower by exactly 0.4. */
+    enum { MANY = 50 };
+    state = create_ok(&lp, "{}", MANY);
+    mab_arm_view many[MANY];
+    double many_probs[MANY];
+    uint64_t many_counts[MANY];
+    for (size_t i = 0; i < MANY; i++) {
+        int tied = i == 7 || i == 41;
+        many[i] = arm_stats(10, tied ? 5 : 1);
+        many_probs[i] = tied ? 0.5 : 0.0;
+    }
+    count_choices(&lp, state, many, MANY, 11, many_counts, many_probs);
+    assert_chi_square_fits(many_counts, many_probs, MANY, DRAWS, 1);
+    lp.policy->destroy(state);
     unload_policy(&lp);
 }
 

@@ -1,0 +1,63 @@
+/* support.h - small helpers shared by the cmocka tests (header-only). */
+#ifndef MAB_TEST_SUPPORT_H
+#define MAB_TEST_SUPPORT_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A fresh directory under /tmp; the caller frees the string after rm_tree. */
+static inline char *test_tmpdir(const char *tag)
+{
+    char *d = malloc(256);
+    if (!d)
+        return NULL;
+    snprintf(d, 256, "/tmp/mab-%s-XXXXXX", tag);
+    return mkdtemp(d) ? d : (free(d), (char *)NULL);
+}
+
+static inline int test_rm_tree(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
+/* Write a file from a printf format; returns 0 on success. */
+static inline int test_write_file(const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline int test_write_file(const char *path, const char *fmt, ...)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    return fclose(f);
+}
+
+/* Whole file as a NUL-terminated string, or NULL. */
+static inline char *test_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    if (buf)
+        buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+#endif

@@ -1,0 +1,293 @@
+/*
+ * test_engine.c - the engine with real plugins (epsilon_greedy, ucb1,
+ * json_file): counting, reward validation, reward units, persistence,
+ * config reconciliation, durability modes, reset, reproducible seeds.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "mab/mab.h"
+#include "support.h"
+
+static char *dir;
+static char config[300], state_file[300];
+
+static mab_engine *open_ok(const char *path)
+{
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(path, &e, &err);
+    if (rc)
+        print_error("mab_open: %s\n", err.message);
+    assert_int_equal(rc, MAB_OK);
+    return e;
+}
+
+static void close_ok(mab_engine *e)
+{
+    mab_error err = {0, ""};
+    int rc = mab_close(e, &err);
+    if (rc)
+        print_error("mab_close: %s\n", err.message);
+    assert_int_equal(rc, MAB_OK);
+}
+
+/* Config with one experiment "exp" with the given arms JSON and extras. */
+static void write_config(const char *arms, const char *storage_extra, const char *exp_extra)
+{
+    assert_int_equal(test_write_file(config,
+                                     "{\"plugin_path\": [\"%s\"], \"seed\": 3,\n"
+                                     " \"storage\": {\"plugin\": \"json_file\", \"path\": \"state.json\"%s},\n"
+                                     " \"experiments\": {\"exp\": {\"policy\": {\"plugin\": \"ucb1\"},"
+                                     " \"arms\": %s%s}}}\n",
+                                     MAB_PLUGIN_DIR, storage_extra, arms, exp_extra),
+                     0);
+}
+
+static mab_arm_stats stats_of(mab_engine *e, const char *arm)
+{
+    mab_arm_stats st[8];
+    size_t n = 0;
+    mab_error err;
+    assert_int_equal(mab_stats(e, "exp", st, 8, &n, &err), MAB_OK);
+    for (size_t i = 0; i < n && i < 8; i++)
+        if (strcmp(st[i].arm_id, arm) == 0)
+            return st[i];
+    fail_msg("arm %s not in stats", arm);
+    return st[0];
+}
+
+/* Totals of one arm in the json_file state on disk. */
+static double on_disk(const char *arm, const char *field)
+{
+    char *text = test_read_file(state_file);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    assert_non_null(root);
+    const cJSON *exps = cJSON_GetObjectItemCaseSensitive(root, "experiments");
+    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(exps, "exp"), arm);
+    double v = rec ? cJSON_GetObjectItemCaseSensitive(rec, field)->valuedouble : 0.0;
+    cJSON_Delete(root);
+    return v;
+}
+
+static void test_choose_counts_pulls_and_lookup_does_not(void **state)
+{
+    (void)state;
+    write_config("{\"a\": 1, \"b\": 2, \"c\": 3}", "", "");
+    mab_engine *e = open_ok(config);
+    mab_choice c;
+    mab_error err;
+    /* UCB1 plays every untried arm first: three choices, three arms. */
+    int seen[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
+        assert_true(c.arm_index < 3);
+        seen[c.arm_index]++;
+        assert_string_equal(c.value_json, c.arm_index == 0 ? "1" : c.arm_index == 1 ? "2" : "3");
+    }
+    assert_int_equal(seen[0] + seen[1] + seen[2], 3);
+    assert_true(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
+    assert_int_equal(mab_arm_lookup(e, "exp", "b", &c, &err), MAB_OK);
+    assert_true(isnan(c.probability));
+    assert_int_equal(stats_of(e, "a").pulls + stats_of(e, "b").pulls + stats_of(e, "c").pulls, 3);
+    assert_int_equal(mab_arm_lookup(e, "exp", "z", &c, &err), MAB_ENOTFOUND);
+    assert_non_null(strstr(err.message, "experiments.exp has no arm \"z\""));
+    assert_int_equal(mab_choose(e, "nope", &c, &err), MAB_ENOTFOUND);
+    assert_non_null(strstr(err.message, "no experiment \"nope\""));
+    close_ok(e);
+}
+
+static void test_bad_rewards_change_nothing(void **state)
+{
+    (void)state;
+    write_config("{\"a\": 1, \"b\": 2}", "", ", \"reward\": {\"min\": 0, \"max\": 10}");
+    mab_engine *e = open_ok(config);
+    mab_error err;
+    assert_int_equal(mab_reward(e, "exp", "a", 4.0, &err), MAB_OK);
+    struct {
+        const char *exp, *arm;
+        double value;
+        int code;
+        const char *needle;
+    } bad[] = {
+        {"exp", "a", NAN, MAB_EINVAL, "reward for arm \"a\" is NaN"},
+        {"exp", "a", INFINITY, MAB_EINVAL, "is infinite"},
+        {"exp", "a", -INFINITY, MAB_EINVAL, "is infinite"},
+        {"exp", "a", 10.5, MAB_ERANGE, "reward 10.5 for arm \"a\" is outside the reward range [0, 10]"},
+        {"exp", "a", -0.1, MAB_ERANGE, "outside the reward range"},
+        {"exp", "zz", 1.0, MAB_ENOTFOUND, "experiments.exp has no arm \"zz\""},
+        {"nope", "a", 1.0, MAB_ENOTFOUND, "no experiment \"nope\""},
+        {"exp", NULL, 1.0, MAB_ENOTFOUND, "has no arm"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err.message[0] = '\0';
+        assert_int_equal(mab_reward(e, bad[i].exp, bad[i].arm, bad[i].value, &err), bad[i].code);
+        assert_int_equal(err.code, bad[i].code);
+        if (!strstr(err.message, bad[i].needle))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.message, bad[i].needle);
+    }
+    mab_arm_stats a = stats_of(e, "a");
+    assert_int_equal(a.rewards, 1);
+    assert_true(a.reward_sum == 4.0);
+    assert_true(a.reward_sum_sq == 16.0);
+    assert_int_equal(mab_reward(NULL, "exp", "a", 1.0, &err), MAB_EINVAL);
+    close_ok(e);
+}
+
+static void test_persistence_and_reconciliation(void **state)
+{
+    (void)state;
+    write_config("{\"a\": 1, \"b\": 2, \"c\": 3}", "", "");
+    mab_engine *e = open_ok(config);
+    mab_choice ch;
+    mab_error err;
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(mab_choose(e, "exp", &ch, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "b", 0.25, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "b", 0.5, &err), MAB_OK);
+    mab_arm_stats a0 = stats_of(e, "a"), b0 = stats_of(e, "b"), c0 = stats_of(e, "c");
+    assert_int_equal(a0.pulls + b0.pulls + c0.pulls, 30);
+    close_ok(e);
+
+    /* Reordered, "b" removed, "d" added. */
+    write_config("{\"d\": 4, \"c\": 3, \"a\": 1}", "", "");
+    e = open_ok(config);
+    mab_arm_stats a1 = stats_of(e, "a"), c1 = stats_of(e, "c"), d1 = stats_of(e, "d");
+    assert_int_equal(a1.pulls, a0.pulls);
+    assert_int_equal(a1.rewards, 1);
+    assert_int_equal(c1.pulls, c0.pulls);
+    assert_int_equal(d1.pulls, 0);
+    assert_int_equal(d1.rewards, 0);
+    assert_true(on_disk("b", "rewards") == 2.0); /* the removed arm stays stored */
+    close_ok(e);
+
+    /* "b" back: its counters were kept. */
+    write_config("{\"a\": 1, \"b\": 2, \"c\": 3, \"d\": 4}", "", "");
+    e = open_ok(config);
+    mab_arm_stats b2 = stats_of(e, "b");
+    assert_int_equal(b2.pulls, b0.pulls);
+    assert_int_equal(b2.rewards, 2);
+    assert_true(b2.reward_sum == 0.75);
+    assert_true(b2.reward_sum_sq == 0.25 * 0.25 + 0.5 * 0.5);
+
+    /* Reset zeroes the experiment, in memory and in storage. */
+    assert_int_equal(mab_reset(e, "exp", &err), MAB_OK);
+    assert_int_equal(stats_of(e, "b").pulls, 0);
+    assert_true(on_disk("b", "pulls") == 0.0);
+    assert_int_equal(mab_reset(e, "nope", &err), MAB_ENOTFOUND);
+    close_ok(e);
+}
+
+static void test_sync_modes(void **state)
+{
+    (void)state;
+    /* "always": on disk when mab_reward returns. */
+    write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": \"always\"", "");
+    mab_engine *e = open_ok(config);
+    mab_error err;
+    for (int i = 1; i <= 5; i++) {
+        assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+        assert_true(on_disk("a", "rewards") == (double)i);
+    }
+    close_ok(e);
+
+    /* A long interval: not on disk until flushed. */
+    write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": {\"interval_ms\": 600000}", "");
+    e = open_ok(config);
+    assert_int_equal(mab_reward(e, "exp", "b", 1.0, &err), MAB_OK);
+    assert_true(on_disk("b", "rewards") == 0.0);
+    assert_int_equal(mab_flush(e, &err), MAB_OK);
+    assert_true(on_disk("b", "rewards") == 1.0);
+    assert_int_equal(mab_reward(e, "exp", "b", 1.0, &err), MAB_OK);
+    close_ok(e); /* close writes what is pending */
+    assert_true(on_disk("b", "rewards") == 2.0);
+
+    /* A short interval: the background writer gets there on its own. */
+    write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": {\"interval_ms\": 20}", "");
+    e = open_ok(config);
+    assert_int_equal(mab_reward(e, "exp", "b", 1.0, &err), MAB_OK);
+    for (int i = 0; i < 500 && on_disk("b", "rewards") != 3.0; i++)
+        usleep(10000);
+    assert_true(on_disk("b", "rewards") == 3.0);
+    close_ok(e);
+}
+
+static void test_same_seed_same_choices(void **state)
+{
+    (void)state;
+    assert_int_equal(test_write_file(config,
+                                     "{\"plugin_path\": [\"%s\"], \"seed\": 11,"
+                                     " \"storage\": {\"plugin\": \"json_file\", \"path\": \"unused.json\"},"
+                                     " \"experiments\": {\"exp\": {\"policy\": {\"plugin\": \"epsilon_greedy\","
+                                     " \"epsilon\": 0.5}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}}}\n",
+                                     MAB_PLUGIN_DIR),
+                     0);
+    mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
+    char seq[2][201];
+    for (int run = 0; run < 2; run++) {
+        mab_engine *e = NULL;
+        mab_error err;
+        assert_int_equal(mab_open_ex(config, &opts, &e, &err), MAB_OK);
+        assert_string_equal(mab_storage_name(e), "none");
+        for (int i = 0; i < 200; i++) {
+            mab_choice c;
+            assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
+            seq[run][i] = c.arm_id[0];
+            if (c.arm_id[0] == 'c')
+                assert_int_equal(mab_reward(e, "exp", "c", 1.0, &err), MAB_OK);
+        }
+        seq[run][200] = '\0';
+        close_ok(e);
+    }
+    assert_string_equal(seq[0], seq[1]);
+    assert_non_null(strchr(seq[0], 'a')); /* epsilon 0.5 explores */
+    /* NO_STORAGE never created the state file. */
+    char unused[320];
+    snprintf(unused, sizeof unused, "%s/unused.json", dir);
+    assert_int_equal(access(unused, F_OK), -1);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    dir = test_tmpdir("engine");
+    snprintf(config, sizeof config, "%s/mab.json", dir);
+    snprintf(state_file, sizeof state_file, "%s/state.json", dir);
+    return dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    test_rm_tree(dir);
+    free(dir);
+    return 0;
+}
+
+static int each(void **state)
+{
+    (void)state;
+    unlink(state_file);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_choose_counts_pulls_and_lookup_does_not, each),
+        cmocka_unit_test_setup(test_bad_rewards_change_nothing, each),
+        cmocka_unit_test_setup(test_persistence_and_reconciliation, each),
+        cmocka_unit_test_setup(test_sync_modes, each),
+        cmocka_unit_test_setup(test_same_seed_same_choices, each),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

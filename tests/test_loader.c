@@ -1,0 +1,221 @@
+/*
+ * test_loader.c - the loader refuses broken plugins (real fixture .so files
+ * in build/tests/fixtures) with errors naming the file and the reason, and
+ * the engine keeps what a failing storage could not write.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "mab/mab.h"
+#include "mab/policy.h"
+#include "mab/storage.h"
+#include "support.h"
+
+static char *dir;
+static char config[300];
+
+static void write_config(const char *policy, const char *storage)
+{
+    assert_int_equal(test_write_file(config,
+                                     "{\"plugin_path\": [\"%s\"],\n"
+                                     " \"storage\": %s,\n"
+                                     " \"experiments\": {\"btn\": {\"policy\": %s,"
+                                     " \"arms\": {\"red\": 1, \"blue\": 2}}}}\n",
+                                     MAB_PLUGIN_DIR, storage, policy),
+                     0);
+}
+
+#define MEMORY "{\"plugin\": \"" MAB_FIXTURE_DIR "/storage_memory.so\"}"
+#define UCB1 "{\"plugin\": \"ucb1\"}"
+#define FIX(name) MAB_FIXTURE_DIR "/" name ".so"
+
+static void expect_open_error(int code, const char *expected)
+{
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(config, &e, &err);
+    char full[1024];
+    snprintf(full, sizeof full, "%s: %s", config, expected);
+    if (rc != code || strcmp(err.message, full) != 0)
+        print_error("got %d \"%s\"\nexpected %d \"%s\"\n", rc, err.message, code, full);
+    assert_int_equal(rc, code);
+    assert_string_equal(err.message, full);
+    assert_null(e);
+}
+
+static void test_policy_wrong_abi(void **state)
+{
+    (void)state;
+    write_config("{\"plugin\": \"" FIX("policy_wrong_abi") "\"}", MEMORY);
+    char expected[600];
+    snprintf(expected, sizeof expected,
+             "experiments.btn.policy.plugin: %s: built for policy ABI %d.%d, but this libmab "
+             "supports %d.x (up to %d.%d); rebuild the plugin against these headers",
+             FIX("policy_wrong_abi"), MAB_POLICY_ABI_MAJOR + 1, MAB_POLICY_ABI_MINOR,
+             MAB_POLICY_ABI_MAJOR, MAB_POLICY_ABI_MAJOR, MAB_POLICY_ABI_MINOR);
+    expect_open_error(MAB_EPLUGIN, expected);
+}
+
+static void test_policy_missing_symbol(void **state)
+{
+    (void)state;
+    write_config("{\"plugin\": \"" FIX("policy_no_symbol") "\"}", MEMORY);
+    expect_open_error(MAB_EPLUGIN, "experiments.btn.policy.plugin: " FIX("policy_no_symbol")
+                                   ": missing symbol mab_policy_entry: not a mab policy plugin "
+                                   "(or not exported)");
+}
+
+static void test_policy_small_struct(void **state)
+{
+    (void)state;
+    write_config("{\"plugin\": \"" FIX("policy_small_struct") "\"}", MEMORY);
+    char expected[600];
+    snprintf(expected, sizeof expected,
+             "experiments.btn.policy.plugin: %s: policy descriptor is %zu bytes, smaller than "
+             "the %zu bytes of policy ABI 1.0",
+             FIX("policy_small_struct"), offsetof(mab_policy, choose),
+             offsetof(mab_policy, choose) + sizeof(void *));
+    expect_open_error(MAB_EPLUGIN, expected);
+}
+
+static void test_policy_null_callback(void **state)
+{
+    (void)state;
+    write_config("{\"plugin\": \"" FIX("policy_null_choose") "\"}", MEMORY);
+    expect_open_error(MAB_EPLUGIN, "experiments.btn.policy.plugin: " FIX("policy_null_choose")
+                                   ": policy descriptor leaves choose NULL");
+}
+
+static void test_policy_create_fails(void **state)
+{
+    (void)state;
+    write_config("{\"plugin\": \"" FIX("policy_create_fails") "\"}", MEMORY);
+    expect_open_error(MAB_ECONFIG, "experiments.btn.policy: fixture refuses to start (refused by " FIX(
+                                       "policy_create_fails") ")");
+}
+
+static void test_policy_not_a_shared_object(void **state)
+{
+    (void)state;
+    char bogus[320];
+    snprintf(bogus, sizeof bogus, "%s/bogus.so", dir);
+    test_write_file(bogus, "not an ELF file\n");
+    write_config("{\"plugin\": \"./bogus.so\"}", MEMORY);
+    mab_engine *e = NULL;
+    mab_error err;
+    assert_int_equal(mab_open(config, &e, &err), MAB_EPLUGIN);
+    assert_non_null(strstr(err.message, "experiments.btn.policy.plugin: "));
+    assert_non_null(strstr(err.message, "/./bogus.so: cannot load policy plugin: "));
+    if (!strstr(err.message, "invalid ELF header") && !strstr(err.message, "file too short"))
+        fail_msg("no dlerror() reason in \"%s\"", err.message);
+}
+
+static void test_unknown_policy_key_after_create(void **state)
+{
+    (void)state;
+    write_config("{\"plugin\": \"" FIX("policy_uniform") "\", \"k_extra\": 3, \"k_exta\": 1}", MEMORY);
+    expect_open_error(MAB_ECONFIG, "experiments.btn.policy: unknown key \"k_exta\"");
+    /* The same plugin with only known keys opens. */
+    write_config("{\"plugin\": \"" FIX("policy_uniform") "\", \"k_extra\": 3}", MEMORY);
+    mab_engine *e = NULL;
+    mab_error err;
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+}
+
+static void test_policy_bad_index_is_refused_at_choose(void **state)
+{
+    (void)state;
+    write_config("{\"plugin\": \"" FIX("policy_bad_index") "\"}", MEMORY);
+    mab_engine *e = NULL;
+    mab_error err;
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    mab_choice c;
+    assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_EPLUGIN);
+    assert_non_null(strstr(err.message, "chose arm 2 of only 2"));
+    mab_arm_stats st[2];
+    size_t n;
+    assert_int_equal(mab_stats(e, "btn", st, 2, &n, &err), MAB_OK);
+    assert_int_equal(st[0].pulls + st[1].pulls, 0); /* nothing counted */
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+}
+
+static void test_storage_wrong_abi(void **state)
+{
+    (void)state;
+    write_config(UCB1, "{\"plugin\": \"" FIX("storage_wrong_abi") "\"}");
+    mab_engine *e = NULL;
+    mab_error err;
+    assert_int_equal(mab_open(config, &e, &err), MAB_EPLUGIN);
+    assert_non_null(strstr(err.message, "storage.plugin: " FIX("storage_wrong_abi")
+                                        ": built for storage ABI "));
+}
+
+static void test_storage_open_fails(void **state)
+{
+    (void)state;
+    write_config(UCB1, "{\"plugin\": \"" FIX("storage_create_fails") "\"}");
+    expect_open_error(MAB_ESTORAGE, "storage: fixture storage refuses to open");
+}
+
+static void test_failed_writes_are_kept_and_reported(void **state)
+{
+    (void)state;
+    write_config(UCB1, "{\"plugin\": \"" FIX("storage_memory") "\", \"fail_apply\": true}");
+    mab_engine *e = NULL;
+    mab_error err;
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    mab_choice c;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "btn", "red", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_flush(e, &err), MAB_ESTORAGE);
+    assert_non_null(strstr(err.message, "fixture apply failure"));
+    /* Still counted in memory, and offered again: a second flush fails too. */
+    mab_arm_stats st[2];
+    size_t n;
+    assert_int_equal(mab_stats(e, "btn", st, 2, &n, &err), MAB_OK);
+    assert_int_equal(st[0].pulls + st[1].pulls, 5);
+    assert_int_equal(st[0].rewards, 1);
+    assert_int_equal(mab_flush(e, &err), MAB_ESTORAGE);
+    assert_int_equal(mab_close(e, &err), MAB_ESTORAGE);
+    assert_non_null(strstr(err.message, "fixture apply failure; 5 pulls and 1 rewards were not written"));
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    dir = test_tmpdir("loader");
+    snprintf(config, sizeof config, "%s/mab.json", dir);
+    return dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    test_rm_tree(dir);
+    free(dir);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_policy_wrong_abi),
+        cmocka_unit_test(test_policy_missing_symbol),
+        cmocka_unit_test(test_policy_small_struct),
+        cmocka_unit_test(test_policy_null_callback),
+        cmocka_unit_test(test_policy_create_fails),
+        cmocka_unit_test(test_policy_not_a_shared_object),
+        cmocka_unit_test(test_unknown_policy_key_after_create),
+        cmocka_unit_test(test_policy_bad_index_is_refused_at_choose),
+        cmocka_unit_test(test_storage_wrong_abi),
+        cmocka_unit_test(test_storage_open_fails),
+        cmocka_unit_test(test_failed_writes_are_kept_and_reported),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
