@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# cli_test.sh BUILD_DIR SOURCE_DIR - end-to-end test of the `mab` tool:
+# exit codes, messages and exact values, against real plugins and a real
+# json_file store in a scratch directory.
+set -euo pipefail
+
+build=$(cd "$1" && pwd)
+mab=$build/bin/mab
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+failures=0
+commands=0
+fail() {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+
+# run CMD...: run it, keeping stdout in $out, stderr in $err, status in $rc.
+run() {
+    commands=$((commands + 1))
+    set +e
+    "$@" >"$tmp/stdout" 2>"$tmp/stderr"
+    rc=$?
+    set -e
+    out=$(cat "$tmp/stdout")
+    err=$(cat "$tmp/stderr")
+}
+
+# expect STATUS CMD...: run and compare the exit status.
+expect() {
+    local want=$1
+    shift
+    run "$@"
+    if [[ $rc != "$want" ]]; then
+        fail "'$*' exited $rc, expected $want; stderr: $err"
+    fi
+}
+
+# contains TEXT NEEDLE WHAT: TEXT must contain NEEDLE.
+contains() {
+    [[ $1 == *"$2"* ]] || fail "$3: expected '$2' in: $1"
+}
+
+# pycheck WHAT JSON_TEXT PYTHON: run PYTHON with the parsed JSON in `d`; it
+# must exit 0 (use assert). Other data reaches PYTHON through the environment
+# (os.environ), never pasted into its source.
+pycheck() {
+    local what=$1 text=$2 code=$3
+    if ! printf '%s' "$text" | $py -c "import json, os, sys
+d = json.load(sys.stdin)
+$code" 2>"$tmp/pyerr"; then
+        fail "$what: $(cat "$tmp/pyerr") in: $text"
+    fi
+}
+
+cfg=$tmp/mab.json
+state=$tmp/state.json
+cat >"$cfg" <<EOF
+{
+  "plugin_path": ["$build/plugins"],
+  "seed": 7,
+  "storage": {"plugin": "json_file", "path": "$state"},
+  "experiments": {
+    "btn": {
+      "policy": {"plugin": "ucb1"},
+      "arms": {"green": "#00FF00", "red": {"hex": "#FF0000"}, "blue": 3}
+    },
+    "say-hi_2": {
+      "policy": {"plugin": "epsilon_greedy", "epsilon": 0.1},
+      "arms": {"with-dash": "a \\"quoted\\" value", "plain": null}
+    },
+    "revenue": {
+      "policy": {"plugin": "thompson"},
+      "reward": {"min": 0, "max": 10},
+      "arms": {"cheap": 1, "dear": 2}
+    }
+  }
+}
+EOF
+# Ids are restricted to letters, digits, '_' and '-' by the engine.
+weird=say-hi_2
+export WEIRD=$weird
+
+stats_json() {
+    "$mab" stats "$cfg" --json
+}
+
+# ---- usage: --help, --version, unknown commands and options, missing args
+
+expect 0 "$mab" --help
+contains "$out" "simulate" "mab --help lists commands"
+expect 0 "$mab" --version
+contains "$out" "0.1.0" "mab --version"
+for sub in check choose reward stats simulate reset; do
+    expect 0 "$mab" "$sub" --help
+    [[ $out == "usage: mab $sub"* ]] || fail "mab $sub --help: no usage on stdout: $out"
+    [[ -z $err ]] || fail "mab $sub --help wrote to stderr: $err"
+done
+expect 2 "$mab"
+contains "$err" "usage:" "mab without a command"
+expect 2 "$mab" frobnicate "$cfg"
+contains "$err" "unknown command 'frobnicate'" "unknown command"
+contains "$err" "usage:" "unknown command"
+expect 2 "$mab" stats "$cfg" --bogus
+contains "$err" "--bogus" "unknown option"
+expect 2 "$mab" check
+contains "$err" "missing argument CONFIG" "check without CONFIG"
+expect 2 "$mab" choose "$cfg"
+contains "$err" "missing argument EXP" "choose without EXP"
+expect 2 "$mab" reward "$cfg" btn green
+contains "$err" "missing argument VALUE" "reward without VALUE"
+expect 2 "$mab" choose "$cfg" btn extra
+contains "$err" "unexpected argument 'extra'" "choose with an extra argument"
+expect 2 "$mab" simulate "$cfg" btn
+contains "$err" "--probs" "simulate without --probs"
+
+# ---- check
+
+expect 0 "$mab" check "$cfg"
+contains "$out" "json_file" "check names the storage plugin"
+line=$(grep '^btn ' <<<"$out" || true)
+[[ $line =~ ^btn\ +ucb1\ +3\ +\[0,\ 1\]\ +/.*ucb1 ]] || fail "check: bad line for btn: '$line'"
+line=$(grep '^revenue ' <<<"$out" || true)
+[[ $line =~ ^revenue\ +thompson\ +2\ +\[0,\ 10\] ]] || fail "check: bad line for revenue: '$line'"
+expect 1 "$mab" check "$tmp/missing.json"
+contains "$err" "mab: " "check of a missing file"
+contains "$err" "missing.json" "check of a missing file names it"
+
+# ---- choose: three tab-separated fields, the arm's own value
+
+expect 0 "$mab" choose "$cfg" btn
+IFS=$'\t' read -r -a fields <<<"$out"
+[[ ${#fields[@]} == 3 ]] || fail "choose: expected 3 tab-separated fields: '$out'"
+chosen=${fields[0]-}
+case "$chosen" in
+    green) want_value='"#00FF00"' ;;
+    red) want_value='{"hex":"#FF0000"}' ;;
+    blue) want_value='3' ;;
+    *) fail "choose: arm '$chosen' is not an arm of btn"; want_value= ;;
+esac
+[[ ${fields[1]-} == "$want_value" ]] || fail "choose: value '${fields[1]}', expected '$want_value'"
+probability=${fields[2]-}
+pycheck "choose probability" "${probability/nan/NaN}" "
+import math
+assert math.isnan(d) or 0 < d <= 1, d"
+CHOSEN=$chosen pycheck "one pull counted" "$(stats_json)" "
+arms = d['experiments']['btn']['arms']
+assert sorted(arms) == ['blue', 'green', 'red'], arms
+assert arms[os.environ['CHOSEN']]['pulls'] == 1, arms
+assert sum(a['pulls'] for a in arms.values()) == 1, arms"
+expect 1 "$mab" choose "$cfg" nosuch
+contains "$err" '"nosuch"' "choose of an unknown experiment names it"
+contains "$err" "mab: " "choose error prefix"
+[[ -z $out ]] || fail "choose of an unknown experiment printed: $out"
+
+# ---- reward then stats --json: exact values
+
+expect 0 "$mab" reward "$cfg" btn green 1
+expect 0 "$mab" reward "$cfg" btn green 0.5
+expect 0 "$mab" reward "$cfg" btn red 0.25
+expect 0 "$mab" reward "$cfg" "$weird" with-dash 1
+expect 0 "$mab" reward "$cfg" revenue dear 7.5
+expect 0 "$mab" reward "$cfg" revenue cheap 0
+before=$(stats_json)
+pycheck "stats after rewards" "$before" "
+e = d['experiments']
+assert list(e) == ['btn', os.environ['WEIRD'], 'revenue'], list(e)
+assert e['btn']['policy'] == 'ucb1'
+g, r, b = (e['btn']['arms'][k] for k in ('green', 'red', 'blue'))
+assert (g['rewards'], g['reward_sum']) == (2, 1.5), g
+assert (r['rewards'], r['reward_sum']) == (1, 0.25), r
+assert (b['rewards'], b['reward_sum']) == (0, 0), b
+for a in (g, r, b):
+    assert a['mean'] == (a['reward_sum'] / a['pulls'] if a['pulls'] else 0), a
+w = e[os.environ['WEIRD']]['arms']
+assert list(w) == ['with-dash', 'plain'], w
+assert w['with-dash'] == {'pulls': 0, 'rewards': 1, 'reward_sum': 1, 'mean': 0}, w
+v = e['revenue']['arms']
+assert v['dear'] == {'pulls': 0, 'rewards': 1, 'reward_sum': 7.5, 'mean': 0}, v
+assert v['cheap']['rewards'] == 1 and v['cheap']['reward_sum'] == 0, v"
+
+expect 0 "$mab" stats "$cfg"
+contains "$out" "experiment btn (policy ucb1)" "stats text header"
+line=$(grep -E '^ +green ' <<<"$out" || true)
+[[ $line =~ green\ +[0-9]+\ +2\ +1.5\ + ]] || fail "stats text: bad green line '$line'"
+
+# ---- rejected rewards: exit 1, a message, nothing stored
+
+expect 1 "$mab" reward "$cfg" btn green nan
+contains "$err" "NaN" "NaN reward message"
+expect 1 "$mab" reward "$cfg" btn green -inf
+contains "$err" "infinite" "infinite reward message"
+expect 1 "$mab" reward "$cfg" btn green 2
+contains "$err" "outside" "out of range reward message"
+expect 1 "$mab" reward "$cfg" btn purple 1
+contains "$err" '"purple"' "unknown arm is named"
+expect 1 "$mab" reward "$cfg" nosuch green 1
+contains "$err" '"nosuch"' "unknown experiment is named"
+expect 2 "$mab" reward "$cfg" btn green 1x
+contains "$err" "not a number" "malformed reward"
+expect 2 "$mab" reward "$cfg" btn green ""
+contains "$err" "not a number" "empty reward"
+expect 2 "$mab" reward "$cfg" btn green " 1"
+[[ $(stats_json) == "$before" ]] || fail "rejected rewards changed the stats"
+
+# ---- simulate: reproducible, storage untouched unless --persist
+
+sim=(simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 3000 --seed 42 --report-every 1000)
+expect 0 "$mab" "${sim[@]}"
+first=$out
+contains "$first" "seed 42" "simulate prints its seed"
+[[ $(grep -c '^steps ' <<<"$first") == 3 ]] || fail "simulate: expected 3 window lines: $first"
+contains "$first" "best arm      red" "simulate names the best arm"
+expect 0 "$mab" "${sim[@]}"
+[[ $out == "$first" ]] || fail "simulate with the same seed differs"
+expect 0 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 3000 --seed 43 --report-every 1000
+[[ $(tail -n +2 <<<"$out") != "$(tail -n +2 <<<"$first")" ]] ||
+    fail "simulate with another seed gives the same results"
+# Without --seed the config's seed (7) is used: reproducible too.
+expect 0 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 500
+contains "$out" "seed 7" "simulate defaults to the config's seed"
+first=$out
+expect 0 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 500 --seed 7
+[[ $out == "$first" ]] || fail "simulate without --seed differs from --seed 7"
+
+expect 0 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 4000 --seed 5 --json --report-every 1000
+sim_json=$out
+pycheck "simulate --json" "$sim_json" "
+arms = d['arms']
+assert list(arms) == ['green', 'red', 'blue'], arms
+assert d['steps'] == 4000 and d['seed'] == 5 and d['best_arm'] == 'red', d
+assert sum(a['pulls'] for a in arms.values()) == 4000, arms
+assert d['total_reward'] == sum(a['rewards'] for a in arms.values()), d
+regret = sum((0.5 - a['click_rate']) * a['pulls'] for a in arms.values())
+assert abs(d['regret'] - regret) < 1e-6, (d['regret'], regret)
+assert arms['red']['pulls'] > arms['green']['pulls'], arms
+assert len(d['windows']) == 4, d['windows']
+for w in d['windows']:
+    assert abs(sum(w['shares'].values()) - 1) < 1e-9, w
+assert d['windows'][-1]['shares']['red'] > d['windows'][0]['shares']['red'], d['windows']"
+[[ $(stats_json) == "$before" ]] || fail "simulate without --persist changed the stats"
+
+# A click on a [0, 10] experiment is rewarded with 10, in storage too.
+expect 0 "$mab" simulate "$cfg" revenue --probs 1,0 --steps 200 --json --persist
+revenue_sim=$out
+pycheck "simulate reward_max" "$revenue_sim" "
+assert d['total_reward'] == 10 * d['arms']['cheap']['rewards'], d
+assert d['arms']['cheap']['rewards'] == d['arms']['cheap']['pulls'] > 0, d
+assert d['arms']['dear']['rewards'] == 0, d"
+SIM=$revenue_sim pycheck "simulate reward_max stored" "$(stats_json)" "
+sim = json.loads(os.environ['SIM'])['arms']
+cheap = d['experiments']['revenue']['arms']['cheap']
+assert cheap['rewards'] == 1 + sim['cheap']['rewards'], cheap
+assert cheap['reward_sum'] == 10 * sim['cheap']['rewards'], cheap"
+before=$(stats_json)
+
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5
+contains "$err" "2 values but experiment 'btn' has 3 arms" "simulate with too few probs"
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,1.5,0.2
+contains "$err" "'1.5'" "simulate with a probability above 1"
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,,0.2
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 0
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --seed -1
+expect 1 "$mab" simulate "$cfg" nosuch --probs 0.5,0.5
+contains "$err" '"nosuch"' "simulate of an unknown experiment"
+
+expect 0 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 1000 --seed 9 --json --persist
+persisted=$out
+SIM=$persisted BEFORE=$before pycheck "simulate --persist" "$(stats_json)" "
+sim = json.loads(os.environ['SIM'])
+old = json.loads(os.environ['BEFORE'])['experiments']['btn']['arms']
+new = d['experiments']['btn']['arms']
+for arm in ('green', 'red', 'blue'):
+    assert new[arm]['pulls'] == old[arm]['pulls'] + sim['arms'][arm]['pulls'], arm
+    assert new[arm]['rewards'] == old[arm]['rewards'] + sim['arms'][arm]['rewards'], arm"
+
+# ---- reset zeroes one experiment and nothing else
+
+expect 0 "$mab" reset "$cfg" btn
+contains "$out" "btn" "reset says what it reset"
+pycheck "reset" "$(stats_json)" "
+e = d['experiments']
+for a in e['btn']['arms'].values():
+    assert a == {'pulls': 0, 'rewards': 0, 'reward_sum': 0, 'mean': 0}, a
+assert e['revenue']['arms']['dear']['reward_sum'] == 7.5, e['revenue']"
+expect 1 "$mab" reset "$cfg" nosuch
+contains "$err" '"nosuch"' "reset of an unknown experiment"
+
+if ((failures)); then
+    echo "cli_test: $failures failed checks ($commands commands run)" >&2
+    exit 1
+fi
+echo "cli_test: all checks passed ($commands commands run)"
