@@ -262,6 +262,7 @@ static void engine_free(mab_engine *e)
 {
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
+        mab__id_index_free(&x->arm_index);
         if (x->policy && x->policy_state)
             x->policy->destroy(x->policy_state);
         if (x->policy_handle)
@@ -278,6 +279,7 @@ static void engine_free(mab_engine *e)
         }
         free(e->slots);
     }
+    mab__id_index_free(&e->experiment_index);
     mab__config_free(e);
     free(e->all_arms);
     free(e->arm_experiment);
@@ -416,6 +418,14 @@ static int allocate_tables(mab_engine *e)
         !e->slots)
         return MAB_ENOMEM;
     memset(e->slots, 0, MAB__SLOTS * sizeof *e->slots);
+    if (mab__id_index_build(&e->experiment_index, e->experiments, sizeof *e->experiments,
+                            e->n_experiments) != MAB_OK)
+        return MAB_ENOMEM;
+    for (size_t i = 0; i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        if (mab__id_index_build(&x->arm_index, x->arms, sizeof *x->arms, x->n_arms) != MAB_OK)
+            return MAB_ENOMEM;
+    }
     for (unsigned i = 0; i < MAB__SLOTS; i++)
         atomic_flag_clear(&e->slots[i].lock);
     for (size_t i = 0; i < e->n_experiments; i++) {
@@ -511,11 +521,10 @@ static int find_experiment(mab_engine *e, const char *id, mab__experiment **out,
 {
     if (!e || !id)
         return mab_error_set(err, MAB_EINVAL, "engine and experiment id must not be NULL");
-    for (size_t i = 0; i < e->n_experiments; i++) {
-        if (strcmp(e->experiments[i].id, id) == 0) {
-            *out = &e->experiments[i];
-            return MAB_OK;
-        }
+    long i = mab__id_index_find(&e->experiment_index, e->experiments, sizeof *e->experiments, id);
+    if (i >= 0) {
+        *out = &e->experiments[i];
+        return MAB_OK;
     }
     return mab_error_set(err, MAB_ENOTFOUND, "%s: no experiment \"%s\"", e->config_path, id);
 }
@@ -523,9 +532,9 @@ static int find_experiment(mab_engine *e, const char *id, mab__experiment **out,
 static long find_arm(const mab_engine *e, const mab__experiment *x, const char *id,
                      mab_error *err)
 {
-    for (size_t i = 0; id && i < x->n_arms; i++)
-        if (strcmp(x->arms[i].id, id) == 0)
-            return (long)i;
+    long i = id ? mab__id_index_find(&x->arm_index, x->arms, sizeof *x->arms, id) : -1;
+    if (i >= 0)
+        return i;
     mab_error_set(err, MAB_ENOTFOUND, "%s: experiments.%s has no arm \"%s\"", e->config_path,
                   x->id, id ? id : "(null)");
     return -1;

@@ -26,8 +26,20 @@
 #define MAB__SLOTS 64u         /* threads beyond this share slots (safely) */
 #define MAB__ID_MAX 128        /* longest experiment or arm id */
 
+/* Positions of ids in an array whose elements start with `char *id`. */
+typedef struct mab__id_index {
+    uint32_t *slots; /* position + 1, 0 when empty */
+    uint32_t mask;
+} mab__id_index;
+
+int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size_t n);
+/* Position of id, or -1. */
+long mab__id_index_find(const mab__id_index *ix, const void *base, size_t stride,
+                        const char *id);
+void mab__id_index_free(mab__id_index *ix);
+
 typedef struct mab__arm {
-    char *id;
+    char *id; /* first member: see mab__id_index */
     char *value_json;
     _Atomic uint64_t pulls; /* published totals; written under queue_mu */
     _Atomic uint64_t rewards;
@@ -36,9 +48,10 @@ typedef struct mab__arm {
 } mab__arm;
 
 typedef struct mab__experiment {
-    char *id;
+    char *id; /* first member: see mab__id_index */
     mab__arm *arms;
     size_t n_arms;
+    mab__id_index arm_index;
     size_t first_arm;        /* index of arms[0] among all the engine's arms */
     double reward_min, reward_max;
     const cJSON *policy_obj; /* valid during mab_open only */
@@ -72,6 +85,7 @@ struct mab_engine {
 
     mab__experiment *experiments;
     size_t n_experiments;
+    mab__id_index experiment_index;
     size_t total_arms, max_arms;
 
     const cJSON *storage_obj; /* valid during mab_open only */

@@ -256,6 +256,39 @@ static void test_same_seed_same_choices(void **state)
     assert_int_equal(access(unused, F_OK), -1);
 }
 
+
+/* Many arms: every id is found (the id index probes past collisions). */
+static void test_many_arms_by_id(void **state)
+{
+    (void)state;
+    char arms[300 * 16] = "{";
+    for (int i = 0; i < 300; i++)
+        snprintf(arms + strlen(arms), sizeof arms - strlen(arms), "%s\"arm%d\": %d", i ? ", " : "", i, i);
+    strcat(arms, "}");
+    write_config(arms, "", ", \"reward\": {\"min\": 0, \"max\": 300}");
+    mab_engine *e = open_ok(config);
+    mab_error err;
+    char id[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof id, "arm%d", i);
+        assert_int_equal(mab_reward(e, "exp", id, (double)i, &err), MAB_OK);
+        mab_choice c;
+        assert_int_equal(mab_arm_lookup(e, "exp", id, &c, &err), MAB_OK);
+        assert_int_equal(c.arm_index, i);
+    }
+    assert_int_equal(mab_reward(e, "exp", "arm300", 1.0, &err), MAB_ENOTFOUND);
+    assert_int_equal(mab_reward(e, "exp", "", 1.0, &err), MAB_ENOTFOUND);
+    static mab_arm_stats st[300];
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, "exp", st, 300, &n, &err), MAB_OK);
+    assert_int_equal(n, 300);
+    for (int i = 0; i < 300; i++) {
+        assert_int_equal(st[i].rewards, 1);
+        assert_true(st[i].reward_sum == (double)i);
+    }
+    close_ok(e);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -288,6 +321,7 @@ int main(void)
         cmocka_unit_test_setup(test_persistence_and_reconciliation, each),
         cmocka_unit_test_setup(test_sync_modes, each),
         cmocka_unit_test_setup(test_same_seed_same_choices, each),
+        cmocka_unit_test_setup(test_many_arms_by_id, each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
