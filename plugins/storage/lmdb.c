@@ -612,6 +612,73 @@ static int lmdb_reset(void *state, const char *experiment, mab_error *err)
     return write_txn(st, "cannot reset", batch_body, &b, err);
 }
 
+/* ---- export and import ------------------------------------------------ */
+
+#if MAB_STORAGE_ABI_MINOR >= 1
+static int lmdb_scan(void *state,
+                     int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                  const mab_totals *totals),
+                     void *ctx, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: scan: NULL visitor", st->path);
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, st->records_dbi, &cur)) != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    }
+    int status = MAB_OK;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS && status == MAB_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char key[sizeof(record_key)];
+        stored_record r;
+        size_t exp_len = strnlen(k.mv_data, k.mv_size);
+        if (k.mv_size >= sizeof key || exp_len == 0 || exp_len + 1 >= k.mv_size) {
+            status = mab_error_set(err, MAB_ECORRUPT,
+                                   "%s: a record key of %zu bytes is not EXPERIMENT\\0ARM",
+                                   st->path, k.mv_size);
+            break;
+        }
+        if (record_decode(&v, &r) != 0) {
+            status = record_corrupt(st, &k, &v, err);
+            break;
+        }
+        memcpy(key, k.mv_data, k.mv_size);
+        key[k.mv_size] = '\0';
+        mab_totals t = {r.pulls, r.rewards, r.reward_sum, r.reward_sum_sq};
+        status = visit(ctx, key, key + exp_len + 1, &t);
+    }
+    if (status == MAB_OK && rc != MDB_NOTFOUND && rc != MDB_SUCCESS)
+        status = lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return status;
+}
+
+static int lmdb_replace(void *state, const char *const *experiments, size_t n_experiments,
+                        const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (n_experiments && !experiments)
+        return mab_error_set(err, MAB_EINVAL, "%s: replace: NULL experiment list", st->path);
+    for (size_t i = 0; i < n_experiments; i++)
+        if (!experiments[i])
+            return mab_error_set(err, MAB_EINVAL, "%s: replace: experiment %zu is NULL",
+                                 st->path, i);
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc != MAB_OK)
+        return rc;
+    batch_arg b = {experiments, n_experiments, deltas, n_deltas};
+    return write_txn(st, "cannot replace", batch_body, &b, err);
+}
+#endif
+
 static void lmdb_close(void *state)
 {
     if (state)
@@ -627,6 +694,11 @@ static const mab_storage lmdb_storage = {
     lmdb_apply,
     lmdb_reset,
     lmdb_close,
+#if MAB_STORAGE_ABI_MINOR >= 1
+    LMDB_REFRESH_MS,
+    lmdb_scan,
+    lmdb_replace,
+#endif
 };
 
 MAB_STORAGE_DEFINE(lmdb_storage)
