@@ -45,11 +45,14 @@ static void slot_unlock(mab__slot *s)
 static int slot_init(mab_engine *e, mab__slot *s)
 {
     s->pending = calloc(e->total_arms, sizeof *s->pending);
+    s->dirty = calloc(e->total_arms, sizeof *s->dirty);
     s->view = calloc(e->max_arms, sizeof *s->view);
-    if (!s->pending || !s->view) {
+    if (!s->pending || !s->dirty || !s->view) {
         free(s->pending);
+        free(s->dirty);
         free(s->view);
         s->pending = NULL;
+        s->dirty = NULL;
         s->view = NULL;
         return MAB_ENOMEM;
     }
@@ -97,36 +100,99 @@ static int totals_empty(const mab_totals *t)
     return t->pulls == 0 && t->rewards == 0;
 }
 
+
+static void atomic_add_double(_Atomic double *to, double add)
+{
+    double old = atomic_load_explicit(to, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(to, &old, old + add, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+static void atomic_totals_add(mab__atomic_totals *to, const mab_totals *add)
+{
+    if (add->pulls)
+        atomic_fetch_add_explicit(&to->pulls, add->pulls, memory_order_relaxed);
+    if (add->rewards) {
+        atomic_fetch_add_explicit(&to->rewards, add->rewards, memory_order_relaxed);
+        atomic_add_double(&to->reward_sum, add->reward_sum);
+        atomic_add_double(&to->reward_sum_sq, add->reward_sum_sq);
+    }
+}
+
+/* Take the totals, leaving zeros. */
+static mab_totals atomic_totals_take(mab__atomic_totals *from)
+{
+    mab_totals t;
+    t.pulls = atomic_exchange_explicit(&from->pulls, 0, memory_order_relaxed);
+    t.rewards = atomic_exchange_explicit(&from->rewards, 0, memory_order_relaxed);
+    t.reward_sum = atomic_exchange_explicit(&from->reward_sum, 0.0, memory_order_relaxed);
+    t.reward_sum_sq = atomic_exchange_explicit(&from->reward_sum_sq, 0.0, memory_order_relaxed);
+    return t;
+}
+
+static mab_totals atomic_totals_read(const mab__atomic_totals *from)
+{
+    mab_totals t;
+    t.pulls = atomic_load_explicit(&from->pulls, memory_order_relaxed);
+    t.rewards = atomic_load_explicit(&from->rewards, memory_order_relaxed);
+    t.reward_sum = atomic_load_explicit(&from->reward_sum, memory_order_relaxed);
+    t.reward_sum_sq = atomic_load_explicit(&from->reward_sum_sq, memory_order_relaxed);
+    return t;
+}
+
+static void atomic_totals_store(mab__atomic_totals *to, const mab_totals *t)
+{
+    atomic_store_explicit(&to->pulls, t->pulls, memory_order_relaxed);
+    atomic_store_explicit(&to->rewards, t->rewards, memory_order_relaxed);
+    atomic_store_explicit(&to->reward_sum, t->reward_sum, memory_order_relaxed);
+    atomic_store_explicit(&to->reward_sum_sq, t->reward_sum_sq, memory_order_relaxed);
+}
+
+/* Add to a locked slot's pending totals of one arm. */
+static mab_totals *slot_pending(mab__slot *s, size_t arm)
+{
+    mab_totals *p = &s->pending[arm];
+    if (totals_empty(p))
+        s->dirty[s->n_dirty++] = (uint32_t)arm;
+    s->pending_ops++;
+    return p;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Move a locked slot's pending totals into the published totals and the
    write-behind queue. Returns the publish sequence number covering them. */
 static uint64_t slot_publish(mab_engine *e, mab__slot *s)
 {
-    pthread_mutex_lock(&e->queue_mu);
-    for (size_t i = 0; s->pending_ops && i < e->total_arms; i++) {
-        mab_totals *p = &s->pending[i];
-        if (totals_empty(p))
-            continue;
-        mab__arm *a = e->all_arms[i];
-        /* Writers of published totals all hold queue_mu: load + store suffices. */
-        atomic_store_explicit(&a->pulls, atomic_load_explicit(&a->pulls, memory_order_relaxed) + p->pulls,
-                              memory_order_relaxed);
-        atomic_store_explicit(&a->rewards,
-                              atomic_load_explicit(&a->rewards, memory_order_relaxed) + p->rewards,
-                              memory_order_relaxed);
-        atomic_store_explicit(&a->reward_sum,
-                              atomic_load_explicit(&a->reward_sum, memory_order_relaxed) + p->reward_sum,
-                              memory_order_relaxed);
-        atomic_store_explicit(&a->reward_sum_sq,
-                              atomic_load_explicit(&a->reward_sum_sq, memory_order_relaxed) +
-                                  p->reward_sum_sq,
-                              memory_order_relaxed);
-        totals_add(&e->unapplied[i], p);
+    pthread_rwlock_rdlock(&e->publish_lock);
+    for (uint32_t k = 0; k < s->n_dirty; k++) {
+        mab_totals *p = &s->pending[s->dirty[k]];
+        mab__arm *a = e->all_arms[s->dirty[k]];
+        atomic_totals_add(&a->unapplied, p);
+        atomic_totals_add(&a->published, p);
         memset(p, 0, sizeof *p);
     }
+    s->n_dirty = 0;
     s->pending_ops = 0;
-    uint64_t seq = ++e->publish_seq;
-    pthread_mutex_unlock(&e->queue_mu);
+    s->last_publish_ns = now_ns();
+    /* Release: a writer that reads this number finds the adds above. */
+    uint64_t seq = atomic_fetch_add_explicit(&e->publish_seq, 1, memory_order_release) + 1;
+    pthread_rwlock_unlock(&e->publish_lock);
     return seq;
+}
+
+/* Whether a locked slot should publish now (see MAB__PUBLISH_OPS). The
+   clock is read once per MAB__PUBLISH_OPS operations. */
+static int slot_due(const mab__slot *s)
+{
+    return s->pending_ops % MAB__PUBLISH_OPS == 0 &&
+           now_ns() - s->last_publish_ns >= MAB__PUBLISH_NS;
 }
 
 /* Publish every thread's pending totals, so reads after this are exact. */
@@ -147,20 +213,18 @@ static void gather_all(mab_engine *e)
    On failure the batch goes back into the queue, to be offered again. */
 static int write_queued(mab_engine *e, mab_error *err)
 {
+    /* Acquire: every publish numbered up to seq has added its increments. */
+    uint64_t seq = atomic_load_explicit(&e->publish_seq, memory_order_acquire);
     size_t n = 0;
-    pthread_mutex_lock(&e->queue_mu);
     for (size_t i = 0; i < e->total_arms; i++) {
-        if (totals_empty(&e->unapplied[i]))
+        mab_totals t = atomic_totals_take(&e->all_arms[i]->unapplied);
+        if (totals_empty(&t))
             continue;
         e->batch[n].experiment = e->arm_experiment[i]->id;
         e->batch[n].arm = e->all_arms[i]->id;
-        e->batch[n].add = e->unapplied[i];
+        e->batch[n].add = t;
         e->batch_arm[n++] = i;
-        memset(&e->unapplied[i], 0, sizeof e->unapplied[i]);
     }
-    uint64_t seq = e->publish_seq;
-    pthread_mutex_unlock(&e->queue_mu);
-
     int rc = MAB_OK;
     if (n && e->storage)
         rc = e->storage->apply(e->storage_state, e->batch, n, err);
@@ -168,10 +232,8 @@ static int write_queued(mab_engine *e, mab_error *err)
         e->durable_seq = seq;
         return MAB_OK;
     }
-    pthread_mutex_lock(&e->queue_mu);
     for (size_t k = 0; k < n; k++)
-        totals_add(&e->unapplied[e->batch_arm[k]], &e->batch[k].add);
-    pthread_mutex_unlock(&e->queue_mu);
+        atomic_totals_add(&e->all_arms[e->batch_arm[k]]->unapplied, &e->batch[k].add);
     atomic_fetch_add(&e->flush_failures, 1);
     return rc;
 }
@@ -198,29 +260,54 @@ int mab_flush(mab_engine *e, mab_error *err)
     return rc;
 }
 
+static int load_totals(mab_engine *e, mab_error *err);
+
+/* Re-read what other processes added: published = stored + unapplied. The
+   exclusive publish_lock keeps publishes from landing half-way through. */
+static int refresh_totals(mab_engine *e, mab_error *err)
+{
+    pthread_mutex_lock(&e->flush_mu);
+    pthread_rwlock_wrlock(&e->publish_lock);
+    int rc = load_totals(e, err);
+    pthread_rwlock_unlock(&e->publish_lock);
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
+static int64_t now_ms(void)
+{
+    return now_ns() / 1000000;
+}
+
+/* The background writer: flush every interval_ms, refresh every refresh_ms. */
 static void *writer_main(void *arg)
 {
     mab_engine *e = arg;
+    int64_t next_flush = now_ms() + e->interval_ms;
+    int64_t next_refresh = e->refresh_ms ? now_ms() + e->refresh_ms : INT64_MAX;
     pthread_mutex_lock(&e->writer_mu);
     while (!e->writer_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += e->interval_ms / 1000;
-        until.tv_nsec += (e->interval_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        int64_t wake = next_flush < next_refresh ? next_flush : next_refresh;
+        struct timespec until = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000L};
         int wait_rc = 0;
         while (!e->writer_stop && wait_rc != ETIMEDOUT)
             wait_rc = pthread_cond_timedwait(&e->writer_cv, &e->writer_mu, &until);
         if (e->writer_stop)
             break;
         pthread_mutex_unlock(&e->writer_mu);
-        /* A failure is counted (flush_failures) and retried next interval;
-           mab_flush() and mab_close() report it to the caller. */
+        /* Failures are counted (flush_failures) and retried next time;
+           mab_flush() and mab_close() report them to the caller. */
         mab_error ignored;
-        (void)mab_flush(e, &ignored);
+        int64_t now = now_ms();
+        if (now >= next_flush) {
+            (void)mab_flush(e, &ignored);
+            next_flush = now + e->interval_ms;
+        }
+        if (now >= next_refresh) {
+            if (refresh_totals(e, &ignored) != MAB_OK)
+                atomic_fetch_add(&e->flush_failures, 1);
+            next_refresh = now + e->refresh_ms;
+        }
         pthread_mutex_lock(&e->writer_mu);
     }
     pthread_mutex_unlock(&e->writer_mu);
@@ -275,6 +362,7 @@ static void engine_free(mab_engine *e)
     if (e->slots) {
         for (unsigned i = 0; i < MAB__SLOTS; i++) {
             free(e->slots[i].pending);
+            free(e->slots[i].dirty);
             free(e->slots[i].view);
         }
         free(e->slots);
@@ -283,12 +371,11 @@ static void engine_free(mab_engine *e)
     mab__config_free(e);
     free(e->all_arms);
     free(e->arm_experiment);
-    free(e->unapplied);
     free(e->batch);
     free(e->batch_arm);
     free(e->storage_path);
     free(e->config_path);
-    pthread_mutex_destroy(&e->queue_mu);
+    pthread_rwlock_destroy(&e->publish_lock);
     pthread_mutex_destroy(&e->flush_mu);
     pthread_mutex_destroy(&e->writer_mu);
     free(e);
@@ -362,6 +449,13 @@ static int open_storage(mab_engine *e, mab_error *err)
     free(where);
     mab__params_mark_used(&params, "plugin");
     mab__params_mark_used(&params, "sync");
+    int64_t refresh_ms = mab__storage_has(e->storage, replace) ? e->storage->refresh_ms : 0;
+    if (mab_params_int(&params, "refresh_ms", refresh_ms, 0, 86400000, &refresh_ms) != MAB_OK) {
+        rc = mab_error_set(err, MAB_ECONFIG, "%s", params.error);
+        mab__params_fini(&params);
+        return rc;
+    }
+    e->refresh_ms = (uint32_t)refresh_ms;
     void *state = NULL;
     mab_error open_err = {0, ""};
     rc = e->storage->open(&params, &state, &open_err);
@@ -382,7 +476,9 @@ static int open_storage(mab_engine *e, mab_error *err)
     return rc;
 }
 
-/* Read each experiment's stored totals into the published ones. */
+/* Read each experiment's stored totals and publish them plus what this
+   process has not yet applied. At open nothing is unapplied; later callers
+   hold publish_lock exclusively. */
 static int load_totals(mab_engine *e, mab_error *err)
 {
     const char **ids = calloc(e->max_arms, sizeof *ids);
@@ -394,10 +490,9 @@ static int load_totals(mab_engine *e, mab_error *err)
             ids[j] = x->arms[j].id;
         rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, totals, err);
         for (size_t j = 0; rc == MAB_OK && j < x->n_arms; j++) {
-            atomic_store(&x->arms[j].pulls, totals[j].pulls);
-            atomic_store(&x->arms[j].rewards, totals[j].rewards);
-            atomic_store(&x->arms[j].reward_sum, totals[j].reward_sum);
-            atomic_store(&x->arms[j].reward_sum_sq, totals[j].reward_sum_sq);
+            mab_totals unapplied = atomic_totals_read(&x->arms[j].unapplied);
+            totals_add(&totals[j], &unapplied);
+            atomic_totals_store(&x->arms[j].published, &totals[j]);
         }
     }
     free(ids);
@@ -410,12 +505,10 @@ static int allocate_tables(mab_engine *e)
     size_t n = e->total_arms;
     e->all_arms = calloc(n, sizeof *e->all_arms);
     e->arm_experiment = calloc(n, sizeof *e->arm_experiment);
-    e->unapplied = calloc(n, sizeof *e->unapplied);
     e->batch = calloc(n, sizeof *e->batch);
     e->batch_arm = calloc(n, sizeof *e->batch_arm);
     e->slots = aligned_alloc(64, MAB__SLOTS * sizeof *e->slots);
-    if (!e->all_arms || !e->arm_experiment || !e->unapplied || !e->batch || !e->batch_arm ||
-        !e->slots)
+    if (!e->all_arms || !e->arm_experiment || !e->batch || !e->batch_arm || !e->slots)
         return MAB_ENOMEM;
     memset(e->slots, 0, MAB__SLOTS * sizeof *e->slots);
     if (mab__id_index_build(&e->experiment_index, e->experiments, sizeof *e->experiments,
@@ -459,7 +552,7 @@ int mab_open_ex(const char *config_path, const mab_options *opts, mab_engine **o
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     e->serial = atomic_fetch_add(&next_engine_serial, 1);
-    pthread_mutex_init(&e->queue_mu, NULL);
+    pthread_rwlock_init(&e->publish_lock, NULL);
     pthread_mutex_init(&e->flush_mu, NULL);
     pthread_mutex_init(&e->writer_mu, NULL);
 
@@ -503,8 +596,8 @@ int mab_close(mab_engine *e, mab_error *err)
     if (rc != MAB_OK) {
         uint64_t lost_pulls = 0, lost_rewards = 0;
         for (size_t i = 0; i < e->total_arms; i++) {
-            lost_pulls += e->unapplied[i].pulls;
-            lost_rewards += e->unapplied[i].rewards;
+            lost_pulls += atomic_load(&e->all_arms[i]->unapplied.pulls);
+            lost_rewards += atomic_load(&e->all_arms[i]->unapplied.rewards);
         }
         mab_error_set(err, rc, "%s; %llu pulls and %llu rewards were not written",
                       flush_err.message, (unsigned long long)lost_pulls,
@@ -575,10 +668,11 @@ static void build_view(const mab__experiment *x, const mab__slot *s)
         const mab__arm *a = &x->arms[i];
         const mab_totals *p = &s->pending[x->first_arm + i];
         mab_arm_view *v = &s->view[i];
-        v->pulls = atomic_load_explicit(&a->pulls, memory_order_relaxed) + p->pulls;
-        v->rewards = atomic_load_explicit(&a->rewards, memory_order_relaxed) + p->rewards;
-        double sum = atomic_load_explicit(&a->reward_sum, memory_order_relaxed) + p->reward_sum;
-        double sq = atomic_load_explicit(&a->reward_sum_sq, memory_order_relaxed) + p->reward_sum_sq;
+        mab_totals t = atomic_totals_read(&a->published);
+        v->pulls = t.pulls + p->pulls;
+        v->rewards = t.rewards + p->rewards;
+        double sum = t.reward_sum + p->reward_sum;
+        double sq = t.reward_sum_sq + p->reward_sum_sq;
         if (!identity) {
             /* sum of (r - min)/w and of its square, from the raw sums. */
             double c = (double)v->rewards;
@@ -606,8 +700,8 @@ int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error
     double probability = NAN;
     int rc = x->policy->choose(x->policy_state, s->view, x->n_arms, &s->rng, &arm, &probability);
     if (rc == MAB_OK && arm < x->n_arms) {
-        s->pending[x->first_arm + arm].pulls++;
-        if (++s->pending_ops >= MAB__PUBLISH_EVERY)
+        slot_pending(s, x->first_arm + arm)->pulls++;
+        if (slot_due(s))
             slot_publish(e, s);
     }
     slot_unlock(s);
@@ -645,12 +739,12 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    mab_totals *p = &s->pending[x->first_arm + (size_t)i];
+    mab_totals *p = slot_pending(s, x->first_arm + (size_t)i);
     p->rewards++;
     p->reward_sum += value;
     p->reward_sum_sq += value * value;
     uint64_t seq = 0;
-    if (++s->pending_ops >= MAB__PUBLISH_EVERY || (e->sync_always && e->storage))
+    if ((e->sync_always && e->storage) || slot_due(s))
         seq = slot_publish(e, s);
     slot_unlock(s);
     if (e->sync_always && e->storage)
@@ -697,10 +791,11 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
         const mab__arm *a = &x->arms[i];
         mab_arm_stats *st = &out[i];
         st->arm_id = a->id;
-        st->pulls = atomic_load(&a->pulls);
-        st->rewards = atomic_load(&a->rewards);
-        st->reward_sum = atomic_load(&a->reward_sum);
-        st->reward_sum_sq = atomic_load(&a->reward_sum_sq);
+        mab_totals t = atomic_totals_read(&a->published);
+        st->pulls = t.pulls;
+        st->rewards = t.rewards;
+        st->reward_sum = t.reward_sum;
+        st->reward_sum_sq = t.reward_sum_sq;
         st->mean = st->pulls ? st->reward_sum / (double)st->pulls : 0.0;
     }
     if (n_arms)
@@ -716,19 +811,126 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
         return found;
     gather_all(e);
     pthread_mutex_lock(&e->flush_mu);
+    pthread_rwlock_wrlock(&e->publish_lock);
     int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;
     if (rc == MAB_OK) {
-        pthread_mutex_lock(&e->queue_mu);
+        static const mab_totals zero;
         for (size_t i = 0; i < x->n_arms; i++) {
-            mab__arm *a = &x->arms[i];
-            atomic_store(&a->pulls, 0);
-            atomic_store(&a->rewards, 0);
-            atomic_store(&a->reward_sum, 0.0);
-            atomic_store(&a->reward_sum_sq, 0.0);
-            memset(&e->unapplied[x->first_arm + i], 0, sizeof(mab_totals));
+            atomic_totals_store(&x->arms[i].published, &zero);
+            atomic_totals_store(&x->arms[i].unapplied, &zero);
         }
-        pthread_mutex_unlock(&e->queue_mu);
     }
+    pthread_rwlock_unlock(&e->publish_lock);
     pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
+/* ---- export and import ------------------------------------------------ */
+
+static int storage_v11(const mab_engine *e, const char *what, mab_error *err)
+{
+    if (!e->storage)
+        return mab_error_set(err, MAB_EINVAL, "%s: the engine was opened without storage", what);
+    if (!mab__storage_has(e->storage, replace))
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "%s: storage plugin %s is ABI 1.0, which cannot list or replace "
+                             "records; rebuild it against storage ABI 1.1",
+                             what, e->storage_path);
+    return MAB_OK;
+}
+
+struct export_ctx {
+    int (*visit)(void *ctx, const mab_record *record);
+    void *ctx;
+};
+
+static int export_one(void *ctx, const char *experiment, const char *arm,
+                      const mab_totals *totals)
+{
+    struct export_ctx *x = ctx;
+    mab_record r = {experiment, arm, totals->pulls, totals->rewards, totals->reward_sum,
+                    totals->reward_sum_sq};
+    return x->visit(x->ctx, &r);
+}
+
+int mab_export(mab_engine *e, int (*visit)(void *ctx, const mab_record *record), void *ctx,
+               mab_error *err)
+{
+    if (!e || !visit)
+        return mab_error_set(err, MAB_EINVAL, "mab_export: engine and visit must not be NULL");
+    int rc = storage_v11(e, "export", err);
+    if (rc == MAB_OK)
+        rc = mab_flush(e, err);
+    if (rc != MAB_OK)
+        return rc;
+    struct export_ctx x = {visit, ctx};
+    pthread_mutex_lock(&e->flush_mu);
+    rc = e->storage->scan(e->storage_state, export_one, &x, err);
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
+/* Check a record against the config; on success *experiment is its experiment. */
+static int import_check(mab_engine *e, const mab_record *r, size_t index,
+                        mab__experiment **experiment, mab_error *err)
+{
+    mab_error inner;
+    if (!r->experiment || find_experiment(e, r->experiment, experiment, &inner) != MAB_OK)
+        return mab_error_set(err, MAB_ENOTFOUND,
+                             "import: record %zu: experiment \"%s\" is not in %s; nothing "
+                             "was imported",
+                             index, r->experiment ? r->experiment : "(null)", e->config_path);
+    if (find_arm(e, *experiment, r->arm, &inner) < 0)
+        return mab_error_set(err, MAB_ENOTFOUND,
+                             "import: record %zu: experiments.%s has no arm \"%s\" in %s; "
+                             "nothing was imported",
+                             index, r->experiment, r->arm ? r->arm : "(null)", e->config_path);
+    if (!isfinite(r->reward_sum) || !isfinite(r->reward_sum_sq) || r->reward_sum_sq < 0)
+        return mab_error_set(err, MAB_EINVAL,
+                             "import: record %zu (%s/%s): reward sums must be finite and the "
+                             "sum of squares non-negative; nothing was imported",
+                             index, r->experiment, r->arm);
+    return MAB_OK;
+}
+
+int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, mab_error *err)
+{
+    if (!e || (!records && n))
+        return mab_error_set(err, MAB_EINVAL, "mab_import: engine and records must not be NULL");
+    int rc = storage_v11(e, "import", err);
+    mab_delta *deltas = rc == MAB_OK ? calloc(n ? n : 1, sizeof *deltas) : NULL;
+    const char **cleared = rc == MAB_OK ? calloc(e->n_experiments, sizeof *cleared) : NULL;
+    if (rc == MAB_OK && (!deltas || !cleared))
+        rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+    size_t n_cleared = 0;
+    for (size_t i = 0; rc == MAB_OK && i < n; i++) {
+        mab__experiment *x;
+        rc = import_check(e, &records[i], i, &x, err);
+        if (rc != MAB_OK)
+            break;
+        deltas[i].experiment = x->id;
+        deltas[i].arm = records[i].arm;
+        deltas[i].add = (mab_totals){records[i].pulls, records[i].rewards, records[i].reward_sum,
+                                     records[i].reward_sum_sq};
+        size_t k = 0;
+        while (k < n_cleared && cleared[k] != x->id)
+            k++;
+        if (k == n_cleared)
+            cleared[n_cleared++] = x->id;
+    }
+    if (rc == MAB_OK)
+        rc = mab_flush(e, err);
+    if (rc == MAB_OK) {
+        pthread_mutex_lock(&e->flush_mu);
+        pthread_rwlock_wrlock(&e->publish_lock);
+        rc = replace ? e->storage->replace(e->storage_state, cleared, n_cleared, deltas, n, err)
+                     : e->storage->apply(e->storage_state, deltas, n, err);
+        if (rc == MAB_OK)
+            rc = load_totals(e, err);
+        pthread_rwlock_unlock(&e->publish_lock);
+        pthread_mutex_unlock(&e->flush_mu);
+    }
+    free(deltas);
+    free(cleared);
     return rc;
 }

@@ -5,12 +5,21 @@
  * Where counts live. Each arm has published totals (`mab__arm`, atomics read
  * without locks by choose). A thread does not write them directly: it adds
  * its pulls and rewards to the pending totals of its own slot and publishes
- * them every MAB__PUBLISH_EVERY operations (and before any read that must be
- * exact: stats, flush, close). Publishing adds the pending totals to the
- * published ones and to the write-behind queue (`unapplied`), from which the
- * writer hands batches of increments to the storage plugin. So the choose
- * path takes no global lock and writes no shared cache line; a thread's view
- * is the published totals plus its own pending ones, exact for one thread.
+ * them once it has MAB__PUBLISH_OPS operations pending and MAB__PUBLISH_NS
+ * have passed since its last publish (and before any read that must be
+ * exact: stats, flush, close). Other threads thus see a thread's counts at
+ * most about a millisecond late, while a busy thread writes the shared
+ * counters only a thousand times a second, whatever its rate. Publishing adds the pending totals, with
+ * atomic adds, to the published totals and to the arm's `unapplied` totals,
+ * the write-behind queue from which the writer hands batches of increments
+ * to the storage plugin. So the choose path takes no global lock and writes
+ * no shared cache line; a thread's view is the published totals plus its own
+ * pending ones, exact for one thread.
+ *
+ * Stores shared with other processes (refresh_ms > 0) are re-read
+ * periodically: published = stored totals + unapplied. Publishing holds
+ * `publish_lock` shared and the refresh holds it exclusively, so no publish
+ * is half-way while the two are combined.
  */
 #ifndef MAB_ENGINE_H
 #define MAB_ENGINE_H
@@ -22,7 +31,8 @@
 #include "mab/policy.h"
 #include "mab/storage.h"
 
-#define MAB__PUBLISH_EVERY 64u /* operations a slot batches before publishing */
+#define MAB__PUBLISH_OPS 64u        /* operations pending before a slot considers publishing */
+#define MAB__PUBLISH_NS 1000000LL   /* and time since its last publish */
 #define MAB__SLOTS 64u         /* threads beyond this share slots (safely) */
 #define MAB__ID_MAX 128        /* longest experiment or arm id */
 
@@ -38,13 +48,19 @@ long mab__id_index_find(const mab__id_index *ix, const void *base, size_t stride
                         const char *id);
 void mab__id_index_free(mab__id_index *ix);
 
-typedef struct mab__arm {
-    char *id; /* first member: see mab__id_index */
-    char *value_json;
-    _Atomic uint64_t pulls; /* published totals; written under queue_mu */
+/* Four counters updated with atomic adds. */
+typedef struct mab__atomic_totals {
+    _Atomic uint64_t pulls;
     _Atomic uint64_t rewards;
     _Atomic double reward_sum;
     _Atomic double reward_sum_sq;
+} mab__atomic_totals;
+
+typedef struct mab__arm {
+    char *id; /* first member: see mab__id_index */
+    char *value_json;
+    mab__atomic_totals published; /* what choose and stats read */
+    mab__atomic_totals unapplied; /* published but not yet applied to storage */
 } mab__arm;
 
 typedef struct mab__experiment {
@@ -65,6 +81,9 @@ typedef struct mab__slot {
     _Alignas(64) atomic_flag lock;
     int ready;               /* pending/view allocated, rng seeded */
     uint32_t pending_ops;
+    uint32_t n_dirty;        /* arms with pending totals, listed in dirty */
+    uint32_t *dirty;         /* one per arm of the engine */
+    int64_t last_publish_ns; /* CLOCK_MONOTONIC */
     mab_rng rng;
     mab_totals *pending;     /* one per arm of the engine */
     mab_arm_view *view;      /* scratch for choose, max_arms entries */
@@ -100,9 +119,9 @@ struct mab_engine {
     mab__slot *slots;
     atomic_uint next_slot;
 
-    pthread_mutex_t queue_mu; /* guards published totals' writes, unapplied, publish_seq */
-    mab_totals *unapplied;    /* published, not yet applied to storage; per arm */
-    uint64_t publish_seq;
+    pthread_rwlock_t publish_lock; /* shared: publishing; exclusive: refresh, reset */
+    atomic_uint_fast64_t publish_seq; /* bumped after each publish */
+    uint32_t refresh_ms;      /* 0: the store has no other writers */
 
     pthread_mutex_t flush_mu; /* one storage call at a time; guards durable_seq, batch */
     uint64_t durable_seq;     /* every publish up to this one is durable */
@@ -116,6 +135,10 @@ struct mab_engine {
     int writer_stop;
     atomic_uint_fast64_t flush_failures;
 };
+
+/* Whether a storage descriptor is large enough to hold `field` (ABI gates). */
+#define mab__storage_has(desc, field) \
+    ((desc)->struct_size >= offsetof(mab_storage, field) + sizeof((desc)->field))
 
 /* config.c: parse engine->config_path into the engine's fields. */
 int mab__config_load(mab_engine *engine, mab_error *err);

@@ -134,6 +134,8 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out, 
     const mab_storage *s = desc;
     const char *missing = !s->open ? "open" : !s->load ? "load" : !s->apply ? "apply"
                         : !s->reset ? "reset" : !s->close ? "close" : !s->name ? "name" : NULL;
+    if (!missing && mab__storage_has(s, replace))
+        missing = !s->scan ? "scan" : !s->replace ? "replace" : NULL;
     if (missing)
         return missing_callback(handle, path, "storage", missing, err);
     *out = s;

@@ -289,6 +289,91 @@ static void test_many_arms_by_id(void **state)
     close_ok(e);
 }
 
+struct collected {
+    mab_record records[16];
+    char names[16][2][32];
+    size_t n;
+};
+
+static int collect(void *ctx, const mab_record *r)
+{
+    struct collected *c = ctx;
+    if (c->n == 16)
+        return 99;
+    snprintf(c->names[c->n][0], 32, "%s", r->experiment);
+    snprintf(c->names[c->n][1], 32, "%s", r->arm);
+    c->records[c->n] = *r;
+    c->records[c->n].experiment = c->names[c->n][0];
+    c->records[c->n].arm = c->names[c->n][1];
+    c->n++;
+    return 0;
+}
+
+static const mab_record *find_record(const struct collected *c, const char *arm)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->records[i].arm, arm) == 0)
+            return &c->records[i];
+    return NULL;
+}
+
+static void test_export_import(void **state)
+{
+    (void)state;
+    write_config("{\"a\": 1, \"b\": 2, \"gone\": 3}", "", "");
+    mab_engine *e = open_ok(config);
+    mab_error err;
+    assert_int_equal(mab_reward(e, "exp", "gone", 0.5, &err), MAB_OK);
+    close_ok(e);
+    write_config("{\"a\": 1, \"b\": 2}", "", "");
+    e = open_ok(config);
+    mab_choice c;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "a", 0.25, &err), MAB_OK);
+
+    /* Export sees unflushed counts and the removed arm's record. */
+    struct collected out = {.n = 0};
+    assert_int_equal(mab_export(e, collect, &out, &err), MAB_OK);
+    assert_int_equal(out.n, 3);
+    const mab_record *a = find_record(&out, "a"), *gone = find_record(&out, "gone");
+    assert_non_null(a);
+    assert_non_null(gone);
+    assert_int_equal(a->rewards, 2);
+    assert_true(a->reward_sum == 1.25);
+    assert_true(gone->reward_sum == 0.5);
+    assert_int_equal(find_record(&out, "a")->pulls + find_record(&out, "b")->pulls, 4);
+
+    /* An unknown arm: nothing is imported. */
+    mab_record bad[2] = {{"exp", "a", 10, 10, 10.0, 10.0}, {"exp", "zz", 1, 1, 1.0, 1.0}};
+    assert_int_equal(mab_import(e, bad, 2, 0, &err), MAB_ENOTFOUND);
+    assert_non_null(strstr(err.message, "experiments.exp has no arm \"zz\""));
+    assert_int_equal(stats_of(e, "a").rewards, 2);
+    mab_record bad_exp = {"nope", "a", 1, 1, 1.0, 1.0};
+    assert_int_equal(mab_import(e, &bad_exp, 1, 0, &err), MAB_ENOTFOUND);
+    assert_non_null(strstr(err.message, "experiment \"nope\""));
+
+    /* Additive import. */
+    mab_record add = {"exp", "b", 100, 7, 7.0, 7.0};
+    assert_int_equal(mab_import(e, &add, 1, 0, &err), MAB_OK);
+    assert_int_equal(stats_of(e, "b").rewards, 7);
+    assert_true(on_disk("b", "rewards") == 7.0);
+
+    /* Replace: the experiment holds exactly the imported records. */
+    mab_record only = {"exp", "a", 50, 5, 4.5, 4.25};
+    assert_int_equal(mab_import(e, &only, 1, 1, &err), MAB_OK);
+    mab_arm_stats sa = stats_of(e, "a"), sb = stats_of(e, "b");
+    assert_int_equal(sa.pulls, 50);
+    assert_int_equal(sa.rewards, 5);
+    assert_true(sa.reward_sum == 4.5);
+    assert_int_equal(sb.pulls, 0);
+    out.n = 0;
+    assert_int_equal(mab_export(e, collect, &out, &err), MAB_OK);
+    assert_int_equal(out.n, 1); /* "b" and "gone" were removed */
+    close_ok(e);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -322,6 +407,7 @@ int main(void)
         cmocka_unit_test_setup(test_sync_modes, each),
         cmocka_unit_test_setup(test_same_seed_same_choices, each),
         cmocka_unit_test_setup(test_many_arms_by_id, each),
+        cmocka_unit_test_setup(test_export_import, each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -204,6 +204,41 @@ MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
  */
 MAB_EXPORT int mab_reset(mab_engine *engine, const char *experiment, mab_error *err);
 
+/* One stored record, as mab_export() visits it and mab_import() takes it. */
+typedef struct mab_record {
+    const char *experiment;
+    const char *arm;
+    uint64_t pulls;
+    uint64_t rewards;
+    double reward_sum;
+    double reward_sum_sq;
+} mab_record;
+
+/**
+ * @brief Write what is pending, then visit every record in storage, including
+ *        arms and experiments no longer in the config.
+ * @param visit called once per record; the record's strings are valid during
+ *        the call only. Returning nonzero stops the export with that value.
+ * @return MAB_OK, the value visit returned, MAB_EINVAL (engine opened with
+ *         MAB_OPEN_NO_STORAGE), MAB_EPLUGIN (the storage plugin is ABI 1.0 and
+ *         cannot list its records) or a storage error.
+ */
+MAB_EXPORT int mab_export(mab_engine *engine, int (*visit)(void *ctx, const mab_record *record),
+                          void *ctx, mab_error *err);
+
+/**
+ * @brief Add records to storage in one all-or-nothing step (replace = 0), or
+ *        make the named experiments hold exactly these records (replace = 1:
+ *        every experiment that appears in `records` is cleared first).
+ *        Every experiment and arm must be in the config; counters in memory
+ *        are reloaded afterwards.
+ * @return MAB_OK; MAB_ENOTFOUND naming the first unknown experiment or arm,
+ *         MAB_EINVAL for a negative or non-finite sum, MAB_EPLUGIN for an ABI
+ *         1.0 storage plugin, or a storage error: then nothing was imported.
+ */
+MAB_EXPORT int mab_import(mab_engine *engine, const mab_record *records, size_t n_records,
+                          int replace, mab_error *err);
+
 #ifdef __cplusplus
 }
 #endif

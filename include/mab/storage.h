@@ -10,7 +10,9 @@
  * untouched.
  *
  * The core serialises calls: a plugin is never entered from two threads at
- * once, so it needs no locking of its own for the core's sake. When the
+ * once, so it needs no locking of its own for the core's sake. The core
+ * only calls scan and replace when struct_size covers them (ABI >= 1.1);
+ * a 1.1 plugin must set both. When the
  * config says `sync: "always"` the core calls apply() before a reward call
  * returns; with `sync: {"interval_ms": N}` it calls apply() from a background
  * thread every N ms and at close. Either way apply() must return only once
@@ -36,7 +38,7 @@ extern "C" {
 #endif
 
 #define MAB_STORAGE_ABI_MAJOR 1
-#define MAB_STORAGE_ABI_MINOR 0
+#define MAB_STORAGE_ABI_MINOR 1
 #define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
 
 /* The four counters kept per arm, in the experiment's own reward units. */
@@ -89,7 +91,33 @@ typedef struct mab_storage {
 
     /** Release the store (locks, files, connections). Called once. */
     void (*close)(void *state);
-    /* Fields above are ABI 1.0. Append new ones below, with a minor bump. */
+    /* Fields above are ABI 1.0. */
+
+    /**
+     * Default period, in ms, at which the core re-reads totals with load()
+     * because other processes or machines add to the same store; 0 when the
+     * store has no other writers. The storage object's "refresh_ms" key
+     * overrides it.
+     */
+    uint32_t refresh_ms;
+
+    /**
+     * Visit every record, including records of arms and experiments that are
+     * no longer in the config (export). When visit returns nonzero the scan
+     * stops and returns that value.
+     */
+    int (*scan)(void *state,
+                int (*visit)(void *ctx, const char *experiment, const char *arm,
+                             const mab_totals *totals),
+                void *ctx, mab_error *err);
+
+    /**
+     * All or nothing: remove every record of the listed experiments, then add
+     * the deltas (import --replace).
+     */
+    int (*replace)(void *state, const char *const *experiments, size_t n_experiments,
+                   const mab_delta *deltas, size_t n_deltas, mab_error *err);
+    /* Fields above are ABI 1.1. Append new ones below, with a minor bump. */
 } mab_storage;
 
 #define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)

@@ -59,6 +59,7 @@ typedef struct record {
     const char *arm;
     mab_totals totals;
     size_t next; /* next record in the same hash bucket, or NO_RECORD */
+    int dropped; /* being removed by a replace: not written, freed once written */
 } record;
 
 typedef struct json_store {
@@ -146,6 +147,7 @@ static record *table_insert(json_store *st, const char *experiment, const char *
     r->experiment = key;
     r->arm = key + exp_len + 1;
     memset(&r->totals, 0, sizeof r->totals);
+    r->dropped = 0;
     size_t b = key_hash(experiment, arm) & (st->n_buckets - 1);
     r->next = st->buckets[b];
     st->buckets[b] = i;
@@ -205,8 +207,8 @@ static cJSON *totals_to_json(const mab_totals *t)
     return obj;
 }
 
-/* The file's text for every record except those of skip_experiment (may be NULL). */
-static char *snapshot_text(const json_store *st, const char *skip_experiment)
+/* The file's text for every record not marked dropped. */
+static char *snapshot_text(const json_store *st)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *experiments = NULL;
@@ -220,7 +222,7 @@ static char *snapshot_text(const json_store *st, const char *skip_experiment)
     cJSON *last_obj = NULL;
     for (size_t i = 0; i < st->n_records; i++) {
         const record *r = &st->records[i];
-        if (skip_experiment && strcmp(r->experiment, skip_experiment) == 0)
+        if (r->dropped)
             continue;
         if (!last_name || strcmp(last_name, r->experiment) != 0) {
             last_obj = cJSON_GetObjectItemCaseSensitive(experiments, r->experiment);
@@ -270,15 +272,15 @@ static int fsync_directory(const char *dir)
 }
 
 /*
- * Replace the file with a snapshot of the table (minus skip_experiment),
+ * Replace the file with a snapshot of the table (minus dropped records),
  * durably. On failure the file is the previous snapshot, except when only the
  * final directory fsync failed: then it may already hold the new one, which
  * is harmless because the table is the source of truth and the next write
  * replaces the whole file again.
  */
-static int snapshot_write(json_store *st, const char *skip_experiment, mab_error *err)
+static int snapshot_write(json_store *st, mab_error *err)
 {
-    char *text = snapshot_text(st, skip_experiment);
+    char *text = snapshot_text(st);
     if (!text)
         return mab_error_set(err, MAB_ENOMEM, "%s: out of memory building the snapshot",
                              st->path);
@@ -500,7 +502,7 @@ static int store_load_file(json_store *st, mab_error *err)
     size_t len;
     if (read_file(st->path, &text, &len) != 0) {
         if (errno == ENOENT)
-            return snapshot_write(st, NULL, err);
+            return snapshot_write(st, err);
         return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
                              strerror(errno));
     }
@@ -634,16 +636,14 @@ static int json_load(void *state, const char *experiment, const char *const *arm
 typedef struct undo_entry {
     size_t index;
     mab_totals before;
+    int dropped;
 } undo_entry;
 
-static int json_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+static int check_deltas(const json_store *st, const mab_delta *deltas, size_t n, mab_error *err)
 {
-    json_store *st = state;
-    if (n_deltas == 0)
-        return MAB_OK;
-    if (!deltas)
+    if (n && !deltas)
         return mab_error_set(err, MAB_EINVAL, "%s: apply: NULL batch", st->path);
-    for (size_t i = 0; i < n_deltas; i++) {
+    for (size_t i = 0; i < n; i++) {
         const mab_delta *d = &deltas[i];
         if (!d->experiment || !d->arm)
             return mab_error_set(err, MAB_EINVAL, "%s: apply: delta %zu has no experiment or arm",
@@ -652,48 +652,93 @@ static int json_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab
             return mab_error_set(err, MAB_EINVAL, "%s: apply: %s.%s: reward is not finite",
                                  st->path, d->experiment, d->arm);
     }
+    return MAB_OK;
+}
 
-    undo_entry *undo = malloc(n_deltas * sizeof *undo);
+/* Add one delta; a dropped record is revived from zero. */
+static int add_delta(json_store *st, const mab_delta *d, size_t n_before, undo_entry *undo,
+                     size_t *n_undo, mab_error *err)
+{
+    record *r = table_find(st, d->experiment, d->arm);
+    if (!r && !(r = table_insert(st, d->experiment, d->arm)))
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    size_t index = (size_t)(r - st->records);
+    if (index < n_before)
+        undo[(*n_undo)++] = (undo_entry){index, r->totals, r->dropped};
+    mab_totals t = r->totals;
+    if (r->dropped)
+        memset(&t, 0, sizeof t);
+    int too_big = d->add.pulls > JSON_STORE_COUNTER_MAX - t.pulls ||
+                  d->add.rewards > JSON_STORE_COUNTER_MAX - t.rewards;
+    t.pulls += d->add.pulls;
+    t.rewards += d->add.rewards;
+    t.reward_sum += d->add.reward_sum;
+    t.reward_sum_sq += d->add.reward_sum_sq;
+    if (too_big || !isfinite(t.reward_sum) || !isfinite(t.reward_sum_sq))
+        return mab_error_set(err, MAB_ERANGE, "%s: %s.%s: counters would overflow", st->path,
+                             d->experiment, d->arm);
+    r->totals = t;
+    r->dropped = 0;
+    return MAB_OK;
+}
+
+/*
+ * The one way the table changes: drop every record of the listed
+ * experiments, add the deltas, write the snapshot. All or nothing: if
+ * anything fails the table is put back as it was. apply, reset and replace
+ * are all this.
+ */
+static int change(json_store *st, const char *const *clear, size_t n_clear,
+                  const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc != MAB_OK)
+        return rc;
+    size_t n_before = st->n_records, n_undo = 0, n_dropped = 0;
+    undo_entry *undo = malloc((n_deltas + n_before + 1) * sizeof *undo);
     if (!undo)
         return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
-    size_t n_before = st->n_records, n_undo = 0;
-    int rc = MAB_OK;
-    for (size_t i = 0; i < n_deltas && rc == MAB_OK; i++) {
-        const mab_delta *d = &deltas[i];
-        record *r = table_find(st, d->experiment, d->arm);
-        if (!r && !(r = table_insert(st, d->experiment, d->arm))) {
-            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
-            break;
+    for (size_t i = 0; i < n_before && n_clear; i++) {
+        record *r = &st->records[i];
+        for (size_t k = 0; k < n_clear; k++) {
+            if (strcmp(r->experiment, clear[k]) == 0) {
+                undo[n_undo++] = (undo_entry){i, r->totals, r->dropped};
+                r->dropped = 1;
+                n_dropped++;
+                break;
+            }
         }
-        size_t index = (size_t)(r - st->records);
-        if (index < n_before)
-            undo[n_undo++] = (undo_entry){index, r->totals};
-        mab_totals t = r->totals;
-        int too_big = d->add.pulls > JSON_STORE_COUNTER_MAX - t.pulls ||
-                      d->add.rewards > JSON_STORE_COUNTER_MAX - t.rewards;
-        t.pulls += d->add.pulls;
-        t.rewards += d->add.rewards;
-        t.reward_sum += d->add.reward_sum;
-        t.reward_sum_sq += d->add.reward_sum_sq;
-        if (too_big || !isfinite(t.reward_sum) || !isfinite(t.reward_sum_sq)) {
-            rc = mab_error_set(err, MAB_ERANGE, "%s: %s.%s: counters would overflow", st->path,
-                               d->experiment, d->arm);
-            break;
-        }
-        r->totals = t;
     }
-    if (rc == MAB_OK)
-        rc = snapshot_write(st, NULL, err);
+    for (size_t i = 0; i < n_deltas && rc == MAB_OK; i++)
+        rc = add_delta(st, &deltas[i], n_before, undo, &n_undo, err);
+    if (rc == MAB_OK && (n_deltas || n_dropped))
+        rc = snapshot_write(st, err);
     if (rc != MAB_OK) {
-        /* Newest first, so a record touched twice ends with its oldest value. */
+        /* Newest first, so a record touched twice ends with its oldest state. */
         while (n_undo > 0) {
             n_undo--;
             st->records[undo[n_undo].index].totals = undo[n_undo].before;
+            st->records[undo[n_undo].index].dropped = undo[n_undo].dropped;
         }
         table_truncate(st, n_before);
+    } else if (n_dropped) {
+        size_t n = 0;
+        for (size_t i = 0; i < st->n_records; i++) {
+            if (st->records[i].dropped)
+                free(st->records[i].experiment);
+            else
+                st->records[n++] = st->records[i];
+        }
+        st->n_records = n;
+        index_relink(st);
     }
     free(undo);
     return rc;
+}
+
+static int json_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    return change(state, NULL, 0, deltas, n_deltas, err);
 }
 
 static int json_reset(void *state, const char *experiment, mab_error *err)
@@ -701,23 +746,30 @@ static int json_reset(void *state, const char *experiment, mab_error *err)
     json_store *st = state;
     if (!experiment)
         return mab_error_set(err, MAB_EINVAL, "%s: reset: NULL experiment", st->path);
-    size_t kept = 0;
-    for (size_t i = 0; i < st->n_records; i++)
-        kept += strcmp(st->records[i].experiment, experiment) != 0;
-    if (kept == st->n_records)
-        return MAB_OK;
-    int rc = snapshot_write(st, experiment, err);
-    if (rc != MAB_OK)
-        return rc;
-    size_t n = 0;
+    return change(st, &experiment, 1, NULL, 0, err);
+}
+
+static int json_replace(void *state, const char *const *experiments, size_t n_experiments,
+                        const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    json_store *st = state;
+    for (size_t k = 0; k < n_experiments; k++)
+        if (!experiments[k])
+            return mab_error_set(err, MAB_EINVAL, "%s: replace: NULL experiment", st->path);
+    return change(st, experiments, n_experiments, deltas, n_deltas, err);
+}
+
+static int json_scan(void *state,
+                     int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                  const mab_totals *totals),
+                     void *ctx, mab_error *err)
+{
+    const json_store *st = state;
     for (size_t i = 0; i < st->n_records; i++) {
-        if (strcmp(st->records[i].experiment, experiment) == 0)
-            free(st->records[i].experiment);
-        else
-            st->records[n++] = st->records[i];
+        int rc = visit(ctx, st->records[i].experiment, st->records[i].arm, &st->records[i].totals);
+        if (rc != 0)
+            return rc;
     }
-    st->n_records = n;
-    index_relink(st);
     return MAB_OK;
 }
 
@@ -736,6 +788,9 @@ static const mab_storage json_file_storage = {
     json_apply,
     json_reset,
     json_close,
+    0, /* refresh_ms: one process owns the file */
+    json_scan,
+    json_replace,
 };
 
 MAB_STORAGE_DEFINE(json_file_storage)
