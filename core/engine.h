@@ -124,7 +124,10 @@ struct mab_engine {
     uint32_t refresh_ms;      /* 0: the store has no other writers */
 
     pthread_mutex_t flush_mu; /* one storage call at a time; guards durable_seq, batch */
-    uint64_t durable_seq;     /* every publish up to this one is durable */
+    pthread_mutex_t durable_mu; /* group commit: guards committing, with durable_cv */
+    pthread_cond_t durable_cv;  /* broadcast when a group commit ends */
+    int committing;             /* a reward caller is writing for the waiting group */
+    _Atomic uint64_t durable_seq; /* every publish up to this one is durable */
     mab_delta *batch;         /* scratch for one storage apply, total_arms entries */
     size_t *batch_arm;        /* the arm index of each batch entry */
 
