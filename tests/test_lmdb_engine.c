@@ -270,8 +270,9 @@ static void test_others_seen_within_refresh(void **state)
     }
     if (seen < 0)
         fail_msg("the other process's flushed rewards were not seen in %d ms", 20 * REFRESH_MS);
-    /* A refresh every REFRESH_MS: seen at most one period (plus scheduling) later. */
-    if (seen - flushed > REFRESH_MS + 40)
+    /* A refresh every REFRESH_MS: seen at most one period later, plus scheduling
+       slack for loaded or sanitized runs. */
+    if (seen - flushed > REFRESH_MS + 100)
         fail_msg("seen %" PRId64 " ms after the flush; refresh_ms is %d", seen - flushed,
                  REFRESH_MS);
     stats_ok(e, s);
