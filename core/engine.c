@@ -662,6 +662,20 @@ static long find_arm(const mab_engine *e, const mab__experiment *x, const char *
     return -1;
 }
 
+/* Both lookups of a call that names an experiment and one of its arms. */
+static int find_experiment_arm(mab_engine *e, const char *experiment, const char *arm,
+                               mab__experiment **x, size_t *index, mab_error *err)
+{
+    int rc = find_experiment(e, experiment, x, err);
+    if (rc != MAB_OK)
+        return rc;
+    long i = find_arm(e, *x, arm, err);
+    if (i < 0)
+        return MAB_ENOTFOUND;
+    *index = (size_t)i;
+    return MAB_OK;
+}
+
 static void fill_choice(const mab__experiment *x, size_t arm, double probability,
                         mab_choice *out)
 {
@@ -675,13 +689,11 @@ int mab_arm_lookup(mab_engine *e, const char *experiment, const char *arm, mab_c
                    mab_error *err)
 {
     mab__experiment *x;
-    int found = find_experiment(e, experiment, &x, err);
-    if (found != MAB_OK)
-        return found;
-    long i = find_arm(e, x, arm, err);
-    if (i < 0)
-        return MAB_ENOTFOUND;
-    fill_choice(x, (size_t)i, NAN, out);
+    size_t i;
+    int rc = find_experiment_arm(e, experiment, arm, &x, &i, err);
+    if (rc != MAB_OK)
+        return rc;
+    fill_choice(x, i, NAN, out);
     return MAB_OK;
 }
 
@@ -749,12 +761,10 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
                mab_error *err)
 {
     mab__experiment *x;
-    int found = find_experiment(e, experiment, &x, err);
-    if (found != MAB_OK)
-        return found;
-    long i = find_arm(e, x, arm, err);
-    if (i < 0)
-        return MAB_ENOTFOUND;
+    size_t i;
+    int rc = find_experiment_arm(e, experiment, arm, &x, &i, err);
+    if (rc != MAB_OK)
+        return rc;
     if (!isfinite(value))
         return mab_error_set(err, MAB_EINVAL,
                              "experiments.%s: reward for arm \"%s\" is %s; rewards must be "
@@ -768,7 +778,7 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    mab_totals *p = slot_pending(s, x->first_arm + (size_t)i);
+    mab_totals *p = slot_pending(s, x->first_arm + i);
     p->rewards++;
     p->reward_sum += value;
     p->reward_sum_sq += value * value;

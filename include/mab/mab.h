@@ -103,7 +103,8 @@ MAB_EXPORT int mab_open_ex(const char *config_path, const mab_options *opts,
 /**
  * @brief Write what is pending, stop the background writer, unload plugins
  *        and free the engine. The engine is freed even when the final write
- *        fails; then the status says what could not be written.
+ *        fails; then the status says what could not be written. No other
+ *        call on this engine may be running or start afterwards.
  * @param engine may be NULL (then MAB_OK).
  * @return MAB_OK or the status of the final write (MAB_ESTORAGE, ...).
  */

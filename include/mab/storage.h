@@ -18,8 +18,8 @@
  * thread every N ms and at close. Either way apply() must return only once
  * the batch is durable (or failed without applying anything).
  *
- * The keys "plugin" and "sync" of the storage object belong to the core;
- * every other key is the plugin's, read through mab_params.
+ * The keys "plugin", "sync" and "refresh_ms" of the storage object belong to
+ * the core; every other key is the plugin's, read through mab_params.
  *
  * Versioning follows policy.h: abi_major, abi_minor, struct_size first;
  * fields only appended, with a minor bump.
