@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "mab/policy.h"
 #include "mab/storage.h"
+#include "web_config.h"
 
 #define MAB__PUBLISH_EVERY 64u /* operations a slot batches before publishing */
 #define MAB__SLOTS 64u         /* threads beyond this share slots (safely) */
@@ -87,6 +88,8 @@ struct mab_engine {
     size_t n_experiments;
     mab__id_index experiment_index;
     size_t total_arms, max_arms;
+
+    mab__web_config *web;     /* the adapter's keys (secret_file, cookie, ...) */
 
     const cJSON *storage_obj; /* valid during mab_open only */
     char *storage_path;
