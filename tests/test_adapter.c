@@ -290,13 +290,13 @@ static void test_every_mutation_is_rejected(void **state)
 static void test_expiry(void **state)
 {
     (void)state;
-    write_config_with(NULL, ", \"cookie\": {\"max_age\": 1}");
+    write_config_with(NULL, ", \"cookie\": {\"max_age\": 2}");
     mab_engine *e = open_engine();
     mab_adapter *ad = open_adapter(e);
     char cookie[4000], later[4000];
     choose_with(ad, NULL, "color", cookie, sizeof cookie);
     assert_false(choose_with(ad, cookie, "color", NULL, 0).is_new);
-    sleep(2);
+    sleep(3); /* whole seconds: issued + max_age <= now, however the clock ticked */
     assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_EXPIRED);
     assert_true(choose_with(ad, cookie, "color", later, sizeof later).is_new);
     assert_int_equal(total_pulls(e, "color"), 2);
