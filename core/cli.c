@@ -24,6 +24,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "mab/adapter.h"
 #include "mab/mab.h"
 
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
@@ -62,6 +63,7 @@ static int run_simulate(const command *, const char *const *, const char *const 
 static int run_reset(const command *, const char *const *, const char *const *);
 static int run_export(const command *, const char *const *, const char *const *);
 static int run_import(const command *, const char *const *, const char *const *);
+static int run_keygen(const command *, const char *const *, const char *const *);
 
 enum { SIM_PROBS, SIM_STEPS, SIM_SEED, SIM_REPORT_EVERY, SIM_JSON, SIM_PERSIST };
 
@@ -152,6 +154,14 @@ static const command commands[] = {
      "                     are the rounded sums (0/1 clicks). Bandits and arms\n"
      "                     not in the config are reported and skipped.\n",
      {"CONFIG", "FILE"}, 2, {{"replace", false}, {"from-flask-mab", false}}, 2, run_import},
+    {"keygen", "create a cookie signing key file",
+     "usage: mab keygen FILE\n"
+     "\n"
+     "Write 32 random bytes, base64 on one line, to FILE (mode 0600), for the\n"
+     "config's \"secret_file\". Refuses to overwrite an existing file. To rotate\n"
+     "keys, put a new key on the first line of secret_file and keep the old one\n"
+     "below it for a cookie lifetime (docs/hosts.md).\n",
+     {"FILE"}, 1, {{0}}, 0, run_keygen},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -1549,6 +1559,18 @@ static int run_import(const command *cmd, const char *const *pos, const char *co
     free(list.records);
     cJSON_Delete(root);
     return status;
+}
+
+/* ------------------------------------------------------------------ */
+/* keygen                                                              */
+
+static int run_keygen(const command *cmd, const char *const *pos, const char *const *opt)
+{
+    mab_error err = {0};
+    if (mab_adapter_keygen(pos[0], &err) != MAB_OK)
+        return fail(&err);
+    printf("wrote a new key to %s (mode 0600)\n", pos[0]);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -842,6 +842,11 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
     return MAB_OK;
 }
 
+uint64_t mab_storage_errors(const mab_engine *e)
+{
+    return e ? (uint64_t)atomic_load(&((mab_engine *)e)->flush_failures) : 0;
+}
+
 int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
 {
     mab__experiment *x;

@@ -30,6 +30,7 @@
 #include "internal.h"
 #include "mab/policy.h"
 #include "mab/storage.h"
+#include "web_config.h"
 
 #define MAB__PUBLISH_OPS 64u        /* operations pending before a slot considers publishing */
 #define MAB__PUBLISH_NS 1000000LL   /* and time since its last publish */
@@ -106,6 +107,8 @@ struct mab_engine {
     size_t n_experiments;
     mab__id_index experiment_index;
     size_t total_arms, max_arms;
+
+    mab__web_config *web;     /* the adapter's keys (secret_file, cookie, ...) */
 
     const cJSON *storage_obj; /* valid during mab_open only */
     char *storage_path;

@@ -198,6 +198,13 @@ MAB_EXPORT int mab_stats(mab_engine *engine, const char *experiment, mab_arm_sta
 MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
 
 /**
+ * @brief How many times writing to storage has failed since mab_open() (each
+ *        failed batch is kept and retried), for metrics.
+ * @return the count; 0 for a NULL engine.
+ */
+MAB_EXPORT uint64_t mab_storage_errors(const mab_engine *engine);
+
+/**
  * @brief Zero an experiment's counters, in memory and in storage (counters of
  *        arms no longer in the config are removed too). Not meant to race with
  *        choose and reward on the same experiment.
