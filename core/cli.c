@@ -1095,7 +1095,9 @@ static void name_policy_in_error(mab_error *err, const char *tmp_path,
     if (end == digits || i >= policies->n)
         return;
     char rewritten[MAB_ERROR_MAX];
-    snprintf(rewritten, sizeof rewritten, "--policies '%s'%s", policies->labels[i], end);
+    /* "TMP: experiments.p0.policy: unknown key" -> "--policies 'X': policy: ..." */
+    snprintf(rewritten, sizeof rewritten, "--policies '%s'%s%s", policies->labels[i],
+             *end == '.' ? ": " : "", *end == '.' ? end + 1 : end);
     snprintf(err->message, sizeof err->message, "%s", rewritten);
 }
 
