@@ -2,9 +2,10 @@
  * cli.c - the `mab` command line tool.
  *
  * Check a config, choose and reward by hand, print statistics, simulate
- * traffic against arms with known click rates, reset an experiment. It uses
- * only the public engine API (mab/mab.h), like any other host; cJSON is used
- * for nothing but reading the config's "seed" for `simulate`.
+ * traffic against arms with known rewards and compare policies (the
+ * simulator itself is in simulate.c), reset an experiment. It uses only the
+ * public engine API (mab/mab.h), like any other host; cJSON is used for
+ * nothing but reading the config's "seed" for `simulate`.
  *
  * Exit status: 0 success, 1 an error the engine reported (printed as
  * "mab: MESSAGE"), 2 a usage error (message and usage on stderr).
