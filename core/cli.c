@@ -2,10 +2,11 @@
  * cli.c - the `mab` command line tool.
  *
  * Check a config, choose and reward by hand, print statistics, simulate
- * traffic against arms with known click rates, reset an experiment, export
- * and import counters. It uses only the public engine API (mab/mab.h), like
- * any other host; cJSON is used for nothing but reading the config's "seed"
- * for `simulate` and the files given to `import`.
+ * traffic against arms with known rewards and compare policies (the
+ * simulator itself is in simulate.c), reset an experiment, export and import
+ * counters, create a cookie key. It uses only the public API (mab/mab.h,
+ * mab/adapter.h), like any other host; cJSON is used for nothing but reading
+ * the config's "seed" for `simulate` and the files given to `import`.
  *
  * Exit status: 0 success, 1 an error the engine reported (printed as
  * "mab: MESSAGE"), 2 a usage error (message and usage on stderr).
@@ -26,6 +27,7 @@
 
 #include "mab/adapter.h"
 #include "mab/mab.h"
+#include "simulate.h"
 
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 
@@ -39,7 +41,7 @@ typedef struct option_spec {
     bool takes_value;
 } option_spec;
 
-#define MAX_OPTIONS 8
+#define MAX_OPTIONS 16
 #define MAX_POSITIONAL 4
 
 struct command {
@@ -48,6 +50,7 @@ struct command {
     const char *usage; /* printed by --help and after usage errors */
     const char *positional[MAX_POSITIONAL]; /* names, for "missing argument X" */
     size_t n_positional;
+    size_t n_optional; /* how many of the last positional arguments may be left out */
     option_spec options[MAX_OPTIONS];
     size_t n_options;
     int (*run)(const command *cmd, const char *const *pos, const char *const *opt_values);
@@ -65,8 +68,6 @@ static int run_export(const command *, const char *const *, const char *const *)
 static int run_import(const command *, const char *const *, const char *const *);
 static int run_keygen(const command *, const char *const *, const char *const *);
 
-enum { SIM_PROBS, SIM_STEPS, SIM_SEED, SIM_REPORT_EVERY, SIM_JSON, SIM_PERSIST };
-
 static const command commands[] = {
     {"check", "validate a config and describe its experiments",
      "usage: mab check CONFIG\n"
@@ -74,20 +75,20 @@ static const command commands[] = {
      "Open CONFIG with its storage and print every experiment (policy and the\n"
      "file it was loaded from, number of arms, reward range) and the storage\n"
      "plugin in use.\n",
-     {"CONFIG"}, 1, {{0}}, 0, run_check},
+     {"CONFIG"}, 1, 0, {{0}}, 0, run_check},
     {"choose", "choose an arm and count the pull",
      "usage: mab choose CONFIG EXP\n"
      "\n"
      "Let the policy of experiment EXP choose an arm, count the pull in\n"
      "storage and print ARM_ID<TAB>VALUE_JSON<TAB>PROBABILITY (nan when the\n"
      "policy cannot tell).\n",
-     {"CONFIG", "EXP"}, 2, {{0}}, 0, run_choose},
+     {"CONFIG", "EXP"}, 2, 0, {{0}}, 0, run_choose},
     {"reward", "record a reward for an arm",
      "usage: mab reward CONFIG EXP ARM VALUE\n"
      "\n"
      "Record reward VALUE (a number in the experiment's reward range, by\n"
      "default [0, 1]) for arm ARM of experiment EXP.\n",
-     {"CONFIG", "EXP", "ARM", "VALUE"}, 4, {{0}}, 0, run_reward},
+     {"CONFIG", "EXP", "ARM", "VALUE"}, 4, 0, {{0}}, 0, run_reward},
     {"stats", "print every arm's counters",
      "usage: mab stats CONFIG [--json]\n"
      "\n"
@@ -96,36 +97,73 @@ static const command commands[] = {
      "  --json   print one JSON object:\n"
      "           {\"experiments\":{EXP:{\"policy\":NAME,\"arms\":{ARM:{\"pulls\":N,\n"
      "           \"rewards\":N,\"reward_sum\":X,\"mean\":X}}}}}\n",
-     {"CONFIG"}, 1, {{"json", false}}, 1, run_stats},
-    {"simulate", "simulate visitors against known click rates",
-     "usage: mab simulate CONFIG EXP --probs P1,P2,... [--steps N] [--seed S]\n"
-     "                    [--report-every N] [--json] [--persist]\n"
+     {"CONFIG"}, 1, 0, {{"json", false}}, 1, run_stats},
+    {"simulate", "simulate visitors and compare policies on known arms",
+     "usage: mab simulate CONFIG [EXP] (--probs P1,P2,... | --means M1,M2,... --sd S)\n"
+     "                    [--steps T] [--seed S] [--json]\n"
+     "                    [--report-every N] [--persist]          (one run)\n"
+     "                    [--policies LIST] [--runs R] [--threads N]\n"
+     "                    [--csv FILE] [--plot FILE.svg]          (comparison)\n"
      "\n"
-     "Send N simulated visitors to experiment EXP. Arm i (in config order) is\n"
-     "clicked with probability Pi; a click is rewarded with the experiment's\n"
-     "reward maximum, a visitor who does not click sends nothing. Prints each\n"
-     "arm's pulls and rewards, the total reward, the expected regret and the\n"
-     "best arm. Counters start at zero and nothing is stored unless --persist.\n"
+     "Send T simulated visitors to experiment EXP (optional when CONFIG has a\n"
+     "single experiment) whose arms, in config order, have known rewards:\n"
      "\n"
-     "  --probs P1,P2,...   one click probability in [0, 1] per arm (required)\n"
-     "  --steps N           number of visitors (default 10000)\n"
-     "  --seed S            seed of the policy's and the visitors' random streams\n"
-     "                      (default: the config's seed, else a random one;\n"
-     "                      the seed used is printed, the same seed gives the\n"
-     "                      same output)\n"
+     "  --probs P1,P2,...   Bernoulli arms: arm i is clicked with probability Pi\n"
+     "                      in [0, 1]; a click is rewarded with the experiment's\n"
+     "                      reward maximum, a visitor who does not click sends\n"
+     "                      nothing\n"
+     "  --means M1,M2,...   Gaussian arms: every visitor sends a reward drawn from\n"
+     "  --sd S[,S2,...]     N(Mi, Si) (one S for all arms or one per arm), in the\n"
+     "                      experiment's reward units. Draws outside the reward\n"
+     "                      range [min, max] are clamped to its nearest end (the\n"
+     "                      engine refuses rewards outside it); each Mi must lie in\n"
+     "                      the range, and regret uses the means after clamping\n"
+     "  --steps T           visitors per run (default 10000)\n"
+     "  --seed S            seed of the policies' and the visitors' random streams\n"
+     "                      (default: the config's seed, else a random one; the\n"
+     "                      seed used is printed, the same seed gives the same\n"
+     "                      output, whatever the number of threads)\n"
+     "  --json              print the results as one JSON object\n"
+     "\n"
+     "One run (the default): the experiment's own policy plays; prints each arm's\n"
+     "pulls and rewards, the total reward, the expected regret and the best arm.\n"
+     "Counters start at zero and nothing is stored unless --persist.\n"
+     "\n"
      "  --report-every N    every N visitors, print the share of traffic each arm\n"
      "                      got in that window\n"
-     "  --json              print the results as one JSON object\n"
-     "  --persist           load counters from storage and write them back\n",
-     {"CONFIG", "EXP"}, 2,
-     {{"probs", true}, {"steps", true}, {"seed", true}, {"report-every", true},
-      {"json", false}, {"persist", false}}, 6, run_simulate},
+     "  --persist           load counters from storage and write them back\n"
+     "\n"
+     "Comparison (any of the options below): R independent runs of each policy,\n"
+     "on the same arms and the same reward draws (the n-th pull of an arm gives\n"
+     "the same reward whichever policy pulls it), nothing stored. Prints per\n"
+     "policy the mean regret at T with its 95% interval over runs (Student t),\n"
+     "the share of pulls on the best arm and the reward per visitor, and the\n"
+     "Lai-Robbins asymptotic lower bound ln(T) * sum_i Delta_i / KL(mu_i, mu*).\n"
+     "Regret is expected regret T*mu* - sum_t mu(A_t) from the true means, on the\n"
+     "reward range scaled to [0, 1] (with clicks: lost clicks).\n"
+     "\n"
+     "  --policies LIST     policies to compare instead of the experiment's own:\n"
+     "                      comma-separated items NAME[:KEY=VALUE[:KEY=VALUE...]],\n"
+     "                      a plugin found through the config's plugin_path and\n"
+     "                      its parameters, e.g.\n"
+     "                      epsilon_greedy:epsilon=0.1,ucb1,thompson,softmax:tau=0.1\n"
+     "  --runs R            independent runs per policy (default 1)\n"
+     "  --threads N         worker threads (default: the number of CPUs)\n"
+     "  --csv FILE          write the regret curves, averaged over runs, with their\n"
+     "                      95% interval and the Lai-Robbins bound: columns policy,\n"
+     "                      step, regret_mean, regret_ci95_low, regret_ci95_high,\n"
+     "                      lai_robbins_bound (200 steps per policy at most)\n"
+     "  --plot FILE.svg     draw those curves, their bands and the bound as SVG\n",
+     {"CONFIG", "EXP"}, 2, 1,
+     {{"probs", true}, {"means", true}, {"sd", true}, {"steps", true}, {"runs", true},
+      {"seed", true}, {"policies", true}, {"threads", true}, {"csv", true}, {"plot", true},
+      {"report-every", true}, {"json", false}, {"persist", false}}, 13, run_simulate},
     {"reset", "zero an experiment's counters",
      "usage: mab reset CONFIG EXP\n"
      "\n"
      "Zero the counters of every arm of experiment EXP, in storage too\n"
      "(counters of arms no longer in the config are removed).\n",
-     {"CONFIG", "EXP"}, 2, {{0}}, 0, run_reset},
+     {"CONFIG", "EXP"}, 2, 0, {{0}}, 0, run_reset},
     {"export", "write every stored counter as JSON",
      "usage: mab export CONFIG [--out FILE]\n"
      "\n"
@@ -136,7 +174,7 @@ static const command commands[] = {
      "See docs/storage.md. Pending counts are written to storage first.\n"
      "\n"
      "  --out FILE   write to FILE (through FILE.tmp and a rename) instead of stdout\n",
-     {"CONFIG"}, 1, {{"out", true}}, 1, run_export},
+     {"CONFIG"}, 1, 0, {{"out", true}}, 1, run_export},
     {"import", "add counters from an export or a Flask-MAB file",
      "usage: mab import CONFIG FILE [--replace]\n"
      "       mab import CONFIG --from-flask-mab FILE [--replace]\n"
@@ -153,7 +191,7 @@ static const command commands[] = {
      "                     experiment and arms of the same names; reward counts\n"
      "                     are the rounded sums (0/1 clicks). Bandits and arms\n"
      "                     not in the config are reported and skipped.\n",
-     {"CONFIG", "FILE"}, 2, {{"replace", false}, {"from-flask-mab", false}}, 2, run_import},
+     {"CONFIG", "FILE"}, 2, 0, {{"replace", false}, {"from-flask-mab", false}}, 2, run_import},
     {"keygen", "create a cookie signing key file",
      "usage: mab keygen FILE\n"
      "\n"
@@ -161,7 +199,7 @@ static const command commands[] = {
      "config's \"secret_file\". Refuses to overwrite an existing file. To rotate\n"
      "keys, put a new key on the first line of secret_file and keep the old one\n"
      "below it for a cookie lifetime (docs/hosts.md).\n",
-     {"FILE"}, 1, {{0}}, 0, run_keygen},
+     {"FILE"}, 1, 0, {{0}}, 0, run_keygen},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -268,7 +306,7 @@ static int parse_args(const command *cmd, int argc, char **argv, const char **po
             opt_values[k] = "";
         }
     }
-    if (n_pos < cmd->n_positional)
+    if (n_pos < cmd->n_positional - cmd->n_optional)
         return usage_error(cmd, "%s: missing argument %s", cmd->name, cmd->positional[n_pos]);
     return 0;
 }
@@ -664,51 +702,6 @@ static int run_stats(const command *cmd, const char *const *pos, const char *con
 /* simulate                                                            */
 
 /*
- * The visitors' own random stream (xoshiro256**, seeded through
- * splitmix64), separate from the engine's so that the clicks a seed
- * produces do not depend on how many numbers the policy draws.
- */
-typedef struct visitor_rng {
-    uint64_t s[4];
-} visitor_rng;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl64(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static void visitor_rng_seed(visitor_rng *rng, uint64_t seed)
-{
-    /* A fixed offset keeps this stream apart from the engine's, which is
-       seeded from the same number. */
-    uint64_t x = seed ^ 0x5349d2c1b0a7e6f3ULL;
-    for (int i = 0; i < 4; i++)
-        rng->s[i] = splitmix64(&x);
-}
-
-static double visitor_rng_uniform(visitor_rng *rng)
-{
-    uint64_t *s = rng->s;
-    uint64_t result = rotl64(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl64(s[3], 45);
-    return (double)(result >> 11) * 0x1.0p-53;
-}
-
-/*
  * The config's "seed", when it is a non-negative integer, so that a
  * simulation without --seed follows it. Anything unreadable is left to
  * mab_open to report.
@@ -760,8 +753,10 @@ static bool random_seed(uint64_t *seed)
     return true;
 }
 
-/* Parse "P1,P2,..." into a fresh array; a usage error names the problem. */
-static int parse_probs(const command *cmd, const char *text, double **probs, size_t *n_probs)
+/* Parse "X1,X2,..." into a fresh array of finite numbers; a usage error
+   names the option and the bad item. */
+static int parse_numbers(const command *cmd, const char *option, const char *text,
+                         double **out, size_t *n_out)
 {
     size_t n = 1;
     for (const char *p = text; *p; p++)
@@ -778,11 +773,9 @@ static int parse_probs(const command *cmd, const char *text, double **probs, siz
         char *comma = strchr(item, ',');
         if (comma)
             *comma = '\0';
-        if (!parse_double(item, &values[i]) || !(values[i] >= 0 && values[i] <= 1)) {
-            int status = usage_error(cmd,
-                                     "simulate: --probs value %zu ('%s') is not a probability "
-                                     "in [0, 1]",
-                                     i + 1, item);
+        if (!parse_double(item, &values[i]) || !isfinite(values[i])) {
+            int status = usage_error(cmd, "simulate: %s value %zu ('%s') is not a number",
+                                     option, i + 1, item);
             free(values);
             free(copy);
             return status;
@@ -790,140 +783,261 @@ static int parse_probs(const command *cmd, const char *text, double **probs, siz
         item = comma ? comma + 1 : item + strlen(item);
     }
     free(copy);
-    *probs = values;
-    *n_probs = n;
+    *out = values;
+    *n_out = n;
     return 0;
 }
 
-typedef struct sim_arm {
-    const char *id;
-    double click_rate;
-    uint64_t pulls;
-    uint64_t rewards;
-    uint64_t window_pulls;
-} sim_arm;
+enum {
+    SIM_PROBS, SIM_MEANS, SIM_SD, SIM_STEPS, SIM_RUNS, SIM_SEED, SIM_POLICIES, SIM_THREADS,
+    SIM_CSV, SIM_PLOT, SIM_REPORT_EVERY, SIM_JSON, SIM_PERSIST
+};
 
-typedef struct simulation {
+/* The command line of `mab simulate`, checked. */
+typedef struct sim_args {
+    const char *config;
+    const char *experiment; /* NULL: the config's only experiment */
+    sim_kind kind;
+    double *param, *sd; /* param: --probs or --means; sd: --sd, NULL for Bernoulli */
+    size_t n_param, n_sd;
+    uint64_t steps, runs, seed, report_every, threads;
+    bool json, persist;
+    bool compare; /* any of --policies, --runs, --threads, --csv, --plot */
+    const char *policies, *csv, *plot;
+} sim_args;
+
+static void sim_args_free(sim_args *a)
+{
+    free(a->param);
+    free(a->sd);
+}
+
+static int parse_count_option(const command *cmd, const char *name, const char *text,
+                              uint64_t max, uint64_t *out)
+{
+    if (!parse_u64(text, out) || *out == 0 || *out > max)
+        return usage_error(cmd, "simulate: --%s '%s' is not an integer in [1, %" PRIu64 "]",
+                           name, text, max);
+    return 0;
+}
+
+static int parse_sim_args(const command *cmd, const char *const *pos, const char *const *opt,
+                          sim_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->config = pos[0];
+    a->experiment = pos[1];
+    a->steps = 10000;
+    a->runs = 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    a->threads = cpus > 0 ? (uint64_t)cpus : 1;
+    a->json = opt[SIM_JSON] != NULL;
+    a->persist = opt[SIM_PERSIST] != NULL;
+    a->policies = opt[SIM_POLICIES];
+    a->csv = opt[SIM_CSV];
+    a->plot = opt[SIM_PLOT];
+    a->compare = opt[SIM_POLICIES] || opt[SIM_RUNS] || opt[SIM_THREADS] || opt[SIM_CSV] ||
+                 opt[SIM_PLOT];
+
+    if (!opt[SIM_PROBS] && !opt[SIM_MEANS])
+        return usage_error(cmd, "simulate: --probs or --means is required");
+    if (opt[SIM_PROBS] && (opt[SIM_MEANS] || opt[SIM_SD]))
+        return usage_error(cmd, "simulate: --probs (Bernoulli arms) cannot be combined with "
+                                "--means/--sd (Gaussian arms)");
+    if (opt[SIM_MEANS] && !opt[SIM_SD])
+        return usage_error(cmd, "simulate: --means needs --sd");
+    if (a->compare && (a->persist || opt[SIM_REPORT_EVERY]))
+        return usage_error(cmd, "simulate: --persist and --report-every work only with a single "
+                                "run of the experiment's own policy (no --policies, --runs, "
+                                "--threads, --csv or --plot)");
+    int status = 0;
+    if (opt[SIM_STEPS])
+        status = parse_count_option(cmd, "steps", opt[SIM_STEPS], UINT64_C(1) << 40, &a->steps);
+    if (!status && opt[SIM_RUNS])
+        status = parse_count_option(cmd, "runs", opt[SIM_RUNS], 1000000, &a->runs);
+    if (!status && opt[SIM_THREADS])
+        status = parse_count_option(cmd, "threads", opt[SIM_THREADS], 1024, &a->threads);
+    if (!status && opt[SIM_REPORT_EVERY])
+        status = parse_count_option(cmd, "report-every", opt[SIM_REPORT_EVERY], UINT64_MAX,
+                                    &a->report_every);
+    if (status)
+        return status;
+    if (opt[SIM_SEED]) {
+        if (!parse_u64(opt[SIM_SEED], &a->seed))
+            return usage_error(cmd, "simulate: --seed '%s' is not an unsigned 64-bit integer",
+                               opt[SIM_SEED]);
+    } else if (!config_seed(a->config, &a->seed) && !random_seed(&a->seed)) {
+        fprintf(stderr, "mab: cannot get a random seed: %s\n", strerror(errno));
+        return EXIT_USER;
+    }
+    a->kind = opt[SIM_PROBS] ? SIM_BERNOULLI : SIM_GAUSSIAN;
+    status = parse_numbers(cmd, a->kind == SIM_BERNOULLI ? "--probs" : "--means",
+                           a->kind == SIM_BERNOULLI ? opt[SIM_PROBS] : opt[SIM_MEANS],
+                           &a->param, &a->n_param);
+    if (!status && a->kind == SIM_BERNOULLI) {
+        for (size_t i = 0; i < a->n_param; i++) {
+            if (!(a->param[i] >= 0 && a->param[i] <= 1)) {
+                char *copy = strdup(opt[SIM_PROBS]);
+                char *item = copy;
+                for (size_t j = 0; copy && j < i; j++)
+                    item = strchr(item, ',') + 1;
+                if (copy && strchr(item, ','))
+                    *strchr(item, ',') = '\0';
+                status = usage_error(cmd,
+                                     "simulate: --probs value %zu ('%s') is not a probability "
+                                     "in [0, 1]",
+                                     i + 1, copy ? item : "?");
+                free(copy);
+                break;
+            }
+        }
+    }
+    if (!status && opt[SIM_SD]) {
+        status = parse_numbers(cmd, "--sd", opt[SIM_SD], &a->sd, &a->n_sd);
+        if (!status && a->n_sd != 1 && a->n_sd != a->n_param)
+            status = usage_error(cmd, "simulate: --sd has %zu values; give one for all arms "
+                                      "or one per arm (%zu)",
+                                 a->n_sd, a->n_param);
+    }
+    return status;
+}
+
+/* The experiment to simulate: EXP, or the config's only experiment. */
+static int pick_experiment(const command *cmd, mab_engine *engine, const sim_args *a,
+                           mab_experiment_info *info)
+{
+    if (a->experiment)
+        return find_experiment(engine, a->config, a->experiment, info);
+    size_t n = mab_experiment_count(engine);
+    if (n != 1)
+        return usage_error(cmd, "simulate: %s has %zu experiments; name one as EXP", a->config,
+                           n);
+    mab_error err = {0};
+    return mab_experiment_at(engine, 0, info, &err) == MAB_OK ? 0 : fail(&err);
+}
+
+/* The arms as the experiment's reward range allows; usage errors when
+   the numbers do not fit the experiment. */
+static int make_bandit(const command *cmd, const sim_args *a, const mab_experiment_info *info,
+                       sim_bandit *bandit)
+{
+    const char *option = a->kind == SIM_BERNOULLI ? "--probs" : "--means";
+    if (a->n_param != info->n_arms)
+        return usage_error(cmd, "simulate: %s has %zu value%s but experiment '%s' has %zu arms",
+                           option, a->n_param, a->n_param == 1 ? "" : "s", info->id,
+                           info->n_arms);
+    double *sd = NULL;
+    if (a->kind == SIM_GAUSSIAN) {
+        sd = malloc(a->n_param * sizeof *sd);
+        if (!sd)
+            return fail_oom();
+        for (size_t i = 0; i < a->n_param; i++)
+            sd[i] = a->sd[a->n_sd == 1 ? 0 : i];
+    }
+    char why[256];
+    int rc = sim_bandit_init(bandit, a->kind, a->n_param, a->param, sd, info->reward_min,
+                             info->reward_max, why, sizeof why);
+    free(sd);
+    if (rc != 0)
+        return usage_error(cmd, "simulate: experiment '%s': %s", info->id, why);
+    return 0;
+}
+
+/* ---- one run of the experiment's own policy (the original output) ---- */
+
+typedef struct single_run {
     const char *experiment;
     const char *policy;
-    double reward_value; /* what a click is rewarded with: the range's maximum */
-    sim_arm *arms;
-    size_t n_arms;
-    size_t best;         /* arm with the highest click rate (first of ties) */
-    uint64_t steps;
-    uint64_t report_every; /* 0: no window reports */
-    uint64_t seed;
+    const sim_bandit *bandit;
+    mab_arm_stats *arms; /* ids, in config order */
+    uint64_t steps, seed, report_every;
     bool json;
-    double total_reward;
-    double regret;       /* sum over steps of (p* - p[chosen arm]) */
-    size_t n_windows;    /* windows reported so far */
-} simulation;
+    uint64_t *window_pulls;
+    uint64_t window_start;
+    size_t n_windows;
+    sim_run_result result;
+} single_run;
 
-static void report_window(simulation *sim, uint64_t first, uint64_t last)
+static void report_window(single_run *sim, uint64_t first, uint64_t last)
 {
     uint64_t total = last - first + 1;
+    size_t k = sim->bandit->n_arms;
     if (sim->json) {
         printf("%s{\"from\":%" PRIu64 ",\"to\":%" PRIu64 ",\"shares\":{",
                sim->n_windows ? "," : "", first, last);
-        for (size_t a = 0; a < sim->n_arms; a++) {
+        for (size_t a = 0; a < k; a++) {
             if (a)
                 fputc(',', stdout);
-            json_string(stdout, sim->arms[a].id);
+            json_string(stdout, sim->arms[a].arm_id);
             fputc(':', stdout);
-            json_number(stdout, (double)sim->arms[a].window_pulls / (double)total);
+            json_number(stdout, (double)sim->window_pulls[a] / (double)total);
         }
         fputs("}}", stdout);
     } else {
         int digits = snprintf(NULL, 0, "%" PRIu64, sim->steps);
         printf("steps %*" PRIu64 "-%-*" PRIu64 "", digits, first, digits, last);
-        for (size_t a = 0; a < sim->n_arms; a++)
-            printf("  %s %5.1f%%", sim->arms[a].id,
-                   100.0 * (double)sim->arms[a].window_pulls / (double)total);
+        for (size_t a = 0; a < k; a++)
+            printf("  %s %5.1f%%", sim->arms[a].arm_id,
+                   100.0 * (double)sim->window_pulls[a] / (double)total);
         fputc('\n', stdout);
     }
-    for (size_t a = 0; a < sim->n_arms; a++)
-        sim->arms[a].window_pulls = 0;
+    memset(sim->window_pulls, 0, k * sizeof *sim->window_pulls);
     sim->n_windows++;
 }
 
-static int simulate_steps(mab_engine *engine, simulation *sim)
+static void count_window(void *ctx, uint64_t step, size_t arm)
 {
-    visitor_rng rng;
-    visitor_rng_seed(&rng, sim->seed);
-    double best_rate = sim->arms[sim->best].click_rate;
-    uint64_t window_start = 1;
-
-    for (uint64_t step = 1; step <= sim->steps; step++) {
-        mab_choice choice;
-        mab_error err = {0};
-        if (mab_choose(engine, sim->experiment, &choice, &err) != MAB_OK)
-            return fail(&err);
-        if (choice.arm_index >= sim->n_arms) {
-            fprintf(stderr, "mab: experiment '%s' chose arm index %zu of %zu\n",
-                    sim->experiment, choice.arm_index, sim->n_arms);
-            return EXIT_USER;
-        }
-        sim_arm *arm = &sim->arms[choice.arm_index];
-        arm->pulls++;
-        arm->window_pulls++;
-        sim->regret += best_rate - arm->click_rate;
-        if (visitor_rng_uniform(&rng) < arm->click_rate) {
-            if (mab_reward(engine, sim->experiment, choice.arm_id, sim->reward_value, &err) !=
-                MAB_OK)
-                return fail(&err);
-            arm->rewards++;
-            sim->total_reward += sim->reward_value;
-        }
-        if (sim->report_every && (step % sim->report_every == 0 || step == sim->steps)) {
-            report_window(sim, window_start, step);
-            window_start = step + 1;
-        }
+    single_run *sim = ctx;
+    sim->window_pulls[arm]++;
+    if (step % sim->report_every == 0 || step == sim->steps) {
+        report_window(sim, sim->window_start, step);
+        sim->window_start = step + 1;
     }
-    return 0;
 }
 
-static void print_simulation_text_head(const simulation *sim)
+static const char *arm_param_name(const sim_bandit *b)
 {
-    printf("experiment %s (policy %s): %" PRIu64 " steps, seed %" PRIu64 "\n", sim->experiment,
-           sim->policy, sim->steps, sim->seed);
+    return b->kind == SIM_BERNOULLI ? "click_rate" : "mean";
 }
 
-static int print_simulation_text_result(const simulation *sim)
+static int print_single_text(const single_run *sim)
 {
+    const sim_bandit *b = sim->bandit;
+    const sim_run_result *r = &sim->result;
     text_table table;
     table_init(&table, 6, 0x3eu);
-    const char *header[] = {"arm", "click_rate", "observed", "pulls", "share", "rewards"};
+    const char *header[] = {"arm", arm_param_name(b), "observed", "pulls", "share", "rewards"};
     bool ok = table_add_row(&table, header);
-    for (size_t a = 0; ok && a < sim->n_arms; a++) {
-        const sim_arm *arm = &sim->arms[a];
-        char rate[40], observed[40], pulls[32], share[32], rewards[32];
-        snprintf(rate, sizeof rate, "%g", arm->click_rate);
-        if (arm->pulls)
-            snprintf(observed, sizeof observed, "%.4f",
-                     (double)arm->rewards / (double)arm->pulls);
+    for (size_t a = 0; ok && a < b->n_arms; a++) {
+        char param[40], observed[40], pulls[32], share[32], rewards[32];
+        snprintf(param, sizeof param, "%g", b->param[a]);
+        /* Observed click rate, or observed mean reward per pull. */
+        double seen = b->kind == SIM_BERNOULLI ? (double)r->rewards[a] : r->reward_sum[a];
+        if (r->pulls[a])
+            snprintf(observed, sizeof observed, "%.4f", seen / (double)r->pulls[a]);
         else
             snprintf(observed, sizeof observed, "-");
-        snprintf(pulls, sizeof pulls, "%" PRIu64, arm->pulls);
-        snprintf(share, sizeof share, "%.1f%%", 100.0 * (double)arm->pulls / (double)sim->steps);
-        snprintf(rewards, sizeof rewards, "%" PRIu64, arm->rewards);
-        const char *row[] = {arm->id, rate, observed, pulls, share, rewards};
+        snprintf(pulls, sizeof pulls, "%" PRIu64, r->pulls[a]);
+        snprintf(share, sizeof share, "%.1f%%", 100.0 * (double)r->pulls[a] / (double)sim->steps);
+        snprintf(rewards, sizeof rewards, "%" PRIu64, r->rewards[a]);
+        const char *row[] = {sim->arms[a].arm_id, param, observed, pulls, share, rewards};
         ok = table_add_row(&table, row);
     }
     if (ok) {
         if (sim->report_every)
             fputc('\n', stdout);
         table_print(&table, stdout, "");
-        const sim_arm *best = &sim->arms[sim->best];
-        printf("\ntotal reward  %.10g\n", sim->total_reward);
-        printf("regret        %.6f\n", sim->regret);
-        printf("best arm      %s (click rate %g, %.1f%% of pulls)\n", best->id,
-               best->click_rate, 100.0 * (double)best->pulls / (double)sim->steps);
+        printf("\ntotal reward  %.10g\n", r->total_reward);
+        printf("regret        %.6f\n", r->regret);
+        printf("best arm      %s (%s %g, %.1f%% of pulls)\n", sim->arms[b->best].arm_id,
+               b->kind == SIM_BERNOULLI ? "click rate" : "mean", b->param[b->best],
+               100.0 * (double)r->pulls[b->best] / (double)sim->steps);
     }
     table_free(&table);
     return ok ? 0 : fail_oom();
 }
 
-static void print_simulation_json_head(const simulation *sim)
+static void print_single_json_head(const single_run *sim)
 {
     fputs("{\"experiment\":", stdout);
     json_string(stdout, sim->experiment);
@@ -932,108 +1046,343 @@ static void print_simulation_json_head(const simulation *sim)
     printf(",\"steps\":%" PRIu64 ",\"seed\":%" PRIu64 ",\"windows\":[", sim->steps, sim->seed);
 }
 
-static void print_simulation_json_result(const simulation *sim)
+static void print_single_json_result(const single_run *sim)
 {
+    const sim_bandit *b = sim->bandit;
+    const sim_run_result *r = &sim->result;
     fputs("],\"arms\":{", stdout);
-    for (size_t a = 0; a < sim->n_arms; a++) {
-        const sim_arm *arm = &sim->arms[a];
+    for (size_t a = 0; a < b->n_arms; a++) {
         if (a)
             fputc(',', stdout);
-        json_string(stdout, arm->id);
-        fputs(":{\"click_rate\":", stdout);
-        json_number(stdout, arm->click_rate);
-        printf(",\"pulls\":%" PRIu64 ",\"share\":", arm->pulls);
-        json_number(stdout, (double)arm->pulls / (double)sim->steps);
-        printf(",\"rewards\":%" PRIu64 "}", arm->rewards);
+        json_string(stdout, sim->arms[a].arm_id);
+        printf(":{\"%s\":", arm_param_name(b));
+        json_number(stdout, b->param[a]);
+        if (b->kind == SIM_GAUSSIAN) {
+            fputs(",\"sd\":", stdout);
+            json_number(stdout, b->sd[a]);
+        }
+        printf(",\"pulls\":%" PRIu64 ",\"share\":", r->pulls[a]);
+        json_number(stdout, (double)r->pulls[a] / (double)sim->steps);
+        printf(",\"rewards\":%" PRIu64 ",\"reward_sum\":", r->rewards[a]);
+        json_number(stdout, r->reward_sum[a]);
+        fputc('}', stdout);
     }
     fputs("},\"total_reward\":", stdout);
-    json_number(stdout, sim->total_reward);
+    json_number(stdout, r->total_reward);
     fputs(",\"regret\":", stdout);
-    json_number(stdout, sim->regret);
+    json_number(stdout, r->regret);
     fputs(",\"best_arm\":", stdout);
-    json_string(stdout, sim->arms[sim->best].id);
+    json_string(stdout, sim->arms[b->best].arm_id);
     fputs("}\n", stdout);
+}
+
+static int simulate_single(mab_engine *engine, const sim_args *a,
+                           const mab_experiment_info *info, const sim_bandit *bandit)
+{
+    size_t k = bandit->n_arms;
+    single_run sim = {.experiment = info->id, .policy = info->policy, .bandit = bandit,
+                      .steps = a->steps, .seed = a->seed, .report_every = a->report_every,
+                      .json = a->json, .window_start = 1};
+    int status = load_stats(engine, info, &sim.arms);
+    if (status)
+        return status;
+    sim.window_pulls = calloc(k, sizeof *sim.window_pulls);
+    sim.result.pulls = calloc(k, sizeof *sim.result.pulls);
+    sim.result.rewards = calloc(k, sizeof *sim.result.rewards);
+    sim.result.reward_sum = calloc(k, sizeof *sim.result.reward_sum);
+    if (!sim.window_pulls || !sim.result.pulls || !sim.result.rewards || !sim.result.reward_sum)
+        status = fail_oom();
+    if (status == 0) {
+        if (sim.json)
+            print_single_json_head(&sim);
+        else
+            printf("experiment %s (policy %s): %" PRIu64 " steps, seed %" PRIu64 "\n",
+                   sim.experiment, sim.policy, sim.steps, sim.seed);
+        sim_run_spec spec = {.experiment = info->id, .bandit = bandit, .steps = a->steps,
+                             .seed = a->seed, .run = 0,
+                             .on_step = a->report_every ? count_window : NULL, .ctx = &sim};
+        mab_error err = {0};
+        if (sim_run(engine, &spec, &sim.result, &err) != MAB_OK)
+            status = fail(&err);
+    }
+    if (status == 0) {
+        if (sim.json)
+            print_single_json_result(&sim);
+        else
+            status = print_single_text(&sim);
+    }
+    free(sim.window_pulls);
+    free(sim.result.pulls);
+    free(sim.result.rewards);
+    free(sim.result.reward_sum);
+    free(sim.arms);
+    return status;
+}
+
+/* ---- comparing policies over many runs -------------------------------- */
+
+/* An error from the temporary config names the --policies item instead of
+   a file the user never saw. */
+static void name_policy_in_error(mab_error *err, const char *tmp_path,
+                                 const sim_policy_list *policies)
+{
+    size_t len = strlen(tmp_path);
+    const char *prefix = ": experiments.p";
+    if (strncmp(err->message, tmp_path, len) != 0 ||
+        strncmp(err->message + len, prefix, strlen(prefix)) != 0)
+        return;
+    char *end;
+    const char *digits = err->message + len + strlen(prefix);
+    unsigned long i = strtoul(digits, &end, 10);
+    if (end == digits || i >= policies->n)
+        return;
+    char rewritten[MAB_ERROR_MAX];
+    /* "TMP: experiments.p0.policy: unknown key" -> "--policies 'X': policy: ..." */
+    snprintf(rewritten, sizeof rewritten, "--policies '%s'%s%s", policies->labels[i],
+             *end == '.' ? ": " : "", *end == '.' ? end + 1 : end);
+    snprintf(err->message, sizeof err->message, "%s", rewritten);
+}
+
+static void print_compare_text(const sim_args *a, const mab_experiment_info *info,
+                               const sim_bandit *b, const sim_results *r,
+                               const char *const *labels, unsigned threads)
+{
+    printf("experiment %s: %zu %s arms (%s ", info->id, b->n_arms,
+           b->kind == SIM_BERNOULLI ? "Bernoulli" : "Gaussian",
+           b->kind == SIM_BERNOULLI ? "click probabilities" : "means");
+    for (size_t i = 0; i < b->n_arms; i++)
+        printf("%s%g", i ? ", " : "", b->param[i]);
+    if (b->kind == SIM_GAUSSIAN)
+        printf("; sd %g%s, clamped to [%g, %g]", b->sd[0], a->n_sd > 1 ? ", ..." : "",
+               b->reward_min, b->reward_max);
+    printf(")\n%" PRIu64 " steps, %" PRIu64 " run%s, seed %" PRIu64 ", %u thread%s\n\n",
+           a->steps, a->runs, a->runs == 1 ? "" : "s", a->seed, threads, threads == 1 ? "" : "s");
+
+    text_table table;
+    table_init(&table, 5, 0x1eu);
+    const char *header[] = {"policy", "regret at T", "95% interval", "best arm",
+                            "reward/visitor"};
+    bool ok = table_add_row(&table, header);
+    for (size_t p = 0; ok && p < r->n_policies; p++) {
+        const sim_policy_result *pr = &r->policies[p];
+        char regret[40], interval[80], share[32], reward[40];
+        snprintf(regret, sizeof regret, "%.2f", pr->regret_mean);
+        if (isnan(pr->regret_ci))
+            snprintf(interval, sizeof interval, "-");
+        else
+            snprintf(interval, sizeof interval, "[%.2f, %.2f]", pr->regret_mean - pr->regret_ci,
+                     pr->regret_mean + pr->regret_ci);
+        snprintf(share, sizeof share, "%.1f%%", 100 * pr->best_share);
+        snprintf(reward, sizeof reward, "%.4f", pr->reward_per_visitor);
+        const char *row[] = {labels[p], regret, interval, share, reward};
+        ok = table_add_row(&table, row);
+    }
+    if (ok)
+        table_print(&table, stdout, "");
+    table_free(&table);
+    double rate = sim_lai_robbins_rate(b);
+    printf("\nLai-Robbins lower bound  %.2f = ln(T) * %.4g (asymptotic; a reference, not a "
+           "guarantee at this T)\n",
+           rate * log((double)a->steps), rate);
+    printf("regret: expected lost rewards T*mu* - sum of mu(chosen arm), from the true means,\n"
+           "on the reward range scaled to [0, 1]; best arm: share of pulls on an arm of\n"
+           "highest mean; reward/visitor: mean reward sent, in the experiment's units.\n");
+}
+
+static void print_compare_json(const sim_args *a, const mab_experiment_info *info,
+                               const mab_arm_stats *arms, const sim_bandit *b,
+                               const sim_results *r, const char *const *labels)
+{
+    fputs("{\"experiment\":", stdout);
+    json_string(stdout, info->id);
+    printf(",\"steps\":%" PRIu64 ",\"runs\":%" PRIu64 ",\"seed\":%" PRIu64 ",\"arms\":{",
+           a->steps, a->runs, a->seed);
+    for (size_t i = 0; i < b->n_arms; i++) {
+        if (i)
+            fputc(',', stdout);
+        json_string(stdout, arms[i].arm_id);
+        printf(":{\"%s\":", arm_param_name(b));
+        json_number(stdout, b->param[i]);
+        if (b->kind == SIM_GAUSSIAN) {
+            fputs(",\"sd\":", stdout);
+            json_number(stdout, b->sd[i]);
+        }
+        fputs(",\"expected\":", stdout);
+        json_number(stdout, b->mean[i]);
+        fputc('}', stdout);
+    }
+    double rate = sim_lai_robbins_rate(b);
+    fputs("},\"best_arm\":", stdout);
+    json_string(stdout, arms[b->best].arm_id);
+    fputs(",\"lai_robbins_rate\":", stdout);
+    json_number(stdout, rate);
+    fputs(",\"lai_robbins_bound\":", stdout);
+    json_number(stdout, rate * log((double)a->steps));
+    fputs(",\"policies\":[", stdout);
+    for (size_t p = 0; p < r->n_policies; p++) {
+        const sim_policy_result *pr = &r->policies[p];
+        fputs(p ? ",{\"policy\":" : "{\"policy\":", stdout);
+        json_string(stdout, labels[p]);
+        fputs(",\"regret\":", stdout);
+        json_number(stdout, pr->regret_mean);
+        fputs(",\"regret_ci95\":", stdout);
+        if (isnan(pr->regret_ci)) {
+            fputs("null", stdout);
+        } else {
+            fputc('[', stdout);
+            json_number(stdout, pr->regret_mean - pr->regret_ci);
+            fputc(',', stdout);
+            json_number(stdout, pr->regret_mean + pr->regret_ci);
+            fputc(']', stdout);
+        }
+        fputs(",\"best_arm_share\":", stdout);
+        json_number(stdout, pr->best_share);
+        fputs(",\"reward_per_visitor\":", stdout);
+        json_number(stdout, pr->reward_per_visitor);
+        fputs(",\"pulls\":{", stdout);
+        for (size_t i = 0; i < b->n_arms; i++) {
+            if (i)
+                fputc(',', stdout);
+            json_string(stdout, arms[i].arm_id);
+            printf(":%" PRIu64, pr->pulls[i]);
+        }
+        fputs("}}", stdout);
+    }
+    fputs("]}\n", stdout);
+}
+
+/* Write a report file with one of the writers of simulate.h. */
+static int write_report_file(const char *path, int (*writer)(FILE *, const sim_report *),
+                             const sim_report *report)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "mab: cannot write %s: %s\n", path, strerror(errno));
+        return EXIT_USER;
+    }
+    int failed = writer(f, report) != 0;
+    if (fclose(f) != 0)
+        failed = 1;
+    if (failed) {
+        fprintf(stderr, "mab: cannot write %s\n", path);
+        return EXIT_USER;
+    }
+    return 0;
+}
+
+static int simulate_compare(const command *cmd, mab_engine *engine, const sim_args *a,
+                            const mab_experiment_info *info, const sim_bandit *bandit)
+{
+    sim_policy_list policies = {0};
+    char tmp_path[4096] = "";
+    const char *own_label[1] = {info->policy};
+    const char *own_experiment[1] = {info->id};
+    const char *const *labels = own_label;
+    const char *const *experiments = own_experiment;
+    char **ids = NULL;
+    mab_arm_stats *arms = NULL;
+    int status = load_stats(engine, info, &arms);
+
+    if (status == 0 && a->policies) {
+        char why[512];
+        if (sim_policies_parse(a->policies, &policies, why, sizeof why) != 0) {
+            status = usage_error(cmd, "simulate: --policies: %s", why);
+        } else {
+            mab_error err = {0};
+            ids = calloc(policies.n, sizeof *ids);
+            if (!ids)
+                status = fail_oom();
+            for (size_t p = 0; status == 0 && p < policies.n; p++) {
+                ids[p] = malloc(32);
+                if (!ids[p])
+                    status = fail_oom();
+                else
+                    snprintf(ids[p], 32, "p%zu", p);
+            }
+            if (status == 0 && sim_write_policy_config(a->config, info->id, &policies, tmp_path,
+                                                       sizeof tmp_path, &err) != MAB_OK)
+                status = fail(&err);
+            labels = (const char *const *)policies.labels;
+            experiments = (const char *const *)ids;
+        }
+    }
+
+    sim_plan plan = {.config_path = tmp_path[0] ? tmp_path : a->config,
+                     .experiments = experiments,
+                     .n_policies = a->policies ? policies.n : 1,
+                     .bandit = bandit,
+                     .steps = a->steps,
+                     .runs = a->runs,
+                     .seed = a->seed,
+                     .threads = (unsigned)a->threads,
+                     .n_checkpoints = a->steps < 200 ? (size_t)a->steps : 200};
+    sim_results results = {0};
+    if (status == 0) {
+        mab_error err = {0};
+        if (sim_compare(&plan, &results, &err) != MAB_OK) {
+            if (tmp_path[0])
+                name_policy_in_error(&err, tmp_path, &policies);
+            status = fail(&err);
+        }
+    }
+    if (tmp_path[0])
+        unlink(tmp_path);
+
+    if (status == 0) {
+        unsigned threads = a->threads < a->runs * plan.n_policies
+                               ? (unsigned)a->threads
+                               : (unsigned)(a->runs * plan.n_policies);
+        if (a->json)
+            print_compare_json(a, info, arms, bandit, &results, labels);
+        else
+            print_compare_text(a, info, bandit, &results, labels, threads);
+        sim_report report = {.plan = &plan, .results = &results, .labels = labels,
+                             .experiment = info->id};
+        if (a->csv)
+            status = write_report_file(a->csv, sim_write_csv, &report);
+        if (status == 0 && a->plot)
+            status = write_report_file(a->plot, sim_write_svg, &report);
+    }
+    sim_results_free(&results);
+    for (size_t p = 0; ids && p < policies.n; p++)
+        free(ids[p]);
+    free(ids);
+    sim_policies_free(&policies);
+    free(arms);
+    return status;
 }
 
 static int run_simulate(const command *cmd, const char *const *pos, const char *const *opt)
 {
-    simulation sim = {.experiment = pos[1], .steps = 10000, .json = opt[SIM_JSON] != NULL};
-
-    if (!opt[SIM_PROBS])
-        return usage_error(cmd, "simulate: --probs is required");
-    if (opt[SIM_STEPS] && (!parse_u64(opt[SIM_STEPS], &sim.steps) || sim.steps == 0))
-        return usage_error(cmd, "simulate: --steps '%s' is not a positive integer",
-                           opt[SIM_STEPS]);
-    if (opt[SIM_REPORT_EVERY] &&
-        (!parse_u64(opt[SIM_REPORT_EVERY], &sim.report_every) || sim.report_every == 0))
-        return usage_error(cmd, "simulate: --report-every '%s' is not a positive integer",
-                           opt[SIM_REPORT_EVERY]);
-    if (opt[SIM_SEED]) {
-        if (!parse_u64(opt[SIM_SEED], &sim.seed))
-            return usage_error(cmd, "simulate: --seed '%s' is not an unsigned 64-bit integer",
-                               opt[SIM_SEED]);
-    } else if (!config_seed(pos[0], &sim.seed) && !random_seed(&sim.seed)) {
-        fprintf(stderr, "mab: cannot get a random seed: %s\n", strerror(errno));
-        return EXIT_USER;
-    }
-    double *probs = NULL;
-    size_t n_probs = 0;
-    int status = parse_probs(cmd, opt[SIM_PROBS], &probs, &n_probs);
-    if (status)
-        return status;
-
-    /* The seed is always passed on, so that the printed seed reproduces
-       the run whether it came from --seed, the config or the system. */
-    unsigned flags = MAB_OPEN_SEED | (opt[SIM_PERSIST] ? 0 : MAB_OPEN_NO_STORAGE);
-    mab_engine *engine;
-    status = open_engine(pos[0], flags, sim.seed, &engine);
+    sim_args args;
+    int status = parse_sim_args(cmd, pos, opt, &args);
     if (status) {
-        free(probs);
+        sim_args_free(&args);
         return status;
     }
-
+    /* The seed is always passed on (through sim_engine_seed), so that the
+       printed seed reproduces the run whether it came from --seed, the
+       config or the system. Comparisons open engines of their own; this
+       one only describes the experiment then. */
+    unsigned flags = MAB_OPEN_SEED | (args.persist ? 0 : MAB_OPEN_NO_STORAGE);
+    mab_engine *engine;
+    status = open_engine(args.config, flags, sim_engine_seed(args.seed, 0), &engine);
+    if (status) {
+        sim_args_free(&args);
+        return status;
+    }
     mab_experiment_info info;
-    mab_arm_stats *stats = NULL;
-    status = find_experiment(engine, pos[0], sim.experiment, &info);
-    if (status == 0 && n_probs != info.n_arms)
-        status = usage_error(cmd, "simulate: --probs has %zu value%s but experiment '%s' has "
-                                  "%zu arms",
-                             n_probs, n_probs == 1 ? "" : "s", sim.experiment, info.n_arms);
+    sim_bandit bandit = {0};
+    status = pick_experiment(cmd, engine, &args, &info);
     if (status == 0)
-        status = load_stats(engine, &info, &stats);
-    if (status == 0) {
-        sim.arms = calloc(info.n_arms, sizeof *sim.arms);
-        if (!sim.arms)
-            status = fail_oom();
-    }
-    if (status == 0) {
-        sim.policy = info.policy;
-        sim.n_arms = info.n_arms;
-        sim.reward_value = info.reward_max;
-        for (size_t a = 0; a < sim.n_arms; a++) {
-            sim.arms[a].id = stats[a].arm_id;
-            sim.arms[a].click_rate = probs[a];
-            if (probs[a] > probs[sim.best])
-                sim.best = a;
-        }
-        if (sim.json)
-            print_simulation_json_head(&sim);
-        else
-            print_simulation_text_head(&sim);
-        status = simulate_steps(engine, &sim);
-        if (status == 0) {
-            if (sim.json)
-                print_simulation_json_result(&sim);
-            else
-                status = print_simulation_text_result(&sim);
-        }
-    }
-    free(stats);
-    free(probs);
+        status = make_bandit(cmd, &args, &info, &bandit);
+    if (status == 0)
+        status = args.compare ? simulate_compare(cmd, engine, &args, &info, &bandit)
+                              : simulate_single(engine, &args, &info, &bandit);
+    sim_bandit_free(&bandit);
+    sim_args_free(&args);
     /* Arm ids belong to the engine: everything that prints them is done. */
-    status = close_engine(engine, status);
-    free(sim.arms);
-    return status;
+    return close_engine(engine, status);
 }
 
 /* ------------------------------------------------------------------ */

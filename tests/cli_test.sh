@@ -49,6 +49,7 @@ contains() {
 pycheck() {
     local what=$1 text=$2 code=$3
     if ! printf '%s' "$text" | $py -c "import json, os, sys
+import math
 d = json.load(sys.stdin)
 $code" 2>"$tmp/pyerr"; then
         fail "$what: $(cat "$tmp/pyerr") in: $text"
@@ -275,6 +276,99 @@ new = d['experiments']['btn']['arms']
 for arm in ('green', 'red', 'blue'):
     assert new[arm]['pulls'] == old[arm]['pulls'] + sim['arms'][arm]['pulls'], arm
     assert new[arm]['rewards'] == old[arm]['rewards'] + sim['arms'][arm]['rewards'], arm"
+
+# ---- simulate: comparing policies over runs, CSV and SVG output
+
+before=$(stats_json)
+cmp=(simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 2000 --runs 4 --seed 3
+     --policies "epsilon_greedy:epsilon=0.1,ucb1,thompson,softmax:tau=0.1")
+expect 0 "$mab" "${cmp[@]}" --json --threads 2 --csv "$tmp/curves.csv" --plot "$tmp/plot.svg"
+cmp_json=$out
+pycheck "simulate --policies --json" "$cmp_json" "
+assert d['steps'] == 2000 and d['runs'] == 4 and d['seed'] == 3, d
+assert d['best_arm'] == 'red', d
+labels = [p['policy'] for p in d['policies']]
+assert labels == ['epsilon_greedy:epsilon=0.1', 'ucb1', 'thompson', 'softmax:tau=0.1'], labels
+for p in d['policies']:
+    assert sum(p['pulls'].values()) == 4 * 2000, p
+    regret = sum((0.5 - d['arms'][a]['click_rate']) * n for a, n in p['pulls'].items()) / 4
+    assert abs(p['regret'] - regret) < 1e-6, (p['regret'], regret)
+    lo, hi = p['regret_ci95']
+    assert lo <= p['regret'] <= hi, p
+    assert abs(p['best_arm_share'] - p['pulls']['red'] / 8000) < 1e-12, p
+    assert 0 < p['reward_per_visitor'] < 0.6, p
+assert abs(d['lai_robbins_bound'] - d['lai_robbins_rate'] * math.log(2000)) < 1e-9, d" 
+# Same seed, one thread: the same output; another seed: other results.
+expect 0 "$mab" "${cmp[@]}" --json --threads 1
+[[ $out == "$cmp_json" ]] || fail "simulate --policies depends on the number of threads"
+expect 0 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 2000 --runs 4 --seed 4 \
+    --policies "epsilon_greedy:epsilon=0.1,ucb1,thompson,softmax:tau=0.1" --json
+[[ $out != "$cmp_json" ]] || fail "simulate --policies with another seed gives the same results"
+CSV=$tmp/curves.csv pycheck "simulate --csv" "$cmp_json" "
+import csv
+rows = list(csv.DictReader(open(os.environ['CSV'])))
+assert list(rows[0]) == ['policy', 'step', 'regret_mean', 'regret_ci95_low',
+                         'regret_ci95_high', 'lai_robbins_bound'], list(rows[0])
+assert len(rows) == 4 * 200, len(rows)
+for p in d['policies']:
+    mine = [r for r in rows if r['policy'] == p['policy']]
+    assert [int(r['step']) for r in mine] == list(range(10, 2001, 10)), p['policy']
+    assert abs(float(mine[-1]['regret_mean']) - p['regret']) < 1e-6 * max(1, p['regret'])
+    assert all(float(r['regret_ci95_low']) <= float(r['regret_mean'])
+               <= float(r['regret_ci95_high']) for r in mine)"
+SVG=$tmp/plot.svg pycheck "simulate --plot" "$cmp_json" "
+import xml.etree.ElementTree as ET
+root = ET.parse(os.environ['SVG']).getroot()
+assert root.tag.endswith('svg'), root.tag
+text = ' '.join(t.text or '' for t in root.iter() if t.tag.endswith('text'))
+for needle in ['regret', 'Lai', 'visitors', 'softmax:tau=0.1', 'thompson', '95%']:
+    assert needle in text, needle
+assert len([e for e in root.iter() if e.tag.endswith('polyline')]) == 5"
+expect 0 "$mab" "${cmp[@]}"
+contains "$out" "95% interval" "simulate --policies text table"
+contains "$out" "Lai-Robbins" "simulate --policies text names the bound"
+line=$(grep '^thompson ' <<<"$out" || true)
+[[ $line =~ ^thompson\ +[0-9.]+\ +\[[0-9.]+,\ [0-9.]+\]\ +[0-9.]+%\ +[0-9.]+$ ]] ||
+    fail "simulate --policies: bad thompson line '$line'"
+# Without --policies: the experiment's own policy, over several runs.
+expect 0 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 500 --runs 3 --seed 1
+contains "$out" "ucb1" "simulate --runs uses the experiment's policy"
+[[ $(stats_json) == "$before" ]] || fail "simulate comparisons changed the stats"
+
+expect 1 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --policies "epsilon_greedy:epslion=0.1"
+contains "$err" "--policies 'epsilon_greedy:epslion=0.1'" "a bad policy parameter names the item"
+contains "$err" "epslion" "a bad policy parameter is named"
+expect 1 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --policies nosuch_policy
+contains "$err" "nosuch_policy" "an unknown policy plugin is named"
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --policies "ucb1,,thompson"
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --runs 2 --persist
+contains "$err" "--persist" "simulate --runs with --persist"
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --runs 0
+expect 2 "$mab" simulate "$cfg" --probs 0.1,0.5,0.2
+contains "$err" "name one as EXP" "simulate without EXP on a config of several experiments"
+
+# ---- simulate: Gaussian arms, clamped to the reward range
+
+expect 0 "$mab" simulate "$cfg" revenue --means 3,6 --sd 4 --steps 3000 --seed 2 --json
+pycheck "simulate --means" "$out" "
+a = d['arms']
+assert a['dear']['mean'] == 6 and a['dear']['sd'] == 4, a
+assert d['best_arm'] == 'dear', d
+for arm in a.values():
+    assert arm['rewards'] == arm['pulls'], arm
+    assert 0 <= arm['reward_sum'] <= 10 * arm['pulls'], arm
+assert a['dear']['pulls'] > a['cheap']['pulls'], a"
+expect 0 "$mab" simulate "$cfg" revenue --means 3,6 --sd 4,1 --steps 1000 --runs 3 --seed 2 --json
+pycheck "simulate --means --runs" "$out" "
+assert d['arms']['cheap']['sd'] == 4 and d['arms']['dear']['sd'] == 1, d
+assert d['arms']['cheap']['expected'] < d['arms']['dear']['expected'] < 0.6, d"
+expect 2 "$mab" simulate "$cfg" revenue --means 3,11 --sd 1
+contains "$err" "outside the reward range" "simulate --means outside the range"
+expect 2 "$mab" simulate "$cfg" revenue --means 3,6
+contains "$err" "--sd" "simulate --means without --sd"
+expect 2 "$mab" simulate "$cfg" revenue --means 3,6 --sd 0
+expect 2 "$mab" simulate "$cfg" revenue --means 3,6 --sd 1,2,3
+expect 2 "$mab" simulate "$cfg" revenue --probs 0.1,0.2 --sd 1
 
 # ---- reset zeroes one experiment and nothing else
 

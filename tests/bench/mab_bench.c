@@ -11,6 +11,12 @@
  * "ns/op" is wall time divided by the calls made by all threads together
  * (the inverse of throughput); "2t/1t" is the 2-thread throughput over the
  * 1-thread throughput, 2.0 being perfect scaling.
+ *
+ * With --storage it measures instead mab_reward with the json_file storage
+ * plugin, at sync "always" (each call returns once its reward is durable;
+ * concurrent callers share an fsync) and at {"interval_ms": 1000} (rewards
+ * batched in memory, written by a background thread), from 1 and 2 threads.
+ * --tsv prints tab-separated rows for scripts (scripts/bench).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -48,20 +54,28 @@ static const size_t arm_counts[] = {2, 10, 100};
 typedef struct bench_options {
     const char *plugin_dir;
     uint64_t iterations;
+    uint64_t durable_iterations; /* per thread, for sync "always" */
     unsigned repeat;
+    bool storage;
+    bool tsv;
 } bench_options;
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mab-bench [--iterations N] [--repeat R] [--plugin-dir DIR]\n"
+            "                 [--storage [--durable-iterations N]] [--tsv]\n"
             "\n"
             "Time mab_choose and mab_reward for every policy at K = 2, 10, 100 arms,\n"
             "from 1 and 2 threads on one experiment, and print the median of R runs.\n"
             "\n"
             "  --iterations N   calls per thread and measurement (default 1000000)\n"
             "  --repeat R       runs per measurement (default 5)\n"
-            "  --plugin-dir DIR where the policy plugins are (default %s)\n",
+            "  --plugin-dir DIR where the plugins are (default %s)\n"
+            "  --storage        time mab_reward with json_file storage instead, at sync\n"
+            "                   \"always\" and {\"interval_ms\": 1000}, in $TMPDIR or /tmp\n"
+            "  --durable-iterations N  calls per thread at sync \"always\" (default 2000)\n"
+            "  --tsv            tab-separated rows instead of a table\n",
             MAB_BENCH_PLUGIN_DIR);
 }
 
@@ -83,15 +97,22 @@ static int parse_options(int argc, char **argv, bench_options *opts)
 {
     opts->plugin_dir = MAB_BENCH_PLUGIN_DIR;
     opts->iterations = 1000000;
+    opts->durable_iterations = 2000;
     opts->repeat = 5;
+    opts->storage = false;
+    opts->tsv = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             usage(stdout);
             return 1;
         }
+        if (strcmp(arg, "--storage") == 0 || strcmp(arg, "--tsv") == 0) {
+            *(strcmp(arg, "--tsv") == 0 ? &opts->tsv : &opts->storage) = true;
+            continue;
+        }
         bool known = strcmp(arg, "--iterations") == 0 || strcmp(arg, "--repeat") == 0 ||
-                     strcmp(arg, "--plugin-dir") == 0;
+                     strcmp(arg, "--plugin-dir") == 0 || strcmp(arg, "--durable-iterations") == 0;
         if (!known) {
             fprintf(stderr, "mab-bench: unknown argument '%s'\n", arg);
             usage(stderr);
@@ -112,6 +133,8 @@ static int parse_options(int argc, char **argv, bench_options *opts)
             return 2;
         } else if (strcmp(arg, "--iterations") == 0) {
             opts->iterations = n;
+        } else if (strcmp(arg, "--durable-iterations") == 0) {
+            opts->durable_iterations = n;
         } else {
             opts->repeat = (unsigned)n;
         }
@@ -137,9 +160,10 @@ static void write_json_string(FILE *f, const char *s)
 }
 
 /* Write the config for one policy and K arms into a fresh temporary file
-   whose name is put in path (size >= 64). */
+   whose name is put in path (size >= 64). sync_json: the storage's "sync"
+   value, or NULL for none. */
 static bool write_config(const bench_options *opts, const bench_policy *policy, size_t k,
-                         char *path, size_t path_size)
+                         const char *sync_json, char *path, size_t path_size)
 {
     const char *tmpdir = getenv("TMPDIR");
     snprintf(path, path_size, "%s/mab-bench-XXXXXX.json", tmpdir && *tmpdir ? tmpdir : "/tmp");
@@ -156,11 +180,13 @@ static bool write_config(const bench_options *opts, const bench_policy *policy, 
     }
     fputs("{\"plugin_path\": [", f);
     write_json_string(f, opts->plugin_dir);
-    /* Opened without storage, so the store's path is never used. */
+    /* Opened without storage unless sync_json is given. */
     fputs("], \"seed\": 1,\n \"storage\": {\"plugin\": \"json_file\", \"path\": ", f);
     char store[4200];
     snprintf(store, sizeof store, "%s.state", path);
     write_json_string(f, store);
+    if (sync_json)
+        fprintf(f, ", \"sync\": %s", sync_json);
     fprintf(f, "},\n \"experiments\": {\"" EXPERIMENT "\": {\"policy\": {\"plugin\": \"%s\"%s},\n",
             policy->name, policy->params_json);
     fputs("  \"arms\": {", f);
@@ -270,13 +296,14 @@ static int compare_doubles(const void *a, const void *b)
 }
 
 static double time_median(mab_engine *engine, bench_op op, unsigned n_threads,
-                          const bench_options *opts, char **arm_ids, size_t n_arms)
+                          const bench_options *opts, uint64_t iterations, char **arm_ids,
+                          size_t n_arms)
 {
     double *runs = malloc(opts->repeat * sizeof *runs);
     if (!runs)
         return -1;
     for (unsigned r = 0; r < opts->repeat; r++) {
-        runs[r] = time_once(engine, op, n_threads, opts->iterations, arm_ids, n_arms);
+        runs[r] = time_once(engine, op, n_threads, iterations, arm_ids, n_arms);
         if (runs[r] < 0) {
             free(runs);
             return -1;
@@ -320,7 +347,7 @@ static int bench_one(const bench_options *opts, const bench_policy *policy, size
                      bench_row *row)
 {
     char path[4096];
-    if (!write_config(opts, policy, k, path, sizeof path))
+    if (!write_config(opts, policy, k, NULL, path, sizeof path))
         return 1;
 
     mab_options open_opts = {.struct_size = sizeof open_opts,
@@ -350,8 +377,10 @@ static int bench_one(const bench_options *opts, const bench_policy *policy, size
         arm_ids[a] = (char *)stats[a].arm_id;
 
     for (unsigned t = 1; status == 0 && t <= MAX_THREADS; t++) {
-        row->choose_ns[t - 1] = time_median(engine, OP_CHOOSE, t, opts, arm_ids, k);
-        row->reward_ns[t - 1] = time_median(engine, OP_REWARD, t, opts, arm_ids, k);
+        row->choose_ns[t - 1] =
+            time_median(engine, OP_CHOOSE, t, opts, opts->iterations, arm_ids, k);
+        row->reward_ns[t - 1] =
+            time_median(engine, OP_REWARD, t, opts, opts->iterations, arm_ids, k);
         if (row->choose_ns[t - 1] < 0 || row->reward_ns[t - 1] < 0)
             status = 1;
     }
@@ -364,6 +393,87 @@ static int bench_one(const bench_options *opts, const bench_policy *policy, size
     return status;
 }
 
+/* ------------------------------------------------------------------ */
+/* Storage: mab_reward through json_file                               */
+
+typedef struct storage_mode {
+    const char *name;
+    const char *sync_json;
+    bool durable; /* each reward waits for its fsync */
+} storage_mode;
+
+static const storage_mode storage_modes[] = {
+    {"always", "\"always\"", true},
+    {"interval_ms=1000", "{\"interval_ms\": 1000}", false},
+};
+
+/* ns per reward from 1 and 2 threads for one sync mode, K = 10 arms. */
+static int bench_storage(const bench_options *opts, const storage_mode *mode, double ns[2])
+{
+    static const bench_policy policy = {"epsilon_greedy", ", \"epsilon\": 0.1"};
+    const size_t k = 10;
+    char path[4096];
+    if (!write_config(opts, &policy, k, mode->sync_json, path, sizeof path))
+        return 1;
+    mab_options open_opts = {.struct_size = sizeof open_opts, .flags = MAB_OPEN_SEED, .seed = 1};
+    mab_engine *engine = NULL;
+    mab_error err = {0};
+    int rc = mab_open_ex(path, &open_opts, &engine, &err);
+    if (rc != MAB_OK) {
+        fprintf(stderr, "mab-bench: %s\n", err.message);
+        unlink(path);
+        return 1;
+    }
+    int status = 0;
+    mab_arm_stats stats[10];
+    char *arm_ids[10];
+    size_t n_arms = 0;
+    if (mab_stats(engine, EXPERIMENT, stats, k, &n_arms, &err) != MAB_OK) {
+        fprintf(stderr, "mab-bench: %s\n", err.message);
+        status = 1;
+    }
+    for (size_t a = 0; status == 0 && a < k; a++)
+        arm_ids[a] = (char *)stats[a].arm_id;
+    uint64_t iterations = mode->durable ? opts->durable_iterations : opts->iterations;
+    for (unsigned t = 1; status == 0 && t <= MAX_THREADS; t++) {
+        ns[t - 1] = time_median(engine, OP_REWARD, t, opts, iterations, arm_ids, k);
+        if (ns[t - 1] < 0)
+            status = 1;
+    }
+    if (mab_close(engine, &err) != MAB_OK) {
+        fprintf(stderr, "mab-bench: %s\n", err.message);
+        status = 1;
+    }
+    char state[4200];
+    snprintf(state, sizeof state, "%s.state", path);
+    unlink(state);
+    unlink(path);
+    return status;
+}
+
+static int run_storage(const bench_options *opts)
+{
+    if (!opts->tsv) {
+        printf("mab %s: mab_reward with json_file storage, K = 10; %" PRIu64
+               " calls per thread (%" PRIu64 " at sync always), median of %u runs\n\n",
+               mab_version(), opts->iterations, opts->durable_iterations, opts->repeat);
+        printf("%-18s %14s %14s %14s %14s %6s\n", "sync", "reward 1t", "reward 2t", "rewards/s 1t",
+               "rewards/s 2t", "2t/1t");
+    }
+    for (size_t m = 0; m < sizeof storage_modes / sizeof storage_modes[0]; m++) {
+        double ns[2];
+        if (bench_storage(opts, &storage_modes[m], ns) != 0)
+            return 1;
+        if (opts->tsv)
+            printf("storage\t%s\t%.1f\t%.1f\n", storage_modes[m].name, ns[0], ns[1]);
+        else
+            printf("%-18s %11.1f ns %11.1f ns %14.0f %14.0f %6.2f\n", storage_modes[m].name,
+                   ns[0], ns[1], 1e9 / ns[0], 1e9 / ns[1], ns[0] / ns[1]);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bench_options opts;
@@ -371,11 +481,15 @@ int main(int argc, char **argv)
     if (parsed)
         return parsed == 1 ? 0 : 2;
 
-    printf("mab %s: %" PRIu64 " calls per thread, median of %u runs; ns/op is wall time\n"
-           "per call of all threads together, 2t/1t the throughput ratio\n\n",
-           mab_version(), opts.iterations, opts.repeat);
-    printf("%-14s %4s  %12s %12s %6s  %12s %12s %6s\n", "policy", "K", "choose 1t", "choose 2t",
-           "2t/1t", "reward 1t", "reward 2t", "2t/1t");
+    if (opts.storage)
+        return run_storage(&opts);
+    if (!opts.tsv) {
+        printf("mab %s: %" PRIu64 " calls per thread, median of %u runs; ns/op is wall time\n"
+               "per call of all threads together, 2t/1t the throughput ratio\n\n",
+               mab_version(), opts.iterations, opts.repeat);
+        printf("%-14s %4s  %12s %12s %6s  %12s %12s %6s\n", "policy", "K", "choose 1t",
+               "choose 2t", "2t/1t", "reward 1t", "reward 2t", "2t/1t");
+    }
     fflush(stdout);
 
     for (size_t p = 0; p < sizeof policies / sizeof policies[0]; p++) {
@@ -383,10 +497,15 @@ int main(int argc, char **argv)
             bench_row row;
             if (bench_one(&opts, &policies[p], arm_counts[i], &row) != 0)
                 return 1;
-            printf("%-14s %4zu  %9.1f ns %9.1f ns %6.2f  %9.1f ns %9.1f ns %6.2f\n",
-                   policies[p].name, arm_counts[i], row.choose_ns[0], row.choose_ns[1],
-                   row.choose_ns[0] / row.choose_ns[1], row.reward_ns[0], row.reward_ns[1],
-                   row.reward_ns[0] / row.reward_ns[1]);
+            if (opts.tsv)
+                printf("policy\t%s\t%zu\t%.2f\t%.2f\t%.2f\t%.2f\n", policies[p].name,
+                       arm_counts[i], row.choose_ns[0], row.choose_ns[1], row.reward_ns[0],
+                       row.reward_ns[1]);
+            else
+                printf("%-14s %4zu  %9.1f ns %9.1f ns %6.2f  %9.1f ns %9.1f ns %6.2f\n",
+                       policies[p].name, arm_counts[i], row.choose_ns[0], row.choose_ns[1],
+                       row.choose_ns[0] / row.choose_ns[1], row.reward_ns[0],
+                       row.reward_ns[1], row.reward_ns[0] / row.reward_ns[1]);
             fflush(stdout);
         }
     }
