@@ -49,52 +49,9 @@ static inline double ucb1_index(const mab_arm_view *arm, double two_log_t)
     return arm->reward_sum * inv_n + sqrt(two_log_t * inv_n);
 }
 
-/* Indices equal up to rounding count as ties. */
-static inline double tie_threshold(double best)
-{
-    return best - 1e-12 * fabs(best);
-}
-
-/* Up to this many arms the indices are kept on the stack and computed once;
-   beyond it they are computed twice rather than allocated. */
-#define UCB1_STACK_ARMS 32
-
-static size_t argmax_small(const mab_arm_view *arms, size_t n_arms, double two_log_t,
-                           mab_rng *rng, size_t *n_ties)
-{
-    double index[UCB1_STACK_ARMS];
-    double best = -INFINITY;
-    for (size_t i = 0; i < n_arms; i++) {
-        index[i] = ucb1_index(&arms[i], two_log_t);
-        if (index[i] > best)
-            best = index[i];
-    }
-    return mab_argmax(index, n_arms, best - tie_threshold(best), rng, n_ties);
-}
-
-static size_t argmax_large(const mab_arm_view *arms, size_t n_arms, double two_log_t,
-                           mab_rng *rng, size_t *n_ties)
-{
-    double best = -INFINITY;
-    for (size_t i = 0; i < n_arms; i++) {
-        double index = ucb1_index(&arms[i], two_log_t);
-        if (index > best)
-            best = index;
-    }
-    /* Reservoir sampling over the tied arms; the indices are recomputed
-       bit-identically. */
-    double threshold = tie_threshold(best);
-    size_t chosen = 0, ties = 0;
-    for (size_t i = 0; i < n_arms; i++) {
-        if (ucb1_index(&arms[i], two_log_t) >= threshold) {
-            ties++;
-            if (ties == 1 || mab_rng_below(rng, ties) == 0)
-                chosen = i;
-        }
-    }
-    *n_ties = ties;
-    return chosen;
-}
+/* Indices within this relative distance of the best count as ties: equal up
+   to rounding. */
+#define UCB1_TIE_TOLERANCE 1e-12
 
 static int ucb1_choose(const void *state, const mab_arm_view *arms, size_t n_arms,
                        mab_rng *rng, size_t *arm, double *probability)
@@ -111,10 +68,26 @@ static int ucb1_choose(const void *state, const mab_arm_view *arms, size_t n_arm
         return MAB_OK;
     }
 
+    /* One pass: the best index so far, and a uniform choice among the arms
+       tied with it (reservoir sampling; the generator is only drawn on ties). */
     double two_log_t = 2.0 * log((double)total_pulls);
-    size_t n_ties;
-    *arm = n_arms <= UCB1_STACK_ARMS ? argmax_small(arms, n_arms, two_log_t, rng, &n_ties)
-                                     : argmax_large(arms, n_arms, two_log_t, rng, &n_ties);
+    double best = ucb1_index(&arms[0], two_log_t);
+    size_t chosen = 0, n_ties = 1;
+    for (size_t i = 1; i < n_arms; i++) {
+        double index = ucb1_index(&arms[i], two_log_t);
+        double tolerance = UCB1_TIE_TOLERANCE * fabs(best);
+        if (index > best + tolerance) {
+            best = index;
+            chosen = i;
+            n_ties = 1;
+        } else if (index >= best - tolerance) {
+            if (mab_rng_below(rng, ++n_ties) == 0)
+                chosen = i;
+            if (index > best)
+                best = index;
+        }
+    }
+    *arm = chosen;
     *probability = 1.0 / (double)n_ties;
     return MAB_OK;
 }
