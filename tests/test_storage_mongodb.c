@@ -443,6 +443,13 @@ static void test_bad_uri_and_keys(void **state)
     assert_non_null(strstr(err.message, "db1.example.com"));
     assert_no_password(err.message);
 
+    assert_int_equal(store_open_with("mongodb://db1.example.com:notaport/"
+                                     "?tls=true&tlsCertificateKeyFilePassword=" PASSWORD,
+                                     NULL, &st, &err),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "tlsCertificateKeyFilePassword=***"));
+    assert_no_password(err.message);
+
     assert_int_equal(store_open_with("http://bob:" PASSWORD "@db1.example.com/", NULL, &st, &err),
                      MAB_ECONFIG);
     assert_non_null(strstr(err.message, "db1.example.com"));
@@ -708,8 +715,8 @@ static void test_three_processes(void **state)
     fprintf(stderr, "# %d processes x %d rewards in %" PRId64 " ms; others' totals seen within %"
             PRId64 " ms (refresh_ms %d)\n",
             PROCESSES, REWARDS_EACH, played, worst, REFRESH_MS);
-    /* refresh_ms, plus a reading of up to 3 experiments and the poll. */
-    assert_true(worst <= REFRESH_MS + 150);
+    /* refresh_ms, plus one read of the totals and the poll, on a busy machine. */
+    assert_true(worst <= REFRESH_MS + 250);
 
     mab_engine *e;
     mab_error err;
