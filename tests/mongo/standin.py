@@ -305,7 +305,9 @@ def main():
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.wait(0.2):
+    parent = os.getppid()
+    # A test that crashes cannot stop us: leave with it, not as an orphan.
+    while not stop.wait(0.2) and os.getppid() == parent:
         pass
     server.stop()
     if args.state:
