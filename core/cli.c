@@ -2,9 +2,10 @@
  * cli.c - the `mab` command line tool.
  *
  * Check a config, choose and reward by hand, print statistics, simulate
- * traffic against arms with known click rates, reset an experiment. It uses
- * only the public engine API (mab/mab.h), like any other host; cJSON is used
- * for nothing but reading the config's "seed" for `simulate`.
+ * traffic against arms with known click rates, reset an experiment, export
+ * and import counters. It uses only the public engine API (mab/mab.h), like
+ * any other host; cJSON is used for nothing but reading the config's "seed"
+ * for `simulate` and the files given to `import`.
  *
  * Exit status: 0 success, 1 an error the engine reported (printed as
  * "mab: MESSAGE"), 2 a usage error (message and usage on stderr).
@@ -19,9 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
+#include "mab/adapter.h"
 #include "mab/mab.h"
 
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
@@ -58,6 +61,9 @@ static int run_reward(const command *, const char *const *, const char *const *)
 static int run_stats(const command *, const char *const *, const char *const *);
 static int run_simulate(const command *, const char *const *, const char *const *);
 static int run_reset(const command *, const char *const *, const char *const *);
+static int run_export(const command *, const char *const *, const char *const *);
+static int run_import(const command *, const char *const *, const char *const *);
+static int run_keygen(const command *, const char *const *, const char *const *);
 
 enum { SIM_PROBS, SIM_STEPS, SIM_SEED, SIM_REPORT_EVERY, SIM_JSON, SIM_PERSIST };
 
@@ -120,6 +126,42 @@ static const command commands[] = {
      "Zero the counters of every arm of experiment EXP, in storage too\n"
      "(counters of arms no longer in the config are removed).\n",
      {"CONFIG", "EXP"}, 2, {{0}}, 0, run_reset},
+    {"export", "write every stored counter as JSON",
+     "usage: mab export CONFIG [--out FILE]\n"
+     "\n"
+     "Write every record of the config's storage (arms and experiments no\n"
+     "longer in the config included) as one JSON document:\n"
+     "  {\"format\": \"mab-export\", \"version\": 1, \"experiments\": {EXP: {ARM:\n"
+     "   {\"pulls\": N, \"rewards\": N, \"reward_sum\": X, \"reward_sum_sq\": X}}}}\n"
+     "See docs/storage.md. Pending counts are written to storage first.\n"
+     "\n"
+     "  --out FILE   write to FILE (through FILE.tmp and a rename) instead of stdout\n",
+     {"CONFIG"}, 1, {{"out", true}}, 1, run_export},
+    {"import", "add counters from an export or a Flask-MAB file",
+     "usage: mab import CONFIG FILE [--replace]\n"
+     "       mab import CONFIG --from-flask-mab FILE [--replace]\n"
+     "\n"
+     "Add the counters of FILE, written by `mab export`, to the config's\n"
+     "storage, in one all-or-nothing step. Every experiment and arm in FILE\n"
+     "must be in the config; an unreadable file, an unknown format or version\n"
+     "or an unknown experiment or arm imports nothing (exit status 1).\n"
+     "\n"
+     "  --replace          make each experiment in FILE hold exactly FILE's\n"
+     "                     counters (its other stored arms are removed)\n"
+     "  --from-flask-mab   FILE is a Flask-MAB JSON storage file: each bandit's\n"
+     "                     \"arms\", \"pulls\" and \"reward\" (reward sums) go to the\n"
+     "                     experiment and arms of the same names; reward counts\n"
+     "                     are the rounded sums (0/1 clicks). Bandits and arms\n"
+     "                     not in the config are reported and skipped.\n",
+     {"CONFIG", "FILE"}, 2, {{"replace", false}, {"from-flask-mab", false}}, 2, run_import},
+    {"keygen", "create a cookie signing key file",
+     "usage: mab keygen FILE\n"
+     "\n"
+     "Write 32 random bytes, base64 on one line, to FILE (mode 0600), for the\n"
+     "config's \"secret_file\". Refuses to overwrite an existing file. To rotate\n"
+     "keys, put a new key on the first line of secret_file and keep the old one\n"
+     "below it for a cookie lifetime (docs/hosts.md).\n",
+     {"FILE"}, 1, {{0}}, 0, run_keygen},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -1026,6 +1068,509 @@ static int run_reset(const command *cmd, const char *const *pos, const char *con
                " rewards cleared\n",
                pos[1], info.n_arms, pulls, rewards);
     return status;
+}
+
+/* ------------------------------------------------------------------ */
+/* export, import                                                      */
+
+#define EXPORT_FORMAT "mab-export"
+#define EXPORT_VERSION 1
+/* Counters travel as JSON numbers, which readers such as cJSON and
+   JavaScript hold as doubles: exact up to 2^53. */
+#define EXPORT_COUNTER_MAX 9007199254740992.0
+
+/* Records gathered by mab_export, with their own copies of the ids. */
+typedef struct record_list {
+    mab_record *records;
+    size_t n, cap;
+} record_list;
+
+static void record_list_free(record_list *list)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        free((char *)list->records[i].experiment);
+        free((char *)list->records[i].arm);
+    }
+    free(list->records);
+    memset(list, 0, sizeof *list);
+}
+
+static bool record_list_add(record_list *list, const mab_record *r)
+{
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? 2 * list->cap : 64;
+        mab_record *grown = realloc(list->records, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        list->records = grown;
+        list->cap = cap;
+    }
+    mab_record copy = *r;
+    copy.experiment = strdup(r->experiment);
+    copy.arm = strdup(r->arm);
+    if (!copy.experiment || !copy.arm) {
+        free((char *)copy.experiment);
+        free((char *)copy.arm);
+        return false;
+    }
+    list->records[list->n++] = copy;
+    return true;
+}
+
+static int collect_record(void *ctx, const mab_record *r)
+{
+    return record_list_add(ctx, r) ? 0 : MAB_ENOMEM;
+}
+
+static int compare_records(const void *a, const void *b)
+{
+    const mab_record *x = a, *y = b;
+    int c = strcmp(x->experiment, y->experiment);
+    return c ? c : strcmp(x->arm, y->arm);
+}
+
+/* The shortest text that reads back as exactly v (finite v). */
+static void json_number_exact(FILE *out, double v)
+{
+    char text[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    fputs(text, out);
+}
+
+/* The export document, records sorted by experiment then arm. */
+static void write_export(FILE *out, const record_list *list)
+{
+    fprintf(out, "{\n  \"format\": \"" EXPORT_FORMAT "\",\n  \"version\": %d,\n"
+                 "  \"experiments\": {",
+            EXPORT_VERSION);
+    for (size_t i = 0; i < list->n; i++) {
+        const mab_record *r = &list->records[i];
+        bool first_of_experiment =
+            i == 0 || strcmp(r->experiment, list->records[i - 1].experiment) != 0;
+        if (first_of_experiment) {
+            fputs(i ? "\n    },\n    " : "\n    ", out);
+            json_string(out, r->experiment);
+            fputs(": {\n      ", out);
+        } else {
+            fputs(",\n      ", out);
+        }
+        json_string(out, r->arm);
+        fprintf(out, ": {\"pulls\": %" PRIu64 ", \"rewards\": %" PRIu64 ", \"reward_sum\": ",
+                r->pulls, r->rewards);
+        json_number_exact(out, r->reward_sum);
+        fputs(", \"reward_sum_sq\": ", out);
+        json_number_exact(out, r->reward_sum_sq);
+        fputc('}', out);
+    }
+    fputs(list->n ? "\n    }\n  }\n}\n" : "}\n}\n", out);
+}
+
+/* Write the export to path through path.tmp and a rename, so a failed
+   export never leaves half a file behind. */
+static int write_export_file(const char *path, const record_list *list)
+{
+    size_t len = strlen(path) + 5;
+    char *tmp = malloc(len);
+    if (!tmp)
+        return fail_oom();
+    snprintf(tmp, len, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "mab: cannot create %s: %s\n", tmp, strerror(errno));
+        free(tmp);
+        return EXIT_USER;
+    }
+    write_export(f, list);
+    bool ok = fflush(f) == 0 && !ferror(f) && fsync(fileno(f)) == 0;
+    int saved = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = false;
+        saved = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        saved = errno;
+    }
+    if (!ok) {
+        fprintf(stderr, "mab: cannot write %s: %s\n", path, strerror(saved));
+        unlink(tmp);
+    }
+    free(tmp);
+    return ok ? 0 : EXIT_USER;
+}
+
+enum { EXPORT_OUT };
+
+static int run_export(const command *cmd, const char *const *pos, const char *const *opt)
+{
+    mab_engine *engine;
+    int status = open_engine(pos[0], 0, 0, &engine);
+    if (status)
+        return status;
+    record_list list = {0};
+    mab_error err = {0};
+    int rc = mab_export(engine, collect_record, &list, &err);
+    if (rc == MAB_ENOMEM && !err.message[0])
+        status = fail_oom();
+    else if (rc != MAB_OK)
+        status = fail(&err);
+    status = close_engine(engine, status);
+    if (status == 0) {
+        qsort(list.records, list.n, sizeof *list.records, compare_records);
+        if (opt[EXPORT_OUT])
+            status = write_export_file(opt[EXPORT_OUT], &list);
+        else
+            write_export(stdout, &list);
+    }
+    if (status == 0 && opt[EXPORT_OUT])
+        fprintf(stderr, "exported %zu records to %s\n", list.n, opt[EXPORT_OUT]);
+    record_list_free(&list);
+    return status;
+}
+
+/* The file's text, NUL-terminated, or NULL after printing why. */
+static char *read_input_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "mab: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 8192;
+            char *grown = realloc(text, cap);
+            if (!grown) {
+                free(text);
+                fclose(f);
+                fail_oom();
+                return NULL;
+            }
+            text = grown;
+        }
+        size_t got = fread(text + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        fprintf(stderr, "mab: cannot read %s\n", path);
+        free(text);
+        return NULL;
+    }
+    text[len] = '\0';
+    return text;
+}
+
+/* Parse JSON text, or print "FILE: invalid JSON at line L, column C". */
+static cJSON *parse_input_json(const char *path, const char *text)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+    if (root)
+        return root;
+    unsigned long line = 1, column = 1;
+    for (const char *p = text; end && p < end; p++) {
+        if (*p == '\n') {
+            line++;
+            column = 1;
+        } else {
+            column++;
+        }
+    }
+    fprintf(stderr, "mab: %s: invalid JSON at line %lu, column %lu; nothing was imported\n",
+            path, line, column);
+    return NULL;
+}
+
+static bool json_counter(const cJSON *v, uint64_t *out)
+{
+    if (!cJSON_IsNumber(v))
+        return false;
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < 0 || d != floor(d) || d > EXPORT_COUNTER_MAX)
+        return false;
+    *out = (uint64_t)d;
+    return true;
+}
+
+/* One arm's object of an export file into r; false after printing why. */
+static bool export_arm_record(const char *path, const cJSON *exp, const cJSON *arm,
+                              mab_record *r)
+{
+    static const char *const fields[] = {"pulls", "rewards", "reward_sum", "reward_sum_sq"};
+    const char *why = NULL, *field = "";
+    if (!cJSON_IsObject(arm))
+        why = "expected an object";
+    for (const cJSON *c = arm->child; !why && c; c = c->next) {
+        bool known = false;
+        for (size_t i = 0; i < 4; i++)
+            known |= strcmp(c->string, fields[i]) == 0;
+        if (!known) {
+            field = c->string;
+            why = "unknown field";
+        }
+    }
+    const cJSON *v;
+    r->experiment = exp->string;
+    r->arm = arm->string;
+    if (!why && !json_counter(cJSON_GetObjectItemCaseSensitive(arm, field = "pulls"), &r->pulls))
+        why = "expected an integer in [0, 2^53]";
+    if (!why &&
+        !json_counter(cJSON_GetObjectItemCaseSensitive(arm, field = "rewards"), &r->rewards))
+        why = "expected an integer in [0, 2^53]";
+    if (!why && !(cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(arm, field = "reward_sum")) &&
+                  isfinite(v->valuedouble)))
+        why = "expected a finite number";
+    if (!why)
+        r->reward_sum = v->valuedouble;
+    if (!why &&
+        !(cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(arm, field = "reward_sum_sq")) &&
+          isfinite(v->valuedouble) && v->valuedouble >= 0))
+        why = "expected a finite, non-negative number";
+    if (!why)
+        r->reward_sum_sq = v->valuedouble;
+    if (why)
+        fprintf(stderr, "mab: %s: experiments.%s.%s%s%s: %s; nothing was imported\n", path,
+                exp->string, arm->string, field[0] ? "." : "", field, why);
+    return why == NULL;
+}
+
+/* Records of a mab-export document (pointing into root); false after printing why. */
+static bool export_records(const char *path, const cJSON *root, record_list *list)
+{
+    const char *why = NULL;
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
+    const cJSON *experiments = cJSON_GetObjectItemCaseSensitive(root, "experiments");
+    if (!cJSON_IsObject(root))
+        why = "expected a JSON object at the top level";
+    else if (!cJSON_IsString(format) || strcmp(format->valuestring, EXPORT_FORMAT) != 0)
+        why = "format: expected \"" EXPORT_FORMAT "\" (a file written by `mab export`)";
+    else if (!cJSON_IsNumber(version))
+        why = "version: expected an integer";
+    if (why) {
+        fprintf(stderr, "mab: %s: %s; nothing was imported\n", path, why);
+        return false;
+    }
+    if (version->valuedouble != EXPORT_VERSION) {
+        fprintf(stderr,
+                "mab: %s: unsupported export version %g (this mab reads version %d); nothing "
+                "was imported\n",
+                path, version->valuedouble, EXPORT_VERSION);
+        return false;
+    }
+    for (const cJSON *c = root->child; c; c = c->next) {
+        if (strcmp(c->string, "format") && strcmp(c->string, "version") &&
+            strcmp(c->string, "experiments")) {
+            fprintf(stderr, "mab: %s: %s: unknown field; nothing was imported\n", path,
+                    c->string);
+            return false;
+        }
+    }
+    if (!cJSON_IsObject(experiments)) {
+        fprintf(stderr, "mab: %s: experiments: expected an object; nothing was imported\n", path);
+        return false;
+    }
+    for (const cJSON *exp = experiments->child; exp; exp = exp->next) {
+        if (!cJSON_IsObject(exp)) {
+            fprintf(stderr, "mab: %s: experiments.%s: expected an object; nothing was imported\n",
+                    path, exp->string);
+            return false;
+        }
+        for (const cJSON *arm = exp->child; arm; arm = arm->next) {
+            mab_record r;
+            if (!export_arm_record(path, exp, arm, &r))
+                return false;
+            if (list->n == list->cap) {
+                size_t cap = list->cap ? 2 * list->cap : 64;
+                mab_record *grown = realloc(list->records, cap * sizeof *grown);
+                if (!grown) {
+                    fail_oom();
+                    return false;
+                }
+                list->records = grown;
+                list->cap = cap;
+            }
+            list->records[list->n++] = r;
+        }
+    }
+    return true;
+}
+
+/* Counts of what a Flask-MAB import matched, for its report. */
+typedef struct flask_report {
+    size_t experiments, arms, skipped_experiments, skipped_arms;
+    uint64_t pulls, rewards;
+    bool fractional; /* some reward sum was not a whole number */
+} flask_report;
+
+/* One Flask-MAB bandit into records of the experiment of the same name. */
+static bool flask_bandit_records(mab_engine *engine, const char *path, const cJSON *bandit,
+                                 record_list *list, flask_report *report)
+{
+    const char *name = bandit->string;
+    const cJSON *arms = cJSON_GetObjectItemCaseSensitive(bandit, "arms");
+    const cJSON *pulls = cJSON_GetObjectItemCaseSensitive(bandit, "pulls");
+    const cJSON *reward = cJSON_GetObjectItemCaseSensitive(bandit, "reward");
+    int n = cJSON_GetArraySize(arms);
+    if (!cJSON_IsObject(bandit) || !cJSON_IsArray(arms) || !cJSON_IsArray(pulls) ||
+        !cJSON_IsArray(reward) || cJSON_GetArraySize(pulls) != n ||
+        cJSON_GetArraySize(reward) != n) {
+        fprintf(stderr,
+                "mab: %s: %s: expected a Flask-MAB bandit with arrays \"arms\", \"pulls\" and "
+                "\"reward\" of one length; nothing was imported\n",
+                path, name);
+        return false;
+    }
+    mab_experiment_info info;
+    bool known = false;
+    for (size_t i = 0; !known && i < mab_experiment_count(engine); i++)
+        known = mab_experiment_at(engine, i, &info, NULL) == MAB_OK && strcmp(info.id, name) == 0;
+    if (!known) {
+        printf("%s: no experiment of that name in the config, skipped (%d arms)\n", name, n);
+        report->skipped_experiments++;
+        report->skipped_arms += (size_t)n;
+        return true;
+    }
+    size_t matched = 0;
+    for (int i = 0; i < n; i++) {
+        const cJSON *id = cJSON_GetArrayItem(arms, i);
+        const cJSON *sum = cJSON_GetArrayItem(reward, i);
+        mab_record r = {0};
+        if (!cJSON_IsString(id) || !json_counter(cJSON_GetArrayItem(pulls, i), &r.pulls) ||
+            !cJSON_IsNumber(sum) || !isfinite(sum->valuedouble) || sum->valuedouble < 0 ||
+            sum->valuedouble > EXPORT_COUNTER_MAX) {
+            fprintf(stderr,
+                    "mab: %s: %s: arm %d: expected a string id, a pull count and a "
+                    "non-negative reward sum; nothing was imported\n",
+                    path, name, i);
+            return false;
+        }
+        mab_choice choice;
+        if (mab_arm_lookup(engine, name, id->valuestring, &choice, NULL) != MAB_OK) {
+            printf("%s.%s: no arm of that name in the config, skipped\n", name, id->valuestring);
+            report->skipped_arms++;
+            continue;
+        }
+        /* Flask-MAB keeps only the sum of rewards; with 0/1 clicks it is also
+           their count and the sum of their squares. */
+        r.experiment = name;
+        r.arm = id->valuestring;
+        r.reward_sum = sum->valuedouble;
+        r.reward_sum_sq = sum->valuedouble;
+        r.rewards = (uint64_t)llround(sum->valuedouble);
+        report->fractional |= sum->valuedouble != floor(sum->valuedouble);
+        mab_record keep = r;
+        if (list->n == list->cap) {
+            size_t cap = list->cap ? 2 * list->cap : 64;
+            mab_record *grown = realloc(list->records, cap * sizeof *grown);
+            if (!grown) {
+                fail_oom();
+                return false;
+            }
+            list->records = grown;
+            list->cap = cap;
+        }
+        list->records[list->n++] = keep;
+        report->pulls += r.pulls;
+        report->rewards += r.rewards;
+        matched++;
+    }
+    printf("%s: matched %zu of %d arms\n", name, matched, n);
+    report->experiments++;
+    report->arms += matched;
+    return true;
+}
+
+static bool flask_records(mab_engine *engine, const char *path, const cJSON *root,
+                          record_list *list, flask_report *report)
+{
+    if (!cJSON_IsObject(root)) {
+        fprintf(stderr,
+                "mab: %s: expected a Flask-MAB storage file (a JSON object of bandit name -> "
+                "bandit); nothing was imported\n",
+                path);
+        return false;
+    }
+    for (const cJSON *bandit = root->child; bandit; bandit = bandit->next)
+        if (!flask_bandit_records(engine, path, bandit, list, report))
+            return false;
+    return true;
+}
+
+enum { IMPORT_REPLACE, IMPORT_FROM_FLASK_MAB };
+
+static int run_import(const command *cmd, const char *const *pos, const char *const *opt)
+{
+    bool flask = opt[IMPORT_FROM_FLASK_MAB] != NULL, replace = opt[IMPORT_REPLACE] != NULL;
+    char *text = read_input_file(pos[1]);
+    if (!text)
+        return EXIT_USER;
+    cJSON *root = parse_input_json(pos[1], text);
+    free(text);
+    if (!root)
+        return EXIT_USER;
+
+    mab_engine *engine;
+    int status = open_engine(pos[0], 0, 0, &engine);
+    if (status) {
+        cJSON_Delete(root);
+        return status;
+    }
+    /* Records point into root (ids) and are not owned: free only the array. */
+    record_list list = {0};
+    flask_report report = {0};
+    bool ok = flask ? flask_records(engine, pos[1], root, &list, &report)
+                    : export_records(pos[1], root, &list);
+    if (!ok)
+        status = EXIT_USER;
+    if (status == 0 && flask && list.n == 0) {
+        fprintf(stderr, "mab: %s: no bandit matched an experiment and arm of %s; nothing was "
+                        "imported\n",
+                pos[1], pos[0]);
+        status = EXIT_USER;
+    }
+    mab_error err = {0};
+    if (status == 0 && mab_import(engine, list.records, list.n, replace, &err) != MAB_OK)
+        status = fail(&err);
+    status = close_engine(engine, status);
+    if (status == 0 && flask) {
+        printf("imported %zu arms of %zu experiments (%" PRIu64 " pulls, %" PRIu64
+               " rewards)%s; skipped %zu experiments and %zu arms\n",
+               report.arms, report.experiments, report.pulls, report.rewards,
+               replace ? ", replacing their counters" : "", report.skipped_experiments,
+               report.skipped_arms);
+        if (report.fractional)
+            printf("note: some reward sums are not whole numbers; reward counts were rounded "
+                   "(Flask-MAB keeps only sums, so counts assume 0/1 rewards)\n");
+    } else if (status == 0) {
+        printf("imported %zu records from %s%s\n", list.n, pos[1],
+               replace ? ", replacing the counters of their experiments" : "");
+    }
+    free(list.records);
+    cJSON_Delete(root);
+    return status;
+}
+
+/* ------------------------------------------------------------------ */
+/* keygen                                                              */
+
+static int run_keygen(const command *cmd, const char *const *pos, const char *const *opt)
+{
+    mab_error err = {0};
+    if (mab_adapter_keygen(pos[0], &err) != MAB_OK)
+        return fail(&err);
+    printf("wrote a new key to %s (mode 0600)\n", pos[0]);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

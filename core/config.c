@@ -354,12 +354,18 @@ int mab__config_load(mab_engine *e, mab_error *err)
     if (!cJSON_IsObject(e->root))
         return mab_error_set(err, MAB_ECONFIG, "%s: the top level must be a JSON object",
                              e->config_path);
-    static const char *const keys[] = {"plugin_path", "seed", "storage", "experiments", NULL};
+    /* The adapter's keys are parsed in web_config.c; "mabd" belongs to that
+       host, which checks its own keys. */
+    static const char *const keys[] = {"plugin_path", "seed",           "storage",
+                                       "experiments", "secret_file",    "cookie",
+                                       "redirect_allow", "debug_header", "mabd",
+                                       NULL};
     if ((rc = check_keys(e, e->root, "", keys, err)) ||
         (rc = parse_plugin_path(e, cJSON_GetObjectItemCaseSensitive(e->root, "plugin_path"), err)) ||
         (rc = parse_seed(e, cJSON_GetObjectItemCaseSensitive(e->root, "seed"), err)) ||
         (rc = parse_storage(e, cJSON_GetObjectItemCaseSensitive(e->root, "storage"), err)) ||
-        (rc = parse_experiments(e, cJSON_GetObjectItemCaseSensitive(e->root, "experiments"), err)))
+        (rc = parse_experiments(e, cJSON_GetObjectItemCaseSensitive(e->root, "experiments"), err)) ||
+        (rc = mab__web_config_parse(e->root, e->config_path, e->config_dir, &e->web, err)))
         return rc;
     e->storage_obj = cJSON_GetObjectItemCaseSensitive(e->root, "storage");
     return MAB_OK;
@@ -378,6 +384,8 @@ void mab__config_free(mab_engine *e)
         free(x->policy_path);
     }
     free(e->experiments);
+    mab__web_config_free(e->web);
+    e->web = NULL;
     for (size_t i = 0; i < e->n_plugin_dirs; i++)
         free(e->plugin_dirs[i]);
     free(e->plugin_dirs);

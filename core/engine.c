@@ -229,7 +229,7 @@ static int write_queued(mab_engine *e, mab_error *err)
     if (n && e->storage)
         rc = e->storage->apply(e->storage_state, e->batch, n, err);
     if (rc == MAB_OK) {
-        e->durable_seq = seq;
+        atomic_store(&e->durable_seq, seq);
         return MAB_OK;
     }
     for (size_t k = 0; k < n; k++)
@@ -238,14 +238,39 @@ static int write_queued(mab_engine *e, mab_error *err)
     return rc;
 }
 
-/* Group commit: return once publish `seq` is durable. Callers that arrive
-   while another writes wait on flush_mu and usually find their increments
-   already written by it, so many rewards share one storage write. */
+/*
+ * Group commit: return once publish `seq` is durable. The first caller to
+ * find no commit under way leads one: it writes everything published so far
+ * (its own increments and those of every caller that published meanwhile).
+ * Callers arriving during that write wait on durable_cv, not on flush_mu, so
+ * that when the commit ends they all return at once instead of queueing on
+ * flush_mu behind the next leader's fsync with their rewards already durable.
+ */
 static int wait_durable(mab_engine *e, uint64_t seq, mab_error *err)
 {
-    pthread_mutex_lock(&e->flush_mu);
-    int rc = e->durable_seq >= seq ? MAB_OK : write_queued(e, err);
-    pthread_mutex_unlock(&e->flush_mu);
+    int rc = MAB_OK;
+    pthread_mutex_lock(&e->durable_mu);
+    while (atomic_load(&e->durable_seq) < seq) {
+        if (e->committing) {
+            pthread_cond_wait(&e->durable_cv, &e->durable_mu);
+            continue;
+        }
+        e->committing = 1;
+        pthread_mutex_unlock(&e->durable_mu);
+        /* Callers released by the previous commit are about to publish
+           again: let them, so that they join this commit rather than wait
+           a whole commit for the next one (costs nothing when alone). */
+        sched_yield();
+        pthread_mutex_lock(&e->flush_mu);
+        rc = atomic_load(&e->durable_seq) >= seq ? MAB_OK : write_queued(e, err);
+        pthread_mutex_unlock(&e->flush_mu);
+        pthread_mutex_lock(&e->durable_mu);
+        e->committing = 0;
+        pthread_cond_broadcast(&e->durable_cv);
+        if (rc != MAB_OK)
+            break; /* a waiter whose publish is not durable either leads a retry */
+    }
+    pthread_mutex_unlock(&e->durable_mu);
     return rc;
 }
 
@@ -377,6 +402,8 @@ static void engine_free(mab_engine *e)
     free(e->config_path);
     pthread_rwlock_destroy(&e->publish_lock);
     pthread_mutex_destroy(&e->flush_mu);
+    pthread_mutex_destroy(&e->durable_mu);
+    pthread_cond_destroy(&e->durable_cv);
     pthread_mutex_destroy(&e->writer_mu);
     free(e);
 }
@@ -554,6 +581,8 @@ int mab_open_ex(const char *config_path, const mab_options *opts, mab_engine **o
     e->serial = atomic_fetch_add(&next_engine_serial, 1);
     pthread_rwlock_init(&e->publish_lock, NULL);
     pthread_mutex_init(&e->flush_mu, NULL);
+    pthread_mutex_init(&e->durable_mu, NULL);
+    pthread_cond_init(&e->durable_cv, NULL);
     pthread_mutex_init(&e->writer_mu, NULL);
 
     int rc = mab__config_load(e, err);
@@ -811,6 +840,11 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
     if (n_arms)
         *n_arms = x->n_arms;
     return MAB_OK;
+}
+
+uint64_t mab_storage_errors(const mab_engine *e)
+{
+    return e ? (uint64_t)atomic_load(&((mab_engine *)e)->flush_failures) : 0;
 }
 
 int mab_reset(mab_engine *e, const char *experiment, mab_error *err)

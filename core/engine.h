@@ -30,6 +30,7 @@
 #include "internal.h"
 #include "mab/policy.h"
 #include "mab/storage.h"
+#include "web_config.h"
 
 #define MAB__PUBLISH_OPS 64u        /* operations pending before a slot considers publishing */
 #define MAB__PUBLISH_NS 1000000LL   /* and time since its last publish */
@@ -107,6 +108,8 @@ struct mab_engine {
     mab__id_index experiment_index;
     size_t total_arms, max_arms;
 
+    mab__web_config *web;     /* the adapter's keys (secret_file, cookie, ...) */
+
     const cJSON *storage_obj; /* valid during mab_open only */
     char *storage_path;
     void *storage_handle;
@@ -124,7 +127,10 @@ struct mab_engine {
     uint32_t refresh_ms;      /* 0: the store has no other writers */
 
     pthread_mutex_t flush_mu; /* one storage call at a time; guards durable_seq, batch */
-    uint64_t durable_seq;     /* every publish up to this one is durable */
+    pthread_mutex_t durable_mu; /* group commit: guards committing, with durable_cv */
+    pthread_cond_t durable_cv;  /* broadcast when a group commit ends */
+    int committing;             /* a reward caller is writing for the waiting group */
+    _Atomic uint64_t durable_seq; /* every publish up to this one is durable */
     mab_delta *batch;         /* scratch for one storage apply, total_arms entries */
     size_t *batch_arm;        /* the arm index of each batch entry */
 

@@ -93,7 +93,7 @@ expect 0 "$mab" --help
 contains "$out" "simulate" "mab --help lists commands"
 expect 0 "$mab" --version
 contains "$out" "0.1.0" "mab --version"
-for sub in check choose reward stats simulate reset; do
+for sub in check choose reward stats simulate reset export import; do
     expect 0 "$mab" "$sub" --help
     [[ $out == "usage: mab $sub"* ]] || fail "mab $sub --help: no usage on stdout: $out"
     [[ -z $err ]] || fail "mab $sub --help wrote to stderr: $err"
@@ -287,6 +287,124 @@ for a in e['btn']['arms'].values():
 assert e['revenue']['arms']['dear']['reward_sum'] == 7.5, e['revenue']"
 expect 1 "$mab" reset "$cfg" nosuch
 contains "$err" '"nosuch"' "reset of an unknown experiment"
+
+# ---- export / import: json_file <-> lmdb, exact; bad input imports nothing
+
+# Counters with sums that need all 17 digits to come back bit for bit.
+expect 0 "$mab" reward "$cfg" revenue cheap 0.1
+expect 0 "$mab" reward "$cfg" revenue cheap 3.3333333333333335
+expect 0 "$mab" reward "$cfg" btn red 0.7
+expect 0 "$mab" export "$cfg"
+json_export=$out
+pycheck "export format" "$json_export" "
+assert d['format'] == 'mab-export' and d['version'] == 1, d
+e = d['experiments']
+cheap = e['revenue']['cheap']
+assert abs(cheap['reward_sum'] - (3.4333333333333336 + 10 * (cheap['rewards'] - 3))) < 1e-9, cheap
+assert set(cheap) == {'pulls', 'rewards', 'reward_sum', 'reward_sum_sq'}, cheap
+assert e['btn']['red']['reward_sum'] == 0.7, e['btn']"
+expect 0 "$mab" export "$cfg" --out "$tmp/export.json"
+[[ $(cat "$tmp/export.json") == "$json_export" ]] || fail "export --out differs from stdout"
+[[ ! -e $tmp/export.json.tmp ]] || fail "export --out left its temporary file"
+
+cfg_lmdb=$tmp/mab-lmdb.json
+sed 's|"storage": {[^}]*}|"storage": {"plugin": "lmdb", "path": "lmdb-store", "sync": "always"}|' \
+    "$cfg" >"$cfg_lmdb"
+expect 0 "$mab" import "$cfg_lmdb" "$tmp/export.json"
+contains "$out" "imported" "import says what it did"
+expect 0 "$mab" export "$cfg_lmdb"
+[[ $out == "$json_export" ]] || fail "json_file -> lmdb export differs: $out"
+# And back, into a fresh json_file store.
+cfg_back=$tmp/mab-back.json
+sed "s|$state|$tmp/back.json|" "$cfg" >"$cfg_back"
+expect 0 "$mab" export "$cfg_lmdb" --out "$tmp/export-lmdb.json"
+expect 0 "$mab" import "$cfg_back" "$tmp/export-lmdb.json"
+expect 0 "$mab" export "$cfg_back"
+[[ $out == "$json_export" ]] || fail "lmdb -> json_file export differs: $out"
+# Importing again adds; --replace makes it exact again.
+expect 0 "$mab" import "$cfg_lmdb" "$tmp/export.json"
+expect 0 "$mab" export "$cfg_lmdb"
+[[ $out != "$json_export" ]] || fail "a second import did not add"
+expect 0 "$mab" import "$cfg_lmdb" "$tmp/export.json" --replace
+expect 0 "$mab" export "$cfg_lmdb"
+[[ $out == "$json_export" ]] || fail "import --replace is not exact: $out"
+
+lmdb_before=$out
+bad_import() { # bad_import WHAT FILE_CONTENT EXPECTED_MESSAGE
+    printf '%s' "$2" >"$tmp/bad.json"
+    expect 1 "$mab" import "$cfg_lmdb" "$tmp/bad.json"
+    contains "$err" "$3" "bad import ($1)"
+    contains "$err" "nothing was imported" "bad import ($1)"
+    run "$mab" export "$cfg_lmdb"
+    [[ $out == "$lmdb_before" ]] || fail "bad import ($1) changed the store"
+}
+bad_import "unparseable" '{"format": "mab-export", "version": 1,' "invalid JSON at line 1"
+bad_import "unknown version" '{"format": "mab-export", "version": 2, "experiments": {}}' \
+    "unsupported export version 2"
+bad_import "other format" '{"format": "mab-json-storage", "version": 1, "experiments": {}}' \
+    "format"
+bad_import "unknown experiment" '{"format": "mab-export", "version": 1, "experiments": {
+  "btn": {"green": {"pulls": 5, "rewards": 1, "reward_sum": 1, "reward_sum_sq": 1}},
+  "nosuch": {"x": {"pulls": 1, "rewards": 0, "reward_sum": 0, "reward_sum_sq": 0}}}}' \
+    '"nosuch"'
+bad_import "unknown arm" '{"format": "mab-export", "version": 1, "experiments": {
+  "btn": {"green": {"pulls": 5, "rewards": 1, "reward_sum": 1, "reward_sum_sq": 1},
+          "purple": {"pulls": 1, "rewards": 0, "reward_sum": 0, "reward_sum_sq": 0}}}}' \
+    '"purple"'
+bad_import "bad field" '{"format": "mab-export", "version": 1, "experiments": {
+  "btn": {"green": {"pulls": -5, "rewards": 1, "reward_sum": 1, "reward_sum_sq": 1}}}}' \
+    "experiments.btn.green.pulls"
+expect 1 "$mab" import "$cfg_lmdb" "$tmp/no-such-file.json"
+contains "$err" "no-such-file.json" "import of a missing file"
+expect 2 "$mab" import "$cfg_lmdb"
+contains "$err" "missing argument FILE" "import without FILE"
+
+# ---- import --from-flask-mab: a file in Flask-MAB's own shape
+
+cfg_flask=$tmp/mab-flask.json
+sed 's|"storage": {[^}]*}|"storage": {"plugin": "lmdb", "path": "flask-store"}|' \
+    "$cfg" >"$cfg_flask"
+cat >"$tmp/flask.json" <<'EOF'
+{
+    "btn": {
+        "arms": ["green", "red", "blue"],
+        "pulls": [120, 80, 40],
+        "reward": [12.0, 20.0, 2.0],
+        "values": ["#00FF00", "#FF0000", "#0000FF"],
+        "confidence": [0.1, 0.25, 0.05],
+        "epsilon": 0.1,
+        "bandit_type": "EpsilonGreedyBandit"
+    },
+    "old_test": {
+        "arms": ["a", "b"], "pulls": [1, 2], "reward": [0.0, 1.0], "values": [null, null],
+        "confidence": [0.0, 0.5], "bandit_type": "Bandit"
+    },
+    "revenue": {
+        "arms": ["cheap", "gone"], "pulls": [5, 5], "reward": [3.0, 1.0],
+        "values": [1, 2], "confidence": [0.6, 0.2], "bandit_type": "ThompsonBandit"
+    }
+}
+EOF
+expect 0 "$mab" import "$cfg_flask" --from-flask-mab "$tmp/flask.json"
+contains "$out" "btn: matched 3 of 3 arms" "flask import: matched arms"
+contains "$out" "old_test: no experiment" "flask import: unmatched bandit"
+contains "$out" "revenue.gone: no arm" "flask import: unmatched arm"
+contains "$out" "imported 4 arms of 2 experiments (245 pulls, 37 rewards)" "flask import summary"
+pycheck "flask import stored" "$("$mab" stats "$cfg_flask" --json)" "
+a = d['experiments']['btn']['arms']
+assert (a['green']['pulls'], a['green']['rewards'], a['green']['reward_sum']) == (120, 12, 12), a
+assert (a['red']['pulls'], a['red']['rewards'], a['red']['reward_sum']) == (80, 20, 20), a
+assert (a['blue']['pulls'], a['blue']['rewards'], a['blue']['reward_sum']) == (40, 2, 2), a
+c = d['experiments']['revenue']['arms']['cheap']
+assert (c['pulls'], c['rewards'], c['reward_sum']) == (5, 3, 3), c"
+flask_before=$("$mab" export "$cfg_flask")
+printf '{"btn": {"arms": ["green"], "pulls": [1, 2], "reward": [0.0]}}' >"$tmp/flask-bad.json"
+expect 1 "$mab" import "$cfg_flask" --from-flask-mab "$tmp/flask-bad.json"
+contains "$err" "nothing was imported" "bad flask import"
+printf '{"nothing": {"arms": ["x"], "pulls": [1], "reward": [0.0]}}' >"$tmp/flask-none.json"
+expect 1 "$mab" import "$cfg_flask" --from-flask-mab "$tmp/flask-none.json"
+contains "$err" "no bandit matched" "flask import matching nothing"
+[[ $("$mab" export "$cfg_flask") == "$flask_before" ]] || fail "bad flask imports changed the store"
 
 if ((failures)); then
     echo "cli_test: $failures failed checks ($commands commands run)" >&2

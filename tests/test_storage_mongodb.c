@@ -838,6 +838,8 @@ static int keep_record(void *ctx, const mab_record *r)
     return 0;
 }
 
+/* mab_export / mab_import through the engine, then `mab export` and
+   `mab import` (add, then --replace: back to the exported counts). */
 static void test_export_import(void **state)
 {
     (void)state;
@@ -869,6 +871,20 @@ static void test_export_import(void **state)
     assert_int_equal(pulls, 1000);
     assert_int_equal(mab_import(e, saved.r, saved.n, 1, &err), MAB_OK); /* replaces */
     assert_int_equal(mab_close(e, &err), MAB_OK);
+
+    /* The same through the command line tool. */
+    char command[512], out[200];
+    snprintf(out, sizeof out, "%s/export.out.json", server.dir);
+    snprintf(command, sizeof command,
+             "'%s/mab' export '%s' --out '%s' && '%s/mab' import '%s' '%s' && "
+             "'%s/mab' import '%s' '%s' --replace",
+             MAB_BIN_DIR, config, out, MAB_BIN_DIR, config, out, MAB_BIN_DIR, config, out);
+    assert_int_equal(system(command), 0);
+    char *text = test_read_file(out);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"mab-export\""));
+    assert_non_null(strstr(text, "\"btn\""));
+    free(text);
 
     assert_int_equal(mab_open(config, &e, &err), MAB_OK);
     engine_totals(e, &pulls, &rewards, &sum);

@@ -103,7 +103,8 @@ MAB_EXPORT int mab_open_ex(const char *config_path, const mab_options *opts,
 /**
  * @brief Write what is pending, stop the background writer, unload plugins
  *        and free the engine. The engine is freed even when the final write
- *        fails; then the status says what could not be written.
+ *        fails; then the status says what could not be written. No other
+ *        call on this engine may be running or start afterwards.
  * @param engine may be NULL (then MAB_OK).
  * @return MAB_OK or the status of the final write (MAB_ESTORAGE, ...).
  */
@@ -195,6 +196,13 @@ MAB_EXPORT int mab_stats(mab_engine *engine, const char *experiment, mab_arm_sta
  *         and retried by the next flush).
  */
 MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
+
+/**
+ * @brief How many times writing to storage has failed since mab_open() (each
+ *        failed batch is kept and retried), for metrics.
+ * @return the count; 0 for a NULL engine.
+ */
+MAB_EXPORT uint64_t mab_storage_errors(const mab_engine *engine);
 
 /**
  * @brief Zero an experiment's counters, in memory and in storage (counters of

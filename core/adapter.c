@@ -1,0 +1,628 @@
+/*
+ * adapter.c - the request hooks of adapter.h: sticky choice through the
+ * signed cookie (cookie.c), rewards counted once per assignment (replay.c),
+ * the redirect guard (redirect.c), Set-Cookie and X-MAB-Debug lines.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cookie.h"
+#include "engine.h"
+#include "mab/adapter.h"
+#include "redirect.h"
+#include "replay.h"
+#include "web_config.h"
+
+_Static_assert(MAB__COOKIE_ID_MAX == MAB__ID_MAX, "cookie ids are config ids");
+_Static_assert(MAB__KEY_BYTES == crypto_auth_hmacsha256_KEYBYTES, "HMAC-SHA-256 key size");
+
+#define KEY_FILE_MAX 65536
+/* Rewarded ids remembered in memory before the oldest are forgotten. */
+#define REPLAY_CAPACITY (1u << 20)
+
+struct mab_adapter {
+    mab_engine *engine;
+    const mab__web_config *web; /* owned by the engine */
+    uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
+    size_t n_keys;
+    mab__replay_set *replay;
+    _Atomic uint64_t cookies_forged, cookies_expired, assignments, rewards_counted,
+        rewards_refused, replays_refused, replay_evictions, redirects_refused;
+};
+
+/* One cookie entry and what this request did with it. */
+typedef struct request_entry {
+    mab__cookie_entry cookie;
+    int expired;     /* older than max_age: not sent back, reported as such */
+    unsigned chosen; /* order of mab_request_choose() calls (1, 2, ...), 0 if none */
+} request_entry;
+
+typedef enum cookie_state { COOKIE_NONE, COOKIE_VALID, COOKIE_INVALID } cookie_state;
+
+struct mab_request {
+    mab_adapter *adapter;
+    int64_t now;
+    cookie_state state;
+    request_entry entries[MAB__COOKIE_ENTRIES_MAX];
+    size_t n_entries;
+    unsigned n_chosen;
+    int any_new;     /* a new assignment was made */
+    int changed;     /* the cookie must be sent again */
+    int text_fresh;  /* text holds the encoding of the current entries */
+    char text[MAB__COOKIE_TEXT_MAX + 1];
+    char *set_cookie;
+    char *debug;
+};
+
+/* ---- keys ----------------------------------------------------------- */
+
+int mab_adapter_keygen(const char *path, mab_error *err)
+{
+    if (!path)
+        return mab_error_set(err, MAB_EINVAL, "keygen: no file name");
+    if (sodium_init() < 0)
+        return mab_error_set(err, MAB_ENOMEM, "libsodium failed to initialise");
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return mab_error_set(err, MAB_EIO, "%s: cannot create key file: %s%s", path,
+                             strerror(errno),
+                             errno == EEXIST ? " (refusing to overwrite a key)" : "");
+    uint8_t key[MAB__KEY_BYTES];
+    randombytes_buf(key, sizeof key);
+    char text[sodium_base64_ENCODED_LEN(MAB__KEY_BYTES, sodium_base64_VARIANT_ORIGINAL) + 1];
+    sodium_bin2base64(text, sizeof text, key, sizeof key, sodium_base64_VARIANT_ORIGINAL);
+    sodium_memzero(key, sizeof key);
+    size_t len = strlen(text);
+    text[len++] = '\n';
+    /* fchmod: the umask may have narrowed 0600, never widened it, but be exact. */
+    int ok = fchmod(fd, 0600) == 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    int saved = errno;
+    sodium_memzero(text, sizeof text);
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        saved = errno;
+    }
+    if (!ok) {
+        unlink(path);
+        return mab_error_set(err, MAB_EIO, "%s: cannot write key file: %s", path,
+                             strerror(saved));
+    }
+    return MAB_OK;
+}
+
+/* Read every key of the key file (format: adapter.h, mab_adapter_keygen). */
+static int read_keys(const char *path, uint8_t (*keys)[MAB__KEY_BYTES], size_t *n_keys,
+                     mab_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return mab_error_set(err, MAB_EIO, "%s: cannot open secret_file: %s", path,
+                             strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return mab_error_set(err, MAB_ECONFIG, "%s: secret_file is not a regular file", path);
+    }
+    if (st.st_mode & (S_IROTH | S_IWOTH)) {
+        close(fd);
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: secret_file is readable or writable by others (chmod 600 it)",
+                             path);
+    }
+    char *text = malloc(KEY_FILE_MAX + 1);
+    if (!text) {
+        close(fd);
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
+    size_t len = 0;
+    ssize_t got;
+    while (len < KEY_FILE_MAX && (got = read(fd, text + len, KEY_FILE_MAX - len)) > 0)
+        len += (size_t)got;
+    close(fd);
+    text[len] = '\0';
+    int rc = MAB_OK;
+    size_t n = 0, line_no = 0;
+    for (char *line = text, *next; rc == MAB_OK && line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        line_no++;
+        size_t l = strlen(line);
+        while (l && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
+            line[--l] = '\0';
+        while (*line == ' ' || *line == '\t')
+            line++, l--;
+        if (l == 0 || line[0] == '#')
+            continue;
+        size_t key_len = 0;
+        if (n == MAB__KEYS_MAX)
+            rc = mab_error_set(err, MAB_ECONFIG, "%s: line %zu: more than %d keys", path,
+                               line_no, MAB__KEYS_MAX);
+        else if (sodium_base642bin(keys[n], MAB__KEY_BYTES, line, l, NULL, &key_len, NULL,
+                                   sodium_base64_VARIANT_ORIGINAL) != 0 ||
+                 key_len != MAB__KEY_BYTES)
+            rc = mab_error_set(err, MAB_ECONFIG,
+                               "%s: line %zu: expected a base64 key of %d bytes (create one "
+                               "with `mab keygen FILE`)",
+                               path, line_no, MAB__KEY_BYTES);
+        else
+            n++;
+    }
+    sodium_memzero(text, len);
+    free(text);
+    if (rc == MAB_OK && n == 0)
+        rc = mab_error_set(err, MAB_ECONFIG, "%s: secret_file holds no key", path);
+    *n_keys = rc == MAB_OK ? n : 0;
+    return rc;
+}
+
+/* ---- adapter ---------------------------------------------------------- */
+
+static int load_settings(mab_engine *engine, uint8_t (*keys)[MAB__KEY_BYTES], size_t *n_keys,
+                         mab_error *err)
+{
+    if (!engine || !engine->web)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter: engine is NULL");
+    if (!engine->web->secret_file)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: secret_file: required by the adapter (cookies are signed); "
+                             "create one with `mab keygen FILE`",
+                             engine->config_path);
+    return read_keys(engine->web->secret_file, keys, n_keys, err);
+}
+
+int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
+{
+    if (!out)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter_open: out is NULL");
+    if (sodium_init() < 0)
+        return mab_error_set(err, MAB_ENOMEM, "libsodium failed to initialise");
+    mab_adapter *ad = calloc(1, sizeof *ad);
+    if (!ad)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    int rc = load_settings(engine, ad->keys, &ad->n_keys, err);
+    if (rc == MAB_OK && !(ad->replay = mab__replay_create(REPLAY_CAPACITY)))
+        rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+    if (rc != MAB_OK) {
+        mab_adapter_close(ad);
+        return rc;
+    }
+    ad->engine = engine;
+    ad->web = engine->web;
+    *out = ad;
+    return MAB_OK;
+}
+
+int mab_adapter_reload(mab_adapter *ad, mab_engine *engine, mab_error *err)
+{
+    if (!ad)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter_reload: adapter is NULL");
+    uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
+    size_t n_keys;
+    int rc = load_settings(engine, keys, &n_keys, err);
+    if (rc == MAB_OK) {
+        memcpy(ad->keys, keys, sizeof keys);
+        ad->n_keys = n_keys;
+        ad->engine = engine;
+        ad->web = engine->web;
+    }
+    sodium_memzero(keys, sizeof keys);
+    return rc;
+}
+
+void mab_adapter_close(mab_adapter *ad)
+{
+    if (!ad)
+        return;
+    mab__replay_free(ad->replay);
+    sodium_memzero(ad->keys, sizeof ad->keys);
+    free(ad);
+}
+
+mab_engine *mab_adapter_engine(const mab_adapter *ad)
+{
+    return ad ? ad->engine : NULL;
+}
+
+void mab_adapter_get_counters(const mab_adapter *ad, mab_adapter_counters *out)
+{
+    out->cookies_forged = atomic_load(&ad->cookies_forged);
+    out->cookies_expired = atomic_load(&ad->cookies_expired);
+    out->assignments = atomic_load(&ad->assignments);
+    out->rewards_counted = atomic_load(&ad->rewards_counted);
+    out->rewards_refused = atomic_load(&ad->rewards_refused);
+    out->replays_refused = atomic_load(&ad->replays_refused);
+    out->replay_evictions = atomic_load(&ad->replay_evictions);
+    out->redirects_refused = atomic_load(&ad->redirects_refused);
+}
+
+const char *mab_reward_reason_name(mab_reward_reason reason)
+{
+    switch (reason) {
+    case MAB_REWARD_COUNTED: return "counted";
+    case MAB_REWARD_NO_COOKIE: return "no_cookie";
+    case MAB_REWARD_INVALID_COOKIE: return "invalid_cookie";
+    case MAB_REWARD_NO_ASSIGNMENT: return "no_assignment";
+    case MAB_REWARD_ALREADY_REWARDED: return "already_rewarded";
+    case MAB_REWARD_REPLAYED: return "replayed";
+    case MAB_REWARD_ARM_REMOVED: return "arm_removed";
+    case MAB_REWARD_EXPIRED: return "expired";
+    }
+    return "unknown";
+}
+
+int mab_adapter_check_redirect(const mab_adapter *ad, const char *target, mab_error *err)
+{
+    if (!ad)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter_check_redirect: adapter is NULL");
+    const char *why = "";
+    if (mab__redirect_check(target, ad->web->redirect_allow, ad->web->n_redirect_allow, &why))
+        return MAB_OK;
+    return mab_error_set(err, MAB_EINVAL, "redirect refused: %s", why);
+}
+
+/* ---- reading the cookie ----------------------------------------------- */
+
+/* Try one cookie value; on success the request holds its entries. */
+static int take_cookie(mab_request *rq, const char *value, size_t len)
+{
+    mab__cookie_entry entries[MAB__COOKIE_ENTRIES_MAX];
+    size_t n;
+    const mab_adapter *ad = rq->adapter;
+    if (!mab__cookie_decode(value, len, (const uint8_t(*)[MAB__KEY_BYTES])ad->keys, ad->n_keys,
+                            entries, &n))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        request_entry *re = &rq->entries[i];
+        re->cookie = entries[i];
+        re->chosen = 0;
+        re->expired = (int64_t)entries[i].issued + ad->web->max_age <= rq->now;
+        if (re->expired)
+            atomic_fetch_add(&rq->adapter->cookies_expired, 1);
+    }
+    rq->n_entries = n;
+    return 1;
+}
+
+/* Find the configured cookie in a Cookie header: "a=1; mab=...; b=2". */
+static void read_cookie_header(mab_request *rq, const char *header)
+{
+    const char *name = rq->adapter->web->cookie_name;
+    size_t name_len = strlen(name);
+    const char *p = header;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ';')
+            p++;
+        const char *end = p + strcspn(p, ";");
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (eq && (size_t)(eq - p) == name_len && memcmp(p, name, name_len) == 0) {
+            const char *value = eq + 1;
+            size_t len = (size_t)(end - value);
+            while (len && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+                len--;
+            if (len >= 2 && value[0] == '"' && value[len - 1] == '"')
+                value++, len -= 2;
+            if (take_cookie(rq, value, len)) {
+                rq->state = COOKIE_VALID;
+                return;
+            }
+            rq->state = COOKIE_INVALID;
+        }
+        p = end;
+    }
+}
+
+int mab_request_begin(mab_adapter *ad, const char *cookie_header, const char *token,
+                      mab_request **out, mab_error *err)
+{
+    if (!ad || !out)
+        return mab_error_set(err, MAB_EINVAL, "mab_request_begin: adapter and out must be set");
+    mab_request *rq = malloc(sizeof *rq);
+    if (!rq)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    rq->adapter = ad;
+    rq->now = (int64_t)time(NULL);
+    rq->state = COOKIE_NONE;
+    rq->n_entries = 0;
+    rq->n_chosen = 0;
+    rq->any_new = 0;
+    rq->changed = 0;
+    rq->text_fresh = 0;
+    rq->set_cookie = NULL;
+    rq->debug = NULL;
+    if (token && *token) {
+        rq->state = take_cookie(rq, token, strlen(token)) ? COOKIE_VALID : COOKIE_INVALID;
+    } else if (cookie_header) {
+        read_cookie_header(rq, cookie_header);
+    }
+    if (rq->state == COOKIE_INVALID)
+        atomic_fetch_add(&ad->cookies_forged, 1);
+    *out = rq;
+    return MAB_OK;
+}
+
+void mab_request_end(mab_request *rq)
+{
+    if (!rq)
+        return;
+    free(rq->set_cookie);
+    free(rq->debug);
+    free(rq);
+}
+
+/* ---- entries ---------------------------------------------------------- */
+
+static request_entry *find_entry(mab_request *rq, const char *experiment)
+{
+    for (size_t i = 0; i < rq->n_entries; i++)
+        if (strcmp(rq->entries[i].cookie.experiment, experiment) == 0)
+            return &rq->entries[i];
+    return NULL;
+}
+
+static void mark_changed(mab_request *rq)
+{
+    rq->changed = 1;
+    rq->text_fresh = 0;
+}
+
+static size_t live_size(const mab_request *rq, size_t *n_live)
+{
+    size_t size = 2 + crypto_auth_hmacsha256_BYTES, n = 0;
+    for (size_t i = 0; i < rq->n_entries; i++)
+        if (!rq->entries[i].expired) {
+            size += mab__cookie_entry_size(&rq->entries[i].cookie);
+            n++;
+        }
+    *n_live = n;
+    return size;
+}
+
+/* Drop one entry to make room: an expired one, else the oldest not chosen
+   in this request, else the oldest. */
+static void drop_one(mab_request *rq)
+{
+    size_t victim = 0;
+    int best_rank = 3;
+    for (size_t i = 0; i < rq->n_entries; i++) {
+        const request_entry *e = &rq->entries[i];
+        int rank = e->expired ? 0 : e->chosen ? 2 : 1;
+        if (rank < best_rank ||
+            (rank == best_rank && e->cookie.issued < rq->entries[victim].cookie.issued)) {
+            victim = i;
+            best_rank = rank;
+        }
+    }
+    rq->entries[victim] = rq->entries[--rq->n_entries];
+}
+
+/* A slot for a new entry of `experiment`, replacing its old entry (stale,
+   expired or of a removed arm) and making room when the cookie is full. */
+static request_entry *slot_for(mab_request *rq, const char *experiment,
+                               const mab__cookie_entry *incoming)
+{
+    request_entry *old = find_entry(rq, experiment);
+    if (old)
+        *old = rq->entries[--rq->n_entries];
+    size_t n_live;
+    while (rq->n_entries == MAB__COOKIE_ENTRIES_MAX ||
+           live_size(rq, &n_live) + mab__cookie_entry_size(incoming) > MAB__COOKIE_BINARY_MAX)
+        drop_one(rq);
+    return &rq->entries[rq->n_entries++];
+}
+
+/* ---- choose ----------------------------------------------------------- */
+
+static void record_chosen(mab_request *rq, request_entry *e)
+{
+    if (!e->chosen)
+        e->chosen = ++rq->n_chosen;
+}
+
+int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *out,
+                       mab_error *err)
+{
+    if (!rq || !experiment || !out)
+        return mab_error_set(err, MAB_EINVAL, "mab_request_choose: NULL argument");
+    mab_engine *engine = rq->adapter->engine;
+    mab_choice choice;
+    request_entry *e = find_entry(rq, experiment);
+    if (e && !e->expired &&
+        mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) == MAB_OK) {
+        record_chosen(rq, e);
+        out->experiment = e->cookie.experiment;
+        out->arm_id = choice.arm_id;
+        out->value_json = choice.value_json;
+        out->probability = (double)e->cookie.probability;
+        out->is_new = 0;
+        return MAB_OK;
+    }
+    int rc = mab_choose(engine, experiment, &choice, err);
+    if (rc != MAB_OK)
+        return rc;
+    atomic_fetch_add(&rq->adapter->assignments, 1);
+    mab__cookie_entry fresh;
+    snprintf(fresh.experiment, sizeof fresh.experiment, "%s", experiment);
+    snprintf(fresh.arm, sizeof fresh.arm, "%s", choice.arm_id);
+    randombytes_buf(fresh.assignment_id, sizeof fresh.assignment_id);
+    fresh.rewarded = 0;
+    fresh.issued = (uint32_t)rq->now;
+    fresh.probability = (float)choice.probability;
+    e = slot_for(rq, experiment, &fresh);
+    e->cookie = fresh;
+    e->expired = 0;
+    e->chosen = 0;
+    record_chosen(rq, e);
+    rq->any_new = 1;
+    mark_changed(rq);
+    out->experiment = e->cookie.experiment;
+    out->arm_id = choice.arm_id;
+    out->value_json = choice.value_json;
+    out->probability = choice.probability;
+    out->is_new = 1;
+    return MAB_OK;
+}
+
+/* ---- reward ----------------------------------------------------------- */
+
+static int refuse(mab_request *rq, mab_reward_reason reason, mab_reward_result *out)
+{
+    atomic_fetch_add(&rq->adapter->rewards_refused, 1);
+    if (reason == MAB_REWARD_REPLAYED)
+        atomic_fetch_add(&rq->adapter->replays_refused, 1);
+    out->counted = 0;
+    out->reason = reason;
+    return MAB_OK;
+}
+
+int mab_request_reward(mab_request *rq, const char *experiment, double value,
+                       mab_reward_result *out, mab_error *err)
+{
+    if (!rq || !experiment || !out)
+        return mab_error_set(err, MAB_EINVAL, "mab_request_reward: NULL argument");
+    out->counted = 0;
+    out->reason = MAB_REWARD_NO_ASSIGNMENT;
+    out->arm_id = NULL;
+    mab_engine *engine = rq->adapter->engine;
+    long x = mab__id_index_find(&engine->experiment_index, engine->experiments,
+                                sizeof *engine->experiments, experiment);
+    if (x < 0)
+        return mab_error_set(err, MAB_ENOTFOUND, "unknown experiment \"%s\"", experiment);
+    const mab__experiment *exp = &engine->experiments[x];
+    if (!isfinite(value))
+        return mab_error_set(err, MAB_EINVAL, "experiment %s: reward is not a finite number",
+                             experiment);
+    if (value < exp->reward_min || value > exp->reward_max)
+        return mab_error_set(err, MAB_ERANGE, "experiment %s: reward %g is outside [%g, %g]",
+                             experiment, value, exp->reward_min, exp->reward_max);
+
+    request_entry *e = find_entry(rq, experiment);
+    if (!e) {
+        mab_reward_reason why = rq->state == COOKIE_NONE      ? MAB_REWARD_NO_COOKIE
+                                : rq->state == COOKIE_INVALID ? MAB_REWARD_INVALID_COOKIE
+                                                              : MAB_REWARD_NO_ASSIGNMENT;
+        return refuse(rq, why, out);
+    }
+    if (e->expired)
+        return refuse(rq, MAB_REWARD_EXPIRED, out);
+    if (e->cookie.rewarded)
+        return refuse(rq, MAB_REWARD_ALREADY_REWARDED, out);
+    mab_choice choice;
+    if (mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) != MAB_OK)
+        return refuse(rq, MAB_REWARD_ARM_REMOVED, out);
+    uint64_t evicted = 0;
+    int fresh = mab__replay_insert(rq->adapter->replay, e->cookie.assignment_id,
+                                   (int64_t)e->cookie.issued + rq->adapter->web->max_age,
+                                   rq->now, &evicted);
+    if (evicted)
+        atomic_fetch_add(&rq->adapter->replay_evictions, evicted);
+    if (!fresh)
+        return refuse(rq, MAB_REWARD_REPLAYED, out);
+    int rc = mab_reward(engine, experiment, e->cookie.arm, value, err);
+    if (rc != MAB_OK && rc != MAB_ESTORAGE) {
+        mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
+        return rc;
+    }
+    /* MAB_ESTORAGE: the reward is queued and will be written; it counted. */
+    atomic_fetch_add(&rq->adapter->rewards_counted, 1);
+    e->cookie.rewarded = 1;
+    mark_changed(rq);
+    out->counted = 1;
+    out->reason = MAB_REWARD_COUNTED;
+    out->arm_id = choice.arm_id;
+    return rc;
+}
+
+int mab_request_redirect(mab_request *rq, const char *experiment, double value,
+                         const char *target, mab_reward_result *result, mab_redirect *out,
+                         mab_error *err)
+{
+    if (!rq || !experiment || !out)
+        return mab_error_set(err, MAB_EINVAL, "mab_request_redirect: NULL argument");
+    int rc = mab_adapter_check_redirect(rq->adapter, target, err);
+    if (rc != MAB_OK) {
+        atomic_fetch_add(&rq->adapter->redirects_refused, 1);
+        return rc;
+    }
+    mab_reward_result scratch;
+    rc = mab_request_reward(rq, experiment, value, result ? result : &scratch, err);
+    if (rc != MAB_OK && rc != MAB_ESTORAGE)
+        return rc;
+    out->status = 303;
+    out->location = target;
+    return rc;
+}
+
+/* ---- what the host sends ---------------------------------------------- */
+
+/* Encode the live entries into rq->text; 0 when there are none. */
+static int encode(mab_request *rq)
+{
+    if (rq->text_fresh)
+        return rq->text[0] != '\0';
+    mab__cookie_entry live[MAB__COOKIE_ENTRIES_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < rq->n_entries; i++)
+        if (!rq->entries[i].expired)
+            live[n++] = rq->entries[i].cookie;
+    rq->text[0] = '\0';
+    if (n)
+        mab__cookie_encode(live, n, rq->adapter->keys[0], rq->text, sizeof rq->text);
+    rq->text_fresh = 1;
+    return rq->text[0] != '\0';
+}
+
+const char *mab_request_token(mab_request *rq)
+{
+    if (!rq || !encode(rq))
+        return NULL;
+    return rq->text;
+}
+
+const char *mab_request_set_cookie(mab_request *rq)
+{
+    if (!rq || !rq->changed || !encode(rq))
+        return NULL;
+    const mab__web_config *web = rq->adapter->web;
+    char domain[300] = "";
+    if (web->cookie_domain)
+        snprintf(domain, sizeof domain, "; Domain=%s", web->cookie_domain);
+    free(rq->set_cookie);
+    rq->set_cookie = mab__asprintf("%s=%s; Path=%s%s; Max-Age=%lld%s%s; SameSite=%s",
+                                   web->cookie_name, rq->text, web->cookie_path, domain,
+                                   (long long)web->max_age, web->secure ? "; Secure" : "",
+                                   web->http_only ? "; HttpOnly" : "", web->same_site);
+    return rq->set_cookie;
+}
+
+const char *mab_request_debug_header(mab_request *rq)
+{
+    if (!rq || !rq->adapter->web->debug_header || rq->n_chosen == 0)
+        return NULL;
+    size_t cap = 8;
+    for (size_t i = 0; i < rq->n_entries; i++)
+        cap += strlen(rq->entries[i].cookie.experiment) + strlen(rq->entries[i].cookie.arm) + 2;
+    free(rq->debug);
+    rq->debug = malloc(cap);
+    if (!rq->debug)
+        return NULL;
+    size_t len = (size_t)snprintf(rq->debug, cap, "%s;", rq->any_new ? "STORE" : "SAVED");
+    /* In the order the experiments were chosen. */
+    for (unsigned rank = 1; rank <= rq->n_chosen; rank++)
+        for (size_t i = 0; i < rq->n_entries; i++)
+            if (rq->entries[i].chosen == rank)
+                len += (size_t)snprintf(rq->debug + len, cap - len, "%s%s:%s",
+                                        rank == 1 ? " " : ";", rq->entries[i].cookie.experiment,
+                                        rq->entries[i].cookie.arm);
+    return rq->debug;
+}

@@ -1,0 +1,166 @@
+/*
+ * cookie.c - serialise, sign, verify and parse the adapter's cookie (format:
+ * cookie.h). Verification comes before parsing, so unsigned bytes are never
+ * interpreted; parsing still checks every length, as a leaked key must not
+ * turn into a crash.
+ */
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cookie.h"
+
+#define COOKIE_VERSION 1
+#define MAC_BYTES crypto_auth_hmacsha256_BYTES
+#define ENTRY_FIXED_BYTES (1 + 1 + MAB__ASSIGNMENT_ID_BYTES + 1 + 4 + 4)
+
+size_t mab__cookie_entry_size(const mab__cookie_entry *entry)
+{
+    return ENTRY_FIXED_BYTES + strlen(entry->experiment) + strlen(entry->arm);
+}
+
+size_t mab__cookie_binary_size(const mab__cookie_entry *entries, size_t n)
+{
+    size_t size = 2 + MAC_BYTES;
+    for (size_t i = 0; i < n; i++)
+        size += mab__cookie_entry_size(&entries[i]);
+    return size;
+}
+
+static uint8_t *put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+    return p + 4;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint8_t *put_id(uint8_t *p, const char *id)
+{
+    size_t n = strlen(id);
+    *p++ = (uint8_t)n;
+    memcpy(p, id, n);
+    return p + n;
+}
+
+size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n,
+                          const uint8_t key[MAB__KEY_BYTES], char *out, size_t cap)
+{
+    size_t size = mab__cookie_binary_size(entries, n);
+    if (n > MAB__COOKIE_ENTRIES_MAX || size > MAB__COOKIE_BINARY_MAX ||
+        sodium_base64_encoded_len(size, sodium_base64_VARIANT_URLSAFE_NO_PADDING) > cap)
+        return 0;
+    uint8_t binary[MAB__COOKIE_BINARY_MAX];
+    uint8_t *p = binary;
+    *p++ = COOKIE_VERSION;
+    *p++ = (uint8_t)n;
+    for (size_t i = 0; i < n; i++) {
+        const mab__cookie_entry *e = &entries[i];
+        p = put_id(p, e->experiment);
+        p = put_id(p, e->arm);
+        memcpy(p, e->assignment_id, MAB__ASSIGNMENT_ID_BYTES);
+        p += MAB__ASSIGNMENT_ID_BYTES;
+        *p++ = e->rewarded ? 1 : 0;
+        p = put_u32(p, e->issued);
+        uint32_t bits;
+        memcpy(&bits, &e->probability, sizeof bits);
+        p = put_u32(p, bits);
+    }
+    crypto_auth_hmacsha256(p, binary, (unsigned long long)(p - binary), key);
+    p += MAC_BYTES;
+    sodium_bin2base64(out, cap, binary, (size_t)(p - binary),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    return strlen(out);
+}
+
+static int valid_id(const uint8_t *s, size_t n)
+{
+    if (n == 0 || n > MAB__COOKIE_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Read one length-prefixed id at *p (bounded by end) into dst. */
+static int get_id(const uint8_t **p, const uint8_t *end, char *dst)
+{
+    if (*p >= end)
+        return 0;
+    size_t n = **p;
+    (*p)++;
+    if ((size_t)(end - *p) < n || !valid_id(*p, n))
+        return 0;
+    memcpy(dst, *p, n);
+    dst[n] = '\0';
+    *p += n;
+    return 1;
+}
+
+static int parse(const uint8_t *binary, size_t size, mab__cookie_entry *entries, size_t *n_out)
+{
+    const uint8_t *p = binary, *end = binary + size;
+    if (size < 2 || p[0] != COOKIE_VERSION || p[1] > MAB__COOKIE_ENTRIES_MAX)
+        return 0;
+    size_t n = p[1];
+    p += 2;
+    for (size_t i = 0; i < n; i++) {
+        mab__cookie_entry *e = &entries[i];
+        if (!get_id(&p, end, e->experiment) || !get_id(&p, end, e->arm))
+            return 0;
+        if ((size_t)(end - p) < MAB__ASSIGNMENT_ID_BYTES + 1 + 4 + 4 || p[MAB__ASSIGNMENT_ID_BYTES] > 1)
+            return 0;
+        memcpy(e->assignment_id, p, MAB__ASSIGNMENT_ID_BYTES);
+        p += MAB__ASSIGNMENT_ID_BYTES;
+        e->rewarded = *p++;
+        e->issued = get_u32(p);
+        uint32_t bits = get_u32(p + 4);
+        memcpy(&e->probability, &bits, sizeof bits);
+        p += 8;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(entries[j].experiment, e->experiment) == 0)
+                return 0;
+    }
+    if (p != end)
+        return 0;
+    *n_out = n;
+    return 1;
+}
+
+int mab__cookie_decode(const char *text, size_t len, const uint8_t (*keys)[MAB__KEY_BYTES],
+                       size_t n_keys, mab__cookie_entry *entries, size_t *n)
+{
+    if (len == 0 || len > MAB__COOKIE_TEXT_MAX)
+        return 0;
+    uint8_t binary[MAB__COOKIE_BINARY_MAX];
+    size_t size;
+    const char *stop;
+    if (sodium_base642bin(binary, sizeof binary, text, len, NULL, &size, &stop,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        stop != text + len || size < 2 + MAC_BYTES)
+        return 0;
+    /* Encoding is not canonical in the last character's spare bits: accept
+       only the canonical text, so that every different text is refused. */
+    char canonical[MAB__COOKIE_TEXT_MAX + 1];
+    sodium_bin2base64(canonical, sizeof canonical, binary, size,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    if (strlen(canonical) != len || memcmp(canonical, text, len) != 0)
+        return 0;
+    size_t body = size - MAC_BYTES;
+    int verified = 0;
+    for (size_t k = 0; k < n_keys; k++)
+        verified |= crypto_auth_hmacsha256_verify(binary + body, binary, body, keys[k]) == 0;
+    if (!verified)
+        return 0;
+    return parse(binary, body, entries, n);
+}

@@ -1,0 +1,165 @@
+// dashboard.js - draws mabd's dashboard from the JSON that mabd puts in the
+// page (<script id="mab-data">) and refreshes it from /v1/dashboard. Every
+// number is computed by mabd; this file only lays out tables and draws the
+// charts as inline SVG. DOM nodes are built with textContent, never HTML.
+"use strict";
+
+(function () {
+  const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2",
+                  "#db2777", "#4b5563", "#65a30d", "#9333ea"];
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function fmt(x, digits) {
+    return x === null || x === undefined || !isFinite(x) ? "–" : x.toFixed(digits);
+  }
+
+  function pct(x) {
+    return x === null || x === undefined || !isFinite(x) ? "–" : (100 * x).toFixed(1) + "%";
+  }
+
+  function time(t) {
+    const d = new Date(t * 1000);
+    return d.toTimeString().slice(0, 5);
+  }
+
+  // A line chart: series = [{name, color, points: [[t, y or null], ...]}].
+  function lineChart(title, series, yMax, yLabel) {
+    const box = el("div", {class: "chart"});
+    box.appendChild(el("h3", {}, title));
+    const all = series.flatMap(s => s.points.filter(p => p[1] !== null));
+    if (all.length < 2) {
+      box.appendChild(el("p", {class: "empty"},
+        "Not enough samples yet: one point per series interval."));
+      return box;
+    }
+    const W = 560, H = 200, L = 44, R = 10, T = 10, B = 24;
+    const t0 = Math.min(...all.map(p => p[0])), t1 = Math.max(...all.map(p => p[0]));
+    const span = Math.max(1, t1 - t0);
+    const x = t => L + (W - L - R) * (t - t0) / span;
+    const y = v => T + (H - T - B) * (1 - v / yMax);
+    const chart = svg("svg", {viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title});
+    for (let i = 0; i <= 4; i++) {
+      const v = yMax * i / 4;
+      chart.appendChild(svg("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#eef0f3"}));
+      chart.appendChild(svg("text", {x: L - 6, y: y(v) + 3, "text-anchor": "end"},
+        yLabel(v)));
+    }
+    chart.appendChild(svg("text", {x: L, y: H - 6}, time(t0)));
+    chart.appendChild(svg("text", {x: W - R, y: H - 6, "text-anchor": "end"}, time(t1)));
+    for (const s of series) {
+      let d = "", pen = "M";
+      for (const [t, v] of s.points) {
+        if (v === null) { pen = "M"; continue; }
+        d += `${pen}${x(t).toFixed(1)},${y(Math.min(v, yMax)).toFixed(1)} `;
+        pen = "L";
+      }
+      if (d) chart.appendChild(svg("path", {d, fill: "none", stroke: s.color,
+                                            "stroke-width": 2, "data-arm": s.name}));
+    }
+    box.appendChild(chart);
+    return box;
+  }
+
+  // Per-interval share of pulls and cumulative reward rate, from the
+  // samples plus the current totals as the last point.
+  function chartsFor(exp, samples, now) {
+    const points = samples.map(s => ({t: s.t, arms: (s.e && s.e[exp.id]) || {}}));
+    const current = {};
+    for (const a of exp.arms) current[a.id] = [a.pulls, a.reward_sum];
+    if (!points.length || points[points.length - 1].t < now) points.push({t: now, arms: current});
+    const share = [], rate = [];
+    exp.arms.forEach((a, i) => {
+      const color = COLORS[i % COLORS.length];
+      const sp = [], rp = [];
+      for (let k = 0; k < points.length; k++) {
+        const cur = points[k].arms[a.id] || [0, 0];
+        rp.push([points[k].t, cur[0] > 0 ? cur[1] / cur[0] : null]);
+        if (k === 0) continue;
+        let total = 0;
+        for (const b of exp.arms) {
+          const c = points[k].arms[b.id] || [0, 0], p = points[k - 1].arms[b.id] || [0, 0];
+          total += Math.max(0, c[0] - p[0]);
+        }
+        const prev = points[k - 1].arms[a.id] || [0, 0];
+        sp.push([points[k].t, total > 0 ? Math.max(0, cur[0] - prev[0]) / total : null]);
+      }
+      share.push({name: a.id, color, points: sp});
+      rate.push({name: a.id, color, points: rp});
+    });
+    const span = exp.reward_max - exp.reward_min;
+    const rateMax = exp.reward_min >= 0 ? Math.max(...exp.arms.map(a => a.hi || 0),
+                                                   span > 0 ? 0.05 * span : 1) : exp.reward_max;
+    const charts = el("div", {class: "charts"});
+    charts.appendChild(lineChart("Traffic share per interval", share, 1,
+                                 v => Math.round(100 * v) + "%"));
+    charts.appendChild(lineChart("Reward rate (cumulative)", rate, rateMax || 1,
+                                 v => v.toFixed(rateMax < 1 ? 3 : 1)));
+    return charts;
+  }
+
+  function experimentSection(exp, data) {
+    const section = el("section", {class: "experiment", "data-experiment": exp.id});
+    section.appendChild(el("h2", {}, exp.id));
+    section.appendChild(el("div", {class: "meta"},
+      `policy ${exp.policy} · ${exp.pulls} pulls · rewards in [${exp.reward_min}, ${exp.reward_max}]`));
+    const table = el("table");
+    const head = el("tr");
+    for (const h of ["arm", "pulls", "rewards", "reward rate", "95% interval", "share"])
+      head.appendChild(el("th", {}, h));
+    table.appendChild(head);
+    const digits = exp.reward_max - exp.reward_min <= 1 ? 4 : 2;
+    exp.arms.forEach((a, i) => {
+      const row = el("tr", {"data-arm": `${exp.id}/${a.id}`});
+      const name = el("td", {class: "arm"});
+      const swatch = el("span", {class: "swatch"});
+      swatch.style.background = COLORS[i % COLORS.length]; // CSSOM: allowed by the page's CSP
+      name.appendChild(swatch);
+      name.appendChild(document.createTextNode(a.id));
+      row.appendChild(name);
+      row.appendChild(el("td", {class: "pulls"}, String(a.pulls)));
+      row.appendChild(el("td", {class: "rewards"}, String(a.rewards)));
+      row.appendChild(el("td", {class: "rate"}, fmt(a.rate, digits)));
+      row.appendChild(el("td", {class: "interval"},
+        a.pulls ? `${fmt(a.lo, digits)} – ${fmt(a.hi, digits)}` : "–"));
+      row.appendChild(el("td", {class: "share"}, pct(a.share)));
+      table.appendChild(row);
+    });
+    section.appendChild(table);
+    section.appendChild(chartsFor(exp, data.series || [], data.now));
+    return section;
+  }
+
+  function render(data) {
+    const main = document.getElementById("experiments");
+    main.replaceChildren(...data.experiments.map(exp => experimentSection(exp, data)));
+    const samples = (data.series || []).length;
+    document.getElementById("summary").textContent =
+      `${data.experiments.length} experiments · storage ${data.storage} · ` +
+      `${samples} samples every ${data.interval_s} s · updated ${new Date(data.now * 1000).toLocaleTimeString()}`;
+  }
+
+  function refresh() {
+    fetch("/v1/dashboard" + window.location.search, {credentials: "same-origin"})
+      .then(r => r.ok ? r.json() : Promise.reject(new Error(r.status)))
+      .then(render)
+      .catch(() => {});
+  }
+
+  const inline = document.getElementById("mab-data");
+  if (inline) render(JSON.parse(inline.textContent));
+  setInterval(refresh, 10000);
+})();

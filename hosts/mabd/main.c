@@ -1,0 +1,338 @@
+/*
+ * main.c - mabd, the standalone HTTP server of mab: arguments, the signal
+ * loop (SIGHUP reloads, SIGTERM/SIGINT stop), the time-series clock.
+ *
+ * Signals are blocked in every thread and taken by the main thread with
+ * sigtimedwait(), so a handler never runs in the middle of a request and
+ * reload and shutdown are ordinary code.
+ *
+ * Reload keeps every counter: the engine is closed (writing what is
+ * pending) and opened again from the new config, which reads the counters
+ * back from storage and reconciles arms by id. json_file allows one open
+ * engine per file per process, so the old engine cannot stay open while
+ * the new one opens; instead the new config is first tried without storage
+ * (which catches every config, plugin and key error without touching the
+ * old engine), and if opening it with storage still fails, the previous
+ * config text is opened again and keeps serving.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "mabd.h"
+
+static const char usage[] =
+    "usage: mabd --config FILE [--listen HOST:PORT]\n"
+    "       mabd --help | --version\n"
+    "\n"
+    "Serve the experiments of a mab config over HTTP (docs/hosts.md):\n"
+    "  GET  /v1/choose/EXP[,EXP...]     an arm per experiment, sticky through a signed cookie\n"
+    "                                   (?token=T for callers without cookies)\n"
+    "  POST /v1/reward/EXP              {\"value\": X, \"token\": T} -> {\"counted\", \"reason\"}\n"
+    "  GET  /r/EXP[,EXP...]?to=URL      reward (&value=X), then 303 to a guarded URL\n"
+    "  GET  /healthz\n"
+    "  admin (bearer token of mabd.admin_token_file when set):\n"
+    "  GET  /                           dashboard\n"
+    "  GET  /v1/stats, /metrics         JSON as `mab stats --json`; Prometheus text\n"
+    "  POST /v1/reset/EXP               zero an experiment's counters\n"
+    "\n"
+    "  --config FILE        the mab config (its \"mabd\" object holds mabd's settings)\n"
+    "  --listen HOST:PORT   IPv4 address and port (default: mabd.listen, else\n"
+    "                       127.0.0.1:8080); port 0 picks a free one\n"
+    "\n"
+    "Signals: SIGHUP reloads the config keeping every counter (a bad config is\n"
+    "refused and the old one keeps serving); SIGTERM or SIGINT stop accepting,\n"
+    "finish the requests in progress, write counters to storage and exit 0.\n";
+
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void log_line(const char *fmt, ...)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+    fprintf(stderr, "%s mabd: ", stamp);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    strbuf sb;
+    sb_init(&sb);
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        sb_append(&sb, chunk, n);
+    fclose(f);
+    return sb_take(&sb, NULL);
+}
+
+/* Open the config text that served before, through a temporary file in
+   the config's directory (relative paths inside resolve against it). */
+static int reopen_previous(const char *config_path, const char *text, mab_engine **out,
+                           mab_error *err)
+{
+    char *copy = strdup(config_path);
+    if (!copy)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/.mabd-previous-XXXXXX", dirname(copy));
+    free(copy);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return mab_error_set(err, MAB_EIO, "%s: %s", tmp, strerror(errno));
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len;
+    close(fd);
+    int rc = ok ? mab_open(tmp, out, err) : mab_error_set(err, MAB_EIO, "%s: write failed", tmp);
+    unlink(tmp);
+    return rc;
+}
+
+static void apply_settings(mabd *d, mabd_settings *fresh)
+{
+    mabd_settings *cur = &d->settings;
+    if (strcmp(cur->listen, fresh->listen) != 0 || cur->threads != fresh->threads ||
+        cur->max_connections != fresh->max_connections || cur->timeout_s != fresh->timeout_s ||
+        cur->series_keep != fresh->series_keep)
+        log_line("note: mabd.listen, threads, max_connections, timeout_s and series.keep "
+                 "take effect at the next start");
+    mabd_settings_free(cur);
+    cur->admin_token = fresh->admin_token;
+    cur->static_url = fresh->static_url;
+    cur->static_dir = fresh->static_dir;
+    cur->series_interval_s = fresh->series_interval_s;
+    fresh->admin_token = fresh->static_url = fresh->static_dir = NULL;
+}
+
+/* SIGHUP. Returns -1 only when no engine could be opened at all. */
+static int reload(mabd *d, char **previous_text)
+{
+    char msg[1024];
+    mab_error err = {0, ""};
+    mabd_settings fresh;
+    if (mabd_settings_load(d->config_path, &fresh, msg, sizeof msg) != 0) {
+        log_line("reload refused: %s; the previous config keeps serving", msg);
+        atomic_fetch_add(&d->reloads_failed, 1);
+        return 0;
+    }
+    /* Everything but storage, without touching the serving engine. */
+    mab_engine *dry = NULL;
+    mab_adapter *probe = NULL;
+    mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
+    int rc = mab_open_ex(d->config_path, &opts, &dry, &err);
+    if (rc == MAB_OK)
+        rc = mab_adapter_open(dry, &probe, &err);
+    mab_adapter_close(probe);
+    mab_close(dry, NULL);
+    char *text = rc == MAB_OK ? read_all(d->config_path) : NULL;
+    if (rc != MAB_OK || !text) {
+        log_line("reload refused: %s; the previous config keeps serving",
+                 rc != MAB_OK ? err.message : "cannot read the config");
+        atomic_fetch_add(&d->reloads_failed, 1);
+        mabd_settings_free(&fresh);
+        free(text);
+        return 0;
+    }
+
+    pthread_rwlock_wrlock(&d->lock);
+    atomic_fetch_add(&d->storage_errors_before, mab_storage_errors(d->engine));
+    if (mab_close(d->engine, &err) != MAB_OK)
+        log_line("reload: writing the counters of the previous engine: %s", err.message);
+    d->engine = NULL;
+    mab_engine *engine = NULL;
+    rc = mab_open(d->config_path, &engine, &err);
+    if (rc == MAB_OK && mab_adapter_reload(d->adapter, engine, &err) != MAB_OK) {
+        mab_close(engine, NULL);
+        rc = MAB_ECONFIG;
+    }
+    int result = 0;
+    if (rc == MAB_OK) {
+        d->engine = engine;
+        apply_settings(d, &fresh);
+        free(*previous_text);
+        *previous_text = text;
+        text = NULL;
+        atomic_fetch_add(&d->reloads_ok, 1);
+        log_line("reloaded %s: %zu experiments, storage %s", d->config_path,
+                 mab_experiment_count(engine), mab_storage_name(engine));
+    } else {
+        log_line("reload refused: %s; reopening the previous config", err.message);
+        atomic_fetch_add(&d->reloads_failed, 1);
+        if (reopen_previous(d->config_path, *previous_text, &engine, &err) == MAB_OK &&
+            mab_adapter_reload(d->adapter, engine, &err) == MAB_OK) {
+            d->engine = engine;
+        } else {
+            log_line("cannot reopen the previous config either: %s", err.message);
+            result = -1;
+        }
+    }
+    pthread_rwlock_unlock(&d->lock);
+    mabd_settings_free(&fresh);
+    free(text);
+    return result;
+}
+
+static void sample(mabd *d)
+{
+    pthread_rwlock_rdlock(&d->lock);
+    if (d->engine)
+        mabd_series_sample(d);
+    pthread_rwlock_unlock(&d->lock);
+}
+
+static int parse_args(int argc, char **argv, const char **config, const char **listen)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("mabd %s (libmab %s)\n", MAB_VERSION_STRING, mab_version());
+            exit(0);
+        }
+        const char **dst = strncmp(a, "--config", 8) == 0   ? config
+                           : strncmp(a, "--listen", 8) == 0 ? listen
+                                                            : NULL;
+        if (!dst || (a[8] != '\0' && a[8] != '=')) {
+            fprintf(stderr, "mabd: unknown argument '%s'\n%s", a, usage);
+            return -1;
+        }
+        if (a[8] == '=')
+            *dst = a + 9;
+        else if (i + 1 < argc)
+            *dst = argv[++i];
+        else {
+            fprintf(stderr, "mabd: %s needs a value\n%s", a, usage);
+            return -1;
+        }
+    }
+    if (!*config) {
+        fprintf(stderr, "mabd: --config FILE is required\n%s", usage);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL, *listen = NULL;
+    if (parse_args(argc, argv, &config, &listen) != 0)
+        return 2;
+
+    static mabd d;
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* A reload must not wait behind an endless stream of requests. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&d.lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    d.config_path = config;
+
+    char msg[1024];
+    if (mabd_settings_load(config, &d.settings, msg, sizeof msg) != 0) {
+        fprintf(stderr, "mabd: %s\n", msg);
+        return 1;
+    }
+    if (listen)
+        snprintf(d.settings.listen, sizeof d.settings.listen, "%s", listen);
+    mab_error err = {0, ""};
+    if (mab_open(config, &d.engine, &err) != MAB_OK ||
+        mab_adapter_open(d.engine, &d.adapter, &err) != MAB_OK) {
+        fprintf(stderr, "mabd: %s\n", err.message);
+        mab_close(d.engine, NULL);
+        mabd_settings_free(&d.settings);
+        return 1;
+    }
+    char *previous_text = read_all(config);
+    d.series = series_create(d.settings.series_keep);
+    if (!previous_text || !d.series) {
+        fprintf(stderr, "mabd: out of memory\n");
+        return 1;
+    }
+    mabd_series_sample(&d);
+
+    /* Block the signals we wait for in every thread, before any starts. */
+    sigset_t waited;
+    sigemptyset(&waited);
+    sigaddset(&waited, SIGTERM);
+    sigaddset(&waited, SIGINT);
+    sigaddset(&waited, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &waited, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    unsigned port = 0;
+    struct MHD_Daemon *daemon = mabd_server_start(&d, &port, msg, sizeof msg);
+    if (!daemon) {
+        fprintf(stderr, "mabd: %s\n", msg);
+        return 1;
+    }
+    char host[128];
+    snprintf(host, sizeof host, "%s", d.settings.listen);
+    *strrchr(host, ':') = '\0';
+    log_line("listening on http://%s:%u/ (pid %ld, config %s, %zu experiments, storage %s%s)",
+             host, port, (long)getpid(), config, mab_experiment_count(d.engine),
+             mab_storage_name(d.engine), d.settings.admin_token ? ", admin token required" : "");
+
+    int status = 0;
+    time_t next_sample = time(NULL) + d.settings.series_interval_s;
+    for (;;) {
+        struct timespec tick = {1, 0};
+        int sig = sigtimedwait(&waited, NULL, &tick);
+        if (sig == SIGHUP) {
+            if (reload(&d, &previous_text) != 0) {
+                status = 1;
+                break;
+            }
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            log_line("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        time_t now = time(NULL);
+        if (now >= next_sample) {
+            sample(&d);
+            next_sample = now + d.settings.series_interval_s;
+        }
+    }
+
+    /* Stop accepting, let requests in progress finish (up to 10 s), stop. */
+    MHD_socket listener = MHD_quiesce_daemon(daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
+    for (int i = 0; i < 1000 && atomic_load(&d.in_flight) > 0; i++) {
+        struct timespec pause = {0, 10000000};
+        nanosleep(&pause, NULL);
+    }
+    MHD_stop_daemon(daemon);
+    if (d.engine && mab_close(d.engine, &err) != MAB_OK) {
+        fprintf(stderr, "mabd: %s\n", err.message);
+        status = 1;
+    } else if (d.engine) {
+        log_line("counters written to storage; bye");
+    }
+    mab_adapter_close(d.adapter);
+    series_free(d.series);
+    mabd_settings_free(&d.settings);
+    free(previous_text);
+    pthread_rwlock_destroy(&d.lock);
+    return status;
+}

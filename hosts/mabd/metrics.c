@@ -1,0 +1,112 @@
+/*
+ * metrics.c - /metrics in the Prometheus text format (version 0.0.4):
+ * per-arm counters, the choose latency histogram and the adapter's counters.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "mabd.h"
+
+const double mabd_latency_bounds[MABD_LATENCY_BUCKETS] = {
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+    0.0025,  0.005,    0.01,    0.025,  0.05,    0.1,    1.0};
+
+void mabd_latency_record(mabd *d, uint64_t ns)
+{
+    double seconds = (double)ns / 1e9;
+    size_t b = 0;
+    while (b < MABD_LATENCY_BUCKETS && seconds > mabd_latency_bounds[b])
+        b++;
+    atomic_fetch_add_explicit(&d->latency_buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->latency_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->latency_sum_ns, ns, memory_order_relaxed);
+}
+
+static void counter(strbuf *out, const char *name, const char *help, uint64_t value)
+{
+    sb_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name,
+              value);
+}
+
+/* One family over every arm; `field` picks the value. Ids are plain
+   ([A-Za-z0-9_-]), so labels need no escaping. */
+static void per_arm(mabd *d, strbuf *out, const char *name, const char *type, const char *help,
+                    int field)
+{
+    sb_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    size_t n = mab_experiment_count(d->engine);
+    for (size_t i = 0; i < n; i++) {
+        mab_experiment_info info;
+        if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
+            continue;
+        mab_arm_stats *arms = calloc(info.n_arms, sizeof *arms);
+        size_t n_arms = 0;
+        if (arms && mab_stats(d->engine, info.id, arms, info.n_arms, &n_arms, NULL) == MAB_OK) {
+            for (size_t a = 0; a < n_arms && a < info.n_arms; a++) {
+                sb_printf(out, "%s{experiment=\"%s\",arm=\"%s\"} ", name, info.id,
+                          arms[a].arm_id);
+                if (field == 0)
+                    sb_printf(out, "%" PRIu64 "\n", arms[a].pulls);
+                else if (field == 1)
+                    sb_printf(out, "%" PRIu64 "\n", arms[a].rewards);
+                else
+                    sb_printf(out, "%.17g\n", arms[a].reward_sum);
+            }
+        }
+        free(arms);
+    }
+}
+
+void mabd_metrics_write(mabd *d, strbuf *out)
+{
+    per_arm(d, out, "mab_pulls_total", "counter", "Visitors assigned to the arm (pulls).", 0);
+    per_arm(d, out, "mab_rewards_total", "counter", "Rewards recorded for the arm.", 1);
+    per_arm(d, out, "mab_reward_sum", "gauge", "Sum of the arm's reward values.", 2);
+
+    sb_puts(out, "# HELP mab_choose_duration_seconds Time to answer /v1/choose.\n"
+                 "# TYPE mab_choose_duration_seconds histogram\n");
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b <= MABD_LATENCY_BUCKETS; b++) {
+        cumulative += atomic_load(&d->latency_buckets[b]);
+        if (b < MABD_LATENCY_BUCKETS)
+            sb_printf(out, "mab_choose_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                      mabd_latency_bounds[b], cumulative);
+        else
+            sb_printf(out, "mab_choose_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+                      cumulative);
+    }
+    sb_printf(out, "mab_choose_duration_seconds_sum %.9f\n",
+              (double)atomic_load(&d->latency_sum_ns) / 1e9);
+    sb_printf(out, "mab_choose_duration_seconds_count %" PRIu64 "\n",
+              atomic_load(&d->latency_count));
+
+    mab_adapter_counters c;
+    mab_adapter_get_counters(d->adapter, &c);
+    counter(out, "mab_cookies_forged_total",
+            "Cookies or tokens ignored: bad signature, truncated or unparseable.",
+            c.cookies_forged);
+    counter(out, "mab_cookies_expired_total", "Cookie entries ignored as older than max_age.",
+            c.cookies_expired);
+    counter(out, "mab_assignments_total", "New assignments made through the adapter.",
+            c.assignments);
+    counter(out, "mab_rewards_counted_total", "Rewards counted through the adapter.",
+            c.rewards_counted);
+    counter(out, "mab_rewards_refused_total",
+            "Rewards that counted nothing (no or invalid cookie, already rewarded, replay...).",
+            c.rewards_refused);
+    counter(out, "mab_replays_refused_total", "Rewards refused as replays of a rewarded cookie.",
+            c.replays_refused);
+    counter(out, "mab_replay_evictions_total",
+            "Rewarded assignment ids forgotten early because the replay memory was full.",
+            c.replay_evictions);
+    counter(out, "mab_redirects_refused_total", "Redirect targets refused by the guard.",
+            c.redirects_refused);
+    counter(out, "mab_storage_flush_errors_total", "Failed writes to storage (retried).",
+            atomic_load(&d->storage_errors_before) + mab_storage_errors(d->engine));
+    counter(out, "mab_bad_requests_total", "Requests answered 4xx.", atomic_load(&d->bad_requests));
+    sb_printf(out, "# HELP mab_reloads_total Config reloads (SIGHUP) by result.\n"
+                   "# TYPE mab_reloads_total counter\n"
+                   "mab_reloads_total{result=\"ok\"} %" PRIu64 "\n"
+                   "mab_reloads_total{result=\"failed\"} %" PRIu64 "\n",
+              atomic_load(&d->reloads_ok), atomic_load(&d->reloads_failed));
+}

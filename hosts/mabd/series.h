@@ -1,0 +1,38 @@
+/*
+ * series.h - the dashboard's time series: every interval mabd records each
+ * arm's cumulative pulls and reward sum; a bounded ring keeps the last
+ * `keep` samples (24 hours of minutes by default). In memory only: a
+ * restart starts a new series (the counters themselves are in storage).
+ */
+#ifndef MABD_SERIES_H
+#define MABD_SERIES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strbuf.h"
+
+typedef struct series_point {
+    const char *experiment, *arm; /* copied by series_add */
+    uint64_t pulls;
+    double reward_sum;
+} series_point;
+
+typedef struct series series;
+
+/* NULL when out of memory. */
+series *series_create(size_t keep);
+void series_free(series *s);
+/* Record a sample taken at unix time t (points grouped by experiment).
+   The oldest sample goes when the ring is full. Returns 0, -1 when out of
+   memory (the sample is dropped). Thread-safe. */
+int series_add(series *s, int64_t t, const series_point *points, size_t n);
+/* Pulls of an arm in the oldest sample taken at or after t_from: 1 and
+   *pulls set, or 0 when there is no such sample. */
+int series_baseline(series *s, int64_t t_from, const char *experiment, const char *arm,
+                    uint64_t *pulls, int64_t *t_sample);
+/* Append the samples, oldest first, as a JSON array:
+   [{"t":T,"e":{EXP:{ARM:[PULLS,REWARD_SUM],...},...}},...] */
+void series_write_json(series *s, strbuf *out);
+
+#endif

@@ -1,0 +1,719 @@
+/*
+ * server.c - mabd's HTTP side (libmicrohttpd): routing, request bodies,
+ * admin authentication, and one function per route. Routes and their
+ * answers: docs/hosts.md.
+ *
+ * Every answer goes through respond(); every error is JSON
+ * {"error": SENTENCE} with a 4xx/5xx status. A request holds d->lock for
+ * reading while it uses the engine, so a reload (SIGHUP) never swaps the
+ * engine under it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "mabd.h"
+
+#define MAX_EXPERIMENTS_PER_REQUEST 32
+#define ID_MAX 128
+#define STATIC_FILE_MAX (4u << 20)
+
+/* The dashboard's files, embedded at build time (embed.cmake). */
+extern const unsigned char mabd_asset_dashboard_html[];
+extern const size_t mabd_asset_dashboard_html_len;
+extern const unsigned char mabd_asset_dashboard_js[];
+extern const size_t mabd_asset_dashboard_js_len;
+extern const unsigned char mabd_asset_dashboard_css[];
+extern const size_t mabd_asset_dashboard_css_len;
+
+typedef struct header {
+    const char *name, *value;
+} header;
+
+/* A POST request's body, collected across calls. */
+typedef struct post_state {
+    strbuf body;
+    int too_large;
+} post_state;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Queue a response; `body` (may be NULL) is taken over. */
+static enum MHD_Result respond(mabd *d, struct MHD_Connection *conn, unsigned status,
+                               const char *content_type, char *body, size_t len,
+                               const header *headers, size_t n_headers)
+{
+    if (status >= 400 && status < 500)
+        atomic_fetch_add_explicit(&d->bad_requests, 1, memory_order_relaxed);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(body ? len : 0, body ? body : (void *)"",
+                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    if (content_type)
+        MHD_add_response_header(resp, "Content-Type", content_type);
+    for (size_t i = 0; i < n_headers; i++)
+        if (headers[i].value)
+            MHD_add_response_header(resp, headers[i].name, headers[i].value);
+    enum MHD_Result rc = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result respond_json(mabd *d, struct MHD_Connection *conn, unsigned status,
+                                    strbuf *sb, const header *headers, size_t n_headers)
+{
+    size_t len;
+    char *body = sb_take(sb, &len);
+    if (!body)
+        return MHD_NO;
+    header all[8];
+    size_t n = 0;
+    all[n++] = (header){"Cache-Control", "no-store"};
+    for (size_t i = 0; i < n_headers && n < 8; i++)
+        all[n++] = headers[i];
+    return respond(d, conn, status, "application/json", body, len, all, n);
+}
+
+static enum MHD_Result error_reply(mabd *d, struct MHD_Connection *conn, unsigned status,
+                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result error_reply(mabd *d, struct MHD_Connection *conn, unsigned status,
+                                   const char *fmt, ...)
+{
+    char message[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    strbuf sb;
+    sb_init(&sb);
+    sb_puts(&sb, "{\"error\":");
+    sb_json_string(&sb, message);
+    sb_puts(&sb, "}\n");
+    return respond_json(d, conn, status, &sb, NULL, 0);
+}
+
+/* An engine or adapter status as an HTTP status. */
+static unsigned http_status(int code)
+{
+    switch (code) {
+    case MAB_ENOTFOUND: return 404;
+    case MAB_EINVAL:
+    case MAB_ERANGE: return 400;
+    case MAB_ESTORAGE: return 503;
+    default: return 500;
+    }
+}
+
+/* ---- parsing -------------------------------------------------------- */
+
+static int valid_id(const char *s, size_t n)
+{
+    if (n == 0 || n > ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* "exp1,exp2" into ids; 0 when malformed. */
+static int split_ids(const char *list, char ids[][ID_MAX + 1], size_t *n)
+{
+    *n = 0;
+    const char *p = list;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (*n == MAX_EXPERIMENTS_PER_REQUEST || !valid_id(p, len))
+            return 0;
+        memcpy(ids[*n], p, len);
+        ids[(*n)++][len] = '\0';
+        if (p[len] == '\0')
+            return 1;
+        p += len + 1;
+    }
+}
+
+static int parse_number(const char *s, double *out)
+{
+    if (!s || !*s || *s == ' ')
+        return 0;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || errno || !isfinite(v))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int constant_time_equal(const char *given, const char *want)
+{
+    size_t lg = strlen(given), lw = strlen(want);
+    unsigned char diff = lg != lw;
+    for (size_t i = 0; i < lw; i++)
+        diff |= (unsigned char)(want[i] ^ (i < lg ? given[i] : 0));
+    return diff == 0;
+}
+
+static int admin_ok(mabd *d, struct MHD_Connection *conn)
+{
+    const char *token = d->settings.admin_token;
+    if (!token)
+        return 1;
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    const char *given = NULL;
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
+        given = auth + 7;
+    else
+        given = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "access_token");
+    return given && constant_time_equal(given, token);
+}
+
+static enum MHD_Result unauthorized(mabd *d, struct MHD_Connection *conn)
+{
+    strbuf sb;
+    sb_init(&sb);
+    sb_puts(&sb, "{\"error\":\"admin route: send the token of admin_token_file as "
+                 "'Authorization: Bearer TOKEN' (or ?access_token=TOKEN)\"}\n");
+    header h = {"WWW-Authenticate", "Bearer realm=\"mabd\""};
+    return respond_json(d, conn, 401, &sb, &h, 1);
+}
+
+/* ---- choose, reward, redirect ---------------------------------------- */
+
+static const char *request_token(struct MHD_Connection *conn)
+{
+    const char *token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
+    return token ? token : MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-MAB-Token");
+}
+
+static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const char *list)
+{
+    uint64_t start = now_ns();
+    char ids[MAX_EXPERIMENTS_PER_REQUEST][ID_MAX + 1];
+    size_t n;
+    if (!split_ids(list, ids, &n))
+        return error_reply(d, conn, 400,
+                           "expected /v1/choose/EXP[,EXP...] with up to %d experiment ids",
+                           MAX_EXPERIMENTS_PER_REQUEST);
+    const char *token = request_token(conn);
+    const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie");
+    mab_request *rq;
+    mab_error err = {0, ""};
+    if (mab_request_begin(d->adapter, cookie, token, &rq, &err) != MAB_OK)
+        return error_reply(d, conn, 500, "%s", err.message);
+    strbuf sb;
+    sb_init(&sb);
+    sb_puts(&sb, "{");
+    size_t written = 0;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < i; j++)
+            seen |= strcmp(ids[i], ids[j]) == 0;
+        if (seen)
+            continue;
+        mab_assignment a;
+        int rc = mab_request_choose(rq, ids[i], &a, &err);
+        if (rc != MAB_OK) {
+            sb_free(&sb);
+            mab_request_end(rq);
+            return error_reply(d, conn, http_status(rc), "%s", err.message);
+        }
+        if (written++)
+            sb_puts(&sb, ",");
+        sb_json_string(&sb, ids[i]);
+        sb_puts(&sb, ":{\"arm\":");
+        sb_json_string(&sb, a.arm_id);
+        sb_puts(&sb, ",\"value\":");
+        sb_puts(&sb, a.value_json);
+        sb_puts(&sb, ",\"probability\":");
+        sb_json_number(&sb, a.probability);
+        sb_puts(&sb, "}");
+    }
+    /* The token goes in the body only when the caller asked for it (sent
+       ?token= or X-MAB-Token, even empty), so that page scripts do not see
+       the state an HttpOnly cookie protects. "$" never occurs in an id. */
+    if (token) {
+        const char *t = mab_request_token(rq);
+        sb_puts(&sb, ",\"$token\":");
+        sb_json_string(&sb, t ? t : "");
+    }
+    sb_puts(&sb, "}\n");
+    header h[2] = {{"Set-Cookie", mab_request_set_cookie(rq)},
+                   {"X-MAB-Debug", mab_request_debug_header(rq)}};
+    enum MHD_Result result = respond_json(d, conn, 200, &sb, h, 2);
+    mab_request_end(rq);
+    mabd_latency_record(d, now_ns() - start);
+    return result;
+}
+
+static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const char *experiment,
+                                    const strbuf *body)
+{
+    if (!valid_id(experiment, strlen(experiment)))
+        return error_reply(d, conn, 400, "expected /v1/reward/EXP with one experiment id");
+    double value = 1;
+    const char *token = NULL;
+    cJSON *json = NULL;
+    if (body->len) {
+        json = cJSON_ParseWithLength(body->data, body->len);
+        if (!cJSON_IsObject(json)) {
+            cJSON_Delete(json);
+            return error_reply(d, conn, 400,
+                               "the body must be a JSON object {\"value\": X, \"token\": T}");
+        }
+        for (const cJSON *c = json->child; c; c = c->next) {
+            if (strcmp(c->string, "value") == 0 && cJSON_IsNumber(c)) {
+                value = c->valuedouble;
+            } else if (strcmp(c->string, "token") == 0 && cJSON_IsString(c)) {
+                token = c->valuestring;
+            } else {
+                enum MHD_Result r = error_reply(
+                    d, conn, 400, "body: unexpected key \"%s\" (expected \"value\": number, "
+                                  "\"token\": string)",
+                    c->string);
+                cJSON_Delete(json);
+                return r;
+            }
+        }
+    }
+    const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie");
+    mab_request *rq;
+    mab_error err = {0, ""};
+    if (mab_request_begin(d->adapter, cookie, token, &rq, &err) != MAB_OK) {
+        cJSON_Delete(json);
+        return error_reply(d, conn, 500, "%s", err.message);
+    }
+    mab_reward_result r;
+    int rc = mab_request_reward(rq, experiment, value, &r, &err);
+    enum MHD_Result result;
+    if (rc != MAB_OK && rc != MAB_ESTORAGE) {
+        result = error_reply(d, conn, http_status(rc), "%s", err.message);
+    } else {
+        strbuf sb;
+        sb_init(&sb);
+        sb_printf(&sb, "{\"counted\":%s,\"reason\":", r.counted ? "true" : "false");
+        if (r.counted)
+            sb_puts(&sb, "null");
+        else
+            sb_json_string(&sb, mab_reward_reason_name(r.reason));
+        sb_puts(&sb, ",\"arm\":");
+        if (r.arm_id)
+            sb_json_string(&sb, r.arm_id);
+        else
+            sb_puts(&sb, "null");
+        if (token) {
+            const char *t = mab_request_token(rq);
+            sb_puts(&sb, ",\"token\":");
+            sb_json_string(&sb, t ? t : "");
+        }
+        sb_puts(&sb, "}\n");
+        header h = {"Set-Cookie", mab_request_set_cookie(rq)};
+        result = respond_json(d, conn, 200, &sb, &h, 1);
+    }
+    mab_request_end(rq);
+    cJSON_Delete(json);
+    return result;
+}
+
+static enum MHD_Result route_redirect(mabd *d, struct MHD_Connection *conn, const char *list)
+{
+    char ids[MAX_EXPERIMENTS_PER_REQUEST][ID_MAX + 1];
+    size_t n;
+    if (!split_ids(list, ids, &n))
+        return error_reply(d, conn, 400, "expected /r/EXP[,EXP...]?to=TARGET[&value=X]");
+    const char *to = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "to");
+    if (!to)
+        return error_reply(d, conn, 400, "missing ?to=TARGET");
+    const char *value_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "value");
+    double value = 1;
+    if (value_text && !parse_number(value_text, &value))
+        return error_reply(d, conn, 400, "value: expected a number");
+    const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie");
+    mab_request *rq;
+    mab_error err = {0, ""};
+    if (mab_request_begin(d->adapter, cookie, request_token(conn), &rq, &err) != MAB_OK)
+        return error_reply(d, conn, 500, "%s", err.message);
+    mab_redirect where = {0, NULL};
+    for (size_t i = 0; i < n; i++) {
+        int rc = mab_request_redirect(rq, ids[i], value, to, NULL, &where, &err);
+        if (rc != MAB_OK && rc != MAB_ESTORAGE) {
+            mab_request_end(rq);
+            return error_reply(d, conn, http_status(rc), "%s", err.message);
+        }
+    }
+    header h[3] = {{"Location", where.location},
+                   {"Set-Cookie", mab_request_set_cookie(rq)},
+                   {"Cache-Control", "no-store"}};
+    enum MHD_Result result = respond(d, conn, (unsigned)where.status, NULL, NULL, 0, h, 3);
+    mab_request_end(rq);
+    return result;
+}
+
+/* ---- admin routes ------------------------------------------------------ */
+
+static enum MHD_Result route_stats(mabd *d, struct MHD_Connection *conn)
+{
+    strbuf sb;
+    sb_init(&sb);
+    mabd_stats_json(d, &sb);
+    return respond_json(d, conn, 200, &sb, NULL, 0);
+}
+
+static enum MHD_Result route_metrics(mabd *d, struct MHD_Connection *conn)
+{
+    strbuf sb;
+    sb_init(&sb);
+    mabd_metrics_write(d, &sb);
+    size_t len;
+    char *body = sb_take(&sb, &len);
+    if (!body)
+        return MHD_NO;
+    return respond(d, conn, 200, "text/plain; version=0.0.4", body, len, NULL, 0);
+}
+
+static enum MHD_Result route_reset(mabd *d, struct MHD_Connection *conn, const char *experiment)
+{
+    if (!valid_id(experiment, strlen(experiment)))
+        return error_reply(d, conn, 400, "expected /v1/reset/EXP with one experiment id");
+    mab_error err = {0, ""};
+    int rc = mab_reset(d->engine, experiment, &err);
+    if (rc != MAB_OK)
+        return error_reply(d, conn, http_status(rc), "%s", err.message);
+    strbuf sb;
+    sb_init(&sb);
+    sb_puts(&sb, "{\"reset\":");
+    sb_json_string(&sb, experiment);
+    sb_puts(&sb, "}\n");
+    return respond_json(d, conn, 200, &sb, NULL, 0);
+}
+
+static const header page_headers[] = {
+    {"Cache-Control", "no-store"},
+    {"X-Content-Type-Options", "nosniff"},
+    {"X-Frame-Options", "DENY"},
+    {"Content-Security-Policy",
+     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"},
+};
+
+static enum MHD_Result route_dashboard(mabd *d, struct MHD_Connection *conn)
+{
+    static const char marker[] = "<!--MAB_DATA-->";
+    const char *html = (const char *)mabd_asset_dashboard_html;
+    size_t html_len = mabd_asset_dashboard_html_len;
+    const char *at = memmem(html, html_len, marker, sizeof marker - 1);
+    strbuf sb;
+    sb_init(&sb);
+    size_t head = at ? (size_t)(at - html) : html_len;
+    sb_append(&sb, html, head);
+    if (at) {
+        /* JSON in a non-executed script element; sb_json_string escapes '<'. */
+        sb_puts(&sb, "<script id=\"mab-data\" type=\"application/json\">");
+        mabd_dashboard_json(d, &sb);
+        sb_puts(&sb, "</script>");
+        sb_append(&sb, at + sizeof marker - 1, html_len - head - (sizeof marker - 1));
+    }
+    size_t len;
+    char *body = sb_take(&sb, &len);
+    if (!body)
+        return MHD_NO;
+    return respond(d, conn, 200, "text/html; charset=utf-8", body, len, page_headers,
+                   sizeof page_headers / sizeof page_headers[0]);
+}
+
+static enum MHD_Result route_dashboard_json(mabd *d, struct MHD_Connection *conn)
+{
+    strbuf sb;
+    sb_init(&sb);
+    mabd_dashboard_json(d, &sb);
+    return respond_json(d, conn, 200, &sb, NULL, 0);
+}
+
+static enum MHD_Result asset(mabd *d, struct MHD_Connection *conn, const unsigned char *bytes,
+                             size_t len, const char *type)
+{
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return MHD_NO;
+    memcpy(copy, bytes, len);
+    header h[2] = {{"Cache-Control", "max-age=300"}, {"X-Content-Type-Options", "nosniff"}};
+    return respond(d, conn, 200, type, copy, len, h, 2);
+}
+
+/* ---- static files -------------------------------------------------------- */
+
+static const char *content_type_of(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {{".html", "text/html; charset=utf-8"},
+                 {".js", "text/javascript; charset=utf-8"},
+                 {".css", "text/css; charset=utf-8"},
+                 {".json", "application/json"},
+                 {".svg", "image/svg+xml"},
+                 {".png", "image/png"},
+                 {".ico", "image/x-icon"},
+                 {".txt", "text/plain; charset=utf-8"}};
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+/* Only plain relative names: no "..", no hidden files, no backslashes. */
+static int safe_relative(const char *rel)
+{
+    if (strlen(rel) > 512 || strchr(rel, '\\'))
+        return 0;
+    const char *p = rel;
+    while (*p) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || p[0] == '.')
+            return 0;
+        p += n;
+        if (*p == '/')
+            p++;
+    }
+    return 1;
+}
+
+static enum MHD_Result route_static(mabd *d, struct MHD_Connection *conn, const char *rel)
+{
+    char rel_index[600];
+    if (rel[0] == '\0' || rel[strlen(rel) - 1] == '/') {
+        snprintf(rel_index, sizeof rel_index, "%sindex.html", rel);
+        rel = rel_index;
+    }
+    if (!safe_relative(rel))
+        return error_reply(d, conn, 404, "not found");
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", d->settings.static_dir, rel);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (uint64_t)st.st_size > STATIC_FILE_MAX) {
+        if (fd >= 0)
+            close(fd);
+        return error_reply(d, conn, 404, "not found");
+    }
+    char *bytes = malloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    ssize_t r;
+    while (bytes && got < (size_t)st.st_size &&
+           (r = read(fd, bytes + got, (size_t)st.st_size - got)) > 0)
+        got += (size_t)r;
+    close(fd);
+    if (!bytes)
+        return MHD_NO;
+    return respond(d, conn, 200, content_type_of(path), bytes, got, page_headers, 3);
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+static const char *after(const char *url, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(url, prefix, n) == 0 ? url + n : NULL;
+}
+
+static enum MHD_Result method_not_allowed(mabd *d, struct MHD_Connection *conn, const char *allow)
+{
+    strbuf sb;
+    sb_init(&sb);
+    sb_printf(&sb, "{\"error\":\"method not allowed; use %s\"}\n", allow);
+    header h = {"Allow", allow};
+    return respond_json(d, conn, 405, &sb, &h, 1);
+}
+
+static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *url, int is_get,
+                             const post_state *post)
+{
+    const char *rest;
+    if (strcmp(url, "/healthz") == 0) {
+        strbuf sb;
+        sb_init(&sb);
+        sb_puts(&sb, "{\"status\":\"ok\",\"storage\":");
+        sb_json_string(&sb, mab_storage_name(d->engine));
+        sb_puts(&sb, "}\n");
+        return respond_json(d, conn, 200, &sb, NULL, 0);
+    }
+    if ((rest = after(url, "/v1/choose/")))
+        return is_get ? route_choose(d, conn, rest) : method_not_allowed(d, conn, "GET");
+    if ((rest = after(url, "/r/")))
+        return is_get ? route_redirect(d, conn, rest) : method_not_allowed(d, conn, "GET");
+    if ((rest = after(url, "/v1/reward/"))) {
+        if (is_get)
+            return method_not_allowed(d, conn, "POST");
+        if (post->too_large)
+            return error_reply(d, conn, 413, "request body larger than %d bytes", MABD_BODY_MAX);
+        return route_reward(d, conn, rest, &post->body);
+    }
+    if (strcmp(url, "/assets/dashboard.js") == 0)
+        return asset(d, conn, mabd_asset_dashboard_js, mabd_asset_dashboard_js_len,
+                     "text/javascript; charset=utf-8");
+    if (strcmp(url, "/assets/dashboard.css") == 0)
+        return asset(d, conn, mabd_asset_dashboard_css, mabd_asset_dashboard_css_len,
+                     "text/css; charset=utf-8");
+    if (d->settings.static_url && (rest = after(url, d->settings.static_url)))
+        return is_get ? route_static(d, conn, rest) : method_not_allowed(d, conn, "GET");
+
+    int admin = strcmp(url, "/") == 0 || strcmp(url, "/v1/stats") == 0 ||
+                strcmp(url, "/metrics") == 0 || strcmp(url, "/v1/dashboard") == 0 ||
+                after(url, "/v1/reset/");
+    if (!admin)
+        return error_reply(d, conn, 404, "no route %s", url);
+    if (!admin_ok(d, conn))
+        return unauthorized(d, conn);
+    if ((rest = after(url, "/v1/reset/")))
+        return is_get ? method_not_allowed(d, conn, "POST") : route_reset(d, conn, rest);
+    if (!is_get)
+        return method_not_allowed(d, conn, "GET");
+    if (strcmp(url, "/") == 0)
+        return route_dashboard(d, conn);
+    if (strcmp(url, "/v1/dashboard") == 0)
+        return route_dashboard_json(d, conn);
+    if (strcmp(url, "/v1/stats") == 0)
+        return route_stats(d, conn);
+    return route_metrics(d, conn);
+}
+
+static enum MHD_Result dispatch(mabd *d, struct MHD_Connection *conn, const char *url,
+                                int is_get, const post_state *post)
+{
+    pthread_rwlock_rdlock(&d->lock);
+    enum MHD_Result rc = route(d, conn, url, is_get, post);
+    pthread_rwlock_unlock(&d->lock);
+    return rc;
+}
+
+/* Marks a GET request between its first call (headers) and its second. */
+static int get_marker;
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **state)
+{
+    mabd *d = cls;
+    int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (!is_get && strcmp(method, "POST") != 0)
+        return method_not_allowed(d, conn, "GET, POST");
+    /* Answer on the second call, once MHD has read the whole request:
+       answering on the first makes it close the connection (no keep-alive). */
+    if (!*state) {
+        if (is_get) {
+            *state = &get_marker;
+        } else {
+            post_state *post = calloc(1, sizeof *post);
+            if (!post)
+                return MHD_NO;
+            sb_init(&post->body);
+            *state = post;
+        }
+        atomic_fetch_add(&d->in_flight, 1);
+        return MHD_YES;
+    }
+    if (is_get)
+        return dispatch(d, conn, url, 1, NULL);
+    post_state *post = *state;
+    if (*upload_data_size) {
+        if (post->body.len + *upload_data_size > MABD_BODY_MAX)
+            post->too_large = 1;
+        else
+            sb_append(&post->body, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (post->body.failed)
+        return MHD_NO;
+    return dispatch(d, conn, url, 0, post);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
+                         enum MHD_RequestTerminationCode toe)
+{
+    mabd *d = cls;
+    if (!*state)
+        return;
+    if (*state != &get_marker) {
+        post_state *post = *state;
+        sb_free(&post->body);
+        free(post);
+    }
+    *state = NULL;
+    atomic_fetch_sub(&d->in_flight, 1);
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+    fputs("mabd: libmicrohttpd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+struct MHD_Daemon *mabd_server_start(mabd *d, unsigned *bound_port, char *msg, size_t cap)
+{
+    const mabd_settings *s = &d->settings;
+    char host[128];
+    snprintf(host, sizeof host, "%s", s->listen);
+    char *colon = strrchr(host, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (!colon || !end || *end || port < 0 || port > 65535) {
+        snprintf(msg, cap, "listen: expected HOST:PORT with an IPv4 address, got \"%s\"",
+                 s->listen);
+        return NULL;
+    }
+    *colon = '\0';
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        snprintf(msg, cap, "listen: \"%s\" is not an IPv4 address", host);
+        return NULL;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    struct MHD_Daemon *daemon = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, d, MHD_OPTION_EXTERNAL_LOGGER, log_mhd,
+        d, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, d, MHD_OPTION_END);
+    if (!daemon) {
+        snprintf(msg, cap, "cannot listen on %s: %s", s->listen, strerror(errno));
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    *bound_port = info ? info->port : (unsigned)port;
+    return daemon;
+}

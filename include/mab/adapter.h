@@ -1,0 +1,255 @@
+/*
+ * adapter.h - request hooks for hosts (HTTP servers, frameworks, your C
+ * program): sticky choice through a signed cookie, rewards counted once per
+ * assignment, guarded redirects.
+ *
+ * The adapter is host-neutral. It takes the strings a host already has (the
+ * Cookie header or a token, experiment ids, a reward value, a redirect
+ * target) and returns the strings the host must send (a Set-Cookie value, a
+ * token, a status and a Location, an X-MAB-Debug value). It never does I/O
+ * on the network and never prints.
+ *
+ * A typical request:
+ *
+ *     mab_request *rq;
+ *     mab_request_begin(adapter, cookie_header, NULL, &rq, &err);
+ *     mab_assignment a;
+ *     mab_request_choose(rq, "color_btn", &a, &err);   // a.arm_id, a.value_json
+ *     const char *set_cookie = mab_request_set_cookie(rq); // NULL: send none
+ *     ...send the response...
+ *     mab_request_end(rq);
+ *
+ * Conventions are those of mab.h: int status (MAB_OK or a negative MAB_E*),
+ * a `mab_error *err` last (may be NULL), no printing, no exit().
+ *
+ * The cookie. One cookie holds one entry per experiment: the arm id, a
+ * random 128-bit assignment id, a "rewarded" flag, the probability the arm
+ * was chosen with and the time it was issued. It is serialised compactly,
+ * signed with HMAC-SHA-256 (libsodium crypto_auth_hmacsha256) and encoded as
+ * base64url without padding. A cookie whose signature does not verify under
+ * any configured key, that cannot be parsed, or whose entries were issued
+ * more than `cookie.max_age` seconds ago is ignored (the visitor gets a fresh
+ * assignment) and counted (mab_adapter_counters); it never makes a call
+ * fail. The same string serves as a token for callers without cookies.
+ *
+ * Threads: one mab_adapter may be used by any number of threads at once;
+ * a mab_request belongs to one thread at a time. mab_adapter_reload() must
+ * not run concurrently with requests on the same adapter.
+ */
+#ifndef MAB_ADAPTER_H
+#define MAB_ADAPTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mab/mab.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mab_adapter mab_adapter;
+typedef struct mab_request mab_request;
+
+/**
+ * @brief Create an adapter over an open engine, with the engine's config
+ *        keys `secret_file`, `cookie`, `redirect_allow` and `debug_header`
+ *        (docs/config.md). Reads the key file.
+ * @param engine must outlive the adapter, or until mab_adapter_reload()
+ *        points the adapter at another engine.
+ * @param out receives the adapter; free it with mab_adapter_close().
+ * @return MAB_OK; MAB_ECONFIG when the config has no `secret_file` or the
+ *         key file is malformed, too open (readable or writable by others)
+ *         or holds no key; MAB_EIO when it cannot be read; MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err);
+
+/**
+ * @brief Point the adapter at another engine (a reloaded config) and re-read
+ *        its settings and key file. The counters and the memory of rewarded
+ *        assignments are kept. On failure nothing changes and the adapter
+ *        keeps serving with the old engine and settings.
+ * @return as mab_adapter_open().
+ */
+MAB_EXPORT int mab_adapter_reload(mab_adapter *adapter, mab_engine *engine, mab_error *err);
+
+/** @brief Free the adapter (not the engine). adapter may be NULL. */
+MAB_EXPORT void mab_adapter_close(mab_adapter *adapter);
+
+/**
+ * @brief Create a key file for `secret_file`: 32 random bytes (libsodium
+ *        randombytes_buf), base64 on one line, mode 0600. Never overwrites.
+ *        Key file format: one base64 key (standard alphabet, 32 bytes) per
+ *        line; blank lines and lines starting with '#' are ignored; the first
+ *        key signs, every key verifies (list the new key first and keep the
+ *        old one below it for a cookie lifetime when rotating).
+ * @return MAB_OK; MAB_EIO (the file exists or cannot be created or written;
+ *         the message names it).
+ */
+MAB_EXPORT int mab_adapter_keygen(const char *path, mab_error *err);
+
+/** @brief The engine the adapter currently serves. */
+MAB_EXPORT mab_engine *mab_adapter_engine(const mab_adapter *adapter);
+
+/* Counters since mab_adapter_open(), for metrics. Monotonic. */
+typedef struct mab_adapter_counters {
+    uint64_t cookies_forged;     /* present but bad signature, truncated or unparseable */
+    uint64_t cookies_expired;    /* signed entries older than cookie.max_age, dropped */
+    uint64_t assignments;        /* new assignments (pulls counted by the adapter) */
+    uint64_t rewards_counted;
+    uint64_t rewards_refused;    /* every reward that counted nothing, replays included */
+    uint64_t replays_refused;    /* of those: an assignment already rewarded */
+    uint64_t replay_evictions;   /* remembered ids dropped early because memory was full */
+    uint64_t redirects_refused;  /* redirect targets refused by the guard */
+} mab_adapter_counters;
+
+/** @brief Read the counters (each is read atomically; the set is not a snapshot). */
+MAB_EXPORT void mab_adapter_get_counters(const mab_adapter *adapter, mab_adapter_counters *out);
+
+/**
+ * @brief Start handling one request.
+ * @param cookie_header the request's Cookie header as received ("a=1; mab=..."),
+ *        or NULL. Several cookies of the configured name may be present (from
+ *        different paths); the first that verifies is used.
+ * @param token a token returned earlier by mab_request_token(), used in place
+ *        of the cookie by callers without a cookie jar; NULL when absent. When
+ *        both are given the token wins.
+ * @param out receives the request; free it with mab_request_end().
+ * @return MAB_OK, MAB_EINVAL (adapter or out NULL) or MAB_ENOMEM. A bad
+ *         cookie or token is not an error: it is ignored and counted.
+ */
+MAB_EXPORT int mab_request_begin(mab_adapter *adapter, const char *cookie_header,
+                                 const char *token, mab_request **out, mab_error *err);
+
+/** @brief Free a request and every string it returned. rq may be NULL. */
+MAB_EXPORT void mab_request_end(mab_request *rq);
+
+/* What mab_request_choose() returns. Strings are valid until mab_request_end(). */
+typedef struct mab_assignment {
+    const char *experiment;
+    const char *arm_id;
+    const char *value_json;  /* the arm's value as JSON text */
+    double probability;      /* probability the arm was chosen with when it was
+                                assigned, NAN when the policy cannot tell */
+    int is_new;              /* 1: assigned now and a pull was counted;
+                                0: kept from the cookie, no pull counted */
+} mab_assignment;
+
+/**
+ * @brief Give the visitor an arm of `experiment`. When the cookie (or token)
+ *        holds a valid, unexpired entry for it whose arm still exists, that
+ *        arm is kept and no pull is counted; otherwise the policy chooses, one
+ *        pull is counted (mab_choose) and the entry is replaced. Calling it for
+ *        several experiments, or twice for one, within a request is fine: each
+ *        experiment gets one entry and at most one pull per request.
+ * @return MAB_OK; MAB_ENOTFOUND (unknown experiment); MAB_EPLUGIN (the
+ *         policy failed); MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *out,
+                                  mab_error *err);
+
+/* Why a reward counted nothing. Values are never renumbered. */
+typedef enum mab_reward_reason {
+    MAB_REWARD_COUNTED = 0,          /* it counted */
+    MAB_REWARD_NO_COOKIE = 1,        /* no cookie or token came with the request */
+    MAB_REWARD_INVALID_COOKIE = 2,   /* the cookie or token was forged, truncated or unparseable */
+    MAB_REWARD_NO_ASSIGNMENT = 3,    /* valid cookie, but no entry for this experiment */
+    MAB_REWARD_ALREADY_REWARDED = 4, /* the entry is marked rewarded */
+    MAB_REWARD_REPLAYED = 5,         /* an older copy of the cookie was sent again */
+    MAB_REWARD_ARM_REMOVED = 6,      /* the assigned arm is no longer in the config */
+    MAB_REWARD_EXPIRED = 7           /* the entry is older than cookie.max_age */
+} mab_reward_reason;
+
+/** @brief A short stable name for a reason: "counted", "no_cookie", "invalid_cookie",
+ *         "no_assignment", "already_rewarded", "replayed", "arm_removed", "expired". */
+MAB_EXPORT const char *mab_reward_reason_name(mab_reward_reason reason);
+
+/* What mab_request_reward() and mab_request_redirect() return. */
+typedef struct mab_reward_result {
+    int counted;               /* 1 when the reward was recorded */
+    mab_reward_reason reason;  /* MAB_REWARD_COUNTED or why not */
+    const char *arm_id;        /* the arm credited, or NULL; valid until mab_request_end() */
+} mab_reward_result;
+
+/**
+ * @brief Credit the visitor's arm of `experiment` with `value`, once per
+ *        assignment: the entry is marked rewarded (so the new cookie carries
+ *        the flag) and its assignment id is remembered server side until the
+ *        entry would expire anyway, so resending the old cookie counts nothing.
+ *        The memory is bounded (mab_adapter_counters.replay_evictions counts
+ *        ids dropped early when it is full).
+ * @param out says whether it counted and, when not, why. A reward that
+ *        cannot be counted for one of the mab_reward_reason reasons is not an
+ *        error: the call returns MAB_OK with out->counted = 0.
+ * @return MAB_OK; MAB_ENOTFOUND (unknown experiment); MAB_EINVAL (NaN or
+ *         infinite value); MAB_ERANGE (outside the experiment's reward range);
+ *         MAB_ENOMEM. With `sync: "always"` a failed write is reported as
+ *         by mab_reward() (MAB_ESTORAGE; the reward stays queued and out->counted
+ *         is 1).
+ */
+MAB_EXPORT int mab_request_reward(mab_request *rq, const char *experiment, double value,
+                                  mab_reward_result *out, mab_error *err);
+
+/* Where to send the visitor after a reward. */
+typedef struct mab_redirect {
+    int status;           /* 303 (See Other) */
+    const char *location; /* the target, verbatim; valid until mab_request_end() */
+} mab_redirect;
+
+/**
+ * @brief The guard alone: is `target` an acceptable redirect target?
+ *        Accepted: a relative path (exactly one leading '/', no backslash, no
+ *        control character, no percent-encoded '/', '\\' or control character,
+ *        no scheme), or a target that starts with an entry of `redirect_allow`.
+ *        An absolute entry "https://host[:port]/path" matches targets with the
+ *        same scheme and host (case-insensitive) and port, whose path starts
+ *        with the entry's path; when that path does not end in '/', the next
+ *        character of the target must be '/', '?', '#' or the end. So
+ *        "https://shop.example.com/" never matches
+ *        "https://shop.example.com.evil/" nor "https://shop.example.com@evil/".
+ * @return MAB_OK, or MAB_EINVAL with a sentence saying why it was refused.
+ */
+MAB_EXPORT int mab_adapter_check_redirect(const mab_adapter *adapter, const char *target,
+                                          mab_error *err);
+
+/**
+ * @brief mab_request_reward(), then a redirect. The target is checked first:
+ *        a refused target counts nothing and returns MAB_EINVAL (answer 400).
+ *        Otherwise the reward is attempted (whether it counted is in
+ *        `result`) and `out` holds status 303 and the Location, even when the
+ *        reward counted nothing, so a visitor always reaches the page.
+ * @param result may be NULL.
+ * @return MAB_OK; MAB_EINVAL (target refused, or NaN value); the errors of
+ *         mab_request_reward().
+ */
+MAB_EXPORT int mab_request_redirect(mab_request *rq, const char *experiment, double value,
+                                    const char *target, mab_reward_result *result,
+                                    mab_redirect *out, mab_error *err);
+
+/**
+ * @brief The value of the Set-Cookie header to send ("mab=...; Path=/; Max-Age=...;
+ *        HttpOnly; SameSite=Lax"), or NULL when the cookie did not change.
+ *        Valid until the next call on rq or mab_request_end().
+ */
+MAB_EXPORT const char *mab_request_set_cookie(mab_request *rq);
+
+/**
+ * @brief The signed state as a token (the cookie's value), for callers
+ *        without cookies: send it back through mab_request_begin()'s `token`.
+ *        NULL when the request holds no entry. Valid as mab_request_set_cookie().
+ */
+MAB_EXPORT const char *mab_request_token(mab_request *rq);
+
+/**
+ * @brief The X-MAB-Debug header value when `debug_header` is on, else NULL:
+ *        "STORE; exp:arm;exp2:arm2" when this request made a new assignment,
+ *        "SAVED; exp:arm;..." otherwise, listing the experiments chosen in
+ *        this request. NULL too when no experiment was chosen.
+ *        Valid as mab_request_set_cookie().
+ */
+MAB_EXPORT const char *mab_request_debug_header(mab_request *rq);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAB_ADAPTER_H */

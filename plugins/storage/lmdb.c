@@ -1,0 +1,704 @@
+/*
+ * lmdb.c - storage in an LMDB environment, shared by every process on a machine.
+ *
+ * Config: {"plugin": "lmdb", "path": "var/mab.lmdb", "map_size": 67108864,
+ *          "max_readers": 126}
+ * "path" is a directory (created if missing, relative to the config file's
+ * directory) holding LMDB's data.mdb and lock.mdb.
+ *
+ * Layout (format version 1), two named databases:
+ *   "meta":    "format" -> "mab-lmdb-storage", "version" -> uint32 1
+ *   "records": "EXP\0ARM" (no trailing NUL) -> stored_record (40 bytes,
+ *              native byte order, like LMDB's own pages)
+ * Ids never contain NUL (the engine allows A-Z a-z 0-9 _ -), so the first NUL
+ * of a key splits it, and "EXP\0" is a prefix that sorts all of an
+ * experiment's records together (reset and replace walk it with a cursor).
+ *
+ * Every apply is one write transaction doing read-modify-write on each
+ * record, so any number of processes can add to the same records without
+ * losing an increment: LMDB serialises writers with a process-shared robust
+ * mutex, which a killed writer releases. The environment is opened without
+ * MDB_NOSYNC / MDB_NOMETASYNC, so a committed transaction is on disk when
+ * mdb_txn_commit returns; the core only calls apply when it wants that.
+ *
+ * The map grows by itself: on MDB_MAP_FULL the transaction is aborted, the
+ * map doubled with mdb_env_set_mapsize (allowed because the core never enters
+ * a plugin from two threads at once and this plugin holds no transaction
+ * between calls) and the transaction retried. When another process grew the
+ * map past ours, mdb_txn_begin says MDB_MAP_RESIZED and we adopt its size.
+ *
+ * LMDB forbids opening one environment twice in one process (closing the
+ * second would drop the first one's file locks), so a second open of the same
+ * directory in the same process is refused with MAB_EBUSY; other processes
+ * are welcome. A child forked while the store is open must open its own.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "mab/storage.h"
+
+#define LMDB_STORE_FORMAT "mab-lmdb-storage"
+#define LMDB_STORE_VERSION 1u
+#define LMDB_RECORD_VERSION 1u
+#define LMDB_DEFAULT_MAP_SIZE (64 * 1024 * 1024)
+#define LMDB_MIN_MAP_SIZE (32 * 1024)
+#define LMDB_MAX_MAP_SIZE (INT64_C(1) << 40) /* 1 TiB: far past any sane counter table */
+#define LMDB_DEFAULT_READERS 126
+#define LMDB_REFRESH_MS 100
+#define ID_MAX 255 /* longest id this plugin stores; keys are at most 511 bytes */
+
+/* One record's value. Fixed size; `version` lets a later format coexist. */
+typedef struct stored_record {
+    uint32_t version; /* LMDB_RECORD_VERSION */
+    uint32_t reserved; /* 0 */
+    uint64_t pulls;
+    uint64_t rewards;
+    double reward_sum;
+    double reward_sum_sq;
+} stored_record;
+
+typedef struct lmdb_store {
+    char path[PATH_MAX];
+    MDB_env *env;
+    MDB_dbi meta_dbi;
+    MDB_dbi records_dbi;
+    dev_t dev; /* of the directory: identifies the store in this process */
+    ino_t ino;
+    struct lmdb_store *next_open; /* in open_stores */
+} lmdb_store;
+
+/* Stores open in this process, so a second open of one directory is refused. */
+static pthread_mutex_t open_stores_mu = PTHREAD_MUTEX_INITIALIZER;
+static lmdb_store *open_stores;
+static pid_t open_stores_pid;
+
+/* ---- errors ----------------------------------------------------------- */
+
+/* A hint for the LMDB or system errors a user can act on, or "". */
+static const char *error_hint(int rc)
+{
+    switch (rc) {
+    case EACCES:
+    case EROFS:
+    case EPERM:
+        return " (the directory and its data.mdb and lock.mdb must be writable)";
+    case ENOSPC:
+        return " (the disk is full)";
+    case ENOTDIR:
+        return " (path must name a directory)";
+    case MDB_READERS_FULL:
+        return " (raise max_readers: more processes and threads read than it allows)";
+    case MDB_VERSION_MISMATCH:
+    case MDB_INVALID:
+        return " (not an LMDB environment of this LMDB version)";
+    case MDB_MAP_FULL:
+        return " (map_size could not grow further)";
+    default:
+        return "";
+    }
+}
+
+static int lmdb_fail(const lmdb_store *st, mab_error *err, int code, const char *what, int rc)
+{
+    return mab_error_set(err, code, "%s: %s: %s%s", st->path, what, mdb_strerror(rc),
+                         error_hint(rc));
+}
+
+/* ---- keys and values -------------------------------------------------- */
+
+typedef struct record_key {
+    char bytes[2 * ID_MAX + 2];
+    size_t len;
+} record_key;
+
+/* "EXP\0ARM"; arm NULL gives the prefix "EXP\0". -1 when an id is too long. */
+static int key_make(record_key *k, const char *experiment, const char *arm)
+{
+    size_t exp_len = strlen(experiment), arm_len = arm ? strlen(arm) : 0;
+    if (exp_len == 0 || exp_len > ID_MAX || arm_len > ID_MAX || (arm && arm_len == 0))
+        return -1;
+    memcpy(k->bytes, experiment, exp_len);
+    k->bytes[exp_len] = '\0';
+    if (arm)
+        memcpy(k->bytes + exp_len + 1, arm, arm_len);
+    k->len = exp_len + 1 + arm_len;
+    return 0;
+}
+
+static int key_has_prefix(const MDB_val *key, const record_key *prefix)
+{
+    return key->mv_size >= prefix->len && memcmp(key->mv_data, prefix->bytes, prefix->len) == 0;
+}
+
+/* Read a value into *out; -1 when it is not a record of a version we know. */
+static int record_decode(const MDB_val *value, stored_record *out)
+{
+    if (value->mv_size != sizeof *out)
+        return -1;
+    memcpy(out, value->mv_data, sizeof *out); /* LMDB values need not be aligned */
+    return out->version == LMDB_RECORD_VERSION ? 0 : -1;
+}
+
+/* Describe a record that does not decode, naming its key. */
+static int record_corrupt(const lmdb_store *st, const MDB_val *key, const MDB_val *value,
+                          mab_error *err)
+{
+    const char *k = key->mv_data;
+    size_t exp_len = strnlen(k, key->mv_size);
+    const char *arm = exp_len < key->mv_size ? k + exp_len + 1 : "";
+    int arm_len = exp_len < key->mv_size ? (int)(key->mv_size - exp_len - 1) : 0;
+    uint32_t version = 0;
+    if (value->mv_size >= sizeof version)
+        memcpy(&version, value->mv_data, sizeof version);
+    return mab_error_set(err, MAB_ECORRUPT,
+                         "%s: record %.*s.%.*s is unreadable (%zu bytes, record version %" PRIu32
+                         "; this lmdb plugin reads %zu-byte records of version %u)",
+                         st->path, (int)exp_len, k, arm_len, arm, value->mv_size, version,
+                         sizeof(stored_record), LMDB_RECORD_VERSION);
+}
+
+/* ---- transactions ----------------------------------------------------- */
+
+/* Begin a transaction, adopting a map size another process grew. */
+static int txn_begin(lmdb_store *st, unsigned flags, MDB_txn **txn)
+{
+    int rc = mdb_txn_begin(st->env, NULL, flags, txn);
+    if (rc == MDB_MAP_RESIZED) {
+        rc = mdb_env_set_mapsize(st->env, 0);
+        if (rc == MDB_SUCCESS)
+            rc = mdb_txn_begin(st->env, NULL, flags, txn);
+    }
+    return rc;
+}
+
+/* Double the map. No transaction of this process may be open. */
+static int map_grow(lmdb_store *st)
+{
+    MDB_envinfo info;
+    int rc = mdb_env_info(st->env, &info);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    if ((int64_t)info.me_mapsize >= LMDB_MAX_MAP_SIZE)
+        return MDB_MAP_FULL;
+    return mdb_env_set_mapsize(st->env, info.me_mapsize * 2);
+}
+
+/*
+ * The body of one write transaction: returns an LMDB or errno code (then the
+ * transaction is aborted), or, for errors of its own, MDB_SUCCESS with
+ * *status set to a MAB_E* code and err filled.
+ */
+typedef int (*write_body)(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
+                          mab_error *err);
+
+/* Run body in a write transaction and commit it, growing the map as needed. */
+static int write_txn(lmdb_store *st, const char *what, write_body body, const void *arg,
+                     mab_error *err)
+{
+    for (;;) {
+        MDB_txn *txn;
+        int rc = txn_begin(st, 0, &txn);
+        if (rc != MDB_SUCCESS)
+            return lmdb_fail(st, err, MAB_ESTORAGE, what, rc);
+        int status = MAB_OK;
+        rc = body(st, txn, arg, &status, err);
+        if (rc != MDB_SUCCESS || status != MAB_OK) {
+            mdb_txn_abort(txn);
+        } else {
+            rc = mdb_txn_commit(txn); /* frees txn, committed or not */
+        }
+        if (rc == MDB_MAP_FULL && map_grow(st) == MDB_SUCCESS)
+            continue;
+        if (rc != MDB_SUCCESS)
+            return lmdb_fail(st, err, MAB_ESTORAGE, what, rc);
+        return status;
+    }
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+/* mkdir -p; -1 with errno on failure. */
+static int make_directories(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        buf[i] = saved;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return -1;
+    if (!S_ISDIR(sb.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* Check the format and version, or write them into a new store. */
+static int open_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
+                     mab_error *err)
+{
+    (void)arg;
+    MDB_dbi main_dbi;
+    int rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    rc = mdb_dbi_open(txn, "meta", 0, &st->meta_dbi);
+    if (rc == MDB_NOTFOUND) {
+        /* A new store: the environment must be empty, not someone else's. */
+        MDB_stat stat;
+        if ((rc = mdb_stat(txn, main_dbi, &stat)) != MDB_SUCCESS)
+            return rc;
+        if (stat.ms_entries != 0) {
+            *status = mab_error_set(err, MAB_ECORRUPT,
+                                    "%s: an LMDB environment that is not a mab store (it has "
+                                    "no \"meta\" database); refusing to change it",
+                                    st->path);
+            return MDB_SUCCESS;
+        }
+        uint32_t version = LMDB_STORE_VERSION;
+        MDB_val k = {6, "format"}, v = {sizeof LMDB_STORE_FORMAT - 1, LMDB_STORE_FORMAT};
+        MDB_val vk = {7, "version"}, vv = {sizeof version, &version};
+        if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta_dbi)) != MDB_SUCCESS ||
+            (rc = mdb_put(txn, st->meta_dbi, &k, &v, 0)) != MDB_SUCCESS ||
+            (rc = mdb_put(txn, st->meta_dbi, &vk, &vv, 0)) != MDB_SUCCESS)
+            return rc;
+        return mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi);
+    }
+    if (rc == MDB_INCOMPATIBLE) {
+        *status = mab_error_set(err, MAB_ECORRUPT,
+                                "%s: \"meta\" is not a database; not a mab lmdb store", st->path);
+        return MDB_SUCCESS;
+    }
+    if (rc != MDB_SUCCESS)
+        return rc;
+
+    MDB_val k = {6, "format"}, v;
+    rc = mdb_get(txn, st->meta_dbi, &k, &v);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        return rc;
+    if (rc == MDB_NOTFOUND || v.mv_size != sizeof LMDB_STORE_FORMAT - 1 ||
+        memcmp(v.mv_data, LMDB_STORE_FORMAT, v.mv_size) != 0) {
+        *status = mab_error_set(err, MAB_ECORRUPT,
+                                "%s: meta format is not \"" LMDB_STORE_FORMAT
+                                "\"; not a mab lmdb store",
+                                st->path);
+        return MDB_SUCCESS;
+    }
+    MDB_val vk = {7, "version"};
+    uint32_t version = 0;
+    rc = mdb_get(txn, st->meta_dbi, &vk, &v);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        return rc;
+    if (rc == MDB_NOTFOUND || v.mv_size != sizeof version) {
+        *status = mab_error_set(err, MAB_ECORRUPT, "%s: meta version is missing or unreadable",
+                                st->path);
+        return MDB_SUCCESS;
+    }
+    memcpy(&version, v.mv_data, sizeof version);
+    if (version != LMDB_STORE_VERSION) {
+        *status = mab_error_set(err, MAB_ECORRUPT,
+                                "%s: unsupported store version %" PRIu32
+                                " (this lmdb plugin reads version %u)",
+                                st->path, version, LMDB_STORE_VERSION);
+        return MDB_SUCCESS;
+    }
+    return mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi);
+}
+
+/* Register st as open in this process; MAB_EBUSY when its directory already is. */
+static int registry_add(lmdb_store *st, mab_error *err)
+{
+    pthread_mutex_lock(&open_stores_mu);
+    if (open_stores_pid != getpid()) {
+        /* Stores listed by the parent of a fork are not open in this child. */
+        open_stores = NULL;
+        open_stores_pid = getpid();
+    }
+    int rc = MAB_OK;
+    for (const lmdb_store *o = open_stores; o; o = o->next_open)
+        if (o->dev == st->dev && o->ino == st->ino)
+            rc = mab_error_set(err, MAB_EBUSY,
+                               "%s is already open in this process (as %s); LMDB allows one "
+                               "open per process, so share one engine",
+                               st->path, o->path);
+    if (rc == MAB_OK) {
+        st->next_open = open_stores;
+        open_stores = st;
+    }
+    pthread_mutex_unlock(&open_stores_mu);
+    return rc;
+}
+
+static void registry_remove(lmdb_store *st)
+{
+    pthread_mutex_lock(&open_stores_mu);
+    if (open_stores_pid == getpid())
+        for (lmdb_store **p = &open_stores; *p; p = &(*p)->next_open)
+            if (*p == st) {
+                *p = st->next_open;
+                break;
+            }
+    pthread_mutex_unlock(&open_stores_mu);
+}
+
+static void store_free(lmdb_store *st, int registered)
+{
+    if (registered)
+        registry_remove(st);
+    if (st->env)
+        mdb_env_close(st->env);
+    free(st);
+}
+
+static int read_params(mab_params *params, lmdb_store *st, int64_t *map_size,
+                       int64_t *max_readers, mab_error *err)
+{
+    int rc = mab_params_path(params, "path", NULL, st->path, sizeof st->path);
+    if (rc == MAB_OK)
+        rc = mab_params_int(params, "map_size", LMDB_DEFAULT_MAP_SIZE, LMDB_MIN_MAP_SIZE,
+                            LMDB_MAX_MAP_SIZE, map_size);
+    if (rc == MAB_OK)
+        rc = mab_params_int(params, "max_readers", LMDB_DEFAULT_READERS, 1, 1 << 20,
+                            max_readers);
+    if (rc != MAB_OK)
+        return mab_error_set(err, rc, "%s", mab_params_last_error(params));
+    /* LMDB wants a multiple of the page size. */
+    int64_t page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+    *map_size = (*map_size + page - 1) / page * page;
+    return MAB_OK;
+}
+
+static int lmdb_open(mab_params *params, void **state, mab_error *err)
+{
+    lmdb_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return mab_error_set(err, MAB_ENOMEM, "lmdb: out of memory");
+    int64_t map_size, max_readers;
+    int rc = read_params(params, st, &map_size, &max_readers, err);
+    if (rc != MAB_OK) {
+        store_free(st, 0);
+        return rc;
+    }
+    struct stat sb;
+    if (make_directories(st->path) != 0 || stat(st->path, &sb) != 0) {
+        int saved = errno;
+        rc = lmdb_fail(st, err, MAB_ESTORAGE, "cannot create the store's directory", saved);
+        store_free(st, 0);
+        return rc;
+    }
+    st->dev = sb.st_dev;
+    st->ino = sb.st_ino;
+    if ((rc = registry_add(st, err)) != MAB_OK) {
+        store_free(st, 0);
+        return rc;
+    }
+
+    int mrc = mdb_env_create(&st->env);
+    const char *step = "cannot create the LMDB environment";
+    if (mrc == MDB_SUCCESS) {
+        step = "cannot set map_size";
+        mrc = mdb_env_set_mapsize(st->env, (size_t)map_size);
+    }
+    if (mrc == MDB_SUCCESS) {
+        step = "cannot set max_readers";
+        mrc = mdb_env_set_maxreaders(st->env, (unsigned)max_readers);
+    }
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_env_set_maxdbs(st->env, 2);
+    if (mrc == MDB_SUCCESS) {
+        /* MDB_NOTLS: the core calls from its writer thread and from callers'
+           threads; read transactions must not be tied to one thread. */
+        step = "cannot open the LMDB environment";
+        mrc = mdb_env_open(st->env, st->path, MDB_NOTLS, 0644);
+    }
+    if (mrc == MDB_SUCCESS) {
+        /* Free reader slots of processes that died inside a read transaction. */
+        int dead = 0;
+        step = "cannot check for stale readers";
+        mrc = mdb_reader_check(st->env, &dead);
+    }
+    if (mrc != MDB_SUCCESS) {
+        rc = lmdb_fail(st, err, mrc == ENOMEM ? MAB_ENOMEM : MAB_ESTORAGE, step, mrc);
+        store_free(st, 1);
+        return rc;
+    }
+    rc = write_txn(st, "cannot open the store", open_body, NULL, err);
+    if (rc != MAB_OK) {
+        store_free(st, 1);
+        return rc;
+    }
+    *state = st;
+    return MAB_OK;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static int lmdb_load(void *state, const char *experiment, const char *const *arm_ids,
+                     size_t n_arms, mab_totals *out, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!experiment || (n_arms && (!arm_ids || !out)))
+        return mab_error_set(err, MAB_EINVAL, "%s: load: NULL argument", st->path);
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    int status = MAB_OK;
+    for (size_t i = 0; i < n_arms && status == MAB_OK; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        record_key key;
+        if (!arm_ids[i] || key_make(&key, experiment, arm_ids[i]) != 0)
+            continue; /* cannot have been stored */
+        MDB_val k = {key.len, key.bytes}, v;
+        stored_record r;
+        rc = mdb_get(txn, st->records_dbi, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        if (rc != MDB_SUCCESS)
+            status = lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+        else if (record_decode(&v, &r) != 0)
+            status = record_corrupt(st, &k, &v, err);
+        else
+            out[i] = (mab_totals){r.pulls, r.rewards, r.reward_sum, r.reward_sum_sq};
+    }
+    mdb_txn_abort(txn);
+    return status;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static int check_deltas(const lmdb_store *st, const mab_delta *deltas, size_t n,
+                        mab_error *err)
+{
+    if (n && !deltas)
+        return mab_error_set(err, MAB_EINVAL, "%s: apply: NULL batch", st->path);
+    for (size_t i = 0; i < n; i++) {
+        const mab_delta *d = &deltas[i];
+        record_key key;
+        if (!d->experiment || !d->arm)
+            return mab_error_set(err, MAB_EINVAL, "%s: apply: delta %zu has no experiment or arm",
+                                 st->path, i);
+        if (key_make(&key, d->experiment, d->arm) != 0)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply: %s.%s: ids must be 1 to %d bytes", st->path,
+                                 d->experiment, d->arm, ID_MAX);
+        if (!isfinite(d->add.reward_sum) || !isfinite(d->add.reward_sum_sq))
+            return mab_error_set(err, MAB_EINVAL, "%s: apply: %s.%s: reward is not finite",
+                                 st->path, d->experiment, d->arm);
+    }
+    return MAB_OK;
+}
+
+/* Add every delta to its record, inside txn. */
+static int add_deltas(lmdb_store *st, MDB_txn *txn, const mab_delta *deltas, size_t n,
+                      int *status, mab_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const mab_delta *d = &deltas[i];
+        record_key key;
+        key_make(&key, d->experiment, d->arm); /* checked by check_deltas */
+        MDB_val k = {key.len, key.bytes}, v;
+        stored_record r = {LMDB_RECORD_VERSION, 0, 0, 0, 0.0, 0.0};
+        int rc = mdb_get(txn, st->records_dbi, &k, &v);
+        if (rc == MDB_SUCCESS && record_decode(&v, &r) != 0) {
+            *status = record_corrupt(st, &k, &v, err);
+            return MDB_SUCCESS;
+        }
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+            return rc;
+        int too_big = d->add.pulls > UINT64_MAX - r.pulls ||
+                      d->add.rewards > UINT64_MAX - r.rewards;
+        r.pulls += d->add.pulls;
+        r.rewards += d->add.rewards;
+        r.reward_sum += d->add.reward_sum;
+        r.reward_sum_sq += d->add.reward_sum_sq;
+        if (too_big || !isfinite(r.reward_sum) || !isfinite(r.reward_sum_sq)) {
+            *status = mab_error_set(err, MAB_ERANGE, "%s: %s.%s: counters would overflow",
+                                    st->path, d->experiment, d->arm);
+            return MDB_SUCCESS;
+        }
+        v.mv_size = sizeof r;
+        v.mv_data = &r;
+        if ((rc = mdb_put(txn, st->records_dbi, &k, &v, 0)) != MDB_SUCCESS)
+            return rc;
+    }
+    return MDB_SUCCESS;
+}
+
+/* Delete every record whose key starts with "EXP\0", inside txn. */
+static int delete_experiment(lmdb_store *st, MDB_txn *txn, const char *experiment)
+{
+    record_key prefix;
+    if (key_make(&prefix, experiment, NULL) != 0)
+        return MDB_SUCCESS; /* too long to have been stored */
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->records_dbi, &cur);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    for (;;) {
+        /* Seek the prefix again after each delete rather than rely on where
+           a delete leaves the cursor. */
+        MDB_val k = {prefix.len, prefix.bytes}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc != MDB_SUCCESS || !key_has_prefix(&k, &prefix))
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == MDB_SUCCESS ? MDB_SUCCESS : rc;
+}
+
+typedef struct batch_arg {
+    const char *const *experiments; /* removed first (replace) */
+    size_t n_experiments;
+    const mab_delta *deltas;
+    size_t n_deltas;
+} batch_arg;
+
+static int batch_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
+                      mab_error *err)
+{
+    const batch_arg *b = arg;
+    for (size_t i = 0; i < b->n_experiments; i++) {
+        int rc = delete_experiment(st, txn, b->experiments[i]);
+        if (rc != MDB_SUCCESS)
+            return rc;
+    }
+    return add_deltas(st, txn, b->deltas, b->n_deltas, status, err);
+}
+
+static int lmdb_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (n_deltas == 0)
+        return MAB_OK;
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc != MAB_OK)
+        return rc;
+    batch_arg b = {NULL, 0, deltas, n_deltas};
+    return write_txn(st, "cannot write", batch_body, &b, err);
+}
+
+static int lmdb_reset(void *state, const char *experiment, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!experiment)
+        return mab_error_set(err, MAB_EINVAL, "%s: reset: NULL experiment", st->path);
+    batch_arg b = {&experiment, 1, NULL, 0};
+    return write_txn(st, "cannot reset", batch_body, &b, err);
+}
+
+/* ---- export and import ------------------------------------------------ */
+
+#if MAB_STORAGE_ABI_MINOR >= 1
+static int lmdb_scan(void *state,
+                     int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                  const mab_totals *totals),
+                     void *ctx, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: scan: NULL visitor", st->path);
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, st->records_dbi, &cur)) != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    }
+    int status = MAB_OK;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS && status == MAB_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char key[sizeof(record_key)];
+        stored_record r;
+        size_t exp_len = strnlen(k.mv_data, k.mv_size);
+        if (k.mv_size >= sizeof key || exp_len == 0 || exp_len + 1 >= k.mv_size) {
+            status = mab_error_set(err, MAB_ECORRUPT,
+                                   "%s: a record key of %zu bytes is not EXPERIMENT\\0ARM",
+                                   st->path, k.mv_size);
+            break;
+        }
+        if (record_decode(&v, &r) != 0) {
+            status = record_corrupt(st, &k, &v, err);
+            break;
+        }
+        memcpy(key, k.mv_data, k.mv_size);
+        key[k.mv_size] = '\0';
+        mab_totals t = {r.pulls, r.rewards, r.reward_sum, r.reward_sum_sq};
+        status = visit(ctx, key, key + exp_len + 1, &t);
+    }
+    if (status == MAB_OK && rc != MDB_NOTFOUND && rc != MDB_SUCCESS)
+        status = lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return status;
+}
+
+static int lmdb_replace(void *state, const char *const *experiments, size_t n_experiments,
+                        const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (n_experiments && !experiments)
+        return mab_error_set(err, MAB_EINVAL, "%s: replace: NULL experiment list", st->path);
+    for (size_t i = 0; i < n_experiments; i++)
+        if (!experiments[i])
+            return mab_error_set(err, MAB_EINVAL, "%s: replace: experiment %zu is NULL",
+                                 st->path, i);
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc != MAB_OK)
+        return rc;
+    batch_arg b = {experiments, n_experiments, deltas, n_deltas};
+    return write_txn(st, "cannot replace", batch_body, &b, err);
+}
+#endif
+
+static void lmdb_close(void *state)
+{
+    if (state)
+        store_free(state, 1);
+}
+
+static const mab_storage lmdb_storage = {
+    MAB_STORAGE_HEADER,
+    "lmdb",
+    "LMDB environment shared by every process on the machine; one transaction per batch",
+    lmdb_open,
+    lmdb_load,
+    lmdb_apply,
+    lmdb_reset,
+    lmdb_close,
+#if MAB_STORAGE_ABI_MINOR >= 1
+    LMDB_REFRESH_MS,
+    lmdb_scan,
+    lmdb_replace,
+#endif
+};
+
+MAB_STORAGE_DEFINE(lmdb_storage)

@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# mabd_test.sh BUILD_DIR SOURCE_DIR - the real mabd on a free loopback port,
+# driven by curl with a cookie jar: sticky choice, rewards once, replays,
+# the redirect guard, admin auth, malformed requests, SIGHUP reloads (an
+# added arm keeps counts; a bad config keeps the old one serving), the
+# dashboard in headless Chromium (screenshot kept in BUILD_DIR/tests), and
+# SIGTERM writing the counters to storage.
+set -euo pipefail
+
+build=$(cd "$1" && pwd)
+mabd=$build/bin/mabd
+mab=$build/bin/mab
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+pid=""
+cleanup() {
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+failures=0
+fail() {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+
+# pycheck WHAT TEXT PYTHON: PYTHON runs with the JSON TEXT parsed in `d`.
+pycheck() {
+    local what=$1 text=$2 code=$3
+    if ! printf '%s' "$text" | $py -c "import json, os, sys
+d = json.load(sys.stdin)
+$code" 2>"$tmp/pyerr"; then
+        fail "$what: $(cat "$tmp/pyerr") in: $text"
+    fi
+}
+
+# req NAME CURL_ARGS...: run curl; body in $body, status in $status,
+# headers in $tmp/NAME.h.
+req() {
+    local name=$1
+    shift
+    status=$(curl -s -o "$tmp/$name.b" -D "$tmp/$name.h" -w '%{http_code}' "$@") || status=000
+    body=$(cat "$tmp/$name.b")
+}
+
+header() { # header NAME FIELD
+    grep -i "^$2:" "$tmp/$1.h" | head -1 | cut -d' ' -f2- | tr -d '\r' || true
+}
+
+expect_status() { # WANT WHAT
+    [[ $status == "$1" ]] || fail "$2: status $status, expected $1; body: $body"
+}
+
+wait_log() { # wait_log TEXT: until the log holds TEXT (10 s)
+    for _ in $(seq 100); do
+        grep -q "$1" "$tmp/log" && return 0
+        sleep 0.1
+    done
+    fail "timed out waiting for '$1' in the log:"
+    cat "$tmp/log" >&2
+    return 1
+}
+
+$mab keygen "$tmp/mab.key" >/dev/null
+echo "admin-token-0123456789abcdef" >"$tmp/admin.token"
+write_config() { # write_config COLOR_ARMS [STORAGE_PATH]
+    cat >"$tmp/mab.json" <<EOF
+{
+  "plugin_path": ["$build/plugins"],
+  "storage": {"plugin": "json_file", "path": "${2:-state.json}", "sync": {"interval_ms": 3600000}},
+  "secret_file": "mab.key",
+  "redirect_allow": ["https://shop.example.com/"],
+  "debug_header": true,
+  "mabd": {"admin_token_file": "admin.token", "series": {"interval_s": 1}, "timeout_s": 5},
+  "experiments": {
+    "color": {"policy": {"plugin": "epsilon_greedy", "epsilon": 0.3}, "arms": $1},
+    "txt": {"policy": {"plugin": "ucb1"}, "arms": {"casual": "Hey", "neutral": "Add to cart"}}
+  }
+}
+EOF
+}
+write_config '{"green": "#0f0", "red": "#f00"}'
+
+$mabd --help | grep -q "/v1/choose/EXP" || fail "--help does not list the routes"
+if $mabd --config "$tmp/missing.json" 2>"$tmp/err"; then fail "mabd started without a config"; fi
+grep -q "missing.json" "$tmp/err" || fail "missing config error does not name the file: $(cat "$tmp/err")"
+
+(cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
+pid=$!
+wait_log "listening on"
+port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3)
+base=http://127.0.0.1:$port
+auth=(-H "Authorization: Bearer admin-token-0123456789abcdef")
+jar=$tmp/jar
+
+stats() { req stats "${auth[@]}" "$base/v1/stats"; echo "$body"; }
+
+# ---- choose: new assignment, then sticky ------------------------------
+req choose1 -c "$jar" -b "$jar" "$base/v1/choose/color,txt"
+expect_status 200 "first choose"
+pycheck "first choose" "$body" 'assert set(d) == {"color", "txt"}, d
+assert d["color"]["arm"] in ("green", "red") and d["color"]["value"] in ("#0f0", "#f00")
+assert "$token" not in d'
+first=$body
+[[ -n $(header choose1 Set-Cookie) ]] || fail "first choose sent no Set-Cookie"
+[[ $(header choose1 X-MAB-Debug) == "STORE; color:"*";txt:"* ]] ||
+    fail "debug header: $(header choose1 X-MAB-Debug)"
+[[ $(header choose1 Set-Cookie) == *"HttpOnly; SameSite=Lax"* ]] || fail "cookie attributes"
+
+for i in 1 2 3; do
+    req choose2 -c "$jar" -b "$jar" "$base/v1/choose/color,txt"
+    [[ $body == "$first" ]] || fail "repeat $i changed the arms: $first -> $body"
+    [[ -z $(header choose2 Set-Cookie) ]] || fail "repeat $i sent a new cookie"
+    [[ $(header choose2 X-MAB-Debug) == "SAVED; "* ]] || fail "repeat debug header"
+done
+pycheck "one pull per experiment" "$(stats)" '
+for e in ("color", "txt"):
+    assert sum(a["pulls"] for a in d["experiments"][e]["arms"].values()) == 1, d'
+
+# ---- reward once; replay refused ----------------------------------------
+cp "$jar" "$tmp/jar.before"
+req reward1 -c "$jar" -b "$jar" -X POST -d '{"value": 1}' "$base/v1/reward/color"
+expect_status 200 "reward"
+pycheck "reward counted" "$body" 'assert d["counted"] is True and d["reason"] is None, d'
+req reward2 -c "$jar" -b "$jar" -X POST "$base/v1/reward/color"
+pycheck "second reward" "$body" 'assert d == {"counted": False, "reason": "already_rewarded", "arm": None}, d'
+req replay -b "$tmp/jar.before" -X POST "$base/v1/reward/color"
+pycheck "replayed cookie" "$body" 'assert d["counted"] is False and d["reason"] == "replayed", d'
+req nocookie -X POST "$base/v1/reward/color"
+pycheck "no cookie" "$body" 'assert d["reason"] == "no_cookie", d'
+req forged -H "Cookie: mab=AAAAforged" -X POST "$base/v1/reward/color"
+pycheck "forged cookie" "$body" 'assert d["reason"] == "invalid_cookie", d'
+pycheck "one reward" "$(stats)" '
+assert sum(a["rewards"] for a in d["experiments"]["color"]["arms"].values()) == 1, d'
+
+# ---- redirect and the open-redirect guard ---------------------------------
+req redirect -c "$jar" -b "$jar" "$base/r/txt?to=/thanks&value=1"
+expect_status 303 "redirect"
+[[ $(header redirect Location) == "/thanks" ]] || fail "Location: $(header redirect Location)"
+req redirect_abs -b "$jar" "$base/r/txt?to=https%3A%2F%2Fshop.example.com%2Fcheckout"
+expect_status 303 "allowed absolute redirect"
+for target in '//evil.example' '/%5Cevil.example' 'https://evil.example/' \
+              'https://shop.example.com.evil/' '%2F%2Fevil.example' 'javascript:alert(1)'; do
+    enc=$($py -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$target")
+    req refused -b "$jar" "$base/r/txt?to=$enc"
+    expect_status 400 "open redirect to $target"
+    [[ -z $(header refused Location) ]] || fail "refused redirect sent a Location"
+    pycheck "refused redirect body" "$body" 'assert "redirect refused" in d["error"], d'
+done
+pycheck "txt rewarded once by the redirects" "$(stats)" '
+assert sum(a["rewards"] for a in d["experiments"]["txt"]["arms"].values()) == 1, d'
+
+# ---- callers without cookies: the token ------------------------------------
+req token1 "$base/v1/choose/txt?token="
+pycheck "token issued" "$body" 'assert len(d["$token"]) > 40, d'
+token=$(printf '%s' "$body" | $py -c 'import json,sys; print(json.load(sys.stdin)["$token"])')
+req token2 "$base/v1/choose/txt?token=$token"
+[[ $(printf '%s' "$body" | $py -c 'import json,sys; print(json.load(sys.stdin)["txt"]["arm"])') == \
+   $(printf '%s' "$(cat "$tmp/token1.b")" | $py -c 'import json,sys; print(json.load(sys.stdin)["txt"]["arm"])') ]] ||
+    fail "token is not sticky"
+req token3 -X POST -d "{\"token\": \"$token\", \"value\": 1}" "$base/v1/reward/txt"
+pycheck "reward by token" "$body" 'assert d["counted"] is True and len(d["token"]) > 40, d'
+
+# ---- admin routes, health, malformed requests ------------------------------
+req healthz "$base/healthz"
+expect_status 200 "healthz"
+for route in / /v1/stats /metrics; do
+    req noauth "$base$route"
+    expect_status 401 "admin route $route without token"
+done
+req badauth -H "Authorization: Bearer wrong" "$base/v1/stats"
+expect_status 401 "wrong admin token"
+req metrics "${auth[@]}" "$base/metrics"
+expect_status 200 "metrics"
+for needle in 'mab_pulls_total{experiment="color",arm="green"}' 'mab_reward_sum{experiment="txt"' \
+              'mab_choose_duration_seconds_bucket{le="+Inf"}' 'mab_cookies_forged_total 1' \
+              'mab_replays_refused_total 1' 'mab_storage_flush_errors_total 0' \
+              'mab_redirects_refused_total 6'; do
+    [[ $body == *"$needle"* ]] || fail "metrics lack $needle"
+done
+req badjson -X POST -d 'not json' "$base/v1/reward/color"
+expect_status 400 "malformed reward body"
+pycheck "malformed body error" "$body" 'assert "JSON object" in d["error"], d'
+req badkey -X POST -d '{"valeu": 1}' "$base/v1/reward/color"
+expect_status 400 "unknown body key"
+head -c 70000 /dev/zero | tr '\0' 'x' >"$tmp/big"
+req big -X POST --data-binary @"$tmp/big" "$base/v1/reward/color"
+expect_status 413 "body over 64 KiB"
+req range -b "$jar" -X POST -d '{"value": 5}' "$base/v1/reward/txt"
+expect_status 400 "reward out of range"
+req unknown "$base/v1/choose/nope"
+expect_status 404 "unknown experiment"
+req badid "$base/v1/choose/bad%21id"
+expect_status 400 "malformed experiment id"
+req noroute "$base/nothing"
+expect_status 404 "unknown route"
+req method -X DELETE "$base/v1/choose/color"
+expect_status 405 "DELETE"
+req resetget "${auth[@]}" "$base/v1/reset/txt"
+expect_status 405 "GET reset"
+
+# ---- SIGHUP: an added arm keeps every count ---------------------------------
+before=$(stats)
+write_config '{"green": "#0f0", "red": "#f00", "blue": "#00f"}'
+kill -HUP "$pid"
+wait_log "reloaded"
+after=$(stats)
+export BEFORE="$before"
+pycheck "reload keeps counts" "$after" '
+before = json.loads(os.environ["BEFORE"])
+for e, exp in before["experiments"].items():
+    for arm, st in exp["arms"].items():
+        assert d["experiments"][e]["arms"][arm] == st, (e, arm)
+assert d["experiments"]["color"]["arms"]["blue"]["pulls"] == 0, d'
+req sticky_after_reload -b "$jar" "$base/v1/choose/color"
+export FIRST="$first"
+pycheck "sticky across reload" "$body" '
+first = json.loads(os.environ["FIRST"])
+assert d["color"]["arm"] == first["color"]["arm"], (d, first)'
+
+# ---- SIGHUP with a bad config: refused, the old one keeps serving -----------
+cp "$tmp/mab.json" "$tmp/good.json"
+echo '{"experiments": ' >"$tmp/mab.json"
+kill -HUP "$pid"
+wait_log "reload refused"
+req after_bad -b "$jar" "$base/v1/choose/color,txt"
+expect_status 200 "choose after a refused reload"
+# A config that is valid but whose storage cannot open: the previous one is
+# reopened and keeps serving with its counts.
+write_config '{"green": "#0f0", "red": "#f00", "blue": "#00f"}' "no/such/dir/state.json"
+kill -HUP "$pid"
+wait_log "reopening the previous config"
+req after_storage -b "$jar" "$base/v1/choose/color"
+expect_status 200 "choose after a storage failure on reload"
+pycheck "counts kept after failed reloads" "$(stats)" '
+before = json.loads(os.environ["BEFORE"])
+assert d["experiments"]["color"]["arms"]["green"]["pulls"] >= before["experiments"]["color"]["arms"]["green"]["pulls"]
+assert "blue" in d["experiments"]["color"]["arms"], d'
+cp "$tmp/good.json" "$tmp/mab.json"
+
+# ---- the dashboard in headless Chromium -------------------------------------
+for v in $(seq 1 40); do
+    curl -s -o /dev/null -c "$tmp/v$v" -b "$tmp/v$v" "$base/v1/choose/color,txt"
+    if ((v % 4 == 0)); then
+        curl -s -o /dev/null -b "$tmp/v$v" "$base/r/color,txt?to=/thanks"
+    fi
+    rm -f "$tmp/v$v"
+    ((v % 20 == 0)) && sleep 1.2
+done
+sleep 1.2
+chromium_bin=$(command -v chromium || command -v chromium-browser || true)
+if [[ -z $chromium_bin ]]; then
+    fail "chromium is not installed (scripts/deps installs Debian's chromium): the dashboard was NOT tested"
+else
+    profile=$(mktemp -d)
+    chrome=("$chromium_bin" --headless --no-sandbox --disable-gpu --disable-background-networking
+            --disable-component-update --disable-sync --no-first-run --user-data-dir="$profile")
+    url="$base/?access_token=admin-token-0123456789abcdef"
+    if ! timeout 90 "${chrome[@]}" --dump-dom "$url" >"$tmp/dom.html" 2>"$tmp/chromium.err"; then
+        fail "chromium --dump-dom failed: $(tail -5 "$tmp/chromium.err")"
+    fi
+    export STATS
+    STATS=$(stats)
+    $py - "$tmp/dom.html" <<'EOF' || fail "dashboard DOM check (above)"
+import html.parser, json, os, sys
+stats = json.loads(os.environ["STATS"])
+class Rows(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(); self.rows = {}; self.row = None; self.cell = None; self.paths = 0
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-arm" in a:
+            self.row = a["data-arm"]; self.rows[self.row] = {}
+        elif tag == "td" and self.row:
+            self.cell = a.get("class")
+        elif tag == "path" and "data-arm" in a:
+            self.paths += 1
+    def handle_endtag(self, tag):
+        if tag == "tr": self.row = None
+        if tag == "td": self.cell = None
+    def handle_data(self, data):
+        if self.row and self.cell:
+            self.rows[self.row][self.cell] = self.rows[self.row].get(self.cell, "") + data
+p = Rows(); p.feed(open(sys.argv[1]).read())
+ok = True
+for e, exp in stats["experiments"].items():
+    for arm, st in exp["arms"].items():
+        row = p.rows.get(f"{e}/{arm}")
+        if row is None:
+            print(f"dashboard: no row for {e}/{arm}", file=sys.stderr); ok = False; continue
+        if row.get("pulls") != str(st["pulls"]) or row.get("rewards") != str(st["rewards"]):
+            print(f"dashboard: {e}/{arm} shows {row}, stats say {st}", file=sys.stderr); ok = False
+        for cell in ("rate", "interval", "share"):
+            if not row.get(cell):
+                print(f"dashboard: {e}/{arm} has no {cell}", file=sys.stderr); ok = False
+        if st["pulls"] and ("–" in row.get("rate", "–") or "%" not in row.get("share", "")):
+            print(f"dashboard: {e}/{arm} lacks numbers: {row}", file=sys.stderr); ok = False
+if p.paths < 2:
+    print(f"dashboard: {p.paths} chart lines drawn", file=sys.stderr); ok = False
+sys.exit(0 if ok else 1)
+EOF
+    shot=$build/tests/mabd-dashboard.png
+    rm -f "$shot"
+    timeout 90 "${chrome[@]}" --window-size=1200,1400 --screenshot="$shot" "$url" \
+        >/dev/null 2>>"$tmp/chromium.err" || true
+    [[ -s $shot ]] || fail "no dashboard screenshot at $shot: $(tail -5 "$tmp/chromium.err")"
+    rm -rf "$profile"
+fi
+
+# ---- SIGTERM: stop, write counters, exit 0 ---------------------------------
+final=$(stats)
+kill -TERM "$pid"
+set +e
+wait "$pid"
+rc=$?
+set -e
+pid=""
+[[ $rc == 0 ]] || fail "mabd exited $rc after SIGTERM; log: $(tail -5 "$tmp/log")"
+grep -q "counters written to storage" "$tmp/log" || fail "no flush message in the log"
+# sync interval is an hour: only the shutdown can have written these.
+export FINAL="$final"
+pycheck "storage holds the counts after SIGTERM" "$(cat "$tmp/state.json")" '
+final = json.loads(os.environ["FINAL"])
+for e, exp in final["experiments"].items():
+    for arm, st in exp["arms"].items():
+        stored = d["experiments"].get(e, {}).get(arm, {"pulls": 0, "rewards": 0})
+        assert stored["pulls"] == st["pulls"] and stored["rewards"] == st["rewards"], (e, arm, stored, st)'
+
+if ((failures)); then
+    echo "mabd_test: $failures failure(s); mabd log:" >&2
+    cat "$tmp/log" >&2
+    exit 1
+fi
+echo "mabd_test: all checks passed"

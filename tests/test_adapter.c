@@ -1,0 +1,748 @@
+/*
+ * test_adapter.c - the request hooks of adapter.h: sticky cookies, tampering,
+ * expiry, stacked experiments, replays, reasons for uncounted rewards, the
+ * redirect guard, key rotation and the adapter's config keys.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "mab/adapter.h"
+#include "mab/mab.h"
+#include "support.h"
+
+static char *dir;
+static char config[300], key_file[300];
+
+static int each(void **state)
+{
+    (void)state;
+    if (dir) {
+        test_rm_tree(dir);
+        free(dir);
+    }
+    dir = test_tmpdir("adapter");
+    assert_non_null(dir);
+    snprintf(config, sizeof config, "%s/mab.json", dir);
+    snprintf(key_file, sizeof key_file, "%s/mab.key", dir);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_adapter_keygen(key_file, &err), MAB_OK);
+    return 0;
+}
+
+static int cleanup(void **state)
+{
+    (void)state;
+    if (dir) {
+        test_rm_tree(dir);
+        free(dir);
+        dir = NULL;
+    }
+    return 0;
+}
+
+/* Two experiments; `arms_color` lets a test remove an arm; `extra` adds
+   top-level keys (with a leading comma). */
+static void write_config_with(const char *arms_color, const char *extra)
+{
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"plugin_path\": [\"%s\"], \"seed\": 5,\n"
+                        " \"storage\": {\"plugin\": \"json_file\", \"path\": \"state.json\"},\n"
+                        " \"secret_file\": \"mab.key\",\n"
+                        " \"redirect_allow\": [\"https://shop.example.com/\", "
+                        "\"http://localhost:8080/app\"],\n"
+                        " \"debug_header\": true%s,\n"
+                        " \"experiments\": {\n"
+                        "  \"color\": {\"policy\": {\"plugin\": \"epsilon_greedy\"}, \"arms\": %s},\n"
+                        "  \"txt\": {\"policy\": {\"plugin\": \"ucb1\"}, \"reward\": {\"min\": 0, "
+                        "\"max\": 10},\n"
+                        "           \"arms\": {\"casual\": \"Hey\", \"neutral\": \"Add to cart\"}}}}\n",
+                        MAB_PLUGIN_DIR, extra,
+                        arms_color ? arms_color
+                                   : "{\"green\": \"#0f0\", \"red\": \"#f00\", \"blue\": \"#00f\"}"),
+        0);
+}
+
+static void write_config(void)
+{
+    write_config_with(NULL, "");
+}
+
+static mab_engine *open_engine(void)
+{
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
+    int rc = mab_open_ex(config, &opts, &e, &err);
+    if (rc)
+        print_error("mab_open: %s\n", err.message);
+    assert_int_equal(rc, MAB_OK);
+    return e;
+}
+
+static mab_adapter *open_adapter(mab_engine *e)
+{
+    mab_adapter *ad = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_adapter_open(e, &ad, &err);
+    if (rc)
+        print_error("mab_adapter_open: %s\n", err.message);
+    assert_int_equal(rc, MAB_OK);
+    return ad;
+}
+
+static uint64_t total_pulls(mab_engine *e, const char *experiment)
+{
+    mab_arm_stats st[8];
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, experiment, st, 8, &n, NULL), MAB_OK);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += st[i].pulls;
+    return sum;
+}
+
+static uint64_t total_rewards(mab_engine *e, const char *experiment)
+{
+    mab_arm_stats st[8];
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, experiment, st, 8, &n, NULL), MAB_OK);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += st[i].rewards;
+    return sum;
+}
+
+/* The cookie's value out of a Set-Cookie line "mab=VALUE; Path=...". */
+static void cookie_value(const char *set_cookie, char *out, size_t cap)
+{
+    assert_non_null(set_cookie);
+    assert_true(strncmp(set_cookie, "mab=", 4) == 0);
+    size_t n = strcspn(set_cookie + 4, ";");
+    assert_true(n < cap);
+    memcpy(out, set_cookie + 4, n);
+    out[n] = '\0';
+}
+
+/* One request: choose `experiment` with `cookie` (a value, may be NULL). */
+static mab_assignment choose_with(mab_adapter *ad, const char *cookie, const char *experiment,
+                                  char *new_cookie, size_t cap)
+{
+    char header[5000];
+    snprintf(header, sizeof header, "theme=dark; mab=%s; lang=en", cookie ? cookie : "");
+    mab_request *rq;
+    assert_int_equal(mab_request_begin(ad, cookie ? header : NULL, NULL, &rq, NULL), MAB_OK);
+    mab_assignment a;
+    mab_error err = {0, ""};
+    int rc = mab_request_choose(rq, experiment, &a, &err);
+    if (rc)
+        print_error("choose: %s\n", err.message);
+    assert_int_equal(rc, MAB_OK);
+    static char arm[200];
+    snprintf(arm, sizeof arm, "%s", a.arm_id);
+    a.arm_id = arm;
+    a.value_json = NULL;
+    a.experiment = NULL;
+    if (new_cookie) {
+        const char *sc = mab_request_set_cookie(rq);
+        if (sc)
+            cookie_value(sc, new_cookie, cap);
+        else
+            new_cookie[0] = '\0';
+    }
+    mab_request_end(rq);
+    return a;
+}
+
+/* One request: reward `experiment` with `cookie`; returns the reason. */
+static mab_reward_reason reward_with(mab_adapter *ad, const char *cookie, const char *experiment,
+                                     double value, char *new_cookie, size_t cap)
+{
+    char header[5000];
+    snprintf(header, sizeof header, "mab=%s", cookie ? cookie : "");
+    mab_request *rq;
+    assert_int_equal(mab_request_begin(ad, cookie ? header : NULL, NULL, &rq, NULL), MAB_OK);
+    mab_reward_result r;
+    mab_error err = {0, ""};
+    int rc = mab_request_reward(rq, experiment, value, &r, &err);
+    if (rc)
+        print_error("reward: %s\n", err.message);
+    assert_int_equal(rc, MAB_OK);
+    assert_int_equal(r.counted, r.reason == MAB_REWARD_COUNTED);
+    if (new_cookie) {
+        const char *sc = mab_request_set_cookie(rq);
+        if (sc)
+            cookie_value(sc, new_cookie, cap);
+        else
+            new_cookie[0] = '\0';
+    }
+    mab_request_end(rq);
+    return r.reason;
+}
+
+static void test_cookie_round_trip(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+
+    mab_request *rq;
+    assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
+    mab_assignment a;
+    assert_int_equal(mab_request_choose(rq, "color", &a, NULL), MAB_OK);
+    assert_true(a.is_new);
+    assert_string_equal(a.experiment, "color");
+    assert_true(a.probability > 0 && a.probability <= 1);
+    char first_arm[64];
+    snprintf(first_arm, sizeof first_arm, "%s", a.arm_id);
+    const char *sc = mab_request_set_cookie(rq);
+    assert_non_null(sc);
+    assert_non_null(strstr(sc, "; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax"));
+    char cookie[4000];
+    cookie_value(sc, cookie, sizeof cookie);
+    assert_string_equal(mab_request_token(rq), cookie);
+    char want_debug[100];
+    snprintf(want_debug, sizeof want_debug, "STORE; color:%s", first_arm);
+    assert_string_equal(mab_request_debug_header(rq), want_debug);
+    mab_request_end(rq);
+    assert_int_equal(total_pulls(e, "color"), 1);
+
+    /* Sticky: same arm, no new pull, nothing to set, SAVED. */
+    for (int i = 0; i < 20; i++) {
+        char again[4000];
+        mab_assignment b = choose_with(ad, cookie, "color", again, sizeof again);
+        assert_false(b.is_new);
+        assert_string_equal(b.arm_id, first_arm);
+        assert_string_equal(again, "");
+    }
+    assert_int_equal(total_pulls(e, "color"), 1);
+
+    /* The same state as a token, for callers without cookies. */
+    assert_int_equal(mab_request_begin(ad, "mab=garbage", cookie, &rq, NULL), MAB_OK);
+    assert_int_equal(mab_request_choose(rq, "color", &a, NULL), MAB_OK);
+    assert_false(a.is_new);
+    assert_string_equal(a.arm_id, first_arm);
+    snprintf(want_debug, sizeof want_debug, "SAVED; color:%s", first_arm);
+    assert_string_equal(mab_request_debug_header(rq), want_debug);
+    assert_null(mab_request_set_cookie(rq));
+    mab_request_end(rq);
+
+    mab_adapter_counters c;
+    mab_adapter_get_counters(ad, &c);
+    assert_int_equal(c.cookies_forged, 0);
+    assert_int_equal(c.assignments, 1);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+static void test_every_mutation_is_rejected(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    char cookie[4000];
+    choose_with(ad, NULL, "color", cookie, sizeof cookie);
+    choose_with(ad, cookie, "txt", cookie, sizeof cookie);
+    size_t len = strlen(cookie);
+    assert_true(len > 100);
+
+    uint64_t expected_forged = 0, expected_pulls = total_pulls(e, "color");
+    char mutated[4000];
+    for (size_t i = 0; i < len; i++) {
+        for (int b = 1; b < 256; b++) {
+            if (b == (unsigned char)cookie[i])
+                continue;
+            memcpy(mutated, cookie, len + 1);
+            mutated[i] = (char)b;
+            mab_assignment a = choose_with(ad, mutated, "color", NULL, 0);
+            assert_true(a.is_new); /* a fresh assignment follows */
+            expected_forged++;
+            expected_pulls++;
+        }
+    }
+    /* Every truncation too. */
+    for (size_t n = 0; n < len; n++) {
+        memcpy(mutated, cookie, n);
+        mutated[n] = '\0';
+        mab_assignment a = choose_with(ad, mutated, "color", NULL, 0);
+        assert_true(a.is_new);
+        expected_forged++;
+        expected_pulls++;
+    }
+    mab_adapter_counters c;
+    mab_adapter_get_counters(ad, &c);
+    assert_int_equal(c.cookies_forged, expected_forged);
+    assert_int_equal(total_pulls(e, "color"), expected_pulls);
+    /* The original still works. */
+    assert_false(choose_with(ad, cookie, "color", NULL, 0).is_new);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+static void test_expiry(void **state)
+{
+    (void)state;
+    write_config_with(NULL, ", \"cookie\": {\"max_age\": 2}");
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    char cookie[4000], later[4000];
+    choose_with(ad, NULL, "color", cookie, sizeof cookie);
+    assert_false(choose_with(ad, cookie, "color", NULL, 0).is_new);
+    sleep(3); /* whole seconds: issued + max_age <= now, however the clock ticked */
+    assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_EXPIRED);
+    assert_true(choose_with(ad, cookie, "color", later, sizeof later).is_new);
+    assert_int_equal(total_pulls(e, "color"), 2);
+    assert_int_equal(total_rewards(e, "color"), 0);
+    mab_adapter_counters c;
+    mab_adapter_get_counters(ad, &c);
+    assert_true(c.cookies_expired >= 2);
+    assert_int_equal(c.cookies_forged, 0);
+    assert_int_equal(reward_with(ad, later, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+static void test_redirect_guard(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    static const char *const allowed[] = {
+        "/",
+        "/thanks",
+        "/cart?item=42&back=/shop#top",
+        "/a/b/../c",
+        "/caf%C3%A9",
+        "https://shop.example.com/",
+        "https://shop.example.com/checkout?x=1",
+        "HTTPS://SHOP.EXAMPLE.COM/upper",
+        "http://localhost:8080/app",
+        "http://localhost:8080/app/page",
+        "http://localhost:8080/app?x=1",
+        NULL};
+    static const char *const refused[] = {
+        "",
+        "//evil.example",
+        "//evil.example/path",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/\\/evil.example",
+        "https://evil.example",
+        "https://evil.example/",
+        "http://evil.example/",
+        "%2F%2Fevil.example",
+        "/%2F/evil.example",
+        "/%2f%2fevil.example",
+        "/%5Cevil.example",
+        "/%5cevil.example",
+        "/%09/evil.example",
+        "/%00",
+        "/%zz",
+        "/%2",
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html,hi",
+        "evil.example",
+        "thanks",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        " /thanks",
+        "/th anks",
+        "/\x7f",
+        "/caf\xc3\xa9",
+        "https://shop.example.com",            /* no path: not under "https://shop.example.com/" */
+        "https://shop.example.com.evil/",
+        "https://shop.example.com.evil.example/",
+        "https://shop.example.com@evil.example/",
+        "https://shop.example.com:443@evil.example/",
+        "https://shop.example.com:8443/",
+        "http://shop.example.com/",
+        "https://evil.example/https://shop.example.com/",
+        "https://shop.example.com\\@evil.example/",
+        "https://shop.example.com/%2F%2Fevil",
+        "http://localhost:8080/application",
+        "http://localhost:8080/ap",
+        "http://localhost:8081/app",
+        "ftp://shop.example.com/",
+        NULL};
+    for (const char *const *t = allowed; *t; t++) {
+        mab_error err = {0, ""};
+        if (mab_adapter_check_redirect(ad, *t, &err) != MAB_OK)
+            fail_msg("refused %s: %s", *t, err.message);
+    }
+    for (const char *const *t = refused; *t; t++) {
+        mab_error err = {0, ""};
+        if (mab_adapter_check_redirect(ad, *t, &err) != MAB_EINVAL)
+            fail_msg("allowed %s", *t);
+        assert_non_null(strstr(err.message, "redirect refused"));
+    }
+    assert_int_equal(mab_adapter_check_redirect(ad, NULL, NULL), MAB_EINVAL);
+
+    /* Through the hook: a refused target counts nothing; an allowed one
+       redirects even when there is nothing to count. */
+    char cookie[4000];
+    choose_with(ad, NULL, "color", cookie, sizeof cookie);
+    char header[4100];
+    snprintf(header, sizeof header, "mab=%s", cookie);
+    mab_request *rq;
+    assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
+    mab_redirect r = {0, NULL};
+    mab_reward_result result;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_request_redirect(rq, "color", 1, "//evil.example", &result, &r, &err),
+                     MAB_EINVAL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(total_rewards(e, "color"), 0);
+    assert_int_equal(mab_request_redirect(rq, "color", 1, "/thanks", &result, &r, &err), MAB_OK);
+    assert_int_equal(r.status, 303);
+    assert_string_equal(r.location, "/thanks");
+    assert_true(result.counted);
+    assert_non_null(mab_request_set_cookie(rq));
+    mab_request_end(rq);
+    assert_int_equal(total_rewards(e, "color"), 1);
+
+    assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
+    assert_int_equal(mab_request_redirect(rq, "color", 1, "/thanks", &result, &r, &err), MAB_OK);
+    assert_int_equal(r.status, 303);
+    assert_false(result.counted);
+    assert_int_equal(result.reason, MAB_REWARD_NO_COOKIE);
+    mab_request_end(rq);
+
+    mab_adapter_counters c;
+    mab_adapter_get_counters(ad, &c);
+    assert_int_equal(c.redirects_refused, 1);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+/* Flask-MAB counted a pull per stacked decorator and kept only the last
+   experiment's cookie. Here: one cookie, one pull per experiment. */
+static void test_stacked_experiments(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+
+    mab_request *rq;
+    assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
+    mab_assignment color, txt, again;
+    assert_int_equal(mab_request_choose(rq, "color", &color, NULL), MAB_OK);
+    assert_int_equal(mab_request_choose(rq, "txt", &txt, NULL), MAB_OK);
+    assert_int_equal(mab_request_choose(rq, "color", &again, NULL), MAB_OK);
+    assert_true(color.is_new && txt.is_new);
+    assert_false(again.is_new);
+    assert_string_equal(again.arm_id, color.arm_id);
+    char want[200];
+    snprintf(want, sizeof want, "STORE; color:%s;txt:%s", color.arm_id, txt.arm_id);
+    assert_string_equal(mab_request_debug_header(rq), want);
+    char cookie[4000];
+    cookie_value(mab_request_set_cookie(rq), cookie, sizeof cookie);
+    mab_request_end(rq);
+    assert_int_equal(total_pulls(e, "color"), 1);
+    assert_int_equal(total_pulls(e, "txt"), 1);
+
+    /* Both entries come back in the one cookie: no new pulls, txt first now. */
+    char header[4100];
+    snprintf(header, sizeof header, "mab=%s", cookie);
+    assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
+    mab_assignment t2, c2;
+    assert_int_equal(mab_request_choose(rq, "txt", &t2, NULL), MAB_OK);
+    assert_int_equal(mab_request_choose(rq, "color", &c2, NULL), MAB_OK);
+    assert_false(t2.is_new || c2.is_new);
+    assert_string_equal(t2.arm_id, txt.arm_id);
+    assert_string_equal(c2.arm_id, color.arm_id);
+    snprintf(want, sizeof want, "SAVED; txt:%s;color:%s", txt.arm_id, color.arm_id);
+    assert_string_equal(mab_request_debug_header(rq), want);
+    assert_null(mab_request_set_cookie(rq));
+    /* Rewards for both in one request, each once. */
+    mab_reward_result r;
+    assert_int_equal(mab_request_reward(rq, "color", 1, &r, NULL), MAB_OK);
+    assert_true(r.counted);
+    assert_string_equal(r.arm_id, color.arm_id);
+    assert_int_equal(mab_request_reward(rq, "txt", 7, &r, NULL), MAB_OK);
+    assert_true(r.counted);
+    assert_int_equal(mab_request_reward(rq, "color", 1, &r, NULL), MAB_OK);
+    assert_int_equal(r.reason, MAB_REWARD_ALREADY_REWARDED);
+    mab_request_end(rq);
+    assert_int_equal(total_pulls(e, "color"), 1);
+    assert_int_equal(total_pulls(e, "txt"), 1);
+    assert_int_equal(total_rewards(e, "color"), 1);
+    assert_int_equal(total_rewards(e, "txt"), 1);
+
+    /* Many visitors, each with both experiments: pulls == visitors. */
+    for (int v = 0; v < 200; v++) {
+        char c[4000];
+        choose_with(ad, NULL, "color", c, sizeof c);
+        choose_with(ad, c, "txt", c, sizeof c);
+        assert_false(choose_with(ad, c, "color", NULL, 0).is_new);
+        assert_false(choose_with(ad, c, "txt", NULL, 0).is_new);
+    }
+    assert_int_equal(total_pulls(e, "color"), 201);
+    assert_int_equal(total_pulls(e, "txt"), 201);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+static void test_replay_refused(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    char before[4000], after[4000], again[4000];
+    choose_with(ad, NULL, "color", before, sizeof before);
+    assert_int_equal(reward_with(ad, before, "color", 1, after, sizeof after),
+                     MAB_REWARD_COUNTED);
+    assert_true(after[0] != '\0');
+    assert_string_not_equal(after, before);
+    /* The old cookie, sent again: remembered server side. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(reward_with(ad, before, "color", 1, again, sizeof again),
+                         MAB_REWARD_REPLAYED);
+    /* The new cookie carries the flag. */
+    assert_int_equal(reward_with(ad, after, "color", 1, NULL, 0), MAB_REWARD_ALREADY_REWARDED);
+    /* The visitor keeps the arm, with no new pull. */
+    assert_false(choose_with(ad, after, "color", NULL, 0).is_new);
+    assert_int_equal(total_rewards(e, "color"), 1);
+    assert_int_equal(total_pulls(e, "color"), 1);
+    mab_adapter_counters c;
+    mab_adapter_get_counters(ad, &c);
+    assert_int_equal(c.replays_refused, 3);
+    assert_int_equal(c.rewards_refused, 4);
+    assert_int_equal(c.rewards_counted, 1);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+static void test_uncounted_rewards_say_why(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    char txt_only[4000];
+    choose_with(ad, NULL, "txt", txt_only, sizeof txt_only);
+
+    assert_int_equal(reward_with(ad, NULL, "color", 1, NULL, 0), MAB_REWARD_NO_COOKIE);
+    assert_int_equal(reward_with(ad, "forged", "color", 1, NULL, 0), MAB_REWARD_INVALID_COOKIE);
+    assert_int_equal(reward_with(ad, txt_only, "color", 1, NULL, 0), MAB_REWARD_NO_ASSIGNMENT);
+    assert_string_equal(mab_reward_reason_name(MAB_REWARD_NO_ASSIGNMENT), "no_assignment");
+    assert_string_equal(mab_reward_reason_name(MAB_REWARD_REPLAYED), "replayed");
+
+    /* Errors: unknown experiment, NaN, out of range; nothing is recorded and
+       the assignment can still be rewarded afterwards. */
+    char header[4100];
+    snprintf(header, sizeof header, "mab=%s", txt_only);
+    mab_request *rq;
+    assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
+    mab_reward_result r;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_request_reward(rq, "nope", 1, &r, &err), MAB_ENOTFOUND);
+    assert_non_null(strstr(err.message, "nope"));
+    assert_int_equal(mab_request_reward(rq, "txt", NAN, &r, &err), MAB_EINVAL);
+    assert_int_equal(mab_request_reward(rq, "txt", 11, &r, &err), MAB_ERANGE);
+    assert_int_equal(mab_request_choose(rq, "nope", &(mab_assignment){0}, &err), MAB_ENOTFOUND);
+    assert_int_equal(mab_request_reward(rq, "txt", 10, &r, &err), MAB_OK);
+    assert_true(r.counted);
+    mab_request_end(rq);
+    assert_int_equal(total_rewards(e, "txt"), 1);
+
+    /* An arm removed from the config: the reward counts nothing, choose
+       assigns afresh. */
+    char color_cookie[4000];
+    mab_assignment a;
+    do {
+        a = choose_with(ad, NULL, "color", color_cookie, sizeof color_cookie);
+    } while (strcmp(a.arm_id, "blue") != 0);
+    write_config_with("{\"green\": \"#0f0\", \"red\": \"#f00\"}", "");
+    mab_engine *e2 = open_engine();
+    mab_error rerr = {0, ""};
+    assert_int_equal(mab_adapter_reload(ad, e2, &rerr), MAB_OK);
+    mab_close(e, NULL);
+    assert_int_equal(reward_with(ad, color_cookie, "color", 1, NULL, 0), MAB_REWARD_ARM_REMOVED);
+    a = choose_with(ad, color_cookie, "color", NULL, 0);
+    assert_true(a.is_new);
+    assert_string_not_equal(a.arm_id, "blue");
+    mab_adapter_close(ad);
+    mab_close(e2, NULL);
+}
+
+static void test_key_rotation(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    char old_cookie[4000];
+    mab_assignment a = choose_with(ad, NULL, "color", old_cookie, sizeof old_cookie);
+    char arm[64];
+    snprintf(arm, sizeof arm, "%s", a.arm_id);
+    char *old_key = test_read_file(key_file);
+    assert_non_null(old_key);
+
+    /* New key first, old key below: old cookies verify, new ones are signed
+       with the new key. */
+    char new_file[320];
+    snprintf(new_file, sizeof new_file, "%s/new.key", dir);
+    assert_int_equal(mab_adapter_keygen(new_file, NULL), MAB_OK);
+    char *new_key = test_read_file(new_file);
+    assert_non_null(new_key);
+    unlink(key_file);
+    assert_int_equal(test_write_file(key_file, "# rotated\n%s\n%s", new_key, old_key), 0);
+    chmod(key_file, 0600);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_adapter_reload(ad, e, &err), MAB_OK);
+    a = choose_with(ad, old_cookie, "color", NULL, 0);
+    assert_false(a.is_new);
+    assert_string_equal(a.arm_id, arm);
+    char new_cookie[4000];
+    choose_with(ad, old_cookie, "txt", new_cookie, sizeof new_cookie);
+
+    /* The old key retired: old cookies are refused, new ones verify. */
+    assert_int_equal(test_write_file(key_file, "%s", new_key), 0);
+    assert_int_equal(mab_adapter_reload(ad, e, &err), MAB_OK);
+    assert_true(choose_with(ad, old_cookie, "color", NULL, 0).is_new);
+    assert_false(choose_with(ad, new_cookie, "color", NULL, 0).is_new);
+
+    /* A bad key file on reload changes nothing. */
+    assert_int_equal(test_write_file(key_file, "not base64!\n"), 0);
+    assert_int_equal(mab_adapter_reload(ad, e, &err), MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "line 1"));
+    assert_false(choose_with(ad, new_cookie, "color", NULL, 0).is_new);
+    free(old_key);
+    free(new_key);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+static void expect_config_error(const char *extra, const char *needle)
+{
+    write_config_with(NULL, extra);
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
+    assert_int_equal(mab_open_ex(config, &opts, &e, &err), MAB_ECONFIG);
+    if (!strstr(err.message, needle))
+        fail_msg("expected \"%s\" in: %s", needle, err.message);
+}
+
+static void test_config_keys(void **state)
+{
+    (void)state;
+    expect_config_error(", \"cookie\": {\"nmae\": \"x\"}", "cookie: unknown key \"nmae\"");
+    expect_config_error(", \"cookie\": {\"same_site\": \"None\"}", "cookie.same_site");
+    expect_config_error(", \"cookie\": {\"same_site\": \"lax\"}", "cookie.same_site");
+    expect_config_error(", \"cookie\": {\"max_age\": 0}", "cookie.max_age");
+    expect_config_error(", \"cookie\": {\"name\": \"a;b\"}", "cookie.name");
+    expect_config_error(", \"cookie\": {\"path\": \"nopath\"}", "cookie.path");
+    expect_config_error(", \"cookie\": {\"secure\": 1}", "cookie.secure");
+    expect_config_error(", \"cookie\": {\"http_only\": \"yes\"}", "cookie.http_only");
+    expect_config_error(", \"secrt_file\": \"x\"", "unknown key \"secrt_file\"");
+    expect_config_error(", \"mabd\": 3", "mabd: expected an object");
+
+    /* redirect_allow entries are checked (the config above has two already). */
+    static const char *const bad_allow[] = {"\"https://shop.example.com\"", "\"//evil\"",
+                                            "\"evil.example/\"", "\"javascript:x\"",
+                                            "\"https://a@b/\"", "3", NULL};
+    for (const char *const *b = bad_allow; *b; b++) {
+        assert_int_equal(
+            test_write_file(config,
+                            "{\"plugin_path\": [\"%s\"], \"storage\": {\"plugin\": \"json_file\"},"
+                            " \"redirect_allow\": [%s], \"experiments\": {\"x\": {\"policy\": "
+                            "{\"plugin\": \"ucb1\"}, \"arms\": {\"a\": 1, \"b\": 2}}}}",
+                            MAB_PLUGIN_DIR, *b),
+            0);
+        mab_engine *e = NULL;
+        mab_error err = {0, ""};
+        mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
+        assert_int_equal(mab_open_ex(config, &opts, &e, &err), MAB_ECONFIG);
+        assert_non_null(strstr(err.message, "redirect_allow[0]"));
+    }
+
+    /* Accepted settings show in Set-Cookie. */
+    write_config_with(NULL, ", \"cookie\": {\"name\": \"ab\", \"path\": \"/shop\", \"domain\": "
+                            "\"example.com\", \"max_age\": 60, \"secure\": true, \"http_only\": "
+                            "false, \"same_site\": \"None\"}");
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    mab_request *rq;
+    assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
+    mab_assignment a;
+    assert_int_equal(mab_request_choose(rq, "txt", &a, NULL), MAB_OK);
+    const char *sc = mab_request_set_cookie(rq);
+    assert_true(strncmp(sc, "ab=", 3) == 0);
+    assert_non_null(strstr(sc, "; Path=/shop; Domain=example.com; Max-Age=60; Secure; SameSite=None"));
+    assert_null(strstr(sc, "HttpOnly"));
+    mab_request_end(rq);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+static void test_secret_file(void **state)
+{
+    (void)state;
+    mab_error err = {0, ""};
+    /* keygen refuses to overwrite and writes mode 0600. */
+    assert_int_equal(mab_adapter_keygen(key_file, &err), MAB_EIO);
+    assert_non_null(strstr(err.message, "refusing to overwrite"));
+    struct stat st;
+    assert_int_equal(stat(key_file, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = NULL;
+    chmod(key_file, 0644);
+    assert_int_equal(mab_adapter_open(e, &ad, &err), MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "chmod 600"));
+    chmod(key_file, 0600);
+    assert_int_equal(test_write_file(key_file, "# only a comment\n\n"), 0);
+    assert_int_equal(mab_adapter_open(e, &ad, &err), MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "holds no key"));
+    assert_int_equal(test_write_file(key_file, "c2hvcnQ=\n"), 0);
+    assert_int_equal(mab_adapter_open(e, &ad, &err), MAB_ECONFIG);
+    unlink(key_file);
+    assert_int_equal(mab_adapter_open(e, &ad, &err), MAB_EIO);
+    assert_non_null(strstr(err.message, "mab.key"));
+    assert_null(ad);
+    mab_close(e, NULL);
+
+    /* No secret_file at all: the engine opens, the adapter explains. */
+    assert_int_equal(test_write_file(config,
+                                     "{\"plugin_path\": [\"%s\"], \"storage\": {\"plugin\": "
+                                     "\"json_file\"}, \"experiments\": {\"x\": {\"policy\": "
+                                     "{\"plugin\": \"ucb1\"}, \"arms\": {\"a\": 1, \"b\": 2}}}}",
+                                     MAB_PLUGIN_DIR),
+                     0);
+    e = open_engine();
+    assert_int_equal(mab_adapter_open(e, &ad, &err), MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "secret_file"));
+    mab_close(e, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_cookie_round_trip, each),
+        cmocka_unit_test_setup(test_every_mutation_is_rejected, each),
+        cmocka_unit_test_setup(test_expiry, each),
+        cmocka_unit_test_setup(test_redirect_guard, each),
+        cmocka_unit_test_setup(test_stacked_experiments, each),
+        cmocka_unit_test_setup(test_replay_refused, each),
+        cmocka_unit_test_setup(test_uncounted_rewards_say_why, each),
+        cmocka_unit_test_setup(test_key_rotation, each),
+        cmocka_unit_test_setup(test_config_keys, each),
+        cmocka_unit_test_setup(test_secret_file, each),
+    };
+    return cmocka_run_group_tests(tests, NULL, cleanup);
+}

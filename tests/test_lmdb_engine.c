@@ -1,0 +1,423 @@
+/*
+ * test_lmdb_engine.c - the engine over the lmdb plugin, with real processes:
+ * several processes counting into one store lose nothing, each sees the
+ * others' totals within refresh_ms, and SIGKILL loses no acknowledged
+ * reward ("always") or nothing up to the last flush (interval mode).
+ *
+ * Children are forked before the parent opens any engine (an engine's
+ * threads and an LMDB environment must not cross fork), open their own
+ * engine, and report through pipes and exit codes only.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mab/mab.h"
+#include "mab/rng.h"
+#include "support.h"
+
+#define ARMS 3
+
+typedef struct fixture {
+    char *dir;
+    char config[300];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f || !(f->dir = test_tmpdir("lmdb-engine"))) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->config, sizeof f->config, "%s/mab.json", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    test_rm_tree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* A config with the lmdb store "store" next to it; storage_extra goes into
+   the storage object (e.g. "\"sync\": \"always\""). */
+static void write_config(const fixture *f, const char *storage_extra)
+{
+    assert_int_equal(
+        test_write_file(f->config,
+                        "{\"plugin_path\": [\"%s\"],\n"
+                        " \"storage\": {\"plugin\": \"lmdb\", \"path\": \"store\", %s},\n"
+                        " \"experiments\": {\"exp\": {\"policy\": {\"plugin\": "
+                        "\"epsilon_greedy\", \"epsilon\": 0.3},\n"
+                        "   \"arms\": {\"a0\": 0, \"a1\": 1, \"a2\": 2}}}}\n",
+                        MAB_PLUGIN_DIR, storage_extra),
+        0);
+}
+
+static mab_engine *open_ok(const fixture *f)
+{
+    mab_engine *e = NULL;
+    mab_error err = {0};
+    if (mab_open(f->config, &e, &err) != MAB_OK)
+        fail_msg("mab_open: %s", err.message);
+    return e;
+}
+
+static void close_ok(mab_engine *e)
+{
+    mab_error err = {0};
+    if (mab_close(e, &err) != MAB_OK)
+        fail_msg("mab_close: %s", err.message);
+}
+
+static void stats_ok(mab_engine *e, mab_arm_stats out[ARMS])
+{
+    mab_error err = {0};
+    size_t n = 0;
+    if (mab_stats(e, "exp", out, ARMS, &n, &err) != MAB_OK)
+        fail_msg("mab_stats: %s", err.message);
+    assert_int_equal(n, ARMS);
+}
+
+static void wait_ok(pid_t child)
+{
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("child %ld ended with status 0x%x", (long)child, status);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- four processes, one store ---------------------------------------- */
+
+#define PROCESSES 4
+#define STEPS 50000
+
+typedef struct counts {
+    uint64_t pulls[ARMS], rewards[ARMS];
+    double reward_sum[ARMS];
+} counts;
+
+/* Child: STEPS choose + (sometimes) reward; send what it counted. */
+static void count_child(const fixture *f, int seed, int report_fd)
+{
+    mab_engine *e = NULL;
+    if (mab_open(f->config, &e, NULL) != MAB_OK)
+        _exit(2);
+    mab_rng *rng = mab_rng_create((uint64_t)seed);
+    counts c = {0};
+    for (int i = 0; i < STEPS; i++) {
+        mab_choice choice;
+        if (mab_choose(e, "exp", &choice, NULL) != MAB_OK || choice.arm_index >= ARMS)
+            _exit(3);
+        c.pulls[choice.arm_index]++;
+        if (mab_rng_uniform(rng) < 0.2 + 0.2 * (double)choice.arm_index) {
+            double value = i % 4 == 0 ? 0.5 : 1.0;
+            if (mab_reward(e, "exp", choice.arm_id, value, NULL) != MAB_OK)
+                _exit(4);
+            c.rewards[choice.arm_index]++;
+            c.reward_sum[choice.arm_index] += value;
+        }
+    }
+    mab_rng_destroy(rng);
+    if (mab_close(e, NULL) != MAB_OK)
+        _exit(5);
+    if (write(report_fd, &c, sizeof c) != (ssize_t)sizeof c)
+        _exit(6);
+    _exit(0);
+}
+
+static void test_processes_count_exactly(void **state)
+{
+    fixture *f = *state;
+    write_config(f, "\"sync\": {\"interval_ms\": 20}, \"refresh_ms\": 10");
+    int report[2];
+    assert_int_equal(pipe(report), 0);
+    pid_t children[PROCESSES];
+    for (int p = 0; p < PROCESSES; p++) {
+        children[p] = fork();
+        assert_true(children[p] >= 0);
+        if (children[p] == 0) {
+            close(report[0]);
+            count_child(f, 1000 + p, report[1]);
+        }
+    }
+    close(report[1]);
+    counts total = {0};
+    for (int p = 0; p < PROCESSES; p++) {
+        counts c;
+        assert_int_equal(read_full(report[0], &c, sizeof c), 0);
+        for (int a = 0; a < ARMS; a++) {
+            total.pulls[a] += c.pulls[a];
+            total.rewards[a] += c.rewards[a];
+            total.reward_sum[a] += c.reward_sum[a];
+        }
+    }
+    close(report[0]);
+    for (int p = 0; p < PROCESSES; p++)
+        wait_ok(children[p]);
+
+    mab_engine *e = open_ok(f);
+    mab_arm_stats s[ARMS];
+    stats_ok(e, s);
+    uint64_t pulls = 0;
+    for (int a = 0; a < ARMS; a++) {
+        assert_int_equal(s[a].pulls, total.pulls[a]);
+        assert_int_equal(s[a].rewards, total.rewards[a]);
+        /* Sums of 0.5 and 1.0 are exact in any order. */
+        assert_true(s[a].reward_sum == total.reward_sum[a]);
+        pulls += s[a].pulls;
+    }
+    assert_int_equal(pulls, (uint64_t)PROCESSES * STEPS);
+    close_ok(e);
+}
+
+/* ---- each process sees the others within refresh_ms ------------------- */
+
+#define REFRESH_MS 50
+
+static void test_others_seen_within_refresh(void **state)
+{
+    fixture *f = *state;
+    char storage[128];
+    snprintf(storage, sizeof storage, "\"sync\": {\"interval_ms\": 60000}, \"refresh_ms\": %d",
+             REFRESH_MS);
+    write_config(f, storage);
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(done[0]);
+        char c;
+        if (read(go[0], &c, 1) != 1)
+            _exit(2);
+        mab_engine *e = NULL;
+        if (mab_open(f->config, &e, NULL) != MAB_OK)
+            _exit(3);
+        for (int i = 0; i < 5; i++)
+            if (mab_reward(e, "exp", "a1", 1.0, NULL) != MAB_OK)
+                _exit(4);
+        if (mab_flush(e, NULL) != MAB_OK)
+            _exit(5);
+        int64_t flushed = now_ms();
+        if (write(done[1], &flushed, sizeof flushed) != (ssize_t)sizeof flushed)
+            _exit(6);
+        /* Stay open, unflushed increments and all, until told to go. */
+        if (mab_reward(e, "exp", "a2", 1.0, NULL) != MAB_OK || read(go[0], &c, 1) != 1)
+            _exit(7);
+        _exit(mab_close(e, NULL) == MAB_OK ? 0 : 8);
+    }
+    close(go[0]);
+    close(done[1]);
+
+    mab_engine *e = open_ok(f);
+    /* This process's own reward, unapplied: must survive every refresh. */
+    assert_int_equal(mab_reward(e, "exp", "a0", 1.0, NULL), MAB_OK);
+    assert_int_equal(write(go[1], "g", 1), 1);
+    int64_t flushed;
+    assert_int_equal(read_full(done[0], &flushed, sizeof flushed), 0);
+    mab_arm_stats s[ARMS];
+    int64_t seen = -1;
+    while (now_ms() - flushed < 20 * REFRESH_MS) {
+        stats_ok(e, s);
+        if (s[1].rewards == 5) {
+            seen = now_ms();
+            break;
+        }
+        struct timespec pause = {0, 2000000};
+        nanosleep(&pause, NULL);
+    }
+    if (seen < 0)
+        fail_msg("the other process's flushed rewards were not seen in %d ms", 20 * REFRESH_MS);
+    /* A refresh every REFRESH_MS: seen at most one period later, plus scheduling
+       slack for loaded or sanitized runs. */
+    if (seen - flushed > REFRESH_MS + 100)
+        fail_msg("seen %" PRId64 " ms after the flush; refresh_ms is %d", seen - flushed,
+                 REFRESH_MS);
+    stats_ok(e, s);
+    assert_int_equal(s[0].rewards, 1);  /* ours, still unapplied */
+    assert_int_equal(s[2].rewards, 0);  /* theirs, not yet flushed */
+    assert_int_equal(write(go[1], "g", 1), 1);
+    wait_ok(child);
+    close(go[1]);
+    close(done[0]);
+
+    /* The child's close wrote its last reward: seen after the next refresh. */
+    int64_t closed = now_ms();
+    while (now_ms() - closed < 20 * REFRESH_MS) {
+        stats_ok(e, s);
+        if (s[2].rewards == 1)
+            break;
+        struct timespec pause = {0, 2000000};
+        nanosleep(&pause, NULL);
+    }
+    assert_int_equal(s[2].rewards, 1);
+    assert_int_equal(s[0].rewards, 1);
+    assert_int_equal(s[1].rewards, 5);
+    close_ok(e);
+
+    /* refresh_ms 0 turns refreshing off. */
+    snprintf(storage, sizeof storage, "\"sync\": {\"interval_ms\": 60000}, \"refresh_ms\": 0");
+    write_config(f, storage);
+    e = open_ok(f);
+    pid_t writer = fork();
+    assert_true(writer >= 0);
+    if (writer == 0) {
+        mab_engine *w = NULL;
+        if (mab_open(f->config, &w, NULL) != MAB_OK ||
+            mab_reward(w, "exp", "a0", 1.0, NULL) != MAB_OK)
+            _exit(2);
+        _exit(mab_close(w, NULL) == MAB_OK ? 0 : 3);
+    }
+    wait_ok(writer);
+    struct timespec pause = {0, 3 * REFRESH_MS * 1000000L};
+    nanosleep(&pause, NULL);
+    stats_ok(e, s);
+    assert_int_equal(s[0].rewards, 1);
+    close_ok(e);
+}
+
+/* ---- durability under SIGKILL ----------------------------------------- */
+
+#define KILL_ROUNDS 20
+
+/*
+ * Child: reward a0 in a loop; with report_every == 1 ("always") report the
+ * reward count after each mab_reward returned, otherwise flush every
+ * report_every rewards and report the count after mab_flush returned.
+ */
+static void reward_child(const fixture *f, int report_every, int report_fd)
+{
+    mab_engine *e = NULL;
+    if (mab_open(f->config, &e, NULL) != MAB_OK)
+        _exit(2);
+    mab_arm_stats s[ARMS];
+    size_t n;
+    if (mab_stats(e, "exp", s, ARMS, &n, NULL) != MAB_OK)
+        _exit(3);
+    uint64_t count = s[0].rewards;
+    for (;;) {
+        mab_choice choice;
+        if (mab_choose(e, "exp", &choice, NULL) != MAB_OK ||
+            mab_reward(e, "exp", "a0", 1.0, NULL) != MAB_OK)
+            _exit(4);
+        count++;
+        if (report_every > 1) {
+            if (count % (uint64_t)report_every != 0)
+                continue;
+            if (mab_flush(e, NULL) != MAB_OK)
+                _exit(5);
+        }
+        if (write(report_fd, &count, sizeof count) != (ssize_t)sizeof count)
+            _exit(6);
+    }
+}
+
+static void kill_rounds(const fixture *f, int report_every)
+{
+    uint64_t total_reported = 0;
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        int report[2];
+        assert_int_equal(pipe(report), 0);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            close(report[0]);
+            reward_child(f, report_every, report[1]);
+        }
+        close(report[1]);
+        struct timespec delay = {0, (long)(rand() % 40 + 10) * 1000000L};
+        nanosleep(&delay, NULL);
+        assert_int_equal(kill(child, SIGKILL), 0);
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        if (!WIFSIGNALED(status))
+            fail_msg("round %d: child exited with %d before the kill", round,
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+
+        uint64_t reported = total_reported, value;
+        while (read(report[0], &value, sizeof value) == (ssize_t)sizeof value)
+            reported = value;
+        close(report[0]);
+
+        mab_engine *e = open_ok(f); /* opens cleanly after the kill */
+        mab_arm_stats s[ARMS];
+        stats_ok(e, s);
+        close_ok(e);
+        if (s[0].rewards < reported)
+            fail_msg("round %d: %" PRIu64 " rewards were acknowledged, the store holds %" PRIu64,
+                     round, reported, s[0].rewards);
+        if (s[0].reward_sum != (double)s[0].rewards)
+            fail_msg("round %d: reward count %" PRIu64 " and sum %g disagree", round,
+                     s[0].rewards, s[0].reward_sum);
+        total_reported = s[0].rewards;
+    }
+    assert_true(total_reported > 0);
+}
+
+static void test_kill_loses_no_acknowledged_reward(void **state)
+{
+    fixture *f = *state;
+    write_config(f, "\"sync\": \"always\"");
+    kill_rounds(f, 1);
+}
+
+static void test_kill_keeps_everything_flushed(void **state)
+{
+    fixture *f = *state;
+    write_config(f, "\"sync\": {\"interval_ms\": 5}");
+    kill_rounds(f, 500);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_processes_count_exactly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_others_seen_within_refresh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_loses_no_acknowledged_reward, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_keeps_everything_flushed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,633 @@
+/*
+ * test_storage_lmdb.c - the lmdb storage plugin, loaded as the real .so,
+ * against real LMDB environments in fresh mkdtemp directories.
+ *
+ * Tests that need other processes fork; a child opens its own store (an LMDB
+ * environment must not be used across fork) and reports through its exit
+ * code and pipes only, never through cmocka's asserts. Tests reach into the
+ * environment with liblmdb directly to plant what the plugin must refuse.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+
+#include "mab/storage.h"
+#include "support.h"
+
+static void *plugin_handle;
+static const mab_storage *storage;
+
+typedef struct fixture {
+    char *dir;
+    char path[300]; /* DIR/store: the LMDB directory */
+} fixture;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    plugin_handle = dlopen(MAB_PLUGIN_DIR "/lmdb.so", RTLD_NOW | RTLD_LOCAL);
+    if (!plugin_handle) {
+        fprintf(stderr, "dlopen: %s\n", dlerror());
+        return -1;
+    }
+    const mab_storage *(*entry)(void) =
+        (const mab_storage *(*)(void))dlsym(plugin_handle, MAB_STORAGE_ENTRY_SYMBOL);
+    if (!entry)
+        return -1;
+    storage = entry();
+    return storage && storage->abi_major == MAB_STORAGE_ABI_MAJOR ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    dlclose(plugin_handle);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f || !(f->dir = test_tmpdir("lmdb"))) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/store", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    test_rm_tree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Open with extra members of the storage object (e.g. ", \"map_size\": 32768"). */
+static int store_open_with(const char *path, const char *extra, void **store, mab_error *err)
+{
+    char json[600];
+    snprintf(json, sizeof json, "{\"path\":\"%s\"%s}", path, extra ? extra : "");
+    mab_params *params;
+    int rc = mab_params_parse(json, "test", &params, err);
+    if (rc != MAB_OK)
+        return rc;
+    rc = storage->open(params, store, err);
+    mab_params_free(params);
+    return rc;
+}
+
+static void *open_ok_with(const fixture *f, const char *extra)
+{
+    void *store = NULL;
+    mab_error err = {0};
+    int rc = store_open_with(f->path, extra, &store, &err);
+    if (rc != MAB_OK)
+        fail_msg("open %s: %d %s", f->path, rc, err.message);
+    return store;
+}
+
+static void *open_ok(const fixture *f)
+{
+    return open_ok_with(f, NULL);
+}
+
+static mab_totals load_one(void *store, const char *experiment, const char *arm)
+{
+    mab_totals t;
+    mab_error err = {0};
+    const char *ids[] = {arm};
+    int rc = storage->load(store, experiment, ids, 1, &t, &err);
+    if (rc != MAB_OK)
+        fail_msg("load %s.%s: %s", experiment, arm, err.message);
+    return t;
+}
+
+static void apply_ok(void *store, const mab_delta *deltas, size_t n)
+{
+    mab_error err = {0};
+    int rc = storage->apply(store, deltas, n, &err);
+    if (rc != MAB_OK)
+        fail_msg("apply: %d %s", rc, err.message);
+}
+
+static void assert_totals(mab_totals got, uint64_t pulls, uint64_t rewards, double sum,
+                          double sum_sq)
+{
+    assert_int_equal(got.pulls, pulls);
+    assert_int_equal(got.rewards, rewards);
+    assert_memory_equal(&got.reward_sum, &sum, sizeof sum);
+    assert_memory_equal(&got.reward_sum_sq, &sum_sq, sizeof sum_sq);
+}
+
+static mab_delta delta(const char *experiment, const char *arm, uint64_t pulls,
+                       uint64_t rewards, double sum, double sum_sq)
+{
+    mab_delta d = {experiment, arm, {pulls, rewards, sum, sum_sq}};
+    return d;
+}
+
+static void expect_error(int got, int want, const mab_error *err, const char *fragment)
+{
+    if (got != want)
+        fail_msg("expected %d, got %d: %s", want, got, err->message);
+    if (!strstr(err->message, fragment))
+        fail_msg("\"%s\" does not contain \"%s\"", err->message, fragment);
+}
+
+/* Put key -> value into a named database of the environment at path, directly. */
+static void lmdb_put_raw(const char *path, const char *db, const void *key, size_t key_len,
+                         const void *value, size_t value_len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, db, MDB_CREATE, &dbi), 0);
+    MDB_val k = {key_len, (void *)key}, v = {value_len, (void *)value};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* ---- round trip, accumulation, reset ---------------------------------- */
+
+static void test_round_trip(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0); /* the directory was created */
+    assert_true(S_ISDIR(sb.st_mode));
+    mab_delta batch[] = {
+        delta("color_btn", "green", 3, 2, 0.1, 0.01),
+        delta("color_btn", "red", 1, 1, 1.0 / 3.0, 1.0 / 9.0),
+        delta("color_btn", "blue", 7, 0, 0, 0),
+        delta("color_btn", "green", 1, 1, 0.2, 0.04),
+        delta("txt_btn", "casual", UINT64_MAX - 1, (uint64_t)1 << 60, -2.5e-300,
+              1.7976931348623157e308),
+    };
+    apply_ok(store, batch, sizeof batch / sizeof batch[0]);
+    storage->close(store);
+
+    store = open_ok(f);
+    const char *ids[] = {"green", "red", "nope"};
+    mab_totals t[3];
+    mab_error err = {0};
+    assert_int_equal(storage->load(store, "color_btn", ids, 3, t, &err), MAB_OK);
+    assert_totals(t[0], 4, 3, 0.1 + 0.2, 0.01 + 0.04);
+    assert_totals(t[1], 1, 1, 1.0 / 3.0, 1.0 / 9.0);
+    assert_totals(t[2], 0, 0, 0, 0);
+    assert_totals(load_one(store, "color_btn", "blue"), 7, 0, 0, 0);
+    assert_totals(load_one(store, "txt_btn", "casual"), UINT64_MAX - 1, (uint64_t)1 << 60,
+                  -2.5e-300, 1.7976931348623157e308);
+    assert_totals(load_one(store, "nope", "green"), 0, 0, 0, 0);
+    apply_ok(store, NULL, 0); /* an empty batch is fine */
+    storage->close(store);
+}
+
+static void test_increments_accumulate(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    double sum = 0, sum_sq = 0;
+    for (int i = 0; i < 10; i++) {
+        double r = 0.1 * i;
+        mab_delta batch[] = {delta("e", "a", 1, 0, 0, 0), delta("e", "a", 0, 1, r, r * r),
+                             delta("e", "b", 2, 0, 0, 0)};
+        apply_ok(store, batch, 3);
+        sum += r;
+        sum_sq += r * r;
+    }
+    assert_totals(load_one(store, "e", "a"), 10, 10, sum, sum_sq);
+    assert_totals(load_one(store, "e", "b"), 20, 0, 0, 0);
+    storage->close(store);
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 10, 10, sum, sum_sq);
+    storage->close(store);
+}
+
+static void test_reset_removes_one_experiment(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    /* "e" is a prefix of "e2" and of "e-x": only "e\0..." keys are e's. */
+    mab_delta batch[] = {delta("e", "a", 1, 1, 1, 1), delta("e2", "a", 2, 0, 0, 0),
+                         delta("e", "b", 3, 0, 0, 0), delta("e-x", "b", 4, 1, 0.5, 0.25),
+                         delta("d", "a", 5, 0, 0, 0)};
+    apply_ok(store, batch, 5);
+    mab_error err = {0};
+    assert_int_equal(storage->reset(store, "e", &err), MAB_OK);
+    assert_int_equal(storage->reset(store, "never-there", &err), MAB_OK);
+    assert_totals(load_one(store, "e", "a"), 0, 0, 0, 0);
+    assert_totals(load_one(store, "e", "b"), 0, 0, 0, 0);
+    assert_totals(load_one(store, "e2", "a"), 2, 0, 0, 0);
+    assert_totals(load_one(store, "e-x", "b"), 4, 1, 0.5, 0.25);
+    assert_totals(load_one(store, "d", "a"), 5, 0, 0, 0);
+    mab_delta again = delta("e", "a", 1, 0, 0, 0);
+    apply_ok(store, &again, 1);
+    storage->close(store);
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 1, 0, 0, 0);
+    assert_totals(load_one(store, "e", "b"), 0, 0, 0, 0);
+    storage->close(store);
+}
+
+static void test_failed_apply_is_all_or_nothing(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta first[] = {delta("e", "a", 2, 1, 0.5, 0.25), delta("e", "big", UINT64_MAX, 0, 0, 0)};
+    apply_ok(store, first, 2);
+    /* The third delta overflows: the first two must not land either. */
+    mab_delta failing[] = {delta("e", "a", 5, 5, 5, 5), delta("e", "new", 1, 1, 1, 1),
+                           delta("e", "big", 1, 0, 0, 0)};
+    mab_error err = {0};
+    expect_error(storage->apply(store, failing, 3, &err), MAB_ERANGE, &err, "e.big");
+    assert_non_null(strstr(err.message, f->path));
+    mab_delta nan_delta = delta("e", "a", 1, 1, NAN, 0);
+    expect_error(storage->apply(store, &nan_delta, 1, &err), MAB_EINVAL, &err, "not finite");
+    assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
+    assert_totals(load_one(store, "e", "new"), 0, 0, 0, 0);
+    storage->close(store);
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
+    assert_totals(load_one(store, "e", "new"), 0, 0, 0, 0);
+    storage->close(store);
+}
+
+/* ---- refusals and errors ---------------------------------------------- */
+
+static void test_unknown_version_refused(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta d = delta("e", "a", 3, 0, 0, 0);
+    apply_ok(store, &d, 1);
+    storage->close(store);
+
+    uint32_t version = 2;
+    lmdb_put_raw(f->path, "meta", "version", 7, &version, sizeof version);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        mab_error err = {0};
+        store = NULL;
+        expect_error(store_open_with(f->path, NULL, &store, &err), MAB_ECORRUPT, &err,
+                     "unsupported store version 2 (this lmdb plugin reads version 1)");
+        assert_non_null(strstr(err.message, f->path));
+        assert_null(store);
+    }
+    /* Left as it was: putting version 1 back makes it readable again. */
+    version = 1;
+    lmdb_put_raw(f->path, "meta", "version", 7, &version, sizeof version);
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 3, 0, 0, 0);
+    storage->close(store);
+}
+
+static void test_foreign_environment_refused(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(mkdir(f->path, 0755), 0);
+    lmdb_put_raw(f->path, "someone-else", "k", 1, "v", 1);
+    mab_error err = {0};
+    void *store = NULL;
+    expect_error(store_open_with(f->path, NULL, &store, &err), MAB_ECORRUPT, &err,
+                 "not a mab store");
+    assert_non_null(strstr(err.message, f->path));
+}
+
+static void test_unreadable_record_refused(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    storage->close(store);
+    struct {
+        uint32_t version, reserved;
+        uint64_t pulls, rewards;
+        double sum, sum_sq;
+    } future = {7, 0, 1, 1, 1, 1};
+    lmdb_put_raw(f->path, "records", "e\0a", 3, &future, sizeof future);
+    store = open_ok(f);
+    mab_error err = {0};
+    const char *ids[] = {"a"};
+    mab_totals t;
+    expect_error(storage->load(store, "e", ids, 1, &t, &err), MAB_ECORRUPT, &err,
+                 "record e.a is unreadable");
+    assert_non_null(strstr(err.message, "record version 7"));
+    mab_delta d = delta("e", "a", 1, 0, 0, 0);
+    expect_error(storage->apply(store, &d, 1, &err), MAB_ECORRUPT, &err, "e.a");
+    storage->close(store);
+}
+
+static void test_path_errors(void **state)
+{
+    fixture *f = *state;
+    mab_error err = {0};
+    void *store = NULL;
+
+    /* path is a regular file (tests run as root: permission bits would not stop us). */
+    test_write_file(f->path, "not a directory\n");
+    expect_error(store_open_with(f->path, NULL, &store, &err), MAB_ESTORAGE, &err,
+                 strerror(ENOTDIR));
+    assert_non_null(strstr(err.message, f->path));
+    assert_non_null(strstr(err.message, "must name a directory"));
+    assert_null(store);
+
+    /* A directory below a regular file cannot be created. */
+    char below[400];
+    snprintf(below, sizeof below, "%s/sub", f->path);
+    expect_error(store_open_with(below, NULL, &store, &err), MAB_ESTORAGE, &err, below);
+    assert_non_null(strstr(err.message, "cannot create the store's directory"));
+
+    /* data.mdb that is not an LMDB file. */
+    unlink(f->path);
+    assert_int_equal(mkdir(f->path, 0755), 0);
+    char data[400];
+    snprintf(data, sizeof data, "%s/data.mdb", f->path);
+    char junk[8192];
+    memset(junk, 'x', sizeof junk);
+    FILE *fp = fopen(data, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+    fclose(fp);
+    expect_error(store_open_with(f->path, NULL, &store, &err), MAB_ESTORAGE, &err,
+                 "cannot open the LMDB environment");
+    assert_non_null(strstr(err.message, f->path));
+    assert_non_null(strstr(err.message, mdb_strerror(MDB_INVALID)));
+
+    /* Config errors name the key. */
+    mab_params *params;
+    assert_int_equal(mab_params_parse("{}", "test", &params, &err), MAB_OK);
+    expect_error(storage->open(params, &store, &err), MAB_ECONFIG, &err, "path");
+    mab_params_free(params);
+    expect_error(store_open_with(f->path, ", \"map_size\": 10", &store, &err), MAB_ECONFIG,
+                 &err, "map_size");
+    expect_error(store_open_with(f->path, ", \"max_readers\": 0", &store, &err), MAB_ECONFIG,
+                 &err, "max_readers");
+}
+
+static void test_second_open_in_process_refused(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    void *again = NULL;
+    mab_error err = {0};
+    char alias[400];
+    snprintf(alias, sizeof alias, "%s/./store", f->dir); /* same directory, other name */
+    expect_error(store_open_with(alias, NULL, &again, &err), MAB_EBUSY, &err,
+                 "already open in this process");
+    assert_null(again);
+    storage->close(store);
+    store = open_ok(f); /* closed: open again */
+    storage->close(store);
+}
+
+/* ---- growth ----------------------------------------------------------- */
+
+#define GROWTH_RECORDS 20000
+
+static void test_map_grows(void **state)
+{
+    fixture *f = *state;
+    /* 32 KiB holds a few hundred records: this must grow the map many times. */
+    void *store = open_ok_with(f, ", \"map_size\": 32768");
+    static char names[GROWTH_RECORDS][16];
+    static mab_delta batch[1000];
+    for (int i = 0; i < GROWTH_RECORDS; i += 1000) {
+        for (int j = 0; j < 1000; j++) {
+            snprintf(names[i + j], sizeof names[i + j], "arm%05d", i + j);
+            batch[j] = delta("grow", names[i + j], (uint64_t)(i + j) + 1, 1, 0.5, 0.25);
+        }
+        apply_ok(store, batch, 1000);
+    }
+    storage->close(store);
+
+    store = open_ok_with(f, ", \"map_size\": 32768");
+    for (int i = 0; i < GROWTH_RECORDS; i++)
+        assert_totals(load_one(store, "grow", names[i]), (uint64_t)i + 1, 1, 0.5, 0.25);
+    storage->close(store);
+    char data[400];
+    snprintf(data, sizeof data, "%s/data.mdb", f->path);
+    struct stat sb;
+    assert_int_equal(stat(data, &sb), 0);
+    assert_true(sb.st_size > 32768);
+}
+
+/* ---- several processes ------------------------------------------------ */
+
+#define WRITERS 4
+#define WRITES 500
+
+static void test_processes_share_one_store(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f); /* held open by the parent the whole time */
+    mab_delta seed = delta("e", "a", 1, 0, 0, 0);
+    apply_ok(store, &seed, 1);
+
+    pid_t children[WRITERS];
+    for (int c = 0; c < WRITERS; c++) {
+        children[c] = fork();
+        assert_true(children[c] >= 0);
+        if (children[c] == 0) {
+            void *s = NULL;
+            /* A small map: growth while others write must lose nothing either. */
+            if (store_open_with(f->path, ", \"map_size\": 32768", &s, NULL) != MAB_OK)
+                _exit(2);
+            char arm[16];
+            snprintf(arm, sizeof arm, "own%d", c);
+            for (int i = 0; i < WRITES; i++) {
+                mab_delta d[] = {delta("e", "a", 1, 1, 0.5, 0.25), delta("e", arm, 1, 0, 0, 0)};
+                if (storage->apply(s, d, 2, NULL) != MAB_OK)
+                    _exit(3);
+            }
+            storage->close(s);
+            _exit(0);
+        }
+    }
+    for (int c = 0; c < WRITERS; c++) {
+        int status;
+        assert_int_equal(waitpid(children[c], &status, 0), children[c]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    /* The parent's open environment sees what the children committed. */
+    assert_totals(load_one(store, "e", "a"), 1 + WRITERS * WRITES, WRITERS * WRITES,
+                  0.5 * WRITERS * WRITES, 0.25 * WRITERS * WRITES);
+    for (int c = 0; c < WRITERS; c++) {
+        char arm[16];
+        snprintf(arm, sizeof arm, "own%d", c);
+        assert_totals(load_one(store, "e", arm), WRITES, 0, 0, 0);
+    }
+    storage->close(store);
+}
+
+#define KILL_ROUNDS 20
+
+/* Child: +1 pull on kill.a forever, reporting each committed value. */
+static void kill_child(const fixture *f, int report_fd)
+{
+    void *store = NULL;
+    if (store_open_with(f->path, NULL, &store, NULL) != MAB_OK)
+        _exit(2);
+    uint64_t value = load_one(store, "kill", "a").pulls;
+    for (;;) {
+        mab_delta d = delta("kill", "a", 1, 0, 0, 0);
+        if (storage->apply(store, &d, 1, NULL) != MAB_OK)
+            _exit(3);
+        value++;
+        if (write(report_fd, &value, sizeof value) != (ssize_t)sizeof value)
+            _exit(4);
+    }
+}
+
+static void test_kill_during_write(void **state)
+{
+    fixture *f = *state;
+    uint64_t last_seen = 0;
+    srand((unsigned)time(NULL));
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        int report[2];
+        assert_int_equal(pipe(report), 0);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            close(report[0]);
+            kill_child(f, report[1]);
+        }
+        close(report[1]);
+        struct timespec delay = {0, (long)(rand() % 30 + 5) * 1000000L};
+        nanosleep(&delay, NULL);
+        assert_int_equal(kill(child, SIGKILL), 0);
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFSIGNALED(status));
+
+        uint64_t reported = last_seen, value;
+        while (read(report[0], &value, sizeof value) == (ssize_t)sizeof value)
+            reported = value;
+        close(report[0]);
+
+        void *store = open_ok(f);
+        uint64_t pulls = load_one(store, "kill", "a").pulls;
+        /* Every reported commit is there; the one in flight may be too. */
+        if (pulls != reported && pulls != reported + 1)
+            fail_msg("round %d: store has %" PRIu64 " pulls, child reported %" PRIu64, round,
+                     pulls, reported);
+        storage->close(store);
+        last_seen = pulls;
+    }
+    assert_true(last_seen > 0);
+}
+
+/* ---- scan and replace (ABI 1.1) --------------------------------------- */
+
+#if MAB_STORAGE_ABI_MINOR >= 1
+typedef struct scanned {
+    char keys[16][64];
+    mab_totals totals[16];
+    int n;
+    int stop_after;
+} scanned;
+
+static int collect(void *ctx, const char *experiment, const char *arm, const mab_totals *t)
+{
+    scanned *s = ctx;
+    if (s->n == 16)
+        return -100;
+    snprintf(s->keys[s->n], sizeof s->keys[s->n], "%s.%s", experiment, arm);
+    s->totals[s->n++] = *t;
+    return s->n == s->stop_after ? 42 : 0;
+}
+
+static void test_scan_and_replace(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    assert_int_equal(storage->refresh_ms, 100);
+    mab_delta batch[] = {delta("e", "b", 1, 1, 0.25, 0.0625), delta("e", "a", 2, 0, 0, 0),
+                         delta("e2", "a", 3, 1, 1, 1), delta("d", "x", 4, 0, 0, 0)};
+    apply_ok(store, batch, 4);
+    scanned s = {.stop_after = -1};
+    mab_error err = {0};
+    assert_int_equal(storage->scan(store, collect, &s, &err), MAB_OK);
+    assert_int_equal(s.n, 4); /* in key order */
+    assert_string_equal(s.keys[0], "d.x");
+    assert_string_equal(s.keys[1], "e.a");
+    assert_string_equal(s.keys[2], "e.b");
+    assert_string_equal(s.keys[3], "e2.a");
+    assert_totals(s.totals[2], 1, 1, 0.25, 0.0625);
+    scanned stop = {.stop_after = 2};
+    assert_int_equal(storage->scan(store, collect, &stop, &err), 42);
+    assert_int_equal(stop.n, 2);
+
+    /* Replace e (and a never-stored experiment): e.b disappears, d and e2 stay. */
+    const char *exps[] = {"e", "fresh"};
+    mab_delta fresh[] = {delta("e", "a", 10, 5, 2.5, 1.25), delta("fresh", "z", 1, 0, 0, 0),
+                         delta("e", "a", 1, 0, 0, 0)};
+    assert_int_equal(storage->replace(store, exps, 2, fresh, 3, &err), MAB_OK);
+    assert_totals(load_one(store, "e", "a"), 11, 5, 2.5, 1.25);
+    assert_totals(load_one(store, "e", "b"), 0, 0, 0, 0);
+    assert_totals(load_one(store, "e2", "a"), 3, 1, 1, 1);
+    assert_totals(load_one(store, "d", "x"), 4, 0, 0, 0);
+    assert_totals(load_one(store, "fresh", "z"), 1, 0, 0, 0);
+
+    /* A failing replace changes nothing: not even the removal. */
+    mab_delta bad[] = {delta("e2", "a", 1, 0, 0, 0), delta("e2", "b", 1, 1, INFINITY, 0)};
+    const char *exps2[] = {"e2"};
+    assert_int_equal(storage->replace(store, exps2, 1, bad, 2, &err), MAB_EINVAL);
+    mab_delta overflow[] = {delta("e", "a", UINT64_MAX, 0, 0, 0)};
+    const char *exps3[] = {"e2"};
+    assert_int_equal(storage->replace(store, exps3, 1, overflow, 1, &err), MAB_ERANGE);
+    assert_totals(load_one(store, "e2", "a"), 3, 1, 1, 1);
+    assert_totals(load_one(store, "e", "a"), 11, 5, 2.5, 1.25);
+    storage->close(store);
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_increments_accumulate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_removes_one_experiment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_apply_is_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_version_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_environment_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_record_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_open_in_process_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_grows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_processes_share_one_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_during_write, setup, teardown),
+#if MAB_STORAGE_ABI_MINOR >= 1
+        cmocka_unit_test_setup_teardown(test_scan_and_replace, setup, teardown),
+#endif
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
