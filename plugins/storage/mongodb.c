@@ -1,0 +1,1170 @@
+/*
+ * mongodb.c - storage shared by many machines through one MongoDB collection.
+ *
+ * One document per experiment and arm:
+ *
+ *   {_id: "EXPERIMENT/ARM", experiment: "...", arm: "...", v: 1,
+ *    pulls: <int64>, rewards: <int64>, reward_sum: <double>,
+ *    reward_sum_sq: <double>, w: {WRITER: <int64 batch number>, ...}}
+ *
+ * Ids are letters, digits, '_' and '-' (the core checks), so '/' cannot make
+ * two pairs share an _id. A batch of increments is one unordered bulk of
+ * `$inc` upserts, one per arm: increments commute, so any number of
+ * machines write at once without losing one another's updates.
+ *
+ * Exactly once across network failures. After a network error or a write
+ * concern error, an unordered bulk may have been applied to some documents
+ * and not to others, and the client cannot tell which. Retrying it with
+ * plain `$inc` would count the applied part twice. So every process picks a
+ * random writer id at open and numbers its batches; an update only matches a
+ * document whose `w.WRITER` is below the batch number, and sets it to that
+ * number. Sending the same batch again therefore changes only the documents
+ * it has not reached yet: the document it already reached no longer matches,
+ * the upsert then tries to insert a second document with the same _id, and
+ * the server answers "duplicate key" for that one update, changing nothing.
+ *
+ * The core's contract is that a failed apply leaves nothing applied and that
+ * the batch is offered again later (merged with newer increments). A failed
+ * bulk keeps its increments and batch number here as "in doubt". The next
+ * apply first sends the in-doubt batch again, with the same number, until it
+ * has reached every document; it is then fully applied, so it becomes
+ * "credit", and only the offered increments minus the credit are sent, as a
+ * new batch. After a successful apply the store holds exactly what it held
+ * before the first failure plus what the successful call was offered: as if
+ * every failed call had applied nothing, whether the failed batch was the
+ * core's write-behind queue (offered again) or an import (not offered again:
+ * then the difference is negative and takes it back out). load() subtracts
+ * the credit, and the in-doubt part of the documents that the in-doubt batch
+ * reached, so that the core's "stored + not yet applied" stays exact during
+ * an outage too.
+ *
+ * Cost: one `w.WRITER` number per process in each document it writes (about
+ * 30 bytes), removed at a clean close; a crashed process leaves its numbers
+ * behind. During recovery, one more round trip per apply.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <mongoc/mongoc.h>
+
+#include "mab/storage.h"
+
+#define SCHEMA_VERSION 1
+#define WRITER_FIELD_MAX 32 /* "w." + 16 hex digits */
+#define WHERE_MAX 512
+#define LEDGER_BUCKETS 256u
+#define DUP_KEY 11000
+
+/* Defaults for URI options the user did not set (ms). libmongoc's own
+   defaults (10 s to connect, 5 min per socket read) would stall the
+   background writer for minutes when a server hangs. */
+#define DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define DEFAULT_SOCKET_TIMEOUT_MS 10000
+#define DEFAULT_SELECTION_TIMEOUT_MS 5000
+#define WRITE_CONCERN_TIMEOUT_MS 10000
+
+/* Totals that may be negative: differences between offered and credited. */
+typedef struct signed_totals {
+    int64_t pulls;
+    int64_t rewards;
+    double reward_sum;
+    double reward_sum_sq;
+} signed_totals;
+
+/* What this process knows about one arm's document beyond the store. */
+typedef struct ledger_entry {
+    struct ledger_entry *next; /* hash chain */
+    char *doc_id;              /* "EXPERIMENT/ARM"; experiment and arm point into it */
+    char *experiment;
+    char *arm;
+    signed_totals credit; /* applied to the store, yet still held by the core */
+    signed_totals doubt;  /* sent in the in-doubt batch; maybe applied */
+    int in_doubt;
+    int offered; /* scratch for apply: the batch had increments for this arm */
+} ledger_entry;
+
+typedef struct mongo_store {
+    mongoc_client_t *client;
+    mongoc_collection_t *collection;
+    mongoc_write_concern_t *write_concern;
+    char *database;
+    char *collection_name;
+    char where[WHERE_MAX];   /* "MongoDB at HOSTS, database D, collection C" */
+    char *password;          /* as decoded by libmongoc, scrubbed from messages */
+    char *password_raw;      /* as written in the URI (percent-encoded) */
+    char writer_field[WRITER_FIELD_MAX];
+    int64_t batch_seq;       /* number of the last batch sent */
+    int64_t doubt_seq;       /* number of the in-doubt batch, 0 when none */
+    uint64_t max_pending;    /* 0: no bound */
+    ledger_entry *ledger[LEDGER_BUCKETS];
+    size_t ledger_count;
+} mongo_store;
+
+/* ---- messages --------------------------------------------------------- */
+
+/* Replace every occurrence of secret in text by "***", in place. */
+static void scrub_secret(char *text, size_t cap, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    if (n == 0)
+        return;
+    char *at;
+    while ((at = strstr(text, secret)) != NULL) {
+        size_t tail = strlen(at + n);
+        if ((size_t)(at - text) + 3 + tail >= cap)
+            tail = cap - (size_t)(at - text) - 4;
+        memmove(at + 3, at + n, tail);
+        at[3 + tail] = '\0';
+        memcpy(at, "***", 3);
+    }
+}
+
+/* Fill err with "WHERE: what: libmongoc's message", never showing the password. */
+static int store_fail(const mongo_store *st, mab_error *err, int code, const bson_error_t *cause,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int store_fail(const mongo_store *st, mab_error *err, int code, const bson_error_t *cause,
+                      const char *fmt, ...)
+{
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    char text[MAB_ERROR_MAX];
+    if (cause && cause->message[0])
+        snprintf(text, sizeof text, "%s: %s: %s", st->where, what, cause->message);
+    else
+        snprintf(text, sizeof text, "%s: %s", st->where, what);
+    scrub_secret(text, sizeof text, st->password);
+    scrub_secret(text, sizeof text, st->password_raw);
+    return mab_error_set(err, code, "%s", text);
+}
+
+/*
+ * The URI without user name and password, and with the values of options
+ * that hold secrets replaced by "***": safe to show in messages. Works on the
+ * text, so it also serves for URIs libmongoc refuses to parse.
+ */
+static void uri_redact(const char *uri, char *out, size_t cap)
+{
+    static const char *const secret_options[] = {
+        "tlsCertificateKeyFilePassword=", "sslClientCertificateKeyPassword=",
+        "authMechanismProperties=", "password=",
+    };
+    const char *scheme_end = strstr(uri, "://");
+    const char *rest = scheme_end ? scheme_end + 3 : uri;
+    const char *query = strchr(rest, '?');
+    const char *auth_end = NULL;
+    for (const char *p = rest; *p && (!query || p < query); p++)
+        if (*p == '@')
+            auth_end = p;
+    size_t n = 0;
+    for (const char *p = uri; p < rest && n + 1 < cap; p++)
+        out[n++] = *p;
+    for (const char *p = auth_end ? auth_end + 1 : rest; *p && n + 1 < cap;) {
+        size_t secret = 0;
+        if (query && p > query && (p[-1] == '?' || p[-1] == '&'))
+            for (size_t k = 0; k < sizeof secret_options / sizeof *secret_options; k++)
+                if (strncasecmp(p, secret_options[k], strlen(secret_options[k])) == 0)
+                    secret = strlen(secret_options[k]);
+        if (!secret) {
+            out[n++] = *p++;
+            continue;
+        }
+        for (size_t k = 0; k < secret && n + 1 < cap; k++)
+            out[n++] = *p++;
+        for (const char *stars = "***"; *stars && n + 1 < cap; stars++)
+            out[n++] = *stars;
+        p += strcspn(p, "&");
+    }
+    out[n] = '\0';
+}
+
+/* The host list as written in the URI ("h1:27017,h2"), for messages. */
+static void uri_hosts(const char *redacted, char *out, size_t cap)
+{
+    const char *scheme_end = strstr(redacted, "://");
+    const char *hosts = scheme_end ? scheme_end + 3 : redacted;
+    size_t len = strcspn(hosts, "/?");
+    snprintf(out, cap, "%.*s", (int)(len ? len : 1), len ? hosts : "?");
+}
+
+/* The password as written between ':' and '@' in the URI (may be NULL). */
+static char *uri_raw_password(const char *uri)
+{
+    const char *scheme_end = strstr(uri, "://");
+    const char *rest = scheme_end ? scheme_end + 3 : uri;
+    const char *query = strchr(rest, '?');
+    const char *auth_end = NULL;
+    for (const char *p = rest; *p && (!query || p < query); p++)
+        if (*p == '@')
+            auth_end = p;
+    if (!auth_end)
+        return NULL;
+    const char *colon = memchr(rest, ':', (size_t)(auth_end - rest));
+    if (!colon || colon + 1 == auth_end)
+        return NULL;
+    return strndup(colon + 1, (size_t)(auth_end - colon - 1));
+}
+
+/* ---- the ledger ------------------------------------------------------- */
+
+static uint32_t hash_text(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static size_t doc_id_len(const char *experiment, const char *arm)
+{
+    return strlen(experiment) + 1 + strlen(arm);
+}
+
+static void doc_id_write(char *out, size_t cap, const char *experiment, const char *arm)
+{
+    snprintf(out, cap, "%s/%s", experiment, arm);
+}
+
+static ledger_entry *ledger_find(const mongo_store *st, const char *doc_id)
+{
+    for (ledger_entry *e = st->ledger[hash_text(doc_id) % LEDGER_BUCKETS]; e; e = e->next)
+        if (strcmp(e->doc_id, doc_id) == 0)
+            return e;
+    return NULL;
+}
+
+static ledger_entry *ledger_get(mongo_store *st, const char *experiment, const char *arm)
+{
+    size_t len = doc_id_len(experiment, arm);
+    char *doc_id = malloc(len + 2); /* "E/A\0" plus room to split into "E\0A\0" */
+    if (!doc_id)
+        return NULL;
+    doc_id_write(doc_id, len + 1, experiment, arm);
+    ledger_entry *e = ledger_find(st, doc_id);
+    if (e) {
+        free(doc_id);
+        return e;
+    }
+    e = calloc(1, sizeof *e);
+    char *names = malloc(len + 1);
+    if (!e || !names) {
+        free(e);
+        free(names);
+        free(doc_id);
+        return NULL;
+    }
+    memcpy(names, doc_id, len + 1);
+    names[strlen(experiment)] = '\0';
+    e->doc_id = doc_id;
+    e->experiment = names;
+    e->arm = names + strlen(experiment) + 1;
+    uint32_t b = hash_text(doc_id) % LEDGER_BUCKETS;
+    e->next = st->ledger[b];
+    st->ledger[b] = e;
+    st->ledger_count++;
+    return e;
+}
+
+static void ledger_entry_free(ledger_entry *e)
+{
+    free(e->doc_id);
+    free(e->experiment);
+    free(e);
+}
+
+/* Forget entries: all of them (experiment NULL) or those of one experiment. */
+static void ledger_drop(mongo_store *st, const char *experiment)
+{
+    for (uint32_t b = 0; b < LEDGER_BUCKETS; b++) {
+        ledger_entry **link = &st->ledger[b];
+        while (*link) {
+            ledger_entry *e = *link;
+            if (!experiment || strcmp(e->experiment, experiment) == 0) {
+                *link = e->next;
+                ledger_entry_free(e);
+                st->ledger_count--;
+            } else {
+                link = &e->next;
+            }
+        }
+    }
+    int any_doubt = 0;
+    for (uint32_t b = 0; b < LEDGER_BUCKETS && !any_doubt; b++)
+        for (const ledger_entry *e = st->ledger[b]; e && !any_doubt; e = e->next)
+            any_doubt = e->in_doubt;
+    if (!any_doubt)
+        st->doubt_seq = 0;
+}
+
+/* ---- documents -------------------------------------------------------- */
+
+static int signed_totals_zero(const signed_totals *t)
+{
+    return t->pulls == 0 && t->rewards == 0 && t->reward_sum == 0 && t->reward_sum_sq == 0;
+}
+
+static void signed_totals_sub(signed_totals *t, const signed_totals *minus)
+{
+    t->pulls -= minus->pulls;
+    t->rewards -= minus->rewards;
+    t->reward_sum -= minus->reward_sum;
+    t->reward_sum_sq -= minus->reward_sum_sq;
+}
+
+static void signed_totals_add(signed_totals *t, const signed_totals *plus)
+{
+    t->pulls += plus->pulls;
+    t->rewards += plus->rewards;
+    t->reward_sum += plus->reward_sum;
+    t->reward_sum_sq += plus->reward_sum_sq;
+}
+
+/* One update of a batch: add `add` to a document unless batch `seq` already
+   did. Batch number 0: a plain upsert, without that guard. */
+typedef struct batch_op {
+    const char *experiment;
+    const char *arm;
+    signed_totals add;
+} batch_op;
+
+static bool append_op(const mongo_store *st, mongoc_bulk_operation_t *bulk, const batch_op *op,
+                      int64_t seq, bson_error_t *error)
+{
+    char doc_id[2 * 128 + 2];
+    doc_id_write(doc_id, sizeof doc_id, op->experiment, op->arm);
+    bson_t selector = BSON_INITIALIZER, not_done, gte;
+    BSON_APPEND_UTF8(&selector, "_id", doc_id);
+    if (seq) {
+        BSON_APPEND_DOCUMENT_BEGIN(&selector, st->writer_field, &not_done);
+        BSON_APPEND_DOCUMENT_BEGIN(&not_done, "$not", &gte);
+        BSON_APPEND_INT64(&gte, "$gte", seq);
+        bson_append_document_end(&not_done, &gte);
+        bson_append_document_end(&selector, &not_done);
+    }
+
+    bson_t update = BSON_INITIALIZER, inc, set, on_insert;
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
+    BSON_APPEND_INT64(&inc, "pulls", op->add.pulls);
+    BSON_APPEND_INT64(&inc, "rewards", op->add.rewards);
+    BSON_APPEND_DOUBLE(&inc, "reward_sum", op->add.reward_sum);
+    BSON_APPEND_DOUBLE(&inc, "reward_sum_sq", op->add.reward_sum_sq);
+    bson_append_document_end(&update, &inc);
+    if (seq) {
+        BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+        BSON_APPEND_INT64(&set, st->writer_field, seq);
+        bson_append_document_end(&update, &set);
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &on_insert);
+    BSON_APPEND_UTF8(&on_insert, "experiment", op->experiment);
+    BSON_APPEND_UTF8(&on_insert, "arm", op->arm);
+    BSON_APPEND_INT32(&on_insert, "v", SCHEMA_VERSION);
+    bson_append_document_end(&update, &on_insert);
+
+    bson_t opts = BSON_INITIALIZER;
+    BSON_APPEND_BOOL(&opts, "upsert", true);
+    bool ok = mongoc_bulk_operation_update_one_with_opts(bulk, &selector, &update, &opts, error);
+    bson_destroy(&opts);
+    bson_destroy(&update);
+    bson_destroy(&selector);
+    return ok;
+}
+
+/* Indices of the updates the server refused with "duplicate key". Returns 0
+   when the bulk failed for any other reason (network, write concern, ...). */
+static int only_duplicate_keys(const bson_t *reply, size_t n_ops, unsigned char *dup)
+{
+    bson_iter_t it, errors;
+    if (bson_iter_init_find(&it, reply, "writeConcernErrors") && BSON_ITER_HOLDS_ARRAY(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_array(&it, &len, &data);
+        if (len > 5) /* an empty BSON array is 5 bytes */
+            return 0;
+    }
+    if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &errors))
+        return 0;
+    int any = 0;
+    while (bson_iter_next(&errors)) {
+        bson_iter_t field;
+        bson_t one;
+        uint32_t len;
+        const uint8_t *data;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&errors))
+            return 0;
+        bson_iter_document(&errors, &len, &data);
+        if (!bson_init_static(&one, data, len))
+            return 0;
+        int64_t index = -1, code = 0;
+        if (bson_iter_init_find(&field, &one, "index"))
+            index = bson_iter_as_int64(&field);
+        if (bson_iter_init_find(&field, &one, "code"))
+            code = bson_iter_as_int64(&field);
+        if (code != DUP_KEY || index < 0 || (uint64_t)index >= n_ops)
+            return 0;
+        dup[index] = 1;
+        any = 1;
+    }
+    return any;
+}
+
+/*
+ * Send ops[0..n) as batch `seq`, one unordered bulk. An update refused with
+ * "duplicate key" either found its document already counted by this batch
+ * (a resend) or raced another writer inserting the same new document; it is
+ * sent once more, when the document exists, and a second "duplicate key"
+ * means the batch had already counted it.
+ */
+static int send_batch(mongo_store *st, const batch_op *ops, size_t n, int64_t seq,
+                      mab_error *err)
+{
+    unsigned char *dup = calloc(n ? n : 1, 1);
+    size_t *pick = malloc((n ? n : 1) * sizeof *pick);
+    if (!dup || !pick) {
+        free(dup);
+        free(pick);
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    }
+    size_t n_pick = n;
+    for (size_t i = 0; i < n; i++)
+        pick[i] = i;
+    int rc = MAB_OK;
+    for (int round = 0; round < 2 && n_pick > 0 && rc == MAB_OK; round++) {
+        bson_t opts = BSON_INITIALIZER;
+        BSON_APPEND_BOOL(&opts, "ordered", false);
+        mongoc_write_concern_append(st->write_concern, &opts);
+        mongoc_bulk_operation_t *bulk =
+            mongoc_collection_create_bulk_operation_with_opts(st->collection, &opts);
+        bson_destroy(&opts);
+        bson_error_t error;
+        int built = 1;
+        for (size_t k = 0; k < n_pick && built; k++)
+            built = append_op(st, bulk, &ops[pick[k]], seq, &error);
+        if (!built) {
+            rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot build an update");
+            mongoc_bulk_operation_destroy(bulk);
+            break;
+        }
+        bson_t reply; /* always initialised by execute */
+        if (mongoc_bulk_operation_execute(bulk, &reply, &error)) {
+            n_pick = 0;
+        } else {
+            memset(dup, 0, n_pick);
+            if (!only_duplicate_keys(&reply, n_pick, dup)) {
+                rc = store_fail(st, err, MAB_ESTORAGE, &error,
+                                "cannot apply a batch of %zu increments (kept in memory and "
+                                "sent again later)",
+                                n);
+            } else if (round == 0) {
+                size_t kept = 0;
+                for (size_t k = 0; k < n_pick; k++)
+                    if (dup[k])
+                        pick[kept++] = pick[k];
+                n_pick = kept;
+            } else {
+                n_pick = 0; /* the batch had already counted these */
+            }
+        }
+        bson_destroy(&reply);
+        mongoc_bulk_operation_destroy(bulk);
+    }
+    free(dup);
+    free(pick);
+    return rc;
+}
+
+/* Send the in-doubt batch again with its own number; on success it is fully
+   applied and becomes credit. */
+static int settle_doubt(mongo_store *st, mab_error *err)
+{
+    if (!st->doubt_seq)
+        return MAB_OK;
+    batch_op *ops = malloc((st->ledger_count ? st->ledger_count : 1) * sizeof *ops);
+    if (!ops)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    size_t n = 0;
+    for (uint32_t b = 0; b < LEDGER_BUCKETS; b++)
+        for (const ledger_entry *e = st->ledger[b]; e; e = e->next)
+            if (e->in_doubt)
+                ops[n++] = (batch_op){e->experiment, e->arm, e->doubt};
+    int rc = send_batch(st, ops, n, st->doubt_seq, err);
+    free(ops);
+    if (rc != MAB_OK)
+        return rc;
+    for (uint32_t b = 0; b < LEDGER_BUCKETS; b++) {
+        for (ledger_entry *e = st->ledger[b]; e; e = e->next) {
+            if (e->in_doubt)
+                signed_totals_add(&e->credit, &e->doubt);
+            memset(&e->doubt, 0, sizeof e->doubt);
+            e->in_doubt = 0;
+        }
+    }
+    st->doubt_seq = 0;
+    return MAB_OK;
+}
+
+static signed_totals to_signed(const mab_totals *t)
+{
+    return (signed_totals){(int64_t)t->pulls, (int64_t)t->rewards, t->reward_sum,
+                           t->reward_sum_sq};
+}
+
+static int check_deltas(const mongo_store *st, const mab_delta *deltas, size_t n,
+                        mab_error *err)
+{
+    if (n && !deltas)
+        return mab_error_set(err, MAB_EINVAL, "%s: apply: NULL batch", st->where);
+    for (size_t i = 0; i < n; i++) {
+        const mab_delta *d = &deltas[i];
+        if (!d->experiment || !d->arm || !d->experiment[0] || !d->arm[0])
+            return mab_error_set(err, MAB_EINVAL, "%s: apply: delta %zu has no experiment or arm",
+                                 st->where, i);
+        if (strchr(d->experiment, '/') || strlen(d->experiment) > 128 || strlen(d->arm) > 128)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply: experiment id \"%s\" is not a valid id", st->where,
+                                 d->experiment);
+        if (!isfinite(d->add.reward_sum) || !isfinite(d->add.reward_sum_sq))
+            return mab_error_set(err, MAB_EINVAL, "%s: apply: %s/%s: reward is not finite",
+                                 st->where, d->experiment, d->arm);
+        if (d->add.pulls > INT64_MAX || d->add.rewards > INT64_MAX)
+            return mab_error_set(err, MAB_ERANGE, "%s: apply: %s/%s: count out of range",
+                                 st->where, d->experiment, d->arm);
+    }
+    return MAB_OK;
+}
+
+/* How many pulls and rewards a failed apply leaves waiting for the server. */
+static uint64_t waiting_increments(const mab_delta *deltas, size_t n)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += deltas[i].add.pulls + deltas[i].add.rewards;
+    return total;
+}
+
+static int mongo_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    mongo_store *st = state;
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc != MAB_OK)
+        return rc;
+    if ((rc = settle_doubt(st, err)) != MAB_OK)
+        goto failed;
+
+    /* What to send: the offered increments minus the credit, over both. */
+    batch_op *ops = malloc((n_deltas + st->ledger_count + 1) * sizeof *ops);
+    if (!ops)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    size_t n_ops = 0;
+    for (uint32_t b = 0; b < LEDGER_BUCKETS; b++)
+        for (ledger_entry *e = st->ledger[b]; e; e = e->next)
+            e->offered = 0;
+    for (size_t i = 0; i < n_deltas; i++) {
+        batch_op op = {deltas[i].experiment, deltas[i].arm, to_signed(&deltas[i].add)};
+        if (st->ledger_count) {
+            char doc_id[2 * 128 + 2];
+            doc_id_write(doc_id, sizeof doc_id, op.experiment, op.arm);
+            ledger_entry *e = ledger_find(st, doc_id);
+            if (e && !e->offered) {
+                signed_totals_sub(&op.add, &e->credit);
+                e->offered = 1;
+            }
+        }
+        if (!signed_totals_zero(&op.add))
+            ops[n_ops++] = op;
+    }
+    for (uint32_t b = 0; b < LEDGER_BUCKETS; b++) {
+        for (ledger_entry *e = st->ledger[b]; e; e = e->next) {
+            if (e->offered || signed_totals_zero(&e->credit))
+                continue;
+            /* Credit of a failed call whose increments were not offered
+               again (an import): take it back out. */
+            batch_op op = {e->experiment, e->arm, {0, 0, 0, 0}};
+            signed_totals_sub(&op.add, &e->credit);
+            ops[n_ops++] = op;
+        }
+    }
+
+    int64_t seq = ++st->batch_seq;
+    rc = n_ops ? send_batch(st, ops, n_ops, seq, err) : MAB_OK;
+    if (rc == MAB_OK) {
+        ledger_drop(st, NULL);
+    } else {
+        /* Everything sent is in doubt; the credit stays as it is. */
+        for (size_t i = 0; i < n_ops && rc != MAB_ENOMEM; i++) {
+            ledger_entry *e = ledger_get(st, ops[i].experiment, ops[i].arm);
+            if (!e) {
+                rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+                break;
+            }
+            e->doubt = ops[i].add;
+            e->in_doubt = 1;
+        }
+        st->doubt_seq = seq;
+    }
+    free(ops);
+    if (rc == MAB_OK)
+        return MAB_OK;
+failed:;
+    uint64_t waiting = waiting_increments(deltas, n_deltas);
+    if (st->max_pending && waiting > st->max_pending && err) {
+        size_t used = strlen(err->message);
+        snprintf(err->message + used, sizeof err->message - used,
+                 "; %" PRIu64 " increments wait for the server, more than max_pending (%" PRIu64
+                 "); none is dropped",
+                 waiting, st->max_pending);
+    }
+    return rc;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static int read_count(const bson_t *doc, const char *key, int64_t *out)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, key)) {
+        *out = 0;
+        return 1;
+    }
+    if (BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it)) {
+        *out = bson_iter_as_int64(&it);
+        return 1;
+    }
+    if (BSON_ITER_HOLDS_DOUBLE(&it)) {
+        double d = bson_iter_double(&it);
+        if (d != floor(d) || !(fabs(d) < 9007199254740992.0))
+            return 0;
+        *out = (int64_t)d;
+        return 1;
+    }
+    return 0;
+}
+
+static int read_sum(const bson_t *doc, const char *key, double *out)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, key)) {
+        *out = 0;
+        return 1;
+    }
+    if (!BSON_ITER_HOLDS_NUMBER(&it))
+        return 0;
+    *out = bson_iter_as_double(&it);
+    return isfinite(*out);
+}
+
+static const char *read_text(const bson_t *doc, const char *key)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_UTF8(&it))
+        return NULL;
+    return bson_iter_utf8(&it, NULL);
+}
+
+/*
+ * A document's totals as the core must see them: minus the credit, and
+ * minus the in-doubt increments when the in-doubt batch reached it (its
+ * `w.WRITER` is at least that batch's number).
+ */
+static int doc_totals(const mongo_store *st, const bson_t *doc, const char **experiment,
+                      const char **arm, mab_totals *out, mab_error *err)
+{
+    const char *id = read_text(doc, "_id");
+    *experiment = read_text(doc, "experiment");
+    *arm = read_text(doc, "arm");
+    bson_iter_t it;
+    int64_t version = 0;
+    if (bson_iter_init_find(&it, doc, "v") && BSON_ITER_HOLDS_NUMBER(&it))
+        version = bson_iter_as_int64(&it);
+    if (!id || !*experiment || !*arm)
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: a document%s%s%s lacks a string _id, experiment or arm; it "
+                             "was not written by mab",
+                             st->where, id ? " (_id \"" : "", id ? id : "", id ? "\")" : "");
+    if (version != SCHEMA_VERSION)
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: document \"%s\" has schema version %" PRId64
+                             "; this plugin reads version %d",
+                             st->where, id, version, SCHEMA_VERSION);
+    signed_totals t;
+    if (!read_count(doc, "pulls", &t.pulls) || !read_count(doc, "rewards", &t.rewards) ||
+        !read_sum(doc, "reward_sum", &t.reward_sum) ||
+        !read_sum(doc, "reward_sum_sq", &t.reward_sum_sq))
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: document \"%s\": pulls, rewards, reward_sum and reward_sum_sq "
+                             "must be numbers (counts whole)",
+                             st->where, id);
+    const ledger_entry *e = st->ledger_count ? ledger_find(st, id) : NULL;
+    if (e) {
+        signed_totals_sub(&t, &e->credit);
+        int64_t reached = 0;
+        if (e->in_doubt && bson_iter_init(&it, doc) &&
+            bson_iter_find_descendant(&it, st->writer_field, &it) &&
+            BSON_ITER_HOLDS_NUMBER(&it))
+            reached = bson_iter_as_int64(&it);
+        if (e->in_doubt && reached >= st->doubt_seq)
+            signed_totals_sub(&t, &e->doubt);
+    }
+    out->pulls = t.pulls > 0 ? (uint64_t)t.pulls : 0;
+    out->rewards = t.rewards > 0 ? (uint64_t)t.rewards : 0;
+    out->reward_sum = t.reward_sum;
+    out->reward_sum_sq = t.reward_sum_sq > 0 ? t.reward_sum_sq : 0;
+    return MAB_OK;
+}
+
+/* Visit the documents matching filter, sorted by _id. */
+static int find_each(mongo_store *st, const bson_t *filter, const char *what,
+                     int (*visit)(mongo_store *st, const bson_t *doc, void *ctx, mab_error *err),
+                     void *ctx, mab_error *err)
+{
+    bson_t opts = BSON_INITIALIZER, projection, sort;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &projection);
+    BSON_APPEND_INT32(&projection, "w", 0);
+    bson_append_document_end(&opts, &projection);
+    if (st->ledger_count) {
+        /* Keep only this writer's number (an inclusion would drop the rest). */
+        bson_reinit(&opts);
+        BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &projection);
+        static const char *const fields[] = {"experiment", "arm",        "v",
+                                             "pulls",      "rewards",    "reward_sum",
+                                             "reward_sum_sq"};
+        for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+            BSON_APPEND_INT32(&projection, fields[i], 1);
+        BSON_APPEND_INT32(&projection, st->writer_field, 1);
+        bson_append_document_end(&opts, &projection);
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "_id", 1);
+    bson_append_document_end(&opts, &sort);
+    mongoc_cursor_t *cursor =
+        mongoc_collection_find_with_opts(st->collection, filter, &opts, NULL);
+    bson_destroy(&opts);
+    const bson_t *doc;
+    int rc = MAB_OK;
+    while (rc == MAB_OK && mongoc_cursor_next(cursor, &doc))
+        rc = visit(st, doc, ctx, err);
+    bson_error_t error;
+    if (rc == MAB_OK && mongoc_cursor_error(cursor, &error))
+        rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot read %s", what);
+    mongoc_cursor_destroy(cursor);
+    return rc;
+}
+
+struct load_ctx {
+    const char *const *arm_ids;
+    size_t n_arms;
+    mab_totals *out;
+};
+
+static int load_one(mongo_store *st, const bson_t *doc, void *ctx, mab_error *err)
+{
+    struct load_ctx *x = ctx;
+    const char *experiment, *arm;
+    mab_totals t;
+    int rc = doc_totals(st, doc, &experiment, &arm, &t, err);
+    if (rc != MAB_OK)
+        return rc;
+    for (size_t i = 0; i < x->n_arms; i++)
+        if (x->arm_ids[i] && strcmp(x->arm_ids[i], arm) == 0)
+            x->out[i] = t;
+    return MAB_OK;
+}
+
+static int mongo_load(void *state, const char *experiment, const char *const *arm_ids,
+                      size_t n_arms, mab_totals *out, mab_error *err)
+{
+    mongo_store *st = state;
+    if (!experiment || (n_arms && (!arm_ids || !out)))
+        return mab_error_set(err, MAB_EINVAL, "%s: load: NULL argument", st->where);
+    mab_totals *totals = calloc(n_arms ? n_arms : 1, sizeof *totals);
+    if (!totals)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "experiment", experiment);
+    struct load_ctx x = {arm_ids, n_arms, totals};
+    char what[160];
+    snprintf(what, sizeof what, "the totals of experiment %s", experiment);
+    int rc = find_each(st, &filter, what, load_one, &x, err);
+    bson_destroy(&filter);
+    /* All or nothing: out keeps its contents when the read fails half-way. */
+    if (rc == MAB_OK)
+        memcpy(out, totals, n_arms * sizeof *out);
+    free(totals);
+    return rc;
+}
+
+struct scan_ctx {
+    int (*visit)(void *ctx, const char *experiment, const char *arm, const mab_totals *totals);
+    void *ctx;
+};
+
+static int scan_one(mongo_store *st, const bson_t *doc, void *ctx, mab_error *err)
+{
+    struct scan_ctx *x = ctx;
+    const char *experiment, *arm;
+    mab_totals t;
+    int rc = doc_totals(st, doc, &experiment, &arm, &t, err);
+    return rc != MAB_OK ? rc : x->visit(x->ctx, experiment, arm, &t);
+}
+
+static int mongo_scan(void *state,
+                      int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                   const mab_totals *totals),
+                      void *ctx, mab_error *err)
+{
+    mongo_store *st = state;
+    bson_t filter = BSON_INITIALIZER;
+    struct scan_ctx x = {visit, ctx};
+    int rc = find_each(st, &filter, "the collection", scan_one, &x, err);
+    bson_destroy(&filter);
+    return rc;
+}
+
+/* ---- reset and replace ------------------------------------------------- */
+
+/* Append {experiment: {$in: [...]}} to a bulk as one delete of many. */
+static bool append_clear(mongoc_bulk_operation_t *bulk, const char *const *experiments,
+                         size_t n, bson_error_t *error)
+{
+    bson_t selector = BSON_INITIALIZER, field, list;
+    BSON_APPEND_DOCUMENT_BEGIN(&selector, "experiment", &field);
+    BSON_APPEND_ARRAY_BEGIN(&field, "$in", &list);
+    for (size_t i = 0; i < n; i++) {
+        char key[16];
+        const char *k;
+        bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
+        bson_append_utf8(&list, k, -1, experiments[i], -1);
+    }
+    bson_append_array_end(&field, &list);
+    bson_append_document_end(&selector, &field);
+    bool ok = mongoc_bulk_operation_remove_many_with_opts(bulk, &selector, NULL, error);
+    bson_destroy(&selector);
+    return ok;
+}
+
+/*
+ * Ordered: delete the experiments' documents, then add the deltas. MongoDB
+ * without a replica set has no multi-document transactions, so this is not
+ * atomic: when it fails, part of it may be done. It is idempotent for
+ * deltas of the cleared experiments, so running the same import again
+ * finishes it.
+ */
+static int clear_and_add(mongo_store *st, const char *const *experiments, size_t n_experiments,
+                         const mab_delta *deltas, size_t n_deltas, const char *what,
+                         mab_error *err)
+{
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    for (size_t i = 0; rc == MAB_OK && i < n_experiments; i++)
+        if (!experiments[i])
+            rc = mab_error_set(err, MAB_EINVAL, "%s: %s: NULL experiment", st->where, what);
+    if (rc != MAB_OK)
+        return rc;
+    bson_t opts = BSON_INITIALIZER;
+    BSON_APPEND_BOOL(&opts, "ordered", true);
+    mongoc_write_concern_append(st->write_concern, &opts);
+    mongoc_bulk_operation_t *bulk =
+        mongoc_collection_create_bulk_operation_with_opts(st->collection, &opts);
+    bson_destroy(&opts);
+    bson_error_t error;
+    bool ok = n_experiments == 0 || append_clear(bulk, experiments, n_experiments, &error);
+    for (size_t i = 0; ok && i < n_deltas; i++) {
+        batch_op op = {deltas[i].experiment, deltas[i].arm, to_signed(&deltas[i].add)};
+        ok = append_op(st, bulk, &op, 0, &error);
+    }
+    if (ok && (n_experiments || n_deltas)) {
+        bson_t reply;
+        ok = mongoc_bulk_operation_execute(bulk, &reply, &error);
+        bson_destroy(&reply);
+    }
+    mongoc_bulk_operation_destroy(bulk);
+    /* Whatever happened, these experiments' documents were (maybe) deleted:
+       what was credited or in doubt for them no longer means anything. */
+    for (size_t i = 0; i < n_experiments; i++)
+        ledger_drop(st, experiments[i]);
+    if (!ok)
+        return store_fail(st, err, MAB_ESTORAGE, &error, "cannot %s", what);
+    return MAB_OK;
+}
+
+static int mongo_reset(void *state, const char *experiment, mab_error *err)
+{
+    mongo_store *st = state;
+    if (!experiment)
+        return mab_error_set(err, MAB_EINVAL, "%s: reset: NULL experiment", st->where);
+    char what[160];
+    snprintf(what, sizeof what, "reset experiment %s", experiment);
+    return clear_and_add(st, &experiment, 1, NULL, 0, what, err);
+}
+
+static int mongo_replace(void *state, const char *const *experiments, size_t n_experiments,
+                         const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    return clear_and_add(state, experiments, n_experiments, deltas, n_deltas,
+                         "replace the records of the imported experiments", err);
+}
+
+/* ---- open and close ---------------------------------------------------- */
+
+static void store_free(mongo_store *st)
+{
+    ledger_drop(st, NULL);
+    if (st->collection)
+        mongoc_collection_destroy(st->collection);
+    if (st->client)
+        mongoc_client_destroy(st->client);
+    if (st->write_concern)
+        mongoc_write_concern_destroy(st->write_concern);
+    free(st->database);
+    free(st->collection_name);
+    free(st->password);
+    free(st->password_raw);
+    free(st);
+}
+
+/* Remove this process's batch numbers from the documents it wrote. Only a
+   courtesy to the store's size: failures are ignored. */
+static void forget_writer(mongo_store *st)
+{
+    if (st->batch_seq == 0 || st->doubt_seq)
+        return;
+    bson_t selector = BSON_INITIALIZER, exists, update = BSON_INITIALIZER, unset;
+    BSON_APPEND_DOCUMENT_BEGIN(&selector, st->writer_field, &exists);
+    BSON_APPEND_BOOL(&exists, "$exists", true);
+    bson_append_document_end(&selector, &exists);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$unset", &unset);
+    BSON_APPEND_UTF8(&unset, st->writer_field, "");
+    bson_append_document_end(&update, &unset);
+    (void)mongoc_collection_update_many(st->collection, &selector, &update, NULL, NULL, NULL);
+    bson_destroy(&update);
+    bson_destroy(&selector);
+}
+
+static void mongo_close(void *state)
+{
+    mongo_store *st = state;
+    if (!st)
+        return;
+    forget_writer(st);
+    store_free(st);
+}
+
+static void set_default_timeout(mongoc_uri_t *uri, const char *option, int32_t value)
+{
+    if (!mongoc_uri_has_option(uri, option))
+        mongoc_uri_set_option_as_int32(uri, option, value);
+}
+
+/* write_concern: "majority", a number of nodes ("1", "2", ...) or a tag set name. */
+static int parse_write_concern(mongo_store *st, mab_params *params, const mongoc_uri_t *uri)
+{
+    st->write_concern = mongoc_write_concern_new();
+    if (!st->write_concern)
+        return MAB_ENOMEM;
+    const mongoc_write_concern_t *from_uri = mongoc_uri_get_write_concern(uri);
+    if (!mab_params_has(params, "write_concern") && from_uri &&
+        mongoc_write_concern_get_w(from_uri) != MONGOC_WRITE_CONCERN_W_DEFAULT) {
+        mongoc_write_concern_destroy(st->write_concern);
+        st->write_concern = mongoc_write_concern_copy(from_uri);
+        return st->write_concern ? MAB_OK : MAB_ENOMEM;
+    }
+    const char *text;
+    int rc = mab_params_string(params, "write_concern", "majority", &text);
+    if (rc != MAB_OK)
+        return rc;
+    char *end;
+    errno = 0;
+    long w = strtol(text, &end, 10);
+    if (strcmp(text, "majority") == 0) {
+        mongoc_write_concern_set_wmajority(st->write_concern, WRITE_CONCERN_TIMEOUT_MS);
+    } else if (end != text && *end == '\0') {
+        if (errno || w < 1 || w > 50)
+            return mab_params_fail(params, "write_concern",
+                                   "\"%s\": expected \"majority\", a number of nodes from 1 to 50 "
+                                   "(0 would not report failed writes) or a tag set name",
+                                   text);
+        mongoc_write_concern_set_w(st->write_concern, (int32_t)w);
+        mongoc_write_concern_set_wtimeout_int64(st->write_concern, WRITE_CONCERN_TIMEOUT_MS);
+    } else if (text[0]) {
+        mongoc_write_concern_set_wtag(st->write_concern, text);
+        mongoc_write_concern_set_wtimeout_int64(st->write_concern, WRITE_CONCERN_TIMEOUT_MS);
+    } else {
+        return mab_params_fail(params, "write_concern", "must not be empty");
+    }
+    return MAB_OK;
+}
+
+/* Read the plugin's keys and parse the URI. Errors are config errors. */
+static int read_params(mongo_store *st, mab_params *params, mongoc_uri_t **uri_out,
+                       mab_error *err)
+{
+    const char *uri_text;
+    int rc = mab_params_string(params, "uri", NULL, &uri_text);
+    if (rc == MAB_OK && !uri_text)
+        rc = mab_params_fail(params, "uri", "is required (a MongoDB connection string, "
+                                            "e.g. \"mongodb://db1.example.com:27017\")");
+    if (rc != MAB_OK)
+        return rc;
+    char redacted[256], hosts[160];
+    uri_redact(uri_text, redacted, sizeof redacted);
+    uri_hosts(redacted, hosts, sizeof hosts);
+    st->password_raw = uri_raw_password(uri_text);
+    bson_error_t error;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_text, &error);
+    if (!uri) {
+        scrub_secret(error.message, sizeof error.message, st->password_raw);
+        return mab_params_fail(params, "uri", "%s is not a valid MongoDB connection string: %s",
+                               redacted, error.message);
+    }
+    const char *password = mongoc_uri_get_password(uri);
+    if (password && password[0] && !(st->password = strdup(password))) {
+        mongoc_uri_destroy(uri);
+        return MAB_ENOMEM;
+    }
+    const char *uri_db = mongoc_uri_get_database(uri);
+    const char *database, *collection;
+    int64_t max_pending;
+    if ((rc = mab_params_string(params, "database", uri_db, &database)) != MAB_OK ||
+        (rc = mab_params_string(params, "collection", "mab_arms", &collection)) != MAB_OK ||
+        (rc = mab_params_int(params, "max_pending", 0, 0, INT64_MAX, &max_pending)) != MAB_OK ||
+        (rc = parse_write_concern(st, params, uri)) != MAB_OK) {
+        mongoc_uri_destroy(uri);
+        return rc;
+    }
+    if (!database || !database[0]) {
+        mongoc_uri_destroy(uri);
+        return mab_params_fail(params, "database",
+                               "is required (or name the database in the uri: %s/DATABASE)",
+                               redacted);
+    }
+    if (!collection[0] || collection[0] == '$' || strchr(database, '.') ||
+        strpbrk(database, "/\\ \"$")) {
+        mongoc_uri_destroy(uri);
+        return mab_params_fail(params, !collection[0] || collection[0] == '$' ? "collection"
+                                                                                : "database",
+                               "\"%s\" is not a valid MongoDB name",
+                               !collection[0] || collection[0] == '$' ? collection : database);
+    }
+    st->max_pending = (uint64_t)max_pending;
+    st->database = strdup(database);
+    st->collection_name = strdup(collection);
+    if (!st->database || !st->collection_name) {
+        mongoc_uri_destroy(uri);
+        return MAB_ENOMEM;
+    }
+    snprintf(st->where, sizeof st->where, "MongoDB at %s, database %s, collection %s", hosts,
+             database, collection);
+    mongoc_uri_set_appname(uri, "mab");
+    set_default_timeout(uri, MONGOC_URI_CONNECTTIMEOUTMS, DEFAULT_CONNECT_TIMEOUT_MS);
+    set_default_timeout(uri, MONGOC_URI_SOCKETTIMEOUTMS, DEFAULT_SOCKET_TIMEOUT_MS);
+    set_default_timeout(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, DEFAULT_SELECTION_TIMEOUT_MS);
+    (void)err;
+    *uri_out = uri;
+    return MAB_OK;
+}
+
+/* Connect (ping: fails on unreachable hosts and bad credentials) and create
+   the index the refresh query uses. */
+static int connect_store(mongo_store *st, const mongoc_uri_t *uri, mab_error *err)
+{
+    bson_error_t error;
+    st->client = mongoc_client_new_from_uri_with_error(uri, &error);
+    if (!st->client)
+        return store_fail(st, err, MAB_ESTORAGE, &error, "cannot create a client");
+    mongoc_client_set_error_api(st->client, MONGOC_ERROR_API_VERSION_2);
+    st->collection = mongoc_client_get_collection(st->client, st->database, st->collection_name);
+    bson_t ping = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&ping, "ping", 1);
+    bool ok = mongoc_client_command_simple(st->client, "admin", &ping, NULL, NULL, &error);
+    bson_destroy(&ping);
+    if (!ok) {
+        const char *why = error.domain == MONGOC_ERROR_CLIENT &&
+                                  error.code == MONGOC_ERROR_CLIENT_AUTHENTICATE
+                              ? "authentication failed"
+                              : "cannot connect";
+        return store_fail(st, err, MAB_ESTORAGE, &error, "%s", why);
+    }
+    bson_t command = BSON_INITIALIZER, indexes, index, keys, opts = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&command, "createIndexes", st->collection_name);
+    BSON_APPEND_ARRAY_BEGIN(&command, "indexes", &indexes);
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
+    BSON_APPEND_INT32(&keys, "experiment", 1);
+    bson_append_document_end(&index, &keys);
+    BSON_APPEND_UTF8(&index, "name", "experiment_1");
+    bson_append_document_end(&indexes, &index);
+    bson_append_array_end(&command, &indexes);
+    mongoc_write_concern_append(st->write_concern, &opts);
+    ok = mongoc_collection_write_command_with_opts(st->collection, &command, &opts, NULL, &error);
+    bson_destroy(&opts);
+    bson_destroy(&command);
+    if (!ok)
+        return store_fail(st, err, MAB_ESTORAGE, &error,
+                          "cannot create the index on \"experiment\"");
+    return MAB_OK;
+}
+
+static int new_writer_id(mongo_store *st, mab_error *err)
+{
+    uint64_t id;
+    if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot draw a writer id: %s", st->where,
+                             strerror(errno));
+    snprintf(st->writer_field, sizeof st->writer_field, "w.%016" PRIx64, id);
+    return MAB_OK;
+}
+
+static int mongo_open(mab_params *params, void **state, mab_error *err)
+{
+    mongoc_init(); /* once per process; later calls do nothing */
+    /* libmongoc logs to stderr by default (e.g. every failed authentication),
+       and mab never prints: every failure reaches the caller as an error.
+       The handler is process-wide; a host that uses libmongoc itself and
+       wants its log sets its handler again after mab_open. */
+    mongoc_log_set_handler(NULL, NULL);
+    mongo_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return mab_error_set(err, MAB_ENOMEM, "mongodb: out of memory");
+    snprintf(st->where, sizeof st->where, "MongoDB");
+    mongoc_uri_t *uri = NULL;
+    int rc = read_params(st, params, &uri, err);
+    if (rc == MAB_ENOMEM)
+        mab_error_set(err, rc, "mongodb: out of memory");
+    else if (rc != MAB_OK)
+        mab_error_set(err, rc, "%s", mab_params_last_error(params));
+    if (rc == MAB_OK)
+        rc = new_writer_id(st, err);
+    if (rc == MAB_OK)
+        rc = connect_store(st, uri, err);
+    mongoc_uri_destroy(uri);
+    if (rc != MAB_OK) {
+        store_free(st);
+        return rc;
+    }
+    *state = st;
+    return MAB_OK;
+}
+
+static const mab_storage mongodb_storage = {
+    MAB_STORAGE_HEADER,
+    "mongodb",
+    "one MongoDB collection shared by many machines ($inc upserts, exactly once across "
+    "retries)",
+    mongo_open,
+    mongo_load,
+    mongo_apply,
+    mongo_reset,
+    mongo_close,
+    1000, /* refresh_ms: other machines write the same documents */
+    mongo_scan,
+    mongo_replace,
+};
+
+MAB_STORAGE_DEFINE(mongodb_storage)
