@@ -287,14 +287,11 @@ int mab_flush(mab_engine *e, mab_error *err)
 
 static int load_totals(mab_engine *e, mab_error *err);
 
-/* Re-read what other processes added: published = stored + unapplied. The
-   exclusive publish_lock keeps publishes from landing half-way through. */
+/* Re-read what other processes added: published = stored + unapplied. */
 static int refresh_totals(mab_engine *e, mab_error *err)
 {
     pthread_mutex_lock(&e->flush_mu);
-    pthread_rwlock_wrlock(&e->publish_lock);
     int rc = load_totals(e, err);
-    pthread_rwlock_unlock(&e->publish_lock);
     pthread_mutex_unlock(&e->flush_mu);
     return rc;
 }
@@ -503,27 +500,36 @@ static int open_storage(mab_engine *e, mab_error *err)
     return rc;
 }
 
-/* Read each experiment's stored totals and publish them plus what this
-   process has not yet applied. At open nothing is unapplied; later callers
-   hold publish_lock exclusively. */
+/*
+ * Read every stored total, then publish stored + what this process has not
+ * yet applied. The caller holds flush_mu (or is mab_open), so no batch is
+ * applied between the read and the combination. The read (possibly network
+ * I/O) happens without publish_lock; only the combination holds it
+ * exclusively, so that no publish lands half-way through it.
+ */
 static int load_totals(mab_engine *e, mab_error *err)
 {
     const char **ids = calloc(e->max_arms, sizeof *ids);
-    mab_totals *totals = calloc(e->max_arms, sizeof *totals);
-    int rc = ids && totals ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
+    mab_totals *stored = calloc(e->total_arms, sizeof *stored);
+    int rc = ids && stored ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; j < x->n_arms; j++)
             ids[j] = x->arms[j].id;
-        rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, totals, err);
-        for (size_t j = 0; rc == MAB_OK && j < x->n_arms; j++) {
-            mab_totals unapplied = atomic_totals_read(&x->arms[j].unapplied);
-            totals_add(&totals[j], &unapplied);
-            atomic_totals_store(&x->arms[j].published, &totals[j]);
+        rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, &stored[x->first_arm],
+                              err);
+    }
+    if (rc == MAB_OK) {
+        pthread_rwlock_wrlock(&e->publish_lock);
+        for (size_t i = 0; i < e->total_arms; i++) {
+            mab_totals unapplied = atomic_totals_read(&e->all_arms[i]->unapplied);
+            totals_add(&stored[i], &unapplied);
+            atomic_totals_store(&e->all_arms[i]->published, &stored[i]);
         }
+        pthread_rwlock_unlock(&e->publish_lock);
     }
     free(ids);
-    free(totals);
+    free(stored);
     return rc;
 }
 
@@ -855,16 +861,16 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
         return found;
     gather_all(e);
     pthread_mutex_lock(&e->flush_mu);
-    pthread_rwlock_wrlock(&e->publish_lock);
     int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;
     if (rc == MAB_OK) {
         static const mab_totals zero;
+        pthread_rwlock_wrlock(&e->publish_lock);
         for (size_t i = 0; i < x->n_arms; i++) {
             atomic_totals_store(&x->arms[i].published, &zero);
             atomic_totals_store(&x->arms[i].unapplied, &zero);
         }
+        pthread_rwlock_unlock(&e->publish_lock);
     }
-    pthread_rwlock_unlock(&e->publish_lock);
     pthread_mutex_unlock(&e->flush_mu);
     return rc;
 }
@@ -966,12 +972,10 @@ int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, 
         rc = mab_flush(e, err);
     if (rc == MAB_OK) {
         pthread_mutex_lock(&e->flush_mu);
-        pthread_rwlock_wrlock(&e->publish_lock);
         rc = replace ? e->storage->replace(e->storage_state, cleared, n_cleared, deltas, n, err)
                      : e->storage->apply(e->storage_state, deltas, n, err);
         if (rc == MAB_OK)
             rc = load_totals(e, err);
-        pthread_rwlock_unlock(&e->publish_lock);
         pthread_mutex_unlock(&e->flush_mu);
     }
     free(deltas);

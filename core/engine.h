@@ -17,9 +17,11 @@
  * pending ones, exact for one thread.
  *
  * Stores shared with other processes (refresh_ms > 0) are re-read
- * periodically: published = stored totals + unapplied. Publishing holds
- * `publish_lock` shared and the refresh holds it exclusively, so no publish
- * is half-way while the two are combined.
+ * periodically: published = stored totals + unapplied. The read happens
+ * under flush_mu only (no batch is applied meanwhile); publishing holds
+ * `publish_lock` shared and the combination holds it exclusively, so no
+ * publish is half-way while the two are combined, and no storage I/O ever
+ * happens under publish_lock.
  */
 #ifndef MAB_ENGINE_H
 #define MAB_ENGINE_H
