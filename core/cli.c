@@ -708,28 +708,10 @@ static int run_stats(const command *cmd, const char *const *pos, const char *con
  */
 static bool config_seed(const char *path, uint64_t *seed)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    char *text = sim_read_file(path, NULL);
+    if (!text)
         return false;
-    char *text = NULL;
-    size_t len = 0, cap = 0;
     bool found = false;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 8192;
-            char *grown = realloc(text, cap);
-            if (!grown)
-                goto out;
-            text = grown;
-        }
-        size_t got = fread(text + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f))
-        goto out;
-    text[len] = '\0';
     cJSON *root = cJSON_Parse(text);
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, "seed");
     if (cJSON_IsNumber(item) && item->valuedouble >= 0 && item->valuedouble < 0x1.0p64 &&
@@ -738,9 +720,7 @@ static bool config_seed(const char *path, uint64_t *seed)
         found = true;
     }
     cJSON_Delete(root);
-out:
     free(text);
-    fclose(f);
     return found;
 }
 
@@ -1584,38 +1564,10 @@ static int run_export(const command *cmd, const char *const *pos, const char *co
 /* The file's text, NUL-terminated, or NULL after printing why. */
 static char *read_input_file(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "mab: cannot open %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 8192;
-            char *grown = realloc(text, cap);
-            if (!grown) {
-                free(text);
-                fclose(f);
-                fail_oom();
-                return NULL;
-            }
-            text = grown;
-        }
-        size_t got = fread(text + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        fprintf(stderr, "mab: cannot read %s\n", path);
-        free(text);
-        return NULL;
-    }
-    text[len] = '\0';
+    mab_error err = {0};
+    char *text = sim_read_file(path, &err);
+    if (!text)
+        fail(&err);
     return text;
 }
 

@@ -447,7 +447,7 @@ int sim_policies_parse(const char *text, sim_policy_list *out, char *why, size_t
 
 /* ---- the temporary config ---------------------------------------------- */
 
-static char *read_text(const char *path, mab_error *err)
+char *sim_read_file(const char *path, mab_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -557,7 +557,7 @@ int sim_write_policy_config(const char *config_path, const char *experiment,
                             const sim_policy_list *policies, char *path_out, size_t path_size,
                             mab_error *err)
 {
-    char *text = read_text(config_path, err);
+    char *text = sim_read_file(config_path, err);
     if (!text)
         return err ? err->code : MAB_EIO;
     cJSON *root = cJSON_Parse(text);

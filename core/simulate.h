@@ -194,4 +194,8 @@ int sim_write_csv(FILE *out, const sim_report *report);
 /** @brief Regret curves with 95% bands and the Lai-Robbins line as SVG. */
 int sim_write_svg(FILE *out, const sim_report *report);
 
+/* A whole file as a NUL-terminated string (caller frees), or NULL with err
+   naming the file. Shared with the rest of the mab tool. */
+char *sim_read_file(const char *path, mab_error *err);
+
 #endif /* MAB_CLI_SIMULATE_H */
