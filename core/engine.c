@@ -16,6 +16,34 @@
 
 static atomic_uint_fast64_t next_engine_serial = 1;
 
+/* Bumped in the child of every fork(). An engine belongs to the process that
+   opened it: its writer thread does not exist in a child, and storage
+   handles (an LMDB environment, a MongoDB client) must not be used there. */
+static atomic_uint fork_generation;
+
+static void count_fork(void)
+{
+    atomic_fetch_add_explicit(&fork_generation, 1, memory_order_relaxed);
+}
+
+__attribute__((constructor)) static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, count_fork);
+}
+
+static int forked_since_open(const mab_engine *e)
+{
+    return e->fork_generation != atomic_load_explicit(&fork_generation, memory_order_relaxed);
+}
+
+static int fork_error(const mab_engine *e, mab_error *err)
+{
+    return mab_error_set(err, MAB_EINVAL,
+                         "%s: this engine was opened before fork(); open one in each process "
+                         "that uses it (after the fork)",
+                         e->config_path);
+}
+
 /* Per thread: which slot this thread uses in the last few engines it used. */
 #define THREAD_CACHE 4
 static _Thread_local struct {
@@ -278,6 +306,8 @@ int mab_flush(mab_engine *e, mab_error *err)
 {
     if (!e)
         return mab_error_set(err, MAB_EINVAL, "mab_flush: engine is NULL");
+    if (forked_since_open(e))
+        return fork_error(e, err);
     gather_all(e);
     pthread_mutex_lock(&e->flush_mu);
     int rc = write_queued(e, err);
@@ -585,6 +615,7 @@ int mab_open_ex(const char *config_path, const mab_options *opts, mab_engine **o
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     e->serial = atomic_fetch_add(&next_engine_serial, 1);
+    e->fork_generation = atomic_load(&fork_generation);
     pthread_rwlock_init(&e->publish_lock, NULL);
     pthread_mutex_init(&e->flush_mu, NULL);
     pthread_mutex_init(&e->durable_mu, NULL);
@@ -625,6 +656,15 @@ int mab_close(mab_engine *e, mab_error *err)
 {
     if (!e)
         return MAB_OK;
+    if (forked_since_open(e)) {
+        /* A copy in a child: free the memory only. The writer thread is not
+           here to stop, and the storage handles are the parent's. */
+        e->writer_running = 0;
+        e->storage_state = NULL;
+        int rc = fork_error(e, err);
+        engine_free(e);
+        return rc;
+    }
     writer_stop(e);
     mab_error flush_err;
     int rc = mab_flush(e, &flush_err);
@@ -649,6 +689,8 @@ static int find_experiment(mab_engine *e, const char *id, mab__experiment **out,
 {
     if (!e || !id)
         return mab_error_set(err, MAB_EINVAL, "engine and experiment id must not be NULL");
+    if (forked_since_open(e))
+        return fork_error(e, err);
     long i = mab__id_index_find(&e->experiment_index, e->experiments, sizeof *e->experiments, id);
     if (i >= 0) {
         *out = &e->experiments[i];

@@ -94,6 +94,7 @@ typedef struct mab__slot {
 
 struct mab_engine {
     uint64_t serial; /* unique per engine in this process, for thread caches */
+    unsigned fork_generation; /* the process's fork count when opened (engine.c) */
     char *config_path;
     char *config_dir;
     cJSON *root;     /* the parsed config; freed at the end of mab_open */

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <sys/wait.h>
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
@@ -374,6 +375,35 @@ static void test_export_import(void **state)
     close_ok(e);
 }
 
+/* An engine is refused in a child of fork(); the parent is unaffected. */
+static void test_engine_refused_after_fork(void **state)
+{
+    (void)state;
+    write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": {\"interval_ms\": 10}", "");
+    mab_engine *e = open_ok(config);
+    mab_error err;
+    assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        mab_error cerr;
+        mab_choice c;
+        int ok = mab_choose(e, "exp", &c, &cerr) == MAB_EINVAL &&
+                 strstr(cerr.message, "opened before fork()") != NULL &&
+                 mab_reward(e, "exp", "a", 1.0, &cerr) == MAB_EINVAL &&
+                 mab_flush(e, &cerr) == MAB_EINVAL && mab_close(e, &cerr) == MAB_EINVAL;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+    assert_int_equal(stats_of(e, "a").rewards, 2);
+    close_ok(e);
+    assert_true(on_disk("a", "rewards") == 2.0);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -408,6 +438,7 @@ int main(void)
         cmocka_unit_test_setup(test_same_seed_same_choices, each),
         cmocka_unit_test_setup(test_many_arms_by_id, each),
         cmocka_unit_test_setup(test_export_import, each),
+        cmocka_unit_test_setup(test_engine_refused_after_fork, each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -11,7 +11,9 @@
  *  - The library never prints and never calls exit().
  *  - Strings returned by the engine (arm ids, arm values, experiment ids)
  *    belong to the engine and stay valid until mab_close().
- *  - A mab_engine may be used from any number of threads at once.
+ *  - A mab_engine may be used from any number of threads at once, but only
+ *    in the process that opened it: after fork() a child gets MAB_EINVAL
+ *    from every call (open the engine after forking, e.g. in each worker).
  */
 #ifndef MAB_MAB_H
 #define MAB_MAB_H
