@@ -342,6 +342,9 @@ class Adapter:
         return Request(self, cookie_header, token)
 
 
+_SHARED_VALUES = {}  # arm value JSON text -> its immutable Python value
+
+
 class Request:
     """One HTTP request's view of the visitor's assignments
     (mab_request_begin ... mab_request_end). Use `with`, or call end()."""
@@ -389,6 +392,30 @@ class Request:
         value_json = _text(out.value_json)
         return Assignment(experiment, _text(out.arm_id), _value(value_json), value_json,
                           _probability(out.probability), bool(out.is_new))
+
+    def choose_value(self, experiment):
+        """choose() for hosts on a hot path: the arm's value only. `experiment`
+        is bytes (UTF-8). Values are parsed once per distinct JSON text and
+        shared when immutable (str, number, bool, None); lists and objects
+        are parsed afresh, so a caller may modify what it gets."""
+        out = _native.mab_assignment()
+        err = _native.mab_error()
+        rc = _lib.mab_request_choose(self._handle, experiment, ctypes.byref(out),
+                                     ctypes.byref(err))
+        if rc != OK:
+            if self._handle is None:
+                self._h()
+            _check(rc, err)
+        raw = out.value_json
+        try:
+            return _SHARED_VALUES[raw]
+        except KeyError:
+            value = json.loads(raw)
+            if not isinstance(value, (list, dict)):
+                if len(_SHARED_VALUES) > 4096:
+                    _SHARED_VALUES.clear()
+                _SHARED_VALUES[raw] = value
+            return value
 
     def reward(self, experiment, value=1.0):
         """Credit the visitor's arm once per assignment: a RewardResult."""

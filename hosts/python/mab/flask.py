@@ -274,11 +274,17 @@ class _State:
         self.series = _Series()
         self._atexit = False
 
+    def forked(self):
+        """In a child after fork(): forget the parent's engine and adapter (not
+        closed: they belong to the parent, whose store handles we share)."""
+        self.lock = threading.Lock()
+        self.engine = self.adapter = None
+
     def open(self):
         """The adapter of this process, opening the engine on first use (and
         again in a forked child: a parent's engine is never used)."""
         adapter = self.adapter
-        if adapter is not None and self.pid == os.getpid():
+        if adapter is not None:
             return adapter
         with self.lock:
             pid = os.getpid()
@@ -341,14 +347,14 @@ def _request():
     return rq
 
 
-def _after_request(response):
+def _after_request(state, response):
     rq = g.pop("_mab_request", None)
     if rq is not None:
         try:
             cookie = rq.set_cookie()
             if cookie is not None:
                 response.headers.add("Set-Cookie", cookie)
-            if _state().debug:
+            if state.debug:
                 debug = rq.debug_header()
                 if debug is not None:
                     response.headers["X-MAB-Debug"] = debug
@@ -397,9 +403,11 @@ class BanditMiddleware:
                              ("MAB_STORAGE_ENGINE", "BanditStorage"),
                              ("MAB_STORAGE_OPTS", ())):
             app.config.setdefault(key, default)
-        app.extensions["mab"] = _State(app)
+        state = _State(app)
+        app.extensions["mab"] = state
+        os.register_at_fork(after_in_child=state.forked)
         app.add_bandit = functools.partial(add_bandit, app)
-        app.after_request(_after_request)
+        app.after_request(functools.partial(_after_request, state))
         app.teardown_request(_teardown_request)
         if app.config.get("MAB_DASHBOARD_URL"):
             _mount_dashboard(app)
@@ -428,10 +436,12 @@ def choose_arm(name):
     experiment `name` as the keyword argument `name`. Stack it for several
     experiments; each is assigned (and counted) at most once per request."""
 
+    experiment = name.encode()
+
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            kwargs[name] = _request().choose(name).value
+            kwargs[name] = _request().choose_value(experiment)
             return view(*args, **kwargs)
         return wrapper
     return decorator
