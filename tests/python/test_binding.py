@@ -1,10 +1,12 @@
 """mab.Engine, mab.Adapter and mab.Request over the real libmab and plugins."""
+import glob
 import math
 import os
+import subprocess
 import unittest
 
 import mab
-from support import TempDirTest
+from support import BUILD_DIR, PYTHON, TempDirTest
 
 
 class EngineTest(TempDirTest):
@@ -157,6 +159,39 @@ class AdapterTest(TempDirTest):
         with self.assertRaises(mab.MabError) as cm:
             mab.keygen(self.path("k"))
         self.assertEqual(cm.exception.code, mab.EIO)
+
+
+class InstalledPackageTest(TempDirTest):
+    def test_installed_package_finds_its_library_and_plugins(self):
+        prefix = self.path("prefix")
+        subprocess.run(["cmake", "--install", BUILD_DIR, "--prefix", prefix], check=True,
+                       capture_output=True)
+        package = glob.glob(os.path.join(prefix, "lib*", "**", "mab", "python"),
+                            recursive=True)
+        self.assertEqual(len(package), 1, package)
+        self.assertTrue(os.path.exists(os.path.join(package[0], "mab", "assets",
+                                                    "dashboard.js")))
+        config = self.write_config()
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MAB_LIBRARY", "MAB_PLUGIN_PATH", "PYTHONPATH")}
+        env["PYTHONPATH"] = package[0]
+        # Without plugin_path: the plugins come from the install, found
+        # through the library's location.
+        code = """
+import json, sys, mab
+config = json.load(open(sys.argv[1]))
+del config["plugin_path"]
+config["plugin_path"] = mab.plugin_dirs()
+json.dump(config, open(sys.argv[1], "w"))
+with mab.Engine(sys.argv[1]) as engine:
+    engine.choose("color")
+print(mab.library_path())
+print(mab.plugin_dirs()[0])
+"""
+        out = subprocess.run([PYTHON, "-c", code, config], env=env, check=True,
+                             capture_output=True, text=True, cwd=self.tmp).stdout.split()
+        self.assertTrue(out[0].startswith(prefix), out)
+        self.assertTrue(out[1].startswith(prefix) and out[1].endswith("mab/plugins"), out)
 
 
 if __name__ == "__main__":
