@@ -51,6 +51,16 @@ class TempDirTest(unittest.TestCase):
         return path
 
 
+def tool_env(**extra):
+    """The environment for programs other than python3 (curl, cc, cmake):
+    without the ASan runtime that run.sh preloads for a sanitized libmab
+    (curl deadlocks in setlocale with libasan preloaded)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    env.update(extra)
+    return env
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

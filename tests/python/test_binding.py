@@ -6,7 +6,7 @@ import subprocess
 import unittest
 
 import mab
-from support import BUILD_DIR, PYTHON, TempDirTest
+from support import BUILD_DIR, PYTHON, TempDirTest, tool_env
 
 
 class EngineTest(TempDirTest):
@@ -165,7 +165,7 @@ class InstalledPackageTest(TempDirTest):
     def test_installed_package_finds_its_library_and_plugins(self):
         prefix = self.path("prefix")
         subprocess.run(["cmake", "--install", BUILD_DIR, "--prefix", prefix], check=True,
-                       capture_output=True)
+                       capture_output=True, env=tool_env())
         package = glob.glob(os.path.join(prefix, "lib*", "**", "mab", "python"),
                             recursive=True)
         self.assertEqual(len(package), 1, package)

@@ -15,7 +15,7 @@ import time
 import unittest
 
 import mab
-from support import PYTHON, TempDirTest, free_port
+from support import PYTHON, TempDirTest, free_port, tool_env
 
 VISITORS = 200      # each: choose, sticky choose, reward, reward again
 ANONYMOUS = 1000    # GET / without a cookie, through curl
@@ -124,7 +124,8 @@ class GunicornTest(TempDirTest):
                     * ANONYMOUS)
         out = subprocess.run(["curl", "-s", "--parallel", "--parallel-max", "16", "-K",
                               self.path("urls"), "-w", "%{http_code}\n"],
-                             capture_output=True, text=True, check=True).stdout.split()
+                             capture_output=True, text=True, check=True, timeout=300,
+                             env=tool_env()).stdout.split()
         self.assertEqual(collections.Counter(out), {"200": ANONYMOUS})
         self.stop()
 

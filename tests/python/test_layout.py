@@ -7,7 +7,7 @@ import os
 import subprocess
 import unittest
 
-from support import SOURCE_DIR, TempDirTest
+from support import SOURCE_DIR, TempDirTest, tool_env
 from mab import _native
 
 # C struct name -> its fields, in declaration order (as in _native).
@@ -34,9 +34,9 @@ class LayoutTest(TempDirTest):
         exe = self.path("layout")
         cc = os.environ.get("CC", "cc")
         subprocess.run([cc, "-std=c11", "-I", os.path.join(SOURCE_DIR, "include"), "-o", exe,
-                        src], check=True)
-        return json.loads(subprocess.run([exe], check=True, capture_output=True,
-                                         text=True).stdout)
+                        src], check=True, env=tool_env())
+        return json.loads(subprocess.run([exe], check=True, capture_output=True, text=True,
+                                         env=tool_env()).stdout)
 
     def test_every_struct_matches_the_header(self):
         layout = self.c_layout()
