@@ -62,6 +62,7 @@ struct mab_request {
     char text[MAB__COOKIE_TEXT_MAX + 1];
     char *set_cookie;
     char *debug;
+    char *location;  /* copy of the last redirect target (mab_redirect.location) */
 };
 
 /* ---- keys ----------------------------------------------------------- */
@@ -340,6 +341,7 @@ int mab_request_begin(mab_adapter *ad, const char *cookie_header, const char *to
     rq->text_fresh = 0;
     rq->set_cookie = NULL;
     rq->debug = NULL;
+    rq->location = NULL;
     if (token && *token) {
         rq->state = take_cookie(rq, token, strlen(token)) ? COOKIE_VALID : COOKIE_INVALID;
     } else if (cookie_header) {
@@ -357,6 +359,7 @@ void mab_request_end(mab_request *rq)
         return;
     free(rq->set_cookie);
     free(rq->debug);
+    free(rq->location);
     free(rq);
 }
 
@@ -554,12 +557,20 @@ int mab_request_redirect(mab_request *rq, const char *experiment, double value,
         atomic_fetch_add(&rq->adapter->redirects_refused, 1);
         return rc;
     }
+    /* The header promises a Location valid until mab_request_end(), not
+       only as long as the caller's `target` (bindings pass temporaries).
+       Copied before the reward, so that running out of memory counts nothing. */
+    char *location = strdup(target);
+    if (!location)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    free(rq->location);
+    rq->location = location;
     mab_reward_result scratch;
     rc = mab_request_reward(rq, experiment, value, result ? result : &scratch, err);
     if (rc != MAB_OK && rc != MAB_ESTORAGE)
         return rc;
     out->status = 303;
-    out->location = target;
+    out->location = location;
     return rc;
 }
 

@@ -402,7 +402,11 @@ static void test_redirect_guard(void **state)
                      MAB_EINVAL);
     assert_int_equal(r.status, 0);
     assert_int_equal(total_rewards(e, "color"), 0);
-    assert_int_equal(mab_request_redirect(rq, "color", 1, "/thanks", &result, &r, &err), MAB_OK);
+    /* The Location outlives the caller's target string (valid until
+       mab_request_end), as bindings pass temporaries. */
+    char target[] = "/thanks";
+    assert_int_equal(mab_request_redirect(rq, "color", 1, target, &result, &r, &err), MAB_OK);
+    memset(target, 'x', sizeof target - 1);
     assert_int_equal(r.status, 303);
     assert_string_equal(r.location, "/thanks");
     assert_true(result.counted);

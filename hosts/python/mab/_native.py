@@ -1,0 +1,209 @@
+"""ctypes declarations of libmab's public API (include/mab/mab.h, adapter.h).
+
+Every structure here mirrors its C declaration field for field;
+tests/python/test_layout.py compiles a small C program against the headers
+and compares sizes and offsets, so a header change cannot silently break the
+binding.
+"""
+import ctypes
+import ctypes.util
+import os
+
+MAB_ERROR_MAX = 512
+
+OK = 0
+ENOMEM = -1
+EINVAL = -2
+ECONFIG = -3
+EPLUGIN = -4
+ENOTFOUND = -5
+ERANGE = -6
+ESTORAGE = -7
+EBUSY = -8
+ECORRUPT = -9
+EIO = -10
+
+OPEN_NO_STORAGE = 0x1
+OPEN_SEED = 0x2
+
+_c_size_t = ctypes.c_size_t
+_c_str = ctypes.c_char_p
+_c_u64 = ctypes.c_uint64
+
+
+class mab_error(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * MAB_ERROR_MAX)]
+
+
+class mab_options(ctypes.Structure):
+    _fields_ = [("struct_size", _c_size_t), ("flags", ctypes.c_uint), ("seed", _c_u64)]
+
+
+class mab_choice(ctypes.Structure):
+    _fields_ = [("arm_index", _c_size_t), ("arm_id", _c_str), ("value_json", _c_str),
+                ("probability", ctypes.c_double)]
+
+
+class mab_arm_stats(ctypes.Structure):
+    _fields_ = [("arm_id", _c_str), ("pulls", _c_u64), ("rewards", _c_u64),
+                ("reward_sum", ctypes.c_double), ("reward_sum_sq", ctypes.c_double),
+                ("mean", ctypes.c_double)]
+
+
+class mab_experiment_info(ctypes.Structure):
+    _fields_ = [("id", _c_str), ("policy", _c_str), ("policy_path", _c_str),
+                ("n_arms", _c_size_t), ("reward_min", ctypes.c_double),
+                ("reward_max", ctypes.c_double)]
+
+
+class mab_record(ctypes.Structure):
+    _fields_ = [("experiment", _c_str), ("arm", _c_str), ("pulls", _c_u64),
+                ("rewards", _c_u64), ("reward_sum", ctypes.c_double),
+                ("reward_sum_sq", ctypes.c_double)]
+
+
+class mab_adapter_counters(ctypes.Structure):
+    _fields_ = [(name, _c_u64) for name in (
+        "cookies_forged", "cookies_expired", "assignments", "rewards_counted",
+        "rewards_refused", "replays_refused", "replay_evictions", "redirects_refused")]
+
+
+class mab_assignment(ctypes.Structure):
+    _fields_ = [("experiment", _c_str), ("arm_id", _c_str), ("value_json", _c_str),
+                ("probability", ctypes.c_double), ("is_new", ctypes.c_int)]
+
+
+class mab_reward_result(ctypes.Structure):
+    # `reason` is the enum mab_reward_reason: an int on every ABI we build for.
+    _fields_ = [("counted", ctypes.c_int), ("reason", ctypes.c_int), ("arm_id", _c_str)]
+
+
+class mab_redirect(ctypes.Structure):
+    _fields_ = [("status", ctypes.c_int), ("location", _c_str)]
+
+
+# The structures the layout test checks, by their C names.
+STRUCTS = {cls.__name__: cls for cls in (
+    mab_error, mab_options, mab_choice, mab_arm_stats, mab_experiment_info, mab_record,
+    mab_adapter_counters, mab_assignment, mab_reward_result, mab_redirect)}
+
+_P = ctypes.c_void_p
+_PERR = ctypes.POINTER(mab_error)
+VISIT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(mab_record))
+
+# name: (restype, argtypes)
+_PROTOTYPES = {
+    "mab_strerror": (_c_str, [ctypes.c_int]),
+    "mab_version": (_c_str, []),
+    "mab_open_ex": (ctypes.c_int, [_c_str, ctypes.POINTER(mab_options), ctypes.POINTER(_P),
+                                   _PERR]),
+    "mab_close": (ctypes.c_int, [_P, _PERR]),
+    "mab_choose": (ctypes.c_int, [_P, _c_str, ctypes.POINTER(mab_choice), _PERR]),
+    "mab_arm_lookup": (ctypes.c_int, [_P, _c_str, _c_str, ctypes.POINTER(mab_choice), _PERR]),
+    "mab_reward": (ctypes.c_int, [_P, _c_str, _c_str, ctypes.c_double, _PERR]),
+    "mab_experiment_count": (_c_size_t, [_P]),
+    "mab_experiment_at": (ctypes.c_int, [_P, _c_size_t, ctypes.POINTER(mab_experiment_info),
+                                         _PERR]),
+    "mab_storage_name": (_c_str, [_P]),
+    "mab_stats": (ctypes.c_int, [_P, _c_str, ctypes.POINTER(mab_arm_stats), _c_size_t,
+                                 ctypes.POINTER(_c_size_t), _PERR]),
+    "mab_flush": (ctypes.c_int, [_P, _PERR]),
+    "mab_storage_errors": (_c_u64, [_P]),
+    "mab_reset": (ctypes.c_int, [_P, _c_str, _PERR]),
+    "mab_export": (ctypes.c_int, [_P, VISIT, _P, _PERR]),
+    "mab_import": (ctypes.c_int, [_P, ctypes.POINTER(mab_record), _c_size_t, ctypes.c_int,
+                                  _PERR]),
+    "mab_adapter_open": (ctypes.c_int, [_P, ctypes.POINTER(_P), _PERR]),
+    "mab_adapter_reload": (ctypes.c_int, [_P, _P, _PERR]),
+    "mab_adapter_close": (None, [_P]),
+    "mab_adapter_keygen": (ctypes.c_int, [_c_str, _PERR]),
+    "mab_adapter_get_counters": (None, [_P, ctypes.POINTER(mab_adapter_counters)]),
+    "mab_adapter_check_redirect": (ctypes.c_int, [_P, _c_str, _PERR]),
+    "mab_request_begin": (ctypes.c_int, [_P, _c_str, _c_str, ctypes.POINTER(_P), _PERR]),
+    "mab_request_end": (None, [_P]),
+    "mab_request_choose": (ctypes.c_int, [_P, _c_str, ctypes.POINTER(mab_assignment), _PERR]),
+    "mab_reward_reason_name": (_c_str, [ctypes.c_int]),
+    "mab_request_reward": (ctypes.c_int, [_P, _c_str, ctypes.c_double,
+                                          ctypes.POINTER(mab_reward_result), _PERR]),
+    "mab_request_redirect": (ctypes.c_int, [_P, _c_str, ctypes.c_double, _c_str,
+                                            ctypes.POINTER(mab_reward_result),
+                                            ctypes.POINTER(mab_redirect), _PERR]),
+    "mab_request_set_cookie": (_c_str, [_P]),
+    "mab_request_token": (_c_str, [_P]),
+    "mab_request_debug_header": (_c_str, [_P]),
+}
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _candidates():
+    """Where libmab may be, in the order tried (docs/hosts.md, "Finding libmab")."""
+    env = os.environ.get("MAB_LIBRARY")
+    if env:
+        return [env]  # explicit: nothing else is tried
+    found = []
+    # In the source tree: hosts/python/mab -> <src>/build/lib.
+    source_root = os.path.normpath(os.path.join(_PACKAGE_DIR, "..", "..", ".."))
+    found.append(os.path.join(source_root, "build", "lib", "libmab.so.0"))
+    # Installed as <libdir>/mab/python/mab: the library is <libdir>/libmab.so.0.
+    found.append(os.path.normpath(os.path.join(_PACKAGE_DIR, "..", "..", "..",
+                                               "libmab.so.0")))
+    name = ctypes.util.find_library("mab")
+    if name:
+        found.append(name)
+    found.append("libmab.so.0")
+    return found
+
+
+def _load():
+    tried = []
+    for candidate in _candidates():
+        if os.sep in candidate and not os.path.exists(candidate):
+            tried.append(candidate + " (missing)")
+            continue
+        try:
+            lib = ctypes.CDLL(candidate)
+        except OSError as e:
+            tried.append("%s (%s)" % (candidate, e))
+            continue
+        return lib, candidate
+    raise OSError("libmab not found; set MAB_LIBRARY to the path of libmab.so.0. Tried: "
+                  + "; ".join(tried))
+
+
+lib, _loaded_as = _load()
+for _name, (_res, _args) in _PROTOTYPES.items():
+    _fn = getattr(lib, _name)
+    _fn.restype = _res
+    _fn.argtypes = _args
+
+
+def library_path():
+    """The file libmab was loaded from (resolved through /proc/self/maps)."""
+    if os.sep in _loaded_as:
+        return os.path.realpath(_loaded_as)
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if os.path.basename(path).startswith("libmab.so"):
+                    return path
+    except OSError:
+        pass
+    return _loaded_as
+
+
+def plugin_dirs():
+    """Directories holding the policy and storage plugins that go with this
+    libmab: $MAB_PLUGIN_PATH (colon-separated) if set, else the build tree's
+    plugins/ next to lib/, else <libdir>/mab/plugins of an install."""
+    env = os.environ.get("MAB_PLUGIN_PATH")
+    if env:
+        return [d for d in env.split(":") if d]
+    libdir = os.path.dirname(library_path())
+    dirs = []
+    for d in (os.path.join(libdir, "..", "plugins"), os.path.join(libdir, "mab", "plugins")):
+        d = os.path.normpath(d)
+        if os.path.isdir(d):
+            dirs.append(d)
+    return dirs
