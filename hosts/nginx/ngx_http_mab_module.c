@@ -88,7 +88,8 @@ typedef struct {
     ngx_str_t                   experiment;
     ngx_str_t                   arm;
     ngx_str_t                   value;        /* JSON strings decoded */
-    ngx_str_t                   probability;  /* empty: the policy cannot tell */
+    double                      p;            /* NAN: the policy cannot tell */
+    ngx_str_t                   probability;  /* p as text, made when read */
     ngx_str_t                   reward;       /* "counted" or why not; empty */
     unsigned                    chosen:1;
 } ngx_http_mab_entry_t;
@@ -438,7 +439,6 @@ ngx_http_mab_choose(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
     ngx_str_t *experiment, ngx_http_mab_entry_t **out)
 {
     int                    rc;
-    u_char                *p;
     mab_error              err;
     mab_request           *rq;
     mab_assignment         a;
@@ -474,19 +474,7 @@ ngx_http_mab_choose(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    if (isnan(a.probability)) {
-        ngx_str_null(&e->probability);
-
-    } else {
-        p = ngx_pnalloc(r->pool, 32);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        /* nginx never calls setlocale(): the C locale's '.' */
-        e->probability.len = snprintf((char *) p, 32, "%.6g", a.probability);
-        e->probability.data = p;
-    }
+    e->p = a.probability;
 
     e->chosen = 1;
     *out = e;
@@ -1062,10 +1050,31 @@ ngx_http_mab_arm_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 }
 
 
+/* Formatted only when read: most requests never log their probability. */
 static ngx_int_t
 ngx_http_mab_prob_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
+    u_char                *p;
+    ngx_str_t             *name, experiment;
+    ngx_http_mab_entry_t  *e;
+
+    name = (ngx_str_t *) data;
+    experiment.data = name->data + sizeof("mab_prob_") - 1;
+    experiment.len = name->len - (sizeof("mab_prob_") - 1);
+
+    e = ngx_http_mab_lookup(r, &experiment);
+    if (e && e->chosen && e->probability.data == NULL && !isnan(e->p)) {
+        p = ngx_pnalloc(r->pool, 32);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* nginx never calls setlocale(): the C locale's '.' */
+        e->probability.len = snprintf((char *) p, 32, "%.6g", e->p);
+        e->probability.data = p;
+    }
+
     return ngx_http_mab_entry_variable(r, v, data, sizeof("mab_prob_") - 1,
                                        offsetof(ngx_http_mab_entry_t,
                                                 probability));
