@@ -98,7 +98,7 @@ cat >"$tmp/mab.json" <<EOF
               "arms": {"green": "#00FF00", "red": "#FF0000"}},
     "txt": {"policy": {"plugin": "thompson"},
             "arms": {"casual": "Hey \"dude\"", "neutral": {"label": "Add to cart"}}},
-    "load": {"policy": {"plugin": "ucb1"}, "arms": {"a": 1, "b": 2, "c": 3}}
+    "load-x": {"policy": {"plugin": "ucb1"}, "arms": {"a": 1, "b": 2, "c": 3}}
   }
 }
 EOF
@@ -123,7 +123,7 @@ http {
     keepalive_requests 100000;
     $2
     log_format mab '\$pid \$uri \$status arm=\$mab_arm_color prob=\$mab_prob_color '
-                   'reward=\$mab_reward_color txt=\$mab_arm_txt';
+                   'reward=\$mab_reward_color txt=\$mab_arm_txt load=\$mab_arm_load_x';
     access_log $tmp/logs/access.log mab;
 
     server {
@@ -150,8 +150,8 @@ http {
             proxy_pass http://127.0.0.1:$upstream_port/echo;
         }
         location = /load {
-            mab_choose load \$load_value;
-            mab_reward load;
+            mab_choose load-x \$load_value;
+            mab_reward load-x;
             return 200 "\$load_value\n";
         }
     }
@@ -341,7 +341,7 @@ workers=$(grep ' /load 200 ' "$tmp/logs/access.log" | cut -d' ' -f1 | sort -u | 
 ((workers >= 2)) || fail "the load reached $workers worker(s); reuseport should spread it over 4"
 pycheck "LMDB totals equal the requests served ($served /load by $workers workers)" "$(stats)" "
 served = $served
-arms = d['experiments']['load']['arms'].values()
+arms = d['experiments']['load-x']['arms'].values()
 assert sum(a['pulls'] for a in arms) == served, ('pulls', [a['pulls'] for a in arms], served)
 assert sum(a['rewards'] for a in arms) == served, ('rewards', [a['rewards'] for a in arms], served)
 color = d['experiments']['color']['arms'].values()
@@ -352,12 +352,16 @@ assert sum(a['rewards'] for a in txt) == 1, ('txt rewarded once by the redirects
 echo "nginx_test: $served requests to /load by $workers workers; LMDB pulls and rewards match"
 
 # ---- the access log records arm and probability ---------------------------------
-grep -q "^[0-9]* /choose 200 arm=$arm prob=[0-9.]* reward=- txt=[a-z]*\$" "$tmp/logs/access.log" ||
+grep -q "^[0-9]* /choose 200 arm=$arm prob=[0-9.]* reward=- txt=[a-z]* load=-\$" "$tmp/logs/access.log" ||
     fail "access log lacks arm and probability: $(grep ' /choose ' "$tmp/logs/access.log" | head -2)"
 grep -q " /reward 200 arm=- prob=- reward=counted " "$tmp/logs/access.log" ||
     fail "access log lacks the reward result: $(grep ' /reward ' "$tmp/logs/access.log" | head -2)"
 grep -q " /app 200 arm=$arm prob=[0-9.]* " "$tmp/logs/access.log" ||
     fail "access log of the proxied request lacks its (kept) arm"
+
+# ids with '-' are written with '_' in variable names ($mab_arm_load_x)
+grep -q " /load 200 arm=- prob=- reward=- txt=- load=[abc]\$" "$tmp/logs/access.log" ||
+    fail "access log lacks \$mab_arm_load_x for experiment load-x: $(grep ' /load ' "$tmp/logs/access.log" | head -2)"
 
 if ((failures)); then
     echo "nginx_test: $failures failure(s); nginx error log:" >&2

@@ -131,6 +131,8 @@ static ngx_int_t ngx_http_mab_add_header(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mab_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mab_header_filter(ngx_http_request_t *r);
 
+static ngx_uint_t ngx_http_mab_same_id(ngx_str_t *id, ngx_str_t *name,
+    ngx_uint_t dash);
 static ngx_http_mab_entry_t *ngx_http_mab_lookup(ngx_http_request_t *r,
     ngx_str_t *experiment);
 static ngx_int_t ngx_http_mab_value_variable(ngx_http_request_t *r,
@@ -924,47 +926,81 @@ ngx_http_mab_header_filter(ngx_http_request_t *r)
 /* ---- variables -------------------------------------------------------- */
 
 /*
+ * Is `name` the experiment id `id`? nginx variable names cannot hold '-',
+ * so with `dash` a '_' of the name also stands for a '-' of the id
+ * ($mab_arm_color_btn for "color-btn").
+ */
+static ngx_uint_t
+ngx_http_mab_same_id(ngx_str_t *id, ngx_str_t *name, ngx_uint_t dash)
+{
+    ngx_uint_t  i;
+
+    if (id->len != name->len) {
+        return 0;
+    }
+
+    for (i = 0; i < id->len; i++) {
+        if (id->data[i] != name->data[i]
+            && !(dash && name->data[i] == '_' && id->data[i] == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
  * What the request holds for `experiment`; when nothing yet and the
  * location has a mab_choose for it, the choice is made now (the response
- * header not being sent yet, so the cookie still goes out).
+ * header not being sent yet, so the cookie still goes out). Exact ids are
+ * preferred to ids matched with '_' for '-'.
  */
 static ngx_http_mab_entry_t *
 ngx_http_mab_lookup(ngx_http_request_t *r, ngx_str_t *experiment)
 {
-    ngx_str_t                *chosen;
-    ngx_uint_t                i;
+    ngx_str_t                *chosen, *choose;
+    ngx_uint_t                i, dash;
     ngx_http_mab_ctx_t       *ctx;
     ngx_http_mab_entry_t     *e;
     ngx_http_mab_loc_conf_t  *mlcf;
 
     ctx = ngx_http_mab_get_ctx(r, 0);
-    if (ctx) {
-        e = ngx_http_mab_entry(ctx, experiment, 0);
-        if (e) {
-            return e;
-        }
-    }
-
-    if (r != r->main || r->header_sent) {
-        return NULL;
-    }
-
     mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mab_module);
-    if (mlcf->chooses == NULL) {
-        return NULL;
+
+    /* choices are made in the main request before its header goes out */
+    if (r != r->main || r->header_sent) {
+        mlcf = NULL;
     }
 
-    chosen = mlcf->chooses->elts;
-    for (i = 0; i < mlcf->chooses->nelts; i++) {
-        if (chosen[i].len == experiment->len
-            && ngx_strncmp(chosen[i].data, experiment->data, experiment->len)
-               == 0)
-        {
-            break;
+    choose = NULL;
+
+    for (dash = 0; dash < 2 && choose == NULL; dash++) {
+
+        if (ctx) {
+            e = ctx->entries.elts;
+            for (i = 0; i < ctx->entries.nelts; i++) {
+                if (ngx_http_mab_same_id(&e[i].experiment, experiment, dash)) {
+                    return &e[i];
+                }
+            }
+        }
+
+        if (mlcf == NULL || mlcf->chooses == NULL) {
+            continue;
+        }
+
+        chosen = mlcf->chooses->elts;
+        for (i = 0; i < mlcf->chooses->nelts; i++) {
+            if (ngx_http_mab_same_id(&chosen[i], experiment, dash)) {
+                choose = &chosen[i];
+                break;
+            }
         }
     }
 
-    if (i == mlcf->chooses->nelts) {
+    if (choose == NULL) {
         return NULL;
     }
 
@@ -975,7 +1011,7 @@ ngx_http_mab_lookup(ngx_http_request_t *r, ngx_str_t *experiment)
         }
     }
 
-    if (ngx_http_mab_choose(r, ctx, &chosen[i], &e) != NGX_OK) {
+    if (ngx_http_mab_choose(r, ctx, choose, &e) != NGX_OK) {
         return NULL;
     }
 
