@@ -143,6 +143,10 @@ http {
         location = /go {
             mab_reward_redirect txt \$arg_to;
         }
+        location = /rate {
+            mab_reward txt \$arg_v;
+            return 200 "\$mab_reward_txt\n";
+        }
         location = /app {
             mab_choose color \$color;
             proxy_set_header X-Mab-Arm \$mab_arm_color;
@@ -292,6 +296,16 @@ old_cookie=$(awk '$6 == "mab" {print $7}' "$tmp/jar2")
 replay=$(curl -s -H "Cookie: mab=$old_cookie" "$base/reward" "$base/reward" | tr '\n' ' ')
 [[ $replay == "counted replayed " ]] || fail "reward then replay of the same cookie: '$replay'"
 
+# ---- a reward value from a variable: checked per request -------------------
+req visitor3 -c "$tmp/jar3" "$base/choose"
+new_visitors=$((new_visitors + 1))
+for v in abc 5 -1 nan; do
+    req rate -b "$tmp/jar3" "$base/rate?v=$v"
+    expect_status 400 "reward value '$v'"
+done
+req rate -b "$tmp/jar3" "$base/rate?v=0.25"
+[[ $status == 200 && $body == counted ]] || fail "reward value 0.25: $status '$body'"
+
 # ---- redirect and the open-redirect guard -------------------------------------
 req go -c "$jar" -b "$jar" "$base/go?to=/thanks"
 expect_status 303 "mab_reward_redirect"
@@ -348,7 +362,8 @@ color = d['experiments']['color']['arms'].values()
 assert sum(a['pulls'] for a in color) == $new_visitors, ('color pulls', d)
 assert sum(a['rewards'] for a in color) == 2, ('color rewards: jar and the first replayed copy', d)
 txt = d['experiments']['txt']['arms'].values()
-assert sum(a['rewards'] for a in txt) == 1, ('txt rewarded once by the redirects', d)"
+assert sum(a['rewards'] for a in txt) == 2, ('txt: once by the redirects, once by /rate', d)
+assert sum(a['reward_sum'] for a in txt) == 1.25, ('txt reward sum: 1 + 0.25', d)"
 echo "nginx_test: $served requests to /load by $workers workers; LMDB pulls and rewards match"
 
 # ---- the access log records arm and probability ---------------------------------
