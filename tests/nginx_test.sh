@@ -136,6 +136,10 @@ http {
             add_header X-Arm \$mab_arm_color;
             return 200 "color=\$color arm=\$mab_arm_color prob=\$mab_prob_color txt=\$txt\n";
         }
+        location = /silent {
+            mab_choose color \$color;
+            return 204;
+        }
         location = /reward {
             mab_reward color;
             return 200 "\$mab_reward_color\n";
@@ -295,6 +299,12 @@ new_visitors=$((new_visitors + 1))
 old_cookie=$(awk '$6 == "mab" {print $7}' "$tmp/jar2")
 replay=$(curl -s -H "Cookie: mab=$old_cookie" "$base/reward" "$base/reward" | tr '\n' ' ')
 [[ $replay == "counted replayed " ]] || fail "reward then replay of the same cookie: '$replay'"
+
+# ---- the module runs before `return`: a choice nobody reads still assigns ---
+req silent "$base/silent"
+new_visitors=$((new_visitors + 1))
+expect_status 204 "mab_choose + return 204"
+[[ $(header silent Set-Cookie) == mab=* ]] || fail "mab_choose before return 204 sent no cookie"
 
 # ---- a reward value from a variable: checked per request -------------------
 req visitor3 -c "$tmp/jar3" "$base/choose"
