@@ -125,5 +125,4 @@ echo
 echo "Overhead of mab_choose for new visitors: $overhead% ($verdict the 10% target)."
 echo "wrk -t2 -c64 -d$duration, keep-alive, mean of $rounds interleaved rounds, loopback, LMDB storage;"
 echo "runs per row (requests/s): without mab ${plain_all[*]}; new ${mab_all[*]}; returning ${returning_all[*]}."
-echo "$(nproc) CPUs shared by wrk"
-echo "and nginx; $(uname -m), $(. /etc/os-release && echo "$PRETTY_NAME")."
+echo "$(nproc) CPUs shared by wrk and nginx; $(uname -m), $(. /etc/os-release && echo "$PRETTY_NAME")."
