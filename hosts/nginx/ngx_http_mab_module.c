@@ -1,0 +1,1697 @@
+/*
+ * ngx_http_mab_module.c - bandit experiments in nginx, over libmab's adapter
+ * hooks (include/mab/adapter.h). The module only translates: cookies,
+ * stickiness, rewards counted once and the redirect guard are the adapter's.
+ *
+ *     load_module /usr/lib/x86_64-linux-gnu/mab/nginx/ngx_http_mab_module.so;
+ *     http {
+ *         mab_config /etc/mab/shop.json;
+ *         server {
+ *             location = /button {
+ *                 mab_choose color_btn $button_color;
+ *                 return 200 "$button_color $mab_arm_color_btn\n";
+ *             }
+ *             location = /buy {
+ *                 mab_reward_redirect color_btn /thanks;
+ *             }
+ *         }
+ *     }
+ *
+ * Processes. The master parses the configuration: `mab_config` opens the
+ * mab config without storage and its key file there, so `nginx -t` reports
+ * a bad config, and closes it once the http block is checked. Each worker
+ * opens the engine with its storage in init_process, after fork: an LMDB
+ * environment and libmab's background writer thread must not cross a fork.
+ * Workers share counters through the storage (LMDB for several workers).
+ *
+ * Requests. A rewrite phase handler makes the location's choices (one pull
+ * per new assignment), counts its rewards and answers mab_reward_redirect;
+ * it runs before the rewrite module's handler, so `return` sees the
+ * variables. The variables read what the request holds and make a
+ * location's choice lazily when read first. A header filter adds the
+ * Set-Cookie (and X-MAB-Debug). Only main requests take part; the state
+ * lives in a pool cleanup, so it survives internal redirects and ends with
+ * the request, after the access log is written.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <mab/adapter.h>
+#include <mab/mab.h>
+
+
+/* A reward directive: mab_reward, or mab_reward_redirect with a target. */
+typedef struct {
+    ngx_str_t                   experiment;   /* NUL-terminated */
+    ngx_http_complex_value_t   *value;        /* NULL: 1 */
+    ngx_http_complex_value_t   *target;       /* mab_reward_redirect only */
+} ngx_http_mab_reward_t;
+
+
+/* An experiment named by a directive, checked against the mab config once
+   the http block is parsed (mab_config may come after the directive). */
+typedef struct {
+    ngx_str_t                   directive;
+    ngx_str_t                   experiment;
+    ngx_str_t                   value;        /* constant reward value, or empty */
+    ngx_str_t                   file;
+    ngx_uint_t                  line;
+} ngx_http_mab_use_t;
+
+
+typedef struct {
+    ngx_str_t                   config;       /* full path, NUL-terminated */
+    ngx_array_t                 uses;         /* ngx_http_mab_use_t */
+    mab_engine                 *check_engine; /* master, while parsing */
+    mab_engine                 *engine;       /* worker, from init_process */
+    mab_adapter                *adapter;
+} ngx_http_mab_main_conf_t;
+
+
+typedef struct {
+    ngx_array_t                *chooses;      /* ngx_str_t, NUL-terminated */
+    ngx_array_t                *rewards;      /* ngx_http_mab_reward_t */
+    ngx_http_mab_reward_t      *redirect;
+} ngx_http_mab_loc_conf_t;
+
+
+/* One experiment this request chose or rewarded. Strings live in the
+   request pool or in the mab_request, both freed after the log phase. */
+typedef struct {
+    ngx_str_t                   experiment;
+    ngx_str_t                   arm;
+    ngx_str_t                   value;        /* JSON strings decoded */
+    double                      p;            /* NAN: the policy cannot tell */
+    ngx_str_t                   probability;  /* p as text, made when read */
+    ngx_str_t                   reward;       /* "counted" or why not; empty */
+    unsigned                    chosen:1;
+} ngx_http_mab_entry_t;
+
+
+typedef struct {
+    mab_request                *rq;           /* NULL until first needed */
+    ngx_array_t                 entries;      /* ngx_http_mab_entry_t */
+    ngx_http_mab_loc_conf_t    *handled;      /* the last location handled */
+} ngx_http_mab_ctx_t;
+
+
+static ngx_http_mab_ctx_t *ngx_http_mab_get_ctx(ngx_http_request_t *r,
+    ngx_uint_t create);
+static void ngx_http_mab_cleanup(void *data);
+static mab_request *ngx_http_mab_request(ngx_http_request_t *r,
+    ngx_http_mab_ctx_t *ctx);
+static ngx_http_mab_entry_t *ngx_http_mab_entry(ngx_http_mab_ctx_t *ctx,
+    ngx_str_t *experiment, ngx_uint_t create);
+static ngx_int_t ngx_http_mab_choose(ngx_http_request_t *r,
+    ngx_http_mab_ctx_t *ctx, ngx_str_t *experiment,
+    ngx_http_mab_entry_t **out);
+static ngx_int_t ngx_http_mab_reward(ngx_http_request_t *r,
+    ngx_http_mab_ctx_t *ctx, ngx_http_mab_reward_t *reward);
+static ngx_int_t ngx_http_mab_redirect(ngx_http_request_t *r,
+    ngx_http_mab_ctx_t *ctx, ngx_http_mab_reward_t *reward);
+static ngx_int_t ngx_http_mab_reward_status(ngx_http_request_t *r,
+    const char *directive, int rc, mab_error *err);
+static ngx_int_t ngx_http_mab_reward_value(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, double *value);
+static ngx_int_t ngx_http_mab_parse_value(u_char *data, size_t len,
+    double *value);
+static ngx_int_t ngx_http_mab_json_value(ngx_pool_t *pool, const char *json,
+    ngx_str_t *out);
+static u_char *ngx_http_mab_utf8(u_char *p, uint32_t c);
+static ngx_int_t ngx_http_mab_add_header(ngx_http_request_t *r,
+    const char *key, size_t key_len, const char *value);
+
+static ngx_int_t ngx_http_mab_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mab_header_filter(ngx_http_request_t *r);
+
+static ngx_uint_t ngx_http_mab_same_id(ngx_str_t *id, ngx_str_t *name,
+    ngx_uint_t dash);
+static ngx_http_mab_entry_t *ngx_http_mab_lookup(ngx_http_request_t *r,
+    ngx_str_t *experiment);
+static ngx_int_t ngx_http_mab_value_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mab_entry_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data, size_t prefix, size_t field);
+static ngx_int_t ngx_http_mab_arm_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mab_prob_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mab_reward_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static char *ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_mab_close_check(void *data);
+static char *ngx_http_mab_choose_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mab_reward_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_mab_use(ngx_conf_t *cf, ngx_str_t *experiment,
+    ngx_str_t *value);
+static char *ngx_http_mab_nul_string(ngx_conf_t *cf, ngx_str_t *in,
+    ngx_str_t *out);
+static ngx_int_t ngx_http_mab_check_uses(ngx_conf_t *cf,
+    ngx_http_mab_main_conf_t *mmcf);
+
+static ngx_int_t ngx_http_mab_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_mab_init(ngx_conf_t *cf);
+static void *ngx_http_mab_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_mab_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_mab_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_mab_init_process(ngx_cycle_t *cycle);
+static void ngx_http_mab_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_mab_commands[] = {
+
+    { ngx_string("mab_config"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mab_config,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mab_choose"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_mab_choose_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mab_reward"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_mab_reward_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mab_reward_redirect"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      ngx_http_mab_reward_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      1,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_mab_module_ctx = {
+    ngx_http_mab_add_variables,            /* preconfiguration */
+    ngx_http_mab_init,                     /* postconfiguration */
+
+    ngx_http_mab_create_main_conf,         /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_mab_create_loc_conf,          /* create location configuration */
+    ngx_http_mab_merge_loc_conf            /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_mab_module = {
+    NGX_MODULE_V1,
+    &ngx_http_mab_module_ctx,              /* module context */
+    ngx_http_mab_commands,                 /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_mab_init_process,             /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_mab_exit_process,             /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* $mab_arm_EXP, $mab_prob_EXP and $mab_reward_EXP, for any experiment. */
+static ngx_http_variable_t  ngx_http_mab_vars[] = {
+
+    { ngx_string("mab_arm_"), NULL, ngx_http_mab_arm_variable, 0,
+      NGX_HTTP_VAR_PREFIX|NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mab_prob_"), NULL, ngx_http_mab_prob_variable, 0,
+      NGX_HTTP_VAR_PREFIX|NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mab_reward_"), NULL, ngx_http_mab_reward_variable, 0,
+      NGX_HTTP_VAR_PREFIX|NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+
+/* ---- per-request state ------------------------------------------------ */
+
+/*
+ * The module ctx of the main request; after an internal redirect nginx
+ * clears module contexts, so the state is found again through its pool
+ * cleanup (as the realip module does) and the choices and rewards already
+ * made stay made.
+ */
+static ngx_http_mab_ctx_t *
+ngx_http_mab_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_mab_ctx_t  *ctx;
+
+    r = r->main;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mab_module);
+    if (ctx) {
+        return ctx;
+    }
+
+    if (r->internal || r->filter_finalize) {
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_mab_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r, ctx, ngx_http_mab_module);
+                return ctx;
+            }
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_mab_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    ctx->rq = NULL;
+    ctx->handled = NULL;
+
+    if (ngx_array_init(&ctx->entries, r->pool, 2, sizeof(ngx_http_mab_entry_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_mab_cleanup;
+    ngx_http_set_ctx(r, ctx, ngx_http_mab_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_mab_cleanup(void *data)
+{
+    ngx_http_mab_ctx_t  *ctx = data;
+
+    mab_request_end(ctx->rq);
+    ctx->rq = NULL;
+}
+
+
+/* The adapter's request, begun with the request's Cookie headers joined. */
+static mab_request *
+ngx_http_mab_request(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx)
+{
+    int                        rc;
+    size_t                     len;
+    u_char                    *cookie, *p;
+    mab_error                  err;
+    ngx_uint_t                 n;
+    ngx_table_elt_t           *h;
+    ngx_http_mab_main_conf_t  *mmcf;
+#if (nginx_version < 1023000)
+    ngx_uint_t                 i;
+    ngx_table_elt_t          **hh;
+#endif
+
+    if (ctx->rq) {
+        return ctx->rq;
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mab_module);
+    if (mmcf->adapter == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "mab: the engine is not open in this process");
+        return NULL;
+    }
+
+    len = 0;
+    n = 0;
+
+#if (nginx_version >= 1023000)
+    for (h = r->headers_in.cookie; h; h = h->next) {
+        len += h->value.len + 2;
+        n++;
+    }
+#else
+    hh = r->headers_in.cookies.elts;
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        len += hh[i]->value.len + 2;
+        n++;
+    }
+#endif
+
+    cookie = NULL;
+
+    if (n) {
+        cookie = ngx_pnalloc(r->pool, len + 1);
+        if (cookie == NULL) {
+            return NULL;
+        }
+
+        p = cookie;
+
+#if (nginx_version >= 1023000)
+        for (h = r->headers_in.cookie; h; h = h->next) {
+#else
+        for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+            h = hh[i];
+#endif
+            if (p != cookie) {
+                *p++ = ';'; *p++ = ' ';
+            }
+            p = ngx_cpymem(p, h->value.data, h->value.len);
+        }
+
+        *p = '\0';
+    }
+
+    rc = mab_request_begin(mmcf->adapter, (char *) cookie, NULL, &ctx->rq,
+                           &err);
+    if (rc != MAB_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "mab: %s", err.message);
+        ctx->rq = NULL;
+        return NULL;
+    }
+
+    return ctx->rq;
+}
+
+
+static ngx_http_mab_entry_t *
+ngx_http_mab_entry(ngx_http_mab_ctx_t *ctx, ngx_str_t *experiment,
+    ngx_uint_t create)
+{
+    ngx_uint_t             i;
+    ngx_http_mab_entry_t  *e;
+
+    e = ctx->entries.elts;
+    for (i = 0; i < ctx->entries.nelts; i++) {
+        if (e[i].experiment.len == experiment->len
+            && ngx_strncmp(e[i].experiment.data, experiment->data,
+                           experiment->len) == 0)
+        {
+            return &e[i];
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    e = ngx_array_push(&ctx->entries);
+    if (e == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(e, sizeof(ngx_http_mab_entry_t));
+    e->experiment = *experiment;
+
+    return e;
+}
+
+
+/* Give the visitor an arm of `experiment` (NUL-terminated), once per request. */
+static ngx_int_t
+ngx_http_mab_choose(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
+    ngx_str_t *experiment, ngx_http_mab_entry_t **out)
+{
+    int                    rc;
+    mab_error              err;
+    mab_request           *rq;
+    mab_assignment         a;
+    ngx_http_mab_entry_t  *e;
+
+    e = ngx_http_mab_entry(ctx, experiment, 1);
+    if (e == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (e->chosen) {
+        *out = e;
+        return NGX_OK;
+    }
+
+    rq = ngx_http_mab_request(r, ctx);
+    if (rq == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = mab_request_choose(rq, (char *) experiment->data, &a, &err);
+    if (rc != MAB_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "mab_choose: %s", err.message);
+        return NGX_ERROR;
+    }
+
+    /* a's strings are the mab_request's, valid until the pool cleanup */
+    e->arm.data = (u_char *) a.arm_id;
+    e->arm.len = ngx_strlen(a.arm_id);
+
+    if (ngx_http_mab_json_value(r->pool, a.value_json, &e->value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    e->p = a.probability;
+
+    e->chosen = 1;
+    *out = e;
+
+    return NGX_OK;
+}
+
+
+/* A reward's value: the directive's VALUE evaluated, or 1. NGX_DECLINED
+   when it is not a number. */
+static ngx_int_t
+ngx_http_mab_reward_value(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
+    double *value)
+{
+    ngx_str_t  s;
+
+    if (cv == NULL) {
+        *value = 1.0;
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, cv, &s) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mab_parse_value(s.data, s.len, value) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mab: reward value \"%V\" is not a number", &s);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mab_parse_value(u_char *data, size_t len, double *value)
+{
+    char    buf[64], *end;
+    double  d;
+
+    if (len == 0 || len >= sizeof(buf)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(buf, data, len);
+    buf[len] = '\0';
+
+    d = strtod(buf, &end);
+    if (*end != '\0' || end == buf || !isfinite(d)) {
+        return NGX_ERROR;
+    }
+
+    *value = d;
+    return NGX_OK;
+}
+
+
+/* Map an adapter status of a reward to an answer: NGX_OK to go on. */
+static ngx_int_t
+ngx_http_mab_reward_status(ngx_http_request_t *r, const char *directive,
+    int rc, mab_error *err)
+{
+    switch (rc) {
+
+    case MAB_OK:
+        return NGX_OK;
+
+    case MAB_ESTORAGE:
+        /* counted and queued: libmab writes it with the next batch */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "%s: %s", directive, err->message);
+        return NGX_OK;
+
+    case MAB_EINVAL:
+    case MAB_ERANGE:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "%s: %s", directive, err->message);
+        return NGX_HTTP_BAD_REQUEST;
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "%s: %s", directive, err->message);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mab_reward(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
+    ngx_http_mab_reward_t *reward)
+{
+    int                    rc;
+    double                 value;
+    ngx_int_t              status;
+    mab_error              err;
+    mab_request           *rq;
+    mab_reward_result      result;
+    ngx_http_mab_entry_t  *e;
+
+    status = ngx_http_mab_reward_value(r, reward->value, &value);
+    if (status != NGX_OK) {
+        return status == NGX_DECLINED ? NGX_HTTP_BAD_REQUEST
+                                      : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rq = ngx_http_mab_request(r, ctx);
+    e = ngx_http_mab_entry(ctx, &reward->experiment, 1);
+    if (rq == NULL || e == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = mab_request_reward(rq, (char *) reward->experiment.data, value,
+                            &result, &err);
+    status = ngx_http_mab_reward_status(r, "mab_reward", rc, &err);
+    if (status != NGX_OK) {
+        return status;
+    }
+
+    ngx_str_set(&e->reward, "counted");
+    if (!result.counted) {
+        e->reward.data = (u_char *) mab_reward_reason_name(result.reason);
+        e->reward.len = ngx_strlen(e->reward.data);
+    }
+
+    return NGX_OK;
+}
+
+
+/* mab_reward_redirect: 303 to the target (after the reward, counted or
+   not), or 400 when the adapter's guard refuses the target. */
+static ngx_int_t
+ngx_http_mab_redirect(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
+    ngx_http_mab_reward_t *reward)
+{
+    int                    rc;
+    u_char                *target;
+    double                 value;
+    ngx_str_t              s;
+    ngx_int_t              status;
+    mab_error              err;
+    mab_request           *rq;
+    mab_redirect           where;
+    ngx_table_elt_t       *location;
+    mab_reward_result      result;
+    ngx_http_mab_entry_t  *e;
+
+    status = ngx_http_mab_reward_value(r, reward->value, &value);
+    if (status != NGX_OK) {
+        return status == NGX_DECLINED ? NGX_HTTP_BAD_REQUEST
+                                      : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_complex_value(r, reward->target, &s) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    target = ngx_pnalloc(r->pool, s.len + 1);
+    rq = ngx_http_mab_request(r, ctx);
+    e = ngx_http_mab_entry(ctx, &reward->experiment, 1);
+    if (target == NULL || rq == NULL || e == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a NUL inside the target would hide its tail from the guard */
+    if (ngx_strlchr(s.data, s.data + s.len, '\0') != NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mab_reward_redirect: NUL byte in target");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    *ngx_cpymem(target, s.data, s.len) = '\0';
+
+    rc = mab_request_redirect(rq, (char *) reward->experiment.data, value,
+                              (char *) target, &result, &where, &err);
+    status = ngx_http_mab_reward_status(r, "mab_reward_redirect", rc, &err);
+    if (status != NGX_OK) {
+        return status;
+    }
+
+    ngx_str_set(&e->reward, "counted");
+    if (!result.counted) {
+        e->reward.data = (u_char *) mab_reward_reason_name(result.reason);
+        e->reward.len = ngx_strlen(e->reward.data);
+    }
+
+    ngx_http_clear_location(r);
+
+    location = ngx_list_push(&r->headers_out.headers);
+    if (location == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    location->hash = 1;
+#if (nginx_version >= 1023000)
+    location->next = NULL;
+#endif
+    ngx_str_set(&location->key, "Location");
+    location->value.data = (u_char *) where.location;
+    location->value.len = ngx_strlen(where.location);
+
+    r->headers_out.location = location;
+
+    return where.status;
+}
+
+
+/*
+ * An arm's value for a variable: a JSON string is decoded (the arm
+ * "#00FF00" gives #00FF00), any other JSON value is its text.
+ */
+static ngx_int_t
+ngx_http_mab_json_value(ngx_pool_t *pool, const char *json, ngx_str_t *out)
+{
+    size_t      len;
+    u_char     *p;
+    uint32_t    c, lo;
+    ngx_uint_t  i, k;
+
+    len = ngx_strlen(json);
+
+    if (len < 2 || json[0] != '"') {
+        out->data = (u_char *) json;
+        out->len = len;
+        return NGX_OK;
+    }
+
+    /* decoding never lengthens: \uXXXX is 6 bytes for at most 3 of UTF-8 */
+    out->data = ngx_pnalloc(pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = out->data;
+
+    for (i = 1; i + 1 < len; i++) {
+
+        if (json[i] != '\\') {
+            *p++ = json[i];
+            continue;
+        }
+
+        switch (json[++i]) {
+        case 'b': *p++ = '\b'; break;
+        case 'f': *p++ = '\f'; break;
+        case 'n': *p++ = '\n'; break;
+        case 'r': *p++ = '\r'; break;
+        case 't': *p++ = '\t'; break;
+
+        case 'u':
+            c = 0;
+            for (k = 0; k < 4 && i + 1 + k < len; k++) {
+                c = c * 16 + (uint32_t) ngx_hextoi((u_char *) &json[i + 1 + k],
+                                                   1);
+            }
+            i += 4;
+
+            /* a surrogate pair; cJSON wrote a lone surrogate only if the
+               config had one, and that becomes U+FFFD */
+            if (c >= 0xd800 && c < 0xdc00 && i + 6 < len
+                && json[i + 1] == '\\' && json[i + 2] == 'u')
+            {
+                lo = (uint32_t) ngx_hextoi((u_char *) &json[i + 3], 4);
+                if (lo >= 0xdc00 && lo < 0xe000) {
+                    c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+                    i += 6;
+                }
+            }
+
+            if (c >= 0xd800 && c < 0xe000) {
+                c = 0xfffd;
+            }
+
+            p = ngx_http_mab_utf8(p, c);
+            break;
+
+        default:          /* '"', '\\', '/' */
+            *p++ = json[i];
+        }
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_mab_utf8(u_char *p, uint32_t c)
+{
+    if (c < 0x80) {
+        *p++ = (u_char) c;
+
+    } else if (c < 0x800) {
+        *p++ = (u_char) (0xc0 | (c >> 6));
+        *p++ = (u_char) (0x80 | (c & 0x3f));
+
+    } else if (c < 0x10000) {
+        *p++ = (u_char) (0xe0 | (c >> 12));
+        *p++ = (u_char) (0x80 | ((c >> 6) & 0x3f));
+        *p++ = (u_char) (0x80 | (c & 0x3f));
+
+    } else {
+        *p++ = (u_char) (0xf0 | (c >> 18));
+        *p++ = (u_char) (0x80 | ((c >> 12) & 0x3f));
+        *p++ = (u_char) (0x80 | ((c >> 6) & 0x3f));
+        *p++ = (u_char) (0x80 | (c & 0x3f));
+    }
+
+    return p;
+}
+
+
+/* ---- the rewrite phase handler and the header filter ------------------ */
+
+static ngx_int_t
+ngx_http_mab_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                *experiment;
+    ngx_uint_t                i;
+    ngx_http_mab_ctx_t       *ctx;
+    ngx_http_mab_entry_t     *e;
+    ngx_http_mab_reward_t    *reward;
+    ngx_http_mab_loc_conf_t  *mlcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mab_module);
+    if (mlcf->chooses == NULL && mlcf->rewards == NULL
+        && mlcf->redirect == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_mab_get_ctx(r, 1);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* rewrite ... last and internal redirects run this phase again */
+    if (ctx->handled == mlcf) {
+        return NGX_DECLINED;
+    }
+
+    ctx->handled = mlcf;
+
+    if (mlcf->chooses) {
+        experiment = mlcf->chooses->elts;
+        for (i = 0; i < mlcf->chooses->nelts; i++) {
+            if (ngx_http_mab_choose(r, ctx, &experiment[i], &e) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    if (mlcf->rewards) {
+        reward = mlcf->rewards->elts;
+        for (i = 0; i < mlcf->rewards->nelts; i++) {
+            rc = ngx_http_mab_reward(r, ctx, &reward[i]);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+    }
+
+    if (mlcf->redirect) {
+        return ngx_http_mab_redirect(r, ctx, mlcf->redirect);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_mab_add_header(ngx_http_request_t *r, const char *key,
+    size_t key_len, const char *value)
+{
+    size_t            len;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the adapter's string changes with the next call on its request */
+    len = ngx_strlen(value);
+    h->value.data = ngx_pnalloc(r->pool, len);
+    if (h->value.data == NULL) {
+        h->hash = 0;
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(h->value.data, value, len);
+    h->value.len = len;
+    h->key.data = (u_char *) key;
+    h->key.len = key_len;
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mab_header_filter(ngx_http_request_t *r)
+{
+    const char          *value;
+    ngx_http_mab_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_mab_get_ctx(r, 0);
+    if (ctx == NULL || ctx->rq == NULL) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    value = mab_request_set_cookie(ctx->rq);
+    if (value
+        && ngx_http_mab_add_header(r, "Set-Cookie", sizeof("Set-Cookie") - 1,
+                                   value)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    value = mab_request_debug_header(ctx->rq);
+    if (value
+        && ngx_http_mab_add_header(r, "X-MAB-Debug", sizeof("X-MAB-Debug") - 1,
+                                   value)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/* ---- variables -------------------------------------------------------- */
+
+/*
+ * Is `name` the experiment id `id`? nginx variable names cannot hold '-',
+ * so with `dash` a '_' of the name also stands for a '-' of the id
+ * ($mab_arm_color_btn for "color-btn").
+ */
+static ngx_uint_t
+ngx_http_mab_same_id(ngx_str_t *id, ngx_str_t *name, ngx_uint_t dash)
+{
+    ngx_uint_t  i;
+
+    if (id->len != name->len) {
+        return 0;
+    }
+
+    for (i = 0; i < id->len; i++) {
+        if (id->data[i] != name->data[i]
+            && !(dash && name->data[i] == '_' && id->data[i] == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * What the request holds for `experiment`; when nothing yet and the
+ * location has a mab_choose for it, the choice is made now (the response
+ * header not being sent yet, so the cookie still goes out). Exact ids are
+ * preferred to ids matched with '_' for '-'.
+ */
+static ngx_http_mab_entry_t *
+ngx_http_mab_lookup(ngx_http_request_t *r, ngx_str_t *experiment)
+{
+    ngx_str_t                *chosen, *choose;
+    ngx_uint_t                i, dash;
+    ngx_http_mab_ctx_t       *ctx;
+    ngx_http_mab_entry_t     *e;
+    ngx_http_mab_loc_conf_t  *mlcf;
+
+    ctx = ngx_http_mab_get_ctx(r, 0);
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mab_module);
+
+    /* choices are made in the main request before its header goes out */
+    if (r != r->main || r->header_sent) {
+        mlcf = NULL;
+    }
+
+    choose = NULL;
+
+    for (dash = 0; dash < 2 && choose == NULL; dash++) {
+
+        if (ctx) {
+            e = ctx->entries.elts;
+            for (i = 0; i < ctx->entries.nelts; i++) {
+                if (ngx_http_mab_same_id(&e[i].experiment, experiment, dash)) {
+                    return &e[i];
+                }
+            }
+        }
+
+        if (mlcf == NULL || mlcf->chooses == NULL) {
+            continue;
+        }
+
+        chosen = mlcf->chooses->elts;
+        for (i = 0; i < mlcf->chooses->nelts; i++) {
+            if (ngx_http_mab_same_id(&chosen[i], experiment, dash)) {
+                choose = &chosen[i];
+                break;
+            }
+        }
+    }
+
+    if (choose == NULL) {
+        return NULL;
+    }
+
+    if (ctx == NULL) {
+        ctx = ngx_http_mab_get_ctx(r, 1);
+        if (ctx == NULL) {
+            return NULL;
+        }
+    }
+
+    if (ngx_http_mab_choose(r, ctx, choose, &e) != NGX_OK) {
+        return NULL;
+    }
+
+    return e;
+}
+
+
+/* The $variable of `mab_choose EXP $variable`: the arm's value. */
+static ngx_int_t
+ngx_http_mab_value_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t             *experiment = (ngx_str_t *) data;
+    ngx_http_mab_entry_t  *e;
+
+    e = ngx_http_mab_lookup(r, experiment);
+    if (e == NULL || !e->chosen) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = e->value.data;
+    v->len = e->value.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $mab_arm_EXP, $mab_prob_EXP, $mab_reward_EXP: prefix variables, so they
+ * exist for every experiment. nginx hands a prefix variable's handler the
+ * variable's full name as data.
+ */
+static ngx_int_t
+ngx_http_mab_entry_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data, size_t prefix, size_t field)
+{
+    ngx_str_t             *name, experiment, *s;
+    ngx_http_mab_entry_t  *e;
+
+    name = (ngx_str_t *) data;
+    experiment.data = name->data + prefix;
+    experiment.len = name->len - prefix;
+
+    e = ngx_http_mab_lookup(r, &experiment);
+    s = e ? (ngx_str_t *) ((u_char *) e + field) : NULL;
+
+    if (s == NULL || s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = s->data;
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mab_arm_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    return ngx_http_mab_entry_variable(r, v, data, sizeof("mab_arm_") - 1,
+                                       offsetof(ngx_http_mab_entry_t, arm));
+}
+
+
+/* Formatted only when read: most requests never log their probability. */
+static ngx_int_t
+ngx_http_mab_prob_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    u_char                *p;
+    ngx_str_t             *name, experiment;
+    ngx_http_mab_entry_t  *e;
+
+    name = (ngx_str_t *) data;
+    experiment.data = name->data + sizeof("mab_prob_") - 1;
+    experiment.len = name->len - (sizeof("mab_prob_") - 1);
+
+    e = ngx_http_mab_lookup(r, &experiment);
+    if (e && e->chosen && e->probability.data == NULL && !isnan(e->p)) {
+        p = ngx_pnalloc(r->pool, 32);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* nginx never calls setlocale(): the C locale's '.' */
+        e->probability.len = snprintf((char *) p, 32, "%.6g", e->p);
+        e->probability.data = p;
+    }
+
+    return ngx_http_mab_entry_variable(r, v, data, sizeof("mab_prob_") - 1,
+                                       offsetof(ngx_http_mab_entry_t,
+                                                probability));
+}
+
+
+static ngx_int_t
+ngx_http_mab_reward_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    return ngx_http_mab_entry_variable(r, v, data, sizeof("mab_reward_") - 1,
+                                       offsetof(ngx_http_mab_entry_t, reward));
+}
+
+
+/* ---- configuration ---------------------------------------------------- */
+
+static char *
+ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mab_main_conf_t *mmcf = conf;
+
+    int                  rc;
+    mab_error            err;
+    ngx_str_t           *value, path;
+    mab_options          opts;
+    mab_adapter         *adapter;
+    ngx_pool_cleanup_t  *cln;
+
+    if (mmcf->config.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_mab_nul_string(cf, &path, &mmcf->config) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_mab_close_check;
+    cln->data = mmcf;
+
+    /*
+     * Check everything but storage now, in the master: the config, its
+     * plugins and parameters, the key file. Storage opens in the workers.
+     */
+    opts.struct_size = sizeof(mab_options);
+    opts.flags = MAB_OPEN_NO_STORAGE;
+    opts.seed = 0;
+
+    rc = mab_open_ex((char *) mmcf->config.data, &opts, &mmcf->check_engine,
+                     &err);
+    if (rc == MAB_OK) {
+        rc = mab_adapter_open(mmcf->check_engine, &adapter, &err);
+        if (rc == MAB_OK) {
+            mab_adapter_close(adapter);
+        }
+    }
+
+    if (rc != MAB_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mab_config\" directive: %s: %s",
+                           mab_strerror(rc), err.message);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_mab_close_check(void *data)
+{
+    ngx_http_mab_main_conf_t *mmcf = data;
+
+    mab_close(mmcf->check_engine, NULL);
+    mmcf->check_engine = NULL;
+}
+
+
+/* mab_choose EXP $variable */
+static char *
+ngx_http_mab_choose_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mab_loc_conf_t *mlcf = conf;
+
+    ngx_str_t            *value, *experiment, *bound, name;
+    ngx_http_variable_t  *v;
+
+    value = cf->args->elts;
+
+    if (value[2].len < 2 || value[2].data[0] != '$') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mab_choose\" directive: invalid variable name "
+                           "\"%V\" (expected $name)", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mlcf->chooses == NGX_CONF_UNSET_PTR) {
+        mlcf->chooses = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+        if (mlcf->chooses == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    experiment = ngx_array_push(mlcf->chooses);
+    if (experiment == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_mab_nul_string(cf, &value[1], experiment) != NGX_CONF_OK
+        || ngx_http_mab_use(cf, experiment, NULL) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[2].data + 1;
+    name.len = value[2].len - 1;
+
+    v = ngx_http_add_variable(cf, &name, NGX_HTTP_VAR_CHANGEABLE
+                                         |NGX_HTTP_VAR_NOCACHEABLE);
+    if (v == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (v->get_handler == NULL) {
+        v->get_handler = ngx_http_mab_value_variable;
+        v->data = (uintptr_t) experiment;
+        return NGX_CONF_OK;
+    }
+
+    if (v->get_handler != ngx_http_mab_value_variable) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mab_choose\" directive: the variable \"%V\" is "
+                           "already defined (by set or another module)",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* one variable, one experiment, whatever the location */
+    bound = (ngx_str_t *) v->data;
+    if (bound->len != experiment->len
+        || ngx_strncmp(bound->data, experiment->data, bound->len) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mab_choose\" directive: the variable \"%V\" "
+                           "already holds experiment \"%V\"",
+                           &value[2], bound);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* mab_reward EXP [VALUE]; mab_reward_redirect EXP TARGET [VALUE] (cmd->offset 1) */
+static char *
+ngx_http_mab_reward_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mab_loc_conf_t *mlcf = conf;
+
+    ngx_str_t                         *value, *arg;
+    ngx_uint_t                         redirect;
+    ngx_http_mab_reward_t             *reward;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+    redirect = cmd->offset;
+
+    if (redirect) {
+        if (mlcf->redirect != NGX_CONF_UNSET_PTR) {
+            return "is duplicate";
+        }
+
+        reward = ngx_pcalloc(cf->pool, sizeof(ngx_http_mab_reward_t));
+        if (reward == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        mlcf->redirect = reward;
+
+    } else {
+        if (mlcf->rewards == NGX_CONF_UNSET_PTR) {
+            mlcf->rewards = ngx_array_create(cf->pool, 1,
+                                             sizeof(ngx_http_mab_reward_t));
+            if (mlcf->rewards == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        reward = ngx_array_push(mlcf->rewards);
+        if (reward == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(reward, sizeof(ngx_http_mab_reward_t));
+    }
+
+    if (ngx_http_mab_nul_string(cf, &value[1], &reward->experiment)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (redirect) {
+        reward->target = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (reward->target == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ccv.cf = cf;
+        ccv.value = &value[2];
+        ccv.complex_value = reward->target;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    arg = NULL;
+
+    if (cf->args->nelts == 3 + redirect) {
+        arg = &value[2 + redirect];
+
+        reward->value = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (reward->value == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ccv.cf = cf;
+        ccv.value = arg;
+        ccv.complex_value = reward->value;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (reward->value->lengths == NULL) {
+            /* a constant: checked against the experiment's range later */
+            arg = &reward->value->value;
+
+        } else {
+            arg = NULL;
+        }
+    }
+
+    if (ngx_http_mab_use(cf, &reward->experiment, arg) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mab_use(ngx_conf_t *cf, ngx_str_t *experiment, ngx_str_t *value)
+{
+    ngx_str_t                 *args;
+    ngx_http_mab_use_t        *use;
+    ngx_http_mab_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mab_module);
+    args = cf->args->elts;
+
+    use = ngx_array_push(&mmcf->uses);
+    if (use == NULL) {
+        return NGX_ERROR;
+    }
+
+    use->directive = args[0];
+    use->experiment = *experiment;
+    use->file = cf->conf_file->file.name;
+    use->line = cf->conf_file->line;
+
+    if (value) {
+        use->value = *value;
+
+    } else {
+        ngx_str_null(&use->value);
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_mab_nul_string(ngx_conf_t *cf, ngx_str_t *in, ngx_str_t *out)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(cf->pool, in->len + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *ngx_cpymem(p, in->data, in->len) = '\0';
+    out->data = p;
+    out->len = in->len;
+
+    return NGX_CONF_OK;
+}
+
+
+/* Every experiment a directive names must be in the mab config, and a
+   constant reward within its range. */
+static ngx_int_t
+ngx_http_mab_check_uses(ngx_conf_t *cf, ngx_http_mab_main_conf_t *mmcf)
+{
+    char                 range[128];
+    double               reward;
+    size_t               j, n;
+    mab_error            err;
+    ngx_uint_t           i;
+    ngx_http_mab_use_t  *use;
+    mab_experiment_info  info;
+
+    use = mmcf->uses.elts;
+    for (i = 0; i < mmcf->uses.nelts; i++) {
+
+        if (mmcf->check_engine == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V\" directive needs \"mab_config\" at the http "
+                          "level in %V:%ui",
+                          &use[i].directive, &use[i].file, use[i].line);
+            return NGX_ERROR;
+        }
+
+        n = mab_experiment_count(mmcf->check_engine);
+        for (j = 0; j < n; j++) {
+            if (mab_experiment_at(mmcf->check_engine, j, &info, &err) == MAB_OK
+                && ngx_strcmp(info.id, use[i].experiment.data) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == n) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V\" directive: unknown experiment \"%V\" "
+                          "(not in %V) in %V:%ui",
+                          &use[i].directive, &use[i].experiment,
+                          &mmcf->config, &use[i].file, use[i].line);
+            return NGX_ERROR;
+        }
+
+        if (use[i].value.len == 0) {
+            continue;
+        }
+
+        if (ngx_http_mab_parse_value(use[i].value.data, use[i].value.len,
+                                     &reward)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V\" directive: reward \"%V\" is not a finite "
+                          "number in %V:%ui",
+                          &use[i].directive, &use[i].value,
+                          &use[i].file, use[i].line);
+            return NGX_ERROR;
+        }
+
+        if (reward < info.reward_min || reward > info.reward_max) {
+            snprintf(range, sizeof(range), "[%g, %g]",
+                     info.reward_min, info.reward_max);
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V\" directive: reward %V is outside the reward "
+                          "range %s of experiment \"%V\" in %V:%ui",
+                          &use[i].directive, &use[i].value, range,
+                          &use[i].experiment, &use[i].file, use[i].line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mab_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_mab_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mab_init(ngx_conf_t *cf)
+{
+    ngx_int_t                   rc;
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+    ngx_http_mab_main_conf_t   *mmcf;
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mab_module);
+
+    rc = ngx_http_mab_check_uses(cf, mmcf);
+
+    /* the workers open their own engine; the master keeps none */
+    ngx_http_mab_close_check(mmcf);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (mmcf->config.data == NULL) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /* registered after the rewrite module's handler, so it runs before it */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mab_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_mab_header_filter;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_mab_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_mab_main_conf_t  *mmcf;
+
+    mmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mab_main_conf_t));
+    if (mmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mmcf->config = { 0, NULL };
+     *     mmcf->check_engine = NULL;
+     *     mmcf->engine = NULL;
+     *     mmcf->adapter = NULL;
+     */
+
+    if (ngx_array_init(&mmcf->uses, cf->pool, 4, sizeof(ngx_http_mab_use_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return mmcf;
+}
+
+
+static void *
+ngx_http_mab_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_mab_loc_conf_t  *mlcf;
+
+    mlcf = ngx_palloc(cf->pool, sizeof(ngx_http_mab_loc_conf_t));
+    if (mlcf == NULL) {
+        return NULL;
+    }
+
+    mlcf->chooses = NGX_CONF_UNSET_PTR;
+    mlcf->rewards = NGX_CONF_UNSET_PTR;
+    mlcf->redirect = NGX_CONF_UNSET_PTR;
+
+    return mlcf;
+}
+
+
+/* As add_header and proxy_set_header: a level that has none of a
+   directive inherits the enclosing level's. */
+static char *
+ngx_http_mab_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_mab_loc_conf_t *prev = parent;
+    ngx_http_mab_loc_conf_t *conf = child;
+
+    ngx_conf_merge_ptr_value(conf->chooses, prev->chooses, NULL);
+    ngx_conf_merge_ptr_value(conf->rewards, prev->rewards, NULL);
+    ngx_conf_merge_ptr_value(conf->redirect, prev->redirect, NULL);
+
+    return NGX_CONF_OK;
+}
+
+
+/* ---- worker processes ------------------------------------------------- */
+
+static ngx_int_t
+ngx_http_mab_init_process(ngx_cycle_t *cycle)
+{
+    int                        rc;
+    sigset_t                   all, saved;
+    mab_error                  err;
+    ngx_http_mab_main_conf_t  *mmcf;
+
+    /* workers only: not the cache manager and loader */
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mab_module);
+    if (mmcf == NULL || mmcf->config.data == NULL) {
+        return NGX_OK;
+    }
+
+    /*
+     * libmab's writer thread inherits the signal mask: block everything
+     * while it starts, so that the signals nginx sends a worker reach the
+     * thread that runs the event loop.
+     */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &saved);
+
+    rc = mab_open((char *) mmcf->config.data, &mmcf->engine, &err);
+
+    sigprocmask(SIG_SETMASK, &saved, NULL);
+
+    if (rc == MAB_OK) {
+        rc = mab_adapter_open(mmcf->engine, &mmcf->adapter, &err);
+        if (rc != MAB_OK) {
+            mab_close(mmcf->engine, NULL);
+            mmcf->engine = NULL;
+        }
+    }
+
+    if (rc != MAB_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "mab_config %V: %s: %s",
+                      &mmcf->config, mab_strerror(rc), err.message);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mab_exit_process(ngx_cycle_t *cycle)
+{
+    mab_error                  err;
+    ngx_http_mab_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mab_module);
+    if (mmcf == NULL || mmcf->engine == NULL) {
+        return;
+    }
+
+    mab_adapter_close(mmcf->adapter);
+    mmcf->adapter = NULL;
+
+    /* writes what is pending */
+    if (mab_close(mmcf->engine, &err) != MAB_OK) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "mab_config %V: %s", &mmcf->config, err.message);
+    }
+
+    mmcf->engine = NULL;
+}
