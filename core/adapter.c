@@ -30,10 +30,39 @@ _Static_assert(MAB__KEY_BYTES == crypto_auth_hmacsha256_KEYBYTES, "HMAC-SHA-256 
 /* Rewarded ids remembered in memory before the oldest are forgotten. */
 #define REPLAY_CAPACITY (1u << 20)
 
+/*
+ * Assignment ids come from a per-thread pool of random bytes refilled by one
+ * randombytes_buf call (a getrandom system call, slow on some VMs) every
+ * ID_POOL_IDS ids. A child of fork() refills before its first id, so a
+ * parent and its children never hand out the same id.
+ */
+#define ID_POOL_IDS 32
+static _Thread_local struct {
+    uint8_t bytes[ID_POOL_IDS * MAB__ASSIGNMENT_ID_BYTES];
+    size_t used;
+    unsigned generation;
+    int filled;
+} id_pool;
+
+static void new_assignment_id(uint8_t out[MAB__ASSIGNMENT_ID_BYTES])
+{
+    unsigned generation = mab__fork_generation();
+    if (!id_pool.filled || id_pool.generation != generation ||
+        id_pool.used + MAB__ASSIGNMENT_ID_BYTES > sizeof id_pool.bytes) {
+        randombytes_buf(id_pool.bytes, sizeof id_pool.bytes);
+        id_pool.used = 0;
+        id_pool.generation = generation;
+        id_pool.filled = 1;
+    }
+    memcpy(out, id_pool.bytes + id_pool.used, MAB__ASSIGNMENT_ID_BYTES);
+    sodium_memzero(id_pool.bytes + id_pool.used, MAB__ASSIGNMENT_ID_BYTES);
+    id_pool.used += MAB__ASSIGNMENT_ID_BYTES;
+}
+
 struct mab_adapter {
     mab_engine *engine;
     const mab__web_config *web; /* owned by the engine */
-    uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
+    mab__mac_key keys[MAB__KEYS_MAX]; /* keyed HMAC states: the first signs */
     size_t n_keys;
     mab__replay_set *replay;
     _Atomic uint64_t cookies_forged, cookies_expired, assignments, rewards_counted,
@@ -191,7 +220,11 @@ int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
     mab_adapter *ad = calloc(1, sizeof *ad);
     if (!ad)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    int rc = load_settings(engine, ad->keys, &ad->n_keys, err);
+    uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
+    int rc = load_settings(engine, keys, &ad->n_keys, err);
+    for (size_t k = 0; rc == MAB_OK && k < ad->n_keys; k++)
+        mab__mac_key_init(&ad->keys[k], keys[k]);
+    sodium_memzero(keys, sizeof keys);
     if (rc == MAB_OK && !(ad->replay = mab__replay_create(REPLAY_CAPACITY)))
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     if (rc != MAB_OK) {
@@ -212,7 +245,9 @@ int mab_adapter_reload(mab_adapter *ad, mab_engine *engine, mab_error *err)
     size_t n_keys;
     int rc = load_settings(engine, keys, &n_keys, err);
     if (rc == MAB_OK) {
-        memcpy(ad->keys, keys, sizeof keys);
+        for (size_t k = 0; k < n_keys; k++)
+            mab__mac_key_init(&ad->keys[k], keys[k]);
+        sodium_memzero(&ad->keys[n_keys], (MAB__KEYS_MAX - n_keys) * sizeof ad->keys[0]);
         ad->n_keys = n_keys;
         ad->engine = engine;
         ad->web = engine->web;
@@ -280,7 +315,7 @@ static int take_cookie(mab_request *rq, const char *value, size_t len)
     mab__cookie_entry entries[MAB__COOKIE_ENTRIES_MAX];
     size_t n;
     const mab_adapter *ad = rq->adapter;
-    if (!mab__cookie_decode(value, len, (const uint8_t(*)[MAB__KEY_BYTES])ad->keys, ad->n_keys,
+    if (!mab__cookie_decode(value, len, ad->keys, ad->n_keys,
                             entries, &n))
         return 0;
     for (size_t i = 0; i < n; i++) {
@@ -457,7 +492,7 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
     mab__cookie_entry fresh;
     snprintf(fresh.experiment, sizeof fresh.experiment, "%s", experiment);
     snprintf(fresh.arm, sizeof fresh.arm, "%s", choice.arm_id);
-    randombytes_buf(fresh.assignment_id, sizeof fresh.assignment_id);
+    new_assignment_id(fresh.assignment_id);
     fresh.rewarded = 0;
     fresh.issued = (uint32_t)rq->now;
     fresh.probability = (float)choice.probability;
@@ -588,7 +623,7 @@ static int encode(mab_request *rq)
             live[n++] = rq->entries[i].cookie;
     rq->text[0] = '\0';
     if (n)
-        mab__cookie_encode(live, n, rq->adapter->keys[0], rq->text, sizeof rq->text);
+        mab__cookie_encode(live, n, &rq->adapter->keys[0], rq->text, sizeof rq->text);
     rq->text_fresh = 1;
     return rq->text[0] != '\0';
 }

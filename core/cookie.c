@@ -49,8 +49,22 @@ static uint8_t *put_id(uint8_t *p, const char *id)
     return p + n;
 }
 
-size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n,
-                          const uint8_t key[MAB__KEY_BYTES], char *out, size_t cap)
+void mab__mac_key_init(mab__mac_key *mac, const uint8_t key[MAB__KEY_BYTES])
+{
+    crypto_auth_hmacsha256_init(&mac->keyed, key, MAB__KEY_BYTES);
+}
+
+static void mac_compute(const mab__mac_key *key, const uint8_t *msg, size_t len,
+                        uint8_t out[MAC_BYTES])
+{
+    crypto_auth_hmacsha256_state st = key->keyed;
+    crypto_auth_hmacsha256_update(&st, msg, (unsigned long long)len);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
+}
+
+size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n, const mab__mac_key *key,
+                          char *out, size_t cap)
 {
     size_t size = mab__cookie_binary_size(entries, n);
     if (n > MAB__COOKIE_ENTRIES_MAX || size > MAB__COOKIE_BINARY_MAX ||
@@ -72,7 +86,7 @@ size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n,
         memcpy(&bits, &e->probability, sizeof bits);
         p = put_u32(p, bits);
     }
-    crypto_auth_hmacsha256(p, binary, (unsigned long long)(p - binary), key);
+    mac_compute(key, binary, (size_t)(p - binary), p);
     p += MAC_BYTES;
     sodium_bin2base64(out, cap, binary, (size_t)(p - binary),
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -137,8 +151,8 @@ static int parse(const uint8_t *binary, size_t size, mab__cookie_entry *entries,
     return 1;
 }
 
-int mab__cookie_decode(const char *text, size_t len, const uint8_t (*keys)[MAB__KEY_BYTES],
-                       size_t n_keys, mab__cookie_entry *entries, size_t *n)
+int mab__cookie_decode(const char *text, size_t len, const mab__mac_key *keys, size_t n_keys,
+                       mab__cookie_entry *entries, size_t *n)
 {
     if (len == 0 || len > MAB__COOKIE_TEXT_MAX)
         return 0;
@@ -158,8 +172,11 @@ int mab__cookie_decode(const char *text, size_t len, const uint8_t (*keys)[MAB__
         return 0;
     size_t body = size - MAC_BYTES;
     int verified = 0;
-    for (size_t k = 0; k < n_keys; k++)
-        verified |= crypto_auth_hmacsha256_verify(binary + body, binary, body, keys[k]) == 0;
+    for (size_t k = 0; k < n_keys; k++) {
+        uint8_t expected[MAC_BYTES];
+        mac_compute(&keys[k], binary, body, expected);
+        verified |= crypto_verify_32(expected, binary + body) == 0; /* constant time */
+    }
     if (!verified)
         return 0;
     return parse(binary, body, entries, n);

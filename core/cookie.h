@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sodium.h>
+
 #include "replay.h"
 
 #define MAB__COOKIE_ID_MAX 128
@@ -42,16 +44,24 @@ size_t mab__cookie_entry_size(const mab__cookie_entry *entry);
 /* Bytes of the binary form of `n` entries, signature included. */
 size_t mab__cookie_binary_size(const mab__cookie_entry *entries, size_t n);
 
+/* A signing key with its HMAC state already keyed: the two hash blocks of
+   the padded key are computed once per key, not once per cookie. */
+typedef struct mab__mac_key {
+    crypto_auth_hmacsha256_state keyed;
+} mab__mac_key;
+
+void mab__mac_key_init(mab__mac_key *mac, const uint8_t key[MAB__KEY_BYTES]);
+
 /* Sign `entries` with `key` and write the text (NUL-terminated) to `out`.
    Returns its length, or 0 when it does not fit MAB__COOKIE_BINARY_MAX or
    `cap`. */
-size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n,
-                          const uint8_t key[MAB__KEY_BYTES], char *out, size_t cap);
+size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n, const mab__mac_key *key,
+                          char *out, size_t cap);
 
 /* Decode `len` bytes of text. Returns 1 when it is well-formed and its
    signature verifies (in constant time) under one of the keys; then
    entries[0..*n) are filled. Returns 0 otherwise. */
-int mab__cookie_decode(const char *text, size_t len, const uint8_t (*keys)[MAB__KEY_BYTES],
-                       size_t n_keys, mab__cookie_entry *entries, size_t *n);
+int mab__cookie_decode(const char *text, size_t len, const mab__mac_key *keys, size_t n_keys,
+                       mab__cookie_entry *entries, size_t *n);
 
 #endif

@@ -31,9 +31,14 @@ __attribute__((constructor)) static void watch_forks(void)
     pthread_atfork(NULL, NULL, count_fork);
 }
 
+unsigned mab__fork_generation(void)
+{
+    return atomic_load_explicit(&fork_generation, memory_order_relaxed);
+}
+
 static int forked_since_open(const mab_engine *e)
 {
-    return e->fork_generation != atomic_load_explicit(&fork_generation, memory_order_relaxed);
+    return e->fork_generation != mab__fork_generation();
 }
 
 static int fork_error(const mab_engine *e, mab_error *err)

@@ -41,6 +41,10 @@ void mab__params_mark_used(mab_params *p, const char *key);
 /* MAB_ECONFIG naming the first key nobody read, else MAB_OK. */
 int mab__params_check_unused(mab_params *p, mab_error *err);
 
+/* How many times this process's ancestors forked to make it: compare two
+   readings to know whether a fork() happened in between (engine.c). */
+unsigned mab__fork_generation(void);
+
 /* Copy of a string; NULL when out of memory. */
 char *mab__strdup(const char *s);
 /* Print into a fresh string; NULL when out of memory. */
