@@ -40,8 +40,14 @@
 #define MAB__ID_MAX 128        /* longest experiment or arm id */
 
 /* Positions of ids in an array whose elements start with `char *id`. */
+typedef struct mab__id_slot {
+    uint32_t position; /* position + 1, 0 when empty */
+    uint32_t hash;     /* the id's full hash */
+    uint32_t length;   /* the id's length */
+} mab__id_slot;
+
 typedef struct mab__id_index {
-    uint32_t *slots; /* position + 1, 0 when empty */
+    mab__id_slot *slots;
     uint32_t mask;
 } mab__id_index;
 

@@ -7,15 +7,17 @@
  * the array's element size.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "engine.h"
 
-static uint32_t fnv1a(const char *s)
+/* FNV-1a of s; *len receives its length. */
+static uint32_t fnv1a(const char *s, size_t *len)
 {
     uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
+    const char *c = s;
+    for (; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    *len = (size_t)(c - s);
     return h;
 }
 
@@ -35,21 +37,33 @@ int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size
         return MAB_ENOMEM;
     ix->mask = (uint32_t)(cap - 1);
     for (size_t i = 0; i < n; i++) {
-        uint32_t h = fnv1a(id_at(base, stride, i)) & ix->mask;
-        while (ix->slots[h])
+        size_t len;
+        uint32_t hash = fnv1a(id_at(base, stride, i), &len);
+        uint32_t h = hash & ix->mask;
+        while (ix->slots[h].position)
             h = (h + 1) & ix->mask;
-        ix->slots[h] = (uint32_t)i + 1; /* 0 marks an empty slot */
+        ix->slots[h] = (mab__id_slot){(uint32_t)i + 1, hash, (uint32_t)len};
     }
     return MAB_OK;
 }
 
+/* The whole hash and the length decide almost every probe; the bytes are
+   compared only on a match, inline (ids are short), without a strcmp call. */
 long mab__id_index_find(const mab__id_index *ix, const void *base, size_t stride,
                         const char *id)
 {
-    for (uint32_t h = fnv1a(id) & ix->mask; ix->slots[h]; h = (h + 1) & ix->mask) {
-        size_t i = ix->slots[h] - 1;
-        if (strcmp(id_at(base, stride, i), id) == 0)
-            return (long)i;
+    size_t len;
+    uint32_t hash = fnv1a(id, &len);
+    for (uint32_t h = hash & ix->mask; ix->slots[h].position; h = (h + 1) & ix->mask) {
+        const mab__id_slot *slot = &ix->slots[h];
+        if (slot->hash != hash || slot->length != len)
+            continue;
+        const char *candidate = id_at(base, stride, slot->position - 1);
+        size_t k = 0;
+        while (k < len && candidate[k] == id[k])
+            k++;
+        if (k == len)
+            return (long)slot->position - 1;
     }
     return -1;
 }
