@@ -448,28 +448,37 @@ static int plugin_error(const mab_engine *e, const char *json_path, const mab_er
                          inner->message);
 }
 
+/* Params over a plugin's config object at json_path, "plugin" marked read. */
+static int plugin_params(const mab_engine *e, const cJSON *object, const char *json_path,
+                         mab_params *params, mab_error *err)
+{
+    char *where = mab__asprintf("%s: %s", e->config_path, json_path);
+    int rc = where ? mab__params_init(params, object, where, e->config_dir) : MAB_ENOMEM;
+    free(where);
+    if (rc != MAB_OK)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    mab__params_mark_used(params, "plugin");
+    return MAB_OK;
+}
+
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
-    char json_path[MAB__ID_MAX + 32];
-    snprintf(json_path, sizeof json_path, "experiments.%s.policy.plugin", x->id);
+    char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];
+    snprintf(json_path, sizeof json_path, "experiments.%s.policy", x->id);
+    snprintf(plugin_key, sizeof plugin_key, "%s.plugin", json_path);
     const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(x->policy_obj, "plugin");
-    int rc = mab__plugin_resolve(e, plugin->valuestring, json_path, &x->policy_path, err);
+    int rc = mab__plugin_resolve(e, plugin->valuestring, plugin_key, &x->policy_path, err);
     if (rc)
         return rc;
     mab_error inner;
     rc = mab__load_policy(x->policy_path, &x->policy_handle, &x->policy, &inner);
     if (rc) {
         x->policy = NULL;
-        return plugin_error(e, json_path, &inner, err);
+        return plugin_error(e, plugin_key, &inner, err);
     }
-    char *where = mab__asprintf("%s: experiments.%s.policy", e->config_path, x->id);
     mab_params params;
-    if (!where || mab__params_init(&params, x->policy_obj, where, e->config_dir) != MAB_OK) {
-        free(where);
-        return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    }
-    free(where);
-    mab__params_mark_used(&params, "plugin");
+    if ((rc = plugin_params(e, x->policy_obj, json_path, &params, err)) != MAB_OK)
+        return rc;
     void *state = NULL;
     rc = x->policy->create(&params, x->n_arms, &state);
     if (rc != MAB_OK) {
@@ -499,14 +508,9 @@ static int open_storage(mab_engine *e, mab_error *err)
         e->storage = NULL;
         return plugin_error(e, "storage.plugin", &inner, err);
     }
-    char *where = mab__asprintf("%s: storage", e->config_path);
     mab_params params;
-    if (!where || mab__params_init(&params, e->storage_obj, where, e->config_dir) != MAB_OK) {
-        free(where);
-        return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    }
-    free(where);
-    mab__params_mark_used(&params, "plugin");
+    if ((rc = plugin_params(e, e->storage_obj, "storage", &params, err)) != MAB_OK)
+        return rc;
     mab__params_mark_used(&params, "sync");
     int64_t refresh_ms = mab__storage_has(e->storage, replace) ? e->storage->refresh_ms : 0;
     if (mab_params_int(&params, "refresh_ms", refresh_ms, 0, 86400000, &refresh_ms) != MAB_OK) {
