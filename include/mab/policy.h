@@ -113,7 +113,8 @@ MAB_EXPORT size_t mab_argmax(const double *values, size_t n, double tolerance, m
 /** @brief reward_sum / pulls, or 0 when the arm was never pulled. */
 static inline double mab_arm_mean(const mab_arm_view *arm)
 {
-    return arm->pulls ? arm->reward_sum / (double)arm->pulls : 0.0;
+    /* pulls < 2^63: the signed conversion is a single instruction. */
+    return arm->pulls ? arm->reward_sum / (double)(int64_t)arm->pulls : 0.0;
 }
 
 #ifdef __cplusplus

@@ -50,7 +50,7 @@ static int thompson_choose(const void *state, const mab_arm_view *arms, size_t n
     size_t chosen = 0, n_ties = 0;
     for (size_t i = 0; i < n_arms; i++) {
         double successes = arms[i].reward_sum;
-        double failures = fmax(0.0, (double)arms[i].pulls - successes);
+        double failures = fmax(0.0, (double)(int64_t)arms[i].pulls - successes);
         double theta = mab_rng_beta(rng, s->alpha0 + successes, s->beta0 + failures);
         if (theta > best) {
             best = theta;

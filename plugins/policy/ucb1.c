@@ -45,7 +45,9 @@ static size_t pick_untried(const mab_arm_view *arms, size_t n_arms, size_t n_unt
 
 static inline double ucb1_index(const mab_arm_view *arm, double two_log_t)
 {
-    double inv_n = 1.0 / (double)arm->pulls; /* one division instead of two */
+    /* Pulls stay far below 2^63: the signed conversion is one instruction,
+       the unsigned one a branchy sequence. One division instead of two. */
+    double inv_n = 1.0 / (double)(int64_t)arm->pulls;
     return arm->reward_sum * inv_n + sqrt(two_log_t * inv_n);
 }
 
