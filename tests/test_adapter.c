@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <math.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <sodium.h>
 
 #include <cmocka.h>
 
@@ -734,6 +737,74 @@ static void test_secret_file(void **state)
     mab_close(e, NULL);
 }
 
+/* The assignment id inside a cookie value (layout in core/cookie.h: version,
+   entry count, then per entry: length-prefixed experiment and arm ids and the
+   16-byte assignment id). */
+static void assignment_id_of(const char *cookie, uint8_t id[16])
+{
+    uint8_t bin[3000];
+    size_t n = 0;
+    assert_int_equal(sodium_base642bin(bin, sizeof bin, cookie, strlen(cookie), NULL, &n, NULL,
+                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+                     0);
+    size_t p = 2;
+    p += 1 + bin[p]; /* experiment */
+    p += 1 + bin[p]; /* arm */
+    assert_true(p + 16 <= n);
+    memcpy(id, bin + p, 16);
+}
+
+/* Ids come from a per-thread pool of random bytes: a child of fork() must not
+   hand out the ids its parent hands out next. */
+static void test_assignment_ids_differ_across_fork(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    char first[4096], parent_next[4096], child_first[4096] = "";
+    choose_with(ad, NULL, "color", first, sizeof first); /* fills this thread's pool */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* No cmocka asserts in the child: report through the pipe. */
+        close(fds[0]);
+        mab_engine *ce = NULL;
+        mab_adapter *cad = NULL;
+        mab_request *rq = NULL;
+        mab_assignment a;
+        mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
+        const char *sc = NULL;
+        if (mab_open_ex(config, &opts, &ce, NULL) == MAB_OK && mab_adapter_open(ce, &cad, NULL) == MAB_OK &&
+            mab_request_begin(cad, NULL, NULL, &rq, NULL) == MAB_OK &&
+            mab_request_choose(rq, "color", &a, NULL) == MAB_OK)
+            sc = mab_request_set_cookie(rq);
+        char line[4096] = "";
+        if (sc && strncmp(sc, "mab=", 4) == 0)
+            snprintf(line, sizeof line, "%.*s", (int)strcspn(sc + 4, ";"), sc + 4);
+        ssize_t w = write(fds[1], line, strlen(line) + 1);
+        _exit(w > 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    choose_with(ad, NULL, "color", parent_next, sizeof parent_next);
+    ssize_t got = read(fds[0], child_first, sizeof child_first - 1);
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(got > 1);
+    child_first[got] = '\0';
+    uint8_t a[16], b[16], c[16];
+    assignment_id_of(first, a);
+    assignment_id_of(parent_next, b);
+    assignment_id_of(child_first, c);
+    assert_true(memcmp(a, b, 16) != 0);
+    assert_true(memcmp(b, c, 16) != 0); /* the child refilled its pool */
+    mab_adapter_close(ad);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -747,6 +818,7 @@ int main(void)
         cmocka_unit_test_setup(test_key_rotation, each),
         cmocka_unit_test_setup(test_config_keys, each),
         cmocka_unit_test_setup(test_secret_file, each),
+        cmocka_unit_test_setup(test_assignment_ids_differ_across_fork, each),
     };
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }
