@@ -2,11 +2,14 @@
 #ifndef MAB_TEST_SUPPORT_H
 #define MAB_TEST_SUPPORT_H
 
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "mab/storage.h"
 
 /* A fresh directory under /tmp; the caller frees the string after rm_tree. */
 static inline char *test_tmpdir(const char *tag)
@@ -58,6 +61,21 @@ static inline char *test_read_file(const char *path)
         buf[n] = '\0';
     fclose(f);
     return buf;
+}
+
+/* dlopen a storage plugin the way the core does and return its descriptor
+   (ABI major checked); NULL after printing why. *handle is for dlclose. */
+static inline const mab_storage *test_load_storage(const char *path, void **handle)
+{
+    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!*handle) {
+        fprintf(stderr, "dlopen: %s\n", dlerror());
+        return NULL;
+    }
+    const mab_storage *(*entry)(void) =
+        (const mab_storage *(*)(void))dlsym(*handle, MAB_STORAGE_ENTRY_SYMBOL);
+    const mab_storage *storage = entry ? entry() : NULL;
+    return storage && storage->abi_major == MAB_STORAGE_ABI_MAJOR ? storage : NULL;
 }
 
 #endif

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "mab/storage.h"
+#include "support.h"
 
 static void *plugin_handle;
 static const mab_storage *storage;
@@ -42,17 +43,8 @@ typedef struct fixture {
 static int group_setup(void **state)
 {
     (void)state;
-    plugin_handle = dlopen(MAB_PLUGIN_DIR "/json_file.so", RTLD_NOW | RTLD_LOCAL);
-    if (!plugin_handle) {
-        fprintf(stderr, "dlopen: %s\n", dlerror());
-        return -1;
-    }
-    const mab_storage *(*entry)(void) =
-        (const mab_storage *(*)(void))dlsym(plugin_handle, MAB_STORAGE_ENTRY_SYMBOL);
-    if (!entry)
-        return -1;
-    storage = entry();
-    return storage && storage->abi_major == MAB_STORAGE_ABI_MAJOR ? 0 : -1;
+    storage = test_load_storage(MAB_PLUGIN_DIR "/json_file.so", &plugin_handle);
+    return storage ? 0 : -1;
 }
 
 static int group_teardown(void **state)

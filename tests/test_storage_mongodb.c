@@ -190,15 +190,7 @@ static int group_setup(void **state)
     (void)state;
     mongoc_init();
     mongoc_log_set_handler(NULL, NULL);
-    plugin_handle = dlopen(MAB_PLUGIN_DIR "/mongodb.so", RTLD_NOW | RTLD_LOCAL);
-    if (!plugin_handle) {
-        fprintf(stderr, "dlopen: %s\n", dlerror());
-        return -1;
-    }
-    const mab_storage *(*entry)(void) =
-        (const mab_storage *(*)(void))dlsym(plugin_handle, MAB_STORAGE_ENTRY_SYMBOL);
-    storage = entry ? entry() : NULL;
-    if (!storage || storage->abi_major != MAB_STORAGE_ABI_MAJOR)
+    if (!(storage = test_load_storage(MAB_PLUGIN_DIR "/mongodb.so", &plugin_handle)))
         return -1;
     snprintf(server.dir, sizeof server.dir, "/tmp/mab-test-mongodb-XXXXXX");
     if (!mkdtemp(server.dir))
