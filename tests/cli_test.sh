@@ -10,13 +10,8 @@ py=/usr/bin/python3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-failures=0
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 commands=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-
 # run CMD...: run it, keeping stdout in $out, stderr in $err, status in $rc.
 run() {
     commands=$((commands + 1))
@@ -41,19 +36,6 @@ expect() {
 # contains TEXT NEEDLE WHAT: TEXT must contain NEEDLE.
 contains() {
     [[ $1 == *"$2"* ]] || fail "$3: expected '$2' in: $1"
-}
-
-# pycheck WHAT JSON_TEXT PYTHON: run PYTHON with the parsed JSON in `d`; it
-# must exit 0 (use assert). Other data reaches PYTHON through the environment
-# (os.environ), never pasted into its source.
-pycheck() {
-    local what=$1 text=$2 code=$3
-    if ! printf '%s' "$text" | $py -c "import json, os, sys
-import math
-d = json.load(sys.stdin)
-$code" 2>"$tmp/pyerr"; then
-        fail "$what: $(cat "$tmp/pyerr") in: $text"
-    fi
 }
 
 cfg=$tmp/mab.json

@@ -19,39 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-
-# pycheck WHAT TEXT PYTHON: PYTHON runs with the JSON TEXT parsed in `d`.
-pycheck() {
-    local what=$1 text=$2 code=$3
-    if ! printf '%s' "$text" | $py -c "import json, os, sys
-d = json.load(sys.stdin)
-$code" 2>"$tmp/pyerr"; then
-        fail "$what: $(cat "$tmp/pyerr") in: $text"
-    fi
-}
-
-# req NAME CURL_ARGS...: run curl; body in $body, status in $status,
-# headers in $tmp/NAME.h.
-req() {
-    local name=$1
-    shift
-    status=$(curl -s -o "$tmp/$name.b" -D "$tmp/$name.h" -w '%{http_code}' "$@") || status=000
-    body=$(cat "$tmp/$name.b")
-}
-
-header() { # header NAME FIELD
-    grep -i "^$2:" "$tmp/$1.h" | head -1 | cut -d' ' -f2- | tr -d '\r' || true
-}
-
-expect_status() { # WANT WHAT
-    [[ $status == "$1" ]] || fail "$2: status $status, expected $1; body: $body"
-}
-
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 wait_log() { # wait_log TEXT: until the log holds TEXT (10 s)
     for _ in $(seq 100); do
         grep -q "$1" "$tmp/log" && return 0

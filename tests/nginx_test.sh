@@ -26,12 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ -x $nginx ]] || { echo "FAIL: $nginx is missing (scripts/deps installs Debian's nginx)" >&2; exit 1; }
 [[ -f $module ]] || { echo "FAIL: $module was not built (install nginx-dev: scripts/deps; see the CMake warning)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "FAIL: wrk is missing (scripts/deps installs it)" >&2; exit 1; }
@@ -47,37 +42,10 @@ done
 nginx_cmd=("$nginx")
 [[ -n $preload ]] && nginx_cmd=(env "LD_PRELOAD=$preload" "$nginx")
 
-free_port() {
-    $py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 port=$(free_port)
 upstream_port=$(free_port)
 base=http://127.0.0.1:$port
 
-# pycheck WHAT TEXT PYTHON: PYTHON runs with the JSON TEXT parsed in `d`.
-pycheck() {
-    local what=$1 text=$2 code=$3
-    if ! printf '%s' "$text" | $py -c "import json, os, sys
-d = json.load(sys.stdin)
-$code" 2>"$tmp/pyerr"; then
-        fail "$what: $(cat "$tmp/pyerr") in: $text"
-    fi
-}
-
-# req NAME CURL_ARGS...: run curl; body in $body, status in $status,
-# headers in $tmp/NAME.h.
-req() {
-    local name=$1
-    shift
-    status=$(curl -s -o "$tmp/$name.b" -D "$tmp/$name.h" -w '%{http_code}' "$@") || status=000
-    body=$(cat "$tmp/$name.b")
-}
-header() { # header NAME FIELD
-    grep -i "^$2:" "$tmp/$1.h" | head -1 | cut -d' ' -f2- | tr -d '\r' || true
-}
-expect_status() { # WANT WHAT
-    [[ $status == "$1" ]] || fail "$2: status $status, expected $1; body: $body"
-}
 stats() { "$mab" stats "$tmp/mab.json" --json; }
 pulls() { # pulls EXP: total pulls of the experiment in storage
     stats | $py -c 'import json, sys
