@@ -1,7 +1,7 @@
 """ctypes declarations of libmab's public API (include/mab/mab.h, adapter.h).
 
 Every structure here mirrors its C declaration field for field;
-tests/python/test_layout.py compiles a small C program against the headers
+tests/integration/python/test_layout.py compiles a small C program against the headers
 and compares sizes and offsets, so a header change cannot silently break the
 binding.
 """

@@ -479,7 +479,7 @@ def reward_and_redirect(name, target, value=1.0):
 # ---- dashboard ----------------------------------------------------------------
 
 _ASSET_DIRS = (os.path.join(os.path.dirname(__file__), "assets"),  # installed
-               os.path.join(os.path.dirname(__file__), "..", "..", "mabd", "assets"))  # tree
+               os.path.join(os.path.dirname(__file__), "..", "..", "..", "web", "dashboard"))  # tree
 _PAGE_HEADERS = {
     "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",

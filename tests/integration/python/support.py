@@ -1,5 +1,5 @@
 """Shared helpers of the Python tests: paths from the environment that
-tests/python/run.sh sets (MAB_BUILD_DIR, MAB_SOURCE_DIR), temporary
+tests/integration/python/run.sh sets (MAB_BUILD_DIR, MAB_SOURCE_DIR), temporary
 directories, key files and configs."""
 import json
 import os
@@ -15,7 +15,7 @@ MAB_CLI = os.path.join(BUILD_DIR, "bin", "mab")
 PYTHON = "/usr/bin/python3"
 
 if not BUILD_DIR or not SOURCE_DIR:
-    raise unittest.SkipTest("run through tests/python/run.sh (MAB_BUILD_DIR, MAB_SOURCE_DIR)")
+    raise unittest.SkipTest("run through tests/integration/python/run.sh (MAB_BUILD_DIR, MAB_SOURCE_DIR)")
 
 import mab  # noqa: E402 (after the environment check)
 

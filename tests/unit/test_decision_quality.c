@@ -1,6 +1,6 @@
 /*
  * test_decision_quality.c - do the policies decide well? Seeded,
- * deterministic runs of the simulator behind `mab simulate` (core/simulate.c,
+ * deterministic runs of the simulator behind `mab simulate` (tools/simulate/simulate.c,
  * linked in) on the standard cases of ALGORITHMS.md:
  *
  *  - Garivier & Cappé (2011)'s 10 low-reward Bernoulli arms and Chapelle &

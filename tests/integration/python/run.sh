@@ -23,7 +23,7 @@ done
 export MAB_BUILD_DIR=$build MAB_SOURCE_DIR=$src
 export MAB_LIBRARY=$build/lib/libmab.so.0
 export MAB_PLUGIN_PATH=$build/plugins
-export PYTHONPATH=$src/hosts/python:$src/tests/python
+export PYTHONPATH=$src/hosts/python:$src/tests/integration/python
 export PYTHONDONTWRITEBYTECODE=1
 
 case $sanitize in
@@ -43,8 +43,8 @@ ON | on | 1 | TRUE | true)
     ;;
 esac
 
-cd "$src/tests/python"
+cd "$src/tests/integration/python"
 if $py -c "import pytest" 2>/dev/null; then
-    exec $py -m pytest -q -p no:cacheprovider "$src/tests/python"
+    exec $py -m pytest -q -p no:cacheprovider "$src/tests/integration/python"
 fi
-exec $py -m unittest discover -s "$src/tests/python" -p 'test_*.py' -v
+exec $py -m unittest discover -s "$src/tests/integration/python" -p 'test_*.py' -v

@@ -12,7 +12,7 @@ the authentication test).
 Run it with Debian's interpreter (/usr/bin/python3), which has
 python3-mockupdb and python3-mongomock:
 
-  /usr/bin/python3 tests/mongo/standin.py --port 0 --port-file P --state S
+  /usr/bin/python3 tests/storage/mongo/standin.py --port 0 --port-file P --state S
 
   --port N          listen on 127.0.0.1:N (0: a free port)
   --port-file F     write the port there once serving (written atomically)

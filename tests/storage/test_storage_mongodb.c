@@ -3,7 +3,7 @@
  * and engines using it.
  *
  * Without MAB_TEST_MONGODB_URI the tests start the wire-protocol stand-in
- * (tests/mongo/standin.py, run with /usr/bin/python3) on a free loopback port
+ * (tests/storage/mongo/standin.py, run with /usr/bin/python3) on a free loopback port
  * and stop it by its pid; the outage tests stop and restart it on the same
  * port, keeping its data in a state file. With MAB_TEST_MONGODB_URI set they
  * run against that server instead, each test in a database of its own that
@@ -38,7 +38,7 @@
 #include "mab/storage.h"
 #include "support.h"
 
-#define STANDIN MAB_SOURCE_DIR "/tests/mongo/standin.py"
+#define STANDIN MAB_SOURCE_DIR "/tests/storage/mongo/standin.py"
 #define PYTHON "/usr/bin/python3"
 #define PASSWORD "s3cret-Pa55"
 
