@@ -422,28 +422,16 @@ static const header page_headers[] = {
      "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"},
 };
 
+/* The page is web/dashboard/dashboard.html as it is in the tree: it fetches
+   its data from v1/dashboard relative to its own URL, as under mab.flask. */
 static enum MHD_Result route_dashboard(mabd *d, struct MHD_Connection *conn)
 {
-    static const char marker[] = "<!--MAB_DATA-->";
-    const char *html = (const char *)mabd_asset_dashboard_html;
-    size_t html_len = mabd_asset_dashboard_html_len;
-    const char *at = memmem(html, html_len, marker, sizeof marker - 1);
-    strbuf sb;
-    sb_init(&sb);
-    size_t head = at ? (size_t)(at - html) : html_len;
-    sb_append(&sb, html, head);
-    if (at) {
-        /* JSON in a non-executed script element; sb_json_string escapes '<'. */
-        sb_puts(&sb, "<script id=\"mab-data\" type=\"application/json\">");
-        mabd_dashboard_json(d, &sb);
-        sb_puts(&sb, "</script>");
-        sb_append(&sb, at + sizeof marker - 1, html_len - head - (sizeof marker - 1));
-    }
-    size_t len;
-    char *body = sb_take(&sb, &len);
+    char *body = malloc(mabd_asset_dashboard_html_len);
     if (!body)
         return MHD_NO;
-    return respond(d, conn, 200, "text/html; charset=utf-8", body, len, page_headers,
+    memcpy(body, mabd_asset_dashboard_html, mabd_asset_dashboard_html_len);
+    return respond(d, conn, 200, "text/html; charset=utf-8", body,
+                   mabd_asset_dashboard_html_len, page_headers,
                    sizeof page_headers / sizeof page_headers[0]);
 }
 

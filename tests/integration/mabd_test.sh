@@ -225,7 +225,7 @@ else
     chrome=("$chromium_bin" --headless --no-sandbox --disable-gpu --disable-background-networking
             --disable-component-update --disable-sync --no-first-run --user-data-dir="$profile")
     url="$base/?access_token=admin-token-0123456789abcdef"
-    if ! timeout 90 "${chrome[@]}" --dump-dom "$url" >"$tmp/dom.html" 2>"$tmp/chromium.err"; then
+    if ! timeout 90 "${chrome[@]}" --virtual-time-budget=10000 --dump-dom "$url" >"$tmp/dom.html" 2>"$tmp/chromium.err"; then
         fail "chromium --dump-dom failed: $(tail -5 "$tmp/chromium.err")"
     fi
     export STATS
@@ -270,7 +270,7 @@ sys.exit(0 if ok else 1)
 EOF
     shot=$build/tests/mabd-dashboard.png
     rm -f "$shot"
-    timeout 90 "${chrome[@]}" --window-size=1200,1400 --screenshot="$shot" "$url" \
+    timeout 90 "${chrome[@]}" --virtual-time-budget=10000 --window-size=1200,1400 --screenshot="$shot" "$url" \
         >/dev/null 2>>"$tmp/chromium.err" || true
     [[ -s $shot ]] || fail "no dashboard screenshot at $shot: $(tail -5 "$tmp/chromium.err")"
     rm -rf "$profile"

@@ -1,7 +1,8 @@
-// dashboard.js - draws mabd's dashboard from the JSON that mabd puts in the
-// page (<script id="mab-data">) and refreshes it from /v1/dashboard. Every
-// number is computed by mabd; this file only lays out tables and draws the
-// charts as inline SVG. DOM nodes are built with textContent, never HTML.
+// dashboard.js - draws the dashboard from the JSON API v1/dashboard, fetched
+// relative to the page so that every host serves these same files under any
+// URL prefix (mabd at /, mab.flask at MAB_DASHBOARD_URL). Every number is
+// computed by the host; this file only lays out tables and draws the charts
+// as inline SVG. DOM nodes are built with textContent, never HTML.
 "use strict";
 
 (function () {
@@ -153,13 +154,15 @@
   }
 
   function refresh() {
-    fetch("/v1/dashboard" + window.location.search, {credentials: "same-origin"})
+    fetch("v1/dashboard" + window.location.search, {credentials: "same-origin"})
       .then(r => r.ok ? r.json() : Promise.reject(new Error(r.status)))
       .then(render)
-      .catch(() => {});
+      .catch(e => {
+        document.getElementById("summary").textContent =
+          `Cannot load v1/dashboard (${e.message}); retrying every 10 s`;
+      });
   }
 
-  const inline = document.getElementById("mab-data");
-  if (inline) render(JSON.parse(inline.textContent));
+  refresh();
   setInterval(refresh, 10000);
 })();

@@ -499,12 +499,6 @@ def _asset(name):
     raise MABConfigException("dashboard asset %s not found in %s" % (name, _ASSET_DIRS))
 
 
-def _rewrite(text, old, new):
-    if old not in text:
-        raise MABConfigException("dashboard asset no longer contains %r" % old)
-    return text.replace(old, new)
-
-
 def _admin_token(app):
     token = app.config.get("MAB_DASHBOARD_TOKEN")
     path = app.config.get("MAB_DASHBOARD_TOKEN_FILE")
@@ -601,8 +595,10 @@ def _mount_dashboard(app):
     (Authorization: Bearer TOKEN, or ?access_token=TOKEN to open it in a browser)."""
     prefix = "/" + app.config["MAB_DASHBOARD_URL"].strip("/")
     token = _admin_token(app)
-    html = _rewrite(_asset("dashboard.html"), '"/assets/', '"%s/assets/' % prefix)
-    script = _rewrite(_asset("dashboard.js"), '"/v1/dashboard"', '"%s/v1/dashboard"' % prefix)
+    # web/dashboard's files, served as they are: the page loads its assets and
+    # its data relative to its own URL (prefix + "/").
+    html = _asset("dashboard.html")
+    script = _asset("dashboard.js")
     style = _asset("dashboard.css")
 
     def authorized():
@@ -623,10 +619,7 @@ def _mount_dashboard(app):
         return wrapper
 
     def page():
-        data = json.dumps(_dashboard_data(_state())).replace("<", "\\u003c")
-        body = html.replace("<!--MAB_DATA-->", '<script id="mab-data" '
-                            'type="application/json">%s</script>' % data)
-        return Response(body, 200, _PAGE_HEADERS, mimetype="text/html")
+        return Response(html, 200, _PAGE_HEADERS, mimetype="text/html")
 
     def data():
         return Response(json.dumps(_dashboard_data(_state())) + "\n",

@@ -3,8 +3,10 @@ redirects and the guard, stacked decorators, the app factory, blueprints,
 MAB_CONFIG, JSONBanditStorage, the dashboard and the errors."""
 import json
 import os
+import re
 import unittest
 import urllib.parse
+from urllib.parse import urljoin
 
 import flask
 
@@ -300,8 +302,15 @@ class FlaskTest(TempDirTest):
         r = c.get("/_mab/", headers={"Authorization": "Bearer " + TOKEN})
         self.assertEqual(r.status_code, 200)
         page = r.data.decode()
-        self.assertIn('href="/_mab/assets/dashboard.css"', page)
-        self.assertIn('id="mab-data"', page)
+        # The one dashboard of web/dashboard, served unchanged; every URL in it
+        # is relative, so it resolves under the prefix.
+        tree = os.path.join(os.environ["MAB_SOURCE_DIR"], "web", "dashboard")
+        with open(os.path.join(tree, "dashboard.html"), encoding="utf-8") as f:
+            self.assertEqual(page, f.read())
+        refs = re.findall(r'(?:href|src)="([^"]+)"', page)
+        self.assertEqual(sorted(refs), ["assets/dashboard.css", "assets/dashboard.js"])
+        for ref in refs:
+            self.assertEqual(c.get(urljoin("/_mab/", ref)).status_code, 200, ref)
         self.assertIn("Content-Security-Policy", r.headers)
         data = c.get("/_mab/v1/dashboard?access_token=" + TOKEN).get_json()
         color = [e for e in data["experiments"] if e["id"] == "color"][0]
@@ -313,8 +322,9 @@ class FlaskTest(TempDirTest):
                 self.assertLessEqual(arm["rate"], arm["hi"])
         self.assertEqual(len(data["series"]), 1)
         js = c.get("/_mab/assets/dashboard.js").data.decode()
-        self.assertIn('"/_mab/v1/dashboard"', js)
-        self.assertEqual(c.get("/_mab/assets/dashboard.css").status_code, 200)
+        with open(os.path.join(tree, "dashboard.js"), encoding="utf-8") as f:
+            self.assertEqual(js, f.read())
+        self.assertIn('fetch("v1/dashboard"', js)  # relative: /_mab/v1/dashboard here
 
 
 if __name__ == "__main__":
