@@ -452,6 +452,30 @@ static void test_unopened_nested_object(void **state)
     assert_int_equal(mab_close(engine, &err), MAB_OK);
 }
 
+/* Nested views work the same on any mab_params (a plugin's, from
+   mab_params_parse) and are freed with it. */
+static void test_nested_params(void **state)
+{
+    (void)state;
+    mab_params *p = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_params_parse("{\"a\": {\"b\": 1, \"c\": {\"d\": 2}}}", "test", &p, &err),
+                     MAB_OK);
+    mab_params *a = NULL, *c = NULL;
+    int64_t b = 0, d = 0;
+    assert_int_equal(mab_params_object(p, "a", &a), MAB_OK);
+    assert_int_equal(mab_params_int(a, "b", 0, 0, 9, &b), MAB_OK);
+    assert_int_equal(b, 1);
+    assert_int_equal(mab_params_object(a, "c", &c), MAB_OK);
+    assert_int_equal(mab_params_check_unread(p, &err), MAB_ECONFIG);
+    assert_string_equal(err.message, "test.a.c: unknown key \"d\"");
+    assert_int_equal(mab_params_int(c, "d", 0, 0, 1, &d), MAB_ECONFIG);
+    assert_string_equal(mab_params_last_error(c), "test.a.c.d: 2 is outside [0, 1]");
+    assert_string_equal(mab_params_last_error(p), "test.a.c.d: 2 is outside [0, 1]");
+    assert_int_equal(mab_params_check_unread(p, &err), MAB_OK);
+    mab_params_free(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -481,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_section_absent),
         cmocka_unit_test(test_section_errors_name_the_path),
         cmocka_unit_test(test_unopened_nested_object),
+        cmocka_unit_test(test_nested_params),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
