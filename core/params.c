@@ -3,6 +3,9 @@
  *
  * Every getter marks its key as used; after a plugin's create/open the core
  * calls mab__params_check_unused() so a misspelt key is an error naming it.
+ * Hosts get the same over their config section (mab_config_section) and
+ * call mab_params_check_unread() themselves. Nested objects are views of
+ * their own, linked to the view they were read from, which frees them.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -63,25 +66,17 @@ void mab__params_fini(mab_params *p)
     memset(p, 0, sizeof *p);
 }
 
-/* The child named key (exact, case-sensitive), marking it used; *index
-   receives its position when found. */
-static const cJSON *lookup_at(mab_params *p, const char *key, size_t *index)
+/* The child named key (exact, case-sensitive), marking it used. */
+static const cJSON *lookup(mab_params *p, const char *key)
 {
     size_t i = 0;
     for (const cJSON *c = p->object ? p->object->child : NULL; c; c = c->next, i++) {
         if (c->string && strcmp(c->string, key) == 0) {
             p->used[i] = 1;
-            *index = i;
             return c;
         }
     }
     return NULL;
-}
-
-static const cJSON *lookup(mab_params *p, const char *key)
-{
-    size_t i;
-    return lookup_at(p, key, &i);
 }
 
 void mab__params_mark_used(mab_params *p, const char *key)
