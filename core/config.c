@@ -2,9 +2,12 @@
  * config.c - read and validate the JSON config file (keys: docs/config.md).
  *
  * Every error is one sentence "FILE: JSON.PATH: what is wrong". Unknown keys
- * are errors, so a typo never passes silently. Plugin parameters are not
- * checked here: the plugins read them through mab_params, and the engine
- * reports any key a plugin did not read.
+ * are errors, so a typo never passes silently. This file parses the
+ * engine's own keys only. Plugin parameters are read by the plugins through
+ * mab_params, and the engine reports any key a plugin did not read; the
+ * adapter's keys are claimed and parsed by core/adapter/web_config.c; the
+ * caller's sections (mab_open_sections) are kept, unread, for
+ * mab_config_section(). A top-level key none of them claims is an error.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "engine_access.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 
@@ -327,8 +331,97 @@ static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
     return MAB_OK;
 }
 
-int mab__config_load(mab_engine *e, mab_error *err)
+/* The engine's own top-level keys. */
+static const char *const engine_keys[] = {"plugin_path", "seed", "storage", "experiments", NULL};
+
+static int listed(const char *const *names, const char *name)
 {
+    for (; names && *names; names++)
+        if (strcmp(*names, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Copy the caller's section names, refusing one that cannot be a section. */
+static int declare_sections(mab_engine *e, const char *const *sections, mab_error *err)
+{
+    size_t n = 0;
+    while (sections && sections[n])
+        n++;
+    e->sections = calloc(n ? n : 1, sizeof *e->sections);
+    if (!e->sections)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const char *name = sections[i];
+        if (!name[0])
+            return mab_error_set(err, MAB_EINVAL, "mab_open: a section name is empty");
+        if (listed(engine_keys, name) || listed(mab__web_config_keys, name))
+            return mab_error_set(err, MAB_EINVAL, "mab_open: section \"%s\" is a key of the %s",
+                                 name, listed(engine_keys, name) ? "engine" : "adapter");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(sections[j], name) == 0)
+                return mab_error_set(err, MAB_EINVAL, "mab_open: section \"%s\" is listed twice",
+                                     name);
+        if (!(e->sections[i].name = mab__strdup(name)))
+            return mab_error_set(err, MAB_ENOMEM, "out of memory");
+        e->n_sections = i + 1;
+    }
+    return MAB_OK;
+}
+
+/* MAB_ECONFIG naming the first top-level key that nobody claims (or that
+   appears twice). */
+static int check_top_level(const mab_engine *e, mab_error *err)
+{
+    for (const cJSON *c = e->root->child; c; c = c->next) {
+        int claimed = listed(engine_keys, c->string) || listed(mab__web_config_keys, c->string);
+        for (size_t i = 0; !claimed && i < e->n_sections; i++)
+            claimed = strcmp(e->sections[i].name, c->string) == 0;
+        if (!claimed)
+            return mab_error_set(err, MAB_ECONFIG, "%s: unknown key \"%s\"", e->config_path,
+                                 c->string);
+        for (const cJSON *d = c->next; d; d = d->next)
+            if (strcmp(d->string, c->string) == 0)
+                return mab_error_set(err, MAB_ECONFIG, "%s: key \"%s\" appears twice",
+                                     e->config_path, c->string);
+    }
+    return MAB_OK;
+}
+
+/* Keep a copy of each of the caller's sections: the parsed config is freed
+   at the end of mab_open, the sections are read afterwards. */
+static int keep_sections(mab_engine *e, mab_error *err)
+{
+    for (size_t i = 0; i < e->n_sections; i++) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(e->root, e->sections[i].name);
+        if (!s)
+            continue;
+        if (!cJSON_IsObject(s))
+            return mab_error_set(err, MAB_ECONFIG, "%s: %s: expected an object", e->config_path,
+                                 e->sections[i].name);
+        if (!(e->sections[i].object = cJSON_Duplicate(s, 1)))
+            return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
+    return MAB_OK;
+}
+
+/* The adapter's keys, read by web_config.c through a view of the top level. */
+static int parse_adapter_keys(mab_engine *e, mab_error *err)
+{
+    mab_params top;
+    if (mab__params_init(&top, e->root, e->config_path, e->config_dir) != MAB_OK)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    top.top_level = 1;
+    int rc = mab__web_config_parse(&top, &e->web, err);
+    mab__params_fini(&top);
+    return rc;
+}
+
+int mab__config_load(mab_engine *e, const char *const *sections, mab_error *err)
+{
+    int rc = declare_sections(e, sections, err);
+    if (rc)
+        return rc;
     char *dir_copy = mab__strdup(e->config_path);
     if (!dir_copy)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -338,7 +431,7 @@ int mab__config_load(mab_engine *e, mab_error *err)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
 
     char *text = NULL;
-    int rc = read_file(e->config_path, &text, err);
+    rc = read_file(e->config_path, &text, err);
     if (rc)
         return rc;
     const char *end = NULL;
@@ -354,18 +447,12 @@ int mab__config_load(mab_engine *e, mab_error *err)
     if (!cJSON_IsObject(e->root))
         return mab_error_set(err, MAB_ECONFIG, "%s: the top level must be a JSON object",
                              e->config_path);
-    /* The adapter's keys are parsed in web_config.c; "mabd" belongs to that
-       host, which checks its own keys. */
-    static const char *const keys[] = {"plugin_path", "seed",           "storage",
-                                       "experiments", "secret_file",    "cookie",
-                                       "redirect_allow", "debug_header", "mabd",
-                                       NULL};
-    if ((rc = check_keys(e, e->root, "", keys, err)) ||
+    if ((rc = check_top_level(e, err)) ||
         (rc = parse_plugin_path(e, cJSON_GetObjectItemCaseSensitive(e->root, "plugin_path"), err)) ||
         (rc = parse_seed(e, cJSON_GetObjectItemCaseSensitive(e->root, "seed"), err)) ||
         (rc = parse_storage(e, cJSON_GetObjectItemCaseSensitive(e->root, "storage"), err)) ||
         (rc = parse_experiments(e, cJSON_GetObjectItemCaseSensitive(e->root, "experiments"), err)) ||
-        (rc = mab__web_config_parse(e->root, e->config_path, e->config_dir, &e->web, err)))
+        (rc = parse_adapter_keys(e, err)) || (rc = keep_sections(e, err)))
         return rc;
     e->storage_obj = cJSON_GetObjectItemCaseSensitive(e->root, "storage");
     return MAB_OK;
@@ -386,10 +473,72 @@ void mab__config_free(mab_engine *e)
     free(e->experiments);
     mab__web_config_free(e->web);
     e->web = NULL;
+    for (size_t i = 0; i < e->n_sections; i++) {
+        free(e->sections[i].name);
+        cJSON_Delete(e->sections[i].object);
+    }
+    free(e->sections);
+    e->sections = NULL;
+    e->n_sections = 0;
     for (size_t i = 0; i < e->n_plugin_dirs; i++)
         free(e->plugin_dirs[i]);
     free(e->plugin_dirs);
     free(e->config_dir);
     cJSON_Delete(e->root);
     e->root = NULL;
+}
+
+/* ---- the caller's sections ------------------------------------------- */
+
+int mab_config_section(const mab_engine *e, const char *name, mab_params **out, mab_error *err)
+{
+    if (!e || !name || !out)
+        return mab_error_set(err, MAB_EINVAL, "mab_config_section: NULL argument");
+    const mab__section *section = NULL;
+    for (size_t i = 0; !section && i < e->n_sections; i++)
+        if (strcmp(e->sections[i].name, name) == 0)
+            section = &e->sections[i];
+    if (!section)
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_config_section: \"%s\" was not named when the engine was "
+                             "opened (mab_open_sections)",
+                             name);
+    /* A copy per view: views are independent of each other and of the engine. */
+    cJSON *copy = section->object ? cJSON_Duplicate(section->object, 1) : cJSON_CreateObject();
+    char *where = mab__asprintf("%s: %s", e->config_path, name);
+    mab_params *p = malloc(sizeof *p);
+    if (!copy || !where || !p || mab__params_init(p, copy, where, e->config_dir) != MAB_OK) {
+        cJSON_Delete(copy);
+        free(where);
+        free(p);
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
+    free(where);
+    p->owned = copy;
+    *out = p;
+    return MAB_OK;
+}
+
+/* ---- engine_access.h: what the adapter reads of the engine ----------- */
+
+const char *mab__engine_config_path(const mab_engine *e)
+{
+    return e->config_path;
+}
+
+const mab__web_config *mab__engine_web_config(const mab_engine *e)
+{
+    return e->web;
+}
+
+int mab__engine_reward_range(const mab_engine *e, const char *experiment, double *min,
+                             double *max)
+{
+    long x = mab__id_index_find(&e->experiment_index, e->experiments, sizeof *e->experiments,
+                                experiment);
+    if (x < 0)
+        return MAB_ENOTFOUND;
+    *min = e->experiments[x].reward_min;
+    *max = e->experiments[x].reward_max;
+    return MAB_OK;
 }

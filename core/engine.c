@@ -611,6 +611,12 @@ int mab_open(const char *config_path, mab_engine **out, mab_error *err)
 int mab_open_ex(const char *config_path, const mab_options *opts, mab_engine **out,
                 mab_error *err)
 {
+    return mab_open_sections(config_path, opts, NULL, out, err);
+}
+
+int mab_open_sections(const char *config_path, const mab_options *opts,
+                      const char *const *sections, mab_engine **out, mab_error *err)
+{
     if (!config_path || !out)
         return mab_error_set(err, MAB_EINVAL, "mab_open: config_path and out must not be NULL");
     if (opts && opts->struct_size < sizeof(mab_options))
@@ -631,7 +637,7 @@ int mab_open_ex(const char *config_path, const mab_options *opts, mab_engine **o
     pthread_cond_init(&e->durable_cv, NULL);
     pthread_mutex_init(&e->writer_mu, NULL);
 
-    int rc = mab__config_load(e, err);
+    int rc = mab__config_load(e, sections, err);
     if (rc == MAB_OK && opts && (opts->flags & MAB_OPEN_SEED)) {
         e->has_seed = 1;
         e->seed = opts->seed;

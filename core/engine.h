@@ -37,7 +37,6 @@
 #define MAB__PUBLISH_OPS 64u        /* operations pending before a slot considers publishing */
 #define MAB__PUBLISH_NS 1000000LL   /* and time since its last publish */
 #define MAB__SLOTS 64u         /* threads beyond this share slots (safely) */
-#define MAB__ID_MAX 128        /* longest experiment or arm id */
 
 /* Positions of ids in an array whose elements start with `char *id`. */
 typedef struct mab__id_slot {
@@ -86,6 +85,12 @@ typedef struct mab__experiment {
     void *policy_state;
 } mab__experiment;
 
+/* A top-level object of the caller's, kept for mab_config_section(). */
+typedef struct mab__section {
+    char *name;
+    cJSON *object; /* a copy; NULL when the file has no such key */
+} mab__section;
+
 typedef struct mab__slot {
     _Alignas(64) atomic_flag lock;
     int ready;               /* pending/view allocated, rng seeded */
@@ -118,6 +123,8 @@ struct mab_engine {
     size_t total_arms, max_arms;
 
     mab__web_config *web;     /* the adapter's keys (secret_file, cookie, ...) */
+    mab__section *sections;   /* the caller's (mab_open_sections) */
+    size_t n_sections;
 
     const cJSON *storage_obj; /* valid during mab_open only */
     char *storage_path;
@@ -155,8 +162,9 @@ struct mab_engine {
 #define mab__storage_has(desc, field) \
     ((desc)->struct_size >= offsetof(mab_storage, field) + sizeof((desc)->field))
 
-/* config.c: parse engine->config_path into the engine's fields. */
-int mab__config_load(mab_engine *engine, mab_error *err);
+/* config.c: parse engine->config_path into the engine's fields; `sections`
+   (NULL-terminated, may be NULL) are the caller's top-level keys. */
+int mab__config_load(mab_engine *engine, const char *const *sections, mab_error *err);
 /* config.c: free what mab__config_load allocated. */
 void mab__config_free(mab_engine *engine);
 

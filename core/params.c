@@ -3,6 +3,9 @@
  *
  * Every getter marks its key as used; after a plugin's create/open the core
  * calls mab__params_check_unused() so a misspelt key is an error naming it.
+ * Hosts get the same over their config section (mab_config_section) and
+ * call mab_params_check_unread() themselves. Nested objects are views of
+ * their own, linked to the view they were read from, which frees them.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -50,6 +53,12 @@ int mab__params_init(mab_params *p, const cJSON *object, const char *where,
 
 void mab__params_fini(mab_params *p)
 {
+    for (mab_params *n = p->nested, *next; n; n = next) {
+        next = n->next;
+        mab__params_fini(n);
+        free(n);
+    }
+    free(p->key);
     free(p->where);
     free(p->config_dir);
     free(p->used);
@@ -75,6 +84,16 @@ void mab__params_mark_used(mab_params *p, const char *key)
     (void)lookup(p, key);
 }
 
+const cJSON *mab__params_item(mab_params *p, const char *key)
+{
+    return lookup(p, key);
+}
+
+char *mab__params_key_path(const mab_params *p, const char *key)
+{
+    return mab__asprintf(p->top_level ? "%s: %s" : "%s.%s", p->where, key);
+}
+
 int mab_params_has(const mab_params *p, const char *key)
 {
     for (const cJSON *c = p->object ? p->object->child : NULL; c; c = c->next)
@@ -83,14 +102,24 @@ int mab_params_has(const mab_params *p, const char *key)
     return 0;
 }
 
+/* Record `message` in p and in every view p was read from. */
+static void record(mab_params *p, const char *message)
+{
+    for (; p; p = p->parent)
+        if (p->error != message)
+            snprintf(p->error, sizeof p->error, "%s", message);
+}
+
 static int fail_va(mab_params *p, const char *key, const char *fmt, va_list ap)
 {
     char detail[MAB_ERROR_MAX];
     vsnprintf(detail, sizeof detail, fmt, ap);
     if (key)
-        snprintf(p->error, sizeof p->error, "%s.%s: %s", p->where, key, detail);
+        snprintf(p->error, sizeof p->error, p->top_level ? "%s: %s: %s" : "%s.%s: %s", p->where,
+                 key, detail);
     else
         snprintf(p->error, sizeof p->error, "%s: %s", p->where, detail);
+    record(p, p->error);
     return MAB_ECONFIG;
 }
 
@@ -189,14 +218,82 @@ int mab_params_path(mab_params *p, const char *key, const char *def, char *buf, 
     return MAB_OK;
 }
 
+int mab_params_object(mab_params *p, const char *key, mab_params **out)
+{
+    for (mab_params *n = p->nested; n; n = n->next) {
+        if (strcmp(n->key, key) == 0) {
+            *out = n;
+            return MAB_OK;
+        }
+    }
+    const cJSON *v = lookup(p, key);
+    if (v && !cJSON_IsObject(v))
+        return mab_params_fail(p, key, "expected an object");
+    /* A missing object reads as an empty one: every getter gives its default. */
+    cJSON *empty = v ? NULL : cJSON_CreateObject();
+    char *where = mab__params_key_path(p, key);
+    mab_params *child = calloc(1, sizeof *child);
+    int rc = where && child && (v || empty)
+                 ? mab__params_init(child, v ? v : empty, where, p->config_dir)
+                 : MAB_ENOMEM;
+    free(where);
+    if (rc == MAB_OK && !(child->key = mab__strdup(key))) {
+        mab__params_fini(child);
+        rc = MAB_ENOMEM;
+    }
+    if (rc != MAB_OK) {
+        free(child);
+        cJSON_Delete(empty);
+        snprintf(p->error, sizeof p->error, "%s: out of memory", p->where);
+        record(p, p->error);
+        return MAB_ENOMEM;
+    }
+    child->owned = empty;
+    child->parent = p;
+    child->next = p->nested;
+    p->nested = child;
+    *out = child;
+    return MAB_OK;
+}
+
+/* The first key of p's object read by no getter, or present twice; then
+   the same in the nested views, in the order they were read. */
 int mab__params_check_unused(mab_params *p, mab_error *err)
 {
     size_t i = 0;
-    for (const cJSON *c = p->object ? p->object->child : NULL; c; c = c->next, i++)
-        if (!p->used[i])
-            return mab_error_set(err, MAB_ECONFIG, "%s: unknown key \"%s\"", p->where,
-                                 c->string ? c->string : "");
+    for (const cJSON *c = p->object ? p->object->child : NULL; c; c = c->next, i++) {
+        const char *name = c->string ? c->string : "";
+        int twice = 0;
+        for (const cJSON *d = p->object->child; d != c; d = d->next)
+            twice |= d->string && strcmp(d->string, name) == 0;
+        if (twice || !p->used[i]) {
+            snprintf(p->error, sizeof p->error,
+                     twice ? "%s: key \"%s\" appears twice" : "%s: unknown key \"%s\"", p->where,
+                     name);
+            record(p, p->error);
+            return mab_error_set(err, MAB_ECONFIG, "%s", p->error);
+        }
+    }
+    /* nested is newest first: walk it backwards for the reading order. */
+    size_t n = 0;
+    for (mab_params *v = p->nested; v; v = v->next)
+        n++;
+    for (size_t k = n; k > 0; k--) {
+        mab_params *v = p->nested;
+        for (size_t j = 1; j < k; j++)
+            v = v->next;
+        int rc = mab__params_check_unused(v, err);
+        if (rc)
+            return rc;
+    }
     return MAB_OK;
+}
+
+int mab_params_check_unread(mab_params *p, mab_error *err)
+{
+    if (!p)
+        return mab_error_set(err, MAB_EINVAL, "mab_params_check_unread: params is NULL");
+    return mab__params_check_unused(p, err);
 }
 
 int mab_params_parse(const char *json_object, const char *where, mab_params **out,

@@ -17,7 +17,7 @@
 #include <sodium.h>
 
 #include "cookie.h"
-#include "engine.h"
+#include "engine_access.h"
 #include "mab/adapter.h"
 #include "redirect.h"
 #include "replay.h"
@@ -201,14 +201,15 @@ static int read_keys(const char *path, uint8_t (*keys)[MAB__KEY_BYTES], size_t *
 static int load_settings(mab_engine *engine, uint8_t (*keys)[MAB__KEY_BYTES], size_t *n_keys,
                          mab_error *err)
 {
-    if (!engine || !engine->web)
+    if (!engine)
         return mab_error_set(err, MAB_EINVAL, "mab_adapter: engine is NULL");
-    if (!engine->web->secret_file)
+    const mab__web_config *web = mab__engine_web_config(engine);
+    if (!web->secret_file)
         return mab_error_set(err, MAB_ECONFIG,
                              "%s: secret_file: required by the adapter (cookies are signed); "
                              "create one with `mab keygen FILE`",
-                             engine->config_path);
-    return read_keys(engine->web->secret_file, keys, n_keys, err);
+                             mab__engine_config_path(engine));
+    return read_keys(web->secret_file, keys, n_keys, err);
 }
 
 int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
@@ -232,7 +233,7 @@ int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
         return rc;
     }
     ad->engine = engine;
-    ad->web = engine->web;
+    ad->web = mab__engine_web_config(engine);
     *out = ad;
     return MAB_OK;
 }
@@ -250,7 +251,7 @@ int mab_adapter_reload(mab_adapter *ad, mab_engine *engine, mab_error *err)
         sodium_memzero(&ad->keys[n_keys], (MAB__KEYS_MAX - n_keys) * sizeof ad->keys[0]);
         ad->n_keys = n_keys;
         ad->engine = engine;
-        ad->web = engine->web;
+        ad->web = mab__engine_web_config(engine);
     }
     sodium_memzero(keys, sizeof keys);
     return rc;
@@ -532,17 +533,15 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
     out->reason = MAB_REWARD_NO_ASSIGNMENT;
     out->arm_id = NULL;
     mab_engine *engine = rq->adapter->engine;
-    long x = mab__id_index_find(&engine->experiment_index, engine->experiments,
-                                sizeof *engine->experiments, experiment);
-    if (x < 0)
+    double reward_min, reward_max;
+    if (mab__engine_reward_range(engine, experiment, &reward_min, &reward_max) != MAB_OK)
         return mab_error_set(err, MAB_ENOTFOUND, "unknown experiment \"%s\"", experiment);
-    const mab__experiment *exp = &engine->experiments[x];
     if (!isfinite(value))
         return mab_error_set(err, MAB_EINVAL, "experiment %s: reward is not a finite number",
                              experiment);
-    if (value < exp->reward_min || value > exp->reward_max)
+    if (value < reward_min || value > reward_max)
         return mab_error_set(err, MAB_ERANGE, "experiment %s: reward %g is outside [%g, %g]",
-                             experiment, value, exp->reward_min, exp->reward_max);
+                             experiment, value, reward_min, reward_max);
 
     request_entry *e = find_entry(rq, experiment);
     if (!e) {

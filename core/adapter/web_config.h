@@ -1,16 +1,16 @@
 /*
- * web_config.h - the config keys of the adapter layer (secret_file, cookie,
- * redirect_allow, debug_header), parsed with the rest of the config by
- * config.c and read by adapter.c. Keys and defaults: docs/config.md.
+ * web_config.h - the adapter's config keys (secret_file, cookie,
+ * redirect_allow, debug_header): the adapter part of libmab claims them and
+ * parses them (web_config.c) while the engine opens, so mab_open() refuses a
+ * bad one even when no adapter is opened; adapter.c reads the result through
+ * engine_access.h. Keys and defaults: docs/config.md.
  */
 #ifndef MAB_WEB_CONFIG_H
 #define MAB_WEB_CONFIG_H
 
 #include <stdint.h>
 
-#include <cjson/cJSON.h>
-
-#include "mab/mab.h"
+#include "mab/plugin.h"
 
 typedef struct mab__web_config {
     char *secret_file;     /* resolved against the config's directory; NULL when absent */
@@ -26,12 +26,16 @@ typedef struct mab__web_config {
     int debug_header;      /* default 0 */
 } mab__web_config;
 
-/* Parse the adapter's keys of `root` (the config's top-level object; other
-   keys are not looked at). config_path names the file in errors; relative
-   paths resolve against config_dir. *out is allocated, also on failure
-   (free it with mab__web_config_free). */
-int mab__web_config_parse(const cJSON *root, const char *config_path, const char *config_dir,
-                          mab__web_config **out, mab_error *err);
+/* The top-level keys the adapter reads, ending with NULL: the engine's
+   config parser accepts them without naming them. */
+extern const char *const mab__web_config_keys[];
+
+/* Parse the adapter's keys from `top`, a view of the config's top-level
+   object whose errors read "FILE: cookie.name: ..." (the engine's own keys
+   are in it too: this reads only mab__web_config_keys and checks the
+   objects it opens). *out is allocated, also on failure (free it with
+   mab__web_config_free). */
+int mab__web_config_parse(mab_params *top, mab__web_config **out, mab_error *err);
 void mab__web_config_free(mab__web_config *web);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * mabd.h - state shared by the files of mabd, the standalone HTTP server
  * (docs/hosts.md). main.c owns the process (arguments, signals, reload),
- * settings.c reads the config's "mabd" object, server.c answers requests,
+ * settings.c reads the config's "mabd" section, server.c answers requests,
  * dashboard.c builds the admin page's data, metrics.c the Prometheus text.
  */
 #ifndef MABD_H
@@ -32,8 +32,13 @@ typedef struct mabd_settings {
     unsigned series_keep;
 } mabd_settings;
 
-/* Read FILE's "mabd" object; 0, or -1 with a sentence in msg. */
-int mabd_settings_load(const char *config_path, mabd_settings *out, char *msg, size_t msg_cap);
+/* The config sections mabd reads ({"mabd", NULL}): every engine mabd opens
+   is opened with mab_open_sections(path, opts, mabd_config_sections, ...). */
+extern const char *const mabd_config_sections[];
+
+/* Read the "mabd" section of an engine opened with mabd_config_sections;
+   0, or -1 with a sentence naming the JSON path in msg. */
+int mabd_settings_load(const mab_engine *engine, mabd_settings *out, char *msg, size_t msg_cap);
 void mabd_settings_free(mabd_settings *s);
 
 typedef struct mabd {

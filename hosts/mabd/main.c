@@ -101,7 +101,8 @@ static int reopen_previous(const char *config_path, const char *text, mab_engine
     size_t len = strlen(text);
     int ok = write(fd, text, len) == (ssize_t)len;
     close(fd);
-    int rc = ok ? mab_open(tmp, out, err) : mab_error_set(err, MAB_EIO, "%s: write failed", tmp);
+    int rc = ok ? mab_open_sections(tmp, NULL, mabd_config_sections, out, err)
+                : mab_error_set(err, MAB_EIO, "%s: write failed", tmp);
     unlink(tmp);
     return rc;
 }
@@ -127,17 +128,18 @@ static int reload(mabd *d, char **previous_text)
 {
     char msg[1024];
     mab_error err = {0, ""};
-    mabd_settings fresh;
-    if (mabd_settings_load(d->config_path, &fresh, msg, sizeof msg) != 0) {
-        log_line("reload refused: %s; the previous config keeps serving", msg);
-        atomic_fetch_add(&d->reloads_failed, 1);
-        return 0;
-    }
+    mabd_settings fresh = {0};
     /* Everything but storage, without touching the serving engine. */
     mab_engine *dry = NULL;
     mab_adapter *probe = NULL;
     mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
-    int rc = mab_open_ex(d->config_path, &opts, &dry, &err);
+    int rc = mab_open_sections(d->config_path, &opts, mabd_config_sections, &dry, &err);
+    if (rc == MAB_OK && mabd_settings_load(dry, &fresh, msg, sizeof msg) != 0) {
+        log_line("reload refused: %s; the previous config keeps serving", msg);
+        atomic_fetch_add(&d->reloads_failed, 1);
+        mab_close(dry, NULL);
+        return 0;
+    }
     if (rc == MAB_OK)
         rc = mab_adapter_open(dry, &probe, &err);
     mab_adapter_close(probe);
@@ -158,7 +160,7 @@ static int reload(mabd *d, char **previous_text)
         log_line("reload: writing the counters of the previous engine: %s", err.message);
     d->engine = NULL;
     mab_engine *engine = NULL;
-    rc = mab_open(d->config_path, &engine, &err);
+    rc = mab_open_sections(d->config_path, NULL, mabd_config_sections, &engine, &err);
     if (rc == MAB_OK && mab_adapter_reload(d->adapter, engine, &err) != MAB_OK) {
         mab_close(engine, NULL);
         rc = MAB_ECONFIG;
@@ -249,15 +251,19 @@ int main(int argc, char **argv)
     d.config_path = config;
 
     char msg[1024];
-    if (mabd_settings_load(config, &d.settings, msg, sizeof msg) != 0) {
+    mab_error err = {0, ""};
+    if (mab_open_sections(config, NULL, mabd_config_sections, &d.engine, &err) != MAB_OK) {
+        fprintf(stderr, "mabd: %s\n", err.message);
+        return 1;
+    }
+    if (mabd_settings_load(d.engine, &d.settings, msg, sizeof msg) != 0) {
         fprintf(stderr, "mabd: %s\n", msg);
+        mab_close(d.engine, NULL);
         return 1;
     }
     if (listen)
         snprintf(d.settings.listen, sizeof d.settings.listen, "%s", listen);
-    mab_error err = {0, ""};
-    if (mab_open(config, &d.engine, &err) != MAB_OK ||
-        mab_adapter_open(d.engine, &d.adapter, &err) != MAB_OK) {
+    if (mab_adapter_open(d.engine, &d.adapter, &err) != MAB_OK) {
         fprintf(stderr, "mabd: %s\n", err.message);
         mab_close(d.engine, NULL);
         mabd_settings_free(&d.settings);

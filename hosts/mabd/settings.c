@@ -1,18 +1,17 @@
 /*
- * settings.c - read the config's "mabd" object. The core accepts the key
- * and leaves its contents to mabd, which checks them as strictly as the
- * core checks its own: an unknown key is an error naming it.
+ * settings.c - read the config's "mabd" section. mabd opens its engines
+ * with mab_open_sections(mabd_config_sections), so the engine accepts the
+ * key and leaves its contents to mabd, which reads them through
+ * mab_config_section() and mab_params as strictly as the engine checks its
+ * own: a bad value or an unknown key is an error naming its JSON path.
  */
 #include <errno.h>
-#include <libgen.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
+#include "mab/plugin.h"
 #include "mabd.h"
 
 #define CONFIG_MAX (16u << 20)
@@ -40,62 +39,16 @@ static char *read_text(const char *path, char *msg, size_t cap)
     return sb_take(&sb, NULL);
 }
 
-static char *resolve(const char *config_path, const char *name)
+/* The first line of `file`, at least 16 characters; -1 with why in msg. */
+static int read_token(const char *file, char **out, char *msg, size_t cap)
 {
-    if (name[0] == '/')
-        return strdup(name);
-    char *copy = strdup(config_path);
-    if (!copy)
-        return NULL;
-    strbuf sb;
-    sb_init(&sb);
-    sb_printf(&sb, "%s/%s", dirname(copy), name);
-    free(copy);
-    return sb_take(&sb, NULL);
-}
-
-static int unsigned_key(const cJSON *obj, const char *key, double lo, double hi, unsigned *dst,
-                        const char *path, const char *where, char *msg, size_t cap)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v)
-        return 0;
-    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-    if (d < lo || d > hi || d != floor(d)) {
-        snprintf(msg, cap, "%s: %s%s: expected an integer in [%g, %g]", path, where, key, lo, hi);
+    char *text = read_text(file, msg, cap);
+    if (!text)
         return -1;
-    }
-    *dst = (unsigned)d;
-    return 0;
-}
-
-static int check_keys(const cJSON *obj, const char *const *keys, const char *path,
-                      const char *where, char *msg, size_t cap)
-{
-    for (const cJSON *c = obj->child; c; c = c->next) {
-        int known = 0;
-        for (const char *const *k = keys; *k; k++)
-            known |= strcmp(*k, c->string) == 0;
-        if (!known) {
-            snprintf(msg, cap, "%s: %s: unknown key \"%s\"", path, where, c->string);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int read_token(const char *file, char **out, const char *path, char *msg, size_t cap)
-{
-    char inner[512];
-    char *text = read_text(file, inner, sizeof inner);
-    if (!text) {
-        snprintf(msg, cap, "%s: mabd.admin_token_file: %s", path, inner);
-        return -1;
-    }
     text[strcspn(text, "\r\n")] = '\0';
     if (strlen(text) < 16) {
-        snprintf(msg, cap, "%s: mabd.admin_token_file: %s: the first line must hold a token of "
-                           "at least 16 characters", path, file);
+        snprintf(msg, cap, "%s: the first line must hold a token of at least 16 characters",
+                 file);
         free(text);
         return -1;
     }
@@ -103,82 +56,94 @@ static int read_token(const char *file, char **out, const char *path, char *msg,
     return 0;
 }
 
-static int parse(const cJSON *m, const char *path, mabd_settings *s, char *msg, size_t cap)
+/* The setting in error, as a sentence in msg. */
+static int failed(mab_params *m, char *msg, size_t cap)
 {
-    if (!cJSON_IsObject(m)) {
-        snprintf(msg, cap, "%s: mabd: expected an object", path);
-        return -1;
-    }
-    static const char *const keys[] = {"listen", "admin_token_file", "static", "max_connections",
-                                       "timeout_s", "threads", "series", NULL};
-    if (check_keys(m, keys, path, "mabd", msg, cap))
-        return -1;
-    const cJSON *listen = cJSON_GetObjectItemCaseSensitive(m, "listen");
-    if (listen) {
-        if (!cJSON_IsString(listen) || strlen(listen->valuestring) >= sizeof s->listen ||
-            !strchr(listen->valuestring, ':')) {
-            snprintf(msg, cap, "%s: mabd.listen: expected \"HOST:PORT\"", path);
-            return -1;
-        }
-        snprintf(s->listen, sizeof s->listen, "%s", listen->valuestring);
-    }
-    const cJSON *tf = cJSON_GetObjectItemCaseSensitive(m, "admin_token_file");
-    if (tf) {
-        if (!cJSON_IsString(tf) || !tf->valuestring[0]) {
-            snprintf(msg, cap, "%s: mabd.admin_token_file: expected a file name", path);
-            return -1;
-        }
-        char *file = resolve(path, tf->valuestring);
-        int rc = file ? read_token(file, &s->admin_token, path, msg, cap) : -1;
-        free(file);
-        if (rc)
-            return -1;
-    }
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(m, "static");
-    if (st) {
-        static const char *const skeys[] = {"url", "dir", NULL};
-        const cJSON *url = cJSON_GetObjectItemCaseSensitive(st, "url");
-        const cJSON *dir = cJSON_GetObjectItemCaseSensitive(st, "dir");
-        if (!cJSON_IsObject(st) || check_keys(st, skeys, path, "mabd.static", msg, cap) ||
-            !cJSON_IsString(url) || !cJSON_IsString(dir) || url->valuestring[0] != '/' ||
-            url->valuestring[strlen(url->valuestring) - 1] != '/' ||
-            strcmp(url->valuestring, "/") == 0 || strncmp(url->valuestring, "/v1/", 4) == 0 ||
-            !dir->valuestring[0]) {
-            if (!msg[0])
-                snprintf(msg, cap, "%s: mabd.static: expected {\"url\": \"/PREFIX/\", \"dir\": "
-                                   "DIRECTORY} (PREFIX not \"/\" nor under /v1/)", path);
-            return -1;
-        }
-        s->static_url = strdup(url->valuestring);
-        s->static_dir = resolve(path, dir->valuestring);
-        if (!s->static_url || !s->static_dir) {
-            snprintf(msg, cap, "out of memory");
-            return -1;
-        }
-    }
-    if (unsigned_key(m, "max_connections", 1, 100000, &s->max_connections, path, "mabd.", msg,
-                     cap) ||
-        unsigned_key(m, "timeout_s", 1, 3600, &s->timeout_s, path, "mabd.", msg, cap) ||
-        unsigned_key(m, "threads", 1, 256, &s->threads, path, "mabd.", msg, cap))
-        return -1;
-    const cJSON *ser = cJSON_GetObjectItemCaseSensitive(m, "series");
-    if (ser) {
-        static const char *const skeys[] = {"interval_s", "keep", NULL};
-        if (!cJSON_IsObject(ser)) {
-            snprintf(msg, cap, "%s: mabd.series: expected an object", path);
-            return -1;
-        }
-        if (check_keys(ser, skeys, path, "mabd.series", msg, cap) ||
-            unsigned_key(ser, "interval_s", 1, 86400, &s->series_interval_s, path,
-                         "mabd.series.", msg, cap) ||
-            unsigned_key(ser, "keep", 1, 1000000, &s->series_keep, path, "mabd.series.", msg,
-                         cap))
-            return -1;
-    }
-    return 0;
+    snprintf(msg, cap, "%s", mab_params_last_error(m)[0] ? mab_params_last_error(m)
+                                                         : "out of memory");
+    return -1;
 }
 
-int mabd_settings_load(const char *config_path, mabd_settings *s, char *msg, size_t cap)
+static int unsigned_key(mab_params *p, const char *key, int64_t lo, int64_t hi, unsigned *dst)
+{
+    int64_t v;
+    int rc = mab_params_int(p, key, *dst, lo, hi, &v);
+    if (rc == MAB_OK)
+        *dst = (unsigned)v;
+    return rc;
+}
+
+static int read_static(mab_params *m, mabd_settings *s)
+{
+    if (!mab_params_has(m, "static"))
+        return MAB_OK;
+    mab_params *st;
+    const char *url = NULL, *dir = NULL;
+    int rc = mab_params_object(m, "static", &st);
+    if (rc == MAB_OK)
+        rc = mab_params_string(st, "url", NULL, &url);
+    if (rc == MAB_OK)
+        rc = mab_params_string(st, "dir", NULL, &dir);
+    if (rc)
+        return rc;
+    if (!url || !dir || url[0] != '/' || url[strlen(url) - 1] != '/' || strcmp(url, "/") == 0 ||
+        strncmp(url, "/v1/", 4) == 0 || !dir[0])
+        return mab_params_fail(st, NULL, "expected {\"url\": \"/PREFIX/\", \"dir\": DIRECTORY} "
+                                         "(PREFIX not \"/\" nor under /v1/)");
+    char path[4096];
+    if ((rc = mab_params_path(st, "dir", NULL, path, sizeof path)))
+        return rc;
+    s->static_url = strdup(url);
+    s->static_dir = strdup(path);
+    return s->static_url && s->static_dir ? MAB_OK : MAB_ENOMEM;
+}
+
+static int read_admin_token(mab_params *m, mabd_settings *s)
+{
+    const char *name = NULL;
+    int rc = mab_params_string(m, "admin_token_file", NULL, &name);
+    if (rc || !name)
+        return rc;
+    char file[4096];
+    if (!name[0])
+        return mab_params_fail(m, "admin_token_file", "expected a file name");
+    if ((rc = mab_params_path(m, "admin_token_file", NULL, file, sizeof file)))
+        return rc;
+    char why[1024];
+    if (read_token(file, &s->admin_token, why, sizeof why))
+        return mab_params_fail(m, "admin_token_file", "%s", why);
+    return MAB_OK;
+}
+
+static int parse(mab_params *m, mabd_settings *s, char *msg, size_t cap)
+{
+    const char *listen = NULL;
+    mab_params *ser;
+    int rc = mab_params_string(m, "listen", NULL, &listen);
+    if (rc == MAB_OK && listen && (strlen(listen) >= sizeof s->listen || !strchr(listen, ':')))
+        rc = mab_params_fail(m, "listen", "expected \"HOST:PORT\"");
+    if (rc == MAB_OK && listen)
+        snprintf(s->listen, sizeof s->listen, "%s", listen);
+    if (rc == MAB_OK)
+        rc = read_admin_token(m, s);
+    if (rc == MAB_OK)
+        rc = read_static(m, s);
+    if (rc == MAB_OK && !(rc = unsigned_key(m, "max_connections", 1, 100000,
+                                            &s->max_connections)) &&
+        !(rc = unsigned_key(m, "timeout_s", 1, 3600, &s->timeout_s)) &&
+        !(rc = unsigned_key(m, "threads", 1, 256, &s->threads)) &&
+        !(rc = mab_params_object(m, "series", &ser)) &&
+        !(rc = unsigned_key(ser, "interval_s", 1, 86400, &s->series_interval_s)))
+        rc = unsigned_key(ser, "keep", 1, 1000000, &s->series_keep);
+    /* Last: a key none of the reads above asked for is a typo. */
+    if (rc == MAB_OK)
+        rc = mab_params_check_unread(m, NULL);
+    return rc == MAB_OK ? 0 : failed(m, msg, cap);
+}
+
+const char *const mabd_config_sections[] = {"mabd", NULL};
+
+int mabd_settings_load(const mab_engine *engine, mabd_settings *s, char *msg, size_t cap)
 {
     memset(s, 0, sizeof *s);
     snprintf(s->listen, sizeof s->listen, "127.0.0.1:8080");
@@ -189,24 +154,18 @@ int mabd_settings_load(const char *config_path, mabd_settings *s, char *msg, siz
     s->series_interval_s = 60;
     s->series_keep = 1440;
     msg[0] = '\0';
-    char *text = read_text(config_path, msg, cap);
-    if (!text)
-        return -1;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!root) {
-        /* mab_open() reports the JSON error with its position. */
-        snprintf(msg, cap, "%s: invalid JSON", config_path);
+    mab_params *m = NULL;
+    mab_error err = {0, ""};
+    if (mab_config_section(engine, "mabd", &m, &err) != MAB_OK) {
+        snprintf(msg, cap, "%s", err.message);
         return -1;
     }
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "mabd");
-    int rc = m ? parse(m, config_path, s, msg, cap) : 0;
-    cJSON_Delete(root);
+    int rc = parse(m, s, msg, cap);
+    mab_params_free(m);
     if (rc)
         mabd_settings_free(s);
     return rc;
 }
-
 void mabd_settings_free(mabd_settings *s)
 {
     free(s->admin_token);

@@ -52,9 +52,10 @@ typedef struct mab_adapter mab_adapter;
 typedef struct mab_request mab_request;
 
 /**
- * @brief Create an adapter over an open engine, with the engine's config
+ * @brief Create an adapter over an open engine, with the config's adapter
  *        keys `secret_file`, `cookie`, `redirect_allow` and `debug_header`
- *        (docs/config.md). Reads the key file.
+ *        (docs/config.md; validated already by mab_open(), which accepts
+ *        them for the adapter). Reads the key file.
  * @param engine must outlive the adapter, or until mab_adapter_reload()
  *        points the adapter at another engine.
  * @param out receives the adapter; free it with mab_adapter_close().

@@ -102,6 +102,60 @@ MAB_EXPORT int mab_open(const char *config_path, mab_engine **out, mab_error *er
 MAB_EXPORT int mab_open_ex(const char *config_path, const mab_options *opts,
                            mab_engine **out, mab_error *err);
 
+/*
+ * Who reads which top-level key of the config (docs/config.md):
+ *  - the engine: plugin_path, seed, storage, experiments;
+ *  - the adapter part of libmab: secret_file, cookie, redirect_allow and
+ *    debug_header (checked at open even when no adapter is opened);
+ *  - the caller: the sections it names when opening, one JSON object each,
+ *    read with mab_config_section() (a host's own settings, such as an HTTP
+ *    server's listen address).
+ * Any other top-level key is MAB_ECONFIG naming it, so a misspelt key (or a
+ * section of a program that did not open the file) never passes silently.
+ * mab_open() and mab_open_ex() name no sections: they accept the engine's
+ * and the adapter's keys only.
+ */
+
+/**
+ * @brief mab_open_ex() for a caller that keeps its own settings in the
+ *        config: the top-level keys in `sections` are accepted, must each be
+ *        a JSON object when present, and are left to the caller, who reads
+ *        and checks them with mab_config_section().
+ * @param opts may be NULL.
+ * @param sections NULL (as mab_open_ex()) or names ending with a NULL entry,
+ *        e.g. {"web", NULL}; copied, so it need not outlive the call.
+ * @return as mab_open(); MAB_EINVAL when a name is empty, listed twice, or a
+ *         key of the engine or the adapter.
+ */
+MAB_EXPORT int mab_open_sections(const char *config_path, const mab_options *opts,
+                                 const char *const *sections, mab_engine **out,
+                                 mab_error *err);
+
+/* Typed, validated access to one object of the config: plugin.h. */
+typedef struct mab_params mab_params;
+
+/**
+ * @brief A view of the caller's own section of the config, for reading it
+ *        with the mab_params getters of plugin.h (mab_params_int(), ...,
+ *        mab_params_object() for nested objects). Errors name the full JSON
+ *        path ("shop.json: web.port: expected an integer"); relative paths
+ *        read with mab_params_path() resolve against the config's
+ *        directory. Once every key it knows is read, the caller calls
+ *        mab_params_check_unread(), which refuses a key nobody read
+ *        ("shop.json: web: unknown key \"prot\""), so typos in a section
+ *        are errors like everywhere else in the config.
+ * @param name one of the names given to mab_open_sections().
+ * @param out receives a fresh view holding its own copy of the section (an
+ *        empty object when the file has no such key), independent of the
+ *        engine: free it with mab_params_free(); its strings stay valid
+ *        until then. Any number of views may exist at once; each belongs to
+ *        one thread at a time.
+ * @return MAB_OK, MAB_EINVAL (engine, name or out NULL; name was not listed
+ *         to mab_open_sections()) or MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_config_section(const mab_engine *engine, const char *name, mab_params **out,
+                                  mab_error *err);
+
 /**
  * @brief Write what is pending, stop the background writer, unload plugins
  *        and free the engine. The engine is freed even when the final write

@@ -9,6 +9,10 @@
  * "shop.json: experiments.color_btn.policy.epsilon: 1.5 is outside [0, 1]".
  * A key present in the config that the plugin never asked for is reported
  * by the core as unknown once create/open returned, so typos cannot pass.
+ *
+ * Hosts read their own config section the same way: mab_config_section()
+ * (mab.h) returns a mab_params over it, and the host calls
+ * mab_params_check_unread() itself once it has read what it knows.
  */
 #ifndef MAB_PLUGIN_H
 #define MAB_PLUGIN_H
@@ -28,8 +32,6 @@ extern "C" {
 #define MAB_PLUGIN_EXPORT
 #endif
 
-typedef struct mab_params mab_params;
-
 /**
  * @brief Read a number. Missing key: *out = def, MAB_OK.
  * @return MAB_OK, or MAB_ECONFIG when the value is not a finite number or
@@ -47,7 +49,8 @@ MAB_EXPORT int mab_params_bool(mab_params *p, const char *key, int def, int *out
 
 /**
  * @brief Read a string. *out stays valid until the plugin's create/open
- *        returns; copy it to keep it.
+ *        returns (for a view from mab_config_section() or mab_params_parse():
+ *        until mab_params_free()); copy it to keep it.
  */
 MAB_EXPORT int mab_params_string(mab_params *p, const char *key, const char *def,
                                  const char **out);
@@ -60,6 +63,29 @@ MAB_EXPORT int mab_params_string(mab_params *p, const char *key, const char *def
  */
 MAB_EXPORT int mab_params_path(mab_params *p, const char *key, const char *def, char *buf,
                                size_t buf_len);
+
+/**
+ * @brief Read a nested object (e.g. "cookie": {...}) as a mab_params of its
+ *        own: its getters' errors name the path ("FILE: web.tls.cert: ...").
+ *        A missing key gives an empty view, whose getters return their
+ *        defaults.
+ * @param out receives a view owned by p: do not free it; it lives as long
+ *        as p. Reading the same key twice gives the same view.
+ * @return MAB_OK, MAB_ECONFIG (the value is not an object; recorded in p)
+ *         or MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_params_object(mab_params *p, const char *key, mab_params **out);
+
+/**
+ * @brief Refuse keys nobody read: the first key of p's object, or of a
+ *        nested object read through mab_params_object(), that no getter
+ *        asked for. A key present twice in one object is refused too.
+ *        The core does this for plugins after create/open; a host calls it
+ *        on its mab_config_section() view.
+ * @return MAB_OK, or MAB_ECONFIG with err (may be NULL) and p's last error
+ *         set to e.g. "shop.json: web: unknown key \"prot\"".
+ */
+MAB_EXPORT int mab_params_check_unread(mab_params *p, mab_error *err);
 
 /** @brief 1 when the key is present in the plugin's config object. */
 MAB_EXPORT int mab_params_has(const mab_params *p, const char *key);
@@ -83,7 +109,11 @@ MAB_EXPORT int mab_params_fail(mab_params *p, const char *key, const char *fmt, 
 MAB_EXPORT int mab_params_parse(const char *json_object, const char *where, mab_params **out,
                                 mab_error *err);
 
-/** @brief The last error recorded in params ("" when none). */
+/**
+ * @brief The last error recorded in params ("" when none). An error recorded
+ *        in a nested view (mab_params_object()) is recorded in the views it
+ *        was read from too, so the outermost view always holds it.
+ */
 MAB_EXPORT const char *mab_params_last_error(const mab_params *p);
 
 /** @brief Free a mab_params from mab_params_parse(). NULL is fine. */

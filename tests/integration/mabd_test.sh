@@ -53,6 +53,25 @@ write_config '{"green": "#0f0", "red": "#f00"}'
 $mabd --help | grep -q "/v1/choose/EXP" || fail "--help does not list the routes"
 if $mabd --config "$tmp/missing.json" 2>"$tmp/err"; then fail "mabd started without a config"; fi
 grep -q "missing.json" "$tmp/err" || fail "missing config error does not name the file: $(cat "$tmp/err")"
+# The "mabd" section is mabd's: a typo in it, or a non-object, stops the start
+# with the JSON path named.
+sed 's/"timeout_s": 5/"timeout_s": 5, "listen_typo": "x"/' "$tmp/mab.json" >"$tmp/typo.json"
+if $mabd --config "$tmp/typo.json" 2>"$tmp/err"; then fail "mabd started with a typo in its section"; fi
+grep -qF 'typo.json: mabd: unknown key "listen_typo"' "$tmp/err" ||
+    fail "mabd section typo: $(cat "$tmp/err")"
+sed 's/"timeout_s": 5/"timeout_s": 0/' "$tmp/mab.json" >"$tmp/typo.json"
+if $mabd --config "$tmp/typo.json" 2>"$tmp/err"; then fail "mabd started with timeout_s 0"; fi
+grep -qF 'typo.json: mabd.timeout_s: 0 is outside [1, 3600]' "$tmp/err" ||
+    fail "mabd.timeout_s out of range: $(cat "$tmp/err")"
+sed 's/"series": {"interval_s": 1}/"series": {"interval": 1}/' "$tmp/mab.json" >"$tmp/typo.json"
+if $mabd --config "$tmp/typo.json" 2>"$tmp/err"; then fail "mabd started with a typo in series"; fi
+grep -qF 'typo.json: mabd.series: unknown key "interval"' "$tmp/err" ||
+    fail "mabd.series typo: $(cat "$tmp/err")"
+# mab check reads a config holding the mabd section (and only claimed keys).
+$mab check "$tmp/mab.json" >/dev/null 2>"$tmp/err" || fail "mab check refused mabd's config: $(cat "$tmp/err")"
+sed 's/"mabd":/"mabdd":/' "$tmp/mab.json" >"$tmp/typo.json"
+if $mab check "$tmp/typo.json" >/dev/null 2>"$tmp/err"; then fail "mab check passed a section nobody reads"; fi
+grep -qF 'unknown key "mabdd"' "$tmp/err" || fail "mab check, unknown section: $(cat "$tmp/err")"
 
 (cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
 pid=$!

@@ -1,6 +1,7 @@
 /*
  * test_config.c - every kind of bad config gets its exact error, and the
- * engine opens nothing for it.
+ * engine opens nothing for it; a caller's own sections (mab_open_sections,
+ * mab_config_section) are refused when unclaimed and checked key by key.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <cmocka.h>
 
 #include "mab/mab.h"
+#include "mab/plugin.h"
 
 static char dir[] = "/tmp/mab-test-config-XXXXXX";
 static char config_path[256];
@@ -219,6 +221,261 @@ static void test_good_config_opens(void **state)
     assert_int_equal(mab_close(engine, &err), MAB_OK);
 }
 
+/* ---- sections: the caller's own top-level objects ---------------------- */
+
+#define MINIMAL PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS "}}"
+
+static const char *const web_only[] = {"web", NULL};
+
+/* Open `text` with `sections`; expect code and (when not NULL) the exact
+   message after expansion. */
+static void expect_open(const char *text, const char *const *sections, int code,
+                        const char *message)
+{
+    write_config(text);
+    mab_options opts = {.struct_size = sizeof opts, .flags = MAB_OPEN_NO_STORAGE};
+    mab_engine *engine = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open_sections(config_path, &opts, sections, &engine, &err);
+    if (rc != code)
+        print_error("%s\n  -> %d %s\n", text, rc, err.message);
+    assert_int_equal(rc, code);
+    if (code == MAB_OK) {
+        assert_int_equal(mab_close(engine, &err), MAB_OK);
+        return;
+    }
+    assert_null(engine);
+    if (message) {
+        char expected[1024];
+        expand(message, expected, sizeof expected);
+        assert_string_equal(err.message, expected);
+    }
+}
+
+static void test_unclaimed_keys_refused(void **state)
+{
+    (void)state;
+    /* A typo of an engine key stays an error with sections declared. */
+    expect_open("{" MINIMAL ", \"web\": {}, \"experiment\": {}}", web_only, MAB_ECONFIG,
+                "@F: unknown key \"experiment\"");
+    /* A section nobody claims: plain mab_open knows no sections... */
+    write_config("{" MINIMAL ", \"web\": {\"port\": 80}}");
+    mab_engine *engine = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_open(config_path, &engine, &err), MAB_ECONFIG);
+    char expected[512];
+    expand("@F: unknown key \"web\"", expected, sizeof expected);
+    assert_string_equal(err.message, expected);
+    assert_null(engine);
+    /* ... and a caller claiming other sections does not claim it either. */
+    static const char *const other[] = {"admin", NULL};
+    expect_open("{" MINIMAL ", \"web\": {\"port\": 80}}", other, MAB_ECONFIG,
+                "@F: unknown key \"web\"");
+    /* The same file opens for the caller that claims it, with or without
+       the section present, and with the adapter's keys beside it. */
+    expect_open("{" MINIMAL ", \"web\": {\"port\": 80}}", web_only, MAB_OK, NULL);
+    expect_open("{" MINIMAL "}", web_only, MAB_OK, NULL);
+    expect_open("{" MINIMAL ", \"debug_header\": true, \"cookie\": {\"name\": \"x\"}, "
+                "\"web\": {}}", web_only, MAB_OK, NULL);
+    /* A claimed section must be an object, once. */
+    expect_open("{" MINIMAL ", \"web\": 3}", web_only, MAB_ECONFIG,
+                "@F: web: expected an object");
+    expect_open("{" MINIMAL ", \"web\": {}, \"web\": {}}", web_only, MAB_ECONFIG,
+                "@F: key \"web\" appears twice");
+}
+
+static void test_bad_section_names(void **state)
+{
+    (void)state;
+    static const char *const engine_key[] = {"storage", NULL};
+    static const char *const adapter_key[] = {"web", "cookie", NULL};
+    static const char *const empty[] = {"", NULL};
+    static const char *const twice[] = {"web", "admin", "web", NULL};
+    expect_open("{" MINIMAL "}", engine_key, MAB_EINVAL,
+                "mab_open: section \"storage\" is a key of the engine");
+    expect_open("{" MINIMAL "}", adapter_key, MAB_EINVAL,
+                "mab_open: section \"cookie\" is a key of the adapter");
+    expect_open("{" MINIMAL "}", empty, MAB_EINVAL, "mab_open: a section name is empty");
+    expect_open("{" MINIMAL "}", twice, MAB_EINVAL, "mab_open: section \"web\" is listed twice");
+}
+
+/* Open the config with sections {"web"} (no storage). */
+static mab_engine *open_web(const char *text)
+{
+    write_config(text);
+    mab_options opts = {.struct_size = sizeof opts, .flags = MAB_OPEN_NO_STORAGE};
+    mab_engine *engine = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open_sections(config_path, &opts, web_only, &engine, &err);
+    if (rc)
+        print_error("%s\n", err.message);
+    assert_int_equal(rc, MAB_OK);
+    return engine;
+}
+
+static void test_section_values(void **state)
+{
+    (void)state;
+    mab_engine *engine = open_web("{" MINIMAL ", \"web\": {\"listen\": \"127.0.0.1:9\", "
+                                  "\"threads\": 3, \"open\": true, \"tls\": {\"cert\": "
+                                  "\"certs/a.pem\", \"strict\": false}}}");
+    mab_params *web = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_config_section(engine, "web", &web, &err), MAB_OK);
+    /* The view is the caller's: it outlives the engine. */
+    assert_int_equal(mab_close(engine, &err), MAB_OK);
+
+    const char *listen = NULL;
+    int64_t threads = 0, timeout = 0;
+    int open = 0, strict = 1;
+    assert_int_equal(mab_params_string(web, "listen", NULL, &listen), MAB_OK);
+    assert_string_equal(listen, "127.0.0.1:9");
+    assert_int_equal(mab_params_int(web, "threads", 1, 1, 64, &threads), MAB_OK);
+    assert_int_equal(threads, 3);
+    assert_int_equal(mab_params_int(web, "timeout_s", 30, 1, 3600, &timeout), MAB_OK);
+    assert_int_equal(timeout, 30); /* absent: the default */
+    assert_int_equal(mab_params_bool(web, "open", 0, &open), MAB_OK);
+    assert_int_equal(open, 1);
+    mab_params *tls = NULL, *again = NULL;
+    assert_int_equal(mab_params_object(web, "tls", &tls), MAB_OK);
+    assert_int_equal(mab_params_object(web, "tls", &again), MAB_OK);
+    assert_ptr_equal(tls, again);
+    char cert[512], want[512];
+    assert_int_equal(mab_params_path(tls, "cert", NULL, cert, sizeof cert), MAB_OK);
+    snprintf(want, sizeof want, "%s/certs/a.pem", dir); /* against the config's directory */
+    assert_string_equal(cert, want);
+    assert_int_equal(mab_params_bool(tls, "strict", 1, &strict), MAB_OK);
+    assert_int_equal(strict, 0);
+    assert_int_equal(mab_params_check_unread(web, &err), MAB_OK);
+    assert_string_equal(mab_params_last_error(web), "");
+    mab_params_free(web);
+}
+
+static void test_section_absent(void **state)
+{
+    (void)state;
+    mab_engine *engine = open_web("{" MINIMAL "}");
+    mab_params *web = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_config_section(engine, "web", &web, &err), MAB_OK);
+    int64_t threads = 0;
+    assert_int_equal(mab_params_int(web, "threads", 4, 1, 64, &threads), MAB_OK);
+    assert_int_equal(threads, 4);
+    assert_int_equal(mab_params_has(web, "threads"), 0);
+    mab_params *tls = NULL;
+    assert_int_equal(mab_params_object(web, "tls", &tls), MAB_OK);
+    assert_int_equal(mab_params_has(tls, "cert"), 0);
+    assert_int_equal(mab_params_check_unread(web, &err), MAB_OK);
+    mab_params_free(web);
+
+    /* Only declared sections are handed out: not the engine's own keys. */
+    err.code = 0;
+    assert_int_equal(mab_config_section(engine, "storage", &web, &err), MAB_EINVAL);
+    assert_int_equal(err.code, MAB_EINVAL);
+    assert_string_equal(err.message,
+                        "mab_config_section: \"storage\" was not named when the engine was "
+                        "opened (mab_open_sections)");
+    assert_int_equal(mab_config_section(engine, NULL, &web, &err), MAB_EINVAL);
+    assert_int_equal(mab_config_section(NULL, "web", &web, &err), MAB_EINVAL);
+    assert_int_equal(mab_close(engine, &err), MAB_OK);
+}
+
+/* Read the section's known keys ("listen", "tls" with "cert") the way a
+   host does, then return the first error: a getter's or an unread key's. */
+static int read_web(const char *section_json, char *message, size_t cap)
+{
+    char text[2048];
+    snprintf(text, sizeof text, "{" MINIMAL ", \"web\": %s}", section_json);
+    mab_engine *engine = open_web(text);
+    mab_params *web = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_config_section(engine, "web", &web, &err), MAB_OK);
+    assert_int_equal(mab_close(engine, NULL), MAB_OK);
+    const char *listen;
+    mab_params *tls = NULL;
+    char cert[512];
+    int rc = mab_params_string(web, "listen", "x", &listen);
+    if (rc == MAB_OK)
+        rc = mab_params_object(web, "tls", &tls);
+    if (rc == MAB_OK)
+        rc = mab_params_path(tls, "cert", "default.pem", cert, sizeof cert);
+    if (rc == MAB_OK) {
+        rc = mab_params_check_unread(web, &err);
+        if (rc) {
+            assert_int_equal(err.code, rc);
+            assert_string_equal(err.message, mab_params_last_error(web));
+        }
+    }
+    snprintf(message, cap, "%s", mab_params_last_error(web));
+    mab_params_free(web);
+    return rc;
+}
+
+static void expect_section_error(const char *section_json, const char *message)
+{
+    char got[1024], expected[1024];
+    assert_int_equal(read_web(section_json, got, sizeof got), MAB_ECONFIG);
+    expand(message, expected, sizeof expected);
+    assert_string_equal(got, expected);
+}
+
+static void test_section_errors_name_the_path(void **state)
+{
+    (void)state;
+    char got[1024];
+    assert_int_equal(read_web("{\"listen\": \"a:1\", \"tls\": {\"cert\": \"c.pem\"}}", got,
+                              sizeof got), MAB_OK);
+    expect_section_error("{\"listen\": \"a:1\", \"listen_typo\": 2}",
+                         "@F: web: unknown key \"listen_typo\"");
+    expect_section_error("{\"tls\": {\"cert\": \"c.pem\", \"kee\": \"k.pem\"}}",
+                         "@F: web.tls: unknown key \"kee\"");
+    expect_section_error("{\"listen\": \"a:1\", \"listen\": \"b:2\"}",
+                         "@F: web: key \"listen\" appears twice");
+    expect_section_error("{\"listen\": 80}", "@F: web.listen: expected a string");
+    expect_section_error("{\"tls\": 3}", "@F: web.tls: expected an object");
+    expect_section_error("{\"tls\": {\"cert\": true}}", "@F: web.tls.cert: expected a string");
+}
+
+/* A nested object the reader never opened is an unknown key of its parent. */
+static void test_unopened_nested_object(void **state)
+{
+    (void)state;
+    mab_engine *engine = open_web("{" MINIMAL ", \"web\": {\"tls\": {\"cert\": \"a\"}}}");
+    mab_params *web = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_config_section(engine, "web", &web, &err), MAB_OK);
+    assert_int_equal(mab_params_check_unread(web, &err), MAB_ECONFIG);
+    char expected[512];
+    expand("@F: web: unknown key \"tls\"", expected, sizeof expected);
+    assert_string_equal(err.message, expected);
+    mab_params_free(web);
+    assert_int_equal(mab_close(engine, &err), MAB_OK);
+}
+
+/* Nested views work the same on any mab_params (a plugin's, from
+   mab_params_parse) and are freed with it. */
+static void test_nested_params(void **state)
+{
+    (void)state;
+    mab_params *p = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_params_parse("{\"a\": {\"b\": 1, \"c\": {\"d\": 2}}}", "test", &p, &err),
+                     MAB_OK);
+    mab_params *a = NULL, *c = NULL;
+    int64_t b = 0, d = 0;
+    assert_int_equal(mab_params_object(p, "a", &a), MAB_OK);
+    assert_int_equal(mab_params_int(a, "b", 0, 0, 9, &b), MAB_OK);
+    assert_int_equal(b, 1);
+    assert_int_equal(mab_params_object(a, "c", &c), MAB_OK);
+    assert_int_equal(mab_params_check_unread(p, &err), MAB_ECONFIG);
+    assert_string_equal(err.message, "test.a.c: unknown key \"d\"");
+    assert_int_equal(mab_params_int(c, "d", 0, 0, 1, &d), MAB_ECONFIG);
+    assert_string_equal(mab_params_last_error(c), "test.a.c.d: 2 is outside [0, 1]");
+    assert_string_equal(mab_params_last_error(p), "test.a.c.d: 2 is outside [0, 1]");
+    assert_int_equal(mab_params_check_unread(p, &err), MAB_OK);
+    mab_params_free(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -242,6 +499,13 @@ int main(void)
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_good_config_opens),
+        cmocka_unit_test(test_unclaimed_keys_refused),
+        cmocka_unit_test(test_bad_section_names),
+        cmocka_unit_test(test_section_values),
+        cmocka_unit_test(test_section_absent),
+        cmocka_unit_test(test_section_errors_name_the_path),
+        cmocka_unit_test(test_unopened_nested_object),
+        cmocka_unit_test(test_nested_params),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

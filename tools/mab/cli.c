@@ -462,11 +462,15 @@ static void table_print(const text_table *t, FILE *out, const char *indent)
 /* ------------------------------------------------------------------ */
 /* Opening and closing the engine                                      */
 
+/* The config sections of the hosts shipped with mab: `mab` accepts a config
+   any of them reads (each host checks the contents of its own). */
+static const char *const host_sections[] = {"mabd", NULL};
+
 static int open_engine(const char *config, unsigned flags, uint64_t seed, mab_engine **out)
 {
     mab_options opts = {.struct_size = sizeof opts, .flags = flags, .seed = seed};
     mab_error err = {0};
-    if (mab_open_ex(config, &opts, out, &err) != MAB_OK)
+    if (mab_open_sections(config, &opts, host_sections, out, &err) != MAB_OK)
         return fail(&err);
     return 0;
 }
@@ -1295,7 +1299,8 @@ static int simulate_compare(const command *cmd, mab_engine *engine, const sim_ar
                      .runs = a->runs,
                      .seed = a->seed,
                      .threads = (unsigned)a->threads,
-                     .n_checkpoints = a->steps < 200 ? (size_t)a->steps : 200};
+                     .n_checkpoints = a->steps < 200 ? (size_t)a->steps : 200,
+                     .sections = host_sections};
     sim_results results = {0};
     if (status == 0) {
         mab_error err = {0};

@@ -671,7 +671,8 @@ static void run_job(compare_pool *pool, size_t job)
                         .flags = MAB_OPEN_NO_STORAGE | MAB_OPEN_SEED,
                         .seed = sim_engine_seed(plan->seed, run)};
     mab_engine *engine = NULL;
-    out->status = mab_open_ex(plan->config_path, &opts, &engine, &out->err);
+    out->status = mab_open_sections(plan->config_path, &opts, plan->sections, &engine,
+                                    &out->err);
     if (out->status != MAB_OK)
         return;
     sim_run_spec spec = {.experiment = plan->experiments[policy],

@@ -149,6 +149,7 @@ typedef struct sim_plan {
     uint64_t steps, runs, seed;
     unsigned threads;              /* worker threads (>= 1) */
     size_t n_checkpoints;          /* points of the regret curves, 1..steps */
+    const char *const *sections;   /* hosts' sections the config may hold (mab_open_sections) */
 } sim_plan;
 
 typedef struct sim_policy_result {
