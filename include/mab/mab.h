@@ -47,7 +47,7 @@ extern "C" {
 #define MAB_ESTORAGE (-7)  /* the storage backend failed to read or write */
 #define MAB_EBUSY (-8)     /* the store is in use by another process */
 #define MAB_ECORRUPT (-9)  /* stored data is unreadable; it was not modified */
-#define MAB_EIO (-10)      /* a file could not be read */
+#define MAB_EIO (-10)      /* a file could not be read or written */
 
 #define MAB_ERROR_MAX 512
 
