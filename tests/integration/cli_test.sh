@@ -390,6 +390,10 @@ expect 0 "$mab" import "$cfg_lmdb" "$tmp/export.json"
 contains "$out" "imported" "import says what it did"
 expect 0 "$mab" export "$cfg_lmdb"
 [[ $out == "$json_export" ]] || fail "json_file -> lmdb export differs: $out"
+# Sums travel bit for bit: stats --json prints them with 17 significant
+# digits, which name one double exactly.
+[[ $("$mab" stats "$cfg_lmdb" --json) == "$(stats_json)" ]] ||
+    fail "json_file -> lmdb: sums are not bit for bit the same"
 # And back, into a fresh json_file store.
 cfg_back=$tmp/mab-back.json
 sed "s|$state|$tmp/back.json|" "$cfg" >"$cfg_back"
@@ -430,6 +434,37 @@ bad_import "unknown arm" '{"format": "mab-export", "version": 1, "experiments": 
 bad_import "bad field" '{"format": "mab-export", "version": 1, "experiments": {
   "btn": {"green": {"pulls": -5, "rewards": 1, "reward_sum": 1, "reward_sum_sq": 1}}}}' \
     "experiments.btn.green.pulls"
+bad_import "duplicate record" '{"format": "mab-export", "version": 1, "experiments": {
+  "btn": {"green": {"pulls": 5, "rewards": 1, "reward_sum": 1, "reward_sum_sq": 1},
+          "green": {"pulls": 1, "rewards": 0, "reward_sum": 0, "reward_sum_sq": 0}}}}' \
+    "experiments.btn.green: duplicate record"
+bad_import "infinite sum" '{"format": "mab-export", "version": 1, "experiments": {
+  "btn": {"green": {"pulls": 5, "rewards": 1, "reward_sum": 1e999, "reward_sum_sq": 1}}}}' \
+    "experiments.btn.green.reward_sum: expected a finite number"
+# An export in the layout older versions wrote (two-space indents, one arm
+# per line) still imports.
+cfg_old=$tmp/mab-old-layout.json
+sed 's|"storage": {[^}]*}|"storage": {"plugin": "lmdb", "path": "old-layout-store"}|' \
+    "$cfg" >"$cfg_old"
+cat >"$tmp/old-layout.json" <<'EOF2'
+{
+  "format": "mab-export",
+  "version": 1,
+  "experiments": {
+    "btn": {
+      "green": {"pulls": 5, "rewards": 2, "reward_sum": 1.5, "reward_sum_sq": 1.25},
+      "red": {"pulls": 3, "rewards": 1, "reward_sum": 0.69999999999999996, "reward_sum_sq": 0.49}
+    }
+  }
+}
+EOF2
+expect 0 "$mab" import "$cfg_old" "$tmp/old-layout.json"
+contains "$out" "imported 2 records" "import of the older export layout"
+pycheck "older export layout imported" "$("$mab" stats "$cfg_old" --json)" "
+a = d['experiments']['btn']['arms']
+assert (a['green']['pulls'], a['green']['rewards'], a['green']['reward_sum']) == (5, 2, 1.5), a
+assert (a['red']['pulls'], a['red']['rewards'], a['red']['reward_sum']) == (3, 1, 0.7), a"
+
 expect 1 "$mab" import "$cfg_lmdb" "$tmp/no-such-file.json"
 contains "$err" "no-such-file.json" "import of a missing file"
 expect 2 "$mab" import "$cfg_lmdb"

@@ -32,7 +32,7 @@ int close_engine(mab_engine *engine, int status)
 }
 
 int find_experiment(mab_engine *engine, const char *config, const char *id,
-                           mab_experiment_info *info)
+                    mab_experiment_info *info)
 {
     size_t n = mab_experiment_count(engine);
     for (size_t i = 0; i < n; i++) {

@@ -12,11 +12,10 @@
 
 int parse_args(const command *cmd, int argc, char **argv, command_args *out)
 {
-    size_t n_pos = 0;
-    const char **pos = out->pos, **opt_values = out->opt;
-
     memset(out, 0, sizeof *out);
     out->cmd = cmd;
+    const char **pos = out->pos, **opt_values = out->opt;
+    size_t n_pos = 0;
     bool options_done = false;
 
     for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
