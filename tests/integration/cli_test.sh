@@ -379,6 +379,15 @@ cheap = e['revenue']['cheap']
 assert abs(cheap['reward_sum'] - (3.4333333333333336 + 10 * (cheap['rewards'] - 3))) < 1e-9, cheap
 assert set(cheap) == {'pulls', 'rewards', 'reward_sum', 'reward_sum_sq'}, cheap
 assert e['btn']['red']['reward_sum'] == 0.7, e['btn']"
+# Exactly the doubles the engine summed, although every command above
+# reloaded them from the json_file store's text.
+pycheck "export sums bit for bit" "$json_export" "
+cheap = d['experiments']['revenue']['cheap']
+k = cheap['rewards'] - 3  # the rewards of 10 that simulate --persist sent
+assert cheap['reward_sum'] == ((0.0 + 10 * k) + 0.1) + 3.3333333333333335, cheap
+assert cheap['reward_sum_sq'] == ((0.0 + 100 * k) + 0.1 * 0.1) + 3.3333333333333335 ** 2, cheap
+red = d['experiments']['btn']['red']
+assert red['reward_sum'] == 0.7 and red['reward_sum_sq'] == 0.7 * 0.7, red"
 expect 0 "$mab" export "$cfg" --out "$tmp/export.json"
 [[ $(cat "$tmp/export.json") == "$json_export" ]] || fail "export --out differs from stdout"
 [[ ! -e $tmp/export.json.tmp ]] || fail "export --out left its temporary file"
