@@ -214,7 +214,8 @@ MAB_EXPORT uint64_t mab_storage_errors(const mab_engine *engine);
  */
 MAB_EXPORT int mab_reset(mab_engine *engine, const char *experiment, mab_error *err);
 
-/* One stored record, as mab_export() visits it and mab_import() takes it. */
+/* One stored record, as mab_export() visits it and mab_import() takes it
+   (mab/records.h reads and writes lists of them as JSON). */
 typedef struct mab_record {
     const char *experiment;
     const char *arm;

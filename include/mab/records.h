@@ -113,7 +113,8 @@ MAB_EXPORT int mab_records_write(FILE *out, const char *name, mab_records_kind k
  * @param n_records receives the number of records.
  * @return MAB_OK; MAB_ECORRUPT for any fault in the text (nothing is
  *         returned); MAB_EINVAL for a NULL argument or an unknown kind;
- *         MAB_ENOMEM.
+ *         MAB_ENOMEM (cJSON does not tell an allocation failure during
+ *         parsing from bad JSON: that case reads as invalid JSON).
  */
 MAB_EXPORT int mab_records_parse(const char *text, size_t len, const char *name,
                                  mab_records_kind kind, mab_record **records,
