@@ -47,7 +47,7 @@ extern "C" {
 #define MAB_ESTORAGE (-7)  /* the storage backend failed to read or write */
 #define MAB_EBUSY (-8)     /* the store is in use by another process */
 #define MAB_ECORRUPT (-9)  /* stored data is unreadable; it was not modified */
-#define MAB_EIO (-10)      /* a file could not be read */
+#define MAB_EIO (-10)      /* a file could not be read or written */
 
 #define MAB_ERROR_MAX 512
 
@@ -268,7 +268,8 @@ MAB_EXPORT uint64_t mab_storage_errors(const mab_engine *engine);
  */
 MAB_EXPORT int mab_reset(mab_engine *engine, const char *experiment, mab_error *err);
 
-/* One stored record, as mab_export() visits it and mab_import() takes it. */
+/* One stored record, as mab_export() visits it and mab_import() takes it
+   (mab/records.h reads and writes lists of them as JSON). */
 typedef struct mab_record {
     const char *experiment;
     const char *arm;

@@ -10,11 +10,14 @@
  *    "experiments": {"EXP": {"ARM": {"pulls": N, "rewards": N,
  *                                    "reward_sum": X, "reward_sum_sq": X}}}}
  *
- * pulls and rewards are integers in [0, 2^53]; reward_sum and reward_sum_sq
- * are finite numbers written with enough digits to read back bit for bit.
- * A file with another "format", another "version", a missing or mistyped
- * field, or anything that is not complete JSON is refused at open with
- * MAB_ECORRUPT and left exactly as it is.
+ * This is libmab's record-set document (include/mab/records.h), the same
+ * reader and writer as `mab export`/`mab import`, with its own "format" tag.
+ * pulls and rewards are integers in [0, 2^53]; reward_sum is a finite
+ * number, reward_sum_sq a finite number >= 0, both written with enough
+ * digits to read back bit for bit. A file with another "format", another
+ * "version", a missing, mistyped or duplicate field or record, or anything
+ * that is not complete JSON is refused at open with MAB_ECORRUPT and left
+ * exactly as it is.
  *
  * The whole table lives in memory and every write replaces the whole file:
  * the snapshot goes to PATH.tmp, is fsynced, renamed over PATH, and the
@@ -33,7 +36,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -44,14 +46,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
+#include "mab/records.h"
 #include "mab/storage.h"
 
-#define JSON_STORE_FORMAT "mab-json-storage"
-#define JSON_STORE_VERSION 1
-/* Counters are stored as JSON numbers, which cJSON reads as doubles: exact up to 2^53. */
-#define JSON_STORE_COUNTER_MAX (UINT64_C(1) << 53)
+/* Counters are stored as JSON numbers, which readers hold as doubles: exact up to 2^53. */
+#define JSON_STORE_COUNTER_MAX MAB_RECORDS_COUNTER_MAX
 #define NO_RECORD SIZE_MAX
 
 typedef struct record {
@@ -175,73 +174,28 @@ static void store_free(json_store *st)
 
 /* ---- writing a snapshot ----------------------------------------------- */
 
-/* A JSON number that reads back as exactly d (cJSON's own printer may drop the last digit). */
-static cJSON *number_exact(double d)
+/* The file's text for every record not marked dropped; NULL with err set. */
+static char *snapshot_text(const json_store *st, mab_error *err)
 {
-    char text[40];
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(text, sizeof text, "%.*g", digits, d);
-        if (strtod(text, NULL) == d)
-            break;
-    }
-    return cJSON_CreateRaw(text);
-}
-
-static cJSON *counter_exact(uint64_t n)
-{
-    char text[24];
-    snprintf(text, sizeof text, "%" PRIu64, n);
-    return cJSON_CreateRaw(text);
-}
-
-static cJSON *totals_to_json(const mab_totals *t)
-{
-    cJSON *obj = cJSON_CreateObject();
-    if (!obj || !cJSON_AddItemToObject(obj, "pulls", counter_exact(t->pulls)) ||
-        !cJSON_AddItemToObject(obj, "rewards", counter_exact(t->rewards)) ||
-        !cJSON_AddItemToObject(obj, "reward_sum", number_exact(t->reward_sum)) ||
-        !cJSON_AddItemToObject(obj, "reward_sum_sq", number_exact(t->reward_sum_sq))) {
-        cJSON_Delete(obj);
+    mab_record *records = malloc((st->n_records ? st->n_records : 1) * sizeof *records);
+    if (!records) {
+        mab_error_set(err, MAB_ENOMEM, "%s: out of memory building the snapshot", st->path);
         return NULL;
     }
-    return obj;
-}
-
-/* The file's text for every record not marked dropped. */
-static char *snapshot_text(const json_store *st)
-{
-    cJSON *root = cJSON_CreateObject();
-    cJSON *experiments = NULL;
-    if (!root || !cJSON_AddStringToObject(root, "format", JSON_STORE_FORMAT) ||
-        !cJSON_AddItemToObject(root, "version", counter_exact(JSON_STORE_VERSION)) ||
-        !(experiments = cJSON_AddObjectToObject(root, "experiments")))
-        goto fail;
-
-    /* Records of one experiment are mostly adjacent: remember the last one. */
-    const char *last_name = NULL;
-    cJSON *last_obj = NULL;
+    size_t n = 0;
     for (size_t i = 0; i < st->n_records; i++) {
         const record *r = &st->records[i];
         if (r->dropped)
             continue;
-        if (!last_name || strcmp(last_name, r->experiment) != 0) {
-            last_obj = cJSON_GetObjectItemCaseSensitive(experiments, r->experiment);
-            if (!last_obj && !(last_obj = cJSON_AddObjectToObject(experiments, r->experiment)))
-                goto fail;
-            last_name = r->experiment;
-        }
-        cJSON *arm = totals_to_json(&r->totals);
-        if (!arm || !cJSON_AddItemToObject(last_obj, r->arm, arm)) {
-            cJSON_Delete(arm);
-            goto fail;
-        }
+        records[n++] = (mab_record){r->experiment, r->arm, r->totals.pulls, r->totals.rewards,
+                                    r->totals.reward_sum, r->totals.reward_sum_sq};
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
+    char *text = NULL;
+    mab_error why = {0};
+    if (mab_records_print(MAB_RECORDS_JSON_STORE, records, n, &text, NULL, &why) != MAB_OK)
+        mab_error_set(err, why.code, "%s: cannot write the snapshot: %s", st->path, why.message);
+    free(records);
     return text;
-fail:
-    cJSON_Delete(root);
-    return NULL;
 }
 
 static int write_all(int fd, const char *buf, size_t len)
@@ -280,21 +234,18 @@ static int fsync_directory(const char *dir)
  */
 static int snapshot_write(json_store *st, mab_error *err)
 {
-    char *text = snapshot_text(st);
+    mab_error why = {0};
+    char *text = snapshot_text(st, &why);
     if (!text)
-        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory building the snapshot",
-                             st->path);
+        return mab_error_set(err, why.code, "%s", why.message);
 
     const char *step = "cannot create";
     int fd = open(st->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         goto fail;
     step = "cannot write";
-    size_t len = strlen(text);
-    /* A trailing newline makes the file friendlier to cat and diff. */
-    text[len] = '\n';
-    int rc = write_all(fd, text, len + 1);
-    text[len] = '\0';
+    /* The text ends with a newline, which makes the file friendlier to cat and diff. */
+    int rc = write_all(fd, text, strlen(text));
     if (rc != 0)
         goto fail;
     step = "cannot fsync";
@@ -326,127 +277,26 @@ fail:;
 
 /* ---- reading the file ------------------------------------------------- */
 
-/* 1-based line and column of byte `offset` in text. */
-static void text_position(const char *text, size_t offset, unsigned long *line,
-                          unsigned long *column)
+/* Fill the (empty) table from the file's text; the reader checks every field. */
+static int table_from_text(json_store *st, const char *text, size_t len, mab_error *err)
 {
-    *line = 1;
-    *column = 1;
-    for (size_t i = 0; i < offset; i++) {
-        if (text[i] == '\n') {
-            (*line)++;
-            *column = 1;
-        } else {
-            (*column)++;
+    mab_record *records;
+    size_t n;
+    int rc = mab_records_parse(text, len, st->path, MAB_RECORDS_JSON_STORE, &records, &n, err);
+    if (rc != MAB_OK)
+        return rc;
+    for (size_t i = 0; i < n && rc == MAB_OK; i++) {
+        record *r = table_insert(st, records[i].experiment, records[i].arm);
+        if (!r) {
+            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            break;
         }
+        r->totals = (mab_totals){.pulls = records[i].pulls, .rewards = records[i].rewards,
+                                 .reward_sum = records[i].reward_sum,
+                                 .reward_sum_sq = records[i].reward_sum_sq};
     }
-}
-
-static int counter_from_json(const cJSON *v, uint64_t *out)
-{
-    if (!cJSON_IsNumber(v))
-        return -1;
-    double d = v->valuedouble;
-    if (!isfinite(d) || d < 0 || d != floor(d) || d > (double)JSON_STORE_COUNTER_MAX)
-        return -1;
-    *out = (uint64_t)d;
-    return 0;
-}
-
-/* Read one arm's record object into t; on error describe the bad field in `what`. */
-static int totals_from_json(const cJSON *obj, mab_totals *t, const char **field,
-                            const char **what)
-{
-    static const char *const names[] = {"pulls", "rewards", "reward_sum", "reward_sum_sq"};
-    *field = NULL;
-    if (!cJSON_IsObject(obj)) {
-        *what = "expected an object";
-        return -1;
-    }
-    for (const cJSON *c = obj->child; c; c = c->next) {
-        int known = 0;
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-            known |= strcmp(c->string, names[i]) == 0;
-        if (!known) {
-            *field = c->string;
-            *what = "unknown field";
-            return -1;
-        }
-    }
-    const cJSON *v;
-    *what = "expected a non-negative integer (at most 2^53)";
-    *field = "pulls";
-    if (!(v = cJSON_GetObjectItemCaseSensitive(obj, *field)) || counter_from_json(v, &t->pulls))
-        return -1;
-    *field = "rewards";
-    if (!(v = cJSON_GetObjectItemCaseSensitive(obj, *field)) || counter_from_json(v, &t->rewards))
-        return -1;
-    *what = "expected a finite number";
-    *field = "reward_sum";
-    v = cJSON_GetObjectItemCaseSensitive(obj, *field);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return -1;
-    t->reward_sum = v->valuedouble;
-    *field = "reward_sum_sq";
-    v = cJSON_GetObjectItemCaseSensitive(obj, *field);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return -1;
-    t->reward_sum_sq = v->valuedouble;
-    return 0;
-}
-
-/* Fill the (empty) table from a parsed document, checking every field. */
-static int table_from_json(json_store *st, const cJSON *root, mab_error *err)
-{
-    if (!cJSON_IsObject(root))
-        return mab_error_set(err, MAB_ECORRUPT, "%s: expected a JSON object at the top level",
-                             st->path);
-    const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
-    if (!cJSON_IsString(format) || strcmp(format->valuestring, JSON_STORE_FORMAT) != 0)
-        return mab_error_set(err, MAB_ECORRUPT,
-                             "%s: format: expected \"" JSON_STORE_FORMAT "\"; not a mab "
-                             "json_file store",
-                             st->path);
-    const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
-    if (!cJSON_IsNumber(version) || !isfinite(version->valuedouble))
-        return mab_error_set(err, MAB_ECORRUPT, "%s: version: expected an integer", st->path);
-    if (version->valuedouble != JSON_STORE_VERSION)
-        return mab_error_set(err, MAB_ECORRUPT,
-                             "%s: unsupported version %g (this json_file plugin reads "
-                             "version %d)",
-                             st->path, version->valuedouble, JSON_STORE_VERSION);
-    for (const cJSON *c = root->child; c; c = c->next)
-        if (strcmp(c->string, "format") && strcmp(c->string, "version") &&
-            strcmp(c->string, "experiments"))
-            return mab_error_set(err, MAB_ECORRUPT, "%s: %s: unknown field", st->path,
-                                 c->string);
-    const cJSON *experiments = cJSON_GetObjectItemCaseSensitive(root, "experiments");
-    if (!cJSON_IsObject(experiments))
-        return mab_error_set(err, MAB_ECORRUPT, "%s: experiments: expected an object",
-                             st->path);
-
-    for (const cJSON *exp = experiments->child; exp; exp = exp->next) {
-        if (!cJSON_IsObject(exp))
-            return mab_error_set(err, MAB_ECORRUPT, "%s: experiments.%s: expected an object",
-                                 st->path, exp->string);
-        for (const cJSON *arm = exp->child; arm; arm = arm->next) {
-            mab_totals t;
-            const char *field, *what;
-            if (totals_from_json(arm, &t, &field, &what) != 0)
-                return mab_error_set(err, MAB_ECORRUPT, "%s: experiments.%s.%s%s%s: %s",
-                                     st->path, exp->string, arm->string, field ? "." : "",
-                                     field ? field : "", what);
-            if (table_find(st, exp->string, arm->string))
-                return mab_error_set(err, MAB_ECORRUPT,
-                                     "%s: experiments.%s.%s: duplicate record", st->path,
-                                     exp->string, arm->string);
-            record *r = table_insert(st, exp->string, arm->string);
-            if (!r)
-                return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
-            r->totals = t;
-        }
-    }
-    return MAB_OK;
+    mab_records_free(records);
+    return rc;
 }
 
 /* Read the whole file into a NUL-terminated buffer; -1 with errno on failure. */
@@ -506,28 +356,10 @@ static int store_load_file(json_store *st, mab_error *err)
         return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
                              strerror(errno));
     }
-    if (len == 0) {
-        free(text);
-        return mab_error_set(err, MAB_ECORRUPT,
-                             "%s: the file is empty (line 1, column 1); expected a "
-                             "json_file store",
-                             st->path);
-    }
-    const char *nul = memchr(text, '\0', len);
-    const char *end = NULL;
-    cJSON *root = nul ? NULL : cJSON_ParseWithOpts(text, &end, 1);
-    if (!root) {
-        size_t offset = nul ? (size_t)(nul - text) : end ? (size_t)(end - text) : 0;
-        unsigned long line, column;
-        text_position(text, offset, &line, &column);
-        free(text);
-        return mab_error_set(err, MAB_ECORRUPT,
-                             "%s: invalid or truncated JSON at line %lu, column %lu", st->path,
-                             line, column);
-    }
+    /* An empty file, a NUL byte or anything else the reader refuses is
+       MAB_ECORRUPT, and the file is left as it is. */
+    int rc = table_from_text(st, text, len, err);
     free(text);
-    int rc = table_from_json(st, root, err);
-    cJSON_Delete(root);
     return rc;
 }
 

@@ -379,6 +379,15 @@ cheap = e['revenue']['cheap']
 assert abs(cheap['reward_sum'] - (3.4333333333333336 + 10 * (cheap['rewards'] - 3))) < 1e-9, cheap
 assert set(cheap) == {'pulls', 'rewards', 'reward_sum', 'reward_sum_sq'}, cheap
 assert e['btn']['red']['reward_sum'] == 0.7, e['btn']"
+# Exactly the doubles the engine summed, although every command above
+# reloaded them from the json_file store's text.
+pycheck "export sums bit for bit" "$json_export" "
+cheap = d['experiments']['revenue']['cheap']
+k = cheap['rewards'] - 3  # the rewards of 10 that simulate --persist sent
+assert cheap['reward_sum'] == ((0.0 + 10 * k) + 0.1) + 3.3333333333333335, cheap
+assert cheap['reward_sum_sq'] == ((0.0 + 100 * k) + 0.1 * 0.1) + 3.3333333333333335 ** 2, cheap
+red = d['experiments']['btn']['red']
+assert red['reward_sum'] == 0.7 and red['reward_sum_sq'] == 0.7 * 0.7, red"
 expect 0 "$mab" export "$cfg" --out "$tmp/export.json"
 [[ $(cat "$tmp/export.json") == "$json_export" ]] || fail "export --out differs from stdout"
 [[ ! -e $tmp/export.json.tmp ]] || fail "export --out left its temporary file"
@@ -390,6 +399,10 @@ expect 0 "$mab" import "$cfg_lmdb" "$tmp/export.json"
 contains "$out" "imported" "import says what it did"
 expect 0 "$mab" export "$cfg_lmdb"
 [[ $out == "$json_export" ]] || fail "json_file -> lmdb export differs: $out"
+# Sums travel bit for bit: stats --json prints them with 17 significant
+# digits, which name one double exactly.
+[[ $("$mab" stats "$cfg_lmdb" --json) == "$(stats_json)" ]] ||
+    fail "json_file -> lmdb: sums are not bit for bit the same"
 # And back, into a fresh json_file store.
 cfg_back=$tmp/mab-back.json
 sed "s|$state|$tmp/back.json|" "$cfg" >"$cfg_back"
@@ -430,6 +443,37 @@ bad_import "unknown arm" '{"format": "mab-export", "version": 1, "experiments": 
 bad_import "bad field" '{"format": "mab-export", "version": 1, "experiments": {
   "btn": {"green": {"pulls": -5, "rewards": 1, "reward_sum": 1, "reward_sum_sq": 1}}}}' \
     "experiments.btn.green.pulls"
+bad_import "duplicate record" '{"format": "mab-export", "version": 1, "experiments": {
+  "btn": {"green": {"pulls": 5, "rewards": 1, "reward_sum": 1, "reward_sum_sq": 1},
+          "green": {"pulls": 1, "rewards": 0, "reward_sum": 0, "reward_sum_sq": 0}}}}' \
+    "experiments.btn.green: duplicate record"
+bad_import "infinite sum" '{"format": "mab-export", "version": 1, "experiments": {
+  "btn": {"green": {"pulls": 5, "rewards": 1, "reward_sum": 1e999, "reward_sum_sq": 1}}}}' \
+    "experiments.btn.green.reward_sum: expected a finite number"
+# An export in the layout older versions wrote (two-space indents, one arm
+# per line) still imports.
+cfg_old=$tmp/mab-old-layout.json
+sed 's|"storage": {[^}]*}|"storage": {"plugin": "lmdb", "path": "old-layout-store"}|' \
+    "$cfg" >"$cfg_old"
+cat >"$tmp/old-layout.json" <<'EOF2'
+{
+  "format": "mab-export",
+  "version": 1,
+  "experiments": {
+    "btn": {
+      "green": {"pulls": 5, "rewards": 2, "reward_sum": 1.5, "reward_sum_sq": 1.25},
+      "red": {"pulls": 3, "rewards": 1, "reward_sum": 0.69999999999999996, "reward_sum_sq": 0.49}
+    }
+  }
+}
+EOF2
+expect 0 "$mab" import "$cfg_old" "$tmp/old-layout.json"
+contains "$out" "imported 2 records" "import of the older export layout"
+pycheck "older export layout imported" "$("$mab" stats "$cfg_old" --json)" "
+a = d['experiments']['btn']['arms']
+assert (a['green']['pulls'], a['green']['rewards'], a['green']['reward_sum']) == (5, 2, 1.5), a
+assert (a['red']['pulls'], a['red']['rewards'], a['red']['reward_sum']) == (3, 1, 0.7), a"
+
 expect 1 "$mab" import "$cfg_lmdb" "$tmp/no-such-file.json"
 contains "$err" "no-such-file.json" "import of a missing file"
 expect 2 "$mab" import "$cfg_lmdb"

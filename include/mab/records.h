@@ -1,0 +1,129 @@
+/*
+ * records.h - the record-set JSON document: one reader and one writer for
+ * the files that hold stored counters as JSON.
+ *
+ * Two kinds of file use this one document, and differ only in the tag of
+ * their "format" field:
+ *
+ *   {"format": TAG, "version": 1,
+ *    "experiments": {"EXP": {"ARM": {"pulls": N, "rewards": N,
+ *                                    "reward_sum": X, "reward_sum_sq": X}}}}
+ *
+ *   MAB_RECORDS_EXPORT      TAG "mab-export": written by `mab export`, read
+ *                           by `mab import`, to move counters between stores
+ *   MAB_RECORDS_JSON_STORE  TAG "mab-json-storage": the state file of the
+ *                           json_file storage plugin
+ *
+ * pulls and rewards are integers in [0, 2^53] (JSON numbers are read as
+ * doubles: exact up to 2^53); reward_sum is a finite number, reward_sum_sq a
+ * finite number >= 0, both written with the fewest digits that read back bit
+ * for bit. An (experiment, arm) pair appears at most once. The text is
+ * cJSON's indented form (one field per line) ending with a newline, so errors
+ * can name a line.
+ *
+ * Conventions of mab.h apply: an int status, a `mab_error *err` last (may be
+ * NULL), and the library never prints.
+ */
+#ifndef MAB_RECORDS_H
+#define MAB_RECORDS_H
+
+#include <stdio.h>
+
+#include "mab/mab.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a record-set document is for; it decides the "format" tag. */
+typedef enum mab_records_kind {
+    MAB_RECORDS_EXPORT = 1,     /* "mab-export" */
+    MAB_RECORDS_JSON_STORE = 2, /* "mab-json-storage" */
+} mab_records_kind;
+
+/* The document version this library writes and reads. */
+#define MAB_RECORDS_VERSION 1
+
+/* The largest counter a document can carry exactly: 2^53. */
+#define MAB_RECORDS_COUNTER_MAX (UINT64_C(1) << 53)
+
+/**
+ * @brief The "format" tag of a kind ("mab-export", "mab-json-storage").
+ * @return a static string, or NULL for an unknown kind.
+ */
+MAB_EXPORT const char *mab_records_format_tag(mab_records_kind kind);
+
+/**
+ * @brief Write records as the text of a record-set document.
+ *
+ * Records are grouped by experiment in the order each experiment first
+ * appears, arms in the order given (sort them first for a stable text).
+ * Nothing is written that mab_records_parse() would refuse.
+ *
+ * @param kind MAB_RECORDS_EXPORT or MAB_RECORDS_JSON_STORE.
+ * @param records array of n_records records (may be NULL when n_records is 0);
+ *        not modified, not retained.
+ * @param text receives a NUL-terminated text ending in "\n", allocated with
+ *        malloc(): the caller frees it with free(). Untouched on failure.
+ * @param len receives strlen(*text); may be NULL.
+ * @return MAB_OK;
+ *         MAB_EINVAL: NULL text, an unknown kind, a record with a NULL
+ *         experiment or arm, a non-finite reward_sum or reward_sum_sq, a
+ *         negative reward_sum_sq, or an (experiment, arm) pair given twice
+ *         (the message names "experiments.EXP.ARM[.FIELD]");
+ *         MAB_ERANGE: pulls or rewards above 2^53 (named the same way);
+ *         MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_records_print(mab_records_kind kind, const mab_record *records,
+                                 size_t n_records, char **text, size_t *len, mab_error *err);
+
+/**
+ * @brief mab_records_print() to a stdio stream.
+ * @param out the stream; the caller flushes and closes it (a write error
+ *        the stream only reports at fflush() or fclose() is the caller's).
+ * @param name what the stream is, for error messages (a path, "stdout").
+ * @return the codes of mab_records_print(), or MAB_EIO when fwrite() fails
+ *         ("NAME: cannot write: REASON"); then part of the text may have
+ *         been written.
+ */
+MAB_EXPORT int mab_records_write(FILE *out, const char *name, mab_records_kind kind,
+                                 const mab_record *records, size_t n_records, mab_error *err);
+
+/**
+ * @brief Parse the text of a record-set document of the given kind.
+ *
+ * Every field is checked; any fault refuses the whole document and names
+ * it: "NAME: invalid JSON at line L, column C (malformed or truncated)",
+ * "NAME: the file is empty ...", "NAME: format: expected \"mab-export\" ...",
+ * "NAME: unsupported export version 2 (this libmab reads version 1)",
+ * "NAME: experiments.EXP.ARM.pulls: expected a non-negative integer (at
+ * most 2^53)", "NAME: experiments.EXP.ARM: duplicate record", and so on.
+ *
+ * @param text the document; need not be NUL-terminated. A NUL byte inside
+ *        the first len bytes is invalid JSON at its position.
+ * @param len its length in bytes.
+ * @param name what the text is (usually its file's path), first in every
+ *        error message; must not be NULL.
+ * @param kind the kind expected: a document of the other kind is refused
+ *        by its "format".
+ * @param records receives an array of *n_records records in document order
+ *        (NULL when there are none). The array and every string it points
+ *        to are one allocation: free it with mab_records_free(). Untouched
+ *        on failure.
+ * @param n_records receives the number of records.
+ * @return MAB_OK; MAB_ECORRUPT for any fault in the text (nothing is
+ *         returned); MAB_EINVAL for a NULL argument or an unknown kind;
+ *         MAB_ENOMEM (cJSON does not tell an allocation failure during
+ *         parsing from bad JSON: that case reads as invalid JSON).
+ */
+MAB_EXPORT int mab_records_parse(const char *text, size_t len, const char *name,
+                                 mab_records_kind kind, mab_record **records,
+                                 size_t *n_records, mab_error *err);
+
+/** @brief Free what mab_records_parse() returned; NULL is fine. */
+MAB_EXPORT void mab_records_free(mab_record *records);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAB_RECORDS_H */

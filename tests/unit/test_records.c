@@ -1,0 +1,420 @@
+/*
+ * test_records.c - the record-set JSON reader and writer shared by `mab
+ * export`/`mab import` and the json_file storage plugin
+ * (include/mab/records.h): exact round trips, the documents older versions
+ * wrote, and hostile input refused with the file and JSON path named.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mab/records.h"
+
+#define NAME "/srv/state/counters.json"
+
+static void assert_records_equal(const mab_record *a, const mab_record *b)
+{
+    assert_string_equal(a->experiment, b->experiment);
+    assert_string_equal(a->arm, b->arm);
+    assert_int_equal(a->pulls, b->pulls);
+    assert_int_equal(a->rewards, b->rewards);
+    /* Bit for bit: -0.0 and 0.0 differ, and so would a last-digit rounding. */
+    assert_memory_equal(&a->reward_sum, &b->reward_sum, sizeof(double));
+    assert_memory_equal(&a->reward_sum_sq, &b->reward_sum_sq, sizeof(double));
+}
+
+static char *print_ok(mab_records_kind kind, const mab_record *r, size_t n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    mab_error err = {0};
+    int rc = mab_records_print(kind, r, n, &text, &len, &err);
+    if (rc != MAB_OK)
+        fail_msg("print: %d %s", rc, err.message);
+    assert_int_equal(len, strlen(text));
+    return text;
+}
+
+static void test_round_trip_is_bit_exact(void **state)
+{
+    (void)state;
+    const double third = 1.0 / 3.0;
+    const mab_record in[] = {
+        {"color_btn", "green", 1200, 48, 0.1 + 0.2, 3.3333333333333335, },
+        {"color_btn", "red", 0, 0, -0.0, 0.0},
+        {"txt_btn", "casual", MAB_RECORDS_COUNTER_MAX, MAB_RECORDS_COUNTER_MAX, -2.5e-300,
+         1.7976931348623157e308},
+        {"txt_btn", "neutral \"quoted\" \\ \xc3\xbc \t\n\x01", 5, 4, 123456.789, 4.9e-324},
+        /* Not adjacent to its experiment's other records: grouped all the same. */
+        {"color_btn", "blue", 7, 3, third, third * third},
+        {"e", "", 1, 1, 1e-320, 9007199254740993.0},
+    };
+    size_t n = sizeof in / sizeof in[0];
+    for (int kind = MAB_RECORDS_EXPORT; kind <= MAB_RECORDS_JSON_STORE; kind++) {
+        char *text = print_ok(kind, in, n);
+        mab_record *out = NULL;
+        size_t n_out = 0;
+        mab_error err = {0};
+        int rc = mab_records_parse(text, strlen(text), NAME, kind, &out, &n_out, &err);
+        if (rc != MAB_OK)
+            fail_msg("parse: %d %s in %s", rc, err.message, text);
+        assert_int_equal(n_out, n);
+        /* Grouped by experiment, in order of first appearance. */
+        const size_t order[] = {0, 1, 4, 2, 3, 5};
+        for (size_t i = 0; i < n; i++)
+            assert_records_equal(&out[i], &in[order[i]]);
+        /* Printing what was read gives the same text again. */
+        char *again = print_ok(kind, out, n_out);
+        assert_string_equal(again, text);
+        free(again);
+        mab_records_free(out);
+        free(text);
+    }
+}
+
+static void test_text_shape(void **state)
+{
+    (void)state;
+    const mab_record r = {"btn", "red", 3, 1, 0.7, 0.49};
+    char *text = print_ok(MAB_RECORDS_EXPORT, &r, 1);
+    assert_string_equal(text, "{\n\t\"format\":\t\"mab-export\",\n\t\"version\":\t1,\n"
+                              "\t\"experiments\":\t{\n\t\t\"btn\":\t{\n\t\t\t\"red\":\t{\n"
+                              "\t\t\t\t\"pulls\":\t3,\n\t\t\t\t\"rewards\":\t1,\n"
+                              "\t\t\t\t\"reward_sum\":\t0.7,\n"
+                              "\t\t\t\t\"reward_sum_sq\":\t0.49\n\t\t\t}\n\t\t}\n\t}\n}\n");
+    free(text);
+    text = print_ok(MAB_RECORDS_JSON_STORE, NULL, 0);
+    assert_string_equal(text, "{\n\t\"format\":\t\"mab-json-storage\",\n\t\"version\":\t1,\n"
+                              "\t\"experiments\":\t{\n\t}\n}\n");
+    free(text);
+    assert_string_equal(mab_records_format_tag(MAB_RECORDS_EXPORT), "mab-export");
+    assert_string_equal(mab_records_format_tag(MAB_RECORDS_JSON_STORE), "mab-json-storage");
+    assert_null(mab_records_format_tag((mab_records_kind)99));
+}
+
+static mab_record *parse_ok(const char *text, mab_records_kind kind, size_t *n)
+{
+    mab_record *out = NULL;
+    mab_error err = {0};
+    int rc = mab_records_parse(text, strlen(text), NAME, kind, &out, n, &err);
+    if (rc != MAB_OK)
+        fail_msg("parse: %d %s", rc, err.message);
+    return out;
+}
+
+/* What `mab export` and the json_file plugin wrote before they shared this code. */
+static void test_reads_older_layouts(void **state)
+{
+    (void)state;
+    const char *old_export = "{\n  \"format\": \"mab-export\",\n  \"version\": 1,\n"
+                             "  \"experiments\": {\n    \"btn\": {\n"
+                             "      \"green\": {\"pulls\": 5, \"rewards\": 2, \"reward_sum\": "
+                             "1.5, \"reward_sum_sq\": 1.25},\n"
+                             "      \"red\": {\"pulls\": 3, \"rewards\": 1, \"reward_sum\": "
+                             "0.69999999999999996, \"reward_sum_sq\": 0.48999999999999994}\n"
+                             "    }\n  }\n}\n";
+    size_t n;
+    mab_record *r = parse_ok(old_export, MAB_RECORDS_EXPORT, &n);
+    assert_int_equal(n, 2);
+    mab_record want[] = {{"btn", "green", 5, 2, 1.5, 1.25},
+                         {"btn", "red", 3, 1, 0.7, 0.48999999999999994}};
+    assert_records_equal(&r[0], &want[0]);
+    assert_records_equal(&r[1], &want[1]);
+    mab_records_free(r);
+
+    const char *old_store = "{\n\t\"format\":\t\"mab-json-storage\",\n\t\"version\":\t1,\n"
+                            "\t\"experiments\":\t{\n\t\t\"e\":\t{\n\t\t\t\"a\":\t{\n"
+                            "\t\t\t\t\"pulls\":\t9007199254740992,\n\t\t\t\t\"rewards\":\t0,\n"
+                            "\t\t\t\t\"reward_sum\":\t-2.5e-300,\n"
+                            "\t\t\t\t\"reward_sum_sq\":\t1e-320\n\t\t\t}\n\t\t}\n\t}\n}\n";
+    r = parse_ok(old_store, MAB_RECORDS_JSON_STORE, &n);
+    assert_int_equal(n, 1);
+    mab_record w = {"e", "a", MAB_RECORDS_COUNTER_MAX, 0, -2.5e-300, 1e-320};
+    assert_records_equal(&r[0], &w);
+    mab_records_free(r);
+
+    /* No records at all, and experiments without arms. */
+    r = parse_ok("{\"format\":\"mab-export\",\"version\":1,\"experiments\":{\"x\":{}}}",
+                 MAB_RECORDS_EXPORT, &n);
+    assert_int_equal(n, 0);
+    assert_null(r);
+}
+
+/* text of `len` bytes must be refused with MAB_ECORRUPT, naming NAME and `fragment`. */
+static void refused_len(const char *text, size_t len, mab_records_kind kind,
+                        const char *fragment)
+{
+    mab_record *out = (mab_record *)(uintptr_t)0x1;
+    size_t n = 12345;
+    mab_error err = {0};
+    int rc = mab_records_parse(text, len, NAME, kind, &out, &n, &err);
+    if (rc != MAB_ECORRUPT)
+        fail_msg("expected MAB_ECORRUPT for '%.*s', got %d: %s", (int)len, text, rc,
+                 err.message);
+    assert_int_equal(err.code, MAB_ECORRUPT);
+    assert_ptr_equal(out, (mab_record *)(uintptr_t)0x1); /* untouched */
+    assert_int_equal(n, 12345);
+    if (strncmp(err.message, NAME ": ", strlen(NAME) + 2) != 0)
+        fail_msg("\"%s\" does not start with the name", err.message);
+    if (!strstr(err.message, fragment))
+        fail_msg("\"%s\" does not contain \"%s\"", err.message, fragment);
+}
+
+static void refused(const char *text, const char *fragment)
+{
+    refused_len(text, strlen(text), MAB_RECORDS_EXPORT, fragment);
+}
+
+#define DOC(exps) "{\"format\":\"mab-export\",\"version\":1,\"experiments\":{" exps "}}"
+#define ARM(fields) DOC("\"btn\":{\"green\":{" fields "}}")
+#define OK_FIELDS "\"pulls\":5,\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":1"
+
+static void test_hostile_numbers(void **state)
+{
+    (void)state;
+    const char *counter = "expected a non-negative integer (at most 2^53)";
+    refused(ARM("\"pulls\":-5,\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":1"),
+            "experiments.btn.green.pulls: expected a non-negative integer");
+    refused(ARM("\"pulls\":5,\"rewards\":-1,\"reward_sum\":1,\"reward_sum_sq\":1"),
+            "experiments.btn.green.rewards: expected a non-negative integer");
+    refused(ARM("\"pulls\":0.5,\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":1"),
+            "experiments.btn.green.pulls");
+    /* 2^53 + 2: the first counter a double can hold but JSON readers may round. */
+    refused(ARM("\"pulls\":9007199254740994,\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":1"),
+            counter);
+    refused(ARM("\"pulls\":1e999,\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":1"),
+            "experiments.btn.green.pulls");
+    /* Numbers too large for a double read as infinities: refused. */
+    refused(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":1e999,\"reward_sum_sq\":1"),
+            "experiments.btn.green.reward_sum: expected a finite number");
+    refused(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":-1e999,\"reward_sum_sq\":1"),
+            "experiments.btn.green.reward_sum: expected a finite number");
+    refused(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":1e400"),
+            "experiments.btn.green.reward_sum_sq: expected a finite, non-negative number");
+    refused(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":-0.5"),
+            "experiments.btn.green.reward_sum_sq");
+    /* JSON has no NaN or Infinity: such text is not JSON at all. */
+    refused(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":NaN,\"reward_sum_sq\":1"),
+            "invalid JSON at line 1, column");
+    refused(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":Infinity,\"reward_sum_sq\":1"),
+            "invalid JSON at line 1, column");
+    /* A negative reward sum is fine: reward ranges may be negative. */
+    size_t n;
+    mab_record *r =
+        parse_ok(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":-3.5,\"reward_sum_sq\":12.25"),
+                 MAB_RECORDS_EXPORT, &n);
+    assert_int_equal(n, 1);
+    assert_true(r[0].reward_sum == -3.5);
+    mab_records_free(r);
+}
+
+static void test_hostile_types_and_fields(void **state)
+{
+    (void)state;
+    refused(ARM("\"pulls\":\"5\",\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":1"),
+            "experiments.btn.green.pulls");
+    refused(ARM("\"pulls\":true,\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":1"),
+            "experiments.btn.green.pulls");
+    refused(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":null,\"reward_sum_sq\":1"),
+            "experiments.btn.green.reward_sum: expected a finite number");
+    refused(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":[1],\"reward_sum_sq\":1"),
+            "experiments.btn.green.reward_sum");
+    refused(ARM("\"pulls\":5,\"rewards\":1,\"reward_sum\":1"), "experiments.btn.green.reward_sum_sq");
+    refused(ARM(OK_FIELDS ",\"mean\":1"), "experiments.btn.green.mean: unknown field");
+    refused(ARM(OK_FIELDS ",\"pulls\":6"), "experiments.btn.green.pulls: duplicate field");
+    refused(DOC("\"btn\":{\"green\":[1,2]}"), "experiments.btn.green: expected an object");
+    refused(DOC("\"btn\":[]"), "experiments.btn: expected an object");
+    refused(DOC("\"btn\":3"), "experiments.btn: expected an object");
+    refused("{\"format\":\"mab-export\",\"version\":1,\"experiments\":[]}",
+            "experiments: expected an object");
+    refused("{\"format\":\"mab-export\",\"version\":1}", "experiments: expected an object");
+    refused("{\"format\":\"mab-export\",\"version\":\"1\",\"experiments\":{}}",
+            "version: expected an integer");
+    refused("{\"format\":\"mab-export\",\"experiments\":{}}", "version: expected an integer");
+    refused("{\"format\":\"mab-export\",\"version\":2,\"experiments\":{}}",
+            "unsupported export version 2 (this libmab reads version 1)");
+    refused("{\"format\":\"mab-export\",\"version\":1.5,\"experiments\":{}}",
+            "unsupported export version 1.5");
+    refused("{\"format\":\"mab-export\",\"version\":1,\"experiments\":{},\"extra\":1}",
+            "extra: unknown field");
+    refused("{\"format\":\"mab-export\",\"version\":1,\"version\":1,\"experiments\":{}}",
+            "version: duplicate field");
+    refused("{\"version\":1,\"experiments\":{}}", "format: expected \"mab-export\"");
+    refused("{\"format\":7,\"version\":1,\"experiments\":{}}", "format: expected \"mab-export\"");
+    refused("[1,2,3]", "expected a JSON object at the top level");
+    refused("\"mab-export\"", "expected a JSON object at the top level");
+    /* One kind is not the other. */
+    refused("{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{}}",
+            "format: expected \"mab-export\" (a file written by `mab export`)");
+    const char *export_doc = DOC("");
+    refused_len(export_doc, strlen(export_doc), MAB_RECORDS_JSON_STORE,
+                "format: expected \"mab-json-storage\"");
+    refused_len("{\"format\":\"mab-json-storage\",\"version\":3,\"experiments\":{}}",
+                strlen("{\"format\":\"mab-json-storage\",\"version\":3,\"experiments\":{}}"),
+                MAB_RECORDS_JSON_STORE, "unsupported json_file store version 3");
+}
+
+static void test_duplicates(void **state)
+{
+    (void)state;
+    refused(DOC("\"btn\":{\"green\":{" OK_FIELDS "},\"red\":{" OK_FIELDS "},\"green\":{" OK_FIELDS
+                "}}"),
+            "experiments.btn.green: duplicate record");
+    refused(DOC("\"btn\":{\"green\":{" OK_FIELDS "}},\"other\":{},\"btn\":{\"red\":{" OK_FIELDS
+                "}}"),
+            "experiments.btn: duplicate experiment");
+    /* The same arm id in two experiments is two records. */
+    size_t n;
+    mab_record *r = parse_ok(DOC("\"a\":{\"x\":{" OK_FIELDS "}},\"b\":{\"x\":{" OK_FIELDS "}}"),
+                             MAB_RECORDS_EXPORT, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(r[0].experiment, "a");
+    assert_string_equal(r[1].experiment, "b");
+    mab_records_free(r);
+    /* Many records: duplicates are found by hashing, the last one too. */
+    enum { MANY = 3000 };
+    mab_record *many = calloc(MANY + 1, sizeof *many);
+    char (*ids)[16] = calloc(MANY, sizeof *ids);
+    assert_non_null(many);
+    assert_non_null(ids);
+    for (size_t i = 0; i < MANY; i++) {
+        snprintf(ids[i], sizeof ids[i], "arm%zu", i);
+        many[i] = (mab_record){i % 2 ? "odd" : "even", ids[i], i, 0, 0, 0};
+    }
+    char *text = print_ok(MAB_RECORDS_EXPORT, many, MANY);
+    r = parse_ok(text, MAB_RECORDS_EXPORT, &n);
+    assert_int_equal(n, MANY);
+    mab_records_free(r);
+    free(text);
+    many[MANY] = many[1234];
+    mab_error err = {0};
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, many, MANY + 1, &text, NULL, &err),
+                     MAB_EINVAL);
+    assert_string_equal(err.message, "experiments.even.arm1234: the record is given twice");
+    free(many);
+    free(ids);
+}
+
+static void test_truncated_and_malformed(void **state)
+{
+    (void)state;
+    const mab_record in[] = {{"btn", "green", 5, 2, 0.1, 0.01}, {"btn", "red", 3, 1, 0.7, 0.49}};
+    char *text = print_ok(MAB_RECORDS_EXPORT, in, 2);
+    size_t len = strlen(text);
+    /* Every proper prefix is refused; only the final newline may go. */
+    for (size_t cut = 0; cut + 1 < len; cut++)
+        refused_len(text, cut, MAB_RECORDS_EXPORT, cut ? "invalid JSON at line" : "empty");
+    size_t n;
+    mab_record *out = NULL;
+    mab_error err = {0};
+    assert_int_equal(mab_records_parse(text, len - 1, NAME, MAB_RECORDS_EXPORT, &out, &n, &err),
+                     MAB_OK);
+    assert_int_equal(n, 2);
+    mab_records_free(out);
+    /* The position is the one where the JSON went wrong. */
+    refused("{\"format\":\"mab-export\",\n\"version\":1,\n\"experiments\":{x}}",
+            "invalid JSON at line 3, column 1");
+    refused(DOC("") " trailing", "invalid JSON at line 1, column 54");
+    refused(DOC("") "{}", "invalid JSON at line 1, column 53");
+    /* A NUL byte inside the text. */
+    char with_nul[] = "{\"format\":\"mab-export\",\0\"version\":1,\"experiments\":{}}";
+    refused_len(with_nul, sizeof with_nul - 1, MAB_RECORDS_EXPORT,
+                "invalid JSON at line 1, column 24");
+    refused_len("", 0, MAB_RECORDS_EXPORT, "the file is empty");
+    refused("   \n", "invalid JSON at line 1");
+    free(text);
+}
+
+static void test_writer_refusals(void **state)
+{
+    (void)state;
+    char *text = (char *)(uintptr_t)0x1;
+    mab_error err = {0};
+    mab_record r = {"btn", "green", 1, 1, NAN, 0};
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, &r, 1, &text, NULL, &err), MAB_EINVAL);
+    assert_string_equal(err.message, "experiments.btn.green.reward_sum: not a finite number");
+    r.reward_sum = INFINITY;
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, &r, 1, &text, NULL, &err), MAB_EINVAL);
+    r.reward_sum = 1;
+    r.reward_sum_sq = -1;
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, &r, 1, &text, NULL, &err), MAB_EINVAL);
+    assert_non_null(strstr(err.message, "experiments.btn.green.reward_sum_sq"));
+    r.reward_sum_sq = NAN;
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, &r, 1, &text, NULL, &err), MAB_EINVAL);
+    r.reward_sum_sq = 1;
+    r.pulls = MAB_RECORDS_COUNTER_MAX + 1;
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, &r, 1, &text, NULL, &err), MAB_ERANGE);
+    assert_non_null(strstr(err.message, "experiments.btn.green.pulls"));
+    r.pulls = 1;
+    r.rewards = UINT64_MAX;
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, &r, 1, &text, NULL, &err), MAB_ERANGE);
+    r.rewards = 1;
+    r.arm = NULL;
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, &r, 1, &text, NULL, &err), MAB_EINVAL);
+    r.arm = "green";
+    assert_int_equal(mab_records_print((mab_records_kind)0, &r, 1, &text, NULL, &err), MAB_EINVAL);
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, &r, 1, NULL, NULL, &err), MAB_EINVAL);
+    assert_ptr_equal(text, (char *)(uintptr_t)0x1); /* untouched by every failure */
+
+    mab_record *out;
+    size_t n;
+    assert_int_equal(mab_records_parse("{}", 2, NULL, MAB_RECORDS_EXPORT, &out, &n, &err),
+                     MAB_EINVAL);
+    assert_int_equal(mab_records_parse("{}", 2, NAME, (mab_records_kind)7, &out, &n, &err),
+                     MAB_EINVAL);
+    /* err may be NULL. */
+    assert_int_equal(mab_records_parse("{", 1, NAME, MAB_RECORDS_EXPORT, &out, &n, NULL),
+                     MAB_ECORRUPT);
+}
+
+static void test_write_to_stream(void **state)
+{
+    (void)state;
+    const mab_record r = {"btn", "red", 3, 1, 0.7, 0.49};
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    mab_error err = {0};
+    assert_int_equal(mab_records_write(f, "tmpfile", MAB_RECORDS_EXPORT, &r, 1, &err), MAB_OK);
+    long size = ftell(f);
+    rewind(f);
+    char buf[1024];
+    size_t got = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    char *text = print_ok(MAB_RECORDS_EXPORT, &r, 1);
+    assert_int_equal(got, (size_t)size);
+    assert_int_equal(got, strlen(text));
+    assert_memory_equal(buf, text, got);
+    free(text);
+
+    /* A stream that cannot take the text: MAB_EIO naming it. */
+    FILE *full = fopen("/dev/full", "w");
+    assert_non_null(full);
+    setvbuf(full, NULL, _IONBF, 0);
+    assert_int_equal(mab_records_write(full, "/dev/full", MAB_RECORDS_EXPORT, &r, 1, &err),
+                     MAB_EIO);
+    assert_non_null(strstr(err.message, "/dev/full: cannot write: "));
+    fclose(full);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_is_bit_exact),
+        cmocka_unit_test(test_text_shape),
+        cmocka_unit_test(test_reads_older_layouts),
+        cmocka_unit_test(test_hostile_numbers),
+        cmocka_unit_test(test_hostile_types_and_fields),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_truncated_and_malformed),
+        cmocka_unit_test(test_writer_refusals),
+        cmocka_unit_test(test_write_to_stream),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
