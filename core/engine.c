@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "engine_access.h"
 #include "engine.h"
 
 static atomic_uint_fast64_t next_engine_serial = 1;
@@ -852,6 +853,69 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
     if (e->sync_always && e->storage)
         return wait_durable(e, seq, err);
     return MAB_OK;
+}
+
+/* ---- reward once: claims (engine_access.h) ---------------------------- */
+
+int mab__engine_has_claims(const mab_engine *e)
+{
+    return e && e->storage && mab__storage_has(e->storage, claim) && e->storage->claim;
+}
+
+int mab_storage_has_claims(const mab_engine *e)
+{
+    return mab__engine_has_claims(e);
+}
+
+/*
+ * Failure orders. With sync "always" the claim and the reward's increment
+ * are one call of the plugin (claim with deltas: one LMDB transaction, one
+ * json_file write; MongoDB undoes the claim when the increment fails), so a
+ * reward answered MAB_OK is durable with its claim and one answered
+ * MAB_ESTORAGE left neither behind: the visitor's retry can count. The
+ * increment bypasses the write-behind queue (it is already stored), so it
+ * goes to the published totals only, under flush_mu so that no refresh
+ * reads the store between the commit and the add.
+ *
+ * With sync {"interval_ms": N} the claim is immediate and the increment is
+ * queued like any other: a crash before the next batch loses it (as it
+ * loses every pending increment) while its claim stays, so that reward is
+ * lost, never counted twice. The same holds if mab_reward fails after the
+ * claim was granted (out of memory): the claim stays.
+ */
+int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *arm,
+                             double value, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
+                             int64_t expires_at, mab_error *err)
+{
+    mab__experiment *x;
+    size_t i;
+    int rc = find_experiment_arm(e, experiment, arm, &x, &i, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!mab__engine_has_claims(e))
+        return mab_error_set(err, MAB_EINVAL, "%s: storage %s keeps no claims (storage ABI < 1.2)",
+                             e->config_path, e->storage ? e->storage_path : "(none)");
+    if (!isfinite(value) || value < x->reward_min || value > x->reward_max)
+        return mab_error_set(err, MAB_ERANGE,
+                             "experiments.%s: reward %g for arm \"%s\" is not a finite number "
+                             "in the reward range [%g, %g]",
+                             x->id, value, arm, x->reward_min, x->reward_max);
+    if (!e->sync_always) {
+        pthread_mutex_lock(&e->flush_mu);
+        rc = e->storage->claim(e->storage_state, assignment_id, expires_at, NULL, 0, err);
+        pthread_mutex_unlock(&e->flush_mu);
+        return rc == MAB_OK ? mab_reward(e, experiment, arm, value, err) : rc;
+    }
+    mab_delta d = {x->id, x->arms[i].id, {0, 1, value, value * value}};
+    pthread_mutex_lock(&e->flush_mu);
+    rc = e->storage->claim(e->storage_state, assignment_id, expires_at, &d, 1, err);
+    if (rc == MAB_OK) {
+        pthread_rwlock_rdlock(&e->publish_lock);
+        atomic_totals_add(&x->arms[i].published, &d.add);
+        pthread_rwlock_unlock(&e->publish_lock);
+    }
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
 }
 
 /* ---- statistics and reset -------------------------------------------- */

@@ -136,6 +136,8 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out, 
                         : !s->reset ? "reset" : !s->close ? "close" : !s->name ? "name" : NULL;
     if (!missing && mab__storage_has(s, replace))
         missing = !s->scan ? "scan" : !s->replace ? "replace" : NULL;
+    if (!missing && mab__storage_has(s, claim) && !s->claim)
+        missing = "claim";
     if (missing)
         return missing_callback(handle, path, "storage", missing, err);
     *out = s;

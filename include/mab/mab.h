@@ -48,6 +48,7 @@ extern "C" {
 #define MAB_EBUSY (-8)     /* the store is in use by another process */
 #define MAB_ECORRUPT (-9)  /* stored data is unreadable; it was not modified */
 #define MAB_EIO (-10)      /* a file could not be read or written */
+#define MAB_ECLAIMED (-11) /* storage: the assignment was already claimed (rewarded) */
 
 #define MAB_ERROR_MAX 512
 
@@ -234,6 +235,16 @@ MAB_EXPORT int mab_experiment_at(const mab_engine *engine, size_t index,
 
 /** @brief The name of the storage plugin in use ("none" with MAB_OPEN_NO_STORAGE). */
 MAB_EXPORT const char *mab_storage_name(const mab_engine *engine);
+
+/**
+ * @brief Whether the storage keeps reward claims (a storage plugin of ABI
+ *        >= 1.2): then the adapter counts a reward once per assignment
+ *        across every thread, process, restart and machine sharing the
+ *        store. Otherwise (an older plugin, or no storage) only once per
+ *        process, through the adapter's bounded memory.
+ * @return 1 or 0.
+ */
+MAB_EXPORT int mab_storage_has_claims(const mab_engine *engine);
 
 /**
  * @brief Current totals of every arm of an experiment, including this

@@ -1,6 +1,18 @@
 /*
  * storage.h - the storage plugin ABI.
  *
+ * Changelog (fields are only appended; the core reads a field only when the
+ * plugin's struct_size covers it):
+ *   1.0  open, load, apply, reset, close: counters per (experiment, arm),
+ *        received as increments.
+ *   1.1  refresh_ms (other writers share the store), scan (export) and
+ *        replace (import --replace).
+ *   1.2  claim: storage's atomic first-wins record that an assignment was
+ *        rewarded, shared by every thread, process, restart and machine
+ *        using the store (reward once, DESIGN.md decision 12). A plugin
+ *        older than 1.2 has no claims: the adapter then guards rewards with
+ *        a per-process memory only, and `mab check` says so.
+ *
  * A storage plugin is a shared object exporting exactly one symbol,
  * `mab_storage_entry`, returning a pointer to a static mab_storage
  * descriptor (use MAB_STORAGE_DEFINE). It persists, for each (experiment id,
@@ -12,7 +24,8 @@
  * The core serialises calls: a plugin is never entered from two threads at
  * once, so it needs no locking of its own for the core's sake. The core
  * only calls scan and replace when struct_size covers them (ABI >= 1.1);
- * a 1.1 plugin must set both. When the
+ * a 1.1 plugin must set both; claim when it covers claim (ABI >= 1.2), and
+ * a 1.2 plugin must set it. When the
  * config says `sync: "always"` the core calls apply() before a reward call
  * returns; with `sync: {"interval_ms": N}` it calls apply() from a background
  * thread every N ms and at close. Either way apply() must return only once
@@ -38,8 +51,11 @@ extern "C" {
 #endif
 
 #define MAB_STORAGE_ABI_MAJOR 1
-#define MAB_STORAGE_ABI_MINOR 1
+#define MAB_STORAGE_ABI_MINOR 2
 #define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
+
+/* Bytes of an assignment id (random, carried in the signed cookie). */
+#define MAB_ASSIGNMENT_ID_BYTES 16
 
 /* The four counters kept per arm, in the experiment's own reward units. */
 typedef struct mab_totals {
@@ -117,7 +133,51 @@ typedef struct mab_storage {
      */
     int (*replace)(void *state, const char *const *experiments, size_t n_experiments,
                    const mab_delta *deltas, size_t n_deltas, mab_error *err);
-    /* Fields above are ABI 1.1. Append new ones below, with a minor bump. */
+    /* Fields above are ABI 1.1. */
+
+    /**
+     * Claim an assignment: record, atomically and first-wins, that the
+     * assignment `assignment_id` was rewarded, and when this call is the
+     * claim that wins, add `deltas` in the same all-or-nothing step.
+     *
+     * First-wins holds across the threads, processes, restarts and (for
+     * stores shared over the network) machines using one store: of any
+     * number of concurrent claims of one id, exactly one returns MAB_OK.
+     *
+     * @param assignment_id the 16 bytes of the assignment id; read during
+     *        the call only.
+     * @param expires_at unix time (seconds) after which the claim is of no
+     *        use: the cookie that carried the assignment has expired, so the
+     *        core will never ask about it again. The plugin removes expired
+     *        claims in the background, doing a bounded amount of work per
+     *        call (never a full scan inside a request). A claim still stored
+     *        after expires_at may be granted again.
+     * @param deltas, n_deltas increments to apply together with the claim
+     *        (the reward the claim guards), or NULL and 0. They are added
+     *        only when the claim is granted; when it is refused or fails,
+     *        none of them is. Read during the call only.
+     * @return MAB_OK: this call made the claim (and applied the deltas).
+     *         MAB_ECLAIMED: the id was already claimed and its claim has not
+     *         expired; nothing changed. MAB_EINVAL: a bad argument or delta
+     *         (as apply). MAB_ESTORAGE (or MAB_ENOMEM): the store failed;
+     *         then nothing is claimed and no delta applied, so the same
+     *         claim may be retried. A backend that cannot do both in one
+     *         step (no multi-record transactions) undoes the claim when the
+     *         deltas fail; when even the undo fails it returns MAB_ESTORAGE
+     *         and says so in err ("the claim ... remains"): the assignment
+     *         then stays claimed without its reward, so it is refused later
+     *         and never counted twice.
+     *
+     * Durability: like apply, claim returns only once the claim (and its
+     * deltas) is durable. The core calls it in the request under
+     * `sync: "always"` (claim and reward in one durable step) and also under
+     * `sync: {"interval_ms": N}` (the claim immediately, with no deltas; the
+     * reward's increment follows with the next batch).
+     */
+    int (*claim)(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
+                 int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
+                 mab_error *err);
+    /* Fields above are ABI 1.2. Append new ones below, with a minor bump. */
 } mab_storage;
 
 #define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)

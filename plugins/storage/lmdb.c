@@ -6,10 +6,22 @@
  * "path" is a directory (created if missing, relative to the config file's
  * directory) holding LMDB's data.mdb and lock.mdb.
  *
- * Layout (format version 1), two named databases:
+ * Layout (format version 1), three named databases:
  *   "meta":    "format" -> "mab-lmdb-storage", "version" -> uint32 1
  *   "records": "EXP\0ARM" (no trailing NUL) -> stored_record (40 bytes,
  *              native byte order, like LMDB's own pages)
+ *   "claims":  16-byte assignment id -> int64 expiry (unix seconds, native
+ *              byte order); created by the first claim, so stores written
+ *              before claims existed open unchanged and older plugins, which
+ *              never open it, read them as before.
+ *
+ * A claim is one write transaction: mdb_put with MDB_NOOVERWRITE on the id
+ * (MDB_KEYEXIST: already claimed; LMDB's single writer makes the first
+ * commit win across threads and processes), the reward's deltas added in the
+ * same transaction, and a sweep of the next CLAIM_SWEEP claims after where
+ * the last sweep stopped, deleting expired ones. Ids are random, so the
+ * sweep walks the whole table in about n / CLAIM_SWEEP claims and the table
+ * holds roughly the claims of the last cookie max_age.
  * Ids never contain NUL (the engine allows A-Z a-z 0-9 _ -), so the first NUL
  * of a key splits it, and "EXP\0" is a prefix that sorts all of an
  * experiment's records together (reset and replace walk it with a cursor).
@@ -41,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -56,6 +69,7 @@
 #define LMDB_DEFAULT_READERS 126
 #define LMDB_REFRESH_MS 100
 #define ID_MAX 255 /* longest id this plugin stores; keys are at most 511 bytes */
+#define CLAIM_SWEEP 8 /* claims examined for expiry per claim */
 
 /* One record's value. Fixed size; `version` lets a later format coexist. */
 typedef struct stored_record {
@@ -72,6 +86,8 @@ typedef struct lmdb_store {
     MDB_env *env;
     MDB_dbi meta_dbi;
     MDB_dbi records_dbi;
+    MDB_dbi claims_dbi;
+    uint8_t sweep_from[MAB_ASSIGNMENT_ID_BYTES]; /* where the next sweep starts */
     dev_t dev; /* of the directory: identifies the store in this process */
     ino_t ino;
     struct lmdb_store *next_open; /* in open_stores */
@@ -427,7 +443,7 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
         mrc = mdb_env_set_maxreaders(st->env, (unsigned)max_readers);
     }
     if (mrc == MDB_SUCCESS)
-        mrc = mdb_env_set_maxdbs(st->env, 2);
+        mrc = mdb_env_set_maxdbs(st->env, 3);
     if (mrc == MDB_SUCCESS) {
         /* MDB_NOTLS: the core calls from its writer thread and from callers'
            threads; read transactions must not be tied to one thread. */
@@ -679,6 +695,94 @@ static int lmdb_replace(void *state, const char *const *experiments, size_t n_ex
 }
 #endif
 
+/* ---- claims ----------------------------------------------------------- */
+
+typedef struct claim_arg {
+    const uint8_t *id;
+    int64_t expires_at;
+    int64_t now;
+    const mab_delta *deltas;
+    size_t n_deltas;
+} claim_arg;
+
+/* Delete expired claims among the CLAIM_SWEEP after st->sweep_from, inside
+   txn. Bounded work: the table is walked a few entries per claim. */
+static int sweep_claims(lmdb_store *st, MDB_txn *txn, int64_t now)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->claims_dbi, &cur);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    MDB_val k = {sizeof st->sweep_from, st->sweep_from}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (int n = 0; n < CLAIM_SWEEP; n++) {
+        if (rc == MDB_NOTFOUND) /* past the last claim: wrap around */
+            rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (rc != MDB_SUCCESS)
+            break;
+        int64_t expires = 0;
+        if (v.mv_size == sizeof expires)
+            memcpy(&expires, v.mv_data, sizeof expires);
+        if (k.mv_size == sizeof st->sweep_from)
+            memcpy(st->sweep_from, k.mv_data, sizeof st->sweep_from);
+        if (v.mv_size != sizeof expires || expires <= now) {
+            /* After a delete MDB_NEXT reads the entry that took its place. */
+            if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+                break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == MDB_SUCCESS ? MDB_SUCCESS : rc;
+}
+
+static int claim_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
+                      mab_error *err)
+{
+    const claim_arg *c = arg;
+    int rc = mdb_dbi_open(txn, "claims", MDB_CREATE, &st->claims_dbi);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    memcpy(id, c->id, sizeof id);
+    MDB_val k = {sizeof id, id}, v = {sizeof c->expires_at, (void *)&c->expires_at};
+    rc = mdb_put(txn, st->claims_dbi, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        int64_t held = 0;
+        if (v.mv_size == sizeof held)
+            memcpy(&held, v.mv_data, sizeof held);
+        if (v.mv_size == sizeof held && held > c->now) {
+            *status = MAB_ECLAIMED;
+            return MDB_SUCCESS;
+        }
+        /* An expired claim the sweep has not reached yet: take it over. */
+        v = (MDB_val){sizeof c->expires_at, (void *)&c->expires_at};
+        rc = mdb_put(txn, st->claims_dbi, &k, &v, 0);
+    }
+    if (rc != MDB_SUCCESS)
+        return rc;
+    rc = add_deltas(st, txn, c->deltas, c->n_deltas, status, err);
+    if (rc != MDB_SUCCESS || *status != MAB_OK)
+        return rc;
+    return sweep_claims(st, txn, c->now);
+}
+
+static int lmdb_claim(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
+                      int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
+                      mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!assignment_id)
+        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL assignment id", st->path);
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc != MAB_OK)
+        return rc;
+    claim_arg c = {assignment_id, expires_at, (int64_t)time(NULL), deltas, n_deltas};
+    /* The dbi handle is valid once a committed transaction opened it; after
+       an abort it is not, so it is opened in every claim (a cheap lookup). */
+    return write_txn(st, "cannot claim", claim_body, &c, err);
+}
+
 static void lmdb_close(void *state)
 {
     if (state)
@@ -698,6 +802,9 @@ static const mab_storage lmdb_storage = {
     LMDB_REFRESH_MS,
     lmdb_scan,
     lmdb_replace,
+#endif
+#if MAB_STORAGE_ABI_MINOR >= 2
+    lmdb_claim,
 #endif
 };
 

@@ -41,6 +41,21 @@
  * Cost: one `w.WRITER` number per process in each document it writes (about
  * 30 bytes), removed at a clean close; a crashed process leaves its numbers
  * behind. During recovery, one more round trip per apply.
+ *
+ * Claims (storage ABI 1.2) live in a second collection, COLLECTION_claims:
+ *
+ *   {_id: "<32 hex digits of the assignment id>", expires_at: <date>}
+ *
+ * A claim is an insert: the server's unique _id index makes the first insert
+ * win across every machine, and a "duplicate key" answer means already
+ * claimed. A TTL index on expires_at (expireAfterSeconds 0, created at open)
+ * has the server delete expired claims in the background. The reward's
+ * increments follow the insert as an apply (above); MongoDB (without a
+ * replica-set transaction) cannot make the two one step, so when the apply
+ * fails the claim is deleted again, and when even that delete fails the
+ * claim remains without its reward (the error says so): that assignment's
+ * reward is then lost, never counted twice. Likewise an insert whose answer
+ * is lost to a network failure may have claimed: the retry is refused.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -92,6 +107,7 @@ typedef struct ledger_entry {
 typedef struct mongo_store {
     mongoc_client_t *client;
     mongoc_collection_t *collection;
+    mongoc_collection_t *claims;  /* COLLECTION_claims */
     mongoc_write_concern_t *write_concern;
     char *database;
     char *collection_name;
@@ -918,6 +934,8 @@ static void store_free(mongo_store *st)
     ledger_drop(st, NULL);
     if (st->collection)
         mongoc_collection_destroy(st->collection);
+    if (st->claims)
+        mongoc_collection_destroy(st->claims);
     if (st->client)
         mongoc_client_destroy(st->client);
     if (st->write_concern)
@@ -945,6 +963,62 @@ static void forget_writer(mongo_store *st)
     (void)mongoc_collection_update_many(st->collection, &selector, &update, NULL, NULL, NULL);
     bson_destroy(&update);
     bson_destroy(&selector);
+}
+
+/* ---- claims ------------------------------------------------------------ */
+
+static void claim_doc_id(const uint8_t *id, char out[2 * MAB_ASSIGNMENT_ID_BYTES + 1])
+{
+    for (size_t b = 0; b < MAB_ASSIGNMENT_ID_BYTES; b++)
+        snprintf(out + 2 * b, 3, "%02x", id[b]);
+}
+
+static int mongo_claim(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
+                       int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
+                       mab_error *err)
+{
+    mongo_store *st = state;
+    if (!assignment_id)
+        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL assignment id", st->where);
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc != MAB_OK)
+        return rc;
+    char id[2 * MAB_ASSIGNMENT_ID_BYTES + 1];
+    claim_doc_id(assignment_id, id);
+    bson_t doc = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&doc, "_id", id);
+    BSON_APPEND_DATE_TIME(&doc, "expires_at", expires_at * 1000);
+    mongoc_write_concern_append(st->write_concern, &opts);
+    bson_error_t error;
+    bson_t reply;
+    bool ok = mongoc_collection_insert_one(st->claims, &doc, &opts, &reply, &error);
+    bson_destroy(&reply);
+    bson_destroy(&doc);
+    if (!ok) {
+        bson_destroy(&opts);
+        if (error.code == DUP_KEY)
+            return MAB_ECLAIMED;
+        return store_fail(st, err, MAB_ESTORAGE, &error, "cannot claim assignment %s", id);
+    }
+    rc = n_deltas ? mongo_apply(st, deltas, n_deltas, err) : MAB_OK;
+    if (rc != MAB_OK) {
+        /* The apply counts as not made (see the top); take the claim back
+           so that a retry can count the reward. */
+        bson_t selector = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&selector, "_id", id);
+        bson_error_t undo_error;
+        if (!mongoc_collection_delete_one(st->claims, &selector, &opts, NULL, &undo_error)) {
+            char first[MAB_ERROR_MAX];
+            snprintf(first, sizeof first, "%s", err ? err->message : "");
+            mab_error_set(err, rc,
+                          "%.200s; the claim of assignment %s remains without its reward "
+                          "(cannot delete it: %.150s)",
+                          first, id, undo_error.message);
+        }
+        bson_destroy(&selector);
+    }
+    bson_destroy(&opts);
+    return rc;
 }
 
 static void mongo_close(void *state)
@@ -1072,6 +1146,35 @@ static int read_params(mongo_store *st, mab_params *params, mongoc_uri_t **uri_o
 
 /* Connect (ping: fails on unreachable hosts and bad credentials) and create
    the index the refresh query uses. */
+/* The claims collection and its TTL index (the server removes expired claims). */
+static int create_claims_index(mongo_store *st, mab_error *err)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s_claims", st->collection_name);
+    st->claims = mongoc_client_get_collection(st->client, st->database, name);
+    bson_t command = BSON_INITIALIZER, indexes, index, keys, opts = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&command, "createIndexes", name);
+    BSON_APPEND_ARRAY_BEGIN(&command, "indexes", &indexes);
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
+    BSON_APPEND_INT32(&keys, "expires_at", 1);
+    bson_append_document_end(&index, &keys);
+    BSON_APPEND_UTF8(&index, "name", "expires_at_ttl");
+    BSON_APPEND_INT32(&index, "expireAfterSeconds", 0);
+    bson_append_document_end(&indexes, &index);
+    bson_append_array_end(&command, &indexes);
+    mongoc_write_concern_append(st->write_concern, &opts);
+    bson_error_t error;
+    bool ok =
+        mongoc_collection_write_command_with_opts(st->claims, &command, &opts, NULL, &error);
+    bson_destroy(&opts);
+    bson_destroy(&command);
+    if (!ok)
+        return store_fail(st, err, MAB_ESTORAGE, &error,
+                          "cannot create the TTL index on %s.expires_at", name);
+    return MAB_OK;
+}
+
 static int connect_store(mongo_store *st, const mongoc_uri_t *uri, mab_error *err)
 {
     bson_error_t error;
@@ -1108,7 +1211,7 @@ static int connect_store(mongo_store *st, const mongoc_uri_t *uri, mab_error *er
     if (!ok)
         return store_fail(st, err, MAB_ESTORAGE, &error,
                           "cannot create the index on \"experiment\"");
-    return MAB_OK;
+    return create_claims_index(st, err);
 }
 
 static int new_writer_id(mongo_store *st, mab_error *err)
@@ -1165,6 +1268,7 @@ static const mab_storage mongodb_storage = {
     1000, /* refresh_ms: other machines write the same documents */
     mongo_scan,
     mongo_replace,
+    mongo_claim,
 };
 
 MAB_STORAGE_DEFINE(mongodb_storage)

@@ -39,6 +39,10 @@ int cmd_check(const command_args *args)
     if (status == 0) {
         printf("config:      %s\n", config);
         printf("storage:     %s\n", mab_storage_name(engine));
+        printf("reward once: %s\n",
+               mab_storage_has_claims(engine)
+                   ? "per assignment across every process and restart (claims in storage)"
+                   : "per process only (this storage keeps no claims: storage ABI < 1.2)");
         printf("experiments: %zu\n\n", n);
         table_print(&table, stdout, "");
     }
