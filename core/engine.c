@@ -878,9 +878,12 @@ int mab_storage_has_claims(const mab_engine *e)
  * reads the store between the commit and the add.
  *
  * With sync {"interval_ms": N} the claim is immediate and the increment is
- * queued like any other: a crash before the next batch loses it (as it
- * loses every pending increment) while its claim stays, so that reward is
- * lost, never counted twice. The same holds if mab_reward fails after the
+ * queued like any other. The claim is decided and visible to every process
+ * at once, but asked with MAB_CLAIM_DEFER_SYNC: it becomes durable with the
+ * next batch (LMDB: the batch's fdatasync), so a machine crash loses claim
+ * and increment together. A crash of the process alone before the next
+ * batch loses the increment (as it loses every pending increment) while
+ * its claim stays, so that reward is lost, never counted twice. The same holds if mab_reward fails after the
  * claim was granted (out of memory): the claim stays.
  */
 int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *arm,
@@ -902,13 +905,14 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
                              x->id, value, arm, x->reward_min, x->reward_max);
     if (!e->sync_always) {
         pthread_mutex_lock(&e->flush_mu);
-        rc = e->storage->claim(e->storage_state, assignment_id, expires_at, NULL, 0, err);
+        rc = e->storage->claim(e->storage_state, assignment_id, expires_at, NULL, 0,
+                               MAB_CLAIM_DEFER_SYNC, err);
         pthread_mutex_unlock(&e->flush_mu);
         return rc == MAB_OK ? mab_reward(e, experiment, arm, value, err) : rc;
     }
     mab_delta d = {x->id, x->arms[i].id, {0, 1, value, value * value}};
     pthread_mutex_lock(&e->flush_mu);
-    rc = e->storage->claim(e->storage_state, assignment_id, expires_at, &d, 1, err);
+    rc = e->storage->claim(e->storage_state, assignment_id, expires_at, &d, 1, 0, err);
     if (rc == MAB_OK) {
         pthread_rwlock_rdlock(&e->publish_lock);
         atomic_totals_add(&x->arms[i].published, &d.add);

@@ -57,6 +57,9 @@ extern "C" {
 /* Bytes of an assignment id (random, carried in the signed cookie). */
 #define MAB_ASSIGNMENT_ID_BYTES 16
 
+/* claim() flag: the claim may become durable with the next apply (below). */
+#define MAB_CLAIM_DEFER_SYNC 1u
+
 /* The four counters kept per arm, in the experiment's own reward units. */
 typedef struct mab_totals {
     uint64_t pulls;
@@ -168,15 +171,21 @@ typedef struct mab_storage {
      *         then stays claimed without its reward, so it is refused later
      *         and never counted twice.
      *
-     * Durability: like apply, claim returns only once the claim (and its
-     * deltas) is durable. The core calls it in the request under
-     * `sync: "always"` (claim and reward in one durable step) and also under
-     * `sync: {"interval_ms": N}` (the claim immediately, with no deltas; the
-     * reward's increment follows with the next batch).
+     * @param flags 0, or MAB_CLAIM_DEFER_SYNC.
+     *
+     * Durability: with flags 0, like apply, claim returns only once the claim
+     * (and its deltas) is durable; the core does so under `sync: "always"`
+     * (claim and reward in one durable step). Under `sync: {"interval_ms":
+     * N}` the core passes MAB_CLAIM_DEFER_SYNC and no deltas (the reward's
+     * increment follows with the next batch): the claim must still be
+     * decided and visible to every other user of the store when claim
+     * returns (first-wins is never deferred), but it may become durable only
+     * with the next apply, so a machine crash loses the claim together with
+     * the increment it guards. A backend may ignore the flag.
      */
     int (*claim)(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
                  int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
-                 mab_error *err);
+                 unsigned flags, mab_error *err);
     /* Fields above are ABI 1.2. Append new ones below, with a minor bump. */
 } mab_storage;
 

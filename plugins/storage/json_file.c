@@ -725,8 +725,9 @@ static int json_scan(void *state,
 /* The claim and its deltas are one snapshot write (see the top). */
 static int json_claim(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
                       int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
-                      mab_error *err)
+                      unsigned flags, mab_error *err)
 {
+    (void)flags; /* every claim is written at once: one process, one file */
     json_store *st = state;
     if (!assignment_id)
         return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL assignment id", st->path);

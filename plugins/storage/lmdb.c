@@ -88,6 +88,7 @@ typedef struct lmdb_store {
     MDB_dbi records_dbi;
     MDB_dbi claims_dbi;
     uint8_t sweep_from[MAB_ASSIGNMENT_ID_BYTES]; /* where the next sweep starts */
+    int unsynced; /* a claim was committed without fdatasync (MAB_CLAIM_DEFER_SYNC) */
     dev_t dev; /* of the directory: identifies the store in this process */
     ino_t ino;
     struct lmdb_store *next_open; /* in open_stores */
@@ -616,7 +617,10 @@ static int lmdb_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab
     if (rc != MAB_OK)
         return rc;
     batch_arg b = {NULL, 0, deltas, n_deltas};
-    return write_txn(st, "cannot write", batch_body, &b, err);
+    rc = write_txn(st, "cannot write", batch_body, &b, err);
+    if (rc == MAB_OK)
+        st->unsynced = 0; /* the synced commit flushed the deferred claims too */
+    return rc;
 }
 
 static int lmdb_reset(void *state, const char *experiment, mab_error *err)
@@ -769,7 +773,7 @@ static int claim_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status
 
 static int lmdb_claim(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
                       int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
-                      mab_error *err)
+                      unsigned flags, mab_error *err)
 {
     lmdb_store *st = state;
     if (!assignment_id)
@@ -779,14 +783,32 @@ static int lmdb_claim(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID
         return rc;
     claim_arg c = {assignment_id, expires_at, (int64_t)time(NULL), deltas, n_deltas};
     /* The dbi handle is valid once a committed transaction opened it; after
-       an abort it is not, so it is opened in every claim (a cheap lookup). */
-    return write_txn(st, "cannot claim", claim_body, &c, err);
+       an abort it is not, so it is opened in every claim (a cheap lookup).
+       MAB_CLAIM_DEFER_SYNC: commit without fdatasync. The commit is in the
+       shared map at once (every process sees the claim), and the next
+       synced commit (apply) or close flushes the data file, this claim
+       included. Changing MDB_NOSYNC is safe: the core never enters the
+       plugin from two threads at once. */
+    int defer = (flags & MAB_CLAIM_DEFER_SYNC) != 0;
+    if (defer && mdb_env_set_flags(st->env, MDB_NOSYNC, 1) != MDB_SUCCESS)
+        defer = 0;
+    rc = write_txn(st, "cannot claim", claim_body, &c, err);
+    if (defer) {
+        mdb_env_set_flags(st->env, MDB_NOSYNC, 0);
+        if (rc == MAB_OK)
+            st->unsynced = 1;
+    }
+    return rc;
 }
 
 static void lmdb_close(void *state)
 {
-    if (state)
-        store_free(state, 1);
+    lmdb_store *st = state;
+    if (!st)
+        return;
+    if (st->unsynced)
+        (void)mdb_env_sync(st->env, 1); /* deferred claims; nothing to report to */
+    store_free(st, 1);
 }
 
 static const mab_storage lmdb_storage = {

@@ -975,8 +975,9 @@ static void claim_doc_id(const uint8_t *id, char out[2 * MAB_ASSIGNMENT_ID_BYTES
 
 static int mongo_claim(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
                        int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
-                       mab_error *err)
+                       unsigned flags, mab_error *err)
 {
+    (void)flags; /* the configured write concern decides durability */
     mongo_store *st = state;
     if (!assignment_id)
         return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL assignment id", st->where);

@@ -609,7 +609,7 @@ static int claim_rc(void *store, uint8_t n, int64_t expires_at, const mab_delta 
     uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
     memset(id, 0x3c, sizeof id);
     id[15] = n;
-    return storage->claim(store, id, expires_at, d, nd, err);
+    return storage->claim(store, id, expires_at, d, nd, 0, err);
 }
 
 /* First wins; the claim is written with the records (one snapshot) and read

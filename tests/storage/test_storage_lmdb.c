@@ -612,13 +612,19 @@ static void claim_id(uint8_t id[MAB_ASSIGNMENT_ID_BYTES], uint32_t n)
     memcpy(id + 8, &n, sizeof n);
 }
 
-static int claim_rc(void *store, uint32_t n, int64_t expires_at, const mab_delta *d,
-                    size_t n_deltas)
+static int claim_rc_flags(void *store, uint32_t n, int64_t expires_at, const mab_delta *d,
+                          size_t n_deltas, unsigned flags)
 {
     uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
     claim_id(id, n);
     mab_error err = {0, ""};
-    return storage->claim(store, id, expires_at, d, n_deltas, &err);
+    return storage->claim(store, id, expires_at, d, n_deltas, flags, &err);
+}
+
+static int claim_rc(void *store, uint32_t n, int64_t expires_at, const mab_delta *d,
+                    size_t n_deltas)
+{
+    return claim_rc_flags(store, n, expires_at, d, n_deltas, 0);
 }
 
 /* Entries of the "claims" database, read with liblmdb directly. */
@@ -684,6 +690,23 @@ static void test_claim_first_wins(void **state)
     assert_int_equal(claim_rc(store, 2, later, NULL, 0), MAB_ECLAIMED);
     assert_int_equal(claim_rc(store, 3, later, NULL, 0), MAB_OK);
     assert_totals(load_one(store, "e", "a"), 0, 2, 1.0, 0.5);
+    /* A claim whose sync is deferred is decided at once: another process
+       is refused it before any apply. */
+    assert_int_equal(claim_rc_flags(store, 4, later, NULL, 0, MAB_CLAIM_DEFER_SYNC), MAB_OK);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        void *s = NULL;
+        if (store_open_with(f->path, NULL, &s, NULL) != MAB_OK)
+            _exit(2);
+        int rc = claim_rc(s, 4, later, NULL, 0);
+        storage->close(s);
+        _exit(rc == MAB_ECLAIMED ? 0 : 3);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
     storage->close(store);
 }
 
