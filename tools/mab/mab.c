@@ -28,8 +28,9 @@ static const command commands[] = {
      "usage: mab check CONFIG\n"
      "\n"
      "Open CONFIG with its storage and print every experiment (policy and the\n"
-     "file it was loaded from, number of arms, reward range) and the storage\n"
-     "plugin in use.\n",
+     "file it was loaded from, number of arms, reward range), the storage\n"
+     "plugin in use, and whether rewards count once per assignment across every\n"
+     "process (the storage keeps claims) or only per process.\n",
      {"CONFIG"}, 1, 0, {{0}}, 0, cmd_check},
     {"choose", "choose an arm and count the pull",
      "usage: mab choose CONFIG EXP\n"
