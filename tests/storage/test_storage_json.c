@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "mab/records.h"
 #include "mab/storage.h"
 #include "support.h"
 
@@ -628,6 +629,14 @@ static void test_claims(void **state)
     assert_totals(load_one(store, "e", "a"), 0, 1, 0.5, 0.25);
     char *text = read_text(f->path);
     assert_non_null(strstr(text, "\"claims\""));
+    /* Only the store's reader takes claims: the plain reader (export,
+       import) calls the field unknown. */
+    mab_record *records = NULL;
+    size_t n_records = 0;
+    assert_int_equal(mab_records_parse(text, strlen(text), "s.json", MAB_RECORDS_JSON_STORE,
+                                       &records, &n_records, &err),
+                     MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "claims: unknown field"));
     assert_non_null(strstr(text, "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c01"));
     /* Written already expired: not in the file. */
     assert_null(strstr(text, "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c02"));
