@@ -883,8 +883,8 @@ int mab_storage_has_claims(const mab_engine *e)
  * next batch (LMDB: the batch's fdatasync), so a machine crash loses claim
  * and increment together. A crash of the process alone before the next
  * batch loses the increment (as it loses every pending increment) while
- * its claim stays, so that reward is lost, never counted twice. The same holds if mab_reward fails after the
- * claim was granted (out of memory): the claim stays.
+ * its claim stays, so that reward is lost, never counted twice. The same
+ * holds if mab_reward fails after the claim was granted (out of memory).
  */
 int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *arm,
                              double value, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
