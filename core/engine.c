@@ -438,6 +438,8 @@ static void engine_free(mab_engine *e)
     pthread_mutex_destroy(&e->durable_mu);
     pthread_cond_destroy(&e->durable_cv);
     pthread_mutex_destroy(&e->writer_mu);
+    pthread_mutex_destroy(&e->claim_mu);
+    pthread_cond_destroy(&e->claim_cv);
     free(e);
 }
 
@@ -637,6 +639,8 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     pthread_mutex_init(&e->durable_mu, NULL);
     pthread_cond_init(&e->durable_cv, NULL);
     pthread_mutex_init(&e->writer_mu, NULL);
+    pthread_mutex_init(&e->claim_mu, NULL);
+    pthread_cond_init(&e->claim_cv, NULL);
 
     int rc = mab__config_load(e, sections, err);
     if (rc == MAB_OK && opts && (opts->flags & MAB_OPEN_SEED)) {
@@ -869,7 +873,8 @@ int mab_storage_has_claims(const mab_engine *e)
 
 /*
  * Failure orders. With sync "always" the claim and the reward's increment
- * are one call of the plugin (claim with deltas: one LMDB transaction, one
+ * are one call of the plugin (with the claims of concurrent rewards: see
+ * claim_wait) (claim with deltas: one LMDB transaction, one
  * json_file write; MongoDB undoes the claim when the increment fails), so a
  * reward answered MAB_OK is durable with its claim and one answered
  * MAB_ESTORAGE left neither behind: the visitor's retry can count. The
@@ -886,6 +891,74 @@ int mab_storage_has_claims(const mab_engine *e)
  * its claim stays, so that reward is lost, never counted twice. The same
  * holds if mab_reward fails after the claim was granted (out of memory).
  */
+/* Decide a group of claims in one storage call (one durable write). */
+static void claims_commit(mab_engine *e, mab__claim_waiter *group)
+{
+    size_t n = 0;
+    for (mab__claim_waiter *w = group; w; w = w->next)
+        n++;
+    mab_claim *claims = malloc(n * sizeof *claims);
+    mab_error err = {0, ""};
+    int rc = claims ? MAB_OK : mab_error_set(&err, MAB_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (mab__claim_waiter *w = group; claims && w; w = w->next)
+        claims[k++] = w->claim;
+    unsigned flags = e->sync_always ? 0 : MAB_CLAIM_DEFER_SYNC;
+    pthread_mutex_lock(&e->flush_mu);
+    if (rc == MAB_OK)
+        rc = e->storage->claim(e->storage_state, claims, n, flags, &err);
+    if (rc == MAB_OK && e->sync_always) {
+        pthread_rwlock_rdlock(&e->publish_lock);
+        k = 0;
+        for (mab__claim_waiter *w = group; w; w = w->next, k++)
+            if (claims[k].result == MAB_OK)
+                atomic_totals_add(&w->arm->published, &w->delta.add);
+        pthread_rwlock_unlock(&e->publish_lock);
+    }
+    pthread_mutex_unlock(&e->flush_mu);
+    k = 0;
+    for (mab__claim_waiter *w = group; w; w = w->next, k++) {
+        w->rc = rc == MAB_OK ? (claims[k].result == MAB_OK ? MAB_OK : MAB_ECLAIMED) : rc;
+        if (rc != MAB_OK)
+            w->err = err;
+    }
+    free(claims);
+}
+
+/*
+ * Group commit of claims, as wait_durable does for increments: the first
+ * caller to find no group being written leads one: it takes every claim
+ * queued (its own and those of callers that arrived meanwhile) and decides
+ * them in one storage call. Callers arriving during that write queue up
+ * and wait; the next leader takes them all.
+ */
+static void claim_wait(mab_engine *e, mab__claim_waiter *w)
+{
+    pthread_mutex_lock(&e->claim_mu);
+    w->next = e->claim_queue;
+    e->claim_queue = w;
+    while (!w->done) {
+        if (e->claim_committing) {
+            pthread_cond_wait(&e->claim_cv, &e->claim_mu);
+            continue;
+        }
+        e->claim_committing = 1;
+        pthread_mutex_unlock(&e->claim_mu);
+        sched_yield(); /* let callers just released by the last group join this one */
+        pthread_mutex_lock(&e->claim_mu);
+        mab__claim_waiter *group = e->claim_queue;
+        e->claim_queue = NULL;
+        pthread_mutex_unlock(&e->claim_mu);
+        claims_commit(e, group);
+        pthread_mutex_lock(&e->claim_mu);
+        for (mab__claim_waiter *g = group; g; g = g->next)
+            g->done = 1;
+        e->claim_committing = 0;
+        pthread_cond_broadcast(&e->claim_cv);
+    }
+    pthread_mutex_unlock(&e->claim_mu);
+}
+
 int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *arm,
                              double value, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
                              int64_t expires_at, mab_error *err)
@@ -903,23 +976,22 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
                              "experiments.%s: reward %g for arm \"%s\" is not a finite number "
                              "in the reward range [%g, %g]",
                              x->id, value, arm, x->reward_min, x->reward_max);
-    if (!e->sync_always) {
-        pthread_mutex_lock(&e->flush_mu);
-        rc = e->storage->claim(e->storage_state, assignment_id, expires_at, NULL, 0,
-                               MAB_CLAIM_DEFER_SYNC, err);
-        pthread_mutex_unlock(&e->flush_mu);
-        return rc == MAB_OK ? mab_reward(e, experiment, arm, value, err) : rc;
+    mab__claim_waiter w;
+    memset(&w, 0, sizeof w);
+    w.arm = &x->arms[i];
+    w.delta = (mab_delta){x->id, x->arms[i].id, {0, 1, value, value * value}};
+    w.claim.assignment_id = assignment_id;
+    w.claim.expires_at = expires_at;
+    if (e->sync_always) {
+        w.claim.deltas = &w.delta;
+        w.claim.n_deltas = 1;
     }
-    mab_delta d = {x->id, x->arms[i].id, {0, 1, value, value * value}};
-    pthread_mutex_lock(&e->flush_mu);
-    rc = e->storage->claim(e->storage_state, assignment_id, expires_at, &d, 1, 0, err);
-    if (rc == MAB_OK) {
-        pthread_rwlock_rdlock(&e->publish_lock);
-        atomic_totals_add(&x->arms[i].published, &d.add);
-        pthread_rwlock_unlock(&e->publish_lock);
-    }
-    pthread_mutex_unlock(&e->flush_mu);
-    return rc;
+    claim_wait(e, &w);
+    if (w.rc != MAB_OK && w.rc != MAB_ECLAIMED)
+        return mab_error_set(err, w.rc, "%s", w.err.message);
+    if (w.rc != MAB_OK || e->sync_always)
+        return w.rc;
+    return mab_reward(e, experiment, arm, value, err);
 }
 
 /* ---- statistics and reset -------------------------------------------- */

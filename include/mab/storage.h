@@ -75,6 +75,15 @@ typedef struct mab_delta {
     mab_totals add;
 } mab_delta;
 
+/* One claim of a claim() call (see there). */
+typedef struct mab_claim {
+    const uint8_t *assignment_id; /* MAB_ASSIGNMENT_ID_BYTES bytes */
+    int64_t expires_at;           /* unix seconds */
+    const mab_delta *deltas;      /* applied when granted; may be NULL */
+    size_t n_deltas;
+    int result;                   /* out: MAB_OK (granted) or MAB_ECLAIMED */
+} mab_claim;
+
 typedef struct mab_storage {
     uint32_t abi_major;   /* MAB_STORAGE_ABI_MAJOR the plugin was built with */
     uint32_t abi_minor;   /* MAB_STORAGE_ABI_MINOR the plugin was built with */
@@ -139,53 +148,58 @@ typedef struct mab_storage {
     /* Fields above are ABI 1.1. */
 
     /**
-     * Claim an assignment: record, atomically and first-wins, that the
-     * assignment `assignment_id` was rewarded, and when this call is the
-     * claim that wins, add `deltas` in the same all-or-nothing step.
+     * Claim assignments: for each of claims[0..n_claims), record atomically
+     * and first-wins that the assignment `assignment_id` was rewarded, and
+     * when that claim wins, add its `deltas`. The whole call is one
+     * all-or-nothing step (the core groups the claims of concurrent rewards
+     * into one call, so that they share one durable write).
      *
      * First-wins holds across the threads, processes, restarts and (for
      * stores shared over the network) machines using one store: of any
-     * number of concurrent claims of one id, exactly one returns MAB_OK.
+     * number of concurrent claims of one id, exactly one is granted. Within
+     * one call, an id given twice is granted to its first entry only.
      *
-     * @param assignment_id the 16 bytes of the assignment id; read during
-     *        the call only.
-     * @param expires_at unix time (seconds) after which the claim is of no
-     *        use: the cookie that carried the assignment has expired, so the
-     *        core will never ask about it again. The plugin removes expired
-     *        claims in the background, doing a bounded amount of work per
-     *        call (never a full scan inside a request). A claim still stored
-     *        after expires_at may be granted again.
-     * @param deltas, n_deltas increments to apply together with the claim
-     *        (the reward the claim guards), or NULL and 0. They are added
-     *        only when the claim is granted; when it is refused or fails,
-     *        none of them is. Read during the call only.
-     * @return MAB_OK: this call made the claim (and applied the deltas).
-     *         MAB_ECLAIMED: the id was already claimed and its claim has not
-     *         expired; nothing changed. MAB_EINVAL: a bad argument or delta
-     *         (as apply). MAB_ESTORAGE (or MAB_ENOMEM): the store failed;
-     *         then nothing is claimed and no delta applied, so the same
-     *         claim may be retried. A backend that cannot do both in one
-     *         step (no multi-record transactions) undoes the claim when the
-     *         deltas fail; when even the undo fails it returns MAB_ESTORAGE
-     *         and says so in err ("the claim ... remains"): the assignment
-     *         then stays claimed without its reward, so it is refused later
-     *         and never counted twice.
+     * Each mab_claim holds:
+     *   assignment_id  the 16 bytes of the id; read during the call only.
+     *   expires_at     unix time (seconds) after which the claim is of no
+     *                  use: the cookie that carried the assignment has
+     *                  expired, so the core never asks about it again. The
+     *                  plugin removes expired claims in the background, doing
+     *                  a bounded amount of work per call (never a full scan
+     *                  inside a request). A claim still stored after
+     *                  expires_at may be granted again.
+     *   deltas, n_deltas  increments to apply when this claim is granted
+     *                  (the reward it guards), or NULL and 0; read during the
+     *                  call only.
+     *   result         set by the plugin when the call returns MAB_OK:
+     *                  MAB_OK (granted, its deltas applied) or MAB_ECLAIMED
+     *                  (already claimed and not expired; nothing applied).
      *
      * @param flags 0, or MAB_CLAIM_DEFER_SYNC.
+     * @return MAB_OK: every claim was decided (see each result).
+     *         MAB_EINVAL: a bad argument or delta (as apply). MAB_ERANGE: a
+     *         counter would overflow. MAB_ESTORAGE (or MAB_ENOMEM): the store
+     *         failed. On any error nothing is claimed and no delta applied,
+     *         so the same claims may be retried. A backend that cannot make
+     *         claims and increments one step (no multi-record transactions)
+     *         undoes the claims it made when the increments fail; when even
+     *         that fails it returns MAB_ESTORAGE and says so in err ("...
+     *         remain without their reward"): those assignments then stay
+     *         claimed without their reward, so they are refused later and
+     *         never counted twice.
      *
-     * Durability: with flags 0, like apply, claim returns only once the claim
-     * (and its deltas) is durable; the core does so under `sync: "always"`
-     * (claim and reward in one durable step). Under `sync: {"interval_ms":
-     * N}` the core passes MAB_CLAIM_DEFER_SYNC and no deltas (the reward's
-     * increment follows with the next batch): the claim must still be
-     * decided and visible to every other user of the store when claim
-     * returns (first-wins is never deferred), but it may become durable only
-     * with the next apply, so a machine crash loses the claim together with
-     * the increment it guards. A backend may ignore the flag.
+     * Durability: with flags 0, like apply, claim returns only once the
+     * claims and their deltas are durable; the core does so under `sync:
+     * "always"` (claims and rewards in one durable step). Under `sync:
+     * {"interval_ms": N}` the core passes MAB_CLAIM_DEFER_SYNC and no deltas
+     * (the rewards' increments follow with the next batch): the claims must
+     * still be decided and visible to every other user of the store when
+     * claim returns (first-wins is never deferred), but they may become
+     * durable only with the next apply, so a machine crash loses a claim
+     * together with the increment it guards. A backend may ignore the flag.
      */
-    int (*claim)(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
-                 int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
-                 unsigned flags, mab_error *err);
+    int (*claim)(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                 mab_error *err);
     /* Fields above are ABI 1.2. Append new ones below, with a minor bump. */
 } mab_storage;
 

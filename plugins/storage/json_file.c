@@ -722,41 +722,84 @@ static int json_scan(void *state,
     return MAB_OK;
 }
 
-/* The claim and its deltas are one snapshot write (see the top). */
-static int json_claim(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
-                      int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
-                      unsigned flags, mab_error *err)
+/* What a claim changed in the claim set, to undo it. */
+typedef struct claim_undo {
+    const uint8_t *id;
+    int64_t previous; /* 0: the claim was appended */
+} claim_undo;
+
+/* The claims and the granted ones' deltas are one snapshot write (see the
+   top); on failure the claim set is put back as it was. */
+static int json_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                      mab_error *err)
 {
     (void)flags; /* every claim is written at once: one process, one file */
     json_store *st = state;
-    if (!assignment_id)
-        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL assignment id", st->path);
-    size_t k = claim_find(st, assignment_id);
-    if (k != SIZE_MAX && st->claims[k].expires_at > (int64_t)time(NULL))
-        return MAB_ECLAIMED;
-    int64_t previous = 0;
-    if (k != SIZE_MAX) {
-        /* Expired but not yet forgotten: renew it in place. */
-        previous = st->claims[k].expires_at;
-        st->claims[k].expires_at = expires_at;
-    } else {
-        if (!claim_reserve(st))
-            return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
-        claim_append(st, assignment_id, expires_at);
-        k = st->n_claims - 1;
+    if (n_claims && !claims)
+        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL claims", st->path);
+    size_t n_deltas = 0;
+    for (size_t k = 0; k < n_claims; k++) {
+        if (!claims[k].assignment_id)
+            return mab_error_set(err, MAB_EINVAL, "%s: claim %zu: NULL assignment id", st->path,
+                                 k);
+        n_deltas += claims[k].n_deltas;
     }
-    int rc = change(st, NULL, 0, deltas, n_deltas, 1, err);
+    if (n_claims == 0)
+        return MAB_OK;
+    claim_undo *undo = malloc(n_claims * sizeof *undo);
+    mab_delta *deltas = malloc((n_deltas ? n_deltas : 1) * sizeof *deltas);
+    if (!undo || !deltas) {
+        free(undo);
+        free(deltas);
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    }
+    int64_t now = (int64_t)time(NULL);
+    size_t n_undo = 0, n_taken = 0;
+    int rc = MAB_OK;
+    for (size_t k = 0; k < n_claims && rc == MAB_OK; k++) {
+        mab_claim *c = &claims[k];
+        size_t at = claim_find(st, c->assignment_id);
+        int earlier = 0;
+        for (size_t u = 0; u < n_undo && !earlier; u++)
+            earlier = memcmp(undo[u].id, c->assignment_id, MAB_ASSIGNMENT_ID_BYTES) == 0;
+        if (earlier || (at != SIZE_MAX && st->claims[at].expires_at > now)) {
+            c->result = MAB_ECLAIMED;
+            continue;
+        }
+        if (at != SIZE_MAX) {
+            /* Expired but not yet forgotten: renew it in place. */
+            undo[n_undo++] = (claim_undo){c->assignment_id, st->claims[at].expires_at};
+            st->claims[at].expires_at = c->expires_at;
+        } else if (!claim_reserve(st)) {
+            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            break;
+        } else {
+            undo[n_undo++] = (claim_undo){c->assignment_id, 0};
+            claim_append(st, c->assignment_id, c->expires_at);
+        }
+        c->result = MAB_OK;
+        for (size_t i = 0; i < c->n_deltas; i++)
+            deltas[n_taken++] = c->deltas[i];
+    }
+    if (rc == MAB_OK)
+        rc = change(st, NULL, 0, deltas, n_taken, 1, err);
     if (rc != MAB_OK) {
         /* The file was not replaced (or, if only the directory fsync
-           failed, the next write replaces it again): undo in memory. */
-        k = claim_find(st, assignment_id);
-        if (k != SIZE_MAX && previous) {
-            st->claims[k].expires_at = previous;
-        } else if (k != SIZE_MAX) {
-            st->claims[k] = st->claims[--st->n_claims];
-            claim_reindex(st);
+           failed, the next write replaces it again): undo in memory,
+           newest first. */
+        while (n_undo > 0) {
+            const claim_undo *u = &undo[--n_undo];
+            size_t at = claim_find(st, u->id);
+            if (at != SIZE_MAX && u->previous)
+                st->claims[at].expires_at = u->previous;
+            else if (at != SIZE_MAX) {
+                st->claims[at] = st->claims[--st->n_claims];
+                claim_reindex(st);
+            }
         }
     }
+    free(undo);
+    free(deltas);
     return rc;
 }
 

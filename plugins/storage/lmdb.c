@@ -702,11 +702,9 @@ static int lmdb_replace(void *state, const char *const *experiments, size_t n_ex
 /* ---- claims ----------------------------------------------------------- */
 
 typedef struct claim_arg {
-    const uint8_t *id;
-    int64_t expires_at;
+    mab_claim *claims;
+    size_t n_claims;
     int64_t now;
-    const mab_delta *deltas;
-    size_t n_deltas;
 } claim_arg;
 
 /* Delete expired claims among the CLAIM_SWEEP after st->sweep_from, inside
@@ -740,59 +738,85 @@ static int sweep_claims(lmdb_store *st, MDB_txn *txn, int64_t now)
     return rc == MDB_NOTFOUND || rc == MDB_SUCCESS ? MDB_SUCCESS : rc;
 }
 
+/* Whether claims[k]'s id is also an earlier entry's (batches are small). */
+static int claimed_earlier(const mab_claim *claims, size_t k)
+{
+    for (size_t j = 0; j < k; j++)
+        if (memcmp(claims[j].assignment_id, claims[k].assignment_id, MAB_ASSIGNMENT_ID_BYTES) ==
+            0)
+            return 1;
+    return 0;
+}
+
+/* Claim one id inside txn: *granted 1 when this put made the claim. */
+static int claim_one(lmdb_store *st, MDB_txn *txn, const mab_claim *c, int64_t now,
+                     int *granted)
+{
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    memcpy(id, c->assignment_id, sizeof id);
+    MDB_val k = {sizeof id, id}, v = {sizeof c->expires_at, (void *)&c->expires_at};
+    int rc = mdb_put(txn, st->claims_dbi, &k, &v, MDB_NOOVERWRITE);
+    *granted = rc == MDB_SUCCESS;
+    if (rc != MDB_KEYEXIST)
+        return rc;
+    int64_t held = 0;
+    if (v.mv_size == sizeof held)
+        memcpy(&held, v.mv_data, sizeof held);
+    if (v.mv_size == sizeof held && held > now)
+        return MDB_SUCCESS; /* already claimed */
+    /* An expired claim the sweep has not reached yet: take it over. */
+    v = (MDB_val){sizeof c->expires_at, (void *)&c->expires_at};
+    rc = mdb_put(txn, st->claims_dbi, &k, &v, 0);
+    *granted = rc == MDB_SUCCESS;
+    return rc;
+}
+
 static int claim_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
                       mab_error *err)
 {
     const claim_arg *c = arg;
     int rc = mdb_dbi_open(txn, "claims", MDB_CREATE, &st->claims_dbi);
-    if (rc != MDB_SUCCESS)
-        return rc;
-    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
-    memcpy(id, c->id, sizeof id);
-    MDB_val k = {sizeof id, id}, v = {sizeof c->expires_at, (void *)&c->expires_at};
-    rc = mdb_put(txn, st->claims_dbi, &k, &v, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) {
-        int64_t held = 0;
-        if (v.mv_size == sizeof held)
-            memcpy(&held, v.mv_data, sizeof held);
-        if (v.mv_size == sizeof held && held > c->now) {
-            *status = MAB_ECLAIMED;
+    for (size_t k = 0; rc == MDB_SUCCESS && k < c->n_claims; k++) {
+        int granted = 0;
+        if (!claimed_earlier(c->claims, k))
+            rc = claim_one(st, txn, &c->claims[k], c->now, &granted);
+        c->claims[k].result = granted ? MAB_OK : MAB_ECLAIMED;
+        if (rc == MDB_SUCCESS && granted)
+            rc = add_deltas(st, txn, c->claims[k].deltas, c->claims[k].n_deltas, status, err);
+        if (*status != MAB_OK)
             return MDB_SUCCESS;
-        }
-        /* An expired claim the sweep has not reached yet: take it over. */
-        v = (MDB_val){sizeof c->expires_at, (void *)&c->expires_at};
-        rc = mdb_put(txn, st->claims_dbi, &k, &v, 0);
     }
-    if (rc != MDB_SUCCESS)
-        return rc;
-    rc = add_deltas(st, txn, c->deltas, c->n_deltas, status, err);
-    if (rc != MDB_SUCCESS || *status != MAB_OK)
-        return rc;
-    return sweep_claims(st, txn, c->now);
+    return rc == MDB_SUCCESS ? sweep_claims(st, txn, c->now) : rc;
 }
 
-static int lmdb_claim(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
-                      int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
-                      unsigned flags, mab_error *err)
+static int lmdb_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                      mab_error *err)
 {
     lmdb_store *st = state;
-    if (!assignment_id)
-        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL assignment id", st->path);
-    int rc = check_deltas(st, deltas, n_deltas, err);
-    if (rc != MAB_OK)
-        return rc;
-    claim_arg c = {assignment_id, expires_at, (int64_t)time(NULL), deltas, n_deltas};
+    if (n_claims && !claims)
+        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL claims", st->path);
+    for (size_t k = 0; k < n_claims; k++) {
+        if (!claims[k].assignment_id)
+            return mab_error_set(err, MAB_EINVAL, "%s: claim %zu: NULL assignment id", st->path,
+                                 k);
+        int rc = check_deltas(st, claims[k].deltas, claims[k].n_deltas, err);
+        if (rc != MAB_OK)
+            return rc;
+    }
+    if (n_claims == 0)
+        return MAB_OK;
+    claim_arg c = {claims, n_claims, (int64_t)time(NULL)};
     /* The dbi handle is valid once a committed transaction opened it; after
        an abort it is not, so it is opened in every claim (a cheap lookup).
        MAB_CLAIM_DEFER_SYNC: commit without fdatasync. The commit is in the
-       shared map at once (every process sees the claim), and the next
-       synced commit (apply) or close flushes the data file, this claim
+       shared map at once (every process sees the claims), and the next
+       synced commit (apply) or close flushes the data file, these claims
        included. Changing MDB_NOSYNC is safe: the core never enters the
        plugin from two threads at once. */
     int defer = (flags & MAB_CLAIM_DEFER_SYNC) != 0;
     if (defer && mdb_env_set_flags(st->env, MDB_NOSYNC, 1) != MDB_SUCCESS)
         defer = 0;
-    rc = write_txn(st, "cannot claim", claim_body, &c, err);
+    int rc = write_txn(st, "cannot claim", claim_body, &c, err);
     if (defer) {
         mdb_env_set_flags(st->env, MDB_NOSYNC, 0);
         if (rc == MAB_OK)

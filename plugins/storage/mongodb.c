@@ -973,52 +973,88 @@ static void claim_doc_id(const uint8_t *id, char out[2 * MAB_ASSIGNMENT_ID_BYTES
         snprintf(out + 2 * b, 3, "%02x", id[b]);
 }
 
-static int mongo_claim(void *state, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
-                       int64_t expires_at, const mab_delta *deltas, size_t n_deltas,
-                       unsigned flags, mab_error *err)
+/* Delete the claims of claims[0..n) granted in this call; 0 on failure. */
+static int release_claims(mongo_store *st, const mab_claim *claims, size_t n,
+                          const bson_t *opts, bson_error_t *error)
+{
+    int ok = 1;
+    for (size_t k = 0; k < n; k++) {
+        if (claims[k].result != MAB_OK)
+            continue;
+        char id[2 * MAB_ASSIGNMENT_ID_BYTES + 1];
+        claim_doc_id(claims[k].assignment_id, id);
+        bson_t selector = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&selector, "_id", id);
+        if (!mongoc_collection_delete_one(st->claims, &selector, opts, NULL, error))
+            ok = 0;
+        bson_destroy(&selector);
+    }
+    return ok;
+}
+
+/* One insert per claim (the unique _id decides), then the granted claims'
+   increments as one apply; if anything fails, the claims made are deleted. */
+static int mongo_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                       mab_error *err)
 {
     (void)flags; /* the configured write concern decides durability */
     mongo_store *st = state;
-    if (!assignment_id)
-        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL assignment id", st->where);
-    int rc = check_deltas(st, deltas, n_deltas, err);
-    if (rc != MAB_OK)
-        return rc;
-    char id[2 * MAB_ASSIGNMENT_ID_BYTES + 1];
-    claim_doc_id(assignment_id, id);
-    bson_t doc = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&doc, "_id", id);
-    BSON_APPEND_DATE_TIME(&doc, "expires_at", expires_at * 1000);
-    mongoc_write_concern_append(st->write_concern, &opts);
-    bson_error_t error;
-    bson_t reply;
-    bool ok = mongoc_collection_insert_one(st->claims, &doc, &opts, &reply, &error);
-    bson_destroy(&reply);
-    bson_destroy(&doc);
-    if (!ok) {
-        bson_destroy(&opts);
-        if (error.code == DUP_KEY)
-            return MAB_ECLAIMED;
-        return store_fail(st, err, MAB_ESTORAGE, &error, "cannot claim assignment %s", id);
+    if (n_claims && !claims)
+        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL claims", st->where);
+    size_t n_deltas = 0;
+    for (size_t k = 0; k < n_claims; k++) {
+        if (!claims[k].assignment_id)
+            return mab_error_set(err, MAB_EINVAL, "%s: claim %zu: NULL assignment id",
+                                 st->where, k);
+        int rc = check_deltas(st, claims[k].deltas, claims[k].n_deltas, err);
+        if (rc != MAB_OK)
+            return rc;
+        n_deltas += claims[k].n_deltas;
+        claims[k].result = MAB_ECLAIMED;
     }
-    rc = n_deltas ? mongo_apply(st, deltas, n_deltas, err) : MAB_OK;
+    mab_delta *deltas = malloc((n_deltas ? n_deltas : 1) * sizeof *deltas);
+    if (!deltas)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    bson_t opts = BSON_INITIALIZER;
+    mongoc_write_concern_append(st->write_concern, &opts);
+    int rc = MAB_OK;
+    size_t n_taken = 0, k = 0;
+    for (; k < n_claims && rc == MAB_OK; k++) {
+        char id[2 * MAB_ASSIGNMENT_ID_BYTES + 1];
+        claim_doc_id(claims[k].assignment_id, id);
+        bson_t doc = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&doc, "_id", id);
+        BSON_APPEND_DATE_TIME(&doc, "expires_at", claims[k].expires_at * 1000);
+        bson_error_t error;
+        bson_t reply;
+        bool ok = mongoc_collection_insert_one(st->claims, &doc, &opts, &reply, &error);
+        bson_destroy(&reply);
+        bson_destroy(&doc);
+        if (ok) {
+            claims[k].result = MAB_OK;
+            for (size_t i = 0; i < claims[k].n_deltas; i++)
+                deltas[n_taken++] = claims[k].deltas[i];
+        } else if (error.code != DUP_KEY) {
+            rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot claim assignment %s", id);
+        }
+    }
+    if (rc == MAB_OK && n_taken)
+        rc = mongo_apply(st, deltas, n_taken, err);
     if (rc != MAB_OK) {
-        /* The apply counts as not made (see the top); take the claim back
-           so that a retry can count the reward. */
-        bson_t selector = BSON_INITIALIZER;
-        BSON_APPEND_UTF8(&selector, "_id", id);
+        /* The apply counts as not made (see the top); take the claims back
+           so that a retry can count the rewards. */
         bson_error_t undo_error;
-        if (!mongoc_collection_delete_one(st->claims, &selector, &opts, NULL, &undo_error)) {
+        if (!release_claims(st, claims, k, &opts, &undo_error)) {
             char first[MAB_ERROR_MAX];
             snprintf(first, sizeof first, "%s", err ? err->message : "");
             mab_error_set(err, rc,
-                          "%.200s; the claim of assignment %s remains without its reward "
-                          "(cannot delete it: %.150s)",
-                          first, id, undo_error.message);
+                          "%.200s; claims made by this call remain without their reward "
+                          "(cannot delete them: %.150s)",
+                          first, undo_error.message);
         }
-        bson_destroy(&selector);
     }
     bson_destroy(&opts);
+    free(deltas);
     return rc;
 }
 

@@ -610,7 +610,9 @@ static int claim_rc(void *store, uint8_t n, int64_t expires_at, const mab_delta 
     uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
     memset(id, 0x3c, sizeof id);
     id[15] = n;
-    return storage->claim(store, id, expires_at, d, nd, 0, err);
+    mab_claim c = {id, expires_at, d, nd, -1};
+    int rc = storage->claim(store, &c, 1, 0, err);
+    return rc == MAB_OK ? c.result : rc;
 }
 
 /* First wins; the claim is written with the records (one snapshot) and read

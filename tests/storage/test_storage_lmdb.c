@@ -618,7 +618,9 @@ static int claim_rc_flags(void *store, uint32_t n, int64_t expires_at, const mab
     uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
     claim_id(id, n);
     mab_error err = {0, ""};
-    return storage->claim(store, id, expires_at, d, n_deltas, flags, &err);
+    mab_claim c = {id, expires_at, d, n_deltas, -1};
+    int rc = storage->claim(store, &c, 1, flags, &err);
+    return rc == MAB_OK ? c.result : rc;
 }
 
 static int claim_rc(void *store, uint32_t n, int64_t expires_at, const mab_delta *d,
@@ -690,6 +692,27 @@ static void test_claim_first_wins(void **state)
     assert_int_equal(claim_rc(store, 2, later, NULL, 0), MAB_ECLAIMED);
     assert_int_equal(claim_rc(store, 3, later, NULL, 0), MAB_OK);
     assert_totals(load_one(store, "e", "a"), 0, 2, 1.0, 0.5);
+    /* One call, several claims: one transaction; an id given twice is
+       granted to its first entry only; a refused delta fails them all. */
+    uint8_t id5[MAB_ASSIGNMENT_ID_BYTES], id6[MAB_ASSIGNMENT_ID_BYTES];
+    claim_id(id5, 5);
+    claim_id(id6, 6);
+    mab_claim batch[] = {{id5, later, &reward, 1, -1}, {id6, later, &reward, 1, -1},
+                         {id5, later, &reward, 1, -1}};
+    mab_error err = {0, ""};
+    assert_int_equal(storage->claim(store, batch, 3, 0, &err), MAB_OK);
+    assert_int_equal(batch[0].result, MAB_OK);
+    assert_int_equal(batch[1].result, MAB_OK);
+    assert_int_equal(batch[2].result, MAB_ECLAIMED);
+    assert_totals(load_one(store, "e", "a"), 0, 4, 2.0, 1.0);
+    uint8_t id7[MAB_ASSIGNMENT_ID_BYTES], id8[MAB_ASSIGNMENT_ID_BYTES];
+    claim_id(id7, 7);
+    claim_id(id8, 8);
+    mab_claim poisoned[] = {{id7, later, &reward, 1, -1}, {id6, later, &reward, 1, -1},
+                            {id8, later, &overflow, 1, -1}};
+    assert_int_equal(storage->claim(store, poisoned, 3, 0, &err), MAB_ERANGE);
+    assert_int_equal(claim_rc(store, 7, later, NULL, 0), MAB_OK); /* 7 was not claimed */
+    assert_totals(load_one(store, "e", "a"), 0, 4, 2.0, 1.0);
     /* A claim whose sync is deferred is decided at once: another process
        is refused it before any apply. */
     assert_int_equal(claim_rc_flags(store, 4, later, NULL, 0, MAB_CLAIM_DEFER_SYNC), MAB_OK);

@@ -894,7 +894,9 @@ static int claim_rc(void *st, uint8_t n, int64_t expires_at, const mab_delta *d,
     uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
     memset(id, 0xa5, sizeof id);
     id[0] = n;
-    return storage->claim(st, id, expires_at, d, nd, 0, err);
+    mab_claim c = {id, expires_at, d, nd, -1};
+    int rc = storage->claim(st, &c, 1, 0, err);
+    return rc == MAB_OK ? c.result : rc;
 }
 
 static int64_t count_claims(void)

@@ -3,6 +3,7 @@
  * expiry, stacked experiments, replays, reasons for uncounted rewards, the
  * redirect guard, key rotation and the adapter's config keys.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1031,6 +1032,77 @@ static void test_claim_outlives_replay_memory(void **state)
     free(shm);
 }
 
+#define CLAIM_THREADS 8
+#define CLAIM_ROUNDS 40
+
+struct claim_thread {
+    mab_adapter *ad;
+    const char *shared; /* one cookie every thread rewards */
+    int counted_shared, counted_own, errors;
+};
+
+static void *claim_thread_main(void *arg)
+{
+    struct claim_thread *t = arg;
+    char header[5000];
+    snprintf(header, sizeof header, "mab=%s", t->shared);
+    for (int i = 0; i < CLAIM_ROUNDS; i++) {
+        mab_request *rq, *own;
+        mab_reward_result r;
+        mab_assignment a;
+        if (mab_request_begin(t->ad, header, NULL, &rq, NULL) != MAB_OK ||
+            mab_request_reward(rq, "color", 1, &r, NULL) != MAB_OK)
+            t->errors++;
+        else
+            t->counted_shared += r.counted;
+        mab_request_end(rq);
+        /* And a cookie of its own, rewarded once: must count. */
+        if (mab_request_begin(t->ad, NULL, NULL, &rq, NULL) != MAB_OK ||
+            mab_request_choose(rq, "color", &a, NULL) != MAB_OK ||
+            mab_request_begin(t->ad, NULL, mab_request_token(rq), &own, NULL) != MAB_OK)
+            t->errors++;
+        else if (mab_request_reward(own, "color", 1, &r, NULL) != MAB_OK)
+            t->errors++;
+        else
+            t->counted_own += r.counted;
+        mab_request_end(own);
+        mab_request_end(rq);
+    }
+    return NULL;
+}
+
+/* Threads with adapters of their own (as workers) reward one cookie and
+   their own cookies at once under sync "always": the engine decides their
+   claims in groups, and each caller gets its own claim's answer. */
+static void test_concurrent_claims(void **state)
+{
+    (void)state;
+    write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\"");
+    mab_engine *e = open_with_storage();
+    mab_adapter *first = open_adapter(e);
+    char cookie[4000];
+    choose_with(first, NULL, "color", cookie, sizeof cookie);
+    pthread_t threads[CLAIM_THREADS];
+    struct claim_thread t[CLAIM_THREADS];
+    for (int i = 0; i < CLAIM_THREADS; i++) {
+        t[i] = (struct claim_thread){open_adapter(e), cookie, 0, 0, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, claim_thread_main, &t[i]), 0);
+    }
+    int shared = 0, own = 0;
+    for (int i = 0; i < CLAIM_THREADS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(t[i].errors, 0);
+        shared += t[i].counted_shared;
+        own += t[i].counted_own;
+        mab_adapter_close(t[i].ad);
+    }
+    assert_int_equal(shared, 1);
+    assert_int_equal(own, CLAIM_THREADS * CLAIM_ROUNDS);
+    assert_int_equal(total_rewards(e, "color"), 1 + CLAIM_THREADS * CLAIM_ROUNDS);
+    mab_adapter_close(first);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1050,6 +1122,7 @@ int main(void)
         cmocka_unit_test_setup(test_no_claims_before_abi_1_2, each),
         cmocka_unit_test_setup(test_claim_across_processes_and_restart, each),
         cmocka_unit_test_setup(test_claim_outlives_replay_memory, each),
+        cmocka_unit_test_setup(test_concurrent_claims, each),
     };
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }
