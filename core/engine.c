@@ -873,10 +873,9 @@ int mab_storage_has_claims(const mab_engine *e)
 
 /*
  * Failure orders. With sync "always" the claim and the reward's increment
- * are one call of the plugin (with the claims of concurrent rewards: see
- * claim_wait) (claim with deltas: one LMDB transaction, one
- * json_file write; MongoDB undoes the claim when the increment fails), so a
- * reward answered MAB_OK is durable with its claim and one answered
+ * are one call of the plugin, with the claims of concurrent rewards (see
+ * claim_wait): one LMDB transaction, one json_file write; MongoDB undoes
+ * the claims when the increments fail. So a reward answered MAB_OK is durable with its claim and one answered
  * MAB_ESTORAGE left neither behind: the visitor's retry can count. The
  * increment bypasses the write-behind queue (it is already stored), so it
  * goes to the published totals only, under flush_mu so that no refresh
@@ -890,7 +889,12 @@ int mab_storage_has_claims(const mab_engine *e)
  * batch loses the increment (as it loses every pending increment) while
  * its claim stays, so that reward is lost, never counted twice. The same
  * holds if mab_reward fails after the claim was granted (out of memory).
+ *
+ * A group fails as a whole: when storage refuses one reward of it (a
+ * counter would overflow: MAB_ERANGE), every caller of that group gets the
+ * error, nothing of the group is claimed, and each retry can count.
  */
+
 /* Decide a group of claims in one storage call (one durable write). */
 static void claims_commit(mab_engine *e, mab__claim_waiter *group)
 {
