@@ -441,7 +441,12 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
         mrc = mdb_reader_check(st->env, &dead);
     }
     if (mrc != MDB_SUCCESS) {
-        rc = lmdb_fail(st, err, mrc == ENOMEM ? MAB_ENOMEM : MAB_ESTORAGE, step, mrc);
+        /* A data.mdb that is not an LMDB file (or not of this LMDB version)
+           is a store we cannot read: corrupt, not a storage failure. */
+        int code = mrc == ENOMEM                                        ? MAB_ENOMEM
+                   : mrc == MDB_INVALID || mrc == MDB_VERSION_MISMATCH ? MAB_ECORRUPT
+                                                                        : MAB_ESTORAGE;
+        rc = lmdb_fail(st, err, code, step, mrc);
         store_free(st, 1);
         return rc;
     }
