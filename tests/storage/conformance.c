@@ -1199,6 +1199,17 @@ static int fs_teardown(void **state)
     return group_teardown(state);
 }
 
+/* Remove what an earlier fs case that failed half-way left filling the disk. */
+static void free_disk(void)
+{
+    const char *dirs[] = {"full", "fullp"};
+    for (size_t i = 0; i < 2; i++) {
+        char filler[240];
+        snprintf(filler, sizeof filler, "%s/%s/filler", mnt, dirs[i]);
+        unlink(filler);
+    }
+}
+
 /* Fill the file system until it is full; returns the filler's path. */
 static void fill_disk(const char *dir, char *filler, size_t cap)
 {
@@ -1218,6 +1229,7 @@ static void fill_disk(const char *dir, char *filler, size_t cap)
 static void test_disk_full(void **state)
 {
     (void)state;
+    free_disk();
     REQUIRE(B->files, "it keeps no files");
     char dir[200], filler[240];
     snprintf(dir, sizeof dir, "%s/full", mnt);
@@ -1289,11 +1301,85 @@ static void test_disk_full(void **state)
         assert_true(refused > 0 && refused2 > 0);
 }
 
+/* The same through include/mab/storage.h, with batches of new records so
+   that LMDB has to grow its file: a failed apply is reported naming the path
+   and applies nothing; every batch that succeeded is there after a reopen;
+   the failed batch applies once space is back. */
+static void test_disk_full_plugin(void **state)
+{
+    (void)state;
+    free_disk();
+    REQUIRE(B->files, "it keeps no files");
+    char dir[200], filler[240];
+    snprintf(dir, sizeof dir, "%s/fullp", mnt);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    store s;
+    store_init(&s, dir);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    mab_delta first = {"base", "a", {1, 1, 1.0, 1.0}};
+    assert_int_equal(plugin->apply(st, &first, 1, &err), MAB_OK);
+    fill_disk(dir, filler, sizeof filler);
+    /* Leave room for a few batches, so that some succeed before the refusal. */
+    struct stat sb;
+    assert_int_equal(stat(filler, &sb), 0);
+    assert_int_equal(truncate(filler, sb.st_size > 24576 ? sb.st_size - 24576 : 0), 0);
+
+    enum { ARMS = 16, MAX_BATCHES = 4000 };
+    static char names[MAX_BATCHES][16];
+    static const char *arm_ids[ARMS] = {"a", "b", "c", "d", "e", "f", "g", "h",
+                                        "i", "j", "k", "l", "m", "n", "o", "p"};
+    mab_delta batch[ARMS];
+    int applied = 0, failed = -1;
+    for (int i = 0; i < MAX_BATCHES && failed < 0; i++) {
+        snprintf(names[i], sizeof names[i], "g%d", i);
+        for (int a = 0; a < ARMS; a++)
+            batch[a] = (mab_delta){names[i], arm_ids[a], {(uint64_t)i + 1, 1, 0.5, 0.25}};
+        int rc = plugin->apply(st, batch, ARMS, &err);
+        if (rc == MAB_OK) {
+            applied++;
+            continue;
+        }
+        failed = i;
+        if (rc != MAB_ESTORAGE)
+            fail_msg("apply on a full disk returned %d: %s", rc, err.message);
+        assert_mentions(err.message, s.path);
+        assert_mentions(err.message, "No space left on device");
+    }
+    fprintf(stderr, "# disk full (plugin): %d batches of %d new records applied, then refused\n",
+            applied, ARMS);
+    assert_true(failed >= 0);
+    mab_totals out[ARMS];
+    if (plugin->load(st, names[failed], arm_ids, ARMS, out, &err) == MAB_OK)
+        for (int a = 0; a < ARMS; a++)
+            assert_totals(&out[a], 0, 0, 0, 0);
+    plugin->close(st);
+
+    /* Reopen (still full: nothing may be needed to read), check, free space,
+       apply the refused batch. */
+    st = NULL;
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    for (int i = 0; i < applied; i++) {
+        assert_int_equal(plugin->load(st, names[i], arm_ids, ARMS, out, &err), MAB_OK);
+        for (int a = 0; a < ARMS; a++)
+            assert_totals(&out[a], (uint64_t)i + 1, 1, 0.5, 0.25);
+    }
+    assert_int_equal(plugin->load(st, names[failed], arm_ids, ARMS, out, &err), MAB_OK);
+    assert_totals(&out[0], 0, 0, 0, 0);
+    assert_int_equal(unlink(filler), 0);
+    assert_int_equal(plugin->apply(st, batch, ARMS, &err), MAB_OK);
+    assert_int_equal(plugin->load(st, names[failed], arm_ids, ARMS, out, &err), MAB_OK);
+    assert_totals(&out[ARMS - 1], (uint64_t)failed + 1, 1, 0.5, 0.25);
+    plugin->close(st);
+}
+
 /* A store on a file system remounted read-only: open is refused naming the
    path (or, if it can open, it reads everything); the data is intact. */
 static void test_read_only_mount(void **state)
 {
     (void)state;
+    free_disk();
     REQUIRE(B->files, "it keeps no files");
     char dir[200];
     snprintf(dir, sizeof dir, "%s/ro", mnt);
@@ -1558,6 +1644,7 @@ int main(int argc, char **argv)
         }
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_disk_full),
+            cmocka_unit_test(test_disk_full_plugin),
             cmocka_unit_test(test_read_only_mount),
         };
         /* When the mount is impossible the setup fails: report a skip, not a pass. */
