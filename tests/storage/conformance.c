@@ -56,6 +56,7 @@
 
 #include <cmocka.h>
 #include <lmdb.h>
+#include <mongoc/mongoc.h>
 
 #include "mab/mab.h"
 #include "mab/storage.h"
@@ -909,9 +910,62 @@ static unsigned char *garbage(size_t n)
     return g;
 }
 
+/* mongodb: documents mab cannot read, planted with the tests' own client.
+   Each is MAB_ECORRUPT naming the server and the document, which stays as
+   it was. */
+static void corrupt_documents(void)
+{
+    mongoc_init();
+    mongoc_client_t *client = mongoc_client_new(standin.uri);
+    assert_non_null(client);
+    const char *why[] = {"a count that is a string", "another schema version", "a NaN sum"};
+    for (int k = 0; k < 3; k++) {
+        store s;
+        store_init(&s, NULL);
+        write_config(&s, "\"always\"");
+        mongoc_collection_t *c = mongoc_client_get_collection(client, s.database, "mab_arms");
+        bson_t *doc = BCON_NEW("_id", BCON_UTF8("btn/a"), "experiment", BCON_UTF8("btn"), "arm",
+                               BCON_UTF8("a"), "v", BCON_INT32(k == 1 ? 2 : 1), "rewards",
+                               BCON_INT64(3), "reward_sum", BCON_DOUBLE(k == 2 ? NAN : 3.0));
+        if (k == 0)
+            BCON_APPEND(doc, "pulls", BCON_UTF8("many"));
+        else
+            BCON_APPEND(doc, "pulls", BCON_INT64(7));
+        bson_error_t error;
+        if (!mongoc_collection_insert_one(c, doc, NULL, NULL, &error))
+            fail_msg("insert: %s", error.message);
+        mab_engine *e = NULL;
+        mab_error err = {0, ""};
+        int rc = mab_open(s.config, &e, &err);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("%s: mab_open returned %d, not MAB_ECORRUPT: %s", why[k], rc, err.message);
+        assert_null(e);
+        char server[64];
+        snprintf(server, sizeof server, "127.0.0.1:%d", standin.port);
+        assert_mentions(err.message, server);
+        assert_mentions(err.message, "btn/a");
+        bson_t *filter = BCON_NEW("_id", BCON_UTF8("btn/a"));
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(c, filter, NULL, NULL);
+        const bson_t *found;
+        assert_true(mongoc_cursor_next(cursor, &found));
+        if (!bson_equal(found, doc))
+            fail_msg("%s: the document was modified", why[k]);
+        mongoc_cursor_destroy(cursor);
+        bson_destroy(filter);
+        bson_destroy(doc);
+        mongoc_collection_destroy(c);
+    }
+    mongoc_client_destroy(client);
+    mongoc_cleanup();
+}
+
 static void test_corrupt_files(void **state)
 {
     (void)state;
+    if (is("mongodb")) {
+        corrupt_documents();
+        return;
+    }
     REQUIRE(B->files, "it keeps no files");
     if (is("json_file")) {
         /* A valid store to cut in half. */
