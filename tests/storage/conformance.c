@@ -1206,6 +1206,9 @@ static void test_server_killed_mid_batch(void **state)
             fail_msg("acknowledged rewards lost: %" PRIu64 " acknowledged, %" PRId64 " stored",
                      acked, after - base);
         assert_true((uint64_t)(after - base) <= acked + refused);
+        fprintf(stderr, "# round %d: after the restart %" PRId64 " stored (%" PRId64
+                " of them written but not acknowledged when the server died)\n",
+                round, after - base, after - base - (int64_t)acked);
 
         /* The refused rewards stayed queued: once the server is back they
            are written, exactly once. */
