@@ -23,8 +23,8 @@
  *            issue, item 1 and 3); each runs in a child process, so a crash
  *            (SIGBUS) is reported as a failure of that case.
  *
- * A case that does not apply to the backend says why and is marked skipped
- * by cmocka, never passed.
+ * A case that does not apply to the backend is not run: the suite lists it
+ * with the reason at the start, so no skip is counted among the passes.
  *
  * Every fault case checks the same promise: what was acknowledged
  * (mab_reward returned MAB_OK under sync "always", or mab_flush / mab_close
@@ -95,13 +95,13 @@ static int is(const char *name)
     return strcmp(B->name, name) == 0;
 }
 
-/* Skip, saying why, when the backend lacks a property. */
-#define REQUIRE(cond, why)                                                              \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "# %s: not applicable to %s: %s\n", __func__, B->name, why); \
-            skip();                                                                     \
-        }                                                                               \
+/* A guard in each case that needs a property: main() runs only the cases
+   that apply, so reaching this is a bug of the case table. */
+#define REQUIRE(cond, why)                                                                \
+    do {                                                                                  \
+        if (!(cond))                                                                      \
+            fail_msg("%s does not apply to %s (%s): the case table ran it", __func__,      \
+                     B->name, why);                                                       \
     } while (0)
 
 static int64_t now_ms(void)
@@ -517,7 +517,7 @@ static void test_round_trip(void **state)
         assert_tally(&shown, &played);
         if (!B->persistent) {
             engine_close(e);
-            continue; /* skipped below, once both modes ran */
+            continue; /* nothing survives the close to compare with */
         }
         engine_close(e);
         e = engine_open(&s);
@@ -537,7 +537,9 @@ static void test_round_trip(void **state)
         engine_close(e);
         assert_stored(&s, &played);
     }
-    REQUIRE(B->persistent, "the fixture forgets its records at close (checked within one open)");
+    if (!B->persistent)
+        fprintf(stderr, "# %s: the fixture forgets its records at close: checked within one "
+                "open only\n", __func__);
 }
 
 /* Bad input is refused and changes nothing. */
@@ -1678,19 +1680,37 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (strcmp(group, "suite") == 0) {
-        const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_plugin_contract),
-            cmocka_unit_test(test_round_trip),
-            cmocka_unit_test(test_bad_input_changes_nothing),
-            cmocka_unit_test(test_reconciliation),
-            cmocka_unit_test(test_export_import),
-            cmocka_unit_test(test_concurrent_writers),
-            cmocka_unit_test(test_corrupt_files),
-            cmocka_unit_test(test_read_only_directory),
-            cmocka_unit_test(test_server_killed_mid_batch),
+        /* Only the cases that apply to the backend run; the others are listed
+           with the reason, so that no skip is counted among the passes. */
+        const struct {
+            struct CMUnitTest test;
+            int applies;
+            const char *why;
+        } cases[] = {
+            {cmocka_unit_test(test_plugin_contract), 1, ""},
+            {cmocka_unit_test(test_round_trip), 1, ""},
+            {cmocka_unit_test(test_bad_input_changes_nothing), 1, ""},
+            {cmocka_unit_test(test_reconciliation), B->persistent,
+             "every open of the fixture is a store of its own"},
+            {cmocka_unit_test(test_export_import), 1, ""},
+            {cmocka_unit_test(test_concurrent_writers), B->persistent,
+             "every open of the fixture is a store of its own"},
+            {cmocka_unit_test(test_corrupt_files), B->files || is("mongodb"),
+             "it keeps no files or documents"},
+            {cmocka_unit_test(test_read_only_directory), B->files, "it keeps no files"},
+            {cmocka_unit_test(test_server_killed_mid_batch), is("mongodb"),
+             "it has no server to kill"},
         };
-        return _cmocka_run_group_tests(B->name, tests, sizeof tests / sizeof tests[0],
-                                       group_setup, group_teardown);
+        struct CMUnitTest tests[sizeof cases / sizeof cases[0]];
+        size_t n = 0;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            if (cases[i].applies)
+                tests[n++] = cases[i].test;
+            else
+                fprintf(stderr, "# %s: not applicable to %s: %s\n", cases[i].test.name,
+                        B->name, cases[i].why);
+        }
+        return _cmocka_run_group_tests(B->name, tests, n, group_setup, group_teardown);
     }
     if (strcmp(group, "fs") == 0) {
         if (!B->files) {
