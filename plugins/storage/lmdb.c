@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -201,6 +202,14 @@ static int map_grow(lmdb_store *st)
 typedef int (*write_body)(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
                           mab_error *err);
 
+/* LMDB reports a short write of its pages (the disk filled up during the
+   commit) as EIO; say what happened when the file system is full. */
+static int disk_full(const lmdb_store *st)
+{
+    struct statvfs sv;
+    return statvfs(st->path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < 65536;
+}
+
 /* Run body in a write transaction and commit it, growing the map as needed. */
 static int write_txn(lmdb_store *st, const char *what, write_body body, const void *arg,
                      mab_error *err)
@@ -219,6 +228,8 @@ static int write_txn(lmdb_store *st, const char *what, write_body body, const vo
         }
         if (rc == MDB_MAP_FULL && map_grow(st) == MDB_SUCCESS)
             continue;
+        if (rc == EIO && disk_full(st))
+            rc = ENOSPC;
         if (rc != MDB_SUCCESS)
             return lmdb_fail(st, err, MAB_ESTORAGE, what, rc);
         return status;
@@ -441,7 +452,12 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
         mrc = mdb_reader_check(st->env, &dead);
     }
     if (mrc != MDB_SUCCESS) {
-        rc = lmdb_fail(st, err, mrc == ENOMEM ? MAB_ENOMEM : MAB_ESTORAGE, step, mrc);
+        /* A data.mdb that is not an LMDB file (or not of this LMDB version)
+           is a store we cannot read: corrupt, not a storage failure. */
+        int code = mrc == ENOMEM                                        ? MAB_ENOMEM
+                   : mrc == MDB_INVALID || mrc == MDB_VERSION_MISMATCH ? MAB_ECORRUPT
+                                                                        : MAB_ESTORAGE;
+        rc = lmdb_fail(st, err, code, step, mrc);
         store_free(st, 1);
         return rc;
     }
