@@ -103,6 +103,68 @@ static int read_token(const char *file, char **out, const char *path, char *msg,
     return 0;
 }
 
+/* ---- limits: slow clients, Host names, storage log (docs/hosts.md) ---- */
+
+#define SERVER_NAMES_MAX 64
+
+static int server_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 255)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+            return 0;
+    }
+    return 1;
+}
+
+static int parse_limits(const cJSON *m, const char *path, mabd_settings *s, char *msg,
+                        size_t cap)
+{
+    if (unsigned_key(m, "request_timeout_s", 1, 3600, &s->request_timeout_s, path, "mabd.", msg,
+                     cap) ||
+        unsigned_key(m, "max_connections_per_ip", 0, 100000, &s->max_connections_per_ip, path,
+                     "mabd.", msg, cap) ||
+        unsigned_key(m, "storage_log_interval_s", 1, 86400, &s->storage_log_interval_s, path,
+                     "mabd.", msg, cap))
+        return -1;
+    const cJSON *names = cJSON_GetObjectItemCaseSensitive(m, "server_names");
+    if (!names)
+        return 0;
+    int n = cJSON_IsArray(names) ? cJSON_GetArraySize(names) : -1;
+    if (n < 0 || n > SERVER_NAMES_MAX) {
+        snprintf(msg, cap, "%s: mabd.server_names: expected an array of up to %d host names",
+                 path, SERVER_NAMES_MAX);
+        return -1;
+    }
+    s->server_names = calloc((size_t)n + 1, sizeof *s->server_names);
+    if (!s->server_names) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(names, i);
+        if (!cJSON_IsString(v) || !server_name_ok(v->valuestring)) {
+            snprintf(msg, cap, "%s: mabd.server_names[%d]: expected a host name, optionally "
+                               "with :PORT (letters, digits, '.', '-')", path, i);
+            return -1;
+        }
+        char *name = strdup(v->valuestring);
+        if (!name) {
+            snprintf(msg, cap, "out of memory");
+            return -1;
+        }
+        for (char *c = name; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+        s->server_names[s->n_server_names++] = name;
+    }
+    return 0;
+}
+
 static int parse(const cJSON *m, const char *path, mabd_settings *s, char *msg, size_t cap)
 {
     if (!cJSON_IsObject(m)) {
@@ -110,7 +172,10 @@ static int parse(const cJSON *m, const char *path, mabd_settings *s, char *msg, 
         return -1;
     }
     static const char *const keys[] = {"listen", "admin_token_file", "static", "max_connections",
-                                       "timeout_s", "threads", "series", NULL};
+                                       "timeout_s", "threads", "series",
+                                       /* parse_limits() */
+                                       "request_timeout_s", "max_connections_per_ip",
+                                       "server_names", "storage_log_interval_s", NULL};
     if (check_keys(m, keys, path, "mabd", msg, cap))
         return -1;
     const cJSON *listen = cJSON_GetObjectItemCaseSensitive(m, "listen");
@@ -159,7 +224,8 @@ static int parse(const cJSON *m, const char *path, mabd_settings *s, char *msg, 
     if (unsigned_key(m, "max_connections", 1, 100000, &s->max_connections, path, "mabd.", msg,
                      cap) ||
         unsigned_key(m, "timeout_s", 1, 3600, &s->timeout_s, path, "mabd.", msg, cap) ||
-        unsigned_key(m, "threads", 1, 256, &s->threads, path, "mabd.", msg, cap))
+        unsigned_key(m, "threads", 1, 256, &s->threads, path, "mabd.", msg, cap) ||
+        parse_limits(m, path, s, msg, cap))
         return -1;
     const cJSON *ser = cJSON_GetObjectItemCaseSensitive(m, "series");
     if (ser) {
@@ -188,6 +254,9 @@ int mabd_settings_load(const char *config_path, mabd_settings *s, char *msg, siz
     s->threads = cpus > 0 ? (unsigned)cpus : 2;
     s->series_interval_s = 60;
     s->series_keep = 1440;
+    s->request_timeout_s = 10;
+    s->max_connections_per_ip = 64;
+    s->storage_log_interval_s = 60;
     msg[0] = '\0';
     char *text = read_text(config_path, msg, cap);
     if (!text)
@@ -213,4 +282,9 @@ void mabd_settings_free(mabd_settings *s)
     free(s->static_url);
     free(s->static_dir);
     s->admin_token = s->static_url = s->static_dir = NULL;
+    for (size_t i = 0; i < s->n_server_names; i++)
+        free(s->server_names[i]);
+    free(s->server_names);
+    s->server_names = NULL;
+    s->n_server_names = 0;
 }
