@@ -61,6 +61,8 @@ void mabd_log(const char *fmt, ...)
     time_t now = time(NULL);
     struct tm tm;
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+    /* Request threads log too (storage failures): one line at a time. */
+    flockfile(stderr);
     fprintf(stderr, "%s mabd: ", stamp);
     va_list ap;
     va_start(ap, fmt);
@@ -68,6 +70,7 @@ void mabd_log(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
+    funlockfile(stderr);
 }
 
 static char *read_all(const char *path)

@@ -917,6 +917,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
                          enum MHD_RequestTerminationCode toe)
 {
     mabd *d = cls;
+    (void)toe;
+    /* Keep-alive: the next request on this connection gets a new deadline. */
+    watched *c = watched_of(conn);
+    if (c)
+        watch_arm(d->watch, c, 1);
     if (!*state)
         return;
     if (*state != &get_marker) {
@@ -926,10 +931,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
     }
     *state = NULL;
     atomic_fetch_sub(&d->in_flight, 1);
-    /* Keep-alive: the next request on this connection gets a new deadline. */
-    watched *c = watched_of(conn);
-    if (c)
-        watch_arm(d->watch, c, 1);
 }
 
 static void log_mhd(void *cls, const char *fmt, va_list ap)
