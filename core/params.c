@@ -198,6 +198,25 @@ int mab_params_string(mab_params *p, const char *key, const char *def, const cha
     return MAB_OK;
 }
 
+int mab_params_strings(mab_params *p, const char *key, size_t max, const char **out,
+                       size_t *n)
+{
+    *n = 0;
+    const cJSON *v = lookup(p, key);
+    if (!v)
+        return MAB_OK;
+    if (!cJSON_IsArray(v) || (size_t)cJSON_GetArraySize(v) > max)
+        return mab_params_fail(p, key, "expected an array of at most %zu strings", max);
+    size_t i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        if (!cJSON_IsString(c))
+            return mab_params_fail(p, key, "element %zu: expected a string", i);
+        out[i] = c->valuestring;
+    }
+    *n = i;
+    return MAB_OK;
+}
+
 int mab_params_path(mab_params *p, const char *key, const char *def, char *buf, size_t buf_len)
 {
     const char *s;

@@ -570,10 +570,16 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
         return rc;
     }
-    /* MAB_ESTORAGE: the reward is queued and will be written; it counted. */
+    /* MAB_ESTORAGE (sync "always", the write failed): the reward stays
+       queued in this process and its id stays in the replay memory, so a
+       retry here cannot count it twice; but it is not durable, so the
+       cookie is not marked rewarded: if the queue is lost with the process,
+       a retry after restart still counts. */
     atomic_fetch_add(&rq->adapter->rewards_counted, 1);
-    e->cookie.rewarded = 1;
-    mark_changed(rq);
+    if (rc == MAB_OK) {
+        e->cookie.rewarded = 1;
+        mark_changed(rq);
+    }
     out->counted = 1;
     out->reason = MAB_REWARD_COUNTED;
     out->arm_id = choice.arm_id;

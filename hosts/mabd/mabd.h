@@ -10,6 +10,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "mab/adapter.h"
 #include "mab/mab.h"
@@ -30,6 +33,13 @@ typedef struct mabd_settings {
     unsigned threads;
     unsigned series_interval_s;
     unsigned series_keep;
+    /* Against slow clients, cross-site requests and silent storage
+       failures (docs/hosts.md, "Limits" and "Admin routes"). */
+    unsigned request_timeout_s;      /* a request's head and body must arrive within */
+    unsigned max_connections_per_ip; /* 0: no per-address limit */
+    char **server_names;             /* Host names the admin routes accept, lower case */
+    size_t n_server_names;
+    unsigned storage_log_interval_s; /* summary line of a storage failure streak */
 } mabd_settings;
 
 /* The config sections mabd reads ({"mabd", NULL}): every engine mabd opens
@@ -57,22 +67,54 @@ typedef struct mabd {
     _Atomic uint64_t storage_errors_before; /* of engines closed by reloads */
     _Atomic uint64_t reloads_ok, reloads_failed;
     _Atomic uint64_t bad_requests;
+    _Atomic uint64_t slow_clients_closed; /* connections past request_timeout_s */
+
+    /* Set by mabd_server_start(). */
+    unsigned port;     /* the bound port */
+    char listen_ip[64]; /* the listen address, dotted */
+    int loopback;      /* listening on 127.0.0.0/8 only */
+    struct request_watch *watch;
+
+    /* storage_log.c: the current streak of storage write failures. */
+    pthread_mutex_t storage_log_mu;
+    int storage_failing;
+    uint64_t streak_first_count, streak_summary_count; /* error counts at streak start, last line */
+    time_t streak_since, streak_next_summary;
+    char storage_last_error[MAB_ERROR_MAX];
 } mabd;
+
+/* main.c: one line on stderr, with a time stamp. */
+void mabd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Upper bounds of the choose latency histogram, in seconds. */
 extern const double mabd_latency_bounds[MABD_LATENCY_BUCKETS];
 
 /* server.c: start/stop the HTTP daemon. */
 struct MHD_Daemon *mabd_server_start(mabd *d, unsigned *bound_port, char *msg, size_t msg_cap);
+/* Close connections whose request has not arrived within request_timeout_s
+   (the main loop calls it every second). */
+void mabd_server_reap(mabd *d);
+/* After MHD_stop_daemon(). */
+void mabd_server_free(mabd *d);
+
+/* storage_log.c: storage write failures in mabd's log: the first failure
+   of a streak, a summary every storage_log_interval_s, the recovery. */
+/* A request saw a write fail (MAB_ESTORAGE) with this message. */
+void mabd_storage_failed(mabd *d, const char *message);
+/* Every second from the main loop, holding d->lock for reading. */
+void mabd_storage_check(mabd *d, time_t now);
+/* Failed writes so far, over every engine since start. */
+uint64_t mabd_storage_errors(mabd *d);
 
 /* metrics.c */
 void mabd_latency_record(mabd *d, uint64_t ns);
 void mabd_metrics_write(mabd *d, strbuf *out); /* caller holds d->lock for reading */
 
-/* dashboard.c: the admin page's data as JSON (caller holds d->lock). */
-void mabd_dashboard_json(mabd *d, strbuf *out);
-/* The stats JSON of `mab stats --json` (caller holds d->lock). */
-void mabd_stats_json(mabd *d, strbuf *out);
+/* dashboard.c: the admin page's data as JSON (caller holds d->lock; NULL
+   when out of memory; free with cJSON_Delete). */
+cJSON *mabd_dashboard_json(mabd *d);
+/* The stats JSON of `mab stats --json` (the same rules). */
+cJSON *mabd_stats_json(mabd *d);
 /* Take one time-series sample now (caller holds d->lock). */
 void mabd_series_sample(mabd *d);
 

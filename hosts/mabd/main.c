@@ -37,12 +37,15 @@ static const char usage[] =
     "  GET  /v1/choose/EXP[,EXP...]     an arm per experiment, sticky through a signed cookie\n"
     "                                   (?token=T for callers without cookies)\n"
     "  POST /v1/reward/EXP              {\"value\": X, \"token\": T} -> {\"counted\", \"reason\"}\n"
+    "                                   (503 when sync \"always\" could not write it)\n"
     "  GET  /r/EXP[,EXP...]?to=URL      reward (&value=X), then 303 to a guarded URL\n"
     "  GET  /healthz\n"
-    "  admin (bearer token of mabd.admin_token_file when set):\n"
+    "  admin (bearer token of mabd.admin_token_file when set; without one, open\n"
+    "  only when listening on loopback; Host must be mabd's or in mabd.server_names):\n"
     "  GET  /                           dashboard\n"
     "  GET  /v1/stats, /metrics         JSON as `mab stats --json`; Prometheus text\n"
-    "  POST /v1/reset/EXP               zero an experiment's counters\n"
+    "  POST /v1/reset/EXP               zero an experiment's counters (needs Content-Type:\n"
+    "                                   application/json or an X-MAB-Request header)\n"
     "\n"
     "  --config FILE        the mab config (its \"mabd\" object holds mabd's settings)\n"
     "  --listen HOST:PORT   IPv4 address and port (default: mabd.listen, else\n"
@@ -52,14 +55,14 @@ static const char usage[] =
     "refused and the old one keeps serving); SIGTERM or SIGINT stop accepting,\n"
     "finish the requests in progress, write counters to storage and exit 0.\n";
 
-static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void log_line(const char *fmt, ...)
+void mabd_log(const char *fmt, ...)
 {
     char stamp[32];
     time_t now = time(NULL);
     struct tm tm;
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+    /* Request threads log too (storage failures): one line at a time. */
+    flockfile(stderr);
     fprintf(stderr, "%s mabd: ", stamp);
     va_list ap;
     va_start(ap, fmt);
@@ -67,6 +70,7 @@ static void log_line(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
+    funlockfile(stderr);
 }
 
 static char *read_all(const char *path)
@@ -112,15 +116,26 @@ static void apply_settings(mabd *d, mabd_settings *fresh)
     mabd_settings *cur = &d->settings;
     if (strcmp(cur->listen, fresh->listen) != 0 || cur->threads != fresh->threads ||
         cur->max_connections != fresh->max_connections || cur->timeout_s != fresh->timeout_s ||
-        cur->series_keep != fresh->series_keep)
-        log_line("note: mabd.listen, threads, max_connections, timeout_s and series.keep "
-                 "take effect at the next start");
+        cur->series_keep != fresh->series_keep ||
+        cur->request_timeout_s != fresh->request_timeout_s ||
+        cur->max_connections_per_ip != fresh->max_connections_per_ip)
+        mabd_log("note: mabd.listen, threads, max_connections, max_connections_per_ip, "
+                 "timeout_s, request_timeout_s and series.keep take effect at the next start");
+    if (!cur->admin_token != !fresh->admin_token && !d->loopback)
+        mabd_log("note: admin routes are now %s on %s",
+                 fresh->admin_token ? "open with the admin token" : "closed (no admin token)",
+                 d->listen_ip);
     mabd_settings_free(cur);
     cur->admin_token = fresh->admin_token;
     cur->static_url = fresh->static_url;
     cur->static_dir = fresh->static_dir;
     cur->series_interval_s = fresh->series_interval_s;
+    cur->server_names = fresh->server_names;
+    cur->n_server_names = fresh->n_server_names;
+    cur->storage_log_interval_s = fresh->storage_log_interval_s;
     fresh->admin_token = fresh->static_url = fresh->static_dir = NULL;
+    fresh->server_names = NULL;
+    fresh->n_server_names = 0;
 }
 
 /* SIGHUP. Returns -1 only when no engine could be opened at all. */
@@ -135,7 +150,7 @@ static int reload(mabd *d, char **previous_text)
     mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
     int rc = mab_open_sections(d->config_path, &opts, mabd_config_sections, &dry, &err);
     if (rc == MAB_OK && mabd_settings_load(dry, &fresh, msg, sizeof msg) != 0) {
-        log_line("reload refused: %s; the previous config keeps serving", msg);
+        mabd_log("reload refused: %s; the previous config keeps serving", msg);
         atomic_fetch_add(&d->reloads_failed, 1);
         mab_close(dry, NULL);
         return 0;
@@ -146,7 +161,7 @@ static int reload(mabd *d, char **previous_text)
     mab_close(dry, NULL);
     char *text = rc == MAB_OK ? read_all(d->config_path) : NULL;
     if (rc != MAB_OK || !text) {
-        log_line("reload refused: %s; the previous config keeps serving",
+        mabd_log("reload refused: %s; the previous config keeps serving",
                  rc != MAB_OK ? err.message : "cannot read the config");
         atomic_fetch_add(&d->reloads_failed, 1);
         mabd_settings_free(&fresh);
@@ -157,7 +172,7 @@ static int reload(mabd *d, char **previous_text)
     pthread_rwlock_wrlock(&d->lock);
     atomic_fetch_add(&d->storage_errors_before, mab_storage_errors(d->engine));
     if (mab_close(d->engine, &err) != MAB_OK)
-        log_line("reload: writing the counters of the previous engine: %s", err.message);
+        mabd_log("reload: writing the counters of the previous engine: %s", err.message);
     d->engine = NULL;
     mab_engine *engine = NULL;
     rc = mab_open_sections(d->config_path, NULL, mabd_config_sections, &engine, &err);
@@ -173,16 +188,16 @@ static int reload(mabd *d, char **previous_text)
         *previous_text = text;
         text = NULL;
         atomic_fetch_add(&d->reloads_ok, 1);
-        log_line("reloaded %s: %zu experiments, storage %s", d->config_path,
+        mabd_log("reloaded %s: %zu experiments, storage %s", d->config_path,
                  mab_experiment_count(engine), mab_storage_name(engine));
     } else {
-        log_line("reload refused: %s; reopening the previous config", err.message);
+        mabd_log("reload refused: %s; reopening the previous config", err.message);
         atomic_fetch_add(&d->reloads_failed, 1);
         if (reopen_previous(d->config_path, *previous_text, &engine, &err) == MAB_OK &&
             mab_adapter_reload(d->adapter, engine, &err) == MAB_OK) {
             d->engine = engine;
         } else {
-            log_line("cannot reopen the previous config either: %s", err.message);
+            mabd_log("cannot reopen the previous config either: %s", err.message);
             result = -1;
         }
     }
@@ -197,6 +212,14 @@ static void sample(mabd *d)
     pthread_rwlock_rdlock(&d->lock);
     if (d->engine)
         mabd_series_sample(d);
+    pthread_rwlock_unlock(&d->lock);
+}
+
+static void check_storage(mabd *d, time_t now)
+{
+    pthread_rwlock_rdlock(&d->lock);
+    if (d->engine)
+        mabd_storage_check(d, now);
     pthread_rwlock_unlock(&d->lock);
 }
 
@@ -248,6 +271,7 @@ int main(int argc, char **argv)
     pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&d.lock, &attr);
     pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&d.storage_log_mu, NULL);
     d.config_path = config;
 
     char msg[1024];
@@ -292,12 +316,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "mabd: %s\n", msg);
         return 1;
     }
-    char host[128];
-    snprintf(host, sizeof host, "%s", d.settings.listen);
-    *strrchr(host, ':') = '\0';
-    log_line("listening on http://%s:%u/ (pid %ld, config %s, %zu experiments, storage %s%s)",
-             host, port, (long)getpid(), config, mab_experiment_count(d.engine),
+    mabd_log("listening on http://%s:%u/ (pid %ld, config %s, %zu experiments, storage %s%s)",
+             d.listen_ip, port, (long)getpid(), config, mab_experiment_count(d.engine),
              mab_storage_name(d.engine), d.settings.admin_token ? ", admin token required" : "");
+    if (!d.loopback && d.settings.admin_token)
+        mabd_log("warning: the dashboard and admin routes are open on the non-loopback address "
+                 "%s, guarded by the admin token only; serve them through TLS or listen on "
+                 "127.0.0.1", d.listen_ip);
+    else if (!d.loopback)
+        mabd_log("warning: listening on the non-loopback address %s without "
+                 "mabd.admin_token_file: the dashboard and admin routes are closed (403)",
+                 d.listen_ip);
 
     int status = 0;
     time_t next_sample = time(NULL) + d.settings.series_interval_s;
@@ -310,10 +339,12 @@ int main(int argc, char **argv)
                 break;
             }
         } else if (sig == SIGTERM || sig == SIGINT) {
-            log_line("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            mabd_log("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
         time_t now = time(NULL);
+        mabd_server_reap(&d);
+        check_storage(&d, now);
         if (now >= next_sample) {
             sample(&d);
             next_sample = now + d.settings.series_interval_s;
@@ -329,11 +360,12 @@ int main(int argc, char **argv)
         nanosleep(&pause, NULL);
     }
     MHD_stop_daemon(daemon);
+    mabd_server_free(&d);
     if (d.engine && mab_close(d.engine, &err) != MAB_OK) {
         fprintf(stderr, "mabd: %s\n", err.message);
         status = 1;
     } else if (d.engine) {
-        log_line("counters written to storage; bye");
+        mabd_log("counters written to storage; bye");
     }
     mab_adapter_close(d.adapter);
     series_free(d.series);

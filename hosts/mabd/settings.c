@@ -115,6 +115,55 @@ static int read_admin_token(mab_params *m, mabd_settings *s)
     return MAB_OK;
 }
 
+/* ---- limits: slow clients, Host names, storage log (docs/hosts.md) ---- */
+
+#define SERVER_NAMES_MAX 64
+
+static int server_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 255)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+            return 0;
+    }
+    return 1;
+}
+
+static int read_limits(mab_params *m, mabd_settings *s)
+{
+    int rc;
+    if ((rc = unsigned_key(m, "request_timeout_s", 1, 3600, &s->request_timeout_s)) ||
+        (rc = unsigned_key(m, "max_connections_per_ip", 0, 100000,
+                           &s->max_connections_per_ip)) ||
+        (rc = unsigned_key(m, "storage_log_interval_s", 1, 86400, &s->storage_log_interval_s)))
+        return rc;
+    const char *names[SERVER_NAMES_MAX];
+    size_t n;
+    if ((rc = mab_params_strings(m, "server_names", SERVER_NAMES_MAX, names, &n)) || !n)
+        return rc;
+    s->server_names = calloc(n + 1, sizeof *s->server_names);
+    if (!s->server_names)
+        return MAB_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (!server_name_ok(names[i]))
+            return mab_params_fail(m, "server_names",
+                                   "element %zu: expected a host name, optionally with :PORT "
+                                   "(letters, digits, '.', '-')", i);
+        char *name = strdup(names[i]);
+        if (!name)
+            return MAB_ENOMEM;
+        for (char *c = name; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+        s->server_names[s->n_server_names++] = name;
+    }
+    return MAB_OK;
+}
+
 static int parse(mab_params *m, mabd_settings *s, char *msg, size_t cap)
 {
     const char *listen = NULL;
@@ -135,6 +184,8 @@ static int parse(mab_params *m, mabd_settings *s, char *msg, size_t cap)
         !(rc = mab_params_object(m, "series", &ser)) &&
         !(rc = unsigned_key(ser, "interval_s", 1, 86400, &s->series_interval_s)))
         rc = unsigned_key(ser, "keep", 1, 1000000, &s->series_keep);
+    if (rc == MAB_OK)
+        rc = read_limits(m, s);
     /* Last: a key none of the reads above asked for is a typo. */
     if (rc == MAB_OK)
         rc = mab_params_check_unread(m, NULL);
@@ -153,6 +204,9 @@ int mabd_settings_load(const mab_engine *engine, mabd_settings *s, char *msg, si
     s->threads = cpus > 0 ? (unsigned)cpus : 2;
     s->series_interval_s = 60;
     s->series_keep = 1440;
+    s->request_timeout_s = 10;
+    s->max_connections_per_ip = 64;
+    s->storage_log_interval_s = 60;
     msg[0] = '\0';
     mab_params *m = NULL;
     mab_error err = {0, ""};
@@ -172,4 +226,9 @@ void mabd_settings_free(mabd_settings *s)
     free(s->static_url);
     free(s->static_dir);
     s->admin_token = s->static_url = s->static_dir = NULL;
+    for (size_t i = 0; i < s->n_server_names; i++)
+        free(s->server_names[i]);
+    free(s->server_names);
+    s->server_names = NULL;
+    s->n_server_names = 0;
 }

@@ -186,7 +186,10 @@ typedef struct mab_reward_result {
  *         infinite value); MAB_ERANGE (outside the experiment's reward range);
  *         MAB_ENOMEM. With `sync: "always"` a failed write is reported as
  *         by mab_reward() (MAB_ESTORAGE; the reward stays queued and out->counted
- *         is 1).
+ *         is 1, but the entry is not marked rewarded, so the cookie still
+ *         allows a retry once this process has lost the queued reward; the
+ *         replay memory refuses a retry while it holds it). A host should
+ *         answer such a reward as not durable (mabd: 503).
  */
 MAB_EXPORT int mab_request_reward(mab_request *rq, const char *experiment, double value,
                                   mab_reward_result *out, mab_error *err);

@@ -351,6 +351,33 @@ static void test_section_values(void **state)
     mab_params_free(web);
 }
 
+/* mab_params_strings: arrays of strings, with errors naming the path. */
+static void test_section_strings(void **state)
+{
+    (void)state;
+    mab_engine *engine = open_web("{" MINIMAL ", \"web\": {\"names\": [\"a\", \"b.example\"], "
+                                  "\"mixed\": [\"a\", 3], \"many\": [\"1\", \"2\", \"3\"], "
+                                  "\"one\": \"a\"}}");
+    mab_params *web = NULL;
+    assert_int_equal(mab_config_section(engine, "web", &web, NULL), MAB_OK);
+    mab_close(engine, NULL);
+    const char *got[2] = {NULL, NULL};
+    size_t n = 99;
+    assert_int_equal(mab_params_strings(web, "absent", 2, got, &n), MAB_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(mab_params_strings(web, "names", 2, got, &n), MAB_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0], "a");
+    assert_string_equal(got[1], "b.example");
+    assert_int_equal(mab_params_strings(web, "mixed", 2, got, &n), MAB_ECONFIG);
+    assert_non_null(strstr(mab_params_last_error(web), "web.mixed: element 1: expected a string"));
+    assert_int_equal(mab_params_strings(web, "many", 2, got, &n), MAB_ECONFIG);
+    assert_non_null(strstr(mab_params_last_error(web), "web.many: expected an array of at most 2"));
+    assert_int_equal(mab_params_strings(web, "one", 2, got, &n), MAB_ECONFIG);
+    assert_non_null(strstr(mab_params_last_error(web), "web.one: expected an array"));
+    mab_params_free(web);
+}
+
 static void test_section_absent(void **state)
 {
     (void)state;
@@ -502,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_unclaimed_keys_refused),
         cmocka_unit_test(test_bad_section_names),
         cmocka_unit_test(test_section_values),
+        cmocka_unit_test(test_section_strings),
         cmocka_unit_test(test_section_absent),
         cmocka_unit_test(test_section_errors_name_the_path),
         cmocka_unit_test(test_unopened_nested_object),
