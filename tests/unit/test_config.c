@@ -19,7 +19,7 @@ static char dir[] = "/tmp/mab-test-config-XXXXXX";
 static char config_path[256];
 
 /* Substitutions in configs and expected messages: @P plugin dir, @D temp
-   dir, @F config file, @L default plugin dir. */
+   dir, @F config file. */
 static void expand(const char *in, char *out, size_t cap)
 {
     size_t n = 0;
@@ -31,8 +31,6 @@ static void expand(const char *in, char *out, size_t cap)
             sub = dir;
         else if (c[0] == '@' && c[1] == 'F')
             sub = config_path;
-        else if (c[0] == '@' && c[1] == 'L')
-            sub = MAB_DEFAULT_PLUGIN_DIR;
         if (sub) {
             n += (size_t)snprintf(out + n, cap - n, "%s", sub);
             c++;
@@ -103,8 +101,7 @@ static const struct bad_config cases[] = {
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {\"policy\": {\"plugin\": \"nosuch\"}, " ARMS
      "}}}",
      MAB_EPLUGIN,
-     "@F: experiments.btn.policy.plugin: no plugin \"nosuch\" (looked for @P/nosuch.so, "
-     "@L/nosuch.so)"},
+     "@F: experiments.btn.policy.plugin: no plugin \"nosuch\" (looked for @P/nosuch.so)"},
     {"epsilon out of range",
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {\"policy\": {\"plugin\": \"epsilon_greedy\", "
      "\"epsilon\": 1.5}, " ARMS "}}}",
@@ -141,7 +138,7 @@ static const struct bad_config cases[] = {
      "{" PP ", \"storage\": {\"plugin\": \"cassandra\"}, \"experiments\": {\"btn\": {" EG ", " ARMS
      "}}}",
      MAB_EPLUGIN,
-     "@F: storage.plugin: no plugin \"cassandra\" (looked for @P/cassandra.so, @L/cassandra.so)"},
+     "@F: storage.plugin: no plugin \"cassandra\" (looked for @P/cassandra.so)"},
     {"storage plugin that is a policy",
      "{" PP ", \"storage\": {\"plugin\": \"ucb1\"}, \"experiments\": {\"btn\": {" EG ", " ARMS "}}}",
      MAB_EPLUGIN,
