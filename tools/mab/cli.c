@@ -547,7 +547,11 @@ static int run_check(const command *cmd, const char *const *pos, const char *con
         status = fail_oom();
     if (status == 0) {
         printf("config:      %s\n", pos[0]);
-        printf("storage:     %s\n", mab_storage_name(engine));
+        const char *storage_file = mab_storage_path(engine);
+        if (storage_file)
+            printf("storage:     %s (%s)\n", mab_storage_name(engine), storage_file);
+        else
+            printf("storage:     %s\n", mab_storage_name(engine));
         printf("experiments: %zu\n\n", n);
         table_print(&table, stdout, "");
     }
