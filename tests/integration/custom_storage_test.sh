@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# custom_storage_test.sh BUILD_DIR SOURCE_DIR
+# custom_storage_test.sh BUILD_DIR SOURCE_DIR [SANITIZE]
 #
 # examples/custom-storage end to end, against an install in a temporary
 # prefix: build append_log.so out of tree with pkg-config (its Makefile) and
@@ -8,12 +8,18 @@
 # exact across processes (every `mab` call opens and closes the store), an
 # unfinished batch left by a crash is dropped, a corrupt log and a log held by
 # another process are refused with errors naming them, and export, reset and
-# import --replace round-trip.
+# import --replace round-trip. With SANITIZE=ON (an ASan+UBSan build) both
+# builds of the plugin use the same sanitizers, so its own code is checked
+# too; warnings are errors in either case.
 set -euo pipefail
 
 BUILD_DIR=$(cd "$1" && pwd)
 SOURCE_DIR=$(cd "$2" && pwd)
 EXAMPLE_DIR=$SOURCE_DIR/examples/custom-storage
+cflags="-O2 -g -Wall -Wextra -Werror"
+case ${3:-OFF} in
+ON | on | 1 | TRUE | true) cflags="-O1 -g -Wall -Wextra -Werror -fsanitize=address,undefined -fno-sanitize-recover=undefined" ;;
+esac
 py=/usr/bin/python3
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mab-custom-storage.XXXXXX")
 holder=
@@ -61,7 +67,7 @@ mab=$prefix/bin/mab
 work=$tmp/make
 cp -R "$EXAMPLE_DIR" "$work"
 rm -f "$work"/*.so "$work"/counts.log
-PKG_CONFIG_PATH=$(dirname "$pc") make -C "$work" >"$tmp/make.log" 2>&1 \
+PKG_CONFIG_PATH=$(dirname "$pc") make -C "$work" CFLAGS="$cflags" >"$tmp/make.log" 2>&1 \
     || { cat "$tmp/make.log" >&2; die "make -C $work failed"; }
 [[ -f $work/append_log.so ]] || die "make did not produce append_log.so"
 exports_only "$work/append_log.so" mab_storage_entry
@@ -77,7 +83,8 @@ note "Makefile: append_log.so built, exports only mab_storage_entry, loads by pa
 cwork=$tmp/cmake
 cp -R "$EXAMPLE_DIR" "$cwork"
 rm -f "$cwork"/*.so
-{ cmake -S "$cwork" -B "$cwork/build" -DCMAKE_PREFIX_PATH="$prefix" &&
+{ cmake -S "$cwork" -B "$cwork/build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_FLAGS="$cflags" \
+        -DCMAKE_MODULE_LINKER_FLAGS="$([[ $cflags == *sanitize* ]] && echo -fsanitize=address,undefined)" &&
   cmake --build "$cwork/build" && cmake --install "$cwork/build"; } >"$tmp/cmake.log" 2>&1 \
     || { cat "$tmp/cmake.log" >&2; die "the CMake build of $cwork failed"; }
 grep -q "mab_DIR:PATH=$libdir/cmake/mab" "$cwork/build/CMakeCache.txt" \
