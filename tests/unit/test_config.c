@@ -235,6 +235,8 @@ static int teardown(void **state)
 
 int main(void)
 {
+    /* The expected "looked for" lists assume no extra directories. */
+    unsetenv("MAB_PLUGIN_PATH");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_missing_file),
