@@ -216,7 +216,7 @@ typedef struct mab_arm_stats {
 typedef struct mab_experiment_info {
     const char *id;          /* valid until mab_close() */
     const char *policy;      /* the policy plugin's name */
-    const char *policy_path; /* the file it was loaded from */
+    const char *policy_path; /* the file it was loaded from (valid until mab_close()) */
     size_t n_arms;
     double reward_min, reward_max;
 } mab_experiment_info;
@@ -234,6 +234,15 @@ MAB_EXPORT int mab_experiment_at(const mab_engine *engine, size_t index,
 
 /** @brief The name of the storage plugin in use ("none" with MAB_OPEN_NO_STORAGE). */
 MAB_EXPORT const char *mab_storage_name(const mab_engine *engine);
+
+/**
+ * @brief The file the storage plugin was loaded from, as the loader found it
+ *        (docs/config.md, "Where plugins are found"). The file of each
+ *        experiment's policy is mab_experiment_info.policy_path.
+ * @return a path valid until mab_close(), or NULL with MAB_OPEN_NO_STORAGE
+ *         (or a NULL engine).
+ */
+MAB_EXPORT const char *mab_storage_path(const mab_engine *engine);
 
 /**
  * @brief Current totals of every arm of an experiment, including this

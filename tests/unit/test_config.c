@@ -21,7 +21,7 @@ static char dir[] = "/tmp/mab-test-config-XXXXXX";
 static char config_path[256];
 
 /* Substitutions in configs and expected messages: @P plugin dir, @D temp
-   dir, @F config file, @L default plugin dir. */
+   dir, @F config file. */
 static void expand(const char *in, char *out, size_t cap)
 {
     size_t n = 0;
@@ -33,8 +33,6 @@ static void expand(const char *in, char *out, size_t cap)
             sub = dir;
         else if (c[0] == '@' && c[1] == 'F')
             sub = config_path;
-        else if (c[0] == '@' && c[1] == 'L')
-            sub = MAB_DEFAULT_PLUGIN_DIR;
         if (sub) {
             n += (size_t)snprintf(out + n, cap - n, "%s", sub);
             c++;
@@ -105,8 +103,7 @@ static const struct bad_config cases[] = {
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {\"policy\": {\"plugin\": \"nosuch\"}, " ARMS
      "}}}",
      MAB_EPLUGIN,
-     "@F: experiments.btn.policy.plugin: no plugin \"nosuch\" (looked for @P/nosuch.so, "
-     "@L/nosuch.so)"},
+     "@F: experiments.btn.policy.plugin: no plugin \"nosuch\" (looked for @P/nosuch.so)"},
     {"epsilon out of range",
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {\"policy\": {\"plugin\": \"epsilon_greedy\", "
      "\"epsilon\": 1.5}, " ARMS "}}}",
@@ -143,7 +140,7 @@ static const struct bad_config cases[] = {
      "{" PP ", \"storage\": {\"plugin\": \"cassandra\"}, \"experiments\": {\"btn\": {" EG ", " ARMS
      "}}}",
      MAB_EPLUGIN,
-     "@F: storage.plugin: no plugin \"cassandra\" (looked for @P/cassandra.so, @L/cassandra.so)"},
+     "@F: storage.plugin: no plugin \"cassandra\" (looked for @P/cassandra.so)"},
     {"storage plugin that is a policy",
      "{" PP ", \"storage\": {\"plugin\": \"ucb1\"}, \"experiments\": {\"btn\": {" EG ", " ARMS "}}}",
      MAB_EPLUGIN,
@@ -522,6 +519,8 @@ static int teardown(void **state)
 
 int main(void)
 {
+    /* The expected "looked for" lists assume no extra directories. */
+    unsetenv("MAB_PLUGIN_PATH");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_missing_file),

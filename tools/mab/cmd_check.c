@@ -38,7 +38,11 @@ int cmd_check(const command_args *args)
         status = fail_oom();
     if (status == 0) {
         printf("config:      %s\n", config);
-        printf("storage:     %s\n", mab_storage_name(engine));
+        const char *storage_file = mab_storage_path(engine);
+        if (storage_file)
+            printf("storage:     %s (%s)\n", mab_storage_name(engine), storage_file);
+        else
+            printf("storage:     %s\n", mab_storage_name(engine));
         printf("experiments: %zu\n\n", n);
         table_print(&table, stdout, "");
     }
