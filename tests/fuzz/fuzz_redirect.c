@@ -306,24 +306,33 @@ static void describe(const char *what, const url *u)
             u->kind, u->scheme, u->host, u->port, u->path);
 }
 
-static void oracle(const char *target, const char *base_text)
+/* 1 when `target`, resolved against `base_text`, leaves the site and every
+   allow entry; *u receives the resolved URL. */
+static int leaves(const char *target, const char *base_text, url *u)
 {
-    url base, u;
-    base.kind = URL_HTTP;
+    url base;
     resolve(base_text, &(url){.kind = URL_HTTP, .scheme = "https", .host = "x", .port = 443,
                               .path = "/"},
             &base);
-    resolve(target, &base, &u);
-    if (u.kind == URL_INVALID || same_origin(&u, &base))
-        return;
+    resolve(target, &base, u);
+    if (u->kind == URL_INVALID || same_origin(u, &base))
+        return 0;
     for (const char *const *a = allow; *a; a++) {
         if ((*a)[0] == '/')
             continue; /* relative entries are on the site */
         url entry;
         resolve(*a, &base, &entry);
-        if (under_entry(&u, &entry, *a))
-            return;
+        if (under_entry(u, &entry, *a))
+            return 0;
     }
+    return 1;
+}
+
+static void oracle(const char *target, const char *base_text)
+{
+    url u;
+    if (!leaves(target, base_text, &u))
+        return;
     fprintf(stderr, "fuzz_redirect: the guard accepted \"%s\", which leaves the site "
                     "(base %s) and every allow entry\n",
             target, base_text);
@@ -331,11 +340,66 @@ static void oracle(const char *target, const char *base_text)
     abort();
 }
 
+#define HTTPS_BASE "https://site.invalid/r/color_btn"
+#define HTTP_BASE "http://site.invalid/r/color_btn"
+
+/* The oracle is only worth its verdicts: check it on targets whose reading
+   by browsers is known, before fuzzing starts. */
+static void oracle_self_test(void)
+{
+    static const char *const leave_both[] = {
+        "//evil.example", "/\\evil.example", "\\\\evil.example", " //evil.example",
+        "/\t/evil.example", "\n//evil.example/x", "https://evil.example/",
+        "HTTPS://EVIL.EXAMPLE/", "https://shop.example.com@evil.example/",
+        "https://shop.example.com:8443@evil.example/", "https://shop.example.com.evil/",
+        "https://pay.example.org/checkout/../admin", "https://pay.example.org/checkout/%2e%2E/x",
+        "https://pay.example.org/checkout", "https://shop.example.com:8443/apple",
+        "https://shop.example.com:8443/app/../x", "https://shop.example.com:8443/",
+        "http://shop.example.com/", "javascript:alert(1)", "data:text/html,x",
+        "ftp://shop.example.com/", "https:\\\\evil.example", "https:///evil.example",
+        "https:/\\evil.example",
+        "http://localhost:81/", "https://localhost/", NULL};
+    static const char *const stay_both[] = {
+        "/", "/shop/../x", "/a/%2e%2e/b", "thanks", "?x", "#y", "", "https://shop.example.com/x",
+        "HTTPS://SHOP.EXAMPLE.COM/x", "https://shop.example.com:443/",
+        "https://user@shop.example.com/", "https://shop.example.com:8443/app",
+        "https://shop.example.com:8443/app?x", "https://shop.example.com:8443/app/./y",
+        "https://pay.example.org/checkout/a/../b", "http://localhost:80/x",
+        "https://sh%6Fp.example.com/", "https://shop.example.com:99999/", NULL};
+    /* "https:" without "//" is relative to an https base, an authority
+       against an http one (and the reverse for "http:"). */
+    static const char *const leave_https_only[] = {"http:evil.example", "http:/evil.example",
+                                                    NULL};
+    static const char *const leave_http_only[] = {"https:evil.example", "https:/evil.example",
+                                                   NULL};
+    url u;
+    int bad = 0;
+    for (const char *const *t = leave_both; *t; t++)
+        for (int b = 0; b < 2; b++)
+            if (!leaves(*t, b ? HTTP_BASE : HTTPS_BASE, &u))
+                bad = fprintf(stderr, "oracle: \"%s\" should leave (base %s)\n", *t,
+                              b ? HTTP_BASE : HTTPS_BASE);
+    for (const char *const *t = stay_both; *t; t++)
+        for (int b = 0; b < 2; b++)
+            if (leaves(*t, b ? HTTP_BASE : HTTPS_BASE, &u))
+                bad = fprintf(stderr, "oracle: \"%s\" should stay (base %s)\n", *t,
+                              b ? HTTP_BASE : HTTPS_BASE);
+    for (const char *const *t = leave_https_only; *t; t++)
+        if (!leaves(*t, HTTPS_BASE, &u) || leaves(*t, "http://localhost/r/x", &u))
+            bad = fprintf(stderr, "oracle: \"%s\" against https and http bases\n", *t);
+    for (const char *const *t = leave_http_only; *t; t++)
+        if (!leaves(*t, HTTP_BASE, &u) || leaves(*t, HTTPS_BASE, &u))
+            bad = fprintf(stderr, "oracle: \"%s\" against http and https bases\n", *t);
+    if (bad)
+        abort();
+}
+
 /* ---- the target ---------------------------------------------------------- */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
+    oracle_self_test();
     fuzz_pin_plugins();
     const char key[] = "bWFiLWZ1enotdGVzdC1rZXktbm90LWEtc2VjcmV0IQA=\n";
     fuzz_write_file(fuzz_path("key"), key, strlen(key), 0600);
@@ -373,7 +437,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         return 0;
     }
-    oracle(target, "https://site.invalid/r/color_btn");
-    oracle(target, "http://site.invalid/r/color_btn");
+    oracle(target, HTTPS_BASE);
+    oracle(target, HTTP_BASE);
     return 0;
 }
