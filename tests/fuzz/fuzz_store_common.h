@@ -18,9 +18,10 @@
 /*
  * Open the engine of `config_path`. When the store is refused, check that
  * the refusal says why and return. When it opens: read the stats of every
- * experiment, choose and reward each, export every record, close. Oracle:
+ * experiment, choose and reward each, export every record, close. Oracles:
  * what the plugin accepted and then wrote must open again (a store a
- * plugin wrote itself is never refused as corrupt).
+ * plugin wrote itself is never refused as corrupt); and after a clean close
+ * it holds exactly the pulls and rewards it held plus those acknowledged.
  */
 void fuzz_store_exercise(const char *config_path);
 
