@@ -149,6 +149,13 @@ struct mab_engine {
     int writer_running;
     int writer_stop;
     atomic_uint_fast64_t flush_failures;
+
+    /* Increments storage refused as invalid (apply said MAB_EINVAL or
+       MAB_ERANGE for that delta alone) and the write-behind queue dropped,
+       so that one bad delta cannot block every later write. */
+    atomic_uint_fast64_t dropped_deltas;
+    pthread_mutex_t dropped_mu; /* guards last_drop */
+    mab_error last_drop;        /* why the latest delta was dropped */
 };
 
 /* Whether a storage descriptor is large enough to hold `field` (ABI gates). */
