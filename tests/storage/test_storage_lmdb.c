@@ -706,6 +706,8 @@ static void test_truncated_data_refused(void **state)
         for (int attempt = 0; attempt < 2; attempt++) {
             child_open got = open_in_child(f->path);
             expect_child_error(got, MAB_ECORRUPT, data_mdb, "truncated");
+            if (attempt == 0)
+                print_message("%s\n", got.message);
         }
         /* Refused without being changed. */
         struct stat sb;
