@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -379,13 +380,15 @@ static int read_meta(int fd, off_t offset, disk_meta *out)
  * Check data.mdb of an existing store before LMDB maps it: MAB_ECORRUPT,
  * naming the file, when it is empty (a store that lost its data is not a
  * new store), not an LMDB file, or shorter than its newest meta page says.
- * *is_new is set when there is no data.mdb yet.
+ * *is_new is set when there is no data.mdb yet, *unfinished when the file
+ * lacks its meta pages (as while another process creates it).
  */
-static int check_data_file(const lmdb_store *st, int *is_new, mab_error *err)
+static int check_data_file(const lmdb_store *st, int *is_new, int *unfinished, mab_error *err)
 {
     char file[PATH_MAX + 16];
     snprintf(file, sizeof file, "%s/data.mdb", st->path);
     *is_new = 0;
+    *unfinished = 0;
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) {
         *is_new = 1;
@@ -400,11 +403,13 @@ static int check_data_file(const lmdb_store *st, int *is_new, mab_error *err)
     if (fstat(fd, &sb) != 0) {
         rc = mab_error_set(err, MAB_ESTORAGE, "%s: cannot stat: %s", file, strerror(errno));
     } else if (sb.st_size == 0) {
+        *unfinished = 1;
         rc = mab_error_set(err, MAB_ECORRUPT,
                            "%s is empty (0 bytes): the store lost its data; refusing to "
                            "start a new one over it (move the directory away to start afresh)",
                            file);
     } else if (read_meta(fd, 0, &meta[0]) != 0) {
+        *unfinished = 1;
         rc = mab_error_set(err, MAB_ECORRUPT,
                            "%s (%lld bytes) is not an LMDB file: its first meta page is "
                            "missing or unreadable",
@@ -415,12 +420,13 @@ static int check_data_file(const lmdb_store *st, int *is_new, mab_error *err)
             rc = mab_error_set(err, MAB_ECORRUPT,
                                "%s is not an LMDB file: its meta page gives a page size of %u",
                                file, psize);
-        else if (read_meta(fd, (off_t)psize, &meta[1]) != 0)
+        else if (read_meta(fd, (off_t)psize, &meta[1]) != 0) {
+            *unfinished = 1;
             rc = mab_error_set(err, MAB_ECORRUPT,
                                "%s is truncated or damaged: %lld bytes, and its second meta "
                                "page (at byte %u) is missing or unreadable",
                                file, (long long)sb.st_size, psize);
-        else {
+        } else {
             /* The newest meta page is the one LMDB will use. Writers write
                pages before the meta page naming them, so reading the metas
                before the size cannot see a page not yet written. */
@@ -468,6 +474,43 @@ static int reserve_lock_file(const lmdb_store *st, int64_t max_readers, mab_erro
                          (long long)size, strerror(rc), error_hint(rc));
 }
 
+/*
+ * Whether another process holds a lock on byte 0 of lock.mdb: exclusively
+ * (F_WRLCK) while LMDB creates the environment, and shared while it has the
+ * store open. Asked with F_GETLK, which takes no lock: holding one here, even
+ * for a moment, would make a concurrent first opener believe that someone
+ * else had set up the lock file. This process holds no lock on that file at
+ * the two points where it asks (the environment is not open), so closing
+ * the descriptor drops nothing.
+ */
+static int lock_held_elsewhere(const lmdb_store *st, int exclusive_only)
+{
+    char file[PATH_MAX + 16];
+    snprintf(file, sizeof file, "%s/lock.mdb", st->path);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    int rc = fcntl(fd, F_GETLK, &probe);
+    close(fd);
+    if (rc != 0)
+        return 0;
+    return exclusive_only ? probe.l_type == F_WRLCK : probe.l_type != F_UNLCK;
+}
+
+/* check_data_file, waiting (up to about 5 s) while another process is
+   creating the store: its data.mdb has no meta pages until LMDB writes them. */
+static int check_data_file_settled(const lmdb_store *st, int *is_new, mab_error *err)
+{
+    for (int tries = 0;; tries++) {
+        int unfinished;
+        int rc = check_data_file(st, is_new, &unfinished, err);
+        if (rc == MAB_OK || !unfinished || tries == 500 || !lock_held_elsewhere(st, 1))
+            return rc;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+}
+
 /* A new store whose creation failed part-way leaves a data.mdb without its
    meta pages; remove it so that the next open starts the store afresh
    instead of calling it corrupt. */
@@ -482,7 +525,7 @@ static void remove_unfinished_data_file(const lmdb_store *st)
     int finished = read_meta(fd, 0, &meta) == 0 && meta.dbs[0].pad >= 512 &&
                    meta.dbs[0].pad <= 65536 && read_meta(fd, (off_t)meta.dbs[0].pad, &meta) == 0;
     close(fd);
-    if (!finished)
+    if (!finished && !lock_held_elsewhere(st, 0))
         unlink(file);
 }
 
@@ -575,7 +618,7 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
     }
 
     int is_new = 0;
-    if ((rc = check_data_file(st, &is_new, err)) != MAB_OK ||
+    if ((rc = check_data_file_settled(st, &is_new, err)) != MAB_OK ||
         (rc = reserve_lock_file(st, max_readers, err)) != MAB_OK) {
         store_free(st, 1);
         return rc;

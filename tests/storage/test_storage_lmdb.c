@@ -770,6 +770,63 @@ static void test_non_finite_record_refused(void **state)
     }
 }
 
+/* Several processes creating one new store at once: while the first writes
+   data.mdb's meta pages, the others must wait for them, not call the empty
+   file corrupt. Rounds of children released together by closing a pipe. */
+static void test_concurrent_creation(void **state)
+{
+    fixture *f = *state;
+    enum { ROUNDS = 30, CHILDREN = 6 };
+    int failures = 0;
+    char first_failure[MAB_ERROR_MAX] = "";
+    for (int round = 0; round < ROUNDS; round++) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/new%d", f->dir, round);
+        int gate[2], report[2];
+        assert_int_equal(pipe(gate), 0);
+        assert_int_equal(pipe(report), 0);
+        fflush(NULL);
+        pid_t pids[CHILDREN];
+        for (int c = 0; c < CHILDREN; c++) {
+            pids[c] = fork();
+            assert_true(pids[c] >= 0);
+            if (pids[c] == 0) {
+                close(gate[1]);
+                close(report[0]);
+                char byte;
+                (void)!read(gate[0], &byte, 1); /* returns when the parent closes the gate */
+                mab_error err = {0, ""};
+                void *store = NULL;
+                int rc = store_open_with(path, NULL, &store, &err);
+                if (rc == MAB_OK)
+                    storage->close(store);
+                char line[MAB_ERROR_MAX] = "";
+                if (rc != MAB_OK)
+                    snprintf(line, sizeof line, "%d %s", rc, err.message);
+                (void)!write(report[1], line, sizeof line);
+                _exit(rc == MAB_OK ? 0 : 1);
+            }
+        }
+        close(gate[0]);
+        close(report[1]);
+        close(gate[1]); /* go */
+        char line[MAB_ERROR_MAX];
+        while (read(report[0], line, sizeof line) == (ssize_t)sizeof line)
+            if (line[0] && !first_failure[0])
+                snprintf(first_failure, sizeof first_failure, "%s", line);
+        close(report[0]);
+        for (int c = 0; c < CHILDREN; c++) {
+            int status;
+            assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                failures++;
+        }
+    }
+    if (failures)
+        fail_msg("%d of %d opens of a store being created failed; first: %s", failures,
+                 ROUNDS * CHILDREN, first_failure);
+}
+
 /* Mount a tmpfs of `size` at DIR/disk and fill it up; returns 0, or -1 (with
    a loud message) when this machine does not let the test mount one. */
 static int mount_full_tmpfs(fixture *f, const char *size, char *filler, size_t cap)
@@ -863,6 +920,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_truncated_data_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_and_empty_data_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_finite_record_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_creation, setup, teardown),
     };
     /* The full-disk test is its own CTest entry, so that a machine where it
        cannot mount a tmpfs reports it skipped (77), never passed. */
