@@ -270,6 +270,7 @@ static void drop_delta(mab_engine *e, size_t k, const mab_error *why)
         atomic_add_double(&a->published.reward_sum, -d->add.reward_sum);
         atomic_add_double(&a->published.reward_sum_sq, -d->add.reward_sum_sq);
     }
+    atomic_fetch_add(&a->drops, 1);
     atomic_fetch_add(&e->dropped_deltas, 1);
     pthread_mutex_lock(&e->dropped_mu);
     mab_error_set(&e->last_drop, why->code,
@@ -941,12 +942,25 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
     p->reward_sum += value;
     p->reward_sum_sq += square;
     uint64_t seq = 0;
+    uint64_t drops_before = atomic_load(&x->arms[i].drops);
     if ((e->sync_always && e->storage) || slot_due(s))
         seq = slot_publish(e, s);
     slot_unlock(s);
-    if (e->sync_always && e->storage)
-        return wait_durable(e, seq, err);
-    return MAB_OK;
+    if (!(e->sync_always && e->storage))
+        return MAB_OK;
+    rc = wait_durable(e, seq, err);
+    /* A commit that dropped this arm's increment may have dropped this
+       reward with it: then it is not durable and must not be acknowledged.
+       (A drop of the arm just before this reward was published is taken for
+       one too: better a reward reported unwritten than one lost.) */
+    if (rc == MAB_OK && atomic_load(&x->arms[i].drops) != drops_before) {
+        mab_error why;
+        mab_dropped_deltas(e, &why);
+        rc = mab_error_set(err, MAB_ESTORAGE,
+                           "experiments.%s: the reward for arm \"%s\" was not written: %s",
+                           x->id, arm, why.message);
+    }
+    return rc;
 }
 
 /* ---- statistics and reset -------------------------------------------- */

@@ -70,6 +70,8 @@ typedef struct mab__arm {
     char *value_json;
     mab__atomic_totals published; /* what choose and stats read */
     mab__atomic_totals unapplied; /* published but not yet applied to storage */
+    _Atomic uint64_t drops;       /* increments of this arm storage refused and the
+                                     queue dropped (engine.c, drop_delta) */
 } mab__arm;
 
 typedef struct mab__experiment {

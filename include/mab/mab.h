@@ -147,7 +147,10 @@ MAB_EXPORT int mab_arm_lookup(mab_engine *engine, const char *experiment, const 
  *         all these cases nothing is recorded, and the message names the
  *         experiment and the arm). With `sync: "always"` the call
  *         returns after the reward is durable; if the write fails it returns
- *         MAB_ESTORAGE and the reward stays queued for the next write.
+ *         MAB_ESTORAGE and the reward stays queued for the next write,
+ *         unless storage refused the arm's increment as invalid: then it was
+ *         dropped (mab_dropped_deltas()) and the call returns MAB_ESTORAGE
+ *         saying so ("... was not written: storage refused ...").
  */
 MAB_EXPORT int mab_reward(mab_engine *engine, const char *experiment, const char *arm,
                           double value, mab_error *err);

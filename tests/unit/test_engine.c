@@ -515,6 +515,38 @@ static void test_poisoned_batch_is_split(void **state)
     close_ok(e);
 }
 
+/* With sync "always" a reward whose increment storage refused and the queue
+   dropped is not acknowledged; the others are. */
+static void test_dropped_reward_not_acknowledged(void **state)
+{
+    (void)state;
+    write_memory_config(", \"refuse_arm\": \"bad\"");
+    char *text = test_read_file(config);
+    assert_non_null(text);
+    char *sync = strstr(text, "{\"interval_ms\": 86400000}");
+    assert_non_null(sync);
+    assert_int_equal(test_write_file(config, "%.*s\"always\"%s", (int)(sync - text), text,
+                                     sync + strlen("{\"interval_ms\": 86400000}")),
+                     0);
+    free(text);
+    mab_engine *e = open_ok(config);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+    err.message[0] = '\0';
+    assert_int_equal(mab_reward(e, "exp", "bad", 1.0, &err), MAB_ESTORAGE);
+    if (!strstr(err.message, "experiments.exp: the reward for arm \"bad\" was not written") ||
+        !strstr(err.message, "fixture refuses arm bad"))
+        fail_msg("unexpected message: %s", err.message);
+    assert_int_equal(mab_reward(e, "other", "x", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_dropped_deltas(e, NULL), 1);
+    struct collected out = {.n = 0};
+    assert_int_equal(mab_export(e, collect, &out, &err), MAB_OK);
+    assert_int_equal(out.n, 2);
+    assert_int_equal(record_of(&out, "exp", "a")->rewards, 1);
+    assert_int_equal(record_of(&out, "other", "x")->rewards, 1);
+    close_ok(e);
+}
+
 /* A batch refused for another reason (the store is unavailable) is kept
    whole and retried: nothing is dropped. */
 static void test_unavailable_store_drops_nothing(void **state)
@@ -602,6 +634,7 @@ int main(void)
         cmocka_unit_test_setup(test_engine_refused_after_fork, each),
         cmocka_unit_test_setup(test_unstorable_reward_is_refused, each),
         cmocka_unit_test_setup(test_poisoned_batch_is_split, each),
+        cmocka_unit_test_setup(test_dropped_reward_not_acknowledged, each),
         cmocka_unit_test_setup(test_unavailable_store_drops_nothing, each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
