@@ -201,7 +201,9 @@ MAB_EXPORT int mab_stats(mab_engine *engine, const char *experiment, mab_arm_sta
  * @brief Write every pending increment to storage now and wait until it is
  *        durable.
  * @return MAB_OK or the storage plugin's error (pending increments are kept
- *         and retried by the next flush).
+ *         and retried by the next flush). Increments storage refuses as
+ *         invalid are dropped and the rest written: that is MAB_OK, with the
+ *         drops counted by mab_dropped_deltas().
  */
 MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
 

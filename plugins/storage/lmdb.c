@@ -466,7 +466,14 @@ static int reserve_lock_file(const lmdb_store *st, int64_t max_readers, mab_erro
     if (fd < 0)
         return mab_error_set(err, MAB_ESTORAGE, "%s: cannot open: %s%s", file, strerror(errno),
                              error_hint(errno));
+#ifdef __linux__
+    /* fallocate itself, not posix_fallocate: where the file system cannot
+       reserve, glibc's emulation writes a zero into each block, which could
+       race with another process writing that block through its map. */
+    int rc = fallocate(fd, 0, 0, (off_t)size) == 0 ? 0 : errno;
+#else
     int rc = posix_fallocate(fd, 0, (off_t)size);
+#endif
     close(fd);
     if (rc == 0 || rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
         return MAB_OK; /* reserved, or a file system that cannot reserve */
