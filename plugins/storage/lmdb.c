@@ -369,7 +369,7 @@ typedef struct disk_meta {
 _Static_assert(sizeof(disk_meta) == 152, "LMDB's meta page is 16 + 136 bytes");
 _Static_assert(sizeof(size_t) == 8, "disk_meta mirrors LMDB's 64-bit layout");
 
-/* Read meta page number `index` (page size psize; 0 while unknown). */
+/* Read the meta page at offset (0, then the page size); -1 when it is short or lacks the magic. */
 static int read_meta(int fd, off_t offset, disk_meta *out)
 {
     ssize_t got = pread(fd, out, sizeof *out, offset);
