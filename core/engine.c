@@ -709,6 +709,10 @@ int mab_open_ex(const char *config_path, const mab_options *opts, mab_engine **o
         e->has_seed = 1;
         e->seed = opts->seed;
     }
+    for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        x->reward_scale = 1.0 / (x->reward_max - x->reward_min);
+    }
     if (rc == MAB_OK && allocate_tables(e) != MAB_OK)
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++)
@@ -863,9 +867,9 @@ static void build_view(const mab__experiment *x, const mab__slot *s)
    written (storage refuses it) nor read by a policy. */
 static int sums_finite(const mab__experiment *x, double count, double sum, double sq)
 {
-    double min = x->reward_min, width = x->reward_max - x->reward_min;
-    double normalised_sq = (sq - 2.0 * min * sum + count * min * min) / (width * width);
-    double normalised_sum = (sum - count * min) / width;
+    double min = x->reward_min, scale = x->reward_scale; /* finite: see config.c */
+    double normalised_sq = (sq - 2.0 * min * sum + count * min * min) * (scale * scale);
+    double normalised_sum = (sum - count * min) * scale;
     return isfinite(sum) && isfinite(sq) && isfinite(normalised_sq) && isfinite(normalised_sum);
 }
 
@@ -923,7 +927,7 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
     /* The reward must keep every sum finite, or no store would take it and
        it would reach storage only to be refused there. */
     double square = value * value;
-    double normalised = (value - x->reward_min) / (x->reward_max - x->reward_min);
+    double normalised = (value - x->reward_min) * x->reward_scale;
     mab_totals held = atomic_totals_read(&x->arms[i].published);
     totals_add(&held, &s->pending[x->first_arm + i]);
     double count = (double)held.rewards + 1.0;

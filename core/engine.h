@@ -81,6 +81,7 @@ typedef struct mab__experiment {
     mab__id_index arm_index;
     size_t first_arm;        /* index of arms[0] among all the engine's arms */
     double reward_min, reward_max;
+    double reward_scale;     /* 1 / (reward_max - reward_min), set by mab_open */
     const cJSON *policy_obj; /* valid during mab_open only */
     char *policy_path;
     void *policy_handle;     /* dlopen handle */
