@@ -18,11 +18,17 @@
  *     }
  *
  * Processes. The master parses the configuration: `mab_config` opens the
- * mab config without storage and its key file there, so `nginx -t` reports
- * a bad config, and closes it once the http block is checked. Each worker
- * opens the engine with its storage in init_process, after fork: an LMDB
- * environment and libmab's background writer thread must not cross a fork.
- * Workers share counters through the storage (LMDB for several workers).
+ * mab config without storage there, so `nginx -t` reports a bad config, and
+ * reads the key file with the master's privileges (the workers inherit the
+ * keys; they run as `user` and may not read it). Once the http block is
+ * checked, a child process running as the workers' user opens everything a
+ * worker will (ngx_http_mab_probe), and one-process storage is refused with
+ * several workers. Each worker opens the engine with its storage in
+ * init_process, after fork: an LMDB environment and libmab's background
+ * writer thread must not cross a fork. Workers share counters through the
+ * storage (LMDB for several workers). A worker never exits for mab: if its
+ * engine cannot open it answers 503 in mab locations, and it logs storage
+ * write failures as streaks (first, summaries, recovery).
  *
  * Requests. A rewrite phase handler makes the location's choices (one pull
  * per new assignment), counts its rewards and answers mab_reward_redirect;
@@ -84,6 +90,8 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                   config;       /* full path, NUL-terminated */
+    ngx_str_t                   config_file;  /* where mab_config is, for errors */
+    ngx_uint_t                  config_line;
     ngx_array_t                 uses;         /* ngx_http_mab_use_t */
     mab_engine                 *check_engine; /* master, while parsing */
     mab_adapter_keys           *keys;         /* read by the master, inherited */
@@ -1223,6 +1231,9 @@ ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    mmcf->config_file = cf->conf_file->file.name;
+    mmcf->config_line = cf->conf_file->line;
+
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
         return NGX_CONF_ERROR;
@@ -1755,8 +1766,8 @@ ngx_http_mab_probe(ngx_conf_t *cf, ngx_http_mab_main_conf_t *mmcf)
     if (got != sizeof(result)) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"mab_config\" directive: the check of %V as the "
-                      "workers' user ended without an answer",
-                      &mmcf->config);
+                      "workers' user ended without an answer in %V:%ui",
+                      &mmcf->config, &mmcf->config_file, mmcf->config_line);
         return NGX_ERROR;
     }
 
@@ -1766,8 +1777,9 @@ ngx_http_mab_probe(ngx_conf_t *cf, ngx_http_mab_main_conf_t *mmcf)
     if (result.rc != MAB_OK) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"mab_config\" directive: %s: %s (opened as a worker "
-                      "will, with its user and storage)",
-                      mab_strerror(result.rc), result.message);
+                      "will, with its user and storage) in %V:%ui",
+                      mab_strerror(result.rc), result.message,
+                      &mmcf->config_file, mmcf->config_line);
         return NGX_ERROR;
     }
 
@@ -1782,8 +1794,9 @@ ngx_http_mab_probe(ngx_conf_t *cf, ngx_http_mab_main_conf_t *mmcf)
                       "storage, which one process only may open, and nginx "
                       "runs %i worker processes: use \"lmdb\" storage, "
                       "which the workers share (docs/storage.md), or "
-                      "\"worker_processes 1\"",
-                      &mmcf->config, workers);
+                      "\"worker_processes 1\" in %V:%ui",
+                      &mmcf->config, workers, &mmcf->config_file,
+                      mmcf->config_line);
         return NGX_ERROR;
     }
 

@@ -213,7 +213,7 @@ if "${nginx_cmd[@]}" -t -p "$tmp" -c "$tmp/bad.conf" \
     fail "nginx -t accepted json_file storage with 4 worker processes"
 else
     for needle in '"mab_config" directive' 'one.json.conf' '"json_file"' '4 worker processes' \
-                  'use "lmdb" storage'; do
+                  'use "lmdb" storage' 'bad.conf:'; do
         grep -qF -- "$needle" "$tmp/t.out" || fail "nginx -t on json_file x 4 workers lacks '$needle': $(cat "$tmp/t.out")"
     done
     [[ $(grep -c 'emerg' "$tmp/t.out") == 1 ]] || fail "json_file x 4 workers: not one message: $(cat "$tmp/t.out")"
@@ -493,7 +493,7 @@ else
     if nginx_t "$pub/bad.conf"; then
         fail "nginx -t accepted a store the workers' user cannot enter"
     else
-        for needle in '"mab_config" directive' 'closed/mab.lmdb' 'as a worker will'; do
+        for needle in '"mab_config" directive' 'closed/mab.lmdb' 'as a worker will' 'bad.conf:'; do
             grep -qF -- "$needle" "$tmp/t.out" || fail "nginx -t on an unreadable store lacks '$needle': $(cat "$tmp/t.out")"
         done
         echo "nginx_test: nginx -t on a store nobody cannot enter: $(grep -o '"mab_config" directive.*' "$tmp/t.out")"
