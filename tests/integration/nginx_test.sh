@@ -480,7 +480,30 @@ else
         [[ $status == 200 && $body == counted ]] || fail "reward with nobody workers: $status '$body'"
         workers_user=$(ps -o user= --ppid "$pid2" | sort -u | tr '\n' ' ')
         [[ $workers_user == "nobody " ]] || fail "workers run as '$workers_user', expected nobody"
+        # A reload re-reads the key and checks again, in the running master.
+        started=$(grep -c 'start worker process' "$pub/error.log")
+        kill -HUP "$pid2"
+        for _ in $(seq 300); do
+            (($(grep -c 'start worker process' "$pub/error.log") >= started + 2)) && break
+            sleep 0.1
+        done
+        (($(grep -c 'start worker process' "$pub/error.log") >= started + 2)) ||
+            fail "no new workers after a reload: $(tail -5 "$pub/error.log")"
+        req k3 -m 10 -b "$pub/jar" "http://127.0.0.1:$port2/choose"
+        [[ $status == 200 && $body == "$(cat "$tmp/k1.b")" ]] || fail "choose after a reload: $status '$body'"
+        # A reload the workers' user could not serve is refused; the workers stay.
+        chmod 700 "$pub/store" && chown root "$pub/store"
+        kill -HUP "$pid2"
+        for _ in $(seq 300); do
+            grep -q 'as a worker will' "$pub/error.log" && break
+            sleep 0.1
+        done
+        grep -q 'as a worker will' "$pub/error.log" || fail "a reload onto a closed store was not refused: $(tail -5 "$pub/error.log")"
+        req k4 -m 10 -b "$pub/jar" "http://127.0.0.1:$port2/choose"
+        [[ $status == 200 ]] || fail "choose after a refused reload: $status '$body'"
+        chown nobody "$pub/store"
         stop2
+        sed -i '/as a worker will/d' "$pub/error.log"
         if grep -E '\[(alert|emerg)\]' "$pub/error.log" >&2; then
             fail "alerts with nobody workers (above)"
         fi
