@@ -504,7 +504,7 @@ else
         chown nobody "$pub/store"
         stop2
         sed -i '/as a worker will/d' "$pub/error.log"
-        if grep -E '\[(alert|emerg)\]' "$pub/error.log" >&2; then
+        if grep -E '\[(alert|emerg)\]|AddressSanitizer|LeakSanitizer|runtime error' "$pub/error.log" >&2; then
             fail "alerts with nobody workers (above)"
         fi
     fi
@@ -588,6 +588,9 @@ else
         req f5 -b "$tmp/jarf4" "$b3/reward"
         [[ $status == 200 && $body == counted ]] || fail "reward after the disk has room again: $status '$body'"
         stop2
+        if grep -E 'AddressSanitizer|LeakSanitizer|runtime error' "$log3" >&2; then
+            fail "sanitizer reports with the full disk (above)"
+        fi
         echo "nginx_test: the full-disk streak in the error log:"
         grep -o 'mab_config .*' "$log3" | grep 'writing to storage' | sed 's/^/    /'
     fi
