@@ -428,9 +428,13 @@ start2() { # start2 CONF PREFIX PORT WORKERS: nginx in the background, pid in $p
     # up when the plain location answers (a worker serves it)
     for _ in $(seq 100); do
         curl -s -m 5 -o /dev/null "http://127.0.0.1:$3/plain" && return 0
-        kill -0 "$pid2" 2>/dev/null || return 1
+        kill -0 "$pid2" 2>/dev/null || break
         sleep 0.1
     done
+    # not serving (a master left without workers, or nginx exited): stop it
+    kill -KILL "$pid2" 2>/dev/null || true
+    wait "$pid2" 2>/dev/null || true
+    pid2=""
     return 1
 }
 stop2() {
