@@ -24,12 +24,17 @@
 #include "output.h"
 
 static const command commands[] = {
-    {"check", "validate a config and describe its experiments",
+    {"check", "test everything the hosts would load, read-only",
      "usage: mab check CONFIG\n"
      "\n"
-     "Open CONFIG with its storage and print every experiment (policy and the\n"
-     "file it was loaded from, number of arms, reward range) and the storage\n"
-     "plugin in use.\n",
+     "Test CONFIG as the hosts load it, creating, locking and writing nothing (it\n"
+     "works while a server holds the store): every key, every plugin, the storage\n"
+     "parameters and the existing store (read-only), the key file of secret_file\n"
+     "(present, readable, not readable or writable by others, holding a key),\n"
+     "cookie and redirect_allow, and the mabd section as mabd reads it. Prints the\n"
+     "storage plugin and every experiment (policy and the file it was loaded from,\n"
+     "number of arms, reward range); exit 1 naming the first fault. `mabd -t` runs\n"
+     "the same checks.\n",
      {"CONFIG"}, 1, 0, {{0}}, 0, cmd_check},
     {"choose", "choose an arm and count the pull",
      "usage: mab choose CONFIG EXP\n"
