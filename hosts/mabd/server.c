@@ -358,6 +358,9 @@ static void access_reward(const mab_request *rq, const char *experiment, double 
     char counted[32];
     snprintf(counted, sizeof counted, "%.17g", value);
     int ok = rc == MAB_OK && r->counted;
+    if (!ok && rc == MAB_OK)
+        mabd_log(MABD_LOG_DEBUG, "reward for %s not counted: %s", experiment,
+                 mab_reward_reason_name(r->reason));
     mabd_access_mab(experiment, r->arm_id, mab_request_probability(rq, experiment), 0,
                     ok ? counted : "-",
                     ok ? NULL : rc == MAB_ESTORAGE ? "storage_error"

@@ -1180,6 +1180,11 @@ ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
+    /* The storage too, read-only: the check of `mab check` and `mabd -t`. */
+    if (rc == MAB_OK) {
+        rc = mab_check((char *) mmcf->config.data, NULL, &err);
+    }
+
     if (rc != MAB_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"mab_config\" directive: %s: %s",

@@ -20,7 +20,7 @@ typedef enum mabd_log_level {
     MABD_LOG_ERROR = 0, /* failures: storage writes, reloads that could not reopen */
     MABD_LOG_WARN = 1,  /* refused reloads, exposed admin routes, config notes */
     MABD_LOG_INFO = 2,  /* start, stop, reloads, log reopening (default) */
-    MABD_LOG_DEBUG = 3  /* every refused reward and redirect, with its reason */
+    MABD_LOG_DEBUG = 3  /* every reward that counted nothing, with its reason */
 } mabd_log_level;
 
 /* The config's "mabd" object, resolved (docs/hosts.md, "mabd settings"). */
