@@ -85,7 +85,18 @@ if [[ -f $build/plugins/lmdb.so ]]; then
     sed 's|"path": "var/lmdb/deeper"|"path": "var/lmdb", "map_size": 1|' "$dir/lmdb.json" >"$dir/lmdb-bad.json"
     run_check "lmdb map_size" 1 "$mab" check "$dir/lmdb-bad.json"
     grep -q "storage.map_size" "$tmp/err" || fail "lmdb map_size: $(cat "$tmp/err")"
-    rm -f "$dir/lmdb.json" "$dir/lmdb-bad.json"
+    # An existing environment is read (MDB_RDONLY | MDB_NOLOCK): lock.mdb and
+    # data.mdb are left exactly as they are; one that is not LMDB is named.
+    sed 's|var/lmdb/deeper|var/lmdb|' "$dir/lmdb.json" >"$dir/lmdb-here.json"
+    "$mab" stats "$dir/lmdb-here.json" >/dev/null || fail "mab stats could not create the lmdb store"
+    [[ -f $dir/var/lmdb/data.mdb ]] || fail "no lmdb store to check"
+    run_check "existing lmdb store" 0 "$mab" check "$dir/lmdb-here.json"
+    grep -q "^store: *ok" "$tmp/out" || fail "existing lmdb store: $(cat "$tmp/out")"
+    mv "$dir/var/lmdb/data.mdb" "$dir/var/lmdb/data.mdb.good"
+    head -c 20000 /dev/urandom >"$dir/var/lmdb/data.mdb"
+    run_check "lmdb store that is not LMDB" 1 "$mab" check "$dir/lmdb-here.json"
+    grep -q "var/lmdb: cannot read the LMDB environment" "$tmp/err" || fail "corrupt lmdb: $(cat "$tmp/err")"
+    rm -rf "$dir/var/lmdb" "$dir/lmdb.json" "$dir/lmdb-bad.json" "$dir/lmdb-here.json"
 else
     echo "check_test: lmdb plugin not built: its cases are skipped" >&2
 fi
