@@ -52,7 +52,9 @@ static const command commands[] = {
     {"stats", "print every arm's counters",
      "usage: mab stats CONFIG [--json]\n"
      "\n"
-     "Print pulls, rewards, reward sum and mean reward of every arm.\n"
+     "Print pulls, rewards, reward sum and mean reward of every arm. The store\n"
+     "is read read-only, so this works while a server holds a json_file store\n"
+     "(showing what the server has written).\n"
      "\n"
      "  --json   print one JSON object:\n"
      "           {\"experiments\":{EXP:{\"policy\":NAME,\"arms\":{ARM:{\"pulls\":N,\n"
@@ -132,7 +134,8 @@ static const command commands[] = {
      "longer in the config included) as one JSON document:\n"
      "  {\"format\": \"mab-export\", \"version\": 1, \"experiments\": {EXP: {ARM:\n"
      "   {\"pulls\": N, \"rewards\": N, \"reward_sum\": X, \"reward_sum_sq\": X}}}}\n"
-     "See docs/storage.md. Pending counts are written to storage first.\n"
+     "See docs/storage.md. The store is read read-only, so this works while a\n"
+     "server holds a json_file store (what the server has written).\n"
      "\n"
      "  --out FILE   write to FILE (through FILE.tmp and a rename) instead of stdout\n",
      {"CONFIG"}, 1, 0, {{"out", true}}, 1, cmd_export},
