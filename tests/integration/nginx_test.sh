@@ -199,6 +199,12 @@ elif ! grep -qF '"mab_config" directive' "$tmp/t.out" || ! grep -qF 'mab.key' "$
     fail "nginx -t on a world-readable key: $(cat "$tmp/t.out")"
 fi
 chmod 600 "$tmp/mab.key"
+# The store is checked read-only too (mab_check(), as `mab check`): one the
+# workers could not open fails nginx -t, and nothing is created.
+sed "s|\"mab.lmdb\"|\"mab.key/store\"|" "$tmp/mab.json" >"$tmp/bad.json"
+cmp -s "$tmp/mab.json" "$tmp/bad.json" && fail "the lmdb path was not replaced in bad.json"
+write_nginx_conf "$tmp/bad.conf" "mab_config $tmp/bad.json;" ""
+expect_t_error "a store that cannot be opened" '"mab_config" directive' 'mab.key/store'
 [[ ! -e $tmp/mab.lmdb ]] || fail "nginx -t opened the storage (it must only check the config)"
 
 # ---- start: not a daemon, master + 4 workers; stopped by pid ------------------
