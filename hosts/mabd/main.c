@@ -10,8 +10,10 @@
  * pending) and opened again from the new config, which reads the counters
  * back from storage and reconciles arms by id. json_file allows one open
  * engine per file per process, so the old engine cannot stay open while
- * the new one opens; instead the new config is first tried without storage
- * (which catches every config, plugin and key error without touching the
+ * the new one opens; instead the new config is first checked with
+ * MAB_OPEN_CHECK, the store validated read-only and not opened (which
+ * catches every config, plugin, storage parameter and key error, and a
+ * store that cannot be read, without touching the
  * old engine), and if opening it with storage still fails, the previous
  * config text is opened again and keeps serving.
  */
@@ -167,7 +169,7 @@ static int reload(mabd *d, char **previous_text)
     /* Everything but storage, without touching the serving engine. */
     mab_engine *dry = NULL;
     mab_adapter *probe = NULL;
-    mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
+    mab_options opts = {sizeof opts, MAB_OPEN_CHECK, 0};
     int rc = mab_open_sections(d->config_path, &opts, mabd_config_sections, &dry, &err);
     if (rc == MAB_OK && mabd_settings_load(dry, &fresh, msg, sizeof msg) != 0) {
         mabd_log(MABD_LOG_ERROR, "reload refused: %s; the previous config keeps serving", msg);

@@ -150,6 +150,18 @@ grep -q '"GET /v1/choose/color HTTP/1.1" 200' "$tmp/access.log.1" &&
     fail "the request after SIGHUP went to the renamed log"
 grep -q "mabd\[info\]: reloaded" "$tmp/log" || fail "the reload is not logged at info: $(cat "$tmp/log")"
 
+# A reload to a store that cannot be opened is refused by the check, before
+# the serving engine is closed: the previous config keeps serving.
+cp "$tmp/mab.json" "$tmp/mab.json.good"
+sed -i 's|"path": "state.json"|"path": "novar/state.json"|' "$tmp/mab.json"
+kill -HUP "$pid"
+wait_log "reload refused"
+grep -q "mabd\[error\]: reload refused: .*novar.*; the previous config keeps serving" "$tmp/log" ||
+    fail "a reload to a store that cannot open was not refused by the check: $(cat "$tmp/log")"
+req h2 "$base/v1/choose/color"
+expect_status 200 "choose after a refused reload"
+cp "$tmp/mab.json.good" "$tmp/mab.json"
+
 # ---- the mab commands while mabd holds the json_file store -------------------
 # sync "always": every reward above is in state.json already.
 expect_cli() { # expect_cli WANT ARGS...
