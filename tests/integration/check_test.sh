@@ -101,6 +101,42 @@ else
     echo "check_test: lmdb plugin not built: its cases are skipped" >&2
 fi
 
+# mongodb: against the wire-protocol stand-in of the storage suite, the check
+# connects and reads but writes nothing (the stand-in journals every write
+# to --state, so the file appears only when something was written); an
+# unreachable server is named.
+standin=$(dirname "${BASH_SOURCE[0]}")/../storage/mongo/standin.py
+if [[ -f $build/plugins/mongodb.so && -f $standin ]]; then
+    mongo_pid=""
+    $py "$standin" --port 0 --port-file "$tmp/standin.port" --state "$tmp/standin.bson" \
+        --journal >"$tmp/standin.log" 2>&1 &
+    mongo_pid=$!
+    for _ in $(seq 200); do [[ -s $tmp/standin.port ]] && break; sleep 0.1; done
+    mport=$(cat "$tmp/standin.port" 2>/dev/null || true)
+    if [[ -n $mport ]]; then
+        write_config "$dir/mongo.json" \
+            "{\"plugin\": \"mongodb\", \"uri\": \"mongodb://127.0.0.1:$mport/?serverSelectionTimeoutMS=2000\", \"database\": \"shop\"}"
+        run_check "mongodb config" 0 "$mab" check "$dir/mongo.json"
+        grep -q "^store: *ok" "$tmp/out" || fail "mongodb check: $(cat "$tmp/out")"
+        [[ ! -e $tmp/standin.bson ]] || fail "mab check wrote to MongoDB"
+        "$mab" stats "$dir/mongo.json" >/dev/null || fail "mab stats against the stand-in"
+        [[ -e $tmp/standin.bson ]] || fail "the stand-in journals no write: the check above proves nothing"
+    else
+        fail "the MongoDB stand-in did not start: $(cat "$tmp/standin.log")"
+    fi
+    kill "$mongo_pid" 2>/dev/null || true
+    wait "$mongo_pid" 2>/dev/null || true
+    nobody=$(free_port)
+    write_config "$dir/mongo.json" \
+        "{\"plugin\": \"mongodb\", \"uri\": \"mongodb://127.0.0.1:$nobody/?serverSelectionTimeoutMS=300\", \"database\": \"shop\"}"
+    run_check "unreachable mongodb" 1 "$mab" check "$dir/mongo.json"
+    grep -q "MongoDB" "$tmp/err" && grep -q "127.0.0.1:$nobody" "$tmp/err" ||
+        fail "unreachable mongodb not named: $(cat "$tmp/err")"
+    rm -f "$dir/mongo.json"
+else
+    echo "check_test: mongodb plugin or its stand-in missing: its cases are skipped" >&2
+fi
+
 # ---- faults only a host would find: each named, nothing created ------------
 
 cp "$dir/mab.key" "$dir/open.key"
