@@ -147,6 +147,21 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t cap)
                   out, (socklen_t)cap);
 }
 
+/* The time stamp of the current second, formatted once per second and
+   thread: localtime_r() takes glibc's time zone lock on every call. */
+static void format_time(char *out, size_t cap)
+{
+    static _Thread_local time_t cached_second = -1;
+    static _Thread_local char cached[64];
+    time_t now = time(NULL);
+    if (now != cached_second) {
+        struct tm tm;
+        strftime(cached, sizeof cached, "%d/%b/%Y:%H:%M:%S %z", localtime_r(&now, &tm));
+        cached_second = now;
+    }
+    snprintf(out, cap, "%s", cached);
+}
+
 struct query_text {
     char *out;
     size_t len, cap;
@@ -177,9 +192,7 @@ void mabd_access_end(mabd *d, struct MHD_Connection *conn, const char *method, c
     current.active = 0;
     char addr[64], stamp[64], path[1024], query[1024] = "", referer[512], agent[512];
     client_address(conn, addr, sizeof addr);
-    time_t now = time(NULL);
-    struct tm tm;
-    strftime(stamp, sizeof stamp, "%d/%b/%Y:%H:%M:%S %z", localtime_r(&now, &tm));
+    format_time(stamp, sizeof stamp);
     escape(path, sizeof path, url);
     struct query_text q = {query, 0, sizeof query};
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_argument, &q);
