@@ -108,7 +108,12 @@ typedef struct mab_options {
  */
 MAB_EXPORT int mab_open(const char *config_path, mab_engine **out, mab_error *err);
 
-/** @brief mab_open() with options; opts may be NULL. */
+/**
+ * @brief mab_open() with options; opts may be NULL.
+ * @return as mab_open(); MAB_EINVAL when opts->struct_size is too small or
+ *         MAB_OPEN_CHECK is combined with MAB_OPEN_NO_STORAGE or
+ *         MAB_OPEN_READ_ONLY.
+ */
 MAB_EXPORT int mab_open_ex(const char *config_path, const mab_options *opts,
                            mab_engine **out, mab_error *err);
 
