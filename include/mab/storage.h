@@ -12,7 +12,9 @@
  * The core serialises calls: a plugin is never entered from two threads at
  * once, so it needs no locking of its own for the core's sake. The core
  * only calls scan and replace when struct_size covers them (ABI >= 1.1);
- * a 1.1 plugin must set both. When the
+ * a 1.1 plugin must set both. check and open_read_only (ABI >= 1.2) are
+ * optional: the core calls them only when struct_size covers them and they
+ * are not NULL. When the
  * config says `sync: "always"` the core calls apply() before a reward call
  * returns; with `sync: {"interval_ms": N}` it calls apply() from a background
  * thread every N ms and at close. Either way apply() must return only once
@@ -38,7 +40,7 @@ extern "C" {
 #endif
 
 #define MAB_STORAGE_ABI_MAJOR 1
-#define MAB_STORAGE_ABI_MINOR 1
+#define MAB_STORAGE_ABI_MINOR 2
 #define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
 
 /* The four counters kept per arm, in the experiment's own reward units. */
@@ -131,6 +133,30 @@ typedef struct mab_storage {
     int (*replace)(void *state, const char *const *experiments, size_t n_experiments,
                    const mab_delta *deltas, size_t n_deltas, mab_error *err);
     /* Fields above are ABI 1.1. Append new ones below, with a minor bump. */
+
+    /* ---- check and read-only open (ABI 1.2; `mab check`, `mabd -t`) ---- */
+
+    /**
+     * Optional (NULL: the core reports the store's parameters as not
+     * checked). Validate params exactly as open() would and verify that the
+     * existing store can be read, or is absent and could be created, without
+     * creating, modifying or locking anything: it must succeed while another
+     * process holds the store open, and leave the file system as it was. A
+     * store that open() would refuse (a corrupt file, a directory that does
+     * not exist, an unreachable server) is an error naming it.
+     * @return MAB_OK, MAB_ECONFIG (params), MAB_ECORRUPT or MAB_ESTORAGE.
+     */
+    int (*check)(mab_params *params, mab_error *err);
+
+    /**
+     * Optional (NULL: the core uses open()). Open the store for load() and
+     * scan() only, taking no lock a writer needs and creating nothing: a
+     * read-only command may read a store while its owner serves (what the
+     * owner has not written yet is not seen). The core never calls apply,
+     * reset or replace on such a state; close() releases it.
+     */
+    int (*open_read_only)(mab_params *params, void **state, mab_error *err);
+    /* Fields above are ABI 1.2. */
 } mab_storage;
 
 #define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)
