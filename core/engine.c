@@ -318,6 +318,11 @@ static int apply_split(mab_engine *e, size_t from, size_t n, mab_error *err)
 static int write_queued(mab_engine *e, mab_error *err)
 {
     /* Acquire: every publish numbered up to seq has added its increments. */
+    /* Exclusive: a publish adds an arm's four totals one by one, so taking
+       them while one is half-way would split its reward count from its
+       reward sum across two batches (and a crash between the two would
+       store a record whose count and sum disagree). The loop does no I/O. */
+    pthread_rwlock_wrlock(&e->publish_lock);
     uint64_t seq = atomic_load_explicit(&e->publish_seq, memory_order_acquire);
     size_t n = 0;
     for (size_t i = 0; i < e->total_arms; i++) {
@@ -329,6 +334,7 @@ static int write_queued(mab_engine *e, mab_error *err)
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
     }
+    pthread_rwlock_unlock(&e->publish_lock);
     if (!n || !e->storage) {
         atomic_store(&e->durable_seq, seq);
         return MAB_OK;
