@@ -243,11 +243,87 @@ static void gather_all(mab_engine *e)
 
 /* ---- write-behind ----------------------------------------------------- */
 
+/* Whether storage refused a batch for what it holds (a delta it can never
+   apply as it is) rather than for the state of the store: see the contract
+   of apply() in storage.h. */
+static int refused_as_invalid(int rc)
+{
+    return rc == MAB_EINVAL || rc == MAB_ERANGE;
+}
+
+/* Give batch entries [from, from + n) back to the queue, to be offered again. */
+static void requeue(mab_engine *e, size_t from, size_t n)
+{
+    for (size_t k = from; k < from + n; k++)
+        atomic_totals_add(&e->all_arms[e->batch_arm[k]]->unapplied, &e->batch[k].add);
+}
+
+/* Forget batch entry k, which storage refused on its own: count it, keep
+   the reason, and take it out of the published totals too, so that this
+   process's counts stay those of the store. */
+static void drop_delta(mab_engine *e, size_t k, const mab_error *why)
+{
+    const mab_delta *d = &e->batch[k];
+    mab__arm *a = e->all_arms[e->batch_arm[k]];
+    atomic_fetch_sub_explicit(&a->published.pulls, d->add.pulls, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&a->published.rewards, d->add.rewards, memory_order_relaxed);
+    if (isfinite(d->add.reward_sum) && isfinite(d->add.reward_sum_sq)) {
+        atomic_add_double(&a->published.reward_sum, -d->add.reward_sum);
+        atomic_add_double(&a->published.reward_sum_sq, -d->add.reward_sum_sq);
+    }
+    atomic_fetch_add(&a->drops, 1);
+    atomic_fetch_add(&e->dropped_deltas, 1);
+    pthread_mutex_lock(&e->dropped_mu);
+    mab_error_set(&e->last_drop, why->code,
+                  "storage refused the increment of experiment \"%s\", arm \"%s\" (%llu "
+                  "pulls, %llu rewards, reward sum %g, sum of squares %g) and it was dropped: %s",
+                  d->experiment, d->arm, (unsigned long long)d->add.pulls,
+                  (unsigned long long)d->add.rewards, d->add.reward_sum, d->add.reward_sum_sq,
+                  why->message);
+    pthread_mutex_unlock(&e->dropped_mu);
+}
+
+/*
+ * Apply batch entries [from, from + n). When storage refuses them as
+ * invalid, apply each half on its own, down to the single delta at fault,
+ * which is dropped: the rest is written. Entries that fail for any other
+ * reason (the store is unavailable) go back to the queue whole. Returns
+ * MAB_OK when every entry was written or dropped, else the first such error.
+ */
+static int apply_split(mab_engine *e, size_t from, size_t n, mab_error *err)
+{
+    mab_error why = {0, ""};
+    int rc = e->storage->apply(e->storage_state, e->batch + from, n, &why);
+    if (rc == MAB_OK)
+        return MAB_OK;
+    if (!refused_as_invalid(rc)) {
+        requeue(e, from, n);
+        return mab_error_set(err, rc, "%s", why.message);
+    }
+    if (n == 1) {
+        if (!why.message[0])
+            mab_error_set(&why, rc, "%s", mab_strerror(rc));
+        drop_delta(e, from, &why);
+        return MAB_OK;
+    }
+    size_t half = n / 2;
+    int first = apply_split(e, from, half, err);
+    mab_error second_err;
+    int second = apply_split(e, from + half, n - half, first == MAB_OK ? err : &second_err);
+    return first != MAB_OK ? first : second;
+}
+
 /* Hand everything queued to storage as one batch. Caller holds flush_mu.
-   On failure the batch goes back into the queue, to be offered again. */
+   On failure the batch goes back into the queue, to be offered again,
+   except the deltas storage refused as invalid (see apply_split). */
 static int write_queued(mab_engine *e, mab_error *err)
 {
     /* Acquire: every publish numbered up to seq has added its increments. */
+    /* Exclusive: a publish adds an arm's four totals one by one, so taking
+       them while one is half-way would split its reward count from its
+       reward sum across two batches (and a crash between the two would
+       store a record whose count and sum disagree). The loop does no I/O. */
+    pthread_rwlock_wrlock(&e->publish_lock);
     uint64_t seq = atomic_load_explicit(&e->publish_seq, memory_order_acquire);
     size_t n = 0;
     for (size_t i = 0; i < e->total_arms; i++) {
@@ -259,16 +335,17 @@ static int write_queued(mab_engine *e, mab_error *err)
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
     }
-    int rc = MAB_OK;
-    if (n && e->storage)
-        rc = e->storage->apply(e->storage_state, e->batch, n, err);
-    if (rc == MAB_OK) {
+    pthread_rwlock_unlock(&e->publish_lock);
+    if (!n || !e->storage) {
         atomic_store(&e->durable_seq, seq);
         return MAB_OK;
     }
-    for (size_t k = 0; k < n; k++)
-        atomic_totals_add(&e->all_arms[e->batch_arm[k]]->unapplied, &e->batch[k].add);
-    atomic_fetch_add(&e->flush_failures, 1);
+    uint64_t dropped_before = atomic_load(&e->dropped_deltas);
+    int rc = apply_split(e, 0, n, err);
+    if (rc != MAB_OK || atomic_load(&e->dropped_deltas) != dropped_before)
+        atomic_fetch_add(&e->flush_failures, 1);
+    if (rc == MAB_OK)
+        atomic_store(&e->durable_seq, seq);
     return rc;
 }
 
@@ -440,6 +517,7 @@ static void engine_free(mab_engine *e)
     pthread_mutex_destroy(&e->writer_mu);
     pthread_mutex_destroy(&e->claim_mu);
     pthread_cond_destroy(&e->claim_cv);
+    pthread_mutex_destroy(&e->dropped_mu);
     free(e);
 }
 
@@ -499,7 +577,10 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
     return rc;
 }
 
-static int open_storage(mab_engine *e, mab_error *err)
+/* How open_storage() reaches the store (mab_options.flags). */
+enum storage_mode { STORAGE_OPEN, STORAGE_READ_ONLY, STORAGE_CHECK };
+
+static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
 {
     const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(e->storage_obj, "plugin");
     int rc = mab__plugin_resolve(e, plugin->valuestring, "storage.plugin", &e->storage_path, err);
@@ -524,7 +605,19 @@ static int open_storage(mab_engine *e, mab_error *err)
     e->refresh_ms = (uint32_t)refresh_ms;
     void *state = NULL;
     mab_error open_err = {0, ""};
-    rc = e->storage->open(&params, &state, &open_err);
+    if (mode == STORAGE_CHECK) {
+        /* Validate without opening: nothing created, nothing locked. */
+        e->storage_checked = mab__storage_has(e->storage, check) && e->storage->check;
+        if (e->storage_checked)
+            rc = e->storage->check(&params, &open_err);
+        else
+            mab__params_mark_all_used(&params); /* the plugin cannot tell: not checked */
+    } else if (mode == STORAGE_READ_ONLY && mab__storage_has(e->storage, open_read_only) &&
+               e->storage->open_read_only) {
+        rc = e->storage->open_read_only(&params, &state, &open_err);
+    } else {
+        rc = e->storage->open(&params, &state, &open_err);
+    }
     if (rc != MAB_OK) {
         if (params.error[0])
             rc = mab_error_set(err, MAB_ECONFIG, "%s (refused by %s)", params.error,
@@ -641,22 +734,35 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     pthread_mutex_init(&e->writer_mu, NULL);
     pthread_mutex_init(&e->claim_mu, NULL);
     pthread_cond_init(&e->claim_cv, NULL);
+    pthread_mutex_init(&e->dropped_mu, NULL);
 
     int rc = mab__config_load(e, sections, err);
     if (rc == MAB_OK && opts && (opts->flags & MAB_OPEN_SEED)) {
         e->has_seed = 1;
         e->seed = opts->seed;
     }
+    for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        x->reward_scale = 1.0 / (x->reward_max - x->reward_min);
+    }
     if (rc == MAB_OK && allocate_tables(e) != MAB_OK)
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++)
         rc = create_policy(e, &e->experiments[i], err);
-    int with_storage = !(opts && (opts->flags & MAB_OPEN_NO_STORAGE));
+    unsigned flags = opts ? opts->flags : 0;
+    if ((flags & MAB_OPEN_CHECK) && (flags & (MAB_OPEN_NO_STORAGE | MAB_OPEN_READ_ONLY)))
+        rc = rc == MAB_OK ? mab_error_set(err, MAB_EINVAL, "mab_open: MAB_OPEN_CHECK excludes "
+                                          "MAB_OPEN_NO_STORAGE and MAB_OPEN_READ_ONLY") : rc;
+    e->read_only = (flags & (MAB_OPEN_READ_ONLY | MAB_OPEN_CHECK)) != 0;
+    enum storage_mode mode = (flags & MAB_OPEN_CHECK)       ? STORAGE_CHECK
+                             : (flags & MAB_OPEN_READ_ONLY) ? STORAGE_READ_ONLY
+                                                            : STORAGE_OPEN;
+    int with_storage = !(flags & MAB_OPEN_NO_STORAGE);
     if (rc == MAB_OK && with_storage)
-        rc = open_storage(e, err);
-    if (rc == MAB_OK && with_storage)
+        rc = open_storage(e, mode, err);
+    if (rc == MAB_OK && with_storage && mode != STORAGE_CHECK)
         rc = load_totals(e, err);
-    if (rc == MAB_OK && with_storage)
+    if (rc == MAB_OK && with_storage && mode == STORAGE_OPEN)
         rc = writer_start(e, err);
     if (rc != MAB_OK) {
         engine_free(e);
@@ -795,12 +901,32 @@ static void build_view(const mab__experiment *x, const mab__slot *s)
     }
 }
 
+/* Whether an arm holding `count` rewards that sum to sum (squares: sq) has
+   finite totals, both in the experiment's units and normalised the way
+   build_view normalises them. A total that is not finite could never be
+   written (storage refuses it) nor read by a policy. */
+static int sums_finite(const mab__experiment *x, double count, double sum, double sq)
+{
+    double min = x->reward_min, scale = x->reward_scale; /* finite: see config.c */
+    double normalised_sq = (sq - 2.0 * min * sum + count * min * min) * (scale * scale);
+    double normalised_sum = (sum - count * min) * scale;
+    return isfinite(sum) && isfinite(sq) && isfinite(normalised_sq) && isfinite(normalised_sum);
+}
+
+static int read_only_error(const mab_engine *e, const char *what, mab_error *err)
+{
+    return mab_error_set(err, MAB_EINVAL, "%s: %s was opened read-only (MAB_OPEN_READ_ONLY or "
+                         "MAB_OPEN_CHECK): nothing can be written", what, e->config_path);
+}
+
 int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error *err)
 {
     mab__experiment *x;
     int found = find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    if (e->read_only)
+        return read_only_error(e, "choose", err);
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -833,6 +959,8 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
     int rc = find_experiment_arm(e, experiment, arm, &x, &i, err);
     if (rc != MAB_OK)
         return rc;
+    if (e->read_only)
+        return read_only_error(e, "reward", err);
     if (!isfinite(value))
         return mab_error_set(err, MAB_EINVAL,
                              "experiments.%s: reward for arm \"%s\" is %s; rewards must be "
@@ -846,17 +974,47 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    /* The reward must keep every sum finite, or no store would take it and
+       it would reach storage only to be refused there. */
+    double square = value * value;
+    double normalised = (value - x->reward_min) * x->reward_scale;
+    mab_totals held = atomic_totals_read(&x->arms[i].published);
+    totals_add(&held, &s->pending[x->first_arm + i]);
+    double count = (double)held.rewards + 1.0;
+    double sum = held.reward_sum + value, sq = held.reward_sum_sq + square;
+    if (!isfinite(square) || !isfinite(normalised) || !sums_finite(x, count, sum, sq)) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_ERANGE,
+                             "experiments.%s: reward %g for arm \"%s\" would make a sum of "
+                             "the arm's rewards or of their squares overflow (the arm holds "
+                             "%.0f rewards summing to %g, squares to %g); nothing was recorded",
+                             x->id, value, arm, count - 1.0, held.reward_sum,
+                             held.reward_sum_sq);
+    }
     mab_totals *p = slot_pending(s, x->first_arm + i);
     p->rewards++;
     p->reward_sum += value;
-    p->reward_sum_sq += value * value;
+    p->reward_sum_sq += square;
     uint64_t seq = 0;
+    uint64_t drops_before = atomic_load(&x->arms[i].drops);
     if ((e->sync_always && e->storage) || slot_due(s))
         seq = slot_publish(e, s);
     slot_unlock(s);
-    if (e->sync_always && e->storage)
-        return wait_durable(e, seq, err);
-    return MAB_OK;
+    if (!(e->sync_always && e->storage))
+        return MAB_OK;
+    rc = wait_durable(e, seq, err);
+    /* A commit that dropped this arm's increment may have dropped this
+       reward with it: then it is not durable and must not be acknowledged.
+       (A drop of the arm just before this reward was published is taken for
+       one too: better a reward reported unwritten than one lost.) */
+    if (rc == MAB_OK && atomic_load(&x->arms[i].drops) != drops_before) {
+        mab_error why;
+        mab_dropped_deltas(e, &why);
+        rc = mab_error_set(err, MAB_ESTORAGE,
+                           "experiments.%s: the reward for arm \"%s\" was not written: %s",
+                           x->id, arm, why.message);
+    }
+    return rc;
 }
 
 /* ---- reward once: claims (engine_access.h) ---------------------------- */
@@ -875,11 +1033,12 @@ int mab_storage_has_claims(const mab_engine *e)
  * Failure orders. With sync "always" the claim and the reward's increment
  * are one call of the plugin, with the claims of concurrent rewards (see
  * claim_wait): one LMDB transaction, one json_file write; MongoDB undoes
- * the claims when the increments fail. So a reward answered MAB_OK is durable with its claim and one answered
- * MAB_ESTORAGE left neither behind: the visitor's retry can count. The
- * increment bypasses the write-behind queue (it is already stored), so it
- * goes to the published totals only, under flush_mu so that no refresh
- * reads the store between the commit and the add.
+ * the claims when the increments fail. So a reward answered MAB_OK is
+ * durable with its claim and one answered MAB_ESTORAGE left neither behind:
+ * the visitor's retry can count. The increment bypasses the write-behind
+ * queue (it is already stored), so it goes to the published totals only,
+ * under flush_mu so that no refresh reads the store between the commit and
+ * the add.
  *
  * With sync {"interval_ms": N} the claim is immediate and the increment is
  * queued like any other. The claim is decided and visible to every process
@@ -888,45 +1047,79 @@ int mab_storage_has_claims(const mab_engine *e)
  * and increment together. A crash of the process alone before the next
  * batch loses the increment (as it loses every pending increment) while
  * its claim stays, so that reward is lost, never counted twice. The same
- * holds if mab_reward fails after the claim was granted (out of memory).
+ * holds if mab_reward fails after the claim was granted (out of memory, or
+ * rewards of other processes or threads made the arm's sums overflow since
+ * the check below).
  *
- * A group fails as a whole: when storage refuses one reward of it (a
- * counter would overflow: MAB_ERANGE), every caller of that group gets the
- * error, nothing of the group is claimed, and each retry can count.
+ * A reward whose sums would not be finite is refused (MAB_ERANGE) before
+ * anything is claimed, as mab_reward refuses it. When storage still refuses
+ * a group as invalid (MAB_EINVAL or MAB_ERANGE: a record it holds would
+ * overflow), each half is decided on its own, down to the claim at fault:
+ * only that caller gets the error (nothing of its reward claimed or
+ * counted); the others are decided. Any other error (the store failed)
+ * fails the group as a whole: every caller of it gets the error, nothing of
+ * the group is claimed, and each retry can count.
  */
 
-/* Decide a group of claims in one storage call (one durable write). */
+/* Decide claims[0..n) (of waiters ws[0..n)) in one storage call; see the
+   failure orders above. Caller holds flush_mu. */
+static void claims_decide(mab_engine *e, mab_claim *claims, mab__claim_waiter **ws, size_t n,
+                          unsigned flags)
+{
+    mab_error err = {0, ""};
+    int rc = e->storage->claim(e->storage_state, claims, n, flags, &err);
+    if (rc == MAB_OK) {
+        if (e->sync_always) {
+            pthread_rwlock_rdlock(&e->publish_lock);
+            for (size_t k = 0; k < n; k++)
+                if (claims[k].result == MAB_OK)
+                    atomic_totals_add(&ws[k]->arm->published, &ws[k]->delta.add);
+            pthread_rwlock_unlock(&e->publish_lock);
+        }
+        for (size_t k = 0; k < n; k++)
+            ws[k]->rc = claims[k].result == MAB_OK ? MAB_OK : MAB_ECLAIMED;
+        return;
+    }
+    if (refused_as_invalid(rc) && n > 1) {
+        size_t half = n / 2; /* the first half first: an id given twice stays first-wins */
+        claims_decide(e, claims, ws, half, flags);
+        claims_decide(e, claims + half, ws + half, n - half, flags);
+        return;
+    }
+    if (!err.message[0])
+        mab_error_set(&err, rc, "%s", mab_strerror(rc));
+    for (size_t k = 0; k < n; k++) {
+        ws[k]->rc = rc;
+        ws[k]->err = err;
+    }
+}
+
+/* Decide a group of claims, in one storage call (one durable write) unless
+   storage refuses one of them as invalid. */
 static void claims_commit(mab_engine *e, mab__claim_waiter *group)
 {
     size_t n = 0;
     for (mab__claim_waiter *w = group; w; w = w->next)
         n++;
     mab_claim *claims = malloc(n * sizeof *claims);
-    mab_error err = {0, ""};
-    int rc = claims ? MAB_OK : mab_error_set(&err, MAB_ENOMEM, "out of memory");
+    mab__claim_waiter **ws = malloc(n * sizeof *ws);
+    if (!claims || !ws) {
+        for (mab__claim_waiter *w = group; w; w = w->next)
+            w->rc = mab_error_set(&w->err, MAB_ENOMEM, "out of memory");
+        free(claims);
+        free(ws);
+        return;
+    }
     size_t k = 0;
-    for (mab__claim_waiter *w = group; claims && w; w = w->next)
-        claims[k++] = w->claim;
-    unsigned flags = e->sync_always ? 0 : MAB_CLAIM_DEFER_SYNC;
-    pthread_mutex_lock(&e->flush_mu);
-    if (rc == MAB_OK)
-        rc = e->storage->claim(e->storage_state, claims, n, flags, &err);
-    if (rc == MAB_OK && e->sync_always) {
-        pthread_rwlock_rdlock(&e->publish_lock);
-        k = 0;
-        for (mab__claim_waiter *w = group; w; w = w->next, k++)
-            if (claims[k].result == MAB_OK)
-                atomic_totals_add(&w->arm->published, &w->delta.add);
-        pthread_rwlock_unlock(&e->publish_lock);
-    }
-    pthread_mutex_unlock(&e->flush_mu);
-    k = 0;
     for (mab__claim_waiter *w = group; w; w = w->next, k++) {
-        w->rc = rc == MAB_OK ? (claims[k].result == MAB_OK ? MAB_OK : MAB_ECLAIMED) : rc;
-        if (rc != MAB_OK)
-            w->err = err;
+        claims[k] = w->claim;
+        ws[k] = w;
     }
+    pthread_mutex_lock(&e->flush_mu);
+    claims_decide(e, claims, ws, n, e->sync_always ? 0 : MAB_CLAIM_DEFER_SYNC);
+    pthread_mutex_unlock(&e->flush_mu);
     free(claims);
+    free(ws);
 }
 
 /*
@@ -972,18 +1165,40 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
     int rc = find_experiment_arm(e, experiment, arm, &x, &i, err);
     if (rc != MAB_OK)
         return rc;
+    if (e->read_only)
+        return read_only_error(e, "reward", err);
     if (!mab__engine_has_claims(e))
-        return mab_error_set(err, MAB_EINVAL, "%s: storage %s keeps no claims (storage ABI < 1.2)",
+        return mab_error_set(err, MAB_EINVAL, "%s: storage %s keeps no claims (storage ABI < 1.3)",
                              e->config_path, e->storage ? e->storage_path : "(none)");
-    if (!isfinite(value) || value < x->reward_min || value > x->reward_max)
+    if (!isfinite(value))
+        return mab_error_set(err, MAB_EINVAL,
+                             "experiments.%s: reward for arm \"%s\" is %s; rewards must be "
+                             "finite numbers",
+                             x->id, arm, isnan(value) ? "NaN" : "infinite");
+    if (value < x->reward_min || value > x->reward_max)
         return mab_error_set(err, MAB_ERANGE,
-                             "experiments.%s: reward %g for arm \"%s\" is not a finite number "
-                             "in the reward range [%g, %g]",
+                             "experiments.%s: reward %g for arm \"%s\" is outside the reward "
+                             "range [%g, %g]",
                              x->id, value, arm, x->reward_min, x->reward_max);
+    /* As mab_reward: a reward that would make a sum of the arm overflow is
+       refused before it is claimed, so that it claims nothing. */
+    double square = value * value;
+    double normalised = (value - x->reward_min) * x->reward_scale;
+    mab_totals held = atomic_totals_read(&x->arms[i].published);
+    double count = (double)held.rewards + 1.0;
+    if (!isfinite(square) || !isfinite(normalised) ||
+        !sums_finite(x, count, held.reward_sum + value, held.reward_sum_sq + square))
+        return mab_error_set(err, MAB_ERANGE,
+                             "experiments.%s: reward %g for arm \"%s\" would make a sum of "
+                             "the arm's rewards or of their squares overflow (the arm holds "
+                             "%.0f rewards summing to %g, squares to %g); nothing was claimed "
+                             "or recorded",
+                             x->id, value, arm, count - 1.0, held.reward_sum,
+                             held.reward_sum_sq);
     mab__claim_waiter w;
     memset(&w, 0, sizeof w);
     w.arm = &x->arms[i];
-    w.delta = (mab_delta){x->id, x->arms[i].id, {0, 1, value, value * value}};
+    w.delta = (mab_delta){x->id, x->arms[i].id, {0, 1, value, square}};
     w.claim.assignment_id = assignment_id;
     w.claim.expires_at = expires_at;
     if (e->sync_always) {
@@ -1054,12 +1269,28 @@ uint64_t mab_storage_errors(const mab_engine *e)
     return e ? (uint64_t)atomic_load(&((mab_engine *)e)->flush_failures) : 0;
 }
 
+uint64_t mab_dropped_deltas(const mab_engine *e, mab_error *last)
+{
+    if (!e)
+        return 0;
+    mab_engine *m = (mab_engine *)e;
+    uint64_t n = atomic_load(&m->dropped_deltas);
+    if (last && n) {
+        pthread_mutex_lock(&m->dropped_mu);
+        *last = m->last_drop;
+        pthread_mutex_unlock(&m->dropped_mu);
+    }
+    return n;
+}
+
 int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
 {
     mab__experiment *x;
     int found = find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    if (e->read_only)
+        return read_only_error(e, "reset", err);
     gather_all(e);
     pthread_mutex_lock(&e->flush_mu);
     int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;
@@ -1080,8 +1311,9 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
 
 static int storage_v11(const mab_engine *e, const char *what, mab_error *err)
 {
-    if (!e->storage)
-        return mab_error_set(err, MAB_EINVAL, "%s: the engine was opened without storage", what);
+    if (!e->storage || !e->storage_state)
+        return mab_error_set(err, MAB_EINVAL, "%s: the engine was opened without storage%s", what,
+                             e->storage ? " (MAB_OPEN_CHECK)" : "");
     if (!mab__storage_has(e->storage, replace))
         return mab_error_set(err, MAB_EPLUGIN,
                              "%s: storage plugin %s is ABI 1.0, which cannot list or replace "
@@ -1144,11 +1376,49 @@ static int import_check(mab_engine *e, const mab_record *r, size_t index,
     return MAB_OK;
 }
 
+/* Check that every arm's totals stay finite once the records are added (to
+   nothing for the experiments `cleared` lists, else to the current totals):
+   storage would refuse them otherwise. */
+static int import_check_totals(mab_engine *e, const mab_record *records,
+                               const mab_delta *deltas, size_t n, const char *const *cleared,
+                               size_t n_cleared, mab_error *err)
+{
+    mab_totals *sums = calloc(e->total_arms ? e->total_arms : 1, sizeof *sums);
+    if (!sums)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    for (size_t i = 0; i < e->total_arms; i++) {
+        const char *experiment = e->arm_experiment[i]->id;
+        size_t k = 0;
+        while (k < n_cleared && cleared[k] != experiment)
+            k++;
+        if (k == n_cleared)
+            sums[i] = atomic_totals_read(&e->all_arms[i]->published);
+    }
+    int rc = MAB_OK;
+    for (size_t i = 0; rc == MAB_OK && i < n; i++) {
+        mab__experiment *x;
+        mab_error inner;
+        find_experiment(e, deltas[i].experiment, &x, &inner); /* checked by import_check */
+        size_t arm = x->first_arm + (size_t)find_arm(e, x, deltas[i].arm, &inner);
+        totals_add(&sums[arm], &deltas[i].add);
+        if (!sums_finite(x, (double)sums[arm].rewards, sums[arm].reward_sum,
+                         sums[arm].reward_sum_sq))
+            rc = mab_error_set(err, MAB_ERANGE,
+                               "import: record %zu (%s/%s): the arm's reward sums would "
+                               "overflow (sum %g, sum of squares %g once added); nothing was "
+                               "imported",
+                               i, records[i].experiment, records[i].arm, sums[arm].reward_sum,
+                               sums[arm].reward_sum_sq);
+    }
+    free(sums);
+    return rc;
+}
+
 int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, mab_error *err)
 {
     if (!e || (!records && n))
         return mab_error_set(err, MAB_EINVAL, "mab_import: engine and records must not be NULL");
-    int rc = storage_v11(e, "import", err);
+    int rc = e->read_only ? read_only_error(e, "import", err) : storage_v11(e, "import", err);
     mab_delta *deltas = rc == MAB_OK ? calloc(n ? n : 1, sizeof *deltas) : NULL;
     const char **cleared = rc == MAB_OK ? calloc(e->n_experiments, sizeof *cleared) : NULL;
     if (rc == MAB_OK && (!deltas || !cleared))
@@ -1171,6 +1441,8 @@ int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, 
     }
     if (rc == MAB_OK)
         rc = mab_flush(e, err);
+    if (rc == MAB_OK)
+        rc = import_check_totals(e, records, deltas, n, cleared, replace ? n_cleared : 0, err);
     if (rc == MAB_OK) {
         pthread_mutex_lock(&e->flush_mu);
         rc = replace ? e->storage->replace(e->storage_state, cleared, n_cleared, deltas, n, err)

@@ -14,9 +14,119 @@
 
 #include "engine.h"
 
-#ifndef MAB_DEFAULT_PLUGIN_DIR
-#define MAB_DEFAULT_PLUGIN_DIR "/usr/local/lib/mab/plugins"
+/*
+ * Where plugin names are looked up, in this order (docs/config.md, "Where
+ * plugins are found"); the first directory holding NAME.so wins:
+ *   1. the plugins that go with this libmab, found from the library's own
+ *      file (dladdr): <libdir>/mab/plugins next to <libdir>/libmab.so, or the
+ *      build's plugins directory when this libmab is the one in the build tree;
+ *   2. the directories of MAB_PLUGIN_PATH (colon-separated, empty entries
+ *      ignored, relative ones relative to the working directory);
+ *   3. the config's plugin_path (relative to the config file's directory).
+ * Nothing here depends on the prefix chosen at configure time, so an install
+ * moved anywhere (cmake --install --prefix, DESTDIR, a copied tree) finds its
+ * own plugins.
+ */
+
+/* Any address inside libmab will do for dladdr. */
+static const char self_anchor;
+
+/* The directory of the plugins that go with this libmab, or NULL when the
+   library's own file cannot be told (the caller then skips it). */
+static char *self_plugin_dir(void)
+{
+    Dl_info info;
+    if (!dladdr(&self_anchor, &info) || !info.dli_fname || !info.dli_fname[0])
+        return NULL;
+    char *libdir = realpath(info.dli_fname, NULL);
+    if (!libdir)
+        return NULL;
+    char *slash = strrchr(libdir, '/');
+    if (slash)
+        *(slash == libdir ? slash + 1 : slash) = '\0';
+    char *dir = NULL;
+#if defined(MAB_BUILD_LIBDIR) && defined(MAB_BUILD_PLUGIN_DIR)
+    /* In the build tree the plugins are built into build/plugins, beside
+       build/lib; an installed copy of this same binary has another libdir. */
+    char *build_libdir = realpath(MAB_BUILD_LIBDIR, NULL);
+    if (build_libdir && strcmp(build_libdir, libdir) == 0)
+        dir = mab__strdup(MAB_BUILD_PLUGIN_DIR);
+    free(build_libdir);
+    if (dir) {
+        free(libdir);
+        return dir;
+    }
 #endif
+    dir = mab__asprintf("%s%smab/plugins", libdir, strcmp(libdir, "/") == 0 ? "" : "/");
+    free(libdir);
+    return dir;
+}
+
+typedef struct search_path {
+    char **dirs;
+    size_t n, cap;
+} search_path;
+
+static void search_path_free(search_path *sp)
+{
+    for (size_t i = 0; i < sp->n; i++)
+        free(sp->dirs[i]);
+    free(sp->dirs);
+}
+
+/* Append dir (taking ownership) unless the same directory is already on the
+   path: a directory named twice (the build tree's plugins in plugin_path,
+   say) is tried once and listed once in errors. */
+static int search_path_add(search_path *sp, char *dir)
+{
+    if (!dir)
+        return MAB_ENOMEM;
+    char *canon = realpath(dir, NULL);
+    for (size_t i = 0; i < sp->n; i++) {
+        char *other = canon ? realpath(sp->dirs[i], NULL) : NULL;
+        int same = strcmp(sp->dirs[i], dir) == 0 || (other && strcmp(other, canon) == 0);
+        free(other);
+        if (same) {
+            free(canon);
+            free(dir);
+            return MAB_OK;
+        }
+    }
+    free(canon);
+    if (sp->n == sp->cap) {
+        size_t cap = sp->cap ? 2 * sp->cap : 8;
+        char **dirs = realloc(sp->dirs, cap * sizeof *dirs);
+        if (!dirs) {
+            free(dir);
+            return MAB_ENOMEM;
+        }
+        sp->dirs = dirs;
+        sp->cap = cap;
+    }
+    sp->dirs[sp->n++] = dir;
+    return MAB_OK;
+}
+
+static int search_path_build(const mab_engine *e, search_path *sp)
+{
+    char *self = self_plugin_dir();
+    if (self && search_path_add(sp, self) != MAB_OK)
+        return MAB_ENOMEM;
+    /* secure_getenv: a set-user-ID program must not load code named by its caller. */
+    const char *env = secure_getenv("MAB_PLUGIN_PATH");
+    for (const char *p = env; p && *p;) {
+        size_t len = strcspn(p, ":");
+        if (len > 0 && search_path_add(sp, strndup(p, len)) != MAB_OK)
+            return MAB_ENOMEM;
+        p += len;
+        if (*p == ':')
+            p++;
+    }
+    for (size_t i = 0; i < e->n_plugin_dirs; i++)
+        if (search_path_add(sp, mab__strdup(e->plugin_dirs[i])) != MAB_OK)
+            return MAB_ENOMEM;
+    return MAB_OK;
+}
 
 int mab__plugin_resolve(const mab_engine *e, const char *name, const char *json_path,
                         char **path_out, mab_error *err)
@@ -26,14 +136,21 @@ int mab__plugin_resolve(const mab_engine *e, const char *name, const char *json_
                                    : mab__asprintf("%s/%s", e->config_dir, name);
         return *path_out ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
+    search_path sp = {0};
+    if (search_path_build(e, &sp) != MAB_OK) {
+        search_path_free(&sp);
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
     char looked[MAB_ERROR_MAX] = "";
     size_t used = 0;
-    for (size_t i = 0; i <= e->n_plugin_dirs; i++) {
-        const char *dir = i < e->n_plugin_dirs ? e->plugin_dirs[i] : MAB_DEFAULT_PLUGIN_DIR;
-        char *candidate = mab__asprintf("%s/%s.so", dir, name);
-        if (!candidate)
+    for (size_t i = 0; i < sp.n; i++) {
+        char *candidate = mab__asprintf("%s/%s.so", sp.dirs[i], name);
+        if (!candidate) {
+            search_path_free(&sp);
             return mab_error_set(err, MAB_ENOMEM, "out of memory");
+        }
         if (access(candidate, F_OK) == 0) {
+            search_path_free(&sp);
             *path_out = candidate;
             return MAB_OK;
         }
@@ -44,8 +161,24 @@ int mab__plugin_resolve(const mab_engine *e, const char *name, const char *json_
         }
         free(candidate);
     }
+    search_path_free(&sp);
+    if (!used)
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "%s: %s: no plugin \"%s\" (no directory to look in: libmab's own "
+                             "location is unknown, MAB_PLUGIN_PATH and plugin_path are empty)",
+                             e->config_path, json_path, name);
     return mab_error_set(err, MAB_EPLUGIN, "%s: %s: no plugin \"%s\" (looked for %s)",
                          e->config_path, json_path, name, looked);
+}
+
+int mab_storage_checked(const mab_engine *e)
+{
+    return e && e->storage_checked;
+}
+
+const char *mab_storage_path(const mab_engine *e)
+{
+    return e && e->storage ? e->storage_path : NULL;
 }
 
 /* dlopen + dlsym + the checks common to both kinds. The first three fields of
@@ -136,7 +269,9 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out, 
                         : !s->reset ? "reset" : !s->close ? "close" : !s->name ? "name" : NULL;
     if (!missing && mab__storage_has(s, replace))
         missing = !s->scan ? "scan" : !s->replace ? "replace" : NULL;
-    if (!missing && mab__storage_has(s, claim) && !s->claim)
+    /* claim is ABI 1.3: a 1.3 plugin must set it (a 1.2 one ends before it). */
+    if (!missing && (s->abi_minor >= 3 || mab__storage_has(s, claim)) &&
+        (!mab__storage_has(s, claim) || !s->claim))
         missing = "claim";
     if (missing)
         return missing_callback(handle, path, "storage", missing, err);

@@ -84,6 +84,13 @@ void mab__params_mark_used(mab_params *p, const char *key)
     (void)lookup(p, key);
 }
 
+void mab__params_mark_all_used(mab_params *p)
+{
+    size_t i = 0;
+    for (const cJSON *c = p->object ? p->object->child : NULL; c; c = c->next, i++)
+        p->used[i] = 1;
+}
+
 const cJSON *mab__params_item(mab_params *p, const char *key)
 {
     return lookup(p, key);
@@ -195,6 +202,25 @@ int mab_params_string(mab_params *p, const char *key, const char *def, const cha
     if (!cJSON_IsString(v))
         return mab_params_fail(p, key, "expected a string");
     *out = v->valuestring;
+    return MAB_OK;
+}
+
+int mab_params_strings(mab_params *p, const char *key, size_t max, const char **out,
+                       size_t *n)
+{
+    *n = 0;
+    const cJSON *v = lookup(p, key);
+    if (!v)
+        return MAB_OK;
+    if (!cJSON_IsArray(v) || (size_t)cJSON_GetArraySize(v) > max)
+        return mab_params_fail(p, key, "expected an array of at most %zu strings", max);
+    size_t i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        if (!cJSON_IsString(c))
+            return mab_params_fail(p, key, "element %zu: expected a string", i);
+        out[i] = c->valuestring;
+    }
+    *n = i;
     return MAB_OK;
 }
 

@@ -24,7 +24,7 @@ const mab__web_config *mab__engine_web_config(const mab_engine *engine);
 int mab__engine_reward_range(const mab_engine *engine, const char *experiment, double *min,
                              double *max);
 
-/* Whether the engine's storage keeps claims (a storage plugin of ABI >= 1.2):
+/* Whether the engine's storage keeps claims (a storage plugin of ABI >= 1.3):
    then rewards go through mab__engine_claim_reward and count once across
    every process and restart; otherwise only the adapter's memory guards. */
 int mab__engine_has_claims(const mab_engine *engine);

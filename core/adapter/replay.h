@@ -2,7 +2,7 @@
  * replay.h - the per-process memory of rewarded assignment ids, so that a
  * cookie sent again after its reward counts nothing (see adapter.h).
  *
- * With a storage that keeps claims (storage ABI >= 1.2) storage decides
+ * With a storage that keeps claims (storage ABI >= 1.3) storage decides
  * (claim, engine_access.h) and this memory only caches refusals, sparing
  * storage a call; without claims it is the only guard, per process. The set
  * is bounded: when full it forgets the oldest ids first and counts each one

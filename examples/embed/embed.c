@@ -46,6 +46,7 @@ static void reply(int fd, int status, const char *headers, const char *body)
                          : status == 303 ? "See Other"
                          : status == 400 ? "Bad Request"
                          : status == 404 ? "Not Found"
+                         : status == 503 ? "Service Unavailable"
                                          : "Internal Server Error";
     char head[4096];
     int n = snprintf(head, sizeof head,
@@ -110,9 +111,15 @@ static void error_reply(int fd, int status, const char *message)
     reply(fd, status, "", body);
 }
 
+/* MAB_ESTORAGE comes from a reward with `sync: "always"` whose write
+   failed: it is not durable, so it is not reported as counted (503, retry
+   later; the adapter left the cookie able to retry). */
 static int status_of(int rc)
 {
-    return rc == MAB_ENOTFOUND ? 404 : rc == MAB_EINVAL || rc == MAB_ERANGE ? 400 : 500;
+    return rc == MAB_ENOTFOUND                  ? 404
+           : rc == MAB_EINVAL || rc == MAB_ERANGE ? 400
+           : rc == MAB_ESTORAGE                   ? 503
+                                                  : 500;
 }
 
 /* One request: the choose or the reward hook, answered on fd. */

@@ -40,43 +40,49 @@ static mab_arm_stats *experiment_stats(mabd *d, const mab_experiment_info *info)
     return arms;
 }
 
-void mabd_stats_json(mabd *d, strbuf *out)
+/* Add NAME: V to obj; 0 when out of memory. */
+static int add_number(cJSON *obj, const char *name, double v)
 {
-    sb_puts(out, "{\"experiments\":{");
+    return cJSON_AddNumberToObject(obj, name, v) != NULL;
+}
+
+cJSON *mabd_stats_json(mabd *d)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *experiments = cJSON_AddObjectToObject(doc, "experiments");
+    int ok = experiments != NULL;
     size_t n = mab_experiment_count(d->engine);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; ok && i < n; i++) {
         mab_experiment_info info;
         if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
             continue;
         mab_arm_stats *arms = experiment_stats(d, &info);
-        if (i)
-            sb_puts(out, ",");
-        sb_json_string(out, info.id);
-        sb_puts(out, ":{\"policy\":");
-        sb_json_string(out, info.policy);
-        sb_puts(out, ",\"arms\":{");
-        for (size_t a = 0; arms && a < info.n_arms; a++) {
-            if (a)
-                sb_puts(out, ",");
-            sb_json_string(out, arms[a].arm_id);
-            sb_printf(out, ":{\"pulls\":%llu,\"rewards\":%llu,\"reward_sum\":",
-                      (unsigned long long)arms[a].pulls, (unsigned long long)arms[a].rewards);
-            sb_json_number(out, arms[a].reward_sum);
-            sb_puts(out, ",\"mean\":");
-            sb_json_number(out, arms[a].mean);
-            sb_puts(out, "}");
+        cJSON *exp = cJSON_AddObjectToObject(experiments, info.id);
+        cJSON *by_arm = exp && cJSON_AddStringToObject(exp, "policy", info.policy)
+                            ? cJSON_AddObjectToObject(exp, "arms")
+                            : NULL;
+        ok = by_arm != NULL;
+        for (size_t a = 0; ok && arms && a < info.n_arms; a++) {
+            cJSON *arm = cJSON_AddObjectToObject(by_arm, arms[a].arm_id);
+            ok = arm && add_number(arm, "pulls", (double)arms[a].pulls) &&
+                 add_number(arm, "rewards", (double)arms[a].rewards) &&
+                 add_number(arm, "reward_sum", arms[a].reward_sum) &&
+                 add_number(arm, "mean", arms[a].mean);
         }
-        sb_puts(out, "}}");
         free(arms);
     }
-    sb_puts(out, "}}\n");
+    if (!ok) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
 }
 
-static void experiment_json(mabd *d, const mab_experiment_info *info, int64_t now, strbuf *out)
+static int experiment_json(mabd *d, const mab_experiment_info *info, int64_t now, cJSON *list)
 {
     mab_arm_stats *arms = experiment_stats(d, info);
     if (!arms)
-        return;
+        return 1;
     double span = info->reward_max - info->reward_min;
     uint64_t total = 0, window_total = 0;
     uint64_t *window = calloc(info->n_arms ? info->n_arms : 1, sizeof *window);
@@ -99,17 +105,19 @@ static void experiment_json(mabd *d, const mab_experiment_info *info, int64_t no
     }
     /* No traffic in the window: fall back to every pull ever. */
     int use_window = window && window_total > 0;
-    sb_puts(out, "{\"id\":");
-    sb_json_string(out, info->id);
-    sb_puts(out, ",\"policy\":");
-    sb_json_string(out, info->policy);
-    sb_puts(out, ",\"reward_min\":");
-    sb_json_number(out, info->reward_min);
-    sb_puts(out, ",\"reward_max\":");
-    sb_json_number(out, info->reward_max);
-    sb_printf(out, ",\"pulls\":%llu,\"share_since\":%lld,\"arms\":[", (unsigned long long)total,
-              use_window ? (long long)since : 0LL);
-    for (size_t a = 0; a < info->n_arms; a++) {
+    cJSON *exp = cJSON_CreateObject();
+    int ok = cJSON_AddItemToArray(list, exp);
+    if (!ok)
+        cJSON_Delete(exp);
+    cJSON *arm_list = NULL;
+    ok = ok && cJSON_AddStringToObject(exp, "id", info->id) &&
+         cJSON_AddStringToObject(exp, "policy", info->policy) &&
+         add_number(exp, "reward_min", info->reward_min) &&
+         add_number(exp, "reward_max", info->reward_max) &&
+         add_number(exp, "pulls", (double)total) &&
+         add_number(exp, "share_since", use_window ? (double)since : 0) &&
+         (arm_list = cJSON_AddArrayToObject(exp, "arms")) != NULL;
+    for (size_t a = 0; ok && a < info->n_arms; a++) {
         const mab_arm_stats *s = &arms[a];
         double lo = info->reward_min, hi = info->reward_max, rate = NAN;
         if (s->pulls) {
@@ -124,45 +132,46 @@ static void experiment_json(mabd *d, const mab_experiment_info *info, int64_t no
         double share = use_window ? (double)window[a] / (double)window_total
                        : total    ? (double)s->pulls / (double)total
                                   : NAN;
-        sb_puts(out, a ? ",{\"id\":" : "{\"id\":");
-        sb_json_string(out, s->arm_id);
-        sb_printf(out, ",\"pulls\":%llu,\"rewards\":%llu,\"reward_sum\":",
-                  (unsigned long long)s->pulls, (unsigned long long)s->rewards);
-        sb_json_number(out, s->reward_sum);
-        sb_puts(out, ",\"rate\":");
-        sb_json_number(out, rate);
-        sb_puts(out, ",\"lo\":");
-        sb_json_number(out, lo);
-        sb_puts(out, ",\"hi\":");
-        sb_json_number(out, hi);
-        sb_puts(out, ",\"share\":");
-        sb_json_number(out, share);
-        sb_puts(out, "}");
+        cJSON *arm = cJSON_CreateObject();
+        ok = cJSON_AddItemToArray(arm_list, arm);
+        if (!ok)
+            cJSON_Delete(arm);
+        ok = ok && cJSON_AddStringToObject(arm, "id", s->arm_id) &&
+             add_number(arm, "pulls", (double)s->pulls) &&
+             add_number(arm, "rewards", (double)s->rewards) &&
+             add_number(arm, "reward_sum", s->reward_sum) && add_number(arm, "rate", rate) &&
+             add_number(arm, "lo", lo) && add_number(arm, "hi", hi) &&
+             add_number(arm, "share", share);
     }
-    sb_puts(out, "]}");
     free(window);
     free(arms);
+    return ok;
 }
 
-void mabd_dashboard_json(mabd *d, strbuf *out)
+cJSON *mabd_dashboard_json(mabd *d)
 {
     int64_t now = (int64_t)time(NULL);
-    sb_printf(out, "{\"now\":%lld,\"interval_s\":%u,\"share_window_s\":%d,\"storage\":",
-              (long long)now, d->settings.series_interval_s, SHARE_WINDOW_S);
-    sb_json_string(out, mab_storage_name(d->engine));
-    sb_puts(out, ",\"experiments\":[");
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *list = NULL;
+    int ok = doc && add_number(doc, "now", (double)now) &&
+             add_number(doc, "interval_s", d->settings.series_interval_s) &&
+             add_number(doc, "share_window_s", SHARE_WINDOW_S) &&
+             cJSON_AddStringToObject(doc, "storage", mab_storage_name(d->engine)) &&
+             (list = cJSON_AddArrayToObject(doc, "experiments")) != NULL;
     size_t n = mab_experiment_count(d->engine);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; ok && i < n; i++) {
         mab_experiment_info info;
         if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
             continue;
-        if (i)
-            sb_puts(out, ",");
-        experiment_json(d, &info, now, out);
+        ok = experiment_json(d, &info, now, list);
     }
-    sb_puts(out, "],\"series\":");
-    series_write_json(d->series, out);
-    sb_puts(out, "}");
+    cJSON *points = ok ? series_json(d->series) : NULL;
+    if (!points || !cJSON_AddItemToObject(doc, "series", points)) {
+        cJSON_Delete(points);
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
 }
 
 void mabd_series_sample(mabd *d)

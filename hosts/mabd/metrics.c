@@ -102,7 +102,10 @@ void mabd_metrics_write(mabd *d, strbuf *out)
     counter(out, "mab_redirects_refused_total", "Redirect targets refused by the guard.",
             c.redirects_refused);
     counter(out, "mab_storage_flush_errors_total", "Failed writes to storage (retried).",
-            atomic_load(&d->storage_errors_before) + mab_storage_errors(d->engine));
+            mabd_storage_errors(d));
+    counter(out, "mab_slow_clients_closed_total",
+            "Connections closed because their request did not arrive within request_timeout_s.",
+            atomic_load(&d->slow_clients_closed));
     counter(out, "mab_bad_requests_total", "Requests answered 4xx.", atomic_load(&d->bad_requests));
     sb_printf(out, "# HELP mab_reloads_total Config reloads (SIGHUP) by result.\n"
                    "# TYPE mab_reloads_total counter\n"

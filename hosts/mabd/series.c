@@ -98,31 +98,44 @@ int series_baseline(series *s, int64_t t_from, const char *experiment, const cha
     return found;
 }
 
-void series_write_json(series *s, strbuf *out)
+cJSON *series_json(series *s)
 {
+    cJSON *list = cJSON_CreateArray();
+    int ok = list != NULL;
     pthread_mutex_lock(&s->mu);
-    sb_puts(out, "[");
-    for (size_t k = 0; k < s->count; k++) {
+    for (size_t k = 0; ok && k < s->count; k++) {
         const sample *sm = &s->ring[(s->head + k) % s->keep];
-        sb_printf(out, "%s{\"t\":%lld,\"e\":{", k ? "," : "", (long long)sm->t);
-        for (size_t i = 0; i < sm->n; i++) {
+        cJSON *point = cJSON_CreateObject();
+        ok = cJSON_AddItemToArray(list, point);
+        if (!ok)
+            cJSON_Delete(point);
+        cJSON *by_exp = ok && cJSON_AddNumberToObject(point, "t", (double)sm->t)
+                            ? cJSON_AddObjectToObject(point, "e")
+                            : NULL;
+        ok = by_exp != NULL;
+        cJSON *exp = NULL;
+        for (size_t i = 0; ok && i < sm->n; i++) {
             const series_point *p = &sm->points[i];
-            int new_exp = i == 0 || strcmp(sm->points[i - 1].experiment, p->experiment) != 0;
-            if (new_exp) {
-                if (i)
-                    sb_puts(out, "},");
-                sb_json_string(out, p->experiment);
-                sb_puts(out, ":{");
+            /* Points of one experiment are adjacent (sampled in config order). */
+            if (i == 0 || strcmp(sm->points[i - 1].experiment, p->experiment) != 0)
+                exp = cJSON_AddObjectToObject(by_exp, p->experiment);
+            cJSON *pair = exp ? cJSON_AddArrayToObject(exp, p->arm) : NULL;
+            cJSON *pulls = cJSON_CreateNumber((double)p->pulls);
+            cJSON *sum = cJSON_CreateNumber(p->reward_sum);
+            ok = pair && pulls && sum;
+            if (ok) {
+                cJSON_AddItemToArray(pair, pulls);
+                cJSON_AddItemToArray(pair, sum);
             } else {
-                sb_puts(out, ",");
+                cJSON_Delete(pulls);
+                cJSON_Delete(sum);
             }
-            sb_json_string(out, p->arm);
-            sb_printf(out, ":[%llu,", (unsigned long long)p->pulls);
-            sb_json_number(out, p->reward_sum);
-            sb_puts(out, "]");
         }
-        sb_puts(out, sm->n ? "}}}" : "}}");
     }
-    sb_puts(out, "]");
     pthread_mutex_unlock(&s->mu);
+    if (!ok) {
+        cJSON_Delete(list);
+        return NULL;
+    }
+    return list;
 }

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "strbuf.h"
+#include <cjson/cJSON.h>
 
 typedef struct series_point {
     const char *experiment, *arm; /* copied by series_add */
@@ -31,8 +31,9 @@ int series_add(series *s, int64_t t, const series_point *points, size_t n);
    *pulls set, or 0 when there is no such sample. */
 int series_baseline(series *s, int64_t t_from, const char *experiment, const char *arm,
                     uint64_t *pulls, int64_t *t_sample);
-/* Append the samples, oldest first, as a JSON array:
+/* The samples, oldest first, as a JSON array (caller frees with
+   cJSON_Delete; NULL when out of memory):
    [{"t":T,"e":{EXP:{ARM:[PULLS,REWARD_SUM],...},...}},...] */
-void series_write_json(series *s, strbuf *out);
+cJSON *series_json(series *s);
 
 #endif

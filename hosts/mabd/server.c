@@ -4,7 +4,7 @@
  * answers: docs/hosts.md.
  *
  * Every answer goes through respond(); every error is JSON
- * {"error": SENTENCE} with a 4xx/5xx status. A request holds d->lock for
+ * {"error": SENTENCE} with a 4xx/5xx status; JSON is written with cJSON. A request holds d->lock for
  * reading while it uses the engine, so a reload (SIGHUP) never swaps the
  * engine under it.
  */
@@ -22,13 +22,15 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
 #include "mabd.h"
+#include "request_params.h"
 
-#define MAX_EXPERIMENTS_PER_REQUEST 32
-#define ID_MAX 128
+#define MAX_EXPERIMENTS_PER_REQUEST MABD_MAX_EXPERIMENTS_PER_REQUEST
+#define ID_MAX MABD_ID_MAX
 #define STATIC_FILE_MAX (4u << 20)
 
 /* The dashboard's files, embedded at build time (embed.cmake). */
@@ -63,6 +65,7 @@ static enum MHD_Result respond(mabd *d, struct MHD_Connection *conn, unsigned st
 {
     if (status >= 400 && status < 500)
         atomic_fetch_add_explicit(&d->bad_requests, 1, memory_order_relaxed);
+    mabd_access_response(status, body ? len : 0);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(body ? len : 0, body ? body : (void *)"",
                                         body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -80,11 +83,22 @@ static enum MHD_Result respond(mabd *d, struct MHD_Connection *conn, unsigned st
     return rc;
 }
 
+/* Queue `doc` (taken over) as one line of JSON, uncached. */
 static enum MHD_Result respond_json(mabd *d, struct MHD_Connection *conn, unsigned status,
-                                    strbuf *sb, const header *headers, size_t n_headers)
+                                    cJSON *doc, const header *headers, size_t n_headers)
 {
-    size_t len;
-    char *body = sb_take(sb, &len);
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text)
+        return MHD_NO;
+    size_t len = strlen(text);
+    char *body = malloc(len + 2);
+    if (body) {
+        memcpy(body, text, len);
+        body[len++] = '\n';
+        body[len] = '\0';
+    }
+    cJSON_free(text);
     if (!body)
         return MHD_NO;
     header all[8];
@@ -106,12 +120,12 @@ static enum MHD_Result error_reply(mabd *d, struct MHD_Connection *conn, unsigne
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    strbuf sb;
-    sb_init(&sb);
-    sb_puts(&sb, "{\"error\":");
-    sb_json_string(&sb, message);
-    sb_puts(&sb, "}\n");
-    return respond_json(d, conn, status, &sb, NULL, 0);
+    cJSON *doc = cJSON_CreateObject();
+    if (doc && !cJSON_AddStringToObject(doc, "error", message)) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    return respond_json(d, conn, status, doc, NULL, 0);
 }
 
 /* An engine or adapter status as an HTTP status. */
@@ -127,49 +141,6 @@ static unsigned http_status(int code)
 }
 
 /* ---- parsing -------------------------------------------------------- */
-
-static int valid_id(const char *s, size_t n)
-{
-    if (n == 0 || n > ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-/* "exp1,exp2" into ids; 0 when malformed. */
-static int split_ids(const char *list, char ids[][ID_MAX + 1], size_t *n)
-{
-    *n = 0;
-    const char *p = list;
-    for (;;) {
-        size_t len = strcspn(p, ",");
-        if (*n == MAX_EXPERIMENTS_PER_REQUEST || !valid_id(p, len))
-            return 0;
-        memcpy(ids[*n], p, len);
-        ids[(*n)++][len] = '\0';
-        if (p[len] == '\0')
-            return 1;
-        p += len + 1;
-    }
-}
-
-static int parse_number(const char *s, double *out)
-{
-    if (!s || !*s || *s == ' ')
-        return 0;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (*end || errno || !isfinite(v))
-        return 0;
-    *out = v;
-    return 1;
-}
 
 static int constant_time_equal(const char *given, const char *want)
 {
@@ -194,14 +165,106 @@ static int admin_ok(mabd *d, struct MHD_Connection *conn)
     return given && constant_time_equal(given, token);
 }
 
+/* ---- cross-site and DNS-rebinding guards (docs/hosts.md, "Admin routes") ---- */
+
+static int is_ipv4_literal(const char *name)
+{
+    struct in_addr a;
+    return inet_pton(AF_INET, name, &a) == 1;
+}
+
+/*
+ * Is the Host header one this mabd answers admin routes for? A page that
+ * rebinds its own name to mabd's address still sends its own name as Host,
+ * so names are refused unless configured (mabd.server_names); an address
+ * literal cannot be rebound. No Host at all is not a browser (browsers
+ * always send it; HTTP/1.1 requires it and libmicrohttpd enforces that).
+ */
+static int host_allowed(const mabd *d, const char *host)
+{
+    if (!host)
+        return 1;
+    char name[300];
+    if (strlen(host) >= sizeof name)
+        return 0;
+    size_t n = 0;
+    for (const char *c = host; *c; c++)
+        name[n++] = (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a') : *c;
+    name[n] = '\0';
+    for (size_t i = 0; i < d->settings.n_server_names; i++) {
+        const char *want = d->settings.server_names[i];
+        /* "name" matches on any port (a proxy may map ports), "name:port" exactly. */
+        size_t wl = strlen(want);
+        if (strcmp(name, want) == 0 ||
+            (!strchr(want, ':') && strncmp(name, want, wl) == 0 && name[wl] == ':'))
+            return 1;
+    }
+    /* The listen address: HOST[:PORT] with the bound port (80 when absent). */
+    char *colon = name[0] == '[' ? strchr(name, ']') : name;
+    colon = colon ? strchr(colon, ':') : NULL;
+    unsigned port = 80;
+    if (colon) {
+        char *end;
+        unsigned long p = strtoul(colon + 1, &end, 10);
+        if (*end || colon[1] == '\0' || p > 65535)
+            return 0;
+        port = (unsigned)p;
+        *colon = '\0';
+    }
+    if (port != d->port)
+        return 0;
+    if (strcmp(name, d->listen_ip) == 0)
+        return 1;
+    if (d->loopback && (strcmp(name, "localhost") == 0 || strcmp(name, "[::1]") == 0 ||
+                        (strncmp(name, "127.", 4) == 0 && is_ipv4_literal(name))))
+        return 1;
+    /* Listening on every address: any IPv4 literal is one of ours. */
+    return strcmp(d->listen_ip, "0.0.0.0") == 0 && is_ipv4_literal(name);
+}
+
+/* The media type of the request's Content-Type, lower case, or "". */
+static void media_type(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    size_t n = 0;
+    while (ct && *ct == ' ')
+        ct++;
+    for (; ct && ct[n] && ct[n] != ';' && ct[n] != ' ' && n + 1 < cap; n++)
+        out[n] = (ct[n] >= 'A' && ct[n] <= 'Z') ? (char)(ct[n] - 'A' + 'a') : ct[n];
+    out[n] = '\0';
+}
+
+/*
+ * A state-changing admin request must carry something an HTML form on
+ * another site cannot send without a CORS preflight (which mabd never
+ * grants): Content-Type application/json, or an X-MAB-Request header.
+ */
+static int not_a_form(struct MHD_Connection *conn)
+{
+    char type[64];
+    media_type(conn, type, sizeof type);
+    return strcmp(type, "application/json") == 0 ||
+           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-MAB-Request") != NULL;
+}
+
+/* The browser says this request comes from a page of another site. */
+static int cross_site(struct MHD_Connection *conn)
+{
+    const char *site = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    return site && strcasecmp(site, "cross-site") == 0;
+}
+
 static enum MHD_Result unauthorized(mabd *d, struct MHD_Connection *conn)
 {
-    strbuf sb;
-    sb_init(&sb);
-    sb_puts(&sb, "{\"error\":\"admin route: send the token of admin_token_file as "
-                 "'Authorization: Bearer TOKEN' (or ?access_token=TOKEN)\"}\n");
+    cJSON *doc = cJSON_CreateObject();
+    if (doc && !cJSON_AddStringToObject(doc, "error",
+                                        "admin route: send the token of admin_token_file as "
+                                        "'Authorization: Bearer TOKEN' (or ?access_token=TOKEN)")) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
     header h = {"WWW-Authenticate", "Bearer realm=\"mabd\""};
-    return respond_json(d, conn, 401, &sb, &h, 1);
+    return respond_json(d, conn, 401, doc, &h, 1);
 }
 
 /* ---- choose, reward, redirect ---------------------------------------- */
@@ -217,7 +280,7 @@ static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const 
     uint64_t start = now_ns();
     char ids[MAX_EXPERIMENTS_PER_REQUEST][ID_MAX + 1];
     size_t n;
-    if (!split_ids(list, ids, &n))
+    if (!mabd_split_ids(list, ids, &n))
         return error_reply(d, conn, 400,
                            "expected /v1/choose/EXP[,EXP...] with up to %d experiment ids",
                            MAX_EXPERIMENTS_PER_REQUEST);
@@ -227,11 +290,9 @@ static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const 
     mab_error err = {0, ""};
     if (mab_request_begin(d->adapter, cookie, token, &rq, &err) != MAB_OK)
         return error_reply(d, conn, 500, "%s", err.message);
-    strbuf sb;
-    sb_init(&sb);
-    sb_puts(&sb, "{");
-    size_t written = 0;
-    for (size_t i = 0; i < n; i++) {
+    cJSON *doc = cJSON_CreateObject();
+    int ok = doc != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
         int seen = 0;
         for (size_t j = 0; j < i; j++)
             seen |= strcmp(ids[i], ids[j]) == 0;
@@ -240,42 +301,76 @@ static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const 
         mab_assignment a;
         int rc = mab_request_choose(rq, ids[i], &a, &err);
         if (rc != MAB_OK) {
-            sb_free(&sb);
+            cJSON_Delete(doc);
             mab_request_end(rq);
             return error_reply(d, conn, http_status(rc), "%s", err.message);
         }
-        if (written++)
-            sb_puts(&sb, ",");
-        sb_json_string(&sb, ids[i]);
-        sb_puts(&sb, ":{\"arm\":");
-        sb_json_string(&sb, a.arm_id);
-        sb_puts(&sb, ",\"value\":");
-        sb_puts(&sb, a.value_json);
-        sb_puts(&sb, ",\"probability\":");
-        sb_json_number(&sb, a.probability);
-        sb_puts(&sb, "}");
+        mabd_access_mab(ids[i], a.arm_id, a.probability, a.is_new, "-", NULL);
+        /* The arm's value is JSON text from the config, handed back verbatim. */
+        cJSON *one = cJSON_AddObjectToObject(doc, ids[i]);
+        ok = one && cJSON_AddStringToObject(one, "arm", a.arm_id) &&
+             cJSON_AddRawToObject(one, "value", a.value_json) &&
+             cJSON_AddNumberToObject(one, "probability", a.probability);
     }
     /* The token goes in the body only when the caller asked for it (sent
        ?token= or X-MAB-Token, even empty), so that page scripts do not see
        the state an HttpOnly cookie protects. "$" never occurs in an id. */
-    if (token) {
+    if (ok && token) {
         const char *t = mab_request_token(rq);
-        sb_puts(&sb, ",\"$token\":");
-        sb_json_string(&sb, t ? t : "");
+        ok = cJSON_AddStringToObject(doc, "$token", t ? t : "") != NULL;
     }
-    sb_puts(&sb, "}\n");
+    if (!ok) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
     header h[2] = {{"Set-Cookie", mab_request_set_cookie(rq)},
                    {"X-MAB-Debug", mab_request_debug_header(rq)}};
-    enum MHD_Result result = respond_json(d, conn, 200, &sb, h, 2);
+    enum MHD_Result result = respond_json(d, conn, 200, doc, h, 2);
     mab_request_end(rq);
     mabd_latency_record(d, now_ns() - start);
     return result;
 }
 
+/* The body of a 503 for a reward that could not be made durable. */
+static cJSON *not_durable(const char *experiment, const char *why)
+{
+    char message[MAB_ERROR_MAX + 200];
+    snprintf(message, sizeof message,
+             "experiment %s: the reward is not durable (storage write failed: %s); it was not "
+             "counted as acknowledged, retry later",
+             experiment, why);
+    cJSON *doc = cJSON_CreateObject();
+    if (doc && !(cJSON_AddStringToObject(doc, "error", message) &&
+                 cJSON_AddBoolToObject(doc, "counted", 0) &&
+                 cJSON_AddStringToObject(doc, "reason", "storage_error"))) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+/* The access log's field for one reward (counted, refused, not durable). */
+static void access_reward(const mab_request *rq, const char *experiment, double value, int rc,
+                          const mab_reward_result *r)
+{
+    if (rc != MAB_OK && rc != MAB_ESTORAGE)
+        return;
+    char counted[32];
+    snprintf(counted, sizeof counted, "%.17g", value);
+    int ok = rc == MAB_OK && r->counted;
+    if (!ok && rc == MAB_OK)
+        mabd_log(MABD_LOG_DEBUG, "reward for %s not counted: %s", experiment,
+                 mab_reward_reason_name(r->reason));
+    mabd_access_mab(experiment, r->arm_id, mab_request_probability(rq, experiment), 0,
+                    ok ? counted : "-",
+                    ok ? NULL : rc == MAB_ESTORAGE ? "storage_error"
+                                                   : mab_reward_reason_name(r->reason));
+}
+
 static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const char *experiment,
                                     const strbuf *body)
 {
-    if (!valid_id(experiment, strlen(experiment)))
+    if (!mabd_valid_id(experiment, strlen(experiment)))
         return error_reply(d, conn, 400, "expected /v1/reward/EXP with one experiment id");
     double value = 1;
     const char *token = NULL;
@@ -302,6 +397,17 @@ static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const 
             }
         }
     }
+    int token_in_body = token != NULL;
+    if (!token)
+        token = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-MAB-Token");
+    /* A reward that rides on the cookie must come from the site's own pages
+       or from a server: a form or script on another site could otherwise
+       spend the visitor's assignment (a token is a secret such a page lacks). */
+    if (!token && cross_site(conn)) {
+        cJSON_Delete(json);
+        return error_reply(d, conn, 403, "a cross-site request (Sec-Fetch-Site: cross-site) "
+                                         "cannot reward through the cookie; send the token");
+    }
     const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie");
     mab_request *rq;
     mab_error err = {0, ""};
@@ -311,30 +417,36 @@ static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const 
     }
     mab_reward_result r;
     int rc = mab_request_reward(rq, experiment, value, &r, &err);
+    access_reward(rq, experiment, value, rc, &r);
     enum MHD_Result result;
-    if (rc != MAB_OK && rc != MAB_ESTORAGE) {
+    header h = {"Set-Cookie", NULL};
+    if (rc == MAB_ESTORAGE) {
+        /* sync "always" and the write failed: not durable, so not counted.
+           The adapter left the entry unrewarded, so the cookie sent back
+           (if any) still allows a retry (docs/hosts.md, "counted"). */
+        mabd_storage_failed(d, err.message);
+        h.value = mab_request_set_cookie(rq);
+        result = respond_json(d, conn, 503, not_durable(experiment, err.message), &h, 1);
+    } else if (rc != MAB_OK) {
         result = error_reply(d, conn, http_status(rc), "%s", err.message);
     } else {
-        strbuf sb;
-        sb_init(&sb);
-        sb_printf(&sb, "{\"counted\":%s,\"reason\":", r.counted ? "true" : "false");
-        if (r.counted)
-            sb_puts(&sb, "null");
-        else
-            sb_json_string(&sb, mab_reward_reason_name(r.reason));
-        sb_puts(&sb, ",\"arm\":");
-        if (r.arm_id)
-            sb_json_string(&sb, r.arm_id);
-        else
-            sb_puts(&sb, "null");
-        if (token) {
+        cJSON *doc = cJSON_CreateObject();
+        int ok = doc && cJSON_AddBoolToObject(doc, "counted", r.counted) &&
+                 (r.counted ? cJSON_AddNullToObject(doc, "reason")
+                            : cJSON_AddStringToObject(doc, "reason",
+                                                      mab_reward_reason_name(r.reason))) &&
+                 (r.arm_id ? cJSON_AddStringToObject(doc, "arm", r.arm_id)
+                           : cJSON_AddNullToObject(doc, "arm"));
+        if (ok && token_in_body) {
             const char *t = mab_request_token(rq);
-            sb_puts(&sb, ",\"token\":");
-            sb_json_string(&sb, t ? t : "");
+            ok = cJSON_AddStringToObject(doc, "token", t ? t : "") != NULL;
         }
-        sb_puts(&sb, "}\n");
-        header h = {"Set-Cookie", mab_request_set_cookie(rq)};
-        result = respond_json(d, conn, 200, &sb, &h, 1);
+        if (!ok) {
+            cJSON_Delete(doc);
+            doc = NULL;
+        }
+        h.value = mab_request_set_cookie(rq);
+        result = respond_json(d, conn, 200, doc, &h, 1);
     }
     mab_request_end(rq);
     cJSON_Delete(json);
@@ -345,14 +457,14 @@ static enum MHD_Result route_redirect(mabd *d, struct MHD_Connection *conn, cons
 {
     char ids[MAX_EXPERIMENTS_PER_REQUEST][ID_MAX + 1];
     size_t n;
-    if (!split_ids(list, ids, &n))
+    if (!mabd_split_ids(list, ids, &n))
         return error_reply(d, conn, 400, "expected /r/EXP[,EXP...]?to=TARGET[&value=X]");
     const char *to = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "to");
     if (!to)
         return error_reply(d, conn, 400, "missing ?to=TARGET");
     const char *value_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "value");
     double value = 1;
-    if (value_text && !parse_number(value_text, &value))
+    if (value_text && !mabd_parse_number(value_text, &value))
         return error_reply(d, conn, 400, "value: expected a number");
     const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie");
     mab_request *rq;
@@ -361,8 +473,21 @@ static enum MHD_Result route_redirect(mabd *d, struct MHD_Connection *conn, cons
         return error_reply(d, conn, 500, "%s", err.message);
     mab_redirect where = {0, NULL};
     for (size_t i = 0; i < n; i++) {
-        int rc = mab_request_redirect(rq, ids[i], value, to, NULL, &where, &err);
-        if (rc != MAB_OK && rc != MAB_ESTORAGE) {
+        mab_reward_result r = {0, MAB_REWARD_NO_COOKIE, NULL};
+        int rc = mab_request_redirect(rq, ids[i], value, to, &r, &where, &err);
+        access_reward(rq, ids[i], value, rc, &r);
+        if (rc == MAB_ESTORAGE) {
+            /* Not durable: no redirect (the visitor may retry the link).
+               Rewards of the experiments before this one are durable and
+               marked in the cookie sent back, so a retry counts them once. */
+            mabd_storage_failed(d, err.message);
+            header h = {"Set-Cookie", mab_request_set_cookie(rq)};
+            enum MHD_Result result =
+                respond_json(d, conn, 503, not_durable(ids[i], err.message), &h, 1);
+            mab_request_end(rq);
+            return result;
+        }
+        if (rc != MAB_OK) {
             mab_request_end(rq);
             return error_reply(d, conn, http_status(rc), "%s", err.message);
         }
@@ -379,10 +504,7 @@ static enum MHD_Result route_redirect(mabd *d, struct MHD_Connection *conn, cons
 
 static enum MHD_Result route_stats(mabd *d, struct MHD_Connection *conn)
 {
-    strbuf sb;
-    sb_init(&sb);
-    mabd_stats_json(d, &sb);
-    return respond_json(d, conn, 200, &sb, NULL, 0);
+    return respond_json(d, conn, 200, mabd_stats_json(d), NULL, 0);
 }
 
 static enum MHD_Result route_metrics(mabd *d, struct MHD_Connection *conn)
@@ -399,18 +521,24 @@ static enum MHD_Result route_metrics(mabd *d, struct MHD_Connection *conn)
 
 static enum MHD_Result route_reset(mabd *d, struct MHD_Connection *conn, const char *experiment)
 {
-    if (!valid_id(experiment, strlen(experiment)))
+    if (!mabd_valid_id(experiment, strlen(experiment)))
         return error_reply(d, conn, 400, "expected /v1/reset/EXP with one experiment id");
+    if (!not_a_form(conn))
+        return error_reply(d, conn, 403, "POST /v1/reset needs 'Content-Type: application/json' "
+                                         "or an 'X-MAB-Request' header (a form cannot send "
+                                         "either)");
     mab_error err = {0, ""};
     int rc = mab_reset(d->engine, experiment, &err);
+    if (rc == MAB_ESTORAGE)
+        mabd_storage_failed(d, err.message);
     if (rc != MAB_OK)
         return error_reply(d, conn, http_status(rc), "%s", err.message);
-    strbuf sb;
-    sb_init(&sb);
-    sb_puts(&sb, "{\"reset\":");
-    sb_json_string(&sb, experiment);
-    sb_puts(&sb, "}\n");
-    return respond_json(d, conn, 200, &sb, NULL, 0);
+    cJSON *doc = cJSON_CreateObject();
+    if (doc && !cJSON_AddStringToObject(doc, "reset", experiment)) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    return respond_json(d, conn, 200, doc, NULL, 0);
 }
 
 static const header page_headers[] = {
@@ -437,10 +565,7 @@ static enum MHD_Result route_dashboard(mabd *d, struct MHD_Connection *conn)
 
 static enum MHD_Result route_dashboard_json(mabd *d, struct MHD_Connection *conn)
 {
-    strbuf sb;
-    sb_init(&sb);
-    mabd_dashboard_json(d, &sb);
-    return respond_json(d, conn, 200, &sb, NULL, 0);
+    return respond_json(d, conn, 200, mabd_dashboard_json(d), NULL, 0);
 }
 
 static enum MHD_Result asset(mabd *d, struct MHD_Connection *conn, const unsigned char *bytes,
@@ -533,11 +658,15 @@ static const char *after(const char *url, const char *prefix)
 
 static enum MHD_Result method_not_allowed(mabd *d, struct MHD_Connection *conn, const char *allow)
 {
-    strbuf sb;
-    sb_init(&sb);
-    sb_printf(&sb, "{\"error\":\"method not allowed; use %s\"}\n", allow);
+    char message[80];
+    snprintf(message, sizeof message, "method not allowed; use %s", allow);
+    cJSON *doc = cJSON_CreateObject();
+    if (doc && !cJSON_AddStringToObject(doc, "error", message)) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
     header h = {"Allow", allow};
-    return respond_json(d, conn, 405, &sb, &h, 1);
+    return respond_json(d, conn, 405, doc, &h, 1);
 }
 
 static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *url, int is_get,
@@ -545,12 +674,13 @@ static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *u
 {
     const char *rest;
     if (strcmp(url, "/healthz") == 0) {
-        strbuf sb;
-        sb_init(&sb);
-        sb_puts(&sb, "{\"status\":\"ok\",\"storage\":");
-        sb_json_string(&sb, mab_storage_name(d->engine));
-        sb_puts(&sb, "}\n");
-        return respond_json(d, conn, 200, &sb, NULL, 0);
+        cJSON *doc = cJSON_CreateObject();
+        if (doc && !(cJSON_AddStringToObject(doc, "status", "ok") &&
+                     cJSON_AddStringToObject(doc, "storage", mab_storage_name(d->engine)))) {
+            cJSON_Delete(doc);
+            doc = NULL;
+        }
+        return respond_json(d, conn, 200, doc, NULL, 0);
     }
     if ((rest = after(url, "/v1/choose/")))
         return is_get ? route_choose(d, conn, rest) : method_not_allowed(d, conn, "GET");
@@ -577,6 +707,13 @@ static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *u
                 after(url, "/v1/reset/");
     if (!admin)
         return error_reply(d, conn, 404, "no route %s", url);
+    if (!d->settings.admin_token && !d->loopback)
+        return error_reply(d, conn, 403, "admin routes are closed: mabd listens on %s, not on "
+                                         "loopback, and mabd.admin_token_file is not set",
+                           d->listen_ip);
+    if (!host_allowed(d, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host")))
+        return error_reply(d, conn, 421, "admin routes answer only to the listen address or "
+                                         "a name in mabd.server_names, not to this Host");
     if (!admin_ok(d, conn))
         return unauthorized(d, conn);
     if ((rest = after(url, "/v1/reset/")))
@@ -599,6 +736,112 @@ static enum MHD_Result dispatch(mabd *d, struct MHD_Connection *conn, const char
     enum MHD_Result rc = route(d, conn, url, is_get, post);
     pthread_rwlock_unlock(&d->lock);
     return rc;
+}
+
+/* ---- the request deadline (docs/hosts.md, "Limits") ----------------------
+ *
+ * libmicrohttpd's timeout_s is an idle timeout: every byte resets it, so a
+ * client trickling a header line every few seconds holds its connection
+ * forever. Each connection here has a deadline instead: its request (head
+ * and body) must arrive within request_timeout_s of the connection opening
+ * or of the previous response on it. The main loop closes the connections
+ * past their deadline with shutdown(2), which makes libmicrohttpd read EOF
+ * and drop them in its own thread. The list's mutex is also taken when a
+ * connection closes (MHD_CONNECTION_NOTIFY_CLOSED comes before
+ * libmicrohttpd closes the socket), so a socket is never shut down after
+ * its number could have been reused.
+ */
+typedef struct watched {
+    struct watched *prev, *next;
+    MHD_socket fd;
+    time_t deadline; /* 0: a request is being answered, no deadline */
+} watched;
+
+struct request_watch {
+    pthread_mutex_t mu;
+    watched head; /* sentinel of a circular list */
+    unsigned timeout_s;
+};
+
+static time_t mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static void watch_arm(struct request_watch *w, watched *c, int armed)
+{
+    pthread_mutex_lock(&w->mu);
+    c->deadline = armed ? mono_s() + (time_t)w->timeout_s : 0;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static watched *watched_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    mabd *d = cls;
+    struct request_watch *w = d->watch;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        watched *c = info ? calloc(1, sizeof *c) : NULL;
+        *socket_context = c;
+        if (!c)
+            return; /* out of memory: this connection has only the idle timeout */
+        c->fd = info->connect_fd;
+        pthread_mutex_lock(&w->mu);
+        c->deadline = mono_s() + (time_t)w->timeout_s;
+        c->next = w->head.next;
+        c->prev = &w->head;
+        w->head.next->prev = c;
+        w->head.next = c;
+        pthread_mutex_unlock(&w->mu);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        watched *c = *socket_context;
+        pthread_mutex_lock(&w->mu);
+        c->prev->next = c->next;
+        c->next->prev = c->prev;
+        pthread_mutex_unlock(&w->mu);
+        free(c);
+        *socket_context = NULL;
+    }
+}
+
+void mabd_server_reap(mabd *d)
+{
+    struct request_watch *w = d->watch;
+    if (!w)
+        return;
+    time_t now = mono_s();
+    uint64_t closed = 0;
+    pthread_mutex_lock(&w->mu);
+    for (watched *c = w->head.next; c != &w->head; c = c->next) {
+        if (c->deadline && c->deadline <= now) {
+            shutdown(c->fd, SHUT_RDWR);
+            c->deadline = 0;
+            closed++;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (closed)
+        atomic_fetch_add(&d->slow_clients_closed, closed);
+}
+
+void mabd_server_free(mabd *d)
+{
+    if (!d->watch)
+        return;
+    pthread_mutex_destroy(&d->watch->mu);
+    free(d->watch);
+    d->watch = NULL;
 }
 
 /* Marks a GET request between its first call (headers) and its second. */
@@ -628,8 +871,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_add(&d->in_flight, 1);
         return MHD_YES;
     }
-    if (is_get)
-        return dispatch(d, conn, url, 1, NULL);
+    if (is_get) {
+        watched *c = watched_of(conn);
+        if (c)
+            watch_arm(d->watch, c, 0);
+        mabd_access_begin();
+        enum MHD_Result answered = dispatch(d, conn, url, 1, NULL);
+        mabd_access_end(d, conn, method, url, version);
+        return answered;
+    }
     post_state *post = *state;
     if (*upload_data_size) {
         if (post->body.len + *upload_data_size > MABD_BODY_MAX)
@@ -641,13 +891,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (post->body.failed)
         return MHD_NO;
-    return dispatch(d, conn, url, 0, post);
+    watched *c = watched_of(conn);
+    if (c)
+        watch_arm(d->watch, c, 0);
+    mabd_access_begin();
+    enum MHD_Result answered = dispatch(d, conn, url, 0, post);
+    mabd_access_end(d, conn, method, url, version);
+    return answered;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
                          enum MHD_RequestTerminationCode toe)
 {
     mabd *d = cls;
+    (void)toe;
+    /* Keep-alive: the next request on this connection gets a new deadline. */
+    watched *c = watched_of(conn);
+    if (c)
+        watch_arm(d->watch, c, 1);
     if (!*state)
         return;
     if (*state != &get_marker) {
@@ -689,6 +950,18 @@ struct MHD_Daemon *mabd_server_start(mabd *d, unsigned *bound_port, char *msg, s
         snprintf(msg, cap, "listen: \"%s\" is not an IPv4 address", host);
         return NULL;
     }
+    snprintf(d->listen_ip, sizeof d->listen_ip, "%s", host);
+    d->loopback = (ntohl(addr.sin_addr.s_addr) >> 24) == 127;
+    d->watch = calloc(1, sizeof *d->watch);
+    if (!d->watch) {
+        snprintf(msg, cap, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&d->watch->mu, NULL);
+    d->watch->head.next = d->watch->head.prev = &d->watch->head;
+    d->watch->timeout_s = s->request_timeout_s;
+    /* 0 means "no per-address limit" in the config and in libmicrohttpd. */
+    unsigned per_ip = s->max_connections_per_ip;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     struct MHD_Daemon *daemon = MHD_start_daemon(
@@ -696,12 +969,15 @@ struct MHD_Daemon *mabd_server_start(mabd *d, unsigned *bound_port, char *msg, s
         d, MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, d, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, d, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, d, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_END);
     if (!daemon) {
         snprintf(msg, cap, "cannot listen on %s: %s", s->listen, strerror(errno));
+        mabd_server_free(d);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
     *bound_port = info ? info->port : (unsigned)port;
+    d->port = *bound_port;
     return daemon;
 }

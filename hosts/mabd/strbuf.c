@@ -1,5 +1,4 @@
 /* strbuf.c - see strbuf.h. */
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,41 +79,4 @@ void sb_printf(strbuf *sb, const char *fmt, ...)
     vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     sb->len += (size_t)n;
-}
-
-void sb_json_string(strbuf *sb, const char *s)
-{
-    sb_append(sb, "\"", 1);
-    const char *run = s;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        const char *esc = NULL;
-        char hex[8];
-        switch (*p) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        default:
-            if (*p < 0x20 || *p == '<' || *p == '>' || *p == '&') {
-                snprintf(hex, sizeof hex, "\\u%04x", *p);
-                esc = hex;
-            }
-        }
-        if (esc) {
-            sb_append(sb, run, (size_t)((const char *)p - run));
-            sb_puts(sb, esc);
-            run = (const char *)p + 1;
-        }
-    }
-    sb_puts(sb, run);
-    sb_append(sb, "\"", 1);
-}
-
-void sb_json_number(strbuf *sb, double v)
-{
-    if (isfinite(v))
-        sb_printf(sb, "%.17g", v);
-    else
-        sb_puts(sb, "null");
 }

@@ -1,7 +1,7 @@
 /*
- * strbuf.h - a growable byte string for building responses, with JSON
- * helpers. A failed allocation sets `failed` and later appends do nothing,
- * so callers check once at the end.
+ * strbuf.h - a growable byte string for request bodies, files and the
+ * metrics text (JSON is written with cJSON). A failed allocation sets
+ * `failed` and later appends do nothing, so callers check once at the end.
  */
 #ifndef MABD_STRBUF_H
 #define MABD_STRBUF_H
@@ -21,10 +21,5 @@ char *sb_take(strbuf *sb, size_t *len);
 void sb_append(strbuf *sb, const char *bytes, size_t n);
 void sb_puts(strbuf *sb, const char *s);
 void sb_printf(strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A JSON string literal. '<', '>' and '&' are escaped too, so the text is
-   safe inside an HTML <script> element. */
-void sb_json_string(strbuf *sb, const char *s);
-/* A JSON number; NaN and infinities become null. */
-void sb_json_number(strbuf *sb, double v);
 
 #endif

@@ -81,6 +81,16 @@ typedef struct mab_engine mab_engine;
 #define MAB_OPEN_NO_STORAGE 0x1u /* do not open the storage plugin: counters start
                                     at zero and nothing is persisted (simulation) */
 #define MAB_OPEN_SEED 0x2u       /* use mab_options.seed instead of the config's */
+#define MAB_OPEN_CHECK 0x4u      /* config test (`mab check`, `mabd -t`): load every
+                                    plugin, let the storage plugin validate its
+                                    parameters and the existing store (storage.h,
+                                    check), but open no store: nothing is created,
+                                    locked or written; choose, reward, reset, import
+                                    and export fail with MAB_EINVAL */
+#define MAB_OPEN_READ_ONLY 0x8u  /* read the store without taking a writer's lock
+                                    (storage.h, open_read_only): stats and export work
+                                    while another process serves the store; choose,
+                                    reward, reset and import fail with MAB_EINVAL */
 
 typedef struct mab_options {
     size_t struct_size; /* sizeof(mab_options), for forward compatibility */
@@ -99,7 +109,12 @@ typedef struct mab_options {
  */
 MAB_EXPORT int mab_open(const char *config_path, mab_engine **out, mab_error *err);
 
-/** @brief mab_open() with options; opts may be NULL. */
+/**
+ * @brief mab_open() with options; opts may be NULL.
+ * @return as mab_open(); MAB_EINVAL when opts->struct_size is too small or
+ *         MAB_OPEN_CHECK is combined with MAB_OPEN_NO_STORAGE or
+ *         MAB_OPEN_READ_ONLY.
+ */
 MAB_EXPORT int mab_open_ex(const char *config_path, const mab_options *opts,
                            mab_engine **out, mab_error *err);
 
@@ -196,10 +211,16 @@ MAB_EXPORT int mab_arm_lookup(mab_engine *engine, const char *experiment, const 
  * @brief Record a reward for an arm.
  * @param value in the experiment's reward range (default [0, 1]).
  * @return MAB_OK; MAB_EINVAL for NaN or infinite values; MAB_ERANGE outside
- *         the range; MAB_ENOTFOUND for an unknown experiment or arm (in all
- *         these cases nothing is recorded). With `sync: "always"` the call
+ *         the range, or when the arm's sum of rewards or of their squares
+ *         (in the experiment's units or normalised) would no longer be a
+ *         finite double; MAB_ENOTFOUND for an unknown experiment or arm (in
+ *         all these cases nothing is recorded, and the message names the
+ *         experiment and the arm). With `sync: "always"` the call
  *         returns after the reward is durable; if the write fails it returns
- *         MAB_ESTORAGE and the reward stays queued for the next write.
+ *         MAB_ESTORAGE and the reward stays queued for the next write,
+ *         unless storage refused the arm's increment as invalid: then it was
+ *         dropped (mab_dropped_deltas()) and the call returns MAB_ESTORAGE
+ *         saying so ("... was not written: storage refused ...").
  */
 MAB_EXPORT int mab_reward(mab_engine *engine, const char *experiment, const char *arm,
                           double value, mab_error *err);
@@ -217,10 +238,35 @@ typedef struct mab_arm_stats {
 typedef struct mab_experiment_info {
     const char *id;          /* valid until mab_close() */
     const char *policy;      /* the policy plugin's name */
-    const char *policy_path; /* the file it was loaded from */
+    const char *policy_path; /* the file it was loaded from (valid until mab_close()) */
     size_t n_arms;
     double reward_min, reward_max;
 } mab_experiment_info;
+
+/**
+ * @brief The config test that every host runs before it serves: open the
+ *        config with MAB_OPEN_CHECK (engine keys, every plugin, the storage
+ *        parameters and the existing store, read-only), then check what the
+ *        adapter would load: `secret_file` present, a regular file, readable,
+ *        not readable or writable by others, holding at least one valid key
+ *        (mab_adapter_open()'s checks); `redirect_allow` and the cookie keys
+ *        are validated by the open itself. Creates, locks and writes nothing,
+ *        so it may run while a server holds the store.
+ * @param sections as mab_open_sections(): the host's own top-level keys,
+ *        accepted but not checked here (each host checks its own section,
+ *        e.g. through mab_config_section() on an engine opened with
+ *        MAB_OPEN_CHECK).
+ * @return MAB_OK or the first fault, as mab_open() and mab_adapter_open()
+ *         report it (the message names the file and JSON path).
+ */
+MAB_EXPORT int mab_check(const char *config_path, const char *const *sections, mab_error *err);
+
+/**
+ * @brief Whether the storage plugin validated its parameters and store
+ *        during a MAB_OPEN_CHECK open (0 for a plugin built before storage
+ *        ABI 1.2, which has no check callback, or an engine not opened so).
+ */
+MAB_EXPORT int mab_storage_checked(const mab_engine *engine);
 
 /** @brief Number of experiments in the config. */
 MAB_EXPORT size_t mab_experiment_count(const mab_engine *engine);
@@ -238,13 +284,22 @@ MAB_EXPORT const char *mab_storage_name(const mab_engine *engine);
 
 /**
  * @brief Whether the storage keeps reward claims (a storage plugin of ABI
- *        >= 1.2): then the adapter counts a reward once per assignment
+ *        >= 1.3): then the adapter counts a reward once per assignment
  *        across every thread, process, restart and machine sharing the
  *        store. Otherwise (an older plugin, or no storage) only once per
  *        process, through the adapter's bounded memory.
  * @return 1 or 0.
  */
 MAB_EXPORT int mab_storage_has_claims(const mab_engine *engine);
+
+/**
+ * @brief The file the storage plugin was loaded from, as the loader found it
+ *        (docs/config.md, "Where plugins are found"). The file of each
+ *        experiment's policy is mab_experiment_info.policy_path.
+ * @return a path valid until mab_close(), or NULL with MAB_OPEN_NO_STORAGE
+ *         (or a NULL engine).
+ */
+MAB_EXPORT const char *mab_storage_path(const mab_engine *engine);
 
 /**
  * @brief Current totals of every arm of an experiment, including this
@@ -260,16 +315,42 @@ MAB_EXPORT int mab_stats(mab_engine *engine, const char *experiment, mab_arm_sta
  * @brief Write every pending increment to storage now and wait until it is
  *        durable.
  * @return MAB_OK or the storage plugin's error (pending increments are kept
- *         and retried by the next flush).
+ *         and retried by the next flush). Increments storage refuses as
+ *         invalid are dropped and the rest written: that is MAB_OK, with the
+ *         drops counted by mab_dropped_deltas().
  */
 MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
 
 /**
- * @brief How many times writing to storage has failed since mab_open() (each
- *        failed batch is kept and retried), for metrics.
+ * @brief How many times writing to storage has failed since mab_open(), for
+ *        metrics: each write of the queue that storage did not take whole,
+ *        whether the batch was kept to be retried (the store was unavailable)
+ *        or an increment in it was dropped (see mab_dropped_deltas()).
  * @return the count; 0 for a NULL engine.
  */
 MAB_EXPORT uint64_t mab_storage_errors(const mab_engine *engine);
+
+/**
+ * @brief How many increments storage refused as invalid, and the engine
+ *        therefore dropped, since mab_open().
+ *
+ * The write-behind queue holds one increment per arm. When the storage
+ * plugin refuses a batch as invalid (MAB_EINVAL or MAB_ERANGE from apply,
+ * see storage.h), the engine applies halves of it on their own until only
+ * the refused increments are left, drops those (they are removed from the
+ * totals mab_stats() reports, too) and writes the rest: one bad increment
+ * never blocks the others. A batch refused for any other reason (disk full,
+ * server down) is kept whole and retried; nothing of it is dropped.
+ * mab_flush() and mab_close() return MAB_OK when everything that was not
+ * dropped was written. The library does not log: a host that wants the
+ * drops in its log polls this count.
+ * @param last may be NULL. When not NULL and the count is not 0, receives
+ *        the latest drop: code (the plugin's status) and a sentence naming
+ *        the experiment, the arm, the increment and the plugin's reason.
+ *        Untouched when the count is 0.
+ * @return the count; 0 for a NULL engine.
+ */
+MAB_EXPORT uint64_t mab_dropped_deltas(const mab_engine *engine, mab_error *last);
 
 /**
  * @brief Zero an experiment's counters, in memory and in storage (counters of
@@ -309,7 +390,10 @@ MAB_EXPORT int mab_export(mab_engine *engine, int (*visit)(void *ctx, const mab_
  *        Every experiment and arm must be in the config; counters in memory
  *        are reloaded afterwards.
  * @return MAB_OK; MAB_ENOTFOUND naming the first unknown experiment or arm,
- *         MAB_EINVAL for a negative or non-finite sum, MAB_EPLUGIN for an ABI
+ *         MAB_EINVAL for a negative or non-finite sum, MAB_ERANGE when an
+ *         arm's sums (its current totals plus the records, or the records
+ *         alone for experiments that replace clears) would not be finite, in
+ *         the experiment's units or normalised, MAB_EPLUGIN for an ABI
  *         1.0 storage plugin, or a storage error: then nothing was imported.
  */
 MAB_EXPORT int mab_import(mab_engine *engine, const mab_record *records, size_t n_records,

@@ -56,6 +56,18 @@ MAB_EXPORT int mab_params_string(mab_params *p, const char *key, const char *def
                                  const char **out);
 
 /**
+ * @brief Read an array of at most `max` strings. A missing key reads as an
+ *        empty array.
+ * @param out receives the strings (caller's array of `max` pointers); they
+ *        stay valid as long as those of mab_params_string().
+ * @param n receives how many were read.
+ * @return MAB_OK, or MAB_ECONFIG (not an array, an element that is not a
+ *         string, more than max elements) with the JSON path in p's error.
+ */
+MAB_EXPORT int mab_params_strings(mab_params *p, const char *key, size_t max, const char **out,
+                                  size_t *n);
+
+/**
  * @brief Read a file path; a relative path is resolved against the directory
  *        of the config file. def may be NULL: then a missing key is an error.
  * @param buf receives the resolved path (NUL-terminated).

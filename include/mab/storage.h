@@ -7,10 +7,12 @@
  *        received as increments.
  *   1.1  refresh_ms (other writers share the store), scan (export) and
  *        replace (import --replace).
- *   1.2  claim: storage's atomic first-wins record that an assignment was
+ *   1.2  check and open_read_only, both optional (`mab check`, `mabd -t`,
+ *        read-only commands).
+ *   1.3  claim: storage's atomic first-wins record that an assignment was
  *        rewarded, shared by every thread, process, restart and machine
  *        using the store (reward once, DESIGN.md decision 12). A plugin
- *        older than 1.2 has no claims: the adapter then guards rewards with
+ *        older than 1.3 has no claims: the adapter then guards rewards with
  *        a per-process memory only, and `mab check` says so.
  *
  * A storage plugin is a shared object exporting exactly one symbol,
@@ -24,8 +26,10 @@
  * The core serialises calls: a plugin is never entered from two threads at
  * once, so it needs no locking of its own for the core's sake. The core
  * only calls scan and replace when struct_size covers them (ABI >= 1.1);
- * a 1.1 plugin must set both; claim when it covers claim (ABI >= 1.2), and
- * a 1.2 plugin must set it. When the
+ * a 1.1 plugin must set both. check and open_read_only (ABI >= 1.2) are
+ * optional: the core calls them only when struct_size covers them and they
+ * are not NULL. The core calls claim when struct_size covers it (ABI >= 1.3);
+ * a 1.3 plugin must set it (the loader refuses one that does not). When the
  * config says `sync: "always"` the core calls apply() before a reward call
  * returns; with `sync: {"interval_ms": N}` it calls apply() from a background
  * thread every N ms and at close. Either way apply() must return only once
@@ -51,7 +55,7 @@ extern "C" {
 #endif
 
 #define MAB_STORAGE_ABI_MAJOR 1
-#define MAB_STORAGE_ABI_MINOR 2
+#define MAB_STORAGE_ABI_MINOR 3
 #define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
 
 /* Bytes of an assignment id (random, carried in the signed cookie). */
@@ -109,8 +113,21 @@ typedef struct mab_storage {
 
     /**
      * Add a batch of increments, all or nothing, and make it durable before
-     * returning. On failure nothing of the batch may remain applied: the core
-     * keeps the batch and offers it again later.
+     * returning. On failure nothing of the batch may remain applied.
+     *
+     * What the core does next depends on the status, so choose it by cause:
+     *  - MAB_EINVAL or MAB_ERANGE: the batch holds a delta this store can
+     *    never take as it is, whatever the time (an id it cannot key, a sum
+     *    that is not finite, counters that would overflow the record). The
+     *    core applies halves of the batch on their own until the refused
+     *    deltas stand alone, drops those (counted by mab_dropped_deltas(),
+     *    the last err kept for the host to log) and writes the rest. Name
+     *    the experiment and arm in err.
+     *  - any other code (MAB_ESTORAGE for I/O errors such as a full disk or
+     *    an unreachable server, MAB_ENOMEM, MAB_EBUSY, MAB_ECORRUPT): the
+     *    store cannot take the batch now. The core keeps the whole batch and
+     *    offers it again later; nothing is dropped. Never answer MAB_EINVAL
+     *    or MAB_ERANGE for such a condition: that would lose the batch.
      */
     int (*apply)(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err);
 
@@ -146,6 +163,32 @@ typedef struct mab_storage {
     int (*replace)(void *state, const char *const *experiments, size_t n_experiments,
                    const mab_delta *deltas, size_t n_deltas, mab_error *err);
     /* Fields above are ABI 1.1. */
+
+    /* ---- check and read-only open (ABI 1.2; `mab check`, `mabd -t`) ---- */
+
+    /**
+     * Optional (NULL: the core reports the store's parameters as not
+     * checked). Validate params exactly as open() would and verify that the
+     * existing store can be read, or is absent and could be created, without
+     * creating, modifying or locking anything: it must succeed while another
+     * process holds the store open, and leave the file system as it was. A
+     * store that open() would refuse (a corrupt file, a directory that does
+     * not exist, an unreachable server) is an error naming it.
+     * @return MAB_OK, MAB_ECONFIG (params), MAB_ECORRUPT or MAB_ESTORAGE.
+     */
+    int (*check)(mab_params *params, mab_error *err);
+
+    /**
+     * Optional (NULL: the core uses open()). Open the store for load() and
+     * scan() only, taking no lock a writer needs and creating nothing: a
+     * read-only command may read a store while its owner serves (what the
+     * owner has not written yet is not seen). The core never calls apply,
+     * reset or replace on such a state; close() releases it.
+     */
+    int (*open_read_only)(mab_params *params, void **state, mab_error *err);
+    /* Fields above are ABI 1.2. */
+
+    /* ---- reward once (ABI 1.3) ---- */
 
     /**
      * Claim assignments: for each of claims[0..n_claims), record atomically
@@ -200,7 +243,7 @@ typedef struct mab_storage {
      */
     int (*claim)(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
                  mab_error *err);
-    /* Fields above are ABI 1.2. Append new ones below, with a minor bump. */
+    /* Fields above are ABI 1.3. Append new ones below, with a minor bump. */
 } mab_storage;
 
 #define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)

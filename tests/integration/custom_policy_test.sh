@@ -2,10 +2,13 @@
 # custom_policy_test.sh BUILD_DIR SOURCE_DIR
 #
 # The data scientist's path, end to end, against an install in a temporary
-# prefix: install mab, build examples/custom-policy out of tree with
-# pkg-config, name the .so in a config, and drive it with the installed `mab`
-# command line tool. Explore-then-commit with explore_pulls 20 and two arms
-# must hand out exactly 20 of each arm in the first 40 choices.
+# prefix: install mab, build examples/custom-policy out of tree twice, with
+# pkg-config (its Makefile) and with CMake (its CMakeLists.txt:
+# find_package(mab), mab_add_policy()), and drive each with the installed
+# `mab` command line tool: the Makefile's .so named by path, the CMake one
+# installed into the plugin dir and named by name, both in configs without
+# plugin_path. Explore-then-commit with explore_pulls 20 and two arms must
+# hand out exactly 20 of each arm in the first 40 choices.
 set -euo pipefail
 
 fail() {
@@ -62,28 +65,64 @@ EXPORTED=$(nm -D --defined-only "$SO" | awk '{ print $NF }' | grep -v '^_' | sor
     || fail "$SO must export only mab_policy_entry, it exports: $(echo $EXPORTED)"
 note "built $SO against the install; exports only mab_policy_entry"
 
-# 3. Everything below needs the installed command line tool and json_file.
+# 3. The same example with CMake: find_package(mab) must find the install in
+# the temporary prefix (checked through mab_DIR: a mab in /usr/local would
+# also be found), then mab_add_policy() installs it into the install's
+# plugin directory.
+CWORK="$TMP/custom-policy-cmake"
+cp -R "$EXAMPLE_DIR" "$CWORK"
+rm -f "$CWORK"/*.so
+cmake -S "$CWORK" -B "$CWORK/build" -DCMAKE_PREFIX_PATH="$PREFIX" >"$TMP/cmake.log" 2>&1 \
+    || { cat "$TMP/cmake.log" >&2; fail "configuring $CWORK with find_package(mab) in $PREFIX failed"; }
+grep -q "mab_DIR:PATH=$LIB_DIR/cmake/mab" "$CWORK/build/CMakeCache.txt" \
+    || fail "find_package(mab) did not use $LIB_DIR/cmake/mab: $(grep mab_DIR "$CWORK/build/CMakeCache.txt")"
+cmake --build "$CWORK/build" >"$TMP/cmake-build.log" 2>&1 \
+    || { cat "$TMP/cmake-build.log" >&2; fail "cmake --build $CWORK/build failed"; }
+CSO="$CWORK/build/explore_then_commit.so"
+[[ -f "$CSO" ]] || fail "mab_add_policy did not produce $CSO (no lib prefix, .so suffix): $(ls "$CWORK/build")"
+EXPORTED=$(nm -D --defined-only "$CSO" | awk '{ print $NF }' | grep -v '^_' | sort)
+[[ "$EXPORTED" == "mab_policy_entry" ]] \
+    || fail "$CSO must export only mab_policy_entry, it exports: $(echo $EXPORTED)"
+cmake --install "$CWORK/build" >"$TMP/cmake-install.log" 2>&1 \
+    || { cat "$TMP/cmake-install.log" >&2; fail "cmake --install $CWORK/build failed"; }
+[[ -f "$PLUGIN_DIR/explore_then_commit.so" ]] \
+    || fail "mab_add_policy did not install into $PLUGIN_DIR: $(cat "$TMP/cmake-install.log")"
+note "built $CSO with find_package(mab) + mab_add_policy; installed into $PLUGIN_DIR"
+
+# mab_add_policy's visibility, not the example's care: a policy of two files
+# with a non-static helper still exports only its entry point. And the
+# version file refuses a mab of another major version.
+PROBE="$TMP/probe"
+mkdir -p "$PROBE"
+cat >"$PROBE/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.16)
+project(probe LANGUAGES C)
+find_package(mab ${WANT} REQUIRED)
+mab_add_policy(probe_policy SOURCES entry.c helper.c NO_INSTALL)
+CMAKE
+cat >"$PROBE/helper.c" <<'C'
+int probe_helper(int x);
+int probe_helper(int x) { return x + 1; }
+C
+cp "$EXAMPLE_DIR/explore_then_commit.c" "$PROBE/entry.c"
+echo 'int probe_use(void); int probe_use(void) { int probe_helper(int); return probe_helper(1); }' \
+    >>"$PROBE/entry.c"
+cmake -S "$PROBE" -B "$PROBE/build" -DWANT=0.1 -DCMAKE_PREFIX_PATH="$PREFIX" >"$TMP/probe.log" 2>&1 \
+    && cmake --build "$PROBE/build" >>"$TMP/probe.log" 2>&1 \
+    || { cat "$TMP/probe.log" >&2; fail "the two-file probe policy did not build"; }
+EXPORTED=$(nm -D --defined-only "$PROBE/build/probe_policy.so" | awk '{ print $NF }' | grep -v '^_' | sort)
+[[ "$EXPORTED" == "mab_policy_entry" ]] \
+    || fail "mab_add_policy must build with hidden visibility; probe_policy.so exports: $(echo $EXPORTED)"
+if cmake -S "$PROBE" -B "$PROBE/build-v99" -DWANT=99.0 -DCMAKE_PREFIX_PATH="$PREFIX" \
+    >"$TMP/probe-v99.log" 2>&1; then
+    fail "find_package(mab 99.0) accepted the installed mab $(grep -o 'PACKAGE_VERSION "[^"]*"' "$LIB_DIR/cmake/mab/mabConfigVersion.cmake")"
+fi
+note "mab_add_policy: hidden visibility (helpers not exported); find_package(mab 99.0) refused"
+
+# 4. Everything below needs the installed command line tool and json_file.
 MAB="$PREFIX/bin/mab"
 [[ -x "$MAB" ]] || fail "$MAB is not installed: the mab_cli target (OUTPUT_NAME mab) must be built and installed to bin"
 [[ -f "$PLUGIN_DIR/json_file.so" ]] || fail "$PLUGIN_DIR/json_file.so is not installed: the json_file storage plugin is missing"
-
-RUN="$TMP/run"
-mkdir "$RUN"
-CONFIG="$RUN/config.json"
-cat >"$CONFIG" <<JSON
-{
-  "plugin_path": ["$PLUGIN_DIR"],
-  "seed": 42,
-  "storage": {"plugin": "json_file", "path": "state.json", "sync": "always"},
-  "experiments": {
-    "headline": {
-      "policy": {"plugin": "$SO", "explore_pulls": 20},
-      "reward": {"min": 0, "max": 1},
-      "arms": {"short": "Buy now", "long": "Our best prices of the year"}
-    }
-  }
-}
-JSON
 
 # mab_exits STATUS ARGS...: run the installed CLI, which must exit with STATUS
 # (0 success, 1 user error, 2 usage error); stdout lands in $OUT, stderr in $ERR.
@@ -104,8 +143,32 @@ mab() {
     mab_exits 0 "$@"
 }
 
+# scenario NAME PLUGIN POLICY_FILE: a config without plugin_path naming the
+# policy as PLUGIN (a path or a name), which must load from POLICY_FILE.
+scenario() {
+local name=$1 plugin=$2 policy_file=$3
+RUN="$TMP/run-$name"
+mkdir "$RUN"
+CONFIG="$RUN/config.json"
+cat >"$CONFIG" <<JSON
+{
+  "seed": 42,
+  "storage": {"plugin": "json_file", "path": "state.json", "sync": "always"},
+  "experiments": {
+    "headline": {
+      "policy": {"plugin": "$plugin", "explore_pulls": 20},
+      "reward": {"min": 0, "max": 1},
+      "arms": {"short": "Buy now", "long": "Our best prices of the year"}
+    }
+  }
+}
+JSON
+note "== $name: policy \"$plugin\""
 mab check "$CONFIG"
-grep -q explore_then_commit "$OUT" || { cat "$OUT" >&2; fail "'mab check' does not mention explore_then_commit"; }
+grep -qE "^headline +explore_then_commit +2 .* $policy_file\$" "$OUT" \
+    || { cat "$OUT" >&2; fail "'mab check' does not show explore_then_commit loaded from $policy_file"; }
+grep -qxF "storage:     json_file ($PLUGIN_DIR/json_file.so)" "$OUT" \
+    || { cat "$OUT" >&2; fail "'mab check' does not show json_file loaded from $PLUGIN_DIR"; }
 note "mab check: ok"
 
 # Errors are told apart by exit status, and say what is wrong on stderr.
@@ -114,7 +177,7 @@ grep -q no_such_experiment "$ERR" || fail "the error for an unknown experiment d
 mab_exits 2 choose "$CONFIG"
 note "exit statuses: unknown experiment 1, missing argument 2"
 
-# 4. Forty choices: explore-then-commit explores each arm exactly 20 times.
+# Forty choices: explore-then-commit explores each arm exactly 20 times.
 n_short=0
 n_long=0
 for i in $(seq 1 40); do
@@ -137,7 +200,7 @@ done
     || fail "the first 40 choices gave short $n_short times and long $n_long times, expected 20 and 20"
 note "40 choices: 20 short, 20 long"
 
-# 5. Rewards reach the stats.
+# Rewards reach the stats.
 for i in 1 2 3; do
     mab reward "$CONFIG" headline long 1
 done
@@ -168,12 +231,17 @@ sys.exit(0 if ok else 1)
 PY
 note "mab stats --json: long has 20 pulls and 3 rewards"
 
-# 6. Exploration is over and long has the best mean: commit to it.
+# Exploration is over and long has the best mean: commit to it.
 mab choose "$CONFIG" headline
 IFS=$'\t' read -r arm value probability <"$OUT" || true
 [[ "$arm" == long ]] || fail "after exploring, the policy must commit to long (best mean), chose '$arm'"
 awk -v p="$probability" 'BEGIN { exit !(p + 0 == 1) }' \
     || fail "committed choice must have probability 1, got '$probability'"
 note "commit: long with probability 1"
+
+}
+
+scenario pkg-config "$SO" "$SO"
+scenario cmake explore_then_commit "$PLUGIN_DIR/explore_then_commit.so"
 
 note "PASS"

@@ -3,7 +3,8 @@
 # temporary prefix: build it with its Makefile (pkg-config), run it on a free
 # loopback port and drive the two hooks with curl and a cookie jar: choose,
 # sticky, reward once, redirect and the refused open redirect, errors; then
-# SIGTERM writes the counters. With SANITIZE=ON (an ASan+UBSan libmab) the
+# SIGTERM writes the counters; and with sync "always" on a full tmpfs a
+# reward that cannot be written is answered 503. With SANITIZE=ON (an ASan+UBSan libmab) the
 # example is built with the same sanitizers, so their runtime loads first.
 set -euo pipefail
 
@@ -121,4 +122,37 @@ assert arms[sys.argv[2]]["rewards"] == 1, arms
 assert sum(a["pulls"] for a in arms.values()) == 1, arms  # one new visitor chose once
 PY
 note "SIGTERM: counters written"
+
+# sync "always" on a full disk (a tmpfs this test mounts): a reward that
+# cannot be written is answered 503, never {"counted": true}.
+DISK=$TMP/disk
+mkdir -p "$DISK"
+if ! mount -t tmpfs -o size=1m tmpfs "$DISK" 2>"$TMP/mount.err"; then
+    note "SKIPPED (loudly): cannot mount a tmpfs ($(cat "$TMP/mount.err")): the full-disk answer was NOT tested"
+else
+    trap 'if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi; umount "$DISK"; rm -rf "$TMP"' EXIT
+    python3 - "$WORK/config.json" "$DISK/state.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["storage"] = {"plugin": "json_file", "path": sys.argv[2], "sync": "always"}
+json.dump(config, open(sys.argv[1], "w"), indent=2)
+PY
+    (cd "$WORK" && exec ./embed config.json 0 >"$TMP/out" 2>"$TMP/err") &
+    pid=$!
+    for _ in $(seq 100); do grep -q "listening on" "$TMP/out" 2>/dev/null && break; sleep 0.05; done
+    port=$(grep -o '127.0.0.1:[0-9]*' "$TMP/out" | cut -d: -f2)
+    [[ -n $port ]] || { cat "$TMP/err" >&2; fail "embed did not start on the tmpfs store"; }
+    base=http://127.0.0.1:$port
+    rm -f "$jar"
+    req "$base/choose/color_btn" -c "$jar" -b "$jar"
+    [[ $status == 200 ]] || fail "choose on the tmpfs store: $status $body"
+    dd if=/dev/zero of="$DISK/filler" bs=4096 2>/dev/null || true
+    req "$base/reward/color_btn" -c "$jar" -b "$jar"
+    [[ $status == 503 && $body != *'"counted": true'* ]] ||
+        fail "a reward that could not be written (full disk, sync always): $status $body"
+    note "full disk, sync always: reward answered $status ($body)"
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=""
+fi
 note "PASS"

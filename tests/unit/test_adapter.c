@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <float.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -332,6 +333,7 @@ static void test_redirect_guard(void **state)
         "http://localhost:8080/app",
         "http://localhost:8080/app/page",
         "http://localhost:8080/app?x=1",
+        "http://localhost:8080/app/a..b/.x/..y?../#/..",
         NULL};
     static const char *const refused[] = {
         "",
@@ -377,6 +379,12 @@ static void test_redirect_guard(void **state)
         "http://localhost:8080/ap",
         "http://localhost:8081/app",
         "ftp://shop.example.com/",
+        /* dot segments a browser resolves out of the entry's path (fuzz_redirect) */
+        "http://localhost:8080/app/../admin",
+        "http://localhost:8080/app/%2e%2e/admin",
+        "http://localhost:8080/app/.%2E",
+        "http://localhost:8080/app/%2E./x?y",
+        "https://shop.example.com/./x",
         NULL};
     for (const char *const *t = allowed; *t; t++) {
         mab_error err = {0, ""};
@@ -1103,6 +1111,116 @@ static void test_concurrent_claims(void **state)
     assert_int_equal(mab_close(e, NULL), MAB_OK);
 }
 
+struct refused_thread {
+    mab_adapter *ad;
+    int counted, refused, errors;
+};
+
+/* Choose and reward fresh cookies: rewards of arm "red" must be refused
+   (the store refuses them as invalid), every other must count. */
+static void *refused_thread_main(void *arg)
+{
+    struct refused_thread *t = arg;
+    for (int i = 0; i < CLAIM_ROUNDS; i++) {
+        mab_request *rq, *own;
+        mab_reward_result r;
+        mab_assignment a;
+        if (mab_request_begin(t->ad, NULL, NULL, &rq, NULL) != MAB_OK ||
+            mab_request_choose(rq, "color", &a, NULL) != MAB_OK ||
+            mab_request_begin(t->ad, NULL, mab_request_token(rq), &own, NULL) != MAB_OK) {
+            t->errors++;
+            continue;
+        }
+        int red = strcmp(a.arm_id, "red") == 0;
+        int rc = mab_request_reward(own, "color", 1, &r, NULL);
+        if (red && rc == MAB_EINVAL && !r.counted)
+            t->refused++;
+        else if (!red && rc == MAB_OK && r.counted)
+            t->counted++;
+        else
+            t->errors++;
+        mab_request_end(own);
+        mab_request_end(rq);
+    }
+    return NULL;
+}
+
+/* A reward storage refuses as invalid (a record that would overflow; here
+   the fixture's refuse_arm) fails alone: the claims grouped with it are
+   decided on their own, so concurrent rewards of other arms all count. */
+static void test_refused_claim_blocks_no_one(void **state)
+{
+    (void)state;
+    write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\", "
+                        "\"refuse_arm\": \"red\"");
+    mab_engine *e = open_with_storage();
+    pthread_t threads[CLAIM_THREADS];
+    struct refused_thread t[CLAIM_THREADS];
+    for (int i = 0; i < CLAIM_THREADS; i++) {
+        t[i] = (struct refused_thread){open_adapter(e), 0, 0, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, refused_thread_main, &t[i]), 0);
+    }
+    int counted = 0, refused = 0, errors = 0;
+    for (int i = 0; i < CLAIM_THREADS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        counted += t[i].counted;
+        refused += t[i].refused;
+        errors += t[i].errors;
+        mab_adapter_close(t[i].ad);
+    }
+    print_message("%d counted, %d refused, %d wrong answers\n", counted, refused, errors);
+    assert_int_equal(errors, 0);
+    assert_true(counted > 0 && refused > 0);
+    assert_int_equal(total_rewards(e, "color"), (uint64_t)counted);
+    mab_close(e, NULL); /* red's pulls were refused too: close reports them */
+}
+
+/* A reward that would make the arm's sums overflow is refused before it is
+   claimed (MAB_ERANGE, as mab_reward refuses it): nothing is counted or
+   claimed, so the same cookie's retry with a reward that fits counts. */
+static void test_overflowing_claim_refused_unclaimed(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"plugin_path\": [\"%s\", \"%s\"], \"seed\": 5,\n"
+                        " \"storage\": {\"plugin\": \"storage_memory\", \"sync\": \"always\"},\n"
+                        " \"secret_file\": \"mab.key\",\n"
+                        " \"experiments\": {\n"
+                        "  \"color\": {\"policy\": {\"plugin\": \"epsilon_greedy\"},\n"
+                        "   \"reward\": {\"min\": 0, \"max\": 1e150},\n"
+                        "   \"arms\": {\"green\": 1, \"red\": 2}}}}\n",
+                        MAB_PLUGIN_DIR, MAB_FIXTURE_DIR),
+        0);
+    mab_engine *e = open_with_storage();
+    /* Both arms already hold the largest sum of squares a double can. */
+    mab_record full[] = {{"color", "green", 1, 1, 1.0, DBL_MAX},
+                         {"color", "red", 1, 1, 1.0, DBL_MAX}};
+    mab_error err = {0, ""};
+    assert_int_equal(mab_import(e, full, 2, 0, &err), MAB_OK);
+    mab_adapter *ad = open_adapter(e);
+    char cookie[4000];
+    choose_with(ad, NULL, "color", cookie, sizeof cookie);
+    char header[5000];
+    snprintf(header, sizeof header, "mab=%s", cookie);
+    mab_request *rq;
+    mab_reward_result r;
+    assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
+    err.message[0] = '\0';
+    assert_int_equal(mab_request_reward(rq, "color", 1e150, &r, &err), MAB_ERANGE);
+    assert_int_equal(r.counted, 0);
+    if (!strstr(err.message, "would make a sum") || !strstr(err.message, "nothing was claimed"))
+        fail_msg("unexpected message: %s", err.message);
+    mab_request_end(rq);
+    assert_int_equal(total_rewards(e, "color"), 2);
+    /* Not claimed: the retry counts, once. */
+    assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
+    assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
+    assert_int_equal(total_rewards(e, "color"), 3);
+    mab_adapter_close(ad);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1123,6 +1241,8 @@ int main(void)
         cmocka_unit_test_setup(test_claim_across_processes_and_restart, each),
         cmocka_unit_test_setup(test_claim_outlives_replay_memory, each),
         cmocka_unit_test_setup(test_concurrent_claims, each),
+        cmocka_unit_test_setup(test_refused_claim_blocks_no_one, each),
+        cmocka_unit_test_setup(test_overflowing_claim_refused_unclaimed, each),
     };
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }

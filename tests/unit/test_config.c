@@ -21,7 +21,7 @@ static char dir[] = "/tmp/mab-test-config-XXXXXX";
 static char config_path[256];
 
 /* Substitutions in configs and expected messages: @P plugin dir, @D temp
-   dir, @F config file, @L default plugin dir. */
+   dir, @F config file. */
 static void expand(const char *in, char *out, size_t cap)
 {
     size_t n = 0;
@@ -33,8 +33,6 @@ static void expand(const char *in, char *out, size_t cap)
             sub = dir;
         else if (c[0] == '@' && c[1] == 'F')
             sub = config_path;
-        else if (c[0] == '@' && c[1] == 'L')
-            sub = MAB_DEFAULT_PLUGIN_DIR;
         if (sub) {
             n += (size_t)snprintf(out + n, cap - n, "%s", sub);
             c++;
@@ -105,8 +103,7 @@ static const struct bad_config cases[] = {
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {\"policy\": {\"plugin\": \"nosuch\"}, " ARMS
      "}}}",
      MAB_EPLUGIN,
-     "@F: experiments.btn.policy.plugin: no plugin \"nosuch\" (looked for @P/nosuch.so, "
-     "@L/nosuch.so)"},
+     "@F: experiments.btn.policy.plugin: no plugin \"nosuch\" (looked for @P/nosuch.so)"},
     {"epsilon out of range",
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {\"policy\": {\"plugin\": \"epsilon_greedy\", "
      "\"epsilon\": 1.5}, " ARMS "}}}",
@@ -123,6 +120,21 @@ static const struct bad_config cases[] = {
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
      ", \"reward\": {\"min\": 1, \"max\": 0}}}}",
      MAB_ECONFIG, "@F: experiments.btn.reward: min (1) must be less than max (0)"},
+    {"reward max too large for its square",
+     "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
+     ", \"reward\": {\"min\": 0, \"max\": 1e300}}}}",
+     MAB_ECONFIG, "@F: experiments.btn.reward.max: 1e+300 is outside [-1e150, 1e150] (the square "
+     "of a reward must be a finite number)"},
+    {"reward min too small for its square",
+     "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
+     ", \"reward\": {\"min\": -1.0000001e150, \"max\": 0}}}}",
+     MAB_ECONFIG, "@F: experiments.btn.reward.min: -1.0000001e+150 is outside [-1e150, 1e150] (the "
+     "square of a reward must be a finite number)"},
+    {"reward range too narrow to normalise by",
+     "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
+     ", \"reward\": {\"min\": 0, \"max\": 1e-200}}}}",
+     MAB_ECONFIG, "@F: experiments.btn.reward: max - min is 1e-200; it must be at least 1e-150 "
+     "(rewards are divided by it, and by its square)"},
     {"reward range unknown key",
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
      ", \"reward\": {\"low\": 1}}}}",
@@ -143,7 +155,7 @@ static const struct bad_config cases[] = {
      "{" PP ", \"storage\": {\"plugin\": \"cassandra\"}, \"experiments\": {\"btn\": {" EG ", " ARMS
      "}}}",
      MAB_EPLUGIN,
-     "@F: storage.plugin: no plugin \"cassandra\" (looked for @P/cassandra.so, @L/cassandra.so)"},
+     "@F: storage.plugin: no plugin \"cassandra\" (looked for @P/cassandra.so)"},
     {"storage plugin that is a policy",
      "{" PP ", \"storage\": {\"plugin\": \"ucb1\"}, \"experiments\": {\"btn\": {" EG ", " ARMS "}}}",
      MAB_EPLUGIN,
@@ -351,6 +363,33 @@ static void test_section_values(void **state)
     mab_params_free(web);
 }
 
+/* mab_params_strings: arrays of strings, with errors naming the path. */
+static void test_section_strings(void **state)
+{
+    (void)state;
+    mab_engine *engine = open_web("{" MINIMAL ", \"web\": {\"names\": [\"a\", \"b.example\"], "
+                                  "\"mixed\": [\"a\", 3], \"many\": [\"1\", \"2\", \"3\"], "
+                                  "\"one\": \"a\"}}");
+    mab_params *web = NULL;
+    assert_int_equal(mab_config_section(engine, "web", &web, NULL), MAB_OK);
+    mab_close(engine, NULL);
+    const char *got[2] = {NULL, NULL};
+    size_t n = 99;
+    assert_int_equal(mab_params_strings(web, "absent", 2, got, &n), MAB_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(mab_params_strings(web, "names", 2, got, &n), MAB_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0], "a");
+    assert_string_equal(got[1], "b.example");
+    assert_int_equal(mab_params_strings(web, "mixed", 2, got, &n), MAB_ECONFIG);
+    assert_non_null(strstr(mab_params_last_error(web), "web.mixed: element 1: expected a string"));
+    assert_int_equal(mab_params_strings(web, "many", 2, got, &n), MAB_ECONFIG);
+    assert_non_null(strstr(mab_params_last_error(web), "web.many: expected an array of at most 2"));
+    assert_int_equal(mab_params_strings(web, "one", 2, got, &n), MAB_ECONFIG);
+    assert_non_null(strstr(mab_params_last_error(web), "web.one: expected an array"));
+    mab_params_free(web);
+}
+
 static void test_section_absent(void **state)
 {
     (void)state;
@@ -495,6 +534,8 @@ static int teardown(void **state)
 
 int main(void)
 {
+    /* The expected "looked for" lists assume no extra directories. */
+    unsetenv("MAB_PLUGIN_PATH");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_missing_file),
@@ -502,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_unclaimed_keys_refused),
         cmocka_unit_test(test_bad_section_names),
         cmocka_unit_test(test_section_values),
+        cmocka_unit_test(test_section_strings),
         cmocka_unit_test(test_section_absent),
         cmocka_unit_test(test_section_errors_name_the_path),
         cmocka_unit_test(test_unopened_nested_object),

@@ -24,6 +24,9 @@ python3-mockupdb and python3-mongomock:
   --port-file F     write the port there once serving (written atomically)
   --state F         load the data from F at start, save it there at SIGTERM
                     or SIGINT: a restart on the same port keeps the data
+  --journal         save the data to --state after every write command,
+                    before replying: what the stand-in acknowledged survives
+                    a SIGKILL (as a journaled server's writes do)
   --hangup-every N  fault: every Nth update command applies only the first
                     half of its updates, then closes the connection without
                     replying (what a network failure mid-bulk looks like)
@@ -102,6 +105,10 @@ class Standin:
             f.write(bson.encode({'collections': collections}))
         os.replace(tmp, path)
 
+    def journal(self):
+        if self.args.journal and self.args.state:
+            self.save(self.args.state)
+
     # ---- commands ----------------------------------------------------------
 
     def create_index(self, db, coll, spec):
@@ -176,6 +183,7 @@ class Standin:
                 if cmd.get('ordered', True):
                     break
         if hang_up:
+            self.journal()
             request.hangup()
             return None
         reply = {'n': n, 'nModified': modified}
@@ -308,6 +316,8 @@ class Standin:
             else:
                 reply = {'ok': 0, 'code': 59, 'codeName': 'CommandNotFound',
                          'errmsg': "no such command: '%s'" % name}
+        if lower in ('update', 'insert', 'delete', 'drop', 'createindexes'):
+            self.journal()
         reply.setdefault('ok', 1)
         request.replies(reply)
         return True
@@ -320,6 +330,7 @@ def main():
     parser.add_argument('--state')
     parser.add_argument('--hangup-every', type=int, default=0)
     parser.add_argument('--auth-fail', action='store_true')
+    parser.add_argument('--journal', action='store_true')
     args = parser.parse_args()
 
     standin = Standin(args)

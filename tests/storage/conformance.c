@@ -1,0 +1,1756 @@
+/*
+ * conformance.c - one storage conformance suite, run against every storage
+ * plugin: `conformance BACKEND [GROUP]`.
+ *
+ * BACKEND is json_file, lmdb, mongodb (against the wire-protocol stand-in
+ * tests/storage/mongo/standin.py, started with /usr/bin/python3 on a free
+ * loopback port, stopped by its pid) or memory (the fixture
+ * tests/fixtures/storage_memory.c, which forgets everything at close: only
+ * the cases that do not reopen apply to it).
+ *
+ * GROUP is one of
+ *   suite    (default) the plugin contract through include/mab/storage.h;
+ *            through the engine: round trip across close and reopen,
+ *            reconciliation of two engines / processes on one store,
+ *            export and import, concurrent writer processes, bad input,
+ *            corrupt files, a directory that turns read-only, and (mongodb)
+ *            the server SIGKILLed while rewards flow.
+ *   fs       faults that need a file system of their own: a small tmpfs
+ *            (256 KiB) mounted by the test (disk full, read-only remount).
+ *            Exits 77 (CTest's SKIP_RETURN_CODE) with a loud message when
+ *            it cannot mount; never passes without running.
+ *   pending  cases whose fix is not on this branch yet (the reliability
+ *            issue, item 1 and 3); each runs in a child process, so a crash
+ *            (SIGBUS) is reported as a failure of that case.
+ *
+ * A case that does not apply to the backend is not run: the suite lists it
+ * with the reason at the start, so no skip is counted among the passes.
+ *
+ * Every fault case checks the same promise: what was acknowledged
+ * (mab_reward returned MAB_OK under sync "always", or mab_flush / mab_close
+ * returned MAB_OK) is stored, and what was refused is reported (status code
+ * and a message naming the path or the server).
+ *
+ * Children of fork() report through exit codes and pipes only, never through
+ * cmocka's asserts. No assertion depends on timing: waits poll until a
+ * condition holds or a generous deadline passes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+#include <mongoc/mongoc.h>
+
+#include "mab/mab.h"
+#include "mab/storage.h"
+#include "support.h"
+
+#define STANDIN MAB_SOURCE_DIR "/tests/storage/mongo/standin.py"
+#define PYTHON "/usr/bin/python3"
+#define SKIP_CODE 77
+
+/* ---- the backends ------------------------------------------------------- */
+
+typedef struct backend {
+    const char *name;
+    const char *so;   /* the plugin file */
+    int files;        /* keeps its data in files under a path */
+    int persistent;   /* the data survives close and reopen */
+    int shared;       /* several processes may write one store at once */
+    int two_engines;  /* two engines of one process may open one store */
+} backend;
+
+static const backend backends[] = {
+    {"json_file", MAB_PLUGIN_DIR "/json_file.so", 1, 1, 0, 0},
+    {"lmdb", MAB_PLUGIN_DIR "/lmdb.so", 1, 1, 1, 0},
+    {"mongodb", MAB_PLUGIN_DIR "/mongodb.so", 0, 1, 1, 1},
+    {"memory", MAB_FIXTURE_DIR "/storage_memory.so", 0, 0, 0, 0},
+};
+
+static const backend *B;
+static const mab_storage *plugin;
+static void *plugin_handle;
+static char run_dir[128];    /* scratch for this run */
+static unsigned store_seq;   /* fresh store names */
+
+static int is(const char *name)
+{
+    return strcmp(B->name, name) == 0;
+}
+
+/* A guard in each case that needs a property: main() runs only the cases
+   that apply, so reaching this is a bug of the case table. */
+#define REQUIRE(cond, why)                                                                \
+    do {                                                                                  \
+        if (!(cond))                                                                      \
+            fail_msg("%s does not apply to %s (%s): the case table ran it", __func__,      \
+                     B->name, why);                                                       \
+    } while (0)
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
+}
+
+/* ---- the MongoDB stand-in ------------------------------------------------ */
+
+static struct {
+    pid_t pid;
+    int port;
+    char uri[128];
+} standin;
+
+/* Start the stand-in on standin.port (0: a free one), journaling every write
+   to the run's state file, and wait until it listens. */
+static int standin_start(void)
+{
+    char port_file[200], state[200], log[200], port_arg[16];
+    snprintf(port_file, sizeof port_file, "%s/standin.port", run_dir);
+    snprintf(state, sizeof state, "%s/standin.bson", run_dir);
+    snprintf(log, sizeof log, "%s/standin.log", run_dir);
+    snprintf(port_arg, sizeof port_arg, "%d", standin.port);
+    unlink(port_file);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(PYTHON, PYTHON, STANDIN, "--port", port_arg, "--port-file", port_file, "--state",
+              state, "--journal", (char *)NULL);
+        _exit(127);
+    }
+    standin.pid = pid;
+    for (int64_t until = now_ms() + 20000; now_ms() < until; sleep_ms(20)) {
+        char *text = test_read_file(port_file);
+        if (text) {
+            standin.port = atoi(text);
+            free(text);
+            snprintf(standin.uri, sizeof standin.uri, "mongodb://127.0.0.1:%d/", standin.port);
+            return 0;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            standin.pid = 0;
+            fprintf(stderr, "the stand-in exited; see %s\n", log);
+            return -1;
+        }
+    }
+    fprintf(stderr, "the stand-in did not start within 20 s; see %s\n", log);
+    return -1;
+}
+
+static void standin_stop(int sig)
+{
+    if (!standin.pid)
+        return;
+    kill(standin.pid, sig);
+    waitpid(standin.pid, NULL, 0);
+    standin.pid = 0;
+}
+
+/* ---- stores and configs ---------------------------------------------------- */
+
+typedef struct store {
+    char name[32];
+    char dir[160];       /* directory of the store's files (file backends) */
+    char path[200];      /* the store's path (file backends) */
+    char config[200];    /* a config file using it */
+    char database[64];   /* mongodb */
+} store;
+
+/* A fresh store in `dir` (NULL: the run directory). */
+static void store_init(store *s, const char *dir)
+{
+    snprintf(s->name, sizeof s->name, "s%u", ++store_seq);
+    snprintf(s->dir, sizeof s->dir, "%s", dir ? dir : run_dir);
+    snprintf(s->path, sizeof s->path, "%s/%s%s", s->dir, s->name,
+             is("json_file") ? ".json" : is("lmdb") ? ".lmdb" : "");
+    snprintf(s->config, sizeof s->config, "%s/%s.config.json", run_dir, s->name);
+    snprintf(s->database, sizeof s->database, "conformance_%ld_%s", (long)getpid(), s->name);
+}
+
+/* The plugin's own keys for the store, as a JSON object's members. */
+static void plugin_keys(const store *s, char *out, size_t cap)
+{
+    if (B->files)
+        snprintf(out, cap, "\"path\": \"%s\"", s->path);
+    else if (is("mongodb"))
+        snprintf(out, cap, "\"uri\": \"%s\", \"database\": \"%s\"", standin.uri, s->database);
+    else
+        snprintf(out, cap, "\"fail_apply\": false");
+}
+
+/* Write s->config: experiment btn (arms a, b, c) with `reward` members
+   (may be empty) and the storage object with `sync` (a JSON value). */
+static void write_config_ex(const store *s, const char *sync, const char *reward)
+{
+    char keys[300];
+    plugin_keys(s, keys, sizeof keys);
+    char refresh[40] = "";
+    if (B->shared)
+        snprintf(refresh, sizeof refresh, ", \"refresh_ms\": 50");
+    assert_int_equal(
+        test_write_file(s->config,
+                        "{\"plugin_path\": [\"%s\"],\n"
+                        " \"storage\": {\"plugin\": \"%s\", %s, \"sync\": %s%s},\n"
+                        " \"experiments\": {\"btn\": {\"policy\": {\"plugin\": "
+                        "\"epsilon_greedy\", \"epsilon\": 0.3},%s%s\n"
+                        "   \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}}}\n",
+                        MAB_PLUGIN_DIR, is("memory") ? B->so : B->name, keys, sync, refresh,
+                        reward && reward[0] ? " " : "", reward ? reward : ""),
+        0);
+}
+
+static void write_config(const store *s, const char *sync)
+{
+    write_config_ex(s, sync, NULL);
+}
+
+static mab_engine *engine_open(const store *s)
+{
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    if (mab_open(s->config, &e, &err) != MAB_OK)
+        fail_msg("mab_open %s: %s", s->config, err.message);
+    return e;
+}
+
+static void engine_close(mab_engine *e)
+{
+    mab_error err = {0, ""};
+    if (mab_close(e, &err) != MAB_OK)
+        fail_msg("mab_close: %s", err.message);
+}
+
+/* Totals of experiment btn, over its three arms. */
+typedef struct tally {
+    uint64_t pulls, rewards;
+    double sum, sum_sq;
+} tally;
+
+static int engine_tally(mab_engine *e, tally *t, mab_arm_stats arms[3])
+{
+    mab_arm_stats local[3];
+    mab_arm_stats *st = arms ? arms : local;
+    size_t n = 0;
+    *t = (tally){0, 0, 0, 0};
+    if (mab_stats(e, "btn", st, 3, &n, NULL) != MAB_OK || n != 3)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        t->pulls += st[i].pulls;
+        t->rewards += st[i].rewards;
+        t->sum += st[i].reward_sum;
+        t->sum_sq += st[i].reward_sum_sq;
+    }
+    return 0;
+}
+
+static void assert_tally(const tally *got, const tally *want)
+{
+    if (got->pulls != want->pulls || got->rewards != want->rewards || got->sum != want->sum ||
+        got->sum_sq != want->sum_sq)
+        fail_msg("totals: pulls %" PRIu64 " rewards %" PRIu64 " sum %.17g sum_sq %.17g; "
+                 "expected pulls %" PRIu64 " rewards %" PRIu64 " sum %.17g sum_sq %.17g",
+                 got->pulls, got->rewards, got->sum, got->sum_sq, want->pulls, want->rewards,
+                 want->sum, want->sum_sq);
+}
+
+/* Rewards 1, 0.5, 0.25, 0 in turn: exact in binary, so sums are exact in
+   any order. */
+static double reward_value(int i)
+{
+    static const double v[] = {1.0, 0.5, 0.25, 0.0};
+    return v[i & 3];
+}
+
+/* n choose + reward pairs, added to *t. */
+static int play(mab_engine *e, int n, tally *t)
+{
+    for (int i = 0; i < n; i++) {
+        mab_choice c;
+        double v = reward_value(i);
+        if (mab_choose(e, "btn", &c, NULL) != MAB_OK ||
+            mab_reward(e, "btn", c.arm_id, v, NULL) != MAB_OK)
+            return -1;
+        if (t) {
+            t->pulls++;
+            t->rewards++;
+            t->sum += v;
+            t->sum_sq += v * v;
+        }
+    }
+    return 0;
+}
+
+static tally tally_of(int n, int copies)
+{
+    tally t = {0, 0, 0, 0};
+    for (int c = 0; c < copies; c++)
+        for (int i = 0; i < n; i++) {
+            double v = reward_value(i);
+            t.pulls++;
+            t.rewards++;
+            t.sum += v;
+            t.sum_sq += v * v;
+        }
+    return t;
+}
+
+/* Reopen the store's config and compare its totals. */
+static void assert_stored(const store *s, const tally *want)
+{
+    mab_engine *e = engine_open(s);
+    tally got;
+    assert_int_equal(engine_tally(e, &got, NULL), 0);
+    engine_close(e);
+    assert_tally(&got, want);
+}
+
+/* Open the plugin directly on the store. */
+static int plugin_open(const store *s, void **st, mab_error *err)
+{
+    char keys[300], json[400];
+    plugin_keys(s, keys, sizeof keys);
+    snprintf(json, sizeof json, "{%s}", keys);
+    mab_params *params;
+    int rc = mab_params_parse(json, "storage", &params, err);
+    if (rc != MAB_OK)
+        return rc;
+    rc = plugin->open(params, st, err);
+    mab_params_free(params);
+    return rc;
+}
+
+/* In a child of fork(): let a crash kill it (cmocka's handlers would jump
+   back into the parent's copy of the test runner). */
+static void child_signals(void)
+{
+    const int sigs[] = {SIGBUS, SIGSEGV, SIGFPE, SIGILL, SIGABRT, SIGSYS};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+}
+
+static int fork_and_wait(int (*child)(void *), void *arg, int *status_out)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        child_signals();
+        _exit(child(arg));
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    *status_out = status;
+    return 0;
+}
+
+static void assert_child_ok(int status, const char *what)
+{
+    if (WIFSIGNALED(status))
+        fail_msg("%s: the child died of signal %d (%s)", what, WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("%s: the child exited with status %d", what, WEXITSTATUS(status));
+}
+
+static void assert_mentions(const char *message, const char *what)
+{
+    if (!strstr(message, what))
+        fail_msg("the message does not name %s: %s", what, message);
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(run_dir, sizeof run_dir, "/tmp/mab-conformance-%s-XXXXXX", B->name);
+    if (!mkdtemp(run_dir))
+        return -1;
+    if (!(plugin = test_load_storage(B->so, &plugin_handle)))
+        return -1;
+    if (is("mongodb") && standin_start() != 0)
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char fullmnt[200];
+    snprintf(fullmnt, sizeof fullmnt, "%s/fullmnt", run_dir);
+    umount2(fullmnt, MNT_DETACH); /* left by a crashed pending case, if any */
+    standin_stop(SIGTERM);
+    if (plugin_handle)
+        dlclose(plugin_handle);
+    test_rm_tree(run_dir);
+    return 0;
+}
+
+/* ==== suite ===================================================================== */
+
+/* The plugin ABI directly: apply, load, scan, reset, replace; reopen. */
+struct seen {
+    char keys[8][32];
+    mab_totals t[8];
+    int n;
+};
+
+static int see(void *ctx, const char *experiment, const char *arm, const mab_totals *t)
+{
+    struct seen *s = ctx;
+    if (s->n == 8)
+        return 99;
+    snprintf(s->keys[s->n], sizeof s->keys[s->n], "%s/%s", experiment, arm);
+    s->t[s->n++] = *t;
+    return 0;
+}
+
+static void assert_totals(const mab_totals *t, uint64_t pulls, uint64_t rewards, double sum,
+                          double sum_sq)
+{
+    if (t->pulls != pulls || t->rewards != rewards || t->reward_sum != sum ||
+        t->reward_sum_sq != sum_sq)
+        fail_msg("record: %" PRIu64 " %" PRIu64 " %.17g %.17g; expected %" PRIu64 " %" PRIu64
+                 " %.17g %.17g",
+                 t->pulls, t->rewards, t->reward_sum, t->reward_sum_sq, pulls, rewards, sum,
+                 sum_sq);
+}
+
+static void test_plugin_contract(void **state)
+{
+    (void)state;
+    store s;
+    store_init(&s, NULL);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    mab_delta batch[] = {{"color", "red", {10, 2, 1.5, 1.25}},
+                         {"color", "green", {4, 1, 0.25, 0.0625}},
+                         {"size", "big", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(st, batch, 3, &err), MAB_OK);
+    assert_int_equal(plugin->apply(st, batch, 1, &err), MAB_OK);
+    const char *arms[] = {"red", "green", "blue"};
+    mab_totals out[3];
+    assert_int_equal(plugin->load(st, "color", arms, 3, out, &err), MAB_OK);
+    assert_totals(&out[0], 20, 4, 3.0, 2.5);
+    assert_totals(&out[1], 4, 1, 0.25, 0.0625);
+    assert_totals(&out[2], 0, 0, 0, 0);
+
+    if (B->persistent) {
+        plugin->close(st);
+        st = NULL;
+        assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+        assert_int_equal(plugin->load(st, "color", arms, 3, out, &err), MAB_OK);
+        assert_totals(&out[0], 20, 4, 3.0, 2.5);
+    }
+    assert_true(plugin->struct_size >= offsetof(mab_storage, replace) + sizeof plugin->replace);
+    struct seen seen = {.n = 0};
+    assert_int_equal(plugin->scan(st, see, &seen, &err), MAB_OK);
+    assert_int_equal(seen.n, 3);
+    int found = 0;
+    for (int i = 0; i < seen.n; i++)
+        if (strcmp(seen.keys[i], "size/big") == 0) {
+            assert_totals(&seen.t[i], 1, 0, 0, 0);
+            found = 1;
+        }
+    assert_true(found);
+
+    assert_int_equal(plugin->reset(st, "color", &err), MAB_OK);
+    assert_int_equal(plugin->load(st, "color", arms, 3, out, &err), MAB_OK);
+    assert_totals(&out[0], 0, 0, 0, 0);
+    const char *size_arms[] = {"big", "small"};
+    const char *cleared[] = {"size"};
+    mab_delta records[] = {{"size", "small", {7, 3, 2.5, 2.25}}};
+    assert_int_equal(plugin->replace(st, cleared, 1, records, 1, &err), MAB_OK);
+    assert_int_equal(plugin->load(st, "size", size_arms, 2, out, &err), MAB_OK);
+    assert_totals(&out[0], 0, 0, 0, 0);
+    assert_totals(&out[1], 7, 3, 2.5, 2.25);
+    plugin->close(st);
+}
+
+/* Counts are exact after close and reopen, under both sync modes. */
+static void test_round_trip(void **state)
+{
+    (void)state;
+    const char *syncs[] = {"\"always\"", "{\"interval_ms\": 20}"};
+    for (size_t k = 0; k < 2; k++) {
+        store s;
+        store_init(&s, NULL);
+        write_config(&s, syncs[k]);
+        mab_engine *e = engine_open(&s);
+        tally played = {0, 0, 0, 0}, shown;
+        mab_arm_stats before[3], after[3];
+        assert_int_equal(play(e, k ? 2000 : 300, &played), 0);
+        mab_error err = {0, ""};
+        assert_int_equal(mab_flush(e, &err), MAB_OK);
+        assert_int_equal(engine_tally(e, &shown, before), 0);
+        assert_tally(&shown, &played);
+        if (!B->persistent) {
+            engine_close(e);
+            continue; /* nothing survives the close to compare with */
+        }
+        engine_close(e);
+        e = engine_open(&s);
+        assert_int_equal(engine_tally(e, &shown, after), 0);
+        assert_tally(&shown, &played);
+        for (int i = 0; i < 3; i++) {
+            /* before[] was read from the closed engine: its arm ids are gone. */
+            static const char *const ids[] = {"a", "b", "c"};
+            assert_string_equal(after[i].arm_id, ids[i]);
+            assert_int_equal(after[i].pulls, before[i].pulls);
+            assert_int_equal(after[i].rewards, before[i].rewards);
+            assert_true(after[i].reward_sum == before[i].reward_sum);
+            assert_true(after[i].reward_sum_sq == before[i].reward_sum_sq);
+        }
+        /* And once more: reopening adds nothing. */
+        assert_int_equal(play(e, 10, &played), 0);
+        engine_close(e);
+        assert_stored(&s, &played);
+    }
+    if (!B->persistent)
+        fprintf(stderr, "# %s: the fixture forgets its records at close: checked within one "
+                "open only\n", __func__);
+}
+
+/* Bad input is refused and changes nothing. */
+static void test_bad_input_changes_nothing(void **state)
+{
+    (void)state;
+    store s;
+    store_init(&s, NULL);
+    write_config(&s, "\"always\"");
+    mab_engine *e = engine_open(&s);
+    tally played = {0, 0, 0, 0}, got;
+    assert_int_equal(play(e, 20, &played), 0);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_reward(e, "btn", "a", NAN, &err), MAB_EINVAL);
+    assert_int_equal(mab_reward(e, "btn", "a", INFINITY, &err), MAB_EINVAL);
+    assert_int_equal(mab_reward(e, "btn", "a", 2.0, &err), MAB_ERANGE);
+    assert_int_equal(mab_reward(e, "btn", "zz", 1.0, &err), MAB_ENOTFOUND);
+    assert_mentions(err.message, "zz");
+    assert_int_equal(mab_reward(e, "nope", "a", 1.0, &err), MAB_ENOTFOUND);
+    assert_mentions(err.message, "nope");
+    assert_int_equal(engine_tally(e, &got, NULL), 0);
+    assert_tally(&got, &played);
+    engine_close(e);
+    if (B->persistent)
+        assert_stored(&s, &played);
+}
+
+/* ---- reconciliation ---- */
+
+struct peer {
+    const store *s;
+    int n;          /* rewards this process plays */
+    int total;      /* pulls every process must see in the end */
+    int done_fd, go_fd;
+};
+
+/* One of two processes on one store: play, flush, wait for the other, then
+   wait (poll) until its own engine shows both processes' counts exactly. */
+static int peer_run(void *arg)
+{
+    struct peer *p = arg;
+    mab_engine *e;
+    if (mab_open(p->s->config, &e, NULL) != MAB_OK)
+        return 10;
+    if (play(e, p->n, NULL) != 0 || mab_flush(e, NULL) != MAB_OK)
+        return 11;
+    char byte = 1;
+    if (write(p->done_fd, &byte, 1) != 1 || read(p->go_fd, &byte, 1) != 1)
+        return 12;
+    tally want = tally_of(p->n, 2), got = {0, 0, 0, 0};
+    for (int64_t until = now_ms() + 20000; now_ms() < until; sleep_ms(10)) {
+        if (engine_tally(e, &got, NULL) == 0 && got.pulls >= want.pulls)
+            break;
+    }
+    if (got.pulls != want.pulls || got.rewards != want.rewards || got.sum != want.sum ||
+        got.sum_sq != want.sum_sq)
+        return 13;
+    return mab_close(e, NULL) == MAB_OK ? 0 : 14;
+}
+
+static void test_reconciliation(void **state)
+{
+    (void)state;
+    store s;
+    store_init(&s, NULL);
+    write_config(&s, "{\"interval_ms\": 20}");
+    if (!B->shared) {
+        /* One store, one engine: a second one is refused, naming the path
+           (json_file), and the first keeps its counts. */
+        REQUIRE(B->persistent, "every open of the fixture is a store of its own");
+        mab_engine *e = engine_open(&s), *second = NULL;
+        tally played = {0, 0, 0, 0};
+        assert_int_equal(play(e, 100, &played), 0);
+        mab_error err = {0, ""};
+        assert_int_equal(mab_open(s.config, &second, &err), MAB_EBUSY);
+        assert_null(second);
+        assert_mentions(err.message, s.path);
+        assert_mentions(err.message, "one process");
+        engine_close(e);
+        assert_stored(&s, &played);
+        return;
+    }
+    enum { EACH = 1500 };
+    if (B->two_engines) {
+        /* Two engines in this process. */
+        mab_engine *a = engine_open(&s), *b = engine_open(&s);
+        assert_int_equal(play(a, EACH, NULL), 0);
+        assert_int_equal(play(b, EACH, NULL), 0);
+        mab_error err = {0, ""};
+        assert_int_equal(mab_flush(a, &err), MAB_OK);
+        assert_int_equal(mab_flush(b, &err), MAB_OK);
+        tally want = tally_of(EACH, 2), got_a = {0, 0, 0, 0}, got_b = {0, 0, 0, 0};
+        for (int64_t until = now_ms() + 20000; now_ms() < until; sleep_ms(10)) {
+            engine_tally(a, &got_a, NULL);
+            engine_tally(b, &got_b, NULL);
+            if (got_a.pulls >= want.pulls && got_b.pulls >= want.pulls)
+                break;
+        }
+        assert_tally(&got_a, &want);
+        assert_tally(&got_b, &want);
+        engine_close(a);
+        engine_close(b);
+        assert_stored(&s, &want);
+        store_init(&s, NULL); /* the processes below use a fresh store */
+        write_config(&s, "{\"interval_ms\": 20}");
+    }
+    /* Two processes. */
+    int done[2], go[2];
+    assert_int_equal(pipe(done), 0);
+    assert_int_equal(pipe(go), 0);
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++) {
+        struct peer p = {&s, EACH, 2 * EACH, done[1], go[0]};
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            child_signals();
+            close(done[0]);
+            close(go[1]);
+            _exit(peer_run(&p));
+        }
+    }
+    close(done[1]);
+    close(go[0]);
+    char byte;
+    for (int i = 0; i < 2; i++)
+        if (read(done[0], &byte, 1) != 1)
+            break; /* a child failed: its status says how */
+    char go_bytes[2] = {0, 0};
+    assert_int_equal(write(go[1], go_bytes, 2), 2);
+    for (int i = 0; i < 2; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_child_ok(status, "a reconciling process (13: its totals were not exact)");
+    }
+    close(done[0]);
+    close(go[1]);
+    tally want = tally_of(EACH, 2);
+    assert_stored(&s, &want);
+}
+
+/* ---- export and import ---- */
+
+struct records {
+    mab_record r[16];
+    char ids[16][2][32];
+    size_t n;
+};
+
+static int keep_record(void *ctx, const mab_record *r)
+{
+    struct records *x = ctx;
+    if (x->n == 16)
+        return 1;
+    snprintf(x->ids[x->n][0], 32, "%s", r->experiment);
+    snprintf(x->ids[x->n][1], 32, "%s", r->arm);
+    x->r[x->n] = *r;
+    x->r[x->n].experiment = x->ids[x->n][0];
+    x->r[x->n].arm = x->ids[x->n][1];
+    x->n++;
+    return 0;
+}
+
+static tally records_tally(const struct records *x, int copies)
+{
+    tally t = {0, 0, 0, 0};
+    for (int c = 0; c < copies; c++)
+        for (size_t i = 0; i < x->n; i++) {
+            t.pulls += x->r[i].pulls;
+            t.rewards += x->r[i].rewards;
+            t.sum += x->r[i].reward_sum;
+            t.sum_sq += x->r[i].reward_sum_sq;
+        }
+    return t;
+}
+
+static void test_export_import(void **state)
+{
+    (void)state;
+    store src, dst;
+    store_init(&src, NULL);
+    store_init(&dst, NULL);
+    write_config(&src, "{\"interval_ms\": 1000}");
+    write_config(&dst, "{\"interval_ms\": 1000}");
+    mab_engine *e = engine_open(&src);
+    tally played = {0, 0, 0, 0}, got;
+    assert_int_equal(play(e, 400, &played), 0);
+    struct records saved = {.n = 0};
+    mab_error err = {0, ""};
+    /* The export writes what is pending first: the records are complete. */
+    assert_int_equal(mab_export(e, keep_record, &saved, &err), MAB_OK);
+    tally exported = records_tally(&saved, 1);
+    assert_tally(&exported, &played);
+    engine_close(e);
+
+    mab_engine *d = engine_open(&dst);
+    assert_int_equal(mab_import(d, saved.r, saved.n, 0, &err), MAB_OK);
+    assert_int_equal(engine_tally(d, &got, NULL), 0);
+    assert_tally(&got, &played);
+    assert_int_equal(mab_import(d, saved.r, saved.n, 1, &err), MAB_OK); /* replace: not doubled */
+    assert_int_equal(engine_tally(d, &got, NULL), 0);
+    assert_tally(&got, &played);
+    assert_int_equal(mab_import(d, saved.r, saved.n, 0, &err), MAB_OK); /* add: doubled */
+    tally twice = records_tally(&saved, 2);
+    assert_int_equal(engine_tally(d, &got, NULL), 0);
+    assert_tally(&got, &twice);
+
+    /* Bad records import nothing. */
+    mab_record bad[2] = {saved.r[0], saved.r[0]};
+    bad[1].arm = "no_such_arm";
+    assert_int_equal(mab_import(d, bad, 2, 0, &err), MAB_ENOTFOUND);
+    assert_mentions(err.message, "no_such_arm");
+    bad[1] = saved.r[0];
+    bad[1].reward_sum = NAN;
+    assert_int_equal(mab_import(d, bad, 2, 1, &err), MAB_EINVAL);
+    assert_int_equal(engine_tally(d, &got, NULL), 0);
+    assert_tally(&got, &twice);
+    engine_close(d);
+    if (B->persistent) {
+        assert_stored(&dst, &twice);
+        assert_stored(&src, &played);
+    }
+}
+
+/* ---- concurrent writers ---- */
+
+enum { WRITERS = 4, WRITES_EACH = 2500 };
+
+struct writer {
+    const store *s;
+    int go_fd;
+    int report_fd; /* json_file: the child's status and message */
+};
+
+static int writer_run(void *arg)
+{
+    struct writer *w = arg;
+    char byte;
+    if (read(w->go_fd, &byte, 1) != 1)
+        return 20;
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(w->s->config, &e, &err);
+    if (w->report_fd >= 0) {
+        /* json_file: expect a refusal; tell the parent what it said. */
+        char line[MAB_ERROR_MAX + 16];
+        int n = snprintf(line, sizeof line, "%d %s\n", rc, rc == MAB_OK ? "" : err.message);
+        if (write(w->report_fd, line, (size_t)n) != n)
+            return 21;
+        if (rc == MAB_OK)
+            mab_close(e, NULL);
+        return 0;
+    }
+    if (rc != MAB_OK)
+        return 22;
+    if (play(e, WRITES_EACH, NULL) != 0)
+        return 23;
+    return mab_close(e, NULL) == MAB_OK ? 0 : 24;
+}
+
+static void test_concurrent_writers(void **state)
+{
+    (void)state;
+    REQUIRE(B->persistent, "every open of the fixture is a store of its own");
+    store s;
+    store_init(&s, NULL);
+    write_config(&s, "{\"interval_ms\": 10}");
+    int go[2], report[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(report), 0);
+    pid_t pids[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        struct writer w = {&s, go[0], B->shared ? -1 : report[1]};
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            child_signals();
+            close(go[1]);
+            close(report[0]);
+            _exit(writer_run(&w));
+        }
+    }
+    close(go[0]);
+    close(report[1]);
+    mab_engine *holder = NULL;
+    tally held = {0, 0, 0, 0};
+    if (!B->shared) {
+        /* json_file is for one process: while this one holds the store,
+           every other process is refused, naming the path. */
+        holder = engine_open(&s);
+        assert_int_equal(play(holder, 100, &held), 0);
+    }
+    char go_bytes[WRITERS] = {0};
+    assert_int_equal(write(go[1], go_bytes, WRITERS), WRITERS);
+    for (int i = 0; i < WRITERS; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_child_ok(status, "a writer process");
+    }
+    close(go[1]);
+    if (!B->shared) {
+        FILE *f = fdopen(report[0], "r");
+        char line[MAB_ERROR_MAX + 16];
+        int refused = 0;
+        while (fgets(line, sizeof line, f)) {
+            int rc = atoi(line);
+            if (rc != MAB_EBUSY)
+                fail_msg("a second process opening %s got %d, not MAB_EBUSY: %s", s.path, rc,
+                         line);
+            assert_mentions(line, s.path);
+            assert_mentions(line, "one process");
+            refused++;
+        }
+        fclose(f);
+        assert_int_equal(refused, WRITERS);
+        engine_close(holder);
+        assert_stored(&s, &held);
+        return;
+    }
+    close(report[0]);
+    tally want = tally_of(WRITES_EACH, WRITERS);
+    assert_stored(&s, &want);
+}
+
+/* ---- corrupt files ---- */
+
+/* Open must refuse `path` as corrupt, naming it, and leave it as it was. */
+static void assert_refused_corrupt(const store *s, const char *path, const char *what)
+{
+    char *before = test_read_file(path);
+    struct stat sb_before, sb_after;
+    assert_int_equal(stat(path, &sb_before), 0);
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(s->config, &e, &err);
+    if (rc != MAB_ECORRUPT)
+        fail_msg("%s: mab_open returned %d (%s), not MAB_ECORRUPT: %s", what, rc,
+                 mab_strerror(rc), err.message);
+    assert_null(e);
+    assert_mentions(err.message, s->path);
+    assert_int_equal(stat(path, &sb_after), 0);
+    assert_int_equal(sb_after.st_size, sb_before.st_size);
+    char *after = test_read_file(path);
+    assert_non_null(after);
+    if (before && memcmp(before, after, (size_t)sb_before.st_size) != 0)
+        fail_msg("%s: %s was modified", what, path);
+    free(before);
+    free(after);
+}
+
+static void write_bytes(const char *path, const void *bytes, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, bytes, n), (ssize_t)n);
+    assert_int_equal(close(fd), 0);
+}
+
+/* Garbage of n bytes, deterministic. */
+static unsigned char *garbage(size_t n)
+{
+    unsigned char *g = malloc(n);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        g[i] = (unsigned char)x;
+    }
+    return g;
+}
+
+/* mongodb: documents mab cannot read, planted with the tests' own client.
+   Each is MAB_ECORRUPT naming the server and the document, which stays as
+   it was. */
+static void corrupt_documents(void)
+{
+    mongoc_init();
+    mongoc_client_t *client = mongoc_client_new(standin.uri);
+    assert_non_null(client);
+    const char *why[] = {"a count that is a string", "another schema version", "a NaN sum"};
+    for (int k = 0; k < 3; k++) {
+        store s;
+        store_init(&s, NULL);
+        write_config(&s, "\"always\"");
+        mongoc_collection_t *c = mongoc_client_get_collection(client, s.database, "mab_arms");
+        bson_t *doc = BCON_NEW("_id", BCON_UTF8("btn/a"), "experiment", BCON_UTF8("btn"), "arm",
+                               BCON_UTF8("a"), "v", BCON_INT32(k == 1 ? 2 : 1), "rewards",
+                               BCON_INT64(3), "reward_sum", BCON_DOUBLE(k == 2 ? NAN : 3.0));
+        if (k == 0)
+            BCON_APPEND(doc, "pulls", BCON_UTF8("many"));
+        else
+            BCON_APPEND(doc, "pulls", BCON_INT64(7));
+        bson_error_t error;
+        if (!mongoc_collection_insert_one(c, doc, NULL, NULL, &error))
+            fail_msg("insert: %s", error.message);
+        mab_engine *e = NULL;
+        mab_error err = {0, ""};
+        int rc = mab_open(s.config, &e, &err);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("%s: mab_open returned %d, not MAB_ECORRUPT: %s", why[k], rc, err.message);
+        assert_null(e);
+        char server[64];
+        snprintf(server, sizeof server, "127.0.0.1:%d", standin.port);
+        assert_mentions(err.message, server);
+        assert_mentions(err.message, "btn/a");
+        bson_t *filter = BCON_NEW("_id", BCON_UTF8("btn/a"));
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(c, filter, NULL, NULL);
+        const bson_t *found;
+        assert_true(mongoc_cursor_next(cursor, &found));
+        if (!bson_equal(found, doc))
+            fail_msg("%s: the document was modified", why[k]);
+        mongoc_cursor_destroy(cursor);
+        bson_destroy(filter);
+        bson_destroy(doc);
+        mongoc_collection_destroy(c);
+    }
+    mongoc_client_destroy(client); /* no mongoc_cleanup(): the plugin still uses libmongoc */
+}
+
+static void test_corrupt_files(void **state)
+{
+    (void)state;
+    if (is("mongodb")) {
+        corrupt_documents();
+        return;
+    }
+    REQUIRE(B->files, "it keeps no files");
+    if (is("json_file")) {
+        /* A valid store to cut in half. */
+        store s;
+        store_init(&s, NULL);
+        write_config(&s, "\"always\"");
+        mab_engine *e = engine_open(&s);
+        assert_int_equal(play(e, 50, NULL), 0);
+        engine_close(e);
+        char *text = test_read_file(s.path);
+        assert_non_null(text);
+        size_t len = strlen(text);
+        write_bytes(s.path, text, len / 2);
+        free(text);
+        assert_refused_corrupt(&s, s.path, "truncated");
+        unsigned char *g = garbage(4096);
+        write_bytes(s.path, g, 4096);
+        free(g);
+        assert_refused_corrupt(&s, s.path, "garbage");
+        write_bytes(s.path, "", 0);
+        assert_refused_corrupt(&s, s.path, "empty");
+        write_bytes(s.path, "{\"format\": \"mab-json-storage\", \"version\": 1}", 42);
+        assert_refused_corrupt(&s, s.path, "incomplete");
+        return;
+    }
+    /* lmdb: garbage where data.mdb should be (the truncated and the empty
+       data.mdb are in the pending group). */
+    store s;
+    store_init(&s, NULL);
+    write_config(&s, "\"always\"");
+    mab_engine *e = engine_open(&s);
+    assert_int_equal(play(e, 50, NULL), 0);
+    engine_close(e);
+    char data[260];
+    snprintf(data, sizeof data, "%s/data.mdb", s.path);
+    struct stat sb;
+    assert_int_equal(stat(data, &sb), 0);
+    unsigned char *g = garbage((size_t)sb.st_size);
+    write_bytes(data, g, (size_t)sb.st_size);
+    free(g);
+    assert_refused_corrupt(&s, data, "garbage data.mdb");
+}
+
+/* ---- a directory that turns read-only ---- */
+
+/*
+ * In a child that is not root (root ignores permission bits): open the
+ * store in a directory of its own, reward under sync "always", make the
+ * directory read-only, reward again, close. Each reward's status goes to the
+ * parent through the pipe: 'a' acknowledged, 'r' refused naming the path.
+ * Then the directory is made writable again and the store reopened.
+ */
+struct ro_child {
+    const store *s;
+    int fd;
+};
+
+static int ro_child_run(void *arg)
+{
+    struct ro_child *c = arg;
+    if (geteuid() == 0) {
+        struct passwd *nobody = getpwnam("nobody");
+        if (!nobody || setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0)
+            return 30;
+    }
+    mab_engine *e;
+    mab_error err = {0, ""};
+    if (mab_open(c->s->config, &e, &err) != MAB_OK) {
+        dprintf(c->fd, "E open: %s\n", err.message);
+        return 31;
+    }
+    for (int i = 0; i < 60; i++) {
+        if (i == 20 && chmod(c->s->dir, 0555) != 0)
+            return 32;
+        int rc = mab_reward(e, "btn", "a", 1.0, &err);
+        if (rc == MAB_OK)
+            dprintf(c->fd, "a\n");
+        else
+            dprintf(c->fd, "r %d %s\n", rc, err.message);
+    }
+    int rc = mab_close(e, &err);
+    dprintf(c->fd, "c %d %s\n", rc, rc == MAB_OK ? "" : err.message);
+    return 0;
+}
+
+static void test_read_only_directory(void **state)
+{
+    (void)state;
+    REQUIRE(B->files, "it keeps no files");
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/ro%u", run_dir, ++store_seq);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    store s;
+    store_init(&s, dir);
+    write_config(&s, "\"always\"");
+    if (geteuid() == 0) {
+        struct passwd *nobody = getpwnam("nobody");
+        assert_non_null(nobody);
+        assert_int_equal(chown(dir, nobody->pw_uid, nobody->pw_gid), 0);
+        assert_int_equal(chmod(run_dir, 0755), 0);
+    }
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        child_signals();
+        close(p[0]);
+        struct ro_child c = {&s, p[1]};
+        _exit(ro_child_run(&c));
+    }
+    close(p[1]);
+    FILE *f = fdopen(p[0], "r");
+    char line[MAB_ERROR_MAX + 32];
+    uint64_t acked = 0, refused = 0;
+    int closed = 0, close_rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == 'a') {
+            acked++;
+        } else if (line[0] == 'r') {
+            refused++;
+            int rc = atoi(line + 2);
+            if (rc != MAB_ESTORAGE)
+                fail_msg("a refused reward returned %d, not MAB_ESTORAGE: %s", rc, line);
+            assert_mentions(line, s.path);
+        } else if (line[0] == 'c') {
+            closed = 1;
+            close_rc = atoi(line + 2);
+            if (close_rc != MAB_OK)
+                assert_mentions(line, s.path);
+        } else {
+            fail_msg("the child: %s", line);
+        }
+    }
+    fclose(f);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_child_ok(status, "the read-only directory child");
+    assert_true(closed);
+    assert_int_equal(acked + refused, 60);
+    assert_true(acked >= 20);
+    /* json_file replaces its file through a new one in the directory: every
+       reward after the chmod is refused, and close reports them. LMDB writes
+       into its existing files, which stay writable: nothing is refused. */
+    if (is("json_file")) {
+        assert_int_equal(refused, 40);
+        assert_int_equal(close_rc, MAB_ESTORAGE);
+    } else {
+        assert_int_equal(refused, 0);
+        assert_int_equal(close_rc, MAB_OK);
+    }
+    assert_int_equal(chmod(dir, 0755), 0);
+    mab_engine *e = engine_open(&s);
+    mab_arm_stats st[3];
+    tally got;
+    assert_int_equal(engine_tally(e, &got, st), 0);
+    engine_close(e);
+    assert_int_equal(got.rewards, acked);
+    assert_int_equal(st[0].rewards, acked);
+}
+
+/* ---- the MongoDB server SIGKILLed while rewards flow ---- */
+
+/* Stored rewards of btn, read through the plugin directly; -1 when the
+   server cannot be read. */
+static int64_t stored_rewards(const store *s, double *sum)
+{
+    void *st = NULL;
+    mab_error err = {0, ""};
+    if (plugin_open(s, &st, &err) != MAB_OK)
+        return -1;
+    const char *arms[] = {"a", "b", "c"};
+    mab_totals out[3];
+    int64_t n = -1;
+    if (plugin->load(st, "btn", arms, 3, out, &err) == MAB_OK) {
+        n = (int64_t)(out[0].rewards + out[1].rewards + out[2].rewards);
+        if (sum)
+            *sum = out[0].reward_sum + out[1].reward_sum + out[2].reward_sum;
+    }
+    plugin->close(st);
+    return n;
+}
+
+static void test_server_killed_mid_batch(void **state)
+{
+    (void)state;
+    REQUIRE(is("mongodb"), "it has no server to kill");
+    store s;
+    store_init(&s, NULL);
+    write_config(&s, "\"always\"");
+    char server[64];
+    snprintf(server, sizeof server, "127.0.0.1:%d", standin.port);
+
+    for (int round = 0; round < 3; round++) {
+        mab_engine *e = engine_open(&s);
+        int64_t base = stored_rewards(&s, NULL);
+        assert_true(base >= 0);
+        /* A killer process SIGKILLs the stand-in after a while, at a moment
+           unrelated to the rewards. */
+        pid_t victim = standin.pid;
+        pid_t killer = fork();
+        assert_true(killer >= 0);
+        if (killer == 0) {
+            sleep_ms(150 + 170 * round);
+            kill(victim, SIGKILL);
+            _exit(0);
+        }
+        uint64_t acked = 0, refused = 0, attempted = 0;
+        mab_error err = {0, ""};
+        while (refused < 3 && attempted < 200000) {
+            attempted++;
+            int rc = mab_reward(e, "btn", (attempted & 1) ? "a" : "b", 1.0, &err);
+            if (rc == MAB_OK) {
+                acked++;
+            } else {
+                if (rc != MAB_ESTORAGE)
+                    fail_msg("a refused reward returned %d: %s", rc, err.message);
+                assert_mentions(err.message, server);
+                refused++;
+            }
+        }
+        int status;
+        assert_int_equal(waitpid(killer, &status, 0), killer);
+        waitpid(standin.pid, NULL, 0);
+        standin.pid = 0;
+        assert_true(refused >= 3);
+        fprintf(stderr, "# round %d: %" PRIu64 " rewards acknowledged before the kill, %" PRIu64
+                " refused\n", round, acked, refused);
+
+        /* Restart on the same port and state. Everything acknowledged is
+           there; at most the one batch in flight at the kill is there
+           without its acknowledgement. */
+        assert_int_equal(standin_start(), 0);
+        int64_t after = -1;
+        for (int64_t until = now_ms() + 20000; after < 0 && now_ms() < until; sleep_ms(100))
+            after = stored_rewards(&s, NULL);
+        assert_true(after >= 0);
+        if ((uint64_t)(after - base) < acked)
+            fail_msg("acknowledged rewards lost: %" PRIu64 " acknowledged, %" PRId64 " stored",
+                     acked, after - base);
+        assert_true((uint64_t)(after - base) <= acked + refused);
+        fprintf(stderr, "# round %d: after the restart %" PRId64 " stored (%" PRId64
+                " of them written but not acknowledged when the server died)\n",
+                round, after - base, after - base - (int64_t)acked);
+
+        /* The refused rewards stayed queued: once the server is back they
+           are written, exactly once. */
+        int rc = MAB_ESTORAGE;
+        for (int64_t until = now_ms() + 30000; rc != MAB_OK && now_ms() < until; sleep_ms(100))
+            rc = mab_flush(e, &err);
+        if (rc != MAB_OK)
+            fail_msg("flush after the restart: %s", err.message);
+        engine_close(e);
+        double sum = 0;
+        int64_t final = stored_rewards(&s, &sum);
+        assert_int_equal(final - base, (int64_t)(acked + refused));
+        assert_true(sum == (double)final);
+    }
+}
+
+/* ==== fs: a tmpfs of our own ======================================================= */
+
+static char mnt[160];
+static int mounted;
+
+static int fs_setup(void **state)
+{
+    if (group_setup(state) != 0)
+        return -1;
+    snprintf(mnt, sizeof mnt, "%s/mnt", run_dir);
+    if (mkdir(mnt, 0755) != 0)
+        return -1;
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=256k,mode=0755") != 0) {
+        fprintf(stderr, "\n#### SKIPPED: cannot mount a tmpfs on %s: %s.\n"
+                "#### The disk-full and read-only-mount tests did NOT run (they need root "
+                "or CAP_SYS_ADMIN).\n\n", mnt, strerror(errno));
+        return -1;
+    }
+    mounted = 1;
+    return 0;
+}
+
+static int fs_teardown(void **state)
+{
+    if (mounted && umount2(mnt, MNT_DETACH) != 0)
+        fprintf(stderr, "cannot unmount %s: %s\n", mnt, strerror(errno));
+    mounted = 0;
+    return group_teardown(state);
+}
+
+/* Remove what an earlier fs case that failed half-way left filling the disk. */
+static void free_disk(void)
+{
+    const char *dirs[] = {"full", "fullp"};
+    for (size_t i = 0; i < 2; i++) {
+        char filler[240];
+        snprintf(filler, sizeof filler, "%s/%s/filler", mnt, dirs[i]);
+        unlink(filler);
+    }
+}
+
+/* Fill the file system until it is full; returns the filler's path. */
+static void fill_disk(const char *dir, char *filler, size_t cap)
+{
+    snprintf(filler, cap, "%s/filler", dir);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    assert_true(fd >= 0);
+    char block[512];
+    memset(block, 'x', sizeof block);
+    while (write(fd, block, sizeof block) > 0)
+        ;
+    while (write(fd, block, 1) > 0)
+        ;
+    assert_int_equal(errno, ENOSPC);
+    close(fd);
+}
+
+static void test_disk_full(void **state)
+{
+    (void)state;
+    free_disk();
+    REQUIRE(B->files, "it keeps no files");
+    char dir[200], filler[240];
+    snprintf(dir, sizeof dir, "%s/full", mnt);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    store s;
+    store_init(&s, dir);
+    write_config(&s, "\"always\"");
+
+    /* Phase 1: the disk fills while the store is open; rewards keep coming.
+       Every one is acknowledged or refused naming the path; close reports
+       what it could not write; a reopen finds exactly the acknowledged ones. */
+    mab_engine *e = engine_open(&s);
+    mab_error err = {0, ""};
+    uint64_t acked = 0, refused = 0;
+    for (int i = 0; i < 30; i++)
+        if (mab_reward(e, "btn", "a", 1.0, &err) == MAB_OK)
+            acked++;
+    assert_int_equal(acked, 30);
+    fill_disk(dir, filler, sizeof filler);
+    /* LMDB reuses freed pages and may go on for a while: write to every arm. */
+    const char *arms[] = {"a", "b", "c"};
+    for (int i = 0; i < 600; i++) {
+        int rc = mab_reward(e, "btn", arms[i % 3], 0.5, &err);
+        if (rc == MAB_OK) {
+            acked++;
+        } else {
+            if (rc != MAB_ESTORAGE)
+                fail_msg("reward on a full disk returned %d: %s", rc, err.message);
+            assert_mentions(err.message, s.path);
+            assert_mentions(err.message, "No space left on device");
+            refused++;
+        }
+    }
+    int rc = mab_close(e, &err);
+    fprintf(stderr, "# disk full: %" PRIu64 " rewards acknowledged, %" PRIu64
+            " refused; close: %d\n", acked, refused, rc);
+    if (refused) {
+        assert_int_equal(rc, MAB_ESTORAGE);
+        assert_mentions(err.message, s.path);
+    } else {
+        assert_int_equal(rc, MAB_OK);
+    }
+    /* Reopening on the full disk must work (nothing was torn), and find the
+       acknowledged rewards: not one more, not one less. */
+    e = engine_open(&s);
+    tally got;
+    assert_int_equal(engine_tally(e, &got, NULL), 0);
+    assert_int_equal(got.rewards, acked);
+
+    /* Phase 2: refused rewards stay queued; when space comes back one flush
+       writes them, once. */
+    uint64_t before = got.rewards, attempted = 0, refused2 = 0;
+    for (int i = 0; i < 600 && refused2 < 5; i++) {
+        attempted++;
+        if (mab_reward(e, "btn", arms[i % 3], 0.25, &err) != MAB_OK) {
+            assert_mentions(err.message, s.path);
+            refused2++;
+        }
+    }
+    assert_int_equal(unlink(filler), 0);
+    assert_int_equal(mab_flush(e, &err), MAB_OK);
+    engine_close(e);
+    e = engine_open(&s);
+    assert_int_equal(engine_tally(e, &got, NULL), 0);
+    engine_close(e);
+    assert_int_equal(got.rewards, before + attempted);
+    assert_true(refused > 0 || refused2 > 0 || is("lmdb"));
+    if (is("json_file"))
+        assert_true(refused > 0 && refused2 > 0);
+}
+
+/* The same through include/mab/storage.h, with batches of new records so
+   that LMDB has to grow its file: a failed apply is reported naming the path
+   and applies nothing; every batch that succeeded is there after a reopen;
+   the failed batch applies once space is back. */
+static void test_disk_full_plugin(void **state)
+{
+    (void)state;
+    free_disk();
+    REQUIRE(B->files, "it keeps no files");
+    char dir[200], filler[240];
+    snprintf(dir, sizeof dir, "%s/fullp", mnt);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    store s;
+    store_init(&s, dir);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    mab_delta first = {"base", "a", {1, 1, 1.0, 1.0}};
+    assert_int_equal(plugin->apply(st, &first, 1, &err), MAB_OK);
+    fill_disk(dir, filler, sizeof filler);
+    /* Leave room for a few batches, so that some succeed before the refusal. */
+    struct stat sb;
+    assert_int_equal(stat(filler, &sb), 0);
+    assert_int_equal(truncate(filler, sb.st_size > 24576 ? sb.st_size - 24576 : 0), 0);
+
+    enum { ARMS = 16, MAX_BATCHES = 4000 };
+    static char names[MAX_BATCHES][16];
+    static const char *arm_ids[ARMS] = {"a", "b", "c", "d", "e", "f", "g", "h",
+                                        "i", "j", "k", "l", "m", "n", "o", "p"};
+    mab_delta batch[ARMS];
+    int applied = 0, failed = -1;
+    for (int i = 0; i < MAX_BATCHES && failed < 0; i++) {
+        snprintf(names[i], sizeof names[i], "g%d", i);
+        for (int a = 0; a < ARMS; a++)
+            batch[a] = (mab_delta){names[i], arm_ids[a], {(uint64_t)i + 1, 1, 0.5, 0.25}};
+        int rc = plugin->apply(st, batch, ARMS, &err);
+        if (rc == MAB_OK) {
+            applied++;
+            continue;
+        }
+        failed = i;
+        if (rc != MAB_ESTORAGE)
+            fail_msg("apply on a full disk returned %d: %s", rc, err.message);
+        assert_mentions(err.message, s.path);
+        assert_mentions(err.message, "No space left on device");
+    }
+    fprintf(stderr, "# disk full (plugin): %d batches of %d new records applied, then refused\n",
+            applied, ARMS);
+    assert_true(failed >= 0);
+    mab_totals out[ARMS];
+    if (plugin->load(st, names[failed], arm_ids, ARMS, out, &err) == MAB_OK)
+        for (int a = 0; a < ARMS; a++)
+            assert_totals(&out[a], 0, 0, 0, 0);
+    plugin->close(st);
+
+    /* Reopen (still full: nothing may be needed to read), check, free space,
+       apply the refused batch. */
+    st = NULL;
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    for (int i = 0; i < applied; i++) {
+        assert_int_equal(plugin->load(st, names[i], arm_ids, ARMS, out, &err), MAB_OK);
+        for (int a = 0; a < ARMS; a++)
+            assert_totals(&out[a], (uint64_t)i + 1, 1, 0.5, 0.25);
+    }
+    assert_int_equal(plugin->load(st, names[failed], arm_ids, ARMS, out, &err), MAB_OK);
+    assert_totals(&out[0], 0, 0, 0, 0);
+    assert_int_equal(unlink(filler), 0);
+    assert_int_equal(plugin->apply(st, batch, ARMS, &err), MAB_OK);
+    assert_int_equal(plugin->load(st, names[failed], arm_ids, ARMS, out, &err), MAB_OK);
+    assert_totals(&out[ARMS - 1], (uint64_t)failed + 1, 1, 0.5, 0.25);
+    plugin->close(st);
+}
+
+/* A store on a file system remounted read-only: open is refused naming the
+   path (or, if it can open, it reads everything); the data is intact. */
+static void test_read_only_mount(void **state)
+{
+    (void)state;
+    free_disk();
+    REQUIRE(B->files, "it keeps no files");
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/ro", mnt);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    store s;
+    store_init(&s, dir);
+    write_config(&s, "\"always\"");
+    mab_engine *e = engine_open(&s);
+    tally played = {0, 0, 0, 0};
+    assert_int_equal(play(e, 40, &played), 0);
+    engine_close(e);
+    assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, "size=256k"), 0);
+    e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(s.config, &e, &err);
+    int remount = mount(NULL, mnt, NULL, MS_REMOUNT, "size=256k");
+    if (rc == MAB_OK) {
+        tally got;
+        assert_int_equal(engine_tally(e, &got, NULL), 0);
+        engine_close(e);
+        assert_tally(&got, &played);
+    } else {
+        fprintf(stderr, "# read-only file system: %s\n", err.message);
+        assert_int_equal(rc, MAB_ESTORAGE);
+        assert_mentions(err.message, s.path);
+    }
+    assert_int_equal(remount, 0);
+    assert_stored(&s, &played);
+}
+
+/* ==== pending: fixes on the reliability branch ======================================== */
+
+/* Run one case in a child so that a crash is that case's failure. */
+#define IN_CHILD(fn)                                                 \
+    static int fn##_child(void *arg);                                \
+    static void fn(void **state)                                     \
+    {                                                                \
+        (void)state;                                                 \
+        int status;                                                  \
+        fflush(NULL);                                                \
+        assert_int_equal(fork_and_wait(fn##_child, NULL, &status), 0); \
+        store_seq += 1000; /* the child's store names are taken */   \
+        assert_child_ok(status, #fn);                                \
+    }                                                                \
+    static int fn##_child(void *arg)
+
+#define CHECK(cond, code)                                                         \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            return code;                                                          \
+        }                                                                         \
+    } while (0)
+
+/* Issue 10, item 1: a reward whose square overflows must be refused at the
+   API (MAB_ERANGE), or its range refused in the config; never may it block
+   the write-behind queue for the rewards after it. */
+IN_CHILD(test_pending_overflowing_reward)
+{
+    (void)arg;
+    store s;
+    store_init(&s, NULL);
+    write_config_ex(&s, "{\"interval_ms\": 20}", "\"reward\": {\"min\": 0, \"max\": 1e300},");
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(s.config, &e, &err);
+    if (rc == MAB_ECONFIG) { /* the range itself refused: fine, if it says where */
+        CHECK(strstr(err.message, "reward"), 2);
+        return 0;
+    }
+    CHECK(rc == MAB_OK, 3);
+    rc = mab_reward(e, "btn", "a", 1e200, &err);
+    fprintf(stderr, "# reward 1e200: %d %s\n", rc, rc ? err.message : "");
+    int refused = rc == MAB_ERANGE; /* checked last: first see whether it blocks the queue */
+    for (int i = 0; i < 10; i++)
+        CHECK(mab_reward(e, "btn", "b", 1.0, &err) == MAB_OK, 5);
+    rc = mab_flush(e, &err);
+    if (rc != MAB_OK)
+        fprintf(stderr, "# flush: %s\n", err.message);
+    CHECK(rc == MAB_OK, 6);
+    CHECK(mab_close(e, &err) == MAB_OK, 7);
+    if (!B->persistent) {
+        CHECK(refused, 4);
+        return 0;
+    }
+    CHECK(mab_open(s.config, &e, &err) == MAB_OK, 8);
+    tally got;
+    CHECK(engine_tally(e, &got, NULL) == 0, 9);
+    mab_close(e, NULL);
+    CHECK(got.rewards == 10 && got.sum == 10.0, 10);
+    CHECK(refused, 4);
+    return 0;
+}
+
+/* An lmdb store whose data.mdb was cut to `size` bytes (0: emptied). */
+static int lmdb_cut(size_t size, int half)
+{
+    store s;
+    store_init(&s, NULL);
+    write_config(&s, "\"always\"");
+    mab_engine *e;
+    mab_error err = {0, ""};
+    CHECK(mab_open(s.config, &e, &err) == MAB_OK, 2);
+    CHECK(play(e, 200, NULL) == 0, 3);
+    CHECK(mab_close(e, &err) == MAB_OK, 4);
+    char data[260];
+    snprintf(data, sizeof data, "%s/data.mdb", s.path);
+    struct stat sb;
+    CHECK(stat(data, &sb) == 0, 5);
+    off_t to = half ? sb.st_size / 2 : (off_t)size;
+    CHECK(truncate(data, to) == 0, 6);
+    e = NULL;
+    int rc = mab_open(s.config, &e, &err);
+    fprintf(stderr, "# data.mdb cut to %lld bytes: %d %s\n", (long long)to, rc,
+            rc ? err.message : "");
+    CHECK(rc == MAB_ECORRUPT, 7);
+    CHECK(e == NULL, 8);
+    CHECK(strstr(err.message, s.path) != NULL, 9);
+    CHECK(stat(data, &sb) == 0 && sb.st_size == to, 10);
+    return 0;
+}
+
+IN_CHILD(test_pending_lmdb_truncated_8191)
+{
+    (void)arg;
+    return lmdb_cut(8191, 0);
+}
+
+IN_CHILD(test_pending_lmdb_truncated_half)
+{
+    (void)arg;
+    return lmdb_cut(0, 1);
+}
+
+IN_CHILD(test_pending_lmdb_empty_data_mdb)
+{
+    (void)arg;
+    return lmdb_cut(0, 0);
+}
+
+/* A record with a NaN sum, planted with liblmdb: refused at load. */
+IN_CHILD(test_pending_lmdb_nan_record)
+{
+    (void)arg;
+    store s;
+    store_init(&s, NULL);
+    write_config(&s, "\"always\"");
+    mab_engine *e;
+    mab_error err = {0, ""};
+    CHECK(mab_open(s.config, &e, &err) == MAB_OK, 2);
+    CHECK(mab_reward(e, "btn", "a", 1.0, &err) == MAB_OK, 3);
+    CHECK(mab_close(e, &err) == MAB_OK, 4);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    CHECK(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 2) == 0, 5);
+    CHECK(mdb_env_open(env, s.path, 0, 0644) == 0, 6);
+    CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0, 7);
+    CHECK(mdb_dbi_open(txn, "records", 0, &dbi) == 0, 8);
+    struct {
+        uint32_t version, reserved;
+        uint64_t pulls, rewards;
+        double sum, sum_sq;
+    } rec = {1, 0, 5, 5, NAN, 5.0};
+    MDB_val k = {strlen("btn") + 1 + strlen("b"), "btn\0b"}, v = {sizeof rec, &rec};
+    CHECK(mdb_put(txn, dbi, &k, &v, 0) == 0, 9);
+    CHECK(mdb_txn_commit(txn) == 0, 10);
+    mdb_env_close(env);
+    e = NULL;
+    int rc = mab_open(s.config, &e, &err);
+    fprintf(stderr, "# NaN record: %d %s\n", rc, rc ? err.message : "");
+    if (rc == MAB_OK)
+        mab_close(e, NULL);
+    CHECK(rc == MAB_ECORRUPT, 11);
+    CHECK(strstr(err.message, s.path) != NULL, 12);
+    return 0;
+}
+
+/* A new lmdb store created on a full disk: an error naming the path and
+   "No space left on device", no SIGBUS. Mounts a tmpfs of its own; exits
+   SKIP_CODE from the child when it cannot. */
+static int created_on_full_disk(const char *dir)
+{
+    char filler[240];
+    snprintf(filler, sizeof filler, "%s/filler", dir);
+    int fd = open(filler, O_WRONLY | O_CREAT, 0644);
+    char block[512];
+    memset(block, 'x', sizeof block);
+    while (fd >= 0 && write(fd, block, sizeof block) > 0)
+        ;
+    while (fd >= 0 && write(fd, block, 1) > 0)
+        ;
+    close(fd);
+    store s;
+    store_init(&s, dir);
+    write_config(&s, "\"always\"");
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(s.config, &e, &err);
+    if (rc == MAB_OK)
+        rc = mab_reward(e, "btn", "a", 1.0, &err) == MAB_OK ? MAB_OK : err.code;
+    fprintf(stderr, "# new store on a full disk: %d %s\n", rc, rc ? err.message : "");
+    if (e)
+        mab_close(e, NULL);
+    CHECK(rc != MAB_OK, 4);
+    CHECK(strstr(err.message, s.path) != NULL, 5);
+    CHECK(strstr(err.message, "No space left on device") != NULL, 6);
+    return 0;
+}
+
+IN_CHILD(test_pending_lmdb_created_on_full_disk)
+{
+    (void)arg;
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/fullmnt", run_dir);
+    CHECK(mkdir(dir, 0755) == 0, 2);
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=256k") != 0) {
+        fprintf(stderr, "#### cannot mount a tmpfs on %s: %s: NOT RUN\n", dir, strerror(errno));
+        return 3;
+    }
+    int rc = created_on_full_disk(dir);
+    if (umount2(dir, MNT_DETACH) != 0)
+        fprintf(stderr, "cannot unmount %s: %s\n", dir, strerror(errno));
+    return rc;
+}
+
+/* ==== main ============================================================================ */
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: %s json_file|lmdb|mongodb|memory [suite|fs|pending]\n", argv[0]);
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (strcmp(argv[1], backends[i].name) == 0)
+            B = &backends[i];
+    if (!B) {
+        fprintf(stderr, "%s: unknown backend %s\n", argv[0], argv[1]);
+        return 2;
+    }
+    const char *group = argc == 3 ? argv[2] : "suite";
+    signal(SIGPIPE, SIG_IGN);
+
+    if (strcmp(group, "suite") == 0) {
+        /* Only the cases that apply to the backend run; the others are listed
+           with the reason, so that no skip is counted among the passes. */
+        const struct {
+            struct CMUnitTest test;
+            int applies;
+            const char *why;
+        } cases[] = {
+            {cmocka_unit_test(test_plugin_contract), 1, ""},
+            {cmocka_unit_test(test_round_trip), 1, ""},
+            {cmocka_unit_test(test_bad_input_changes_nothing), 1, ""},
+            {cmocka_unit_test(test_reconciliation), B->persistent,
+             "every open of the fixture is a store of its own"},
+            {cmocka_unit_test(test_export_import), 1, ""},
+            {cmocka_unit_test(test_concurrent_writers), B->persistent,
+             "every open of the fixture is a store of its own"},
+            {cmocka_unit_test(test_corrupt_files), B->files || is("mongodb"),
+             "it keeps no files or documents"},
+            {cmocka_unit_test(test_read_only_directory), B->files, "it keeps no files"},
+            {cmocka_unit_test(test_server_killed_mid_batch), is("mongodb"),
+             "it has no server to kill"},
+        };
+        struct CMUnitTest tests[sizeof cases / sizeof cases[0]];
+        size_t n = 0;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            if (cases[i].applies)
+                tests[n++] = cases[i].test;
+            else
+                fprintf(stderr, "# %s: not applicable to %s: %s\n", cases[i].test.name,
+                        B->name, cases[i].why);
+        }
+        return _cmocka_run_group_tests(B->name, tests, n, group_setup, group_teardown);
+    }
+    if (strcmp(group, "fs") == 0) {
+        if (!B->files) {
+            fprintf(stderr, "#### SKIPPED: %s keeps no files; the fs group does not apply\n",
+                    B->name);
+            return SKIP_CODE;
+        }
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_disk_full),
+            cmocka_unit_test(test_disk_full_plugin),
+            cmocka_unit_test(test_read_only_mount),
+        };
+        /* When the mount is impossible the setup fails: report a skip, not a pass. */
+        void *dummy = NULL;
+        if (fs_setup(&dummy) != 0) {
+            fs_teardown(&dummy);
+            return SKIP_CODE;
+        }
+        int failed = _cmocka_run_group_tests(B->name, tests, sizeof tests / sizeof tests[0],
+                                             NULL, NULL);
+        fs_teardown(&dummy);
+        return failed;
+    }
+    if (strcmp(group, "pending") == 0) {
+        struct CMUnitTest tests[6];
+        size_t n = 0;
+        tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_pending_overflowing_reward);
+        if (is("lmdb")) {
+            tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_pending_lmdb_truncated_8191);
+            tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_pending_lmdb_truncated_half);
+            tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_pending_lmdb_empty_data_mdb);
+            tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_pending_lmdb_nan_record);
+            tests[n++] =
+                (struct CMUnitTest)cmocka_unit_test(test_pending_lmdb_created_on_full_disk);
+        }
+        return _cmocka_run_group_tests(B->name, tests, n, group_setup, group_teardown);
+    }
+    fprintf(stderr, "%s: unknown group %s\n", argv[0], group);
+    return 2;
+}
