@@ -1037,8 +1037,23 @@ static int mongo_claim(void *state, mab_claim *claims, size_t n_claims, unsigned
         bson_destroy(&doc);
         if (ok) {
             claims[k].result = MAB_OK;
-            for (size_t i = 0; i < claims[k].n_deltas; i++)
-                deltas[n_taken++] = claims[k].deltas[i];
+            /* One increment per record: apply's exactly-once numbering takes
+               a second update of one record in a batch for a resend. */
+            for (size_t i = 0; i < claims[k].n_deltas; i++) {
+                const mab_delta *d = &claims[k].deltas[i];
+                size_t j = 0;
+                while (j < n_taken && (strcmp(deltas[j].experiment, d->experiment) != 0 ||
+                                       strcmp(deltas[j].arm, d->arm) != 0))
+                    j++;
+                if (j == n_taken) {
+                    deltas[n_taken++] = *d;
+                } else {
+                    deltas[j].add.pulls += d->add.pulls;
+                    deltas[j].add.rewards += d->add.rewards;
+                    deltas[j].add.reward_sum += d->add.reward_sum;
+                    deltas[j].add.reward_sum_sq += d->add.reward_sum_sq;
+                }
+            }
         } else if (error.code != DUP_KEY) {
             rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot claim assignment %s", id);
         }
