@@ -1088,6 +1088,7 @@ static void claims_decide(mab_engine *e, mab_claim *claims, mab__claim_waiter **
     }
     if (!err.message[0])
         mab_error_set(&err, rc, "%s", mab_strerror(rc));
+    atomic_fetch_add(&e->flush_failures, 1); /* a failed write, for mab_storage_errors() */
     for (size_t k = 0; k < n; k++) {
         ws[k]->rc = rc;
         ws[k]->err = err;

@@ -325,7 +325,9 @@ MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
  * @brief How many times writing to storage has failed since mab_open(), for
  *        metrics: each write of the queue that storage did not take whole,
  *        whether the batch was kept to be retried (the store was unavailable)
- *        or an increment in it was dropped (see mab_dropped_deltas()).
+ *        or an increment in it was dropped (see mab_dropped_deltas()), and
+ *        each claim call (reward once, storage ABI 1.3) that storage failed
+ *        or refused: those rewards were answered with the error, not queued.
  * @return the count; 0 for a NULL engine.
  */
 MAB_EXPORT uint64_t mab_storage_errors(const mab_engine *engine);
