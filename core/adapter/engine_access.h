@@ -37,8 +37,13 @@ int mab__engine_has_claims(const mab_engine *engine);
  * on MAB_ESTORAGE neither was stored; with sync {"interval_ms": N} the claim
  * is durable and the reward queued (engine.c says what a crash then loses).
  * @return MAB_OK (counted); MAB_ECLAIMED (already claimed: nothing counted);
- *         MAB_ENOTFOUND, MAB_ERANGE, MAB_EINVAL (no claims in this storage),
- *         MAB_ESTORAGE or MAB_ENOMEM (nothing claimed, nothing counted).
+ *         MAB_ENOTFOUND, MAB_ERANGE (outside the range, or the arm's sums
+ *         would overflow: checked before claiming), MAB_EINVAL (NaN, no
+ *         claims in this storage, a read-only engine, or storage refused
+ *         this reward's delta), MAB_ESTORAGE or MAB_ENOMEM: nothing claimed,
+ *         nothing counted (but see engine.c for sync interval_ms, where a
+ *         reward failing after its claim was granted is lost, never counted
+ *         twice).
  */
 int mab__engine_claim_reward(mab_engine *engine, const char *experiment, const char *arm,
                              double value, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],

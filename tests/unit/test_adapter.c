@@ -899,8 +899,8 @@ static void test_failed_claim_counts_on_retry(void **state)
 }
 
 /* A storage plugin of ABI 1.1 keeps no claims: the adapter's memory is the
-   guard, as before 1.2 (once per process). */
-static void test_no_claims_before_abi_1_2(void **state)
+   guard, as before 1.3 (once per process). */
+static void test_no_claims_before_abi_1_3(void **state)
 {
     (void)state;
     write_claims_config("\"plugin\": \"storage_memory_v11\", \"sync\": \"always\"");
@@ -1237,7 +1237,7 @@ int main(void)
         cmocka_unit_test_setup(test_assignment_ids_differ_across_fork, each),
         cmocka_unit_test_setup(test_claim_shared_by_adapters, each),
         cmocka_unit_test_setup(test_failed_claim_counts_on_retry, each),
-        cmocka_unit_test_setup(test_no_claims_before_abi_1_2, each),
+        cmocka_unit_test_setup(test_no_claims_before_abi_1_3, each),
         cmocka_unit_test_setup(test_claim_across_processes_and_restart, each),
         cmocka_unit_test_setup(test_claim_outlives_replay_memory, each),
         cmocka_unit_test_setup(test_concurrent_claims, each),
