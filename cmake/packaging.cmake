@@ -12,19 +12,19 @@
 # /usr/lib/python3/dist-packages, the config in /etc/mab. With any other
 # prefix everything stays under the prefix (<libdir>/mab/nginx,
 # <libdir>/mab/python, <prefix>/etc/mab), so `cmake --install --prefix DIR`
-# writes nowhere else. Every destination but /etc is relative to the prefix.
+# writes nowhere else. Every destination is relative to the prefix but the
+# config's, which is /etc/mab when the prefix is /usr (decided at install time).
 
 if(NOT MAB_PACKAGING_FINISH)
   if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
     set(MAB_DEBIAN_LAYOUT ON)
     set(MAB_NGINX_INSTALL_DIR lib/nginx/modules)
     set(MAB_PYTHON_INSTALL_DIR lib/python3/dist-packages)
-    set(MAB_CONFIG_INSTALL_DIR ${CMAKE_INSTALL_FULL_SYSCONFDIR}/mab)  # /etc/mab
+
   else()
     set(MAB_DEBIAN_LAYOUT OFF)
     set(MAB_NGINX_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/mab/nginx)
     set(MAB_PYTHON_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/mab/python)
-    set(MAB_CONFIG_INSTALL_DIR ${CMAKE_INSTALL_SYSCONFDIR}/mab)
   endif()
   # systemd reads /usr/lib/systemd/system and /usr/local/lib/systemd/system.
   set(MAB_SYSTEMD_UNIT_DIR lib/systemd/system)
@@ -64,8 +64,17 @@ if(MAB_WITH_MABD)
   configure_file(${MAB_PACKAGING_DIR}/mabd.json.in ${MAB_PACKAGING_OUT}/mabd.json @ONLY)
   install(FILES ${MAB_PACKAGING_OUT}/mabd.service DESTINATION ${MAB_SYSTEMD_UNIT_DIR}
           COMPONENT mabd)
-  install(FILES ${MAB_PACKAGING_OUT}/mabd.json DESTINATION ${MAB_CONFIG_INSTALL_DIR}
-          COMPONENT mabd)
+  # /etc/mab for the prefix /usr, <prefix>/etc/mab otherwise, decided at
+  # install time: `cmake --install --prefix DIR` of a /usr tree (or CPack's
+  # staging, which keeps /usr and sets DESTDIR) writes under DIR, not to /etc.
+  install(CODE "
+    if(CMAKE_INSTALL_PREFIX STREQUAL \"/usr\")
+      set(mab_config_dir \"/etc/mab\")
+    else()
+      set(mab_config_dir \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_SYSCONFDIR}/mab\")
+    endif()
+    file(INSTALL DESTINATION \"\${mab_config_dir}\" TYPE FILE FILES \"${MAB_PACKAGING_OUT}/mabd.json\")"
+    COMPONENT mabd)
 endif()
 if(MAB_WITH_NGINX)
   # Debian's way of enabling a module: a load_module line in

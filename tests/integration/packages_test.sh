@@ -171,6 +171,7 @@ for p in "${packages[@]}"; do
     status=$(in_root dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     [[ $status == "install ok installed" ]] || fail "$p: dpkg status '$status' after apt-get install"
 done
+grep -E 'newly installed|^Need to get' "$tmp/apt-install.log" | sed 's/^/  apt-get: /' || true
 
 phase "checking the installed files"
 passwd=$(in_root getent passwd mab || true)
@@ -297,6 +298,7 @@ rc=0
 wait "$pid" || rc=$?
 pid=""
 [[ $rc -eq 0 ]] || fail "mabd exited $rc after SIGTERM: $(cat "$tmp/mabd.log")"
+sed 's/^/  mabd: /' "$tmp/mabd.log"
 
 # The counts are in the LMDB store on disk, read by another process.
 [[ -f $root/var/lib/mab/mabd.lmdb/data.mdb ]] || fail "no LMDB store in /var/lib/mab/mabd.lmdb"
@@ -310,6 +312,7 @@ mine = arms[os.environ["ARM"]]
 assert mine["pulls"] == 1 and mine["rewards"] == 1 and mine["reward_sum"] == 1, arms
 other = [a for a in arms if a != os.environ["ARM"]][0]
 assert arms[other]["pulls"] == 0, arms'
+echo "  chose $arm over HTTP, rewarded it; mab stats on the store: $(cat "$tmp/stats.json")"
 
 # 6. Remove, then purge.
 phase "apt-get remove"
