@@ -20,7 +20,6 @@ if(NOT MAB_PACKAGING_FINISH)
     set(MAB_DEBIAN_LAYOUT ON)
     set(MAB_NGINX_INSTALL_DIR lib/nginx/modules)
     set(MAB_PYTHON_INSTALL_DIR lib/python3/dist-packages)
-
   else()
     set(MAB_DEBIAN_LAYOUT OFF)
     set(MAB_NGINX_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/mab/nginx)
@@ -132,6 +131,9 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 # package summary on top of each unless it is its own default text.
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${CMAKE_PROJECT_NAME} built using CMake")
 set(CPACK_PRE_BUILD_SCRIPTS ${PROJECT_SOURCE_DIR}/cmake/packaging-check.cmake)
+# For that script (CPack's own CPACK_PACKAGING_INSTALL_PREFIX is /usr for DEB
+# whatever the tree was configured with).
+set(CPACK_MAB_CONFIGURED_PREFIX ${CMAKE_INSTALL_PREFIX})
 
 set(mab_same "(= ${mab_deb_version})")
 set(mab_components libmab0 libmab-dev mab-tools)
