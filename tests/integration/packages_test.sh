@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # packages_test.sh BUILD_DIR SOURCE_DIR [CMAKE_ARGS...] - the Debian packages,
 # end to end (docs/install.md):
+#  0. the package target of BUILD_DIR refuses when it has another prefix;
 #  1. configure a tree with -DCMAKE_INSTALL_PREFIX=/usr and Debian's build
 #     flags under BUILD_DIR/tests/packages/build, build it and
 #     `cmake --build --target package`; every expected .deb is there;
@@ -74,6 +75,18 @@ as_mab() { # as_mab CMD...: run CMD as the mab user in the chroot
 unmount_all
 rm -rf --one-file-system "$root" "$tmp"
 mkdir -p "$work" "$tmp" "$cache"
+
+# 0. The package target of a tree with another prefix refuses, naming it
+#    (CPack would otherwise ship a /usr/local unit in a /usr package).
+prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$build/CMakeCache.txt")
+if [[ -n $prefix && $prefix != /usr ]]; then
+    if cmake --build "$build" --target package >"$tmp/refused.log" 2>&1; then
+        fail "the package target of $build (prefix $prefix) built packages"
+    elif ! grep -q "CMAKE_INSTALL_PREFIX=$prefix" "$tmp/refused.log"; then
+        fail "the package target of $build failed without naming the prefix: $(tail -5 "$tmp/refused.log")"
+    fi
+    rm -rf "$build/packages"
+fi
 
 # 1. The packages, from a tree of their own (prefix /usr, Debian's flags).
 phase "building the packages"
