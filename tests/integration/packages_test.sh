@@ -378,4 +378,11 @@ done
 in_root getent passwd mab >/dev/null || fail "purge removed the mab user (it is meant to stay)"
 
 phase "done, $failures failure(s)"
+if [[ $failures -eq 0 ]]; then
+    # The root (~400 MB) is kept only after a failure, to look into.
+    unmount_all
+    rm -rf --one-file-system "$root"
+else
+    echo "the chroot is kept for inspection: $root" >&2
+fi
 [[ $failures -eq 0 ]]
