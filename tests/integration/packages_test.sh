@@ -61,6 +61,8 @@ cleanup() {
     unmount_all
 }
 trap cleanup EXIT
+trap 'exit 143' TERM  # so that the EXIT trap runs on CTest's timeout or ^C too
+trap 'exit 130' INT
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 phase() { echo "== packages_test: $* (at $((SECONDS - started)) s)"; }
@@ -72,7 +74,7 @@ as_mab() { # as_mab CMD...: run CMD as the mab user in the chroot
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
         chroot --userspec="$mab_uid:$mab_gid" --groups="$mab_gid" "$root" "$@"
 }
-unmount_all
+unmount_all  # a run killed outright (SIGKILL) left its mount behind
 rm -rf --one-file-system "$root" "$tmp"
 mkdir -p "$work" "$tmp" "$cache"
 
