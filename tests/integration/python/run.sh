@@ -23,7 +23,7 @@ done
 export MAB_BUILD_DIR=$build MAB_SOURCE_DIR=$src
 export MAB_LIBRARY=$build/lib/libmab.so.0
 export MAB_PLUGIN_PATH=$build/plugins
-export PYTHONPATH=$src/hosts/python:$src/tests/integration/python
+export PYTHONPATH=$src/hosts/python/src:$src/tests/integration/python
 export PYTHONDONTWRITEBYTECODE=1
 
 case $sanitize in

@@ -29,6 +29,8 @@ from ._native import (OK, ENOMEM, EINVAL, ECONFIG, EPLUGIN, ENOTFOUND, ERANGE, E
                       EBUSY, ECORRUPT, EIO, OPEN_NO_STORAGE, OPEN_SEED, library_path,
                       plugin_dirs)
 
+__version__ = "0.1.0"
+
 __all__ = ["Engine", "Adapter", "Request", "MabError", "Choice", "ArmStats", "Experiment",
            "Record", "Assignment", "RewardResult", "Redirect", "version", "strerror",
            "keygen", "library_path", "plugin_dirs", "OK", "ENOMEM", "EINVAL", "ECONFIG",
@@ -38,28 +40,8 @@ __all__ = ["Engine", "Adapter", "Request", "MabError", "Choice", "ArmStats", "Ex
 _lib = _native.lib
 
 
-class MabError(Exception):
-    """A libmab call failed: `code` is the MAB_E* status (negative), `message`
-    the library's sentence naming the file, key or id at fault."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    @property
-    def name(self):
-        """The code as text, e.g. "MAB_ENOTFOUND"."""
-        return _CODE_NAMES.get(self.code, "MAB_E%d" % -self.code)
-
-    def __str__(self):
-        return "%s (%s)" % (self.message, self.name)
-
-
-_CODE_NAMES = {v: "MAB_" + k for k, v in (
-    ("OK", OK), ("ENOMEM", ENOMEM), ("EINVAL", EINVAL), ("ECONFIG", ECONFIG),
-    ("EPLUGIN", EPLUGIN), ("ENOTFOUND", ENOTFOUND), ("ERANGE", ERANGE),
-    ("ESTORAGE", ESTORAGE), ("EBUSY", EBUSY), ("ECORRUPT", ECORRUPT), ("EIO", EIO))}
+MabError = _native.MabError
+_CODE_NAMES = _native.CODE_NAMES
 
 
 def _text(raw):
