@@ -486,12 +486,23 @@ def _reward(name, value):
     except mab.MabError as e:
         _refuse_not_durable(e)
         raise
-    if result.arm_id is not None:
+    _note_rewarded(name, result)
+    return result
+
+
+def _note_rewarded(name, result):
+    """Remember the visitor's arm of `name` for X-MAB-Debug (Flask-MAB sends
+    SAVED with the cookie's arms on reward responses too)."""
+    arm = result.arm_id
+    if arm is None and result.reason == "already_rewarded" and _state().debug:
+        # The cookie holds this arm (rewarded before): look it up; a kept
+        # assignment counts no pull.
+        arm = _request().choose(name).arm_id
+    if arm is not None:
         rewarded = g.get("_mab_rewarded")
         if rewarded is None:
             rewarded = g._mab_rewarded = {}
-        rewarded[name] = result.arm_id
-    return result
+        rewarded[name] = arm
 
 
 def _refuse_not_durable(error):
@@ -537,11 +548,7 @@ def _redirect(name, target, value):
             abort(400, description=e.message)
         _refuse_not_durable(e)
         raise
-    if result.arm_id is not None:
-        rewarded = g.get("_mab_rewarded")
-        if rewarded is None:
-            rewarded = g._mab_rewarded = {}
-        rewarded[name] = result.arm_id
+    _note_rewarded(name, result)
     return redirect(where.location, code=where.status)
 
 
