@@ -140,9 +140,16 @@ class AttachedBanditTest(TempDirTest):
         color.pull_arm(arm["id"])  # counted by suggest_arm: adds nothing
         color.pull_arm("green")  # no suggestion before it: one pull added to storage
         color.reward_arm("red", 1.0)
+        with app.app_context():  # Flask-MAB's module-level pull and reward
+            mf.pull("color", "red")
+            mf.reward("color", "green", 0.5)
+            with self.assertRaises(mf.MABConfigException):
+                mf.reward("nope", "green")
+            with self.assertRaises(mf.MABConfigException):
+                mf.pull("nope", "green")
         live = {a: (color[a]["pulls"], color[a]["reward"]) for a in color.arms}
-        self.assertEqual(sum(p for p, _ in live.values()), 32)
-        self.assertEqual(sum(r for _, r in live.values()), 16.0)
+        self.assertEqual(sum(p for p, _ in live.values()), 33)
+        self.assertEqual(sum(r for _, r in live.values()), 16.5)
         self.assertIs(ext["color"], color)
         app.extensions["mab"].engine.flush()
         config = app.extensions["mab"].config_path
@@ -177,7 +184,7 @@ class AttachedBanditTest(TempDirTest):
     def test_flask_mab_import_paths(self):
         # Every name a Flask-MAB app imports exists under mab.flask.
         for name in ("BanditMiddleware", "choose_arm", "reward_endpt", "suggest_arm_for",
-                     "add_bandit", "MABConfigException"):
+                     "add_bandit", "pull", "reward", "MABConfigException"):
             self.assertTrue(hasattr(mf, name), name)
         for name in ("Bandit", "EpsilonGreedyBandit", "NaiveStochasticBandit", "SoftmaxBandit",
                      "AnnealingSoftmaxBandit", "ThompsonBandit"):

@@ -42,6 +42,7 @@ import re
 import sys
 import threading
 import time
+from typing import Any, Callable, Optional, Tuple
 
 from flask import Response, abort, current_app, g, has_request_context, redirect, request
 
@@ -58,7 +59,7 @@ __all__ = ["BanditMiddleware", "Bandit", "EpsilonGreedyBandit", "NaiveStochastic
            "SoftmaxBandit", "AnnealingSoftmaxBandit", "ThompsonBandit", "UCB1Bandit",
            "BanditStorage", "JSONBanditStorage", "LMDBBanditStorage", "MongoBanditStorage",
            "choose_arm", "reward_endpt", "reward_and_redirect", "suggest_arm_for",
-           "add_bandit", "MABConfigException", "close"]
+           "add_bandit", "pull", "reward", "MABConfigException", "close"]
 
 _ID = ID
 
@@ -352,7 +353,7 @@ def _teardown_request(exc):
 # ---- the extension ----------------------------------------------------------
 
 
-def add_bandit(app, name, bandit=None):
+def add_bandit(app: Any, name: str, bandit: Optional[Bandit] = None) -> None:
     """Attach a bandit for an experiment (bound as app.add_bandit(name, bandit))."""
     if not isinstance(name, str) or not _ID.match(name):
         raise MABConfigException(
@@ -373,12 +374,12 @@ class BanditMiddleware:
     """The Flask extension. `BanditMiddleware(app)`, or `BanditMiddleware()`
     then `init_app(app)` for the app-factory pattern."""
 
-    def __init__(self, app=None):
+    def __init__(self, app: Any = None) -> None:
         self.app = app
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app):
+    def init_app(self, app: Any) -> None:
         for key, default in (("MAB_COOKIE_NAME", "MAB"), ("MAB_COOKIE_PATH", "/"),
                              ("MAB_COOKIE_TTL", None), ("MAB_DEBUG_HEADERS", True),
                              ("MAB_STORAGE_ENGINE", "BanditStorage"),
@@ -412,7 +413,7 @@ class BanditMiddleware:
         return reward_endpt(name, value)
 
     @staticmethod
-    def suggest_arm_for(key, also_pull=True):
+    def suggest_arm_for(key: str, also_pull: bool = True) -> Tuple[str, Any]:
         """suggest_arm_for(key), as a method."""
         return suggest_arm_for(key, also_pull)
 
@@ -435,7 +436,7 @@ class BanditMiddleware:
         return _state(app).bandits[name]
 
 
-def close(app=None):
+def close(app: Any = None) -> None:
     """Close the app's engine in this process, writing what is pending."""
     _state(app).close()
 
@@ -448,7 +449,30 @@ def suggest_arm_for(key, also_pull=True):
     return a.arm_id, a.value
 
 
-def choose_arm(name):
+def pull(bandit_id: str, arm: str) -> None:
+    """Count one pull of `arm` of experiment `bandit_id` in the current app
+    (Flask-MAB's flask_mab.pull): the bandit's pull_arm()."""
+    bandit = _state().bandits.get(bandit_id)
+    if bandit is None:
+        raise MABConfigException("No experiment defined for bandit key: %s" % bandit_id)
+    bandit.pull_arm(arm)
+
+
+def reward(bandit_id: str, arm: str, reward_amt: float = 1) -> None:
+    """Add a reward to `arm` of experiment `bandit_id` in the current app,
+    with no cookie involved (Flask-MAB's flask_mab.reward): counted every
+    time it is called; reward_endpt is the once-per-assignment form."""
+    state = _state()
+    state.open()
+    try:
+        state.engine.reward(bandit_id, arm, reward_amt)
+    except mab.MabError as e:
+        if e.code == mab.ENOTFOUND:
+            raise MABConfigException(e.message) from None
+        raise
+
+
+def choose_arm(name: str) -> Callable[[Callable], Callable]:
     """Route decorator: the view receives the visitor's arm value of
     experiment `name` as the keyword argument `name`. Stack it for several
     experiments; each is assigned (and counted) at most once per request."""
@@ -464,7 +488,7 @@ def choose_arm(name):
     return decorator
 
 
-def reward_endpt(name, value=1):
+def reward_endpt(name: str, value: float = 1) -> Callable[[Callable], Callable]:
     """Route decorator: when the view returns, reward the visitor's arm of
     `name` with `value`, once per assignment (a replayed or already
     rewarded cookie counts nothing)."""
@@ -512,7 +536,7 @@ def _refuse_not_durable(error):
         abort(503, description="The reward could not be stored; try again later.")
 
 
-def reward_and_redirect(name, target=None, value=1.0):
+def reward_and_redirect(name: str, target: Optional[str] = None, value: float = 1.0) -> Any:
     """Reward the visitor's arm of `name`, then a 303 redirect to `target`.
 
     In a view, return it: `return reward_and_redirect("color", "/thanks")`.
