@@ -5,13 +5,11 @@ Monte-Carlo cases), attached bandits reading live counts that match
 the middleware's methods and reward_and_redirect as a decorator."""
 import collections
 import json
-import os
 import random
 import subprocess
 
 import flask
 
-import mab
 import mab.flask as mf
 from mab.flask import bandits as mfb
 from mab.flask import storage as mfs

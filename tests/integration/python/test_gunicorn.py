@@ -16,7 +16,7 @@ import unittest
 
 import mab
 try:
-    import gunicorn  # noqa: F401 (run with this Python: python -m gunicorn)
+    import gunicorn as _gunicorn  # noqa: F401 (run with this Python: python -m gunicorn)
 except ImportError:
     raise unittest.SkipTest("SKIPPED: gunicorn is not importable by " + sys.executable)
 

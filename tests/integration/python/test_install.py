@@ -7,7 +7,6 @@ works with no libmab on the system and no MAB_* variables."""
 import glob
 import os
 import subprocess
-import sys
 import unittest
 import venv
 

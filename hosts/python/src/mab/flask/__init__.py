@@ -28,7 +28,7 @@ assignment, the redirect guard and the X-MAB-Debug header are libmab's
 adapter hooks (include/mab/adapter.h), called through mab's ctypes binding.
 Bandits defined in Python are written to a mab config file under the app's
 instance folder; the engine is opened at the first request of each process
-(so gunicorn workers each open their own, after fork). docs/hosts.md has the
+(so gunicorn workers each open their own, after fork). docs/python.md has the
 settings and what differs from Flask-MAB.
 """
 import atexit
