@@ -67,7 +67,7 @@ for py in "${pythons[@]}"; do
     flask=$("$py" -c 'import importlib.metadata as m; print(m.version("flask"))' 2>/dev/null) || {
         echo "run.sh: FAIL: $py (Python $version) cannot import flask" >&2; failed=1; continue; }
     echo "run.sh: ==== $py: Python $version, Flask $flask ===="
-    venv=$work/venv-${#skipped[@]}-$version
+    venv=$work/venv-$version
     tests=$work/tests-$version
     "$py" -m venv --system-site-packages "$venv"
     # Offline on purpose: nothing may come from an index.
