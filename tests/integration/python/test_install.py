@@ -9,6 +9,7 @@ import os
 import subprocess
 import unittest
 import venv
+import zipfile
 
 import mab
 from support import BUILD_DIR, INSTALLED, PYTHON, SOURCE_DIR, TempDirTest, tool_env
@@ -31,6 +32,21 @@ class InstalledTest(TempDirTest):
                 self.assertEqual(got.read(), want.read(), name)
         import mab.flask as mf
         self.assertEqual(os.path.dirname(mf._ASSET_DIRS[0]), package)
+
+    def test_pip_wheel_offline(self):
+        # No index: pip's isolated build has nothing to install (requires = []).
+        subprocess.run([PYTHON, "-m", "pip", "wheel", "-q", "--no-index", "--no-deps", "-w",
+                        self.tmp, os.path.join(SOURCE_DIR, "hosts", "python")], check=True,
+                       cwd=self.tmp, env=dict(os.environ, PIP_NO_INDEX="1"))
+        wheel = os.path.join(self.tmp, "mab-%s-py3-none-any.whl" % mab.__version__)
+        with zipfile.ZipFile(wheel) as zf:
+            names = set(zf.namelist())
+            self.assertEqual(zf.read("mab/assets/dashboard.js"),
+                             open(os.path.join(SOURCE_DIR, "web", "dashboard", "dashboard.js"),
+                                  "rb").read())
+        self.assertIn("mab/py.typed", names)
+        self.assertIn("mab/flask/storage.py", names)
+        self.assertFalse([n for n in names if "_libs" in n], names)  # pure: no libmab
 
     def test_missing_library_is_a_mab_error_at_first_use(self):
         code = ("import mab, mab.flask\n"
