@@ -1,7 +1,8 @@
 # Flask-MAB's example app (example/example_app.py of Flask-MAB 3.x), ported
-# to mab with its import lines changed and nothing else: the bandits, the
+# to mab with its import lines changed: every statement (the bandits, the
 # settings, the extension set up through init_app, the stacked decorators and
-# the relative paths are the example's. It renders example/templates/ui.html
+# the relative paths) is the example's; its comments and docstrings are left
+# out and its spacing is PEP 8's. It renders example/templates/ui.html
 # and btnclick.html relative to the working directory, as the original does;
 # test_flask_mab_example.py writes those two templates.
 from mab.flask.storage import JSONBanditStorage
