@@ -106,6 +106,17 @@ typedef struct mab__slot {
     mab_arm_view *view;      /* scratch for choose, max_arms entries */
 } mab__slot;
 
+/* A reward waiting for its claim (engine.c, mab__engine_claim_reward). */
+typedef struct mab__claim_waiter {
+    mab_claim claim;
+    mab_delta delta; /* the reward, applied with the claim under sync "always" */
+    mab__arm *arm;
+    int rc;          /* MAB_OK (granted), MAB_ECLAIMED, or the call's error */
+    int done;
+    mab_error err;
+    struct mab__claim_waiter *next;
+} mab__claim_waiter;
+
 struct mab_engine {
     uint64_t serial; /* unique per engine in this process, for thread caches */
     unsigned fork_generation; /* the process's fork count when opened (engine.c) */
@@ -152,6 +163,11 @@ struct mab_engine {
     _Atomic uint64_t durable_seq; /* every publish up to this one is durable */
     mab_delta *batch;         /* scratch for one storage apply, total_arms entries */
     size_t *batch_arm;        /* the arm index of each batch entry */
+
+    pthread_mutex_t claim_mu;   /* guards claim_queue, claim_committing */
+    pthread_cond_t claim_cv;    /* broadcast when a group of claims is decided */
+    mab__claim_waiter *claim_queue; /* claims waiting for the next group */
+    int claim_committing;       /* a caller is writing a group of claims */
 
     pthread_mutex_t writer_mu;
     pthread_cond_t writer_cv;
