@@ -532,13 +532,69 @@ static int lock_held_elsewhere(const lmdb_store *st, int exclusive_only)
     return exclusive_only ? probe.l_type == F_WRLCK : probe.l_type != F_UNLCK;
 }
 
+/*
+ * The creation marker: PATH/data.mdb.creating exists from before a new
+ * store's data.mdb is created until an open of the store has succeeded. A
+ * data.mdb without its meta pages beside the marker, with no process
+ * holding the lock, is a creation that was killed part-way (a SIGKILL
+ * between LMDB creating the file and writing its meta pages), which holds
+ * no data and is started afresh; without the marker it is a store that
+ * lost its data (MAB_ECORRUPT). Every successful open removes the marker,
+ * so an old marker cannot excuse a later loss.
+ */
+static void marker_path(const lmdb_store *st, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/data.mdb.creating", st->path);
+}
+
+static int marker_create(const lmdb_store *st, mab_error *err)
+{
+    char file[PATH_MAX + 32];
+    marker_path(st, file, sizeof file);
+    int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot create: %s%s", file,
+                             strerror(errno), error_hint(errno));
+    close(fd);
+    /* The marker must be on disk before data.mdb can be. */
+    int dir = open(st->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        fsync(dir);
+        close(dir);
+    }
+    return MAB_OK;
+}
+
+static int marker_exists(const lmdb_store *st)
+{
+    char file[PATH_MAX + 32];
+    marker_path(st, file, sizeof file);
+    return access(file, F_OK) == 0;
+}
+
+static void marker_remove(const lmdb_store *st)
+{
+    char file[PATH_MAX + 32];
+    marker_path(st, file, sizeof file);
+    unlink(file);
+}
+
 /* check_data_file, waiting (up to about 5 s) while another process is
-   creating the store: its data.mdb has no meta pages until LMDB writes them. */
+   creating the store: its data.mdb has no meta pages until LMDB writes them.
+   A creation killed part-way (see the creation marker) is started afresh. */
 static int check_data_file_settled(const lmdb_store *st, int *is_new, mab_error *err)
 {
     for (int tries = 0;; tries++) {
         int unfinished;
         int rc = check_data_file(st, is_new, &unfinished, err);
+        if (rc != MAB_OK && unfinished && !lock_held_elsewhere(st, 0) && marker_exists(st)) {
+            char file[PATH_MAX + 16];
+            snprintf(file, sizeof file, "%s/data.mdb", st->path);
+            if (unlink(file) != 0 && errno != ENOENT)
+                return rc;
+            *is_new = 1;
+            return MAB_OK;
+        }
         if (rc == MAB_OK || !unfinished || tries == 500 || !lock_held_elsewhere(st, 1))
             return rc;
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
@@ -653,6 +709,7 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
 
     int is_new = 0;
     if ((rc = check_data_file_settled(st, &is_new, err)) != MAB_OK ||
+        (is_new && (rc = marker_create(st, err)) != MAB_OK) ||
         (rc = reserve_lock_file(st, max_readers, err)) != MAB_OK) {
         store_free(st, 1);
         return rc;
@@ -701,6 +758,9 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
         store_free(st, 1);
         return rc;
     }
+    /* The store is whole: no creation of it is unfinished any more. */
+    if (marker_exists(st))
+        marker_remove(st);
     *state = st;
     return MAB_OK;
 }

@@ -952,6 +952,36 @@ static void test_short_and_empty_data_refused(void **state)
     expect_child_error(open_in_child(f->path), MAB_ECORRUPT, data_mdb, "not an LMDB");
 }
 
+/* A creation killed between LMDB creating data.mdb and writing its meta
+   pages leaves an empty data.mdb beside the creation marker: that holds no
+   data and is started afresh (test_lmdb_engine's kill rounds met it); the
+   same empty file without the marker stays MAB_ECORRUPT (above). */
+static void test_interrupted_creation_restarts(void **state)
+{
+    fixture *f = *state;
+    char data_mdb[400], marker[400];
+    assert_int_equal(mkdir(f->path, 0755), 0);
+    snprintf(data_mdb, sizeof data_mdb, "%s/data.mdb", f->path);
+    snprintf(marker, sizeof marker, "%s/data.mdb.creating", f->path);
+    test_write_file(data_mdb, "%s", "");
+    test_write_file(marker, "%s", "");
+    void *store = open_ok(f);
+    mab_error err = {0};
+    mab_delta d = {"e", "a", {1, 1, 1.0, 1.0}};
+    assert_int_equal(storage->apply(store, &d, 1, &err), MAB_OK);
+    storage->close(store);
+    assert_int_equal(access(marker, F_OK), -1); /* removed once the store was whole */
+    store = open_ok(f);
+    const char *ids[] = {"a"};
+    mab_totals t;
+    assert_int_equal(storage->load(store, "e", ids, 1, &t, &err), MAB_OK);
+    assert_int_equal(t.pulls, 1);
+    storage->close(store);
+    /* Later, the store losing its data is corruption again: no marker. */
+    assert_int_equal(truncate(data_mdb, 0), 0);
+    expect_child_error(open_in_child(f->path), MAB_ECORRUPT, data_mdb, "is empty");
+}
+
 static void test_non_finite_record_refused(void **state)
 {
     fixture *f = *state;
@@ -1134,6 +1164,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_expired_claims_swept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_data_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_and_empty_data_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupted_creation_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_finite_record_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_creation, setup, teardown),
     };
