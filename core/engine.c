@@ -80,13 +80,21 @@ static int slot_init(mab_engine *e, mab__slot *s)
     s->pending = calloc(e->total_arms, sizeof *s->pending);
     s->dirty = calloc(e->total_arms, sizeof *s->dirty);
     s->view = calloc(e->max_arms, sizeof *s->view);
-    if (!s->pending || !s->dirty || !s->view) {
+    s->pending_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *s->pending_stats);
+    s->view_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->view_stats);
+    s->delta_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->delta_stats);
+    if (!s->pending || !s->dirty || !s->view || !s->pending_stats || !s->view_stats ||
+        !s->delta_stats) {
         free(s->pending);
         free(s->dirty);
         free(s->view);
+        free(s->pending_stats);
+        free(s->view_stats);
+        free(s->delta_stats);
         s->pending = NULL;
         s->dirty = NULL;
         s->view = NULL;
+        s->pending_stats = s->view_stats = s->delta_stats = NULL;
         return MAB_ENOMEM;
     }
     size_t index = (size_t)(s - e->slots);
@@ -199,6 +207,20 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Move n pending statistics from `at` into the published ones and the
+   write-behind queue, leaving zeros (already-zero entries cost a test). */
+static void stats_publish(mab_engine *e, mab__slot *s, size_t at, size_t n)
+{
+    for (size_t i = at; i < at + n; i++) {
+        double d = s->pending_stats[i];
+        if (d == 0.0)
+            continue;
+        atomic_add_double(&e->stats_unapplied[i], d);
+        atomic_add_double(&e->stats_published[i], d);
+        s->pending_stats[i] = 0.0;
+    }
+}
+
 /* Move a locked slot's pending totals into the published totals and the
    write-behind queue. Returns the publish sequence number covering them. */
 static uint64_t slot_publish(mab_engine *e, mab__slot *s)
@@ -210,6 +232,11 @@ static uint64_t slot_publish(mab_engine *e, mab__slot *s)
         atomic_totals_add(&a->unapplied, p);
         atomic_totals_add(&a->published, p);
         memset(p, 0, sizeof *p);
+        const mab__experiment *x = e->arm_experiment[s->dirty[k]];
+        if (x->layout.arm_stats)
+            stats_publish(e, s, a->stats_at, x->layout.arm_stats);
+        if (x->layout.experiment_stats)
+            stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
     }
     s->n_dirty = 0;
     s->pending_ops = 0;
@@ -242,6 +269,44 @@ static void gather_all(mab_engine *e)
 
 /* ---- write-behind ----------------------------------------------------- */
 
+/* Take n unapplied statistics from `at` into the stats batch as one entry
+   (none when they are all zero). */
+static void stats_take_one(mab_engine *e, size_t *k, size_t *used, const char *experiment,
+                           const char *arm, const char *layout, size_t at, size_t n)
+{
+    double *values = &e->stats_batch_values[*used];
+    int any = 0;
+    for (size_t j = 0; j < n; j++) {
+        values[j] = atomic_exchange_explicit(&e->stats_unapplied[at + j], 0.0,
+                                             memory_order_relaxed);
+        any |= values[j] != 0.0;
+    }
+    if (!any)
+        return;
+    e->stats_batch[*k] = (mab_stats_delta){experiment, arm, layout, values, n};
+    e->stats_batch_at[*k] = at;
+    ++*k;
+    *used += n;
+}
+
+/* Fill the stats batch from the unapplied statistics; returns its length. */
+static size_t stats_take(mab_engine *e)
+{
+    size_t k = 0, used = 0;
+    if (!e->total_stats)
+        return 0;
+    for (size_t i = 0; i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        for (size_t j = 0; x->layout.arm_stats && j < x->n_arms; j++)
+            stats_take_one(e, &k, &used, x->id, x->arms[j].id, x->layout_tag,
+                           x->arms[j].stats_at, x->layout.arm_stats);
+        if (x->layout.experiment_stats)
+            stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
+                           x->layout.experiment_stats);
+    }
+    return k;
+}
+
 /* Hand everything queued to storage as one batch. Caller holds flush_mu.
    On failure the batch goes back into the queue, to be offered again. */
 static int write_queued(mab_engine *e, mab_error *err)
@@ -258,8 +323,12 @@ static int write_queued(mab_engine *e, mab_error *err)
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
     }
+    size_t n_stats = stats_take(e);
     int rc = MAB_OK;
-    if (n && e->storage)
+    if (n_stats && e->storage)
+        rc = e->storage->apply_stats(e->storage_state, e->batch, n, e->stats_batch, n_stats,
+                                     err);
+    else if (n && e->storage)
         rc = e->storage->apply(e->storage_state, e->batch, n, err);
     if (rc == MAB_OK) {
         atomic_store(&e->durable_seq, seq);
@@ -267,6 +336,10 @@ static int write_queued(mab_engine *e, mab_error *err)
     }
     for (size_t k = 0; k < n; k++)
         atomic_totals_add(&e->all_arms[e->batch_arm[k]]->unapplied, &e->batch[k].add);
+    for (size_t k = 0; k < n_stats; k++)
+        for (size_t j = 0; j < e->stats_batch[k].n_values; j++)
+            atomic_add_double(&e->stats_unapplied[e->stats_batch_at[k] + j],
+                              e->stats_batch[k].values[j]);
     atomic_fetch_add(&e->flush_failures, 1);
     return rc;
 }
@@ -409,6 +482,12 @@ static void engine_free(mab_engine *e)
         mab__id_index_free(&x->arm_index);
         if (x->policy && x->policy_state)
             x->policy->destroy(x->policy_state);
+        if (x->policy2 && x->policy_state)
+            x->policy2->destroy(x->policy_state);
+        free(x->layout_tag);
+        for (size_t k = 0; k < x->n_features; k++)
+            free(x->feature_names[k]);
+        free(x->feature_names);
         if (x->policy_handle)
             dlclose(x->policy_handle);
     }
@@ -421,6 +500,9 @@ static void engine_free(mab_engine *e)
             free(e->slots[i].pending);
             free(e->slots[i].dirty);
             free(e->slots[i].view);
+            free(e->slots[i].pending_stats);
+            free(e->slots[i].view_stats);
+            free(e->slots[i].delta_stats);
         }
         free(e->slots);
     }
@@ -430,6 +512,11 @@ static void engine_free(mab_engine *e)
     free(e->arm_experiment);
     free(e->batch);
     free(e->batch_arm);
+    free(e->stats_published);
+    free(e->stats_unapplied);
+    free(e->stats_batch);
+    free(e->stats_batch_values);
+    free(e->stats_batch_at);
     free(e->storage_path);
     free(e->config_path);
     pthread_rwlock_destroy(&e->publish_lock);
@@ -461,6 +548,83 @@ static int plugin_params(const mab_engine *e, const cJSON *object, const char *j
     return MAB_OK;
 }
 
+/* The policy object's "features": names of distinct, non-empty strings. */
+static int read_features(mab__experiment *x, mab_params *params, mab_error *err)
+{
+    const cJSON *list = mab__params_item(params, "features");
+    if (!list)
+        return MAB_OK;
+    char *where = mab__params_key_path(params, "features");
+    if (!where)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    int rc = MAB_OK;
+    int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    if (n < 0 || n > MAB_POLICY_FEATURES_MAX)
+        rc = mab_error_set(err, MAB_ECONFIG,
+                           "%s: expected an array of at most %d feature names", where,
+                           MAB_POLICY_FEATURES_MAX);
+    if (rc == MAB_OK && n > 0 && !(x->feature_names = calloc((size_t)n, sizeof(char *))))
+        rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+    for (int i = 0; rc == MAB_OK && i < n; i++) {
+        const cJSON *item = cJSON_GetArrayItem(list, i);
+        if (!cJSON_IsString(item) || !item->valuestring[0]) {
+            rc = mab_error_set(err, MAB_ECONFIG, "%s[%d]: expected a non-empty string", where,
+                               i);
+            break;
+        }
+        for (size_t k = 0; k < x->n_features; k++)
+            if (strcmp(x->feature_names[k], item->valuestring) == 0)
+                rc = mab_error_set(err, MAB_ECONFIG, "%s[%d]: \"%s\" is listed twice", where,
+                                   i, item->valuestring);
+        if (rc == MAB_OK && !(x->feature_names[x->n_features++] = mab__strdup(item->valuestring)))
+            rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
+    free(where);
+    return rc;
+}
+
+static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
+                          const char *json_path, mab_error *err)
+{
+    int rc = read_features(x, params, err);
+    if (rc != MAB_OK)
+        return rc;
+    mab_policy_init init = {sizeof init, &mab__core_api, params, x->n_arms, x->n_features,
+                            (const char *const *)x->feature_names};
+    mab_policy_layout layout = {sizeof layout, 0, 0, 0};
+    mab_error create_err = {0, ""};
+    void *state = NULL;
+    rc = x->policy2->create(&init, &layout, &state, &create_err);
+    if (rc != MAB_OK) {
+        if (params->error[0])
+            return mab_error_set(err, MAB_ECONFIG, "%s (refused by %s)", params->error,
+                                 x->policy_path);
+        return mab_error_set(err, rc == MAB_ENOMEM ? MAB_ENOMEM : MAB_EPLUGIN,
+                             "%s: %s: %s: create failed: %s", e->config_path, json_path,
+                             x->policy_path,
+                             create_err.message[0] ? create_err.message : mab_strerror(rc));
+    }
+    x->policy_state = state;
+    if (layout.arm_stats > MAB_POLICY_STATS_MAX || layout.experiment_stats > MAB_POLICY_STATS_MAX)
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "%s: %s: %s declares %zu statistics per arm and %zu per "
+                             "experiment; at most %d each",
+                             e->config_path, json_path, x->policy_path, layout.arm_stats,
+                             layout.experiment_stats, MAB_POLICY_STATS_MAX);
+    if ((layout.arm_stats || layout.experiment_stats) && !x->policy2->update)
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "%s: %s: %s declares %zu statistics per arm and %zu per "
+                             "experiment but leaves update NULL",
+                             e->config_path, json_path, x->policy_path, layout.arm_stats,
+                             layout.experiment_stats);
+    x->layout = layout;
+    x->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name, layout.stats_version,
+                                  layout.arm_stats, layout.experiment_stats);
+    if (!x->layout_tag)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    return mab__params_check_unused(params, err);
+}
+
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
     char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];
@@ -471,14 +635,21 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
     if (rc)
         return rc;
     mab_error inner;
-    rc = mab__load_policy(x->policy_path, &x->policy_handle, &x->policy, &inner);
+    rc = mab__load_policy(x->policy_path, &x->policy_handle, &x->policy, &x->policy2, &inner);
     if (rc) {
         x->policy = NULL;
+        x->policy2 = NULL;
         return plugin_error(e, plugin_key, &inner, err);
     }
+    x->policy_name = x->policy ? x->policy->name : x->policy2->name;
     mab_params params;
     if ((rc = plugin_params(e, x->policy_obj, json_path, &params, err)) != MAB_OK)
         return rc;
+    if (x->policy2) {
+        rc = create_policy2(e, x, &params, json_path, err);
+        mab__params_fini(&params);
+        return rc;
+    }
     void *state = NULL;
     rc = x->policy->create(&params, x->n_arms, &state);
     if (rc != MAB_OK) {
@@ -536,7 +707,46 @@ static int open_storage(mab_engine *e, mab_error *err)
         rc = mab__params_check_unused(&params, err);
     }
     mab__params_fini(&params);
+    for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
+        const mab__experiment *x = &e->experiments[i];
+        if ((x->layout.arm_stats || x->layout.experiment_stats) &&
+            !mab__storage_has_stats(e->storage))
+            rc = mab_error_set(err, MAB_EPLUGIN,
+                               "%s: experiments.%s: policy %s (%s) keeps statistics, but "
+                               "storage plugin %s is ABI %u.%u, which cannot store them; "
+                               "rebuild it against storage ABI %u.%u or later",
+                               e->config_path, x->id, x->policy_name, x->policy_path,
+                               e->storage_path, e->storage->abi_major, e->storage->abi_minor,
+                               MAB_STORAGE_ABI_MAJOR, 2u);
+    }
     return rc;
+}
+
+/* Give each ABI 2 arm and experiment its place in the stats arrays. */
+static int allocate_stats(mab_engine *e)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        size_t own = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+        for (size_t j = 0; j < x->n_arms; j++)
+            x->arms[j].stats_at = at + j * x->layout.arm_stats;
+        x->stats_at = at + x->n_arms * x->layout.arm_stats;
+        at += own;
+        if (own > e->max_stats)
+            e->max_stats = own;
+    }
+    e->total_stats = at;
+    size_t n = at ? at : 1, entries = e->total_arms + e->n_experiments;
+    e->stats_published = calloc(n, sizeof *e->stats_published);
+    e->stats_unapplied = calloc(n, sizeof *e->stats_unapplied);
+    e->stats_batch = calloc(entries, sizeof *e->stats_batch);
+    e->stats_batch_values = calloc(n, sizeof *e->stats_batch_values);
+    e->stats_batch_at = calloc(entries, sizeof *e->stats_batch_at);
+    if (!e->stats_published || !e->stats_unapplied || !e->stats_batch ||
+        !e->stats_batch_values || !e->stats_batch_at)
+        return MAB_ENOMEM;
+    return MAB_OK;
 }
 
 /*
@@ -550,13 +760,20 @@ static int load_totals(mab_engine *e, mab_error *err)
 {
     const char **ids = calloc(e->max_arms, sizeof *ids);
     mab_totals *stored = calloc(e->total_arms, sizeof *stored);
-    int rc = ids && stored ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
+    double *stored_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *stored_stats);
+    int rc = ids && stored && stored_stats ? MAB_OK
+                                           : mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; j < x->n_arms; j++)
             ids[j] = x->arms[j].id;
         rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, &stored[x->first_arm],
                               err);
+        if (rc == MAB_OK && (x->layout.arm_stats || x->layout.experiment_stats))
+            rc = e->storage->load_stats(e->storage_state, x->id, x->layout_tag, ids, x->n_arms,
+                                        x->layout.arm_stats, &stored_stats[x->arms[0].stats_at],
+                                        x->layout.experiment_stats,
+                                        &stored_stats[x->stats_at], err);
     }
     if (rc == MAB_OK) {
         pthread_rwlock_wrlock(&e->publish_lock);
@@ -565,10 +782,16 @@ static int load_totals(mab_engine *e, mab_error *err)
             totals_add(&stored[i], &unapplied);
             atomic_totals_store(&e->all_arms[i]->published, &stored[i]);
         }
+        for (size_t i = 0; i < e->total_stats; i++)
+            atomic_store_explicit(&e->stats_published[i],
+                                  stored_stats[i] + atomic_load_explicit(&e->stats_unapplied[i],
+                                                                         memory_order_relaxed),
+                                  memory_order_relaxed);
         pthread_rwlock_unlock(&e->publish_lock);
     }
     free(ids);
     free(stored);
+    free(stored_stats);
     return rc;
 }
 
@@ -646,6 +869,8 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++)
         rc = create_policy(e, &e->experiments[i], err);
+    if (rc == MAB_OK && allocate_stats(e) != MAB_OK)
+        rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     int with_storage = !(opts && (opts->flags & MAB_OPEN_NO_STORAGE));
     if (rc == MAB_OK && with_storage)
         rc = open_storage(e, err);
@@ -790,12 +1015,161 @@ static void build_view(const mab__experiment *x, const mab__slot *s)
     }
 }
 
+/* ---- ABI 2: time, features, statistics ------------------------------- */
+
+static int64_t engine_now(const mab_engine *e, const mab_context *ctx)
+{
+    if (ctx && ctx->time_ns)
+        return ctx->time_ns;
+    if (e->clock)
+        return e->clock(e->clock_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int mab_set_clock(mab_engine *e, int64_t (*clock)(void *clock_ctx), void *clock_ctx,
+                  mab_error *err)
+{
+    if (!e)
+        return mab_error_set(err, MAB_EINVAL, "mab_set_clock: engine is NULL");
+    e->clock = clock;
+    e->clock_ctx = clock_ctx;
+    return MAB_OK;
+}
+
+static int context_check(const mab_context *ctx, mab_error *err)
+{
+    if (!ctx)
+        return MAB_OK;
+    if (ctx->struct_size < sizeof(mab_context))
+        return mab_error_set(err, MAB_EINVAL, "mab_context.struct_size is %zu, need %zu",
+                             ctx->struct_size, sizeof(mab_context));
+    if (ctx->n_features && (!ctx->feature_names || !ctx->feature_values))
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_context: %zu features but no names or values", ctx->n_features);
+    for (size_t i = 0; i < ctx->n_features; i++)
+        if (!ctx->feature_names[i])
+            return mab_error_set(err, MAB_EINVAL, "mab_context: feature name %zu is NULL", i);
+    return MAB_OK;
+}
+
+/* The features the experiment's policy names, in its order, NAN when the
+   caller has none of that name. */
+static void resolve_features(const mab__experiment *x, const mab_context *ctx, double *out)
+{
+    for (size_t i = 0; i < x->n_features; i++) {
+        out[i] = NAN;
+        for (size_t k = 0; ctx && k < ctx->n_features; k++)
+            if (strcmp(ctx->feature_names[k], x->feature_names[i]) == 0) {
+                out[i] = ctx->feature_values[k];
+                break;
+            }
+    }
+}
+
+/* The policy's statistics as this slot sees them: published + pending, into
+   the slot's view_stats (arms first, then the experiment's own). */
+static void build_stats_view(const mab_engine *e, const mab__experiment *x,
+                             const mab__slot *s)
+{
+    size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+    size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    for (size_t i = 0; i < n; i++)
+        s->view_stats[i] = atomic_load_explicit(&e->stats_published[at + i],
+                                                memory_order_relaxed) +
+                           s->pending_stats[at + i];
+}
+
+/* Ask the policy for an event's deltas and add them, with the event's
+   counter, to the locked slot. Nothing is added when update fails. */
+static int record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *ev)
+{
+    size_t na = x->layout.arm_stats, nx = x->layout.experiment_stats;
+    if (x->policy2->update && (na || nx)) {
+        double *arm_delta = s->delta_stats, *experiment_delta = s->delta_stats + na;
+        memset(s->delta_stats, 0, (na + nx) * sizeof *s->delta_stats);
+        int rc = x->policy2->update(x->policy_state, ev, arm_delta, experiment_delta);
+        if (rc != MAB_OK)
+            return rc;
+        for (size_t i = 0; i < na + nx; i++)
+            if (!isfinite(s->delta_stats[i]))
+                return MAB_ERANGE;
+        double *pending_arm = &s->pending_stats[x->arms[ev->arm].stats_at];
+        for (size_t i = 0; i < na; i++)
+            pending_arm[i] += arm_delta[i];
+        for (size_t i = 0; i < nx; i++)
+            s->pending_stats[x->stats_at + i] += experiment_delta[i];
+    }
+    return MAB_OK;
+}
+
+static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choice *out,
+                   int *estimated, mab_error *err)
+{
+    double features[MAB_POLICY_FEATURES_MAX];
+    resolve_features(x, ctx, features);
+    int64_t now = engine_now(e, ctx);
+    mab__slot *s = slot_acquire(e);
+    if (!s)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    build_view(x, s);
+    build_stats_view(e, x, s);
+    mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
+                           s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
+                           x->n_features, &s->rng};
+    mab_policy_choice c = {x->n_arms, NAN, 0};
+    int rc = x->policy2->choose(x->policy_state, &in, &c);
+    const char *failed = "choose";
+    if (rc == MAB_OK && c.arm < x->n_arms) {
+        mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, c.arm, x->n_arms,
+                               0.0, c.probability, now, features, x->n_features};
+        rc = record_event(x, s, &ev);
+        failed = "update";
+        if (rc == MAB_OK) {
+            slot_pending(s, x->first_arm + c.arm)->pulls++;
+            if (slot_due(s))
+                slot_publish(e, s);
+        }
+    }
+    slot_unlock(s);
+    if (rc != MAB_OK)
+        return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s: %s failed: %s",
+                             x->id, x->policy_path, failed, mab_strerror(rc));
+    if (c.arm >= x->n_arms)
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "experiments.%s: policy %s chose arm %zu of only %zu", x->id,
+                             x->policy_path, c.arm, x->n_arms);
+    fill_choice(x, c.arm, c.probability, out);
+    if (estimated)
+        *estimated = c.estimated != 0;
+    return MAB_OK;
+}
+
+int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx,
+                   mab_choice *out, int *estimated, mab_error *err)
+{
+    mab__experiment *x;
+    int found = find_experiment(e, experiment, &x, err);
+    if (found != MAB_OK)
+        return found;
+    if ((found = context_check(ctx, err)) != MAB_OK)
+        return found;
+    if (x->policy2)
+        return choose2(e, x, ctx, out, estimated, err);
+    if (estimated)
+        *estimated = 0;
+    return mab_choose(e, experiment, out, err);
+}
+
 int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error *err)
 {
     mab__experiment *x;
     int found = find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    if (x->policy2)
+        return choose2(e, x, NULL, out, NULL, err);
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -823,6 +1197,12 @@ int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error
 int mab_reward(mab_engine *e, const char *experiment, const char *arm, double value,
                mab_error *err)
 {
+    return mab_reward_ctx(e, experiment, arm, value, NULL, err);
+}
+
+int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, double value,
+                   const mab_context *ctx, mab_error *err)
+{
     mab__experiment *x;
     size_t i;
     int rc = find_experiment_arm(e, experiment, arm, &x, &i, err);
@@ -838,9 +1218,29 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
                              "experiments.%s: reward %g for arm \"%s\" is outside the reward "
                              "range [%g, %g]",
                              x->id, value, arm, x->reward_min, x->reward_max);
+    if ((rc = context_check(ctx, err)) != MAB_OK)
+        return rc;
+    double features[MAB_POLICY_FEATURES_MAX];
+    mab_policy_event ev;
+    if (x->policy2) {
+        resolve_features(x, ctx, features);
+        double width = x->reward_max - x->reward_min;
+        double r = width > 0 ? (value - x->reward_min) / width : 0.0;
+        double p = ctx && ctx->probability > 0 ? ctx->probability : NAN;
+        ev = (mab_policy_event){sizeof ev, &mab__core_api, MAB_EVENT_REWARD, i, x->n_arms,
+                                r < 0 ? 0 : r > 1 ? 1 : r, p, engine_now(e, ctx), features,
+                                x->n_features};
+    }
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    if (x->policy2 && (rc = record_event(x, s, &ev)) != MAB_OK) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "experiments.%s: policy %s refused the reward for arm \"%s\": %s; "
+                             "nothing was recorded",
+                             x->id, x->policy_path, arm, mab_strerror(rc));
+    }
     mab_totals *p = slot_pending(s, x->first_arm + i);
     p->rewards++;
     p->reward_sum += value;
@@ -868,7 +1268,7 @@ int mab_experiment_at(const mab_engine *e, size_t index, mab_experiment_info *ou
         return mab_error_set(err, MAB_ENOTFOUND, "no experiment number %zu", index);
     const mab__experiment *x = &e->experiments[index];
     out->id = x->id;
-    out->policy = x->policy->name;
+    out->policy = x->policy_name;
     out->policy_path = x->policy_path;
     out->n_arms = x->n_arms;
     out->reward_min = x->reward_min;
@@ -905,6 +1305,135 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
     return MAB_OK;
 }
 
+int mab_policy_stats(mab_engine *e, const char *experiment, mab_policy_stats_info *info,
+                     double *arm_stats, size_t arm_cap, double *experiment_stats,
+                     size_t experiment_cap, mab_error *err)
+{
+    mab__experiment *x;
+    int found = find_experiment(e, experiment, &x, err);
+    if (found != MAB_OK)
+        return found;
+    if (!info || info->struct_size < sizeof *info)
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_policy_stats: info is NULL or its struct_size is too small");
+    if ((arm_cap && !arm_stats) || (experiment_cap && !experiment_stats))
+        return mab_error_set(err, MAB_EINVAL, "mab_policy_stats: NULL array with a capacity");
+    gather_all(e);
+    info->layout = x->layout_tag ? x->layout_tag : "";
+    info->per_arm = x->layout.arm_stats;
+    info->per_experiment = x->layout.experiment_stats;
+    size_t n_arm = x->n_arms * x->layout.arm_stats;
+    size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    for (size_t i = 0; i < n_arm && i < arm_cap; i++)
+        arm_stats[i] = atomic_load_explicit(&e->stats_published[at + i], memory_order_relaxed);
+    for (size_t i = 0; i < x->layout.experiment_stats && i < experiment_cap; i++)
+        experiment_stats[i] =
+            atomic_load_explicit(&e->stats_published[x->stats_at + i], memory_order_relaxed);
+    return MAB_OK;
+}
+
+int mab_explain(mab_engine *e, const char *experiment, const mab_context *ctx, double *values,
+                size_t cap, int *kind, mab_error *err)
+{
+    mab__experiment *x;
+    int rc = find_experiment(e, experiment, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if ((rc = context_check(ctx, err)) != MAB_OK)
+        return rc;
+    if (!x->policy2 || !x->policy2->explain)
+        return mab_error_set(err, MAB_EINVAL, "experiments.%s: policy %s has no explain()",
+                             x->id, x->policy_path);
+    if (!kind || (cap && !values))
+        return mab_error_set(err, MAB_EINVAL, "mab_explain: values and kind must not be NULL");
+    double features[MAB_POLICY_FEATURES_MAX];
+    resolve_features(x, ctx, features);
+    int64_t now = engine_now(e, ctx);
+    double *scores = calloc(x->n_arms, sizeof *scores);
+    if (!scores)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    mab__slot *s = slot_acquire(e);
+    if (!s) {
+        free(scores);
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
+    build_view(x, s);
+    build_stats_view(e, x, s);
+    mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
+                           s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
+                           x->n_features, &s->rng};
+    *kind = 0;
+    rc = x->policy2->explain(x->policy_state, &in, scores, kind);
+    slot_unlock(s);
+    if (rc == MAB_OK)
+        memcpy(values, scores, (cap < x->n_arms ? cap : x->n_arms) * sizeof *values);
+    free(scores);
+    if (rc != MAB_OK)
+        return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s: explain failed: %s",
+                             x->id, x->policy_path, mab_strerror(rc));
+    return MAB_OK;
+}
+
+struct layouts_ctx {
+    const char *experiment;
+    char **seen;
+    size_t n_seen;
+    int (*visit)(void *ctx, const char *layout);
+    void *ctx;
+    int failed; /* out of memory */
+};
+
+static int layout_seen(void *ctx, const char *experiment, const char *arm, const char *layout,
+                       const double *values, size_t n_values)
+{
+    (void)arm;
+    (void)values;
+    (void)n_values;
+    struct layouts_ctx *l = ctx;
+    if (strcmp(experiment, l->experiment) != 0)
+        return 0;
+    for (size_t i = 0; i < l->n_seen; i++)
+        if (strcmp(l->seen[i], layout) == 0)
+            return 0;
+    char **grown = realloc(l->seen, (l->n_seen + 1) * sizeof *grown);
+    if (!grown || !(grown[l->n_seen] = mab__strdup(layout))) {
+        if (grown)
+            l->seen = grown;
+        l->failed = 1;
+        return MAB_ENOMEM;
+    }
+    l->seen = grown;
+    l->n_seen++;
+    return l->visit(l->ctx, layout);
+}
+
+int mab_stored_layouts(mab_engine *e, const char *experiment,
+                       int (*visit)(void *ctx, const char *layout), void *ctx, mab_error *err)
+{
+    mab__experiment *x;
+    int rc = find_experiment(e, experiment, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "mab_stored_layouts: visit is NULL");
+    if (!e->storage)
+        return mab_error_set(err, MAB_EINVAL, "mab_stored_layouts: no storage");
+    if (!mab__storage_has_stats(e->storage))
+        return MAB_OK;
+    if ((rc = mab_flush(e, err)) != MAB_OK)
+        return rc;
+    struct layouts_ctx l = {x->id, NULL, 0, visit, ctx, 0};
+    pthread_mutex_lock(&e->flush_mu);
+    rc = e->storage->scan_stats(e->storage_state, layout_seen, &l, err);
+    pthread_mutex_unlock(&e->flush_mu);
+    for (size_t i = 0; i < l.n_seen; i++)
+        free(l.seen[i]);
+    free(l.seen);
+    if (l.failed)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    return rc;
+}
+
 uint64_t mab_storage_errors(const mab_engine *e)
 {
     return e ? (uint64_t)atomic_load(&((mab_engine *)e)->flush_failures) : 0;
@@ -925,6 +1454,12 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
         for (size_t i = 0; i < x->n_arms; i++) {
             atomic_totals_store(&x->arms[i].published, &zero);
             atomic_totals_store(&x->arms[i].unapplied, &zero);
+        }
+        size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+        size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+        for (size_t i = at; i < at + n; i++) {
+            atomic_store_explicit(&e->stats_published[i], 0.0, memory_order_relaxed);
+            atomic_store_explicit(&e->stats_unapplied[i], 0.0, memory_order_relaxed);
         }
         pthread_rwlock_unlock(&e->publish_lock);
     }

@@ -587,6 +587,7 @@ static const mab_storage append_log = {
     0, /* refresh_ms: no other writers */
     log_scan,
     log_replace,
+    NULL, NULL, NULL, /* apply_stats, load_stats, scan_stats: no policy statistics */
 };
 
 MAB_STORAGE_DEFINE(append_log)

@@ -623,6 +623,7 @@ static const mab_storage json_file_storage = {
     0, /* refresh_ms: one process owns the file */
     json_scan,
     json_replace,
+    NULL, NULL, NULL, /* policy statistics: not yet */
 };
 
 MAB_STORAGE_DEFINE(json_file_storage)

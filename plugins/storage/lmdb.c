@@ -714,6 +714,7 @@ static const mab_storage lmdb_storage = {
     LMDB_REFRESH_MS,
     lmdb_scan,
     lmdb_replace,
+    NULL, NULL, NULL, /* policy statistics: not yet */
 #endif
 };
 

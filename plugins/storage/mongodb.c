@@ -1165,6 +1165,7 @@ static const mab_storage mongodb_storage = {
     1000, /* refresh_ms: other machines write the same documents */
     mongo_scan,
     mongo_replace,
+    NULL, NULL, NULL, /* policy statistics: not yet */
 };
 
 MAB_STORAGE_DEFINE(mongodb_storage)
