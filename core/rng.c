@@ -175,6 +175,10 @@ double mab_rng_normal(mab_rng *rng)
 
 static double next_gamma(mab_rng *rng, double shape)
 {
+    /* Outside the domain (also NaN): the boost below would recurse forever
+       on a shape so negative that adding 1 does not change it. */
+    if (!(shape > 0.0))
+        return NAN;
     if (shape < 1.0) {
         /* Gamma(a) = Gamma(a + 1) * U^(1/a) (Marsaglia & Tsang, section 6). */
         double u;

@@ -9,7 +9,8 @@
  * So a relative target must be plain: one leading '/', then printable ASCII
  * with no backslash and no percent-encoded '/', '\' or control character.
  * An absolute target must match an allow-list entry by scheme, host and
- * port exactly and by path prefix.
+ * port exactly and by path prefix, with no "." or ".." segment in its path
+ * (the browser resolves them, which could climb out of the entry's path).
  */
 #include <string.h>
 #include <strings.h>
@@ -138,6 +139,30 @@ int mab__redirect_allow_entry_ok(const char *entry, const char **why)
     return plain_characters(entry, why);
 }
 
+/* A path segment "." or ".." (a '.' may be written %2e): the browser removes
+   it, so "https://host/app/../admin" is not under "https://host/app/". */
+static int has_dot_segment(const char *path)
+{
+    const char *p = path;
+    while (*p && *p != '?' && *p != '#') {
+        p++; /* the '/' before the segment */
+        size_t dots = 0;
+        for (;;) {
+            if (*p == '.')
+                p++;
+            else if (p[0] == '%' && p[1] == '2' && (p[2] == 'e' || p[2] == 'E'))
+                p += 3;
+            else
+                break;
+            dots++;
+        }
+        if ((dots == 1 || dots == 2) && (*p == '/' || *p == '?' || *p == '#' || *p == '\0'))
+            return 1;
+        p += strcspn(p, "/?#");
+    }
+    return 0;
+}
+
 static int absolute_match(const char *target, const char *entry)
 {
     size_t t_scheme, t_auth, t_path, e_scheme, e_auth, e_path;
@@ -170,6 +195,12 @@ int mab__redirect_check(const char *target, char *const *allow, size_t n_allow,
         return relative_ok(target, why);
     if (!plain_characters(target, why))
         return 0;
+    size_t scheme_len, authority, path;
+    if (split_absolute(target, &scheme_len, &authority, &path) && target[path] == '/' &&
+        has_dot_segment(target + path)) {
+        *why = "'.' or '..' path segment in an absolute target";
+        return 0;
+    }
     for (size_t i = 0; i < n_allow; i++)
         if (allow[i][0] != '/' && absolute_match(target, allow[i]))
             return 1;

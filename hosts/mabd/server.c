@@ -27,9 +27,10 @@
 #include <microhttpd.h>
 
 #include "mabd.h"
+#include "request_params.h"
 
-#define MAX_EXPERIMENTS_PER_REQUEST 32
-#define ID_MAX 128
+#define MAX_EXPERIMENTS_PER_REQUEST MABD_MAX_EXPERIMENTS_PER_REQUEST
+#define ID_MAX MABD_ID_MAX
 #define STATIC_FILE_MAX (4u << 20)
 
 /* The dashboard's files, embedded at build time (embed.cmake). */
@@ -139,49 +140,6 @@ static unsigned http_status(int code)
 }
 
 /* ---- parsing -------------------------------------------------------- */
-
-static int valid_id(const char *s, size_t n)
-{
-    if (n == 0 || n > ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-/* "exp1,exp2" into ids; 0 when malformed. */
-static int split_ids(const char *list, char ids[][ID_MAX + 1], size_t *n)
-{
-    *n = 0;
-    const char *p = list;
-    for (;;) {
-        size_t len = strcspn(p, ",");
-        if (*n == MAX_EXPERIMENTS_PER_REQUEST || !valid_id(p, len))
-            return 0;
-        memcpy(ids[*n], p, len);
-        ids[(*n)++][len] = '\0';
-        if (p[len] == '\0')
-            return 1;
-        p += len + 1;
-    }
-}
-
-static int parse_number(const char *s, double *out)
-{
-    if (!s || !*s || *s == ' ')
-        return 0;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (*end || errno || !isfinite(v))
-        return 0;
-    *out = v;
-    return 1;
-}
 
 static int constant_time_equal(const char *given, const char *want)
 {
@@ -321,7 +279,7 @@ static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const 
     uint64_t start = now_ns();
     char ids[MAX_EXPERIMENTS_PER_REQUEST][ID_MAX + 1];
     size_t n;
-    if (!split_ids(list, ids, &n))
+    if (!mabd_split_ids(list, ids, &n))
         return error_reply(d, conn, 400,
                            "expected /v1/choose/EXP[,EXP...] with up to %d experiment ids",
                            MAX_EXPERIMENTS_PER_REQUEST);
@@ -392,7 +350,7 @@ static cJSON *not_durable(const char *experiment, const char *why)
 static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const char *experiment,
                                     const strbuf *body)
 {
-    if (!valid_id(experiment, strlen(experiment)))
+    if (!mabd_valid_id(experiment, strlen(experiment)))
         return error_reply(d, conn, 400, "expected /v1/reward/EXP with one experiment id");
     double value = 1;
     const char *token = NULL;
@@ -478,14 +436,14 @@ static enum MHD_Result route_redirect(mabd *d, struct MHD_Connection *conn, cons
 {
     char ids[MAX_EXPERIMENTS_PER_REQUEST][ID_MAX + 1];
     size_t n;
-    if (!split_ids(list, ids, &n))
+    if (!mabd_split_ids(list, ids, &n))
         return error_reply(d, conn, 400, "expected /r/EXP[,EXP...]?to=TARGET[&value=X]");
     const char *to = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "to");
     if (!to)
         return error_reply(d, conn, 400, "missing ?to=TARGET");
     const char *value_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "value");
     double value = 1;
-    if (value_text && !parse_number(value_text, &value))
+    if (value_text && !mabd_parse_number(value_text, &value))
         return error_reply(d, conn, 400, "value: expected a number");
     const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie");
     mab_request *rq;
@@ -540,7 +498,7 @@ static enum MHD_Result route_metrics(mabd *d, struct MHD_Connection *conn)
 
 static enum MHD_Result route_reset(mabd *d, struct MHD_Connection *conn, const char *experiment)
 {
-    if (!valid_id(experiment, strlen(experiment)))
+    if (!mabd_valid_id(experiment, strlen(experiment)))
         return error_reply(d, conn, 400, "expected /v1/reset/EXP with one experiment id");
     if (!not_a_form(conn))
         return error_reply(d, conn, 403, "POST /v1/reset needs 'Content-Type: application/json' "

@@ -208,7 +208,9 @@ typedef struct mab_redirect {
  *        An absolute entry "https://host[:port]/path" matches targets with the
  *        same scheme and host (case-insensitive) and port, whose path starts
  *        with the entry's path; when that path does not end in '/', the next
- *        character of the target must be '/', '?', '#' or the end. So
+ *        character of the target must be '/', '?', '#' or the end; and whose
+ *        path holds no "." or ".." segment (also as %2e), which a browser
+ *        would resolve out of the entry's path. So
  *        "https://shop.example.com/" never matches
  *        "https://shop.example.com.evil/" nor "https://shop.example.com@evil/".
  * @return MAB_OK, or MAB_EINVAL with a sentence saying why it was refused.

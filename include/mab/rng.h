@@ -41,10 +41,12 @@ MAB_EXPORT uint64_t mab_rng_below(mab_rng *rng, uint64_t n);
 /** @brief Standard normal variate. */
 MAB_EXPORT double mab_rng_normal(mab_rng *rng);
 
-/** @brief Gamma(shape, 1) variate, shape > 0 (Marsaglia & Tsang 2000). */
+/** @brief Gamma(shape, 1) variate, shape > 0 (Marsaglia & Tsang 2000); NaN when
+ *         shape is not > 0. */
 MAB_EXPORT double mab_rng_gamma(mab_rng *rng, double shape);
 
-/** @brief Beta(a, b) variate, a > 0 and b > 0, as X/(X+Y) of two gammas. */
+/** @brief Beta(a, b) variate, a > 0 and b > 0, as X/(X+Y) of two gammas; NaN
+ *         when a or b is not > 0. */
 MAB_EXPORT double mab_rng_beta(mab_rng *rng, double a, double b);
 
 #ifdef __cplusplus

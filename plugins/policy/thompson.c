@@ -49,7 +49,10 @@ static int thompson_choose(const void *state, const mab_arm_view *arms, size_t n
     double best = -1.0;
     size_t chosen = 0, n_ties = 0;
     for (size_t i = 0; i < n_arms; i++) {
-        double successes = arms[i].reward_sum;
+        /* A store can hand over totals no run of the engine makes (a damaged
+           or hand-edited record with a negative sum): keep the Beta shapes
+           above 0, where they are defined. */
+        double successes = fmax(0.0, arms[i].reward_sum);
         double failures = fmax(0.0, (double)(int64_t)arms[i].pulls - successes);
         double theta = mab_rng_beta(rng, s->alpha0 + successes, s->beta0 + failures);
         if (theta > best) {

@@ -598,6 +598,24 @@ static void test_thompson_fractional_rewards_and_prior(void **unused)
     unload_policy(&lp);
 }
 
+/* Totals no engine run produces (a damaged store, found by fuzz_lmdb): a
+   negative reward sum must not make a Beta shape <= 0. */
+static void test_thompson_negative_sum_from_storage(void **unused)
+{
+    loaded_policy lp = load_policy("thompson");
+    void *state = create_ok(&lp, "{}", 3);
+    mab_arm_view arms[3] = {arm_stats(0, -5), arm_stats(10, 0), arm_stats(UINT64_MAX, -1.6e163)};
+    uint64_t counts[3];
+    count_choices(&lp, state, arms, 3, 29, counts, NULL);
+    /* Clamped to 0 successes, the first arm is Beta(1, 1) and beats the
+       second, Beta(1, 11), most of the time (it would never be chosen with
+       its draw NaN, and the third would recurse without end). */
+    assert_true(counts[0] > 4 * counts[1]);
+    assert_true(counts[2] > 4 * counts[1]);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
 static void test_thompson_params_are_validated(void **unused)
 {
     loaded_policy lp = load_policy("thompson");
@@ -745,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_thompson_matches_p_best),
         cmocka_unit_test(test_thompson_fractional_rewards_and_prior),
         cmocka_unit_test(test_thompson_params_are_validated),
+        cmocka_unit_test(test_thompson_negative_sum_from_storage),
         cmocka_unit_test(test_every_policy_returns_valid_arms),
         cmocka_unit_test(test_every_policy_exports_one_symbol),
         cmocka_unit_test(test_every_policy_converges),

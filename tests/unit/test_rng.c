@@ -144,6 +144,11 @@ static void test_gamma(void **state)
     for (int i = 0; i < DRAWS; i++)
         draws[i] = mab_rng_gamma(r, 0.5);
     assert_true(ks_distance(draws, DRAWS, gamma_half_cdf, 0) < ks_critical(DRAWS));
+    /* Outside the domain: NaN, not an endless boost (-1e300 + 1 == -1e300). */
+    assert_true(isnan(mab_rng_gamma(r, -1e300)));
+    assert_true(isnan(mab_rng_gamma(r, 0.0)));
+    assert_true(isnan(mab_rng_gamma(r, NAN)));
+    assert_true(isnan(mab_rng_beta(r, -1e300, 1.0)));
     mab_rng_destroy(r);
 }
 

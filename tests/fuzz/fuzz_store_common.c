@@ -1,0 +1,121 @@
+/*
+ * fuzz_store_common.c - open, use, close and reopen a planted store
+ * (fuzz_store_common.h).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_store_common.h"
+#include "mab/mab.h"
+
+static int count_record(void *ctx, const mab_record *record)
+{
+    if (!record->experiment || !record->arm)
+        abort();
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+#define EXPERIMENTS_MAX 8
+#define ARMS_MAX 8
+
+/* Stats of every experiment, and what this run added to them. */
+typedef struct snapshot {
+    size_t n_experiments;
+    const char *id[EXPERIMENTS_MAX];
+    size_t n_arms[EXPERIMENTS_MAX];
+    mab_arm_stats stats[EXPERIMENTS_MAX][ARMS_MAX];
+    int pulled[EXPERIMENTS_MAX][ARMS_MAX];   /* acknowledged pulls */
+    int rewarded[EXPERIMENTS_MAX][ARMS_MAX]; /* acknowledged rewards */
+} snapshot;
+
+static void use(mab_engine *engine, snapshot *snap)
+{
+    memset(snap, 0, sizeof *snap);
+    size_t n = mab_experiment_count(engine);
+    if (n > EXPERIMENTS_MAX)
+        abort();
+    snap->n_experiments = n;
+    for (size_t i = 0; i < n; i++) {
+        mab_experiment_info info;
+        mab_error err = {0, ""};
+        if (mab_experiment_at(engine, i, &info, &err) != MAB_OK || info.n_arms > ARMS_MAX)
+            abort();
+        snap->id[i] = info.id;
+        if (mab_stats(engine, info.id, snap->stats[i], ARMS_MAX, &snap->n_arms[i], &err) !=
+            MAB_OK)
+            abort();
+        mab_choice choice;
+        if (mab_choose(engine, info.id, &choice, &err) == MAB_OK) {
+            snap->pulled[i][choice.arm_index] = 1;
+            if (mab_reward(engine, info.id, choice.arm_id, info.reward_max, &err) == MAB_OK)
+                snap->rewarded[i][choice.arm_index] = 1;
+        }
+    }
+    size_t records = 0;
+    mab_error err = {0, ""};
+    mab_export(engine, count_record, &records, &err);
+}
+
+/* After a clean close, the store holds what was there plus what was
+   acknowledged: pulls and rewards exactly. */
+static void check_nothing_lost(mab_engine *engine, const snapshot *snap)
+{
+    for (size_t i = 0; i < snap->n_experiments; i++) {
+        mab_arm_stats now[ARMS_MAX];
+        size_t n_arms;
+        mab_error err = {0, ""};
+        if (mab_stats(engine, snap->id[i], now, ARMS_MAX, &n_arms, &err) != MAB_OK ||
+            n_arms != snap->n_arms[i])
+            abort();
+        for (size_t a = 0; a < n_arms; a++) {
+            const mab_arm_stats *was = &snap->stats[i][a];
+            if (now[a].pulls != was->pulls + (uint64_t)snap->pulled[i][a] ||
+                now[a].rewards != was->rewards + (uint64_t)snap->rewarded[i][a]) {
+                fprintf(stderr,
+                        "fuzz: %s.%s: %llu pulls and %llu rewards were stored, %d and %d were "
+                        "added and acknowledged, %llu and %llu read back\n",
+                        snap->id[i], now[a].arm_id, (unsigned long long)was->pulls,
+                        (unsigned long long)was->rewards, snap->pulled[i][a],
+                        snap->rewarded[i][a], (unsigned long long)now[a].pulls,
+                        (unsigned long long)now[a].rewards);
+                abort();
+            }
+        }
+    }
+}
+
+void fuzz_store_exercise(const char *config_path)
+{
+    mab_engine *engine = NULL;
+    mab_error err = {0, ""};
+    mab_options opts = {sizeof opts, MAB_OPEN_SEED, 3};
+    int rc = mab_open_ex(config_path, &opts, &engine, &err);
+    if (rc != MAB_OK) {
+        if (rc > 0 || err.message[0] == '\0' || engine)
+            abort();
+        return;
+    }
+    static snapshot snap;
+    use(engine, &snap);
+    /* The ids in snap point into the engine; keep them past its close. */
+    static char ids[EXPERIMENTS_MAX][256];
+    for (size_t i = 0; i < snap.n_experiments; i++) {
+        snprintf(ids[i], sizeof ids[i], "%s", snap.id[i]);
+        snap.id[i] = ids[i];
+    }
+    int closed = mab_close(engine, &err);
+
+    rc = mab_open_ex(config_path, &opts, &engine, &err);
+    if (rc != MAB_OK) {
+        fprintf(stderr, "fuzz: a store that opened, then was written by its plugin, is "
+                        "refused: %s\n",
+                err.message);
+        abort();
+    }
+    if (closed == MAB_OK)
+        check_nothing_lost(engine, &snap);
+    mab_close(engine, &err);
+}
