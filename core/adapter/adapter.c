@@ -212,17 +212,59 @@ static int load_settings(mab_engine *engine, uint8_t (*keys)[MAB__KEY_BYTES], si
     return read_keys(web->secret_file, keys, n_keys, err);
 }
 
-int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
+/* The keys of a key file, read once (by a privileged process) and handed
+   to adapters opened later (by unprivileged ones): mab_adapter_keys_read. */
+struct mab_adapter_keys {
+    uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
+    size_t n_keys;
+};
+
+int mab_adapter_keys_read(mab_engine *engine, mab_adapter_keys **out, mab_error *err)
+{
+    if (!out)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter_keys_read: out is NULL");
+    if (sodium_init() < 0)
+        return mab_error_set(err, MAB_ENOMEM, "libsodium failed to initialise");
+    mab_adapter_keys *k = calloc(1, sizeof *k);
+    if (!k)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    int rc = load_settings(engine, k->keys, &k->n_keys, err);
+    if (rc != MAB_OK) {
+        mab_adapter_keys_free(k);
+        return rc;
+    }
+    *out = k;
+    return MAB_OK;
+}
+
+void mab_adapter_keys_free(mab_adapter_keys *keys)
+{
+    if (!keys)
+        return;
+    sodium_memzero(keys, sizeof *keys);
+    free(keys);
+}
+
+static int open_adapter(mab_engine *engine, const mab_adapter_keys *given, mab_adapter **out,
+                        mab_error *err)
 {
     if (!out)
         return mab_error_set(err, MAB_EINVAL, "mab_adapter_open: out is NULL");
+    if (!engine || !engine->web)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter: engine is NULL");
     if (sodium_init() < 0)
         return mab_error_set(err, MAB_ENOMEM, "libsodium failed to initialise");
     mab_adapter *ad = calloc(1, sizeof *ad);
     if (!ad)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
-    int rc = load_settings(engine, keys, &ad->n_keys, err);
+    int rc = MAB_OK;
+    if (given) {
+        memcpy(keys, given->keys, sizeof keys);
+        ad->n_keys = given->n_keys;
+    } else {
+        rc = load_settings(engine, keys, &ad->n_keys, err);
+    }
     for (size_t k = 0; rc == MAB_OK && k < ad->n_keys; k++)
         mab__mac_key_init(&ad->keys[k], keys[k]);
     sodium_memzero(keys, sizeof keys);
@@ -236,6 +278,19 @@ int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
     ad->web = mab__engine_web_config(engine);
     *out = ad;
     return MAB_OK;
+}
+
+int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
+{
+    return open_adapter(engine, NULL, out, err);
+}
+
+int mab_adapter_open_with_keys(mab_engine *engine, const mab_adapter_keys *keys,
+                               mab_adapter **out, mab_error *err)
+{
+    if (!keys || keys->n_keys == 0)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter_open_with_keys: no keys");
+    return open_adapter(engine, keys, out, err);
 }
 
 int mab_adapter_reload(mab_adapter *ad, mab_engine *engine, mab_error *err)

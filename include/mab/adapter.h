@@ -65,6 +65,36 @@ typedef struct mab_request mab_request;
  */
 MAB_EXPORT int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err);
 
+/* The keys of a `secret_file`, read into memory (opaque). */
+typedef struct mab_adapter_keys mab_adapter_keys;
+
+/**
+ * @brief Read the key file named by the engine's `secret_file` into memory,
+ *        with the checks of mab_adapter_open(). For hosts whose privileged
+ *        process reads secrets and whose unprivileged workers serve requests
+ *        (the nginx master reads it at configuration time, as nginx reads
+ *        ssl_certificate_key, and its workers inherit it across fork()): the
+ *        engine may be opened with MAB_OPEN_NO_STORAGE and closed afterwards;
+ *        the keys do not refer to it.
+ * @param out receives the keys; free them with mab_adapter_keys_free().
+ * @return as mab_adapter_open().
+ */
+MAB_EXPORT int mab_adapter_keys_read(mab_engine *engine, mab_adapter_keys **out,
+                                     mab_error *err);
+
+/**
+ * @brief mab_adapter_open() with keys read earlier by mab_adapter_keys_read()
+ *        instead of reading the key file: nothing is read from disk. The
+ *        adapter copies the keys; `keys` may be freed afterwards.
+ *        mab_adapter_reload() on this adapter reads the key file again.
+ * @return MAB_OK; MAB_EINVAL (engine, keys or out NULL); MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_adapter_open_with_keys(mab_engine *engine, const mab_adapter_keys *keys,
+                                          mab_adapter **out, mab_error *err);
+
+/** @brief Wipe (sodium_memzero) and free keys. keys may be NULL. */
+MAB_EXPORT void mab_adapter_keys_free(mab_adapter_keys *keys);
+
 /**
  * @brief Point the adapter at another engine (a reloaded config) and re-read
  *        its settings and key file. The counters and the memory of rewarded

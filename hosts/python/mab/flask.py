@@ -33,11 +33,13 @@ settings and what differs from Flask-MAB.
 """
 import atexit
 import functools
+import gc
 import hmac
 import json
 import math
 import os
 import re
+import sys
 import threading
 import time
 
@@ -195,6 +197,55 @@ def _refuse_flask_mab_file(path):
             "(CONFIG: the file mab.flask writes under the instance folder)" % path)
 
 
+# Storage plugins that one process only may open (json_file locks its file).
+_ONE_PROCESS_STORAGE = ("json_file",)
+
+
+def _storage_plugin(app):
+    """The storage plugin the app's engine opens, or None (memory only)."""
+    config = app.config.get("MAB_CONFIG")
+    if not config:
+        storage = _storage_config(app)
+        return storage and storage["plugin"]
+    try:
+        with open(os.path.join(app.root_path, config)) as f:
+            storage = json.load(f).get("storage")
+    except (OSError, ValueError, AttributeError):
+        return None  # mab_open says what is wrong with the file
+    return storage.get("plugin") if isinstance(storage, dict) else None
+
+
+def _gunicorn_workers():
+    """The number of worker processes of the gunicorn this process is the
+    master or a worker of, else None. gunicorn hands its app no setting or
+    environment variable for it, but each worker is forked from the master
+    and so holds the master's Arbiter (gunicorn.arbiter), which knows."""
+    arbiter = getattr(sys.modules.get("gunicorn.arbiter"), "Arbiter", None)
+    if arbiter is None:
+        return None
+    for obj in gc.get_objects():
+        if isinstance(obj, arbiter):
+            workers = getattr(obj, "num_workers", None)
+            return workers if isinstance(workers, int) else None
+    return None
+
+
+def _refuse_one_process_storage(app):
+    """json_file under gunicorn with several workers: every worker but one
+    would fail at its first request. Refuse at start-up, naming the fix."""
+    workers = _gunicorn_workers()
+    if workers is None or workers < 2:
+        return
+    plugin = _storage_plugin(app)
+    if plugin in _ONE_PROCESS_STORAGE:
+        raise MABConfigException(
+            "app %r: storage %s, which one process only may open, under gunicorn with %d "
+            "worker processes: use LMDB, which the workers share (MAB_STORAGE_ENGINE = "
+            "\"LMDBBanditStorage\" with MAB_STORAGE_OPTS = {\"path\": DIR}, or \"plugin\": "
+            "\"lmdb\" in MAB_CONFIG), or run gunicorn with --workers 1"
+            % (app.name, plugin, workers))
+
+
 def _key_file(app):
     """MAB_SECRET_FILE, or INSTANCE/mab.key created on first use (mode 0600)."""
     path = app.config.get("MAB_SECRET_FILE")
@@ -294,6 +345,7 @@ class _State:
             # closed: they belong to the parent, whose store handles we share.
             self.engine = self.adapter = None
             app = self.app
+            _refuse_one_process_storage(app)
             config = app.config.get("MAB_CONFIG")
             if config:
                 path, memory = os.path.join(app.root_path, config), False
@@ -301,7 +353,8 @@ class _State:
             else:
                 path, memory = _write_config(app, self.bandits)
                 debug = bool(app.config.get("MAB_DEBUG_HEADERS", True))
-            engine = mab.Engine(path, no_storage=memory)
+            engine = mab.Engine(path, no_storage=memory, storage_log_interval=float(
+                app.config.get("MAB_STORAGE_LOG_INTERVAL", 60)))
             try:
                 adapter = mab.Adapter(engine)
             except BaseException:
@@ -403,6 +456,7 @@ class BanditMiddleware:
                              ("MAB_STORAGE_ENGINE", "BanditStorage"),
                              ("MAB_STORAGE_OPTS", ())):
             app.config.setdefault(key, default)
+        _refuse_one_process_storage(app)
         state = _State(app)
         app.extensions["mab"] = state
         os.register_at_fork(after_in_child=state.forked)
@@ -456,10 +510,21 @@ def reward_endpt(name, value=1):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             response = view(*args, **kwargs)
-            _request().reward(name, value)
+            try:
+                _request().reward(name, value)
+            except mab.MabError as e:
+                _refuse_not_durable(e)
+                raise
             return response
         return wrapper
     return decorator
+
+
+def _refuse_not_durable(error):
+    """sync "always" and the reward could not be made durable: 503, not an
+    acknowledgement (the reason is in the "mab" log, not in the answer)."""
+    if error.code == mab.ESTORAGE:
+        abort(503, description="The reward could not be stored; try again later.")
 
 
 def reward_and_redirect(name, target, value=1.0):
@@ -472,6 +537,7 @@ def reward_and_redirect(name, target, value=1.0):
     except mab.MabError as e:
         if e.code == mab.EINVAL:
             abort(400, description=e.message)
+        _refuse_not_durable(e)
         raise
     return redirect(where.location, code=where.status)
 
