@@ -250,7 +250,7 @@ static int open_adapter(mab_engine *engine, const mab_adapter_keys *given, mab_a
 {
     if (!out)
         return mab_error_set(err, MAB_EINVAL, "mab_adapter_open: out is NULL");
-    if (!engine || !mab__engine_web_config(engine))
+    if (!engine)
         return mab_error_set(err, MAB_EINVAL, "mab_adapter: engine is NULL");
     if (sodium_init() < 0)
         return mab_error_set(err, MAB_ENOMEM, "libsodium failed to initialise");
