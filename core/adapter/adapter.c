@@ -620,7 +620,10 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         atomic_fetch_add(&rq->adapter->replay_evictions, evicted);
     if (!fresh)
         return refuse(rq, MAB_REWARD_REPLAYED, out);
-    int rc = mab_reward(engine, experiment, e->cookie.arm, value, err);
+    /* The probability the arm was chosen with, from the cookie, for policies
+       that weight rewards by it (EXP3). */
+    mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, (double)e->cookie.probability};
+    int rc = mab_reward_ctx(engine, experiment, e->cookie.arm, value, &ctx, err);
     if (rc != MAB_OK && rc != MAB_ESTORAGE) {
         mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
         return rc;

@@ -448,6 +448,52 @@ static void test_features_reach_choose_and_update(void **unused)
     close_ok(e);
 }
 
+/* ---- EXP3 through the engine ---------------------------------------- */
+
+static void test_exp3_through_the_engine(void **unused)
+{
+    (void)unused;
+    write_config("{\"plugin\": \"" MAB_PLUGIN_DIR "/exp3.so\", \"gamma\": 0.5}", MEMORY);
+    mab_engine *e = open_ok();
+    mab_error err = {0, ""};
+    mab_choice c;
+    assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
+    /* Nothing learnt yet: uniform, exactly. */
+    assert_true(fabs(c.probability - 1.0 / 3.0) < 1e-15);
+    /* A reward without its probability cannot be weighted: refused whole. */
+    assert_int_equal(mab_reward(e, "exp", "b", 1.0, &err), MAB_EPLUGIN);
+    assert_non_null(strstr(err.message, "refused the reward for arm \"b\""));
+    mab_arm_stats st[3];
+    size_t n;
+    assert_int_equal(mab_stats(e, "exp", st, 3, &n, &err), MAB_OK);
+    assert_int_equal(st[1].rewards, 0);
+    /* With it: G_b += r / p. */
+    mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, 0.25};
+    assert_int_equal(mab_reward_ctx(e, "exp", "b", 0.5, &ctx, &err), MAB_OK);
+    mab_policy_stats_info info = {sizeof info, NULL, 0, 0};
+    double g[3];
+    assert_int_equal(mab_policy_stats(e, "exp", &info, g, 3, NULL, 0, &err), MAB_OK);
+    assert_string_equal(info.layout, "exp3/1:1,0");
+    assert_true(g[0] == 0.0 && g[1] == 2.0 && g[2] == 0.0);
+    /* choose reads G: p_b = 0.5 w_b / sum w + 0.5 / 3 with w = exp(0.5 G / 3). */
+    double wb = exp(0.5 * 2.0 / 3.0), expected_b = 0.5 * wb / (wb + 2.0) + 0.5 / 3.0;
+    double p[3];
+    int kind;
+    assert_int_equal(mab_explain(e, "exp", NULL, p, 3, &kind, &err), MAB_OK);
+    assert_int_equal(kind, MAB_EXPLAIN_PROBABILITIES);
+    assert_true(fabs(p[1] - expected_b) < 1e-12);
+    int saw_b = 0;
+    for (int i = 0; i < 200 && !saw_b; i++) {
+        assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
+        if (c.arm_index == 1) {
+            saw_b = 1;
+            assert_true(fabs(c.probability - expected_b) < 1e-12);
+        }
+    }
+    assert_true(saw_b);
+    close_ok(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +510,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_stats_split_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_exact_across_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_features_reach_choose_and_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exp3_through_the_engine, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
