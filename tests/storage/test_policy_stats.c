@@ -5,8 +5,9 @@
  * processes at once; and a policy change in the config starts its
  * statistics from zero while the old policy's stay untouched.
  *
- * Run as: test_policy_stats BACKEND (lmdb; the threads-then-processes
- * case runs for lmdb only, the one backend shared by processes). Children are
+ * Run as: test_policy_stats BACKEND (lmdb or json_file; the
+ * threads-then-processes case runs for lmdb only, the one backend shared by
+ * processes). Children are
  * forked before the parent opens an engine in that test.
  */
 #include <pthread.h>
