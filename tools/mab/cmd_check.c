@@ -1,12 +1,51 @@
 /*
  * cmd_check.c - `mab check CONFIG`: open a config with its storage and
- * describe it.
+ * describe it. For policies that keep statistics (policy ABI 2) it names
+ * their layout, and says when storage holds statistics of another layout
+ * for an experiment: a policy change in the config, which starts afresh.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "commands.h"
 #include "engine_util.h"
 #include "output.h"
+
+struct layout_note {
+    const char *experiment;
+    const char *current;
+};
+
+static int note_other_layout(void *ctx, const char *layout)
+{
+    const struct layout_note *note = ctx;
+    if (strcmp(layout, note->current) != 0)
+        printf("experiments.%s: storage holds policy statistics of layout %s, not the "
+               "policy's %s: %s starts afresh (the stored ones are kept)\n",
+               note->experiment, layout, note->current[0] ? note->current : "(none: ABI 1)",
+               note->current[0] ? "it" : "the policy reads none of them and");
+    return 0;
+}
+
+/* One line per experiment whose stored statistics differ from its policy's. */
+static int print_layout_changes(mab_engine *engine, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mab_experiment_info info;
+        mab_error err = {0};
+        mab_policy_stats_info stats = {sizeof stats, NULL, 0, 0};
+        if (mab_experiment_at(engine, i, &info, &err) != MAB_OK ||
+            mab_policy_stats(engine, info.id, &stats, NULL, 0, NULL, 0, &err) != MAB_OK)
+            return fail(&err);
+        if (stats.layout[0])
+            printf("experiments.%s: policy statistics %s (%zu per arm, %zu per experiment)\n",
+                   info.id, stats.layout, stats.per_arm, stats.per_experiment);
+        struct layout_note note = {info.id, stats.layout};
+        if (mab_stored_layouts(engine, info.id, note_other_layout, &note, &err) != MAB_OK)
+            return fail(&err);
+    }
+    return 0;
+}
 
 int cmd_check(const command_args *args)
 {
@@ -45,6 +84,8 @@ int cmd_check(const command_args *args)
             printf("storage:     %s\n", mab_storage_name(engine));
         printf("experiments: %zu\n\n", n);
         table_print(&table, stdout, "");
+        if (mab_storage_path(engine))
+            status = print_layout_changes(engine, n);
     }
     table_free(&table);
     return close_engine(engine, status);
