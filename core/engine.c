@@ -801,7 +801,10 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
     return rc;
 }
 
-static int open_storage(mab_engine *e, mab_error *err)
+/* How open_storage() reaches the store (mab_options.flags). */
+enum storage_mode { STORAGE_OPEN, STORAGE_READ_ONLY, STORAGE_CHECK };
+
+static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
 {
     const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(e->storage_obj, "plugin");
     int rc = mab__plugin_resolve(e, plugin->valuestring, "storage.plugin", &e->storage_path, err);
@@ -826,7 +829,19 @@ static int open_storage(mab_engine *e, mab_error *err)
     e->refresh_ms = (uint32_t)refresh_ms;
     void *state = NULL;
     mab_error open_err = {0, ""};
-    rc = e->storage->open(&params, &state, &open_err);
+    if (mode == STORAGE_CHECK) {
+        /* Validate without opening: nothing created, nothing locked. */
+        e->storage_checked = mab__storage_has(e->storage, check) && e->storage->check;
+        if (e->storage_checked)
+            rc = e->storage->check(&params, &open_err);
+        else
+            mab__params_mark_all_used(&params); /* the plugin cannot tell: not checked */
+    } else if (mode == STORAGE_READ_ONLY && mab__storage_has(e->storage, open_read_only) &&
+               e->storage->open_read_only) {
+        rc = e->storage->open_read_only(&params, &state, &open_err);
+    } else {
+        rc = e->storage->open(&params, &state, &open_err);
+    }
     if (rc != MAB_OK) {
         if (params.error[0])
             rc = mab_error_set(err, MAB_ECONFIG, "%s (refused by %s)", params.error,
@@ -851,7 +866,7 @@ static int open_storage(mab_engine *e, mab_error *err)
                                "rebuild it against storage ABI %u.%u or later",
                                e->config_path, x->id, x->policy_name, x->policy_path,
                                e->storage_path, e->storage->abi_major, e->storage->abi_minor,
-                               MAB_STORAGE_ABI_MAJOR, 2u);
+                               MAB_STORAGE_ABI_MAJOR, 3u);
     }
     return rc;
 }
@@ -1010,12 +1025,20 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
         rc = create_policy(e, &e->experiments[i], err);
     if (rc == MAB_OK && allocate_stats(e) != MAB_OK)
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
-    int with_storage = !(opts && (opts->flags & MAB_OPEN_NO_STORAGE));
+    unsigned flags = opts ? opts->flags : 0;
+    if ((flags & MAB_OPEN_CHECK) && (flags & (MAB_OPEN_NO_STORAGE | MAB_OPEN_READ_ONLY)))
+        rc = rc == MAB_OK ? mab_error_set(err, MAB_EINVAL, "mab_open: MAB_OPEN_CHECK excludes "
+                                          "MAB_OPEN_NO_STORAGE and MAB_OPEN_READ_ONLY") : rc;
+    e->read_only = (flags & (MAB_OPEN_READ_ONLY | MAB_OPEN_CHECK)) != 0;
+    enum storage_mode mode = (flags & MAB_OPEN_CHECK)       ? STORAGE_CHECK
+                             : (flags & MAB_OPEN_READ_ONLY) ? STORAGE_READ_ONLY
+                                                            : STORAGE_OPEN;
+    int with_storage = !(flags & MAB_OPEN_NO_STORAGE);
     if (rc == MAB_OK && with_storage)
-        rc = open_storage(e, err);
-    if (rc == MAB_OK && with_storage)
+        rc = open_storage(e, mode, err);
+    if (rc == MAB_OK && with_storage && mode != STORAGE_CHECK)
         rc = load_totals(e, err);
-    if (rc == MAB_OK && with_storage)
+    if (rc == MAB_OK && with_storage && mode == STORAGE_OPEN)
         rc = writer_start(e, err);
     if (rc != MAB_OK) {
         engine_free(e);
@@ -1285,6 +1308,8 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     return MAB_OK;
 }
 
+static int read_only_error(const mab_engine *e, const char *what, mab_error *err);
+
 int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx,
                    mab_choice *out, int *estimated, mab_error *err)
 {
@@ -1292,6 +1317,8 @@ int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx
     int found = find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    if (e->read_only)
+        return read_only_error(e, "choose", err);
     if ((found = context_check(ctx, err)) != MAB_OK)
         return found;
     if (x->policy2)
@@ -1313,12 +1340,20 @@ static int sums_finite(const mab__experiment *x, double count, double sum, doubl
     return isfinite(sum) && isfinite(sq) && isfinite(normalised_sq) && isfinite(normalised_sum);
 }
 
+static int read_only_error(const mab_engine *e, const char *what, mab_error *err)
+{
+    return mab_error_set(err, MAB_EINVAL, "%s: %s was opened read-only (MAB_OPEN_READ_ONLY or "
+                         "MAB_OPEN_CHECK): nothing can be written", what, e->config_path);
+}
+
 int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error *err)
 {
     mab__experiment *x;
     int found = find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    if (e->read_only)
+        return read_only_error(e, "choose", err);
     if (x->policy2)
         return choose2(e, x, NULL, out, NULL, err);
     mab__slot *s = slot_acquire(e);
@@ -1359,6 +1394,8 @@ int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, doubl
     int rc = find_experiment_arm(e, experiment, arm, &x, &i, err);
     if (rc != MAB_OK)
         return rc;
+    if (e->read_only)
+        return read_only_error(e, "reward", err);
     if (!isfinite(value))
         return mab_error_set(err, MAB_EINVAL,
                              "experiments.%s: reward for arm \"%s\" is %s; rewards must be "
@@ -1596,11 +1633,13 @@ int mab_stored_layouts(mab_engine *e, const char *experiment,
         return rc;
     if (!visit)
         return mab_error_set(err, MAB_EINVAL, "mab_stored_layouts: visit is NULL");
-    if (!e->storage)
-        return mab_error_set(err, MAB_EINVAL, "mab_stored_layouts: no storage");
+    if (!e->storage || !e->storage_state)
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_stored_layouts: the engine has no open store (opened with "
+                             "MAB_OPEN_NO_STORAGE or MAB_OPEN_CHECK)");
     if (!mab__storage_has_stats(e->storage))
         return MAB_OK;
-    if ((rc = mab_flush(e, err)) != MAB_OK)
+    if (!e->read_only && (rc = mab_flush(e, err)) != MAB_OK)
         return rc;
     struct layouts_ctx l = {x->id, NULL, 0, visit, ctx, 0};
     pthread_mutex_lock(&e->flush_mu);
@@ -1639,6 +1678,8 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
     int found = find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    if (e->read_only)
+        return read_only_error(e, "reset", err);
     gather_all(e);
     pthread_mutex_lock(&e->flush_mu);
     int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;
@@ -1665,8 +1706,9 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
 
 static int storage_v11(const mab_engine *e, const char *what, mab_error *err)
 {
-    if (!e->storage)
-        return mab_error_set(err, MAB_EINVAL, "%s: the engine was opened without storage", what);
+    if (!e->storage || !e->storage_state)
+        return mab_error_set(err, MAB_EINVAL, "%s: the engine was opened without storage%s", what,
+                             e->storage ? " (MAB_OPEN_CHECK)" : "");
     if (!mab__storage_has(e->storage, replace))
         return mab_error_set(err, MAB_EPLUGIN,
                              "%s: storage plugin %s is ABI 1.0, which cannot list or replace "
@@ -1771,7 +1813,7 @@ int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, 
 {
     if (!e || (!records && n))
         return mab_error_set(err, MAB_EINVAL, "mab_import: engine and records must not be NULL");
-    int rc = storage_v11(e, "import", err);
+    int rc = e->read_only ? read_only_error(e, "import", err) : storage_v11(e, "import", err);
     mab_delta *deltas = rc == MAB_OK ? calloc(n ? n : 1, sizeof *deltas) : NULL;
     const char **cleared = rc == MAB_OK ? calloc(e->n_experiments, sizeof *cleared) : NULL;
     if (rc == MAB_OK && (!deltas || !cleared))

@@ -199,6 +199,10 @@ struct mab_engine {
     atomic_uint_fast64_t dropped_deltas;
     pthread_mutex_t dropped_mu; /* guards last_drop */
     mab_error last_drop;        /* why the latest delta was dropped */
+    /* MAB_OPEN_READ_ONLY or MAB_OPEN_CHECK: nothing is ever written. */
+    int read_only;
+    /* MAB_OPEN_CHECK: whether the storage plugin had a check callback. */
+    int storage_checked;
 };
 
 /* Whether a storage descriptor is large enough to hold `field` (ABI gates). */

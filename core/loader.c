@@ -171,6 +171,11 @@ int mab__plugin_resolve(const mab_engine *e, const char *name, const char *json_
                          e->config_path, json_path, name, looked);
 }
 
+int mab_storage_checked(const mab_engine *e)
+{
+    return e && e->storage_checked;
+}
+
 const char *mab_storage_path(const mab_engine *e)
 {
     return e && e->storage ? e->storage_path : NULL;

@@ -691,6 +691,16 @@ static int encode(mab_request *rq)
     return rq->text[0] != '\0';
 }
 
+double mab_request_probability(const mab_request *rq, const char *experiment)
+{
+    if (!rq || !experiment)
+        return NAN;
+    for (size_t i = 0; i < rq->n_entries; i++)
+        if (strcmp(rq->entries[i].cookie.experiment, experiment) == 0)
+            return (double)rq->entries[i].cookie.probability;
+    return NAN;
+}
+
 const char *mab_request_token(mab_request *rq)
 {
     if (!rq || !encode(rq))

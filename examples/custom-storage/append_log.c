@@ -587,6 +587,8 @@ static const mab_storage append_log = {
     0, /* refresh_ms: no other writers */
     log_scan,
     log_replace,
+    NULL, /* check (ABI 1.2, optional): `mab check` says the store was not checked */
+    NULL, /* open_read_only (ABI 1.2, optional): open() is used */
     NULL, NULL, NULL, /* apply_stats, load_stats, scan_stats: no policy statistics */
 };
 

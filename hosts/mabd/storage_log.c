@@ -31,7 +31,7 @@ static void start_streak(mabd *d, time_t now, uint64_t count, const char *messag
     d->streak_since = now;
     d->streak_next_summary = now + d->settings.storage_log_interval_s;
     snprintf(d->storage_last_error, sizeof d->storage_last_error, "%s", message);
-    mabd_log("storage: write failed: %s (pending increments are kept and retried; a summary "
+    mabd_log(MABD_LOG_ERROR, "storage: write failed: %s (pending increments are kept and retried; a summary "
              "follows every %u s while writes fail)",
              message, d->settings.storage_log_interval_s);
 }
@@ -67,7 +67,7 @@ void mabd_storage_check(mabd *d, time_t now)
         } else {
             snprintf(d->storage_last_error, sizeof d->storage_last_error, "%s", err.message);
             if (now >= d->streak_next_summary) {
-                mabd_log("storage: still failing: %" PRIu64 " failed writes in the last %u s, "
+                mabd_log(MABD_LOG_ERROR, "storage: still failing: %" PRIu64 " failed writes in the last %u s, "
                          "%" PRIu64 " since %lld s ago; last error: %s",
                          count - d->streak_summary_count, d->settings.storage_log_interval_s,
                          count - d->streak_first_count, (long long)(now - d->streak_since),
@@ -77,14 +77,14 @@ void mabd_storage_check(mabd *d, time_t now)
             }
         }
     } else if (d->storage_failing) {
-        mabd_log("storage: recovered: writes succeed again after %" PRIu64
+        mabd_log(MABD_LOG_INFO, "storage: recovered: writes succeed again after %" PRIu64
                  " failed writes over %lld s; everything pending is written",
                  count - d->streak_first_count, (long long)(now - d->streak_since));
         d->storage_failing = 0;
         d->streak_summary_count = count;
     } else {
         /* A background write failed and the retry succeeded at once. */
-        mabd_log("storage: a write failed and the retry succeeded (%" PRIu64 " failed writes "
+        mabd_log(MABD_LOG_WARN, "storage: a write failed and the retry succeeded (%" PRIu64 " failed writes "
                  "so far)", count);
         d->streak_summary_count = count;
     }

@@ -1267,6 +1267,11 @@ ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         rc = mab_adapter_keys_read(mmcf->check_engine, &mmcf->keys, &err);
     }
 
+    /* The storage too, read-only: the check of `mab check` and `mabd -t`. */
+    if (rc == MAB_OK) {
+        rc = mab_check((char *) mmcf->config.data, NULL, &err);
+    }
+
     if (rc != MAB_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"mab_config\" directive: %s: %s",

@@ -277,6 +277,16 @@ MAB_EXPORT const char *mab_request_set_cookie(mab_request *rq);
 MAB_EXPORT const char *mab_request_token(mab_request *rq);
 
 /**
+ * @brief The probability the visitor's arm of `experiment` was chosen with
+ *        when it was assigned, as the signed cookie carries it (after
+ *        mab_request_choose() or mab_request_reward(): the entry they used).
+ *        For logs that serve off-policy evaluation (inverse propensity).
+ * @return the probability, or NAN when the request holds no entry for the
+ *         experiment or the policy could not tell (Thompson).
+ */
+MAB_EXPORT double mab_request_probability(const mab_request *rq, const char *experiment);
+
+/**
  * @brief The X-MAB-Debug header value when `debug_header` is on, else NULL:
  *        "STORE; exp:arm;exp2:arm2" when this request made a new assignment,
  *        "SAVED; exp:arm;..." otherwise, listing the experiments chosen in

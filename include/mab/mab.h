@@ -86,6 +86,16 @@ typedef struct mab_engine mab_engine;
 #define MAB_OPEN_NO_STORAGE 0x1u /* do not open the storage plugin: counters start
                                     at zero and nothing is persisted (simulation) */
 #define MAB_OPEN_SEED 0x2u       /* use mab_options.seed instead of the config's */
+#define MAB_OPEN_CHECK 0x4u      /* config test (`mab check`, `mabd -t`): load every
+                                    plugin, let the storage plugin validate its
+                                    parameters and the existing store (storage.h,
+                                    check), but open no store: nothing is created,
+                                    locked or written; choose, reward, reset, import
+                                    and export fail with MAB_EINVAL */
+#define MAB_OPEN_READ_ONLY 0x8u  /* read the store without taking a writer's lock
+                                    (storage.h, open_read_only): stats and export work
+                                    while another process serves the store; choose,
+                                    reward, reset and import fail with MAB_EINVAL */
 
 typedef struct mab_options {
     size_t struct_size; /* sizeof(mab_options), for forward compatibility */
@@ -104,7 +114,12 @@ typedef struct mab_options {
  */
 MAB_EXPORT int mab_open(const char *config_path, mab_engine **out, mab_error *err);
 
-/** @brief mab_open() with options; opts may be NULL. */
+/**
+ * @brief mab_open() with options; opts may be NULL.
+ * @return as mab_open(); MAB_EINVAL when opts->struct_size is too small or
+ *         MAB_OPEN_CHECK is combined with MAB_OPEN_NO_STORAGE or
+ *         MAB_OPEN_READ_ONLY.
+ */
 MAB_EXPORT int mab_open_ex(const char *config_path, const mab_options *opts,
                            mab_engine **out, mab_error *err);
 
@@ -333,6 +348,31 @@ typedef struct mab_experiment_info {
     size_t n_arms;
     double reward_min, reward_max;
 } mab_experiment_info;
+
+/**
+ * @brief The config test that every host runs before it serves: open the
+ *        config with MAB_OPEN_CHECK (engine keys, every plugin, the storage
+ *        parameters and the existing store, read-only), then check what the
+ *        adapter would load: `secret_file` present, a regular file, readable,
+ *        not readable or writable by others, holding at least one valid key
+ *        (mab_adapter_open()'s checks); `redirect_allow` and the cookie keys
+ *        are validated by the open itself. Creates, locks and writes nothing,
+ *        so it may run while a server holds the store.
+ * @param sections as mab_open_sections(): the host's own top-level keys,
+ *        accepted but not checked here (each host checks its own section,
+ *        e.g. through mab_config_section() on an engine opened with
+ *        MAB_OPEN_CHECK).
+ * @return MAB_OK or the first fault, as mab_open() and mab_adapter_open()
+ *         report it (the message names the file and JSON path).
+ */
+MAB_EXPORT int mab_check(const char *config_path, const char *const *sections, mab_error *err);
+
+/**
+ * @brief Whether the storage plugin validated its parameters and store
+ *        during a MAB_OPEN_CHECK open (0 for a plugin built before storage
+ *        ABI 1.2, which has no check callback, or an engine not opened so).
+ */
+MAB_EXPORT int mab_storage_checked(const mab_engine *engine);
 
 /** @brief Number of experiments in the config. */
 MAB_EXPORT size_t mab_experiment_count(const mab_engine *engine);

@@ -4,9 +4,10 @@
  * Changelog:
  *  - ABI 1.0: open, load, apply, reset, close over four counters per arm.
  *  - ABI 1.1: refresh_ms, scan, replace (export and import).
- *  - ABI 1.2: policy statistics (policy ABI 2): apply_stats() adds counters
+ *  - ABI 1.2: check and open_read_only (`mab check`, `mabd -t`).
+ *  - ABI 1.3: policy statistics (policy ABI 2): apply_stats() adds counters
  *    and statistics in one all-or-nothing batch, load_stats() and
- *    scan_stats() read them. A 1.0/1.1 plugin keeps serving every policy that
+ *    scan_stats() read them. A plugin without them keeps serving every policy that
  *    keeps no statistics; the core refuses to open it for one that does.
  *
  * A storage plugin is a shared object exporting exactly one symbol,
@@ -20,7 +21,10 @@
  * The core serialises calls: a plugin is never entered from two threads at
  * once, so it needs no locking of its own for the core's sake. The core
  * only calls scan and replace when struct_size covers them (ABI >= 1.1);
- * a 1.1 plugin must set both. When the
+ * a 1.1 plugin must set both. check and open_read_only (ABI >= 1.2) are
+ * optional: the core calls them only when struct_size covers them and they
+ * are not NULL. apply_stats, load_stats and scan_stats (ABI >= 1.3) go
+ * together (all set, or all NULL). When the
  * config says `sync: "always"` the core calls apply() before a reward call
  * returns; with `sync: {"interval_ms": N}` it calls apply() from a background
  * thread every N ms and at close. Either way apply() must return only once
@@ -46,7 +50,7 @@ extern "C" {
 #endif
 
 #define MAB_STORAGE_ABI_MAJOR 1
-#define MAB_STORAGE_ABI_MINOR 2
+#define MAB_STORAGE_ABI_MINOR 3
 #define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
 
 /* The four counters kept per arm, in the experiment's own reward units. */
@@ -64,7 +68,7 @@ typedef struct mab_delta {
     mab_totals add;
 } mab_delta;
 
-/* One increment of policy statistics (ABI 1.2): add values[0..n_values) to
+/* One increment of policy statistics (ABI 1.3): add values[0..n_values) to
    the record of (experiment, arm, layout); arm NULL: the experiment's own. */
 typedef struct mab_stats_delta {
     const char *experiment;
@@ -148,10 +152,34 @@ typedef struct mab_storage {
      */
     int (*replace)(void *state, const char *const *experiments, size_t n_experiments,
                    const mab_delta *deltas, size_t n_deltas, mab_error *err);
-    /* Fields above are ABI 1.1. */
+    /* Fields above are ABI 1.1. Append new ones below, with a minor bump. */
+
+    /* ---- check and read-only open (ABI 1.2; `mab check`, `mabd -t`) ---- */
+
+    /**
+     * Optional (NULL: the core reports the store's parameters as not
+     * checked). Validate params exactly as open() would and verify that the
+     * existing store can be read, or is absent and could be created, without
+     * creating, modifying or locking anything: it must succeed while another
+     * process holds the store open, and leave the file system as it was. A
+     * store that open() would refuse (a corrupt file, a directory that does
+     * not exist, an unreachable server) is an error naming it.
+     * @return MAB_OK, MAB_ECONFIG (params), MAB_ECORRUPT or MAB_ESTORAGE.
+     */
+    int (*check)(mab_params *params, mab_error *err);
+
+    /**
+     * Optional (NULL: the core uses open()). Open the store for load() and
+     * scan() only, taking no lock a writer needs and creating nothing: a
+     * read-only command may read a store while its owner serves (what the
+     * owner has not written yet is not seen). The core never calls apply,
+     * reset or replace on such a state; close() releases it.
+     */
+    int (*open_read_only)(mab_params *params, void **state, mab_error *err);
+    /* Fields above are ABI 1.2. */
 
     /*
-     * Policy statistics (ABI 1.2). A policy of ABI 2 keeps extra doubles per
+     * Policy statistics (ABI 1.3). A policy of ABI 2 keeps extra doubles per
      * arm and per experiment (policy.h, mab_policy_layout); the core adds to
      * them exactly as to the counters. A record of statistics is keyed by
      * (experiment id, arm id or none for the experiment's own, layout tag):
@@ -200,7 +228,7 @@ typedef struct mab_storage {
                       int (*visit)(void *ctx, const char *experiment, const char *arm,
                                    const char *layout, const double *values, size_t n_values),
                       void *ctx, mab_error *err);
-    /* Fields above are ABI 1.2. Append new ones below, with a minor bump. */
+    /* Fields above are ABI 1.3. Append new ones below, with a minor bump. */
 } mab_storage;
 
 #define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)

@@ -10,7 +10,7 @@
  *    "experiments": {"EXP": {"ARM": {"pulls": N, "rewards": N,
  *                                    "reward_sum": X, "reward_sum_sq": X}}}}
  *
- * Policy statistics (storage ABI 1.2) are in the same file, in the
+ * Policy statistics (storage ABI 1.3) are in the same file, in the
  * document's optional "policy_stats" field (include/mab/records.h), and are
  * written in the same snapshot as the counters, so both commit together.
  *
@@ -37,6 +37,11 @@
  * different inodes. Note that a child forked while the store is open shares
  * the lock's open file description and so keeps the store locked until it
  * exits or execs.
+ *
+ * Read-only commands (`mab check`, `mab stats`, `mab export`) do not take the
+ * lock: check validates the file and open_read_only reads it as last renamed
+ * into place, so they work while a server holds the store; they see what the
+ * server has written, not what it still holds in memory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -620,6 +625,84 @@ static int json_open(mab_params *params, void **state, mab_error *err)
     return MAB_OK;
 }
 
+/* A directory a new store could be created in; `what` names the store. */
+static int directory_usable(const char *dir, const char *what, mab_error *err)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: directory %s: %s", what, dir,
+                             strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return mab_error_set(err, MAB_ESTORAGE, "%s: %s is not a directory", what, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: directory %s is not writable: %s", what, dir,
+                             strerror(errno));
+    return MAB_OK;
+}
+
+/* Path and derived paths from params, without touching the file system. */
+static int store_from_params(mab_params *params, json_store **out, mab_error *err)
+{
+    json_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return mab_error_set(err, MAB_ENOMEM, "json_file: out of memory");
+    st->lock_fd = -1;
+    int rc = mab_params_path(params, "path", NULL, st->path, sizeof st->path);
+    if (rc != MAB_OK)
+        mab_error_set(err, rc, "%s", mab_params_last_error(params));
+    else
+        rc = store_paths(st, err);
+    if (rc != MAB_OK) {
+        store_free(st);
+        return rc;
+    }
+    *out = st;
+    return MAB_OK;
+}
+
+/* Read the file as open() would, without the lock: a missing file is an
+   empty store (when its directory could hold one). */
+static int store_read_unlocked(json_store *st, mab_error *err)
+{
+    char *text;
+    size_t len;
+    if (read_file(st->path, &text, &len) != 0) {
+        if (errno == ENOENT)
+            return directory_usable(st->dir_path, st->path, err);
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
+                             strerror(errno));
+    }
+    int rc = table_from_text(st, text, len, err);
+    free(text);
+    return rc;
+}
+
+/* ABI 1.2 check: params and the file as it is; no lock, nothing created.
+   The lock is not tried either: a server holding it is the normal case. */
+static int json_check(mab_params *params, mab_error *err)
+{
+    json_store *st;
+    int rc = store_from_params(params, &st, err);
+    if (rc == MAB_OK) {
+        rc = store_read_unlocked(st, err);
+        store_free(st);
+    }
+    return rc;
+}
+
+/* ABI 1.2 read-only open: a snapshot of the file as last written (by rename,
+   so never torn), read without the lock that a serving process holds. */
+static int json_open_read_only(mab_params *params, void **state, mab_error *err)
+{
+    json_store *st;
+    int rc = store_from_params(params, &st, err);
+    if (rc == MAB_OK && (rc = store_read_unlocked(st, err)) != MAB_OK)
+        store_free(st);
+    if (rc == MAB_OK)
+        *state = st;
+    return rc;
+}
+
 static int json_load(void *state, const char *experiment, const char *const *arm_ids,
                      size_t n_arms, mab_totals *out, mab_error *err)
 {
@@ -895,6 +978,8 @@ static const mab_storage json_file_storage = {
     0, /* refresh_ms: one process owns the file */
     json_scan,
     json_replace,
+    json_check,
+    json_open_read_only,
     json_apply_stats,
     json_load_stats,
     json_scan_stats,

@@ -13,7 +13,7 @@
  *   "stats":   "EXP\0ARM\0LAYOUT" (ARM empty for the experiment's own
  *              statistics) -> stored_stats header (8 bytes: version 1, the
  *              number of doubles) then that many doubles. Policy statistics
- *              (storage ABI 1.2); created on first open by this version, so
+ *              (storage ABI 1.3); created on first open by this version, so
  *              a store of an older one gains it and reads as before.
  * Ids never contain NUL (the engine allows A-Z a-z 0-9 _ -), so the first NUL
  * of a key splits it, and "EXP\0" is a prefix that sorts all of an
@@ -707,6 +707,67 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
     return MAB_OK;
 }
 
+/* The nearest existing ancestor of path must be a directory we may write
+   in (open() creates the missing ones). */
+static int creatable(const lmdb_store *st, mab_error *err)
+{
+    char dir[sizeof st->path];
+    snprintf(dir, sizeof dir, "%s", st->path);
+    struct stat sb;
+    while (stat(dir, &sb) != 0) {
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            snprintf(dir, sizeof dir, ".");
+        else if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
+        if (strcmp(dir, ".") == 0 || strcmp(dir, "/") == 0)
+            break;
+    }
+    if (access(dir, W_OK | X_OK) != 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot create the store: %s is not "
+                             "writable: %s", st->path, dir, strerror(errno));
+    return MAB_OK;
+}
+
+/* ABI 1.2 check: the parameters as open() reads them, then an existing
+   environment opened MDB_RDONLY | MDB_NOLOCK, which reads and validates
+   its meta pages without creating or locking lock.mdb, so it works while
+   servers have the store open. A missing store only needs a directory
+   open() could create it in. */
+static int lmdb_check(mab_params *params, mab_error *err)
+{
+    lmdb_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return mab_error_set(err, MAB_ENOMEM, "lmdb: out of memory");
+    int64_t map_size, max_readers;
+    int rc = read_params(params, st, &map_size, &max_readers, err);
+    char data[sizeof st->path + 16];
+    struct stat sb;
+    if (rc == MAB_OK && stat(st->path, &sb) != 0)
+        rc = errno == ENOENT ? creatable(st, err)
+                             : lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", errno);
+    else if (rc == MAB_OK && !S_ISDIR(sb.st_mode))
+        rc = mab_error_set(err, MAB_ESTORAGE, "%s: not a directory (an LMDB store is a "
+                           "directory holding data.mdb)", st->path);
+    else if (rc == MAB_OK && (snprintf(data, sizeof data, "%s/data.mdb", st->path),
+                              access(data, F_OK) == 0)) {
+        int mrc = mdb_env_create(&st->env);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_env_set_maxdbs(st->env, 2);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_env_open(st->env, st->path, MDB_RDONLY | MDB_NOLOCK, 0644);
+        if (mrc != MDB_SUCCESS)
+            rc = lmdb_fail(st, err,
+                           mrc == MDB_INVALID || mrc == MDB_VERSION_MISMATCH ? MAB_ECORRUPT
+                                                                             : MAB_ESTORAGE,
+                           "cannot read the LMDB environment", mrc);
+    }
+    store_free(st, 0);
+    return rc;
+}
+
 /* ---- reading ---------------------------------------------------------- */
 
 static int lmdb_load(void *state, const char *experiment, const char *const *arm_ids,
@@ -835,7 +896,7 @@ static int delete_prefix(lmdb_store *st, MDB_txn *txn, MDB_dbi dbi, const char *
     return rc == MDB_NOTFOUND || rc == MDB_SUCCESS ? MDB_SUCCESS : rc;
 }
 
-/* ---- policy statistics (storage ABI 1.2) ----------------------------- */
+/* ---- policy statistics (storage ABI 1.3) ----------------------------- */
 
 typedef struct stats_key {
     char bytes[2 * ID_MAX + 3 + ID_MAX];
@@ -1240,6 +1301,12 @@ static const mab_storage lmdb_storage = {
     LMDB_REFRESH_MS,
     lmdb_scan,
     lmdb_replace,
+#endif
+#if MAB_STORAGE_ABI_MINOR >= 2
+    lmdb_check,
+    NULL, /* open_read_only: open() shares the store with every process */
+#endif
+#if MAB_STORAGE_ABI_MINOR >= 3
     lmdb_apply_stats,
     lmdb_load_stats,
     lmdb_scan_stats,

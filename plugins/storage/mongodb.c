@@ -1157,6 +1157,49 @@ static int mongo_open(mab_params *params, void **state, mab_error *err)
     return MAB_OK;
 }
 
+/* ABI 1.2 check: the parameters as open() reads them, then a ping and a
+   find of one document (reads only: no index is created, nothing written),
+   so a config test catches an unreachable server, bad credentials and a
+   collection the user may not read. */
+static int mongo_check(mab_params *params, mab_error *err)
+{
+    mongoc_init();
+    mongoc_log_set_handler(NULL, NULL);
+    mongo_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return mab_error_set(err, MAB_ENOMEM, "mongodb: out of memory");
+    snprintf(st->where, sizeof st->where, "MongoDB");
+    mongoc_uri_t *uri = NULL;
+    int rc = read_params(st, params, &uri, err);
+    if (rc == MAB_ENOMEM)
+        mab_error_set(err, rc, "mongodb: out of memory");
+    else if (rc != MAB_OK)
+        mab_error_set(err, rc, "%s", mab_params_last_error(params));
+    bson_error_t error;
+    if (rc == MAB_OK && !(st->client = mongoc_client_new_from_uri_with_error(uri, &error)))
+        rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot create a client");
+    if (rc == MAB_OK) {
+        mongoc_client_set_error_api(st->client, MONGOC_ERROR_API_VERSION_2);
+        st->collection = mongoc_client_get_collection(st->client, st->database,
+                                                      st->collection_name);
+        bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+        BSON_APPEND_INT64(&opts, "limit", 1);
+        mongoc_cursor_t *cursor =
+            mongoc_collection_find_with_opts(st->collection, &filter, &opts, NULL);
+        const bson_t *doc;
+        while (mongoc_cursor_next(cursor, &doc))
+            ;
+        if (mongoc_cursor_error(cursor, &error))
+            rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot read the collection");
+        mongoc_cursor_destroy(cursor);
+        bson_destroy(&opts);
+        bson_destroy(&filter);
+    }
+    mongoc_uri_destroy(uri);
+    store_free(st);
+    return rc;
+}
+
 static const mab_storage mongodb_storage = {
     MAB_STORAGE_HEADER,
     "mongodb",
@@ -1170,6 +1213,8 @@ static const mab_storage mongodb_storage = {
     1000, /* refresh_ms: other machines write the same documents */
     mongo_scan,
     mongo_replace,
+    mongo_check,
+    NULL, /* open_read_only: open() takes no lock; readers share the collection */
     NULL, NULL, NULL, /* policy statistics: not yet */
 };
 

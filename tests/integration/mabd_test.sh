@@ -213,11 +213,16 @@ kill -HUP "$pid"
 wait_log "reload refused"
 req after_bad -b "$jar" "$base/v1/choose/color,txt"
 expect_status 200 "choose after a refused reload"
-# A config that is valid but whose storage cannot open: the previous one is
-# reopened and keeps serving with its counts.
-write_config '{"green": "#0f0", "red": "#f00", "blue": "#00f"}' "no/such/dir/state.json"
+# A config that is valid, whose store passes the read-only check but cannot
+# open (another process holds it): the previous one is reopened and keeps
+# serving with its counts. (A store that cannot even be read, such as one in
+# a missing directory, is refused by the check first: mabd_ops_test.)
+exec {held}>"$tmp/held.json.lock"
+flock -n "$held" || fail "cannot lock held.json.lock"
+write_config '{"green": "#0f0", "red": "#f00", "blue": "#00f"}' "held.json"
 kill -HUP "$pid"
 wait_log "reopening the previous config"
+exec {held}>&-
 req after_storage -b "$jar" "$base/v1/choose/color"
 expect_status 200 "choose after a storage failure on reload"
 pycheck "counts kept after failed reloads" "$(stats)" '

@@ -222,6 +222,13 @@ fi
     -g "pid $tmp/t.pid; error_log stderr; worker_processes 1;" >"$tmp/t.out" 2>&1 ||
     fail "nginx -t refused json_file storage with one worker process: $(cat "$tmp/t.out")"
 
+# The store is checked read-only too (mab_check(), as `mab check`): one the
+# workers could not open fails nginx -t.
+sed "s|\"mab.lmdb\"|\"mab.key/store\"|" "$tmp/mab.json" >"$tmp/bad.json"
+cmp -s "$tmp/mab.json" "$tmp/bad.json" && fail "the lmdb path was not replaced in bad.json"
+write_nginx_conf "$tmp/bad.conf" "mab_config $tmp/bad.json;" ""
+expect_t_error "a store that cannot be opened" '"mab_config" directive' 'mab.key/store'
+
 # ---- start: not a daemon, master + 4 workers; stopped by pid ------------------
 "${nginx_cmd[@]}" -p "$tmp" -c "$tmp/nginx.conf" \
     -g "daemon off; master_process on; worker_processes 4; pid $tmp/nginx.pid; error_log $tmp/logs/error.log info;" &
