@@ -1380,14 +1380,11 @@ int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error
     return MAB_OK;
 }
 
-int mab_reward(mab_engine *e, const char *experiment, const char *arm, double value,
-               mab_error *err)
-{
-    return mab_reward_ctx(e, experiment, arm, value, NULL, err);
-}
-
-int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, double value,
-                   const mab_context *ctx, mab_error *err)
+/* Both public reward calls, inlined into each so that mab_reward() (ABI 1
+   hosts' hot path) pays no extra call for the context it does not have. */
+static inline __attribute__((always_inline)) int
+reward_impl(mab_engine *e, const char *experiment, const char *arm, double value,
+            const mab_context *ctx, mab_error *err)
 {
     mab__experiment *x;
     size_t i;
@@ -1469,6 +1466,18 @@ int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, doubl
                            x->id, arm, why.message);
     }
     return rc;
+}
+
+int mab_reward(mab_engine *e, const char *experiment, const char *arm, double value,
+               mab_error *err)
+{
+    return reward_impl(e, experiment, arm, value, NULL, err);
+}
+
+int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, double value,
+                   const mab_context *ctx, mab_error *err)
+{
+    return reward_impl(e, experiment, arm, value, ctx, err);
 }
 
 /* ---- statistics and reset -------------------------------------------- */
