@@ -650,6 +650,9 @@ static void engine_free(mab_engine *e)
     free(e->stats_batch);
     free(e->stats_batch_values);
     free(e->stats_batch_at);
+    for (size_t i = 0; i < 2 * e->n_check_layouts; i++)
+        free(e->check_layouts[i]);
+    free(e->check_layouts);
     free(e->storage_path);
     free(e->config_path);
     pthread_rwlock_destroy(&e->publish_lock);
@@ -804,6 +807,59 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 /* How open_storage() reaches the store (mab_options.flags). */
 enum storage_mode { STORAGE_OPEN, STORAGE_READ_ONLY, STORAGE_CHECK };
 
+static int collect_layout(void *ctx, const char *experiment, const char *arm,
+                          const char *layout, const double *values, size_t n_values)
+{
+    (void)arm;
+    (void)values;
+    (void)n_values;
+    mab_engine *e = ctx;
+    for (size_t i = 0; i < e->n_check_layouts; i++)
+        if (strcmp(e->check_layouts[2 * i], experiment) == 0 &&
+            strcmp(e->check_layouts[2 * i + 1], layout) == 0)
+            return 0;
+    char **grown = realloc(e->check_layouts, 2 * (e->n_check_layouts + 1) * sizeof *grown);
+    if (!grown)
+        return MAB_ENOMEM;
+    e->check_layouts = grown;
+    grown[2 * e->n_check_layouts] = mab__strdup(experiment);
+    grown[2 * e->n_check_layouts + 1] = mab__strdup(layout);
+    e->n_check_layouts++;
+    return grown[2 * e->n_check_layouts - 2] && grown[2 * e->n_check_layouts - 1] ? 0
+                                                                                 : MAB_ENOMEM;
+}
+
+/* MAB_OPEN_CHECK: which layouts of policy statistics the store holds, for
+   `mab check`; only through open_read_only, which creates and locks
+   nothing. A failure is kept as the reason, never fails the check. */
+static void read_check_layouts(mab_engine *e, mab_params *params)
+{
+    const mab_storage *st = e->storage;
+    if (!mab__storage_has_stats(st)) {
+        snprintf(e->check_layouts_why, sizeof e->check_layouts_why,
+                 "storage plugin %s stores no policy statistics", e->storage_path);
+        return;
+    }
+    if (!mab__storage_has(st, open_read_only) || !st->open_read_only) {
+        snprintf(e->check_layouts_why, sizeof e->check_layouts_why,
+                 "storage plugin %s has no read-only open, and a check opens nothing else",
+                 e->storage_path);
+        return;
+    }
+    void *state = NULL;
+    mab_error why = {0, ""};
+    int rc = st->open_read_only(params, &state, &why);
+    if (rc == MAB_OK) {
+        rc = st->scan_stats(state, collect_layout, e, &why);
+        st->close(state);
+    }
+    if (rc == MAB_OK)
+        e->check_layouts_read = 1;
+    else
+        snprintf(e->check_layouts_why, sizeof e->check_layouts_why, "%s",
+                 why.message[0] ? why.message : mab_strerror(rc));
+}
+
 static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
 {
     const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(e->storage_obj, "plugin");
@@ -836,6 +892,8 @@ static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
             rc = e->storage->check(&params, &open_err);
         else
             mab__params_mark_all_used(&params); /* the plugin cannot tell: not checked */
+        if (rc == MAB_OK)
+            read_check_layouts(e, &params);
     } else if (mode == STORAGE_READ_ONLY && mab__storage_has(e->storage, open_read_only) &&
                e->storage->open_read_only) {
         rc = e->storage->open_read_only(&params, &state, &open_err);
@@ -1642,10 +1700,20 @@ int mab_stored_layouts(mab_engine *e, const char *experiment,
         return rc;
     if (!visit)
         return mab_error_set(err, MAB_EINVAL, "mab_stored_layouts: visit is NULL");
+    if (e->storage && e->read_only && !e->storage_state) {
+        /* MAB_OPEN_CHECK: what the check read, if it could. */
+        if (!e->check_layouts_read)
+            return mab_error_set(err, MAB_EINVAL, "%s", e->check_layouts_why);
+        for (size_t i = 0; i < e->n_check_layouts; i++)
+            if (strcmp(e->check_layouts[2 * i], x->id) == 0 &&
+                (rc = visit(ctx, e->check_layouts[2 * i + 1])) != 0)
+                return rc;
+        return MAB_OK;
+    }
     if (!e->storage || !e->storage_state)
         return mab_error_set(err, MAB_EINVAL,
                              "mab_stored_layouts: the engine has no open store (opened with "
-                             "MAB_OPEN_NO_STORAGE or MAB_OPEN_CHECK)");
+                             "MAB_OPEN_NO_STORAGE)");
     if (!mab__storage_has_stats(e->storage))
         return MAB_OK;
     if (!e->read_only && (rc = mab_flush(e, err)) != MAB_OK)

@@ -167,6 +167,13 @@ struct mab_engine {
     mab_stats_delta *stats_batch;   /* scratch: total_arms + n_experiments entries */
     double *stats_batch_values;     /* scratch: total_stats */
     size_t *stats_batch_at;         /* stats_at of each stats_batch entry */
+    /* MAB_OPEN_CHECK: the (experiment, layout) pairs of the stored policy
+       statistics, read through open_read_only when the plugin has one (a
+       check creates and locks nothing); else why they were not read. */
+    char **check_layouts;           /* 2 * n_check_layouts strings */
+    size_t n_check_layouts;
+    int check_layouts_read;
+    char check_layouts_why[MAB_ERROR_MAX];
 
     mab__arm **all_arms;            /* every arm, indexed by first_arm + i */
     mab__experiment **arm_experiment; /* the experiment of each of them */

@@ -323,9 +323,13 @@ MAB_EXPORT int mab_explain(mab_engine *engine, const char *experiment, const mab
  * @brief Visit each distinct layout tag under which storage holds policy
  *        statistics of an experiment (for `mab check`: a tag other than the
  *        experiment's current one means a policy change started afresh).
+ *        On an engine opened with MAB_OPEN_CHECK it visits what the check
+ *        read through the storage plugin's open_read_only (which creates and
+ *        locks nothing); a plugin without one cannot be read by a check.
  * @return MAB_OK (also for a storage without statistics: nothing visited),
- *         what visit returned, MAB_ENOTFOUND, MAB_EINVAL (no storage) or a
- *         storage error.
+ *         what visit returned, MAB_ENOTFOUND, MAB_EINVAL (no storage; on a
+ *         MAB_OPEN_CHECK engine, a store the check could not read, with the
+ *         reason) or a storage error.
  */
 MAB_EXPORT int mab_stored_layouts(mab_engine *engine, const char *experiment,
                                   int (*visit)(void *ctx, const char *layout), void *ctx,

@@ -13,8 +13,9 @@
  *  - the "mabd" section, read by mabd's own reader (hosts/mabd/settings/,
  *    a library mabd links too) when mab was built with mabd.
  *  - policy statistics (policy ABI 2): each experiment's layout, and a line
- *    when the store, read through a MAB_OPEN_READ_ONLY engine, holds
- *    statistics of another layout (a policy change: it starts afresh).
+ *    when the store (read by the check through the plugin's open_read_only,
+ *    so nothing is created or locked) holds statistics of another layout (a
+ *    policy change: it starts afresh).
  * The first fault is printed ("mab: FILE: JSON.PATH: what is wrong") and the
  * exit status is 1; mabd -t runs the same checks.
  */
@@ -81,9 +82,9 @@ static int note_other_layout(void *ctx, const char *layout)
     return 0;
 }
 
-/* Each experiment's statistics layout, then the stored layouts that differ,
-   read through a read-only engine (the check engine opens no store). */
-static int print_layouts(mab_engine *engine, const char *config, size_t n)
+/* Each experiment's statistics layout, then the stored layouts that differ
+   (as the check engine read them, without opening the store for writing). */
+static int print_layouts(mab_engine *engine, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         mab_experiment_info info;
@@ -95,28 +96,16 @@ static int print_layouts(mab_engine *engine, const char *config, size_t n)
         if (stats.layout[0])
             printf("experiments.%s: policy statistics %s (%zu per arm, %zu per experiment)\n",
                    info.id, stats.layout, stats.per_arm, stats.per_experiment);
-    }
-    mab_options opts = {sizeof opts, MAB_OPEN_READ_ONLY, 0};
-    mab_engine *reader = NULL;
-    mab_error err = {0};
-    if (mab_open_ex(config, &opts, &reader, &err) != MAB_OK) {
-        printf("stored policy statistics: not read (%s)\n", err.message);
-        return 0;
-    }
-    int status = 0;
-    for (size_t i = 0; i < n && status == 0; i++) {
-        mab_experiment_info info;
-        mab_policy_stats_info stats = {sizeof stats, NULL, 0, 0};
-        if (mab_experiment_at(reader, i, &info, &err) != MAB_OK ||
-            mab_policy_stats(reader, info.id, &stats, NULL, 0, NULL, 0, &err) != MAB_OK) {
-            status = fail(&err);
-            break;
-        }
         struct layout_note note = {info.id, stats.layout};
-        if (mab_stored_layouts(reader, info.id, note_other_layout, &note, &err) != MAB_OK)
-            status = fail(&err);
+        int rc = mab_stored_layouts(engine, info.id, note_other_layout, &note, &err);
+        if (rc == MAB_EINVAL) {
+            printf("stored policy statistics: not read (%s)\n", err.message);
+            return 0;
+        }
+        if (rc != MAB_OK)
+            return fail(&err);
     }
-    return close_engine(reader, status);
+    return 0;
 }
 
 int cmd_check(const command_args *args)
@@ -171,7 +160,7 @@ int cmd_check(const command_args *args)
         printf("mabd:        %s\n", mabd_verdict);
         printf("experiments: %zu\n\n", n);
         table_print(&table, stdout, "");
-        status = print_layouts(engine, config, n);
+        status = print_layouts(engine, n);
     }
     table_free(&table);
     return close_engine(engine, status);
