@@ -452,6 +452,11 @@ static int apply_with_stats(mab_engine *e, size_t n, size_t n_stats, mab_error *
 static int write_queued(mab_engine *e, mab_error *err)
 {
     /* Acquire: every publish numbered up to seq has added its increments. */
+    /* Exclusive: a publish adds an arm's four totals one by one, so taking
+       them while one is half-way would split its reward count from its
+       reward sum across two batches (and a crash between the two would
+       store a record whose count and sum disagree). The loop does no I/O. */
+    pthread_rwlock_wrlock(&e->publish_lock);
     uint64_t seq = atomic_load_explicit(&e->publish_seq, memory_order_acquire);
     size_t n = 0;
     for (size_t i = 0; i < e->total_arms; i++) {
@@ -463,7 +468,9 @@ static int write_queued(mab_engine *e, mab_error *err)
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
     }
+    /* Under the same lock: a publish adds an arm's statistics one by one too. */
     size_t n_stats = stats_take(e);
+    pthread_rwlock_unlock(&e->publish_lock);
     if ((!n && !n_stats) || !e->storage) {
         atomic_store(&e->durable_seq, seq);
         return MAB_OK;

@@ -1,7 +1,7 @@
 /*
- * check.c - mab_check(): the config test every host runs (`mab check`,
- * `mabd -t`, `nginx -t`). It lives beside the adapter because the adapter's
- * key checks are half of it: the engine is opened with MAB_OPEN_CHECK (no
+ * check.c - mab_check(): the config test of `mab check` and of every host's
+ * own config test. It lives beside the adapter because the adapter's key
+ * checks are half of it: the engine is opened with MAB_OPEN_CHECK (no
  * store is opened, the storage plugin only validates), then an adapter is
  * opened over it and closed again, which reads and checks the key file
  * exactly as a serving host would. Nothing is created, locked or written.

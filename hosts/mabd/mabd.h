@@ -56,6 +56,10 @@ typedef struct mabd {
     uint64_t streak_first_count, streak_summary_count; /* error counts at streak start, last line */
     time_t streak_since, streak_next_summary;
     char storage_last_error[MAB_ERROR_MAX];
+    /* Increments the store refused as invalid and the engine dropped
+       (mab_dropped_deltas) that the log has reported, for this engine. */
+    const mab_engine *dropped_engine;
+    uint64_t dropped_logged;
 
     /* access_log.c: the access log's descriptor (-1: none), swapped by
        SIGHUP under access_lock held for writing. */

@@ -10,6 +10,10 @@
  * lasts, the main loop calls mab_flush() once a second: its error message
  * names the cause, and its success is the recovery (everything pending has
  * then been written).
+ *
+ * Increments the store refused as invalid are not a streak: the engine has
+ * dropped them (written nothing of them, kept the rest) and counts them in
+ * mab_dropped_deltas(); each new drop is logged once, with the last reason.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,8 +51,33 @@ void mabd_storage_failed(mabd *d, const char *message)
     pthread_mutex_unlock(&d->storage_log_mu);
 }
 
+/* Log increments dropped since the last call (main loop only). */
+static void log_drops(mabd *d)
+{
+    mab_error last = {0, ""};
+    uint64_t dropped = mab_dropped_deltas(d->engine, &last);
+    if (d->dropped_engine != d->engine) { /* a reload: a new engine counts from 0 */
+        d->dropped_engine = d->engine;
+        d->dropped_logged = 0;
+    }
+    if (dropped <= d->dropped_logged)
+        return;
+    mabd_log(MABD_LOG_ERROR, "storage: dropped %" PRIu64 " increment(s) the store refused as "
+             "invalid (%" PRIu64 " since start; the rest were written); last: %s",
+             dropped - d->dropped_logged, dropped, last.message);
+    d->dropped_logged = dropped;
+    /* mab_storage_errors() counts the writes that dropped something too:
+       they are reported now, not as "a write failed and the retry
+       succeeded" (a failure of another kind still starts a streak). */
+    pthread_mutex_lock(&d->storage_log_mu);
+    if (!d->storage_failing)
+        d->streak_summary_count = mabd_storage_errors(d);
+    pthread_mutex_unlock(&d->storage_log_mu);
+}
+
 void mabd_storage_check(mabd *d, time_t now)
 {
+    log_drops(d);
     pthread_mutex_lock(&d->storage_log_mu);
     int failing = d->storage_failing;
     uint64_t seen = d->streak_summary_count;
