@@ -806,6 +806,28 @@ static void test_exp3_params_are_validated(void **unused)
     dlclose(lp.handle);
 }
 
+/* exp3.so exports exactly one dynamic symbol, the ABI 2 entry. */
+static void test_exp3_exports_one_symbol(void **unused)
+{
+    char command[1200];
+    snprintf(command, sizeof command, "nm -D --defined-only '%s/exp3.so' 2>/dev/null",
+             MAB_PLUGIN_DIR);
+    FILE *pipe = popen(command, "r");
+    if (!pipe)
+        skip();
+    char line[512];
+    int n_symbols = 0, has_entry2 = 0;
+    while (fgets(line, sizeof line, pipe)) {
+        n_symbols++;
+        if (strstr(line, " " MAB_POLICY2_ENTRY_SYMBOL "\n"))
+            has_entry2 = 1;
+    }
+    if (pclose(pipe) != 0)
+        skip(); /* nm not installed */
+    if (n_symbols != 1 || !has_entry2)
+        fail_msg("exp3.so exports %d symbols (entry2: %d)", n_symbols, has_entry2);
+}
+
 /* ---- every policy ----------------------------------------------------- */
 
 static const char *const POLICIES[] = {"epsilon_greedy", "softmax", "ucb1", "thompson"};
@@ -920,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_exp3_update_adds_importance_weighted_reward),
         cmocka_unit_test(test_exp3_large_sums_do_not_overflow),
         cmocka_unit_test(test_exp3_params_are_validated),
+        cmocka_unit_test(test_exp3_exports_one_symbol),
         cmocka_unit_test(test_epsilon_zero_picks_best),
         cmocka_unit_test(test_epsilon_one_is_uniform),
         cmocka_unit_test(test_epsilon_mixed_matches_formula),
