@@ -15,6 +15,11 @@ import time
 import unittest
 
 import mab
+try:
+    import gunicorn as _gunicorn  # noqa: F401 (run with this Python: python -m gunicorn)
+except ImportError:
+    raise unittest.SkipTest("SKIPPED: gunicorn is not importable by " + sys.executable)
+
 from support import PYTHON, TempDirTest, free_port, tool_env
 
 VISITORS = 200      # each: choose, sticky choose, reward, reward again

@@ -20,14 +20,18 @@ import ctypes
 import json
 import logging
 import math
+import os
 import threading
 import time
 import weakref
+from typing import Any, Iterable, List, Optional
 
 from . import _native
 from ._native import (OK, ENOMEM, EINVAL, ECONFIG, EPLUGIN, ENOTFOUND, ERANGE, ESTORAGE,
                       EBUSY, ECORRUPT, EIO, OPEN_NO_STORAGE, OPEN_SEED, library_path,
                       plugin_dirs)
+
+__version__ = "0.1.0"
 
 __all__ = ["Engine", "Adapter", "Request", "MabError", "Choice", "ArmStats", "Experiment",
            "Record", "Assignment", "RewardResult", "Redirect", "version", "strerror",
@@ -38,28 +42,8 @@ __all__ = ["Engine", "Adapter", "Request", "MabError", "Choice", "ArmStats", "Ex
 _lib = _native.lib
 
 
-class MabError(Exception):
-    """A libmab call failed: `code` is the MAB_E* status (negative), `message`
-    the library's sentence naming the file, key or id at fault."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    @property
-    def name(self):
-        """The code as text, e.g. "MAB_ENOTFOUND"."""
-        return _CODE_NAMES.get(self.code, "MAB_E%d" % -self.code)
-
-    def __str__(self):
-        return "%s (%s)" % (self.message, self.name)
-
-
-_CODE_NAMES = {v: "MAB_" + k for k, v in (
-    ("OK", OK), ("ENOMEM", ENOMEM), ("EINVAL", EINVAL), ("ECONFIG", ECONFIG),
-    ("EPLUGIN", EPLUGIN), ("ENOTFOUND", ENOTFOUND), ("ERANGE", ERANGE),
-    ("ESTORAGE", ESTORAGE), ("EBUSY", EBUSY), ("ECORRUPT", ECORRUPT), ("EIO", EIO))}
+MabError = _native.MabError
+_CODE_NAMES = _native.CODE_NAMES
 
 
 def _text(raw):
@@ -86,17 +70,17 @@ def _value(value_json):
     return None if value_json is None else json.loads(value_json)
 
 
-def version():
+def version() -> str:
     """libmab's version string, e.g. "0.1.0"."""
     return _text(_lib.mab_version())
 
 
-def strerror(code):
+def strerror(code: int) -> str:
     """A static English description of a status code."""
     return _text(_lib.mab_strerror(code))
 
 
-def keygen(path):
+def keygen(path: "str | os.PathLike[str]") -> None:
     """Create a key file for `secret_file` (32 random bytes, mode 0600).
     Never overwrites: an existing file raises MabError(EIO)."""
     err = _native.mab_error()
@@ -221,7 +205,8 @@ class Engine:
     raises MabError(ESTORAGE): it is not counted as acknowledged (it stays
     queued and libmab retries it)."""
 
-    def __init__(self, config_path, no_storage=False, seed=None, storage_log_interval=60.0):
+    def __init__(self, config_path: "str | os.PathLike[str]", no_storage: bool = False,
+                 seed: Optional[int] = None, storage_log_interval: float = 60.0) -> None:
         opts = _native.mab_options(ctypes.sizeof(_native.mab_options), 0, 0)
         if no_storage:
             opts.flags |= OPEN_NO_STORAGE
@@ -256,7 +241,7 @@ class Engine:
     def closed(self):
         return self._handle is None
 
-    def close(self):
+    def close(self) -> None:
         """Close adapters opened over this engine, write what is pending and
         free the engine. Raises MabError when the final write failed (the
         engine is freed anyway). Closing twice is a no-op."""
@@ -281,7 +266,7 @@ class Engine:
     def __exit__(self, *exc):
         self.close()
 
-    def choose(self, experiment):
+    def choose(self, experiment: str) -> Choice:
         """Let the policy choose an arm and count one pull: a Choice."""
         out = _native.mab_choice()
         err = _native.mab_error()
@@ -290,7 +275,7 @@ class Engine:
         return Choice(out.arm_index, _text(out.arm_id), _value(out.value_json),
                       _text(out.value_json), _probability(out.probability))
 
-    def arm(self, experiment, arm):
+    def arm(self, experiment: str, arm: str) -> Choice:
         """Describe one arm without counting a pull: a Choice (probability None)."""
         out = _native.mab_choice()
         err = _native.mab_error()
@@ -300,7 +285,7 @@ class Engine:
         return Choice(out.arm_index, _text(out.arm_id), _value(out.value_json),
                       _text(out.value_json), None)
 
-    def reward(self, experiment, arm, value=1.0):
+    def reward(self, experiment: str, arm: str, value: float = 1.0) -> None:
         """Record a reward for an arm (in the experiment's reward range).
         Under sync "always", MabError(ESTORAGE) when it could not be made durable."""
         err = _native.mab_error()
@@ -311,7 +296,7 @@ class Engine:
             self._storage_failed(e)
             raise
 
-    def experiments(self):
+    def experiments(self) -> List[Experiment]:
         """The experiments, in config order: a list of Experiment."""
         h = self._h()
         result = []
@@ -324,7 +309,7 @@ class Engine:
                                      info.reward_max))
         return result
 
-    def stats(self, experiment=None):
+    def stats(self, experiment: Optional[str] = None) -> Any:
         """Totals of every arm of `experiment` (a list of ArmStats in config
         order), or of every experiment ({id: [ArmStats, ...]}) without one."""
         if experiment is None:
@@ -350,18 +335,18 @@ class Engine:
     def storage_errors(self):
         return _lib.mab_storage_errors(self._h())
 
-    def flush(self):
+    def flush(self) -> None:
         """Write every pending increment now and wait until it is durable."""
         err = _native.mab_error()
         _check(_lib.mab_flush(self._h(), ctypes.byref(err)), err)
 
-    def reset(self, experiment):
+    def reset(self, experiment: str) -> None:
         """Zero an experiment's counters, in memory and in storage."""
         err = _native.mab_error()
         _check(_lib.mab_reset(self._h(), _bytes(experiment, "experiment"), ctypes.byref(err)),
                err)
 
-    def export(self):
+    def export(self) -> List[Record]:
         """Every stored record (arms no longer in the config included): a list of Record."""
         records = []
 
@@ -375,7 +360,7 @@ class Engine:
         _check(_lib.mab_export(self._h(), _native.VISIT(visit), None, ctypes.byref(err)), err)
         return records
 
-    def import_records(self, records, replace=False):
+    def import_records(self, records: Iterable[Record], replace: bool = False) -> None:
         """Add Records to storage, all or nothing (replace: the experiments
         named hold exactly these records afterwards)."""
         records = list(records)
@@ -464,7 +449,8 @@ class Adapter:
         _check(_lib.mab_adapter_check_redirect(self._h(), _bytes(target, "target"),
                                                ctypes.byref(err)), err)
 
-    def begin(self, cookie_header=None, token=None):
+    def begin(self, cookie_header: Optional[str] = None,
+              token: Optional[str] = None) -> "Request":
         """Start one request from its Cookie header (or a token): a Request."""
         return Request(self, cookie_header, token)
 
