@@ -129,6 +129,17 @@ typedef struct mab__slot {
     double *delta_stats;     /* scratch for update: max_stats entries */
 } mab__slot;
 
+/* A reward waiting for its claim (engine.c, mab__engine_claim_reward). */
+typedef struct mab__claim_waiter {
+    mab_claim claim;
+    mab_delta delta; /* the reward, applied with the claim under sync "always" */
+    mab__arm *arm;
+    int rc;          /* MAB_OK (granted), MAB_ECLAIMED, or the call's error */
+    int done;
+    mab_error err;
+    struct mab__claim_waiter *next;
+} mab__claim_waiter;
+
 struct mab_engine {
     uint64_t serial; /* unique per engine in this process, for thread caches */
     unsigned fork_generation; /* the process's fork count when opened (engine.c) */
@@ -193,6 +204,11 @@ struct mab_engine {
     mab_delta *batch;         /* scratch for one storage apply, total_arms entries */
     size_t *batch_arm;        /* the arm index of each batch entry */
 
+    pthread_mutex_t claim_mu;   /* guards claim_queue, claim_committing */
+    pthread_cond_t claim_cv;    /* broadcast when a group of claims is decided */
+    mab__claim_waiter *claim_queue; /* claims waiting for the next group */
+    int claim_committing;       /* a caller is writing a group of claims */
+
     pthread_mutex_t writer_mu;
     pthread_cond_t writer_cv;
     pthread_t writer;
@@ -216,7 +232,7 @@ struct mab_engine {
 #define mab__storage_has(desc, field) \
     ((desc)->struct_size >= offsetof(mab_storage, field) + sizeof((desc)->field))
 
-/* Whether a storage plugin stores policy statistics (ABI 1.2, callbacks set). */
+/* Whether a storage plugin stores policy statistics (ABI 1.4, callbacks set). */
 #define mab__storage_has_stats(desc) \
     (mab__storage_has(desc, scan_stats) && (desc)->apply_stats != NULL)
 

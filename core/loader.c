@@ -341,7 +341,11 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out, 
                         : !s->reset ? "reset" : !s->close ? "close" : !s->name ? "name" : NULL;
     if (!missing && mab__storage_has(s, replace))
         missing = !s->scan ? "scan" : !s->replace ? "replace" : NULL;
-    /* 1.2's three callbacks go together: all NULL is a plugin that stores
+    /* claim is ABI 1.3: a 1.3 plugin must set it (a 1.2 one ends before it). */
+    if (!missing && (s->abi_minor >= 3 || mab__storage_has(s, claim)) &&
+        (!mab__storage_has(s, claim) || !s->claim))
+        missing = "claim";
+    /* 1.4's three callbacks go together: all NULL is a plugin that stores
        no policy statistics (a 1.1 source rebuilt against these headers). */
     if (!missing && mab__storage_has(s, scan_stats) &&
         (s->apply_stats || s->load_stats || s->scan_stats))

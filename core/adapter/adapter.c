@@ -1,6 +1,8 @@
 /*
  * adapter.c - the request hooks of adapter.h: sticky choice through the
- * signed cookie (cookie.c), rewards counted once per assignment (replay.c),
+ * signed cookie (cookie.c), rewards counted once per assignment (a claim in
+ * storage, engine_access.h; replay.c caches refusals, and is the only guard
+ * when the storage has no claims),
  * the redirect guard (redirect.c), Set-Cookie and X-MAB-Debug lines.
  */
 #include <errno.h>
@@ -25,6 +27,7 @@
 
 _Static_assert(MAB__COOKIE_ID_MAX == MAB__ID_MAX, "cookie ids are config ids");
 _Static_assert(MAB__KEY_BYTES == crypto_auth_hmacsha256_KEYBYTES, "HMAC-SHA-256 key size");
+_Static_assert(MAB__ASSIGNMENT_ID_BYTES == MAB_ASSIGNMENT_ID_BYTES, "claims take cookie ids");
 
 #define KEY_FILE_MAX 65536
 /* Rewarded ids remembered in memory before the oldest are forgotten. */
@@ -569,6 +572,9 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
 
 /* ---- reward ----------------------------------------------------------- */
 
+static int count(mab_request *rq, request_entry *e, const mab_choice *choice,
+                 mab_reward_result *out, int rc);
+
 static int refuse(mab_request *rq, mab_reward_reason reason, mab_reward_result *out)
 {
     atomic_fetch_add(&rq->adapter->rewards_refused, 1);
@@ -613,8 +619,8 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
     if (mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) != MAB_OK)
         return refuse(rq, MAB_REWARD_ARM_REMOVED, out);
     uint64_t evicted = 0;
-    int fresh = mab__replay_insert(rq->adapter->replay, e->cookie.assignment_id,
-                                   (int64_t)e->cookie.issued + rq->adapter->web->max_age,
+    int64_t expires_at = (int64_t)e->cookie.issued + rq->adapter->web->max_age;
+    int fresh = mab__replay_insert(rq->adapter->replay, e->cookie.assignment_id, expires_at,
                                    rq->now, &evicted);
     if (evicted)
         atomic_fetch_add(&rq->adapter->replay_evictions, evicted);
@@ -623,16 +629,41 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
     /* The probability the arm was chosen with, from the cookie, for policies
        that weight rewards by it (EXP3). */
     mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, (double)e->cookie.probability};
-    int rc = mab_reward_ctx(engine, experiment, e->cookie.arm, value, &ctx, err);
+    int rc;
+    if (mab__engine_has_claims(engine)) {
+        /* Storage decides (DESIGN.md 12); the memory above only caches
+           refusals (and ids being claimed right now by another thread). */
+        rc = mab__engine_claim_reward(engine, experiment, e->cookie.arm, value,
+                                      e->cookie.assignment_id, expires_at, &ctx, err);
+        if (rc == MAB_ECLAIMED)
+            return refuse(rq, MAB_REWARD_REPLAYED, out);
+        if (rc != MAB_OK) {
+            /* Nothing was claimed or counted (engine_access.h): a retry may count. */
+            mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
+            return rc;
+        }
+        return count(rq, e, &choice, out, MAB_OK);
+    }
+    rc = mab_reward_ctx(engine, experiment, e->cookie.arm, value, &ctx, err);
     if (rc != MAB_OK && rc != MAB_ESTORAGE) {
         mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
         return rc;
     }
-    /* MAB_ESTORAGE (sync "always", the write failed): the reward stays
-       queued in this process and its id stays in the replay memory, so a
-       retry here cannot count it twice; but it is not durable, so the
-       cookie is not marked rewarded: if the queue is lost with the process,
-       a retry after restart still counts. */
+    /* No claims (storage ABI < 1.3 or no storage): this process's memory is
+       the only guard. MAB_ESTORAGE (sync "always", the write failed): the
+       reward stays queued in this process and will be written later, and
+       its id stays in the replay memory, so a retry here cannot count it
+       twice; but it is not durable, so the cookie is not marked rewarded:
+       if the queue is lost with the process, a retry after restart still
+       counts. */
+    return count(rq, e, &choice, out, rc);
+}
+
+/* The reward of entry e counted: say so, and mark the entry rewarded once
+   the reward is durable (rc MAB_OK; see the MAB_ESTORAGE case above). */
+static int count(mab_request *rq, request_entry *e, const mab_choice *choice,
+                 mab_reward_result *out, int rc)
+{
     atomic_fetch_add(&rq->adapter->rewards_counted, 1);
     if (rc == MAB_OK) {
         e->cookie.rewarded = 1;
@@ -640,7 +671,7 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
     }
     out->counted = 1;
     out->reason = MAB_REWARD_COUNTED;
-    out->arm_id = choice.arm_id;
+    out->arm_id = choice->arm_id;
     return rc;
 }
 

@@ -205,20 +205,28 @@ typedef struct mab_reward_result {
 /**
  * @brief Credit the visitor's arm of `experiment` with `value`, once per
  *        assignment: the entry is marked rewarded (so the new cookie carries
- *        the flag) and its assignment id is remembered server side until the
- *        entry would expire anyway, so resending the old cookie counts nothing.
- *        The memory is bounded (mab_adapter_counters.replay_evictions counts
- *        ids dropped early when it is full).
+ *        the flag) and, when the storage keeps claims (storage ABI >= 1.3,
+ *        mab_storage_has_claims()), the reward counts only if storage grants
+ *        the claim of the entry's assignment id, which it does once across
+ *        every thread, process, restart and machine sharing the store
+ *        (docs/hosts.md, "What counted once means"). Each adapter also keeps
+ *        a bounded memory of the ids it saw (mab_adapter_counters.replay_evictions
+ *        counts ids dropped early when it is full): a cache of refusals with
+ *        claims, the only guard (per process) without them.
  * @param out says whether it counted and, when not, why. A reward that
  *        cannot be counted for one of the mab_reward_reason reasons is not an
- *        error: the call returns MAB_OK with out->counted = 0.
+ *        error: the call returns MAB_OK with out->counted = 0. An assignment
+ *        storage says was already claimed is MAB_REWARD_REPLAYED.
  * @return MAB_OK; MAB_ENOTFOUND (unknown experiment); MAB_EINVAL (NaN or
  *         infinite value); MAB_ERANGE (outside the experiment's reward range);
- *         MAB_ENOMEM. With `sync: "always"` a failed write is reported as
- *         by mab_reward() (MAB_ESTORAGE; the reward stays queued and out->counted
- *         is 1, but the entry is not marked rewarded, so the cookie still
- *         allows a retry once this process has lost the queued reward; the
- *         replay memory refuses a retry while it holds it). A host should
+ *         MAB_ENOMEM. MAB_ESTORAGE when storage failed: with claims (storage
+ *         ABI >= 1.3), nothing was claimed or counted (out->counted is 0, the
+ *         entry is not marked rewarded, a retry may count). Without claims
+ *         and with `sync: "always"`, a failed write is reported as by
+ *         mab_reward() (the reward stays queued and out->counted is 1, but
+ *         the entry is not marked rewarded, so the cookie still allows a
+ *         retry once this process has lost the queued reward; the replay
+ *         memory refuses a retry while it holds it). Either way a host should
  *         answer such a reward as not durable (mabd: 503).
  */
 MAB_EXPORT int mab_request_reward(mab_request *rq, const char *experiment, double value,

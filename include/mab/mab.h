@@ -54,6 +54,7 @@ extern "C" {
 #define MAB_EBUSY (-8)     /* the store is in use by another process */
 #define MAB_ECORRUPT (-9)  /* stored data is unreadable; it was not modified */
 #define MAB_EIO (-10)      /* a file could not be read or written */
+#define MAB_ECLAIMED (-11) /* storage: the assignment was already claimed (rewarded) */
 
 #define MAB_ERROR_MAX 512
 
@@ -393,6 +394,16 @@ MAB_EXPORT int mab_experiment_at(const mab_engine *engine, size_t index,
 MAB_EXPORT const char *mab_storage_name(const mab_engine *engine);
 
 /**
+ * @brief Whether the storage keeps reward claims (a storage plugin of ABI
+ *        >= 1.3): then the adapter counts a reward once per assignment
+ *        across every thread, process, restart and machine sharing the
+ *        store. Otherwise (an older plugin, or no storage) only once per
+ *        process, through the adapter's bounded memory.
+ * @return 1 or 0.
+ */
+MAB_EXPORT int mab_storage_has_claims(const mab_engine *engine);
+
+/**
  * @brief The file the storage plugin was loaded from, as the loader found it
  *        (docs/config.md, "Where plugins are found"). The file of each
  *        experiment's policy is mab_experiment_info.policy_path.
@@ -425,7 +436,9 @@ MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
  * @brief How many times writing to storage has failed since mab_open(), for
  *        metrics: each write of the queue that storage did not take whole,
  *        whether the batch was kept to be retried (the store was unavailable)
- *        or an increment in it was dropped (see mab_dropped_deltas()).
+ *        or an increment in it was dropped (see mab_dropped_deltas()), and
+ *        each claim call (reward once, storage ABI 1.3) that storage failed
+ *        or refused: those rewards were answered with the error, not queued.
  * @return the count; 0 for a NULL engine.
  */
 MAB_EXPORT uint64_t mab_storage_errors(const mab_engine *engine);

@@ -10,7 +10,7 @@
  *    "experiments": {"EXP": {"ARM": {"pulls": N, "rewards": N,
  *                                    "reward_sum": X, "reward_sum_sq": X}}}}
  *
- * Policy statistics (storage ABI 1.3) are in the same file, in the
+ * Policy statistics (storage ABI 1.4) are in the same file, in the
  * document's optional "policy_stats" field (include/mab/records.h), and are
  * written in the same snapshot as the counters, so both commit together.
  *
@@ -22,6 +22,13 @@
  * "version", a missing, mistyped or duplicate field or record, or anything
  * that is not complete JSON is refused at open with MAB_ECORRUPT and left
  * exactly as it is.
+ *
+ * Claims (storage ABI 1.3): the store's set of rewarded assignments is kept
+ * in the same file, after the records, as "claims": {"HEX-ID": EXPIRES_AT}
+ * (records.h), written only when there are claims. A claim and the reward it
+ * guards are one snapshot write, so they are durable together or not at
+ * all. Expired claims are left out of every snapshot written (and then
+ * forgotten in memory); a claim of an id whose claim has expired is granted.
  *
  * The whole table lives in memory and every write replaces the whole file:
  * the snapshot goes to PATH.tmp, is fsynced, renamed over PATH, and the
@@ -96,6 +103,10 @@ typedef struct json_store {
     size_t n_buckets; /* a power of two */
     stats_table stats;
     const stats_table *snapshot_stats; /* what snapshot_text writes (stats, or a candidate) */
+    mab_record_claim *claims; /* the claim set, in no order */
+    size_t n_claims, cap_claims;
+    uint32_t *claim_slots; /* open addressing: claims index + 1, 0 when empty */
+    size_t claim_mask;     /* slots - 1; slots >= 2 * cap_claims */
 } json_store;
 
 /* ---- policy statistics ------------------------------------------------ */
@@ -229,6 +240,88 @@ nomem:
     return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
 }
 
+/* ---- the claim set ------------------------------------------------------ */
+
+static size_t claim_home(const json_store *st, const uint8_t *id)
+{
+    uint64_t h;
+    memcpy(&h, id, sizeof h); /* ids are random */
+    return (size_t)(h * 0x9e3779b97f4a7c15u >> 17) & st->claim_mask;
+}
+
+/* Index of the claim of id, or SIZE_MAX. */
+static size_t claim_find(const json_store *st, const uint8_t *id)
+{
+    if (!st->claim_slots)
+        return SIZE_MAX;
+    for (size_t i = claim_home(st, id); st->claim_slots[i]; i = (i + 1) & st->claim_mask) {
+        size_t k = st->claim_slots[i] - 1;
+        if (memcmp(st->claims[k].assignment_id, id, MAB_ASSIGNMENT_ID_BYTES) == 0)
+            return k;
+    }
+    return SIZE_MAX;
+}
+
+/* Rebuild the index over claims[0..n_claims) (never allocates). */
+static void claim_reindex(json_store *st)
+{
+    memset(st->claim_slots, 0, (st->claim_mask + 1) * sizeof *st->claim_slots);
+    for (size_t k = 0; k < st->n_claims; k++) {
+        size_t i = claim_home(st, st->claims[k].assignment_id);
+        while (st->claim_slots[i])
+            i = (i + 1) & st->claim_mask;
+        st->claim_slots[i] = (uint32_t)k + 1;
+    }
+}
+
+/* Room for one more claim; 0 when out of memory (the set is unchanged). */
+static int claim_reserve(json_store *st)
+{
+    if (st->n_claims < st->cap_claims)
+        return 1;
+    size_t cap = st->cap_claims ? st->cap_claims * 2 : 64;
+    if (cap > UINT32_MAX / 4)
+        return 0;
+    mab_record_claim *grown = realloc(st->claims, cap * sizeof *grown);
+    if (!grown)
+        return 0;
+    st->claims = grown;
+    uint32_t *slots = calloc(cap * 2, sizeof *slots);
+    if (!slots)
+        return 0;
+    free(st->claim_slots);
+    st->claim_slots = slots;
+    st->claim_mask = cap * 2 - 1;
+    st->cap_claims = cap;
+    claim_reindex(st);
+    return 1;
+}
+
+/* Append a claim (room reserved); its index is n_claims - 1. */
+static void claim_append(json_store *st, const uint8_t *id, int64_t expires_at)
+{
+    size_t k = st->n_claims++;
+    memcpy(st->claims[k].assignment_id, id, MAB_ASSIGNMENT_ID_BYTES);
+    st->claims[k].expires_at = expires_at;
+    size_t i = claim_home(st, id);
+    while (st->claim_slots[i])
+        i = (i + 1) & st->claim_mask;
+    st->claim_slots[i] = (uint32_t)k + 1;
+}
+
+/* Forget claims that expired by `now` (after a snapshot left them out). */
+static void claims_forget_expired(json_store *st, int64_t now)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < st->n_claims; k++)
+        if (st->claims[k].expires_at > now)
+            st->claims[n++] = st->claims[k];
+    if (n != st->n_claims) {
+        st->n_claims = n;
+        claim_reindex(st);
+    }
+}
+
 /* ---- the in-memory table ---------------------------------------------- */
 
 static size_t key_hash(const char *experiment, const char *arm)
@@ -326,16 +419,22 @@ static void store_free(json_store *st)
     free(st->buckets);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* releases the flock */
+    free(st->claims);
+    free(st->claim_slots);
     free(st);
 }
 
 /* ---- writing a snapshot ----------------------------------------------- */
 
-/* The file's text for every record not marked dropped; NULL with err set. */
-static char *snapshot_text(const json_store *st, mab_error *err)
+/* The file's text for every record not marked dropped and every claim not
+   expired by `now`; NULL with err set. */
+static char *snapshot_text(const json_store *st, int64_t now, mab_error *err)
 {
     mab_record *records = malloc((st->n_records ? st->n_records : 1) * sizeof *records);
-    if (!records) {
+    mab_record_claim *claims = malloc((st->n_claims ? st->n_claims : 1) * sizeof *claims);
+    if (!records || !claims) {
+        free(records);
+        free(claims);
         mab_error_set(err, MAB_ENOMEM, "%s: out of memory building the snapshot", st->path);
         return NULL;
     }
@@ -351,6 +450,7 @@ static char *snapshot_text(const json_store *st, mab_error *err)
     mab_stats_record *stats = malloc((t->n ? t->n : 1) * sizeof *stats);
     if (!stats) {
         free(records);
+        free(claims);
         mab_error_set(err, MAB_ENOMEM, "%s: out of memory building the snapshot", st->path);
         return NULL;
     }
@@ -358,13 +458,18 @@ static char *snapshot_text(const json_store *st, mab_error *err)
         stats[i] = (mab_stats_record){t->entries[i].experiment, t->entries[i].arm,
                                       t->entries[i].layout, t->entries[i].values,
                                       t->entries[i].n_values};
+    size_t n_claims = 0;
+    for (size_t k = 0; k < st->n_claims; k++)
+        if (st->claims[k].expires_at > now)
+            claims[n_claims++] = st->claims[k];
     char *text = NULL;
     mab_error why = {0};
-    if (mab_records_print_stats(MAB_RECORDS_JSON_STORE, records, n, stats, t->n, &text, NULL,
-                                &why) != MAB_OK)
+    if (mab_records_print_store(MAB_RECORDS_JSON_STORE, records, n, claims, n_claims, stats,
+                                t->n, &text, NULL, &why) != MAB_OK)
         mab_error_set(err, why.code, "%s: cannot write the snapshot: %s", st->path, why.message);
     free(stats);
     free(records);
+    free(claims);
     return text;
 }
 
@@ -402,10 +507,10 @@ static int fsync_directory(const char *dir)
  * is harmless because the table is the source of truth and the next write
  * replaces the whole file again.
  */
-static int snapshot_write(json_store *st, mab_error *err)
+static int snapshot_write(json_store *st, int64_t now, mab_error *err)
 {
     mab_error why = {0};
-    char *text = snapshot_text(st, &why);
+    char *text = snapshot_text(st, now, &why);
     if (!text)
         return mab_error_set(err, why.code, "%s", why.message);
 
@@ -451,12 +556,20 @@ fail:;
 static int table_from_text(json_store *st, const char *text, size_t len, mab_error *err)
 {
     mab_record *records;
+    mab_record_claim *claims;
     mab_stats_record *stats;
-    size_t n, n_stats;
-    int rc = mab_records_parse_stats(text, len, st->path, MAB_RECORDS_JSON_STORE, &records, &n,
-                                     &stats, &n_stats, err);
+    size_t n, n_claims, n_stats;
+    int rc = mab_records_parse_store(text, len, st->path, MAB_RECORDS_JSON_STORE, &records, &n,
+                                     &claims, &n_claims, &stats, &n_stats, err);
     if (rc != MAB_OK)
         return rc;
+    for (size_t k = 0; k < n_claims && rc == MAB_OK; k++) {
+        if (!claim_reserve(st))
+            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+        else
+            claim_append(st, claims[k].assignment_id, claims[k].expires_at);
+    }
+    free(claims);
     for (size_t i = 0; i < n_stats && rc == MAB_OK; i++)
         if (!stats_append(&st->stats, stats[i].experiment, stats[i].arm, stats[i].layout,
                           stats[i].values, stats[i].n_values))
@@ -529,7 +642,7 @@ static int store_load_file(json_store *st, mab_error *err)
     size_t len;
     if (read_file(st->path, &text, &len) != 0) {
         if (errno == ENOENT)
-            return snapshot_write(st, err);
+            return snapshot_write(st, (int64_t)time(NULL), err);
         return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
                              strerror(errno));
     }
@@ -777,7 +890,7 @@ static int add_delta(json_store *st, const mab_delta *d, size_t n_before, undo_e
  */
 static int change(json_store *st, const char *const *clear, size_t n_clear,
                   const mab_delta *deltas, size_t n_deltas, const mab_stats_delta *stats,
-                  size_t n_stats, mab_error *err)
+                  size_t n_stats, int claimed, mab_error *err)
 {
     int rc = check_deltas(st, deltas, n_deltas, err);
     if (rc != MAB_OK)
@@ -828,9 +941,13 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
         rc = add_delta(st, &deltas[i], n_before, undo, &n_undo, err);
     if (stats_change)
         st->snapshot_stats = &next;
-    if (rc == MAB_OK && (n_deltas || n_dropped || n_stats))
-        rc = snapshot_write(st, err);
+    int64_t now = (int64_t)time(NULL);
+    int write = n_deltas || n_dropped || n_stats || claimed;
+    if (rc == MAB_OK && write)
+        rc = snapshot_write(st, now, err);
     st->snapshot_stats = NULL;
+    if (rc == MAB_OK && write)
+        claims_forget_expired(st, now); /* the file no longer has them */
     if (stats_change && rc == MAB_OK) {
         stats_table_free(&st->stats);
         st->stats = next;
@@ -862,7 +979,7 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
 
 static int json_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
 {
-    return change(state, NULL, 0, deltas, n_deltas, NULL, 0, err);
+    return change(state, NULL, 0, deltas, n_deltas, NULL, 0, 0, err);
 }
 
 static int json_reset(void *state, const char *experiment, mab_error *err)
@@ -870,7 +987,7 @@ static int json_reset(void *state, const char *experiment, mab_error *err)
     json_store *st = state;
     if (!experiment)
         return mab_error_set(err, MAB_EINVAL, "%s: reset: NULL experiment", st->path);
-    return change(st, &experiment, 1, NULL, 0, NULL, 0, err);
+    return change(st, &experiment, 1, NULL, 0, NULL, 0, 0, err);
 }
 
 static int json_replace(void *state, const char *const *experiments, size_t n_experiments,
@@ -880,13 +997,13 @@ static int json_replace(void *state, const char *const *experiments, size_t n_ex
     for (size_t k = 0; k < n_experiments; k++)
         if (!experiments[k])
             return mab_error_set(err, MAB_EINVAL, "%s: replace: NULL experiment", st->path);
-    return change(st, experiments, n_experiments, deltas, n_deltas, NULL, 0, err);
+    return change(st, experiments, n_experiments, deltas, n_deltas, NULL, 0, 0, err);
 }
 
 static int json_apply_stats(void *state, const mab_delta *deltas, size_t n_deltas,
                             const mab_stats_delta *stats, size_t n_stats, mab_error *err)
 {
-    return change(state, NULL, 0, deltas, n_deltas, stats, n_stats, err);
+    return change(state, NULL, 0, deltas, n_deltas, stats, n_stats, 0, err);
 }
 
 static void copy_one_stats(const json_store *st, const char *experiment, const char *arm,
@@ -960,6 +1077,87 @@ static int json_scan(void *state,
     return MAB_OK;
 }
 
+/* What a claim changed in the claim set, to undo it. */
+typedef struct claim_undo {
+    const uint8_t *id;
+    int64_t previous; /* 0: the claim was appended */
+} claim_undo;
+
+/* The claims and the granted ones' deltas are one snapshot write (see the
+   top); on failure the claim set is put back as it was. */
+static int json_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                      mab_error *err)
+{
+    (void)flags; /* every claim is written at once: one process, one file */
+    json_store *st = state;
+    if (n_claims && !claims)
+        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL claims", st->path);
+    size_t n_deltas = 0;
+    for (size_t k = 0; k < n_claims; k++) {
+        if (!claims[k].assignment_id)
+            return mab_error_set(err, MAB_EINVAL, "%s: claim %zu: NULL assignment id", st->path,
+                                 k);
+        n_deltas += claims[k].n_deltas;
+    }
+    if (n_claims == 0)
+        return MAB_OK;
+    claim_undo *undo = malloc(n_claims * sizeof *undo);
+    mab_delta *deltas = malloc((n_deltas ? n_deltas : 1) * sizeof *deltas);
+    if (!undo || !deltas) {
+        free(undo);
+        free(deltas);
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    }
+    int64_t now = (int64_t)time(NULL);
+    size_t n_undo = 0, n_taken = 0;
+    int rc = MAB_OK;
+    for (size_t k = 0; k < n_claims && rc == MAB_OK; k++) {
+        mab_claim *c = &claims[k];
+        size_t at = claim_find(st, c->assignment_id);
+        int earlier = 0;
+        for (size_t u = 0; u < n_undo && !earlier; u++)
+            earlier = memcmp(undo[u].id, c->assignment_id, MAB_ASSIGNMENT_ID_BYTES) == 0;
+        if (earlier || (at != SIZE_MAX && st->claims[at].expires_at > now)) {
+            c->result = MAB_ECLAIMED;
+            continue;
+        }
+        if (at != SIZE_MAX) {
+            /* Expired but not yet forgotten: renew it in place. */
+            undo[n_undo++] = (claim_undo){c->assignment_id, st->claims[at].expires_at};
+            st->claims[at].expires_at = c->expires_at;
+        } else if (!claim_reserve(st)) {
+            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            break;
+        } else {
+            undo[n_undo++] = (claim_undo){c->assignment_id, 0};
+            claim_append(st, c->assignment_id, c->expires_at);
+        }
+        c->result = MAB_OK;
+        for (size_t i = 0; i < c->n_deltas; i++)
+            deltas[n_taken++] = c->deltas[i];
+    }
+    if (rc == MAB_OK)
+        rc = change(st, NULL, 0, deltas, n_taken, NULL, 0, 1, err);
+    if (rc != MAB_OK) {
+        /* The file was not replaced (or, if only the directory fsync
+           failed, the next write replaces it again): undo in memory,
+           newest first. */
+        while (n_undo > 0) {
+            const claim_undo *u = &undo[--n_undo];
+            size_t at = claim_find(st, u->id);
+            if (at != SIZE_MAX && u->previous)
+                st->claims[at].expires_at = u->previous;
+            else if (at != SIZE_MAX) {
+                st->claims[at] = st->claims[--st->n_claims];
+                claim_reindex(st);
+            }
+        }
+    }
+    free(undo);
+    free(deltas);
+    return rc;
+}
+
 static void json_close(void *state)
 {
     if (state)
@@ -980,6 +1178,7 @@ static const mab_storage json_file_storage = {
     json_replace,
     json_check,
     json_open_read_only,
+    json_claim,
     json_apply_stats,
     json_load_stats,
     json_scan_stats,

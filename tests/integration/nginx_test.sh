@@ -66,7 +66,8 @@ cat >"$tmp/mab.json" <<EOF
               "arms": {"green": "#00FF00", "red": "#FF0000"}},
     "txt": {"policy": {"plugin": "thompson"},
             "arms": {"casual": "Hey \"dude\"", "neutral": {"label": "Add to cart"}}},
-    "load-x": {"policy": {"plugin": "ucb1"}, "arms": {"a": 1, "b": 2, "c": 3}}
+    "load-x": {"policy": {"plugin": "ucb1"}, "arms": {"a": 1, "b": 2, "c": 3}},
+    "once": {"policy": {"plugin": "epsilon_greedy"}, "arms": {"a": 1, "b": 2}}
   }
 }
 EOF
@@ -124,6 +125,14 @@ http {
             proxy_set_header X-Mab-Arm \$mab_arm_color;
             proxy_set_header X-Mab-Value \$color;
             proxy_pass http://127.0.0.1:$upstream_port/echo;
+        }
+        location = /once/choose {
+            mab_choose once \$once;
+            return 200 "\$once\n";
+        }
+        location = /once/reward {
+            mab_reward once;
+            return 200 "\$mab_reward_once\n";
         }
         location = /load {
             mab_choose load-x \$load_value;
@@ -296,6 +305,31 @@ old_cookie=$(awk '$6 == "mab" {print $7}' "$tmp/jar2")
 replay=$(curl -s -H "Cookie: mab=$old_cookie" "$base/reward" "$base/reward" | tr '\n' ' ')
 [[ $replay == "counted replayed " ]] || fail "reward then replay of the same cookie: '$replay'"
 
+# ---- reward once across the 4 workers: a claim in the shared LMDB -------------
+# One cookie sent to /once/reward by 8 curl processes at once, 5 requests
+# each on fresh connections: reuseport spreads them over the workers, each
+# with its own replay memory; storage's claim lets exactly one count.
+reward_once_across_workers() {
+    req once_choose -c "$tmp/jar_once" "$base/once/choose"
+    expect_status 200 "choose once"
+    local cookie
+    cookie=$(awk '$6 == "mab" {print $7}' "$tmp/jar_once")
+    [[ -n $cookie ]] || { fail "no cookie from /once/choose"; return; }
+    seq 8 | xargs -P 8 -I{} sh -c 'for i in 1 2 3 4 5; do
+        curl -s -H "Cookie: mab=$1" "$2/once/reward?c={}&i=$i"; done' _ "$cookie" "$base" \
+        >"$tmp/once.out"
+    local answers counted
+    answers=$(wc -l <"$tmp/once.out")
+    counted=$(grep -c '^counted$' "$tmp/once.out" || true)
+    [[ $answers == 40 ]] || fail "reward once: $answers answers to 40 requests"
+    [[ $counted == 1 ]] || fail "one cookie through 4 workers counted $counted times: $(sort "$tmp/once.out" | uniq -c)"
+    if grep -qv '^\(counted\|replayed\)$' "$tmp/once.out"; then
+        fail "reward once: unexpected answers: $(sort "$tmp/once.out" | uniq -c)"
+    fi
+    echo "nginx_test: one cookie rewarded 40 times at once: counted $counted time(s)"
+}
+reward_once_across_workers
+
 # ---- the module runs before `return`: a choice nobody reads still assigns ---
 req silent "$base/silent"
 new_visitors=$((new_visitors + 1))
@@ -370,6 +404,9 @@ if grep -E '\[(alert|emerg|crit)\]' "$tmp/logs/error.log" >&2; then
 fi
 grep -E 'AddressSanitizer|LeakSanitizer|runtime error' "$tmp/logs/error.log" >&2 && fail "sanitizer reports (above)"
 
+once_workers=$(grep ' /once/reward 200 ' "$tmp/logs/access.log" | cut -d' ' -f1 | sort -u | wc -l)
+((once_workers >= 2)) || fail "the 40 rewards of one cookie reached $once_workers worker(s)"
+echo "nginx_test: the 40 rewards of one cookie were served by $once_workers workers"
 served=$(grep -c ' /load 200 ' "$tmp/logs/access.log" || true)
 workers=$(grep ' /load 200 ' "$tmp/logs/access.log" | cut -d' ' -f1 | sort -u | wc -l)
 ((served > 2000)) || fail "wrk's requests are not in the access log ($served /load lines)"
@@ -382,6 +419,8 @@ assert sum(a['rewards'] for a in arms) == served, ('rewards', [a['rewards'] for 
 color = d['experiments']['color']['arms'].values()
 assert sum(a['pulls'] for a in color) == $new_visitors, ('color pulls', d)
 assert sum(a['rewards'] for a in color) == 2, ('color rewards: jar and the first replayed copy', d)
+once = d['experiments']['once']['arms'].values()
+assert sum(a['rewards'] for a in once) == 1, ('one cookie through 4 workers', d)
 txt = d['experiments']['txt']['arms'].values()
 assert sum(a['rewards'] for a in txt) == 2, ('txt: once by the redirects, once by /rate', d)
 assert sum(a['reward_sum'] for a in txt) == 1.25, ('txt reward sum: 1 + 0.25', d)"

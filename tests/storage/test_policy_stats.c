@@ -1,5 +1,5 @@
 /*
- * test_policy_stats.c - policy statistics (policy ABI 2, storage ABI 1.2)
+ * test_policy_stats.c - policy statistics (policy ABI 2, storage ABI 1.4)
  * through real storage backends: stored with the counters and read back
  * exactly after close and reopen; over LMDB from 4 threads and then from 4
  * processes at once; and a policy change in the config starts its

@@ -160,7 +160,7 @@ static void test_storage_without_stats_refused(void **unused)
     write_config(FIXTURE("policy_stats"),
                  "{\"plugin\": \"" MAB_FIXTURE_DIR "/storage_memory_v11.so\"}");
     const char *needles[] = {"experiments.exp", "policy stats", "policy_stats.so",
-                             "storage_memory_v11.so", "ABI 1.1", "storage ABI 1.3", NULL};
+                             "storage_memory_v11.so", "ABI 1.1", "storage ABI 1.4", NULL};
     open_fails(MAB_EPLUGIN, needles);
     /* The same storage still serves an ABI 1 policy, and an ABI 2 one
        without statistics would too. */

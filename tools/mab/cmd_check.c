@@ -153,6 +153,10 @@ int cmd_check(const command_args *args)
                                         ? "ok (parameters and existing data checked read-only)"
                                         : "not checked (the storage plugin predates storage "
                                           "ABI 1.2 and has no check callback)");
+        printf("reward once: %s\n",
+               mab_storage_has_claims(engine)
+                   ? "per assignment across every process and restart (claims in storage)"
+                   : "per process only (this storage keeps no claims: storage ABI < 1.3)");
         printf("secret_file: %s\n", has_key ? "ok (present, not open to others, holds a key)"
                                               : "not set: mabd, the nginx module and the Flask "
                                                 "extension refuse to start without one "

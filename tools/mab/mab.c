@@ -33,8 +33,9 @@ static const command commands[] = {
      "(present, readable, not readable or writable by others, holding a key),\n"
      "cookie and redirect_allow, and the mabd section as mabd reads it. Prints the\n"
      "storage plugin and every experiment (policy and the file it was loaded from,\n"
-     "number of arms, reward range); exit 1 naming the first fault. `mabd -t` runs\n"
-     "the same checks.\n",
+     "number of arms, reward range), and whether rewards count once per assignment\n"
+     "across every process (the storage keeps claims) or only per process; exit 1\n"
+     "naming the first fault. `mabd -t` runs the same checks.\n",
      {"CONFIG"}, 1, 0, {{0}}, 0, cmd_check},
     {"choose", "choose an arm and count the pull",
      "usage: mab choose CONFIG EXP\n"

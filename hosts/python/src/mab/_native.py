@@ -24,6 +24,7 @@ ESTORAGE = -7
 EBUSY = -8
 ECORRUPT = -9
 EIO = -10
+ECLAIMED = -11
 
 OPEN_NO_STORAGE = 0x1
 OPEN_SEED = 0x2
@@ -165,7 +166,8 @@ MabError.__module__ = "mab"  # where users find it
 CODE_NAMES = {v: "MAB_" + k for k, v in (
     ("OK", OK), ("ENOMEM", ENOMEM), ("EINVAL", EINVAL), ("ECONFIG", ECONFIG),
     ("EPLUGIN", EPLUGIN), ("ENOTFOUND", ENOTFOUND), ("ERANGE", ERANGE),
-    ("ESTORAGE", ESTORAGE), ("EBUSY", EBUSY), ("ECORRUPT", ECORRUPT), ("EIO", EIO))}
+    ("ESTORAGE", ESTORAGE), ("EBUSY", EBUSY), ("ECORRUPT", ECORRUPT), ("EIO", EIO),
+    ("ECLAIMED", ECLAIMED))}
 
 
 def _pkg_config_libdir():
