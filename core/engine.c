@@ -81,13 +81,21 @@ static int slot_init(mab_engine *e, mab__slot *s)
     s->pending = calloc(e->total_arms, sizeof *s->pending);
     s->dirty = calloc(e->total_arms, sizeof *s->dirty);
     s->view = calloc(e->max_arms, sizeof *s->view);
-    if (!s->pending || !s->dirty || !s->view) {
+    s->pending_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *s->pending_stats);
+    s->view_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->view_stats);
+    s->delta_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->delta_stats);
+    if (!s->pending || !s->dirty || !s->view || !s->pending_stats || !s->view_stats ||
+        !s->delta_stats) {
         free(s->pending);
         free(s->dirty);
         free(s->view);
+        free(s->pending_stats);
+        free(s->view_stats);
+        free(s->delta_stats);
         s->pending = NULL;
         s->dirty = NULL;
         s->view = NULL;
+        s->pending_stats = s->view_stats = s->delta_stats = NULL;
         return MAB_ENOMEM;
     }
     size_t index = (size_t)(s - e->slots);
@@ -200,6 +208,20 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Move n pending statistics from `at` into the published ones and the
+   write-behind queue, leaving zeros (already-zero entries cost a test). */
+static void stats_publish(mab_engine *e, mab__slot *s, size_t at, size_t n)
+{
+    for (size_t i = at; i < at + n; i++) {
+        double d = s->pending_stats[i];
+        if (d == 0.0)
+            continue;
+        atomic_add_double(&e->stats_unapplied[i], d);
+        atomic_add_double(&e->stats_published[i], d);
+        s->pending_stats[i] = 0.0;
+    }
+}
+
 /* Move a locked slot's pending totals into the published totals and the
    write-behind queue. Returns the publish sequence number covering them. */
 static uint64_t slot_publish(mab_engine *e, mab__slot *s)
@@ -211,6 +233,11 @@ static uint64_t slot_publish(mab_engine *e, mab__slot *s)
         atomic_totals_add(&a->unapplied, p);
         atomic_totals_add(&a->published, p);
         memset(p, 0, sizeof *p);
+        const mab__experiment *x = e->arm_experiment[s->dirty[k]];
+        if (x->layout.arm_stats)
+            stats_publish(e, s, a->stats_at, x->layout.arm_stats);
+        if (x->layout.experiment_stats)
+            stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
     }
     s->n_dirty = 0;
     s->pending_ops = 0;
@@ -242,6 +269,44 @@ static void gather_all(mab_engine *e)
 }
 
 /* ---- write-behind ----------------------------------------------------- */
+
+/* Take n unapplied statistics from `at` into the stats batch as one entry
+   (none when they are all zero). */
+static void stats_take_one(mab_engine *e, size_t *k, size_t *used, const char *experiment,
+                           const char *arm, const char *layout, size_t at, size_t n)
+{
+    double *values = &e->stats_batch_values[*used];
+    int any = 0;
+    for (size_t j = 0; j < n; j++) {
+        values[j] = atomic_exchange_explicit(&e->stats_unapplied[at + j], 0.0,
+                                             memory_order_relaxed);
+        any |= values[j] != 0.0;
+    }
+    if (!any)
+        return;
+    e->stats_batch[*k] = (mab_stats_delta){experiment, arm, layout, values, n};
+    e->stats_batch_at[*k] = at;
+    ++*k;
+    *used += n;
+}
+
+/* Fill the stats batch from the unapplied statistics; returns its length. */
+static size_t stats_take(mab_engine *e)
+{
+    size_t k = 0, used = 0;
+    if (!e->total_stats)
+        return 0;
+    for (size_t i = 0; i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        for (size_t j = 0; x->layout.arm_stats && j < x->n_arms; j++)
+            stats_take_one(e, &k, &used, x->id, x->arms[j].id, x->layout_tag,
+                           x->arms[j].stats_at, x->layout.arm_stats);
+        if (x->layout.experiment_stats)
+            stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
+                           x->layout.experiment_stats);
+    }
+    return k;
+}
 
 /* Whether storage refused a batch for what it holds (a delta it can never
    apply as it is) rather than for the state of the store: see the contract
@@ -313,6 +378,75 @@ static int apply_split(mab_engine *e, size_t from, size_t n, mab_error *err)
     return first != MAB_OK ? first : second;
 }
 
+/* Give stats batch entries [from, from + n) back to the queue. */
+static void requeue_stats(mab_engine *e, size_t from, size_t n)
+{
+    for (size_t k = from; k < from + n; k++)
+        for (size_t j = 0; j < e->stats_batch[k].n_values; j++)
+            atomic_add_double(&e->stats_unapplied[e->stats_batch_at[k] + j],
+                              e->stats_batch[k].values[j]);
+}
+
+/* Forget stats batch entry k, which storage refused on its own (as
+   drop_delta does for counters). */
+static void drop_stats(mab_engine *e, size_t k, const mab_error *why)
+{
+    const mab_stats_delta *d = &e->stats_batch[k];
+    for (size_t j = 0; j < d->n_values; j++)
+        if (isfinite(d->values[j]))
+            atomic_add_double(&e->stats_published[e->stats_batch_at[k] + j], -d->values[j]);
+    atomic_fetch_add(&e->dropped_deltas, 1);
+    pthread_mutex_lock(&e->dropped_mu);
+    mab_error_set(&e->last_drop, why->code,
+                  "storage refused the policy statistics of experiment \"%s\"%s%s%s (layout "
+                  "%s) and they were dropped: %s",
+                  d->experiment, d->arm ? ", arm \"" : "", d->arm ? d->arm : "",
+                  d->arm ? "\"" : "", d->layout, why->message);
+    pthread_mutex_unlock(&e->dropped_mu);
+}
+
+/*
+ * A batch holding policy statistics: counters and statistics go to storage
+ * in one apply_stats() call, so they commit together. When storage refuses
+ * it as invalid, the counters go through apply_split() alone and each
+ * statistics record is offered on its own, dropped when refused as invalid:
+ * a poisoned record costs only itself (that batch then loses the
+ * all-together commit of counters and statistics, nothing else).
+ */
+static int apply_with_stats(mab_engine *e, size_t n, size_t n_stats, mab_error *err)
+{
+    mab_error why = {0, ""};
+    int rc = e->storage->apply_stats(e->storage_state, e->batch, n, e->stats_batch, n_stats,
+                                     &why);
+    if (rc == MAB_OK)
+        return MAB_OK;
+    if (!refused_as_invalid(rc)) {
+        requeue(e, 0, n);
+        requeue_stats(e, 0, n_stats);
+        return mab_error_set(err, rc, "%s", why.message);
+    }
+    rc = n ? apply_split(e, 0, n, err) : MAB_OK;
+    if (rc != MAB_OK) {
+        requeue_stats(e, 0, n_stats);
+        return rc;
+    }
+    for (size_t k = 0; k < n_stats; k++) {
+        mab_error one = {0, ""};
+        int one_rc = e->storage->apply_stats(e->storage_state, NULL, 0, &e->stats_batch[k], 1,
+                                             &one);
+        if (one_rc == MAB_OK)
+            continue;
+        if (!refused_as_invalid(one_rc)) {
+            requeue_stats(e, k, n_stats - k);
+            return mab_error_set(err, one_rc, "%s", one.message);
+        }
+        if (!one.message[0])
+            mab_error_set(&one, one_rc, "%s", mab_strerror(one_rc));
+        drop_stats(e, k, &one);
+    }
+    return MAB_OK;
+}
+
 /* Hand everything queued to storage as one batch. Caller holds flush_mu.
    On failure the batch goes back into the queue, to be offered again,
    except the deltas storage refused as invalid (see apply_split). */
@@ -335,13 +469,15 @@ static int write_queued(mab_engine *e, mab_error *err)
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
     }
+    /* Under the same lock: a publish adds an arm's statistics one by one too. */
+    size_t n_stats = stats_take(e);
     pthread_rwlock_unlock(&e->publish_lock);
-    if (!n || !e->storage) {
+    if ((!n && !n_stats) || !e->storage) {
         atomic_store(&e->durable_seq, seq);
         return MAB_OK;
     }
     uint64_t dropped_before = atomic_load(&e->dropped_deltas);
-    int rc = apply_split(e, 0, n, err);
+    int rc = n_stats ? apply_with_stats(e, n, n_stats, err) : apply_split(e, 0, n, err);
     if (rc != MAB_OK || atomic_load(&e->dropped_deltas) != dropped_before)
         atomic_fetch_add(&e->flush_failures, 1);
     if (rc == MAB_OK)
@@ -487,6 +623,12 @@ static void engine_free(mab_engine *e)
         mab__id_index_free(&x->arm_index);
         if (x->policy && x->policy_state)
             x->policy->destroy(x->policy_state);
+        if (x->policy2 && x->policy_state)
+            x->policy2->destroy(x->policy_state);
+        free(x->layout_tag);
+        for (size_t k = 0; k < x->n_features; k++)
+            free(x->feature_names[k]);
+        free(x->feature_names);
         if (x->policy_handle)
             dlclose(x->policy_handle);
     }
@@ -499,6 +641,9 @@ static void engine_free(mab_engine *e)
             free(e->slots[i].pending);
             free(e->slots[i].dirty);
             free(e->slots[i].view);
+            free(e->slots[i].pending_stats);
+            free(e->slots[i].view_stats);
+            free(e->slots[i].delta_stats);
         }
         free(e->slots);
     }
@@ -508,6 +653,14 @@ static void engine_free(mab_engine *e)
     free(e->arm_experiment);
     free(e->batch);
     free(e->batch_arm);
+    free(e->stats_published);
+    free(e->stats_unapplied);
+    free(e->stats_batch);
+    free(e->stats_batch_values);
+    free(e->stats_batch_at);
+    for (size_t i = 0; i < 2 * e->n_check_layouts; i++)
+        free(e->check_layouts[i]);
+    free(e->check_layouts);
     free(e->storage_path);
     free(e->config_path);
     pthread_rwlock_destroy(&e->publish_lock);
@@ -542,6 +695,83 @@ static int plugin_params(const mab_engine *e, const cJSON *object, const char *j
     return MAB_OK;
 }
 
+/* The policy object's "features": names of distinct, non-empty strings. */
+static int read_features(mab__experiment *x, mab_params *params, mab_error *err)
+{
+    const cJSON *list = mab__params_item(params, "features");
+    if (!list)
+        return MAB_OK;
+    char *where = mab__params_key_path(params, "features");
+    if (!where)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    int rc = MAB_OK;
+    int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    if (n < 0 || n > MAB_POLICY_FEATURES_MAX)
+        rc = mab_error_set(err, MAB_ECONFIG,
+                           "%s: expected an array of at most %d feature names", where,
+                           MAB_POLICY_FEATURES_MAX);
+    if (rc == MAB_OK && n > 0 && !(x->feature_names = calloc((size_t)n, sizeof(char *))))
+        rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+    for (int i = 0; rc == MAB_OK && i < n; i++) {
+        const cJSON *item = cJSON_GetArrayItem(list, i);
+        if (!cJSON_IsString(item) || !item->valuestring[0]) {
+            rc = mab_error_set(err, MAB_ECONFIG, "%s[%d]: expected a non-empty string", where,
+                               i);
+            break;
+        }
+        for (size_t k = 0; k < x->n_features; k++)
+            if (strcmp(x->feature_names[k], item->valuestring) == 0)
+                rc = mab_error_set(err, MAB_ECONFIG, "%s[%d]: \"%s\" is listed twice", where,
+                                   i, item->valuestring);
+        if (rc == MAB_OK && !(x->feature_names[x->n_features++] = mab__strdup(item->valuestring)))
+            rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
+    free(where);
+    return rc;
+}
+
+static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
+                          const char *json_path, mab_error *err)
+{
+    int rc = read_features(x, params, err);
+    if (rc != MAB_OK)
+        return rc;
+    mab_policy_init init = {sizeof init, &mab__core_api, params, x->n_arms, x->n_features,
+                            (const char *const *)x->feature_names};
+    mab_policy_layout layout = {sizeof layout, 0, 0, 0};
+    mab_error create_err = {0, ""};
+    void *state = NULL;
+    rc = x->policy2->create(&init, &layout, &state, &create_err);
+    if (rc != MAB_OK) {
+        if (params->error[0])
+            return mab_error_set(err, MAB_ECONFIG, "%s (refused by %s)", params->error,
+                                 x->policy_path);
+        return mab_error_set(err, rc == MAB_ENOMEM ? MAB_ENOMEM : MAB_EPLUGIN,
+                             "%s: %s: %s: create failed: %s", e->config_path, json_path,
+                             x->policy_path,
+                             create_err.message[0] ? create_err.message : mab_strerror(rc));
+    }
+    x->policy_state = state;
+    if (layout.arm_stats > MAB_POLICY_STATS_MAX || layout.experiment_stats > MAB_POLICY_STATS_MAX)
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "%s: %s: %s declares %zu statistics per arm and %zu per "
+                             "experiment; at most %d each",
+                             e->config_path, json_path, x->policy_path, layout.arm_stats,
+                             layout.experiment_stats, MAB_POLICY_STATS_MAX);
+    if ((layout.arm_stats || layout.experiment_stats) && !x->policy2->update)
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "%s: %s: %s declares %zu statistics per arm and %zu per "
+                             "experiment but leaves update NULL",
+                             e->config_path, json_path, x->policy_path, layout.arm_stats,
+                             layout.experiment_stats);
+    x->layout = layout;
+    x->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name, layout.stats_version,
+                                  layout.arm_stats, layout.experiment_stats);
+    if (!x->layout_tag)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    return mab__params_check_unused(params, err);
+}
+
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
     char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];
@@ -552,14 +782,21 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
     if (rc)
         return rc;
     mab_error inner;
-    rc = mab__load_policy(x->policy_path, &x->policy_handle, &x->policy, &inner);
+    rc = mab__load_policy(x->policy_path, &x->policy_handle, &x->policy, &x->policy2, &inner);
     if (rc) {
         x->policy = NULL;
+        x->policy2 = NULL;
         return plugin_error(e, plugin_key, &inner, err);
     }
+    x->policy_name = x->policy ? x->policy->name : x->policy2->name;
     mab_params params;
     if ((rc = plugin_params(e, x->policy_obj, json_path, &params, err)) != MAB_OK)
         return rc;
+    if (x->policy2) {
+        rc = create_policy2(e, x, &params, json_path, err);
+        mab__params_fini(&params);
+        return rc;
+    }
     void *state = NULL;
     rc = x->policy->create(&params, x->n_arms, &state);
     if (rc != MAB_OK) {
@@ -579,6 +816,59 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 
 /* How open_storage() reaches the store (mab_options.flags). */
 enum storage_mode { STORAGE_OPEN, STORAGE_READ_ONLY, STORAGE_CHECK };
+
+static int collect_layout(void *ctx, const char *experiment, const char *arm,
+                          const char *layout, const double *values, size_t n_values)
+{
+    (void)arm;
+    (void)values;
+    (void)n_values;
+    mab_engine *e = ctx;
+    for (size_t i = 0; i < e->n_check_layouts; i++)
+        if (strcmp(e->check_layouts[2 * i], experiment) == 0 &&
+            strcmp(e->check_layouts[2 * i + 1], layout) == 0)
+            return 0;
+    char **grown = realloc(e->check_layouts, 2 * (e->n_check_layouts + 1) * sizeof *grown);
+    if (!grown)
+        return MAB_ENOMEM;
+    e->check_layouts = grown;
+    grown[2 * e->n_check_layouts] = mab__strdup(experiment);
+    grown[2 * e->n_check_layouts + 1] = mab__strdup(layout);
+    e->n_check_layouts++;
+    return grown[2 * e->n_check_layouts - 2] && grown[2 * e->n_check_layouts - 1] ? 0
+                                                                                 : MAB_ENOMEM;
+}
+
+/* MAB_OPEN_CHECK: which layouts of policy statistics the store holds, for
+   `mab check`; only through open_read_only, which creates and locks
+   nothing. A failure is kept as the reason, never fails the check. */
+static void read_check_layouts(mab_engine *e, mab_params *params)
+{
+    const mab_storage *st = e->storage;
+    if (!mab__storage_has_stats(st)) {
+        snprintf(e->check_layouts_why, sizeof e->check_layouts_why,
+                 "storage plugin %s stores no policy statistics", e->storage_path);
+        return;
+    }
+    if (!mab__storage_has(st, open_read_only) || !st->open_read_only) {
+        snprintf(e->check_layouts_why, sizeof e->check_layouts_why,
+                 "storage plugin %s has no read-only open, and a check opens nothing else",
+                 e->storage_path);
+        return;
+    }
+    void *state = NULL;
+    mab_error why = {0, ""};
+    int rc = st->open_read_only(params, &state, &why);
+    if (rc == MAB_OK) {
+        rc = st->scan_stats(state, collect_layout, e, &why);
+        st->close(state);
+    }
+    if (rc == MAB_OK)
+        e->check_layouts_read = 1;
+    else
+        snprintf(e->check_layouts_why, sizeof e->check_layouts_why, "%s",
+                 why.message[0] ? why.message : mab_strerror(rc));
+}
 
 static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
 {
@@ -612,6 +902,8 @@ static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
             rc = e->storage->check(&params, &open_err);
         else
             mab__params_mark_all_used(&params); /* the plugin cannot tell: not checked */
+        if (rc == MAB_OK)
+            read_check_layouts(e, &params);
     } else if (mode == STORAGE_READ_ONLY && mab__storage_has(e->storage, open_read_only) &&
                e->storage->open_read_only) {
         rc = e->storage->open_read_only(&params, &state, &open_err);
@@ -632,7 +924,46 @@ static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
         rc = mab__params_check_unused(&params, err);
     }
     mab__params_fini(&params);
+    for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
+        const mab__experiment *x = &e->experiments[i];
+        if ((x->layout.arm_stats || x->layout.experiment_stats) &&
+            !mab__storage_has_stats(e->storage))
+            rc = mab_error_set(err, MAB_EPLUGIN,
+                               "%s: experiments.%s: policy %s (%s) keeps statistics, but "
+                               "storage plugin %s is ABI %u.%u, which cannot store them; "
+                               "rebuild it against storage ABI %u.%u or later",
+                               e->config_path, x->id, x->policy_name, x->policy_path,
+                               e->storage_path, e->storage->abi_major, e->storage->abi_minor,
+                               MAB_STORAGE_ABI_MAJOR, 4u);
+    }
     return rc;
+}
+
+/* Give each ABI 2 arm and experiment its place in the stats arrays. */
+static int allocate_stats(mab_engine *e)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        size_t own = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+        for (size_t j = 0; j < x->n_arms; j++)
+            x->arms[j].stats_at = at + j * x->layout.arm_stats;
+        x->stats_at = at + x->n_arms * x->layout.arm_stats;
+        at += own;
+        if (own > e->max_stats)
+            e->max_stats = own;
+    }
+    e->total_stats = at;
+    size_t n = at ? at : 1, entries = e->total_arms + e->n_experiments;
+    e->stats_published = calloc(n, sizeof *e->stats_published);
+    e->stats_unapplied = calloc(n, sizeof *e->stats_unapplied);
+    e->stats_batch = calloc(entries, sizeof *e->stats_batch);
+    e->stats_batch_values = calloc(n, sizeof *e->stats_batch_values);
+    e->stats_batch_at = calloc(entries, sizeof *e->stats_batch_at);
+    if (!e->stats_published || !e->stats_unapplied || !e->stats_batch ||
+        !e->stats_batch_values || !e->stats_batch_at)
+        return MAB_ENOMEM;
+    return MAB_OK;
 }
 
 /*
@@ -646,13 +977,20 @@ static int load_totals(mab_engine *e, mab_error *err)
 {
     const char **ids = calloc(e->max_arms, sizeof *ids);
     mab_totals *stored = calloc(e->total_arms, sizeof *stored);
-    int rc = ids && stored ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
+    double *stored_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *stored_stats);
+    int rc = ids && stored && stored_stats ? MAB_OK
+                                           : mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; j < x->n_arms; j++)
             ids[j] = x->arms[j].id;
         rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, &stored[x->first_arm],
                               err);
+        if (rc == MAB_OK && (x->layout.arm_stats || x->layout.experiment_stats))
+            rc = e->storage->load_stats(e->storage_state, x->id, x->layout_tag, ids, x->n_arms,
+                                        x->layout.arm_stats, &stored_stats[x->arms[0].stats_at],
+                                        x->layout.experiment_stats,
+                                        &stored_stats[x->stats_at], err);
     }
     if (rc == MAB_OK) {
         pthread_rwlock_wrlock(&e->publish_lock);
@@ -661,10 +999,16 @@ static int load_totals(mab_engine *e, mab_error *err)
             totals_add(&stored[i], &unapplied);
             atomic_totals_store(&e->all_arms[i]->published, &stored[i]);
         }
+        for (size_t i = 0; i < e->total_stats; i++)
+            atomic_store_explicit(&e->stats_published[i],
+                                  stored_stats[i] + atomic_load_explicit(&e->stats_unapplied[i],
+                                                                         memory_order_relaxed),
+                                  memory_order_relaxed);
         pthread_rwlock_unlock(&e->publish_lock);
     }
     free(ids);
     free(stored);
+    free(stored_stats);
     return rc;
 }
 
@@ -749,6 +1093,8 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++)
         rc = create_policy(e, &e->experiments[i], err);
+    if (rc == MAB_OK && allocate_stats(e) != MAB_OK)
+        rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     unsigned flags = opts ? opts->flags : 0;
     if ((flags & MAB_OPEN_CHECK) && (flags & (MAB_OPEN_NO_STORAGE | MAB_OPEN_READ_ONLY)))
         rc = rc == MAB_OK ? mab_error_set(err, MAB_EINVAL, "mab_open: MAB_OPEN_CHECK excludes "
@@ -901,6 +1247,157 @@ static void build_view(const mab__experiment *x, const mab__slot *s)
     }
 }
 
+/* ---- ABI 2: time, features, statistics ------------------------------- */
+
+static int64_t engine_now(const mab_engine *e, const mab_context *ctx)
+{
+    if (ctx && ctx->time_ns)
+        return ctx->time_ns;
+    if (e->clock)
+        return e->clock(e->clock_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int mab_set_clock(mab_engine *e, int64_t (*clock)(void *clock_ctx), void *clock_ctx,
+                  mab_error *err)
+{
+    if (!e)
+        return mab_error_set(err, MAB_EINVAL, "mab_set_clock: engine is NULL");
+    e->clock = clock;
+    e->clock_ctx = clock_ctx;
+    return MAB_OK;
+}
+
+static int context_check(const mab_context *ctx, mab_error *err)
+{
+    if (!ctx)
+        return MAB_OK;
+    if (ctx->struct_size < sizeof(mab_context))
+        return mab_error_set(err, MAB_EINVAL, "mab_context.struct_size is %zu, need %zu",
+                             ctx->struct_size, sizeof(mab_context));
+    if (ctx->n_features && (!ctx->feature_names || !ctx->feature_values))
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_context: %zu features but no names or values", ctx->n_features);
+    for (size_t i = 0; i < ctx->n_features; i++)
+        if (!ctx->feature_names[i])
+            return mab_error_set(err, MAB_EINVAL, "mab_context: feature name %zu is NULL", i);
+    return MAB_OK;
+}
+
+/* The features the experiment's policy names, in its order, NAN when the
+   caller has none of that name. */
+static void resolve_features(const mab__experiment *x, const mab_context *ctx, double *out)
+{
+    for (size_t i = 0; i < x->n_features; i++) {
+        out[i] = NAN;
+        for (size_t k = 0; ctx && k < ctx->n_features; k++)
+            if (strcmp(ctx->feature_names[k], x->feature_names[i]) == 0) {
+                out[i] = ctx->feature_values[k];
+                break;
+            }
+    }
+}
+
+/* The policy's statistics as this slot sees them: published + pending, into
+   the slot's view_stats (arms first, then the experiment's own). */
+static void build_stats_view(const mab_engine *e, const mab__experiment *x,
+                             const mab__slot *s)
+{
+    size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+    size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    for (size_t i = 0; i < n; i++)
+        s->view_stats[i] = atomic_load_explicit(&e->stats_published[at + i],
+                                                memory_order_relaxed) +
+                           s->pending_stats[at + i];
+}
+
+/* Ask the policy for an event's deltas and add them, with the event's
+   counter, to the locked slot. Nothing is added when update fails. */
+static int record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *ev)
+{
+    size_t na = x->layout.arm_stats, nx = x->layout.experiment_stats;
+    if (x->policy2->update && (na || nx)) {
+        double *arm_delta = s->delta_stats, *experiment_delta = s->delta_stats + na;
+        memset(s->delta_stats, 0, (na + nx) * sizeof *s->delta_stats);
+        int rc = x->policy2->update(x->policy_state, ev, arm_delta, experiment_delta);
+        if (rc != MAB_OK)
+            return rc;
+        for (size_t i = 0; i < na + nx; i++)
+            if (!isfinite(s->delta_stats[i]))
+                return MAB_ERANGE;
+        double *pending_arm = &s->pending_stats[x->arms[ev->arm].stats_at];
+        for (size_t i = 0; i < na; i++)
+            pending_arm[i] += arm_delta[i];
+        for (size_t i = 0; i < nx; i++)
+            s->pending_stats[x->stats_at + i] += experiment_delta[i];
+    }
+    return MAB_OK;
+}
+
+static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choice *out,
+                   int *estimated, mab_error *err)
+{
+    double features[MAB_POLICY_FEATURES_MAX];
+    resolve_features(x, ctx, features);
+    int64_t now = engine_now(e, ctx);
+    mab__slot *s = slot_acquire(e);
+    if (!s)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    build_view(x, s);
+    build_stats_view(e, x, s);
+    mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
+                           s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
+                           x->n_features, &s->rng};
+    mab_policy_choice c = {x->n_arms, NAN, 0};
+    int rc = x->policy2->choose(x->policy_state, &in, &c);
+    const char *failed = "choose";
+    if (rc == MAB_OK && c.arm < x->n_arms) {
+        mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, c.arm, x->n_arms,
+                               0.0, c.probability, now, features, x->n_features};
+        rc = record_event(x, s, &ev);
+        failed = "update";
+        if (rc == MAB_OK) {
+            slot_pending(s, x->first_arm + c.arm)->pulls++;
+            if (slot_due(s))
+                slot_publish(e, s);
+        }
+    }
+    slot_unlock(s);
+    if (rc != MAB_OK)
+        return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s: %s failed: %s",
+                             x->id, x->policy_path, failed, mab_strerror(rc));
+    if (c.arm >= x->n_arms)
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "experiments.%s: policy %s chose arm %zu of only %zu", x->id,
+                             x->policy_path, c.arm, x->n_arms);
+    fill_choice(x, c.arm, c.probability, out);
+    if (estimated)
+        *estimated = c.estimated != 0;
+    return MAB_OK;
+}
+
+static int read_only_error(const mab_engine *e, const char *what, mab_error *err);
+
+int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx,
+                   mab_choice *out, int *estimated, mab_error *err)
+{
+    mab__experiment *x;
+    int found = find_experiment(e, experiment, &x, err);
+    if (found != MAB_OK)
+        return found;
+    if (e->read_only)
+        return read_only_error(e, "choose", err);
+    if ((found = context_check(ctx, err)) != MAB_OK)
+        return found;
+    if (x->policy2)
+        return choose2(e, x, ctx, out, estimated, err);
+    if (estimated)
+        *estimated = 0;
+    return mab_choose(e, experiment, out, err);
+}
+
 /* Whether an arm holding `count` rewards that sum to sum (squares: sq) has
    finite totals, both in the experiment's units and normalised the way
    build_view normalises them. A total that is not finite could never be
@@ -927,6 +1424,8 @@ int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error
         return found;
     if (e->read_only)
         return read_only_error(e, "choose", err);
+    if (x->policy2)
+        return choose2(e, x, NULL, out, NULL, err);
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -951,8 +1450,11 @@ int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error
     return MAB_OK;
 }
 
-int mab_reward(mab_engine *e, const char *experiment, const char *arm, double value,
-               mab_error *err)
+/* Both public reward calls, inlined into each so that mab_reward() (ABI 1
+   hosts' hot path) pays no extra call for the context it does not have. */
+static inline __attribute__((always_inline)) int
+reward_impl(mab_engine *e, const char *experiment, const char *arm, double value,
+            const mab_context *ctx, mab_error *err)
 {
     mab__experiment *x;
     size_t i;
@@ -971,6 +1473,18 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
                              "experiments.%s: reward %g for arm \"%s\" is outside the reward "
                              "range [%g, %g]",
                              x->id, value, arm, x->reward_min, x->reward_max);
+    if ((rc = context_check(ctx, err)) != MAB_OK)
+        return rc;
+    double features[MAB_POLICY_FEATURES_MAX];
+    mab_policy_event ev;
+    if (x->policy2) {
+        resolve_features(x, ctx, features);
+        double r = (value - x->reward_min) * x->reward_scale;
+        double p = ctx && ctx->probability > 0 ? ctx->probability : NAN;
+        ev = (mab_policy_event){sizeof ev, &mab__core_api, MAB_EVENT_REWARD, i, x->n_arms,
+                                r < 0 ? 0 : r > 1 ? 1 : r, p, engine_now(e, ctx), features,
+                                x->n_features};
+    }
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -990,6 +1504,13 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
                              "%.0f rewards summing to %g, squares to %g); nothing was recorded",
                              x->id, value, arm, count - 1.0, held.reward_sum,
                              held.reward_sum_sq);
+    }
+    if (x->policy2 && (rc = record_event(x, s, &ev)) != MAB_OK) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "experiments.%s: policy %s refused the reward for arm \"%s\": %s; "
+                             "nothing was recorded",
+                             x->id, x->policy_path, arm, mab_strerror(rc));
     }
     mab_totals *p = slot_pending(s, x->first_arm + i);
     p->rewards++;
@@ -1015,6 +1536,18 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
                            x->id, arm, why.message);
     }
     return rc;
+}
+
+int mab_reward(mab_engine *e, const char *experiment, const char *arm, double value,
+               mab_error *err)
+{
+    return reward_impl(e, experiment, arm, value, NULL, err);
+}
+
+int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, double value,
+                   const mab_context *ctx, mab_error *err)
+{
+    return reward_impl(e, experiment, arm, value, ctx, err);
 }
 
 /* ---- reward once: claims (engine_access.h) ---------------------------- */
@@ -1157,9 +1690,62 @@ static void claim_wait(mab_engine *e, mab__claim_waiter *w)
     pthread_mutex_unlock(&e->claim_mu);
 }
 
+/*
+ * The statistics of a reward whose claim storage granted with its counters
+ * (sync "always"): the policy's update for the reward event, its deltas
+ * added to the write-behind path like mab_reward_ctx's (counters excluded:
+ * the claim applied them), then written before returning. A crash between
+ * the claim's commit and this one loses the reward's statistics, never
+ * counts them twice. The counters are stored whatever happens here, so it
+ * returns MAB_OK but when out of memory: a policy that refuses the event
+ * leaves the reward without statistics (a dropped delta, mab_dropped_deltas);
+ * a failed write leaves them queued for the next one (mab_storage_errors()).
+ */
+static int claimed_reward_stats(mab_engine *e, mab__experiment *x, size_t i, double value,
+                                const mab_context *ctx, mab_error *err)
+{
+    if (!x->policy2 || !x->policy2->update || !(x->layout.arm_stats || x->layout.experiment_stats))
+        return MAB_OK;
+    double features[MAB_POLICY_FEATURES_MAX];
+    resolve_features(x, ctx, features);
+    double r = (value - x->reward_min) * x->reward_scale;
+    double p = ctx && ctx->probability > 0 ? ctx->probability : NAN;
+    mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_REWARD, i, x->n_arms,
+                           r < 0 ? 0 : r > 1 ? 1 : r, p, engine_now(e, ctx), features,
+                           x->n_features};
+    mab__slot *s = slot_acquire(e);
+    if (!s)
+        return mab_error_set(err, MAB_ENOMEM, "experiments.%s: the reward for arm \"%s\" was "
+                             "counted; out of memory for its policy statistics", x->id,
+                             x->arms[i].id);
+    int rc = record_event(x, s, &ev);
+    if (rc != MAB_OK) {
+        slot_unlock(s);
+        /* The reward is stored with its claim: it stays counted, and its
+           statistics are reported dropped (mab_dropped_deltas). */
+        atomic_fetch_add(&e->dropped_deltas, 1);
+        pthread_mutex_lock(&e->dropped_mu);
+        mab_error_set(&e->last_drop, MAB_EPLUGIN,
+                      "experiments.%s: policy %s refused the reward for arm \"%s\" (%s) after "
+                      "its claim was granted: the reward was counted without its policy "
+                      "statistics",
+                      x->id, x->policy_path, x->arms[i].id, mab_strerror(rc));
+        pthread_mutex_unlock(&e->dropped_mu);
+        return MAB_OK;
+    }
+    /* Mark the arm dirty so that slot_publish takes its statistics; its
+       pending counters stay as they were (the claim stored this reward's). */
+    (void)slot_pending(s, x->first_arm + i);
+    uint64_t seq = slot_publish(e, s);
+    slot_unlock(s);
+    mab_error ignored;
+    (void)wait_durable(e, seq, &ignored); /* on failure they stay queued (write_queued) */
+    return MAB_OK;
+}
+
 int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *arm,
                              double value, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
-                             int64_t expires_at, mab_error *err)
+                             int64_t expires_at, const mab_context *ctx, mab_error *err)
 {
     mab__experiment *x;
     size_t i;
@@ -1168,6 +1754,8 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
         return rc;
     if (e->read_only)
         return read_only_error(e, "reward", err);
+    if ((rc = context_check(ctx, err)) != MAB_OK)
+        return rc;
     if (!mab__engine_has_claims(e))
         return mab_error_set(err, MAB_EINVAL, "%s: storage %s keeps no claims (storage ABI < 1.3)",
                              e->config_path, e->storage ? e->storage_path : "(none)");
@@ -1209,9 +1797,11 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
     claim_wait(e, &w);
     if (w.rc != MAB_OK && w.rc != MAB_ECLAIMED)
         return mab_error_set(err, w.rc, "%s", w.err.message);
-    if (w.rc != MAB_OK || e->sync_always)
+    if (w.rc != MAB_OK)
         return w.rc;
-    return mab_reward(e, experiment, arm, value, err);
+    if (e->sync_always)
+        return claimed_reward_stats(e, x, i, value, ctx, err);
+    return mab_reward_ctx(e, experiment, arm, value, ctx, err);
 }
 
 /* ---- statistics and reset -------------------------------------------- */
@@ -1228,7 +1818,7 @@ int mab_experiment_at(const mab_engine *e, size_t index, mab_experiment_info *ou
         return mab_error_set(err, MAB_ENOTFOUND, "no experiment number %zu", index);
     const mab__experiment *x = &e->experiments[index];
     out->id = x->id;
-    out->policy = x->policy->name;
+    out->policy = x->policy_name;
     out->policy_path = x->policy_path;
     out->n_arms = x->n_arms;
     out->reward_min = x->reward_min;
@@ -1263,6 +1853,147 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
     if (n_arms)
         *n_arms = x->n_arms;
     return MAB_OK;
+}
+
+int mab_policy_stats(mab_engine *e, const char *experiment, mab_policy_stats_info *info,
+                     double *arm_stats, size_t arm_cap, double *experiment_stats,
+                     size_t experiment_cap, mab_error *err)
+{
+    mab__experiment *x;
+    int found = find_experiment(e, experiment, &x, err);
+    if (found != MAB_OK)
+        return found;
+    if (!info || info->struct_size < sizeof *info)
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_policy_stats: info is NULL or its struct_size is too small");
+    if ((arm_cap && !arm_stats) || (experiment_cap && !experiment_stats))
+        return mab_error_set(err, MAB_EINVAL, "mab_policy_stats: NULL array with a capacity");
+    gather_all(e);
+    info->layout = x->layout_tag ? x->layout_tag : "";
+    info->per_arm = x->layout.arm_stats;
+    info->per_experiment = x->layout.experiment_stats;
+    size_t n_arm = x->n_arms * x->layout.arm_stats;
+    size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    for (size_t i = 0; i < n_arm && i < arm_cap; i++)
+        arm_stats[i] = atomic_load_explicit(&e->stats_published[at + i], memory_order_relaxed);
+    for (size_t i = 0; i < x->layout.experiment_stats && i < experiment_cap; i++)
+        experiment_stats[i] =
+            atomic_load_explicit(&e->stats_published[x->stats_at + i], memory_order_relaxed);
+    return MAB_OK;
+}
+
+int mab_explain(mab_engine *e, const char *experiment, const mab_context *ctx, double *values,
+                size_t cap, int *kind, mab_error *err)
+{
+    mab__experiment *x;
+    int rc = find_experiment(e, experiment, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if ((rc = context_check(ctx, err)) != MAB_OK)
+        return rc;
+    if (!x->policy2 || !x->policy2->explain)
+        return mab_error_set(err, MAB_EINVAL, "experiments.%s: policy %s has no explain()",
+                             x->id, x->policy_path);
+    if (!kind || (cap && !values))
+        return mab_error_set(err, MAB_EINVAL, "mab_explain: values and kind must not be NULL");
+    double features[MAB_POLICY_FEATURES_MAX];
+    resolve_features(x, ctx, features);
+    int64_t now = engine_now(e, ctx);
+    double *scores = calloc(x->n_arms, sizeof *scores);
+    if (!scores)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    mab__slot *s = slot_acquire(e);
+    if (!s) {
+        free(scores);
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
+    build_view(x, s);
+    build_stats_view(e, x, s);
+    mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
+                           s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
+                           x->n_features, &s->rng};
+    *kind = 0;
+    rc = x->policy2->explain(x->policy_state, &in, scores, kind);
+    slot_unlock(s);
+    if (rc == MAB_OK)
+        memcpy(values, scores, (cap < x->n_arms ? cap : x->n_arms) * sizeof *values);
+    free(scores);
+    if (rc != MAB_OK)
+        return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s: explain failed: %s",
+                             x->id, x->policy_path, mab_strerror(rc));
+    return MAB_OK;
+}
+
+struct layouts_ctx {
+    const char *experiment;
+    char **seen;
+    size_t n_seen;
+    int (*visit)(void *ctx, const char *layout);
+    void *ctx;
+    int failed; /* out of memory */
+};
+
+static int layout_seen(void *ctx, const char *experiment, const char *arm, const char *layout,
+                       const double *values, size_t n_values)
+{
+    (void)arm;
+    (void)values;
+    (void)n_values;
+    struct layouts_ctx *l = ctx;
+    if (strcmp(experiment, l->experiment) != 0)
+        return 0;
+    for (size_t i = 0; i < l->n_seen; i++)
+        if (strcmp(l->seen[i], layout) == 0)
+            return 0;
+    char **grown = realloc(l->seen, (l->n_seen + 1) * sizeof *grown);
+    if (!grown || !(grown[l->n_seen] = mab__strdup(layout))) {
+        if (grown)
+            l->seen = grown;
+        l->failed = 1;
+        return MAB_ENOMEM;
+    }
+    l->seen = grown;
+    l->n_seen++;
+    return l->visit(l->ctx, layout);
+}
+
+int mab_stored_layouts(mab_engine *e, const char *experiment,
+                       int (*visit)(void *ctx, const char *layout), void *ctx, mab_error *err)
+{
+    mab__experiment *x;
+    int rc = find_experiment(e, experiment, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "mab_stored_layouts: visit is NULL");
+    if (e->storage && e->read_only && !e->storage_state) {
+        /* MAB_OPEN_CHECK: what the check read, if it could. */
+        if (!e->check_layouts_read)
+            return mab_error_set(err, MAB_EINVAL, "%s", e->check_layouts_why);
+        for (size_t i = 0; i < e->n_check_layouts; i++)
+            if (strcmp(e->check_layouts[2 * i], x->id) == 0 &&
+                (rc = visit(ctx, e->check_layouts[2 * i + 1])) != 0)
+                return rc;
+        return MAB_OK;
+    }
+    if (!e->storage || !e->storage_state)
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_stored_layouts: the engine has no open store (opened with "
+                             "MAB_OPEN_NO_STORAGE)");
+    if (!mab__storage_has_stats(e->storage))
+        return MAB_OK;
+    if (!e->read_only && (rc = mab_flush(e, err)) != MAB_OK)
+        return rc;
+    struct layouts_ctx l = {x->id, NULL, 0, visit, ctx, 0};
+    pthread_mutex_lock(&e->flush_mu);
+    rc = e->storage->scan_stats(e->storage_state, layout_seen, &l, err);
+    pthread_mutex_unlock(&e->flush_mu);
+    for (size_t i = 0; i < l.n_seen; i++)
+        free(l.seen[i]);
+    free(l.seen);
+    if (l.failed)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    return rc;
 }
 
 uint64_t mab_storage_errors(const mab_engine *e)
@@ -1301,6 +2032,12 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
         for (size_t i = 0; i < x->n_arms; i++) {
             atomic_totals_store(&x->arms[i].published, &zero);
             atomic_totals_store(&x->arms[i].unapplied, &zero);
+        }
+        size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+        size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+        for (size_t i = at; i < at + n; i++) {
+            atomic_store_explicit(&e->stats_published[i], 0.0, memory_order_relaxed);
+            atomic_store_explicit(&e->stats_unapplied[i], 0.0, memory_order_relaxed);
         }
         pthread_rwlock_unlock(&e->publish_lock);
     }

@@ -22,6 +22,18 @@
  * `publish_lock` shared and the combination holds it exclusively, so no
  * publish is half-way while the two are combined, and no storage I/O ever
  * happens under publish_lock.
+ *
+ * Policy statistics (policy ABI 2) live beside the counters and move the
+ * same way: the engine keeps one array of doubles, `stats_published` and
+ * `stats_unapplied` (atomics), in which each arm of an ABI 2 experiment owns
+ * layout.arm_stats entries from its `stats_at`, and the experiment owns
+ * layout.experiment_stats from its `stats_at`. A slot's `pending_stats` has
+ * the same shape. An event (a pull or a reward) adds the counters and the
+ * policy's deltas to the slot under one slot lock, so publishing, writing
+ * behind (one storage call for counters and statistics) and refreshing
+ * carry both together. Every event also has a time (`now`, from the
+ * engine's clock or the caller), passed to the policy; time buckets will
+ * hang off the same path.
  */
 #ifndef MAB_ENGINE_H
 #define MAB_ENGINE_H
@@ -67,6 +79,7 @@ typedef struct mab__atomic_totals {
 typedef struct mab__arm {
     char *id; /* first member: see mab__id_index */
     char *value_json;
+    size_t stats_at;  /* first of its layout.arm_stats in the engine's stats arrays */
     mab__atomic_totals published; /* what choose and stats read */
     mab__atomic_totals unapplied; /* published but not yet applied to storage */
     _Atomic uint64_t drops;       /* increments of this arm storage refused and the
@@ -84,8 +97,15 @@ typedef struct mab__experiment {
     const cJSON *policy_obj; /* valid during mab_open only */
     char *policy_path;
     void *policy_handle;     /* dlopen handle */
-    const mab_policy *policy;
+    const mab_policy *policy;   /* ABI 1, or NULL */
+    const mab_policy2 *policy2; /* ABI 2, or NULL */
+    const char *policy_name;    /* the descriptor's name */
     void *policy_state;
+    mab_policy_layout layout;   /* ABI 2: declared by create (zeros for ABI 1) */
+    char *layout_tag;           /* ABI 2: "NAME/VERSION:ARM,EXPERIMENT" */
+    char **feature_names;       /* the policy object's "features" */
+    size_t n_features;
+    size_t stats_at;            /* first of its layout.experiment_stats */
 } mab__experiment;
 
 /* A top-level object of the caller's, kept for mab_config_section(). */
@@ -104,6 +124,9 @@ typedef struct mab__slot {
     mab_rng rng;
     mab_totals *pending;     /* one per arm of the engine */
     mab_arm_view *view;      /* scratch for choose, max_arms entries */
+    double *pending_stats;   /* total_stats, shaped as stats_published */
+    double *view_stats;      /* scratch: one experiment's stats, max_stats entries */
+    double *delta_stats;     /* scratch for update: max_stats entries */
 } mab__slot;
 
 /* A reward waiting for its claim (engine.c, mab__engine_claim_reward). */
@@ -145,6 +168,23 @@ struct mab_engine {
     void *storage_handle;
     const mab_storage *storage;
     void *storage_state;
+
+    int64_t (*clock)(void *ctx);    /* mab_set_clock(), or NULL: CLOCK_REALTIME */
+    void *clock_ctx;
+    size_t total_stats;             /* policy statistics of every experiment */
+    size_t max_stats;               /* of the experiment with the most */
+    _Atomic double *stats_published; /* what choose and mab_policy_stats read */
+    _Atomic double *stats_unapplied; /* published but not yet applied to storage */
+    mab_stats_delta *stats_batch;   /* scratch: total_arms + n_experiments entries */
+    double *stats_batch_values;     /* scratch: total_stats */
+    size_t *stats_batch_at;         /* stats_at of each stats_batch entry */
+    /* MAB_OPEN_CHECK: the (experiment, layout) pairs of the stored policy
+       statistics, read through open_read_only when the plugin has one (a
+       check creates and locks nothing); else why they were not read. */
+    char **check_layouts;           /* 2 * n_check_layouts strings */
+    size_t n_check_layouts;
+    int check_layouts_read;
+    char check_layouts_why[MAB_ERROR_MAX];
 
     mab__arm **all_arms;            /* every arm, indexed by first_arm + i */
     mab__experiment **arm_experiment; /* the experiment of each of them */
@@ -192,6 +232,10 @@ struct mab_engine {
 #define mab__storage_has(desc, field) \
     ((desc)->struct_size >= offsetof(mab_storage, field) + sizeof((desc)->field))
 
+/* Whether a storage plugin stores policy statistics (ABI 1.4, callbacks set). */
+#define mab__storage_has_stats(desc) \
+    (mab__storage_has(desc, scan_stats) && (desc)->apply_stats != NULL)
+
 /* config.c: parse engine->config_path into the engine's fields; `sections`
    (NULL-terminated, may be NULL) are the caller's top-level keys. */
 int mab__config_load(mab_engine *engine, const char *const *sections, mab_error *err);
@@ -201,8 +245,13 @@ void mab__config_free(mab_engine *engine);
 /* loader.c: resolve a plugin name from the config to a file path. */
 int mab__plugin_resolve(const mab_engine *engine, const char *name, const char *json_path,
                         char **path_out, mab_error *err);
-/* loader.c: dlopen a policy/storage plugin and check its descriptor. */
-int mab__load_policy(const char *path, void **handle, const mab_policy **out, mab_error *err);
+/* loader.c: dlopen a policy/storage plugin and check its descriptor. A
+   policy is ABI 2 when it exports mab_policy_entry2 (*out2 set, *out NULL),
+   else ABI 1 (*out set, *out2 NULL). */
+int mab__load_policy(const char *path, void **handle, const mab_policy **out,
+                     const mab_policy2 **out2, mab_error *err);
+/* loader.c: the function table handed to ABI 2 policies. */
+extern const mab_core_api mab__core_api;
 int mab__load_storage(const char *path, void **handle, const mab_storage **out,
                       mab_error *err);
 

@@ -235,8 +235,80 @@ static int missing_callback(void **handle, const char *path, const char *kind, c
     return mab_error_set(err, MAB_EPLUGIN, "%s: %s descriptor leaves %s NULL", path, kind, name);
 }
 
-int mab__load_policy(const char *path, void **handle, const mab_policy **out, mab_error *err)
+const mab_core_api mab__core_api = {
+    MAB_CORE_API_VERSION, (uint32_t)sizeof(mab_core_api),
+    mab_argmax, mab_rng_u64, mab_rng_uniform, mab_rng_below, mab_rng_normal, mab_rng_gamma,
+    mab_rng_beta, mab_params_double, mab_params_int, mab_params_bool, mab_params_string,
+    mab_params_fail, mab_error_set,
+};
+
+/* ABI 2: the entry takes the core's table; the descriptor says which table
+   version and which ABI minor it needs, and a core older than either is
+   refused by name (never half-bound). */
+static int load_policy2(const char *path, void *handle, void *sym, const mab_policy2 **out,
+                        mab_error *err)
 {
+    typedef const mab_policy2 *(*entry2_fn)(const mab_core_api *);
+    entry2_fn entry;
+    memcpy(&entry, &sym, sizeof entry);
+    const mab_policy2 *p = entry(&mab__core_api);
+    const char *missing = NULL;
+    int rc = MAB_OK;
+    if (!p)
+        rc = mab_error_set(err, MAB_EPLUGIN, "%s: %s() returned no descriptor", path,
+                           MAB_POLICY2_ENTRY_SYMBOL);
+    else if (p->abi_major != MAB_POLICY2_ABI_MAJOR)
+        rc = mab_error_set(err, MAB_EPLUGIN,
+                           "%s: %s returns a descriptor of policy ABI %u.%u, but that symbol "
+                           "is for ABI %u.x (this libmab supports up to %u.%u)",
+                           path, MAB_POLICY2_ENTRY_SYMBOL, p->abi_major, p->abi_minor,
+                           MAB_POLICY2_ABI_MAJOR, MAB_POLICY2_ABI_MAJOR, MAB_POLICY2_ABI_MINOR);
+    else if (p->abi_minor > MAB_POLICY2_ABI_MINOR)
+        rc = mab_error_set(err, MAB_EPLUGIN,
+                           "%s: built for policy ABI %u.%u, newer than this libmab's %u.%u; "
+                           "use a newer libmab",
+                           path, p->abi_major, p->abi_minor, MAB_POLICY2_ABI_MAJOR,
+                           MAB_POLICY2_ABI_MINOR);
+    else if (p->struct_size < offsetof(mab_policy2, explain) + sizeof(void *))
+        rc = mab_error_set(err, MAB_EPLUGIN,
+                           "%s: policy descriptor is %u bytes, smaller than the %zu bytes of "
+                           "policy ABI 2.0",
+                           path, p->struct_size, offsetof(mab_policy2, explain) + sizeof(void *));
+    else if (p->core_api_version > MAB_CORE_API_VERSION || p->core_api_version == 0)
+        rc = mab_error_set(err, MAB_EPLUGIN,
+                           "%s: needs core API table version %u, but this libmab provides "
+                           "version %u; use a newer libmab",
+                           path, p->core_api_version, MAB_CORE_API_VERSION);
+    else
+        missing = !p->create ? "create" : !p->destroy ? "destroy" : !p->choose ? "choose"
+                : !p->name ? "name" : NULL;
+    if (rc == MAB_OK && missing)
+        rc = mab_error_set(err, MAB_EPLUGIN, "%s: policy descriptor leaves %s NULL", path,
+                           missing);
+    if (rc != MAB_OK) {
+        dlclose(handle);
+        return rc;
+    }
+    *out = p;
+    return MAB_OK;
+}
+
+int mab__load_policy(const char *path, void **handle, const mab_policy **out,
+                     const mab_policy2 **out2, mab_error *err)
+{
+    *out = NULL;
+    *out2 = NULL;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h) {
+        void *sym2 = dlsym(h, MAB_POLICY2_ENTRY_SYMBOL);
+        if (sym2) {
+            int rc2 = load_policy2(path, h, sym2, out2, err);
+            if (rc2 == MAB_OK)
+                *handle = h;
+            return rc2;
+        }
+        dlclose(h); /* ABI 1: loaded again below, along the unchanged path */
+    }
     const void *desc;
     int rc = load_descriptor(path, "policy", MAB_POLICY_ENTRY_SYMBOL, MAB_POLICY_ABI_MAJOR,
                              MAB_POLICY_ABI_MINOR, offsetof(mab_policy, choose) + sizeof(void *),
@@ -273,6 +345,12 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out, 
     if (!missing && (s->abi_minor >= 3 || mab__storage_has(s, claim)) &&
         (!mab__storage_has(s, claim) || !s->claim))
         missing = "claim";
+    /* 1.4's three callbacks go together: all NULL is a plugin that stores
+       no policy statistics (a 1.1 source rebuilt against these headers). */
+    if (!missing && mab__storage_has(s, scan_stats) &&
+        (s->apply_stats || s->load_stats || s->scan_stats))
+        missing = !s->apply_stats ? "apply_stats" : !s->load_stats ? "load_stats"
+                : !s->scan_stats ? "scan_stats" : NULL;
     if (missing)
         return missing_callback(handle, path, "storage", missing, err);
     *out = s;

@@ -238,20 +238,98 @@ fail:
     return NULL;
 }
 
+static int stats_same_key(const mab_stats_record *a, const mab_stats_record *b)
+{
+    return strcmp(a->experiment, b->experiment) == 0 && strcmp(a->layout, b->layout) == 0 &&
+           ((!a->arm && !b->arm) || (a->arm && b->arm && strcmp(a->arm, b->arm) == 0));
+}
+
+static int check_stats_record(const mab_stats_record *st, size_t index, mab_error *err)
+{
+    if (!st->experiment || !st->experiment[0] || !st->layout || !st->layout[0] ||
+        (st->arm && !st->arm[0]))
+        return mab_error_set(err, MAB_EINVAL,
+                             "policy_stats[%zu]: experiment and layout must be non-empty "
+                             "strings, arm non-empty or NULL",
+                             index);
+    if (st->n_values > MAB_RECORDS_STATS_MAX || (st->n_values && !st->values))
+        return mab_error_set(err, MAB_EINVAL, "policy_stats[%zu]: %zu values (at most %d)",
+                             index, st->n_values, MAB_RECORDS_STATS_MAX);
+    for (size_t j = 0; j < st->n_values; j++)
+        if (!isfinite(st->values[j]))
+            return mab_error_set(err, MAB_EINVAL, "policy_stats[%zu].values[%zu]: not finite",
+                                 index, j);
+    return MAB_OK;
+}
+
+/* Add "policy_stats" to a document tree; MAB_OK or an error with err set. */
+static int add_stats_tree(cJSON *root, const mab_stats_record *stats, size_t n, mab_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_stats_record(&stats[i], i, err);
+        if (rc != MAB_OK)
+            return rc;
+        /* Documents hold few statistics records per experiment: a plain
+           scan keeps this free of another index. */
+        for (size_t k = 0; k < i; k++)
+            if (stats_same_key(&stats[i], &stats[k]))
+                return mab_error_set(err, MAB_EINVAL,
+                                     "policy_stats[%zu]: %s%s%s (layout %s) is given twice", i,
+                                     stats[i].experiment, stats[i].arm ? "." : "",
+                                     stats[i].arm ? stats[i].arm : "", stats[i].layout);
+    }
+    cJSON *list = cJSON_AddArrayToObject(root, "policy_stats");
+    for (size_t i = 0; list && i < n; i++) {
+        const mab_stats_record *st = &stats[i];
+        cJSON *obj = cJSON_CreateObject(), *values = NULL;
+        bool ok = obj && cJSON_AddItemToArray(list, obj) &&
+                  cJSON_AddStringToObject(obj, "experiment", st->experiment) &&
+                  (!st->arm || cJSON_AddStringToObject(obj, "arm", st->arm)) &&
+                  cJSON_AddStringToObject(obj, "layout", st->layout) &&
+                  (values = cJSON_AddArrayToObject(obj, "values"));
+        for (size_t j = 0; ok && j < st->n_values; j++) {
+            cJSON *v = raw_double(st->values[j]);
+            ok = v && cJSON_AddItemToArray(values, v);
+        }
+        if (!ok)
+            list = NULL;
+    }
+    if (!list)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
+    return MAB_OK;
+}
+
 int mab_records_print(mab_records_kind kind, const mab_record *records, size_t n_records,
                       char **text, size_t *len, mab_error *err)
 {
-    return mab_records_print_claims(kind, records, n_records, NULL, 0, text, len, err);
+    return mab_records_print_store(kind, records, n_records, NULL, 0, NULL, 0, text, len, err);
+}
+
+int mab_records_print_stats(mab_records_kind kind, const mab_record *records,
+                            size_t n_records, const mab_stats_record *stats, size_t n_stats,
+                            char **text, size_t *len, mab_error *err)
+{
+    return mab_records_print_store(kind, records, n_records, NULL, 0, stats, n_stats, text, len,
+                                   err);
 }
 
 int mab_records_print_claims(mab_records_kind kind, const mab_record *records,
                              size_t n_records, const mab_record_claim *claims, size_t n_claims,
                              char **text, size_t *len, mab_error *err)
 {
+    return mab_records_print_store(kind, records, n_records, claims, n_claims, NULL, 0, text,
+                                   len, err);
+}
+
+int mab_records_print_store(mab_records_kind kind, const mab_record *records, size_t n_records,
+                            const mab_record_claim *claims, size_t n_claims,
+                            const mab_stats_record *stats, size_t n_stats, char **text,
+                            size_t *len, mab_error *err)
+{
     const kind_info *k = kind_lookup(kind);
     if (!k)
         return mab_error_set(err, MAB_EINVAL, "mab_records_print: unknown kind %d", (int)kind);
-    if (!text || (n_records && !records) || (n_claims && !claims))
+    if (!text || (n_records && !records) || (n_claims && !claims) || (n_stats && !stats))
         return mab_error_set(err, MAB_EINVAL, "mab_records_print: NULL argument");
     if (n_claims && kind != MAB_RECORDS_JSON_STORE)
         return mab_error_set(err, MAB_EINVAL, "mab_records_print: only a json_file store "
@@ -259,6 +337,14 @@ int mab_records_print_claims(mab_records_kind kind, const mab_record *records,
     cJSON *root = document_tree(k, records, n_records, claims, n_claims, err);
     if (!root)
         return err ? err->code : MAB_EINVAL;
+    if (n_stats) {
+        mab_error why = {0, ""};
+        int rc = add_stats_tree(root, stats, n_stats, &why);
+        if (rc != MAB_OK) {
+            cJSON_Delete(root);
+            return mab_error_set(err, rc, "%s", why.message);
+        }
+    }
     char *printed = cJSON_Print(root);
     cJSON_Delete(root);
     size_t n = printed ? strlen(printed) : 0;
@@ -373,7 +459,8 @@ static bool arm_fields(const cJSON *obj, mab_record *r, const char **field, cons
 
 /* The envelope: format, version, no other field; the experiments object. */
 static int check_envelope(const char *name, const kind_info *k, const cJSON *root,
-                          const cJSON **experiments, const cJSON **claims, mab_error *err)
+                          const cJSON **experiments, const cJSON **claims, int with_stats,
+                          mab_error *err)
 {
     if (!cJSON_IsObject(root))
         return mab_error_set(err, MAB_ECORRUPT, "%s: expected a JSON object at the top level",
@@ -389,14 +476,17 @@ static int check_envelope(const char *name, const kind_info *k, const cJSON *roo
         return mab_error_set(err, MAB_ECORRUPT,
                              "%s: unsupported %s version %g (this libmab reads version %d)",
                              name, k->what, version->valuedouble, MAB_RECORDS_VERSION);
-    int seen[4] = {0};
-    static const char *const fields[] = {"format", "version", "experiments", "claims"};
-    size_t n_fields = claims ? 4 : 3; /* "claims" only where the caller reads them */
+    int seen[5] = {0};
+    static const char *const fields[] = {"format", "version", "experiments", "claims",
+                                         "policy_stats"};
+    const size_t n_fields = sizeof fields / sizeof fields[0];
+    /* "claims" and "policy_stats" only where the caller reads them */
+    const int allowed[5] = {1, 1, 1, claims != NULL, with_stats};
     for (const cJSON *c = root->child; c; c = c->next) {
         size_t i = 0;
         while (i < n_fields && strcmp(c->string, fields[i]) != 0)
             i++;
-        if (i == n_fields)
+        if (i == n_fields || !allowed[i])
             return mab_error_set(err, MAB_ECORRUPT, "%s: %s: unknown field", name, c->string);
         if (seen[i]++)
             return mab_error_set(err, MAB_ECORRUPT, "%s: %s: duplicate field", name, c->string);
@@ -556,15 +646,143 @@ static bool is_json_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Check "policy_stats" (may be absent); count records, values and string bytes. */
+static int check_stats_list(const char *name, const cJSON *list, size_t *n_out,
+                            size_t *n_values_out, size_t *bytes_out, mab_error *err)
+{
+    size_t n = 0, n_values = 0, bytes = 0;
+    if (list && !cJSON_IsArray(list))
+        return mab_error_set(err, MAB_ECORRUPT, "%s: policy_stats: expected an array", name);
+    for (const cJSON *item = list ? list->child : NULL; item; item = item->next, n++) {
+        if (!cJSON_IsObject(item))
+            return mab_error_set(err, MAB_ECORRUPT, "%s: policy_stats[%zu]: expected an object",
+                                 name, n);
+        int seen_values = 0;
+        for (const cJSON *c = item->child; c; c = c->next) {
+            int is_id = strcmp(c->string, "experiment") == 0 || strcmp(c->string, "arm") == 0 ||
+                        strcmp(c->string, "layout") == 0;
+            if (is_id) {
+                if (!cJSON_IsString(c) || !c->valuestring[0])
+                    return mab_error_set(err, MAB_ECORRUPT,
+                                         "%s: policy_stats[%zu].%s: expected a non-empty string",
+                                         name, n, c->string);
+                bytes += strlen(c->valuestring) + 1;
+            } else if (strcmp(c->string, "values") == 0) {
+                int count = cJSON_IsArray(c) ? cJSON_GetArraySize(c) : -1;
+                if (count < 0 || count > MAB_RECORDS_STATS_MAX)
+                    return mab_error_set(err, MAB_ECORRUPT,
+                                         "%s: policy_stats[%zu].values: expected an array of at "
+                                         "most %d numbers",
+                                         name, n, MAB_RECORDS_STATS_MAX);
+                size_t j = 0;
+                for (const cJSON *v = c->child; v; v = v->next, j++)
+                    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+                        return mab_error_set(err, MAB_ECORRUPT,
+                                             "%s: policy_stats[%zu].values[%zu]: expected a "
+                                             "finite number",
+                                             name, n, j);
+                n_values += (size_t)count;
+                seen_values++;
+            } else {
+                return mab_error_set(err, MAB_ECORRUPT, "%s: policy_stats[%zu].%s: unknown field",
+                                     name, n, c->string);
+            }
+        }
+        if (!cJSON_GetObjectItemCaseSensitive(item, "experiment") ||
+            !cJSON_GetObjectItemCaseSensitive(item, "layout") || seen_values != 1)
+            return mab_error_set(err, MAB_ECORRUPT,
+                                 "%s: policy_stats[%zu]: needs experiment, layout and values "
+                                 "(once each)",
+                                 name, n);
+    }
+    *n_out = n;
+    *n_values_out = n_values;
+    *bytes_out = bytes;
+    return MAB_OK;
+}
+
+static const char *stats_string(const cJSON *item, const char *key, char **ids)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(item, key);
+    if (!v)
+        return NULL;
+    size_t len = strlen(v->valuestring) + 1;
+    char *copy = memcpy(*ids, v->valuestring, len);
+    *ids += len;
+    return copy;
+}
+
+/* Copy the checked statistics into one allocation (records, values, ids);
+   MAB_ECORRUPT for a duplicate triple. */
+static int copy_stats(const char *name, const cJSON *list, size_t n, size_t n_values,
+                      size_t bytes, mab_stats_record **out, mab_error *err)
+{
+    mab_stats_record *stats = malloc(n * sizeof *stats + n_values * sizeof(double) + bytes);
+    if (!stats)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", name);
+    double *values = (double *)(stats + n);
+    char *ids = (char *)(values + n_values);
+    size_t i = 0;
+    for (const cJSON *item = list->child; item; item = item->next, i++) {
+        mab_stats_record *st = &stats[i];
+        st->experiment = stats_string(item, "experiment", &ids);
+        st->arm = stats_string(item, "arm", &ids);
+        st->layout = stats_string(item, "layout", &ids);
+        const cJSON *vs = cJSON_GetObjectItemCaseSensitive(item, "values");
+        st->values = values;
+        st->n_values = 0;
+        for (const cJSON *v = vs->child; v; v = v->next)
+            values[st->n_values++] = v->valuedouble;
+        values += st->n_values;
+        for (size_t k = 0; k < i; k++)
+            if (stats_same_key(st, &stats[k])) {
+                int rc = mab_error_set(err, MAB_ECORRUPT,
+                                       "%s: policy_stats[%zu]: duplicate record (%s%s%s, layout "
+                                       "%s)",
+                                       name, i, st->experiment, st->arm ? "." : "",
+                                       st->arm ? st->arm : "", st->layout);
+                free(stats);
+                return rc;
+            }
+    }
+    *out = stats;
+    return MAB_OK;
+}
+
 int mab_records_parse(const char *text, size_t len, const char *name, mab_records_kind kind,
                       mab_record **records, size_t *n_records, mab_error *err)
 {
-    return mab_records_parse_claims(text, len, name, kind, records, n_records, NULL, NULL, err);
+    return mab_records_parse_store(text, len, name, kind, records, n_records, NULL, NULL, NULL,
+                                   NULL, err);
+}
+
+int mab_records_parse_stats(const char *text, size_t len, const char *name,
+                            mab_records_kind kind, mab_record **records, size_t *n_records,
+                            mab_stats_record **stats, size_t *n_stats, mab_error *err)
+{
+    if (!stats || !n_stats)
+        return mab_error_set(err, MAB_EINVAL, "mab_records_parse: NULL argument");
+    return mab_records_parse_store(text, len, name, kind, records, n_records, NULL, NULL, stats,
+                                   n_stats, err);
+}
+
+void mab_records_stats_free(mab_stats_record *stats)
+{
+    free(stats);
 }
 
 int mab_records_parse_claims(const char *text, size_t len, const char *name,
                              mab_records_kind kind, mab_record **records, size_t *n_records,
                              mab_record_claim **claims, size_t *n_claims, mab_error *err)
+{
+    return mab_records_parse_store(text, len, name, kind, records, n_records, claims, n_claims,
+                                   NULL, NULL, err);
+}
+
+int mab_records_parse_store(const char *text, size_t len, const char *name,
+                            mab_records_kind kind, mab_record **records, size_t *n_records,
+                            mab_record_claim **claims, size_t *n_claims,
+                            mab_stats_record **stats, size_t *n_stats, mab_error *err)
 {
     const kind_info *k = kind_lookup(kind);
     if (!k)
@@ -605,16 +823,25 @@ int mab_records_parse_claims(const char *text, size_t len, const char *name,
     const cJSON *experiments = NULL, *claims_obj = NULL;
     size_t n = 0, id_bytes = 0, n_claims_read = 0;
     mab_record_claim *claims_read = NULL;
-    int rc = check_envelope(name, k, root, &experiments, claims ? &claims_obj : NULL, err);
+    int rc = check_envelope(name, k, root, &experiments, claims ? &claims_obj : NULL,
+                            stats != NULL, err);
     if (rc == MAB_OK)
         rc = check_records(name, experiments, &n, &id_bytes, err);
     if (rc == MAB_OK && claims)
         rc = read_claims(name, claims_obj, &claims_read, &n_claims_read, err);
+    const cJSON *list = stats ? cJSON_GetObjectItemCaseSensitive(root, "policy_stats") : NULL;
+    size_t n_st = 0, n_values = 0, st_bytes = 0;
+    if (rc == MAB_OK && stats)
+        rc = check_stats_list(name, list, &n_st, &n_values, &st_bytes, err);
+    mab_stats_record *st_copy = NULL;
+    if (rc == MAB_OK && n_st > 0)
+        rc = copy_stats(name, list, n_st, n_values, st_bytes, &st_copy, err);
     mab_record *copy = NULL;
     if (rc == MAB_OK && n > 0 && !(copy = copy_records(experiments, n, id_bytes)))
         rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", name);
     cJSON_Delete(root);
     if (rc != MAB_OK) {
+        free(st_copy);
         free(claims_read);
         return rc;
     }
@@ -623,6 +850,10 @@ int mab_records_parse_claims(const char *text, size_t len, const char *name,
     if (claims) {
         *claims = claims_read;
         *n_claims = n_claims_read;
+    }
+    if (stats) {
+        *stats = st_copy;
+        *n_stats = n_st;
     }
     return MAB_OK;
 }

@@ -626,12 +626,15 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         atomic_fetch_add(&rq->adapter->replay_evictions, evicted);
     if (!fresh)
         return refuse(rq, MAB_REWARD_REPLAYED, out);
+    /* The probability the arm was chosen with, from the cookie, for policies
+       that weight rewards by it (EXP3). */
+    mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, (double)e->cookie.probability};
     int rc;
     if (mab__engine_has_claims(engine)) {
         /* Storage decides (DESIGN.md 12); the memory above only caches
            refusals (and ids being claimed right now by another thread). */
         rc = mab__engine_claim_reward(engine, experiment, e->cookie.arm, value,
-                                      e->cookie.assignment_id, expires_at, err);
+                                      e->cookie.assignment_id, expires_at, &ctx, err);
         if (rc == MAB_ECLAIMED)
             return refuse(rq, MAB_REWARD_REPLAYED, out);
         if (rc != MAB_OK) {
@@ -641,7 +644,7 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         }
         return count(rq, e, &choice, out, MAB_OK);
     }
-    rc = mab_reward(engine, experiment, e->cookie.arm, value, err);
+    rc = mab_reward_ctx(engine, experiment, e->cookie.arm, value, &ctx, err);
     if (rc != MAB_OK && rc != MAB_ESTORAGE) {
         mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
         return rc;

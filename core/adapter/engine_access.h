@@ -36,6 +36,9 @@ int mab__engine_has_claims(const mab_engine *engine);
  * claim and the reward are durable together when this returns MAB_OK, and
  * on MAB_ESTORAGE neither was stored; with sync {"interval_ms": N} the claim
  * is durable and the reward queued (engine.c says what a crash then loses).
+ * ctx (may be NULL) goes to an ABI 2 policy's update with the reward (its
+ * probability, features, time); its statistics follow the claim in a second
+ * commit under sync "always" (engine.c, claimed_reward_stats).
  * @return MAB_OK (counted); MAB_ECLAIMED (already claimed: nothing counted);
  *         MAB_ENOTFOUND, MAB_ERANGE (outside the range, or the arm's sums
  *         would overflow: checked before claiming), MAB_EINVAL (NaN, no
@@ -47,6 +50,6 @@ int mab__engine_has_claims(const mab_engine *engine);
  */
 int mab__engine_claim_reward(mab_engine *engine, const char *experiment, const char *arm,
                              double value, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
-                             int64_t expires_at, mab_error *err);
+                             int64_t expires_at, const mab_context *ctx, mab_error *err);
 
 #endif

@@ -597,6 +597,7 @@ static const mab_storage append_log = {
     NULL, /* check (ABI 1.2, optional): `mab check` says the store was not checked */
     NULL, /* open_read_only (ABI 1.2, optional): open() is used */
     NULL, /* claim (ABI 1.3): past struct_size, never read */
+    NULL, NULL, NULL, /* apply_stats, load_stats, scan_stats (ABI 1.4): no policy statistics */
 };
 
 MAB_STORAGE_DEFINE(append_log)

@@ -1,6 +1,12 @@
 /*
  * mab.h - the mab engine: open a config, choose arms, record rewards.
  *
+ * Changelog:
+ *  - 0.1: the engine API below mab_import().
+ *  - policy ABI 2: mab_set_clock(), mab_context with mab_choose_ctx() and
+ *    mab_reward_ctx() (named features, time, probability),
+ *    mab_policy_stats(), mab_explain(), mab_stored_layouts().
+ *
  * Conventions (every function below follows them):
  *  - Functions that can fail return an int status: MAB_OK (0) or a negative
  *    MAB_E* code. Codes are never renumbered.
@@ -147,6 +153,20 @@ MAB_EXPORT int mab_open_sections(const char *config_path, const mab_options *opt
                                  const char *const *sections, mab_engine **out,
                                  mab_error *err);
 
+/**
+ * @brief Give the engine its clock: the time handed to policies (policy.h,
+ *        "Time") when a call passes none. Without it the engine reads
+ *        CLOCK_REALTIME. Call it before the engine is used from other
+ *        threads (right after opening); tests and simulations drive time with
+ *        it. (A setter rather than a mab_options field, so that callers that
+ *        fill mab_options positionally keep compiling warning-free.)
+ * @param clock returns nanoseconds since the Unix epoch; called from any
+ *        thread, so it must be thread-safe. NULL restores the real clock.
+ * @return MAB_OK or MAB_EINVAL (engine NULL).
+ */
+MAB_EXPORT int mab_set_clock(mab_engine *engine, int64_t (*clock)(void *clock_ctx),
+                             void *clock_ctx, mab_error *err);
+
 /* Typed, validated access to one object of the config: plugin.h. */
 typedef struct mab_params mab_params;
 
@@ -224,6 +244,97 @@ MAB_EXPORT int mab_arm_lookup(mab_engine *engine, const char *experiment, const 
  */
 MAB_EXPORT int mab_reward(mab_engine *engine, const char *experiment, const char *arm,
                           double value, mab_error *err);
+
+/*
+ * The request's context, for policies of ABI 2 (policy.h): named numeric
+ * features, the time, and for a reward the probability the arm had been
+ * chosen with. Every field may be left zero: no features, the engine's
+ * clock, probability unknown.
+ */
+typedef struct mab_context {
+    size_t struct_size;                /* sizeof(mab_context) */
+    const char *const *feature_names;  /* n_features names */
+    const double *feature_values;      /* n_features values */
+    size_t n_features;
+    int64_t time_ns;      /* ns since the Unix epoch; 0: the engine's clock */
+    double probability;   /* mab_reward_ctx(): probability the arm was chosen
+                             with (from the visitor's cookie); 0 or NAN: unknown */
+} mab_context;
+
+/**
+ * @brief mab_choose() with a context. The experiment's policy gets the
+ *        features its config names ("features": [...]) in that order, NAN
+ *        for a feature ctx does not have; features it does not name are
+ *        ignored. ABI 1 policies ignore the context.
+ * @param ctx may be NULL (as mab_choose()).
+ * @param estimated may be NULL; receives 1 when out->probability is the
+ *        policy's estimate rather than exact.
+ * @return as mab_choose(); MAB_EINVAL for a NULL feature name or a
+ *         ctx->struct_size smaller than 0.1's mab_context.
+ */
+MAB_EXPORT int mab_choose_ctx(mab_engine *engine, const char *experiment,
+                              const mab_context *ctx, mab_choice *out, int *estimated,
+                              mab_error *err);
+
+/**
+ * @brief mab_reward() with a context: the policy's update() sees the
+ *        features, the time and ctx->probability.
+ * @return as mab_reward(); MAB_EPLUGIN when the policy's update refused the
+ *         event (e.g. EXP3 needs the probability): nothing is recorded.
+ */
+MAB_EXPORT int mab_reward_ctx(mab_engine *engine, const char *experiment, const char *arm,
+                              double value, const mab_context *ctx, mab_error *err);
+
+/* The policy statistics of one experiment (policy ABI 2). */
+typedef struct mab_policy_stats_info {
+    size_t struct_size;       /* sizeof(mab_policy_stats_info), set by the caller */
+    const char *layout;       /* tag, e.g. "exp3/1:1,0"; "" for an ABI 1 policy;
+                                 valid until mab_close() */
+    size_t per_arm;           /* doubles per arm */
+    size_t per_experiment;    /* doubles of the experiment */
+} mab_policy_stats_info;
+
+/**
+ * @brief Current policy statistics of an experiment, including this
+ *        process's not yet written to storage (as mab_stats()).
+ * @param info receives the layout (struct_size set by the caller).
+ * @param arm_stats receives up to arm_cap doubles: arm i's per_arm values at
+ *        i * per_arm (config order). May be NULL when arm_cap is 0.
+ * @param experiment_stats receives up to experiment_cap doubles.
+ * @return MAB_OK, MAB_ENOTFOUND or MAB_EINVAL (NULL info, small struct_size).
+ */
+MAB_EXPORT int mab_policy_stats(mab_engine *engine, const char *experiment,
+                                mab_policy_stats_info *info, double *arm_stats, size_t arm_cap,
+                                double *experiment_stats, size_t experiment_cap,
+                                mab_error *err);
+
+/**
+ * @brief Per-arm scores or probabilities from the policy's explain() (policy
+ *        ABI 2), on the current statistics, for reports. Counts nothing.
+ * @param ctx may be NULL.
+ * @param values receives min(cap, n_arms) doubles, config order.
+ * @param kind receives MAB_EXPLAIN_SCORES (1) or MAB_EXPLAIN_PROBABILITIES (2).
+ * @return MAB_OK, MAB_ENOTFOUND, MAB_EINVAL (the policy has no explain()) or
+ *         MAB_EPLUGIN (explain failed).
+ */
+MAB_EXPORT int mab_explain(mab_engine *engine, const char *experiment, const mab_context *ctx,
+                           double *values, size_t cap, int *kind, mab_error *err);
+
+/**
+ * @brief Visit each distinct layout tag under which storage holds policy
+ *        statistics of an experiment (for `mab check`: a tag other than the
+ *        experiment's current one means a policy change started afresh).
+ *        On an engine opened with MAB_OPEN_CHECK it visits what the check
+ *        read through the storage plugin's open_read_only (which creates and
+ *        locks nothing); a plugin without one cannot be read by a check.
+ * @return MAB_OK (also for a storage without statistics: nothing visited),
+ *         what visit returned, MAB_ENOTFOUND, MAB_EINVAL (no storage; on a
+ *         MAB_OPEN_CHECK engine, a store the check could not read, with the
+ *         reason) or a storage error.
+ */
+MAB_EXPORT int mab_stored_layouts(mab_engine *engine, const char *experiment,
+                                  int (*visit)(void *ctx, const char *layout), void *ctx,
+                                  mab_error *err);
 
 /* Totals of one arm, in the experiment's own reward units. */
 typedef struct mab_arm_stats {

@@ -21,6 +21,18 @@
  * cJSON's indented form (one field per line) ending with a newline, so errors
  * can name a line.
  *
+ * Policy statistics (policy ABI 2) may ride along in an optional top-level
+ * field, read and written only by the *_stats and *_store functions below
+ * (the plain ones refuse it as an unknown field, as before):
+ *
+ *   "policy_stats": [{"experiment": "EXP", "arm": "ARM", "layout": "exp3/1:1,0",
+ *                     "values": [X, ...]}, ...]
+ *
+ * "arm" is absent for an experiment's own statistics; values are finite
+ * numbers written to read back bit for bit; an (experiment, arm, layout)
+ * triple appears at most once. The json_file storage writes them; `mab
+ * export` does not (yet).
+ *
  * Conventions of mab.h apply: an int status, a `mab_error *err` last (may be
  * NULL), and the library never prints.
  */
@@ -121,6 +133,46 @@ MAB_EXPORT int mab_records_parse(const char *text, size_t len, const char *name,
                                  mab_records_kind kind, mab_record **records,
                                  size_t *n_records, mab_error *err);
 
+/* One record of policy statistics. */
+typedef struct mab_stats_record {
+    const char *experiment;
+    const char *arm;    /* NULL for the experiment's own statistics */
+    const char *layout; /* the layout tag, e.g. "exp3/1:1,0" */
+    const double *values;
+    size_t n_values;    /* at most MAB_RECORDS_STATS_MAX */
+} mab_stats_record;
+
+#define MAB_RECORDS_STATS_MAX 4096
+
+/**
+ * @brief mab_records_print() with policy statistics: the "policy_stats"
+ *        field holds the n_stats records (omitted when n_stats is 0, so the
+ *        text is then exactly mab_records_print()'s).
+ * @return as mab_records_print(); MAB_EINVAL also for a statistics record
+ *         with a NULL or empty id or layout, a value that is not finite,
+ *         more than MAB_RECORDS_STATS_MAX values, or given twice.
+ */
+MAB_EXPORT int mab_records_print_stats(mab_records_kind kind, const mab_record *records,
+                                       size_t n_records, const mab_stats_record *stats,
+                                       size_t n_stats, char **text, size_t *len,
+                                       mab_error *err);
+
+/**
+ * @brief mab_records_parse() that also accepts and returns "policy_stats".
+ * @param stats receives the statistics records (NULL when there are none),
+ *        one allocation with their strings and values: free it with
+ *        mab_records_stats_free(). Untouched on failure.
+ * @return as mab_records_parse(); faults in "policy_stats" are MAB_ECORRUPT
+ *         naming "policy_stats[I].FIELD".
+ */
+MAB_EXPORT int mab_records_parse_stats(const char *text, size_t len, const char *name,
+                                       mab_records_kind kind, mab_record **records,
+                                       size_t *n_records, mab_stats_record **stats,
+                                       size_t *n_stats, mab_error *err);
+
+/** @brief Free what mab_records_parse_stats() returned in stats; NULL is fine. */
+MAB_EXPORT void mab_records_stats_free(mab_stats_record *stats);
+
 /** @brief Free what mab_records_parse() returned; NULL is fine. */
 MAB_EXPORT void mab_records_free(mab_record *records);
 
@@ -166,6 +218,34 @@ MAB_EXPORT int mab_records_parse_claims(const char *text, size_t len, const char
                                         mab_records_kind kind, mab_record **records,
                                         size_t *n_records, mab_record_claim **claims,
                                         size_t *n_claims, mab_error *err);
+
+/*
+ * A json_file store's whole document: counters, "claims" and
+ * "policy_stats", both optional (one writer and one reader for both).
+ */
+
+/**
+ * @brief mab_records_print() with claims (as mab_records_print_claims()) and
+ *        policy statistics (as mab_records_print_stats()); either list may
+ *        be empty, and its field is then left out.
+ */
+MAB_EXPORT int mab_records_print_store(mab_records_kind kind, const mab_record *records,
+                                       size_t n_records, const mab_record_claim *claims,
+                                       size_t n_claims, const mab_stats_record *stats,
+                                       size_t n_stats, char **text, size_t *len,
+                                       mab_error *err);
+
+/**
+ * @brief mab_records_parse() that also reads "claims" (when claims and
+ *        n_claims are set, as mab_records_parse_claims()) and "policy_stats"
+ *        (when stats and n_stats are set, as mab_records_parse_stats()); a
+ *        field whose outputs are NULL is refused as unknown.
+ */
+MAB_EXPORT int mab_records_parse_store(const char *text, size_t len, const char *name,
+                                       mab_records_kind kind, mab_record **records,
+                                       size_t *n_records, mab_record_claim **claims,
+                                       size_t *n_claims, mab_stats_record **stats,
+                                       size_t *n_stats, mab_error *err);
 
 #ifdef __cplusplus
 }

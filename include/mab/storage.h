@@ -14,6 +14,11 @@
  *        using the store (reward once, DESIGN.md decision 12). A plugin
  *        older than 1.3 has no claims: the adapter then guards rewards with
  *        a per-process memory only, and `mab check` says so.
+ *   1.4  policy statistics (policy ABI 2): apply_stats() adds counters and
+ *        statistics in one all-or-nothing batch, load_stats() and
+ *        scan_stats() read them. A plugin without them keeps serving every
+ *        policy that keeps no statistics; the core refuses to open it for
+ *        one that does.
  *
  * A storage plugin is a shared object exporting exactly one symbol,
  * `mab_storage_entry`, returning a pointer to a static mab_storage
@@ -29,7 +34,9 @@
  * a 1.1 plugin must set both. check and open_read_only (ABI >= 1.2) are
  * optional: the core calls them only when struct_size covers them and they
  * are not NULL. The core calls claim when struct_size covers it (ABI >= 1.3);
- * a 1.3 plugin must set it (the loader refuses one that does not). When the
+ * a 1.3 plugin must set it (the loader refuses one that does not).
+ * apply_stats, load_stats and scan_stats (ABI >= 1.4) go together (all set,
+ * or all NULL). When the
  * config says `sync: "always"` the core calls apply() before a reward call
  * returns; with `sync: {"interval_ms": N}` it calls apply() from a background
  * thread every N ms and at close. Either way apply() must return only once
@@ -55,7 +62,7 @@ extern "C" {
 #endif
 
 #define MAB_STORAGE_ABI_MAJOR 1
-#define MAB_STORAGE_ABI_MINOR 3
+#define MAB_STORAGE_ABI_MINOR 4
 #define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
 
 /* Bytes of an assignment id (random, carried in the signed cookie). */
@@ -87,6 +94,15 @@ typedef struct mab_claim {
     size_t n_deltas;
     int result;                   /* out: MAB_OK (granted) or MAB_ECLAIMED */
 } mab_claim;
+/* One increment of policy statistics (ABI 1.4): add values[0..n_values) to
+   the record of (experiment, arm, layout); arm NULL: the experiment's own. */
+typedef struct mab_stats_delta {
+    const char *experiment;
+    const char *arm;        /* NULL for per-experiment statistics */
+    const char *layout;     /* the layout tag, e.g. "exp3/1:1,0" */
+    const double *values;
+    size_t n_values;
+} mab_stats_delta;
 
 typedef struct mab_storage {
     uint32_t abi_major;   /* MAB_STORAGE_ABI_MAJOR the plugin was built with */
@@ -243,7 +259,57 @@ typedef struct mab_storage {
      */
     int (*claim)(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
                  mab_error *err);
-    /* Fields above are ABI 1.3. Append new ones below, with a minor bump. */
+    /*
+     * Policy statistics (ABI 1.4). A policy of ABI 2 keeps extra doubles per
+     * arm and per experiment (policy.h, mab_policy_layout); the core adds to
+     * them exactly as to the counters. A record of statistics is keyed by
+     * (experiment id, arm id or none for the experiment's own, layout tag):
+     * the tag names the policy and its layout, e.g. "exp3/1:1,0" (name
+     * "/" stats_version ":" per-arm count "," per-experiment count), so
+     * records of another policy or layout are neither read nor overwritten:
+     * a config that switches policy starts from zero and the old records stay
+     * (reset() and replace() remove them with the experiment's counters).
+     * The core calls these only when struct_size covers them and they are
+     * set; a plugin sets all three, or leaves all three NULL when it stores
+     * no statistics (a 1.1 source rebuilt against this header): the core
+     * then refuses, at open, any experiment whose policy keeps statistics.
+     */
+
+    /**
+     * Like apply(), in the same transaction: add the counter deltas and the
+     * statistics deltas, all or nothing, durable before returning. Either
+     * list may be empty. The core calls it instead of apply() whenever a
+     * batch holds statistics.
+     * @param stats n_stats increments; stats[k].values has n_values doubles,
+     *        valid during the call.
+     * @return MAB_OK or an error (MAB_ESTORAGE, MAB_ENOMEM, ...) with nothing
+     *         applied.
+     */
+    int (*apply_stats)(void *state, const mab_delta *deltas, size_t n_deltas,
+                       const struct mab_stats_delta *stats, size_t n_stats, mab_error *err);
+
+    /**
+     * Read one experiment's statistics under `layout`: arm i's n_arm_stats
+     * doubles into arm_out[i * n_arm_stats ...], the experiment's
+     * n_experiment_stats into experiment_out. Missing records read as zeros;
+     * records under another layout are ignored.
+     */
+    int (*load_stats)(void *state, const char *experiment, const char *layout,
+                      const char *const *arm_ids, size_t n_arms, size_t n_arm_stats,
+                      double *arm_out, size_t n_experiment_stats, double *experiment_out,
+                      mab_error *err);
+
+    /**
+     * Visit every statistics record, of every layout (export, `mab check`).
+     * arm is NULL for an experiment's own record. When visit returns nonzero
+     * the scan stops and returns that value. Strings and values are valid
+     * during the visit only.
+     */
+    int (*scan_stats)(void *state,
+                      int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                   const char *layout, const double *values, size_t n_values),
+                      void *ctx, mab_error *err);
+    /* Fields above are ABI 1.4. Append new ones below, with a minor bump. */
 } mab_storage;
 
 #define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)

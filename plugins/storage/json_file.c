@@ -10,6 +10,10 @@
  *    "experiments": {"EXP": {"ARM": {"pulls": N, "rewards": N,
  *                                    "reward_sum": X, "reward_sum_sq": X}}}}
  *
+ * Policy statistics (storage ABI 1.4) are in the same file, in the
+ * document's optional "policy_stats" field (include/mab/records.h), and are
+ * written in the same snapshot as the counters, so both commit together.
+ *
  * This is libmab's record-set document (include/mab/records.h), the same
  * reader and writer as `mab export`/`mab import`, with its own "format" tag.
  * pulls and rewards are integers in [0, 2^53]; reward_sum is a finite
@@ -73,6 +77,20 @@ typedef struct record {
     int dropped; /* being removed by a replace: not written, freed once written */
 } record;
 
+/* One record of policy statistics; arm NULL for the experiment's own. */
+typedef struct stats_entry {
+    char *experiment;
+    char *arm;
+    char *layout;
+    double *values;
+    size_t n_values;
+} stats_entry;
+
+typedef struct stats_table {
+    stats_entry *entries;
+    size_t n, cap;
+} stats_table;
+
 typedef struct json_store {
     char path[PATH_MAX];
     char tmp_path[PATH_MAX];
@@ -83,11 +101,144 @@ typedef struct json_store {
     size_t n_records, cap_records;
     size_t *buckets; /* index of the first record of each bucket, or NO_RECORD */
     size_t n_buckets; /* a power of two */
+    stats_table stats;
+    const stats_table *snapshot_stats; /* what snapshot_text writes (stats, or a candidate) */
     mab_record_claim *claims; /* the claim set, in no order */
     size_t n_claims, cap_claims;
     uint32_t *claim_slots; /* open addressing: claims index + 1, 0 when empty */
     size_t claim_mask;     /* slots - 1; slots >= 2 * cap_claims */
 } json_store;
+
+/* ---- policy statistics ------------------------------------------------ */
+
+static void stats_entry_free(stats_entry *e)
+{
+    free(e->experiment);
+    free(e->arm);
+    free(e->layout);
+    free(e->values);
+}
+
+static void stats_table_free(stats_table *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        stats_entry_free(&t->entries[i]);
+    free(t->entries);
+    memset(t, 0, sizeof *t);
+}
+
+static int same_arm(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static stats_entry *stats_find(const stats_table *t, const char *experiment, const char *arm,
+                               const char *layout)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        stats_entry *e = &t->entries[i];
+        if (strcmp(e->experiment, experiment) == 0 && same_arm(e->arm, arm) &&
+            strcmp(e->layout, layout) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static char *dup_or_null(const char *s, int *failed)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *copy = malloc(n);
+    if (copy)
+        memcpy(copy, s, n);
+    else
+        *failed = 1;
+    return copy;
+}
+
+/* Append a copy of a record; NULL when out of memory. */
+static stats_entry *stats_append(stats_table *t, const char *experiment, const char *arm,
+                                 const char *layout, const double *values, size_t n_values)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 8;
+        stats_entry *grown = realloc(t->entries, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        t->entries = grown;
+        t->cap = cap;
+    }
+    int failed = 0;
+    stats_entry e = {dup_or_null(experiment, &failed), dup_or_null(arm, &failed),
+                     dup_or_null(layout, &failed),
+                     malloc((n_values ? n_values : 1) * sizeof(double)), n_values};
+    if (failed || !e.values) {
+        stats_entry_free(&e);
+        return NULL;
+    }
+    if (n_values)
+        memcpy(e.values, values, n_values * sizeof(double));
+    t->entries[t->n] = e;
+    return &t->entries[t->n++];
+}
+
+/*
+ * The statistics table after a change: `from` without the cleared
+ * experiments, plus the deltas. `from` is not modified, so a failed write
+ * leaves the store as it was. MAB_OK or an error with err set.
+ */
+static int stats_next(const json_store *st, const stats_table *from, const char *const *clear,
+                      size_t n_clear, const mab_stats_delta *deltas, size_t n_deltas,
+                      stats_table *out, mab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < from->n; i++) {
+        const stats_entry *e = &from->entries[i];
+        int cleared = 0;
+        for (size_t k = 0; k < n_clear && !cleared; k++)
+            cleared = strcmp(e->experiment, clear[k]) == 0;
+        if (!cleared &&
+            !stats_append(out, e->experiment, e->arm, e->layout, e->values, e->n_values))
+            goto nomem;
+    }
+    for (size_t i = 0; i < n_deltas; i++) {
+        const mab_stats_delta *d = &deltas[i];
+        stats_entry *e = stats_find(out, d->experiment, d->arm, d->layout);
+        if (!e) {
+            if (!(e = stats_append(out, d->experiment, d->arm, d->layout, NULL, 0)))
+                goto nomem;
+            double *zeros = calloc(d->n_values ? d->n_values : 1, sizeof *zeros);
+            if (!zeros)
+                goto nomem;
+            free(e->values);
+            e->values = zeros;
+            e->n_values = d->n_values;
+        }
+        if (e->n_values != d->n_values) {
+            stats_table_free(out);
+            return mab_error_set(err, MAB_ECORRUPT,
+                                 "%s: policy statistics %s.%s (layout %s) hold %zu values, the "
+                                 "batch %zu",
+                                 st->path, d->experiment, d->arm ? d->arm : "(experiment)",
+                                 d->layout, e->n_values, d->n_values);
+        }
+        for (size_t j = 0; j < d->n_values; j++) {
+            e->values[j] += d->values[j];
+            if (!isfinite(e->values[j])) {
+                stats_table_free(out);
+                return mab_error_set(err, MAB_ERANGE,
+                                     "%s: %s.%s (%s): statistic %zu would overflow", st->path,
+                                     d->experiment, d->arm ? d->arm : "(experiment)", d->layout,
+                                     j);
+            }
+        }
+    }
+    return MAB_OK;
+nomem:
+    stats_table_free(out);
+    return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+}
 
 /* ---- the claim set ------------------------------------------------------ */
 
@@ -263,6 +414,7 @@ static void table_truncate(json_store *st, size_t n)
 static void store_free(json_store *st)
 {
     table_truncate(st, 0);
+    stats_table_free(&st->stats);
     free(st->records);
     free(st->buckets);
     if (st->lock_fd >= 0)
@@ -294,15 +446,28 @@ static char *snapshot_text(const json_store *st, int64_t now, mab_error *err)
         records[n++] = (mab_record){r->experiment, r->arm, r->totals.pulls, r->totals.rewards,
                                     r->totals.reward_sum, r->totals.reward_sum_sq};
     }
+    const stats_table *t = st->snapshot_stats ? st->snapshot_stats : &st->stats;
+    mab_stats_record *stats = malloc((t->n ? t->n : 1) * sizeof *stats);
+    if (!stats) {
+        free(records);
+        free(claims);
+        mab_error_set(err, MAB_ENOMEM, "%s: out of memory building the snapshot", st->path);
+        return NULL;
+    }
+    for (size_t i = 0; i < t->n; i++)
+        stats[i] = (mab_stats_record){t->entries[i].experiment, t->entries[i].arm,
+                                      t->entries[i].layout, t->entries[i].values,
+                                      t->entries[i].n_values};
     size_t n_claims = 0;
     for (size_t k = 0; k < st->n_claims; k++)
         if (st->claims[k].expires_at > now)
             claims[n_claims++] = st->claims[k];
     char *text = NULL;
     mab_error why = {0};
-    if (mab_records_print_claims(MAB_RECORDS_JSON_STORE, records, n, claims, n_claims, &text,
-                                 NULL, &why) != MAB_OK)
+    if (mab_records_print_store(MAB_RECORDS_JSON_STORE, records, n, claims, n_claims, stats,
+                                t->n, &text, NULL, &why) != MAB_OK)
         mab_error_set(err, why.code, "%s: cannot write the snapshot: %s", st->path, why.message);
+    free(stats);
     free(records);
     free(claims);
     return text;
@@ -392,9 +557,10 @@ static int table_from_text(json_store *st, const char *text, size_t len, mab_err
 {
     mab_record *records;
     mab_record_claim *claims;
-    size_t n, n_claims;
-    int rc = mab_records_parse_claims(text, len, st->path, MAB_RECORDS_JSON_STORE, &records, &n,
-                                      &claims, &n_claims, err);
+    mab_stats_record *stats;
+    size_t n, n_claims, n_stats;
+    int rc = mab_records_parse_store(text, len, st->path, MAB_RECORDS_JSON_STORE, &records, &n,
+                                     &claims, &n_claims, &stats, &n_stats, err);
     if (rc != MAB_OK)
         return rc;
     for (size_t k = 0; k < n_claims && rc == MAB_OK; k++) {
@@ -404,6 +570,11 @@ static int table_from_text(json_store *st, const char *text, size_t len, mab_err
             claim_append(st, claims[k].assignment_id, claims[k].expires_at);
     }
     free(claims);
+    for (size_t i = 0; i < n_stats && rc == MAB_OK; i++)
+        if (!stats_append(&st->stats, stats[i].experiment, stats[i].arm, stats[i].layout,
+                          stats[i].values, stats[i].n_values))
+            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    mab_records_stats_free(stats);
     for (size_t i = 0; i < n && rc == MAB_OK; i++) {
         record *r = table_insert(st, records[i].experiment, records[i].arm);
         if (!r) {
@@ -718,15 +889,43 @@ static int add_delta(json_store *st, const mab_delta *d, size_t n_before, undo_e
  * are all this.
  */
 static int change(json_store *st, const char *const *clear, size_t n_clear,
-                  const mab_delta *deltas, size_t n_deltas, int claimed, mab_error *err)
+                  const mab_delta *deltas, size_t n_deltas, const mab_stats_delta *stats,
+                  size_t n_stats, int claimed, mab_error *err)
 {
     int rc = check_deltas(st, deltas, n_deltas, err);
     if (rc != MAB_OK)
         return rc;
+    if (n_stats && !stats)
+        return mab_error_set(err, MAB_EINVAL, "%s: apply_stats: NULL batch", st->path);
+    for (size_t i = 0; i < n_stats; i++) {
+        const mab_stats_delta *d = &stats[i];
+        if (!d->experiment || !d->layout || !d->layout[0] || (d->arm && !d->arm[0]) ||
+            (d->n_values && !d->values) || d->n_values > MAB_RECORDS_STATS_MAX)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_stats: statistics %zu lack an experiment, a layout "
+                                 "or values",
+                                 st->path, i);
+        for (size_t j = 0; j < d->n_values; j++)
+            if (!isfinite(d->values[j]))
+                return mab_error_set(err, MAB_EINVAL,
+                                     "%s: apply_stats: %s.%s (%s): value %zu is not finite",
+                                     st->path, d->experiment, d->arm ? d->arm : "(experiment)",
+                                     d->layout, j);
+    }
+    /* The statistics after the change, built aside; written with the
+       counters in one snapshot, adopted only once that write succeeded. */
+    stats_table next;
+    int stats_change = n_stats || n_clear;
+    if (stats_change &&
+        (rc = stats_next(st, &st->stats, clear, n_clear, stats, n_stats, &next, err)) != MAB_OK)
+        return rc;
     size_t n_before = st->n_records, n_undo = 0, n_dropped = 0;
     undo_entry *undo = malloc((n_deltas + n_before + 1) * sizeof *undo);
-    if (!undo)
+    if (!undo) {
+        if (stats_change)
+            stats_table_free(&next);
         return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    }
     for (size_t i = 0; i < n_before && n_clear; i++) {
         record *r = &st->records[i];
         for (size_t k = 0; k < n_clear; k++) {
@@ -740,11 +939,21 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
     }
     for (size_t i = 0; i < n_deltas && rc == MAB_OK; i++)
         rc = add_delta(st, &deltas[i], n_before, undo, &n_undo, err);
+    if (stats_change)
+        st->snapshot_stats = &next;
     int64_t now = (int64_t)time(NULL);
-    if (rc == MAB_OK && (n_deltas || n_dropped || claimed))
+    int write = n_deltas || n_dropped || n_stats || claimed;
+    if (rc == MAB_OK && write)
         rc = snapshot_write(st, now, err);
-    if (rc == MAB_OK && (n_deltas || n_dropped || claimed))
+    st->snapshot_stats = NULL;
+    if (rc == MAB_OK && write)
         claims_forget_expired(st, now); /* the file no longer has them */
+    if (stats_change && rc == MAB_OK) {
+        stats_table_free(&st->stats);
+        st->stats = next;
+    } else if (stats_change) {
+        stats_table_free(&next);
+    }
     if (rc != MAB_OK) {
         /* Newest first, so a record touched twice ends with its oldest state. */
         while (n_undo > 0) {
@@ -770,7 +979,7 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
 
 static int json_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
 {
-    return change(state, NULL, 0, deltas, n_deltas, 0, err);
+    return change(state, NULL, 0, deltas, n_deltas, NULL, 0, 0, err);
 }
 
 static int json_reset(void *state, const char *experiment, mab_error *err)
@@ -778,7 +987,7 @@ static int json_reset(void *state, const char *experiment, mab_error *err)
     json_store *st = state;
     if (!experiment)
         return mab_error_set(err, MAB_EINVAL, "%s: reset: NULL experiment", st->path);
-    return change(st, &experiment, 1, NULL, 0, 0, err);
+    return change(st, &experiment, 1, NULL, 0, NULL, 0, 0, err);
 }
 
 static int json_replace(void *state, const char *const *experiments, size_t n_experiments,
@@ -788,7 +997,70 @@ static int json_replace(void *state, const char *const *experiments, size_t n_ex
     for (size_t k = 0; k < n_experiments; k++)
         if (!experiments[k])
             return mab_error_set(err, MAB_EINVAL, "%s: replace: NULL experiment", st->path);
-    return change(st, experiments, n_experiments, deltas, n_deltas, 0, err);
+    return change(st, experiments, n_experiments, deltas, n_deltas, NULL, 0, 0, err);
+}
+
+static int json_apply_stats(void *state, const mab_delta *deltas, size_t n_deltas,
+                            const mab_stats_delta *stats, size_t n_stats, mab_error *err)
+{
+    return change(state, NULL, 0, deltas, n_deltas, stats, n_stats, 0, err);
+}
+
+static void copy_one_stats(const json_store *st, const char *experiment, const char *arm,
+                           const char *layout, size_t n, double *out)
+{
+    const stats_entry *e = stats_find(&st->stats, experiment, arm, layout);
+    for (size_t j = 0; j < n; j++)
+        out[j] = e && e->n_values == n ? e->values[j] : 0.0;
+}
+
+static int json_load_stats(void *state, const char *experiment, const char *layout,
+                           const char *const *arm_ids, size_t n_arms, size_t n_arm_stats,
+                           double *arm_out, size_t n_experiment_stats, double *experiment_out,
+                           mab_error *err)
+{
+    const json_store *st = state;
+    if (!experiment || !layout || (n_arms && n_arm_stats && (!arm_ids || !arm_out)) ||
+        (n_experiment_stats && !experiment_out))
+        return mab_error_set(err, MAB_EINVAL, "%s: load_stats: NULL argument", st->path);
+    for (size_t i = 0; i < n_arms && n_arm_stats; i++) {
+        const stats_entry *e = arm_ids[i] ? stats_find(&st->stats, experiment, arm_ids[i], layout)
+                                          : NULL;
+        /* The layout tag fixes the count: another one is damage. */
+        if (e && e->n_values != n_arm_stats)
+            return mab_error_set(err, MAB_ECORRUPT,
+                                 "%s: policy statistics %s.%s (layout %s) hold %zu values, not "
+                                 "%zu",
+                                 st->path, experiment, arm_ids[i], layout, e->n_values,
+                                 n_arm_stats);
+        copy_one_stats(st, experiment, arm_ids[i], layout, n_arm_stats,
+                       arm_out + i * n_arm_stats);
+    }
+    const stats_entry *own = stats_find(&st->stats, experiment, NULL, layout);
+    if (own && n_experiment_stats && own->n_values != n_experiment_stats)
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: policy statistics of %s (layout %s) hold %zu values, not %zu",
+                             st->path, experiment, layout, own->n_values, n_experiment_stats);
+    copy_one_stats(st, experiment, NULL, layout, n_experiment_stats, experiment_out);
+    return MAB_OK;
+}
+
+static int json_scan_stats(void *state,
+                           int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                        const char *layout, const double *values,
+                                        size_t n_values),
+                           void *ctx, mab_error *err)
+{
+    const json_store *st = state;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: scan_stats: NULL visitor", st->path);
+    for (size_t i = 0; i < st->stats.n; i++) {
+        const stats_entry *e = &st->stats.entries[i];
+        int rc = visit(ctx, e->experiment, e->arm, e->layout, e->values, e->n_values);
+        if (rc != 0)
+            return rc;
+    }
+    return MAB_OK;
 }
 
 static int json_scan(void *state,
@@ -865,7 +1137,7 @@ static int json_claim(void *state, mab_claim *claims, size_t n_claims, unsigned 
             deltas[n_taken++] = c->deltas[i];
     }
     if (rc == MAB_OK)
-        rc = change(st, NULL, 0, deltas, n_taken, 1, err);
+        rc = change(st, NULL, 0, deltas, n_taken, NULL, 0, 1, err);
     if (rc != MAB_OK) {
         /* The file was not replaced (or, if only the directory fsync
            failed, the next write replaces it again): undo in memory,
@@ -907,6 +1179,9 @@ static const mab_storage json_file_storage = {
     json_check,
     json_open_read_only,
     json_claim,
+    json_apply_stats,
+    json_load_stats,
+    json_scan_stats,
 };
 
 MAB_STORAGE_DEFINE(json_file_storage)

@@ -10,6 +10,11 @@
  *   "meta":    "format" -> "mab-lmdb-storage", "version" -> uint32 1
  *   "records": "EXP\0ARM" (no trailing NUL) -> stored_record (40 bytes,
  *              native byte order, like LMDB's own pages)
+ *   "stats":   "EXP\0ARM\0LAYOUT" (ARM empty for the experiment's own
+ *              statistics) -> stored_stats header (8 bytes: version 1, the
+ *              number of doubles) then that many doubles. Policy statistics
+ *              (storage ABI 1.4); created on first open by this version, so
+ *              a store of an older one gains it and reads as before.
  *   "claims":  16-byte assignment id -> int64 expiry (unix seconds, native
  *              byte order); created by the first claim, so stores written
  *              before claims existed open unchanged and older plugins, which
@@ -83,11 +88,20 @@ typedef struct stored_record {
     double reward_sum_sq;
 } stored_record;
 
+/* The header of a statistics value, followed by n_values doubles. */
+typedef struct stored_stats {
+    uint32_t version;  /* LMDB_RECORD_VERSION */
+    uint32_t n_values;
+} stored_stats;
+
+#define LMDB_STATS_MAX 4096 /* MAB_POLICY_STATS_MAX of policy.h */
+
 typedef struct lmdb_store {
     char path[PATH_MAX];
     MDB_env *env;
     MDB_dbi meta_dbi;
     MDB_dbi records_dbi;
+    MDB_dbi stats_dbi;
     MDB_dbi claims_dbi;
     uint8_t sweep_from[MAB_ASSIGNMENT_ID_BYTES]; /* where the next sweep starts */
     int unsynced; /* a claim was committed without fdatasync (MAB_CLAIM_DEFER_SYNC) */
@@ -324,7 +338,9 @@ static int open_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
             (rc = mdb_put(txn, st->meta_dbi, &k, &v, 0)) != MDB_SUCCESS ||
             (rc = mdb_put(txn, st->meta_dbi, &vk, &vv, 0)) != MDB_SUCCESS)
             return rc;
-        return mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi);
+        if ((rc = mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi)) != MDB_SUCCESS)
+            return rc;
+        return mdb_dbi_open(txn, "stats", MDB_CREATE, &st->stats_dbi);
     }
     if (rc == MDB_INCOMPATIBLE) {
         *status = mab_error_set(err, MAB_ECORRUPT,
@@ -364,7 +380,9 @@ static int open_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
                                 st->path, version, LMDB_STORE_VERSION);
         return MDB_SUCCESS;
     }
-    return mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi);
+    if ((rc = mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi)) != MDB_SUCCESS)
+        return rc;
+    return mdb_dbi_open(txn, "stats", MDB_CREATE, &st->stats_dbi);
 }
 
 /*
@@ -726,7 +744,7 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
         mrc = mdb_env_set_maxreaders(st->env, (unsigned)max_readers);
     }
     if (mrc == MDB_SUCCESS)
-        mrc = mdb_env_set_maxdbs(st->env, 3);
+        mrc = mdb_env_set_maxdbs(st->env, 4); /* meta, records, stats, claims */
     if (mrc == MDB_SUCCESS) {
         /* MDB_NOTLS: the core calls from its writer thread and from callers'
            threads; read transactions must not be tied to one thread. */
@@ -920,14 +938,24 @@ static int add_deltas(lmdb_store *st, MDB_txn *txn, const mab_delta *deltas, siz
     return MDB_SUCCESS;
 }
 
-/* Delete every record whose key starts with "EXP\0", inside txn. */
+/* Delete every record whose key starts with "EXP\0", inside txn: its
+   counters and its policy statistics. */
+static int delete_prefix(lmdb_store *st, MDB_txn *txn, MDB_dbi dbi, const char *experiment);
+
 static int delete_experiment(lmdb_store *st, MDB_txn *txn, const char *experiment)
 {
+    int rc = delete_prefix(st, txn, st->records_dbi, experiment);
+    return rc == MDB_SUCCESS ? delete_prefix(st, txn, st->stats_dbi, experiment) : rc;
+}
+
+static int delete_prefix(lmdb_store *st, MDB_txn *txn, MDB_dbi dbi, const char *experiment)
+{
+    (void)st;
     record_key prefix;
     if (key_make(&prefix, experiment, NULL) != 0)
         return MDB_SUCCESS; /* too long to have been stored */
     MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, st->records_dbi, &cur);
+    int rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc != MDB_SUCCESS)
         return rc;
     for (;;) {
@@ -944,11 +972,272 @@ static int delete_experiment(lmdb_store *st, MDB_txn *txn, const char *experimen
     return rc == MDB_NOTFOUND || rc == MDB_SUCCESS ? MDB_SUCCESS : rc;
 }
 
+/* ---- policy statistics (storage ABI 1.4) ----------------------------- */
+
+typedef struct stats_key {
+    char bytes[2 * ID_MAX + 3 + ID_MAX];
+    size_t len;
+} stats_key;
+
+/* "EXP\0ARM\0LAYOUT" (ARM "" for the experiment's own); -1 when too long. */
+static int stats_key_make(stats_key *k, const char *experiment, const char *arm,
+                          const char *layout)
+{
+    size_t e = strlen(experiment), a = arm ? strlen(arm) : 0, l = strlen(layout);
+    if (e == 0 || e > ID_MAX || a > ID_MAX || l == 0 || l > ID_MAX || (arm && a == 0))
+        return -1;
+    memcpy(k->bytes, experiment, e + 1);
+    memcpy(k->bytes + e + 1, arm ? arm : "", a + 1);
+    memcpy(k->bytes + e + a + 2, layout, l);
+    k->len = e + a + 2 + l;
+    return 0;
+}
+
+/* Split a stats key into its three strings (copied into buf); -1 when it
+   is not EXP\0ARM\0LAYOUT. */
+static int stats_key_split(const MDB_val *k, char *buf, size_t buf_len, const char **exp,
+                           const char **arm, const char **layout)
+{
+    if (k->mv_size == 0 || k->mv_size >= buf_len)
+        return -1;
+    memcpy(buf, k->mv_data, k->mv_size);
+    buf[k->mv_size] = '\0';
+    size_t e = strlen(buf);
+    if (e == 0 || e + 1 >= k->mv_size)
+        return -1;
+    size_t a = strlen(buf + e + 1);
+    if (e + a + 2 >= k->mv_size)
+        return -1;
+    *exp = buf;
+    *arm = a ? buf + e + 1 : NULL;
+    *layout = buf + e + a + 2;
+    return 0;
+}
+
+/* The doubles of a stats value; -1 when it is not a stats value of a
+   version we know or holds a value that is not finite. */
+static int stats_decode(const MDB_val *v, stored_stats *head, const unsigned char **values)
+{
+    if (v->mv_size < sizeof *head)
+        return -1;
+    memcpy(head, v->mv_data, sizeof *head);
+    if (head->version != LMDB_RECORD_VERSION || head->n_values > LMDB_STATS_MAX ||
+        v->mv_size != sizeof *head + head->n_values * sizeof(double))
+        return -1;
+    *values = (const unsigned char *)v->mv_data + sizeof *head;
+    for (uint32_t i = 0; i < head->n_values; i++) {
+        double d;
+        memcpy(&d, *values + i * sizeof d, sizeof d);
+        if (!isfinite(d))
+            return -1;
+    }
+    return 0;
+}
+
+static int stats_corrupt(const lmdb_store *st, const char *experiment, const char *arm,
+                         const char *layout, size_t size, mab_error *err)
+{
+    return mab_error_set(err, MAB_ECORRUPT,
+                         "%s: policy statistics %s.%s (layout %s) are unreadable (%zu bytes, or "
+                         "a value that is not finite); refusing to read a damaged store",
+                         st->path, experiment, arm ? arm : "(experiment)", layout, size);
+}
+
+static int check_stats(const lmdb_store *st, const mab_stats_delta *stats, size_t n,
+                       mab_error *err)
+{
+    if (n && !stats)
+        return mab_error_set(err, MAB_EINVAL, "%s: apply_stats: NULL batch", st->path);
+    for (size_t i = 0; i < n; i++) {
+        const mab_stats_delta *d = &stats[i];
+        stats_key key;
+        if (!d->experiment || !d->layout || (d->n_values && !d->values) ||
+            d->n_values > LMDB_STATS_MAX)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_stats: statistics %zu lack an experiment, a layout "
+                                 "or values, or hold more than %d",
+                                 st->path, i, LMDB_STATS_MAX);
+        if (stats_key_make(&key, d->experiment, d->arm, d->layout) != 0)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_stats: %s.%s (%s): ids and layout must be 1 to %d "
+                                 "bytes",
+                                 st->path, d->experiment, d->arm ? d->arm : "", d->layout, ID_MAX);
+        for (size_t j = 0; j < d->n_values; j++)
+            if (!isfinite(d->values[j]))
+                return mab_error_set(err, MAB_EINVAL,
+                                     "%s: apply_stats: %s.%s (%s): value %zu is not finite",
+                                     st->path, d->experiment, d->arm ? d->arm : "(experiment)",
+                                     d->layout, j);
+    }
+    return MAB_OK;
+}
+
+/* Add every statistics delta to its record, inside txn. */
+static int add_stats(lmdb_store *st, MDB_txn *txn, const mab_stats_delta *stats, size_t n,
+                     int *status, mab_error *err)
+{
+    double *sum = NULL;
+    int rc = MDB_SUCCESS;
+    for (size_t i = 0; i < n && rc == MDB_SUCCESS && *status == MAB_OK; i++) {
+        const mab_stats_delta *d = &stats[i];
+        stats_key key;
+        stats_key_make(&key, d->experiment, d->arm, d->layout); /* checked by check_stats */
+        MDB_val k = {key.len, key.bytes}, v;
+        double *grown = realloc(sum, (d->n_values ? d->n_values : 1) * sizeof *sum);
+        if (!grown) {
+            *status = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            break;
+        }
+        sum = grown;
+        memcpy(sum, d->values, d->n_values * sizeof *sum);
+        rc = mdb_get(txn, st->stats_dbi, &k, &v);
+        if (rc == MDB_SUCCESS) {
+            stored_stats head;
+            const unsigned char *old;
+            if (stats_decode(&v, &head, &old) != 0 || head.n_values != d->n_values) {
+                *status = stats_corrupt(st, d->experiment, d->arm, d->layout, v.mv_size, err);
+                break;
+            }
+            for (size_t j = 0; j < d->n_values; j++) {
+                double o;
+                memcpy(&o, old + j * sizeof o, sizeof o);
+                sum[j] += o;
+                if (!isfinite(sum[j])) {
+                    *status = mab_error_set(err, MAB_ERANGE,
+                                            "%s: %s.%s (%s): statistic %zu would overflow",
+                                            st->path, d->experiment,
+                                            d->arm ? d->arm : "(experiment)", d->layout, j);
+                    break;
+                }
+            }
+            if (*status != MAB_OK)
+                break;
+        } else if (rc != MDB_NOTFOUND) {
+            break;
+        }
+        /* MDB_RESERVE: LMDB gives the space, we fill it (no staging copy). */
+        v.mv_size = sizeof(stored_stats) + d->n_values * sizeof(double);
+        v.mv_data = NULL;
+        if ((rc = mdb_put(txn, st->stats_dbi, &k, &v, MDB_RESERVE)) != MDB_SUCCESS)
+            break;
+        stored_stats head = {LMDB_RECORD_VERSION, (uint32_t)d->n_values};
+        memcpy(v.mv_data, &head, sizeof head);
+        memcpy((unsigned char *)v.mv_data + sizeof head, sum, d->n_values * sizeof *sum);
+    }
+    free(sum);
+    return rc;
+}
+
+/* One record's n doubles into out (zeros when missing or of another size). */
+static int load_one_stats(lmdb_store *st, MDB_txn *txn, const char *experiment, const char *arm,
+                          const char *layout, size_t n, double *out, mab_error *err)
+{
+    for (size_t j = 0; j < n; j++)
+        out[j] = 0.0;
+    stats_key key;
+    if (n == 0 || stats_key_make(&key, experiment, arm, layout) != 0)
+        return MAB_OK;
+    MDB_val k = {key.len, key.bytes}, v;
+    int rc = mdb_get(txn, st->stats_dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return MAB_OK;
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    stored_stats head;
+    const unsigned char *values;
+    /* The layout tag fixes the count: any other size is damage. */
+    if (stats_decode(&v, &head, &values) != 0 || head.n_values != n)
+        return stats_corrupt(st, experiment, arm, layout, v.mv_size, err);
+    memcpy(out, values, n * sizeof *out);
+    return MAB_OK;
+}
+
+static int lmdb_load_stats(void *state, const char *experiment, const char *layout,
+                           const char *const *arm_ids, size_t n_arms, size_t n_arm_stats,
+                           double *arm_out, size_t n_experiment_stats, double *experiment_out,
+                           mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!experiment || !layout || (n_arms && n_arm_stats && (!arm_ids || !arm_out)) ||
+        (n_experiment_stats && !experiment_out))
+        return mab_error_set(err, MAB_EINVAL, "%s: load_stats: NULL argument", st->path);
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    int status = MAB_OK;
+    for (size_t i = 0; i < n_arms && n_arm_stats && status == MAB_OK; i++)
+        status = load_one_stats(st, txn, experiment, arm_ids[i], layout, n_arm_stats,
+                                arm_out + i * n_arm_stats, err);
+    if (status == MAB_OK)
+        status = load_one_stats(st, txn, experiment, NULL, layout, n_experiment_stats,
+                                experiment_out, err);
+    mdb_txn_abort(txn);
+    return status;
+}
+
+static int lmdb_scan_stats(void *state,
+                           int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                        const char *layout, const double *values,
+                                        size_t n_values),
+                           void *ctx, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: scan_stats: NULL visitor", st->path);
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, st->stats_dbi, &cur)) != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    }
+    int status = MAB_OK;
+    double *values = NULL;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS && status == MAB_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char buf[sizeof(stats_key) + 1];
+        const char *exp, *arm, *layout;
+        stored_stats head;
+        const unsigned char *raw;
+        if (stats_key_split(&k, buf, sizeof buf, &exp, &arm, &layout) != 0) {
+            status = mab_error_set(err, MAB_ECORRUPT,
+                                   "%s: a statistics key of %zu bytes is not "
+                                   "EXPERIMENT\\0ARM\\0LAYOUT",
+                                   st->path, k.mv_size);
+            break;
+        }
+        if (stats_decode(&v, &head, &raw) != 0) {
+            status = stats_corrupt(st, exp, arm, layout, v.mv_size, err);
+            break;
+        }
+        double *grown = realloc(values, (head.n_values ? head.n_values : 1) * sizeof *values);
+        if (!grown) {
+            status = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            break;
+        }
+        values = grown;
+        memcpy(values, raw, head.n_values * sizeof *values);
+        status = visit(ctx, exp, arm, layout, values, head.n_values);
+    }
+    if (status == MAB_OK && rc != MDB_NOTFOUND && rc != MDB_SUCCESS)
+        status = lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    free(values);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return status;
+}
+
 typedef struct batch_arg {
     const char *const *experiments; /* removed first (replace) */
     size_t n_experiments;
     const mab_delta *deltas;
     size_t n_deltas;
+    const mab_stats_delta *stats;
+    size_t n_stats;
 } batch_arg;
 
 static int batch_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
@@ -960,7 +1249,10 @@ static int batch_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status
         if (rc != MDB_SUCCESS)
             return rc;
     }
-    return add_deltas(st, txn, b->deltas, b->n_deltas, status, err);
+    int rc = add_deltas(st, txn, b->deltas, b->n_deltas, status, err);
+    if (rc != MDB_SUCCESS || *status != MAB_OK)
+        return rc;
+    return add_stats(st, txn, b->stats, b->n_stats, status, err);
 }
 
 static int lmdb_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
@@ -971,7 +1263,25 @@ static int lmdb_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab
     int rc = check_deltas(st, deltas, n_deltas, err);
     if (rc != MAB_OK)
         return rc;
-    batch_arg b = {NULL, 0, deltas, n_deltas};
+    batch_arg b = {NULL, 0, deltas, n_deltas, NULL, 0};
+    rc = write_txn(st, "cannot write", batch_body, &b, err);
+    if (rc == MAB_OK)
+        st->unsynced = 0; /* the synced commit flushed the deferred claims too */
+    return rc;
+}
+
+static int lmdb_apply_stats(void *state, const mab_delta *deltas, size_t n_deltas,
+                            const mab_stats_delta *stats, size_t n_stats, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (n_deltas == 0 && n_stats == 0)
+        return MAB_OK;
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc == MAB_OK)
+        rc = check_stats(st, stats, n_stats, err);
+    if (rc != MAB_OK)
+        return rc;
+    batch_arg b = {NULL, 0, deltas, n_deltas, stats, n_stats};
     rc = write_txn(st, "cannot write", batch_body, &b, err);
     if (rc == MAB_OK)
         st->unsynced = 0; /* the synced commit flushed the deferred claims too */
@@ -983,7 +1293,7 @@ static int lmdb_reset(void *state, const char *experiment, mab_error *err)
     lmdb_store *st = state;
     if (!experiment)
         return mab_error_set(err, MAB_EINVAL, "%s: reset: NULL experiment", st->path);
-    batch_arg b = {&experiment, 1, NULL, 0};
+    batch_arg b = {&experiment, 1, NULL, 0, NULL, 0};
     return write_txn(st, "cannot reset", batch_body, &b, err);
 }
 
@@ -1049,7 +1359,7 @@ static int lmdb_replace(void *state, const char *const *experiments, size_t n_ex
     int rc = check_deltas(st, deltas, n_deltas, err);
     if (rc != MAB_OK)
         return rc;
-    batch_arg b = {experiments, n_experiments, deltas, n_deltas};
+    batch_arg b = {experiments, n_experiments, deltas, n_deltas, NULL, 0};
     return write_txn(st, "cannot replace", batch_body, &b, err);
 }
 #endif
@@ -1207,7 +1517,14 @@ static const mab_storage lmdb_storage = {
 #if MAB_STORAGE_ABI_MINOR >= 2
     lmdb_check,
     NULL, /* open_read_only: open() shares the store with every process */
+#endif
+#if MAB_STORAGE_ABI_MINOR >= 3
     lmdb_claim,
+#endif
+#if MAB_STORAGE_ABI_MINOR >= 4
+    lmdb_apply_stats,
+    lmdb_load_stats,
+    lmdb_scan_stats,
 #endif
 };
 

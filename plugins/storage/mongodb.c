@@ -1371,6 +1371,7 @@ static const mab_storage mongodb_storage = {
     mongo_check,
     NULL, /* open_read_only: open() takes no lock; readers share the collection */
     mongo_claim,
+    NULL, NULL, NULL, /* policy statistics (ABI 1.4): not yet */
 };
 
 MAB_STORAGE_DEFINE(mongodb_storage)

@@ -111,6 +111,27 @@ expect 1 "$mab" check "$tmp/missing.json"
 contains "$err" "mab: " "check of a missing file"
 contains "$err" "missing.json" "check of a missing file names it"
 
+# check and policy statistics (policy ABI 2): the layout in use, and a policy
+# change that starts afresh while storage keeps the old layout's statistics.
+pcfg=$tmp/policy2.json
+write_policy2() {
+    cat >"$pcfg" <<EOF
+{"plugin_path": ["$build/plugins"], "seed": 7,
+ "storage": {"plugin": "json_file", "path": "$tmp/policy2-state.json"},
+ "experiments": {"e": {"policy": $1, "arms": {"a": 1, "b": 2}}}}
+EOF
+}
+write_policy2 '{"plugin": "'"$build"'/tests/fixtures/policy_stats.so"}'
+expect 0 "$mab" choose "$pcfg" e
+expect 0 "$mab" check "$pcfg"
+contains "$out" "experiments.e: policy statistics stats/1:2,1 (2 per arm, 1 per experiment)" \
+    "check names the layout"
+[[ $out != *"starts afresh"* ]] || fail "check: no layout change yet: $out"
+write_policy2 '{"plugin": "exp3"}'
+expect 0 "$mab" check "$pcfg"
+contains "$out" "experiments.e: storage holds policy statistics of layout stats/1:2,1, not the policy's exp3/1:1,0: it starts afresh" \
+    "check says a policy change starts afresh"
+
 # ---- choose: three tab-separated fields, the arm's own value
 
 expect 0 "$mab" choose "$cfg" btn

@@ -1221,6 +1221,75 @@ static void test_overflowing_claim_refused_unclaimed(void **state)
     assert_int_equal(mab_close(e, NULL), MAB_OK);
 }
 
+/* An ABI 2 policy with statistics, rewarded through the adapter with claims
+   over LMDB: a granted claim adds the reward's statistics exactly once (in
+   memory and in the store, read back after a reopen), a refused second
+   claim (another adapter: another process's memory) adds none, and the
+   cookie's probability reaches update (exp3 adds r / p). Both syncs: under
+   "always" the statistics follow the claim in a second commit, under
+   interval_ms they go with the reward's queued increment. */
+static void test_claim_stats_once_lmdb(void **state)
+{
+    (void)state;
+    const char *syncs[] = {"\"always\"", "{\"interval_ms\": 50}"};
+    for (size_t k = 0; k < 2; k++) {
+        assert_int_equal(
+            test_write_file(config,
+                            "{\"plugin_path\": [\"%s\", \"%s\"], \"seed\": 5,\n"
+                            " \"storage\": {\"plugin\": \"lmdb\", \"path\": \"%s/store%zu\", "
+                            "\"sync\": %s},\n"
+                            " \"secret_file\": \"mab.key\",\n"
+                            " \"experiments\": {\n"
+                            "  \"s\": {\"policy\": {\"plugin\": \"policy_stats\"}, \"arms\": "
+                            "{\"a\": 1, \"b\": 2}},\n"
+                            "  \"x\": {\"policy\": {\"plugin\": \"exp3\"}, \"arms\": "
+                            "{\"a\": 1, \"b\": 2}}}}\n",
+                            MAB_PLUGIN_DIR, MAB_FIXTURE_DIR, dir, k, syncs[k]),
+            0);
+        mab_engine *e = open_with_storage();
+        assert_int_equal(mab_storage_has_claims(e), 1);
+        mab_adapter *one = open_adapter(e), *two = open_adapter(e);
+        char cookie[4000], cookie_x[4000];
+        mab_assignment a = choose_with(one, NULL, "s", cookie, sizeof cookie);
+        assert_string_equal(a.arm_id, "a"); /* policy_stats plays the first arm first */
+        mab_assignment ax = choose_with(one, NULL, "x", cookie_x, sizeof cookie_x);
+        size_t xi = strcmp(ax.arm_id, "a") == 0 ? 0 : 1;
+        double px = ax.probability;
+        assert_true(px > 0 && px <= 1);
+        assert_int_equal(reward_with(one, cookie, "s", 0.75, NULL, 0), MAB_REWARD_COUNTED);
+        assert_int_equal(reward_with(two, cookie, "s", 0.75, NULL, 0), MAB_REWARD_REPLAYED);
+        assert_int_equal(reward_with(one, cookie_x, "x", 1, NULL, 0), MAB_REWARD_COUNTED);
+        assert_int_equal(reward_with(two, cookie_x, "x", 1, NULL, 0), MAB_REWARD_REPLAYED);
+        assert_int_equal(total_rewards(e, "s"), 1);
+        for (int reopened = 0; reopened < 2; reopened++) {
+            mab_policy_stats_info info = {sizeof info, NULL, 0, 0};
+            double arm[4] = {0}, ex[1] = {0};
+            mab_error err = {0, ""};
+            assert_int_equal(mab_policy_stats(e, "s", &info, arm, 4, ex, 1, &err), MAB_OK);
+            /* arm a: one pull, reward sum 0.75; b untouched; events: pull + reward */
+            if (arm[0] != 1.0 || arm[1] != 0.75 || arm[2] != 0.0 || arm[3] != 0.0 ||
+                ex[0] != 2.0)
+                fail_msg("sync %s%s: statistics %g %g %g %g / %g", syncs[k],
+                         reopened ? " (reopened)" : "", arm[0], arm[1], arm[2], arm[3], ex[0]);
+            double g[2] = {0};
+            info = (mab_policy_stats_info){sizeof info, NULL, 0, 0};
+            assert_int_equal(mab_policy_stats(e, "x", &info, g, 2, NULL, 0, &err), MAB_OK);
+            /* G = r / p with the cookie's p (a float) */
+            if (!(fabs(g[xi] * px - 1.0) < 1e-6) || g[1 - xi] != 0.0)
+                fail_msg("sync %s%s: exp3 G = %g %g, p = %g", syncs[k],
+                         reopened ? " (reopened)" : "", g[0], g[1], px);
+            if (reopened)
+                break;
+            mab_adapter_close(one);
+            mab_adapter_close(two);
+            assert_int_equal(mab_close(e, NULL), MAB_OK);
+            e = open_with_storage();
+            assert_int_equal(total_rewards(e, "s"), 1);
+        }
+        assert_int_equal(mab_close(e, NULL), MAB_OK);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1243,6 +1312,7 @@ int main(void)
         cmocka_unit_test_setup(test_concurrent_claims, each),
         cmocka_unit_test_setup(test_refused_claim_blocks_no_one, each),
         cmocka_unit_test_setup(test_overflowing_claim_refused_unclaimed, each),
+        cmocka_unit_test_setup(test_claim_stats_once_lmdb, each),
     };
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }

@@ -1,6 +1,7 @@
 /*
- * test_policies.c - the four policy plugins, loaded from their built .so
- * files as the engine loads them, driven with hand-made arm statistics.
+ * test_policies.c - the policy plugins (four of ABI 1, exp3 of ABI 2),
+ * loaded from their built .so files as the engine loads them, driven with
+ * hand-made arm statistics.
  *
  * Statistical cases use fixed seeds and a chi-square goodness-of-fit test
  * at p < 1e-6, so a false failure is practically impossible and a wrong
@@ -638,6 +639,195 @@ static void test_thompson_params_are_validated(void **unused)
     unload_policy(&lp);
 }
 
+/* ---- EXP3 (policy ABI 2) --------------------------------------------- */
+
+/* The core's table as a plugin sees it, built here from the public API. */
+static const mab_core_api test_api = {
+    MAB_CORE_API_VERSION, (uint32_t)sizeof(mab_core_api),
+    mab_argmax, mab_rng_u64, mab_rng_uniform, mab_rng_below, mab_rng_normal, mab_rng_gamma,
+    mab_rng_beta, mab_params_double, mab_params_int, mab_params_bool, mab_params_string,
+    mab_params_fail, mab_error_set,
+};
+
+typedef struct loaded_policy2 {
+    void *handle;
+    const mab_policy2 *policy;
+} loaded_policy2;
+
+static loaded_policy2 load_policy2(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.so", MAB_PLUGIN_DIR, name);
+    loaded_policy2 lp;
+    lp.handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lp.handle)
+        fail_msg("dlopen %s: %s", path, dlerror());
+    const mab_policy2 *(*entry)(const mab_core_api *) =
+        (const mab_policy2 *(*)(const mab_core_api *))dlsym(lp.handle,
+                                                           MAB_POLICY2_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    lp.policy = entry(&test_api);
+    assert_non_null(lp.policy);
+    assert_int_equal(lp.policy->abi_major, MAB_POLICY2_ABI_MAJOR);
+    assert_int_equal(lp.policy->struct_size, sizeof(mab_policy2));
+    assert_true(lp.policy->core_api_version <= MAB_CORE_API_VERSION);
+    assert_string_equal(lp.policy->name, name);
+    return lp;
+}
+
+static int try_create2(const loaded_policy2 *lp, const char *json, size_t n_arms,
+                       mab_policy_layout *layout, void **state, char *message, size_t len)
+{
+    mab_params *params = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_params_parse(json, "test", &params, &err), MAB_OK);
+    mab_policy_init init = {sizeof init, &test_api, params, n_arms, 0, NULL};
+    memset(layout, 0, sizeof *layout);
+    layout->struct_size = sizeof *layout;
+    int rc = lp->policy->create(&init, layout, state, &err);
+    if (message)
+        snprintf(message, len, "%s", mab_params_last_error(params));
+    mab_params_free(params);
+    return rc;
+}
+
+/* EXP3's probabilities, written out from ALGORITHMS.md independently of the
+   plugin: p_i = (1 - gamma) w_i / sum w + gamma / K, w_i = exp(gamma G_i / K). */
+static void exp3_expected(const double *g, size_t k, double gamma, double *p)
+{
+    double max = g[0], total = 0.0;
+    for (size_t i = 1; i < k; i++)
+        max = g[i] > max ? g[i] : max;
+    for (size_t i = 0; i < k; i++)
+        total += exp(gamma * (g[i] - max) / (double)k);
+    for (size_t i = 0; i < k; i++)
+        p[i] = (1.0 - gamma) * exp(gamma * (g[i] - max) / (double)k) / total + gamma / (double)k;
+}
+
+static void test_exp3_frequencies_match_probabilities(void **unused)
+{
+    loaded_policy2 lp = load_policy2("exp3");
+    mab_policy_layout layout;
+    void *state = NULL;
+    assert_int_equal(try_create2(&lp, "{\"gamma\": 0.3}", 4, &layout, &state, NULL, 0), MAB_OK);
+    assert_int_equal(layout.arm_stats, 1);
+    assert_int_equal(layout.experiment_stats, 0);
+    const double g[4] = {0.0, 5.0, 12.0, 3.0};
+    double expected[4];
+    exp3_expected(g, 4, 0.3, expected);
+    mab_arm_view arms[4] = {arm_stats(10, 1), arm_stats(10, 2), arm_stats(10, 3), arm_stats(0, 0)};
+    mab_rng *rng = mab_rng_create(77);
+    uint64_t counts[4] = {0, 0, 0, 0};
+    for (int d = 0; d < DRAWS; d++) {
+        mab_policy_input in = {sizeof in, &test_api, arms, 4, g, NULL, 0, NULL, 0, rng};
+        mab_policy_choice c = {4, -1.0, 1};
+        assert_int_equal(lp.policy->choose(state, &in, &c), MAB_OK);
+        assert_true(c.arm < 4);
+        assert_near(c.probability, expected[c.arm], 1e-12);
+        assert_int_equal(c.estimated, 0);
+        counts[c.arm]++;
+    }
+    assert_chi_square_fits(counts, expected, 4, DRAWS, 3);
+    /* explain gives the same probabilities. */
+    double values[4];
+    int kind = 0;
+    mab_policy_input in = {sizeof in, &test_api, arms, 4, g, NULL, 0, NULL, 0, rng};
+    assert_int_equal(lp.policy->explain(state, &in, values, &kind), MAB_OK);
+    assert_int_equal(kind, MAB_EXPLAIN_PROBABILITIES);
+    for (int i = 0; i < 4; i++)
+        assert_near(values[i], expected[i], 1e-12);
+    mab_rng_destroy(rng);
+    lp.policy->destroy(state);
+    dlclose(lp.handle);
+}
+
+static void test_exp3_update_adds_importance_weighted_reward(void **unused)
+{
+    loaded_policy2 lp = load_policy2("exp3");
+    mab_policy_layout layout;
+    void *state = NULL;
+    assert_int_equal(try_create2(&lp, "{}", 3, &layout, &state, NULL, 0), MAB_OK);
+    double arm_delta[1] = {0.0};
+    mab_policy_event reward = {sizeof reward, &test_api, MAB_EVENT_REWARD, 1, 3, 0.6, 0.25, 0,
+                               NULL, 0};
+    assert_int_equal(lp.policy->update(state, &reward, arm_delta, NULL), MAB_OK);
+    assert_near(arm_delta[0], 2.4, 1e-15);
+    arm_delta[0] = 0.0;
+    mab_policy_event pull = {sizeof pull, &test_api, MAB_EVENT_PULL, 1, 3, 0.0, 0.25, 0,
+                             NULL, 0};
+    assert_int_equal(lp.policy->update(state, &pull, arm_delta, NULL), MAB_OK);
+    assert_true(arm_delta[0] == 0.0);
+    /* Without the probability the reward cannot be weighted. */
+    reward.probability = NAN;
+    assert_int_equal(lp.policy->update(state, &reward, arm_delta, NULL), MAB_EINVAL);
+    reward.probability = 0.0;
+    assert_int_equal(lp.policy->update(state, &reward, arm_delta, NULL), MAB_EINVAL);
+    lp.policy->destroy(state);
+    dlclose(lp.handle);
+}
+
+static void test_exp3_large_sums_do_not_overflow(void **unused)
+{
+    loaded_policy2 lp = load_policy2("exp3");
+    mab_policy_layout layout;
+    void *state = NULL;
+    assert_int_equal(try_create2(&lp, "{\"gamma\": 1.0}", 3, &layout, &state, NULL, 0), MAB_OK);
+    const double g[3] = {1e9, 1e9 + 30.0, 0.0};
+    double values[3];
+    int kind;
+    mab_arm_view arms[3] = {arm_stats(1, 1), arm_stats(1, 1), arm_stats(1, 1)};
+    mab_policy_input in = {sizeof in, &test_api, arms, 3, g, NULL, 0, NULL, 0, NULL};
+    assert_int_equal(lp.policy->explain(state, &in, values, &kind), MAB_OK);
+    double expected[3];
+    exp3_expected(g, 3, 1.0, expected);
+    for (int i = 0; i < 3; i++) {
+        assert_true(isfinite(values[i]));
+        assert_near(values[i], expected[i], 1e-12);
+    }
+    assert_near(values[0] + values[1] + values[2], 1.0, 1e-12);
+    lp.policy->destroy(state);
+    dlclose(lp.handle);
+}
+
+static void test_exp3_params_are_validated(void **unused)
+{
+    loaded_policy2 lp = load_policy2("exp3");
+    mab_policy_layout layout;
+    void *state = NULL;
+    char message[MAB_ERROR_MAX];
+    assert_int_equal(try_create2(&lp, "{\"gamma\": 0}", 3, &layout, &state, message,
+                                 sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "gamma"));
+    assert_int_equal(try_create2(&lp, "{\"gamma\": 1.5}", 3, &layout, &state, message,
+                                 sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "gamma"));
+    dlclose(lp.handle);
+}
+
+/* exp3.so exports exactly one dynamic symbol, the ABI 2 entry. */
+static void test_exp3_exports_one_symbol(void **unused)
+{
+    char command[1200];
+    snprintf(command, sizeof command, "nm -D --defined-only '%s/exp3.so' 2>/dev/null",
+             MAB_PLUGIN_DIR);
+    FILE *pipe = popen(command, "r");
+    if (!pipe)
+        skip();
+    char line[512];
+    int n_symbols = 0, has_entry2 = 0;
+    while (fgets(line, sizeof line, pipe)) {
+        n_symbols++;
+        if (strstr(line, " " MAB_POLICY2_ENTRY_SYMBOL "\n"))
+            has_entry2 = 1;
+    }
+    if (pclose(pipe) != 0)
+        skip(); /* nm not installed */
+    if (n_symbols != 1 || !has_entry2)
+        fail_msg("exp3.so exports %d symbols (entry2: %d)", n_symbols, has_entry2);
+}
+
 /* ---- every policy ----------------------------------------------------- */
 
 static const char *const POLICIES[] = {"epsilon_greedy", "softmax", "ucb1", "thompson"};
@@ -748,6 +938,11 @@ static void test_every_policy_converges(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exp3_frequencies_match_probabilities),
+        cmocka_unit_test(test_exp3_update_adds_importance_weighted_reward),
+        cmocka_unit_test(test_exp3_large_sums_do_not_overflow),
+        cmocka_unit_test(test_exp3_params_are_validated),
+        cmocka_unit_test(test_exp3_exports_one_symbol),
         cmocka_unit_test(test_epsilon_zero_picks_best),
         cmocka_unit_test(test_epsilon_one_is_uniform),
         cmocka_unit_test(test_epsilon_mixed_matches_formula),

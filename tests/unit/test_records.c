@@ -403,6 +403,72 @@ static void test_write_to_stream(void **state)
     fclose(full);
 }
 
+/* Policy statistics ride in "policy_stats": bit exact both ways, strict. */
+static void test_policy_stats_field(void **state)
+{
+    (void)state;
+    const mab_record rec[1] = {{"exp", "a", 3, 1, 0.5, 0.25}};
+    const double arm_values[2] = {0.1 + 0.2, 1e-300};
+    const double own_values[1] = {-7.125};
+    const mab_stats_record st[2] = {{"exp", "a", "exp3/1:2,1", arm_values, 2},
+                                    {"exp", NULL, "exp3/1:2,1", own_values, 1}};
+    char *text = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_records_print_stats(MAB_RECORDS_JSON_STORE, rec, 1, st, 2, &text, NULL,
+                                             &err),
+                     MAB_OK);
+    mab_record *records = NULL;
+    mab_stats_record *stats = NULL;
+    size_t n = 0, n_stats = 0;
+    assert_int_equal(mab_records_parse_stats(text, strlen(text), "t", MAB_RECORDS_JSON_STORE,
+                                             &records, &n, &stats, &n_stats, &err),
+                     MAB_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(n_stats, 2);
+    assert_string_equal(stats[0].arm, "a");
+    assert_null(stats[1].arm);
+    assert_string_equal(stats[1].layout, "exp3/1:2,1");
+    assert_memory_equal(stats[0].values, arm_values, sizeof arm_values);
+    assert_true(stats[1].values[0] == -7.125);
+    mab_records_stats_free(stats);
+    mab_records_free(records);
+    /* The plain reader refuses the field, as any unknown one. */
+    assert_int_equal(mab_records_parse(text, strlen(text), "t", MAB_RECORDS_JSON_STORE,
+                                       &records, &n, &err),
+                     MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "policy_stats: unknown field"));
+    free(text);
+    /* Without statistics the text is exactly mab_records_print()'s. */
+    char *plain = NULL, *with_none = NULL;
+    assert_int_equal(mab_records_print(MAB_RECORDS_EXPORT, rec, 1, &plain, NULL, &err), MAB_OK);
+    assert_int_equal(mab_records_print_stats(MAB_RECORDS_EXPORT, rec, 1, NULL, 0, &with_none,
+                                             NULL, &err),
+                     MAB_OK);
+    assert_string_equal(plain, with_none);
+    free(plain);
+    free(with_none);
+    /* Duplicates and non-finite values are refused, naming the entry. */
+    const mab_stats_record twice[2] = {st[0], st[0]};
+    assert_int_equal(mab_records_print_stats(MAB_RECORDS_JSON_STORE, rec, 1, twice, 2, &text,
+                                             NULL, &err),
+                     MAB_EINVAL);
+    assert_non_null(strstr(err.message, "policy_stats[1]"));
+    const char *bad = "{\"format\": \"mab-json-storage\", \"version\": 1, \"experiments\": {},"
+                      " \"policy_stats\": [{\"experiment\": \"e\", \"layout\": \"l\","
+                      " \"values\": [1, \"x\"]}]}";
+    assert_int_equal(mab_records_parse_stats(bad, strlen(bad), "t", MAB_RECORDS_JSON_STORE,
+                                             &records, &n, &stats, &n_stats, &err),
+                     MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "policy_stats[0].values[1]"));
+    const char *dup = "{\"format\": \"mab-json-storage\", \"version\": 1, \"experiments\": {},"
+                      " \"policy_stats\": [{\"experiment\": \"e\", \"layout\": \"l\", \"values\": []},"
+                      " {\"experiment\": \"e\", \"layout\": \"l\", \"values\": []}]}";
+    assert_int_equal(mab_records_parse_stats(dup, strlen(dup), "t", MAB_RECORDS_JSON_STORE,
+                                             &records, &n, &stats, &n_stats, &err),
+                     MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "duplicate"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_truncated_and_malformed),
         cmocka_unit_test(test_writer_refusals),
         cmocka_unit_test(test_write_to_stream),
+        cmocka_unit_test(test_policy_stats_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

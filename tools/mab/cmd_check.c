@@ -12,11 +12,16 @@
  *    and the output says so; mabd -t fails);
  *  - the "mabd" section, read by mabd's own reader (hosts/mabd/settings/,
  *    a library mabd links too) when mab was built with mabd.
+ *  - policy statistics (policy ABI 2): each experiment's layout, and a line
+ *    when the store (read by the check through the plugin's open_read_only,
+ *    so nothing is created or locked) holds statistics of another layout (a
+ *    policy change: it starts afresh).
  * The first fault is printed ("mab: FILE: JSON.PATH: what is wrong") and the
  * exit status is 1; mabd -t runs the same checks.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
@@ -58,6 +63,48 @@ static int config_names_key(const char *config, int *has_key)
         return fail_oom();
     *has_key = cJSON_GetObjectItemCaseSensitive(root, "secret_file") != NULL;
     cJSON_Delete(root);
+    return 0;
+}
+
+struct layout_note {
+    const char *experiment;
+    const char *current;
+};
+
+static int note_other_layout(void *ctx, const char *layout)
+{
+    const struct layout_note *note = ctx;
+    if (strcmp(layout, note->current) != 0)
+        printf("experiments.%s: storage holds policy statistics of layout %s, not the "
+               "policy's %s: %s starts afresh (the stored ones are kept)\n",
+               note->experiment, layout, note->current[0] ? note->current : "(none: ABI 1)",
+               note->current[0] ? "it" : "the policy reads none of them and");
+    return 0;
+}
+
+/* Each experiment's statistics layout, then the stored layouts that differ
+   (as the check engine read them, without opening the store for writing). */
+static int print_layouts(mab_engine *engine, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mab_experiment_info info;
+        mab_error err = {0};
+        mab_policy_stats_info stats = {sizeof stats, NULL, 0, 0};
+        if (mab_experiment_at(engine, i, &info, &err) != MAB_OK ||
+            mab_policy_stats(engine, info.id, &stats, NULL, 0, NULL, 0, &err) != MAB_OK)
+            return fail(&err);
+        if (stats.layout[0])
+            printf("experiments.%s: policy statistics %s (%zu per arm, %zu per experiment)\n",
+                   info.id, stats.layout, stats.per_arm, stats.per_experiment);
+        struct layout_note note = {info.id, stats.layout};
+        int rc = mab_stored_layouts(engine, info.id, note_other_layout, &note, &err);
+        if (rc == MAB_EINVAL) {
+            printf("stored policy statistics: not read (%s)\n", err.message);
+            return 0;
+        }
+        if (rc != MAB_OK)
+            return fail(&err);
+    }
     return 0;
 }
 
@@ -117,6 +164,7 @@ int cmd_check(const command_args *args)
         printf("mabd:        %s\n", mabd_verdict);
         printf("experiments: %zu\n\n", n);
         table_print(&table, stdout, "");
+        status = print_layouts(engine, n);
     }
     table_free(&table);
     return close_engine(engine, status);
