@@ -185,6 +185,15 @@ static int parse_storage(mab_engine *e, const cJSON *st, mab_error *err)
     return MAB_OK;
 }
 
+/* Largest |reward.min| and |reward.max|. The square of any reward in range,
+   and the square of the range's width, stay below 4e300, short of DBL_MAX
+   (1.8e308), so one reward can never overflow; sums that grow past a double
+   are refused reward by reward (mab_reward, MAB_ERANGE). */
+#define MAB__REWARD_BOUND 1e150
+/* Smallest reward.max - reward.min: its square (1e-300) is still a normal
+   double, so normalising a reward never divides by zero. */
+#define MAB__REWARD_MIN_WIDTH 1e-150
+
 static int parse_reward_range(const mab_engine *e, mab__experiment *x, const cJSON *r,
                               mab_error *err)
 {
@@ -210,11 +219,21 @@ static int parse_reward_range(const mab_engine *e, mab__experiment *x, const cJS
         if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
             return mab_error_set(err, MAB_ECONFIG, "%s: %s.%s: expected a number",
                                  e->config_path, where, names[i]);
+        if (fabs(v->valuedouble) > MAB__REWARD_BOUND)
+            return mab_error_set(err, MAB_ECONFIG,
+                                 "%s: %s.%s: %.15g is outside [-1e150, 1e150] (the square of a "
+                                 "reward must be a finite number)",
+                                 e->config_path, where, names[i], v->valuedouble);
         *dst[i] = v->valuedouble;
     }
     if (!(x->reward_min < x->reward_max))
         return mab_error_set(err, MAB_ECONFIG, "%s: %s: min (%g) must be less than max (%g)",
                              e->config_path, where, x->reward_min, x->reward_max);
+    if (x->reward_max - x->reward_min < MAB__REWARD_MIN_WIDTH)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: %s: max - min is %.15g; it must be at least 1e-150 (rewards "
+                             "are divided by it, and by its square)",
+                             e->config_path, where, x->reward_max - x->reward_min);
     return MAB_OK;
 }
 

@@ -242,8 +242,79 @@ static void gather_all(mab_engine *e)
 
 /* ---- write-behind ----------------------------------------------------- */
 
+/* Whether storage refused a batch for what it holds (a delta it can never
+   apply as it is) rather than for the state of the store: see the contract
+   of apply() in storage.h. */
+static int refused_as_invalid(int rc)
+{
+    return rc == MAB_EINVAL || rc == MAB_ERANGE;
+}
+
+/* Give batch entries [from, from + n) back to the queue, to be offered again. */
+static void requeue(mab_engine *e, size_t from, size_t n)
+{
+    for (size_t k = from; k < from + n; k++)
+        atomic_totals_add(&e->all_arms[e->batch_arm[k]]->unapplied, &e->batch[k].add);
+}
+
+/* Forget batch entry k, which storage refused on its own: count it, keep
+   the reason, and take it out of the published totals too, so that this
+   process's counts stay those of the store. */
+static void drop_delta(mab_engine *e, size_t k, const mab_error *why)
+{
+    const mab_delta *d = &e->batch[k];
+    mab__arm *a = e->all_arms[e->batch_arm[k]];
+    atomic_fetch_sub_explicit(&a->published.pulls, d->add.pulls, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&a->published.rewards, d->add.rewards, memory_order_relaxed);
+    if (isfinite(d->add.reward_sum) && isfinite(d->add.reward_sum_sq)) {
+        atomic_add_double(&a->published.reward_sum, -d->add.reward_sum);
+        atomic_add_double(&a->published.reward_sum_sq, -d->add.reward_sum_sq);
+    }
+    atomic_fetch_add(&a->drops, 1);
+    atomic_fetch_add(&e->dropped_deltas, 1);
+    pthread_mutex_lock(&e->dropped_mu);
+    mab_error_set(&e->last_drop, why->code,
+                  "storage refused the increment of experiment \"%s\", arm \"%s\" (%llu "
+                  "pulls, %llu rewards, reward sum %g, sum of squares %g) and it was dropped: %s",
+                  d->experiment, d->arm, (unsigned long long)d->add.pulls,
+                  (unsigned long long)d->add.rewards, d->add.reward_sum, d->add.reward_sum_sq,
+                  why->message);
+    pthread_mutex_unlock(&e->dropped_mu);
+}
+
+/*
+ * Apply batch entries [from, from + n). When storage refuses them as
+ * invalid, apply each half on its own, down to the single delta at fault,
+ * which is dropped: the rest is written. Entries that fail for any other
+ * reason (the store is unavailable) go back to the queue whole. Returns
+ * MAB_OK when every entry was written or dropped, else the first such error.
+ */
+static int apply_split(mab_engine *e, size_t from, size_t n, mab_error *err)
+{
+    mab_error why = {0, ""};
+    int rc = e->storage->apply(e->storage_state, e->batch + from, n, &why);
+    if (rc == MAB_OK)
+        return MAB_OK;
+    if (!refused_as_invalid(rc)) {
+        requeue(e, from, n);
+        return mab_error_set(err, rc, "%s", why.message);
+    }
+    if (n == 1) {
+        if (!why.message[0])
+            mab_error_set(&why, rc, "%s", mab_strerror(rc));
+        drop_delta(e, from, &why);
+        return MAB_OK;
+    }
+    size_t half = n / 2;
+    int first = apply_split(e, from, half, err);
+    mab_error second_err;
+    int second = apply_split(e, from + half, n - half, first == MAB_OK ? err : &second_err);
+    return first != MAB_OK ? first : second;
+}
+
 /* Hand everything queued to storage as one batch. Caller holds flush_mu.
-   On failure the batch goes back into the queue, to be offered again. */
+   On failure the batch goes back into the queue, to be offered again,
+   except the deltas storage refused as invalid (see apply_split). */
 static int write_queued(mab_engine *e, mab_error *err)
 {
     /* Acquire: every publish numbered up to seq has added its increments. */
@@ -258,16 +329,16 @@ static int write_queued(mab_engine *e, mab_error *err)
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
     }
-    int rc = MAB_OK;
-    if (n && e->storage)
-        rc = e->storage->apply(e->storage_state, e->batch, n, err);
-    if (rc == MAB_OK) {
+    if (!n || !e->storage) {
         atomic_store(&e->durable_seq, seq);
         return MAB_OK;
     }
-    for (size_t k = 0; k < n; k++)
-        atomic_totals_add(&e->all_arms[e->batch_arm[k]]->unapplied, &e->batch[k].add);
-    atomic_fetch_add(&e->flush_failures, 1);
+    uint64_t dropped_before = atomic_load(&e->dropped_deltas);
+    int rc = apply_split(e, 0, n, err);
+    if (rc != MAB_OK || atomic_load(&e->dropped_deltas) != dropped_before)
+        atomic_fetch_add(&e->flush_failures, 1);
+    if (rc == MAB_OK)
+        atomic_store(&e->durable_seq, seq);
     return rc;
 }
 
@@ -437,6 +508,7 @@ static void engine_free(mab_engine *e)
     pthread_mutex_destroy(&e->durable_mu);
     pthread_cond_destroy(&e->durable_cv);
     pthread_mutex_destroy(&e->writer_mu);
+    pthread_mutex_destroy(&e->dropped_mu);
     free(e);
 }
 
@@ -636,11 +708,16 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     pthread_mutex_init(&e->durable_mu, NULL);
     pthread_cond_init(&e->durable_cv, NULL);
     pthread_mutex_init(&e->writer_mu, NULL);
+    pthread_mutex_init(&e->dropped_mu, NULL);
 
     int rc = mab__config_load(e, sections, err);
     if (rc == MAB_OK && opts && (opts->flags & MAB_OPEN_SEED)) {
         e->has_seed = 1;
         e->seed = opts->seed;
+    }
+    for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        x->reward_scale = 1.0 / (x->reward_max - x->reward_min);
     }
     if (rc == MAB_OK && allocate_tables(e) != MAB_OK)
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -790,6 +867,18 @@ static void build_view(const mab__experiment *x, const mab__slot *s)
     }
 }
 
+/* Whether an arm holding `count` rewards that sum to sum (squares: sq) has
+   finite totals, both in the experiment's units and normalised the way
+   build_view normalises them. A total that is not finite could never be
+   written (storage refuses it) nor read by a policy. */
+static int sums_finite(const mab__experiment *x, double count, double sum, double sq)
+{
+    double min = x->reward_min, scale = x->reward_scale; /* finite: see config.c */
+    double normalised_sq = (sq - 2.0 * min * sum + count * min * min) * (scale * scale);
+    double normalised_sum = (sum - count * min) * scale;
+    return isfinite(sum) && isfinite(sq) && isfinite(normalised_sq) && isfinite(normalised_sum);
+}
+
 int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error *err)
 {
     mab__experiment *x;
@@ -841,17 +930,47 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    /* The reward must keep every sum finite, or no store would take it and
+       it would reach storage only to be refused there. */
+    double square = value * value;
+    double normalised = (value - x->reward_min) * x->reward_scale;
+    mab_totals held = atomic_totals_read(&x->arms[i].published);
+    totals_add(&held, &s->pending[x->first_arm + i]);
+    double count = (double)held.rewards + 1.0;
+    double sum = held.reward_sum + value, sq = held.reward_sum_sq + square;
+    if (!isfinite(square) || !isfinite(normalised) || !sums_finite(x, count, sum, sq)) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_ERANGE,
+                             "experiments.%s: reward %g for arm \"%s\" would make a sum of "
+                             "the arm's rewards or of their squares overflow (the arm holds "
+                             "%.0f rewards summing to %g, squares to %g); nothing was recorded",
+                             x->id, value, arm, count - 1.0, held.reward_sum,
+                             held.reward_sum_sq);
+    }
     mab_totals *p = slot_pending(s, x->first_arm + i);
     p->rewards++;
     p->reward_sum += value;
-    p->reward_sum_sq += value * value;
+    p->reward_sum_sq += square;
     uint64_t seq = 0;
+    uint64_t drops_before = atomic_load(&x->arms[i].drops);
     if ((e->sync_always && e->storage) || slot_due(s))
         seq = slot_publish(e, s);
     slot_unlock(s);
-    if (e->sync_always && e->storage)
-        return wait_durable(e, seq, err);
-    return MAB_OK;
+    if (!(e->sync_always && e->storage))
+        return MAB_OK;
+    rc = wait_durable(e, seq, err);
+    /* A commit that dropped this arm's increment may have dropped this
+       reward with it: then it is not durable and must not be acknowledged.
+       (A drop of the arm just before this reward was published is taken for
+       one too: better a reward reported unwritten than one lost.) */
+    if (rc == MAB_OK && atomic_load(&x->arms[i].drops) != drops_before) {
+        mab_error why;
+        mab_dropped_deltas(e, &why);
+        rc = mab_error_set(err, MAB_ESTORAGE,
+                           "experiments.%s: the reward for arm \"%s\" was not written: %s",
+                           x->id, arm, why.message);
+    }
+    return rc;
 }
 
 /* ---- statistics and reset -------------------------------------------- */
@@ -908,6 +1027,20 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
 uint64_t mab_storage_errors(const mab_engine *e)
 {
     return e ? (uint64_t)atomic_load(&((mab_engine *)e)->flush_failures) : 0;
+}
+
+uint64_t mab_dropped_deltas(const mab_engine *e, mab_error *last)
+{
+    if (!e)
+        return 0;
+    mab_engine *m = (mab_engine *)e;
+    uint64_t n = atomic_load(&m->dropped_deltas);
+    if (last && n) {
+        pthread_mutex_lock(&m->dropped_mu);
+        *last = m->last_drop;
+        pthread_mutex_unlock(&m->dropped_mu);
+    }
+    return n;
 }
 
 int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
@@ -1000,6 +1133,44 @@ static int import_check(mab_engine *e, const mab_record *r, size_t index,
     return MAB_OK;
 }
 
+/* Check that every arm's totals stay finite once the records are added (to
+   nothing for the experiments `cleared` lists, else to the current totals):
+   storage would refuse them otherwise. */
+static int import_check_totals(mab_engine *e, const mab_record *records,
+                               const mab_delta *deltas, size_t n, const char *const *cleared,
+                               size_t n_cleared, mab_error *err)
+{
+    mab_totals *sums = calloc(e->total_arms ? e->total_arms : 1, sizeof *sums);
+    if (!sums)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    for (size_t i = 0; i < e->total_arms; i++) {
+        const char *experiment = e->arm_experiment[i]->id;
+        size_t k = 0;
+        while (k < n_cleared && cleared[k] != experiment)
+            k++;
+        if (k == n_cleared)
+            sums[i] = atomic_totals_read(&e->all_arms[i]->published);
+    }
+    int rc = MAB_OK;
+    for (size_t i = 0; rc == MAB_OK && i < n; i++) {
+        mab__experiment *x;
+        mab_error inner;
+        find_experiment(e, deltas[i].experiment, &x, &inner); /* checked by import_check */
+        size_t arm = x->first_arm + (size_t)find_arm(e, x, deltas[i].arm, &inner);
+        totals_add(&sums[arm], &deltas[i].add);
+        if (!sums_finite(x, (double)sums[arm].rewards, sums[arm].reward_sum,
+                         sums[arm].reward_sum_sq))
+            rc = mab_error_set(err, MAB_ERANGE,
+                               "import: record %zu (%s/%s): the arm's reward sums would "
+                               "overflow (sum %g, sum of squares %g once added); nothing was "
+                               "imported",
+                               i, records[i].experiment, records[i].arm, sums[arm].reward_sum,
+                               sums[arm].reward_sum_sq);
+    }
+    free(sums);
+    return rc;
+}
+
 int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, mab_error *err)
 {
     if (!e || (!records && n))
@@ -1027,6 +1198,8 @@ int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, 
     }
     if (rc == MAB_OK)
         rc = mab_flush(e, err);
+    if (rc == MAB_OK)
+        rc = import_check_totals(e, records, deltas, n, cleared, replace ? n_cleared : 0, err);
     if (rc == MAB_OK) {
         pthread_mutex_lock(&e->flush_mu);
         rc = replace ? e->storage->replace(e->storage_state, cleared, n_cleared, deltas, n, err)

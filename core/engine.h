@@ -69,6 +69,8 @@ typedef struct mab__arm {
     char *value_json;
     mab__atomic_totals published; /* what choose and stats read */
     mab__atomic_totals unapplied; /* published but not yet applied to storage */
+    _Atomic uint64_t drops;       /* increments of this arm storage refused and the
+                                     queue dropped (engine.c, drop_delta) */
 } mab__arm;
 
 typedef struct mab__experiment {
@@ -78,6 +80,7 @@ typedef struct mab__experiment {
     mab__id_index arm_index;
     size_t first_arm;        /* index of arms[0] among all the engine's arms */
     double reward_min, reward_max;
+    double reward_scale;     /* 1 / (reward_max - reward_min), set by mab_open */
     const cJSON *policy_obj; /* valid during mab_open only */
     char *policy_path;
     void *policy_handle;     /* dlopen handle */
@@ -156,6 +159,13 @@ struct mab_engine {
     int writer_running;
     int writer_stop;
     atomic_uint_fast64_t flush_failures;
+
+    /* Increments storage refused as invalid (apply said MAB_EINVAL or
+       MAB_ERANGE for that delta alone) and the write-behind queue dropped,
+       so that one bad delta cannot block every later write. */
+    atomic_uint_fast64_t dropped_deltas;
+    pthread_mutex_t dropped_mu; /* guards last_drop */
+    mab_error last_drop;        /* why the latest delta was dropped */
 };
 
 /* Whether a storage descriptor is large enough to hold `field` (ABI gates). */

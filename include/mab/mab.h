@@ -195,10 +195,16 @@ MAB_EXPORT int mab_arm_lookup(mab_engine *engine, const char *experiment, const 
  * @brief Record a reward for an arm.
  * @param value in the experiment's reward range (default [0, 1]).
  * @return MAB_OK; MAB_EINVAL for NaN or infinite values; MAB_ERANGE outside
- *         the range; MAB_ENOTFOUND for an unknown experiment or arm (in all
- *         these cases nothing is recorded). With `sync: "always"` the call
+ *         the range, or when the arm's sum of rewards or of their squares
+ *         (in the experiment's units or normalised) would no longer be a
+ *         finite double; MAB_ENOTFOUND for an unknown experiment or arm (in
+ *         all these cases nothing is recorded, and the message names the
+ *         experiment and the arm). With `sync: "always"` the call
  *         returns after the reward is durable; if the write fails it returns
- *         MAB_ESTORAGE and the reward stays queued for the next write.
+ *         MAB_ESTORAGE and the reward stays queued for the next write,
+ *         unless storage refused the arm's increment as invalid: then it was
+ *         dropped (mab_dropped_deltas()) and the call returns MAB_ESTORAGE
+ *         saying so ("... was not written: storage refused ...").
  */
 MAB_EXPORT int mab_reward(mab_engine *engine, const char *experiment, const char *arm,
                           double value, mab_error *err);
@@ -258,16 +264,42 @@ MAB_EXPORT int mab_stats(mab_engine *engine, const char *experiment, mab_arm_sta
  * @brief Write every pending increment to storage now and wait until it is
  *        durable.
  * @return MAB_OK or the storage plugin's error (pending increments are kept
- *         and retried by the next flush).
+ *         and retried by the next flush). Increments storage refuses as
+ *         invalid are dropped and the rest written: that is MAB_OK, with the
+ *         drops counted by mab_dropped_deltas().
  */
 MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
 
 /**
- * @brief How many times writing to storage has failed since mab_open() (each
- *        failed batch is kept and retried), for metrics.
+ * @brief How many times writing to storage has failed since mab_open(), for
+ *        metrics: each write of the queue that storage did not take whole,
+ *        whether the batch was kept to be retried (the store was unavailable)
+ *        or an increment in it was dropped (see mab_dropped_deltas()).
  * @return the count; 0 for a NULL engine.
  */
 MAB_EXPORT uint64_t mab_storage_errors(const mab_engine *engine);
+
+/**
+ * @brief How many increments storage refused as invalid, and the engine
+ *        therefore dropped, since mab_open().
+ *
+ * The write-behind queue holds one increment per arm. When the storage
+ * plugin refuses a batch as invalid (MAB_EINVAL or MAB_ERANGE from apply,
+ * see storage.h), the engine applies halves of it on their own until only
+ * the refused increments are left, drops those (they are removed from the
+ * totals mab_stats() reports, too) and writes the rest: one bad increment
+ * never blocks the others. A batch refused for any other reason (disk full,
+ * server down) is kept whole and retried; nothing of it is dropped.
+ * mab_flush() and mab_close() return MAB_OK when everything that was not
+ * dropped was written. The library does not log: a host that wants the
+ * drops in its log polls this count.
+ * @param last may be NULL. When not NULL and the count is not 0, receives
+ *        the latest drop: code (the plugin's status) and a sentence naming
+ *        the experiment, the arm, the increment and the plugin's reason.
+ *        Untouched when the count is 0.
+ * @return the count; 0 for a NULL engine.
+ */
+MAB_EXPORT uint64_t mab_dropped_deltas(const mab_engine *engine, mab_error *last);
 
 /**
  * @brief Zero an experiment's counters, in memory and in storage (counters of
@@ -307,7 +339,10 @@ MAB_EXPORT int mab_export(mab_engine *engine, int (*visit)(void *ctx, const mab_
  *        Every experiment and arm must be in the config; counters in memory
  *        are reloaded afterwards.
  * @return MAB_OK; MAB_ENOTFOUND naming the first unknown experiment or arm,
- *         MAB_EINVAL for a negative or non-finite sum, MAB_EPLUGIN for an ABI
+ *         MAB_EINVAL for a negative or non-finite sum, MAB_ERANGE when an
+ *         arm's sums (its current totals plus the records, or the records
+ *         alone for experiments that replace clears) would not be finite, in
+ *         the experiment's units or normalised, MAB_EPLUGIN for an ABI
  *         1.0 storage plugin, or a storage error: then nothing was imported.
  */
 MAB_EXPORT int mab_import(mab_engine *engine, const mab_record *records, size_t n_records,

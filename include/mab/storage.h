@@ -81,8 +81,21 @@ typedef struct mab_storage {
 
     /**
      * Add a batch of increments, all or nothing, and make it durable before
-     * returning. On failure nothing of the batch may remain applied: the core
-     * keeps the batch and offers it again later.
+     * returning. On failure nothing of the batch may remain applied.
+     *
+     * What the core does next depends on the status, so choose it by cause:
+     *  - MAB_EINVAL or MAB_ERANGE: the batch holds a delta this store can
+     *    never take as it is, whatever the time (an id it cannot key, a sum
+     *    that is not finite, counters that would overflow the record). The
+     *    core applies halves of the batch on their own until the refused
+     *    deltas stand alone, drops those (counted by mab_dropped_deltas(),
+     *    the last err kept for the host to log) and writes the rest. Name
+     *    the experiment and arm in err.
+     *  - any other code (MAB_ESTORAGE for I/O errors such as a full disk or
+     *    an unreachable server, MAB_ENOMEM, MAB_EBUSY, MAB_ECORRUPT): the
+     *    store cannot take the batch now. The core keeps the whole batch and
+     *    offers it again later; nothing is dropped. Never answer MAB_EINVAL
+     *    or MAB_ERANGE for such a condition: that would lose the batch.
      */
     int (*apply)(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err);
 

@@ -33,6 +33,7 @@
  * are welcome. A child forked while the store is open must open its own.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -42,6 +43,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -141,13 +143,16 @@ static int key_has_prefix(const MDB_val *key, const record_key *prefix)
     return key->mv_size >= prefix->len && memcmp(key->mv_data, prefix->bytes, prefix->len) == 0;
 }
 
-/* Read a value into *out; -1 when it is not a record of a version we know. */
+/* Read a value into *out; -1 when it is not a record of a version we know,
+   -2 when its sums are not finite (no apply ever writes that: it was damaged). */
 static int record_decode(const MDB_val *value, stored_record *out)
 {
     if (value->mv_size != sizeof *out)
         return -1;
     memcpy(out, value->mv_data, sizeof *out); /* LMDB values need not be aligned */
-    return out->version == LMDB_RECORD_VERSION ? 0 : -1;
+    if (out->version != LMDB_RECORD_VERSION)
+        return -1;
+    return isfinite(out->reward_sum) && isfinite(out->reward_sum_sq) ? 0 : -2;
 }
 
 /* Describe a record that does not decode, naming its key. */
@@ -158,6 +163,13 @@ static int record_corrupt(const lmdb_store *st, const MDB_val *key, const MDB_va
     size_t exp_len = strnlen(k, key->mv_size);
     const char *arm = exp_len < key->mv_size ? k + exp_len + 1 : "";
     int arm_len = exp_len < key->mv_size ? (int)(key->mv_size - exp_len - 1) : 0;
+    stored_record r;
+    if (record_decode(value, &r) == -2)
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: record %.*s.%.*s holds a reward sum that is not finite "
+                             "(sum %g, sum of squares %g); refusing to read a damaged store",
+                             st->path, (int)exp_len, k, arm_len, arm, r.reward_sum,
+                             r.reward_sum_sq);
     uint32_t version = 0;
     if (value->mv_size >= sizeof version)
         memcpy(&version, value->mv_data, sizeof version);
@@ -339,6 +351,202 @@ static int open_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
     return mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi);
 }
 
+/*
+ * LMDB maps data.mdb and trusts it: a page its meta page names but the file
+ * no longer holds (a truncated copy, a full disk during a copy) is read
+ * through the map and kills the process with SIGBUS. So the file is checked
+ * against its meta pages before LMDB opens it. This is LMDB's on-disk meta
+ * page (lmdb 0.9, data version 1, 64-bit pgno and txnid): a page header, then
+ * MDB_meta, whose free-database record holds the page size in its pad.
+ */
+typedef struct disk_db {
+    uint32_t pad; /* of the free database: the page size */
+    uint16_t flags, depth;
+    uint64_t branch_pages, leaf_pages, overflow_pages, entries, root;
+} disk_db;
+
+typedef struct disk_meta {
+    uint64_t pgno;
+    uint16_t pad, flags, lower, upper; /* page header */
+    uint32_t magic, version;
+    uint64_t address, mapsize;
+    disk_db dbs[2]; /* free, main */
+    uint64_t last_pg; /* the highest page in use */
+    uint64_t txnid;
+} disk_meta;
+
+#define LMDB_META_MAGIC 0xBEEFC0DEu
+
+_Static_assert(sizeof(disk_meta) == 152, "LMDB's meta page is 16 + 136 bytes");
+_Static_assert(sizeof(size_t) == 8, "disk_meta mirrors LMDB's 64-bit layout");
+
+/* Read the meta page at offset (0, then the page size); -1 when it is short or lacks the magic. */
+static int read_meta(int fd, off_t offset, disk_meta *out)
+{
+    ssize_t got = pread(fd, out, sizeof *out, offset);
+    return got == (ssize_t)sizeof *out && out->magic == LMDB_META_MAGIC ? 0 : -1;
+}
+
+/*
+ * Check data.mdb of an existing store before LMDB maps it: MAB_ECORRUPT,
+ * naming the file, when it is empty (a store that lost its data is not a
+ * new store), not an LMDB file, or shorter than its newest meta page says.
+ * *is_new is set when there is no data.mdb yet, *unfinished when the file
+ * lacks its meta pages (as while another process creates it).
+ */
+static int check_data_file(const lmdb_store *st, int *is_new, int *unfinished, mab_error *err)
+{
+    char file[PATH_MAX + 16];
+    snprintf(file, sizeof file, "%s/data.mdb", st->path);
+    *is_new = 0;
+    *unfinished = 0;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        *is_new = 1;
+        return MAB_OK;
+    }
+    if (fd < 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot open: %s%s", file, strerror(errno),
+                             error_hint(errno));
+    disk_meta meta[2];
+    struct stat sb;
+    int rc = MAB_OK;
+    if (fstat(fd, &sb) != 0) {
+        rc = mab_error_set(err, MAB_ESTORAGE, "%s: cannot stat: %s", file, strerror(errno));
+    } else if (sb.st_size == 0) {
+        *unfinished = 1;
+        rc = mab_error_set(err, MAB_ECORRUPT,
+                           "%s is empty (0 bytes): the store lost its data; refusing to "
+                           "start a new one over it (move the directory away to start afresh)",
+                           file);
+    } else if (read_meta(fd, 0, &meta[0]) != 0) {
+        *unfinished = 1;
+        rc = mab_error_set(err, MAB_ECORRUPT,
+                           "%s (%lld bytes) is not an LMDB file: its first meta page is "
+                           "missing or unreadable",
+                           file, (long long)sb.st_size);
+    } else {
+        uint32_t psize = meta[0].dbs[0].pad;
+        if (psize < 512 || psize > 65536 || (psize & (psize - 1)) != 0)
+            rc = mab_error_set(err, MAB_ECORRUPT,
+                               "%s is not an LMDB file: its meta page gives a page size of %u",
+                               file, psize);
+        else if (read_meta(fd, (off_t)psize, &meta[1]) != 0) {
+            *unfinished = 1;
+            rc = mab_error_set(err, MAB_ECORRUPT,
+                               "%s is truncated or damaged: %lld bytes, and its second meta "
+                               "page (at byte %u) is missing or unreadable",
+                               file, (long long)sb.st_size, psize);
+        } else {
+            /* The newest meta page is the one LMDB will use. Writers write
+               pages before the meta page naming them, so reading the metas
+               before the size cannot see a page not yet written. */
+            const disk_meta *m = meta[1].txnid > meta[0].txnid ? &meta[1] : &meta[0];
+            if (fstat(fd, &sb) != 0)
+                rc = mab_error_set(err, MAB_ESTORAGE, "%s: cannot stat: %s", file,
+                                   strerror(errno));
+            else if (m->last_pg >= (uint64_t)INT64_MAX / psize ||
+                     (uint64_t)sb.st_size < (m->last_pg + 1) * psize)
+                rc = mab_error_set(err, MAB_ECORRUPT,
+                                   "%s is truncated: %lld bytes, but its meta page (transaction "
+                                   "%llu) says the data runs to page %llu, %llu bytes; "
+                                   "refusing to map it",
+                                   file, (long long)sb.st_size, (unsigned long long)m->txnid,
+                                   (unsigned long long)m->last_pg,
+                                   (unsigned long long)((m->last_pg + 1) * psize));
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+/*
+ * LMDB sizes lock.mdb with ftruncate, which leaves a hole, and then writes
+ * through a shared map of it: on a full disk the first write kills the
+ * process with SIGBUS. Reserve the blocks first, so a full disk is an error.
+ * The size covers LMDB's header and max_readers reader slots (64 bytes each
+ * on this platform); LMDB keeps a lock file that is larger than it needs.
+ */
+static int reserve_lock_file(const lmdb_store *st, int64_t max_readers, mab_error *err)
+{
+    char file[PATH_MAX + 16];
+    snprintf(file, sizeof file, "%s/lock.mdb", st->path);
+    int64_t page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+    int64_t size = (max_readers * 64 + 4096 + page - 1) / page * page;
+    int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot open: %s%s", file, strerror(errno),
+                             error_hint(errno));
+#ifdef __linux__
+    /* fallocate itself, not posix_fallocate: where the file system cannot
+       reserve, glibc's emulation writes a zero into each block, which could
+       race with another process writing that block through its map. */
+    int rc = fallocate(fd, 0, 0, (off_t)size) == 0 ? 0 : errno;
+#else
+    int rc = posix_fallocate(fd, 0, (off_t)size);
+#endif
+    close(fd);
+    if (rc == 0 || rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
+        return MAB_OK; /* reserved, or a file system that cannot reserve */
+    return mab_error_set(err, MAB_ESTORAGE, "%s: cannot reserve %lld bytes: %s%s", file,
+                         (long long)size, strerror(rc), error_hint(rc));
+}
+
+/*
+ * Whether another process holds a lock on byte 0 of lock.mdb: exclusively
+ * (F_WRLCK) while LMDB creates the environment, and shared while it has the
+ * store open. Asked with F_GETLK, which takes no lock: holding one here, even
+ * for a moment, would make a concurrent first opener believe that someone
+ * else had set up the lock file. This process holds no lock on that file at
+ * the two points where it asks (the environment is not open), so closing
+ * the descriptor drops nothing.
+ */
+static int lock_held_elsewhere(const lmdb_store *st, int exclusive_only)
+{
+    char file[PATH_MAX + 16];
+    snprintf(file, sizeof file, "%s/lock.mdb", st->path);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    int rc = fcntl(fd, F_GETLK, &probe);
+    close(fd);
+    if (rc != 0)
+        return 0;
+    return exclusive_only ? probe.l_type == F_WRLCK : probe.l_type != F_UNLCK;
+}
+
+/* check_data_file, waiting (up to about 5 s) while another process is
+   creating the store: its data.mdb has no meta pages until LMDB writes them. */
+static int check_data_file_settled(const lmdb_store *st, int *is_new, mab_error *err)
+{
+    for (int tries = 0;; tries++) {
+        int unfinished;
+        int rc = check_data_file(st, is_new, &unfinished, err);
+        if (rc == MAB_OK || !unfinished || tries == 500 || !lock_held_elsewhere(st, 1))
+            return rc;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+}
+
+/* A new store whose creation failed part-way leaves a data.mdb without its
+   meta pages; remove it so that the next open starts the store afresh
+   instead of calling it corrupt. */
+static void remove_unfinished_data_file(const lmdb_store *st)
+{
+    char file[PATH_MAX + 16];
+    snprintf(file, sizeof file, "%s/data.mdb", st->path);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    disk_meta meta;
+    int finished = read_meta(fd, 0, &meta) == 0 && meta.dbs[0].pad >= 512 &&
+                   meta.dbs[0].pad <= 65536 && read_meta(fd, (off_t)meta.dbs[0].pad, &meta) == 0;
+    close(fd);
+    if (!finished && !lock_held_elsewhere(st, 0))
+        unlink(file);
+}
+
 /* Register st as open in this process; MAB_EBUSY when its directory already is. */
 static int registry_add(lmdb_store *st, mab_error *err)
 {
@@ -427,6 +635,13 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
         return rc;
     }
 
+    int is_new = 0;
+    if ((rc = check_data_file_settled(st, &is_new, err)) != MAB_OK ||
+        (rc = reserve_lock_file(st, max_readers, err)) != MAB_OK) {
+        store_free(st, 1);
+        return rc;
+    }
+
     int mrc = mdb_env_create(&st->env);
     const char *step = "cannot create the LMDB environment";
     if (mrc == MDB_SUCCESS) {
@@ -458,6 +673,10 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
                    : mrc == MDB_INVALID || mrc == MDB_VERSION_MISMATCH ? MAB_ECORRUPT
                                                                         : MAB_ESTORAGE;
         rc = lmdb_fail(st, err, code, step, mrc);
+        mdb_env_close(st->env);
+        st->env = NULL;
+        if (is_new)
+            remove_unfinished_data_file(st);
         store_free(st, 1);
         return rc;
     }

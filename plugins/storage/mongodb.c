@@ -700,7 +700,7 @@ static int doc_totals(const mongo_store *st, const bson_t *doc, const char **exp
         !read_sum(doc, "reward_sum_sq", &t.reward_sum_sq))
         return mab_error_set(err, MAB_ECORRUPT,
                              "%s: document \"%s\": pulls, rewards, reward_sum and reward_sum_sq "
-                             "must be numbers (counts whole)",
+                             "must be numbers (counts whole, sums finite)",
                              st->where, id);
     const ledger_entry *e = st->ledger_count ? ledger_find(st, id) : NULL;
     if (e) {
@@ -712,6 +712,11 @@ static int doc_totals(const mongo_store *st, const bson_t *doc, const char **exp
             reached = bson_iter_as_int64(&it);
         if (e->in_doubt && reached >= st->doubt_seq)
             signed_totals_sub(&t, &e->doubt);
+        if (!isfinite(t.reward_sum) || !isfinite(t.reward_sum_sq))
+            return mab_error_set(err, MAB_ECORRUPT,
+                                 "%s: document \"%s\": its sums less this writer's credit are "
+                                 "not finite",
+                                 st->where, id);
     }
     out->pulls = t.pulls > 0 ? (uint64_t)t.pulls : 0;
     out->rewards = t.rewards > 0 ? (uint64_t)t.rewards : 0;

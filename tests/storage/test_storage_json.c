@@ -380,6 +380,15 @@ static void test_corrupt_bad_field(void **state)
                    "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"e\":"
                    "{\"a\":{\"pulls\":1,\"rewards\":0,\"reward_sum\":0}}}}",
                    "experiments.e.a.reward_sum_sq");
+    /* Numbers past a double read as infinite: refused, not loaded. */
+    expect_refused(*state,
+                   "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"e\":"
+                   "{\"a\":{\"pulls\":1,\"rewards\":1,\"reward_sum\":1e999,\"reward_sum_sq\":1}}}}",
+                   "experiments.e.a.reward_sum: expected a finite number");
+    expect_refused(*state,
+                   "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"e\":"
+                   "{\"a\":{\"pulls\":1,\"rewards\":1,\"reward_sum\":1,\"reward_sum_sq\":-1e999}}}}",
+                   "experiments.e.a.reward_sum_sq: expected a finite, non-negative number");
     expect_refused(*state,
                    "{\"format\":\"mab-json-storage\",\"version\":1,\"experiments\":{\"e\":[]}}",
                    "experiments.e: expected an object");

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -37,6 +38,7 @@ static const mab_storage *storage;
 typedef struct fixture {
     char *dir;
     char path[300]; /* DIR/store: the LMDB directory */
+    char mount[300]; /* a tmpfs the test mounted, unmounted by teardown; "" if none */
 } fixture;
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -70,6 +72,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
+    if (f->mount[0] && umount(f->mount) != 0)
+        fprintf(stderr, "teardown: cannot unmount %s: %s\n", f->mount, strerror(errno));
     test_rm_tree(f->dir);
     free(f->dir);
     free(f);
@@ -366,11 +370,9 @@ static void test_path_errors(void **state)
     assert_non_null(fp);
     assert_int_equal(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
     fclose(fp);
-    /* Unreadable stored data: MAB_ECORRUPT (mab.h), as the conformance suite checks. */
     expect_error(store_open_with(f->path, NULL, &store, &err), MAB_ECORRUPT, &err,
-                 "cannot open the LMDB environment");
-    assert_non_null(strstr(err.message, f->path));
-    assert_non_null(strstr(err.message, mdb_strerror(MDB_INVALID)));
+                 "is not an LMDB file");
+    assert_non_null(strstr(err.message, data));
 
     /* Config errors name the key. */
     mab_params *params;
@@ -602,7 +604,302 @@ static void test_scan_and_replace(void **state)
 }
 #endif
 
-int main(void)
+/* ---- damaged files and a full disk (issue 10, item 3) ------------------ */
+
+/* What an open in a child process did: its status and message, or the
+   signal that killed it (a store that is mapped past the end of its file
+   dies of SIGBUS when a page is touched). */
+typedef struct child_open {
+    int signal; /* 0 when the child exited */
+    int rc;
+    char message[MAB_ERROR_MAX];
+} child_open;
+
+/* Open path in a child and, when that works, write and read one record. */
+static child_open open_in_child(const char *path)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* Die of the signal, as a server would: cmocka's handlers must not
+           turn it into a test result in the child. */
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGILL, SIG_DFL);
+        signal(SIGFPE, SIG_DFL);
+        close(fds[0]);
+        mab_error err = {0, ""};
+        void *store = NULL;
+        int rc = store_open_with(path, NULL, &store, &err);
+        if (rc == MAB_OK) {
+            mab_delta d = {"e", "a", {1, 1, 0.5, 0.25}};
+            rc = storage->apply(store, &d, 1, &err);
+            const char *ids[] = {"a"};
+            mab_totals t;
+            if (rc == MAB_OK)
+                rc = storage->load(store, "e", ids, 1, &t, &err);
+            storage->close(store);
+        }
+        child_open out = {0, rc, ""};
+        snprintf(out.message, sizeof out.message, "%s", rc == MAB_OK ? "" : err.message);
+        ssize_t w = write(fds[1], &out, sizeof out);
+        _exit(w == (ssize_t)sizeof out ? 0 : 1);
+    }
+    close(fds[1]);
+    child_open out = {0, 0, ""};
+    ssize_t got = read(fds[0], &out, sizeof out);
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) {
+        out.signal = WTERMSIG(status);
+        return out;
+    }
+    if (got != (ssize_t)sizeof out)
+        fail_msg("the child reported nothing (exit status %d)", WEXITSTATUS(status));
+    return out;
+}
+
+static void expect_child_error(child_open got, int want, const char *fragment,
+                               const char *fragment2)
+{
+    if (got.signal)
+        fail_msg("opening the store killed the process with signal %d (%s)", got.signal,
+                 strsignal(got.signal));
+    if (got.rc != want)
+        fail_msg("expected %d, got %d: %s", want, got.rc, got.message);
+    if (!strstr(got.message, fragment) || (fragment2 && !strstr(got.message, fragment2)))
+        fail_msg("\"%s\" does not name \"%s\"%s%s", got.message, fragment,
+                 fragment2 ? " and " : "", fragment2 ? fragment2 : "");
+}
+
+/* A store with enough records to span many pages; returns data.mdb's size. */
+static off_t make_store_with_pages(const fixture *f, char *data_mdb, size_t cap)
+{
+    void *store = open_ok(f);
+    char arms[400][8];
+    mab_delta d[400];
+    for (int i = 0; i < 400; i++) {
+        snprintf(arms[i], sizeof arms[i], "a%d", i);
+        d[i] = delta("e", arms[i], 1, 1, 1.0, 1.0);
+    }
+    apply_ok(store, d, 400);
+    storage->close(store);
+    snprintf(data_mdb, cap, "%s/data.mdb", f->path);
+    struct stat sb;
+    assert_int_equal(stat(data_mdb, &sb), 0);
+    return sb.st_size;
+}
+
+static void test_truncated_data_refused(void **state)
+{
+    fixture *f = *state;
+    char data_mdb[400];
+    off_t size = make_store_with_pages(f, data_mdb, sizeof data_mdb);
+    assert_true(size > 4 * 8192); /* the cuts below remove pages that hold records */
+    off_t cuts[] = {8191, size / 2, size - 4096};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        assert_int_equal(truncate(data_mdb, cuts[i]), 0);
+        for (int attempt = 0; attempt < 2; attempt++) {
+            child_open got = open_in_child(f->path);
+            expect_child_error(got, MAB_ECORRUPT, data_mdb, "truncated");
+            if (attempt == 0)
+                print_message("%s\n", got.message);
+        }
+        /* Refused without being changed. */
+        struct stat sb;
+        assert_int_equal(stat(data_mdb, &sb), 0);
+        assert_int_equal(sb.st_size, cuts[i]);
+    }
+}
+
+static void test_short_and_empty_data_refused(void **state)
+{
+    fixture *f = *state;
+    char data_mdb[400];
+    make_store_with_pages(f, data_mdb, sizeof data_mdb);
+    /* Empty: a store that lost its data, not a new store. */
+    assert_int_equal(truncate(data_mdb, 0), 0);
+    expect_child_error(open_in_child(f->path), MAB_ECORRUPT, data_mdb, "is empty");
+    struct stat sb;
+    assert_int_equal(stat(data_mdb, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+    /* Too short to hold LMDB's meta pages. */
+    assert_int_equal(truncate(data_mdb, 100), 0);
+    expect_child_error(open_in_child(f->path), MAB_ECORRUPT, data_mdb, "meta page");
+    /* Garbage where the meta pages should be. */
+    int fd = open(data_mdb, O_WRONLY);
+    assert_true(fd >= 0);
+    char junk[16384];
+    memset(junk, 'x', sizeof junk);
+    assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    close(fd);
+    expect_child_error(open_in_child(f->path), MAB_ECORRUPT, data_mdb, "not an LMDB");
+}
+
+static void test_non_finite_record_refused(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    storage->close(store);
+    struct {
+        uint32_t version, reserved;
+        uint64_t pulls, rewards;
+        double sum, sum_sq;
+    } bad[] = {{1, 0, 2, 1, NAN, 1.0}, {1, 0, 2, 1, 1.0, INFINITY}, {1, 0, 2, 1, -INFINITY, 1.0}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lmdb_put_raw(f->path, "records", "e\0a", 3, &bad[i], sizeof bad[i]);
+        store = open_ok(f);
+        mab_error err = {0};
+        const char *ids[] = {"a"};
+        mab_totals t;
+        expect_error(storage->load(store, "e", ids, 1, &t, &err), MAB_ECORRUPT, &err,
+                     "record e.a holds a reward sum that is not finite");
+        assert_non_null(strstr(err.message, f->path));
+        mab_delta d = delta("e", "a", 1, 0, 0, 0);
+        expect_error(storage->apply(store, &d, 1, &err), MAB_ECORRUPT, &err, "e.a");
+#if MAB_STORAGE_ABI_MINOR >= 1
+        scanned seen = {.n = 0};
+        expect_error(storage->scan(store, collect, &seen, &err), MAB_ECORRUPT, &err, "e.a");
+        assert_int_equal(seen.n, 0);
+#endif
+        storage->close(store);
+    }
+}
+
+/* Several processes creating one new store at once: while the first writes
+   data.mdb's meta pages, the others must wait for them, not call the empty
+   file corrupt. Rounds of children released together by closing a pipe. */
+static void test_concurrent_creation(void **state)
+{
+    fixture *f = *state;
+    enum { ROUNDS = 30, CHILDREN = 6 };
+    int failures = 0;
+    char first_failure[MAB_ERROR_MAX] = "";
+    for (int round = 0; round < ROUNDS; round++) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/new%d", f->dir, round);
+        int gate[2], report[2];
+        assert_int_equal(pipe(gate), 0);
+        assert_int_equal(pipe(report), 0);
+        fflush(NULL);
+        pid_t pids[CHILDREN];
+        for (int c = 0; c < CHILDREN; c++) {
+            pids[c] = fork();
+            assert_true(pids[c] >= 0);
+            if (pids[c] == 0) {
+                close(gate[1]);
+                close(report[0]);
+                char byte;
+                (void)!read(gate[0], &byte, 1); /* returns when the parent closes the gate */
+                mab_error err = {0, ""};
+                void *store = NULL;
+                int rc = store_open_with(path, NULL, &store, &err);
+                if (rc == MAB_OK)
+                    storage->close(store);
+                char line[MAB_ERROR_MAX] = "";
+                if (rc != MAB_OK)
+                    snprintf(line, sizeof line, "%d %s", rc, err.message);
+                (void)!write(report[1], line, sizeof line);
+                _exit(rc == MAB_OK ? 0 : 1);
+            }
+        }
+        close(gate[0]);
+        close(report[1]);
+        close(gate[1]); /* go */
+        char line[MAB_ERROR_MAX];
+        while (read(report[0], line, sizeof line) == (ssize_t)sizeof line)
+            if (line[0] && !first_failure[0])
+                snprintf(first_failure, sizeof first_failure, "%s", line);
+        close(report[0]);
+        for (int c = 0; c < CHILDREN; c++) {
+            int status;
+            assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                failures++;
+        }
+    }
+    if (failures)
+        fail_msg("%d of %d opens of a store being created failed; first: %s", failures,
+                 ROUNDS * CHILDREN, first_failure);
+}
+
+/* Mount a tmpfs of `size` at DIR/disk and fill it up; returns 0, or -1 (with
+   a loud message) when this machine does not let the test mount one. */
+static int mount_full_tmpfs(fixture *f, const char *size, char *filler, size_t cap)
+{
+    char disk[300];
+    snprintf(disk, sizeof disk, "%s/disk", f->dir);
+    assert_int_equal(mkdir(disk, 0755), 0);
+    char options[64];
+    snprintf(options, sizeof options, "size=%s", size);
+    if (mount("tmpfs", disk, "tmpfs", 0, options) != 0) {
+        fprintf(stderr,
+                "\n*** SKIPPED: cannot mount a tmpfs at %s (%s); the full-disk test needs "
+                "root or CAP_SYS_ADMIN. It did NOT pass. ***\n\n",
+                disk, strerror(errno));
+        return -1;
+    }
+    snprintf(f->mount, sizeof f->mount, "%s", disk);
+    snprintf(filler, cap, "%s/filler", disk);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    char block[4096];
+    memset(block, 0xab, sizeof block);
+    while (write(fd, block, sizeof block) > 0)
+        ;
+    assert_int_equal(errno, ENOSPC);
+    assert_int_equal(fsync(fd), 0);
+    close(fd);
+    return 0;
+}
+
+static int disk_skipped;
+
+static void test_new_store_on_full_disk(void **state)
+{
+    fixture *f = *state;
+    char filler[400];
+    if (mount_full_tmpfs(f, "1m", filler, sizeof filler) != 0) {
+        disk_skipped = 1;
+        skip();
+    }
+    struct stat sb;
+    assert_int_equal(stat(filler, &sb), 0);
+    /* From no space at all to a little less than a new store needs. */
+    off_t frees[] = {0, 4096, 8192, 12288, 16384, 24576};
+    for (size_t i = 0; i < sizeof frees / sizeof frees[0]; i++) {
+        assert_int_equal(truncate(filler, sb.st_size - frees[i]), 0);
+        char path[400];
+        snprintf(path, sizeof path, "%s/store%zu", f->mount, i);
+        child_open got = open_in_child(path);
+        if (got.signal)
+            fail_msg("with %lld bytes free, creating %s killed the process with signal %d (%s)",
+                     (long long)frees[i], path, got.signal, strsignal(got.signal));
+        if (got.rc == MAB_OK)
+            fail_msg("with %lld bytes free, %s was created: the test needs a disk too small",
+                     (long long)frees[i], path);
+        expect_child_error(got, MAB_ESTORAGE, path, "No space left on device");
+        print_message("%lld bytes freed: %s\n", (long long)frees[i], got.message);
+        assert_int_equal(truncate(filler, sb.st_size), 0);
+    }
+    /* With room, the same disk takes a new store, also where a creation
+       failed: what it left behind is not taken for a damaged store. */
+    assert_int_equal(unlink(filler), 0);
+    for (size_t i = 0; i < sizeof frees / sizeof frees[0]; i++) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/store%zu", f->mount, i);
+        child_open got = open_in_child(path);
+        if (got.signal || got.rc != MAB_OK)
+            fail_msg("with the disk emptied, opening %s: signal %d, %d %s", path, got.signal,
+                     got.rc, got.message);
+    }
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
@@ -620,6 +917,19 @@ int main(void)
 #if MAB_STORAGE_ABI_MINOR >= 1
         cmocka_unit_test_setup_teardown(test_scan_and_replace, setup, teardown),
 #endif
+        cmocka_unit_test_setup_teardown(test_truncated_data_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_and_empty_data_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_finite_record_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_creation, setup, teardown),
     };
+    /* The full-disk test is its own CTest entry, so that a machine where it
+       cannot mount a tmpfs reports it skipped (77), never passed. */
+    const struct CMUnitTest disk_tests[] = {
+        cmocka_unit_test_setup_teardown(test_new_store_on_full_disk, setup, teardown),
+    };
+    if (argc > 1 && strcmp(argv[1], "full-disk") == 0) {
+        int failed = cmocka_run_group_tests(disk_tests, group_setup, group_teardown);
+        return failed ? failed : disk_skipped ? 77 : 0;
+    }
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

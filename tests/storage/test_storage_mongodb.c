@@ -386,6 +386,47 @@ static void test_round_trip(void **state)
     storage->close(st);
 }
 
+/* A document whose sums are not finite (no apply writes one: the plugin and
+   the core refuse such deltas) is refused at load and scan as corrupt. */
+static void test_non_finite_document_refused(void **state)
+{
+    (void)state;
+    void *st = store_open();
+    mab_error err = {0, ""};
+    mab_delta d = delta("e", "a", 2, 1, 0.5);
+    assert_int_equal(storage->apply(st, &d, 1, &err), MAB_OK);
+    storage->close(st);
+    const char *fields[] = {"reward_sum", "reward_sum_sq", "reward_sum"};
+    double values[] = {NAN, INFINITY, -INFINITY};
+    mongoc_collection_t *c = mongoc_client_get_collection(server.client, database, "mab_arms");
+    for (size_t i = 0; i < 3; i++) {
+        bson_t *filter = BCON_NEW("_id", BCON_UTF8("e/a"));
+        bson_t *update = BCON_NEW("$set", "{", "reward_sum", BCON_DOUBLE(0.5), "reward_sum_sq",
+                                  BCON_DOUBLE(0.25), "}");
+        bson_error_t error;
+        assert_true(mongoc_collection_update_one(c, filter, update, NULL, NULL, &error));
+        bson_destroy(update);
+        update = BCON_NEW("$set", "{", fields[i], BCON_DOUBLE(values[i]), "}");
+        if (!mongoc_collection_update_one(c, filter, update, NULL, NULL, &error))
+            fail_msg("cannot plant %s: %s", fields[i], error.message);
+        bson_destroy(update);
+        bson_destroy(filter);
+
+        st = store_open();
+        const char *arms[] = {"a"};
+        mab_totals out;
+        err.message[0] = '\0';
+        assert_int_equal(storage->load(st, "e", arms, 1, &out, &err), MAB_ECORRUPT);
+        if (!strstr(err.message, "document \"e/a\"") || !strstr(err.message, "sums finite"))
+            fail_msg("case %zu: unexpected message: %s", i, err.message);
+        struct collected seen = {.n = 0};
+        assert_int_equal(storage->scan(st, collect, &seen, &err), MAB_ECORRUPT);
+        assert_int_equal(seen.n, 0);
+        storage->close(st);
+    }
+    mongoc_collection_destroy(c);
+}
+
 /* Two writers add to the same documents; nothing is lost. */
 static void test_two_writers(void **state)
 {
@@ -889,6 +930,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_finite_document_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_uri_and_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_host, setup, teardown),

@@ -120,6 +120,21 @@ static const struct bad_config cases[] = {
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
      ", \"reward\": {\"min\": 1, \"max\": 0}}}}",
      MAB_ECONFIG, "@F: experiments.btn.reward: min (1) must be less than max (0)"},
+    {"reward max too large for its square",
+     "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
+     ", \"reward\": {\"min\": 0, \"max\": 1e300}}}}",
+     MAB_ECONFIG, "@F: experiments.btn.reward.max: 1e+300 is outside [-1e150, 1e150] (the square "
+     "of a reward must be a finite number)"},
+    {"reward min too small for its square",
+     "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
+     ", \"reward\": {\"min\": -1.0000001e150, \"max\": 0}}}}",
+     MAB_ECONFIG, "@F: experiments.btn.reward.min: -1.0000001e+150 is outside [-1e150, 1e150] (the "
+     "square of a reward must be a finite number)"},
+    {"reward range too narrow to normalise by",
+     "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
+     ", \"reward\": {\"min\": 0, \"max\": 1e-200}}}}",
+     MAB_ECONFIG, "@F: experiments.btn.reward: max - min is 1e-200; it must be at least 1e-150 "
+     "(rewards are divided by it, and by its square)"},
     {"reward range unknown key",
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS
      ", \"reward\": {\"low\": 1}}}}",

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <float.h>
 #include <math.h>
 #include <sys/wait.h>
 
@@ -375,6 +376,198 @@ static void test_export_import(void **state)
     close_ok(e);
 }
 
+/* Issue 10, item 1: one reward whose sums cannot be stored must not stop
+   persistence. The issue's config (max 1e300) is refused; a reward that would
+   push an arm's sum of squares past a double is refused at the API, and the
+   rewards of other experiments keep reaching storage. */
+static void test_unstorable_reward_is_refused(void **state)
+{
+    (void)state;
+#define BIG_CONFIG \
+        "{\"plugin_path\": [\"%s\"], \"seed\": 3,\n" \
+        " \"storage\": {\"plugin\": \"json_file\", \"path\": \"state.json\"},\n" \
+        " \"experiments\": {\"exp\": {\"policy\": {\"plugin\": \"ucb1\"}, \"arms\": {\"a\": 1, \"b\": 2}},\n" \
+        "  \"big\": {\"policy\": {\"plugin\": \"ucb1\"}, \"reward\": {\"min\": 0, \"max\": %s},\n" \
+        "           \"arms\": {\"p\": 1, \"q\": 2}}}}\n"
+    assert_int_equal(test_write_file(config, BIG_CONFIG, MAB_PLUGIN_DIR, "1e300"), 0);
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_open(config, &e, &err), MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "experiments.big.reward.max: 1e+300 is outside"));
+    assert_null(e);
+
+    assert_int_equal(test_write_file(config, BIG_CONFIG, MAB_PLUGIN_DIR, "1e150"), 0);
+    e = open_ok(config);
+    /* An arm whose sum of squares is already the largest double. */
+    mab_record full = {"big", "p", 1, 1, 1.0, DBL_MAX};
+    assert_int_equal(mab_import(e, &full, 1, 0, &err), MAB_OK);
+    err.message[0] = '\0';
+    assert_int_equal(mab_reward(e, "big", "p", 1e150, &err), MAB_ERANGE);
+    assert_int_equal(err.code, MAB_ERANGE);
+    if (!strstr(err.message, "experiments.big: reward 1e+150 for arm \"p\" would make a sum"))
+        fail_msg("unexpected message: %s", err.message);
+    /* A second import onto the same arm would overflow its sum of squares. */
+    assert_int_equal(mab_import(e, &full, 1, 0, &err), MAB_ERANGE);
+    assert_non_null(strstr(err.message, "record 0 (big/p): the arm's reward sums would overflow"));
+    mab_arm_stats st[2];
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, "big", st, 2, &n, &err), MAB_OK);
+    assert_int_equal(st[0].rewards, 1);
+    assert_true(st[0].reward_sum_sq == DBL_MAX);
+    /* The largest reward the config allows is fine on a fresh arm. */
+    assert_int_equal(mab_reward(e, "big", "q", 1e150, &err), MAB_OK);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+    close_ok(e);
+    assert_true(on_disk("a", "rewards") == 200.0);
+    e = open_ok(config);
+    assert_int_equal(stats_of(e, "a").rewards, 200);
+    assert_int_equal(mab_stats(e, "big", st, 2, &n, &err), MAB_OK);
+    assert_int_equal(st[0].rewards, 1);
+    assert_int_equal(st[1].rewards, 1);
+    assert_true(st[1].reward_sum_sq == 1e150 * 1e150);
+    assert_int_equal(mab_dropped_deltas(e, NULL), 0);
+    close_ok(e);
+}
+
+/* A config over the fixture memory storage with refuse_arm or fail_apply;
+   experiments "exp" (arms a, bad, c) and "other" (x, y). */
+static void write_memory_config(const char *storage_extra)
+{
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"plugin_path\": [\"%s\"], \"seed\": 3,\n"
+                        " \"storage\": {\"plugin\": \"%s/storage_memory.so\", "
+                        "\"sync\": {\"interval_ms\": 86400000}%s},\n"
+                        " \"experiments\": {\n"
+                        "  \"exp\": {\"policy\": {\"plugin\": \"ucb1\"}, \"arms\": {\"a\": 1, \"bad\": 2, \"c\": 3}},\n"
+                        "  \"other\": {\"policy\": {\"plugin\": \"ucb1\"}, \"arms\": {\"x\": 1, \"y\": 2}}}}\n",
+                        MAB_PLUGIN_DIR, MAB_FIXTURE_DIR, storage_extra),
+        0);
+}
+
+static const mab_record *record_of(const struct collected *c, const char *experiment,
+                                   const char *arm)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->records[i].experiment, experiment) == 0 &&
+            strcmp(c->records[i].arm, arm) == 0)
+            return &c->records[i];
+    return NULL;
+}
+
+/* A batch storage refuses as invalid is split: the delta at fault is dropped
+   and counted, with its reason kept; the rest of the batch is written, and
+   later writes are not blocked. */
+static void test_poisoned_batch_is_split(void **state)
+{
+    (void)state;
+    write_memory_config(", \"refuse_arm\": \"bad\"");
+    mab_engine *e = open_ok(config);
+    mab_error err = {0, ""};
+    mab_choice c;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(mab_choose(e, "other", &c, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "bad", 0.5, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "c", 0.25, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "other", "x", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "other", "y", 0.75, &err), MAB_OK);
+    assert_int_equal(mab_dropped_deltas(e, NULL), 0);
+    int rc = mab_flush(e, &err);
+    if (rc)
+        print_error("mab_flush: %s\n", err.message);
+    assert_int_equal(rc, MAB_OK);
+
+    mab_error last = {0, ""};
+    assert_int_equal(mab_dropped_deltas(e, &last), 1);
+    assert_int_equal(last.code, MAB_EINVAL);
+    if (!strstr(last.message, "experiment \"exp\", arm \"bad\" (0 pulls, 1 rewards") ||
+        !strstr(last.message, "dropped: fixture refuses arm bad"))
+        fail_msg("unexpected drop message: %s", last.message);
+    assert_true(mab_storage_errors(e) >= 1);
+    /* The dropped reward leaves the in-memory totals as well. */
+    assert_int_equal(stats_of(e, "bad").rewards, 0);
+    assert_true(stats_of(e, "bad").reward_sum == 0.0);
+
+    struct collected out = {.n = 0};
+    assert_int_equal(mab_export(e, collect, &out, &err), MAB_OK);
+    assert_int_equal(out.n, 4);
+    assert_null(record_of(&out, "exp", "bad"));
+    assert_true(record_of(&out, "exp", "a")->reward_sum == 1.0);
+    assert_true(record_of(&out, "exp", "c")->reward_sum == 0.25);
+    assert_int_equal(record_of(&out, "other", "x")->rewards, 1);
+    assert_true(record_of(&out, "other", "y")->reward_sum == 0.75);
+    assert_int_equal(record_of(&out, "other", "x")->pulls + record_of(&out, "other", "y")->pulls,
+                     2);
+
+    /* Later writes go through; the refused arm is refused again, alone. */
+    assert_int_equal(mab_reward(e, "other", "x", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "bad", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "exp", "a", 0.5, &err), MAB_OK);
+    assert_int_equal(mab_flush(e, &err), MAB_OK);
+    assert_int_equal(mab_dropped_deltas(e, NULL), 2);
+    out.n = 0;
+    assert_int_equal(mab_export(e, collect, &out, &err), MAB_OK);
+    assert_int_equal(out.n, 4);
+    assert_int_equal(record_of(&out, "other", "x")->rewards, 2);
+    assert_true(record_of(&out, "exp", "a")->reward_sum == 1.5);
+    close_ok(e);
+}
+
+/* With sync "always" a reward whose increment storage refused and the queue
+   dropped is not acknowledged; the others are. */
+static void test_dropped_reward_not_acknowledged(void **state)
+{
+    (void)state;
+    write_memory_config(", \"refuse_arm\": \"bad\"");
+    char *text = test_read_file(config);
+    assert_non_null(text);
+    char *sync = strstr(text, "{\"interval_ms\": 86400000}");
+    assert_non_null(sync);
+    assert_int_equal(test_write_file(config, "%.*s\"always\"%s", (int)(sync - text), text,
+                                     sync + strlen("{\"interval_ms\": 86400000}")),
+                     0);
+    free(text);
+    mab_engine *e = open_ok(config);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+    err.message[0] = '\0';
+    assert_int_equal(mab_reward(e, "exp", "bad", 1.0, &err), MAB_ESTORAGE);
+    if (!strstr(err.message, "experiments.exp: the reward for arm \"bad\" was not written") ||
+        !strstr(err.message, "fixture refuses arm bad"))
+        fail_msg("unexpected message: %s", err.message);
+    assert_int_equal(mab_reward(e, "other", "x", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_dropped_deltas(e, NULL), 1);
+    struct collected out = {.n = 0};
+    assert_int_equal(mab_export(e, collect, &out, &err), MAB_OK);
+    assert_int_equal(out.n, 2);
+    assert_int_equal(record_of(&out, "exp", "a")->rewards, 1);
+    assert_int_equal(record_of(&out, "other", "x")->rewards, 1);
+    close_ok(e);
+}
+
+/* A batch refused for another reason (the store is unavailable) is kept
+   whole and retried: nothing is dropped. */
+static void test_unavailable_store_drops_nothing(void **state)
+{
+    (void)state;
+    write_memory_config(", \"fail_apply\": true");
+    mab_engine *e = open_ok(config);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_reward(e, "other", "y", 0.5, &err), MAB_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(mab_flush(e, &err), MAB_ESTORAGE);
+        assert_non_null(strstr(err.message, "fixture apply failure"));
+    }
+    assert_int_equal(mab_dropped_deltas(e, &err), 0);
+    assert_true(mab_storage_errors(e) >= 3);
+    assert_int_equal(stats_of(e, "a").rewards, 1);
+    assert_int_equal(mab_close(e, &err), MAB_ESTORAGE);
+    assert_non_null(strstr(err.message, "2 rewards were not written"));
+}
+
 /* An engine is refused in a child of fork(); the parent is unaffected. */
 static void test_engine_refused_after_fork(void **state)
 {
@@ -439,6 +632,10 @@ int main(void)
         cmocka_unit_test_setup(test_many_arms_by_id, each),
         cmocka_unit_test_setup(test_export_import, each),
         cmocka_unit_test_setup(test_engine_refused_after_fork, each),
+        cmocka_unit_test_setup(test_unstorable_reward_is_refused, each),
+        cmocka_unit_test_setup(test_poisoned_batch_is_split, each),
+        cmocka_unit_test_setup(test_dropped_reward_not_acknowledged, each),
+        cmocka_unit_test_setup(test_unavailable_store_drops_nothing, each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
