@@ -243,6 +243,19 @@ static void disconnect(redis_store *st)
     st->ctx = NULL;
 }
 
+/* Why the connection failed, in words ("timed out" rather than EAGAIN). */
+static const char *io_reason(const redis_store *st, char *buf, size_t cap)
+{
+    if (!st->ctx || !st->ctx->errstr[0])
+        return "connection lost";
+    if (strstr(st->ctx->errstr, "temporarily unavailable")) {
+        snprintf(buf, cap, "no answer within timeout_ms (%ld ms)",
+                 (long)st->timeout.tv_sec * 1000 + (long)st->timeout.tv_usec / 1000);
+        return buf;
+    }
+    return st->ctx->errstr;
+}
+
 /* A command of its own; the reply or NULL (then the connection is gone and
    err says why). */
 static redisReply *command(redis_store *st, int argc, const char **argv, const size_t *lens,
@@ -250,8 +263,9 @@ static redisReply *command(redis_store *st, int argc, const char **argv, const s
 {
     redisReply *r = redisCommandArgv(st->ctx, argc, argv, lens);
     if (!r) {
+        char why[64];
         store_fail(st, err, MAB_ESTORAGE, "%s: %s", what,
-                   st->ctx->errstr[0] ? st->ctx->errstr : "connection lost");
+                   io_reason(st, why, sizeof why));
         disconnect(st);
     }
     return r;
@@ -531,11 +545,12 @@ static enum outcome read_outcome(redis_store *st, const exp_ledger *x, mab_error
 {
     redisReply *r = NULL;
     if (!st->ctx || redisGetReply(st->ctx, (void **)&r) != REDIS_OK || !r) {
+        char why[64];
         store_fail(st, err, MAB_ESTORAGE,
                    "experiment %s: no reply to the update (%s); kept in memory and sent "
                    "again later, counted once",
                    x->experiment,
-                   st->ctx && st->ctx->errstr[0] ? st->ctx->errstr : "connection lost");
+                   io_reason(st, why, sizeof why));
         disconnect(st);
         return LOST;
     }
@@ -870,8 +885,9 @@ static int read_experiment(redis_store *st, const char *experiment,
     redisReply *replies[4] = {NULL, NULL, NULL, NULL};
     for (int i = 0; i < 4; i++) {
         if (redisGetReply(st->ctx, (void **)&replies[i]) != REDIS_OK || !replies[i]) {
+            char why[64];
             rc = store_fail(st, err, MAB_ESTORAGE, "cannot read key %s: %s", tkey,
-                            st->ctx->errstr[0] ? st->ctx->errstr : "connection lost");
+                            io_reason(st, why, sizeof why));
             for (int k = 0; k < i; k++)
                 freeReplyObject(replies[k]);
             disconnect(st);
