@@ -15,12 +15,13 @@
  * checks), so ':' cannot make two fields or keys collide.
  *
  * A batch is one Lua script call per experiment (APPLY_SCRIPT), all sent in
- * one pipeline: the script checks every key and field it will touch before
- * writing anything, so a refused call changes nothing, and a script runs
- * atomically. Counts are added with HINCRBY. Sums are added in the script's
- * doubles and written with 17 significant digits, because HINCRBYFLOAT
- * rounds to 17 decimal places (a sum of 1e-18 reads back as 0) and adds in
- * long double.
+ * one pipeline: the script reads every field it will touch (HMGET) and
+ * checks it before writing anything, so a refused call changes nothing,
+ * and a script runs atomically. The new values are added in the script's
+ * doubles and written back with HSET: counts exactly (below 2^53), sums with
+ * 17 significant digits. Not HINCRBYFLOAT, which rounds to 17 decimal
+ * places (a sum of 1e-18 reads back as 0) and adds in long double; and not
+ * one HINCRBY per field, which costs a call per arm and field.
  *
  * Exactly once across lost replies. When the connection breaks after a
  * script was sent, it may or may not have run, and the plugin cannot tell.
@@ -76,7 +77,10 @@
  * Returns 1 when counted, 0 when this writer's batch was already counted.
  * Refuses (an error reply, nothing written) a key of another type, another
  * schema version, a field that is not a number, or a result that would not
- * be finite or would overflow.
+ * be finite or would leave [0, 2^53) for a count (where a double holds every
+ * integer exactly). Fields are read and written in chunks of CHUNK values
+ * (Lua's unpack has a small stack), so a batch costs a few calls, not a few
+ * per arm.
  */
 static const char APPLY_SCRIPT[] =
     "local totals, writers = KEYS[1], KEYS[2]\n"
@@ -96,43 +100,50 @@ static const char APPLY_SCRIPT[] =
     "  return redis.error_reply('MABSCHEMA key ' .. totals .. ' has schema version ' .. v ..\n"
     "                           '; this plugin reads version 1')\n"
     "end\n"
-    "local sums = {}\n"
+    "local CHUNK = 4000\n"
+    "local names, incs = {}, {}\n"
+    "local suffix = {':pulls', ':rewards', ':reward_sum', ':reward_sum_sq'}\n"
     "for i = 3, #ARGV, 5 do\n"
-    "  local arm = ARGV[i]\n"
-    "  for j, f in ipairs({':pulls', ':rewards'}) do\n"
-    "    local cur = redis.call('HGET', totals, arm .. f)\n"
-    "    if cur and not string.match(cur, '^%-?%d+$') then\n"
-    "      return redis.error_reply('MABFIELD key ' .. totals .. ' field ' .. arm .. f ..\n"
-    "                               ' is not an integer')\n"
+    "  for j = 1, 4 do\n"
+    "    names[#names + 1] = ARGV[i] .. suffix[j]\n"
+    "    incs[#incs + 1] = tonumber(ARGV[i + j])\n"
+    "  end\n"
+    "end\n"
+    "local out = {}\n"
+    "for from = 1, #names, CHUNK do\n"
+    "  local to = math.min(from + CHUNK - 1, #names)\n"
+    "  local cur = redis.call('HMGET', totals, unpack(names, from, to))\n"
+    "  for k = from, to do\n"
+    "    local text = cur[k - from + 1]\n"
+    "    local count = (k - 1) % 4 < 2\n"
+    "    local x = 0\n"
+    "    if text then\n"
+    "      if count and not string.match(text, '^%d+$') then\n"
+    "        return redis.error_reply('MABFIELD key ' .. totals .. ' field ' .. names[k] ..\n"
+    "                                 ' is not a whole count')\n"
+    "      end\n"
+    "      x = tonumber(text)\n"
+    "      if x == nil or x ~= x or x == math.huge or x == -math.huge then\n"
+    "        return redis.error_reply('MABFIELD key ' .. totals .. ' field ' .. names[k] ..\n"
+    "                                 ' is not a finite number')\n"
+    "      end\n"
     "    end\n"
-    "    local n = (tonumber(cur) or 0) + tonumber(ARGV[i + j])\n"
-    "    if n < 0 or n > 9.2e18 then\n"
-    "      return redis.error_reply('MABRANGE key ' .. totals .. ' field ' .. arm .. f ..\n"
+    "    x = x + incs[k]\n"
+    "    if count and (x < 0 or x >= 9007199254740992) then\n"
+    "      return redis.error_reply('MABRANGE key ' .. totals .. ' field ' .. names[k] ..\n"
     "                               ' would be out of range')\n"
     "    end\n"
-    "  end\n"
-    "  for j, f in ipairs({':reward_sum', ':reward_sum_sq'}) do\n"
-    "    local cur = redis.call('HGET', totals, arm .. f)\n"
-    "    local x = tonumber(cur or '0')\n"
-    "    if x == nil or x ~= x or x == math.huge or x == -math.huge then\n"
-    "      return redis.error_reply('MABFIELD key ' .. totals .. ' field ' .. arm .. f ..\n"
-    "                               ' is not a finite number')\n"
-    "    end\n"
-    "    x = x + tonumber(ARGV[i + 2 + j])\n"
     "    if x ~= x or x == math.huge or x == -math.huge then\n"
-    "      return redis.error_reply('MABRANGE key ' .. totals .. ' field ' .. arm .. f ..\n"
+    "      return redis.error_reply('MABRANGE key ' .. totals .. ' field ' .. names[k] ..\n"
     "                               ' would not be finite')\n"
     "    end\n"
-    "    sums[#sums + 1] = arm .. f\n"
-    "    sums[#sums + 1] = string.format('%.17g', x)\n"
+    "    out[#out + 1] = names[k]\n"
+    "    out[#out + 1] = count and string.format('%.0f', x) or string.format('%.17g', x)\n"
     "  end\n"
     "end\n"
-    "for i = 3, #ARGV, 5 do\n"
-    "  local arm = ARGV[i]\n"
-    "  if ARGV[i + 1] ~= '0' then redis.call('HINCRBY', totals, arm .. ':pulls', ARGV[i + 1]) end\n"
-    "  if ARGV[i + 2] ~= '0' then redis.call('HINCRBY', totals, arm .. ':rewards', ARGV[i + 2]) end\n"
+    "for from = 1, #out, CHUNK do\n"
+    "  redis.call('HSET', totals, unpack(out, from, math.min(from + CHUNK - 1, #out)))\n"
     "end\n"
-    "for i = 1, #sums, 2 do redis.call('HSET', totals, sums[i], sums[i + 1]) end\n"
     "redis.call('HSET', totals, 'v', '1')\n"
     "if seq > 0 then redis.call('HSET', writers, ARGV[1], ARGV[2]) end\n"
     "return 1\n";
@@ -159,6 +170,8 @@ typedef struct exp_ledger {
     char *experiment;
     arm_ledger *arms;
     size_t n_arms, cap_arms;
+    uint32_t *index;   /* open addressing over arms: position + 1, 0 when empty */
+    size_t index_cap;  /* a power of two, at least twice n_arms */
     int64_t doubt_seq; /* number of the in-doubt call, 0 when none */
     int in_batch;      /* scratch for apply */
 } exp_ledger;
@@ -180,6 +193,7 @@ typedef struct redis_store {
     int64_t batch_seq;
     exp_ledger *exps;
     size_t n_exps, cap_exps;
+    size_t last_exp; /* where the last lookup found its experiment: batches come grouped */
 } redis_store;
 
 /* ---- messages ------------------------------------------------------------ */
@@ -383,10 +397,22 @@ static void signed_totals_sub(signed_totals *t, const signed_totals *minus)
 
 static exp_ledger *exp_find(redis_store *st, const char *experiment)
 {
+    if (st->last_exp < st->n_exps && strcmp(st->exps[st->last_exp].experiment, experiment) == 0)
+        return &st->exps[st->last_exp];
     for (size_t i = 0; i < st->n_exps; i++)
-        if (strcmp(st->exps[i].experiment, experiment) == 0)
+        if (strcmp(st->exps[i].experiment, experiment) == 0) {
+            st->last_exp = i;
             return &st->exps[i];
+        }
     return NULL;
+}
+
+static uint32_t hash_text(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
 }
 
 static exp_ledger *exp_get(redis_store *st, const char *experiment)
@@ -413,10 +439,36 @@ static exp_ledger *exp_get(redis_store *st, const char *experiment)
 
 static arm_ledger *arm_find(exp_ledger *x, const char *arm)
 {
-    for (size_t i = 0; i < x->n_arms; i++)
-        if (strcmp(x->arms[i].arm, arm) == 0)
-            return &x->arms[i];
-    return NULL;
+    if (!x->index_cap)
+        return NULL;
+    for (size_t b = hash_text(arm) & (x->index_cap - 1);; b = (b + 1) & (x->index_cap - 1)) {
+        uint32_t at = x->index[b];
+        if (!at)
+            return NULL;
+        if (strcmp(x->arms[at - 1].arm, arm) == 0)
+            return &x->arms[at - 1];
+    }
+}
+
+/* Make room in the index for one more arm. */
+static int index_grow(exp_ledger *x)
+{
+    if (2 * (x->n_arms + 1) <= x->index_cap)
+        return 1;
+    size_t cap = x->index_cap ? 2 * x->index_cap : 16;
+    uint32_t *index = calloc(cap, sizeof *index);
+    if (!index)
+        return 0;
+    for (size_t i = 0; i < x->n_arms; i++) {
+        size_t b = hash_text(x->arms[i].arm) & (cap - 1);
+        while (index[b])
+            b = (b + 1) & (cap - 1);
+        index[b] = (uint32_t)i + 1;
+    }
+    free(x->index);
+    x->index = index;
+    x->index_cap = cap;
+    return 1;
 }
 
 static arm_ledger *arm_get(exp_ledger *x, const char *arm)
@@ -433,8 +485,14 @@ static arm_ledger *arm_get(exp_ledger *x, const char *arm)
         x->cap_arms = cap;
     }
     char *name = strdup(arm);
-    if (!name)
+    if (!name || !index_grow(x)) {
+        free(name);
         return NULL;
+    }
+    size_t b = hash_text(arm) & (x->index_cap - 1);
+    while (x->index[b])
+        b = (b + 1) & (x->index_cap - 1);
+    x->index[b] = (uint32_t)x->n_arms + 1;
     a = &x->arms[x->n_arms++];
     memset(a, 0, sizeof *a);
     a->arm = name;
@@ -448,8 +506,10 @@ static void exp_forget(exp_ledger *x)
     for (size_t i = 0; i < x->n_arms; i++)
         free(x->arms[i].arm);
     free(x->arms);
+    free(x->index);
     x->arms = NULL;
-    x->n_arms = x->cap_arms = 0;
+    x->index = NULL;
+    x->n_arms = x->cap_arms = x->index_cap = 0;
     x->doubt_seq = 0;
 }
 

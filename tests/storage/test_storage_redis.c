@@ -366,6 +366,70 @@ static void test_late_reply_counted_once(void **state)
     assert_true(stored_sum(prefix, "btn", "a:reward_sum") == 3.0);
 }
 
+/*
+ * A connection the server closed: the next apply writes a batch far larger
+ * than a socket buffer into it, so write(2) meets the peer's reset and the
+ * kernel raises SIGPIPE. This test process keeps SIGPIPE's default action
+ * (death): the plugin must take it back. The increments are written once on
+ * the next try.
+ */
+static void test_closed_connection_no_sigpipe(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "pipe%u:", ++seq);
+    /* A batch this wide takes the server a while: no timeout gets in the way. */
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\", \"timeout_ms\": 60000}",
+             srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    enum { N = 60000 };
+    static char names[N][8];
+    static mab_delta big[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "a%d", i);
+        big[i] = (mab_delta){"wide", names[i], {1, 0, 0, 0}};
+    }
+    assert_int_equal(plugin->apply(st, big, 1, &err), MAB_OK);
+    for (int round = 0; round < 3; round++) {
+        redisContext *c = redis_server_connect(&srv);
+        assert_non_null(c);
+        redisReply *r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+        assert_non_null(r);
+        freeReplyObject(r);
+        redisFree(c);
+        redis_test_sleep_ms(50);
+        sigset_t before, after;
+        sigpending(&before);
+        int rc = plugin->apply(st, big, N, &err);
+        sigpending(&after);
+        assert_int_equal(sigismember(&after, SIGPIPE), sigismember(&before, SIGPIPE));
+        if (rc != MAB_OK) {
+            assert_int_equal(rc, MAB_ESTORAGE);
+            assert_mentions(err.message, srv.where);
+            fprintf(stderr, "# round %d: %s\n", round, err.message);
+            rc = plugin->apply(st, big, N, &err);
+            if (rc != MAB_OK)
+                fail_msg("the retry: %s", err.message);
+        }
+        redisContext *slow = redis_server_connect(&srv);
+        redisReply *log = redisCommand(slow, "SLOWLOG GET 1");
+        if (log && log->type == REDIS_REPLY_ARRAY && log->elements == 1)
+            fprintf(stderr, "# round %d: the server spent %lld us on the widest call\n", round,
+                    log->element[0]->element[2]->integer);
+        freeReplyObject(log);
+        freeReplyObject(redisCommand(slow, "SLOWLOG RESET"));
+        redisFree(slow);
+        const char *arms[] = {"a0", "a59999"};
+        mab_totals out[2];
+        assert_int_equal(plugin->load(st, "wide", arms, 2, out, &err), MAB_OK);
+        assert_int_equal(out[0].pulls, (uint64_t)round + 2);
+        assert_int_equal(out[1].pulls, (uint64_t)round + 1);
+    }
+    plugin->close(st);
+}
+
 /* ---- engines over Redis --------------------------------------------------------- */
 
 static void write_config(char *path, size_t cap, const char *url, const char *prefix,
@@ -721,6 +785,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lost_reply_counted_once),
         cmocka_unit_test(test_late_reply_counted_once),
+        cmocka_unit_test(test_closed_connection_no_sigpipe),
         cmocka_unit_test(test_outage),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_unix_socket),
