@@ -716,12 +716,10 @@ static signed_totals to_signed(const mab_totals *t)
                            t->reward_sum_sq};
 }
 
-static int redis_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+static int apply_once(redis_store *st, const mab_delta *deltas, size_t n_deltas,
+                      mab_error *err)
 {
-    redis_store *st = state;
-    int rc = check_deltas(st, deltas, n_deltas, err);
-    if (rc != MAB_OK)
-        return rc;
+    int rc;
     /* Note every arm of the batch in the ledger first (out of memory here
        leaves nothing sent). */
     for (size_t i = 0; i < st->n_exps; i++) {
@@ -804,6 +802,23 @@ static int redis_apply(void *state, const mab_delta *deltas, size_t n_deltas, ma
     return MAB_OK;
 }
 
+/* A connection that was open before this call may have died unnoticed (the
+   server restarted since): when it breaks, try once more on a new one, so
+   that the first reward after a restart is not refused. Sending again is
+   what the exactly-once scheme is for. */
+static int redis_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    redis_store *st = state;
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc != MAB_OK)
+        return rc;
+    int was_connected = st->ctx != NULL;
+    rc = apply_once(st, deltas, n_deltas, err);
+    if (rc == MAB_ESTORAGE && was_connected && !st->ctx)
+        rc = apply_once(st, deltas, n_deltas, err);
+    return rc;
+}
+
 /* ---- reading ------------------------------------------------------------------ */
 
 static int parse_count(const char *s, int64_t *out)
@@ -848,8 +863,16 @@ static int parse_totals(const redis_store *st, const char *key, const redisReply
     if (r->type != REDIS_REPLY_ARRAY || r->elements % 2)
         return store_fail(st, err, MAB_ESTORAGE, "key %s: unexpected reply", key);
     read_arm *arms = calloc(r->elements / 2 + 1, sizeof *arms);
-    if (!arms)
+    /* Arms by name: open addressing, position + 1 (0: empty). */
+    size_t cap = 16;
+    while (cap < r->elements + 2)
+        cap *= 2;
+    uint32_t *index = calloc(cap, sizeof *index);
+    if (!arms || !index) {
+        free(arms);
+        free(index);
         return store_fail(st, err, MAB_ENOMEM, "out of memory");
+    }
     size_t n = 0;
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         const redisReply *f = r->element[i], *v = r->element[i + 1];
@@ -858,6 +881,7 @@ static int parse_totals(const redis_store *st, const char *key, const redisReply
         if (strcmp(f->str, "v") == 0) {
             if (strcmp(v->str, "1") != 0) {
                 free(arms);
+                free(index);
                 return store_fail(st, err, MAB_ECORRUPT,
                                   "key %s has schema version %s; this plugin reads version 1",
                                   key, v->str);
@@ -867,15 +891,23 @@ static int parse_totals(const redis_store *st, const char *key, const redisReply
         const char *colon = strrchr(f->str, ':');
         if (!colon || colon == f->str) {
             free(arms);
+            free(index);
             return store_fail(st, err, MAB_ECORRUPT,
                               "key %s: field \"%s\" was not written by mab", key, f->str);
         }
         size_t arm_len = (size_t)(colon - f->str);
+        uint32_t h = 2166136261u;
+        for (size_t k = 0; k < arm_len; k++)
+            h = (h ^ (uint8_t)f->str[k]) * 16777619u;
         read_arm *a = NULL;
-        for (size_t k = 0; k < n && !a; k++)
-            if (arms[k].arm_len == arm_len && memcmp(arms[k].arm, f->str, arm_len) == 0)
-                a = &arms[k];
+        size_t b = h & (cap - 1);
+        for (; index[b] && !a; b = (b + 1) & (cap - 1)) {
+            read_arm *c = &arms[index[b] - 1];
+            if (c->arm_len == arm_len && memcmp(c->arm, f->str, arm_len) == 0)
+                a = c;
+        }
         if (!a) {
+            index[b] = (uint32_t)n + 1;
             a = &arms[n++];
             a->arm = f->str;
             a->arm_len = arm_len;
@@ -894,6 +926,7 @@ static int parse_totals(const redis_store *st, const char *key, const redisReply
             ok = 0;
         if (!ok) {
             free(arms);
+            free(index);
             return store_fail(st, err, MAB_ECORRUPT,
                               "key %s: field \"%s\" holds \"%.40s\", not a %s", key, f->str,
                               v->str,
@@ -902,6 +935,7 @@ static int parse_totals(const redis_store *st, const char *key, const redisReply
                                   : "finite number (or is not a mab field)");
         }
     }
+    free(index);
     *arms_out = arms;
     *n_out = n;
     return MAB_OK;
@@ -1022,7 +1056,10 @@ static int redis_load(void *state, const char *experiment, const char *const *ar
     struct load_ctx x = {arm_ids, n_arms, totals};
     pipe_guard guard;
     guard_begin(&guard);
+    int was_connected = st->ctx != NULL;
     int rc = read_experiment(st, experiment, load_one, &x, err);
+    if (rc == MAB_ESTORAGE && was_connected && !st->ctx) /* see redis_apply */
+        rc = read_experiment(st, experiment, load_one, &x, err);
     guard_end(&guard);
     /* All or nothing: out keeps its contents when the read fails. */
     if (rc == MAB_OK)
@@ -1189,6 +1226,8 @@ static int clear_and_add(redis_store *st, const char *const *experiments, size_t
         }
         redisAppendCommand(st->ctx, "EXEC");
         queued++;
+        if (rc != MAB_OK)
+            disconnect(st); /* out of memory: nothing was sent */
         /* Read every reply (an error at queueing aborts the EXEC, and the
            connection must stay in step). */
         redisReply *last = NULL;

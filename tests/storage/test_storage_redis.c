@@ -122,6 +122,7 @@ static struct {
     int listen_fd;
     int port;
     atomic_int mode;     /* what to do with the next bytes */
+    atomic_int then;     /* the mode after the next loss */
     atomic_int lost;     /* how many times it lost something */
     atomic_int stop;
     pthread_t thread;
@@ -171,7 +172,7 @@ static void *proxy_main(void *arg)
                 int mode = atomic_load(&proxy.mode);
                 if ((k == 1 && mode == LOSE_REPLY) || (k == 0 && mode == LOSE_REQUEST)) {
                     /* The bytes go nowhere and the connection breaks. */
-                    atomic_store(&proxy.mode, PASS);
+                    atomic_store(&proxy.mode, atomic_exchange(&proxy.then, PASS));
                     atomic_fetch_add(&proxy.lost, 1);
                     done = 1;
                     break;
@@ -248,10 +249,11 @@ static int group_teardown(void **state)
 
 /*
  * The proxy loses the reply to an update (the server ran it) or the update
- * itself (the server never saw it). Either way apply fails naming the
- * server, load shows what is stored minus what the core still holds, and
- * the next apply, offered the failed batch merged with a newer one, leaves
- * every increment counted exactly once.
+ * itself (the server never saw it), and then the first request on the
+ * plugin's new connection (its retry within the same apply). Either way
+ * apply fails naming the server, load shows what is stored minus what the
+ * core still holds, and the next apply, offered the failed batch merged
+ * with a newer one, leaves every increment counted exactly once.
  */
 static void lost_once(enum proxy_mode mode)
 {
@@ -267,9 +269,10 @@ static void lost_once(enum proxy_mode mode)
 
     mab_delta second[] = {{"btn", "a", {3, 1, 0.5, 0.25}}, {"size", "s", {2, 0, 0, 0}}};
     int lost_before = atomic_load(&proxy.lost);
+    atomic_store(&proxy.then, LOSE_REQUEST);
     atomic_store(&proxy.mode, mode);
     int rc = plugin->apply(st, second, 2, &err);
-    assert_int_equal(atomic_load(&proxy.lost), lost_before + 1);
+    assert_int_equal(atomic_load(&proxy.lost), lost_before + 2);
     assert_int_equal(rc, MAB_ESTORAGE);
     char where[64];
     snprintf(where, sizeof where, "127.0.0.1:%d", proxy.port);
@@ -290,6 +293,7 @@ static void lost_once(enum proxy_mode mode)
     mab_delta third[] = {{"btn", "a", {3 + 5, 1 + 2, 0.5 + 1.0, 0.25 + 0.5}},
                          {"size", "s", {2 + 1, 0, 0, 0}}};
     assert_int_equal(plugin->apply(st, third, 2, &err), MAB_OK);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 18);
     assert_int_equal(plugin->load(st, "btn", arms, 1, out, &err), MAB_OK);
     assert_totals(&out[0], 18, 7, 4.0, 2.5);
     const char *size_arms[] = {"s"};
@@ -302,12 +306,36 @@ static void lost_once(enum proxy_mode mode)
     assert_int_equal(stored_count(prefix, "size", "s:pulls"), 4);
 }
 
+/* One loss only: the apply itself sends again on a new connection and
+   succeeds, counting once (the first reward after a server restart is not
+   refused). */
+static void lost_then_retried(void)
+{
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "retry%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"redis://127.0.0.1:%d/0\", \"prefix\": \"%s\"}",
+             proxy.port, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    mab_delta d = {"btn", "a", {5, 2, 1.5, 1.25}};
+    int lost_before = atomic_load(&proxy.lost);
+    atomic_store(&proxy.mode, LOSE_REPLY);
+    assert_int_equal(plugin->apply(st, &d, 1, &err), MAB_OK);
+    assert_int_equal(atomic_load(&proxy.lost), lost_before + 1);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 5);
+    assert_int_equal(plugin->apply(st, &d, 1, &err), MAB_OK);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 10);
+    plugin->close(st);
+}
+
 static void test_lost_reply_counted_once(void **state)
 {
     (void)state;
     assert_int_equal(proxy_start(), 0);
     lost_once(LOSE_REPLY);
     lost_once(LOSE_REQUEST);
+    lost_then_retried();
     proxy_stop();
 }
 
