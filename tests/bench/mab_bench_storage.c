@@ -318,7 +318,7 @@ static double redis_incr_rate(const bench_options *o, unsigned clients)
         port = atoi(rest + n + 1);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "redis-benchmark -h '%s' -p %d -t incr -n %u -c %u -q 2>&1", host,
-             port, o->repeat > 1 ? 400000u : 50000u, clients);
+             port, o->repeat > 1 ? 100000u : 20000u, clients);
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;
