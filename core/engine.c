@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "engine_access.h"
 #include "engine.h"
 
 static atomic_uint_fast64_t next_engine_serial = 1;
@@ -318,6 +319,11 @@ static int apply_split(mab_engine *e, size_t from, size_t n, mab_error *err)
 static int write_queued(mab_engine *e, mab_error *err)
 {
     /* Acquire: every publish numbered up to seq has added its increments. */
+    /* Exclusive: a publish adds an arm's four totals one by one, so taking
+       them while one is half-way would split its reward count from its
+       reward sum across two batches (and a crash between the two would
+       store a record whose count and sum disagree). The loop does no I/O. */
+    pthread_rwlock_wrlock(&e->publish_lock);
     uint64_t seq = atomic_load_explicit(&e->publish_seq, memory_order_acquire);
     size_t n = 0;
     for (size_t i = 0; i < e->total_arms; i++) {
@@ -329,6 +335,7 @@ static int write_queued(mab_engine *e, mab_error *err)
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
     }
+    pthread_rwlock_unlock(&e->publish_lock);
     if (!n || !e->storage) {
         atomic_store(&e->durable_seq, seq);
         return MAB_OK;
@@ -508,6 +515,8 @@ static void engine_free(mab_engine *e)
     pthread_mutex_destroy(&e->durable_mu);
     pthread_cond_destroy(&e->durable_cv);
     pthread_mutex_destroy(&e->writer_mu);
+    pthread_mutex_destroy(&e->claim_mu);
+    pthread_cond_destroy(&e->claim_cv);
     pthread_mutex_destroy(&e->dropped_mu);
     free(e);
 }
@@ -568,7 +577,10 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
     return rc;
 }
 
-static int open_storage(mab_engine *e, mab_error *err)
+/* How open_storage() reaches the store (mab_options.flags). */
+enum storage_mode { STORAGE_OPEN, STORAGE_READ_ONLY, STORAGE_CHECK };
+
+static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
 {
     const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(e->storage_obj, "plugin");
     int rc = mab__plugin_resolve(e, plugin->valuestring, "storage.plugin", &e->storage_path, err);
@@ -593,7 +605,19 @@ static int open_storage(mab_engine *e, mab_error *err)
     e->refresh_ms = (uint32_t)refresh_ms;
     void *state = NULL;
     mab_error open_err = {0, ""};
-    rc = e->storage->open(&params, &state, &open_err);
+    if (mode == STORAGE_CHECK) {
+        /* Validate without opening: nothing created, nothing locked. */
+        e->storage_checked = mab__storage_has(e->storage, check) && e->storage->check;
+        if (e->storage_checked)
+            rc = e->storage->check(&params, &open_err);
+        else
+            mab__params_mark_all_used(&params); /* the plugin cannot tell: not checked */
+    } else if (mode == STORAGE_READ_ONLY && mab__storage_has(e->storage, open_read_only) &&
+               e->storage->open_read_only) {
+        rc = e->storage->open_read_only(&params, &state, &open_err);
+    } else {
+        rc = e->storage->open(&params, &state, &open_err);
+    }
     if (rc != MAB_OK) {
         if (params.error[0])
             rc = mab_error_set(err, MAB_ECONFIG, "%s (refused by %s)", params.error,
@@ -708,6 +732,8 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     pthread_mutex_init(&e->durable_mu, NULL);
     pthread_cond_init(&e->durable_cv, NULL);
     pthread_mutex_init(&e->writer_mu, NULL);
+    pthread_mutex_init(&e->claim_mu, NULL);
+    pthread_cond_init(&e->claim_cv, NULL);
     pthread_mutex_init(&e->dropped_mu, NULL);
 
     int rc = mab__config_load(e, sections, err);
@@ -723,12 +749,20 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++)
         rc = create_policy(e, &e->experiments[i], err);
-    int with_storage = !(opts && (opts->flags & MAB_OPEN_NO_STORAGE));
+    unsigned flags = opts ? opts->flags : 0;
+    if ((flags & MAB_OPEN_CHECK) && (flags & (MAB_OPEN_NO_STORAGE | MAB_OPEN_READ_ONLY)))
+        rc = rc == MAB_OK ? mab_error_set(err, MAB_EINVAL, "mab_open: MAB_OPEN_CHECK excludes "
+                                          "MAB_OPEN_NO_STORAGE and MAB_OPEN_READ_ONLY") : rc;
+    e->read_only = (flags & (MAB_OPEN_READ_ONLY | MAB_OPEN_CHECK)) != 0;
+    enum storage_mode mode = (flags & MAB_OPEN_CHECK)       ? STORAGE_CHECK
+                             : (flags & MAB_OPEN_READ_ONLY) ? STORAGE_READ_ONLY
+                                                            : STORAGE_OPEN;
+    int with_storage = !(flags & MAB_OPEN_NO_STORAGE);
     if (rc == MAB_OK && with_storage)
-        rc = open_storage(e, err);
-    if (rc == MAB_OK && with_storage)
+        rc = open_storage(e, mode, err);
+    if (rc == MAB_OK && with_storage && mode != STORAGE_CHECK)
         rc = load_totals(e, err);
-    if (rc == MAB_OK && with_storage)
+    if (rc == MAB_OK && with_storage && mode == STORAGE_OPEN)
         rc = writer_start(e, err);
     if (rc != MAB_OK) {
         engine_free(e);
@@ -879,12 +913,20 @@ static int sums_finite(const mab__experiment *x, double count, double sum, doubl
     return isfinite(sum) && isfinite(sq) && isfinite(normalised_sq) && isfinite(normalised_sum);
 }
 
+static int read_only_error(const mab_engine *e, const char *what, mab_error *err)
+{
+    return mab_error_set(err, MAB_EINVAL, "%s: %s was opened read-only (MAB_OPEN_READ_ONLY or "
+                         "MAB_OPEN_CHECK): nothing can be written", what, e->config_path);
+}
+
 int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error *err)
 {
     mab__experiment *x;
     int found = find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    if (e->read_only)
+        return read_only_error(e, "choose", err);
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -917,6 +959,8 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
     int rc = find_experiment_arm(e, experiment, arm, &x, &i, err);
     if (rc != MAB_OK)
         return rc;
+    if (e->read_only)
+        return read_only_error(e, "reward", err);
     if (!isfinite(value))
         return mab_error_set(err, MAB_EINVAL,
                              "experiments.%s: reward for arm \"%s\" is %s; rewards must be "
@@ -971,6 +1015,203 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
                            x->id, arm, why.message);
     }
     return rc;
+}
+
+/* ---- reward once: claims (engine_access.h) ---------------------------- */
+
+int mab__engine_has_claims(const mab_engine *e)
+{
+    return e && e->storage && mab__storage_has(e->storage, claim) && e->storage->claim;
+}
+
+int mab_storage_has_claims(const mab_engine *e)
+{
+    return mab__engine_has_claims(e);
+}
+
+/*
+ * Failure orders. With sync "always" the claim and the reward's increment
+ * are one call of the plugin, with the claims of concurrent rewards (see
+ * claim_wait): one LMDB transaction, one json_file write; MongoDB undoes
+ * the claims when the increments fail. So a reward answered MAB_OK is
+ * durable with its claim and one answered MAB_ESTORAGE left neither behind:
+ * the visitor's retry can count. The increment bypasses the write-behind
+ * queue (it is already stored), so it goes to the published totals only,
+ * under flush_mu so that no refresh reads the store between the commit and
+ * the add.
+ *
+ * With sync {"interval_ms": N} the claim is immediate and the increment is
+ * queued like any other. The claim is decided and visible to every process
+ * at once, but asked with MAB_CLAIM_DEFER_SYNC: it becomes durable with the
+ * next batch (LMDB: the batch's fdatasync), so a machine crash loses claim
+ * and increment together. A crash of the process alone before the next
+ * batch loses the increment (as it loses every pending increment) while
+ * its claim stays, so that reward is lost, never counted twice. The same
+ * holds if mab_reward fails after the claim was granted (out of memory, or
+ * rewards of other processes or threads made the arm's sums overflow since
+ * the check below).
+ *
+ * A reward whose sums would not be finite is refused (MAB_ERANGE) before
+ * anything is claimed, as mab_reward refuses it. When storage still refuses
+ * a group as invalid (MAB_EINVAL or MAB_ERANGE: a record it holds would
+ * overflow), each half is decided on its own, down to the claim at fault:
+ * only that caller gets the error (nothing of its reward claimed or
+ * counted); the others are decided. Any other error (the store failed)
+ * fails the group as a whole: every caller of it gets the error, nothing of
+ * the group is claimed, and each retry can count.
+ */
+
+/* Decide claims[0..n) (of waiters ws[0..n)) in one storage call; see the
+   failure orders above. Caller holds flush_mu. */
+static void claims_decide(mab_engine *e, mab_claim *claims, mab__claim_waiter **ws, size_t n,
+                          unsigned flags)
+{
+    mab_error err = {0, ""};
+    int rc = e->storage->claim(e->storage_state, claims, n, flags, &err);
+    if (rc == MAB_OK) {
+        if (e->sync_always) {
+            pthread_rwlock_rdlock(&e->publish_lock);
+            for (size_t k = 0; k < n; k++)
+                if (claims[k].result == MAB_OK)
+                    atomic_totals_add(&ws[k]->arm->published, &ws[k]->delta.add);
+            pthread_rwlock_unlock(&e->publish_lock);
+        }
+        for (size_t k = 0; k < n; k++)
+            ws[k]->rc = claims[k].result == MAB_OK ? MAB_OK : MAB_ECLAIMED;
+        return;
+    }
+    if (refused_as_invalid(rc) && n > 1) {
+        size_t half = n / 2; /* the first half first: an id given twice stays first-wins */
+        claims_decide(e, claims, ws, half, flags);
+        claims_decide(e, claims + half, ws + half, n - half, flags);
+        return;
+    }
+    if (!err.message[0])
+        mab_error_set(&err, rc, "%s", mab_strerror(rc));
+    atomic_fetch_add(&e->flush_failures, 1); /* a failed write, for mab_storage_errors() */
+    for (size_t k = 0; k < n; k++) {
+        ws[k]->rc = rc;
+        ws[k]->err = err;
+    }
+}
+
+/* Decide a group of claims, in one storage call (one durable write) unless
+   storage refuses one of them as invalid. */
+static void claims_commit(mab_engine *e, mab__claim_waiter *group)
+{
+    size_t n = 0;
+    for (mab__claim_waiter *w = group; w; w = w->next)
+        n++;
+    mab_claim *claims = malloc(n * sizeof *claims);
+    mab__claim_waiter **ws = malloc(n * sizeof *ws);
+    if (!claims || !ws) {
+        for (mab__claim_waiter *w = group; w; w = w->next)
+            w->rc = mab_error_set(&w->err, MAB_ENOMEM, "out of memory");
+        free(claims);
+        free(ws);
+        return;
+    }
+    size_t k = 0;
+    for (mab__claim_waiter *w = group; w; w = w->next, k++) {
+        claims[k] = w->claim;
+        ws[k] = w;
+    }
+    pthread_mutex_lock(&e->flush_mu);
+    claims_decide(e, claims, ws, n, e->sync_always ? 0 : MAB_CLAIM_DEFER_SYNC);
+    pthread_mutex_unlock(&e->flush_mu);
+    free(claims);
+    free(ws);
+}
+
+/*
+ * Group commit of claims, as wait_durable does for increments: the first
+ * caller to find no group being written leads one: it takes every claim
+ * queued (its own and those of callers that arrived meanwhile) and decides
+ * them in one storage call. Callers arriving during that write queue up
+ * and wait; the next leader takes them all.
+ */
+static void claim_wait(mab_engine *e, mab__claim_waiter *w)
+{
+    pthread_mutex_lock(&e->claim_mu);
+    w->next = e->claim_queue;
+    e->claim_queue = w;
+    while (!w->done) {
+        if (e->claim_committing) {
+            pthread_cond_wait(&e->claim_cv, &e->claim_mu);
+            continue;
+        }
+        e->claim_committing = 1;
+        pthread_mutex_unlock(&e->claim_mu);
+        sched_yield(); /* let callers just released by the last group join this one */
+        pthread_mutex_lock(&e->claim_mu);
+        mab__claim_waiter *group = e->claim_queue;
+        e->claim_queue = NULL;
+        pthread_mutex_unlock(&e->claim_mu);
+        claims_commit(e, group);
+        pthread_mutex_lock(&e->claim_mu);
+        for (mab__claim_waiter *g = group; g; g = g->next)
+            g->done = 1;
+        e->claim_committing = 0;
+        pthread_cond_broadcast(&e->claim_cv);
+    }
+    pthread_mutex_unlock(&e->claim_mu);
+}
+
+int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *arm,
+                             double value, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
+                             int64_t expires_at, mab_error *err)
+{
+    mab__experiment *x;
+    size_t i;
+    int rc = find_experiment_arm(e, experiment, arm, &x, &i, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (e->read_only)
+        return read_only_error(e, "reward", err);
+    if (!mab__engine_has_claims(e))
+        return mab_error_set(err, MAB_EINVAL, "%s: storage %s keeps no claims (storage ABI < 1.3)",
+                             e->config_path, e->storage ? e->storage_path : "(none)");
+    if (!isfinite(value))
+        return mab_error_set(err, MAB_EINVAL,
+                             "experiments.%s: reward for arm \"%s\" is %s; rewards must be "
+                             "finite numbers",
+                             x->id, arm, isnan(value) ? "NaN" : "infinite");
+    if (value < x->reward_min || value > x->reward_max)
+        return mab_error_set(err, MAB_ERANGE,
+                             "experiments.%s: reward %g for arm \"%s\" is outside the reward "
+                             "range [%g, %g]",
+                             x->id, value, arm, x->reward_min, x->reward_max);
+    /* As mab_reward: a reward that would make a sum of the arm overflow is
+       refused before it is claimed, so that it claims nothing. */
+    double square = value * value;
+    double normalised = (value - x->reward_min) * x->reward_scale;
+    mab_totals held = atomic_totals_read(&x->arms[i].published);
+    double count = (double)held.rewards + 1.0;
+    if (!isfinite(square) || !isfinite(normalised) ||
+        !sums_finite(x, count, held.reward_sum + value, held.reward_sum_sq + square))
+        return mab_error_set(err, MAB_ERANGE,
+                             "experiments.%s: reward %g for arm \"%s\" would make a sum of "
+                             "the arm's rewards or of their squares overflow (the arm holds "
+                             "%.0f rewards summing to %g, squares to %g); nothing was claimed "
+                             "or recorded",
+                             x->id, value, arm, count - 1.0, held.reward_sum,
+                             held.reward_sum_sq);
+    mab__claim_waiter w;
+    memset(&w, 0, sizeof w);
+    w.arm = &x->arms[i];
+    w.delta = (mab_delta){x->id, x->arms[i].id, {0, 1, value, square}};
+    w.claim.assignment_id = assignment_id;
+    w.claim.expires_at = expires_at;
+    if (e->sync_always) {
+        w.claim.deltas = &w.delta;
+        w.claim.n_deltas = 1;
+    }
+    claim_wait(e, &w);
+    if (w.rc != MAB_OK && w.rc != MAB_ECLAIMED)
+        return mab_error_set(err, w.rc, "%s", w.err.message);
+    if (w.rc != MAB_OK || e->sync_always)
+        return w.rc;
+    return mab_reward(e, experiment, arm, value, err);
 }
 
 /* ---- statistics and reset -------------------------------------------- */
@@ -1049,6 +1290,8 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
     int found = find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    if (e->read_only)
+        return read_only_error(e, "reset", err);
     gather_all(e);
     pthread_mutex_lock(&e->flush_mu);
     int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;
@@ -1069,8 +1312,9 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
 
 static int storage_v11(const mab_engine *e, const char *what, mab_error *err)
 {
-    if (!e->storage)
-        return mab_error_set(err, MAB_EINVAL, "%s: the engine was opened without storage", what);
+    if (!e->storage || !e->storage_state)
+        return mab_error_set(err, MAB_EINVAL, "%s: the engine was opened without storage%s", what,
+                             e->storage ? " (MAB_OPEN_CHECK)" : "");
     if (!mab__storage_has(e->storage, replace))
         return mab_error_set(err, MAB_EPLUGIN,
                              "%s: storage plugin %s is ABI 1.0, which cannot list or replace "
@@ -1175,7 +1419,7 @@ int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, 
 {
     if (!e || (!records && n))
         return mab_error_set(err, MAB_EINVAL, "mab_import: engine and records must not be NULL");
-    int rc = storage_v11(e, "import", err);
+    int rc = e->read_only ? read_only_error(e, "import", err) : storage_v11(e, "import", err);
     mab_delta *deltas = rc == MAB_OK ? calloc(n ? n : 1, sizeof *deltas) : NULL;
     const char **cleared = rc == MAB_OK ? calloc(e->n_experiments, sizeof *cleared) : NULL;
     if (rc == MAB_OK && (!deltas || !cleared))

@@ -106,6 +106,17 @@ typedef struct mab__slot {
     mab_arm_view *view;      /* scratch for choose, max_arms entries */
 } mab__slot;
 
+/* A reward waiting for its claim (engine.c, mab__engine_claim_reward). */
+typedef struct mab__claim_waiter {
+    mab_claim claim;
+    mab_delta delta; /* the reward, applied with the claim under sync "always" */
+    mab__arm *arm;
+    int rc;          /* MAB_OK (granted), MAB_ECLAIMED, or the call's error */
+    int done;
+    mab_error err;
+    struct mab__claim_waiter *next;
+} mab__claim_waiter;
+
 struct mab_engine {
     uint64_t serial; /* unique per engine in this process, for thread caches */
     unsigned fork_generation; /* the process's fork count when opened (engine.c) */
@@ -153,6 +164,11 @@ struct mab_engine {
     mab_delta *batch;         /* scratch for one storage apply, total_arms entries */
     size_t *batch_arm;        /* the arm index of each batch entry */
 
+    pthread_mutex_t claim_mu;   /* guards claim_queue, claim_committing */
+    pthread_cond_t claim_cv;    /* broadcast when a group of claims is decided */
+    mab__claim_waiter *claim_queue; /* claims waiting for the next group */
+    int claim_committing;       /* a caller is writing a group of claims */
+
     pthread_mutex_t writer_mu;
     pthread_cond_t writer_cv;
     pthread_t writer;
@@ -166,6 +182,10 @@ struct mab_engine {
     atomic_uint_fast64_t dropped_deltas;
     pthread_mutex_t dropped_mu; /* guards last_drop */
     mab_error last_drop;        /* why the latest delta was dropped */
+    /* MAB_OPEN_READ_ONLY or MAB_OPEN_CHECK: nothing is ever written. */
+    int read_only;
+    /* MAB_OPEN_CHECK: whether the storage plugin had a check callback. */
+    int storage_checked;
 };
 
 /* Whether a storage descriptor is large enough to hold `field` (ABI gates). */

@@ -30,6 +30,7 @@ const char *mab_strerror(int code)
     case MAB_EBUSY: return "store in use by another process";
     case MAB_ECORRUPT: return "stored data is corrupt";
     case MAB_EIO: return "I/O error";
+    case MAB_ECLAIMED: return "assignment already claimed";
     default: return "unknown error code";
     }
 }

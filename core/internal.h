@@ -47,6 +47,8 @@ int mab__params_init(mab_params *p, const cJSON *object, const char *where,
 void mab__params_fini(mab_params *p);
 /* Mark `key` as read by the core (plugin, sync, ...). */
 void mab__params_mark_used(mab_params *p, const char *key);
+/* Mark every key of p's object used (keys a plugin could not be asked about). */
+void mab__params_mark_all_used(mab_params *p);
 /* The value of `key` (marked read), or NULL: for values no getter reads
    (arrays). */
 const cJSON *mab__params_item(mab_params *p, const char *key);

@@ -171,6 +171,11 @@ int mab__plugin_resolve(const mab_engine *e, const char *name, const char *json_
                          e->config_path, json_path, name, looked);
 }
 
+int mab_storage_checked(const mab_engine *e)
+{
+    return e && e->storage_checked;
+}
+
 const char *mab_storage_path(const mab_engine *e)
 {
     return e && e->storage ? e->storage_path : NULL;
@@ -264,6 +269,10 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out, 
                         : !s->reset ? "reset" : !s->close ? "close" : !s->name ? "name" : NULL;
     if (!missing && mab__storage_has(s, replace))
         missing = !s->scan ? "scan" : !s->replace ? "replace" : NULL;
+    /* claim is ABI 1.3: a 1.3 plugin must set it (a 1.2 one ends before it). */
+    if (!missing && (s->abi_minor >= 3 || mab__storage_has(s, claim)) &&
+        (!mab__storage_has(s, claim) || !s->claim))
+        missing = "claim";
     if (missing)
         return missing_callback(handle, path, "storage", missing, err);
     *out = s;

@@ -84,6 +84,13 @@ void mab__params_mark_used(mab_params *p, const char *key)
     (void)lookup(p, key);
 }
 
+void mab__params_mark_all_used(mab_params *p)
+{
+    size_t i = 0;
+    for (const cJSON *c = p->object ? p->object->child : NULL; c; c = c->next, i++)
+        p->used[i] = 1;
+}
+
 const cJSON *mab__params_item(mab_params *p, const char *key)
 {
     return lookup(p, key);

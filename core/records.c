@@ -158,9 +158,30 @@ static cJSON *record_object(const mab_record *r)
     return obj;
 }
 
+/* The "claims" object: 32 lowercase hex digits of the id -> expires_at.
+   NULL with err set. */
+static cJSON *claims_object(const mab_record_claim *claims, size_t n, mab_error *err)
+{
+    cJSON *obj = cJSON_CreateObject();
+    for (size_t i = 0; obj && i < n; i++) {
+        char hex[2 * MAB_RECORD_CLAIM_ID_BYTES + 1];
+        for (size_t b = 0; b < MAB_RECORD_CLAIM_ID_BYTES; b++)
+            snprintf(hex + 2 * b, 3, "%02x", claims[i].assignment_id[b]);
+        cJSON *value = cJSON_CreateNumber((double)claims[i].expires_at);
+        if (!value || !cJSON_AddItemToObject(obj, hex, value)) {
+            cJSON_Delete(value);
+            cJSON_Delete(obj);
+            obj = NULL;
+        }
+    }
+    if (!obj)
+        mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
+    return obj;
+}
+
 /* The document as a cJSON tree; NULL with err set. */
 static cJSON *document_tree(const kind_info *k, const mab_record *records, size_t n,
-                            mab_error *err)
+                            const mab_record_claim *claims, size_t n_claims, mab_error *err)
 {
     pair_set seen;
     if (!pair_set_init(&seen, n)) {
@@ -199,6 +220,16 @@ static cJSON *document_tree(const kind_info *k, const mab_record *records, size_
         mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
         goto fail;
     }
+    if (n_claims) {
+        cJSON *c = claims_object(claims, n_claims, err);
+        if (!c)
+            goto fail;
+        if (!cJSON_AddItemToObject(root, "claims", c)) {
+            cJSON_Delete(c);
+            mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
+            goto fail;
+        }
+    }
     free(seen.slots);
     return root;
 fail:
@@ -210,12 +241,22 @@ fail:
 int mab_records_print(mab_records_kind kind, const mab_record *records, size_t n_records,
                       char **text, size_t *len, mab_error *err)
 {
+    return mab_records_print_claims(kind, records, n_records, NULL, 0, text, len, err);
+}
+
+int mab_records_print_claims(mab_records_kind kind, const mab_record *records,
+                             size_t n_records, const mab_record_claim *claims, size_t n_claims,
+                             char **text, size_t *len, mab_error *err)
+{
     const kind_info *k = kind_lookup(kind);
     if (!k)
         return mab_error_set(err, MAB_EINVAL, "mab_records_print: unknown kind %d", (int)kind);
-    if (!text || (n_records && !records))
+    if (!text || (n_records && !records) || (n_claims && !claims))
         return mab_error_set(err, MAB_EINVAL, "mab_records_print: NULL argument");
-    cJSON *root = document_tree(k, records, n_records, err);
+    if (n_claims && kind != MAB_RECORDS_JSON_STORE)
+        return mab_error_set(err, MAB_EINVAL, "mab_records_print: only a json_file store "
+                                              "document carries claims");
+    cJSON *root = document_tree(k, records, n_records, claims, n_claims, err);
     if (!root)
         return err ? err->code : MAB_EINVAL;
     char *printed = cJSON_Print(root);
@@ -332,7 +373,7 @@ static bool arm_fields(const cJSON *obj, mab_record *r, const char **field, cons
 
 /* The envelope: format, version, no other field; the experiments object. */
 static int check_envelope(const char *name, const kind_info *k, const cJSON *root,
-                          const cJSON **experiments, mab_error *err)
+                          const cJSON **experiments, const cJSON **claims, mab_error *err)
 {
     if (!cJSON_IsObject(root))
         return mab_error_set(err, MAB_ECORRUPT, "%s: expected a JSON object at the top level",
@@ -348,13 +389,14 @@ static int check_envelope(const char *name, const kind_info *k, const cJSON *roo
         return mab_error_set(err, MAB_ECORRUPT,
                              "%s: unsupported %s version %g (this libmab reads version %d)",
                              name, k->what, version->valuedouble, MAB_RECORDS_VERSION);
-    int seen[3] = {0};
-    static const char *const fields[] = {"format", "version", "experiments"};
+    int seen[4] = {0};
+    static const char *const fields[] = {"format", "version", "experiments", "claims"};
+    size_t n_fields = claims ? 4 : 3; /* "claims" only where the caller reads them */
     for (const cJSON *c = root->child; c; c = c->next) {
         size_t i = 0;
-        while (i < 3 && strcmp(c->string, fields[i]) != 0)
+        while (i < n_fields && strcmp(c->string, fields[i]) != 0)
             i++;
-        if (i == 3)
+        if (i == n_fields)
             return mab_error_set(err, MAB_ECORRUPT, "%s: %s: unknown field", name, c->string);
         if (seen[i]++)
             return mab_error_set(err, MAB_ECORRUPT, "%s: %s: duplicate field", name, c->string);
@@ -362,6 +404,71 @@ static int check_envelope(const char *name, const kind_info *k, const cJSON *roo
     *experiments = cJSON_GetObjectItemCaseSensitive(root, "experiments");
     if (!cJSON_IsObject(*experiments))
         return mab_error_set(err, MAB_ECORRUPT, "%s: experiments: expected an object", name);
+    if (claims) {
+        *claims = cJSON_GetObjectItemCaseSensitive(root, "claims");
+        if (*claims && !cJSON_IsObject(*claims))
+            return mab_error_set(err, MAB_ECORRUPT, "%s: claims: expected an object", name);
+    }
+    return MAB_OK;
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int claim_order(const void *a, const void *b)
+{
+    return memcmp(((const mab_record_claim *)a)->assignment_id,
+                  ((const mab_record_claim *)b)->assignment_id, MAB_RECORD_CLAIM_ID_BYTES);
+}
+
+/* Check and copy the "claims" object (NULL: none). *out is malloc()ed. */
+static int read_claims(const char *name, const cJSON *obj, mab_record_claim **out, size_t *n,
+                       mab_error *err)
+{
+    size_t count = 0;
+    for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next)
+        count++;
+    mab_record_claim *claims = malloc((count ? count : 1) * sizeof *claims);
+    if (!claims)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", name);
+    size_t i = 0;
+    for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next, i++) {
+        int ok = strlen(c->string) == 2 * MAB_RECORD_CLAIM_ID_BYTES;
+        for (size_t b = 0; ok && b < MAB_RECORD_CLAIM_ID_BYTES; b++) {
+            int hi = hex_digit(c->string[2 * b]), lo = hex_digit(c->string[2 * b + 1]);
+            ok = hi >= 0 && lo >= 0;
+            claims[i].assignment_id[b] = (uint8_t)(hi << 4 | lo);
+        }
+        if (!ok) {
+            free(claims);
+            return mab_error_set(err, MAB_ECORRUPT,
+                                 "%s: claims.%s: expected 32 lowercase hex digits", name,
+                                 c->string);
+        }
+        double v = c->valuedouble;
+        if (!cJSON_IsNumber(c) || !(v >= -9007199254740992.0 && v <= 9007199254740992.0) ||
+            v != floor(v)) {
+            free(claims);
+            return mab_error_set(err, MAB_ECORRUPT,
+                                 "%s: claims.%s: expected an integer expiry (unix seconds)",
+                                 name, c->string);
+        }
+        claims[i].expires_at = (int64_t)v;
+    }
+    /* cJSON keeps a duplicate key as a second member: find it sorted. */
+    qsort(claims, count, sizeof *claims, claim_order);
+    for (size_t j = 1; j < count; j++)
+        if (claim_order(&claims[j - 1], &claims[j]) == 0) {
+            char hex[2 * MAB_RECORD_CLAIM_ID_BYTES + 1];
+            for (size_t b = 0; b < MAB_RECORD_CLAIM_ID_BYTES; b++)
+                snprintf(hex + 2 * b, 3, "%02x", claims[j].assignment_id[b]);
+            free(claims);
+            return mab_error_set(err, MAB_ECORRUPT, "%s: claims.%s: duplicate claim", name, hex);
+        }
+    *out = claims;
+    *n = count;
     return MAB_OK;
 }
 
@@ -452,11 +559,21 @@ static bool is_json_space(char c)
 int mab_records_parse(const char *text, size_t len, const char *name, mab_records_kind kind,
                       mab_record **records, size_t *n_records, mab_error *err)
 {
+    return mab_records_parse_claims(text, len, name, kind, records, n_records, NULL, NULL, err);
+}
+
+int mab_records_parse_claims(const char *text, size_t len, const char *name,
+                             mab_records_kind kind, mab_record **records, size_t *n_records,
+                             mab_record_claim **claims, size_t *n_claims, mab_error *err)
+{
     const kind_info *k = kind_lookup(kind);
     if (!k)
         return mab_error_set(err, MAB_EINVAL, "mab_records_parse: unknown kind %d", (int)kind);
-    if (!name || !records || !n_records || (len && !text))
+    if (!name || !records || !n_records || (len && !text) || (!claims != !n_claims))
         return mab_error_set(err, MAB_EINVAL, "mab_records_parse: NULL argument");
+    if (claims && kind != MAB_RECORDS_JSON_STORE)
+        return mab_error_set(err, MAB_EINVAL, "mab_records_parse: only a json_file store "
+                                              "document carries claims");
     if (len == 0)
         return mab_error_set(err, MAB_ECORRUPT,
                              "%s: the file is empty (line 1, column 1); expected %s", name,
@@ -485,19 +602,28 @@ int mab_records_parse(const char *text, size_t len, const char *name, mab_record
                              name, line, column);
     }
 
-    const cJSON *experiments = NULL;
-    size_t n = 0, id_bytes = 0;
-    int rc = check_envelope(name, k, root, &experiments, err);
+    const cJSON *experiments = NULL, *claims_obj = NULL;
+    size_t n = 0, id_bytes = 0, n_claims_read = 0;
+    mab_record_claim *claims_read = NULL;
+    int rc = check_envelope(name, k, root, &experiments, claims ? &claims_obj : NULL, err);
     if (rc == MAB_OK)
         rc = check_records(name, experiments, &n, &id_bytes, err);
+    if (rc == MAB_OK && claims)
+        rc = read_claims(name, claims_obj, &claims_read, &n_claims_read, err);
     mab_record *copy = NULL;
     if (rc == MAB_OK && n > 0 && !(copy = copy_records(experiments, n, id_bytes)))
         rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", name);
     cJSON_Delete(root);
-    if (rc != MAB_OK)
+    if (rc != MAB_OK) {
+        free(claims_read);
         return rc;
+    }
     *records = copy;
     *n_records = n;
+    if (claims) {
+        *claims = claims_read;
+        *n_claims = n_claims_read;
+    }
     return MAB_OK;
 }
 

@@ -1,6 +1,8 @@
 /*
  * adapter.c - the request hooks of adapter.h: sticky choice through the
- * signed cookie (cookie.c), rewards counted once per assignment (replay.c),
+ * signed cookie (cookie.c), rewards counted once per assignment (a claim in
+ * storage, engine_access.h; replay.c caches refusals, and is the only guard
+ * when the storage has no claims),
  * the redirect guard (redirect.c), Set-Cookie and X-MAB-Debug lines.
  */
 #include <errno.h>
@@ -25,6 +27,7 @@
 
 _Static_assert(MAB__COOKIE_ID_MAX == MAB__ID_MAX, "cookie ids are config ids");
 _Static_assert(MAB__KEY_BYTES == crypto_auth_hmacsha256_KEYBYTES, "HMAC-SHA-256 key size");
+_Static_assert(MAB__ASSIGNMENT_ID_BYTES == MAB_ASSIGNMENT_ID_BYTES, "claims take cookie ids");
 
 #define KEY_FILE_MAX 65536
 /* Rewarded ids remembered in memory before the oldest are forgotten. */
@@ -212,17 +215,59 @@ static int load_settings(mab_engine *engine, uint8_t (*keys)[MAB__KEY_BYTES], si
     return read_keys(web->secret_file, keys, n_keys, err);
 }
 
-int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
+/* The keys of a key file, read once (by a privileged process) and handed
+   to adapters opened later (by unprivileged ones): mab_adapter_keys_read. */
+struct mab_adapter_keys {
+    uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
+    size_t n_keys;
+};
+
+int mab_adapter_keys_read(mab_engine *engine, mab_adapter_keys **out, mab_error *err)
+{
+    if (!out)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter_keys_read: out is NULL");
+    if (sodium_init() < 0)
+        return mab_error_set(err, MAB_ENOMEM, "libsodium failed to initialise");
+    mab_adapter_keys *k = calloc(1, sizeof *k);
+    if (!k)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    int rc = load_settings(engine, k->keys, &k->n_keys, err);
+    if (rc != MAB_OK) {
+        mab_adapter_keys_free(k);
+        return rc;
+    }
+    *out = k;
+    return MAB_OK;
+}
+
+void mab_adapter_keys_free(mab_adapter_keys *keys)
+{
+    if (!keys)
+        return;
+    sodium_memzero(keys, sizeof *keys);
+    free(keys);
+}
+
+static int open_adapter(mab_engine *engine, const mab_adapter_keys *given, mab_adapter **out,
+                        mab_error *err)
 {
     if (!out)
         return mab_error_set(err, MAB_EINVAL, "mab_adapter_open: out is NULL");
+    if (!engine)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter: engine is NULL");
     if (sodium_init() < 0)
         return mab_error_set(err, MAB_ENOMEM, "libsodium failed to initialise");
     mab_adapter *ad = calloc(1, sizeof *ad);
     if (!ad)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
-    int rc = load_settings(engine, keys, &ad->n_keys, err);
+    int rc = MAB_OK;
+    if (given) {
+        memcpy(keys, given->keys, sizeof keys);
+        ad->n_keys = given->n_keys;
+    } else {
+        rc = load_settings(engine, keys, &ad->n_keys, err);
+    }
     for (size_t k = 0; rc == MAB_OK && k < ad->n_keys; k++)
         mab__mac_key_init(&ad->keys[k], keys[k]);
     sodium_memzero(keys, sizeof keys);
@@ -236,6 +281,19 @@ int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
     ad->web = mab__engine_web_config(engine);
     *out = ad;
     return MAB_OK;
+}
+
+int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err)
+{
+    return open_adapter(engine, NULL, out, err);
+}
+
+int mab_adapter_open_with_keys(mab_engine *engine, const mab_adapter_keys *keys,
+                               mab_adapter **out, mab_error *err)
+{
+    if (!keys || keys->n_keys == 0)
+        return mab_error_set(err, MAB_EINVAL, "mab_adapter_open_with_keys: no keys");
+    return open_adapter(engine, keys, out, err);
 }
 
 int mab_adapter_reload(mab_adapter *ad, mab_engine *engine, mab_error *err)
@@ -514,6 +572,9 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
 
 /* ---- reward ----------------------------------------------------------- */
 
+static int count(mab_request *rq, request_entry *e, const mab_choice *choice,
+                 mab_reward_result *out, int rc);
+
 static int refuse(mab_request *rq, mab_reward_reason reason, mab_reward_result *out)
 {
     atomic_fetch_add(&rq->adapter->rewards_refused, 1);
@@ -558,23 +619,48 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
     if (mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) != MAB_OK)
         return refuse(rq, MAB_REWARD_ARM_REMOVED, out);
     uint64_t evicted = 0;
-    int fresh = mab__replay_insert(rq->adapter->replay, e->cookie.assignment_id,
-                                   (int64_t)e->cookie.issued + rq->adapter->web->max_age,
+    int64_t expires_at = (int64_t)e->cookie.issued + rq->adapter->web->max_age;
+    int fresh = mab__replay_insert(rq->adapter->replay, e->cookie.assignment_id, expires_at,
                                    rq->now, &evicted);
     if (evicted)
         atomic_fetch_add(&rq->adapter->replay_evictions, evicted);
     if (!fresh)
         return refuse(rq, MAB_REWARD_REPLAYED, out);
-    int rc = mab_reward(engine, experiment, e->cookie.arm, value, err);
+    int rc;
+    if (mab__engine_has_claims(engine)) {
+        /* Storage decides (DESIGN.md 12); the memory above only caches
+           refusals (and ids being claimed right now by another thread). */
+        rc = mab__engine_claim_reward(engine, experiment, e->cookie.arm, value,
+                                      e->cookie.assignment_id, expires_at, err);
+        if (rc == MAB_ECLAIMED)
+            return refuse(rq, MAB_REWARD_REPLAYED, out);
+        if (rc != MAB_OK) {
+            /* Nothing was claimed or counted (engine_access.h): a retry may count. */
+            mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
+            return rc;
+        }
+        return count(rq, e, &choice, out, MAB_OK);
+    }
+    rc = mab_reward(engine, experiment, e->cookie.arm, value, err);
     if (rc != MAB_OK && rc != MAB_ESTORAGE) {
         mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
         return rc;
     }
-    /* MAB_ESTORAGE (sync "always", the write failed): the reward stays
-       queued in this process and its id stays in the replay memory, so a
-       retry here cannot count it twice; but it is not durable, so the
-       cookie is not marked rewarded: if the queue is lost with the process,
-       a retry after restart still counts. */
+    /* No claims (storage ABI < 1.3 or no storage): this process's memory is
+       the only guard. MAB_ESTORAGE (sync "always", the write failed): the
+       reward stays queued in this process and will be written later, and
+       its id stays in the replay memory, so a retry here cannot count it
+       twice; but it is not durable, so the cookie is not marked rewarded:
+       if the queue is lost with the process, a retry after restart still
+       counts. */
+    return count(rq, e, &choice, out, rc);
+}
+
+/* The reward of entry e counted: say so, and mark the entry rewarded once
+   the reward is durable (rc MAB_OK; see the MAB_ESTORAGE case above). */
+static int count(mab_request *rq, request_entry *e, const mab_choice *choice,
+                 mab_reward_result *out, int rc)
+{
     atomic_fetch_add(&rq->adapter->rewards_counted, 1);
     if (rc == MAB_OK) {
         e->cookie.rewarded = 1;
@@ -582,7 +668,7 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
     }
     out->counted = 1;
     out->reason = MAB_REWARD_COUNTED;
-    out->arm_id = choice.arm_id;
+    out->arm_id = choice->arm_id;
     return rc;
 }
 
@@ -631,6 +717,16 @@ static int encode(mab_request *rq)
         mab__cookie_encode(live, n, &rq->adapter->keys[0], rq->text, sizeof rq->text);
     rq->text_fresh = 1;
     return rq->text[0] != '\0';
+}
+
+double mab_request_probability(const mab_request *rq, const char *experiment)
+{
+    if (!rq || !experiment)
+        return NAN;
+    for (size_t i = 0; i < rq->n_entries; i++)
+        if (strcmp(rq->entries[i].cookie.experiment, experiment) == 0)
+            return (double)rq->entries[i].cookie.probability;
+    return NAN;
 }
 
 const char *mab_request_token(mab_request *rq)

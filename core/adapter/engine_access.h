@@ -8,6 +8,7 @@
 #define MAB_ENGINE_ACCESS_H
 
 #include "internal.h"
+#include "mab/storage.h"
 #include "web_config.h"
 
 /* The config file the engine was opened from, for error messages. */
@@ -22,5 +23,30 @@ const mab__web_config *mab__engine_web_config(const mab_engine *engine);
    MAB_OK, or MAB_ENOTFOUND for an unknown experiment. */
 int mab__engine_reward_range(const mab_engine *engine, const char *experiment, double *min,
                              double *max);
+
+/* Whether the engine's storage keeps claims (a storage plugin of ABI >= 1.3):
+   then rewards go through mab__engine_claim_reward and count once across
+   every process and restart; otherwise only the adapter's memory guards. */
+int mab__engine_has_claims(const mab_engine *engine);
+
+/*
+ * Count a reward once per assignment: claim `assignment_id` in storage
+ * (storage.h, claim) and count the reward only when the claim is granted.
+ * Serialised with the engine's other storage calls. With sync "always" the
+ * claim and the reward are durable together when this returns MAB_OK, and
+ * on MAB_ESTORAGE neither was stored; with sync {"interval_ms": N} the claim
+ * is durable and the reward queued (engine.c says what a crash then loses).
+ * @return MAB_OK (counted); MAB_ECLAIMED (already claimed: nothing counted);
+ *         MAB_ENOTFOUND, MAB_ERANGE (outside the range, or the arm's sums
+ *         would overflow: checked before claiming), MAB_EINVAL (NaN, no
+ *         claims in this storage, a read-only engine, or storage refused
+ *         this reward's delta), MAB_ESTORAGE or MAB_ENOMEM: nothing claimed,
+ *         nothing counted (but see engine.c for sync interval_ms, where a
+ *         reward failing after its claim was granted is lost, never counted
+ *         twice).
+ */
+int mab__engine_claim_reward(mab_engine *engine, const char *experiment, const char *arm,
+                             double value, const uint8_t assignment_id[MAB_ASSIGNMENT_ID_BYTES],
+                             int64_t expires_at, mab_error *err);
 
 #endif

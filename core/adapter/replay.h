@@ -1,12 +1,12 @@
 /*
- * replay.h - the memory of rewarded assignment ids, so that a cookie sent
- * again after its reward counts nothing (see adapter.h).
+ * replay.h - the per-process memory of rewarded assignment ids, so that a
+ * cookie sent again after its reward counts nothing (see adapter.h).
  *
- * This is the seam for storage backends that can share the memory between
- * processes (LMDB): they would provide these same three operations, keyed
- * by the 16-byte id with an expiry time. The in-memory set below is bounded:
- * when full it forgets the oldest ids first and counts each one forgotten
- * before its expiry.
+ * With a storage that keeps claims (storage ABI >= 1.3) storage decides
+ * (claim, engine_access.h) and this memory only caches refusals, sparing
+ * storage a call; without claims it is the only guard, per process. The set
+ * is bounded: when full it forgets the oldest ids first and counts each one
+ * forgotten before its expiry.
  */
 #ifndef MAB_REPLAY_H
 #define MAB_REPLAY_H

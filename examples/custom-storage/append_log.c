@@ -36,6 +36,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -575,8 +576,14 @@ static void log_close(void *state)
     free(s);
 }
 
+/* Storage ABI 1.2, declared as such: this backend keeps no claims (the
+   `claim` callback of ABI 1.3), so the adapter guards rewards once per
+   process with its own memory. struct_size ends before `claim`, so the core
+   never reads it; a plugin declaring 1.3 (MAB_STORAGE_HEADER) must set it. */
 static const mab_storage append_log = {
-    MAB_STORAGE_HEADER,
+    MAB_STORAGE_ABI_MAJOR,
+    2,
+    (uint32_t)offsetof(mab_storage, claim),
     "append_log",
     "counters in memory, durable in an append-only log (one process)",
     log_open,
@@ -587,6 +594,9 @@ static const mab_storage append_log = {
     0, /* refresh_ms: no other writers */
     log_scan,
     log_replace,
+    NULL, /* check (ABI 1.2, optional): `mab check` says the store was not checked */
+    NULL, /* open_read_only (ABI 1.2, optional): open() is used */
+    NULL, /* claim (ABI 1.3): past struct_size, never read */
 };
 
 MAB_STORAGE_DEFINE(append_log)

@@ -1,7 +1,8 @@
 /*
  * mabd.h - state shared by the files of mabd, the standalone HTTP server
  * (docs/hosts.md). main.c owns the process (arguments, signals, reload),
- * settings.c reads the config's "mabd" section, server.c answers requests,
+ * settings/settings.c reads the config's "mabd" section (a library that
+ * `mab check` links too), access_log.c writes the access log, server.c answers requests,
  * dashboard.c builds the admin page's data, metrics.c the Prometheus text.
  */
 #ifndef MABD_H
@@ -14,42 +15,16 @@
 
 #include <cjson/cJSON.h>
 
+struct MHD_Connection;
+
 #include "mab/adapter.h"
 #include "mab/mab.h"
+#include "mabd_settings.h"
 #include "series.h"
 #include "strbuf.h"
 
 #define MABD_BODY_MAX (64 * 1024)
 #define MABD_LATENCY_BUCKETS 14
-
-/* The config's "mabd" object, resolved (docs/hosts.md, "mabd settings"). */
-typedef struct mabd_settings {
-    char listen[128];        /* "HOST:PORT", IPv4; default 127.0.0.1:8080 */
-    char *admin_token;       /* the token in admin_token_file, or NULL: admin routes open */
-    char *static_url;        /* e.g. "/shop/", or NULL */
-    char *static_dir;        /* directory served at static_url */
-    unsigned max_connections;
-    unsigned timeout_s;
-    unsigned threads;
-    unsigned series_interval_s;
-    unsigned series_keep;
-    /* Against slow clients, cross-site requests and silent storage
-       failures (docs/hosts.md, "Limits" and "Admin routes"). */
-    unsigned request_timeout_s;      /* a request's head and body must arrive within */
-    unsigned max_connections_per_ip; /* 0: no per-address limit */
-    char **server_names;             /* Host names the admin routes accept, lower case */
-    size_t n_server_names;
-    unsigned storage_log_interval_s; /* summary line of a storage failure streak */
-} mabd_settings;
-
-/* The config sections mabd reads ({"mabd", NULL}): every engine mabd opens
-   is opened with mab_open_sections(path, opts, mabd_config_sections, ...). */
-extern const char *const mabd_config_sections[];
-
-/* Read the "mabd" section of an engine opened with mabd_config_sections;
-   0, or -1 with a sentence naming the JSON path in msg. */
-int mabd_settings_load(const mab_engine *engine, mabd_settings *out, char *msg, size_t msg_cap);
-void mabd_settings_free(mabd_settings *s);
 
 typedef struct mabd {
     /* Requests hold it for reading; a reload swaps engine, adapter and
@@ -81,10 +56,39 @@ typedef struct mabd {
     uint64_t streak_first_count, streak_summary_count; /* error counts at streak start, last line */
     time_t streak_since, streak_next_summary;
     char storage_last_error[MAB_ERROR_MAX];
+    /* Increments the store refused as invalid and the engine dropped
+       (mab_dropped_deltas) that the log has reported, for this engine. */
+    const mab_engine *dropped_engine;
+    uint64_t dropped_logged;
+
+    /* access_log.c: the access log's descriptor (-1: none), swapped by
+       SIGHUP under access_lock held for writing. */
+    pthread_rwlock_t access_lock;
+    int access_fd;
+    _Atomic uint64_t access_write_errors;
 } mabd;
 
-/* main.c: one line on stderr, with a time stamp. */
-void mabd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* main.c: one line on stderr, with a time stamp and the level, when
+   `level` is within mabd.log_level. */
+void mabd_log(mabd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* main.c: the level in force (mabd.log_level; a reload changes it). */
+void mabd_log_set_level(mabd_log_level level);
+
+/* access_log.c (docs/operating-mabd.md, "Access log"). */
+/* (Re)open settings.access_log (none: close); -1 with why in msg, and the
+   previous descriptor kept. */
+int mabd_access_log_open(mabd *d, char *msg, size_t msg_cap);
+void mabd_access_log_close(mabd *d);
+/* Around dispatching one request on a pool thread. */
+void mabd_access_begin(void);
+void mabd_access_end(mabd *d, struct MHD_Connection *conn, const char *method, const char *url,
+                     const char *version);
+/* The response queued (respond() calls it). */
+void mabd_access_response(unsigned status, size_t bytes);
+/* One experiment of the request: reward is the counted value as text, or
+   "-" with reason the mab_reward_reason_name() (NULL for choose). */
+void mabd_access_mab(const char *experiment, const char *arm, double probability, int pull,
+                     const char *reward, const char *reason);
 
 /* Upper bounds of the choose latency histogram, in seconds. */
 extern const double mabd_latency_bounds[MABD_LATENCY_BUCKETS];

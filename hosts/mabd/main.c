@@ -10,8 +10,10 @@
  * pending) and opened again from the new config, which reads the counters
  * back from storage and reconciles arms by id. json_file allows one open
  * engine per file per process, so the old engine cannot stay open while
- * the new one opens; instead the new config is first tried without storage
- * (which catches every config, plugin and key error without touching the
+ * the new one opens; instead the new config is first checked with
+ * MAB_OPEN_CHECK, the store validated read-only and not opened (which
+ * catches every config, plugin, storage parameter and key error, and a
+ * store that cannot be read, without touching the
  * old engine), and if opening it with storage still fails, the previous
  * config text is opened again and keeps serving.
  */
@@ -31,6 +33,7 @@
 
 static const char usage[] =
     "usage: mabd --config FILE [--listen HOST:PORT]\n"
+    "       mabd -t --config FILE    (or --test-config: check the config and exit)\n"
     "       mabd --help | --version\n"
     "\n"
     "Serve the experiments of a mab config over HTTP (docs/hosts.md):\n"
@@ -51,19 +54,34 @@ static const char usage[] =
     "  --listen HOST:PORT   IPv4 address and port (default: mabd.listen, else\n"
     "                       127.0.0.1:8080); port 0 picks a free one\n"
     "\n"
+    "  -t, --test-config    check everything mabd would load (as `mab check`: engine,\n"
+    "                       plugins, storage read-only, key file, the mabd section)\n"
+    "                       without serving, creating or locking anything; exit 0\n"
+    "                       when it would start, 1 (saying why) when not\n"
+    "\n"
     "Signals: SIGHUP reloads the config keeping every counter (a bad config is\n"
-    "refused and the old one keeps serving); SIGTERM or SIGINT stop accepting,\n"
-    "finish the requests in progress, write counters to storage and exit 0.\n";
+    "refused and the old one keeps serving) and reopens the access log (logrotate);\n"
+    "SIGTERM or SIGINT stop accepting, finish the requests in progress, write\n"
+    "counters to storage and exit 0. Logs: docs/operating-mabd.md.\n";
 
-void mabd_log(const char *fmt, ...)
+static _Atomic int log_level = MABD_LOG_INFO;
+
+void mabd_log_set_level(mabd_log_level level)
 {
+    atomic_store(&log_level, (int)level);
+}
+
+void mabd_log(mabd_log_level level, const char *fmt, ...)
+{
+    if ((int)level > atomic_load(&log_level))
+        return;
     char stamp[32];
     time_t now = time(NULL);
     struct tm tm;
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S%z", localtime_r(&now, &tm));
     /* Request threads log too (storage failures): one line at a time. */
     flockfile(stderr);
-    fprintf(stderr, "%s mabd: ", stamp);
+    fprintf(stderr, "%s mabd[%s]: ", stamp, mabd_log_level_name(level));
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -119,10 +137,10 @@ static void apply_settings(mabd *d, mabd_settings *fresh)
         cur->series_keep != fresh->series_keep ||
         cur->request_timeout_s != fresh->request_timeout_s ||
         cur->max_connections_per_ip != fresh->max_connections_per_ip)
-        mabd_log("note: mabd.listen, threads, max_connections, max_connections_per_ip, "
+        mabd_log(MABD_LOG_WARN, "note: mabd.listen, threads, max_connections, max_connections_per_ip, "
                  "timeout_s, request_timeout_s and series.keep take effect at the next start");
     if (!cur->admin_token != !fresh->admin_token && !d->loopback)
-        mabd_log("note: admin routes are now %s on %s",
+        mabd_log(MABD_LOG_WARN, "note: admin routes are now %s on %s",
                  fresh->admin_token ? "open with the admin token" : "closed (no admin token)",
                  d->listen_ip);
     mabd_settings_free(cur);
@@ -133,6 +151,10 @@ static void apply_settings(mabd *d, mabd_settings *fresh)
     cur->server_names = fresh->server_names;
     cur->n_server_names = fresh->n_server_names;
     cur->storage_log_interval_s = fresh->storage_log_interval_s;
+    cur->access_log = fresh->access_log;
+    cur->log_level = fresh->log_level;
+    mabd_log_set_level(cur->log_level);
+    fresh->access_log = NULL;
     fresh->admin_token = fresh->static_url = fresh->static_dir = NULL;
     fresh->server_names = NULL;
     fresh->n_server_names = 0;
@@ -147,10 +169,10 @@ static int reload(mabd *d, char **previous_text)
     /* Everything but storage, without touching the serving engine. */
     mab_engine *dry = NULL;
     mab_adapter *probe = NULL;
-    mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
+    mab_options opts = {sizeof opts, MAB_OPEN_CHECK, 0};
     int rc = mab_open_sections(d->config_path, &opts, mabd_config_sections, &dry, &err);
     if (rc == MAB_OK && mabd_settings_load(dry, &fresh, msg, sizeof msg) != 0) {
-        mabd_log("reload refused: %s; the previous config keeps serving", msg);
+        mabd_log(MABD_LOG_ERROR, "reload refused: %s; the previous config keeps serving", msg);
         atomic_fetch_add(&d->reloads_failed, 1);
         mab_close(dry, NULL);
         return 0;
@@ -161,7 +183,7 @@ static int reload(mabd *d, char **previous_text)
     mab_close(dry, NULL);
     char *text = rc == MAB_OK ? read_all(d->config_path) : NULL;
     if (rc != MAB_OK || !text) {
-        mabd_log("reload refused: %s; the previous config keeps serving",
+        mabd_log(MABD_LOG_ERROR, "reload refused: %s; the previous config keeps serving",
                  rc != MAB_OK ? err.message : "cannot read the config");
         atomic_fetch_add(&d->reloads_failed, 1);
         mabd_settings_free(&fresh);
@@ -172,7 +194,7 @@ static int reload(mabd *d, char **previous_text)
     pthread_rwlock_wrlock(&d->lock);
     atomic_fetch_add(&d->storage_errors_before, mab_storage_errors(d->engine));
     if (mab_close(d->engine, &err) != MAB_OK)
-        mabd_log("reload: writing the counters of the previous engine: %s", err.message);
+        mabd_log(MABD_LOG_ERROR, "reload: writing the counters of the previous engine: %s", err.message);
     d->engine = NULL;
     mab_engine *engine = NULL;
     rc = mab_open_sections(d->config_path, NULL, mabd_config_sections, &engine, &err);
@@ -188,16 +210,16 @@ static int reload(mabd *d, char **previous_text)
         *previous_text = text;
         text = NULL;
         atomic_fetch_add(&d->reloads_ok, 1);
-        mabd_log("reloaded %s: %zu experiments, storage %s", d->config_path,
+        mabd_log(MABD_LOG_INFO, "reloaded %s: %zu experiments, storage %s", d->config_path,
                  mab_experiment_count(engine), mab_storage_name(engine));
     } else {
-        mabd_log("reload refused: %s; reopening the previous config", err.message);
+        mabd_log(MABD_LOG_ERROR, "reload refused: %s; reopening the previous config", err.message);
         atomic_fetch_add(&d->reloads_failed, 1);
         if (reopen_previous(d->config_path, *previous_text, &engine, &err) == MAB_OK &&
             mab_adapter_reload(d->adapter, engine, &err) == MAB_OK) {
             d->engine = engine;
         } else {
-            mabd_log("cannot reopen the previous config either: %s", err.message);
+            mabd_log(MABD_LOG_ERROR, "cannot reopen the previous config either: %s", err.message);
             result = -1;
         }
     }
@@ -223,10 +245,46 @@ static void check_storage(mabd *d, time_t now)
     pthread_rwlock_unlock(&d->lock);
 }
 
-static int parse_args(int argc, char **argv, const char **config, const char **listen)
+/* mabd -t: the checks of `mab check` (mab_check() for the engine, the
+   plugins, the store read-only and the key file; mabd_settings_load() for
+   the mabd section), nothing served, created or locked. */
+static int test_config(const char *config)
+{
+    mab_error err = {0, ""};
+    char msg[1024];
+    if (mab_check(config, mabd_config_sections, &err) != MAB_OK) {
+        fprintf(stderr, "mabd: %s\nmabd: configuration test failed\n", err.message);
+        return 1;
+    }
+    mab_options opts = {sizeof opts, MAB_OPEN_CHECK, 0};
+    mab_engine *engine = NULL;
+    mabd_settings settings;
+    int rc = mab_open_sections(config, &opts, mabd_config_sections, &engine, &err);
+    if (rc != MAB_OK)
+        snprintf(msg, sizeof msg, "%s", err.message);
+    else if (mabd_settings_load(engine, &settings, msg, sizeof msg) != 0)
+        rc = MAB_ECONFIG;
+    else
+        mabd_settings_free(&settings);
+    mab_close(engine, NULL);
+    if (rc != MAB_OK) {
+        fprintf(stderr, "mabd: %s\nmabd: configuration test failed\n", msg);
+        return 1;
+    }
+    fprintf(stderr, "mabd: the configuration file %s syntax is ok\n"
+                    "mabd: configuration file %s test is successful\n", config, config);
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, const char **config, const char **listen,
+                      int *test)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "-t") == 0 || strcmp(a, "--test-config") == 0) {
+            *test = 1;
+            continue;
+        }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(usage, stdout);
             exit(0);
@@ -261,8 +319,11 @@ static int parse_args(int argc, char **argv, const char **config, const char **l
 int main(int argc, char **argv)
 {
     const char *config = NULL, *listen = NULL;
-    if (parse_args(argc, argv, &config, &listen) != 0)
+    int test = 0;
+    if (parse_args(argc, argv, &config, &listen, &test) != 0)
         return 2;
+    if (test)
+        return test_config(config);
 
     static mabd d;
     pthread_rwlockattr_t attr;
@@ -272,6 +333,8 @@ int main(int argc, char **argv)
     pthread_rwlock_init(&d.lock, &attr);
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&d.storage_log_mu, NULL);
+    pthread_rwlock_init(&d.access_lock, NULL);
+    d.access_fd = -1;
     d.config_path = config;
 
     char msg[1024];
@@ -287,6 +350,13 @@ int main(int argc, char **argv)
     }
     if (listen)
         snprintf(d.settings.listen, sizeof d.settings.listen, "%s", listen);
+    mabd_log_set_level(d.settings.log_level);
+    if (mabd_access_log_open(&d, msg, sizeof msg) != 0) {
+        fprintf(stderr, "mabd: %s\n", msg);
+        mab_close(d.engine, NULL);
+        mabd_settings_free(&d.settings);
+        return 1;
+    }
     if (mab_adapter_open(d.engine, &d.adapter, &err) != MAB_OK) {
         fprintf(stderr, "mabd: %s\n", err.message);
         mab_close(d.engine, NULL);
@@ -316,15 +386,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "mabd: %s\n", msg);
         return 1;
     }
-    mabd_log("listening on http://%s:%u/ (pid %ld, config %s, %zu experiments, storage %s%s)",
+    mabd_log(MABD_LOG_INFO, "listening on http://%s:%u/ (pid %ld, config %s, %zu experiments, storage %s%s)",
              d.listen_ip, port, (long)getpid(), config, mab_experiment_count(d.engine),
              mab_storage_name(d.engine), d.settings.admin_token ? ", admin token required" : "");
     if (!d.loopback && d.settings.admin_token)
-        mabd_log("warning: the dashboard and admin routes are open on the non-loopback address "
+        mabd_log(MABD_LOG_WARN, "warning: the dashboard and admin routes are open on the non-loopback address "
                  "%s, guarded by the admin token only; serve them through TLS or listen on "
                  "127.0.0.1", d.listen_ip);
     else if (!d.loopback)
-        mabd_log("warning: listening on the non-loopback address %s without "
+        mabd_log(MABD_LOG_WARN, "warning: listening on the non-loopback address %s without "
                  "mabd.admin_token_file: the dashboard and admin routes are closed (403)",
                  d.listen_ip);
 
@@ -338,8 +408,16 @@ int main(int argc, char **argv)
                 status = 1;
                 break;
             }
+            /* After the reload: a new access_log path takes effect now. */
+            pthread_rwlock_rdlock(&d.lock);
+            if (mabd_access_log_open(&d, msg, sizeof msg) != 0)
+                mabd_log(MABD_LOG_ERROR, "cannot reopen the access log: %s; logging to the "
+                         "previous file", msg);
+            else if (d.settings.access_log)
+                mabd_log(MABD_LOG_INFO, "access log reopened: %s", d.settings.access_log);
+            pthread_rwlock_unlock(&d.lock);
         } else if (sig == SIGTERM || sig == SIGINT) {
-            mabd_log("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            mabd_log(MABD_LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
         time_t now = time(NULL);
@@ -365,9 +443,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "mabd: %s\n", err.message);
         status = 1;
     } else if (d.engine) {
-        mabd_log("counters written to storage; bye");
+        mabd_log(MABD_LOG_INFO, "counters written to storage; bye");
     }
     mab_adapter_close(d.adapter);
+    mabd_access_log_close(&d);
     series_free(d.series);
     mabd_settings_free(&d.settings);
     free(previous_text);

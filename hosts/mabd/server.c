@@ -65,6 +65,7 @@ static enum MHD_Result respond(mabd *d, struct MHD_Connection *conn, unsigned st
 {
     if (status >= 400 && status < 500)
         atomic_fetch_add_explicit(&d->bad_requests, 1, memory_order_relaxed);
+    mabd_access_response(status, body ? len : 0);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(body ? len : 0, body ? body : (void *)"",
                                         body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -304,6 +305,7 @@ static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const 
             mab_request_end(rq);
             return error_reply(d, conn, http_status(rc), "%s", err.message);
         }
+        mabd_access_mab(ids[i], a.arm_id, a.probability, a.is_new, "-", NULL);
         /* The arm's value is JSON text from the config, handed back verbatim. */
         cJSON *one = cJSON_AddObjectToObject(doc, ids[i]);
         ok = one && cJSON_AddStringToObject(one, "arm", a.arm_id) &&
@@ -345,6 +347,24 @@ static cJSON *not_durable(const char *experiment, const char *why)
         doc = NULL;
     }
     return doc;
+}
+
+/* The access log's field for one reward (counted, refused, not durable). */
+static void access_reward(const mab_request *rq, const char *experiment, double value, int rc,
+                          const mab_reward_result *r)
+{
+    if (rc != MAB_OK && rc != MAB_ESTORAGE)
+        return;
+    char counted[32];
+    snprintf(counted, sizeof counted, "%.17g", value);
+    int ok = rc == MAB_OK && r->counted;
+    if (!ok && rc == MAB_OK)
+        mabd_log(MABD_LOG_DEBUG, "reward for %s not counted: %s", experiment,
+                 mab_reward_reason_name(r->reason));
+    mabd_access_mab(experiment, r->arm_id, mab_request_probability(rq, experiment), 0,
+                    ok ? counted : "-",
+                    ok ? NULL : rc == MAB_ESTORAGE ? "storage_error"
+                                                   : mab_reward_reason_name(r->reason));
 }
 
 static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const char *experiment,
@@ -397,6 +417,7 @@ static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const 
     }
     mab_reward_result r;
     int rc = mab_request_reward(rq, experiment, value, &r, &err);
+    access_reward(rq, experiment, value, rc, &r);
     enum MHD_Result result;
     header h = {"Set-Cookie", NULL};
     if (rc == MAB_ESTORAGE) {
@@ -452,7 +473,9 @@ static enum MHD_Result route_redirect(mabd *d, struct MHD_Connection *conn, cons
         return error_reply(d, conn, 500, "%s", err.message);
     mab_redirect where = {0, NULL};
     for (size_t i = 0; i < n; i++) {
-        int rc = mab_request_redirect(rq, ids[i], value, to, NULL, &where, &err);
+        mab_reward_result r = {0, MAB_REWARD_NO_COOKIE, NULL};
+        int rc = mab_request_redirect(rq, ids[i], value, to, &r, &where, &err);
+        access_reward(rq, ids[i], value, rc, &r);
         if (rc == MAB_ESTORAGE) {
             /* Not durable: no redirect (the visitor may retry the link).
                Rewards of the experiments before this one are durable and
@@ -852,7 +875,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         watched *c = watched_of(conn);
         if (c)
             watch_arm(d->watch, c, 0);
-        return dispatch(d, conn, url, 1, NULL);
+        mabd_access_begin();
+        enum MHD_Result answered = dispatch(d, conn, url, 1, NULL);
+        mabd_access_end(d, conn, method, url, version);
+        return answered;
     }
     post_state *post = *state;
     if (*upload_data_size) {
@@ -868,7 +894,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     watched *c = watched_of(conn);
     if (c)
         watch_arm(d->watch, c, 0);
-    return dispatch(d, conn, url, 0, post);
+    mabd_access_begin();
+    enum MHD_Result answered = dispatch(d, conn, url, 0, post);
+    mabd_access_end(d, conn, method, url, version);
+    return answered;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **state,

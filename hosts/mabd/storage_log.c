@@ -10,6 +10,10 @@
  * lasts, the main loop calls mab_flush() once a second: its error message
  * names the cause, and its success is the recovery (everything pending has
  * then been written).
+ *
+ * Increments the store refused as invalid are not a streak: the engine has
+ * dropped them (written nothing of them, kept the rest) and counts them in
+ * mab_dropped_deltas(); each new drop is logged once, with the last reason.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,7 +35,7 @@ static void start_streak(mabd *d, time_t now, uint64_t count, const char *messag
     d->streak_since = now;
     d->streak_next_summary = now + d->settings.storage_log_interval_s;
     snprintf(d->storage_last_error, sizeof d->storage_last_error, "%s", message);
-    mabd_log("storage: write failed: %s (pending increments are kept and retried; a summary "
+    mabd_log(MABD_LOG_ERROR, "storage: write failed: %s (pending increments are kept and retried; a summary "
              "follows every %u s while writes fail)",
              message, d->settings.storage_log_interval_s);
 }
@@ -47,8 +51,33 @@ void mabd_storage_failed(mabd *d, const char *message)
     pthread_mutex_unlock(&d->storage_log_mu);
 }
 
+/* Log increments dropped since the last call (main loop only). */
+static void log_drops(mabd *d)
+{
+    mab_error last = {0, ""};
+    uint64_t dropped = mab_dropped_deltas(d->engine, &last);
+    if (d->dropped_engine != d->engine) { /* a reload: a new engine counts from 0 */
+        d->dropped_engine = d->engine;
+        d->dropped_logged = 0;
+    }
+    if (dropped <= d->dropped_logged)
+        return;
+    mabd_log(MABD_LOG_ERROR, "storage: dropped %" PRIu64 " increment(s) the store refused as "
+             "invalid (%" PRIu64 " since start; the rest were written); last: %s",
+             dropped - d->dropped_logged, dropped, last.message);
+    d->dropped_logged = dropped;
+    /* mab_storage_errors() counts the writes that dropped something too:
+       they are reported now, not as "a write failed and the retry
+       succeeded" (a failure of another kind still starts a streak). */
+    pthread_mutex_lock(&d->storage_log_mu);
+    if (!d->storage_failing)
+        d->streak_summary_count = mabd_storage_errors(d);
+    pthread_mutex_unlock(&d->storage_log_mu);
+}
+
 void mabd_storage_check(mabd *d, time_t now)
 {
+    log_drops(d);
     pthread_mutex_lock(&d->storage_log_mu);
     int failing = d->storage_failing;
     uint64_t seen = d->streak_summary_count;
@@ -67,7 +96,7 @@ void mabd_storage_check(mabd *d, time_t now)
         } else {
             snprintf(d->storage_last_error, sizeof d->storage_last_error, "%s", err.message);
             if (now >= d->streak_next_summary) {
-                mabd_log("storage: still failing: %" PRIu64 " failed writes in the last %u s, "
+                mabd_log(MABD_LOG_ERROR, "storage: still failing: %" PRIu64 " failed writes in the last %u s, "
                          "%" PRIu64 " since %lld s ago; last error: %s",
                          count - d->streak_summary_count, d->settings.storage_log_interval_s,
                          count - d->streak_first_count, (long long)(now - d->streak_since),
@@ -77,14 +106,14 @@ void mabd_storage_check(mabd *d, time_t now)
             }
         }
     } else if (d->storage_failing) {
-        mabd_log("storage: recovered: writes succeed again after %" PRIu64
+        mabd_log(MABD_LOG_INFO, "storage: recovered: writes succeed again after %" PRIu64
                  " failed writes over %lld s; everything pending is written",
                  count - d->streak_first_count, (long long)(now - d->streak_since));
         d->storage_failing = 0;
         d->streak_summary_count = count;
     } else {
         /* A background write failed and the retry succeeded at once. */
-        mabd_log("storage: a write failed and the retry succeeded (%" PRIu64 " failed writes "
+        mabd_log(MABD_LOG_WARN, "storage: a write failed and the retry succeeded (%" PRIu64 " failed writes "
                  "so far)", count);
         d->streak_summary_count = count;
     }

@@ -18,11 +18,17 @@
  *     }
  *
  * Processes. The master parses the configuration: `mab_config` opens the
- * mab config without storage and its key file there, so `nginx -t` reports
- * a bad config, and closes it once the http block is checked. Each worker
- * opens the engine with its storage in init_process, after fork: an LMDB
- * environment and libmab's background writer thread must not cross a fork.
- * Workers share counters through the storage (LMDB for several workers).
+ * mab config without storage there, so `nginx -t` reports a bad config, and
+ * reads the key file with the master's privileges (the workers inherit the
+ * keys; they run as `user` and may not read it). Once the http block is
+ * checked, a child process running as the workers' user opens everything a
+ * worker will (ngx_http_mab_probe), and one-process storage is refused with
+ * several workers. Each worker opens the engine with its storage in
+ * init_process, after fork: an LMDB environment and libmab's background
+ * writer thread must not cross a fork. Workers share counters through the
+ * storage (LMDB for several workers). A worker never exits for mab: if its
+ * engine cannot open it answers 503 in mab locations, and it logs storage
+ * write failures as streaks (first, summaries, recovery).
  *
  * Requests. A rewrite phase handler makes the location's choices (one pull
  * per new assignment), counts its rewards and answers mab_reward_redirect;
@@ -38,10 +44,13 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <grp.h>
 #include <math.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include <mab/adapter.h>
 #include <mab/mab.h>
@@ -66,12 +75,30 @@ typedef struct {
 } ngx_http_mab_use_t;
 
 
+/* Storage write failures of this worker, for the error log: the first of
+   a streak, a summary every `mab_storage_log_interval`, the recovery. */
+typedef struct {
+    ngx_event_t                 timer;
+    uint64_t                    errors;       /* mab_storage_errors() seen */
+    uint64_t                    streak;       /* failed writes in this streak */
+    uint64_t                    summarised;   /* of those, already logged */
+    time_t                      started;
+    time_t                      last_log;
+    ngx_uint_t                  failing;      /* unsigned failing:1 */
+} ngx_http_mab_storage_log_t;
+
+
 typedef struct {
     ngx_str_t                   config;       /* full path, NUL-terminated */
+    ngx_str_t                   config_file;  /* where mab_config is, for errors */
+    ngx_uint_t                  config_line;
     ngx_array_t                 uses;         /* ngx_http_mab_use_t */
     mab_engine                 *check_engine; /* master, while parsing */
+    mab_adapter_keys           *keys;         /* read by the master, inherited */
     mab_engine                 *engine;       /* worker, from init_process */
     mab_adapter                *adapter;
+    ngx_msec_t                  storage_log_interval;
+    ngx_http_mab_storage_log_t  storage_log;  /* worker */
 } ngx_http_mab_main_conf_t;
 
 
@@ -149,6 +176,9 @@ static ngx_int_t ngx_http_mab_reward_variable(ngx_http_request_t *r,
 static char *ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_mab_close_check(void *data);
+static void ngx_http_mab_free_keys(void *data);
+static ngx_int_t ngx_http_mab_probe(ngx_conf_t *cf,
+    ngx_http_mab_main_conf_t *mmcf);
 static char *ngx_http_mab_choose_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mab_reward_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -167,6 +197,11 @@ static void *ngx_http_mab_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_mab_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_mab_init_process(ngx_cycle_t *cycle);
+static void ngx_http_mab_storage_log_start(ngx_cycle_t *cycle,
+    ngx_http_mab_main_conf_t *mmcf);
+static void ngx_http_mab_storage_log_update(ngx_http_mab_main_conf_t *mmcf,
+    const char *reason);
+static void ngx_http_mab_storage_log_timer(ngx_event_t *ev);
 static void ngx_http_mab_exit_process(ngx_cycle_t *cycle);
 
 
@@ -177,6 +212,13 @@ static ngx_command_t  ngx_http_mab_commands[] = {
       ngx_http_mab_config,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("mab_storage_log_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mab_main_conf_t, storage_log_interval),
       NULL },
 
     { ngx_string("mab_choose"),
@@ -546,10 +588,18 @@ ngx_http_mab_reward_status(ngx_http_request_t *r, const char *directive,
         return NGX_OK;
 
     case MAB_ESTORAGE:
-        /* counted and queued: libmab writes it with the next batch */
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        /*
+         * sync "always": the reward is not durable, so it is not answered
+         * as counted (it stays queued and libmab retries it). The failure
+         * goes to the error log as a streak (ngx_http_mab_storage_log),
+         * not once per request.
+         */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "%s: %s", directive, err->message);
-        return NGX_OK;
+        ngx_http_mab_storage_log_update(
+            ngx_http_get_module_main_conf(r, ngx_http_mab_module),
+            err->message);
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
 
     case MAB_EINVAL:
     case MAB_ERANGE:
@@ -613,7 +663,7 @@ ngx_http_mab_redirect(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
     ngx_http_mab_reward_t *reward)
 {
     int                    rc;
-    u_char                *target;
+    u_char                *target, *src, *dst;
     double                 value;
     ngx_str_t              s;
     ngx_int_t              status;
@@ -641,14 +691,32 @@ ngx_http_mab_redirect(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* a NUL inside the target would hide its tail from the guard */
-    if (ngx_strlchr(s.data, s.data + s.len, '\0') != NULL) {
+    /*
+     * A target made with variables ($arg_to) holds the request's text as
+     * sent, percent-encoded: decode it once, as mabd decodes its query
+     * parameters, and let the guard judge what the browser will be sent.
+     * What is still encoded after that (%252F decodes to %2F) stays so and
+     * is the guard's to refuse. A constant target is used as written.
+     */
+    if (reward->target->lengths) {
+        src = s.data;
+        dst = target;
+        ngx_unescape_uri(&dst, &src, s.len, 0);
+        s.data = target;
+        s.len = dst - target;
+
+    } else {
+        ngx_memcpy(target, s.data, s.len);
+    }
+
+    /* a NUL inside the target (%00) would hide its tail from the guard */
+    if (ngx_strlchr(target, target + s.len, '\0') != NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "mab_reward_redirect: NUL byte in target");
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    *ngx_cpymem(target, s.data, s.len) = '\0';
+    target[s.len] = '\0';
 
     rc = mab_request_redirect(rq, (char *) reward->experiment.data, value,
                               (char *) target, &result, &where, &err);
@@ -802,6 +870,7 @@ ngx_http_mab_handler(ngx_http_request_t *r)
     ngx_http_mab_entry_t     *e;
     ngx_http_mab_reward_t    *reward;
     ngx_http_mab_loc_conf_t  *mlcf;
+    ngx_http_mab_main_conf_t *mmcf;
 
     if (r != r->main) {
         return NGX_DECLINED;
@@ -812,6 +881,14 @@ ngx_http_mab_handler(ngx_http_request_t *r)
         && mlcf->redirect == NULL)
     {
         return NGX_DECLINED;
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mab_module);
+    if (mmcf->adapter == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "mab: the engine is not open in this process (see "
+                      "the alert at its start)");
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
     ctx = ngx_http_mab_get_ctx(r, 1);
@@ -1137,8 +1214,7 @@ ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mab_error            err;
     ngx_str_t           *value, path;
     mab_options          opts;
-    mab_adapter         *adapter;
-    ngx_pool_cleanup_t  *cln;
+    ngx_pool_cleanup_t  *cln, *keys_cln;
 
     if (mmcf->config.data) {
         return "is duplicate";
@@ -1155,6 +1231,9 @@ ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    mmcf->config_file = cf->conf_file->file.name;
+    mmcf->config_line = cf->conf_file->line;
+
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
         return NGX_CONF_ERROR;
@@ -1163,9 +1242,20 @@ ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cln->handler = ngx_http_mab_close_check;
     cln->data = mmcf;
 
+    keys_cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (keys_cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    keys_cln->handler = ngx_http_mab_free_keys;
+    keys_cln->data = mmcf;
+
     /*
      * Check everything but storage now, in the master: the config, its
-     * plugins and parameters, the key file. Storage opens in the workers.
+     * plugins and parameters. The key file is read here, with the master's
+     * privileges, and the workers inherit the keys: they run as `user` and
+     * may not be able to read it. Storage opens in the workers (and in the
+     * check of ngx_http_mab_probe).
      */
     opts.struct_size = sizeof(mab_options);
     opts.flags = MAB_OPEN_NO_STORAGE;
@@ -1174,10 +1264,12 @@ ngx_http_mab_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc = mab_open_ex((char *) mmcf->config.data, &opts, &mmcf->check_engine,
                      &err);
     if (rc == MAB_OK) {
-        rc = mab_adapter_open(mmcf->check_engine, &adapter, &err);
-        if (rc == MAB_OK) {
-            mab_adapter_close(adapter);
-        }
+        rc = mab_adapter_keys_read(mmcf->check_engine, &mmcf->keys, &err);
+    }
+
+    /* The storage too, read-only: the check of `mab check` and `mabd -t`. */
+    if (rc == MAB_OK) {
+        rc = mab_check((char *) mmcf->config.data, NULL, &err);
     }
 
     if (rc != MAB_OK) {
@@ -1198,6 +1290,16 @@ ngx_http_mab_close_check(void *data)
 
     mab_close(mmcf->check_engine, NULL);
     mmcf->check_engine = NULL;
+}
+
+
+static void
+ngx_http_mab_free_keys(void *data)
+{
+    ngx_http_mab_main_conf_t *mmcf = data;
+
+    mab_adapter_keys_free(mmcf->keys);
+    mmcf->keys = NULL;
 }
 
 
@@ -1500,6 +1602,213 @@ ngx_http_mab_check_uses(ngx_conf_t *cf, ngx_http_mab_main_conf_t *mmcf)
 }
 
 
+/* ---- the workers' view, checked at configuration time ----------------- */
+
+/* What the check's child process reports to the master, in one write. */
+typedef struct {
+    int                         rc;
+    char                        storage[64];
+    char                        message[MAB_ERROR_MAX];
+} ngx_http_mab_probe_t;
+
+
+/* In the child: become the workers' user (as ngx_worker_process_init
+   does) and open what a worker opens. */
+static void
+ngx_http_mab_probe_child(ngx_core_conf_t *ccf, ngx_http_mab_main_conf_t *mmcf,
+    ngx_http_mab_probe_t *out)
+{
+    int             rc;
+    gid_t           gid;
+    uid_t           uid;
+    sigset_t        all;
+    mab_error       err;
+    const char     *name;
+    mab_engine     *engine;
+    mab_adapter    *adapter;
+    struct group   *gr;
+    struct passwd  *pw;
+
+    ngx_memzero(out, sizeof(ngx_http_mab_probe_t));
+
+    /* a master running as root starts its workers as `user` (or nginx's
+       default user); a single process (master_process off) stays as is */
+    if (geteuid() == 0 && ccf->master != 0) {
+
+        if (ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+            uid = ccf->user;
+            gid = ccf->group;
+            name = ccf->username;
+
+        } else {
+            pw = getpwnam(NGX_USER);
+            gr = getgrnam(NGX_GROUP);
+            if (pw == NULL || gr == NULL) {
+                out->rc = MAB_ECONFIG;
+                snprintf(out->message, sizeof(out->message),
+                         "nginx's default user \"%s\" or group \"%s\" does "
+                         "not exist (set the \"user\" directive)",
+                         NGX_USER, NGX_GROUP);
+                return;
+            }
+
+            uid = pw->pw_uid;
+            gid = gr->gr_gid;
+            name = NGX_USER;
+        }
+
+        if (setgid(gid) == -1 || initgroups(name, gid) == -1
+            || setuid(uid) == -1)
+        {
+            out->rc = MAB_EIO;
+            snprintf(out->message, sizeof(out->message),
+                     "cannot switch to the workers' user \"%s\": %s", name,
+                     strerror(errno));
+            return;
+        }
+    }
+
+    /* nothing of the master's signal handling applies to this process */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+
+    rc = mab_open((char *) mmcf->config.data, &engine, &err);
+    if (rc == MAB_OK) {
+        snprintf(out->storage, sizeof(out->storage), "%s",
+                 mab_storage_name(engine));
+
+        rc = mab_adapter_open_with_keys(engine, mmcf->keys, &adapter, &err);
+        if (rc == MAB_OK) {
+            mab_adapter_close(adapter);
+        }
+
+        if (rc == MAB_OK) {
+            rc = mab_close(engine, &err);
+
+        } else {
+            mab_close(engine, NULL);
+        }
+    }
+
+    out->rc = rc;
+    if (rc != MAB_OK) {
+        snprintf(out->message, sizeof(out->message), "%s", err.message);
+    }
+}
+
+
+/*
+ * Open the engine with its storage, and an adapter with the keys the
+ * master read, as a worker will: in a child process running as the
+ * workers' user. So `nginx -t`, a start and a reload refuse what a worker
+ * could not open (the mab config, a plugin, the store) instead of starting
+ * workers that exit at once and cannot be respawned. Then storage that
+ * only one process may open is refused with several workers.
+ *
+ * The `user`, `worker_processes` and `master_process` directives are read
+ * as they stand when the http block ends (nginx's defaults when they come
+ * later in the file; `-g` directives come first).
+ */
+static ngx_int_t
+ngx_http_mab_probe(ngx_conf_t *cf, ngx_http_mab_main_conf_t *mmcf)
+{
+    int                    fds[2], status;
+    pid_t                  pid;
+    size_t                 got;
+    ssize_t                n;
+    ngx_int_t              workers;
+    ngx_core_conf_t       *ccf;
+    ngx_http_mab_probe_t   result;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (pipe(fds) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, ngx_errno,
+                      "mab_config %V: pipe() failed", &mmcf->config);
+        return NGX_ERROR;
+    }
+
+    pid = fork();
+
+    if (pid == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, ngx_errno,
+                      "mab_config %V: fork() failed", &mmcf->config);
+        close(fds[0]);
+        close(fds[1]);
+        return NGX_ERROR;
+    }
+
+    if (pid == 0) {
+        close(fds[0]);
+        ngx_http_mab_probe_child(ccf, mmcf, &result);
+        _exit(write(fds[1], &result, sizeof(result)) == sizeof(result)
+              ? 0 : 1);
+    }
+
+    close(fds[1]);
+
+    got = 0;
+    while (got < sizeof(result)) {
+        n = read(fds[0], (u_char *) &result + got, sizeof(result) - got);
+        if (n > 0) {
+            got += n;
+
+        } else if (n == -1 && ngx_errno == NGX_EINTR) {
+            continue;
+
+        } else {
+            break;
+        }
+    }
+
+    close(fds[0]);
+
+    while (waitpid(pid, &status, 0) == -1 && ngx_errno == NGX_EINTR) {
+        /* void */
+    }
+
+    if (got != sizeof(result)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"mab_config\" directive: the check of %V as the "
+                      "workers' user ended without an answer in %V:%ui",
+                      &mmcf->config, &mmcf->config_file, mmcf->config_line);
+        return NGX_ERROR;
+    }
+
+    result.storage[sizeof(result.storage) - 1] = '\0';
+    result.message[sizeof(result.message) - 1] = '\0';
+
+    if (result.rc != MAB_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"mab_config\" directive: %s: %s (opened as a worker "
+                      "will, with its user and storage) in %V:%ui",
+                      mab_strerror(result.rc), result.message,
+                      &mmcf->config_file, mmcf->config_line);
+        return NGX_ERROR;
+    }
+
+    workers = ccf->worker_processes == NGX_CONF_UNSET
+              ? 1 : ccf->worker_processes;
+
+    if (ccf->master != 0 && workers > 1
+        && ngx_strcmp(result.storage, "json_file") == 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"mab_config\" directive: %V uses \"json_file\" "
+                      "storage, which one process only may open, and nginx "
+                      "runs %i worker processes: use \"lmdb\" storage, "
+                      "which the workers share (docs/storage.md), or "
+                      "\"worker_processes 1\" in %V:%ui",
+                      &mmcf->config, workers, &mmcf->config_file,
+                      mmcf->config_line);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_mab_add_variables(ngx_conf_t *cf)
 {
@@ -1542,6 +1851,15 @@ ngx_http_mab_init(ngx_conf_t *cf)
         return NGX_OK;
     }
 
+    ngx_conf_init_msec_value(mmcf->storage_log_interval, 60000);
+
+    /* `nginx -s SIGNAL` parses the configuration only to find the pid */
+    if (ngx_process != NGX_PROCESS_SIGNALLER
+        && ngx_http_mab_probe(cf, mmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     /* registered after the rewrite module's handler, so it runs before it */
@@ -1574,6 +1892,8 @@ ngx_http_mab_create_main_conf(ngx_conf_t *cf)
      *
      *     mmcf->config = { 0, NULL };
      *     mmcf->check_engine = NULL;
+     *     mmcf->keys = NULL;
+     *     mmcf->storage_log = { 0 };
      *     mmcf->engine = NULL;
      *     mmcf->adapter = NULL;
      */
@@ -1583,6 +1903,8 @@ ngx_http_mab_create_main_conf(ngx_conf_t *cf)
     {
         return NULL;
     }
+
+    mmcf->storage_log_interval = NGX_CONF_UNSET_MSEC;
 
     return mmcf;
 }
@@ -1622,6 +1944,142 @@ ngx_http_mab_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+/* ---- storage write failures in the error log ------------------------- */
+
+/*
+ * libmab counts failed writes (mab_storage_errors) and keeps what failed
+ * queued for the next write; it never logs. Each worker checks the count
+ * once a second and logs the first failure of a streak with its reason, a
+ * summary every mab_storage_log_interval while it lasts, and the recovery:
+ * a check without a new failure is followed by a flush of what is queued,
+ * and the streak ends when that succeeds (so while writes fail, a worker
+ * tries one write a second itself, besides libmab's writer).
+ */
+#define NGX_HTTP_MAB_STORAGE_CHECK  1000
+
+
+static void
+ngx_http_mab_storage_log_start(ngx_cycle_t *cycle,
+    ngx_http_mab_main_conf_t *mmcf)
+{
+    ngx_http_mab_storage_log_t  *sl = &mmcf->storage_log;
+
+    sl->errors = mab_storage_errors(mmcf->engine);
+    sl->failing = 0;
+
+    sl->timer.handler = ngx_http_mab_storage_log_timer;
+    sl->timer.data = mmcf;
+    sl->timer.log = cycle->log;
+    sl->timer.cancelable = 1;
+
+    ngx_add_timer(&sl->timer, NGX_HTTP_MAB_STORAGE_CHECK);
+}
+
+
+static void
+ngx_http_mab_storage_log_timer(ngx_event_t *ev)
+{
+    ngx_http_mab_main_conf_t  *mmcf = ev->data;
+
+    ngx_http_mab_storage_log_update(mmcf, NULL);
+
+    if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+        ngx_add_timer(ev, NGX_HTTP_MAB_STORAGE_CHECK);
+    }
+}
+
+
+/* reason: the error of a reward that just failed, or NULL from the timer */
+static void
+ngx_http_mab_storage_log_update(ngx_http_mab_main_conf_t *mmcf,
+    const char *reason)
+{
+    int                          rc;
+    time_t                       now;
+    uint64_t                     errors;
+    mab_error                    err;
+    ngx_log_t                   *log;
+    ngx_http_mab_storage_log_t  *sl = &mmcf->storage_log;
+
+    if (mmcf->engine == NULL) {
+        return;
+    }
+
+    log = ngx_cycle->log;
+    now = ngx_time();
+    errors = mab_storage_errors(mmcf->engine);
+
+    if (errors > sl->errors) {
+        sl->streak += errors - sl->errors;
+        sl->errors = errors;
+
+        if (!sl->failing) {
+            if (reason == NULL) {
+                /* the count says that a write failed, not why: ask */
+                rc = mab_flush(mmcf->engine, &err);
+                reason = rc == MAB_OK ? "(it succeeded when retried)"
+                                      : err.message;
+                sl->streak += mab_storage_errors(mmcf->engine) - sl->errors;
+                sl->errors = mab_storage_errors(mmcf->engine);
+            }
+
+            sl->failing = 1;
+            sl->started = now;
+            sl->last_log = now;
+            sl->summarised = sl->streak;
+
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "mab_config %V: writing to storage (%s) failed: "
+                          "%s; what failed stays queued and is retried "
+                          "(further failures are summarised every %M ms)",
+                          &mmcf->config, mab_storage_name(mmcf->engine),
+                          reason, mmcf->storage_log_interval);
+            return;
+        }
+
+        if ((ngx_msec_t) (now - sl->last_log) * 1000
+            >= mmcf->storage_log_interval)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "mab_config %V: writing to storage (%s) still "
+                          "fails: %uL failed writes in the last %T s, %uL "
+                          "since the first %T s ago%s%s",
+                          &mmcf->config, mab_storage_name(mmcf->engine),
+                          sl->streak - sl->summarised, now - sl->last_log,
+                          sl->streak, now - sl->started,
+                          reason ? "; last: " : "", reason ? reason : "");
+            sl->last_log = now;
+            sl->summarised = sl->streak;
+        }
+
+        return;
+    }
+
+    if (!sl->failing || reason != NULL) {
+        return;
+    }
+
+    /* no new failure for a second: is what was queued written now? */
+    rc = mab_flush(mmcf->engine, &err);
+    sl->errors = mab_storage_errors(mmcf->engine);
+
+    if (rc != MAB_OK) {
+        sl->streak++;
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "mab_config %V: writing to storage (%s) succeeds again, "
+                  "after %uL failed writes in %T s",
+                  &mmcf->config, mab_storage_name(mmcf->engine), sl->streak,
+                  now - sl->started);
+
+    sl->failing = 0;
+    sl->streak = 0;
+    sl->summarised = 0;
+}
+
+
 /* ---- worker processes ------------------------------------------------- */
 
 static ngx_int_t
@@ -1655,19 +2113,34 @@ ngx_http_mab_init_process(ngx_cycle_t *cycle)
     sigprocmask(SIG_SETMASK, &saved, NULL);
 
     if (rc == MAB_OK) {
-        rc = mab_adapter_open(mmcf->engine, &mmcf->adapter, &err);
+        /* the keys the master read: the workers' user may not read the file */
+        rc = mab_adapter_open_with_keys(mmcf->engine, mmcf->keys,
+                                        &mmcf->adapter, &err);
         if (rc != MAB_OK) {
             mab_close(mmcf->engine, NULL);
             mmcf->engine = NULL;
         }
     }
 
+    /* the adapter holds its own copy */
+    ngx_http_mab_free_keys(mmcf);
+
+    /*
+     * The configuration check opened all this as a worker would, so this
+     * fails only when something changed since (a file removed, a disk
+     * full). The worker stays: a worker that exits in init_process is not
+     * respawned, and nginx would be left with none. Its mab locations
+     * answer 503 and every other location is served.
+     */
     if (rc != MAB_OK) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "mab_config %V: %s: %s",
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "mab_config %V: %s: %s; this worker answers 503 in "
+                      "its mab locations",
                       &mmcf->config, mab_strerror(rc), err.message);
-        return NGX_ERROR;
+        return NGX_OK;
     }
+
+    ngx_http_mab_storage_log_start(cycle, mmcf);
 
     return NGX_OK;
 }
@@ -1682,6 +2155,10 @@ ngx_http_mab_exit_process(ngx_cycle_t *cycle)
     mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mab_module);
     if (mmcf == NULL || mmcf->engine == NULL) {
         return;
+    }
+
+    if (mmcf->storage_log.timer.timer_set) {
+        ngx_del_timer(&mmcf->storage_log.timer);
     }
 
     mab_adapter_close(mmcf->adapter);

@@ -65,6 +65,36 @@ typedef struct mab_request mab_request;
  */
 MAB_EXPORT int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err);
 
+/* The keys of a `secret_file`, read into memory (opaque). */
+typedef struct mab_adapter_keys mab_adapter_keys;
+
+/**
+ * @brief Read the key file named by the engine's `secret_file` into memory,
+ *        with the checks of mab_adapter_open(). For hosts whose privileged
+ *        process reads secrets and whose unprivileged workers serve requests
+ *        (the nginx master reads it at configuration time, as nginx reads
+ *        ssl_certificate_key, and its workers inherit it across fork()): the
+ *        engine may be opened with MAB_OPEN_NO_STORAGE and closed afterwards;
+ *        the keys do not refer to it.
+ * @param out receives the keys; free them with mab_adapter_keys_free().
+ * @return as mab_adapter_open().
+ */
+MAB_EXPORT int mab_adapter_keys_read(mab_engine *engine, mab_adapter_keys **out,
+                                     mab_error *err);
+
+/**
+ * @brief mab_adapter_open() with keys read earlier by mab_adapter_keys_read()
+ *        instead of reading the key file: nothing is read from disk. The
+ *        adapter copies the keys; `keys` may be freed afterwards.
+ *        mab_adapter_reload() on this adapter reads the key file again.
+ * @return MAB_OK; MAB_EINVAL (engine, keys or out NULL); MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_adapter_open_with_keys(mab_engine *engine, const mab_adapter_keys *keys,
+                                          mab_adapter **out, mab_error *err);
+
+/** @brief Wipe (sodium_memzero) and free keys. keys may be NULL. */
+MAB_EXPORT void mab_adapter_keys_free(mab_adapter_keys *keys);
+
 /**
  * @brief Point the adapter at another engine (a reloaded config) and re-read
  *        its settings and key file. The counters and the memory of rewarded
@@ -175,20 +205,28 @@ typedef struct mab_reward_result {
 /**
  * @brief Credit the visitor's arm of `experiment` with `value`, once per
  *        assignment: the entry is marked rewarded (so the new cookie carries
- *        the flag) and its assignment id is remembered server side until the
- *        entry would expire anyway, so resending the old cookie counts nothing.
- *        The memory is bounded (mab_adapter_counters.replay_evictions counts
- *        ids dropped early when it is full).
+ *        the flag) and, when the storage keeps claims (storage ABI >= 1.3,
+ *        mab_storage_has_claims()), the reward counts only if storage grants
+ *        the claim of the entry's assignment id, which it does once across
+ *        every thread, process, restart and machine sharing the store
+ *        (docs/hosts.md, "What counted once means"). Each adapter also keeps
+ *        a bounded memory of the ids it saw (mab_adapter_counters.replay_evictions
+ *        counts ids dropped early when it is full): a cache of refusals with
+ *        claims, the only guard (per process) without them.
  * @param out says whether it counted and, when not, why. A reward that
  *        cannot be counted for one of the mab_reward_reason reasons is not an
- *        error: the call returns MAB_OK with out->counted = 0.
+ *        error: the call returns MAB_OK with out->counted = 0. An assignment
+ *        storage says was already claimed is MAB_REWARD_REPLAYED.
  * @return MAB_OK; MAB_ENOTFOUND (unknown experiment); MAB_EINVAL (NaN or
  *         infinite value); MAB_ERANGE (outside the experiment's reward range);
- *         MAB_ENOMEM. With `sync: "always"` a failed write is reported as
- *         by mab_reward() (MAB_ESTORAGE; the reward stays queued and out->counted
- *         is 1, but the entry is not marked rewarded, so the cookie still
- *         allows a retry once this process has lost the queued reward; the
- *         replay memory refuses a retry while it holds it). A host should
+ *         MAB_ENOMEM. MAB_ESTORAGE when storage failed: with claims (storage
+ *         ABI >= 1.3), nothing was claimed or counted (out->counted is 0, the
+ *         entry is not marked rewarded, a retry may count). Without claims
+ *         and with `sync: "always"`, a failed write is reported as by
+ *         mab_reward() (the reward stays queued and out->counted is 1, but
+ *         the entry is not marked rewarded, so the cookie still allows a
+ *         retry once this process has lost the queued reward; the replay
+ *         memory refuses a retry while it holds it). Either way a host should
  *         answer such a reward as not durable (mabd: 503).
  */
 MAB_EXPORT int mab_request_reward(mab_request *rq, const char *experiment, double value,
@@ -245,6 +283,16 @@ MAB_EXPORT const char *mab_request_set_cookie(mab_request *rq);
  *        NULL when the request holds no entry. Valid as mab_request_set_cookie().
  */
 MAB_EXPORT const char *mab_request_token(mab_request *rq);
+
+/**
+ * @brief The probability the visitor's arm of `experiment` was chosen with
+ *        when it was assigned, as the signed cookie carries it (after
+ *        mab_request_choose() or mab_request_reward(): the entry they used).
+ *        For logs that serve off-policy evaluation (inverse propensity).
+ * @return the probability, or NAN when the request holds no entry for the
+ *         experiment or the policy could not tell (Thompson).
+ */
+MAB_EXPORT double mab_request_probability(const mab_request *rq, const char *experiment);
 
 /**
  * @brief The X-MAB-Debug header value when `debug_header` is on, else NULL:

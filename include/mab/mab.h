@@ -48,6 +48,7 @@ extern "C" {
 #define MAB_EBUSY (-8)     /* the store is in use by another process */
 #define MAB_ECORRUPT (-9)  /* stored data is unreadable; it was not modified */
 #define MAB_EIO (-10)      /* a file could not be read or written */
+#define MAB_ECLAIMED (-11) /* storage: the assignment was already claimed (rewarded) */
 
 #define MAB_ERROR_MAX 512
 
@@ -80,6 +81,16 @@ typedef struct mab_engine mab_engine;
 #define MAB_OPEN_NO_STORAGE 0x1u /* do not open the storage plugin: counters start
                                     at zero and nothing is persisted (simulation) */
 #define MAB_OPEN_SEED 0x2u       /* use mab_options.seed instead of the config's */
+#define MAB_OPEN_CHECK 0x4u      /* config test (`mab check`, `mabd -t`): load every
+                                    plugin, let the storage plugin validate its
+                                    parameters and the existing store (storage.h,
+                                    check), but open no store: nothing is created,
+                                    locked or written; choose, reward, reset, import
+                                    and export fail with MAB_EINVAL */
+#define MAB_OPEN_READ_ONLY 0x8u  /* read the store without taking a writer's lock
+                                    (storage.h, open_read_only): stats and export work
+                                    while another process serves the store; choose,
+                                    reward, reset and import fail with MAB_EINVAL */
 
 typedef struct mab_options {
     size_t struct_size; /* sizeof(mab_options), for forward compatibility */
@@ -98,7 +109,12 @@ typedef struct mab_options {
  */
 MAB_EXPORT int mab_open(const char *config_path, mab_engine **out, mab_error *err);
 
-/** @brief mab_open() with options; opts may be NULL. */
+/**
+ * @brief mab_open() with options; opts may be NULL.
+ * @return as mab_open(); MAB_EINVAL when opts->struct_size is too small or
+ *         MAB_OPEN_CHECK is combined with MAB_OPEN_NO_STORAGE or
+ *         MAB_OPEN_READ_ONLY.
+ */
 MAB_EXPORT int mab_open_ex(const char *config_path, const mab_options *opts,
                            mab_engine **out, mab_error *err);
 
@@ -227,6 +243,31 @@ typedef struct mab_experiment_info {
     double reward_min, reward_max;
 } mab_experiment_info;
 
+/**
+ * @brief The config test that every host runs before it serves: open the
+ *        config with MAB_OPEN_CHECK (engine keys, every plugin, the storage
+ *        parameters and the existing store, read-only), then check what the
+ *        adapter would load: `secret_file` present, a regular file, readable,
+ *        not readable or writable by others, holding at least one valid key
+ *        (mab_adapter_open()'s checks); `redirect_allow` and the cookie keys
+ *        are validated by the open itself. Creates, locks and writes nothing,
+ *        so it may run while a server holds the store.
+ * @param sections as mab_open_sections(): the host's own top-level keys,
+ *        accepted but not checked here (each host checks its own section,
+ *        e.g. through mab_config_section() on an engine opened with
+ *        MAB_OPEN_CHECK).
+ * @return MAB_OK or the first fault, as mab_open() and mab_adapter_open()
+ *         report it (the message names the file and JSON path).
+ */
+MAB_EXPORT int mab_check(const char *config_path, const char *const *sections, mab_error *err);
+
+/**
+ * @brief Whether the storage plugin validated its parameters and store
+ *        during a MAB_OPEN_CHECK open (0 for a plugin built before storage
+ *        ABI 1.2, which has no check callback, or an engine not opened so).
+ */
+MAB_EXPORT int mab_storage_checked(const mab_engine *engine);
+
 /** @brief Number of experiments in the config. */
 MAB_EXPORT size_t mab_experiment_count(const mab_engine *engine);
 
@@ -240,6 +281,16 @@ MAB_EXPORT int mab_experiment_at(const mab_engine *engine, size_t index,
 
 /** @brief The name of the storage plugin in use ("none" with MAB_OPEN_NO_STORAGE). */
 MAB_EXPORT const char *mab_storage_name(const mab_engine *engine);
+
+/**
+ * @brief Whether the storage keeps reward claims (a storage plugin of ABI
+ *        >= 1.3): then the adapter counts a reward once per assignment
+ *        across every thread, process, restart and machine sharing the
+ *        store. Otherwise (an older plugin, or no storage) only once per
+ *        process, through the adapter's bounded memory.
+ * @return 1 or 0.
+ */
+MAB_EXPORT int mab_storage_has_claims(const mab_engine *engine);
 
 /**
  * @brief The file the storage plugin was loaded from, as the loader found it
@@ -274,7 +325,9 @@ MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
  * @brief How many times writing to storage has failed since mab_open(), for
  *        metrics: each write of the queue that storage did not take whole,
  *        whether the batch was kept to be retried (the store was unavailable)
- *        or an increment in it was dropped (see mab_dropped_deltas()).
+ *        or an increment in it was dropped (see mab_dropped_deltas()), and
+ *        each claim call (reward once, storage ABI 1.3) that storage failed
+ *        or refused: those rewards were answered with the error, not queued.
  * @return the count; 0 for a NULL engine.
  */
 MAB_EXPORT uint64_t mab_storage_errors(const mab_engine *engine);

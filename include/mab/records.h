@@ -27,6 +27,7 @@
 #ifndef MAB_RECORDS_H
 #define MAB_RECORDS_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "mab/mab.h"
@@ -122,6 +123,49 @@ MAB_EXPORT int mab_records_parse(const char *text, size_t len, const char *name,
 
 /** @brief Free what mab_records_parse() returned; NULL is fine. */
 MAB_EXPORT void mab_records_free(mab_record *records);
+
+/*
+ * Claims (a json_file store only). The store document may carry, after
+ * "experiments", the store's set of reward claims (storage.h, claim):
+ *   "claims": {"<32 lowercase hex digits of the assignment id>": EXPIRES_AT}
+ * with EXPIRES_AT an integer (unix seconds). It is written only when there
+ * are claims, so a store without claims reads as before; an export never
+ * carries claims, and mab_records_parse() refuses a "claims" field as
+ * unknown.
+ */
+#define MAB_RECORD_CLAIM_ID_BYTES 16
+
+typedef struct mab_record_claim {
+    uint8_t assignment_id[MAB_RECORD_CLAIM_ID_BYTES];
+    int64_t expires_at;
+} mab_record_claim;
+
+/**
+ * @brief mab_records_print() with claims (MAB_RECORDS_JSON_STORE only).
+ * @param claims n_claims claims (may be NULL when n_claims is 0); not retained.
+ *        Ids must be distinct (the reader refuses a duplicate).
+ * @return as mab_records_print(); MAB_EINVAL also for claims in another
+ *         kind of document.
+ */
+MAB_EXPORT int mab_records_print_claims(mab_records_kind kind, const mab_record *records,
+                                        size_t n_records, const mab_record_claim *claims,
+                                        size_t n_claims, char **text, size_t *len,
+                                        mab_error *err);
+
+/**
+ * @brief mab_records_parse() that also reads the store's "claims".
+ * @param claims receives an array of *n_claims claims allocated with
+ *        malloc() (the caller frees it with free(), also when there are
+ *        none); untouched on failure. claims and n_claims are both set or
+ *        both NULL (then this is mab_records_parse()).
+ * @return as mab_records_parse(); MAB_ECORRUPT also for a malformed claim
+ *         ("NAME: claims.KEY: expected 32 lowercase hex digits", "... an
+ *         integer expiry", "... duplicate claim").
+ */
+MAB_EXPORT int mab_records_parse_claims(const char *text, size_t len, const char *name,
+                                        mab_records_kind kind, mab_record **records,
+                                        size_t *n_records, mab_record_claim **claims,
+                                        size_t *n_claims, mab_error *err);
 
 #ifdef __cplusplus
 }

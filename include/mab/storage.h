@@ -1,6 +1,20 @@
 /*
  * storage.h - the storage plugin ABI.
  *
+ * Changelog (fields are only appended; the core reads a field only when the
+ * plugin's struct_size covers it):
+ *   1.0  open, load, apply, reset, close: counters per (experiment, arm),
+ *        received as increments.
+ *   1.1  refresh_ms (other writers share the store), scan (export) and
+ *        replace (import --replace).
+ *   1.2  check and open_read_only, both optional (`mab check`, `mabd -t`,
+ *        read-only commands).
+ *   1.3  claim: storage's atomic first-wins record that an assignment was
+ *        rewarded, shared by every thread, process, restart and machine
+ *        using the store (reward once, DESIGN.md decision 12). A plugin
+ *        older than 1.3 has no claims: the adapter then guards rewards with
+ *        a per-process memory only, and `mab check` says so.
+ *
  * A storage plugin is a shared object exporting exactly one symbol,
  * `mab_storage_entry`, returning a pointer to a static mab_storage
  * descriptor (use MAB_STORAGE_DEFINE). It persists, for each (experiment id,
@@ -12,7 +26,10 @@
  * The core serialises calls: a plugin is never entered from two threads at
  * once, so it needs no locking of its own for the core's sake. The core
  * only calls scan and replace when struct_size covers them (ABI >= 1.1);
- * a 1.1 plugin must set both. When the
+ * a 1.1 plugin must set both. check and open_read_only (ABI >= 1.2) are
+ * optional: the core calls them only when struct_size covers them and they
+ * are not NULL. The core calls claim when struct_size covers it (ABI >= 1.3);
+ * a 1.3 plugin must set it (the loader refuses one that does not). When the
  * config says `sync: "always"` the core calls apply() before a reward call
  * returns; with `sync: {"interval_ms": N}` it calls apply() from a background
  * thread every N ms and at close. Either way apply() must return only once
@@ -38,8 +55,14 @@ extern "C" {
 #endif
 
 #define MAB_STORAGE_ABI_MAJOR 1
-#define MAB_STORAGE_ABI_MINOR 1
+#define MAB_STORAGE_ABI_MINOR 3
 #define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
+
+/* Bytes of an assignment id (random, carried in the signed cookie). */
+#define MAB_ASSIGNMENT_ID_BYTES 16
+
+/* claim() flag: the claim may become durable with the next apply (below). */
+#define MAB_CLAIM_DEFER_SYNC 1u
 
 /* The four counters kept per arm, in the experiment's own reward units. */
 typedef struct mab_totals {
@@ -55,6 +78,15 @@ typedef struct mab_delta {
     const char *arm;
     mab_totals add;
 } mab_delta;
+
+/* One claim of a claim() call (see there). */
+typedef struct mab_claim {
+    const uint8_t *assignment_id; /* MAB_ASSIGNMENT_ID_BYTES bytes */
+    int64_t expires_at;           /* unix seconds */
+    const mab_delta *deltas;      /* applied when granted; may be NULL */
+    size_t n_deltas;
+    int result;                   /* out: MAB_OK (granted) or MAB_ECLAIMED */
+} mab_claim;
 
 typedef struct mab_storage {
     uint32_t abi_major;   /* MAB_STORAGE_ABI_MAJOR the plugin was built with */
@@ -130,7 +162,88 @@ typedef struct mab_storage {
      */
     int (*replace)(void *state, const char *const *experiments, size_t n_experiments,
                    const mab_delta *deltas, size_t n_deltas, mab_error *err);
-    /* Fields above are ABI 1.1. Append new ones below, with a minor bump. */
+    /* Fields above are ABI 1.1. */
+
+    /* ---- check and read-only open (ABI 1.2; `mab check`, `mabd -t`) ---- */
+
+    /**
+     * Optional (NULL: the core reports the store's parameters as not
+     * checked). Validate params exactly as open() would and verify that the
+     * existing store can be read, or is absent and could be created, without
+     * creating, modifying or locking anything: it must succeed while another
+     * process holds the store open, and leave the file system as it was. A
+     * store that open() would refuse (a corrupt file, a directory that does
+     * not exist, an unreachable server) is an error naming it.
+     * @return MAB_OK, MAB_ECONFIG (params), MAB_ECORRUPT or MAB_ESTORAGE.
+     */
+    int (*check)(mab_params *params, mab_error *err);
+
+    /**
+     * Optional (NULL: the core uses open()). Open the store for load() and
+     * scan() only, taking no lock a writer needs and creating nothing: a
+     * read-only command may read a store while its owner serves (what the
+     * owner has not written yet is not seen). The core never calls apply,
+     * reset or replace on such a state; close() releases it.
+     */
+    int (*open_read_only)(mab_params *params, void **state, mab_error *err);
+    /* Fields above are ABI 1.2. */
+
+    /* ---- reward once (ABI 1.3) ---- */
+
+    /**
+     * Claim assignments: for each of claims[0..n_claims), record atomically
+     * and first-wins that the assignment `assignment_id` was rewarded, and
+     * when that claim wins, add its `deltas`. The whole call is one
+     * all-or-nothing step (the core groups the claims of concurrent rewards
+     * into one call, so that they share one durable write).
+     *
+     * First-wins holds across the threads, processes, restarts and (for
+     * stores shared over the network) machines using one store: of any
+     * number of concurrent claims of one id, exactly one is granted. Within
+     * one call, an id given twice is granted to its first entry only.
+     *
+     * Each mab_claim holds:
+     *   assignment_id  the 16 bytes of the id; read during the call only.
+     *   expires_at     unix time (seconds) after which the claim is of no
+     *                  use: the cookie that carried the assignment has
+     *                  expired, so the core never asks about it again. The
+     *                  plugin removes expired claims in the background, doing
+     *                  a bounded amount of work per call (never a full scan
+     *                  inside a request). A claim still stored after
+     *                  expires_at may be granted again.
+     *   deltas, n_deltas  increments to apply when this claim is granted
+     *                  (the reward it guards), or NULL and 0; read during the
+     *                  call only.
+     *   result         set by the plugin when the call returns MAB_OK:
+     *                  MAB_OK (granted, its deltas applied) or MAB_ECLAIMED
+     *                  (already claimed and not expired; nothing applied).
+     *
+     * @param flags 0, or MAB_CLAIM_DEFER_SYNC.
+     * @return MAB_OK: every claim was decided (see each result).
+     *         MAB_EINVAL: a bad argument or delta (as apply). MAB_ERANGE: a
+     *         counter would overflow. MAB_ESTORAGE (or MAB_ENOMEM): the store
+     *         failed. On any error nothing is claimed and no delta applied,
+     *         so the same claims may be retried. A backend that cannot make
+     *         claims and increments one step (no multi-record transactions)
+     *         undoes the claims it made when the increments fail; when even
+     *         that fails it returns MAB_ESTORAGE and says so in err ("...
+     *         remain without their reward"): those assignments then stay
+     *         claimed without their reward, so they are refused later and
+     *         never counted twice.
+     *
+     * Durability: with flags 0, like apply, claim returns only once the
+     * claims and their deltas are durable; the core does so under `sync:
+     * "always"` (claims and rewards in one durable step). Under `sync:
+     * {"interval_ms": N}` the core passes MAB_CLAIM_DEFER_SYNC and no deltas
+     * (the rewards' increments follow with the next batch): the claims must
+     * still be decided and visible to every other user of the store when
+     * claim returns (first-wins is never deferred), but they may become
+     * durable only with the next apply, so a machine crash loses a claim
+     * together with the increment it guards. A backend may ignore the flag.
+     */
+    int (*claim)(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                 mab_error *err);
+    /* Fields above are ABI 1.3. Append new ones below, with a minor bump. */
 } mab_storage;
 
 #define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)

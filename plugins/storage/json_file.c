@@ -19,6 +19,13 @@
  * that is not complete JSON is refused at open with MAB_ECORRUPT and left
  * exactly as it is.
  *
+ * Claims (storage ABI 1.3): the store's set of rewarded assignments is kept
+ * in the same file, after the records, as "claims": {"HEX-ID": EXPIRES_AT}
+ * (records.h), written only when there are claims. A claim and the reward it
+ * guards are one snapshot write, so they are durable together or not at
+ * all. Expired claims are left out of every snapshot written (and then
+ * forgotten in memory); a claim of an id whose claim has expired is granted.
+ *
  * The whole table lives in memory and every write replaces the whole file:
  * the snapshot goes to PATH.tmp, is fsynced, renamed over PATH, and the
  * directory is fsynced. A crash at any moment leaves either the previous
@@ -33,6 +40,11 @@
  * different inodes. Note that a child forked while the store is open shares
  * the lock's open file description and so keeps the store locked until it
  * exits or execs.
+ *
+ * Read-only commands (`mab check`, `mab stats`, `mab export`) do not take the
+ * lock: check validates the file and open_read_only reads it as last renamed
+ * into place, so they work while a server holds the store; they see what the
+ * server has written, not what it still holds in memory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,7 +83,93 @@ typedef struct json_store {
     size_t n_records, cap_records;
     size_t *buckets; /* index of the first record of each bucket, or NO_RECORD */
     size_t n_buckets; /* a power of two */
+    mab_record_claim *claims; /* the claim set, in no order */
+    size_t n_claims, cap_claims;
+    uint32_t *claim_slots; /* open addressing: claims index + 1, 0 when empty */
+    size_t claim_mask;     /* slots - 1; slots >= 2 * cap_claims */
 } json_store;
+
+/* ---- the claim set ------------------------------------------------------ */
+
+static size_t claim_home(const json_store *st, const uint8_t *id)
+{
+    uint64_t h;
+    memcpy(&h, id, sizeof h); /* ids are random */
+    return (size_t)(h * 0x9e3779b97f4a7c15u >> 17) & st->claim_mask;
+}
+
+/* Index of the claim of id, or SIZE_MAX. */
+static size_t claim_find(const json_store *st, const uint8_t *id)
+{
+    if (!st->claim_slots)
+        return SIZE_MAX;
+    for (size_t i = claim_home(st, id); st->claim_slots[i]; i = (i + 1) & st->claim_mask) {
+        size_t k = st->claim_slots[i] - 1;
+        if (memcmp(st->claims[k].assignment_id, id, MAB_ASSIGNMENT_ID_BYTES) == 0)
+            return k;
+    }
+    return SIZE_MAX;
+}
+
+/* Rebuild the index over claims[0..n_claims) (never allocates). */
+static void claim_reindex(json_store *st)
+{
+    memset(st->claim_slots, 0, (st->claim_mask + 1) * sizeof *st->claim_slots);
+    for (size_t k = 0; k < st->n_claims; k++) {
+        size_t i = claim_home(st, st->claims[k].assignment_id);
+        while (st->claim_slots[i])
+            i = (i + 1) & st->claim_mask;
+        st->claim_slots[i] = (uint32_t)k + 1;
+    }
+}
+
+/* Room for one more claim; 0 when out of memory (the set is unchanged). */
+static int claim_reserve(json_store *st)
+{
+    if (st->n_claims < st->cap_claims)
+        return 1;
+    size_t cap = st->cap_claims ? st->cap_claims * 2 : 64;
+    if (cap > UINT32_MAX / 4)
+        return 0;
+    mab_record_claim *grown = realloc(st->claims, cap * sizeof *grown);
+    if (!grown)
+        return 0;
+    st->claims = grown;
+    uint32_t *slots = calloc(cap * 2, sizeof *slots);
+    if (!slots)
+        return 0;
+    free(st->claim_slots);
+    st->claim_slots = slots;
+    st->claim_mask = cap * 2 - 1;
+    st->cap_claims = cap;
+    claim_reindex(st);
+    return 1;
+}
+
+/* Append a claim (room reserved); its index is n_claims - 1. */
+static void claim_append(json_store *st, const uint8_t *id, int64_t expires_at)
+{
+    size_t k = st->n_claims++;
+    memcpy(st->claims[k].assignment_id, id, MAB_ASSIGNMENT_ID_BYTES);
+    st->claims[k].expires_at = expires_at;
+    size_t i = claim_home(st, id);
+    while (st->claim_slots[i])
+        i = (i + 1) & st->claim_mask;
+    st->claim_slots[i] = (uint32_t)k + 1;
+}
+
+/* Forget claims that expired by `now` (after a snapshot left them out). */
+static void claims_forget_expired(json_store *st, int64_t now)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < st->n_claims; k++)
+        if (st->claims[k].expires_at > now)
+            st->claims[n++] = st->claims[k];
+    if (n != st->n_claims) {
+        st->n_claims = n;
+        claim_reindex(st);
+    }
+}
 
 /* ---- the in-memory table ---------------------------------------------- */
 
@@ -169,16 +267,22 @@ static void store_free(json_store *st)
     free(st->buckets);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* releases the flock */
+    free(st->claims);
+    free(st->claim_slots);
     free(st);
 }
 
 /* ---- writing a snapshot ----------------------------------------------- */
 
-/* The file's text for every record not marked dropped; NULL with err set. */
-static char *snapshot_text(const json_store *st, mab_error *err)
+/* The file's text for every record not marked dropped and every claim not
+   expired by `now`; NULL with err set. */
+static char *snapshot_text(const json_store *st, int64_t now, mab_error *err)
 {
     mab_record *records = malloc((st->n_records ? st->n_records : 1) * sizeof *records);
-    if (!records) {
+    mab_record_claim *claims = malloc((st->n_claims ? st->n_claims : 1) * sizeof *claims);
+    if (!records || !claims) {
+        free(records);
+        free(claims);
         mab_error_set(err, MAB_ENOMEM, "%s: out of memory building the snapshot", st->path);
         return NULL;
     }
@@ -190,11 +294,17 @@ static char *snapshot_text(const json_store *st, mab_error *err)
         records[n++] = (mab_record){r->experiment, r->arm, r->totals.pulls, r->totals.rewards,
                                     r->totals.reward_sum, r->totals.reward_sum_sq};
     }
+    size_t n_claims = 0;
+    for (size_t k = 0; k < st->n_claims; k++)
+        if (st->claims[k].expires_at > now)
+            claims[n_claims++] = st->claims[k];
     char *text = NULL;
     mab_error why = {0};
-    if (mab_records_print(MAB_RECORDS_JSON_STORE, records, n, &text, NULL, &why) != MAB_OK)
+    if (mab_records_print_claims(MAB_RECORDS_JSON_STORE, records, n, claims, n_claims, &text,
+                                 NULL, &why) != MAB_OK)
         mab_error_set(err, why.code, "%s: cannot write the snapshot: %s", st->path, why.message);
     free(records);
+    free(claims);
     return text;
 }
 
@@ -232,10 +342,10 @@ static int fsync_directory(const char *dir)
  * is harmless because the table is the source of truth and the next write
  * replaces the whole file again.
  */
-static int snapshot_write(json_store *st, mab_error *err)
+static int snapshot_write(json_store *st, int64_t now, mab_error *err)
 {
     mab_error why = {0};
-    char *text = snapshot_text(st, &why);
+    char *text = snapshot_text(st, now, &why);
     if (!text)
         return mab_error_set(err, why.code, "%s", why.message);
 
@@ -281,10 +391,19 @@ fail:;
 static int table_from_text(json_store *st, const char *text, size_t len, mab_error *err)
 {
     mab_record *records;
-    size_t n;
-    int rc = mab_records_parse(text, len, st->path, MAB_RECORDS_JSON_STORE, &records, &n, err);
+    mab_record_claim *claims;
+    size_t n, n_claims;
+    int rc = mab_records_parse_claims(text, len, st->path, MAB_RECORDS_JSON_STORE, &records, &n,
+                                      &claims, &n_claims, err);
     if (rc != MAB_OK)
         return rc;
+    for (size_t k = 0; k < n_claims && rc == MAB_OK; k++) {
+        if (!claim_reserve(st))
+            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+        else
+            claim_append(st, claims[k].assignment_id, claims[k].expires_at);
+    }
+    free(claims);
     for (size_t i = 0; i < n && rc == MAB_OK; i++) {
         record *r = table_insert(st, records[i].experiment, records[i].arm);
         if (!r) {
@@ -352,7 +471,7 @@ static int store_load_file(json_store *st, mab_error *err)
     size_t len;
     if (read_file(st->path, &text, &len) != 0) {
         if (errno == ENOENT)
-            return snapshot_write(st, err);
+            return snapshot_write(st, (int64_t)time(NULL), err);
         return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
                              strerror(errno));
     }
@@ -448,6 +567,84 @@ static int json_open(mab_params *params, void **state, mab_error *err)
     return MAB_OK;
 }
 
+/* A directory a new store could be created in; `what` names the store. */
+static int directory_usable(const char *dir, const char *what, mab_error *err)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: directory %s: %s", what, dir,
+                             strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return mab_error_set(err, MAB_ESTORAGE, "%s: %s is not a directory", what, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: directory %s is not writable: %s", what, dir,
+                             strerror(errno));
+    return MAB_OK;
+}
+
+/* Path and derived paths from params, without touching the file system. */
+static int store_from_params(mab_params *params, json_store **out, mab_error *err)
+{
+    json_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return mab_error_set(err, MAB_ENOMEM, "json_file: out of memory");
+    st->lock_fd = -1;
+    int rc = mab_params_path(params, "path", NULL, st->path, sizeof st->path);
+    if (rc != MAB_OK)
+        mab_error_set(err, rc, "%s", mab_params_last_error(params));
+    else
+        rc = store_paths(st, err);
+    if (rc != MAB_OK) {
+        store_free(st);
+        return rc;
+    }
+    *out = st;
+    return MAB_OK;
+}
+
+/* Read the file as open() would, without the lock: a missing file is an
+   empty store (when its directory could hold one). */
+static int store_read_unlocked(json_store *st, mab_error *err)
+{
+    char *text;
+    size_t len;
+    if (read_file(st->path, &text, &len) != 0) {
+        if (errno == ENOENT)
+            return directory_usable(st->dir_path, st->path, err);
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
+                             strerror(errno));
+    }
+    int rc = table_from_text(st, text, len, err);
+    free(text);
+    return rc;
+}
+
+/* ABI 1.2 check: params and the file as it is; no lock, nothing created.
+   The lock is not tried either: a server holding it is the normal case. */
+static int json_check(mab_params *params, mab_error *err)
+{
+    json_store *st;
+    int rc = store_from_params(params, &st, err);
+    if (rc == MAB_OK) {
+        rc = store_read_unlocked(st, err);
+        store_free(st);
+    }
+    return rc;
+}
+
+/* ABI 1.2 read-only open: a snapshot of the file as last written (by rename,
+   so never torn), read without the lock that a serving process holds. */
+static int json_open_read_only(mab_params *params, void **state, mab_error *err)
+{
+    json_store *st;
+    int rc = store_from_params(params, &st, err);
+    if (rc == MAB_OK && (rc = store_read_unlocked(st, err)) != MAB_OK)
+        store_free(st);
+    if (rc == MAB_OK)
+        *state = st;
+    return rc;
+}
+
 static int json_load(void *state, const char *experiment, const char *const *arm_ids,
                      size_t n_arms, mab_totals *out, mab_error *err)
 {
@@ -521,7 +718,7 @@ static int add_delta(json_store *st, const mab_delta *d, size_t n_before, undo_e
  * are all this.
  */
 static int change(json_store *st, const char *const *clear, size_t n_clear,
-                  const mab_delta *deltas, size_t n_deltas, mab_error *err)
+                  const mab_delta *deltas, size_t n_deltas, int claimed, mab_error *err)
 {
     int rc = check_deltas(st, deltas, n_deltas, err);
     if (rc != MAB_OK)
@@ -543,8 +740,11 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
     }
     for (size_t i = 0; i < n_deltas && rc == MAB_OK; i++)
         rc = add_delta(st, &deltas[i], n_before, undo, &n_undo, err);
-    if (rc == MAB_OK && (n_deltas || n_dropped))
-        rc = snapshot_write(st, err);
+    int64_t now = (int64_t)time(NULL);
+    if (rc == MAB_OK && (n_deltas || n_dropped || claimed))
+        rc = snapshot_write(st, now, err);
+    if (rc == MAB_OK && (n_deltas || n_dropped || claimed))
+        claims_forget_expired(st, now); /* the file no longer has them */
     if (rc != MAB_OK) {
         /* Newest first, so a record touched twice ends with its oldest state. */
         while (n_undo > 0) {
@@ -570,7 +770,7 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
 
 static int json_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
 {
-    return change(state, NULL, 0, deltas, n_deltas, err);
+    return change(state, NULL, 0, deltas, n_deltas, 0, err);
 }
 
 static int json_reset(void *state, const char *experiment, mab_error *err)
@@ -578,7 +778,7 @@ static int json_reset(void *state, const char *experiment, mab_error *err)
     json_store *st = state;
     if (!experiment)
         return mab_error_set(err, MAB_EINVAL, "%s: reset: NULL experiment", st->path);
-    return change(st, &experiment, 1, NULL, 0, err);
+    return change(st, &experiment, 1, NULL, 0, 0, err);
 }
 
 static int json_replace(void *state, const char *const *experiments, size_t n_experiments,
@@ -588,7 +788,7 @@ static int json_replace(void *state, const char *const *experiments, size_t n_ex
     for (size_t k = 0; k < n_experiments; k++)
         if (!experiments[k])
             return mab_error_set(err, MAB_EINVAL, "%s: replace: NULL experiment", st->path);
-    return change(st, experiments, n_experiments, deltas, n_deltas, err);
+    return change(st, experiments, n_experiments, deltas, n_deltas, 0, err);
 }
 
 static int json_scan(void *state,
@@ -603,6 +803,87 @@ static int json_scan(void *state,
             return rc;
     }
     return MAB_OK;
+}
+
+/* What a claim changed in the claim set, to undo it. */
+typedef struct claim_undo {
+    const uint8_t *id;
+    int64_t previous; /* 0: the claim was appended */
+} claim_undo;
+
+/* The claims and the granted ones' deltas are one snapshot write (see the
+   top); on failure the claim set is put back as it was. */
+static int json_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                      mab_error *err)
+{
+    (void)flags; /* every claim is written at once: one process, one file */
+    json_store *st = state;
+    if (n_claims && !claims)
+        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL claims", st->path);
+    size_t n_deltas = 0;
+    for (size_t k = 0; k < n_claims; k++) {
+        if (!claims[k].assignment_id)
+            return mab_error_set(err, MAB_EINVAL, "%s: claim %zu: NULL assignment id", st->path,
+                                 k);
+        n_deltas += claims[k].n_deltas;
+    }
+    if (n_claims == 0)
+        return MAB_OK;
+    claim_undo *undo = malloc(n_claims * sizeof *undo);
+    mab_delta *deltas = malloc((n_deltas ? n_deltas : 1) * sizeof *deltas);
+    if (!undo || !deltas) {
+        free(undo);
+        free(deltas);
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    }
+    int64_t now = (int64_t)time(NULL);
+    size_t n_undo = 0, n_taken = 0;
+    int rc = MAB_OK;
+    for (size_t k = 0; k < n_claims && rc == MAB_OK; k++) {
+        mab_claim *c = &claims[k];
+        size_t at = claim_find(st, c->assignment_id);
+        int earlier = 0;
+        for (size_t u = 0; u < n_undo && !earlier; u++)
+            earlier = memcmp(undo[u].id, c->assignment_id, MAB_ASSIGNMENT_ID_BYTES) == 0;
+        if (earlier || (at != SIZE_MAX && st->claims[at].expires_at > now)) {
+            c->result = MAB_ECLAIMED;
+            continue;
+        }
+        if (at != SIZE_MAX) {
+            /* Expired but not yet forgotten: renew it in place. */
+            undo[n_undo++] = (claim_undo){c->assignment_id, st->claims[at].expires_at};
+            st->claims[at].expires_at = c->expires_at;
+        } else if (!claim_reserve(st)) {
+            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            break;
+        } else {
+            undo[n_undo++] = (claim_undo){c->assignment_id, 0};
+            claim_append(st, c->assignment_id, c->expires_at);
+        }
+        c->result = MAB_OK;
+        for (size_t i = 0; i < c->n_deltas; i++)
+            deltas[n_taken++] = c->deltas[i];
+    }
+    if (rc == MAB_OK)
+        rc = change(st, NULL, 0, deltas, n_taken, 1, err);
+    if (rc != MAB_OK) {
+        /* The file was not replaced (or, if only the directory fsync
+           failed, the next write replaces it again): undo in memory,
+           newest first. */
+        while (n_undo > 0) {
+            const claim_undo *u = &undo[--n_undo];
+            size_t at = claim_find(st, u->id);
+            if (at != SIZE_MAX && u->previous)
+                st->claims[at].expires_at = u->previous;
+            else if (at != SIZE_MAX) {
+                st->claims[at] = st->claims[--st->n_claims];
+                claim_reindex(st);
+            }
+        }
+    }
+    free(undo);
+    free(deltas);
+    return rc;
 }
 
 static void json_close(void *state)
@@ -623,6 +904,9 @@ static const mab_storage json_file_storage = {
     0, /* refresh_ms: one process owns the file */
     json_scan,
     json_replace,
+    json_check,
+    json_open_read_only,
+    json_claim,
 };
 
 MAB_STORAGE_DEFINE(json_file_storage)

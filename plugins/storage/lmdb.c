@@ -6,10 +6,22 @@
  * "path" is a directory (created if missing, relative to the config file's
  * directory) holding LMDB's data.mdb and lock.mdb.
  *
- * Layout (format version 1), two named databases:
+ * Layout (format version 1), three named databases:
  *   "meta":    "format" -> "mab-lmdb-storage", "version" -> uint32 1
  *   "records": "EXP\0ARM" (no trailing NUL) -> stored_record (40 bytes,
  *              native byte order, like LMDB's own pages)
+ *   "claims":  16-byte assignment id -> int64 expiry (unix seconds, native
+ *              byte order); created by the first claim, so stores written
+ *              before claims existed open unchanged and older plugins, which
+ *              never open it, read them as before.
+ *
+ * A claim is one write transaction: mdb_put with MDB_NOOVERWRITE on the id
+ * (MDB_KEYEXIST: already claimed; LMDB's single writer makes the first
+ * commit win across threads and processes), the reward's deltas added in the
+ * same transaction, and a sweep of the next CLAIM_SWEEP claims after where
+ * the last sweep stopped, deleting expired ones. Ids are random, so the
+ * sweep walks the whole table in about n / CLAIM_SWEEP claims and the table
+ * holds roughly the claims of the last cookie max_age.
  * Ids never contain NUL (the engine allows A-Z a-z 0-9 _ -), so the first NUL
  * of a key splits it, and "EXP\0" is a prefix that sorts all of an
  * experiment's records together (reset and replace walk it with a cursor).
@@ -59,6 +71,7 @@
 #define LMDB_DEFAULT_READERS 126
 #define LMDB_REFRESH_MS 100
 #define ID_MAX 255 /* longest id this plugin stores; keys are at most 511 bytes */
+#define CLAIM_SWEEP 8 /* claims examined for expiry per claim */
 
 /* One record's value. Fixed size; `version` lets a later format coexist. */
 typedef struct stored_record {
@@ -75,6 +88,9 @@ typedef struct lmdb_store {
     MDB_env *env;
     MDB_dbi meta_dbi;
     MDB_dbi records_dbi;
+    MDB_dbi claims_dbi;
+    uint8_t sweep_from[MAB_ASSIGNMENT_ID_BYTES]; /* where the next sweep starts */
+    int unsynced; /* a claim was committed without fdatasync (MAB_CLAIM_DEFER_SYNC) */
     dev_t dev; /* of the directory: identifies the store in this process */
     ino_t ino;
     struct lmdb_store *next_open; /* in open_stores */
@@ -653,7 +669,7 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
         mrc = mdb_env_set_maxreaders(st->env, (unsigned)max_readers);
     }
     if (mrc == MDB_SUCCESS)
-        mrc = mdb_env_set_maxdbs(st->env, 2);
+        mrc = mdb_env_set_maxdbs(st->env, 3);
     if (mrc == MDB_SUCCESS) {
         /* MDB_NOTLS: the core calls from its writer thread and from callers'
            threads; read transactions must not be tied to one thread. */
@@ -687,6 +703,67 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
     }
     *state = st;
     return MAB_OK;
+}
+
+/* The nearest existing ancestor of path must be a directory we may write
+   in (open() creates the missing ones). */
+static int creatable(const lmdb_store *st, mab_error *err)
+{
+    char dir[sizeof st->path];
+    snprintf(dir, sizeof dir, "%s", st->path);
+    struct stat sb;
+    while (stat(dir, &sb) != 0) {
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            snprintf(dir, sizeof dir, ".");
+        else if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
+        if (strcmp(dir, ".") == 0 || strcmp(dir, "/") == 0)
+            break;
+    }
+    if (access(dir, W_OK | X_OK) != 0)
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot create the store: %s is not "
+                             "writable: %s", st->path, dir, strerror(errno));
+    return MAB_OK;
+}
+
+/* ABI 1.2 check: the parameters as open() reads them, then an existing
+   environment opened MDB_RDONLY | MDB_NOLOCK, which reads and validates
+   its meta pages without creating or locking lock.mdb, so it works while
+   servers have the store open. A missing store only needs a directory
+   open() could create it in. */
+static int lmdb_check(mab_params *params, mab_error *err)
+{
+    lmdb_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return mab_error_set(err, MAB_ENOMEM, "lmdb: out of memory");
+    int64_t map_size, max_readers;
+    int rc = read_params(params, st, &map_size, &max_readers, err);
+    char data[sizeof st->path + 16];
+    struct stat sb;
+    if (rc == MAB_OK && stat(st->path, &sb) != 0)
+        rc = errno == ENOENT ? creatable(st, err)
+                             : lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", errno);
+    else if (rc == MAB_OK && !S_ISDIR(sb.st_mode))
+        rc = mab_error_set(err, MAB_ESTORAGE, "%s: not a directory (an LMDB store is a "
+                           "directory holding data.mdb)", st->path);
+    else if (rc == MAB_OK && (snprintf(data, sizeof data, "%s/data.mdb", st->path),
+                              access(data, F_OK) == 0)) {
+        int mrc = mdb_env_create(&st->env);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_env_set_maxdbs(st->env, 2);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_env_open(st->env, st->path, MDB_RDONLY | MDB_NOLOCK, 0644);
+        if (mrc != MDB_SUCCESS)
+            rc = lmdb_fail(st, err,
+                           mrc == MDB_INVALID || mrc == MDB_VERSION_MISMATCH ? MAB_ECORRUPT
+                                                                             : MAB_ESTORAGE,
+                           "cannot read the LMDB environment", mrc);
+    }
+    store_free(st, 0);
+    return rc;
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -835,7 +912,10 @@ static int lmdb_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab
     if (rc != MAB_OK)
         return rc;
     batch_arg b = {NULL, 0, deltas, n_deltas};
-    return write_txn(st, "cannot write", batch_body, &b, err);
+    rc = write_txn(st, "cannot write", batch_body, &b, err);
+    if (rc == MAB_OK)
+        st->unsynced = 0; /* the synced commit flushed the deferred claims too */
+    return rc;
 }
 
 static int lmdb_reset(void *state, const char *experiment, mab_error *err)
@@ -914,10 +994,140 @@ static int lmdb_replace(void *state, const char *const *experiments, size_t n_ex
 }
 #endif
 
+/* ---- claims ----------------------------------------------------------- */
+
+typedef struct claim_arg {
+    mab_claim *claims;
+    size_t n_claims;
+    int64_t now;
+} claim_arg;
+
+/* Delete expired claims among the CLAIM_SWEEP after st->sweep_from, inside
+   txn. Bounded work: the table is walked a few entries per claim. */
+static int sweep_claims(lmdb_store *st, MDB_txn *txn, int64_t now)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->claims_dbi, &cur);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    MDB_val k = {sizeof st->sweep_from, st->sweep_from}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (int n = 0; n < CLAIM_SWEEP; n++) {
+        if (rc == MDB_NOTFOUND) /* past the last claim: wrap around */
+            rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (rc != MDB_SUCCESS)
+            break;
+        int64_t expires = 0;
+        if (v.mv_size == sizeof expires)
+            memcpy(&expires, v.mv_data, sizeof expires);
+        if (k.mv_size == sizeof st->sweep_from)
+            memcpy(st->sweep_from, k.mv_data, sizeof st->sweep_from);
+        if (v.mv_size != sizeof expires || expires <= now) {
+            /* After a delete MDB_NEXT reads the entry that took its place. */
+            if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+                break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == MDB_SUCCESS ? MDB_SUCCESS : rc;
+}
+
+/* Whether claims[k]'s id is also an earlier entry's (batches are small). */
+static int claimed_earlier(const mab_claim *claims, size_t k)
+{
+    for (size_t j = 0; j < k; j++)
+        if (memcmp(claims[j].assignment_id, claims[k].assignment_id, MAB_ASSIGNMENT_ID_BYTES) ==
+            0)
+            return 1;
+    return 0;
+}
+
+/* Claim one id inside txn: *granted 1 when this put made the claim. */
+static int claim_one(lmdb_store *st, MDB_txn *txn, const mab_claim *c, int64_t now,
+                     int *granted)
+{
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    memcpy(id, c->assignment_id, sizeof id);
+    MDB_val k = {sizeof id, id}, v = {sizeof c->expires_at, (void *)&c->expires_at};
+    int rc = mdb_put(txn, st->claims_dbi, &k, &v, MDB_NOOVERWRITE);
+    *granted = rc == MDB_SUCCESS;
+    if (rc != MDB_KEYEXIST)
+        return rc;
+    int64_t held = 0;
+    if (v.mv_size == sizeof held)
+        memcpy(&held, v.mv_data, sizeof held);
+    if (v.mv_size == sizeof held && held > now)
+        return MDB_SUCCESS; /* already claimed */
+    /* An expired claim the sweep has not reached yet: take it over. */
+    v = (MDB_val){sizeof c->expires_at, (void *)&c->expires_at};
+    rc = mdb_put(txn, st->claims_dbi, &k, &v, 0);
+    *granted = rc == MDB_SUCCESS;
+    return rc;
+}
+
+static int claim_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
+                      mab_error *err)
+{
+    const claim_arg *c = arg;
+    int rc = mdb_dbi_open(txn, "claims", MDB_CREATE, &st->claims_dbi);
+    for (size_t k = 0; rc == MDB_SUCCESS && k < c->n_claims; k++) {
+        int granted = 0;
+        if (!claimed_earlier(c->claims, k))
+            rc = claim_one(st, txn, &c->claims[k], c->now, &granted);
+        c->claims[k].result = granted ? MAB_OK : MAB_ECLAIMED;
+        if (rc == MDB_SUCCESS && granted)
+            rc = add_deltas(st, txn, c->claims[k].deltas, c->claims[k].n_deltas, status, err);
+        if (*status != MAB_OK)
+            return MDB_SUCCESS;
+    }
+    return rc == MDB_SUCCESS ? sweep_claims(st, txn, c->now) : rc;
+}
+
+static int lmdb_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                      mab_error *err)
+{
+    lmdb_store *st = state;
+    if (n_claims && !claims)
+        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL claims", st->path);
+    for (size_t k = 0; k < n_claims; k++) {
+        if (!claims[k].assignment_id)
+            return mab_error_set(err, MAB_EINVAL, "%s: claim %zu: NULL assignment id", st->path,
+                                 k);
+        int rc = check_deltas(st, claims[k].deltas, claims[k].n_deltas, err);
+        if (rc != MAB_OK)
+            return rc;
+    }
+    if (n_claims == 0)
+        return MAB_OK;
+    claim_arg c = {claims, n_claims, (int64_t)time(NULL)};
+    /* The dbi handle is valid once a committed transaction opened it; after
+       an abort it is not, so it is opened in every claim (a cheap lookup).
+       MAB_CLAIM_DEFER_SYNC: commit without fdatasync. The commit is in the
+       shared map at once (every process sees the claims), and the next
+       synced commit (apply) or close flushes the data file, these claims
+       included. Changing MDB_NOSYNC is safe: the core never enters the
+       plugin from two threads at once. */
+    int defer = (flags & MAB_CLAIM_DEFER_SYNC) != 0;
+    if (defer && mdb_env_set_flags(st->env, MDB_NOSYNC, 1) != MDB_SUCCESS)
+        defer = 0;
+    int rc = write_txn(st, "cannot claim", claim_body, &c, err);
+    if (defer) {
+        mdb_env_set_flags(st->env, MDB_NOSYNC, 0);
+        if (rc == MAB_OK)
+            st->unsynced = 1;
+    }
+    return rc;
+}
+
 static void lmdb_close(void *state)
 {
-    if (state)
-        store_free(state, 1);
+    lmdb_store *st = state;
+    if (!st)
+        return;
+    if (st->unsynced)
+        (void)mdb_env_sync(st->env, 1); /* deferred claims; nothing to report to */
+    store_free(st, 1);
 }
 
 static const mab_storage lmdb_storage = {
@@ -933,6 +1143,11 @@ static const mab_storage lmdb_storage = {
     LMDB_REFRESH_MS,
     lmdb_scan,
     lmdb_replace,
+#endif
+#if MAB_STORAGE_ABI_MINOR >= 2
+    lmdb_check,
+    NULL, /* open_read_only: open() shares the store with every process */
+    lmdb_claim,
 #endif
 };
 

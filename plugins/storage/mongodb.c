@@ -41,6 +41,21 @@
  * Cost: one `w.WRITER` number per process in each document it writes (about
  * 30 bytes), removed at a clean close; a crashed process leaves its numbers
  * behind. During recovery, one more round trip per apply.
+ *
+ * Claims (storage ABI 1.3) live in a second collection, COLLECTION_claims:
+ *
+ *   {_id: "<32 hex digits of the assignment id>", expires_at: <date>}
+ *
+ * A claim is an insert: the server's unique _id index makes the first insert
+ * win across every machine, and a "duplicate key" answer means already
+ * claimed. A TTL index on expires_at (expireAfterSeconds 0, created at open)
+ * has the server delete expired claims in the background. The reward's
+ * increments follow the insert as an apply (above); MongoDB (without a
+ * replica-set transaction) cannot make the two one step, so when the apply
+ * fails the claim is deleted again, and when even that delete fails the
+ * claim remains without its reward (the error says so): that assignment's
+ * reward is then lost, never counted twice. Likewise an insert whose answer
+ * is lost to a network failure may have claimed: the retry is refused.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -92,6 +107,7 @@ typedef struct ledger_entry {
 typedef struct mongo_store {
     mongoc_client_t *client;
     mongoc_collection_t *collection;
+    mongoc_collection_t *claims;  /* COLLECTION_claims */
     mongoc_write_concern_t *write_concern;
     char *database;
     char *collection_name;
@@ -923,6 +939,8 @@ static void store_free(mongo_store *st)
     ledger_drop(st, NULL);
     if (st->collection)
         mongoc_collection_destroy(st->collection);
+    if (st->claims)
+        mongoc_collection_destroy(st->claims);
     if (st->client)
         mongoc_client_destroy(st->client);
     if (st->write_concern)
@@ -950,6 +968,114 @@ static void forget_writer(mongo_store *st)
     (void)mongoc_collection_update_many(st->collection, &selector, &update, NULL, NULL, NULL);
     bson_destroy(&update);
     bson_destroy(&selector);
+}
+
+/* ---- claims ------------------------------------------------------------ */
+
+static void claim_doc_id(const uint8_t *id, char out[2 * MAB_ASSIGNMENT_ID_BYTES + 1])
+{
+    for (size_t b = 0; b < MAB_ASSIGNMENT_ID_BYTES; b++)
+        snprintf(out + 2 * b, 3, "%02x", id[b]);
+}
+
+/* Delete the claims of claims[0..n) granted in this call; 0 on failure. */
+static int release_claims(mongo_store *st, const mab_claim *claims, size_t n,
+                          const bson_t *opts, bson_error_t *error)
+{
+    int ok = 1;
+    for (size_t k = 0; k < n; k++) {
+        if (claims[k].result != MAB_OK)
+            continue;
+        char id[2 * MAB_ASSIGNMENT_ID_BYTES + 1];
+        claim_doc_id(claims[k].assignment_id, id);
+        bson_t selector = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&selector, "_id", id);
+        if (!mongoc_collection_delete_one(st->claims, &selector, opts, NULL, error))
+            ok = 0;
+        bson_destroy(&selector);
+    }
+    return ok;
+}
+
+/* One insert per claim (the unique _id decides), then the granted claims'
+   increments as one apply; if anything fails, the claims made are deleted. */
+static int mongo_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                       mab_error *err)
+{
+    (void)flags; /* the configured write concern decides durability */
+    mongo_store *st = state;
+    if (n_claims && !claims)
+        return mab_error_set(err, MAB_EINVAL, "%s: claim: NULL claims", st->where);
+    size_t n_deltas = 0;
+    for (size_t k = 0; k < n_claims; k++) {
+        if (!claims[k].assignment_id)
+            return mab_error_set(err, MAB_EINVAL, "%s: claim %zu: NULL assignment id",
+                                 st->where, k);
+        int rc = check_deltas(st, claims[k].deltas, claims[k].n_deltas, err);
+        if (rc != MAB_OK)
+            return rc;
+        n_deltas += claims[k].n_deltas;
+        claims[k].result = MAB_ECLAIMED;
+    }
+    mab_delta *deltas = malloc((n_deltas ? n_deltas : 1) * sizeof *deltas);
+    if (!deltas)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    bson_t opts = BSON_INITIALIZER;
+    mongoc_write_concern_append(st->write_concern, &opts);
+    int rc = MAB_OK;
+    size_t n_taken = 0, k = 0;
+    for (; k < n_claims && rc == MAB_OK; k++) {
+        char id[2 * MAB_ASSIGNMENT_ID_BYTES + 1];
+        claim_doc_id(claims[k].assignment_id, id);
+        bson_t doc = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&doc, "_id", id);
+        BSON_APPEND_DATE_TIME(&doc, "expires_at", claims[k].expires_at * 1000);
+        bson_error_t error;
+        bson_t reply;
+        bool ok = mongoc_collection_insert_one(st->claims, &doc, &opts, &reply, &error);
+        bson_destroy(&reply);
+        bson_destroy(&doc);
+        if (ok) {
+            claims[k].result = MAB_OK;
+            /* One increment per record: apply's exactly-once numbering takes
+               a second update of one record in a batch for a resend. */
+            for (size_t i = 0; i < claims[k].n_deltas; i++) {
+                const mab_delta *d = &claims[k].deltas[i];
+                size_t j = 0;
+                while (j < n_taken && (strcmp(deltas[j].experiment, d->experiment) != 0 ||
+                                       strcmp(deltas[j].arm, d->arm) != 0))
+                    j++;
+                if (j == n_taken) {
+                    deltas[n_taken++] = *d;
+                } else {
+                    deltas[j].add.pulls += d->add.pulls;
+                    deltas[j].add.rewards += d->add.rewards;
+                    deltas[j].add.reward_sum += d->add.reward_sum;
+                    deltas[j].add.reward_sum_sq += d->add.reward_sum_sq;
+                }
+            }
+        } else if (error.code != DUP_KEY) {
+            rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot claim assignment %s", id);
+        }
+    }
+    if (rc == MAB_OK && n_taken)
+        rc = mongo_apply(st, deltas, n_taken, err);
+    if (rc != MAB_OK) {
+        /* The apply counts as not made (see the top); take the claims back
+           so that a retry can count the rewards. */
+        bson_error_t undo_error;
+        if (!release_claims(st, claims, k, &opts, &undo_error)) {
+            char first[MAB_ERROR_MAX];
+            snprintf(first, sizeof first, "%s", err ? err->message : "");
+            mab_error_set(err, rc,
+                          "%.200s; claims made by this call remain without their reward "
+                          "(cannot delete them: %.150s)",
+                          first, undo_error.message);
+        }
+    }
+    bson_destroy(&opts);
+    free(deltas);
+    return rc;
 }
 
 static void mongo_close(void *state)
@@ -1077,6 +1203,35 @@ static int read_params(mongo_store *st, mab_params *params, mongoc_uri_t **uri_o
 
 /* Connect (ping: fails on unreachable hosts and bad credentials) and create
    the index the refresh query uses. */
+/* The claims collection and its TTL index (the server removes expired claims). */
+static int create_claims_index(mongo_store *st, mab_error *err)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s_claims", st->collection_name);
+    st->claims = mongoc_client_get_collection(st->client, st->database, name);
+    bson_t command = BSON_INITIALIZER, indexes, index, keys, opts = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&command, "createIndexes", name);
+    BSON_APPEND_ARRAY_BEGIN(&command, "indexes", &indexes);
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
+    BSON_APPEND_INT32(&keys, "expires_at", 1);
+    bson_append_document_end(&index, &keys);
+    BSON_APPEND_UTF8(&index, "name", "expires_at_ttl");
+    BSON_APPEND_INT32(&index, "expireAfterSeconds", 0);
+    bson_append_document_end(&indexes, &index);
+    bson_append_array_end(&command, &indexes);
+    mongoc_write_concern_append(st->write_concern, &opts);
+    bson_error_t error;
+    bool ok =
+        mongoc_collection_write_command_with_opts(st->claims, &command, &opts, NULL, &error);
+    bson_destroy(&opts);
+    bson_destroy(&command);
+    if (!ok)
+        return store_fail(st, err, MAB_ESTORAGE, &error,
+                          "cannot create the TTL index on %s.expires_at", name);
+    return MAB_OK;
+}
+
 static int connect_store(mongo_store *st, const mongoc_uri_t *uri, mab_error *err)
 {
     bson_error_t error;
@@ -1113,7 +1268,7 @@ static int connect_store(mongo_store *st, const mongoc_uri_t *uri, mab_error *er
     if (!ok)
         return store_fail(st, err, MAB_ESTORAGE, &error,
                           "cannot create the index on \"experiment\"");
-    return MAB_OK;
+    return create_claims_index(st, err);
 }
 
 static int new_writer_id(mongo_store *st, mab_error *err)
@@ -1157,6 +1312,49 @@ static int mongo_open(mab_params *params, void **state, mab_error *err)
     return MAB_OK;
 }
 
+/* ABI 1.2 check: the parameters as open() reads them, then a ping and a
+   find of one document (reads only: no index is created, nothing written),
+   so a config test catches an unreachable server, bad credentials and a
+   collection the user may not read. */
+static int mongo_check(mab_params *params, mab_error *err)
+{
+    mongoc_init();
+    mongoc_log_set_handler(NULL, NULL);
+    mongo_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return mab_error_set(err, MAB_ENOMEM, "mongodb: out of memory");
+    snprintf(st->where, sizeof st->where, "MongoDB");
+    mongoc_uri_t *uri = NULL;
+    int rc = read_params(st, params, &uri, err);
+    if (rc == MAB_ENOMEM)
+        mab_error_set(err, rc, "mongodb: out of memory");
+    else if (rc != MAB_OK)
+        mab_error_set(err, rc, "%s", mab_params_last_error(params));
+    bson_error_t error;
+    if (rc == MAB_OK && !(st->client = mongoc_client_new_from_uri_with_error(uri, &error)))
+        rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot create a client");
+    if (rc == MAB_OK) {
+        mongoc_client_set_error_api(st->client, MONGOC_ERROR_API_VERSION_2);
+        st->collection = mongoc_client_get_collection(st->client, st->database,
+                                                      st->collection_name);
+        bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+        BSON_APPEND_INT64(&opts, "limit", 1);
+        mongoc_cursor_t *cursor =
+            mongoc_collection_find_with_opts(st->collection, &filter, &opts, NULL);
+        const bson_t *doc;
+        while (mongoc_cursor_next(cursor, &doc))
+            ;
+        if (mongoc_cursor_error(cursor, &error))
+            rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot read the collection");
+        mongoc_cursor_destroy(cursor);
+        bson_destroy(&opts);
+        bson_destroy(&filter);
+    }
+    mongoc_uri_destroy(uri);
+    store_free(st);
+    return rc;
+}
+
 static const mab_storage mongodb_storage = {
     MAB_STORAGE_HEADER,
     "mongodb",
@@ -1170,6 +1368,9 @@ static const mab_storage mongodb_storage = {
     1000, /* refresh_ms: other machines write the same documents */
     mongo_scan,
     mongo_replace,
+    mongo_check,
+    NULL, /* open_read_only: open() takes no lock; readers share the collection */
+    mongo_claim,
 };
 
 MAB_STORAGE_DEFINE(mongodb_storage)

@@ -106,6 +106,12 @@ void fuzz_store_exercise(const char *config_path)
         snprintf(ids[i], sizeof ids[i], "%s", snap.id[i]);
         snap.id[i] = ids[i];
     }
+    /* An increment the store refuses as invalid (a counter already at the
+       store's limit: 2^64 in LMDB, 2^53 in json_file) is dropped by the
+       engine, written around and reported (mab_dropped_deltas): a reported
+       loss, not a silent one, so exactness is checked only without drops. */
+    int flushed = mab_flush(engine, &err);
+    uint64_t dropped = mab_dropped_deltas(engine, NULL);
     int closed = mab_close(engine, &err);
 
     rc = mab_open_ex(config_path, &opts, &engine, &err);
@@ -115,7 +121,7 @@ void fuzz_store_exercise(const char *config_path)
                 err.message);
         abort();
     }
-    if (closed == MAB_OK)
+    if (flushed == MAB_OK && closed == MAB_OK && dropped == 0)
         check_nothing_lost(engine, &snap);
     mab_close(engine, &err);
 }

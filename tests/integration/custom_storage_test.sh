@@ -112,6 +112,12 @@ EOF
 expect 0 "$mab" check "$cfg"
 grep -qxF "storage:     append_log ($plugins/append_log.so)" "$tmp/stdout" \
     || fail "check does not show append_log loaded from $plugins: $out"
+# `mab check` opens no store (MAB_OPEN_CHECK: it creates nothing), and this
+# plugin has no check callback, so it says the store was not checked.
+[[ ! -e $log ]] || fail "mab check created $log"
+grep -q "^store: *not checked" "$tmp/stdout" || fail "check does not say the store was not checked: $out"
+grep -q "^reward once: *per process only" "$tmp/stdout" || fail "check does not say a storage ABI 1.2 plugin guards rewards per process only: $out"
+expect 0 "$mab" stats "$cfg"
 [[ -f $log ]] || fail "opening the store did not create $log"
 [[ $(head -n 1 "$log") == "mab-append-log 1" ]] || fail "$log has no header: $(head -n 1 "$log")"
 
@@ -176,7 +182,7 @@ expect 1 "$mab" stats "$cfg"
 cmp -s "$log" "$tmp/bad.log" || fail "opening a corrupt log modified it"
 printf 'not a log\n' >"$tmp/other.log"
 sed "s|var/counts.log|$tmp/other.log|" "$cfg" >"$tmp/other.json"
-expect 1 "$mab" check "$tmp/other.json"
+expect 1 "$mab" stats "$tmp/other.json"
 [[ $err == *"$tmp/other.log: line 1: not an append_log file"* ]] \
     || fail "a file that is not a log is not refused by name: $err"
 cp "$tmp/good.log" "$log"

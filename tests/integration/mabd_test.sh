@@ -13,8 +13,12 @@ mab=$build/bin/mab
 py=/usr/bin/python3
 tmp=$(mktemp -d)
 pid=""
+more_pids=() # further mabd processes (reward_once_across_mabds)
 cleanup() {
     if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
+    for p in "${more_pids[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then kill -KILL "$p"; fi
+    done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -213,11 +217,16 @@ kill -HUP "$pid"
 wait_log "reload refused"
 req after_bad -b "$jar" "$base/v1/choose/color,txt"
 expect_status 200 "choose after a refused reload"
-# A config that is valid but whose storage cannot open: the previous one is
-# reopened and keeps serving with its counts.
-write_config '{"green": "#0f0", "red": "#f00", "blue": "#00f"}' "no/such/dir/state.json"
+# A config that is valid, whose store passes the read-only check but cannot
+# open (another process holds it): the previous one is reopened and keeps
+# serving with its counts. (A store that cannot even be read, such as one in
+# a missing directory, is refused by the check first: mabd_ops_test.)
+exec {held}>"$tmp/held.json.lock"
+flock -n "$held" || fail "cannot lock held.json.lock"
+write_config '{"green": "#0f0", "red": "#f00", "blue": "#00f"}' "held.json"
 kill -HUP "$pid"
 wait_log "reopening the previous config"
+exec {held}>&-
 req after_storage -b "$jar" "$base/v1/choose/color"
 expect_status 200 "choose after a storage failure on reload"
 pycheck "counts kept after failed reloads" "$(stats)" '
@@ -313,6 +322,77 @@ for e, exp in final["experiments"].items():
     for arm, st in exp["arms"].items():
         stored = d["experiments"].get(e, {}).get(arm, {"pulls": 0, "rewards": 0})
         assert stored["pulls"] == st["pulls"] and stored["rewards"] == st["rewards"], (e, arm, stored, st)'
+
+# ---- reward once across two mabd processes on one LMDB, and a restart ------
+# Each mabd has its own adapter memory; the claim in the shared store is what
+# refuses the second reward of one cookie.
+start_lmdb_mabd() { # start_lmdb_mabd NAME: config lmdb.json, log NAME.log; sets started_pid, started_base
+    (cd "$tmp" && exec "$mabd" --config lmdb.json --listen 127.0.0.1:0 2>"$tmp/$1.log") &
+    started_pid=$!
+    more_pids+=("$started_pid")
+    for _ in $(seq 100); do
+        grep -q "listening on" "$tmp/$1.log" && break
+        sleep 0.1
+    done
+    local p
+    p=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/$1.log" | head -1 | cut -d: -f3)
+    [[ -n $p ]] || { fail "mabd $1 did not start: $(cat "$tmp/$1.log")"; return 1; }
+    started_base=http://127.0.0.1:$p
+}
+stop_pid() { # stop_pid PID: SIGTERM, wait, exit status 0
+    kill -TERM "$1"
+    set +e
+    wait "$1"
+    local rc=$?
+    set -e
+    [[ $rc == 0 ]] || fail "mabd $1 exited $rc after SIGTERM"
+}
+lmdb_rewards() { # lmdb_rewards: rewards of experiment color in the LMDB store
+    "$mab" stats "$tmp/lmdb.json" --json | $py -c 'import json, sys
+print(sum(a["rewards"] for a in json.load(sys.stdin)["experiments"]["color"]["arms"].values()))'
+}
+reward_once_across_mabds() {
+    $py -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+c["storage"] = {"plugin": "lmdb", "path": "shared.lmdb", "sync": "always"}
+json.dump(c, open(sys.argv[2], "w"))' "$tmp/mab.json" "$tmp/lmdb.json"
+    "$mab" check "$tmp/lmdb.json" | grep -q "reward once: per assignment across every process" ||
+        fail "mab check does not say lmdb claims: $("$mab" check "$tmp/lmdb.json")"
+    "$mab" check "$tmp/mab.json" | grep -q "reward once: per assignment across every process" ||
+        fail "mab check does not say json_file claims: $("$mab" check "$tmp/mab.json")"
+    start_lmdb_mabd one || return
+    local a=$started_pid base_a=$started_base
+    start_lmdb_mabd two || return
+    local b=$started_pid base_b=$started_base
+    req once_choose -c "$tmp/jar_once" "$base_a/v1/choose/color"
+    expect_status 200 "choose on mabd one"
+    local cookie
+    cookie=$(awk '$6 == "mab" {print $7}' "$tmp/jar_once")
+    # 2 x 10 parallel rewards of the one cookie, to both servers at once.
+    for base in "$base_a" "$base_b"; do
+        seq 10 | xargs -P 10 -I{} curl -s -X POST -H "Cookie: mab=$cookie" \
+            -w '\n' "$base/v1/reward/color?n={}" >>"$tmp/once.out" &
+    done
+    wait_children=$(jobs -p | grep -vxF -e "$a" -e "$b" -e "$pid" || true)
+    for j in $wait_children; do wait "$j"; done
+    local counted answers
+    answers=$(grep -c '"counted"' "$tmp/once.out" || true)
+    counted=$(grep -c '"counted": *true' "$tmp/once.out" || true)
+    [[ $answers == 20 ]] || fail "two mabds: $answers answers to 20 rewards: $(cat "$tmp/once.out")"
+    [[ $counted == 1 ]] || fail "one cookie through two mabds on one LMDB counted $counted times"
+    stop_pid "$a"
+    stop_pid "$b"
+    [[ $(lmdb_rewards) == 1 ]] || fail "LMDB holds $(lmdb_rewards) rewards for one cookie"
+    # A restart: a new process, an empty adapter memory.
+    start_lmdb_mabd three || return
+    local c=$started_pid
+    req once_again -X POST -H "Cookie: mab=$cookie" "$started_base/v1/reward/color"
+    pycheck "the cookie after a restart" "$body" 'assert d["counted"] is False and d["reason"] == "replayed", d'
+    stop_pid "$c"
+    [[ $(lmdb_rewards) == 1 ]] || fail "after the restart LMDB holds $(lmdb_rewards) rewards"
+    echo "mabd_test: one cookie rewarded 20 times through two mabds and once after a restart: counted $counted time(s)"
+}
+reward_once_across_mabds
 
 if ((failures)); then
     echo "mabd_test: $failures failure(s); mabd log:" >&2

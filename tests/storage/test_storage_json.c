@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "mab/records.h"
 #include "mab/storage.h"
 #include "support.h"
 
@@ -610,6 +611,70 @@ static void test_reset_removes_one_experiment(void **state)
     free(text);
 }
 
+/* ---- claims (storage ABI 1.3) ---------------------------------------------- */
+
+static int claim_rc(void *store, uint8_t n, int64_t expires_at, const mab_delta *d,
+                    size_t nd, mab_error *err)
+{
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    memset(id, 0x3c, sizeof id);
+    id[15] = n;
+    mab_claim c = {id, expires_at, d, nd, -1};
+    int rc = storage->claim(store, &c, 1, 0, err);
+    return rc == MAB_OK ? c.result : rc;
+}
+
+/* First wins; the claim is written with the records (one snapshot) and read
+   back after a reopen; expired claims are left out of the next snapshot; a
+   claim whose snapshot cannot be written claims and applies nothing. */
+static void test_claims(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_error err = {0};
+    int64_t now = (int64_t)time(NULL), later = now + 3600;
+    mab_delta d = delta("e", "a", 0, 1, 0.5, 0.25);
+    assert_int_equal(claim_rc(store, 1, later, &d, 1, &err), MAB_OK);
+    assert_int_equal(claim_rc(store, 1, later, &d, 1, &err), MAB_ECLAIMED);
+    assert_int_equal(claim_rc(store, 2, now - 1, NULL, 0, &err), MAB_OK); /* expired at once */
+    assert_totals(load_one(store, "e", "a"), 0, 1, 0.5, 0.25);
+    char *text = read_text(f->path);
+    assert_non_null(strstr(text, "\"claims\""));
+    /* Only the store's reader takes claims: the plain reader (export,
+       import) calls the field unknown. */
+    mab_record *records = NULL;
+    size_t n_records = 0;
+    assert_int_equal(mab_records_parse(text, strlen(text), "s.json", MAB_RECORDS_JSON_STORE,
+                                       &records, &n_records, &err),
+                     MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "claims: unknown field"));
+    assert_non_null(strstr(text, "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c01"));
+    /* Written already expired: not in the file. */
+    assert_null(strstr(text, "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c02"));
+    free(text);
+
+    /* A snapshot that cannot be written: nothing claimed, nothing added. */
+    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    assert_int_equal(claim_rc(store, 3, later, &d, 1, &err), MAB_ESTORAGE);
+    assert_int_equal(rmdir(f->tmp_path), 0);
+    assert_totals(load_one(store, "e", "a"), 0, 1, 0.5, 0.25);
+    storage->close(store);
+
+    store = open_ok(f); /* a restart */
+    assert_int_equal(claim_rc(store, 1, later, NULL, 0, &err), MAB_ECLAIMED);
+    assert_int_equal(claim_rc(store, 2, later, NULL, 0, &err), MAB_OK);
+    assert_int_equal(claim_rc(store, 3, later, &d, 1, &err), MAB_OK);
+    assert_totals(load_one(store, "e", "a"), 0, 2, 1.0, 0.5);
+    storage->close(store);
+
+    /* A malformed claim in the file is refused at open, naming it. */
+    write_text(f->path, "{\"format\": \"mab-json-storage\", \"version\": 1, \"experiments\": {},"
+                        " \"claims\": {\"xyz\": 5}}");
+    void *refused = NULL;
+    assert_int_equal(store_open(f->path, &refused, &err), MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "claims.xyz: expected 32 lowercase hex digits"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,6 +690,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill_during_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_apply_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_removes_one_experiment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -604,6 +604,218 @@ static void test_scan_and_replace(void **state)
 }
 #endif
 
+/* ---- claims (ABI 1.3) --------------------------------------------------- */
+
+static void claim_id(uint8_t id[MAB_ASSIGNMENT_ID_BYTES], uint32_t n)
+{
+    memset(id, 0, MAB_ASSIGNMENT_ID_BYTES);
+    /* Spread like random ids: the sweep walks them in key order. */
+    uint64_t h = (n + 1) * 0x9e3779b97f4a7c15ULL;
+    memcpy(id, &h, sizeof h);
+    memcpy(id + 8, &n, sizeof n);
+}
+
+static int claim_rc_flags(void *store, uint32_t n, int64_t expires_at, const mab_delta *d,
+                          size_t n_deltas, unsigned flags)
+{
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    claim_id(id, n);
+    mab_error err = {0, ""};
+    mab_claim c = {id, expires_at, d, n_deltas, -1};
+    int rc = storage->claim(store, &c, 1, flags, &err);
+    return rc == MAB_OK ? c.result : rc;
+}
+
+static int claim_rc(void *store, uint32_t n, int64_t expires_at, const mab_delta *d,
+                    size_t n_deltas)
+{
+    return claim_rc_flags(store, n, expires_at, d, n_deltas, 0);
+}
+
+/* Entries of the "claims" database, read with liblmdb directly. */
+static size_t claims_stored(const char *path)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_stat st;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, path, MDB_RDONLY, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "claims", 0, &dbi), 0);
+    assert_int_equal(mdb_stat(txn, dbi, &st), 0);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return st.ms_entries;
+}
+
+/* Store claims 0..n-1 expiring at `expires`, in one transaction, directly. */
+static void plant_claims(const char *path, uint32_t n, int64_t expires)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "claims", MDB_CREATE, &dbi), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+        claim_id(id, i);
+        MDB_val k = {sizeof id, id}, v = {sizeof expires, &expires};
+        assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* First wins; the reward's deltas go with the winning claim only; a failed
+   claim (bad delta) claims nothing. */
+static void test_claim_first_wins(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    int64_t later = (int64_t)time(NULL) + 3600;
+    mab_delta reward = delta("e", "a", 0, 1, 0.5, 0.25);
+    assert_int_equal(claim_rc(store, 1, later, &reward, 1), MAB_OK);
+    assert_int_equal(claim_rc(store, 1, later, &reward, 1), MAB_ECLAIMED);
+    assert_int_equal(claim_rc(store, 1, later, NULL, 0), MAB_ECLAIMED);
+    assert_totals(load_one(store, "e", "a"), 0, 1, 0.5, 0.25);
+    /* A delta the store refuses: neither the claim nor the delta stays. */
+    mab_delta overflow = delta("e", "a", 0, UINT64_MAX, 0, 0);
+    assert_int_equal(claim_rc(store, 2, later, &overflow, 1), MAB_ERANGE);
+    assert_int_equal(claim_rc(store, 2, later, &reward, 1), MAB_OK);
+    assert_totals(load_one(store, "e", "a"), 0, 2, 1.0, 0.5);
+    /* After a restart (close and open again) the claims hold. */
+    storage->close(store);
+    store = open_ok(f);
+    assert_int_equal(claim_rc(store, 1, later, &reward, 1), MAB_ECLAIMED);
+    assert_int_equal(claim_rc(store, 2, later, NULL, 0), MAB_ECLAIMED);
+    assert_int_equal(claim_rc(store, 3, later, NULL, 0), MAB_OK);
+    assert_totals(load_one(store, "e", "a"), 0, 2, 1.0, 0.5);
+    /* One call, several claims: one transaction; an id given twice is
+       granted to its first entry only; a refused delta fails them all. */
+    uint8_t id5[MAB_ASSIGNMENT_ID_BYTES], id6[MAB_ASSIGNMENT_ID_BYTES];
+    claim_id(id5, 5);
+    claim_id(id6, 6);
+    mab_claim batch[] = {{id5, later, &reward, 1, -1}, {id6, later, &reward, 1, -1},
+                         {id5, later, &reward, 1, -1}};
+    mab_error err = {0, ""};
+    assert_int_equal(storage->claim(store, batch, 3, 0, &err), MAB_OK);
+    assert_int_equal(batch[0].result, MAB_OK);
+    assert_int_equal(batch[1].result, MAB_OK);
+    assert_int_equal(batch[2].result, MAB_ECLAIMED);
+    assert_totals(load_one(store, "e", "a"), 0, 4, 2.0, 1.0);
+    uint8_t id7[MAB_ASSIGNMENT_ID_BYTES], id8[MAB_ASSIGNMENT_ID_BYTES];
+    claim_id(id7, 7);
+    claim_id(id8, 8);
+    mab_claim poisoned[] = {{id7, later, &reward, 1, -1}, {id6, later, &reward, 1, -1},
+                            {id8, later, &overflow, 1, -1}};
+    assert_int_equal(storage->claim(store, poisoned, 3, 0, &err), MAB_ERANGE);
+    assert_int_equal(claim_rc(store, 7, later, NULL, 0), MAB_OK); /* 7 was not claimed */
+    assert_totals(load_one(store, "e", "a"), 0, 4, 2.0, 1.0);
+    /* A claim whose sync is deferred is decided at once: another process
+       is refused it before any apply. */
+    assert_int_equal(claim_rc_flags(store, 4, later, NULL, 0, MAB_CLAIM_DEFER_SYNC), MAB_OK);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        void *s = NULL;
+        if (store_open_with(f->path, NULL, &s, NULL) != MAB_OK)
+            _exit(2);
+        int rc = claim_rc(s, 4, later, NULL, 0);
+        storage->close(s);
+        _exit(rc == MAB_ECLAIMED ? 0 : 3);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    storage->close(store);
+}
+
+#define CLAIMERS 4
+#define CLAIM_IDS 300
+
+/* Four processes claim the same ids, each with a reward: every id is won
+   exactly once, and the store holds one reward per id. */
+static void test_claim_across_processes(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    int64_t later = (int64_t)time(NULL) + 3600;
+    int pipes[CLAIMERS][2];
+    pid_t children[CLAIMERS];
+    for (int c = 0; c < CLAIMERS; c++) {
+        assert_int_equal(pipe(pipes[c]), 0);
+        children[c] = fork();
+        assert_true(children[c] >= 0);
+        if (children[c] == 0) {
+            void *s = NULL;
+            if (store_open_with(f->path, NULL, &s, NULL) != MAB_OK)
+                _exit(2);
+            uint32_t won = 0;
+            for (uint32_t i = 0; i < CLAIM_IDS; i++) {
+                /* Each process walks the ids from its own start. */
+                uint32_t n = (i + (uint32_t)c * 71) % CLAIM_IDS;
+                mab_delta d = delta("e", "a", 0, 1, 1, 1);
+                int rc = claim_rc(s, n, later, &d, 1);
+                if (rc == MAB_OK)
+                    won++;
+                else if (rc != MAB_ECLAIMED)
+                    _exit(3);
+            }
+            storage->close(s);
+            if (write(pipes[c][1], &won, sizeof won) != (ssize_t)sizeof won)
+                _exit(4);
+            _exit(0);
+        }
+        close(pipes[c][1]);
+    }
+    uint32_t total = 0;
+    for (int c = 0; c < CLAIMERS; c++) {
+        int status;
+        assert_int_equal(waitpid(children[c], &status, 0), children[c]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        uint32_t won = 0;
+        assert_int_equal(read(pipes[c][0], &won, sizeof won), (ssize_t)sizeof won);
+        close(pipes[c][0]);
+        total += won;
+    }
+    assert_int_equal(total, CLAIM_IDS);
+    assert_totals(load_one(store, "e", "a"), 0, CLAIM_IDS, CLAIM_IDS, CLAIM_IDS);
+    for (uint32_t n = 0; n < CLAIM_IDS; n++)
+        assert_int_equal(claim_rc(store, n, later, NULL, 0), MAB_ECLAIMED);
+    storage->close(store);
+}
+
+/* Expired claims are swept by later claims (bounded work each), and an
+   expired claim not swept yet is granted again. */
+static void test_expired_claims_swept(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(claim_rc(store, 5000, now + 3600, NULL, 0), MAB_OK); /* creates "claims" */
+    storage->close(store);
+    plant_claims(f->path, 200, now - 10); /* ids 0..199, expired 10 s ago */
+    assert_int_equal(claims_stored(f->path), 201);
+    store = open_ok(f);
+    /* An expired claim still stored does not refuse. */
+    assert_int_equal(claim_rc(store, 0, now + 3600, NULL, 0), MAB_OK);
+    assert_int_equal(claim_rc(store, 0, now + 3600, NULL, 0), MAB_ECLAIMED);
+    /* 100 live claims sweep the whole table (8 entries per claim). */
+    for (uint32_t n = 1000; n < 1100; n++)
+        assert_int_equal(claim_rc(store, n, now + 3600, NULL, 0), MAB_OK);
+    assert_int_equal(claims_stored(f->path), 102); /* 100 + id 0 + id 5000 */
+    for (uint32_t n = 1000; n < 1100; n++)
+        assert_int_equal(claim_rc(store, n, now + 3600, NULL, 0), MAB_ECLAIMED);
+    storage->close(store);
+}
+
 /* ---- damaged files and a full disk (issue 10, item 3) ------------------ */
 
 /* What an open in a child process did: its status and message, or the
@@ -917,6 +1129,9 @@ int main(int argc, char **argv)
 #if MAB_STORAGE_ABI_MINOR >= 1
         cmocka_unit_test_setup_teardown(test_scan_and_replace, setup, teardown),
 #endif
+        cmocka_unit_test_setup_teardown(test_claim_first_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_across_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_claims_swept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_data_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_and_empty_data_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_finite_record_refused, setup, teardown),

@@ -35,6 +35,7 @@
 #include <cmocka.h>
 #include <mongoc/mongoc.h>
 
+#include "mab/adapter.h"
 #include "mab/storage.h"
 #include "support.h"
 
@@ -926,6 +927,163 @@ static void test_export_import(void **state)
     assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
+/* ---- claims (storage ABI 1.3) ------------------------------------------------ */
+
+static int claim_rc(void *st, uint8_t n, int64_t expires_at, const mab_delta *d, size_t nd,
+                    mab_error *err)
+{
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    memset(id, 0xa5, sizeof id);
+    id[0] = n;
+    mab_claim c = {id, expires_at, d, nd, -1};
+    int rc = storage->claim(st, &c, 1, 0, err);
+    return rc == MAB_OK ? c.result : rc;
+}
+
+static int64_t count_claims(void)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(server.client, database,
+                                                          "mab_arms_claims");
+    bson_t filter = BSON_INITIALIZER; /* find: the stand-in has no aggregate (count) */
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(c, &filter, NULL, NULL);
+    const bson_t *doc;
+    int64_t n = 0;
+    while (mongoc_cursor_next(cursor, &doc))
+        n++;
+    bson_error_t error;
+    if (mongoc_cursor_error(cursor, &error))
+        n = -1;
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(c);
+    return n;
+}
+
+/* Two stores (two machines) claim one id: the first insert wins, the other
+   gets "duplicate key" = MAB_ECLAIMED, and only the winner's reward counts.
+   The claims collection has a TTL index, and the server (here the
+   stand-in's TTL monitor) deletes an expired claim. */
+static void test_claims(void **state)
+{
+    (void)state;
+    void *a = store_open(), *b = store_open();
+    mab_error err = {0, ""};
+    int64_t later = (int64_t)time(NULL) + 3600;
+    mab_delta d = delta("x", "arm", 0, 1, 1.0);
+    assert_int_equal(claim_rc(a, 1, later, &d, 1, &err), MAB_OK);
+    assert_int_equal(claim_rc(b, 1, later, &d, 1, &err), MAB_ECLAIMED);
+    assert_int_equal(claim_rc(a, 1, later, NULL, 0, &err), MAB_ECLAIMED);
+    assert_int_equal(claim_rc(b, 2, later, &d, 1, &err), MAB_OK);
+    const char *arms[] = {"arm"};
+    mab_totals out;
+    assert_int_equal(storage->load(a, "x", arms, 1, &out, &err), MAB_OK);
+    assert_totals(&out, 0, 2, 2.0);
+    assert_int_equal(count_claims(), 2);
+
+    /* The TTL index on expires_at, expireAfterSeconds 0. */
+    bson_t *command = BCON_NEW("listIndexes", BCON_UTF8("mab_arms_claims"));
+    bson_t reply;
+    assert_int_equal(run_command(database, command, &reply), 0);
+    bson_iter_t it;
+    assert_true(bson_iter_init(&it, &reply));
+    assert_true(bson_iter_find_descendant(&it, "cursor.firstBatch.1.expireAfterSeconds", &it));
+    assert_int_equal(bson_iter_as_int64(&it), 0);
+    bson_destroy(&reply);
+    bson_destroy(command);
+
+    if (need_standin()) {
+        assert_int_equal(claim_rc(a, 3, (int64_t)time(NULL) - 5, NULL, 0, &err), MAB_OK);
+        assert_int_equal(count_claims(), 3);
+        command = BCON_NEW("mabStandinFault", BCON_INT32(1), "ttlSweep", BCON_BOOL(true));
+        assert_int_equal(run_command("admin", command, &reply), 0);
+        bson_destroy(&reply);
+        bson_destroy(command);
+        assert_int_equal(count_claims(), 2); /* only the expired one went */
+        assert_int_equal(claim_rc(b, 3, later, NULL, 0, &err), MAB_OK);
+        assert_int_equal(claim_rc(a, 1, later, NULL, 0, &err), MAB_ECLAIMED);
+    }
+    storage->close(a);
+    storage->close(b);
+}
+
+/* A claim whose reward cannot be written (the server hangs up on the
+   update) is taken back: the retry is granted and counts once. */
+static void test_claim_released_when_reward_fails(void **state)
+{
+    (void)state;
+    if (!need_standin())
+        return;
+    void *a = store_open();
+    mab_error err = {0, ""};
+    int64_t later = (int64_t)time(NULL) + 3600;
+    mab_delta d = delta("x", "arm", 0, 1, 1.0);
+    inject_hangups(1);
+    assert_int_equal(claim_rc(a, 7, later, &d, 1, &err), MAB_ESTORAGE);
+    assert_int_equal(count_claims(), 0);
+    assert_int_equal(claim_rc(a, 7, later, &d, 1, &err), MAB_OK);
+    assert_int_equal(claim_rc(a, 7, later, &d, 1, &err), MAB_ECLAIMED);
+    const char *arms[] = {"arm"};
+    mab_totals out;
+    assert_int_equal(storage->load(a, "x", arms, 1, &out, &err), MAB_OK);
+    assert_totals(&out, 0, 1, 1.0);
+    storage->close(a);
+}
+
+/* Two engines with adapters on one MongoDB store (two machines): one cookie
+   rewarded through both is counted once. */
+static void test_reward_once_across_engines(void **state)
+{
+    (void)state;
+    char config[160], key[160];
+    snprintf(config, sizeof config, "%s/claims_%s.json", server.dir, database);
+    snprintf(key, sizeof key, "%s/claims_%s.key", server.dir, database);
+    assert_int_equal(mab_adapter_keygen(key, NULL), MAB_OK);
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"plugin_path\": [\"%s\"], \"secret_file\": \"%s\",\n"
+                        " \"storage\": {\"plugin\": \"mongodb\", \"uri\": \"%s\",\n"
+                        "   \"database\": \"%s\", \"sync\": \"always\"},\n"
+                        " \"experiments\": {\"btn\": {\"policy\": {\"plugin\": "
+                        "\"epsilon_greedy\"}, \"arms\": {\"a\": 1, \"b\": 2}}}}\n",
+                        MAB_PLUGIN_DIR, key, server.uri, database),
+        0);
+    mab_engine *e[2];
+    mab_adapter *ad[2];
+    mab_error err = {0, ""};
+    for (int i = 0; i < 2; i++) {
+        if (mab_open(config, &e[i], &err) != MAB_OK)
+            fail_msg("mab_open: %s", err.message);
+        assert_int_equal(mab_adapter_open(e[i], &ad[i], &err), MAB_OK);
+        assert_int_equal(mab_storage_has_claims(e[i]), 1);
+    }
+    mab_request *rq;
+    mab_assignment assignment;
+    assert_int_equal(mab_request_begin(ad[0], NULL, NULL, &rq, NULL), MAB_OK);
+    assert_int_equal(mab_request_choose(rq, "btn", &assignment, NULL), MAB_OK);
+    char token[4200];
+    snprintf(token, sizeof token, "%s", mab_request_token(rq));
+    mab_request_end(rq);
+    int counted = 0;
+    for (int i = 0; i < 10; i++) {
+        mab_reward_result r;
+        assert_int_equal(mab_request_begin(ad[i % 2], NULL, token, &rq, NULL), MAB_OK);
+        assert_int_equal(mab_request_reward(rq, "btn", 1, &r, NULL), MAB_OK);
+        counted += r.counted;
+        mab_request_end(rq);
+    }
+    assert_int_equal(counted, 1);
+    for (int i = 0; i < 2; i++) {
+        mab_adapter_close(ad[i]);
+        assert_int_equal(mab_close(e[i], NULL), MAB_OK);
+    }
+    void *st = store_open();
+    const char *arms[] = {"a", "b"};
+    mab_totals out[2];
+    assert_int_equal(storage->load(st, "btn", arms, 2, out, &err), MAB_OK);
+    assert_int_equal(out[0].rewards + out[1].rewards, 1);
+    storage->close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -939,6 +1097,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_three_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_released_when_reward_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reward_once_across_engines, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

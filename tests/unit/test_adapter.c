@@ -3,10 +3,12 @@
  * expiry, stacked experiments, replays, reasons for uncounted rewards, the
  * redirect guard, key rotation and the adapter's config keys.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <float.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -814,6 +816,411 @@ static void test_assignment_ids_differ_across_fork(void **state)
     assert_int_equal(mab_close(e, NULL), MAB_OK);
 }
 
+/* ---- reward once through storage claims --------------------------------- */
+
+/* One experiment over `storage` (a JSON object without braces' contents). */
+static void write_claims_config(const char *storage_members)
+{
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"plugin_path\": [\"%s\", \"%s\"], \"seed\": 5,\n"
+                        " \"storage\": {%s},\n"
+                        " \"secret_file\": \"mab.key\",\n"
+                        " \"experiments\": {\n"
+                        "  \"color\": {\"policy\": {\"plugin\": \"epsilon_greedy\"}, \"arms\": "
+                        "{\"green\": 1, \"red\": 2}}}}\n",
+                        MAB_PLUGIN_DIR, MAB_FIXTURE_DIR, storage_members),
+        0);
+}
+
+static mab_engine *open_with_storage(void)
+{
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(config, &e, &err);
+    if (rc)
+        print_error("mab_open: %s\n", err.message);
+    assert_int_equal(rc, MAB_OK);
+    return e;
+}
+
+/* Two adapters (two replay memories, as in two worker processes) on one
+   store: the second is refused by the claim, not by its memory. */
+static void test_claim_shared_by_adapters(void **state)
+{
+    (void)state;
+    write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\"");
+    mab_engine *e = open_with_storage();
+    mab_adapter *one = open_adapter(e), *two = open_adapter(e);
+    char cookie[4000];
+    choose_with(one, NULL, "color", cookie, sizeof cookie);
+    assert_int_equal(reward_with(one, cookie, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
+    assert_int_equal(reward_with(two, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
+    assert_int_equal(reward_with(two, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
+    assert_int_equal(reward_with(one, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
+    assert_int_equal(total_rewards(e, "color"), 1);
+    mab_adapter_counters c;
+    mab_adapter_get_counters(two, &c);
+    assert_int_equal(c.replays_refused, 2);
+    assert_int_equal(mab_storage_has_claims(e), 1);
+    mab_adapter_close(one);
+    mab_adapter_close(two);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+}
+
+/* A reward whose claim storage could not write (sync "always") is not
+   counted, leaves nothing claimed, and counts when the visitor retries. */
+static void test_failed_claim_counts_on_retry(void **state)
+{
+    (void)state;
+    write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\", "
+                        "\"fail_claims\": 1");
+    mab_engine *e = open_with_storage();
+    mab_adapter *ad = open_adapter(e);
+    char cookie[4000];
+    choose_with(ad, NULL, "color", cookie, sizeof cookie);
+    char header[5000];
+    snprintf(header, sizeof header, "mab=%s", cookie);
+    mab_request *rq;
+    assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
+    mab_reward_result r;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_request_reward(rq, "color", 1, &r, &err), MAB_ESTORAGE);
+    assert_string_equal(err.message, "fixture claim failure");
+    assert_int_equal(r.counted, 0);
+    assert_null(mab_request_set_cookie(rq)); /* the entry is not marked rewarded */
+    mab_request_end(rq);
+    assert_int_equal(total_rewards(e, "color"), 0);
+    assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
+    assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
+    assert_int_equal(total_rewards(e, "color"), 1);
+    mab_adapter_close(ad);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+}
+
+/* A storage plugin of ABI 1.1 keeps no claims: the adapter's memory is the
+   guard, as before 1.3 (once per process). */
+static void test_no_claims_before_abi_1_3(void **state)
+{
+    (void)state;
+    write_claims_config("\"plugin\": \"storage_memory_v11\", \"sync\": \"always\"");
+    mab_engine *e = open_with_storage();
+    assert_int_equal(mab_storage_has_claims(e), 0);
+    mab_adapter *one = open_adapter(e), *two = open_adapter(e);
+    char cookie[4000];
+    choose_with(one, NULL, "color", cookie, sizeof cookie);
+    assert_int_equal(reward_with(one, cookie, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
+    assert_int_equal(reward_with(one, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
+    /* Another memory (another process) does not know it: per process only. */
+    assert_int_equal(reward_with(two, cookie, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
+    assert_int_equal(total_rewards(e, "color"), 2);
+    mab_adapter_close(one);
+    mab_adapter_close(two);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+}
+
+#define LMDB_REWARDERS 4
+#define LMDB_TRIES 20
+
+/* Two-plus engines in separate processes on one LMDB store reward one
+   cookie, many times each: counted once; after a restart still refused. */
+static void test_claim_across_processes_and_restart(void **state)
+{
+    (void)state;
+    char members[600];
+    snprintf(members, sizeof members,
+             "\"plugin\": \"lmdb\", \"path\": \"%s/store\", \"sync\": \"always\"", dir);
+    write_claims_config(members);
+    char cookie[4000];
+    mab_engine *e = open_with_storage();
+    mab_adapter *ad = open_adapter(e);
+    choose_with(ad, NULL, "color", cookie, sizeof cookie);
+    mab_adapter_close(ad);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+
+    int pipes[LMDB_REWARDERS][2];
+    pid_t children[LMDB_REWARDERS];
+    for (int c = 0; c < LMDB_REWARDERS; c++) {
+        assert_int_equal(pipe(pipes[c]), 0);
+        children[c] = fork();
+        assert_true(children[c] >= 0);
+        if (children[c] == 0) {
+            /* No cmocka asserts in a child: report through the pipe. */
+            mab_engine *ce = NULL;
+            mab_adapter *ca = NULL;
+            if (mab_open(config, &ce, NULL) != MAB_OK || mab_adapter_open(ce, &ca, NULL) != MAB_OK)
+                _exit(2);
+            char header[5000];
+            snprintf(header, sizeof header, "mab=%s", cookie);
+            uint32_t counted = 0;
+            for (int i = 0; i < LMDB_TRIES; i++) {
+                mab_request *rq;
+                mab_reward_result r;
+                if (mab_request_begin(ca, header, NULL, &rq, NULL) != MAB_OK ||
+                    mab_request_reward(rq, "color", 1, &r, NULL) != MAB_OK)
+                    _exit(3);
+                counted += (uint32_t)r.counted;
+                mab_request_end(rq);
+            }
+            mab_adapter_close(ca);
+            if (mab_close(ce, NULL) != MAB_OK)
+                _exit(4);
+            if (write(pipes[c][1], &counted, sizeof counted) != (ssize_t)sizeof counted)
+                _exit(5);
+            _exit(0);
+        }
+        close(pipes[c][1]);
+    }
+    uint32_t total = 0;
+    for (int c = 0; c < LMDB_REWARDERS; c++) {
+        int status;
+        assert_int_equal(waitpid(children[c], &status, 0), children[c]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        uint32_t counted = 0;
+        assert_int_equal(read(pipes[c][0], &counted, sizeof counted), (ssize_t)sizeof counted);
+        close(pipes[c][0]);
+        total += counted;
+    }
+    assert_int_equal(total, 1);
+    /* A restart: a fresh engine and adapter (an empty memory). */
+    e = open_with_storage();
+    ad = open_adapter(e);
+    assert_int_equal(total_rewards(e, "color"), 1);
+    assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
+    assert_int_equal(total_rewards(e, "color"), 1);
+    mab_adapter_close(ad);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+}
+
+/* More distinct rewards than the adapter's memory holds (2^20): the first
+   cookie is still refused, because storage remembers its claim. The store
+   is on tmpfs (/dev/shm) so that a million claims take seconds. */
+static void test_claim_outlives_replay_memory(void **state)
+{
+    (void)state;
+    char *shm = strdup("/dev/shm/mab-claims-XXXXXX");
+    assert_non_null(shm);
+    assert_non_null(mkdtemp(shm));
+    char members[600];
+    snprintf(members, sizeof members,
+             "\"plugin\": \"lmdb\", \"path\": \"%s/store\", \"map_size\": 268435456, "
+             "\"sync\": {\"interval_ms\": 1000}",
+             shm);
+    write_claims_config(members);
+    mab_engine *e = open_with_storage();
+    mab_adapter *ad = open_adapter(e);
+    char first[4000];
+    choose_with(ad, NULL, "color", first, sizeof first);
+    assert_int_equal(reward_with(ad, first, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
+    const uint32_t others = (1u << 20) + 1000;
+    uint32_t counted = 0;
+    for (uint32_t i = 0; i < others; i++) {
+        mab_request *rq;
+        mab_assignment a;
+        mab_reward_result r;
+        assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
+        assert_int_equal(mab_request_choose(rq, "color", &a, NULL), MAB_OK);
+        mab_request *again;
+        assert_int_equal(mab_request_begin(ad, NULL, mab_request_token(rq), &again, NULL), MAB_OK);
+        if (mab_request_reward(again, "color", 1, &r, NULL) == MAB_OK && r.counted)
+            counted++;
+        mab_request_end(again);
+        mab_request_end(rq);
+    }
+    assert_int_equal(counted, others);
+    mab_adapter_counters c;
+    mab_adapter_get_counters(ad, &c);
+    assert_true(c.replay_evictions > 0); /* the memory did forget the first id */
+    assert_int_equal(reward_with(ad, first, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
+    assert_int_equal(total_rewards(e, "color"), 1 + (uint64_t)others);
+    mab_adapter_close(ad);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+    test_rm_tree(shm);
+    free(shm);
+}
+
+#define CLAIM_THREADS 8
+#define CLAIM_ROUNDS 40
+
+struct claim_thread {
+    mab_adapter *ad;
+    const char *shared; /* one cookie every thread rewards */
+    int counted_shared, counted_own, errors;
+};
+
+static void *claim_thread_main(void *arg)
+{
+    struct claim_thread *t = arg;
+    char header[5000];
+    snprintf(header, sizeof header, "mab=%s", t->shared);
+    for (int i = 0; i < CLAIM_ROUNDS; i++) {
+        mab_request *rq, *own;
+        mab_reward_result r;
+        mab_assignment a;
+        if (mab_request_begin(t->ad, header, NULL, &rq, NULL) != MAB_OK ||
+            mab_request_reward(rq, "color", 1, &r, NULL) != MAB_OK)
+            t->errors++;
+        else
+            t->counted_shared += r.counted;
+        mab_request_end(rq);
+        /* And a cookie of its own, rewarded once: must count. */
+        if (mab_request_begin(t->ad, NULL, NULL, &rq, NULL) != MAB_OK ||
+            mab_request_choose(rq, "color", &a, NULL) != MAB_OK ||
+            mab_request_begin(t->ad, NULL, mab_request_token(rq), &own, NULL) != MAB_OK)
+            t->errors++;
+        else if (mab_request_reward(own, "color", 1, &r, NULL) != MAB_OK)
+            t->errors++;
+        else
+            t->counted_own += r.counted;
+        mab_request_end(own);
+        mab_request_end(rq);
+    }
+    return NULL;
+}
+
+/* Threads with adapters of their own (as workers) reward one cookie and
+   their own cookies at once under sync "always": the engine decides their
+   claims in groups, and each caller gets its own claim's answer. */
+static void test_concurrent_claims(void **state)
+{
+    (void)state;
+    write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\"");
+    mab_engine *e = open_with_storage();
+    mab_adapter *first = open_adapter(e);
+    char cookie[4000];
+    choose_with(first, NULL, "color", cookie, sizeof cookie);
+    pthread_t threads[CLAIM_THREADS];
+    struct claim_thread t[CLAIM_THREADS];
+    for (int i = 0; i < CLAIM_THREADS; i++) {
+        t[i] = (struct claim_thread){open_adapter(e), cookie, 0, 0, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, claim_thread_main, &t[i]), 0);
+    }
+    int shared = 0, own = 0;
+    for (int i = 0; i < CLAIM_THREADS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(t[i].errors, 0);
+        shared += t[i].counted_shared;
+        own += t[i].counted_own;
+        mab_adapter_close(t[i].ad);
+    }
+    assert_int_equal(shared, 1);
+    assert_int_equal(own, CLAIM_THREADS * CLAIM_ROUNDS);
+    assert_int_equal(total_rewards(e, "color"), 1 + CLAIM_THREADS * CLAIM_ROUNDS);
+    mab_adapter_close(first);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+}
+
+struct refused_thread {
+    mab_adapter *ad;
+    int counted, refused, errors;
+};
+
+/* Choose and reward fresh cookies: rewards of arm "red" must be refused
+   (the store refuses them as invalid), every other must count. */
+static void *refused_thread_main(void *arg)
+{
+    struct refused_thread *t = arg;
+    for (int i = 0; i < CLAIM_ROUNDS; i++) {
+        mab_request *rq, *own;
+        mab_reward_result r;
+        mab_assignment a;
+        if (mab_request_begin(t->ad, NULL, NULL, &rq, NULL) != MAB_OK ||
+            mab_request_choose(rq, "color", &a, NULL) != MAB_OK ||
+            mab_request_begin(t->ad, NULL, mab_request_token(rq), &own, NULL) != MAB_OK) {
+            t->errors++;
+            continue;
+        }
+        int red = strcmp(a.arm_id, "red") == 0;
+        int rc = mab_request_reward(own, "color", 1, &r, NULL);
+        if (red && rc == MAB_EINVAL && !r.counted)
+            t->refused++;
+        else if (!red && rc == MAB_OK && r.counted)
+            t->counted++;
+        else
+            t->errors++;
+        mab_request_end(own);
+        mab_request_end(rq);
+    }
+    return NULL;
+}
+
+/* A reward storage refuses as invalid (a record that would overflow; here
+   the fixture's refuse_arm) fails alone: the claims grouped with it are
+   decided on their own, so concurrent rewards of other arms all count. */
+static void test_refused_claim_blocks_no_one(void **state)
+{
+    (void)state;
+    write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\", "
+                        "\"refuse_arm\": \"red\"");
+    mab_engine *e = open_with_storage();
+    pthread_t threads[CLAIM_THREADS];
+    struct refused_thread t[CLAIM_THREADS];
+    for (int i = 0; i < CLAIM_THREADS; i++) {
+        t[i] = (struct refused_thread){open_adapter(e), 0, 0, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, refused_thread_main, &t[i]), 0);
+    }
+    int counted = 0, refused = 0, errors = 0;
+    for (int i = 0; i < CLAIM_THREADS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        counted += t[i].counted;
+        refused += t[i].refused;
+        errors += t[i].errors;
+        mab_adapter_close(t[i].ad);
+    }
+    print_message("%d counted, %d refused, %d wrong answers\n", counted, refused, errors);
+    assert_int_equal(errors, 0);
+    assert_true(counted > 0 && refused > 0);
+    assert_int_equal(total_rewards(e, "color"), (uint64_t)counted);
+    mab_close(e, NULL); /* red's pulls were refused too: close reports them */
+}
+
+/* A reward that would make the arm's sums overflow is refused before it is
+   claimed (MAB_ERANGE, as mab_reward refuses it): nothing is counted or
+   claimed, so the same cookie's retry with a reward that fits counts. */
+static void test_overflowing_claim_refused_unclaimed(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"plugin_path\": [\"%s\", \"%s\"], \"seed\": 5,\n"
+                        " \"storage\": {\"plugin\": \"storage_memory\", \"sync\": \"always\"},\n"
+                        " \"secret_file\": \"mab.key\",\n"
+                        " \"experiments\": {\n"
+                        "  \"color\": {\"policy\": {\"plugin\": \"epsilon_greedy\"},\n"
+                        "   \"reward\": {\"min\": 0, \"max\": 1e150},\n"
+                        "   \"arms\": {\"green\": 1, \"red\": 2}}}}\n",
+                        MAB_PLUGIN_DIR, MAB_FIXTURE_DIR),
+        0);
+    mab_engine *e = open_with_storage();
+    /* Both arms already hold the largest sum of squares a double can. */
+    mab_record full[] = {{"color", "green", 1, 1, 1.0, DBL_MAX},
+                         {"color", "red", 1, 1, 1.0, DBL_MAX}};
+    mab_error err = {0, ""};
+    assert_int_equal(mab_import(e, full, 2, 0, &err), MAB_OK);
+    mab_adapter *ad = open_adapter(e);
+    char cookie[4000];
+    choose_with(ad, NULL, "color", cookie, sizeof cookie);
+    char header[5000];
+    snprintf(header, sizeof header, "mab=%s", cookie);
+    mab_request *rq;
+    mab_reward_result r;
+    assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
+    err.message[0] = '\0';
+    assert_int_equal(mab_request_reward(rq, "color", 1e150, &r, &err), MAB_ERANGE);
+    assert_int_equal(r.counted, 0);
+    if (!strstr(err.message, "would make a sum") || !strstr(err.message, "nothing was claimed"))
+        fail_msg("unexpected message: %s", err.message);
+    mab_request_end(rq);
+    assert_int_equal(total_rewards(e, "color"), 2);
+    /* Not claimed: the retry counts, once. */
+    assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
+    assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
+    assert_int_equal(total_rewards(e, "color"), 3);
+    mab_adapter_close(ad);
+    assert_int_equal(mab_close(e, NULL), MAB_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -828,6 +1235,14 @@ int main(void)
         cmocka_unit_test_setup(test_config_keys, each),
         cmocka_unit_test_setup(test_secret_file, each),
         cmocka_unit_test_setup(test_assignment_ids_differ_across_fork, each),
+        cmocka_unit_test_setup(test_claim_shared_by_adapters, each),
+        cmocka_unit_test_setup(test_failed_claim_counts_on_retry, each),
+        cmocka_unit_test_setup(test_no_claims_before_abi_1_3, each),
+        cmocka_unit_test_setup(test_claim_across_processes_and_restart, each),
+        cmocka_unit_test_setup(test_claim_outlives_replay_memory, each),
+        cmocka_unit_test_setup(test_concurrent_claims, each),
+        cmocka_unit_test_setup(test_refused_claim_blocks_no_one, each),
+        cmocka_unit_test_setup(test_overflowing_claim_refused_unclaimed, each),
     };
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }

@@ -1,7 +1,8 @@
 /*
  * test_engine.c - the engine with real plugins (epsilon_greedy, ucb1,
  * json_file): counting, reward validation, reward units, persistence,
- * config reconciliation, durability modes, reset, reproducible seeds.
+ * config reconciliation, durability modes, reset, reproducible seeds, the
+ * config test (MAB_OPEN_CHECK, mab_check) and read-only opens.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,11 +10,14 @@
 #include <stdint.h>
 #include <float.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 
+#include "mab/adapter.h"
 #include "mab/mab.h"
 #include "support.h"
 
@@ -621,6 +625,95 @@ static int each(void **state)
     return 0;
 }
 
+static int open_flags(unsigned flags, mab_engine **e, mab_error *err)
+{
+    mab_options opts = {sizeof opts, flags, 0};
+    return mab_open_ex(config, &opts, e, err);
+}
+
+/* MAB_OPEN_CHECK validates the store without opening it: nothing created,
+   writes refused, a corrupt store and a bad parameter still found. */
+static void test_open_check_creates_nothing(void **state)
+{
+    (void)state;
+    char lock_file[320];
+    snprintf(lock_file, sizeof lock_file, "%s.lock", state_file);
+    unlink(lock_file);
+    write_config("{\"a\": 1, \"b\": 2}", "", "");
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_flags(MAB_OPEN_CHECK, &e, &err), MAB_OK);
+    assert_int_equal(mab_storage_checked(e), 1);
+    assert_string_equal(mab_storage_name(e), "json_file");
+    mab_choice c;
+    assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_EINVAL);
+    assert_non_null(strstr(err.message, "read-only"));
+    assert_int_equal(mab_reward(e, "exp", "a", 1, &err), MAB_EINVAL);
+    assert_int_equal(mab_reset(e, "exp", &err), MAB_EINVAL);
+    close_ok(e);
+    assert_int_equal(access(state_file, F_OK), -1);
+    assert_int_equal(access(lock_file, F_OK), -1);
+
+    assert_int_equal(test_write_file(state_file, "{\"format\": \"other\"}"), 0);
+    assert_int_equal(open_flags(MAB_OPEN_CHECK, &e, &err), MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "state.json"));
+    unlink(state_file);
+
+    write_config("{\"a\": 1, \"b\": 2}", ", \"pth\": 1", "");
+    assert_int_equal(open_flags(MAB_OPEN_CHECK, &e, &err), MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "storage: unknown key \"pth\""));
+    assert_int_equal(access(lock_file, F_OK), -1);
+    assert_int_equal(open_flags(MAB_OPEN_CHECK | MAB_OPEN_NO_STORAGE, &e, &err), MAB_EINVAL);
+}
+
+/* MAB_OPEN_READ_ONLY reads a json_file store that a writer holds. */
+static void test_read_only_beside_a_writer(void **state)
+{
+    (void)state;
+    write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": \"always\"", "");
+    mab_engine *w = open_ok(config);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_reward(w, "exp", "a", 1, &err), MAB_OK);
+    mab_engine *busy = NULL;
+    assert_int_equal(mab_open(config, &busy, &err), MAB_EBUSY);
+    mab_engine *r = NULL;
+    assert_int_equal(open_flags(MAB_OPEN_READ_ONLY, &r, &err), MAB_OK);
+    assert_int_equal(stats_of(r, "a").rewards, 1);
+    assert_int_equal(mab_reward(r, "exp", "a", 1, &err), MAB_EINVAL);
+    assert_int_equal(mab_import(r, NULL, 0, 0, &err), MAB_EINVAL);
+    close_ok(r);
+    assert_int_equal(mab_reward(w, "exp", "b", 1, &err), MAB_OK);
+    close_ok(w);
+    assert_int_equal(on_disk("a", "rewards"), 1);
+    assert_int_equal(on_disk("b", "rewards"), 1);
+}
+
+/* mab_check: the engine's checks plus the adapter's key checks. */
+static void test_mab_check_reads_the_key(void **state)
+{
+    (void)state;
+    char key[320];
+    snprintf(key, sizeof key, "%s/check.key", dir);
+    unlink(key);
+    assert_int_equal(test_write_file(config,
+                                     "{\"plugin_path\": [\"%s\"], \"secret_file\": \"check.key\",\n"
+                                     " \"storage\": {\"plugin\": \"json_file\", \"path\": \"state.json\"},\n"
+                                     " \"experiments\": {\"exp\": {\"policy\": {\"plugin\": \"ucb1\"},"
+                                     " \"arms\": {\"a\": 1, \"b\": 2}}}}\n",
+                                     MAB_PLUGIN_DIR),
+                     0);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_check(config, NULL, &err), MAB_EIO);
+    assert_non_null(strstr(err.message, "check.key: cannot open secret_file"));
+    assert_int_equal(mab_adapter_keygen(key, &err), MAB_OK);
+    assert_int_equal(mab_check(config, NULL, &err), MAB_OK);
+    assert_int_equal(chmod(key, 0644), 0);
+    assert_int_equal(mab_check(config, NULL, &err), MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "readable or writable by others"));
+    assert_int_equal(access(state_file, F_OK), -1);
+    unlink(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +729,9 @@ int main(void)
         cmocka_unit_test_setup(test_poisoned_batch_is_split, each),
         cmocka_unit_test_setup(test_dropped_reward_not_acknowledged, each),
         cmocka_unit_test_setup(test_unavailable_store_drops_nothing, each),
+        cmocka_unit_test_setup(test_open_check_creates_nothing, each),
+        cmocka_unit_test_setup(test_read_only_beside_a_writer, each),
+        cmocka_unit_test_setup(test_mab_check_reads_the_key, each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -147,6 +147,23 @@ static void test_policy_bad_index_is_refused_at_choose(void **state)
     assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
+/* A storage ABI 1.3 plugin must set claim; a 1.1 one (no claims) loads. */
+static void test_storage_null_claim(void **state)
+{
+    (void)state;
+    write_config(UCB1, "{\"plugin\": \"" FIX("storage_memory_null_claim") "\"}");
+    mab_engine *e = NULL;
+    mab_error err;
+    assert_int_equal(mab_open(config, &e, &err), MAB_EPLUGIN);
+    assert_non_null(strstr(err.message, "storage.plugin: " FIX("storage_memory_null_claim")
+                                        ": storage descriptor leaves claim NULL"));
+    assert_null(e);
+    write_config(UCB1, "{\"plugin\": \"" FIX("storage_memory_v11") "\"}");
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    assert_int_equal(mab_storage_has_claims(e), 0);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+}
+
 static void test_storage_wrong_abi(void **state)
 {
     (void)state;
@@ -357,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_policy_missing_symbol),
         cmocka_unit_test(test_policy_small_struct),
         cmocka_unit_test(test_policy_null_callback),
+        cmocka_unit_test(test_storage_null_claim),
         cmocka_unit_test(test_policy_create_fails),
         cmocka_unit_test(test_policy_not_a_shared_object),
         cmocka_unit_test(test_unknown_policy_key_after_create),

@@ -1,20 +1,84 @@
 /*
- * cmd_check.c - `mab check CONFIG`: open a config with its storage and
- * describe it.
+ * cmd_check.c - `mab check CONFIG`: test everything the hosts would load,
+ * without creating, locking or writing anything, and describe it.
+ *
+ * Three parts, each with the code its owner runs:
+ *  - the engine, opened with MAB_OPEN_CHECK: every key, every plugin (the
+ *    file each came from is printed), the storage plugin's parameters and
+ *    the existing store, read-only (storage.h, check);
+ *  - mab_check(): what the adapter loads (the key file: present, readable,
+ *    not open to others, holding a key; cookie and redirect_allow), when
+ *    the config names a secret_file (without one only the hosts refuse it,
+ *    and the output says so; mabd -t fails);
+ *  - the "mabd" section, read by mabd's own reader (hosts/mabd/settings/,
+ *    a library mabd links too) when mab was built with mabd.
+ * The first fault is printed ("mab: FILE: JSON.PATH: what is wrong") and the
+ * exit status is 1; mabd -t runs the same checks.
  */
 #include <stdio.h>
+#include <stdlib.h>
+
+#include <cjson/cJSON.h>
 
 #include "commands.h"
 #include "engine_util.h"
 #include "output.h"
 
+#ifdef MAB_CHECK_MABD
+#include "mabd_settings.h"
+#endif
+
+/* The mabd section with mabd's reader; 0 or EXIT_USER after printing why. */
+static int check_mabd_section(mab_engine *engine, const char **verdict)
+{
+#ifdef MAB_CHECK_MABD
+    mabd_settings settings;
+    char msg[1024];
+    if (mabd_settings_load(engine, &settings, msg, sizeof msg) != 0)
+        return fail_message("%s", msg);
+    mabd_settings_free(&settings);
+    *verdict = "ok";
+#else
+    (void)engine;
+    *verdict = "not checked (this mab was built without mabd)";
+#endif
+    return 0;
+}
+
+/* Whether the config names a secret_file (the engine has accepted the file). */
+static int config_names_key(const char *config, int *has_key)
+{
+    size_t len;
+    char *text = read_input_file(config, &len);
+    if (!text)
+        return EXIT_USER;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root)
+        return fail_oom();
+    *has_key = cJSON_GetObjectItemCaseSensitive(root, "secret_file") != NULL;
+    cJSON_Delete(root);
+    return 0;
+}
+
 int cmd_check(const command_args *args)
 {
     const char *config = args->pos[0];
     mab_engine *engine;
-    int status = open_engine(config, 0, 0, &engine);
+    int status = open_engine(config, MAB_OPEN_CHECK, 0, &engine);
     if (status)
         return status;
+    mab_error err = {0};
+    /* Without secret_file no host starts, but `mab` itself and programs
+       that use the engine alone do: say so rather than fail. */
+    int has_key = 0;
+    if ((status = config_names_key(config, &has_key)) != 0)
+        return close_engine(engine, status);
+    if (has_key && mab_check(config, host_sections, &err) != MAB_OK)
+        return close_engine(engine, fail(&err));
+    const char *mabd_verdict = "";
+    if ((status = check_mabd_section(engine, &mabd_verdict)) != 0)
+        return close_engine(engine, status);
 
     text_table table;
     table_init(&table, 5, 1u << 2);
@@ -23,7 +87,6 @@ int cmd_check(const command_args *args)
     size_t n = mab_experiment_count(engine);
     for (size_t i = 0; ok && i < n && status == 0; i++) {
         mab_experiment_info info;
-        mab_error err = {0};
         if (mab_experiment_at(engine, i, &info, &err) != MAB_OK) {
             status = fail(&err);
             break;
@@ -38,11 +101,20 @@ int cmd_check(const command_args *args)
         status = fail_oom();
     if (status == 0) {
         printf("config:      %s\n", config);
-        const char *storage_file = mab_storage_path(engine);
-        if (storage_file)
-            printf("storage:     %s (%s)\n", mab_storage_name(engine), storage_file);
-        else
-            printf("storage:     %s\n", mab_storage_name(engine));
+        printf("storage:     %s (%s)\n", mab_storage_name(engine), mab_storage_path(engine));
+        printf("store:       %s\n", mab_storage_checked(engine)
+                                        ? "ok (parameters and existing data checked read-only)"
+                                        : "not checked (the storage plugin predates storage "
+                                          "ABI 1.2 and has no check callback)");
+        printf("reward once: %s\n",
+               mab_storage_has_claims(engine)
+                   ? "per assignment across every process and restart (claims in storage)"
+                   : "per process only (this storage keeps no claims: storage ABI < 1.3)");
+        printf("secret_file: %s\n", has_key ? "ok (present, not open to others, holds a key)"
+                                              : "not set: mabd, the nginx module and the Flask "
+                                                "extension refuse to start without one "
+                                                "(`mab keygen FILE`)");
+        printf("mabd:        %s\n", mabd_verdict);
         printf("experiments: %zu\n\n", n);
         table_print(&table, stdout, "");
     }

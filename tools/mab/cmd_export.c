@@ -110,7 +110,7 @@ int cmd_export(const command_args *args)
 {
     const char *out = option_value(args, "out");
     mab_engine *engine;
-    int status = open_engine(args->pos[0], 0, 0, &engine);
+    int status = open_engine(args->pos[0], MAB_OPEN_READ_ONLY, 0, &engine);
     if (status)
         return status;
     record_list list = {0};

@@ -86,7 +86,7 @@ static int print_stats_json(mab_engine *engine)
 int cmd_stats(const command_args *args)
 {
     mab_engine *engine;
-    int status = open_engine(args->pos[0], 0, 0, &engine);
+    int status = open_engine(args->pos[0], MAB_OPEN_READ_ONLY, 0, &engine);
     if (status)
         return status;
     status = option_value(args, "json") ? print_stats_json(engine) : print_stats_text(engine);

@@ -19,8 +19,15 @@ int open_engine(const char *config, unsigned flags, uint64_t seed, mab_engine **
 {
     mab_options opts = {.struct_size = sizeof opts, .flags = flags, .seed = seed};
     mab_error err = {0};
-    if (mab_open_sections(config, &opts, host_sections, out, &err) != MAB_OK)
+    if (mab_open_sections(config, &opts, host_sections, out, &err) != MAB_OK) {
+        /* A store that a server holds: reading commands open it read-only
+           (MAB_OPEN_READ_ONLY), so only a writing command gets here. */
+        if (err.code == MAB_EBUSY)
+            return fail_message("%s\nmab: this command writes to the store: stop the server "
+                                "first, or use the lmdb storage, which the server and mab "
+                                "share", err.message);
         return fail(&err);
+    }
     return 0;
 }
 

@@ -24,12 +24,18 @@
 #include "output.h"
 
 static const command commands[] = {
-    {"check", "validate a config and describe its experiments",
+    {"check", "test everything the hosts would load, read-only",
      "usage: mab check CONFIG\n"
      "\n"
-     "Open CONFIG with its storage and print every experiment (policy and the\n"
-     "file it was loaded from, number of arms, reward range) and the storage\n"
-     "plugin in use.\n",
+     "Test CONFIG as the hosts load it, creating, locking and writing nothing (it\n"
+     "works while a server holds the store): every key, every plugin, the storage\n"
+     "parameters and the existing store (read-only), the key file of secret_file\n"
+     "(present, readable, not readable or writable by others, holding a key),\n"
+     "cookie and redirect_allow, and the mabd section as mabd reads it. Prints the\n"
+     "storage plugin and every experiment (policy and the file it was loaded from,\n"
+     "number of arms, reward range), and whether rewards count once per assignment\n"
+     "across every process (the storage keeps claims) or only per process; exit 1\n"
+     "naming the first fault. `mabd -t` runs the same checks.\n",
      {"CONFIG"}, 1, 0, {{0}}, 0, cmd_check},
     {"choose", "choose an arm and count the pull",
      "usage: mab choose CONFIG EXP\n"
@@ -47,7 +53,9 @@ static const command commands[] = {
     {"stats", "print every arm's counters",
      "usage: mab stats CONFIG [--json]\n"
      "\n"
-     "Print pulls, rewards, reward sum and mean reward of every arm.\n"
+     "Print pulls, rewards, reward sum and mean reward of every arm. The store\n"
+     "is read read-only, so this works while a server holds a json_file store\n"
+     "(showing what the server has written).\n"
      "\n"
      "  --json   print one JSON object:\n"
      "           {\"experiments\":{EXP:{\"policy\":NAME,\"arms\":{ARM:{\"pulls\":N,\n"
@@ -127,7 +135,8 @@ static const command commands[] = {
      "longer in the config included) as one JSON document:\n"
      "  {\"format\": \"mab-export\", \"version\": 1, \"experiments\": {EXP: {ARM:\n"
      "   {\"pulls\": N, \"rewards\": N, \"reward_sum\": X, \"reward_sum_sq\": X}}}}\n"
-     "See docs/storage.md. Pending counts are written to storage first.\n"
+     "See docs/storage.md. The store is read read-only, so this works while a\n"
+     "server holds a json_file store (what the server has written).\n"
      "\n"
      "  --out FILE   write to FILE (through FILE.tmp and a rename) instead of stdout\n",
      {"CONFIG"}, 1, 0, {{"out", true}}, 1, cmd_export},

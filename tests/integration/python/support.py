@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import unittest
 
@@ -12,7 +13,8 @@ BUILD_DIR = os.environ.get("MAB_BUILD_DIR", "")
 SOURCE_DIR = os.environ.get("MAB_SOURCE_DIR", "")
 PLUGIN_DIR = os.path.join(BUILD_DIR, "plugins")
 MAB_CLI = os.path.join(BUILD_DIR, "bin", "mab")
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable  # the Python under test (run.sh runs the suite in a venv of each)
+INSTALLED = os.environ.get("MAB_TEST_INSTALLED") == "1"  # mab pip-installed in a venv
 
 if not BUILD_DIR or not SOURCE_DIR:
     raise unittest.SkipTest("run through tests/integration/python/run.sh (MAB_BUILD_DIR, MAB_SOURCE_DIR)")

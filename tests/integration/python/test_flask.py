@@ -283,8 +283,19 @@ class FlaskTest(TempDirTest):
         mf.BanditMiddleware(storage)
         storage.add_bandit("color", mf.UCB1Bandit().add_arm("a").add_arm("b"))
         storage.route("/")(mf.choose_arm("color")(lambda color: "x"))
-        with self.assertRaises(mf.MABConfigException):
+        # MongoBanditStorage names the mongodb plugin, which says what it lacks.
+        with self.assertRaises(mab.MabError) as cm:
             storage.test_client(use_cookies=False).get("/")
+        self.assertIn("storage.uri", cm.exception.message)
+        unknown_storage = flask.Flask("u", instance_path=self.path("u"))
+        unknown_storage.testing = True
+        unknown_storage.config["MAB_STORAGE_ENGINE"] = "NoSuchStorage"
+        mf.BanditMiddleware(unknown_storage)
+        unknown_storage.add_bandit("color", mf.UCB1Bandit().add_arm("a").add_arm("b"))
+        unknown_storage.route("/")(mf.choose_arm("color")(lambda color: "x"))
+        with self.assertRaises(mf.MABConfigException) as cm:
+            unknown_storage.test_client(use_cookies=False).get("/")
+        self.assertIn("NoSuchStorage", str(cm.exception))
         # The dashboard without a token refuses to mount.
         dash = flask.Flask("d", instance_path=self.path("d"))
         dash.testing = True

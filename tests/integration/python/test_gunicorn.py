@@ -15,6 +15,11 @@ import time
 import unittest
 
 import mab
+try:
+    import gunicorn as _gunicorn  # noqa: F401 (run with this Python: python -m gunicorn)
+except ImportError:
+    raise unittest.SkipTest("SKIPPED: gunicorn is not importable by " + sys.executable)
+
 from support import PYTHON, TempDirTest, free_port, tool_env
 
 VISITORS = 200      # each: choose, sticky choose, reward, reward again
@@ -141,6 +146,88 @@ class GunicornTest(TempDirTest):
             self.assertEqual(sum(a.reward_sum for a in arms), VISITORS, arms)
         sys.stderr.write("gunicorn: %d workers answered; totals exact: %s\n" % (
             len(workers), {e: sum(a.pulls for a in arms) for e, arms in stats.items()}))
+
+
+JSON_WSGI = """
+import os
+import shop_app
+
+app = shop_app.create_app(os.environ["SHOP_INSTANCE"], MAB_DEBUG_HEADERS=False,
+                          MAB_STORAGE_ENGINE="JSONBanditStorage",
+                          MAB_STORAGE_OPTS=(os.environ["SHOP_JSON"],))
+"""
+
+
+class GunicornJsonFileTest(TempDirTest):
+    """json_file is one process's storage: under gunicorn with several
+    workers mab.flask refuses it at start-up, with one message naming LMDB;
+    with one worker it serves."""
+
+    def gunicorn(self, workers, *extra):
+        with open(self.path("wsgi_json.py"), "w") as f:
+            f.write(textwrap.dedent(JSON_WSGI))
+        self.port = free_port()
+        env = dict(os.environ, SHOP_INSTANCE=self.path("instance"),
+                   SHOP_JSON=self.path("state.json"),
+                   PYTHONPATH=self.tmp + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        log = open(self.path("gunicorn.log"), "w")
+        self.addCleanup(log.close)
+        server = subprocess.Popen(
+            [PYTHON, "-m", "gunicorn", "--workers", str(workers), *extra,
+             "--bind", "127.0.0.1:%d" % self.port, "wsgi_json:app"],
+            cwd=self.tmp, env=env, stdout=log, stderr=log)
+
+        def kill():
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        self.addCleanup(kill)
+        return server
+
+    def read_log(self):
+        with open(self.path("gunicorn.log")) as f:
+            return f.read()
+
+    def refused(self, *extra):
+        server = self.gunicorn(4, *extra)
+        try:
+            rc = server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.fail("gunicorn with 4 workers and json_file storage kept running: "
+                      + self.read_log())
+        self.assertNotEqual(rc, 0, self.read_log())
+        log = self.read_log()
+        self.assertIn("storage json_file, which one process only may open, under gunicorn "
+                      "with 4 worker processes: use LMDB", log)
+        self.assertIn('MAB_STORAGE_ENGINE = "LMDBBanditStorage"', log)
+        return log
+
+    def test_four_workers_preloaded_refused_at_start(self):
+        log = self.refused("--preload")
+        self.assertEqual(log.count("which one process only may open"), 1, log)
+        self.assertFalse(os.path.exists(self.path("state.json")), "a worker opened the store")
+
+    def test_four_workers_refused_at_start(self):
+        self.refused()
+
+    def test_one_worker_serves(self):
+        server = self.gunicorn(1)
+        for _ in range(200):
+            if server.poll() is not None:
+                self.fail("gunicorn exited: " + self.read_log())
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                conn.request("GET", "/")
+                status = conn.getresponse().status
+                conn.close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.fail("gunicorn did not answer: " + self.read_log())
+        self.assertEqual(status, 200, self.read_log())
+        server.send_signal(signal.SIGTERM)
+        self.assertEqual(server.wait(timeout=60), 0, self.read_log())
 
 
 if __name__ == "__main__":

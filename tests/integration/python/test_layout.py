@@ -4,6 +4,7 @@ to a public struct that the binding does not follow fails this test."""
 import ctypes
 import json
 import os
+import re
 import subprocess
 import unittest
 
@@ -53,8 +54,11 @@ class LayoutTest(TempDirTest):
     def test_header_constants(self):
         header = open(os.path.join(SOURCE_DIR, "include", "mab", "mab.h")).read()
         for name in ("ENOMEM", "EINVAL", "ECONFIG", "EPLUGIN", "ENOTFOUND", "ERANGE",
-                     "ESTORAGE", "EBUSY", "ECORRUPT", "EIO"):
+                     "ESTORAGE", "EBUSY", "ECORRUPT", "EIO", "ECLAIMED"):
             self.assertIn("#define MAB_%s (%d)" % (name, getattr(_native, name)), header)
+        # Every status code of the header has its constant in the binding.
+        for name, value in re.findall(r"#define MAB_(E[A-Z]+) \((-\d+)\)", header):
+            self.assertEqual(getattr(_native, name, None), int(value), "MAB_" + name)
         self.assertIn("#define MAB_ERROR_MAX %d" % _native.MAB_ERROR_MAX, header)
         self.assertIn("#define MAB_OPEN_NO_STORAGE 0x%xu" % _native.OPEN_NO_STORAGE, header)
         self.assertIn("#define MAB_OPEN_SEED 0x%xu" % _native.OPEN_SEED, header)

@@ -5,9 +5,15 @@ the tests talk to this: mockupdb speaks the wire protocol (the handshake,
 OP_MSG and the legacy OP_QUERY the handshake may use) and mongomock executes
 the commands on in-memory collections. It serves what libmongoc sends for
 the plugin: hello/isMaster, ping, buildInfo, createIndexes, listIndexes,
-insert, update (upserts with $inc/$set/$setOnInsert/$unset), delete,
+insert (a duplicate _id is write error 11000, as the server answers),
+update (upserts with $inc/$set/$setOnInsert/$unset), delete,
 find/getMore/killCursors, drop, endSessions, and saslStart (refused, for
 the authentication test).
+
+TTL indexes (expireAfterSeconds on one date field) are honoured like the
+server's TTL monitor: documents whose date plus expireAfterSeconds has
+passed are deleted, at most once a second, before a command runs (mongomock
+itself ignores TTL).
 
 Run it with Debian's interpreter (/usr/bin/python3), which has
 python3-mockupdb and python3-mongomock:
@@ -30,6 +36,8 @@ Tests inject faults at run time with a command of their own:
   {mabStandinFault: 1, hangupUpdates: K}  the next K update commands apply
       the first half of their updates, then hang up without replying
   {mabStandinFault: 1, authFail: true|false}
+  {mabStandinFault: 1, ttlSweep: true}  run the TTL deletion now; the reply
+      says how many documents it deleted ({deleted: N})
 
 Requests are handled one at a time (mockupdb holds one lock while a request
 runs), so stopping waits for the request in progress: a stop never tears a
@@ -43,6 +51,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import bson
 import mockupdb
@@ -64,6 +73,8 @@ class Standin:
         self.connections = itertools.count(1)
         self.hangup_updates = 0
         self.auth_fail = args.auth_fail
+        self.ttl = {}  # (db, coll) -> {index name: (field, expireAfterSeconds)}
+        self.last_ttl_sweep = 0.0
         if args.state and os.path.exists(args.state):
             self.load(args.state)
 
@@ -107,6 +118,21 @@ class Standin:
         known = self.indexes.setdefault((db, coll), [])
         if all(s.get('name') != spec.get('name') for s in known):
             known.append(dict(spec))
+        if 'expireAfterSeconds' in spec and len(keys) == 1:
+            self.ttl.setdefault((db, coll), {})[spec.get('name')] = (
+                keys[0][0], float(spec['expireAfterSeconds']))
+
+    def ttl_sweep(self):
+        """Delete what TTL indexes say has expired; returns how many."""
+        now = datetime.datetime.utcnow()
+        deleted = 0
+        for (db, coll), indexes in self.ttl.items():
+            for field, seconds in indexes.values():
+                limit = now - datetime.timedelta(seconds=seconds)
+                deleted += self.client[db][coll].delete_many(
+                    {field: {'$lte': limit}}).deleted_count
+        self.last_ttl_sweep = time.monotonic()
+        return deleted
 
     def hello(self, cmd):
         reply = {
@@ -238,6 +264,8 @@ class Standin:
         name = next(iter(cmd), '')
         lower = name.lower()
         db_name = request.namespace.split('.')[0] if request.namespace else 'admin'
+        if self.ttl and time.monotonic() - self.last_ttl_sweep >= 1.0:
+            self.ttl_sweep()
         if lower in ('hello', 'ismaster'):
             reply = self.hello(cmd)
         elif lower in ('ping', 'endsessions', 'killcursors'):
@@ -257,6 +285,8 @@ class Standin:
             self.hangup_updates = int(cmd.get('hangupUpdates', self.hangup_updates))
             self.auth_fail = bool(cmd.get('authFail', self.auth_fail))
             reply = {'updatesSeen': self.updates_seen}
+            if cmd.get('ttlSweep'):
+                reply['deleted'] = self.ttl_sweep()
         elif lower == 'getmore':
             reply = self.get_more(cmd)
         else:

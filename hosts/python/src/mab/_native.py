@@ -8,6 +8,8 @@ binding.
 import ctypes
 import ctypes.util
 import os
+import subprocess
+import threading
 
 MAB_ERROR_MAX = 512
 
@@ -22,6 +24,7 @@ ESTORAGE = -7
 EBUSY = -8
 ECORRUPT = -9
 EIO = -10
+ECLAIMED = -11
 
 OPEN_NO_STORAGE = 0x1
 OPEN_SEED = 0x2
@@ -134,54 +137,137 @@ _PROTOTYPES = {
 }
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# Where a platform wheel built by CMake (`--target python-wheel`) bundles
+# libmab, with its plugins in _libs/mab/plugins (libmab finds them next to
+# itself through dladdr; the plugins' rpath $ORIGIN/../.. finds libmab).
+BUNDLED_DIR = os.path.join(_PACKAGE_DIR, "_libs")
 
 
-def _candidates():
-    """Where libmab may be, in the order tried (docs/hosts.md, "Finding libmab")."""
+class MabError(Exception):
+    """A libmab call failed: `code` is the MAB_E* status (negative), `message`
+    the library's sentence naming the file, key or id at fault."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def name(self) -> str:
+        """The code as text, e.g. "MAB_ENOTFOUND"."""
+        return CODE_NAMES.get(self.code, "MAB_E%d" % -self.code)
+
+    def __str__(self) -> str:
+        return "%s (%s)" % (self.message, self.name)
+
+
+MabError.__module__ = "mab"  # where users find it
+
+CODE_NAMES = {v: "MAB_" + k for k, v in (
+    ("OK", OK), ("ENOMEM", ENOMEM), ("EINVAL", EINVAL), ("ECONFIG", ECONFIG),
+    ("EPLUGIN", EPLUGIN), ("ENOTFOUND", ENOTFOUND), ("ERANGE", ERANGE),
+    ("ESTORAGE", ESTORAGE), ("EBUSY", EBUSY), ("ECORRUPT", ECORRUPT), ("EIO", EIO),
+    ("ECLAIMED", ECLAIMED))}
+
+
+def _pkg_config_libdir():
+    """`pkg-config --variable=libdir mab`, or (None, why not)."""
+    try:
+        out = subprocess.run(["pkg-config", "--variable=libdir", "mab"], capture_output=True,
+                             text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, "pkg-config mab: %s" % e
+    libdir = out.stdout.strip()
+    if out.returncode != 0 or not libdir:
+        return None, "pkg-config mab: %s" % (out.stderr.strip() or "no such package")
+    return libdir, None
+
+
+def candidates():
+    """Where libmab may be, in the order tried (docs/python.md, "Finding
+    libmab"): a list of (what, path or soname)."""
     env = os.environ.get("MAB_LIBRARY")
     if env:
-        return [env]  # explicit: nothing else is tried
-    found = []
-    # In the source tree: hosts/python/mab -> <src>/build/lib.
-    source_root = os.path.normpath(os.path.join(_PACKAGE_DIR, "..", "..", ".."))
-    found.append(os.path.join(source_root, "build", "lib", "libmab.so.0"))
-    # Installed as <libdir>/mab/python/mab: the library is <libdir>/libmab.so.0.
-    found.append(os.path.normpath(os.path.join(_PACKAGE_DIR, "..", "..", "..",
-                                               "libmab.so.0")))
+        return [("MAB_LIBRARY", env)]  # explicit: nothing else is tried
+    found = [("bundled in the wheel", os.path.join(BUNDLED_DIR, "libmab.so.0")),
+             # Installed by CMake as <libdir>/mab/python/mab: <libdir>/libmab.so.0.
+             ("next to the package installed by CMake",
+              os.path.normpath(os.path.join(_PACKAGE_DIR, "..", "..", "..", "libmab.so.0")))]
+    libdir, why = _pkg_config_libdir()
+    # pkg-config's entry is a path, or the sentence saying why it gave none.
+    found.append(("pkg-config mab", os.path.join(libdir, "libmab.so.0") if libdir else why))
     name = ctypes.util.find_library("mab")
     if name:
-        found.append(name)
-    found.append("libmab.so.0")
+        found.append(("the system loader (find_library)", name))
+    found.append(("the system loader", "libmab.so.0"))
     return found
 
 
 def _load():
     tried = []
-    for candidate in _candidates():
+    for what, candidate in candidates():
+        if what == "pkg-config mab" and not candidate.startswith("/"):
+            tried.append(candidate)  # why pkg-config gave nothing
+            continue
         if os.sep in candidate and not os.path.exists(candidate):
-            tried.append(candidate + " (missing)")
+            tried.append("%s: %s (missing)" % (what, candidate))
             continue
         try:
             lib = ctypes.CDLL(candidate)
         except OSError as e:
-            tried.append("%s (%s)" % (candidate, e))
+            tried.append("%s: %s (%s)" % (what, candidate, e))
             continue
-        return lib, candidate
-    raise OSError("libmab not found; set MAB_LIBRARY to the path of libmab.so.0. Tried: "
-                  + "; ".join(tried))
+        for name, (res, args) in _PROTOTYPES.items():
+            try:
+                fn = getattr(lib, name)
+            except AttributeError:
+                tried.append("%s: %s (no %s: another libmab version?)" % (what, candidate, name))
+                break
+            fn.restype = res
+            fn.argtypes = args
+        else:
+            return lib, candidate
+    raise MabError(ENOTFOUND, "libmab not found; set MAB_LIBRARY to the path of libmab.so.0, "
+                   "or install libmab (pkg-config mab). Tried, in order: " + "; ".join(tried))
 
 
-lib, _loaded_as = _load()
-for _name, (_res, _args) in _PROTOTYPES.items():
-    _fn = getattr(lib, _name)
-    _fn.restype = _res
-    _fn.argtypes = _args
+class _Lazy:
+    """libmab, loaded at first use: `import mab` never fails for want of it;
+    the first call that needs it raises MabError naming every place tried."""
+
+    def __init__(self):
+        self._lib = None
+        self._path = None
+        self._lock = threading.Lock()
+
+    def load(self):
+        if self._lib is None:
+            with self._lock:
+                if self._lib is None:
+                    loaded, self._path = _load()
+                    # Later calls find the functions in the instance's
+                    # dict, without going through __getattr__.
+                    for name in _PROTOTYPES:
+                        setattr(self, name, getattr(loaded, name))
+                    self._lib = loaded
+        return self._lib
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
 
 
-def library_path():
-    """The file libmab was loaded from (resolved through /proc/self/maps)."""
-    if os.sep in _loaded_as:
-        return os.path.realpath(_loaded_as)
+lib = _Lazy()
+
+
+def library_path() -> str:
+    """The file libmab was loaded from (resolved through /proc/self/maps);
+    loads it if need be (MabError when it cannot be found)."""
+    lib.load()
+    loaded = lib._path
+    if os.sep in loaded:
+        return os.path.realpath(loaded)
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
@@ -190,13 +276,14 @@ def library_path():
                     return path
     except OSError:
         pass
-    return _loaded_as
+    return loaded
 
 
-def plugin_dirs():
+def plugin_dirs() -> list:
     """Directories holding the policy and storage plugins that go with this
     libmab: $MAB_PLUGIN_PATH (colon-separated) if set, else the build tree's
-    plugins/ next to lib/, else <libdir>/mab/plugins of an install."""
+    plugins/ next to lib/, else <libdir>/mab/plugins of the loaded library
+    (an install, or the wheel's _libs/mab/plugins)."""
     env = os.environ.get("MAB_PLUGIN_PATH")
     if env:
         return [d for d in env.split(":") if d]

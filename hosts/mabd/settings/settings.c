@@ -1,5 +1,6 @@
 /*
- * settings.c - read the config's "mabd" section. mabd opens its engines
+ * settings.c - read the config's "mabd" section (mabd_settings.h: linked by
+ * mabd and by `mab check`, which runs the same reads). mabd opens its engines
  * with mab_open_sections(mabd_config_sections), so the engine accepts the
  * key and leaves its contents to mabd, which reads them through
  * mab_config_section() and mab_params as strictly as the engine checks its
@@ -9,10 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mab/plugin.h"
-#include "mabd.h"
+#include "mabd_settings.h"
 
 #define CONFIG_MAX (16u << 20)
 
@@ -23,20 +25,32 @@ static char *read_text(const char *path, char *msg, size_t cap)
         snprintf(msg, cap, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    strbuf sb;
-    sb_init(&sb);
-    char chunk[8192];
+    size_t len = 0, size = 8192;
+    char *text = malloc(size);
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && sb.len < CONFIG_MAX)
-        sb_append(&sb, chunk, n);
-    int bad = ferror(f);
+    while (text && (n = fread(text + len, 1, size - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == size && size < CONFIG_MAX) {
+            char *grown = realloc(text, size * 2);
+            if (!grown) {
+                free(text);
+                text = NULL;
+            }
+            text = grown;
+            size *= 2;
+        } else if (len + 1 == size) {
+            break;
+        }
+    }
+    int bad = ferror(f) || !text;
     fclose(f);
-    if (bad || sb.failed) {
+    if (bad) {
         snprintf(msg, cap, "%s: cannot read", path);
-        sb_free(&sb);
+        free(text);
         return NULL;
     }
-    return sb_take(&sb, NULL);
+    text[len] = '\0';
+    return text;
 }
 
 /* The first line of `file`, at least 16 characters; -1 with why in msg. */
@@ -164,6 +178,74 @@ static int read_limits(mab_params *m, mabd_settings *s)
     return MAB_OK;
 }
 
+/* ---- logs (docs/operating-mabd.md) ---- */
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+const char *mabd_log_level_name(mabd_log_level level)
+{
+    return (unsigned)level < 4 ? level_names[level] : "info";
+}
+
+/* The access log is opened (and created) by mabd only: here its place is
+   checked, so that `mab check` finds a typo without creating the file. */
+static int access_log_usable(mab_params *m, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode))
+            return mab_params_fail(m, "access_log", "%s is not a regular file", path);
+        if (access(path, W_OK) != 0)
+            return mab_params_fail(m, "access_log", "%s is not writable: %s", path,
+                                   strerror(errno));
+        return MAB_OK;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return mab_params_fail(m, "access_log", "directory %s does not exist", dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return mab_params_fail(m, "access_log", "cannot create %s: directory %s is not "
+                               "writable", path, dir);
+    return MAB_OK;
+}
+
+static int read_logs(mab_params *m, mabd_settings *s)
+{
+    const char *level = NULL, *log = NULL;
+    int rc = mab_params_string(m, "log_level", NULL, &level);
+    if (rc == MAB_OK && level) {
+        size_t i = 0;
+        while (i < 4 && strcmp(level, level_names[i]) != 0)
+            i++;
+        if (i == 4)
+            return mab_params_fail(m, "log_level", "expected \"error\", \"warn\", \"info\" "
+                                   "or \"debug\"");
+        s->log_level = (mabd_log_level)i;
+    }
+    if (rc == MAB_OK)
+        rc = mab_params_string(m, "access_log", NULL, &log);
+    if (rc || !log)
+        return rc;
+    if (strcmp(log, "stderr") == 0) {
+        s->access_log = strdup("stderr");
+        return s->access_log ? MAB_OK : MAB_ENOMEM;
+    }
+    if (!log[0])
+        return mab_params_fail(m, "access_log", "expected a file name or \"stderr\"");
+    char path[4096];
+    if ((rc = mab_params_path(m, "access_log", NULL, path, sizeof path)) ||
+        (rc = access_log_usable(m, path)))
+        return rc;
+    s->access_log = strdup(path);
+    return s->access_log ? MAB_OK : MAB_ENOMEM;
+}
+
 static int parse(mab_params *m, mabd_settings *s, char *msg, size_t cap)
 {
     const char *listen = NULL;
@@ -186,6 +268,8 @@ static int parse(mab_params *m, mabd_settings *s, char *msg, size_t cap)
         rc = unsigned_key(ser, "keep", 1, 1000000, &s->series_keep);
     if (rc == MAB_OK)
         rc = read_limits(m, s);
+    if (rc == MAB_OK)
+        rc = read_logs(m, s);
     /* Last: a key none of the reads above asked for is a typo. */
     if (rc == MAB_OK)
         rc = mab_params_check_unread(m, NULL);
@@ -207,6 +291,7 @@ int mabd_settings_load(const mab_engine *engine, mabd_settings *s, char *msg, si
     s->request_timeout_s = 10;
     s->max_connections_per_ip = 64;
     s->storage_log_interval_s = 60;
+    s->log_level = MABD_LOG_INFO;
     msg[0] = '\0';
     mab_params *m = NULL;
     mab_error err = {0, ""};
@@ -225,7 +310,8 @@ void mabd_settings_free(mabd_settings *s)
     free(s->admin_token);
     free(s->static_url);
     free(s->static_dir);
-    s->admin_token = s->static_url = s->static_dir = NULL;
+    free(s->access_log);
+    s->admin_token = s->static_url = s->static_dir = s->access_log = NULL;
     for (size_t i = 0; i < s->n_server_names; i++)
         free(s->server_names[i]);
     free(s->server_names);

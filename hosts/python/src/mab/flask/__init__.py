@@ -28,157 +28,82 @@ assignment, the redirect guard and the X-MAB-Debug header are libmab's
 adapter hooks (include/mab/adapter.h), called through mab's ctypes binding.
 Bandits defined in Python are written to a mab config file under the app's
 instance folder; the engine is opened at the first request of each process
-(so gunicorn workers each open their own, after fork). docs/hosts.md has the
+(so gunicorn workers each open their own, after fork). docs/python.md has the
 settings and what differs from Flask-MAB.
 """
 import atexit
 import functools
+import gc
 import hmac
 import json
 import math
 import os
 import re
+import sys
 import threading
 import time
+from typing import Any, Callable, Optional, Tuple
 
-from flask import Response, abort, current_app, g, redirect, request
+from flask import Response, abort, current_app, g, has_request_context, redirect, request
 
 import mab
 
-__all__ = ["BanditMiddleware", "Bandit", "EpsilonGreedyBandit", "SoftmaxBandit",
-           "AnnealingSoftmaxBandit", "ThompsonBandit", "UCB1Bandit", "choose_arm",
-           "reward_endpt", "reward_and_redirect", "suggest_arm_for", "add_bandit",
-           "MABConfigException", "close"]
+from . import storage as _storage_names
+from .bandits import (ID, AnnealingSoftmaxBandit, Bandit, EpsilonGreedyBandit,
+                      MABConfigException, NaiveStochasticBandit, SoftmaxBandit, ThompsonBandit,
+                      UCB1Bandit)
+from .storage import (BanditStorage, JSONBanditStorage, LMDBBanditStorage,
+                      MongoBanditStorage)
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+__all__ = ["BanditMiddleware", "Bandit", "EpsilonGreedyBandit", "NaiveStochasticBandit",
+           "SoftmaxBandit", "AnnealingSoftmaxBandit", "ThompsonBandit", "UCB1Bandit",
+           "BanditStorage", "JSONBanditStorage", "LMDBBanditStorage", "MongoBanditStorage",
+           "choose_arm", "reward_endpt", "reward_and_redirect", "suggest_arm_for",
+           "add_bandit", "pull", "reward", "MABConfigException", "close"]
 
-
-class MABConfigException(Exception):
-    """The extension's setup is invalid (as in Flask-MAB)."""
-
-
-# ---- bandits -----------------------------------------------------------
-
-
-class Bandit:
-    """An experiment defined in Python: its arms and a policy of libmab.
-    `reward_range=(min, max)` sets the experiment's reward range ([0, 1]
-    by default)."""
-
-    policy = None  # the policy plugin's name
-
-    def __init__(self, reward_range=None):
-        self.arms = {}
-        self.reward_range = reward_range
-
-    def add_arm(self, arm_id, value=None):
-        """Add an arm; `value` is any JSON-serialisable value, handed to views."""
-        if not isinstance(arm_id, str) or not _ID.match(arm_id):
-            raise MABConfigException(
-                "arm id %r: ids are 1 to 128 characters from A-Z a-z 0-9 _ -" % (arm_id,))
-        if arm_id in self.arms:
-            raise MABConfigException("arm id %r: added twice" % arm_id)
-        json.dumps(value)  # fail here, not at the first request
-        self.arms[arm_id] = value
-        return self
-
-    def parameters(self):
-        """The policy's parameters, as the config file's `policy` object."""
-        return {}
-
-    def to_config(self):
-        experiment = {"policy": dict(plugin=self.policy, **self.parameters()),
-                      "arms": dict(self.arms)}
-        if self.reward_range is not None:
-            low, high = self.reward_range
-            experiment["reward"] = {"min": low, "max": high}
-        return experiment
-
-
-class EpsilonGreedyBandit(Bandit):
-    """Explore uniformly with probability epsilon, else the best mean."""
-    policy = "epsilon_greedy"
-
-    def __init__(self, epsilon=0.1, **kw):
-        super().__init__(**kw)
-        self.epsilon = epsilon
-
-    def parameters(self):
-        return {"epsilon": self.epsilon}
-
-
-class SoftmaxBandit(Bandit):
-    """P(arm) proportional to exp(mean / tau)."""
-    policy = "softmax"
-
-    def __init__(self, tau=0.1, **kw):
-        super().__init__(**kw)
-        self.tau = tau
-
-    def parameters(self):
-        return {"tau": self.tau}
-
-
-class AnnealingSoftmaxBandit(SoftmaxBandit):
-    """Softmax whose temperature falls as 1 / ln(t): `tau` is accepted for
-    Flask-MAB compatibility and not used."""
-
-    def __init__(self, tau=0, **kw):
-        super().__init__(tau, **kw)
-
-    def parameters(self):
-        return {"annealing": True}
-
-
-class ThompsonBandit(Bandit):
-    """Thompson sampling with a Beta(alpha0, beta0) prior (`prior`)."""
-    policy = "thompson"
-
-    def __init__(self, prior=(1.0, 1.0), **kw):
-        super().__init__(**kw)
-        self.prior = prior
-
-    def parameters(self):
-        return {"alpha0": self.prior[0], "beta0": self.prior[1]}
-
-
-class UCB1Bandit(Bandit):
-    """UCB1: every untried arm first, then mean + sqrt(2 ln t / n)."""
-    policy = "ucb1"
+_ID = ID
 
 
 # ---- settings -> config file ------------------------------------------------
 
-# MAB_STORAGE_ENGINE -> storage plugin (None: counters in memory only).
-_STORAGE_ENGINES = {"BanditStorage": None, "memory": None,
-                    "JSONBanditStorage": "json_file", "json_file": "json_file",
-                    "LMDBBanditStorage": "lmdb", "lmdb": "lmdb"}
-
-
 def _storage_config(app):
+    """The config's `storage` object from MAB_STORAGE_ENGINE (a name, a class
+    or an instance of mab.flask.storage) and MAB_STORAGE_OPTS, or None
+    (counters in memory only)."""
     engine = app.config.get("MAB_STORAGE_ENGINE", "BanditStorage")
-    if engine not in _STORAGE_ENGINES:
-        raise MABConfigException("MAB_STORAGE_ENGINE %r: expected one of %s" % (
-            engine, ", ".join(sorted(_STORAGE_ENGINES))))
-    plugin = _STORAGE_ENGINES[engine]
-    opts = app.config.get("MAB_STORAGE_OPTS") or ()
-    if plugin is None:
+    if isinstance(engine, str):
+        if engine not in _storage_names.BY_NAME:
+            raise MABConfigException("MAB_STORAGE_ENGINE %r: expected one of %s" % (
+                engine, ", ".join(sorted(_storage_names.BY_NAME))))
+        engine = _storage_names.BY_NAME[engine]
+    if isinstance(engine, type) and issubclass(engine, BanditStorage):
+        engine = _instance(engine, app.config.get("MAB_STORAGE_OPTS") or ())
+    if not isinstance(engine, BanditStorage):
+        raise MABConfigException("MAB_STORAGE_ENGINE %r: expected a storage name, or a "
+                                 "class or instance from mab.flask.storage" % (engine,))
+    storage = engine.storage()
+    if storage is None:
         return None
-    if isinstance(opts, dict):
-        storage = dict(opts)
-    elif isinstance(opts, (list, tuple)) and len(opts) == 1:
-        storage = {"path": opts[0]}  # Flask-MAB: JSONBanditStorage(filepath)
-    else:
-        raise MABConfigException(
-            "MAB_STORAGE_OPTS for %s: expected (PATH,) or a dict with \"path\"" % engine)
-    if not storage.get("path"):
-        raise MABConfigException("MAB_STORAGE_OPTS for %s: no path" % engine)
-    # Relative to the working directory, as Flask-MAB's file path was.
-    storage["path"] = os.path.abspath(str(storage["path"]))
-    storage["plugin"] = plugin
+    plugin = storage["plugin"]
+    if plugin in ("json_file", "lmdb"):
+        if not storage.get("path"):
+            raise MABConfigException("MAB_STORAGE_OPTS for %s: no path" % type(engine).__name__)
+        # Relative to the working directory, as Flask-MAB's file path was.
+        storage["path"] = os.path.abspath(str(storage["path"]))
     if plugin == "json_file":
         _refuse_flask_mab_file(storage["path"])
     return storage
+
+
+def _instance(cls, opts):
+    """cls from MAB_STORAGE_OPTS: (PATH,) as Flask-MAB took it, or a dict."""
+    if isinstance(opts, dict):
+        return cls(**opts)
+    if isinstance(opts, (list, tuple)) and len(opts) <= 1:
+        return cls(*opts)
+    raise MABConfigException(
+        "MAB_STORAGE_OPTS for %s: expected (PATH,) or a dict of the storage's keys"
+        % cls.__name__)
 
 
 def _refuse_flask_mab_file(path):
@@ -193,6 +118,55 @@ def _refuse_flask_mab_file(path):
             "%s looks like a Flask-MAB storage file, which mab does not read in place: move "
             "it away and import its counters with `mab import CONFIG --from-flask-mab FILE` "
             "(CONFIG: the file mab.flask writes under the instance folder)" % path)
+
+
+# Storage plugins that one process only may open (json_file locks its file).
+_ONE_PROCESS_STORAGE = ("json_file",)
+
+
+def _storage_plugin(app):
+    """The storage plugin the app's engine opens, or None (memory only)."""
+    config = app.config.get("MAB_CONFIG")
+    if not config:
+        storage = _storage_config(app)
+        return storage and storage["plugin"]
+    try:
+        with open(os.path.join(app.root_path, config)) as f:
+            storage = json.load(f).get("storage")
+    except (OSError, ValueError, AttributeError):
+        return None  # mab_open says what is wrong with the file
+    return storage.get("plugin") if isinstance(storage, dict) else None
+
+
+def _gunicorn_workers():
+    """The number of worker processes of the gunicorn this process is the
+    master or a worker of, else None. gunicorn hands its app no setting or
+    environment variable for it, but each worker is forked from the master
+    and so holds the master's Arbiter (gunicorn.arbiter), which knows."""
+    arbiter = getattr(sys.modules.get("gunicorn.arbiter"), "Arbiter", None)
+    if arbiter is None:
+        return None
+    for obj in gc.get_objects():
+        if isinstance(obj, arbiter):
+            workers = getattr(obj, "num_workers", None)
+            return workers if isinstance(workers, int) else None
+    return None
+
+
+def _refuse_one_process_storage(app):
+    """json_file under gunicorn with several workers: every worker but one
+    would fail at its first request. Refuse at start-up, naming the fix."""
+    workers = _gunicorn_workers()
+    if workers is None or workers < 2:
+        return
+    plugin = _storage_plugin(app)
+    if plugin in _ONE_PROCESS_STORAGE:
+        raise MABConfigException(
+            "app %r: storage %s, which one process only may open, under gunicorn with %d "
+            "worker processes: use LMDB, which the workers share (MAB_STORAGE_ENGINE = "
+            "\"LMDBBanditStorage\" with MAB_STORAGE_OPTS = {\"path\": DIR}, or \"plugin\": "
+            "\"lmdb\" in MAB_CONFIG), or run gunicorn with --workers 1"
+            % (app.name, plugin, workers))
 
 
 def _key_file(app):
@@ -294,6 +268,7 @@ class _State:
             # closed: they belong to the parent, whose store handles we share.
             self.engine = self.adapter = None
             app = self.app
+            _refuse_one_process_storage(app)
             config = app.config.get("MAB_CONFIG")
             if config:
                 path, memory = os.path.join(app.root_path, config), False
@@ -301,7 +276,8 @@ class _State:
             else:
                 path, memory = _write_config(app, self.bandits)
                 debug = bool(app.config.get("MAB_DEBUG_HEADERS", True))
-            engine = mab.Engine(path, no_storage=memory)
+            engine = mab.Engine(path, no_storage=memory, storage_log_interval=float(
+                app.config.get("MAB_STORAGE_LOG_INTERVAL", 60)))
             try:
                 adapter = mab.Adapter(engine)
             except BaseException:
@@ -356,6 +332,11 @@ def _after_request(state, response):
                 response.headers.add("Set-Cookie", cookie)
             if state.debug:
                 debug = rq.debug_header()
+                rewarded = g.pop("_mab_rewarded", None)
+                if debug is None and rewarded:
+                    # A reward-only request: Flask-MAB sends the arms the
+                    # visitor's cookie holds, as SAVED.
+                    debug = "SAVED; " + ";".join("%s:%s" % kv for kv in rewarded.items())
                 if debug is not None:
                     response.headers["X-MAB-Debug"] = debug
         finally:
@@ -372,7 +353,7 @@ def _teardown_request(exc):
 # ---- the extension ----------------------------------------------------------
 
 
-def add_bandit(app, name, bandit=None):
+def add_bandit(app: Any, name: str, bandit: Optional[Bandit] = None) -> None:
     """Attach a bandit for an experiment (bound as app.add_bandit(name, bandit))."""
     if not isinstance(name, str) or not _ID.match(name):
         raise MABConfigException(
@@ -385,6 +366,7 @@ def add_bandit(app, name, bandit=None):
     state = _state(app)
     if state.adapter is not None:
         raise MABConfigException("experiment %r: add bandits before the first request" % name)
+    bandit._attach(state, name)
     state.bandits[name] = bandit
 
 
@@ -392,17 +374,18 @@ class BanditMiddleware:
     """The Flask extension. `BanditMiddleware(app)`, or `BanditMiddleware()`
     then `init_app(app)` for the app-factory pattern."""
 
-    def __init__(self, app=None):
+    def __init__(self, app: Any = None) -> None:
         self.app = app
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app):
+    def init_app(self, app: Any) -> None:
         for key, default in (("MAB_COOKIE_NAME", "MAB"), ("MAB_COOKIE_PATH", "/"),
                              ("MAB_COOKIE_TTL", None), ("MAB_DEBUG_HEADERS", True),
                              ("MAB_STORAGE_ENGINE", "BanditStorage"),
                              ("MAB_STORAGE_OPTS", ())):
             app.config.setdefault(key, default)
+        _refuse_one_process_storage(app)
         state = _State(app)
         app.extensions["mab"] = state
         os.register_at_fork(after_in_child=state.forked)
@@ -417,8 +400,43 @@ class BanditMiddleware:
         """Close the app's engine in this process (it reopens on the next request)."""
         _state(app).close()
 
+    # The module's functions as methods too: mab = BanditMiddleware(app);
+    # @mab.choose_arm("color_btn") ... (the form of Flask-MAB's README).
+    @staticmethod
+    def choose_arm(name):
+        """choose_arm(name), as a method."""
+        return choose_arm(name)
 
-def close(app=None):
+    @staticmethod
+    def reward_endpt(name, value=1):
+        """reward_endpt(name, value), as a method."""
+        return reward_endpt(name, value)
+
+    @staticmethod
+    def suggest_arm_for(key: str, also_pull: bool = True) -> Tuple[str, Any]:
+        """suggest_arm_for(key), as a method."""
+        return suggest_arm_for(key, also_pull)
+
+    @staticmethod
+    def reward_and_redirect(name, target=None, value=1.0):
+        """reward_and_redirect(...), as a method."""
+        return reward_and_redirect(name, target, value)
+
+    def add_bandit(self, name, bandit=None, app=None):
+        """add_bandit on the app this middleware was created with (or `app`)."""
+        app = app or self.app
+        if app is None:
+            raise MABConfigException("add_bandit: this BanditMiddleware has no app; use "
+                                     "app.add_bandit(name, bandit)")
+        add_bandit(app, name, bandit)
+
+    def __getitem__(self, name):
+        """The bandit of experiment `name` (of the current app, or of `self.app`)."""
+        app = self.app if self.app is not None else current_app
+        return _state(app).bandits[name]
+
+
+def close(app: Any = None) -> None:
     """Close the app's engine in this process, writing what is pending."""
     _state(app).close()
 
@@ -431,7 +449,30 @@ def suggest_arm_for(key, also_pull=True):
     return a.arm_id, a.value
 
 
-def choose_arm(name):
+def pull(bandit_id: str, arm: str) -> None:
+    """Count one pull of `arm` of experiment `bandit_id` in the current app
+    (Flask-MAB's flask_mab.pull): the bandit's pull_arm()."""
+    bandit = _state().bandits.get(bandit_id)
+    if bandit is None:
+        raise MABConfigException("No experiment defined for bandit key: %s" % bandit_id)
+    bandit.pull_arm(arm)
+
+
+def reward(bandit_id: str, arm: str, reward_amt: float = 1) -> None:
+    """Add a reward to `arm` of experiment `bandit_id` in the current app,
+    with no cookie involved (Flask-MAB's flask_mab.reward): counted every
+    time it is called; reward_endpt is the once-per-assignment form."""
+    state = _state()
+    state.open()
+    try:
+        state.engine.reward(bandit_id, arm, reward_amt)
+    except mab.MabError as e:
+        if e.code == mab.ENOTFOUND:
+            raise MABConfigException(e.message) from None
+        raise
+
+
+def choose_arm(name: str) -> Callable[[Callable], Callable]:
     """Route decorator: the view receives the visitor's arm value of
     experiment `name` as the keyword argument `name`. Stack it for several
     experiments; each is assigned (and counted) at most once per request."""
@@ -447,7 +488,7 @@ def choose_arm(name):
     return decorator
 
 
-def reward_endpt(name, value=1):
+def reward_endpt(name: str, value: float = 1) -> Callable[[Callable], Callable]:
     """Route decorator: when the view returns, reward the visitor's arm of
     `name` with `value`, once per assignment (a replayed or already
     rewarded cookie counts nothing)."""
@@ -456,30 +497,93 @@ def reward_endpt(name, value=1):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             response = view(*args, **kwargs)
-            _request().reward(name, value)
+            _reward(name, value)
             return response
         return wrapper
     return decorator
 
 
-def reward_and_redirect(name, target, value=1.0):
-    """Reward the visitor's arm of `name`, then a 303 redirect to `target`:
-    return it from a view. Targets must be relative paths or match
+def _reward(name, value):
+    """Reward the visitor's arm of `name`, noting it for X-MAB-Debug."""
+    try:
+        result = _request().reward(name, value)
+    except mab.MabError as e:
+        _refuse_not_durable(e)
+        raise
+    _note_rewarded(name, result)
+    return result
+
+
+def _note_rewarded(name, result):
+    """Remember the visitor's arm of `name` for X-MAB-Debug (Flask-MAB sends
+    SAVED with the cookie's arms on reward responses too)."""
+    arm = result.arm_id
+    if arm is None and result.reason == "already_rewarded" and _state().debug:
+        # The cookie holds this arm (rewarded before): look it up; a kept
+        # assignment counts no pull.
+        arm = _request().choose(name).arm_id
+    if arm is not None:
+        rewarded = g.get("_mab_rewarded")
+        if rewarded is None:
+            rewarded = g._mab_rewarded = {}
+        rewarded[name] = arm
+
+
+def _refuse_not_durable(error):
+    """sync "always" and the reward could not be made durable: 503, not an
+    acknowledgement (the reason is in the "mab" log, not in the answer)."""
+    if error.code == mab.ESTORAGE:
+        abort(503, description="The reward could not be stored; try again later.")
+
+
+def reward_and_redirect(name: str, target: Optional[str] = None, value: float = 1.0) -> Any:
+    """Reward the visitor's arm of `name`, then a 303 redirect to `target`.
+
+    In a view, return it: `return reward_and_redirect("color", "/thanks")`.
+    Outside a request it is a route decorator: `@reward_and_redirect("color",
+    "/thanks")` answers every request of the view with the reward and the
+    redirect (the view runs first; with no `target`, the URL the view returns
+    is the target). Targets must be relative paths or match
     MAB_REDIRECT_ALLOW (the config's redirect_allow); any other answers 400
     and counts nothing."""
+    if not has_request_context():
+        def decorator(view):
+            @functools.wraps(view)
+            def wrapper(*args, **kwargs):
+                returned = view(*args, **kwargs)
+                where = target if target is not None else returned
+                if not isinstance(where, str):
+                    raise MABConfigException(
+                        "reward_and_redirect(%r) without a target: the view must return "
+                        "the URL to redirect to, not %r" % (name, type(where).__name__))
+                return _redirect(name, where, value)
+            return wrapper
+        return decorator
+    if target is None:
+        raise MABConfigException("reward_and_redirect(%r): no target" % (name,))
+    return _redirect(name, target, value)
+
+
+def _redirect(name, target, value):
     try:
-        _result, where = _request().redirect(name, target, value)
+        result, where = _request().redirect(name, target, value)
     except mab.MabError as e:
         if e.code == mab.EINVAL:
             abort(400, description=e.message)
+        _refuse_not_durable(e)
         raise
+    _note_rewarded(name, result)
     return redirect(where.location, code=where.status)
 
 
 # ---- dashboard ----------------------------------------------------------------
 
-_ASSET_DIRS = (os.path.join(os.path.dirname(__file__), "assets"),  # installed
-               os.path.join(os.path.dirname(__file__), "..", "..", "..", "web", "dashboard"))  # tree
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# The package's copy (a wheel, an sdist install, cmake --install), else the
+# one in the source tree: hosts/python/src/mab/flask -> <src>/web/dashboard.
+_ASSET_DIRS = (os.path.normpath(os.path.join(_HERE, "..", "assets")),
+               os.path.normpath(os.path.join(_HERE, "..", "..", "..", "..", "..", "web",
+                                             "dashboard")))
 _PAGE_HEADERS = {
     "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",

@@ -10,50 +10,40 @@ The request hooks of include/mab/adapter.h (signed sticky cookies, rewards
 counted once per assignment, the redirect guard) are `Adapter` and `Request`;
 `mab.flask` builds a Flask extension on them. Failures raise `MabError`,
 carrying the library's status code and sentence.
+
+Storage write failures go to the `logging` logger "mab" (libmab never logs):
+the first failure of a streak, a summary every `storage_log_interval`
+seconds while it lasts, and the recovery (see Engine).
 """
 import collections
 import ctypes
 import json
+import logging
 import math
+import os
 import threading
+import time
 import weakref
+from typing import Any, Iterable, List, Optional
 
 from . import _native
 from ._native import (OK, ENOMEM, EINVAL, ECONFIG, EPLUGIN, ENOTFOUND, ERANGE, ESTORAGE,
-                      EBUSY, ECORRUPT, EIO, OPEN_NO_STORAGE, OPEN_SEED, library_path,
+                      EBUSY, ECORRUPT, EIO, ECLAIMED, OPEN_NO_STORAGE, OPEN_SEED, library_path,
                       plugin_dirs)
+
+__version__ = "0.1.0"
 
 __all__ = ["Engine", "Adapter", "Request", "MabError", "Choice", "ArmStats", "Experiment",
            "Record", "Assignment", "RewardResult", "Redirect", "version", "strerror",
            "keygen", "library_path", "plugin_dirs", "OK", "ENOMEM", "EINVAL", "ECONFIG",
-           "EPLUGIN", "ENOTFOUND", "ERANGE", "ESTORAGE", "EBUSY", "ECORRUPT", "EIO",
+           "EPLUGIN", "ENOTFOUND", "ERANGE", "ESTORAGE", "EBUSY", "ECORRUPT", "EIO", "ECLAIMED",
            "OPEN_NO_STORAGE", "OPEN_SEED"]
 
 _lib = _native.lib
 
 
-class MabError(Exception):
-    """A libmab call failed: `code` is the MAB_E* status (negative), `message`
-    the library's sentence naming the file, key or id at fault."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    @property
-    def name(self):
-        """The code as text, e.g. "MAB_ENOTFOUND"."""
-        return _CODE_NAMES.get(self.code, "MAB_E%d" % -self.code)
-
-    def __str__(self):
-        return "%s (%s)" % (self.message, self.name)
-
-
-_CODE_NAMES = {v: "MAB_" + k for k, v in (
-    ("OK", OK), ("ENOMEM", ENOMEM), ("EINVAL", EINVAL), ("ECONFIG", ECONFIG),
-    ("EPLUGIN", EPLUGIN), ("ENOTFOUND", ENOTFOUND), ("ERANGE", ERANGE),
-    ("ESTORAGE", ESTORAGE), ("EBUSY", EBUSY), ("ECORRUPT", ECORRUPT), ("EIO", EIO))}
+MabError = _native.MabError
+_CODE_NAMES = _native.CODE_NAMES
 
 
 def _text(raw):
@@ -80,17 +70,17 @@ def _value(value_json):
     return None if value_json is None else json.loads(value_json)
 
 
-def version():
+def version() -> str:
     """libmab's version string, e.g. "0.1.0"."""
     return _text(_lib.mab_version())
 
 
-def strerror(code):
+def strerror(code: int) -> str:
     """A static English description of a status code."""
     return _text(_lib.mab_strerror(code))
 
 
-def keygen(path):
+def keygen(path: "str | os.PathLike[str]") -> None:
     """Create a key file for `secret_file` (32 random bytes, mode 0600).
     Never overwrites: an existing file raises MabError(EIO)."""
     err = _native.mab_error()
@@ -108,12 +98,115 @@ Record = collections.namedtuple("Record",
                                 "experiment arm pulls rewards reward_sum reward_sum_sq")
 
 
+log = logging.getLogger("mab")
+
+
+class _StorageLog:
+    """Storage write failures of one engine, for the "mab" logger. libmab
+    counts failed writes (mab_storage_errors) and keeps what failed queued;
+    a thread checks the count every second: a new failure starts a streak
+    (logged with its reason, asked of mab_flush), more failures are
+    summarised every `interval` seconds, and after a second without a new
+    failure a flush that succeeds ends the streak (logged too). So while
+    writes fail, the thread tries one write a second itself."""
+
+    CHECK_S = 1.0
+
+    def __init__(self, engine, interval):
+        self.engine_ref = weakref.ref(engine)  # the thread keeps no engine alive
+        self.interval = float(interval)
+        self.lock = threading.Lock()
+        self.errors = engine.storage_errors
+        self.failing = False
+        self.streak = self.summarised = 0
+        self.started = self.last_log = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="mab-storage-log", daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.wait(self.CHECK_S):
+            try:
+                self.update()
+            except MabError:  # the engine closed meanwhile
+                return
+            except ReferenceError:
+                return
+
+    def close(self):
+        self.stop.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join()
+
+    @staticmethod
+    def _flush(engine):
+        try:
+            engine.flush()
+            return None
+        except MabError as e:
+            return e.message
+
+    def update(self, reason=None):
+        """reason: the error of a reward that just failed, or None (the timer)."""
+        with self.lock:
+            engine, now = self.engine_ref(), time.monotonic()
+            if engine is None:
+                raise ReferenceError("the engine is gone")
+            errors = engine.storage_errors
+            if errors > self.errors:
+                self.streak += errors - self.errors
+                self.errors = errors
+                if not self.failing:
+                    if reason is None:
+                        # the count says that a write failed, not why: ask
+                        reason = self._flush(engine) or "(it succeeded when retried)"
+                        self.streak += engine.storage_errors - self.errors
+                        self.errors = engine.storage_errors
+                    self.failing = True
+                    self.started = self.last_log = now
+                    self.summarised = self.streak
+                    log.error("%s: writing to storage (%s) failed: %s; what failed stays "
+                              "queued and is retried (further failures are summarised every "
+                              "%g s)", engine.config_path, engine.storage_name, reason,
+                              self.interval)
+                elif now - self.last_log >= self.interval:
+                    log.error("%s: writing to storage (%s) still fails: %d failed writes in "
+                              "the last %.0f s, %d since the first %.0f s ago%s",
+                              engine.config_path, engine.storage_name,
+                              self.streak - self.summarised, now - self.last_log, self.streak,
+                              now - self.started, "; last: " + reason if reason else "")
+                    self.last_log = now
+                    self.summarised = self.streak
+                return
+            if not self.failing or reason is not None:
+                return
+            # no new failure for a second: is what was queued written now?
+            failed = self._flush(engine)
+            self.errors = engine.storage_errors
+            if failed is not None:
+                self.streak += 1
+                return
+            log.warning("%s: writing to storage (%s) succeeds again, after %d failed writes "
+                        "in %.0f s", engine.config_path, engine.storage_name, self.streak,
+                        now - self.started)
+            self.failing = False
+            self.streak = self.summarised = 0
+
+
 class Engine:
     """An open engine (mab_open_ex). Thread-safe, like the C engine; close it
     (or use `with`) to write what is pending. After os.fork() a child must not
-    use its parent's engine: it opens its own."""
+    use its parent's engine: it opens its own.
 
-    def __init__(self, config_path, no_storage=False, seed=None):
+    With storage, storage write failures are logged to the logger "mab"
+    (_StorageLog): the first of a streak at ERROR with its reason, a summary
+    every `storage_log_interval` seconds while they last, the recovery at
+    WARNING. Under `sync: "always"` a reward that could not be made durable
+    raises MabError(ESTORAGE): it is not counted as acknowledged (it stays
+    queued and libmab retries it)."""
+
+    def __init__(self, config_path: "str | os.PathLike[str]", no_storage: bool = False,
+                 seed: Optional[int] = None, storage_log_interval: float = 60.0) -> None:
         opts = _native.mab_options(ctypes.sizeof(_native.mab_options), 0, 0)
         if no_storage:
             opts.flags |= OPEN_NO_STORAGE
@@ -123,12 +216,20 @@ class Engine:
         handle = ctypes.c_void_p()
         err = _native.mab_error()
         self._handle = None
+        self._storage_log = None
         self._adapters = weakref.WeakSet()
         self._lock = threading.Lock()
         self.config_path = str(config_path)
         _check(_lib.mab_open_ex(_bytes(self.config_path, "config_path"), ctypes.byref(opts),
                                 ctypes.byref(handle), ctypes.byref(err)), err)
         self._handle = handle
+        if not no_storage:
+            self._storage_log = _StorageLog(self, storage_log_interval)
+
+    def _storage_failed(self, error):
+        """A call failed with MAB_ESTORAGE: log the streak now, not at the next check."""
+        if error.code == ESTORAGE and self._storage_log is not None:
+            self._storage_log.update(error.message)
 
     def _h(self):
         h = self._handle
@@ -140,10 +241,16 @@ class Engine:
     def closed(self):
         return self._handle is None
 
-    def close(self):
+    def close(self) -> None:
         """Close adapters opened over this engine, write what is pending and
         free the engine. Raises MabError when the final write failed (the
         engine is freed anyway). Closing twice is a no-op."""
+        with self._lock:
+            if self._handle is None:
+                return
+            watcher, self._storage_log = self._storage_log, None
+        if watcher is not None:
+            watcher.close()  # before the handle goes: it may be flushing
         with self._lock:
             h, self._handle = self._handle, None
         if h is None:
@@ -159,7 +266,7 @@ class Engine:
     def __exit__(self, *exc):
         self.close()
 
-    def choose(self, experiment):
+    def choose(self, experiment: str) -> Choice:
         """Let the policy choose an arm and count one pull: a Choice."""
         out = _native.mab_choice()
         err = _native.mab_error()
@@ -168,7 +275,7 @@ class Engine:
         return Choice(out.arm_index, _text(out.arm_id), _value(out.value_json),
                       _text(out.value_json), _probability(out.probability))
 
-    def arm(self, experiment, arm):
+    def arm(self, experiment: str, arm: str) -> Choice:
         """Describe one arm without counting a pull: a Choice (probability None)."""
         out = _native.mab_choice()
         err = _native.mab_error()
@@ -178,13 +285,18 @@ class Engine:
         return Choice(out.arm_index, _text(out.arm_id), _value(out.value_json),
                       _text(out.value_json), None)
 
-    def reward(self, experiment, arm, value=1.0):
-        """Record a reward for an arm (in the experiment's reward range)."""
+    def reward(self, experiment: str, arm: str, value: float = 1.0) -> None:
+        """Record a reward for an arm (in the experiment's reward range).
+        Under sync "always", MabError(ESTORAGE) when it could not be made durable."""
         err = _native.mab_error()
-        _check(_lib.mab_reward(self._h(), _bytes(experiment, "experiment"), _bytes(arm, "arm"),
-                               float(value), ctypes.byref(err)), err)
+        try:
+            _check(_lib.mab_reward(self._h(), _bytes(experiment, "experiment"),
+                                   _bytes(arm, "arm"), float(value), ctypes.byref(err)), err)
+        except MabError as e:
+            self._storage_failed(e)
+            raise
 
-    def experiments(self):
+    def experiments(self) -> List[Experiment]:
         """The experiments, in config order: a list of Experiment."""
         h = self._h()
         result = []
@@ -197,7 +309,7 @@ class Engine:
                                      info.reward_max))
         return result
 
-    def stats(self, experiment=None):
+    def stats(self, experiment: Optional[str] = None) -> Any:
         """Totals of every arm of `experiment` (a list of ArmStats in config
         order), or of every experiment ({id: [ArmStats, ...]}) without one."""
         if experiment is None:
@@ -223,18 +335,18 @@ class Engine:
     def storage_errors(self):
         return _lib.mab_storage_errors(self._h())
 
-    def flush(self):
+    def flush(self) -> None:
         """Write every pending increment now and wait until it is durable."""
         err = _native.mab_error()
         _check(_lib.mab_flush(self._h(), ctypes.byref(err)), err)
 
-    def reset(self, experiment):
+    def reset(self, experiment: str) -> None:
         """Zero an experiment's counters, in memory and in storage."""
         err = _native.mab_error()
         _check(_lib.mab_reset(self._h(), _bytes(experiment, "experiment"), ctypes.byref(err)),
                err)
 
-    def export(self):
+    def export(self) -> List[Record]:
         """Every stored record (arms no longer in the config included): a list of Record."""
         records = []
 
@@ -248,7 +360,7 @@ class Engine:
         _check(_lib.mab_export(self._h(), _native.VISIT(visit), None, ctypes.byref(err)), err)
         return records
 
-    def import_records(self, records, replace=False):
+    def import_records(self, records: Iterable[Record], replace: bool = False) -> None:
         """Add Records to storage, all or nothing (replace: the experiments
         named hold exactly these records afterwards)."""
         records = list(records)
@@ -337,7 +449,8 @@ class Adapter:
         _check(_lib.mab_adapter_check_redirect(self._h(), _bytes(target, "target"),
                                                ctypes.byref(err)), err)
 
-    def begin(self, cookie_header=None, token=None):
+    def begin(self, cookie_header: Optional[str] = None,
+              token: Optional[str] = None) -> "Request":
         """Start one request from its Cookie header (or a token): a Request."""
         return Request(self, cookie_header, token)
 
@@ -418,12 +531,18 @@ class Request:
             return value
 
     def reward(self, experiment, value=1.0):
-        """Credit the visitor's arm once per assignment: a RewardResult."""
+        """Credit the visitor's arm once per assignment: a RewardResult.
+        Under sync "always", MabError(ESTORAGE) when the reward could not be
+        made durable: it is not acknowledged (answer 503)."""
         out = _native.mab_reward_result()
         err = _native.mab_error()
-        _check(_lib.mab_request_reward(self._h(), _bytes(experiment, "experiment"),
-                                       float(value), ctypes.byref(out), ctypes.byref(err)),
-               err)
+        try:
+            _check(_lib.mab_request_reward(self._h(), _bytes(experiment, "experiment"),
+                                           float(value), ctypes.byref(out), ctypes.byref(err)),
+                   err)
+        except MabError as e:
+            self.adapter.engine._storage_failed(e)
+            raise
         return RewardResult(bool(out.counted), _reason(out.reason), _text(out.arm_id))
 
     def redirect(self, experiment, target, value=1.0):
@@ -432,10 +551,14 @@ class Request:
         result = _native.mab_reward_result()
         where = _native.mab_redirect()
         err = _native.mab_error()
-        _check(_lib.mab_request_redirect(self._h(), _bytes(experiment, "experiment"),
-                                         float(value), _bytes(target, "target"),
-                                         ctypes.byref(result), ctypes.byref(where),
-                                         ctypes.byref(err)), err)
+        try:
+            _check(_lib.mab_request_redirect(self._h(), _bytes(experiment, "experiment"),
+                                             float(value), _bytes(target, "target"),
+                                             ctypes.byref(result), ctypes.byref(where),
+                                             ctypes.byref(err)), err)
+        except MabError as e:
+            self.adapter.engine._storage_failed(e)
+            raise
         return (RewardResult(bool(result.counted), _reason(result.reason),
                              _text(result.arm_id)),
                 Redirect(where.status, _text(where.location)))
