@@ -148,6 +148,93 @@ static const char APPLY_SCRIPT[] =
     "if seq > 0 then redis.call('HSET', writers, ARGV[1], ARGV[2]) end\n"
     "return 1\n";
 
+/*
+ * Claims (ABI 1.3). KEYS[1..n] the claim keys P"claim:"HEX, then the totals
+ * keys of the m experiments the granted rewards add to. ARGV[1] n, ARGV[2] m,
+ * then per claim: token, ttl in ms, number of deltas, then per delta:
+ * experiment position (1..m), arm, pulls, rewards, reward_sum,
+ * reward_sum_sq. A claim key holds the token of the call that won it.
+ * Returns per claim 1 (granted now, its deltas added), 2 (granted before
+ * with this very token: the reply to that call was lost; nothing added
+ * again) or 0 (claimed by someone else). Refuses, writing nothing, a key of
+ * another type or a field it cannot add to (as APPLY_SCRIPT).
+ */
+static const char CLAIM_SCRIPT[] =
+    "local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "for i = 1, n + m do\n"
+    "  local t = redis.call('TYPE', KEYS[i]).ok\n"
+    "  local want = i <= n and 'string' or 'hash'\n"
+    "  if t ~= want and t ~= 'none' then\n"
+    "    return redis.error_reply('MABTYPE key ' .. KEYS[i] .. ' holds a ' .. t .. ', not a ' .. want)\n"
+    "  end\n"
+    "end\n"
+    "for i = n + 1, n + m do\n"
+    "  local v = redis.call('HGET', KEYS[i], 'v')\n"
+    "  if v and v ~= '1' then\n"
+    "    return redis.error_reply('MABSCHEMA key ' .. KEYS[i] .. ' has schema version ' .. v ..\n"
+    "                             '; this plugin reads version 1')\n"
+    "  end\n"
+    "end\n"
+    "local result, seen, sets = {}, {}, {}\n"
+    "local incs = {}\n"
+    "local at = 3\n"
+    "for i = 1, n do\n"
+    "  local token, ttl, nd = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])\n"
+    "  at = at + 3\n"
+    "  local cur = redis.call('GET', KEYS[i])\n"
+    "  local r = 0\n"
+    "  if seen[KEYS[i]] then r = 0\n"
+    "  elseif not cur then r = 1\n"
+    "  elseif cur == token then r = 2 end\n"
+    "  seen[KEYS[i]] = true\n"
+    "  result[i] = r\n"
+    "  if r == 1 then sets[#sets + 1] = {KEYS[i], token, ttl} end\n"
+    "  for d = 1, nd do\n"
+    "    if r == 1 then\n"
+    "      local key = KEYS[n + tonumber(ARGV[at])]\n"
+    "      local suffix = {':pulls', ':rewards', ':reward_sum', ':reward_sum_sq'}\n"
+    "      incs[key] = incs[key] or {}\n"
+    "      for j = 1, 4 do\n"
+    "        local f = ARGV[at + 1] .. suffix[j]\n"
+    "        incs[key][f] = (incs[key][f] or 0) + tonumber(ARGV[at + 1 + j])\n"
+    "      end\n"
+    "    end\n"
+    "    at = at + 6\n"
+    "  end\n"
+    "end\n"
+    "local writes = {}\n"
+    "for key, fields in pairs(incs) do\n"
+    "  local out = {}\n"
+    "  for f, inc in pairs(fields) do\n"
+    "    local count = string.sub(f, -6) == ':pulls' or string.sub(f, -8) == ':rewards'\n"
+    "    local text = redis.call('HGET', key, f)\n"
+    "    local x = 0\n"
+    "    if text then\n"
+    "      if count and not string.match(text, '^%d+$') then\n"
+    "        return redis.error_reply('MABFIELD key ' .. key .. ' field ' .. f .. ' is not a whole count')\n"
+    "      end\n"
+    "      x = tonumber(text)\n"
+    "      if x == nil or x ~= x or x == math.huge or x == -math.huge then\n"
+    "        return redis.error_reply('MABFIELD key ' .. key .. ' field ' .. f .. ' is not a finite number')\n"
+    "      end\n"
+    "    end\n"
+    "    x = x + inc\n"
+    "    if (count and (x < 0 or x >= 9007199254740992)) or x ~= x or x == math.huge or x == -math.huge then\n"
+    "      return redis.error_reply('MABRANGE key ' .. key .. ' field ' .. f .. ' would be out of range')\n"
+    "    end\n"
+    "    out[#out + 1] = f\n"
+    "    out[#out + 1] = count and string.format('%.0f', x) or string.format('%.17g', x)\n"
+    "  end\n"
+    "  writes[#writes + 1] = {key, out}\n"
+    "end\n"
+    "for _, w in ipairs(writes) do\n"
+    "  redis.call('HSET', w[1], 'v', '1', unpack(w[2]))\n"
+    "end\n"
+    "for _, c in ipairs(sets) do\n"
+    "  redis.call('SET', c[1], c[2], 'PX', c[3])\n"
+    "end\n"
+    "return result\n";
+
 /* Totals that may be negative: differences between offered and credited. */
 typedef struct signed_totals {
     int64_t pulls;
@@ -189,6 +276,17 @@ typedef struct redis_store {
     char prefix[PREFIX_MAX + 1];
     char where[WHERE_MAX]; /* "Redis at HOST:PORT (db N)" */
     char script_sha[41];
+    char claim_sha[41];
+    uint64_t claim_seq; /* numbers this process's claim calls (tokens) */
+    /* Claims whose call lost its reply: id -> the token it was sent with, so
+       that a retry recognises its own win (bounded: the oldest are
+       forgotten, and a forgotten one is refused on retry, never counted
+       twice). */
+    struct doubt_claim {
+        uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+        char token[40];
+    } doubt_claims[256];
+    size_t n_doubt_claims, next_doubt_claim;
     char writer[17];
     int64_t batch_seq;
     exp_ledger *exps;
@@ -345,8 +443,20 @@ static int connect_store(redis_store *st, mab_error *err)
         r = command(st, 3, argv, lens, "cannot load the update script", err);
         if (!r)
             return MAB_ESTORAGE;
-        if (r->type == REDIS_REPLY_STRING && r->len == 40)
+        if (r->type == REDIS_REPLY_STRING && r->len == 40) {
             memcpy(st->script_sha, r->str, 41);
+            freeReplyObject(r);
+            const char *cargv[3] = {"SCRIPT", "LOAD", CLAIM_SCRIPT};
+            size_t clens[3] = {6, 4, sizeof CLAIM_SCRIPT - 1};
+            r = command(st, 3, cargv, clens, "cannot load the claim script", err);
+            if (!r)
+                return MAB_ESTORAGE;
+            if (r->type == REDIS_REPLY_STRING && r->len == 40)
+                memcpy(st->claim_sha, r->str, 41);
+            else
+                rc = store_fail(st, err, MAB_ESTORAGE, "cannot load the claim script: %s",
+                                r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        }
         else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0)
             rc = store_fail(st, err, MAB_ESTORAGE,
                             "the server needs a password (set password_file): %s", r->str);
@@ -1298,6 +1408,201 @@ static int redis_replace(void *state, const char *const *experiments, size_t n_e
                          "replace the records of the imported experiments", err);
 }
 
+/* ---- claims (ABI 1.3) -------------------------------------------------------------- */
+
+static void claim_key(const redis_store *st, const uint8_t *id, char *out, size_t cap)
+{
+    char hex[2 * MAB_ASSIGNMENT_ID_BYTES + 1];
+    for (size_t i = 0; i < MAB_ASSIGNMENT_ID_BYTES; i++)
+        snprintf(hex + 2 * i, 3, "%02x", id[i]);
+    snprintf(out, cap, "%sclaim:%s", st->prefix, hex);
+}
+
+static struct doubt_claim *doubt_claim_find(redis_store *st, const uint8_t *id)
+{
+    for (size_t i = 0; i < st->n_doubt_claims; i++)
+        if (memcmp(st->doubt_claims[i].id, id, MAB_ASSIGNMENT_ID_BYTES) == 0)
+            return &st->doubt_claims[i];
+    return NULL;
+}
+
+static void doubt_claim_forget(redis_store *st, const uint8_t *id)
+{
+    struct doubt_claim *d = doubt_claim_find(st, id);
+    if (d)
+        memset(d->id, 0, sizeof d->id), d->token[0] = '\0';
+}
+
+static void doubt_claim_keep(redis_store *st, const uint8_t *id, const char *token)
+{
+    struct doubt_claim *d = doubt_claim_find(st, id);
+    if (!d) {
+        size_t cap = sizeof st->doubt_claims / sizeof st->doubt_claims[0];
+        d = &st->doubt_claims[st->next_doubt_claim];
+        st->next_doubt_claim = (st->next_doubt_claim + 1) % cap;
+        if (st->n_doubt_claims < cap)
+            st->n_doubt_claims++;
+    }
+    memcpy(d->id, id, sizeof d->id);
+    snprintf(d->token, sizeof d->token, "%s", token);
+}
+
+/* One CLAIM_SCRIPT call over every claim: one atomic step, one round trip. */
+static int claim_once(redis_store *st, mab_claim *claims, size_t n, mab_error *err)
+{
+    /* The experiments the deltas add to, in order of appearance. */
+    size_t n_deltas = 0;
+    for (size_t i = 0; i < n; i++)
+        n_deltas += claims[i].n_deltas;
+    const char **exps = calloc(n_deltas + 1, sizeof *exps);
+    size_t argc = 2 + 2 * n + n_deltas + 2 + 3 * n + 6 * n_deltas + 4;
+    const char **argv = calloc(argc, sizeof *argv);
+    size_t *lens = calloc(argc, sizeof *lens);
+    char *text = malloc((n + n_deltas + 1) * (KEY_MAX + 8) + (n + 1) * 120 +
+                        n_deltas * 4 * 32);
+    int rc = MAB_OK;
+    if (!exps || !argv || !lens || !text)
+        rc = store_fail(st, err, MAB_ENOMEM, "out of memory");
+    size_t m = 0;
+    for (size_t i = 0; rc == MAB_OK && i < n; i++)
+        for (size_t d = 0; d < claims[i].n_deltas; d++) {
+            size_t k = 0;
+            while (k < m && strcmp(exps[k], claims[i].deltas[d].experiment) != 0)
+                k++;
+            if (k == m)
+                exps[m++] = claims[i].deltas[d].experiment;
+        }
+    char *p = text;
+    size_t k = 0;
+#define ARGS(s)                                                                      \
+    do {                                                                             \
+        argv[k] = (s);                                                               \
+        lens[k] = strlen(argv[k]);                                                   \
+        k++;                                                                         \
+    } while (0)
+#define ARGP(...)                                                                    \
+    do {                                                                             \
+        snprintf(p, 64, __VA_ARGS__);                                                \
+        ARGS(p);                                                                     \
+        p += strlen(p) + 1;                                                          \
+    } while (0)
+    char tokens_base[40];
+    snprintf(tokens_base, sizeof tokens_base, "%s:%" PRIu64, st->writer, ++st->claim_seq);
+    int64_t now = (int64_t)time(NULL);
+    if (rc == MAB_OK) {
+        ARGS("EVALSHA");
+        ARGS(st->claim_sha);
+        ARGP("%zu", n + m);
+        for (size_t i = 0; i < n; i++) {
+            claim_key(st, claims[i].assignment_id, p, KEY_MAX);
+            ARGS(p);
+            p += strlen(p) + 1;
+        }
+        for (size_t e = 0; e < m; e++) {
+            totals_key(st, exps[e], p, KEY_MAX);
+            ARGS(p);
+            p += strlen(p) + 1;
+        }
+        ARGP("%zu", n);
+        ARGP("%zu", m);
+        for (size_t i = 0; i < n; i++) {
+            const struct doubt_claim *dc = doubt_claim_find(st, claims[i].assignment_id);
+            ARGS(dc ? dc->token : tokens_base);
+            int64_t left = claims[i].expires_at - now;
+            ARGP("%" PRId64, left > 0 ? (left > INT64_MAX / 1000 ? INT64_MAX / 1000 : left) * 1000
+                                      : 1);
+            ARGP("%zu", claims[i].n_deltas);
+            for (size_t d = 0; d < claims[i].n_deltas; d++) {
+                const mab_delta *x = &claims[i].deltas[d];
+                size_t e = 0;
+                while (strcmp(exps[e], x->experiment) != 0)
+                    e++;
+                ARGP("%zu", e + 1);
+                ARGS(x->arm);
+                ARGP("%" PRIu64, x->add.pulls);
+                ARGP("%" PRIu64, x->add.rewards);
+                ARGP("%.17g", x->add.reward_sum);
+                ARGP("%.17g", x->add.reward_sum_sq);
+            }
+        }
+    }
+#undef ARGS
+#undef ARGP
+    redisReply *r = NULL;
+    if (rc == MAB_OK) {
+        r = redisCommandArgv(st->ctx, (int)k, argv, lens);
+        if (!r) {
+            char why[64];
+            rc = store_fail(st, err, MAB_ESTORAGE,
+                            "no reply to a claim of %zu assignment%s (%s); a retry recognises "
+                            "its own claims",
+                            n, n == 1 ? "" : "s", io_reason(st, why, sizeof why));
+            disconnect(st);
+            for (size_t i = 0; i < n; i++)
+                if (!doubt_claim_find(st, claims[i].assignment_id))
+                    doubt_claim_keep(st, claims[i].assignment_id, tokens_base);
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            const char *msg = r->str;
+            int code = strncmp(msg, "MABRANGE", 8) == 0 ? MAB_ERANGE
+                       : strncmp(msg, "MAB", 3) == 0    ? MAB_ECORRUPT
+                                                        : MAB_ESTORAGE;
+            if (code != MAB_ESTORAGE && strchr(msg, ' '))
+                msg = strchr(msg, ' ') + 1;
+            rc = store_fail(st, err, code, "claim refused, nothing claimed or written: %s", msg);
+            if (strncmp(r->str, "NOSCRIPT", 8) == 0)
+                disconnect(st); /* the reconnect loads it again */
+        } else if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+            rc = store_fail(st, err, MAB_ESTORAGE, "unexpected reply to a claim");
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                long long v = r->element[i]->type == REDIS_REPLY_INTEGER ? r->element[i]->integer
+                                                                          : 0;
+                claims[i].result = v == 1 || v == 2 ? MAB_OK : MAB_ECLAIMED;
+            }
+            for (size_t i = 0; i < n; i++)
+                doubt_claim_forget(st, claims[i].assignment_id);
+        }
+    }
+    if (r)
+        freeReplyObject(r);
+    free(exps);
+    free(argv);
+    free(lens);
+    free(text);
+    return rc;
+}
+
+static int redis_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
+                       mab_error *err)
+{
+    (void)flags; /* every write waits for the server's reply: nothing to defer */
+    redis_store *st = state;
+    if (n_claims && !claims)
+        return store_fail(st, err, MAB_EINVAL, "claim: NULL claims");
+    for (size_t i = 0; i < n_claims; i++) {
+        if (!claims[i].assignment_id || (claims[i].n_deltas && !claims[i].deltas))
+            return store_fail(st, err, MAB_EINVAL, "claim %zu: NULL id or deltas", i);
+        int rc = check_deltas(st, claims[i].deltas, claims[i].n_deltas, err);
+        if (rc != MAB_OK)
+            return rc;
+    }
+    if (n_claims == 0)
+        return MAB_OK;
+    pipe_guard guard;
+    guard_begin(&guard);
+    int was_connected = st->ctx != NULL;
+    int rc = connect_store(st, err);
+    if (rc == MAB_OK)
+        rc = claim_once(st, claims, n_claims, err);
+    if (rc == MAB_ESTORAGE && was_connected && !st->ctx) { /* see redis_apply */
+        rc = connect_store(st, err);
+        if (rc == MAB_OK)
+            rc = claim_once(st, claims, n_claims, err);
+    }
+    guard_end(&guard);
+    return rc;
+}
+
 /* ---- open and close --------------------------------------------------------------- */
 
 static void store_free(redis_store *st)
@@ -1539,6 +1844,9 @@ static const mab_storage redis_storage = {
     1000, /* refresh_ms: other machines add to the same hashes */
     redis_scan,
     redis_replace,
+    NULL, /* check: open() already connects, authenticates and loads the scripts */
+    NULL, /* open_read_only: a Redis server has no lock to avoid */
+    redis_claim,
 };
 
 MAB_STORAGE_DEFINE(redis_storage)

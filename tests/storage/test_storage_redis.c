@@ -3,7 +3,7 @@
  * redis-server (tests/storage/redis_server.h), beyond the conformance suite:
  *
  *  - a lost reply (a proxy in this process drops the server's answer to an
- *    update, or the update itself, and closes the connection) and a reply
+ *    update or a claim, or the update itself, and closes the connection) and a reply
  *    that comes too late (the server stalled by DEBUG SLEEP past
  *    timeout_ms): the retry counts every increment exactly once;
  *  - 4 processes x 50,000 rewards: exact totals, and each process sees the
@@ -329,6 +329,63 @@ static void lost_then_retried(void)
     plugin->close(st);
 }
 
+/*
+ * A claim (SET NX PX in a script, with its reward) whose reply is lost, and
+ * the retry within the call lost too: claim fails naming the server; the
+ * server holds the claim and the reward. The retry recognises its own win
+ * (MAB_OK, reward not added again); a replay of the id afterwards, from
+ * this process or another, is refused.
+ */
+static void lost_claim(void)
+{
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "claim%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"redis://127.0.0.1:%d/0\", \"prefix\": \"%s\"}",
+             proxy.port, prefix);
+    void *st = NULL, *other = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    memset(id, 0x5c, sizeof id);
+    mab_delta reward = {"btn", "a", {0, 1, 0.5, 0.25}};
+    mab_claim c = {id, (int64_t)time(NULL) + 3600, &reward, 1, -1};
+    int lost_before = atomic_load(&proxy.lost);
+    atomic_store(&proxy.then, LOSE_REQUEST);
+    atomic_store(&proxy.mode, LOSE_REPLY);
+    int rc = plugin->claim(st, &c, 1, 0, &err);
+    assert_int_equal(atomic_load(&proxy.lost), lost_before + 2);
+    assert_int_equal(rc, MAB_ESTORAGE);
+    fprintf(stderr, "# claim reply lost: %s\n", err.message);
+    assert_int_equal(stored_count(prefix, "btn", "a:rewards"), 1);
+    c.result = -1;
+    rc = plugin->claim(st, &c, 1, 0, &err);
+    if (rc != MAB_OK)
+        fail_msg("the retried claim: %s", err.message);
+    assert_int_equal(c.result, MAB_OK);
+    assert_int_equal(stored_count(prefix, "btn", "a:rewards"), 1);
+    /* A replay: refused, from this process and from another. */
+    c.result = -1;
+    assert_int_equal(plugin->claim(st, &c, 1, 0, &err), MAB_OK);
+    assert_int_equal(c.result, MAB_ECLAIMED);
+    char direct[200]; /* the proxy serves one connection at a time */
+    snprintf(direct, sizeof direct, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    assert_int_equal(open_keys(direct, &other, &err), MAB_OK);
+    c.result = -1;
+    assert_int_equal(plugin->claim(other, &c, 1, 0, &err), MAB_OK);
+    assert_int_equal(c.result, MAB_ECLAIMED);
+    assert_int_equal(stored_count(prefix, "btn", "a:rewards"), 1);
+    plugin->close(other);
+    plugin->close(st);
+    /* The claim key expires with the cookie: SET ... PX. */
+    redisContext *rc2 = redis_server_connect(&srv);
+    assert_non_null(rc2);
+    redisReply *ttl = redisCommand(rc2, "PTTL %sclaim:5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c", prefix);
+    assert_int_equal(ttl->type, REDIS_REPLY_INTEGER);
+    assert_true(ttl->integer > 3500 * 1000LL && ttl->integer <= 3600 * 1000LL);
+    freeReplyObject(ttl);
+    redisFree(rc2);
+}
+
 static void test_lost_reply_counted_once(void **state)
 {
     (void)state;
@@ -336,6 +393,7 @@ static void test_lost_reply_counted_once(void **state)
     lost_once(LOSE_REPLY);
     lost_once(LOSE_REQUEST);
     lost_then_retried();
+    lost_claim();
     proxy_stop();
 }
 
