@@ -10,6 +10,11 @@
  *
  * Each case runs on a fresh store in a temporary directory (TMPDIR or /tmp:
  * point TMPDIR at the disk you mean to measure), removed afterwards.
+ *
+ * --redis URL measures the redis plugin instead, on a running server
+ * (redis://HOST:PORT/DB): rewards/s at sync "always" and interval_ms 100
+ * from 1, 4 and 16 threads, each case under a fresh key prefix, and beside
+ * them redis-benchmark's INCR rate on the same server in the same run.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -46,14 +51,21 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* --redis URL: the redis plugin on this server instead of LMDB. */
+static const char *redis_url;
+static unsigned scratch_count;
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: mab-bench-storage [--quick]\n"
+    fprintf(out, "usage: mab-bench-storage [--quick] [--redis redis://HOST:PORT/DB]\n"
                  "\n"
                  "Rewards per second into LMDB with sync \"always\" (1, 4, 16 threads) and\n"
                  "with interval_ms 100, and ns per choose with totals refreshed from LMDB\n"
                  "against an engine without storage. --quick runs a short smoke version.\n"
-                 "Stores are created under TMPDIR (default /tmp).\n");
+                 "Stores are created under TMPDIR (default /tmp).\n"
+                 "--redis URL: rewards/s through the redis plugin on that server (sync\n"
+                 "\"always\" and interval_ms 100, 1, 4, 16 threads) beside redis-benchmark's\n"
+                 "INCR rate on the same server; keys under mab-bench-PID-N: prefixes.\n");
 }
 
 /* ---- a scratch directory with a config -------------------------------- */
@@ -75,12 +87,18 @@ static bool scratch_create(scratch *s, const char *storage_json)
     FILE *f = fopen(s->config, "w");
     if (!f)
         return false;
+    char where[400];
+    if (redis_url)
+        snprintf(where, sizeof where, "\"plugin\": \"redis\", \"url\": \"%s\", "
+                 "\"prefix\": \"mab-bench-%ld-%u:\"", redis_url, (long)getpid(), ++scratch_count);
+    else
+        snprintf(where, sizeof where, "\"plugin\": \"lmdb\", \"path\": \"store\"");
     fprintf(f,
             "{\"plugin_path\": [\"%s\"], \"seed\": 1,\n"
-            " \"storage\": {\"plugin\": \"lmdb\", \"path\": \"store\", %s},\n"
+            " \"storage\": {%s, %s},\n"
             " \"experiments\": {\"" EXPERIMENT "\": {\"policy\": {\"plugin\": \"epsilon_greedy\"},\n"
             "  \"arms\": {",
-            MAB_BENCH_PLUGIN_DIR, storage_json);
+            MAB_BENCH_PLUGIN_DIR, where, storage_json);
     for (int a = 0; a < ARMS; a++)
         fprintf(f, "%s\"a%d\": %d", a ? ", " : "", a, a);
     fputs("}}}}\n", f);
@@ -285,6 +303,72 @@ static bool choose_cost(const bench_options *o, unsigned refresh_ms, double *wit
     return ok;
 }
 
+/* redis-benchmark -t incr against the server of redis_url: requests/s. */
+static double redis_incr_rate(const bench_options *o, unsigned clients)
+{
+    char host[256] = "127.0.0.1";
+    int port = 6379;
+    const char *rest = strncmp(redis_url, "redis://", 8) == 0 ? redis_url + 8 : redis_url;
+    if (strchr(rest, '@'))
+        rest = strchr(rest, '@') + 1;
+    size_t n = strcspn(rest, ":/");
+    if (n && n < sizeof host)
+        snprintf(host, sizeof host, "%.*s", (int)n, rest);
+    if (rest[n] == ':')
+        port = atoi(rest + n + 1);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "redis-benchmark -h '%s' -p %d -t incr -n %u -c %u -q 2>&1", host,
+             port, o->repeat > 1 ? 100000u : 20000u, clients);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char line[512];
+    double rate = -1;
+    while (fgets(line, sizeof line, p)) {
+        /* "INCR: 123456.79 requests per second, p50=0.191 msec" (progress lines
+           before it end in '\r') */
+        char *last = strrchr(line, '\r');
+        char *at = strstr(last ? last : line, "INCR: ");
+        if (at)
+            rate = atof(at + 6);
+    }
+    if (pclose(p) != 0)
+        rate = -1;
+    return rate;
+}
+
+static int redis_main(const bench_options *o)
+{
+    printf("mab %s: redis storage at %s, %d arms, epsilon_greedy\n\n", mab_version(), redis_url,
+           ARMS);
+    printf("%-34s %8s %16s\n", "case", "threads", "rewards/s");
+    fflush(stdout);
+    static const unsigned thread_counts[] = {1, 4, 16};
+    static const char *const syncs[][2] = {{"\"sync\": \"always\"", "reward, sync \"always\""},
+                                           {"\"sync\": {\"interval_ms\": 100}",
+                                            "reward, sync interval_ms 100"}};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t i = 0; i < sizeof thread_counts / sizeof thread_counts[0]; i++) {
+            double rate = rewards_per_second(syncs[k][0], thread_counts[i], o->seconds, 0);
+            if (rate < 0)
+                return 1;
+            printf("%-34s %8u %16.0f\n", syncs[k][1], thread_counts[i], rate);
+            fflush(stdout);
+        }
+    printf("\n%-34s %8s %16s\n", "redis-benchmark -t incr", "clients", "requests/s");
+    static const unsigned clients[] = {1, 4, 16};
+    for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++) {
+        double rate = redis_incr_rate(o, clients[i]);
+        if (rate < 0) {
+            fprintf(stderr, "mab-bench-storage: redis-benchmark failed (Debian: redis-tools)\n");
+            return 1;
+        }
+        printf("%-34s %8u %16.0f\n", "INCR", clients[i], rate);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bench_options o = {.seconds = 3.0, .interval_n = 10000000, .choose_n = 2000000, .repeat = 5};
@@ -292,6 +376,8 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--quick") == 0) {
             o = (bench_options){.seconds = 0.2, .interval_n = 200000, .choose_n = 100000,
                                 .repeat = 1};
+        } else if (strcmp(argv[i], "--redis") == 0 && i + 1 < argc) {
+            redis_url = argv[++i];
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
@@ -301,6 +387,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (redis_url)
+        return redis_main(&o);
     printf("mab %s: lmdb storage, %d arms, epsilon_greedy; stores under %s\n\n", mab_version(),
            ARMS, getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     printf("%-34s %8s %16s\n", "case", "threads", "rewards/s");

@@ -4,7 +4,8 @@
  *
  * BACKEND is json_file, lmdb, mongodb (against the wire-protocol stand-in
  * tests/storage/mongo/standin.py, started with /usr/bin/python3 on a free
- * loopback port, stopped by its pid) or memory (the fixture
+ * loopback port, stopped by its pid), redis (against Debian's redis-server,
+ * tests/storage/redis_server.h, built when MAB_WITH_REDIS is) or memory (the fixture
  * tests/fixtures/storage_memory.c, which forgets everything at close: only
  * the cases that do not reopen apply to it).
  *
@@ -13,8 +14,9 @@
  *            through the engine: round trip across close and reopen,
  *            reconciliation of two engines / processes on one store,
  *            export and import, concurrent writer processes, bad input,
- *            corrupt files, a directory that turns read-only, and (mongodb)
- *            the server SIGKILLed while rewards flow.
+ *            corrupt files (redis: keys of another type or content), a
+ *            directory that turns read-only, and (mongodb, redis) the
+ *            server SIGKILLed while rewards flow.
  *   fs       faults that need a file system of their own: a small tmpfs
  *            (256 KiB) mounted by the test (disk full, read-only remount).
  *            Exits 77 (CTest's SKIP_RETURN_CODE) with a loud message when
@@ -61,6 +63,9 @@
 #include "mab/mab.h"
 #include "mab/storage.h"
 #include "support.h"
+#ifdef MAB_TEST_REDIS
+#include "redis_server.h"
+#endif
 
 #define STANDIN MAB_SOURCE_DIR "/tests/storage/mongo/standin.py"
 #define PYTHON "/usr/bin/python3"
@@ -83,6 +88,9 @@ static const backend backends[] = {
     {"lmdb", MAB_PLUGIN_DIR "/lmdb.so", 1, 1, 1, 0, 1},
     {"mongodb", MAB_PLUGIN_DIR "/mongodb.so", 0, 1, 1, 1, 1},
     {"memory", MAB_FIXTURE_DIR "/storage_memory.so", 0, 0, 0, 0, 1},
+#ifdef MAB_TEST_REDIS
+    {"redis", MAB_PLUGIN_DIR "/redis.so", 0, 1, 1, 1, 1},
+#endif
 };
 
 static const backend *B;
@@ -176,6 +184,55 @@ static void standin_stop(int sig)
     standin.pid = 0;
 }
 
+#ifdef MAB_TEST_REDIS
+static redis_server redis_srv; /* redis: one server for the run; stores differ by prefix */
+#endif
+
+/* The server of a server backend: its pid, and "127.0.0.1:PORT" as messages
+   name it. */
+static pid_t server_pid(void)
+{
+#ifdef MAB_TEST_REDIS
+    if (is("redis"))
+        return redis_srv.pid;
+#endif
+    return standin.pid;
+}
+
+static void server_where(char *out, size_t cap)
+{
+#ifdef MAB_TEST_REDIS
+    if (is("redis")) {
+        snprintf(out, cap, "%s", redis_srv.where);
+        return;
+    }
+#endif
+    snprintf(out, cap, "127.0.0.1:%d", standin.port);
+}
+
+/* After the server died (reaped already): start it again on its port and data. */
+static int server_restart(void)
+{
+#ifdef MAB_TEST_REDIS
+    if (is("redis")) {
+        redis_srv.pid = 0;
+        return redis_server_start(&redis_srv);
+    }
+#endif
+    standin.pid = 0;
+    return standin_start();
+}
+
+static void server_reap(void)
+{
+    pid_t pid = server_pid();
+    waitpid(pid, NULL, 0);
+#ifdef MAB_TEST_REDIS
+    redis_srv.pid = 0;
+#endif
+    standin.pid = 0;
+}
+
 /* ---- stores and configs ---------------------------------------------------- */
 
 typedef struct store {
@@ -204,6 +261,10 @@ static void plugin_keys(const store *s, char *out, size_t cap)
         snprintf(out, cap, "\"path\": \"%s\"", s->path);
     else if (is("mongodb"))
         snprintf(out, cap, "\"uri\": \"%s\", \"database\": \"%s\"", standin.uri, s->database);
+#ifdef MAB_TEST_REDIS
+    else if (is("redis"))
+        snprintf(out, cap, "\"url\": \"%s\", \"prefix\": \"%s:\"", redis_srv.url, s->name);
+#endif
     else
         snprintf(out, cap, "\"fail_apply\": false");
 }
@@ -401,6 +462,13 @@ static int group_setup(void **state)
         return -1;
     if (is("mongodb") && standin_start() != 0)
         return -1;
+#ifdef MAB_TEST_REDIS
+    if (is("redis")) {
+        snprintf(redis_srv.dir, sizeof redis_srv.dir, "%s/redis", run_dir);
+        if (mkdir(redis_srv.dir, 0755) != 0 || redis_server_start(&redis_srv) != 0)
+            return -1;
+    }
+#endif
     return 0;
 }
 
@@ -411,6 +479,9 @@ static int group_teardown(void **state)
     snprintf(fullmnt, sizeof fullmnt, "%s/fullmnt", run_dir);
     umount2(fullmnt, MNT_DETACH); /* left by a crashed pending case, if any */
     standin_stop(SIGTERM);
+#ifdef MAB_TEST_REDIS
+    redis_server_stop(&redis_srv, SIGTERM);
+#endif
     if (plugin_handle)
         dlclose(plugin_handle);
     test_rm_tree(run_dir);
@@ -1089,6 +1160,69 @@ static void corrupt_documents(void)
     mongoc_client_destroy(client); /* no mongoc_cleanup(): the plugin still uses libmongoc */
 }
 
+#ifdef MAB_TEST_REDIS
+/* redis: keys mab cannot read, planted with the test's own connection. Each
+   is MAB_ECORRUPT naming the server and the key, which stays as it was. */
+static void corrupt_keys(void)
+{
+    redisContext *c = redis_server_connect(&redis_srv);
+    assert_non_null(c);
+    static const char *const why[] = {"a string at the totals key", "a count that is a word",
+                                      "another schema version", "a NaN sum",
+                                      "a list at the writers key"};
+    for (int k = 0; k < 5; k++) {
+        store s;
+        store_init(&s, NULL);
+        write_config(&s, "\"always\"");
+        char key[96];
+        snprintf(key, sizeof key, "%s:{btn}:%s", s.name, k == 4 ? "writers" : "totals");
+        redisReply *r = NULL;
+        if (k == 0)
+            r = redisCommand(c, "SET %s hello", key);
+        else if (k == 1)
+            r = redisCommand(c, "HSET %s v 1 a:pulls many", key);
+        else if (k == 2)
+            r = redisCommand(c, "HSET %s v 2 a:pulls 7", key);
+        else if (k == 3)
+            r = redisCommand(c, "HSET %s v 1 a:pulls 7 a:reward_sum nan", key);
+        else
+            r = redisCommand(c, "RPUSH %s x", key);
+        assert_non_null(r);
+        assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+        r = redisCommand(c, "DUMP %s", key);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        mab_engine *e = NULL;
+        mab_error err = {0, ""};
+        int rc = mab_open(s.config, &e, &err);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("%s: mab_open returned %d, not MAB_ECORRUPT: %s", why[k], rc, err.message);
+        assert_null(e);
+        assert_mentions(err.message, redis_srv.where);
+        assert_mentions(err.message, key);
+        redisReply *after = redisCommand(c, "DUMP %s", key);
+        assert_non_null(after);
+        if (after->type != REDIS_REPLY_STRING || after->len != r->len ||
+            memcmp(after->str, r->str, r->len) != 0)
+            fail_msg("%s: the key was modified", why[k]);
+        freeReplyObject(after);
+        freeReplyObject(r);
+        /* A write through the plugin is refused too, and changes nothing. */
+        void *st = NULL;
+        assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+        mab_delta d = {"btn", "a", {1, 1, 1.0, 1.0}};
+        rc = plugin->apply(st, &d, 1, &err);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("%s: apply returned %d, not MAB_ECORRUPT: %s", why[k], rc, err.message);
+        assert_mentions(err.message, key);
+        plugin->close(st);
+        fprintf(stderr, "# %s: %s\n", why[k], err.message);
+    }
+    redisFree(c);
+}
+#endif
+
 static void test_corrupt_files(void **state)
 {
     (void)state;
@@ -1096,6 +1230,12 @@ static void test_corrupt_files(void **state)
         corrupt_documents();
         return;
     }
+#ifdef MAB_TEST_REDIS
+    if (is("redis")) {
+        corrupt_keys();
+        return;
+    }
+#endif
     REQUIRE(B->files, "it keeps no files");
     if (is("json_file")) {
         /* A valid store to cut in half. */
@@ -1282,20 +1422,20 @@ static int64_t stored_rewards(const store *s, double *sum)
 static void test_server_killed_mid_batch(void **state)
 {
     (void)state;
-    REQUIRE(is("mongodb"), "it has no server to kill");
+    REQUIRE(is("mongodb") || is("redis"), "it has no server to kill");
     store s;
     store_init(&s, NULL);
     write_config(&s, "\"always\"");
     char server[64];
-    snprintf(server, sizeof server, "127.0.0.1:%d", standin.port);
+    server_where(server, sizeof server);
 
     for (int round = 0; round < 3; round++) {
         mab_engine *e = engine_open(&s);
         int64_t base = stored_rewards(&s, NULL);
         assert_true(base >= 0);
-        /* A killer process SIGKILLs the stand-in after a while, at a moment
+        /* A killer process SIGKILLs the server after a while, at a moment
            unrelated to the rewards. */
-        pid_t victim = standin.pid;
+        pid_t victim = server_pid();
         pid_t killer = fork();
         assert_true(killer >= 0);
         if (killer == 0) {
@@ -1319,8 +1459,7 @@ static void test_server_killed_mid_batch(void **state)
         }
         int status;
         assert_int_equal(waitpid(killer, &status, 0), killer);
-        waitpid(standin.pid, NULL, 0);
-        standin.pid = 0;
+        server_reap();
         assert_true(refused >= 3);
         fprintf(stderr, "# round %d: %" PRIu64 " rewards acknowledged before the kill, %" PRIu64
                 " refused\n", round, acked, refused);
@@ -1328,7 +1467,7 @@ static void test_server_killed_mid_batch(void **state)
         /* Restart on the same port and state. Everything acknowledged is
            there; at most the one batch in flight at the kill is there
            without its acknowledgement. */
-        assert_int_equal(standin_start(), 0);
+        assert_int_equal(server_restart(), 0);
         int64_t after = -1;
         for (int64_t until = now_ms() + 20000; after < 0 && now_ms() < until; sleep_ms(100))
             after = stored_rewards(&s, NULL);
@@ -1798,7 +1937,8 @@ IN_CHILD(test_pending_lmdb_created_on_full_disk)
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s json_file|lmdb|mongodb|memory [suite|fs|pending]\n", argv[0]);
+        fprintf(stderr, "usage: %s json_file|lmdb|mongodb|memory|redis [suite|fs|pending]\n",
+                argv[0]);
         return 2;
     }
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
@@ -1831,10 +1971,10 @@ int main(int argc, char **argv)
             {cmocka_unit_test(test_export_import), 1, ""},
             {cmocka_unit_test(test_concurrent_writers), B->persistent,
              "every open of the fixture is a store of its own"},
-            {cmocka_unit_test(test_corrupt_files), B->files || is("mongodb"),
+            {cmocka_unit_test(test_corrupt_files), B->files || is("mongodb") || is("redis"),
              "it keeps no files or documents"},
             {cmocka_unit_test(test_read_only_directory), B->files, "it keeps no files"},
-            {cmocka_unit_test(test_server_killed_mid_batch), is("mongodb"),
+            {cmocka_unit_test(test_server_killed_mid_batch), is("mongodb") || is("redis"),
              "it has no server to kill"},
         };
         struct CMUnitTest tests[sizeof cases / sizeof cases[0]];

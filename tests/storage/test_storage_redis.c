@@ -1,0 +1,881 @@
+/*
+ * test_storage_redis.c - the redis storage plugin against Debian's
+ * redis-server (tests/storage/redis_server.h), beyond the conformance suite:
+ *
+ *  - a lost reply (a proxy in this process drops the server's answer to an
+ *    update or a claim, or the update itself, and closes the connection) and a reply
+ *    that comes too late (the server stalled by DEBUG SLEEP past
+ *    timeout_ms): the retry counts every increment exactly once;
+ *  - 4 processes x 50,000 rewards: exact totals, and each process sees the
+ *    others' through refresh;
+ *  - the server down at open, down mid-run and restarted: decisions go on,
+ *    totals exact afterwards;
+ *  - wrong password, no password, unreachable host, unix socket, bad urls:
+ *    clear errors naming the server, never the password.
+ *
+ * No assertion depends on timing: waits poll until a condition holds or a
+ * generous deadline passes; measured latencies are printed, not asserted.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mab/mab.h"
+#include "mab/storage.h"
+#include "redis_server.h"
+#include "support.h"
+
+#define PLUGIN MAB_PLUGIN_DIR "/redis.so"
+
+static const mab_storage *plugin;
+static void *plugin_handle;
+static char run_dir[128];
+static redis_server srv;
+static unsigned seq; /* fresh prefixes and file names */
+
+static void assert_mentions(const char *message, const char *what)
+{
+    if (!strstr(message, what))
+        fail_msg("the message does not name %s: %s", what, message);
+}
+
+static void assert_not_mentions(const char *message, const char *what)
+{
+    if (strstr(message, what))
+        fail_msg("the message shows \"%s\": %s", what, message);
+}
+
+/* Open the plugin on a JSON object of its keys. */
+static int open_keys(const char *json, void **st, mab_error *err)
+{
+    mab_params *params;
+    int rc = mab_params_parse(json, "test", &params, err);
+    if (rc != MAB_OK)
+        return rc;
+    rc = plugin->open(params, st, err);
+    if (rc != MAB_OK && mab_params_last_error(params)[0])
+        mab_error_set(err, rc, "%s", mab_params_last_error(params));
+    mab_params_free(params);
+    return rc;
+}
+
+/* The stored fields of ARM in PREFIX{EXP}:totals, read with our own client. */
+static int64_t stored_count(const char *prefix, const char *exp, const char *field)
+{
+    redisContext *c = redis_server_connect(&srv);
+    if (!c)
+        return -1;
+    redisReply *r = redisCommand(c, "HGET %s{%s}:totals %s", prefix, exp, field);
+    int64_t n = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                : r && r->type == REDIS_REPLY_NIL  ? 0
+                                                   : -1;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+static double stored_sum(const char *prefix, const char *exp, const char *field)
+{
+    redisContext *c = redis_server_connect(&srv);
+    if (!c)
+        return -1;
+    redisReply *r = redisCommand(c, "HGET %s{%s}:totals %s", prefix, exp, field);
+    double x = r && r->type == REDIS_REPLY_STRING ? strtod(r->str, NULL) : 0;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return x;
+}
+
+static void assert_totals(const mab_totals *t, uint64_t pulls, uint64_t rewards, double sum,
+                          double sum_sq)
+{
+    if (t->pulls != pulls || t->rewards != rewards || t->reward_sum != sum ||
+        t->reward_sum_sq != sum_sq)
+        fail_msg("totals %" PRIu64 " %" PRIu64 " %.17g %.17g; expected %" PRIu64 " %" PRIu64
+                 " %.17g %.17g",
+                 t->pulls, t->rewards, t->reward_sum, t->reward_sum_sq, pulls, rewards, sum,
+                 sum_sq);
+}
+
+/* ---- a proxy that loses what it is told to ------------------------------- */
+
+enum proxy_mode { PASS, LOSE_REPLY, LOSE_REQUEST };
+
+static struct {
+    int listen_fd;
+    int port;
+    atomic_int mode;     /* what to do with the next bytes */
+    atomic_int then;     /* the mode after the next loss */
+    atomic_int lost;     /* how many times it lost something */
+    atomic_int stop;
+    pthread_t thread;
+} proxy;
+
+static void *proxy_main(void *arg)
+{
+    (void)arg;
+    /* Writes to a connection the plugin closed must not kill the test. */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
+    while (!atomic_load(&proxy.stop)) {
+        struct pollfd lp = {proxy.listen_fd, POLLIN, 0};
+        if (poll(&lp, 1, 100) <= 0)
+            continue;
+        int client = accept(proxy.listen_fd, NULL, NULL);
+        if (client < 0)
+            continue;
+        int server = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)srv.port);
+        if (server < 0 || connect(server, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(client);
+            if (server >= 0)
+                close(server);
+            continue;
+        }
+        /* One connection at a time: the plugin keeps one. */
+        while (!atomic_load(&proxy.stop)) {
+            struct pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+            if (poll(p, 2, 100) <= 0)
+                continue;
+            char buf[65536];
+            int done = 0;
+            for (int k = 0; k < 2 && !done; k++) {
+                if (!(p[k].revents & (POLLIN | POLLHUP | POLLERR)))
+                    continue;
+                ssize_t n = read(p[k].fd, buf, sizeof buf);
+                if (n <= 0) {
+                    done = 1;
+                    break;
+                }
+                int mode = atomic_load(&proxy.mode);
+                if ((k == 1 && mode == LOSE_REPLY) || (k == 0 && mode == LOSE_REQUEST)) {
+                    /* The bytes go nowhere and the connection breaks. */
+                    atomic_store(&proxy.mode, atomic_exchange(&proxy.then, PASS));
+                    atomic_fetch_add(&proxy.lost, 1);
+                    done = 1;
+                    break;
+                }
+                int to = k == 0 ? server : client;
+                for (ssize_t off = 0; off < n;) {
+                    ssize_t w = write(to, buf + off, (size_t)(n - off));
+                    if (w <= 0) {
+                        done = 1;
+                        break;
+                    }
+                    off += w;
+                }
+            }
+            if (done)
+                break;
+        }
+        close(client);
+        close(server);
+    }
+    return NULL;
+}
+
+static int proxy_start(void)
+{
+    proxy.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (proxy.listen_fd < 0 || bind(proxy.listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(proxy.listen_fd, 4) != 0 ||
+        getsockname(proxy.listen_fd, (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    proxy.port = ntohs(a.sin_port);
+    atomic_store(&proxy.stop, 0);
+    return pthread_create(&proxy.thread, NULL, proxy_main, NULL) == 0 ? 0 : -1;
+}
+
+static void proxy_stop(void)
+{
+    atomic_store(&proxy.stop, 1);
+    pthread_join(proxy.thread, NULL);
+    close(proxy.listen_fd);
+}
+
+/* ---- setup ---------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(run_dir, sizeof run_dir, "/tmp/mab-redis-XXXXXX");
+    if (!mkdtemp(run_dir))
+        return -1;
+    if (!(plugin = test_load_storage(PLUGIN, &plugin_handle)))
+        return -1;
+    snprintf(srv.dir, sizeof srv.dir, "%s/server", run_dir);
+    if (mkdir(srv.dir, 0755) != 0 || redis_server_start(&srv) != 0)
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_server_stop(&srv, SIGTERM);
+    if (plugin_handle)
+        dlclose(plugin_handle);
+    test_rm_tree(run_dir);
+    return 0;
+}
+
+/* ---- lost replies ------------------------------------------------------------ */
+
+/*
+ * The proxy loses the reply to an update (the server ran it) or the update
+ * itself (the server never saw it), and then the first request on the
+ * plugin's new connection (its retry within the same apply). Either way
+ * apply fails naming the server, load shows what is stored minus what the
+ * core still holds, and the next apply, offered the failed batch merged
+ * with a newer one, leaves every increment counted exactly once.
+ */
+static void lost_once(enum proxy_mode mode)
+{
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "lost%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"redis://127.0.0.1:%d/0\", \"prefix\": \"%s\"}",
+             proxy.port, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    mab_delta first[] = {{"btn", "a", {10, 4, 2.5, 1.75}}, {"size", "s", {1, 1, 1, 1}}};
+    assert_int_equal(plugin->apply(st, first, 2, &err), MAB_OK);
+
+    mab_delta second[] = {{"btn", "a", {3, 1, 0.5, 0.25}}, {"size", "s", {2, 0, 0, 0}}};
+    int lost_before = atomic_load(&proxy.lost);
+    atomic_store(&proxy.then, LOSE_REQUEST);
+    atomic_store(&proxy.mode, mode);
+    int rc = plugin->apply(st, second, 2, &err);
+    assert_int_equal(atomic_load(&proxy.lost), lost_before + 2);
+    assert_int_equal(rc, MAB_ESTORAGE);
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d", proxy.port);
+    assert_mentions(err.message, where);
+    fprintf(stderr, "# %s: %s\n", mode == LOSE_REPLY ? "reply lost" : "request lost",
+            err.message);
+    /* What the server holds: the second batch too when only its reply was lost. */
+    int64_t pulls = stored_count(prefix, "btn", "a:pulls");
+    assert_int_equal(pulls, mode == LOSE_REPLY ? 13 : 10);
+
+    /* load: stored minus what the core still holds (the second batch). */
+    const char *arms[] = {"a"};
+    mab_totals out[1];
+    assert_int_equal(plugin->load(st, "btn", arms, 1, out, &err), MAB_OK);
+    assert_totals(&out[0], 10, 4, 2.5, 1.75);
+
+    /* The core offers the failed batch again, merged with a newer one. */
+    mab_delta third[] = {{"btn", "a", {3 + 5, 1 + 2, 0.5 + 1.0, 0.25 + 0.5}},
+                         {"size", "s", {2 + 1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(st, third, 2, &err), MAB_OK);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 18);
+    assert_int_equal(plugin->load(st, "btn", arms, 1, out, &err), MAB_OK);
+    assert_totals(&out[0], 18, 7, 4.0, 2.5);
+    const char *size_arms[] = {"s"};
+    assert_int_equal(plugin->load(st, "size", size_arms, 1, out, &err), MAB_OK);
+    assert_totals(&out[0], 4, 1, 1, 1);
+    plugin->close(st);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 18);
+    assert_int_equal(stored_count(prefix, "btn", "a:rewards"), 7);
+    assert_true(stored_sum(prefix, "btn", "a:reward_sum") == 4.0);
+    assert_int_equal(stored_count(prefix, "size", "s:pulls"), 4);
+}
+
+/* One loss only: the apply itself sends again on a new connection and
+   succeeds, counting once (the first reward after a server restart is not
+   refused). */
+static void lost_then_retried(void)
+{
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "retry%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"redis://127.0.0.1:%d/0\", \"prefix\": \"%s\"}",
+             proxy.port, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    mab_delta d = {"btn", "a", {5, 2, 1.5, 1.25}};
+    int lost_before = atomic_load(&proxy.lost);
+    atomic_store(&proxy.mode, LOSE_REPLY);
+    assert_int_equal(plugin->apply(st, &d, 1, &err), MAB_OK);
+    assert_int_equal(atomic_load(&proxy.lost), lost_before + 1);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 5);
+    assert_int_equal(plugin->apply(st, &d, 1, &err), MAB_OK);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 10);
+    plugin->close(st);
+}
+
+/*
+ * A claim (SET NX PX in a script, with its reward) whose reply is lost, and
+ * the retry within the call lost too: claim fails naming the server; the
+ * server holds the claim and the reward. The retry recognises its own win
+ * (MAB_OK, reward not added again); a replay of the id afterwards, from
+ * this process or another, is refused.
+ */
+static void lost_claim(void)
+{
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "claim%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"redis://127.0.0.1:%d/0\", \"prefix\": \"%s\"}",
+             proxy.port, prefix);
+    void *st = NULL, *other = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    memset(id, 0x5c, sizeof id);
+    mab_delta reward = {"btn", "a", {0, 1, 0.5, 0.25}};
+    mab_claim c = {id, (int64_t)time(NULL) + 3600, &reward, 1, -1};
+    int lost_before = atomic_load(&proxy.lost);
+    atomic_store(&proxy.then, LOSE_REQUEST);
+    atomic_store(&proxy.mode, LOSE_REPLY);
+    int rc = plugin->claim(st, &c, 1, 0, &err);
+    assert_int_equal(atomic_load(&proxy.lost), lost_before + 2);
+    assert_int_equal(rc, MAB_ESTORAGE);
+    fprintf(stderr, "# claim reply lost: %s\n", err.message);
+    assert_int_equal(stored_count(prefix, "btn", "a:rewards"), 1);
+    c.result = -1;
+    rc = plugin->claim(st, &c, 1, 0, &err);
+    if (rc != MAB_OK)
+        fail_msg("the retried claim: %s", err.message);
+    assert_int_equal(c.result, MAB_OK);
+    assert_int_equal(stored_count(prefix, "btn", "a:rewards"), 1);
+    /* A replay: refused, from this process and from another. */
+    c.result = -1;
+    assert_int_equal(plugin->claim(st, &c, 1, 0, &err), MAB_OK);
+    assert_int_equal(c.result, MAB_ECLAIMED);
+    char direct[200]; /* the proxy serves one connection at a time */
+    snprintf(direct, sizeof direct, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    assert_int_equal(open_keys(direct, &other, &err), MAB_OK);
+    c.result = -1;
+    assert_int_equal(plugin->claim(other, &c, 1, 0, &err), MAB_OK);
+    assert_int_equal(c.result, MAB_ECLAIMED);
+    assert_int_equal(stored_count(prefix, "btn", "a:rewards"), 1);
+    plugin->close(other);
+    plugin->close(st);
+    /* The claim key expires with the cookie: SET ... PX. */
+    redisContext *rc2 = redis_server_connect(&srv);
+    assert_non_null(rc2);
+    redisReply *ttl = redisCommand(rc2, "PTTL %sclaim:5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c", prefix);
+    assert_int_equal(ttl->type, REDIS_REPLY_INTEGER);
+    assert_true(ttl->integer > 3500 * 1000LL && ttl->integer <= 3600 * 1000LL);
+    freeReplyObject(ttl);
+    redisFree(rc2);
+}
+
+static void test_lost_reply_counted_once(void **state)
+{
+    (void)state;
+    assert_int_equal(proxy_start(), 0);
+    lost_once(LOSE_REPLY);
+    lost_once(LOSE_REQUEST);
+    lost_then_retried();
+    lost_claim();
+    proxy_stop();
+}
+
+/* A stalled server: the update reaches it, the plugin gives up after
+   timeout_ms, the server runs it when the stall ends. The retry must not
+   count it again. */
+static void test_late_reply_counted_once(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "late%u:", ++seq);
+    snprintf(keys, sizeof keys,
+             "{\"url\": \"%s\", \"prefix\": \"%s\", \"timeout_ms\": 200}", srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    mab_delta one = {"btn", "a", {1, 1, 1.0, 1.0}};
+    assert_int_equal(plugin->apply(st, &one, 1, &err), MAB_OK);
+
+    /* Stall the server for 1.5 s from a connection of our own. */
+    redisContext *c = redis_server_connect(&srv);
+    assert_non_null(c);
+    assert_int_equal(redisAppendCommand(c, "DEBUG SLEEP 1.5"), REDIS_OK);
+    int done = 0;
+    assert_int_equal(redisBufferWrite(c, &done), REDIS_OK);
+    assert_true(done);
+    redis_test_sleep_ms(100); /* not needed for correctness: only makes the stall likely first */
+    mab_delta two = {"btn", "a", {2, 2, 2.0, 2.0}};
+    int rc = plugin->apply(st, &two, 1, &err);
+    fprintf(stderr, "# apply during the stall: %d %s\n", rc, rc ? err.message : "");
+    redisReply *r = NULL;
+    assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+    freeReplyObject(r);
+    redisFree(c);
+    if (rc == MAB_OK) {
+        /* The stall ended before the timeout (a slow machine): still exact. */
+        assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 3);
+    } else {
+        assert_int_equal(rc, MAB_ESTORAGE);
+        assert_mentions(err.message, srv.where);
+        /* The server ran the update after the plugin gave up. */
+        int64_t pulls = -1;
+        for (int64_t until = redis_test_now_ms() + 20000;
+             redis_test_now_ms() < until && pulls != 3; redis_test_sleep_ms(20))
+            pulls = stored_count(prefix, "btn", "a:pulls");
+        assert_int_equal(pulls, 3);
+        rc = MAB_ESTORAGE;
+        for (int64_t until = redis_test_now_ms() + 20000;
+             redis_test_now_ms() < until && rc != MAB_OK; redis_test_sleep_ms(50))
+            rc = plugin->apply(st, &two, 1, &err);
+        assert_int_equal(rc, MAB_OK);
+    }
+    plugin->close(st);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 3);
+    assert_int_equal(stored_count(prefix, "btn", "a:rewards"), 3);
+    assert_true(stored_sum(prefix, "btn", "a:reward_sum") == 3.0);
+}
+
+/*
+ * A connection the server closed: the next apply writes a batch far larger
+ * than a socket buffer into it, so write(2) meets the peer's reset and the
+ * kernel raises SIGPIPE. This test process keeps SIGPIPE's default action
+ * (death): the plugin must take it back. The increments are written once on
+ * the next try.
+ */
+static void test_closed_connection_no_sigpipe(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "pipe%u:", ++seq);
+    /* A batch this wide takes the server a while: no timeout gets in the way. */
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\", \"timeout_ms\": 60000}",
+             srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    enum { N = 60000 };
+    static char names[N][8];
+    static mab_delta big[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "a%d", i);
+        big[i] = (mab_delta){"wide", names[i], {1, 0, 0, 0}};
+    }
+    assert_int_equal(plugin->apply(st, big, 1, &err), MAB_OK);
+    for (int round = 0; round < 3; round++) {
+        redisContext *c = redis_server_connect(&srv);
+        assert_non_null(c);
+        redisReply *r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+        assert_non_null(r);
+        freeReplyObject(r);
+        redisFree(c);
+        redis_test_sleep_ms(50);
+        sigset_t before, after;
+        sigpending(&before);
+        int rc = plugin->apply(st, big, N, &err);
+        sigpending(&after);
+        assert_int_equal(sigismember(&after, SIGPIPE), sigismember(&before, SIGPIPE));
+        if (rc != MAB_OK) {
+            assert_int_equal(rc, MAB_ESTORAGE);
+            assert_mentions(err.message, srv.where);
+            fprintf(stderr, "# round %d: %s\n", round, err.message);
+            rc = plugin->apply(st, big, N, &err);
+            if (rc != MAB_OK)
+                fail_msg("the retry: %s", err.message);
+        }
+        redisContext *slow = redis_server_connect(&srv);
+        redisReply *log = redisCommand(slow, "SLOWLOG GET 1");
+        if (log && log->type == REDIS_REPLY_ARRAY && log->elements == 1)
+            fprintf(stderr, "# round %d: the server spent %lld us on the widest call\n", round,
+                    log->element[0]->element[2]->integer);
+        freeReplyObject(log);
+        freeReplyObject(redisCommand(slow, "SLOWLOG RESET"));
+        redisFree(slow);
+        const char *arms[] = {"a0", "a59999"};
+        mab_totals out[2];
+        assert_int_equal(plugin->load(st, "wide", arms, 2, out, &err), MAB_OK);
+        assert_int_equal(out[0].pulls, (uint64_t)round + 2);
+        assert_int_equal(out[1].pulls, (uint64_t)round + 1);
+    }
+    plugin->close(st);
+}
+
+/* ---- engines over Redis --------------------------------------------------------- */
+
+static void write_config(char *path, size_t cap, const char *url, const char *prefix,
+                         const char *sync, const char *more)
+{
+    snprintf(path, cap, "%s/c%u.json", run_dir, ++seq);
+    assert_int_equal(
+        test_write_file(path,
+                        "{\"plugin_path\": [\"%s\"],\n"
+                        " \"storage\": {\"plugin\": \"redis\", \"url\": \"%s\", \"prefix\": "
+                        "\"%s\", \"sync\": %s%s},\n"
+                        " \"experiments\": {\"btn\": {\"policy\": {\"plugin\": "
+                        "\"epsilon_greedy\", \"epsilon\": 0.3},\n"
+                        "   \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}}}\n",
+                        MAB_PLUGIN_DIR, url, prefix, sync, more ? more : ""),
+        0);
+}
+
+typedef struct tally {
+    uint64_t pulls, rewards;
+    double sum;
+} tally;
+
+static int engine_tally(mab_engine *e, tally *t)
+{
+    mab_arm_stats st[3];
+    size_t n = 0;
+    *t = (tally){0, 0, 0};
+    if (mab_stats(e, "btn", st, 3, &n, NULL) != MAB_OK || n != 3)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        t->pulls += st[i].pulls;
+        t->rewards += st[i].rewards;
+        t->sum += st[i].reward_sum;
+    }
+    return 0;
+}
+
+enum { PROCS = 4, EACH = 50000 };
+
+/* One of PROCS processes: EACH choose + reward 1.0 pairs, flush, report
+   done; on "go" poll until its engine shows every process's rewards, and
+   write how long that took (ms) to the pipe. Exit codes say what failed. */
+static int storm_child(const char *config, int done_fd, int go_fd)
+{
+    mab_engine *e;
+    mab_error err;
+    if (mab_open(config, &e, &err) != MAB_OK) {
+        fprintf(stderr, "child: %s\n", err.message);
+        return 10;
+    }
+    for (int i = 0; i < EACH; i++) {
+        mab_choice c;
+        if (mab_choose(e, "btn", &c, NULL) != MAB_OK ||
+            mab_reward(e, "btn", c.arm_id, 1.0, NULL) != MAB_OK)
+            return 11;
+    }
+    if (mab_flush(e, &err) != MAB_OK)
+        return 12;
+    char byte = 1;
+    if (write(done_fd, &byte, 1) != 1 || read(go_fd, &byte, 1) != 1)
+        return 13;
+    int64_t start = redis_test_now_ms();
+    tally t = {0, 0, 0};
+    for (int64_t until = start + 60000; redis_test_now_ms() < until; redis_test_sleep_ms(5))
+        if (engine_tally(e, &t) == 0 && t.rewards >= (uint64_t)PROCS * EACH)
+            break;
+    int64_t took = redis_test_now_ms() - start;
+    if (t.pulls != (uint64_t)PROCS * EACH || t.rewards != (uint64_t)PROCS * EACH ||
+        t.sum != (double)PROCS * EACH)
+        return 14;
+    dprintf(done_fd, "%c%" PRId64 "\n", 'T', took);
+    return mab_close(e, NULL) == MAB_OK ? 0 : 15;
+}
+
+static void test_four_processes(void **state)
+{
+    (void)state;
+    char config[200], prefix[32];
+    snprintf(prefix, sizeof prefix, "storm%u:", ++seq);
+    write_config(config, sizeof config, srv.url, prefix, "{\"interval_ms\": 20}", NULL);
+    int done[2], go[2];
+    assert_int_equal(pipe(done), 0);
+    assert_int_equal(pipe(go), 0);
+    pid_t pids[PROCS];
+    for (int i = 0; i < PROCS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(done[0]);
+            close(go[1]);
+            _exit(storm_child(config, done[1], go[0]));
+        }
+    }
+    close(done[1]);
+    close(go[0]);
+    char byte;
+    for (int i = 0; i < PROCS; i++)
+        if (read(done[0], &byte, 1) != 1)
+            break;
+    char go_bytes[PROCS] = {0};
+    assert_int_equal(write(go[1], go_bytes, PROCS), PROCS);
+    FILE *f = fdopen(done[0], "r");
+    char line[64];
+    int reports = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == 'T') {
+            reports++;
+            line[strcspn(line, "\n")] = '\0';
+            fprintf(stderr, "# a process saw all %d rewards %s ms after every process had "
+                    "flushed (refresh_ms 1000: the default)\n", PROCS * EACH, line + 1);
+        }
+    }
+    fclose(f);
+    for (int i = 0; i < PROCS; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("a storm process failed (status %d; 14: its totals were not exact)",
+                     status);
+    }
+    close(go[1]);
+    assert_int_equal(reports, PROCS);
+    int64_t stored = 0;
+    for (int a = 0; a < 3; a++) {
+        char field[16];
+        snprintf(field, sizeof field, "%c:rewards", 'a' + a);
+        stored += stored_count(prefix, "btn", field);
+    }
+    assert_int_equal(stored, (int64_t)PROCS * EACH);
+}
+
+/* The server down at open, down mid-run, restarted. */
+static void test_outage(void **state)
+{
+    (void)state;
+    char config[200], prefix[32];
+    snprintf(prefix, sizeof prefix, "out%u:", ++seq);
+    write_config(config, sizeof config, srv.url, prefix, "\"always\"",
+                 ", \"refresh_ms\": 50, \"timeout_ms\": 500");
+
+    /* Down at open: a clear error naming the server. */
+    redis_server_stop(&srv, SIGTERM);
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(config, &e, &err);
+    assert_int_equal(rc, MAB_ESTORAGE);
+    assert_null(e);
+    assert_mentions(err.message, srv.where);
+    assert_mentions(err.message, "Connection refused");
+    fprintf(stderr, "# down at open: %s\n", err.message);
+    assert_int_equal(redis_server_start(&srv), 0);
+
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    uint64_t acked = 0, refused = 0, chosen_down = 0;
+    for (int i = 0; i < 200; i++) {
+        mab_choice c;
+        assert_int_equal(mab_choose(e, "btn", &c, NULL), MAB_OK);
+        if (mab_reward(e, "btn", c.arm_id, 1.0, &err) == MAB_OK)
+            acked++;
+    }
+    assert_int_equal(acked, 200);
+
+    /* Down mid-run: decisions continue from the last snapshot; rewards are
+       refused (sync "always") but stay queued; stats include them. */
+    redis_server_stop(&srv, SIGKILL);
+    for (int i = 0; i < 300; i++) {
+        mab_choice c;
+        assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_OK);
+        chosen_down++;
+        rc = mab_reward(e, "btn", c.arm_id, 0.5, &err);
+        if (rc == MAB_OK) {
+            acked++;
+        } else {
+            assert_int_equal(rc, MAB_ESTORAGE);
+            assert_mentions(err.message, srv.where);
+            refused++;
+        }
+    }
+    assert_true(refused > 0);
+    fprintf(stderr, "# down mid-run: %" PRIu64 " decisions, %" PRIu64 " rewards refused: %s\n",
+            chosen_down, refused, err.message);
+    tally t;
+    assert_int_equal(engine_tally(e, &t), 0);
+    assert_int_equal(t.pulls, 500);
+    assert_int_equal(t.rewards, 500);
+    redis_test_sleep_ms(200); /* a few refreshes fail meanwhile; the snapshot stays */
+    assert_int_equal(engine_tally(e, &t), 0);
+    assert_int_equal(t.rewards, 500);
+
+    /* Restarted: the queued rewards are written once. */
+    assert_int_equal(redis_server_start(&srv), 0);
+    rc = MAB_ESTORAGE;
+    for (int64_t until = redis_test_now_ms() + 20000;
+         rc != MAB_OK && redis_test_now_ms() < until; redis_test_sleep_ms(50))
+        rc = mab_flush(e, &err);
+    assert_int_equal(rc, MAB_OK);
+    for (int i = 0; i < 100; i++) {
+        mab_choice c;
+        assert_int_equal(mab_choose(e, "btn", &c, NULL), MAB_OK);
+        assert_int_equal(mab_reward(e, "btn", c.arm_id, 0.25, &err), MAB_OK);
+    }
+    /* Refreshes during and after the outage change nothing. */
+    redis_test_sleep_ms(200);
+    assert_int_equal(engine_tally(e, &t), 0);
+    assert_int_equal(t.rewards, 600);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+    int64_t stored = 0;
+    double sum = 0;
+    for (int a = 0; a < 3; a++) {
+        char field[24];
+        snprintf(field, sizeof field, "%c:rewards", 'a' + a);
+        stored += stored_count(prefix, "btn", field);
+        snprintf(field, sizeof field, "%c:reward_sum", 'a' + a);
+        sum += stored_sum(prefix, "btn", field);
+    }
+    assert_int_equal(stored, 600);
+    assert_true(sum == 200 * 1.0 + 300 * 0.5 + 100 * 0.25);
+}
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+static void test_errors(void **state)
+{
+    (void)state;
+    /* A server with a password. */
+    redis_server pw = {0};
+    snprintf(pw.dir, sizeof pw.dir, "%s/pw", run_dir);
+    snprintf(pw.extra, sizeof pw.extra, "--requirepass s3cr3t-Pa55");
+    assert_int_equal(mkdir(pw.dir, 0755), 0);
+    assert_int_equal(redis_server_start(&pw), 0);
+    char good[200], bad[200], keys[600];
+    snprintf(good, sizeof good, "%s/good.pw", run_dir);
+    snprintf(bad, sizeof bad, "%s/bad.pw", run_dir);
+    assert_int_equal(test_write_file(good, "s3cr3t-Pa55\n"), 0);
+    assert_int_equal(test_write_file(bad, "wr0ng-Pa55\n"), 0);
+    void *st = NULL;
+    mab_error err = {0, ""};
+
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"password_file\": \"%s\"}", pw.url, good);
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    mab_delta d = {"btn", "a", {1, 1, 1, 1}};
+    assert_int_equal(plugin->apply(st, &d, 1, &err), MAB_OK);
+    plugin->close(st);
+
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"password_file\": \"%s\"}", pw.url, bad);
+    assert_int_equal(open_keys(keys, &st, &err), MAB_ESTORAGE);
+    fprintf(stderr, "# wrong password: %s\n", err.message);
+    assert_mentions(err.message, pw.where);
+    assert_mentions(err.message, "authentication failed");
+    assert_not_mentions(err.message, "wr0ng-Pa55");
+    assert_not_mentions(err.message, "s3cr3t-Pa55");
+
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\"}", pw.url);
+    assert_int_equal(open_keys(keys, &st, &err), MAB_ESTORAGE);
+    fprintf(stderr, "# no password: %s\n", err.message);
+    assert_mentions(err.message, pw.where);
+    assert_mentions(err.message, "password_file");
+
+    /* A password in the url is refused, and not repeated. */
+    snprintf(keys, sizeof keys, "{\"url\": \"redis://user:s3cr3t-Pa55@127.0.0.1:%d/0\"}",
+             pw.port);
+    assert_int_equal(open_keys(keys, &st, &err), MAB_ECONFIG);
+    fprintf(stderr, "# password in the url: %s\n", err.message);
+    assert_mentions(err.message, "password_file");
+    assert_not_mentions(err.message, "s3cr3t-Pa55");
+
+    /* A password_file that cannot be read: named, config error. */
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"password_file\": \"%s/none.pw\"}", pw.url,
+             run_dir);
+    assert_int_equal(open_keys(keys, &st, &err), MAB_ECONFIG);
+    assert_mentions(err.message, "none.pw");
+    redis_server_stop(&pw, SIGTERM);
+
+    /* Unreachable: nobody listens on the port. */
+    int port = redis_test_free_port();
+    snprintf(keys, sizeof keys, "{\"url\": \"redis://127.0.0.1:%d/0\", \"timeout_ms\": 500}",
+             port);
+    assert_int_equal(open_keys(keys, &st, &err), MAB_ESTORAGE);
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d", port);
+    fprintf(stderr, "# unreachable: %s\n", err.message);
+    assert_mentions(err.message, where);
+    assert_mentions(err.message, "cannot connect");
+
+    /* Through the engine, the config file is named too. */
+    char config[200];
+    snprintf(keys, sizeof keys, "redis://127.0.0.1:%d/0", port);
+    write_config(config, sizeof config, keys, "x:", "\"always\"", NULL);
+    mab_engine *e = NULL;
+    assert_int_equal(mab_open(config, &e, &err), MAB_ESTORAGE);
+    assert_mentions(err.message, config);
+    assert_mentions(err.message, where);
+
+    /* Bad urls and keys: config errors naming the key. */
+    static const char *const bad_keys[][2] = {
+        {"{\"url\": \"http://127.0.0.1:6379\"}", "url"},
+        {"{\"url\": \"rediss://127.0.0.1:6379\"}", "TLS"},
+        {"{\"url\": \"redis://127.0.0.1:99999\"}", "port"},
+        {"{\"url\": \"unix:relative.sock\"}", "absolute"},
+        {"{\"url\": \"redis://127.0.0.1\", \"prefix\": \"a{b}\"}", "prefix"},
+        {"{\"url\": \"redis://127.0.0.1\", \"timeout_ms\": 0}", "timeout_ms"},
+    };
+    for (size_t i = 0; i < sizeof bad_keys / sizeof bad_keys[0]; i++) {
+        int rc = open_keys(bad_keys[i][0], &st, &err);
+        if (rc != MAB_ECONFIG)
+            fail_msg("%s: %d, not MAB_ECONFIG: %s", bad_keys[i][0], rc, err.message);
+        assert_mentions(err.message, bad_keys[i][1]);
+    }
+}
+
+/* A unix socket, and a database other than 0. */
+static void test_unix_socket(void **state)
+{
+    (void)state;
+    redis_server us = {0};
+    snprintf(us.dir, sizeof us.dir, "%s/us", run_dir);
+    assert_int_equal(mkdir(us.dir, 0755), 0);
+    snprintf(us.extra, sizeof us.extra, "--unixsocket %s/redis.sock --unixsocketperm 700",
+             us.dir);
+    assert_int_equal(redis_server_start(&us), 0);
+    char keys[400];
+    snprintf(keys, sizeof keys, "{\"url\": \"unix:%s/redis.sock?db=3\"}", us.dir);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    mab_delta d = {"btn", "a", {2, 1, 0.5, 0.25}};
+    assert_int_equal(plugin->apply(st, &d, 1, &err), MAB_OK);
+    const char *arms[] = {"a"};
+    mab_totals out[1];
+    assert_int_equal(plugin->load(st, "btn", arms, 1, out, &err), MAB_OK);
+    assert_totals(&out[0], 2, 1, 0.5, 0.25);
+    plugin->close(st);
+    redisContext *c = redis_server_connect(&us);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "SELECT 3");
+    freeReplyObject(r);
+    r = redisCommand(c, "HGET mab:{btn}:totals a:pulls");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "2");
+    freeReplyObject(r);
+    redisFree(c);
+    redis_server_stop(&us, SIGTERM);
+    /* The socket is gone now: the error names it. */
+    assert_int_equal(open_keys(keys, &st, &err), MAB_ESTORAGE);
+    assert_mentions(err.message, "redis.sock");
+}
+
+int main(void)
+{
+    /* The plugin must survive writes to closed connections without this;
+       the tests themselves keep the default SIGPIPE action to prove it. */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lost_reply_counted_once),
+        cmocka_unit_test(test_late_reply_counted_once),
+        cmocka_unit_test(test_closed_connection_no_sigpipe),
+        cmocka_unit_test(test_outage),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_unix_socket),
+        cmocka_unit_test(test_four_processes),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
