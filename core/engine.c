@@ -1450,6 +1450,23 @@ int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error
     return MAB_OK;
 }
 
+/* A reward value must be a finite number inside the experiment's range. */
+static int reward_value_check(const mab__experiment *x, const char *arm, double value,
+                              mab_error *err)
+{
+    if (!isfinite(value))
+        return mab_error_set(err, MAB_EINVAL,
+                             "experiments.%s: reward for arm \"%s\" is %s; rewards must be "
+                             "finite numbers",
+                             x->id, arm, isnan(value) ? "NaN" : "infinite");
+    if (value < x->reward_min || value > x->reward_max)
+        return mab_error_set(err, MAB_ERANGE,
+                             "experiments.%s: reward %g for arm \"%s\" is outside the reward "
+                             "range [%g, %g]",
+                             x->id, value, arm, x->reward_min, x->reward_max);
+    return MAB_OK;
+}
+
 /* Both public reward calls, inlined into each so that mab_reward() (ABI 1
    hosts' hot path) pays no extra call for the context it does not have. */
 static inline __attribute__((always_inline)) int
@@ -1463,16 +1480,8 @@ reward_impl(mab_engine *e, const char *experiment, const char *arm, double value
         return rc;
     if (e->read_only)
         return read_only_error(e, "reward", err);
-    if (!isfinite(value))
-        return mab_error_set(err, MAB_EINVAL,
-                             "experiments.%s: reward for arm \"%s\" is %s; rewards must be "
-                             "finite numbers",
-                             x->id, arm, isnan(value) ? "NaN" : "infinite");
-    if (value < x->reward_min || value > x->reward_max)
-        return mab_error_set(err, MAB_ERANGE,
-                             "experiments.%s: reward %g for arm \"%s\" is outside the reward "
-                             "range [%g, %g]",
-                             x->id, value, arm, x->reward_min, x->reward_max);
+    if ((rc = reward_value_check(x, arm, value, err)) != MAB_OK)
+        return rc;
     if ((rc = context_check(ctx, err)) != MAB_OK)
         return rc;
     double features[MAB_POLICY_FEATURES_MAX];
@@ -1759,16 +1768,8 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
     if (!mab__engine_has_claims(e))
         return mab_error_set(err, MAB_EINVAL, "%s: storage %s keeps no claims (storage ABI < 1.3)",
                              e->config_path, e->storage ? e->storage_path : "(none)");
-    if (!isfinite(value))
-        return mab_error_set(err, MAB_EINVAL,
-                             "experiments.%s: reward for arm \"%s\" is %s; rewards must be "
-                             "finite numbers",
-                             x->id, arm, isnan(value) ? "NaN" : "infinite");
-    if (value < x->reward_min || value > x->reward_max)
-        return mab_error_set(err, MAB_ERANGE,
-                             "experiments.%s: reward %g for arm \"%s\" is outside the reward "
-                             "range [%g, %g]",
-                             x->id, value, arm, x->reward_min, x->reward_max);
+    if ((rc = reward_value_check(x, arm, value, err)) != MAB_OK)
+        return rc;
     /* As mab_reward: a reward that would make a sum of the arm overflow is
        refused before it is claimed, so that it claims nothing. */
     double square = value * value;
