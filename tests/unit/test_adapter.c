@@ -919,6 +919,9 @@ static void test_no_claims_before_abi_1_3(void **state)
     assert_int_equal(mab_close(e, NULL), MAB_OK);
 }
 
+/* The tests below need the lmdb plugin (MAB_WITH_LMDB): registered only
+   when it is built (tests/CMakeLists.txt defines MAB_TEST_LMDB). */
+#ifdef MAB_TEST_LMDB
 #define LMDB_REWARDERS 4
 #define LMDB_TRIES 20
 
@@ -1039,6 +1042,8 @@ static void test_claim_outlives_replay_memory(void **state)
     test_rm_tree(shm);
     free(shm);
 }
+
+#endif /* MAB_TEST_LMDB */
 
 #define CLAIM_THREADS 8
 #define CLAIM_ROUNDS 40
@@ -1221,6 +1226,7 @@ static void test_overflowing_claim_refused_unclaimed(void **state)
     assert_int_equal(mab_close(e, NULL), MAB_OK);
 }
 
+#ifdef MAB_TEST_LMDB
 /* An ABI 2 policy with statistics, rewarded through the adapter with claims
    over LMDB: a granted claim adds the reward's statistics exactly once (in
    memory and in the store, read back after a reopen), a refused second
@@ -1289,6 +1295,7 @@ static void test_claim_stats_once_lmdb(void **state)
         assert_int_equal(mab_close(e, NULL), MAB_OK);
     }
 }
+#endif /* MAB_TEST_LMDB */
 
 int main(void)
 {
@@ -1307,12 +1314,16 @@ int main(void)
         cmocka_unit_test_setup(test_claim_shared_by_adapters, each),
         cmocka_unit_test_setup(test_failed_claim_counts_on_retry, each),
         cmocka_unit_test_setup(test_no_claims_before_abi_1_3, each),
+#ifdef MAB_TEST_LMDB
         cmocka_unit_test_setup(test_claim_across_processes_and_restart, each),
         cmocka_unit_test_setup(test_claim_outlives_replay_memory, each),
+#endif
         cmocka_unit_test_setup(test_concurrent_claims, each),
         cmocka_unit_test_setup(test_refused_claim_blocks_no_one, each),
         cmocka_unit_test_setup(test_overflowing_claim_refused_unclaimed, each),
+#ifdef MAB_TEST_LMDB
         cmocka_unit_test_setup(test_claim_stats_once_lmdb, each),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }
