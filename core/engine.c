@@ -1498,14 +1498,15 @@ reward_impl(mab_engine *e, const char *experiment, const char *arm, double value
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     /* The reward must keep every sum finite, or no store would take it and
-       it would reach storage only to be refused there. */
+       it would reach storage only to be refused there. (The value itself,
+       its square and its normalised form are finite: reward_value_check and
+       the config's bounds on reward.min/max see to that.) */
     double square = value * value;
-    double normalised = (value - x->reward_min) * x->reward_scale;
     mab_totals held = atomic_totals_read(&x->arms[i].published);
     totals_add(&held, &s->pending[x->first_arm + i]);
     double count = (double)held.rewards + 1.0;
     double sum = held.reward_sum + value, sq = held.reward_sum_sq + square;
-    if (!isfinite(square) || !isfinite(normalised) || !sums_finite(x, count, sum, sq)) {
+    if (!sums_finite(x, count, sum, sq)) {
         slot_unlock(s);
         return mab_error_set(err, MAB_ERANGE,
                              "experiments.%s: reward %g for arm \"%s\" would make a sum of "
@@ -1773,11 +1774,9 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
     /* As mab_reward: a reward that would make a sum of the arm overflow is
        refused before it is claimed, so that it claims nothing. */
     double square = value * value;
-    double normalised = (value - x->reward_min) * x->reward_scale;
     mab_totals held = atomic_totals_read(&x->arms[i].published);
     double count = (double)held.rewards + 1.0;
-    if (!isfinite(square) || !isfinite(normalised) ||
-        !sums_finite(x, count, held.reward_sum + value, held.reward_sum_sq + square))
+    if (!sums_finite(x, count, held.reward_sum + value, held.reward_sum_sq + square))
         return mab_error_set(err, MAB_ERANGE,
                              "experiments.%s: reward %g for arm \"%s\" would make a sum of "
                              "the arm's rewards or of their squares overflow (the arm holds "
