@@ -1281,7 +1281,11 @@ static int new_writer_id(mongo_store *st, mab_error *err)
     return MAB_OK;
 }
 
-static int mongo_open(mab_params *params, void **state, mab_error *err)
+/* What open() and check() both start with: libmongoc set up, a store
+   whose parameters are read (*uri to destroy by the caller). On an error the
+   store (possibly NULL) is still returned in *out for store_free(). */
+static int store_from_params(mab_params *params, mongo_store **out, mongoc_uri_t **uri,
+                             mab_error *err)
 {
     mongoc_init(); /* once per process; later calls do nothing */
     /* libmongoc logs to stderr by default (e.g. every failed authentication),
@@ -1289,16 +1293,26 @@ static int mongo_open(mab_params *params, void **state, mab_error *err)
        The handler is process-wide; a host that uses libmongoc itself and
        wants its log sets its handler again after mab_open. */
     mongoc_log_set_handler(NULL, NULL);
-    mongo_store *st = calloc(1, sizeof *st);
+    *uri = NULL;
+    mongo_store *st = *out = calloc(1, sizeof *st);
     if (!st)
         return mab_error_set(err, MAB_ENOMEM, "mongodb: out of memory");
     snprintf(st->where, sizeof st->where, "MongoDB");
-    mongoc_uri_t *uri = NULL;
-    int rc = read_params(st, params, &uri, err);
+    int rc = read_params(st, params, uri, err);
     if (rc == MAB_ENOMEM)
         mab_error_set(err, rc, "mongodb: out of memory");
     else if (rc != MAB_OK)
         mab_error_set(err, rc, "%s", mab_params_last_error(params));
+    return rc;
+}
+
+static int mongo_open(mab_params *params, void **state, mab_error *err)
+{
+    mongo_store *st;
+    mongoc_uri_t *uri;
+    int rc = store_from_params(params, &st, &uri, err);
+    if (!st)
+        return rc;
     if (rc == MAB_OK)
         rc = new_writer_id(st, err);
     if (rc == MAB_OK)
@@ -1318,18 +1332,11 @@ static int mongo_open(mab_params *params, void **state, mab_error *err)
    collection the user may not read. */
 static int mongo_check(mab_params *params, mab_error *err)
 {
-    mongoc_init();
-    mongoc_log_set_handler(NULL, NULL);
-    mongo_store *st = calloc(1, sizeof *st);
+    mongo_store *st;
+    mongoc_uri_t *uri;
+    int rc = store_from_params(params, &st, &uri, err);
     if (!st)
-        return mab_error_set(err, MAB_ENOMEM, "mongodb: out of memory");
-    snprintf(st->where, sizeof st->where, "MongoDB");
-    mongoc_uri_t *uri = NULL;
-    int rc = read_params(st, params, &uri, err);
-    if (rc == MAB_ENOMEM)
-        mab_error_set(err, rc, "mongodb: out of memory");
-    else if (rc != MAB_OK)
-        mab_error_set(err, rc, "%s", mab_params_last_error(params));
+        return rc;
     bson_error_t error;
     if (rc == MAB_OK && !(st->client = mongoc_client_new_from_uri_with_error(uri, &error)))
         rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot create a client");
