@@ -738,7 +738,7 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
         return rc;
     mab_policy_init init = {sizeof init, &mab__core_api, params, x->n_arms, x->n_features,
                             (const char *const *)x->feature_names};
-    mab_policy_layout layout = {sizeof layout, 0, 0, 0};
+    mab_policy_layout layout = {sizeof layout, 0, 0, 0, 0};
     mab_error create_err = {0, ""};
     void *state = NULL;
     rc = x->policy2->create(&init, &layout, &state, &create_err);
@@ -764,6 +764,11 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
                              "experiment but leaves update NULL",
                              e->config_path, json_path, x->policy_path, layout.arm_stats,
                              layout.experiment_stats);
+    if (layout.window_buckets)
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "%s: %s: %s asks for a window of %zu time buckets; this core "
+                             "does not serve windows yet",
+                             e->config_path, json_path, x->policy_path, layout.window_buckets);
     x->layout = layout;
     x->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name, layout.stats_version,
                                   layout.arm_stats, layout.experiment_stats);
@@ -1349,7 +1354,7 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     build_stats_view(e, x, s);
     mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
                            s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
-                           x->n_features, &s->rng};
+                           x->n_features, &s->rng, NULL, 0, 0, 0};
     mab_policy_choice c = {x->n_arms, NAN, 0};
     int rc = x->policy2->choose(x->policy_state, &in, &c);
     const char *failed = "choose";
@@ -1911,7 +1916,7 @@ int mab_explain(mab_engine *e, const char *experiment, const mab_context *ctx, d
     build_stats_view(e, x, s);
     mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
                            s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
-                           x->n_features, &s->rng};
+                           x->n_features, &s->rng, NULL, 0, 0, 0};
     *kind = 0;
     rc = x->policy2->explain(x->policy_state, &in, scores, kind);
     slot_unlock(s);
