@@ -224,6 +224,10 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
                              e->config_path, e->storage ? e->storage_path : "(none)");
     if ((rc = mab__reward_value_check(x, arm, value, err)) != MAB_OK)
         return rc;
+    /* Late rewards are refused before they claim anything; a holdout
+       reward is claimed and counted in the experiment's ledger. */
+    if ((rc = mab__rules_reward(e, &x, arm, ctx, err)) != MAB_OK)
+        return rc;
     /* As mab_reward: a reward that would make a sum of the arm overflow is
        refused before it is claimed, so that it claims nothing. */
     double square = value * value;
@@ -254,6 +258,17 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
         return w.rc;
     if (e->sync_always)
         return claimed_reward_stats(e, x, i, value, ctx, err);
+    /* The window was checked above: the reward is claimed now, so it must
+       not be refused as late a moment later. */
+    mab_context checked;
+    if (ctx) {
+        memset(&checked, 0, sizeof checked);
+        memcpy(&checked, ctx, ctx->struct_size < sizeof checked ? ctx->struct_size
+                                                                 : sizeof checked);
+        checked.struct_size = sizeof checked;
+        checked.assigned_ns = 0;
+        ctx = &checked;
+    }
     return mab_reward_ctx(e, experiment, arm, value, ctx, err);
 }
 

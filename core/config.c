@@ -286,7 +286,10 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
     if (!cJSON_IsObject(obj))
         return mab_error_set(err, MAB_ECONFIG, "%s: %s: expected an object", e->config_path,
                              where);
-    static const char *const keys[] = {"policy", "arms", "reward", NULL};
+    static const char *const keys[] = {"policy", "arms", "reward",
+                                       /* operating rules: rules.c */
+                                       "state", "serve", "floor", "burn_in", "holdout",
+                                       "attribution_window", NULL};
     int rc = check_keys(e, obj, where, keys, err);
     if (rc)
         return rc;
@@ -303,7 +306,8 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
     rc = parse_reward_range(e, x, cJSON_GetObjectItemCaseSensitive(obj, "reward"), err);
     if (rc)
         return rc;
-    return parse_arms(e, x, cJSON_GetObjectItemCaseSensitive(obj, "arms"), err);
+    rc = parse_arms(e, x, cJSON_GetObjectItemCaseSensitive(obj, "arms"), err);
+    return rc ? rc : mab__rules_parse(e, x, obj, err);
 }
 
 static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
@@ -471,6 +475,7 @@ int mab__config_load(mab_engine *e, const char *const *sections, mab_error *err)
         (rc = parse_seed(e, cJSON_GetObjectItemCaseSensitive(e->root, "seed"), err)) ||
         (rc = parse_storage(e, cJSON_GetObjectItemCaseSensitive(e->root, "storage"), err)) ||
         (rc = parse_experiments(e, cJSON_GetObjectItemCaseSensitive(e->root, "experiments"), err)) ||
+        (rc = mab__rules_add_ledgers(e, err)) ||
         (rc = parse_adapter_keys(e, err)) || (rc = keep_sections(e, err)))
         return rc;
     e->storage_obj = cJSON_GetObjectItemCaseSensitive(e->root, "storage");

@@ -212,6 +212,11 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
 
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
+    if (x->is_ledger) {
+        x->policy_name = "holdout";
+        x->policy_path = mab__strdup("(holdout ledger)");
+        return x->policy_path ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
     char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];
     snprintf(json_path, sizeof json_path, "experiments.%s.policy", x->id);
     snprintf(plugin_key, sizeof plugin_key, "%s.plugin", json_path);
@@ -641,6 +646,7 @@ static void fill_choice(const mab__experiment *x, size_t arm, double probability
     out->arm_id = x->arms[arm].id;
     out->value_json = x->arms[arm].value_json;
     out->probability = probability;
+    out->flags = 0;
 }
 
 int mab_arm_lookup(mab_engine *e, const char *experiment, const char *arm, mab_choice *out,
@@ -712,9 +718,12 @@ int mab__context_check(const mab_context *ctx, mab_error *err)
 {
     if (!ctx)
         return MAB_OK;
-    if (ctx->struct_size < sizeof(mab_context))
+    /* 0.1's mab_context ended with probability; later fields are read only
+       when struct_size covers them. */
+    size_t v01 = offsetof(mab_context, probability) + sizeof ctx->probability;
+    if (ctx->struct_size < v01)
         return mab_error_set(err, MAB_EINVAL, "mab_context.struct_size is %zu, need %zu",
-                             ctx->struct_size, sizeof(mab_context));
+                             ctx->struct_size, v01);
     if (ctx->n_features && (!ctx->feature_names || !ctx->feature_values))
         return mab_error_set(err, MAB_EINVAL,
                              "mab_context: %zu features but no names or values", ctx->n_features);
@@ -817,6 +826,12 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
 }
 
 
+static int ledger_error(const mab_engine *e, const mab__experiment *x, mab_error *err)
+{
+    return mab_error_set(err, MAB_EINVAL, "%s: \"%s\" counts a holdout; it has no policy to "
+                         "choose with", e->config_path, x->id);
+}
+
 int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx,
                    mab_choice *out, int *estimated, mab_error *err)
 {
@@ -828,6 +843,10 @@ int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx
         return mab__read_only_error(e, "choose", err);
     if ((found = mab__context_check(ctx, err)) != MAB_OK)
         return found;
+    if (x->is_ledger)
+        return ledger_error(e, x, err);
+    if (x->rules.active)
+        return mab__choose_ruled(e, x, ctx, out, estimated, err);
     if (x->policy2)
         return choose2(e, x, ctx, out, estimated, err);
     if (estimated)
@@ -861,6 +880,10 @@ int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error
         return found;
     if (e->read_only)
         return mab__read_only_error(e, "choose", err);
+    if (x->is_ledger)
+        return ledger_error(e, x, err);
+    if (x->rules.active)
+        return mab__choose_ruled(e, x, NULL, out, NULL, err);
     if (x->policy2)
         return choose2(e, x, NULL, out, NULL, err);
     mab__slot *s = slot_acquire(e);
@@ -920,6 +943,8 @@ reward_impl(mab_engine *e, const char *experiment, const char *arm, double value
     if ((rc = mab__reward_value_check(x, arm, value, err)) != MAB_OK)
         return rc;
     if ((rc = mab__context_check(ctx, err)) != MAB_OK)
+        return rc;
+    if ((rc = mab__rules_reward(e, &x, arm, ctx, err)) != MAB_OK)
         return rc;
     double features[MAB_POLICY_FEATURES_MAX];
     mab_policy_event ev;

@@ -86,6 +86,19 @@ typedef struct mab__arm {
                                      queue dropped (engine.c, drop_delta) */
 } mab__arm;
 
+/* An experiment's operating rules (rules.c; DESIGN.md decision 14). */
+enum { MAB__RUNNING = 0, MAB__PAUSED, MAB__CONCLUDED };
+typedef struct mab__rules {
+    int active;              /* any rule that changes choose (state, floor, burn-in, holdout) */
+    int state;               /* MAB__RUNNING, MAB__PAUSED, MAB__CONCLUDED */
+    long serve;              /* arm served when paused/concluded; -1: the leader */
+    double floor;            /* 0: none; K * floor <= 1 */
+    uint64_t burn_in;        /* 0: none */
+    double holdout_share;    /* 0: none */
+    long holdout_arm;        /* control arm; -1: uniform */
+    int64_t attribution_window; /* seconds; 0: none */
+} mab__rules;
+
 typedef struct mab__experiment {
     char *id; /* first member: see mab__id_index */
     mab__arm *arms;
@@ -106,6 +119,10 @@ typedef struct mab__experiment {
     char **feature_names;       /* the policy object's "features" */
     size_t n_features;
     size_t stats_at;            /* first of its layout.experiment_stats */
+    mab__rules rules;           /* operating rules (rules.c) */
+    struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
+    int is_ledger;              /* a holdout ledger: no policy, not listed, not chosen */
+    _Atomic uint64_t late_rewards; /* refused by the attribution window */
 } mab__experiment;
 
 /* A top-level object of the caller's, kept for mab_config_section(). */
@@ -155,7 +172,8 @@ struct mab_engine {
     int64_t interval_ms;
 
     mab__experiment *experiments;
-    size_t n_experiments;
+    size_t n_experiments;     /* the config's, then their holdout ledgers */
+    size_t n_configured;      /* the config's (listed by mab_experiment_at) */
     mab__id_index experiment_index;
     size_t total_arms, max_arms;
 
@@ -241,6 +259,21 @@ struct mab_engine {
 int mab__config_load(mab_engine *engine, const char *const *sections, mab_error *err);
 /* config.c: free what mab__config_load allocated. */
 void mab__config_free(mab_engine *engine);
+
+/* rules.c: parse an experiment's operating rules from its config object
+   (keys state, serve, floor, burn_in, holdout, attribution_window); arms
+   must be parsed already. */
+int mab__rules_parse(mab_engine *engine, mab__experiment *x, const cJSON *obj, mab_error *err);
+/* rules.c: append a holdout ledger experiment for each experiment with a
+   holdout (after every experiment is parsed). */
+int mab__rules_add_ledgers(mab_engine *engine, mab_error *err);
+/* rules.c: choose under the experiment's rules (x->rules.active). */
+int mab__choose_ruled(mab_engine *engine, mab__experiment *x, const mab_context *ctx,
+                      mab_choice *out, int *estimated, mab_error *err);
+/* rules.c: the reward side of the rules: refuse a late reward (MAB_ELATE,
+   counted) and send a holdout reward to the ledger (*x replaced). */
+int mab__rules_reward(mab_engine *engine, mab__experiment **x, const char *arm,
+                      const mab_context *ctx, mab_error *err);
 
 /* loader.c: resolve a plugin name from the config to a file path. */
 int mab__plugin_resolve(const mab_engine *engine, const char *name, const char *json_path,

@@ -16,13 +16,13 @@
 
 size_t mab_experiment_count(const mab_engine *e)
 {
-    return e ? e->n_experiments : 0;
+    return e ? e->n_configured : 0;
 }
 
 int mab_experiment_at(const mab_engine *e, size_t index, mab_experiment_info *out,
                       mab_error *err)
 {
-    if (!e || index >= e->n_experiments)
+    if (!e || index >= e->n_configured)
         return mab_error_set(err, MAB_ENOTFOUND, "no experiment number %zu", index);
     const mab__experiment *x = &e->experiments[index];
     out->id = x->id;
@@ -223,6 +223,8 @@ uint64_t mab_dropped_deltas(const mab_engine *e, mab_error *last)
     return n;
 }
 
+static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err);
+
 int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
 {
     mab__experiment *x;
@@ -231,6 +233,13 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
         return found;
     if (e->read_only)
         return mab__read_only_error(e, "reset", err);
+    int rc = reset_one(e, x, err);
+    /* The holdout's counters go with the experiment's. */
+    return rc == MAB_OK && x->ledger ? reset_one(e, x->ledger, err) : rc;
+}
+
+static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)
+{
     mab__gather_all(e);
     pthread_mutex_lock(&e->flush_mu);
     int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;

@@ -31,6 +31,7 @@ const char *mab_strerror(int code)
     case MAB_ECORRUPT: return "stored data is corrupt";
     case MAB_EIO: return "I/O error";
     case MAB_ECLAIMED: return "assignment already claimed";
+    case MAB_ELATE: return "reward after the attribution window";
     default: return "unknown error code";
     }
 }

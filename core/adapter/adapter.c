@@ -349,6 +349,8 @@ const char *mab_reward_reason_name(mab_reward_reason reason)
     case MAB_REWARD_INVALID_COOKIE: return "invalid_cookie";
     case MAB_REWARD_NO_ASSIGNMENT: return "no_assignment";
     case MAB_REWARD_ALREADY_REWARDED: return "already_rewarded";
+    case MAB_REWARD_PAUSED: return "paused";
+    case MAB_REWARD_LATE: return "late";
     case MAB_REWARD_REPLAYED: return "replayed";
     case MAB_REWARD_ARM_REMOVED: return "arm_removed";
     case MAB_REWARD_EXPIRED: return "expired";
@@ -534,25 +536,43 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
     mab_engine *engine = rq->adapter->engine;
     mab_choice choice;
     request_entry *e = find_entry(rq, experiment);
-    if (e && !e->expired &&
-        mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) == MAB_OK) {
+    int keep = e && !e->expired &&
+               mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) == MAB_OK;
+    /* An arm served while the experiment was paused is kept while it stays
+       paused (nothing is counted either way); once it runs again the
+       visitor gets an assignment the experiment learns from. */
+    mab_choice fresh_choice;
+    int rc = MAB_OK;
+    if (keep && e->cookie.not_learning) {
+        rc = mab_choose(engine, experiment, &fresh_choice, err);
+        if (rc != MAB_OK)
+            return rc;
+        keep = (fresh_choice.flags & MAB_CHOICE_NOT_LEARNING) != 0;
+    } else if (!keep) {
+        rc = mab_choose(engine, experiment, &fresh_choice, err);
+        if (rc != MAB_OK)
+            return rc;
+    }
+    if (keep) {
         record_chosen(rq, e);
         out->experiment = e->cookie.experiment;
         out->arm_id = choice.arm_id;
         out->value_json = choice.value_json;
         out->probability = (double)e->cookie.probability;
         out->is_new = 0;
+        out->flags = (e->cookie.holdout ? MAB_CHOICE_HOLDOUT : 0u) |
+                     (e->cookie.not_learning ? MAB_CHOICE_NOT_LEARNING : 0u);
         return MAB_OK;
     }
-    int rc = mab_choose(engine, experiment, &choice, err);
-    if (rc != MAB_OK)
-        return rc;
+    choice = fresh_choice;
     atomic_fetch_add(&rq->adapter->assignments, 1);
     mab__cookie_entry fresh;
     snprintf(fresh.experiment, sizeof fresh.experiment, "%s", experiment);
     snprintf(fresh.arm, sizeof fresh.arm, "%s", choice.arm_id);
     new_assignment_id(fresh.assignment_id);
     fresh.rewarded = 0;
+    fresh.holdout = (choice.flags & MAB_CHOICE_HOLDOUT) != 0;
+    fresh.not_learning = (choice.flags & MAB_CHOICE_NOT_LEARNING) != 0;
     fresh.issued = (uint32_t)rq->now;
     fresh.probability = (float)choice.probability;
     e = slot_for(rq, experiment, &fresh);
@@ -567,6 +587,7 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
     out->value_json = choice.value_json;
     out->probability = choice.probability;
     out->is_new = 1;
+    out->flags = choice.flags;
     return MAB_OK;
 }
 
@@ -615,6 +636,8 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         return refuse(rq, MAB_REWARD_EXPIRED, out);
     if (e->cookie.rewarded)
         return refuse(rq, MAB_REWARD_ALREADY_REWARDED, out);
+    if (e->cookie.not_learning)
+        return refuse(rq, MAB_REWARD_PAUSED, out);
     mab_choice choice;
     if (mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) != MAB_OK)
         return refuse(rq, MAB_REWARD_ARM_REMOVED, out);
@@ -628,7 +651,9 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         return refuse(rq, MAB_REWARD_REPLAYED, out);
     /* The probability the arm was chosen with, from the cookie, for policies
        that weight rewards by it (EXP3). */
-    mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, (double)e->cookie.probability};
+    mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, (double)e->cookie.probability,
+                       e->cookie.holdout ? MAB_CONTEXT_HOLDOUT : 0u,
+                       (int64_t)e->cookie.issued * 1000000000LL};
     int rc;
     if (mab__engine_has_claims(engine)) {
         /* Storage decides (DESIGN.md 12); the memory above only caches
@@ -637,6 +662,8 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
                                       e->cookie.assignment_id, expires_at, &ctx, err);
         if (rc == MAB_ECLAIMED)
             return refuse(rq, MAB_REWARD_REPLAYED, out);
+        if (rc == MAB_ELATE)
+            return refuse(rq, MAB_REWARD_LATE, out);
         if (rc != MAB_OK) {
             /* Nothing was claimed or counted (engine_access.h): a retry may count. */
             mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
@@ -645,6 +672,8 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         return count(rq, e, &choice, out, MAB_OK);
     }
     rc = mab_reward_ctx(engine, experiment, e->cookie.arm, value, &ctx, err);
+    if (rc == MAB_ELATE)
+        return refuse(rq, MAB_REWARD_LATE, out);
     if (rc != MAB_OK && rc != MAB_ESTORAGE) {
         mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
         return rc;

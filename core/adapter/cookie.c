@@ -80,7 +80,7 @@ size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n, const mab_
         p = put_id(p, e->arm);
         memcpy(p, e->assignment_id, MAB__ASSIGNMENT_ID_BYTES);
         p += MAB__ASSIGNMENT_ID_BYTES;
-        *p++ = e->rewarded ? 1 : 0;
+        *p++ = (uint8_t)((e->rewarded ? 1 : 0) | (e->holdout ? 2 : 0) | (e->not_learning ? 4 : 0));
         p = put_u32(p, e->issued);
         uint32_t bits;
         memcpy(&bits, &e->probability, sizeof bits);
@@ -132,11 +132,14 @@ static int parse(const uint8_t *binary, size_t size, mab__cookie_entry *entries,
         mab__cookie_entry *e = &entries[i];
         if (!get_id(&p, end, e->experiment) || !get_id(&p, end, e->arm))
             return 0;
-        if ((size_t)(end - p) < MAB__ASSIGNMENT_ID_BYTES + 1 + 4 + 4 || p[MAB__ASSIGNMENT_ID_BYTES] > 1)
+        if ((size_t)(end - p) < MAB__ASSIGNMENT_ID_BYTES + 1 + 4 + 4 || p[MAB__ASSIGNMENT_ID_BYTES] > 7)
             return 0;
         memcpy(e->assignment_id, p, MAB__ASSIGNMENT_ID_BYTES);
         p += MAB__ASSIGNMENT_ID_BYTES;
-        e->rewarded = *p++;
+        e->rewarded = *p & 1;
+        e->holdout = (*p >> 1) & 1;
+        e->not_learning = (*p >> 2) & 1;
+        p++;
         e->issued = get_u32(p);
         uint32_t bits = get_u32(p + 4);
         memcpy(&e->probability, &bits, sizeof bits);

@@ -4,7 +4,8 @@
  *
  *   u8 version (1) | u8 entry count |
  *   per entry: u8 len, experiment id | u8 len, arm id | 16 bytes assignment id |
- *              u8 flags (bit 0: rewarded) | u32 issued (unix seconds) |
+ *              u8 flags (bit 0: rewarded, bit 1: holdout, bit 2: not learning) |
+ *              u32 issued (unix seconds) |
  *              u32 probability (IEEE-754 single; NaN when unknown) |
  *   32 bytes HMAC-SHA-256 of everything before it
  *
@@ -35,6 +36,8 @@ typedef struct mab__cookie_entry {
     char arm[MAB__COOKIE_ID_MAX + 1];
     uint8_t assignment_id[MAB__ASSIGNMENT_ID_BYTES];
     int rewarded;
+    int holdout;      /* served by the experiment's holdout (MAB_CHOICE_HOLDOUT) */
+    int not_learning; /* served while paused: a reward must not count */
     uint32_t issued;
     float probability;
 } mab__cookie_entry;

@@ -164,6 +164,9 @@ typedef struct mab_assignment {
                                 assigned, NAN when the policy cannot tell */
     int is_new;              /* 1: assigned now and a pull was counted;
                                 0: kept from the cookie, no pull counted */
+    unsigned flags;          /* MAB_CHOICE_HOLDOUT and MAB_CHOICE_NOT_LEARNING as
+                                recorded with the assignment; when is_new, every
+                                MAB_CHOICE_* flag of the choice (mab.h) */
 } mab_assignment;
 
 /**
@@ -188,11 +191,15 @@ typedef enum mab_reward_reason {
     MAB_REWARD_ALREADY_REWARDED = 4, /* the entry is marked rewarded */
     MAB_REWARD_REPLAYED = 5,         /* an older copy of the cookie was sent again */
     MAB_REWARD_ARM_REMOVED = 6,      /* the assigned arm is no longer in the config */
-    MAB_REWARD_EXPIRED = 7           /* the entry is older than cookie.max_age */
+    MAB_REWARD_EXPIRED = 7,          /* the entry is older than cookie.max_age */
+    MAB_REWARD_PAUSED = 8,           /* assigned while the experiment was paused */
+    MAB_REWARD_LATE = 9              /* after the experiment's attribution_window
+                                        (counted in mab_rules_info.late_rewards) */
 } mab_reward_reason;
 
 /** @brief A short stable name for a reason: "counted", "no_cookie", "invalid_cookie",
- *         "no_assignment", "already_rewarded", "replayed", "arm_removed", "expired". */
+ *         "no_assignment", "already_rewarded", "replayed", "arm_removed", "expired",
+ *         "paused", "late". */
 MAB_EXPORT const char *mab_reward_reason_name(mab_reward_reason reason);
 
 /* What mab_request_reward() and mab_request_redirect() return. */

@@ -55,6 +55,7 @@ extern "C" {
 #define MAB_ECORRUPT (-9)  /* stored data is unreadable; it was not modified */
 #define MAB_EIO (-10)      /* a file could not be read or written */
 #define MAB_ECLAIMED (-11) /* storage: the assignment was already claimed (rewarded) */
+#define MAB_ELATE (-12)    /* a reward came after the experiment's attribution window */
 
 #define MAB_ERROR_MAX 512
 
@@ -207,9 +208,23 @@ typedef struct mab_choice {
     size_t arm_index;       /* position of the arm in the config */
     const char *arm_id;     /* valid until mab_close() */
     const char *value_json; /* the arm's JSON value as text; valid until mab_close() */
-    double probability;     /* probability the policy chose this arm with, or NAN
+    double probability;     /* probability this arm was chosen with, after the
+                               experiment's operating rules (floor, burn-in, state;
+                               for a holdout choice, within the holdout), or NAN
                                when the policy cannot tell (Thompson) */
+    unsigned flags;         /* MAB_CHOICE_*: how the operating rules chose */
 } mab_choice;
+
+/* mab_choice.flags. */
+#define MAB_CHOICE_HOLDOUT 0x1u      /* the visitor is in the holdout: its pull was counted
+                                        in the ledger "EXP@holdout", not by the policy;
+                                        reward it with MAB_CONTEXT_HOLDOUT */
+#define MAB_CHOICE_NOT_LEARNING 0x2u /* the experiment is paused: nothing was counted,
+                                        and a reward for this choice must not be sent */
+#define MAB_CHOICE_BURN_IN 0x4u      /* uniform: some arm has fewer than burn_in pulls */
+#define MAB_CHOICE_FLOOR 0x8u        /* the floor's uniform draw chose the arm */
+#define MAB_CHOICE_CONCLUDED 0x10u   /* the experiment is concluded: its winner (or the
+                                        floor) was served, not the policy's choice */
 
 /**
  * @brief Let the experiment's policy choose an arm and count one pull of it.
@@ -259,7 +274,15 @@ typedef struct mab_context {
     int64_t time_ns;      /* ns since the Unix epoch; 0: the engine's clock */
     double probability;   /* mab_reward_ctx(): probability the arm was chosen
                              with (from the visitor's cookie); 0 or NAN: unknown */
+    /* Added in 0.2 (read when struct_size covers them): */
+    unsigned flags;       /* MAB_CONTEXT_* */
+    int64_t assigned_ns;  /* mab_reward_ctx(): when the assignment was made (ns since
+                             the epoch, from the cookie); 0: unknown. Checked against
+                             the experiment's attribution_window. */
 } mab_context;
+
+/* mab_context.flags. */
+#define MAB_CONTEXT_HOLDOUT 0x1u /* the reward is for a holdout choice (MAB_CHOICE_HOLDOUT) */
 
 /**
  * @brief mab_choose() with a context. The experiment's policy gets the
@@ -370,6 +393,64 @@ MAB_EXPORT int mab_history(mab_engine *engine, const char *experiment, int64_t s
                            int (*visit)(void *ctx, size_t arm_index, const char *arm_id,
                                         const mab_bucket_stats *bucket),
                            void *ctx, mab_error *err);
+
+/*
+ * Operating rules (DESIGN.md decision 14): per experiment in the config,
+ * applied by the core around any policy's choice (docs/operating.md):
+ *   "state"   "running" (default) | "paused" (serve "serve" or the leader, the
+ *             arm of highest mean; nothing is counted) | "concluded" (serve
+ *             "serve" or the leader, with the floor if any; counted as usual)
+ *   "floor"   minimum probability per arm, K * floor <= 1:
+ *             p_i = floor + (1 - K floor) p_policy(i)
+ *   "burn_in" uniform choices until every arm has this many pulls
+ *   "holdout" {"share": h, "arm": "ARM"}: a share h of choices is served
+ *             uniformly (or the named control arm) and counted apart, in the
+ *             experiment "EXP@holdout" (same arms; mab_stats() reads it)
+ *   "attribution_window"  seconds: a reward whose assignment is older is
+ *             refused (MAB_ELATE) and counted as late
+ */
+typedef struct mab_rules_info {
+    size_t struct_size;      /* sizeof(mab_rules_info), set by the caller */
+    const char *state;       /* "running", "paused" or "concluded" */
+    const char *serve;       /* the arm paused/concluded serve; NULL: the leader */
+    double floor;            /* 0: none */
+    uint64_t burn_in;        /* 0: none */
+    double holdout_share;    /* 0: no holdout */
+    const char *holdout_arm; /* the control arm, or NULL: uniform */
+    int64_t attribution_window; /* seconds; 0: none */
+    uint64_t late_rewards;   /* refused as late by this process since open */
+} mab_rules_info;
+
+/**
+ * @brief The operating rules in force for an experiment. Strings are valid
+ *        until mab_close().
+ * @return MAB_OK, MAB_ENOTFOUND or MAB_EINVAL (NULL out, small struct_size).
+ */
+MAB_EXPORT int mab_rules(mab_engine *engine, const char *experiment, mab_rules_info *out,
+                         mab_error *err);
+
+/* The holdout comparison of an experiment: reward per visitor of the
+   bandit's choices versus the holdout's, in the experiment's units. */
+typedef struct mab_holdout_comparison {
+    size_t struct_size;        /* sizeof(mab_holdout_comparison), set by the caller */
+    uint64_t bandit_visitors;  /* pulls of the experiment's arms */
+    uint64_t holdout_visitors; /* pulls in "EXP@holdout" */
+    double bandit_mean;        /* reward sum / visitors (NAN without visitors) */
+    double holdout_mean;
+    double difference;         /* bandit_mean - holdout_mean */
+    double ci_low, ci_high;    /* 95% normal interval of the difference; NAN when a
+                                  group has fewer than 2 visitors */
+} mab_holdout_comparison;
+
+/**
+ * @brief Compare the bandit's visitors with the holdout's (Welch's normal
+ *        interval from each group's reward sum and sum of squares; a visitor
+ *        never rewarded counts as a reward of 0).
+ * @return MAB_OK, MAB_ENOTFOUND, MAB_EINVAL (no holdout in the config, NULL
+ *         out or small struct_size).
+ */
+MAB_EXPORT int mab_holdout_compare(mab_engine *engine, const char *experiment,
+                                   mab_holdout_comparison *out, mab_error *err);
 
 /* Totals of one arm, in the experiment's own reward units. */
 typedef struct mab_arm_stats {

@@ -240,7 +240,7 @@ static void test_policy_change_starts_afresh(void **unused)
     assert_string_equal(layouts, "stats/1:2,1;"); /* A's, still there */
     const char *names[] = {"f"};
     double two[] = {2.0};
-    mab_context ctx = {sizeof ctx, names, two, 1, 0, 0};
+    mab_context ctx = {sizeof ctx, names, two, 1, 0, 0, 0, 0};
     assert_int_equal(mab_choose_ctx(e, "exp", &ctx, &c, NULL, &err), MAB_OK);
     assert_int_equal(c.arm_index, 2);
     close_ok(e);

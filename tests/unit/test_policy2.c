@@ -418,7 +418,7 @@ static void test_features_reach_choose_and_update(void **unused)
     const char *names[] = {"other", "slot"};
     for (int arm = 0; arm < 3; arm++) {
         double values[] = {99.0, (double)arm};
-        mab_context ctx = {sizeof ctx, names, values, 2, 0, 0};
+        mab_context ctx = {sizeof ctx, names, values, 2, 0, 0, 0, 0};
         mab_choice c;
         int estimated = 0;
         assert_int_equal(mab_choose_ctx(e, "exp", &ctx, &c, &estimated, &err), MAB_OK);
@@ -431,7 +431,7 @@ static void test_features_reach_choose_and_update(void **unused)
     assert_int_equal(c.arm_index, 0);
     /* A reward with a feature and the caller's time; one on the clock. */
     double seven[] = {0.0, 7.0};
-    mab_context at = {sizeof at, names, seven, 2, 5LL * 1000000000LL, 0.5};
+    mab_context at = {sizeof at, names, seven, 2, 5LL * 1000000000LL, 0.5, 0, 0};
     assert_int_equal(mab_reward_ctx(e, "exp", "c", 1.0, &at, &err), MAB_OK);
     assert_int_equal(mab_reward_ctx(e, "exp", "a", 1.0, NULL, &err), MAB_OK);
     policy_stats s = read_stats(e);
@@ -442,7 +442,7 @@ static void test_features_reach_choose_and_update(void **unused)
     assert_true(s.exp[1] == 2.0); /* the pull and the reward without it */
     assert_true(s.exp[2] == 5.0 + 1700000000.0);
     /* A context too small for this library is refused, naming the field. */
-    mab_context small = {4, names, seven, 2, 0, 0};
+    mab_context small = {4, names, seven, 2, 0, 0, 0, 0};
     assert_int_equal(mab_choose_ctx(e, "exp", &small, &c, NULL, &err), MAB_EINVAL);
     assert_non_null(strstr(err.message, "struct_size"));
     close_ok(e);
@@ -468,7 +468,7 @@ static void test_exp3_through_the_engine(void **unused)
     assert_int_equal(mab_stats(e, "exp", st, 3, &n, &err), MAB_OK);
     assert_int_equal(st[1].rewards, 0);
     /* With it: G_b += r / p. */
-    mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, 0.25};
+    mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, 0.25, 0, 0};
     assert_int_equal(mab_reward_ctx(e, "exp", "b", 0.5, &ctx, &err), MAB_OK);
     mab_policy_stats_info info = {sizeof info, NULL, 0, 0};
     double g[3];

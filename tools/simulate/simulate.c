@@ -233,7 +233,7 @@ int sim_run(mab_engine *engine, const sim_run_spec *spec, sim_run_result *out, m
         if (send) {
             /* With the probability of the choice, as a host passes its cookie's
                (policies such as EXP3 weight rewards by it). */
-            mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, choice.probability};
+            mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, choice.probability, 0, 0};
             rc = mab_reward_ctx(engine, spec->experiment, choice.arm_id, value, &ctx, err);
             if (rc != MAB_OK)
                 break;

@@ -28,7 +28,7 @@ from typing import Any, Iterable, List, Optional
 
 from . import _native
 from ._native import (OK, ENOMEM, EINVAL, ECONFIG, EPLUGIN, ENOTFOUND, ERANGE, ESTORAGE,
-                      EBUSY, ECORRUPT, EIO, ECLAIMED, OPEN_NO_STORAGE, OPEN_SEED, library_path,
+                      EBUSY, ECORRUPT, EIO, ECLAIMED, ELATE, OPEN_NO_STORAGE, OPEN_SEED, library_path,
                       plugin_dirs)
 
 __version__ = "0.1.0"
@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 __all__ = ["Engine", "Adapter", "Request", "MabError", "Choice", "ArmStats", "Experiment",
            "Record", "Assignment", "RewardResult", "Redirect", "version", "strerror",
            "keygen", "library_path", "plugin_dirs", "OK", "ENOMEM", "EINVAL", "ECONFIG",
-           "EPLUGIN", "ENOTFOUND", "ERANGE", "ESTORAGE", "EBUSY", "ECORRUPT", "EIO", "ECLAIMED",
+           "EPLUGIN", "ENOTFOUND", "ERANGE", "ESTORAGE", "EBUSY", "ECORRUPT", "EIO", "ECLAIMED", "ELATE",
            "OPEN_NO_STORAGE", "OPEN_SEED"]
 
 _lib = _native.lib

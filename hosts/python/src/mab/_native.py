@@ -25,6 +25,7 @@ EBUSY = -8
 ECORRUPT = -9
 EIO = -10
 ECLAIMED = -11
+ELATE = -12
 
 OPEN_NO_STORAGE = 0x1
 OPEN_SEED = 0x2
@@ -44,7 +45,7 @@ class mab_options(ctypes.Structure):
 
 class mab_choice(ctypes.Structure):
     _fields_ = [("arm_index", _c_size_t), ("arm_id", _c_str), ("value_json", _c_str),
-                ("probability", ctypes.c_double)]
+                ("probability", ctypes.c_double), ("flags", ctypes.c_uint)]
 
 
 class mab_arm_stats(ctypes.Structure):
@@ -73,7 +74,8 @@ class mab_adapter_counters(ctypes.Structure):
 
 class mab_assignment(ctypes.Structure):
     _fields_ = [("experiment", _c_str), ("arm_id", _c_str), ("value_json", _c_str),
-                ("probability", ctypes.c_double), ("is_new", ctypes.c_int)]
+                ("probability", ctypes.c_double), ("is_new", ctypes.c_int),
+                ("flags", ctypes.c_uint)]
 
 
 class mab_reward_result(ctypes.Structure):
@@ -167,7 +169,7 @@ CODE_NAMES = {v: "MAB_" + k for k, v in (
     ("OK", OK), ("ENOMEM", ENOMEM), ("EINVAL", EINVAL), ("ECONFIG", ECONFIG),
     ("EPLUGIN", EPLUGIN), ("ENOTFOUND", ENOTFOUND), ("ERANGE", ERANGE),
     ("ESTORAGE", ESTORAGE), ("EBUSY", EBUSY), ("ECORRUPT", ECORRUPT), ("EIO", EIO),
-    ("ECLAIMED", ECLAIMED))}
+    ("ECLAIMED", ECLAIMED), ("ELATE", ELATE))}
 
 
 def _pkg_config_libdir():

@@ -1,0 +1,510 @@
+/*
+ * rules.c - an experiment's operating rules, applied by the core around any
+ * policy (DESIGN.md decision 14; formulas in ALGORITHMS.md, "Operating
+ * rules"): state (running, paused, concluded), floor, burn-in, holdout and
+ * the attribution window. The probability reported with a choice is the one
+ * after these rules, so hosts, logs and reports stay exact.
+ *
+ * Order of a ruled choice: paused serves its arm and counts nothing; a
+ * running experiment's holdout share is served uniformly (or the control
+ * arm) and counted in its ledger; concluded serves its arm (with the floor);
+ * burn-in is uniform; else the policy chooses and the floor mixes in a
+ * uniform draw: p_i = floor + (1 - K floor) p_policy(i).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slots.h"
+
+/* Draws of the policy to estimate the probability of an arm the floor's
+   uniform draw chose when the policy can say only that of its own choice. */
+#define MAB__FLOOR_ESTIMATE_DRAWS 64
+/* Arms whose explain() values fit on the stack; beyond, the estimate. */
+#define MAB__MAX_EXPLAIN_ARMS 256
+
+/* Longest experiment id that may have a holdout: its ledger's id adds
+   "@holdout" and must stay within what every store keys (128). */
+#define MAB__LEDGER_SUFFIX "@holdout"
+#define MAB__HOLDOUT_ID_MAX (MAB__ID_MAX - 8)
+
+static long arm_by_id(const mab__experiment *x, const char *id)
+{
+    for (size_t i = 0; i < x->n_arms; i++)
+        if (strcmp(x->arms[i].id, id) == 0)
+            return (long)i;
+    return -1;
+}
+
+static int parse_arm_ref(const mab_engine *e, const mab__experiment *x, const cJSON *v,
+                         const char *key, long *out, mab_error *err)
+{
+    if (!cJSON_IsString(v))
+        return mab_error_set(err, MAB_ECONFIG, "%s: experiments.%s.%s: expected an arm id",
+                             e->config_path, x->id, key);
+    *out = arm_by_id(x, v->valuestring);
+    if (*out < 0)
+        return mab_error_set(err, MAB_ECONFIG, "%s: experiments.%s.%s: no arm \"%s\"",
+                             e->config_path, x->id, key, v->valuestring);
+    return MAB_OK;
+}
+
+static int parse_number(const mab_engine *e, const mab__experiment *x, const cJSON *v,
+                        const char *key, double min, double max, int whole, double *out,
+                        mab_error *err)
+{
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < min ||
+        v->valuedouble > max || (whole && v->valuedouble != floor(v->valuedouble)))
+        return mab_error_set(err, MAB_ECONFIG, "%s: experiments.%s.%s: expected %s in [%g, %g]",
+                             e->config_path, x->id, key, whole ? "a whole number" : "a number",
+                             min, max);
+    *out = v->valuedouble;
+    return MAB_OK;
+}
+
+static int parse_holdout(const mab_engine *e, mab__experiment *x, const cJSON *v,
+                         mab_error *err)
+{
+    const cJSON *share = v;
+    if (cJSON_IsObject(v)) {
+        share = NULL;
+        for (const cJSON *c = v->child; c; c = c->next) {
+            if (strcmp(c->string, "share") == 0)
+                share = c;
+            else if (strcmp(c->string, "arm") == 0) {
+                int rc = parse_arm_ref(e, x, c, "holdout.arm", &x->rules.holdout_arm, err);
+                if (rc != MAB_OK)
+                    return rc;
+            } else
+                return mab_error_set(err, MAB_ECONFIG,
+                                     "%s: experiments.%s.holdout: unknown key \"%s\"",
+                                     e->config_path, x->id, c->string);
+        }
+        if (!share)
+            return mab_error_set(err, MAB_ECONFIG,
+                                 "%s: experiments.%s.holdout.share: required key is missing",
+                                 e->config_path, x->id);
+    }
+    int rc = parse_number(e, x, share, cJSON_IsObject(v) ? "holdout.share" : "holdout", 0.0,
+                          0.5, 0, &x->rules.holdout_share, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (x->rules.holdout_share > 0 && strlen(x->id) > MAB__HOLDOUT_ID_MAX)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments.%s.holdout: an experiment with a holdout may "
+                             "have an id of at most %d characters (its holdout is counted as "
+                             "\"%s" MAB__LEDGER_SUFFIX "\")",
+                             e->config_path, x->id, MAB__HOLDOUT_ID_MAX, x->id);
+    return MAB_OK;
+}
+
+int mab__rules_parse(mab_engine *e, mab__experiment *x, const cJSON *obj, mab_error *err)
+{
+    mab__rules *r = &x->rules;
+    memset(r, 0, sizeof *r);
+    r->serve = -1;
+    r->holdout_arm = -1;
+    const cJSON *v;
+    int rc = MAB_OK;
+    if ((v = cJSON_GetObjectItemCaseSensitive(obj, "state"))) {
+        const char *s = cJSON_IsString(v) ? v->valuestring : "";
+        if (strcmp(s, "running") == 0)
+            r->state = MAB__RUNNING;
+        else if (strcmp(s, "paused") == 0)
+            r->state = MAB__PAUSED;
+        else if (strcmp(s, "concluded") == 0)
+            r->state = MAB__CONCLUDED;
+        else
+            return mab_error_set(err, MAB_ECONFIG,
+                                 "%s: experiments.%s.state: expected \"running\", \"paused\" "
+                                 "or \"concluded\"",
+                                 e->config_path, x->id);
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(obj, "serve"))) {
+        if (r->state == MAB__RUNNING)
+            return mab_error_set(err, MAB_ECONFIG,
+                                 "%s: experiments.%s.serve: only a paused or concluded "
+                                 "experiment serves a fixed arm (set \"state\")",
+                                 e->config_path, x->id);
+        if ((rc = parse_arm_ref(e, x, v, "serve", &r->serve, err)) != MAB_OK)
+            return rc;
+    }
+    double d = 0.0;
+    if ((v = cJSON_GetObjectItemCaseSensitive(obj, "floor"))) {
+        double max = 1.0 / (double)x->n_arms;
+        if ((rc = parse_number(e, x, v, "floor", 0.0, max, 0, &r->floor, err)) != MAB_OK)
+            return rc;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(obj, "burn_in"))) {
+        if ((rc = parse_number(e, x, v, "burn_in", 0.0, 1e9, 1, &d, err)) != MAB_OK)
+            return rc;
+        r->burn_in = (uint64_t)d;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(obj, "holdout")) &&
+        (rc = parse_holdout(e, x, v, err)) != MAB_OK)
+        return rc;
+    if ((v = cJSON_GetObjectItemCaseSensitive(obj, "attribution_window"))) {
+        if ((rc = parse_number(e, x, v, "attribution_window", 0.0, 315360000.0, 1, &d, err)) !=
+            MAB_OK)
+            return rc;
+        r->attribution_window = (int64_t)d;
+    }
+    r->active = r->state != MAB__RUNNING || r->floor > 0 || r->burn_in > 0 ||
+                r->holdout_share > 0;
+    return MAB_OK;
+}
+
+/* A ledger: the experiment's arms (ids and values copied), no policy. */
+static int make_ledger(mab__experiment *ledger, const mab__experiment *x)
+{
+    memset(ledger, 0, sizeof *ledger);
+    ledger->id = mab__asprintf("%s" MAB__LEDGER_SUFFIX, x->id);
+    ledger->arms = calloc(x->n_arms, sizeof *ledger->arms);
+    if (!ledger->id || !ledger->arms)
+        return MAB_ENOMEM;
+    for (size_t i = 0; i < x->n_arms; i++) {
+        mab__arm *a = &ledger->arms[ledger->n_arms];
+        size_t len = strlen(x->arms[i].value_json);
+        a->id = mab__strdup(x->arms[i].id);
+        a->value_json = a->id ? cJSON_malloc(len + 1) : NULL;
+        if (!a->id || !a->value_json) {
+            free(a->id);
+            a->id = NULL;
+            return MAB_ENOMEM;
+        }
+        memcpy(a->value_json, x->arms[i].value_json, len + 1);
+        ledger->n_arms++;
+    }
+    ledger->reward_min = x->reward_min;
+    ledger->reward_max = x->reward_max;
+    ledger->is_ledger = 1;
+    ledger->rules.serve = ledger->rules.holdout_arm = -1;
+    return MAB_OK;
+}
+
+int mab__rules_add_ledgers(mab_engine *e, mab_error *err)
+{
+    e->n_configured = e->n_experiments;
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_experiments; i++)
+        n += e->experiments[i].rules.holdout_share > 0;
+    if (!n)
+        return MAB_OK;
+    mab__experiment *grown = realloc(e->experiments, (e->n_experiments + n) * sizeof *grown);
+    if (!grown)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    e->experiments = grown;
+    size_t configured = e->n_experiments;
+    for (size_t i = 0; i < configured; i++) {
+        mab__experiment *x = &e->experiments[i];
+        if (!(x->rules.holdout_share > 0))
+            continue;
+        mab__experiment *ledger = &e->experiments[e->n_experiments];
+        int rc = make_ledger(ledger, x);
+        e->n_experiments++; /* freed with the others even when half made */
+        if (rc != MAB_OK)
+            return mab_error_set(err, MAB_ENOMEM, "out of memory");
+        ledger->first_arm = e->total_arms;
+        e->total_arms += ledger->n_arms;
+    }
+    /* Pointers last: the array may have moved. */
+    for (size_t i = 0, k = configured; i < configured; i++)
+        if (e->experiments[i].rules.holdout_share > 0)
+            e->experiments[i].ledger = &e->experiments[k++];
+    return MAB_OK;
+}
+
+/* ---- choose ----------------------------------------------------------- */
+
+/* The arm of highest mean in the view (the first of equals: a paused
+   experiment serves one arm, not a random one among ties). */
+static size_t leader(const mab__experiment *x, const mab__slot *s)
+{
+    size_t best = 0;
+    for (size_t i = 1; i < x->n_arms; i++)
+        if (mab_arm_mean(&s->view[i]) > mab_arm_mean(&s->view[best]))
+            best = i;
+    return best;
+}
+
+/* Ask the policy (either ABI) for its choice on the slot's view. */
+static int policy_choose(mab_engine *e, mab__experiment *x, mab__slot *s, int64_t now,
+                         const double *features, mab_policy_choice *c)
+{
+    c->arm = x->n_arms;
+    c->probability = NAN;
+    c->estimated = 0;
+    if (!x->policy2)
+        return x->policy->choose(x->policy_state, s->view, x->n_arms, &s->rng, &c->arm,
+                                 &c->probability);
+    mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
+                           s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
+                           x->n_features, &s->rng, NULL, 0, 0, 0};
+    return x->policy2->choose(x->policy_state, &in, c);
+}
+
+/* The policy's probability of `arm`, knowing it chose c->arm with
+   c->probability: exact from explain() (probabilities) or from a
+   deterministic choice, else a Monte Carlo estimate (*estimated set). */
+static int policy_probability(mab_engine *e, mab__experiment *x, mab__slot *s, int64_t now,
+                              const double *features, const mab_policy_choice *c, size_t arm,
+                              double *p, int *estimated)
+{
+    if (c->arm == arm) {
+        *p = c->probability;
+        *estimated |= c->estimated;
+        return MAB_OK;
+    }
+    if (c->probability == 1.0 && !c->estimated) {
+        *p = 0.0;
+        return MAB_OK;
+    }
+    if (x->policy2 && x->policy2->explain && x->n_arms <= MAB__MAX_EXPLAIN_ARMS) {
+        double values[MAB__MAX_EXPLAIN_ARMS];
+        int kind = 0;
+        mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
+                               s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
+                               x->n_features, &s->rng, NULL, 0, 0, 0};
+        if (x->policy2->explain(x->policy_state, &in, values, &kind) == MAB_OK &&
+            kind == MAB_EXPLAIN_PROBABILITIES) {
+            *p = values[arm];
+            return MAB_OK;
+        }
+    }
+    unsigned hits = 0;
+    for (unsigned d = 0; d < MAB__FLOOR_ESTIMATE_DRAWS; d++) {
+        mab_policy_choice again;
+        int rc = policy_choose(e, x, s, now, features, &again);
+        if (rc != MAB_OK)
+            return rc;
+        hits += again.arm == arm;
+    }
+    *p = (double)hits / MAB__FLOOR_ESTIMATE_DRAWS;
+    *estimated = 1;
+    return MAB_OK;
+}
+
+static void fill(const mab__experiment *x, size_t arm, double p, unsigned flags,
+                 mab_choice *out)
+{
+    out->arm_index = arm;
+    out->arm_id = x->arms[arm].id;
+    out->value_json = x->arms[arm].value_json;
+    out->probability = p;
+    out->flags = flags;
+}
+
+/* Count the pull of `arm` chosen with probability p (locked slot). */
+static int count_pull(mab_engine *e, mab__experiment *x, mab__slot *s, size_t arm, double p,
+                      int64_t now, const double *features)
+{
+    if (x->policy2) {
+        mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, arm, x->n_arms,
+                               0.0, p, now, features, x->n_features};
+        int rc = mab__record_event(x, s, &ev);
+        if (rc != MAB_OK)
+            return rc;
+    }
+    slot_pending(s, x->first_arm + arm)->pulls++;
+    if (slot_due(s))
+        mab__slot_publish(e, s);
+    return MAB_OK;
+}
+
+int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
+                      mab_choice *out, int *estimated, mab_error *err)
+{
+    const mab__rules *r = &x->rules;
+    double features[MAB_POLICY_FEATURES_MAX];
+    mab__resolve_features(x, ctx, features);
+    int64_t now = mab__engine_now(e, ctx);
+    mab__slot *s = slot_acquire(e);
+    if (!s)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    mab__build_view(x, s);
+    size_t k = x->n_arms, arm;
+    double kf = (double)k * r->floor, p;
+    unsigned flags = 0;
+    int est = 0, rc = MAB_OK;
+    const char *failed = "choose";
+    if (r->state == MAB__PAUSED) {
+        arm = r->serve >= 0 ? (size_t)r->serve : leader(x, s);
+        slot_unlock(s);
+        fill(x, arm, 1.0, MAB_CHOICE_NOT_LEARNING, out);
+        if (estimated)
+            *estimated = 0;
+        return MAB_OK;
+    }
+    if (r->state == MAB__RUNNING && r->holdout_share > 0 &&
+        mab_rng_uniform(&s->rng) < r->holdout_share) {
+        arm = r->holdout_arm >= 0 ? (size_t)r->holdout_arm : (size_t)mab_rng_below(&s->rng, k);
+        p = r->holdout_arm >= 0 ? 1.0 : 1.0 / (double)k;
+        /* Counted apart, and never shown to the policy: the holdout is the
+           comparison the bandit is measured against. */
+        slot_pending(s, x->ledger->first_arm + arm)->pulls++;
+        if (slot_due(s))
+            mab__slot_publish(e, s);
+        slot_unlock(s);
+        fill(x, arm, p, MAB_CHOICE_HOLDOUT, out);
+        if (estimated)
+            *estimated = 0;
+        return MAB_OK;
+    }
+    if (x->policy2)
+        mab__build_stats_view(e, x, s);
+    if (r->state == MAB__CONCLUDED) {
+        size_t winner = r->serve >= 0 ? (size_t)r->serve : leader(x, s);
+        flags = MAB_CHOICE_CONCLUDED;
+        arm = winner;
+        if (kf > 0 && mab_rng_uniform(&s->rng) < kf) {
+            arm = (size_t)mab_rng_below(&s->rng, k);
+            flags |= MAB_CHOICE_FLOOR;
+        }
+        p = arm == winner ? 1.0 - (double)(k - 1) * r->floor : r->floor;
+    } else {
+        int burning = 0;
+        for (size_t i = 0; r->burn_in && i < k && !burning; i++)
+            burning = s->view[i].pulls < r->burn_in;
+        if (burning) {
+            arm = (size_t)mab_rng_below(&s->rng, k);
+            p = 1.0 / (double)k;
+            flags = MAB_CHOICE_BURN_IN;
+        } else {
+            mab_policy_choice c;
+            rc = policy_choose(e, x, s, now, features, &c);
+            if (rc == MAB_OK && c.arm >= k) {
+                slot_unlock(s);
+                return mab_error_set(err, MAB_EPLUGIN,
+                                     "experiments.%s: policy %s chose arm %zu of only %zu",
+                                     x->id, x->policy_path, c.arm, k);
+            }
+            arm = c.arm;
+            p = c.probability;
+            est = c.estimated;
+            if (rc == MAB_OK && kf > 0) {
+                if (mab_rng_uniform(&s->rng) < kf) {
+                    arm = (size_t)mab_rng_below(&s->rng, k);
+                    flags = MAB_CHOICE_FLOOR;
+                    est = 0;
+                    rc = policy_probability(e, x, s, now, features, &c, arm, &p, &est);
+                }
+                p = r->floor + (1.0 - kf) * p;
+            }
+        }
+    }
+    if (rc == MAB_OK) {
+        failed = "update";
+        rc = count_pull(e, x, s, arm, p, now, features);
+    }
+    slot_unlock(s);
+    if (rc != MAB_OK)
+        return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s: %s failed: %s",
+                             x->id, x->policy_path, failed, mab_strerror(rc));
+    fill(x, arm, p, flags, out);
+    if (estimated)
+        *estimated = est;
+    return MAB_OK;
+}
+
+/* ---- reward ----------------------------------------------------------- */
+
+int mab__rules_reward(mab_engine *e, mab__experiment **xp, const char *arm,
+                      const mab_context *ctx, mab_error *err)
+{
+    mab__experiment *x = *xp;
+    if (!ctx || ctx->struct_size < offsetof(mab_context, assigned_ns) + sizeof ctx->assigned_ns)
+        return MAB_OK;
+    if (x->rules.attribution_window && ctx->assigned_ns > 0) {
+        int64_t age = mab__engine_now(e, ctx) - ctx->assigned_ns;
+        if (age > x->rules.attribution_window * 1000000000LL) {
+            atomic_fetch_add_explicit(&x->late_rewards, 1, memory_order_relaxed);
+            return mab_error_set(err, MAB_ELATE,
+                                 "experiments.%s: the reward for arm \"%s\" came %.0f s after "
+                                 "its assignment, beyond the attribution window of %lld s; "
+                                 "it was not counted",
+                                 x->id, arm, (double)age / 1e9,
+                                 (long long)x->rules.attribution_window);
+        }
+    }
+    if (ctx->flags & MAB_CONTEXT_HOLDOUT) {
+        if (!x->ledger)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "experiments.%s: a holdout reward (MAB_CONTEXT_HOLDOUT), but "
+                                 "the experiment has no holdout",
+                                 x->id);
+        *xp = x->ledger;
+    }
+    return MAB_OK;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+int mab_rules(mab_engine *e, const char *experiment, mab_rules_info *out, mab_error *err)
+{
+    mab__experiment *x;
+    int rc = mab__find_experiment(e, experiment, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!out || out->struct_size < sizeof *out)
+        return mab_error_set(err, MAB_EINVAL, "mab_rules: out is NULL or its struct_size is "
+                             "smaller than %zu", sizeof *out);
+    static const char *const states[] = {"running", "paused", "concluded"};
+    const mab__rules *r = &x->rules;
+    out->state = states[r->state];
+    out->serve = r->serve >= 0 ? x->arms[r->serve].id : NULL;
+    out->floor = r->floor;
+    out->burn_in = r->burn_in;
+    out->holdout_share = r->holdout_share;
+    out->holdout_arm = r->holdout_arm >= 0 ? x->arms[r->holdout_arm].id : NULL;
+    out->attribution_window = r->attribution_window;
+    out->late_rewards = atomic_load_explicit(&x->late_rewards, memory_order_relaxed);
+    return MAB_OK;
+}
+
+/* Visitors, reward sum and sum of squares of a group of arms (published
+   totals: the caller gathers every slot's pending ones first). */
+static void group_sums(const mab__experiment *x, double *n, double *sum, double *sq)
+{
+    *n = *sum = *sq = 0.0;
+    for (size_t i = 0; i < x->n_arms; i++) {
+        mab_totals t = atomic_totals_read(&x->arms[i].published);
+        *n += (double)t.pulls;
+        *sum += t.reward_sum;
+        *sq += t.reward_sum_sq;
+    }
+}
+
+int mab_holdout_compare(mab_engine *e, const char *experiment, mab_holdout_comparison *out,
+                        mab_error *err)
+{
+    mab__experiment *x;
+    int rc = mab__find_experiment(e, experiment, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!out || out->struct_size < sizeof *out)
+        return mab_error_set(err, MAB_EINVAL, "mab_holdout_compare: out is NULL or its "
+                             "struct_size is smaller than %zu", sizeof *out);
+    if (!x->ledger)
+        return mab_error_set(err, MAB_EINVAL, "%s: experiments.%s has no holdout",
+                             e->config_path, x->id);
+    mab__gather_all(e);
+    double nb, sb, qb, nh, sh, qh;
+    group_sums(x, &nb, &sb, &qb);
+    group_sums(x->ledger, &nh, &sh, &qh);
+    out->bandit_visitors = (uint64_t)nb;
+    out->holdout_visitors = (uint64_t)nh;
+    out->bandit_mean = nb > 0 ? sb / nb : NAN;
+    out->holdout_mean = nh > 0 ? sh / nh : NAN;
+    out->difference = out->bandit_mean - out->holdout_mean;
+    out->ci_low = out->ci_high = NAN;
+    if (nb >= 2 && nh >= 2) {
+        /* Sample variances of the reward per visitor (unrewarded visitors
+           are zeros: they add nothing to the sums). */
+        double vb = (qb - sb * sb / nb) / (nb - 1), vh = (qh - sh * sh / nh) / (nh - 1);
+        double se = sqrt((vb < 0 ? 0 : vb) / nb + (vh < 0 ? 0 : vh) / nh);
+        out->ci_low = out->difference - 1.959963984540054 * se;
+        out->ci_high = out->difference + 1.959963984540054 * se;
+    }
+    return MAB_OK;
+}
