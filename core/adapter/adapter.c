@@ -662,8 +662,11 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
                                       e->cookie.assignment_id, expires_at, &ctx, err);
         if (rc == MAB_ECLAIMED)
             return refuse(rq, MAB_REWARD_REPLAYED, out);
-        if (rc == MAB_ELATE)
+        if (rc == MAB_ELATE) {
+            /* Nothing was claimed or counted: forget the id as for errors. */
+            mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
             return refuse(rq, MAB_REWARD_LATE, out);
+        }
         if (rc != MAB_OK) {
             /* Nothing was claimed or counted (engine_access.h): a retry may count. */
             mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
@@ -672,8 +675,10 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         return count(rq, e, &choice, out, MAB_OK);
     }
     rc = mab_reward_ctx(engine, experiment, e->cookie.arm, value, &ctx, err);
-    if (rc == MAB_ELATE)
+    if (rc == MAB_ELATE) {
+        mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
         return refuse(rq, MAB_REWARD_LATE, out);
+    }
     if (rc != MAB_OK && rc != MAB_ESTORAGE) {
         mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
         return rc;
