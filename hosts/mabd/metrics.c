@@ -57,11 +57,29 @@ static void per_arm(mabd *d, strbuf *out, const char *name, const char *type, co
     }
 }
 
+/* Rewards refused by each experiment's attribution window (the engine's
+   count: it starts again at a reload, as Prometheus counters may). */
+static void late_rewards(mabd *d, strbuf *out)
+{
+    sb_puts(out, "# HELP mab_rewards_late_total Rewards refused as later than the "
+                 "experiment's attribution_window.\n# TYPE mab_rewards_late_total counter\n");
+    size_t n = mab_experiment_count(d->engine);
+    for (size_t i = 0; i < n; i++) {
+        mab_experiment_info info;
+        mab_rules_info rules = {sizeof rules, 0, 0, 0, 0, 0, 0, 0, 0};
+        if (mab_experiment_at(d->engine, i, &info, NULL) == MAB_OK &&
+            mab_rules(d->engine, info.id, &rules, NULL) == MAB_OK)
+            sb_printf(out, "mab_rewards_late_total{experiment=\"%s\"} %" PRIu64 "\n", info.id,
+                      rules.late_rewards);
+    }
+}
+
 void mabd_metrics_write(mabd *d, strbuf *out)
 {
     per_arm(d, out, "mab_pulls_total", "counter", "Visitors assigned to the arm (pulls).", 0);
     per_arm(d, out, "mab_rewards_total", "counter", "Rewards recorded for the arm.", 1);
     per_arm(d, out, "mab_reward_sum", "gauge", "Sum of the arm's reward values.", 2);
+    late_rewards(d, out);
 
     sb_puts(out, "# HELP mab_choose_duration_seconds Time to answer /v1/choose.\n"
                  "# TYPE mab_choose_duration_seconds histogram\n");

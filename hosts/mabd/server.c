@@ -311,6 +311,12 @@ static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const 
         ok = one && cJSON_AddStringToObject(one, "arm", a.arm_id) &&
              cJSON_AddRawToObject(one, "value", a.value_json) &&
              cJSON_AddNumberToObject(one, "probability", a.probability);
+        /* Which operating rule served it (docs/operating.md), only when one
+           did, so the common answer stays as it was. */
+        if (ok && (a.flags & MAB_CHOICE_HOLDOUT))
+            ok = cJSON_AddTrueToObject(one, "holdout") != NULL;
+        if (ok && (a.flags & MAB_CHOICE_NOT_LEARNING))
+            ok = cJSON_AddTrueToObject(one, "paused") != NULL;
     }
     /* The token goes in the body only when the caller asked for it (sent
        ?token= or X-MAB-Token, even empty), so that page scripts do not see
