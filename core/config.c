@@ -237,6 +237,35 @@ static int parse_reward_range(const mab_engine *e, mab__experiment *x, const cJS
     return MAB_OK;
 }
 
+/* An arm's value as JSON text, as cJSON_PrintUnformatted() writes it. A
+   whole number below 1e15 (the common arm value) is written here: cJSON
+   formats every number with "%1.15g" and checks it with sscanf, a few
+   thousand instructions an arm, which a config of millions of arms feels.
+   "%1.15g" writes such a number as its plain digits, as this does. */
+static char *value_text(const cJSON *v)
+{
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (!(isfinite(d) && d == floor(d) && fabs(d) < 1e15 && !(d == 0 && signbit(d))))
+        return cJSON_PrintUnformatted(v);
+    char digits[24];
+    size_t n = 0;
+    unsigned long long u = (unsigned long long)fabs(d);
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    char *out = cJSON_malloc(n + 2);
+    if (!out)
+        return NULL;
+    size_t k = 0;
+    if (d < 0)
+        out[k++] = '-';
+    while (n)
+        out[k++] = digits[--n];
+    out[k] = '\0';
+    return out;
+}
+
 static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_error *err)
 {
     if (!arms)
@@ -260,14 +289,9 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
                                  "%s: experiments.%s.arms: arm id \"%s\" must be 1 to %d letters, "
                                  "digits, '_' or '-'",
                                  e->config_path, x->id, a->string, MAB__ID_MAX);
-        for (size_t i = 0; i < x->n_arms; i++)
-            if (strcmp(x->arms[i].id, a->string) == 0)
-                return mab_error_set(err, MAB_ECONFIG,
-                                     "%s: experiments.%s.arms.%s: duplicate arm id",
-                                     e->config_path, x->id, a->string);
         mab__arm *arm = &x->arms[x->n_arms];
         arm->id = mab__strdup(a->string);
-        arm->value_json = cJSON_PrintUnformatted(a);
+        arm->value_json = value_text(a);
         if (!arm->id || !arm->value_json) {
             free(arm->id);
             cJSON_free(arm->value_json);
@@ -275,6 +299,12 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
         }
         x->n_arms++;
     }
+    long dup = mab__id_index_first_duplicate(x->arms, sizeof *x->arms, x->n_arms);
+    if (dup == -2)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    if (dup >= 0)
+        return mab_error_set(err, MAB_ECONFIG, "%s: experiments.%s.arms.%s: duplicate arm id",
+                             e->config_path, x->id, x->arms[dup].id);
     return MAB_OK;
 }
 
@@ -333,11 +363,6 @@ static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
                                  "%s: experiments: experiment id \"%s\" must be 1 to %d letters, "
                                  "digits, '_' or '-'",
                                  e->config_path, c->string, MAB__ID_MAX);
-        for (size_t i = 0; i < e->n_experiments; i++)
-            if (strcmp(e->experiments[i].id, c->string) == 0)
-                return mab_error_set(err, MAB_ECONFIG,
-                                     "%s: experiments.%s: duplicate experiment id",
-                                     e->config_path, c->string);
         mab__experiment *x = &e->experiments[e->n_experiments];
         x->id = mab__strdup(c->string);
         if (!x->id)
@@ -351,6 +376,15 @@ static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
         if (x->n_arms > e->max_arms)
             e->max_arms = x->n_arms;
     }
+    /* One pass over a hash of the ids: a config of 10^6 experiments must not
+       compare each id with every earlier one. */
+    long dup = mab__id_index_first_duplicate(e->experiments, sizeof *e->experiments,
+                                             e->n_experiments);
+    if (dup == -2)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    if (dup >= 0)
+        return mab_error_set(err, MAB_ECONFIG, "%s: experiments.%s: duplicate experiment id",
+                             e->config_path, e->experiments[dup].id);
     return MAB_OK;
 }
 

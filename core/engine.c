@@ -62,9 +62,14 @@ static void engine_free(mab_engine *e)
         for (size_t k = 0; k < x->n_features; k++)
             free(x->feature_names[k]);
         free(x->feature_names);
-        if (x->policy_handle)
-            dlclose(x->policy_handle);
     }
+    /* After every policy state is destroyed: the code lives in these. */
+    for (size_t i = 0; i < e->n_loaded_policies; i++) {
+        dlclose(e->loaded_policies[i].handle);
+        free(e->loaded_policies[i].name);
+        free(e->loaded_policies[i].path);
+    }
+    free(e->loaded_policies);
     if (e->storage_state)
         e->storage->close(e->storage_state);
     if (e->storage_handle)
@@ -210,6 +215,46 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
     return mab__params_check_unused(params, err);
 }
 
+/* Resolve and load the policy plugin `name` for x, once per name and open
+   (a config may have a million experiments on three plugins). */
+static int load_policy_once(mab_engine *e, const char *name, const char *plugin_key,
+                            mab__experiment *x, mab_error *err)
+{
+    struct mab__loaded_policy *lp = NULL;
+    for (size_t i = 0; i < e->n_loaded_policies && !lp; i++)
+        if (strcmp(e->loaded_policies[i].name, name) == 0)
+            lp = &e->loaded_policies[i];
+    if (!lp) {
+        struct mab__loaded_policy *grown =
+            realloc(e->loaded_policies, (e->n_loaded_policies + 1) * sizeof *grown);
+        if (!grown)
+            return mab_error_set(err, MAB_ENOMEM, "out of memory");
+        e->loaded_policies = grown;
+        struct mab__loaded_policy fresh = {mab__strdup(name), NULL, NULL, NULL, NULL};
+        if (!fresh.name)
+            return mab_error_set(err, MAB_ENOMEM, "out of memory");
+        int rc = mab__plugin_resolve(e, name, plugin_key, &fresh.path, err);
+        mab_error inner;
+        if (rc == MAB_OK &&
+            (rc = mab__load_policy(fresh.path, &fresh.handle, &fresh.policy, &fresh.policy2,
+                                   &inner)) != MAB_OK)
+            rc = plugin_error(e, plugin_key, &inner, err);
+        if (rc != MAB_OK) {
+            free(fresh.name);
+            free(fresh.path);
+            return rc;
+        }
+        lp = &e->loaded_policies[e->n_loaded_policies++];
+        *lp = fresh;
+    }
+    x->policy_path = mab__strdup(lp->path);
+    if (!x->policy_path)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    x->policy = lp->policy;
+    x->policy2 = lp->policy2;
+    return MAB_OK;
+}
+
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
     if (x->is_ledger) {
@@ -221,16 +266,9 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
     snprintf(json_path, sizeof json_path, "experiments.%s.policy", x->id);
     snprintf(plugin_key, sizeof plugin_key, "%s.plugin", json_path);
     const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(x->policy_obj, "plugin");
-    int rc = mab__plugin_resolve(e, plugin->valuestring, plugin_key, &x->policy_path, err);
+    int rc = load_policy_once(e, plugin->valuestring, plugin_key, x, err);
     if (rc)
         return rc;
-    mab_error inner;
-    rc = mab__load_policy(x->policy_path, &x->policy_handle, &x->policy, &x->policy2, &inner);
-    if (rc) {
-        x->policy = NULL;
-        x->policy2 = NULL;
-        return plugin_error(e, plugin_key, &inner, err);
-    }
     x->policy_name = x->policy ? x->policy->name : x->policy2->name;
     mab_params params;
     if ((rc = plugin_params(e, x->policy_obj, json_path, &params, err)) != MAB_OK)
@@ -385,10 +423,13 @@ static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
 /* Give each ABI 2 arm and experiment its place in the stats arrays. */
 static int allocate_stats(mab_engine *e)
 {
-    size_t at = 0;
+    size_t at = 0, entries = 1;
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         size_t own = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+        /* Batch entries only for what keeps statistics (stats_take): most
+           experiments keep none, and a million of them must not pay for it. */
+        entries += (x->layout.arm_stats ? x->n_arms : 0) + (x->layout.experiment_stats ? 1 : 0);
         for (size_t j = 0; j < x->n_arms; j++)
             x->arms[j].stats_at = at + j * x->layout.arm_stats;
         x->stats_at = at + x->n_arms * x->layout.arm_stats;
@@ -397,7 +438,7 @@ static int allocate_stats(mab_engine *e)
             e->max_stats = own;
     }
     e->total_stats = at;
-    size_t n = at ? at : 1, entries = e->total_arms + e->n_experiments;
+    size_t n = at ? at : 1;
     e->stats_published = calloc(n, sizeof *e->stats_published);
     e->stats_unapplied = calloc(n, sizeof *e->stats_unapplied);
     e->stats_batch = calloc(entries, sizeof *e->stats_batch);

@@ -67,6 +67,9 @@ int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size
 long mab__id_index_find(const mab__id_index *ix, const void *base, size_t stride,
                         const char *id);
 void mab__id_index_free(mab__id_index *ix);
+/* Position of the first id of base[0..n) equal to an earlier one, -1 when
+   all differ, -2 when out of memory (linear: a config's duplicate check). */
+long mab__id_index_first_duplicate(const void *base, size_t stride, size_t n);
 
 /* Four counters updated with atomic adds. */
 typedef struct mab__atomic_totals {
@@ -109,7 +112,6 @@ typedef struct mab__experiment {
     double reward_scale;     /* 1 / (reward_max - reward_min), set by mab_open */
     const cJSON *policy_obj; /* valid during mab_open only */
     char *policy_path;
-    void *policy_handle;     /* dlopen handle */
     const mab_policy *policy;   /* ABI 1, or NULL */
     const mab_policy2 *policy2; /* ABI 2, or NULL */
     const char *policy_name;    /* the descriptor's name */
@@ -174,6 +176,17 @@ struct mab_engine {
     mab__experiment *experiments;
     size_t n_experiments;     /* the config's, then their holdout ledgers */
     size_t n_configured;      /* the config's (listed by mab_experiment_at) */
+    /* Policy plugins already loaded by this open, by the name the config
+       gives (engine.c, create_policy): each is resolved and dlopened once,
+       however many experiments use it; the engine owns the handles. */
+    struct mab__loaded_policy {
+        char *name;
+        char *path;
+        void *handle;
+        const mab_policy *policy;
+        const mab_policy2 *policy2;
+    } *loaded_policies;
+    size_t n_loaded_policies;
     mab__id_index experiment_index;
     size_t total_arms, max_arms;
 

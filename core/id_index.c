@@ -27,11 +27,20 @@ static const char *id_at(const void *base, size_t stride, size_t i)
     return *id;
 }
 
-int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size_t n)
+/* Slots for n ids: a power of two at least 1.5 n (load at most 2/3, where
+   linear probing still finds most ids at the first slot), so an experiment
+   of 10 arms takes 16 slots of 12 bytes, not 32. */
+static size_t capacity(size_t n)
 {
     size_t cap = 8;
-    while (cap < 2 * n)
+    while (cap < n + n / 2 + 1)
         cap *= 2;
+    return cap;
+}
+
+int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size_t n)
+{
+    size_t cap = capacity(n);
     ix->slots = calloc(cap, sizeof *ix->slots);
     if (!ix->slots)
         return MAB_ENOMEM;
@@ -45,6 +54,32 @@ int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size
         ix->slots[h] = (mab__id_slot){(uint32_t)i + 1, hash, (uint32_t)len};
     }
     return MAB_OK;
+}
+
+long mab__id_index_first_duplicate(const void *base, size_t stride, size_t n)
+{
+    mab__id_index ix;
+    size_t cap = capacity(n);
+    ix.slots = calloc(cap, sizeof *ix.slots);
+    if (!ix.slots)
+        return -2;
+    ix.mask = (uint32_t)(cap - 1);
+    long duplicate = -1;
+    for (size_t i = 0; i < n && duplicate < 0; i++) {
+        const char *id = id_at(base, stride, i);
+        if (mab__id_index_find(&ix, base, stride, id) >= 0) {
+            duplicate = (long)i;
+            break;
+        }
+        size_t len;
+        uint32_t hash = fnv1a(id, &len);
+        uint32_t h = hash & ix.mask;
+        while (ix.slots[h].position)
+            h = (h + 1) & ix.mask;
+        ix.slots[h] = (mab__id_slot){(uint32_t)i + 1, hash, (uint32_t)len};
+    }
+    free(ix.slots);
+    return duplicate;
 }
 
 /* The whole hash and the length decide almost every probe; the bytes are

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
+
 #include "mab/mab.h"
 #include "mab/plugin.h"
 
@@ -532,6 +534,44 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* Arm values come back as cJSON writes them, whether the engine writes a
+   whole number itself (config.c, value_text) or lets cJSON do it. */
+static void test_arm_values_as_cjson_writes_them(void **state)
+{
+    (void)state;
+    static const char *const values[] = {"0", "-0", "7", "-42", "999999999999999",
+                                         "1000000000000000", "-999999999999999", "1.5",
+                                         "1e300", "2147483648", "\"x\"", "true"};
+    char text[4096];
+    size_t n = (size_t)snprintf(text, sizeof text,
+                                "{" PP ", " STORAGE ", \"experiments\": {\"e\": {" EG
+                                ", \"arms\": {");
+    size_t count = sizeof values / sizeof *values;
+    for (size_t i = 0; i < count; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "%s\"a%zu\": %s", i ? ", " : "", i,
+                              values[i]);
+    snprintf(text + n, sizeof text - n, "}}}}");
+    write_config(text);
+    mab_engine *engine = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_open(config_path, &engine, &err), MAB_OK);
+    for (size_t i = 0; i < count; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "a%zu", i);
+        mab_choice choice;
+        assert_int_equal(mab_arm_lookup(engine, "e", id, &choice, &err), MAB_OK);
+        cJSON *parsed = cJSON_Parse(values[i]);
+        char *expected = cJSON_PrintUnformatted(parsed);
+        if (strcmp(choice.value_json, expected) != 0)
+            print_error("%s: engine wrote %s, cJSON %s\n", values[i], choice.value_json,
+                        expected);
+        assert_string_equal(choice.value_json, expected);
+        cJSON_free(expected);
+        cJSON_Delete(parsed);
+    }
+    mab_close(engine, NULL);
+}
+
 int main(void)
 {
     /* The expected "looked for" lists assume no extra directories. */
@@ -540,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_good_config_opens),
+        cmocka_unit_test(test_arm_values_as_cjson_writes_them),
         cmocka_unit_test(test_unclaimed_keys_refused),
         cmocka_unit_test(test_bad_section_names),
         cmocka_unit_test(test_section_values),

@@ -1,0 +1,217 @@
+/*
+ * mab-bench-scale: how the engine scales in the number of experiments.
+ * For each count N it writes a config of N experiments of K arms
+ * (epsilon_greedy), then in a fresh child process: mab_open's time, the
+ * memory it took per arm (VmRSS after minus before, and malloc's bytes in
+ * use after minus before, beside what the id and value strings themselves
+ * hold), and choose on one hot
+ * experiment against choose on a random experiment of the N (the cost of
+ * cache misses), as ns per call and their ratio. Storage is off
+ * (MAB_OPEN_NO_STORAGE) unless --storage PLUGIN names one (json_file, lmdb),
+ * which then also measures the first write of every experiment and a reopen
+ * over the stored records.
+ *
+ *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] N [N ...]
+ *
+ * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
+ * its figures with the command.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mab/mab.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+static int write_config(const char *path, const char *dir, size_t n, size_t k,
+                        const char *storage)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "{\"seed\": 1, \"plugin_path\": [\"%s\"],\n", MAB_BENCH_PLUGIN_DIR);
+    if (storage && strcmp(storage, "lmdb") == 0)
+        fprintf(f, " \"storage\": {\"plugin\": \"lmdb\", \"path\": \"%s/db\", "
+                   "\"map_size_mb\": 16384, \"sync\": {\"interval_ms\": 3600000}},\n", dir);
+    else if (storage)
+        fprintf(f, " \"storage\": {\"plugin\": \"%s\", \"path\": \"%s/state.json\", "
+                   "\"sync\": {\"interval_ms\": 3600000}},\n", storage, dir);
+    else
+        fprintf(f, " \"storage\": {\"plugin\": \"json_file\", \"path\": \"%s/unused.json\"},\n",
+                dir);
+    fputs(" \"experiments\": {\n", f);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "  \"e%zu\": {\"policy\": {\"plugin\": \"epsilon_greedy\"}, \"arms\": {", i);
+        for (size_t a = 0; a < k; a++)
+            fprintf(f, "%s\"a%zu\": %zu", a ? ", " : "", a, a);
+        fprintf(f, "}}%s\n", i + 1 < n ? "," : "");
+    }
+    fputs(" }\n}\n", f);
+    return fclose(f);
+}
+
+/* ns per mab_choose over `calls` calls, on ids[pick(i)]. */
+static double choose_ns(mab_engine *e, char **ids, size_t n, size_t calls, int random)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    mab_choice c;
+    double t0 = now_s();
+    for (size_t i = 0; i < calls; i++) {
+        size_t at = 0;
+        if (random) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            at = (size_t)(x % n);
+        }
+        if (mab_choose(e, ids[at], &c, NULL) != MAB_OK)
+            return -1;
+    }
+    return (now_s() - t0) * 1e9 / (double)calls;
+}
+
+static int measure(const char *config, size_t n, size_t k, size_t calls, const char *storage,
+                   int tsv)
+{
+    char **ids = malloc(n * sizeof *ids);
+    for (size_t i = 0; ids && i < n; i++)
+        if (asprintf(&ids[i], "e%zu", i) < 0)
+            return 1;
+    long before = rss_kib();
+    struct mallinfo2 m0 = mallinfo2();
+    size_t heap_before = m0.uordblks + m0.hblkhd; /* small chunks + mmapped big ones */
+    mab_options opts = {sizeof opts, storage ? 0u : MAB_OPEN_NO_STORAGE, 0};
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    double t0 = now_s();
+    if (mab_open_ex(config, &opts, &e, &err) != MAB_OK) {
+        fprintf(stderr, "mab_open: %s\n", err.message);
+        return 1;
+    }
+    double open_s = now_s() - t0;
+    long after = rss_kib();
+    struct mallinfo2 m1 = mallinfo2();
+    size_t heap_after = m1.uordblks + m1.hblkhd;
+    /* What the ids and values themselves take (strings, NUL included; a
+       malloc'd string costs at least 32 bytes with glibc's header). */
+    double strings = 0;
+    for (size_t a = 0; a < k; a++) {
+        char id[32], value[32];
+        int id_len = snprintf(id, sizeof id, "a%zu", a);
+        int value_len = snprintf(value, sizeof value, "%zu", a);
+        strings += (double)(id_len + 1 + value_len + 1);
+    }
+    strings /= (double)k;
+    double hot = choose_ns(e, ids, n, calls, 0);
+    double cold = choose_ns(e, ids, n, calls, 1);
+    double flush_s = 0, reopen_s = 0;
+    if (storage) {
+        t0 = now_s();
+        if (mab_flush(e, &err) != MAB_OK) {
+            fprintf(stderr, "mab_flush: %s\n", err.message);
+            return 1;
+        }
+        flush_s = now_s() - t0;
+    }
+    mab_close(e, NULL);
+    if (storage) {
+        t0 = now_s();
+        if (mab_open_ex(config, &opts, &e, &err) != MAB_OK) {
+            fprintf(stderr, "mab_open (again): %s\n", err.message);
+            return 1;
+        }
+        reopen_s = now_s() - t0;
+        mab_close(e, NULL);
+    }
+    double per_arm = (double)(after - before) * 1024.0 / (double)(n * k);
+    double heap_per_arm = (double)(heap_after - heap_before) / (double)(n * k);
+    if (tsv)
+        printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\n", n,
+               k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
+               cold / hot, flush_s, reopen_s);
+    else
+        printf("%10zu %4zu %-9s %9.3f s %8.1f B %8.1f B %6.1f B %8.1f ns %8.1f ns %6.2fx %9.3f s "
+               "%9.3f s\n",
+               n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
+               cold / hot, flush_s, reopen_s);
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    size_t k = 10, calls = 1000000;
+    const char *storage = NULL;
+    int tsv = 0, i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--arms") == 0 && i + 1 < argc)
+            k = strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--calls") == 0 && i + 1 < argc)
+            calls = strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc)
+            storage = argv[++i];
+        else if (strcmp(argv[i], "--tsv") == 0)
+            tsv = 1;
+        else {
+            fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
+                            "[--tsv] N [N ...]\n");
+            return 2;
+        }
+    }
+    if (i == argc) {
+        fprintf(stderr, "mab-bench-scale: give at least one experiment count\n");
+        return 2;
+    }
+    if (tsv)
+        printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"
+               "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\n");
+    else
+        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s\n", "experiments",
+               "K", "storage", "open", "RSS/arm", "heap/arm", "id+value", "choose hot",
+               "random", "ratio", "first write", "reopen");
+    for (; i < argc; i++) {
+        size_t n = strtoul(argv[i], NULL, 10);
+        char dir[] = "/tmp/mab-bench-scale-XXXXXX";
+        if (!mkdtemp(dir) || n == 0)
+            return 1;
+        char config[sizeof dir + 16];
+        snprintf(config, sizeof config, "%s/mab.json", dir);
+        if (write_config(config, dir, n, k, storage) != 0)
+            return 1;
+        fflush(stdout);
+        /* A fresh process per count, so RSS and caches start clean. */
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(measure(config, n, k, calls, storage, tsv));
+        int status = 0;
+        waitpid(pid, &status, 0);
+        char cmd[sizeof dir + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        if (system(cmd) != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            return 1;
+    }
+    return 0;
+}
