@@ -106,6 +106,9 @@ typedef struct mab__experiment {
     char **feature_names;       /* the policy object's "features" */
     size_t n_features;
     size_t stats_at;            /* first of its layout.experiment_stats */
+    double winner_p_best;        /* the "winner" rule (config.c; report.c) */
+    double winner_expected_loss;
+    char *policy_json;           /* the "policy" object, compact, for reports */
 } mab__experiment;
 
 /* A top-level object of the caller's, kept for mab_config_section(). */
