@@ -9,7 +9,9 @@
  * with the experiment's id, so the same snapshot always gives the same
  * report, in every process and on every machine.
  */
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -191,6 +193,33 @@ static void monte_carlo(int model, const posterior *post, size_t n, uint64_t see
 
 /* ---- the report -------------------------------------------------------- */
 
+/* P(best) for people: three decimals, but never "1.000" for a probability
+   below 1 (nor "0.000" above 0), which would overstate what is known. */
+static void format_probability(double p, char *out, size_t cap)
+{
+    if (p < 1.0 && p >= 0.9995)
+        snprintf(out, cap, ">0.999");
+    else if (p > 0.0 && p < 0.0005)
+        snprintf(out, cap, "<0.001");
+    else
+        snprintf(out, cap, "%.3f", p);
+}
+
+static void recommend(mab_report *r, const mab_report_arm *arms)
+{
+    const mab_report_arm *leader = &arms[r->leader];
+    char p[16];
+    format_probability(leader->p_best, p, sizeof p);
+    if (r->winner)
+        snprintf(r->recommendation, sizeof r->recommendation,
+                 "winner: %s, P(best) %s, expected loss %.2g", leader->arm_id, p,
+                 leader->expected_loss);
+    else
+        snprintf(r->recommendation, sizeof r->recommendation,
+                 "keep exploring: P(best) %s for %s, expected loss %.2g", p, leader->arm_id,
+                 leader->expected_loss);
+}
+
 static int check_input(const mab_report_input *in, const mab_report *out, mab_error *err)
 {
     if (!in || !out)
@@ -295,6 +324,7 @@ int mab_report_compute(const mab_report_input *in, mab_report *out, mab_error *e
     }
     const mab_report_arm *leader = &arms[r.leader];
     r.winner = leader->p_best >= r.winner_p_best && leader->expected_loss < r.winner_expected_loss;
+    recommend(&r, arms);
     free(post);
     free(scratch);
 
@@ -350,6 +380,114 @@ int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_e
     }
     free(snapshot);
     return rc;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+/* A double that reads back exactly, or null for what JSON cannot hold. */
+static cJSON *json_double(double v)
+{
+    if (!isfinite(v))
+        return cJSON_CreateNull();
+    char text[40];
+    snprintf(text, sizeof text, "%.17g", v);
+    return cJSON_CreateRaw(text);
+}
+
+static cJSON *json_counter(uint64_t n)
+{
+    char text[24];
+    snprintf(text, sizeof text, "%" PRIu64, n);
+    return cJSON_CreateRaw(text);
+}
+
+/* Add item under key (or to the array when key is NULL); *ok turns 0 on
+   any failure, and item is freed then. */
+static cJSON *put(int *ok, cJSON *parent, const char *key, cJSON *item)
+{
+    if (*ok && item && parent &&
+        (key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item)))
+        return item;
+    *ok = 0;
+    cJSON_Delete(item);
+    return NULL;
+}
+
+int mab_report_json(const mab_report *r, char **out, mab_error *err)
+{
+    if (!r || !out || !r->arms || r->n_arms == 0)
+        return mab_error_set(err, MAB_EINVAL, "mab_report_json: NULL argument or no arms");
+    int ok = 1;
+    cJSON *doc = cJSON_CreateObject();
+    put(&ok, doc, "experiment", cJSON_CreateString(r->experiment ? r->experiment : ""));
+    put(&ok, doc, "policy", cJSON_CreateString(r->policy ? r->policy : ""));
+    cJSON *params = r->policy_json && r->policy_json[0] ? cJSON_Parse(r->policy_json) : NULL;
+    put(&ok, doc, "policy_params", params ? params : cJSON_CreateNull());
+    put(&ok, doc, "reward_min", json_double(r->reward_min));
+    put(&ok, doc, "reward_max", json_double(r->reward_max));
+    put(&ok, doc, "model", cJSON_CreateString(r->model == MAB_REPORT_BETA ? "beta" : "normal"));
+    put(&ok, doc, "draws", json_counter(r->draws));
+    cJSON *rule = put(&ok, doc, "winner_rule", cJSON_CreateObject());
+    put(&ok, rule, "p_best", json_double(r->winner_p_best));
+    put(&ok, rule, "expected_loss", json_double(r->winner_expected_loss));
+    put(&ok, doc, "pulls", json_counter(r->pulls));
+    const mab_report_arm *leader = mab_report_arm_at(r, r->leader);
+    put(&ok, doc, "leader", leader ? cJSON_CreateString(leader->arm_id) : cJSON_CreateNull());
+    put(&ok, doc, "winner", cJSON_CreateBool(r->winner));
+    put(&ok, doc, "recommendation", cJSON_CreateString(r->recommendation));
+    cJSON *arms = put(&ok, doc, "arms", cJSON_CreateObject());
+    for (size_t i = 0; ok && i < r->n_arms; i++) {
+        const mab_report_arm *a = mab_report_arm_at(r, i);
+        cJSON *arm = put(&ok, arms, a->arm_id, cJSON_CreateObject());
+        put(&ok, arm, "pulls", json_counter(a->pulls));
+        put(&ok, arm, "rewards", json_counter(a->rewards));
+        put(&ok, arm, "reward_sum", json_double(a->reward_sum));
+        put(&ok, arm, "mean", json_double(a->mean));
+        put(&ok, arm, "ci_low", json_double(a->ci_low));
+        put(&ok, arm, "ci_high", json_double(a->ci_high));
+        put(&ok, arm, "p_best", json_double(a->p_best));
+        put(&ok, arm, "expected_loss", json_double(a->expected_loss));
+        put(&ok, arm, "share_last_bucket", r->available & MAB_REPORT_HAS_SHARE
+                                               ? json_double(a->share_last_bucket)
+                                               : cJSON_CreateNull());
+        put(&ok, arm, "late_rewards", r->available & MAB_REPORT_HAS_LATE
+                                          ? json_counter(a->late_rewards)
+                                          : cJSON_CreateNull());
+    }
+    cJSON *holdout = NULL;
+    if (r->available & MAB_REPORT_HAS_HOLDOUT) {
+        holdout = cJSON_CreateObject();
+        put(&ok, holdout, "diff", json_double(r->holdout_diff));
+        put(&ok, holdout, "diff_low", json_double(r->holdout_diff_low));
+        put(&ok, holdout, "diff_high", json_double(r->holdout_diff_high));
+    }
+    put(&ok, doc, "holdout", holdout ? holdout : cJSON_CreateNull());
+    put(&ok, doc, "srm_p_value", r->available & MAB_REPORT_HAS_SRM ? json_double(r->srm_p_value)
+                                                                   : cJSON_CreateNull());
+    put(&ok, doc, "late_rewards", r->available & MAB_REPORT_HAS_LATE ? json_counter(r->late_rewards)
+                                                                     : cJSON_CreateNull());
+    cJSON *missing = put(&ok, doc, "not_available", cJSON_CreateArray());
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } fields[] = {{MAB_REPORT_HAS_SHARE, "share_last_bucket"},
+                  {MAB_REPORT_HAS_HOLDOUT, "holdout"},
+                  {MAB_REPORT_HAS_SRM, "srm_p_value"},
+                  {MAB_REPORT_HAS_LATE, "late_rewards"}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (!(r->available & fields[i].bit))
+            put(&ok, missing, NULL, cJSON_CreateString(fields[i].name));
+    char *text = ok ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory writing a report as JSON");
+    *out = text;
+    return MAB_OK;
+}
+
+void mab_report_json_free(char *json)
+{
+    cJSON_free(json);
 }
 
 const mab_report_arm *mab_report_arm_at(const mab_report *report, size_t i)

@@ -543,6 +543,7 @@ MAB_EXPORT int mab_import(mab_engine *engine, const mab_record *records, size_t 
  */
 
 #define MAB_REPORT_DRAWS 10000 /* Monte Carlo draws per report */
+#define MAB_REPORT_TEXT_MAX 192 /* mab_report.recommendation, NUL included */
 
 /* mab_report.model */
 #define MAB_REPORT_BETA 1   /* Beta posterior on rewards in [0, 1] */
@@ -601,6 +602,10 @@ typedef struct mab_report {
     size_t n_arms;
     size_t arm_size;         /* the library's sizeof(mab_report_arm) */
     const void *arms;        /* n_arms entries: mab_report_arm_at() */
+    /* The recommendation in words, the same on every surface:
+       "winner: blue, P(best) 0.973, expected loss 0.0004" or
+       "keep exploring: P(best) 0.710 for blue, expected loss 0.012". */
+    char recommendation[MAB_REPORT_TEXT_MAX];
     unsigned available;      /* MAB_REPORT_HAS_* bits; 0 in this version */
     /* Not available yet (MAB_REPORT_HAS_HOLDOUT): reward per visitor of the
        bandit's arms minus the holdout's, with a 95% interval. NAN. */
@@ -651,6 +656,29 @@ MAB_EXPORT int mab_report_get(mab_engine *engine, const char *experiment, mab_re
  *         arm) or MAB_ENOMEM. Untouched on failure.
  */
 MAB_EXPORT int mab_report_compute(const mab_report_input *in, mab_report *out, mab_error *err);
+
+/**
+ * @brief The report as one JSON object, the document every surface shows
+ *        (`mab report --json`, mabd's /v1/report/EXP, the dashboards):
+ *        {"experiment", "policy", "policy_params" (the config's policy
+ *        object), "reward_min", "reward_max", "model" ("beta" | "normal"),
+ *        "draws", "winner_rule": {"p_best", "expected_loss"}, "pulls",
+ *        "leader" (an arm id), "winner" (true | false), "recommendation",
+ *        "arms": {ARM: {"pulls", "rewards", "reward_sum", "mean", "ci_low",
+ *        "ci_high", "p_best", "expected_loss", "share_last_bucket",
+ *        "late_rewards"}}, "holdout", "srm_p_value", "late_rewards",
+ *        "not_available": [names of the fields that are null because
+ *        storage cannot tell them yet]}. Numbers round-trip as doubles;
+ *        counters are exact integers.
+ * @param out receives a NUL-terminated string; release it with
+ *        mab_report_json_free().
+ * @return MAB_OK, MAB_EINVAL (NULL argument, or a report without arms) or
+ *         MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_report_json(const mab_report *report, char **out, mab_error *err);
+
+/** @brief Release a string from mab_report_json(). NULL is fine. */
+MAB_EXPORT void mab_report_json_free(char *json);
 
 /**
  * @brief Arm number i (0 <= i < report->n_arms) of a report, whatever the

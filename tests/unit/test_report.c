@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 
 #include "mab/mab.h"
 
@@ -316,12 +317,20 @@ static void test_winner_rule_thresholds(void **state)
         mab_report_free(&r);
     }
 
+    compute("color", clear, 3, 0, 1, MAB_WINNER_P_BEST, MAB_WINNER_EXPECTED_LOSS, &r);
+    assert_string_equal(r.recommendation, "winner: blue, P(best) 0.983, expected loss 3.1e-05");
+    mab_report_free(&r);
+
     /* Two arms that cannot be told apart yet: keep exploring. */
     mab_arm_stats close[2] = {arm("casual", 200, 20, 20), arm("neutral", 200, 22, 22)};
     compute("txt", close, 2, 0, 1, MAB_WINNER_P_BEST, MAB_WINNER_EXPECTED_LOSS, &r);
     assert_int_equal(r.winner, 0);
     assert_int_equal(r.leader, 1);
     assert_true(at(&r, 1)->p_best > 0.5 && at(&r, 1)->p_best < 0.95);
+    char expected[MAB_REPORT_TEXT_MAX];
+    snprintf(expected, sizeof expected, "keep exploring: P(best) %.3f for neutral, expected loss %.2g",
+             at(&r, 1)->p_best, at(&r, 1)->expected_loss);
+    assert_string_equal(r.recommendation, expected);
     mab_report_free(&r);
 
     /* P(best) is high but the loss is not below epsilon: no winner. */
@@ -488,7 +497,45 @@ static void test_engine_report_and_winner_key(void **state)
     for (size_t i = 0; i < 2; i++)
         assert_memory_equal(at(&r, i), at(&pure, i), sizeof(mab_report_arm));
     mab_report_free(&pure);
+
+    /* The JSON document: every field, the placeholders null and listed. */
+    char *text = NULL;
+    assert_int_equal(mab_report_json(&r, &text, &err), MAB_OK);
+    cJSON *doc = cJSON_Parse(text);
+    assert_non_null(doc);
+    assert_string_equal(cJSON_GetObjectItem(doc, "experiment")->valuestring, "color");
+    assert_string_equal(cJSON_GetObjectItem(doc, "policy")->valuestring, "epsilon_greedy");
+    cJSON *params = cJSON_GetObjectItem(doc, "policy_params");
+    assert_true(cJSON_GetObjectItem(params, "epsilon")->valuedouble == 0.2);
+    assert_string_equal(cJSON_GetObjectItem(doc, "model")->valuestring, "beta");
+    assert_string_equal(cJSON_GetObjectItem(doc, "leader")->valuestring, "blue");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "winner")));
+    assert_string_equal(cJSON_GetObjectItem(doc, "recommendation")->valuestring, r.recommendation);
+    cJSON *rule = cJSON_GetObjectItem(doc, "winner_rule");
+    assert_true(cJSON_GetObjectItem(rule, "p_best")->valuedouble == 0.9);
+    assert_true(cJSON_GetObjectItem(rule, "expected_loss")->valuedouble == 0.002);
+    assert_true(cJSON_GetObjectItem(doc, "pulls")->valuedouble == 6000);
+    cJSON *blue = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "arms"), "blue");
+    assert_non_null(blue);
+    assert_true(cJSON_GetObjectItem(blue, "pulls")->valuedouble == 3000);
+    assert_true(cJSON_GetObjectItem(blue, "rewards")->valuedouble == 240);
+    assert_true(cJSON_GetObjectItem(blue, "mean")->valuedouble == 0.08);
+    assert_true(cJSON_GetObjectItem(blue, "p_best")->valuedouble == at(&r, 1)->p_best);
+    assert_true(cJSON_GetObjectItem(blue, "expected_loss")->valuedouble == at(&r, 1)->expected_loss);
+    assert_true(cJSON_GetObjectItem(blue, "ci_low")->valuedouble == at(&r, 1)->ci_low);
+    assert_true(cJSON_GetObjectItem(blue, "ci_high")->valuedouble == at(&r, 1)->ci_high);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(blue, "share_last_bucket")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(blue, "late_rewards")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "holdout")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "srm_p_value")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "late_rewards")));
+    cJSON *missing = cJSON_GetObjectItem(doc, "not_available");
+    assert_int_equal(cJSON_GetArraySize(missing), 4);
+    assert_string_equal(cJSON_GetArrayItem(missing, 2)->valuestring, "srm_p_value");
+    cJSON_Delete(doc);
+    mab_report_json_free(text);
     mab_report_free(&r);
+    assert_int_equal(mab_report_json(&r, &text, &err), MAB_EINVAL);
 
     /* The defaults, and the Normal model of a [0, 20] range. */
     assert_int_equal(mab_report_get(e, "spend", &r, &err), MAB_OK);
