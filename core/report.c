@@ -136,14 +136,17 @@ static posterior posterior_of(int model, const mab_arm_stats *s, double reward_m
     return p;
 }
 
-static void credible_interval(int model, const posterior *p, double *low, double *high)
+/* A Normal interval is clipped to the values an arm's mean can take: the
+   reward range, widened to 0 (a pull never rewarded counts as 0). */
+static void credible_interval(int model, const posterior *p, double reward_min,
+                              double reward_max, double *low, double *high)
 {
     if (model == MAB_REPORT_BETA) {
         *low = beta_quantile(p->a, p->b, 0.025);
         *high = beta_quantile(p->a, p->b, 0.975);
     } else {
-        *low = p->mu - Z_975 * p->sd;
-        *high = p->mu + Z_975 * p->sd;
+        *low = fmax(fmin(reward_min, 0.0), p->mu - Z_975 * p->sd);
+        *high = fmin(fmax(reward_max, 0.0), p->mu + Z_975 * p->sd);
     }
 }
 
@@ -193,13 +196,13 @@ static void monte_carlo(int model, const posterior *post, size_t n, uint64_t see
 
 /* ---- the report -------------------------------------------------------- */
 
-/* P(best) for people: three decimals, but never "1.000" for a probability
-   below 1 (nor "0.000" above 0), which would overstate what is known. */
+/* P(best) for people: three decimals, but never "1.000" or "0.000": an
+   estimate from 10^4 draws cannot tell certainty from 0.9999. */
 static void format_probability(double p, char *out, size_t cap)
 {
-    if (p < 1.0 && p >= 0.9995)
+    if (p >= 0.9995)
         snprintf(out, cap, ">0.999");
-    else if (p > 0.0 && p < 0.0005)
+    else if (p < 0.0005)
         snprintf(out, cap, "<0.001");
     else
         snprintf(out, cap, "%.3f", p);
@@ -311,7 +314,8 @@ int mab_report_compute(const mab_report_input *in, mab_report *out, mab_error *e
         a->rewards = s->rewards;
         a->reward_sum = s->reward_sum;
         a->mean = s->pulls ? s->reward_sum / (double)s->pulls : 0.0;
-        credible_interval(r.model, &post[k], &a->ci_low, &a->ci_high);
+        credible_interval(r.model, &post[k], in->reward_min, in->reward_max, &a->ci_low,
+                          &a->ci_high);
         a->p_best = p_best[k];
         a->expected_loss = loss[k];
         a->share_last_bucket = NAN;

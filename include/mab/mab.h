@@ -530,7 +530,9 @@ MAB_EXPORT int mab_import(mab_engine *engine, const mab_record *records, size_t 
  *    rewarded counts as a reward of 0). Until an arm shows any spread
  *    (fewer than 2 pulls, or every reward equal so far) v is the largest
  *    variance a reward in the range can have, ((max - min) / 2)^2, and an
- *    arm with no pulls is centred on the middle of the range.
+ *    arm with no pulls is centred on the middle of the range. Its credible
+ *    interval is clipped to the values a mean can take: [min(reward_min,
+ *    0), max(reward_max, 0)] (a pull never rewarded counts as 0).
  * P(best) and expected loss are Monte Carlo estimates over
  * MAB_REPORT_DRAWS joint draws from those posteriors, from a stream seeded
  * with the experiment's id, so one snapshot always gives one answer.

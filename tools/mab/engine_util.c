@@ -71,6 +71,31 @@ int load_stats(mab_engine *engine, const mab_experiment_info *info, mab_arm_stat
     return 0;
 }
 
+int load_report(mab_engine *engine, const char *experiment, mab_report *report)
+{
+    mab_error err = {0};
+    memset(report, 0, sizeof *report);
+    report->struct_size = sizeof *report;
+    if (mab_report_get(engine, experiment, report, &err) != MAB_OK)
+        return fail(&err);
+    return 0;
+}
+
+cJSON *report_json(const mab_report *report)
+{
+    char *text = NULL;
+    mab_error err = {0};
+    if (mab_report_json(report, &text, &err) != MAB_OK) {
+        fail(&err);
+        return NULL;
+    }
+    cJSON *doc = cJSON_Parse(text);
+    mab_report_json_free(text);
+    if (!doc)
+        fail_oom();
+    return doc;
+}
+
 char *read_input_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
