@@ -388,13 +388,18 @@ int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_e
 
 /* ---- JSON ------------------------------------------------------------------ */
 
-/* A double that reads back exactly, or null for what JSON cannot hold. */
+/* The shortest text that reads back as exactly v (0.95, not
+   0.94999999999999996), or null for what JSON cannot hold. */
 static cJSON *json_double(double v)
 {
     if (!isfinite(v))
         return cJSON_CreateNull();
     char text[40];
-    snprintf(text, sizeof text, "%.17g", v);
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
     return cJSON_CreateRaw(text);
 }
 

@@ -7,6 +7,7 @@
  * Also the `mab stats --json` document, /v1/report and the sampler.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -49,6 +50,32 @@ static int add_number(cJSON *obj, const char *name, double v)
     return cJSON_AddNumberToObject(obj, name, v) != NULL;
 }
 
+/* cJSON prints a parsed number with 15 digits when that reads back within
+   an epsilon, not always exactly: give each number back the shortest text
+   that reads back as exactly the double the library computed. */
+static int exact_numbers(cJSON *node)
+{
+    for (cJSON *c = node ? node->child : NULL; c; c = c->next) {
+        if (cJSON_IsNumber(c)) {
+            char text[40];
+            for (int digits = 15; digits <= 17; digits++) {
+                snprintf(text, sizeof text, "%.*g", digits, c->valuedouble);
+                if (strtod(text, NULL) == c->valuedouble)
+                    break;
+            }
+            char *copy = cJSON_malloc(strlen(text) + 1);
+            if (!copy)
+                return 0;
+            memcpy(copy, text, strlen(text) + 1);
+            c->type = cJSON_Raw; /* a Raw item prints its valuestring as it is */
+            c->valuestring = copy;
+        } else if (!exact_numbers(c)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 cJSON *mabd_report_json(mabd *d, const char *experiment, mab_error *err)
 {
     mab_report report;
@@ -63,8 +90,11 @@ cJSON *mabd_report_json(mabd *d, const char *experiment, mab_error *err)
         return NULL;
     cJSON *doc = cJSON_Parse(text);
     mab_report_json_free(text);
-    if (!doc)
+    if (!doc || !exact_numbers(doc)) {
+        cJSON_Delete(doc);
         mab_error_set(err, MAB_ENOMEM, "out of memory");
+        return NULL;
+    }
     return doc;
 }
 
