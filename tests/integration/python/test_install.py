@@ -78,8 +78,10 @@ class InstalledTest(TempDirTest):
         config = self.write_config()
         with mab.Engine(config) as engine:
             engine.choose("color")
+            engine.import_records([mab.Record("color", "green", 3000, 150, 150.0, 150.0),
+                                   mab.Record("color", "red", 3000, 240, 240.0, 240.0)])
         for command, expect in (("check", "epsilon_greedy"), ("stats", "green"),
-                                ("report", "keep exploring: P(best) ")):
+                                ("report", "winner: red, P(best) >0.999, expected loss ")):
             out = subprocess.run([PYTHON, "-m", "mab", command, config], capture_output=True,
                                  text=True, check=True, cwd=self.tmp).stdout
             self.assertIn(expect, out)
