@@ -258,4 +258,27 @@ extern const mab_core_api mab__core_api;
 int mab__load_storage(const char *path, void **handle, const mab_storage **out,
                       mab_error *err);
 
+/* Shared by engine.c, write_behind.c, claims.c and engine_stats.c (the
+   engine in files by concept; each is defined where its concept lives). */
+void mab__gather_all(mab_engine *e);
+uint64_t mab__slot_publish(mab_engine *e, mab__slot *s);
+int mab__wait_durable(mab_engine *e, uint64_t seq, mab_error *err);
+int mab__write_queued(mab_engine *e, mab_error *err);
+int mab__writer_start(mab_engine *e, mab_error *err);
+void mab__writer_stop(mab_engine *e);
+int mab__load_totals(mab_engine *e, mab_error *err);
+void mab__build_stats_view(const mab_engine *e, const mab__experiment *x, const mab__slot *s);
+void mab__build_view(const mab__experiment *x, const mab__slot *s);
+int mab__context_check(const mab_context *ctx, mab_error *err);
+int64_t mab__engine_now(const mab_engine *e, const mab_context *ctx);
+long mab__find_arm(const mab_engine *e, const mab__experiment *x, const char *id, mab_error *err);
+int mab__find_experiment(mab_engine *e, const char *id, mab__experiment **out, mab_error *err);
+int mab__find_experiment_arm(mab_engine *e, const char *experiment, const char *arm, mab__experiment **x, size_t *index, mab_error *err);
+int mab__fork_error(const mab_engine *e, mab_error *err);
+int mab__read_only_error(const mab_engine *e, const char *what, mab_error *err);
+int mab__record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *ev);
+void mab__resolve_features(const mab__experiment *x, const mab_context *ctx, double *out);
+int mab__reward_value_check(const mab__experiment *x, const char *arm, double value, mab_error *err);
+int mab__sums_finite(const mab__experiment *x, double count, double sum, double sq);
+
 #endif

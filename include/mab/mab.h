@@ -338,6 +338,41 @@ MAB_EXPORT int mab_stored_layouts(mab_engine *engine, const char *experiment,
                                   int (*visit)(void *ctx, const char *layout), void *ctx,
                                   mab_error *err);
 
+/*
+ * Time buckets (DESIGN.md decision 11). Every pull and reward is counted in
+ * the totals and in the bucket of its time: buckets are "bucket_seconds"
+ * wide (storage object, default 3600) and kept for "retention_seconds"
+ * (default 2592000, 30 days); older ones are dropped from storage, the totals
+ * keep them. With a storage plugin older than ABI 1.5 only this process's
+ * buckets since open are known.
+ */
+typedef struct mab_bucket_stats {
+    int64_t start;        /* unix seconds, a multiple of mab_bucket_seconds() */
+    uint64_t pulls;
+    uint64_t rewards;
+    double reward_sum;    /* experiment's own reward units */
+    double reward_sum_sq;
+} mab_bucket_stats;
+
+/** @brief Width of the engine's time buckets, in seconds. */
+MAB_EXPORT int64_t mab_bucket_seconds(const mab_engine *engine);
+
+/**
+ * @brief Visit an experiment's buckets that start at or after `since` (unix
+ *        seconds), oldest first, each arm's in config order within a bucket:
+ *        what storage holds plus what this process has not written yet
+ *        (as mab_stats()). Buckets without events are not visited.
+ * @param visit called with the arm's config index and id (valid until
+ *        mab_close()) and the bucket (valid during the call); a nonzero
+ *        return stops the walk and is returned.
+ * @return MAB_OK, what visit returned, MAB_ENOTFOUND, MAB_ENOMEM or a
+ *         storage error (MAB_ESTORAGE, naming the store).
+ */
+MAB_EXPORT int mab_history(mab_engine *engine, const char *experiment, int64_t since,
+                           int (*visit)(void *ctx, size_t arm_index, const char *arm_id,
+                                        const mab_bucket_stats *bucket),
+                           void *ctx, mab_error *err);
+
 /* Totals of one arm, in the experiment's own reward units. */
 typedef struct mab_arm_stats {
     const char *arm_id;   /* valid until mab_close() */

@@ -15,6 +15,12 @@
  *    features and those statistics (read-only) and returns the probability of
  *    its arm with an "estimated" flag. create() reports errors through a
  *    mab_error. An optional explain() gives per-arm scores or probabilities.
+ *  - ABI 2.1: a policy may ask for a window of recent time buckets
+ *    (mab_policy_layout.window_buckets); choose() and explain() then get
+ *    each arm's counters per bucket (mab_policy_input.window ...), from the
+ *    store's buckets plus what this process has not written yet. Written
+ *    only by policies that check layout->struct_size; a 2.0 policy is
+ *    served exactly as before.
  *
  * A policy is a shared object that exports exactly one symbol,
  * `mab_policy_entry`, returning a pointer to a static mab_policy descriptor
@@ -115,7 +121,7 @@ typedef struct mab_policy {
 /* ===================================================================== */
 
 #define MAB_POLICY2_ABI_MAJOR 2
-#define MAB_POLICY2_ABI_MINOR 0
+#define MAB_POLICY2_ABI_MINOR 1
 #define MAB_POLICY2_ENTRY_SYMBOL "mab_policy_entry2"
 
 /*
@@ -197,7 +203,15 @@ typedef struct mab_policy_layout {
     size_t arm_stats;         /* doubles per arm (<= MAB_POLICY_STATS_MAX) */
     size_t experiment_stats;  /* doubles per experiment (<= MAB_POLICY_STATS_MAX) */
     uint32_t stats_version;   /* bump when the meaning of the doubles changes */
+    /* ABI 2.1: write it only when struct_size covers it (an older core
+       does not have it). */
+    size_t window_buckets;    /* recent time buckets choose() needs per arm,
+                                 including the current one; 0: none. At most
+                                 MAB_POLICY_WINDOW_MAX, and within the storage
+                                 object's retention (else create fails at open). */
 } mab_policy_layout;
+
+#define MAB_POLICY_WINDOW_MAX 8760 /* a year of hourly buckets */
 
 #define MAB_POLICY_STATS_MAX 4096
 
@@ -233,6 +247,16 @@ typedef struct mab_policy_input {
     const double *features;          /* n_features values, NAN when missing */
     size_t n_features;
     mab_rng *rng;                    /* this thread's random stream */
+    /* ABI 2.1: read only when struct_size covers them. Set when the layout
+       asked for window_buckets > 0; else window is NULL and n_window 0. */
+    const mab_arm_view *window;      /* n_arms * n_window counters, normalised
+                                        like arms: arm i's bucket b at
+                                        window[i * n_window + b], b = 0 the
+                                        oldest, n_window - 1 the current one
+                                        (buckets with no events are zeros) */
+    size_t n_window;                 /* = layout.window_buckets */
+    int64_t bucket_seconds;          /* width of a bucket */
+    int64_t window_start;            /* unix seconds: start of bucket 0 */
 } mab_policy_input;
 
 /* What choose() returns. */

@@ -19,6 +19,12 @@
  *        scan_stats() read them. A plugin without them keeps serving every
  *        policy that keeps no statistics; the core refuses to open it for
  *        one that does.
+ *   1.5  time buckets (DESIGN.md decision 11): apply_buckets() adds
+ *        counters, statistics and per-bucket increments in one batch and
+ *        drops buckets past the retention; load_buckets() and scan_buckets()
+ *        read them. A plugin without them keeps serving every experiment:
+ *        the engine then has no stored history (windows and history start
+ *        empty at each open, and `mab check` says so).
  *
  * A storage plugin is a shared object exporting exactly one symbol,
  * `mab_storage_entry`, returning a pointer to a static mab_storage
@@ -42,8 +48,9 @@
  * thread every N ms and at close. Either way apply() must return only once
  * the batch is durable (or failed without applying anything).
  *
- * The keys "plugin", "sync" and "refresh_ms" of the storage object belong to
- * the core; every other key is the plugin's, read through mab_params.
+ * The keys "plugin", "sync", "refresh_ms", "bucket_seconds" and
+ * "retention_seconds" of the storage object belong to the core; every other
+ * key is the plugin's, read through mab_params.
  *
  * Versioning follows policy.h: abi_major, abi_minor, struct_size first;
  * fields only appended, with a minor bump.
@@ -62,7 +69,7 @@ extern "C" {
 #endif
 
 #define MAB_STORAGE_ABI_MAJOR 1
-#define MAB_STORAGE_ABI_MINOR 4
+#define MAB_STORAGE_ABI_MINOR 5
 #define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
 
 /* Bytes of an assignment id (random, carried in the signed cookie). */
@@ -103,6 +110,21 @@ typedef struct mab_stats_delta {
     const double *values;
     size_t n_values;
 } mab_stats_delta;
+
+/*
+ * One increment of a time bucket (ABI 1.5): add `add` to the bucket of
+ * (experiment, arm) that starts at `bucket`. A bucket's start is unix
+ * seconds, a multiple of the storage object's "bucket_seconds" (3600 by
+ * default); the core computes it from the event's time, so a plugin treats
+ * it as an opaque key that orders like time. Bucket increments are in the
+ * experiment's own reward units, like mab_delta.
+ */
+typedef struct mab_bucket_delta {
+    const char *experiment;
+    const char *arm;
+    int64_t bucket;
+    mab_totals add;
+} mab_bucket_delta;
 
 typedef struct mab_storage {
     uint32_t abi_major;   /* MAB_STORAGE_ABI_MAJOR the plugin was built with */
@@ -147,7 +169,8 @@ typedef struct mab_storage {
      */
     int (*apply)(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err);
 
-    /** Remove every record of an experiment (all arms, in the config or not). */
+    /** Remove every record of an experiment (all arms, in the config or not;
+        its policy statistics and time buckets too, ABI >= 1.4 / 1.5). */
     int (*reset)(void *state, const char *experiment, mab_error *err);
 
     /** Release the store (locks, files, connections). Called once. */
@@ -173,8 +196,9 @@ typedef struct mab_storage {
                 void *ctx, mab_error *err);
 
     /**
-     * All or nothing: remove every record of the listed experiments, then add
-     * the deltas (import --replace).
+     * All or nothing: remove every record of the listed experiments (with
+     * their statistics and buckets, ABI >= 1.4 / 1.5), then add the deltas
+     * (import --replace).
      */
     int (*replace)(void *state, const char *const *experiments, size_t n_experiments,
                    const mab_delta *deltas, size_t n_deltas, mab_error *err);
@@ -309,7 +333,60 @@ typedef struct mab_storage {
                       int (*visit)(void *ctx, const char *experiment, const char *arm,
                                    const char *layout, const double *values, size_t n_values),
                       void *ctx, mab_error *err);
-    /* Fields above are ABI 1.4. Append new ones below, with a minor bump. */
+    /* Fields above are ABI 1.4. */
+
+    /*
+     * Time buckets (ABI 1.5). Beside the totals, which hold everything ever
+     * added, a store keeps per-bucket increments of the four counters for
+     * the recent past: each record is keyed by (experiment id, arm id,
+     * bucket start). Totals are never derived from buckets and buckets never
+     * from totals: the core adds each event once to the totals and once to
+     * its bucket, so dropping a bucket past the retention ("compaction")
+     * leaves the totals exact. The core calls these only when struct_size
+     * covers them and all three are set (a plugin sets all three or none).
+     */
+
+    /**
+     * Like apply_stats(), in the same all-or-nothing durable step: add the
+     * counter deltas, the statistics deltas and the bucket increments
+     * (each list may be empty), then remove bucket records that start
+     * before `keep_from` (unix seconds; INT64_MIN: remove none). Removal is
+     * maintenance: do a bounded amount of it per call (never a full scan of
+     * a large store inside one call), as long as every call makes progress,
+     * so that old buckets disappear over successive calls. The core calls
+     * it instead of apply() and apply_stats() whenever a batch holds
+     * bucket increments. The error contract is apply()'s.
+     */
+    int (*apply_buckets)(void *state, const mab_delta *deltas, size_t n_deltas,
+                         const mab_stats_delta *stats, size_t n_stats,
+                         const mab_bucket_delta *buckets, size_t n_buckets, int64_t keep_from,
+                         mab_error *err);
+
+    /**
+     * Visit the bucket records of one experiment, for the arms arm_ids[0..
+     * n_arms), that start at or after `since` (unix seconds), in ascending
+     * bucket order (arms in any order within a bucket). arm_index is the
+     * position in arm_ids; add is valid during the visit only. Records of
+     * arms not listed are skipped. When visit returns nonzero the call
+     * stops and returns that value.
+     * @return MAB_OK, what visit returned, or a storage error.
+     */
+    int (*load_buckets)(void *state, const char *experiment, const char *const *arm_ids,
+                        size_t n_arms, int64_t since,
+                        int (*visit)(void *ctx, size_t arm_index, int64_t bucket,
+                                     const mab_totals *add),
+                        void *ctx, mab_error *err);
+
+    /**
+     * Visit every bucket record, of every experiment and arm, in any order
+     * (export, `mab check`). Strings and totals are valid during the visit
+     * only. When visit returns nonzero the scan stops and returns it.
+     */
+    int (*scan_buckets)(void *state,
+                        int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                     int64_t bucket, const mab_totals *add),
+                        void *ctx, mab_error *err);
+    /* Fields above are ABI 1.5. Append new ones below, with a minor bump. */
 } mab_storage;
 
 #define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)

@@ -1182,6 +1182,7 @@ static const mab_storage json_file_storage = {
     json_apply_stats,
     json_load_stats,
     json_scan_stats,
+    NULL, NULL, NULL, /* ABI 1.5 time buckets: not stored yet */
 };
 
 MAB_STORAGE_DEFINE(json_file_storage)

@@ -1525,6 +1525,7 @@ static const mab_storage lmdb_storage = {
     lmdb_apply_stats,
     lmdb_load_stats,
     lmdb_scan_stats,
+    NULL, NULL, NULL, /* ABI 1.5 time buckets: not stored yet */
 #endif
 };
 

@@ -1379,6 +1379,7 @@ static const mab_storage mongodb_storage = {
     NULL, /* open_read_only: open() takes no lock; readers share the collection */
     mongo_claim,
     NULL, NULL, NULL, /* policy statistics (ABI 1.4): not yet */
+    NULL, NULL, NULL, /* ABI 1.5 time buckets: not stored yet */
 };
 
 MAB_STORAGE_DEFINE(mongodb_storage)

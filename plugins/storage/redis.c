@@ -1849,6 +1849,7 @@ static const mab_storage redis_storage = {
     redis_claim,
     NULL, NULL, NULL, /* policy statistics (ABI 1.4): not yet; an ABI 2 policy that keeps
                          statistics is refused at open over this store */
+    NULL, NULL, NULL, /* ABI 1.5 time buckets: not stored yet */
 };
 
 MAB_STORAGE_DEFINE(redis_storage)

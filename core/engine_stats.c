@@ -1,0 +1,404 @@
+/*
+ * engine_stats.c - reading an engine: experiment descriptions, totals,
+ * policy statistics, explain, stored layouts, failure counters; and reset,
+ * export and import.
+ */
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "slots.h"
+
+/* ---- statistics and reset -------------------------------------------- */
+
+size_t mab_experiment_count(const mab_engine *e)
+{
+    return e ? e->n_experiments : 0;
+}
+
+int mab_experiment_at(const mab_engine *e, size_t index, mab_experiment_info *out,
+                      mab_error *err)
+{
+    if (!e || index >= e->n_experiments)
+        return mab_error_set(err, MAB_ENOTFOUND, "no experiment number %zu", index);
+    const mab__experiment *x = &e->experiments[index];
+    out->id = x->id;
+    out->policy = x->policy_name;
+    out->policy_path = x->policy_path;
+    out->n_arms = x->n_arms;
+    out->reward_min = x->reward_min;
+    out->reward_max = x->reward_max;
+    return MAB_OK;
+}
+
+const char *mab_storage_name(const mab_engine *e)
+{
+    return e && e->storage ? e->storage->name : "none";
+}
+
+int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t cap,
+              size_t *n_arms, mab_error *err)
+{
+    mab__experiment *x;
+    int found = mab__find_experiment(e, experiment, &x, err);
+    if (found != MAB_OK)
+        return found;
+    mab__gather_all(e);
+    for (size_t i = 0; i < x->n_arms && i < cap; i++) {
+        const mab__arm *a = &x->arms[i];
+        mab_arm_stats *st = &out[i];
+        st->arm_id = a->id;
+        mab_totals t = atomic_totals_read(&a->published);
+        st->pulls = t.pulls;
+        st->rewards = t.rewards;
+        st->reward_sum = t.reward_sum;
+        st->reward_sum_sq = t.reward_sum_sq;
+        st->mean = st->pulls ? st->reward_sum / (double)st->pulls : 0.0;
+    }
+    if (n_arms)
+        *n_arms = x->n_arms;
+    return MAB_OK;
+}
+
+int mab_policy_stats(mab_engine *e, const char *experiment, mab_policy_stats_info *info,
+                     double *arm_stats, size_t arm_cap, double *experiment_stats,
+                     size_t experiment_cap, mab_error *err)
+{
+    mab__experiment *x;
+    int found = mab__find_experiment(e, experiment, &x, err);
+    if (found != MAB_OK)
+        return found;
+    if (!info || info->struct_size < sizeof *info)
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_policy_stats: info is NULL or its struct_size is too small");
+    if ((arm_cap && !arm_stats) || (experiment_cap && !experiment_stats))
+        return mab_error_set(err, MAB_EINVAL, "mab_policy_stats: NULL array with a capacity");
+    mab__gather_all(e);
+    info->layout = x->layout_tag ? x->layout_tag : "";
+    info->per_arm = x->layout.arm_stats;
+    info->per_experiment = x->layout.experiment_stats;
+    size_t n_arm = x->n_arms * x->layout.arm_stats;
+    size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    for (size_t i = 0; i < n_arm && i < arm_cap; i++)
+        arm_stats[i] = atomic_load_explicit(&e->stats_published[at + i], memory_order_relaxed);
+    for (size_t i = 0; i < x->layout.experiment_stats && i < experiment_cap; i++)
+        experiment_stats[i] =
+            atomic_load_explicit(&e->stats_published[x->stats_at + i], memory_order_relaxed);
+    return MAB_OK;
+}
+
+int mab_explain(mab_engine *e, const char *experiment, const mab_context *ctx, double *values,
+                size_t cap, int *kind, mab_error *err)
+{
+    mab__experiment *x;
+    int rc = mab__find_experiment(e, experiment, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if ((rc = mab__context_check(ctx, err)) != MAB_OK)
+        return rc;
+    if (!x->policy2 || !x->policy2->explain)
+        return mab_error_set(err, MAB_EINVAL, "experiments.%s: policy %s has no explain()",
+                             x->id, x->policy_path);
+    if (!kind || (cap && !values))
+        return mab_error_set(err, MAB_EINVAL, "mab_explain: values and kind must not be NULL");
+    double features[MAB_POLICY_FEATURES_MAX];
+    mab__resolve_features(x, ctx, features);
+    int64_t now = mab__engine_now(e, ctx);
+    double *scores = calloc(x->n_arms, sizeof *scores);
+    if (!scores)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    mab__slot *s = slot_acquire(e);
+    if (!s) {
+        free(scores);
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
+    mab__build_view(x, s);
+    mab__build_stats_view(e, x, s);
+    mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
+                           s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
+                           x->n_features, &s->rng, NULL, 0, 0, 0};
+    *kind = 0;
+    rc = x->policy2->explain(x->policy_state, &in, scores, kind);
+    slot_unlock(s);
+    if (rc == MAB_OK)
+        memcpy(values, scores, (cap < x->n_arms ? cap : x->n_arms) * sizeof *values);
+    free(scores);
+    if (rc != MAB_OK)
+        return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s: explain failed: %s",
+                             x->id, x->policy_path, mab_strerror(rc));
+    return MAB_OK;
+}
+
+struct layouts_ctx {
+    const char *experiment;
+    char **seen;
+    size_t n_seen;
+    int (*visit)(void *ctx, const char *layout);
+    void *ctx;
+    int failed; /* out of memory */
+};
+
+static int layout_seen(void *ctx, const char *experiment, const char *arm, const char *layout,
+                       const double *values, size_t n_values)
+{
+    (void)arm;
+    (void)values;
+    (void)n_values;
+    struct layouts_ctx *l = ctx;
+    if (strcmp(experiment, l->experiment) != 0)
+        return 0;
+    for (size_t i = 0; i < l->n_seen; i++)
+        if (strcmp(l->seen[i], layout) == 0)
+            return 0;
+    char **grown = realloc(l->seen, (l->n_seen + 1) * sizeof *grown);
+    if (!grown || !(grown[l->n_seen] = mab__strdup(layout))) {
+        if (grown)
+            l->seen = grown;
+        l->failed = 1;
+        return MAB_ENOMEM;
+    }
+    l->seen = grown;
+    l->n_seen++;
+    return l->visit(l->ctx, layout);
+}
+
+int mab_stored_layouts(mab_engine *e, const char *experiment,
+                       int (*visit)(void *ctx, const char *layout), void *ctx, mab_error *err)
+{
+    mab__experiment *x;
+    int rc = mab__find_experiment(e, experiment, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "mab_stored_layouts: visit is NULL");
+    if (e->storage && e->read_only && !e->storage_state) {
+        /* MAB_OPEN_CHECK: what the check read, if it could. */
+        if (!e->check_layouts_read)
+            return mab_error_set(err, MAB_EINVAL, "%s", e->check_layouts_why);
+        for (size_t i = 0; i < e->n_check_layouts; i++)
+            if (strcmp(e->check_layouts[2 * i], x->id) == 0 &&
+                (rc = visit(ctx, e->check_layouts[2 * i + 1])) != 0)
+                return rc;
+        return MAB_OK;
+    }
+    if (!e->storage || !e->storage_state)
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_stored_layouts: the engine has no open store (opened with "
+                             "MAB_OPEN_NO_STORAGE)");
+    if (!mab__storage_has_stats(e->storage))
+        return MAB_OK;
+    if (!e->read_only && (rc = mab_flush(e, err)) != MAB_OK)
+        return rc;
+    struct layouts_ctx l = {x->id, NULL, 0, visit, ctx, 0};
+    pthread_mutex_lock(&e->flush_mu);
+    rc = e->storage->scan_stats(e->storage_state, layout_seen, &l, err);
+    pthread_mutex_unlock(&e->flush_mu);
+    for (size_t i = 0; i < l.n_seen; i++)
+        free(l.seen[i]);
+    free(l.seen);
+    if (l.failed)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    return rc;
+}
+
+uint64_t mab_storage_errors(const mab_engine *e)
+{
+    return e ? (uint64_t)atomic_load(&((mab_engine *)e)->flush_failures) : 0;
+}
+
+uint64_t mab_dropped_deltas(const mab_engine *e, mab_error *last)
+{
+    if (!e)
+        return 0;
+    mab_engine *m = (mab_engine *)e;
+    uint64_t n = atomic_load(&m->dropped_deltas);
+    if (last && n) {
+        pthread_mutex_lock(&m->dropped_mu);
+        *last = m->last_drop;
+        pthread_mutex_unlock(&m->dropped_mu);
+    }
+    return n;
+}
+
+int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
+{
+    mab__experiment *x;
+    int found = mab__find_experiment(e, experiment, &x, err);
+    if (found != MAB_OK)
+        return found;
+    if (e->read_only)
+        return mab__read_only_error(e, "reset", err);
+    mab__gather_all(e);
+    pthread_mutex_lock(&e->flush_mu);
+    int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;
+    if (rc == MAB_OK) {
+        static const mab_totals zero;
+        pthread_rwlock_wrlock(&e->publish_lock);
+        for (size_t i = 0; i < x->n_arms; i++) {
+            atomic_totals_store(&x->arms[i].published, &zero);
+            atomic_totals_store(&x->arms[i].unapplied, &zero);
+        }
+        size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+        size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+        for (size_t i = at; i < at + n; i++) {
+            atomic_store_explicit(&e->stats_published[i], 0.0, memory_order_relaxed);
+            atomic_store_explicit(&e->stats_unapplied[i], 0.0, memory_order_relaxed);
+        }
+        pthread_rwlock_unlock(&e->publish_lock);
+    }
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
+/* ---- export and import ------------------------------------------------ */
+
+static int storage_v11(const mab_engine *e, const char *what, mab_error *err)
+{
+    if (!e->storage || !e->storage_state)
+        return mab_error_set(err, MAB_EINVAL, "%s: the engine was opened without storage%s", what,
+                             e->storage ? " (MAB_OPEN_CHECK)" : "");
+    if (!mab__storage_has(e->storage, replace))
+        return mab_error_set(err, MAB_EPLUGIN,
+                             "%s: storage plugin %s is ABI 1.0, which cannot list or replace "
+                             "records; rebuild it against storage ABI 1.1",
+                             what, e->storage_path);
+    return MAB_OK;
+}
+
+struct export_ctx {
+    int (*visit)(void *ctx, const mab_record *record);
+    void *ctx;
+};
+
+static int export_one(void *ctx, const char *experiment, const char *arm,
+                      const mab_totals *totals)
+{
+    struct export_ctx *x = ctx;
+    mab_record r = {experiment, arm, totals->pulls, totals->rewards, totals->reward_sum,
+                    totals->reward_sum_sq};
+    return x->visit(x->ctx, &r);
+}
+
+int mab_export(mab_engine *e, int (*visit)(void *ctx, const mab_record *record), void *ctx,
+               mab_error *err)
+{
+    if (!e || !visit)
+        return mab_error_set(err, MAB_EINVAL, "mab_export: engine and visit must not be NULL");
+    int rc = storage_v11(e, "export", err);
+    if (rc == MAB_OK)
+        rc = mab_flush(e, err);
+    if (rc != MAB_OK)
+        return rc;
+    struct export_ctx x = {visit, ctx};
+    pthread_mutex_lock(&e->flush_mu);
+    rc = e->storage->scan(e->storage_state, export_one, &x, err);
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
+/* Check a record against the config; on success *experiment is its experiment. */
+static int import_check(mab_engine *e, const mab_record *r, size_t index,
+                        mab__experiment **experiment, mab_error *err)
+{
+    mab_error inner;
+    if (!r->experiment || mab__find_experiment(e, r->experiment, experiment, &inner) != MAB_OK)
+        return mab_error_set(err, MAB_ENOTFOUND,
+                             "import: record %zu: experiment \"%s\" is not in %s; nothing "
+                             "was imported",
+                             index, r->experiment ? r->experiment : "(null)", e->config_path);
+    if (mab__find_arm(e, *experiment, r->arm, &inner) < 0)
+        return mab_error_set(err, MAB_ENOTFOUND,
+                             "import: record %zu: experiments.%s has no arm \"%s\" in %s; "
+                             "nothing was imported",
+                             index, r->experiment, r->arm ? r->arm : "(null)", e->config_path);
+    if (!isfinite(r->reward_sum) || !isfinite(r->reward_sum_sq) || r->reward_sum_sq < 0)
+        return mab_error_set(err, MAB_EINVAL,
+                             "import: record %zu (%s/%s): reward sums must be finite and the "
+                             "sum of squares non-negative; nothing was imported",
+                             index, r->experiment, r->arm);
+    return MAB_OK;
+}
+
+/* Check that every arm's totals stay finite once the records are added (to
+   nothing for the experiments `cleared` lists, else to the current totals):
+   storage would refuse them otherwise. */
+static int import_check_totals(mab_engine *e, const mab_record *records,
+                               const mab_delta *deltas, size_t n, const char *const *cleared,
+                               size_t n_cleared, mab_error *err)
+{
+    mab_totals *sums = calloc(e->total_arms ? e->total_arms : 1, sizeof *sums);
+    if (!sums)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    for (size_t i = 0; i < e->total_arms; i++) {
+        const char *experiment = e->arm_experiment[i]->id;
+        size_t k = 0;
+        while (k < n_cleared && cleared[k] != experiment)
+            k++;
+        if (k == n_cleared)
+            sums[i] = atomic_totals_read(&e->all_arms[i]->published);
+    }
+    int rc = MAB_OK;
+    for (size_t i = 0; rc == MAB_OK && i < n; i++) {
+        mab__experiment *x;
+        mab_error inner;
+        mab__find_experiment(e, deltas[i].experiment, &x, &inner); /* checked by import_check */
+        size_t arm = x->first_arm + (size_t)mab__find_arm(e, x, deltas[i].arm, &inner);
+        totals_add(&sums[arm], &deltas[i].add);
+        if (!mab__sums_finite(x, (double)sums[arm].rewards, sums[arm].reward_sum,
+                         sums[arm].reward_sum_sq))
+            rc = mab_error_set(err, MAB_ERANGE,
+                               "import: record %zu (%s/%s): the arm's reward sums would "
+                               "overflow (sum %g, sum of squares %g once added); nothing was "
+                               "imported",
+                               i, records[i].experiment, records[i].arm, sums[arm].reward_sum,
+                               sums[arm].reward_sum_sq);
+    }
+    free(sums);
+    return rc;
+}
+
+int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, mab_error *err)
+{
+    if (!e || (!records && n))
+        return mab_error_set(err, MAB_EINVAL, "mab_import: engine and records must not be NULL");
+    int rc = e->read_only ? mab__read_only_error(e, "import", err) : storage_v11(e, "import", err);
+    mab_delta *deltas = rc == MAB_OK ? calloc(n ? n : 1, sizeof *deltas) : NULL;
+    const char **cleared = rc == MAB_OK ? calloc(e->n_experiments, sizeof *cleared) : NULL;
+    if (rc == MAB_OK && (!deltas || !cleared))
+        rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+    size_t n_cleared = 0;
+    for (size_t i = 0; rc == MAB_OK && i < n; i++) {
+        mab__experiment *x;
+        rc = import_check(e, &records[i], i, &x, err);
+        if (rc != MAB_OK)
+            break;
+        deltas[i].experiment = x->id;
+        deltas[i].arm = records[i].arm;
+        deltas[i].add = (mab_totals){records[i].pulls, records[i].rewards, records[i].reward_sum,
+                                     records[i].reward_sum_sq};
+        size_t k = 0;
+        while (k < n_cleared && cleared[k] != x->id)
+            k++;
+        if (k == n_cleared)
+            cleared[n_cleared++] = x->id;
+    }
+    if (rc == MAB_OK)
+        rc = mab_flush(e, err);
+    if (rc == MAB_OK)
+        rc = import_check_totals(e, records, deltas, n, cleared, replace ? n_cleared : 0, err);
+    if (rc == MAB_OK) {
+        pthread_mutex_lock(&e->flush_mu);
+        rc = replace ? e->storage->replace(e->storage_state, cleared, n_cleared, deltas, n, err)
+                     : e->storage->apply(e->storage_state, deltas, n, err);
+        if (rc == MAB_OK)
+            rc = mab__load_totals(e, err);
+        pthread_mutex_unlock(&e->flush_mu);
+    }
+    free(deltas);
+    free(cleared);
+    return rc;
+}
+

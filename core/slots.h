@@ -1,0 +1,168 @@
+/*
+ * slots.h - the small helpers of the choose and reward paths, inline so that
+ * splitting the engine into files costs no call: a thread's slot, totals
+ * arithmetic, atomics. Internal to core/ (engine.c, write_behind.c,
+ * claims.c, engine_stats.c).
+ */
+#ifndef MAB_SLOTS_H
+#define MAB_SLOTS_H
+
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+
+/* Per thread: which slot this thread uses in the last few engines it used
+   (defined in write_behind.c). */
+#define MAB__THREAD_CACHE 4
+typedef struct mab__thread_slot {
+    uint64_t serial;
+    mab__slot *slot;
+} mab__thread_slot;
+extern _Thread_local __attribute__((visibility("hidden"))) mab__thread_slot
+    mab__thread_slots[MAB__THREAD_CACHE];
+extern _Thread_local __attribute__((visibility("hidden"))) unsigned mab__thread_slots_next;
+
+/* write_behind.c: allocate a slot's arrays and seed its stream (first use). */
+int mab__slot_init(mab_engine *e, mab__slot *s);
+
+static inline void slot_lock(mab__slot *s)
+{
+    unsigned spins = 0;
+    while (atomic_flag_test_and_set_explicit(&s->lock, memory_order_acquire)) {
+        /* Only shared slots (more threads than MAB__SLOTS) or a gatherer
+           ever contend; yield rather than burn the other core. */
+        if (++spins > 64)
+            sched_yield();
+    }
+}
+
+static inline void slot_unlock(mab__slot *s)
+{
+    atomic_flag_clear_explicit(&s->lock, memory_order_release);
+}
+
+/* This thread's slot, locked and ready; NULL when out of memory. */
+static inline mab__slot *slot_acquire(mab_engine *e)
+{
+    mab__slot *s = NULL;
+    for (unsigned i = 0; i < MAB__THREAD_CACHE; i++)
+        if (mab__thread_slots[i].serial == e->serial)
+            s = mab__thread_slots[i].slot;
+    if (!s) {
+        unsigned index = atomic_fetch_add_explicit(&e->next_slot, 1, memory_order_relaxed);
+        s = &e->slots[index % MAB__SLOTS];
+        unsigned k = mab__thread_slots_next++ % MAB__THREAD_CACHE;
+        mab__thread_slots[k].serial = e->serial;
+        mab__thread_slots[k].slot = s;
+    }
+    slot_lock(s);
+    if (!s->ready && mab__slot_init(e, s) != MAB_OK) {
+        slot_unlock(s);
+        return NULL;
+    }
+    return s;
+}
+
+static inline void totals_add(mab_totals *to, const mab_totals *add)
+{
+    to->pulls += add->pulls;
+    to->rewards += add->rewards;
+    to->reward_sum += add->reward_sum;
+    to->reward_sum_sq += add->reward_sum_sq;
+}
+
+static inline int totals_empty(const mab_totals *t)
+{
+    return t->pulls == 0 && t->rewards == 0;
+}
+
+static inline void atomic_add_double(_Atomic double *to, double add)
+{
+    double old = atomic_load_explicit(to, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(to, &old, old + add, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+static inline void atomic_totals_add(mab__atomic_totals *to, const mab_totals *add)
+{
+    if (add->pulls)
+        atomic_fetch_add_explicit(&to->pulls, add->pulls, memory_order_relaxed);
+    if (add->rewards) {
+        atomic_fetch_add_explicit(&to->rewards, add->rewards, memory_order_relaxed);
+        atomic_add_double(&to->reward_sum, add->reward_sum);
+        atomic_add_double(&to->reward_sum_sq, add->reward_sum_sq);
+    }
+}
+
+/* Take the totals, leaving zeros. */
+static inline mab_totals atomic_totals_take(mab__atomic_totals *from)
+{
+    mab_totals t;
+    t.pulls = atomic_exchange_explicit(&from->pulls, 0, memory_order_relaxed);
+    t.rewards = atomic_exchange_explicit(&from->rewards, 0, memory_order_relaxed);
+    t.reward_sum = atomic_exchange_explicit(&from->reward_sum, 0.0, memory_order_relaxed);
+    t.reward_sum_sq = atomic_exchange_explicit(&from->reward_sum_sq, 0.0, memory_order_relaxed);
+    return t;
+}
+
+static inline mab_totals atomic_totals_read(const mab__atomic_totals *from)
+{
+    mab_totals t;
+    t.pulls = atomic_load_explicit(&from->pulls, memory_order_relaxed);
+    t.rewards = atomic_load_explicit(&from->rewards, memory_order_relaxed);
+    t.reward_sum = atomic_load_explicit(&from->reward_sum, memory_order_relaxed);
+    t.reward_sum_sq = atomic_load_explicit(&from->reward_sum_sq, memory_order_relaxed);
+    return t;
+}
+
+static inline void atomic_totals_store(mab__atomic_totals *to, const mab_totals *t)
+{
+    atomic_store_explicit(&to->pulls, t->pulls, memory_order_relaxed);
+    atomic_store_explicit(&to->rewards, t->rewards, memory_order_relaxed);
+    atomic_store_explicit(&to->reward_sum, t->reward_sum, memory_order_relaxed);
+    atomic_store_explicit(&to->reward_sum_sq, t->reward_sum_sq, memory_order_relaxed);
+}
+
+/* Add to a locked slot's pending totals of one arm. */
+static inline mab_totals *slot_pending(mab__slot *s, size_t arm)
+{
+    mab_totals *p = &s->pending[arm];
+    if (totals_empty(p))
+        s->dirty[s->n_dirty++] = (uint32_t)arm;
+    s->pending_ops++;
+    return p;
+}
+
+static inline int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Whether a locked slot should publish now (see MAB__PUBLISH_OPS). The
+   clock is read once per MAB__PUBLISH_OPS operations. */
+static inline int slot_due(const mab__slot *s)
+{
+    return s->pending_ops % MAB__PUBLISH_OPS == 0 &&
+           now_ns() - s->last_publish_ns >= MAB__PUBLISH_NS;
+}
+
+/* Whether storage refused a batch for what it holds (a delta it can never
+   apply as it is) rather than for the state of the store: see the contract
+   of apply() in storage.h. */
+static inline int refused_as_invalid(int rc)
+{
+    return rc == MAB_EINVAL || rc == MAB_ERANGE;
+}
+
+/* Whether this engine was opened by another process (before a fork). */
+static inline int forked_since_open(const mab_engine *e)
+{
+    return e->fork_generation != mab__fork_generation();
+}
+
+#endif

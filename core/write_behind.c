@@ -1,0 +1,440 @@
+/*
+ * write_behind.c - per-thread slots, publishing, and the write-behind queue
+ * that hands batches of increments to the storage plugin (group commit,
+ * splitting of refused batches, the background writer and refresh). See
+ * engine.h for where counts live and why.
+ */
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "slots.h"
+
+/* ---- slots ------------------------------------------------------------ */
+
+_Thread_local mab__thread_slot mab__thread_slots[MAB__THREAD_CACHE];
+_Thread_local unsigned mab__thread_slots_next;
+
+int mab__slot_init(mab_engine *e, mab__slot *s)
+{
+    s->pending = calloc(e->total_arms, sizeof *s->pending);
+    s->dirty = calloc(e->total_arms, sizeof *s->dirty);
+    s->view = calloc(e->max_arms, sizeof *s->view);
+    s->pending_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *s->pending_stats);
+    s->view_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->view_stats);
+    s->delta_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->delta_stats);
+    if (!s->pending || !s->dirty || !s->view || !s->pending_stats || !s->view_stats ||
+        !s->delta_stats) {
+        free(s->pending);
+        free(s->dirty);
+        free(s->view);
+        free(s->pending_stats);
+        free(s->view_stats);
+        free(s->delta_stats);
+        s->pending = NULL;
+        s->dirty = NULL;
+        s->view = NULL;
+        s->pending_stats = s->view_stats = s->delta_stats = NULL;
+        return MAB_ENOMEM;
+    }
+    size_t index = (size_t)(s - e->slots);
+    if (e->has_seed)
+        mab__rng_seed(&s->rng, e->seed + 0x9e3779b97f4a7c15ULL * index);
+    else
+        mab__rng_seed_random(&s->rng);
+    s->ready = 1;
+    return MAB_OK;
+}
+
+/* Move n pending statistics from `at` into the published ones and the
+   write-behind queue, leaving zeros (already-zero entries cost a test). */
+static void stats_publish(mab_engine *e, mab__slot *s, size_t at, size_t n)
+{
+    for (size_t i = at; i < at + n; i++) {
+        double d = s->pending_stats[i];
+        if (d == 0.0)
+            continue;
+        atomic_add_double(&e->stats_unapplied[i], d);
+        atomic_add_double(&e->stats_published[i], d);
+        s->pending_stats[i] = 0.0;
+    }
+}
+
+/* Move a locked slot's pending totals into the published totals and the
+   write-behind queue. Returns the publish sequence number covering them. */
+uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
+{
+    pthread_rwlock_rdlock(&e->publish_lock);
+    for (uint32_t k = 0; k < s->n_dirty; k++) {
+        mab_totals *p = &s->pending[s->dirty[k]];
+        mab__arm *a = e->all_arms[s->dirty[k]];
+        atomic_totals_add(&a->unapplied, p);
+        atomic_totals_add(&a->published, p);
+        memset(p, 0, sizeof *p);
+        const mab__experiment *x = e->arm_experiment[s->dirty[k]];
+        if (x->layout.arm_stats)
+            stats_publish(e, s, a->stats_at, x->layout.arm_stats);
+        if (x->layout.experiment_stats)
+            stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
+    }
+    s->n_dirty = 0;
+    s->pending_ops = 0;
+    s->last_publish_ns = now_ns();
+    /* Release: a writer that reads this number finds the adds above. */
+    uint64_t seq = atomic_fetch_add_explicit(&e->publish_seq, 1, memory_order_release) + 1;
+    pthread_rwlock_unlock(&e->publish_lock);
+    return seq;
+}
+
+/* Publish every thread's pending totals, so reads after this are exact. */
+void mab__gather_all(mab_engine *e)
+{
+    for (unsigned i = 0; i < MAB__SLOTS; i++) {
+        mab__slot *s = &e->slots[i];
+        slot_lock(s);
+        if (s->ready && s->pending_ops)
+            mab__slot_publish(e, s);
+        slot_unlock(s);
+    }
+}
+
+/* ---- write-behind ----------------------------------------------------- */
+
+/* Take n unapplied statistics from `at` into the stats batch as one entry
+   (none when they are all zero). */
+static void stats_take_one(mab_engine *e, size_t *k, size_t *used, const char *experiment,
+                           const char *arm, const char *layout, size_t at, size_t n)
+{
+    double *values = &e->stats_batch_values[*used];
+    int any = 0;
+    for (size_t j = 0; j < n; j++) {
+        values[j] = atomic_exchange_explicit(&e->stats_unapplied[at + j], 0.0,
+                                             memory_order_relaxed);
+        any |= values[j] != 0.0;
+    }
+    if (!any)
+        return;
+    e->stats_batch[*k] = (mab_stats_delta){experiment, arm, layout, values, n};
+    e->stats_batch_at[*k] = at;
+    ++*k;
+    *used += n;
+}
+
+/* Fill the stats batch from the unapplied statistics; returns its length. */
+static size_t stats_take(mab_engine *e)
+{
+    size_t k = 0, used = 0;
+    if (!e->total_stats)
+        return 0;
+    for (size_t i = 0; i < e->n_experiments; i++) {
+        mab__experiment *x = &e->experiments[i];
+        for (size_t j = 0; x->layout.arm_stats && j < x->n_arms; j++)
+            stats_take_one(e, &k, &used, x->id, x->arms[j].id, x->layout_tag,
+                           x->arms[j].stats_at, x->layout.arm_stats);
+        if (x->layout.experiment_stats)
+            stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
+                           x->layout.experiment_stats);
+    }
+    return k;
+}
+
+/* Give batch entries [from, from + n) back to the queue, to be offered again. */
+static void requeue(mab_engine *e, size_t from, size_t n)
+{
+    for (size_t k = from; k < from + n; k++)
+        atomic_totals_add(&e->all_arms[e->batch_arm[k]]->unapplied, &e->batch[k].add);
+}
+
+/* Forget batch entry k, which storage refused on its own: count it, keep
+   the reason, and take it out of the published totals too, so that this
+   process's counts stay those of the store. */
+static void drop_delta(mab_engine *e, size_t k, const mab_error *why)
+{
+    const mab_delta *d = &e->batch[k];
+    mab__arm *a = e->all_arms[e->batch_arm[k]];
+    atomic_fetch_sub_explicit(&a->published.pulls, d->add.pulls, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&a->published.rewards, d->add.rewards, memory_order_relaxed);
+    if (isfinite(d->add.reward_sum) && isfinite(d->add.reward_sum_sq)) {
+        atomic_add_double(&a->published.reward_sum, -d->add.reward_sum);
+        atomic_add_double(&a->published.reward_sum_sq, -d->add.reward_sum_sq);
+    }
+    atomic_fetch_add(&a->drops, 1);
+    atomic_fetch_add(&e->dropped_deltas, 1);
+    pthread_mutex_lock(&e->dropped_mu);
+    mab_error_set(&e->last_drop, why->code,
+                  "storage refused the increment of experiment \"%s\", arm \"%s\" (%llu "
+                  "pulls, %llu rewards, reward sum %g, sum of squares %g) and it was dropped: %s",
+                  d->experiment, d->arm, (unsigned long long)d->add.pulls,
+                  (unsigned long long)d->add.rewards, d->add.reward_sum, d->add.reward_sum_sq,
+                  why->message);
+    pthread_mutex_unlock(&e->dropped_mu);
+}
+
+/*
+ * Apply batch entries [from, from + n). When storage refuses them as
+ * invalid, apply each half on its own, down to the single delta at fault,
+ * which is dropped: the rest is written. Entries that fail for any other
+ * reason (the store is unavailable) go back to the queue whole. Returns
+ * MAB_OK when every entry was written or dropped, else the first such error.
+ */
+static int apply_split(mab_engine *e, size_t from, size_t n, mab_error *err)
+{
+    mab_error why = {0, ""};
+    int rc = e->storage->apply(e->storage_state, e->batch + from, n, &why);
+    if (rc == MAB_OK)
+        return MAB_OK;
+    if (!refused_as_invalid(rc)) {
+        requeue(e, from, n);
+        return mab_error_set(err, rc, "%s", why.message);
+    }
+    if (n == 1) {
+        if (!why.message[0])
+            mab_error_set(&why, rc, "%s", mab_strerror(rc));
+        drop_delta(e, from, &why);
+        return MAB_OK;
+    }
+    size_t half = n / 2;
+    int first = apply_split(e, from, half, err);
+    mab_error second_err;
+    int second = apply_split(e, from + half, n - half, first == MAB_OK ? err : &second_err);
+    return first != MAB_OK ? first : second;
+}
+
+/* Give stats batch entries [from, from + n) back to the queue. */
+static void requeue_stats(mab_engine *e, size_t from, size_t n)
+{
+    for (size_t k = from; k < from + n; k++)
+        for (size_t j = 0; j < e->stats_batch[k].n_values; j++)
+            atomic_add_double(&e->stats_unapplied[e->stats_batch_at[k] + j],
+                              e->stats_batch[k].values[j]);
+}
+
+/* Forget stats batch entry k, which storage refused on its own (as
+   drop_delta does for counters). */
+static void drop_stats(mab_engine *e, size_t k, const mab_error *why)
+{
+    const mab_stats_delta *d = &e->stats_batch[k];
+    for (size_t j = 0; j < d->n_values; j++)
+        if (isfinite(d->values[j]))
+            atomic_add_double(&e->stats_published[e->stats_batch_at[k] + j], -d->values[j]);
+    atomic_fetch_add(&e->dropped_deltas, 1);
+    pthread_mutex_lock(&e->dropped_mu);
+    mab_error_set(&e->last_drop, why->code,
+                  "storage refused the policy statistics of experiment \"%s\"%s%s%s (layout "
+                  "%s) and they were dropped: %s",
+                  d->experiment, d->arm ? ", arm \"" : "", d->arm ? d->arm : "",
+                  d->arm ? "\"" : "", d->layout, why->message);
+    pthread_mutex_unlock(&e->dropped_mu);
+}
+
+/*
+ * A batch holding policy statistics: counters and statistics go to storage
+ * in one apply_stats() call, so they commit together. When storage refuses
+ * it as invalid, the counters go through apply_split() alone and each
+ * statistics record is offered on its own, dropped when refused as invalid:
+ * a poisoned record costs only itself (that batch then loses the
+ * all-together commit of counters and statistics, nothing else).
+ */
+static int apply_with_stats(mab_engine *e, size_t n, size_t n_stats, mab_error *err)
+{
+    mab_error why = {0, ""};
+    int rc = e->storage->apply_stats(e->storage_state, e->batch, n, e->stats_batch, n_stats,
+                                     &why);
+    if (rc == MAB_OK)
+        return MAB_OK;
+    if (!refused_as_invalid(rc)) {
+        requeue(e, 0, n);
+        requeue_stats(e, 0, n_stats);
+        return mab_error_set(err, rc, "%s", why.message);
+    }
+    rc = n ? apply_split(e, 0, n, err) : MAB_OK;
+    if (rc != MAB_OK) {
+        requeue_stats(e, 0, n_stats);
+        return rc;
+    }
+    for (size_t k = 0; k < n_stats; k++) {
+        mab_error one = {0, ""};
+        int one_rc = e->storage->apply_stats(e->storage_state, NULL, 0, &e->stats_batch[k], 1,
+                                             &one);
+        if (one_rc == MAB_OK)
+            continue;
+        if (!refused_as_invalid(one_rc)) {
+            requeue_stats(e, k, n_stats - k);
+            return mab_error_set(err, one_rc, "%s", one.message);
+        }
+        if (!one.message[0])
+            mab_error_set(&one, one_rc, "%s", mab_strerror(one_rc));
+        drop_stats(e, k, &one);
+    }
+    return MAB_OK;
+}
+
+/* Hand everything queued to storage as one batch. Caller holds flush_mu.
+   On failure the batch goes back into the queue, to be offered again,
+   except the deltas storage refused as invalid (see apply_split). */
+int mab__write_queued(mab_engine *e, mab_error *err)
+{
+    /* Acquire: every publish numbered up to seq has added its increments. */
+    /* Exclusive: a publish adds an arm's four totals one by one, so taking
+       them while one is half-way would split its reward count from its
+       reward sum across two batches (and a crash between the two would
+       store a record whose count and sum disagree). The loop does no I/O. */
+    pthread_rwlock_wrlock(&e->publish_lock);
+    uint64_t seq = atomic_load_explicit(&e->publish_seq, memory_order_acquire);
+    size_t n = 0;
+    for (size_t i = 0; i < e->total_arms; i++) {
+        mab_totals t = atomic_totals_take(&e->all_arms[i]->unapplied);
+        if (totals_empty(&t))
+            continue;
+        e->batch[n].experiment = e->arm_experiment[i]->id;
+        e->batch[n].arm = e->all_arms[i]->id;
+        e->batch[n].add = t;
+        e->batch_arm[n++] = i;
+    }
+    /* Under the same lock: a publish adds an arm's statistics one by one too. */
+    size_t n_stats = stats_take(e);
+    pthread_rwlock_unlock(&e->publish_lock);
+    if ((!n && !n_stats) || !e->storage) {
+        atomic_store(&e->durable_seq, seq);
+        return MAB_OK;
+    }
+    uint64_t dropped_before = atomic_load(&e->dropped_deltas);
+    int rc = n_stats ? apply_with_stats(e, n, n_stats, err) : apply_split(e, 0, n, err);
+    if (rc != MAB_OK || atomic_load(&e->dropped_deltas) != dropped_before)
+        atomic_fetch_add(&e->flush_failures, 1);
+    if (rc == MAB_OK)
+        atomic_store(&e->durable_seq, seq);
+    return rc;
+}
+
+/*
+ * Group commit: return once publish `seq` is durable. The first caller to
+ * find no commit under way leads one: it writes everything published so far
+ * (its own increments and those of every caller that published meanwhile).
+ * Callers arriving during that write wait on durable_cv, not on flush_mu, so
+ * that when the commit ends they all return at once instead of queueing on
+ * flush_mu behind the next leader's fsync with their rewards already durable.
+ */
+int mab__wait_durable(mab_engine *e, uint64_t seq, mab_error *err)
+{
+    int rc = MAB_OK;
+    pthread_mutex_lock(&e->durable_mu);
+    while (atomic_load(&e->durable_seq) < seq) {
+        if (e->committing) {
+            pthread_cond_wait(&e->durable_cv, &e->durable_mu);
+            continue;
+        }
+        e->committing = 1;
+        pthread_mutex_unlock(&e->durable_mu);
+        /* Callers released by the previous commit are about to publish
+           again: let them, so that they join this commit rather than wait
+           a whole commit for the next one (costs nothing when alone). */
+        sched_yield();
+        pthread_mutex_lock(&e->flush_mu);
+        rc = atomic_load(&e->durable_seq) >= seq ? MAB_OK : mab__write_queued(e, err);
+        pthread_mutex_unlock(&e->flush_mu);
+        pthread_mutex_lock(&e->durable_mu);
+        e->committing = 0;
+        pthread_cond_broadcast(&e->durable_cv);
+        if (rc != MAB_OK)
+            break; /* a waiter whose publish is not durable either leads a retry */
+    }
+    pthread_mutex_unlock(&e->durable_mu);
+    return rc;
+}
+
+int mab_flush(mab_engine *e, mab_error *err)
+{
+    if (!e)
+        return mab_error_set(err, MAB_EINVAL, "mab_flush: engine is NULL");
+    if (forked_since_open(e))
+        return mab__fork_error(e, err);
+    mab__gather_all(e);
+    pthread_mutex_lock(&e->flush_mu);
+    int rc = mab__write_queued(e, err);
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
+
+/* Re-read what other processes added: published = stored + unapplied. */
+static int refresh_totals(mab_engine *e, mab_error *err)
+{
+    pthread_mutex_lock(&e->flush_mu);
+    int rc = mab__load_totals(e, err);
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
+}
+
+static int64_t now_ms(void)
+{
+    return now_ns() / 1000000;
+}
+
+/* The background writer: flush every interval_ms, refresh every refresh_ms. */
+static void *writer_main(void *arg)
+{
+    mab_engine *e = arg;
+    int64_t next_flush = now_ms() + e->interval_ms;
+    int64_t next_refresh = e->refresh_ms ? now_ms() + e->refresh_ms : INT64_MAX;
+    pthread_mutex_lock(&e->writer_mu);
+    while (!e->writer_stop) {
+        int64_t wake = next_flush < next_refresh ? next_flush : next_refresh;
+        struct timespec until = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000L};
+        int wait_rc = 0;
+        while (!e->writer_stop && wait_rc != ETIMEDOUT)
+            wait_rc = pthread_cond_timedwait(&e->writer_cv, &e->writer_mu, &until);
+        if (e->writer_stop)
+            break;
+        pthread_mutex_unlock(&e->writer_mu);
+        /* Failures are counted (flush_failures) and retried next time;
+           mab_flush() and mab_close() report them to the caller. */
+        mab_error ignored;
+        int64_t now = now_ms();
+        if (now >= next_flush) {
+            (void)mab_flush(e, &ignored);
+            next_flush = now + e->interval_ms;
+        }
+        if (now >= next_refresh) {
+            if (refresh_totals(e, &ignored) != MAB_OK)
+                atomic_fetch_add(&e->flush_failures, 1);
+            next_refresh = now + e->refresh_ms;
+        }
+        pthread_mutex_lock(&e->writer_mu);
+    }
+    pthread_mutex_unlock(&e->writer_mu);
+    return NULL;
+}
+
+int mab__writer_start(mab_engine *e, mab_error *err)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&e->writer_cv, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc == 0)
+        rc = pthread_create(&e->writer, NULL, writer_main, e);
+    if (rc)
+        return mab_error_set(err, MAB_ENOMEM, "cannot start the storage writer thread: %s",
+                             strerror(rc));
+    e->writer_running = 1;
+    return MAB_OK;
+}
+
+void mab__writer_stop(mab_engine *e)
+{
+    if (!e->writer_running)
+        return;
+    pthread_mutex_lock(&e->writer_mu);
+    e->writer_stop = 1;
+    pthread_cond_signal(&e->writer_cv);
+    pthread_mutex_unlock(&e->writer_mu);
+    pthread_join(e->writer, NULL);
+    pthread_cond_destroy(&e->writer_cv);
+    e->writer_running = 0;
+}
+
