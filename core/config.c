@@ -266,6 +266,46 @@ static char *value_text(const cJSON *v)
     return out;
 }
 
+/* "winner": {"p_best": P, "expected_loss": L}: when a report declares the
+   leader the winner (report.c, docs/operating.md). */
+static int parse_winner(const mab_engine *e, mab__experiment *x, const cJSON *w,
+                        mab_error *err)
+{
+    x->winner_p_best = MAB_WINNER_P_BEST;
+    x->winner_expected_loss = MAB_WINNER_EXPECTED_LOSS;
+    if (!w)
+        return MAB_OK;
+    char where[MAB__ID_MAX + 32];
+    snprintf(where, sizeof where, "experiments.%s.winner", x->id);
+    if (!cJSON_IsObject(w))
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: %s: expected {\"p_best\": P, \"expected_loss\": L}",
+                             e->config_path, where);
+    static const char *const keys[] = {"p_best", "expected_loss", NULL};
+    int rc = check_keys(e, w, where, keys, err);
+    if (rc)
+        return rc;
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(w, "p_best");
+    if (p) {
+        if (!cJSON_IsNumber(p) || !(p->valuedouble >= 0.5 && p->valuedouble <= 1.0))
+            return mab_error_set(err, MAB_ECONFIG,
+                                 "%s: %s.p_best: expected a probability in [0.5, 1]",
+                                 e->config_path, where);
+        x->winner_p_best = p->valuedouble;
+    }
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(w, "expected_loss");
+    if (l) {
+        double width = x->reward_max - x->reward_min;
+        if (!cJSON_IsNumber(l) || !(l->valuedouble > 0.0 && l->valuedouble <= width))
+            return mab_error_set(err, MAB_ECONFIG,
+                                 "%s: %s.expected_loss: expected a number above 0 and at most "
+                                 "the reward range's width (%g), in reward units",
+                                 e->config_path, where, width);
+        x->winner_expected_loss = l->valuedouble;
+    }
+    return MAB_OK;
+}
+
 static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_error *err)
 {
     if (!arms)
@@ -316,7 +356,7 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
     if (!cJSON_IsObject(obj))
         return mab_error_set(err, MAB_ECONFIG, "%s: %s: expected an object", e->config_path,
                              where);
-    static const char *const keys[] = {"policy", "arms", "reward",
+    static const char *const keys[] = {"policy", "arms", "reward", "winner",
                                        /* operating rules: rules.c */
                                        "state", "serve", "floor", "burn_in", "holdout",
                                        "attribution_window", NULL};
@@ -333,7 +373,12 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
                              "%s: %s.policy: expected an object with \"plugin\" naming a policy",
                              e->config_path, where);
     x->policy_obj = policy;
+    if (!(x->policy_json = cJSON_PrintUnformatted(policy)))
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
     rc = parse_reward_range(e, x, cJSON_GetObjectItemCaseSensitive(obj, "reward"), err);
+    if (rc)
+        return rc;
+    rc = parse_winner(e, x, cJSON_GetObjectItemCaseSensitive(obj, "winner"), err);
     if (rc)
         return rc;
     rc = parse_arms(e, x, cJSON_GetObjectItemCaseSensitive(obj, "arms"), err);
@@ -527,6 +572,7 @@ void mab__config_free(mab_engine *e)
         free(x->arms);
         free(x->id);
         free(x->policy_path);
+        cJSON_free(x->policy_json);
     }
     free(e->experiments);
     mab__web_config_free(e->web);

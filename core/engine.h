@@ -87,6 +87,7 @@ typedef struct mab__arm {
     mab__atomic_totals unapplied; /* published but not yet applied to storage */
     _Atomic uint64_t drops;       /* increments of this arm storage refused and the
                                      queue dropped (engine.c, drop_delta) */
+    _Atomic uint64_t late_rewards; /* refused by the attribution window (rules.c) */
 } mab__arm;
 
 /* An experiment's operating rules (rules.c; DESIGN.md decision 14). */
@@ -125,6 +126,9 @@ typedef struct mab__experiment {
     struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
     int is_ledger;              /* a holdout ledger: no policy, not listed, not chosen */
     _Atomic uint64_t late_rewards; /* refused by the attribution window */
+    double winner_p_best;        /* the "winner" rule (config.c; report.c) */
+    double winner_expected_loss;
+    char *policy_json;           /* the "policy" object, compact, for reports */
 } mab__experiment;
 
 /* A top-level object of the caller's, kept for mab_config_section(). */

@@ -419,6 +419,9 @@ int mab__rules_reward(mab_engine *e, mab__experiment **xp, const char *arm,
         int64_t age = mab__engine_now(e, ctx) - ctx->assigned_ns;
         if (age > x->rules.attribution_window * 1000000000LL) {
             atomic_fetch_add_explicit(&x->late_rewards, 1, memory_order_relaxed);
+            long i = mab__find_arm(e, x, arm, NULL);
+            if (i >= 0)
+                atomic_fetch_add_explicit(&x->arms[i].late_rewards, 1, memory_order_relaxed);
             return mab_error_set(err, MAB_ELATE,
                                  "experiments.%s: the reward for arm \"%s\" came %.0f s after "
                                  "its assignment, beyond the attribution window of %lld s; "

@@ -1,11 +1,15 @@
 /*
  * dashboard.c - the numbers behind the admin page, computed here so that
  * the page's script only draws: per arm, pulls, reward rate with a 95%
- * Wilson interval, the share of recent traffic; plus the time series.
- * Also the `mab stats --json` document and the time-series sampler.
+ * Wilson interval, the share of recent traffic, the arm's value (for its
+ * colour); per experiment the core's report (leader, P(best), expected
+ * loss, the recommendation, the policy's parameters); plus the time series.
+ * Also the `mab stats --json` document, /v1/report and the sampler.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "mabd.h"
@@ -46,6 +50,56 @@ static int add_number(cJSON *obj, const char *name, double v)
     return cJSON_AddNumberToObject(obj, name, v) != NULL;
 }
 
+/* cJSON prints a parsed number with 15 digits when that reads back within
+   an epsilon, not always exactly: give each number back the shortest text
+   that reads back as exactly the double the library computed. */
+static int exact_numbers(cJSON *node)
+{
+    for (cJSON *c = node ? node->child : NULL; c; c = c->next) {
+        if (cJSON_IsNumber(c)) {
+            char text[40];
+            for (int digits = 15; digits <= 17; digits++) {
+                snprintf(text, sizeof text, "%.*g", digits, c->valuedouble);
+                if (strtod(text, NULL) == c->valuedouble)
+                    break;
+            }
+            char *copy = cJSON_malloc(strlen(text) + 1);
+            if (!copy)
+                return 0;
+            memcpy(copy, text, strlen(text) + 1);
+            c->type = cJSON_Raw; /* a Raw item prints its valuestring as it is */
+            c->valuestring = copy;
+        } else if (!exact_numbers(c)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+cJSON *mabd_report_json(mabd *d, const char *experiment, mab_error *err)
+{
+    mab_report report;
+    memset(&report, 0, sizeof report);
+    report.struct_size = sizeof report;
+    if (mab_report_get(d->engine, experiment, &report, err) != MAB_OK)
+        return NULL;
+    char *text = NULL;
+    int rc = mab_report_json(&report, &text, err);
+    mab_report_free(&report);
+    if (rc != MAB_OK)
+        return NULL;
+    cJSON *doc = cJSON_Parse(text);
+    mab_report_json_free(text);
+    if (!doc || !exact_numbers(doc)) {
+        cJSON_Delete(doc);
+        mab_error_set(err, MAB_ENOMEM, "out of memory");
+        return NULL;
+    }
+    return doc;
+}
+
+/* Per arm the counters and the report's fields (the arms of the core's
+   report, taken in one snapshot), as `mab stats --json` prints them. */
 cJSON *mabd_stats_json(mabd *d)
 {
     cJSON *doc = cJSON_CreateObject();
@@ -56,20 +110,14 @@ cJSON *mabd_stats_json(mabd *d)
         mab_experiment_info info;
         if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
             continue;
-        mab_arm_stats *arms = experiment_stats(d, &info);
+        cJSON *report = mabd_report_json(d, info.id, NULL);
+        cJSON *arms = report ? cJSON_DetachItemFromObjectCaseSensitive(report, "arms") : NULL;
+        cJSON_Delete(report);
         cJSON *exp = cJSON_AddObjectToObject(experiments, info.id);
-        cJSON *by_arm = exp && cJSON_AddStringToObject(exp, "policy", info.policy)
-                            ? cJSON_AddObjectToObject(exp, "arms")
-                            : NULL;
-        ok = by_arm != NULL;
-        for (size_t a = 0; ok && arms && a < info.n_arms; a++) {
-            cJSON *arm = cJSON_AddObjectToObject(by_arm, arms[a].arm_id);
-            ok = arm && add_number(arm, "pulls", (double)arms[a].pulls) &&
-                 add_number(arm, "rewards", (double)arms[a].rewards) &&
-                 add_number(arm, "reward_sum", arms[a].reward_sum) &&
-                 add_number(arm, "mean", arms[a].mean);
-        }
-        free(arms);
+        ok = arms && exp && cJSON_AddStringToObject(exp, "policy", info.policy) &&
+             cJSON_AddItemToObject(exp, "arms", arms);
+        if (!ok)
+            cJSON_Delete(arms);
     }
     if (!ok) {
         cJSON_Delete(doc);
@@ -132,16 +180,33 @@ static int experiment_json(mabd *d, const mab_experiment_info *info, int64_t now
         double share = use_window ? (double)window[a] / (double)window_total
                        : total    ? (double)s->pulls / (double)total
                                   : NAN;
+        /* The arm's value, for the page to draw an arm valued "green" in
+           green (dashboard.js decides what is a colour). */
+        mab_choice choice;
+        cJSON *value = mab_arm_lookup(d->engine, info->id, s->arm_id, &choice, NULL) == MAB_OK
+                           ? cJSON_Parse(choice.value_json)
+                           : NULL;
         cJSON *arm = cJSON_CreateObject();
         ok = cJSON_AddItemToArray(arm_list, arm);
         if (!ok)
             cJSON_Delete(arm);
+        if (!ok || !cJSON_AddItemToObject(arm, "value", value ? value : cJSON_CreateNull())) {
+            cJSON_Delete(value);
+            ok = 0;
+        }
         ok = ok && cJSON_AddStringToObject(arm, "id", s->arm_id) &&
              add_number(arm, "pulls", (double)s->pulls) &&
              add_number(arm, "rewards", (double)s->rewards) &&
              add_number(arm, "reward_sum", s->reward_sum) && add_number(arm, "rate", rate) &&
              add_number(arm, "lo", lo) && add_number(arm, "hi", hi) &&
              add_number(arm, "share", share);
+    }
+    /* Leader, P(best), expected loss, the recommendation and the policy's
+       parameters: the core's report, as /v1/report/EXP answers it. */
+    cJSON *report = ok ? mabd_report_json(d, info->id, NULL) : NULL;
+    if (!report || !cJSON_AddItemToObject(exp, "report", report)) {
+        cJSON_Delete(report);
+        ok = 0;
     }
     free(window);
     free(arms);

@@ -119,6 +119,10 @@ void mabd_metrics_write(mabd *d, strbuf *out); /* caller holds d->lock for readi
 cJSON *mabd_dashboard_json(mabd *d);
 /* The stats JSON of `mab stats --json` (the same rules). */
 cJSON *mabd_stats_json(mabd *d);
+/* The core's report of one experiment (mab_report_json()), parsed: NULL
+   with err filled (MAB_ENOTFOUND for an unknown experiment). Caller holds
+   d->lock. */
+cJSON *mabd_report_json(mabd *d, const char *experiment, mab_error *err);
 /* Take one time-series sample now (caller holds d->lock). */
 void mabd_series_sample(mabd *d);
 

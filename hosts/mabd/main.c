@@ -47,6 +47,7 @@ static const char usage[] =
     "  only when listening on loopback; Host must be mabd's or in mabd.server_names):\n"
     "  GET  /                           dashboard\n"
     "  GET  /v1/stats, /metrics         JSON as `mab stats --json`; Prometheus text\n"
+    "  GET  /v1/report/EXP              who is winning: EXP's object of `mab report --json`\n"
     "  POST /v1/reset/EXP               zero an experiment's counters (needs Content-Type:\n"
     "                                   application/json or an X-MAB-Request header)\n"
     "\n"

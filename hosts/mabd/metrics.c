@@ -1,6 +1,7 @@
 /*
  * metrics.c - /metrics in the Prometheus text format (version 0.0.4):
- * per-arm counters, the choose latency histogram and the adapter's counters.
+ * per-arm counters, P(best) and expected loss (the core's report), the
+ * choose latency histogram and the adapter's counters.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -74,12 +75,54 @@ static void late_rewards(mabd *d, strbuf *out)
     }
 }
 
+/* mab_arm_p_best and mab_arm_expected_loss from the core's report: one
+   report per experiment (one snapshot), both families written from it. */
+static void report_gauges(mabd *d, strbuf *out)
+{
+    size_t n = mab_experiment_count(d->engine);
+    mab_report *reports = calloc(n ? n : 1, sizeof *reports);
+    int *have = calloc(n ? n : 1, sizeof *have);
+    for (size_t i = 0; reports && have && i < n; i++) {
+        mab_experiment_info info;
+        reports[i].struct_size = sizeof reports[i];
+        have[i] = mab_experiment_at(d->engine, i, &info, NULL) == MAB_OK &&
+                  mab_report_get(d->engine, info.id, &reports[i], NULL) == MAB_OK;
+    }
+    static const struct {
+        const char *name, *help;
+        int loss;
+    } families[] = {
+        {"mab_arm_p_best", "Posterior probability that the arm has the highest mean reward "
+                           "(Monte Carlo, seeded; docs/operating.md).", 0},
+        {"mab_arm_expected_loss", "Expected loss of choosing the arm: E[best mean - arm mean], "
+                                  "in reward units.", 1},
+    };
+    for (size_t f = 0; f < 2; f++) {
+        sb_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", families[f].name, families[f].help,
+                  families[f].name);
+        for (size_t i = 0; reports && have && i < n; i++) {
+            for (size_t a = 0; have[i] && a < reports[i].n_arms; a++) {
+                const mab_report_arm *arm = mab_report_arm_at(&reports[i], a);
+                sb_printf(out, "%s{experiment=\"%s\",arm=\"%s\"} %.17g\n", families[f].name,
+                          reports[i].experiment, arm->arm_id,
+                          families[f].loss ? arm->expected_loss : arm->p_best);
+            }
+        }
+    }
+    for (size_t i = 0; reports && have && i < n; i++)
+        if (have[i])
+            mab_report_free(&reports[i]);
+    free(reports);
+    free(have);
+}
+
 void mabd_metrics_write(mabd *d, strbuf *out)
 {
     per_arm(d, out, "mab_pulls_total", "counter", "Visitors assigned to the arm (pulls).", 0);
     per_arm(d, out, "mab_rewards_total", "counter", "Rewards recorded for the arm.", 1);
     per_arm(d, out, "mab_reward_sum", "gauge", "Sum of the arm's reward values.", 2);
     late_rewards(d, out);
+    report_gauges(d, out);
 
     sb_puts(out, "# HELP mab_choose_duration_seconds Time to answer /v1/choose.\n"
                  "# TYPE mab_choose_duration_seconds histogram\n");

@@ -513,6 +513,17 @@ static enum MHD_Result route_stats(mabd *d, struct MHD_Connection *conn)
     return respond_json(d, conn, 200, mabd_stats_json(d), NULL, 0);
 }
 
+static enum MHD_Result route_report(mabd *d, struct MHD_Connection *conn, const char *experiment)
+{
+    if (!mabd_valid_id(experiment, strlen(experiment)))
+        return error_reply(d, conn, 400, "expected /v1/report/EXP with one experiment id");
+    mab_error err = {0, ""};
+    cJSON *doc = mabd_report_json(d, experiment, &err);
+    if (!doc)
+        return err.code ? error_reply(d, conn, http_status(err.code), "%s", err.message) : MHD_NO;
+    return respond_json(d, conn, 200, doc, NULL, 0);
+}
+
 static enum MHD_Result route_metrics(mabd *d, struct MHD_Connection *conn)
 {
     strbuf sb;
@@ -710,7 +721,7 @@ static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *u
 
     int admin = strcmp(url, "/") == 0 || strcmp(url, "/v1/stats") == 0 ||
                 strcmp(url, "/metrics") == 0 || strcmp(url, "/v1/dashboard") == 0 ||
-                after(url, "/v1/reset/");
+                after(url, "/v1/reset/") || after(url, "/v1/report/");
     if (!admin)
         return error_reply(d, conn, 404, "no route %s", url);
     if (!d->settings.admin_token && !d->loopback)
@@ -726,6 +737,8 @@ static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *u
         return is_get ? method_not_allowed(d, conn, "POST") : route_reset(d, conn, rest);
     if (!is_get)
         return method_not_allowed(d, conn, "GET");
+    if ((rest = after(url, "/v1/report/")))
+        return route_report(d, conn, rest);
     if (strcmp(url, "/") == 0)
         return route_dashboard(d, conn);
     if (strcmp(url, "/v1/dashboard") == 0)

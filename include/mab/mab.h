@@ -6,6 +6,8 @@
  *  - policy ABI 2: mab_set_clock(), mab_context with mab_choose_ctx() and
  *    mab_reward_ctx() (named features, time, probability),
  *    mab_policy_stats(), mab_explain(), mab_stored_layouts().
+ *  - reports: mab_report_get(), mab_report_compute(), mab_report_arm_at(),
+ *    mab_report_free() and the config's "winner" rule.
  *
  * Conventions (every function below follows them):
  *  - Functions that can fail return an int status: MAB_OK (0) or a negative
@@ -627,6 +629,192 @@ MAB_EXPORT int mab_export(mab_engine *engine, int (*visit)(void *ctx, const mab_
  */
 MAB_EXPORT int mab_import(mab_engine *engine, const mab_record *records, size_t n_records,
                           int replace, mab_error *err);
+
+/*
+ * Reports: who is winning, and how sure (core/report.c, docs/operating.md).
+ *
+ * From one snapshot of an experiment (mab_stats() and its reward range) the
+ * core computes, per arm, the posterior of its mean reward, a 95%
+ * equal-tailed credible interval, P(best) and the expected loss of choosing
+ * it, and, per experiment, the leader and whether the `winner` rule of the
+ * config holds. The posterior model follows the reward range:
+ *  - reward range [0, 1] (the default): Beta(1 + s, 1 + max(0, n - s)) with
+ *    n the pulls and s the reward sum (clicks, or fractional rewards in
+ *    [0, 1] taken as Bernoulli-like), as Thompson sampling's posterior;
+ *  - any other range: Normal(mean, v / n) in reward units, v the arm's
+ *    sample variance (reward_sum_sq, reward_sum and pulls; a pull never
+ *    rewarded counts as a reward of 0). Until an arm shows any spread
+ *    (fewer than 2 pulls, or every reward equal so far) v is the largest
+ *    variance a reward in the range can have, ((max - min) / 2)^2, and an
+ *    arm with no pulls is centred on the middle of the range. Its credible
+ *    interval is clipped to the values a mean can take: [min(reward_min,
+ *    0), max(reward_max, 0)] (a pull never rewarded counts as 0).
+ * P(best) and expected loss are Monte Carlo estimates over
+ * MAB_REPORT_DRAWS joint draws from those posteriors, from a stream seeded
+ * with the experiment's id, so one snapshot always gives one answer.
+ *
+ * Fields marked "when available" hold a value only when their
+ * MAB_REPORT_HAS_* bit is set in `available`; otherwise they are NAN
+ * (doubles) or 0, and every surface shows them as "not available"; none
+ * invents a value. mab_report_get() sets MAB_REPORT_HAS_LATE always (the
+ * rewards the attribution window refused in this process since open, 0
+ * without a window) and MAB_REPORT_HAS_HOLDOUT for an experiment with a
+ * holdout (mab_holdout_compare()); share per bucket and the sample-ratio
+ * check are not available yet (they need the stored time buckets).
+ */
+
+#define MAB_REPORT_DRAWS 10000 /* Monte Carlo draws per report */
+#define MAB_REPORT_TEXT_MAX 192 /* mab_report.recommendation, NUL included */
+
+/* mab_report.model */
+#define MAB_REPORT_BETA 1   /* Beta posterior on rewards in [0, 1] */
+#define MAB_REPORT_NORMAL 2 /* Normal posterior with the sample variance */
+
+/* Bits of mab_report.available: which "when available" fields hold values. */
+#define MAB_REPORT_HAS_SHARE 0x1u   /* mab_report_arm.share_last_bucket */
+#define MAB_REPORT_HAS_HOLDOUT 0x2u /* mab_report.holdout_* */
+#define MAB_REPORT_HAS_SRM 0x4u     /* mab_report.srm_p_value */
+#define MAB_REPORT_HAS_LATE 0x8u    /* late_rewards (experiment and arms) */
+
+/* The defaults of the config's "winner": {"p_best", "expected_loss"}. */
+#define MAB_WINNER_P_BEST 0.95
+#define MAB_WINNER_EXPECTED_LOSS 0.001
+
+/* One arm of a report. Read the arms with mab_report_arm_at(): the array's
+   stride is the library's sizeof(mab_report_arm), which may grow. */
+typedef struct mab_report_arm {
+    const char *arm_id;     /* as in the snapshot (see mab_report()) */
+    uint64_t pulls;
+    uint64_t rewards;
+    double reward_sum;      /* in reward units */
+    double mean;            /* reward_sum / pulls, 0 when pulls == 0 */
+    double ci_low, ci_high; /* 95% equal-tailed credible interval of the mean,
+                               reward units */
+    double p_best;          /* P(this arm has the highest mean), in [0, 1] */
+    double expected_loss;   /* E[max_j theta_j - theta_this], reward units, >= 0 */
+    /* When available (MAB_REPORT_HAS_SHARE; not yet): share of the pulls in
+       the last time bucket, else NAN. */
+    double share_last_bucket;
+    /* When available (MAB_REPORT_HAS_LATE): rewards refused as late. */
+    uint64_t late_rewards;
+} mab_report_arm;
+
+/* A report of one experiment. The caller sets struct_size to
+   sizeof(mab_report); the library fills the fields that fit in it, so a
+   program built against an older, shorter mab_report keeps working. */
+typedef struct mab_report {
+    size_t struct_size;      /* set by the caller */
+    const char *experiment;  /* the experiment's id */
+    const char *policy;      /* the policy plugin's name ("" from mab_report_compute) */
+    const char *policy_json; /* the experiment's "policy" object of the config, as
+                                compact JSON ("" from mab_report_compute) */
+    double reward_min, reward_max;
+    int model;               /* MAB_REPORT_BETA or MAB_REPORT_NORMAL */
+    unsigned draws;          /* Monte Carlo draws (MAB_REPORT_DRAWS) */
+    uint64_t seed;           /* of the draws */
+    double winner_p_best;        /* the rule in force: P(best) at least this ... */
+    double winner_expected_loss; /* ... and expected loss below this (reward units) */
+    uint64_t pulls;          /* of every arm */
+    size_t leader;           /* index of the arm with the highest P(best) (ties:
+                                the lower expected loss, then config order) */
+    int winner;              /* 1 when the leader's p_best >= winner_p_best and
+                                its expected_loss < winner_expected_loss */
+    size_t n_arms;
+    size_t arm_size;         /* the library's sizeof(mab_report_arm) */
+    const void *arms;        /* n_arms entries: mab_report_arm_at() */
+    /* The recommendation in words, the same on every surface:
+       "winner: blue, P(best) 0.973, expected loss 0.0004" or
+       "keep exploring: P(best) 0.710 for blue, expected loss 0.012". */
+    char recommendation[MAB_REPORT_TEXT_MAX];
+    unsigned available;      /* MAB_REPORT_HAS_* bits */
+    /* When available (MAB_REPORT_HAS_HOLDOUT): reward per visitor of the
+       bandit's arms minus the holdout's, with a 95% interval (NAN while a
+       group has fewer than 2 visitors). */
+    double holdout_diff, holdout_diff_low, holdout_diff_high;
+    /* When available (MAB_REPORT_HAS_SRM; not yet): sample-ratio check,
+       chi-square p-value of the pulls against the probabilities served. */
+    double srm_p_value;
+    /* When available (MAB_REPORT_HAS_LATE): rewards refused as late. */
+    uint64_t late_rewards;
+} mab_report;
+
+/* The snapshot mab_report_compute() works on. */
+typedef struct mab_report_input {
+    size_t struct_size;          /* sizeof(mab_report_input), set by the caller */
+    const char *experiment;      /* id; also seeds the draws */
+    const mab_arm_stats *arms;   /* n_arms totals, as mab_stats() fills them */
+    size_t n_arms;
+    double reward_min, reward_max; /* min < max */
+    double winner_p_best;        /* in (0, 1] */
+    double winner_expected_loss; /* > 0, reward units */
+} mab_report_input;
+
+/**
+ * @brief Report on one experiment: take one snapshot of its arms
+ *        (mab_stats()), read its reward range and `winner` rule, and compute
+ *        as mab_report_compute() does. Counts and changes nothing.
+ * @param out caller-owned, out->struct_size set; on success filled (up to
+ *        struct_size) with arms the library allocated: release them with
+ *        mab_report_free(). Strings are the engine's, valid until
+ *        mab_close(). Untouched on failure.
+ * @return MAB_OK, MAB_ENOTFOUND (unknown experiment), MAB_EINVAL (NULL
+ *         argument, out->struct_size smaller than this version's
+ *         mab_report) or MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_report_get(mab_engine *engine, const char *experiment, mab_report *out,
+                              mab_error *err);
+
+/**
+ * @brief The report of a snapshot given by the caller (for tests, and for
+ *        programs that keep counters elsewhere). The engine is not needed.
+ * @param in the snapshot; its strings must outlive the report (the report's
+ *        arm ids and experiment id point to them).
+ * @param out as mab_report_get(); release with mab_report_free().
+ * @return MAB_OK, MAB_EINVAL (NULL argument, small struct_size, n_arms < 1,
+ *         a NULL arm id, pulls or sums that are negative or not finite,
+ *         reward_min >= reward_max, winner_p_best outside (0, 1],
+ *         winner_expected_loss not > 0; the message names the field and the
+ *         arm) or MAB_ENOMEM. Untouched on failure.
+ */
+MAB_EXPORT int mab_report_compute(const mab_report_input *in, mab_report *out, mab_error *err);
+
+/**
+ * @brief The report as one JSON object, the document every surface shows
+ *        (`mab report --json`, mabd's /v1/report/EXP, the dashboards):
+ *        {"experiment", "policy", "policy_params" (the config's policy
+ *        object), "reward_min", "reward_max", "model" ("beta" | "normal"),
+ *        "draws", "winner_rule": {"p_best", "expected_loss"}, "pulls",
+ *        "leader" (an arm id), "winner" (true | false), "recommendation",
+ *        "arms": {ARM: {"pulls", "rewards", "reward_sum", "mean", "ci_low",
+ *        "ci_high", "p_best", "expected_loss", "share_last_bucket",
+ *        "late_rewards"}}, "holdout", "srm_p_value", "late_rewards",
+ *        "not_available": [names of the fields that are null because
+ *        storage cannot tell them yet]}. Numbers round-trip as doubles;
+ *        counters are exact integers.
+ * @param out receives a NUL-terminated string; release it with
+ *        mab_report_json_free().
+ * @return MAB_OK, MAB_EINVAL (NULL argument, or a report without arms) or
+ *         MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_report_json(const mab_report *report, char **out, mab_error *err);
+
+/** @brief Release a string from mab_report_json(). NULL is fine. */
+MAB_EXPORT void mab_report_json_free(char *json);
+
+/**
+ * @brief Arm number i (0 <= i < report->n_arms) of a report, whatever the
+ *        size of mab_report_arm the caller was built with.
+ * @return a pointer into the report, valid until mab_report_free(); NULL for
+ *         a NULL report or i out of range.
+ */
+MAB_EXPORT const mab_report_arm *mab_report_arm_at(const mab_report *report, size_t i);
+
+/**
+ * @brief Release what mab_report_get() or mab_report_compute() allocated,
+ *        and clear report->arms and report->n_arms. NULL is fine; so is a
+ *        report released already.
+ */
+MAB_EXPORT void mab_report_free(mab_report *report);
 
 #ifdef __cplusplus
 }

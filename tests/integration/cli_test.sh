@@ -76,7 +76,7 @@ expect 0 "$mab" --help
 contains "$out" "simulate" "mab --help lists commands"
 expect 0 "$mab" --version
 contains "$out" "0.1.0" "mab --version"
-for sub in check choose reward stats simulate reset export import; do
+for sub in check choose reward stats report simulate reset export import; do
     expect 0 "$mab" "$sub" --help
     [[ $out == "usage: mab $sub"* ]] || fail "mab $sub --help: no usage on stdout: $out"
     [[ -z $err ]] || fail "mab $sub --help wrote to stderr: $err"
@@ -178,11 +178,17 @@ assert (r['rewards'], r['reward_sum']) == (1, 0.25), r
 assert (b['rewards'], b['reward_sum']) == (0, 0), b
 for a in (g, r, b):
     assert a['mean'] == (a['reward_sum'] / a['pulls'] if a['pulls'] else 0), a
+# Every arm carries the report's per-arm fields too (checked under report).
+counters = lambda a: {k: a[k] for k in ('pulls', 'rewards', 'reward_sum', 'mean')}
+for x in e.values():
+    for a in x['arms'].values():
+        assert list(a) == ['pulls', 'rewards', 'reward_sum', 'mean', 'ci_low', 'ci_high', 'p_best',
+                           'expected_loss', 'share_last_bucket', 'late_rewards'], a
 w = e[os.environ['WEIRD']]['arms']
 assert list(w) == ['with-dash', 'plain'], w
-assert w['with-dash'] == {'pulls': 0, 'rewards': 1, 'reward_sum': 1, 'mean': 0}, w
+assert counters(w['with-dash']) == {'pulls': 0, 'rewards': 1, 'reward_sum': 1, 'mean': 0}, w
 v = e['revenue']['arms']
-assert v['dear'] == {'pulls': 0, 'rewards': 1, 'reward_sum': 7.5, 'mean': 0}, v
+assert counters(v['dear']) == {'pulls': 0, 'rewards': 1, 'reward_sum': 7.5, 'mean': 0}, v
 assert v['cheap']['rewards'] == 1 and v['cheap']['reward_sum'] == 0, v"
 
 expect 0 "$mab" stats "$cfg"
@@ -380,7 +386,8 @@ contains "$out" "btn" "reset says what it reset"
 pycheck "reset" "$(stats_json)" "
 e = d['experiments']
 for a in e['btn']['arms'].values():
-    assert a == {'pulls': 0, 'rewards': 0, 'reward_sum': 0, 'mean': 0}, a
+    assert {k: a[k] for k in ('pulls', 'rewards', 'reward_sum', 'mean')} == {
+        'pulls': 0, 'rewards': 0, 'reward_sum': 0, 'mean': 0}, a
 assert e['revenue']['arms']['dear']['reward_sum'] == 7.5, e['revenue']"
 expect 1 "$mab" reset "$cfg" nosuch
 contains "$err" '"nosuch"' "reset of an unknown experiment"
@@ -546,6 +553,124 @@ printf '{"nothing": {"arms": ["x"], "pulls": [1], "reward": [0.0]}}' >"$tmp/flas
 expect 1 "$mab" import "$cfg_flask" --from-flask-mab "$tmp/flask-none.json"
 contains "$err" "no bandit matched" "flask import matching nothing"
 [[ $("$mab" export "$cfg_flask") == "$flask_before" ]] || fail "bad flask imports changed the store"
+
+# ---- report: a fixture store, checked field by field (text and --json)
+
+src=$(cd "$2" && pwd)
+cfg_report=$tmp/report.json
+cat >"$cfg_report" <<EOF
+{
+  "plugin_path": ["$build/plugins"],
+  "storage": {"plugin": "json_file", "path": "$tmp/report-state.json"},
+  "experiments": {
+    "color": {"policy": {"plugin": "epsilon_greedy", "epsilon": 0.2},
+              "arms": {"green": "#00FF00", "blue": "#0000FF", "red": "#FF0000"}},
+    "txt": {"policy": {"plugin": "thompson"}, "winner": {"p_best": 0.99},
+            "arms": {"casual": "Hey", "neutral": "Add to cart"}},
+    "spend": {"policy": {"plugin": "ucb1"}, "reward": {"min": 0, "max": 20},
+              "winner": {"expected_loss": 0.5}, "arms": {"a": 1, "b": 2}}
+  }
+}
+EOF
+expect 0 "$mab" import "$cfg_report" "$src/tests/fixtures/report_store.json"
+expect 0 "$mab" report "$cfg_report" --json
+report_all=$out
+expect 0 "$mab" report "$cfg_report"
+report_text=$out
+expect 0 "$mab" stats "$cfg_report" --json
+report_stats=$out
+export REPORT_TEXT=$report_text REPORT_STATS=$report_stats
+pycheck "mab report --json and text, field by field" "$report_all" '
+from math import exp, lgamma, log, log1p, sqrt, isclose
+e = d["experiments"]
+assert list(e) == ["color", "txt", "spend"], list(e)
+def cdf(a, b, x):  # Beta(a, b) CDF, integer a and b: P(Binomial(a+b-1, x) >= a)
+    n = a + b - 1
+    return sum(exp(lgamma(n + 1) - lgamma(j + 1) - lgamma(n - j + 1) + j * log(x) + (n - j) * log1p(-x))
+               for j in range(a, n + 1))
+def lbeta(a, b):
+    return lgamma(a) + lgamma(b) - lgamma(a + b)
+def miller(aA, bA, aB, bB):  # P(B > A), Evan Miller
+    return sum(exp(lbeta(aA + i, bA + bB) - log(bB + i) - lbeta(1 + i, bB) - lbeta(aA, bA)) for i in range(aB))
+counts = {"color": {"green": (3000, 150), "blue": (3000, 240), "red": (2900, 140)},
+          "txt": {"casual": (200, 20), "neutral": (200, 22)}}
+for x, arms in counts.items():
+    r = e[x]
+    assert r["model"] == "beta" and r["draws"] == 10000 and r["reward_min"] == 0 and r["reward_max"] == 1, r
+    assert r["pulls"] == sum(n for n, s in arms.values()), r
+    for arm, (n, s) in arms.items():
+        a = r["arms"][arm]
+        assert (a["pulls"], a["rewards"], a["reward_sum"]) == (n, s, s), a
+        assert a["mean"] == s / n, a
+        assert abs(cdf(1 + s, 1 + n - s, a["ci_low"]) - 0.025) < 1e-8, (arm, a)
+        assert abs(cdf(1 + s, 1 + n - s, a["ci_high"]) - 0.975) < 1e-8, (arm, a)
+        assert a["share_last_bucket"] is None and a["late_rewards"] == 0, a
+    assert isclose(sum(a["p_best"] for a in r["arms"].values()), 1.0), r
+    assert r["holdout"] is None and r["srm_p_value"] is None and r["late_rewards"] == 0, r
+    assert r["not_available"] == ["share_last_bucket", "holdout", "srm_p_value"], r
+c = e["color"]
+assert c["policy"] == "epsilon_greedy" and c["policy_params"] == {"plugin": "epsilon_greedy", "epsilon": 0.2}, c
+assert c["winner_rule"] == {"p_best": 0.95, "expected_loss": 0.001}, c
+assert c["leader"] == "blue" and c["winner"] is True, c
+assert c["arms"]["blue"]["p_best"] > 0.999 and c["arms"]["blue"]["expected_loss"] < 0.001, c
+assert c["recommendation"] == "winner: blue, P(best) >0.999, expected loss %.2g" % c["arms"]["blue"]["expected_loss"], c
+t = e["txt"]
+assert t["winner_rule"] == {"p_best": 0.99, "expected_loss": 0.001}, t
+p = miller(21, 181, 23, 179)  # P(neutral > casual)
+assert abs(t["arms"]["neutral"]["p_best"] - p) < 4 * sqrt(p * (1 - p) / 1e4), (p, t)
+assert t["leader"] == "neutral" and t["winner"] is False, t
+assert t["recommendation"] == "keep exploring: P(best) %.3f for neutral, expected loss %.2g" % (
+    t["arms"]["neutral"]["p_best"], t["arms"]["neutral"]["expected_loss"]), t
+s = e["spend"]
+assert s["model"] == "normal" and s["winner_rule"] == {"p_best": 0.95, "expected_loss": 0.5}, s
+for arm, (n, total, squares) in {"a": (50, 80, 900), "b": (50, 70, 600)}.items():
+    a = s["arms"][arm]
+    mean = total / n
+    sd = sqrt((squares - total * total / n) / (n - 1) / n)
+    assert a["mean"] == mean, a
+    assert isclose(a["ci_low"], mean - 1.959963984540054 * sd, rel_tol=1e-12), (a, mean, sd)
+    assert isclose(a["ci_high"], mean + 1.959963984540054 * sd, rel_tol=1e-12), (a, mean, sd)
+assert s["leader"] == "a" and s["winner"] is False, s
+# The text: one line per arm with the JSON values, the leader starred.
+text = os.environ["REPORT_TEXT"].splitlines()
+def prob(v):
+    return ">0.999" if v >= 0.9995 else "<0.001" if v < 0.0005 else "%.3f" % v
+for x, r in e.items():
+    head = [i for i, l in enumerate(text) if l.startswith("experiment %s (policy %s, parameters " % (x, r["policy"]))]
+    assert len(head) == 1, (x, text)
+    i = head[0]
+    digits = 4 if r["reward_max"] - r["reward_min"] <= 1 else 2
+    assert text[i + 1].split() == ("%s posterior, 10000 draws; winner rule: P(best) >= %g and expected loss < %g" % (
+        "Beta" if r["model"] == "beta" else "Normal", r["winner_rule"]["p_best"], r["winner_rule"]["expected_loss"])).split(), text[i + 1]
+    assert text[i + 2].split() == ["arm", "pulls", "mean", "95%", "interval", "P(best)", "expected", "loss"], text[i + 2]
+    for k, (arm, a) in enumerate(r["arms"].items()):
+        want = [arm + (" *" if arm == r["leader"] else ""), str(a["pulls"]), "%.*f" % (digits, a["mean"]),
+                "[%.*f, %.*f]" % (digits, a["ci_low"], digits, a["ci_high"]), prob(a["p_best"]), "%.2g" % a["expected_loss"]]
+        assert text[i + 3 + k].split() == " ".join(want).split(), (text[i + 3 + k], want)
+    n = len(r["arms"])
+    assert text[i + 3 + n] == "  " + r["recommendation"], (text[i + 3 + n], r["recommendation"])
+    assert text[i + 4 + n] == "  late rewards (refused by the attribution window): 0", text[i + 4 + n]
+    assert text[i + 5 + n] == "  not available: share of traffic per bucket, holdout comparison, sample-ratio check", text[i + 5 + n]
+# mab stats --json: the same per-arm fields, the same values.
+st = json.loads(os.environ["REPORT_STATS"])["experiments"]
+for x, r in e.items():
+    assert st[x]["arms"] == r["arms"], (x, st[x], r["arms"])
+'
+# One experiment; the same answer as in the full report; errors.
+expect 0 "$mab" report "$cfg_report" txt --json
+ALL=$report_all pycheck "mab report EXP --json" "$out" '
+assert list(d["experiments"]) == ["txt"], d
+assert d["experiments"]["txt"] == json.loads(os.environ["ALL"])["experiments"]["txt"], d'
+expect 0 "$mab" report "$cfg_report" spend
+[[ $out == "experiment spend (policy ucb1, parameters {})"* ]] || fail "mab report EXP text: $out"
+[[ $out != *"experiment color"* ]] || fail "mab report spend printed other experiments: $out"
+expect 1 "$mab" report "$cfg_report" nosuch
+contains "$err" 'no experiment "nosuch"' "report of an unknown experiment"
+[[ -z $out ]] || fail "report of an unknown experiment printed: $out"
+expect 2 "$mab" report "$cfg_report" txt extra
+sed 's/"winner": {"p_best": 0.99}/"winner": {"p_bset": 0.99}/' "$cfg_report" >"$tmp/report-typo.json"
+expect 1 "$mab" report "$tmp/report-typo.json"
+contains "$err" 'experiments.txt.winner: unknown key "p_bset"' "winner typo"
 
 if ((failures)); then
     echo "cli_test: $failures failed checks ($commands commands run)" >&2

@@ -156,7 +156,7 @@ pycheck "reward by token" "$body" 'assert d["counted"] is True and len(d["token"
 # ---- admin routes, health, malformed requests ------------------------------
 req healthz "$base/healthz"
 expect_status 200 "healthz"
-for route in / /v1/stats /metrics; do
+for route in / /v1/stats /metrics /v1/report/color; do
     req noauth "$base$route"
     expect_status 401 "admin route $route without token"
 done
@@ -170,6 +170,37 @@ for needle in 'mab_pulls_total{experiment="color",arm="green"}' 'mab_reward_sum{
               'mab_redirects_refused_total 6'; do
     [[ $body == *"$needle"* ]] || fail "metrics lack $needle"
 done
+# The report: the core's document; its P(best) and expected loss in /metrics.
+req report "${auth[@]}" "$base/v1/report/color"
+expect_status 200 "GET /v1/report/color"
+report_color=$body
+METRICS=$(cat "$tmp/metrics.b") STATS=$(stats) pycheck "/v1/report/color" "$report_color" '
+stats = json.loads(os.environ["STATS"])["experiments"]["color"]["arms"]
+assert d["experiment"] == "color" and d["policy"] == "epsilon_greedy", d
+assert d["policy_params"] == {"plugin": "epsilon_greedy", "epsilon": 0.3}, d
+assert d["winner_rule"] == {"p_best": 0.95, "expected_loss": 0.001} and d["model"] == "beta", d
+assert list(d["arms"]) == ["green", "red"] and d["arms"] == stats, (d, stats)
+assert d["leader"] in d["arms"] and d["winner"] is False, d
+assert d["recommendation"].startswith("keep exploring: P(best) "), d
+assert abs(sum(a["p_best"] for a in d["arms"].values()) - 1) < 1e-9, d
+assert d["srm_p_value"] is None and d["holdout"] is None and "srm_p_value" in d["not_available"], d
+lines = os.environ["METRICS"].splitlines()
+for family, field in (("mab_arm_p_best", "p_best"), ("mab_arm_expected_loss", "expected_loss")):
+    assert "# TYPE %s gauge" % family in lines, family
+    for arm, a in d["arms"].items():
+        key = "%s{experiment=\"color\",arm=\"%s\"} " % (family, arm)
+        got = [float(l[len(key):]) for l in lines if l.startswith(key)]
+        assert got == [a[field]], (family, arm, got, a)
+assert any(l.startswith("mab_arm_p_best{experiment=\"txt\",arm=\"casual\"} ") for l in lines)'
+req report_again "${auth[@]}" "$base/v1/report/color"
+[[ $body == "$report_color" ]] || fail "the same counters gave another report: $report_color then $body"
+req report_unknown "${auth[@]}" "$base/v1/report/nope"
+expect_status 404 "report of an unknown experiment"
+pycheck "report of an unknown experiment" "$body" 'assert "no experiment \"nope\"" in d["error"], d'
+req report_bad "${auth[@]}" "$base/v1/report/bad%21id"
+expect_status 400 "report of a malformed id"
+req report_post "${auth[@]}" -X POST -H 'Content-Type: application/json' "$base/v1/report/color"
+expect_status 405 "POST /v1/report"
 req badjson -X POST -d 'not json' "$base/v1/reward/color"
 expect_status 400 "malformed reward body"
 pycheck "malformed body error" "$body" 'assert "JSON object" in d["error"], d'
@@ -202,7 +233,10 @@ pycheck "reload keeps counts" "$after" '
 before = json.loads(os.environ["BEFORE"])
 for e, exp in before["experiments"].items():
     for arm, st in exp["arms"].items():
-        assert d["experiments"][e]["arms"][arm] == st, (e, arm)
+        # The counters; P(best) and the rest follow the new set of arms.
+        now = d["experiments"][e]["arms"][arm]
+        assert [now[k] for k in ("pulls", "rewards", "reward_sum", "mean")] == [
+            st[k] for k in ("pulls", "rewards", "reward_sum", "mean")], (e, arm)
 assert d["experiments"]["color"]["arms"]["blue"]["pulls"] == 0, d'
 req sticky_after_reload -b "$jar" "$base/v1/choose/color"
 export FIRST="$first"
@@ -256,30 +290,80 @@ else
     if ! timeout 90 "${chrome[@]}" --virtual-time-budget=10000 --dump-dom "$url" >"$tmp/dom.html" 2>"$tmp/chromium.err"; then
         fail "chromium --dump-dom failed: $(tail -5 "$tmp/chromium.err")"
     fi
-    export STATS
+    export STATS REPORTS
     STATS=$(stats)
+    REPORTS=$(for e in color txt; do req "report_$e" "${auth[@]}" "$base/v1/report/$e"; echo "$body"; done)
     $py - "$tmp/dom.html" <<'EOF' || fail "dashboard DOM check (above)"
 import html.parser, json, os, sys
 stats = json.loads(os.environ["STATS"])
+reports = {r["experiment"]: r for r in map(json.loads, os.environ["REPORTS"].splitlines())}
 class Rows(html.parser.HTMLParser):
     def __init__(self):
         super().__init__(); self.rows = {}; self.row = None; self.cell = None; self.paths = 0
+        self.section = None; self.badges = {}; self.texts = {}; self.text = None; self.swatches = {}
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if tag == "section" and "data-experiment" in a:
+            self.section = a["data-experiment"]
+        if tag == "span" and "data-leader" in a:
+            self.badges[self.section] = a["data-leader"]; self.text = ("badge", self.section)
+        elif tag == "p" and "recommendation" in a.get("class", ""):
+            self.text = ("recommendation", self.section)
+        elif tag == "div" and "policy" in a.get("class", "").split():
+            self.text = ("policy", self.section)
         if tag == "tr" and "data-arm" in a:
             self.row = a["data-arm"]; self.rows[self.row] = {}
         elif tag == "td" and self.row:
             self.cell = a.get("class")
+        elif tag == "span" and self.row and a.get("class") == "swatch":
+            self.swatches[self.row] = (a.get("data-color"), a.get("style", ""))
         elif tag == "path" and "data-arm" in a:
             self.paths += 1
     def handle_endtag(self, tag):
         if tag == "tr": self.row = None
         if tag == "td": self.cell = None
+        if tag in ("span", "p", "div"): self.text = None
     def handle_data(self, data):
+        if self.text:
+            self.texts[self.text] = self.texts.get(self.text, "") + data
         if self.row and self.cell:
             self.rows[self.row][self.cell] = self.rows[self.row].get(self.cell, "") + data
 p = Rows(); p.feed(open(sys.argv[1]).read())
 ok = True
+def problem(text):
+    global ok
+    print("dashboard: " + text, file=sys.stderr); ok = False
+def prob(v):
+    return ">0.999" if v >= 0.9995 else "<0.001" if v < 0.0005 else "%.3f" % v
+# The leader badge, the recommendation and the policy with its parameters,
+# as the core's report says; P(best) and expected loss per arm.
+for e, r in reports.items():
+    if p.badges.get(e) != r["leader"]:
+        problem(f"{e}: leader badge {p.badges.get(e)!r}, the report says {r['leader']!r}")
+    if p.texts.get(("recommendation", e)) != r["recommendation"]:
+        problem(f"{e}: recommendation {p.texts.get(('recommendation', e))!r}, report {r['recommendation']!r}")
+    policy = p.texts.get(("policy", e), "")
+    if not policy.startswith(f"policy {r['policy']} (") or (e == "color" and "epsilon 0.3" not in policy):
+        problem(f"{e}: policy line {policy!r}")
+    for arm, a in r["arms"].items():
+        row = p.rows.get(f"{e}/{arm}", {})
+        if row.get("p_best") != prob(a["p_best"]):
+            problem(f"{e}/{arm}: P(best) cell {row.get('p_best')!r}, report {a['p_best']}")
+        if not row.get("expected_loss") or abs(float(row["expected_loss"]) - a["expected_loss"]) > 0.05 * a["expected_loss"] + 1e-12:
+            problem(f"{e}/{arm}: expected loss cell {row.get('expected_loss')!r}, report {a['expected_loss']}")
+# Colours: an arm valued "#0f0" is drawn green (whatever its position); an
+# arm whose value is no colour gets the palette colour of its id's FNV-1a.
+palette = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563", "#65a30d", "#9333ea"]
+def fnv(s):
+    h = 0x811c9dc5
+    for b in s.encode():
+        h = ((h ^ b) * 0x01000193) & 0xffffffff
+    return h
+for row, want, rgb in (("color/green", "#0f0", "rgb(0, 255, 0)"), ("color/red", "#f00", "rgb(255, 0, 0)"),
+                       ("txt/casual", palette[fnv("casual") % 10], None), ("txt/neutral", palette[fnv("neutral") % 10], None)):
+    color, style = p.swatches.get(row, (None, ""))
+    if color != want or (rgb and rgb not in style):
+        problem(f"{row}: swatch {color!r} {style!r}, expected {want} {rgb or ''}")
 for e, exp in stats["experiments"].items():
     for arm, st in exp["arms"].items():
         row = p.rows.get(f"{e}/{arm}")

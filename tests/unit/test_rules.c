@@ -349,6 +349,15 @@ static void test_holdout_comparison(void **state)
     double se = sqrt(vb / nb + vh / nh);
     assert_float_equal(h.ci_low, h.difference - 1.959963984540054 * se, 1e-12);
     assert_float_equal(h.ci_high, h.difference + 1.959963984540054 * se, 1e-12);
+    /* The report carries the same comparison. */
+    mab_report r;
+    r.struct_size = sizeof r;
+    assert_int_equal(mab_report_get(e, "exp", &r, &err), MAB_OK);
+    assert_true(r.available & MAB_REPORT_HAS_HOLDOUT);
+    assert_float_equal(r.holdout_diff, h.difference, 1e-12);
+    assert_float_equal(r.holdout_diff_low, h.ci_low, 1e-12);
+    assert_float_equal(r.holdout_diff_high, h.ci_high, 1e-12);
+    mab_report_free(&r);
     close_ok(e);
 
     write_config(FIXED(0), ARMS3, "");
@@ -448,6 +457,15 @@ static void test_attribution_window_refuses_late_rewards(void **state)
     assert_int_equal(mab_rules(e, "exp", &info, &err), MAB_OK);
     assert_int_equal(info.late_rewards, 1);
     assert_int_equal(info.attribution_window, 60);
+    mab_report r;
+    r.struct_size = sizeof r;
+    assert_int_equal(mab_report_get(e, "exp", &r, &err), MAB_OK);
+    assert_true(r.available & MAB_REPORT_HAS_LATE);
+    assert_false(r.available & MAB_REPORT_HAS_HOLDOUT);
+    assert_int_equal(r.late_rewards, 1);
+    assert_int_equal(mab_report_arm_at(&r, 0)->late_rewards, 1);
+    assert_int_equal(mab_report_arm_at(&r, 1)->late_rewards, 0);
+    mab_report_free(&r);
     /* A 0.1 caller's context (no assigned_ns) is not checked. */
     mab_context old = {offsetof(mab_context, flags), NULL, NULL, 0, 0, 0, 0, 1};
     assert_int_equal(mab_reward_ctx(e, "exp", "a", 1.0, &old, &err), MAB_OK);

@@ -49,7 +49,10 @@ static int print_stats_text(mab_engine *engine)
 }
 
 /* {"experiments":{EXP:{"policy":NAME,"arms":{ARM:{"pulls":N,"rewards":N,
-   "reward_sum":X,"mean":X}}}}}, built whole so that an error prints none of it. */
+   "reward_sum":X,"mean":X, and the rest of the arm's fields in the core's
+   report: "ci_low", "ci_high", "p_best", "expected_loss", ...}}}}}, built
+   whole so that an error prints none of it. The arms come from the report,
+   which reads every arm in one snapshot. */
 static int print_stats_json(mab_engine *engine)
 {
     bool ok = true;
@@ -58,27 +61,23 @@ static int print_stats_json(mab_engine *engine)
     size_t n = mab_experiment_count(engine);
     for (size_t i = 0; ok && i < n; i++) {
         mab_experiment_info info;
-        mab_arm_stats *arms;
+        mab_report report;
         mab_error err = {0};
         int status = mab_experiment_at(engine, i, &info, &err) == MAB_OK
-                         ? load_stats(engine, &info, &arms)
+                         ? load_report(engine, info.id, &report)
                          : fail(&err);
-        if (status) {
+        cJSON *doc = status ? NULL : report_json(&report);
+        if (!status)
+            mab_report_free(&report);
+        if (!doc) {
             cJSON_Delete(root);
-            return status;
+            return status ? status : EXIT_USER;
         }
         cJSON *exp = json_put(&ok, experiments, info.id, cJSON_CreateObject());
         json_put(&ok, exp, "policy", cJSON_CreateString(info.policy));
-        cJSON *arms_json = json_put(&ok, exp, "arms", cJSON_CreateObject());
-        for (size_t a = 0; ok && a < info.n_arms; a++) {
-            const mab_arm_stats *s = &arms[a];
-            cJSON *arm = json_put(&ok, arms_json, s->arm_id, cJSON_CreateObject());
-            json_put(&ok, arm, "pulls", json_counter(s->pulls));
-            json_put(&ok, arm, "rewards", json_counter(s->rewards));
-            json_put(&ok, arm, "reward_sum", json_number(s->reward_sum));
-            json_put(&ok, arm, "mean", json_number(s->mean));
-        }
-        free(arms);
+        cJSON *arms = ok ? cJSON_DetachItemFromObjectCaseSensitive(doc, "arms") : NULL;
+        json_put(&ok, exp, "arms", arms);
+        cJSON_Delete(doc);
     }
     return json_print_stdout(root, ok);
 }

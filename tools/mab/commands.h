@@ -12,6 +12,7 @@ int cmd_check(const command_args *args);
 int cmd_choose(const command_args *args);
 int cmd_reward(const command_args *args);
 int cmd_stats(const command_args *args);
+int cmd_report(const command_args *args);
 int cmd_simulate(const command_args *args);
 int cmd_reset(const command_args *args);
 int cmd_export(const command_args *args);

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "mab/mab.h"
 
 /* The config sections of the hosts shipped with mab (NULL-terminated). */
@@ -26,6 +28,14 @@ int find_experiment(mab_engine *engine, const char *config, const char *id,
 
 /* The counters of every arm of an experiment; *arms is freed by the caller. */
 int load_stats(mab_engine *engine, const mab_experiment_info *info, mab_arm_stats **arms);
+
+/* The core's report of an experiment (mab_report_get()); released by the
+   caller with mab_report_free(). 0 or EXIT_USER after printing why. */
+int load_report(mab_engine *engine, const char *experiment, mab_report *report);
+
+/* The report as the core's JSON document, parsed (cJSON_Delete it);
+   NULL after printing why. */
+cJSON *report_json(const mab_report *report);
 
 /* A file's whole text, NUL-terminated (*len excludes the NUL; the text may
    hold other NUL bytes), or NULL after printing "mab: FILE: REASON". */

@@ -3,7 +3,7 @@
  * main usage. Each command is cmd_NAME() in cmd_NAME.c (git's builtin/
  * style); options.c parses arguments, output.c prints.
  *
- * Check a config, choose and reward by hand, print statistics, simulate
+ * Check a config, choose and reward by hand, print statistics and reports, simulate
  * traffic against arms with known rewards and compare policies, reset an
  * experiment, export and import counters, create a cookie key. It uses only
  * the public API (include/mab/), like any other host; every JSON it writes
@@ -59,8 +59,31 @@ static const command commands[] = {
      "\n"
      "  --json   print one JSON object:\n"
      "           {\"experiments\":{EXP:{\"policy\":NAME,\"arms\":{ARM:{\"pulls\":N,\n"
-     "           \"rewards\":N,\"reward_sum\":X,\"mean\":X}}}}}\n",
+     "           \"rewards\":N,\"reward_sum\":X,\"mean\":X,\"ci_low\":X,\"ci_high\":X,\n"
+     "           \"p_best\":X,\"expected_loss\":X,\"share_last_bucket\":null,\n"
+     "           \"late_rewards\":null}}}}}, the arms' fields of `mab report`\n",
      {"CONFIG"}, 1, 0, {{"json", false}}, 1, cmd_stats},
+    {"report", "say which arm is winning, and how sure",
+     "usage: mab report CONFIG [EXP] [--json]\n"
+     "\n"
+     "Report on experiment EXP (every experiment without it): per arm the pulls,\n"
+     "the mean reward with its 95% credible interval, P(best) (the probability\n"
+     "that the arm has the highest mean) and the expected loss of choosing it\n"
+     "(in reward units), the leader (marked *), and the recommendation:\n"
+     "\"winner: ARM, ...\" once the leader's P(best) reaches the experiment's\n"
+     "winner.p_best (default 0.95) and its expected loss is below\n"
+     "winner.expected_loss (default 0.001), else \"keep exploring: ...\".\n"
+     "Posteriors are Beta for a reward range of [0, 1], Normal with the arm's\n"
+     "sample variance otherwise; P(best) and expected loss come from 10000\n"
+     "draws seeded by the experiment's id, so a store gives one answer. What\n"
+     "storage cannot tell yet is printed as not available. Reads the store\n"
+     "read-only, as stats does. See docs/operating.md.\n"
+     "\n"
+     "  --json   print one JSON object: {\"experiments\":{EXP:REPORT}}, REPORT as\n"
+     "           documented in docs/cli.md (\"leader\", \"winner\",\n"
+     "           \"recommendation\", \"arms\":{ARM:{\"pulls\", \"mean\", \"ci_low\",\n"
+     "           \"ci_high\", \"p_best\", \"expected_loss\", ...}}, ...)\n",
+     {"CONFIG", "EXP"}, 2, 1, {{"json", false}}, 1, cmd_report},
     {"simulate", "simulate visitors and compare policies on known arms",
      "usage: mab simulate CONFIG [EXP] (--probs P1,P2,... | --means M1,M2,... --sd S)\n"
      "                    [--steps T] [--seed S] [--json]\n"

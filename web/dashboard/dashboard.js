@@ -9,6 +9,49 @@
   const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2",
                   "#db2777", "#4b5563", "#65a30d", "#9333ea"];
   const SVG = "http://www.w3.org/2000/svg";
+  const NOT_COLORS = ["inherit", "initial", "unset", "revert", "revert-layer",
+                      "currentcolor", "transparent"];
+  const NOT_AVAILABLE = {share_last_bucket: "share of traffic per bucket",
+                         holdout: "holdout comparison", srm_p_value: "sample-ratio check",
+                         late_rewards: "late rewards"};
+
+  // A plain CSS colour ("#00FF00", "green", "rgb(0, 255, 0)", "hsl(...)"),
+  // as the browser understands it; never var(), keywords or anything else.
+  function cssColor(v) {
+    if (typeof v !== "string" || v.length > 64) return null;
+    const t = v.trim();
+    if (!/^(#[0-9a-f]{3,8}|[a-z]+|(rgba?|hsla?|hwb|lab|lch|oklab|oklch)\([0-9a-z.,%\s/+-]*\))$/i.test(t))
+      return null;
+    if (NOT_COLORS.includes(t.toLowerCase())) return null;
+    return window.CSS && CSS.supports("color", t) ? t : null;
+  }
+
+  // FNV-1a (32 bits) of the arm's id: its palette colour does not depend on
+  // where the arm is in the config.
+  function paletteColor(id) {
+    let h = 0x811c9dc5;
+    for (const byte of new TextEncoder().encode(id)) {
+      h ^= byte;
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+    return COLORS[h % COLORS.length];
+  }
+
+  // An arm valued with a colour is drawn in it; else an arm named as one
+  // ("green"); else a stable palette colour by id.
+  function armColor(arm) {
+    return cssColor(arm.value) || cssColor(arm.id) || paletteColor(arm.id);
+  }
+
+  // P(best) as the core words it: 10^4 draws cannot tell 1 from 0.9999.
+  function prob(p) {
+    if (p === null || p === undefined || !isFinite(p)) return "–";
+    return p >= 0.9995 ? ">0.999" : p < 0.0005 ? "<0.001" : p.toFixed(3);
+  }
+
+  function loss(x) {
+    return x === null || x === undefined || !isFinite(x) ? "–" : Number(x.toPrecision(2)).toString();
+  }
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
@@ -83,8 +126,8 @@
     for (const a of exp.arms) current[a.id] = [a.pulls, a.reward_sum];
     if (!points.length || points[points.length - 1].t < now) points.push({t: now, arms: current});
     const share = [], rate = [];
-    exp.arms.forEach((a, i) => {
-      const color = COLORS[i % COLORS.length];
+    exp.arms.forEach(a => {
+      const color = armColor(a);
       const sp = [], rp = [];
       for (let k = 0; k < points.length; k++) {
         const cur = points[k].arms[a.id] || [0, 0];
@@ -112,34 +155,68 @@
     return charts;
   }
 
+  // The policy's parameters: its config object without "plugin".
+  function parameters(params) {
+    const rest = Object.entries(params || {}).filter(([k]) => k !== "plugin");
+    return rest.length ? rest.map(([k, v]) => `${k} ${JSON.stringify(v)}`).join(", ")
+                       : "no parameters";
+  }
+
   function experimentSection(exp, data) {
+    const report = exp.report || {arms: {}, not_available: []};
     const section = el("section", {class: "experiment", "data-experiment": exp.id});
-    section.appendChild(el("h2", {}, exp.id));
-    section.appendChild(el("div", {class: "meta"},
-      `policy ${exp.policy} · ${exp.pulls} pulls · rewards in [${exp.reward_min}, ${exp.reward_max}]`));
+    const title = el("h2", {}, exp.id);
+    if (report.leader) {
+      title.appendChild(el("span", {class: report.winner ? "badge leader winner" : "badge leader",
+                                    "data-leader": report.leader},
+                           report.winner ? `winner: ${report.leader}` : `leader: ${report.leader}`));
+    }
+    section.appendChild(title);
+    section.appendChild(el("p", {class: report.winner ? "recommendation winner" : "recommendation",
+                                 "data-winner": String(!!report.winner)},
+                           report.recommendation || "no report"));
+    section.appendChild(el("div", {class: "meta policy"},
+      `policy ${exp.policy} (${parameters(report.policy_params)}) · ${exp.pulls} pulls · ` +
+      `rewards in [${exp.reward_min}, ${exp.reward_max}]`));
+    if (report.winner_rule) {
+      section.appendChild(el("div", {class: "meta rule"},
+        `${report.model === "beta" ? "Beta" : "Normal"} posteriors, ${report.draws} draws · ` +
+        `winner when P(best) ≥ ${report.winner_rule.p_best} and expected loss < ` +
+        `${report.winner_rule.expected_loss}`));
+    }
     const table = el("table");
     const head = el("tr");
-    for (const h of ["arm", "pulls", "rewards", "reward rate", "95% interval", "share"])
+    for (const h of ["arm", "pulls", "rewards", "reward rate", "95% credible interval", "share",
+                     "P(best)", "expected loss"])
       head.appendChild(el("th", {}, h));
     table.appendChild(head);
     const digits = exp.reward_max - exp.reward_min <= 1 ? 4 : 2;
-    exp.arms.forEach((a, i) => {
-      const row = el("tr", {"data-arm": `${exp.id}/${a.id}`});
+    exp.arms.forEach(a => {
+      const r = report.arms[a.id] || {};
+      const leads = a.id === report.leader;
+      const row = el("tr", {"data-arm": `${exp.id}/${a.id}`, class: leads ? "leader" : ""});
       const name = el("td", {class: "arm"});
-      const swatch = el("span", {class: "swatch"});
-      swatch.style.background = COLORS[i % COLORS.length]; // CSSOM: allowed by the page's CSP
+      const color = armColor(a);
+      const swatch = el("span", {class: "swatch", "data-color": color});
+      swatch.style.background = color; // CSSOM: allowed by the page's CSP
       name.appendChild(swatch);
       name.appendChild(document.createTextNode(a.id));
+      if (leads) name.appendChild(el("span", {class: "badge small"}, report.winner ? "winner" : "leader"));
       row.appendChild(name);
       row.appendChild(el("td", {class: "pulls"}, String(a.pulls)));
       row.appendChild(el("td", {class: "rewards"}, String(a.rewards)));
       row.appendChild(el("td", {class: "rate"}, fmt(a.rate, digits)));
       row.appendChild(el("td", {class: "interval"},
-        a.pulls ? `${fmt(a.lo, digits)} – ${fmt(a.hi, digits)}` : "–"));
+        r.ci_low !== null && r.ci_low !== undefined && isFinite(r.ci_low) ? `${fmt(r.ci_low, digits)} – ${fmt(r.ci_high, digits)}` : "–"));
       row.appendChild(el("td", {class: "share"}, pct(a.share)));
+      row.appendChild(el("td", {class: "p_best"}, prob(r.p_best)));
+      row.appendChild(el("td", {class: "expected_loss"}, loss(r.expected_loss)));
       table.appendChild(row);
     });
     section.appendChild(table);
+    const missing = (report.not_available || []).map(k => NOT_AVAILABLE[k] || k);
+    if (missing.length)
+      section.appendChild(el("p", {class: "not-available"}, `Not available yet: ${missing.join(", ")}.`));
     section.appendChild(chartsFor(exp, data.series || [], data.now));
     return section;
   }

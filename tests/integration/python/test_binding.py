@@ -90,6 +90,36 @@ class EngineTest(TempDirTest):
             self.assertEqual(engine.stats("color")[1].pulls, 0)
 
 
+    def test_report(self):
+        config = self.write_config(experiments={"color": {
+            "policy": {"plugin": "epsilon_greedy", "epsilon": 0.2},
+            "winner": {"p_best": 0.9, "expected_loss": 0.002},
+            "arms": {"green": "#0f0", "red": "#f00"}}})
+        with mab.Engine(config) as engine:
+            engine.import_records([mab.Record("color", "green", 3000, 150, 150.0, 150.0),
+                                   mab.Record("color", "red", 3000, 240, 240.0, 240.0)])
+            r = engine.report("color")
+            self.assertEqual(r, engine.report("color"))  # one snapshot, one answer
+            self.assertEqual((r["experiment"], r["policy"], r["model"]),
+                             ("color", "epsilon_greedy", "beta"))
+            self.assertEqual(r["policy_params"], {"plugin": "epsilon_greedy", "epsilon": 0.2})
+            self.assertEqual(r["winner_rule"], {"p_best": 0.9, "expected_loss": 0.002})
+            self.assertEqual((r["leader"], r["winner"]), ("red", True))
+            self.assertTrue(r["recommendation"].startswith("winner: red, P(best) "), r)
+            for st in engine.stats("color"):
+                a = r["arms"][st.arm_id]
+                self.assertEqual((a["pulls"], a["rewards"], a["reward_sum"], a["mean"]),
+                                 (st.pulls, st.rewards, st.reward_sum, st.mean))
+                self.assertLess(a["ci_low"], st.mean)
+                self.assertGreater(a["ci_high"], st.mean)
+                self.assertIsNone(a["share_last_bucket"])
+            self.assertIsNone(r["srm_p_value"])
+            self.assertIn("srm_p_value", r["not_available"])
+            with self.assertRaises(mab.MabError) as e:
+                engine.report("nope")
+            self.assertEqual(e.exception.code, mab.ENOTFOUND)
+
+
 class AdapterTest(TempDirTest):
     def test_sticky_reward_once_replay_redirect(self):
         config = self.write_config(debug_header=True, redirect_allow=["https://shop.example/"])

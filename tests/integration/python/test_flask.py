@@ -331,6 +331,17 @@ class FlaskTest(TempDirTest):
             if arm["pulls"]:
                 self.assertLessEqual(arm["lo"], arm["rate"])
                 self.assertLessEqual(arm["rate"], arm["hi"])
+        # The report, through libmab's own function: the same document as
+        # Engine.report (and mabd's /v1/report/EXP).
+        report = color["report"]
+        self.assertEqual(list(report["arms"]), [a["id"] for a in color["arms"]])
+        self.assertIn(report["leader"], report["arms"])
+        self.assertAlmostEqual(sum(a["p_best"] for a in report["arms"].values()), 1.0)
+        self.assertTrue(report["recommendation"].startswith(("winner: ", "keep exploring: ")))
+        self.assertEqual(report["policy_params"]["plugin"], color["policy"])
+        for arm in color["arms"]:
+            self.assertEqual(report["arms"][arm["id"]]["pulls"], arm["pulls"])
+            self.assertIn("value", arm)  # the page draws an arm valued as a colour in it
         self.assertEqual(len(data["series"]), 1)
         js = c.get("/_mab/assets/dashboard.js").data.decode()
         with open(os.path.join(tree, "dashboard.js"), encoding="utf-8") as f:

@@ -78,11 +78,27 @@ class InstalledTest(TempDirTest):
         config = self.write_config()
         with mab.Engine(config) as engine:
             engine.choose("color")
+            engine.import_records([mab.Record("color", "green", 3000, 150, 150.0, 150.0),
+                                   mab.Record("color", "red", 3000, 240, 240.0, 240.0)])
         for command, expect in (("check", "epsilon_greedy"), ("stats", "green"),
-                                ("report", "leading arm")):
+                                ("report", "winner: red, P(best) >0.999, expected loss ")):
             out = subprocess.run([PYTHON, "-m", "mab", command, config], capture_output=True,
                                  text=True, check=True, cwd=self.tmp).stdout
             self.assertIn(expect, out)
+        # One implementation: `python -m mab report` and `stats --json` print
+        # what the C tool prints, byte for byte (both call libmab's report).
+        tool = os.path.join(BUILD_DIR, "bin", "mab")
+        for args in (["report", config], ["report", config, "--json"],
+                     ["report", config, "color", "--json"], ["stats", config, "--json"]):
+            py = subprocess.run([PYTHON, "-m", "mab"] + args, capture_output=True, text=True,
+                                check=True, cwd=self.tmp).stdout
+            c = subprocess.run([tool] + args, capture_output=True, text=True, check=True,
+                               cwd=self.tmp, env=tool_env()).stdout
+            self.assertEqual(py, c, args)
+        r = subprocess.run([PYTHON, "-m", "mab", "report", config, "nope"], capture_output=True,
+                           text=True, cwd=self.tmp)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('no experiment "nope"', r.stderr)
         r = subprocess.run([PYTHON, "-m", "mab", "stats", self.path("none.json")],
                            capture_output=True, text=True, cwd=self.tmp)
         self.assertEqual(r.returncode, 1)

@@ -327,6 +327,32 @@ class Engine:
                                  a.reward_sum_sq, a.mean) for a in arms[:n.value]]
             cap = n.value
 
+    def report(self, experiment: str) -> Any:
+        """Who is winning, and how sure: the core's report of one experiment
+        (mab_report_get(), one snapshot of its arms), as the dict of its JSON
+        document (mab_report_json(); the same as `mab report --json` per
+        experiment and mabd's /v1/report/EXP): "leader", "winner",
+        "recommendation", "policy_params", "winner_rule", "model", and per
+        arm in "arms" pulls, rewards, mean, "ci_low"/"ci_high" (95% credible
+        interval), "p_best" and "expected_loss". What storage cannot tell yet
+        is None and named in "not_available"."""
+        report = _native.mab_report()
+        report.struct_size = ctypes.sizeof(report)
+        err = _native.mab_error()
+        _check(_lib.mab_report_get(self._h(), _bytes(experiment, "experiment"),
+                                   ctypes.byref(report), ctypes.byref(err)), err)
+        text = ctypes.c_void_p()
+        try:
+            err = _native.mab_error()
+            _check(_lib.mab_report_json(ctypes.byref(report), ctypes.byref(text),
+                                        ctypes.byref(err)), err)
+            try:
+                return json.loads(ctypes.string_at(text.value).decode("utf-8"))
+            finally:
+                _lib.mab_report_json_free(text)
+        finally:
+            _lib.mab_report_free(ctypes.byref(report))
+
     @property
     def storage_name(self):
         return _text(_lib.mab_storage_name(self._h()))

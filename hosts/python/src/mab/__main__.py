@@ -1,10 +1,10 @@
 """python -m mab: the mab CLI's read-only commands, through the binding.
 
-    python -m mab check CONFIG          validate a config, describe its experiments
-    python -m mab stats CONFIG [--json] every arm's counters
-    python -m mab report CONFIG         per experiment: the leading arm, each
-                                        arm's share of pulls and mean reward
-                                        with a 95% (Wilson) interval
+    python -m mab check CONFIG                  validate a config, describe its experiments
+    python -m mab stats CONFIG [--json]         every arm's counters
+    python -m mab report CONFIG [EXP] [--json]  who is winning, and how sure: the
+                                                core's report (libmab's
+                                                mab_report_get, as `mab report`)
 
 They open CONFIG with its storage, as `mab check` and `mab stats` do (a
 json_file store open in another process refuses: MAB_EBUSY). Errors are
@@ -12,13 +12,10 @@ printed as one line on stderr; the exit status is 1.
 """
 import argparse
 import json
-import math
 import sys
 from typing import List, Optional
 
 import mab
-
-_Z = 1.959963984540054  # the 97.5% normal quantile: a 95% interval
 
 
 def _check(engine: "mab.Engine") -> None:
@@ -38,9 +35,10 @@ def _check(engine: "mab.Engine") -> None:
 def _stats(engine: "mab.Engine", as_json: bool) -> None:
     experiments = engine.experiments()
     if as_json:
-        doc = {"experiments": {e.id: {"policy": e.policy, "arms": {
-            a.arm_id: {"pulls": a.pulls, "rewards": a.rewards, "reward_sum": a.reward_sum,
-                       "mean": a.mean} for a in engine.stats(e.id)}} for e in experiments}}
+        # The arms of the core's report: counters and the report's fields,
+        # from one snapshot, as `mab stats --json` prints them.
+        doc = {"experiments": {e.id: {"policy": e.policy, "arms": engine.report(e.id)["arms"]}
+                               for e in experiments}}
         print(json.dumps(doc, separators=(",", ":")))
         return
     for e in experiments:
@@ -51,36 +49,57 @@ def _stats(engine: "mab.Engine", as_json: bool) -> None:
                                                  a.mean))
 
 
-def wilson(p: float, n: int) -> "tuple[float, float]":
-    """The 95% Wilson score interval of a proportion p seen over n trials."""
-    if n <= 0:
-        return 0.0, 1.0
-    z2 = _Z * _Z
-    denom = 1 + z2 / n
-    center = (p + z2 / (2 * n)) / denom
-    half = _Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+_NOT_AVAILABLE = {"share_last_bucket": "share of traffic per bucket",
+                  "holdout": "holdout comparison", "srm_p_value": "sample-ratio check",
+                  "late_rewards": "late rewards"}
 
 
-def _report(engine: "mab.Engine") -> None:
-    for e in engine.experiments():
-        arms = engine.stats(e.id)
-        total = sum(a.pulls for a in arms)
-        span = e.reward_max - e.reward_min
-        tried = [a for a in arms if a.pulls]
-        leader = max(tried, key=lambda a: a.mean) if tried else None
-        print("experiment %s (policy %s): %d pulls, leading arm %s" % (
-            e.id, e.policy, total, leader.arm_id if leader else "none (no pulls yet)"))
-        print("  %-10s %8s %7s %9s  %s" % ("arm", "pulls", "share", "mean", "95% interval"))
-        for a in arms:
-            if a.pulls:
-                p = min(1.0, max(0.0, (a.mean - e.reward_min) / span)) if span else 0.0
-                lo, hi = wilson(p, a.pulls)
-                interval = "[%.4f, %.4f]" % (e.reward_min + lo * span, e.reward_min + hi * span)
-            else:
-                interval = "-"
-            share = "%6.1f%%" % (100.0 * a.pulls / total) if total else "     -"
-            print("  %-10s %8d %7s %9.4f  %s" % (a.arm_id, a.pulls, share, a.mean, interval))
+def _probability(p: float) -> str:
+    """P(best) as libmab words it: 10^4 draws cannot tell 1 from 0.9999."""
+    return ">0.999" if p >= 0.9995 else "<0.001" if p < 0.0005 else "%.3f" % p
+
+
+def _report(engine: "mab.Engine", only: Optional[str], as_json: bool) -> None:
+    ids = [e.id for e in engine.experiments()]
+    if only is not None and only not in ids:
+        raise mab.MabError(mab.ENOTFOUND, '%s: no experiment "%s"' % (engine.config_path, only))
+    reports = [engine.report(i) for i in ids if only is None or i == only]
+    if as_json:
+        print(json.dumps({"experiments": {r["experiment"]: r for r in reports}},
+                         separators=(",", ":")))
+        return
+    for n, r in enumerate(reports):
+        params = {k: v for k, v in (r["policy_params"] or {}).items() if k != "plugin"}
+        digits = 4 if r["reward_max"] - r["reward_min"] <= 1 else 2
+        print("%sexperiment %s (policy %s, parameters %s)" % (
+            "\n" if n else "", r["experiment"], r["policy"],
+            json.dumps(params, separators=(",", ":"))))
+        print("  %s posterior, %d draws; winner rule: P(best) >= %g and expected loss < %g" % (
+            "Beta" if r["model"] == "beta" else "Normal", r["draws"],
+            r["winner_rule"]["p_best"], r["winner_rule"]["expected_loss"]))
+        rows = [("arm", "pulls", "mean", "95% interval", "P(best)", "expected loss")]
+        for arm, a in r["arms"].items():
+            rows.append((arm + (" *" if arm == r["leader"] else ""), str(a["pulls"]),
+                         "%.*f" % (digits, a["mean"]),
+                         "[%.*f, %.*f]" % (digits, a["ci_low"], digits, a["ci_high"]),
+                         _probability(a["p_best"]), "%.2g" % a["expected_loss"]))
+        widths = [max(len(row[c]) for row in rows) for c in range(6)]
+        for row in rows:
+            cells = [row[0].ljust(widths[0])] + [row[c].rjust(widths[c]) for c in range(1, 6)]
+            print("  " + "  ".join(cells))
+        print("  " + r["recommendation"])
+        h = r["holdout"]
+        if h is not None:
+            def fixed(v):
+                # C's printf writes "nan" where the interval has no value yet.
+                return "nan" if v is None else "%.*f" % (digits, v)
+            print("  bandit minus holdout, reward per visitor: %s [%s, %s]"
+                  % (fixed(h["diff"]), fixed(h["diff_low"]), fixed(h["diff_high"])))
+        if r["late_rewards"] is not None:
+            print("  late rewards (refused by the attribution window): %d" % r["late_rewards"])
+        if r["not_available"]:
+            print("  not available: " + ", ".join(_NOT_AVAILABLE.get(k, k)
+                                                   for k in r["not_available"]))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -89,10 +108,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (("check", "validate a config and describe its experiments"),
                        ("stats", "print every arm's counters"),
-                       ("report", "the leading arm, shares and 95% intervals")):
+                       ("report", "who is winning, and how sure (P(best), expected loss)")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("config", metavar="CONFIG")
-        if name == "stats":
+        if name == "report":
+            p.add_argument("experiment", metavar="EXP", nargs="?",
+                           help="one experiment (default: every one)")
+        if name in ("stats", "report"):
             p.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
@@ -102,7 +124,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             elif args.command == "stats":
                 _stats(engine, args.json)
             else:
-                _report(engine)
+                _report(engine, args.experiment, args.json)
     except mab.MabError as e:
         print("python -m mab %s: %s" % (args.command, e), file=sys.stderr)
         return 1

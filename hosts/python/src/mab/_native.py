@@ -66,6 +66,32 @@ class mab_record(ctypes.Structure):
                 ("reward_sum_sq", ctypes.c_double)]
 
 
+MAB_REPORT_TEXT_MAX = 192
+MAB_REPORT_DRAWS = 10000
+
+
+class mab_report_arm(ctypes.Structure):
+    _fields_ = [("arm_id", _c_str), ("pulls", _c_u64), ("rewards", _c_u64),
+                ("reward_sum", ctypes.c_double), ("mean", ctypes.c_double),
+                ("ci_low", ctypes.c_double), ("ci_high", ctypes.c_double),
+                ("p_best", ctypes.c_double), ("expected_loss", ctypes.c_double),
+                ("share_last_bucket", ctypes.c_double), ("late_rewards", _c_u64)]
+
+
+class mab_report(ctypes.Structure):
+    _fields_ = [("struct_size", _c_size_t), ("experiment", _c_str), ("policy", _c_str),
+                ("policy_json", _c_str), ("reward_min", ctypes.c_double),
+                ("reward_max", ctypes.c_double), ("model", ctypes.c_int),
+                ("draws", ctypes.c_uint), ("seed", _c_u64),
+                ("winner_p_best", ctypes.c_double), ("winner_expected_loss", ctypes.c_double),
+                ("pulls", _c_u64), ("leader", _c_size_t), ("winner", ctypes.c_int),
+                ("n_arms", _c_size_t), ("arm_size", _c_size_t), ("arms", ctypes.c_void_p),
+                ("recommendation", ctypes.c_char * MAB_REPORT_TEXT_MAX),
+                ("available", ctypes.c_uint), ("holdout_diff", ctypes.c_double),
+                ("holdout_diff_low", ctypes.c_double), ("holdout_diff_high", ctypes.c_double),
+                ("srm_p_value", ctypes.c_double), ("late_rewards", _c_u64)]
+
+
 class mab_adapter_counters(ctypes.Structure):
     _fields_ = [(name, _c_u64) for name in (
         "cookies_forged", "cookies_expired", "assignments", "rewards_counted",
@@ -90,7 +116,8 @@ class mab_redirect(ctypes.Structure):
 # The structures the layout test checks, by their C names.
 STRUCTS = {cls.__name__: cls for cls in (
     mab_error, mab_options, mab_choice, mab_arm_stats, mab_experiment_info, mab_record,
-    mab_adapter_counters, mab_assignment, mab_reward_result, mab_redirect)}
+    mab_report_arm, mab_report, mab_adapter_counters, mab_assignment, mab_reward_result,
+    mab_redirect)}
 
 _P = ctypes.c_void_p
 _PERR = ctypes.POINTER(mab_error)
@@ -118,6 +145,13 @@ _PROTOTYPES = {
     "mab_export": (ctypes.c_int, [_P, VISIT, _P, _PERR]),
     "mab_import": (ctypes.c_int, [_P, ctypes.POINTER(mab_record), _c_size_t, ctypes.c_int,
                                   _PERR]),
+    "mab_report_get": (ctypes.c_int, [_P, _c_str, ctypes.POINTER(mab_report), _PERR]),
+    "mab_report_json": (ctypes.c_int, [ctypes.POINTER(mab_report), ctypes.POINTER(ctypes.c_void_p),
+                                       _PERR]),
+    "mab_report_json_free": (None, [ctypes.c_void_p]),
+    "mab_report_arm_at": (ctypes.POINTER(mab_report_arm), [ctypes.POINTER(mab_report),
+                                                           _c_size_t]),
+    "mab_report_free": (None, [ctypes.POINTER(mab_report)]),
     "mab_adapter_open": (ctypes.c_int, [_P, ctypes.POINTER(_P), _PERR]),
     "mab_adapter_reload": (ctypes.c_int, [_P, _P, _PERR]),
     "mab_adapter_close": (None, [_P]),

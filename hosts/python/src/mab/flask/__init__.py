@@ -682,13 +682,16 @@ def _dashboard_data(state):
                 lo, hi = info.reward_min + plo * span, info.reward_min + phi * span
             share = (w / window_total if window_total else
                      a.pulls / total if total else None)
-            rows.append({"id": a.arm_id, "pulls": a.pulls, "rewards": a.rewards,
+            rows.append({"id": a.arm_id, "value": engine.arm(info.id, a.arm_id).value,
+                         "pulls": a.pulls, "rewards": a.rewards,
                          "reward_sum": a.reward_sum, "rate": _finite(rate), "lo": lo,
                          "hi": hi, "share": _finite(share)})
+        # Leader, P(best), expected loss, the recommendation and the policy's
+        # parameters: libmab's report, as mabd's dashboard has it.
         experiments.append({"id": info.id, "policy": info.policy,
                             "reward_min": info.reward_min, "reward_max": info.reward_max,
                             "pulls": total, "share_since": since if window_total else 0,
-                            "arms": rows})
+                            "arms": rows, "report": engine.report(info.id)})
     return {"now": now, "interval_s": state.series.interval_s,
             "share_window_s": _SHARE_WINDOW_S, "storage": engine.storage_name,
             "experiments": experiments, "series": state.series.samples}
