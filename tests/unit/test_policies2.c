@@ -435,6 +435,178 @@ static void test_ttts_params_are_validated(void **unused)
                    PATH ".probability_draws");
 }
 
+/* ---- discounted_thompson ---------------------------------------------- */
+
+#define T0_NS (1767225600LL * 1000000000LL) /* the plugin's origin, 2026-01-01 */
+#define SEC 1000000000LL
+
+/* Feed one event through update() and add its deltas to stats, as the
+   core does. Returns update's status. */
+static int feed(const policy2 *lp, double *stats, int kind, size_t a, double reward,
+                int64_t time_ns, const double *features, size_t n_features)
+{
+    double delta[4096 + 64];
+    size_t per_arm = lp->layout.arm_stats;
+    assert_true(per_arm <= 4096);
+    memset(delta, 0, sizeof delta);
+    mab_policy_event ev = {sizeof ev, &test_api, kind,     a,        lp->n_arms,
+                           reward,    NAN,       time_ns, features, n_features};
+    int rc = lp->policy->update(lp->state, &ev, delta, delta + per_arm);
+    if (rc == MAB_OK)
+        for (size_t i = 0; i < per_arm; i++) {
+            assert_true(isfinite(delta[i]));
+            stats[a * per_arm + i] += delta[i];
+        }
+    return rc;
+}
+
+static void feed_ok(const policy2 *lp, double *stats, int kind, size_t a, double reward,
+                    int64_t time_ns)
+{
+    assert_int_equal(feed(lp, stats, kind, a, reward, time_ns, NULL, 0), MAB_OK);
+}
+
+static double dt_stats[3 * 512];
+
+/* Decayed masses after known times, by hand: with half_life 100 s an event
+   100 s old weighs 1/2, 200 s old 1/4. */
+static void test_dt_discounted_sums_after_known_times(void **unused)
+{
+    (void)unused;
+    policy2 lp = open2("discounted_thompson", "{\"half_life\": 100}", 3, NULL, 0);
+    assert_int_equal(lp.layout.arm_stats, 2 * 256);
+    assert_int_equal(lp.layout.stats_version, 100);
+    memset(dt_stats, 0, sizeof dt_stats);
+    int64_t base = T0_NS + 1000 * SEC;
+    for (int i = 0; i < 4; i++)
+        feed_ok(&lp, dt_stats, MAB_EVENT_PULL, 0, 0.0, base);
+    feed_ok(&lp, dt_stats, MAB_EVENT_REWARD, 0, 1.0, base);
+    feed_ok(&lp, dt_stats, MAB_EVENT_PULL, 0, 0.0, base + 100 * SEC);
+    feed_ok(&lp, dt_stats, MAB_EVENT_PULL, 0, 0.0, base + 100 * SEC);
+    feed_ok(&lp, dt_stats, MAB_EVENT_PULL, 1, 0.0, base + 200 * SEC);
+    feed_ok(&lp, dt_stats, MAB_EVENT_REWARD, 1, 0.5, base + 200 * SEC);
+    mab_arm_view arms[3] = {arm(6, 1), arm(1, 0.5), arm(0, 0)};
+    double means[3];
+    int kind;
+    mab_policy_input in = input(&lp, arms, dt_stats, NULL, base + 200 * SEC, NULL, 0, NULL);
+    assert_int_equal(lp.policy->explain(lp.state, &in, means, &kind), MAB_OK);
+    assert_int_equal(kind, MAB_EXPLAIN_SCORES);
+    /* arm 0: S = 1/4, F = 3/4 + 2/2 = 7/4; Beta(1 + 1/4, 1 + 7/4). */
+    assert_near(means[0], 1.25 / 4.0, 1e-12);
+    assert_near(means[1], 1.5 / 3.0, 1e-12); /* S = F = 1/2, no time elapsed */
+    assert_near(means[2], 0.5, 1e-15);
+    /* 300 s later everything weighs 1/8 as much. */
+    in.time_ns = base + 500 * SEC;
+    assert_int_equal(lp.policy->explain(lp.state, &in, means, &kind), MAB_OK);
+    assert_near(means[0], (1.0 + 0.25 / 8) / (2.0 + 2.0 / 8), 1e-12);
+    assert_near(means[1], (1.0 + 0.5 / 8) / (2.0 + 1.0 / 8), 1e-12);
+    close2(&lp);
+}
+
+/* Across epochs: the frame changes, the decay does not. Epochs are
+   E = 1300 tau = 1300 * 100 / ln 2 s long from the origin. */
+static void test_dt_epochs_and_retention(void **unused)
+{
+    (void)unused;
+    policy2 lp = open2("discounted_thompson", "{\"half_life\": 100}", 3, NULL, 0);
+    double epoch_s = 1300.0 * 100.0 / log(2.0);
+    int64_t boundary = T0_NS + (int64_t)(epoch_s * 1e9);
+    memset(dt_stats, 0, sizeof dt_stats);
+    /* 10^6 pulls and 10^6 rewards at the end of epoch 0, where the frame's
+       weight is near e^650: the sums stay finite. */
+    for (int i = 0; i < 3; i++)
+        feed_ok(&lp, dt_stats, MAB_EVENT_PULL, 0, 0.0, boundary - 10 * SEC);
+    feed_ok(&lp, dt_stats, MAB_EVENT_REWARD, 0, 1.0, boundary - 10 * SEC);
+    for (size_t i = 0; i < 2 * 256; i++)
+        dt_stats[i] *= 1e6;
+    for (size_t i = 0; i < 2 * 256; i++)
+        assert_true(isfinite(dt_stats[i]));
+    /* Read 100 s later, in epoch 1: each event weighs 2^-(110/100). */
+    mab_arm_view arms[3] = {arm(3, 1), arm(0, 0), arm(0, 0)};
+    double means[3];
+    int kind;
+    double w = pow(2.0, -1.1) * 1e6;
+    mab_policy_input in = input(&lp, arms, dt_stats, NULL, boundary + 100 * SEC, NULL, 0, NULL);
+    assert_int_equal(lp.policy->explain(lp.state, &in, means, &kind), MAB_OK);
+    assert_near(means[0], (1.0 + w) / (2.0 + 3.0 * w), 1e-12);
+    /* An epoch later they weigh e^-1300: nothing, and the prior is back. */
+    in.time_ns = boundary + (int64_t)(epoch_s * 1e9) + 100 * SEC;
+    assert_int_equal(lp.policy->explain(lp.state, &in, means, &kind), MAB_OK);
+    assert_near(means[0], 0.5, 1e-12);
+    /* Before the origin and past the retention (256 epochs): refused. */
+    double none[3 * 512] = {0};
+    assert_int_equal(feed(&lp, none, MAB_EVENT_PULL, 0, 0.0, T0_NS - SEC, NULL, 0), MAB_EINVAL);
+    int64_t end = T0_NS + (int64_t)(256.0 * epoch_s * 1e9);
+    assert_int_equal(feed(&lp, none, MAB_EVENT_REWARD, 0, 1.0, end + SEC, NULL, 0), MAB_EINVAL);
+    assert_int_equal(feed(&lp, none, MAB_EVENT_PULL, 0, 0.0, end - SEC, NULL, 0), MAB_OK);
+    mab_rng *rng = mab_rng_create(5);
+    in.rng = rng;
+    in.time_ns = T0_NS - SEC;
+    mab_policy_choice c;
+    assert_int_equal(lp.policy->choose(lp.state, &in, &c), MAB_ERANGE);
+    in.time_ns = end + SEC;
+    assert_int_equal(lp.policy->choose(lp.state, &in, &c), MAB_ERANGE);
+    assert_int_equal(lp.policy->explain(lp.state, &in, means, &kind), MAB_ERANGE);
+    mab_rng_destroy(rng);
+    close2(&lp);
+    /* A day's half-life keeps 100 years in 20 epochs. */
+    lp = open2("discounted_thompson", "{}", 3, NULL, 0);
+    assert_int_equal(lp.layout.arm_stats, 2 * 20);
+    assert_int_equal(lp.layout.stats_version, 86400);
+    close2(&lp);
+}
+
+static void test_dt_matches_decayed_posteriors(void **unused)
+{
+    (void)unused;
+    policy2 lp = open2("discounted_thompson", "{\"half_life\": 100}", 3, NULL, 0);
+    memset(dt_stats, 0, sizeof dt_stats);
+    int64_t base = T0_NS + 5000 * SEC, now = base + 100 * SEC;
+    /* arm 0: 10 pulls, 3 rewards, 100 s before now: S = 1.5, F = 3.5;
+       arm 1: 10 pulls, 5 rewards, now: S = F = 5; arm 2: 20 pulls, 8 rewards. */
+    for (int i = 0; i < 10; i++)
+        feed_ok(&lp, dt_stats, MAB_EVENT_PULL, 0, 0.0, base);
+    for (int i = 0; i < 3; i++)
+        feed_ok(&lp, dt_stats, MAB_EVENT_REWARD, 0, 1.0, base);
+    for (int i = 0; i < 10; i++)
+        feed_ok(&lp, dt_stats, MAB_EVENT_PULL, 1, 0.0, now);
+    for (int i = 0; i < 5; i++)
+        feed_ok(&lp, dt_stats, MAB_EVENT_REWARD, 1, 1.0, now);
+    for (int i = 0; i < 20; i++)
+        feed_ok(&lp, dt_stats, MAB_EVENT_PULL, 2, 0.0, now);
+    for (int i = 0; i < 8; i++)
+        feed_ok(&lp, dt_stats, MAB_EVENT_REWARD, 2, 1.0, now);
+    const double a[3] = {2.5, 6, 9}, b[3] = {4.5, 6, 13};
+    double exact[3], reported[3];
+    beta_leader_probabilities(a, b, 3, exact);
+    mab_arm_view arms[3] = {arm(10, 3), arm(10, 5), arm(20, 8)};
+    uint64_t counts[3];
+    count_choices(&lp, input(&lp, arms, dt_stats, NULL, now, NULL, 0, NULL), 41, counts, NULL,
+                  reported);
+    assert_fits(counts, exact, 3, DRAWS);
+    double total = 0.0;
+    for (int i = 0; i < 3; i++) {
+        assert_near(reported[i], exact[i], 0.01);
+        total += reported[i];
+    }
+    for (int i = 0; i < 3; i++)
+        reported[i] /= total;
+    assert_fits(counts, reported, 3, DRAWS);
+    close2(&lp);
+}
+
+static void test_dt_params_are_validated(void **unused)
+{
+    (void)unused;
+    create_refused("discounted_thompson", "{\"half_life\": 0}", 3, NULL, 0, PATH ".half_life");
+    create_refused("discounted_thompson", "{\"half_life\": 1.5}", 3, NULL, 0, PATH ".half_life");
+    create_refused("discounted_thompson", "{\"half_life\": 2e9}", 3, NULL, 0, PATH ".half_life");
+    create_refused("discounted_thompson", "{\"alpha0\": 0}", 3, NULL, 0, PATH ".alpha0");
+    create_refused("discounted_thompson", "{\"beta0\": -1}", 3, NULL, 0, PATH ".beta0");
+    create_refused("discounted_thompson", "{\"probability_draws\": 100001}", 3, NULL, 0,
+                   PATH ".probability_draws");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,6 +616,10 @@ int main(void)
         cmocka_unit_test(test_ttts_matches_top_two_rule),
         cmocka_unit_test(test_ttts_prior_and_no_probability),
         cmocka_unit_test(test_ttts_params_are_validated),
+        cmocka_unit_test(test_dt_discounted_sums_after_known_times),
+        cmocka_unit_test(test_dt_epochs_and_retention),
+        cmocka_unit_test(test_dt_matches_decayed_posteriors),
+        cmocka_unit_test(test_dt_params_are_validated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
