@@ -607,6 +607,181 @@ static void test_dt_params_are_validated(void **unused)
                    PATH ".probability_draws");
 }
 
+/* ---- lin_ucb and lin_igw ---------------------------------------------- */
+
+static const char *const ONE_FEATURE[] = {"f"};
+
+/* One feature f plus the intercept: d = 2, 6 statistics per arm. Arm 0
+   pulled at f = 1 and f = 2 and rewarded 1 at f = 2; arm 2 pulled twice at
+   f = 1 and rewarded 1 both times; arm 1 never. */
+static void linear_history(const policy2 *lp, double *stats)
+{
+    memset(stats, 0, 3 * 6 * sizeof *stats);
+    const double f1[1] = {1.0}, f2[1] = {2.0};
+    assert_int_equal(feed(lp, stats, MAB_EVENT_PULL, 0, 0.0, 0, f1, 1), MAB_OK);
+    assert_int_equal(feed(lp, stats, MAB_EVENT_PULL, 0, 0.0, 0, f2, 1), MAB_OK);
+    assert_int_equal(feed(lp, stats, MAB_EVENT_REWARD, 0, 1.0, 0, f2, 1), MAB_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(feed(lp, stats, MAB_EVENT_PULL, 2, 0.0, 0, f1, 1), MAB_OK);
+        assert_int_equal(feed(lp, stats, MAB_EVENT_REWARD, 2, 1.0, 0, f1, 1), MAB_OK);
+    }
+}
+
+/*
+ * By hand, at f = 1 (x = (1, 1)):
+ *  arm 0: G = [[2, 3], [3, 5]], A = [[3, 3], [3, 6]], b = (1, 2),
+ *         A^-1 = [[2/3, -1/3], [-1/3, 1/3]], theta = (0, 1/3):
+ *         mean 1/3, x^T A^-1 x = 1/3;
+ *  arm 1: A = I, b = 0: mean 0, x^T A^-1 x = 2;
+ *  arm 2: G = [[2, 2], [2, 2]], A = [[3, 2], [2, 3]], b = (2, 2),
+ *         A^-1 = [[3, -2], [-2, 3]] / 5, theta = (2/5, 2/5):
+ *         mean 4/5, x^T A^-1 x = 2/5.
+ */
+static const double HAND_MEAN[3] = {1.0 / 3.0, 0.0, 0.8};
+static const double HAND_VAR[3] = {1.0 / 3.0, 2.0, 0.4};
+
+static void test_lin_ucb_hand_computed_scores(void **unused)
+{
+    (void)unused;
+    policy2 lp = open2("lin_ucb", "{}", 3, ONE_FEATURE, 1);
+    assert_int_equal(lp.layout.arm_stats, 6);
+    double stats[18];
+    linear_history(&lp, stats);
+    const double g0[6] = {2, 3, 3, 5, 1, 2}; /* G row-major, then b */
+    for (int i = 0; i < 6; i++)
+        assert_true(stats[i] == g0[i]);
+    mab_arm_view arms[3] = {arm(2, 1), arm(0, 0), arm(2, 2)};
+    const double f1[1] = {1.0};
+    double scores[3];
+    int kind;
+    mab_policy_input in = input(&lp, arms, stats, NULL, 0, f1, 1, NULL);
+    assert_int_equal(lp.policy->explain(lp.state, &in, scores, &kind), MAB_OK);
+    assert_int_equal(kind, MAB_EXPLAIN_SCORES);
+    for (int i = 0; i < 3; i++)
+        assert_near(scores[i], HAND_MEAN[i] + sqrt(HAND_VAR[i]), 1e-12);
+    /* alpha = 1: arm 2 (0.8 + 0.632) beats arm 1 (1.414), always. */
+    mab_rng *rng = mab_rng_create(51);
+    in.rng = rng;
+    mab_policy_choice c = choose_ok(&lp, &in);
+    assert_int_equal(c.arm, 2);
+    assert_true(c.probability == 1.0 && c.estimated == 0);
+    close2(&lp);
+    /* alpha = 2: the untried arm 1 (2.828) beats arm 2 (0.8 + 1.265). */
+    lp = open2("lin_ucb", "{\"alpha\": 2}", 3, ONE_FEATURE, 1);
+    in = input(&lp, arms, stats, NULL, 0, f1, 1, rng);
+    assert_int_equal(lp.policy->explain(lp.state, &in, scores, &kind), MAB_OK);
+    for (int i = 0; i < 3; i++)
+        assert_near(scores[i], HAND_MEAN[i] + 2.0 * sqrt(HAND_VAR[i]), 1e-12);
+    c = choose_ok(&lp, &in);
+    assert_int_equal(c.arm, 1);
+    mab_rng_destroy(rng);
+    close2(&lp);
+}
+
+static void test_lin_ucb_ties_match_probabilities(void **unused)
+{
+    (void)unused;
+    policy2 lp = open2("lin_ucb", "{\"alpha\": 2}", 4, ONE_FEATURE, 1);
+    /* Arms 1 and 3 never played: equal bounds (2.828), 1/2 each; the
+       others lower (1.488, 2.065). */
+    double stats[24];
+    linear_history(&lp, stats);
+    memset(stats + 18, 0, 6 * sizeof *stats);
+    mab_arm_view arms[4] = {arm(2, 1), arm(0, 0), arm(2, 2), arm(0, 0)};
+    const double f1[1] = {1.0}, p[4] = {0.0, 0.5, 0.0, 0.5};
+    uint64_t counts[4];
+    count_choices(&lp, input(&lp, arms, stats, NULL, 0, f1, 1, NULL), 52, counts, p, NULL);
+    assert_fits(counts, p, 4, DRAWS);
+    close2(&lp);
+}
+
+/* A missing feature (NAN) is an error in choose and update: nothing is
+   learnt from a guess. */
+static void test_linear_missing_feature_is_an_error(void **unused)
+{
+    (void)unused;
+    const char *names[2] = {"lin_ucb", "lin_igw"};
+    for (int k = 0; k < 2; k++) {
+        policy2 lp = open2(names[k], "{}", 3, ONE_FEATURE, 1);
+        double stats[18];
+        linear_history(&lp, stats);
+        const double missing[1] = {NAN}, infinite[1] = {INFINITY};
+        double before[18];
+        memcpy(before, stats, sizeof stats);
+        assert_int_equal(feed(&lp, stats, MAB_EVENT_PULL, 0, 0.0, 0, missing, 1), MAB_EINVAL);
+        assert_int_equal(feed(&lp, stats, MAB_EVENT_REWARD, 0, 1.0, 0, missing, 1), MAB_EINVAL);
+        assert_int_equal(feed(&lp, stats, MAB_EVENT_PULL, 0, 0.0, 0, infinite, 1), MAB_EINVAL);
+        assert_memory_equal(before, stats, sizeof stats);
+        mab_arm_view arms[3] = {arm(2, 1), arm(0, 0), arm(2, 2)};
+        mab_rng *rng = mab_rng_create(53);
+        mab_policy_input in = input(&lp, arms, stats, NULL, 0, missing, 1, rng);
+        mab_policy_choice c;
+        assert_int_equal(lp.policy->choose(lp.state, &in, &c), MAB_EINVAL);
+        double values[3];
+        int kind;
+        assert_int_equal(lp.policy->explain(lp.state, &in, values, &kind), MAB_EINVAL);
+        mab_rng_destroy(rng);
+        close2(&lp);
+    }
+}
+
+static void test_lin_ucb_params_are_validated(void **unused)
+{
+    (void)unused;
+    create_refused("lin_ucb", "{\"alpha\": -0.1}", 3, ONE_FEATURE, 1, PATH ".alpha");
+    create_refused("lin_ucb", "{\"alpha\": 2e6}", 3, ONE_FEATURE, 1, PATH ".alpha");
+    create_refused("lin_ucb", "{\"alpha\": \"1\"}", 3, ONE_FEATURE, 1, PATH ".alpha");
+    const char *many[33];
+    for (int i = 0; i < 33; i++)
+        many[i] = "x";
+    create_refused("lin_ucb", "{}", 3, many, 33, PATH ".features");
+    create_refused("lin_igw", "{}", 3, many, 33, PATH ".features");
+    /* 32 features: d = 33, 33 * 33 + 33 statistics per arm. */
+    policy2 lp = open2("lin_ucb", "{}", 3, many, 32);
+    assert_int_equal(lp.layout.arm_stats, 33 * 33 + 33);
+    close2(&lp);
+}
+
+/* With the hand-computed means (1/3, 0, 4/5) and gamma = 10, arm 2 is best:
+   p(0) = 1 / (3 + 10 (4/5 - 1/3)) = 3/23, p(1) = 1 / (3 + 8) = 1/11,
+   p(2) = 1 - 3/23 - 1/11 = 197/253. */
+static void test_lin_igw_hand_computed_probabilities(void **unused)
+{
+    (void)unused;
+    policy2 lp = open2("lin_igw", "{\"gamma\": 10}", 3, ONE_FEATURE, 1);
+    double stats[18];
+    linear_history(&lp, stats);
+    mab_arm_view arms[3] = {arm(2, 1), arm(0, 0), arm(2, 2)};
+    const double f1[1] = {1.0}, p[3] = {3.0 / 23.0, 1.0 / 11.0, 197.0 / 253.0};
+    double values[3];
+    int kind;
+    mab_policy_input in = input(&lp, arms, stats, NULL, 0, f1, 1, NULL);
+    assert_int_equal(lp.policy->explain(lp.state, &in, values, &kind), MAB_OK);
+    assert_int_equal(kind, MAB_EXPLAIN_PROBABILITIES);
+    for (int i = 0; i < 3; i++)
+        assert_near(values[i], p[i], 1e-12);
+    uint64_t counts[3];
+    count_choices(&lp, in, 54, counts, p, NULL);
+    assert_fits(counts, p, 3, DRAWS);
+    close2(&lp);
+    /* Ties for the best: the first is "best", the other gets 1/K. Nothing
+       learnt: all scores 0, so 1/3 each. */
+    lp = open2("lin_igw", "{}", 3, ONE_FEATURE, 1);
+    double none[18] = {0};
+    const double uniform[3] = {1.0 / 3, 1.0 / 3, 1.0 / 3};
+    count_choices(&lp, input(&lp, arms, none, NULL, 0, f1, 1, NULL), 55, counts, uniform, NULL);
+    assert_fits(counts, uniform, 3, DRAWS);
+    close2(&lp);
+}
+
+static void test_lin_igw_params_are_validated(void **unused)
+{
+    (void)unused;
+    create_refused("lin_igw", "{\"gamma\": 0}", 3, ONE_FEATURE, 1, PATH ".gamma");
+    create_refused("lin_igw", "{\"gamma\": -5}", 3, ONE_FEATURE, 1, PATH ".gamma");
+    create_refused("lin_igw", "{\"gamma\": 2e9}", 3, ONE_FEATURE, 1, PATH ".gamma");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -620,6 +795,12 @@ int main(void)
         cmocka_unit_test(test_dt_epochs_and_retention),
         cmocka_unit_test(test_dt_matches_decayed_posteriors),
         cmocka_unit_test(test_dt_params_are_validated),
+        cmocka_unit_test(test_lin_ucb_hand_computed_scores),
+        cmocka_unit_test(test_lin_ucb_ties_match_probabilities),
+        cmocka_unit_test(test_linear_missing_feature_is_an_error),
+        cmocka_unit_test(test_lin_ucb_params_are_validated),
+        cmocka_unit_test(test_lin_igw_hand_computed_probabilities),
+        cmocka_unit_test(test_lin_igw_params_are_validated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
