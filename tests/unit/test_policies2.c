@@ -782,6 +782,133 @@ static void test_lin_igw_params_are_validated(void **unused)
     create_refused("lin_igw", "{\"gamma\": 2e9}", 3, ONE_FEATURE, 1, PATH ".gamma");
 }
 
+/* ---- thompson, Gaussian likelihood (ABI 1) ---------------------------- */
+
+static const mab_policy *load_thompson(void **handle)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/thompson.so", MAB_PLUGIN_DIR);
+    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!*handle)
+        fail_msg("dlopen %s: %s", path, dlerror());
+    const mab_policy *(*entry)(void) =
+        (const mab_policy *(*)(void))dlsym(*handle, MAB_POLICY_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    return entry();
+}
+
+static int thompson_create(const mab_policy *policy, const char *json, void **state,
+                           char *message, size_t len)
+{
+    mab_params *params = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_params_parse(json, PATH, &params, &err), MAB_OK);
+    *state = NULL;
+    int rc = policy->create(params, 3, state);
+    snprintf(message, len, "%s", mab_params_last_error(params));
+    mab_params_free(params);
+    return rc;
+}
+
+static double normal_pdf(double x, double mu, double sd)
+{
+    double z = (x - mu) / sd;
+    return exp(-0.5 * z * z) / (sd * sqrt(2.0 * M_PI));
+}
+
+static double normal_cdf(double x, double mu, double sd)
+{
+    return 0.5 * erfc(-(x - mu) / (sd * sqrt(2.0)));
+}
+
+/* P(theta_i is the largest) for Normal(mu_i, sd_i), Simpson's rule over
+   mu +- 12 sd of every arm. */
+static void normal_leader_probabilities(const double *mu, const double *sd, size_t n, double *p)
+{
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        lo = fmin(lo, mu[i] - 12.0 * sd[i]);
+        hi = fmax(hi, mu[i] + 12.0 * sd[i]);
+    }
+    const int steps = 200000;
+    double h = (hi - lo) / steps, total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double sum = 0.0;
+        for (int g = 0; g <= steps; g++) {
+            double x = lo + g * h, f = normal_pdf(x, mu[i], sd[i]);
+            for (size_t j = 0; j < n; j++)
+                if (j != i)
+                    f *= normal_cdf(x, mu[j], sd[j]);
+            sum += (g == 0 || g == steps ? 1.0 : g % 2 ? 4.0 : 2.0) * f;
+        }
+        p[i] = sum * h / 3.0;
+        total += p[i];
+    }
+    assert_near(total, 1.0, 1e-8);
+}
+
+/* Normal posteriors from the sample variance, written out from the
+   documented formula: v = (q - s^2 / n + 1/4) / n, theta ~ N(s / n, v / n);
+   an untried arm N(1/2, 1/4). */
+static void test_thompson_gaussian_matches_normal_posteriors(void **unused)
+{
+    (void)unused;
+    void *handle, *state;
+    const mab_policy *policy = load_thompson(&handle);
+    char message[MAB_ERROR_MAX];
+    assert_int_equal(thompson_create(policy, "{\"likelihood\": \"gaussian\"}", &state, message,
+                                     sizeof message),
+                     MAB_OK);
+    /* Revenue-like: arm 0 few large rewards, arm 1 many small ones. */
+    mab_arm_view arms[3] = {{10, 2, 1.6, 1.28}, {12, 12, 3.0, 0.9}, {0, 0, 0.0, 0.0}};
+    double mu[3], sd[3], p[3];
+    for (int i = 0; i < 2; i++) {
+        double n = (double)arms[i].pulls, s = arms[i].reward_sum, q = arms[i].reward_sum_sq;
+        mu[i] = s / n;
+        sd[i] = sqrt((q - s * s / n + 0.25) / n / n);
+    }
+    mu[2] = 0.5;
+    sd[2] = 0.5;
+    normal_leader_probabilities(mu, sd, 3, p);
+    mab_rng *rng = mab_rng_create(61);
+    uint64_t counts[3] = {0, 0, 0};
+    for (int d = 0; d < DRAWS; d++) {
+        size_t a = 3;
+        double probability = 0.0;
+        assert_int_equal(policy->choose(state, arms, 3, rng, &a, &probability), MAB_OK);
+        assert_true(a < 3);
+        assert_true(isnan(probability));
+        counts[a]++;
+    }
+    assert_fits(counts, p, 3, DRAWS);
+    mab_rng_destroy(rng);
+    policy->destroy(state);
+    dlclose(handle);
+}
+
+static void test_thompson_likelihood_is_validated(void **unused)
+{
+    (void)unused;
+    void *handle, *state;
+    const mab_policy *policy = load_thompson(&handle);
+    char message[MAB_ERROR_MAX];
+    assert_int_equal(thompson_create(policy, "{\"likelihood\": \"poisson\"}", &state, message,
+                                     sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, PATH ".likelihood"));
+    assert_int_equal(thompson_create(policy, "{\"likelihood\": 1}", &state, message,
+                                     sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, PATH ".likelihood"));
+    assert_null(state);
+    /* "bernoulli" is the default, spelt out. */
+    assert_int_equal(thompson_create(policy, "{\"likelihood\": \"bernoulli\", \"alpha0\": 2}",
+                                     &state, message, sizeof message),
+                     MAB_OK);
+    policy->destroy(state);
+    dlclose(handle);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -801,6 +928,8 @@ int main(void)
         cmocka_unit_test(test_lin_ucb_params_are_validated),
         cmocka_unit_test(test_lin_igw_hand_computed_probabilities),
         cmocka_unit_test(test_lin_igw_params_are_validated),
+        cmocka_unit_test(test_thompson_gaussian_matches_normal_posteriors),
+        cmocka_unit_test(test_thompson_likelihood_is_validated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
