@@ -909,6 +909,112 @@ static void test_thompson_likelihood_is_validated(void **unused)
     dlclose(handle);
 }
 
+/* ---- through the engine ----------------------------------------------- */
+
+#include "mab/mab.h"
+#include "support.h"
+
+static int64_t fixed_clock(void *ctx)
+{
+    return *(const int64_t *)ctx;
+}
+
+/* Every new policy by name in one config, on the memory storage fixture:
+   the names and keys resolve, features reach choose and update, estimated
+   probabilities are flagged, a contextual reward without its features is
+   refused and records nothing. */
+static void test_new_policies_through_the_engine(void **unused)
+{
+    (void)unused;
+    char *dir = test_tmpdir("policies2");
+    assert_non_null(dir);
+    char config[300];
+    snprintf(config, sizeof config, "%s/mab.json", dir);
+    assert_int_equal(
+        test_write_file(
+            config,
+            "{\"seed\": 9, \"storage\": {\"plugin\": \"%s/storage_memory.so\"},\n"
+            " \"experiments\": {\n"
+            "  \"kl\": {\"policy\": {\"plugin\": \"kl_ucb\", \"c\": 3}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"tt\": {\"policy\": {\"plugin\": \"top_two_thompson\", \"beta\": 0.4}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"dt\": {\"policy\": {\"plugin\": \"discounted_thompson\", \"half_life\": 3600}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"lu\": {\"policy\": {\"plugin\": \"lin_ucb\", \"alpha\": 0.5, \"features\": [\"f\"]}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"ig\": {\"policy\": {\"plugin\": \"lin_igw\", \"gamma\": 20, \"features\": [\"f\"]}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"ga\": {\"policy\": {\"plugin\": \"thompson\", \"likelihood\": \"gaussian\"}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}}}\n",
+            MAB_FIXTURE_DIR),
+        0);
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(config, &e, &err);
+    if (rc)
+        fail_msg("mab_open: %s", err.message);
+    int64_t now = T0_NS + 1000 * SEC;
+    assert_int_equal(mab_set_clock(e, fixed_clock, &now, &err), MAB_OK);
+    const char *names[] = {"f"};
+    const double two[] = {2.0};
+    mab_context ctx = {sizeof ctx, names, two, 1, 0, 0};
+    static const char *const ids[] = {"kl", "tt", "dt", "lu", "ig", "ga"};
+    static const int estimated_expected[] = {0, 1, 1, 0, 0, 0};
+    for (int k = 0; k < 6; k++) {
+        mab_choice c;
+        int estimated = -1;
+        rc = mab_choose_ctx(e, ids[k], &ctx, &c, &estimated, &err);
+        if (rc)
+            fail_msg("choose %s: %s", ids[k], err.message);
+        assert_int_equal(estimated, estimated_expected[k]);
+        if (k == 0 || k == 3)
+            assert_near(c.probability, 1.0 / 3.0, 1e-15); /* all tied */
+        if (k == 4)
+            assert_near(c.probability, 1.0 / 3.0, 1e-15); /* nothing learnt */
+        if (k == 5)
+            assert_true(isnan(c.probability));
+        if (k == 1 || k == 2)
+            assert_true(c.probability > 0.0 && c.probability <= 1.0);
+        mab_context at = ctx;
+        at.probability = c.probability;
+        rc = mab_reward_ctx(e, ids[k], c.arm_id, 1.0, &at, &err);
+        if (rc)
+            fail_msg("reward %s: %s", ids[k], err.message);
+    }
+    /* lin_ucb learnt x x^T = [[1, 2], [2, 4]] and b = (1, 2) for its arm. */
+    mab_policy_stats_info info = {sizeof info, NULL, 0, 0};
+    double stats[18];
+    assert_int_equal(mab_policy_stats(e, "lu", &info, stats, 18, NULL, 0, &err), MAB_OK);
+    assert_string_equal(info.layout, "lin_ucb/1:6,0");
+    double total[6] = {0};
+    for (int a = 0; a < 3; a++)
+        for (int i = 0; i < 6; i++)
+            total[i] += stats[a * 6 + i];
+    const double expected[6] = {1, 2, 2, 4, 1, 2};
+    for (int i = 0; i < 6; i++)
+        assert_true(total[i] == expected[i]);
+    /* Without its feature the reward is refused whole. */
+    assert_int_equal(mab_reward(e, "lu", "a", 1.0, &err), MAB_EPLUGIN);
+    double after[18];
+    assert_int_equal(mab_policy_stats(e, "lu", &info, after, 18, NULL, 0, &err), MAB_OK);
+    assert_memory_equal(stats, after, sizeof stats);
+    /* discounted_thompson's layout carries its half-life. */
+    assert_int_equal(mab_policy_stats(e, "dt", &info, NULL, 0, NULL, 0, &err), MAB_OK);
+    assert_string_equal(info.layout, "discounted_thompson/3600:512,0");
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+
+    /* An unknown key of an ABI 2 policy is an error naming it. */
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"storage\": {\"plugin\": \"%s/storage_memory.so\"}, \"experiments\": "
+                        "{\"kl\": {\"policy\": {\"plugin\": \"kl_ucb\", \"C\": 3}, "
+                        "\"arms\": {\"a\": 1, \"b\": 2}}}}\n",
+                        MAB_FIXTURE_DIR),
+        0);
+    e = NULL;
+    assert_int_equal(mab_open(config, &e, &err), MAB_ECONFIG);
+    if (!strstr(err.message, "experiments.kl.policy") || !strstr(err.message, "\"C\""))
+        fail_msg("unknown key not named: %s", err.message);
+    print_message("refused as it should be: %s\n", err.message);
+    test_rm_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -930,6 +1036,7 @@ int main(void)
         cmocka_unit_test(test_lin_igw_params_are_validated),
         cmocka_unit_test(test_thompson_gaussian_matches_normal_posteriors),
         cmocka_unit_test(test_thompson_likelihood_is_validated),
+        cmocka_unit_test(test_new_policies_through_the_engine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
