@@ -178,12 +178,19 @@ static int dt_choose(const void *state, const mab_policy_input *in, mab_policy_c
 {
     const dt_state *s = state;
     size_t n = in->n_arms;
-    double stack[3 * DT_STACK_ARMS];
-    double *a = n <= DT_STACK_ARMS ? stack : malloc(3 * n * sizeof *a);
-    if (!a)
+    double stack[2 * DT_STACK_ARMS];
+    size_t count_stack[DT_STACK_ARMS];
+    int small = n <= DT_STACK_ARMS;
+    double *a = small ? stack : malloc(2 * n * sizeof *a);
+    size_t *counts = small ? count_stack : malloc(n * sizeof *counts);
+    if (!a || !counts) {
+        if (!small) {
+            free(a);
+            free(counts);
+        }
         return MAB_ENOMEM;
+    }
     double *b = a + n;
-    size_t *counts = (size_t *)(b + n);
     int rc = dt_posteriors(s, in, a, b);
     if (rc == MAB_OK) {
         out->arm = beta_draw_leader(in->api, in->rng, a, b, n, n);
@@ -195,8 +202,10 @@ static int dt_choose(const void *state, const mab_policy_input *in, mab_policy_c
                 (double)counts[out->arm] / (double)s->probability_draws, s->probability_draws);
         }
     }
-    if (a != stack)
+    if (!small) {
         free(a);
+        free(counts);
+    }
     return rc;
 }
 

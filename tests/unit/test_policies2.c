@@ -1022,6 +1022,53 @@ static void test_new_policies_through_the_engine(void **unused)
     free(dir);
 }
 
+/* 100 arms (past every plugin's on-stack arrays), random counters with
+   untried and all-zero arms: choose succeeds with a valid arm and a
+   probability in (0, 1], explain fills every arm. */
+static void test_many_arms(void **unused)
+{
+    (void)unused;
+    enum { K = 100 };
+    static const char *const names[] = {"kl_ucb", "top_two_thompson", "discounted_thompson",
+                                        "lin_ucb", "lin_igw"};
+    static const char *const params[] = {"{}", "{\"probability_draws\": 16}",
+                                         "{\"probability_draws\": 16}", "{}", "{}"};
+    static double stats[K * 128];
+    static mab_arm_view arms[K];
+    mab_rng *world = mab_rng_create(71);
+    for (int k = 0; k < 5; k++) {
+        policy2 lp = open2(names[k], params[k], K, ONE_FEATURE, k >= 3 ? 1 : 0);
+        assert_true(lp.layout.arm_stats <= 128);
+        memset(stats, 0, sizeof stats);
+        const double f[1] = {0.5};
+        for (int i = 0; i < K; i++) {
+            uint64_t pulls = mab_rng_below(world, 3) == 0 ? 0 : mab_rng_below(world, 1000) + 1;
+            arms[i] = arm(pulls, mab_rng_uniform(world) * (double)pulls);
+            for (uint64_t j = 0; lp.layout.arm_stats && j < pulls % 5; j++)
+                assert_int_equal(feed(&lp, stats, MAB_EVENT_PULL, (size_t)i, 0.0,
+                                      T0_NS + 100 * SEC, f, k >= 3 ? 1 : 0),
+                                 MAB_OK);
+        }
+        mab_rng *rng = mab_rng_create(72 + (uint64_t)k);
+        mab_policy_input in = input(&lp, arms, stats, NULL, T0_NS + 200 * SEC, f,
+                                    k >= 3 ? 1 : 0, rng);
+        for (int d = 0; d < 200; d++) {
+            mab_policy_choice c = choose_ok(&lp, &in);
+            assert_true(c.probability > 0.0 && c.probability <= 1.0);
+        }
+        double values[K];
+        int kind;
+        for (int i = 0; i < K; i++)
+            values[i] = NAN;
+        assert_int_equal(lp.policy->explain(lp.state, &in, values, &kind), MAB_OK);
+        for (int i = 0; i < K; i++)
+            assert_false(isnan(values[i]));
+        mab_rng_destroy(rng);
+        close2(&lp);
+    }
+    mab_rng_destroy(world);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1044,6 +1091,7 @@ int main(void)
         cmocka_unit_test(test_thompson_gaussian_matches_normal_posteriors),
         cmocka_unit_test(test_thompson_likelihood_is_validated),
         cmocka_unit_test(test_new_policies_through_the_engine),
+        cmocka_unit_test(test_many_arms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
