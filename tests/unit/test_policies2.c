@@ -171,8 +171,17 @@ static mab_policy_input input(const policy2 *lp, const mab_arm_view *arms, const
                               const double *experiment_stats, int64_t time_ns,
                               const double *features, size_t n_features, mab_rng *rng)
 {
-    mab_policy_input in = {sizeof in,  &test_api, arms,     lp->n_arms, stats, experiment_stats,
-                           time_ns,    features,  n_features, rng};
+    /* Designated: fields appended by later minors start at zero. */
+    mab_policy_input in = {.struct_size = sizeof in,
+                           .api = &test_api,
+                           .arms = arms,
+                           .n_arms = lp->n_arms,
+                           .arm_stats = stats,
+                           .experiment_stats = experiment_stats,
+                           .time_ns = time_ns,
+                           .features = features,
+                           .n_features = n_features,
+                           .rng = rng};
     return in;
 }
 
