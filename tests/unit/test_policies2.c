@@ -382,9 +382,9 @@ static void check_ttts(const char *json, double beta, uint64_t seed)
     count_choices(&lp, input(&lp, arms, NULL, NULL, 0, NULL, 0, NULL), seed, counts, NULL,
                   reported);
     assert_fits(counts, exact, 3, DRAWS);
-    /* The reported estimates (256 draws each) average to the exact value;
-       their own noise averages out over ~3e4 reports per arm, what is left
-       is the plug-in estimator's O(1/256) bias. */
+    /* The reported estimates (256 or 64 draws each) average to the exact
+       value: their own noise averages out over ~3e4 reports per arm, what
+       is left is the plug-in estimator's O(1/draws) bias. */
     double total = 0.0;
     for (int i = 0; i < 3; i++) {
         assert_near(reported[i], exact[i], 0.01);
@@ -401,7 +401,7 @@ static void test_ttts_matches_top_two_rule(void **unused)
 {
     (void)unused;
     check_ttts("{}", 0.5, 31);
-    check_ttts("{\"beta\": 0.2}", 0.2, 32);
+    check_ttts("{\"beta\": 0.2, \"probability_draws\": 64}", 0.2, 32);
 }
 
 static void test_ttts_prior_and_no_probability(void **unused)
@@ -576,7 +576,8 @@ static void test_dt_epochs_and_retention(void **unused)
 static void test_dt_matches_decayed_posteriors(void **unused)
 {
     (void)unused;
-    policy2 lp = open2("discounted_thompson", "{\"half_life\": 100}", 3, NULL, 0);
+    policy2 lp = open2("discounted_thompson", "{\"half_life\": 100, \"probability_draws\": 64}",
+                       3, NULL, 0);
     memset(dt_stats, 0, sizeof dt_stats);
     int64_t base = T0_NS + 5000 * SEC, now = base + 100 * SEC;
     /* arm 0: 10 pulls, 3 rewards, 100 s before now: S = 1.5, F = 3.5;
