@@ -553,6 +553,32 @@ static void name_policy_in_error(mab_error *err, const char *tmp_path,
     snprintf(err->message, sizeof err->message, "%s", rewritten);
 }
 
+/* One line per scenario option in force. */
+static void print_scenario(const sim_args *a, const sim_bandit *b)
+{
+    const sim_scenario *sc = &a->scenario;
+    printf("%g visitors per simulated second (%.6g s in all)\n", sc->rate,
+           (double)a->steps / sc->rate);
+    if (sc->change_at) {
+        printf("abrupt change after visitor %" PRIu64 ": click probabilities ", sc->change_at);
+        for (size_t i = 0; i < b->n_arms; i++)
+            printf("%s%g", i ? ", " : "", sc->param_after[i]);
+        fputc('\n', stdout);
+    }
+    if (sc->drift != 0)
+        printf("daily drift: amplitude %g, period %g s, arm i's phase i/%zu of a period\n",
+               sc->drift, sc->drift_period, b->n_arms);
+    if (sc->delay > 0)
+        printf("conversion delay: exponential, mean %g %s (%g visitors)\n", a->delay_given,
+               a->delay_seconds ? "simulated seconds" : "visitors", sc->delay);
+    if (sc->workers > 1)
+        printf("%u workers over one store, each reloading every %" PRIu32 " ms (%g visitors)\n",
+               sc->workers, sc->refresh_ms, (double)sc->refresh_ms / 1000 * sc->rate);
+    if (sc->context_dim)
+        printf("linear context: %u features x0..x%u ~ N(0, 1), click sigmoid(theta_a . x - 2)\n",
+               sc->context_dim, sc->context_dim - 1);
+}
+
 static void print_compare_text(const sim_args *a, const mab_experiment_info *info,
                                const sim_bandit *b, const sim_results *r,
                                const char *const *labels, unsigned threads)
@@ -565,8 +591,10 @@ static void print_compare_text(const sim_args *a, const mab_experiment_info *inf
     if (b->kind == SIM_GAUSSIAN)
         printf("; sd %g%s, clamped to [%g, %g]", b->sd[0], a->n_sd > 1 ? ", ..." : "",
                b->reward_min, b->reward_max);
-    printf(")\n%" PRIu64 " steps, %" PRIu64 " run%s, seed %" PRIu64 ", %u thread%s\n\n",
+    printf(")\n%" PRIu64 " steps, %" PRIu64 " run%s, seed %" PRIu64 ", %u thread%s\n",
            a->steps, a->runs, a->runs == 1 ? "" : "s", a->seed, threads, threads == 1 ? "" : "s");
+    print_scenario(a, b);
+    fputc('\n', stdout);
 
     text_table table;
     table_init(&table, 5, 0x1eu);
@@ -591,12 +619,26 @@ static void print_compare_text(const sim_args *a, const mab_experiment_info *inf
         table_print(&table, stdout, "");
     table_free(&table);
     double rate = sim_lai_robbins_rate(b);
-    printf("\nLai-Robbins lower bound  %.2f = ln(T) * %.4g (asymptotic; a reference, not a "
-           "guarantee at this T)\n",
-           rate * log((double)a->steps), rate);
-    printf("regret: expected lost rewards T*mu* - sum of mu(chosen arm), from the true means,\n"
-           "on the reward range scaled to [0, 1]; best arm: share of pulls on an arm of\n"
-           "highest mean; reward/visitor: mean reward sent, in the experiment's units.\n");
+    if (sim_scenario_static(&a->scenario)) {
+        printf("\nLai-Robbins lower bound  %.2f = ln(T) * %.4g (asymptotic; a reference, not a "
+               "guarantee at this T)\n",
+               rate * log((double)a->steps), rate);
+        printf("regret: expected lost rewards T*mu* - sum of mu(chosen arm), from the true "
+               "means,\non the reward range scaled to [0, 1]; best arm: share of pulls on an "
+               "arm of\nhighest mean; reward/visitor: mean reward sent, in the experiment's "
+               "units.\n");
+    } else {
+        printf("\nregret: dynamic, sum over visitors of the best arm's click probability for "
+               "that\nvisitor at that time minus the chosen arm's (lost clicks); best arm: "
+               "share of\npulls on an arm best for that visitor then; reward/visitor: clicks "
+               "sent per visitor.\n");
+    }
+    if (a->scenario.delay > 0) {
+        printf("delayed clicks still on their way at T (never sent), mean per run:");
+        for (size_t p = 0; p < r->n_policies; p++)
+            printf(" %s %.1f", labels[p], r->policies[p].late_per_run);
+        fputc('\n', stdout);
+    }
 }
 
 static int print_compare_json(const sim_args *a, const mab_experiment_info *info,
@@ -618,9 +660,33 @@ static int print_compare_json(const sim_args *a, const mab_experiment_info *info
         json_put(&ok, arm, "expected", json_number(b->mean[i]));
     }
     double rate = sim_lai_robbins_rate(b);
+    bool still = sim_scenario_static(&a->scenario);
     json_put(&ok, root, "best_arm", cJSON_CreateString(arms[b->best].arm_id));
-    json_put(&ok, root, "lai_robbins_rate", json_number(rate));
-    json_put(&ok, root, "lai_robbins_bound", json_number(rate * log((double)a->steps)));
+    json_put(&ok, root, "lai_robbins_rate", still ? json_number(rate) : cJSON_CreateNull());
+    json_put(&ok, root, "lai_robbins_bound",
+             still ? json_number(rate * log((double)a->steps)) : cJSON_CreateNull());
+    const sim_scenario *sc = &a->scenario;
+    cJSON *scen = json_put(&ok, root, "scenario", cJSON_CreateObject());
+    json_put(&ok, scen, "rate", json_number(sc->rate));
+    json_put(&ok, scen, "dynamic_regret", cJSON_CreateBool(!still));
+    if (sc->change_at) {
+        json_put(&ok, scen, "change_at", json_counter(sc->change_at));
+        cJSON *after = json_put(&ok, scen, "probs_after", cJSON_CreateArray());
+        for (size_t i = 0; i < b->n_arms; i++)
+            json_put(&ok, after, NULL, json_number(sc->param_after[i]));
+    }
+    if (sc->drift != 0) {
+        json_put(&ok, scen, "drift", json_number(sc->drift));
+        json_put(&ok, scen, "drift_period_s", json_number(sc->drift_period));
+    }
+    if (sc->delay > 0)
+        json_put(&ok, scen, "delay_visitors", json_number(sc->delay));
+    if (sc->workers > 1) {
+        json_put(&ok, scen, "workers", json_counter(sc->workers));
+        json_put(&ok, scen, "refresh_ms", json_counter(sc->refresh_ms));
+    }
+    if (sc->context_dim)
+        json_put(&ok, scen, "context_dim", json_counter(sc->context_dim));
     cJSON *policies = json_put(&ok, root, "policies", cJSON_CreateArray());
     for (size_t p = 0; p < r->n_policies; p++) {
         const sim_policy_result *pr = &r->policies[p];
@@ -636,6 +702,8 @@ static int print_compare_json(const sim_args *a, const mab_experiment_info *info
         }
         json_put(&ok, policy, "best_arm_share", json_number(pr->best_share));
         json_put(&ok, policy, "reward_per_visitor", json_number(pr->reward_per_visitor));
+        if (sc->delay > 0)
+            json_put(&ok, policy, "late_per_run", json_number(pr->late_per_run));
         cJSON *pulls = json_put(&ok, policy, "pulls", cJSON_CreateObject());
         for (size_t i = 0; i < b->n_arms; i++)
             json_put(&ok, pulls, arms[i].arm_id, json_counter(pr->pulls[i]));
@@ -732,12 +800,16 @@ static int simulate_compare(const command *cmd, mab_engine *engine, const sim_ar
             status = print_compare_json(a, info, arms, bandit, &results, labels);
         else
             print_compare_text(a, info, bandit, &results, labels, threads);
+        const char **arm_ids = calloc(bandit->n_arms, sizeof *arm_ids);
+        for (size_t i = 0; arm_ids && i < bandit->n_arms; i++)
+            arm_ids[i] = arms[i].arm_id;
         sim_report report = {.plan = &plan, .results = &results, .labels = labels,
-                             .experiment = info->id};
+                             .experiment = info->id, .arm_ids = arm_ids};
         if (status == 0 && a->csv)
             status = write_report_file(a->csv, sim_write_csv, &report);
         if (status == 0 && a->plot)
             status = write_report_file(a->plot, sim_write_svg, &report);
+        free(arm_ids);
     }
     sim_results_free(&results);
     for (size_t p = 0; ids && p < n_policies; p++)

@@ -281,12 +281,15 @@ typedef struct sim_report {
     const sim_results *results;
     const char *const *labels; /* one per policy */
     const char *experiment;    /* the experiment whose arms were simulated */
+    const char *const *arm_ids;/* one per arm, or NULL ("arm 1", ...) */
 } sim_report;
 
 /** @brief Regret curves as CSV, one row per policy and checkpoint. */
 int sim_write_csv(FILE *out, const sim_report *report);
 
-/** @brief Regret curves with 95% bands and the Lai-Robbins line as SVG. */
+/** @brief Regret curves with 95% bands (and the Lai-Robbins line when the
+ *         arms do not move) as SVG, and below them one panel per policy of
+ *         each arm's share of traffic over time. */
 int sim_write_svg(FILE *out, const sim_report *report);
 
 /* A whole file as a NUL-terminated string (caller frees), or NULL with err
