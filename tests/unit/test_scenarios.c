@@ -218,6 +218,67 @@ static void test_delays_lose_nothing_and_invent_nothing(void **state)
     close_engines(&later);
 }
 
+/* Clicks on their way after each visitor, seen through the engine. */
+typedef struct outstanding {
+    mab_engine *engine;
+    double sum, sum_sq;
+    uint64_t n;
+} outstanding;
+
+static void count_outstanding(void *ctx, uint64_t step, size_t arm)
+{
+    (void)arm;
+    outstanding *o = ctx;
+    mab_arm_stats st[3];
+    size_t n;
+    assert_int_equal(mab_stats(o->engine, "e", st, 3, &n, NULL), MAB_OK);
+    if (step <= 500)
+        return;
+    double q = (double)(step - st[0].rewards);
+    o->sum += q;
+    o->sum_sq += q * q;
+    o->n++;
+}
+
+/*
+ * The delay's law: every visitor clicks (p = 1) and a click at visitor m
+ * reaches the engine before the first visitor at or after m + d, d ~
+ * Exp(mean D). So after visitor n the clicks on their way are the m <= n with
+ * d_m > n - m: a sum of independent Bernoulli(e^{-j/D}), j >= 0, of mean
+ * 1 / (1 - e^{-1/D}) and variance sum e^{-j/D} (1 - e^{-j/D}). A constant
+ * delay would have none of that variance; instant delivery, no mean.
+ */
+static void test_delays_are_exponential(void **state)
+{
+    (void)state;
+    char config[512];
+    write_config(config, sizeof config, 3, ECHO, NO_STORE);
+    one_run r = {0};
+    open_engines(&r, config, 1);
+    const double certain[3] = {1, 0, 0};
+    char why[256];
+    assert_int_equal(sim_bandit_init(&r.bandit, SIM_BERNOULLI, 3, certain, NULL, 0, 1, why,
+                                     sizeof why),
+                     0);
+    sim_scenario sc = {.rate = 100, .delay = 50};
+    outstanding o = {.engine = r.engines[0]};
+    sim_run_spec spec = {.experiment = "e", .bandit = &r.bandit, .steps = 20000, .seed = 5,
+                         .scenario = &sc, .clock = &r.clock, .on_step = count_outstanding,
+                         .ctx = &o};
+    r.result = (sim_run_result){.pulls = r.pulls, .rewards = r.rewards};
+    assert_int_equal(sim_run_workers(r.engines, 1, &spec, &r.result, NULL), MAB_OK);
+    double q = exp(-1 / 50.0), mean = 1 / (1 - q), var = mean - 1 / (1 - q * q);
+    double m = o.sum / (double)o.n, v = o.sum_sq / (double)o.n - m * m;
+    /* Samples are correlated over about D visitors: ~390 independent ones,
+       a standard error of the mean near 0.25. */
+    if (fabs(m - mean) > 2 || fabs(v - var) > 0.4 * var)
+        fail_msg("clicks on their way: mean %.2f (expected %.2f), variance %.2f (expected "
+                 "%.2f)",
+                 m, mean, v, var);
+    assert_int_equal(r.rewards[0] + r.result.late, 20000);
+    close_engines(&r);
+}
+
 /*
  * Workers: engine w reloads at the simulated times (w + 1) R / N + k R
  * (R in visitors), seeing then every visitor before; between reloads it
@@ -472,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_drift_regret_follows_the_cycle),
         cmocka_unit_test(test_time_is_the_injected_clock),
         cmocka_unit_test(test_delays_lose_nothing_and_invent_nothing),
+        cmocka_unit_test(test_delays_are_exponential),
         cmocka_unit_test(test_workers_see_each_other_at_refresh_only),
         cmocka_unit_test(test_context_features_reach_the_policy),
         cmocka_unit_test(test_context_regret_is_the_click_model),
