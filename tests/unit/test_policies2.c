@@ -607,6 +607,414 @@ static void test_dt_params_are_validated(void **unused)
                    PATH ".probability_draws");
 }
 
+/* ---- lin_ucb and lin_igw ---------------------------------------------- */
+
+static const char *const ONE_FEATURE[] = {"f"};
+
+/* One feature f plus the intercept: d = 2, 6 statistics per arm. Arm 0
+   pulled at f = 1 and f = 2 and rewarded 1 at f = 2; arm 2 pulled twice at
+   f = 1 and rewarded 1 both times; arm 1 never. */
+static void linear_history(const policy2 *lp, double *stats)
+{
+    memset(stats, 0, 3 * 6 * sizeof *stats);
+    const double f1[1] = {1.0}, f2[1] = {2.0};
+    assert_int_equal(feed(lp, stats, MAB_EVENT_PULL, 0, 0.0, 0, f1, 1), MAB_OK);
+    assert_int_equal(feed(lp, stats, MAB_EVENT_PULL, 0, 0.0, 0, f2, 1), MAB_OK);
+    assert_int_equal(feed(lp, stats, MAB_EVENT_REWARD, 0, 1.0, 0, f2, 1), MAB_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(feed(lp, stats, MAB_EVENT_PULL, 2, 0.0, 0, f1, 1), MAB_OK);
+        assert_int_equal(feed(lp, stats, MAB_EVENT_REWARD, 2, 1.0, 0, f1, 1), MAB_OK);
+    }
+}
+
+/*
+ * By hand, at f = 1 (x = (1, 1)):
+ *  arm 0: G = [[2, 3], [3, 5]], A = [[3, 3], [3, 6]], b = (1, 2),
+ *         A^-1 = [[2/3, -1/3], [-1/3, 1/3]], theta = (0, 1/3):
+ *         mean 1/3, x^T A^-1 x = 1/3;
+ *  arm 1: A = I, b = 0: mean 0, x^T A^-1 x = 2;
+ *  arm 2: G = [[2, 2], [2, 2]], A = [[3, 2], [2, 3]], b = (2, 2),
+ *         A^-1 = [[3, -2], [-2, 3]] / 5, theta = (2/5, 2/5):
+ *         mean 4/5, x^T A^-1 x = 2/5.
+ */
+static const double HAND_MEAN[3] = {1.0 / 3.0, 0.0, 0.8};
+static const double HAND_VAR[3] = {1.0 / 3.0, 2.0, 0.4};
+
+static void test_lin_ucb_hand_computed_scores(void **unused)
+{
+    (void)unused;
+    policy2 lp = open2("lin_ucb", "{}", 3, ONE_FEATURE, 1);
+    assert_int_equal(lp.layout.arm_stats, 6);
+    double stats[18];
+    linear_history(&lp, stats);
+    const double g0[6] = {2, 3, 3, 5, 1, 2}; /* G row-major, then b */
+    for (int i = 0; i < 6; i++)
+        assert_true(stats[i] == g0[i]);
+    mab_arm_view arms[3] = {arm(2, 1), arm(0, 0), arm(2, 2)};
+    const double f1[1] = {1.0};
+    double scores[3];
+    int kind;
+    mab_policy_input in = input(&lp, arms, stats, NULL, 0, f1, 1, NULL);
+    assert_int_equal(lp.policy->explain(lp.state, &in, scores, &kind), MAB_OK);
+    assert_int_equal(kind, MAB_EXPLAIN_SCORES);
+    for (int i = 0; i < 3; i++)
+        assert_near(scores[i], HAND_MEAN[i] + sqrt(HAND_VAR[i]), 1e-12);
+    /* alpha = 1: arm 2 (0.8 + 0.632) beats arm 1 (1.414), always. */
+    mab_rng *rng = mab_rng_create(51);
+    in.rng = rng;
+    mab_policy_choice c = choose_ok(&lp, &in);
+    assert_int_equal(c.arm, 2);
+    assert_true(c.probability == 1.0 && c.estimated == 0);
+    close2(&lp);
+    /* alpha = 2: the untried arm 1 (2.828) beats arm 2 (0.8 + 1.265). */
+    lp = open2("lin_ucb", "{\"alpha\": 2}", 3, ONE_FEATURE, 1);
+    in = input(&lp, arms, stats, NULL, 0, f1, 1, rng);
+    assert_int_equal(lp.policy->explain(lp.state, &in, scores, &kind), MAB_OK);
+    for (int i = 0; i < 3; i++)
+        assert_near(scores[i], HAND_MEAN[i] + 2.0 * sqrt(HAND_VAR[i]), 1e-12);
+    c = choose_ok(&lp, &in);
+    assert_int_equal(c.arm, 1);
+    mab_rng_destroy(rng);
+    close2(&lp);
+}
+
+static void test_lin_ucb_ties_match_probabilities(void **unused)
+{
+    (void)unused;
+    policy2 lp = open2("lin_ucb", "{\"alpha\": 2}", 4, ONE_FEATURE, 1);
+    /* Arms 1 and 3 never played: equal bounds (2.828), 1/2 each; the
+       others lower (1.488, 2.065). */
+    double stats[24];
+    linear_history(&lp, stats);
+    memset(stats + 18, 0, 6 * sizeof *stats);
+    mab_arm_view arms[4] = {arm(2, 1), arm(0, 0), arm(2, 2), arm(0, 0)};
+    const double f1[1] = {1.0}, p[4] = {0.0, 0.5, 0.0, 0.5};
+    uint64_t counts[4];
+    count_choices(&lp, input(&lp, arms, stats, NULL, 0, f1, 1, NULL), 52, counts, p, NULL);
+    assert_fits(counts, p, 4, DRAWS);
+    close2(&lp);
+}
+
+/* A missing feature (NAN) is an error in choose and update: nothing is
+   learnt from a guess. */
+static void test_linear_missing_feature_is_an_error(void **unused)
+{
+    (void)unused;
+    const char *names[2] = {"lin_ucb", "lin_igw"};
+    for (int k = 0; k < 2; k++) {
+        policy2 lp = open2(names[k], "{}", 3, ONE_FEATURE, 1);
+        double stats[18];
+        linear_history(&lp, stats);
+        const double missing[1] = {NAN}, infinite[1] = {INFINITY};
+        double before[18];
+        memcpy(before, stats, sizeof stats);
+        assert_int_equal(feed(&lp, stats, MAB_EVENT_PULL, 0, 0.0, 0, missing, 1), MAB_EINVAL);
+        assert_int_equal(feed(&lp, stats, MAB_EVENT_REWARD, 0, 1.0, 0, missing, 1), MAB_EINVAL);
+        assert_int_equal(feed(&lp, stats, MAB_EVENT_PULL, 0, 0.0, 0, infinite, 1), MAB_EINVAL);
+        assert_memory_equal(before, stats, sizeof stats);
+        mab_arm_view arms[3] = {arm(2, 1), arm(0, 0), arm(2, 2)};
+        mab_rng *rng = mab_rng_create(53);
+        mab_policy_input in = input(&lp, arms, stats, NULL, 0, missing, 1, rng);
+        mab_policy_choice c;
+        assert_int_equal(lp.policy->choose(lp.state, &in, &c), MAB_EINVAL);
+        double values[3];
+        int kind;
+        assert_int_equal(lp.policy->explain(lp.state, &in, values, &kind), MAB_EINVAL);
+        mab_rng_destroy(rng);
+        close2(&lp);
+    }
+}
+
+static void test_lin_ucb_params_are_validated(void **unused)
+{
+    (void)unused;
+    create_refused("lin_ucb", "{\"alpha\": -0.1}", 3, ONE_FEATURE, 1, PATH ".alpha");
+    create_refused("lin_ucb", "{\"alpha\": 2e6}", 3, ONE_FEATURE, 1, PATH ".alpha");
+    create_refused("lin_ucb", "{\"alpha\": \"1\"}", 3, ONE_FEATURE, 1, PATH ".alpha");
+    const char *many[33];
+    for (int i = 0; i < 33; i++)
+        many[i] = "x";
+    create_refused("lin_ucb", "{}", 3, many, 33, PATH ".features");
+    create_refused("lin_igw", "{}", 3, many, 33, PATH ".features");
+    /* 32 features: d = 33, 33 * 33 + 33 statistics per arm. */
+    policy2 lp = open2("lin_ucb", "{}", 3, many, 32);
+    assert_int_equal(lp.layout.arm_stats, 33 * 33 + 33);
+    close2(&lp);
+}
+
+/* With the hand-computed means (1/3, 0, 4/5) and gamma = 10, arm 2 is best:
+   p(0) = 1 / (3 + 10 (4/5 - 1/3)) = 3/23, p(1) = 1 / (3 + 8) = 1/11,
+   p(2) = 1 - 3/23 - 1/11 = 197/253. */
+static void test_lin_igw_hand_computed_probabilities(void **unused)
+{
+    (void)unused;
+    policy2 lp = open2("lin_igw", "{\"gamma\": 10}", 3, ONE_FEATURE, 1);
+    double stats[18];
+    linear_history(&lp, stats);
+    mab_arm_view arms[3] = {arm(2, 1), arm(0, 0), arm(2, 2)};
+    const double f1[1] = {1.0}, p[3] = {3.0 / 23.0, 1.0 / 11.0, 197.0 / 253.0};
+    double values[3];
+    int kind;
+    mab_policy_input in = input(&lp, arms, stats, NULL, 0, f1, 1, NULL);
+    assert_int_equal(lp.policy->explain(lp.state, &in, values, &kind), MAB_OK);
+    assert_int_equal(kind, MAB_EXPLAIN_PROBABILITIES);
+    for (int i = 0; i < 3; i++)
+        assert_near(values[i], p[i], 1e-12);
+    uint64_t counts[3];
+    count_choices(&lp, in, 54, counts, p, NULL);
+    assert_fits(counts, p, 3, DRAWS);
+    close2(&lp);
+    /* Ties for the best: the first is "best", the other gets 1/K. Nothing
+       learnt: all scores 0, so 1/3 each. */
+    lp = open2("lin_igw", "{}", 3, ONE_FEATURE, 1);
+    double none[18] = {0};
+    const double uniform[3] = {1.0 / 3, 1.0 / 3, 1.0 / 3};
+    count_choices(&lp, input(&lp, arms, none, NULL, 0, f1, 1, NULL), 55, counts, uniform, NULL);
+    assert_fits(counts, uniform, 3, DRAWS);
+    close2(&lp);
+}
+
+static void test_lin_igw_params_are_validated(void **unused)
+{
+    (void)unused;
+    create_refused("lin_igw", "{\"gamma\": 0}", 3, ONE_FEATURE, 1, PATH ".gamma");
+    create_refused("lin_igw", "{\"gamma\": -5}", 3, ONE_FEATURE, 1, PATH ".gamma");
+    create_refused("lin_igw", "{\"gamma\": 2e9}", 3, ONE_FEATURE, 1, PATH ".gamma");
+}
+
+/* ---- thompson, Gaussian likelihood (ABI 1) ---------------------------- */
+
+static const mab_policy *load_thompson(void **handle)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/thompson.so", MAB_PLUGIN_DIR);
+    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!*handle)
+        fail_msg("dlopen %s: %s", path, dlerror());
+    const mab_policy *(*entry)(void) =
+        (const mab_policy *(*)(void))dlsym(*handle, MAB_POLICY_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    return entry();
+}
+
+static int thompson_create(const mab_policy *policy, const char *json, void **state,
+                           char *message, size_t len)
+{
+    mab_params *params = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_params_parse(json, PATH, &params, &err), MAB_OK);
+    *state = NULL;
+    int rc = policy->create(params, 3, state);
+    snprintf(message, len, "%s", mab_params_last_error(params));
+    mab_params_free(params);
+    return rc;
+}
+
+static double normal_pdf(double x, double mu, double sd)
+{
+    double z = (x - mu) / sd;
+    return exp(-0.5 * z * z) / (sd * sqrt(2.0 * M_PI));
+}
+
+static double normal_cdf(double x, double mu, double sd)
+{
+    return 0.5 * erfc(-(x - mu) / (sd * sqrt(2.0)));
+}
+
+/* P(theta_i is the largest) for Normal(mu_i, sd_i), Simpson's rule over
+   mu +- 12 sd of every arm. */
+static void normal_leader_probabilities(const double *mu, const double *sd, size_t n, double *p)
+{
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        lo = fmin(lo, mu[i] - 12.0 * sd[i]);
+        hi = fmax(hi, mu[i] + 12.0 * sd[i]);
+    }
+    const int steps = 200000;
+    double h = (hi - lo) / steps, total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double sum = 0.0;
+        for (int g = 0; g <= steps; g++) {
+            double x = lo + g * h, f = normal_pdf(x, mu[i], sd[i]);
+            for (size_t j = 0; j < n; j++)
+                if (j != i)
+                    f *= normal_cdf(x, mu[j], sd[j]);
+            sum += (g == 0 || g == steps ? 1.0 : g % 2 ? 4.0 : 2.0) * f;
+        }
+        p[i] = sum * h / 3.0;
+        total += p[i];
+    }
+    assert_near(total, 1.0, 1e-8);
+}
+
+/* Normal posteriors from the sample variance, written out from the
+   documented formula: v = (q - s^2 / n + 1/4) / n, theta ~ N(s / n, v / n);
+   an untried arm N(1/2, 1/4). */
+static void test_thompson_gaussian_matches_normal_posteriors(void **unused)
+{
+    (void)unused;
+    void *handle, *state;
+    const mab_policy *policy = load_thompson(&handle);
+    char message[MAB_ERROR_MAX];
+    assert_int_equal(thompson_create(policy, "{\"likelihood\": \"gaussian\"}", &state, message,
+                                     sizeof message),
+                     MAB_OK);
+    /* Revenue-like: arm 0 few large rewards, arm 1 many small ones. */
+    mab_arm_view arms[3] = {{10, 2, 1.6, 1.28}, {12, 12, 3.0, 0.9}, {0, 0, 0.0, 0.0}};
+    double mu[3], sd[3], p[3];
+    for (int i = 0; i < 2; i++) {
+        double n = (double)arms[i].pulls, s = arms[i].reward_sum, q = arms[i].reward_sum_sq;
+        mu[i] = s / n;
+        sd[i] = sqrt((q - s * s / n + 0.25) / n / n);
+    }
+    mu[2] = 0.5;
+    sd[2] = 0.5;
+    normal_leader_probabilities(mu, sd, 3, p);
+    mab_rng *rng = mab_rng_create(61);
+    uint64_t counts[3] = {0, 0, 0};
+    for (int d = 0; d < DRAWS; d++) {
+        size_t a = 3;
+        double probability = 0.0;
+        assert_int_equal(policy->choose(state, arms, 3, rng, &a, &probability), MAB_OK);
+        assert_true(a < 3);
+        assert_true(isnan(probability));
+        counts[a]++;
+    }
+    assert_fits(counts, p, 3, DRAWS);
+    mab_rng_destroy(rng);
+    policy->destroy(state);
+    dlclose(handle);
+}
+
+static void test_thompson_likelihood_is_validated(void **unused)
+{
+    (void)unused;
+    void *handle, *state;
+    const mab_policy *policy = load_thompson(&handle);
+    char message[MAB_ERROR_MAX];
+    assert_int_equal(thompson_create(policy, "{\"likelihood\": \"poisson\"}", &state, message,
+                                     sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, PATH ".likelihood"));
+    assert_int_equal(thompson_create(policy, "{\"likelihood\": 1}", &state, message,
+                                     sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, PATH ".likelihood"));
+    assert_null(state);
+    /* "bernoulli" is the default, spelt out. */
+    assert_int_equal(thompson_create(policy, "{\"likelihood\": \"bernoulli\", \"alpha0\": 2}",
+                                     &state, message, sizeof message),
+                     MAB_OK);
+    policy->destroy(state);
+    dlclose(handle);
+}
+
+/* ---- through the engine ----------------------------------------------- */
+
+#include "mab/mab.h"
+#include "support.h"
+
+static int64_t fixed_clock(void *ctx)
+{
+    return *(const int64_t *)ctx;
+}
+
+/* Every new policy by name in one config, on the memory storage fixture:
+   the names and keys resolve, features reach choose and update, estimated
+   probabilities are flagged, a contextual reward without its features is
+   refused and records nothing. */
+static void test_new_policies_through_the_engine(void **unused)
+{
+    (void)unused;
+    char *dir = test_tmpdir("policies2");
+    assert_non_null(dir);
+    char config[300];
+    snprintf(config, sizeof config, "%s/mab.json", dir);
+    assert_int_equal(
+        test_write_file(
+            config,
+            "{\"seed\": 9, \"storage\": {\"plugin\": \"%s/storage_memory.so\"},\n"
+            " \"experiments\": {\n"
+            "  \"kl\": {\"policy\": {\"plugin\": \"kl_ucb\", \"c\": 3}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"tt\": {\"policy\": {\"plugin\": \"top_two_thompson\", \"beta\": 0.4}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"dt\": {\"policy\": {\"plugin\": \"discounted_thompson\", \"half_life\": 3600}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"lu\": {\"policy\": {\"plugin\": \"lin_ucb\", \"alpha\": 0.5, \"features\": [\"f\"]}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"ig\": {\"policy\": {\"plugin\": \"lin_igw\", \"gamma\": 20, \"features\": [\"f\"]}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}},\n"
+            "  \"ga\": {\"policy\": {\"plugin\": \"thompson\", \"likelihood\": \"gaussian\"}, \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}}}\n",
+            MAB_FIXTURE_DIR),
+        0);
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    int rc = mab_open(config, &e, &err);
+    if (rc)
+        fail_msg("mab_open: %s", err.message);
+    int64_t now = T0_NS + 1000 * SEC;
+    assert_int_equal(mab_set_clock(e, fixed_clock, &now, &err), MAB_OK);
+    const char *names[] = {"f"};
+    const double two[] = {2.0};
+    mab_context ctx = {sizeof ctx, names, two, 1, 0, 0};
+    static const char *const ids[] = {"kl", "tt", "dt", "lu", "ig", "ga"};
+    static const int estimated_expected[] = {0, 1, 1, 0, 0, 0};
+    for (int k = 0; k < 6; k++) {
+        mab_choice c;
+        int estimated = -1;
+        rc = mab_choose_ctx(e, ids[k], &ctx, &c, &estimated, &err);
+        if (rc)
+            fail_msg("choose %s: %s", ids[k], err.message);
+        assert_int_equal(estimated, estimated_expected[k]);
+        if (k == 0 || k == 3)
+            assert_near(c.probability, 1.0 / 3.0, 1e-15); /* all tied */
+        if (k == 4)
+            assert_near(c.probability, 1.0 / 3.0, 1e-15); /* nothing learnt */
+        if (k == 5)
+            assert_true(isnan(c.probability));
+        if (k == 1 || k == 2)
+            assert_true(c.probability > 0.0 && c.probability <= 1.0);
+        mab_context at = ctx;
+        at.probability = c.probability;
+        rc = mab_reward_ctx(e, ids[k], c.arm_id, 1.0, &at, &err);
+        if (rc)
+            fail_msg("reward %s: %s", ids[k], err.message);
+    }
+    /* lin_ucb learnt x x^T = [[1, 2], [2, 4]] and b = (1, 2) for its arm. */
+    mab_policy_stats_info info = {sizeof info, NULL, 0, 0};
+    double stats[18];
+    assert_int_equal(mab_policy_stats(e, "lu", &info, stats, 18, NULL, 0, &err), MAB_OK);
+    assert_string_equal(info.layout, "lin_ucb/1:6,0");
+    double total[6] = {0};
+    for (int a = 0; a < 3; a++)
+        for (int i = 0; i < 6; i++)
+            total[i] += stats[a * 6 + i];
+    const double expected[6] = {1, 2, 2, 4, 1, 2};
+    for (int i = 0; i < 6; i++)
+        assert_true(total[i] == expected[i]);
+    /* Without its feature the reward is refused whole. */
+    assert_int_equal(mab_reward(e, "lu", "a", 1.0, &err), MAB_EPLUGIN);
+    double after[18];
+    assert_int_equal(mab_policy_stats(e, "lu", &info, after, 18, NULL, 0, &err), MAB_OK);
+    assert_memory_equal(stats, after, sizeof stats);
+    /* discounted_thompson's layout carries its half-life. */
+    assert_int_equal(mab_policy_stats(e, "dt", &info, NULL, 0, NULL, 0, &err), MAB_OK);
+    assert_string_equal(info.layout, "discounted_thompson/3600:512,0");
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+
+    /* An unknown key of an ABI 2 policy is an error naming it. */
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"storage\": {\"plugin\": \"%s/storage_memory.so\"}, \"experiments\": "
+                        "{\"kl\": {\"policy\": {\"plugin\": \"kl_ucb\", \"C\": 3}, "
+                        "\"arms\": {\"a\": 1, \"b\": 2}}}}\n",
+                        MAB_FIXTURE_DIR),
+        0);
+    e = NULL;
+    assert_int_equal(mab_open(config, &e, &err), MAB_ECONFIG);
+    if (!strstr(err.message, "experiments.kl.policy") || !strstr(err.message, "\"C\""))
+        fail_msg("unknown key not named: %s", err.message);
+    print_message("refused as it should be: %s\n", err.message);
+    test_rm_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -620,6 +1028,15 @@ int main(void)
         cmocka_unit_test(test_dt_epochs_and_retention),
         cmocka_unit_test(test_dt_matches_decayed_posteriors),
         cmocka_unit_test(test_dt_params_are_validated),
+        cmocka_unit_test(test_lin_ucb_hand_computed_scores),
+        cmocka_unit_test(test_lin_ucb_ties_match_probabilities),
+        cmocka_unit_test(test_linear_missing_feature_is_an_error),
+        cmocka_unit_test(test_lin_ucb_params_are_validated),
+        cmocka_unit_test(test_lin_igw_hand_computed_probabilities),
+        cmocka_unit_test(test_lin_igw_params_are_validated),
+        cmocka_unit_test(test_thompson_gaussian_matches_normal_posteriors),
+        cmocka_unit_test(test_thompson_likelihood_is_validated),
+        cmocka_unit_test(test_new_policies_through_the_engine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
