@@ -42,6 +42,7 @@ static uint64_t runs_of(uint64_t runs)
 }
 
 typedef struct outcome {
+    uint64_t runs;
     sim_policy_list policies;
     sim_results results;
 } outcome;
@@ -90,7 +91,7 @@ static void compare(outcome *o, const char *list, const double *probs, size_t k,
     sim_plan plan = {.config_path = config, .experiments = (const char *const *)ids,
                      .n_policies = o->policies.n, .bandit = &b, .steps = steps, .runs = runs,
                      .seed = SEED, .threads = THREADS, .n_checkpoints = 20, .scenario = sc};
-    plan.runs = runs_of(runs);
+    plan.runs = o->runs = runs_of(runs);
     int rc = sim_compare(&plan, &o->results, &err);
     unlink(config);
     for (size_t p = 0; p < o->policies.n; p++)
@@ -102,7 +103,7 @@ static void compare(outcome *o, const char *list, const double *probs, size_t k,
 
 static void print(const char *title, const outcome *o)
 {
-    printf("%s\n", title);
+    printf("%s (%llu runs)\n", title, (unsigned long long)o->runs);
     for (size_t p = 0; p < o->policies.n; p++) {
         const sim_policy_result *r = &o->results.policies[p];
         printf("  %-44s regret %9.2f  95%% [%9.2f, %9.2f]  best arm %5.1f%%\n",
@@ -140,7 +141,6 @@ static int case_abrupt(void)
     sim_scenario sc = {.change_at = 50000, .param_after = after, .rate = SIM_DEFAULT_RATE};
     outcome o;
     compare(&o, "thompson,discounted_thompson:half_life=100", three, 3, 100000, 20, &sc);
-    printf("%llu runs\n", (unsigned long long)runs_of(20));
     print("abrupt change at 50,000 of T = 100,000 (dynamic regret)", &o);
     int rc = check(regret(&o, 1) <= 0.5 * regret(&o, 0),
                    "discounted_thompson <= 0.5 x thompson");
@@ -159,7 +159,7 @@ static int case_linear(void)
             "thompson,ucb1,epsilon_greedy:epsilon=0.1,exp3,"
             "lin_ucb:alpha=1:features=x0;x1;x2;x3;x4",
             unused, 5, 50000, 20, &sc);
-    print("linear contextual d = 5, K = 5, T = 50,000, 20 runs (regret against each "
+    print("linear contextual d = 5, K = 5, T = 50,000 (regret against each "
           "visitor's best arm)",
           &o);
     double best = regret(&o, 0);
@@ -181,7 +181,7 @@ static int case_delay(void)
     sim_scenario d1000 = {.rate = SIM_DEFAULT_RATE, .delay = 1000};
     outcome a, b, c;
     compare(&a, POLICIES3, three, 3, 100000, 50, &now);
-    print("stationary (0.05, 0.03, 0.02), T = 100,000, 50 runs, no delay", &a);
+    print("stationary (0.05, 0.03, 0.02), T = 100,000, no delay", &a);
     compare(&b, POLICIES3, three, 3, 100000, 50, &d100);
     print("the same, clicks delayed by Exp(mean 100 visitors)", &b);
     compare(&c, POLICIES3, three, 3, 100000, 50, &d1000);
@@ -204,7 +204,7 @@ static int case_workers(void)
     sim_scenario eight = {.rate = SIM_DEFAULT_RATE, .workers = 8, .refresh_ms = 1000};
     outcome a, b;
     compare(&a, POLICIES3, three, 3, 100000, 20, &one);
-    print("stationary (0.05, 0.03, 0.02), T = 100,000, 20 runs, one engine", &a);
+    print("stationary (0.05, 0.03, 0.02), T = 100,000, one engine", &a);
     compare(&b, POLICIES3, three, 3, 100000, 20, &eight);
     print("the same over 8 engines refreshing every 1,000 ms at 100 visitors/s", &b);
     for (size_t p = 0; p < 3; p++)
