@@ -5,9 +5,9 @@
  * one real store do.
  *
  * Not a store for production (nothing is durable): the simulator writes it
- * into its temporary config. Every engine that opens it from the same thread
- * with the same "group" gets the same table, for as long as one of them has
- * it open; the last close frees it. A run opens all its engines from the
+ * into its temporary config. It takes no parameters. Every engine that opens
+ * it from the same thread gets the same table, for as long as one of them
+ * has it open; the last close frees it. A run opens all its engines from the
  * thread that runs it and closes them before the next run starts there, so
  * runs on other threads (or later on the same thread) never share counts.
  *
@@ -34,7 +34,6 @@ typedef struct shared_stats {
 
 typedef struct shared_table {
     struct shared_table *next;
-    char *group;
     pthread_t owner;
     unsigned users;
     pthread_mutex_t mu;
@@ -78,28 +77,20 @@ static void table_free(shared_table *t)
     free(t->records);
     free(t->stats);
     free(t->claims);
-    free(t->group);
     pthread_mutex_destroy(&t->mu);
     free(t);
 }
 
 static int shared_open(mab_params *params, void **state, mab_error *err)
 {
-    const char *group = NULL;
-    int rc = mab_params_string(params, "group", "", &group);
-    if (rc != MAB_OK)
-        return rc;
+    (void)params;
     pthread_t self = pthread_self();
     pthread_mutex_lock(&registry_mu);
     shared_table *t = registry;
-    while (t && !(pthread_equal(t->owner, self) && strcmp(t->group, group) == 0))
+    while (t && !pthread_equal(t->owner, self))
         t = t->next;
     if (!t) {
         t = calloc(1, sizeof *t);
-        if (t && !(t->group = dup_str(group))) {
-            free(t);
-            t = NULL;
-        }
         if (t) {
             pthread_mutex_init(&t->mu, NULL);
             t->owner = self;
