@@ -24,13 +24,15 @@
  *    1e282: normal doubles, and room for 1e26 events before a sum could
  *    overflow);
  *  - each epoch has its own (S, F) pair per arm: the statistics are
- *    2 * EPOCHS doubles per arm, EPOCHS = min(256, ceil(100 years / E));
+ *    2 * EPOCHS doubles per arm, EPOCHS = min(64, ceil(100 years / E))
+ *    (the cap bounds what every choose copies: 128 doubles per arm);
  *  - choose() reads only the current and the previous epoch: anything older
  *    is more than 1300 tau old and weighs less than e^-1300 (0 in doubles),
  *    so old epochs need no clearing. They cannot be reused either (a reused
  *    pair would mix frames), which is why the retention is finite:
- *    [T0, T0 + EPOCHS * E): 100 years for half_life >= 6573 s (1 h 50 min), else
- *    256 * 1300 tau (54 years at 1 hour, 333 days at 1 minute). Outside it
+ *    [T0, T0 + EPOCHS * E): 100 years for half_life above 26290 s (7.3 hours),
+ *    else 64 * 1300 tau = 120,000 half-lives (13.7 years at 1 hour, 2.3
+ *    years at 10 minutes, 83 days at 1 minute). Outside it
  *    update() refuses the event (MAB_EINVAL: nothing is recorded) and
  *    choose() fails (MAB_ERANGE).
  * The stored sums mean something only for one half_life, so half_life is
@@ -60,7 +62,7 @@
 #define DT_ORIGIN_S 1767225600.0 /* 2026-01-01T00:00:00Z */
 #define DT_EPOCH_TAUS 1300.0
 #define DT_HORIZON_S (100.0 * 365.25 * 86400.0)
-#define DT_MAX_EPOCHS 256
+#define DT_MAX_EPOCHS 64
 
 typedef struct dt_state {
     double tau;       /* seconds */
@@ -176,12 +178,19 @@ static int dt_choose(const void *state, const mab_policy_input *in, mab_policy_c
 {
     const dt_state *s = state;
     size_t n = in->n_arms;
-    double stack[3 * DT_STACK_ARMS];
-    double *a = n <= DT_STACK_ARMS ? stack : malloc(3 * n * sizeof *a);
-    if (!a)
+    double stack[2 * DT_STACK_ARMS];
+    size_t count_stack[DT_STACK_ARMS];
+    int small = n <= DT_STACK_ARMS;
+    double *a = small ? stack : malloc(2 * n * sizeof *a);
+    size_t *counts = small ? count_stack : malloc(n * sizeof *counts);
+    if (!a || !counts) {
+        if (!small) {
+            free(a);
+            free(counts);
+        }
         return MAB_ENOMEM;
+    }
     double *b = a + n;
-    size_t *counts = (size_t *)(b + n);
     int rc = dt_posteriors(s, in, a, b);
     if (rc == MAB_OK) {
         out->arm = beta_draw_leader(in->api, in->rng, a, b, n, n);
@@ -193,8 +202,10 @@ static int dt_choose(const void *state, const mab_policy_input *in, mab_policy_c
                 (double)counts[out->arm] / (double)s->probability_draws, s->probability_draws);
         }
     }
-    if (a != stack)
+    if (!small) {
         free(a);
+        free(counts);
+    }
     return rc;
 }
 

@@ -10,7 +10,8 @@
  * KL(p, q) = p ln(p / q) + (1 - p) ln((1 - p) / (1 - q)), t the total pulls,
  * mu_i = reward_sum / pulls clamped to [0, 1]. The ln ln t term is used only
  * once ln t > 1 (below, it is negative or undefined). KL(mu, q) grows with q
- * on [mu, 1], so U_i is found by bisection, to 1e-9 (the brief asks 1e-6).
+ * on [mu, 1], so U_i is found by Newton's method from above (see
+ * kl_ucb_index), to about 1e-10.
  * Deterministic given the counters: the probability is exactly 1, or
  * 1 / |ties| among arms of equal index.
  *
@@ -61,9 +62,19 @@ static double bernoulli_kl(double p, double q)
     return xlogx_over(p, q) + xlogx_over(1.0 - p, 1.0 - q);
 }
 
-#define KL_UCB_PRECISION 1e-9
+/* Newton steps stop below this; the index is then within about its square
+   of the root (the brief asks for 1e-6). */
+#define KL_UCB_STEP 1e-10
+#define KL_UCB_MAX_STEPS 100
 
-/* Largest q in [mu, 1] with n KL(mu, q) <= bound. */
+/*
+ * Largest q in [mu, 1) with n KL(mu, q) <= bound, by Newton's method on
+ * f(q) = KL(mu, q) - bound / n, f'(q) = (q - mu) / (q (1 - q)). f is convex
+ * and increasing on [mu, 1), so Newton started above the root stays above it
+ * and decreases to it monotonically; Pinsker's inequality, KL(mu, q) >=
+ * 2 (q - mu)^2, gives such a start: mu + sqrt(level / 2). A handful of
+ * steps, against ~30 of bisection with two logarithms each.
+ */
 static double kl_ucb_index(double mu, double n, double bound)
 {
     if (mu >= 1.0)
@@ -71,15 +82,20 @@ static double kl_ucb_index(double mu, double n, double bound)
     double level = bound / n;
     if (!(level > 0.0))
         return mu;
-    double lo = mu, hi = 1.0;
-    while (hi - lo > KL_UCB_PRECISION) {
-        double mid = 0.5 * (lo + hi);
-        if (bernoulli_kl(mu, mid) <= level)
-            lo = mid;
-        else
-            hi = mid;
+    const double top = 1.0 - 1e-15;
+    double q = mu + sqrt(level / 2.0);
+    if (q > top)
+        q = top;
+    for (int i = 0; i < KL_UCB_MAX_STEPS; i++) {
+        double f = bernoulli_kl(mu, q) - level;
+        if (f <= 0.0)
+            return q; /* at the root up to rounding (or the start was below 1 - 1e-15) */
+        double step = f * q * (1.0 - q) / (q - mu);
+        q -= step;
+        if (step < KL_UCB_STEP)
+            break;
     }
-    return lo;
+    return q;
 }
 
 /* Indices of all arms into values; returns how many arms are untried (their
@@ -116,7 +132,7 @@ static int kl_ucb_choose(const void *state, const mab_policy_input *in, mab_poli
         return MAB_ENOMEM;
     kl_ucb_indices(state, in, values);
     /* Untried arms are INFINITY and tie among themselves; otherwise indices
-       tie only when equal (same counters give the same bisection). */
+       tie only when equal (same counters give the same Newton steps). */
     size_t n_ties = 1;
     out->arm = in->api->argmax(values, in->n_arms, 0.0, in->rng, &n_ties);
     out->probability = 1.0 / (double)n_ties;

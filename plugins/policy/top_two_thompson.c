@@ -113,12 +113,19 @@ static int ttts_choose(const void *state, const mab_policy_input *in, mab_policy
     const ttts_state *s = state;
     const mab_core_api *api = in->api;
     size_t n = in->n_arms;
-    double stack[3 * TTTS_STACK_ARMS];
-    double *a = n <= TTTS_STACK_ARMS ? stack : malloc(3 * n * sizeof *a);
-    if (!a)
+    double stack[2 * TTTS_STACK_ARMS];
+    size_t count_stack[TTTS_STACK_ARMS];
+    int small = n <= TTTS_STACK_ARMS;
+    double *a = small ? stack : malloc(2 * n * sizeof *a);
+    size_t *counts = small ? count_stack : malloc(n * sizeof *counts);
+    if (!a || !counts) {
+        if (!small) {
+            free(a);
+            free(counts);
+        }
         return MAB_ENOMEM;
+    }
     double *b = a + n;
-    size_t *counts = (size_t *)(b + n); /* sizeof(size_t) <= sizeof(double) */
     ttts_posteriors(s, in, a, b);
 
     size_t leader = beta_draw_leader(api, in->rng, a, b, n, n), arm = leader;
@@ -138,8 +145,10 @@ static int ttts_choose(const void *state, const mab_policy_input *in, mab_policy
         beta_leader_counts(api, in->rng, a, b, n, s->probability_draws, counts);
         out->probability = ttts_probability(s, counts, n, arm);
     }
-    if (a != stack)
+    if (!small) {
         free(a);
+        free(counts);
+    }
     return MAB_OK;
 }
 
