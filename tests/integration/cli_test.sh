@@ -330,15 +330,55 @@ import xml.etree.ElementTree as ET
 root = ET.parse(os.environ['SVG']).getroot()
 assert root.tag.endswith('svg'), root.tag
 text = ' '.join(t.text or '' for t in root.iter() if t.tag.endswith('text'))
-for needle in ['regret', 'Lai', 'visitors', 'softmax:tau=0.1', 'thompson', '95%']:
+for needle in ['regret', 'Lai', 'visitors', 'softmax:tau=0.1', 'thompson', '95%',
+               'Traffic share', 'arm red']:
     assert needle in text, needle
-assert len([e for e in root.iter() if e.tag.endswith('polyline')]) == 5"
+# 4 regret curves, the bound, and 4 share panels of 3 arms each.
+lines = [e for e in root.iter() if e.tag.endswith('polyline')]
+assert len(lines) == 5 + 4 * 3, len(lines)
+# A panel's shares add up to 1 at every point: the sum of the arms' heights
+# is the same everywhere (coordinates are printed to 0.1 pixel).
+ys = [[float(p.split(',')[1]) for p in l.get('points').split()] for l in lines[5:8]]
+sums = [sum(y[i] for y in ys) for i in range(len(ys[0]))]
+assert len(sums) == 200 and max(sums) - min(sums) < 0.3, sums"
 expect 0 "$mab" "${cmp[@]}"
 contains "$out" "95% interval" "simulate --policies text table"
 contains "$out" "Lai-Robbins" "simulate --policies text names the bound"
 line=$(grep '^thompson ' <<<"$out" || true)
 [[ $line =~ ^thompson\ +[0-9.]+\ +\[[0-9.]+,\ [0-9.]+\]\ +[0-9.]+%\ +[0-9.]+$ ]] ||
     fail "simulate --policies: bad thompson line '$line'"
+# Scenarios: a delay in seconds is the delay in visitors at --rate; they
+# need Bernoulli arms where the means move; --workers needs --refresh.
+scen=(simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 1500 --runs 3 --seed 3 --json
+      --policies thompson,ucb1 --change-at 700 --probs-after 0.5,0.1,0.2)
+expect 0 "$mab" "${scen[@]}" --delay 2s --rate 50 --workers 3 --refresh 500
+in_seconds=$out
+pycheck "simulate scenarios --json" "$in_seconds" "
+s = d['scenario']
+assert s['change_at'] == 700 and s['probs_after'] == [0.5, 0.1, 0.2], s
+assert s['delay_visitors'] == 100 and s['rate'] == 50, s
+assert s['workers'] == 3 and s['refresh_ms'] == 500 and s['dynamic_regret'], s
+assert d['lai_robbins_bound'] is None, d
+for p in d['policies']:
+    assert sum(p['pulls'].values()) == 3 * 1500 and p['late_per_run'] >= 0, p"
+expect 0 "$mab" "${scen[@]}" --delay 100 --rate 50 --workers 3 --refresh 500
+[[ $out == "$in_seconds" ]] || fail "simulate --delay 2s at 50/s differs from --delay 100"
+expect 0 "$mab" "${scen[@]}" --delay 100 --rate 50 --workers 3 --refresh 500 --threads 1
+[[ $out == "$in_seconds" ]] || fail "simulate scenarios depend on the number of threads"
+expect 0 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 600 --runs 2 --seed 3 \
+    --context linear:3 --drift 0.05 --drift-period 2
+contains "$out" "linear context: 3 features" "simulate --context says so"
+contains "$out" "daily drift: amplitude 0.05, period 2 s" "simulate --drift says so"
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --workers 4
+contains "$err" "--workers and --refresh go together" "simulate --workers without --refresh"
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --change-at 10 --probs-after 0.1,2,0
+contains "$err" "--probs-after value 2" "simulate --probs-after out of range"
+expect 2 "$mab" simulate "$cfg" btn --means 1,2,3 --sd 1 --drift 0.1
+contains "$err" "need Bernoulli arms" "simulate --drift with Gaussian arms"
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --delay 5m
+contains "$err" "--delay '5m'" "simulate --delay with a bad unit"
+expect 2 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --context quadratic:2
+contains "$err" "linear:D" "simulate --context of an unknown model"
 # Without --policies: the experiment's own policy, over several runs.
 expect 0 "$mab" simulate "$cfg" btn --probs 0.1,0.5,0.2 --steps 500 --runs 3 --seed 1
 contains "$out" "ucb1" "simulate --runs uses the experiment's policy"

@@ -92,11 +92,17 @@ static int parse_numbers(const command *cmd, const char *option, const char *tex
 /* The options, by the names of the command table in mab.c. */
 enum {
     SIM_PROBS, SIM_MEANS, SIM_SD, SIM_STEPS, SIM_RUNS, SIM_SEED, SIM_POLICIES, SIM_THREADS,
-    SIM_CSV, SIM_PLOT, SIM_REPORT_EVERY, SIM_JSON, SIM_PERSIST, SIM_N_OPTIONS
+    SIM_CSV, SIM_PLOT, SIM_REPORT_EVERY, SIM_JSON, SIM_PERSIST, SIM_CHANGE_AT, SIM_PROBS_AFTER,
+    SIM_DRIFT, SIM_DRIFT_PERIOD, SIM_DELAY, SIM_WORKERS, SIM_REFRESH, SIM_CONTEXT, SIM_RATE,
+    SIM_N_OPTIONS
 };
 static const char *const sim_option_names[SIM_N_OPTIONS] = {
     "probs", "means", "sd", "steps", "runs", "seed", "policies", "threads",
-    "csv", "plot", "report-every", "json", "persist"};
+    "csv", "plot", "report-every", "json", "persist", "change-at", "probs-after",
+    "drift", "drift-period", "delay", "workers", "refresh", "context", "rate"};
+
+/* Runs per policy of a comparison without --runs. */
+#define SIM_DEFAULT_RUNS 20
 
 /* The command line of `mab simulate`, checked. */
 typedef struct sim_args {
@@ -107,14 +113,20 @@ typedef struct sim_args {
     size_t n_param, n_sd;
     uint64_t steps, runs, seed, report_every, threads;
     bool json, persist;
-    bool compare; /* any of --policies, --runs, --threads, --csv, --plot */
+    bool compare; /* any of --policies, --runs, --threads, --csv, --plot, a scenario */
     const char *policies, *csv, *plot;
+    sim_scenario scenario;
+    double *param_after; /* --probs-after */
+    size_t n_after;
+    bool delay_seconds;  /* --delay ended in 's' */
+    double delay_given;  /* --delay as written (visitors or seconds) */
 } sim_args;
 
 static void sim_args_free(sim_args *a)
 {
     free(a->param);
     free(a->sd);
+    free(a->param_after);
 }
 
 static int parse_count_option(const command *cmd, const char *name, const char *text,
@@ -126,6 +138,95 @@ static int parse_count_option(const command *cmd, const char *name, const char *
     return 0;
 }
 
+/* A finite number >= min (and <= max), or a usage error naming the option. */
+static int parse_real_option(const command *cmd, const char *name, const char *text, double min,
+                             double max, double *out)
+{
+    if (!parse_double(text, out) || !isfinite(*out) || *out < min || *out > max)
+        return usage_error(cmd, "simulate: --%s '%s' is not a number in [%g, %g]", name, text,
+                           min, max);
+    return 0;
+}
+
+/* The scenario options; a->scenario.rate is set before. */
+static int parse_scenario(const command *cmd, const char *const *opt, sim_args *a)
+{
+    sim_scenario *sc = &a->scenario;
+    int status = 0;
+    uint64_t v;
+    if (opt[SIM_RATE])
+        status = parse_real_option(cmd, "rate", opt[SIM_RATE], 1e-6, 1e9, &sc->rate);
+    if (!status && opt[SIM_CHANGE_AT] != NULL) {
+        status = parse_count_option(cmd, "change-at", opt[SIM_CHANGE_AT], UINT64_C(1) << 40, &v);
+        sc->change_at = v;
+    }
+    if (!status && (opt[SIM_CHANGE_AT] != NULL) != (opt[SIM_PROBS_AFTER] != NULL))
+        status = usage_error(cmd, "simulate: --change-at and --probs-after go together");
+    if (!status && opt[SIM_PROBS_AFTER]) {
+        status = parse_numbers(cmd, "--probs-after", opt[SIM_PROBS_AFTER], &a->param_after,
+                               &a->n_after);
+        if (!status && a->n_after != a->n_param)
+            status = usage_error(cmd, "simulate: --probs-after has %zu values, --probs %zu",
+                                 a->n_after, a->n_param);
+        for (size_t i = 0; !status && i < a->n_after; i++)
+            if (!(a->param_after[i] >= 0 && a->param_after[i] <= 1))
+                status = usage_error(cmd, "simulate: --probs-after value %zu (%g) is not a "
+                                          "probability in [0, 1]",
+                                     i + 1, a->param_after[i]);
+        sc->param_after = a->param_after;
+    }
+    sc->drift_period = 86400;
+    if (!status && opt[SIM_DRIFT])
+        status = parse_real_option(cmd, "drift", opt[SIM_DRIFT], 0, 1, &sc->drift);
+    if (!status && opt[SIM_DRIFT_PERIOD]) {
+        if (!opt[SIM_DRIFT])
+            status = usage_error(cmd, "simulate: --drift-period needs --drift");
+        else
+            status = parse_real_option(cmd, "drift-period", opt[SIM_DRIFT_PERIOD], 1e-3, 1e12,
+                                       &sc->drift_period);
+    }
+    if (!status && opt[SIM_DELAY]) {
+        /* "100": visitors; "30s": simulated seconds. */
+        char *text = strdup(opt[SIM_DELAY]);
+        if (!text)
+            return fail_oom();
+        size_t len = strlen(text);
+        a->delay_seconds = len > 1 && text[len - 1] == 's';
+        if (a->delay_seconds)
+            text[len - 1] = '\0';
+        if (!parse_double(text, &a->delay_given) || !isfinite(a->delay_given) ||
+            a->delay_given < 0 || a->delay_given > 1e12)
+            status = usage_error(cmd, "simulate: --delay '%s' is not a mean delay in visitors "
+                                      "(100) or simulated seconds (30s)",
+                                 opt[SIM_DELAY]);
+        free(text);
+        sc->delay = a->delay_seconds ? a->delay_given * sc->rate : a->delay_given;
+    }
+    if (!status && opt[SIM_WORKERS]) {
+        status = parse_count_option(cmd, "workers", opt[SIM_WORKERS], SIM_WORKERS_MAX, &v);
+        sc->workers = (unsigned)v;
+    }
+    if (!status && opt[SIM_REFRESH]) {
+        status = parse_count_option(cmd, "refresh", opt[SIM_REFRESH], 86400000, &v);
+        sc->refresh_ms = (uint32_t)v;
+    }
+    if (!status && (opt[SIM_WORKERS] != NULL) != (opt[SIM_REFRESH] != NULL))
+        status = usage_error(cmd, "simulate: --workers and --refresh go together");
+    if (!status && opt[SIM_CONTEXT]) {
+        const char *d = strncmp(opt[SIM_CONTEXT], "linear:", 7) == 0 ? opt[SIM_CONTEXT] + 7 : "";
+        if (!parse_u64(d, &v) || v == 0 || v > SIM_CONTEXT_MAX)
+            status = usage_error(cmd, "simulate: --context '%s' is not linear:D with D in "
+                                      "[1, %d]",
+                                 opt[SIM_CONTEXT], SIM_CONTEXT_MAX);
+        sc->context_dim = (unsigned)v;
+    }
+    if (!status && a->kind != SIM_BERNOULLI &&
+        (opt[SIM_CHANGE_AT] || opt[SIM_DRIFT] || opt[SIM_CONTEXT]))
+        status = usage_error(cmd, "simulate: --change-at, --drift and --context need "
+                                  "Bernoulli arms (--probs)");
+    return status;
+}
+
 static int parse_sim_args(const command *cmd, const char *const *pos, const char *const *opt,
                           sim_args *a)
 {
@@ -133,7 +234,6 @@ static int parse_sim_args(const command *cmd, const char *const *pos, const char
     a->config = pos[0];
     a->experiment = pos[1];
     a->steps = 10000;
-    a->runs = 1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     a->threads = cpus > 0 ? (uint64_t)cpus : 1;
     a->json = opt[SIM_JSON] != NULL;
@@ -142,7 +242,11 @@ static int parse_sim_args(const command *cmd, const char *const *pos, const char
     a->csv = opt[SIM_CSV];
     a->plot = opt[SIM_PLOT];
     a->compare = opt[SIM_POLICIES] || opt[SIM_RUNS] || opt[SIM_THREADS] || opt[SIM_CSV] ||
-                 opt[SIM_PLOT];
+                 opt[SIM_PLOT] || opt[SIM_CHANGE_AT] || opt[SIM_PROBS_AFTER] || opt[SIM_DRIFT] ||
+                 opt[SIM_DRIFT_PERIOD] || opt[SIM_DELAY] || opt[SIM_WORKERS] ||
+                 opt[SIM_REFRESH] || opt[SIM_CONTEXT] || opt[SIM_RATE];
+    a->runs = a->compare ? SIM_DEFAULT_RUNS : 1;
+    a->scenario.rate = SIM_DEFAULT_RATE;
 
     if (!opt[SIM_PROBS] && !opt[SIM_MEANS])
         return usage_error(cmd, "simulate: --probs or --means is required");
@@ -154,7 +258,7 @@ static int parse_sim_args(const command *cmd, const char *const *pos, const char
     if (a->compare && (a->persist || opt[SIM_REPORT_EVERY]))
         return usage_error(cmd, "simulate: --persist and --report-every work only with a single "
                                 "run of the experiment's own policy (no --policies, --runs, "
-                                "--threads, --csv or --plot)");
+                                "--threads, --csv, --plot or scenario option)");
     int status = 0;
     if (opt[SIM_STEPS])
         status = parse_count_option(cmd, "steps", opt[SIM_STEPS], UINT64_C(1) << 40, &a->steps);
@@ -203,6 +307,8 @@ static int parse_sim_args(const command *cmd, const char *const *pos, const char
                                       "or one per arm (%zu)",
                                  a->n_sd, a->n_param);
     }
+    if (!status)
+        status = parse_scenario(cmd, opt, a);
     return status;
 }
 
@@ -447,6 +553,32 @@ static void name_policy_in_error(mab_error *err, const char *tmp_path,
     snprintf(err->message, sizeof err->message, "%s", rewritten);
 }
 
+/* One line per scenario option in force. */
+static void print_scenario(const sim_args *a, const sim_bandit *b)
+{
+    const sim_scenario *sc = &a->scenario;
+    printf("%g visitors per simulated second (%.6g s in all)\n", sc->rate,
+           (double)a->steps / sc->rate);
+    if (sc->change_at) {
+        printf("abrupt change after visitor %" PRIu64 ": click probabilities ", sc->change_at);
+        for (size_t i = 0; i < b->n_arms; i++)
+            printf("%s%g", i ? ", " : "", sc->param_after[i]);
+        fputc('\n', stdout);
+    }
+    if (sc->drift != 0)
+        printf("daily drift: amplitude %g, period %g s, arm i's phase i/%zu of a period\n",
+               sc->drift, sc->drift_period, b->n_arms);
+    if (sc->delay > 0)
+        printf("conversion delay: exponential, mean %g %s (%g visitors)\n", a->delay_given,
+               a->delay_seconds ? "simulated seconds" : "visitors", sc->delay);
+    if (sc->workers > 1)
+        printf("%u workers over one store, each reloading every %" PRIu32 " ms (%g visitors)\n",
+               sc->workers, sc->refresh_ms, (double)sc->refresh_ms / 1000 * sc->rate);
+    if (sc->context_dim)
+        printf("linear context: %u features x0..x%u ~ N(0, 1), click sigmoid(theta_a . x - 2)\n",
+               sc->context_dim, sc->context_dim - 1);
+}
+
 static void print_compare_text(const sim_args *a, const mab_experiment_info *info,
                                const sim_bandit *b, const sim_results *r,
                                const char *const *labels, unsigned threads)
@@ -459,8 +591,10 @@ static void print_compare_text(const sim_args *a, const mab_experiment_info *inf
     if (b->kind == SIM_GAUSSIAN)
         printf("; sd %g%s, clamped to [%g, %g]", b->sd[0], a->n_sd > 1 ? ", ..." : "",
                b->reward_min, b->reward_max);
-    printf(")\n%" PRIu64 " steps, %" PRIu64 " run%s, seed %" PRIu64 ", %u thread%s\n\n",
+    printf(")\n%" PRIu64 " steps, %" PRIu64 " run%s, seed %" PRIu64 ", %u thread%s\n",
            a->steps, a->runs, a->runs == 1 ? "" : "s", a->seed, threads, threads == 1 ? "" : "s");
+    print_scenario(a, b);
+    fputc('\n', stdout);
 
     text_table table;
     table_init(&table, 5, 0x1eu);
@@ -485,12 +619,26 @@ static void print_compare_text(const sim_args *a, const mab_experiment_info *inf
         table_print(&table, stdout, "");
     table_free(&table);
     double rate = sim_lai_robbins_rate(b);
-    printf("\nLai-Robbins lower bound  %.2f = ln(T) * %.4g (asymptotic; a reference, not a "
-           "guarantee at this T)\n",
-           rate * log((double)a->steps), rate);
-    printf("regret: expected lost rewards T*mu* - sum of mu(chosen arm), from the true means,\n"
-           "on the reward range scaled to [0, 1]; best arm: share of pulls on an arm of\n"
-           "highest mean; reward/visitor: mean reward sent, in the experiment's units.\n");
+    if (sim_scenario_static(&a->scenario)) {
+        printf("\nLai-Robbins lower bound  %.2f = ln(T) * %.4g (asymptotic; a reference, not a "
+               "guarantee at this T)\n",
+               rate * log((double)a->steps), rate);
+        printf("regret: expected lost rewards T*mu* - sum of mu(chosen arm), from the true "
+               "means,\non the reward range scaled to [0, 1]; best arm: share of pulls on an "
+               "arm of\nhighest mean; reward/visitor: mean reward sent, in the experiment's "
+               "units.\n");
+    } else {
+        printf("\nregret: dynamic, sum over visitors of the best arm's click probability for "
+               "that\nvisitor at that time minus the chosen arm's (lost clicks); best arm: "
+               "share of\npulls on an arm best for that visitor then; reward/visitor: clicks "
+               "sent per visitor.\n");
+    }
+    if (a->scenario.delay > 0) {
+        printf("delayed clicks still on their way at T (never sent), mean per run:");
+        for (size_t p = 0; p < r->n_policies; p++)
+            printf(" %s %.1f", labels[p], r->policies[p].late_per_run);
+        fputc('\n', stdout);
+    }
 }
 
 static int print_compare_json(const sim_args *a, const mab_experiment_info *info,
@@ -512,9 +660,33 @@ static int print_compare_json(const sim_args *a, const mab_experiment_info *info
         json_put(&ok, arm, "expected", json_number(b->mean[i]));
     }
     double rate = sim_lai_robbins_rate(b);
+    bool still = sim_scenario_static(&a->scenario);
     json_put(&ok, root, "best_arm", cJSON_CreateString(arms[b->best].arm_id));
-    json_put(&ok, root, "lai_robbins_rate", json_number(rate));
-    json_put(&ok, root, "lai_robbins_bound", json_number(rate * log((double)a->steps)));
+    json_put(&ok, root, "lai_robbins_rate", still ? json_number(rate) : cJSON_CreateNull());
+    json_put(&ok, root, "lai_robbins_bound",
+             still ? json_number(rate * log((double)a->steps)) : cJSON_CreateNull());
+    const sim_scenario *sc = &a->scenario;
+    cJSON *scen = json_put(&ok, root, "scenario", cJSON_CreateObject());
+    json_put(&ok, scen, "rate", json_number(sc->rate));
+    json_put(&ok, scen, "dynamic_regret", cJSON_CreateBool(!still));
+    if (sc->change_at) {
+        json_put(&ok, scen, "change_at", json_counter(sc->change_at));
+        cJSON *after = json_put(&ok, scen, "probs_after", cJSON_CreateArray());
+        for (size_t i = 0; i < b->n_arms; i++)
+            json_put(&ok, after, NULL, json_number(sc->param_after[i]));
+    }
+    if (sc->drift != 0) {
+        json_put(&ok, scen, "drift", json_number(sc->drift));
+        json_put(&ok, scen, "drift_period_s", json_number(sc->drift_period));
+    }
+    if (sc->delay > 0)
+        json_put(&ok, scen, "delay_visitors", json_number(sc->delay));
+    if (sc->workers > 1) {
+        json_put(&ok, scen, "workers", json_counter(sc->workers));
+        json_put(&ok, scen, "refresh_ms", json_counter(sc->refresh_ms));
+    }
+    if (sc->context_dim)
+        json_put(&ok, scen, "context_dim", json_counter(sc->context_dim));
     cJSON *policies = json_put(&ok, root, "policies", cJSON_CreateArray());
     for (size_t p = 0; p < r->n_policies; p++) {
         const sim_policy_result *pr = &r->policies[p];
@@ -530,6 +702,8 @@ static int print_compare_json(const sim_args *a, const mab_experiment_info *info
         }
         json_put(&ok, policy, "best_arm_share", json_number(pr->best_share));
         json_put(&ok, policy, "reward_per_visitor", json_number(pr->reward_per_visitor));
+        if (sc->delay > 0)
+            json_put(&ok, policy, "late_per_run", json_number(pr->late_per_run));
         cJSON *pulls = json_put(&ok, policy, "pulls", cJSON_CreateObject());
         for (size_t i = 0; i < b->n_arms; i++)
             json_put(&ok, pulls, arms[i].arm_id, json_counter(pr->pulls[i]));
@@ -565,40 +739,47 @@ static int simulate_compare(const command *cmd, mab_engine *engine, const sim_ar
     mab_arm_stats *arms = NULL;
     int status = load_stats(engine, info, &arms);
 
+    bool workers = a->scenario.workers > 1;
     if (status == 0 && a->policies) {
         char why[512];
-        if (sim_policies_parse(a->policies, &policies, why, sizeof why) != 0) {
+        if (sim_policies_parse(a->policies, &policies, why, sizeof why) != 0)
             status = usage_error(cmd, "simulate: --policies: %s", why);
-        } else {
-            mab_error err = {0};
-            ids = calloc(policies.n, sizeof *ids);
-            if (!ids)
-                status = fail_oom();
-            for (size_t p = 0; status == 0 && p < policies.n; p++) {
-                ids[p] = malloc(32);
-                if (!ids[p])
-                    status = fail_oom();
-                else
-                    snprintf(ids[p], 32, "p%zu", p);
-            }
-            if (status == 0 && sim_write_policy_config(a->config, info->id, &policies, tmp_path,
-                                                       sizeof tmp_path, &err) != MAB_OK)
-                status = fail(&err);
+        else
             labels = (const char *const *)policies.labels;
-            experiments = (const char *const *)ids;
+    }
+    /* A config of its own for --policies, and for workers (their store). */
+    size_t n_policies = a->policies ? policies.n : 1;
+    if (status == 0 && (a->policies || workers)) {
+        mab_error err = {0};
+        ids = calloc(n_policies, sizeof *ids);
+        if (!ids)
+            status = fail_oom();
+        for (size_t p = 0; status == 0 && p < n_policies; p++) {
+            ids[p] = malloc(32);
+            if (!ids[p])
+                status = fail_oom();
+            else
+                snprintf(ids[p], 32, "p%zu", p);
         }
+        if (status == 0 &&
+            sim_write_policy_config_ex(a->config, info->id, a->policies ? &policies : NULL,
+                                       workers ? SIM_CONFIG_SHARED_STORE : 0, tmp_path,
+                                       sizeof tmp_path, &err) != MAB_OK)
+            status = fail(&err);
+        experiments = (const char *const *)ids;
     }
 
     sim_plan plan = {.config_path = tmp_path[0] ? tmp_path : a->config,
                      .experiments = experiments,
-                     .n_policies = a->policies ? policies.n : 1,
+                     .n_policies = n_policies,
                      .bandit = bandit,
                      .steps = a->steps,
                      .runs = a->runs,
                      .seed = a->seed,
                      .threads = (unsigned)a->threads,
                      .n_checkpoints = a->steps < 200 ? (size_t)a->steps : 200,
-                     .sections = host_sections};
+                     .sections = host_sections,
+                     .scenario = &a->scenario};
     sim_results results = {0};
     if (status == 0) {
         mab_error err = {0};
@@ -619,15 +800,19 @@ static int simulate_compare(const command *cmd, mab_engine *engine, const sim_ar
             status = print_compare_json(a, info, arms, bandit, &results, labels);
         else
             print_compare_text(a, info, bandit, &results, labels, threads);
+        const char **arm_ids = calloc(bandit->n_arms, sizeof *arm_ids);
+        for (size_t i = 0; arm_ids && i < bandit->n_arms; i++)
+            arm_ids[i] = arms[i].arm_id;
         sim_report report = {.plan = &plan, .results = &results, .labels = labels,
-                             .experiment = info->id};
+                             .experiment = info->id, .arm_ids = arm_ids};
         if (status == 0 && a->csv)
             status = write_report_file(a->csv, sim_write_csv, &report);
         if (status == 0 && a->plot)
             status = write_report_file(a->plot, sim_write_svg, &report);
+        free(arm_ids);
     }
     sim_results_free(&results);
-    for (size_t p = 0; ids && p < policies.n; p++)
+    for (size_t p = 0; ids && p < n_policies; p++)
         free(ids[p]);
     free(ids);
     sim_policies_free(&policies);

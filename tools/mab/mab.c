@@ -90,6 +90,9 @@ static const command commands[] = {
      "                    [--report-every N] [--persist]          (one run)\n"
      "                    [--policies LIST] [--runs R] [--threads N]\n"
      "                    [--csv FILE] [--plot FILE.svg]          (comparison)\n"
+     "                    [--change-at T1 --probs-after P1,P2,...] [--drift A]\n"
+     "                    [--drift-period S] [--delay D[s]] [--workers N --refresh MS]\n"
+     "                    [--context linear:D] [--rate V]         (scenarios)\n"
      "\n"
      "Send T simulated visitors to experiment EXP (optional when CONFIG has a\n"
      "single experiment) whose arms, in config order, have known rewards:\n"
@@ -134,17 +137,50 @@ static const command commands[] = {
      "                      libmab, MAB_PLUGIN_PATH, plugin_path) and\n"
      "                      its parameters, e.g.\n"
      "                      epsilon_greedy:epsilon=0.1,ucb1,thompson,softmax:tau=0.1\n"
-     "  --runs R            independent runs per policy (default 1)\n"
+     "  --runs R            independent runs per policy (default 20)\n"
      "  --threads N         worker threads (default: the number of CPUs)\n"
      "  --csv FILE          write the regret curves, averaged over runs, with their\n"
      "                      95% interval and the Lai-Robbins bound: columns policy,\n"
      "                      step, regret_mean, regret_ci95_low, regret_ci95_high,\n"
      "                      lai_robbins_bound (200 steps per policy at most)\n"
-     "  --plot FILE.svg     draw those curves, their bands and the bound as SVG\n",
+     "  --plot FILE.svg     draw those curves, their bands and the bound as SVG,\n"
+     "                      and below them each policy's share of traffic per arm\n"
+     "                      over time (mean over runs)\n"
+     "\n"
+     "Scenarios (each makes a comparison; they combine). Time is simulated:\n"
+     "visitor n arrives at (n - 1) / V seconds and the engines read that time\n"
+     "from their injected clock, so results never depend on the machine.\n"
+     "Regret is dynamic: each visitor's best arm at that time minus the chosen.\n"
+     "\n"
+     "  --rate V            visitors per simulated second (default 100)\n"
+     "  --change-at T1      abrupt change: visitors after T1 click with the\n"
+     "  --probs-after P,... probabilities of --probs-after (Bernoulli arms)\n"
+     "  --drift A           daily cycle: arm i's click probability at second s is\n"
+     "                      Pi + A sin(2 pi (s / PERIOD + i / K)), clamped to\n"
+     "                      [0, 1] (A in click probability, K arms)\n"
+     "  --drift-period S    the cycle's PERIOD in simulated seconds (default\n"
+     "                      86400, one day)\n"
+     "  --delay D[s]        clicks reach the engine after an exponential delay\n"
+     "                      of mean D visitors, or D simulated seconds with the\n"
+     "                      suffix s (30s); a visitor who does not click never\n"
+     "                      sends anything, and clicks still delayed at T are\n"
+     "                      never sent\n"
+     "  --workers N         N engines over one in-memory store, visitor n served\n"
+     "  --refresh MS        by engine n mod N; each writes its counts and\n"
+     "                      re-reads the store every MS simulated ms (phases\n"
+     "                      spread), seeing the others' counts only then\n"
+     "  --context linear:D  visitors have features x0..x{D-1} ~ N(0, 1), passed\n"
+     "                      by name (mab_choose_ctx, mab_reward_ctx), and click\n"
+     "                      arm a with probability sigmoid(theta_a . x - 2),\n"
+     "                      theta_a ~ N(0, I) fixed by the seed; a policy reads\n"
+     "                      them when its item says features=x0;x1;...\n",
      {"CONFIG", "EXP"}, 2, 1,
      {{"probs", true}, {"means", true}, {"sd", true}, {"steps", true}, {"runs", true},
       {"seed", true}, {"policies", true}, {"threads", true}, {"csv", true}, {"plot", true},
-      {"report-every", true}, {"json", false}, {"persist", false}}, 13, cmd_simulate},
+      {"report-every", true}, {"json", false}, {"persist", false}, {"change-at", true},
+      {"probs-after", true}, {"drift", true}, {"drift-period", true}, {"delay", true},
+      {"workers", true}, {"refresh", true}, {"context", true}, {"rate", true}}, 22,
+     cmd_simulate},
     {"reset", "zero an experiment's counters",
      "usage: mab reset CONFIG EXP\n"
      "\n"

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MAX_OPTIONS 16
+#define MAX_OPTIONS 24
 #define MAX_POSITIONAL 4
 
 typedef struct option_spec {

@@ -173,26 +173,282 @@ static uint64_t arm_seed(uint64_t seed, uint64_t run, size_t arm)
            GOLDEN * (uint64_t)(arm + 1);
 }
 
+/* ---- scenarios --------------------------------------------------------- */
+
+int sim_scenario_check(const sim_scenario *sc, const sim_bandit *b, char *why, size_t why_size)
+{
+    bool moving = sc->change_at || sc->drift != 0 || sc->context_dim;
+    if (moving && b->kind != SIM_BERNOULLI) {
+        snprintf(why, why_size, "--change-at, --drift and --context need Bernoulli arms "
+                                "(--probs)");
+        return -1;
+    }
+    if (!(sc->rate > 0) || !isfinite(sc->rate)) {
+        snprintf(why, why_size, "the visitor rate %g is not a positive number", sc->rate);
+        return -1;
+    }
+    if (sc->change_at) {
+        if (!sc->param_after) {
+            snprintf(why, why_size, "--change-at needs --probs-after");
+            return -1;
+        }
+        for (size_t i = 0; i < b->n_arms; i++)
+            if (!(sc->param_after[i] >= 0 && sc->param_after[i] <= 1)) {
+                snprintf(why, why_size, "--probs-after value %zu (%g) is not a probability in "
+                                        "[0, 1]",
+                         i + 1, sc->param_after[i]);
+                return -1;
+            }
+    } else if (sc->param_after) {
+        snprintf(why, why_size, "--probs-after needs --change-at");
+        return -1;
+    }
+    if (!(sc->drift >= 0 && sc->drift <= 1)) {
+        snprintf(why, why_size, "the drift amplitude %g is not in [0, 1]", sc->drift);
+        return -1;
+    }
+    if (sc->drift != 0 && (!(sc->drift_period > 0) || !isfinite(sc->drift_period))) {
+        snprintf(why, why_size, "the drift period %g s is not a positive number",
+                 sc->drift_period);
+        return -1;
+    }
+    if (!(sc->delay >= 0) || !isfinite(sc->delay)) {
+        snprintf(why, why_size, "the mean delay %g is not a non-negative number", sc->delay);
+        return -1;
+    }
+    if (sc->workers > SIM_WORKERS_MAX) {
+        snprintf(why, why_size, "--workers %u is more than %u", sc->workers, SIM_WORKERS_MAX);
+        return -1;
+    }
+    if (sc->workers > 1 && sc->refresh_ms == 0) {
+        snprintf(why, why_size, "--workers needs --refresh MS (a positive number)");
+        return -1;
+    }
+    if (sc->workers <= 1 && sc->refresh_ms) {
+        snprintf(why, why_size, "--refresh needs --workers N with N >= 2");
+        return -1;
+    }
+    if (sc->context_dim > SIM_CONTEXT_MAX) {
+        snprintf(why, why_size, "--context linear:%u has more than %d features",
+                 sc->context_dim, SIM_CONTEXT_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+double sim_sigmoid(double z)
+{
+    return z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z));
+}
+
+void sim_context_theta(uint64_t seed, size_t n_arms, unsigned dim, double *theta)
+{
+    mab_rng *rng = mab_rng_create(mix64(seed ^ 0x74686574615f7631ULL));
+    for (size_t i = 0; i < n_arms * dim; i++)
+        theta[i] = rng ? mab_rng_normal(rng) : 0.0;
+    mab_rng_destroy(rng);
+}
+
+/* The features' names "x0", "x1", ... */
+static const char *const feature_names[SIM_CONTEXT_MAX] = {
+    "x0",  "x1",  "x2",  "x3",  "x4",  "x5",  "x6",  "x7",  "x8",  "x9",  "x10",
+    "x11", "x12", "x13", "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21",
+    "x22", "x23", "x24", "x25", "x26", "x27", "x28", "x29", "x30", "x31"};
+
+const char *sim_feature_name(unsigned i)
+{
+    return i < SIM_CONTEXT_MAX ? feature_names[i] : NULL;
+}
+
+/* The time of visitor `step` (from 1): SIM_EPOCH_NS + (step - 1) / rate s. */
+static int64_t visitor_time_ns(const sim_scenario *sc, double step)
+{
+    return SIM_EPOCH_NS + (int64_t)llround((step - 1) / sc->rate * 1e9);
+}
+
+/* Expected rewards (scaled) of every arm for visitor `step`, with features x. */
+static void current_means(const sim_bandit *b, const sim_scenario *sc, const double *theta,
+                          uint64_t step, const double *x, double *mu)
+{
+    size_t k = b->n_arms;
+    if (sc->context_dim) {
+        for (size_t a = 0; a < k; a++) {
+            double z = -2;
+            for (unsigned d = 0; d < sc->context_dim; d++)
+                z += theta[a * sc->context_dim + d] * x[d];
+            mu[a] = sim_sigmoid(z);
+        }
+        return;
+    }
+    const double *base = sc->change_at && step > sc->change_at ? sc->param_after : NULL;
+    double seconds = (double)(step - 1) / sc->rate;
+    for (size_t a = 0; a < k; a++) {
+        double m = base ? base[a] : b->mean[a];
+        if (sc->drift != 0) {
+            m += sc->drift *
+                 sin(2 * M_PI * (seconds / sc->drift_period + (double)a / (double)k));
+            m = m < 0 ? 0 : m > 1 ? 1 : m;
+        }
+        mu[a] = m;
+    }
+}
+
+bool sim_scenario_static(const sim_scenario *sc)
+{
+    return !sc || (!sc->change_at && sc->drift == 0 && !sc->context_dim);
+}
+
+/* ---- delayed rewards: a binary heap by arrival, ties by order ---------- */
+
+typedef struct pending {
+    double due;    /* in visitors: delivered before the first visitor >= due */
+    uint64_t seq;  /* order of the clicks, for ties */
+    unsigned worker;
+    size_t arm;
+    double value, probability;
+    double *features; /* context_dim values, or NULL */
+} pending;
+
+typedef struct pending_heap {
+    pending *items;
+    size_t n, cap;
+} pending_heap;
+
+static bool pending_before(const pending *a, const pending *b)
+{
+    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static int heap_push(pending_heap *h, const pending *p)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? 2 * h->cap : 256;
+        pending *grown = realloc(h->items, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        h->items = grown;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    h->items[i] = *p;
+    while (i > 0 && pending_before(&h->items[i], &h->items[(i - 1) / 2])) {
+        pending t = h->items[i];
+        h->items[i] = h->items[(i - 1) / 2];
+        h->items[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+    return 0;
+}
+
+static pending heap_pop(pending_heap *h)
+{
+    pending top = h->items[0];
+    h->items[0] = h->items[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->n && pending_before(&h->items[l], &h->items[m]))
+            m = l;
+        if (r < h->n && pending_before(&h->items[r], &h->items[m]))
+            m = r;
+        if (m == i)
+            break;
+        pending t = h->items[i];
+        h->items[i] = h->items[m];
+        h->items[m] = t;
+        i = m;
+    }
+    return top;
+}
+
+static void heap_free(pending_heap *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        free(h->items[i].features);
+    free(h->items);
+}
+
 /* ---- one run ----------------------------------------------------------- */
 
-int sim_run(mab_engine *engine, const sim_run_spec *spec, sim_run_result *out, mab_error *err)
+int64_t sim_clock_read(void *clock_ctx)
 {
+    return atomic_load((_Atomic int64_t *)clock_ctx);
+}
+
+/* Streams of a run: besides the arms' reward streams, each arm's delays
+   (the n-th click of an arm waits as long whatever the policy) and the
+   visitors' features (visitor n has the same features for every policy). */
+static uint64_t delay_seed(uint64_t seed, uint64_t run, size_t arm)
+{
+    return mix64(arm_seed(seed, run, arm) ^ 0x64656c6179733031ULL);
+}
+
+static uint64_t context_seed(uint64_t seed, uint64_t run)
+{
+    return mix64(mix64(seed ^ 0x636f6e7465787431ULL) + GOLDEN * (2 * run + 2));
+}
+
+/* Send a reward through engine w, at the simulated time `due`. */
+static int send_reward(mab_engine *engine, const sim_run_spec *spec, const sim_scenario *sc,
+                       const char *arm_id, const pending *p, mab_error *err)
+{
+    if (spec->clock)
+        atomic_store(spec->clock, visitor_time_ns(sc, p->due));
+    /* With the probability of the choice, as a host passes its cookie's
+       (policies such as EXP3 weight rewards by it), and the visitor's
+       features (a contextual policy learns from them). */
+    mab_context ctx = {sizeof ctx, p->features ? feature_names : NULL, p->features,
+                       p->features ? sc->context_dim : 0, 0, p->probability, 0, 0};
+    return mab_reward_ctx(engine, spec->experiment, arm_id, p->value, &ctx, err);
+}
+
+static void count_sent(sim_run_result *out, const pending *p)
+{
+    out->total_reward += p->value;
+    if (out->rewards)
+        out->rewards[p->arm]++;
+    if (out->reward_sum)
+        out->reward_sum[p->arm] += p->value;
+}
+
+int sim_run_workers(mab_engine *const *engines, size_t n_engines, const sim_run_spec *spec,
+                    sim_run_result *out, mab_error *err)
+{
+    static const sim_scenario stationary = {.rate = SIM_DEFAULT_RATE};
     const sim_bandit *b = spec->bandit;
+    const sim_scenario *sc = spec->scenario ? spec->scenario : &stationary;
     size_t k = b->n_arms;
+    unsigned dim = sc->context_dim;
+    if (n_engines == 0)
+        return mab_error_set(err, MAB_EINVAL, "simulation: no engine");
     mab_arm_stats *stats = calloc(k, sizeof *stats);
     mab_rng **streams = calloc(k, sizeof *streams);
-    int rc = stats && streams ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
+    mab_rng **delays = calloc(k, sizeof *delays);
+    double *mu = calloc(k, sizeof *mu);
+    double *theta = calloc(dim ? k * dim : 1, sizeof *theta);
+    double *x = calloc(dim ? dim : 1, sizeof *x);
+    double *next_reload = calloc(n_engines, sizeof *next_reload);
+    uint64_t *interval_pulls = calloc(k, sizeof *interval_pulls);
+    mab_rng *features = dim ? mab_rng_create(context_seed(spec->seed, spec->run)) : NULL;
+    pending_heap heap = {0};
+    int rc = stats && streams && delays && mu && theta && x && next_reload && interval_pulls &&
+                     (!dim || features)
+                 ? MAB_OK
+                 : mab_error_set(err, MAB_ENOMEM, "out of memory");
     size_t n_arms = 0;
     if (rc == MAB_OK)
-        rc = mab_stats(engine, spec->experiment, stats, k, &n_arms, err);
+        rc = mab_stats(engines[0], spec->experiment, stats, k, &n_arms, err);
     if (rc == MAB_OK && n_arms != k)
         rc = mab_error_set(err, MAB_EINVAL, "experiment \"%s\" has %zu arms, the simulation %zu",
                            spec->experiment, n_arms, k);
     for (size_t a = 0; rc == MAB_OK && a < k; a++) {
         streams[a] = mab_rng_create(arm_seed(spec->seed, spec->run, a));
-        if (!streams[a])
+        delays[a] = mab_rng_create(delay_seed(spec->seed, spec->run, a));
+        if (!streams[a] || !delays[a])
             rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
+    if (rc == MAB_OK && dim)
+        sim_context_theta(spec->seed, k, dim, theta);
     if (rc == MAB_OK) {
         if (out->pulls)
             memset(out->pulls, 0, k * sizeof *out->pulls);
@@ -202,13 +458,61 @@ int sim_run(mab_engine *engine, const sim_run_spec *spec, sim_run_result *out, m
             memset(out->reward_sum, 0, k * sizeof *out->reward_sum);
         out->total_reward = 0;
         out->regret = 0;
+        out->best_pulls = 0;
+        out->late = 0;
     }
+    /* Worker w reloads every refresh_ms of simulated time, the workers'
+       phases spread over the period (as independent processes are). */
+    double refresh_visitors = (double)sc->refresh_ms / 1000.0 * sc->rate;
+    for (size_t w = 0; w < n_engines; w++)
+        next_reload[w] = refresh_visitors * (double)(w + 1) / (double)n_engines;
 
     size_t next_checkpoint = 0;
-    double regret = 0, total_reward = 0;
+    uint64_t last_checkpoint = 0, seq = 0;
+    double regret = 0;
     for (uint64_t step = 1; rc == MAB_OK && step <= spec->steps; step++) {
+        /* Conversions due by now arrive first, in order of arrival. */
+        while (rc == MAB_OK && heap.n && heap.items[0].due <= (double)step) {
+            pending p = heap_pop(&heap);
+            rc = send_reward(engines[p.worker], spec, sc, stats[p.arm].arm_id, &p, err);
+            if (rc == MAB_OK)
+                count_sent(out, &p);
+            if (rc == MAB_OK && n_engines > 1)
+                rc = mab_flush(engines[p.worker], err);
+            free(p.features);
+        }
+        if (rc != MAB_OK)
+            break;
+        /* Reloads due by now: the reloading engine reads the store, which
+           holds everything every engine did so far (mab_import of nothing:
+           write, then reload the counters and statistics). */
+        double elapsed = (double)(step - 1);
+        for (size_t w = 0; rc == MAB_OK && n_engines > 1 && w < n_engines; w++) {
+            if (elapsed < next_reload[w])
+                continue;
+            rc = mab_import(engines[w], NULL, 0, 0, err);
+            while (next_reload[w] <= elapsed)
+                next_reload[w] += refresh_visitors;
+        }
+        if (rc != MAB_OK)
+            break;
+        if (spec->clock)
+            atomic_store(spec->clock, visitor_time_ns(sc, (double)step));
+        for (unsigned d = 0; d < dim; d++)
+            x[d] = mab_rng_normal(features);
+        unsigned w = (unsigned)((step - 1) % n_engines);
+        mab_context ctx = {sizeof ctx, dim ? feature_names : NULL, dim ? x : NULL, dim, 0, 0, 0, 0};
         mab_choice choice;
-        rc = mab_choose(engine, spec->experiment, &choice, err);
+        rc = mab_choose_ctx(engines[w], spec->experiment, &ctx, &choice, NULL, err);
+        /* Workers write after every call. One thread calls them all, and an
+           engine called from a thread in turn with more engines than the
+           core's per-thread slot cache takes another slot each time: what
+           the old slot holds stays out of sight until the slot publishes,
+           which the core decides by the machine's clock. Writing publishes
+           every slot, so each engine sees all it did, as a worker process
+           of its own does, and the run stays reproducible. */
+        if (rc == MAB_OK && n_engines > 1)
+            rc = mab_flush(engines[w], err);
         if (rc != MAB_OK)
             break;
         size_t a = choice.arm_index;
@@ -217,11 +521,18 @@ int sim_run(mab_engine *engine, const sim_run_spec *spec, sim_run_result *out, m
                                spec->experiment, a, k);
             break;
         }
-        regret += b->best_mean - b->mean[a];
+        current_means(b, sc, theta, step, x, mu);
+        double best = mu[0];
+        for (size_t i = 1; i < k; i++)
+            best = mu[i] > best ? mu[i] : best;
+        regret += best - mu[a];
+        if (mu[a] >= best)
+            out->best_pulls++;
+
         double value = 0;
         bool send;
         if (b->kind == SIM_BERNOULLI) {
-            send = mab_rng_uniform(streams[a]) < b->param[a];
+            send = mab_rng_uniform(streams[a]) < mu[a];
             value = b->reward_max;
         } else {
             send = true;
@@ -231,33 +542,75 @@ int sim_run(mab_engine *engine, const sim_run_spec *spec, sim_run_result *out, m
                                             : value;
         }
         if (send) {
-            /* With the probability of the choice, as a host passes its cookie's
-               (policies such as EXP3 weight rewards by it). */
-            mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, choice.probability, 0, 0};
-            rc = mab_reward_ctx(engine, spec->experiment, choice.arm_id, value, &ctx, err);
-            if (rc != MAB_OK)
-                break;
-            total_reward += value;
-            if (out->rewards)
-                out->rewards[a]++;
-            if (out->reward_sum)
-                out->reward_sum[a] += value;
+            pending p = {(double)step, seq++, w, a, value, choice.probability, NULL};
+            if (sc->delay > 0)
+                p.due += -sc->delay * log1p(-mab_rng_uniform(delays[a]));
+            if (dim && sc->delay > 0) {
+                p.features = malloc(dim * sizeof *p.features);
+                if (!p.features) {
+                    rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+                    break;
+                }
+                memcpy(p.features, x, dim * sizeof *x);
+            } else if (dim) {
+                p.features = x;
+            }
+            if (sc->delay > 0) {
+                if (heap_push(&heap, &p) != 0) {
+                    free(p.features);
+                    rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+                    break;
+                }
+            } else {
+                rc = send_reward(engines[w], spec, sc, stats[a].arm_id, &p, err);
+                if (rc == MAB_OK && n_engines > 1)
+                    rc = mab_flush(engines[w], err);
+                if (rc != MAB_OK)
+                    break;
+                count_sent(out, &p);
+            }
         }
         if (out->pulls)
             out->pulls[a]++;
-        while (spec->regret_at && next_checkpoint < spec->n_checkpoints &&
-               spec->checkpoints[next_checkpoint] == step)
-            spec->regret_at[next_checkpoint++] = regret;
+        interval_pulls[a]++;
+        while (next_checkpoint < spec->n_checkpoints &&
+               spec->checkpoints[next_checkpoint] == step) {
+            if (spec->regret_at)
+                spec->regret_at[next_checkpoint] = regret;
+            double width = (double)(step - last_checkpoint);
+            for (size_t i = 0; spec->share_at && i < k; i++)
+                spec->share_at[next_checkpoint * k + i] =
+                    width > 0 ? (double)interval_pulls[i] / width : 0;
+            memset(interval_pulls, 0, k * sizeof *interval_pulls);
+            last_checkpoint = step;
+            next_checkpoint++;
+        }
         if (spec->on_step)
             spec->on_step(spec->ctx, step, a);
     }
+    /* Conversions still on their way when the run ends never arrive. */
+    out->late = heap.n;
     out->regret = regret;
-    out->total_reward = total_reward;
     for (size_t a = 0; streams && a < k; a++)
         mab_rng_destroy(streams[a]);
+    for (size_t a = 0; delays && a < k; a++)
+        mab_rng_destroy(delays[a]);
+    mab_rng_destroy(features);
+    heap_free(&heap);
     free(streams);
+    free(delays);
+    free(mu);
+    free(theta);
+    free(x);
+    free(next_reload);
+    free(interval_pulls);
     free(stats);
     return rc;
+}
+
+int sim_run(mab_engine *engine, const sim_run_spec *spec, sim_run_result *out, mab_error *err)
+{
+    return sim_run_workers(&engine, 1, spec, out, err);
 }
 
 /* ---- parsing --policies ------------------------------------------------ */
@@ -309,7 +662,22 @@ static int add_param(cJSON *policy, const char *label, const char *item, char *w
         snprintf(why, why_size, "'%s': parameter '%s' given twice", label, key);
         return -1;
     }
-    cJSON *value = param_value(eq + 1);
+    /* "features" names the context features a policy reads: a list, given
+       as NAME;NAME;... (',' and ':' separate items and parameters). */
+    cJSON *value = strcmp(key, "features") == 0 ? cJSON_CreateArray() : param_value(eq + 1);
+    for (const char *name = eq + 1; value && cJSON_IsArray(value) && *name;) {
+        const char *end = strchr(name, ';');
+        size_t n = end ? (size_t)(end - name) : strlen(name);
+        char *one = strndup(name, n);
+        if (!one || !cJSON_AddItemToArray(value, cJSON_CreateString(one))) {
+            free(one);
+            cJSON_Delete(value);
+            value = NULL;
+            break;
+        }
+        free(one);
+        name += n + (end ? 1 : 0);
+    }
     if (!value || !cJSON_AddItemToObject(policy, key, value)) {
         cJSON_Delete(value);
         snprintf(why, why_size, "out of memory");
@@ -504,7 +872,7 @@ static char *absolute_dir(const char *path)
 /* The new config's root: plugin_path made absolute, storage as it was (an
    engine opened without storage never opens it), and the experiments. */
 static cJSON *policy_config(const cJSON *root, const char *dir, const cJSON *source,
-                            const sim_policy_list *policies)
+                            const sim_policy_list *policies, unsigned flags)
 {
     cJSON *out = cJSON_CreateObject();
     cJSON *plugin_path = cJSON_AddArrayToObject(out, "plugin_path");
@@ -527,17 +895,27 @@ static cJSON *policy_config(const cJSON *root, const char *dir, const cJSON *sou
         ok = cJSON_AddItemToArray(plugin_path, cJSON_CreateString(buf));
     }
     const cJSON *storage = cJSON_GetObjectItemCaseSensitive(root, "storage");
-    if (ok && storage)
+    if (ok && (flags & SIM_CONFIG_SHARED_STORE)) {
+        /* The workers' store: written only when the simulator says so. */
+        cJSON *shared = cJSON_AddObjectToObject(out, "storage");
+        cJSON *sync = shared ? cJSON_AddObjectToObject(shared, "sync") : NULL;
+        ok = sync && cJSON_AddStringToObject(shared, "plugin", "sim_shared") &&
+             cJSON_AddNumberToObject(sync, "interval_ms", 86400000);
+    } else if (ok && storage) {
         ok = cJSON_AddItemToObject(out, "storage", cJSON_Duplicate(storage, 1));
+    }
     cJSON *experiments = ok ? cJSON_AddObjectToObject(out, "experiments") : NULL;
     ok = ok && experiments;
     const cJSON *arms = cJSON_GetObjectItemCaseSensitive(source, "arms");
     const cJSON *reward = cJSON_GetObjectItemCaseSensitive(source, "reward");
-    for (size_t i = 0; ok && i < policies->n; i++) {
+    const cJSON *own = cJSON_GetObjectItemCaseSensitive(source, "policy");
+    size_t n = policies ? policies->n : 1;
+    for (size_t i = 0; ok && i < n; i++) {
         char id[32];
         snprintf(id, sizeof id, "p%zu", i);
         cJSON *x = cJSON_AddObjectToObject(experiments, id);
-        cJSON *policy = cJSON_Parse(policies->policy_json[i]);
+        cJSON *policy = policies ? cJSON_Parse(policies->policy_json[i])
+                                 : cJSON_Duplicate(own, 1);
         ok = x && policy && cJSON_AddItemToObject(x, "policy", policy);
         if (!ok) {
             if (!x || !cJSON_GetObjectItemCaseSensitive(x, "policy"))
@@ -560,6 +938,14 @@ int sim_write_policy_config(const char *config_path, const char *experiment,
                             const sim_policy_list *policies, char *path_out, size_t path_size,
                             mab_error *err)
 {
+    return sim_write_policy_config_ex(config_path, experiment, policies, 0, path_out, path_size,
+                                      err);
+}
+
+int sim_write_policy_config_ex(const char *config_path, const char *experiment,
+                               const sim_policy_list *policies, unsigned flags, char *path_out,
+                               size_t path_size, mab_error *err)
+{
     char *text = sim_read_file(config_path, err);
     if (!text)
         return err ? err->code : MAB_EIO;
@@ -577,7 +963,7 @@ int sim_write_policy_config(const char *config_path, const char *experiment,
         cJSON_Delete(root);
         return mab_error_set(err, MAB_EIO, "%s: %s", config_path, strerror(errno));
     }
-    cJSON *config = policy_config(root, dir, source, policies);
+    cJSON *config = policy_config(root, dir, source, policies, flags);
     free(dir);
     cJSON_Delete(root);
     char *json = config ? cJSON_Print(config) : NULL;
@@ -647,6 +1033,7 @@ static void mean_ci(const double *values, size_t n, size_t stride, double *mean,
 typedef struct compare_job_out {
     double regret;
     double total_reward;
+    uint64_t best_pulls, late;
     int status;
     mab_error err;
 } compare_job_out;
@@ -655,6 +1042,7 @@ typedef struct compare_pool {
     const sim_plan *plan;
     const uint64_t *checkpoints;
     double *curves;      /* [job][checkpoint] */
+    double *shares;      /* [job][checkpoint][arm] */
     uint64_t *pulls;     /* [job][arm] */
     compare_job_out *jobs;
     size_t n_jobs;
@@ -669,32 +1057,49 @@ static void run_job(compare_pool *pool, size_t job)
     uint64_t run = job / plan->n_policies;
     compare_job_out *out = &pool->jobs[job];
     size_t k = plan->bandit->n_arms;
+    const sim_scenario *sc = plan->scenario;
+    size_t n_engines = sc && sc->workers > 1 ? sc->workers : 1;
 
-    mab_options opts = {.struct_size = sizeof opts,
-                        .flags = MAB_OPEN_NO_STORAGE | MAB_OPEN_SEED,
-                        .seed = sim_engine_seed(plan->seed, run)};
-    mab_engine *engine = NULL;
-    out->status = mab_open_sections(plan->config_path, &opts, plan->sections, &engine,
-                                    &out->err);
-    if (out->status != MAB_OK)
-        return;
-    sim_run_spec spec = {.experiment = plan->experiments[policy],
-                         .bandit = plan->bandit,
-                         .steps = plan->steps,
-                         .seed = plan->seed,
-                         .run = run,
-                         .checkpoints = pool->checkpoints,
-                         .n_checkpoints = plan->n_checkpoints,
-                         .regret_at = pool->curves + job * plan->n_checkpoints};
-    sim_run_result result = {.pulls = pool->pulls + job * k};
-    out->status = sim_run(engine, &spec, &result, &out->err);
-    out->regret = result.regret;
-    out->total_reward = result.total_reward;
-    mab_error close_err;
-    int rc = mab_close(engine, &close_err);
-    if (out->status == MAB_OK && rc != MAB_OK) {
-        out->status = rc;
-        out->err = close_err;
+    /* Workers share the config's store (sim_shared); a lone engine needs none. */
+    mab_engine *engines[SIM_WORKERS_MAX] = {0};
+    _Atomic int64_t clock = SIM_EPOCH_NS;
+    out->status = MAB_OK;
+    for (size_t w = 0; out->status == MAB_OK && w < n_engines; w++) {
+        mab_options opts = {.struct_size = sizeof opts,
+                            .flags = MAB_OPEN_SEED | (n_engines > 1 ? 0 : MAB_OPEN_NO_STORAGE),
+                            .seed = w ? mix64(sim_engine_seed(plan->seed, run) + GOLDEN * w)
+                                      : sim_engine_seed(plan->seed, run)};
+        out->status = mab_open_sections(plan->config_path, &opts, plan->sections, &engines[w],
+                                        &out->err);
+        if (out->status == MAB_OK)
+            out->status = mab_set_clock(engines[w], sim_clock_read, &clock, &out->err);
+    }
+    if (out->status == MAB_OK) {
+        sim_run_spec spec = {.experiment = plan->experiments[policy],
+                             .bandit = plan->bandit,
+                             .steps = plan->steps,
+                             .seed = plan->seed,
+                             .run = run,
+                             .checkpoints = pool->checkpoints,
+                             .n_checkpoints = plan->n_checkpoints,
+                             .regret_at = pool->curves + job * plan->n_checkpoints,
+                             .share_at = pool->shares + job * plan->n_checkpoints * k,
+                             .scenario = sc,
+                             .clock = &clock};
+        sim_run_result result = {.pulls = pool->pulls + job * k};
+        out->status = sim_run_workers(engines, n_engines, &spec, &result, &out->err);
+        out->regret = result.regret;
+        out->total_reward = result.total_reward;
+        out->best_pulls = result.best_pulls;
+        out->late = result.late;
+    }
+    for (size_t w = 0; w < n_engines; w++) {
+        mab_error close_err;
+        int rc = mab_close(engines[w], &close_err);
+        if (out->status == MAB_OK && rc != MAB_OK) {
+            out->status = rc;
+            out->err = close_err;
+        }
     }
 }
 
@@ -723,6 +1128,7 @@ void sim_results_free(sim_results *r)
         free(pr->curve_hi);
         free(pr->regret_by_run);
         free(pr->pulls);
+        free(pr->share_mean);
     }
     free(r->policies);
     free(r->checkpoints);
@@ -744,23 +1150,26 @@ static int summarise(const sim_plan *plan, const compare_pool *pool, sim_results
         pr->curve_hi = calloc(g, sizeof *pr->curve_hi);
         pr->regret_by_run = calloc(runs, sizeof *pr->regret_by_run);
         pr->pulls = calloc(k, sizeof *pr->pulls);
+        pr->share_mean = calloc(g * k, sizeof *pr->share_mean);
         if (!pr->curve_mean || !pr->curve_lo || !pr->curve_hi || !pr->regret_by_run ||
-            !pr->pulls) {
+            !pr->pulls || !pr->share_mean) {
             free(column);
             return MAB_ENOMEM;
         }
-        double reward = 0;
+        double reward = 0, late = 0;
         uint64_t best_pulls = 0;
         for (uint64_t r = 0; r < runs; r++) {
             size_t job = r * n_pol + p;
             pr->regret_by_run[r] = pool->jobs[job].regret;
             reward += pool->jobs[job].total_reward;
-            for (size_t a = 0; a < k; a++) {
+            best_pulls += pool->jobs[job].best_pulls;
+            late += (double)pool->jobs[job].late;
+            for (size_t a = 0; a < k; a++)
                 pr->pulls[a] += pool->pulls[job * k + a];
-                if (sim_is_best(plan->bandit, a))
-                    best_pulls += pool->pulls[job * k + a];
-            }
+            for (size_t i = 0; i < g * k; i++)
+                pr->share_mean[i] += pool->shares[job * g * k + i] / (double)runs;
         }
+        pr->late_per_run = late / (double)runs;
         mean_ci(pr->regret_by_run, runs, 1, &pr->regret_mean, &pr->regret_ci);
         double visitors = (double)runs * (double)plan->steps;
         pr->best_share = (double)best_pulls / visitors;
@@ -786,7 +1195,7 @@ int sim_compare(const sim_plan *plan, sim_results *out, mab_error *err)
     size_t g = plan->n_checkpoints;
     if (n_pol == 0 || plan->runs == 0 || plan->steps == 0 || g == 0 || g > plan->steps)
         return mab_error_set(err, MAB_EINVAL, "simulation: nothing to run");
-    if (plan->runs > SIZE_MAX / n_pol / (g > k ? g : k) / sizeof(double))
+    if (plan->runs > SIZE_MAX / n_pol / (g * k) / sizeof(double))
         return mab_error_set(err, MAB_ENOMEM, "simulation: too many runs");
     size_t n_jobs = (size_t)plan->runs * n_pol;
 
@@ -797,11 +1206,16 @@ int sim_compare(const sim_plan *plan, sim_results *out, mab_error *err)
     compare_pool pool = {.plan = plan, .n_jobs = n_jobs};
     pool.curves = calloc(n_jobs * g, sizeof *pool.curves);
     pool.pulls = calloc(n_jobs * k, sizeof *pool.pulls);
+    pool.shares = calloc(n_jobs * g * k, sizeof *pool.shares);
     pool.jobs = calloc(n_jobs, sizeof *pool.jobs);
     atomic_init(&pool.next_job, 0);
     atomic_init(&pool.failed, false);
     int rc = MAB_OK;
-    if (!out->checkpoints || !out->policies || !pool.curves || !pool.pulls || !pool.jobs)
+    char why[256];
+    if (plan->scenario && sim_scenario_check(plan->scenario, plan->bandit, why, sizeof why))
+        rc = mab_error_set(err, MAB_EINVAL, "simulation: %s", why);
+    else if (!out->checkpoints || !out->policies || !pool.curves || !pool.pulls ||
+             !pool.shares || !pool.jobs)
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     /* Evenly spaced, the last at T. */
     for (size_t c = 0; rc == MAB_OK && c < g; c++)
@@ -838,6 +1252,7 @@ int sim_compare(const sim_plan *plan, sim_results *out, mab_error *err)
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     free(pool.curves);
     free(pool.pulls);
+    free(pool.shares);
     free(pool.jobs);
     if (rc != MAB_OK)
         sim_results_free(out);

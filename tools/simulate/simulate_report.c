@@ -186,11 +186,65 @@ static void describe_arms(FILE *out, const sim_bandit *b)
     }
 }
 
+/* Panel p below the regret plot: policy p's share of traffic per arm. */
+static void draw_shares(FILE *out, const sim_report *report, size_t p, double top)
+{
+    const sim_results *r = report->results;
+    const sim_bandit *b = report->plan->bandit;
+    plot_frame f = {.left = 90, .top = top, .width = 600, .height = 110,
+                    .x_max = (double)report->plan->steps, .y_max = 1};
+    char label[64];
+    fputs("<g font-size=\"11\" fill=\"#333\">\n", out);
+    for (int i = 0; i <= 4; i++) {
+        double y = i / 4.0;
+        tick_label(label, sizeof label, y);
+        fprintf(out,
+                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n"
+                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+                f.left, py(&f, y), f.left + f.width, py(&f, y), f.left - 6, py(&f, y) + 4, label);
+    }
+    fprintf(out,
+            "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+            "stroke=\"#333\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">Traffic share "
+            "per arm over time (mean over runs): ",
+            f.left, f.top, f.width, f.height, f.left, f.top - 6);
+    xml_text(out, report->labels[p]);
+    fputs("</text>\n</g>\n", out);
+    const sim_policy_result *pr = &r->policies[p];
+    size_t k = b->n_arms;
+    for (size_t a = 0; a < k; a++) {
+        fprintf(out, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+                palette[a % N_PALETTE]);
+        for (size_t c = 0; c < r->n_checkpoints; c++)
+            fprintf(out, "%s%.1f,%.1f", c ? " " : "", px(&f, (double)r->checkpoints[c]),
+                    py(&f, pr->share_mean[c * k + a]));
+        fputs("\"/>\n", out);
+    }
+    /* The arms' legend, once, beside the first panel. */
+    if (p != 0)
+        return;
+    double lx = f.left + f.width + 20, ly = f.top + 12;
+    fputs("<g font-size=\"12\">\n", out);
+    for (size_t a = 0; a < k && a < 16; a++, ly += 18) {
+        fprintf(out,
+                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\">arm ",
+                lx, ly - 4, lx + 18, ly - 4, palette[a % N_PALETTE], lx + 26, ly);
+        if (report->arm_ids)
+            xml_text(out, report->arm_ids[a]);
+        else
+            fprintf(out, "%zu", a + 1);
+        fputs("</text>\n", out);
+    }
+    fputs("</g>\n", out);
+}
+
 int sim_write_svg(FILE *out, const sim_report *report)
 {
     const sim_plan *plan = report->plan;
     const sim_results *r = report->results;
-    double rate = sim_lai_robbins_rate(plan->bandit);
+    bool still = sim_scenario_static(plan->scenario);
+    double rate = still ? sim_lai_robbins_rate(plan->bandit) : 0;
     double steps = (double)plan->steps;
 
     double y_max = rate * log(steps);
@@ -209,6 +263,8 @@ int sim_write_svg(FILE *out, const sim_report *report)
     double height = f.top + f.height + 70;
     if (f.top + legend_height + 20 > height)
         height = f.top + legend_height + 20;
+    double shares_top = height + 20, panel = 150;
+    height = shares_top + panel * (double)r->n_policies + 10;
 
     fprintf(out,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -223,13 +279,28 @@ int sim_write_svg(FILE *out, const sim_report *report)
     fprintf(out,
             "</text>\n<text x=\"20\" y=\"48\" font-size=\"12\" fill=\"#333\">Mean of %llu "
             "independent run%s%s. Regret = T·μ* − Σ μ(chosen arm), from the true means "
-            "(lower is better).</text>\n",
+            "(lower is better)%s.</text>\n",
             (unsigned long long)plan->runs, plan->runs == 1 ? "" : "s",
-            plan->runs > 1 ? " per policy; shaded band: 95% interval of the mean" : "");
+            plan->runs > 1 ? " per policy; shaded band: 95% interval of the mean" : "",
+            still ? "" : "; dynamic: against each visitor's best arm at that time");
     fputs("<text x=\"20\" y=\"66\" font-size=\"12\" fill=\"#333\">", out);
     describe_arms(out, plan->bandit);
-    fprintf(out, "; T = %llu visitors, seed %llu.</text>\n", (unsigned long long)plan->steps,
+    fprintf(out, "; T = %llu visitors, seed %llu", (unsigned long long)plan->steps,
             (unsigned long long)plan->seed);
+    const sim_scenario *sc = plan->scenario;
+    if (sc && sc->change_at)
+        fprintf(out, "; abrupt change after visitor %llu", (unsigned long long)sc->change_at);
+    if (sc && sc->drift != 0)
+        fprintf(out, "; drift %g over %g s", sc->drift, sc->drift_period);
+    if (sc && sc->delay > 0)
+        fprintf(out, "; delay mean %g visitors", sc->delay);
+    if (sc && sc->workers > 1)
+        fprintf(out, "; %u workers, refresh %u ms", sc->workers, (unsigned)sc->refresh_ms);
+    if (sc && sc->context_dim)
+        fprintf(out, "; linear context d = %u", sc->context_dim);
+    if (sc)
+        fprintf(out, "; %g visitors/s", sc->rate);
+    fputs(".</text>\n", out);
 
     draw_axes(out, &f);
     for (size_t p = 0; p < r->n_policies; p++)
@@ -260,6 +331,9 @@ int sim_write_svg(FILE *out, const sim_report *report)
                 "<text x=\"%.1f\" y=\"%.1f\" fill=\"#555\">ln t · Σ Δᵢ/KL(μᵢ, μ*) = "
                 "%.3g · ln t (asymptotic)</text>\n",
                 lx, ly - 4, lx + 18, ly - 4, lx + 26, ly, lx + 26, ly + 16, rate);
-    fputs("</g>\n</svg>\n", out);
+    fputs("</g>\n", out);
+    for (size_t p = 0; p < r->n_policies; p++)
+        draw_shares(out, report, p, shares_top + panel * (double)p);
+    fputs("</svg>\n", out);
     return ferror(out) ? -1 : 0;
 }

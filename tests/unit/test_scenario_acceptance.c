@@ -1,0 +1,248 @@
+/*
+ * test_scenario_acceptance.c - issue 13's acceptance lines for the
+ * simulator's scenarios, one CTest test per line (label "acceptance"):
+ *
+ *   abrupt   ALGORITHMS.md's abrupt change, T = 100,000, 20 runs:
+ *            discounted_thompson's regret at most half thompson's.
+ *   linear   d = 5, K = 5, T = 50,000, 20 runs: lin_ucb's regret at most
+ *            half that of the best context-free policy.
+ *   delay    the stationary 3-arm case, D = 100 visitors, 50 runs:
+ *            thompson's regret with delays at most 1.3x without; D = 1,000,
+ *            ucb1 and epsilon_greedy printed beside it.
+ *   workers  8 engines refreshing every 1,000 ms at 100 visitors per
+ *            simulated second, 20 runs: thompson at most 1.3x one engine;
+ *            ucb1 and epsilon_greedy printed beside it.
+ *
+ * Usage: test_scenario_acceptance CASE [RUNS]. RUNS replaces the line's
+ * number of runs (CTest runs `abrupt` with 8: discounted_thompson costs
+ * about 40 us a step here). Every case prints its table (mean
+ * regret and 95% interval over runs) and fails when its relation does not
+ * hold; the figures are in docs/benchmarks.md. Fixed seeds, so a run gives
+ * the same figures on any machine and any number of threads.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "simulate.h"
+#include "support.h"
+
+#define SEED 2026
+#define THREADS 2
+
+static char *dir;
+static uint64_t runs_override; /* argv[2]: fewer runs (ctest), 0: the line's own */
+
+static uint64_t runs_of(uint64_t runs)
+{
+    return runs_override ? runs_override : runs;
+}
+
+typedef struct outcome {
+    uint64_t runs;
+    sim_policy_list policies;
+    sim_results results;
+} outcome;
+
+static void die(const char *what, const char *why)
+{
+    fprintf(stderr, "FAIL: %s: %s\n", what, why);
+    exit(1);
+}
+
+/* Run the policies of `list` on k Bernoulli arms under the scenario. */
+static void compare(outcome *o, const char *list, const double *probs, size_t k, uint64_t steps,
+                    uint64_t runs, const sim_scenario *sc)
+{
+    memset(o, 0, sizeof *o);
+    char why[256] = "";
+    if (sim_policies_parse(list, &o->policies, why, sizeof why) != 0)
+        die(list, why);
+    char base[512], arms[512] = "";
+    size_t len = 0;
+    for (size_t a = 0; a < k; a++)
+        len += (size_t)snprintf(arms + len, sizeof arms - len, "%s\"a%zu\": %zu", a ? ", " : "",
+                                a, a);
+    snprintf(base, sizeof base, "%s/base.json", dir);
+    if (test_write_file(base,
+                        "{\"plugin_path\": [\"%s\"], \"storage\": {\"plugin\": \"json_file\","
+                        " \"path\": \"unused.json\"}, \"experiments\": {\"e\": {\"policy\":"
+                        " {\"plugin\": \"thompson\"}, \"arms\": {%s}}}}\n",
+                        MAB_PLUGIN_DIR, arms) != 0)
+        die(base, "cannot write");
+    char config[4096];
+    mab_error err = {0, ""};
+    unsigned flags = sc && sc->workers > 1 ? SIM_CONFIG_SHARED_STORE : 0;
+    if (sim_write_policy_config_ex(base, "e", &o->policies, flags, config, sizeof config, &err))
+        die(list, err.message);
+    char *ids[16];
+    if (o->policies.n > 16)
+        die(list, "too many policies");
+    for (size_t p = 0; p < o->policies.n; p++) {
+        ids[p] = malloc(16);
+        snprintf(ids[p], 16, "p%zu", p);
+    }
+    sim_bandit b;
+    if (sim_bandit_init(&b, SIM_BERNOULLI, k, probs, NULL, 0, 1, why, sizeof why) != 0)
+        die(list, why);
+    sim_plan plan = {.config_path = config, .experiments = (const char *const *)ids,
+                     .n_policies = o->policies.n, .bandit = &b, .steps = steps, .runs = runs,
+                     .seed = SEED, .threads = THREADS, .n_checkpoints = 20, .scenario = sc};
+    plan.runs = o->runs = runs_of(runs);
+    int rc = sim_compare(&plan, &o->results, &err);
+    unlink(config);
+    for (size_t p = 0; p < o->policies.n; p++)
+        free(ids[p]);
+    sim_bandit_free(&b);
+    if (rc != MAB_OK)
+        die(list, err.message);
+}
+
+static void print(const char *title, const outcome *o)
+{
+    printf("%s (%llu runs)\n", title, (unsigned long long)o->runs);
+    for (size_t p = 0; p < o->policies.n; p++) {
+        const sim_policy_result *r = &o->results.policies[p];
+        printf("  %-44s regret %9.2f  95%% [%9.2f, %9.2f]  best arm %5.1f%%\n",
+               o->policies.labels[p], r->regret_mean, r->regret_mean - r->regret_ci,
+               r->regret_mean + r->regret_ci, 100 * r->best_share);
+    }
+    fflush(stdout);
+}
+
+static double regret(const outcome *o, size_t p)
+{
+    return o->results.policies[p].regret_mean;
+}
+
+static void outcome_free(outcome *o)
+{
+    sim_results_free(&o->results);
+    sim_policies_free(&o->policies);
+}
+
+static const double three[3] = {0.05, 0.03, 0.02};
+
+static int check(bool ok, const char *relation)
+{
+    printf("%s: %s\n", ok ? "holds" : "FAILS", relation);
+    return ok ? 0 : 1;
+}
+
+/* ALGORITHMS.md: 3 arms, (0.05, 0.03, 0.02) for T/2, then (0.02, 0.03, 0.06).
+   The half-life, 100 simulated seconds (10,000 visitors at 100 per second),
+   is a tenth of the run: chosen from the scenario's scale, not fitted. */
+static int case_abrupt(void)
+{
+    const double after[3] = {0.02, 0.03, 0.06};
+    sim_scenario sc = {.change_at = 50000, .param_after = after, .rate = SIM_DEFAULT_RATE};
+    outcome o;
+    compare(&o, "thompson,discounted_thompson:half_life=100", three, 3, 100000, 20, &sc);
+    print("abrupt change at 50,000 of T = 100,000 (dynamic regret)", &o);
+    int rc = check(regret(&o, 1) <= 0.5 * regret(&o, 0),
+                   "discounted_thompson <= 0.5 x thompson");
+    outcome_free(&o);
+    return rc;
+}
+
+/* d = 5, K = 5: click sigmoid(theta_a . x - 2). The context-free policies
+   play the arms by their average click rate only. */
+static int case_linear(void)
+{
+    const double unused[5] = {0, 0, 0, 0, 0};
+    sim_scenario sc = {.context_dim = 5, .rate = SIM_DEFAULT_RATE};
+    outcome o;
+    compare(&o,
+            "thompson,ucb1,epsilon_greedy:epsilon=0.1,exp3,"
+            "lin_ucb:alpha=1:features=x0;x1;x2;x3;x4",
+            unused, 5, 50000, 20, &sc);
+    print("linear contextual d = 5, K = 5, T = 50,000 (regret against each "
+          "visitor's best arm)",
+          &o);
+    double best = regret(&o, 0);
+    for (size_t p = 1; p < 4; p++)
+        best = regret(&o, p) < best ? regret(&o, p) : best;
+    printf("best context-free policy: %.2f\n", best);
+    int rc = check(regret(&o, 4) <= 0.5 * best, "lin_ucb <= 0.5 x the best context-free policy");
+    outcome_free(&o);
+    return rc;
+}
+
+#define POLICIES3 "thompson,ucb1,epsilon_greedy:epsilon=0.1"
+
+/* The stationary 3-arm case with each click delayed, Exp(D) visitors. */
+static int case_delay(void)
+{
+    sim_scenario now = {.rate = SIM_DEFAULT_RATE};
+    sim_scenario d100 = {.rate = SIM_DEFAULT_RATE, .delay = 100};
+    sim_scenario d1000 = {.rate = SIM_DEFAULT_RATE, .delay = 1000};
+    outcome a, b, c;
+    compare(&a, POLICIES3, three, 3, 100000, 50, &now);
+    print("stationary (0.05, 0.03, 0.02), T = 100,000, no delay", &a);
+    compare(&b, POLICIES3, three, 3, 100000, 50, &d100);
+    print("the same, clicks delayed by Exp(mean 100 visitors)", &b);
+    compare(&c, POLICIES3, three, 3, 100000, 50, &d1000);
+    print("the same, clicks delayed by Exp(mean 1,000 visitors)", &c);
+    for (size_t p = 0; p < 3; p++)
+        printf("  %-28s ratio D=100 %.3f  D=1000 %.3f\n", a.policies.labels[p],
+               regret(&b, p) / regret(&a, p), regret(&c, p) / regret(&a, p));
+    int rc = check(regret(&b, 0) <= 1.3 * regret(&a, 0),
+                   "thompson with D = 100 <= 1.3 x without delay");
+    outcome_free(&a);
+    outcome_free(&b);
+    outcome_free(&c);
+    return rc;
+}
+
+/* 8 engines over one store, each reloading every 1,000 simulated ms. */
+static int case_workers(void)
+{
+    sim_scenario one = {.rate = SIM_DEFAULT_RATE};
+    sim_scenario eight = {.rate = SIM_DEFAULT_RATE, .workers = 8, .refresh_ms = 1000};
+    outcome a, b;
+    compare(&a, POLICIES3, three, 3, 100000, 20, &one);
+    print("stationary (0.05, 0.03, 0.02), T = 100,000, one engine", &a);
+    compare(&b, POLICIES3, three, 3, 100000, 20, &eight);
+    print("the same over 8 engines refreshing every 1,000 ms at 100 visitors/s", &b);
+    for (size_t p = 0; p < 3; p++)
+        printf("  %-28s ratio 8 workers / 1 engine %.3f\n", a.policies.labels[p],
+               regret(&b, p) / regret(&a, p));
+    int rc = check(regret(&b, 0) <= 1.3 * regret(&a, 0), "thompson over 8 workers <= 1.3 x one");
+    outcome_free(&a);
+    outcome_free(&b);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(void);
+    } cases[] = {{"abrupt", case_abrupt},
+                 {"linear", case_linear},
+                 {"delay", case_delay},
+                 {"workers", case_workers}};
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s abrupt|linear|delay|workers [RUNS]\n", argv[0]);
+        return 2;
+    }
+    if (argc == 3 && (runs_override = strtoull(argv[2], NULL, 10)) < 2) {
+        fprintf(stderr, "RUNS must be at least 2\n");
+        return 2;
+    }
+    dir = test_tmpdir("acceptance");
+    if (!dir)
+        die("tmpdir", "cannot create");
+    int rc = 2;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (strcmp(argv[1], cases[i].name) == 0)
+            rc = cases[i].run();
+    if (rc == 2)
+        fprintf(stderr, "unknown case '%s'\n", argv[1]);
+    test_rm_tree(dir);
+    free(dir);
+    return rc;
+}
