@@ -436,6 +436,7 @@ static const mab_storage sim_shared = {
     shared_apply_stats,
     shared_load_stats,
     shared_scan_stats,
+    NULL, NULL, NULL, /* ABI 1.5 time buckets: a simulated run keeps none */
 };
 
 MAB_STORAGE_DEFINE(sim_shared)
