@@ -142,7 +142,7 @@ __attribute__((noinline)) int timed_choices(mab_engine *e, const bench_case *bc,
 {
     mab_error err = {0, ""};
     for (uint64_t i = 0; i < iterations; i++) {
-        mab_context ctx = {sizeof ctx, feature_names, pool[i % POOL], bc->features, 0, 0};
+        mab_context ctx = {sizeof ctx, feature_names, pool[i % POOL], bc->features, 0, 0, 0, 0};
         mab_choice c;
         if (mab_choose_ctx(e, "e", &ctx, &c, NULL, &err) != MAB_OK) {
             fprintf(stderr, "mab-bench-policies: %s: %s\n", bc->label, err.message);
@@ -167,7 +167,7 @@ static double run_case(const char *config, const bench_case *bc, uint64_t iterat
     int64_t now = (1767225600LL + 86400LL) * 1000000000LL;
     mab_set_clock(e, fixed_clock, &now, &err);
     for (int i = 0; i < WARMUP; i++) {
-        mab_context ctx = {sizeof ctx, feature_names, pool[i % POOL], bc->features, 0, 0};
+        mab_context ctx = {sizeof ctx, feature_names, pool[i % POOL], bc->features, 0, 0, 0, 0};
         mab_choice c;
         if (mab_choose_ctx(e, "e", &ctx, &c, NULL, &err) != MAB_OK) {
             fprintf(stderr, "mab-bench-policies: %s: %s\n", bc->label, err.message);

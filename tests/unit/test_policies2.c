@@ -970,7 +970,7 @@ static void test_new_policies_through_the_engine(void **unused)
     assert_int_equal(mab_set_clock(e, fixed_clock, &now, &err), MAB_OK);
     const char *names[] = {"f"};
     const double two[] = {2.0};
-    mab_context ctx = {sizeof ctx, names, two, 1, 0, 0};
+    mab_context ctx = {sizeof ctx, names, two, 1, 0, 0, 0, 0};
     static const char *const ids[] = {"kl", "tt", "dt", "lu", "ig", "ga"};
     static const int estimated_expected[] = {0, 1, 1, 0, 0, 0};
     for (int k = 0; k < 6; k++) {
