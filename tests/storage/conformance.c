@@ -85,7 +85,7 @@ typedef struct backend {
 } backend;
 
 static const backend backends[] = {
-    {"json_file", MAB_PLUGIN_DIR "/json_file.so", 1, 1, 0, 0, 1, 0},
+    {"json_file", MAB_PLUGIN_DIR "/json_file.so", 1, 1, 0, 0, 1, 1},
     {"lmdb", MAB_PLUGIN_DIR "/lmdb.so", 1, 1, 1, 0, 1, 0},
     {"mongodb", MAB_PLUGIN_DIR "/mongodb.so", 0, 1, 1, 1, 1, 0},
     {"memory", MAB_FIXTURE_DIR "/storage_memory.so", 0, 0, 0, 0, 1, 0},
@@ -2005,7 +2005,10 @@ static void test_buckets_refuse_nonfinite(void **state)
             bd[1] = (mab_bucket_delta){"color", "blue", T0 - HOUR, {1, 1, 1e308, 1}},
             bd[0] = (mab_bucket_delta){"color", "red", T0 - HOUR, {1, 1, 1e308, 1}};
         err = (mab_error){0, ""};
-        int rc = apply_b(st, &d, 1, &sd, plugin_has_stats() ? 1 : 0, bd, 2, T0, &err);
+        /* Cases 0-2 also ask to drop the bucket before T0: that must not
+           happen either. Case 3 overflows that bucket, so it keeps it. */
+        int rc = apply_b(st, &d, 1, &sd, plugin_has_stats() ? 1 : 0, bd, 2,
+                         k < 3 ? T0 : INT64_MIN, &err);
         if (rc != MAB_EINVAL && rc != MAB_ERANGE)
             fail_msg("case %d: apply_buckets returned %d (%s), not MAB_EINVAL/MAB_ERANGE", k, rc,
                      err.message);
@@ -2031,6 +2034,20 @@ static void test_buckets_refuse_nonfinite(void **state)
         assert_bucket(&b, 0, T0, 1, 1, 1, 1);
         free(b.v);
     }
+    /* A counter that would overflow refuses its buckets too. */
+    mab_delta big = {"color", "green", {1, 1, 1e308, 1}};
+    APPLY_B(st, &big, 1, NULL, 0, NULL, 0, INT64_MIN);
+    mab_bucket_delta green = {"color", "green", T0 + 2 * HOUR, {1, 1, 1, 1}};
+    err = (mab_error){0, ""};
+    int rc = apply_b(st, &big, 1, NULL, 0, &green, 1, T0, &err);
+    if (rc != MAB_EINVAL && rc != MAB_ERANGE)
+        fail_msg("an overflowing counter: apply_buckets returned %d (%s)", rc, err.message);
+    assert_mentions(err.message, "green");
+    const char *green_arm[] = {"green", "red"};
+    bucket_seen b = load_buckets_of(st, "color", green_arm, 2, INT64_MIN);
+    assert_int_equal(b.n, 2); /* red's two; no green bucket, nothing dropped */
+    assert_null(bucket_find(&b, 0, T0 + 2 * HOUR));
+    free(b.v);
     plugin->close(st);
 }
 
@@ -2177,8 +2194,15 @@ static void corrupt_json_buckets(void)
     write_bytes(s.path, good, len);
     edit_file(s.path, from2, bad);
     assert_buckets_refused(&s, s.path, "buckets.btn.a[1]", "buckets out of order");
-    write_bytes(s.path, good, len);
-    edit_file(s.path, "\"buckets\": {", "\"buckets\": [");
+    /* "buckets" as an array: the document up to it, then the array. */
+    const char *at = strstr(good, "\"buckets\"");
+    assert_non_null(at);
+    size_t head = (size_t)(at - good);
+    char *doc = malloc(head + 32);
+    memcpy(doc, good, head);
+    strcpy(doc + head, "\"buckets\": [1]\n}\n");
+    write_bytes(s.path, doc, strlen(doc));
+    free(doc);
     assert_buckets_refused(&s, s.path, "buckets", "buckets that are not an object");
     free(good);
 }
