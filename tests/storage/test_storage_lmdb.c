@@ -1275,14 +1275,14 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_interrupted_creation_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_finite_record_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_creation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bucket_retention_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buckets_grow_the_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_without_bucket_databases, setup, teardown),
     };
     /* The full-disk test is its own CTest entry, so that a machine where it
        cannot mount a tmpfs reports it skipped (77), never passed. */
     const struct CMUnitTest disk_tests[] = {
         cmocka_unit_test_setup_teardown(test_new_store_on_full_disk, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bucket_retention_bound, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_buckets_grow_the_map, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_without_bucket_databases, setup, teardown),
     };
     if (argc > 1 && strcmp(argv[1], "full-disk") == 0) {
         int failed = cmocka_run_group_tests(disk_tests, group_setup, group_teardown);
