@@ -301,12 +301,10 @@ static int add_stats_tree(cJSON *root, const mab_stats_record *stats, size_t n, 
 
 /* ---- time buckets (json_file store, storage ABI 1.5) ------------------- */
 
-/* Refuse what the reader would refuse, naming the bucket. */
-static int check_bucket(const mab_bucket_record *b, size_t index, size_t in_arm, mab_error *err)
+/* Refuse what the reader would refuse, naming the bucket (its ids are
+   checked first, by the caller). */
+static int check_bucket(const mab_bucket_record *b, size_t in_arm, mab_error *err)
 {
-    if (!b->experiment || !b->arm || !b->experiment[0] || !b->arm[0])
-        return mab_error_set(err, MAB_EINVAL,
-                             "buckets[%zu]: experiment and arm must be non-empty strings", index);
     if (b->start > MAB_RECORDS_BUCKET_START_MAX || b->start < -MAB_RECORDS_BUCKET_START_MAX)
         return mab_error_set(err, MAB_EINVAL,
                              "buckets.%s.%s[%zu]: start %lld is beyond 2^53 seconds",
@@ -356,9 +354,9 @@ static int add_buckets_tree(cJSON *root, const mab_bucket_record *buckets, size_
     size_t in_arm = 0;
     for (size_t i = 0; i < n; i++) {
         const mab_bucket_record *b = &buckets[i];
-        int rc = check_bucket(b, i, in_arm, err);
-        if (rc != MAB_OK)
-            return rc;
+        if (!b->experiment || !b->arm || !b->experiment[0] || !b->arm[0])
+            return mab_error_set(err, MAB_EINVAL,
+                                 "buckets[%zu]: experiment and arm must be non-empty strings", i);
         if (!last_exp || strcmp(last_exp, b->experiment) != 0) {
             exp_obj = cJSON_GetObjectItemCaseSensitive(top, b->experiment);
             if (!exp_obj && !(exp_obj = cJSON_AddObjectToObject(top, b->experiment)))
@@ -375,6 +373,9 @@ static int add_buckets_tree(cJSON *root, const mab_bucket_record *buckets, size_
             last_start = last ? (int64_t)strtoll(last->child->valuestring, NULL, 10) : 0;
             last_arm = b->arm;
         }
+        int rc = check_bucket(b, in_arm, err);
+        if (rc != MAB_OK)
+            return rc;
         if (in_arm > 0 && b->start <= last_start)
             return mab_error_set(err, MAB_EINVAL,
                                  "buckets.%s.%s[%zu]: start %lld is not above the previous "
