@@ -270,18 +270,30 @@ static int cookie_limit(mab_engine *engine, size_t *binary_max, mab_error *err)
         worst += shares[i].bytes;
     int rc = MAB_OK;
     if (worst > max) {
-        /* Name the experiments, largest first, as far as the message holds. */
-        char names[400] = "";
-        size_t len = 0;
-        for (size_t i = 0; i < in_cookie && len < sizeof names - 1; i++)
-            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s (%zu bytes)",
-                                    i ? ", " : "", shares[i].id, shares[i].bytes);
+        /* Name the experiments, largest first, as many as the message holds. */
+        const char *path = mab__engine_config_path(engine);
+        char names[MAB_ERROR_MAX] = "";
+        size_t len = 0, named = 0;
+        size_t budget = MAB_ERROR_MAX - 260 - (strlen(path) < 200 ? strlen(path) : 200);
+        for (; named < in_cookie; named++) {
+            char one[MAB__COOKIE_ID_MAX + 40];
+            int w = snprintf(one, sizeof one, "%s%s (%zu bytes)", named ? ", " : "",
+                             shares[named].id, shares[named].bytes);
+            if (len + (size_t)w >= budget)
+                break;
+            memcpy(names + len, one, (size_t)w + 1);
+            len += (size_t)w;
+        }
+        char more[40] = "";
+        if (named < in_cookie)
+            snprintf(more, sizeof more, " and %zu more", in_cookie - named);
         rc = mab_error_set(err, MAB_ECONFIG,
-                           "%s: the visitor cookie could reach %zu bytes with its attributes, "
-                           "over the %d browsers keep: its entries for experiments %s; shorten "
-                           "their ids or arm ids, or name fewer policy \"features\"",
-                           mab__engine_config_path(engine),
-                           attributes + base64_chars(worst), MAB__COOKIE_LINE_MAX, names);
+                           "%s: the visitor cookie could reach %zu bytes (name, value and "
+                           "attributes; browsers keep %d) with entries for %zu experiments: "
+                           "%s%s; shorten their ids or arm ids, or name fewer policy "
+                           "\"features\"",
+                           path, attributes + base64_chars(worst), MAB__COOKIE_LINE_MAX,
+                           in_cookie, names, more);
     }
     free(shares);
     return rc;
