@@ -73,8 +73,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                       " \"color_btn\": {\"policy\": {\"plugin\": \"thompson\"},"
                       "  \"arms\": {\"green\": 1, \"red\": 2, \"blue\": 3}},"
                       " \"txt_btn\": {"
-                      "  \"policy\": {\"plugin\": \"epsilon_greedy\", \"epsilon\": 0.1,"
-                      "   \"features\": [\"slot\", \"hour\"]},"
+                      "  \"policy\": {\"plugin\": \"epsilon_greedy\", \"epsilon\": 0.1},"
                       "  \"reward\": {\"min\": 0, \"max\": 10},"
                       "  \"arms\": {\"casual\": \"a\", \"neutral\": \"b\"}}}");
     mab_error err = {0, ""};
