@@ -209,11 +209,10 @@ static int read_keys(const char *path, uint8_t (*keys)[MAB__KEY_BYTES], size_t *
 /* The Set-Cookie value for cookie text `text` (format: mab_request_set_cookie). */
 static char *format_set_cookie(const mab__web_config *web, const char *text)
 {
-    char domain[300] = "";
-    if (web->cookie_domain)
-        snprintf(domain, sizeof domain, "; Domain=%s", web->cookie_domain);
-    return mab__asprintf("%s=%s; Path=%s%s; Max-Age=%lld%s%s; SameSite=%s", web->cookie_name,
-                         text, web->cookie_path, domain, (long long)web->max_age,
+    /* The domain is not bounded by the config: never truncate it. */
+    return mab__asprintf("%s=%s; Path=%s%s%s; Max-Age=%lld%s%s; SameSite=%s", web->cookie_name,
+                         text, web->cookie_path, web->cookie_domain ? "; Domain=" : "",
+                         web->cookie_domain ? web->cookie_domain : "", (long long)web->max_age,
                          web->secure ? "; Secure" : "", web->http_only ? "; HttpOnly" : "",
                          web->same_site);
 }
