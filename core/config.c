@@ -635,6 +635,40 @@ const mab__web_config *mab__engine_web_config(const mab_engine *e)
     return e->web;
 }
 
+int64_t mab__engine_time_ns(const mab_engine *e)
+{
+    return mab__engine_now(e, NULL);
+}
+
+int mab__engine_features(const mab_engine *e, const char *experiment, const char *const **names,
+                         size_t *n)
+{
+    long x = mab__id_index_find(&e->experiment_index, e->experiments, sizeof *e->experiments,
+                                experiment);
+    if (x < 0)
+        return MAB_ENOTFOUND;
+    *names = (const char *const *)e->experiments[x].feature_names;
+    *n = e->experiments[x].n_features;
+    return MAB_OK;
+}
+
+int mab__engine_cookie_shape(const mab_engine *e, size_t index, const char **id,
+                             size_t *longest_arm_id, size_t *n_features)
+{
+    if (index >= e->n_experiments)
+        return MAB_ENOTFOUND;
+    const mab__experiment *x = &e->experiments[index];
+    size_t longest = 0;
+    for (size_t i = 0; i < x->n_arms; i++) {
+        size_t len = strlen(x->arms[i].id);
+        longest = len > longest ? len : longest;
+    }
+    *id = x->id;
+    *longest_arm_id = longest;
+    *n_features = x->n_features;
+    return MAB_OK;
+}
+
 int mab__engine_reward_range(const mab_engine *e, const char *experiment, double *min,
                              double *max)
 {

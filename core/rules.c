@@ -416,7 +416,9 @@ int mab__rules_reward(mab_engine *e, mab__experiment **xp, const char *arm,
     if (!ctx || ctx->struct_size < offsetof(mab_context, assigned_ns) + sizeof ctx->assigned_ns)
         return MAB_OK;
     if (x->rules.attribution_window && ctx->assigned_ns > 0) {
-        int64_t age = mab__engine_now(e, ctx) - ctx->assigned_ns;
+        /* The reward arrives now, by the engine's clock: ctx->time_ns is the
+           event's time for the policy (the adapter gives the pull's). */
+        int64_t age = mab__engine_now(e, NULL) - ctx->assigned_ns;
         if (age > x->rules.attribution_window * 1000000000LL) {
             atomic_fetch_add_explicit(&x->late_rewards, 1, memory_order_relaxed);
             long i = mab__find_arm(e, x, arm, NULL);

@@ -68,6 +68,7 @@ struct mab_adapter {
     mab__mac_key keys[MAB__KEYS_MAX]; /* keyed HMAC states: the first signs */
     size_t n_keys;
     mab__replay_set *replay;
+    size_t cookie_binary_max; /* from the attributes: the line stays within 4096 bytes */
     _Atomic uint64_t cookies_forged, cookies_expired, assignments, rewards_counted,
         rewards_refused, replays_refused, replay_evictions, redirects_refused;
 };
@@ -83,7 +84,11 @@ typedef enum cookie_state { COOKIE_NONE, COOKIE_VALID, COOKIE_INVALID } cookie_s
 
 struct mab_request {
     mab_adapter *adapter;
-    int64_t now;
+    int64_t now;        /* unix seconds, of now_ns */
+    int64_t now_ns;     /* the engine's clock when the request began */
+    const char **feature_names; /* mab_request_set_features(): copies, one block */
+    double *feature_values;
+    size_t n_features;
     cookie_state state;
     request_entry entries[MAB__COOKIE_ENTRIES_MAX];
     size_t n_entries;
@@ -199,10 +204,104 @@ static int read_keys(const char *path, uint8_t (*keys)[MAB__KEY_BYTES], size_t *
     return rc;
 }
 
+/* ---- the cookie's size ------------------------------------------------ */
+
+/* The Set-Cookie value for cookie text `text` (format: mab_request_set_cookie). */
+static char *format_set_cookie(const mab__web_config *web, const char *text)
+{
+    /* The domain is not bounded by the config: never truncate it. */
+    return mab__asprintf("%s=%s; Path=%s%s%s; Max-Age=%lld%s%s; SameSite=%s", web->cookie_name,
+                         text, web->cookie_path, web->cookie_domain ? "; Domain=" : "",
+                         web->cookie_domain ? web->cookie_domain : "", (long long)web->max_age,
+                         web->secure ? "; Secure" : "", web->http_only ? "; HttpOnly" : "",
+                         web->same_site);
+}
+
+static size_t base64_chars(size_t binary)
+{
+    return sodium_base64_encoded_len(binary, sodium_base64_VARIANT_URLSAFE_NO_PADDING) - 1;
+}
+
+typedef struct cookie_share {
+    const char *id;
+    size_t bytes;
+} cookie_share;
+
+static int by_bytes_desc(const void *a, const void *b)
+{
+    size_t x = ((const cookie_share *)a)->bytes, y = ((const cookie_share *)b)->bytes;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * The largest binary cookie whose Set-Cookie line (name, value, attributes)
+ * stays within the browsers' 4096 bytes, and the refusal of a config whose
+ * worst-case cookie would not: one entry for each of the (at most
+ * MAB__COOKIE_ENTRIES_MAX) experiments taking the most bytes, each with its
+ * longest arm id and all its features.
+ */
+static int cookie_limit(mab_engine *engine, size_t *binary_max, mab_error *err)
+{
+    const mab__web_config *web = mab__engine_web_config(engine);
+    char *empty = format_set_cookie(web, "");
+    if (!empty)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    size_t attributes = strlen(empty);
+    free(empty);
+    size_t max = 0;
+    while (max < MAB__COOKIE_BINARY_MAX &&
+           attributes + base64_chars(max + 1) <= MAB__COOKIE_LINE_MAX)
+        max++;
+    *binary_max = max;
+    size_t n = mab_experiment_count(engine);
+    cookie_share *shares = calloc(n ? n : 1, sizeof *shares);
+    if (!shares)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        size_t longest_arm = 0, n_features = 0;
+        mab__engine_cookie_shape(engine, i, &shares[i].id, &longest_arm, &n_features);
+        shares[i].bytes = mab__cookie_entry_bytes(strlen(shares[i].id), longest_arm, n_features);
+    }
+    qsort(shares, n, sizeof *shares, by_bytes_desc);
+    size_t worst = mab__cookie_overhead(), in_cookie = n < MAB__COOKIE_ENTRIES_MAX ? n
+                                                       : MAB__COOKIE_ENTRIES_MAX;
+    for (size_t i = 0; i < in_cookie; i++)
+        worst += shares[i].bytes;
+    int rc = MAB_OK;
+    if (worst > max) {
+        /* Name the experiments, largest first, as many as the message holds. */
+        const char *path = mab__engine_config_path(engine);
+        char names[MAB_ERROR_MAX] = "";
+        size_t len = 0, named = 0;
+        size_t budget = MAB_ERROR_MAX - 260 - (strlen(path) < 200 ? strlen(path) : 200);
+        for (; named < in_cookie; named++) {
+            char one[MAB__COOKIE_ID_MAX + 40];
+            int w = snprintf(one, sizeof one, "%s%s (%zu bytes)", named ? ", " : "",
+                             shares[named].id, shares[named].bytes);
+            if (len + (size_t)w >= budget)
+                break;
+            memcpy(names + len, one, (size_t)w + 1);
+            len += (size_t)w;
+        }
+        char more[40] = "";
+        if (named < in_cookie)
+            snprintf(more, sizeof more, " and %zu more", in_cookie - named);
+        rc = mab_error_set(err, MAB_ECONFIG,
+                           "%s: the visitor cookie could reach %zu bytes (name, value and "
+                           "attributes; browsers keep %d) with entries for %zu experiments: "
+                           "%s%s; shorten their ids or arm ids, or name fewer policy "
+                           "\"features\"",
+                           path, attributes + base64_chars(worst), MAB__COOKIE_LINE_MAX,
+                           in_cookie, names, more);
+    }
+    free(shares);
+    return rc;
+}
+
 /* ---- adapter ---------------------------------------------------------- */
 
 static int load_settings(mab_engine *engine, uint8_t (*keys)[MAB__KEY_BYTES], size_t *n_keys,
-                         mab_error *err)
+                         size_t *binary_max, mab_error *err)
 {
     if (!engine)
         return mab_error_set(err, MAB_EINVAL, "mab_adapter: engine is NULL");
@@ -212,6 +311,9 @@ static int load_settings(mab_engine *engine, uint8_t (*keys)[MAB__KEY_BYTES], si
                              "%s: secret_file: required by the adapter (cookies are signed); "
                              "create one with `mab keygen FILE`",
                              mab__engine_config_path(engine));
+    int rc = cookie_limit(engine, binary_max, err);
+    if (rc != MAB_OK)
+        return rc;
     return read_keys(web->secret_file, keys, n_keys, err);
 }
 
@@ -231,7 +333,8 @@ int mab_adapter_keys_read(mab_engine *engine, mab_adapter_keys **out, mab_error 
     mab_adapter_keys *k = calloc(1, sizeof *k);
     if (!k)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    int rc = load_settings(engine, k->keys, &k->n_keys, err);
+    size_t binary_max;
+    int rc = load_settings(engine, k->keys, &k->n_keys, &binary_max, err);
     if (rc != MAB_OK) {
         mab_adapter_keys_free(k);
         return rc;
@@ -265,8 +368,9 @@ static int open_adapter(mab_engine *engine, const mab_adapter_keys *given, mab_a
     if (given) {
         memcpy(keys, given->keys, sizeof keys);
         ad->n_keys = given->n_keys;
+        rc = cookie_limit(engine, &ad->cookie_binary_max, err);
     } else {
-        rc = load_settings(engine, keys, &ad->n_keys, err);
+        rc = load_settings(engine, keys, &ad->n_keys, &ad->cookie_binary_max, err);
     }
     for (size_t k = 0; rc == MAB_OK && k < ad->n_keys; k++)
         mab__mac_key_init(&ad->keys[k], keys[k]);
@@ -301,9 +405,10 @@ int mab_adapter_reload(mab_adapter *ad, mab_engine *engine, mab_error *err)
     if (!ad)
         return mab_error_set(err, MAB_EINVAL, "mab_adapter_reload: adapter is NULL");
     uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
-    size_t n_keys;
-    int rc = load_settings(engine, keys, &n_keys, err);
+    size_t n_keys, binary_max;
+    int rc = load_settings(engine, keys, &n_keys, &binary_max, err);
     if (rc == MAB_OK) {
+        ad->cookie_binary_max = binary_max;
         for (size_t k = 0; k < n_keys; k++)
             mab__mac_key_init(&ad->keys[k], keys[k]);
         sodium_memzero(&ad->keys[n_keys], (MAB__KEYS_MAX - n_keys) * sizeof ad->keys[0]);
@@ -428,7 +533,11 @@ int mab_request_begin(mab_adapter *ad, const char *cookie_header, const char *to
     if (!rq)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     rq->adapter = ad;
-    rq->now = (int64_t)time(NULL);
+    rq->now_ns = mab__engine_time_ns(ad->engine);
+    rq->now = rq->now_ns >= 0 ? rq->now_ns / 1000000000 : -((-rq->now_ns + 999999999) / 1000000000);
+    rq->feature_names = NULL;
+    rq->feature_values = NULL;
+    rq->n_features = 0;
     rq->state = COOKIE_NONE;
     rq->n_entries = 0;
     rq->n_chosen = 0;
@@ -456,7 +565,44 @@ void mab_request_end(mab_request *rq)
     free(rq->set_cookie);
     free(rq->debug);
     free(rq->location);
+    free(rq->feature_names);
     free(rq);
+}
+
+int mab_request_set_features(mab_request *rq, const char *const *names, const double *values,
+                             size_t n, mab_error *err)
+{
+    if (!rq || (n && (!names || !values)))
+        return mab_error_set(err, MAB_EINVAL, "mab_request_set_features: NULL argument");
+    if (n > MAB_REQUEST_FEATURES_MAX)
+        return mab_error_set(err, MAB_EINVAL, "mab_request_set_features: %zu features, at most %d",
+                             n, MAB_REQUEST_FEATURES_MAX);
+    size_t bytes = n * (sizeof(char *) + sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        if (!names[i])
+            return mab_error_set(err, MAB_EINVAL, "mab_request_set_features: name %zu is NULL", i);
+        bytes += strlen(names[i]) + 1;
+    }
+    /* One block: the name pointers, the values, then the names' text. */
+    char *block = n ? malloc(bytes) : NULL;
+    if (n && !block)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    const char **copied_names = (const char **)(void *)block;
+    double *copied_values = n ? (double *)(void *)(block + n * sizeof(char *)) : NULL;
+    char *text = block + n * (sizeof(char *) + sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(names[i]) + 1;
+        memcpy(text, names[i], len);
+        copied_names[i] = text;
+        text += len;
+        /* Not a finite number: the feature is missing (NAN), as documented. */
+        copied_values[i] = isfinite(values[i]) ? values[i] : NAN;
+    }
+    free(rq->feature_names);
+    rq->feature_names = copied_names;
+    rq->feature_values = copied_values;
+    rq->n_features = n;
+    return MAB_OK;
 }
 
 /* ---- entries ---------------------------------------------------------- */
@@ -515,7 +661,8 @@ static request_entry *slot_for(mab_request *rq, const char *experiment,
         *old = rq->entries[--rq->n_entries];
     size_t n_live;
     while (rq->n_entries == MAB__COOKIE_ENTRIES_MAX ||
-           live_size(rq, &n_live) + mab__cookie_entry_size(incoming) > MAB__COOKIE_BINARY_MAX)
+           live_size(rq, &n_live) + mab__cookie_entry_size(incoming) >
+               rq->adapter->cookie_binary_max)
         drop_one(rq);
     return &rq->entries[rq->n_entries++];
 }
@@ -541,15 +688,20 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
     /* An arm served while the experiment was paused is kept while it stays
        paused (nothing is counted either way); once it runs again the
        visitor gets an assignment the experiment learns from. */
+    const char *const *policy_features = NULL;
+    size_t n_policy_features = 0;
+    mab__engine_features(engine, experiment, &policy_features, &n_policy_features);
+    mab_context ctx = {sizeof ctx, rq->feature_names, rq->feature_values, rq->n_features,
+                       rq->now_ns, 0.0, 0, 0};
     mab_choice fresh_choice;
     int rc = MAB_OK;
     if (keep && e->cookie.not_learning) {
-        rc = mab_choose(engine, experiment, &fresh_choice, err);
+        rc = mab_choose_ctx(engine, experiment, &ctx, &fresh_choice, NULL, err);
         if (rc != MAB_OK)
             return rc;
         keep = (fresh_choice.flags & MAB_CHOICE_NOT_LEARNING) != 0;
     } else if (!keep) {
-        rc = mab_choose(engine, experiment, &fresh_choice, err);
+        rc = mab_choose_ctx(engine, experiment, &ctx, &fresh_choice, NULL, err);
         if (rc != MAB_OK)
             return rc;
     }
@@ -567,6 +719,18 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
     choice = fresh_choice;
     atomic_fetch_add(&rq->adapter->assignments, 1);
     mab__cookie_entry fresh;
+    /* The features the policy will need again at reward time, in its
+       order, as the choice saw them (mab_choose_ctx resolves them alike). */
+    fresh.n_features = n_policy_features;
+    fresh.features_hash = mab__cookie_features_hash(policy_features, n_policy_features);
+    for (size_t k = 0; k < n_policy_features; k++) {
+        fresh.features[k] = NAN;
+        for (size_t j = 0; j < rq->n_features; j++)
+            if (strcmp(rq->feature_names[j], policy_features[k]) == 0) {
+                fresh.features[k] = rq->feature_values[j];
+                break;
+            }
+    }
     snprintf(fresh.experiment, sizeof fresh.experiment, "%s", experiment);
     snprintf(fresh.arm, sizeof fresh.arm, "%s", choice.arm_id);
     new_assignment_id(fresh.assignment_id);
@@ -649,9 +813,24 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         atomic_fetch_add(&rq->adapter->replay_evictions, evicted);
     if (!fresh)
         return refuse(rq, MAB_REWARD_REPLAYED, out);
-    /* The probability the arm was chosen with, from the cookie, for policies
-       that weight rewards by it (EXP3). */
-    mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, (double)e->cookie.probability,
+    /* The context of the choice, from the cookie: the probability the arm
+       was chosen with (EXP3 weights rewards by it), its features (the
+       request's own are ignored, so update() sees what choose() saw), its
+       time, so a pull and its reward fall in one time bucket, and the
+       operating rules' tags (holdout; the assignment's time, which the
+       attribution window measures against the engine's clock). Features
+       recorded under another "features" list (the config changed) are not
+       passed: the policy sees them missing. */
+    const char *const *policy_features = NULL;
+    size_t n_policy_features = 0;
+    mab__engine_features(engine, experiment, &policy_features, &n_policy_features);
+    int same_features = e->cookie.n_features == n_policy_features && n_policy_features &&
+                        e->cookie.features_hash ==
+                            mab__cookie_features_hash(policy_features, n_policy_features);
+    mab_context ctx = {sizeof ctx, same_features ? policy_features : NULL,
+                       same_features ? e->cookie.features : NULL,
+                       same_features ? n_policy_features : 0,
+                       (int64_t)e->cookie.issued * 1000000000, (double)e->cookie.probability,
                        e->cookie.holdout ? MAB_CONTEXT_HOLDOUT : 0u,
                        (int64_t)e->cookie.issued * 1000000000LL};
     int rc;
@@ -777,15 +956,8 @@ const char *mab_request_set_cookie(mab_request *rq)
 {
     if (!rq || !rq->changed || !encode(rq))
         return NULL;
-    const mab__web_config *web = rq->adapter->web;
-    char domain[300] = "";
-    if (web->cookie_domain)
-        snprintf(domain, sizeof domain, "; Domain=%s", web->cookie_domain);
     free(rq->set_cookie);
-    rq->set_cookie = mab__asprintf("%s=%s; Path=%s%s; Max-Age=%lld%s%s; SameSite=%s",
-                                   web->cookie_name, rq->text, web->cookie_path, domain,
-                                   (long long)web->max_age, web->secure ? "; Secure" : "",
-                                   web->http_only ? "; HttpOnly" : "", web->same_site);
+    rq->set_cookie = format_set_cookie(rq->adapter->web, rq->text);
     return rq->set_cookie;
 }
 

@@ -4,24 +4,51 @@
  * interpreted; parsing still checks every length, as a leaked key must not
  * turn into a crash.
  */
+#include <math.h>
 #include <string.h>
 
 #include <sodium.h>
 
 #include "cookie.h"
 
-#define COOKIE_VERSION 1
+#define COOKIE_VERSION 2
+#define COOKIE_VERSION_1 1
 #define MAC_BYTES crypto_auth_hmacsha256_BYTES
-#define ENTRY_FIXED_BYTES (1 + 1 + MAB__ASSIGNMENT_ID_BYTES + 1 + 4 + 4)
+#define ENTRY_FIXED_BYTES_V1 (1 + 1 + MAB__ASSIGNMENT_ID_BYTES + 1 + 4 + 4)
+#define ENTRY_FIXED_BYTES (ENTRY_FIXED_BYTES_V1 + 1)
+
+size_t mab__cookie_entry_bytes(size_t experiment_len, size_t arm_len, size_t n_features)
+{
+    return ENTRY_FIXED_BYTES + experiment_len + arm_len + (n_features ? 4 + 8 * n_features : 0);
+}
 
 size_t mab__cookie_entry_size(const mab__cookie_entry *entry)
 {
-    return ENTRY_FIXED_BYTES + strlen(entry->experiment) + strlen(entry->arm);
+    return mab__cookie_entry_bytes(strlen(entry->experiment), strlen(entry->arm),
+                                   entry->n_features);
+}
+
+size_t mab__cookie_overhead(void)
+{
+    return 2 + MAC_BYTES;
+}
+
+uint32_t mab__cookie_features_hash(const char *const *names, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = names[i];
+        do {
+            h ^= (uint8_t)*s;
+            h *= 16777619u;
+        } while (*s++);
+    }
+    return h;
 }
 
 size_t mab__cookie_binary_size(const mab__cookie_entry *entries, size_t n)
 {
-    size_t size = 2 + MAC_BYTES;
+    size_t size = mab__cookie_overhead();
     for (size_t i = 0; i < n; i++)
         size += mab__cookie_entry_size(&entries[i]);
     return size;
@@ -39,6 +66,22 @@ static uint8_t *put_u32(uint8_t *p, uint32_t v)
 static uint32_t get_u32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint8_t *put_double(uint8_t *p, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    p = put_u32(p, (uint32_t)(bits >> 32));
+    return put_u32(p, (uint32_t)bits);
+}
+
+static double get_double(const uint8_t *p)
+{
+    uint64_t bits = (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
 }
 
 static uint8_t *put_id(uint8_t *p, const char *id)
@@ -67,6 +110,9 @@ size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n, const mab_
                           char *out, size_t cap)
 {
     size_t size = mab__cookie_binary_size(entries, n);
+    for (size_t i = 0; i < n; i++)
+        if (entries[i].n_features > MAB__COOKIE_FEATURES_MAX)
+            return 0;
     if (n > MAB__COOKIE_ENTRIES_MAX || size > MAB__COOKIE_BINARY_MAX ||
         sodium_base64_encoded_len(size, sodium_base64_VARIANT_URLSAFE_NO_PADDING) > cap)
         return 0;
@@ -85,6 +131,12 @@ size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n, const mab_
         uint32_t bits;
         memcpy(&bits, &e->probability, sizeof bits);
         p = put_u32(p, bits);
+        *p++ = (uint8_t)e->n_features;
+        if (e->n_features) {
+            p = put_u32(p, e->features_hash);
+            for (size_t k = 0; k < e->n_features; k++)
+                p = put_double(p, e->features[k]);
+        }
     }
     mac_compute(key, binary, (size_t)(p - binary), p);
     p += MAC_BYTES;
@@ -124,8 +176,10 @@ static int get_id(const uint8_t **p, const uint8_t *end, char *dst)
 static int parse(const uint8_t *binary, size_t size, mab__cookie_entry *entries, size_t *n_out)
 {
     const uint8_t *p = binary, *end = binary + size;
-    if (size < 2 || p[0] != COOKIE_VERSION || p[1] > MAB__COOKIE_ENTRIES_MAX)
+    if (size < 2 || (p[0] != COOKIE_VERSION && p[0] != COOKIE_VERSION_1) ||
+        p[1] > MAB__COOKIE_ENTRIES_MAX)
         return 0;
+    int version = p[0];
     size_t n = p[1];
     p += 2;
     for (size_t i = 0; i < n; i++) {
@@ -144,6 +198,25 @@ static int parse(const uint8_t *binary, size_t size, mab__cookie_entry *entries,
         uint32_t bits = get_u32(p + 4);
         memcpy(&e->probability, &bits, sizeof bits);
         p += 8;
+        e->n_features = 0;
+        e->features_hash = 0;
+        if (version == COOKIE_VERSION) {
+            if (p >= end || *p > MAB__COOKIE_FEATURES_MAX)
+                return 0;
+            size_t nf = *p++;
+            if (nf) {
+                if ((size_t)(end - p) < 4 + 8 * nf)
+                    return 0;
+                e->features_hash = get_u32(p);
+                p += 4;
+                for (size_t k = 0; k < nf; k++, p += 8) {
+                    double v = get_double(p);
+                    /* One meaning for "missing", whatever bits were signed. */
+                    e->features[k] = isfinite(v) ? v : NAN;
+                }
+            }
+            e->n_features = nf;
+        }
         for (size_t j = 0; j < i; j++)
             if (strcmp(entries[j].experiment, e->experiment) == 0)
                 return 0;

@@ -24,6 +24,21 @@ const mab__web_config *mab__engine_web_config(const mab_engine *engine);
 int mab__engine_reward_range(const mab_engine *engine, const char *experiment, double *min,
                              double *max);
 
+/* The engine's clock (mab_set_clock(), else CLOCK_REALTIME), in ns since
+   the Unix epoch: the adapter dates requests and cookie entries by it. */
+int64_t mab__engine_time_ns(const mab_engine *engine);
+
+/* The features an experiment's policy names ("features"), in its order,
+   valid until mab_close(). MAB_OK (n 0 without features) or MAB_ENOTFOUND. */
+int mab__engine_features(const mab_engine *engine, const char *experiment,
+                         const char *const **names, size_t *n);
+
+/* What the cookie carries for experiment number `index` (config order):
+   its id, the length of its longest arm id and its number of features, for
+   the worst-case cookie size. MAB_OK or MAB_ENOTFOUND (index out of range). */
+int mab__engine_cookie_shape(const mab_engine *engine, size_t index, const char **id,
+                             size_t *longest_arm_id, size_t *n_features);
+
 /* Whether the engine's storage keeps claims (a storage plugin of ABI >= 1.3):
    then rewards go through mab__engine_claim_reward and count once across
    every process and restart; otherwise only the adapter's memory guards. */

@@ -3,7 +3,8 @@
  * (plain sockets, loopback, one request per connection) serving the two
  * adapter hooks.
  *
- *     GET /choose/EXP               {"arm": ID, "value": VALUE} + Set-Cookie
+ *     GET /choose/EXP[?f.NAME=X...] {"arm": ID, "value": VALUE} + Set-Cookie
+ *                                   (f.NAME=X: context features for the policy)
  *     GET /reward/EXP[?value=X]     {"counted": true|false, "reason": ...}
  *     GET /reward/EXP?to=/path      the same reward, then 303 to /path
  *                                   (400 when the adapter's guard refuses it)
@@ -16,6 +17,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -97,6 +99,29 @@ static int query_param(const char *query, const char *key, char *out, size_t cap
     return 0;
 }
 
+/* The query's context features "f.NAME=X" (at most FEATURES_MAX), for
+   mab_request_set_features(). A value that is not a number is missing (NAN).
+   Names point into `query`, whose '&' and '=' are overwritten. */
+#define FEATURES_MAX 16
+static size_t query_features(char *query, const char **names, double *values)
+{
+    size_t n = 0;
+    for (char *p = query, *next; p && *p && n < FEATURES_MAX; p = next) {
+        next = strchr(p, '&');
+        if (next)
+            *next++ = '\0';
+        char *eq = strchr(p, '=');
+        if (strncmp(p, "f.", 2) != 0 || !eq || eq == p + 2)
+            continue;
+        *eq = '\0';
+        char *end;
+        double v = strtod(eq + 1, &end);
+        names[n] = p + 2;
+        values[n++] = (*end || end == eq + 1 || !isfinite(v)) ? NAN : v;
+    }
+    return n;
+}
+
 static void error_reply(int fd, int status, const char *message)
 {
     char body[MAB_ERROR_MAX + 64];
@@ -153,8 +178,13 @@ static void serve(mab_adapter *adapter, int fd, char *request)
     char body[8192], headers[4096] = "";
     int status = 200, rc;
     if (is_choose) {
+        const char *names[FEATURES_MAX];
+        double values[FEATURES_MAX];
+        size_t n = query_features(query, names, values);
         mab_assignment a;
-        rc = mab_request_choose(rq, experiment, &a, &err);
+        rc = mab_request_set_features(rq, names, values, n, &err);
+        if (rc == MAB_OK)
+            rc = mab_request_choose(rq, experiment, &a, &err);
         if (rc == MAB_OK)
             snprintf(body, sizeof body, "{\"arm\": \"%s\", \"value\": %s}\n", a.arm_id,
                      a.value_json);

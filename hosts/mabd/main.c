@@ -39,6 +39,7 @@ static const char usage[] =
     "Serve the experiments of a mab config over HTTP (docs/hosts.md):\n"
     "  GET  /v1/choose/EXP[,EXP...]     an arm per experiment, sticky through a signed cookie\n"
     "                                   (?token=T for callers without cookies)\n"
+    "                                   (?f.NAME=X, or POST {\"features\": {...}}: context features)\n"
     "  POST /v1/reward/EXP              {\"value\": X, \"token\": T} -> {\"counted\", \"reason\"}\n"
     "                                   (503 when sync \"always\" could not write it)\n"
     "  GET  /r/EXP[,EXP...]?to=URL      reward (&value=X), then 303 to a guarded URL\n"

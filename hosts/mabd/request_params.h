@@ -25,4 +25,28 @@ int mabd_split_ids(const char *list, char ids[][MABD_ID_MAX + 1], size_t *n);
    nothing after it). 1 and *out set, or 0 and *out untouched. */
 int mabd_parse_number(const char *s, double *out);
 
+/* A request's context features (docs/hosts.md, "Context features"):
+   from the query ("?f.NAME=NUMBER") or a JSON body ("features": {...}). */
+#define MABD_FEATURES_MAX 64
+
+typedef struct mabd_features {
+    size_t n;
+    char names[MABD_FEATURES_MAX][MABD_ID_MAX + 1];
+    const char *name_ptrs[MABD_FEATURES_MAX]; /* names[i], for mab_request_set_features */
+    double values[MABD_FEATURES_MAX];
+    char error[MABD_ID_MAX + 120]; /* why the last add failed */
+} mabd_features;
+
+void mabd_features_init(mabd_features *f);
+
+/* Add feature `name` (name_len bytes; an id as above). `text` is its value
+   as text: a finite number (mabd_parse_number), else the add fails; NULL
+   text adds the feature as missing (NAN), for a JSON null. Returns 1, or 0
+   with f->error saying why (bad name, not a number, given twice, too many);
+   then f is unchanged. */
+int mabd_features_add(mabd_features *f, const char *name, size_t name_len, const char *text);
+
+/* The same with a number already parsed (a JSON number). */
+int mabd_features_add_value(mabd_features *f, const char *name, size_t name_len, double value);
+
 #endif

@@ -275,7 +275,51 @@ static const char *request_token(struct MHD_Connection *conn)
     return token ? token : MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-MAB-Token");
 }
 
-static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const char *list)
+/* Query arguments "f.NAME=NUMBER" into features (MHD_KeyValueIterator). */
+typedef struct query_features {
+    mabd_features *features;
+    int failed;
+} query_features;
+
+static enum MHD_Result query_feature(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    query_features *q = cls;
+    if (strncmp(key, "f.", 2) != 0)
+        return MHD_YES;
+    /* "?f.x" without "=": no value, which is not a number either. */
+    if (!mabd_features_add(q->features, key + 2, strlen(key + 2), value ? value : "")) {
+        q->failed = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* The body's "features": {"NAME": number or null, ...}. */
+static int body_features(const cJSON *object, mabd_features *features)
+{
+    if (!cJSON_IsObject(object)) {
+        snprintf(features->error, sizeof features->error,
+                 "\"features\" must be an object of numbers");
+        return 0;
+    }
+    for (const cJSON *c = object->child; c; c = c->next) {
+        int ok = cJSON_IsNull(c) ? mabd_features_add(features, c->string, strlen(c->string), NULL)
+                 : cJSON_IsNumber(c)
+                     ? mabd_features_add_value(features, c->string, strlen(c->string),
+                                               c->valuedouble)
+                     : (snprintf(features->error, sizeof features->error,
+                                 "feature %.128s: expected a number or null", c->string),
+                        0);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const char *list,
+                                    const strbuf *body)
 {
     uint64_t start = now_ns();
     char ids[MAX_EXPERIMENTS_PER_REQUEST][ID_MAX + 1];
@@ -284,12 +328,40 @@ static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const 
         return error_reply(d, conn, 400,
                            "expected /v1/choose/EXP[,EXP...] with up to %d experiment ids",
                            MAX_EXPERIMENTS_PER_REQUEST);
+    mabd_features features;
+    mabd_features_init(&features);
+    query_features q = {&features, 0};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_feature, &q);
+    if (q.failed)
+        return error_reply(d, conn, 400, "query: %s", features.error);
+    if (body && body->len) {
+        cJSON *json = cJSON_ParseWithLength(body->data, body->len);
+        const cJSON *c = cJSON_IsObject(json) ? json->child : NULL;
+        int ok = cJSON_IsObject(json);
+        for (; ok && c; c = c->next)
+            ok = strcmp(c->string, "features") == 0 && body_features(c, &features);
+        if (!ok) {
+            enum MHD_Result r = error_reply(
+                d, conn, 400, "body: %s",
+                !cJSON_IsObject(json) ? "must be a JSON object {\"features\": {...}}"
+                : features.error[0]   ? features.error
+                                      : "unexpected key (expected \"features\")");
+            cJSON_Delete(json);
+            return r;
+        }
+        cJSON_Delete(json);
+    }
     const char *token = request_token(conn);
     const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie");
     mab_request *rq;
     mab_error err = {0, ""};
     if (mab_request_begin(d->adapter, cookie, token, &rq, &err) != MAB_OK)
         return error_reply(d, conn, 500, "%s", err.message);
+    if (mab_request_set_features(rq, features.name_ptrs, features.values, features.n, &err) !=
+        MAB_OK) {
+        mab_request_end(rq);
+        return error_reply(d, conn, 500, "%s", err.message);
+    }
     cJSON *doc = cJSON_CreateObject();
     int ok = doc != NULL;
     for (size_t i = 0; ok && i < n; i++) {
@@ -381,6 +453,8 @@ static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const 
     double value = 1;
     const char *token = NULL;
     cJSON *json = NULL;
+    mabd_features features;
+    mabd_features_init(&features);
     if (body->len) {
         json = cJSON_ParseWithLength(body->data, body->len);
         if (!cJSON_IsObject(json)) {
@@ -393,10 +467,16 @@ static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const 
                 value = c->valuedouble;
             } else if (strcmp(c->string, "token") == 0 && cJSON_IsString(c)) {
                 token = c->valuestring;
+            } else if (strcmp(c->string, "features") == 0) {
+                if (!body_features(c, &features)) {
+                    enum MHD_Result r = error_reply(d, conn, 400, "body: %s", features.error);
+                    cJSON_Delete(json);
+                    return r;
+                }
             } else {
                 enum MHD_Result r = error_reply(
                     d, conn, 400, "body: unexpected key \"%s\" (expected \"value\": number, "
-                                  "\"token\": string)",
+                                  "\"token\": string, \"features\": object)",
                     c->string);
                 cJSON_Delete(json);
                 return r;
@@ -421,6 +501,9 @@ static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const 
         cJSON_Delete(json);
         return error_reply(d, conn, 500, "%s", err.message);
     }
+    /* Accepted so a client may send one body everywhere; the reward's
+       update sees the features of the choice, from the cookie (adapter.h). */
+    mab_request_set_features(rq, features.name_ptrs, features.values, features.n, NULL);
     mab_reward_result r;
     int rc = mab_request_reward(rq, experiment, value, &r, &err);
     access_reward(rq, experiment, value, rc, &r);
@@ -700,7 +783,11 @@ static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *u
         return respond_json(d, conn, 200, doc, NULL, 0);
     }
     if ((rest = after(url, "/v1/choose/")))
-        return is_get ? route_choose(d, conn, rest) : method_not_allowed(d, conn, "GET");
+    {
+        if (!is_get && post->too_large)
+            return error_reply(d, conn, 413, "request body larger than %d bytes", MABD_BODY_MAX);
+        return route_choose(d, conn, rest, is_get ? NULL : &post->body);
+    }
     if ((rest = after(url, "/r/")))
         return is_get ? route_redirect(d, conn, rest) : method_not_allowed(d, conn, "GET");
     if ((rest = after(url, "/v1/reward/"))) {

@@ -102,7 +102,15 @@ typedef struct {
 } ngx_http_mab_main_conf_t;
 
 
+/* mab_feature NAME $var: a context feature for the choices of a level. */
 typedef struct {
+    ngx_str_t                   name;         /* NUL-terminated */
+    ngx_http_complex_value_t    value;
+} ngx_http_mab_feature_t;
+
+
+typedef struct {
+    ngx_array_t                *features;     /* ngx_http_mab_feature_t */
     ngx_array_t                *chooses;      /* ngx_str_t, NUL-terminated */
     ngx_array_t                *rewards;      /* ngx_http_mab_reward_t */
     ngx_http_mab_reward_t      *redirect;
@@ -179,6 +187,10 @@ static void ngx_http_mab_close_check(void *data);
 static void ngx_http_mab_free_keys(void *data);
 static ngx_int_t ngx_http_mab_probe(ngx_conf_t *cf,
     ngx_http_mab_main_conf_t *mmcf);
+static char *ngx_http_mab_feature_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_mab_set_features(ngx_http_request_t *r,
+    mab_request *rq);
 static char *ngx_http_mab_choose_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mab_reward_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -224,6 +236,13 @@ static ngx_command_t  ngx_http_mab_commands[] = {
     { ngx_string("mab_choose"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_http_mab_choose_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mab_feature"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_mab_feature_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -500,6 +519,10 @@ ngx_http_mab_choose(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
 
     rq = ngx_http_mab_request(r, ctx);
     if (rq == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_mab_set_features(r, rq) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -1303,6 +1326,139 @@ ngx_http_mab_free_keys(void *data)
 }
 
 
+/*
+ * The context features of this location (mab_feature), for the choice
+ * about to be made: each value is evaluated now; one that is not a finite
+ * number (an empty variable, text, "inf") is a missing feature (NAN), so a
+ * visitor without it still gets an arm. A reward uses the features of its
+ * choice, from the cookie, and never evaluates these.
+ */
+static ngx_int_t
+ngx_http_mab_set_features(ngx_http_request_t *r, mab_request *rq)
+{
+    int                       rc;
+    double                   *values;
+    mab_error                 err;
+    ngx_str_t                 s;
+    ngx_uint_t                i, n;
+    const char              **names;
+    ngx_http_mab_feature_t   *f;
+    ngx_http_mab_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mab_module);
+    n = mlcf->features ? mlcf->features->nelts : 0;
+    f = n ? mlcf->features->elts : NULL;
+
+    names = ngx_palloc(r->pool, (n ? n : 1) * sizeof(char *));
+    values = ngx_palloc(r->pool, (n ? n : 1) * sizeof(double));
+    if (names == NULL || values == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_complex_value(r, &f[i].value, &s) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        names[i] = (const char *) f[i].name.data;
+
+        if (ngx_http_mab_parse_value(s.data, s.len, &values[i]) != NGX_OK) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "mab_feature %s: \"%V\" is not a number: missing",
+                           f[i].name.data, &s);
+            values[i] = NAN;
+        }
+    }
+
+    rc = mab_request_set_features(rq, names, values, n, &err);
+    if (rc != MAB_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "mab_feature: %s", err.message);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* mab_feature NAME VALUE (VALUE: text with variables, e.g. $arg_slot) */
+static char *
+ngx_http_mab_feature_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mab_loc_conf_t *mlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_mab_feature_t            *f, *all;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!(isalnum(value[1].data[i]) || value[1].data[i] == '_'
+              || value[1].data[i] == '-' || value[1].data[i] == '.'))
+        {
+            break;
+        }
+    }
+
+    if (value[1].len == 0 || value[1].len > 128 || i != value[1].len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mab_feature\" directive: invalid feature name "
+                           "\"%V\" (1 to 128 of A-Z a-z 0-9 _ - .)",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mlcf->features == NGX_CONF_UNSET_PTR) {
+        mlcf->features = ngx_array_create(cf->pool, 2,
+                                          sizeof(ngx_http_mab_feature_t));
+        if (mlcf->features == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    all = mlcf->features->elts;
+    for (i = 0; i < mlcf->features->nelts; i++) {
+        if (all[i].name.len == value[1].len
+            && ngx_strncmp(all[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"mab_feature\" directive: feature \"%V\" "
+                               "is already given at this level", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (mlcf->features->nelts == MAB_REQUEST_FEATURES_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mab_feature\" directive: more than %d features",
+                           MAB_REQUEST_FEATURES_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    f = ngx_array_push(mlcf->features);
+    if (f == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_mab_nul_string(cf, &value[1], &f->name) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = &f->value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* mab_choose EXP $variable */
 static char *
 ngx_http_mab_choose_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -1920,6 +2076,7 @@ ngx_http_mab_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    mlcf->features = NGX_CONF_UNSET_PTR;
     mlcf->chooses = NGX_CONF_UNSET_PTR;
     mlcf->rewards = NGX_CONF_UNSET_PTR;
     mlcf->redirect = NGX_CONF_UNSET_PTR;
@@ -1936,6 +2093,7 @@ ngx_http_mab_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_mab_loc_conf_t *prev = parent;
     ngx_http_mab_loc_conf_t *conf = child;
 
+    ngx_conf_merge_ptr_value(conf->features, prev->features, NULL);
     ngx_conf_merge_ptr_value(conf->chooses, prev->chooses, NULL);
     ngx_conf_merge_ptr_value(conf->rewards, prev->rewards, NULL);
     ngx_conf_merge_ptr_value(conf->redirect, prev->redirect, NULL);

@@ -24,7 +24,12 @@
  *
  * The cookie. One cookie holds one entry per experiment: the arm id, a
  * random 128-bit assignment id, a "rewarded" flag, the probability the arm
- * was chosen with and the time it was issued. It is serialised compactly,
+ * was chosen with, the time it was issued and the values of the context
+ * features the experiment's policy names (its config's "features"), so
+ * that the reward's update() sees the features the choice saw (format 2;
+ * cookies of format 1, without features, still decode). The
+ * worst-case cookie is bounded: mab_adapter_open() refuses a config whose
+ * cookie could exceed the 4096 bytes browsers keep. It is serialised compactly,
  * signed with HMAC-SHA-256 (libsodium crypto_auth_hmacsha256) and encoded as
  * base64url without padding. A cookie whose signature does not verify under
  * any configured key, that cannot be parsed, or whose entries were issued
@@ -61,7 +66,12 @@ typedef struct mab_request mab_request;
  * @param out receives the adapter; free it with mab_adapter_close().
  * @return MAB_OK; MAB_ECONFIG when the config has no `secret_file` or the
  *         key file is malformed, too open (readable or writable by others)
- *         or holds no key; MAB_EIO when it cannot be read; MAB_ENOMEM.
+ *         or holds no key, or when the visitor cookie could exceed 4096
+ *         bytes (name, value and attributes) with one entry for each
+ *         experiment, each with its longest arm id and all its policy's
+ *         features (at most 24 entries: the largest count); the message
+ *         names those experiments, largest first; MAB_EIO when the key file
+ *         cannot be read; MAB_ENOMEM.
  */
 MAB_EXPORT int mab_adapter_open(mab_engine *engine, mab_adapter **out, mab_error *err);
 
@@ -155,6 +165,28 @@ MAB_EXPORT int mab_request_begin(mab_adapter *adapter, const char *cookie_header
 /** @brief Free a request and every string it returned. rq may be NULL. */
 MAB_EXPORT void mab_request_end(mab_request *rq);
 
+#define MAB_REQUEST_FEATURES_MAX 256
+
+/**
+ * @brief Give the request's context features (numbers by name), for the
+ *        assignments mab_request_choose() makes afterwards: each experiment's
+ *        policy gets the features its config names ("features"), a feature
+ *        not given here being missing (NAN); names it does not use are
+ *        ignored; of two equal names the first counts. A value that is not
+ *        a finite number (NaN, an infinity) is taken as missing (NAN). The
+ *        values a policy names are stored in the new cookie entry, and
+ *        mab_request_reward() hands those to the policy's update(), never
+ *        the reward request's own features. Calling it again replaces the
+ *        features; an entry kept from the cookie keeps its features.
+ * @param names, values n of each; copied (they may be freed on return).
+ * @param n at most MAB_REQUEST_FEATURES_MAX; 0 clears the features.
+ * @return MAB_OK; MAB_EINVAL (rq NULL, names or values NULL with n > 0, a
+ *         NULL name, n too large): the request keeps its features;
+ *         MAB_ENOMEM.
+ */
+MAB_EXPORT int mab_request_set_features(mab_request *rq, const char *const *names,
+                                        const double *values, size_t n, mab_error *err);
+
 /* What mab_request_choose() returns. Strings are valid until mab_request_end(). */
 typedef struct mab_assignment {
     const char *experiment;
@@ -173,7 +205,8 @@ typedef struct mab_assignment {
  * @brief Give the visitor an arm of `experiment`. When the cookie (or token)
  *        holds a valid, unexpired entry for it whose arm still exists, that
  *        arm is kept and no pull is counted; otherwise the policy chooses, one
- *        pull is counted (mab_choose) and the entry is replaced. Calling it for
+ *        pull is counted (mab_choose_ctx() with the request's features,
+ *        mab_request_set_features(), and its time) and the entry is replaced. Calling it for
  *        several experiments, or twice for one, within a request is fine: each
  *        experiment gets one entry and at most one pull per request.
  * @return MAB_OK; MAB_ENOTFOUND (unknown experiment); MAB_EPLUGIN (the
@@ -211,7 +244,9 @@ typedef struct mab_reward_result {
 
 /**
  * @brief Credit the visitor's arm of `experiment` with `value`, once per
- *        assignment: the entry is marked rewarded (so the new cookie carries
+ *        assignment (an ABI 2 policy's update() gets the entry's features,
+ *        probability and issue time from the cookie, see
+ *        mab_request_set_features()): the entry is marked rewarded (so the new cookie carries
  *        the flag) and, when the storage keeps claims (storage ABI >= 1.3,
  *        mab_storage_has_claims()), the reward counts only if storage grants
  *        the claim of the entry's assignment id, which it does once across

@@ -37,9 +37,10 @@
 #define TEXT_MAX 8192
 #define MAX_AGE 3600
 /* From core/adapter/cookie.h: the largest signed binary and text decoded. */
-#define COOKIE_BINARY_MAX 2900
-#define COOKIE_TEXT_MAX 3900
+#define COOKIE_BINARY_MAX 3072
+#define COOKIE_TEXT_MAX 4096
 #define COOKIE_ENTRIES_MAX 24
+#define COOKIE_FEATURES_MAX 64
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -124,7 +125,7 @@ static body_view read_body(const uint8_t *b, size_t len)
 {
     body_view v = {0, 0, "", 0};
     char seen[COOKIE_ENTRIES_MAX][129];
-    if (len < 2 || b[0] != 1 || b[1] > COOKIE_ENTRIES_MAX ||
+    if (len < 2 || (b[0] != 1 && b[0] != 2) || b[1] > COOKIE_ENTRIES_MAX ||
         len + crypto_auth_hmacsha256_BYTES > COOKIE_BINARY_MAX)
         return v;
     size_t n = b[1], p = 2;
@@ -142,6 +143,14 @@ static body_view read_body(const uint8_t *b, size_t len)
         uint32_t issued = (uint32_t)b[p + 17] << 24 | (uint32_t)b[p + 18] << 16 |
                           (uint32_t)b[p + 19] << 8 | b[p + 20];
         p += 16 + 1 + 4 + 4;
+        if (b[0] == 2) { /* format 2: the features */
+            if (p >= len || b[p] > COOKIE_FEATURES_MAX)
+                return v;
+            size_t nf = b[p++];
+            if (nf && len - p < 4 + 8 * nf)
+                return v;
+            p += nf ? 4 + 8 * nf : 0;
+        }
         for (size_t j = 0; j < i; j++)
             if (strcmp(seen[j], id[0]) == 0)
                 return v;

@@ -74,6 +74,26 @@ def body(*entries):
     return bytes([1, len(entries)]) + b"".join(entries)
 
 
+def entry2(exp, arm, features=(), names_hash=0, **kw):
+    """A format-2 entry: format 1's, then the features (cookie.h)."""
+    e = entry(exp, arm, **kw) + bytes([len(features)])
+    if features:
+        e += struct.pack(">I", names_hash) + b"".join(struct.pack(">d", f) for f in features)
+    return e
+
+
+def fnv1a(names):
+    h = 2166136261
+    for name in names:
+        for c in name.encode() + b"\0":
+            h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def body2(*entries):
+    return bytes([2, len(entries)]) + b"".join(entries)
+
+
 def signed_text(b):
     mac = hmac.new(TEST_KEY, b, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(b + mac).rstrip(b"=")
@@ -88,6 +108,16 @@ bodies = {
     "other-experiment": body(entry("old_exp", "x"), entry("color_btn", "red", b"\x05" * 16)),
     "nan-probability": body(entry("color_btn", "red", prob=float("nan"))),
     "empty": body(),
+    "v2-no-features": body2(entry2("color_btn", "red", aid=b"\x06" * 16)),
+    "v2-features": body2(entry2("txt_btn", "casual", (1.5, 13.0), fnv1a(["slot", "hour"]),
+                                aid=b"\x07" * 16),
+                         entry2("color_btn", "green", aid=b"\x08" * 16)),
+    "v2-other-names": body2(entry2("txt_btn", "neutral", (2.0,), fnv1a(["slot"]),
+                                   aid=b"\x09" * 16)),
+    "v2-nan-feature": body2(entry2("txt_btn", "casual", (float("nan"), float("inf")),
+                                   fnv1a(["slot", "hour"]), aid=b"\x0a" * 16)),
+    "v2-short-features": body2(entry2("txt_btn", "casual", (1.0, 2.0), fnv1a(["slot", "hour"]),
+                                      aid=b"\x0b" * 16)[:-4]),
 }
 for name, b in bodies.items():
     write("fuzz_cookie", "signed-token-" + name, b"\x00" + b)

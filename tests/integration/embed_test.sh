@@ -50,10 +50,14 @@ note "built against $PREFIX with pkg-config"
 # The example's config, with the temporary install's plugin directory (an
 # install in the default prefix needs no plugin_path).
 "$PREFIX/bin/mab" keygen "$WORK/mab.key" >/dev/null
-python3 - "$WORK/config.json" "$LIB_DIR/mab/plugins" <<'PY'
+# Plus an experiment over the echo fixture policy (it plays the arm its
+# first feature names), for the query's context features.
+python3 - "$WORK/config.json" "$LIB_DIR/mab/plugins" "$BUILD_DIR/tests/fixtures/policy_echo.so" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
 config["plugin_path"] = [sys.argv[2]]
+config["experiments"]["ctx"] = {"policy": {"plugin": sys.argv[3], "features": ["slot"]},
+                                "arms": {"a": 1, "b": 2, "c": 3}}
 json.dump(config, open(sys.argv[1], "w"), indent=2)
 PY
 
@@ -105,6 +109,12 @@ req "$base/reward/color_btn?to=https://shop.example.com/cart"
 [[ $status == 303 ]] || fail "allowed absolute redirect: $status"
 note "redirect: /thanks 303; open redirects 400"
 
+# Context features from the query reach the policy: slot 2 plays arm c; a
+# value that is not a number is missing (arm a).
+req "$base/choose/ctx?f.other=1&f.slot=2"
+[[ $status == 200 && $body == *'"arm": "c"'* ]] || fail "choose with f.slot=2: $status $body"
+req "$base/choose/ctx?f.slot=abc"
+[[ $status == 200 && $body == *'"arm": "a"'* ]] || fail "choose with f.slot=abc: $status $body"
 req "$base/choose/nope"
 [[ $status == 404 && $body == *nope* ]] || fail "unknown experiment: $status $body"
 req "$base/reward/color_btn?value=7"

@@ -1297,9 +1297,456 @@ static void test_claim_stats_once_lmdb(void **state)
 }
 #endif /* MAB_TEST_LMDB */
 
+/* ---- context features (format 2 cookies) ------------------------------ */
+
+/* An experiment over the echo fixture (tests/fixtures/policy_echo.c): it
+   plays the arm its first feature names; update() adds that feature to the
+   arm at a pull (arm[0]), to exp[0] at a reward, counts missing features in
+   exp[1] and adds the reward's time in seconds to exp[2]. `features` is
+   the policy's JSON list. */
+static void write_echo_config(const char *features, const char *extra)
+{
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"plugin_path\": [\"%s\"], \"secret_file\": \"mab.key\"%s,\n"
+                        " \"storage\": {\"plugin\": \"json_file\", \"path\": \"state.json\"},\n"
+                        " \"experiments\": {\n"
+                        "  \"ctx\": {\"policy\": {\"plugin\": \"%s/policy_echo.so\", "
+                        "\"features\": %s},\n"
+                        "          \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}}}\n",
+                        MAB_PLUGIN_DIR, extra, MAB_FIXTURE_DIR, features),
+        0);
+}
+
+static int64_t test_clock(void *ctx)
+{
+    return *(const int64_t *)ctx;
+}
+
+typedef struct echo_stats {
+    double arm[3], ex[3];
+} echo_stats;
+
+static echo_stats read_echo(mab_engine *e)
+{
+    echo_stats s = {{0}, {0}};
+    mab_policy_stats_info info = {sizeof info, NULL, 0, 0};
+    mab_error err = {0, ""};
+    assert_int_equal(mab_policy_stats(e, "ctx", &info, s.arm, 3, s.ex, 3, &err), MAB_OK);
+    return s;
+}
+
+/* One request with features: choose or reward "ctx". */
+static mab_request *begin_with_features(mab_adapter *ad, const char *cookie,
+                                        const char *const *names, const double *values,
+                                        size_t n)
+{
+    char header[5000];
+    snprintf(header, sizeof header, "mab=%s", cookie ? cookie : "");
+    mab_request *rq;
+    assert_int_equal(mab_request_begin(ad, cookie ? header : NULL, NULL, &rq, NULL), MAB_OK);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_request_set_features(rq, names, values, n, &err), MAB_OK);
+    return rq;
+}
+
+static void test_features_reach_choose_and_update(void **state)
+{
+    (void)state;
+    write_echo_config("[\"slot\", \"hour\"]", "");
+    mab_engine *e = open_engine();
+    int64_t now = 1700000000LL * 1000000000LL;
+    assert_int_equal(mab_set_clock(e, test_clock, &now, NULL), MAB_OK);
+    mab_adapter *ad = open_adapter(e);
+
+    /* Choose: the request's "slot" decides the arm; names the policy does
+       not use are ignored. */
+    const char *names[] = {"other", "slot", "hour"};
+    double values[] = {99.0, 2.0, 13.0};
+    mab_request *rq = begin_with_features(ad, NULL, names, values, 3);
+    mab_assignment a;
+    assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
+    assert_true(a.is_new);
+    assert_string_equal(a.arm_id, "c");
+    char cookie[4000];
+    cookie_value(mab_request_set_cookie(rq), cookie, sizeof cookie);
+    mab_request_end(rq);
+    echo_stats s = read_echo(e);
+    assert_true(s.arm[0] == 0.0 && s.arm[1] == 0.0 && s.arm[2] == 2.0);
+
+    /* Reward an hour later with other features: update() sees the
+       cookie's (slot 2), dated when the arm was assigned. */
+    now += 3600LL * 1000000000LL;
+    double changed[] = {99.0, 0.0, 14.0};
+    rq = begin_with_features(ad, cookie, names, changed, 3);
+    mab_reward_result r;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_request_reward(rq, "ctx", 1.0, &r, &err), MAB_OK);
+    assert_true(r.counted);
+    mab_request_end(rq);
+    s = read_echo(e);
+    if (s.ex[0] != 2.0 || s.ex[1] != 0.0 || s.ex[2] != 1700000000.0)
+        fail_msg("reward's update saw slot sum %g, %g missing, time %.0f", s.ex[0], s.ex[1],
+                 s.ex[2]);
+
+    /* Kept from the cookie: no pull, whatever the request's features. */
+    rq = begin_with_features(ad, cookie, names, changed, 3);
+    assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
+    assert_false(a.is_new);
+    assert_string_equal(a.arm_id, "c");
+    mab_request_end(rq);
+    assert_int_equal(total_pulls(e, "ctx"), 1);
+
+    /* Replacing the features before choose: the last call counts. */
+    rq = begin_with_features(ad, NULL, names, values, 3);
+    double one[] = {1.0};
+    const char *slot[] = {"slot"};
+    assert_int_equal(mab_request_set_features(rq, slot, one, 1, NULL), MAB_OK);
+    assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
+    assert_string_equal(a.arm_id, "b");
+    /* Bad arguments change nothing. */
+    const char *null_name[] = {NULL};
+    assert_int_equal(mab_request_set_features(rq, null_name, one, 1, &err), MAB_EINVAL);
+    assert_int_equal(mab_request_set_features(rq, slot, NULL, 1, &err), MAB_EINVAL);
+    assert_int_equal(mab_request_set_features(rq, slot, one, MAB_REQUEST_FEATURES_MAX + 1, &err),
+                     MAB_EINVAL);
+    mab_request_end(rq);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+/* Not a finite number (NaN, an infinity) is a missing feature, at the
+   choice and, from the cookie, at the reward; so is a feature not given. */
+static void test_nonfinite_feature_is_missing(void **state)
+{
+    (void)state;
+    write_echo_config("[\"slot\"]", "");
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    const char *names[] = {"slot"};
+    double bad[] = {INFINITY, -INFINITY, NAN};
+    for (int i = 0; i < 4; i++) {
+        /* i == 3: no features at all */
+        mab_request *rq = begin_with_features(ad, NULL, names, &bad[i < 3 ? i : 0], i < 3);
+        mab_assignment a;
+        assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
+        assert_string_equal(a.arm_id, "a");
+        char cookie[4000];
+        cookie_value(mab_request_set_cookie(rq), cookie, sizeof cookie);
+        mab_request_end(rq);
+        double two[] = {2.0};
+        rq = begin_with_features(ad, cookie, names, two, 1);
+        mab_reward_result r;
+        assert_int_equal(mab_request_reward(rq, "ctx", 1.0, &r, NULL), MAB_OK);
+        assert_true(r.counted);
+        mab_request_end(rq);
+        echo_stats s = read_echo(e);
+        /* each round: a missing feature at the pull and at the reward */
+        if (s.ex[1] != 2.0 * (i + 1) || s.ex[0] != 0.0 || s.arm[0] != 0.0)
+            fail_msg("round %d: missing %g, reward slot sum %g, pull sum %g", i, s.ex[1],
+                     s.ex[0], s.arm[0]);
+    }
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+/* A cookie made under another "features" list (the config changed) does
+   not hand its values to the new list's names. */
+static void test_features_of_another_list_are_missing(void **state)
+{
+    (void)state;
+    write_echo_config("[\"slot\", \"hour\"]", "");
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    const char *names[] = {"slot", "hour"};
+    double values[] = {1.0, 2.0};
+    mab_request *rq = begin_with_features(ad, NULL, names, values, 2);
+    mab_assignment a;
+    assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
+    assert_string_equal(a.arm_id, "b");
+    char cookie[4000];
+    cookie_value(mab_request_set_cookie(rq), cookie, sizeof cookie);
+    mab_request_end(rq);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+
+    write_echo_config("[\"hour\", \"slot\"]", "");
+    e = open_engine();
+    ad = open_adapter(e);
+    rq = begin_with_features(ad, cookie, NULL, NULL, 0);
+    mab_reward_result r;
+    assert_int_equal(mab_request_reward(rq, "ctx", 1.0, &r, NULL), MAB_OK);
+    assert_true(r.counted);
+    mab_request_end(rq);
+    echo_stats s = read_echo(e);
+    /* not "hour" = 1 from the old slot: missing */
+    assert_true(s.ex[0] == 0.0 && s.ex[1] == 1.0);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+/* Sign `body` (len bytes) with the test's key file and base64url it. */
+static void sign_cookie(const uint8_t *body, size_t len, char *out, size_t cap)
+{
+    char *text = test_read_file(key_file);
+    assert_non_null(text);
+    uint8_t key[32];
+    size_t key_len = 0;
+    assert_int_equal(sodium_base642bin(key, sizeof key, text, strcspn(text, "\n"), NULL, &key_len,
+                                       NULL, sodium_base64_VARIANT_ORIGINAL),
+                     0);
+    assert_int_equal(key_len, 32);
+    free(text);
+    uint8_t signed_bytes[3100];
+    assert_true(len + 32 <= sizeof signed_bytes);
+    memcpy(signed_bytes, body, len);
+    crypto_auth_hmacsha256(signed_bytes + len, body, len, key);
+    sodium_bin2base64(out, cap, signed_bytes, len + 32, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* A format-1 cookie entry for experiment "ctx", arm "b", issued `issued`
+   (unix seconds), probability 0.5, into p; returns its end. */
+static uint8_t *v1_entry(uint8_t *p, uint32_t issued, uint8_t id_byte)
+{
+    *p++ = 3;
+    memcpy(p, "ctx", 3), p += 3;
+    *p++ = 1;
+    *p++ = 'b';
+    memset(p, id_byte, 16), p += 16;
+    *p++ = 0; /* not rewarded */
+    for (int k = 3; k >= 0; k--)
+        *p++ = (uint8_t)(issued >> (8 * k));
+    float half = 0.5f;
+    uint32_t bits;
+    memcpy(&bits, &half, sizeof bits);
+    for (int k = 3; k >= 0; k--)
+        *p++ = (uint8_t)(bits >> (8 * k));
+    return p;
+}
+
+static void test_v1_cookie_still_decodes(void **state)
+{
+    (void)state;
+    write_echo_config("[\"slot\"]", "");
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    uint8_t body[200], *p = body;
+    *p++ = 1; /* version */
+    *p++ = 1; /* one entry */
+    p = v1_entry(p, (uint32_t)time(NULL), 7);
+    char cookie[400];
+    sign_cookie(body, (size_t)(p - body), cookie, sizeof cookie);
+    mab_assignment a = choose_with(ad, cookie, "ctx", NULL, 0);
+    assert_false(a.is_new);
+    assert_string_equal(a.arm_id, "b");
+    assert_int_equal(total_pulls(e, "ctx"), 0);
+    /* Its reward counts; the policy sees no features (format 1 has none). */
+    char rewarded[4000];
+    assert_int_equal(reward_with(ad, cookie, "ctx", 1.0, rewarded, sizeof rewarded),
+                     MAB_REWARD_COUNTED);
+    assert_int_equal(total_rewards(e, "ctx"), 1);
+    echo_stats s = read_echo(e);
+    assert_true(s.ex[1] == 1.0 && s.ex[0] == 0.0);
+    /* The cookie sent back is format 2 and still says rewarded. */
+    uint8_t bin[3100];
+    size_t bin_len = 0;
+    assert_int_equal(sodium_base642bin(bin, sizeof bin, rewarded, strlen(rewarded), NULL, &bin_len,
+                                       NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+                     0);
+    assert_int_equal(bin[0], 2);
+    assert_int_equal(reward_with(ad, rewarded, "ctx", 1.0, NULL, 0), MAB_REWARD_ALREADY_REWARDED);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+/* Format-2 cookies that are not what the adapter signed are refused: a
+   feature value changed after signing, one signed by another key, and
+   well-signed ones that are malformed (too many features, truncated
+   values, an unknown version). */
+static void test_forged_v2_cookie_refused(void **state)
+{
+    (void)state;
+    write_echo_config("[\"slot\"]", "");
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    const char *names[] = {"slot"};
+    double two[] = {2.0};
+    mab_request *rq = begin_with_features(ad, NULL, names, two, 1);
+    mab_assignment a;
+    assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
+    char cookie[4000];
+    cookie_value(mab_request_set_cookie(rq), cookie, sizeof cookie);
+    mab_request_end(rq);
+
+    /* Change the feature (the last 8 bytes before the MAC) to 1.0, keep the MAC. */
+    uint8_t bin[3100];
+    size_t len = 0;
+    assert_int_equal(sodium_base642bin(bin, sizeof bin, cookie, strlen(cookie), NULL, &len, NULL,
+                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+                     0);
+    assert_int_equal(bin[0], 2);
+    double v;
+    uint64_t bits = 0;
+    for (int k = 0; k < 8; k++)
+        bits = bits << 8 | bin[len - 32 - 8 + k];
+    memcpy(&v, &bits, sizeof v);
+    assert_true(v == 2.0); /* the layout is what cookie.h says */
+    bin[len - 32 - 8 + 1] ^= 0x10; /* 2.0 -> 1.0 */
+    char forged[4000];
+    sodium_bin2base64(forged, sizeof forged, bin, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    assert_int_equal(reward_with(ad, forged, "ctx", 1.0, NULL, 0), MAB_REWARD_INVALID_COOKIE);
+
+    /* Signed by another key. */
+    char other_key[300];
+    snprintf(other_key, sizeof other_key, "%s/other.key", dir);
+    assert_int_equal(mab_adapter_keygen(other_key, NULL), MAB_OK);
+    char saved[300];
+    snprintf(saved, sizeof saved, "%s", key_file);
+    snprintf(key_file, sizeof key_file, "%s", other_key);
+    sign_cookie(bin, len - 32, forged, sizeof forged);
+    snprintf(key_file, sizeof key_file, "%s", saved);
+    assert_int_equal(reward_with(ad, forged, "ctx", 1.0, NULL, 0), MAB_REWARD_INVALID_COOKIE);
+    /* The same bytes under the right key do verify (the test is sound). */
+    bin[len - 32 - 8 + 1] ^= 0x10;
+    sign_cookie(bin, len - 32, forged, sizeof forged);
+    assert_string_equal(forged, cookie);
+
+    /* Well signed but malformed. */
+    uint8_t body[1200], *p = body;
+    *p++ = 2, *p++ = 1;
+    p = v1_entry(p, (uint32_t)time(NULL), 9);
+    *p++ = 65; /* more than MAB__COOKIE_FEATURES_MAX */
+    memset(p, 0, 4 + 65 * 8), p += 4 + 65 * 8;
+    sign_cookie(body, (size_t)(p - body), forged, sizeof forged);
+    assert_int_equal(reward_with(ad, forged, "ctx", 1.0, NULL, 0), MAB_REWARD_INVALID_COOKIE);
+    p = body + 2;
+    p = v1_entry(p, (uint32_t)time(NULL), 9);
+    *p++ = 2; /* two features, one value */
+    memset(p, 0, 4 + 8), p += 4 + 8;
+    sign_cookie(body, (size_t)(p - body), forged, sizeof forged);
+    assert_int_equal(reward_with(ad, forged, "ctx", 1.0, NULL, 0), MAB_REWARD_INVALID_COOKIE);
+    p = body + 2;
+    p = v1_entry(p, (uint32_t)time(NULL), 9); /* format 2 without the count */
+    sign_cookie(body, (size_t)(p - body), forged, sizeof forged);
+    assert_int_equal(reward_with(ad, forged, "ctx", 1.0, NULL, 0), MAB_REWARD_INVALID_COOKIE);
+    body[0] = 3;
+    *p++ = 0;
+    sign_cookie(body, (size_t)(p - body), forged, sizeof forged);
+    assert_int_equal(reward_with(ad, forged, "ctx", 1.0, NULL, 0), MAB_REWARD_INVALID_COOKIE);
+    /* ... and with version 2 it is fine: the cases above fail for their fault. */
+    body[0] = 2;
+    sign_cookie(body, (size_t)(p - body), forged, sizeof forged);
+    assert_int_equal(reward_with(ad, forged, "ctx", 1.0, NULL, 0), MAB_REWARD_COUNTED);
+    assert_int_equal(total_rewards(e, "ctx"), 1);
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
+/* n experiments "eNN_<pad>" with 64-character arm ids and `features`
+   features each. */
+static void write_wide_config(int n, int features, const char *extra)
+{
+    char *text = malloc(200000);
+    assert_non_null(text);
+    size_t len = (size_t)snprintf(text, 200000,
+                                  "{\"plugin_path\": [\"%s\"], \"secret_file\": \"mab.key\"%s,\n"
+                        " \"storage\": {\"plugin\": \"json_file\", \"path\": \"state.json\"},\n"
+                                  " \"experiments\": {\n",
+                                  MAB_PLUGIN_DIR, extra);
+    char list[2000] = "[";
+    for (int f = 0; f < features; f++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"f%d\"", f ? ", " : "", f);
+    strcat(list, "]");
+    const char *arm = "arm_with_a_long_id_0123456789012345678901234567890123456789012345";
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(
+            text + len, 200000 - len,
+            "%s  \"e%02d_experiment_with_a_long_id\": {\"policy\": {\"plugin\": "
+            "\"%s/policy_echo.so\", \"features\": %s}, \"arms\": {\"%s\": 1, \"short\": 2}}",
+            i ? ",\n" : "", i, MAB_FIXTURE_DIR, list, arm);
+    snprintf(text + len, 200000 - len, "}}\n");
+    assert_int_equal(test_write_file(config, "%s", text), 0);
+    free(text);
+}
+
+static void test_cookie_too_large_refused(void **state)
+{
+    (void)state;
+    /* Each entry: 28 + 29 + 65 + 4 + 8 * 10 = 206 bytes; 14 of them and the
+       overhead make 2918 bytes, 3891 in base64, 3944 with the name and the
+       attributes: fits. */
+    write_wide_config(14, 10, "");
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    /* All 13 with every feature: the cookie holds them all. */
+    const char *names[10] = {"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9"};
+    double values[10] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    mab_request *rq = begin_with_features(ad, NULL, names, values, 10);
+    for (int i = 0; i < 14; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "e%02d_experiment_with_a_long_id", i);
+        mab_assignment a;
+        assert_int_equal(mab_request_choose(rq, id, &a, NULL), MAB_OK);
+    }
+    const char *sc = mab_request_set_cookie(rq);
+    assert_non_null(sc);
+    assert_true(strlen(sc) <= 4096);
+    char cookie[5000];
+    cookie_value(sc, cookie, sizeof cookie);
+    mab_request_end(rq);
+    for (int i = 0; i < 14; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "e%02d_experiment_with_a_long_id", i);
+        assert_false(choose_with(ad, cookie, id, NULL, 0).is_new);
+    }
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_check(config, NULL, &err), MAB_OK);
+
+    /* One more: refused at mab_adapter_open, by mab_check, naming them. */
+    char extras[2][300] = {"", ""};
+    char domain[161];
+    memset(domain, 'd', 160);
+    domain[160] = '\0';
+    memcpy(domain + 148, ".example.com", 12);
+    snprintf(extras[1], sizeof extras[1], ", \"cookie\": {\"domain\": \"%s\"}", domain);
+    for (int k = 0; k < 2; k++) {
+        /* k == 1: 14 fit with the default attributes, not with a long domain. */
+        write_wide_config(k ? 14 : 15, 10, extras[k]);
+        e = open_engine();
+        ad = NULL;
+        err = (mab_error){0, ""};
+        assert_int_equal(mab_adapter_open(e, &ad, &err), MAB_ECONFIG);
+        assert_null(ad);
+        if (!strstr(err.message, "e00_experiment_with_a_long_id (206 bytes)") ||
+            !strstr(err.message, k ? "with entries for 14 experiments" : "for 15 experiments") ||
+            !strstr(err.message, "more; shorten their ids") ||
+            !strstr(err.message, "4096") || !strstr(err.message, config))
+            fail_msg("message: %s", err.message);
+        mab_adapter_keys *keys = NULL;
+        assert_int_equal(mab_adapter_keys_read(e, &keys, &err), MAB_ECONFIG);
+        mab_close(e, NULL);
+        err = (mab_error){0, ""};
+        assert_int_equal(mab_check(config, NULL, &err), MAB_ECONFIG);
+        assert_non_null(strstr(err.message, "e00_experiment_with_a_long_id"));
+    }
+    /* Fewer features make room again. */
+    write_wide_config(15, 2, "");
+    err = (mab_error){0, ""};
+    if (mab_check(config, NULL, &err) != MAB_OK)
+        fail_msg("%s", err.message);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_features_reach_choose_and_update, each),
+        cmocka_unit_test_setup(test_nonfinite_feature_is_missing, each),
+        cmocka_unit_test_setup(test_features_of_another_list_are_missing, each),
+        cmocka_unit_test_setup(test_v1_cookie_still_decodes, each),
+        cmocka_unit_test_setup(test_forged_v2_cookie_refused, each),
+        cmocka_unit_test_setup(test_cookie_too_large_refused, each),
         cmocka_unit_test_setup(test_cookie_round_trip, each),
         cmocka_unit_test_setup(test_every_mutation_is_rejected, each),
         cmocka_unit_test_setup(test_expiry, each),
@@ -1325,5 +1772,8 @@ int main(void)
         cmocka_unit_test_setup(test_claim_stats_once_lmdb, each),
 #endif
     };
+    /* MAB_TEST_FILTER=test_features* runs some of them (while iterating). */
+    if (getenv("MAB_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("MAB_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }

@@ -20,6 +20,7 @@ import ctypes
 import json
 import logging
 import math
+import numbers
 import os
 import threading
 import time
@@ -520,6 +521,32 @@ class Request:
 
     def __del__(self):
         self.end()
+
+    def set_features(self, features):
+        """Give the request's context features, a mapping of names to numbers,
+        for the assignments choose() makes afterwards (replacing earlier
+        ones; mab_request_set_features). The policy gets the features its
+        config names ("features"); a name it does not use is ignored. None,
+        NaN or an infinity is a missing feature (NaN). The values a policy
+        uses travel in the cookie: a later reward's update() sees those,
+        not the reward request's. Raises TypeError for a value that is not
+        a number (bool included) and MabError(EINVAL) for too many."""
+        items = list((features or {}).items())
+        names = (ctypes.c_char_p * len(items))()
+        values = (ctypes.c_double * len(items))()
+        for i, (name, value) in enumerate(items):
+            if not isinstance(name, str):
+                raise TypeError("feature names are str, not %s" % type(name).__name__)
+            if value is None:
+                value = math.nan
+            elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError("feature %s: expected a number or None, not %s"
+                                % (name, type(value).__name__))
+            names[i] = _bytes(name, "feature name")
+            values[i] = float(value)
+        err = _native.mab_error()
+        _check(_lib.mab_request_set_features(self._h(), names, values, len(items),
+                                             ctypes.byref(err)), err)
 
     def choose(self, experiment):
         """The visitor's arm of `experiment`: kept from the cookie, or chosen

@@ -246,6 +246,7 @@ class _State:
         self.config_path = None
         self.debug = bool(app.config.get("MAB_DEBUG_HEADERS", True))
         self.series = _Series()
+        self.feature_fn = None
         self._atexit = False
 
     def forked(self):
@@ -374,12 +375,13 @@ class BanditMiddleware:
     """The Flask extension. `BanditMiddleware(app)`, or `BanditMiddleware()`
     then `init_app(app)` for the app-factory pattern."""
 
-    def __init__(self, app: Any = None) -> None:
+    def __init__(self, app: Any = None, feature_fn: Optional[Callable] = None) -> None:
         self.app = app
+        self.feature_fn = feature_fn
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Any) -> None:
+    def init_app(self, app: Any, feature_fn: Optional[Callable] = None) -> None:
         for key, default in (("MAB_COOKIE_NAME", "MAB"), ("MAB_COOKIE_PATH", "/"),
                              ("MAB_COOKIE_TTL", None), ("MAB_DEBUG_HEADERS", True),
                              ("MAB_STORAGE_ENGINE", "BanditStorage"),
@@ -387,6 +389,13 @@ class BanditMiddleware:
             app.config.setdefault(key, default)
         _refuse_one_process_storage(app)
         state = _State(app)
+        # The context features of every request: feature_fn(request) -> {name: number}
+        # (docs/python.md), from here or from app.config["MAB_FEATURE_FN"].
+        state.feature_fn = (feature_fn or getattr(self, "feature_fn", None)
+                            or app.config.get("MAB_FEATURE_FN"))
+        if state.feature_fn is not None and not callable(state.feature_fn):
+            raise MABConfigException("feature_fn (MAB_FEATURE_FN) must be callable: "
+                                     "feature_fn(request) -> {name: number}")
         app.extensions["mab"] = state
         os.register_at_fork(after_in_child=state.forked)
         app.add_bandit = functools.partial(add_bandit, app)
@@ -403,9 +412,9 @@ class BanditMiddleware:
     # The module's functions as methods too: mab = BanditMiddleware(app);
     # @mab.choose_arm("color_btn") ... (the form of Flask-MAB's README).
     @staticmethod
-    def choose_arm(name):
-        """choose_arm(name), as a method."""
-        return choose_arm(name)
+    def choose_arm(name, features=None):
+        """choose_arm(name, features), as a method."""
+        return choose_arm(name, features)
 
     @staticmethod
     def reward_endpt(name, value=1):
@@ -413,9 +422,10 @@ class BanditMiddleware:
         return reward_endpt(name, value)
 
     @staticmethod
-    def suggest_arm_for(key: str, also_pull: bool = True) -> Tuple[str, Any]:
-        """suggest_arm_for(key), as a method."""
-        return suggest_arm_for(key, also_pull)
+    def suggest_arm_for(key: str, also_pull: bool = True,
+                        features: Optional[dict] = None) -> Tuple[str, Any]:
+        """suggest_arm_for(key, also_pull, features), as a method."""
+        return suggest_arm_for(key, also_pull, features)
 
     @staticmethod
     def reward_and_redirect(name, target=None, value=1.0):
@@ -441,11 +451,36 @@ def close(app: Any = None) -> None:
     _state(app).close()
 
 
-def suggest_arm_for(key, also_pull=True):
+def _features(features):
+    """The context features for a choice now: feature_fn(request), if one is
+    configured, updated with `features` (a dict, or a callable taking the
+    request); None when there are none."""
+    fn = _state().feature_fn
+    merged = dict(fn(request) or {}) if fn is not None else None
+    if callable(features):
+        features = features(request)
+    if features:
+        merged = dict(merged or {}, **features)
+    return merged
+
+
+def _request_with(features):
+    """_request(), with the context features of a choice set on it."""
+    rq = _request()
+    merged = _features(features)
+    if merged is not None or g.get("_mab_features_set"):
+        rq.set_features(merged or {})
+        g._mab_features_set = merged is not None
+    return rq
+
+
+def suggest_arm_for(key, also_pull=True, features=None):
     """The visitor's arm of experiment `key`: (arm_id, value). Kept from the
-    cookie, or chosen now (one pull counted). `also_pull` is accepted for
+    cookie, or chosen now (one pull counted) with the request's context
+    features: feature_fn(request) updated with `features` ({name: number},
+    or a callable taking the request). `also_pull` is accepted for
     Flask-MAB compatibility: a new assignment always counts its pull."""
-    a = _request().choose(key)
+    a = _request_with(features).choose(key)
     return a.arm_id, a.value
 
 
@@ -472,17 +507,20 @@ def reward(bandit_id: str, arm: str, reward_amt: float = 1) -> None:
         raise
 
 
-def choose_arm(name: str) -> Callable[[Callable], Callable]:
+def choose_arm(name: str, features: Any = None) -> Callable[[Callable], Callable]:
     """Route decorator: the view receives the visitor's arm value of
     experiment `name` as the keyword argument `name`. Stack it for several
-    experiments; each is assigned (and counted) at most once per request."""
+    experiments; each is assigned (and counted) at most once per request.
+    A new assignment is chosen with the request's context features:
+    feature_fn(request) (BanditMiddleware(app, feature_fn=...)) updated
+    with `features`, a dict or a callable taking the request."""
 
     experiment = name.encode()
 
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            kwargs[name] = _request().choose_value(experiment)
+            kwargs[name] = _request_with(features).choose_value(experiment)
             return view(*args, **kwargs)
         return wrapper
     return decorator
