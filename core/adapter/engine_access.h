@@ -24,6 +24,11 @@ const mab__web_config *mab__engine_web_config(const mab_engine *engine);
 int mab__engine_reward_range(const mab_engine *engine, const char *experiment, double *min,
                              double *max);
 
+/* The id of arm `arm_index` of a handle's experiment, owned by the engine;
+   NULL for a stale handle or an index out of range. */
+const char *mab__engine_arm_id(const mab_engine *engine, mab_handle experiment,
+                               size_t arm_index);
+
 /* Whether the engine's storage keeps claims (a storage plugin of ABI >= 1.3):
    then rewards go through mab__engine_claim_reward and count once across
    every process and restart; otherwise only the adapter's memory guards. */

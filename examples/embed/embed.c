@@ -153,7 +153,7 @@ static void serve(mab_adapter *adapter, int fd, char *request)
     char body[8192], headers[4096] = "";
     int status = 200, rc;
     if (is_choose) {
-        mab_assignment a;
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
         rc = mab_request_choose(rq, experiment, &a, &err);
         if (rc == MAB_OK)
             snprintf(body, sizeof body, "{\"arm\": \"%s\", \"value\": %s}\n", a.arm_id,
@@ -162,9 +162,9 @@ static void serve(mab_adapter *adapter, int fd, char *request)
         char value_text[64] = "1", to[1024];
         double value = strtod(query_param(query, "value", value_text, sizeof value_text)
                                   ? value_text : "1", NULL);
-        mab_reward_result result;
+        mab_reward_result result = MAB_STRUCT_INIT(mab_reward_result);
         if (query_param(query, "to", to, sizeof to)) {
-            mab_redirect where;
+            mab_redirect where = MAB_STRUCT_INIT(mab_redirect);
             rc = mab_request_redirect(rq, experiment, value, to, &result, &where, &err);
             if (rc == MAB_OK) {
                 status = where.status;

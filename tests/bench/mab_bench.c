@@ -234,7 +234,7 @@ static void *worker_run(void *arg)
     w->status = MAB_OK;
     if (w->op == OP_CHOOSE) {
         for (uint64_t i = 0; i < w->iterations; i++) {
-            mab_choice choice;
+            mab_choice choice = MAB_STRUCT_INIT(mab_choice);
             if ((w->status = mab_choose(w->engine, EXPERIMENT, &choice, &w->err)) != MAB_OK)
                 break;
         }
@@ -325,7 +325,7 @@ static int warm_up(mab_engine *engine, size_t k, mab_error *err)
 {
     uint64_t lcg = 12345;
     for (size_t i = 0; i < 50 * k; i++) {
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         int rc = mab_choose(engine, EXPERIMENT, &choice, err);
         if (rc != MAB_OK)
             return rc;
@@ -365,6 +365,8 @@ static int bench_one(const bench_options *opts, const bench_policy *policy, size
     mab_arm_stats *stats = calloc(k, sizeof *stats);
     char **arm_ids = calloc(k, sizeof *arm_ids);
     size_t n_arms = 0;
+    if (stats)
+        stats[0].struct_size = sizeof *stats;
     if (!stats || !arm_ids) {
         fprintf(stderr, "mab-bench: out of memory\n");
         status = 1;
@@ -425,7 +427,7 @@ static int bench_storage(const bench_options *opts, const storage_mode *mode, do
         return 1;
     }
     int status = 0;
-    mab_arm_stats stats[10];
+    mab_arm_stats stats[10] = {MAB_STRUCT_INIT(mab_arm_stats)};
     char *arm_ids[10];
     size_t n_arms = 0;
     if (mab_stats(engine, EXPERIMENT, stats, k, &n_arms, &err) != MAB_OK) {

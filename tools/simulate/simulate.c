@@ -182,6 +182,8 @@ int sim_run(mab_engine *engine, const sim_run_spec *spec, sim_run_result *out, m
     mab_arm_stats *stats = calloc(k, sizeof *stats);
     mab_rng **streams = calloc(k, sizeof *streams);
     int rc = stats && streams ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
+    if (stats)
+        stats[0].struct_size = sizeof *stats;
     size_t n_arms = 0;
     if (rc == MAB_OK)
         rc = mab_stats(engine, spec->experiment, stats, k, &n_arms, err);
@@ -207,7 +209,7 @@ int sim_run(mab_engine *engine, const sim_run_spec *spec, sim_run_result *out, m
     size_t next_checkpoint = 0;
     double regret = 0, total_reward = 0;
     for (uint64_t step = 1; rc == MAB_OK && step <= spec->steps; step++) {
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         rc = mab_choose(engine, spec->experiment, &choice, err);
         if (rc != MAB_OK)
             break;
