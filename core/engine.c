@@ -651,12 +651,17 @@ static inline int choice_check(const mab_choice *out, mab_error *err)
 static inline void fill_choice(const mab__experiment *x, size_t arm, double probability,
                                int estimated, mab_choice *out)
 {
+    if (__builtin_expect(out->struct_size >= sizeof *out, 1)) {
+        out->arm_index = arm;
+        out->arm_id = x->arms[arm].id;
+        out->value_json = x->arms[arm].value_json;
+        out->probability = probability;
+        out->estimated = estimated;
+        return;
+    }
     mab_choice c = {out->struct_size, arm, x->arms[arm].id, x->arms[arm].value_json,
                     probability, estimated};
-    if (__builtin_expect(out->struct_size >= sizeof c, 1))
-        *out = c;
-    else
-        memcpy(out, &c, out->struct_size);
+    memcpy(out, &c, out->struct_size);
 }
 
 int mab_arm_lookup(mab_engine *e, const char *experiment, const char *arm, mab_choice *out,

@@ -15,6 +15,9 @@
  * handle path), so that the build before 0.2 can be measured with the same
  * program: cc -O2 mab_bench_calls.c -I<0.1 include> -L<0.1 lib> -lmab.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* mkstemps */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +58,7 @@ static int fail(const mab_error *err)
     return 1;
 }
 
-__attribute__((noinline)) static int choose_loop(long n, int by_handle, mab_error *err)
+__attribute__((noinline, noclone)) static int choose_loop(long n, int by_handle, mab_error *err)
 {
     (void)by_handle;
     for (long i = 0; i < n; i++) {
@@ -72,7 +75,7 @@ __attribute__((noinline)) static int choose_loop(long n, int by_handle, mab_erro
     return MAB_OK;
 }
 
-__attribute__((noinline)) static int reward_loop(long n, int by_handle, mab_error *err)
+__attribute__((noinline, noclone)) static int reward_loop(long n, int by_handle, mab_error *err)
 {
     (void)by_handle;
     size_t a = 0;
