@@ -11,9 +11,10 @@
  * Divide the total by N. The engine is warmed up first (means differ, as in
  * a running experiment). It also prints the thread CPU time per call of each
  * loop ("choose_cpu_ns reward_cpu_ns"), which a loaded machine disturbs much
- * less than wall time: run two builds alternately and compare medians. It builds against libmab 0.1 as well (without the
- * handle path), so that the build before 0.2 can be measured with the same
- * program: cc -O2 mab_bench_calls.c -I<0.1 include> -L<0.1 lib> -lmab.
+ * less than wall time: run two builds alternately and compare medians.
+ * It builds against libmab 0.1 as well (without the handle path), so that
+ * the build before 0.2 can be measured with the same program:
+ * cc -O2 mab_bench_calls.c -I<0.1 include> -L<0.1 lib> -lmab.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* mkstemps */
