@@ -137,8 +137,8 @@ set(CPACK_MAB_CONFIGURED_PREFIX ${CMAKE_INSTALL_PREFIX})
 
 set(mab_same "(= ${mab_deb_version})")
 set(mab_components libmab1 libmab-dev mab-tools)
-set(CPACK_DEBIAN_LIBMAB0_PACKAGE_SECTION libs)
-set(CPACK_DEBIAN_LIBMAB0_DESCRIPTION "multi-armed bandit engine - shared library and plugins
+set(CPACK_DEBIAN_LIBMAB1_PACKAGE_SECTION libs)
+set(CPACK_DEBIAN_LIBMAB1_DESCRIPTION "multi-armed bandit engine - shared library and plugins
 libmab chooses among the arms of experiments with a policy (epsilon-greedy,
 softmax, UCB1, Thompson sampling) and keeps their counters in a storage
 (json_file, lmdb, mongodb), all loaded as plugins from a JSON config.
@@ -150,7 +150,7 @@ file(WRITE ${MAB_PACKAGING_OUT}/libmab1/shlibs
      "libmab ${MAB_SOVERSION} libmab1 (>= ${PROJECT_VERSION})\n")
 configure_file(${MAB_PACKAGING_DIR}/debian/libmab1.triggers ${MAB_PACKAGING_OUT}/libmab1/triggers
                COPYONLY)
-set(CPACK_DEBIAN_LIBMAB0_PACKAGE_CONTROL_EXTRA
+set(CPACK_DEBIAN_LIBMAB1_PACKAGE_CONTROL_EXTRA
     ${MAB_PACKAGING_OUT}/libmab1/shlibs ${MAB_PACKAGING_OUT}/libmab1/triggers)
 
 set(CPACK_DEBIAN_LIBMAB-DEV_PACKAGE_SECTION libdevel)
