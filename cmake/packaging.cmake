@@ -122,7 +122,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION misc)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://example.org/mab")
 # dpkg-shlibdeps finds the Debian libraries each binary links; libmab itself
-# is in no installed package, so the explicit Depends below name libmab0.
+# is in no installed package, so the explicit Depends below name libmab1.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${CMAKE_BINARY_DIR}/lib)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
@@ -136,31 +136,31 @@ set(CPACK_PRE_BUILD_SCRIPTS ${PROJECT_SOURCE_DIR}/cmake/packaging-check.cmake)
 set(CPACK_MAB_CONFIGURED_PREFIX ${CMAKE_INSTALL_PREFIX})
 
 set(mab_same "(= ${mab_deb_version})")
-set(mab_components libmab0 libmab-dev mab-tools)
-set(CPACK_DEBIAN_LIBMAB0_PACKAGE_SECTION libs)
-set(CPACK_DEBIAN_LIBMAB0_DESCRIPTION "multi-armed bandit engine - shared library and plugins
+set(mab_components libmab1 libmab-dev mab-tools)
+set(CPACK_DEBIAN_LIBMAB1_PACKAGE_SECTION libs)
+set(CPACK_DEBIAN_LIBMAB1_DESCRIPTION "multi-armed bandit engine - shared library and plugins
 libmab chooses among the arms of experiments with a policy (epsilon-greedy,
 softmax, UCB1, Thompson sampling) and keeps their counters in a storage
 (json_file, lmdb, mongodb), all loaded as plugins from a JSON config.
 
-This package holds libmab.so.0 and the shipped policy and storage plugins.")
+This package holds libmab.so.1 and the shipped policy and storage plugins.")
 # A shlibs file (no symbols file) for packages built against libmab, and the
 # ldconfig trigger.
-file(WRITE ${MAB_PACKAGING_OUT}/libmab0/shlibs
-     "libmab ${PROJECT_VERSION_MAJOR} libmab0 (>= ${PROJECT_VERSION})\n")
-configure_file(${MAB_PACKAGING_DIR}/debian/libmab0.triggers ${MAB_PACKAGING_OUT}/libmab0/triggers
+file(WRITE ${MAB_PACKAGING_OUT}/libmab1/shlibs
+     "libmab ${MAB_SOVERSION} libmab1 (>= ${PROJECT_VERSION})\n")
+configure_file(${MAB_PACKAGING_DIR}/debian/libmab1.triggers ${MAB_PACKAGING_OUT}/libmab1/triggers
                COPYONLY)
-set(CPACK_DEBIAN_LIBMAB0_PACKAGE_CONTROL_EXTRA
-    ${MAB_PACKAGING_OUT}/libmab0/shlibs ${MAB_PACKAGING_OUT}/libmab0/triggers)
+set(CPACK_DEBIAN_LIBMAB1_PACKAGE_CONTROL_EXTRA
+    ${MAB_PACKAGING_OUT}/libmab1/shlibs ${MAB_PACKAGING_OUT}/libmab1/triggers)
 
 set(CPACK_DEBIAN_LIBMAB-DEV_PACKAGE_SECTION libdevel)
-set(CPACK_DEBIAN_LIBMAB-DEV_PACKAGE_DEPENDS "libmab0 ${mab_same}")
+set(CPACK_DEBIAN_LIBMAB-DEV_PACKAGE_DEPENDS "libmab1 ${mab_same}")
 set(CPACK_DEBIAN_LIBMAB-DEV_DESCRIPTION "multi-armed bandit engine - development files
 The headers of libmab (mab.h, adapter.h, policy.h, storage.h, plugin.h),
 its pkg-config file mab.pc and its CMake package (find_package(mab)), for
 programs embedding the engine and for policy and storage plugins.")
 
-set(CPACK_DEBIAN_MAB-TOOLS_PACKAGE_DEPENDS "libmab0 ${mab_same}")
+set(CPACK_DEBIAN_MAB-TOOLS_PACKAGE_DEPENDS "libmab1 ${mab_same}")
 set(CPACK_DEBIAN_MAB-TOOLS_DESCRIPTION "multi-armed bandit engine - command line tool
 mab checks a config, chooses arms, records rewards, prints, resets, exports
 and imports counters, simulates policies on known arms and creates cookie
@@ -171,7 +171,7 @@ if(MAB_WITH_MABD)
   set(CPACK_DEBIAN_MABD_PACKAGE_SECTION httpd)
   # mab-tools: the unit's config test and postinst's `mab keygen`; adduser:
   # the mab system user.
-  set(CPACK_DEBIAN_MABD_PACKAGE_DEPENDS "libmab0 ${mab_same}, mab-tools ${mab_same}, adduser")
+  set(CPACK_DEBIAN_MABD_PACKAGE_DEPENDS "libmab1 ${mab_same}, mab-tools ${mab_same}, adduser")
   set(CPACK_DEBIAN_MABD_DESCRIPTION "multi-armed bandit engine - HTTP server
 mabd serves the experiments of a mab config over HTTP: choose an arm (sticky
 through a signed cookie), count rewards once per assignment, reward and
@@ -204,7 +204,7 @@ if(MAB_WITH_NGINX)
     set(mab_nginx_abi nginx)
   endif()
   set(CPACK_DEBIAN_LIBNGINX-MOD-HTTP-MAB_PACKAGE_SECTION httpd)
-  set(CPACK_DEBIAN_LIBNGINX-MOD-HTTP-MAB_PACKAGE_DEPENDS "${mab_nginx_abi}, libmab0 ${mab_same}")
+  set(CPACK_DEBIAN_LIBNGINX-MOD-HTTP-MAB_PACKAGE_DEPENDS "${mab_nginx_abi}, libmab1 ${mab_same}")
   set(CPACK_DEBIAN_LIBNGINX-MOD-HTTP-MAB_PACKAGE_RECOMMENDS nginx)
   set(CPACK_DEBIAN_LIBNGINX-MOD-HTTP-MAB_DESCRIPTION "multi-armed bandit experiments in nginx
 ngx_http_mab_module chooses arms into nginx variables (mab_choose), counts
@@ -227,7 +227,7 @@ if(MAB_WITH_PYTHON)
   list(APPEND mab_components python3-mab)
   set(CPACK_DEBIAN_PYTHON3-MAB_PACKAGE_SECTION python)
   set(CPACK_DEBIAN_PYTHON3-MAB_PACKAGE_ARCHITECTURE all)
-  set(CPACK_DEBIAN_PYTHON3-MAB_PACKAGE_DEPENDS "python3, libmab0 ${mab_same}")
+  set(CPACK_DEBIAN_PYTHON3-MAB_PACKAGE_DEPENDS "python3, libmab1 ${mab_same}")
   set(CPACK_DEBIAN_PYTHON3-MAB_PACKAGE_SUGGESTS "python3-flask")
   set(CPACK_DEBIAN_PYTHON3-MAB_DESCRIPTION "multi-armed bandit engine - Python binding and Flask extension
 The mab Python package drives libmab through ctypes (no compiled

@@ -680,14 +680,41 @@ int mab__find_experiment_arm(mab_engine *e, const char *experiment, const char *
     return MAB_OK;
 }
 
-static void fill_choice(const mab__experiment *x, size_t arm, double probability,
-                        mab_choice *out)
+/* A caller's mab_choice must hold at least the fields of its first version;
+   checked before anything is counted. */
+static inline int choice_check(const mab_choice *out, mab_error *err)
 {
-    out->arm_index = arm;
-    out->arm_id = x->arms[arm].id;
-    out->value_json = x->arms[arm].value_json;
-    out->probability = probability;
-    out->flags = 0;
+    if (__builtin_expect(out && out->struct_size >= MAB_CHOICE_SIZE_0_1, 1))
+        return MAB_OK;
+    if (!out)
+        return mab_error_set(err, MAB_EINVAL, "mab_choice is NULL");
+    return mab_error_set(err, MAB_EINVAL, "mab_choice.struct_size is %zu, need at least %zu",
+                         out->struct_size, (size_t)MAB_CHOICE_SIZE_0_1);
+}
+
+/* Fill what the caller's struct_size holds (a caller built with an older
+   header has a shorter struct). */
+static inline void fill_choice(const mab__experiment *x, size_t arm, double probability,
+                               int estimated, unsigned flags, mab_choice *out)
+{
+    if (__builtin_expect(out->struct_size >= sizeof *out, 1)) {
+        out->arm_index = arm;
+        out->arm_id = x->arms[arm].id;
+        out->value_json = x->arms[arm].value_json;
+        out->probability = probability;
+        out->estimated = estimated;
+        out->flags = flags;
+        return;
+    }
+    mab_choice c = {out->struct_size, arm, x->arms[arm].id, x->arms[arm].value_json,
+                    probability, estimated, flags};
+    memcpy(out, &c, out->struct_size);
+}
+
+void mab__fill_choice(const mab__experiment *x, size_t arm, double probability, int estimated,
+                      unsigned flags, mab_choice *out)
+{
+    fill_choice(x, arm, probability, estimated, flags, out);
 }
 
 int mab_arm_lookup(mab_engine *e, const char *experiment, const char *arm, mab_choice *out,
@@ -698,7 +725,69 @@ int mab_arm_lookup(mab_engine *e, const char *experiment, const char *arm, mab_c
     int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
     if (rc != MAB_OK)
         return rc;
-    fill_choice(x, i, NAN, out);
+    if ((rc = choice_check(out, err)) != MAB_OK)
+        return rc;
+    fill_choice(x, i, NAN, 0, 0, out);
+    return MAB_OK;
+}
+
+/* ---- handles ---------------------------------------------------------- */
+
+int mab_experiment_handle(mab_engine *e, const char *experiment, mab_handle *out,
+                          mab_error *err)
+{
+    mab__experiment *x;
+    if (!out)
+        return mab_error_set(err, MAB_EINVAL, "mab_experiment_handle: out is NULL");
+    int rc = mab__find_experiment(e, experiment, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    out->engine = e->serial;
+    out->index = (size_t)(x - e->experiments);
+    return MAB_OK;
+}
+
+/* The experiment a handle names, if this engine issued it. Engines are
+   numbered for the life of the process, so a handle of a closed or another
+   engine (a host's engine before its reload) never names one of this one. */
+static inline int handle_experiment(mab_engine *e, mab_handle h, mab__experiment **x,
+                                    mab_error *err)
+{
+    if (__builtin_expect(e && h.engine == e->serial && h.index < e->n_experiments &&
+                             !forked_since_open(e), 1)) {
+        *x = &e->experiments[h.index];
+        return MAB_OK;
+    }
+    if (!e)
+        return mab_error_set(err, MAB_EINVAL, "engine must not be NULL");
+    if (forked_since_open(e))
+        return mab__fork_error(e, err);
+    return mab_error_set(err, MAB_EINVAL,
+                         "%s: handle of another engine (engine %llu, experiment %zu); look "
+                         "experiments up again after opening or reloading an engine",
+                         e->config_path, (unsigned long long)h.engine, h.index);
+}
+
+const char *mab__engine_arm_id(const mab_engine *e, mab_handle h, size_t arm_index)
+{
+    if (!e || h.engine != e->serial || h.index >= e->n_experiments ||
+        arm_index >= e->experiments[h.index].n_arms)
+        return NULL;
+    return e->experiments[h.index].arms[arm_index].id;
+}
+
+int mab_arm_index(mab_engine *e, mab_handle h, const char *arm, size_t *index, mab_error *err)
+{
+    mab__experiment *x = NULL;
+    int rc = handle_experiment(e, h, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!index)
+        return mab_error_set(err, MAB_EINVAL, "mab_arm_index: index is NULL");
+    long i = mab__find_arm(e, x, arm, err);
+    if (i < 0)
+        return MAB_ENOTFOUND;
+    *index = (size_t)i;
     return MAB_OK;
 }
 
@@ -860,7 +949,7 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
         return mab_error_set(err, MAB_EPLUGIN,
                              "experiments.%s: policy %s chose arm %zu of only %zu", x->id,
                              x->policy_path, c.arm, x->n_arms);
-    fill_choice(x, c.arm, c.probability, out);
+    fill_choice(x, c.arm, c.probability, c.estimated != 0, 0, out);
     if (estimated)
         *estimated = c.estimated != 0;
     return MAB_OK;
@@ -873,6 +962,10 @@ static int ledger_error(const mab_engine *e, const mab__experiment *x, mab_error
                          "choose with", e->config_path, x->id);
 }
 
+static inline __attribute__((always_inline)) int
+choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choice *out,
+            int *estimated, mab_error *err);
+
 int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx,
                    mab_choice *out, int *estimated, mab_error *err)
 {
@@ -880,19 +973,17 @@ int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx
     int found = mab__find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
-    if (e->read_only)
-        return mab__read_only_error(e, "choose", err);
-    if ((found = mab__context_check(ctx, err)) != MAB_OK)
-        return found;
-    if (x->is_ledger)
-        return ledger_error(e, x, err);
-    if (x->rules.active)
-        return mab__choose_ruled(e, x, ctx, out, estimated, err);
-    if (x->policy2)
-        return choose2(e, x, ctx, out, estimated, err);
-    if (estimated)
-        *estimated = 0;
-    return mab_choose(e, experiment, out, err);
+    return choose_impl(e, x, ctx, out, estimated, err);
+}
+
+int mab_choose_h(mab_engine *e, mab_handle h, const mab_context *ctx, mab_choice *out,
+                 mab_error *err)
+{
+    mab__experiment *x = NULL;
+    int rc = handle_experiment(e, h, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    return choose_impl(e, x, ctx, out, NULL, err);
 }
 
 /* Whether an arm holding `count` rewards that sum to sum (squares: sq) has
@@ -919,21 +1010,37 @@ int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error
     int found = mab__find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    return choose_impl(e, x, NULL, out, NULL, err);
+}
+
+/* Every choose entry point after its lookup: inlined into each, so that the
+   ABI 1 path pays no extra call. */
+static inline __attribute__((always_inline)) int
+choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choice *out,
+            int *estimated, mab_error *err)
+{
+    int rc;
     if (e->read_only)
         return mab__read_only_error(e, "choose", err);
+    if ((rc = choice_check(out, err)) != MAB_OK)
+        return rc;
+    if (ctx && (rc = mab__context_check(ctx, err)) != MAB_OK)
+        return rc;
     if (x->is_ledger)
         return ledger_error(e, x, err);
     if (x->rules.active)
-        return mab__choose_ruled(e, x, NULL, out, NULL, err);
+        return mab__choose_ruled(e, x, ctx, out, estimated, err);
     if (x->policy2)
-        return choose2(e, x, NULL, out, NULL, err);
+        return choose2(e, x, ctx, out, estimated, err);
+    if (estimated)
+        *estimated = 0;
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     mab__build_view(x, s);
     size_t arm = x->n_arms;
     double probability = NAN;
-    int rc = x->policy->choose(x->policy_state, s->view, x->n_arms, &s->rng, &arm, &probability);
+    rc = x->policy->choose(x->policy_state, s->view, x->n_arms, &s->rng, &arm, &probability);
     if (rc == MAB_OK && arm < x->n_arms) {
         slot_pending(s, x->first_arm + arm)->pulls++;
         if (slot_due(s))
@@ -947,7 +1054,7 @@ int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error
         return mab_error_set(err, MAB_EPLUGIN,
                              "experiments.%s: policy %s chose arm %zu of only %zu", x->id,
                              x->policy_path, arm, x->n_arms);
-    fill_choice(x, arm, probability, out);
+    fill_choice(x, arm, probability, 0, 0, out);
     return MAB_OK;
 }
 
@@ -971,14 +1078,11 @@ int mab__reward_value_check(const mab__experiment *x, const char *arm, double va
 /* Both public reward calls, inlined into each so that mab_reward() (ABI 1
    hosts' hot path) pays no extra call for the context it does not have. */
 static inline __attribute__((always_inline)) int
-reward_impl(mab_engine *e, const char *experiment, const char *arm, double value,
-            const mab_context *ctx, mab_error *err)
+reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab_context *ctx,
+            mab_error *err)
 {
-    mab__experiment *x;
-    size_t i;
-    int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
-    if (rc != MAB_OK)
-        return rc;
+    int rc;
+    const char *arm = x->arms[i].id;
     if (e->read_only)
         return mab__read_only_error(e, "reward", err);
     if ((rc = mab__reward_value_check(x, arm, value, err)) != MAB_OK)
@@ -1054,12 +1158,35 @@ reward_impl(mab_engine *e, const char *experiment, const char *arm, double value
 int mab_reward(mab_engine *e, const char *experiment, const char *arm, double value,
                mab_error *err)
 {
-    return reward_impl(e, experiment, arm, value, NULL, err);
+    mab__experiment *x;
+    size_t i;
+    int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
+    if (rc != MAB_OK)
+        return rc;
+    return reward_impl(e, x, i, value, NULL, err);
 }
 
 int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, double value,
                    const mab_context *ctx, mab_error *err)
 {
-    return reward_impl(e, experiment, arm, value, ctx, err);
+    mab__experiment *x;
+    size_t i;
+    int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
+    if (rc != MAB_OK)
+        return rc;
+    return reward_impl(e, x, i, value, ctx, err);
+}
+
+int mab_reward_h(mab_engine *e, mab_handle h, size_t arm_index, double value,
+                 const mab_context *ctx, mab_error *err)
+{
+    mab__experiment *x = NULL;
+    int rc = handle_experiment(e, h, &x, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (__builtin_expect(arm_index >= x->n_arms, 0))
+        return mab_error_set(err, MAB_ENOTFOUND, "%s: experiments.%s has no arm number %zu "
+                             "(it has %zu)", e->config_path, x->id, arm_index, x->n_arms);
+    return reward_impl(e, x, arm_index, value, ctx, err);
 }
 

@@ -284,7 +284,11 @@ int mab__rules_parse(mab_engine *engine, mab__experiment *x, const cJSON *obj, m
 /* rules.c: append a holdout ledger experiment for each experiment with a
    holdout (after every experiment is parsed). */
 int mab__rules_add_ledgers(mab_engine *engine, mab_error *err);
-/* rules.c: choose under the experiment's rules (x->rules.active). */
+/* engine.c: fill a caller's mab_choice, as far as its struct_size reaches. */
+void mab__fill_choice(const mab__experiment *x, size_t arm, double probability, int estimated,
+                      unsigned flags, mab_choice *out);
+/* rules.c: choose under the experiment's rules (x->rules.active); out's
+   struct_size is checked already. */
 int mab__choose_ruled(mab_engine *engine, mab__experiment *x, const mab_context *ctx,
                       mab_choice *out, int *estimated, mab_error *err);
 /* rules.c: the reward side of the rules: refuse a late reward (MAB_ELATE,

@@ -24,13 +24,17 @@ int mab_experiment_at(const mab_engine *e, size_t index, mab_experiment_info *ou
 {
     if (!e || index >= e->n_configured)
         return mab_error_set(err, MAB_ENOTFOUND, "no experiment number %zu", index);
+    if (!out || out->struct_size < MAB_EXPERIMENT_INFO_SIZE_0_1)
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_experiment_info is NULL or its struct_size (%zu) is below "
+                             "%zu",
+                             out ? out->struct_size : 0, (size_t)MAB_EXPERIMENT_INFO_SIZE_0_1);
     const mab__experiment *x = &e->experiments[index];
-    out->id = x->id;
-    out->policy = x->policy_name;
-    out->policy_path = x->policy_path;
-    out->n_arms = x->n_arms;
-    out->reward_min = x->reward_min;
-    out->reward_max = x->reward_max;
+    mab_experiment_info info = {out->struct_size, x->id, x->policy_name, x->policy_path,
+                                x->n_arms, x->reward_min, x->reward_max,
+                                x->policy2 ? 2u : 1u, x->n_features};
+    /* What the caller's struct_size holds: older callers have fewer fields. */
+    memcpy(out, &info, out->struct_size < sizeof info ? out->struct_size : sizeof info);
     return MAB_OK;
 }
 
@@ -46,17 +50,21 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
     int found = mab__find_experiment(e, experiment, &x, err);
     if (found != MAB_OK)
         return found;
+    if (cap && (!out || out[0].struct_size < MAB_ARM_STATS_SIZE_0_1))
+        return mab_error_set(err, MAB_EINVAL,
+                             "mab_stats: out is NULL or out[0].struct_size (%zu) is below %zu",
+                             out ? out[0].struct_size : 0, (size_t)MAB_ARM_STATS_SIZE_0_1);
+    /* out[0].struct_size is the caller's stride: its mab_arm_stats may be
+       an older, shorter one. */
+    size_t stride = cap ? out[0].struct_size : 0;
+    size_t fill = stride < sizeof(mab_arm_stats) ? stride : sizeof(mab_arm_stats);
     mab__gather_all(e);
     for (size_t i = 0; i < x->n_arms && i < cap; i++) {
         const mab__arm *a = &x->arms[i];
-        mab_arm_stats *st = &out[i];
-        st->arm_id = a->id;
         mab_totals t = atomic_totals_read(&a->published);
-        st->pulls = t.pulls;
-        st->rewards = t.rewards;
-        st->reward_sum = t.reward_sum;
-        st->reward_sum_sq = t.reward_sum_sq;
-        st->mean = st->pulls ? st->reward_sum / (double)st->pulls : 0.0;
+        mab_arm_stats st = {stride, a->id, t.pulls, t.rewards, t.reward_sum, t.reward_sum_sq,
+                            t.pulls ? t.reward_sum / (double)t.pulls : 0.0, a->value_json};
+        memcpy((char *)out + i * stride, &st, fill);
     }
     if (n_arms)
         *n_arms = x->n_arms;

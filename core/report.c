@@ -18,6 +18,19 @@
 #include "engine.h"
 #include "internal.h"
 
+/* Arm k of the input: the array's stride is arms[0].struct_size (mab.h,
+   "Structs that grow"); fields beyond what the caller's struct holds read as
+   zeros. */
+static mab_arm_stats input_arm(const mab_report_input *in, size_t k)
+{
+    mab_arm_stats s;
+    memset(&s, 0, sizeof s);
+    size_t stride = in->arms[0].struct_size;
+    memcpy(&s, (const char *)in->arms + k * stride, stride < sizeof s ? stride : sizeof s);
+    return s;
+}
+
+
 /* The first version's mab_report: callers must give at least this much.
    When mab_report grows, this stays the offset where 0.1's struct ended. */
 #define REPORT_SIZE_0_1 sizeof(mab_report)
@@ -236,6 +249,10 @@ static int check_input(const mab_report_input *in, const mab_report *out, mab_er
     const char *exp = in->experiment ? in->experiment : "";
     if (in->n_arms < 1 || !in->arms)
         return mab_error_set(err, MAB_EINVAL, "report of %s: no arms", exp);
+    if (in->arms[0].struct_size < MAB_ARM_STATS_SIZE_0_1)
+        return mab_error_set(err, MAB_EINVAL,
+                             "report of %s: arms[0].struct_size %zu is smaller than %zu",
+                             exp, in->arms[0].struct_size, (size_t)MAB_ARM_STATS_SIZE_0_1);
     if (!(isfinite(in->reward_min) && isfinite(in->reward_max) &&
           in->reward_min < in->reward_max))
         return mab_error_set(err, MAB_EINVAL,
@@ -249,7 +266,7 @@ static int check_input(const mab_report_input *in, const mab_report *out, mab_er
                              "report of %s: winner expected_loss %g must be a number above 0",
                              exp, in->winner_expected_loss);
     for (size_t k = 0; k < in->n_arms; k++) {
-        const mab_arm_stats *s = &in->arms[k];
+        const mab_arm_stats arm_k = input_arm(in, k), *s = &arm_k;
         if (!s->arm_id)
             return mab_error_set(err, MAB_EINVAL, "report of %s: arm %zu has no id", exp, k);
         if (!(isfinite(s->reward_sum) && isfinite(s->reward_sum_sq) && s->reward_sum_sq >= 0.0))
@@ -302,12 +319,15 @@ int mab_report_compute(const mab_report_input *in, mab_report *out, mab_error *e
     r.late_rewards = 0;
 
     for (size_t k = 0; k < n; k++)
-        post[k] = posterior_of(r.model, &in->arms[k], in->reward_min, in->reward_max);
+    {
+        const mab_arm_stats arm_k = input_arm(in, k);
+        post[k] = posterior_of(r.model, &arm_k, in->reward_min, in->reward_max);
+    }
     double *theta = scratch, *p_best = scratch + n, *loss = scratch + 2 * n;
     monte_carlo(r.model, post, n, r.seed, theta, p_best, loss);
 
     for (size_t k = 0; k < n; k++) {
-        const mab_arm_stats *s = &in->arms[k];
+        const mab_arm_stats arm_k = input_arm(in, k), *s = &arm_k;
         mab_report_arm *a = &arms[k];
         a->arm_id = s->arm_id;
         a->pulls = s->pulls;
@@ -358,6 +378,7 @@ int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_e
     mab_arm_stats *snapshot = calloc(x->n_arms, sizeof *snapshot);
     if (!snapshot)
         return mab_error_set(err, MAB_ENOMEM, "out of memory reporting on %s", x->id);
+    snapshot[0].struct_size = sizeof *snapshot;
     /* One call: every arm's totals from the same moment. */
     rc = mab_stats(e, experiment, snapshot, x->n_arms, &n_arms, err);
     if (rc == MAB_OK) {

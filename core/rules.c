@@ -285,15 +285,6 @@ static int policy_probability(mab_engine *e, mab__experiment *x, mab__slot *s, i
     return MAB_OK;
 }
 
-static void fill(const mab__experiment *x, size_t arm, double p, unsigned flags,
-                 mab_choice *out)
-{
-    out->arm_index = arm;
-    out->arm_id = x->arms[arm].id;
-    out->value_json = x->arms[arm].value_json;
-    out->probability = p;
-    out->flags = flags;
-}
 
 /* Count the pull of `arm` chosen with probability p (locked slot). */
 static int count_pull(mab_engine *e, mab__experiment *x, mab__slot *s, size_t arm, double p,
@@ -331,7 +322,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
     if (r->state == MAB__PAUSED) {
         arm = r->serve >= 0 ? (size_t)r->serve : leader(x, s);
         slot_unlock(s);
-        fill(x, arm, 1.0, MAB_CHOICE_NOT_LEARNING, out);
+        mab__fill_choice(x, arm, 1.0, 0, MAB_CHOICE_NOT_LEARNING, out);
         if (estimated)
             *estimated = 0;
         return MAB_OK;
@@ -346,7 +337,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
         if (slot_due(s))
             mab__slot_publish(e, s);
         slot_unlock(s);
-        fill(x, arm, p, MAB_CHOICE_HOLDOUT, out);
+        mab__fill_choice(x, arm, p, 0, MAB_CHOICE_HOLDOUT, out);
         if (estimated)
             *estimated = 0;
         return MAB_OK;
@@ -401,7 +392,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
     if (rc != MAB_OK)
         return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s: %s failed: %s",
                              x->id, x->policy_path, failed, mab_strerror(rc));
-    fill(x, arm, p, flags, out);
+    mab__fill_choice(x, arm, p, est, flags, out);
     if (estimated)
         *estimated = est;
     return MAB_OK;

@@ -434,16 +434,39 @@ mab_engine *mab_adapter_engine(const mab_adapter *ad)
     return ad ? ad->engine : NULL;
 }
 
-void mab_adapter_get_counters(const mab_adapter *ad, mab_adapter_counters *out)
+/* Copy what the caller's struct_size holds (a caller built with an older
+   header has a shorter struct; mab.h, "Structs that grow"). */
+static void fill_sized(void *out, const void *full, size_t full_size)
 {
-    out->cookies_forged = atomic_load(&ad->cookies_forged);
-    out->cookies_expired = atomic_load(&ad->cookies_expired);
-    out->assignments = atomic_load(&ad->assignments);
-    out->rewards_counted = atomic_load(&ad->rewards_counted);
-    out->rewards_refused = atomic_load(&ad->rewards_refused);
-    out->replays_refused = atomic_load(&ad->replays_refused);
-    out->replay_evictions = atomic_load(&ad->replay_evictions);
-    out->redirects_refused = atomic_load(&ad->redirects_refused);
+    size_t want = *(const size_t *)out;
+    memcpy(out, full, want < full_size ? want : full_size);
+}
+
+static int size_error(mab_error *err, const char *type, const void *out, size_t need)
+{
+    if (!out)
+        return mab_error_set(err, MAB_EINVAL, "%s is NULL", type);
+    return mab_error_set(err, MAB_EINVAL, "%s.struct_size is %zu, need at least %zu", type,
+                         *(const size_t *)out, need);
+}
+
+int mab_adapter_get_counters(const mab_adapter *ad, mab_adapter_counters *out)
+{
+    if (!ad || !out || out->struct_size < MAB_ADAPTER_COUNTERS_SIZE_0_1)
+        return size_error(NULL, "mab_adapter_counters", out, MAB_ADAPTER_COUNTERS_SIZE_0_1);
+    mab_adapter_counters c = {
+        out->struct_size,
+        atomic_load(&ad->cookies_forged),
+        atomic_load(&ad->cookies_expired),
+        atomic_load(&ad->assignments),
+        atomic_load(&ad->rewards_counted),
+        atomic_load(&ad->rewards_refused),
+        atomic_load(&ad->replays_refused),
+        atomic_load(&ad->replay_evictions),
+        atomic_load(&ad->redirects_refused),
+    };
+    fill_sized(out, &c, sizeof c);
+    return MAB_OK;
 }
 
 const char *mab_reward_reason_name(mab_reward_reason reason)
@@ -680,8 +703,10 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
 {
     if (!rq || !experiment || !out)
         return mab_error_set(err, MAB_EINVAL, "mab_request_choose: NULL argument");
+    if (out->struct_size < MAB_ASSIGNMENT_SIZE_0_1)
+        return size_error(err, "mab_assignment", out, MAB_ASSIGNMENT_SIZE_0_1);
     mab_engine *engine = rq->adapter->engine;
-    mab_choice choice;
+    mab_choice choice = MAB_STRUCT_INIT(mab_choice);
     request_entry *e = find_entry(rq, experiment);
     int keep = e && !e->expired &&
                mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) == MAB_OK;
@@ -693,7 +718,7 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
     mab__engine_features(engine, experiment, &policy_features, &n_policy_features);
     mab_context ctx = {sizeof ctx, rq->feature_names, rq->feature_values, rq->n_features,
                        rq->now_ns, 0.0, 0, 0};
-    mab_choice fresh_choice;
+    mab_choice fresh_choice = MAB_STRUCT_INIT(mab_choice);
     int rc = MAB_OK;
     if (keep && e->cookie.not_learning) {
         rc = mab_choose_ctx(engine, experiment, &ctx, &fresh_choice, NULL, err);
@@ -707,13 +732,12 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
     }
     if (keep) {
         record_chosen(rq, e);
-        out->experiment = e->cookie.experiment;
-        out->arm_id = choice.arm_id;
-        out->value_json = choice.value_json;
-        out->probability = (double)e->cookie.probability;
-        out->is_new = 0;
-        out->flags = (e->cookie.holdout ? MAB_CHOICE_HOLDOUT : 0u) |
-                     (e->cookie.not_learning ? MAB_CHOICE_NOT_LEARNING : 0u);
+        mab_assignment kept = {out->struct_size, e->cookie.experiment,    choice.arm_id,
+                               choice.value_json, (double)e->cookie.probability, 0,
+                               choice.arm_index,
+                               (e->cookie.holdout ? MAB_CHOICE_HOLDOUT : 0u) |
+                                   (e->cookie.not_learning ? MAB_CHOICE_NOT_LEARNING : 0u)};
+        fill_sized(out, &kept, sizeof kept);
         return MAB_OK;
     }
     choice = fresh_choice;
@@ -746,19 +770,24 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
     record_chosen(rq, e);
     rq->any_new = 1;
     mark_changed(rq);
-    out->experiment = e->cookie.experiment;
-    out->arm_id = choice.arm_id;
-    out->value_json = choice.value_json;
-    out->probability = choice.probability;
-    out->is_new = 1;
-    out->flags = choice.flags;
+    mab_assignment made = {out->struct_size, e->cookie.experiment, choice.arm_id,
+                           choice.value_json, choice.probability, 1, choice.arm_index,
+                           choice.flags};
+    fill_sized(out, &made, sizeof made);
     return MAB_OK;
 }
 
 /* ---- reward ----------------------------------------------------------- */
 
-static int count(mab_request *rq, request_entry *e, const mab_choice *choice,
+static int count(mab_request *rq, request_entry *e, const char *arm_id,
                  mab_reward_result *out, int rc);
+
+/* mab_reward_result.probability (0.2) when the caller's struct holds it. */
+static void set_result_probability(mab_reward_result *out, double probability)
+{
+    if (out->struct_size >= offsetof(mab_reward_result, probability) + sizeof(double))
+        out->probability = probability;
+}
 
 static int refuse(mab_request *rq, mab_reward_reason reason, mab_reward_result *out)
 {
@@ -775,13 +804,20 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
 {
     if (!rq || !experiment || !out)
         return mab_error_set(err, MAB_EINVAL, "mab_request_reward: NULL argument");
+    if (out->struct_size < MAB_REWARD_RESULT_SIZE_0_1)
+        return size_error(err, "mab_reward_result", out, MAB_REWARD_RESULT_SIZE_0_1);
     out->counted = 0;
     out->reason = MAB_REWARD_NO_ASSIGNMENT;
     out->arm_id = NULL;
+    set_result_probability(out, NAN);
     mab_engine *engine = rq->adapter->engine;
-    double reward_min, reward_max;
-    if (mab__engine_reward_range(engine, experiment, &reward_min, &reward_max) != MAB_OK)
+    /* One lookup of the experiment for the whole call (mab.h, handles). */
+    mab_handle handle;
+    mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
+    if (mab_experiment_handle(engine, experiment, &handle, NULL) != MAB_OK ||
+        mab_experiment_at(engine, handle.index, &info, NULL) != MAB_OK)
         return mab_error_set(err, MAB_ENOTFOUND, "unknown experiment \"%s\"", experiment);
+    double reward_min = info.reward_min, reward_max = info.reward_max;
     if (!isfinite(value))
         return mab_error_set(err, MAB_EINVAL, "experiment %s: reward is not a finite number",
                              experiment);
@@ -802,9 +838,10 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         return refuse(rq, MAB_REWARD_ALREADY_REWARDED, out);
     if (e->cookie.not_learning)
         return refuse(rq, MAB_REWARD_PAUSED, out);
-    mab_choice choice;
-    if (mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) != MAB_OK)
+    size_t arm_index;
+    if (mab_arm_index(engine, handle, e->cookie.arm, &arm_index, NULL) != MAB_OK)
         return refuse(rq, MAB_REWARD_ARM_REMOVED, out);
+    const char *arm_id = mab__engine_arm_id(engine, handle, arm_index);
     uint64_t evicted = 0;
     int64_t expires_at = (int64_t)e->cookie.issued + rq->adapter->web->max_age;
     int fresh = mab__replay_insert(rq->adapter->replay, e->cookie.assignment_id, expires_at,
@@ -851,9 +888,9 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
             mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
             return rc;
         }
-        return count(rq, e, &choice, out, MAB_OK);
+        return count(rq, e, arm_id, out, MAB_OK);
     }
-    rc = mab_reward_ctx(engine, experiment, e->cookie.arm, value, &ctx, err);
+    rc = mab_reward_h(engine, handle, arm_index, value, &ctx, err);
     if (rc == MAB_ELATE) {
         mab__replay_remove(rq->adapter->replay, e->cookie.assignment_id);
         return refuse(rq, MAB_REWARD_LATE, out);
@@ -869,12 +906,12 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
        twice; but it is not durable, so the cookie is not marked rewarded:
        if the queue is lost with the process, a retry after restart still
        counts. */
-    return count(rq, e, &choice, out, rc);
+    return count(rq, e, arm_id, out, rc);
 }
 
 /* The reward of entry e counted: say so, and mark the entry rewarded once
    the reward is durable (rc MAB_OK; see the MAB_ESTORAGE case above). */
-static int count(mab_request *rq, request_entry *e, const mab_choice *choice,
+static int count(mab_request *rq, request_entry *e, const char *arm_id,
                  mab_reward_result *out, int rc)
 {
     atomic_fetch_add(&rq->adapter->rewards_counted, 1);
@@ -884,7 +921,8 @@ static int count(mab_request *rq, request_entry *e, const mab_choice *choice,
     }
     out->counted = 1;
     out->reason = MAB_REWARD_COUNTED;
-    out->arm_id = choice->arm_id;
+    out->arm_id = arm_id;
+    set_result_probability(out, (double)e->cookie.probability);
     return rc;
 }
 
@@ -894,6 +932,10 @@ int mab_request_redirect(mab_request *rq, const char *experiment, double value,
 {
     if (!rq || !experiment || !out)
         return mab_error_set(err, MAB_EINVAL, "mab_request_redirect: NULL argument");
+    if (out->struct_size < MAB_REDIRECT_SIZE_0_1)
+        return size_error(err, "mab_redirect", out, MAB_REDIRECT_SIZE_0_1);
+    if (result && result->struct_size < MAB_REWARD_RESULT_SIZE_0_1)
+        return size_error(err, "mab_reward_result", result, MAB_REWARD_RESULT_SIZE_0_1);
     int rc = mab_adapter_check_redirect(rq->adapter, target, err);
     if (rc != MAB_OK) {
         atomic_fetch_add(&rq->adapter->redirects_refused, 1);
@@ -907,7 +949,7 @@ int mab_request_redirect(mab_request *rq, const char *experiment, double value,
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     free(rq->location);
     rq->location = location;
-    mab_reward_result scratch;
+    mab_reward_result scratch = MAB_STRUCT_INIT(mab_reward_result);
     rc = mab_request_reward(rq, experiment, value, result ? result : &scratch, err);
     if (rc != MAB_OK && rc != MAB_ESTORAGE)
         return rc;

@@ -39,6 +39,11 @@ int mab__engine_features(const mab_engine *engine, const char *experiment,
 int mab__engine_cookie_shape(const mab_engine *engine, size_t index, const char **id,
                              size_t *longest_arm_id, size_t *n_features);
 
+/* The id of arm `arm_index` of a handle's experiment, owned by the engine;
+   NULL for a stale handle or an index out of range. */
+const char *mab__engine_arm_id(const mab_engine *engine, mab_handle experiment,
+                               size_t arm_index);
+
 /* Whether the engine's storage keeps claims (a storage plugin of ABI >= 1.3):
    then rewards go through mab__engine_claim_reward and count once across
    every process and restart; otherwise only the adapter's memory guards. */

@@ -181,7 +181,7 @@ static void serve(mab_adapter *adapter, int fd, char *request)
         const char *names[FEATURES_MAX];
         double values[FEATURES_MAX];
         size_t n = query_features(query, names, values);
-        mab_assignment a;
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
         rc = mab_request_set_features(rq, names, values, n, &err);
         if (rc == MAB_OK)
             rc = mab_request_choose(rq, experiment, &a, &err);
@@ -192,9 +192,9 @@ static void serve(mab_adapter *adapter, int fd, char *request)
         char value_text[64] = "1", to[1024];
         double value = strtod(query_param(query, "value", value_text, sizeof value_text)
                                   ? value_text : "1", NULL);
-        mab_reward_result result;
+        mab_reward_result result = MAB_STRUCT_INIT(mab_reward_result);
         if (query_param(query, "to", to, sizeof to)) {
-            mab_redirect where;
+            mab_redirect where = MAB_STRUCT_INIT(mab_redirect);
             rc = mab_request_redirect(rq, experiment, value, to, &result, &where, &err);
             if (rc == MAB_OK) {
                 status = where.status;

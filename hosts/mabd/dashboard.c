@@ -36,6 +36,8 @@ static void wilson(double p, double n, double *lo, double *hi)
 static mab_arm_stats *experiment_stats(mabd *d, const mab_experiment_info *info)
 {
     mab_arm_stats *arms = calloc(info->n_arms ? info->n_arms : 1, sizeof *arms);
+    if (arms)
+        arms[0].struct_size = sizeof *arms;
     size_t n = 0;
     if (arms && mab_stats(d->engine, info->id, arms, info->n_arms, &n, NULL) != MAB_OK) {
         free(arms);
@@ -107,7 +109,7 @@ cJSON *mabd_stats_json(mabd *d)
     int ok = experiments != NULL;
     size_t n = mab_experiment_count(d->engine);
     for (size_t i = 0; ok && i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
             continue;
         cJSON *report = mabd_report_json(d, info.id, NULL);
@@ -182,7 +184,7 @@ static int experiment_json(mabd *d, const mab_experiment_info *info, int64_t now
                                   : NAN;
         /* The arm's value, for the page to draw an arm valued "green" in
            green (dashboard.js decides what is a colour). */
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         cJSON *value = mab_arm_lookup(d->engine, info->id, s->arm_id, &choice, NULL) == MAB_OK
                            ? cJSON_Parse(choice.value_json)
                            : NULL;
@@ -225,7 +227,7 @@ cJSON *mabd_dashboard_json(mabd *d)
              (list = cJSON_AddArrayToObject(doc, "experiments")) != NULL;
     size_t n = mab_experiment_count(d->engine);
     for (size_t i = 0; ok && i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
             continue;
         ok = experiment_json(d, &info, now, list);
@@ -243,7 +245,7 @@ void mabd_series_sample(mabd *d)
 {
     size_t n = mab_experiment_count(d->engine), total = 0;
     for (size_t i = 0; i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         if (mab_experiment_at(d->engine, i, &info, NULL) == MAB_OK)
             total += info.n_arms;
     }
@@ -251,8 +253,10 @@ void mabd_series_sample(mabd *d)
     mab_arm_stats *arms = calloc(total ? total : 1, sizeof *arms);
     size_t k = 0;
     for (size_t i = 0; points && arms && i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         size_t got = 0;
+        if (k < total)
+            arms[k].struct_size = sizeof *arms; /* the stride of this call's array */
         if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK ||
             mab_stats(d->engine, info.id, arms + k, total - k, &got, NULL) != MAB_OK)
             continue;

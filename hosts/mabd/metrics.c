@@ -37,11 +37,13 @@ static void per_arm(mabd *d, strbuf *out, const char *name, const char *type, co
     sb_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     size_t n = mab_experiment_count(d->engine);
     for (size_t i = 0; i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
             continue;
-        mab_arm_stats *arms = calloc(info.n_arms, sizeof *arms);
+        mab_arm_stats *arms = calloc(info.n_arms ? info.n_arms : 1, sizeof *arms);
         size_t n_arms = 0;
+        if (arms)
+            arms[0].struct_size = sizeof *arms;
         if (arms && mab_stats(d->engine, info.id, arms, info.n_arms, &n_arms, NULL) == MAB_OK) {
             for (size_t a = 0; a < n_arms && a < info.n_arms; a++) {
                 sb_printf(out, "%s{experiment=\"%s\",arm=\"%s\"} ", name, info.id,
@@ -66,7 +68,7 @@ static void late_rewards(mabd *d, strbuf *out)
                  "experiment's attribution_window.\n# TYPE mab_rewards_late_total counter\n");
     size_t n = mab_experiment_count(d->engine);
     for (size_t i = 0; i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         mab_rules_info rules = {sizeof rules, 0, 0, 0, 0, 0, 0, 0, 0};
         if (mab_experiment_at(d->engine, i, &info, NULL) == MAB_OK &&
             mab_rules(d->engine, info.id, &rules, NULL) == MAB_OK)
@@ -83,7 +85,7 @@ static void report_gauges(mabd *d, strbuf *out)
     mab_report *reports = calloc(n ? n : 1, sizeof *reports);
     int *have = calloc(n ? n : 1, sizeof *have);
     for (size_t i = 0; reports && have && i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         reports[i].struct_size = sizeof reports[i];
         have[i] = mab_experiment_at(d->engine, i, &info, NULL) == MAB_OK &&
                   mab_report_get(d->engine, info.id, &reports[i], NULL) == MAB_OK;
@@ -141,7 +143,7 @@ void mabd_metrics_write(mabd *d, strbuf *out)
     sb_printf(out, "mab_choose_duration_seconds_count %" PRIu64 "\n",
               atomic_load(&d->latency_count));
 
-    mab_adapter_counters c;
+    mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(d->adapter, &c);
     counter(out, "mab_cookies_forged_total",
             "Cookies or tokens ignored: bad signature, truncated or unparseable.",

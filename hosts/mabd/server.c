@@ -370,7 +370,7 @@ static enum MHD_Result route_choose(mabd *d, struct MHD_Connection *conn, const 
             seen |= strcmp(ids[i], ids[j]) == 0;
         if (seen)
             continue;
-        mab_assignment a;
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
         int rc = mab_request_choose(rq, ids[i], &a, &err);
         if (rc != MAB_OK) {
             cJSON_Delete(doc);
@@ -504,7 +504,7 @@ static enum MHD_Result route_reward(mabd *d, struct MHD_Connection *conn, const 
     /* Accepted so a client may send one body everywhere; the reward's
        update sees the features of the choice, from the cookie (adapter.h). */
     mab_request_set_features(rq, features.name_ptrs, features.values, features.n, NULL);
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     int rc = mab_request_reward(rq, experiment, value, &r, &err);
     access_reward(rq, experiment, value, rc, &r);
     enum MHD_Result result;
@@ -560,9 +560,9 @@ static enum MHD_Result route_redirect(mabd *d, struct MHD_Connection *conn, cons
     mab_error err = {0, ""};
     if (mab_request_begin(d->adapter, cookie, request_token(conn), &rq, &err) != MAB_OK)
         return error_reply(d, conn, 500, "%s", err.message);
-    mab_redirect where = {0, NULL};
+    mab_redirect where = MAB_STRUCT_INIT(mab_redirect);
     for (size_t i = 0; i < n; i++) {
-        mab_reward_result r = {0, MAB_REWARD_NO_COOKIE, NULL};
+        mab_reward_result r = {sizeof r, 0, MAB_REWARD_NO_COOKIE, NULL, NAN};
         int rc = mab_request_redirect(rq, ids[i], value, to, &r, &where, &err);
         access_reward(rq, ids[i], value, rc, &r);
         if (rc == MAB_ESTORAGE) {

@@ -51,6 +51,9 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     echo "$want" >"$stamp"
 fi
 
+# nginx's make knows only the module's sources, not libmab: relink each time
+# (a link only), or a module linked against an older libmab SONAME stays.
+rm -f "$tree/objs/ngx_http_mab_module.so"
 # MAKEFLAGS from an outer make would hand nginx's make a jobserver it cannot use.
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$tree" -f objs/Makefile modules
 mkdir -p "$(dirname "$out")"

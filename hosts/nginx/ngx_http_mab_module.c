@@ -507,6 +507,8 @@ ngx_http_mab_choose(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
     mab_assignment         a;
     ngx_http_mab_entry_t  *e;
 
+    a.struct_size = sizeof(a);
+
     e = ngx_http_mab_entry(ctx, experiment, 1);
     if (e == NULL) {
         return NGX_ERROR;
@@ -650,6 +652,8 @@ ngx_http_mab_reward(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
     mab_reward_result      result;
     ngx_http_mab_entry_t  *e;
 
+    result.struct_size = sizeof(result);
+
     status = ngx_http_mab_reward_value(r, reward->value, &value);
     if (status != NGX_OK) {
         return status == NGX_DECLINED ? NGX_HTTP_BAD_REQUEST
@@ -696,6 +700,9 @@ ngx_http_mab_redirect(ngx_http_request_t *r, ngx_http_mab_ctx_t *ctx,
     ngx_table_elt_t       *location;
     mab_reward_result      result;
     ngx_http_mab_entry_t  *e;
+
+    result.struct_size = sizeof(result);
+    where.struct_size = sizeof(where);
 
     status = ngx_http_mab_reward_value(r, reward->value, &value);
     if (status != NGX_OK) {
@@ -1696,6 +1703,8 @@ ngx_http_mab_check_uses(ngx_conf_t *cf, ngx_http_mab_main_conf_t *mmcf)
     ngx_uint_t           i;
     ngx_http_mab_use_t  *use;
     mab_experiment_info  info;
+
+    info.struct_size = sizeof(info);
 
     use = mmcf->uses.elts;
     for (i = 0; i < mmcf->uses.nelts; i++) {

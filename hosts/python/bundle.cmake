@@ -1,11 +1,11 @@
 # cmake -DLIBMAB=FILE -DPLUGIN_DIR=DIR -DBUNDLE=DIR -P bundle.cmake
-# Lays out BUNDLE/libmab.so.0 and BUNDLE/mab/plugins/*.so for the wheel
+# Lays out BUNDLE/libmab.so.1 and BUNDLE/mab/plugins/*.so for the wheel
 # (target python-wheel): the build's plugins carry the build tree's rpath,
 # replaced here by $ORIGIN/../.., the bundled libmab's directory.
 file(REMOVE_RECURSE ${BUNDLE})
 file(MAKE_DIRECTORY ${BUNDLE}/mab/plugins)
 file(REAL_PATH ${LIBMAB} real)
-file(COPY_FILE ${real} ${BUNDLE}/libmab.so.0)
+file(COPY_FILE ${real} ${BUNDLE}/libmab.so.1)
 file(GLOB plugins ${PLUGIN_DIR}/*.so)
 if(NOT plugins)
   message(FATAL_ERROR "bundle.cmake: no plugins in ${PLUGIN_DIR}")

@@ -40,6 +40,17 @@
  * Threads: one mab_adapter may be used by any number of threads at once;
  * a mab_request belongs to one thread at a time. mab_adapter_reload() must
  * not run concurrently with requests on the same adapter.
+ *
+ * Changelog (as SQLite's iVersion notes: what each version added):
+ *  - 0.1: everything below except what 0.2 added.
+ *  - 0.2: the structs the adapter fills start with `struct_size`, set by the
+ *    caller (MAB_STRUCT_INIT, mab.h "Structs that grow"): mab_assignment,
+ *    mab_reward_result, mab_redirect, mab_adapter_counters. A struct_size
+ *    below the struct's MAB_*_SIZE_0_1 is MAB_EINVAL and nothing is counted;
+ *    fields past the caller's struct_size are not written. Added in 0.2:
+ *    mab_assignment.arm_index, mab_reward_result.probability;
+ *    mab_adapter_get_counters() returns a status. The adapter looks each
+ *    experiment up once per call (mab.h handles) instead of once per step.
  */
 #ifndef MAB_ADAPTER_H
 #define MAB_ADAPTER_H
@@ -134,6 +145,7 @@ MAB_EXPORT mab_engine *mab_adapter_engine(const mab_adapter *adapter);
 
 /* Counters since mab_adapter_open(), for metrics. Monotonic. */
 typedef struct mab_adapter_counters {
+    size_t struct_size;          /* sizeof(mab_adapter_counters), set by the caller */
     uint64_t cookies_forged;     /* present but bad signature, truncated or unparseable */
     uint64_t cookies_expired;    /* signed entries older than cookie.max_age, dropped */
     uint64_t assignments;        /* new assignments (pulls counted by the adapter) */
@@ -144,8 +156,17 @@ typedef struct mab_adapter_counters {
     uint64_t redirects_refused;  /* redirect targets refused by the guard */
 } mab_adapter_counters;
 
-/** @brief Read the counters (each is read atomically; the set is not a snapshot). */
-MAB_EXPORT void mab_adapter_get_counters(const mab_adapter *adapter, mab_adapter_counters *out);
+/* struct_size of mab_adapter_counters as first versioned: through redirects_refused. */
+#define MAB_ADAPTER_COUNTERS_SIZE_0_1 \
+    (offsetof(mab_adapter_counters, redirects_refused) + sizeof(uint64_t))
+
+/**
+ * @brief Read the counters (each is read atomically; the set is not a snapshot).
+ * @param out struct_size set by the caller; counters past it are not written.
+ * @return MAB_OK or MAB_EINVAL (adapter or out NULL, or out->struct_size
+ *         below MAB_ADAPTER_COUNTERS_SIZE_0_1: then *out is untouched).
+ */
+MAB_EXPORT int mab_adapter_get_counters(const mab_adapter *adapter, mab_adapter_counters *out);
 
 /**
  * @brief Start handling one request.
@@ -189,6 +210,7 @@ MAB_EXPORT int mab_request_set_features(mab_request *rq, const char *const *name
 
 /* What mab_request_choose() returns. Strings are valid until mab_request_end(). */
 typedef struct mab_assignment {
+    size_t struct_size;      /* sizeof(mab_assignment), set by the caller */
     const char *experiment;
     const char *arm_id;
     const char *value_json;  /* the arm's value as JSON text */
@@ -196,10 +218,15 @@ typedef struct mab_assignment {
                                 assigned, NAN when the policy cannot tell */
     int is_new;              /* 1: assigned now and a pull was counted;
                                 0: kept from the cookie, no pull counted */
+    /* Added in 0.2. */
+    size_t arm_index;        /* the arm's position in the config (mab_reward_h()) */
     unsigned flags;          /* MAB_CHOICE_HOLDOUT and MAB_CHOICE_NOT_LEARNING as
                                 recorded with the assignment; when is_new, every
                                 MAB_CHOICE_* flag of the choice (mab.h) */
 } mab_assignment;
+
+/* struct_size of mab_assignment as first versioned: through is_new. */
+#define MAB_ASSIGNMENT_SIZE_0_1 (offsetof(mab_assignment, is_new) + sizeof(int))
 
 /**
  * @brief Give the visitor an arm of `experiment`. When the cookie (or token)
@@ -209,8 +236,10 @@ typedef struct mab_assignment {
  *        mab_request_set_features(), and its time) and the entry is replaced. Calling it for
  *        several experiments, or twice for one, within a request is fine: each
  *        experiment gets one entry and at most one pull per request.
+ * @param out struct_size set by the caller.
  * @return MAB_OK; MAB_ENOTFOUND (unknown experiment); MAB_EPLUGIN (the
- *         policy failed); MAB_ENOMEM.
+ *         policy failed); MAB_ENOMEM; MAB_EINVAL (NULL argument, or
+ *         out->struct_size below MAB_ASSIGNMENT_SIZE_0_1: nothing counted).
  */
 MAB_EXPORT int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *out,
                                   mab_error *err);
@@ -237,10 +266,18 @@ MAB_EXPORT const char *mab_reward_reason_name(mab_reward_reason reason);
 
 /* What mab_request_reward() and mab_request_redirect() return. */
 typedef struct mab_reward_result {
+    size_t struct_size;        /* sizeof(mab_reward_result), set by the caller */
     int counted;               /* 1 when the reward was recorded */
     mab_reward_reason reason;  /* MAB_REWARD_COUNTED or why not */
     const char *arm_id;        /* the arm credited, or NULL; valid until mab_request_end() */
+    /* Added in 0.2. */
+    double probability;        /* when counted: the probability the arm had been
+                                  chosen with (the cookie's), NAN when unknown;
+                                  otherwise NAN */
 } mab_reward_result;
+
+/* struct_size of mab_reward_result as first versioned: through arm_id. */
+#define MAB_REWARD_RESULT_SIZE_0_1 (offsetof(mab_reward_result, arm_id) + sizeof(const char *))
 
 /**
  * @brief Credit the visitor's arm of `experiment` with `value`, once per
@@ -255,7 +292,9 @@ typedef struct mab_reward_result {
  *        a bounded memory of the ids it saw (mab_adapter_counters.replay_evictions
  *        counts ids dropped early when it is full): a cache of refusals with
  *        claims, the only guard (per process) without them.
- * @param out says whether it counted and, when not, why. A reward that
+ * @param out says whether it counted and, when not, why (struct_size set
+ *        by the caller; below MAB_REWARD_RESULT_SIZE_0_1 is MAB_EINVAL and
+ *        nothing is counted). A reward that
  *        cannot be counted for one of the mab_reward_reason reasons is not an
  *        error: the call returns MAB_OK with out->counted = 0. An assignment
  *        storage says was already claimed is MAB_REWARD_REPLAYED.
@@ -276,9 +315,13 @@ MAB_EXPORT int mab_request_reward(mab_request *rq, const char *experiment, doubl
 
 /* Where to send the visitor after a reward. */
 typedef struct mab_redirect {
+    size_t struct_size;   /* sizeof(mab_redirect), set by the caller */
     int status;           /* 303 (See Other) */
     const char *location; /* the target, verbatim; valid until mab_request_end() */
 } mab_redirect;
+
+/* struct_size of mab_redirect as first versioned: through location. */
+#define MAB_REDIRECT_SIZE_0_1 (offsetof(mab_redirect, location) + sizeof(const char *))
 
 /**
  * @brief The guard alone: is `target` an acceptable redirect target?
@@ -304,8 +347,10 @@ MAB_EXPORT int mab_adapter_check_redirect(const mab_adapter *adapter, const char
  *        Otherwise the reward is attempted (whether it counted is in
  *        `result`) and `out` holds status 303 and the Location, even when the
  *        reward counted nothing, so a visitor always reaches the page.
- * @param result may be NULL.
- * @return MAB_OK; MAB_EINVAL (target refused, or NaN value); the errors of
+ * @param result may be NULL; else struct_size set by the caller.
+ * @param out struct_size set by the caller.
+ * @return MAB_OK; MAB_EINVAL (target refused, NaN value, or a struct_size
+ *         below its MAB_*_SIZE_0_1: nothing counted); the errors of
  *         mab_request_reward().
  */
 MAB_EXPORT int mab_request_redirect(mab_request *rq, const char *experiment, double value,

@@ -1,13 +1,24 @@
 /*
  * mab.h - the mab engine: open a config, choose arms, record rewards.
  *
- * Changelog:
+ * Changelog (as SQLite's iVersion notes: what each version added):
  *  - 0.1: the engine API below mab_import().
- *  - policy ABI 2: mab_set_clock(), mab_context with mab_choose_ctx() and
+ *  - 0.2: mab_set_clock(), mab_context with mab_choose_ctx() and
  *    mab_reward_ctx() (named features, time, probability),
- *    mab_policy_stats(), mab_explain(), mab_stored_layouts().
- *  - reports: mab_report_get(), mab_report_compute(), mab_report_arm_at(),
- *    mab_report_free() and the config's "winner" rule.
+ *    mab_policy_stats(), mab_explain(), mab_stored_layouts() (policy ABI 2),
+ *    mab_bucket_seconds() and mab_history() (time buckets).
+ *    Structs the library fills start with `struct_size` (see "Structs that
+ *    grow" below): mab_choice, mab_arm_stats, mab_experiment_info; each keeps
+ *    its 0.1 fields first. Added in 0.2: mab_choice.estimated,
+ *    mab_arm_stats.value_json, mab_experiment_info.policy_abi and
+ *    .n_features. The handle fast path: mab_experiment_handle(),
+ *    mab_arm_index(), mab_choose_h(), mab_reward_h(). This broke the binary
+ *    interface of 0.1: the SONAME went from libmab.so.0 to libmab.so.1
+ *    (docs/install.md).
+ *    Reports: mab_report_get(), mab_report_compute(), mab_report_arm_at(),
+ *    mab_report_free() and the config's "winner" rule. Operating rules:
+ *    mab_rules(), mab_holdout_compare(), mab_choice.flags, mab_context.flags
+ *    and .assigned_ns, MAB_ELATE.
  *
  * Conventions (every function below follows them):
  *  - Functions that can fail return an int status: MAB_OK (0) or a negative
@@ -22,6 +33,20 @@
  *  - A mab_engine may be used from any number of threads at once, but only
  *    in the process that opened it: after fork() a child gets MAB_EINVAL
  *    from every call (open the engine after forking, e.g. in each worker).
+ *
+ * Structs that grow (0.2). A struct the library fills for the caller starts
+ * with `size_t struct_size`, which the caller sets to sizeof the struct as
+ * its header declares it (MAB_STRUCT_INIT(type) does). The library writes
+ * only the fields that fit in struct_size, so a program built against an
+ * older header keeps working when later versions append fields; a
+ * struct_size smaller than the struct's first version (the MAB_*_SIZE_0_1
+ * constants: struct_size and the fields 0.1 had) is MAB_EINVAL, before
+ * anything is counted. Arrays (mab_stats()) take their stride from the first
+ * entry's struct_size: entry i is at (char *)out + i * out[0].struct_size.
+ * Fields are only ever appended, never moved or retyped. Structs the
+ * library hands to a callback (mab_bucket_stats, mab_record in mab_export())
+ * are the library's memory and grow by appending only; mab_options,
+ * mab_context and mab_policy_stats_info carried struct_size already.
  */
 #ifndef MAB_MAB_H
 #define MAB_MAB_H
@@ -40,9 +65,14 @@ extern "C" {
 #endif
 
 #define MAB_VERSION_MAJOR 0
-#define MAB_VERSION_MINOR 1
+#define MAB_VERSION_MINOR 2
 #define MAB_VERSION_PATCH 0
-#define MAB_VERSION_STRING "0.1.0"
+#define MAB_VERSION_STRING "0.2.0"
+
+/* Initialiser of a struct that starts with struct_size (C99 or C++20):
+   `mab_choice c = MAB_STRUCT_INIT(mab_choice);`. For an array, the first
+   entry's: `mab_arm_stats st[8] = {MAB_STRUCT_INIT(mab_arm_stats)};`. */
+#define MAB_STRUCT_INIT(type) { .struct_size = sizeof(type) }
 
 /* Status codes. Never renumbered; retired codes stay as placeholders. */
 #define MAB_OK 0
@@ -81,7 +111,8 @@ MAB_EXPORT int mab_error_set(mab_error *err, int code, const char *fmt, ...)
 /** @brief A static English description of a status code ("unknown code" for others). */
 MAB_EXPORT const char *mab_strerror(int code);
 
-/** @brief The library's version string, e.g. "0.1.0". */
+/** @brief The library's version string, e.g. "0.2.0" (MAB_VERSION_STRING of
+ *         the library that is loaded, which may be newer than the header). */
 MAB_EXPORT const char *mab_version(void);
 
 typedef struct mab_engine mab_engine;
@@ -205,8 +236,11 @@ MAB_EXPORT int mab_config_section(const mab_engine *engine, const char *name, ma
  */
 MAB_EXPORT int mab_close(mab_engine *engine, mab_error *err);
 
-/* What mab_choose() and mab_arm_lookup() return. */
+/* What mab_choose() and mab_arm_lookup() return. The caller sets
+   struct_size (MAB_STRUCT_INIT(mab_choice)); fields are filled as far as it
+   reaches. */
 typedef struct mab_choice {
+    size_t struct_size;     /* sizeof(mab_choice), set by the caller */
     size_t arm_index;       /* position of the arm in the config */
     const char *arm_id;     /* valid until mab_close() */
     const char *value_json; /* the arm's JSON value as text; valid until mab_close() */
@@ -214,8 +248,14 @@ typedef struct mab_choice {
                                experiment's operating rules (floor, burn-in, state;
                                for a holdout choice, within the holdout), or NAN
                                when the policy cannot tell (Thompson) */
+    /* Added in 0.2. */
+    int estimated;          /* 1 when probability is the policy's estimate
+                               rather than exact (policy ABI 2); else 0 */
     unsigned flags;         /* MAB_CHOICE_*: how the operating rules chose */
 } mab_choice;
+
+/* struct_size of mab_choice as first versioned: the fields through probability. */
+#define MAB_CHOICE_SIZE_0_1 (offsetof(mab_choice, probability) + sizeof(double))
 
 /* mab_choice.flags. */
 #define MAB_CHOICE_HOLDOUT 0x1u      /* the visitor is in the holdout: its pull was counted
@@ -230,8 +270,12 @@ typedef struct mab_choice {
 
 /**
  * @brief Let the experiment's policy choose an arm and count one pull of it.
+ *        (mab_experiment_handle() then mab_choose_h(), in one call.)
+ * @param out struct_size set by the caller.
  * @return MAB_OK, MAB_ENOTFOUND (unknown experiment), MAB_EPLUGIN (the policy
- *         returned an error or an arm index out of range).
+ *         returned an error or an arm index out of range), MAB_EINVAL (out
+ *         NULL, or out->struct_size below MAB_CHOICE_SIZE_0_1: nothing is
+ *         counted).
  */
 MAB_EXPORT int mab_choose(mab_engine *engine, const char *experiment, mab_choice *out,
                           mab_error *err);
@@ -239,7 +283,8 @@ MAB_EXPORT int mab_choose(mab_engine *engine, const char *experiment, mab_choice
 /**
  * @brief Describe one arm without counting a pull (for hosts whose visitor
  *        already holds an arm). out->probability is NAN.
- * @return MAB_OK or MAB_ENOTFOUND (experiment or arm).
+ * @return MAB_OK, MAB_ENOTFOUND (experiment or arm) or MAB_EINVAL (out NULL
+ *         or its struct_size too small).
  */
 MAB_EXPORT int mab_arm_lookup(mab_engine *engine, const char *experiment, const char *arm,
                               mab_choice *out, mab_error *err);
@@ -309,6 +354,65 @@ MAB_EXPORT int mab_choose_ctx(mab_engine *engine, const char *experiment,
  */
 MAB_EXPORT int mab_reward_ctx(mab_engine *engine, const char *experiment, const char *arm,
                               double value, const mab_context *ctx, mab_error *err);
+
+/*
+ * The handle fast path (0.2). A host that serves the same experiments over
+ * and over looks each one up once, then chooses and rewards by handle and
+ * arm index: no string is compared per call. mab_choose() and mab_reward()
+ * are a lookup followed by these calls.
+ *
+ * A handle is a small value, copied freely, valid with the engine that
+ * issued it until mab_close(). It names its engine, so it is refused
+ * (MAB_EINVAL, "handle of another engine") when given to any other engine,
+ * such as the one a host opened on reload: a host that reloads looks its
+ * handles up again in the new engine. (Using any handle after mab_close() of
+ * its engine is, like every call on a closed engine, undefined.)
+ */
+typedef struct mab_handle {
+    uint64_t engine;      /* opaque: the engine that issued it (never 0) */
+    size_t index;         /* the experiment's position in the config, as
+                             mab_experiment_at() counts */
+} mab_handle;
+
+/**
+ * @brief Look an experiment up once, for mab_choose_h() and mab_reward_h().
+ * @param out receives the handle; untouched on failure.
+ * @return MAB_OK, MAB_ENOTFOUND (no such experiment, the message names it)
+ *         or MAB_EINVAL (engine, id or out NULL; an engine used after fork()).
+ */
+MAB_EXPORT int mab_experiment_handle(mab_engine *engine, const char *experiment,
+                                     mab_handle *out, mab_error *err);
+
+/**
+ * @brief The config index of an arm of the handle's experiment, for
+ *        mab_reward_h() (a choice carries it as mab_choice.arm_index).
+ * @return MAB_OK, MAB_ENOTFOUND (no such arm) or MAB_EINVAL (NULL argument,
+ *         or a handle of another engine).
+ */
+MAB_EXPORT int mab_arm_index(mab_engine *engine, mab_handle experiment, const char *arm,
+                             size_t *index, mab_error *err);
+
+/**
+ * @brief mab_choose_ctx() by handle.
+ * @param ctx may be NULL: no features, the engine's clock.
+ * @param out struct_size set by the caller; out->estimated (0.2) says
+ *        whether the probability is an estimate.
+ * @return MAB_OK; MAB_EINVAL (a handle of another engine, out NULL or its
+ *         struct_size too small, a bad ctx; nothing is counted);
+ *         MAB_EPLUGIN (the policy failed or chose an arm out of range).
+ */
+MAB_EXPORT int mab_choose_h(mab_engine *engine, mab_handle experiment, const mab_context *ctx,
+                            mab_choice *out, mab_error *err);
+
+/**
+ * @brief mab_reward_ctx() by handle and arm index (mab_choice.arm_index or
+ *        mab_arm_index()).
+ * @param ctx may be NULL.
+ * @return as mab_reward_ctx(); MAB_ENOTFOUND for an arm index out of range;
+ *         MAB_EINVAL for a handle of another engine (nothing is recorded).
+ */
+MAB_EXPORT int mab_reward_h(mab_engine *engine, mab_handle experiment, size_t arm_index,
+                            double value, const mab_context *ctx, mab_error *err);
 
 /* The policy statistics of one experiment (policy ABI 2). */
 typedef struct mab_policy_stats_info {
@@ -454,23 +558,37 @@ typedef struct mab_holdout_comparison {
 MAB_EXPORT int mab_holdout_compare(mab_engine *engine, const char *experiment,
                                    mab_holdout_comparison *out, mab_error *err);
 
-/* Totals of one arm, in the experiment's own reward units. */
+/* Totals of one arm, in the experiment's own reward units. mab_stats()
+   fills an array of them: the first entry's struct_size is the stride. */
 typedef struct mab_arm_stats {
+    size_t struct_size;   /* sizeof(mab_arm_stats), set by the caller in out[0] */
     const char *arm_id;   /* valid until mab_close() */
     uint64_t pulls;       /* times the arm was chosen */
     uint64_t rewards;     /* number of rewards recorded */
     double reward_sum;    /* sum of reward values */
     double reward_sum_sq; /* sum of squared reward values */
     double mean;          /* reward_sum / pulls (0 when pulls == 0) */
+    /* Added in 0.2. */
+    const char *value_json; /* the arm's JSON value as text; valid until mab_close() */
 } mab_arm_stats;
 
+/* struct_size of mab_arm_stats as first versioned: the fields through mean. */
+#define MAB_ARM_STATS_SIZE_0_1 (offsetof(mab_arm_stats, mean) + sizeof(double))
+
 typedef struct mab_experiment_info {
+    size_t struct_size;      /* sizeof(mab_experiment_info), set by the caller */
     const char *id;          /* valid until mab_close() */
     const char *policy;      /* the policy plugin's name */
     const char *policy_path; /* the file it was loaded from (valid until mab_close()) */
     size_t n_arms;
     double reward_min, reward_max;
+    /* Added in 0.2. */
+    unsigned policy_abi;     /* the policy plugin's ABI major (1 or 2) */
+    size_t n_features;       /* context features the policy's config names */
 } mab_experiment_info;
+
+/* struct_size of mab_experiment_info as first versioned: through reward_max. */
+#define MAB_EXPERIMENT_INFO_SIZE_0_1 (offsetof(mab_experiment_info, reward_max) + sizeof(double))
 
 /**
  * @brief The config test that every host runs before it serves: open the
@@ -503,7 +621,9 @@ MAB_EXPORT size_t mab_experiment_count(const mab_engine *engine);
 /**
  * @brief Describe experiment number `index` (0 <= index < mab_experiment_count()),
  *        in the order of the config file.
- * @return MAB_OK or MAB_ENOTFOUND (index out of range).
+ * @param out struct_size set by the caller.
+ * @return MAB_OK, MAB_ENOTFOUND (index out of range) or MAB_EINVAL (out NULL
+ *         or out->struct_size below MAB_EXPERIMENT_INFO_SIZE_0_1).
  */
 MAB_EXPORT int mab_experiment_at(const mab_engine *engine, size_t index,
                                  mab_experiment_info *out, mab_error *err);
@@ -533,9 +653,13 @@ MAB_EXPORT const char *mab_storage_path(const mab_engine *engine);
 /**
  * @brief Current totals of every arm of an experiment, including this
  *        process's rewards not yet written to storage.
- * @param out array of at least `cap` entries, filled in config order.
+ * @param out array of at least `cap` entries, filled in config order. The
+ *        caller sets out[0].struct_size (MAB_STRUCT_INIT); it is the array's
+ *        stride, and the library sets every filled entry's struct_size to
+ *        it. May be NULL when cap is 0.
  * @param n_arms receives the experiment's number of arms (even when > cap).
- * @return MAB_OK or MAB_ENOTFOUND.
+ * @return MAB_OK, MAB_ENOTFOUND or MAB_EINVAL (out NULL with cap > 0, or
+ *         out[0].struct_size below MAB_ARM_STATS_SIZE_0_1).
  */
 MAB_EXPORT int mab_stats(mab_engine *engine, const char *experiment, mab_arm_stats *out,
                          size_t cap, size_t *n_arms, mab_error *err);

@@ -13,6 +13,12 @@
  * Hosts read their own config section the same way: mab_config_section()
  * (mab.h) returns a mab_params over it, and the host calls
  * mab_params_check_unread() itself once it has read what it knows.
+ *
+ * Changelog (as SQLite's iVersion notes: what each version added):
+ *  - 0.1: everything below.
+ *  - 0.2: nothing added or changed. (Policy plugins of ABI 2 reach these
+ *    getters through the function table of policy.h instead of linking
+ *    them.)
  */
 #ifndef MAB_PLUGIN_H
 #define MAB_PLUGIN_H

@@ -35,6 +35,16 @@
  *
  * Conventions of mab.h apply: an int status, a `mab_error *err` last (may be
  * NULL), and the library never prints.
+ *
+ * Changelog (as SQLite's iVersion notes: what each version added):
+ *  - 0.1: mab_records_format_tag(), mab_records_print(), mab_records_write(),
+ *    mab_records_parse(), mab_records_free() over the counters.
+ *  - 0.2: the optional "policy_stats" field and the functions that read and
+ *    write it: mab_records_print_stats(), mab_records_parse_stats(),
+ *    mab_records_stats_free(), the *_claims functions (reward claims,
+ *    storage ABI 1.3) and the *_store helpers below. mab_record is
+ *    unchanged: it is an input of mab_import() and mab_records_print() as
+ *    arrays the caller fills, so it cannot grow without new functions.
  */
 #ifndef MAB_RECORDS_H
 #define MAB_RECORDS_H

@@ -5,6 +5,11 @@
  * from libsodium's randombytes or, when the config sets "seed", from that
  * seed, so simulations and tests are reproducible. A mab_rng is not
  * thread-safe: a policy only uses the one it is given, during the call.
+ *
+ * Changelog (as SQLite's iVersion notes: what each version added):
+ *  - 0.1: everything below.
+ *  - 0.2: nothing added; mab_rng_gamma() and mab_rng_beta() return NaN for
+ *    parameters that are not > 0 (they were undefined there).
  */
 #ifndef MAB_RNG_H
 #define MAB_RNG_H

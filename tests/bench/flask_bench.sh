@@ -33,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export MAB_LIBRARY=$build/lib/libmab.so.0 MAB_PLUGIN_PATH=$build/plugins
+export MAB_LIBRARY=$build/lib/libmab.so.1 MAB_PLUGIN_PATH=$build/plugins
 export PYTHONPATH=$src/hosts/python/src:$tmp PYTHONDONTWRITEBYTECODE=1
 
 cat >"$tmp/bench_apps.py" <<'PY'

@@ -17,6 +17,11 @@
  * concurrent callers share an fsync) and at {"interval_ms": 1000} (rewards
  * batched in memory, written by a background thread), from 1 and 2 threads.
  * --tsv prints tab-separated rows for scripts (scripts/bench).
+ *
+ * With --handle choose and reward go through the handle fast path (mab.h:
+ * the experiment looked up once by mab_experiment_handle(), then
+ * mab_choose_h() and mab_reward_h() by arm index) instead of the string
+ * API; the rows are the same, so the two runs compare side by side.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -58,13 +63,14 @@ typedef struct bench_options {
     unsigned repeat;
     bool storage;
     bool tsv;
+    bool handle;
 } bench_options;
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mab-bench [--iterations N] [--repeat R] [--plugin-dir DIR]\n"
-            "                 [--storage [--durable-iterations N]] [--tsv]\n"
+            "                 [--storage [--durable-iterations N]] [--handle] [--tsv]\n"
             "\n"
             "Time mab_choose and mab_reward for every policy at K = 2, 10, 100 arms,\n"
             "from 1 and 2 threads on one experiment, and print the median of R runs.\n"
@@ -75,6 +81,8 @@ static void usage(FILE *out)
             "  --storage        time mab_reward with json_file storage instead, at sync\n"
             "                   \"always\" and {\"interval_ms\": 1000}, in $TMPDIR or /tmp\n"
             "  --durable-iterations N  calls per thread at sync \"always\" (default 2000)\n"
+            "  --handle         choose and reward by handle and arm index (mab_choose_h,\n"
+            "                   mab_reward_h) instead of by experiment and arm id\n"
             "  --tsv            tab-separated rows instead of a table\n",
             MAB_BENCH_PLUGIN_DIR);
 }
@@ -101,6 +109,7 @@ static int parse_options(int argc, char **argv, bench_options *opts)
     opts->repeat = 5;
     opts->storage = false;
     opts->tsv = false;
+    opts->handle = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -109,6 +118,10 @@ static int parse_options(int argc, char **argv, bench_options *opts)
         }
         if (strcmp(arg, "--storage") == 0 || strcmp(arg, "--tsv") == 0) {
             *(strcmp(arg, "--tsv") == 0 ? &opts->tsv : &opts->storage) = true;
+            continue;
+        }
+        if (strcmp(arg, "--handle") == 0) {
+            opts->handle = true;
             continue;
         }
         bool known = strcmp(arg, "--iterations") == 0 || strcmp(arg, "--repeat") == 0 ||
@@ -210,6 +223,7 @@ typedef enum { OP_CHOOSE, OP_REWARD } bench_op;
 
 typedef struct worker {
     mab_engine *engine;
+    const mab_handle *handle; /* NULL: the string API */
     bench_op op;
     uint64_t iterations;
     char **arm_ids;
@@ -218,6 +232,7 @@ typedef struct worker {
     pthread_barrier_t *start;
     int status;
     mab_error err;
+    double t0, t1; /* when this thread started and finished its calls */
 } worker;
 
 static double now_ns(void)
@@ -227,16 +242,31 @@ static double now_ns(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-static void *worker_run(void *arg)
+/* The calls of one thread. */
+static void worker_calls(worker *w)
 {
-    worker *w = arg;
-    pthread_barrier_wait(w->start);
-    w->status = MAB_OK;
-    if (w->op == OP_CHOOSE) {
+    if (w->op == OP_CHOOSE && w->handle) {
         for (uint64_t i = 0; i < w->iterations; i++) {
-            mab_choice choice;
+            mab_choice choice = MAB_STRUCT_INIT(mab_choice);
+            if ((w->status = mab_choose_h(w->engine, *w->handle, NULL, &choice, &w->err)) !=
+                MAB_OK)
+                break;
+        }
+    } else if (w->op == OP_CHOOSE) {
+        for (uint64_t i = 0; i < w->iterations; i++) {
+            mab_choice choice = MAB_STRUCT_INIT(mab_choice);
             if ((w->status = mab_choose(w->engine, EXPERIMENT, &choice, &w->err)) != MAB_OK)
                 break;
+        }
+    } else if (w->handle) {
+        size_t a = w->thread_index * (w->n_arms / 2);
+        for (uint64_t i = 0; i < w->iterations; i++) {
+            double value = (double)(i & 1);
+            if ((w->status = mab_reward_h(w->engine, *w->handle, a, value, NULL, &w->err)) !=
+                MAB_OK)
+                break;
+            if (++a == w->n_arms)
+                a = 0;
         }
     } else {
         /* Threads start at different arms so they do not always share one. */
@@ -250,12 +280,22 @@ static void *worker_run(void *arg)
                 a = 0;
         }
     }
+}
+
+static void *worker_run(void *arg)
+{
+    worker *w = arg;
+    pthread_barrier_wait(w->start);
+    w->t0 = now_ns();
+    w->status = MAB_OK;
+    worker_calls(w);
+    w->t1 = now_ns();
     return NULL;
 }
 
 /* Run one measurement: ns per call over all threads, or a negative value. */
-static double time_once(mab_engine *engine, bench_op op, unsigned n_threads,
-                        uint64_t iterations, char **arm_ids, size_t n_arms)
+static double time_once(mab_engine *engine, const mab_handle *handle, bench_op op,
+                        unsigned n_threads, uint64_t iterations, char **arm_ids, size_t n_arms)
 {
     pthread_barrier_t start;
     pthread_t threads[MAX_THREADS];
@@ -264,7 +304,8 @@ static double time_once(mab_engine *engine, bench_op op, unsigned n_threads,
 
     pthread_barrier_init(&start, NULL, n_threads + 1);
     for (unsigned t = 0; t < n_threads; t++) {
-        workers[t] = (worker){.engine = engine, .op = op, .iterations = iterations,
+        workers[t] = (worker){.engine = engine, .handle = handle, .op = op,
+                              .iterations = iterations,
                               .arm_ids = arm_ids, .n_arms = n_arms, .thread_index = t,
                               .start = &start};
         if (pthread_create(&threads[t], NULL, worker_run, &workers[t]) != 0) {
@@ -274,11 +315,18 @@ static double time_once(mab_engine *engine, bench_op op, unsigned n_threads,
         started++;
     }
     pthread_barrier_wait(&start);
-    double t0 = now_ns();
     for (unsigned t = 0; t < started; t++)
         pthread_join(threads[t], NULL);
-    double elapsed = now_ns() - t0;
     pthread_barrier_destroy(&start);
+    /* From the first thread's start to the last one's end, as the threads
+       saw them: on a loaded machine this thread may run again long after
+       the barrier let the workers go. */
+    double first = workers[0].t0, last = workers[0].t1;
+    for (unsigned t = 1; t < started; t++) {
+        first = workers[t].t0 < first ? workers[t].t0 : first;
+        last = workers[t].t1 > last ? workers[t].t1 : last;
+    }
+    double elapsed = last - first;
 
     for (unsigned t = 0; t < started; t++) {
         if (workers[t].status != MAB_OK) {
@@ -295,15 +343,15 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double time_median(mab_engine *engine, bench_op op, unsigned n_threads,
-                          const bench_options *opts, uint64_t iterations, char **arm_ids,
-                          size_t n_arms)
+static double time_median(mab_engine *engine, const mab_handle *handle, bench_op op,
+                          unsigned n_threads, const bench_options *opts, uint64_t iterations,
+                          char **arm_ids, size_t n_arms)
 {
     double *runs = malloc(opts->repeat * sizeof *runs);
     if (!runs)
         return -1;
     for (unsigned r = 0; r < opts->repeat; r++) {
-        runs[r] = time_once(engine, op, n_threads, iterations, arm_ids, n_arms);
+        runs[r] = time_once(engine, handle, op, n_threads, iterations, arm_ids, n_arms);
         if (runs[r] < 0) {
             free(runs);
             return -1;
@@ -325,7 +373,7 @@ static int warm_up(mab_engine *engine, size_t k, mab_error *err)
 {
     uint64_t lcg = 12345;
     for (size_t i = 0; i < 50 * k; i++) {
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         int rc = mab_choose(engine, EXPERIMENT, &choice, err);
         if (rc != MAB_OK)
             return rc;
@@ -365,6 +413,8 @@ static int bench_one(const bench_options *opts, const bench_policy *policy, size
     mab_arm_stats *stats = calloc(k, sizeof *stats);
     char **arm_ids = calloc(k, sizeof *arm_ids);
     size_t n_arms = 0;
+    if (stats)
+        stats[0].struct_size = sizeof *stats;
     if (!stats || !arm_ids) {
         fprintf(stderr, "mab-bench: out of memory\n");
         status = 1;
@@ -375,12 +425,19 @@ static int bench_one(const bench_options *opts, const bench_policy *policy, size
     }
     for (size_t a = 0; status == 0 && a < k; a++)
         arm_ids[a] = (char *)stats[a].arm_id;
+    mab_handle handle;
+    if (status == 0 && opts->handle &&
+        mab_experiment_handle(engine, EXPERIMENT, &handle, &err) != MAB_OK) {
+        fprintf(stderr, "mab-bench: %s\n", err.message);
+        status = 1;
+    }
+    const mab_handle *by = opts->handle ? &handle : NULL;
 
     for (unsigned t = 1; status == 0 && t <= MAX_THREADS; t++) {
         row->choose_ns[t - 1] =
-            time_median(engine, OP_CHOOSE, t, opts, opts->iterations, arm_ids, k);
+            time_median(engine, by, OP_CHOOSE, t, opts, opts->iterations, arm_ids, k);
         row->reward_ns[t - 1] =
-            time_median(engine, OP_REWARD, t, opts, opts->iterations, arm_ids, k);
+            time_median(engine, by, OP_REWARD, t, opts, opts->iterations, arm_ids, k);
         if (row->choose_ns[t - 1] < 0 || row->reward_ns[t - 1] < 0)
             status = 1;
     }
@@ -425,7 +482,7 @@ static int bench_storage(const bench_options *opts, const storage_mode *mode, do
         return 1;
     }
     int status = 0;
-    mab_arm_stats stats[10];
+    mab_arm_stats stats[10] = {MAB_STRUCT_INIT(mab_arm_stats)};
     char *arm_ids[10];
     size_t n_arms = 0;
     if (mab_stats(engine, EXPERIMENT, stats, k, &n_arms, &err) != MAB_OK) {
@@ -436,7 +493,7 @@ static int bench_storage(const bench_options *opts, const storage_mode *mode, do
         arm_ids[a] = (char *)stats[a].arm_id;
     uint64_t iterations = mode->durable ? opts->durable_iterations : opts->iterations;
     for (unsigned t = 1; status == 0 && t <= MAX_THREADS; t++) {
-        ns[t - 1] = time_median(engine, OP_REWARD, t, opts, iterations, arm_ids, k);
+        ns[t - 1] = time_median(engine, NULL, OP_REWARD, t, opts, iterations, arm_ids, k);
         if (ns[t - 1] < 0)
             status = 1;
     }
@@ -484,9 +541,10 @@ int main(int argc, char **argv)
     if (opts.storage)
         return run_storage(&opts);
     if (!opts.tsv) {
-        printf("mab %s: %" PRIu64 " calls per thread, median of %u runs; ns/op is wall time\n"
+        printf("mab %s%s: %" PRIu64 " calls per thread, median of %u runs; ns/op is wall time\n"
                "per call of all threads together, 2t/1t the throughput ratio\n\n",
-               mab_version(), opts.iterations, opts.repeat);
+               mab_version(), opts.handle ? " (handle path)" : "", opts.iterations,
+               opts.repeat);
         printf("%-14s %4s  %12s %12s %6s  %12s %12s %6s\n", "policy", "K", "choose 1t",
                "choose 2t", "2t/1t", "reward 1t", "reward 2t", "2t/1t");
     }

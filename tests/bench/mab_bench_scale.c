@@ -79,7 +79,7 @@ static int write_config(const char *path, const char *dir, size_t n, size_t k,
 static double choose_ns(mab_engine *e, char **ids, size_t n, size_t calls, int random)
 {
     uint64_t x = 0x9e3779b97f4a7c15ULL;
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     double t0 = now_s();
     for (size_t i = 0; i < calls; i++) {
         size_t at = 0;

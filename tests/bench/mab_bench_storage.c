@@ -216,7 +216,7 @@ static double rewards_per_second(const char *storage_json, unsigned n_threads, d
     pthread_barrier_destroy(&start);
 
     /* Every reward must be in the store. */
-    mab_arm_stats stats[ARMS];
+    mab_arm_stats stats[ARMS] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n = 0;
     uint64_t stored = 0;
     if (mab_stats(e, EXPERIMENT, stats, ARMS, &n, &err) == MAB_OK)
@@ -243,7 +243,7 @@ static double choose_ns(mab_engine *e, uint64_t n, unsigned repeat)
     for (unsigned r = 0; r < repeat; r++) {
         double t0 = now_s();
         for (uint64_t i = 0; i < n; i++) {
-            mab_choice c;
+            mab_choice c = MAB_STRUCT_INIT(mab_choice);
             mab_error err;
             if (mab_choose(e, EXPERIMENT, &c, &err) != MAB_OK) {
                 fprintf(stderr, "mab-bench-storage: %s\n", err.message);
@@ -277,7 +277,7 @@ static bool choose_cost(const bench_options *o, unsigned refresh_ms, double *wit
     if (lmdb && memory) {
         /* The same warm start for both: some pulls and rewards per arm. */
         for (int i = 0; i < 2000; i++) {
-            mab_choice c;
+            mab_choice c = MAB_STRUCT_INIT(mab_choice);
             mab_choose(lmdb, EXPERIMENT, &c, NULL);
             mab_choose(memory, EXPERIMENT, &c, NULL);
             if (i % 3 == 0) {

@@ -143,7 +143,7 @@ __attribute__((noinline)) int timed_choices(mab_engine *e, const bench_case *bc,
     mab_error err = {0, ""};
     for (uint64_t i = 0; i < iterations; i++) {
         mab_context ctx = {sizeof ctx, feature_names, pool[i % POOL], bc->features, 0, 0, 0, 0};
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose_ctx(e, "e", &ctx, &c, NULL, &err) != MAB_OK) {
             fprintf(stderr, "mab-bench-policies: %s: %s\n", bc->label, err.message);
             return -1;
@@ -168,7 +168,7 @@ static double run_case(const char *config, const bench_case *bc, uint64_t iterat
     mab_set_clock(e, fixed_clock, &now, &err);
     for (int i = 0; i < WARMUP; i++) {
         mab_context ctx = {sizeof ctx, feature_names, pool[i % POOL], bc->features, 0, 0, 0, 0};
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose_ctx(e, "e", &ctx, &c, NULL, &err) != MAB_OK) {
             fprintf(stderr, "mab-bench-policies: %s: %s\n", bc->label, err.message);
             mab_close(e, NULL);

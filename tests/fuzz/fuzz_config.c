@@ -41,18 +41,18 @@ static void exercise(mab_engine *engine)
 {
     size_t n = mab_experiment_count(engine);
     for (size_t i = 0; i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         mab_error err;
         if (mab_experiment_at(engine, i, &info, &err) != MAB_OK)
             abort(); /* every index below the count exists */
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose(engine, info.id, &choice, &err) == MAB_OK) {
             if (choice.arm_index >= info.n_arms || !choice.arm_id || !choice.value_json)
                 abort();
             mab_reward(engine, info.id, choice.arm_id, info.reward_max, &err);
             mab_choose(engine, info.id, &choice, &err);
         }
-        mab_arm_stats stats[4];
+        mab_arm_stats stats[4] = {MAB_STRUCT_INIT(mab_arm_stats)};
         size_t n_arms;
         if (mab_stats(engine, info.id, stats, 4, &n_arms, &err) != MAB_OK || n_arms != info.n_arms)
             abort();

@@ -174,7 +174,7 @@ static void check_token_round_trip(const char *token, const char *experiment)
     mab_error err = {0, ""};
     if (mab_request_begin(adapter, NULL, token, &rq, &err) != MAB_OK)
         abort();
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     if (mab_request_reward(rq, experiment, 1, &r, &err) != MAB_OK)
         abort();
     if (r.reason == MAB_REWARD_NO_COOKIE || r.reason == MAB_REWARD_INVALID_COOKIE ||
@@ -213,7 +213,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             token = text;
     }
 
-    mab_adapter_counters before, after;
+    mab_adapter_counters before = MAB_STRUCT_INIT(mab_adapter_counters);
+    mab_adapter_counters after = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(adapter, &before);
     int64_t now = (int64_t)time(NULL);
     mab_request *rq;
@@ -221,7 +222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mab_request_begin(adapter, cookie_header, token, &rq, &err) != MAB_OK)
         abort();
     mab_adapter_get_counters(adapter, &after);
-    mab_assignment a;
+    mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
     if (mab_request_choose(rq, "color_btn", &a, &err) != MAB_OK || !a.arm_id || !a.value_json)
         abort();
     if (mode <= 1) {
@@ -256,9 +257,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *t = mab_request_token(rq);
     if (t && !(issued = strdup(t)))
         abort();
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     mab_request_reward(rq, "color_btn", 1, &r, &err);
-    mab_redirect where;
+    mab_redirect where = MAB_STRUCT_INIT(mab_redirect);
     mab_request_redirect(rq, "txt_btn", 2, "/shop/thanks", &r, &where, &err);
     (void)mab_request_set_cookie(rq);
     (void)mab_request_token(rq);

@@ -42,15 +42,16 @@ static void use(mab_engine *engine, snapshot *snap)
         abort();
     snap->n_experiments = n;
     for (size_t i = 0; i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         mab_error err = {0, ""};
         if (mab_experiment_at(engine, i, &info, &err) != MAB_OK || info.n_arms > ARMS_MAX)
             abort();
         snap->id[i] = info.id;
+        snap->stats[i][0].struct_size = sizeof snap->stats[i][0];
         if (mab_stats(engine, info.id, snap->stats[i], ARMS_MAX, &snap->n_arms[i], &err) !=
             MAB_OK)
             abort();
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose(engine, info.id, &choice, &err) == MAB_OK) {
             snap->pulled[i][choice.arm_index] = 1;
             if (mab_reward(engine, info.id, choice.arm_id, info.reward_max, &err) == MAB_OK)
@@ -67,7 +68,7 @@ static void use(mab_engine *engine, snapshot *snap)
 static void check_nothing_lost(mab_engine *engine, const snapshot *snap)
 {
     for (size_t i = 0; i < snap->n_experiments; i++) {
-        mab_arm_stats now[ARMS_MAX];
+        mab_arm_stats now[ARMS_MAX] = {MAB_STRUCT_INIT(mab_arm_stats)};
         size_t n_arms;
         mab_error err = {0, ""};
         if (mab_stats(engine, snap->id[i], now, ARMS_MAX, &n_arms, &err) != MAB_OK ||

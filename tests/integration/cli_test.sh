@@ -75,7 +75,7 @@ stats_json() {
 expect 0 "$mab" --help
 contains "$out" "simulate" "mab --help lists commands"
 expect 0 "$mab" --version
-contains "$out" "0.1.0" "mab --version"
+contains "$out" "0.2.0" "mab --version"
 for sub in check choose reward stats report simulate reset export import; do
     expect 0 "$mab" "$sub" --help
     [[ $out == "usage: mab $sub"* ]] || fail "mab $sub --help: no usage on stdout: $out"

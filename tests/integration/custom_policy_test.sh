@@ -107,7 +107,7 @@ C
 cp "$EXAMPLE_DIR/explore_then_commit.c" "$PROBE/entry.c"
 echo 'int probe_use(void); int probe_use(void) { int probe_helper(int); return probe_helper(1); }' \
     >>"$PROBE/entry.c"
-cmake -S "$PROBE" -B "$PROBE/build" -DWANT=0.1 -DCMAKE_PREFIX_PATH="$PREFIX" >"$TMP/probe.log" 2>&1 \
+cmake -S "$PROBE" -B "$PROBE/build" -DWANT=0.2 -DCMAKE_PREFIX_PATH="$PREFIX" >"$TMP/probe.log" 2>&1 \
     && cmake --build "$PROBE/build" >>"$TMP/probe.log" 2>&1 \
     || { cat "$TMP/probe.log" >&2; fail "the two-file probe policy did not build"; }
 EXPORTED=$(nm -D --defined-only "$PROBE/build/probe_policy.so" | awk '{ print $NF }' | grep -v '^_' | sort)

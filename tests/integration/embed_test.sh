@@ -42,9 +42,9 @@ PKG_CONFIG_PATH=$PC_DIR make -C "$WORK" "${make_flags[@]}" >"$TMP/make.log" 2>&1
 PKG_CONFIG_PATH=$PC_DIR pkg-config --cflags mab | grep -q -- "-I$PREFIX/" ||
     fail "pkg-config --cflags mab does not point into $PREFIX"
 # It runs against the install's libmab, through the run path the Makefile set.
-loaded=$(ldd "$WORK/embed" | awk '$1 == "libmab.so.0" { print $3 }')
+loaded=$(ldd "$WORK/embed" | awk '$1 == "libmab.so.1" { print $3 }')
 [[ -n $loaded && $(realpath "$loaded") == $(realpath "$LIB_DIR")/* ]] ||
-    fail "embed does not load the install's libmab.so.0 ($LIB_DIR): $(ldd "$WORK/embed" | grep mab)"
+    fail "embed does not load the install's libmab.so.1 ($LIB_DIR): $(ldd "$WORK/embed" | grep mab)"
 note "built against $PREFIX with pkg-config"
 
 # The example's config, with the temporary install's plugin directory (an

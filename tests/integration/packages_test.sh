@@ -103,7 +103,7 @@ cmake --build "$pkgbuild" -j2 >"$tmp/build.log" 2>&1 || { tail -50 "$tmp/build.l
 rm -rf "$pkgbuild/packages"
 cmake --build "$pkgbuild" --target package >"$tmp/package.log" 2>&1 ||
     { cat "$tmp/package.log" >&2; exit 1; }
-packages=(libmab0 libmab-dev mab-tools mabd)
+packages=(libmab1 libmab-dev mab-tools mabd)
 grep -q "MAB_WITH_NGINX:STRING=ON" "$pkgbuild/CMakeCache.txt" && packages+=(libnginx-mod-http-mab)
 grep -q "MAB_WITH_PYTHON:STRING=ON" "$pkgbuild/CMakeCache.txt" && packages+=(python3-mab)
 debs=()
@@ -132,7 +132,7 @@ done < <(find "$tmp/unpacked" -type f \( -name '*.so*' -o -path '*/bin/*' \))
 # 2. lintian. Accepted, and why:
 #  - initial-upload-closes-no-bugs: the changelog closes no Debian bug, as
 #    these packages are not uploaded to Debian;
-#  - maintscript-calls-ldconfig: CPack adds ldconfig to libmab0's postinst
+#  - maintscript-calls-ldconfig: CPack adds ldconfig to libmab1's postinst
 #    and postrm by itself (no setting turns it off); the package also has the
 #    ldconfig trigger, so the call is redundant, not harmful.
 phase "lintian"
@@ -210,7 +210,7 @@ unit=$root/usr/lib/systemd/system/mabd.service
 [[ -f $unit ]] || fail "no unit /usr/lib/systemd/system/mabd.service"
 [[ -L $root/etc/systemd/system/multi-user.target.wants/mabd.service ]] ||
     fail "postinst did not enable mabd.service (no multi-user.target.wants link)"
-for f in usr/bin/mab usr/bin/mabd usr/lib/x86_64-linux-gnu/libmab.so.0 \
+for f in usr/bin/mab usr/bin/mabd usr/lib/x86_64-linux-gnu/libmab.so.1 \
          usr/lib/x86_64-linux-gnu/mab/plugins/lmdb.so usr/lib/x86_64-linux-gnu/pkgconfig/mab.pc \
          usr/lib/x86_64-linux-gnu/cmake/mab/mabConfig.cmake usr/include/mab/mab.h \
          usr/share/man/man1/mab.1.gz usr/share/man/man5/mab-config.5.gz \
@@ -237,7 +237,7 @@ if [[ " ${packages[*]} " == *" libnginx-mod-http-mab "* ]]; then
     link=$root/etc/nginx/modules-enabled/50-mod-http-mab.conf
     [[ $(readlink "$link" 2>/dev/null) == /usr/share/nginx/modules-available/mod-http-mab.conf ]] ||
         fail "the nginx module is not enabled: $link -> $(readlink "$link" 2>/dev/null)"
-    # nginx -t loads every enabled module: ours, linked against libmab0.
+    # nginx -t loads every enabled module: ours, linked against libmab1.
     in_root nginx -t >"$tmp/nginx-t.txt" 2>&1 || fail "nginx -t with the module: $(cat "$tmp/nginx-t.txt")"
     in_root nginx -T >"$tmp/nginx-T.txt" 2>&1 || true
     grep -q 'load_module modules/ngx_http_mab_module.so;' "$tmp/nginx-T.txt" ||
@@ -246,7 +246,7 @@ fi
 if [[ " ${packages[*]} " == *" python3-mab "* ]]; then
     in_root python3 -c 'import mab; print(mab.library_path()); print(mab.version())' \
         >"$tmp/python.txt" 2>&1 || fail "python3 -c 'import mab': $(cat "$tmp/python.txt")"
-    grep -qx '/usr/lib/[a-z0-9_-]*/libmab.so.0.*' "$tmp/python.txt" ||
+    grep -qx '/usr/lib/[a-z0-9_-]*/libmab.so.1.*' "$tmp/python.txt" ||
         fail "the Python package did not load the packaged libmab: $(cat "$tmp/python.txt")"
 fi
 

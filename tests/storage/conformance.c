@@ -320,7 +320,7 @@ typedef struct tally {
 
 static int engine_tally(mab_engine *e, tally *t, mab_arm_stats arms[3])
 {
-    mab_arm_stats local[3];
+    mab_arm_stats local[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
     mab_arm_stats *st = arms ? arms : local;
     size_t n = 0;
     *t = (tally){0, 0, 0, 0};
@@ -357,7 +357,7 @@ static double reward_value(int i)
 static int play(mab_engine *e, int n, tally *t)
 {
     for (int i = 0; i < n; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         double v = reward_value(i);
         if (mab_choose(e, "btn", &c, NULL) != MAB_OK ||
             mab_reward(e, "btn", c.arm_id, v, NULL) != MAB_OK)
@@ -710,7 +710,8 @@ static void test_round_trip(void **state)
         write_config(&s, syncs[k]);
         mab_engine *e = engine_open(&s);
         tally played = {0, 0, 0, 0}, shown;
-        mab_arm_stats before[3], after[3];
+        mab_arm_stats before[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
+        mab_arm_stats after[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
         assert_int_equal(play(e, k ? 2000 : 300, &played), 0);
         mab_error err = {0, ""};
         assert_int_equal(mab_flush(e, &err), MAB_OK);
@@ -1390,7 +1391,7 @@ static void test_read_only_directory(void **state)
     }
     assert_int_equal(chmod(dir, 0755), 0);
     mab_engine *e = engine_open(&s);
-    mab_arm_stats st[3];
+    mab_arm_stats st[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
     tally got;
     assert_int_equal(engine_tally(e, &got, st), 0);
     engine_close(e);

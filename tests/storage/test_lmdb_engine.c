@@ -145,7 +145,7 @@ static void count_child(const fixture *f, int seed, int report_fd)
     mab_rng *rng = mab_rng_create((uint64_t)seed);
     counts c = {0};
     for (int i = 0; i < STEPS; i++) {
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose(e, "exp", &choice, NULL) != MAB_OK || choice.arm_index >= ARMS)
             _exit(3);
         c.pulls[choice.arm_index]++;
@@ -196,7 +196,7 @@ static void test_processes_count_exactly(void **state)
         wait_ok(children[p]);
 
     mab_engine *e = open_ok(f);
-    mab_arm_stats s[ARMS];
+    mab_arm_stats s[ARMS] = {MAB_STRUCT_INIT(mab_arm_stats)};
     stats_ok(e, s);
     uint64_t pulls = 0;
     for (int a = 0; a < ARMS; a++) {
@@ -257,7 +257,7 @@ static void test_others_seen_within_refresh(void **state)
     assert_int_equal(write(go[1], "g", 1), 1);
     int64_t flushed;
     assert_int_equal(read_full(done[0], &flushed, sizeof flushed), 0);
-    mab_arm_stats s[ARMS];
+    mab_arm_stats s[ARMS] = {MAB_STRUCT_INIT(mab_arm_stats)};
     int64_t seen = -1;
     while (now_ms() - flushed < 20 * REFRESH_MS) {
         stats_ok(e, s);
@@ -332,13 +332,13 @@ static void reward_child(const fixture *f, int report_every, int report_fd)
     mab_engine *e = NULL;
     if (mab_open(f->config, &e, NULL) != MAB_OK)
         _exit(2);
-    mab_arm_stats s[ARMS];
+    mab_arm_stats s[ARMS] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n;
     if (mab_stats(e, "exp", s, ARMS, &n, NULL) != MAB_OK)
         _exit(3);
     uint64_t count = s[0].rewards;
     for (;;) {
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose(e, "exp", &choice, NULL) != MAB_OK ||
             mab_reward(e, "exp", "a0", 1.0, NULL) != MAB_OK)
             _exit(4);
@@ -383,7 +383,7 @@ static void kill_rounds(const fixture *f, int report_every)
         close(report[0]);
 
         mab_engine *e = open_ok(f); /* opens cleanly after the kill */
-        mab_arm_stats s[ARMS];
+        mab_arm_stats s[ARMS] = {MAB_STRUCT_INIT(mab_arm_stats)};
         stats_ok(e, s);
         close_ok(e);
         if (s[0].rewards < reported)

@@ -78,6 +78,7 @@ static snapshot read_all(mab_engine *e)
     snapshot s;
     memset(&s, 0, sizeof s);
     s.info.struct_size = sizeof s.info;
+    s.counters[0].struct_size = sizeof s.counters[0];
     mab_error err = {0, ""};
     if (mab_policy_stats(e, "exp", &s.info, s.arm, 9, s.exp, 3, &err) != MAB_OK)
         fail_msg("mab_policy_stats: %s", err.message);
@@ -111,7 +112,7 @@ static int work(mab_engine *e)
 {
     mab_error err;
     for (int i = 0; i < STEPS; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose(e, "exp", &c, &err) != MAB_OK)
             return 1;
         if (i % 2 == 0 && mab_reward(e, "exp", c.arm_id, 0.5, &err) != MAB_OK)
@@ -220,7 +221,7 @@ static void test_policy_change_starts_afresh(void **unused)
     write_config(POLICY_A);
     mab_engine *e = open_ok();
     mab_error err = {0, ""};
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     for (int i = 0; i < 6; i++)
         assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
     snapshot a = read_all(e);

@@ -648,7 +648,7 @@ static void write_config(const char *path, const char *sync)
 
 static void engine_totals(mab_engine *e, uint64_t *pulls, uint64_t *rewards, double *sum)
 {
-    mab_arm_stats stats[3];
+    mab_arm_stats stats[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n;
     *pulls = *rewards = 0;
     *sum = 0;
@@ -665,7 +665,7 @@ static void engine_totals(mab_engine *e, uint64_t *pulls, uint64_t *rewards, dou
 static int play(mab_engine *e, int n)
 {
     for (int i = 0; i < n; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose(e, "btn", &c, NULL) != MAB_OK ||
             mab_reward(e, "btn", c.arm_id, i % 2 ? 0.5 : 1.0, NULL) != MAB_OK)
             return -1;
@@ -1057,7 +1057,7 @@ static void test_reward_once_across_engines(void **state)
         assert_int_equal(mab_storage_has_claims(e[i]), 1);
     }
     mab_request *rq;
-    mab_assignment assignment;
+    mab_assignment assignment = MAB_STRUCT_INIT(mab_assignment);
     assert_int_equal(mab_request_begin(ad[0], NULL, NULL, &rq, NULL), MAB_OK);
     assert_int_equal(mab_request_choose(rq, "btn", &assignment, NULL), MAB_OK);
     char token[4200];
@@ -1065,7 +1065,7 @@ static void test_reward_once_across_engines(void **state)
     mab_request_end(rq);
     int counted = 0;
     for (int i = 0; i < 10; i++) {
-        mab_reward_result r;
+        mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
         assert_int_equal(mab_request_begin(ad[i % 2], NULL, token, &rq, NULL), MAB_OK);
         assert_int_equal(mab_request_reward(rq, "btn", 1, &r, NULL), MAB_OK);
         counted += r.counted;

@@ -541,7 +541,7 @@ typedef struct tally {
 
 static int engine_tally(mab_engine *e, tally *t)
 {
-    mab_arm_stats st[3];
+    mab_arm_stats st[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n = 0;
     *t = (tally){0, 0, 0};
     if (mab_stats(e, "btn", st, 3, &n, NULL) != MAB_OK || n != 3)
@@ -568,7 +568,7 @@ static int storm_child(const char *config, int done_fd, int go_fd)
         return 10;
     }
     for (int i = 0; i < EACH; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose(e, "btn", &c, NULL) != MAB_OK ||
             mab_reward(e, "btn", c.arm_id, 1.0, NULL) != MAB_OK)
             return 11;
@@ -672,7 +672,7 @@ static void test_outage(void **state)
     assert_int_equal(mab_open(config, &e, &err), MAB_OK);
     uint64_t acked = 0, refused = 0, chosen_down = 0;
     for (int i = 0; i < 200; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         assert_int_equal(mab_choose(e, "btn", &c, NULL), MAB_OK);
         if (mab_reward(e, "btn", c.arm_id, 1.0, &err) == MAB_OK)
             acked++;
@@ -683,7 +683,7 @@ static void test_outage(void **state)
        refused (sync "always") but stay queued; stats include them. */
     redis_server_stop(&srv, SIGKILL);
     for (int i = 0; i < 300; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_OK);
         chosen_down++;
         rc = mab_reward(e, "btn", c.arm_id, 0.5, &err);
@@ -714,7 +714,7 @@ static void test_outage(void **state)
         rc = mab_flush(e, &err);
     assert_int_equal(rc, MAB_OK);
     for (int i = 0; i < 100; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         assert_int_equal(mab_choose(e, "btn", &c, NULL), MAB_OK);
         assert_int_equal(mab_reward(e, "btn", c.arm_id, 0.25, &err), MAB_OK);
     }

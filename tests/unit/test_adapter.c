@@ -104,7 +104,7 @@ static mab_adapter *open_adapter(mab_engine *e)
 
 static uint64_t total_pulls(mab_engine *e, const char *experiment)
 {
-    mab_arm_stats st[8];
+    mab_arm_stats st[8] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n = 0;
     assert_int_equal(mab_stats(e, experiment, st, 8, &n, NULL), MAB_OK);
     uint64_t sum = 0;
@@ -115,7 +115,7 @@ static uint64_t total_pulls(mab_engine *e, const char *experiment)
 
 static uint64_t total_rewards(mab_engine *e, const char *experiment)
 {
-    mab_arm_stats st[8];
+    mab_arm_stats st[8] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n = 0;
     assert_int_equal(mab_stats(e, experiment, st, 8, &n, NULL), MAB_OK);
     uint64_t sum = 0;
@@ -143,7 +143,7 @@ static mab_assignment choose_with(mab_adapter *ad, const char *cookie, const cha
     snprintf(header, sizeof header, "theme=dark; mab=%s; lang=en", cookie ? cookie : "");
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, cookie ? header : NULL, NULL, &rq, NULL), MAB_OK);
-    mab_assignment a;
+    mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
     mab_error err = {0, ""};
     int rc = mab_request_choose(rq, experiment, &a, &err);
     if (rc)
@@ -173,7 +173,7 @@ static mab_reward_reason reward_with(mab_adapter *ad, const char *cookie, const 
     snprintf(header, sizeof header, "mab=%s", cookie ? cookie : "");
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, cookie ? header : NULL, NULL, &rq, NULL), MAB_OK);
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     mab_error err = {0, ""};
     int rc = mab_request_reward(rq, experiment, value, &r, &err);
     if (rc)
@@ -200,7 +200,7 @@ static void test_cookie_round_trip(void **state)
 
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
-    mab_assignment a;
+    mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
     assert_int_equal(mab_request_choose(rq, "color", &a, NULL), MAB_OK);
     assert_true(a.is_new);
     assert_string_equal(a.experiment, "color");
@@ -239,7 +239,7 @@ static void test_cookie_round_trip(void **state)
     assert_null(mab_request_set_cookie(rq));
     mab_request_end(rq);
 
-    mab_adapter_counters c;
+    mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(ad, &c);
     assert_int_equal(c.cookies_forged, 0);
     assert_int_equal(c.assignments, 1);
@@ -282,7 +282,7 @@ static void test_every_mutation_is_rejected(void **state)
         expected_forged++;
         expected_pulls++;
     }
-    mab_adapter_counters c;
+    mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(ad, &c);
     assert_int_equal(c.cookies_forged, expected_forged);
     assert_int_equal(total_pulls(e, "color"), expected_pulls);
@@ -306,7 +306,7 @@ static void test_expiry(void **state)
     assert_true(choose_with(ad, cookie, "color", later, sizeof later).is_new);
     assert_int_equal(total_pulls(e, "color"), 2);
     assert_int_equal(total_rewards(e, "color"), 0);
-    mab_adapter_counters c;
+    mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(ad, &c);
     assert_true(c.cookies_expired >= 2);
     assert_int_equal(c.cookies_forged, 0);
@@ -407,8 +407,8 @@ static void test_redirect_guard(void **state)
     snprintf(header, sizeof header, "mab=%s", cookie);
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
-    mab_redirect r = {0, NULL};
-    mab_reward_result result;
+    mab_redirect r = MAB_STRUCT_INIT(mab_redirect);
+    mab_reward_result result = MAB_STRUCT_INIT(mab_reward_result);
     mab_error err = {0, ""};
     assert_int_equal(mab_request_redirect(rq, "color", 1, "//evil.example", &result, &r, &err),
                      MAB_EINVAL);
@@ -433,7 +433,7 @@ static void test_redirect_guard(void **state)
     assert_int_equal(result.reason, MAB_REWARD_NO_COOKIE);
     mab_request_end(rq);
 
-    mab_adapter_counters c;
+    mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(ad, &c);
     assert_int_equal(c.redirects_refused, 1);
     mab_adapter_close(ad);
@@ -451,7 +451,7 @@ static void test_stacked_experiments(void **state)
 
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
-    mab_assignment color, txt, again;
+    mab_assignment color = MAB_STRUCT_INIT(mab_assignment), txt = color, again = color;
     assert_int_equal(mab_request_choose(rq, "color", &color, NULL), MAB_OK);
     assert_int_equal(mab_request_choose(rq, "txt", &txt, NULL), MAB_OK);
     assert_int_equal(mab_request_choose(rq, "color", &again, NULL), MAB_OK);
@@ -471,7 +471,7 @@ static void test_stacked_experiments(void **state)
     char header[4100];
     snprintf(header, sizeof header, "mab=%s", cookie);
     assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
-    mab_assignment t2, c2;
+    mab_assignment t2 = MAB_STRUCT_INIT(mab_assignment), c2 = t2;
     assert_int_equal(mab_request_choose(rq, "txt", &t2, NULL), MAB_OK);
     assert_int_equal(mab_request_choose(rq, "color", &c2, NULL), MAB_OK);
     assert_false(t2.is_new || c2.is_new);
@@ -481,7 +481,7 @@ static void test_stacked_experiments(void **state)
     assert_string_equal(mab_request_debug_header(rq), want);
     assert_null(mab_request_set_cookie(rq));
     /* Rewards for both in one request, each once. */
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     assert_int_equal(mab_request_reward(rq, "color", 1, &r, NULL), MAB_OK);
     assert_true(r.counted);
     assert_string_equal(r.arm_id, color.arm_id);
@@ -531,7 +531,7 @@ static void test_replay_refused(void **state)
     assert_false(choose_with(ad, after, "color", NULL, 0).is_new);
     assert_int_equal(total_rewards(e, "color"), 1);
     assert_int_equal(total_pulls(e, "color"), 1);
-    mab_adapter_counters c;
+    mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(ad, &c);
     assert_int_equal(c.replays_refused, 3);
     assert_int_equal(c.rewards_refused, 4);
@@ -561,13 +561,13 @@ static void test_uncounted_rewards_say_why(void **state)
     snprintf(header, sizeof header, "mab=%s", txt_only);
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     mab_error err = {0, ""};
     assert_int_equal(mab_request_reward(rq, "nope", 1, &r, &err), MAB_ENOTFOUND);
     assert_non_null(strstr(err.message, "nope"));
     assert_int_equal(mab_request_reward(rq, "txt", NAN, &r, &err), MAB_EINVAL);
     assert_int_equal(mab_request_reward(rq, "txt", 11, &r, &err), MAB_ERANGE);
-    assert_int_equal(mab_request_choose(rq, "nope", &(mab_assignment){0}, &err), MAB_ENOTFOUND);
+    assert_int_equal(mab_request_choose(rq, "nope", &(mab_assignment)MAB_STRUCT_INIT(mab_assignment), &err), MAB_ENOTFOUND);
     assert_int_equal(mab_request_reward(rq, "txt", 10, &r, &err), MAB_OK);
     assert_true(r.counted);
     mab_request_end(rq);
@@ -576,7 +576,7 @@ static void test_uncounted_rewards_say_why(void **state)
     /* An arm removed from the config: the reward counts nothing, choose
        assigns afresh. */
     char color_cookie[4000];
-    mab_assignment a;
+    mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
     do {
         a = choose_with(ad, NULL, "color", color_cookie, sizeof color_cookie);
     } while (strcmp(a.arm_id, "blue") != 0);
@@ -695,7 +695,7 @@ static void test_config_keys(void **state)
     mab_adapter *ad = open_adapter(e);
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
-    mab_assignment a;
+    mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
     assert_int_equal(mab_request_choose(rq, "txt", &a, NULL), MAB_OK);
     const char *sc = mab_request_set_cookie(rq);
     assert_true(strncmp(sc, "ab=", 3) == 0);
@@ -785,7 +785,7 @@ static void test_assignment_ids_differ_across_fork(void **state)
         mab_engine *ce = NULL;
         mab_adapter *cad = NULL;
         mab_request *rq = NULL;
-        mab_assignment a;
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
         mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
         const char *sc = NULL;
         if (mab_open_ex(config, &opts, &ce, NULL) == MAB_OK && mab_adapter_open(ce, &cad, NULL) == MAB_OK &&
@@ -859,7 +859,7 @@ static void test_claim_shared_by_adapters(void **state)
     assert_int_equal(reward_with(two, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
     assert_int_equal(reward_with(one, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
     assert_int_equal(total_rewards(e, "color"), 1);
-    mab_adapter_counters c;
+    mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(two, &c);
     assert_int_equal(c.replays_refused, 2);
     assert_int_equal(mab_storage_has_claims(e), 1);
@@ -883,7 +883,7 @@ static void test_failed_claim_counts_on_retry(void **state)
     snprintf(header, sizeof header, "mab=%s", cookie);
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     mab_error err = {0, ""};
     assert_int_equal(mab_request_reward(rq, "color", 1, &r, &err), MAB_ESTORAGE);
     assert_string_equal(err.message, "fixture claim failure");
@@ -958,7 +958,7 @@ static void test_claim_across_processes_and_restart(void **state)
             uint32_t counted = 0;
             for (int i = 0; i < LMDB_TRIES; i++) {
                 mab_request *rq;
-                mab_reward_result r;
+                mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
                 if (mab_request_begin(ca, header, NULL, &rq, NULL) != MAB_OK ||
                     mab_request_reward(rq, "color", 1, &r, NULL) != MAB_OK)
                     _exit(3);
@@ -1020,8 +1020,8 @@ static void test_claim_outlives_replay_memory(void **state)
     uint32_t counted = 0;
     for (uint32_t i = 0; i < others; i++) {
         mab_request *rq;
-        mab_assignment a;
-        mab_reward_result r;
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
+        mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
         assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
         assert_int_equal(mab_request_choose(rq, "color", &a, NULL), MAB_OK);
         mab_request *again;
@@ -1032,7 +1032,7 @@ static void test_claim_outlives_replay_memory(void **state)
         mab_request_end(rq);
     }
     assert_int_equal(counted, others);
-    mab_adapter_counters c;
+    mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(ad, &c);
     assert_true(c.replay_evictions > 0); /* the memory did forget the first id */
     assert_int_equal(reward_with(ad, first, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
@@ -1061,8 +1061,8 @@ static void *claim_thread_main(void *arg)
     snprintf(header, sizeof header, "mab=%s", t->shared);
     for (int i = 0; i < CLAIM_ROUNDS; i++) {
         mab_request *rq, *own;
-        mab_reward_result r;
-        mab_assignment a;
+        mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
         if (mab_request_begin(t->ad, header, NULL, &rq, NULL) != MAB_OK ||
             mab_request_reward(rq, "color", 1, &r, NULL) != MAB_OK)
             t->errors++;
@@ -1128,8 +1128,8 @@ static void *refused_thread_main(void *arg)
     struct refused_thread *t = arg;
     for (int i = 0; i < CLAIM_ROUNDS; i++) {
         mab_request *rq, *own;
-        mab_reward_result r;
-        mab_assignment a;
+        mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
         if (mab_request_begin(t->ad, NULL, NULL, &rq, NULL) != MAB_OK ||
             mab_request_choose(rq, "color", &a, NULL) != MAB_OK ||
             mab_request_begin(t->ad, NULL, mab_request_token(rq), &own, NULL) != MAB_OK) {
@@ -1209,7 +1209,7 @@ static void test_overflowing_claim_refused_unclaimed(void **state)
     char header[5000];
     snprintf(header, sizeof header, "mab=%s", cookie);
     mab_request *rq;
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
     err.message[0] = '\0';
     assert_int_equal(mab_request_reward(rq, "color", 1e150, &r, &err), MAB_ERANGE);
@@ -1364,7 +1364,7 @@ static void test_features_reach_choose_and_update(void **state)
     const char *names[] = {"other", "slot", "hour"};
     double values[] = {99.0, 2.0, 13.0};
     mab_request *rq = begin_with_features(ad, NULL, names, values, 3);
-    mab_assignment a;
+    mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
     assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
     assert_true(a.is_new);
     assert_string_equal(a.arm_id, "c");
@@ -1379,7 +1379,7 @@ static void test_features_reach_choose_and_update(void **state)
     now += 3600LL * 1000000000LL;
     double changed[] = {99.0, 0.0, 14.0};
     rq = begin_with_features(ad, cookie, names, changed, 3);
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     mab_error err = {0, ""};
     assert_int_equal(mab_request_reward(rq, "ctx", 1.0, &r, &err), MAB_OK);
     assert_true(r.counted);
@@ -1428,7 +1428,7 @@ static void test_nonfinite_feature_is_missing(void **state)
     for (int i = 0; i < 4; i++) {
         /* i == 3: no features at all */
         mab_request *rq = begin_with_features(ad, NULL, names, &bad[i < 3 ? i : 0], i < 3);
-        mab_assignment a;
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
         assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
         assert_string_equal(a.arm_id, "a");
         char cookie[4000];
@@ -1436,7 +1436,7 @@ static void test_nonfinite_feature_is_missing(void **state)
         mab_request_end(rq);
         double two[] = {2.0};
         rq = begin_with_features(ad, cookie, names, two, 1);
-        mab_reward_result r;
+        mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
         assert_int_equal(mab_request_reward(rq, "ctx", 1.0, &r, NULL), MAB_OK);
         assert_true(r.counted);
         mab_request_end(rq);
@@ -1461,7 +1461,7 @@ static void test_features_of_another_list_are_missing(void **state)
     const char *names[] = {"slot", "hour"};
     double values[] = {1.0, 2.0};
     mab_request *rq = begin_with_features(ad, NULL, names, values, 2);
-    mab_assignment a;
+    mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
     assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
     assert_string_equal(a.arm_id, "b");
     char cookie[4000];
@@ -1474,7 +1474,7 @@ static void test_features_of_another_list_are_missing(void **state)
     e = open_engine();
     ad = open_adapter(e);
     rq = begin_with_features(ad, cookie, NULL, NULL, 0);
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     assert_int_equal(mab_request_reward(rq, "ctx", 1.0, &r, NULL), MAB_OK);
     assert_true(r.counted);
     mab_request_end(rq);
@@ -1572,7 +1572,7 @@ static void test_forged_v2_cookie_refused(void **state)
     const char *names[] = {"slot"};
     double two[] = {2.0};
     mab_request *rq = begin_with_features(ad, NULL, names, two, 1);
-    mab_assignment a;
+    mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
     assert_int_equal(mab_request_choose(rq, "ctx", &a, NULL), MAB_OK);
     char cookie[4000];
     cookie_value(mab_request_set_cookie(rq), cookie, sizeof cookie);
@@ -1685,7 +1685,7 @@ static void test_cookie_too_large_refused(void **state)
     for (int i = 0; i < 14; i++) {
         char id[64];
         snprintf(id, sizeof id, "e%02d_experiment_with_a_long_id", i);
-        mab_assignment a;
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
         assert_int_equal(mab_request_choose(rq, id, &a, NULL), MAB_OK);
     }
     const char *sc = mab_request_set_cookie(rq);

@@ -219,7 +219,7 @@ static void test_good_config_opens(void **state)
         print_error("%s\n", err.message);
     assert_int_equal(rc, MAB_OK);
     assert_int_equal(mab_experiment_count(engine), 2);
-    mab_experiment_info info;
+    mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
     assert_int_equal(mab_experiment_at(engine, 1, &info, &err), MAB_OK);
     assert_string_equal(info.id, "txt");
     assert_string_equal(info.policy, "thompson");
@@ -227,7 +227,7 @@ static void test_good_config_opens(void **state)
     assert_true(info.reward_max == 5.0);
     assert_int_equal(mab_experiment_at(engine, 2, &info, &err), MAB_ENOTFOUND);
     assert_string_equal(mab_storage_name(engine), "json_file");
-    mab_choice choice;
+    mab_choice choice = MAB_STRUCT_INIT(mab_choice);
     assert_int_equal(mab_arm_lookup(engine, "btn", "blue", &choice, &err), MAB_OK);
     assert_string_equal(choice.value_json, "{\"hex\":\"#00f\"}");
     assert_int_equal(mab_arm_lookup(engine, "txt", "b", &choice, &err), MAB_OK);
@@ -558,7 +558,7 @@ static void test_arm_values_as_cjson_writes_them(void **state)
     for (size_t i = 0; i < count; i++) {
         char id[16];
         snprintf(id, sizeof id, "a%zu", i);
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         assert_int_equal(mab_arm_lookup(engine, "e", id, &choice, &err), MAB_OK);
         cJSON *parsed = cJSON_Parse(values[i]);
         char *expected = cJSON_PrintUnformatted(parsed);

@@ -37,7 +37,7 @@ static void converge(const char *policy_json, const double probs[3], size_t best
         mab_rng *clicks = mab_rng_create(1000 + seed);
         uint64_t chosen[3] = {0, 0, 0};
         for (int step = 0; step < 2000; step++) {
-            mab_choice c;
+            mab_choice c = MAB_STRUCT_INIT(mab_choice);
             assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
             chosen[c.arm_index]++;
             if (mab_rng_uniform(clicks) < probs[c.arm_index])

@@ -58,7 +58,7 @@ static void write_config(const char *arms, const char *storage_extra, const char
 
 static mab_arm_stats stats_of(mab_engine *e, const char *arm)
 {
-    mab_arm_stats st[8];
+    mab_arm_stats st[8] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n = 0;
     mab_error err;
     assert_int_equal(mab_stats(e, "exp", st, 8, &n, &err), MAB_OK);
@@ -89,7 +89,7 @@ static void test_choose_counts_pulls_and_lookup_does_not(void **state)
     (void)state;
     write_config("{\"a\": 1, \"b\": 2, \"c\": 3}", "", "");
     mab_engine *e = open_ok(config);
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     mab_error err;
     /* UCB1 plays every untried arm first: three choices, three arms. */
     int seen[3] = {0, 0, 0};
@@ -153,7 +153,7 @@ static void test_persistence_and_reconciliation(void **state)
     (void)state;
     write_config("{\"a\": 1, \"b\": 2, \"c\": 3}", "", "");
     mab_engine *e = open_ok(config);
-    mab_choice ch;
+    mab_choice ch = MAB_STRUCT_INIT(mab_choice);
     mab_error err;
     for (int i = 0; i < 30; i++)
         assert_int_equal(mab_choose(e, "exp", &ch, &err), MAB_OK);
@@ -245,7 +245,7 @@ static void test_same_seed_same_choices(void **state)
         assert_int_equal(mab_open_ex(config, &opts, &e, &err), MAB_OK);
         assert_string_equal(mab_storage_name(e), "none");
         for (int i = 0; i < 200; i++) {
-            mab_choice c;
+            mab_choice c = MAB_STRUCT_INIT(mab_choice);
             assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
             seq[run][i] = c.arm_id[0];
             if (c.arm_id[0] == 'c')
@@ -278,13 +278,13 @@ static void test_many_arms_by_id(void **state)
     for (int i = 0; i < 300; i++) {
         snprintf(id, sizeof id, "arm%d", i);
         assert_int_equal(mab_reward(e, "exp", id, (double)i, &err), MAB_OK);
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         assert_int_equal(mab_arm_lookup(e, "exp", id, &c, &err), MAB_OK);
         assert_int_equal(c.arm_index, i);
     }
     assert_int_equal(mab_reward(e, "exp", "arm300", 1.0, &err), MAB_ENOTFOUND);
     assert_int_equal(mab_reward(e, "exp", "", 1.0, &err), MAB_ENOTFOUND);
-    static mab_arm_stats st[300];
+    static mab_arm_stats st[300] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n = 0;
     assert_int_equal(mab_stats(e, "exp", st, 300, &n, &err), MAB_OK);
     assert_int_equal(n, 300);
@@ -333,7 +333,7 @@ static void test_export_import(void **state)
     close_ok(e);
     write_config("{\"a\": 1, \"b\": 2}", "", "");
     e = open_ok(config);
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     for (int i = 0; i < 4; i++)
         assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
     assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
@@ -413,7 +413,7 @@ static void test_unstorable_reward_is_refused(void **state)
     /* A second import onto the same arm would overflow its sum of squares. */
     assert_int_equal(mab_import(e, &full, 1, 0, &err), MAB_ERANGE);
     assert_non_null(strstr(err.message, "record 0 (big/p): the arm's reward sums would overflow"));
-    mab_arm_stats st[2];
+    mab_arm_stats st[2] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n = 0;
     assert_int_equal(mab_stats(e, "big", st, 2, &n, &err), MAB_OK);
     assert_int_equal(st[0].rewards, 1);
@@ -469,7 +469,7 @@ static void test_poisoned_batch_is_split(void **state)
     write_memory_config(", \"refuse_arm\": \"bad\"");
     mab_engine *e = open_ok(config);
     mab_error err = {0, ""};
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     for (int i = 0; i < 2; i++)
         assert_int_equal(mab_choose(e, "other", &c, &err), MAB_OK);
     assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
@@ -584,7 +584,7 @@ static void test_engine_refused_after_fork(void **state)
     assert_true(child >= 0);
     if (child == 0) {
         mab_error cerr;
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         int ok = mab_choose(e, "exp", &c, &cerr) == MAB_EINVAL &&
                  strstr(cerr.message, "opened before fork()") != NULL &&
                  mab_reward(e, "exp", "a", 1.0, &cerr) == MAB_EINVAL &&
@@ -645,7 +645,7 @@ static void test_open_check_creates_nothing(void **state)
     assert_int_equal(open_flags(MAB_OPEN_CHECK, &e, &err), MAB_OK);
     assert_int_equal(mab_storage_checked(e), 1);
     assert_string_equal(mab_storage_name(e), "json_file");
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_EINVAL);
     assert_non_null(strstr(err.message, "read-only"));
     assert_int_equal(mab_reward(e, "exp", "a", 1, &err), MAB_EINVAL);

@@ -137,10 +137,10 @@ static void test_policy_bad_index_is_refused_at_choose(void **state)
     mab_engine *e = NULL;
     mab_error err;
     assert_int_equal(mab_open(config, &e, &err), MAB_OK);
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_EPLUGIN);
     assert_non_null(strstr(err.message, "chose arm 2 of only 2"));
-    mab_arm_stats st[2];
+    mab_arm_stats st[2] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n;
     assert_int_equal(mab_stats(e, "btn", st, 2, &n, &err), MAB_OK);
     assert_int_equal(st[0].pulls + st[1].pulls, 0); /* nothing counted */
@@ -189,14 +189,14 @@ static void test_failed_writes_are_kept_and_reported(void **state)
     mab_engine *e = NULL;
     mab_error err;
     assert_int_equal(mab_open(config, &e, &err), MAB_OK);
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     for (int i = 0; i < 5; i++)
         assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_OK);
     assert_int_equal(mab_reward(e, "btn", "red", 1.0, &err), MAB_OK);
     assert_int_equal(mab_flush(e, &err), MAB_ESTORAGE);
     assert_non_null(strstr(err.message, "fixture apply failure"));
     /* Still counted in memory, and offered again: a second flush fails too. */
-    mab_arm_stats st[2];
+    mab_arm_stats st[2] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n;
     assert_int_equal(mab_stats(e, "btn", st, 2, &n, &err), MAB_OK);
     assert_int_equal(st[0].pulls + st[1].pulls, 5);
@@ -252,7 +252,7 @@ static void expect_found(const char *policy_dir, const char *policy,
     if (rc != MAB_OK)
         print_error("mab_open: %s\n", err.message);
     assert_int_equal(rc, MAB_OK);
-    mab_experiment_info info;
+    mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
     assert_int_equal(mab_experiment_at(e, 0, &info, &err), MAB_OK);
     char want[700];
     snprintf(want, sizeof want, "%s/%s.so", policy_dir, policy);

@@ -974,7 +974,7 @@ static void test_new_policies_through_the_engine(void **unused)
     static const char *const ids[] = {"kl", "tt", "dt", "lu", "ig", "ga"};
     static const int estimated_expected[] = {0, 1, 1, 0, 0, 0};
     for (int k = 0; k < 6; k++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         int estimated = -1;
         rc = mab_choose_ctx(e, ids[k], &ctx, &c, &estimated, &err);
         if (rc)

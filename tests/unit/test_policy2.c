@@ -206,7 +206,7 @@ static void test_stats_counted_and_read_by_choose(void **unused)
     mab_error err = {0, ""};
     int counts[3] = {0, 0, 0};
     for (int i = 0; i < 30; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
         assert_true(c.probability == 1.0);
         counts[c.arm_index]++;
@@ -251,7 +251,7 @@ static void test_stats_reach_storage(void **unused)
     write_config(FIXTURE("policy_stats"), MEMORY);
     mab_engine *e = open_ok();
     mab_error err = {0, ""};
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
     char layouts[256] = "";
     assert_int_equal(mab_stored_layouts(e, "exp", seen_layout, layouts, &err), MAB_OK);
@@ -273,7 +273,7 @@ static void test_stats_kept_when_apply_fails(void **unused)
                  "{\"plugin\": \"" MAB_FIXTURE_DIR "/storage_memory.so\", \"fail_apply\": true}");
     mab_engine *e = open_ok();
     mab_error err = {0, ""};
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     for (int i = 0; i < 3; i++)
         assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
     assert_int_equal(mab_flush(e, &err), MAB_ESTORAGE);
@@ -302,7 +302,7 @@ static void test_stats_retried_after_failure(void **unused)
                  "{\"plugin\": \"" MAB_FIXTURE_DIR "/storage_memory.so\", \"fail_stats\": 2}");
     mab_engine *e = open_ok();
     mab_error err = {0, ""};
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     for (int i = 0; i < 3; i++)
         assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
     assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
@@ -314,7 +314,7 @@ static void test_stats_retried_after_failure(void **unused)
     policy_stats s = read_stats(e);
     assert_true(s.arm[0] == 1.0 && s.arm[1] == 1.0 && s.arm[2] == 1.0 && s.arm[4] == 1.0);
     assert_true(s.exp[0] == 4.0);
-    mab_arm_stats st[3];
+    mab_arm_stats st[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n;
     assert_int_equal(mab_stats(e, "exp", st, 3, &n, &err), MAB_OK);
     assert_int_equal(st[0].pulls, 1);
@@ -330,7 +330,7 @@ static void test_refused_stats_split_out(void **unused)
                  "\"refuse_stats_arm\": \"b\"}");
     mab_engine *e = open_ok();
     mab_error err = {0, ""};
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     for (int i = 0; i < 3; i++)
         assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
     assert_int_equal(mab_flush(e, &err), MAB_OK);
@@ -342,7 +342,7 @@ static void test_refused_stats_split_out(void **unused)
     reload(e);
     s = read_stats(e);
     assert_true(s.arm[0] == 1.0 && s.arm[2] == 0.0 && s.arm[4] == 1.0 && s.exp[0] == 3.0);
-    mab_arm_stats st[3];
+    mab_arm_stats st[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n;
     assert_int_equal(mab_stats(e, "exp", st, 3, &n, &err), MAB_OK);
     assert_int_equal(st[1].pulls, 1); /* b's counters were written */
@@ -357,7 +357,7 @@ static void *hammer(void *arg)
     mab_engine *e = arg;
     mab_error err;
     for (int i = 0; i < PER_THREAD; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         if (mab_choose(e, "exp", &c, &err) != MAB_OK)
             return (void *)1;
         if (i % 2 == 0 && mab_reward(e, "exp", c.arm_id, 0.5, &err) != MAB_OK)
@@ -380,7 +380,7 @@ static void test_stats_exact_across_threads(void **unused)
         assert_null(rc);
     }
     policy_stats s = read_stats(e);
-    mab_arm_stats st[3];
+    mab_arm_stats st[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n;
     mab_error err;
     assert_int_equal(mab_stats(e, "exp", st, 3, &n, &err), MAB_OK);
@@ -419,14 +419,14 @@ static void test_features_reach_choose_and_update(void **unused)
     for (int arm = 0; arm < 3; arm++) {
         double values[] = {99.0, (double)arm};
         mab_context ctx = {sizeof ctx, names, values, 2, 0, 0, 0, 0};
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         int estimated = 0;
         assert_int_equal(mab_choose_ctx(e, "exp", &ctx, &c, &estimated, &err), MAB_OK);
         assert_int_equal(c.arm_index, (size_t)arm);
         assert_int_equal(estimated, 1);
     }
     /* Missing feature: NAN reaches choose (arm 0) and update (exp[1]). */
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     assert_int_equal(mab_choose_ctx(e, "exp", NULL, &c, NULL, &err), MAB_OK);
     assert_int_equal(c.arm_index, 0);
     /* A reward with a feature and the caller's time; one on the clock. */
@@ -456,14 +456,14 @@ static void test_exp3_through_the_engine(void **unused)
     write_config("{\"plugin\": \"" MAB_PLUGIN_DIR "/exp3.so\", \"gamma\": 0.5}", MEMORY);
     mab_engine *e = open_ok();
     mab_error err = {0, ""};
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
     /* Nothing learnt yet: uniform, exactly. */
     assert_true(fabs(c.probability - 1.0 / 3.0) < 1e-15);
     /* A reward without its probability cannot be weighted: refused whole. */
     assert_int_equal(mab_reward(e, "exp", "b", 1.0, &err), MAB_EPLUGIN);
     assert_non_null(strstr(err.message, "refused the reward for arm \"b\""));
-    mab_arm_stats st[3];
+    mab_arm_stats st[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
     size_t n;
     assert_int_equal(mab_stats(e, "exp", st, 3, &n, &err), MAB_OK);
     assert_int_equal(st[1].rewards, 0);

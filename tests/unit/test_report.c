@@ -88,8 +88,8 @@ static double normal_cdf(double z)
 
 static mab_arm_stats arm(const char *id, uint64_t pulls, double reward_sum, double reward_sum_sq)
 {
-    mab_arm_stats s = {id, pulls, (uint64_t)reward_sum, reward_sum, reward_sum_sq,
-                       pulls ? reward_sum / (double)pulls : 0.0};
+    mab_arm_stats s = {sizeof s, id, pulls, (uint64_t)reward_sum, reward_sum, reward_sum_sq,
+                       pulls ? reward_sum / (double)pulls : 0.0, NULL};
     return s;
 }
 
@@ -492,6 +492,7 @@ static void test_engine_report_and_winner_key(void **state)
     assert_int_equal(at(&r, 1)->pulls, 3000);
     /* The same answer as the pure function on the same snapshot. */
     mab_arm_stats snap[2];
+    snap[0].struct_size = sizeof snap[0];
     size_t n = 0;
     assert_int_equal(mab_stats(e, "color", snap, 2, &n, &err), MAB_OK);
     mab_report pure;

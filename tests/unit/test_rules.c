@@ -97,7 +97,7 @@ static void close_ok(mab_engine *e)
 
 static mab_choice choose_ok(mab_engine *e, int *estimated)
 {
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     mab_error err = {0, ""};
     int est = -1;
     int rc = mab_choose_ctx(e, "exp", NULL, &c, &est, &err);
@@ -120,6 +120,7 @@ static void assert_frequency(uint64_t count, double p, uint64_t n, const char *w
 static uint64_t pulls_of(mab_engine *e, const char *experiment, size_t arm)
 {
     mab_arm_stats st[8];
+    st[0].struct_size = sizeof st[0];
     size_t n = 0;
     assert_int_equal(mab_stats(e, experiment, st, 8, &n, NULL), MAB_OK);
     assert_true(arm < n);
@@ -275,6 +276,7 @@ static void test_holdout_is_served_uniformly_and_counted_apart(void **state)
     assert_int_equal(mab_reward_ctx(e, "exp", "b", 1.0, &hold, &err), MAB_OK);
     assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
     mab_arm_stats st[3];
+    st[0].struct_size = sizeof st[0];
     size_t n;
     assert_int_equal(mab_stats(e, "exp@holdout", st, 3, &n, &err), MAB_OK);
     assert_int_equal(st[1].rewards, 1);
@@ -282,7 +284,7 @@ static void test_holdout_is_served_uniformly_and_counted_apart(void **state)
     assert_int_equal(st[0].rewards, 1);
     assert_int_equal(st[1].rewards, 0);
     /* The ledger has no policy to choose with. */
-    mab_choice c;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
     assert_int_equal(mab_choose(e, "exp@holdout", &c, &err), MAB_EINVAL);
     assert_non_null(strstr(err.message, "holdout"));
     /* A reset takes the holdout's counters with the experiment's. */
@@ -450,6 +452,7 @@ static void test_attribution_window_refuses_late_rewards(void **state)
     mab_context edge = {sizeof edge, NULL, NULL, 0, 0, 0, 0, (1000 - 60) * s};
     assert_int_equal(mab_reward_ctx(e, "exp", "a", 1.0, &edge, &err), MAB_OK);
     mab_arm_stats st[3];
+    st[0].struct_size = sizeof st[0];
     size_t n;
     assert_int_equal(mab_stats(e, "exp", st, 3, &n, &err), MAB_OK);
     assert_int_equal(st[0].rewards, 2);
@@ -522,7 +525,7 @@ static mab_assignment adapter_choose(mab_adapter *ad, const char *cookie, char *
     snprintf(header, sizeof header, "mab=%s", cookie ? cookie : "");
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, cookie ? header : NULL, NULL, &rq, NULL), MAB_OK);
-    mab_assignment a;
+    mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
     assert_int_equal(mab_request_choose(rq, "exp", &a, NULL), MAB_OK);
     const char *sc = mab_request_set_cookie(rq);
     if (sc)
@@ -539,7 +542,7 @@ static mab_reward_reason adapter_reward(mab_adapter *ad, const char *cookie)
     snprintf(header, sizeof header, "mab=%s", cookie);
     mab_request *rq;
     assert_int_equal(mab_request_begin(ad, header, NULL, &rq, NULL), MAB_OK);
-    mab_reward_result r;
+    mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
     mab_error err = {0, ""};
     int rc = mab_request_reward(rq, "exp", 1.0, &r, &err);
     if (rc)
@@ -580,6 +583,7 @@ static void test_adapter_tags_holdout_visitors(void **state)
         size_t arm = (size_t)(a.arm_id[0] - 'a');
         uint64_t ledger_before = 0, main_before = 0;
         mab_arm_stats st[3];
+        st[0].struct_size = sizeof st[0];
         size_t n;
         assert_int_equal(mab_stats(e, "exp@holdout", st, 3, &n, NULL), MAB_OK);
         ledger_before = st[arm].rewards;
@@ -627,6 +631,7 @@ static void test_adapter_refuses_paused_and_late_rewards(void **state)
     assert_int_equal(adapter_reward(ad, learning), MAB_REWARD_LATE);
     assert_int_equal(pulls_of(e, "exp", 1), 1);
     mab_arm_stats st[3];
+    st[0].struct_size = sizeof st[0];
     size_t n;
     assert_int_equal(mab_stats(e, "exp", st, 3, &n, &err), MAB_OK);
     assert_int_equal(st[1].rewards, 0);

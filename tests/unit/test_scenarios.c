@@ -230,6 +230,7 @@ static void count_outstanding(void *ctx, uint64_t step, size_t arm)
     (void)arm;
     outstanding *o = ctx;
     mab_arm_stats st[3];
+    st[0].struct_size = sizeof st[0];
     size_t n;
     assert_int_equal(mab_stats(o->engine, "e", st, 3, &n, NULL), MAB_OK);
     if (step <= 500)
@@ -316,6 +317,7 @@ static void test_workers_see_each_other_at_refresh_only(void **state)
         uint64_t total = 0;
         for (size_t w = 0; w < 5; w++) {
             mab_arm_stats st[3];
+            st[0].struct_size = sizeof st[0];
             size_t n;
             assert_int_equal(mab_stats(r.engines[w], "e", st, 3, &n, NULL), MAB_OK);
             uint64_t want = expected_view(1234, 5, w, refresh[i] / 1000.0 * 100);
@@ -330,6 +332,7 @@ static void test_workers_see_each_other_at_refresh_only(void **state)
             assert_int_equal(total, 1234);
         /* One more reload: all of them. */
         mab_arm_stats st[3];
+        st[0].struct_size = sizeof st[0];
         size_t n;
         assert_int_equal(mab_import(r.engines[3], NULL, 0, 0, NULL), MAB_OK);
         assert_int_equal(mab_stats(r.engines[3], "e", st, 3, &n, NULL), MAB_OK);

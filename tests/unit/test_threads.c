@@ -36,7 +36,7 @@ static void *work(void *arg)
     mab_rng *rng = mab_rng_create(w->seed);
     static const char *const ids[ARMS] = {"a0", "a1", "a2", "a3"};
     for (int i = 0; i < w->iterations; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         mab_error err;
         if (mab_choose(w->engine, "exp", &c, &err) != MAB_OK || c.arm_index >= ARMS) {
             w->failures++;
@@ -99,7 +99,7 @@ static void run(const char *sync, int iterations)
     assert_int_equal(all_pulls, (uint64_t)THREADS * (uint64_t)iterations);
 
     for (int pass = 0; pass < 2; pass++) {
-        mab_arm_stats st[ARMS];
+        mab_arm_stats st[ARMS] = {MAB_STRUCT_INIT(mab_arm_stats)};
         size_t n = 0;
         assert_int_equal(mab_stats(e, "exp", st, ARMS, &n, &err), MAB_OK);
         assert_int_equal(n, ARMS);

@@ -87,7 +87,7 @@ static int note_other_layout(void *ctx, const char *layout)
 static int print_layouts(mab_engine *engine, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         mab_error err = {0};
         mab_policy_stats_info stats = {sizeof stats, NULL, 0, 0};
         if (mab_experiment_at(engine, i, &info, &err) != MAB_OK ||
@@ -133,7 +133,7 @@ int cmd_check(const command_args *args)
     bool ok = table_add_row(&table, header);
     size_t n = mab_experiment_count(engine);
     for (size_t i = 0; ok && i < n && status == 0; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         if (mab_experiment_at(engine, i, &info, &err) != MAB_OK) {
             status = fail(&err);
             break;

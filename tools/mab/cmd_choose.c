@@ -16,7 +16,7 @@ int cmd_choose(const command_args *args)
     if (status)
         return status;
 
-    mab_choice choice;
+    mab_choice choice = MAB_STRUCT_INIT(mab_choice);
     mab_error err = {0};
     if (mab_choose(engine, args->pos[1], &choice, &err) != MAB_OK) {
         status = fail(&err);

@@ -99,7 +99,7 @@ static bool flask_bandit_records(mab_engine *engine, const char *path, const cJS
                 path, name);
         return false;
     }
-    mab_experiment_info info;
+    mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
     bool known = false;
     for (size_t i = 0; !known && i < mab_experiment_count(engine); i++)
         known = mab_experiment_at(engine, i, &info, NULL) == MAB_OK && strcmp(info.id, name) == 0;
@@ -123,7 +123,7 @@ static bool flask_bandit_records(mab_engine *engine, const char *path, const cJS
                     path, name, i);
             return false;
         }
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         if (mab_arm_lookup(engine, name, id->valuestring, &choice, NULL) != MAB_OK) {
             printf("%s.%s: no arm of that name in the config, skipped\n", name, id->valuestring);
             report->skipped_arms++;

@@ -110,7 +110,7 @@ int cmd_report(const command_args *args)
     int status = open_engine(config, MAB_OPEN_READ_ONLY, 0, &engine);
     if (status)
         return status;
-    mab_experiment_info info;
+    mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
     if (only && (status = find_experiment(engine, config, only, &info)))
         return close_engine(engine, status);
 

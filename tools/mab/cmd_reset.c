@@ -17,7 +17,7 @@ int cmd_reset(const command_args *args)
     if (status)
         return status;
 
-    mab_experiment_info info;
+    mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
     mab_arm_stats *arms = NULL;
     uint64_t pulls = 0, rewards = 0;
     status = find_experiment(engine, config, experiment, &info);

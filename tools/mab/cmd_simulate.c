@@ -843,7 +843,7 @@ int cmd_simulate(const command_args *cli)
         sim_args_free(&args);
         return status;
     }
-    mab_experiment_info info;
+    mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
     sim_bandit bandit = {0};
     status = pick_experiment(cmd, engine, &args, &info);
     if (status == 0)

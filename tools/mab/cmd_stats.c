@@ -14,7 +14,7 @@ static int print_stats_text(mab_engine *engine)
 {
     size_t n = mab_experiment_count(engine);
     for (size_t i = 0; i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         mab_arm_stats *arms;
         mab_error err = {0};
         if (mab_experiment_at(engine, i, &info, &err) != MAB_OK)
@@ -60,7 +60,7 @@ static int print_stats_json(mab_engine *engine)
     cJSON *experiments = json_put(&ok, root, "experiments", cJSON_CreateObject());
     size_t n = mab_experiment_count(engine);
     for (size_t i = 0; ok && i < n; i++) {
-        mab_experiment_info info;
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         mab_report report;
         mab_error err = {0};
         int status = mab_experiment_at(engine, i, &info, &err) == MAB_OK

@@ -63,6 +63,7 @@ int load_stats(mab_engine *engine, const mab_experiment_info *info, mab_arm_stat
     *arms = calloc(info->n_arms ? info->n_arms : 1, sizeof **arms);
     if (!*arms)
         return fail_oom();
+    (*arms)[0].struct_size = sizeof **arms;
     if (mab_stats(engine, info->id, *arms, info->n_arms, &n, &err) != MAB_OK) {
         free(*arms);
         *arms = NULL;

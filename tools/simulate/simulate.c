@@ -435,6 +435,8 @@ int sim_run_workers(mab_engine *const *engines, size_t n_engines, const sim_run_
                      (!dim || features)
                  ? MAB_OK
                  : mab_error_set(err, MAB_ENOMEM, "out of memory");
+    if (stats)
+        stats[0].struct_size = sizeof *stats;
     size_t n_arms = 0;
     if (rc == MAB_OK)
         rc = mab_stats(engines[0], spec->experiment, stats, k, &n_arms, err);
@@ -502,7 +504,7 @@ int sim_run_workers(mab_engine *const *engines, size_t n_engines, const sim_run_
             x[d] = mab_rng_normal(features);
         unsigned w = (unsigned)((step - 1) % n_engines);
         mab_context ctx = {sizeof ctx, dim ? feature_names : NULL, dim ? x : NULL, dim, 0, 0, 0, 0};
-        mab_choice choice;
+        mab_choice choice = MAB_STRUCT_INIT(mab_choice);
         rc = mab_choose_ctx(engines[w], spec->experiment, &ctx, &choice, NULL, err);
         /* Workers write after every call. One thread calls them all, and an
            engine called from a thread in turn with more engines than the

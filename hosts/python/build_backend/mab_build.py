@@ -11,7 +11,7 @@ What goes into the wheel: src/mab (the package, with py.typed), and the
 dashboard's files as mab/assets/, copied at build time from the one copy in
 web/dashboard (an sdist carries that copy in src/mab/assets). With the
 environment variable MAB_WHEEL_BUNDLE=DIR (the CMake target python-wheel
-sets it), DIR/libmab.so.0 and DIR/mab/plugins/*.so go into mab/_libs/ and
+sets it), DIR/libmab.so.1 and DIR/mab/plugins/*.so go into mab/_libs/ and
 the wheel is tagged for this platform.
 """
 import base64
@@ -84,12 +84,12 @@ def _package_files():
 
 def _bundle_files(bundle):
     """(path in the wheel, file) of libmab and its plugins from `bundle`."""
-    lib = os.path.join(bundle, "libmab.so.0")
+    lib = os.path.join(bundle, "libmab.so.1")
     plugins = os.path.join(bundle, "mab", "plugins")
     if not os.path.exists(lib) or not os.path.isdir(plugins):
-        raise RuntimeError("MAB_WHEEL_BUNDLE=%s: expected libmab.so.0 and mab/plugins/ there"
+        raise RuntimeError("MAB_WHEEL_BUNDLE=%s: expected libmab.so.1 and mab/plugins/ there"
                            % bundle)
-    files = [("mab/_libs/libmab.so.0", os.path.realpath(lib))]
+    files = [("mab/_libs/libmab.so.1", os.path.realpath(lib))]
     files += [("mab/_libs/mab/plugins/" + n, os.path.join(plugins, n))
               for n in sorted(os.listdir(plugins)) if n.endswith(".so")]
     return files

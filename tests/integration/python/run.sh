@@ -36,7 +36,7 @@ for module in flask gunicorn venv; do
 done
 
 export MAB_BUILD_DIR=$build MAB_SOURCE_DIR=$src
-export MAB_LIBRARY=$build/lib/libmab.so.0
+export MAB_LIBRARY=$build/lib/libmab.so.1
 export MAB_PLUGIN_PATH=$build/plugins
 export PYTHONDONTWRITEBYTECODE=1 MAB_TEST_INSTALLED=1
 unset PYTHONPATH

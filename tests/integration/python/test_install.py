@@ -55,12 +55,12 @@ class InstalledTest(TempDirTest):
                 "    mab.version()\n"
                 "except mab.MabError as e:\n"
                 "    print(e.code == mab.ENOTFOUND, e)\n")
-        env = dict(NO_MAB_ENV, MAB_LIBRARY=self.path("nowhere", "libmab.so.0"),
+        env = dict(NO_MAB_ENV, MAB_LIBRARY=self.path("nowhere", "libmab.so.1"),
                    PYTHONPATH=os.environ.get("PYTHONPATH", ""))
         out = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True,
                              cwd=self.tmp, check=True).stdout
         self.assertTrue(out.startswith("imported\nTrue "), out)
-        self.assertIn("MAB_LIBRARY: " + self.path("nowhere", "libmab.so.0") + " (missing)", out)
+        self.assertIn("MAB_LIBRARY: " + self.path("nowhere", "libmab.so.1") + " (missing)", out)
         # Without MAB_LIBRARY, every place is named, in order.
         env.pop("MAB_LIBRARY")
         env["PKG_CONFIG_PATH"] = env["PKG_CONFIG_LIBDIR"] = self.tmp  # no mab.pc there
@@ -120,7 +120,7 @@ class WheelTest(TempDirTest):
                               check=True).stdout.strip()
         subprocess.run([PYTHON, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
                         "--target", site, wheels[0]], check=True, env=NO_MAB_ENV)
-        self.assertTrue(os.path.exists(os.path.join(site, "mab", "_libs", "libmab.so.0")))
+        self.assertTrue(os.path.exists(os.path.join(site, "mab", "_libs", "libmab.so.1")))
         config = self.write_config(storage={"plugin": "lmdb", "path": "lmdb"})
         code = """
 import json, sys, mab
@@ -139,7 +139,7 @@ print(mab.plugin_dirs()[0])
         self.assertEqual(r.returncode, 0, r.stderr)
         storage, lib, plugins = r.stdout.split()
         self.assertEqual(storage, "lmdb")
-        self.assertEqual(lib, os.path.realpath(os.path.join(site, "mab", "_libs", "libmab.so.0")))
+        self.assertEqual(lib, os.path.realpath(os.path.join(site, "mab", "_libs", "libmab.so.1")))
         self.assertEqual(plugins, os.path.join(os.path.realpath(site), "mab", "_libs", "mab",
                                                "plugins"))
         # The plugins load their libmab through their rpath ($ORIGIN/../..).

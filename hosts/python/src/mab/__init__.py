@@ -32,7 +32,7 @@ from ._native import (OK, ENOMEM, EINVAL, ECONFIG, EPLUGIN, ENOTFOUND, ERANGE, E
                       EBUSY, ECORRUPT, EIO, ECLAIMED, ELATE, OPEN_NO_STORAGE, OPEN_SEED, library_path,
                       plugin_dirs)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Engine", "Adapter", "Request", "MabError", "Choice", "ArmStats", "Experiment",
            "Record", "Assignment", "RewardResult", "Redirect", "version", "strerror",
@@ -72,7 +72,7 @@ def _value(value_json):
 
 
 def version() -> str:
-    """libmab's version string, e.g. "0.1.0"."""
+    """libmab's version string, e.g. "0.2.0"."""
     return _text(_lib.mab_version())
 
 
@@ -320,6 +320,7 @@ class Engine:
         cap = 8
         while True:
             arms = (_native.mab_arm_stats * cap)()
+            arms[0].struct_size = ctypes.sizeof(_native.mab_arm_stats)  # the stride
             n = ctypes.c_size_t()
             err = _native.mab_error()
             _check(_lib.mab_stats(h, name, arms, cap, ctypes.byref(n), ctypes.byref(err)), err)

@@ -43,21 +43,34 @@ class mab_options(ctypes.Structure):
     _fields_ = [("struct_size", _c_size_t), ("flags", ctypes.c_uint), ("seed", _c_u64)]
 
 
-class mab_choice(ctypes.Structure):
-    _fields_ = [("arm_index", _c_size_t), ("arm_id", _c_str), ("value_json", _c_str),
-                ("probability", ctypes.c_double), ("flags", ctypes.c_uint)]
+class _Sized(ctypes.Structure):
+    """A struct that starts with struct_size (mab.h, "Structs that grow"):
+    set to this declaration's size on creation. Arrays of them do not run
+    __init__: set the first entry's struct_size by hand (it is the stride)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.struct_size = ctypes.sizeof(self)
 
 
-class mab_arm_stats(ctypes.Structure):
-    _fields_ = [("arm_id", _c_str), ("pulls", _c_u64), ("rewards", _c_u64),
-                ("reward_sum", ctypes.c_double), ("reward_sum_sq", ctypes.c_double),
-                ("mean", ctypes.c_double)]
+class mab_choice(_Sized):
+    _fields_ = [("struct_size", _c_size_t), ("arm_index", _c_size_t), ("arm_id", _c_str),
+                ("value_json", _c_str), ("probability", ctypes.c_double),
+                ("estimated", ctypes.c_int), ("flags", ctypes.c_uint)]
 
 
-class mab_experiment_info(ctypes.Structure):
-    _fields_ = [("id", _c_str), ("policy", _c_str), ("policy_path", _c_str),
-                ("n_arms", _c_size_t), ("reward_min", ctypes.c_double),
-                ("reward_max", ctypes.c_double)]
+class mab_arm_stats(_Sized):
+    _fields_ = [("struct_size", _c_size_t), ("arm_id", _c_str), ("pulls", _c_u64),
+                ("rewards", _c_u64), ("reward_sum", ctypes.c_double),
+                ("reward_sum_sq", ctypes.c_double), ("mean", ctypes.c_double),
+                ("value_json", _c_str)]
+
+
+class mab_experiment_info(_Sized):
+    _fields_ = [("struct_size", _c_size_t), ("id", _c_str), ("policy", _c_str),
+                ("policy_path", _c_str), ("n_arms", _c_size_t),
+                ("reward_min", ctypes.c_double), ("reward_max", ctypes.c_double),
+                ("policy_abi", ctypes.c_uint), ("n_features", _c_size_t)]
 
 
 class mab_record(ctypes.Structure):
@@ -92,25 +105,27 @@ class mab_report(ctypes.Structure):
                 ("srm_p_value", ctypes.c_double), ("late_rewards", _c_u64)]
 
 
-class mab_adapter_counters(ctypes.Structure):
-    _fields_ = [(name, _c_u64) for name in (
+class mab_adapter_counters(_Sized):
+    _fields_ = [("struct_size", _c_size_t)] + [(name, _c_u64) for name in (
         "cookies_forged", "cookies_expired", "assignments", "rewards_counted",
         "rewards_refused", "replays_refused", "replay_evictions", "redirects_refused")]
 
 
-class mab_assignment(ctypes.Structure):
-    _fields_ = [("experiment", _c_str), ("arm_id", _c_str), ("value_json", _c_str),
-                ("probability", ctypes.c_double), ("is_new", ctypes.c_int),
+class mab_assignment(_Sized):
+    _fields_ = [("struct_size", _c_size_t), ("experiment", _c_str), ("arm_id", _c_str),
+                ("value_json", _c_str), ("probability", ctypes.c_double),
+                ("is_new", ctypes.c_int), ("arm_index", _c_size_t),
                 ("flags", ctypes.c_uint)]
 
 
-class mab_reward_result(ctypes.Structure):
+class mab_reward_result(_Sized):
     # `reason` is the enum mab_reward_reason: an int on every ABI we build for.
-    _fields_ = [("counted", ctypes.c_int), ("reason", ctypes.c_int), ("arm_id", _c_str)]
+    _fields_ = [("struct_size", _c_size_t), ("counted", ctypes.c_int), ("reason", ctypes.c_int),
+                ("arm_id", _c_str), ("probability", ctypes.c_double)]
 
 
-class mab_redirect(ctypes.Structure):
-    _fields_ = [("status", ctypes.c_int), ("location", _c_str)]
+class mab_redirect(_Sized):
+    _fields_ = [("struct_size", _c_size_t), ("status", ctypes.c_int), ("location", _c_str)]
 
 
 # The structures the layout test checks, by their C names.
@@ -156,7 +171,7 @@ _PROTOTYPES = {
     "mab_adapter_reload": (ctypes.c_int, [_P, _P, _PERR]),
     "mab_adapter_close": (None, [_P]),
     "mab_adapter_keygen": (ctypes.c_int, [_c_str, _PERR]),
-    "mab_adapter_get_counters": (None, [_P, ctypes.POINTER(mab_adapter_counters)]),
+    "mab_adapter_get_counters": (ctypes.c_int, [_P, ctypes.POINTER(mab_adapter_counters)]),
     "mab_adapter_check_redirect": (ctypes.c_int, [_P, _c_str, _PERR]),
     "mab_request_begin": (ctypes.c_int, [_P, _c_str, _c_str, ctypes.POINTER(_P), _PERR]),
     "mab_request_end": (None, [_P]),
@@ -228,17 +243,17 @@ def candidates():
     env = os.environ.get("MAB_LIBRARY")
     if env:
         return [("MAB_LIBRARY", env)]  # explicit: nothing else is tried
-    found = [("bundled in the wheel", os.path.join(BUNDLED_DIR, "libmab.so.0")),
-             # Installed by CMake as <libdir>/mab/python/mab: <libdir>/libmab.so.0.
+    found = [("bundled in the wheel", os.path.join(BUNDLED_DIR, "libmab.so.1")),
+             # Installed by CMake as <libdir>/mab/python/mab: <libdir>/libmab.so.1.
              ("next to the package installed by CMake",
-              os.path.normpath(os.path.join(_PACKAGE_DIR, "..", "..", "..", "libmab.so.0")))]
+              os.path.normpath(os.path.join(_PACKAGE_DIR, "..", "..", "..", "libmab.so.1")))]
     libdir, why = _pkg_config_libdir()
     # pkg-config's entry is a path, or the sentence saying why it gave none.
-    found.append(("pkg-config mab", os.path.join(libdir, "libmab.so.0") if libdir else why))
+    found.append(("pkg-config mab", os.path.join(libdir, "libmab.so.1") if libdir else why))
     name = ctypes.util.find_library("mab")
     if name:
         found.append(("the system loader (find_library)", name))
-    found.append(("the system loader", "libmab.so.0"))
+    found.append(("the system loader", "libmab.so.1"))
     return found
 
 
@@ -266,7 +281,7 @@ def _load():
             fn.argtypes = args
         else:
             return lib, candidate
-    raise MabError(ENOTFOUND, "libmab not found; set MAB_LIBRARY to the path of libmab.so.0, "
+    raise MabError(ENOTFOUND, "libmab not found; set MAB_LIBRARY to the path of libmab.so.1, "
                    "or install libmab (pkg-config mab). Tried, in order: " + "; ".join(tried))
 
 
