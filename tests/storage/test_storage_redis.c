@@ -1229,6 +1229,55 @@ static void test_buckets(void **state)
     plugin->close(st);
 }
 
+/*
+ * A batch over two experiments of which one is refused (its stats key has
+ * another type): the other's call is counted, yet the core keeps the whole
+ * batch. Loads show what the core must see (stored minus that credit), and
+ * the batch offered again once the key is fixed counts each increment once.
+ */
+static void test_partial_batch_credit(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "part%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    server_do("SET %s{size}:stats oops", prefix);
+    double v[] = {1.5}, w[] = {2.0};
+    mab_stats_delta s[] = {{"btn", "a", "t/1:1,0", v, 1}, {"size", "a", "t/1:1,0", w, 1}};
+    mab_bucket_delta b[] = {{"btn", "a", 7200, {1, 0, 0, 0}}, {"size", "a", 7200, {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, s, 2, b, 2, INT64_MIN, &err),
+                     MAB_ECORRUPT);
+    char skey[64];
+    snprintf(skey, sizeof skey, "%s{btn}:stats", prefix);
+    assert_true(stored_field(skey, "t/1:1,0|a|0") == 1.5); /* btn's call counted */
+    const char *arms[] = {"a"};
+    double out[1] = {9};
+    assert_int_equal(plugin->load_stats(st, "btn", "t/1:1,0", arms, 1, 1, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 0.0); /* the core still holds it */
+    seen_buckets sb = load_all_buckets(st, "btn", INT64_MIN);
+    assert_int_equal(sb.n, 1);
+    assert_totals(&sb.b[0].add, 0, 0, 0, 0);
+    server_do("DEL %s{size}:stats", prefix);
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, s, 2, b, 2, INT64_MIN, &err), MAB_OK);
+    assert_int_equal(plugin->load_stats(st, "btn", "t/1:1,0", arms, 1, 1, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 1.5);
+    assert_int_equal(plugin->load_stats(st, "size", "t/1:1,0", arms, 1, 1, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 2.0);
+    sb = load_all_buckets(st, "btn", INT64_MIN);
+    assert_int_equal(sb.n, 1);
+    assert_totals(&sb.b[0].add, 1, 0, 0, 0);
+    plugin->close(st);
+    char bkey[64];
+    snprintf(bkey, sizeof bkey, "%s{size}:b:7200", prefix);
+    assert_true(stored_field(bkey, "a:pulls") == 1.0);
+}
+
 /* A key of the wrong type at a statistics or bucket key: a clear error
    naming the key and the server (never the password), nothing written. */
 static void test_wrong_type_stats_and_buckets(void **state)
@@ -1459,6 +1508,7 @@ int main(void)
         cmocka_unit_test(test_lost_reply_stats_and_buckets),
         cmocka_unit_test(test_stats_store),
         cmocka_unit_test(test_buckets),
+        cmocka_unit_test(test_partial_batch_credit),
         cmocka_unit_test(test_wrong_type_stats_and_buckets),
         cmocka_unit_test(test_exp3_survives_restart),
         cmocka_unit_test(test_stats_four_processes),
