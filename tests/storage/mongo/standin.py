@@ -6,7 +6,8 @@ OP_MSG and the legacy OP_QUERY the handshake may use) and mongomock executes
 the commands on in-memory collections. It serves what libmongoc sends for
 the plugin: hello/isMaster, ping, buildInfo, createIndexes, listIndexes,
 insert (a duplicate _id is write error 11000, as the server answers),
-update (upserts with $inc/$set/$setOnInsert/$unset), delete,
+update (upserts with $inc/$set/$setOnInsert/$unset; $inc of a field that is
+not a number is write error 14, TypeMismatch, as the server answers), delete,
 find/getMore/killCursors, drop, endSessions, and saslStart (refused, for
 the authentication test).
 
@@ -178,6 +179,15 @@ class Standin:
                 if r.upserted_id is not None:
                     n += 1
                     upserted.append({'index': i, '_id': r.upserted_id})
+            except TypeError as exc:
+                # mongomock fails in Python on $inc of a non-number; the
+                # server answers TypeMismatch (14) for that update, and
+                # changes nothing of it.
+                errors.append({'index': i, 'code': 14, 'codeName': 'TypeMismatch',
+                               'errmsg': 'Cannot apply $inc to a value of non-numeric type (%s)'
+                                         % exc})
+                if cmd.get('ordered', True):
+                    break
             except Exception as exc:  # mongomock raises per-op errors
                 errors.append(self.write_error(i, exc))
                 if cmd.get('ordered', True):
