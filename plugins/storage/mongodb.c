@@ -131,11 +131,9 @@ typedef struct mongo_store {
     uint64_t max_pending;    /* 0: no bound */
     /* Buckets (ABI 1.5): the apply in progress sets expire_offset (a bucket
        document's expire_at is its start + this; 0: none); kept_from is
-       the latest keep_from applied (reads never return older buckets);
-       swept_from how far the bounded removal has got. */
+       the latest keep_from applied (reads never return older buckets). */
     int64_t expire_offset;
     int64_t kept_from;
-    int64_t swept_from;
     ledger_entry *ledger[LEDGER_BUCKETS];
     size_t ledger_count;
 } mongo_store;
@@ -748,11 +746,13 @@ static int check_buckets(const mongo_store *st, const mab_bucket_delta *buckets,
 #define SWEEP_MAX 64
 
 /*
- * Bounded removal of buckets before keep_from: the _ids of at most
- * SWEEP_MAX of them, then one delete of those. The TTL index on expire_at
- * does the same in the background; this keeps keep_from exact when the
- * clocks disagree. Maintenance: a failure is left for the next call (the
- * batch it follows is applied and must not be reported as failed).
+ * Bounded removal of buckets before keep_from, after every apply_buckets
+ * that succeeded: one indexed find of the _ids of at most SWEEP_MAX of them
+ * (it finds none in the steady state), then one delete of those. The TTL
+ * index on expire_at does the same in the background; this keeps keep_from
+ * exact when the clocks disagree or another writer keeps a longer
+ * retention. Maintenance: a failure is left for the next call (the batch it
+ * follows is applied and must not be reported as failed).
  */
 static void sweep_buckets(mongo_store *st, int64_t keep_from)
 {
@@ -792,9 +792,6 @@ static void sweep_buckets(mongo_store *st, int64_t keep_from)
         failed = !mongoc_collection_delete_many(st->collection, &del, &dopts, NULL, &error);
         bson_destroy(&dopts);
     }
-    /* Done up to keep_from when fewer than the bound were left. */
-    if (!failed && n < SWEEP_MAX)
-        st->swept_from = keep_from;
     bson_destroy(&del);
     bson_destroy(&ids);
     bson_destroy(&opts);
@@ -954,8 +951,7 @@ static int apply_all(mongo_store *st, const mab_delta *deltas, size_t n_deltas,
         if (keep_from != INT64_MIN) {
             if (keep_from > st->kept_from)
                 st->kept_from = keep_from;
-            if (keep_from > st->swept_from)
-                sweep_buckets(st, keep_from);
+            sweep_buckets(st, keep_from);
         }
         return MAB_OK;
     }
@@ -1927,7 +1923,14 @@ static int connect_store(mongo_store *st, const mongoc_uri_t *uri, mab_error *er
     bson_append_document_end(&index, &keys);
     BSON_APPEND_UTF8(&index, "name", "experiment_kind_bucket");
     bson_append_document_end(&indexes, &index);
-    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "2", &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "2", &index); /* the sweep's */
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
+    BSON_APPEND_INT32(&keys, "kind", 1);
+    BSON_APPEND_INT32(&keys, "bucket", 1);
+    bson_append_document_end(&index, &keys);
+    BSON_APPEND_UTF8(&index, "name", "kind_bucket");
+    bson_append_document_end(&indexes, &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "3", &index);
     BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
     BSON_APPEND_INT32(&keys, "expire_at", 1);
     bson_append_document_end(&index, &keys);
@@ -1972,7 +1975,7 @@ static int store_from_params(mab_params *params, mongo_store **out, mongoc_uri_t
     if (!st)
         return mab_error_set(err, MAB_ENOMEM, "mongodb: out of memory");
     snprintf(st->where, sizeof st->where, "MongoDB");
-    st->kept_from = st->swept_from = INT64_MIN;
+    st->kept_from = INT64_MIN;
     int rc = read_params(st, params, uri, err);
     if (rc == MAB_ENOMEM)
         mab_error_set(err, rc, "mongodb: out of memory");

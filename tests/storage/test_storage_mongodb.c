@@ -1424,6 +1424,27 @@ static void test_buckets(void **state)
     snprintf(id, sizeof id, "btn/a/b:%" PRId64, B - 5 * H);
     assert_null(stored_doc(id));
 
+    /* The sweep is bounded (64 per call): while it lags, loads still never
+       return a bucket before the latest keep_from. */
+    mab_bucket_delta many[70];
+    for (int i = 0; i < 70; i++)
+        many[i] = (mab_bucket_delta){"lag", "a", B - (100 + i) * H, {1, 0, 0, 0}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, many, 70, INT64_MIN, &err),
+                     MAB_OK);
+    mab_bucket_delta fresh = {"lag", "b", B, {1, 0, 0, 0}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, &fresh, 1, B - H, &err),
+                     MAB_OK);
+    bson_t *lagging = BCON_NEW("experiment", BCON_UTF8("lag"));
+    assert_int_equal(count_docs(lagging), 70 + 1 - 64);
+    assert_int_equal(load_buckets_of(st, "lag", INT64_MIN, &s, &err), MAB_OK);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.b[0].bucket, B);
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, &fresh, 1, B - H, &err),
+                     MAB_OK);
+    assert_int_equal(count_docs(lagging), 1);
+    bson_destroy(lagging);
+    assert_int_equal(storage->reset(st, "lag", &err), MAB_OK);
+
     char seen[400] = "";
     assert_int_equal(storage->scan_buckets(st, note_scanned_bucket, seen, &err), MAB_OK);
     char want[400];

@@ -1211,6 +1211,26 @@ static void test_buckets(void **state)
     assert_int_equal(s.n, 0);
     plugin->close(other);
 
+    /* Removal is bounded (64 per call): while it lags, loads still never
+       return a bucket before the latest keep_from. */
+    mab_bucket_delta many[70];
+    for (int i = 0; i < 70; i++)
+        many[i] = (mab_bucket_delta){"lag", "a", B - (100 + i) * H, {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, many, 70, INT64_MIN, &err),
+                     MAB_OK);
+    mab_bucket_delta fresh = {"lag", "b", B, {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, &fresh, 1, B - H, &err),
+                     MAB_OK);
+    assert_int_equal(server_integer("ZCARD %s{lag}:buckets", prefix), 70 + 1 - 64);
+    s = load_all_buckets(st, "lag", INT64_MIN);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.b[0].bucket, B);
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, &fresh, 1, B - H, &err),
+                     MAB_OK);
+    assert_int_equal(server_integer("ZCARD %s{lag}:buckets", prefix), 1);
+    const char *lag[] = {"lag"};
+    assert_int_equal(plugin->replace(st, lag, 1, NULL, 0, &err), MAB_OK);
+
     /* scan_buckets: every experiment and arm. */
     char seen[400] = "";
     assert_int_equal(plugin->scan_buckets(st, note_scanned_bucket, seen, &err), MAB_OK);
