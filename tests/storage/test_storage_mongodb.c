@@ -1288,6 +1288,65 @@ static void test_stats_buckets_exactly_once_across_hangups(void **state)
     bson_destroy(doc);
 }
 
+/*
+ * Credit: a call whose in-doubt batch is settled (counted) and whose new
+ * batch then fails. The core still holds all of it, so loads subtract both
+ * the settled part (credit) and the new part the server reached (doubt);
+ * the next call counts everything once.
+ */
+static void test_stats_buckets_credit(void **state)
+{
+    (void)state;
+    if (!need_standin())
+        return;
+    void *st = store_open();
+    mab_error err = {0, ""};
+    const char *arms[] = {"a", "b"};
+    double v1[] = {1.0, 2.0}, w1[] = {3.0, 4.0};
+    mab_stats_delta s1[] = {{"exp", "a", "t/1:2,0", v1, 2}, {"exp", "b", "t/1:2,0", w1, 2}};
+    mab_bucket_delta b1[] = {{"exp", "a", 7200, {1, 0, 0, 0}}, {"exp", "b", 7200, {2, 0, 0, 0}}};
+    inject_hangups(1); /* half of the 4 updates land, no reply */
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, s1, 2, b1, 2, INT64_MIN, &err),
+                     MAB_ESTORAGE);
+    /* The next call: the resend of the in-doubt batch passes (its first
+       bulk, then the duplicates' second), the new batch is half-applied. */
+    bson_t *command = BCON_NEW("mabStandinFault", BCON_INT32(1), "hangupUpdates", BCON_INT32(1),
+                               "passUpdates", BCON_INT32(2));
+    bson_t reply;
+    assert_int_equal(run_command("admin", command, &reply), 0);
+    bson_destroy(&reply);
+    bson_destroy(command);
+    double v2[] = {1.0 + 0.5, 2.0 + 0.5}, w2[] = {3.0 + 0.5, 4.0 + 0.5};
+    mab_stats_delta s2[] = {{"exp", "a", "t/1:2,0", v2, 2}, {"exp", "b", "t/1:2,0", w2, 2}};
+    mab_bucket_delta b2[] = {{"exp", "a", 7200, {1 + 1, 0, 0, 0}},
+                             {"exp", "b", 7200, {2 + 1, 0, 0, 0}}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, s2, 2, b2, 2, INT64_MIN, &err),
+                     MAB_ESTORAGE);
+    bson_t *doc = stored_doc("exp/a/s:t/1:2,0");
+    assert_non_null(doc);
+    assert_true(doc_double(doc, "s.0") >= 1.0); /* the settled batch is stored */
+    bson_destroy(doc);
+    double out[4];
+    assert_int_equal(storage->load_stats(st, "exp", "t/1:2,0", arms, 2, 2, out, 0, NULL, &err),
+                     MAB_OK);
+    for (int k = 0; k < 4; k++)
+        if (out[k] != 0.0)
+            fail_msg("stat %d reads %.17g; the core still holds all of it", k, out[k]);
+    seen_buckets sb;
+    assert_int_equal(load_buckets_of(st, "exp", INT64_MIN, &sb, &err), MAB_OK);
+    for (size_t k = 0; k < sb.n; k++)
+        assert_int_equal(sb.b[k].add.pulls, 0);
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, s2, 2, b2, 2, INT64_MIN, &err), MAB_OK);
+    assert_int_equal(storage->load_stats(st, "exp", "t/1:2,0", arms, 2, 2, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 1.5 && out[1] == 2.5 && out[2] == 3.5 && out[3] == 4.5);
+    storage->close(st);
+    doc = stored_doc("exp/b/b:7200");
+    assert_non_null(doc);
+    assert_int_equal(doc_int(doc, "pulls"), 3);
+    bson_destroy(doc);
+}
+
 /* Statistics: exact round trip, records of one layout only, non-finite
    values refused with nothing written, scan, a damaged document named,
    reset removes them; counters never confused with them. */
@@ -1667,6 +1726,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reward_once_across_engines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_buckets_exactly_once_across_hangups, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stats_buckets_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_bucket, setup, teardown),

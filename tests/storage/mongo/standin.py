@@ -36,6 +36,8 @@ python3-mockupdb and python3-mongomock:
 Tests inject faults at run time with a command of their own:
   {mabStandinFault: 1, hangupUpdates: K}  the next K update commands apply
       the first half of their updates, then hang up without replying
+  {mabStandinFault: 1, hangupUpdates: K, passUpdates: M}  the same, after M
+      update commands served normally
   {mabStandinFault: 1, authFail: true|false}
   {mabStandinFault: 1, ttlSweep: true}  run the TTL deletion now; the reply
       says how many documents it deleted ({deleted: N})
@@ -73,6 +75,7 @@ class Standin:
         self.updates_seen = 0
         self.connections = itertools.count(1)
         self.hangup_updates = 0
+        self.pass_updates = 0
         self.auth_fail = args.auth_fail
         self.ttl = {}  # (db, coll) -> {index name: (field, expireAfterSeconds)}
         self.last_ttl_sweep = 0.0
@@ -156,7 +159,9 @@ class Standin:
         self.updates_seen += 1
         every = self.args.hangup_every
         hang_up = every and self.updates_seen % every == 0
-        if self.hangup_updates > 0:
+        if self.pass_updates > 0:
+            self.pass_updates -= 1
+        elif self.hangup_updates > 0:
             self.hangup_updates -= 1
             hang_up = True
         if hang_up:
@@ -293,6 +298,7 @@ class Standin:
                      'errmsg': 'the stand-in does not implement SCRAM'}
         elif lower == 'mabstandinfault':
             self.hangup_updates = int(cmd.get('hangupUpdates', self.hangup_updates))
+            self.pass_updates = int(cmd.get('passUpdates', 0))
             self.auth_fail = bool(cmd.get('authFail', self.auth_fail))
             reply = {'updatesSeen': self.updates_seen}
             if cmd.get('ttlSweep'):
