@@ -709,10 +709,10 @@ static int check_stats(const mongo_store *st, const mab_stats_delta *stats, size
                                  st->where, i);
         if (strchr(d->experiment, '/') || strlen(d->experiment) > 128 ||
             (d->arm && (!d->arm[0] || strchr(d->arm, '/') || strlen(d->arm) > 128)) ||
-            strlen(d->layout) > 128 || strpbrk(d->layout, ".$"))
+            strlen(d->layout) > 128)
             return mab_error_set(err, MAB_EINVAL,
                                  "%s: apply_stats: %s.%s (layout %s): not a valid id or layout "
-                                 "tag (at most 128 characters, no '.' or '$' in the tag)",
+                                 "tag (at most 128 characters)",
                                  st->where, d->experiment, d->arm ? d->arm : "(experiment)",
                                  d->layout);
         for (size_t j = 0; j < d->n_values; j++)

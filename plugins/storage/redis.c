@@ -834,6 +834,39 @@ static void exp_forget(exp_ledger *x)
     x->doubt_seq = 0;
 }
 
+/* Drop the entries of buckets and statistics that hold nothing any more
+   (no call of the experiment is in doubt, no credit): one is made per
+   record a batch touches, so that a long run does not keep one per arm and
+   hour. Only once they outnumber 256, so that most batches skip it. */
+static void compact(exp_ledger *x)
+{
+    size_t records = 0;
+    for (size_t i = 0; i < x->n_arms; i++)
+        records += x->arms[i].kind != KIND_ARM;
+    if (records <= 256 || x->doubt_seq)
+        return;
+    size_t kept = 0;
+    for (size_t i = 0; i < x->n_arms; i++) {
+        arm_ledger *a = &x->arms[i];
+        if (a->kind != KIND_ARM && entry_zero(a, CREDIT)) {
+            free(a->arm);
+            free(a->id);
+            free(a->layout);
+            free(a->v);
+            continue;
+        }
+        x->arms[kept++] = *a;
+    }
+    x->n_arms = kept;
+    memset(x->index, 0, x->index_cap * sizeof *x->index);
+    for (size_t i = 0; i < x->n_arms; i++) {
+        size_t b = hash_text(x->arms[i].arm) & (x->index_cap - 1);
+        while (x->index[b])
+            b = (b + 1) & (x->index_cap - 1);
+        x->index[b] = (uint32_t)i + 1;
+    }
+}
+
 /* The entry of a statistics record (arm "" for the experiment's own); NULL
    when out of memory. *clash is set when the entry exists with another
    number of values (a caller's error: the layout tag fixes the count). */
@@ -1122,10 +1155,10 @@ static int check_stats(const redis_store *st, const mab_stats_delta *stats, size
                               "apply_stats: statistics %zu lack an experiment, a layout or "
                               "values", i);
         if (!keyable(d->experiment, "{}:|") || (d->arm && (!d->arm[0] || !keyable(d->arm, ":|"))) ||
-            !keyable(d->layout, "{}|"))
+            !keyable(d->layout, ""))
             return store_fail(st, err, MAB_EINVAL,
                               "apply_stats: %s.%s (layout %s): not a valid id or layout tag "
-                              "(at most %d characters, no '{', '}' or '|')",
+                              "(at most %d characters)",
                               d->experiment, d->arm ? d->arm : "(experiment)", d->layout,
                               ID_MAX);
         for (size_t j = 0; j < d->n_values; j++)
@@ -1362,9 +1395,11 @@ static int apply_once(redis_store *st, const batch *b, mab_error *err)
     if (first_rc != MAB_OK)
         return first_rc;
     /* Everything the core offered is counted: it drops the batch. */
-    for (size_t i = 0; i < st->n_exps; i++)
+    for (size_t i = 0; i < st->n_exps; i++) {
         for (size_t a = 0; a < st->exps[i].n_arms; a++)
             entry_clear(&st->exps[i].arms[a], CREDIT);
+        compact(&st->exps[i]);
+    }
     if (b->keep_from != INT64_MIN && b->keep_from > st->kept_from)
         st->kept_from = b->keep_from;
     return MAB_OK;
@@ -1954,7 +1989,7 @@ static int redis_load_stats(void *state, const char *experiment, const char *lay
     for (size_t i = 0; i < n_arms && n_arm_stats; i++)
         if (!arm_ids[i] || !keyable(arm_ids[i], ":|"))
             return store_fail(st, err, MAB_EINVAL, "load_stats: arm %zu is not a valid id", i);
-    if (!keyable(experiment, "{}:|") || !keyable(layout, "{}|"))
+    if (!keyable(experiment, "{}:|") || !keyable(layout, ""))
         return store_fail(st, err, MAB_EINVAL, "load_stats: %s (layout %s): not a valid id or "
                           "layout tag", experiment, layout);
     size_t n_arm_values = n_arms * n_arm_stats;
@@ -2024,8 +2059,12 @@ static int scan_stats_of(redis_store *st, const char *experiment,
         rc = store_fail(st, err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < n; i++) {
         const redisReply *f = h->element[2 * i], *v = h->element[2 * i + 1];
-        const char *bar1 = f->type == REDIS_REPLY_STRING ? strchr(f->str, '|') : NULL;
-        const char *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
+        /* LAYOUT|ARM|I: the arm and the index hold no '|', the layout may */
+        const char *bar2 = f->type == REDIS_REPLY_STRING ? strrchr(f->str, '|') : NULL;
+        const char *bar1 = bar2;
+        while (bar1 && bar1 > f->str && bar1[-1] != '|')
+            bar1--;
+        bar1 = bar1 && bar1 > f->str ? bar1 - 1 : NULL;
         char *end = NULL;
         unsigned long j = bar2 ? strtoul(bar2 + 1, &end, 10) : 0;
         double x = 0;

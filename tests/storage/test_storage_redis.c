@@ -1002,7 +1002,7 @@ static const seen_bucket *find_bucket(const seen_buckets *s, size_t arm, int64_t
  * the core's next offer (the failed batch merged with a newer one) leaves
  * every statistic and bucket increment counted exactly once.
  */
-static void lost_stats_and_buckets(enum proxy_mode mode)
+static void lost_stats_and_buckets(enum proxy_mode mode, int many)
 {
     char prefix[32], keys[200];
     snprintf(prefix, sizeof prefix, "lostsb%u:", ++seq);
@@ -1017,6 +1017,16 @@ static void lost_stats_and_buckets(enum proxy_mode mode)
     mab_stats_delta s1[] = {{"btn", "a", "t/1:2,1", v1, 2}, {"btn", NULL, "t/1:2,1", e1, 1}};
     mab_bucket_delta b1 = {"btn", "a", B, {1, 1, 0.5, 0.25}};
     assert_int_equal(plugin->apply_buckets(st, &d1, 1, s1, 2, &b1, 1, keep, &err), MAB_OK);
+    if (many) {
+        /* 300 more bucket records (of an arm the loads below do not list):
+           the plugin then drops the ledger entries that hold nothing, and
+           what follows must work on the compacted ledger. */
+        mab_bucket_delta wide[300];
+        for (int i = 0; i < 300; i++)
+            wide[i] = (mab_bucket_delta){"btn", "z", B + (1 + i) * 3600, {1, 0, 0, 0}};
+        assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, wide, 300, keep, &err),
+                         MAB_OK);
+    }
 
     double v2[] = {0.25, 1.0}, e2[] = {3.0};
     mab_stats_delta s2[] = {{"btn", "a", "t/1:2,1", v2, 2}, {"btn", NULL, "t/1:2,1", e2, 1}};
@@ -1075,8 +1085,9 @@ static void test_lost_reply_stats_and_buckets(void **state)
 {
     (void)state;
     assert_int_equal(proxy_start(), 0);
-    lost_stats_and_buckets(LOSE_REPLY);
-    lost_stats_and_buckets(LOSE_REQUEST);
+    lost_stats_and_buckets(LOSE_REPLY, 0);
+    lost_stats_and_buckets(LOSE_REQUEST, 0);
+    lost_stats_and_buckets(LOSE_REPLY, 1);
     proxy_stop();
 }
 
@@ -1094,7 +1105,8 @@ static void test_stats_store(void **state)
     assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
     mab_delta d = {"btn", "a", {1, 0, 0, 0}};
     double tiny[] = {1e-18, 0.1}, other[] = {5.0};
-    mab_stats_delta s[] = {{"btn", "a", "p/1:2,0", tiny, 2}, {"btn", "b", "q/2:1,0", other, 1}};
+    /* a layout tag may hold the field separator: fields are split from the right */
+    mab_stats_delta s[] = {{"btn", "a", "p/1:2,0", tiny, 2}, {"btn", "b", "q|r/2:1,0", other, 1}};
     assert_int_equal(plugin->apply_stats(st, &d, 1, s, 2, &err), MAB_OK);
     assert_int_equal(plugin->apply_stats(st, NULL, 0, s, 1, &err), MAB_OK);
     const char *arms[] = {"a", "b"};
@@ -1129,7 +1141,7 @@ static void test_stats_store(void **state)
     char seen[400] = "";
     assert_int_equal(plugin->scan_stats(st, note_stats, seen, &err), MAB_OK);
     assert_string_equal(seen, "btn.a p/1:2,0 [1.5e+308 0.20000000000000001];"
-                              "btn.b q/2:1,0 [5];");
+                              "btn.b q|r/2:1,0 [5];");
     assert_int_equal(plugin->reset(st, "btn", &err), MAB_OK);
     assert_int_equal(keys_under(prefix), 0);
     seen[0] = '\0';
