@@ -432,6 +432,114 @@ static void test_map_grows(void **state)
     assert_true(sb.st_size > 32768);
 }
 
+/* ---- time buckets (storage ABI 1.5) ----------------------------------- */
+
+#define HOUR INT64_C(3600)
+#define T0 (INT64_C(1700000000) / HOUR * HOUR)
+
+static void apply_buckets_ok(void *store, const mab_delta *d, size_t nd,
+                             const mab_bucket_delta *b, size_t nb, int64_t keep_from)
+{
+    mab_error err = {0};
+    int rc = storage->apply_buckets(store, d, nd, NULL, 0, b, nb, keep_from, &err);
+    if (rc != MAB_OK)
+        fail_msg("apply_buckets: %d %s", rc, err.message);
+}
+
+static int count_bucket(void *ctx, const char *experiment, const char *arm, int64_t bucket,
+                        const mab_totals *add)
+{
+    (void)experiment;
+    (void)arm;
+    (void)add;
+    size_t *n = ctx;
+    n[bucket < T0 + 1000 * HOUR ? 0 : 1]++;
+    return 0;
+}
+
+/* Retention deletes at most 256 old buckets per call (the bound docs/storage.md
+   gives), the oldest first, and the next call goes on. */
+static void test_bucket_retention_bound(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    static mab_bucket_delta b[1000];
+    for (int h = 0; h < 1000; h++)
+        b[h] = (mab_bucket_delta){"exp", "a", T0 + h * HOUR, {1, 0, 0, 0}};
+    apply_buckets_ok(store, NULL, 0, b, 1000, INT64_MIN);
+    mab_bucket_delta young = {"exp", "a", T0 + 1000 * HOUR, {1, 0, 0, 0}};
+    size_t expect_old = 1000;
+    for (int call = 0; call < 5; call++) {
+        apply_buckets_ok(store, NULL, 0, &young, 1, T0 + 1000 * HOUR);
+        size_t n[2] = {0, 0};
+        mab_error err = {0};
+        assert_int_equal(storage->scan_buckets(store, count_bucket, n, &err), MAB_OK);
+        expect_old = expect_old > 256 ? expect_old - 256 : 0;
+        assert_int_equal(n[0], expect_old);
+        assert_int_equal(n[1], 1);
+    }
+    storage->close(store);
+}
+
+/* Buckets grow a small map like records do, and read back after a reopen. */
+static void test_buckets_grow_the_map(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok_with(f, ", \"map_size\": 32768");
+    static mab_bucket_delta b[1000];
+    static char arms[20][8];
+    for (int a = 0; a < 20; a++) {
+        snprintf(arms[a], sizeof arms[a], "arm%02d", a);
+        for (int h = 0; h < 1000; h++)
+            b[h] = (mab_bucket_delta){"grow", arms[a], T0 + h * HOUR,
+                                      {(uint64_t)h + 1, 1, 0.5, 0.25}};
+        apply_buckets_ok(store, NULL, 0, b, 1000, INT64_MIN);
+    }
+    storage->close(store);
+    store = open_ok_with(f, ", \"map_size\": 32768");
+    size_t n[2] = {0, 0};
+    mab_error err = {0};
+    assert_int_equal(storage->scan_buckets(store, count_bucket, n, &err), MAB_OK);
+    assert_int_equal(n[0], 20000);
+    storage->close(store);
+}
+
+/* A store written before buckets existed (no "buckets" and "bucket_starts"
+   databases) opens, reads no buckets and takes them. */
+static void test_store_without_bucket_databases(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta d = delta("exp", "a", 3, 1, 0.5, 0.25);
+    apply_ok(store, &d, 1);
+    storage->close(store);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, f->path, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    const char *names[] = {"buckets", "bucket_starts"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mdb_dbi_open(txn, names[i], 0, &dbi), 0);
+        assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    store = open_ok(f);
+    assert_totals(load_one(store, "exp", "a"), 3, 1, 0.5, 0.25);
+    size_t n[2] = {0, 0};
+    mab_error err = {0};
+    assert_int_equal(storage->scan_buckets(store, count_bucket, n, &err), MAB_OK);
+    assert_int_equal(n[0] + n[1], 0);
+    mab_bucket_delta b = {"exp", "a", T0, {1, 1, 1, 1}};
+    apply_buckets_ok(store, &d, 1, &b, 1, INT64_MIN);
+    assert_int_equal(storage->scan_buckets(store, count_bucket, n, &err), MAB_OK);
+    assert_int_equal(n[0], 1);
+    storage->close(store);
+}
+
 /* ---- several processes ------------------------------------------------ */
 
 #define WRITERS 4
@@ -1167,6 +1275,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_interrupted_creation_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_finite_record_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_creation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bucket_retention_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buckets_grow_the_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_without_bucket_databases, setup, teardown),
     };
     /* The full-disk test is its own CTest entry, so that a machine where it
        cannot mount a tmpfs reports it skipped (77), never passed. */
