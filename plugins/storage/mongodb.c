@@ -487,8 +487,14 @@ static bool append_op(const mongo_store *st, mongoc_bulk_operation_t *bulk, cons
         BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
         if (seq)
             BSON_APPEND_INT64(&set, st->writer_field, seq);
-        if (expires) /* the TTL index removes the bucket when its retention has passed */
-            BSON_APPEND_DATE_TIME(&set, "expire_at", (op->bucket + st->expire_offset) * 1000);
+        if (expires) { /* the TTL index removes the bucket when its retention has passed */
+            /* in years 1 to 9999, as a BSON date can be shown */
+            int64_t at = op->bucket > INT64_MAX / 2 ? INT64_MAX / 2 : op->bucket;
+            at = at < -62135596800 ? -62135596800 : at;
+            at += st->expire_offset;
+            at = at > 253402300799 ? 253402300799 : at < -62135596800 ? -62135596800 : at;
+            BSON_APPEND_DATE_TIME(&set, "expire_at", at * 1000);
+        }
         bson_append_document_end(&update, &set);
     }
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &on_insert);

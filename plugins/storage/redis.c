@@ -89,7 +89,9 @@
  * integer exactly). Fields are read and written in chunks of CHUNK values
  * (Lua's unpack has a small stack), so a batch costs a few calls, not a few
  * per arm. With a keep_from, at most 64 buckets that start before it are
- * removed per call (their hash and index entry).
+ * removed per call (their hash and index entry). Nothing after the checks
+ * can fail (a script is not rolled back): the expiry is clamped to what
+ * EXPIREAT takes.
  */
 static const char APPLY_SCRIPT[] =
     "local totals, writers, stats, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
@@ -196,7 +198,8 @@ static const char APPLY_SCRIPT[] =
     "for _, t in ipairs(touched) do\n"
     "  redis.call('ZADD', index, t[2], t[2])\n"
     "  if offset ~= 0 then\n"
-    "    redis.call('EXPIREAT', t[1], string.format('%.0f', tonumber(t[2]) + offset))\n"
+    "    local at = math.max(math.min(tonumber(t[2]) + offset, 9e15), 1)\n"
+    "    redis.call('EXPIREAT', t[1], string.format('%.0f', at))\n"
     "  end\n"
     "end\n"
     "if keep_from ~= '' then\n"
@@ -227,6 +230,10 @@ static const char READ_BUCKETS_SCRIPT[] =
     "end\n"
     "local out = {redis.call('HGET', KEYS[2], ARGV[3]) or ''}\n"
     "for _, b in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')) do\n"
+    "  if not string.match(b, '^-?%d+$') then\n"
+    "    return redis.error_reply('MABFIELD key ' .. KEYS[1] .. ' member ' .. b ..\n"
+    "                             ' is not a bucket start')\n"
+    "  end\n"
     "  local key = ARGV[2] .. b\n"
     "  local t = redis.call('TYPE', key).ok\n"
     "  if t ~= 'hash' and t ~= 'none' then\n"
