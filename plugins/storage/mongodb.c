@@ -58,6 +58,7 @@
  * is lost to a network failure may have claimed: the retry is refused.
  */
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -447,6 +448,47 @@ static int values_zero(const double *v, size_t n)
     return 1;
 }
 
+/* An increment this large may take a finite sum past DBL_MAX; smaller ones
+   cannot (DBL_MAX's ulp is about 2e292: the sum rounds back to DBL_MAX). */
+#define OVERFLOW_RISK 1e292
+
+/* Make the update match only while field + x stays finite. */
+static void append_range_guard(bson_t *selector, const char *field, double x)
+{
+    if (!(fabs(x) >= OVERFLOW_RISK))
+        return;
+    bson_t not_doc, cmp;
+    BSON_APPEND_DOCUMENT_BEGIN(selector, field, &not_doc);
+    BSON_APPEND_DOCUMENT_BEGIN(&not_doc, "$not", &cmp);
+    if (x > 0)
+        BSON_APPEND_DOUBLE(&cmp, "$gt", DBL_MAX - x);
+    else
+        BSON_APPEND_DOUBLE(&cmp, "$lt", -DBL_MAX - x);
+    bson_append_document_end(&not_doc, &cmp);
+    bson_append_document_end(selector, &not_doc);
+}
+
+/* Whether an update carries a range guard (above). */
+static int op_guarded(const batch_op *op)
+{
+    if (op->kind == KIND_STATS) {
+        for (size_t j = 0; j < op->n_values; j++)
+            if (fabs(op->values[j]) >= OVERFLOW_RISK)
+                return 1;
+        return 0;
+    }
+    return fabs(op->add.reward_sum) >= OVERFLOW_RISK ||
+           fabs(op->add.reward_sum_sq) >= OVERFLOW_RISK;
+}
+
+/*
+ * The filter of an update matches only a document that the batch has not
+ * reached yet (w.WRITER below seq) and whose sums stay finite with this
+ * increment (a range guard, only for increments large enough to matter).
+ * An update that matches nothing tries to insert, and "duplicate key" says
+ * the document exists: counted already, or out of range (send_batch tells
+ * them apart).
+ */
 static bool append_op(const mongo_store *st, mongoc_bulk_operation_t *bulk, const batch_op *op,
                       int64_t seq, bson_error_t *error)
 {
@@ -464,6 +506,16 @@ static bool append_op(const mongo_store *st, mongoc_bulk_operation_t *bulk, cons
         BSON_APPEND_INT64(&gte, "$gte", seq);
         bson_append_document_end(&not_done, &gte);
         bson_append_document_end(&selector, &not_done);
+    }
+    if (op->kind == KIND_STATS) {
+        for (size_t j = 0; j < op->n_values; j++) {
+            char key[32];
+            snprintf(key, sizeof key, "s.%zu", j);
+            append_range_guard(&selector, key, op->values[j]);
+        }
+    } else {
+        append_range_guard(&selector, "reward_sum", op->add.reward_sum);
+        append_range_guard(&selector, "reward_sum_sq", op->add.reward_sum_sq);
     }
 
     bson_t update = BSON_INITIALIZER, inc, set, on_insert;
@@ -566,8 +618,40 @@ static int only_duplicate_keys(const bson_t *reply, size_t n_ops, unsigned char 
  * sent once more, when the document exists, and a second "duplicate key"
  * means the batch had already counted it.
  */
+/* Whether batch `seq` reached the document of op (its w.WRITER). */
+static int op_counted(mongo_store *st, const batch_op *op, int64_t seq, bson_error_t *error,
+                      int *failed)
+{
+    char doc_id[3 * 128 + 48];
+    if (op->kind == KIND_ARM)
+        doc_id_write(doc_id, sizeof doc_id, op->experiment, op->arm);
+    else
+        record_id_write(doc_id, sizeof doc_id, op->kind, op->experiment, op->arm, op->layout,
+                        op->bucket);
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(doc_id));
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(st->collection, filter, NULL,
+                                                               NULL);
+    const bson_t *doc;
+    int64_t reached = 0;
+    if (mongoc_cursor_next(cursor, &doc)) {
+        bson_iter_t it;
+        if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, st->writer_field, &it) &&
+            BSON_ITER_HOLDS_NUMBER(&it))
+            reached = bson_iter_as_int64(&it);
+    }
+    *failed = mongoc_cursor_error(cursor, error);
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(filter);
+    return reached >= seq;
+}
+
+/*
+ * refused (n bytes, or NULL): set for the updates a range guard refused
+ * (their sums would not be finite): the call then returns MAB_ERANGE naming
+ * the first, every other update counted.
+ */
 static int send_batch(mongo_store *st, const batch_op *ops, size_t n, int64_t seq,
-                      mab_error *err)
+                      unsigned char *refused, mab_error *err)
 {
     unsigned char *dup = calloc(n ? n : 1, 1);
     size_t *pick = malloc((n ? n : 1) * sizeof *pick);
@@ -613,7 +697,32 @@ static int send_batch(mongo_store *st, const batch_op *ops, size_t n, int64_t se
                         pick[kept++] = pick[k];
                 n_pick = kept;
             } else {
-                n_pick = 0; /* the batch had already counted these */
+                /* The batch had already counted these, or (with a range
+                   guard) they would not stay finite: ask the documents. */
+                for (size_t k = 0; k < n_pick && rc == MAB_OK; k++) {
+                    const batch_op *op = &ops[pick[k]];
+                    if (!dup[k] || !op_guarded(op))
+                        continue;
+                    int failed = 0;
+                    bson_error_t ferror;
+                    int counted = op_counted(st, op, seq, &ferror, &failed);
+                    if (failed)
+                        rc = store_fail(st, err, MAB_ESTORAGE, &ferror,
+                                        "cannot apply a batch of %zu increments (kept in "
+                                        "memory and sent again later)",
+                                        n);
+                    else if (!counted && refused) {
+                        if (!memchr(refused, 1, n))
+                            mab_error_set(err, MAB_ERANGE,
+                                          "%s: apply: %s/%s%s%s: a sum would not be finite; "
+                                          "nothing of it written",
+                                          st->where, op->experiment, op->arm,
+                                          op->kind == KIND_STATS ? " statistics " : "",
+                                          op->kind == KIND_STATS ? op->layout : "");
+                        refused[pick[k]] = 1;
+                    }
+                }
+                n_pick = 0;
             }
         }
         bson_destroy(&reply);
@@ -621,6 +730,8 @@ static int send_batch(mongo_store *st, const batch_op *ops, size_t n, int64_t se
     }
     free(dup);
     free(pick);
+    if (rc == MAB_OK && refused && memchr(refused, 1, n ? n : 1))
+        return MAB_ERANGE;
     return rc;
 }
 
@@ -640,10 +751,26 @@ static int settle_doubt(mongo_store *st, mab_error *err)
                 ops[n++] = (batch_op){e->experiment, e->arm, e->doubt, e->kind, e->layout,
                                       e->bucket, e->v ? slot_values(e, DOUBT) : NULL,
                                       e->n_values};
-    int rc = send_batch(st, ops, n, st->doubt_seq, err);
+    unsigned char *refused = calloc(n ? n : 1, 1);
+    int rc = refused ? send_batch(st, ops, n, st->doubt_seq, refused, err) : MAB_ENOMEM;
     free(ops);
-    if (rc != MAB_OK)
+    if (rc == MAB_ENOMEM && !refused)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    if (rc != MAB_OK && rc != MAB_ERANGE) {
+        free(refused);
         return rc;
+    }
+    /* Refused by a range guard: not counted, so no credit; the core still
+       holds it and offers it again, to be refused on its own. */
+    n = 0;
+    for (uint32_t b = 0; b < LEDGER_BUCKETS; b++)
+        for (ledger_entry *e = st->ledger[b]; e; e = e->next)
+            if (e->in_doubt && refused[n++]) {
+                memset(&e->doubt, 0, sizeof e->doubt);
+                if (e->v)
+                    memset(slot_values(e, DOUBT), 0, e->n_values * sizeof(double));
+            }
+    free(refused);
     for (uint32_t b = 0; b < LEDGER_BUCKETS; b++) {
         for (ledger_entry *e = st->ledger[b]; e; e = e->next) {
             if (e->in_doubt) {
@@ -925,9 +1052,37 @@ static int apply_all(mongo_store *st, const mab_delta *deltas, size_t n_deltas,
     }
 
     int64_t seq = ++st->batch_seq;
-    rc = n_ops ? send_batch(st, ops, n_ops, seq, err) : MAB_OK;
+    unsigned char *refused = calloc(n_ops + 1, 1);
+    if (!refused) {
+        free(ops);
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    }
+    rc = n_ops ? send_batch(st, ops, n_ops, seq, refused, err) : MAB_OK;
     if (rc == MAB_OK) {
         ledger_drop(st, NULL);
+    } else if (rc == MAB_ERANGE) {
+        /* Every update but the refused ones counted: credit, so that the
+           core's "stored + not yet applied" stays exact and the batch it
+           offers again (in halves, until the refused delta stands alone)
+           counts each once. */
+        for (size_t i = 0; i < n_ops; i++) {
+            if (refused[i])
+                continue;
+            int clash;
+            ledger_entry *e =
+                ops[i].kind == KIND_ARM
+                    ? ledger_get(st, ops[i].experiment, ops[i].arm)
+                    : ledger_get_record(st, ops[i].kind, ops[i].experiment, ops[i].arm,
+                                        ops[i].layout, ops[i].bucket, ops[i].n_values, &clash);
+            if (!e) {
+                /* cannot remember it: report a storage failure in doubt instead */
+                rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+                break;
+            }
+            signed_totals_add(&e->credit, &ops[i].add);
+            for (size_t j = 0; j < e->n_values && ops[i].values; j++)
+                slot_values(e, CREDIT)[j] += ops[i].values[j];
+        }
     } else {
         /* Everything sent is in doubt; the credit stays as it is. */
         for (size_t i = 0; i < n_ops && rc != MAB_ENOMEM; i++) {
@@ -953,6 +1108,7 @@ static int apply_all(mongo_store *st, const mab_delta *deltas, size_t n_deltas,
         st->doubt_seq = seq;
     }
     free(ops);
+    free(refused);
     if (rc == MAB_OK) {
         if (keep_from != INT64_MIN) {
             if (keep_from > st->kept_from)
@@ -1399,6 +1555,17 @@ static int mongo_scan_stats(void *state,
 
 /* ---- time buckets (ABI 1.5) ---------------------------------------------- */
 
+/* A bucket that exists only through what the core still holds (credited or
+   in doubt, reading as zeros) is not there for the core: not visited. */
+static int held_only(const mongo_store *st, const bson_t *doc, const mab_totals *t)
+{
+    if (t->pulls || t->rewards || t->reward_sum != 0 || t->reward_sum_sq != 0)
+        return 0;
+    const char *id = read_text(doc, "_id");
+    const ledger_entry *e = st->ledger_count && id ? ledger_find(st, id) : NULL;
+    return e && (!signed_totals_zero(&e->credit) || e->in_doubt);
+}
+
 static int doc_bucket(const mongo_store *st, const bson_t *doc, int64_t *bucket)
 {
     bson_iter_t it;
@@ -1429,6 +1596,8 @@ static int load_bucket_one(mongo_store *st, const bson_t *doc, void *ctx, mab_er
     if (!doc_bucket(st, doc, &bucket))
         return mab_error_set(err, MAB_ECORRUPT, "%s: bucket document \"%s\" has no whole "
                              "\"bucket\"", st->where, read_text(doc, "_id"));
+    if (held_only(st, doc, &t))
+        return MAB_OK;
     for (size_t i = 0; i < x->n_arms; i++)
         if (x->arm_ids[i] && strcmp(x->arm_ids[i], arm) == 0)
             return x->visit(x->ctx, i, bucket, &t);
@@ -1487,6 +1656,8 @@ static int scan_bucket_one(mongo_store *st, const bson_t *doc, void *ctx, mab_er
     if (!doc_bucket(st, doc, &bucket))
         return mab_error_set(err, MAB_ECORRUPT, "%s: bucket document \"%s\" has no whole "
                              "\"bucket\"", st->where, read_text(doc, "_id"));
+    if (held_only(st, doc, &t))
+        return MAB_OK;
     return x->visit(x->ctx, experiment, arm, bucket, &t);
 }
 

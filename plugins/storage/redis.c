@@ -2222,6 +2222,12 @@ static int read_buckets(redis_store *st, const char *experiment, int64_t since,
             mab_totals seen = {t.pulls > 0 ? (uint64_t)t.pulls : 0,
                                t.rewards > 0 ? (uint64_t)t.rewards : 0, t.reward_sum,
                                t.reward_sum_sq > 0 ? t.reward_sum_sq : 0};
+            /* A bucket there only through what the core still holds (it
+               reads as zeros) is not there for the core: not visited. */
+            if (e && !seen.pulls && !seen.rewards && seen.reward_sum == 0 &&
+                seen.reward_sum_sq == 0 &&
+                (!signed_totals_zero(&e->credit) || !signed_totals_zero(&e->doubt)))
+                continue;
             rc = visit(ctx, arm, start, &seen);
         }
         free(arms);

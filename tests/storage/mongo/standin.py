@@ -59,9 +59,33 @@ import time
 import bson
 import mockupdb
 import mongomock
+import mongomock.collection
 from bson.son import SON
+from mongomock.filtering import filter_applies
 
 MAX_WIRE_VERSION = 13  # MongoDB 5.0: OP_MSG, sessions
+
+
+# mongomock finds documents by scanning the whole collection, so a bulk of N
+# updates by _id over M documents costs N x M filter evaluations (a batch of
+# 800 bucket upserts over a few thousand documents took longer than the
+# client's socket timeout). The server finds them through the _id index:
+# do the same when a filter names one _id string. The documents found, and
+# so every result, are the same as the scan's.
+_scan_documents = mongomock.collection.Collection._iter_documents
+
+
+def _find_by_id(self, filter):
+    if isinstance(filter, dict) and isinstance(filter.get('_id'), str):
+        doc = self._store.documents and self._store._documents.get(filter['_id'])
+        if doc is None or not doc:
+            filter_applies(filter, {})  # validates the filter, as the scan does
+            return iter(())
+        return iter([doc] if filter_applies(filter, doc) else ())
+    return _scan_documents(self, filter)
+
+
+mongomock.collection.Collection._iter_documents = _find_by_id
 FIRST_BATCH = 101      # the server's default first batch size
 
 
