@@ -540,6 +540,79 @@ static void test_store_without_bucket_databases(void **state)
     storage->close(store);
 }
 
+/* A writer of counters and buckets SIGKILLed at random moments: after every
+   kill the counter equals the sum of its buckets (they commit together or
+   not at all) and holds every commit the writer reported. The parent kills
+   only after the first report, so every round has commits to check. */
+static void bucket_kill_child(const fixture *f, int report_fd)
+{
+    void *store = NULL;
+    if (store_open_with(f->path, NULL, &store, NULL) != MAB_OK)
+        _exit(2);
+    mab_delta d = delta("kill", "a", 1, 0, 0, 0);
+    for (uint64_t i = 0;; i++) {
+        mab_bucket_delta b = {"kill", "a", T0 + (int64_t)(i % 64) * HOUR, {1, 0, 0, 0}};
+        if (storage->apply_buckets(store, &d, 1, NULL, 0, &b, 1, INT64_MIN, NULL) != MAB_OK)
+            _exit(4);
+        if (write(report_fd, &i, sizeof i) != (ssize_t)sizeof i)
+            _exit(5);
+    }
+}
+
+static int sum_pulls(void *ctx, size_t arm_index, int64_t bucket, const mab_totals *add)
+{
+    (void)arm_index, (void)bucket;
+    *(uint64_t *)ctx += add->pulls;
+    return 0;
+}
+
+static void test_kill_during_bucket_writes(void **state)
+{
+    fixture *f = *state;
+    srand((unsigned)time(NULL));
+    for (int round = 0; round < 10; round++) {
+        void *store = open_ok(f);
+        uint64_t before = load_one(store, "kill", "a").pulls;
+        storage->close(store);
+        int report[2];
+        assert_int_equal(pipe(report), 0);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            close(report[0]);
+            bucket_kill_child(f, report[1]);
+        }
+        close(report[1]);
+        uint64_t value, reported = 0;
+        assert_int_equal(read(report[0], &value, sizeof value), (ssize_t)sizeof value);
+        reported = 1;
+        struct timespec delay = {0, (long)(rand() % 20) * 1000000L};
+        nanosleep(&delay, NULL);
+        assert_int_equal(kill(child, SIGKILL), 0);
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFSIGNALED(status));
+        while (read(report[0], &value, sizeof value) == (ssize_t)sizeof value)
+            reported = value + 1;
+        close(report[0]);
+
+        store = open_ok(f);
+        uint64_t pulls = load_one(store, "kill", "a").pulls, in_buckets = 0;
+        const char *arms[] = {"a"};
+        mab_error err = {0};
+        assert_int_equal(storage->load_buckets(store, "kill", arms, 1, INT64_MIN, sum_pulls,
+                                               &in_buckets, &err),
+                         MAB_OK);
+        storage->close(store);
+        if (pulls != in_buckets)
+            fail_msg("round %d: the counter has %" PRIu64 " pulls, its buckets %" PRIu64, round,
+                     pulls, in_buckets);
+        if (pulls - before != reported && pulls - before != reported + 1)
+            fail_msg("round %d: %" PRIu64 " commits stored, the writer reported %" PRIu64, round,
+                     pulls - before, reported);
+    }
+}
+
 /* ---- several processes ------------------------------------------------ */
 
 #define WRITERS 4
@@ -1278,6 +1351,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_bucket_retention_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buckets_grow_the_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_without_bucket_databases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_during_bucket_writes, setup, teardown),
     };
     /* The full-disk test is its own CTest entry, so that a machine where it
        cannot mount a tmpfs reports it skipped (77), never passed. */
