@@ -1464,6 +1464,42 @@ static void test_exp3_survives_restart(void **state)
     assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
+/* Refresh reads the statistics too: what one engine adds, another engine
+   on the same server shows within refresh_ms, value for value. */
+static void test_stats_refresh(void **state)
+{
+    (void)state;
+    char config[200], prefix[32];
+    snprintf(prefix, sizeof prefix, "refresh%u:", ++seq);
+    write_policy_config(config, sizeof config, prefix,
+                        "{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_stats.so\"}",
+                        "{\"interval_ms\": 10}, \"refresh_ms\": 50");
+    mab_engine *a = NULL, *b = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_open(config, &a, &err), MAB_OK);
+    assert_int_equal(mab_open(config, &b, &err), MAB_OK);
+    for (int i = 0; i < 300; i++) {
+        mab_choice c;
+        assert_int_equal(mab_choose(a, "btn", &c, &err), MAB_OK);
+        if (i % 3 == 0)
+            assert_int_equal(mab_reward(a, "btn", c.arm_id, 0.75, &err), MAB_OK);
+    }
+    assert_int_equal(mab_flush(a, &err), MAB_OK);
+    policy_snapshot want = policy_read(a), got;
+    memset(&got, 0, sizeof got);
+    for (int64_t until = redis_test_now_ms() + 20000; redis_test_now_ms() < until;
+         redis_test_sleep_ms(20)) {
+        got = policy_read(b);
+        if (got.exp[0] == want.exp[0])
+            break;
+    }
+    assert_true(want.exp[0] == 300 + 100); /* the fixture: one per pull and per reward */
+    assert_memory_equal(want.arm, got.arm, sizeof want.arm);
+    assert_memory_equal(want.exp, got.exp, sizeof want.exp);
+    assert_int_equal(mab_close(b, &err), MAB_OK);
+    assert_int_equal(mab_close(a, &err), MAB_OK);
+}
+
 enum { STAT_PROCS = 4, STAT_EACH = 5000 };
 
 /* 4 processes, each STAT_EACH choices and a reward after every other one,
@@ -1543,6 +1579,7 @@ int main(void)
         cmocka_unit_test(test_wrong_type_stats_and_buckets),
         cmocka_unit_test(test_exp3_survives_restart),
         cmocka_unit_test(test_stats_four_processes),
+        cmocka_unit_test(test_stats_refresh),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
