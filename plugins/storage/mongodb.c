@@ -58,6 +58,7 @@
  * is lost to a network failure may have claimed: the retry is refused.
  */
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -65,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <mongoc/mongoc.h>
 
@@ -92,16 +94,26 @@ typedef struct signed_totals {
     double reward_sum_sq;
 } signed_totals;
 
-/* What this process knows about one arm's document beyond the store. */
+/* What a document holds (a counters document has no "kind" field). */
+enum doc_kind { KIND_ARM, KIND_STATS, KIND_BUCKET };
+
+/* What this process knows about one document beyond the store: an arm's
+   counters, a statistics record or an arm's bucket. */
 typedef struct ledger_entry {
     struct ledger_entry *next; /* hash chain */
-    char *doc_id;              /* "EXPERIMENT/ARM"; experiment and arm point into it */
+    char *doc_id;              /* "EXPERIMENT/ARM[/s:LAYOUT|/b:START]" */
     char *experiment;
     char *arm;
+    int kind;                  /* enum doc_kind */
+    char *layout;              /* KIND_STATS */
+    int64_t bucket;            /* KIND_BUCKET */
     signed_totals credit; /* applied to the store, yet still held by the core */
     signed_totals doubt;  /* sent in the in-doubt batch; maybe applied */
+    signed_totals op;     /* KIND_STATS, KIND_BUCKET: scratch for apply */
+    size_t n_values;      /* KIND_STATS: values per slot of v */
+    double *v;            /* KIND_STATS: credit, doubt and op, n_values each */
     int in_doubt;
-    int offered; /* scratch for apply: the batch had increments for this arm */
+    int offered; /* scratch for apply: the batch had increments for this record */
 } ledger_entry;
 
 typedef struct mongo_store {
@@ -118,6 +130,11 @@ typedef struct mongo_store {
     int64_t batch_seq;       /* number of the last batch sent */
     int64_t doubt_seq;       /* number of the in-doubt batch, 0 when none */
     uint64_t max_pending;    /* 0: no bound */
+    /* Buckets (ABI 1.5): the apply in progress sets expire_offset (a bucket
+       document's expire_at is its start + this; 0: none); kept_from is
+       the latest keep_from applied (reads never return older buckets). */
+    int64_t expire_offset;
+    int64_t kept_from;
     ledger_entry *ledger[LEDGER_BUCKETS];
     size_t ledger_count;
 } mongo_store;
@@ -293,7 +310,73 @@ static void ledger_entry_free(ledger_entry *e)
 {
     free(e->doc_id);
     free(e->experiment);
+    free(e->layout);
+    free(e->v);
     free(e);
+}
+
+/* The _id of a statistics record ("E/A/s:LAYOUT", A empty for the
+   experiment's own) or of an arm's bucket ("E/A/b:START"): never a
+   counters _id, which has one '/'. */
+static void record_id_write(char *out, size_t cap, int kind, const char *experiment,
+                            const char *arm, const char *layout, int64_t bucket)
+{
+    if (kind == KIND_STATS)
+        snprintf(out, cap, "%s/%s/s:%s", experiment, arm, layout);
+    else
+        snprintf(out, cap, "%s/%s/b:%" PRId64, experiment, arm, bucket);
+}
+
+/* The entry of a statistics record or bucket; NULL when out of memory.
+   *clash: the entry exists with another number of values. */
+static ledger_entry *ledger_get_record(mongo_store *st, int kind, const char *experiment,
+                                       const char *arm, const char *layout, int64_t bucket,
+                                       size_t n_values, int *clash)
+{
+    char id[3 * 128 + 48];
+    record_id_write(id, sizeof id, kind, experiment, arm, layout, bucket);
+    *clash = 0;
+    ledger_entry *e = ledger_find(st, id);
+    if (e) {
+        *clash = e->n_values != n_values;
+        return e;
+    }
+    e = calloc(1, sizeof *e);
+    size_t le = strlen(experiment), la = strlen(arm);
+    char *names = malloc(le + la + 2);
+    char *doc_id = strdup(id);
+    char *tag = kind == KIND_STATS ? strdup(layout) : NULL;
+    double *v = kind == KIND_STATS ? calloc(3 * (n_values ? n_values : 1), sizeof *v) : NULL;
+    if (!e || !names || !doc_id || (kind == KIND_STATS && (!tag || !v))) {
+        free(e);
+        free(names);
+        free(doc_id);
+        free(tag);
+        free(v);
+        return NULL;
+    }
+    memcpy(names, experiment, le + 1);
+    memcpy(names + le + 1, arm, la + 1);
+    e->doc_id = doc_id;
+    e->experiment = names;
+    e->arm = names + le + 1;
+    e->kind = kind;
+    e->layout = tag;
+    e->bucket = bucket;
+    e->n_values = kind == KIND_STATS ? n_values : 0;
+    e->v = v;
+    uint32_t b = hash_text(doc_id) % LEDGER_BUCKETS;
+    e->next = st->ledger[b];
+    st->ledger[b] = e;
+    st->ledger_count++;
+    return e;
+}
+
+enum slot { CREDIT, DOUBT, OP };
+
+static double *slot_values(ledger_entry *e, enum slot s)
+{
+    return e->v + (size_t)s * e->n_values;
 }
 
 /* Forget entries: all of them (experiment NULL) or those of one experiment. */
@@ -343,19 +426,78 @@ static void signed_totals_add(signed_totals *t, const signed_totals *plus)
     t->reward_sum_sq += plus->reward_sum_sq;
 }
 
-/* One update of a batch: add `add` to a document unless batch `seq` already
-   did. Batch number 0: a plain upsert, without that guard. */
+/* One update of a batch: add `add` (or for statistics `values`) to a
+   document unless batch `seq` already did. Batch number 0: a plain upsert,
+   without that guard. */
 typedef struct batch_op {
     const char *experiment;
     const char *arm;
     signed_totals add;
+    int kind;              /* enum doc_kind */
+    const char *layout;    /* KIND_STATS */
+    int64_t bucket;        /* KIND_BUCKET */
+    const double *values;  /* KIND_STATS: n_values increments */
+    size_t n_values;
 } batch_op;
 
+static int values_zero(const double *v, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (v[j] != 0)
+            return 0;
+    return 1;
+}
+
+/* An increment this large may take a finite sum past DBL_MAX; smaller ones
+   cannot (DBL_MAX's ulp is about 2e292: the sum rounds back to DBL_MAX). */
+#define OVERFLOW_RISK 1e292
+
+/* Make the update match only while field + x stays finite. */
+static void append_range_guard(bson_t *selector, const char *field, double x)
+{
+    if (!(fabs(x) >= OVERFLOW_RISK))
+        return;
+    bson_t not_doc, cmp;
+    BSON_APPEND_DOCUMENT_BEGIN(selector, field, &not_doc);
+    BSON_APPEND_DOCUMENT_BEGIN(&not_doc, "$not", &cmp);
+    if (x > 0)
+        BSON_APPEND_DOUBLE(&cmp, "$gt", DBL_MAX - x);
+    else
+        BSON_APPEND_DOUBLE(&cmp, "$lt", -DBL_MAX - x);
+    bson_append_document_end(&not_doc, &cmp);
+    bson_append_document_end(selector, &not_doc);
+}
+
+/* Whether an update carries a range guard (above). */
+static int op_guarded(const batch_op *op)
+{
+    if (op->kind == KIND_STATS) {
+        for (size_t j = 0; j < op->n_values; j++)
+            if (fabs(op->values[j]) >= OVERFLOW_RISK)
+                return 1;
+        return 0;
+    }
+    return fabs(op->add.reward_sum) >= OVERFLOW_RISK ||
+           fabs(op->add.reward_sum_sq) >= OVERFLOW_RISK;
+}
+
+/*
+ * The filter of an update matches only a document that the batch has not
+ * reached yet (w.WRITER below seq) and whose sums stay finite with this
+ * increment (a range guard, only for increments large enough to matter).
+ * An update that matches nothing tries to insert, and "duplicate key" says
+ * the document exists: counted already, or out of range (send_batch tells
+ * them apart).
+ */
 static bool append_op(const mongo_store *st, mongoc_bulk_operation_t *bulk, const batch_op *op,
                       int64_t seq, bson_error_t *error)
 {
-    char doc_id[2 * 128 + 2];
-    doc_id_write(doc_id, sizeof doc_id, op->experiment, op->arm);
+    char doc_id[3 * 128 + 48];
+    if (op->kind == KIND_ARM)
+        doc_id_write(doc_id, sizeof doc_id, op->experiment, op->arm);
+    else
+        record_id_write(doc_id, sizeof doc_id, op->kind, op->experiment, op->arm, op->layout,
+                        op->bucket);
     bson_t selector = BSON_INITIALIZER, not_done, gte;
     BSON_APPEND_UTF8(&selector, "_id", doc_id);
     if (seq) {
@@ -365,23 +507,60 @@ static bool append_op(const mongo_store *st, mongoc_bulk_operation_t *bulk, cons
         bson_append_document_end(&not_done, &gte);
         bson_append_document_end(&selector, &not_done);
     }
+    if (op->kind == KIND_STATS) {
+        for (size_t j = 0; j < op->n_values; j++) {
+            char key[32];
+            snprintf(key, sizeof key, "s.%zu", j);
+            append_range_guard(&selector, key, op->values[j]);
+        }
+    } else {
+        append_range_guard(&selector, "reward_sum", op->add.reward_sum);
+        append_range_guard(&selector, "reward_sum_sq", op->add.reward_sum_sq);
+    }
 
     bson_t update = BSON_INITIALIZER, inc, set, on_insert;
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
-    BSON_APPEND_INT64(&inc, "pulls", op->add.pulls);
-    BSON_APPEND_INT64(&inc, "rewards", op->add.rewards);
-    BSON_APPEND_DOUBLE(&inc, "reward_sum", op->add.reward_sum);
-    BSON_APPEND_DOUBLE(&inc, "reward_sum_sq", op->add.reward_sum_sq);
+    if (op->kind == KIND_STATS) {
+        /* s.0, s.1, ...: an embedded document of the values */
+        for (size_t j = 0; j < op->n_values; j++) {
+            char key[32];
+            snprintf(key, sizeof key, "s.%zu", j);
+            BSON_APPEND_DOUBLE(&inc, key, op->values[j]);
+        }
+    } else {
+        BSON_APPEND_INT64(&inc, "pulls", op->add.pulls);
+        BSON_APPEND_INT64(&inc, "rewards", op->add.rewards);
+        BSON_APPEND_DOUBLE(&inc, "reward_sum", op->add.reward_sum);
+        BSON_APPEND_DOUBLE(&inc, "reward_sum_sq", op->add.reward_sum_sq);
+    }
     bson_append_document_end(&update, &inc);
-    if (seq) {
+    int expires = op->kind == KIND_BUCKET && st->expire_offset;
+    if (seq || expires) {
         BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-        BSON_APPEND_INT64(&set, st->writer_field, seq);
+        if (seq)
+            BSON_APPEND_INT64(&set, st->writer_field, seq);
+        if (expires) { /* the TTL index removes the bucket when its retention has passed */
+            /* in years 1 to 9999, as a BSON date can be shown */
+            int64_t at = op->bucket > INT64_MAX / 2 ? INT64_MAX / 2 : op->bucket;
+            at = at < -62135596800 ? -62135596800 : at;
+            at += st->expire_offset;
+            at = at > 253402300799 ? 253402300799 : at < -62135596800 ? -62135596800 : at;
+            BSON_APPEND_DATE_TIME(&set, "expire_at", at * 1000);
+        }
         bson_append_document_end(&update, &set);
     }
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &on_insert);
     BSON_APPEND_UTF8(&on_insert, "experiment", op->experiment);
     BSON_APPEND_UTF8(&on_insert, "arm", op->arm);
     BSON_APPEND_INT32(&on_insert, "v", SCHEMA_VERSION);
+    if (op->kind == KIND_STATS) {
+        BSON_APPEND_UTF8(&on_insert, "kind", "stats");
+        BSON_APPEND_UTF8(&on_insert, "layout", op->layout);
+        BSON_APPEND_INT64(&on_insert, "n", (int64_t)op->n_values);
+    } else if (op->kind == KIND_BUCKET) {
+        BSON_APPEND_UTF8(&on_insert, "kind", "bucket");
+        BSON_APPEND_INT64(&on_insert, "bucket", op->bucket);
+    }
     bson_append_document_end(&update, &on_insert);
 
     bson_t opts = BSON_INITIALIZER;
@@ -439,8 +618,40 @@ static int only_duplicate_keys(const bson_t *reply, size_t n_ops, unsigned char 
  * sent once more, when the document exists, and a second "duplicate key"
  * means the batch had already counted it.
  */
+/* Whether batch `seq` reached the document of op (its w.WRITER). */
+static int op_counted(mongo_store *st, const batch_op *op, int64_t seq, bson_error_t *error,
+                      int *failed)
+{
+    char doc_id[3 * 128 + 48];
+    if (op->kind == KIND_ARM)
+        doc_id_write(doc_id, sizeof doc_id, op->experiment, op->arm);
+    else
+        record_id_write(doc_id, sizeof doc_id, op->kind, op->experiment, op->arm, op->layout,
+                        op->bucket);
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(doc_id));
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(st->collection, filter, NULL,
+                                                               NULL);
+    const bson_t *doc;
+    int64_t reached = 0;
+    if (mongoc_cursor_next(cursor, &doc)) {
+        bson_iter_t it;
+        if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, st->writer_field, &it) &&
+            BSON_ITER_HOLDS_NUMBER(&it))
+            reached = bson_iter_as_int64(&it);
+    }
+    *failed = mongoc_cursor_error(cursor, error);
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(filter);
+    return reached >= seq;
+}
+
+/*
+ * refused (n bytes, or NULL): set for the updates a range guard refused
+ * (their sums would not be finite): the call then returns MAB_ERANGE naming
+ * the first, every other update counted.
+ */
 static int send_batch(mongo_store *st, const batch_op *ops, size_t n, int64_t seq,
-                      mab_error *err)
+                      unsigned char *refused, mab_error *err)
 {
     unsigned char *dup = calloc(n ? n : 1, 1);
     size_t *pick = malloc((n ? n : 1) * sizeof *pick);
@@ -486,7 +697,32 @@ static int send_batch(mongo_store *st, const batch_op *ops, size_t n, int64_t se
                         pick[kept++] = pick[k];
                 n_pick = kept;
             } else {
-                n_pick = 0; /* the batch had already counted these */
+                /* The batch had already counted these, or (with a range
+                   guard) they would not stay finite: ask the documents. */
+                for (size_t k = 0; k < n_pick && rc == MAB_OK; k++) {
+                    const batch_op *op = &ops[pick[k]];
+                    if (!dup[k] || !op_guarded(op))
+                        continue;
+                    int failed = 0;
+                    bson_error_t ferror;
+                    int counted = op_counted(st, op, seq, &ferror, &failed);
+                    if (failed)
+                        rc = store_fail(st, err, MAB_ESTORAGE, &ferror,
+                                        "cannot apply a batch of %zu increments (kept in "
+                                        "memory and sent again later)",
+                                        n);
+                    else if (!counted && refused) {
+                        if (!memchr(refused, 1, n))
+                            mab_error_set(err, MAB_ERANGE,
+                                          "%s: apply: %s/%s%s%s: a sum would not be finite; "
+                                          "nothing of it written",
+                                          st->where, op->experiment, op->arm,
+                                          op->kind == KIND_STATS ? " statistics " : "",
+                                          op->kind == KIND_STATS ? op->layout : "");
+                        refused[pick[k]] = 1;
+                    }
+                }
+                n_pick = 0;
             }
         }
         bson_destroy(&reply);
@@ -494,6 +730,8 @@ static int send_batch(mongo_store *st, const batch_op *ops, size_t n, int64_t se
     }
     free(dup);
     free(pick);
+    if (rc == MAB_OK && refused && memchr(refused, 1, n ? n : 1))
+        return MAB_ERANGE;
     return rc;
 }
 
@@ -508,18 +746,41 @@ static int settle_doubt(mongo_store *st, mab_error *err)
         return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
     size_t n = 0;
     for (uint32_t b = 0; b < LEDGER_BUCKETS; b++)
-        for (const ledger_entry *e = st->ledger[b]; e; e = e->next)
+        for (ledger_entry *e = st->ledger[b]; e; e = e->next)
             if (e->in_doubt)
-                ops[n++] = (batch_op){e->experiment, e->arm, e->doubt};
-    int rc = send_batch(st, ops, n, st->doubt_seq, err);
+                ops[n++] = (batch_op){e->experiment, e->arm, e->doubt, e->kind, e->layout,
+                                      e->bucket, e->v ? slot_values(e, DOUBT) : NULL,
+                                      e->n_values};
+    unsigned char *refused = calloc(n ? n : 1, 1);
+    int rc = refused ? send_batch(st, ops, n, st->doubt_seq, refused, err) : MAB_ENOMEM;
     free(ops);
-    if (rc != MAB_OK)
+    if (rc == MAB_ENOMEM && !refused)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    if (rc != MAB_OK && rc != MAB_ERANGE) {
+        free(refused);
         return rc;
+    }
+    /* Refused by a range guard: not counted, so no credit; the core still
+       holds it and offers it again, to be refused on its own. */
+    n = 0;
+    for (uint32_t b = 0; b < LEDGER_BUCKETS; b++)
+        for (ledger_entry *e = st->ledger[b]; e; e = e->next)
+            if (e->in_doubt && refused[n++]) {
+                memset(&e->doubt, 0, sizeof e->doubt);
+                if (e->v)
+                    memset(slot_values(e, DOUBT), 0, e->n_values * sizeof(double));
+            }
+    free(refused);
     for (uint32_t b = 0; b < LEDGER_BUCKETS; b++) {
         for (ledger_entry *e = st->ledger[b]; e; e = e->next) {
-            if (e->in_doubt)
+            if (e->in_doubt) {
                 signed_totals_add(&e->credit, &e->doubt);
+                for (size_t j = 0; j < e->n_values; j++)
+                    slot_values(e, CREDIT)[j] += slot_values(e, DOUBT)[j];
+            }
             memset(&e->doubt, 0, sizeof e->doubt);
+            if (e->v)
+                memset(slot_values(e, DOUBT), 0, e->n_values * sizeof(double));
             e->in_doubt = 0;
         }
     }
@@ -566,25 +827,188 @@ static uint64_t waiting_increments(const mab_delta *deltas, size_t n)
     return total;
 }
 
-static int mongo_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+static int check_stats(const mongo_store *st, const mab_stats_delta *stats, size_t n,
+                       mab_error *err)
 {
-    mongo_store *st = state;
+    if (n && !stats)
+        return mab_error_set(err, MAB_EINVAL, "%s: apply_stats: NULL batch", st->where);
+    for (size_t i = 0; i < n; i++) {
+        const mab_stats_delta *d = &stats[i];
+        if (!d->experiment || !d->experiment[0] || !d->layout || !d->layout[0] ||
+            (d->n_values && !d->values) || d->n_values > 100000)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_stats: statistics %zu lack an experiment, a layout "
+                                 "or values, or hold more than 100000",
+                                 st->where, i);
+        if (strchr(d->experiment, '/') || strlen(d->experiment) > 128 ||
+            (d->arm && (!d->arm[0] || strchr(d->arm, '/') || strlen(d->arm) > 128)) ||
+            strlen(d->layout) > 128)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_stats: %s.%s (layout %s): not a valid id or layout "
+                                 "tag (at most 128 characters)",
+                                 st->where, d->experiment, d->arm ? d->arm : "(experiment)",
+                                 d->layout);
+        for (size_t j = 0; j < d->n_values; j++)
+            if (!isfinite(d->values[j]))
+                return mab_error_set(err, MAB_EINVAL,
+                                     "%s: apply_stats: %s.%s (layout %s): value %zu is not "
+                                     "finite",
+                                     st->where, d->experiment, d->arm ? d->arm : "(experiment)",
+                                     d->layout, j);
+    }
+    return MAB_OK;
+}
+
+static int check_buckets(const mongo_store *st, const mab_bucket_delta *buckets, size_t n,
+                         mab_error *err)
+{
+    if (n && !buckets)
+        return mab_error_set(err, MAB_EINVAL, "%s: apply_buckets: NULL batch", st->where);
+    for (size_t i = 0; i < n; i++) {
+        mab_delta as = {buckets[i].experiment, buckets[i].arm, buckets[i].add};
+        int rc = check_deltas(st, &as, 1, err);
+        if (rc != MAB_OK)
+            return rc;
+        if (strchr(as.arm, '/'))
+            return mab_error_set(err, MAB_EINVAL, "%s: apply_buckets: \"%s\" is not a valid arm "
+                                 "id", st->where, as.arm);
+    }
+    return MAB_OK;
+}
+
+#define SWEEP_MAX 64
+
+/*
+ * Bounded removal of buckets before keep_from, after every apply_buckets
+ * that succeeded: one indexed find of the _ids of at most SWEEP_MAX of them
+ * (it finds none in the steady state), then one delete of those. The TTL
+ * index on expire_at does the same in the background; this keeps keep_from
+ * exact when the clocks disagree or another writer keeps a longer
+ * retention. Maintenance: a failure is left for the next call (the batch it
+ * follows is applied and must not be reported as failed).
+ */
+static void sweep_buckets(mongo_store *st, int64_t keep_from)
+{
+    bson_t filter = BSON_INITIALIZER, lt, opts = BSON_INITIALIZER, projection;
+    BSON_APPEND_UTF8(&filter, "kind", "bucket");
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "bucket", &lt);
+    BSON_APPEND_INT64(&lt, "$lt", keep_from);
+    bson_append_document_end(&filter, &lt);
+    BSON_APPEND_INT64(&opts, "limit", SWEEP_MAX);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &projection);
+    BSON_APPEND_INT32(&projection, "_id", 1);
+    bson_append_document_end(&opts, &projection);
+    mongoc_cursor_t *cursor =
+        mongoc_collection_find_with_opts(st->collection, &filter, &opts, NULL);
+    bson_t ids = BSON_INITIALIZER, del = BSON_INITIALIZER, in;
+    const bson_t *doc;
+    uint32_t n = 0;
+    BSON_APPEND_DOCUMENT_BEGIN(&del, "_id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &ids);
+    while (mongoc_cursor_next(cursor, &doc)) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, "_id")) {
+            char key[16];
+            const char *k;
+            bson_uint32_to_string(n++, &k, key, sizeof key);
+            bson_append_iter(&ids, k, -1, &it);
+        }
+    }
+    bson_append_array_end(&in, &ids);
+    bson_append_document_end(&del, &in);
+    bson_error_t error;
+    int failed = mongoc_cursor_error(cursor, &error);
+    mongoc_cursor_destroy(cursor);
+    if (!failed && n > 0) {
+        bson_t dopts = BSON_INITIALIZER;
+        mongoc_write_concern_append(st->write_concern, &dopts);
+        failed = !mongoc_collection_delete_many(st->collection, &del, &dopts, NULL, &error);
+        bson_destroy(&dopts);
+    }
+    bson_destroy(&del);
+    bson_destroy(&ids);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+}
+
+/*
+ * A batch: counters, statistics, buckets (either list may be empty). The
+ * counters' deltas become one update each (as before ABI 1.4); statistics
+ * and buckets go through the ledger, so that several increments of one
+ * record in a batch are one update. All are one unordered bulk under one
+ * batch number: the exactly-once scheme above covers every document alike.
+ */
+static int apply_all(mongo_store *st, const mab_delta *deltas, size_t n_deltas,
+                     const mab_stats_delta *stats, size_t n_stats,
+                     const mab_bucket_delta *buckets, size_t n_buckets, int64_t keep_from,
+                     mab_error *err)
+{
     int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc == MAB_OK)
+        rc = check_stats(st, stats, n_stats, err);
+    if (rc == MAB_OK)
+        rc = check_buckets(st, buckets, n_buckets, err);
     if (rc != MAB_OK)
         return rc;
+    st->expire_offset = 0;
+    if (keep_from != INT64_MIN) {
+        /* retention = now - keep_from: a bucket document expires when the
+           retention has passed since its start. */
+        int64_t now = (int64_t)time(NULL);
+        st->expire_offset = keep_from < now - INT64_MAX / 4000 ? INT64_MAX / 4000
+                                                                : now - keep_from;
+        if (st->expire_offset < 1)
+            st->expire_offset = 1;
+    }
     if ((rc = settle_doubt(st, err)) != MAB_OK)
         goto failed;
+
+    /* The statistics and buckets of the batch, summed per record. */
+    for (uint32_t b = 0; b < LEDGER_BUCKETS; b++)
+        for (ledger_entry *e = st->ledger[b]; e; e = e->next) {
+            e->offered = 0;
+            memset(&e->op, 0, sizeof e->op);
+            if (e->v)
+                memset(slot_values(e, OP), 0, e->n_values * sizeof(double));
+        }
+    for (size_t i = 0; i < n_stats; i++) {
+        const mab_stats_delta *d = &stats[i];
+        int clash;
+        ledger_entry *e = ledger_get_record(st, KIND_STATS, d->experiment, d->arm ? d->arm : "",
+                                            d->layout, 0, d->n_values, &clash);
+        if (!e)
+            return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+        if (clash)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_stats: %s.%s (layout %s): %zu values, earlier %zu",
+                                 st->where, d->experiment, d->arm ? d->arm : "(experiment)",
+                                 d->layout, d->n_values, e->n_values);
+        for (size_t j = 0; j < d->n_values; j++)
+            slot_values(e, OP)[j] += d->values[j];
+        e->offered = 1;
+    }
+    for (size_t i = 0; i < n_buckets; i++) {
+        const mab_bucket_delta *d = &buckets[i];
+        if (keep_from != INT64_MIN && d->bucket < keep_from)
+            continue; /* removed by this very call: nothing to add to */
+        int clash;
+        ledger_entry *e = ledger_get_record(st, KIND_BUCKET, d->experiment, d->arm, NULL,
+                                            d->bucket, 0, &clash);
+        if (!e)
+            return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+        signed_totals add = to_signed(&d->add);
+        signed_totals_add(&e->op, &add);
+        e->offered = 1;
+    }
 
     /* What to send: the offered increments minus the credit, over both. */
     batch_op *ops = malloc((n_deltas + st->ledger_count + 1) * sizeof *ops);
     if (!ops)
         return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
     size_t n_ops = 0;
-    for (uint32_t b = 0; b < LEDGER_BUCKETS; b++)
-        for (ledger_entry *e = st->ledger[b]; e; e = e->next)
-            e->offered = 0;
     for (size_t i = 0; i < n_deltas; i++) {
-        batch_op op = {deltas[i].experiment, deltas[i].arm, to_signed(&deltas[i].add)};
+        batch_op op = {deltas[i].experiment, deltas[i].arm, to_signed(&deltas[i].add),
+                       KIND_ARM, NULL, 0, NULL, 0};
         if (st->ledger_count) {
             char doc_id[2 * 128 + 2];
             doc_id_write(doc_id, sizeof doc_id, op.experiment, op.arm);
@@ -599,23 +1023,80 @@ static int mongo_apply(void *state, const mab_delta *deltas, size_t n_deltas, ma
     }
     for (uint32_t b = 0; b < LEDGER_BUCKETS; b++) {
         for (ledger_entry *e = st->ledger[b]; e; e = e->next) {
+            if (e->kind == KIND_BUCKET && keep_from != INT64_MIN && e->bucket < keep_from) {
+                /* removed by this call: its credit no longer means anything */
+                memset(&e->credit, 0, sizeof e->credit);
+                continue;
+            }
+            if (e->kind != KIND_ARM) {
+                /* offered minus credit; not offered: the credit taken back out */
+                signed_totals_sub(&e->op, &e->credit);
+                for (size_t j = 0; j < e->n_values; j++)
+                    slot_values(e, OP)[j] -= slot_values(e, CREDIT)[j];
+                if (signed_totals_zero(&e->op) &&
+                    (!e->v || values_zero(slot_values(e, OP), e->n_values)))
+                    continue;
+                ops[n_ops++] = (batch_op){e->experiment, e->arm, e->op, e->kind, e->layout,
+                                          e->bucket, e->v ? slot_values(e, OP) : NULL,
+                                          e->n_values};
+                continue;
+            }
             if (e->offered || signed_totals_zero(&e->credit))
                 continue;
             /* Credit of a failed call whose increments were not offered
                again (an import): take it back out. */
-            batch_op op = {e->experiment, e->arm, {0, 0, 0, 0}};
+            batch_op op = {e->experiment, e->arm, {0, 0, 0, 0}, KIND_ARM, NULL, 0, NULL, 0};
             signed_totals_sub(&op.add, &e->credit);
             ops[n_ops++] = op;
         }
     }
 
     int64_t seq = ++st->batch_seq;
-    rc = n_ops ? send_batch(st, ops, n_ops, seq, err) : MAB_OK;
+    unsigned char *refused = calloc(n_ops + 1, 1);
+    if (!refused) {
+        free(ops);
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    }
+    rc = n_ops ? send_batch(st, ops, n_ops, seq, refused, err) : MAB_OK;
     if (rc == MAB_OK) {
         ledger_drop(st, NULL);
+    } else if (rc == MAB_ERANGE) {
+        /* Every update but the refused ones counted: credit, so that the
+           core's "stored + not yet applied" stays exact and the batch it
+           offers again (in halves, until the refused delta stands alone)
+           counts each once. */
+        for (size_t i = 0; i < n_ops; i++) {
+            if (refused[i])
+                continue;
+            int clash;
+            ledger_entry *e =
+                ops[i].kind == KIND_ARM
+                    ? ledger_get(st, ops[i].experiment, ops[i].arm)
+                    : ledger_get_record(st, ops[i].kind, ops[i].experiment, ops[i].arm,
+                                        ops[i].layout, ops[i].bucket, ops[i].n_values, &clash);
+            if (!e) {
+                /* cannot remember it: report a storage failure in doubt instead */
+                rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+                break;
+            }
+            signed_totals_add(&e->credit, &ops[i].add);
+            for (size_t j = 0; j < e->n_values && ops[i].values; j++)
+                slot_values(e, CREDIT)[j] += ops[i].values[j];
+        }
     } else {
         /* Everything sent is in doubt; the credit stays as it is. */
         for (size_t i = 0; i < n_ops && rc != MAB_ENOMEM; i++) {
+            if (ops[i].kind != KIND_ARM) {
+                int clash;
+                ledger_entry *e = ledger_get_record(st, ops[i].kind, ops[i].experiment,
+                                                    ops[i].arm, ops[i].layout, ops[i].bucket,
+                                                    ops[i].n_values, &clash);
+                e->doubt = e->op;
+                for (size_t j = 0; j < e->n_values; j++)
+                    slot_values(e, DOUBT)[j] = slot_values(e, OP)[j];
+                e->in_doubt = 1;
+                continue;
+            }
             ledger_entry *e = ledger_get(st, ops[i].experiment, ops[i].arm);
             if (!e) {
                 rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
@@ -627,8 +1108,15 @@ static int mongo_apply(void *state, const mab_delta *deltas, size_t n_deltas, ma
         st->doubt_seq = seq;
     }
     free(ops);
-    if (rc == MAB_OK)
+    free(refused);
+    if (rc == MAB_OK) {
+        if (keep_from != INT64_MIN) {
+            if (keep_from > st->kept_from)
+                st->kept_from = keep_from;
+            sweep_buckets(st, keep_from);
+        }
         return MAB_OK;
+    }
 failed:;
     uint64_t waiting = waiting_increments(deltas, n_deltas);
     if (st->max_pending && waiting > st->max_pending && err) {
@@ -639,6 +1127,26 @@ failed:;
                  waiting, st->max_pending);
     }
     return rc;
+}
+
+static int mongo_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    return apply_all(state, deltas, n_deltas, NULL, 0, NULL, 0, INT64_MIN, err);
+}
+
+static int mongo_apply_stats(void *state, const mab_delta *deltas, size_t n_deltas,
+                             const mab_stats_delta *stats, size_t n_stats, mab_error *err)
+{
+    return apply_all(state, deltas, n_deltas, stats, n_stats, NULL, 0, INT64_MIN, err);
+}
+
+static int mongo_apply_buckets(void *state, const mab_delta *deltas, size_t n_deltas,
+                               const mab_stats_delta *stats, size_t n_stats,
+                               const mab_bucket_delta *buckets, size_t n_buckets,
+                               int64_t keep_from, mab_error *err)
+{
+    return apply_all(state, deltas, n_deltas, stats, n_stats, buckets, n_buckets, keep_from,
+                     err);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -742,9 +1250,11 @@ static int doc_totals(const mongo_store *st, const bson_t *doc, const char **exp
 }
 
 /* Visit the documents matching filter, sorted by _id. */
-static int find_each(mongo_store *st, const bson_t *filter, const char *what,
-                     int (*visit)(mongo_store *st, const bson_t *doc, void *ctx, mab_error *err),
-                     void *ctx, mab_error *err)
+static int find_sorted(mongo_store *st, const bson_t *filter, const char *sort_key,
+                       const char *what,
+                       int (*visit)(mongo_store *st, const bson_t *doc, void *ctx,
+                                    mab_error *err),
+                       void *ctx, mab_error *err)
 {
     bson_t opts = BSON_INITIALIZER, projection, sort;
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &projection);
@@ -756,14 +1266,17 @@ static int find_each(mongo_store *st, const bson_t *filter, const char *what,
         BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &projection);
         static const char *const fields[] = {"experiment", "arm",        "v",
                                              "pulls",      "rewards",    "reward_sum",
-                                             "reward_sum_sq"};
+                                             "reward_sum_sq", "kind",     "layout",
+                                             "n",          "s",          "bucket"};
         for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
             BSON_APPEND_INT32(&projection, fields[i], 1);
         BSON_APPEND_INT32(&projection, st->writer_field, 1);
         bson_append_document_end(&opts, &projection);
     }
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-    BSON_APPEND_INT32(&sort, "_id", 1);
+    BSON_APPEND_INT32(&sort, sort_key, 1);
+    if (strcmp(sort_key, "_id") != 0)
+        BSON_APPEND_INT32(&sort, "_id", 1);
     bson_append_document_end(&opts, &sort);
     mongoc_cursor_t *cursor =
         mongoc_collection_find_with_opts(st->collection, filter, &opts, NULL);
@@ -777,6 +1290,22 @@ static int find_each(mongo_store *st, const bson_t *filter, const char *what,
         rc = store_fail(st, err, MAB_ESTORAGE, &error, "cannot read %s", what);
     mongoc_cursor_destroy(cursor);
     return rc;
+}
+
+static int find_each(mongo_store *st, const bson_t *filter, const char *what,
+                     int (*visit)(mongo_store *st, const bson_t *doc, void *ctx, mab_error *err),
+                     void *ctx, mab_error *err)
+{
+    return find_sorted(st, filter, "_id", what, visit, ctx, err);
+}
+
+/* Counters documents only: statistics and buckets have a "kind". */
+static void append_counters_only(bson_t *filter)
+{
+    bson_t exists;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "kind", &exists);
+    BSON_APPEND_BOOL(&exists, "$exists", false);
+    bson_append_document_end(filter, &exists);
 }
 
 struct load_ctx {
@@ -810,6 +1339,7 @@ static int mongo_load(void *state, const char *experiment, const char *const *ar
         return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
     bson_t filter = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&filter, "experiment", experiment);
+    append_counters_only(&filter);
     struct load_ctx x = {arm_ids, n_arms, totals};
     char what[160];
     snprintf(what, sizeof what, "the totals of experiment %s", experiment);
@@ -843,8 +1373,306 @@ static int mongo_scan(void *state,
 {
     mongo_store *st = state;
     bson_t filter = BSON_INITIALIZER;
+    append_counters_only(&filter);
     struct scan_ctx x = {visit, ctx};
     int rc = find_each(st, &filter, "the collection", scan_one, &x, err);
+    bson_destroy(&filter);
+    return rc;
+}
+
+/* ---- policy statistics (ABI 1.4) --------------------------------------- */
+
+/*
+ * A statistics document's values as the core must see them (minus the
+ * credit, minus the in-doubt part when the in-doubt batch reached it) into
+ * out[0..n): its "n" must be n (the layout tag fixes it; n 0: any, then *n_out
+ * says). *values_out points to out, or to a buffer the caller frees when
+ * out is NULL.
+ */
+static int doc_stats(const mongo_store *st, const bson_t *doc, const char **experiment,
+                     const char **arm, const char **layout, size_t want, double **values_out,
+                     size_t *n_out, mab_error *err)
+{
+    const char *id = read_text(doc, "_id");
+    *experiment = read_text(doc, "experiment");
+    *arm = read_text(doc, "arm");
+    *layout = read_text(doc, "layout");
+    *values_out = NULL;
+    bson_iter_t it, values;
+    int64_t version = 0, n = -1;
+    if (bson_iter_init_find(&it, doc, "v") && BSON_ITER_HOLDS_NUMBER(&it))
+        version = bson_iter_as_int64(&it);
+    if (bson_iter_init_find(&it, doc, "n") && BSON_ITER_HOLDS_NUMBER(&it))
+        n = bson_iter_as_int64(&it);
+    if (!id || !*experiment || !*arm || !*layout || version != SCHEMA_VERSION || n < 0 ||
+        n > 100000 || (want && (size_t)n != want))
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: statistics document \"%s\" is unreadable (it needs string "
+                             "experiment, arm and layout, v %d and n %zu)",
+                             st->where, id ? id : "?", SCHEMA_VERSION, want);
+    double *out = calloc((size_t)n + 1, sizeof *out);
+    if (!out)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    int ok = 1;
+    if (bson_iter_init_find(&it, doc, "s")) {
+        ok = (BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it)) &&
+             bson_iter_recurse(&it, &values);
+        while (ok && bson_iter_next(&values)) {
+            char *end;
+            const char *key = bson_iter_key(&values);
+            unsigned long j = strtoul(key, &end, 10);
+            ok = end != key && !*end && j < (unsigned long)n && BSON_ITER_HOLDS_NUMBER(&values);
+            if (ok) {
+                out[j] = bson_iter_as_double(&values);
+                ok = isfinite(out[j]);
+            }
+        }
+    }
+    if (!ok) {
+        free(out);
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: statistics document \"%s\": \"s\" must hold finite numbers "
+                             "at 0..%" PRId64,
+                             st->where, id, n - 1);
+    }
+    ledger_entry *e = st->ledger_count ? ledger_find(st, id) : NULL;
+    if (e && e->v && e->n_values == (size_t)n) {
+        int64_t reached = 0;
+        if (e->in_doubt && bson_iter_init(&it, doc) &&
+            bson_iter_find_descendant(&it, st->writer_field, &it) && BSON_ITER_HOLDS_NUMBER(&it))
+            reached = bson_iter_as_int64(&it);
+        for (size_t j = 0; j < (size_t)n; j++) {
+            out[j] -= slot_values(e, CREDIT)[j];
+            if (e->in_doubt && reached >= st->doubt_seq)
+                out[j] -= slot_values(e, DOUBT)[j];
+        }
+    }
+    *values_out = out;
+    *n_out = (size_t)n;
+    return MAB_OK;
+}
+
+struct load_stats_ctx {
+    const char *const *arm_ids;
+    size_t n_arms, n_arm_stats, n_exp_stats;
+    double *arm_out, *exp_out;
+};
+
+static int load_stats_one(mongo_store *st, const bson_t *doc, void *ctx, mab_error *err)
+{
+    struct load_stats_ctx *x = ctx;
+    const char *experiment, *arm, *layout;
+    const char *raw_arm = read_text(doc, "arm");
+    size_t want = raw_arm && !raw_arm[0] ? x->n_exp_stats : x->n_arm_stats;
+    if (want == 0)
+        return MAB_OK; /* nothing asked of this record */
+    double *values;
+    size_t n;
+    int rc = doc_stats(st, doc, &experiment, &arm, &layout, want, &values, &n, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!arm[0])
+        memcpy(x->exp_out, values, n * sizeof *values);
+    else
+        for (size_t i = 0; i < x->n_arms; i++)
+            if (x->arm_ids[i] && strcmp(x->arm_ids[i], arm) == 0)
+                memcpy(x->arm_out + i * x->n_arm_stats, values, n * sizeof *values);
+    free(values);
+    return MAB_OK;
+}
+
+static int mongo_load_stats(void *state, const char *experiment, const char *layout,
+                            const char *const *arm_ids, size_t n_arms, size_t n_arm_stats,
+                            double *arm_out, size_t n_experiment_stats, double *experiment_out,
+                            mab_error *err)
+{
+    mongo_store *st = state;
+    if (!experiment || !layout || (n_arms && n_arm_stats && (!arm_ids || !arm_out)) ||
+        (n_experiment_stats && !experiment_out))
+        return mab_error_set(err, MAB_EINVAL, "%s: load_stats: NULL argument", st->where);
+    size_t n_arm_values = n_arms * n_arm_stats;
+    double *buf = calloc(n_arm_values + n_experiment_stats + 1, sizeof *buf);
+    if (!buf)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->where);
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "experiment", experiment);
+    BSON_APPEND_UTF8(&filter, "kind", "stats");
+    BSON_APPEND_UTF8(&filter, "layout", layout);
+    struct load_stats_ctx x = {arm_ids, n_arms, n_arm_stats, n_experiment_stats, buf,
+                               buf + n_arm_values};
+    char what[300];
+    snprintf(what, sizeof what, "the statistics of experiment %s (layout %s)", experiment,
+             layout);
+    int rc = find_each(st, &filter, what, load_stats_one, &x, err);
+    bson_destroy(&filter);
+    /* All or nothing: the outputs keep their contents when the read fails. */
+    if (rc == MAB_OK) {
+        if (n_arm_values)
+            memcpy(arm_out, buf, n_arm_values * sizeof *buf);
+        if (n_experiment_stats)
+            memcpy(experiment_out, buf + n_arm_values, n_experiment_stats * sizeof *buf);
+    }
+    free(buf);
+    return rc;
+}
+
+struct scan_stats_ctx {
+    int (*visit)(void *ctx, const char *experiment, const char *arm, const char *layout,
+                 const double *values, size_t n_values);
+    void *ctx;
+};
+
+static int scan_stats_one(mongo_store *st, const bson_t *doc, void *ctx, mab_error *err)
+{
+    struct scan_stats_ctx *x = ctx;
+    const char *experiment, *arm, *layout;
+    double *values;
+    size_t n;
+    int rc = doc_stats(st, doc, &experiment, &arm, &layout, 0, &values, &n, err);
+    if (rc != MAB_OK)
+        return rc;
+    rc = x->visit(x->ctx, experiment, arm[0] ? arm : NULL, layout, values, n);
+    free(values);
+    return rc;
+}
+
+static int mongo_scan_stats(void *state,
+                            int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                         const char *layout, const double *values,
+                                         size_t n_values),
+                            void *ctx, mab_error *err)
+{
+    mongo_store *st = state;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: scan_stats: NULL visitor", st->where);
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "kind", "stats");
+    struct scan_stats_ctx x = {visit, ctx};
+    int rc = find_each(st, &filter, "the statistics", scan_stats_one, &x, err);
+    bson_destroy(&filter);
+    return rc;
+}
+
+/* ---- time buckets (ABI 1.5) ---------------------------------------------- */
+
+/* A bucket that exists only through what the core still holds (credited or
+   in doubt, reading as zeros) is not there for the core: not visited. */
+static int held_only(const mongo_store *st, const bson_t *doc, const mab_totals *t)
+{
+    if (t->pulls || t->rewards || t->reward_sum != 0 || t->reward_sum_sq != 0)
+        return 0;
+    const char *id = read_text(doc, "_id");
+    const ledger_entry *e = st->ledger_count && id ? ledger_find(st, id) : NULL;
+    return e && (!signed_totals_zero(&e->credit) || e->in_doubt);
+}
+
+static int doc_bucket(const mongo_store *st, const bson_t *doc, int64_t *bucket)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, "bucket") ||
+        !(BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)))
+        return 0;
+    *bucket = bson_iter_as_int64(&it);
+    (void)st;
+    return 1;
+}
+
+struct load_buckets_ctx {
+    const char *const *arm_ids;
+    size_t n_arms;
+    int (*visit)(void *ctx, size_t arm_index, int64_t bucket, const mab_totals *add);
+    void *ctx;
+};
+
+static int load_bucket_one(mongo_store *st, const bson_t *doc, void *ctx, mab_error *err)
+{
+    struct load_buckets_ctx *x = ctx;
+    const char *experiment, *arm;
+    mab_totals t;
+    int64_t bucket;
+    int rc = doc_totals(st, doc, &experiment, &arm, &t, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!doc_bucket(st, doc, &bucket))
+        return mab_error_set(err, MAB_ECORRUPT, "%s: bucket document \"%s\" has no whole "
+                             "\"bucket\"", st->where, read_text(doc, "_id"));
+    if (held_only(st, doc, &t))
+        return MAB_OK;
+    for (size_t i = 0; i < x->n_arms; i++)
+        if (x->arm_ids[i] && strcmp(x->arm_ids[i], arm) == 0)
+            return x->visit(x->ctx, i, bucket, &t);
+    return MAB_OK;
+}
+
+static void append_bucket_filter(bson_t *filter, int64_t since)
+{
+    bson_t gte;
+    BSON_APPEND_UTF8(filter, "kind", "bucket");
+    if (since != INT64_MIN) {
+        BSON_APPEND_DOCUMENT_BEGIN(filter, "bucket", &gte);
+        BSON_APPEND_INT64(&gte, "$gte", since);
+        bson_append_document_end(filter, &gte);
+    }
+}
+
+static int mongo_load_buckets(void *state, const char *experiment, const char *const *arm_ids,
+                              size_t n_arms, int64_t since,
+                              int (*visit)(void *ctx, size_t arm_index, int64_t bucket,
+                                           const mab_totals *add),
+                              void *ctx, mab_error *err)
+{
+    mongo_store *st = state;
+    if (!experiment || !visit || (n_arms && !arm_ids))
+        return mab_error_set(err, MAB_EINVAL, "%s: load_buckets: NULL argument", st->where);
+    /* Never a bucket the retention has removed, even while removal lags. */
+    if (st->kept_from > since)
+        since = st->kept_from;
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "experiment", experiment);
+    append_bucket_filter(&filter, since);
+    struct load_buckets_ctx x = {arm_ids, n_arms, visit, ctx};
+    char what[200];
+    snprintf(what, sizeof what, "the buckets of experiment %s", experiment);
+    int rc = find_sorted(st, &filter, "bucket", what, load_bucket_one, &x, err);
+    bson_destroy(&filter);
+    return rc;
+}
+
+struct scan_buckets_ctx {
+    int (*visit)(void *ctx, const char *experiment, const char *arm, int64_t bucket,
+                 const mab_totals *add);
+    void *ctx;
+};
+
+static int scan_bucket_one(mongo_store *st, const bson_t *doc, void *ctx, mab_error *err)
+{
+    struct scan_buckets_ctx *x = ctx;
+    const char *experiment, *arm;
+    mab_totals t;
+    int64_t bucket;
+    int rc = doc_totals(st, doc, &experiment, &arm, &t, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (!doc_bucket(st, doc, &bucket))
+        return mab_error_set(err, MAB_ECORRUPT, "%s: bucket document \"%s\" has no whole "
+                             "\"bucket\"", st->where, read_text(doc, "_id"));
+    if (held_only(st, doc, &t))
+        return MAB_OK;
+    return x->visit(x->ctx, experiment, arm, bucket, &t);
+}
+
+static int mongo_scan_buckets(void *state,
+                              int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                           int64_t bucket, const mab_totals *add),
+                              void *ctx, mab_error *err)
+{
+    mongo_store *st = state;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: scan_buckets: NULL visitor", st->where);
+    bson_t filter = BSON_INITIALIZER;
+    append_bucket_filter(&filter, st->kept_from);
+    struct scan_buckets_ctx x = {visit, ctx};
+    int rc = find_each(st, &filter, "the buckets", scan_bucket_one, &x, err);
     bson_destroy(&filter);
     return rc;
 }
@@ -897,7 +1725,8 @@ static int clear_and_add(mongo_store *st, const char *const *experiments, size_t
     bson_error_t error;
     bool ok = n_experiments == 0 || append_clear(bulk, experiments, n_experiments, &error);
     for (size_t i = 0; ok && i < n_deltas; i++) {
-        batch_op op = {deltas[i].experiment, deltas[i].arm, to_signed(&deltas[i].add)};
+        batch_op op = {deltas[i].experiment, deltas[i].arm, to_signed(&deltas[i].add),
+                       KIND_ARM, NULL, 0, NULL, 0};
         ok = append_op(st, bulk, &op, 0, &error);
     }
     if (ok && (n_experiments || n_deltas)) {
@@ -1260,6 +2089,31 @@ static int connect_store(mongo_store *st, const mongoc_uri_t *uri, mab_error *er
     bson_append_document_end(&index, &keys);
     BSON_APPEND_UTF8(&index, "name", "experiment_1");
     bson_append_document_end(&indexes, &index);
+    /* Buckets: read by experiment from a start on; removed by the server's
+       TTL monitor once expire_at has passed (counters and statistics have
+       no expire_at, so the index never touches them). */
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "1", &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
+    BSON_APPEND_INT32(&keys, "experiment", 1);
+    BSON_APPEND_INT32(&keys, "kind", 1);
+    BSON_APPEND_INT32(&keys, "bucket", 1);
+    bson_append_document_end(&index, &keys);
+    BSON_APPEND_UTF8(&index, "name", "experiment_kind_bucket");
+    bson_append_document_end(&indexes, &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "2", &index); /* the sweep's */
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
+    BSON_APPEND_INT32(&keys, "kind", 1);
+    BSON_APPEND_INT32(&keys, "bucket", 1);
+    bson_append_document_end(&index, &keys);
+    BSON_APPEND_UTF8(&index, "name", "kind_bucket");
+    bson_append_document_end(&indexes, &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "3", &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
+    BSON_APPEND_INT32(&keys, "expire_at", 1);
+    bson_append_document_end(&index, &keys);
+    BSON_APPEND_UTF8(&index, "name", "expire_at_ttl");
+    BSON_APPEND_INT32(&index, "expireAfterSeconds", 0);
+    bson_append_document_end(&indexes, &index);
     bson_append_array_end(&command, &indexes);
     mongoc_write_concern_append(st->write_concern, &opts);
     ok = mongoc_collection_write_command_with_opts(st->collection, &command, &opts, NULL, &error);
@@ -1267,7 +2121,7 @@ static int connect_store(mongo_store *st, const mongoc_uri_t *uri, mab_error *er
     bson_destroy(&command);
     if (!ok)
         return store_fail(st, err, MAB_ESTORAGE, &error,
-                          "cannot create the index on \"experiment\"");
+                          "cannot create the indexes on \"experiment\" and \"expire_at\"");
     return create_claims_index(st, err);
 }
 
@@ -1298,6 +2152,7 @@ static int store_from_params(mab_params *params, mongo_store **out, mongoc_uri_t
     if (!st)
         return mab_error_set(err, MAB_ENOMEM, "mongodb: out of memory");
     snprintf(st->where, sizeof st->where, "MongoDB");
+    st->kept_from = INT64_MIN;
     int rc = read_params(st, params, uri, err);
     if (rc == MAB_ENOMEM)
         mab_error_set(err, rc, "mongodb: out of memory");
@@ -1378,8 +2233,12 @@ static const mab_storage mongodb_storage = {
     mongo_check,
     NULL, /* open_read_only: open() takes no lock; readers share the collection */
     mongo_claim,
-    NULL, NULL, NULL, /* policy statistics (ABI 1.4): not yet */
-    NULL, NULL, NULL, /* ABI 1.5 time buckets: not stored yet */
+    mongo_apply_stats,
+    mongo_load_stats,
+    mongo_scan_stats,
+    mongo_apply_buckets,
+    mongo_load_buckets,
+    mongo_scan_buckets,
 };
 
 MAB_STORAGE_DEFINE(mongodb_storage)

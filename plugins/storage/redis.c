@@ -71,23 +71,35 @@
 #define DEFAULT_TIMEOUT_MS 2000
 
 /*
- * KEYS[1] totals, KEYS[2] writers; ARGV[1] writer id, ARGV[2] batch number
- * (0: count unconditionally), then per arm five values: arm id, pulls,
- * rewards, reward_sum, reward_sum_sq (increments; may be negative).
+ * KEYS[1] totals, KEYS[2] writers, KEYS[3] stats, KEYS[4] the bucket
+ * index, KEYS[5..] the hashes of the buckets this call adds to. ARGV[1]
+ * writer id, ARGV[2] batch number (0: count unconditionally), ARGV[3..5]
+ * how many arms, statistics fields and bucket increments follow, ARGV[6]
+ * keep_from ("" for no bucket maintenance), ARGV[7] the bucket hashes'
+ * key prefix, ARGV[8] the expiry offset (a bucket's hash expires at its
+ * start + offset; 0: no expiry); then per arm five values: arm id, pulls,
+ * rewards, reward_sum, reward_sum_sq; per statistics field two: field
+ * ("LAYOUT|ARM|INDEX"), increment; per bucket increment seven: position of
+ * its key in KEYS after the first four, bucket start, arm id and the four
+ * increments. Increments may be negative.
  * Returns 1 when counted, 0 when this writer's batch was already counted.
  * Refuses (an error reply, nothing written) a key of another type, another
  * schema version, a field that is not a number, or a result that would not
  * be finite or would leave [0, 2^53) for a count (where a double holds every
  * integer exactly). Fields are read and written in chunks of CHUNK values
  * (Lua's unpack has a small stack), so a batch costs a few calls, not a few
- * per arm.
+ * per arm. With a keep_from, at most 64 buckets that start before it are
+ * removed per call (their hash and index entry). Nothing after the checks
+ * can fail (a script is not rolled back): the expiry is clamped to what
+ * EXPIREAT takes.
  */
 static const char APPLY_SCRIPT[] =
-    "local totals, writers = KEYS[1], KEYS[2]\n"
-    "for _, k in ipairs(KEYS) do\n"
+    "local totals, writers, stats, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+    "for i, k in ipairs(KEYS) do\n"
     "  local t = redis.call('TYPE', k).ok\n"
-    "  if t ~= 'hash' and t ~= 'none' then\n"
-    "    return redis.error_reply('MABTYPE key ' .. k .. ' holds a ' .. t .. ', not a hash')\n"
+    "  local want = i == 4 and 'zset' or 'hash'\n"
+    "  if t ~= want and t ~= 'none' then\n"
+    "    return redis.error_reply('MABTYPE key ' .. k .. ' holds a ' .. t .. ', not a ' .. want)\n"
     "  end\n"
     "end\n"
     "local seq = tonumber(ARGV[2])\n"
@@ -100,52 +112,154 @@ static const char APPLY_SCRIPT[] =
     "  return redis.error_reply('MABSCHEMA key ' .. totals .. ' has schema version ' .. v ..\n"
     "                           '; this plugin reads version 1')\n"
     "end\n"
+    "local n_arms, n_fields, n_buckets = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local keep_from, bprefix, offset = ARGV[6], ARGV[7], tonumber(ARGV[8])\n"
     "local CHUNK = 4000\n"
-    "local names, incs = {}, {}\n"
+    "local plan = {}\n"
+    "local function job(key)\n"
+    "  if not plan[key] then plan[key] = {names = {}, incs = {}, count = {}} end\n"
+    "  return plan[key]\n"
+    "end\n"
     "local suffix = {':pulls', ':rewards', ':reward_sum', ':reward_sum_sq'}\n"
-    "for i = 3, #ARGV, 5 do\n"
-    "  for j = 1, 4 do\n"
-    "    names[#names + 1] = ARGV[i] .. suffix[j]\n"
-    "    incs[#incs + 1] = tonumber(ARGV[i + j])\n"
+    "local order = {totals}\n"
+    "local at = 9\n"
+    "local j = job(totals)\n"
+    "for i = 1, n_arms do\n"
+    "  for s = 1, 4 do\n"
+    "    j.names[#j.names + 1] = ARGV[at] .. suffix[s]\n"
+    "    j.incs[#j.incs + 1] = tonumber(ARGV[at + s])\n"
+    "    j.count[#j.count + 1] = s <= 2\n"
     "  end\n"
+    "  at = at + 5\n"
     "end\n"
-    "local out = {}\n"
-    "for from = 1, #names, CHUNK do\n"
-    "  local to = math.min(from + CHUNK - 1, #names)\n"
-    "  local cur = redis.call('HMGET', totals, unpack(names, from, to))\n"
-    "  for k = from, to do\n"
-    "    local text = cur[k - from + 1]\n"
-    "    local count = (k - 1) % 4 < 2\n"
-    "    local x = 0\n"
-    "    if text then\n"
-    "      if count and not string.match(text, '^%d+$') then\n"
-    "        return redis.error_reply('MABFIELD key ' .. totals .. ' field ' .. names[k] ..\n"
-    "                                 ' is not a whole count')\n"
-    "      end\n"
-    "      x = tonumber(text)\n"
-    "      if x == nil or x ~= x or x == math.huge or x == -math.huge then\n"
-    "        return redis.error_reply('MABFIELD key ' .. totals .. ' field ' .. names[k] ..\n"
-    "                                 ' is not a finite number')\n"
-    "      end\n"
-    "    end\n"
-    "    x = x + incs[k]\n"
-    "    if count and (x < 0 or x >= 9007199254740992) then\n"
-    "      return redis.error_reply('MABRANGE key ' .. totals .. ' field ' .. names[k] ..\n"
-    "                               ' would be out of range')\n"
-    "    end\n"
-    "    if x ~= x or x == math.huge or x == -math.huge then\n"
-    "      return redis.error_reply('MABRANGE key ' .. totals .. ' field ' .. names[k] ..\n"
-    "                               ' would not be finite')\n"
-    "    end\n"
-    "    out[#out + 1] = names[k]\n"
-    "    out[#out + 1] = count and string.format('%.0f', x) or string.format('%.17g', x)\n"
+    "if n_fields > 0 then order[#order + 1] = stats end\n"
+    "j = job(stats)\n"
+    "for i = 1, n_fields do\n"
+    "  j.names[#j.names + 1] = ARGV[at]\n"
+    "  j.incs[#j.incs + 1] = tonumber(ARGV[at + 1])\n"
+    "  j.count[#j.count + 1] = false\n"
+    "  at = at + 2\n"
+    "end\n"
+    "local touched = {}\n"
+    "for i = 1, n_buckets do\n"
+    "  local key = KEYS[4 + tonumber(ARGV[at])]\n"
+    "  if not plan[key] then order[#order + 1] = key; touched[#touched + 1] = {key, ARGV[at + 1]} end\n"
+    "  j = job(key)\n"
+    "  for s = 1, 4 do\n"
+    "    j.names[#j.names + 1] = ARGV[at + 2] .. suffix[s]\n"
+    "    j.incs[#j.incs + 1] = tonumber(ARGV[at + 2 + s])\n"
+    "    j.count[#j.count + 1] = s <= 2\n"
     "  end\n"
+    "  at = at + 7\n"
     "end\n"
-    "for from = 1, #out, CHUNK do\n"
-    "  redis.call('HSET', totals, unpack(out, from, math.min(from + CHUNK - 1, #out)))\n"
+    "local writes = {}\n"
+    "for _, key in ipairs(order) do\n"
+    "  local jb = plan[key]\n"
+    "  local out = {}\n"
+    "  for from = 1, #jb.names, CHUNK do\n"
+    "    local to = math.min(from + CHUNK - 1, #jb.names)\n"
+    "    local cur = redis.call('HMGET', key, unpack(jb.names, from, to))\n"
+    "    for k = from, to do\n"
+    "      local text = cur[k - from + 1]\n"
+    "      local count = jb.count[k]\n"
+    "      local x = 0\n"
+    "      if text then\n"
+    "        if count and not string.match(text, '^%d+$') then\n"
+    "          return redis.error_reply('MABFIELD key ' .. key .. ' field ' .. jb.names[k] ..\n"
+    "                                   ' is not a whole count')\n"
+    "        end\n"
+    "        x = tonumber(text)\n"
+    "        if x == nil or x ~= x or x == math.huge or x == -math.huge then\n"
+    "          return redis.error_reply('MABFIELD key ' .. key .. ' field ' .. jb.names[k] ..\n"
+    "                                   ' is not a finite number')\n"
+    "        end\n"
+    "      end\n"
+    "      x = x + jb.incs[k]\n"
+    "      if count and (x < 0 or x >= 9007199254740992) then\n"
+    "        return redis.error_reply('MABRANGE key ' .. key .. ' field ' .. jb.names[k] ..\n"
+    "                                 ' would be out of range')\n"
+    "      end\n"
+    "      if x ~= x or x == math.huge or x == -math.huge then\n"
+    "        return redis.error_reply('MABRANGE key ' .. key .. ' field ' .. jb.names[k] ..\n"
+    "                                 ' would not be finite')\n"
+    "      end\n"
+    "      out[#out + 1] = jb.names[k]\n"
+    "      out[#out + 1] = count and string.format('%.0f', x) or string.format('%.17g', x)\n"
+    "    end\n"
+    "  end\n"
+    "  writes[#writes + 1] = {key, out}\n"
+    "end\n"
+    "for _, w in ipairs(writes) do\n"
+    "  for from = 1, #w[2], CHUNK do\n"
+    "    redis.call('HSET', w[1], unpack(w[2], from, math.min(from + CHUNK - 1, #w[2])))\n"
+    "  end\n"
     "end\n"
     "redis.call('HSET', totals, 'v', '1')\n"
+    "for _, t in ipairs(touched) do\n"
+    "  redis.call('ZADD', index, t[2], t[2])\n"
+    "  if offset ~= 0 then\n"
+    "    local at = math.max(math.min(tonumber(t[2]) + offset, 9e15), 1)\n"
+    "    redis.call('EXPIREAT', t[1], string.format('%.0f', at))\n"
+    "  end\n"
+    "end\n"
+    "if keep_from ~= '' then\n"
+    "  local old = redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. keep_from, 'LIMIT', 0, 64)\n"
+    "  for _, b in ipairs(old) do\n"
+    "    redis.call('DEL', bprefix .. b)\n"
+    "    redis.call('ZREM', index, b)\n"
+    "  end\n"
+    "end\n"
     "if seq > 0 then redis.call('HSET', writers, ARGV[1], ARGV[2]) end\n"
+    "return 1\n";
+
+/*
+ * Reading one experiment's buckets, one consistent snapshot. KEYS[1] the
+ * bucket index, KEYS[2] writers; ARGV[1] the first bucket start wanted
+ * ("-inf" for all), ARGV[2] the bucket hashes' key prefix, ARGV[3] the writer
+ * id. Returns {this writer's batch number or "", start, HGETALL of its hash,
+ * start, ...} in ascending order of start; buckets whose hash has expired
+ * are left out.
+ */
+static const char READ_BUCKETS_SCRIPT[] =
+    "local want = {'zset', 'hash'}\n"
+    "for i, k in ipairs(KEYS) do\n"
+    "  local t = redis.call('TYPE', k).ok\n"
+    "  if t ~= want[i] and t ~= 'none' then\n"
+    "    return redis.error_reply('MABTYPE key ' .. k .. ' holds a ' .. t .. ', not a ' .. want[i])\n"
+    "  end\n"
+    "end\n"
+    "local out = {redis.call('HGET', KEYS[2], ARGV[3]) or ''}\n"
+    "for _, b in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')) do\n"
+    "  if not string.match(b, '^-?%d+$') then\n"
+    "    return redis.error_reply('MABFIELD key ' .. KEYS[1] .. ' member ' .. b ..\n"
+    "                             ' is not a bucket start')\n"
+    "  end\n"
+    "  local key = ARGV[2] .. b\n"
+    "  local t = redis.call('TYPE', key).ok\n"
+    "  if t ~= 'hash' and t ~= 'none' then\n"
+    "    return redis.error_reply('MABTYPE key ' .. key .. ' holds a ' .. t .. ', not a hash')\n"
+    "  end\n"
+    "  local h = redis.call('HGETALL', key)\n"
+    "  if #h > 0 then out[#out + 1] = b; out[#out + 1] = h end\n"
+    "end\n"
+    "return out\n";
+
+/*
+ * Removing every key of the experiments KEYS[1..n] (each a bucket index,
+ * followed in KEYS by its totals, writers and stats keys: four keys per
+ * experiment); ARGV[i] the bucket key prefix of experiment i. Run inside
+ * reset's and replace's MULTI.
+ */
+static const char CLEAR_SCRIPT[] =
+    "for i = 1, #ARGV do\n"
+    "  local index = KEYS[4 * i - 3]\n"
+    "  if redis.call('TYPE', index).ok == 'zset' then\n"
+    "    for _, b in ipairs(redis.call('ZRANGE', index, 0, -1)) do\n"
+    "      redis.call('DEL', ARGV[i] .. b)\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('DEL', index, KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i])\n"
+    "end\n"
     "return 1\n";
 
 /*
@@ -243,12 +357,29 @@ typedef struct signed_totals {
     double reward_sum_sq;
 } signed_totals;
 
-/* What this process knows about one arm beyond the store. */
+/* What a ledger entry stands for, and where it is stored. */
+enum entry_kind {
+    KIND_ARM,    /* an arm's four counters in P{E}:totals; key: the arm id */
+    KIND_STATS,  /* a statistics record in P{E}:stats; key: "s|LAYOUT|ARM" */
+    KIND_BUCKET, /* an arm's counters in the bucket P{E}:b:START; key: "b|START|ARM" */
+};
+
+/* Where an entry's increments are: what this process knows beyond the store. */
+enum slot { CREDIT, DOUBT, OP };
+
+/* What this process knows about one record (an arm's counters, a
+   statistics record or an arm's bucket) beyond the store. */
 typedef struct arm_ledger {
-    char *arm;
+    char *arm;            /* the ledger key (above); for KIND_ARM the arm id */
+    int kind;             /* enum entry_kind */
+    char *id;             /* KIND_STATS, KIND_BUCKET: the arm id ("" for the experiment's own) */
+    char *layout;         /* KIND_STATS: the layout tag */
+    int64_t bucket;       /* KIND_BUCKET: the bucket start */
     signed_totals credit; /* counted in the store, yet still held by the core */
     signed_totals doubt;  /* sent in the in-doubt call; maybe counted */
     signed_totals op;     /* scratch for apply: what this batch sends */
+    size_t n_values;      /* KIND_STATS: values per slot */
+    double *v;            /* KIND_STATS: credit, doubt and op, n_values each */
     int offered;          /* scratch for apply */
 } arm_ledger;
 
@@ -292,6 +423,15 @@ typedef struct redis_store {
     exp_ledger *exps;
     size_t n_exps, cap_exps;
     size_t last_exp; /* where the last lookup found its experiment: batches come grouped */
+    /* Bucket maintenance of the apply in progress (APPLY_SCRIPT): buckets
+       before keep_from are removed (INT64_MIN: none), a bucket's hash
+       expires at its start + expire_offset. */
+    int64_t keep_from;
+    int64_t expire_offset;
+    /* The latest keep_from of any apply_buckets: reads never return an
+       older bucket. */
+    int64_t kept_from;
+    char read_sha[41];
 } redis_store;
 
 /* ---- messages ------------------------------------------------------------ */
@@ -456,6 +596,19 @@ static int connect_store(redis_store *st, mab_error *err)
             else
                 rc = store_fail(st, err, MAB_ESTORAGE, "cannot load the claim script: %s",
                                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            if (rc == MAB_OK) {
+                freeReplyObject(r);
+                const char *bargv[3] = {"SCRIPT", "LOAD", READ_BUCKETS_SCRIPT};
+                size_t blens[3] = {6, 4, sizeof READ_BUCKETS_SCRIPT - 1};
+                r = command(st, 3, bargv, blens, "cannot load the bucket script", err);
+                if (!r)
+                    return MAB_ESTORAGE;
+                if (r->type == REDIS_REPLY_STRING && r->len == 40)
+                    memcpy(st->read_sha, r->str, 41);
+                else
+                    rc = store_fail(st, err, MAB_ESTORAGE, "cannot load the bucket script: %s",
+                                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            }
         }
         else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0)
             rc = store_fail(st, err, MAB_ESTORAGE,
@@ -482,6 +635,23 @@ static void writers_key(const redis_store *st, const char *experiment, char *out
     snprintf(out, cap, "%s{%s}:writers", st->prefix, experiment);
 }
 
+static void stats_key(const redis_store *st, const char *experiment, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s{%s}:stats", st->prefix, experiment);
+}
+
+static void buckets_key(const redis_store *st, const char *experiment, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s{%s}:buckets", st->prefix, experiment);
+}
+
+/* A bucket's hash is this prefix followed by the bucket start. */
+static void bucket_key_prefix(const redis_store *st, const char *experiment, char *out,
+                              size_t cap)
+{
+    snprintf(out, cap, "%s{%s}:b:", st->prefix, experiment);
+}
+
 /* ---- the ledger ------------------------------------------------------------ */
 
 static int signed_totals_zero(const signed_totals *t)
@@ -503,6 +673,50 @@ static void signed_totals_sub(signed_totals *t, const signed_totals *minus)
     t->rewards -= minus->rewards;
     t->reward_sum -= minus->reward_sum;
     t->reward_sum_sq -= minus->reward_sum_sq;
+}
+
+/* An entry's slot: the counters, or for KIND_STATS the values. */
+static signed_totals *slot_totals(arm_ledger *a, enum slot s)
+{
+    return s == CREDIT ? &a->credit : s == DOUBT ? &a->doubt : &a->op;
+}
+
+static double *slot_values(arm_ledger *a, enum slot s)
+{
+    return a->v + (size_t)s * a->n_values;
+}
+
+static int entry_zero(arm_ledger *a, enum slot s)
+{
+    if (a->kind != KIND_STATS)
+        return signed_totals_zero(slot_totals(a, s));
+    const double *v = slot_values(a, s);
+    for (size_t j = 0; j < a->n_values; j++)
+        if (v[j] != 0)
+            return 0;
+    return 1;
+}
+
+static void entry_clear(arm_ledger *a, enum slot s)
+{
+    memset(slot_totals(a, s), 0, sizeof(signed_totals));
+    if (a->kind == KIND_STATS)
+        memset(slot_values(a, s), 0, a->n_values * sizeof(double));
+}
+
+/* dst += src (sign 1) or dst -= src (sign -1); src unchanged. */
+static void entry_add(arm_ledger *a, enum slot dst, enum slot src, int sign)
+{
+    if (sign > 0)
+        signed_totals_add(slot_totals(a, dst), slot_totals(a, src));
+    else
+        signed_totals_sub(slot_totals(a, dst), slot_totals(a, src));
+    if (a->kind == KIND_STATS) {
+        double *d = slot_values(a, dst);
+        const double *v = slot_values(a, src);
+        for (size_t j = 0; j < a->n_values; j++)
+            d[j] += sign > 0 ? v[j] : -v[j];
+    }
 }
 
 static exp_ledger *exp_find(redis_store *st, const char *experiment)
@@ -613,8 +827,12 @@ static arm_ledger *arm_get(exp_ledger *x, const char *arm)
    the experiment stays listed, for the courtesy at close. */
 static void exp_forget(exp_ledger *x)
 {
-    for (size_t i = 0; i < x->n_arms; i++)
+    for (size_t i = 0; i < x->n_arms; i++) {
         free(x->arms[i].arm);
+        free(x->arms[i].id);
+        free(x->arms[i].layout);
+        free(x->arms[i].v);
+    }
     free(x->arms);
     free(x->index);
     x->arms = NULL;
@@ -623,35 +841,142 @@ static void exp_forget(exp_ledger *x)
     x->doubt_seq = 0;
 }
 
+/* Drop the entries of buckets and statistics that hold nothing any more
+   (no call of the experiment is in doubt, no credit): one is made per
+   record a batch touches, so that a long run does not keep one per arm and
+   hour. Only once they outnumber 256, so that most batches skip it. */
+static void compact(exp_ledger *x)
+{
+    size_t records = 0;
+    for (size_t i = 0; i < x->n_arms; i++)
+        records += x->arms[i].kind != KIND_ARM;
+    if (records <= 256 || x->doubt_seq)
+        return;
+    size_t kept = 0;
+    for (size_t i = 0; i < x->n_arms; i++) {
+        arm_ledger *a = &x->arms[i];
+        if (a->kind != KIND_ARM && entry_zero(a, CREDIT)) {
+            free(a->arm);
+            free(a->id);
+            free(a->layout);
+            free(a->v);
+            continue;
+        }
+        x->arms[kept++] = *a;
+    }
+    x->n_arms = kept;
+    memset(x->index, 0, x->index_cap * sizeof *x->index);
+    for (size_t i = 0; i < x->n_arms; i++) {
+        size_t b = hash_text(x->arms[i].arm) & (x->index_cap - 1);
+        while (x->index[b])
+            b = (b + 1) & (x->index_cap - 1);
+        x->index[b] = (uint32_t)i + 1;
+    }
+}
+
+/* The entry of a statistics record (arm "" for the experiment's own); NULL
+   when out of memory. *clash is set when the entry exists with another
+   number of values (a caller's error: the layout tag fixes the count). */
+static arm_ledger *stats_get(exp_ledger *x, const char *layout, const char *arm,
+                             size_t n_values, int *clash)
+{
+    char key[2 * ID_MAX + 8];
+    snprintf(key, sizeof key, "s|%s|%s", layout, arm);
+    *clash = 0;
+    arm_ledger *a = arm_find(x, key);
+    if (a) {
+        *clash = a->n_values != n_values;
+        return a;
+    }
+    double *v = calloc(3 * (n_values ? n_values : 1), sizeof *v);
+    char *id = strdup(arm), *tag = strdup(layout);
+    if (!v || !id || !tag || !(a = arm_get(x, key))) {
+        free(v);
+        free(id);
+        free(tag);
+        return NULL;
+    }
+    a->kind = KIND_STATS;
+    a->id = id;
+    a->layout = tag;
+    a->n_values = n_values;
+    a->v = v;
+    return a;
+}
+
+/* The entry of an arm's bucket; NULL when out of memory. */
+static arm_ledger *bucket_get(exp_ledger *x, int64_t bucket, const char *arm)
+{
+    char key[ID_MAX + 32];
+    snprintf(key, sizeof key, "b|%" PRId64 "|%s", bucket, arm);
+    arm_ledger *a = arm_find(x, key);
+    if (a)
+        return a;
+    char *id = strdup(arm);
+    if (!id || !(a = arm_get(x, key))) {
+        free(id);
+        return NULL;
+    }
+    a->kind = KIND_BUCKET;
+    a->id = id;
+    a->bucket = bucket;
+    return a;
+}
+
 /* ---- one script call per experiment ------------------------------------------ */
 
-/* Increments as the script's arguments: "%.17g" gives back the same double. */
-static void format_count(char *out, size_t cap, int64_t n)
-{
-    snprintf(out, cap, "%" PRId64, n);
-}
-
-static void format_sum(char *out, size_t cap, double x)
-{
-    snprintf(out, cap, "%.17g", x);
-}
-
+/* Increments are the script's arguments: "%.17g" gives back the same double. */
 enum which { SEND_OP, SEND_DOUBT };
 
-/* Append one EVALSHA for experiment x with its arms' op (or doubt) totals. */
-static int append_call(redis_store *st, const exp_ledger *x, enum which which, int64_t seq,
+static int compare_int64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Append one EVALSHA for experiment x with the op (or doubt) increments of
+ * its entries: counters, statistics and buckets (APPLY_SCRIPT's arguments).
+ * Bucket maintenance follows st->keep_from and st->expire_offset.
+ */
+static int append_call(redis_store *st, exp_ledger *x, enum which which, int64_t seq,
                        mab_error *err)
 {
-    size_t n_arms = 0;
+    enum slot s = which == SEND_OP ? OP : DOUBT;
+    size_t n_arms = 0, n_fields = 0, n_bucket = 0;
     for (size_t i = 0; i < x->n_arms; i++) {
-        const signed_totals *t = which == SEND_OP ? &x->arms[i].op : &x->arms[i].doubt;
-        n_arms += !signed_totals_zero(t);
+        arm_ledger *a = &x->arms[i];
+        if (entry_zero(a, s))
+            continue;
+        if (a->kind == KIND_ARM)
+            n_arms++;
+        else if (a->kind == KIND_BUCKET)
+            n_bucket++;
+        else
+            for (size_t j = 0; j < a->n_values; j++)
+                n_fields += slot_values(a, s)[j] != 0;
     }
-    size_t argc = 7 + 5 * n_arms;
+    /* The distinct buckets, sorted: their keys are KEYS[5..]. */
+    int64_t *starts = malloc((n_bucket ? n_bucket : 1) * sizeof *starts);
+    size_t n_starts = 0;
+    for (size_t i = 0; starts && i < x->n_arms; i++)
+        if (x->arms[i].kind == KIND_BUCKET && !entry_zero(&x->arms[i], s))
+            starts[n_starts++] = x->arms[i].bucket;
+    if (starts && n_starts) {
+        qsort(starts, n_starts, sizeof *starts, compare_int64);
+        size_t u = 1;
+        for (size_t i = 1; i < n_starts; i++)
+            if (starts[i] != starts[u - 1])
+                starts[u++] = starts[i];
+        n_starts = u;
+    }
+    size_t argc = 3 + 4 + n_starts + 8 + 5 * n_arms + 2 * n_fields + 7 * n_bucket;
     const char **argv = malloc(argc * sizeof *argv);
     size_t *lens = malloc(argc * sizeof *lens);
-    char *text = malloc(3 * KEY_MAX + 32 + n_arms * 4 * 32);
-    if (!argv || !lens || !text) {
+    char *text = malloc((6 + n_starts) * KEY_MAX + 8 * 32 + n_arms * 4 * 32 +
+                        n_fields * (2 * ID_MAX + 64) + n_bucket * 7 * 32);
+    if (!starts || !argv || !lens || !text) {
+        free(starts);
         free(argv);
         free(lens);
         free(text);
@@ -665,39 +990,82 @@ static int append_call(redis_store *st, const exp_ledger *x, enum which which, i
         lens[k] = strlen(argv[k]);                                                   \
         k++;                                                                         \
     } while (0)
+#define ARGF(...)                                                                    \
+    do {                                                                             \
+        snprintf(p, 2 * ID_MAX + 64, __VA_ARGS__);                                   \
+        ARG(p);                                                                      \
+        p += strlen(p) + 1;                                                          \
+    } while (0)
     ARG("EVALSHA");
     ARG(st->script_sha);
-    ARG("2");
+    ARGF("%zu", 4 + n_starts);
     totals_key(st, x->experiment, p, KEY_MAX);
     ARG(p);
     p += strlen(p) + 1;
     writers_key(st, x->experiment, p, KEY_MAX);
     ARG(p);
     p += strlen(p) + 1;
-    ARG(st->writer);
-    format_count(p, 32, seq);
+    stats_key(st, x->experiment, p, KEY_MAX);
     ARG(p);
     p += strlen(p) + 1;
+    buckets_key(st, x->experiment, p, KEY_MAX);
+    ARG(p);
+    p += strlen(p) + 1;
+    char bprefix[KEY_MAX];
+    bucket_key_prefix(st, x->experiment, bprefix, sizeof bprefix);
+    for (size_t b = 0; b < n_starts; b++)
+        ARGF("%s%" PRId64, bprefix, starts[b]);
+    ARG(st->writer);
+    ARGF("%" PRId64, seq);
+    ARGF("%zu", n_arms);
+    ARGF("%zu", n_fields);
+    ARGF("%zu", n_bucket);
+    if (st->keep_from == INT64_MIN)
+        ARG("");
+    else
+        ARGF("%" PRId64, st->keep_from);
+    ARG(bprefix);
+    ARGF("%" PRId64, st->keep_from == INT64_MIN ? (int64_t)0 : st->expire_offset);
     for (size_t i = 0; i < x->n_arms; i++) {
-        const signed_totals *t = which == SEND_OP ? &x->arms[i].op : &x->arms[i].doubt;
-        if (signed_totals_zero(t))
+        arm_ledger *a = &x->arms[i];
+        if (a->kind != KIND_ARM || entry_zero(a, s))
             continue;
-        ARG(x->arms[i].arm);
-        format_count(p, 32, t->pulls);
-        ARG(p);
-        p += strlen(p) + 1;
-        format_count(p, 32, t->rewards);
-        ARG(p);
-        p += strlen(p) + 1;
-        format_sum(p, 32, t->reward_sum);
-        ARG(p);
-        p += strlen(p) + 1;
-        format_sum(p, 32, t->reward_sum_sq);
-        ARG(p);
-        p += strlen(p) + 1;
+        const signed_totals *t = slot_totals(a, s);
+        ARG(a->arm);
+        ARGF("%" PRId64, t->pulls);
+        ARGF("%" PRId64, t->rewards);
+        ARGF("%.17g", t->reward_sum);
+        ARGF("%.17g", t->reward_sum_sq);
+    }
+    for (size_t i = 0; i < x->n_arms; i++) {
+        arm_ledger *a = &x->arms[i];
+        if (a->kind != KIND_STATS || entry_zero(a, s))
+            continue;
+        const double *v = slot_values(a, s);
+        for (size_t j = 0; j < a->n_values; j++)
+            if (v[j] != 0) {
+                ARGF("%s|%s|%zu", a->layout, a->id, j);
+                ARGF("%.17g", v[j]);
+            }
+    }
+    for (size_t i = 0; i < x->n_arms; i++) {
+        arm_ledger *a = &x->arms[i];
+        if (a->kind != KIND_BUCKET || entry_zero(a, s))
+            continue;
+        const int64_t *at = bsearch(&a->bucket, starts, n_starts, sizeof *starts, compare_int64);
+        const signed_totals *t = slot_totals(a, s);
+        ARGF("%zu", (size_t)(at - starts) + 1);
+        ARGF("%" PRId64, a->bucket);
+        ARG(a->id);
+        ARGF("%" PRId64, t->pulls);
+        ARGF("%" PRId64, t->rewards);
+        ARGF("%.17g", t->reward_sum);
+        ARGF("%.17g", t->reward_sum_sq);
     }
 #undef ARG
+#undef ARGF
     int ok = redisAppendCommandArgv(st->ctx, (int)k, argv, lens) == REDIS_OK;
+    free(starts);
     free(argv);
     free(lens);
     free(text);
@@ -775,6 +1143,58 @@ static int check_deltas(const redis_store *st, const mab_delta *deltas, size_t n
     return MAB_OK;
 }
 
+/* A layout tag or id this plugin can key: no separator of its fields. */
+static int keyable(const char *s, const char *forbidden)
+{
+    return s && strlen(s) <= ID_MAX && !strpbrk(s, forbidden);
+}
+
+static int check_stats(const redis_store *st, const mab_stats_delta *stats, size_t n,
+                       mab_error *err)
+{
+    if (n && !stats)
+        return store_fail(st, err, MAB_EINVAL, "apply_stats: NULL batch");
+    for (size_t i = 0; i < n; i++) {
+        const mab_stats_delta *d = &stats[i];
+        if (!d->experiment || !d->experiment[0] || !d->layout || !d->layout[0] ||
+            (d->n_values && !d->values))
+            return store_fail(st, err, MAB_EINVAL,
+                              "apply_stats: statistics %zu lack an experiment, a layout or "
+                              "values", i);
+        if (!keyable(d->experiment, "{}:|") || (d->arm && (!d->arm[0] || !keyable(d->arm, ":|"))) ||
+            !keyable(d->layout, ""))
+            return store_fail(st, err, MAB_EINVAL,
+                              "apply_stats: %s.%s (layout %s): not a valid id or layout tag "
+                              "(at most %d characters)",
+                              d->experiment, d->arm ? d->arm : "(experiment)", d->layout,
+                              ID_MAX);
+        for (size_t j = 0; j < d->n_values; j++)
+            if (!isfinite(d->values[j]))
+                return store_fail(st, err, MAB_EINVAL,
+                                  "apply_stats: %s.%s (layout %s): value %zu is not finite",
+                                  d->experiment, d->arm ? d->arm : "(experiment)", d->layout, j);
+    }
+    return MAB_OK;
+}
+
+static int check_buckets(const redis_store *st, const mab_bucket_delta *buckets, size_t n,
+                         mab_error *err)
+{
+    if (n && !buckets)
+        return store_fail(st, err, MAB_EINVAL, "apply_buckets: NULL batch");
+    for (size_t i = 0; i < n; i++) {
+        const mab_bucket_delta *d = &buckets[i];
+        mab_delta as = {d->experiment, d->arm, d->add};
+        int rc = check_deltas(st, &as, 1, err);
+        if (rc != MAB_OK)
+            return rc;
+        if (strchr(d->arm, '|'))
+            return store_fail(st, err, MAB_EINVAL, "apply_buckets: \"%s\" is not a valid arm id",
+                              d->arm);
+    }
+    return MAB_OK;
+}
+
 /* Send every in-doubt call again with its own number. Any reply settles
    one: counted (now or before) becomes credit; refused means neither this
    nor the lost call counted (the number was not there). NOSCRIPT (the
@@ -810,8 +1230,8 @@ static int settle_doubt(redis_store *st, mab_error *err)
             continue; /* stays in doubt */
         for (size_t a = 0; a < x->n_arms; a++) {
             if (out == COUNTED)
-                signed_totals_add(&x->arms[a].credit, &x->arms[a].doubt);
-            memset(&x->arms[a].doubt, 0, sizeof x->arms[a].doubt);
+                entry_add(&x->arms[a], CREDIT, DOUBT, 1);
+            entry_clear(&x->arms[a], DOUBT);
         }
         x->doubt_seq = 0;
     }
@@ -826,27 +1246,95 @@ static signed_totals to_signed(const mab_totals *t)
                            t->reward_sum_sq};
 }
 
-static int apply_once(redis_store *st, const mab_delta *deltas, size_t n_deltas,
-                      mab_error *err)
+/* One batch of the core: counters, statistics and buckets. */
+typedef struct batch {
+    const mab_delta *deltas;
+    size_t n_deltas;
+    const mab_stats_delta *stats;
+    size_t n_stats;
+    const mab_bucket_delta *buckets;
+    size_t n_buckets;
+    int64_t keep_from; /* INT64_MIN: no bucket maintenance */
+} batch;
+
+/* Note every record of the batch in the ledger (op). Out of memory here
+   leaves nothing sent. */
+static int note_batch(redis_store *st, const batch *b, mab_error *err)
 {
-    int rc;
-    /* Note every arm of the batch in the ledger first (out of memory here
-       leaves nothing sent). */
     for (size_t i = 0; i < st->n_exps; i++) {
         st->exps[i].in_batch = 0;
         for (size_t a = 0; a < st->exps[i].n_arms; a++) {
-            memset(&st->exps[i].arms[a].op, 0, sizeof st->exps[i].arms[a].op);
+            entry_clear(&st->exps[i].arms[a], OP);
             st->exps[i].arms[a].offered = 0;
         }
     }
-    for (size_t i = 0; i < n_deltas; i++) {
-        exp_ledger *x = exp_get(st, deltas[i].experiment);
-        arm_ledger *a = x ? arm_get(x, deltas[i].arm) : NULL;
+    for (size_t i = 0; i < b->n_deltas; i++) {
+        exp_ledger *x = exp_get(st, b->deltas[i].experiment);
+        arm_ledger *a = x ? arm_get(x, b->deltas[i].arm) : NULL;
         if (!a)
             return store_fail(st, err, MAB_ENOMEM, "out of memory");
-        signed_totals add = to_signed(&deltas[i].add);
+        signed_totals add = to_signed(&b->deltas[i].add);
         signed_totals_add(&a->op, &add);
         a->offered = 1;
+    }
+    for (size_t i = 0; i < b->n_stats; i++) {
+        const mab_stats_delta *d = &b->stats[i];
+        int clash = 0;
+        exp_ledger *x = exp_get(st, d->experiment);
+        arm_ledger *a = x ? stats_get(x, d->layout, d->arm ? d->arm : "", d->n_values, &clash)
+                          : NULL;
+        if (!a)
+            return store_fail(st, err, MAB_ENOMEM, "out of memory");
+        if (clash)
+            return store_fail(st, err, MAB_EINVAL,
+                              "apply_stats: %s.%s (layout %s): %zu values, earlier %zu",
+                              d->experiment, d->arm ? d->arm : "(experiment)", d->layout,
+                              d->n_values, a->n_values);
+        double *op = slot_values(a, OP);
+        for (size_t j = 0; j < d->n_values; j++)
+            op[j] += d->values[j];
+        a->offered = 1;
+    }
+    for (size_t i = 0; i < b->n_buckets; i++) {
+        const mab_bucket_delta *d = &b->buckets[i];
+        if (b->keep_from != INT64_MIN && d->bucket < b->keep_from)
+            continue; /* removed by this very call: nothing to add to */
+        exp_ledger *x = exp_get(st, d->experiment);
+        arm_ledger *a = x ? bucket_get(x, d->bucket, d->arm) : NULL;
+        if (!a)
+            return store_fail(st, err, MAB_ENOMEM, "out of memory");
+        signed_totals add = to_signed(&d->add);
+        signed_totals_add(&a->op, &add);
+        a->offered = 1;
+    }
+    /* Buckets before keep_from are gone (or going): what was credited to
+       them no longer means anything. */
+    for (size_t i = 0; b->keep_from != INT64_MIN && i < st->n_exps; i++)
+        for (size_t a = 0; a < st->exps[i].n_arms; a++) {
+            arm_ledger *e = &st->exps[i].arms[a];
+            if (e->kind == KIND_BUCKET && e->bucket < b->keep_from) {
+                entry_clear(e, OP);
+                entry_clear(e, CREDIT);
+            }
+        }
+    return MAB_OK;
+}
+
+static int apply_once(redis_store *st, const batch *b, mab_error *err)
+{
+    int rc = note_batch(st, b, err);
+    if (rc != MAB_OK)
+        return rc;
+    st->keep_from = b->keep_from;
+    st->expire_offset = 0;
+    if (b->keep_from != INT64_MIN) {
+        /* retention = now - keep_from: a bucket's hash expires when the
+           retention has passed since its start. */
+        int64_t now = (int64_t)time(NULL);
+        st->expire_offset = b->keep_from < now - INT64_MAX / 4 ? INT64_MAX / 4
+                                                                : now - b->keep_from;
+        if (st->expire_offset < 1)
+            st->expire_offset = 1;
     }
     pipe_guard guard;
     guard_begin(&guard);
@@ -858,14 +1346,20 @@ static int apply_once(redis_store *st, const mab_delta *deltas, size_t n_deltas,
         return rc;
     }
     /* What to send: the offered increments minus the credit; the credit of
-       arms not offered again (a failed import) is taken back out. */
+       records not offered again (a failed import) is taken back out. */
     for (size_t i = 0; i < st->n_exps; i++) {
         exp_ledger *x = &st->exps[i];
         for (size_t a = 0; a < x->n_arms; a++) {
-            signed_totals_sub(&x->arms[a].op, &x->arms[a].credit);
-            if (!signed_totals_zero(&x->arms[a].op))
+            entry_add(&x->arms[a], OP, CREDIT, -1);
+            if (!entry_zero(&x->arms[a], OP))
                 x->in_batch = 1;
         }
+    }
+    /* Bucket maintenance reaches the experiments of the batch. */
+    for (size_t i = 0; b->keep_from != INT64_MIN && i < b->n_buckets; i++) {
+        exp_ledger *x = exp_find(st, b->buckets[i].experiment);
+        if (x)
+            x->in_batch = 1;
     }
     int64_t seq = ++st->batch_seq;
     size_t sent = 0;
@@ -892,10 +1386,12 @@ static int apply_once(redis_store *st, const mab_delta *deltas, size_t n_deltas,
             first_rc = one.code;
         }
         for (size_t a = 0; a < x->n_arms; a++) {
-            if (out == COUNTED)
-                signed_totals_add(&x->arms[a].credit, &x->arms[a].op);
-            else if (out == LOST)
-                x->arms[a].doubt = x->arms[a].op;
+            if (out == COUNTED) {
+                entry_add(&x->arms[a], CREDIT, OP, 1);
+            } else if (out == LOST) {
+                entry_clear(&x->arms[a], DOUBT);
+                entry_add(&x->arms[a], DOUBT, OP, 1);
+            }
         }
         if (out == LOST)
             x->doubt_seq = seq;
@@ -906,9 +1402,13 @@ static int apply_once(redis_store *st, const mab_delta *deltas, size_t n_deltas,
     if (first_rc != MAB_OK)
         return first_rc;
     /* Everything the core offered is counted: it drops the batch. */
-    for (size_t i = 0; i < st->n_exps; i++)
+    for (size_t i = 0; i < st->n_exps; i++) {
         for (size_t a = 0; a < st->exps[i].n_arms; a++)
-            memset(&st->exps[i].arms[a].credit, 0, sizeof st->exps[i].arms[a].credit);
+            entry_clear(&st->exps[i].arms[a], CREDIT);
+        compact(&st->exps[i]);
+    }
+    if (b->keep_from != INT64_MIN && b->keep_from > st->kept_from)
+        st->kept_from = b->keep_from;
     return MAB_OK;
 }
 
@@ -916,17 +1416,42 @@ static int apply_once(redis_store *st, const mab_delta *deltas, size_t n_deltas,
    server restarted since): when it breaks, try once more on a new one, so
    that the first reward after a restart is not refused. Sending again is
    what the exactly-once scheme is for. */
-static int redis_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+static int apply_batch(redis_store *st, const batch *b, mab_error *err)
 {
-    redis_store *st = state;
-    int rc = check_deltas(st, deltas, n_deltas, err);
+    int rc = check_deltas(st, b->deltas, b->n_deltas, err);
+    if (rc == MAB_OK)
+        rc = check_stats(st, b->stats, b->n_stats, err);
+    if (rc == MAB_OK)
+        rc = check_buckets(st, b->buckets, b->n_buckets, err);
     if (rc != MAB_OK)
         return rc;
     int was_connected = st->ctx != NULL;
-    rc = apply_once(st, deltas, n_deltas, err);
+    rc = apply_once(st, b, err);
     if (rc == MAB_ESTORAGE && was_connected && !st->ctx)
-        rc = apply_once(st, deltas, n_deltas, err);
+        rc = apply_once(st, b, err);
     return rc;
+}
+
+static int redis_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
+{
+    batch b = {deltas, n_deltas, NULL, 0, NULL, 0, INT64_MIN};
+    return apply_batch(state, &b, err);
+}
+
+static int redis_apply_stats(void *state, const mab_delta *deltas, size_t n_deltas,
+                             const mab_stats_delta *stats, size_t n_stats, mab_error *err)
+{
+    batch b = {deltas, n_deltas, stats, n_stats, NULL, 0, INT64_MIN};
+    return apply_batch(state, &b, err);
+}
+
+static int redis_apply_buckets(void *state, const mab_delta *deltas, size_t n_deltas,
+                               const mab_stats_delta *stats, size_t n_stats,
+                               const mab_bucket_delta *buckets, size_t n_buckets,
+                               int64_t keep_from, mab_error *err)
+{
+    batch b = {deltas, n_deltas, stats, n_stats, buckets, n_buckets, keep_from};
+    return apply_batch(state, &b, err);
 }
 
 /* ---- reading ------------------------------------------------------------------ */
@@ -1209,22 +1734,20 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int redis_scan(void *state,
-                      int (*visit)(void *ctx, const char *experiment, const char *arm,
-                                   const mab_totals *totals),
-                      void *ctx, mab_error *err)
+/* The experiments that have a key PREFIX{E}SUFFIX (SCAN), sorted, without
+   repeats. Called with SIGPIPE guarded. */
+static int list_experiments(redis_store *st, const char *suffix, char ***names_out,
+                            size_t *n_out, mab_error *err)
 {
-    redis_store *st = state;
-    char pattern[2 * PREFIX_MAX + 16];
-    glob_escape(st->prefix, pattern, sizeof pattern - 12);
-    strcat(pattern, "{*}:totals");
-    pipe_guard guard;
-    guard_begin(&guard);
+    char pattern[2 * PREFIX_MAX + 32];
+    glob_escape(st->prefix, pattern, sizeof pattern - 24);
+    strcat(pattern, "{*}");
+    strcat(pattern, suffix);
     int rc = connect_store(st, err);
     char **names = NULL;
     size_t n = 0, cap = 0;
     char cursor[32] = "0";
-    size_t plen = strlen(st->prefix);
+    size_t plen = strlen(st->prefix), slen = strlen(suffix);
     do {
         if (rc != MAB_OK)
             break;
@@ -1248,10 +1771,10 @@ static int redis_scan(void *state,
         for (size_t i = 0; i < keys->elements && rc == MAB_OK; i++) {
             const char *key = keys->element[i]->str;
             size_t len = keys->element[i]->len;
-            /* PREFIX{E}:totals, E without braces */
-            if (len < plen + 10 || key[plen] != '{')
+            /* PREFIX{E}SUFFIX, E without braces */
+            if (len < plen + 3 + slen || key[plen] != '{')
                 continue;
-            size_t elen = len - plen - 1 - strlen("}:totals");
+            size_t elen = len - plen - 2 - slen;
             char *name = strndup(key + plen + 1, elen);
             if (!name || (n == cap && !(names = realloc(names, (cap = cap ? 2 * cap : 16) *
                                                                    sizeof *names)))) {
@@ -1267,17 +1790,529 @@ static int redis_scan(void *state,
         }
         freeReplyObject(r);
     } while (rc == MAB_OK && strcmp(cursor, "0") != 0);
-    if (rc == MAB_OK && n) {
+    size_t u = 0;
+    if (n) {
         qsort(names, n, sizeof *names, compare_names);
-        struct scan_visit v = {visit, ctx};
-        for (size_t i = 0; i < n && rc == MAB_OK; i++)
-            if (i == 0 || strcmp(names[i], names[i - 1]) != 0) /* SCAN may repeat a key */
-                rc = read_experiment(st, names[i], scan_one, &v, err);
+        for (size_t i = 0; i < n; i++) {
+            if (u && strcmp(names[i], names[u - 1]) == 0) /* SCAN may repeat a key */
+                free(names[i]);
+            else
+                names[u++] = names[i];
+        }
     }
-    guard_end(&guard);
+    *names_out = names;
+    *n_out = u;
+    return rc;
+}
+
+static void free_names(char **names, size_t n)
+{
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
+}
+
+static int redis_scan(void *state,
+                      int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                   const mab_totals *totals),
+                      void *ctx, mab_error *err)
+{
+    redis_store *st = state;
+    pipe_guard guard;
+    guard_begin(&guard);
+    char **names = NULL;
+    size_t n = 0;
+    int rc = list_experiments(st, ":totals", &names, &n, err);
+    struct scan_visit v = {visit, ctx};
+    for (size_t i = 0; i < n && rc == MAB_OK; i++)
+        rc = read_experiment(st, names[i], scan_one, &v, err);
+    guard_end(&guard);
+    free_names(names, n);
+    return rc;
+}
+
+/* ---- policy statistics (ABI 1.4) ---------------------------------------------- */
+
+/* Send MULTI, the command, HGET writers WRITER, EXEC and read the replies:
+   *exec is the EXEC reply (2 elements), *writer_seq this writer's number
+   there. On error nothing is left to free. */
+static int read_with_writer(redis_store *st, const char *experiment, int argc,
+                            const char **argv, const size_t *lens, const char *key,
+                            redisReply **exec_out, int64_t *writer_seq, mab_error *err)
+{
+    char wkey[KEY_MAX];
+    writers_key(st, experiment, wkey, sizeof wkey);
+    *exec_out = NULL;
+    *writer_seq = 0;
+    int rc = connect_store(st, err);
+    if (rc != MAB_OK)
+        return rc;
+    redisAppendCommand(st->ctx, "MULTI");
+    redisAppendCommandArgv(st->ctx, argc, argv, lens);
+    redisAppendCommand(st->ctx, "HGET %s %s", wkey, st->writer);
+    redisAppendCommand(st->ctx, "EXEC");
+    redisReply *replies[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 4; i++) {
+        if (redisGetReply(st->ctx, (void **)&replies[i]) != REDIS_OK || !replies[i]) {
+            char why[64];
+            rc = store_fail(st, err, MAB_ESTORAGE, "cannot read key %s: %s", key,
+                            io_reason(st, why, sizeof why));
+            for (int k = 0; k < i; k++)
+                freeReplyObject(replies[k]);
+            disconnect(st);
+            return rc;
+        }
+    }
+    redisReply *exec = replies[3];
+    if (replies[0]->type == REDIS_REPLY_ERROR)
+        rc = store_fail(st, err, MAB_ESTORAGE, "cannot read key %s: %s", key, replies[0]->str);
+    else if (exec->type == REDIS_REPLY_ERROR)
+        rc = store_fail(st, err, MAB_ESTORAGE, "cannot read key %s: %s", key, exec->str);
+    else if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 2)
+        rc = store_fail(st, err, MAB_ESTORAGE, "cannot read key %s: unexpected reply", key);
+    if (rc == MAB_OK) {
+        const redisReply *w = exec->element[1], *first = exec->element[0];
+        if (w->type == REDIS_REPLY_ERROR)
+            rc = store_fail(st, err,
+                            strncmp(w->str, "WRONGTYPE", 9) == 0 ? MAB_ECORRUPT : MAB_ESTORAGE,
+                            "key %s: cannot read: %s", wkey, w->str);
+        else if (w->type == REDIS_REPLY_STRING && !parse_count(w->str, writer_seq))
+            rc = store_fail(st, err, MAB_ECORRUPT, "key %s: field %s is not a batch number",
+                            wkey, st->writer);
+        else if (first->type == REDIS_REPLY_ERROR)
+            rc = store_fail(st, err,
+                            strncmp(first->str, "WRONGTYPE", 9) == 0 ? MAB_ECORRUPT
+                                                                     : MAB_ESTORAGE,
+                            "key %s: cannot read: %s", key, first->str);
+    }
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(replies[i]);
+    if (rc != MAB_OK)
+        freeReplyObject(exec);
+    else
+        *exec_out = exec;
+    return rc;
+}
+
+/* values[0..n) of a statistics record as the core must see them: minus the
+   credit, minus the in-doubt part when the in-doubt call was counted. */
+static void stats_as_seen(const exp_ledger *x, const char *layout, const char *arm,
+                          double *values, size_t n, int64_t writer_seq)
+{
+    if (!x)
+        return;
+    char key[2 * ID_MAX + 8];
+    snprintf(key, sizeof key, "s|%s|%s", layout, arm);
+    arm_ledger *a = arm_find((exp_ledger *)x, key);
+    if (!a || a->n_values != n)
+        return;
+    const double *credit = slot_values(a, CREDIT), *doubt = slot_values(a, DOUBT);
+    for (size_t j = 0; j < n; j++) {
+        values[j] -= credit[j];
+        if (x->doubt_seq && writer_seq >= x->doubt_seq)
+            values[j] -= doubt[j];
+    }
+}
+
+static int parse_stat(const redis_store *st, const char *key, const char *field,
+                      const redisReply *v, double *out, mab_error *err)
+{
+    if (v->type == REDIS_REPLY_NIL) {
+        *out = 0;
+        return MAB_OK;
+    }
+    if (v->type != REDIS_REPLY_STRING || !parse_sum(v->str, out))
+        return store_fail(st, err, MAB_ECORRUPT,
+                          "key %s: field \"%s\" holds \"%.40s\", not a finite number", key,
+                          field, v->type == REDIS_REPLY_STRING ? v->str : "?");
+    return MAB_OK;
+}
+
+static int read_stats(redis_store *st, const char *experiment, const char *layout,
+                      const char *const *arm_ids, size_t n_arms, size_t n_arm_stats,
+                      double *arm_out, size_t n_exp_stats, double *exp_out, mab_error *err)
+{
+    char skey[KEY_MAX];
+    stats_key(st, experiment, skey, sizeof skey);
+    size_t n_fields = n_arms * n_arm_stats + n_exp_stats;
+    if (n_fields == 0)
+        return MAB_OK;
+    const char **argv = malloc((n_fields + 2) * sizeof *argv);
+    size_t *lens = malloc((n_fields + 2) * sizeof *lens);
+    char *text = malloc(n_fields * (2 * ID_MAX + 32));
+    if (!argv || !lens || !text) {
+        free(argv);
+        free(lens);
+        free(text);
+        return store_fail(st, err, MAB_ENOMEM, "out of memory");
+    }
+    argv[0] = "HMGET";
+    argv[1] = skey;
+    char *p = text;
+    size_t k = 2;
+    for (size_t i = 0; i <= n_arms; i++) {
+        size_t n = i < n_arms ? n_arm_stats : n_exp_stats;
+        for (size_t j = 0; j < n; j++) {
+            snprintf(p, 2 * ID_MAX + 32, "%s|%s|%zu", layout, i < n_arms ? arm_ids[i] : "", j);
+            argv[k++] = p;
+            p += strlen(p) + 1;
+        }
+    }
+    for (size_t i = 0; i < k; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *exec = NULL;
+    int64_t writer_seq = 0;
+    int rc = read_with_writer(st, experiment, (int)k, argv, lens, skey, &exec, &writer_seq, err);
+    const redisReply *got = rc == MAB_OK ? exec->element[0] : NULL;
+    if (rc == MAB_OK && (got->type != REDIS_REPLY_ARRAY || got->elements != n_fields))
+        rc = store_fail(st, err, MAB_ESTORAGE, "key %s: unexpected reply", skey);
+    const exp_ledger *x = exp_find(st, experiment);
+    size_t f = 0;
+    for (size_t i = 0; rc == MAB_OK && i <= n_arms; i++) {
+        size_t n = i < n_arms ? n_arm_stats : n_exp_stats;
+        double *out = i < n_arms ? arm_out + i * n_arm_stats : exp_out;
+        for (size_t j = 0; rc == MAB_OK && j < n; j++, f++)
+            rc = parse_stat(st, skey, argv[2 + f], got->element[f], &out[j], err);
+        if (rc == MAB_OK)
+            stats_as_seen(x, layout, i < n_arms ? arm_ids[i] : "", out, n, writer_seq);
+    }
+    if (exec)
+        freeReplyObject(exec);
+    free(argv);
+    free(lens);
+    free(text);
+    return rc;
+}
+
+static int redis_load_stats(void *state, const char *experiment, const char *layout,
+                            const char *const *arm_ids, size_t n_arms, size_t n_arm_stats,
+                            double *arm_out, size_t n_experiment_stats, double *experiment_out,
+                            mab_error *err)
+{
+    redis_store *st = state;
+    if (!experiment || !layout || (n_arms && n_arm_stats && (!arm_ids || !arm_out)) ||
+        (n_experiment_stats && !experiment_out))
+        return store_fail(st, err, MAB_EINVAL, "load_stats: NULL argument");
+    for (size_t i = 0; i < n_arms && n_arm_stats; i++)
+        if (!arm_ids[i] || !keyable(arm_ids[i], ":|"))
+            return store_fail(st, err, MAB_EINVAL, "load_stats: arm %zu is not a valid id", i);
+    if (!keyable(experiment, "{}:|") || !keyable(layout, ""))
+        return store_fail(st, err, MAB_EINVAL, "load_stats: %s (layout %s): not a valid id or "
+                          "layout tag", experiment, layout);
+    size_t n_arm_values = n_arms * n_arm_stats;
+    double *buf = calloc(n_arm_values + n_experiment_stats + 1, sizeof *buf);
+    if (!buf)
+        return store_fail(st, err, MAB_ENOMEM, "out of memory");
+    pipe_guard guard;
+    guard_begin(&guard);
+    int was_connected = st->ctx != NULL;
+    int rc = read_stats(st, experiment, layout, arm_ids, n_arms, n_arm_stats, buf,
+                        n_experiment_stats, buf + n_arm_values, err);
+    if (rc == MAB_ESTORAGE && was_connected && !st->ctx) /* see apply_batch */
+        rc = read_stats(st, experiment, layout, arm_ids, n_arms, n_arm_stats, buf,
+                        n_experiment_stats, buf + n_arm_values, err);
+    guard_end(&guard);
+    /* All or nothing: the outputs keep their contents when the read fails. */
+    if (rc == MAB_OK) {
+        if (n_arm_values)
+            memcpy(arm_out, buf, n_arm_values * sizeof *buf);
+        if (n_experiment_stats)
+            memcpy(experiment_out, buf + n_arm_values, n_experiment_stats * sizeof *buf);
+    }
+    free(buf);
+    return rc;
+}
+
+/* One record of a scanned stats hash. */
+typedef struct scanned_stats {
+    const char *field; /* "LAYOUT|ARM|..." in the reply: layout and arm end at '|' */
+    size_t layout_len, arm_len;
+    size_t at;    /* the value's index in the record */
+    double value;
+} scanned_stats;
+
+static int compare_scanned(const void *a, const void *b)
+{
+    const scanned_stats *x = a, *y = b;
+    size_t lx = x->layout_len + 1 + x->arm_len, ly = y->layout_len + 1 + y->arm_len;
+    int c = memcmp(x->field, y->field, lx < ly ? lx : ly);
+    return c ? c : (lx > ly) - (lx < ly);
+}
+
+static int scan_stats_of(redis_store *st, const char *experiment,
+                         int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                      const char *layout, const double *values,
+                                      size_t n_values),
+                         void *ctx, mab_error *err)
+{
+    char skey[KEY_MAX];
+    stats_key(st, experiment, skey, sizeof skey);
+    const char *argv[2] = {"HGETALL", skey};
+    size_t lens[2] = {7, strlen(skey)};
+    redisReply *exec = NULL;
+    int64_t writer_seq = 0;
+    int rc = read_with_writer(st, experiment, 2, argv, lens, skey, &exec, &writer_seq, err);
+    if (rc != MAB_OK)
+        return rc;
+    const redisReply *h = exec->element[0];
+    if (h->type != REDIS_REPLY_ARRAY || h->elements % 2) {
+        freeReplyObject(exec);
+        return store_fail(st, err, MAB_ESTORAGE, "key %s: unexpected reply", skey);
+    }
+    /* Group the fields by (layout, arm): sort them, then runs. */
+    size_t n = h->elements / 2;
+    scanned_stats *recs = calloc(n + 1, sizeof *recs);
+    if (!recs)
+        rc = store_fail(st, err, MAB_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == MAB_OK && i < n; i++) {
+        const redisReply *f = h->element[2 * i], *v = h->element[2 * i + 1];
+        /* LAYOUT|ARM|I: the arm and the index hold no '|', the layout may */
+        const char *bar2 = f->type == REDIS_REPLY_STRING ? strrchr(f->str, '|') : NULL;
+        const char *bar1 = bar2;
+        while (bar1 && bar1 > f->str && bar1[-1] != '|')
+            bar1--;
+        bar1 = bar1 && bar1 > f->str ? bar1 - 1 : NULL;
+        char *end = NULL;
+        unsigned long j = bar2 ? strtoul(bar2 + 1, &end, 10) : 0;
+        double x = 0;
+        if (!bar2 || bar1 == f->str || !bar2[1] || *end || j > 1000000 ||
+            bar1 - f->str > ID_MAX || bar2 - bar1 - 1 > ID_MAX) {
+            rc = store_fail(st, err, MAB_ECORRUPT, "key %s: field \"%.60s\" was not written by mab",
+                            skey, f->type == REDIS_REPLY_STRING ? f->str : "?");
+            break;
+        }
+        if ((rc = parse_stat(st, skey, f->str, v, &x, err)) != MAB_OK)
+            break;
+        recs[i].field = f->str;
+        recs[i].layout_len = (size_t)(bar1 - f->str);
+        recs[i].arm_len = (size_t)(bar2 - bar1 - 1);
+        recs[i].at = j;
+        recs[i].value = x;
+    }
+    if (rc == MAB_OK)
+        qsort(recs, n, sizeof *recs, compare_scanned);
+    const exp_ledger *x = exp_find(st, experiment);
+    for (size_t from = 0; rc == MAB_OK && from < n;) {
+        size_t to = from + 1, width = recs[from].at + 1;
+        while (to < n && compare_scanned(&recs[from], &recs[to]) == 0) {
+            if (recs[to].at + 1 > width)
+                width = recs[to].at + 1;
+            to++;
+        }
+        double *values = calloc(width, sizeof *values);
+        if (!values) {
+            rc = store_fail(st, err, MAB_ENOMEM, "out of memory");
+            break;
+        }
+        for (size_t i = from; i < to; i++)
+            values[recs[i].at] = recs[i].value;
+        char layout[ID_MAX + 1], arm[ID_MAX + 1];
+        memcpy(layout, recs[from].field, recs[from].layout_len);
+        layout[recs[from].layout_len] = '\0';
+        memcpy(arm, recs[from].field + recs[from].layout_len + 1, recs[from].arm_len);
+        arm[recs[from].arm_len] = '\0';
+        stats_as_seen(x, layout, arm, values, width, writer_seq);
+        rc = visit(ctx, experiment, arm[0] ? arm : NULL, layout, values, width);
+        free(values);
+        from = to;
+    }
+    free(recs);
+    freeReplyObject(exec);
+    return rc;
+}
+
+static int redis_scan_stats(void *state,
+                            int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                         const char *layout, const double *values,
+                                         size_t n_values),
+                            void *ctx, mab_error *err)
+{
+    redis_store *st = state;
+    if (!visit)
+        return store_fail(st, err, MAB_EINVAL, "scan_stats: NULL visitor");
+    pipe_guard guard;
+    guard_begin(&guard);
+    char **names = NULL;
+    size_t n = 0;
+    int rc = list_experiments(st, ":stats", &names, &n, err);
+    for (size_t i = 0; i < n && rc == MAB_OK; i++)
+        rc = scan_stats_of(st, names[i], visit, ctx, err);
+    guard_end(&guard);
+    free_names(names, n);
+    return rc;
+}
+
+/* ---- time buckets (ABI 1.5) ------------------------------------------------------ */
+
+/* Visit the buckets of one experiment from `since` on, in ascending order:
+   visit(ctx, arm, bucket, totals) for every arm of each bucket. */
+static int read_buckets(redis_store *st, const char *experiment, int64_t since,
+                        int (*visit)(void *ctx, const char *arm, int64_t bucket,
+                                     const mab_totals *t),
+                        void *ctx, mab_error *err)
+{
+    int rc = connect_store(st, err);
+    if (rc != MAB_OK)
+        return rc;
+    char ikey[KEY_MAX], wkey[KEY_MAX], bprefix[KEY_MAX], from[32];
+    buckets_key(st, experiment, ikey, sizeof ikey);
+    writers_key(st, experiment, wkey, sizeof wkey);
+    bucket_key_prefix(st, experiment, bprefix, sizeof bprefix);
+    if (since == INT64_MIN)
+        snprintf(from, sizeof from, "-inf");
+    else
+        snprintf(from, sizeof from, "%" PRId64, since);
+    const char *argv[8] = {"EVALSHA", st->read_sha, "2", ikey, wkey, from, bprefix, st->writer};
+    size_t lens[8];
+    for (int i = 0; i < 8; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(st, 8, argv, lens, "cannot read the buckets", err);
+    if (!r)
+        return MAB_ESTORAGE;
+    int64_t writer_seq = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        const char *msg = r->str;
+        int code = strncmp(msg, "MAB", 3) == 0 ? MAB_ECORRUPT : MAB_ESTORAGE;
+        if (code != MAB_ESTORAGE && strchr(msg, ' '))
+            msg = strchr(msg, ' ') + 1;
+        rc = store_fail(st, err, code, "experiment %s: cannot read the buckets: %s", experiment,
+                        msg);
+        if (strncmp(r->str, "NOSCRIPT", 8) == 0)
+            disconnect(st); /* the reconnect loads it again; the caller retries */
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 1 ||
+               r->element[0]->type != REDIS_REPLY_STRING) {
+        rc = store_fail(st, err, MAB_ESTORAGE, "experiment %s: unexpected reply reading the "
+                        "buckets", experiment);
+    } else if (r->element[0]->len && !parse_count(r->element[0]->str, &writer_seq)) {
+        rc = store_fail(st, err, MAB_ECORRUPT, "key %s: field %s is not a batch number", wkey,
+                        st->writer);
+    }
+    const exp_ledger *x = exp_find(st, experiment);
+    for (size_t i = 1; rc == MAB_OK && i + 1 < r->elements; i += 2) {
+        const redisReply *b = r->element[i], *h = r->element[i + 1];
+        int64_t start;
+        char key[KEY_MAX + 32];
+        snprintf(key, sizeof key, "%s%s", bprefix, b->type == REDIS_REPLY_STRING ? b->str : "?");
+        if (b->type != REDIS_REPLY_STRING || !parse_count(b->str, &start)) {
+            rc = store_fail(st, err, MAB_ECORRUPT, "key %s: a member is not a bucket start",
+                            ikey);
+            break;
+        }
+        read_arm *arms = NULL;
+        size_t n = 0;
+        rc = parse_totals(st, key, h, &arms, &n, err);
+        char arm[ID_MAX + 1];
+        for (size_t a = 0; rc == MAB_OK && a < n; a++) {
+            if (arms[a].arm_len > ID_MAX) {
+                rc = store_fail(st, err, MAB_ECORRUPT, "key %s: an arm id is too long", key);
+                break;
+            }
+            memcpy(arm, arms[a].arm, arms[a].arm_len);
+            arm[arms[a].arm_len] = '\0';
+            char lkey[ID_MAX + 32];
+            snprintf(lkey, sizeof lkey, "b|%" PRId64 "|%s", start, arm);
+            /* as_seen with the bucket's ledger entry */
+            signed_totals t = arms[a].t;
+            const arm_ledger *e = x ? arm_find((exp_ledger *)x, lkey) : NULL;
+            if (e) {
+                signed_totals_sub(&t, &e->credit);
+                if (x->doubt_seq && writer_seq >= x->doubt_seq)
+                    signed_totals_sub(&t, &e->doubt);
+            }
+            mab_totals seen = {t.pulls > 0 ? (uint64_t)t.pulls : 0,
+                               t.rewards > 0 ? (uint64_t)t.rewards : 0, t.reward_sum,
+                               t.reward_sum_sq > 0 ? t.reward_sum_sq : 0};
+            /* A bucket there only through what the core still holds (it
+               reads as zeros) is not there for the core: not visited. */
+            if (e && !seen.pulls && !seen.rewards && seen.reward_sum == 0 &&
+                seen.reward_sum_sq == 0 &&
+                (!signed_totals_zero(&e->credit) || !signed_totals_zero(&e->doubt)))
+                continue;
+            rc = visit(ctx, arm, start, &seen);
+        }
+        free(arms);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+struct load_buckets_ctx {
+    const char *const *arm_ids;
+    size_t n_arms;
+    int (*visit)(void *ctx, size_t arm_index, int64_t bucket, const mab_totals *add);
+    void *ctx;
+    int visited; /* a visit happened: the read is not repeated */
+};
+
+static int load_bucket_one(void *ctx, const char *arm, int64_t bucket, const mab_totals *t)
+{
+    struct load_buckets_ctx *x = ctx;
+    for (size_t i = 0; i < x->n_arms; i++)
+        if (x->arm_ids[i] && strcmp(x->arm_ids[i], arm) == 0) {
+            x->visited = 1;
+            return x->visit(x->ctx, i, bucket, t);
+        }
+    return 0;
+}
+
+static int redis_load_buckets(void *state, const char *experiment, const char *const *arm_ids,
+                              size_t n_arms, int64_t since,
+                              int (*visit)(void *ctx, size_t arm_index, int64_t bucket,
+                                           const mab_totals *add),
+                              void *ctx, mab_error *err)
+{
+    redis_store *st = state;
+    if (!experiment || !visit || (n_arms && !arm_ids))
+        return store_fail(st, err, MAB_EINVAL, "load_buckets: NULL argument");
+    if (!keyable(experiment, "{}:|"))
+        return store_fail(st, err, MAB_EINVAL, "load_buckets: \"%s\" is not a valid experiment id",
+                          experiment);
+    /* Never a bucket the retention has removed, even while removal lags. */
+    if (st->kept_from > since)
+        since = st->kept_from;
+    struct load_buckets_ctx x = {arm_ids, n_arms, visit, ctx, 0};
+    pipe_guard guard;
+    guard_begin(&guard);
+    int was_connected = st->ctx != NULL;
+    int rc = read_buckets(st, experiment, since, load_bucket_one, &x, err);
+    if (rc == MAB_ESTORAGE && was_connected && !st->ctx && !x.visited) /* see apply_batch */
+        rc = read_buckets(st, experiment, since, load_bucket_one, &x, err);
+    guard_end(&guard);
+    return rc;
+}
+
+struct scan_buckets_ctx {
+    const char *experiment;
+    int (*visit)(void *ctx, const char *experiment, const char *arm, int64_t bucket,
+                 const mab_totals *add);
+    void *ctx;
+};
+
+static int scan_bucket_one(void *ctx, const char *arm, int64_t bucket, const mab_totals *t)
+{
+    struct scan_buckets_ctx *x = ctx;
+    return x->visit(x->ctx, x->experiment, arm, bucket, t);
+}
+
+static int redis_scan_buckets(void *state,
+                              int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                           int64_t bucket, const mab_totals *add),
+                              void *ctx, mab_error *err)
+{
+    redis_store *st = state;
+    if (!visit)
+        return store_fail(st, err, MAB_EINVAL, "scan_buckets: NULL visitor");
+    pipe_guard guard;
+    guard_begin(&guard);
+    char **names = NULL;
+    size_t n = 0;
+    int rc = list_experiments(st, ":buckets", &names, &n, err);
+    for (size_t i = 0; i < n && rc == MAB_OK; i++) {
+        struct scan_buckets_ctx x = {names[i], visit, ctx};
+        rc = read_buckets(st, names[i], st->kept_from, scan_bucket_one, &x, err);
+    }
+    guard_end(&guard);
+    free_names(names, n);
     return rc;
 }
 
@@ -1302,6 +2337,7 @@ static int clear_and_add(redis_store *st, const char *const *experiments, size_t
         return rc;
     /* The deltas, grouped per experiment in a scratch ledger. */
     redis_store scratch = *st;
+    scratch.keep_from = INT64_MIN;
     scratch.exps = NULL;
     scratch.n_exps = scratch.cap_exps = 0;
     for (size_t i = 0; i < n_deltas && rc == MAB_OK; i++) {
@@ -1324,10 +2360,18 @@ static int clear_and_add(redis_store *st, const char *const *experiments, size_t
         redisAppendCommand(st->ctx, "MULTI");
         size_t queued = 1;
         for (size_t i = 0; i < n_experiments; i++) {
-            char tkey[KEY_MAX], wkey[KEY_MAX];
+            /* the counters, statistics and buckets (CLEAR_SCRIPT) */
+            char ikey[KEY_MAX], tkey[KEY_MAX], wkey[KEY_MAX], skey[KEY_MAX], bprefix[KEY_MAX];
+            buckets_key(st, experiments[i], ikey, sizeof ikey);
             totals_key(st, experiments[i], tkey, sizeof tkey);
             writers_key(st, experiments[i], wkey, sizeof wkey);
-            redisAppendCommand(st->ctx, "DEL %s %s", tkey, wkey);
+            stats_key(st, experiments[i], skey, sizeof skey);
+            bucket_key_prefix(st, experiments[i], bprefix, sizeof bprefix);
+            const char *argv[8] = {"EVAL", CLEAR_SCRIPT, "4", ikey, tkey, wkey, skey, bprefix};
+            size_t lens[8];
+            for (int k = 0; k < 8; k++)
+                lens[k] = strlen(argv[k]);
+            redisAppendCommandArgv(st->ctx, 8, argv, lens);
             queued++;
         }
         for (size_t i = 0; i < scratch.n_exps && rc == MAB_OK; i++) {
@@ -1808,6 +2852,7 @@ static int redis_open(mab_params *params, void **state, mab_error *err)
     if (!st)
         return mab_error_set(err, MAB_ENOMEM, "redis: out of memory");
     snprintf(st->where, sizeof st->where, "Redis");
+    st->keep_from = st->kept_from = INT64_MIN;
     int rc = read_params(st, params, err);
     if (rc == MAB_ENOMEM)
         mab_error_set(err, rc, "redis: out of memory");
@@ -1847,9 +2892,12 @@ static const mab_storage redis_storage = {
     NULL, /* check: open() already connects, authenticates and loads the scripts */
     NULL, /* open_read_only: a Redis server has no lock to avoid */
     redis_claim,
-    NULL, NULL, NULL, /* policy statistics (ABI 1.4): not yet; an ABI 2 policy that keeps
-                         statistics is refused at open over this store */
-    NULL, NULL, NULL, /* ABI 1.5 time buckets: not stored yet */
+    redis_apply_stats,
+    redis_load_stats,
+    redis_scan_stats,
+    redis_apply_buckets,
+    redis_load_buckets,
+    redis_scan_buckets,
 };
 
 MAB_STORAGE_DEFINE(redis_storage)

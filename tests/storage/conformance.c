@@ -87,10 +87,10 @@ typedef struct backend {
 static const backend backends[] = {
     {"json_file", MAB_PLUGIN_DIR "/json_file.so", 1, 1, 0, 0, 1, 1},
     {"lmdb", MAB_PLUGIN_DIR "/lmdb.so", 1, 1, 1, 0, 1, 1},
-    {"mongodb", MAB_PLUGIN_DIR "/mongodb.so", 0, 1, 1, 1, 1, 0},
+    {"mongodb", MAB_PLUGIN_DIR "/mongodb.so", 0, 1, 1, 1, 1, 1},
     {"memory", MAB_FIXTURE_DIR "/storage_memory.so", 0, 0, 0, 0, 1, 0},
 #ifdef MAB_TEST_REDIS
-    {"redis", MAB_PLUGIN_DIR "/redis.so", 0, 1, 1, 1, 1, 0},
+    {"redis", MAB_PLUGIN_DIR "/redis.so", 0, 1, 1, 1, 1, 1},
 #endif
 };
 
@@ -2276,6 +2276,145 @@ static void corrupt_lmdb_buckets(void)
     }
 }
 
+/* mongodb: bucket documents damaged with the tests' own client. Each is
+   MAB_ECORRUPT at load_buckets and scan_buckets, naming the server and the
+   document, which stays as it was. */
+static void corrupt_mongo_buckets(void)
+{
+    mongoc_client_t *client = mongoc_client_new(standin.uri);
+    assert_non_null(client);
+    static const char *const why[] = {"a bucket count that is a string",
+                                      "a bucket of another schema version", "a NaN bucket sum",
+                                      "a bucket without its start"};
+    for (int k = 0; k < 4; k++) {
+        store s;
+        store_init(&s, NULL);
+        store_with_buckets(&s);
+        mongoc_collection_t *c = mongoc_client_get_collection(client, s.database, "mab_arms");
+        char id[64];
+        snprintf(id, sizeof id, "btn/a/b:%" PRId64, T0);
+        bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+        bson_t *update = k == 0   ? BCON_NEW("$set", "{", "pulls", BCON_UTF8("many"), "}")
+                         : k == 1 ? BCON_NEW("$set", "{", "v", BCON_INT32(2), "}")
+                         : k == 2 ? BCON_NEW("$set", "{", "reward_sum", BCON_DOUBLE(NAN), "}")
+                                  : BCON_NEW("$unset", "{", "bucket", BCON_UTF8(""), "}");
+        bson_error_t error;
+        if (!mongoc_collection_update_one(c, filter, update, NULL, NULL, &error))
+            fail_msg("%s: cannot plant it: %s", why[k], error.message);
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(c, filter, NULL, NULL);
+        const bson_t *found;
+        assert_true(mongoc_cursor_next(cursor, &found));
+        bson_t *planted = bson_copy(found);
+        mongoc_cursor_destroy(cursor);
+        void *st = NULL;
+        mab_error err = {0, ""};
+        assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+        const char *arms[] = {"a", "b"};
+        bucket_seen b = {0};
+        int rc = plugin->load_buckets(st, "btn", arms, 2, INT64_MIN, see_load_bucket, &b, &err);
+        free(b.v);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("%s: load_buckets returned %d, not MAB_ECORRUPT: %s", why[k], rc,
+                     err.message);
+        char server[64];
+        snprintf(server, sizeof server, "127.0.0.1:%d", standin.port);
+        assert_mentions(err.message, server);
+        assert_mentions(err.message, id);
+        fprintf(stderr, "# %s: %s\n", why[k], err.message);
+        bucket_seen all = {0};
+        rc = plugin->scan_buckets(st, see_scan_bucket, &all, &err);
+        free(all.v);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("%s: scan_buckets returned %d, not MAB_ECORRUPT: %s", why[k], rc,
+                     err.message);
+        assert_mentions(err.message, id);
+        plugin->close(st);
+        cursor = mongoc_collection_find_with_opts(c, filter, NULL, NULL);
+        assert_true(mongoc_cursor_next(cursor, &found));
+        if (!bson_equal(found, planted))
+            fail_msg("%s: the document was modified", why[k]);
+        mongoc_cursor_destroy(cursor);
+        bson_destroy(planted);
+        bson_destroy(update);
+        bson_destroy(filter);
+        mongoc_collection_destroy(c);
+    }
+    mongoc_client_destroy(client);
+}
+
+#ifdef MAB_TEST_REDIS
+/* redis: bucket keys damaged with the test's own connection. Each is
+   MAB_ECORRUPT at load_buckets and scan_buckets naming the server and the
+   key, which stays as it was. */
+static void corrupt_redis_buckets(void)
+{
+    redisContext *c = redis_server_connect(&redis_srv);
+    assert_non_null(c);
+    static const char *const why[] = {"a string at a bucket key", "a bucket count that is a word",
+                                      "a NaN bucket sum", "a hash at the bucket index",
+                                      "an index member that is not a start"};
+    for (int k = 0; k < 5; k++) {
+        store s;
+        store_init(&s, NULL);
+        store_with_buckets(&s);
+        char key[96];
+        if (k < 3)
+            snprintf(key, sizeof key, "%s:{btn}:b:%" PRId64, s.name, T0);
+        else
+            snprintf(key, sizeof key, "%s:{btn}:buckets", s.name);
+        redisReply *r = NULL;
+        if (k == 0) {
+            freeReplyObject(redisCommand(c, "DEL %s", key));
+            r = redisCommand(c, "SET %s hello", key);
+        } else if (k == 1) {
+            r = redisCommand(c, "HSET %s a:pulls many", key);
+        } else if (k == 2) {
+            r = redisCommand(c, "HSET %s a:reward_sum nan", key);
+        } else if (k == 3) {
+            freeReplyObject(redisCommand(c, "DEL %s", key));
+            r = redisCommand(c, "HSET %s x 1", key);
+        } else {
+            r = redisCommand(c, "ZADD %s %" PRId64 " soon", key, T0);
+        }
+        assert_non_null(r);
+        assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+        r = redisCommand(c, "DUMP %s", key);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        void *st = NULL;
+        mab_error err = {0, ""};
+        assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+        const char *arms[] = {"a", "b"};
+        bucket_seen b = {0};
+        int rc = plugin->load_buckets(st, "btn", arms, 2, INT64_MIN, see_load_bucket, &b, &err);
+        free(b.v);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("%s: load_buckets returned %d, not MAB_ECORRUPT: %s", why[k], rc,
+                     err.message);
+        assert_mentions(err.message, redis_srv.where);
+        assert_mentions(err.message, key);
+        fprintf(stderr, "# %s: %s\n", why[k], err.message);
+        bucket_seen all = {0};
+        rc = plugin->scan_buckets(st, see_scan_bucket, &all, &err);
+        free(all.v);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("%s: scan_buckets returned %d, not MAB_ECORRUPT: %s", why[k], rc,
+                     err.message);
+        assert_mentions(err.message, key);
+        plugin->close(st);
+        redisReply *after = redisCommand(c, "DUMP %s", key);
+        assert_non_null(after);
+        if (after->type != REDIS_REPLY_STRING || after->len != r->len ||
+            memcmp(after->str, r->str, r->len) != 0)
+            fail_msg("%s: the key was modified", why[k]);
+        freeReplyObject(after);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+}
+#endif
+
 static void test_buckets_corrupt(void **state)
 {
     (void)state;
@@ -2284,6 +2423,12 @@ static void test_buckets_corrupt(void **state)
         corrupt_json_buckets();
     else if (is("lmdb"))
         corrupt_lmdb_buckets();
+    else if (is("mongodb"))
+        corrupt_mongo_buckets();
+#ifdef MAB_TEST_REDIS
+    else if (is("redis"))
+        corrupt_redis_buckets();
+#endif
     else
         fail_msg("%s stores buckets but the suite has no damaged bucket records for it: add "
                  "them to test_buckets_corrupt",

@@ -36,6 +36,7 @@
 #include <mongoc/mongoc.h>
 
 #include "mab/adapter.h"
+#include "mab/mab.h"
 #include "mab/storage.h"
 #include "support.h"
 
@@ -1084,6 +1085,629 @@ static void test_reward_once_across_engines(void **state)
     storage->close(st);
 }
 
+/* ---- policy statistics and time buckets (ABI 1.4 and 1.5) ------------------- */
+
+static double doc_double(const bson_t *doc, const char *dotted)
+{
+    bson_iter_t it, found;
+    if (!bson_iter_init(&it, doc) || !bson_iter_find_descendant(&it, dotted, &found) ||
+        !BSON_ITER_HOLDS_NUMBER(&found))
+        return NAN;
+    return bson_iter_as_double(&found);
+}
+
+/* How many documents of the test's collection match a filter. */
+static int64_t count_docs(const bson_t *filter)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(server.client, database, "mab_arms");
+    /* a find, not countDocuments (an aggregate the stand-in does not serve) */
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(c, filter, NULL, NULL);
+    const bson_t *doc;
+    int64_t n = 0;
+    while (mongoc_cursor_next(cursor, &doc))
+        n++;
+    bson_error_t error;
+    if (mongoc_cursor_error(cursor, &error))
+        n = -1;
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(c);
+    return n;
+}
+
+static int64_t ttl_sweep(void)
+{
+    bson_t *command = BCON_NEW("mabStandinFault", BCON_INT32(1), "ttlSweep", BCON_BOOL(1));
+    bson_t reply;
+    assert_int_equal(run_command("admin", command, &reply), 0);
+    int64_t n = doc_int(&reply, "deleted");
+    bson_destroy(&reply);
+    bson_destroy(command);
+    return n;
+}
+
+typedef struct seen_bucket {
+    size_t arm;
+    int64_t bucket;
+    mab_totals add;
+} seen_bucket;
+
+typedef struct seen_buckets {
+    seen_bucket b[64];
+    size_t n;
+} seen_buckets;
+
+static int note_bucket(void *ctx, size_t arm_index, int64_t bucket, const mab_totals *add)
+{
+    seen_buckets *s = ctx;
+    if (s->n == 64)
+        return 99;
+    s->b[s->n++] = (seen_bucket){arm_index, bucket, *add};
+    return 0;
+}
+
+static int load_buckets_of(void *st, const char *exp, int64_t since, seen_buckets *s,
+                           mab_error *err)
+{
+    memset(s, 0, sizeof *s);
+    const char *arms[] = {"a", "b"};
+    return storage->load_buckets(st, exp, arms, 2, since, note_bucket, s, err);
+}
+
+static int note_stats(void *ctx, const char *experiment, const char *arm, const char *layout,
+                      const double *values, size_t n_values)
+{
+    char *out = ctx;
+    size_t len = strlen(out);
+    len += (size_t)snprintf(out + len, 400 - len, "%s.%s %s [", experiment, arm ? arm : "",
+                            layout);
+    for (size_t j = 0; j < n_values && len < 400; j++)
+        len += (size_t)snprintf(out + len, 400 - len, "%s%.17g", j ? " " : "", values[j]);
+    if (len < 400)
+        snprintf(out + len, 400 - len, "];");
+    return 0;
+}
+
+static int note_scanned_bucket(void *ctx, const char *experiment, const char *arm,
+                               int64_t bucket, const mab_totals *add)
+{
+    char *out = ctx;
+    size_t len = strlen(out);
+    snprintf(out + len, 400 - len, "%s.%s@%" PRId64 "=%" PRIu64 ";", experiment, arm, bucket,
+             add->pulls);
+    return 0;
+}
+
+/*
+ * Statistics and buckets through bulks the stand-in half-applies and hangs
+ * up on (as test_exactly_once_across_hangups for the counters): after
+ * every call, loads show exactly what was acknowledged, and at the end the
+ * documents hold every increment exactly once.
+ */
+static void test_stats_buckets_exactly_once_across_hangups(void **state)
+{
+    (void)state;
+    if (!need_standin())
+        return;
+    enum { ROUNDS = 24 };
+    const char *arms[] = {"a", "b"};
+    const int64_t B = 1700000000 - 1700000000 % 3600;
+    /* per arm: stats[2], bucket B + (round % 3) * 3600 pulls */
+    double un_s[2][2] = {{0}}, ap_s[2][2] = {{0}}, un_e = 0, ap_e = 0;
+    uint64_t un_b[2][3] = {{0}}, ap_b[2][3] = {{0}};
+    void *st = store_open();
+    mab_error err;
+    int failures = 0;
+    srand(11);
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < 2; i++) {
+            un_s[i][0] += 0.25 * (rand() % 4);
+            un_s[i][1] += 1.0 + rand() % 3;
+            un_b[i][round % 3] += 1 + (uint64_t)(rand() % 4);
+        }
+        un_e += 0.5;
+        if (round % 4 == 1)
+            inject_hangups(round % 8 == 1 ? 2 : 1); /* 2: the resend fails too */
+        mab_stats_delta sd[3] = {{"exp", "a", "t/1:2,1", un_s[0], 2},
+                                 {"exp", "b", "t/1:2,1", un_s[1], 2},
+                                 {"exp", NULL, "t/1:2,1", &un_e, 1}};
+        mab_bucket_delta bd[6];
+        size_t nb = 0;
+        for (int i = 0; i < 2; i++)
+            for (int k = 0; k < 3; k++)
+                if (un_b[i][k])
+                    bd[nb++] = (mab_bucket_delta){"exp", arms[i], B + k * 3600,
+                                                  {un_b[i][k], 0, 0, 0}};
+        int rc = storage->apply_buckets(st, NULL, 0, sd, 3, bd, nb, INT64_MIN, &err);
+        if (rc == MAB_OK) {
+            for (int i = 0; i < 2; i++) {
+                for (int j = 0; j < 2; j++)
+                    ap_s[i][j] += un_s[i][j], un_s[i][j] = 0;
+                for (int k = 0; k < 3; k++)
+                    ap_b[i][k] += un_b[i][k], un_b[i][k] = 0;
+            }
+            ap_e += un_e;
+            un_e = 0;
+        } else {
+            failures++;
+            assert_int_equal(rc, MAB_ESTORAGE);
+            assert_non_null(strstr(err.message, "127.0.0.1"));
+        }
+        double out[4], eout[1];
+        rc = storage->load_stats(st, "exp", "t/1:2,1", arms, 2, 2, out, 1, eout, &err);
+        if (rc != MAB_OK)
+            continue; /* the connection may be down right after a hang-up */
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++)
+                if (out[2 * i + j] != ap_s[i][j])
+                    fail_msg("round %d: %s stat %d reads %.17g, applied %.17g", round, arms[i],
+                             j, out[2 * i + j], ap_s[i][j]);
+        assert_true(eout[0] == ap_e);
+        seen_buckets sb;
+        if (load_buckets_of(st, "exp", INT64_MIN, &sb, &err) != MAB_OK)
+            continue;
+        for (size_t k = 0; k < sb.n; k++)
+            if (sb.b[k].add.pulls != ap_b[sb.b[k].arm][(sb.b[k].bucket - B) / 3600])
+                fail_msg("round %d: bucket %" PRId64 " of %s reads %" PRIu64 ", applied %" PRIu64,
+                         round, sb.b[k].bucket, arms[sb.b[k].arm], sb.b[k].add.pulls,
+                         ap_b[sb.b[k].arm][(sb.b[k].bucket - B) / 3600]);
+    }
+    assert_true(failures >= ROUNDS / 4);
+    /* The rest, until it is through. */
+    mab_stats_delta sd[3] = {{"exp", "a", "t/1:2,1", un_s[0], 2},
+                             {"exp", "b", "t/1:2,1", un_s[1], 2},
+                             {"exp", NULL, "t/1:2,1", &un_e, 1}};
+    mab_bucket_delta bd[6];
+    size_t nb = 0;
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 3; k++)
+            bd[nb++] = (mab_bucket_delta){"exp", arms[i], B + k * 3600, {un_b[i][k], 0, 0, 0}};
+    int rc = MAB_ESTORAGE;
+    for (int tries = 0; tries < 50 && rc != MAB_OK; tries++)
+        rc = storage->apply_buckets(st, NULL, 0, sd, 3, bd, nb, INT64_MIN, &err);
+    assert_int_equal(rc, MAB_OK);
+    storage->close(st);
+    for (int i = 0; i < 2; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "exp/%s/s:t/1:2,1", arms[i]);
+        bson_t *doc = stored_doc(id);
+        assert_non_null(doc);
+        assert_true(doc_double(doc, "s.0") == ap_s[i][0] + un_s[i][0]);
+        assert_true(doc_double(doc, "s.1") == ap_s[i][1] + un_s[i][1]);
+        bson_destroy(doc);
+        for (int k = 0; k < 3; k++) {
+            snprintf(id, sizeof id, "exp/%s/b:%" PRId64, arms[i], B + k * 3600);
+            doc = stored_doc(id);
+            assert_non_null(doc);
+            assert_int_equal(doc_int(doc, "pulls"), ap_b[i][k] + un_b[i][k]);
+            bson_destroy(doc);
+        }
+    }
+    bson_t *doc = stored_doc("exp//s:t/1:2,1");
+    assert_non_null(doc);
+    assert_true(doc_double(doc, "s.0") == ap_e + un_e);
+    bson_destroy(doc);
+}
+
+/*
+ * Credit: a call whose in-doubt batch is settled (counted) and whose new
+ * batch then fails. The core still holds all of it, so loads subtract both
+ * the settled part (credit) and the new part the server reached (doubt);
+ * the next call counts everything once.
+ */
+static void test_stats_buckets_credit(void **state)
+{
+    (void)state;
+    if (!need_standin())
+        return;
+    void *st = store_open();
+    mab_error err = {0, ""};
+    const char *arms[] = {"a", "b"};
+    double v1[] = {1.0, 2.0}, w1[] = {3.0, 4.0};
+    mab_stats_delta s1[] = {{"exp", "a", "t/1:2,0", v1, 2}, {"exp", "b", "t/1:2,0", w1, 2}};
+    mab_bucket_delta b1[] = {{"exp", "a", 7200, {1, 0, 0, 0}}, {"exp", "b", 7200, {2, 0, 0, 0}}};
+    inject_hangups(1); /* half of the 4 updates land, no reply */
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, s1, 2, b1, 2, INT64_MIN, &err),
+                     MAB_ESTORAGE);
+    /* The next call: the resend of the in-doubt batch passes (its first
+       bulk, then the duplicates' second), the new batch is half-applied. */
+    bson_t *command = BCON_NEW("mabStandinFault", BCON_INT32(1), "hangupUpdates", BCON_INT32(1),
+                               "passUpdates", BCON_INT32(2));
+    bson_t reply;
+    assert_int_equal(run_command("admin", command, &reply), 0);
+    bson_destroy(&reply);
+    bson_destroy(command);
+    double v2[] = {1.0 + 0.5, 2.0 + 0.5}, w2[] = {3.0 + 0.5, 4.0 + 0.5};
+    mab_stats_delta s2[] = {{"exp", "a", "t/1:2,0", v2, 2}, {"exp", "b", "t/1:2,0", w2, 2}};
+    mab_bucket_delta b2[] = {{"exp", "a", 7200, {1 + 1, 0, 0, 0}},
+                             {"exp", "b", 7200, {2 + 1, 0, 0, 0}}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, s2, 2, b2, 2, INT64_MIN, &err),
+                     MAB_ESTORAGE);
+    bson_t *doc = stored_doc("exp/a/s:t/1:2,0");
+    assert_non_null(doc);
+    assert_true(doc_double(doc, "s.0") >= 1.0); /* the settled batch is stored */
+    bson_destroy(doc);
+    double out[4];
+    assert_int_equal(storage->load_stats(st, "exp", "t/1:2,0", arms, 2, 2, out, 0, NULL, &err),
+                     MAB_OK);
+    for (int k = 0; k < 4; k++)
+        if (out[k] != 0.0)
+            fail_msg("stat %d reads %.17g; the core still holds all of it", k, out[k]);
+    seen_buckets sb;
+    assert_int_equal(load_buckets_of(st, "exp", INT64_MIN, &sb, &err), MAB_OK);
+    for (size_t k = 0; k < sb.n; k++)
+        assert_int_equal(sb.b[k].add.pulls, 0);
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, s2, 2, b2, 2, INT64_MIN, &err), MAB_OK);
+    assert_int_equal(storage->load_stats(st, "exp", "t/1:2,0", arms, 2, 2, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 1.5 && out[1] == 2.5 && out[2] == 3.5 && out[3] == 4.5);
+    storage->close(st);
+    doc = stored_doc("exp/b/b:7200");
+    assert_non_null(doc);
+    assert_int_equal(doc_int(doc, "pulls"), 3);
+    bson_destroy(doc);
+}
+
+/* Statistics: exact round trip, records of one layout only, non-finite
+   values refused with nothing written, scan, a damaged document named,
+   reset removes them; counters never confused with them. */
+static void test_stats_store(void **state)
+{
+    (void)state;
+    void *st = store_open();
+    mab_error err = {0, ""};
+    mab_delta d = delta("btn", "a", 1, 0, 0);
+    double tiny[] = {1e-18, 0.1}, other[] = {5.0};
+    mab_stats_delta s[] = {{"btn", "a", "p/1:2,0", tiny, 2}, {"btn", "b", "q/2:1,0", other, 1}};
+    assert_int_equal(storage->apply_stats(st, &d, 1, s, 2, &err), MAB_OK);
+    assert_int_equal(storage->apply_stats(st, NULL, 0, s, 1, &err), MAB_OK);
+    const char *arms[] = {"a", "b"};
+    double out[4] = {9, 9, 9, 9};
+    assert_int_equal(storage->load_stats(st, "btn", "p/1:2,0", arms, 2, 2, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 2e-18 && out[1] == 0.1 + 0.1 && out[2] == 0 && out[3] == 0);
+    mab_totals t[2];
+    assert_int_equal(storage->load(st, "btn", arms, 2, t, &err), MAB_OK);
+    assert_totals(&t[0], 1, 0, 0);
+    struct collected seen_counters = {.n = 0};
+    assert_int_equal(storage->scan(st, collect, &seen_counters, &err), MAB_OK);
+    assert_int_equal(seen_counters.n, 1);
+
+    double bad[] = {1.0, NAN};
+    mab_stats_delta sb = {"btn", "a", "p/1:2,0", bad, 2};
+    mab_delta more = delta("btn", "a", 1, 0, 0);
+    assert_int_equal(storage->apply_stats(st, &more, 1, &sb, 1, &err), MAB_EINVAL);
+    assert_non_null(strstr(err.message, "not finite"));
+    assert_non_null(strstr(err.message, "btn.a"));
+    bad[1] = -INFINITY;
+    assert_int_equal(storage->apply_stats(st, &more, 1, &sb, 1, &err), MAB_EINVAL);
+    bson_t *doc = stored_doc("btn/a");
+    assert_int_equal(doc_int(doc, "pulls"), 1);
+    bson_destroy(doc);
+    doc = stored_doc("btn/a/s:p/1:2,0");
+    assert_non_null(doc);
+    assert_true(doc_double(doc, "s.0") == 2e-18 && doc_double(doc, "s.1") == 0.1 + 0.1);
+    bson_destroy(doc);
+
+    char seen[400] = "";
+    assert_int_equal(storage->scan_stats(st, note_stats, seen, &err), MAB_OK);
+    assert_string_equal(seen, "btn.a p/1:2,0 [2.0000000000000001e-18 0.20000000000000001];"
+                              "btn.b q/2:1,0 [5];");
+
+    /* A document someone damaged: named, with the server. */
+    mongoc_collection_t *c = mongoc_client_get_collection(server.client, database, "mab_arms");
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8("btn/b/s:q/2:1,0"));
+    bson_t *update = BCON_NEW("$set", "{", "s", BCON_UTF8("oops"), "}");
+    bson_error_t error;
+    assert_true(mongoc_collection_update_one(c, filter, update, NULL, NULL, &error));
+    bson_destroy(update);
+    bson_destroy(filter);
+    mongoc_collection_destroy(c);
+    double one[1];
+    assert_int_equal(storage->load_stats(st, "btn", "q/2:1,0", arms, 2, 1, out, 0, NULL, &err),
+                     MAB_ECORRUPT);
+    fprintf(stderr, "# damaged statistics: %s\n", err.message);
+    assert_non_null(strstr(err.message, "127.0.0.1"));
+    assert_non_null(strstr(err.message, "btn/b/s:q/2:1,0"));
+    seen[0] = '\0';
+    assert_int_equal(storage->scan_stats(st, note_stats, seen, &err), MAB_ECORRUPT);
+    (void)one;
+
+    assert_int_equal(storage->reset(st, "btn", &err), MAB_OK);
+    bson_t *all = bson_new();
+    assert_int_equal(count_docs(all), 0);
+    bson_destroy(all);
+    storage->close(st);
+}
+
+/*
+ * Buckets: one document per (experiment, arm, bucket start); loaded from
+ * `since` on in ascending order, listed arms only; expire_at = start +
+ * retention (retention = now - keep_from) for the server's TTL index; the
+ * bounded sweep removes buckets before keep_from, and none is returned
+ * after; reset removes them.
+ */
+static void test_buckets(void **state)
+{
+    (void)state;
+    void *st = store_open();
+    mab_error err = {0, ""};
+    const int64_t H = 3600, now = (int64_t)time(NULL), B = now - now % H, retention = 48 * H;
+    mab_bucket_delta b[] = {{"btn", "a", B, {1, 1, 1, 1}},
+                            {"btn", "b", B - 2 * H, {2, 0, 0, 0}},
+                            {"btn", "a", B - 2 * H, {3, 1, 0.5, 0.25}},
+                            {"btn", "c", B - H, {4, 0, 0, 0}},
+                            {"size", "a", B, {5, 0, 0, 0}}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, b, 5, now - retention, &err),
+                     MAB_OK);
+    seen_buckets s;
+    assert_int_equal(load_buckets_of(st, "btn", INT64_MIN, &s, &err), MAB_OK);
+    assert_int_equal(s.n, 3);
+    assert_true(s.b[0].bucket == B - 2 * H && s.b[1].bucket == B - 2 * H && s.b[2].bucket == B);
+    assert_int_equal(s.b[0].arm, 0); /* a before b within a bucket (by _id) */
+    assert_totals(&s.b[0].add, 3, 1, 0.5);
+    assert_totals(&s.b[1].add, 2, 0, 0);
+    assert_totals(&s.b[2].add, 1, 1, 1);
+    assert_int_equal(load_buckets_of(st, "btn", B - H, &s, &err), MAB_OK);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.b[0].bucket, B);
+    const char *arms[] = {"a"};
+    mab_totals t[1];
+    assert_int_equal(storage->load(st, "btn", arms, 1, t, &err), MAB_OK);
+    assert_totals(&t[0], 0, 0, 0); /* totals are not made from buckets */
+
+    char id[64];
+    snprintf(id, sizeof id, "btn/a/b:%" PRId64, B - 2 * H);
+    bson_t *doc = stored_doc(id);
+    assert_non_null(doc);
+    bson_iter_t it;
+    assert_true(bson_iter_init_find(&it, doc, "expire_at") && BSON_ITER_HOLDS_DATE_TIME(&it));
+    int64_t at = bson_iter_date_time(&it) / 1000;
+    fprintf(stderr, "# bucket %" PRId64 " expires at %" PRId64 " (start + %" PRId64 " s)\n",
+            B - 2 * H, at, at - (B - 2 * H));
+    assert_true(at >= B - 2 * H + retention && at <= B - 2 * H + retention + 5);
+    bson_destroy(doc);
+
+    /* keep_from past B - 2H: swept by the next call, never returned again. */
+    mab_bucket_delta later = {"btn", "a", B, {1, 0, 0, 0}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, &later, 1, B - H, &err),
+                     MAB_OK);
+    doc = stored_doc(id);
+    assert_null(doc);
+    snprintf(id, sizeof id, "btn/b/b:%" PRId64, B - 2 * H);
+    assert_null(stored_doc(id));
+    assert_int_equal(load_buckets_of(st, "btn", INT64_MIN, &s, &err), MAB_OK);
+    assert_int_equal(s.n, 1);
+    assert_totals(&s.b[0].add, 2, 1, 1);
+    mab_bucket_delta old = {"btn", "a", B - 5 * H, {1, 0, 0, 0}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, &old, 1, B - H, &err), MAB_OK);
+    snprintf(id, sizeof id, "btn/a/b:%" PRId64, B - 5 * H);
+    assert_null(stored_doc(id));
+
+    /* The sweep is bounded (64 per call): while it lags, loads still never
+       return a bucket before the latest keep_from. */
+    mab_bucket_delta many[70];
+    for (int i = 0; i < 70; i++)
+        many[i] = (mab_bucket_delta){"lag", "a", B - (100 + i) * H, {1, 0, 0, 0}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, many, 70, INT64_MIN, &err),
+                     MAB_OK);
+    mab_bucket_delta fresh = {"lag", "b", B, {1, 0, 0, 0}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, &fresh, 1, B - H, &err),
+                     MAB_OK);
+    bson_t *lagging = BCON_NEW("experiment", BCON_UTF8("lag"));
+    assert_int_equal(count_docs(lagging), 70 + 1 - 64);
+    assert_int_equal(load_buckets_of(st, "lag", INT64_MIN, &s, &err), MAB_OK);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.b[0].bucket, B);
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, &fresh, 1, B - H, &err),
+                     MAB_OK);
+    assert_int_equal(count_docs(lagging), 1);
+    bson_destroy(lagging);
+    assert_int_equal(storage->reset(st, "lag", &err), MAB_OK);
+
+    char seen[400] = "";
+    assert_int_equal(storage->scan_buckets(st, note_scanned_bucket, seen, &err), MAB_OK);
+    char want[400];
+    snprintf(want, sizeof want, "btn.a@%" PRId64 "=2;btn.c@%" PRId64 "=4;size.a@%" PRId64 "=5;",
+             B, B - H, B);
+    assert_string_equal(seen, want);
+
+    /* The TTL index: a bucket whose retention has passed is removed by the
+       server's monitor (the stand-in's, run on demand here). */
+    if (!server.real) {
+        mab_bucket_delta soon = {"row", "a", B, {1, 0, 0, 0}};
+        assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, &soon, 1, B - 1, &err),
+                         MAB_OK); /* retention now - (B - 1): expires at now + 1 */
+        snprintf(id, sizeof id, "row/a/b:%" PRId64, B);
+        doc = stored_doc(id);
+        assert_non_null(doc);
+        bson_destroy(doc);
+        for (int64_t until = now_ms() + 10000; now_ms() < until; sleep_ms(200)) {
+            ttl_sweep();
+            if (!(doc = stored_doc(id)))
+                break;
+            bson_destroy(doc);
+        }
+        assert_null(stored_doc(id));
+        /* ... and not the counters, statistics or other buckets. */
+        snprintf(id, sizeof id, "size/a/b:%" PRId64, B);
+        doc = stored_doc(id);
+        assert_non_null(doc);
+        bson_destroy(doc);
+    }
+
+    assert_int_equal(storage->reset(st, "btn", &err), MAB_OK);
+    bson_t *filter = BCON_NEW("experiment", BCON_UTF8("btn"));
+    assert_int_equal(count_docs(filter), 0);
+    bson_destroy(filter);
+    filter = BCON_NEW("experiment", BCON_UTF8("size"));
+    assert_int_equal(count_docs(filter), 1);
+    bson_destroy(filter);
+    storage->close(st);
+}
+
+/* A damaged bucket document (the "wrong type" of a document store): a clear
+   error naming the document and the server. */
+static void test_damaged_bucket(void **state)
+{
+    (void)state;
+    void *st = store_open();
+    mab_error err = {0, ""};
+    mab_bucket_delta b = {"btn", "a", 7200, {1, 0, 0, 0}};
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, &b, 1, INT64_MIN, &err),
+                     MAB_OK);
+    mongoc_collection_t *c = mongoc_client_get_collection(server.client, database, "mab_arms");
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8("btn/a/b:7200"));
+    bson_t *update = BCON_NEW("$set", "{", "pulls", BCON_UTF8("many"), "}");
+    bson_error_t error;
+    assert_true(mongoc_collection_update_one(c, filter, update, NULL, NULL, &error));
+    bson_destroy(update);
+    bson_destroy(filter);
+    mongoc_collection_destroy(c);
+    seen_buckets s;
+    assert_int_equal(load_buckets_of(st, "btn", INT64_MIN, &s, &err), MAB_ECORRUPT);
+    fprintf(stderr, "# damaged bucket: %s\n", err.message);
+    assert_non_null(strstr(err.message, "127.0.0.1"));
+    assert_non_null(strstr(err.message, "btn/a/b:7200"));
+    char seen[400] = "";
+    assert_int_equal(storage->scan_buckets(st, note_scanned_bucket, seen, &err), MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "btn/a/b:7200"));
+    /* Adding to it: the server refuses ($inc of a string), named. */
+    assert_int_equal(storage->apply_buckets(st, NULL, 0, NULL, 0, &b, 1, INT64_MIN, &err),
+                     MAB_ESTORAGE);
+    fprintf(stderr, "# adding to it: %s\n", err.message);
+    assert_non_null(strstr(err.message, "127.0.0.1"));
+    if (!server.real)
+        assert_non_null(strstr(err.message, "non-numeric"));
+    storage->close(st);
+}
+
+static void write_policy_config(const char *path, const char *policy, const char *sync)
+{
+    assert_int_equal(
+        test_write_file(path,
+                        "{\"plugin_path\": [\"%s\"], \"seed\": 5,\n"
+                        " \"storage\": {\"plugin\": \"mongodb\", \"uri\": \"%s\",\n"
+                        "   \"database\": \"%s\", \"sync\": %s},\n"
+                        " \"experiments\": {\"btn\": {\"policy\": %s,\n"
+                        "   \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}}}\n",
+                        MAB_PLUGIN_DIR, server.uri, database, sync, policy),
+        0);
+}
+
+typedef struct policy_snapshot {
+    mab_policy_stats_info info;
+    double arm[6];
+    double exp[2];
+    mab_arm_stats counters[3];
+} policy_snapshot;
+
+static policy_snapshot policy_read(mab_engine *e)
+{
+    policy_snapshot s;
+    memset(&s, 0, sizeof s);
+    s.info.struct_size = sizeof s.info;
+    mab_error err = {0, ""};
+    if (mab_policy_stats(e, "btn", &s.info, s.arm, 6, s.exp, 2, &err) != MAB_OK)
+        fail_msg("mab_policy_stats: %s", err.message);
+    size_t n;
+    if (mab_stats(e, "btn", s.counters, 3, &n, &err) != MAB_OK)
+        fail_msg("mab_stats: %s", err.message);
+    return s;
+}
+
+/* EXP3 (statistics per arm) opens over MongoDB, and what it learnt reads
+   back exactly after close and reopen. */
+static void test_exp3_survives_restart(void **state)
+{
+    (void)state;
+    char config[160];
+    snprintf(config, sizeof config, "%s/exp3_%s.json", server.dir, database);
+    write_policy_config(config, "{\"plugin\": \"exp3\", \"gamma\": 0.2}", "{\"interval_ms\": 20}");
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    if (mab_open(config, &e, &err) != MAB_OK)
+        fail_msg("exp3 over mongodb: %s", err.message);
+    for (int i = 0; i < 2000; i++) {
+        mab_choice c;
+        assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_OK);
+        if (i % 3 == 0) {
+            mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, c.probability};
+            if (mab_reward_ctx(e, "btn", c.arm_id, c.arm_index == 2 ? 1.0 : 0.25, &ctx, &err) !=
+                MAB_OK)
+                fail_msg("reward: %s", err.message);
+        }
+    }
+    policy_snapshot before = policy_read(e);
+    assert_string_equal(before.info.layout, "exp3/1:1,0");
+    assert_true(before.arm[0] > 0 && before.arm[1] > 0 && before.arm[2] > 0);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+    bson_t *doc = stored_doc("btn/c/s:exp3/1:1,0");
+    assert_non_null(doc);
+    assert_true(doc_double(doc, "s.0") == before.arm[2]);
+    bson_destroy(doc);
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    policy_snapshot after = policy_read(e);
+    assert_memory_equal(before.arm, after.arm, 3 * sizeof(double));
+    assert_int_equal(after.counters[0].pulls + after.counters[1].pulls + after.counters[2].pulls,
+                     2000);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+}
+
+enum { STAT_PROCS = 4, STAT_EACH = 3000 };
+
+/* 4 processes over the policy_stats fixture (statistics that mirror the
+   counters): the stored statistics are exact. */
+static void test_stats_four_processes(void **state)
+{
+    (void)state;
+    char config[160];
+    snprintf(config, sizeof config, "%s/pstats_%s.json", server.dir, database);
+    write_policy_config(config, "{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_stats.so\"}",
+                        "{\"interval_ms\": 20}");
+    pid_t pids[STAT_PROCS];
+    for (int i = 0; i < STAT_PROCS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            mab_engine *e = NULL;
+            if (mab_open(config, &e, NULL) != MAB_OK)
+                _exit(2);
+            for (int k = 0; k < STAT_EACH; k++) {
+                mab_choice c;
+                if (mab_choose(e, "btn", &c, NULL) != MAB_OK ||
+                    (k % 2 == 0 && mab_reward(e, "btn", c.arm_id, 0.5, NULL) != MAB_OK))
+                    _exit(3);
+            }
+            _exit(mab_close(e, NULL) == MAB_OK ? 0 : 4);
+        }
+    }
+    for (int i = 0; i < STAT_PROCS; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("child %d ended with status 0x%x", i, status);
+    }
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    policy_snapshot s = policy_read(e);
+    assert_string_equal(s.info.layout, "stats/1:2,1");
+    double pulls = 0, rewards = 0;
+    for (int i = 0; i < 3; i++) {
+        if (s.arm[2 * i] != (double)s.counters[i].pulls ||
+            s.arm[2 * i + 1] != s.counters[i].reward_sum)
+            fail_msg("arm %d: stats %g, %g; counters %llu pulls, reward sum %g", i, s.arm[2 * i],
+                     s.arm[2 * i + 1], (unsigned long long)s.counters[i].pulls,
+                     s.counters[i].reward_sum);
+        pulls += s.arm[2 * i];
+        rewards += s.arm[2 * i + 1];
+    }
+    assert_true(pulls == (double)STAT_PROCS * STAT_EACH);
+    assert_true(rewards == (double)STAT_PROCS * (STAT_EACH / 2) * 0.5);
+    assert_true(s.exp[0] == (double)STAT_PROCS * (STAT_EACH + STAT_EACH / 2));
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1100,6 +1724,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_released_when_reward_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reward_once_across_engines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_buckets_exactly_once_across_hangups, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stats_buckets_credit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_bucket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exp3_survives_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_four_processes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

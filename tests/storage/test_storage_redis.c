@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -864,6 +866,700 @@ static void test_unix_socket(void **state)
     assert_mentions(err.message, "redis.sock");
 }
 
+/* scan_stats into text: "EXP.ARM LAYOUT [v v];" */
+static int note_stats(void *ctx, const char *experiment, const char *arm, const char *layout,
+                      const double *values, size_t n_values)
+{
+    char *out = ctx;
+    size_t len = strlen(out);
+    len += (size_t)snprintf(out + len, 400 - len, "%s.%s %s [", experiment, arm ? arm : "",
+                            layout);
+    for (size_t j = 0; j < n_values && len < 400; j++)
+        len += (size_t)snprintf(out + len, 400 - len, "%s%.17g", j ? " " : "", values[j]);
+    if (len < 400)
+        snprintf(out + len, 400 - len, "];");
+    return 0;
+}
+
+/* scan_buckets into text: "EXP.ARM@BUCKET=PULLS;" */
+static int note_scanned_bucket(void *ctx, const char *experiment, const char *arm,
+                               int64_t bucket, const mab_totals *add)
+{
+    char *out = ctx;
+    size_t len = strlen(out);
+    snprintf(out + len, 400 - len, "%s.%s@%" PRId64 "=%" PRIu64 ";", experiment, arm, bucket,
+             add->pulls);
+    return 0;
+}
+
+/* ---- policy statistics and time buckets (ABI 1.4 and 1.5) --------------------------- */
+
+/* A field of a hash of the plugin's, read with our own client; NAN when absent. */
+static double stored_field(const char *key, const char *field)
+{
+    redisContext *c = redis_server_connect(&srv);
+    if (!c)
+        return -1;
+    redisReply *r = redisCommand(c, "HGET %s %s", key, field);
+    double x = r && r->type == REDIS_REPLY_STRING ? strtod(r->str, NULL) : NAN;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return x;
+}
+
+/* A command of our own; the integer reply (-2 when it is not one). */
+static long long server_integer(const char *fmt, ...)
+{
+    redisContext *c = redis_server_connect(&srv);
+    if (!c)
+        return -3;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -2;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+static void server_do(const char *fmt, ...)
+{
+    redisContext *c = redis_server_connect(&srv);
+    assert_non_null(c);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s", r->str);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* How many keys start with PREFIX. */
+static long long keys_under(const char *prefix)
+{
+    redisContext *c = redis_server_connect(&srv);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "KEYS %s*", prefix);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    long long n = (long long)r->elements;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* load_buckets into a list. */
+typedef struct seen_bucket {
+    size_t arm;
+    int64_t bucket;
+    mab_totals add;
+} seen_bucket;
+
+typedef struct seen_buckets {
+    seen_bucket b[64];
+    size_t n;
+} seen_buckets;
+
+static int note_bucket(void *ctx, size_t arm_index, int64_t bucket, const mab_totals *add)
+{
+    seen_buckets *s = ctx;
+    if (s->n == 64)
+        return 99;
+    s->b[s->n++] = (seen_bucket){arm_index, bucket, *add};
+    return 0;
+}
+
+static seen_buckets load_all_buckets(void *st, const char *exp, int64_t since)
+{
+    seen_buckets s;
+    memset(&s, 0, sizeof s);
+    const char *arms[] = {"a", "b"};
+    mab_error err = {0, ""};
+    if (plugin->load_buckets(st, exp, arms, 2, since, note_bucket, &s, &err) != MAB_OK)
+        fail_msg("load_buckets: %s", err.message);
+    return s;
+}
+
+/* A bucket of arm A ("a" is 0, "b" is 1) in what load_buckets saw, or NULL. */
+static const seen_bucket *find_bucket(const seen_buckets *s, size_t arm, int64_t bucket)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->b[i].arm == arm && s->b[i].bucket == bucket)
+            return &s->b[i];
+    return NULL;
+}
+
+/*
+ * Statistics and buckets across a lost reply, as lost_once() for the
+ * counters: the proxy loses the reply to a batch (the server ran it) or
+ * the batch itself, and the retry within the call; apply_buckets fails;
+ * load_stats and load_buckets show stored minus what the core still holds;
+ * the core's next offer (the failed batch merged with a newer one) leaves
+ * every statistic and bucket increment counted exactly once.
+ */
+static void lost_stats_and_buckets(enum proxy_mode mode, int many)
+{
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "lostsb%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"redis://127.0.0.1:%d/0\", \"prefix\": \"%s\"}",
+             proxy.port, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    const int64_t B = 1700000000 - 1700000000 % 3600, keep = B - 24 * 3600;
+    mab_delta d1 = {"btn", "a", {1, 1, 0.5, 0.25}};
+    double v1[] = {0.5, 2.0}, e1[] = {7.0};
+    mab_stats_delta s1[] = {{"btn", "a", "t/1:2,1", v1, 2}, {"btn", NULL, "t/1:2,1", e1, 1}};
+    mab_bucket_delta b1 = {"btn", "a", B, {1, 1, 0.5, 0.25}};
+    assert_int_equal(plugin->apply_buckets(st, &d1, 1, s1, 2, &b1, 1, keep, &err), MAB_OK);
+    if (many) {
+        /* 300 more bucket records (of an arm the loads below do not list):
+           the plugin then drops the ledger entries that hold nothing, and
+           what follows must work on the compacted ledger. */
+        mab_bucket_delta wide[300];
+        for (int i = 0; i < 300; i++)
+            wide[i] = (mab_bucket_delta){"btn", "z", B + (1 + i) * 3600, {1, 0, 0, 0}};
+        assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, wide, 300, keep, &err),
+                         MAB_OK);
+    }
+
+    double v2[] = {0.25, 1.0}, e2[] = {3.0};
+    mab_stats_delta s2[] = {{"btn", "a", "t/1:2,1", v2, 2}, {"btn", NULL, "t/1:2,1", e2, 1}};
+    mab_bucket_delta b2[] = {{"btn", "a", B, {2, 1, 0.25, 0.0625}},
+                             {"btn", "b", B + 3600, {1, 0, 0, 0}}};
+    int lost_before = atomic_load(&proxy.lost);
+    atomic_store(&proxy.then, LOSE_REQUEST);
+    atomic_store(&proxy.mode, mode);
+    int rc = plugin->apply_buckets(st, NULL, 0, s2, 2, b2, 2, keep, &err);
+    assert_int_equal(atomic_load(&proxy.lost), lost_before + 2);
+    assert_int_equal(rc, MAB_ESTORAGE);
+    char skey[64], bkey[64];
+    snprintf(skey, sizeof skey, "%s{btn}:stats", prefix);
+    snprintf(bkey, sizeof bkey, "%s{btn}:b:%" PRId64, prefix, B);
+    /* The server holds the second batch too when only its reply was lost. */
+    assert_true(stored_field(skey, "t/1:2,1|a|1") == (mode == LOSE_REPLY ? 3.0 : 2.0));
+    assert_true(stored_field(bkey, "a:pulls") == (mode == LOSE_REPLY ? 3.0 : 1.0));
+
+    /* Loads: stored minus what the core still holds. */
+    const char *arms[] = {"a", "b"};
+    double arm_out[4], exp_out[1];
+    assert_int_equal(plugin->load_stats(st, "btn", "t/1:2,1", arms, 2, 2, arm_out, 1, exp_out,
+                                        &err),
+                     MAB_OK);
+    assert_true(arm_out[0] == 0.5 && arm_out[1] == 2.0 && arm_out[2] == 0 && arm_out[3] == 0);
+    assert_true(exp_out[0] == 7.0);
+    seen_buckets sb = load_all_buckets(st, "btn", INT64_MIN);
+    const seen_bucket *a0 = find_bucket(&sb, 0, B);
+    assert_non_null(a0);
+    assert_totals(&a0->add, 1, 1, 0.5, 0.25);
+    /* stored when only the reply was lost, but still held by the core */
+    assert_null(find_bucket(&sb, 1, B + 3600));
+
+    /* The core offers the failed batch again, merged with a newer one. */
+    double v3[] = {0.25 + 1.0, 1.0 + 1.0}, e3[] = {3.0 + 1.0};
+    mab_stats_delta s3[] = {{"btn", "a", "t/1:2,1", v3, 2}, {"btn", NULL, "t/1:2,1", e3, 1}};
+    mab_bucket_delta b3[] = {{"btn", "a", B, {2 + 1, 1, 0.25, 0.0625}},
+                             {"btn", "b", B + 3600, {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, s3, 2, b3, 2, keep, &err), MAB_OK);
+    assert_int_equal(plugin->load_stats(st, "btn", "t/1:2,1", arms, 2, 2, arm_out, 1, exp_out,
+                                        &err),
+                     MAB_OK);
+    assert_true(arm_out[0] == 0.5 + 1.25 && arm_out[1] == 4.0 && exp_out[0] == 11.0);
+    plugin->close(st);
+    assert_true(stored_field(skey, "t/1:2,1|a|0") == 1.75);
+    assert_true(stored_field(skey, "t/1:2,1|a|1") == 4.0);
+    assert_true(stored_field(skey, "t/1:2,1||0") == 11.0);
+    assert_true(stored_field(bkey, "a:pulls") == 4.0);
+    assert_true(stored_field(bkey, "a:rewards") == 2.0);
+    assert_true(stored_field(bkey, "a:reward_sum") == 0.75);
+    snprintf(bkey, sizeof bkey, "%s{btn}:b:%" PRId64, prefix, B + 3600);
+    assert_true(stored_field(bkey, "b:pulls") == 1.0);
+}
+
+static void test_lost_reply_stats_and_buckets(void **state)
+{
+    (void)state;
+    assert_int_equal(proxy_start(), 0);
+    lost_stats_and_buckets(LOSE_REPLY, 0);
+    lost_stats_and_buckets(LOSE_REQUEST, 0);
+    lost_stats_and_buckets(LOSE_REPLY, 1);
+    proxy_stop();
+}
+
+/* Statistics: stored exactly (17 digits, no HINCRBYFLOAT rounding), scanned
+   per layout, non-finite values refused with nothing written, reset
+   removes them. */
+static void test_stats_store(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "stats%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    mab_delta d = {"btn", "a", {1, 0, 0, 0}};
+    double tiny[] = {1e-18, 0.1}, other[] = {5.0};
+    /* a layout tag may hold the field separator: fields are split from the right */
+    mab_stats_delta s[] = {{"btn", "a", "p/1:2,0", tiny, 2}, {"btn", "b", "q|r/2:1,0", other, 1}};
+    assert_int_equal(plugin->apply_stats(st, &d, 1, s, 2, &err), MAB_OK);
+    assert_int_equal(plugin->apply_stats(st, NULL, 0, s, 1, &err), MAB_OK);
+    const char *arms[] = {"a", "b"};
+    double out[4] = {9, 9, 9, 9};
+    assert_int_equal(plugin->load_stats(st, "btn", "p/1:2,0", arms, 2, 2, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 1e-18 + 1e-18 && out[1] == 0.1 + 0.1);
+    assert_true(out[2] == 0 && out[3] == 0); /* b has no p record */
+
+    /* Not finite: refused, nothing of the batch written. */
+    double bad[] = {1.0, NAN};
+    mab_stats_delta sb = {"btn", "a", "p/1:2,0", bad, 2};
+    mab_delta more = {"btn", "a", {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_stats(st, &more, 1, &sb, 1, &err), MAB_EINVAL);
+    assert_mentions(err.message, "not finite");
+    assert_mentions(err.message, "btn.a");
+    bad[1] = INFINITY;
+    assert_int_equal(plugin->apply_stats(st, &more, 1, &sb, 1, &err), MAB_EINVAL);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 1);
+    char skey[64];
+    snprintf(skey, sizeof skey, "%s{btn}:stats", prefix);
+    assert_true(stored_field(skey, "p/1:2,0|a|0") == 2e-18);
+    /* A sum that would overflow: refused by the server, nothing written. */
+    double huge[] = {1.5e308, 0};
+    mab_stats_delta sh = {"btn", "a", "p/1:2,0", huge, 2};
+    assert_int_equal(plugin->apply_stats(st, NULL, 0, &sh, 1, &err), MAB_OK);
+    assert_int_equal(plugin->apply_stats(st, &more, 1, &sh, 1, &err), MAB_ERANGE);
+    assert_mentions(err.message, srv.where);
+    assert_int_equal(stored_count(prefix, "btn", "a:pulls"), 1);
+
+    /* scan_stats: every record of every layout. */
+    char seen[400] = "";
+    assert_int_equal(plugin->scan_stats(st, note_stats, seen, &err), MAB_OK);
+    assert_string_equal(seen, "btn.a p/1:2,0 [1.5e+308 0.20000000000000001];"
+                              "btn.b q|r/2:1,0 [5];");
+    assert_int_equal(plugin->reset(st, "btn", &err), MAB_OK);
+    assert_int_equal(keys_under(prefix), 0);
+    seen[0] = '\0';
+    assert_int_equal(plugin->scan_stats(st, note_stats, seen, &err), MAB_OK);
+    assert_string_equal(seen, "");
+    plugin->close(st);
+}
+
+/*
+ * Buckets: they land in one hash per (experiment, bucket start) with an
+ * index; load_buckets(since) returns them in ascending order, from since
+ * on, arms listed only; the hash expires at start + retention (retention =
+ * now - keep_from); buckets before keep_from are removed by the next call
+ * and never returned; reset removes them all.
+ */
+static void test_buckets(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "buck%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    const int64_t H = 3600, now = (int64_t)time(NULL), B = now - now % H;
+    const int64_t retention = 48 * H;
+    /* Buckets out of order, an arm not asked for (c), two experiments. */
+    mab_bucket_delta b[] = {{"btn", "a", B, {1, 1, 1, 1}},
+                            {"btn", "b", B - 2 * H, {2, 0, 0, 0}},
+                            {"btn", "a", B - 2 * H, {3, 1, 0.5, 0.25}},
+                            {"btn", "c", B - H, {4, 0, 0, 0}},
+                            {"size", "a", B, {5, 0, 0, 0}}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, b, 5, now - retention, &err),
+                     MAB_OK);
+    seen_buckets s = load_all_buckets(st, "btn", INT64_MIN);
+    assert_int_equal(s.n, 3);
+    assert_true(s.b[0].bucket == B - 2 * H && s.b[1].bucket == B - 2 * H && s.b[2].bucket == B);
+    assert_totals(&find_bucket(&s, 1, B - 2 * H)->add, 2, 0, 0, 0);
+    assert_totals(&find_bucket(&s, 0, B - 2 * H)->add, 3, 1, 0.5, 0.25);
+    assert_totals(&find_bucket(&s, 0, B)->add, 1, 1, 1, 1);
+    s = load_all_buckets(st, "btn", B - H);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.b[0].bucket, B);
+    /* The totals are not made from buckets: none were added here. */
+    const char *arms[] = {"a"};
+    mab_totals t[1];
+    assert_int_equal(plugin->load(st, "btn", arms, 1, t, &err), MAB_OK);
+    assert_totals(&t[0], 0, 0, 0, 0);
+
+    /* Retention: each bucket's hash expires at start + retention. */
+    long long at = server_integer("EXPIRETIME %s{btn}:b:%" PRId64, prefix, B - 2 * H);
+    fprintf(stderr, "# bucket %" PRId64 " expires at %lld (start + %lld s)\n", B - 2 * H, at,
+            at - (B - 2 * H));
+    assert_true(at >= B - 2 * H + retention && at <= B - 2 * H + retention + 5);
+
+    /* keep_from moves past B - 2H: removed by the next call, and never
+       returned again (also not by a load asking for older ones). */
+    mab_bucket_delta later = {"btn", "a", B, {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, &later, 1, B - H, &err),
+                     MAB_OK);
+    assert_int_equal(server_integer("EXISTS %s{btn}:b:%" PRId64, prefix, B - 2 * H), 0);
+    assert_int_equal(server_integer("ZCARD %s{btn}:buckets", prefix), 2);
+    s = load_all_buckets(st, "btn", INT64_MIN);
+    assert_int_equal(s.n, 1); /* c's bucket B - H holds no listed arm */
+    assert_totals(&s.b[0].add, 2, 1, 1, 1);
+    /* An increment to a bucket before keep_from is not stored. */
+    mab_bucket_delta old = {"btn", "a", B - 5 * H, {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, &old, 1, B - H, &err), MAB_OK);
+    assert_int_equal(server_integer("EXISTS %s{btn}:b:%" PRId64, prefix, B - 5 * H), 0);
+    /* Another process that has not seen keep_from: since filters. */
+    void *other = NULL;
+    assert_int_equal(open_keys(keys, &other, &err), MAB_OK);
+    s = load_all_buckets(other, "btn", B);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.b[0].bucket, B);
+    /* A bucket whose hash expired: left out, index or not. */
+    server_do("DEL %s{btn}:b:%" PRId64, prefix, B);
+    s = load_all_buckets(other, "btn", INT64_MIN);
+    assert_int_equal(s.n, 0);
+    plugin->close(other);
+
+    /* Removal is bounded (64 per call): while it lags, loads still never
+       return a bucket before the latest keep_from. */
+    mab_bucket_delta many[70];
+    for (int i = 0; i < 70; i++)
+        many[i] = (mab_bucket_delta){"lag", "a", B - (100 + i) * H, {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, many, 70, INT64_MIN, &err),
+                     MAB_OK);
+    mab_bucket_delta fresh = {"lag", "b", B, {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, &fresh, 1, B - H, &err),
+                     MAB_OK);
+    assert_int_equal(server_integer("ZCARD %s{lag}:buckets", prefix), 70 + 1 - 64);
+    s = load_all_buckets(st, "lag", INT64_MIN);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.b[0].bucket, B);
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, &fresh, 1, B - H, &err),
+                     MAB_OK);
+    assert_int_equal(server_integer("ZCARD %s{lag}:buckets", prefix), 1);
+    const char *lag[] = {"lag"};
+    assert_int_equal(plugin->replace(st, lag, 1, NULL, 0, &err), MAB_OK);
+
+    /* scan_buckets: every experiment and arm. */
+    char seen[400] = "";
+    assert_int_equal(plugin->scan_buckets(st, note_scanned_bucket, seen, &err), MAB_OK);
+    char want[400];
+    snprintf(want, sizeof want, "btn.c@%" PRId64 "=4;size.a@%" PRId64 "=5;", B - H, B);
+    assert_string_equal(seen, want);
+
+    /* Reset removes every bucket and the index of that experiment only. */
+    assert_int_equal(plugin->reset(st, "btn", &err), MAB_OK);
+    assert_int_equal(server_integer("EXISTS %s{btn}:b:%" PRId64, prefix, B - H), 0);
+    assert_int_equal(server_integer("EXISTS %s{btn}:buckets", prefix), 0);
+    assert_int_equal(server_integer("EXISTS %s{size}:b:%" PRId64, prefix, B), 1);
+    const char *replaced[] = {"size"};
+    assert_int_equal(plugin->replace(st, replaced, 1, NULL, 0, &err), MAB_OK);
+    assert_int_equal(keys_under(prefix), 0);
+    plugin->close(st);
+}
+
+/*
+ * A batch over two experiments of which one is refused (its stats key has
+ * another type): the other's call is counted, yet the core keeps the whole
+ * batch. Loads show what the core must see (stored minus that credit), and
+ * the batch offered again once the key is fixed counts each increment once.
+ */
+static void test_partial_batch_credit(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "part%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    server_do("SET %s{size}:stats oops", prefix);
+    double v[] = {1.5}, w[] = {2.0};
+    mab_stats_delta s[] = {{"btn", "a", "t/1:1,0", v, 1}, {"size", "a", "t/1:1,0", w, 1}};
+    mab_bucket_delta b[] = {{"btn", "a", 7200, {1, 0, 0, 0}}, {"size", "a", 7200, {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, s, 2, b, 2, INT64_MIN, &err),
+                     MAB_ECORRUPT);
+    char skey[64];
+    snprintf(skey, sizeof skey, "%s{btn}:stats", prefix);
+    assert_true(stored_field(skey, "t/1:1,0|a|0") == 1.5); /* btn's call counted */
+    const char *arms[] = {"a"};
+    double out[1] = {9};
+    assert_int_equal(plugin->load_stats(st, "btn", "t/1:1,0", arms, 1, 1, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 0.0); /* the core still holds it */
+    seen_buckets sb = load_all_buckets(st, "btn", INT64_MIN);
+    assert_int_equal(sb.n, 0); /* stored, but only what the core still holds */
+    server_do("DEL %s{size}:stats", prefix);
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, s, 2, b, 2, INT64_MIN, &err), MAB_OK);
+    assert_int_equal(plugin->load_stats(st, "btn", "t/1:1,0", arms, 1, 1, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 1.5);
+    assert_int_equal(plugin->load_stats(st, "size", "t/1:1,0", arms, 1, 1, out, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(out[0] == 2.0);
+    sb = load_all_buckets(st, "btn", INT64_MIN);
+    assert_int_equal(sb.n, 1);
+    assert_totals(&sb.b[0].add, 1, 0, 0, 0);
+    plugin->close(st);
+    char bkey[64];
+    snprintf(bkey, sizeof bkey, "%s{size}:b:7200", prefix);
+    assert_true(stored_field(bkey, "a:pulls") == 1.0);
+}
+
+/* A key of the wrong type at a statistics or bucket key: a clear error
+   naming the key and the server (never the password), nothing written. */
+static void test_wrong_type_stats_and_buckets(void **state)
+{
+    (void)state;
+    redis_server pw = {0};
+    snprintf(pw.dir, sizeof pw.dir, "%s/pw2", run_dir);
+    snprintf(pw.extra, sizeof pw.extra, "--requirepass Hush-5ecret");
+    assert_int_equal(mkdir(pw.dir, 0755), 0);
+    assert_int_equal(redis_server_start(&pw), 0);
+    char pwfile[200], keys[400];
+    snprintf(pwfile, sizeof pwfile, "%s/pw2.pw", run_dir);
+    assert_int_equal(test_write_file(pwfile, "Hush-5ecret\n"), 0);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"password_file\": \"%s\"}", pw.url, pwfile);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    redisContext *c = redis_server_connect(&pw);
+    assert_non_null(c);
+    freeReplyObject(redisCommand(c, "AUTH Hush-5ecret"));
+    freeReplyObject(redisCommand(c, "SET mab:{btn}:stats oops"));
+    freeReplyObject(redisCommand(c, "HSET mab:{size}:buckets x 1"));
+    freeReplyObject(redisCommand(c, "SET mab:{row}:b:7200 oops"));
+    freeReplyObject(redisCommand(c, "ZADD mab:{row}:buckets 7200 7200"));
+
+    mab_delta d = {"btn", "a", {1, 0, 0, 0}};
+    double v[] = {1.0};
+    mab_stats_delta s = {"btn", "a", "t/1:1,0", v, 1};
+    assert_int_equal(plugin->apply_stats(st, &d, 1, &s, 1, &err), MAB_ECORRUPT);
+    fprintf(stderr, "# stats key of another type: %s\n", err.message);
+    assert_mentions(err.message, pw.where);
+    assert_mentions(err.message, "mab:{btn}:stats");
+    assert_not_mentions(err.message, "Hush-5ecret");
+    const char *arms[] = {"a"};
+    double out[1];
+    assert_int_equal(plugin->load_stats(st, "btn", "t/1:1,0", arms, 1, 1, out, 0, NULL, &err),
+                     MAB_ECORRUPT);
+    assert_mentions(err.message, pw.where);
+    assert_mentions(err.message, "mab:{btn}:stats");
+    char seen[200] = "";
+    assert_int_equal(plugin->scan_stats(st, note_stats, seen, &err), MAB_ECORRUPT);
+    assert_mentions(err.message, pw.where);
+
+    mab_bucket_delta b = {"size", "a", 3600, {1, 0, 0, 0}};
+    mab_delta ds = {"size", "a", {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(st, &ds, 1, NULL, 0, &b, 1, INT64_MIN, &err),
+                     MAB_ECORRUPT);
+    fprintf(stderr, "# bucket index of another type: %s\n", err.message);
+    assert_mentions(err.message, pw.where);
+    assert_mentions(err.message, "mab:{size}:buckets");
+    assert_not_mentions(err.message, "Hush-5ecret");
+    seen_buckets sb;
+    memset(&sb, 0, sizeof sb);
+    assert_int_equal(plugin->load_buckets(st, "size", arms, 1, INT64_MIN, note_bucket, &sb, &err),
+                     MAB_ECORRUPT);
+    assert_mentions(err.message, pw.where);
+    assert_mentions(err.message, "mab:{size}:buckets");
+    mab_bucket_delta br = {"row", "a", 7200, {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, &br, 1, INT64_MIN, &err),
+                     MAB_ECORRUPT);
+    assert_mentions(err.message, "mab:{row}:b:7200");
+    assert_int_equal(plugin->load_buckets(st, "row", arms, 1, INT64_MIN, note_bucket, &sb, &err),
+                     MAB_ECORRUPT);
+    assert_mentions(err.message, pw.where);
+    assert_mentions(err.message, "mab:{row}:b:7200");
+    assert_not_mentions(err.message, "Hush-5ecret");
+    /* Nothing of the refused batches was written. */
+    redisReply *r = redisCommand(c, "HGET mab:{btn}:totals a:pulls");
+    assert_int_equal(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    r = redisCommand(c, "HGET mab:{size}:totals a:pulls");
+    assert_int_equal(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    redisFree(c);
+    plugin->close(st);
+    redis_server_stop(&pw, SIGTERM);
+}
+
+/* ---- an ABI 2 policy over Redis ------------------------------------------------------ */
+
+static void write_policy_config(char *path, size_t cap, const char *prefix, const char *policy,
+                                const char *sync)
+{
+    snprintf(path, cap, "%s/p%u.json", run_dir, ++seq);
+    assert_int_equal(
+        test_write_file(path,
+                        "{\"plugin_path\": [\"%s\"], \"seed\": 5,\n"
+                        " \"storage\": {\"plugin\": \"redis\", \"url\": \"%s\", \"prefix\": "
+                        "\"%s\", \"sync\": %s},\n"
+                        " \"experiments\": {\"btn\": {\"policy\": %s,\n"
+                        "   \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}}}\n",
+                        MAB_PLUGIN_DIR, srv.url, prefix, sync, policy),
+        0);
+}
+
+typedef struct policy_snapshot {
+    mab_policy_stats_info info;
+    double arm[6];
+    double exp[2];
+    mab_arm_stats counters[3];
+} policy_snapshot;
+
+static policy_snapshot policy_read(mab_engine *e)
+{
+    policy_snapshot s;
+    memset(&s, 0, sizeof s);
+    s.info.struct_size = sizeof s.info;
+    mab_error err = {0, ""};
+    if (mab_policy_stats(e, "btn", &s.info, s.arm, 6, s.exp, 2, &err) != MAB_OK)
+        fail_msg("mab_policy_stats: %s", err.message);
+    size_t n;
+    if (mab_stats(e, "btn", s.counters, 3, &n, &err) != MAB_OK)
+        fail_msg("mab_stats: %s", err.message);
+    return s;
+}
+
+/* EXP3 keeps a statistic per arm: it opens over Redis, and what it learnt
+   reads back exactly after close and reopen. */
+static void test_exp3_survives_restart(void **state)
+{
+    (void)state;
+    char config[200], prefix[32];
+    snprintf(prefix, sizeof prefix, "exp3%u:", ++seq);
+    write_policy_config(config, sizeof config, prefix, "{\"plugin\": \"exp3\", \"gamma\": 0.2}",
+                        "{\"interval_ms\": 20}");
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    if (mab_open(config, &e, &err) != MAB_OK)
+        fail_msg("exp3 over redis: %s", err.message);
+    for (int i = 0; i < 3000; i++) {
+        mab_choice c;
+        assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_OK);
+        if (i % 3 == 0) {
+            mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, c.probability};
+            if (mab_reward_ctx(e, "btn", c.arm_id, c.arm_index == 2 ? 1.0 : 0.25, &ctx, &err) !=
+                MAB_OK)
+                fail_msg("reward: %s", err.message);
+        }
+    }
+    policy_snapshot before = policy_read(e);
+    assert_string_equal(before.info.layout, "exp3/1:1,0");
+    assert_true(before.arm[0] > 0 && before.arm[1] > 0 && before.arm[2] > 0);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+    /* What the server holds is what the engine had. */
+    char skey[64];
+    snprintf(skey, sizeof skey, "%s{btn}:stats", prefix);
+    assert_true(stored_field(skey, "exp3/1:1,0|c|0") == before.arm[2]);
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    policy_snapshot after = policy_read(e);
+    assert_memory_equal(before.arm, after.arm, 3 * sizeof(double));
+    assert_int_equal(after.counters[0].pulls + after.counters[1].pulls + after.counters[2].pulls,
+                     3000);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+}
+
+/* Refresh reads the statistics too: what one engine adds, another engine
+   on the same server shows within refresh_ms, value for value. */
+static void test_stats_refresh(void **state)
+{
+    (void)state;
+    char config[200], prefix[32];
+    snprintf(prefix, sizeof prefix, "refresh%u:", ++seq);
+    write_policy_config(config, sizeof config, prefix,
+                        "{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_stats.so\"}",
+                        "{\"interval_ms\": 10}, \"refresh_ms\": 50");
+    mab_engine *a = NULL, *b = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_open(config, &a, &err), MAB_OK);
+    assert_int_equal(mab_open(config, &b, &err), MAB_OK);
+    for (int i = 0; i < 300; i++) {
+        mab_choice c;
+        assert_int_equal(mab_choose(a, "btn", &c, &err), MAB_OK);
+        if (i % 3 == 0)
+            assert_int_equal(mab_reward(a, "btn", c.arm_id, 0.75, &err), MAB_OK);
+    }
+    assert_int_equal(mab_flush(a, &err), MAB_OK);
+    policy_snapshot want = policy_read(a), got;
+    memset(&got, 0, sizeof got);
+    for (int64_t until = redis_test_now_ms() + 20000; redis_test_now_ms() < until;
+         redis_test_sleep_ms(20)) {
+        got = policy_read(b);
+        if (got.exp[0] == want.exp[0])
+            break;
+    }
+    assert_true(want.exp[0] == 300 + 100); /* the fixture: one per pull and per reward */
+    assert_memory_equal(want.arm, got.arm, sizeof want.arm);
+    assert_memory_equal(want.exp, got.exp, sizeof want.exp);
+    assert_int_equal(mab_close(b, &err), MAB_OK);
+    assert_int_equal(mab_close(a, &err), MAB_OK);
+}
+
+enum { STAT_PROCS = 4, STAT_EACH = 5000 };
+
+/* 4 processes, each STAT_EACH choices and a reward after every other one,
+   over the policy_stats fixture (its statistics mirror the counters): the
+   stored statistics are exact. */
+static void test_stats_four_processes(void **state)
+{
+    (void)state;
+    char config[200], prefix[32];
+    snprintf(prefix, sizeof prefix, "pstorm%u:", ++seq);
+    write_policy_config(config, sizeof config, prefix,
+                        "{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_stats.so\"}",
+                        "{\"interval_ms\": 10}");
+    pid_t pids[STAT_PROCS];
+    for (int i = 0; i < STAT_PROCS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            mab_engine *e = NULL;
+            mab_error err;
+            if (mab_open(config, &e, &err) != MAB_OK) {
+                fprintf(stderr, "child: %s\n", err.message);
+                _exit(2);
+            }
+            for (int k = 0; k < STAT_EACH; k++) {
+                mab_choice c;
+                if (mab_choose(e, "btn", &c, &err) != MAB_OK ||
+                    (k % 2 == 0 && mab_reward(e, "btn", c.arm_id, 0.5, &err) != MAB_OK))
+                    _exit(3);
+            }
+            _exit(mab_close(e, &err) == MAB_OK ? 0 : 4);
+        }
+    }
+    for (int i = 0; i < STAT_PROCS; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("child %d ended with status 0x%x", i, status);
+    }
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    policy_snapshot s = policy_read(e);
+    assert_string_equal(s.info.layout, "stats/1:2,1");
+    double pulls = 0, rewards = 0;
+    for (int i = 0; i < 3; i++) {
+        if (s.arm[2 * i] != (double)s.counters[i].pulls ||
+            s.arm[2 * i + 1] != s.counters[i].reward_sum)
+            fail_msg("arm %d: stats %g, %g; counters %llu pulls, reward sum %g", i, s.arm[2 * i],
+                     s.arm[2 * i + 1], (unsigned long long)s.counters[i].pulls,
+                     s.counters[i].reward_sum);
+        pulls += s.arm[2 * i];
+        rewards += s.arm[2 * i + 1];
+    }
+    assert_true(pulls == (double)STAT_PROCS * STAT_EACH);
+    assert_true(rewards == (double)STAT_PROCS * (STAT_EACH / 2) * 0.5);
+    assert_true(s.exp[0] == (double)STAT_PROCS * (STAT_EACH + STAT_EACH / 2));
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+}
+
 int main(void)
 {
     /* The plugin must survive writes to closed connections without this;
@@ -876,6 +1572,14 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_four_processes),
+        cmocka_unit_test(test_lost_reply_stats_and_buckets),
+        cmocka_unit_test(test_stats_store),
+        cmocka_unit_test(test_buckets),
+        cmocka_unit_test(test_partial_batch_credit),
+        cmocka_unit_test(test_wrong_type_stats_and_buckets),
+        cmocka_unit_test(test_exp3_survives_restart),
+        cmocka_unit_test(test_stats_four_processes),
+        cmocka_unit_test(test_stats_refresh),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

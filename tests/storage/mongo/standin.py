@@ -6,7 +6,8 @@ OP_MSG and the legacy OP_QUERY the handshake may use) and mongomock executes
 the commands on in-memory collections. It serves what libmongoc sends for
 the plugin: hello/isMaster, ping, buildInfo, createIndexes, listIndexes,
 insert (a duplicate _id is write error 11000, as the server answers),
-update (upserts with $inc/$set/$setOnInsert/$unset), delete,
+update (upserts with $inc/$set/$setOnInsert/$unset; $inc of a field that is
+not a number is write error 14, TypeMismatch, as the server answers), delete,
 find/getMore/killCursors, drop, endSessions, and saslStart (refused, for
 the authentication test).
 
@@ -35,6 +36,8 @@ python3-mockupdb and python3-mongomock:
 Tests inject faults at run time with a command of their own:
   {mabStandinFault: 1, hangupUpdates: K}  the next K update commands apply
       the first half of their updates, then hang up without replying
+  {mabStandinFault: 1, hangupUpdates: K, passUpdates: M}  the same, after M
+      update commands served normally
   {mabStandinFault: 1, authFail: true|false}
   {mabStandinFault: 1, ttlSweep: true}  run the TTL deletion now; the reply
       says how many documents it deleted ({deleted: N})
@@ -56,9 +59,33 @@ import time
 import bson
 import mockupdb
 import mongomock
+import mongomock.collection
 from bson.son import SON
+from mongomock.filtering import filter_applies
 
 MAX_WIRE_VERSION = 13  # MongoDB 5.0: OP_MSG, sessions
+
+
+# mongomock finds documents by scanning the whole collection, so a bulk of N
+# updates by _id over M documents costs N x M filter evaluations (a batch of
+# 800 bucket upserts over a few thousand documents took longer than the
+# client's socket timeout). The server finds them through the _id index:
+# do the same when a filter names one _id string. The documents found, and
+# so every result, are the same as the scan's.
+_scan_documents = mongomock.collection.Collection._iter_documents
+
+
+def _find_by_id(self, filter):
+    if isinstance(filter, dict) and isinstance(filter.get('_id'), str):
+        doc = self._store.documents and self._store._documents.get(filter['_id'])
+        if doc is None or not doc:
+            filter_applies(filter, {})  # validates the filter, as the scan does
+            return iter(())
+        return iter([doc] if filter_applies(filter, doc) else ())
+    return _scan_documents(self, filter)
+
+
+mongomock.collection.Collection._iter_documents = _find_by_id
 FIRST_BATCH = 101      # the server's default first batch size
 
 
@@ -72,6 +99,7 @@ class Standin:
         self.updates_seen = 0
         self.connections = itertools.count(1)
         self.hangup_updates = 0
+        self.pass_updates = 0
         self.auth_fail = args.auth_fail
         self.ttl = {}  # (db, coll) -> {index name: (field, expireAfterSeconds)}
         self.last_ttl_sweep = 0.0
@@ -155,7 +183,9 @@ class Standin:
         self.updates_seen += 1
         every = self.args.hangup_every
         hang_up = every and self.updates_seen % every == 0
-        if self.hangup_updates > 0:
+        if self.pass_updates > 0:
+            self.pass_updates -= 1
+        elif self.hangup_updates > 0:
             self.hangup_updates -= 1
             hang_up = True
         if hang_up:
@@ -178,6 +208,15 @@ class Standin:
                 if r.upserted_id is not None:
                     n += 1
                     upserted.append({'index': i, '_id': r.upserted_id})
+            except TypeError as exc:
+                # mongomock fails in Python on $inc of a non-number; the
+                # server answers TypeMismatch (14) for that update, and
+                # changes nothing of it.
+                errors.append({'index': i, 'code': 14, 'codeName': 'TypeMismatch',
+                               'errmsg': 'Cannot apply $inc to a value of non-numeric type (%s)'
+                                         % exc})
+                if cmd.get('ordered', True):
+                    break
             except Exception as exc:  # mongomock raises per-op errors
                 errors.append(self.write_error(i, exc))
                 if cmd.get('ordered', True):
@@ -283,6 +322,7 @@ class Standin:
                      'errmsg': 'the stand-in does not implement SCRAM'}
         elif lower == 'mabstandinfault':
             self.hangup_updates = int(cmd.get('hangupUpdates', self.hangup_updates))
+            self.pass_updates = int(cmd.get('passUpdates', 0))
             self.auth_fail = bool(cmd.get('authFail', self.auth_fail))
             reply = {'updatesSeen': self.updates_seen}
             if cmd.get('ttlSweep'):
