@@ -681,7 +681,7 @@ static int try_create2(const loaded_policy2 *lp, const char *json, size_t n_arms
     mab_params *params = NULL;
     mab_error err = {0, ""};
     assert_int_equal(mab_params_parse(json, "test", &params, &err), MAB_OK);
-    mab_policy_init init = {sizeof init, &test_api, params, n_arms, 0, NULL};
+    mab_policy_init init = {sizeof init, &test_api, params, n_arms, 0, NULL, 3600};
     memset(layout, 0, sizeof *layout);
     layout->struct_size = sizeof *layout;
     int rc = lp->policy->create(&init, layout, state, &err);
