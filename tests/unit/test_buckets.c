@@ -471,6 +471,72 @@ static void test_store_without_buckets(void **unused)
     close_ok(e);
 }
 
+/* A thread's own events, not yet published (fewer than the publish
+   threshold), are in its window, in the bucket of their time; an event of
+   a later bucket publishes the earlier ones into the ring first. */
+static void test_window_sees_own_pending(void **unused)
+{
+    (void)unused;
+    write_config(2, "{" MEMORY_PLUGIN ", \"bucket_seconds\": 60}");
+    mab_engine *e = open_ok();
+    clock_ns = 6060 * S;
+    choose_at(e, "win", 2, 6000 * S);
+    choose_at(e, "win", 2, 6010 * S);
+    choose_at(e, "win", 1, 6061 * S);
+    double v[3];
+    window_field(e, 0, 0, v);
+    assert_true(v[0] == 0 && v[1] == 0 && v[2] == 2);
+    window_field(e, 1, 0, v);
+    assert_true(v[0] == 0 && v[1] == 1 && v[2] == 0);
+    close_ok(e);
+}
+
+/* sw_ucb over the engine: its window is the last "window" seconds; arms
+   without pulls there come first, whatever the totals hold. */
+static void test_sw_ucb_forgets_old_buckets(void **unused)
+{
+    (void)unused;
+    assert_int_equal(test_write_file(config,
+                                     "{\"seed\": 1, \"storage\": {" MEMORY_PLUGIN
+                                     ", \"bucket_seconds\": 60},\n"
+                                     " \"experiments\": {\"sw\": {\"policy\": {\"plugin\": "
+                                     "\"%s/sw_ucb.so\", \"window\": 120},\n"
+                                     "  \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}}}\n",
+                                     MAB_PLUGIN_DIR),
+                     0);
+    mab_engine *e = open_ok();
+    mab_error err = {0, ""};
+    clock_ns = 6000 * S;
+    mab_choice c;
+    for (int i = 0; i < 30; i++) { /* every arm tried, then b rewarded most */
+        assert_int_equal(mab_choose(e, "sw", &c, &err), MAB_OK);
+        if (strcmp(c.arm_id, "b") == 0)
+            assert_int_equal(mab_reward(e, "sw", "b", 1.0, &err), MAB_OK);
+    }
+    double p[3];
+    int kind = 0;
+    assert_int_equal(mab_explain(e, "sw", NULL, p, 3, &kind, &err), MAB_OK);
+    assert_int_equal(kind, MAB_EXPLAIN_PROBABILITIES);
+    assert_true(p[1] == 1.0);
+    /* Two buckets later nothing is in the 2-bucket window: all untried. */
+    clock_ns = 6120 * S;
+    assert_int_equal(mab_explain(e, "sw", NULL, p, 3, &kind, &err), MAB_OK);
+    for (int a = 0; a < 3; a++)
+        assert_true(fabs(p[a] - 1.0 / 3) < 1e-12);
+    close_ok(e);
+    /* A window longer than the retention is refused, naming both. */
+    assert_int_equal(test_write_file(config,
+                                     "{\"storage\": {" MEMORY_PLUGIN
+                                     ", \"bucket_seconds\": 60, \"retention_seconds\": 600},\n"
+                                     " \"experiments\": {\"sw\": {\"policy\": {\"plugin\": "
+                                     "\"%s/sw_ucb.so\", \"window\": 601},\n"
+                                     "  \"arms\": {\"a\": 1, \"b\": 2}}}}\n",
+                                     MAB_PLUGIN_DIR),
+                     0);
+    open_fails(MAB_ECONFIG, (const char *[]){"experiments.sw.policy", "11 time buckets",
+                                             "storage.retention_seconds 600", NULL});
+}
+
 static void test_config_errors(void **unused)
 {
     (void)unused;
@@ -481,7 +547,8 @@ static void test_config_errors(void **unused)
     write_config(2, "{" MEMORY_PLUGIN ", \"bucket_seconds\": 60.5}");
     open_fails(MAB_ECONFIG, (const char *[]){"storage.bucket_seconds", NULL});
     write_config(2, "{" MEMORY_PLUGIN ", \"retention_seconds\": 600}");
-    open_fails(MAB_ECONFIG, (const char *[]){"storage.retention_seconds", "3600", NULL});
+    open_fails(MAB_ECONFIG, (const char *[]){"storage.retention_seconds", "shorter than one bucket",
+                                             "3600", NULL});
     /* 4 buckets of 60 s do not fit in 180 s: both named. */
     write_config(4, "{" MEMORY_PLUGIN ", \"bucket_seconds\": 60, \"retention_seconds\": 180}");
     open_fails(MAB_ECONFIG, (const char *[]){"experiments.win.policy", "4 time buckets", "240 s",
@@ -522,6 +589,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_bucket_dropped_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_requeues_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_without_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_sees_own_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sw_ucb_forgets_old_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -835,7 +835,7 @@ static void sw_fill(sw_input *x, const double w[3][2][2], mab_rng *rng)
 /*
  * Worked by hand: n = (20, 10, 40), s = (8, 5, 18), N = 70, xi = 0.6:
  * xi ln 70 = 2.549097; indices 0.4 + sqrt(2.549097 / 20) = 0.757008,
- * 0.5 + sqrt(2.549097 / 10) = 1.004887, 0.45 + sqrt(2.549097 / 40) = 0.702441:
+ * 0.5 + sqrt(2.549097 / 10) = 1.004886, 0.45 + sqrt(2.549097 / 40) = 0.702443:
  * arm 1, with probability 1. With xi = 0.01 the bonus shrinks (xi ln 70 =
  * 0.042485): 0.4 + 0.046090 = 0.446090, 0.5 + 0.065181 = 0.565181,
  * 0.45 + 0.032590 = 0.482590: still arm 1; with arm 1's window at
