@@ -220,7 +220,7 @@ void mab__buckets_reset(mab_engine *e, mab__experiment *x)
 
 int mab__buckets_allocate(mab_engine *e)
 {
-    e->buckets_stored = e->storage && mab__storage_has_buckets(e->storage);
+    e->buckets_stored = e->storage && e->storage_state && mab__storage_has_buckets(e->storage);
     int64_t retained = e->retention_seconds / e->bucket_seconds;
     size_t history = retained < MAB__HISTORY_RING ? (size_t)retained : MAB__HISTORY_RING;
     for (size_t i = 0; i < e->n_experiments; i++) {
