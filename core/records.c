@@ -299,6 +299,100 @@ static int add_stats_tree(cJSON *root, const mab_stats_record *stats, size_t n, 
     return MAB_OK;
 }
 
+/* ---- time buckets (json_file store, storage ABI 1.5) ------------------- */
+
+/* Refuse what the reader would refuse, naming the bucket (its ids are
+   checked first, by the caller). */
+static int check_bucket(const mab_bucket_record *b, size_t in_arm, mab_error *err)
+{
+    if (b->start > MAB_RECORDS_BUCKET_START_MAX || b->start < -MAB_RECORDS_BUCKET_START_MAX)
+        return mab_error_set(err, MAB_EINVAL,
+                             "buckets.%s.%s[%zu]: start %lld is beyond 2^53 seconds",
+                             b->experiment, b->arm, in_arm, (long long)b->start);
+    if (b->pulls > MAB_RECORDS_COUNTER_MAX || b->rewards > MAB_RECORDS_COUNTER_MAX)
+        return mab_error_set(err, MAB_ERANGE, "buckets.%s.%s[%zu]: a count above 2^53",
+                             b->experiment, b->arm, in_arm);
+    if (!isfinite(b->reward_sum) || !isfinite(b->reward_sum_sq) || b->reward_sum_sq < 0)
+        return mab_error_set(err, MAB_EINVAL,
+                             "buckets.%s.%s[%zu]: reward_sum must be finite and reward_sum_sq "
+                             "finite and non-negative",
+                             b->experiment, b->arm, in_arm);
+    return MAB_OK;
+}
+
+static cJSON *bucket_item(const mab_bucket_record *b)
+{
+    char start[24];
+    snprintf(start, sizeof start, "%lld", (long long)b->start);
+    cJSON *item = cJSON_CreateArray();
+    cJSON *parts[5] = {cJSON_CreateRaw(start), raw_counter(b->pulls), raw_counter(b->rewards),
+                       raw_double(b->reward_sum), raw_double(b->reward_sum_sq)};
+    bool ok = item != NULL;
+    for (int i = 0; i < 5; i++) {
+        if (ok && parts[i] && cJSON_AddItemToArray(item, parts[i]))
+            continue;
+        ok = false;
+        cJSON_Delete(parts[i]);
+    }
+    if (!ok) {
+        cJSON_Delete(item);
+        return NULL;
+    }
+    return item;
+}
+
+/* Add "buckets" to a document tree; MAB_OK or an error with err set. */
+static int add_buckets_tree(cJSON *root, const mab_bucket_record *buckets, size_t n,
+                            mab_error *err)
+{
+    cJSON *top = cJSON_AddObjectToObject(root, "buckets");
+    if (!top)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
+    const char *last_exp = NULL, *last_arm = NULL;
+    cJSON *exp_obj = NULL, *arm_list = NULL;
+    int64_t last_start = 0;
+    size_t in_arm = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mab_bucket_record *b = &buckets[i];
+        if (!b->experiment || !b->arm || !b->experiment[0] || !b->arm[0])
+            return mab_error_set(err, MAB_EINVAL,
+                                 "buckets[%zu]: experiment and arm must be non-empty strings", i);
+        if (!last_exp || strcmp(last_exp, b->experiment) != 0) {
+            exp_obj = cJSON_GetObjectItemCaseSensitive(top, b->experiment);
+            if (!exp_obj && !(exp_obj = cJSON_AddObjectToObject(top, b->experiment)))
+                return mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
+            last_exp = b->experiment;
+            last_arm = NULL;
+        }
+        if (!last_arm || strcmp(last_arm, b->arm) != 0) {
+            arm_list = cJSON_GetObjectItemCaseSensitive(exp_obj, b->arm);
+            if (!arm_list && !(arm_list = cJSON_AddArrayToObject(exp_obj, b->arm)))
+                return mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
+            in_arm = (size_t)cJSON_GetArraySize(arm_list);
+            const cJSON *last = in_arm ? cJSON_GetArrayItem(arm_list, (int)in_arm - 1) : NULL;
+            last_start = last ? (int64_t)strtoll(last->child->valuestring, NULL, 10) : 0;
+            last_arm = b->arm;
+        }
+        int rc = check_bucket(b, in_arm, err);
+        if (rc != MAB_OK)
+            return rc;
+        if (in_arm > 0 && b->start <= last_start)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "buckets.%s.%s[%zu]: start %lld is not above the previous "
+                                 "bucket's (%lld): given twice or out of order",
+                                 b->experiment, b->arm, in_arm, (long long)b->start,
+                                 (long long)last_start);
+        cJSON *item = bucket_item(b);
+        if (!item || !cJSON_AddItemToArray(arm_list, item)) {
+            cJSON_Delete(item);
+            return mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
+        }
+        last_start = b->start;
+        in_arm++;
+    }
+    return MAB_OK;
+}
+
 int mab_records_print(mab_records_kind kind, const mab_record *records, size_t n_records,
                       char **text, size_t *len, mab_error *err)
 {
@@ -326,20 +420,39 @@ int mab_records_print_store(mab_records_kind kind, const mab_record *records, si
                             const mab_stats_record *stats, size_t n_stats, char **text,
                             size_t *len, mab_error *err)
 {
+    return mab_records_print_state(kind, records, n_records, claims, n_claims, stats, n_stats,
+                                   NULL, 0, text, len, err);
+}
+
+int mab_records_print_state(mab_records_kind kind, const mab_record *records, size_t n_records,
+                            const mab_record_claim *claims, size_t n_claims,
+                            const mab_stats_record *stats, size_t n_stats,
+                            const mab_bucket_record *buckets, size_t n_buckets, char **text,
+                            size_t *len, mab_error *err)
+{
     const kind_info *k = kind_lookup(kind);
     if (!k)
         return mab_error_set(err, MAB_EINVAL, "mab_records_print: unknown kind %d", (int)kind);
-    if (!text || (n_records && !records) || (n_claims && !claims) || (n_stats && !stats))
+    if (!text || (n_records && !records) || (n_claims && !claims) || (n_stats && !stats) ||
+        (n_buckets && !buckets))
         return mab_error_set(err, MAB_EINVAL, "mab_records_print: NULL argument");
-    if (n_claims && kind != MAB_RECORDS_JSON_STORE)
+    if ((n_claims || n_buckets) && kind != MAB_RECORDS_JSON_STORE)
         return mab_error_set(err, MAB_EINVAL, "mab_records_print: only a json_file store "
-                                              "document carries claims");
+                                              "document carries claims and buckets");
     cJSON *root = document_tree(k, records, n_records, claims, n_claims, err);
     if (!root)
         return err ? err->code : MAB_EINVAL;
     if (n_stats) {
         mab_error why = {0, ""};
         int rc = add_stats_tree(root, stats, n_stats, &why);
+        if (rc != MAB_OK) {
+            cJSON_Delete(root);
+            return mab_error_set(err, rc, "%s", why.message);
+        }
+    }
+    if (n_buckets) {
+        mab_error why = {0, ""};
+        int rc = add_buckets_tree(root, buckets, n_buckets, &why);
         if (rc != MAB_OK) {
             cJSON_Delete(root);
             return mab_error_set(err, rc, "%s", why.message);
@@ -460,7 +573,7 @@ static bool arm_fields(const cJSON *obj, mab_record *r, const char **field, cons
 /* The envelope: format, version, no other field; the experiments object. */
 static int check_envelope(const char *name, const kind_info *k, const cJSON *root,
                           const cJSON **experiments, const cJSON **claims, int with_stats,
-                          mab_error *err)
+                          int with_buckets, mab_error *err)
 {
     if (!cJSON_IsObject(root))
         return mab_error_set(err, MAB_ECORRUPT, "%s: expected a JSON object at the top level",
@@ -476,12 +589,12 @@ static int check_envelope(const char *name, const kind_info *k, const cJSON *roo
         return mab_error_set(err, MAB_ECORRUPT,
                              "%s: unsupported %s version %g (this libmab reads version %d)",
                              name, k->what, version->valuedouble, MAB_RECORDS_VERSION);
-    int seen[5] = {0};
+    int seen[6] = {0};
     static const char *const fields[] = {"format", "version", "experiments", "claims",
-                                         "policy_stats"};
+                                         "policy_stats", "buckets"};
     const size_t n_fields = sizeof fields / sizeof fields[0];
-    /* "claims" and "policy_stats" only where the caller reads them */
-    const int allowed[5] = {1, 1, 1, claims != NULL, with_stats};
+    /* "claims", "policy_stats" and "buckets" only where the caller reads them */
+    const int allowed[6] = {1, 1, 1, claims != NULL, with_stats, with_buckets};
     for (const cJSON *c = root->child; c; c = c->next) {
         size_t i = 0;
         while (i < n_fields && strcmp(c->string, fields[i]) != 0)
@@ -749,6 +862,148 @@ static int copy_stats(const char *name, const cJSON *list, size_t n, size_t n_va
     return MAB_OK;
 }
 
+/* One bucket [start, pulls, rewards, reward_sum, reward_sum_sq] into b (ids
+   left to the caller); false with *field and *why set. */
+static bool bucket_fields(const cJSON *item, mab_bucket_record *b, const char **field,
+                          const char **why)
+{
+    *field = NULL;
+    *why = "expected [start, pulls, rewards, reward_sum, reward_sum_sq]";
+    if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 5)
+        return false;
+    const cJSON *v = item->child;
+    for (const cJSON *c = v; c; c = c->next)
+        if (!cJSON_IsNumber(c))
+            return false;
+    *field = "start";
+    *why = "expected an integer (unix seconds, at most 2^53 in size)";
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d) || fabs(d) > (double)MAB_RECORDS_BUCKET_START_MAX)
+        return false;
+    b->start = (int64_t)d;
+    *why = "expected a non-negative integer (at most 2^53)";
+    *field = "pulls";
+    if (!counter_value(v = v->next, &b->pulls))
+        return false;
+    *field = "rewards";
+    if (!counter_value(v = v->next, &b->rewards))
+        return false;
+    *field = "reward_sum";
+    *why = "expected a finite number";
+    v = v->next;
+    if (!isfinite(v->valuedouble))
+        return false;
+    b->reward_sum = v->valuedouble;
+    *field = "reward_sum_sq";
+    *why = "expected a finite, non-negative number";
+    v = v->next;
+    if (!isfinite(v->valuedouble) || v->valuedouble < 0)
+        return false;
+    b->reward_sum_sq = v->valuedouble;
+    return true;
+}
+
+/* Check "buckets" (may be absent); count the records and the bytes their ids
+   take (each experiment and arm once). */
+static int check_buckets(const char *name, const cJSON *top, size_t *n_out, size_t *bytes_out,
+                         mab_error *err)
+{
+    *n_out = 0;
+    *bytes_out = 0;
+    if (!top)
+        return MAB_OK;
+    if (!cJSON_IsObject(top))
+        return mab_error_set(err, MAB_ECORRUPT, "%s: buckets: expected an object", name);
+    size_t n_keys = 0;
+    for (const cJSON *exp = top->child; exp; exp = exp->next)
+        for (const cJSON *arm = exp->child; arm; arm = arm->next, n_keys++)
+            ;
+    pair_set seen;
+    if (!pair_set_init(&seen, n_keys + (size_t)cJSON_GetArraySize(top)))
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", name);
+    int rc = MAB_OK;
+    size_t n = 0, bytes = 0;
+    for (const cJSON *exp = top->child; rc == MAB_OK && exp; exp = exp->next) {
+        if (!cJSON_IsObject(exp) || !exp->string[0]) {
+            rc = mab_error_set(err, MAB_ECORRUPT, "%s: buckets.%s: expected an object", name,
+                               exp->string);
+            break;
+        }
+        if (!pair_set_add(&seen, exp->string, NULL)) {
+            rc = mab_error_set(err, MAB_ECORRUPT, "%s: buckets.%s: duplicate experiment", name,
+                               exp->string);
+            break;
+        }
+        bytes += strlen(exp->string) + 1;
+        for (const cJSON *arm = exp->child; rc == MAB_OK && arm; arm = arm->next) {
+            if (!cJSON_IsArray(arm) || !arm->string[0]) {
+                rc = mab_error_set(err, MAB_ECORRUPT, "%s: buckets.%s.%s: expected an array",
+                                   name, exp->string, arm->string);
+                break;
+            }
+            if (!pair_set_add(&seen, exp->string, arm->string)) {
+                rc = mab_error_set(err, MAB_ECORRUPT, "%s: buckets.%s.%s: duplicate record",
+                                   name, exp->string, arm->string);
+                break;
+            }
+            bytes += strlen(arm->string) + 1;
+            size_t i = 0;
+            int64_t previous = 0;
+            for (const cJSON *item = arm->child; item; item = item->next, i++) {
+                mab_bucket_record b;
+                const char *field, *why;
+                if (!bucket_fields(item, &b, &field, &why)) {
+                    rc = mab_error_set(err, MAB_ECORRUPT, "%s: buckets.%s.%s[%zu]%s%s: %s", name,
+                                       exp->string, arm->string, i, field ? "." : "",
+                                       field ? field : "", why);
+                    break;
+                }
+                if (i > 0 && b.start <= previous) {
+                    rc = mab_error_set(err, MAB_ECORRUPT,
+                                       "%s: buckets.%s.%s[%zu]: start %lld not above the "
+                                       "previous bucket's (duplicate or out of order)",
+                                       name, exp->string, arm->string, i, (long long)b.start);
+                    break;
+                }
+                previous = b.start;
+                n++;
+            }
+        }
+    }
+    free(seen.slots);
+    *n_out = n;
+    *bytes_out = bytes;
+    return rc;
+}
+
+/* Copy the checked buckets into one allocation: the array, then the ids. */
+static mab_bucket_record *copy_buckets(const cJSON *top, size_t n, size_t bytes)
+{
+    mab_bucket_record *buckets = malloc(n * sizeof *buckets + bytes);
+    if (!buckets)
+        return NULL;
+    char *ids = (char *)(buckets + n);
+    size_t i = 0;
+    for (const cJSON *exp = top->child; exp; exp = exp->next) {
+        size_t len = strlen(exp->string) + 1;
+        const char *experiment = memcpy(ids, exp->string, len);
+        ids += len;
+        for (const cJSON *arm = exp->child; arm; arm = arm->next) {
+            len = strlen(arm->string) + 1;
+            const char *arm_id = memcpy(ids, arm->string, len);
+            ids += len;
+            for (const cJSON *item = arm->child; item; item = item->next) {
+                const char *field, *why;
+                mab_bucket_record *b = &buckets[i++];
+                bucket_fields(item, b, &field, &why); /* checked already */
+                b->experiment = experiment;
+                b->arm = arm_id;
+            }
+        }
+    }
+    return buckets;
+}
+
 int mab_records_parse(const char *text, size_t len, const char *name, mab_records_kind kind,
                       mab_record **records, size_t *n_records, mab_error *err)
 {
@@ -784,14 +1039,30 @@ int mab_records_parse_store(const char *text, size_t len, const char *name,
                             mab_record_claim **claims, size_t *n_claims,
                             mab_stats_record **stats, size_t *n_stats, mab_error *err)
 {
+    return mab_records_parse_state(text, len, name, kind, records, n_records, claims, n_claims,
+                                   stats, n_stats, NULL, NULL, err);
+}
+
+void mab_records_buckets_free(mab_bucket_record *buckets)
+{
+    free(buckets);
+}
+
+int mab_records_parse_state(const char *text, size_t len, const char *name,
+                            mab_records_kind kind, mab_record **records, size_t *n_records,
+                            mab_record_claim **claims, size_t *n_claims,
+                            mab_stats_record **stats, size_t *n_stats,
+                            mab_bucket_record **buckets, size_t *n_buckets, mab_error *err)
+{
     const kind_info *k = kind_lookup(kind);
     if (!k)
         return mab_error_set(err, MAB_EINVAL, "mab_records_parse: unknown kind %d", (int)kind);
-    if (!name || !records || !n_records || (len && !text) || (!claims != !n_claims))
+    if (!name || !records || !n_records || (len && !text) || (!claims != !n_claims) ||
+        (!stats != !n_stats) || (!buckets != !n_buckets))
         return mab_error_set(err, MAB_EINVAL, "mab_records_parse: NULL argument");
-    if (claims && kind != MAB_RECORDS_JSON_STORE)
+    if ((claims || buckets) && kind != MAB_RECORDS_JSON_STORE)
         return mab_error_set(err, MAB_EINVAL, "mab_records_parse: only a json_file store "
-                                              "document carries claims");
+                                              "document carries claims and buckets");
     if (len == 0)
         return mab_error_set(err, MAB_ECORRUPT,
                              "%s: the file is empty (line 1, column 1); expected %s", name,
@@ -824,7 +1095,7 @@ int mab_records_parse_store(const char *text, size_t len, const char *name,
     size_t n = 0, id_bytes = 0, n_claims_read = 0;
     mab_record_claim *claims_read = NULL;
     int rc = check_envelope(name, k, root, &experiments, claims ? &claims_obj : NULL,
-                            stats != NULL, err);
+                            stats != NULL, buckets != NULL, err);
     if (rc == MAB_OK)
         rc = check_records(name, experiments, &n, &id_bytes, err);
     if (rc == MAB_OK && claims)
@@ -836,14 +1107,26 @@ int mab_records_parse_store(const char *text, size_t len, const char *name,
     mab_stats_record *st_copy = NULL;
     if (rc == MAB_OK && n_st > 0)
         rc = copy_stats(name, list, n_st, n_values, st_bytes, &st_copy, err);
+    const cJSON *bucket_obj = buckets ? cJSON_GetObjectItemCaseSensitive(root, "buckets") : NULL;
+    size_t n_bk = 0, bk_bytes = 0;
+    if (rc == MAB_OK && buckets)
+        rc = check_buckets(name, bucket_obj, &n_bk, &bk_bytes, err);
+    mab_bucket_record *bk_copy = NULL;
+    if (rc == MAB_OK && n_bk > 0 && !(bk_copy = copy_buckets(bucket_obj, n_bk, bk_bytes)))
+        rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", name);
     mab_record *copy = NULL;
     if (rc == MAB_OK && n > 0 && !(copy = copy_records(experiments, n, id_bytes)))
         rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", name);
     cJSON_Delete(root);
     if (rc != MAB_OK) {
+        free(bk_copy);
         free(st_copy);
         free(claims_read);
         return rc;
+    }
+    if (buckets) {
+        *buckets = bk_copy;
+        *n_buckets = n_bk;
     }
     *records = copy;
     *n_records = n;

@@ -221,7 +221,8 @@ MAB_EXPORT int mab_records_parse_claims(const char *text, size_t len, const char
 
 /*
  * A json_file store's whole document: counters, "claims" and
- * "policy_stats", both optional (one writer and one reader for both).
+ * "policy_stats", both optional (one writer and one reader for both), and
+ * "buckets" (below, mab_records_print_state()).
  */
 
 /**
@@ -246,6 +247,75 @@ MAB_EXPORT int mab_records_parse_store(const char *text, size_t len, const char 
                                        size_t *n_records, mab_record_claim **claims,
                                        size_t *n_claims, mab_stats_record **stats,
                                        size_t *n_stats, mab_error *err);
+
+/*
+ * Time buckets (a json_file store only, storage ABI 1.5). The store document
+ * may carry, after "experiments", the per-bucket increments of the four
+ * counters:
+ *   "buckets": {"EXP": {"ARM": [[START, PULLS, REWARDS, SUM, SUM_SQ], ...]}}
+ * START is the bucket's start (an integer, unix seconds, |START| <= 2^53),
+ * strictly ascending within an arm; PULLS and REWARDS integers in [0, 2^53];
+ * SUM a finite number, SUM_SQ a finite number >= 0, written to read back bit
+ * for bit. It is written only when there are buckets, so a store without
+ * them reads as before (and an older libmab, which refuses "buckets" as an
+ * unknown field, refuses a store with them rather than drop them); an
+ * export never carries buckets.
+ */
+typedef struct mab_bucket_record {
+    const char *experiment;
+    const char *arm;
+    int64_t start; /* unix seconds */
+    uint64_t pulls;
+    uint64_t rewards;
+    double reward_sum;
+    double reward_sum_sq;
+} mab_bucket_record;
+
+/* The largest |START| a document can carry exactly: 2^53. */
+#define MAB_RECORDS_BUCKET_START_MAX (INT64_C(1) << 53)
+
+/**
+ * @brief mab_records_print_store() with time buckets (MAB_RECORDS_JSON_STORE
+ *        only): the "buckets" field holds the n_buckets records, grouped by
+ *        experiment in the order each first appears, then by arm; within an
+ *        arm they must come in strictly ascending start order (sort by
+ *        experiment, arm, start first). Omitted when n_buckets is 0.
+ * @return as mab_records_print_store(); MAB_EINVAL also for a bucket with a
+ *         NULL or empty id, a start beyond 2^53, a sum that is not finite, a
+ *         negative sum of squares, a start not above the arm's previous one,
+ *         or buckets in another kind of document (the message names
+ *         "buckets.EXP.ARM[I]"); MAB_ERANGE for a count above 2^53.
+ */
+MAB_EXPORT int mab_records_print_state(mab_records_kind kind, const mab_record *records,
+                                       size_t n_records, const mab_record_claim *claims,
+                                       size_t n_claims, const mab_stats_record *stats,
+                                       size_t n_stats, const mab_bucket_record *buckets,
+                                       size_t n_buckets, char **text, size_t *len,
+                                       mab_error *err);
+
+/**
+ * @brief mab_records_parse_store() that also reads "buckets" (when buckets
+ *        and n_buckets are set; when they are NULL a "buckets" field is
+ *        refused as unknown).
+ * @param buckets receives the bucket records in document order (NULL when
+ *        there are none), one allocation with their strings: free it with
+ *        mab_records_buckets_free(). Untouched on failure.
+ * @return as mab_records_parse_store(); MAB_ECORRUPT also for a malformed
+ *         bucket, naming it: "NAME: buckets.EXP.ARM[I]: expected [start,
+ *         pulls, rewards, reward_sum, reward_sum_sq]", "...: start: expected
+ *         an integer ...", "...: reward_sum: expected a finite number",
+ *         "...: start not above the previous bucket's (duplicate or out of
+ *         order)", "NAME: buckets.EXP.ARM: duplicate record".
+ */
+MAB_EXPORT int mab_records_parse_state(const char *text, size_t len, const char *name,
+                                       mab_records_kind kind, mab_record **records,
+                                       size_t *n_records, mab_record_claim **claims,
+                                       size_t *n_claims, mab_stats_record **stats,
+                                       size_t *n_stats, mab_bucket_record **buckets,
+                                       size_t *n_buckets, mab_error *err);
+
+/** @brief Free what mab_records_parse_state() returned in buckets; NULL is fine. */
+MAB_EXPORT void mab_records_buckets_free(mab_bucket_record *buckets);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,17 @@
  * that is not complete JSON is refused at open with MAB_ECORRUPT and left
  * exactly as it is.
  *
+ * Time buckets (storage ABI 1.5) are in the same file too, in the optional
+ * "buckets" field: {"EXP": {"ARM": [[START, PULLS, REWARDS, SUM, SUM_SQ],
+ * ...]}}, each arm's in ascending START order (records.h). apply_buckets
+ * writes counters, statistics and buckets in one snapshot, leaving out every
+ * bucket that starts before keep_from: the whole file is rewritten on each
+ * write anyway, so retention drops all old buckets at once. The reader
+ * refuses a bucket that is not finite, malformed, duplicated or out of
+ * order (MAB_ECORRUPT naming "buckets.EXP.ARM[I]"), as it does counters.
+ * In memory the buckets are one array sorted by (experiment, arm, start):
+ * load_buckets(since) binary-searches each listed arm's run.
+ *
  * Claims (storage ABI 1.3): the store's set of rewarded assignments is kept
  * in the same file, after the records, as "claims": {"HEX-ID": EXPIRES_AT}
  * (records.h), written only when there are claims. A claim and the reward it
@@ -91,6 +102,21 @@ typedef struct stats_table {
     size_t n, cap;
 } stats_table;
 
+/* One time bucket (storage ABI 1.5) of one (experiment, arm). */
+typedef struct time_bucket {
+    char *key;       /* one allocation "EXP\0ARM\0"; arm points inside it */
+    const char *arm;
+    int64_t start;   /* unix seconds */
+    mab_totals add;  /* what happened in the bucket */
+    int fresh;       /* allocated by the change being built (freed if it fails) */
+} time_bucket;
+
+/* Sorted by (experiment, arm, start), so an arm's buckets are one run. */
+typedef struct time_bucket_table {
+    time_bucket *entries;
+    size_t n, cap;
+} time_bucket_table;
+
 typedef struct json_store {
     char path[PATH_MAX];
     char tmp_path[PATH_MAX];
@@ -103,6 +129,8 @@ typedef struct json_store {
     size_t n_buckets; /* a power of two */
     stats_table stats;
     const stats_table *snapshot_stats; /* what snapshot_text writes (stats, or a candidate) */
+    time_bucket_table time_buckets;
+    const time_bucket_table *snapshot_time_buckets; /* likewise for the buckets */
     mab_record_claim *claims; /* the claim set, in no order */
     size_t n_claims, cap_claims;
     uint32_t *claim_slots; /* open addressing: claims index + 1, 0 when empty */
@@ -238,6 +266,190 @@ static int stats_next(const json_store *st, const stats_table *from, const char 
 nomem:
     stats_table_free(out);
     return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+}
+
+/* ---- time buckets (storage ABI 1.5) ------------------------------------- */
+
+static void time_bucket_table_free(time_bucket_table *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->entries[i].key);
+    free(t->entries);
+    memset(t, 0, sizeof *t);
+}
+
+static int time_bucket_cmp(const char *experiment, const char *arm, int64_t start,
+                           const time_bucket *e)
+{
+    int c = strcmp(experiment, e->key);
+    if (c == 0)
+        c = strcmp(arm, e->arm);
+    if (c == 0)
+        c = start < e->start ? -1 : start > e->start;
+    return c;
+}
+
+static int time_bucket_order(const void *a, const void *b)
+{
+    const time_bucket *x = a;
+    return time_bucket_cmp(x->key, x->arm, x->start, b);
+}
+
+/* The index of the first entry at or after (experiment, arm, start). */
+static size_t time_bucket_lower(const time_bucket_table *t, const char *experiment,
+                                const char *arm, int64_t start)
+{
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (time_bucket_cmp(experiment, arm, start, &t->entries[mid]) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Whether an entry of the table survives a change clearing `clear` and
+   dropping buckets that start before keep_from. */
+static int time_bucket_kept(const time_bucket *e, const char *const *clear, size_t n_clear,
+                            int64_t keep_from)
+{
+    if (e->start < keep_from)
+        return 0;
+    for (size_t k = 0; k < n_clear; k++)
+        if (strcmp(e->key, clear[k]) == 0)
+            return 0;
+    return 1;
+}
+
+static char *key_alloc(const char *experiment, const char *arm, const char **arm_in_key)
+{
+    size_t el = strlen(experiment) + 1, al = strlen(arm) + 1;
+    char *key = malloc(el + al);
+    if (key) {
+        memcpy(key, experiment, el);
+        memcpy(key + el, arm, al);
+        *arm_in_key = key + el;
+    }
+    return key;
+}
+
+static int check_time_buckets(const json_store *st, const mab_bucket_delta *b, size_t n,
+                              mab_error *err)
+{
+    if (n && !b)
+        return mab_error_set(err, MAB_EINVAL, "%s: apply_buckets: NULL batch", st->path);
+    for (size_t i = 0; i < n; i++) {
+        const mab_bucket_delta *d = &b[i];
+        if (!d->experiment || !d->arm || !d->experiment[0] || !d->arm[0])
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_buckets: bucket %zu has no experiment or arm",
+                                 st->path, i);
+        if (d->bucket > MAB_RECORDS_BUCKET_START_MAX || d->bucket < -MAB_RECORDS_BUCKET_START_MAX)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_buckets: %s.%s: bucket start %lld is beyond 2^53",
+                                 st->path, d->experiment, d->arm, (long long)d->bucket);
+        if (!isfinite(d->add.reward_sum) || !isfinite(d->add.reward_sum_sq) ||
+            d->add.reward_sum_sq < 0)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_buckets: %s.%s (bucket %lld): reward is not finite "
+                                 "(or its square negative)",
+                                 st->path, d->experiment, d->arm, (long long)d->bucket);
+    }
+    return MAB_OK;
+}
+
+/*
+ * The bucket table after a change: `from` without the cleared experiments
+ * and the buckets before keep_from, plus the increments. `from` is not
+ * modified (entries carried over share its keys; new ones are marked fresh),
+ * so a failed write leaves the store as it was. MAB_OK or an error.
+ */
+static int time_buckets_next(const json_store *st, const time_bucket_table *from,
+                             const char *const *clear, size_t n_clear,
+                             const mab_bucket_delta *b, size_t n, int64_t keep_from,
+                             time_bucket_table *out, size_t *n_removed, mab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->cap = from->n + n;
+    out->entries = malloc((out->cap ? out->cap : 1) * sizeof *out->entries);
+    if (!out->entries)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    *n_removed = 0;
+    for (size_t i = 0; i < from->n; i++) {
+        if (time_bucket_kept(&from->entries[i], clear, n_clear, keep_from)) {
+            out->entries[out->n] = from->entries[i];
+            out->entries[out->n++].fresh = 0;
+        } else {
+            (*n_removed)++;
+        }
+    }
+    int rc = MAB_OK;
+    for (size_t i = 0; i < n && rc == MAB_OK; i++) {
+        const mab_bucket_delta *d = &b[i];
+        if (d->bucket < keep_from)
+            continue; /* added, then dropped by this same call's retention */
+        size_t at = time_bucket_lower(out, d->experiment, d->arm, d->bucket);
+        time_bucket *e = at < out->n ? &out->entries[at] : NULL;
+        if (!e || time_bucket_cmp(d->experiment, d->arm, d->bucket, e) != 0) {
+            const char *arm;
+            char *key = key_alloc(d->experiment, d->arm, &arm);
+            if (!key) {
+                rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+                break;
+            }
+            memmove(&out->entries[at + 1], &out->entries[at],
+                    (out->n - at) * sizeof *out->entries);
+            out->n++;
+            e = &out->entries[at];
+            *e = (time_bucket){key, arm, d->bucket, {0, 0, 0, 0}, 1};
+        }
+        mab_totals t = e->add;
+        int too_big = d->add.pulls > JSON_STORE_COUNTER_MAX - t.pulls ||
+                      d->add.rewards > JSON_STORE_COUNTER_MAX - t.rewards;
+        t.pulls += d->add.pulls;
+        t.rewards += d->add.rewards;
+        t.reward_sum += d->add.reward_sum;
+        t.reward_sum_sq += d->add.reward_sum_sq;
+        if (too_big || !isfinite(t.reward_sum) || !isfinite(t.reward_sum_sq))
+            rc = mab_error_set(err, MAB_ERANGE, "%s: %s.%s: bucket %lld would overflow",
+                               st->path, d->experiment, d->arm, (long long)d->bucket);
+        else
+            e->add = t;
+    }
+    if (rc != MAB_OK) {
+        for (size_t i = 0; i < out->n; i++)
+            if (out->entries[i].fresh)
+                free(out->entries[i].key);
+        free(out->entries);
+        memset(out, 0, sizeof *out);
+    }
+    return rc;
+}
+
+/* Adopt `next` after its snapshot was written: free the keys of the entries
+   it dropped, and the old array. */
+static void time_buckets_adopt(json_store *st, time_bucket_table *next, const char *const *clear,
+                               size_t n_clear, int64_t keep_from)
+{
+    for (size_t i = 0; i < st->time_buckets.n; i++)
+        if (!time_bucket_kept(&st->time_buckets.entries[i], clear, n_clear, keep_from))
+            free(st->time_buckets.entries[i].key);
+    free(st->time_buckets.entries);
+    for (size_t i = 0; i < next->n; i++)
+        next->entries[i].fresh = 0;
+    st->time_buckets = *next;
+}
+
+/* A failed change: free what `next` allocated, keep the table. */
+static void time_buckets_discard(time_bucket_table *next)
+{
+    for (size_t i = 0; i < next->n; i++)
+        if (next->entries[i].fresh)
+            free(next->entries[i].key);
+    free(next->entries);
+    memset(next, 0, sizeof *next);
 }
 
 /* ---- the claim set ------------------------------------------------------ */
@@ -415,6 +627,7 @@ static void store_free(json_store *st)
 {
     table_truncate(st, 0);
     stats_table_free(&st->stats);
+    time_bucket_table_free(&st->time_buckets);
     free(st->records);
     free(st->buckets);
     if (st->lock_fd >= 0)
@@ -462,11 +675,26 @@ static char *snapshot_text(const json_store *st, int64_t now, mab_error *err)
     for (size_t k = 0; k < st->n_claims; k++)
         if (st->claims[k].expires_at > now)
             claims[n_claims++] = st->claims[k];
+    const time_bucket_table *tb =
+        st->snapshot_time_buckets ? st->snapshot_time_buckets : &st->time_buckets;
+    mab_bucket_record *bk = malloc((tb->n ? tb->n : 1) * sizeof *bk);
     char *text = NULL;
     mab_error why = {0};
-    if (mab_records_print_store(MAB_RECORDS_JSON_STORE, records, n, claims, n_claims, stats,
-                                t->n, &text, NULL, &why) != MAB_OK)
-        mab_error_set(err, why.code, "%s: cannot write the snapshot: %s", st->path, why.message);
+    if (!bk) {
+        mab_error_set(err, MAB_ENOMEM, "%s: out of memory building the snapshot", st->path);
+    } else {
+        /* The table's order (experiment, arm, start) is the one the writer wants. */
+        for (size_t i = 0; i < tb->n; i++) {
+            const time_bucket *e = &tb->entries[i];
+            bk[i] = (mab_bucket_record){e->key, e->arm, e->start, e->add.pulls, e->add.rewards,
+                                        e->add.reward_sum, e->add.reward_sum_sq};
+        }
+        if (mab_records_print_state(MAB_RECORDS_JSON_STORE, records, n, claims, n_claims, stats,
+                                    t->n, bk, tb->n, &text, NULL, &why) != MAB_OK)
+            mab_error_set(err, why.code, "%s: cannot write the snapshot: %s", st->path,
+                          why.message);
+    }
+    free(bk);
     free(stats);
     free(records);
     free(claims);
@@ -558,11 +786,32 @@ static int table_from_text(json_store *st, const char *text, size_t len, mab_err
     mab_record *records;
     mab_record_claim *claims;
     mab_stats_record *stats;
-    size_t n, n_claims, n_stats;
-    int rc = mab_records_parse_store(text, len, st->path, MAB_RECORDS_JSON_STORE, &records, &n,
-                                     &claims, &n_claims, &stats, &n_stats, err);
+    mab_bucket_record *bk;
+    size_t n, n_claims, n_stats, n_bk;
+    int rc = mab_records_parse_state(text, len, st->path, MAB_RECORDS_JSON_STORE, &records, &n,
+                                     &claims, &n_claims, &stats, &n_stats, &bk, &n_bk, err);
     if (rc != MAB_OK)
         return rc;
+    /* The reader refused duplicates and anything not finite; the table is
+       sorted, the document grouped by experiment and arm in its own order. */
+    if (n_bk && !(st->time_buckets.entries = malloc(n_bk * sizeof *st->time_buckets.entries)))
+        rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    for (size_t i = 0; i < n_bk && rc == MAB_OK; i++) {
+        const char *arm;
+        char *key = key_alloc(bk[i].experiment, bk[i].arm, &arm);
+        if (!key) {
+            rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            break;
+        }
+        st->time_buckets.entries[st->time_buckets.n++] = (time_bucket){
+            key, arm, bk[i].start,
+            {bk[i].pulls, bk[i].rewards, bk[i].reward_sum, bk[i].reward_sum_sq}, 0};
+    }
+    st->time_buckets.cap = st->time_buckets.n;
+    mab_records_buckets_free(bk);
+    if (st->time_buckets.n > 1)
+        qsort(st->time_buckets.entries, st->time_buckets.n, sizeof *st->time_buckets.entries,
+              time_bucket_order);
     for (size_t k = 0; k < n_claims && rc == MAB_OK; k++) {
         if (!claim_reserve(st))
             rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
@@ -890,9 +1139,12 @@ static int add_delta(json_store *st, const mab_delta *d, size_t n_before, undo_e
  */
 static int change(json_store *st, const char *const *clear, size_t n_clear,
                   const mab_delta *deltas, size_t n_deltas, const mab_stats_delta *stats,
-                  size_t n_stats, int claimed, mab_error *err)
+                  size_t n_stats, const mab_bucket_delta *bk, size_t n_bk, int64_t keep_from,
+                  int claimed, mab_error *err)
 {
     int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc == MAB_OK)
+        rc = check_time_buckets(st, bk, n_bk, err);
     if (rc != MAB_OK)
         return rc;
     if (n_stats && !stats)
@@ -919,11 +1171,23 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
     if (stats_change &&
         (rc = stats_next(st, &st->stats, clear, n_clear, stats, n_stats, &next, err)) != MAB_OK)
         return rc;
+    /* The buckets after the change, likewise built aside. */
+    time_bucket_table next_tb;
+    size_t n_tb_removed = 0;
+    int tb_change = n_bk || n_clear || keep_from != INT64_MIN;
+    if (tb_change && (rc = time_buckets_next(st, &st->time_buckets, clear, n_clear, bk, n_bk,
+                                             keep_from, &next_tb, &n_tb_removed, err)) != MAB_OK) {
+        if (stats_change)
+            stats_table_free(&next);
+        return rc;
+    }
     size_t n_before = st->n_records, n_undo = 0, n_dropped = 0;
     undo_entry *undo = malloc((n_deltas + n_before + 1) * sizeof *undo);
     if (!undo) {
         if (stats_change)
             stats_table_free(&next);
+        if (tb_change)
+            time_buckets_discard(&next_tb);
         return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
     }
     for (size_t i = 0; i < n_before && n_clear; i++) {
@@ -941,11 +1205,18 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
         rc = add_delta(st, &deltas[i], n_before, undo, &n_undo, err);
     if (stats_change)
         st->snapshot_stats = &next;
+    if (tb_change)
+        st->snapshot_time_buckets = &next_tb;
     int64_t now = (int64_t)time(NULL);
-    int write = n_deltas || n_dropped || n_stats || claimed;
+    int write = n_deltas || n_dropped || n_stats || claimed || n_bk || n_tb_removed;
     if (rc == MAB_OK && write)
         rc = snapshot_write(st, now, err);
     st->snapshot_stats = NULL;
+    st->snapshot_time_buckets = NULL;
+    if (tb_change && rc == MAB_OK)
+        time_buckets_adopt(st, &next_tb, clear, n_clear, keep_from);
+    else if (tb_change)
+        time_buckets_discard(&next_tb);
     if (rc == MAB_OK && write)
         claims_forget_expired(st, now); /* the file no longer has them */
     if (stats_change && rc == MAB_OK) {
@@ -979,7 +1250,7 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
 
 static int json_apply(void *state, const mab_delta *deltas, size_t n_deltas, mab_error *err)
 {
-    return change(state, NULL, 0, deltas, n_deltas, NULL, 0, 0, err);
+    return change(state, NULL, 0, deltas, n_deltas, NULL, 0, NULL, 0, INT64_MIN, 0, err);
 }
 
 static int json_reset(void *state, const char *experiment, mab_error *err)
@@ -987,7 +1258,7 @@ static int json_reset(void *state, const char *experiment, mab_error *err)
     json_store *st = state;
     if (!experiment)
         return mab_error_set(err, MAB_EINVAL, "%s: reset: NULL experiment", st->path);
-    return change(st, &experiment, 1, NULL, 0, NULL, 0, 0, err);
+    return change(st, &experiment, 1, NULL, 0, NULL, 0, NULL, 0, INT64_MIN, 0, err);
 }
 
 static int json_replace(void *state, const char *const *experiments, size_t n_experiments,
@@ -997,13 +1268,101 @@ static int json_replace(void *state, const char *const *experiments, size_t n_ex
     for (size_t k = 0; k < n_experiments; k++)
         if (!experiments[k])
             return mab_error_set(err, MAB_EINVAL, "%s: replace: NULL experiment", st->path);
-    return change(st, experiments, n_experiments, deltas, n_deltas, NULL, 0, 0, err);
+    return change(st, experiments, n_experiments, deltas, n_deltas, NULL, 0, NULL, 0, INT64_MIN, 0,
+                  err);
 }
 
 static int json_apply_stats(void *state, const mab_delta *deltas, size_t n_deltas,
                             const mab_stats_delta *stats, size_t n_stats, mab_error *err)
 {
-    return change(state, NULL, 0, deltas, n_deltas, stats, n_stats, 0, err);
+    return change(state, NULL, 0, deltas, n_deltas, stats, n_stats, NULL, 0, INT64_MIN, 0, err);
+}
+
+/* Counters, statistics and buckets in one snapshot; buckets before keep_from
+   are left out of it (all of them at once: every write rewrites the whole
+   file anyway, so dropping them costs nothing extra). */
+static int json_apply_buckets(void *state, const mab_delta *deltas, size_t n_deltas,
+                              const mab_stats_delta *stats, size_t n_stats,
+                              const mab_bucket_delta *buckets, size_t n_buckets,
+                              int64_t keep_from, mab_error *err)
+{
+    return change(state, NULL, 0, deltas, n_deltas, stats, n_stats, buckets, n_buckets,
+                  keep_from, 0, err);
+}
+
+typedef struct bucket_hit {
+    int64_t start;
+    size_t arm_index;
+    const mab_totals *add;
+} bucket_hit;
+
+static int bucket_hit_order(const void *a, const void *b)
+{
+    const bucket_hit *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->arm_index < y->arm_index ? -1 : x->arm_index > y->arm_index;
+}
+
+static int json_load_buckets(void *state, const char *experiment, const char *const *arm_ids,
+                             size_t n_arms, int64_t since,
+                             int (*visit)(void *ctx, size_t arm_index, int64_t bucket,
+                                          const mab_totals *add),
+                             void *ctx, mab_error *err)
+{
+    const json_store *st = state;
+    if (!experiment || !visit || (n_arms && !arm_ids))
+        return mab_error_set(err, MAB_EINVAL, "%s: load_buckets: NULL argument", st->path);
+    const time_bucket_table *t = &st->time_buckets;
+    /* Each listed arm's buckets since `since` are one run of the table. */
+    size_t n_hits = 0;
+    for (size_t i = 0; i < n_arms; i++) {
+        if (!arm_ids[i])
+            continue;
+        for (size_t at = time_bucket_lower(t, experiment, arm_ids[i], since);
+             at < t->n && strcmp(t->entries[at].key, experiment) == 0 &&
+             strcmp(t->entries[at].arm, arm_ids[i]) == 0;
+             at++)
+            n_hits++;
+    }
+    if (n_hits == 0)
+        return MAB_OK;
+    bucket_hit *hits = malloc(n_hits * sizeof *hits);
+    if (!hits)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    size_t n = 0;
+    for (size_t i = 0; i < n_arms; i++) {
+        if (!arm_ids[i])
+            continue;
+        for (size_t at = time_bucket_lower(t, experiment, arm_ids[i], since);
+             at < t->n && strcmp(t->entries[at].key, experiment) == 0 &&
+             strcmp(t->entries[at].arm, arm_ids[i]) == 0;
+             at++)
+            hits[n++] = (bucket_hit){t->entries[at].start, i, &t->entries[at].add};
+    }
+    qsort(hits, n, sizeof *hits, bucket_hit_order);
+    int rc = MAB_OK;
+    for (size_t k = 0; k < n && rc == MAB_OK; k++)
+        rc = visit(ctx, hits[k].arm_index, hits[k].start, hits[k].add);
+    free(hits);
+    return rc;
+}
+
+static int json_scan_buckets(void *state,
+                             int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                          int64_t bucket, const mab_totals *add),
+                             void *ctx, mab_error *err)
+{
+    const json_store *st = state;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: scan_buckets: NULL visitor", st->path);
+    for (size_t i = 0; i < st->time_buckets.n; i++) {
+        const time_bucket *e = &st->time_buckets.entries[i];
+        int rc = visit(ctx, e->key, e->arm, e->start, &e->add);
+        if (rc != 0)
+            return rc;
+    }
+    return MAB_OK;
 }
 
 static void copy_one_stats(const json_store *st, const char *experiment, const char *arm,
@@ -1137,7 +1496,7 @@ static int json_claim(void *state, mab_claim *claims, size_t n_claims, unsigned 
             deltas[n_taken++] = c->deltas[i];
     }
     if (rc == MAB_OK)
-        rc = change(st, NULL, 0, deltas, n_taken, NULL, 0, 1, err);
+        rc = change(st, NULL, 0, deltas, n_taken, NULL, 0, NULL, 0, INT64_MIN, 1, err);
     if (rc != MAB_OK) {
         /* The file was not replaced (or, if only the directory fsync
            failed, the next write replaces it again): undo in memory,
@@ -1182,7 +1541,9 @@ static const mab_storage json_file_storage = {
     json_apply_stats,
     json_load_stats,
     json_scan_stats,
-    NULL, NULL, NULL, /* ABI 1.5 time buckets: not stored yet */
+    json_apply_buckets,
+    json_load_buckets,
+    json_scan_buckets,
 };
 
 MAB_STORAGE_DEFINE(json_file_storage)

@@ -15,6 +15,18 @@
  *              number of doubles) then that many doubles. Policy statistics
  *              (storage ABI 1.4); created on first open by this version, so
  *              a store of an older one gains it and reads as before.
+ *   "buckets": time buckets (storage ABI 1.5): "EXP\0" START "ARM" ->
+ *              stored_record (the 40 bytes of a record), START the bucket's
+ *              start as 8 big-endian bytes with the sign bit flipped, so that
+ *              an experiment's buckets sort by start and load_buckets(since)
+ *              is one range scan from "EXP\0" START(since), ascending.
+ *   "bucket_starts": START "EXP\0ARM" -> empty: the same buckets ordered by
+ *              start first, for retention: apply_buckets deletes the first
+ *              keys while they start before keep_from, at most BUCKET_SWEEP
+ *              (256) buckets per call, in the call's transaction, so old
+ *              buckets go over successive calls at a bounded cost each.
+ *              Both are created on the first open by this version; older
+ *              plugins never open them (their reset leaves buckets behind).
  *   "claims":  16-byte assignment id -> int64 expiry (unix seconds, native
  *              byte order); created by the first claim, so stores written
  *              before claims existed open unchanged and older plugins, which
@@ -77,6 +89,7 @@
 #define LMDB_REFRESH_MS 100
 #define ID_MAX 255 /* longest id this plugin stores; keys are at most 511 bytes */
 #define CLAIM_SWEEP 8 /* claims examined for expiry per claim */
+#define BUCKET_SWEEP 256 /* old buckets deleted at most per apply_buckets */
 
 /* One record's value. Fixed size; `version` lets a later format coexist. */
 typedef struct stored_record {
@@ -103,6 +116,8 @@ typedef struct lmdb_store {
     MDB_dbi records_dbi;
     MDB_dbi stats_dbi;
     MDB_dbi claims_dbi;
+    MDB_dbi buckets_dbi;       /* time buckets (storage ABI 1.5) */
+    MDB_dbi bucket_starts_dbi; /* the same, keyed by start first: retention's order */
     uint8_t sweep_from[MAB_ASSIGNMENT_ID_BYTES]; /* where the next sweep starts */
     int unsynced; /* a claim was committed without fdatasync (MAB_CLAIM_DEFER_SYNC) */
     dev_t dev; /* of the directory: identifies the store in this process */
@@ -309,6 +324,16 @@ static int make_directories(const char *path)
     return 0;
 }
 
+/* The two bucket databases, created on the first open by a plugin of ABI
+   1.5 (a store of an older one gains them and reads as before). */
+static int open_bucket_dbis(lmdb_store *st, MDB_txn *txn)
+{
+    int rc = mdb_dbi_open(txn, "buckets", MDB_CREATE, &st->buckets_dbi);
+    return rc == MDB_SUCCESS ? mdb_dbi_open(txn, "bucket_starts", MDB_CREATE,
+                                            &st->bucket_starts_dbi)
+                             : rc;
+}
+
 /* Check the format and version, or write them into a new store. */
 static int open_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
                      mab_error *err)
@@ -340,7 +365,9 @@ static int open_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
             return rc;
         if ((rc = mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi)) != MDB_SUCCESS)
             return rc;
-        return mdb_dbi_open(txn, "stats", MDB_CREATE, &st->stats_dbi);
+        if ((rc = mdb_dbi_open(txn, "stats", MDB_CREATE, &st->stats_dbi)) != MDB_SUCCESS)
+            return rc;
+        return open_bucket_dbis(st, txn);
     }
     if (rc == MDB_INCOMPATIBLE) {
         *status = mab_error_set(err, MAB_ECORRUPT,
@@ -382,7 +409,9 @@ static int open_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
     }
     if ((rc = mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi)) != MDB_SUCCESS)
         return rc;
-    return mdb_dbi_open(txn, "stats", MDB_CREATE, &st->stats_dbi);
+    if ((rc = mdb_dbi_open(txn, "stats", MDB_CREATE, &st->stats_dbi)) != MDB_SUCCESS)
+        return rc;
+    return open_bucket_dbis(st, txn);
 }
 
 /*
@@ -744,7 +773,8 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
         mrc = mdb_env_set_maxreaders(st->env, (unsigned)max_readers);
     }
     if (mrc == MDB_SUCCESS)
-        mrc = mdb_env_set_maxdbs(st->env, 4); /* meta, records, stats, claims */
+        mrc = mdb_env_set_maxdbs(st->env, 6); /* meta, records, stats, claims, buckets,
+                                                 bucket_starts */
     if (mrc == MDB_SUCCESS) {
         /* MDB_NOTLS: the core calls from its writer thread and from callers'
            threads; read transactions must not be tied to one thread. */
@@ -942,10 +972,14 @@ static int add_deltas(lmdb_store *st, MDB_txn *txn, const mab_delta *deltas, siz
    counters and its policy statistics. */
 static int delete_prefix(lmdb_store *st, MDB_txn *txn, MDB_dbi dbi, const char *experiment);
 
+static int delete_experiment_buckets(lmdb_store *st, MDB_txn *txn, const char *experiment);
+
 static int delete_experiment(lmdb_store *st, MDB_txn *txn, const char *experiment)
 {
     int rc = delete_prefix(st, txn, st->records_dbi, experiment);
-    return rc == MDB_SUCCESS ? delete_prefix(st, txn, st->stats_dbi, experiment) : rc;
+    if (rc == MDB_SUCCESS)
+        rc = delete_prefix(st, txn, st->stats_dbi, experiment);
+    return rc == MDB_SUCCESS ? delete_experiment_buckets(st, txn, experiment) : rc;
 }
 
 static int delete_prefix(lmdb_store *st, MDB_txn *txn, MDB_dbi dbi, const char *experiment)
@@ -1364,6 +1398,384 @@ static int lmdb_replace(void *state, const char *const *experiments, size_t n_ex
 }
 #endif
 
+/* ---- time buckets (storage ABI 1.5) ------------------------------------- */
+
+/* A bucket start as 8 big-endian bytes with the sign bit flipped, so that
+   LMDB's byte order is the numeric order. */
+static void start_encode(int64_t start, unsigned char out[8])
+{
+    uint64_t u = (uint64_t)start ^ (UINT64_C(1) << 63);
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)(u >> (56 - 8 * i));
+}
+
+static int64_t start_decode(const unsigned char in[8])
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = u << 8 | in[i];
+    return (int64_t)(u ^ (UINT64_C(1) << 63));
+}
+
+typedef struct bucket_key {
+    unsigned char bytes[2 * ID_MAX + 1 + 8];
+    size_t len;
+} bucket_key;
+
+/* "buckets" key "EXP\0" START8 "ARM"; arm NULL: the prefix "EXP\0" START8
+   (the first key of the experiment at or after start). -1 when too long. */
+static int bucket_key_make(bucket_key *k, const char *experiment, int64_t start, const char *arm)
+{
+    size_t e = strlen(experiment), a = arm ? strlen(arm) : 0;
+    if (e == 0 || e > ID_MAX || a > ID_MAX || (arm && a == 0))
+        return -1;
+    memcpy(k->bytes, experiment, e + 1);
+    start_encode(start, k->bytes + e + 1);
+    memcpy(k->bytes + e + 9, arm ? arm : "", a);
+    k->len = e + 9 + a;
+    return 0;
+}
+
+/* The parts of a "buckets" key; -1 when it is not EXP\0 START8 ARM. */
+static int bucket_key_split(const MDB_val *k, size_t *exp_len, int64_t *start, const char **arm,
+                            size_t *arm_len)
+{
+    const char *bytes = k->mv_data;
+    size_t e = strnlen(bytes, k->mv_size);
+    if (e == 0 || e > ID_MAX || e + 9 >= k->mv_size || k->mv_size - e - 9 > ID_MAX)
+        return -1;
+    *exp_len = e;
+    *start = start_decode((const unsigned char *)bytes + e + 1);
+    *arm = bytes + e + 9;
+    *arm_len = k->mv_size - e - 9;
+    return 0;
+}
+
+/* The "bucket_starts" key of a "buckets" key: START8 "EXP\0ARM". */
+static size_t start_key_of(const MDB_val *k, size_t exp_len, unsigned char *out)
+{
+    const unsigned char *bytes = k->mv_data;
+    memcpy(out, bytes + exp_len + 1, 8);
+    memcpy(out + 8, bytes, exp_len + 1);
+    memcpy(out + 9 + exp_len, bytes + exp_len + 9, k->mv_size - exp_len - 9);
+    return k->mv_size;
+}
+
+static int bucket_corrupt(const lmdb_store *st, const MDB_val *key, const MDB_val *value,
+                          mab_error *err)
+{
+    size_t e, a;
+    int64_t start;
+    const char *arm;
+    if (bucket_key_split(key, &e, &start, &arm, &a) != 0)
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: a bucket key of %zu bytes in experiment %.*s is not "
+                             "EXPERIMENT\\0START(8 bytes)ARM; refusing to read a damaged store",
+                             st->path, key->mv_size, (int)strnlen(key->mv_data, key->mv_size),
+                             (const char *)key->mv_data);
+    stored_record r;
+    int why = record_decode(value, &r);
+    return mab_error_set(err, MAB_ECORRUPT,
+                         "%s: bucket %.*s.%.*s at %" PRId64 " is unreadable (%s); refusing to "
+                         "read a damaged store",
+                         st->path, (int)e, (const char *)key->mv_data, (int)a, arm, start,
+                         why == -2 ? "a reward sum that is not finite"
+                                   : "not a 40-byte record of version 1");
+}
+
+static int check_bucket_deltas(const lmdb_store *st, const mab_bucket_delta *b, size_t n,
+                               mab_error *err)
+{
+    if (n && !b)
+        return mab_error_set(err, MAB_EINVAL, "%s: apply_buckets: NULL batch", st->path);
+    for (size_t i = 0; i < n; i++) {
+        const mab_bucket_delta *d = &b[i];
+        bucket_key key;
+        if (!d->experiment || !d->arm)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_buckets: bucket %zu has no experiment or arm",
+                                 st->path, i);
+        if (bucket_key_make(&key, d->experiment, d->bucket, d->arm) != 0)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_buckets: %s.%s: ids must be 1 to %d bytes", st->path,
+                                 d->experiment, d->arm, ID_MAX);
+        if (!isfinite(d->add.reward_sum) || !isfinite(d->add.reward_sum_sq) ||
+            d->add.reward_sum_sq < 0)
+            return mab_error_set(err, MAB_EINVAL,
+                                 "%s: apply_buckets: %s.%s (bucket %" PRId64 "): reward is not "
+                                 "finite (or its square negative)",
+                                 st->path, d->experiment, d->arm, d->bucket);
+    }
+    return MAB_OK;
+}
+
+/* Add every bucket increment inside txn; a new bucket also gets its
+   "bucket_starts" entry, which retention walks. */
+static int add_buckets(lmdb_store *st, MDB_txn *txn, const mab_bucket_delta *b, size_t n,
+                       int64_t keep_from, int *status, mab_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const mab_bucket_delta *d = &b[i];
+        if (d->bucket < keep_from)
+            continue; /* added, then dropped by this same call's retention */
+        bucket_key key;
+        bucket_key_make(&key, d->experiment, d->bucket, d->arm); /* checked */
+        MDB_val k = {key.len, key.bytes}, v;
+        stored_record r = {LMDB_RECORD_VERSION, 0, 0, 0, 0.0, 0.0};
+        int rc = mdb_get(txn, st->buckets_dbi, &k, &v);
+        if (rc == MDB_SUCCESS && record_decode(&v, &r) != 0) {
+            *status = bucket_corrupt(st, &k, &v, err);
+            return MDB_SUCCESS;
+        }
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+            return rc;
+        if (rc == MDB_NOTFOUND) {
+            unsigned char sk[sizeof key.bytes];
+            MDB_val skv = {start_key_of(&k, strlen(d->experiment), sk), sk}, empty = {0, NULL};
+            if ((rc = mdb_put(txn, st->bucket_starts_dbi, &skv, &empty, 0)) != MDB_SUCCESS)
+                return rc;
+        }
+        int too_big = d->add.pulls > UINT64_MAX - r.pulls ||
+                      d->add.rewards > UINT64_MAX - r.rewards;
+        r.pulls += d->add.pulls;
+        r.rewards += d->add.rewards;
+        r.reward_sum += d->add.reward_sum;
+        r.reward_sum_sq += d->add.reward_sum_sq;
+        if (too_big || !isfinite(r.reward_sum) || !isfinite(r.reward_sum_sq)) {
+            *status = mab_error_set(err, MAB_ERANGE,
+                                    "%s: %s.%s: bucket %" PRId64 " would overflow", st->path,
+                                    d->experiment, d->arm, d->bucket);
+            return MDB_SUCCESS;
+        }
+        v.mv_size = sizeof r;
+        v.mv_data = &r;
+        if ((rc = mdb_put(txn, st->buckets_dbi, &k, &v, 0)) != MDB_SUCCESS)
+            return rc;
+    }
+    return MDB_SUCCESS;
+}
+
+/*
+ * Retention inside txn: delete the oldest buckets that start before
+ * keep_from, at most BUCKET_SWEEP of them. "bucket_starts" is ordered by
+ * start, so the oldest are its first keys: each call deletes
+ * min(BUCKET_SWEEP, old ones) and examines one more, whatever the size of
+ * the store.
+ */
+static int retire_buckets(lmdb_store *st, MDB_txn *txn, int64_t keep_from, int *status,
+                          mab_error *err)
+{
+    if (keep_from == INT64_MIN)
+        return MDB_SUCCESS;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->bucket_starts_dbi, &cur);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    for (int n = 0; n < BUCKET_SWEEP; n++) {
+        MDB_val k, v;
+        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) != MDB_SUCCESS)
+            break;
+        const unsigned char *bytes = k.mv_data;
+        size_t e = k.mv_size > 8 ? strnlen((const char *)bytes + 8, k.mv_size - 8) : 0;
+        if (k.mv_size < 8 + 3 || e == 0 || e + 9 >= k.mv_size) {
+            *status = mab_error_set(err, MAB_ECORRUPT,
+                                    "%s: a bucket_starts key of %zu bytes is not "
+                                    "START(8 bytes)EXPERIMENT\\0ARM; refusing to change a "
+                                    "damaged store",
+                                    st->path, k.mv_size);
+            break;
+        }
+        if (start_decode(bytes) >= keep_from)
+            break;
+        /* The bucket's own key: EXP\0 START8 ARM. */
+        unsigned char main_key[sizeof(bucket_key)];
+        memcpy(main_key, bytes + 8, e + 1);
+        memcpy(main_key + e + 1, bytes, 8);
+        memcpy(main_key + e + 9, bytes + 9 + e, k.mv_size - 9 - e);
+        MDB_val mk = {k.mv_size, main_key};
+        rc = mdb_del(txn, st->buckets_dbi, &mk, NULL);
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == MDB_SUCCESS ? MDB_SUCCESS : rc;
+}
+
+/* Delete every bucket of an experiment with its "bucket_starts" entry. */
+static int delete_experiment_buckets(lmdb_store *st, MDB_txn *txn, const char *experiment)
+{
+    record_key prefix;
+    if (key_make(&prefix, experiment, NULL) != 0)
+        return MDB_SUCCESS; /* too long to have been stored */
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->buckets_dbi, &cur);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    for (;;) {
+        MDB_val k = {prefix.len, prefix.bytes}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc != MDB_SUCCESS || !key_has_prefix(&k, &prefix))
+            break;
+        size_t e, a;
+        int64_t start;
+        const char *arm;
+        if (bucket_key_split(&k, &e, &start, &arm, &a) == 0) {
+            unsigned char sk[sizeof(bucket_key)];
+            MDB_val skv = {start_key_of(&k, e, sk), sk};
+            rc = mdb_del(txn, st->bucket_starts_dbi, &skv, NULL);
+            if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+                break;
+        }
+        if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == MDB_SUCCESS ? MDB_SUCCESS : rc;
+}
+
+typedef struct buckets_arg {
+    const mab_delta *deltas;
+    size_t n_deltas;
+    const mab_stats_delta *stats;
+    size_t n_stats;
+    const mab_bucket_delta *buckets;
+    size_t n_buckets;
+    int64_t keep_from;
+} buckets_arg;
+
+static int buckets_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
+                        mab_error *err)
+{
+    const buckets_arg *b = arg;
+    int rc = add_deltas(st, txn, b->deltas, b->n_deltas, status, err);
+    if (rc == MDB_SUCCESS && *status == MAB_OK)
+        rc = add_stats(st, txn, b->stats, b->n_stats, status, err);
+    if (rc == MDB_SUCCESS && *status == MAB_OK)
+        rc = add_buckets(st, txn, b->buckets, b->n_buckets, b->keep_from, status, err);
+    if (rc == MDB_SUCCESS && *status == MAB_OK)
+        rc = retire_buckets(st, txn, b->keep_from, status, err);
+    return rc;
+}
+
+static int lmdb_apply_buckets(void *state, const mab_delta *deltas, size_t n_deltas,
+                              const mab_stats_delta *stats, size_t n_stats,
+                              const mab_bucket_delta *buckets, size_t n_buckets,
+                              int64_t keep_from, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (n_deltas == 0 && n_stats == 0 && n_buckets == 0 && keep_from == INT64_MIN)
+        return MAB_OK;
+    int rc = check_deltas(st, deltas, n_deltas, err);
+    if (rc == MAB_OK)
+        rc = check_stats(st, stats, n_stats, err);
+    if (rc == MAB_OK)
+        rc = check_bucket_deltas(st, buckets, n_buckets, err);
+    if (rc != MAB_OK)
+        return rc;
+    buckets_arg b = {deltas, n_deltas, stats, n_stats, buckets, n_buckets, keep_from};
+    rc = write_txn(st, "cannot write", buckets_body, &b, err);
+    if (rc == MAB_OK)
+        st->unsynced = 0; /* the synced commit flushed the deferred claims too */
+    return rc;
+}
+
+static int lmdb_load_buckets(void *state, const char *experiment, const char *const *arm_ids,
+                             size_t n_arms, int64_t since,
+                             int (*visit)(void *ctx, size_t arm_index, int64_t bucket,
+                                          const mab_totals *add),
+                             void *ctx, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!experiment || !visit || (n_arms && !arm_ids))
+        return mab_error_set(err, MAB_EINVAL, "%s: load_buckets: NULL argument", st->path);
+    record_key prefix;
+    bucket_key from;
+    if (key_make(&prefix, experiment, NULL) != 0 ||
+        bucket_key_make(&from, experiment, since, NULL) != 0)
+        return MAB_OK; /* too long to have been stored */
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, st->buckets_dbi, &cur)) != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    }
+    /* One range scan: the experiment's keys from `since` on, in start order. */
+    int status = MAB_OK;
+    MDB_val k = {from.len, from.bytes}, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == MDB_SUCCESS && status == MAB_OK && key_has_prefix(&k, &prefix);
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        size_t e, a;
+        int64_t start;
+        const char *arm;
+        stored_record r;
+        if (bucket_key_split(&k, &e, &start, &arm, &a) != 0 || record_decode(&v, &r) != 0) {
+            status = bucket_corrupt(st, &k, &v, err);
+            break;
+        }
+        for (size_t i = 0; i < n_arms; i++) {
+            if (arm_ids[i] && strlen(arm_ids[i]) == a && memcmp(arm_ids[i], arm, a) == 0) {
+                mab_totals t = {r.pulls, r.rewards, r.reward_sum, r.reward_sum_sq};
+                status = visit(ctx, i, start, &t);
+                break;
+            }
+        }
+    }
+    if (status == MAB_OK && rc != MDB_NOTFOUND && rc != MDB_SUCCESS)
+        status = lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return status;
+}
+
+static int lmdb_scan_buckets(void *state,
+                             int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                          int64_t bucket, const mab_totals *add),
+                             void *ctx, mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: scan_buckets: NULL visitor", st->path);
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, st->buckets_dbi, &cur)) != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    }
+    int status = MAB_OK;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS && status == MAB_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        size_t e, a;
+        int64_t start;
+        const char *arm;
+        stored_record r;
+        if (bucket_key_split(&k, &e, &start, &arm, &a) != 0 || record_decode(&v, &r) != 0) {
+            status = bucket_corrupt(st, &k, &v, err);
+            break;
+        }
+        char exp_id[ID_MAX + 1], arm_id[ID_MAX + 1];
+        memcpy(exp_id, k.mv_data, e + 1);
+        memcpy(arm_id, arm, a);
+        arm_id[a] = '\0';
+        mab_totals t = {r.pulls, r.rewards, r.reward_sum, r.reward_sum_sq};
+        status = visit(ctx, exp_id, arm_id, start, &t);
+    }
+    if (status == MAB_OK && rc != MDB_NOTFOUND && rc != MDB_SUCCESS)
+        status = lmdb_fail(st, err, MAB_ESTORAGE, "cannot read", rc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return status;
+}
+
 /* ---- claims ----------------------------------------------------------- */
 
 typedef struct claim_arg {
@@ -1525,7 +1937,11 @@ static const mab_storage lmdb_storage = {
     lmdb_apply_stats,
     lmdb_load_stats,
     lmdb_scan_stats,
-    NULL, NULL, NULL, /* ABI 1.5 time buckets: not stored yet */
+#endif
+#if MAB_STORAGE_ABI_MINOR >= 5
+    lmdb_apply_buckets,
+    lmdb_load_buckets,
+    lmdb_scan_buckets,
 #endif
 };
 

@@ -24,7 +24,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char config_path[4096], env_path[4096];
+static char config_path[4096], env_path[4096], bucket_params[4200];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -36,6 +36,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                       FUZZ_STORE_EXPERIMENTS);
     snprintf(config_path, sizeof config_path, "%s", fuzz_path("config.json"));
     snprintf(env_path, sizeof env_path, "%s", fuzz_path("store"));
+    snprintf(bucket_params, sizeof bucket_params, "{\"path\": \"%s\", \"map_size\": 1048576}",
+             env_path);
     return 0;
 }
 
@@ -55,15 +57,17 @@ static void plant(const uint8_t *data, size_t size)
         abort();
     MDB_env *env;
     MDB_txn *txn;
-    MDB_dbi dbi[3];
+    MDB_dbi dbi[5];
     check(mdb_env_create(&env), "env_create");
-    check(mdb_env_set_maxdbs(env, 4), "set_maxdbs");
+    check(mdb_env_set_maxdbs(env, 8), "set_maxdbs");
     check(mdb_env_set_mapsize(env, 1 << 20), "set_mapsize");
     check(mdb_env_open(env, env_path, MDB_NOSYNC, 0600), "env_open");
     check(mdb_txn_begin(env, NULL, 0, &txn), "txn_begin");
     check(mdb_dbi_open(txn, "records", MDB_CREATE, &dbi[0]), "dbi records");
     check(mdb_dbi_open(txn, "meta", MDB_CREATE, &dbi[1]), "dbi meta");
     check(mdb_dbi_open(txn, NULL, 0, &dbi[2]), "dbi main");
+    check(mdb_dbi_open(txn, "buckets", MDB_CREATE, &dbi[3]), "dbi buckets");
+    check(mdb_dbi_open(txn, "bucket_starts", MDB_CREATE, &dbi[4]), "dbi bucket_starts");
     size_t p = 1;
     if (size == 0 || !(data[0] & 1)) {
         uint32_t version = 1;
@@ -73,7 +77,7 @@ static void plant(const uint8_t *data, size_t size)
         check(mdb_put(txn, dbi[1], &vk, &vv, 0), "put version");
     }
     while (p + 2 <= size) {
-        unsigned which = data[p++] % 3;
+        unsigned which = data[p++] % 5;
         size_t klen = data[p++];
         if (p + klen + 1 > size)
             break;
@@ -97,5 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return -1;
     plant(data, size);
     fuzz_store_exercise(config_path);
+    plant(data, size);
+    fuzz_store_buckets(MAB_FUZZ_PLUGIN_DIR "/lmdb.so", bucket_params);
     return 0;
 }

@@ -25,4 +25,15 @@
  */
 void fuzz_store_exercise(const char *config_path);
 
+/*
+ * The time buckets (storage ABI 1.5) through the plugin itself: open the
+ * store `plugin_so` with the storage object `params_json`; when it opens and
+ * the plugin keeps buckets, scan them and load color_btn's, then add one
+ * bucket with a retention limit and read it back. Oracles: every bucket a
+ * plugin hands out is finite and no load visits a bucket before its `since`
+ * or out of order (a damaged record is refused as MAB_ECORRUPT instead); a
+ * refusal says why; what apply_buckets accepted is there, once.
+ */
+void fuzz_store_buckets(const char *plugin_so, const char *params_json);
+
 #endif

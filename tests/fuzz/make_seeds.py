@@ -135,6 +135,33 @@ write("fuzz_json_state", "rewards-above-pulls", state({
 write("fuzz_json_state", "bad-version", '{"format": "mab-json-storage", "version": 2, "experiments": {}}')
 write("fuzz_json_state", "bad-truncated", state({"color_btn": {"green": arm(1, 1, 1, 1)}})[:-7])
 
+# Time buckets (storage ABI 1.5): [start, pulls, rewards, reward_sum, reward_sum_sq] per arm.
+H = 3600
+T0 = 1700000000 // H * H
+
+
+def state_buckets(experiments, buckets):
+    return json.dumps({"format": "mab-json-storage", "version": 1, "experiments": experiments,
+                       "buckets": buckets}, indent=1)
+
+
+shop_buckets = {"color_btn": {"green": [[T0 - 2 * H, 6, 1, 1, 1], [T0, 4, 1, 1, 1]],
+                              "red": [[T0 - 30 * H, 5, 1, 1, 1]]},
+                "txt_btn": {"casual": [[T0, 7, 3, 12.5, 60.25]]}}
+write("fuzz_json_state", "buckets-shop", state_buckets({
+    "color_btn": {"green": arm(10, 2, 2, 2), "red": arm(5, 1, 1, 1)},
+    "txt_btn": {"casual": arm(7, 3, 12.5, 60.25)}}, shop_buckets))
+write("fuzz_json_state", "buckets-removed-arm", state_buckets({}, {
+    "color_btn": {"purple": [[-H, 1, 1, 1, 1], [0, 1, 0, 0, 0]]}, "gone": {"a": [[T0, 2, 0, 0, 0]]}}))
+write("fuzz_json_state", "buckets-large", state_buckets({}, {
+    "color_btn": {"green": [[2 ** 53, 2 ** 53, 2 ** 53, 1e300, 1.7e308]]}}))
+write("fuzz_json_state", "bad-buckets-infinite",
+      state_buckets({}, {"color_btn": {"green": [[T0, 1, 1, 1, 1]]}}).replace("1,\n     1\n", "1e999,\n     1\n"))
+write("fuzz_json_state", "bad-buckets-duplicate", state_buckets({}, {
+    "color_btn": {"green": [[T0, 1, 1, 1, 1], [T0, 1, 1, 1, 1]]}}))
+write("fuzz_json_state", "bad-buckets-short", state_buckets({}, {
+    "color_btn": {"green": [[T0, 1, 1, 1]]}}))
+
 # ---- fuzz_lmdb ----------------------------------------------------------------------
 def record(exp, arm_id, pulls, rewards, s, q, version=1):
     key = exp.encode() + b"\0" + arm_id.encode()
@@ -153,6 +180,32 @@ write("fuzz_lmdb", "bad-record-size", b"\x00\x00\x0fcolor_btn\x00green\x04abcd")
 write("fuzz_lmdb", "no-meta", b"\x01" + record("color_btn", "green", 1, 1, 1, 1))
 write("fuzz_lmdb", "bad-meta-version", b"\x00\x01\x07version\x04\x02\x00\x00\x00")
 write("fuzz_lmdb", "large-sums", b"\x00" + record("color_btn", "green", 2 ** 64 - 1, 2 ** 63, 1e308, 1.7e308))
+
+
+def start_bytes(start):
+    return struct.pack(">Q", (start + 2 ** 64) % 2 ** 64 ^ 2 ** 63)
+
+
+def bucket(exp, arm_id, start, pulls, rewards, s, q, version=1, index=True):
+    key = exp.encode() + b"\0" + start_bytes(start) + arm_id.encode()
+    value = struct.pack("=IIQQdd", version, 0, pulls, rewards, s, q)
+    out = bytes([3, len(key)]) + key + bytes([len(value)]) + value
+    if index:
+        skey = start_bytes(start) + exp.encode() + b"\0" + arm_id.encode()
+        out += bytes([4, len(skey)]) + skey + b"\x00"
+    return out
+
+
+write("fuzz_lmdb", "buckets-shop", b"\x00" + record("color_btn", "green", 10, 2, 2, 2) +
+      bucket("color_btn", "green", T0 - 2 * H, 6, 1, 1, 1) + bucket("color_btn", "green", T0, 4, 1, 1, 1) +
+      bucket("color_btn", "red", T0 - 30 * H, 5, 1, 1, 1) + bucket("txt_btn", "casual", T0, 7, 3, 12.5, 60.25))
+write("fuzz_lmdb", "buckets-negative-start", b"\x00" + bucket("color_btn", "blue", -H, 1, 1, 1, 1) +
+      bucket("color_btn", "blue", 0, 1, 0, 0, 0))
+write("fuzz_lmdb", "buckets-no-index", b"\x00" + bucket("color_btn", "green", T0 - 100 * H, 1, 1, 1, 1, index=False))
+write("fuzz_lmdb", "bad-bucket-nan", b"\x00" + bucket("color_btn", "green", T0, 1, 1, float("nan"), 1))
+write("fuzz_lmdb", "bad-bucket-version", b"\x00" + bucket("color_btn", "red", T0, 1, 1, 1, 1, version=9))
+write("fuzz_lmdb", "bad-bucket-short-key", b"\x00\x03\x0dcolor_btn\x00abc\x28" + b"\x01" + b"\x00" * 39)
+write("fuzz_lmdb", "bad-bucket-start-key", b"\x00\x04\x05abcde\x00")
 
 # ---- fuzz_mabd_params -------------------------------------------------------------------
 for i, p in enumerate(["color_btn", "color_btn,txt_btn", "a-b_C9", ",", "a,,b", "a,", "x" * 128,

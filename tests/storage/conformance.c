@@ -81,15 +81,16 @@ typedef struct backend {
     int shared;       /* several processes may write one store at once */
     int two_engines;  /* two engines of one process may open one store */
     int claims;       /* keeps reward claims (storage ABI 1.3 claim) */
+    int buckets;      /* keeps time buckets (storage ABI 1.5): the bucket cases must run */
 } backend;
 
 static const backend backends[] = {
-    {"json_file", MAB_PLUGIN_DIR "/json_file.so", 1, 1, 0, 0, 1},
-    {"lmdb", MAB_PLUGIN_DIR "/lmdb.so", 1, 1, 1, 0, 1},
-    {"mongodb", MAB_PLUGIN_DIR "/mongodb.so", 0, 1, 1, 1, 1},
-    {"memory", MAB_FIXTURE_DIR "/storage_memory.so", 0, 0, 0, 0, 1},
+    {"json_file", MAB_PLUGIN_DIR "/json_file.so", 1, 1, 0, 0, 1, 1},
+    {"lmdb", MAB_PLUGIN_DIR "/lmdb.so", 1, 1, 1, 0, 1, 1},
+    {"mongodb", MAB_PLUGIN_DIR "/mongodb.so", 0, 1, 1, 1, 1, 0},
+    {"memory", MAB_FIXTURE_DIR "/storage_memory.so", 0, 0, 0, 0, 1, 0},
 #ifdef MAB_TEST_REDIS
-    {"redis", MAB_PLUGIN_DIR "/redis.so", 0, 1, 1, 1, 1},
+    {"redis", MAB_PLUGIN_DIR "/redis.so", 0, 1, 1, 1, 1, 0},
 #endif
 };
 
@@ -1495,6 +1496,799 @@ static void test_server_killed_mid_batch(void **state)
     }
 }
 
+/* ---- time buckets (storage ABI 1.5) -------------------------------------- */
+
+static int descriptor_has_buckets(const mab_storage *p)
+{
+    return p->abi_minor >= 5 &&
+           p->struct_size >= offsetof(mab_storage, scan_buckets) + sizeof p->scan_buckets &&
+           p->apply_buckets && p->load_buckets && p->scan_buckets;
+}
+
+/* Every bucket case starts here: main() runs them on a backend whose table
+   entry says it keeps buckets, or whose descriptor sets the callbacks; either
+   way the descriptor must offer all three. */
+#define REQUIRE_BUCKETS()                                                                 \
+    do {                                                                                  \
+        if (!descriptor_has_buckets(plugin))                                              \
+            fail_msg("%s: the plugin's descriptor (ABI 1.%u, %u bytes) does not set "      \
+                     "apply_buckets, load_buckets and scan_buckets",                      \
+                     B->name, plugin->abi_minor, plugin->struct_size);                    \
+    } while (0)
+
+#define HOUR INT64_C(3600)
+#define T0 (INT64_C(1700000000) / HOUR * HOUR) /* a bucket start */
+
+/* What load_buckets or scan_buckets visited, in visit order. */
+typedef struct bucket_seen {
+    size_t n, cap;
+    int stop_after; /* > 0: return 7 from that visit on */
+    struct {
+        char key[64]; /* "EXP/ARM" (scan) or the arm index (load) */
+        size_t arm_index;
+        int64_t bucket;
+        mab_totals add;
+    } *v;
+} bucket_seen;
+
+static int bucket_seen_add(bucket_seen *s, const char *key, size_t arm_index, int64_t bucket,
+                           const mab_totals *add)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        void *grown = realloc(s->v, cap * sizeof *s->v);
+        if (!grown)
+            return 98;
+        s->v = grown;
+        s->cap = cap;
+    }
+    snprintf(s->v[s->n].key, sizeof s->v[s->n].key, "%s", key);
+    s->v[s->n].arm_index = arm_index;
+    s->v[s->n].bucket = bucket;
+    s->v[s->n].add = *add;
+    s->n++;
+    return s->stop_after > 0 && s->n >= (size_t)s->stop_after ? 7 : 0;
+}
+
+static int see_load_bucket(void *ctx, size_t arm_index, int64_t bucket, const mab_totals *add)
+{
+    return bucket_seen_add(ctx, "", arm_index, bucket, add);
+}
+
+static int see_scan_bucket(void *ctx, const char *experiment, const char *arm, int64_t bucket,
+                           const mab_totals *add)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s/%s", experiment, arm);
+    return bucket_seen_add(ctx, key, 0, bucket, add);
+}
+
+/* Every bucket record of `experiment` for `arms` since `since`, checked to
+   come in ascending bucket order. */
+static bucket_seen load_buckets_of(void *st, const char *experiment, const char *const *arms,
+                                   size_t n_arms, int64_t since)
+{
+    bucket_seen s = {0};
+    mab_error err = {0, ""};
+    int rc = plugin->load_buckets(st, experiment, arms, n_arms, since, see_load_bucket, &s, &err);
+    if (rc != MAB_OK)
+        fail_msg("load_buckets %s since %" PRId64 ": %d %s", experiment, since, rc, err.message);
+    for (size_t i = 0; i < s.n; i++) {
+        if (s.v[i].bucket < since)
+            fail_msg("load_buckets since %" PRId64 " visited bucket %" PRId64, since,
+                     s.v[i].bucket);
+        if (i && s.v[i].bucket < s.v[i - 1].bucket)
+            fail_msg("load_buckets: bucket %" PRId64 " after %" PRId64 ": not ascending",
+                     s.v[i].bucket, s.v[i - 1].bucket);
+        if (s.v[i].arm_index >= n_arms)
+            fail_msg("load_buckets: arm index %zu of %zu arms", s.v[i].arm_index, n_arms);
+    }
+    return s;
+}
+
+/* The record of (arm index, bucket) in s, or NULL; a second one is a failure. */
+static const mab_totals *bucket_find(const bucket_seen *s, size_t arm_index, int64_t bucket)
+{
+    const mab_totals *found = NULL;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].arm_index == arm_index && s->v[i].bucket == bucket) {
+            if (found)
+                fail_msg("bucket %" PRId64 " of arm %zu visited twice", bucket, arm_index);
+            found = &s->v[i].add;
+        }
+    return found;
+}
+
+static void assert_bucket(const bucket_seen *s, size_t arm_index, int64_t bucket, uint64_t pulls,
+                          uint64_t rewards, double sum, double sum_sq)
+{
+    const mab_totals *t = bucket_find(s, arm_index, bucket);
+    if (!t)
+        fail_msg("no bucket %" PRId64 " (T0%+" PRId64 "h) of arm %zu among %zu records", bucket,
+                 (bucket - T0) / HOUR, arm_index, s->n);
+    assert_totals(t, pulls, rewards, sum, sum_sq);
+}
+
+static int apply_b(void *st, const mab_delta *d, size_t nd, const mab_stats_delta *sd,
+                   size_t ns, const mab_bucket_delta *bd, size_t nb, int64_t keep_from,
+                   mab_error *err)
+{
+    return plugin->apply_buckets(st, d, nd, sd, ns, bd, nb, keep_from, err);
+}
+
+#define APPLY_B(st, d, nd, sd, ns, bd, nb, keep)                                          \
+    do {                                                                                  \
+        mab_error e_ = {0, ""};                                                           \
+        int rc_ = apply_b(st, d, nd, sd, ns, bd, nb, keep, &e_);                          \
+        if (rc_ != MAB_OK)                                                                \
+            fail_msg("apply_buckets: %d %s", rc_, e_.message);                            \
+    } while (0)
+
+static int plugin_has_stats(void)
+{
+    return plugin->apply_stats && plugin->load_stats && plugin->scan_stats;
+}
+
+/* Counters, statistics and buckets of one call land together, and add up
+   over calls; a call of buckets alone leaves the totals as they were. */
+static void test_buckets_land_together(void **state)
+{
+    (void)state;
+    REQUIRE_BUCKETS();
+    store s;
+    store_init(&s, NULL);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    mab_delta d[] = {{"color", "red", {3, 1, 0.5, 0.25}}, {"color", "green", {1, 1, 1, 1}}};
+    double values[] = {1.5, -2.0};
+    mab_stats_delta sd[] = {{"color", "red", "conf/1:2,0", values, 2}};
+    mab_bucket_delta bd[] = {{"color", "red", T0, {2, 1, 0.5, 0.25}},
+                             {"color", "red", T0 + HOUR, {1, 0, 0, 0}},
+                             {"color", "green", T0, {1, 1, 1, 1}}};
+    size_t ns = plugin_has_stats() ? 1 : 0;
+    APPLY_B(st, d, 2, sd, ns, bd, 3, INT64_MIN);
+    APPLY_B(st, d, 1, sd, ns, bd, 1, INT64_MIN);
+    const char *arms[] = {"red", "green"};
+    mab_totals out[2];
+    assert_int_equal(plugin->load(st, "color", arms, 2, out, &err), MAB_OK);
+    assert_totals(&out[0], 6, 2, 1.0, 0.5);
+    assert_totals(&out[1], 1, 1, 1, 1);
+    if (ns) {
+        double got[4] = {0};
+        assert_int_equal(plugin->load_stats(st, "color", "conf/1:2,0", arms, 2, 2, got, 0, NULL,
+                                            &err),
+                         MAB_OK);
+        assert_true(got[0] == 3.0 && got[1] == -4.0 && got[2] == 0.0 && got[3] == 0.0);
+    }
+    bucket_seen b = load_buckets_of(st, "color", arms, 2, INT64_MIN);
+    assert_int_equal(b.n, 3);
+    assert_bucket(&b, 0, T0, 4, 2, 1.0, 0.5);
+    assert_bucket(&b, 0, T0 + HOUR, 1, 0, 0, 0);
+    assert_bucket(&b, 1, T0, 1, 1, 1, 1);
+    free(b.v);
+    /* Buckets alone: the totals stay. */
+    mab_bucket_delta later = {"color", "green", T0 + 5 * HOUR, {0, 1, 0.25, 0.0625}};
+    APPLY_B(st, NULL, 0, NULL, 0, &later, 1, INT64_MIN);
+    assert_int_equal(plugin->load(st, "color", arms, 2, out, &err), MAB_OK);
+    assert_totals(&out[1], 1, 1, 1, 1);
+    b = load_buckets_of(st, "color", arms, 2, T0 + HOUR);
+    assert_int_equal(b.n, 2);
+    assert_bucket(&b, 0, T0 + HOUR, 1, 0, 0, 0);
+    assert_bucket(&b, 1, T0 + 5 * HOUR, 0, 1, 0.25, 0.0625);
+    free(b.v);
+    plugin->close(st);
+}
+
+/* load_buckets: since is inclusive, order ascending across arms and calls,
+   only the listed arms (by their index), unknown arms and other experiments
+   skipped; a visit's nonzero return stops the call and is returned. */
+static void test_buckets_load_filter(void **state)
+{
+    (void)state;
+    REQUIRE_BUCKETS();
+    store s;
+    store_init(&s, NULL);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    /* Buckets 0..5 hours of red, green, blue, written newest first and in
+       several calls; the same arms in experiment "size". */
+    const char *all[] = {"red", "green", "blue"};
+    for (int h = 5; h >= 0; h--) {
+        mab_bucket_delta bd[4];
+        for (int a = 0; a < 3; a++)
+            bd[a] = (mab_bucket_delta){"color", all[a], T0 + h * HOUR,
+                                       {(uint64_t)(10 * a + h + 1), (uint64_t)h, h * 0.5,
+                                        h * 0.25}};
+        bd[3] = (mab_bucket_delta){"size", "red", T0 + h * HOUR, {100, 0, 0, 0}};
+        APPLY_B(st, NULL, 0, NULL, 0, bd, 4, INT64_MIN);
+    }
+    const char *asked[] = {"green", "nosuch", "red"};
+    bucket_seen b = load_buckets_of(st, "color", asked, 3, T0 + 2 * HOUR);
+    assert_int_equal(b.n, 8); /* hours 2..5 of green and red */
+    for (int h = 2; h <= 5; h++) {
+        assert_bucket(&b, 0, T0 + h * HOUR, (uint64_t)(10 + h + 1), (uint64_t)h, h * 0.5,
+                      h * 0.25);
+        assert_bucket(&b, 2, T0 + h * HOUR, (uint64_t)(h + 1), (uint64_t)h, h * 0.5, h * 0.25);
+    }
+    for (size_t i = 0; i < b.n; i++)
+        assert_int_not_equal(b.v[i].arm_index, 1);
+    free(b.v);
+    /* No arm known, no experiment known, since past the newest: nothing. */
+    const char *unknown[] = {"nosuch"};
+    b = load_buckets_of(st, "color", unknown, 1, INT64_MIN);
+    assert_int_equal(b.n, 0);
+    free(b.v);
+    b = load_buckets_of(st, "colour", all, 3, INT64_MIN);
+    assert_int_equal(b.n, 0);
+    free(b.v);
+    b = load_buckets_of(st, "color", all, 3, T0 + 6 * HOUR);
+    assert_int_equal(b.n, 0);
+    free(b.v);
+    /* since between bucket starts: from the next one. */
+    b = load_buckets_of(st, "color", all, 3, T0 + 4 * HOUR + 1);
+    assert_int_equal(b.n, 3);
+    free(b.v);
+    /* Stop early: the visit's value comes back. */
+    bucket_seen stop = {.stop_after = 2};
+    int rc = plugin->load_buckets(st, "color", all, 3, INT64_MIN, see_load_bucket, &stop, &err);
+    assert_int_equal(rc, 7);
+    assert_int_equal(stop.n, 2);
+    free(stop.v);
+    plugin->close(st);
+}
+
+/* Retention: buckets before keep_from disappear over successive calls, each
+   call removing some while old ones remain, newer ones untouched; the
+   totals stay exact throughout. */
+static void test_buckets_retention(void **state)
+{
+    (void)state;
+    REQUIRE_BUCKETS();
+    store s;
+    store_init(&s, NULL);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    enum { HOURS = 1200, KEEP = 1000, BATCH = 200 };
+    /* Two experiments, so that retention is seen to cover the whole store. */
+    const char *exps[] = {"color", "size"};
+    const char *arms[] = {"red", "green"};
+    static mab_bucket_delta bd[BATCH * 4];
+    static mab_delta d[4];
+    uint64_t total_pulls = 0;
+    for (int from = 0; from < HOURS; from += BATCH) {
+        size_t n = 0;
+        for (int h = from; h < from + BATCH; h++)
+            for (int e = 0; e < 2; e++)
+                for (int a = 0; a < 2; a++)
+                    bd[n++] = (mab_bucket_delta){exps[e], arms[a], T0 + h * HOUR,
+                                                 {1, 1, 0.5, 0.25}};
+        for (int e = 0; e < 2; e++)
+            for (int a = 0; a < 2; a++)
+                d[e * 2 + a] = (mab_delta){exps[e], arms[a], {BATCH, BATCH, BATCH * 0.5,
+                                                              BATCH * 0.25}};
+        APPLY_B(st, d, 4, NULL, 0, bd, n, INT64_MIN);
+        total_pulls += BATCH;
+    }
+    bucket_seen all = {0};
+    assert_int_equal(plugin->scan_buckets(st, see_scan_bucket, &all, &err), MAB_OK);
+    assert_int_equal(all.n, HOURS * 4);
+    free(all.v);
+
+    /* Each call adds one pull to red of color (counter and newest bucket)
+       and asks to drop what starts before hour KEEP. */
+    const int64_t keep_from = T0 + KEEP * HOUR;
+    mab_delta one = {"color", "red", {1, 0, 0, 0}};
+    mab_bucket_delta one_b = {"color", "red", T0 + (HOURS - 1) * HOUR, {1, 0, 0, 0}};
+    size_t old = KEEP * 4, calls = 0;
+    int added = 0;
+    while (old > 0) {
+        if (++calls > KEEP * 4)
+            fail_msg("retention: %zu old buckets left after %zu calls", old, calls - 1);
+        APPLY_B(st, &one, 1, NULL, 0, &one_b, 1, keep_from);
+        added++;
+        bucket_seen now = {0};
+        assert_int_equal(plugin->scan_buckets(st, see_scan_bucket, &now, &err), MAB_OK);
+        size_t left = 0, young = 0;
+        for (size_t i = 0; i < now.n; i++)
+            if (now.v[i].bucket < keep_from)
+                left++;
+            else
+                young++;
+        free(now.v);
+        if (left >= old)
+            fail_msg("retention: call %zu left %zu old buckets (%zu before): no progress", calls,
+                     left, old);
+        assert_int_equal(young, (HOURS - KEEP) * 4);
+        old = left;
+    }
+    fprintf(stderr, "# %s: %d old buckets dropped in %zu calls\n", B->name, KEEP * 4, calls);
+    /* The kept ones are intact, the newest one has every added pull. */
+    bucket_seen b = load_buckets_of(st, "color", arms, 2, INT64_MIN);
+    assert_int_equal(b.n, (HOURS - KEEP) * 2);
+    assert_int_equal(b.v[0].bucket, keep_from);
+    assert_bucket(&b, 0, keep_from, 1, 1, 0.5, 0.25);
+    assert_bucket(&b, 1, T0 + (HOURS - 1) * HOUR, 1, 1, 0.5, 0.25);
+    assert_bucket(&b, 0, T0 + (HOURS - 1) * HOUR, 1 + (uint64_t)added, 1, 0.5, 0.25);
+    free(b.v);
+    /* Totals never come from buckets: exact. */
+    mab_totals out[2];
+    assert_int_equal(plugin->load(st, "color", arms, 2, out, &err), MAB_OK);
+    assert_totals(&out[0], total_pulls + (uint64_t)added, total_pulls, total_pulls * 0.5,
+                  total_pulls * 0.25);
+    assert_totals(&out[1], total_pulls, total_pulls, total_pulls * 0.5, total_pulls * 0.25);
+    assert_int_equal(plugin->load(st, "size", arms, 2, out, &err), MAB_OK);
+    assert_totals(&out[1], total_pulls, total_pulls, total_pulls * 0.5, total_pulls * 0.25);
+    /* INT64_MIN removes none. */
+    APPLY_B(st, &one, 1, NULL, 0, &one_b, 1, INT64_MIN);
+    b = load_buckets_of(st, "size", arms, 2, INT64_MIN);
+    assert_int_equal(b.n, (HOURS - KEEP) * 2);
+    free(b.v);
+    plugin->close(st);
+}
+
+/* reset and replace remove an experiment's buckets, and only its. */
+static void test_buckets_reset_replace(void **state)
+{
+    (void)state;
+    REQUIRE_BUCKETS();
+    store s;
+    store_init(&s, NULL);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    const char *arms[] = {"red", "big"};
+    mab_delta d[] = {{"color", "red", {2, 1, 1, 1}}, {"size", "big", {2, 1, 1, 1}},
+                     {"shape", "big", {2, 1, 1, 1}}};
+    mab_bucket_delta bd[] = {{"color", "red", T0, {2, 1, 1, 1}},
+                             {"size", "big", T0, {2, 1, 1, 1}},
+                             {"size", "big", T0 + HOUR, {1, 0, 0, 0}},
+                             {"shape", "big", T0, {2, 1, 1, 1}}};
+    APPLY_B(st, d, 3, NULL, 0, bd, 4, INT64_MIN);
+    assert_int_equal(plugin->reset(st, "color", &err), MAB_OK);
+    bucket_seen b = load_buckets_of(st, "color", arms, 1, INT64_MIN);
+    assert_int_equal(b.n, 0);
+    free(b.v);
+    b = load_buckets_of(st, "size", arms + 1, 1, INT64_MIN);
+    assert_int_equal(b.n, 2);
+    free(b.v);
+    const char *cleared[] = {"size"};
+    mab_delta records[] = {{"size", "big", {7, 3, 2.5, 2.25}}};
+    assert_int_equal(plugin->replace(st, cleared, 1, records, 1, &err), MAB_OK);
+    b = load_buckets_of(st, "size", arms + 1, 1, INT64_MIN);
+    assert_int_equal(b.n, 0);
+    free(b.v);
+    mab_totals out;
+    assert_int_equal(plugin->load(st, "size", arms + 1, 1, &out, &err), MAB_OK);
+    assert_totals(&out, 7, 3, 2.5, 2.25);
+    bucket_seen all = {0};
+    assert_int_equal(plugin->scan_buckets(st, see_scan_bucket, &all, &err), MAB_OK);
+    assert_int_equal(all.n, 1);
+    assert_string_equal(all.v[0].key, "shape/big");
+    free(all.v);
+    if (B->persistent) { /* and they stay gone */
+        plugin->close(st);
+        assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+        all = (bucket_seen){0};
+        assert_int_equal(plugin->scan_buckets(st, see_scan_bucket, &all, &err), MAB_OK);
+        assert_int_equal(all.n, 1);
+        free(all.v);
+    }
+    plugin->close(st);
+}
+
+/* Close and reopen keeps every bucket bit for bit; check() and the
+   read-only open read them. */
+static void test_buckets_reopen(void **state)
+{
+    (void)state;
+    REQUIRE_BUCKETS();
+    REQUIRE(B->persistent, "it forgets at close");
+    store s;
+    store_init(&s, NULL);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    const double third = 1.0 / 3.0;
+    mab_bucket_delta bd[] = {{"color", "red", T0 - 7 * HOUR, {3, 2, third, third * third}},
+                             {"color", "red", T0, {1, 1, 0.1, 0.01}},
+                             {"color", "green", -HOUR, {5, 0, 0, 0}}};
+    APPLY_B(st, NULL, 0, NULL, 0, bd, 3, INT64_MIN);
+    plugin->close(st);
+    st = NULL;
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    const char *arms[] = {"red", "green"};
+    bucket_seen b = load_buckets_of(st, "color", arms, 2, INT64_MIN);
+    assert_int_equal(b.n, 3);
+    assert_int_equal(b.v[0].bucket, -HOUR);
+    assert_bucket(&b, 0, T0 - 7 * HOUR, 3, 2, third, third * third);
+    assert_bucket(&b, 0, T0, 1, 1, 0.1, 0.01);
+    assert_bucket(&b, 1, -HOUR, 5, 0, 0, 0);
+    free(b.v);
+    plugin->close(st);
+    char keys[300], json[400];
+    plugin_keys(&s, keys, sizeof keys);
+    snprintf(json, sizeof json, "{%s}", keys);
+    mab_params *params;
+    assert_int_equal(mab_params_parse(json, "storage", &params, &err), MAB_OK);
+    if (plugin->check) {
+        int rc = plugin->check(params, &err);
+        if (rc != MAB_OK)
+            fail_msg("check of a store with buckets: %d %s", rc, err.message);
+    }
+    if (plugin->open_read_only) {
+        assert_int_equal(plugin->open_read_only(params, &st, &err), MAB_OK);
+        b = load_buckets_of(st, "color", arms, 2, T0);
+        assert_int_equal(b.n, 1);
+        assert_bucket(&b, 0, T0, 1, 1, 0.1, 0.01);
+        free(b.v);
+        plugin->close(st);
+    }
+    mab_params_free(params);
+}
+
+/* scan_buckets visits every record of every experiment and arm, once; a
+   nonzero visit stops it. */
+static void test_buckets_scan(void **state)
+{
+    (void)state;
+    REQUIRE_BUCKETS();
+    store s;
+    store_init(&s, NULL);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    const char *exps[] = {"a", "ab", "b"};
+    const char *arms[] = {"x", "xy"};
+    mab_bucket_delta bd[12];
+    size_t n = 0;
+    for (int e = 0; e < 3; e++)
+        for (int a = 0; a < 2; a++)
+            for (int h = 0; h < 2; h++)
+                bd[n++] = (mab_bucket_delta){exps[e], arms[a], T0 + h * HOUR,
+                                             {(uint64_t)(e * 100 + a * 10 + h + 1), 0, 0, 0}};
+    APPLY_B(st, NULL, 0, NULL, 0, bd, n, INT64_MIN);
+    bucket_seen all = {0};
+    assert_int_equal(plugin->scan_buckets(st, see_scan_bucket, &all, &err), MAB_OK);
+    assert_int_equal(all.n, 12);
+    for (size_t i = 0; i < n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s/%s", bd[i].experiment, bd[i].arm);
+        int found = 0;
+        for (size_t j = 0; j < all.n; j++)
+            if (strcmp(all.v[j].key, key) == 0 && all.v[j].bucket == bd[i].bucket) {
+                assert_totals(&all.v[j].add, bd[i].add.pulls, 0, 0, 0);
+                found++;
+            }
+        if (found != 1)
+            fail_msg("scan_buckets: %s at %" PRId64 " seen %d times", key, bd[i].bucket, found);
+    }
+    free(all.v);
+    bucket_seen stop = {.stop_after = 3};
+    assert_int_equal(plugin->scan_buckets(st, see_scan_bucket, &stop, &err), 7);
+    assert_int_equal(stop.n, 3);
+    free(stop.v);
+    /* Experiment "a" is not "ab": a prefix is not an experiment. */
+    bucket_seen b = load_buckets_of(st, "a", arms, 2, INT64_MIN);
+    assert_int_equal(b.n, 4);
+    free(b.v);
+    plugin->close(st);
+}
+
+/* A bucket increment that is not finite, or would overflow its record, is
+   refused (MAB_EINVAL or MAB_ERANGE, naming the experiment and arm) and
+   nothing of its call is applied: counters, statistics, buckets, retention. */
+static void test_buckets_refuse_nonfinite(void **state)
+{
+    (void)state;
+    REQUIRE_BUCKETS();
+    store s;
+    store_init(&s, NULL);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    mab_bucket_delta base[] = {{"color", "red", T0 - HOUR, {1, 1, 1e308, 1}},
+                               {"color", "red", T0, {1, 1, 1, 1}}};
+    APPLY_B(st, NULL, 0, NULL, 0, base, 2, INT64_MIN);
+    const double bad[] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 4; k++) {
+        mab_delta d = {"color", "red", {1, 1, 1, 1}};
+        double values[] = {1.0};
+        mab_stats_delta sd = {"color", "red", "conf/1:1,0", values, 1};
+        mab_bucket_delta bd[] = {{"color", "red", T0 + HOUR, {1, 1, 1, 1}},
+                                 {"color", "blue", T0, {1, 1, 1, 1}}};
+        if (k < 3)
+            bd[1].add.reward_sum = bad[k];
+        else /* finite, but 1e308 + 1e308 in the record is not */
+            bd[1] = (mab_bucket_delta){"color", "blue", T0 - HOUR, {1, 1, 1e308, 1}},
+            bd[0] = (mab_bucket_delta){"color", "red", T0 - HOUR, {1, 1, 1e308, 1}};
+        err = (mab_error){0, ""};
+        /* Cases 0-2 also ask to drop the bucket before T0: that must not
+           happen either. Case 3 overflows that bucket, so it keeps it. */
+        int rc = apply_b(st, &d, 1, &sd, plugin_has_stats() ? 1 : 0, bd, 2,
+                         k < 3 ? T0 : INT64_MIN, &err);
+        if (rc != MAB_EINVAL && rc != MAB_ERANGE)
+            fail_msg("case %d: apply_buckets returned %d (%s), not MAB_EINVAL/MAB_ERANGE", k, rc,
+                     err.message);
+        assert_mentions(err.message, "color");
+        assert_mentions(err.message, k < 3 ? "blue" : "red");
+        /* Nothing applied: no counter, no statistic, no bucket, and the bucket
+           before keep_from is still there. */
+        const char *arms[] = {"red", "blue"};
+        mab_totals out[2];
+        assert_int_equal(plugin->load(st, "color", arms, 2, out, &err), MAB_OK);
+        assert_totals(&out[0], 0, 0, 0, 0);
+        assert_totals(&out[1], 0, 0, 0, 0);
+        if (plugin_has_stats()) {
+            double got = -1;
+            assert_int_equal(plugin->load_stats(st, "color", "conf/1:1,0", arms, 1, 1, &got, 0,
+                                                NULL, &err),
+                             MAB_OK);
+            assert_true(got == 0.0);
+        }
+        bucket_seen b = load_buckets_of(st, "color", arms, 2, INT64_MIN);
+        assert_int_equal(b.n, 2);
+        assert_bucket(&b, 0, T0 - HOUR, 1, 1, 1e308, 1);
+        assert_bucket(&b, 0, T0, 1, 1, 1, 1);
+        free(b.v);
+    }
+    /* A counter that would overflow refuses its buckets too. */
+    mab_delta big = {"color", "green", {1, 1, 1e308, 1}};
+    APPLY_B(st, &big, 1, NULL, 0, NULL, 0, INT64_MIN);
+    mab_bucket_delta green = {"color", "green", T0 + 2 * HOUR, {1, 1, 1, 1}};
+    err = (mab_error){0, ""};
+    int rc = apply_b(st, &big, 1, NULL, 0, &green, 1, T0, &err);
+    if (rc != MAB_EINVAL && rc != MAB_ERANGE)
+        fail_msg("an overflowing counter: apply_buckets returned %d (%s)", rc, err.message);
+    assert_mentions(err.message, "green");
+    const char *green_arm[] = {"green", "red"};
+    bucket_seen b = load_buckets_of(st, "color", green_arm, 2, INT64_MIN);
+    assert_int_equal(b.n, 2); /* red's two; no green bucket, nothing dropped */
+    assert_null(bucket_find(&b, 0, T0 + 2 * HOUR));
+    free(b.v);
+    plugin->close(st);
+}
+
+/* ---- damaged stores with bucket records ---- */
+
+/* The plugin (open, check, or a read of the buckets) must refuse the store
+   as MAB_ECORRUPT naming the path and `what` (the record), and leave the
+   file `file` as it was. */
+static void assert_buckets_refused(const store *s, const char *file, const char *what,
+                                   const char *why)
+{
+    char *before = test_read_file(file);
+    struct stat sb_before, sb_after;
+    assert_int_equal(stat(file, &sb_before), 0);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    int rc = plugin_open(s, &st, &err);
+    if (rc == MAB_OK) {
+        /* A store that reads records lazily refuses at the read. */
+        const char *arms[] = {"a", "b"};
+        bucket_seen b = {0};
+        rc = plugin->load_buckets(st, "btn", arms, 2, INT64_MIN, see_load_bucket, &b, &err);
+        free(b.v);
+        if (rc == MAB_ECORRUPT) {
+            mab_error scan_err = {0, ""};
+            bucket_seen all = {0};
+            int src = plugin->scan_buckets(st, see_scan_bucket, &all, &scan_err);
+            free(all.v);
+            if (src != MAB_ECORRUPT)
+                fail_msg("%s: load_buckets refused it but scan_buckets returned %d: %s", why,
+                         src, scan_err.message);
+        }
+        plugin->close(st);
+    }
+    if (rc != MAB_ECORRUPT)
+        fail_msg("%s: returned %d (%s), not MAB_ECORRUPT: %s", why, rc, mab_strerror(rc),
+                 err.message);
+    fprintf(stderr, "# %s: %s\n", why, err.message);
+    assert_mentions(err.message, s->path);
+    assert_mentions(err.message, what);
+    if (is("json_file")) { /* its check() reads the whole file; lmdb's reads the meta pages */
+        char keys[300], json[400];
+        plugin_keys(s, keys, sizeof keys);
+        snprintf(json, sizeof json, "{%s}", keys);
+        mab_params *params;
+        assert_int_equal(mab_params_parse(json, "storage", &params, &err), MAB_OK);
+        rc = plugin->check(params, &err);
+        mab_params_free(params);
+        if (rc != MAB_ECORRUPT)
+            fail_msg("%s: check returned %d, not MAB_ECORRUPT: %s", why, rc, err.message);
+        assert_mentions(err.message, what);
+    }
+    assert_int_equal(stat(file, &sb_after), 0);
+    assert_int_equal(sb_after.st_size, sb_before.st_size);
+    char *after = test_read_file(file);
+    if (before && after && memcmp(before, after, (size_t)sb_before.st_size) != 0)
+        fail_msg("%s: %s was modified", why, file);
+    free(before);
+    free(after);
+}
+
+/* A store holding counters and buckets of btn/a and btn/b. */
+static void store_with_buckets(const store *s)
+{
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(s, &st, &err), MAB_OK);
+    mab_delta d[] = {{"btn", "a", {3, 2, 1.5, 1.25}}, {"btn", "b", {1, 0, 0, 0}}};
+    mab_bucket_delta bd[] = {{"btn", "a", T0, {2, 1, 0.5, 0.25}},
+                             {"btn", "a", T0 + HOUR, {1, 1, 1, 1}},
+                             {"btn", "b", T0, {1, 0, 0, 0}}};
+    APPLY_B(st, d, 2, NULL, 0, bd, 3, INT64_MIN);
+    plugin->close(st);
+}
+
+/* Replace the first occurrence of `from` in the file with `to`. */
+static void edit_file(const char *path, const char *from, const char *to)
+{
+    char *text = test_read_file(path);
+    assert_non_null(text);
+    char *at = strstr(text, from);
+    if (!at)
+        fail_msg("%s does not contain %s:\n%s", path, from, text);
+    size_t len = strlen(text), fl = strlen(from), tl = strlen(to);
+    char *out = malloc(len - fl + tl + 1);
+    memcpy(out, text, (size_t)(at - text));
+    memcpy(out + (at - text), to, tl);
+    memcpy(out + (at - text) + tl, at + fl, len - (size_t)(at - text) - fl + 1);
+    write_bytes(path, out, strlen(out));
+    free(out);
+    free(text);
+}
+
+static void corrupt_json_buckets(void)
+{
+    store s;
+    store_init(&s, NULL);
+    store_with_buckets(&s);
+    char *good = test_read_file(s.path);
+    assert_non_null(good);
+    size_t len = strlen(good);
+    char start[32], next[32];
+    snprintf(start, sizeof start, "[%" PRId64 ", 2, 1, 0.5, 0.25]", T0);
+    snprintf(next, sizeof next, "[%" PRId64 ", 1, 1, 1, 1]", T0 + HOUR);
+    if (!strstr(good, start) || !strstr(good, next))
+        fail_msg("the file does not hold the buckets as docs/storage.md says:\n%s", good);
+    /* Cut inside the buckets. */
+    write_bytes(s.path, good, (size_t)(strstr(good, next) - good) + 4);
+    assert_buckets_refused(&s, s.path, s.path, "buckets cut short");
+    struct {
+        const char *to, *what, *why;
+    } edits[] = {
+        {"1e999, 0.25]", "buckets.btn.a[0]", "an infinite bucket sum"},
+        {"0.5, -0.25]", "buckets.btn.a[0]", "a negative bucket sum of squares"},
+        {"0.5]", "buckets.btn.a[0]", "a bucket of four numbers"},
+        {"0.5, 0.25, 7]", "buckets.btn.a[0]", "a bucket of six numbers"},
+        {"0.5, \"x\"]", "buckets.btn.a[0]", "a bucket sum that is a string"},
+    };
+    for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+        write_bytes(s.path, good, len);
+        edit_file(s.path, "0.5, 0.25]", edits[k].to);
+        assert_buckets_refused(&s, s.path, edits[k].what, edits[k].why);
+    }
+    /* A fractional start, a negative count, a duplicate bucket, buckets out
+       of order. */
+    char bad[96];
+    snprintf(bad, sizeof bad, "[%" PRId64 ".5, 2,", T0);
+    write_bytes(s.path, good, len);
+    char from[40];
+    snprintf(from, sizeof from, "[%" PRId64 ", 2,", T0);
+    edit_file(s.path, from, bad);
+    assert_buckets_refused(&s, s.path, "buckets.btn.a[0]", "a fractional bucket start");
+    snprintf(bad, sizeof bad, "[%" PRId64 ", -2,", T0);
+    write_bytes(s.path, good, len);
+    edit_file(s.path, from, bad);
+    assert_buckets_refused(&s, s.path, "buckets.btn.a[0]", "a negative bucket count");
+    snprintf(bad, sizeof bad, "[%" PRId64 ",", T0);
+    write_bytes(s.path, good, len);
+    char from2[40];
+    snprintf(from2, sizeof from2, "[%" PRId64 ",", T0 + HOUR);
+    edit_file(s.path, from2, bad);
+    assert_buckets_refused(&s, s.path, "buckets.btn.a[1]", "a bucket given twice");
+    snprintf(bad, sizeof bad, "[%" PRId64 ",", T0 - HOUR);
+    write_bytes(s.path, good, len);
+    edit_file(s.path, from2, bad);
+    assert_buckets_refused(&s, s.path, "buckets.btn.a[1]", "buckets out of order");
+    /* "buckets" as an array: the document up to it, then the array. */
+    const char *at = strstr(good, "\"buckets\"");
+    assert_non_null(at);
+    size_t head = (size_t)(at - good);
+    char *doc = malloc(head + 32);
+    memcpy(doc, good, head);
+    strcpy(doc + head, "\"buckets\": [1]\n}\n");
+    write_bytes(s.path, doc, strlen(doc));
+    free(doc);
+    assert_buckets_refused(&s, s.path, "buckets", "buckets that are not an object");
+    free(good);
+}
+
+/* lmdb: bucket records planted with liblmdb as docs/storage.md lays them
+   out ("buckets": "EXP\0" + 8-byte big-endian start with its sign bit
+   flipped + "ARM" -> the 40-byte record). */
+static void lmdb_plant(const store *s, const void *key, size_t key_len, const void *value,
+                       size_t value_len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, s->path, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "buckets", 0, &dbi), 0);
+    MDB_val k = {key_len, (void *)key}, v = {value_len, (void *)value};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static size_t lmdb_bucket_key(unsigned char *out, const char *experiment, int64_t bucket,
+                              const char *arm)
+{
+    size_t e = strlen(experiment), a = strlen(arm);
+    memcpy(out, experiment, e + 1);
+    uint64_t u = (uint64_t)bucket ^ (UINT64_C(1) << 63);
+    for (int i = 0; i < 8; i++)
+        out[e + 1 + i] = (unsigned char)(u >> (56 - 8 * i));
+    memcpy(out + e + 9, arm, a);
+    return e + 9 + a;
+}
+
+static void corrupt_lmdb_buckets(void)
+{
+    struct {
+        uint32_t version, reserved;
+        uint64_t pulls, rewards;
+        double sum, sum_sq;
+    } rec = {1, 0, 5, 5, NAN, 5.0};
+    unsigned char key[64];
+    char data[260];
+    for (int k = 0; k < 4; k++) {
+        store s;
+        store_init(&s, NULL);
+        store_with_buckets(&s);
+        snprintf(data, sizeof data, "%s/data.mdb", s.path);
+        size_t kl = lmdb_bucket_key(key, "btn", T0 + 2 * HOUR, "b");
+        const char *why = "a bucket with a NaN sum";
+        if (k == 0) {
+            lmdb_plant(&s, key, kl, &rec, sizeof rec);
+        } else if (k == 1) {
+            rec.sum = 1.0;
+            lmdb_plant(&s, key, kl, &rec, 12);
+            why = "a bucket record of 12 bytes";
+        } else if (k == 2) {
+            rec.sum = 1.0;
+            rec.version = 9;
+            lmdb_plant(&s, key, kl, &rec, sizeof rec);
+            why = "a bucket record of another version";
+        } else {
+            rec.version = 1;
+            lmdb_plant(&s, "btn\0abc", 7, &rec, sizeof rec);
+            why = "a bucket key too short for its start";
+        }
+        assert_buckets_refused(&s, data, k == 3 ? "btn" : "btn.b", why);
+    }
+}
+
+static void test_buckets_corrupt(void **state)
+{
+    (void)state;
+    REQUIRE_BUCKETS();
+    if (is("json_file"))
+        corrupt_json_buckets();
+    else if (is("lmdb"))
+        corrupt_lmdb_buckets();
+    else
+        fail_msg("%s stores buckets but the suite has no damaged bucket records for it: add "
+                 "them to test_buckets_corrupt",
+                 B->name);
+}
+
 /* ==== fs: a tmpfs of our own ======================================================= */
 
 static char mnt[160];
@@ -1736,6 +2530,180 @@ static void test_read_only_mount(void **state)
     assert_stored(&s, &played);
 }
 
+/* The cases before are done with their stores: remove them, so that the
+   small tmpfs has room for the next one. */
+static void clear_mount(void)
+{
+    const char *dirs[] = {"full", "fullp", "ro", "fullb", "rob"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char dir[240];
+        snprintf(dir, sizeof dir, "%s/%s", mnt, dirs[i]);
+        test_rm_tree(dir);
+    }
+}
+
+/* Time buckets on a full disk, through include/mab/storage.h: batches of
+   new counters, statistics and buckets until one is refused naming the
+   path; the refused batch left nothing (no counter, no bucket), every batch
+   before it is there after a reopen, and it applies once space is back. */
+static void test_buckets_disk_full(void **state)
+{
+    (void)state;
+    clear_mount();
+    REQUIRE(B->files, "it keeps no files");
+    REQUIRE_BUCKETS();
+    char dir[200], filler[240];
+    snprintf(dir, sizeof dir, "%s/fullb", mnt);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    store s;
+    store_init(&s, dir);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    mab_bucket_delta first = {"base", "a", T0, {1, 1, 1.0, 1.0}};
+    APPLY_B(st, NULL, 0, NULL, 0, &first, 1, INT64_MIN);
+    fill_disk(dir, filler, sizeof filler);
+    struct stat sb;
+    assert_int_equal(stat(filler, &sb), 0);
+    assert_int_equal(truncate(filler, sb.st_size > 24576 ? sb.st_size - 24576 : 0), 0);
+
+    enum { ARMS = 4, HOURS = 8, MAX_BATCHES = 4000 };
+    static char names[MAX_BATCHES][16];
+    static const char *arm_ids[ARMS] = {"a", "b", "c", "d"};
+    mab_delta batch[ARMS];
+    mab_bucket_delta buckets[ARMS * HOURS];
+    double values[] = {0.5, 2.0};
+    mab_stats_delta sd[ARMS];
+    size_t ns = plugin_has_stats() ? ARMS : 0;
+    int applied = 0, failed = -1;
+    for (int i = 0; i < MAX_BATCHES && failed < 0; i++) {
+        snprintf(names[i], sizeof names[i], "g%d", i);
+        for (int a = 0; a < ARMS; a++) {
+            batch[a] = (mab_delta){names[i], arm_ids[a], {(uint64_t)i + 1, 1, 0.5, 0.25}};
+            sd[a] = (mab_stats_delta){names[i], arm_ids[a], "conf/1:2,0", values, 2};
+            for (int h = 0; h < HOURS; h++)
+                buckets[a * HOURS + h] = (mab_bucket_delta){
+                    names[i], arm_ids[a], T0 + h * HOUR, {(uint64_t)h + 1, 1, 0.5, 0.25}};
+        }
+        int rc = apply_b(st, batch, ARMS, sd, ns, buckets, ARMS * HOURS, INT64_MIN, &err);
+        if (rc == MAB_OK) {
+            applied++;
+            continue;
+        }
+        failed = i;
+        if (rc != MAB_ESTORAGE)
+            fail_msg("apply_buckets on a full disk returned %d: %s", rc, err.message);
+        assert_mentions(err.message, s.path);
+        assert_mentions(err.message, "No space left on device");
+    }
+    fprintf(stderr, "# disk full (buckets): %d batches of %d counters and %d buckets applied, "
+            "then refused\n", applied, ARMS, ARMS * HOURS);
+    assert_true(failed >= 0);
+    assert_true(applied > 0);
+    mab_totals out[ARMS];
+    assert_int_equal(plugin->load(st, names[failed], arm_ids, ARMS, out, &err), MAB_OK);
+    for (int a = 0; a < ARMS; a++)
+        assert_totals(&out[a], 0, 0, 0, 0);
+    bucket_seen b = load_buckets_of(st, names[failed], arm_ids, ARMS, INT64_MIN);
+    assert_int_equal(b.n, 0);
+    free(b.v);
+    plugin->close(st);
+
+    /* Reopen while still full. */
+    st = NULL;
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    for (int i = 0; i < applied; i++) {
+        assert_int_equal(plugin->load(st, names[i], arm_ids, ARMS, out, &err), MAB_OK);
+        for (int a = 0; a < ARMS; a++)
+            assert_totals(&out[a], (uint64_t)i + 1, 1, 0.5, 0.25);
+        b = load_buckets_of(st, names[i], arm_ids, ARMS, INT64_MIN);
+        assert_int_equal(b.n, ARMS * HOURS);
+        assert_bucket(&b, ARMS - 1, T0 + (HOURS - 1) * HOUR, HOURS, 1, 0.5, 0.25);
+        free(b.v);
+    }
+    b = load_buckets_of(st, names[failed], arm_ids, ARMS, INT64_MIN);
+    assert_int_equal(b.n, 0);
+    free(b.v);
+    assert_int_equal(unlink(filler), 0);
+    APPLY_B(st, batch, ARMS, sd, ns, buckets, ARMS * HOURS, INT64_MIN);
+    b = load_buckets_of(st, names[failed], arm_ids, ARMS, INT64_MIN);
+    assert_int_equal(b.n, ARMS * HOURS);
+    assert_bucket(&b, 0, T0, 1, 1, 0.5, 0.25);
+    free(b.v);
+    assert_int_equal(plugin->load(st, names[failed], arm_ids, ARMS, out, &err), MAB_OK);
+    assert_totals(&out[0], (uint64_t)failed + 1, 1, 0.5, 0.25);
+    plugin->close(st);
+}
+
+/* Buckets on a file system remounted read-only: the store either refuses to
+   open naming the path, or reads every bucket and refuses the write
+   (MAB_ESTORAGE, never MAB_EINVAL, which would make the core drop the
+   batch) with nothing applied; remounted writable, it is intact. */
+static void test_buckets_read_only_mount(void **state)
+{
+    (void)state;
+    clear_mount();
+    REQUIRE(B->files, "it keeps no files");
+    REQUIRE_BUCKETS();
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/rob", mnt);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    store s;
+    store_init(&s, dir);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    mab_delta d = {"btn", "a", {2, 1, 0.5, 0.25}};
+    mab_bucket_delta bd[] = {{"btn", "a", T0, {1, 1, 0.5, 0.25}},
+                             {"btn", "a", T0 + HOUR, {1, 0, 0, 0}}};
+    APPLY_B(st, &d, 1, NULL, 0, bd, 2, INT64_MIN);
+    plugin->close(st);
+    const char *arms[] = {"a"};
+    assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, "size=256k"), 0);
+    st = NULL;
+    int rc = plugin_open(&s, &st, &err);
+    int write_rc = -1;
+    char write_msg[sizeof err.message] = "";
+    if (rc == MAB_OK) {
+        bucket_seen b = load_buckets_of(st, "btn", arms, 1, INT64_MIN);
+        assert_int_equal(b.n, 2);
+        free(b.v);
+        mab_bucket_delta more = {"btn", "a", T0 + 2 * HOUR, {1, 1, 1, 1}};
+        write_rc = apply_b(st, &d, 1, NULL, 0, &more, 1, T0 + HOUR, &err);
+        snprintf(write_msg, sizeof write_msg, "%s", err.message);
+        b = load_buckets_of(st, "btn", arms, 1, INT64_MIN);
+        size_t n_after = b.n;
+        free(b.v);
+        plugin->close(st);
+        if (write_rc == MAB_OK || n_after != 2) {
+            mount(NULL, mnt, NULL, MS_REMOUNT, "size=256k");
+            fail_msg("apply_buckets on a read-only file system: %d, %zu buckets after: %s",
+                     write_rc, n_after, write_msg);
+        }
+    } else {
+        fprintf(stderr, "# read-only file system (buckets): %s\n", err.message);
+    }
+    assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT, "size=256k"), 0);
+    if (rc == MAB_OK) {
+        fprintf(stderr, "# read-only file system, apply_buckets: %s\n", write_msg);
+        assert_int_equal(write_rc, MAB_ESTORAGE);
+        assert_mentions(write_msg, s.path);
+    } else {
+        assert_int_equal(rc, MAB_ESTORAGE);
+        assert_mentions(err.message, s.path);
+    }
+    assert_int_equal(plugin_open(&s, &st, &err), MAB_OK);
+    bucket_seen b = load_buckets_of(st, "btn", arms, 1, INT64_MIN);
+    assert_int_equal(b.n, 2);
+    assert_bucket(&b, 0, T0, 1, 1, 0.5, 0.25);
+    assert_bucket(&b, 0, T0 + HOUR, 1, 0, 0, 0);
+    free(b.v);
+    mab_totals out;
+    assert_int_equal(plugin->load(st, "btn", arms, 1, &out, &err), MAB_OK);
+    assert_totals(&out, 2, 1, 0.5, 0.25);
+    plugin->close(st);
+}
+
 /* ==== pending: fixes on the reliability branch ======================================== */
 
 /* Run one case in a child so that a crash is that case's failure. */
@@ -1951,6 +2919,25 @@ int main(int argc, char **argv)
     const char *group = argc == 3 ? argv[2] : "suite";
     signal(SIGPIPE, SIG_IGN);
 
+    /* The bucket cases (storage ABI 1.5) run on a backend the table says
+       keeps buckets, and on any whose descriptor sets the callbacks; the
+       run says which, so a backend without them is never counted a pass. */
+    void *probe_handle = NULL;
+    const mab_storage *probe = test_load_storage(B->so, &probe_handle);
+    if (!probe) {
+        fprintf(stderr, "%s: cannot load %s\n", argv[0], B->so);
+        return 1;
+    }
+    int bucket_cases = B->buckets || descriptor_has_buckets(probe);
+    if (bucket_cases)
+        fprintf(stderr, "# time buckets (storage ABI 1.5): the bucket cases run on %s\n",
+                B->name);
+    else
+        fprintf(stderr, "#### time buckets (storage ABI 1.5): the bucket cases did NOT run on "
+                "%s: its descriptor (ABI 1.%u) sets no apply_buckets/load_buckets/"
+                "scan_buckets\n", B->name, probe->abi_minor);
+    dlclose(probe_handle);
+
     if (strcmp(group, "suite") == 0) {
         /* Only the cases that apply to the backend run; the others are listed
            with the reason, so that no skip is counted among the passes. */
@@ -1976,6 +2963,16 @@ int main(int argc, char **argv)
             {cmocka_unit_test(test_read_only_directory), B->files, "it keeps no files"},
             {cmocka_unit_test(test_server_killed_mid_batch), is("mongodb") || is("redis"),
              "it has no server to kill"},
+            {cmocka_unit_test(test_buckets_land_together), bucket_cases, "no buckets"},
+            {cmocka_unit_test(test_buckets_load_filter), bucket_cases, "no buckets"},
+            {cmocka_unit_test(test_buckets_retention), bucket_cases, "no buckets"},
+            {cmocka_unit_test(test_buckets_reset_replace), bucket_cases, "no buckets"},
+            {cmocka_unit_test(test_buckets_reopen), bucket_cases && B->persistent,
+             bucket_cases ? "every open of the fixture is a store of its own" : "no buckets"},
+            {cmocka_unit_test(test_buckets_scan), bucket_cases, "no buckets"},
+            {cmocka_unit_test(test_buckets_refuse_nonfinite), bucket_cases, "no buckets"},
+            {cmocka_unit_test(test_buckets_corrupt), bucket_cases && B->persistent,
+             bucket_cases ? "it keeps nothing to damage" : "no buckets"},
         };
         struct CMUnitTest tests[sizeof cases / sizeof cases[0]];
         size_t n = 0;
@@ -1994,19 +2991,23 @@ int main(int argc, char **argv)
                     B->name);
             return SKIP_CODE;
         }
-        const struct CMUnitTest tests[] = {
+        struct CMUnitTest tests[5] = {
             cmocka_unit_test(test_disk_full),
             cmocka_unit_test(test_disk_full_plugin),
             cmocka_unit_test(test_read_only_mount),
         };
+        size_t n_tests = 3;
+        if (bucket_cases) {
+            tests[n_tests++] = (struct CMUnitTest)cmocka_unit_test(test_buckets_disk_full);
+            tests[n_tests++] = (struct CMUnitTest)cmocka_unit_test(test_buckets_read_only_mount);
+        }
         /* When the mount is impossible the setup fails: report a skip, not a pass. */
         void *dummy = NULL;
         if (fs_setup(&dummy) != 0) {
             fs_teardown(&dummy);
             return SKIP_CODE;
         }
-        int failed = _cmocka_run_group_tests(B->name, tests, sizeof tests / sizeof tests[0],
-                                             NULL, NULL);
+        int failed = _cmocka_run_group_tests(B->name, tests, n_tests, NULL, NULL);
         fs_teardown(&dummy);
         return failed;
     }

@@ -579,6 +579,110 @@ static void test_failed_apply_is_all_or_nothing(void **state)
     storage->close(store);
 }
 
+/* ---- time buckets (storage ABI 1.5) ----------------------------------- */
+
+#define HOUR INT64_C(3600)
+#define T0 (INT64_C(1700000000) / HOUR * HOUR)
+
+static int count_buckets(void *ctx, const char *experiment, const char *arm, int64_t bucket,
+                         const mab_totals *add)
+{
+    (void)experiment, (void)arm, (void)bucket, (void)add;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+static size_t n_buckets(void *store)
+{
+    size_t n = 0;
+    mab_error err = {0};
+    assert_int_equal(storage->scan_buckets(store, count_buckets, &n, &err), MAB_OK);
+    return n;
+}
+
+static void apply_buckets_ok(void *store, const mab_delta *d, size_t nd,
+                             const mab_bucket_delta *b, size_t nb, int64_t keep_from)
+{
+    mab_error err = {0};
+    int rc = storage->apply_buckets(store, d, nd, NULL, 0, b, nb, keep_from, &err);
+    if (rc != MAB_OK)
+        fail_msg("apply_buckets: %d %s", rc, err.message);
+}
+
+/* A file of a version without buckets reads; the "buckets" field appears
+   only while there are buckets, so a store without them is written as
+   before; buckets of experiments and arms in any order read back sorted. */
+static void test_buckets_file_format(void **state)
+{
+    fixture *f = *state;
+    write_text(f->path, "{\"format\": \"mab-json-storage\", \"version\": 1, \"experiments\": "
+                        "{\"e\": {\"a\": {\"pulls\": 2, \"rewards\": 1, \"reward_sum\": 0.5, "
+                        "\"reward_sum_sq\": 0.25}}}}");
+    void *store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
+    assert_int_equal(n_buckets(store), 0);
+    mab_delta d = delta("e", "a", 1, 0, 0, 0);
+    apply_ok(store, &d, 1);
+    char *text = read_text(f->path);
+    assert_null(strstr(text, "buckets"));
+    free(text);
+    mab_bucket_delta b[] = {{"z", "b", T0, {1, 0, 0, 0}}, {"e", "b", T0 + HOUR, {1, 0, 0, 0}},
+                            {"e", "b", T0, {2, 0, 0, 0}}, {"e", "a", T0, {3, 0, 0, 0}}};
+    apply_buckets_ok(store, &d, 1, b, 4, INT64_MIN);
+    text = read_text(f->path);
+    assert_non_null(strstr(text, "\"buckets\""));
+    free(text);
+    storage->close(store);
+    store = open_ok(f);
+    assert_int_equal(n_buckets(store), 4);
+    assert_totals(load_one(store, "e", "a"), 4, 1, 0.5, 0.25);
+    /* Retention past every bucket: the field goes, in the same write. */
+    apply_buckets_ok(store, NULL, 0, NULL, 0, T0 + 2 * HOUR);
+    assert_int_equal(n_buckets(store), 0);
+    text = read_text(f->path);
+    assert_null(strstr(text, "buckets"));
+    free(text);
+    storage->close(store);
+}
+
+/* A write that fails keeps the buckets in memory as they were (the new ones
+   absent, the old ones not retired), and lands whole once it can. */
+static void test_buckets_failed_write(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_bucket_delta old = {"e", "a", T0 - 100 * HOUR, {1, 1, 1, 1}};
+    apply_buckets_ok(store, NULL, 0, &old, 1, INT64_MIN);
+    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    mab_delta d = delta("e", "a", 1, 1, 1, 1);
+    mab_bucket_delta b = {"e", "a", T0, {1, 1, 1, 1}};
+    mab_error err = {0};
+    assert_int_equal(storage->apply_buckets(store, &d, 1, NULL, 0, &b, 1, T0 - HOUR, &err),
+                     MAB_ESTORAGE);
+    assert_non_null(strstr(err.message, f->path));
+    assert_int_equal(n_buckets(store), 1);
+    assert_totals(load_one(store, "e", "a"), 0, 0, 0, 0);
+    /* reset fails the same way and keeps them */
+    assert_int_equal(storage->reset(store, "e", &err), MAB_ESTORAGE);
+    assert_int_equal(n_buckets(store), 1);
+    assert_int_equal(rmdir(f->tmp_path), 0);
+    apply_buckets_ok(store, &d, 1, &b, 1, T0 - HOUR);
+    assert_int_equal(n_buckets(store), 1); /* the old one retired, the new one in */
+    storage->close(store);
+    store = open_ok(f);
+    assert_int_equal(n_buckets(store), 1);
+    assert_totals(load_one(store, "e", "a"), 1, 1, 1, 1);
+    /* An experiment with buckets only: reset writes their removal. */
+    mab_bucket_delta only = {"only", "a", T0, {1, 0, 0, 0}};
+    apply_buckets_ok(store, NULL, 0, &only, 1, INT64_MIN);
+    assert_int_equal(n_buckets(store), 2);
+    assert_int_equal(storage->reset(store, "only", &err), MAB_OK);
+    storage->close(store);
+    store = open_ok(f);
+    assert_int_equal(n_buckets(store), 1);
+    storage->close(store);
+}
+
 /* ---- reset ------------------------------------------------------------ */
 
 static void test_reset_removes_one_experiment(void **state)
@@ -691,6 +795,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_apply_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_removes_one_experiment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buckets_file_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buckets_failed_write, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -432,6 +432,187 @@ static void test_map_grows(void **state)
     assert_true(sb.st_size > 32768);
 }
 
+/* ---- time buckets (storage ABI 1.5) ----------------------------------- */
+
+#define HOUR INT64_C(3600)
+#define T0 (INT64_C(1700000000) / HOUR * HOUR)
+
+static void apply_buckets_ok(void *store, const mab_delta *d, size_t nd,
+                             const mab_bucket_delta *b, size_t nb, int64_t keep_from)
+{
+    mab_error err = {0};
+    int rc = storage->apply_buckets(store, d, nd, NULL, 0, b, nb, keep_from, &err);
+    if (rc != MAB_OK)
+        fail_msg("apply_buckets: %d %s", rc, err.message);
+}
+
+static int count_bucket(void *ctx, const char *experiment, const char *arm, int64_t bucket,
+                        const mab_totals *add)
+{
+    (void)experiment;
+    (void)arm;
+    (void)add;
+    size_t *n = ctx;
+    n[bucket < T0 + 1000 * HOUR ? 0 : 1]++;
+    return 0;
+}
+
+/* Retention deletes at most 256 old buckets per call (the bound docs/storage.md
+   gives), the oldest first, and the next call goes on. */
+static void test_bucket_retention_bound(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    static mab_bucket_delta b[1000];
+    for (int h = 0; h < 1000; h++)
+        b[h] = (mab_bucket_delta){"exp", "a", T0 + h * HOUR, {1, 0, 0, 0}};
+    apply_buckets_ok(store, NULL, 0, b, 1000, INT64_MIN);
+    mab_bucket_delta young = {"exp", "a", T0 + 1000 * HOUR, {1, 0, 0, 0}};
+    size_t expect_old = 1000;
+    for (int call = 0; call < 5; call++) {
+        apply_buckets_ok(store, NULL, 0, &young, 1, T0 + 1000 * HOUR);
+        size_t n[2] = {0, 0};
+        mab_error err = {0};
+        assert_int_equal(storage->scan_buckets(store, count_bucket, n, &err), MAB_OK);
+        expect_old = expect_old > 256 ? expect_old - 256 : 0;
+        assert_int_equal(n[0], expect_old);
+        assert_int_equal(n[1], 1);
+    }
+    storage->close(store);
+}
+
+/* Buckets grow a small map like records do, and read back after a reopen. */
+static void test_buckets_grow_the_map(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok_with(f, ", \"map_size\": 32768");
+    static mab_bucket_delta b[1000];
+    static char arms[20][8];
+    for (int a = 0; a < 20; a++) {
+        snprintf(arms[a], sizeof arms[a], "arm%02d", a);
+        for (int h = 0; h < 1000; h++)
+            b[h] = (mab_bucket_delta){"grow", arms[a], T0 + h * HOUR,
+                                      {(uint64_t)h + 1, 1, 0.5, 0.25}};
+        apply_buckets_ok(store, NULL, 0, b, 1000, INT64_MIN);
+    }
+    storage->close(store);
+    store = open_ok_with(f, ", \"map_size\": 32768");
+    size_t n[2] = {0, 0};
+    mab_error err = {0};
+    assert_int_equal(storage->scan_buckets(store, count_bucket, n, &err), MAB_OK);
+    assert_int_equal(n[0], 20000);
+    storage->close(store);
+}
+
+/* A store written before buckets existed (no "buckets" and "bucket_starts"
+   databases) opens, reads no buckets and takes them. */
+static void test_store_without_bucket_databases(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta d = delta("exp", "a", 3, 1, 0.5, 0.25);
+    apply_ok(store, &d, 1);
+    storage->close(store);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, f->path, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    const char *names[] = {"buckets", "bucket_starts"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mdb_dbi_open(txn, names[i], 0, &dbi), 0);
+        assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    store = open_ok(f);
+    assert_totals(load_one(store, "exp", "a"), 3, 1, 0.5, 0.25);
+    size_t n[2] = {0, 0};
+    mab_error err = {0};
+    assert_int_equal(storage->scan_buckets(store, count_bucket, n, &err), MAB_OK);
+    assert_int_equal(n[0] + n[1], 0);
+    mab_bucket_delta b = {"exp", "a", T0, {1, 1, 1, 1}};
+    apply_buckets_ok(store, &d, 1, &b, 1, INT64_MIN);
+    assert_int_equal(storage->scan_buckets(store, count_bucket, n, &err), MAB_OK);
+    assert_int_equal(n[0], 1);
+    storage->close(store);
+}
+
+/* A writer of counters and buckets SIGKILLed at random moments: after every
+   kill the counter equals the sum of its buckets (they commit together or
+   not at all) and holds every commit the writer reported. The parent kills
+   only after the first report, so every round has commits to check. */
+static void bucket_kill_child(const fixture *f, int report_fd)
+{
+    void *store = NULL;
+    if (store_open_with(f->path, NULL, &store, NULL) != MAB_OK)
+        _exit(2);
+    mab_delta d = delta("kill", "a", 1, 0, 0, 0);
+    for (uint64_t i = 0;; i++) {
+        mab_bucket_delta b = {"kill", "a", T0 + (int64_t)(i % 64) * HOUR, {1, 0, 0, 0}};
+        if (storage->apply_buckets(store, &d, 1, NULL, 0, &b, 1, INT64_MIN, NULL) != MAB_OK)
+            _exit(4);
+        if (write(report_fd, &i, sizeof i) != (ssize_t)sizeof i)
+            _exit(5);
+    }
+}
+
+static int sum_pulls(void *ctx, size_t arm_index, int64_t bucket, const mab_totals *add)
+{
+    (void)arm_index, (void)bucket;
+    *(uint64_t *)ctx += add->pulls;
+    return 0;
+}
+
+static void test_kill_during_bucket_writes(void **state)
+{
+    fixture *f = *state;
+    srand((unsigned)time(NULL));
+    for (int round = 0; round < 10; round++) {
+        void *store = open_ok(f);
+        uint64_t before = load_one(store, "kill", "a").pulls;
+        storage->close(store);
+        int report[2];
+        assert_int_equal(pipe(report), 0);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            close(report[0]);
+            bucket_kill_child(f, report[1]);
+        }
+        close(report[1]);
+        uint64_t value, reported = 0;
+        assert_int_equal(read(report[0], &value, sizeof value), (ssize_t)sizeof value);
+        reported = 1;
+        struct timespec delay = {0, (long)(rand() % 20) * 1000000L};
+        nanosleep(&delay, NULL);
+        assert_int_equal(kill(child, SIGKILL), 0);
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFSIGNALED(status));
+        while (read(report[0], &value, sizeof value) == (ssize_t)sizeof value)
+            reported = value + 1;
+        close(report[0]);
+
+        store = open_ok(f);
+        uint64_t pulls = load_one(store, "kill", "a").pulls, in_buckets = 0;
+        const char *arms[] = {"a"};
+        mab_error err = {0};
+        assert_int_equal(storage->load_buckets(store, "kill", arms, 1, INT64_MIN, sum_pulls,
+                                               &in_buckets, &err),
+                         MAB_OK);
+        storage->close(store);
+        if (pulls != in_buckets)
+            fail_msg("round %d: the counter has %" PRIu64 " pulls, its buckets %" PRIu64, round,
+                     pulls, in_buckets);
+        if (pulls - before != reported && pulls - before != reported + 1)
+            fail_msg("round %d: %" PRIu64 " commits stored, the writer reported %" PRIu64, round,
+                     pulls - before, reported);
+    }
+}
+
 /* ---- several processes ------------------------------------------------ */
 
 #define WRITERS 4
@@ -1167,6 +1348,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_interrupted_creation_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_finite_record_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_creation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bucket_retention_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buckets_grow_the_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_without_bucket_databases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_during_bucket_writes, setup, teardown),
     };
     /* The full-disk test is its own CTest entry, so that a machine where it
        cannot mount a tmpfs reports it skipped (77), never passed. */
