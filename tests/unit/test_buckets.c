@@ -537,6 +537,59 @@ static void test_sw_ucb_forgets_old_buckets(void **unused)
                                              "storage.retention_seconds 600", NULL});
 }
 
+/* A restart over a real store (json_file, storage ABI 1.5) keeps the
+   history and the windows; so does lmdb when built. */
+static void restart_keeps_history(const char *storage_json)
+{
+    write_config(3, storage_json);
+    mab_engine *e = open_ok();
+    clock_ns = 9000 * S;
+    for (int b = 0; b < 3; b++)
+        for (int i = 0; i <= b; i++) {
+            choose_at(e, "win", b, (9000 + 60 * b) * S);
+            reward_at(e, "win", b == 0 ? "a" : b == 1 ? "b" : "c", 0.5, (9000 + 60 * b) * S);
+        }
+    close_ok(e);
+    e = open_ok();
+    clock_ns = 9120 * S;
+    history h = read_history(e, "win", INT64_MIN);
+    assert_int_equal(h.n, 3);
+    for (int b = 0; b < 3; b++)
+        expect_bucket(&h, (size_t)b, 9000 + 60 * b, (size_t)b, (uint64_t)b + 1, (uint64_t)b + 1,
+                      0.5 * (b + 1));
+    double v[3];
+    for (int b = 0; b < 3; b++) {
+        window_field(e, b, 0, v);
+        for (int a = 0; a < 3; a++)
+            assert_true(v[a] == (a == b ? b + 1 : 0));
+    }
+    assert_int_equal(total_pulls(e, "win"), 6);
+    close_ok(e);
+}
+
+static void test_restart_keeps_history_json_file(void **unused)
+{
+    (void)unused;
+    char storage[600];
+    snprintf(storage, sizeof storage,
+             "{\"plugin\": \"%s/json_file.so\", \"path\": \"%s/state.json\", "
+             "\"bucket_seconds\": 60}",
+             MAB_PLUGIN_DIR, dir);
+    restart_keeps_history(storage);
+}
+
+#ifdef MAB_TEST_LMDB
+static void test_restart_keeps_history_lmdb(void **unused)
+{
+    (void)unused;
+    char storage[600];
+    snprintf(storage, sizeof storage,
+             "{\"plugin\": \"%s/lmdb.so\", \"path\": \"%s/lmdb\", \"bucket_seconds\": 60}",
+             MAB_PLUGIN_DIR, dir);
+    restart_keeps_history(storage);
+}
+#endif
+
 static void test_config_errors(void **unused)
 {
     (void)unused;
@@ -591,6 +644,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_without_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_sees_own_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sw_ucb_forgets_old_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_history_json_file, setup, teardown),
+#ifdef MAB_TEST_LMDB
+        cmocka_unit_test_setup_teardown(test_restart_keeps_history_lmdb, setup, teardown),
+#endif
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
