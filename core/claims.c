@@ -70,6 +70,13 @@ static void claims_decide(mab_engine *e, mab_claim *claims, mab__claim_waiter **
             for (size_t k = 0; k < n; k++)
                 if (claims[k].result == MAB_OK)
                     atomic_totals_add(&ws[k]->arm->published, &ws[k]->delta.add);
+            /* The claim stored the totals; its bucket goes with the next
+               batch (the claim call carries no buckets). */
+            pthread_mutex_lock(&e->buckets_mu);
+            for (size_t k = 0; k < n; k++)
+                if (claims[k].result == MAB_OK)
+                    mab__buckets_add(e, ws[k]->arm_index, ws[k]->bucket, &ws[k]->delta.add);
+            pthread_mutex_unlock(&e->buckets_mu);
             pthread_rwlock_unlock(&e->publish_lock);
         }
         for (size_t k = 0; k < n; k++)
@@ -244,6 +251,8 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
     mab__claim_waiter w;
     memset(&w, 0, sizeof w);
     w.arm = &x->arms[i];
+    w.arm_index = x->first_arm + i;
+    w.bucket = mab__bucket_of(e, ctx && ctx->time_ns ? ctx->time_ns : bucket_clock(e));
     w.delta = (mab_delta){x->id, x->arms[i].id, {0, 1, value, square}};
     w.claim.assignment_id = assignment_id;
     w.claim.expires_at = expires_at;

@@ -148,6 +148,43 @@ static int parse_seed(mab_engine *e, const cJSON *seed, mab_error *err)
     return MAB_OK;
 }
 
+/* An optional whole number of seconds in [min, max] at storage.KEY. */
+static int parse_seconds(const mab_engine *e, const cJSON *st, const char *key, int64_t def,
+                         int64_t min, int64_t max, int64_t *out, mab_error *err)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(st, key);
+    *out = def;
+    if (!item)
+        return MAB_OK;
+    double d = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+    if (!(d == floor(d) && d >= (double)min && d <= (double)max))
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: storage.%s: expected a whole number of seconds in "
+                             "[%lld, %lld]",
+                             e->config_path, key, (long long)min, (long long)max);
+    *out = (int64_t)d;
+    return MAB_OK;
+}
+
+/* storage.bucket_seconds and storage.retention_seconds (the core's keys:
+   open_storage() hides them from the plugin). */
+static int parse_buckets(mab_engine *e, const cJSON *st, mab_error *err)
+{
+    int rc = parse_seconds(e, st, "bucket_seconds", MAB__BUCKET_SECONDS_DEFAULT, 1,
+                           MAB__BUCKET_SECONDS_MAX, &e->bucket_seconds, err);
+    if (rc == MAB_OK)
+        rc = parse_seconds(e, st, "retention_seconds", MAB__RETENTION_SECONDS_DEFAULT, 1,
+                           MAB__RETENTION_SECONDS_MAX, &e->retention_seconds, err);
+    if (rc == MAB_OK && e->retention_seconds < e->bucket_seconds)
+        rc = mab_error_set(err, MAB_ECONFIG,
+                           "%s: storage.retention_seconds: %lld is shorter than one bucket "
+                           "(storage.bucket_seconds %lld)",
+                           e->config_path, (long long)e->retention_seconds,
+                           (long long)e->bucket_seconds);
+    e->bucket_ns = e->bucket_seconds * 1000000000LL;
+    return rc;
+}
+
 static int parse_storage(mab_engine *e, const cJSON *st, mab_error *err)
 {
     if (!st)
@@ -160,6 +197,9 @@ static int parse_storage(mab_engine *e, const cJSON *st, mab_error *err)
         return mab_error_set(err, MAB_ECONFIG,
                              "%s: storage.plugin: expected the name or path of a storage plugin",
                              e->config_path);
+    int rc = parse_buckets(e, st, err);
+    if (rc != MAB_OK)
+        return rc;
     e->sync_always = 0;
     e->interval_ms = 1000;
     const cJSON *sync = cJSON_GetObjectItemCaseSensitive(st, "sync");

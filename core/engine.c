@@ -82,9 +82,11 @@ static void engine_free(mab_engine *e)
             free(e->slots[i].pending_stats);
             free(e->slots[i].view_stats);
             free(e->slots[i].delta_stats);
+            free(e->slots[i].window);
         }
         free(e->slots);
     }
+    mab__buckets_free(e);
     mab__id_index_free(&e->experiment_index);
     mab__config_free(e);
     free(e->all_arms);
@@ -175,7 +177,7 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
     if (rc != MAB_OK)
         return rc;
     mab_policy_init init = {sizeof init, &mab__core_api, params, x->n_arms, x->n_features,
-                            (const char *const *)x->feature_names};
+                            (const char *const *)x->feature_names, e->bucket_seconds};
     mab_policy_layout layout = {sizeof layout, 0, 0, 0, 0};
     mab_error create_err = {0, ""};
     void *state = NULL;
@@ -202,11 +204,19 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
                              "experiment but leaves update NULL",
                              e->config_path, json_path, x->policy_path, layout.arm_stats,
                              layout.experiment_stats);
-    if (layout.window_buckets)
+    if (layout.window_buckets > MAB_POLICY_WINDOW_MAX)
         return mab_error_set(err, MAB_EPLUGIN,
-                             "%s: %s: %s asks for a window of %zu time buckets; this core "
-                             "does not serve windows yet",
-                             e->config_path, json_path, x->policy_path, layout.window_buckets);
+                             "%s: %s: %s asks for a window of %zu time buckets; at most %d",
+                             e->config_path, json_path, x->policy_path, layout.window_buckets,
+                             MAB_POLICY_WINDOW_MAX);
+    if ((int64_t)layout.window_buckets * e->bucket_seconds > e->retention_seconds)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: %s: %s asks for a window of %zu time buckets (%lld s with "
+                             "storage.bucket_seconds %lld), longer than "
+                             "storage.retention_seconds %lld",
+                             e->config_path, json_path, x->policy_path, layout.window_buckets,
+                             (long long)layout.window_buckets * (long long)e->bucket_seconds,
+                             (long long)e->bucket_seconds, (long long)e->retention_seconds);
     x->layout = layout;
     x->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name, layout.stats_version,
                                   layout.arm_stats, layout.experiment_stats);
@@ -367,6 +377,8 @@ static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
     if ((rc = plugin_params(e, e->storage_obj, "storage", &params, err)) != MAB_OK)
         return rc;
     mab__params_mark_used(&params, "sync");
+    mab__params_mark_used(&params, "bucket_seconds");    /* config.c read them */
+    mab__params_mark_used(&params, "retention_seconds");
     int64_t refresh_ms = mab__storage_has(e->storage, replace) ? e->storage->refresh_ms : 0;
     if (mab_params_int(&params, "refresh_ms", refresh_ms, 0, 86400000, &refresh_ms) != MAB_OK) {
         rc = mab_error_set(err, MAB_ECONFIG, "%s", params.error);
@@ -493,7 +505,7 @@ int mab__load_totals(mab_engine *e, mab_error *err)
     free(ids);
     free(stored);
     free(stored_stats);
-    return rc;
+    return rc == MAB_OK ? mab__buckets_load(e, err) : rc;
 }
 
 static int allocate_tables(mab_engine *e)
@@ -563,6 +575,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     pthread_mutex_init(&e->claim_mu, NULL);
     pthread_cond_init(&e->claim_cv, NULL);
     pthread_mutex_init(&e->dropped_mu, NULL);
+    pthread_mutex_init(&e->buckets_mu, NULL);
 
     int rc = mab__config_load(e, sections, err);
     if (rc == MAB_OK && opts && (opts->flags & MAB_OPEN_SEED)) {
@@ -590,6 +603,8 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     int with_storage = !(flags & MAB_OPEN_NO_STORAGE);
     if (rc == MAB_OK && with_storage)
         rc = open_storage(e, mode, err);
+    if (rc == MAB_OK && mab__buckets_allocate(e) != MAB_OK)
+        rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     if (rc == MAB_OK && with_storage && mode != STORAGE_CHECK)
         rc = mab__load_totals(e, err);
     if (rc == MAB_OK && with_storage && mode == STORAGE_OPEN)
@@ -841,7 +856,11 @@ int mab_set_clock(mab_engine *e, int64_t (*clock)(void *clock_ctx), void *clock_
         return mab_error_set(err, MAB_EINVAL, "mab_set_clock: engine is NULL");
     e->clock = clock;
     e->clock_ctx = clock_ctx;
-    return MAB_OK;
+    /* Windows are read around the new time. */
+    pthread_mutex_lock(&e->flush_mu);
+    int rc = e->storage_state && e->buckets_stored ? mab__buckets_load(e, err) : MAB_OK;
+    pthread_mutex_unlock(&e->flush_mu);
+    return rc;
 }
 
 int mab__context_check(const mab_context *ctx, mab_error *err)
@@ -922,14 +941,17 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    slot_bucket(e, s, now);
     mab__build_view(x, s);
     mab__build_stats_view(e, x, s);
     mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
                            s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
                            x->n_features, &s->rng, NULL, 0, 0, 0};
     mab_policy_choice c = {x->n_arms, NAN, 0};
-    int rc = x->policy2->choose(x->policy_state, &in, &c);
     const char *failed = "choose";
+    int rc = x->layout.window_buckets ? mab__window_view(e, x, s, now, &in) : MAB_OK;
+    if (rc == MAB_OK)
+        rc = x->policy2->choose(x->policy_state, &in, &c);
     if (rc == MAB_OK && c.arm < x->n_arms) {
         mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, c.arm, x->n_arms,
                                0.0, c.probability, now, features, x->n_features};
@@ -1037,6 +1059,7 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    slot_bucket(e, s, bucket_clock(e));
     mab__build_view(x, s);
     size_t arm = x->n_arms;
     double probability = NAN;
@@ -1104,6 +1127,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    slot_bucket(e, s, x->policy2 ? ev.time_ns : ctx && ctx->time_ns ? ctx->time_ns : bucket_clock(e));
     /* The reward must keep every sum finite, or no store would take it and
        it would reach storage only to be refused there. (The value itself,
        its square and its normalised form are finite: reward_value_check and

@@ -32,8 +32,20 @@
  * policy's deltas to the slot under one slot lock, so publishing, writing
  * behind (one storage call for counters and statistics) and refreshing
  * carry both together. Every event also has a time (`now`, from the
- * engine's clock or the caller), passed to the policy; time buckets will
- * hang off the same path.
+ * engine's clock or the caller), passed to the policy.
+ *
+ * Time buckets (buckets.c). Every pull and reward also counts in the bucket
+ * of its time (start = the time floored to a multiple of bucket_seconds).
+ * A slot's pending totals all belong to one bucket, the slot's
+ * [bucket_lo_ns, bucket_hi_ns): an event of another bucket first publishes
+ * the slot, then moves it (slot_bucket, one comparison when it stays). So
+ * publishing knows the bucket of everything it moves: under buckets_mu it
+ * adds the increments to the experiment's ring of recent buckets (what
+ * windows and, over a store without buckets, mab_history read) and, when
+ * the store keeps buckets (ABI 1.5), to the unapplied bucket queue, which
+ * the writer takes with the totals (same publish_lock section, so a batch's
+ * totals and its bucket increments hold the same events) and hands to
+ * apply_buckets(). Open and refresh reload the ring: stored + unapplied.
  */
 #ifndef MAB_ENGINE_H
 #define MAB_ENGINE_H
@@ -49,6 +61,27 @@
 #define MAB__PUBLISH_OPS 64u        /* operations pending before a slot considers publishing */
 #define MAB__PUBLISH_NS 1000000LL   /* and time since its last publish */
 #define MAB__SLOTS 64u         /* threads beyond this share slots (safely) */
+#define MAB__BUCKET_SECONDS_DEFAULT 3600
+#define MAB__BUCKET_SECONDS_MAX 604800           /* a week */
+#define MAB__RETENTION_SECONDS_DEFAULT 2592000   /* 30 days */
+#define MAB__RETENTION_SECONDS_MAX 315360000     /* 10 years */
+/* Buckets of an experiment kept in memory for mab_history() when the store
+   keeps none (a week of hourly buckets), fewer when the retention is shorter. */
+#define MAB__HISTORY_RING 168
+
+/* One bucket of one arm in an experiment's ring (guarded by buckets_mu). */
+typedef struct mab__bucket {
+    int64_t start;  /* unix seconds; INT64_MIN: empty */
+    mab_totals t;   /* stored + unapplied (the store keeps buckets), else this
+                       process's counts since open */
+} mab__bucket;
+
+/* A bucket increment not yet applied to storage. */
+typedef struct mab__bucket_entry {
+    uint32_t arm;   /* the engine-wide arm index */
+    int64_t start;
+    mab_totals add;
+} mab__bucket_entry;
 
 /* Positions of ids in an array whose elements start with `char *id`. */
 typedef struct mab__id_slot {
@@ -129,6 +162,9 @@ typedef struct mab__experiment {
     double winner_p_best;        /* the "winner" rule (config.c; report.c) */
     double winner_expected_loss;
     char *policy_json;           /* the "policy" object, compact, for reports */
+    size_t ring_cap;            /* buckets per arm in ring (0: none kept) */
+    mab__bucket *ring;          /* n_arms * ring_cap: arm i's bucket number k
+                                   (start / bucket_seconds) at i * ring_cap + k % ring_cap */
 } mab__experiment;
 
 /* A top-level object of the caller's, kept for mab_config_section(). */
@@ -150,12 +186,19 @@ typedef struct mab__slot {
     double *pending_stats;   /* total_stats, shaped as stats_published */
     double *view_stats;      /* scratch: one experiment's stats, max_stats entries */
     double *delta_stats;     /* scratch for update: max_stats entries */
+    int64_t bucket_lo_ns;    /* the bucket of every pending total: [lo, hi) */
+    int64_t bucket_hi_ns;    /* (lo == hi: none yet) */
+    int64_t bucket_start;    /* lo in seconds */
+    mab_arm_view *window;    /* scratch for a window, window_cap entries */
+    size_t window_cap;
 } mab__slot;
 
 /* A reward waiting for its claim (engine.c, mab__engine_claim_reward). */
 typedef struct mab__claim_waiter {
     mab_claim claim;
     mab_delta delta; /* the reward, applied with the claim under sync "always" */
+    int64_t bucket;  /* its bucket's start, unix seconds */
+    size_t arm_index; /* engine-wide */
     mab__arm *arm;
     int rc;          /* MAB_OK (granted), MAB_ECLAIMED, or the call's error */
     int done;
@@ -176,6 +219,17 @@ struct mab_engine {
     uint64_t seed;
     int sync_always;
     int64_t interval_ms;
+    int64_t bucket_seconds;    /* storage.bucket_seconds */
+    int64_t bucket_ns;         /* the same in nanoseconds */
+    int64_t retention_seconds; /* storage.retention_seconds */
+    int buckets_stored;        /* the store keeps buckets (ABI 1.5) */
+    pthread_mutex_t buckets_mu; /* guards the rings and the bucket queue */
+    mab__bucket_entry *bucket_queue; /* unapplied bucket increments */
+    size_t n_bucket_queue, cap_bucket_queue;
+    uint32_t *bucket_hash;     /* (arm, start) -> queue position + 1; 2 * cap entries */
+    mab_bucket_delta *bucket_batch; /* scratch: the queue taken by the writer */
+    uint32_t *bucket_batch_arm;
+    size_t cap_bucket_batch;
 
     mab__experiment *experiments;
     size_t n_experiments;     /* the config's, then their holdout ledgers */
@@ -263,6 +317,11 @@ struct mab_engine {
     int storage_checked;
 };
 
+/* Whether a storage plugin stores time buckets (ABI 1.5, callbacks set). */
+#define mab__storage_has_buckets(desc)                                                  \
+    (mab__storage_has(desc, scan_buckets) && (desc)->apply_buckets != NULL &&           \
+     (desc)->load_buckets != NULL && (desc)->scan_buckets != NULL)
+
 /* Whether a storage descriptor is large enough to hold `field` (ABI gates). */
 #define mab__storage_has(desc, field) \
     ((desc)->struct_size >= offsetof(mab_storage, field) + sizeof((desc)->field))
@@ -331,5 +390,23 @@ int mab__record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *
 void mab__resolve_features(const mab__experiment *x, const mab_context *ctx, double *out);
 int mab__reward_value_check(const mab__experiment *x, const char *arm, double value, mab_error *err);
 int mab__sums_finite(const mab__experiment *x, double count, double sum, double sq);
+
+/* buckets.c: time buckets (see the top of this file). */
+int mab__buckets_allocate(mab_engine *e);
+void mab__buckets_free(mab_engine *e);
+void mab__slot_move_bucket(mab_engine *e, mab__slot *s, int64_t t_ns);
+int64_t mab__bucket_of(const mab_engine *e, int64_t t_ns); /* start, unix seconds */
+/* Caller holds buckets_mu: add to the ring and (stored) the queue. */
+void mab__buckets_add(mab_engine *e, size_t arm, int64_t start, const mab_totals *add);
+/* Caller holds publish_lock exclusively: take the queue into bucket_batch. */
+size_t mab__buckets_take(mab_engine *e);
+void mab__buckets_requeue(mab_engine *e, size_t from, size_t n);
+void mab__buckets_drop(mab_engine *e, size_t k, const mab_error *why);
+/* Read the stored buckets of every ring (caller holds flush_mu), combine
+   with the queue. */
+int mab__buckets_load(mab_engine *e, mab_error *err);
+void mab__buckets_reset(mab_engine *e, mab__experiment *x);
+int mab__window_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns,
+                     mab_policy_input *in);
 
 #endif

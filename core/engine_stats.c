@@ -129,7 +129,9 @@ int mab_explain(mab_engine *e, const char *experiment, const mab_context *ctx, d
                            s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
                            x->n_features, &s->rng, NULL, 0, 0, 0};
     *kind = 0;
-    rc = x->policy2->explain(x->policy_state, &in, scores, kind);
+    rc = x->layout.window_buckets ? mab__window_view(e, x, s, now, &in) : MAB_OK;
+    if (rc == MAB_OK)
+        rc = x->policy2->explain(x->policy_state, &in, scores, kind);
     slot_unlock(s);
     if (rc == MAB_OK)
         memcpy(values, scores, (cap < x->n_arms ? cap : x->n_arms) * sizeof *values);
@@ -264,6 +266,7 @@ static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)
             atomic_store_explicit(&e->stats_published[i], 0.0, memory_order_relaxed);
             atomic_store_explicit(&e->stats_unapplied[i], 0.0, memory_order_relaxed);
         }
+        mab__buckets_reset(e, x);
         pthread_rwlock_unlock(&e->publish_lock);
     }
     pthread_mutex_unlock(&e->flush_mu);

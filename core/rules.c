@@ -241,7 +241,8 @@ static int policy_choose(mab_engine *e, mab__experiment *x, mab__slot *s, int64_
     mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
                            s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
                            x->n_features, &s->rng, NULL, 0, 0, 0};
-    return x->policy2->choose(x->policy_state, &in, c);
+    int rc = x->layout.window_buckets ? mab__window_view(e, x, s, now, &in) : MAB_OK;
+    return rc == MAB_OK ? x->policy2->choose(x->policy_state, &in, c) : rc;
 }
 
 /* The policy's probability of `arm`, knowing it chose c->arm with
@@ -266,7 +267,8 @@ static int policy_probability(mab_engine *e, mab__experiment *x, mab__slot *s, i
         mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
                                s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
                                x->n_features, &s->rng, NULL, 0, 0, 0};
-        if (x->policy2->explain(x->policy_state, &in, values, &kind) == MAB_OK &&
+        if ((!x->layout.window_buckets || mab__window_view(e, x, s, now, &in) == MAB_OK) &&
+            x->policy2->explain(x->policy_state, &in, values, &kind) == MAB_OK &&
             kind == MAB_EXPLAIN_PROBABILITIES) {
             *p = values[arm];
             return MAB_OK;
@@ -313,6 +315,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    slot_bucket(e, s, now); /* the pull is counted in the bucket of `now` */
     mab__build_view(x, s);
     size_t k = x->n_arms, arm;
     double kf = (double)k * r->floor, p;

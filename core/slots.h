@@ -143,6 +143,26 @@ static inline int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* The time of an event that has none of its own, for its bucket: the
+   injected clock, else the coarse real-time clock (a few ns; events within
+   a few ms of a bucket's edge may count in its neighbour). */
+static inline int64_t bucket_clock(const mab_engine *e)
+{
+    if (e->clock)
+        return e->clock(e->clock_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Make the locked slot's pending totals those of t_ns's bucket (publishing
+   what another bucket's events left pending). */
+static inline void slot_bucket(mab_engine *e, mab__slot *s, int64_t t_ns)
+{
+    if (__builtin_expect(t_ns < s->bucket_lo_ns || t_ns >= s->bucket_hi_ns, 0))
+        mab__slot_move_bucket(e, s, t_ns);
+}
+
 /* Whether a locked slot should publish now (see MAB__PUBLISH_OPS). The
    clock is read once per MAB__PUBLISH_OPS operations. */
 static inline int slot_due(const mab__slot *s)

@@ -68,11 +68,16 @@ static void stats_publish(mab_engine *e, mab__slot *s, size_t at, size_t n)
 uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
 {
     pthread_rwlock_rdlock(&e->publish_lock);
+    /* Every pending total is of the slot's bucket (slot_bucket). */
+    if (s->n_dirty)
+        pthread_mutex_lock(&e->buckets_mu);
     for (uint32_t k = 0; k < s->n_dirty; k++) {
         mab_totals *p = &s->pending[s->dirty[k]];
         mab__arm *a = e->all_arms[s->dirty[k]];
         atomic_totals_add(&a->unapplied, p);
         atomic_totals_add(&a->published, p);
+        if (!totals_empty(p))
+            mab__buckets_add(e, s->dirty[k], s->bucket_start, p);
         memset(p, 0, sizeof *p);
         const mab__experiment *x = e->arm_experiment[s->dirty[k]];
         if (x->layout.arm_stats)
@@ -80,6 +85,8 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
         if (x->layout.experiment_stats)
             stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
     }
+    if (s->n_dirty)
+        pthread_mutex_unlock(&e->buckets_mu);
     s->n_dirty = 0;
     s->pending_ops = 0;
     s->last_publish_ns = now_ns();
@@ -272,6 +279,68 @@ static int apply_with_stats(mab_engine *e, size_t n, size_t n_stats, mab_error *
     return MAB_OK;
 }
 
+/*
+ * Apply bucket batch entries [from, from + n) alone, splitting them as
+ * apply_split() splits counters: a bucket increment storage refuses as
+ * invalid on its own is dropped alone.
+ */
+static int apply_buckets_split(mab_engine *e, size_t from, size_t n, int64_t keep_from,
+                               mab_error *err)
+{
+    mab_error why = {0, ""};
+    int rc = e->storage->apply_buckets(e->storage_state, NULL, 0, NULL, 0, e->bucket_batch + from,
+                                       n, keep_from, &why);
+    if (rc == MAB_OK)
+        return MAB_OK;
+    if (!refused_as_invalid(rc)) {
+        mab__buckets_requeue(e, from, n);
+        return mab_error_set(err, rc, "%s", why.message);
+    }
+    if (n == 1) {
+        if (!why.message[0])
+            mab_error_set(&why, rc, "%s", mab_strerror(rc));
+        mab__buckets_drop(e, from, &why);
+        return MAB_OK;
+    }
+    size_t half = n / 2;
+    int first = apply_buckets_split(e, from, half, keep_from, err);
+    mab_error second_err;
+    int second = apply_buckets_split(e, from + half, n - half, keep_from,
+                                     first == MAB_OK ? err : &second_err);
+    return first != MAB_OK ? first : second;
+}
+
+/*
+ * A batch holding bucket increments: counters, statistics and buckets go
+ * to storage in one apply_buckets() call. When storage refuses it as
+ * invalid, the counters and statistics go their own way (apply_with_stats,
+ * apply_split) and the bucket increments are offered alone, split down to
+ * the one at fault (apply_buckets_split).
+ */
+static int apply_with_buckets(mab_engine *e, size_t n, size_t n_stats, size_t n_buckets,
+                              mab_error *err)
+{
+    int64_t now = mab__engine_now(e, NULL) / 1000000000LL;
+    int64_t keep_from = now - e->retention_seconds;
+    mab_error why = {0, ""};
+    int rc = e->storage->apply_buckets(e->storage_state, e->batch, n, e->stats_batch, n_stats,
+                                       e->bucket_batch, n_buckets, keep_from, &why);
+    if (rc == MAB_OK)
+        return MAB_OK;
+    if (!refused_as_invalid(rc)) {
+        requeue(e, 0, n);
+        requeue_stats(e, 0, n_stats);
+        mab__buckets_requeue(e, 0, n_buckets);
+        return mab_error_set(err, rc, "%s", why.message);
+    }
+    rc = n_stats ? apply_with_stats(e, n, n_stats, err) : n ? apply_split(e, 0, n, err) : MAB_OK;
+    if (rc != MAB_OK) {
+        mab__buckets_requeue(e, 0, n_buckets);
+        return rc;
+    }
+    return apply_buckets_split(e, 0, n_buckets, keep_from, err);
+}
+
 /* Hand everything queued to storage as one batch. Caller holds flush_mu.
    On failure the batch goes back into the queue, to be offered again,
    except the deltas storage refused as invalid (see apply_split). */
@@ -296,13 +365,17 @@ int mab__write_queued(mab_engine *e, mab_error *err)
     }
     /* Under the same lock: a publish adds an arm's statistics one by one too. */
     size_t n_stats = stats_take(e);
+    /* And the bucket increments of the same publishes. */
+    size_t n_buckets = e->buckets_stored ? mab__buckets_take(e) : 0;
     pthread_rwlock_unlock(&e->publish_lock);
-    if ((!n && !n_stats) || !e->storage) {
+    if ((!n && !n_stats && !n_buckets) || !e->storage) {
         atomic_store(&e->durable_seq, seq);
         return MAB_OK;
     }
     uint64_t dropped_before = atomic_load(&e->dropped_deltas);
-    int rc = n_stats ? apply_with_stats(e, n, n_stats, err) : apply_split(e, 0, n, err);
+    int rc = n_buckets ? apply_with_buckets(e, n, n_stats, n_buckets, err)
+             : n_stats ? apply_with_stats(e, n, n_stats, err)
+                       : apply_split(e, 0, n, err);
     if (rc != MAB_OK || atomic_load(&e->dropped_deltas) != dropped_before)
         atomic_fetch_add(&e->flush_failures, 1);
     if (rc == MAB_OK)

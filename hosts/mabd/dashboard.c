@@ -3,7 +3,9 @@
  * the page's script only draws: per arm, pulls, reward rate with a 95%
  * Wilson interval, the share of recent traffic, the arm's value (for its
  * colour); per experiment the core's report (leader, P(best), expected
- * loss, the recommendation, the policy's parameters); plus the time series.
+ * loss, the recommendation, the policy's parameters) and the per-bucket
+ * table from the store's time buckets (mab_history); plus the time series,
+ * whose past (before this process started) comes from those buckets too.
  * Also the `mab stats --json` document, /v1/report and the sampler.
  */
 #include <math.h>
@@ -128,6 +130,188 @@ cJSON *mabd_stats_json(mabd *d)
     return doc;
 }
 
+/* ---- time buckets (mab_history): what survives a restart --------------- */
+
+/* Buckets of the dashboard's per-bucket table (and charts' past): at most
+   a day of hourly buckets. */
+#define BUCKETS_SHOWN 48
+
+/* One arm's bucket, as mab_history gives it. */
+typedef struct bucket_row {
+    size_t arm;
+    mab_bucket_stats b;
+} bucket_row;
+
+typedef struct bucket_rows {
+    bucket_row *rows;
+    size_t n, cap;
+    int failed;
+} bucket_rows;
+
+static int collect_row(void *ctx, size_t arm_index, const char *arm_id,
+                       const mab_bucket_stats *bucket)
+{
+    (void)arm_id;
+    bucket_rows *r = ctx;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 64;
+        bucket_row *rows = realloc(r->rows, cap * sizeof *rows);
+        if (!rows) {
+            r->failed = 1;
+            return 1;
+        }
+        r->rows = rows;
+        r->cap = cap;
+    }
+    r->rows[r->n++] = (bucket_row){arm_index, *bucket};
+    return 0;
+}
+
+/* An experiment's buckets since `since`, oldest first; 0 when they cannot
+   be read (the dashboard then shows none). */
+static int read_buckets(mabd *d, const char *experiment, int64_t since, bucket_rows *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = mab_history(d->engine, experiment, since, collect_row, out, NULL);
+    if (rc != MAB_OK || out->failed) {
+        free(out->rows);
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * "buckets": [{"start": S, "pulls": [..], "rewards": [..], "rate": [..]}]
+ * per bucket with events (arms in config order; rate = reward_sum / pulls,
+ * null without pulls), the last BUCKETS_SHOWN of them.
+ */
+static int buckets_json(mabd *d, const mab_experiment_info *info, int64_t now, cJSON *exp)
+{
+    int64_t width = mab_bucket_seconds(d->engine);
+    bucket_rows r;
+    read_buckets(d, info->id, now - (BUCKETS_SHOWN - 1) * width - now % width, &r);
+    cJSON *list = cJSON_AddArrayToObject(exp, "buckets");
+    int ok = list != NULL;
+    for (size_t k = 0; ok && k < r.n;) {
+        int64_t start = r.rows[k].b.start;
+        cJSON *bucket = cJSON_CreateObject();
+        ok = cJSON_AddItemToArray(list, bucket);
+        if (!ok)
+            cJSON_Delete(bucket);
+        cJSON *pulls = ok && add_number(bucket, "start", (double)start)
+                           ? cJSON_AddArrayToObject(bucket, "pulls")
+                           : NULL;
+        cJSON *rewards = pulls ? cJSON_AddArrayToObject(bucket, "rewards") : NULL;
+        cJSON *rate = rewards ? cJSON_AddArrayToObject(bucket, "rate") : NULL;
+        ok = rate != NULL;
+        for (size_t a = 0; ok && a < info->n_arms; a++) {
+            mab_bucket_stats b = {start, 0, 0, 0.0, 0.0};
+            if (k < r.n && r.rows[k].b.start == start && r.rows[k].arm == a)
+                b = r.rows[k++].b;
+            cJSON *p = cJSON_CreateNumber((double)b.pulls);
+            cJSON *w = cJSON_CreateNumber((double)b.rewards);
+            cJSON *m = b.pulls ? cJSON_CreateNumber(b.reward_sum / (double)b.pulls)
+                               : cJSON_CreateNull();
+            ok = p && w && m;
+            if (ok) {
+                cJSON_AddItemToArray(pulls, p);
+                cJSON_AddItemToArray(rewards, w);
+                cJSON_AddItemToArray(rate, m);
+            } else {
+                cJSON_Delete(p);
+                cJSON_Delete(w);
+                cJSON_Delete(m);
+            }
+        }
+        while (ok && k < r.n && r.rows[k].b.start == start)
+            k++; /* arms past n_arms: cannot happen, never loop on them */
+    }
+    free(r.rows);
+    return ok;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+/*
+ * Seed an empty time series from the stored buckets, so that the charts
+ * show the past after a restart: one sample at the end of each bucket, each
+ * arm's cumulative counters then = its totals now minus the buckets after.
+ * (Past samples are a bucket apart; live ones follow every interval_s.)
+ */
+static void series_seed(mabd *d, int64_t now)
+{
+    int64_t width = mab_bucket_seconds(d->engine);
+    int64_t since = now - (int64_t)d->settings.series_keep * d->settings.series_interval_s;
+    size_t n = mab_experiment_count(d->engine), total = 0;
+    for (size_t i = 0; i < n; i++) {
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
+        if (mab_experiment_at(d->engine, i, &info, NULL) == MAB_OK)
+            total += info.n_arms;
+    }
+    bucket_rows *rows = calloc(n ? n : 1, sizeof *rows);
+    series_point *cumulative = calloc(total ? total : 1, sizeof *cumulative);
+    size_t *first = calloc(n ? n : 1, sizeof *first); /* of each experiment's arms */
+    int64_t *starts = NULL;
+    size_t n_starts = 0;
+    int ok = rows && cumulative && first;
+    for (size_t i = 0, k = 0; ok && i < n; i++) {
+        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
+        if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
+            continue;
+        mab_arm_stats *arms = experiment_stats(d, &info);
+        first[i] = k;
+        for (size_t a = 0; a < info.n_arms; a++, k++)
+            cumulative[k] = (series_point){info.id, arms ? arms[a].arm_id : "",
+                                           arms ? arms[a].pulls : 0,
+                                           arms ? arms[a].reward_sum : 0.0};
+        free(arms);
+        read_buckets(d, info.id, since, &rows[i]);
+        int64_t *grown = realloc(starts, (n_starts + rows[i].n + 1) * sizeof *starts);
+        ok = grown != NULL;
+        starts = grown;
+        for (size_t r = 0; ok && r < rows[i].n; r++)
+            starts[n_starts++] = rows[i].rows[r].b.start;
+    }
+    /* Distinct starts, newest first: walk back from the totals. */
+    if (ok && n_starts)
+        qsort(starts, n_starts, sizeof *starts, newest_first);
+    size_t distinct = 0;
+    for (size_t a = 0; ok && a < n_starts; a++)
+        if (distinct == 0 || starts[distinct - 1] != starts[a])
+            starts[distinct++] = starts[a];
+    series_point *samples = ok && distinct ? calloc(distinct * total, sizeof *samples) : NULL;
+    ok = ok && (samples || !distinct);
+    for (size_t s = 0; ok && s < distinct; s++) {
+        /* The sample at the end of bucket starts[s]: what came after it is
+           taken off (buckets newer than it were walked already). */
+        memcpy(&samples[s * total], cumulative, total * sizeof *cumulative);
+        for (size_t i = 0; i < n; i++)
+            for (size_t r = 0; r < rows[i].n; r++)
+                if (rows[i].rows[r].b.start == starts[s]) {
+                    series_point *c = &cumulative[first[i] + rows[i].rows[r].arm];
+                    c->pulls -= rows[i].rows[r].b.pulls <= c->pulls ? rows[i].rows[r].b.pulls
+                                                                   : c->pulls;
+                    c->reward_sum -= rows[i].rows[r].b.reward_sum;
+                }
+    }
+    for (size_t s = distinct; ok && s-- > 0;) {
+        int64_t t = starts[s] + width < now ? starts[s] + width : now;
+        series_add(d->series, t, &samples[s * total], total);
+    }
+    free(samples);
+    for (size_t i = 0; rows && i < n; i++)
+        free(rows[i].rows);
+    free(rows);
+    free(cumulative);
+    free(first);
+    free(starts);
+}
+
 static int experiment_json(mabd *d, const mab_experiment_info *info, int64_t now, cJSON *list)
 {
     mab_arm_stats *arms = experiment_stats(d, info);
@@ -210,6 +394,7 @@ static int experiment_json(mabd *d, const mab_experiment_info *info, int64_t now
         cJSON_Delete(report);
         ok = 0;
     }
+    ok = ok && buckets_json(d, info, now, exp);
     free(window);
     free(arms);
     return ok;
@@ -223,6 +408,7 @@ cJSON *mabd_dashboard_json(mabd *d)
     int ok = doc && add_number(doc, "now", (double)now) &&
              add_number(doc, "interval_s", d->settings.series_interval_s) &&
              add_number(doc, "share_window_s", SHARE_WINDOW_S) &&
+             add_number(doc, "bucket_seconds", (double)mab_bucket_seconds(d->engine)) &&
              cJSON_AddStringToObject(doc, "storage", mab_storage_name(d->engine)) &&
              (list = cJSON_AddArrayToObject(doc, "experiments")) != NULL;
     size_t n = mab_experiment_count(d->engine);
@@ -243,6 +429,8 @@ cJSON *mabd_dashboard_json(mabd *d)
 
 void mabd_series_sample(mabd *d)
 {
+    if (series_count(d->series) == 0)
+        series_seed(d, (int64_t)time(NULL));
     size_t n = mab_experiment_count(d->engine), total = 0;
     for (size_t i = 0; i < n; i++) {
         mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);

@@ -44,6 +44,14 @@ void series_free(series *s)
     free(s);
 }
 
+size_t series_count(series *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->count;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 int series_add(series *s, int64_t t, const series_point *points, size_t n)
 {
     size_t bytes = n * sizeof *points;

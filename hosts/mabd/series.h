@@ -1,8 +1,9 @@
 /*
  * series.h - the dashboard's time series: every interval mabd records each
  * arm's cumulative pulls and reward sum; a bounded ring keeps the last
- * `keep` samples (24 hours of minutes by default). In memory only: a
- * restart starts a new series (the counters themselves are in storage).
+ * `keep` samples (24 hours of minutes by default). The samples are in
+ * memory; at start-up dashboard.c seeds the series from the store's time
+ * buckets (mab_history), one sample per bucket, so a restart keeps the past.
  */
 #ifndef MABD_SERIES_H
 #define MABD_SERIES_H
@@ -23,6 +24,8 @@ typedef struct series series;
 /* NULL when out of memory. */
 series *series_create(size_t keep);
 void series_free(series *s);
+/* Samples held. Thread-safe. */
+size_t series_count(series *s);
 /* Record a sample taken at unix time t (points grouped by experiment).
    The oldest sample goes when the ring is full. Returns 0, -1 when out of
    memory (the sample is dropped). Thread-safe. */

@@ -194,9 +194,12 @@ MAB_EXPORT int mab_open_sections(const char *config_path, const mab_options *opt
  *        threads (right after opening); tests and simulations drive time with
  *        it. (A setter rather than a mab_options field, so that callers that
  *        fill mab_options positionally keep compiling warning-free.)
+ *        The clock also places events in time buckets; setting it re-reads
+ *        the stored recent buckets around the new time (policy windows).
  * @param clock returns nanoseconds since the Unix epoch; called from any
  *        thread, so it must be thread-safe. NULL restores the real clock.
- * @return MAB_OK or MAB_EINVAL (engine NULL).
+ * @return MAB_OK, MAB_EINVAL (engine NULL) or a storage error reading the
+ *         buckets (the clock is set all the same).
  */
 MAB_EXPORT int mab_set_clock(mab_engine *engine, int64_t (*clock)(void *clock_ctx),
                              void *clock_ctx, mab_error *err);

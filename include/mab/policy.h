@@ -20,7 +20,8 @@
  *    each arm's counters per bucket (mab_policy_input.window ...), from the
  *    store's buckets plus what this process has not written yet. Written
  *    only by policies that check layout->struct_size; a 2.0 policy is
- *    served exactly as before.
+ *    served exactly as before. mab_policy_init.bucket_seconds gives create()
+ *    the bucket width (a window is asked for in buckets).
  *
  * A policy is a shared object that exports exactly one symbol,
  * `mab_policy_entry`, returning a pointer to a static mab_policy descriptor
@@ -189,6 +190,10 @@ typedef struct mab_policy_init {
     size_t n_arms;                    /* >= 2 */
     size_t n_features;                /* length of "features" */
     const char *const *feature_names; /* valid during create() only */
+    /* ABI 2.1: read only when struct_size covers it. */
+    int64_t bucket_seconds;           /* width of a time bucket (storage object's
+                                         "bucket_seconds"), to turn a window in
+                                         seconds into layout.window_buckets */
 } mab_policy_init;
 
 /*

@@ -1610,6 +1610,7 @@ static policy_snapshot policy_read(mab_engine *e)
     if (mab_policy_stats(e, "btn", &s.info, s.arm, 6, s.exp, 2, &err) != MAB_OK)
         fail_msg("mab_policy_stats: %s", err.message);
     size_t n;
+    s.counters[0].struct_size = sizeof s.counters[0];
     if (mab_stats(e, "btn", s.counters, 3, &n, &err) != MAB_OK)
         fail_msg("mab_stats: %s", err.message);
     return s;
@@ -1628,10 +1629,10 @@ static void test_exp3_survives_restart(void **state)
     if (mab_open(config, &e, &err) != MAB_OK)
         fail_msg("exp3 over mongodb: %s", err.message);
     for (int i = 0; i < 2000; i++) {
-        mab_choice c;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
         assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_OK);
         if (i % 3 == 0) {
-            mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, c.probability};
+            mab_context ctx = {sizeof ctx, NULL, NULL, 0, 0, c.probability, 0, 0};
             if (mab_reward_ctx(e, "btn", c.arm_id, c.arm_index == 2 ? 1.0 : 0.25, &ctx, &err) !=
                 MAB_OK)
                 fail_msg("reward: %s", err.message);
@@ -1673,7 +1674,7 @@ static void test_stats_four_processes(void **state)
             if (mab_open(config, &e, NULL) != MAB_OK)
                 _exit(2);
             for (int k = 0; k < STAT_EACH; k++) {
-                mab_choice c;
+                mab_choice c = MAB_STRUCT_INIT(mab_choice);
                 if (mab_choose(e, "btn", &c, NULL) != MAB_OK ||
                     (k % 2 == 0 && mab_reward(e, "btn", c.arm_id, 0.5, NULL) != MAB_OK))
                     _exit(3);

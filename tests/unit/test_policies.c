@@ -681,7 +681,7 @@ static int try_create2(const loaded_policy2 *lp, const char *json, size_t n_arms
     mab_params *params = NULL;
     mab_error err = {0, ""};
     assert_int_equal(mab_params_parse(json, "test", &params, &err), MAB_OK);
-    mab_policy_init init = {sizeof init, &test_api, params, n_arms, 0, NULL};
+    mab_policy_init init = {sizeof init, &test_api, params, n_arms, 0, NULL, 3600};
     memset(layout, 0, sizeof *layout);
     layout->struct_size = sizeof *layout;
     int rc = lp->policy->create(&init, layout, state, &err);
@@ -803,6 +803,147 @@ static void test_exp3_params_are_validated(void **unused)
                                  sizeof message),
                      MAB_ECONFIG);
     assert_non_null(strstr(message, "gamma"));
+    dlclose(lp.handle);
+}
+
+/* ---- sliding-window UCB (policy ABI 2.1) ------------------------------ */
+
+/* A 3-arm input whose window (2 buckets) is w[arm][bucket] = {pulls, sum}. */
+typedef struct sw_input {
+    mab_arm_view totals[3];
+    mab_arm_view window[3 * 2];
+    mab_policy_input in;
+} sw_input;
+
+static void sw_fill(sw_input *x, const double w[3][2][2], mab_rng *rng)
+{
+    for (int a = 0; a < 3; a++) {
+        /* Totals that would make arm 0 the clear winner: the policy must
+           look at the window only. */
+        x->totals[a] = a == 0 ? arm_stats(1000, 1000) : arm_stats(1000, 0);
+        for (int b = 0; b < 2; b++) {
+            mab_arm_view v = {(uint64_t)w[a][b][0], (uint64_t)w[a][b][0], w[a][b][1],
+                              w[a][b][1]};
+            x->window[a * 2 + b] = v;
+        }
+    }
+    mab_policy_input in = {sizeof in, &test_api, x->totals, 3, NULL, NULL, 0, NULL, 0, rng,
+                           x->window, 2, 3600, 7200};
+    x->in = in;
+}
+
+/*
+ * Worked by hand: n = (20, 10, 40), s = (8, 5, 18), N = 70, xi = 0.6:
+ * xi ln 70 = 2.549097; indices 0.4 + sqrt(2.549097 / 20) = 0.757008,
+ * 0.5 + sqrt(2.549097 / 10) = 1.004886, 0.45 + sqrt(2.549097 / 40) = 0.702443:
+ * arm 1, with probability 1. With xi = 0.01 the bonus shrinks (xi ln 70 =
+ * 0.042485): 0.4 + 0.046090 = 0.446090, 0.5 + 0.065181 = 0.565181,
+ * 0.45 + 0.032590 = 0.482590: still arm 1; with arm 1's window at
+ * (10, 3): 0.3 + 0.065181 = 0.365181 and arm 2 wins.
+ */
+static void test_sw_ucb_hand_computed(void **unused)
+{
+    loaded_policy2 lp = load_policy2("sw_ucb");
+    mab_policy_layout layout;
+    void *state = NULL;
+    assert_int_equal(try_create2(&lp, "{\"window\": 7200}", 3, &layout, &state, NULL, 0),
+                     MAB_OK);
+    assert_int_equal(layout.window_buckets, 2);
+    assert_int_equal(layout.arm_stats, 0);
+    mab_rng *rng = mab_rng_create(5);
+    const double w[3][2][2] = {{{10, 6}, {10, 2}}, {{5, 4}, {5, 1}}, {{30, 12}, {10, 6}}};
+    sw_input x;
+    sw_fill(&x, w, rng);
+    mab_policy_choice c = {3, -1.0, 1};
+    assert_int_equal(lp.policy->choose(state, &x.in, &c), MAB_OK);
+    assert_int_equal(c.arm, 1);
+    assert_true(c.probability == 1.0);
+    assert_int_equal(c.estimated, 0);
+    double p[3];
+    int kind = 0;
+    assert_int_equal(lp.policy->explain(state, &x.in, p, &kind), MAB_OK);
+    assert_int_equal(kind, MAB_EXPLAIN_PROBABILITIES);
+    assert_true(p[0] == 0.0 && p[1] == 1.0 && p[2] == 0.0);
+    lp.policy->destroy(state);
+
+    assert_int_equal(try_create2(&lp, "{\"window\": 7200, \"xi\": 0.01}", 3, &layout, &state,
+                                 NULL, 0),
+                     MAB_OK);
+    assert_int_equal(lp.policy->choose(state, &x.in, &c), MAB_OK);
+    assert_int_equal(c.arm, 1);
+    const double w2[3][2][2] = {{{10, 6}, {10, 2}}, {{5, 2}, {5, 1}}, {{30, 12}, {10, 6}}};
+    sw_fill(&x, w2, rng);
+    assert_int_equal(lp.policy->choose(state, &x.in, &c), MAB_OK);
+    assert_int_equal(c.arm, 2);
+    lp.policy->destroy(state);
+    mab_rng_destroy(rng);
+    dlclose(lp.handle);
+}
+
+/* Untried arms (no pulls in the window) first, uniformly; equal windows
+   tie uniformly; the reported probability matches; one seed, one sequence. */
+static void test_sw_ucb_ties_uniform_and_deterministic(void **unused)
+{
+    loaded_policy2 lp = load_policy2("sw_ucb");
+    mab_policy_layout layout;
+    void *state = NULL;
+    assert_int_equal(try_create2(&lp, "{}", 3, &layout, &state, NULL, 0), MAB_OK);
+    assert_int_equal(layout.window_buckets, 24); /* a day of hourly buckets */
+    lp.policy->destroy(state);
+    assert_int_equal(try_create2(&lp, "{\"window\": 3601}", 3, &layout, &state, NULL, 0),
+                     MAB_OK);
+    assert_int_equal(layout.window_buckets, 2); /* rounded up */
+    const double untried[3][2][2] = {{{0, 0}, {0, 0}}, {{5, 4}, {5, 1}}, {{0, 0}, {0, 0}}};
+    const double equal[3][2][2] = {{{4, 1}, {4, 2}}, {{4, 1}, {4, 2}}, {{4, 1}, {4, 2}}};
+    const double p_untried[3] = {0.5, 0.0, 0.5}, p_equal[3] = {1.0 / 3, 1.0 / 3, 1.0 / 3};
+    const double(*cases[2])[2][2] = {untried, equal};
+    const double *probs[2] = {p_untried, p_equal};
+    for (int k = 0; k < 2; k++) {
+        mab_rng *rng = mab_rng_create(99), *again = mab_rng_create(99);
+        sw_input x, y;
+        sw_fill(&x, cases[k], rng);
+        sw_fill(&y, cases[k], again);
+        uint64_t counts[3] = {0, 0, 0};
+        for (int d = 0; d < DRAWS / 10; d++) {
+            mab_policy_choice c = {3, -1.0, 1}, c2 = {3, -1.0, 1};
+            assert_int_equal(lp.policy->choose(state, &x.in, &c), MAB_OK);
+            assert_int_equal(lp.policy->choose(state, &y.in, &c2), MAB_OK);
+            assert_int_equal(c.arm, c2.arm);
+            assert_true(c.arm < 3);
+            assert_true(fabs(c.probability - probs[k][c.arm]) < 1e-12);
+            counts[c.arm]++;
+        }
+        assert_chi_square_fits(counts, probs[k], 3, DRAWS / 10, k == 0 ? 1 : 2);
+        double p[3];
+        int kind = 0;
+        assert_int_equal(lp.policy->explain(state, &x.in, p, &kind), MAB_OK);
+        for (int a = 0; a < 3; a++)
+            assert_true(fabs(p[a] - probs[k][a]) < 1e-12);
+        mab_rng_destroy(rng);
+        mab_rng_destroy(again);
+    }
+    lp.policy->destroy(state);
+    dlclose(lp.handle);
+}
+
+static void test_sw_ucb_params_are_validated(void **unused)
+{
+    loaded_policy2 lp = load_policy2("sw_ucb");
+    mab_policy_layout layout;
+    void *state = NULL;
+    char message[MAB_ERROR_MAX];
+    assert_int_equal(try_create2(&lp, "{\"xi\": 0}", 3, &layout, &state, message, sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "xi"));
+    assert_int_equal(try_create2(&lp, "{\"window\": 0}", 3, &layout, &state, message,
+                                 sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "window"));
+    /* 8761 hourly buckets: more than MAB_POLICY_WINDOW_MAX. */
+    assert_int_equal(try_create2(&lp, "{\"window\": 31539600}", 3, &layout, &state, message,
+                                 sizeof message),
+                     MAB_ECONFIG);
+    assert_non_null(strstr(message, "8761 buckets"));
     dlclose(lp.handle);
 }
 
@@ -943,6 +1084,9 @@ int main(void)
         cmocka_unit_test(test_exp3_large_sums_do_not_overflow),
         cmocka_unit_test(test_exp3_params_are_validated),
         cmocka_unit_test(test_exp3_exports_one_symbol),
+        cmocka_unit_test(test_sw_ucb_hand_computed),
+        cmocka_unit_test(test_sw_ucb_ties_uniform_and_deterministic),
+        cmocka_unit_test(test_sw_ucb_params_are_validated),
         cmocka_unit_test(test_epsilon_zero_picks_best),
         cmocka_unit_test(test_epsilon_one_is_uniform),
         cmocka_unit_test(test_epsilon_mixed_matches_formula),

@@ -118,7 +118,7 @@ static int try_create(policy2 *lp, const char *json, size_t n_arms, const char *
     mab_params *params = NULL;
     mab_error err = {0, ""};
     assert_int_equal(mab_params_parse(json, PATH, &params, &err), MAB_OK);
-    mab_policy_init init = {sizeof init, &test_api, params, n_arms, n_features, features};
+    mab_policy_init init = {sizeof init, &test_api, params, n_arms, n_features, features, 3600};
     memset(&lp->layout, 0, sizeof lp->layout);
     lp->layout.struct_size = sizeof lp->layout;
     lp->state = NULL;
