@@ -233,7 +233,13 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
         return rc;
     /* Late rewards are refused before they claim anything; a holdout
        reward is claimed and counted in the experiment's ledger. */
-    if ((rc = mab__rules_reward(e, &x, arm, ctx, err)) != MAB_OK)
+    /* Only a context carries what the rules check (a holdout tag, the
+       assignment's time): without one, or without such rules or flags, no
+       call (mab_reward's path stays as it was). */
+    if (ctx &&
+        (x->ledger || x->rules.attribution_window ||
+         (ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags && ctx->flags)) &&
+        (rc = mab__rules_reward(e, &x, arm, ctx, err)) != MAB_OK)
         return rc;
     /* As mab_reward: a reward that would make a sum of the arm overflow is
        refused before it is claimed, so that it claims nothing. */

@@ -1112,7 +1112,13 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
         return rc;
     if ((rc = mab__context_check(ctx, err)) != MAB_OK)
         return rc;
-    if ((rc = mab__rules_reward(e, &x, arm, ctx, err)) != MAB_OK)
+    /* Only a context carries what the rules check (a holdout tag, the
+       assignment's time): without one, or without such rules or flags, no
+       call (mab_reward's path stays as it was). */
+    if (ctx &&
+        (x->ledger || x->rules.attribution_window ||
+         (ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags && ctx->flags)) &&
+        (rc = mab__rules_reward(e, &x, arm, ctx, err)) != MAB_OK)
         return rc;
     double features[MAB_POLICY_FEATURES_MAX];
     mab_policy_event ev;
