@@ -25,6 +25,12 @@ int mab_storage_has_claims(const mab_engine *e)
     return mab__engine_has_claims(e);
 }
 
+/* Beside it, as the other "what does this store keep" question. */
+int mab_storage_has_buckets(const mab_engine *e)
+{
+    return e && e->storage && mab__storage_has_buckets(e->storage);
+}
+
 /*
  * Failure orders. With sync "always" the claim and the reward's increment
  * are one call of the plugin, with the claims of concurrent rewards (see

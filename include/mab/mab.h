@@ -645,6 +645,15 @@ MAB_EXPORT const char *mab_storage_name(const mab_engine *engine);
 MAB_EXPORT int mab_storage_has_claims(const mab_engine *engine);
 
 /**
+ * @brief Whether the storage keeps time buckets (a storage plugin of ABI
+ *        >= 1.5): then windows and mab_history() include what other
+ *        processes wrote and survive restarts. Otherwise (an older plugin, or
+ *        no storage) only this process's buckets since open are known.
+ * @return 1 or 0.
+ */
+MAB_EXPORT int mab_storage_has_buckets(const mab_engine *engine);
+
+/**
  * @brief The file the storage plugin was loaded from, as the loader found it
  *        (docs/config.md, "Where plugins are found"). The file of each
  *        experiment's policy is mab_experiment_info.policy_path.

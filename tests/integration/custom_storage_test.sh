@@ -117,6 +117,7 @@ grep -qxF "storage:     append_log ($plugins/append_log.so)" "$tmp/stdout" \
 [[ ! -e $log ]] || fail "mab check created $log"
 grep -q "^store: *not checked" "$tmp/stdout" || fail "check does not say the store was not checked: $out"
 grep -q "^reward once: *per process only" "$tmp/stdout" || fail "check does not say a storage ABI 1.2 plugin guards rewards per process only: $out"
+grep -q "^history: *this process only" "$tmp/stdout" || fail "check does not say a storage ABI 1.2 plugin keeps no time buckets: $out"
 expect 0 "$mab" stats "$cfg"
 [[ -f $log ]] || fail "opening the store did not create $log"
 [[ $(head -n 1 "$log") == "mab-append-log 1" ]] || fail "$log has no header: $(head -n 1 "$log")"

@@ -157,6 +157,10 @@ int cmd_check(const command_args *args)
                mab_storage_has_claims(engine)
                    ? "per assignment across every process and restart (claims in storage)"
                    : "per process only (this storage keeps no claims: storage ABI < 1.3)");
+        printf("history:     %s\n",
+               mab_storage_has_buckets(engine)
+                   ? "time buckets kept in storage (windows and history survive restarts)"
+                   : "this process only (this storage keeps no time buckets: storage ABI < 1.5)");
         printf("secret_file: %s\n", has_key ? "ok (present, not open to others, holds a key)"
                                               : "not set: mabd, the nginx module and the Flask "
                                                 "extension refuse to start without one "
