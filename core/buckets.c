@@ -44,11 +44,23 @@ static mab__bucket *ring_entry(const mab_engine *e, const mab__experiment *x, si
     return &x->ring[arm * x->ring_cap + (size_t)(((k % cap) + cap) % cap)];
 }
 
-static void ring_add(const mab_engine *e, const mab__experiment *x, size_t arm, int64_t start,
+static void ring_clear(mab__experiment *x);
+
+/* Caller holds buckets_mu. The ring is allocated at the experiment's first
+   event, not at open: a config of a million experiments, most of them idle,
+   must not pay ring_cap buckets per arm each (168 x 40 bytes per arm over a
+   store without buckets). Out of memory: the event stays in the totals
+   (and the store's buckets), not in this process's ring. */
+static void ring_add(const mab_engine *e, mab__experiment *x, size_t arm, int64_t start,
                      const mab_totals *add)
 {
     if (!x->ring_cap)
         return;
+    if (!x->ring) {
+        if (!(x->ring = malloc(x->n_arms * x->ring_cap * sizeof *x->ring)))
+            return;
+        ring_clear(x);
+    }
     mab__bucket *b = ring_entry(e, x, arm, start);
     if (b->start == start) {
         totals_add(&b->t, add);
@@ -130,7 +142,7 @@ static void count_drop(mab_engine *e, const char *what, size_t arm, int64_t star
 
 void mab__buckets_add(mab_engine *e, size_t arm, int64_t start, const mab_totals *add)
 {
-    const mab__experiment *x = e->arm_experiment[arm];
+    mab__experiment *x = e->arm_experiment[arm];
     ring_add(e, x, arm - x->first_arm, start, add);
     if (e->buckets_stored && queue_add(e, (uint32_t)arm, start, add) != MAB_OK)
         count_drop(e, "out of memory for", arm, start, add, "out of memory");
@@ -183,7 +195,7 @@ void mab__buckets_drop(mab_engine *e, size_t k, const mab_error *why)
     size_t arm = e->bucket_batch_arm[k];
     const mab__experiment *x = e->arm_experiment[arm];
     pthread_mutex_lock(&e->buckets_mu);
-    if (x->ring_cap) {
+    if (x->ring) {
         /* Out of the ring too, so that a window shows what the store holds. */
         mab__bucket *b = ring_entry(e, x, arm - x->first_arm, d->bucket);
         if (b->start == d->bucket) {
@@ -202,7 +214,7 @@ void mab__buckets_drop(mab_engine *e, size_t k, const mab_error *why)
 void mab__buckets_reset(mab_engine *e, mab__experiment *x)
 {
     pthread_mutex_lock(&e->buckets_mu);
-    if (x->ring_cap)
+    if (x->ring)
         ring_clear(x);
     size_t kept = 0;
     for (size_t k = 0; k < e->n_bucket_queue; k++) {
@@ -232,10 +244,7 @@ int mab__buckets_allocate(mab_engine *e)
             cap = x->layout.window_buckets;
         if (!cap)
             continue;
-        if (!(x->ring = malloc(x->n_arms * cap * sizeof *x->ring)))
-            return MAB_ENOMEM;
-        x->ring_cap = cap;
-        ring_clear(x);
+        x->ring_cap = cap; /* the ring itself comes with the first event (ring_add) */
     }
     return MAB_OK;
 }
@@ -317,15 +326,15 @@ int mab__buckets_load(mab_engine *e, mab_error *err)
         pthread_rwlock_wrlock(&e->publish_lock);
         pthread_mutex_lock(&e->buckets_mu);
         for (size_t i = 0; i < e->n_experiments; i++)
-            if (e->experiments[i].ring_cap)
+            if (e->experiments[i].ring)
                 ring_clear(&e->experiments[i]);
         for (size_t k = 0; k < l.n; k++) {
-            const mab__experiment *x = e->arm_experiment[l.items[k].arm];
+            mab__experiment *x = e->arm_experiment[l.items[k].arm];
             ring_add(e, x, l.items[k].arm - x->first_arm, l.items[k].start, &l.items[k].add);
         }
         for (size_t k = 0; k < e->n_bucket_queue; k++) {
             const mab__bucket_entry *q = &e->bucket_queue[k];
-            const mab__experiment *x = e->arm_experiment[q->arm];
+            mab__experiment *x = e->arm_experiment[q->arm];
             ring_add(e, x, q->arm - x->first_arm, q->start, &q->add);
         }
         pthread_mutex_unlock(&e->buckets_mu);
@@ -372,8 +381,8 @@ int mab__window_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int6
         const mab_totals *pending = &s->pending[x->first_arm + i];
         for (size_t b = 0; b < w; b++) {
             int64_t start = first + (int64_t)b * bs;
-            const mab__bucket *r = ring_entry(e, x, i, start);
-            mab_totals t = r->start == start ? r->t : zero;
+            const mab__bucket *r = x->ring ? ring_entry(e, x, i, start) : NULL;
+            mab_totals t = r && r->start == start ? r->t : zero;
             /* This thread's own events, not yet published, are all in the
                slot's bucket. */
             if (s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start == start)
@@ -434,7 +443,7 @@ int mab_history(mab_engine *e, const char *experiment, int64_t since,
             rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     } else {
         pthread_mutex_lock(&e->buckets_mu);
-        for (size_t k = 0; k < x->n_arms * x->ring_cap && !l.failed; k++) {
+        for (size_t k = 0; x->ring && k < x->n_arms * x->ring_cap && !l.failed; k++) {
             const mab__bucket *b = &x->ring[k];
             if (b->start != INT64_MIN && b->start >= since && !totals_empty(&b->t) &&
                 collect_bucket(&l, 0, 0, &b->t) == 0)

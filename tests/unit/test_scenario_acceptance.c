@@ -3,7 +3,9 @@
  * simulator's scenarios, one CTest test per line (label "acceptance"):
  *
  *   abrupt   ALGORITHMS.md's abrupt change, T = 100,000, 20 runs:
- *            discounted_thompson's regret at most half thompson's.
+ *            discounted_thompson's regret at most half thompson's; sw_ucb
+ *            (window 100 s over 10-second buckets) and ucb1 reported
+ *            beside them (sw_ucb does not reach half: see case_abrupt).
  *   linear   d = 5, K = 5, T = 50,000, 20 runs: lin_ucb's regret at most
  *            half that of the best context-free policy.
  *   delay    the stationary 3-arm case, D = 100 visitors, 50 runs:
@@ -69,7 +71,8 @@ static void compare(outcome *o, const char *list, const double *probs, size_t k,
     snprintf(base, sizeof base, "%s/base.json", dir);
     if (test_write_file(base,
                         "{\"plugin_path\": [\"%s\"], \"storage\": {\"plugin\": \"json_file\","
-                        " \"path\": \"unused.json\"}, \"experiments\": {\"e\": {\"policy\":"
+                        " \"path\": \"unused.json\", \"bucket_seconds\": 10},"
+                        " \"experiments\": {\"e\": {\"policy\":"
                         " {\"plugin\": \"thompson\"}, \"arms\": {%s}}}}\n",
                         MAB_PLUGIN_DIR, arms) != 0)
         die(base, "cannot write");
@@ -140,10 +143,21 @@ static int case_abrupt(void)
     const double after[3] = {0.02, 0.03, 0.06};
     sim_scenario sc = {.change_at = 50000, .param_after = after, .rate = SIM_DEFAULT_RATE};
     outcome o;
-    compare(&o, "thompson,discounted_thompson:half_life=100", three, 3, 100000, 20, &sc);
+    compare(&o, "thompson,discounted_thompson:half_life=100,sw_ucb:window=100,ucb1", three, 3, 100000,
+            20, &sc);
     print("abrupt change at 50,000 of T = 100,000 (dynamic regret)", &o);
     int rc = check(regret(&o, 1) <= 0.5 * regret(&o, 0),
                    "discounted_thompson <= 0.5 x thompson");
+    /* Reported, not asserted: a UCB index over a window of 10,000 visitors
+       keeps its bonus sqrt(xi ln N_W / n_W) as large as on the first day
+       (n_W never grows past the window), so at click rates of 0.02 to 0.06
+       sw_ucb explores at a constant rate and its regret grows linearly,
+       after the change as before it. It does not reach half of thompson's
+       here; docs/benchmarks.md gives the figures and this reason. */
+    printf("%s: sw_ucb <= 0.5 x thompson (reported, not asserted: see the comment in "
+           "case_abrupt); sw_ucb / ucb1 = %.2f\n",
+           regret(&o, 2) <= 0.5 * regret(&o, 0) ? "holds" : "does not hold",
+           regret(&o, 2) / regret(&o, 3));
     outcome_free(&o);
     return rc;
 }
