@@ -479,6 +479,7 @@ const char *mab_reward_reason_name(mab_reward_reason reason)
     case MAB_REWARD_ALREADY_REWARDED: return "already_rewarded";
     case MAB_REWARD_PAUSED: return "paused";
     case MAB_REWARD_LATE: return "late";
+    case MAB_REWARD_HOLDOUT_REMOVED: return "holdout_removed";
     case MAB_REWARD_REPLAYED: return "replayed";
     case MAB_REWARD_ARM_REMOVED: return "arm_removed";
     case MAB_REWARD_EXPIRED: return "expired";
@@ -692,6 +693,14 @@ static request_entry *slot_for(mab_request *rq, const char *experiment,
 
 /* ---- choose ----------------------------------------------------------- */
 
+/* Whether the experiment has a holdout now: a cookie entry made in a holdout
+   that a reload removed belongs to no group any more. */
+static int has_holdout(mab_engine *engine, const char *experiment)
+{
+    mab_rules_info rules = {sizeof rules, 0, 0, 0, 0, 0, 0, 0, 0};
+    return mab_rules(engine, experiment, &rules, NULL) == MAB_OK && rules.holdout_share > 0;
+}
+
 static void record_chosen(mab_request *rq, request_entry *e)
 {
     if (!e->chosen)
@@ -709,7 +718,8 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
     mab_choice choice = MAB_STRUCT_INIT(mab_choice);
     request_entry *e = find_entry(rq, experiment);
     int keep = e && !e->expired &&
-               mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) == MAB_OK;
+               mab_arm_lookup(engine, experiment, e->cookie.arm, &choice, NULL) == MAB_OK &&
+               !(e->cookie.holdout && !has_holdout(engine, experiment));
     /* An arm served while the experiment was paused is kept while it stays
        paused (nothing is counted either way); once it runs again the
        visitor gets an assignment the experiment learns from. */
@@ -838,6 +848,8 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
         return refuse(rq, MAB_REWARD_ALREADY_REWARDED, out);
     if (e->cookie.not_learning)
         return refuse(rq, MAB_REWARD_PAUSED, out);
+    if (e->cookie.holdout && !has_holdout(engine, experiment))
+        return refuse(rq, MAB_REWARD_HOLDOUT_REMOVED, out);
     size_t arm_index;
     if (mab_arm_index(engine, handle, e->cookie.arm, &arm_index, NULL) != MAB_OK)
         return refuse(rq, MAB_REWARD_ARM_REMOVED, out);

@@ -255,13 +255,14 @@ typedef enum mab_reward_reason {
     MAB_REWARD_ARM_REMOVED = 6,      /* the assigned arm is no longer in the config */
     MAB_REWARD_EXPIRED = 7,          /* the entry is older than cookie.max_age */
     MAB_REWARD_PAUSED = 8,           /* assigned while the experiment was paused */
-    MAB_REWARD_LATE = 9              /* after the experiment's attribution_window
+    MAB_REWARD_LATE = 9,             /* after the experiment's attribution_window
                                         (counted in mab_rules_info.late_rewards) */
+    MAB_REWARD_HOLDOUT_REMOVED = 10  /* assigned in a holdout the config no longer has */
 } mab_reward_reason;
 
 /** @brief A short stable name for a reason: "counted", "no_cookie", "invalid_cookie",
  *         "no_assignment", "already_rewarded", "replayed", "arm_removed", "expired",
- *         "paused", "late". */
+ *         "paused", "late", "holdout_removed". */
 MAB_EXPORT const char *mab_reward_reason_name(mab_reward_reason reason);
 
 /* What mab_request_reward() and mab_request_redirect() return. */

@@ -108,6 +108,7 @@ typedef struct body_view {
     int has_color;
     char color_arm[129];
     uint32_t color_issued;
+    uint8_t color_flags;
 } body_view;
 
 static int id_ok(const uint8_t *s, size_t n)
@@ -123,7 +124,7 @@ static int id_ok(const uint8_t *s, size_t n)
 
 static body_view read_body(const uint8_t *b, size_t len)
 {
-    body_view v = {0, 0, "", 0};
+    body_view v = {0, 0, "", 0, 0};
     char seen[COOKIE_ENTRIES_MAX][129];
     if (len < 2 || (b[0] != 1 && b[0] != 2) || b[1] > COOKIE_ENTRIES_MAX ||
         len + crypto_auth_hmacsha256_BYTES > COOKIE_BINARY_MAX)
@@ -138,8 +139,9 @@ static body_view read_body(const uint8_t *b, size_t len)
             id[k][b[p]] = '\0';
             p += 1u + b[p];
         }
-        if (len - p < 16 + 1 + 4 + 4 || b[p + 16] > 1)
+        if (len - p < 16 + 1 + 4 + 4 || b[p + 16] > 7) /* flags: bits 0-2 (cookie.h) */
             return v;
+        uint8_t flags = b[p + 16];
         uint32_t issued = (uint32_t)b[p + 17] << 24 | (uint32_t)b[p + 18] << 16 |
                           (uint32_t)b[p + 19] << 8 | b[p + 20];
         p += 16 + 1 + 4 + 4;
@@ -159,6 +161,7 @@ static body_view read_body(const uint8_t *b, size_t len)
             v.has_color = 1;
             strcpy(v.color_arm, id[1]);
             v.color_issued = issued;
+            v.color_flags = flags;
         }
     }
     if (p != len)
@@ -240,10 +243,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Clear of the expiry boundary by a minute: the clock moves. */
         int fresh = (int64_t)v.color_issued + MAX_AGE > now + 60;
         int stale = (int64_t)v.color_issued + MAX_AGE <= now - 60;
-        if (v.well_formed && v.has_color && known_arm && fresh &&
+        /* An entry served while paused (flags bit 2) is replaced once the
+           experiment runs, and one of a holdout (bit 1) once the config has
+           none: color_btn runs here, without a holdout (adapter.c). */
+        int learning = !(v.color_flags & 6);
+        if (v.well_formed && v.has_color && known_arm && fresh && learning &&
             (a.is_new || strcmp(a.arm_id, v.color_arm) != 0)) {
             fprintf(stderr, "fuzz_cookie: a valid, unexpired color_btn entry (%s) was not kept\n",
                     v.color_arm);
+            abort();
+        }
+        if (v.well_formed && v.has_color && known_arm && fresh && !learning && !a.is_new) {
+            fprintf(stderr, "fuzz_cookie: an entry served while paused, or in a holdout the "
+                            "config no longer has, was kept\n");
             abort();
         }
         if (v.well_formed && v.has_color && stale && !a.is_new) {

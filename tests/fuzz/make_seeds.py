@@ -107,6 +107,9 @@ bodies = {
     "arm-removed": body(entry("color_btn", "purple")),
     "other-experiment": body(entry("old_exp", "x"), entry("color_btn", "red", b"\x05" * 16)),
     "nan-probability": body(entry("color_btn", "red", prob=float("nan"))),
+    # flags bit 1: a holdout visitor; bit 2: chosen while paused (cookie.h)
+    "holdout-flags": body(entry("color_btn", "red", b"\x0c" * 16, rewarded=2)),
+    "paused-flags": body(entry("color_btn", "blue", b"\x0d" * 16, rewarded=4)),
     "empty": body(),
     "v2-no-features": body2(entry2("color_btn", "red", aid=b"\x06" * 16)),
     "v2-features": body2(entry2("txt_btn", "casual", (1.5, 13.0), fnv1a(["slot", "hour"]),

@@ -642,6 +642,44 @@ static void test_adapter_refuses_paused_and_late_rewards(void **state)
     close_ok(e);
 }
 
+/* A reload that removes the holdout: its visitors are assigned afresh, and
+   a reward for their old holdout assignment is refused, not counted in the
+   arms the policy learns from. */
+static void test_adapter_after_the_holdout_is_removed(void **state)
+{
+    (void)state;
+    char storage[400];
+    snprintf(storage, sizeof storage, "{\"plugin\": \"json_file\", \"path\": \"%s\"}", store);
+    write_config_full(storage, FIXED(0), ARMS3, "\"holdout\": {\"share\": 0.5, \"arm\": \"c\"}");
+    mab_engine *e = open_ok();
+    mab_adapter *ad = adapter_open(e);
+    char cookie[4096] = "";
+    for (int v = 0; v < 64; v++) {
+        mab_assignment a = adapter_choose(ad, NULL, cookie, sizeof cookie);
+        if (a.flags & MAB_CHOICE_HOLDOUT)
+            break;
+        cookie[0] = '\0';
+    }
+    assert_true(cookie[0] != '\0');
+    mab_adapter_close(ad);
+    close_ok(e);
+
+    write_config_full(storage, FIXED(0), ARMS3, "");
+    e = open_ok();
+    ad = adapter_open(e);
+    assert_int_equal(adapter_reward(ad, cookie), MAB_REWARD_HOLDOUT_REMOVED);
+    assert_string_equal(mab_reward_reason_name(MAB_REWARD_HOLDOUT_REMOVED), "holdout_removed");
+    assert_int_equal(pulls_of(e, "exp", 2), 0);
+    char fresh[4096];
+    mab_assignment b = adapter_choose(ad, cookie, fresh, sizeof fresh);
+    assert_int_equal(b.is_new, 1); /* not kept: its group is gone */
+    assert_string_equal(b.arm_id, "a");
+    assert_int_equal(b.flags & MAB_CHOICE_HOLDOUT, 0);
+    assert_int_equal(adapter_reward(ad, fresh), MAB_REWARD_COUNTED);
+    mab_adapter_close(ad);
+    close_ok(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -663,6 +701,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_rules_are_refused_naming_the_key, each, cleanup),
         cmocka_unit_test_setup_teardown(test_adapter_tags_holdout_visitors, each, cleanup),
         cmocka_unit_test_setup_teardown(test_adapter_refuses_paused_and_late_rewards, each,
+                                        cleanup),
+        cmocka_unit_test_setup_teardown(test_adapter_after_the_holdout_is_removed, each,
                                         cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
