@@ -8,7 +8,10 @@
 # `mab` command line tool: the Makefile's .so named by path, the CMake one
 # installed into the plugin dir and named by name, both in configs without
 # plugin_path. Explore-then-commit with explore_pulls 20 and two arms must
-# hand out exactly 20 of each arm in the first 40 choices.
+# hand out exactly 20 of each arm in the first 40 choices. Then the ABI 2
+# example, threshold_greedy (statistics of its own: hits per arm), the same
+# two ways: its choice must follow the hit counts kept in the store, which
+# the four counters cannot give (the arm of the better mean loses).
 set -euo pipefail
 
 fail() {
@@ -58,6 +61,8 @@ PKG_CONFIG_PATH="$PC_DIR" make -C "$WORK" >"$TMP/make.log" 2>&1 \
     || { cat "$TMP/make.log" >&2; fail "make -C $WORK with PKG_CONFIG_PATH=$PC_DIR failed"; }
 SO="$WORK/explore_then_commit.so"
 [[ -f "$SO" ]] || fail "make did not produce $SO"
+TG_SO="$WORK/threshold_greedy.so"
+[[ -f "$TG_SO" ]] || fail "make did not produce $TG_SO"
 
 # A plugin exports exactly one symbol: the entry point.
 EXPORTED=$(nm -D --defined-only "$SO" | awk '{ print $NF }' | grep -v '^_' | sort)
@@ -85,8 +90,8 @@ EXPORTED=$(nm -D --defined-only "$CSO" | awk '{ print $NF }' | grep -v '^_' | so
     || fail "$CSO must export only mab_policy_entry, it exports: $(echo $EXPORTED)"
 cmake --install "$CWORK/build" >"$TMP/cmake-install.log" 2>&1 \
     || { cat "$TMP/cmake-install.log" >&2; fail "cmake --install $CWORK/build failed"; }
-[[ -f "$PLUGIN_DIR/explore_then_commit.so" ]] \
-    || fail "mab_add_policy did not install into $PLUGIN_DIR: $(cat "$TMP/cmake-install.log")"
+[[ -f "$PLUGIN_DIR/explore_then_commit.so" && -f "$PLUGIN_DIR/threshold_greedy.so" ]] \
+    || fail "mab_add_policy did not install both examples into $PLUGIN_DIR: $(cat "$TMP/cmake-install.log")"
 note "built $CSO with find_package(mab) + mab_add_policy; installed into $PLUGIN_DIR"
 
 # mab_add_policy's visibility, not the example's care: a policy of two files
@@ -243,5 +248,59 @@ note "commit: long with probability 1"
 
 scenario pkg-config "$SO" "$SO"
 scenario cmake explore_then_commit "$PLUGIN_DIR/explore_then_commit.so"
+
+# threshold_scenario NAME PLUGIN POLICY_FILE: the ABI 2 example. epsilon 0
+# makes its choice the greedy one, so the test reads it directly.
+threshold_scenario() {
+local name=$1 plugin=$2 policy_file=$3
+RUN="$TMP/run-tg-$name"
+mkdir "$RUN"
+CONFIG="$RUN/config.json"
+cat >"$CONFIG" <<JSON
+{
+  "seed": 42,
+  "storage": {"plugin": "json_file", "path": "state.json", "sync": "always"},
+  "experiments": {
+    "basket": {
+      "policy": {"plugin": "$plugin", "threshold": 0.8, "epsilon": 0},
+      "reward": {"min": 0, "max": 1},
+      "arms": {"bundle": "Bundle offer", "discount": "10% off"}
+    }
+  }
+}
+JSON
+note "== threshold_greedy, $name: policy \"$plugin\""
+mab check "$CONFIG"
+grep -qE "^basket +threshold_greedy +2 .* $policy_file\$" "$OUT" \
+    || { cat "$OUT" >&2; fail "'mab check' does not show threshold_greedy (ABI 2) loaded from $policy_file"; }
+sed 's/"threshold": 0.8/"threshold": 2/' "$CONFIG" >"$RUN/bad.json"
+mab_exits 1 check "$RUN/bad.json"
+grep -q threshold "$ERR" || fail "threshold 2 is refused without naming the key: $(cat "$ERR")"
+
+# No rewards yet: the first arm without rewards, with probability 1.
+mab choose "$CONFIG" basket
+IFS=$'\t' read -r arm value probability <"$OUT" || true
+[[ "$arm" == bundle ]] && awk -v p="$probability" 'BEGIN { exit !(p + 0 == 1) }' \
+    || fail "with no rewards threshold_greedy must choose bundle with probability 1, got '$(cat "$OUT")'"
+
+# bundle: 0.6, 0.6 (mean 0.6, no hit); discount: 1, 0 (mean 0.5, one hit
+# of two). Each `mab` run reopens the store: the hits must come back from it.
+mab reward "$CONFIG" basket bundle 0.6
+mab reward "$CONFIG" basket bundle 0.6
+mab reward "$CONFIG" basket discount 1
+mab reward "$CONFIG" basket discount 0
+grep -q 'threshold_greedy/1' "$RUN/state.json" \
+    || fail "the store $RUN/state.json holds no threshold_greedy/1 statistics: $(cat "$RUN/state.json")"
+mab choose "$CONFIG" basket
+IFS=$'\t' read -r arm value probability <"$OUT" || true
+[[ "$arm" == discount ]] \
+    || fail "threshold_greedy must follow its stored hits (discount 1/2, bundle 0/2) and choose discount; chose '$arm' (bundle: the hits were not kept, or the mean was used)"
+awk -v p="$probability" 'BEGIN { exit !(p + 0 == 1) }' \
+    || fail "a greedy choice at epsilon 0 must have probability 1, got '$probability'"
+note "threshold_greedy: hits kept in the store, choice follows them (discount)"
+}
+
+threshold_scenario pkg-config "$TG_SO" "$TG_SO"
+threshold_scenario cmake threshold_greedy "$PLUGIN_DIR/threshold_greedy.so"
 
 note "PASS"

@@ -14,10 +14,15 @@
  *   workers  8 engines refreshing every 1,000 ms at 100 visitors per
  *            simulated second, 20 runs: thompson at most 1.3x one engine;
  *            ucb1 and epsilon_greedy printed beside it.
+ *   stationary  Garivier & Cappe's 10 arms (ALGORITHMS.md), T = 100,000,
+ *            20 runs: kl_ucb and thompson at most 1.5x the Lai-Robbins
+ *            reference; top_two_thompson identifies the best arm at step
+ *            10,000 in at least as many runs as thompson (see
+ *            case_stationary for what "identifies" means).
  *
  * Usage: test_scenario_acceptance CASE [RUNS]. RUNS replaces the line's
  * number of runs (CTest runs `abrupt` with 8: discounted_thompson costs
- * about 40 us a step here). Every case prints its table (mean
+ * about 40 us a step here; `stationary` with 8 too). Every case prints its table (mean
  * regret and 95% interval over runs) and fails when its relation does not
  * hold; the figures are in docs/benchmarks.md. Fixed seeds, so a run gives
  * the same figures on any machine and any number of threads.
@@ -37,6 +42,7 @@
 
 static char *dir;
 static uint64_t runs_override; /* argv[2]: fewer runs (ctest), 0: the line's own */
+static uint64_t seed = SEED;   /* the plan's seed (case_stationary runs one run per seed) */
 
 static uint64_t runs_of(uint64_t runs)
 {
@@ -93,7 +99,7 @@ static void compare(outcome *o, const char *list, const double *probs, size_t k,
         die(list, why);
     sim_plan plan = {.config_path = config, .experiments = (const char *const *)ids,
                      .n_policies = o->policies.n, .bandit = &b, .steps = steps, .runs = runs,
-                     .seed = SEED, .threads = THREADS, .n_checkpoints = 20, .scenario = sc};
+                     .seed = seed, .threads = THREADS, .n_checkpoints = 20, .scenario = sc};
     plan.runs = o->runs = runs_of(runs);
     int rc = sim_compare(&plan, &o->results, &err);
     unlink(config);
@@ -230,6 +236,73 @@ static int case_workers(void)
     return rc;
 }
 
+/* Garivier & Cappe (2011), ALGORITHMS.md: 10 arms, low click rates. */
+static const double gc10[10] = {0.1, 0.05, 0.05, 0.05, 0.02, 0.02, 0.02, 0.01, 0.01, 0.01};
+
+static size_t most_pulled(const sim_policy_result *r, size_t k)
+{
+    size_t best = 0;
+    for (size_t a = 1; a < k; a++)
+        best = r->pulls[a] > r->pulls[best] ? a : best;
+    return best;
+}
+
+static int case_stationary(void)
+{
+    char why[256] = "";
+    sim_bandit b;
+    if (sim_bandit_init(&b, SIM_BERNOULLI, 10, gc10, NULL, 0, 1, why, sizeof why) != 0)
+        die("gc10", why);
+    double reference = sim_lai_robbins_rate(&b) * log(100000.0);
+    sim_bandit_free(&b);
+    sim_scenario sc = {.rate = SIM_DEFAULT_RATE};
+    outcome o;
+    compare(&o, "thompson,kl_ucb", gc10, 10, 100000, 20, &sc);
+    print("stationary Garivier-Cappe 10 arms, T = 100,000", &o);
+    printf("Lai-Robbins reference rate x ln T = %.2f; thompson / reference %.3f, "
+           "kl_ucb / reference %.3f\n",
+           reference, regret(&o, 0) / reference, regret(&o, 1) / reference);
+    int rc = check(regret(&o, 0) <= 1.5 * reference, "thompson <= 1.5 x Lai-Robbins");
+    rc |= check(regret(&o, 1) <= 1.5 * reference, "kl_ucb <= 1.5 x Lai-Robbins");
+    outcome_free(&o);
+
+    /* Best-arm identification after 10,000 steps. "Identifies" = the arm
+       pulled most in steps 1..10,000 is the best one, counted over runs.
+       Not the best-arm share of the last window: top_two_thompson gives
+       its leader only beta = 1/2 of its plays by design, so a share would
+       rank it below thompson even when it is surer of the best arm; the
+       most-pulled arm is its natural recommendation (the leader takes half
+       the plays, any other arm less once identified) and thompson's too.
+       The pulls are summed over a plan's runs, so each run is a plan of
+       its own, run r seeded SEED + r. probability_draws=0 only drops the
+       reported probability: its draws come after the choice is made, so
+       the law of the choices is unchanged (the realised stream differs, as
+       with any other seed). */
+    uint64_t n = runs_of(20), hits[2] = {0, 0};
+    double share[2] = {0, 0};
+    for (uint64_t r = 0; r < n; r++) {
+        uint64_t saved = runs_override;
+        seed = SEED + r;
+        runs_override = 1;
+        compare(&o, "thompson,top_two_thompson:probability_draws=0", gc10, 10, 10000, 1, &sc);
+        runs_override = saved;
+        for (size_t p = 0; p < 2; p++) {
+            hits[p] += most_pulled(&o.results.policies[p], 10) == 0;
+            share[p] += o.results.policies[p].best_share / (double)n;
+        }
+        outcome_free(&o);
+    }
+    seed = SEED;
+    printf("best arm identified at step 10,000 (most pulled), %llu runs: thompson %llu, "
+           "top_two_thompson %llu; best-arm share of all pulls: thompson %.1f%%, "
+           "top_two_thompson %.1f%%\n",
+           (unsigned long long)n, (unsigned long long)hits[0], (unsigned long long)hits[1],
+           100 * share[0], 100 * share[1]);
+    rc |= check(hits[1] >= hits[0], "top_two_thompson identifies the best arm at least as "
+                                    "often as thompson at step 10,000");
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -238,9 +311,10 @@ int main(int argc, char **argv)
     } cases[] = {{"abrupt", case_abrupt},
                  {"linear", case_linear},
                  {"delay", case_delay},
-                 {"workers", case_workers}};
+                 {"workers", case_workers},
+                 {"stationary", case_stationary}};
     if (argc != 2 && argc != 3) {
-        fprintf(stderr, "usage: %s abrupt|linear|delay|workers [RUNS]\n", argv[0]);
+        fprintf(stderr, "usage: %s abrupt|linear|delay|workers|stationary [RUNS]\n", argv[0]);
         return 2;
     }
     if (argc == 3 && (runs_override = strtoull(argv[2], NULL, 10)) < 2) {
