@@ -909,6 +909,18 @@ void mab__build_stats_view(const mab_engine *e, const mab__experiment *x,
                            s->pending_stats[at + i];
 }
 
+/* What an ABI 2 policy reads (choose, explain), from the slot's views
+   (build_view and build_stats_view done), with its window when its layout
+   asks for one. Returns MAB_OK or the window's MAB_ENOMEM. */
+int mab__policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now,
+                      const double *features, mab_policy_input *in)
+{
+    *in = (mab_policy_input){sizeof *in, &mab__core_api, s->view, x->n_arms, s->view_stats,
+                             s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
+                             x->n_features, &s->rng, NULL, 0, 0, 0};
+    return x->layout.window_buckets ? mab__window_view(e, x, s, now, in) : MAB_OK;
+}
+
 /* Ask the policy for an event's deltas and add them, with the event's
    counter, to the locked slot. Nothing is added when update fails. */
 int mab__record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *ev)
@@ -944,12 +956,10 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     slot_bucket(e, s, now);
     mab__build_view(x, s);
     mab__build_stats_view(e, x, s);
-    mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
-                           s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
-                           x->n_features, &s->rng, NULL, 0, 0, 0};
+    mab_policy_input in;
     mab_policy_choice c = {x->n_arms, NAN, 0};
     const char *failed = "choose";
-    int rc = x->layout.window_buckets ? mab__window_view(e, x, s, now, &in) : MAB_OK;
+    int rc = mab__policy_input(e, x, s, now, features, &in);
     if (rc == MAB_OK)
         rc = x->policy2->choose(x->policy_state, &in, &c);
     if (rc == MAB_OK && c.arm < x->n_arms) {

@@ -343,6 +343,10 @@ int mab__rules_parse(mab_engine *engine, mab__experiment *x, const cJSON *obj, m
 /* rules.c: append a holdout ledger experiment for each experiment with a
    holdout (after every experiment is parsed). */
 int mab__rules_add_ledgers(mab_engine *engine, mab_error *err);
+/* engine.c: what an ABI 2 policy reads from the slot's views, window
+   included (MAB_OK or MAB_ENOMEM). */
+int mab__policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now,
+                      const double *features, mab_policy_input *in);
 /* engine.c: fill a caller's mab_choice, as far as its struct_size reaches. */
 void mab__fill_choice(const mab__experiment *x, size_t arm, double probability, int estimated,
                       unsigned flags, mab_choice *out);

@@ -125,11 +125,9 @@ int mab_explain(mab_engine *e, const char *experiment, const mab_context *ctx, d
     }
     mab__build_view(x, s);
     mab__build_stats_view(e, x, s);
-    mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
-                           s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
-                           x->n_features, &s->rng, NULL, 0, 0, 0};
+    mab_policy_input in;
     *kind = 0;
-    rc = x->layout.window_buckets ? mab__window_view(e, x, s, now, &in) : MAB_OK;
+    rc = mab__policy_input(e, x, s, now, features, &in);
     if (rc == MAB_OK)
         rc = x->policy2->explain(x->policy_state, &in, scores, kind);
     slot_unlock(s);

@@ -238,10 +238,8 @@ static int policy_choose(mab_engine *e, mab__experiment *x, mab__slot *s, int64_
     if (!x->policy2)
         return x->policy->choose(x->policy_state, s->view, x->n_arms, &s->rng, &c->arm,
                                  &c->probability);
-    mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
-                           s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
-                           x->n_features, &s->rng, NULL, 0, 0, 0};
-    int rc = x->layout.window_buckets ? mab__window_view(e, x, s, now, &in) : MAB_OK;
+    mab_policy_input in;
+    int rc = mab__policy_input(e, x, s, now, features, &in);
     return rc == MAB_OK ? x->policy2->choose(x->policy_state, &in, c) : rc;
 }
 
@@ -264,10 +262,8 @@ static int policy_probability(mab_engine *e, mab__experiment *x, mab__slot *s, i
     if (x->policy2 && x->policy2->explain && x->n_arms <= MAB__MAX_EXPLAIN_ARMS) {
         double values[MAB__MAX_EXPLAIN_ARMS];
         int kind = 0;
-        mab_policy_input in = {sizeof in, &mab__core_api, s->view, x->n_arms, s->view_stats,
-                               s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
-                               x->n_features, &s->rng, NULL, 0, 0, 0};
-        if ((!x->layout.window_buckets || mab__window_view(e, x, s, now, &in) == MAB_OK) &&
+        mab_policy_input in;
+        if (mab__policy_input(e, x, s, now, features, &in) == MAB_OK &&
             x->policy2->explain(x->policy_state, &in, values, &kind) == MAB_OK &&
             kind == MAB_EXPLAIN_PROBABILITIES) {
             *p = values[arm];
