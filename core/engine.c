@@ -917,7 +917,7 @@ int mab__policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s, int
 {
     *in = (mab_policy_input){sizeof *in, &mab__core_api, s->view, x->n_arms, s->view_stats,
                              s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
-                             x->n_features, &s->rng, NULL, 0, 0, 0};
+                             x->n_features, &s->rng, NULL, 0, 0, 0, NULL};
     return x->layout.window_buckets ? mab__window_view(e, x, s, now, in) : MAB_OK;
 }
 

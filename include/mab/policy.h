@@ -22,6 +22,12 @@
  *    only by policies that check layout->struct_size; a 2.0 policy is
  *    served exactly as before. mab_policy_init.bucket_seconds gives create()
  *    the bucket width (a window is asked for in buckets).
+ *  - ABI 2.2: choose() may report the probability of every arm, not only of
+ *    the one it chose, in mab_policy_input.probabilities (an array the core
+ *    provides; NULL from an older core or when the core does not need it).
+ *    The core uses it for the sample-ratio check of reports (the pulls of
+ *    each arm against the probabilities served). A 2.0 or 2.1 policy never
+ *    writes it, and the check says it is not available for that policy.
  *
  * A policy is a shared object that exports exactly one symbol,
  * `mab_policy_entry`, returning a pointer to a static mab_policy descriptor
@@ -122,7 +128,7 @@ typedef struct mab_policy {
 /* ===================================================================== */
 
 #define MAB_POLICY2_ABI_MAJOR 2
-#define MAB_POLICY2_ABI_MINOR 1
+#define MAB_POLICY2_ABI_MINOR 2
 #define MAB_POLICY2_ENTRY_SYMBOL "mab_policy_entry2"
 
 /*
@@ -262,6 +268,16 @@ typedef struct mab_policy_input {
     size_t n_window;                 /* = layout.window_buckets */
     int64_t bucket_seconds;          /* width of a bucket */
     int64_t window_start;            /* unix seconds: start of bucket 0 */
+    /* ABI 2.2: read only when struct_size covers it. choose() only: an
+       array of n_arms doubles, or NULL (an older core, explain(), or the
+       core does not need it). The core sets probabilities[0] to NAN before
+       the call. A policy that knows the probability with which it would have
+       chosen each arm on this input fills all n_arms of them (each in
+       [0, 1], summing to 1; exact, or estimates when the choice's
+       probability is flagged as estimated, each an unbiased estimate) and
+       then the choice's probability must equal probabilities[arm]. A policy
+       that does not know them leaves the array alone. */
+    double *probabilities;
 } mab_policy_input;
 
 /* What choose() returns. */

@@ -719,7 +719,7 @@ static void test_exp3_frequencies_match_probabilities(void **unused)
     mab_rng *rng = mab_rng_create(77);
     uint64_t counts[4] = {0, 0, 0, 0};
     for (int d = 0; d < DRAWS; d++) {
-        mab_policy_input in = {sizeof in, &test_api, arms, 4, g, NULL, 0, NULL, 0, rng, NULL, 0, 0, 0};
+        mab_policy_input in = {sizeof in, &test_api, arms, 4, g, NULL, 0, NULL, 0, rng, NULL, 0, 0, 0, NULL};
         mab_policy_choice c = {4, -1.0, 1};
         assert_int_equal(lp.policy->choose(state, &in, &c), MAB_OK);
         assert_true(c.arm < 4);
@@ -731,7 +731,7 @@ static void test_exp3_frequencies_match_probabilities(void **unused)
     /* explain gives the same probabilities. */
     double values[4];
     int kind = 0;
-    mab_policy_input in = {sizeof in, &test_api, arms, 4, g, NULL, 0, NULL, 0, rng, NULL, 0, 0, 0};
+    mab_policy_input in = {sizeof in, &test_api, arms, 4, g, NULL, 0, NULL, 0, rng, NULL, 0, 0, 0, NULL};
     assert_int_equal(lp.policy->explain(state, &in, values, &kind), MAB_OK);
     assert_int_equal(kind, MAB_EXPLAIN_PROBABILITIES);
     for (int i = 0; i < 4; i++)
@@ -776,7 +776,7 @@ static void test_exp3_large_sums_do_not_overflow(void **unused)
     double values[3];
     int kind;
     mab_arm_view arms[3] = {arm_stats(1, 1), arm_stats(1, 1), arm_stats(1, 1)};
-    mab_policy_input in = {sizeof in, &test_api, arms, 3, g, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0};
+    mab_policy_input in = {sizeof in, &test_api, arms, 3, g, NULL, 0, NULL, 0, NULL, NULL, 0, 0, 0, NULL};
     assert_int_equal(lp.policy->explain(state, &in, values, &kind), MAB_OK);
     double expected[3];
     exp3_expected(g, 3, 1.0, expected);
@@ -828,7 +828,7 @@ static void sw_fill(sw_input *x, const double w[3][2][2], mab_rng *rng)
         }
     }
     mab_policy_input in = {sizeof in, &test_api, x->totals, 3, NULL, NULL, 0, NULL, 0, rng,
-                           x->window, 2, 3600, 7200};
+                           x->window, 2, 3600, 7200, NULL};
     x->in = in;
 }
 
