@@ -505,6 +505,8 @@ int mab__load_totals(mab_engine *e, mab_error *err)
     free(ids);
     free(stored);
     free(stored_stats);
+    if (rc == MAB_OK)
+        rc = mab__admin_load(e, err); /* admin.c: pause/conclude set at run time */
     return rc == MAB_OK ? mab__buckets_load(e, err) : rc;
 }
 
@@ -1060,7 +1062,7 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
         return rc;
     if (x->is_ledger)
         return ledger_error(e, x, err);
-    if (x->rules.active)
+    if (x->rules.active || atomic_load_explicit(&x->admin.word, memory_order_relaxed))
         return mab__choose_ruled(e, x, ctx, out, estimated, err);
     if (x->policy2)
         return choose2(e, x, ctx, out, estimated, err);

@@ -136,6 +136,15 @@ typedef struct mab__rules {
     int64_t attribution_window; /* seconds; 0: none */
 } mab__rules;
 
+/* An experiment's admin state (admin.c): the stored "ID@admin" record as
+   this engine last read or wrote it, under flush_mu; read without locks. */
+typedef struct mab__admin {
+    _Atomic uint64_t word;     /* 0: the config's state; else state + 1 | (serve + 1) << 8 */
+    _Atomic uint64_t sequence; /* the stored action's number; 0: none */
+    _Atomic int64_t time_ns;   /* its time, unix ns (ms precision); 0: none */
+    _Atomic int action;        /* the stored action + 1 (admin.c); 0: none */
+} mab__admin;
+
 typedef struct mab__experiment {
     char *id; /* first member: see mab__id_index */
     mab__arm *arms;
@@ -156,6 +165,7 @@ typedef struct mab__experiment {
     size_t n_features;
     size_t stats_at;            /* first of its layout.experiment_stats */
     mab__rules rules;           /* operating rules (rules.c) */
+    mab__admin admin;           /* the admin state over them (admin.c) */
     struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
     int is_ledger;              /* a holdout ledger: no policy, not listed, not chosen */
     _Atomic uint64_t late_rewards; /* refused by the attribution window */
@@ -340,6 +350,15 @@ void mab__config_free(mab_engine *engine);
    (keys state, serve, floor, burn_in, holdout, attribution_window); arms
    must be parsed already. */
 int mab__rules_parse(mab_engine *engine, mab__experiment *x, const cJSON *obj, mab_error *err);
+/* admin.c: the rules in force: x->rules, or a copy in *scratch with the
+   admin state's "state" and "serve" over them. */
+const mab__rules *mab__rules_effective(const mab__experiment *x, mab__rules *scratch);
+/* admin.c: read every experiment's stored admin state (open, refresh;
+   caller holds flush_mu or is mab_open). */
+int mab__admin_load(mab_engine *engine, mab_error *err);
+/* admin.c: the state fields of mab_rules() (state, serve, and the admin
+   fields as far as out->struct_size reaches). */
+void mab__admin_info(const mab__experiment *x, mab_rules_info *out);
 /* rules.c: append a holdout ledger experiment for each experiment with a
    holdout (after every experiment is parsed). */
 int mab__rules_add_ledgers(mab_engine *engine, mab_error *err);

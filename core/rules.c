@@ -304,7 +304,8 @@ static int count_pull(mab_engine *e, mab__experiment *x, mab__slot *s, size_t ar
 int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
                       mab_choice *out, int *estimated, mab_error *err)
 {
-    const mab__rules *r = &x->rules;
+    mab__rules admin_rules; /* the admin state over the config's (admin.c) */
+    const mab__rules *r = mab__rules_effective(x, &admin_rules);
     double features[MAB_POLICY_FEATURES_MAX];
     mab__resolve_features(x, ctx, features);
     int64_t now = mab__engine_now(e, ctx);
@@ -441,13 +442,11 @@ int mab_rules(mab_engine *e, const char *experiment, mab_rules_info *out, mab_er
     int rc = mab__find_experiment(e, experiment, &x, err);
     if (rc != MAB_OK)
         return rc;
-    if (!out || out->struct_size < sizeof *out)
+    if (!out || out->struct_size < MAB_RULES_INFO_SIZE_0_2)
         return mab_error_set(err, MAB_EINVAL, "mab_rules: out is NULL or its struct_size is "
-                             "smaller than %zu", sizeof *out);
-    static const char *const states[] = {"running", "paused", "concluded"};
+                             "smaller than %zu", (size_t)MAB_RULES_INFO_SIZE_0_2);
     const mab__rules *r = &x->rules;
-    out->state = states[r->state];
-    out->serve = r->serve >= 0 ? x->arms[r->serve].id : NULL;
+    mab__admin_info(x, out); /* state and serve: the admin state's when set */
     out->floor = r->floor;
     out->burn_in = r->burn_in;
     out->holdout_share = r->holdout_share;

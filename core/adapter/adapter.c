@@ -697,7 +697,7 @@ static request_entry *slot_for(mab_request *rq, const char *experiment,
    that a reload removed belongs to no group any more. */
 static int has_holdout(mab_engine *engine, const char *experiment)
 {
-    mab_rules_info rules = {sizeof rules, 0, 0, 0, 0, 0, 0, 0, 0};
+    mab_rules_info rules = MAB_STRUCT_INIT(mab_rules_info);
     return mab_rules(engine, experiment, &rules, NULL) == MAB_OK && rules.holdout_share > 0;
 }
 

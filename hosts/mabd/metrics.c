@@ -69,7 +69,7 @@ static void late_rewards(mabd *d, strbuf *out)
     size_t n = mab_experiment_count(d->engine);
     for (size_t i = 0; i < n; i++) {
         mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
-        mab_rules_info rules = {sizeof rules, 0, 0, 0, 0, 0, 0, 0, 0};
+        mab_rules_info rules = MAB_STRUCT_INIT(mab_rules_info);
         if (mab_experiment_at(d->engine, i, &info, NULL) == MAB_OK &&
             mab_rules(d->engine, info.id, &rules, NULL) == MAB_OK)
             sb_printf(out, "mab_rewards_late_total{experiment=\"%s\"} %" PRIu64 "\n", info.id,

@@ -19,6 +19,10 @@
  *    mab_report_free() and the config's "winner" rule. Operating rules:
  *    mab_rules(), mab_holdout_compare(), mab_choice.flags, mab_context.flags
  *    and .assigned_ns, MAB_ELATE.
+ *    Admin state: mab_set_state() (pause, resume, conclude, clear, kept in
+ *    storage for every engine over it) and mab_rules_info.state_source,
+ *    .admin_action, .admin_sequence, .admin_time_ns (MAB_RULES_INFO_SIZE_0_2:
+ *    the struct without them).
  *
  * Conventions (every function below follows them):
  *  - Functions that can fail return an int status: MAB_OK (0) or a negative
@@ -528,7 +532,17 @@ typedef struct mab_rules_info {
     const char *holdout_arm; /* the control arm, or NULL: uniform */
     int64_t attribution_window; /* seconds; 0: none */
     uint64_t late_rewards;   /* refused as late by this process since open */
+    /* Added with mab_set_state() (written when struct_size covers them): */
+    const char *state_source; /* "config", or "admin": state and serve are the
+                                 stored admin state's (mab_set_state) */
+    const char *admin_action; /* the latest stored admin action: "pause",
+                                 "resume", "conclude" or "clear"; NULL: none */
+    uint64_t admin_sequence;  /* its number (1, 2, ... per experiment); 0: none */
+    int64_t admin_time_ns;    /* its time, unix ns (millisecond precision); 0: none */
 } mab_rules_info;
+
+/* mab_rules_info before the admin fields: the smallest struct_size taken. */
+#define MAB_RULES_INFO_SIZE_0_2 (offsetof(mab_rules_info, late_rewards) + sizeof(uint64_t))
 
 /**
  * @brief The operating rules in force for an experiment. Strings are valid
@@ -537,6 +551,33 @@ typedef struct mab_rules_info {
  */
 MAB_EXPORT int mab_rules(mab_engine *engine, const char *experiment, mab_rules_info *out,
                          mab_error *err);
+
+/**
+ * @brief Set an experiment's state at run time, over the config's "state"
+ *        and "serve" (docs/operating.md, "Admin actions").
+ *
+ * The state is written to storage first, as the record of the pseudo
+ * experiment "EXP@admin" (replaced whole, last writer wins); only when the
+ * store has taken it does this engine serve it. Every other engine over the
+ * same store (workers, machines) adopts it at its next refresh (refresh_ms),
+ * and any engine opened later reads it at open: it holds until the next
+ * action, across restarts and config reloads. Without storage
+ * (MAB_OPEN_NO_STORAGE) it holds in this engine only.
+ *
+ * @param state "paused" (serve `arm`, or the leader when arm is NULL; count
+ *        nothing), "concluded" (serve `arm`, required, with the config's
+ *        floor; counted as usual), "running" (learn again, whatever the
+ *        config's state; arm NULL) or "config" (drop the admin state: follow
+ *        the config's state again; arm NULL).
+ * @return MAB_OK; MAB_ENOTFOUND (no such experiment); MAB_EINVAL (an unknown
+ *         state, an arm the experiment does not have, concluded without an
+ *         arm, an arm with running or config, a holdout ledger, a read-only
+ *         engine); MAB_EPLUGIN (a store without replace(), storage ABI 1.0);
+ *         the store's error (MAB_ESTORAGE, ...) when it failed: then nothing
+ *         changed, in storage or in this engine.
+ */
+MAB_EXPORT int mab_set_state(mab_engine *engine, const char *experiment, const char *state,
+                             const char *arm, mab_error *err);
 
 /* The holdout comparison of an experiment: reward per visitor of the
    bandit's choices versus the holdout's, in the experiment's units. */

@@ -310,7 +310,7 @@ static void test_holdout_control_arm(void **state)
         }
     }
     assert_frequency(held, 0.3, DRAWS / 4, "control share");
-    mab_rules_info info = {sizeof info, 0, 0, 0, 0, 0, 0, 0, 0};
+    mab_rules_info info = MAB_STRUCT_INIT(mab_rules_info);
     assert_int_equal(mab_rules(e, "exp", &info, NULL), MAB_OK);
     assert_string_equal(info.holdout_arm, "c");
     assert_float_equal(info.holdout_share, 0.3, 0);
@@ -456,7 +456,7 @@ static void test_attribution_window_refuses_late_rewards(void **state)
     size_t n;
     assert_int_equal(mab_stats(e, "exp", st, 3, &n, &err), MAB_OK);
     assert_int_equal(st[0].rewards, 2);
-    mab_rules_info info = {sizeof info, 0, 0, 0, 0, 0, 0, 0, 0};
+    mab_rules_info info = MAB_STRUCT_INIT(mab_rules_info);
     assert_int_equal(mab_rules(e, "exp", &info, &err), MAB_OK);
     assert_int_equal(info.late_rewards, 1);
     assert_int_equal(info.attribution_window, 60);
