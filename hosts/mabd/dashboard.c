@@ -424,6 +424,13 @@ cJSON *mabd_dashboard_json(mabd *d)
         cJSON_Delete(doc);
         return NULL;
     }
+    mabd_admin_poll(d); /* admin actions (admin.c), also those read at a refresh */
+    cJSON *events = series_events_json(d->series);
+    if (!events || !cJSON_AddItemToObject(doc, "events", events)) {
+        cJSON_Delete(events);
+        cJSON_Delete(doc);
+        return NULL;
+    }
     return doc;
 }
 
@@ -431,6 +438,7 @@ void mabd_series_sample(mabd *d)
 {
     if (series_count(d->series) == 0)
         series_seed(d, (int64_t)time(NULL));
+    mabd_admin_poll(d);
     size_t n = mab_experiment_count(d->engine), total = 0;
     for (size_t i = 0; i < n; i++) {
         mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);

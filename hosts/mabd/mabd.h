@@ -125,5 +125,13 @@ cJSON *mabd_stats_json(mabd *d);
 cJSON *mabd_report_json(mabd *d, const char *experiment, mab_error *err);
 /* Take one time-series sample now (caller holds d->lock). */
 void mabd_series_sample(mabd *d);
+/* admin.c: record each experiment's latest stored admin action (this
+   mabd's or another's, read at a refresh) as a dashboard event, once
+   (caller holds d->lock). */
+void mabd_admin_poll(mabd *d);
+/* admin.c: an experiment's state after an admin action, as the route
+   answers it: {"experiment","state","serve","source","action","sequence",
+   "time"}; NULL with err filled (caller holds d->lock). */
+cJSON *mabd_admin_state_json(mabd *d, const char *experiment, mab_error *err);
 
 #endif

@@ -239,6 +239,16 @@ static void sample(mabd *d)
     pthread_rwlock_unlock(&d->lock);
 }
 
+/* Admin actions another mabd stored, read at this engine's refresh, join
+   the dashboard's events within a tick (admin.c). */
+static void poll_admin(mabd *d)
+{
+    pthread_rwlock_rdlock(&d->lock);
+    if (d->engine)
+        mabd_admin_poll(d);
+    pthread_rwlock_unlock(&d->lock);
+}
+
 static void check_storage(mabd *d, time_t now)
 {
     pthread_rwlock_rdlock(&d->lock);
@@ -425,6 +435,7 @@ int main(int argc, char **argv)
         time_t now = time(NULL);
         mabd_server_reap(&d);
         check_storage(&d, now);
+        poll_admin(&d);
         if (now >= next_sample) {
             sample(&d);
             next_sample = now + d.settings.series_interval_s;

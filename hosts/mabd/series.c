@@ -16,6 +16,8 @@ struct series {
     pthread_mutex_t mu;
     sample *ring;
     size_t keep, head, count;
+    series_event events[SERIES_EVENTS_KEEP]; /* strings owned (one allocation each) */
+    size_t events_head, events_count;
 };
 
 series *series_create(size_t keep)
@@ -40,6 +42,8 @@ void series_free(series *s)
     for (size_t i = 0; i < s->keep; i++)
         free(s->ring[i].points);
     free(s->ring);
+    for (size_t i = 0; i < s->events_count; i++)
+        free((char *)s->events[(s->events_head + i) % SERIES_EVENTS_KEEP].experiment);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -139,6 +143,76 @@ cJSON *series_json(series *s)
                 cJSON_Delete(sum);
             }
         }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!ok) {
+        cJSON_Delete(list);
+        return NULL;
+    }
+    return list;
+}
+
+int series_event_add(series *s, const series_event *ev)
+{
+    size_t le = strlen(ev->experiment) + 1, la = strlen(ev->action) + 1;
+    size_t lr = ev->arm ? strlen(ev->arm) + 1 : 0;
+    int added = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->events_count; i++) {
+        const series_event *held = &s->events[(s->events_head + i) % SERIES_EVENTS_KEEP];
+        if (held->sequence == ev->sequence && held->t_ms == ev->t_ms &&
+            strcmp(held->experiment, ev->experiment) == 0)
+            goto out;
+    }
+    /* One allocation: experiment, action, arm; freed through .experiment. */
+    char *text = malloc(le + la + lr);
+    if (!text) {
+        added = -1;
+        goto out;
+    }
+    series_event copy = *ev;
+    memcpy(text, ev->experiment, le);
+    copy.experiment = text;
+    memcpy(text + le, ev->action, la);
+    copy.action = text + le;
+    if (ev->arm) {
+        memcpy(text + le + la, ev->arm, lr);
+        copy.arm = text + le + la;
+    }
+    size_t pos;
+    if (s->events_count == SERIES_EVENTS_KEEP) {
+        pos = s->events_head;
+        free((char *)s->events[pos].experiment);
+        s->events_head = (s->events_head + 1) % SERIES_EVENTS_KEEP;
+    } else {
+        pos = (s->events_head + s->events_count++) % SERIES_EVENTS_KEEP;
+    }
+    s->events[pos] = copy;
+    added = 1;
+out:
+    pthread_mutex_unlock(&s->mu);
+    return added;
+}
+
+cJSON *series_events_json(series *s)
+{
+    cJSON *list = cJSON_CreateArray();
+    int ok = list != NULL;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; ok && i < s->events_count; i++) {
+        const series_event *ev = &s->events[(s->events_head + i) % SERIES_EVENTS_KEEP];
+        cJSON *item = cJSON_CreateObject();
+        if (!item || !cJSON_AddItemToArray(list, item)) {
+            cJSON_Delete(item);
+            ok = 0;
+            break;
+        }
+        ok = cJSON_AddNumberToObject(item, "t", (double)ev->t_ms / 1000.0) &&
+             cJSON_AddStringToObject(item, "experiment", ev->experiment) &&
+             cJSON_AddStringToObject(item, "action", ev->action) &&
+             (ev->arm ? cJSON_AddStringToObject(item, "arm", ev->arm)
+                      : cJSON_AddNullToObject(item, "arm")) &&
+             cJSON_AddNumberToObject(item, "sequence", (double)ev->sequence);
     }
     pthread_mutex_unlock(&s->mu);
     if (!ok) {

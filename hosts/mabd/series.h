@@ -4,6 +4,8 @@
  * `keep` samples (24 hours of minutes by default). The samples are in
  * memory; at start-up dashboard.c seeds the series from the store's time
  * buckets (mab_history), one sample per bucket, so a restart keeps the past.
+ * Beside the samples, the admin actions seen (pause, resume, conclude,
+ * clear), each with its time, drawn as marks on the charts.
  */
 #ifndef MABD_SERIES_H
 #define MABD_SERIES_H
@@ -38,5 +40,24 @@ int series_baseline(series *s, int64_t t_from, const char *experiment, const cha
    cJSON_Delete; NULL when out of memory):
    [{"t":T,"e":{EXP:{ARM:[PULLS,REWARD_SUM],...},...}},...] */
 cJSON *series_json(series *s);
+
+/* An admin action seen by this mabd (its own, or another's picked up at a
+   refresh): the dashboard draws it as a mark on the series and lists it. */
+typedef struct series_event {
+    int64_t t_ms;           /* the action's time, unix ms */
+    const char *experiment; /* copied by series_event_add */
+    const char *action;     /* "pause", "resume", "conclude", "clear" */
+    const char *arm;        /* the arm it serves, or NULL */
+    uint64_t sequence;      /* the action's number in its experiment */
+} series_event;
+
+/* Keep an event (the last SERIES_EVENTS_KEEP); one already held (same
+   experiment, sequence and time) is not added twice. Returns 1 added, 0
+   already held, -1 out of memory. Thread-safe. */
+#define SERIES_EVENTS_KEEP 256
+int series_event_add(series *s, const series_event *ev);
+/* The events, oldest first: [{"t":SECONDS,"experiment":E,"action":A,
+   "arm":ARM or null,"sequence":N},...] (caller frees; NULL: out of memory). */
+cJSON *series_events_json(series *s);
 
 #endif

@@ -641,6 +641,64 @@ static enum MHD_Result route_reset(mabd *d, struct MHD_Connection *conn, const c
     return respond_json(d, conn, 200, doc, NULL, 0);
 }
 
+/* POST /v1/admin/experiments/EXP/ACTION, ACTION pause | resume | conclude |
+   clear; the arm from the query (?arm=) or the JSON body {"arm": ...}. */
+static enum MHD_Result route_admin_action(mabd *d, struct MHD_Connection *conn,
+                                          const char *rest, const strbuf *body)
+{
+    static const struct {
+        const char *action, *state;
+    } actions[] = {{"pause", "paused"}, {"resume", "running"}, {"conclude", "concluded"},
+                   {"clear", "config"}};
+    const char *slash = strchr(rest, '/');
+    char experiment[ID_MAX + 1];
+    size_t len = slash ? (size_t)(slash - rest) : 0;
+    const char *state = NULL;
+    for (size_t i = 0; slash && i < sizeof actions / sizeof actions[0]; i++)
+        if (strcmp(slash + 1, actions[i].action) == 0)
+            state = actions[i].state;
+    if (!state || len == 0 || len > ID_MAX || !mabd_valid_id(rest, len))
+        return error_reply(d, conn, 404, "expected /v1/admin/experiments/EXP/ACTION with ACTION "
+                                         "pause, resume, conclude or clear");
+    memcpy(experiment, rest, len);
+    experiment[len] = '\0';
+    if (!not_a_form(conn))
+        return error_reply(d, conn, 403, "POST /v1/admin needs 'Content-Type: application/json' "
+                                         "or an 'X-MAB-Request' header (a form cannot send "
+                                         "either)");
+    const char *arm = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "arm");
+    cJSON *json = NULL;
+    if (body && body->len) {
+        json = cJSON_ParseWithLength(body->data, body->len);
+        const cJSON *a = json ? cJSON_GetObjectItemCaseSensitive(json, "arm") : NULL;
+        if (!cJSON_IsObject(json) || (a && !cJSON_IsString(a) && !cJSON_IsNull(a))) {
+            cJSON_Delete(json);
+            return error_reply(d, conn, 400, "the body must be a JSON object, with \"arm\" a "
+                                             "string when given");
+        }
+        if (cJSON_IsString(a)) {
+            if (arm && strcmp(arm, a->valuestring) != 0) {
+                cJSON_Delete(json);
+                return error_reply(d, conn, 400, "two different arms: ?arm=%s and the body's "
+                                                 "\"arm\"", arm);
+            }
+            arm = a->valuestring;
+        }
+    }
+    mab_error err = {0, ""};
+    int rc = mab_set_state(d->engine, experiment, state, arm && arm[0] ? arm : NULL, &err);
+    cJSON_Delete(json); /* arm is not used past here */
+    if (rc == MAB_ESTORAGE)
+        mabd_storage_failed(d, err.message);
+    if (rc != MAB_OK)
+        return error_reply(d, conn, rc == MAB_EPLUGIN ? 501 : http_status(rc), "%s",
+                           err.message);
+    cJSON *doc = mabd_admin_state_json(d, experiment, &err);
+    if (!doc)
+        return error_reply(d, conn, http_status(err.code), "%s", err.message);
+    return respond_json(d, conn, 200, doc, NULL, 0);
+}
+
 static const header page_headers[] = {
     {"Cache-Control", "no-store"},
     {"X-Content-Type-Options", "nosniff"},
@@ -808,7 +866,8 @@ static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *u
 
     int admin = strcmp(url, "/") == 0 || strcmp(url, "/v1/stats") == 0 ||
                 strcmp(url, "/metrics") == 0 || strcmp(url, "/v1/dashboard") == 0 ||
-                after(url, "/v1/reset/") || after(url, "/v1/report/");
+                after(url, "/v1/reset/") || after(url, "/v1/report/") ||
+                after(url, "/v1/admin/experiments/");
     if (!admin)
         return error_reply(d, conn, 404, "no route %s", url);
     if (!d->settings.admin_token && !d->loopback)
@@ -822,6 +881,13 @@ static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *u
         return unauthorized(d, conn);
     if ((rest = after(url, "/v1/reset/")))
         return is_get ? method_not_allowed(d, conn, "POST") : route_reset(d, conn, rest);
+    if ((rest = after(url, "/v1/admin/experiments/"))) {
+        if (is_get)
+            return method_not_allowed(d, conn, "POST");
+        if (post->too_large)
+            return error_reply(d, conn, 413, "request body larger than %d bytes", MABD_BODY_MAX);
+        return route_admin_action(d, conn, rest, &post->body);
+    }
     if (!is_get)
         return method_not_allowed(d, conn, "GET");
     if ((rest = after(url, "/v1/report/")))
