@@ -178,6 +178,23 @@ want=$'pause:red:1\nconclude:blue:2\nresume:None:3'
 got=$(events "$base_b")
 [[ $got == "$want" ]] || fail "B's events: '$got', expected '$want'"
 
+# The dashboard page lists them (headless Chromium, as mabd_test.sh).
+chromium_bin=$(command -v chromium || command -v chromium-browser || true)
+if [[ -z $chromium_bin ]]; then
+    fail "chromium is not installed (scripts/deps installs Debian's chromium): the dashboard's actions were NOT tested"
+else
+    profile=$(mktemp -d -p "$tmp")
+    timeout 90 "$chromium_bin" --headless --no-sandbox --disable-gpu \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --no-first-run --user-data-dir="$profile" --virtual-time-budget=10000 --dump-dom \
+        "$base_b/?access_token=$token" >"$tmp/dom.html" 2>"$tmp/chromium.err" ||
+        fail "chromium --dump-dom failed: $(tail -5 "$tmp/chromium.err")"
+    got=$(grep -o '<li data-action="[a-z]*">[^<]*</li>' "$tmp/dom.html" |
+          sed 's/<li data-action="\([a-z]*\)">[0-9:]* \([^<]*\)<\/li>/\1|\2/' | tr '\n' ';')
+    want="pause|pause (serves red);conclude|conclude (serves blue);resume|resume;"
+    [[ $got == "$want" ]] || fail "the dashboard lists '$got', expected '$want'"
+fi
+
 stop "$pid_a"
 stop "$pid_b"
 pid_a=""

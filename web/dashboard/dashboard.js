@@ -81,7 +81,8 @@
   }
 
   // A line chart: series = [{name, color, points: [[t, y or null], ...]}].
-  function lineChart(title, series, yMax, yLabel) {
+  // marks: admin actions [{t, action, arm}] drawn as dashed vertical lines.
+  function lineChart(title, series, yMax, yLabel, marks) {
     const box = el("div", {class: "chart"});
     box.appendChild(el("h3", {}, title));
     const all = series.flatMap(s => s.points.filter(p => p[1] !== null));
@@ -114,13 +115,36 @@
       if (d) chart.appendChild(svg("path", {d, fill: "none", stroke: s.color,
                                             "stroke-width": 2, "data-arm": s.name}));
     }
+    for (const m of marks || []) {
+      if (m.t < t0 || m.t > t1) continue;
+      const mark = svg("line", {x1: x(m.t), x2: x(m.t), y1: T, y2: H - B, class: "admin-mark",
+                                "data-action": m.action});
+      mark.appendChild(svg("title", {}, actionText(m)));
+      chart.appendChild(mark);
+    }
     box.appendChild(chart);
+    return box;
+  }
+
+  // An admin action in words: "14:02 pause (serves red)".
+  function actionText(m) {
+    return `${time(m.t)} ${m.action}` + (m.arm ? ` (serves ${m.arm})` : "");
+  }
+
+  // The admin actions of an experiment (pause, resume, conclude, clear), listed.
+  function actionsList(events) {
+    const box = el("div", {class: "admin-events"});
+    if (!events.length) return box;
+    box.appendChild(el("h3", {}, "Admin actions"));
+    const list = el("ul", {});
+    for (const m of events) list.appendChild(el("li", {"data-action": m.action}, actionText(m)));
+    box.appendChild(list);
     return box;
   }
 
   // Per-interval share of pulls and cumulative reward rate, from the
   // samples plus the current totals as the last point.
-  function chartsFor(exp, samples, now) {
+  function chartsFor(exp, samples, now, marks) {
     const points = samples.map(s => ({t: s.t, arms: (s.e && s.e[exp.id]) || {}}));
     const current = {};
     for (const a of exp.arms) current[a.id] = [a.pulls, a.reward_sum];
@@ -149,9 +173,9 @@
                                                    span > 0 ? 0.05 * span : 1) : exp.reward_max;
     const charts = el("div", {class: "charts"});
     charts.appendChild(lineChart("Traffic share per interval", share, 1,
-                                 v => Math.round(100 * v) + "%"));
+                                 v => Math.round(100 * v) + "%", marks));
     charts.appendChild(lineChart("Reward rate (cumulative)", rate, rateMax || 1,
-                                 v => v.toFixed(rateMax < 1 ? 3 : 1)));
+                                 v => v.toFixed(rateMax < 1 ? 3 : 1), marks));
     return charts;
   }
 
@@ -217,7 +241,9 @@
     const missing = (report.not_available || []).map(k => NOT_AVAILABLE[k] || k);
     if (missing.length)
       section.appendChild(el("p", {class: "not-available"}, `Not available yet: ${missing.join(", ")}.`));
-    section.appendChild(chartsFor(exp, data.series || [], data.now));
+    const actions = (data.events || []).filter(ev => ev.experiment === exp.id);
+    section.appendChild(chartsFor(exp, data.series || [], data.now, actions));
+    section.appendChild(actionsList(actions));
     return section;
   }
 
