@@ -131,6 +131,13 @@ expect_status 200 "pause on A"
 pycheck "pause answer" "$body" 'assert d["state"] == "paused" and d["serve"] == "red" and d["source"] == "admin" and d["action"] == "pause" and d["sequence"] == 1, d'
 [[ $(served "$base_a") == "red paused" ]] || fail "A does not serve red paused after its pause"
 until_served "$base_b" "red paused" "B after A's pause"
+# A's pulls from before its pause reach the store within its flush interval
+# (1 s) and B's totals at B's next refresh: wait for B to see them all.
+for _ in $(seq 100); do
+    [[ $(pulls "$base_b") == "$(pulls "$base_a")" ]] && break
+    sleep 0.1
+done
+[[ $(pulls "$base_b") == "$(pulls "$base_a")" ]] || fail "B never saw A's pulls"
 before=$(pulls "$base_b")
 for _ in 1 2 3 4 5; do
     [[ $(served "$base_b") == "red paused" ]] || fail "B stopped serving red paused"
