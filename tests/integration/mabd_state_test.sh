@@ -6,6 +6,7 @@
 # unchanged), an unknown arm is a 400 naming it, an unknown experiment a 404,
 # a failing store a 503 with the state unchanged. Each action appears in the
 # dashboard's events, on the mabd that took it and on the one that read it.
+# `mab pause`, `mab conclude` and `mab clear` beside both servers.
 set -euo pipefail
 
 build=$(cd "$1" && pwd)
@@ -55,7 +56,7 @@ start() { # start NAME: a mabd on a free loopback port; sets pid_NAME, base_NAME
     eval "pid_$name=$!"
     eval "base_$name=http://127.0.0.1:$port"
     for _ in $(seq 100); do
-        grep -q "listening on" "$tmp/log_$name" && return 0
+        grep -qs "listening on" "$tmp/log_$name" && return 0
         sleep 0.1
     done
     fail "mabd $name did not start:"
@@ -201,6 +202,27 @@ else
     want="pause|pause (serves red);conclude|conclude (serves blue);resume|resume;"
     [[ $got == "$want" ]] || fail "the dashboard lists '$got', expected '$want'"
 fi
+
+# ---- the mab command line, beside both servers (LMDB takes a second writer) ----
+out=$($mab pause "$tmp/mab.json" color green) || fail "mab pause failed: $out"
+[[ $out == *"paused, serving 'green'"* ]] || fail "mab pause says: $out"
+until_served "$base_a" "green paused" "A after mab pause"
+until_served "$base_b" "green paused" "B after mab pause"
+if out=$($mab conclude "$tmp/mab.json" color purple 2>&1); then
+    fail "mab conclude with an unknown arm succeeded: $out"
+fi
+[[ $out == *'"purple"'* ]] || fail "mab conclude does not name the arm: $out"
+st=0
+$mab conclude "$tmp/mab.json" color >/dev/null 2>&1 || st=$?
+[[ $st == 2 ]] || fail "mab conclude without an arm: exit $st, expected 2 (usage)"
+[[ $(served "$base_a") == "green paused" ]] || fail "a refused mab conclude changed the state"
+out=$($mab clear "$tmp/mab.json" color) || fail "mab clear failed: $out"
+[[ $out == *"running"*"the config's state"* ]] || fail "mab clear says: $out"
+for _ in $(seq 100); do
+    [[ $(served "$base_b") != *paused* ]] && break
+    sleep 0.1
+done
+[[ $(served "$base_b") != *paused* ]] || fail "B still paused after mab clear"
 
 stop "$pid_a"
 stop "$pid_b"

@@ -15,6 +15,10 @@ int cmd_stats(const command_args *args);
 int cmd_report(const command_args *args);
 int cmd_simulate(const command_args *args);
 int cmd_reset(const command_args *args);
+int cmd_pause(const command_args *args);   /* cmd_state.c, with the three below */
+int cmd_resume(const command_args *args);
+int cmd_conclude(const command_args *args);
+int cmd_clear(const command_args *args);
 int cmd_export(const command_args *args);
 int cmd_import(const command_args *args);
 int cmd_keygen(const command_args *args);

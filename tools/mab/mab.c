@@ -187,6 +187,61 @@ static const command commands[] = {
      "Zero the counters of every arm of experiment EXP, in storage too\n"
      "(counters of arms no longer in the config are removed).\n",
      {"CONFIG", "EXP"}, 2, 0, {{0}}, 0, cmd_reset},
+    {"pause", "pause an experiment at run time (stored)",
+     "usage: mab pause CONFIG EXP [ARM]\n"
+     "\n"
+     "Serve ARM (or the leader, the arm of highest mean) to new visitors and\n"
+     "count nothing.\n"
+     "\n"
+     "The action is written to the config's storage first (nothing changes when\n"
+     "the store refuses it) and holds over the config's \"state\" and \"serve\"\n"
+     "until the next action, across restarts and reloads: every engine over the\n"
+     "store (mabd, nginx and Flask workers, other machines) follows at its next\n"
+     "refresh (storage.refresh_ms). The store must take a second writer (LMDB,\n"
+     "Redis, MongoDB; json_file is held by a running server: use mabd's\n"
+     "POST /v1/admin/experiments/EXP/ACTION there). See docs/operating.md.\n",
+     {"CONFIG", "EXP", "ARM"}, 3, 1, {{0}}, 0, cmd_pause},
+    {"resume", "run an experiment again at run time (stored)",
+     "usage: mab resume CONFIG EXP\n"
+     "\n"
+     "The policy chooses and learns again, whatever the config's state.\n"
+     "\n"
+     "The action is written to the config's storage first (nothing changes when\n"
+     "the store refuses it) and holds over the config's \"state\" and \"serve\"\n"
+     "until the next action, across restarts and reloads: every engine over the\n"
+     "store (mabd, nginx and Flask workers, other machines) follows at its next\n"
+     "refresh (storage.refresh_ms). The store must take a second writer (LMDB,\n"
+     "Redis, MongoDB; json_file is held by a running server: use mabd's\n"
+     "POST /v1/admin/experiments/EXP/ACTION there). See docs/operating.md.\n",
+     {"CONFIG", "EXP"}, 2, 0, {{0}}, 0, cmd_resume},
+    {"conclude", "conclude an experiment with a winner (stored)",
+     "usage: mab conclude CONFIG EXP ARM\n"
+     "\n"
+     "Serve ARM, the winner (with the config's floor, if any); pulls and rewards\n"
+     "are still counted.\n"
+     "\n"
+     "The action is written to the config's storage first (nothing changes when\n"
+     "the store refuses it) and holds over the config's \"state\" and \"serve\"\n"
+     "until the next action, across restarts and reloads: every engine over the\n"
+     "store (mabd, nginx and Flask workers, other machines) follows at its next\n"
+     "refresh (storage.refresh_ms). The store must take a second writer (LMDB,\n"
+     "Redis, MongoDB; json_file is held by a running server: use mabd's\n"
+     "POST /v1/admin/experiments/EXP/ACTION there). See docs/operating.md.\n",
+     {"CONFIG", "EXP", "ARM"}, 3, 0, {{0}}, 0, cmd_conclude},
+    {"clear", "drop the admin state: follow the config's state again",
+     "usage: mab clear CONFIG EXP\n"
+     "\n"
+     "Undo pause, resume or conclude: the config's \"state\" and \"serve\" apply\n"
+     "again.\n"
+     "\n"
+     "The action is written to the config's storage first (nothing changes when\n"
+     "the store refuses it) and holds over the config's \"state\" and \"serve\"\n"
+     "until the next action, across restarts and reloads: every engine over the\n"
+     "store (mabd, nginx and Flask workers, other machines) follows at its next\n"
+     "refresh (storage.refresh_ms). The store must take a second writer (LMDB,\n"
+     "Redis, MongoDB; json_file is held by a running server: use mabd's\n"
+     "POST /v1/admin/experiments/EXP/ACTION there). See docs/operating.md.\n",
+     {"CONFIG", "EXP"}, 2, 0, {{0}}, 0, cmd_clear},
     {"export", "write every stored counter as JSON",
      "usage: mab export CONFIG [--out FILE]\n"
      "\n"
