@@ -48,7 +48,10 @@ has() {
 commands=$("$build/bin/mab" --help | sed -n '/^Commands:/,/^$/s/^  \([a-z]\+\) .*/\1/p')
 [[ -n $commands ]] || fail "no command list in mab --help"
 for cmd in $commands; do
-    sed -n '/^COMMANDS$/,/^[A-Z]/p' "$tmp/mab.1.txt" | grep -qE "^ {7}mab $cmd( |\$)" ||
+    # Not `sed | grep -q`: grep leaving at its match would kill sed with
+    # SIGPIPE, which pipefail reports as a failure.
+    sed -n '/^COMMANDS$/,/^[A-Z]/p' "$tmp/mab.1.txt" >"$tmp/mab.1.commands"
+    grep -qE "^ {7}mab $cmd( |\$)" "$tmp/mab.1.commands" ||
         fail "mab.1 COMMANDS has no entry for mab $cmd"
     "$build/bin/mab" "$cmd" --help >"$tmp/help.txt" 2>&1 || true
     for opt in $(grep -oE -- '--[a-z][a-z-]*' "$tmp/help.txt" | sort -u); do
