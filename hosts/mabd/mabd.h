@@ -129,6 +129,9 @@ void mabd_series_sample(mabd *d);
    mabd's or another's, read at a refresh) as a dashboard event, once
    (caller holds d->lock). */
 void mabd_admin_poll(mabd *d);
+/* admin.c: the same for `max` experiments, from where the previous call
+   stopped (the main loop's tick, bounded whatever the config's size). */
+void mabd_admin_poll_some(mabd *d, size_t max);
 /* admin.c: an experiment's state after an admin action, as the route
    answers it: {"experiment","state","serve","source","action","sequence",
    "time"}; NULL with err filled (caller holds d->lock). */

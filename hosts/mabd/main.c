@@ -240,12 +240,13 @@ static void sample(mabd *d)
 }
 
 /* Admin actions another mabd stored, read at this engine's refresh, join
-   the dashboard's events within a tick (admin.c). */
+   the dashboard's events within a tick (admin.c; 4096 experiments a tick:
+   larger configs within n / 4096 ticks, or at the next dashboard fetch). */
 static void poll_admin(mabd *d)
 {
     pthread_rwlock_rdlock(&d->lock);
     if (d->engine)
-        mabd_admin_poll(d);
+        mabd_admin_poll_some(d, 4096);
     pthread_rwlock_unlock(&d->lock);
 }
 
