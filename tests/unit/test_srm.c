@@ -307,6 +307,26 @@ static void test_abi1_policy_counts_only_what_the_rules_served(void **state)
     close_ok(e);
 }
 
+/* A vector that does not sum to 1 is not counted (no false alarm). */
+static void test_a_vector_that_is_not_a_distribution_is_not_counted(void **state)
+{
+    (void)state;
+    write_config("{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_reporting.so\", \"bad_vector\": "
+                 "true}", "");
+    mab_engine *e = open_ok();
+    choose_n(e, 1000);
+    mab_arm_stats st[3];
+    ledger_ok(e, st);
+    assert_int_equal(st[0].pulls + st[1].pulls + st[2].pulls, 0);
+    assert_int_equal(st[0].rewards, 0);
+    mab_report r;
+    report_ok(e, &r);
+    assert_false(r.available & MAB_REPORT_HAS_SRM);
+    assert_int_equal(r.pulls, 1000);
+    mab_report_free(&r);
+    close_ok(e);
+}
+
 /* Paused and holdout choices are not part of the check. */
 static void test_holdout_and_paused_choices_are_not_counted(void **state)
 {
@@ -527,6 +547,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concluded_with_a_floor_is_not_flagged, each,
                                         cleanup),
         cmocka_unit_test_setup_teardown(test_abi1_policy_counts_only_what_the_rules_served,
+                                        each, cleanup),
+        cmocka_unit_test_setup_teardown(test_a_vector_that_is_not_a_distribution_is_not_counted,
                                         each, cleanup),
         cmocka_unit_test_setup_teardown(test_holdout_and_paused_choices_are_not_counted, each,
                                         cleanup),
