@@ -270,6 +270,49 @@ static void test_concluded_with_a_floor_is_not_flagged(void **state)
                0);
 }
 
+/* The bundled policies that report every arm's probability (exp3 above):
+   each of 3000 choices counted, with rewards moving them, not flagged. */
+static void test_bundled_policies_report_their_probabilities(void **state)
+{
+    (void)state;
+    static const char *const policies[] = {
+        "{\"plugin\": \"kl_ucb\"}",
+        "{\"plugin\": \"sw_ucb\", \"window\": 7200}",
+        "{\"plugin\": \"lin_ucb\", \"features\": [\"x\"]}",
+        "{\"plugin\": \"lin_igw\", \"features\": [\"x\"]}",
+    };
+    for (size_t k = 0; k < sizeof policies / sizeof policies[0]; k++) {
+        write_config(policies[k], "");
+        mab_engine *e = open_ok();
+        mab_error err = {0, ""};
+        const char *names[] = {"x"};
+        for (int i = 0; i < 3000; i++) {
+            double x[] = {(double)(i % 3)};
+            mab_context ctx = {sizeof ctx, names, x, 1, 0, 0, 0, 0};
+            mab_choice c = MAB_STRUCT_INIT(mab_choice);
+            int rc = mab_choose_ctx(e, "exp", &ctx, &c, NULL, &err);
+            if (rc)
+                fail_msg("%s: choose: %s", policies[k], err.message);
+            ctx.probability = c.probability;
+            /* Arm b pays when x is 1, arm c otherwise, one time in two. */
+            int pays = (c.arm_index == 1 && i % 3 == 1) || (c.arm_index == 2 && i % 2);
+            if (pays && mab_reward_ctx(e, "exp", c.arm_id, 1.0, &ctx, &err) != MAB_OK)
+                fail_msg("%s: reward: %s", policies[k], err.message);
+        }
+        mab_arm_stats st[3];
+        ledger_ok(e, st);
+        if (st[0].pulls + st[1].pulls + st[2].pulls != 3000)
+            fail_msg("%s: %llu of 3000 choices in the ledger", policies[k],
+                     (unsigned long long)(st[0].pulls + st[1].pulls + st[2].pulls));
+        mab_report r;
+        report_ok(e, &r);
+        if (!(r.available & MAB_REPORT_HAS_SRM) || !(r.srm_p_value >= 0.001))
+            fail_msg("%s: p = %g, %s", policies[k], r.srm_p_value, r.srm_status);
+        mab_report_free(&r);
+        close_ok(e);
+    }
+}
+
 /* An ABI 1 policy: only what the rules served (burn-in) is counted. */
 static void test_abi1_policy_counts_only_what_the_rules_served(void **state)
 {
@@ -545,6 +588,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_honest_fixture_under_burn_in_is_not_flagged, each,
                                         cleanup),
         cmocka_unit_test_setup_teardown(test_concluded_with_a_floor_is_not_flagged, each,
+                                        cleanup),
+        cmocka_unit_test_setup_teardown(test_bundled_policies_report_their_probabilities, each,
                                         cleanup),
         cmocka_unit_test_setup_teardown(test_abi1_policy_counts_only_what_the_rules_served,
                                         each, cleanup),
