@@ -399,7 +399,9 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
     static const char *const keys[] = {"policy", "arms", "reward", "winner",
                                        /* operating rules: rules.c */
                                        "state", "serve", "floor", "burn_in", "holdout",
-                                       "attribution_window", NULL};
+                                       "attribution_window",
+                                       /* the sample-ratio check: srm.c */
+                                       "srm", NULL};
     int rc = check_keys(e, obj, where, keys, err);
     if (rc)
         return rc;
@@ -422,7 +424,9 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
     if (rc)
         return rc;
     rc = parse_arms(e, x, cJSON_GetObjectItemCaseSensitive(obj, "arms"), err);
-    return rc ? rc : mab__rules_parse(e, x, obj, err);
+    if (!rc)
+        rc = mab__rules_parse(e, x, obj, err);
+    return rc ? rc : mab__srm_parse(e, x, obj, err);
 }
 
 static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
@@ -594,7 +598,7 @@ int mab__config_load(mab_engine *e, const char *const *sections, mab_error *err)
         (rc = parse_seed(e, cJSON_GetObjectItemCaseSensitive(e->root, "seed"), err)) ||
         (rc = parse_storage(e, cJSON_GetObjectItemCaseSensitive(e->root, "storage"), err)) ||
         (rc = parse_experiments(e, cJSON_GetObjectItemCaseSensitive(e->root, "experiments"), err)) ||
-        (rc = mab__rules_add_ledgers(e, err)) ||
+        (rc = mab__rules_add_ledgers(e, err)) || (rc = mab__srm_add_ledgers(e, err)) ||
         (rc = parse_adapter_keys(e, err)) || (rc = keep_sections(e, err)))
         return rc;
     e->storage_obj = cJSON_GetObjectItemCaseSensitive(e->root, "storage");

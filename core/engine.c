@@ -83,6 +83,7 @@ static void engine_free(mab_engine *e)
             free(e->slots[i].view_stats);
             free(e->slots[i].delta_stats);
             free(e->slots[i].window);
+            free(e->slots[i].probabilities);
         }
         free(e->slots);
     }
@@ -268,8 +269,9 @@ static int load_policy_once(mab_engine *e, const char *name, const char *plugin_
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
     if (x->is_ledger) {
-        x->policy_name = "holdout";
-        x->policy_path = mab__strdup("(holdout ledger)");
+        int srm = x->is_ledger == MAB__LEDGER_SRM;
+        x->policy_name = srm ? "srm" : "holdout";
+        x->policy_path = mab__strdup(srm ? "(sample-ratio ledger)" : "(holdout ledger)");
         return x->policy_path ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];
@@ -962,6 +964,7 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     mab_policy_choice c = {x->n_arms, NAN, 0};
     const char *failed = "choose";
     int rc = mab__policy_input(e, x, s, now, features, &in);
+    in.probabilities = mab__srm_vector(x, s); /* every arm's, for the check (srm.c) */
     if (rc == MAB_OK)
         rc = x->policy2->choose(x->policy_state, &in, &c);
     if (rc == MAB_OK && c.arm < x->n_arms) {
@@ -970,6 +973,8 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
         rc = mab__record_event(x, s, &ev);
         failed = "update";
         if (rc == MAB_OK) {
+            if (mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability))
+                mab__srm_count(s, x->srm, c.arm, in.probabilities);
             slot_pending(s, x->first_arm + c.arm)->pulls++;
             if (slot_due(s))
                 mab__slot_publish(e, s);
@@ -992,8 +997,9 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
 
 static int ledger_error(const mab_engine *e, const mab__experiment *x, mab_error *err)
 {
-    return mab_error_set(err, MAB_EINVAL, "%s: \"%s\" counts a holdout; it has no policy to "
-                         "choose with", e->config_path, x->id);
+    return mab_error_set(err, MAB_EINVAL, "%s: \"%s\" counts %s; it has no policy to "
+                         "choose with", e->config_path, x->id,
+                         x->is_ledger == MAB__LEDGER_SRM ? "the sample-ratio check" : "a holdout");
 }
 
 static inline __attribute__((always_inline)) int
@@ -1124,6 +1130,11 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
         return rc;
     if ((rc = mab__context_check(ctx, err)) != MAB_OK)
         return rc;
+    if (__builtin_expect(x->is_ledger == MAB__LEDGER_SRM, 0))
+        return mab_error_set(err, MAB_EINVAL,
+                             "%s: \"%s\" counts the sample-ratio check of \"%.*s\"; it takes "
+                             "no rewards", e->config_path, x->id,
+                             (int)(strlen(x->id) - 4), x->id);
     /* Only a context carries what the rules check (a holdout tag, the
        assignment's time): without one, or without such rules or flags, no
        call (mab_reward's path stays as it was). */

@@ -167,7 +167,10 @@ typedef struct mab__experiment {
     mab__rules rules;           /* operating rules (rules.c) */
     mab__admin admin;           /* the admin state over them (admin.c) */
     struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
-    int is_ledger;              /* a holdout ledger: no policy, not listed, not chosen */
+    int is_ledger;              /* a ledger: no policy, not listed, not chosen
+                                   (MAB__LEDGER_HOLDOUT or MAB__LEDGER_SRM) */
+    struct mab__experiment *srm; /* the sample-ratio ledger "ID@srm" (srm.c), or NULL */
+    int srm_off;                /* why there is none: MAB__SRM_* (srm.c) */
     _Atomic uint64_t late_rewards; /* refused by the attribution window */
     double winner_p_best;        /* the "winner" rule (config.c; report.c) */
     double winner_expected_loss;
@@ -201,6 +204,8 @@ typedef struct mab__slot {
     int64_t bucket_start;    /* lo in seconds */
     mab_arm_view *window;    /* scratch for a window, window_cap entries */
     size_t window_cap;
+    double *probabilities;   /* scratch: every arm's probability from choose()
+                                (policy ABI 2.2), max_arms entries (srm.c) */
 } mab__slot;
 
 /* A reward waiting for its claim (engine.c, mab__engine_claim_reward). */
@@ -431,5 +436,30 @@ int mab__buckets_load(mab_engine *e, mab_error *err);
 void mab__buckets_reset(mab_engine *e, mab__experiment *x);
 int mab__window_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns,
                      mab_policy_input *in);
+
+/* srm.c: the sample-ratio check (ALGORITHMS.md; docs/operating.md). Each
+   experiment has a ledger "ID@srm" with reward range [0, 1]: a counted
+   choice whose probabilities of every arm are known adds one pull to the
+   chosen arm and to every arm i one reward of value P(i), so pulls_i is
+   O_i and reward_sum_i is E_i. */
+#define MAB__LEDGER_HOLDOUT 1
+#define MAB__LEDGER_SRM 2
+enum { MAB__SRM_ON = 0, MAB__SRM_CONFIG_OFF, MAB__SRM_ID_TOO_LONG };
+/* Parse the experiment's "srm" key (true by default). */
+int mab__srm_parse(const mab_engine *e, mab__experiment *x, const cJSON *obj, mab_error *err);
+/* Append the ledgers (after mab__rules_add_ledgers). */
+int mab__srm_add_ledgers(mab_engine *e, mab_error *err);
+/* The slot's probabilities scratch, [0] set to NAN, for
+   mab_policy_input.probabilities; NULL when x has no ledger. */
+double *mab__srm_vector(const mab__experiment *x, mab__slot *s);
+/* Whether choose() filled v (n arms) with probabilities, consistent with
+   its choice of `arm` with probability p (NAN: not said). */
+int mab__srm_filled(const double *v, size_t n, size_t arm, double p);
+/* Count one choice of `arm` served with the probabilities v in the ledger
+   (locked slot; pending deltas only, no storage call). */
+void mab__srm_count(mab__slot *s, const mab__experiment *ledger, size_t arm, const double *v);
+/* The check of x from its ledger's published totals (the caller gathered
+   them): *p_value and a status text; returns 1 when p_value is available. */
+int mab__srm_check(const mab__experiment *x, double *p_value, char *status, size_t size);
 
 #endif

@@ -242,7 +242,10 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
     if (e->read_only)
         return mab__read_only_error(e, "reset", err);
     int rc = reset_one(e, x, err);
-    /* The holdout's counters go with the experiment's. */
+    /* The holdout's counters go with the experiment's, and so do the
+       sample-ratio check's (srm.c). */
+    if (rc == MAB_OK && x->srm)
+        rc = reset_one(e, x->srm, err);
     return rc == MAB_OK && x->ledger ? reset_one(e, x->ledger, err) : rc;
 }
 

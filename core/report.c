@@ -33,7 +33,7 @@ static mab_arm_stats input_arm(const mab_report_input *in, size_t k)
 
 /* The first version's mab_report: callers must give at least this much.
    When mab_report grows, this stays the offset where 0.1's struct ended. */
-#define REPORT_SIZE_0_1 sizeof(mab_report)
+#define REPORT_SIZE_0_1 offsetof(mab_report, srm_status)
 #define INPUT_SIZE_0_1 sizeof(mab_report_input)
 
 #define Z_975 1.959963984540054 /* the 97.5% quantile of the standard normal */
@@ -317,6 +317,8 @@ int mab_report_compute(const mab_report_input *in, mab_report *out, mab_error *e
     r.holdout_diff = r.holdout_diff_low = r.holdout_diff_high = NAN;
     r.srm_p_value = NAN;
     r.late_rewards = 0;
+    snprintf(r.srm_status, sizeof r.srm_status, "not available: a snapshot given by the caller "
+             "(mab_report_compute) holds no probabilities served");
 
     for (size_t k = 0; k < n; k++)
     {
@@ -356,6 +358,21 @@ int mab_report_compute(const mab_report_input *in, mab_report *out, mab_error *e
     memcpy(out, &r, caller_size < sizeof r ? caller_size : sizeof r);
     out->struct_size = caller_size;
     return MAB_OK;
+}
+
+/* The sample-ratio check (srm.c; mab_stats gathered the ledger's totals
+   before), and its warning first in the recommendation on a mismatch. */
+static void srm_report(const mab__experiment *x, mab_report *r)
+{
+    if (!mab__srm_check(x, &r->srm_p_value, r->srm_status, sizeof r->srm_status))
+        return;
+    r->available |= MAB_REPORT_HAS_SRM;
+    if (strncmp(r->srm_status, "mismatch", 8) != 0)
+        return;
+    char said[MAB_REPORT_TEXT_MAX];
+    memcpy(said, r->recommendation, sizeof said);
+    snprintf(r->recommendation, sizeof r->recommendation,
+             "sample-ratio mismatch: do not trust this report; %s", said);
 }
 
 int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_error *err)
@@ -412,6 +429,7 @@ int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_e
                 r.holdout_diff_low = h.ci_low;
                 r.holdout_diff_high = h.ci_high;
             }
+            srm_report(x, &r);
             r.policy = x->policy_name ? x->policy_name : "";
             r.policy_json = x->policy_json ? x->policy_json : "";
             size_t caller_size = out->struct_size;
@@ -510,6 +528,12 @@ int mab_report_json(const mab_report *r, char **out, mab_error *err)
     put(&ok, doc, "holdout", holdout ? holdout : cJSON_CreateNull());
     put(&ok, doc, "srm_p_value", r->available & MAB_REPORT_HAS_SRM ? json_double(r->srm_p_value)
                                                                    : cJSON_CreateNull());
+    /* A report from a caller built before srm_status has none. */
+    put(&ok, doc, "srm_status",
+        cJSON_CreateString(r->struct_size >= offsetof(mab_report, srm_status) +
+                                                   sizeof r->srm_status
+                               ? r->srm_status
+                               : "not available"));
     put(&ok, doc, "late_rewards", r->available & MAB_REPORT_HAS_LATE ? json_counter(r->late_rewards)
                                                                      : cJSON_CreateNull());
     cJSON *missing = put(&ok, doc, "not_available", cJSON_CreateArray());

@@ -240,7 +240,30 @@ static int policy_choose(mab_engine *e, mab__experiment *x, mab__slot *s, int64_
                                  &c->probability);
     mab_policy_input in;
     int rc = mab__policy_input(e, x, s, now, features, &in);
+    in.probabilities = mab__srm_vector(x, s); /* every arm's, for the check (srm.c) */
     return rc == MAB_OK ? x->policy2->choose(x->policy_state, &in, c) : rc;
+}
+
+/* The probabilities of every arm after the rules, for the sample-ratio
+   check (srm.c), in the slot's scratch: uniform in burn-in, the winner's
+   share and the floor when concluded, else the policy's vector there mixed
+   with the floor. NULL when the experiment has no check. */
+static double *srm_served(const mab__experiment *x, mab__slot *s, unsigned flags, size_t winner)
+{
+    if (!x->srm)
+        return NULL;
+    const mab__rules *r = &x->rules;
+    size_t k = x->n_arms;
+    double kf = (double)k * r->floor, *v = s->probabilities;
+    for (size_t i = 0; i < k; i++) {
+        if (flags & MAB_CHOICE_CONCLUDED)
+            v[i] = i == winner ? 1.0 - (double)(k - 1) * r->floor : r->floor;
+        else if (flags & MAB_CHOICE_BURN_IN)
+            v[i] = 1.0 / (double)k;
+        else
+            v[i] = r->floor + (1.0 - kf) * v[i];
+    }
+    return v;
 }
 
 /* The policy's probability of `arm`, knowing it chose c->arm with
@@ -317,6 +340,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
     size_t k = x->n_arms, arm;
     double kf = (double)k * r->floor, p;
     unsigned flags = 0;
+    double *served = NULL; /* every arm's probability after the rules (srm.c) */
     int est = 0, rc = MAB_OK;
     const char *failed = "choose";
     if (r->state == MAB__PAUSED) {
@@ -353,6 +377,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
             flags |= MAB_CHOICE_FLOOR;
         }
         p = arm == winner ? 1.0 - (double)(k - 1) * r->floor : r->floor;
+        served = srm_served(x, s, flags, winner);
     } else {
         int burning = 0;
         for (size_t i = 0; r->burn_in && i < k && !burning; i++)
@@ -361,6 +386,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
             arm = (size_t)mab_rng_below(&s->rng, k);
             p = 1.0 / (double)k;
             flags = MAB_CHOICE_BURN_IN;
+            served = srm_served(x, s, flags, 0);
         } else {
             mab_policy_choice c;
             rc = policy_choose(e, x, s, now, features, &c);
@@ -373,20 +399,33 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
             arm = c.arm;
             p = c.probability;
             est = c.estimated;
+            /* Known now or never: a Monte Carlo estimate below reuses the
+               scratch. */
+            int known = rc == MAB_OK && x->policy2 && x->srm &&
+                        mab__srm_filled(s->probabilities, k, c.arm, c.probability);
             if (rc == MAB_OK && kf > 0) {
                 if (mab_rng_uniform(&s->rng) < kf) {
                     arm = (size_t)mab_rng_below(&s->rng, k);
                     flags = MAB_CHOICE_FLOOR;
                     est = 0;
-                    rc = policy_probability(e, x, s, now, features, &c, arm, &p, &est);
+                    if (known) {
+                        p = s->probabilities[arm]; /* the policy's own, exact */
+                        est = c.estimated;
+                    } else {
+                        rc = policy_probability(e, x, s, now, features, &c, arm, &p, &est);
+                    }
                 }
                 p = r->floor + (1.0 - kf) * p;
             }
+            if (known)
+                served = srm_served(x, s, flags, 0);
         }
     }
     if (rc == MAB_OK) {
         failed = "update";
         rc = count_pull(e, x, s, arm, p, now, features);
+        if (rc == MAB_OK && served)
+            mab__srm_count(s, x->srm, arm, served);
     }
     slot_unlock(s);
     if (rc != MAB_OK)

@@ -26,14 +26,17 @@ int mab__slot_init(mab_engine *e, mab__slot *s)
     s->pending_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *s->pending_stats);
     s->view_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->view_stats);
     s->delta_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->delta_stats);
+    s->probabilities = calloc(e->max_arms, sizeof *s->probabilities);
     if (!s->pending || !s->dirty || !s->view || !s->pending_stats || !s->view_stats ||
-        !s->delta_stats) {
+        !s->delta_stats || !s->probabilities) {
         free(s->pending);
         free(s->dirty);
         free(s->view);
         free(s->pending_stats);
         free(s->view_stats);
         free(s->delta_stats);
+        free(s->probabilities);
+        s->probabilities = NULL;
         s->pending = NULL;
         s->dirty = NULL;
         s->view = NULL;

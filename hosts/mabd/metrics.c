@@ -77,8 +77,9 @@ static void late_rewards(mabd *d, strbuf *out)
     }
 }
 
-/* mab_arm_p_best and mab_arm_expected_loss from the core's report: one
-   report per experiment (one snapshot), both families written from it. */
+/* mab_arm_p_best, mab_arm_expected_loss and mab_experiment_srm_p_value
+   from the core's report: one report per experiment (one snapshot), every
+   family written from it. */
 static void report_gauges(mabd *d, strbuf *out)
 {
     size_t n = mab_experiment_count(d->engine);
@@ -111,6 +112,16 @@ static void report_gauges(mabd *d, strbuf *out)
             }
         }
     }
+    /* The sample-ratio check: only experiments whose p-value is available
+       (a missing sample, not a made-up one, where it is not). */
+    sb_puts(out, "# HELP mab_experiment_srm_p_value Sample-ratio check: chi-square p-value of "
+                 "the pulls against the probabilities served; below 0.001 the assignment does "
+                 "not follow them (docs/operating.md).\n"
+                 "# TYPE mab_experiment_srm_p_value gauge\n");
+    for (size_t i = 0; reports && have && i < n; i++)
+        if (have[i] && (reports[i].available & MAB_REPORT_HAS_SRM))
+            sb_printf(out, "mab_experiment_srm_p_value{experiment=\"%s\"} %.17g\n",
+                      reports[i].experiment, reports[i].srm_p_value);
     for (size_t i = 0; reports && have && i < n; i++)
         if (have[i])
             mab_report_free(&reports[i]);

@@ -836,8 +836,11 @@ MAB_EXPORT int mab_import(mab_engine *engine, const mab_record *records, size_t 
  * invents a value. mab_report_get() sets MAB_REPORT_HAS_LATE always (the
  * rewards the attribution window refused in this process since open, 0
  * without a window) and MAB_REPORT_HAS_HOLDOUT for an experiment with a
- * holdout (mab_holdout_compare()); share per bucket and the sample-ratio
- * check are not available yet (they need the stored time buckets).
+ * holdout (mab_holdout_compare()), and MAB_REPORT_HAS_SRM when the
+ * sample-ratio check has a p-value (at least one counted choice whose
+ * probabilities of every arm are known, and two arms served with a
+ * probability above 0; srm_status says why not otherwise). The share per
+ * bucket is not available yet.
  */
 
 #define MAB_REPORT_DRAWS 10000 /* Monte Carlo draws per report */
@@ -908,11 +911,21 @@ typedef struct mab_report {
        bandit's arms minus the holdout's, with a 95% interval (NAN while a
        group has fewer than 2 visitors). */
     double holdout_diff, holdout_diff_low, holdout_diff_high;
-    /* When available (MAB_REPORT_HAS_SRM; not yet): sample-ratio check,
-       chi-square p-value of the pulls against the probabilities served. */
+    /* When available (MAB_REPORT_HAS_SRM): the sample-ratio check, the
+       chi-square p-value (K - 1 degrees of freedom, K the arms served with a
+       probability above 0) of each arm's pulls O_i against its expected
+       pulls E_i, the sum over the counted choices of the probability with
+       which the arm was served (docs/operating.md). Below 0.001 the
+       assignment does not follow the probabilities served. */
     double srm_p_value;
     /* When available (MAB_REPORT_HAS_LATE): rewards refused as late. */
     uint64_t late_rewards;
+    /* Fields above are the first mab_report; append below. */
+    /* The check in words, always set: "ok: p = 0.43, 100000 visitors",
+       "mismatch: p = 1.2e-06 < 0.001", or "not available: " and why (e.g.
+       the policy reports no probabilities for its arms, policy ABI < 2.2;
+       "srm": false in the config). */
+    char srm_status[MAB_REPORT_TEXT_MAX];
 } mab_report;
 
 /* The snapshot mab_report_compute() works on. */
@@ -964,7 +977,8 @@ MAB_EXPORT int mab_report_compute(const mab_report_input *in, mab_report *out, m
  *        "leader" (an arm id), "winner" (true | false), "recommendation",
  *        "arms": {ARM: {"pulls", "rewards", "reward_sum", "mean", "ci_low",
  *        "ci_high", "p_best", "expected_loss", "share_last_bucket",
- *        "late_rewards"}}, "holdout", "srm_p_value", "late_rewards",
+ *        "late_rewards"}}, "holdout", "srm_p_value", "srm_status" (a
+ *        string, always), "late_rewards",
  *        "not_available": [names of the fields that are null because
  *        storage cannot tell them yet]}. Numbers round-trip as doubles;
  *        counters are exact integers.

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "mab/policy.h"
+#include "probabilities.h"
 
 typedef struct exp3_state {
     double gamma;
@@ -106,6 +107,7 @@ static int exp3_choose(const void *state, const mab_policy_input *in, mab_policy
     out->arm = arm;
     out->probability = p[arm];
     out->estimated = 0;
+    policy_probabilities_copy(in, p);
     if (p != stack)
         free(p);
     return MAB_OK;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 
 #include "mab/policy.h"
+#include "probabilities.h"
 
 typedef struct kl_ucb_state {
     double c;
@@ -137,6 +138,7 @@ static int kl_ucb_choose(const void *state, const mab_policy_input *in, mab_poli
     out->arm = in->api->argmax(values, in->n_arms, 0.0, in->rng, &n_ties);
     out->probability = 1.0 / (double)n_ties;
     out->estimated = 0;
+    policy_probabilities_ties(in, values, values[out->arm], 0.0, n_ties);
     if (values != stack)
         free(values);
     return MAB_OK;

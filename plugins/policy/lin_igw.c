@@ -24,6 +24,7 @@
 
 #include "linear.h"
 #include "mab/policy.h"
+#include "probabilities.h"
 
 typedef struct lin_igw_state {
     double gamma;
@@ -115,6 +116,7 @@ static int lin_igw_choose(const void *state, const mab_policy_input *in, mab_pol
         out->arm = arm;
         out->probability = p[arm];
         out->estimated = 0;
+        policy_probabilities_copy(in, p);
     }
     if (p != stack)
         free(p);

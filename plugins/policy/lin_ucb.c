@@ -21,6 +21,7 @@
 
 #include "linear.h"
 #include "mab/policy.h"
+#include "probabilities.h"
 
 typedef struct lin_ucb_state {
     double alpha;
@@ -91,6 +92,7 @@ static int lin_ucb_choose(const void *state, const mab_policy_input *in, mab_pol
         out->arm = in->api->argmax(values, in->n_arms, 0.0, in->rng, &n_ties);
         out->probability = 1.0 / (double)n_ties;
         out->estimated = 0;
+        policy_probabilities_ties(in, values, values[out->arm], 0.0, n_ties);
     }
     if (values != stack)
         free(values);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 
 #include "mab/policy.h"
+#include "probabilities.h"
 
 typedef struct sw_ucb_state {
     double xi;
@@ -153,6 +154,9 @@ static int sw_ucb_choose(const void *state, const mab_policy_input *in, mab_poli
     out->arm = chosen;
     out->probability = 1.0 / (double)n_best;
     out->estimated = 0;
+    double *all = policy_probabilities_out(in);
+    for (size_t i = 0; all && i < in->n_arms; i++)
+        all[i] = candidate(in, &sc, i) ? 1.0 / (double)n_best : 0.0;
     return MAB_OK;
 }
 

@@ -9,9 +9,13 @@
  * cache misses), as ns per call and their ratio. Storage is off
  * (MAB_OPEN_NO_STORAGE) unless --storage PLUGIN names one (json_file, lmdb),
  * which then also measures the first write of every experiment and a reopen
- * over the stored records.
+ * over the stored records, and the size of the store after the first write
+ * (bytes per arm of the config). --policy NAME sets the experiments'
+ * policy; --no-srm adds "srm": false to each (the sample-ratio ledger
+ * "ID@srm" then takes neither memory nor storage: compare the two runs).
  *
- *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] N [N ...]
+ *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--policy NAME] [--no-srm]
+ *                   N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +53,9 @@ static long rss_kib(void)
     return kib;
 }
 
+static const char *policy = "epsilon_greedy";
+static int no_srm;
+
 static int write_config(const char *path, const char *dir, size_t n, size_t k,
                         const char *storage)
 {
@@ -66,10 +74,10 @@ static int write_config(const char *path, const char *dir, size_t n, size_t k,
                 dir);
     fputs(" \"experiments\": {\n", f);
     for (size_t i = 0; i < n; i++) {
-        fprintf(f, "  \"e%zu\": {\"policy\": {\"plugin\": \"epsilon_greedy\"}, \"arms\": {", i);
+        fprintf(f, "  \"e%zu\": {\"policy\": {\"plugin\": \"%s\"}, \"arms\": {", i, policy);
         for (size_t a = 0; a < k; a++)
             fprintf(f, "%s\"a%zu\": %zu", a ? ", " : "", a, a);
-        fprintf(f, "}}%s\n", i + 1 < n ? "," : "");
+        fprintf(f, "}%s}%s\n", no_srm ? ", \"srm\": false" : "", i + 1 < n ? "," : "");
     }
     fputs(" }\n}\n", f);
     return fclose(f);
@@ -93,8 +101,18 @@ static double choose_ns(mab_engine *e, char **ids, size_t n, size_t calls, int r
     return (now_s() - t0) * 1e9 / (double)calls;
 }
 
-static int measure(const char *config, size_t n, size_t k, size_t calls, const char *storage,
-                   int tsv)
+/* Bytes of the store under dir (the json_file's file, LMDB's data file). */
+static double store_bytes(const char *dir, const char *storage)
+{
+    char path[300];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir,
+             strcmp(storage, "lmdb") == 0 ? "db/data.mdb" : "state.json");
+    return stat(path, &st) == 0 ? (double)st.st_size : -1.0;
+}
+
+static int measure(const char *config, const char *dir, size_t n, size_t k, size_t calls,
+                   const char *storage, int tsv)
 {
     char **ids = malloc(n * sizeof *ids);
     for (size_t i = 0; ids && i < n; i++)
@@ -127,7 +145,7 @@ static int measure(const char *config, size_t n, size_t k, size_t calls, const c
     strings /= (double)k;
     double hot = choose_ns(e, ids, n, calls, 0);
     double cold = choose_ns(e, ids, n, calls, 1);
-    double flush_s = 0, reopen_s = 0;
+    double flush_s = 0, reopen_s = 0, stored = 0;
     if (storage) {
         t0 = now_s();
         if (mab_flush(e, &err) != MAB_OK) {
@@ -138,6 +156,7 @@ static int measure(const char *config, size_t n, size_t k, size_t calls, const c
     }
     mab_close(e, NULL);
     if (storage) {
+        stored = store_bytes(dir, storage) / (double)(n * k);
         t0 = now_s();
         if (mab_open_ex(config, &opts, &e, &err) != MAB_OK) {
             fprintf(stderr, "mab_open (again): %s\n", err.message);
@@ -149,14 +168,14 @@ static int measure(const char *config, size_t n, size_t k, size_t calls, const c
     double per_arm = (double)(after - before) * 1024.0 / (double)(n * k);
     double heap_per_arm = (double)(heap_after - heap_before) / (double)(n * k);
     if (tsv)
-        printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\n", n,
-               k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
-               cold / hot, flush_s, reopen_s);
+        printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\t%.1f\n",
+               n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot,
+               cold, cold / hot, flush_s, reopen_s, stored);
     else
         printf("%10zu %4zu %-9s %9.3f s %8.1f B %8.1f B %6.1f B %8.1f ns %8.1f ns %6.2fx %9.3f s "
-               "%9.3f s\n",
+               "%9.3f s %8.1f B\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
-               cold / hot, flush_s, reopen_s);
+               cold / hot, flush_s, reopen_s, stored);
     fflush(stdout);
     return 0;
 }
@@ -175,9 +194,13 @@ int main(int argc, char **argv)
             storage = argv[++i];
         else if (strcmp(argv[i], "--tsv") == 0)
             tsv = 1;
+        else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
+            policy = argv[++i];
+        else if (strcmp(argv[i], "--no-srm") == 0)
+            no_srm = 1;
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
-                            "[--tsv] N [N ...]\n");
+                            "[--policy NAME] [--no-srm] [--tsv] N [N ...]\n");
             return 2;
         }
     }
@@ -187,11 +210,11 @@ int main(int argc, char **argv)
     }
     if (tsv)
         printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"
-               "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\n");
+               "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\tstore_per_arm\n");
     else
-        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s\n", "experiments",
+        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s %10s\n", "experiments",
                "K", "storage", "open", "RSS/arm", "heap/arm", "id+value", "choose hot",
-               "random", "ratio", "first write", "reopen");
+               "random", "ratio", "first write", "reopen", "store/arm");
     for (; i < argc; i++) {
         size_t n = strtoul(argv[i], NULL, 10);
         char dir[] = "/tmp/mab-bench-scale-XXXXXX";
@@ -205,7 +228,7 @@ int main(int argc, char **argv)
         /* A fresh process per count, so RSS and caches start clean. */
         pid_t pid = fork();
         if (pid == 0)
-            _exit(measure(config, n, k, calls, storage, tsv));
+            _exit(measure(config, dir, n, k, calls, storage, tsv));
         int status = 0;
         waitpid(pid, &status, 0);
         char cmd[sizeof dir + 16];

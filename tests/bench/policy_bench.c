@@ -46,7 +46,9 @@ static const bench_case cases[] = {
     {"thompson", "\"plugin\": \"thompson\"", 0},
     {"thompson gaussian", "\"plugin\": \"thompson\", \"likelihood\": \"gaussian\"", 0},
     {"exp3", "\"plugin\": \"exp3\"", 0},
+    {"exp3 srm=false", "\"plugin\": \"exp3\"", 0},
     {"kl_ucb", "\"plugin\": \"kl_ucb\"", 0},
+    {"kl_ucb srm=false", "\"plugin\": \"kl_ucb\"", 0},
     {"top_two_thompson", "\"plugin\": \"top_two_thompson\"", 0},
     {"top_two_thompson draws=0",
      "\"plugin\": \"top_two_thompson\", \"probability_draws\": 0", 0},
@@ -123,7 +125,9 @@ static int write_config(const char *path, const bench_case *bc)
     fprintf(f, "},\n  \"arms\": {");
     for (int a = 0; a < ARMS; a++)
         fprintf(f, "%s\"a%d\": %d", a ? ", " : "", a, a);
-    fprintf(f, "}}}}\n");
+    /* A label ending in "srm=false" turns the sample-ratio ledger off: the
+       check's cost is the difference from the case above it. */
+    fprintf(f, "}%s}}}\n", strstr(bc->label, "srm=false") ? ", \"srm\": false" : "");
     return fclose(f);
 }
 

@@ -691,6 +691,8 @@ for x, r in e.items():
     assert text[i + 3 + n] == "  " + r["recommendation"], (text[i + 3 + n], r["recommendation"])
     assert text[i + 4 + n] == "  late rewards (refused by the attribution window): 0", text[i + 4 + n]
     assert text[i + 5 + n] == "  not available: share of traffic per bucket, holdout comparison, sample-ratio check", text[i + 5 + n]
+    assert text[i + 6 + n] == "  sample-ratio check: " + r["srm_status"], text[i + 6 + n]
+    assert r["srm_status"].startswith("not available: "), r
 # mab stats --json: the same per-arm fields, the same values.
 st = json.loads(os.environ["REPORT_STATS"])["experiments"]
 for x, r in e.items():
@@ -711,6 +713,38 @@ expect 2 "$mab" report "$cfg_report" txt extra
 sed 's/"winner": {"p_best": 0.99}/"winner": {"p_bset": 0.99}/' "$cfg_report" >"$tmp/report-typo.json"
 expect 1 "$mab" report "$tmp/report-typo.json"
 contains "$err" 'experiments.txt.winner: unknown key "p_bset"' "winner typo"
+
+# ---- report: the sample-ratio check (core/srm.c) after visitors persisted by
+# simulate: a fixture that plays 1/2, 1/3, 1/6 but reports 1/3 each is
+# flagged first thing in the recommendation; exp3 is not (fixed seeds).
+cfg_srm=$tmp/srm.json
+cat >"$cfg_srm" <<EOF
+{
+  "plugin_path": ["$build/plugins"],
+  "storage": {"plugin": "json_file", "path": "$tmp/srm-state.json"},
+  "experiments": {
+    "liar": {"policy": {"plugin": "$build/tests/fixtures/policy_reporting.so", "lie": true},
+             "arms": {"a": 1, "b": 2, "c": 3}},
+    "fair": {"policy": {"plugin": "exp3"}, "arms": {"a": 1, "b": 2, "c": 3}}
+  }
+}
+EOF
+expect 0 "$mab" simulate "$cfg_srm" liar --probs 0.1,0.1,0.1 --steps 3000 --seed 7 --persist
+expect 0 "$mab" simulate "$cfg_srm" fair --probs 0.1,0.1,0.1 --steps 3000 --seed 7 --persist
+expect 0 "$mab" report "$cfg_srm"
+export SRM_TEXT=$out
+expect 0 "$mab" report "$cfg_srm" --json
+pycheck "mab report: the sample-ratio check" "$out" '
+text = os.environ["SRM_TEXT"].splitlines()
+liar, fair = d["experiments"]["liar"], d["experiments"]["fair"]
+assert liar["srm_p_value"] < 0.001 and liar["srm_status"].startswith("mismatch: p = "), liar
+assert liar["srm_status"].endswith(" < 0.001") and "srm_p_value" not in liar["not_available"], liar
+assert liar["recommendation"].startswith("sample-ratio mismatch: do not trust this report; "), liar
+assert fair["srm_p_value"] >= 0.001 and fair["srm_status"].startswith("ok: p = "), fair
+assert not fair["recommendation"].startswith("sample-ratio"), fair
+assert "  sample-ratio check: " + liar["srm_status"] in text, text
+assert "  sample-ratio check: " + fair["srm_status"] in text, text
+assert "  " + liar["recommendation"] in text, text'
 
 if ((failures)); then
     echo "cli_test: $failures failed checks ($commands commands run)" >&2

@@ -47,7 +47,8 @@ write_config() { # write_config COLOR_ARMS [STORAGE_PATH]
   "mabd": {"admin_token_file": "admin.token", "series": {"interval_s": 1}, "timeout_s": 5},
   "experiments": {
     "color": {"policy": {"plugin": "epsilon_greedy", "epsilon": 0.3}, "arms": $1},
-    "txt": {"policy": {"plugin": "ucb1"}, "arms": {"casual": "Hey", "neutral": "Add to cart"}}
+    "txt": {"policy": {"plugin": "ucb1"}, "arms": {"casual": "Hey", "neutral": "Add to cart"}},
+    "fair": {"policy": {"plugin": "exp3"}, "arms": {"a": 1, "b": 2, "c": 3}}
   }
 }
 EOF
@@ -184,6 +185,7 @@ assert d["leader"] in d["arms"] and d["winner"] is False, d
 assert d["recommendation"].startswith("keep exploring: P(best) "), d
 assert abs(sum(a["p_best"] for a in d["arms"].values()) - 1) < 1e-9, d
 assert d["srm_p_value"] is None and d["holdout"] is None and "srm_p_value" in d["not_available"], d
+assert d["srm_status"].startswith("not available: the policy reports no probabilities"), d
 lines = os.environ["METRICS"].splitlines()
 for family, field in (("mab_arm_p_best", "p_best"), ("mab_arm_expected_loss", "expected_loss")):
     assert "# TYPE %s gauge" % family in lines, family
@@ -192,6 +194,23 @@ for family, field in (("mab_arm_p_best", "p_best"), ("mab_arm_expected_loss", "e
         got = [float(l[len(key):]) for l in lines if l.startswith(key)]
         assert got == [a[field]], (family, arm, got, a)
 assert any(l.startswith("mab_arm_p_best{experiment=\"txt\",arm=\"casual\"} ") for l in lines)'
+# The sample-ratio check: exp3 reports the probabilities of every arm, so
+# "fair" has a p-value, in the report and in /metrics; ABI 1 policies
+# (color, txt) have none, and no sample is made up for them.
+for _ in $(seq 40); do req srm_choose "$base/v1/choose/fair"; done
+expect_status 200 "choose fair"
+req srm_report "${auth[@]}" "$base/v1/report/fair"
+srm_report=$body
+req srm_metrics "${auth[@]}" "$base/metrics"
+METRICS=$body pycheck "sample-ratio check in /v1/report and /metrics" "$srm_report" '
+assert d["pulls"] == 40 and d["srm_status"].startswith("ok: p = "), d
+assert 0.001 <= d["srm_p_value"] <= 1 and "srm_p_value" not in d["not_available"], d
+lines = os.environ["METRICS"].splitlines()
+assert "# TYPE mab_experiment_srm_p_value gauge" in lines, lines
+assert any(l.startswith("# HELP mab_experiment_srm_p_value ") for l in lines), lines
+key = "mab_experiment_srm_p_value{experiment=\"fair\"} "
+assert [float(l[len(key):]) for l in lines if l.startswith(key)] == [d["srm_p_value"]], lines
+assert not any(l.startswith("mab_experiment_srm_p_value{experiment=\"color\"}") for l in lines)'
 req report_again "${auth[@]}" "$base/v1/report/color"
 [[ $body == "$report_color" ]] || fail "the same counters gave another report: $report_color then $body"
 req report_unknown "${auth[@]}" "$base/v1/report/nope"

@@ -47,10 +47,10 @@ has() {
 # mab(1): the commands of `mab --help`, the options of each command's help.
 commands=$("$build/bin/mab" --help | sed -n '/^Commands:/,/^$/s/^  \([a-z]\+\) .*/\1/p')
 [[ -n $commands ]] || fail "no command list in mab --help"
+# The section in a file first: grep -q ending the pipe early would kill sed
+# with SIGPIPE, and pipefail would take that for a missing entry.
+sed -n '/^COMMANDS$/,/^[A-Z]/p' "$tmp/mab.1.txt" >"$tmp/mab.1.commands"
 for cmd in $commands; do
-    # Not `sed | grep -q`: grep leaving at its match would kill sed with
-    # SIGPIPE, which pipefail reports as a failure.
-    sed -n '/^COMMANDS$/,/^[A-Z]/p' "$tmp/mab.1.txt" >"$tmp/mab.1.commands"
     grep -qE "^ {7}mab $cmd( |\$)" "$tmp/mab.1.commands" ||
         fail "mab.1 COMMANDS has no entry for mab $cmd"
     "$build/bin/mab" "$cmd" --help >"$tmp/help.txt" 2>&1 || true

@@ -365,6 +365,7 @@ static void test_same_snapshot_same_answer(void **state)
     assert_int_equal(r1.available, 0);
     assert_true(isnan(r1.srm_p_value) && isnan(r1.holdout_diff) && isnan(r1.holdout_diff_low) &&
                 isnan(r1.holdout_diff_high));
+    assert_true(strncmp(r1.srm_status, "not available: ", 15) == 0);
     for (size_t i = 0; i < 3; i++)
         assert_true(isnan(at(&r1, i)->share_last_bucket));
     double sum = 0;
@@ -532,6 +533,10 @@ static void test_engine_report_and_winner_key(void **state)
     assert_true(cJSON_GetObjectItem(blue, "late_rewards")->valuedouble == 0);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "holdout")));
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "srm_p_value")));
+    /* epsilon_greedy is ABI 1: no probabilities of every arm, and why. */
+    assert_string_equal(cJSON_GetObjectItem(doc, "srm_status")->valuestring, r.srm_status);
+    assert_true(strncmp(r.srm_status, "not available: the policy reports no probabilities", 50) ==
+                0);
     assert_true(cJSON_GetObjectItem(doc, "late_rewards")->valuedouble == 0);
     cJSON *missing = cJSON_GetObjectItem(doc, "not_available");
     assert_int_equal(cJSON_GetArraySize(missing), 3);

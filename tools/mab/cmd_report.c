@@ -2,7 +2,8 @@
  * cmd_report.c - `mab report CONFIG [EXP] [--json]`: who is winning and how
  * sure, from the core's report (mab_report_get(), core/report.c): per arm
  * pulls, mean with its 95% credible interval, P(best) and expected loss,
- * then the recommendation. --json prints the core's document per
+ * then the recommendation, what is not available and the sample-ratio
+ * check in words (mab_report.srm_status). --json prints the core's document per
  * experiment (mab_report_json()).
  */
 #include <inttypes.h>
@@ -96,6 +97,7 @@ static int print_report_text(const mab_report *r, int first)
             printf("  late rewards (refused by the attribution window): %" PRIu64 "\n",
                    r->late_rewards);
         print_not_available(r);
+        printf("  sample-ratio check: %s\n", r->srm_status);
     }
     cJSON_free(params);
     table_free(&table);

@@ -100,6 +100,8 @@ def _report(engine: "mab.Engine", only: Optional[str], as_json: bool) -> None:
         if r["not_available"]:
             print("  not available: " + ", ".join(_NOT_AVAILABLE.get(k, k)
                                                    for k in r["not_available"]))
+        if r.get("srm_status") is not None:
+            print("  sample-ratio check: " + r["srm_status"])
 
 
 def main(argv: Optional[List[str]] = None) -> int:

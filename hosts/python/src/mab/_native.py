@@ -102,7 +102,8 @@ class mab_report(ctypes.Structure):
                 ("recommendation", ctypes.c_char * MAB_REPORT_TEXT_MAX),
                 ("available", ctypes.c_uint), ("holdout_diff", ctypes.c_double),
                 ("holdout_diff_low", ctypes.c_double), ("holdout_diff_high", ctypes.c_double),
-                ("srm_p_value", ctypes.c_double), ("late_rewards", _c_u64)]
+                ("srm_p_value", ctypes.c_double), ("late_rewards", _c_u64),
+                ("srm_status", ctypes.c_char * MAB_REPORT_TEXT_MAX)]
 
 
 class mab_adapter_counters(_Sized):
