@@ -817,24 +817,39 @@ int mab_arm_index(mab_engine *e, mab_handle h, const char *arm, size_t *index, m
 void mab__build_view(const mab__experiment *x, const mab__slot *s)
 {
     double min = x->reward_min, width = x->reward_max - x->reward_min;
-    int identity = min == 0.0 && width == 1.0;
-    for (size_t i = 0; i < x->n_arms; i++) {
-        const mab__arm *a = &x->arms[i];
-        const mab_totals *p = &s->pending[x->first_arm + i];
-        mab_arm_view *v = &s->view[i];
+    /* Read once into locals: the stores to the view could alias x's and s's
+       fields as far as the compiler knows, which made it reload each of
+       them for every arm (issue 18: 28 instructions an arm, now 16). */
+    size_t n = x->n_arms;
+    const mab__arm *arms = x->arms;
+    const mab_totals *pending = s->pending + x->first_arm;
+    mab_arm_view *view = s->view;
+    if (min == 0.0 && width == 1.0) {
+        /* Rewards in [0, 1] already (the default range): a plain sum. */
+        for (size_t i = 0; i < n; i++) {
+            mab_totals t = atomic_totals_read(&arms[i].published);
+            view[i].pulls = t.pulls + pending[i].pulls;
+            view[i].rewards = t.rewards + pending[i].rewards;
+            view[i].reward_sum = t.reward_sum + pending[i].reward_sum;
+            view[i].reward_sum_sq = t.reward_sum_sq + pending[i].reward_sum_sq;
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const mab__arm *a = &arms[i];
+        const mab_totals *p = &pending[i];
+        mab_arm_view *v = &view[i];
         mab_totals t = atomic_totals_read(&a->published);
         v->pulls = t.pulls + p->pulls;
         v->rewards = t.rewards + p->rewards;
         double sum = t.reward_sum + p->reward_sum;
         double sq = t.reward_sum_sq + p->reward_sum_sq;
-        if (!identity) {
-            /* sum of (r - min)/w and of its square, from the raw sums. */
-            double c = (double)v->rewards;
-            sq = (sq - 2.0 * min * sum + c * min * min) / (width * width);
-            sum = (sum - c * min) / width;
-            sum = sum < 0.0 ? 0.0 : sum > c ? c : sum;
-            sq = sq < 0.0 ? 0.0 : sq;
-        }
+        /* sum of (r - min)/w and of its square, from the raw sums. */
+        double c = (double)v->rewards;
+        sq = (sq - 2.0 * min * sum + c * min * min) / (width * width);
+        sum = (sum - c * min) / width;
+        sum = sum < 0.0 ? 0.0 : sum > c ? c : sum;
+        sq = sq < 0.0 ? 0.0 : sq;
         v->reward_sum = sum;
         v->reward_sum_sq = sq;
     }
@@ -1030,12 +1045,17 @@ int mab_choose_h(mab_engine *e, mab_handle h, const mab_context *ctx, mab_choice
    finite totals, both in the experiment's units and normalised the way
    build_view normalises them. A total that is not finite could never be
    written (storage refuses it) nor read by a policy. */
-int mab__sums_finite(const mab__experiment *x, double count, double sum, double sq)
+static inline int sums_finite(const mab__experiment *x, double count, double sum, double sq)
 {
     double min = x->reward_min, scale = x->reward_scale; /* finite: see config.c */
     double normalised_sq = (sq - 2.0 * min * sum + count * min * min) * (scale * scale);
     double normalised_sum = (sum - count * min) * scale;
     return isfinite(sum) && isfinite(sq) && isfinite(normalised_sq) && isfinite(normalised_sum);
+}
+
+int mab__sums_finite(const mab__experiment *x, double count, double sum, double sq)
+{
+    return sums_finite(x, count, sum, sq);
 }
 
 int mab__read_only_error(const mab_engine *e, const char *what, mab_error *err)
@@ -1126,9 +1146,12 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     const char *arm = x->arms[i].id;
     if (e->read_only)
         return mab__read_only_error(e, "reward", err);
-    if ((rc = mab__reward_value_check(x, arm, value, err)) != MAB_OK)
+    /* Inside [min, max] (both finite: config.c) is finite and in range: the
+       call only when there is something to say. Likewise the context. */
+    if (__builtin_expect(!(value >= x->reward_min && value <= x->reward_max), 0) &&
+        (rc = mab__reward_value_check(x, arm, value, err)) != MAB_OK)
         return rc;
-    if ((rc = mab__context_check(ctx, err)) != MAB_OK)
+    if (ctx && (rc = mab__context_check(ctx, err)) != MAB_OK)
         return rc;
     if (__builtin_expect(x->is_ledger == MAB__LEDGER_SRM, 0))
         return mab_error_set(err, MAB_EINVAL,
@@ -1166,7 +1189,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     totals_add(&held, &s->pending[x->first_arm + i]);
     double count = (double)held.rewards + 1.0;
     double sum = held.reward_sum + value, sq = held.reward_sum_sq + square;
-    if (!mab__sums_finite(x, count, sum, sq)) {
+    if (!sums_finite(x, count, sum, sq)) {
         slot_unlock(s);
         return mab_error_set(err, MAB_ERANGE,
                              "experiments.%s: reward %g for arm \"%s\" would make a sum of "

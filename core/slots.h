@@ -47,9 +47,15 @@ static inline void slot_unlock(mab__slot *s)
 static inline mab__slot *slot_acquire(mab_engine *e)
 {
     mab__slot *s = NULL;
+    /* One TLS address for the whole lookup, and the first match ends it (an
+       engine's serial is in a thread's cache at most once). */
+    mab__thread_slot *cache = mab__thread_slots;
+    uint64_t serial = e->serial;
     for (unsigned i = 0; i < MAB__THREAD_CACHE; i++)
-        if (mab__thread_slots[i].serial == e->serial)
-            s = mab__thread_slots[i].slot;
+        if (cache[i].serial == serial) {
+            s = cache[i].slot;
+            break;
+        }
     if (!s) {
         unsigned index = atomic_fetch_add_explicit(&e->next_slot, 1, memory_order_relaxed);
         s = &e->slots[index % MAB__SLOTS];

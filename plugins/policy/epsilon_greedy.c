@@ -52,26 +52,34 @@ static int epsilon_greedy_choose(const void *state, const mab_arm_view *arms, si
     /* Exact comparison: the reported probability must describe the very set
        the exploit branch draws from. */
     double best_mean = mab_arm_mean(&arms[0]);
-    size_t n_best = 1;
+    size_t n_best = 1, first_best = 0;
     for (size_t i = 1; i < n_arms; i++) {
         double mean = mab_arm_mean(&arms[i]);
         if (mean > best_mean) {
             best_mean = mean;
             n_best = 1;
+            first_best = i;
         } else if (mean == best_mean) {
             n_best++;
         }
     }
 
     size_t chosen;
-    if (mab_rng_uniform(rng) < s->epsilon)
+    int best = 1;
+    if (mab_rng_uniform(rng) < s->epsilon) {
         chosen = (size_t)mab_rng_below(rng, n_arms);
-    else
-        chosen = nth_best_arm(arms, n_arms, best_mean, (size_t)mab_rng_below(rng, n_best));
+        best = mab_arm_mean(&arms[chosen]) == best_mean;
+    } else {
+        /* Drawn even among one best arm, so that the stream (and every
+           seeded run) stays as it was; the first best arm needs no second
+           pass over the means. */
+        size_t k = (size_t)mab_rng_below(rng, n_best);
+        chosen = k == 0 ? first_best : nth_best_arm(arms, n_arms, best_mean, k);
+    }
 
     /* The explore branch can land on a best arm too, hence the sum. */
     double p = s->epsilon / (double)n_arms;
-    if (mab_arm_mean(&arms[chosen]) == best_mean)
+    if (best)
         p += (1.0 - s->epsilon) / (double)n_best;
     *arm = chosen;
     *probability = p;

@@ -42,16 +42,26 @@ static void softmax_destroy(void *state)
     free(state);
 }
 
+/* Up to this many arms, each arm's mean and weight are kept on the stack and
+   computed once (one division and one exp an arm); beyond, the weights are
+   recomputed in the second pass, so that choose allocates nothing for any K.
+   Either way the same arithmetic: the same choice from the same stream. */
+#define SOFTMAX_STACK_ARMS 64
+
 static int softmax_choose(const void *state, const mab_arm_view *arms, size_t n_arms,
                           mab_rng *rng, size_t *arm, double *probability)
 {
     const softmax_state *s = state;
+    double means[SOFTMAX_STACK_ARMS], weights[SOFTMAX_STACK_ARMS];
+    size_t kept = n_arms < SOFTMAX_STACK_ARMS ? n_arms : SOFTMAX_STACK_ARMS;
 
     double tau = s->tau;
     double best_mean = mab_arm_mean(&arms[0]);
     uint64_t total_pulls = 0;
     for (size_t i = 0; i < n_arms; i++) {
         double mean = mab_arm_mean(&arms[i]);
+        if (i < kept)
+            means[i] = mean;
         if (mean > best_mean)
             best_mean = mean;
         total_pulls += arms[i].pulls;
@@ -63,17 +73,20 @@ static int softmax_choose(const void *state, const mab_arm_view *arms, size_t n_
        is exactly 1: the normaliser is >= 1 however small tau is. */
     double inv_tau = 1.0 / tau;
     double normaliser = 0.0;
-    for (size_t i = 0; i < n_arms; i++)
+    for (size_t i = 0; i < kept; i++) {
+        weights[i] = exp((means[i] - best_mean) * inv_tau);
+        normaliser += weights[i];
+    }
+    for (size_t i = kept; i < n_arms; i++)
         normaliser += exp((mab_arm_mean(&arms[i]) - best_mean) * inv_tau);
 
-    /* Inverse CDF with one uniform draw. The weights are recomputed rather
-       than stored, so choose allocates nothing for any K. */
+    /* Inverse CDF with one uniform draw. */
     double target = mab_rng_uniform(rng) * normaliser;
     double cumulative = 0.0, weight = 0.0;
     size_t chosen = n_arms;
     size_t last_positive = 0;
     for (size_t i = 0; i < n_arms; i++) {
-        double w = exp((mab_arm_mean(&arms[i]) - best_mean) * inv_tau);
+        double w = i < kept ? weights[i] : exp((mab_arm_mean(&arms[i]) - best_mean) * inv_tau);
         if (w > 0.0)
             last_positive = i;
         cumulative += w;
@@ -86,7 +99,8 @@ static int softmax_choose(const void *state, const mab_arm_view *arms, size_t n_
     if (chosen == n_arms) {
         /* target rounded up to the normaliser: take the last arm that can be chosen. */
         chosen = last_positive;
-        weight = exp((mab_arm_mean(&arms[chosen]) - best_mean) * inv_tau);
+        weight = chosen < kept ? weights[chosen]
+                               : exp((mab_arm_mean(&arms[chosen]) - best_mean) * inv_tau);
     }
     *arm = chosen;
     *probability = weight / normaliser;

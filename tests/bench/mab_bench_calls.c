@@ -9,7 +9,11 @@
  * counts only what choose_loop() runs: N calls of mab_choose() (or, with
  * "handle", of mab_choose_h()) and nothing else; reward_loop() likewise.
  * Divide the total by N. The engine is warmed up first (means differ, as in
- * a running experiment). It also prints the thread CPU time per call of each
+ * a running experiment), through mab_choose_ctx and mab_reward_ctx, so that
+ * --toggle-collect=mab_choose_h (mab_choose, mab_reward_h, mab_reward)
+ * counts the library call alone, N times (tests/bench/floor_callgrind.sh).
+ * exp3's rewards carry a probability (1/K) in a mab_context: its rewards go
+ * through mab_reward_h and mab_reward_ctx. It also prints the thread CPU time per call of each
  * loop ("choose_cpu_ns reward_cpu_ns"), which a loaded machine disturbs much
  * less than wall time: run two builds alternately and compare medians.
  * It builds against libmab 0.1 as well (without the handle path), so that
@@ -44,6 +48,10 @@ static const char *arm_ids[100];
 static size_t n_arms;
 #if HAVE_HANDLES
 static mab_handle handle;
+/* Policies whose update needs each reward's probability (ABI 2's exp3):
+   rewards go through mab_reward_h / mab_reward_ctx with a context. */
+static int with_probability;
+static mab_context reward_ctx;
 #endif
 
 static double cpu_ns(void)
@@ -82,7 +90,13 @@ __attribute__((noinline, noclone)) static int reward_loop(long n, int by_handle,
     size_t a = 0;
     for (long i = 0; i < n; i++) {
 #if HAVE_HANDLES
-        int rc = by_handle ? mab_reward_h(engine, handle, a, (double)(i & 1), NULL, err)
+        int rc;
+        if (with_probability) /* exp3: each reward carries its probability */
+            rc = by_handle ? mab_reward_h(engine, handle, a, (double)(i & 1), &reward_ctx, err)
+                           : mab_reward_ctx(engine, "e", arm_ids[a], (double)(i & 1),
+                                            &reward_ctx, err);
+        else
+            rc = by_handle ? mab_reward_h(engine, handle, a, (double)(i & 1), NULL, err)
                            : mab_reward(engine, "e", arm_ids[a], (double)(i & 1), err);
 #else
         int rc = mab_reward(engine, "e", arm_ids[a], (double)(i & 1), err);
@@ -143,11 +157,28 @@ int main(int argc, char **argv)
 #if HAVE_HANDLES
     if (mab_experiment_handle(engine, "e", &handle, &err) != MAB_OK)
         return fail(&err);
+    with_probability = strcmp(policy, "exp3") == 0;
+    reward_ctx = (mab_context)MAB_STRUCT_INIT(mab_context);
+    reward_ctx.probability = 1.0 / (double)k;
 #endif
     /* Warm up: arm a rewarded with probability about (a + 1) / (K + 1). */
     unsigned long long lcg = 12345;
     for (size_t i = 0; i < 50 * k; i++) {
         mab_choice c = CHOICE_INIT;
+#if HAVE_HANDLES
+        /* Through the _ctx calls, so that --toggle-collect=mab_choose (or
+           mab_reward, mab_choose_h, mab_reward_h) counts the loops alone. */
+        mab_context wctx = MAB_STRUCT_INIT(mab_context);
+        if (mab_choose_ctx(engine, "e", NULL, &c, NULL, &err) != MAB_OK)
+            return fail(&err);
+        wctx.probability = c.probability;
+        lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
+        double u = (double)(lcg >> 11) * 0x1.0p-53;
+        if (u * (double)(k + 1) < (double)(c.arm_index + 1) &&
+            mab_reward_ctx(engine, "e", c.arm_id, 1.0, with_probability ? &wctx : NULL, &err) !=
+                MAB_OK)
+            return fail(&err);
+#else
         if (mab_choose(engine, "e", &c, &err) != MAB_OK)
             return fail(&err);
         lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -155,6 +186,7 @@ int main(int argc, char **argv)
         if (u * (double)(k + 1) < (double)(c.arm_index + 1) &&
             mab_reward(engine, "e", c.arm_id, 1.0, &err) != MAB_OK)
             return fail(&err);
+#endif
     }
     double t0 = cpu_ns();
     if (choose_loop(n, by_handle, &err) != MAB_OK)

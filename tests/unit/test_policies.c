@@ -410,6 +410,38 @@ static void test_softmax_frequencies_match_boltzmann(void **unused)
     unload_policy(&lp);
 }
 
+/* Beyond the 64 arms whose weights softmax keeps on the stack it recomputes
+   them: the same distribution and the same reported probabilities on both
+   sides of that edge. */
+static void test_softmax_many_arms_match_boltzmann(void **unused)
+{
+    (void)unused;
+    enum { K = 70 };
+    loaded_policy lp = load_policy("softmax");
+    void *state = create_ok(&lp, "{\"tau\":0.05}", K);
+    mab_arm_view arms[K];
+    double means[K], probs[K];
+    for (size_t i = 0; i < K; i++) {
+        /* The best arms last, past the edge, so that they carry weight. */
+        arms[i] = arm_stats(100, (double)i);
+        means[i] = (double)i / 100.0;
+    }
+    boltzmann(means, K, 0.05, probs);
+    uint64_t counts[K];
+    count_choices(&lp, state, arms, K, 13, counts, probs);
+    /* Two groups, the kept arms and the recomputed ones: df 1. */
+    uint64_t groups[2] = {0, 0};
+    double group_probs[2] = {0.0, 0.0};
+    for (size_t i = 0; i < K; i++) {
+        groups[i >= 64] += counts[i];
+        group_probs[i >= 64] += probs[i];
+    }
+    assert_true(group_probs[1] > 0.2);
+    assert_chi_square_fits(groups, group_probs, 2, DRAWS, 1);
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
 static void test_softmax_small_tau_does_not_overflow(void **unused)
 {
     loaded_policy lp = load_policy("softmax");
@@ -1096,6 +1128,7 @@ int main(void)
         cmocka_unit_test(test_ucb1_matches_hand_computed_indices),
         cmocka_unit_test(test_ucb1_breaks_ties_at_random),
         cmocka_unit_test(test_softmax_frequencies_match_boltzmann),
+        cmocka_unit_test(test_softmax_many_arms_match_boltzmann),
         cmocka_unit_test(test_softmax_small_tau_does_not_overflow),
         cmocka_unit_test(test_softmax_annealing),
         cmocka_unit_test(test_softmax_params_are_validated),
