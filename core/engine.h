@@ -412,5 +412,11 @@ int mab__buckets_load(mab_engine *e, mab_error *err);
 void mab__buckets_reset(mab_engine *e, mab__experiment *x);
 int mab__window_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns,
                      mab_policy_input *in);
+/* buckets.c: the attribution window (rules.c). How many buckets can hold
+   pulls younger than window_seconds (0 for none), and the policy's view
+   (build_view done) with the immature pulls that were not rewarded taken
+   out of each arm's pulls: see docs/operating.md. */
+size_t mab__attribution_buckets(const mab_engine *e, int64_t window_seconds);
+void mab__mature_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns);
 
 #endif

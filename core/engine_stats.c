@@ -124,6 +124,7 @@ int mab_explain(mab_engine *e, const char *experiment, const mab_context *ctx, d
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     mab__build_view(x, s);
+    mab__mature_view(e, x, s, now);
     mab__build_stats_view(e, x, s);
     mab_policy_input in;
     *kind = 0;

@@ -99,6 +99,30 @@ static int parse_holdout(const mab_engine *e, mab__experiment *x, const cJSON *v
     return MAB_OK;
 }
 
+/* The buckets that hold the immature pulls (W + B seconds of them) must be
+   kept by the store (retention) and fit a ring of at most a window's size. */
+static int check_attribution(const mab_engine *e, const mab__experiment *x, mab_error *err)
+{
+    int64_t w = x->rules.attribution_window, bs = e->bucket_seconds;
+    size_t n = mab__attribution_buckets(e, w);
+    if (n > MAB_POLICY_WINDOW_MAX)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments.%s.attribution_window: %lld s spans %zu time "
+                             "buckets of %lld s (storage.bucket_seconds), more than %d; use "
+                             "longer buckets",
+                             e->config_path, x->id, (long long)w, n, (long long)bs,
+                             MAB_POLICY_WINDOW_MAX);
+    if (w + bs > e->retention_seconds)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments.%s.attribution_window: %lld s plus one bucket "
+                             "(storage.bucket_seconds %lld) is longer than "
+                             "storage.retention_seconds %lld: the buckets of its pulls would "
+                             "be compacted before they mature",
+                             e->config_path, x->id, (long long)w, (long long)bs,
+                             (long long)e->retention_seconds);
+    return MAB_OK;
+}
+
 int mab__rules_parse(mab_engine *e, mab__experiment *x, const cJSON *obj, mab_error *err)
 {
     mab__rules *r = &x->rules;
@@ -149,9 +173,13 @@ int mab__rules_parse(mab_engine *e, mab__experiment *x, const cJSON *obj, mab_er
             MAB_OK)
             return rc;
         r->attribution_window = (int64_t)d;
+        if ((rc = check_attribution(e, x, err)) != MAB_OK)
+            return rc;
     }
+    /* An attribution window changes what the policy sees (mab__mature_view),
+       so its choices take the ruled path too. */
     r->active = r->state != MAB__RUNNING || r->floor > 0 || r->burn_in > 0 ||
-                r->holdout_share > 0;
+                r->holdout_share > 0 || r->attribution_window > 0;
     return MAB_OK;
 }
 
@@ -313,6 +341,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now); /* the pull is counted in the bucket of `now` */
     mab__build_view(x, s);
+    mab__mature_view(e, x, s, now); /* what every rule below and the policy see */
     size_t k = x->n_arms, arm;
     double kf = (double)k * r->floor, p;
     unsigned flags = 0;
