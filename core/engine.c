@@ -268,8 +268,9 @@ static int load_policy_once(mab_engine *e, const char *name, const char *plugin_
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
     if (x->is_ledger) {
-        x->policy_name = "holdout";
-        x->policy_path = mab__strdup("(holdout ledger)");
+        int late = x->is_ledger == MAB__LEDGER_LATE;
+        x->policy_name = late ? "late" : "holdout";
+        x->policy_path = mab__strdup(late ? "(late rewards ledger)" : "(holdout ledger)");
         return x->policy_path ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];

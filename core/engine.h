@@ -120,8 +120,10 @@ typedef struct mab__arm {
     mab__atomic_totals unapplied; /* published but not yet applied to storage */
     _Atomic uint64_t drops;       /* increments of this arm storage refused and the
                                      queue dropped (engine.c, drop_delta) */
-    _Atomic uint64_t late_rewards; /* refused by the attribution window (rules.c) */
 } mab__arm;
+
+/* Kinds of ledger experiment (rules.c): counters kept beside an experiment's. */
+enum { MAB__LEDGER_HOLDOUT = 1, MAB__LEDGER_LATE = 2 };
 
 /* An experiment's operating rules (rules.c; DESIGN.md decision 14). */
 enum { MAB__RUNNING = 0, MAB__PAUSED, MAB__CONCLUDED };
@@ -157,8 +159,8 @@ typedef struct mab__experiment {
     size_t stats_at;            /* first of its layout.experiment_stats */
     mab__rules rules;           /* operating rules (rules.c) */
     struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
-    int is_ledger;              /* a holdout ledger: no policy, not listed, not chosen */
-    _Atomic uint64_t late_rewards; /* refused by the attribution window */
+    int is_ledger;              /* a ledger (MAB__LEDGER_*): no policy, not listed, not chosen */
+    struct mab__experiment *late_ledger; /* late rewards as pulls, "ID@late" (rules.c), or NULL */
     double winner_p_best;        /* the "winner" rule (config.c; report.c) */
     double winner_expected_loss;
     char *policy_json;           /* the "policy" object, compact, for reports */
@@ -358,6 +360,10 @@ int mab__choose_ruled(mab_engine *engine, mab__experiment *x, const mab_context 
    counted) and send a holdout reward to the ledger (*x replaced). */
 int mab__rules_reward(mab_engine *engine, mab__experiment **x, const char *arm,
                       const mab_context *ctx, mab_error *err);
+
+/* rules.c: the late rewards of arm `arm` of x (-1: of every arm), from its
+   "ID@late" ledger's published totals (gather first for this process's). */
+uint64_t mab__rules_late(const mab__experiment *x, long arm);
 
 /* loader.c: resolve a plugin name from the config to a file path. */
 int mab__plugin_resolve(const mab_engine *engine, const char *name, const char *json_path,

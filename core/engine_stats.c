@@ -243,7 +243,9 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
     if (e->read_only)
         return mab__read_only_error(e, "reset", err);
     int rc = reset_one(e, x, err);
-    /* The holdout's counters go with the experiment's. */
+    /* The holdout's counters go with the experiment's, and its late rewards. */
+    if (rc == MAB_OK && x->late_ledger)
+        rc = reset_one(e, x->late_ledger, err);
     return rc == MAB_OK && x->ledger ? reset_one(e, x->ledger, err) : rc;
 }
 

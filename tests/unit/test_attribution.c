@@ -7,6 +7,9 @@
  * changes nothing; the maturing survives a reopen (the buckets are stored);
  * ABI 1 and ABI 2 policies, explain() and the leader served while paused
  * all see the matured view, while mab_stats() keeps reporting every pull.
+ * Late rewards are counted in storage ("exp@late"): a reopen keeps them,
+ * mab_reset() clears them, and (over lmdb) another process's count reaches
+ * this one's mab_rules() and report with a refresh.
  *
  * Buckets of B = 10 s and a window of W = 25 s: a pull at t = 1000 s is in
  * the bucket [1000, 1010), which matures at 1010 + 25 = 1035 s.
@@ -16,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -359,6 +365,150 @@ static void test_store_without_buckets_matures_this_process(void **unused)
     close_ok(e);
 }
 
+static uint64_t late_of(mab_engine *e)
+{
+    mab_rules_info info = {sizeof info, 0, 0, 0, 0, 0, 0, 0, 0};
+    mab_error err = {0, ""};
+    assert_int_equal(mab_rules(e, "exp", &info, &err), MAB_OK);
+    return info.late_rewards;
+}
+
+static void expect_report_late(mab_engine *e, uint64_t total, uint64_t a, uint64_t b)
+{
+    mab_report r;
+    r.struct_size = sizeof r;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_report_get(e, "exp", &r, &err), MAB_OK);
+    assert_true(r.available & MAB_REPORT_HAS_LATE);
+    assert_int_equal(r.late_rewards, total);
+    assert_int_equal(mab_report_arm_at(&r, 0)->late_rewards, a);
+    assert_int_equal(mab_report_arm_at(&r, 1)->late_rewards, b);
+    mab_report_free(&r);
+}
+
+/* Late rewards are stored: a reopened engine reports them per arm, the
+   ledger counts them in the bucket of their arrival, reset clears them. */
+static void test_late_rewards_are_stored(void **unused)
+{
+    (void)unused;
+    write_json_config(PULLS2, "\"attribution_window\": 25");
+    mab_engine *e = open_ok();
+    mab_error err = {0, ""};
+    fake_now = 1003 * S;
+    choose(e, 0);
+    choose(e, 1);
+    fake_now = 1100 * S;
+    assert_int_equal(reward(e, "a", 1003, 1, &err), MAB_ELATE);
+    assert_int_equal(reward(e, "a", 1003, 1, &err), MAB_ELATE);
+    assert_int_equal(reward(e, "b", 1003, 1, &err), MAB_ELATE);
+    assert_int_equal(late_of(e), 3);
+    close_ok(e);
+    e = open_ok();
+    assert_int_equal(late_of(e), 3);
+    expect_report_late(e, 3, 2, 1);
+    assert_int_equal(stored_pulls(e, 0, NULL), 1); /* the experiment's own: unchanged */
+    mab_arm_stats st[3];
+    for (int i = 0; i < 3; i++)
+        st[i].struct_size = sizeof st[i];
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, "exp@late", st, 3, &n, &err), MAB_OK);
+    assert_int_equal(st[0].pulls, 2);
+    assert_int_equal(st[0].rewards, 0);
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
+    assert_int_equal(mab_choose(e, "exp@late", &c, &err), MAB_EINVAL); /* a ledger */
+    assert_int_equal(mab_reset(e, "exp", &err), MAB_OK);
+    assert_int_equal(late_of(e), 0);
+    close_ok(e);
+    e = open_ok();
+    assert_int_equal(late_of(e), 0);
+    close_ok(e);
+}
+
+/* An id too long for its "@late" ledger is refused with the reason. */
+static void test_long_id_with_a_window_is_refused(void **unused)
+{
+    (void)unused;
+    char id[130];
+    memset(id, 'x', 124);
+    id[124] = '\0';
+    assert_int_equal(test_write_file(config,
+                                     "{\"storage\": {" MEMORY "},\n"
+                                     " \"experiments\": {\"%s\": {\"policy\": %s,\n"
+                                     "   \"arms\": {\"a\": 1, \"b\": 2}, "
+                                     "\"attribution_window\": 60}}}\n",
+                                     id, PULLS1),
+                     0);
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_open(config, &e, &err), MAB_ECONFIG);
+    assert_non_null(strstr(err.message, "an id of at most 123 characters"));
+    id[123] = '\0';
+    assert_int_equal(test_write_file(config,
+                                     "{\"storage\": {" MEMORY "},\n"
+                                     " \"experiments\": {\"%s\": {\"policy\": %s,\n"
+                                     "   \"arms\": {\"a\": 1, \"b\": 2}, "
+                                     "\"attribution_window\": 60}}}\n",
+                                     id, PULLS1),
+                     0);
+    assert_int_equal(mab_open(config, &e, &err), MAB_OK);
+    close_ok(e);
+}
+
+#ifdef MAB_TEST_LMDB
+/* Two processes over one lmdb store: each refuses a late reward; after a
+   refresh each one's mab_rules() and report count both. The child is forked
+   before this process opens an engine (threads and LMDB must not cross
+   fork); it reports through its exit code. No timing is asserted: the
+   parent waits for the refresh (at most a generous while). */
+static void test_late_rewards_agree_across_processes(void **unused)
+{
+    (void)unused;
+    char storage[400];
+    snprintf(storage, sizeof storage,
+             "\"plugin\": \"lmdb\", \"path\": \"store\", \"refresh_ms\": 20, "
+             "\"sync\": {\"interval_ms\": 10}");
+    write_config(storage, PULLS2, "\"attribution_window\": 25");
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        char ch;
+        if (read(go[0], &ch, 1) != 1)
+            _exit(2);
+        mab_engine *e = NULL;
+        if (mab_open(config, &e, NULL) != MAB_OK ||
+            mab_set_clock(e, fake_clock, NULL, NULL) != MAB_OK)
+            _exit(3);
+        fake_now = 1100 * S;
+        mab_context ctx = {sizeof ctx, NULL, NULL, 0, 1003 * S, 0, 0, 1003 * S};
+        if (mab_reward_ctx(e, "exp", "b", 1.0, &ctx, NULL) != MAB_ELATE)
+            _exit(4);
+        _exit(mab_close(e, NULL) == MAB_OK ? 0 : 5);
+    }
+    close(go[0]);
+    mab_engine *e = open_ok();
+    mab_error err = {0, ""};
+    fake_now = 1100 * S;
+    assert_int_equal(reward(e, "a", 1003, 1, &err), MAB_ELATE);
+    assert_int_equal(late_of(e), 1);
+    assert_int_equal(write(go[1], "g", 1), 1);
+    close(go[1]);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    for (int tries = 0; tries < 3000 && late_of(e) < 2; tries++) {
+        struct timespec pause = {0, 10000000};
+        nanosleep(&pause, NULL);
+    }
+    assert_int_equal(late_of(e), 2);
+    expect_report_late(e, 2, 1, 1);
+    close_ok(e);
+}
+#endif
+
 static void open_fails(const char *storage_extra, const char *rules, const char *needle)
 {
     assert_int_equal(test_write_file(config,
@@ -419,6 +569,12 @@ int main(void)
                                         cleanup),
         cmocka_unit_test_setup_teardown(test_windows_the_buckets_cannot_hold_are_refused, each,
                                         cleanup),
+        cmocka_unit_test_setup_teardown(test_late_rewards_are_stored, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_long_id_with_a_window_is_refused, each, cleanup),
+#ifdef MAB_TEST_LMDB
+        cmocka_unit_test_setup_teardown(test_late_rewards_agree_across_processes, each,
+                                        cleanup),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
