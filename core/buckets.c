@@ -436,13 +436,29 @@ void mab__mature_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int
         first = last - (int64_t)(cap - 1) * bs;
         n = cap;
     }
+    if (n > x->ring_cap) /* not reached: open makes ring_cap >= cap */
+        return;
+    /* The n buckets are consecutive in each arm's row of the ring: walk them
+       from first's entry (one division per choice, not per bucket). */
+    int64_t ring_cap = (int64_t)x->ring_cap;
+    size_t first_entry = ring_cap ? (size_t)(((first / bs) % ring_cap + ring_cap) % ring_cap) : 0;
+    int own = s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start >= first &&
+              s->bucket_start <= last; /* the slot's unpublished events are immature */
     pthread_mutex_lock(&e->buckets_mu);
     for (size_t i = 0; i < x->n_arms; i++) {
         uint64_t pulls = 0, rewards = 0;
-        for (size_t b = 0; b < n; b++) {
-            mab_totals t = bucket_seen(e, x, s, i, first + (int64_t)b * bs);
-            pulls += t.pulls;
-            rewards += t.rewards;
+        const mab__bucket *row = x->ring ? &x->ring[i * x->ring_cap] : NULL;
+        for (size_t b = 0, k = first_entry; row && b < n; b++) {
+            if (row[k].start == first + (int64_t)b * bs) {
+                pulls += row[k].t.pulls;
+                rewards += row[k].t.rewards;
+            }
+            if (++k == x->ring_cap)
+                k = 0;
+        }
+        if (own) {
+            pulls += s->pending[x->first_arm + i].pulls;
+            rewards += s->pending[x->first_arm + i].rewards;
         }
         /* An immature pull counts once rewarded: min(pulls, rewards) of
            them, so the view drops the immature pulls beyond the rewards. */
