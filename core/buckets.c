@@ -444,27 +444,27 @@ void mab__mature_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int
     size_t first_entry = ring_cap ? (size_t)(((first / bs) % ring_cap + ring_cap) % ring_cap) : 0;
     int own = s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start >= first &&
               s->bucket_start <= last; /* the slot's unpublished events are immature */
+    const size_t n_arms = x->n_arms, row_size = x->ring_cap;
+    const mab_totals *pending = &s->pending[x->first_arm];
+    mab_arm_view *view = s->view;
     pthread_mutex_lock(&e->buckets_mu);
-    for (size_t i = 0; i < x->n_arms; i++) {
-        uint64_t pulls = 0, rewards = 0;
-        const mab__bucket *row = x->ring ? &x->ring[i * x->ring_cap] : NULL;
-        for (size_t b = 0, k = first_entry; row && b < n; b++) {
-            if (row[k].start == first + (int64_t)b * bs) {
+    const mab__bucket *ring = x->ring; /* made under the mutex (ring_add) */
+    for (size_t i = 0; i < n_arms; i++) {
+        uint64_t pulls = own ? pending[i].pulls : 0, rewards = own ? pending[i].rewards : 0;
+        const mab__bucket *row = ring ? ring + i * row_size : NULL;
+        int64_t start = first;
+        for (size_t b = 0, k = first_entry; row && b < n; b++, start += bs) {
+            if (row[k].start == start) {
                 pulls += row[k].t.pulls;
                 rewards += row[k].t.rewards;
             }
-            if (++k == x->ring_cap)
+            if (++k == row_size)
                 k = 0;
-        }
-        if (own) {
-            pulls += s->pending[x->first_arm + i].pulls;
-            rewards += s->pending[x->first_arm + i].rewards;
         }
         /* An immature pull counts once rewarded: min(pulls, rewards) of
            them, so the view drops the immature pulls beyond the rewards. */
         uint64_t unseen = pulls > rewards ? pulls - rewards : 0;
-        mab_arm_view *v = &s->view[i];
-        v->pulls -= unseen < v->pulls ? unseen : v->pulls;
+        view[i].pulls -= unseen < view[i].pulls ? unseen : view[i].pulls;
     }
     pthread_mutex_unlock(&e->buckets_mu);
 }
