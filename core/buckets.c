@@ -242,6 +242,9 @@ int mab__buckets_allocate(mab_engine *e)
         size_t cap = e->buckets_stored ? 0 : history;
         if (x->layout.window_buckets > cap)
             cap = x->layout.window_buckets;
+        size_t attribution = mab__attribution_buckets(e, x->rules.attribution_window);
+        if (attribution > cap)
+            cap = attribution;
         if (!cap)
             continue;
         x->ring_cap = cap; /* the ring itself comes with the first event (ring_add) */
@@ -362,6 +365,20 @@ static mab_arm_view normalised(const mab__experiment *x, const mab_totals *t)
     return v;
 }
 
+/* Arm i's bucket `start` as the slot sees it: the ring's (stored +
+   unapplied, or this process's) plus the slot's own events not yet
+   published, which all belong to the slot's bucket. Caller holds
+   buckets_mu. */
+static mab_totals bucket_seen(const mab_engine *e, const mab__experiment *x, const mab__slot *s,
+                              size_t i, int64_t start)
+{
+    const mab__bucket *r = x->ring ? ring_entry(e, x, i, start) : NULL;
+    mab_totals t = r && r->start == start ? r->t : (mab_totals){0, 0, 0.0, 0.0};
+    if (s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start == start)
+        totals_add(&t, &s->pending[x->first_arm + i]);
+    return t;
+}
+
 int mab__window_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns,
                      mab_policy_input *in)
 {
@@ -375,27 +392,81 @@ int mab__window_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int6
     }
     int64_t bs = e->bucket_seconds;
     int64_t first = mab__bucket_of(e, now_ns) - (int64_t)(w - 1) * bs;
-    mab_totals zero = {0, 0, 0.0, 0.0};
     pthread_mutex_lock(&e->buckets_mu);
-    for (size_t i = 0; i < x->n_arms; i++) {
-        const mab_totals *pending = &s->pending[x->first_arm + i];
+    for (size_t i = 0; i < x->n_arms; i++)
         for (size_t b = 0; b < w; b++) {
-            int64_t start = first + (int64_t)b * bs;
-            const mab__bucket *r = x->ring ? ring_entry(e, x, i, start) : NULL;
-            mab_totals t = r && r->start == start ? r->t : zero;
-            /* This thread's own events, not yet published, are all in the
-               slot's bucket. */
-            if (s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start == start)
-                totals_add(&t, pending);
+            mab_totals t = bucket_seen(e, x, s, i, first + (int64_t)b * bs);
             s->window[i * w + b] = normalised(x, &t);
         }
-    }
     pthread_mutex_unlock(&e->buckets_mu);
     in->window = s->window;
     in->n_window = w;
     in->bucket_seconds = bs;
     in->window_start = first;
     return MAB_OK;
+}
+
+/* ---- the attribution window ------------------------------------------ */
+
+size_t mab__attribution_buckets(const mab_engine *e, int64_t window_seconds)
+{
+    if (window_seconds <= 0)
+        return 0;
+    /* Buckets [s, s + B) with s + B + W > now: at most ceil(W / B) + 1. */
+    return (size_t)((window_seconds + e->bucket_seconds - 1) / e->bucket_seconds) + 1;
+}
+
+void mab__mature_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns)
+{
+    int64_t w = x->rules.attribution_window, bs = e->bucket_seconds;
+    if (w <= 0)
+        return;
+    if (now_ns > TIME_LIMIT_NS) /* so that now - B - W cannot overflow */
+        now_ns = TIME_LIMIT_NS;
+    if (now_ns < -TIME_LIMIT_NS)
+        now_ns = -TIME_LIMIT_NS;
+    /* Bucket [s, s + B) is matured once s + B + W <= now: every pull in it
+       is older than W. The bucket holding now - B - W is the newest matured
+       one (its end + W is at most now); the next ones, up to now's, are not. */
+    int64_t last = mab__bucket_of(e, now_ns);
+    int64_t first = mab__bucket_of(e, now_ns - (bs + w) * 1000000000LL) + bs;
+    size_t cap = mab__attribution_buckets(e, w);
+    size_t n = (size_t)((last - first) / bs) + 1; /* >= 1: now's bucket ends after now */
+    if (n > cap) { /* not reached (the ring is sized by cap); never read past it */
+        first = last - (int64_t)(cap - 1) * bs;
+        n = cap;
+    }
+    if (n > x->ring_cap) /* not reached: open makes ring_cap >= cap */
+        return;
+    /* The n buckets are consecutive in each arm's row of the ring: walk them
+       from first's entry (one division per choice, not per bucket). */
+    int64_t ring_cap = (int64_t)x->ring_cap;
+    size_t first_entry = ring_cap ? (size_t)(((first / bs) % ring_cap + ring_cap) % ring_cap) : 0;
+    int own = s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start >= first &&
+              s->bucket_start <= last; /* the slot's unpublished events are immature */
+    const size_t n_arms = x->n_arms, row_size = x->ring_cap;
+    const mab_totals *pending = &s->pending[x->first_arm];
+    mab_arm_view *view = s->view;
+    pthread_mutex_lock(&e->buckets_mu);
+    const mab__bucket *ring = x->ring; /* made under the mutex (ring_add) */
+    for (size_t i = 0; i < n_arms; i++) {
+        uint64_t pulls = own ? pending[i].pulls : 0, rewards = own ? pending[i].rewards : 0;
+        const mab__bucket *row = ring ? ring + i * row_size : NULL;
+        int64_t start = first;
+        for (size_t b = 0, k = first_entry; row && b < n; b++, start += bs) {
+            if (row[k].start == start) {
+                pulls += row[k].t.pulls;
+                rewards += row[k].t.rewards;
+            }
+            if (++k == row_size)
+                k = 0;
+        }
+        /* An immature pull counts once rewarded: min(pulls, rewards) of
+           them, so the view drops the immature pulls beyond the rewards. */
+        uint64_t unseen = pulls > rewards ? pulls - rewards : 0;
+        view[i].pulls -= unseen < view[i].pulls ? unseen : view[i].pulls;
+    }
+    pthread_mutex_unlock(&e->buckets_mu);
 }
 
 /* ---- mab_history ------------------------------------------------------- */

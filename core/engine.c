@@ -269,9 +269,13 @@ static int load_policy_once(mab_engine *e, const char *name, const char *plugin_
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
     if (x->is_ledger) {
-        int srm = x->is_ledger == MAB__LEDGER_SRM;
-        x->policy_name = srm ? "srm" : "holdout";
-        x->policy_path = mab__strdup(srm ? "(sample-ratio ledger)" : "(holdout ledger)");
+        const char *name = "holdout", *path = "(holdout ledger)";
+        if (x->is_ledger == MAB__LEDGER_SRM)
+            name = "srm", path = "(sample-ratio ledger)";
+        else if (x->is_ledger == MAB__LEDGER_LATE)
+            name = "late", path = "(late rewards ledger)";
+        x->policy_name = name;
+        x->policy_path = mab__strdup(path);
         return x->policy_path ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];

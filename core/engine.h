@@ -120,8 +120,10 @@ typedef struct mab__arm {
     mab__atomic_totals unapplied; /* published but not yet applied to storage */
     _Atomic uint64_t drops;       /* increments of this arm storage refused and the
                                      queue dropped (engine.c, drop_delta) */
-    _Atomic uint64_t late_rewards; /* refused by the attribution window (rules.c) */
 } mab__arm;
+
+/* Kinds of ledger experiment (rules.c): counters kept beside an experiment's. */
+enum { MAB__LEDGER_HOLDOUT = 1, MAB__LEDGER_LATE = 2, MAB__LEDGER_SRM = 3 };
 
 /* An experiment's operating rules (rules.c; DESIGN.md decision 14). */
 enum { MAB__RUNNING = 0, MAB__PAUSED, MAB__CONCLUDED };
@@ -167,11 +169,10 @@ typedef struct mab__experiment {
     mab__rules rules;           /* operating rules (rules.c) */
     mab__admin admin;           /* the admin state over them (admin.c) */
     struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
-    int is_ledger;              /* a ledger: no policy, not listed, not chosen
-                                   (MAB__LEDGER_HOLDOUT or MAB__LEDGER_SRM) */
+    int is_ledger;              /* a ledger (MAB__LEDGER_*): no policy, not listed, not chosen */
+    struct mab__experiment *late_ledger; /* late rewards as pulls, "ID@late" (rules.c), or NULL */
     struct mab__experiment *srm; /* the sample-ratio ledger "ID@srm" (srm.c), or NULL */
     int srm_off;                /* why there is none: MAB__SRM_* (srm.c) */
-    _Atomic uint64_t late_rewards; /* refused by the attribution window */
     double winner_p_best;        /* the "winner" rule (config.c; report.c) */
     double winner_expected_loss;
     char *policy_json;           /* the "policy" object, compact, for reports */
@@ -383,6 +384,10 @@ int mab__choose_ruled(mab_engine *engine, mab__experiment *x, const mab_context 
 int mab__rules_reward(mab_engine *engine, mab__experiment **x, const char *arm,
                       const mab_context *ctx, mab_error *err);
 
+/* rules.c: the late rewards of arm `arm` of x (-1: of every arm), from its
+   "ID@late" ledger's published totals (gather first for this process's). */
+uint64_t mab__rules_late(const mab__experiment *x, long arm);
+
 /* loader.c: resolve a plugin name from the config to a file path. */
 int mab__plugin_resolve(const mab_engine *engine, const char *name, const char *json_path,
                         char **path_out, mab_error *err);
@@ -436,14 +441,18 @@ int mab__buckets_load(mab_engine *e, mab_error *err);
 void mab__buckets_reset(mab_engine *e, mab__experiment *x);
 int mab__window_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns,
                      mab_policy_input *in);
+/* buckets.c: the attribution window (rules.c). How many buckets can hold
+   pulls younger than window_seconds (0 for none), and the policy's view
+   (build_view done) with the immature pulls that were not rewarded taken
+   out of each arm's pulls: see docs/operating.md. */
+size_t mab__attribution_buckets(const mab_engine *e, int64_t window_seconds);
+void mab__mature_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns);
 
 /* srm.c: the sample-ratio check (ALGORITHMS.md; docs/operating.md). Each
    experiment has a ledger "ID@srm" with reward range [0, 1]: a counted
    choice whose probabilities of every arm are known adds one pull to the
    chosen arm and to every arm i one reward of value P(i), so pulls_i is
    O_i and reward_sum_i is E_i. */
-#define MAB__LEDGER_HOLDOUT 1
-#define MAB__LEDGER_SRM 2
 enum { MAB__SRM_ON = 0, MAB__SRM_CONFIG_OFF, MAB__SRM_ID_TOO_LONG };
 /* Parse the experiment's "srm" key (true by default). */
 int mab__srm_parse(const mab_engine *e, mab__experiment *x, const cJSON *obj, mab_error *err);

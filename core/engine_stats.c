@@ -124,6 +124,7 @@ int mab_explain(mab_engine *e, const char *experiment, const mab_context *ctx, d
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     mab__build_view(x, s);
+    mab__mature_view(e, x, s, now);
     mab__build_stats_view(e, x, s);
     mab_policy_input in;
     *kind = 0;
@@ -242,8 +243,10 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
     if (e->read_only)
         return mab__read_only_error(e, "reset", err);
     int rc = reset_one(e, x, err);
-    /* The holdout's counters go with the experiment's, and so do the
-       sample-ratio check's (srm.c). */
+    /* The holdout's counters go with the experiment's, and so do its late
+       rewards and the sample-ratio check's (srm.c). */
+    if (rc == MAB_OK && x->late_ledger)
+        rc = reset_one(e, x->late_ledger, err);
     if (rc == MAB_OK && x->srm)
         rc = reset_one(e, x->srm, err);
     return rc == MAB_OK && x->ledger ? reset_one(e, x->ledger, err) : rc;

@@ -416,11 +416,10 @@ int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_e
             /* What the operating rules know (rules.c): late rewards always
                (0 without a window), the holdout comparison when there is one. */
             r.available |= MAB_REPORT_HAS_LATE;
-            r.late_rewards = atomic_load_explicit(&x->late_rewards, memory_order_relaxed);
+            r.late_rewards = mab__rules_late(x, -1);
             for (size_t i = 0; i < r.n_arms; i++) {
                 mab_report_arm *a = (mab_report_arm *)mab_report_arm_at(&r, i);
-                a->late_rewards =
-                    atomic_load_explicit(&x->arms[i].late_rewards, memory_order_relaxed);
+                a->late_rewards = mab__rules_late(x, (long)i);
             }
             mab_holdout_comparison h = {sizeof h, 0, 0, 0, 0, 0, 0, 0};
             if (x->ledger && mab_holdout_compare(e, x->id, &h, NULL) == MAB_OK) {

@@ -28,6 +28,10 @@
    "@holdout" and must stay within what every store keys (128). */
 #define MAB__LEDGER_SUFFIX "@holdout"
 #define MAB__HOLDOUT_ID_MAX (MAB__ID_MAX - 8)
+/* The same for the late rewards' ledger "ID@late": each late reward is a
+   pull of its arm there, so storage counts them for every worker. */
+#define MAB__LATE_SUFFIX "@late"
+#define MAB__LATE_ID_MAX (MAB__ID_MAX - 5)
 
 static long arm_by_id(const mab__experiment *x, const char *id)
 {
@@ -99,6 +103,36 @@ static int parse_holdout(const mab_engine *e, mab__experiment *x, const cJSON *v
     return MAB_OK;
 }
 
+/* The buckets that hold the immature pulls (W + B seconds of them) must be
+   kept by the store (retention) and fit a ring of at most a window's size. */
+static int check_attribution(const mab_engine *e, const mab__experiment *x, mab_error *err)
+{
+    int64_t w = x->rules.attribution_window, bs = e->bucket_seconds;
+    size_t n = mab__attribution_buckets(e, w);
+    if (n > MAB_POLICY_WINDOW_MAX)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments.%s.attribution_window: %lld s spans %zu time "
+                             "buckets of %lld s (storage.bucket_seconds), more than %d; use "
+                             "longer buckets",
+                             e->config_path, x->id, (long long)w, n, (long long)bs,
+                             MAB_POLICY_WINDOW_MAX);
+    if (strlen(x->id) > MAB__LATE_ID_MAX)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments.%s.attribution_window: an experiment with an "
+                             "attribution window may have an id of at most %d characters "
+                             "(its late rewards are counted as \"%s" MAB__LATE_SUFFIX "\")",
+                             e->config_path, x->id, MAB__LATE_ID_MAX, x->id);
+    if (w + bs > e->retention_seconds)
+        return mab_error_set(err, MAB_ECONFIG,
+                             "%s: experiments.%s.attribution_window: %lld s plus one bucket "
+                             "(storage.bucket_seconds %lld) is longer than "
+                             "storage.retention_seconds %lld: the buckets of its pulls would "
+                             "be compacted before they mature",
+                             e->config_path, x->id, (long long)w, (long long)bs,
+                             (long long)e->retention_seconds);
+    return MAB_OK;
+}
+
 int mab__rules_parse(mab_engine *e, mab__experiment *x, const cJSON *obj, mab_error *err)
 {
     mab__rules *r = &x->rules;
@@ -149,17 +183,23 @@ int mab__rules_parse(mab_engine *e, mab__experiment *x, const cJSON *obj, mab_er
             MAB_OK)
             return rc;
         r->attribution_window = (int64_t)d;
+        if ((rc = check_attribution(e, x, err)) != MAB_OK)
+            return rc;
     }
+    /* An attribution window changes what the policy sees (mab__mature_view),
+       so its choices take the ruled path too. */
     r->active = r->state != MAB__RUNNING || r->floor > 0 || r->burn_in > 0 ||
-                r->holdout_share > 0;
+                r->holdout_share > 0 || r->attribution_window > 0;
     return MAB_OK;
 }
 
-/* A ledger: the experiment's arms (ids and values copied), no policy. */
-static int make_ledger(mab__experiment *ledger, const mab__experiment *x)
+/* A ledger: the experiment's arms (ids and values copied), no policy;
+   kind MAB__LEDGER_HOLDOUT or MAB__LEDGER_LATE. */
+static int make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind)
 {
     memset(ledger, 0, sizeof *ledger);
-    ledger->id = mab__asprintf("%s" MAB__LEDGER_SUFFIX, x->id);
+    ledger->id = mab__asprintf("%s%s", x->id,
+                               kind == MAB__LEDGER_LATE ? MAB__LATE_SUFFIX : MAB__LEDGER_SUFFIX);
     ledger->arms = calloc(x->n_arms, sizeof *ledger->arms);
     if (!ledger->id || !ledger->arms)
         return MAB_ENOMEM;
@@ -178,7 +218,7 @@ static int make_ledger(mab__experiment *ledger, const mab__experiment *x)
     }
     ledger->reward_min = x->reward_min;
     ledger->reward_max = x->reward_max;
-    ledger->is_ledger = 1;
+    ledger->is_ledger = kind;
     ledger->rules.serve = ledger->rules.holdout_arm = -1;
     return MAB_OK;
 }
@@ -188,7 +228,8 @@ int mab__rules_add_ledgers(mab_engine *e, mab_error *err)
     e->n_configured = e->n_experiments;
     size_t n = 0;
     for (size_t i = 0; i < e->n_experiments; i++)
-        n += e->experiments[i].rules.holdout_share > 0;
+        n += (e->experiments[i].rules.holdout_share > 0) +
+             (e->experiments[i].rules.attribution_window > 0);
     if (!n)
         return MAB_OK;
     mab__experiment *grown = realloc(e->experiments, (e->n_experiments + n) * sizeof *grown);
@@ -197,21 +238,28 @@ int mab__rules_add_ledgers(mab_engine *e, mab_error *err)
     e->experiments = grown;
     size_t configured = e->n_experiments;
     for (size_t i = 0; i < configured; i++) {
-        mab__experiment *x = &e->experiments[i];
-        if (!(x->rules.holdout_share > 0))
-            continue;
-        mab__experiment *ledger = &e->experiments[e->n_experiments];
-        int rc = make_ledger(ledger, x);
-        e->n_experiments++; /* freed with the others even when half made */
-        if (rc != MAB_OK)
-            return mab_error_set(err, MAB_ENOMEM, "out of memory");
-        ledger->first_arm = e->total_arms;
-        e->total_arms += ledger->n_arms;
+        for (int kind = MAB__LEDGER_HOLDOUT; kind <= MAB__LEDGER_LATE; kind++) {
+            mab__experiment *x = &e->experiments[i];
+            if (!(kind == MAB__LEDGER_HOLDOUT ? x->rules.holdout_share > 0
+                                              : x->rules.attribution_window > 0))
+                continue;
+            mab__experiment *ledger = &e->experiments[e->n_experiments];
+            int rc = make_ledger(ledger, x, kind);
+            e->n_experiments++; /* freed with the others even when half made */
+            if (rc != MAB_OK)
+                return mab_error_set(err, MAB_ENOMEM, "out of memory");
+            ledger->first_arm = e->total_arms;
+            e->total_arms += ledger->n_arms;
+        }
     }
     /* Pointers last: the array may have moved. */
-    for (size_t i = 0, k = configured; i < configured; i++)
-        if (e->experiments[i].rules.holdout_share > 0)
-            e->experiments[i].ledger = &e->experiments[k++];
+    for (size_t i = 0, k = configured; i < configured; i++) {
+        mab__experiment *x = &e->experiments[i];
+        if (x->rules.holdout_share > 0)
+            x->ledger = &e->experiments[k++];
+        if (x->rules.attribution_window > 0)
+            x->late_ledger = &e->experiments[k++];
+    }
     return MAB_OK;
 }
 
@@ -337,6 +385,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now); /* the pull is counted in the bucket of `now` */
     mab__build_view(x, s);
+    mab__mature_view(e, x, s, now); /* what every rule below and the policy see */
     size_t k = x->n_arms, arm;
     double kf = (double)k * r->floor, p;
     unsigned flags = 0;
@@ -439,6 +488,34 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
 
 /* ---- reward ----------------------------------------------------------- */
 
+/* A late reward is a pull of its arm in the experiment's "ID@late" ledger,
+   counted in the bucket of its arrival: storage adds it like any increment,
+   so every worker's count agrees after a refresh (and survives restarts).
+   Out of memory for the slot: not counted (the refusal itself stands). */
+static void count_late(mab_engine *e, mab__experiment *x, long arm)
+{
+    if (arm < 0 || !x->late_ledger)
+        return;
+    mab__slot *s = slot_acquire(e);
+    if (!s)
+        return;
+    slot_bucket(e, s, mab__engine_now(e, NULL));
+    slot_pending(s, x->late_ledger->first_arm + (size_t)arm)->pulls++;
+    if (slot_due(s))
+        mab__slot_publish(e, s);
+    slot_unlock(s);
+}
+
+uint64_t mab__rules_late(const mab__experiment *x, long arm)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; x->late_ledger && i < x->n_arms; i++)
+        if (arm < 0 || (size_t)arm == i)
+            n += atomic_load_explicit(&x->late_ledger->arms[i].published.pulls,
+                                      memory_order_relaxed);
+    return n;
+}
+
 int mab__rules_reward(mab_engine *e, mab__experiment **xp, const char *arm,
                       const mab_context *ctx, mab_error *err)
 {
@@ -450,10 +527,7 @@ int mab__rules_reward(mab_engine *e, mab__experiment **xp, const char *arm,
            event's time for the policy (the adapter gives the pull's). */
         int64_t age = mab__engine_now(e, NULL) - ctx->assigned_ns;
         if (age > x->rules.attribution_window * 1000000000LL) {
-            atomic_fetch_add_explicit(&x->late_rewards, 1, memory_order_relaxed);
-            long i = mab__find_arm(e, x, arm, NULL);
-            if (i >= 0)
-                atomic_fetch_add_explicit(&x->arms[i].late_rewards, 1, memory_order_relaxed);
+            count_late(e, x, mab__find_arm(e, x, arm, NULL));
             return mab_error_set(err, MAB_ELATE,
                                  "experiments.%s: the reward for arm \"%s\" came %.0f s after "
                                  "its assignment, beyond the attribution window of %lld s; "
@@ -491,7 +565,8 @@ int mab_rules(mab_engine *e, const char *experiment, mab_rules_info *out, mab_er
     out->holdout_share = r->holdout_share;
     out->holdout_arm = r->holdout_arm >= 0 ? x->arms[r->holdout_arm].id : NULL;
     out->attribution_window = r->attribution_window;
-    out->late_rewards = atomic_load_explicit(&x->late_rewards, memory_order_relaxed);
+    mab__gather_all(e); /* late rewards still pending in a slot */
+    out->late_rewards = mab__rules_late(x, -1);
     return MAB_OK;
 }
 

@@ -94,24 +94,28 @@ int mab__srm_add_ledgers(mab_engine *e, mab_error *err)
         n += e->experiments[i].srm_off == MAB__SRM_ON;
     if (!n)
         return MAB_OK;
-    /* The holdout ledgers move with the array: keep their positions. */
-    size_t *holdout_at = calloc(configured, sizeof *holdout_at);
-    if (!holdout_at)
+    /* The holdout and late ledgers move with the array: keep their
+       positions (2 per configured experiment). */
+    size_t *at = calloc(2 * configured, sizeof *at);
+    if (!at)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    for (size_t i = 0; i < configured; i++)
-        holdout_at[i] = e->experiments[i].ledger
-                            ? (size_t)(e->experiments[i].ledger - e->experiments)
-                            : SIZE_MAX;
+    for (size_t i = 0; i < configured; i++) {
+        const mab__experiment *x = &e->experiments[i];
+        at[2 * i] = x->ledger ? (size_t)(x->ledger - e->experiments) : SIZE_MAX;
+        at[2 * i + 1] = x->late_ledger ? (size_t)(x->late_ledger - e->experiments) : SIZE_MAX;
+    }
     mab__experiment *grown = realloc(e->experiments, (e->n_experiments + n) * sizeof *grown);
     if (!grown) {
-        free(holdout_at);
+        free(at);
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     e->experiments = grown;
-    for (size_t i = 0; i < configured; i++)
-        e->experiments[i].ledger =
-            holdout_at[i] == SIZE_MAX ? NULL : &e->experiments[holdout_at[i]];
-    free(holdout_at);
+    for (size_t i = 0; i < configured; i++) {
+        mab__experiment *x = &e->experiments[i];
+        x->ledger = at[2 * i] == SIZE_MAX ? NULL : &e->experiments[at[2 * i]];
+        x->late_ledger = at[2 * i + 1] == SIZE_MAX ? NULL : &e->experiments[at[2 * i + 1]];
+    }
+    free(at);
     size_t first = e->n_experiments;
     for (size_t i = 0; i < configured; i++) {
         mab__experiment *x = &e->experiments[i];

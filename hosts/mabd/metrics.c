@@ -60,8 +60,9 @@ static void per_arm(mabd *d, strbuf *out, const char *name, const char *type, co
     }
 }
 
-/* Rewards refused by each experiment's attribution window (the engine's
-   count: it starts again at a reload, as Prometheus counters may). */
+/* Rewards refused by each experiment's attribution window, as storage
+   counts them ("EXP@late"): every worker's after a refresh, kept across
+   reloads and restarts (reset with the experiment). */
 static void late_rewards(mabd *d, strbuf *out)
 {
     sb_puts(out, "# HELP mab_rewards_late_total Rewards refused as later than the "

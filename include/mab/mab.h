@@ -520,7 +520,10 @@ MAB_EXPORT int mab_history(mab_engine *engine, const char *experiment, int64_t s
  *             uniformly (or the named control arm) and counted apart, in the
  *             experiment "EXP@holdout" (same arms; mab_stats() reads it)
  *   "attribution_window"  seconds: a reward whose assignment is older is
- *             refused (MAB_ELATE) and counted as late
+ *             refused (MAB_ELATE) and counted as late (in "EXP@late": one
+ *             pull of the arm per late reward); a policy sees a pull once
+ *             its time bucket has matured (ended more than the window ago)
+ *             or it was rewarded
  */
 typedef struct mab_rules_info {
     size_t struct_size;      /* sizeof(mab_rules_info), set by the caller */
@@ -530,8 +533,14 @@ typedef struct mab_rules_info {
     uint64_t burn_in;        /* 0: none */
     double holdout_share;    /* 0: no holdout */
     const char *holdout_arm; /* the control arm, or NULL: uniform */
-    int64_t attribution_window; /* seconds; 0: none */
-    uint64_t late_rewards;   /* refused as late by this process since open */
+    int64_t attribution_window; /* seconds; 0: none. With a window, every policy's
+                                   denominator counts a pull once its time bucket
+                                   ended more than this long ago or once it was
+                                   rewarded (docs/operating.md); mab_stats() and
+                                   reports still count every pull */
+    uint64_t late_rewards;   /* rewards refused as late, as storage counts them in the
+                                ledger "ID@late" (every process's after a refresh,
+                                kept across restarts, cleared by mab_reset()) */
     /* Added with mab_set_state() (written when struct_size covers them): */
     const char *state_source; /* "config", or "admin": state and serve are the
                                  stored admin state's (mab_set_state) */

@@ -19,6 +19,8 @@
  * It builds against libmab 0.1 as well (without the handle path), so that
  * the build before 0.2 can be measured with the same program:
  * cc -O2 mab_bench_calls.c -I<0.1 include> -L<0.1 lib> -lmab.
+ * MAB_BENCH_RULES, when set, is added to the experiment's keys, e.g.
+ * MAB_BENCH_RULES='"attribution_window": 86400' (docs/benchmarks.md).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* mkstemps */
@@ -135,7 +137,8 @@ int main(int argc, char **argv)
             plugin_dir ? plugin_dir : MAB_BENCH_PLUGIN_DIR, policy);
     for (size_t a = 0; a < k; a++)
         fprintf(f, "%s\"a%zu\": %zu", a ? ", " : "", a, a);
-    fputs("}}}}\n", f);
+    const char *rules = getenv("MAB_BENCH_RULES");
+    fprintf(f, "}%s%s}}}\n", rules && *rules ? ", " : "", rules ? rules : "");
     fclose(f);
     mab_options opts = {sizeof opts, MAB_OPEN_NO_STORAGE, 0};
     mab_error err = {0, ""};

@@ -911,6 +911,9 @@ static cJSON *policy_config(const cJSON *root, const char *dir, const cJSON *sou
     const cJSON *arms = cJSON_GetObjectItemCaseSensitive(source, "arms");
     const cJSON *reward = cJSON_GetObjectItemCaseSensitive(source, "reward");
     const cJSON *own = cJSON_GetObjectItemCaseSensitive(source, "policy");
+    /* The attribution window changes what each policy sees (it matures its
+       denominator), so every compared policy runs under it. */
+    const cJSON *window = cJSON_GetObjectItemCaseSensitive(source, "attribution_window");
     size_t n = policies ? policies->n : 1;
     for (size_t i = 0; ok && i < n; i++) {
         char id[32];
@@ -928,6 +931,8 @@ static cJSON *policy_config(const cJSON *root, const char *dir, const cJSON *sou
             ok = cJSON_AddItemToObject(x, "arms", cJSON_Duplicate(arms, 1));
         if (ok && reward)
             ok = cJSON_AddItemToObject(x, "reward", cJSON_Duplicate(reward, 1));
+        if (ok && window)
+            ok = cJSON_AddItemToObject(x, "attribution_window", cJSON_Duplicate(window, 1));
     }
     if (!ok) {
         cJSON_Delete(out);
