@@ -241,7 +241,7 @@ static void test_late_reward_is_refused_counted_and_changes_nothing(void **unuse
     uint64_t rewards = 9;
     assert_int_equal(stored_pulls(e, 1, &rewards), 1);
     assert_int_equal(rewards, 0);
-    mab_rules_info info = {sizeof info, 0, 0, 0, 0, 0, 0, 0, 0};
+    mab_rules_info info = MAB_STRUCT_INIT(mab_rules_info);
     assert_int_equal(mab_rules(e, "exp", &info, &err), MAB_OK);
     assert_int_equal(info.late_rewards, 1);
     fake_now = 1035 * S;
@@ -367,7 +367,7 @@ static void test_store_without_buckets_matures_this_process(void **unused)
 
 static uint64_t late_of(mab_engine *e)
 {
-    mab_rules_info info = {sizeof info, 0, 0, 0, 0, 0, 0, 0, 0};
+    mab_rules_info info = MAB_STRUCT_INIT(mab_rules_info);
     mab_error err = {0, ""};
     assert_int_equal(mab_rules(e, "exp", &info, &err), MAB_OK);
     return info.late_rewards;
