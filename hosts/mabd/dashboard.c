@@ -116,12 +116,17 @@ cJSON *mabd_stats_json(mabd *d)
             continue;
         cJSON *report = mabd_report_json(d, info.id, NULL);
         cJSON *arms = report ? cJSON_DetachItemFromObjectCaseSensitive(report, "arms") : NULL;
+        cJSON *rules = report ? cJSON_DetachItemFromObjectCaseSensitive(report, "rules") : NULL;
         cJSON_Delete(report);
         cJSON *exp = cJSON_AddObjectToObject(experiments, info.id);
-        ok = arms && exp && cJSON_AddStringToObject(exp, "policy", info.policy) &&
+        ok = arms && rules && exp && cJSON_AddStringToObject(exp, "policy", info.policy) &&
              cJSON_AddItemToObject(exp, "arms", arms);
         if (!ok)
             cJSON_Delete(arms);
+        if (!ok || !cJSON_AddItemToObject(exp, "rules", rules)) {
+            cJSON_Delete(rules);
+            ok = 0;
+        }
     }
     if (!ok) {
         cJSON_Delete(doc);

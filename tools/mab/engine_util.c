@@ -72,12 +72,13 @@ int load_stats(mab_engine *engine, const mab_experiment_info *info, mab_arm_stat
     return 0;
 }
 
-int load_report(mab_engine *engine, const char *experiment, mab_report *report)
+int load_report(mab_engine *engine, const char *experiment, size_t history_max,
+                mab_report *report)
 {
     mab_error err = {0};
     memset(report, 0, sizeof *report);
     report->struct_size = sizeof *report;
-    if (mab_report_get(engine, experiment, report, &err) != MAB_OK)
+    if (mab_report_get_buckets(engine, experiment, history_max, report, &err) != MAB_OK)
         return fail(&err);
     return 0;
 }

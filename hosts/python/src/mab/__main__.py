@@ -37,7 +37,9 @@ def _stats(engine: "mab.Engine", as_json: bool) -> None:
     if as_json:
         # The arms of the core's report: counters and the report's fields,
         # from one snapshot, as `mab stats --json` prints them.
-        doc = {"experiments": {e.id: {"policy": e.policy, "arms": engine.report(e.id)["arms"]}
+        reports = {e.id: engine.report(e.id) for e in experiments}
+        doc = {"experiments": {e.id: {"policy": e.policy, "arms": reports[e.id]["arms"],
+                                      "rules": reports[e.id]["rules"]}
                                for e in experiments}}
         print(json.dumps(doc, separators=(",", ":")))
         return
