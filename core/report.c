@@ -473,7 +473,8 @@ int mab_report_get_buckets(mab_engine *e, const char *experiment, size_t max_buc
                              "first mab_report (%zu)",
                              out->struct_size, (size_t)REPORT_SIZE_0_1);
     /* The history and the rules need room for them in the caller's report:
-       a caller built against the first mab_report gets neither. */
+       a caller built against the first mab_report gets neither (but the
+       share of the last bucket, a field of its arms). */
     int with_history = REPORT_HOLDS(out, rules);
     size_t history_max = max_buckets ? max_buckets : MAB_REPORT_HISTORY_DEFAULT;
     if (history_max > MAB_REPORT_HISTORY_MAX)
@@ -529,10 +530,15 @@ int mab_report_get_buckets(mab_engine *e, const char *experiment, size_t max_buc
             }
             r.policy = x->policy_name ? x->policy_name : "";
             r.policy_json = x->policy_json ? x->policy_json : "";
-            if (with_history)
-                rc = report_history(e, x, history_max, &r, err);
+            rc = report_history(e, x, history_max, &r, err);
             if (rc == MAB_OK && with_history)
                 rc = report_rules(e, x, &r, err);
+            if (rc == MAB_OK && !with_history) {
+                /* The share is in the arms, which it has: the rest is not. */
+                free((void *)r.history);
+                r.history = NULL;
+                r.n_history = 0;
+            }
         }
         if (rc != MAB_OK) {
             mab_report_free(&r);
