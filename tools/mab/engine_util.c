@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine_util.h"
+#include "json_exact.h"
 #include "output.h"
 
 /* The config sections of the hosts shipped with mab: `mab` accepts a config
@@ -83,32 +84,6 @@ int load_report(mab_engine *engine, const char *experiment, size_t history_max,
     return 0;
 }
 
-/* cJSON prints a parsed number with 15 digits when that reads back within
-   an epsilon, not always exactly: give each number back the shortest text
-   that reads back as exactly the double the library computed. */
-static int exact_numbers(cJSON *node)
-{
-    for (cJSON *c = node ? node->child : NULL; c; c = c->next) {
-        if (cJSON_IsNumber(c)) {
-            char text[40];
-            for (int digits = 15; digits <= 17; digits++) {
-                snprintf(text, sizeof text, "%.*g", digits, c->valuedouble);
-                if (strtod(text, NULL) == c->valuedouble)
-                    break;
-            }
-            char *copy = cJSON_malloc(strlen(text) + 1);
-            if (!copy)
-                return 0;
-            memcpy(copy, text, strlen(text) + 1);
-            c->type = cJSON_Raw; /* a Raw item prints its valuestring as it is */
-            c->valuestring = copy;
-        } else if (!exact_numbers(c)) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 cJSON *report_json(const mab_report *report)
 {
     char *text = NULL;
@@ -117,13 +92,11 @@ cJSON *report_json(const mab_report *report)
         fail(&err);
         return NULL;
     }
-    cJSON *doc = cJSON_Parse(text);
+    /* Numbers exactly as the library wrote them (json_exact.h). */
+    cJSON *doc = json_exact_parse(text);
     mab_report_json_free(text);
-    if (!doc || !exact_numbers(doc)) {
-        cJSON_Delete(doc);
+    if (!doc)
         fail_oom();
-        return NULL;
-    }
     return doc;
 }
 
