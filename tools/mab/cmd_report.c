@@ -7,6 +7,7 @@
  * experiment (mab_report_json()).
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +145,10 @@ static int print_report_text(const mab_report *r, int first)
         table_print(&table, stdout, "  ");
         print_last_bucket(r);
         printf("  %s\n", r->recommendation);
-        if (r->available & MAB_REPORT_HAS_HOLDOUT)
+        if ((r->available & MAB_REPORT_HAS_HOLDOUT) && isnan(r->holdout_diff))
+            printf("  bandit minus holdout, reward per visitor: none yet (a group has fewer "
+                   "than 2 visitors)\n");
+        else if (r->available & MAB_REPORT_HAS_HOLDOUT)
             printf("  bandit minus holdout, reward per visitor: %.*f [%.*f, %.*f]\n", digits,
                    r->holdout_diff, digits, r->holdout_diff_low, digits, r->holdout_diff_high);
         if (r->available & MAB_REPORT_HAS_LATE)
