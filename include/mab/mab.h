@@ -15,7 +15,8 @@
  *    mab_arm_index(), mab_choose_h(), mab_reward_h(). This broke the binary
  *    interface of 0.1: the SONAME went from libmab.so.0 to libmab.so.1
  *    (docs/install.md).
- *    Reports: mab_report_get(), mab_report_compute(), mab_report_arm_at(),
+ *    Reports: mab_report_get(), mab_report_get_buckets(), mab_report_compute(),
+ *    mab_report_arm_at(), mab_report_bucket_at(),
  *    mab_report_free() and the config's "winner" rule. Operating rules:
  *    mab_rules(), mab_holdout_compare(), mab_choice.flags, mab_context.flags
  *    and .assigned_ns, MAB_ELATE.
