@@ -11,6 +11,7 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,12 @@ static mab_arm_stats input_arm(const mab_report_input *in, size_t k)
 
 /* The first version's mab_report: callers must give at least this much.
    When mab_report grows, this stays the offset where 0.1's struct ended. */
-#define REPORT_SIZE_0_1 offsetof(mab_report, srm_status)
+#define REPORT_SIZE_0_1 MAB_REPORT_SIZE_0_1
 #define INPUT_SIZE_0_1 sizeof(mab_report_input)
+
+/* Whether a caller's report (its struct_size) holds `field`. */
+#define REPORT_HOLDS(r, field) \
+    ((r)->struct_size >= offsetof(mab_report, field) + sizeof((r)->field))
 
 #define Z_975 1.959963984540054 /* the 97.5% quantile of the standard normal */
 #define CF_MAX_ITERATIONS 200000
@@ -319,6 +324,7 @@ int mab_report_compute(const mab_report_input *in, mab_report *out, mab_error *e
     r.late_rewards = 0;
     snprintf(r.srm_status, sizeof r.srm_status, "not available: a snapshot given by the caller "
              "(mab_report_compute) holds no probabilities served");
+    r.history_size = sizeof(mab_bucket_stats);
 
     for (size_t k = 0; k < n; k++)
     {
@@ -375,7 +381,106 @@ static void srm_report(const mab__experiment *x, mab_report *r)
              "sample-ratio mismatch: do not trust this report; %s", said);
 }
 
+/* ---- history and share from the stored time buckets --------------------- */
+
+/* The walk of mab_history(): the latest `cap` buckets in a ring of rows, a
+   row being one bucket's entry per arm. */
+typedef struct history_walk {
+    size_t n_arms, cap;
+    mab_bucket_stats *ring; /* cap rows of n_arms */
+    size_t count;           /* distinct buckets visited */
+    int64_t current;        /* start of the bucket of the row being filled */
+} history_walk;
+
+static int history_visit(void *ctx, size_t arm_index, const char *arm_id,
+                         const mab_bucket_stats *bucket)
+{
+    (void)arm_id;
+    history_walk *w = ctx;
+    if (arm_index >= w->n_arms)
+        return 0;
+    if (w->count == 0 || bucket->start != w->current) {
+        mab_bucket_stats *row = &w->ring[(w->count % w->cap) * w->n_arms];
+        for (size_t k = 0; k < w->n_arms; k++)
+            row[k] = (mab_bucket_stats){bucket->start, 0, 0, 0.0, 0.0};
+        w->current = bucket->start;
+        w->count++;
+    }
+    w->ring[((w->count - 1) % w->cap) * w->n_arms + arm_index] = *bucket;
+    return 0;
+}
+
+/* r->history (oldest first) and, from the latest bucket with pulls, each
+   arm's share_last_bucket. Only for a store that keeps buckets: otherwise
+   this process's own buckets since open would pass for the history. */
+static int report_history(mab_engine *e, const mab__experiment *x, size_t cap, mab_report *r,
+                          mab_error *err)
+{
+    r->bucket_seconds = mab_bucket_seconds(e);
+    if (!mab_storage_has_buckets(e))
+        return MAB_OK;
+    history_walk w = {x->n_arms, cap, calloc(cap * x->n_arms, sizeof(mab_bucket_stats)), 0, 0};
+    if (!w.ring)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory reading the history of %s", x->id);
+    int rc = mab_history(e, x->id, INT64_MIN, history_visit, &w, err);
+    if (rc != MAB_OK) {
+        free(w.ring);
+        return rc;
+    }
+    size_t n = w.count < cap ? w.count : cap;
+    mab_bucket_stats *ordered = calloc(n ? n * x->n_arms : 1, sizeof *ordered);
+    if (!ordered) {
+        free(w.ring);
+        return mab_error_set(err, MAB_ENOMEM, "out of memory reading the history of %s", x->id);
+    }
+    size_t oldest = w.count - n; /* its row in the ring: oldest % cap */
+    for (size_t b = 0; b < n; b++)
+        memcpy(&ordered[b * x->n_arms], &w.ring[((oldest + b) % cap) * x->n_arms],
+               x->n_arms * sizeof *ordered);
+    free(w.ring);
+    r->available |= MAB_REPORT_HAS_HISTORY;
+    r->n_history = n;
+    r->history = ordered;
+    for (size_t b = n; b-- > 0;) {
+        uint64_t pulls = 0;
+        for (size_t k = 0; k < x->n_arms; k++)
+            pulls += ordered[b * x->n_arms + k].pulls;
+        if (pulls == 0)
+            continue; /* a bucket of late rewards only: no traffic to share */
+        r->available |= MAB_REPORT_HAS_SHARE;
+        r->last_bucket_start = ordered[b * x->n_arms].start;
+        for (size_t k = 0; k < r->n_arms; k++) {
+            mab_report_arm *a = (mab_report_arm *)mab_report_arm_at(r, k);
+            a->share_last_bucket = (double)ordered[b * x->n_arms + k].pulls / (double)pulls;
+        }
+        break;
+    }
+    return MAB_OK;
+}
+
+/* A copy of the rules in force the report owns (freed by mab_report_free). */
+static int report_rules(mab_engine *e, const mab__experiment *x, mab_report *r, mab_error *err)
+{
+    mab_rules_info *rules = calloc(1, sizeof *rules);
+    if (!rules)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory reading the rules of %s", x->id);
+    rules->struct_size = sizeof *rules;
+    int rc = mab_rules(e, x->id, rules, err);
+    if (rc != MAB_OK) {
+        free(rules);
+        return rc;
+    }
+    r->rules = rules;
+    return MAB_OK;
+}
+
 int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_error *err)
+{
+    return mab_report_get_buckets(e, experiment, 0, out, err);
+}
+
+int mab_report_get_buckets(mab_engine *e, const char *experiment, size_t max_buckets,
+                           mab_report *out, mab_error *err)
 {
     if (!out)
         return mab_error_set(err, MAB_EINVAL, "mab_report_get: NULL report");
@@ -384,6 +489,16 @@ int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_e
                              "mab_report_get: struct_size %zu is smaller than this library's "
                              "first mab_report (%zu)",
                              out->struct_size, (size_t)REPORT_SIZE_0_1);
+    /* The history and the rules need room for them in the caller's report:
+       a caller built against the first mab_report gets neither (but the
+       share of the last bucket, a field of its arms). */
+    int with_history = REPORT_HOLDS(out, rules);
+    size_t history_max = max_buckets ? max_buckets : MAB_REPORT_HISTORY_DEFAULT;
+    if (history_max > MAB_REPORT_HISTORY_MAX)
+        return mab_error_set(err, MAB_EINVAL,
+                             "report of %s: %zu buckets of history is above the most, %d",
+                             experiment ? experiment : "(null)", history_max,
+                             MAB_REPORT_HISTORY_MAX);
     /* mab_stats checks the engine, the process and the experiment. */
     size_t n_arms = 0;
     int rc = mab_stats(e, experiment, NULL, 0, &n_arms, err);
@@ -410,6 +525,7 @@ int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_e
             .winner_expected_loss = x->winner_expected_loss,
         };
         mab_report r;
+        memset(&r, 0, sizeof r);
         r.struct_size = sizeof r;
         rc = mab_report_compute(&in, &r, err);
         if (rc == MAB_OK) {
@@ -431,6 +547,19 @@ int mab_report_get(mab_engine *e, const char *experiment, mab_report *out, mab_e
             srm_report(x, &r);
             r.policy = x->policy_name ? x->policy_name : "";
             r.policy_json = x->policy_json ? x->policy_json : "";
+            rc = report_history(e, x, history_max, &r, err);
+            if (rc == MAB_OK && with_history)
+                rc = report_rules(e, x, &r, err);
+            if (rc == MAB_OK && !with_history) {
+                /* The share is in the arms, which it has: the rest is not. */
+                free((void *)r.history);
+                r.history = NULL;
+                r.n_history = 0;
+            }
+        }
+        if (rc != MAB_OK) {
+            mab_report_free(&r);
+        } else {
             size_t caller_size = out->struct_size;
             memcpy(out, &r, caller_size < sizeof r ? caller_size : sizeof r);
             out->struct_size = caller_size;
@@ -474,6 +603,116 @@ static cJSON *put(int *ok, cJSON *parent, const char *key, cJSON *item)
     *ok = 0;
     cJSON_Delete(item);
     return NULL;
+}
+
+/* The bucket of a history as JSON: its start, its pulls, and per arm the
+   counters, rate (reward_sum / pulls of the bucket: rewards counted in the
+   bucket, which may answer pulls of earlier ones) and share of its pulls. */
+static cJSON *bucket_json(int *ok, const mab_report *r, size_t b)
+{
+    cJSON *bucket = cJSON_CreateObject();
+    uint64_t pulls = 0;
+    for (size_t k = 0; k < r->n_arms; k++)
+        pulls += mab_report_bucket_at(r, b, k)->pulls;
+    put(ok, bucket, "start", json_double((double)mab_report_bucket_at(r, b, 0)->start));
+    put(ok, bucket, "pulls", json_counter(pulls));
+    cJSON *arms = put(ok, bucket, "arms", cJSON_CreateObject());
+    for (size_t k = 0; *ok && k < r->n_arms; k++) {
+        const mab_bucket_stats *s = mab_report_bucket_at(r, b, k);
+        cJSON *arm = put(ok, arms, mab_report_arm_at(r, k)->arm_id, cJSON_CreateObject());
+        put(ok, arm, "pulls", json_counter(s->pulls));
+        put(ok, arm, "rewards", json_counter(s->rewards));
+        put(ok, arm, "reward_sum", json_double(s->reward_sum));
+        put(ok, arm, "rate", s->pulls ? json_double(s->reward_sum / (double)s->pulls)
+                                      : cJSON_CreateNull());
+        put(ok, arm, "share", pulls ? json_double((double)s->pulls / (double)pulls)
+                                    : cJSON_CreateNull());
+    }
+    return bucket;
+}
+
+static cJSON *rules_json(int *ok, const mab_rules_info *rules)
+{
+    if (!rules)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    put(ok, o, "state", cJSON_CreateString(rules->state));
+    put(ok, o, "serve", rules->serve ? cJSON_CreateString(rules->serve) : cJSON_CreateNull());
+    put(ok, o, "floor", json_double(rules->floor));
+    put(ok, o, "burn_in", json_counter(rules->burn_in));
+    cJSON *holdout = NULL;
+    if (rules->holdout_share > 0.0) {
+        holdout = cJSON_CreateObject();
+        put(ok, holdout, "share", json_double(rules->holdout_share));
+        put(ok, holdout, "arm", rules->holdout_arm ? cJSON_CreateString(rules->holdout_arm)
+                                                   : cJSON_CreateNull());
+    }
+    put(ok, o, "holdout", holdout ? holdout : cJSON_CreateNull());
+    put(ok, o, "attribution_window", json_double((double)rules->attribution_window));
+    return o;
+}
+
+/* Why a field is null, in words every surface can show. */
+static const char *why_not_available(const mab_report *r, unsigned bit)
+{
+    int from_engine = REPORT_HOLDS(r, rules) && r->rules;
+    int has_buckets = r->available & MAB_REPORT_HAS_HISTORY;
+    switch (bit) {
+    case MAB_REPORT_HAS_SHARE:
+    case MAB_REPORT_HAS_HISTORY:
+        if (!from_engine)
+            return "a report of a snapshot (mab_report_compute) has no time buckets";
+        if (!has_buckets)
+            return "the storage keeps no time buckets (none configured, or a storage plugin "
+                   "older than ABI 1.5)";
+        return "no stored time bucket holds pulls yet";
+    case MAB_REPORT_HAS_HOLDOUT:
+        return from_engine ? "the experiment has no holdout" : "not in a snapshot report";
+    case MAB_REPORT_HAS_SRM:
+        /* srm_status says why, in the caller's struct when it holds it. */
+        return REPORT_HOLDS(r, srm_status) && r->srm_status[0] ? r->srm_status
+                                                               : "not available";
+    case MAB_REPORT_HAS_LATE:
+        return "not in a snapshot report (mab_report_compute)";
+    default:
+        return "not available";
+    }
+}
+
+/* What reports gained after the first mab_report: the time-bucket history,
+   the rules in force and why each null field is null. Only from a report
+   whose struct_size holds those fields. */
+static void put_history_and_rules(int *ok, cJSON *doc, cJSON *missing, const mab_report *r)
+{
+    if (!REPORT_HOLDS(r, rules))
+        return;
+    put(ok, doc, "bucket_seconds", json_double((double)r->bucket_seconds));
+    put(ok, doc, "last_bucket_start", r->available & MAB_REPORT_HAS_SHARE
+                                          ? json_double((double)r->last_bucket_start)
+                                          : cJSON_CreateNull());
+    cJSON *history = NULL;
+    if (r->available & MAB_REPORT_HAS_HISTORY) {
+        history = cJSON_CreateArray();
+        for (size_t b = 0; *ok && b < r->n_history; b++)
+            put(ok, history, NULL, bucket_json(ok, r, b));
+    } else {
+        put(ok, missing, NULL, cJSON_CreateString("history"));
+    }
+    put(ok, doc, "history", history ? history : cJSON_CreateNull());
+    put(ok, doc, "rules", rules_json(ok, r->rules));
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } fields[] = {{MAB_REPORT_HAS_SHARE, "share_last_bucket"},
+                  {MAB_REPORT_HAS_HISTORY, "history"},
+                  {MAB_REPORT_HAS_HOLDOUT, "holdout"},
+                  {MAB_REPORT_HAS_SRM, "srm_p_value"},
+                  {MAB_REPORT_HAS_LATE, "late_rewards"}};
+    cJSON *why = put(ok, doc, "not_available_reasons", cJSON_CreateObject());
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (!(r->available & fields[i].bit))
+            put(ok, why, fields[i].name,
+                cJSON_CreateString(why_not_available(r, fields[i].bit)));
 }
 
 int mab_report_json(const mab_report *r, char **out, mab_error *err)
@@ -546,6 +785,7 @@ int mab_report_json(const mab_report *r, char **out, mab_error *err)
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (!(r->available & fields[i].bit))
             put(&ok, missing, NULL, cJSON_CreateString(fields[i].name));
+    put_history_and_rules(&ok, doc, missing, r);
     char *text = ok ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
     if (!text)
@@ -566,6 +806,15 @@ const mab_report_arm *mab_report_arm_at(const mab_report *report, size_t i)
     return (const mab_report_arm *)((const char *)report->arms + i * report->arm_size);
 }
 
+const mab_bucket_stats *mab_report_bucket_at(const mab_report *report, size_t b, size_t i)
+{
+    if (!report || !REPORT_HOLDS(report, history) || !report->history ||
+        b >= report->n_history || i >= report->n_arms)
+        return NULL;
+    return (const mab_bucket_stats *)((const char *)report->history +
+                                      (b * report->n_arms + i) * report->history_size);
+}
+
 void mab_report_free(mab_report *report)
 {
     if (!report)
@@ -573,4 +822,11 @@ void mab_report_free(mab_report *report)
     free((void *)report->arms);
     report->arms = NULL;
     report->n_arms = 0;
+    if (REPORT_HOLDS(report, rules)) {
+        free((void *)report->history);
+        free((void *)report->rules);
+        report->history = NULL;
+        report->n_history = 0;
+        report->rules = NULL;
+    }
 }

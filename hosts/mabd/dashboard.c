@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_exact.h"
 #include "mabd.h"
 
 #define SHARE_WINDOW_S 3600 /* "current" share of traffic: the last hour */
@@ -54,32 +55,6 @@ static int add_number(cJSON *obj, const char *name, double v)
     return cJSON_AddNumberToObject(obj, name, v) != NULL;
 }
 
-/* cJSON prints a parsed number with 15 digits when that reads back within
-   an epsilon, not always exactly: give each number back the shortest text
-   that reads back as exactly the double the library computed. */
-static int exact_numbers(cJSON *node)
-{
-    for (cJSON *c = node ? node->child : NULL; c; c = c->next) {
-        if (cJSON_IsNumber(c)) {
-            char text[40];
-            for (int digits = 15; digits <= 17; digits++) {
-                snprintf(text, sizeof text, "%.*g", digits, c->valuedouble);
-                if (strtod(text, NULL) == c->valuedouble)
-                    break;
-            }
-            char *copy = cJSON_malloc(strlen(text) + 1);
-            if (!copy)
-                return 0;
-            memcpy(copy, text, strlen(text) + 1);
-            c->type = cJSON_Raw; /* a Raw item prints its valuestring as it is */
-            c->valuestring = copy;
-        } else if (!exact_numbers(c)) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 cJSON *mabd_report_json(mabd *d, const char *experiment, mab_error *err)
 {
     mab_report report;
@@ -92,13 +67,11 @@ cJSON *mabd_report_json(mabd *d, const char *experiment, mab_error *err)
     mab_report_free(&report);
     if (rc != MAB_OK)
         return NULL;
-    cJSON *doc = cJSON_Parse(text);
+    /* Numbers exactly as the library wrote them (json_exact.h). */
+    cJSON *doc = json_exact_parse(text);
     mab_report_json_free(text);
-    if (!doc || !exact_numbers(doc)) {
-        cJSON_Delete(doc);
+    if (!doc)
         mab_error_set(err, MAB_ENOMEM, "out of memory");
-        return NULL;
-    }
     return doc;
 }
 
@@ -116,12 +89,17 @@ cJSON *mabd_stats_json(mabd *d)
             continue;
         cJSON *report = mabd_report_json(d, info.id, NULL);
         cJSON *arms = report ? cJSON_DetachItemFromObjectCaseSensitive(report, "arms") : NULL;
+        cJSON *rules = report ? cJSON_DetachItemFromObjectCaseSensitive(report, "rules") : NULL;
         cJSON_Delete(report);
         cJSON *exp = cJSON_AddObjectToObject(experiments, info.id);
-        ok = arms && exp && cJSON_AddStringToObject(exp, "policy", info.policy) &&
+        ok = arms && rules && exp && cJSON_AddStringToObject(exp, "policy", info.policy) &&
              cJSON_AddItemToObject(exp, "arms", arms);
         if (!ok)
             cJSON_Delete(arms);
+        if (!ok || !cJSON_AddItemToObject(exp, "rules", rules)) {
+            cJSON_Delete(rules);
+            ok = 0;
+        }
     }
     if (!ok) {
         cJSON_Delete(doc);

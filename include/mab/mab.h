@@ -15,7 +15,8 @@
  *    mab_arm_index(), mab_choose_h(), mab_reward_h(). This broke the binary
  *    interface of 0.1: the SONAME went from libmab.so.0 to libmab.so.1
  *    (docs/install.md).
- *    Reports: mab_report_get(), mab_report_compute(), mab_report_arm_at(),
+ *    Reports: mab_report_get(), mab_report_get_buckets(), mab_report_compute(),
+ *    mab_report_arm_at(), mab_report_bucket_at(),
  *    mab_report_free() and the config's "winner" rule. Operating rules:
  *    mab_rules(), mab_holdout_compare(), mab_choice.flags, mab_context.flags
  *    and .assigned_ns, MAB_ELATE.
@@ -848,8 +849,11 @@ MAB_EXPORT int mab_import(mab_engine *engine, const mab_record *records, size_t 
  * holdout (mab_holdout_compare()), and MAB_REPORT_HAS_SRM when the
  * sample-ratio check has a p-value (at least one counted choice whose
  * probabilities of every arm are known, and two arms served with a
- * probability above 0; srm_status says why not otherwise). The share per
- * bucket is not available yet.
+ * probability above 0; srm_status says why not otherwise). With a storage
+ * that keeps time buckets (mab_storage_has_buckets()) it sets
+ * MAB_REPORT_HAS_HISTORY (the last history_max buckets, from mab_history(),
+ * so they survive restarts) and, once a bucket holds pulls,
+ * MAB_REPORT_HAS_SHARE (each arm's share of the latest such bucket).
  */
 
 #define MAB_REPORT_DRAWS 10000 /* Monte Carlo draws per report */
@@ -864,6 +868,12 @@ MAB_EXPORT int mab_import(mab_engine *engine, const mab_record *records, size_t 
 #define MAB_REPORT_HAS_HOLDOUT 0x2u /* mab_report.holdout_* */
 #define MAB_REPORT_HAS_SRM 0x4u     /* mab_report.srm_p_value */
 #define MAB_REPORT_HAS_LATE 0x8u    /* late_rewards (experiment and arms) */
+#define MAB_REPORT_HAS_HISTORY 0x10u /* mab_report.history (a store keeping buckets) */
+
+/* Buckets of history in a report from mab_report_get(), and the most
+   mab_report_get_buckets() gives (a year of hourly buckets). */
+#define MAB_REPORT_HISTORY_DEFAULT 24
+#define MAB_REPORT_HISTORY_MAX 8760
 
 /* The defaults of the config's "winner": {"p_best", "expected_loss"}. */
 #define MAB_WINNER_P_BEST 0.95
@@ -881,8 +891,9 @@ typedef struct mab_report_arm {
                                reward units */
     double p_best;          /* P(this arm has the highest mean), in [0, 1] */
     double expected_loss;   /* E[max_j theta_j - theta_this], reward units, >= 0 */
-    /* When available (MAB_REPORT_HAS_SHARE; not yet): share of the pulls in
-       the last time bucket, else NAN. */
+    /* When available (MAB_REPORT_HAS_SHARE): this arm's share of the pulls
+       of the latest stored time bucket with pulls (mab_report.
+       last_bucket_start), else NAN. */
     double share_last_bucket;
     /* When available (MAB_REPORT_HAS_LATE): rewards refused as late. */
     uint64_t late_rewards;
@@ -929,13 +940,32 @@ typedef struct mab_report {
     double srm_p_value;
     /* When available (MAB_REPORT_HAS_LATE): rewards refused as late. */
     uint64_t late_rewards;
-    /* Fields above are the first mab_report; append below. */
+    /* Appended after the first version (MAB_REPORT_SIZE_0_1 ends above). */
     /* The check in words, always set: "ok: p = 0.43, 100000 visitors",
        "mismatch: p = 1.2e-06 < 0.001", or "not available: " and why (e.g.
        the policy reports no probabilities for its arms, policy ABI < 2.2;
        "srm": false in the config). */
     char srm_status[MAB_REPORT_TEXT_MAX];
+    int64_t bucket_seconds;    /* width of the time buckets (mab_bucket_seconds());
+                                  0 from mab_report_compute */
+    int64_t last_bucket_start; /* MAB_REPORT_HAS_SHARE: start (unix seconds) of
+                                  the bucket share_last_bucket is of; else 0 */
+    /* When available (MAB_REPORT_HAS_HISTORY: the storage keeps time
+       buckets, mab_storage_has_buckets()): the last n_history buckets with
+       events (at most MAB_REPORT_HISTORY_DEFAULT, or what
+       mab_report_get_buckets() was given), oldest first, each with an entry per arm (config order) whose
+       start is the bucket's: read them with mab_report_bucket_at(). */
+    size_t n_history;
+    size_t history_size;       /* the library's sizeof(mab_bucket_stats) */
+    const void *history;       /* n_history * n_arms entries */
+    /* The operating rules in force (mab_rules()), for every surface to show
+       them; NULL from mab_report_compute. */
+    const mab_rules_info *rules;
 } mab_report;
+
+/* The first version's mab_report: struct_size and the fields up to
+   late_rewards. A caller giving only this much gets no history nor rules. */
+#define MAB_REPORT_SIZE_0_1 (offsetof(mab_report, late_rewards) + sizeof(uint64_t))
 
 /* The snapshot mab_report_compute() works on. */
 typedef struct mab_report_input {
@@ -956,12 +986,25 @@ typedef struct mab_report_input {
  *        struct_size) with arms the library allocated: release them with
  *        mab_report_free(). Strings are the engine's, valid until
  *        mab_close(). Untouched on failure.
+ *        The history holds the last MAB_REPORT_HISTORY_DEFAULT buckets.
  * @return MAB_OK, MAB_ENOTFOUND (unknown experiment), MAB_EINVAL (NULL
- *         argument, out->struct_size smaller than this version's
- *         mab_report) or MAB_ENOMEM.
+ *         argument, out->struct_size smaller than MAB_REPORT_SIZE_0_1),
+ *         MAB_ENOMEM or a storage error reading the buckets (MAB_ESTORAGE,
+ *         naming the store).
  */
 MAB_EXPORT int mab_report_get(mab_engine *engine, const char *experiment, mab_report *out,
                               mab_error *err);
+
+/**
+ * @brief mab_report_get() with at most max_buckets buckets of history (the
+ *        latest ones): about 100 bytes of report JSON per arm and bucket.
+ * @param max_buckets 0 for MAB_REPORT_HISTORY_DEFAULT; at most
+ *        MAB_REPORT_HISTORY_MAX.
+ * @return as mab_report_get(); MAB_EINVAL for max_buckets above
+ *         MAB_REPORT_HISTORY_MAX, too.
+ */
+MAB_EXPORT int mab_report_get_buckets(mab_engine *engine, const char *experiment,
+                                      size_t max_buckets, mab_report *out, mab_error *err);
 
 /**
  * @brief The report of a snapshot given by the caller (for tests, and for
@@ -989,8 +1032,14 @@ MAB_EXPORT int mab_report_compute(const mab_report_input *in, mab_report *out, m
  *        "late_rewards"}}, "holdout", "srm_p_value", "srm_status" (a
  *        string, always), "late_rewards",
  *        "not_available": [names of the fields that are null because
- *        storage cannot tell them yet]}. Numbers round-trip as doubles;
- *        counters are exact integers.
+ *        storage cannot tell them yet], and, when the report's struct_size
+ *        holds them: "bucket_seconds", "last_bucket_start", "history":
+ *        [{"start", "pulls", "arms": {ARM: {"pulls", "rewards",
+ *        "reward_sum", "rate", "share"}}}] (rate: reward_sum / pulls of the
+ *        bucket, share: of the bucket's pulls; null without pulls), "rules":
+ *        {"state", "serve", "floor", "burn_in", "holdout": {"share", "arm"}
+ *        | null, "attribution_window"}, "not_available_reasons": {NAME:
+ *        why}. Numbers round-trip as doubles; counters are exact integers.
  * @param out receives a NUL-terminated string; release it with
  *        mab_report_json_free().
  * @return MAB_OK, MAB_EINVAL (NULL argument, or a report without arms) or
@@ -1008,6 +1057,16 @@ MAB_EXPORT void mab_report_json_free(char *json);
  *         a NULL report or i out of range.
  */
 MAB_EXPORT const mab_report_arm *mab_report_arm_at(const mab_report *report, size_t i);
+
+/**
+ * @brief Bucket b (0 <= b < report->n_history, oldest first) of arm i of a
+ *        report's history, whatever the size of mab_bucket_stats.
+ * @return a pointer into the report, valid until mab_report_free(); NULL for
+ *         a NULL report, a struct_size without the history, or b or i out of
+ *         range.
+ */
+MAB_EXPORT const mab_bucket_stats *mab_report_bucket_at(const mab_report *report, size_t b,
+                                                        size_t i);
 
 /**
  * @brief Release what mab_report_get() or mab_report_compute() allocated,

@@ -602,6 +602,188 @@ static int setup(void **state)
     return 0;
 }
 
+/* ---- history and share of the last bucket, from the stored buckets ------ */
+
+static int64_t test_clock_ns;
+static int64_t fixed_clock(void *ctx)
+{
+    (void)ctx;
+    return test_clock_ns;
+}
+
+static void write_bucket_config(void)
+{
+    FILE *f = fopen(config_path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"plugin_path\": [\"%s\"],\n"
+            " \"storage\": {\"plugin\": \"json_file\", \"path\": \"%s/state.json\",\n"
+            "             \"bucket_seconds\": 60, \"retention_seconds\": 315360000},\n"
+            " \"experiments\": {\n"
+            "  \"color\": {\"policy\": {\"plugin\": \"epsilon_greedy\", \"epsilon\": 0.5},\n"
+            "            \"floor\": 0.1, \"burn_in\": 3,\n"
+            "            \"arms\": {\"green\": 1, \"blue\": 2, \"red\": 3}}}}\n",
+            MAB_PLUGIN_DIR, dir);
+    fclose(f);
+}
+
+/* Three minutes (buckets of 60 s) of choices and rewards with the clock
+   injected; the report's history must be what the test itself tallied. */
+static void test_history_and_share(void **state)
+{
+    (void)state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    unlink(path);
+    write_bucket_config();
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    if (mab_open(config_path, &e, &err) != MAB_OK)
+        fail_msg("mab_open: %s", err.message);
+    const int64_t t0 = 1800000000; /* a multiple of 60 */
+    uint64_t pulls[3][3] = {{0}}, rewards[3][3] = {{0}};
+    static const int per_minute[3] = {40, 0, 25}; /* minute 1: rewards only */
+    for (int m = 0; m < 3; m++) {
+        test_clock_ns = (t0 + 60 * m + 5) * INT64_C(1000000000);
+        assert_int_equal(mab_set_clock(e, fixed_clock, NULL, &err), MAB_OK);
+        for (int v = 0; v < per_minute[m]; v++) {
+            mab_choice c = MAB_STRUCT_INIT(mab_choice);
+            assert_int_equal(mab_choose(e, "color", &c, &err), MAB_OK);
+            pulls[m][c.arm_index]++;
+            if (v % 3 == 0) {
+                assert_int_equal(mab_reward(e, "color", c.arm_id, 1.0, &err), MAB_OK);
+                rewards[m][c.arm_index]++;
+            }
+        }
+        if (m == 1) { /* a reward with no pull in its minute */
+            assert_int_equal(mab_reward(e, "color", "blue", 1.0, &err), MAB_OK);
+            rewards[1][1]++;
+        }
+    }
+    static const char *const ids[3] = {"green", "blue", "red"};
+    mab_report r = MAB_STRUCT_INIT(mab_report);
+    assert_int_equal(mab_report_get(e, "color", &r, &err), MAB_OK);
+    assert_true(r.available & MAB_REPORT_HAS_HISTORY);
+    assert_true(r.available & MAB_REPORT_HAS_SHARE);
+    assert_int_equal(r.bucket_seconds, 60);
+    assert_int_equal(r.n_history, 3);
+    assert_int_equal(r.last_bucket_start, t0 + 120);
+    for (size_t b = 0; b < 3; b++)
+        for (size_t k = 0; k < 3; k++) {
+            const mab_bucket_stats *s = mab_report_bucket_at(&r, b, k);
+            assert_non_null(s);
+            assert_int_equal(s->start, t0 + 60 * (int64_t)b);
+            assert_int_equal(s->pulls, pulls[b][k]);
+            assert_int_equal(s->rewards, rewards[b][k]);
+            assert_true(s->reward_sum == (double)rewards[b][k]);
+        }
+    assert_null(mab_report_bucket_at(&r, 3, 0));
+    assert_null(mab_report_bucket_at(&r, 0, 3));
+    for (size_t k = 0; k < 3; k++)
+        assert_true(at(&r, k)->share_last_bucket == (double)pulls[2][k] / 25.0);
+    assert_non_null(r.rules);
+    assert_string_equal(r.rules->state, "running");
+    assert_true(r.rules->floor == 0.1 && r.rules->burn_in == 3);
+
+    /* The JSON says the same, bucket by bucket. */
+    char *text = NULL;
+    assert_int_equal(mab_report_json(&r, &text, &err), MAB_OK);
+    cJSON *doc = cJSON_Parse(text);
+    mab_report_json_free(text);
+    cJSON *history = cJSON_GetObjectItem(doc, "history");
+    assert_int_equal(cJSON_GetArraySize(history), 3);
+    for (int b = 0; b < 3; b++) {
+        cJSON *bucket = cJSON_GetArrayItem(history, b);
+        uint64_t total = pulls[b][0] + pulls[b][1] + pulls[b][2];
+        assert_true(cJSON_GetObjectItem(bucket, "start")->valuedouble == (double)(t0 + 60 * b));
+        assert_true(cJSON_GetObjectItem(bucket, "pulls")->valuedouble == (double)total);
+        for (int k = 0; k < 3; k++) {
+            cJSON *arm = cJSON_GetObjectItem(cJSON_GetObjectItem(bucket, "arms"), ids[k]);
+            cJSON *rate = cJSON_GetObjectItem(arm, "rate"), *share = cJSON_GetObjectItem(arm, "share");
+            if (pulls[b][k])
+                assert_true(rate->valuedouble == (double)rewards[b][k] / (double)pulls[b][k]);
+            else
+                assert_true(cJSON_IsNull(rate));
+            if (total)
+                assert_true(share->valuedouble == (double)pulls[b][k] / (double)total);
+            else
+                assert_true(cJSON_IsNull(share));
+        }
+    }
+    cJSON *rules = cJSON_GetObjectItem(doc, "rules");
+    assert_string_equal(cJSON_GetObjectItem(rules, "state")->valuestring, "running");
+    assert_true(cJSON_GetObjectItem(rules, "floor")->valuedouble == 0.1);
+    assert_true(cJSON_GetObjectItem(rules, "burn_in")->valuedouble == 3);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(rules, "holdout")));
+    cJSON_Delete(doc);
+    mab_report_free(&r);
+    assert_null(r.history);
+    assert_null(r.rules);
+
+    /* At most N buckets: the latest ones. */
+    mab_report two = MAB_STRUCT_INIT(mab_report);
+    assert_int_equal(mab_report_get_buckets(e, "color", 2, &two, &err), MAB_OK);
+    assert_int_equal(two.n_history, 2);
+    assert_int_equal(mab_report_bucket_at(&two, 0, 0)->start, t0 + 60);
+    assert_int_equal(mab_report_bucket_at(&two, 1, 2)->pulls, pulls[2][2]);
+    mab_report_free(&two);
+    mab_report big = MAB_STRUCT_INIT(mab_report);
+    assert_int_equal(mab_report_get_buckets(e, "color", MAB_REPORT_HISTORY_MAX + 1, &big, &err),
+                     MAB_EINVAL);
+    assert_non_null(strstr(err.message, "buckets of history"));
+
+    /* A caller built against the first mab_report gets neither history nor
+       rules, and nothing is written past its struct. */
+    unsigned char buffer[sizeof(mab_report) + 16];
+    memset(buffer, 0x5a, sizeof buffer);
+    mab_report *old = (mab_report *)buffer;
+    old->struct_size = MAB_REPORT_SIZE_0_1;
+    assert_int_equal(mab_report_get(e, "color", old, &err), MAB_OK);
+    assert_true(old->available & MAB_REPORT_HAS_SHARE);
+    for (size_t i = MAB_REPORT_SIZE_0_1; i < sizeof buffer; i++)
+        assert_int_equal(buffer[i], 0x5a);
+    assert_int_equal(mab_report_json(old, &text, &err), MAB_OK);
+    doc = cJSON_Parse(text);
+    mab_report_json_free(text);
+    assert_null(cJSON_GetObjectItem(doc, "history"));
+    assert_null(cJSON_GetObjectItem(doc, "rules"));
+    cJSON_Delete(doc);
+    assert_null(mab_report_bucket_at(old, 0, 0));
+    mab_report_free(old);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+
+    /* Without storage there are no stored buckets: not available, and the
+       JSON says why (this process's own buckets are not the history). */
+    mab_options opts = {.struct_size = sizeof opts, .flags = MAB_OPEN_NO_STORAGE};
+    if (mab_open_ex(config_path, &opts, &e, &err) != MAB_OK)
+        fail_msg("mab_open_ex: %s", err.message);
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
+    assert_int_equal(mab_choose(e, "color", &c, &err), MAB_OK);
+    mab_report none = MAB_STRUCT_INIT(mab_report);
+    assert_int_equal(mab_report_get(e, "color", &none, &err), MAB_OK);
+    assert_false(none.available & (MAB_REPORT_HAS_HISTORY | MAB_REPORT_HAS_SHARE));
+    assert_true(isnan(at(&none, 0)->share_last_bucket));
+    assert_int_equal(none.n_history, 0);
+    assert_int_equal(mab_report_json(&none, &text, &err), MAB_OK);
+    doc = cJSON_Parse(text);
+    mab_report_json_free(text);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "history")));
+    cJSON *reasons = cJSON_GetObjectItem(doc, "not_available_reasons");
+    assert_non_null(strstr(cJSON_GetObjectItem(reasons, "history")->valuestring,
+                           "keeps no time buckets"));
+    assert_non_null(strstr(cJSON_GetObjectItem(reasons, "share_last_bucket")->valuestring,
+                           "keeps no time buckets"));
+    cJSON *missing = cJSON_GetObjectItem(doc, "not_available");
+    int listed = 0;
+    for (cJSON *m = missing ? missing->child : NULL; m; m = m->next)
+        listed += strcmp(m->valuestring, "history") == 0;
+    assert_int_equal(listed, 1);
+    cJSON_Delete(doc);
+    mab_report_free(&none);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+    unlink(path);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -626,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_engine_report_and_winner_key),
         cmocka_unit_test(test_winner_key_refused),
+        cmocka_unit_test(test_history_and_share),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -50,7 +50,8 @@ static int print_stats_text(mab_engine *engine)
 
 /* {"experiments":{EXP:{"policy":NAME,"arms":{ARM:{"pulls":N,"rewards":N,
    "reward_sum":X,"mean":X, and the rest of the arm's fields in the core's
-   report: "ci_low", "ci_high", "p_best", "expected_loss", ...}}}}}, built
+   report: "ci_low", "ci_high", "p_best", "expected_loss", "share_last_bucket",
+   ...}}, "rules": the rules in force, as in the report}}}, built
    whole so that an error prints none of it. The arms come from the report,
    which reads every arm in one snapshot. */
 static int print_stats_json(mab_engine *engine)
@@ -64,7 +65,7 @@ static int print_stats_json(mab_engine *engine)
         mab_report report;
         mab_error err = {0};
         int status = mab_experiment_at(engine, i, &info, &err) == MAB_OK
-                         ? load_report(engine, info.id, &report)
+                         ? load_report(engine, info.id, 0, &report)
                          : fail(&err);
         cJSON *doc = status ? NULL : report_json(&report);
         if (!status)
@@ -77,6 +78,8 @@ static int print_stats_json(mab_engine *engine)
         json_put(&ok, exp, "policy", cJSON_CreateString(info.policy));
         cJSON *arms = ok ? cJSON_DetachItemFromObjectCaseSensitive(doc, "arms") : NULL;
         json_put(&ok, exp, "arms", arms);
+        cJSON *rules = ok ? cJSON_DetachItemFromObjectCaseSensitive(doc, "rules") : NULL;
+        json_put(&ok, exp, "rules", rules);
         cJSON_Delete(doc);
     }
     return json_print_stdout(root, ok);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine_util.h"
+#include "json_exact.h"
 #include "output.h"
 
 /* The config sections of the hosts shipped with mab: `mab` accepts a config
@@ -72,40 +73,15 @@ int load_stats(mab_engine *engine, const mab_experiment_info *info, mab_arm_stat
     return 0;
 }
 
-int load_report(mab_engine *engine, const char *experiment, mab_report *report)
+int load_report(mab_engine *engine, const char *experiment, size_t history_max,
+                mab_report *report)
 {
     mab_error err = {0};
     memset(report, 0, sizeof *report);
     report->struct_size = sizeof *report;
-    if (mab_report_get(engine, experiment, report, &err) != MAB_OK)
+    if (mab_report_get_buckets(engine, experiment, history_max, report, &err) != MAB_OK)
         return fail(&err);
     return 0;
-}
-
-/* cJSON prints a parsed number with 15 digits when that reads back within
-   an epsilon, not always exactly: give each number back the shortest text
-   that reads back as exactly the double the library computed. */
-static int exact_numbers(cJSON *node)
-{
-    for (cJSON *c = node ? node->child : NULL; c; c = c->next) {
-        if (cJSON_IsNumber(c)) {
-            char text[40];
-            for (int digits = 15; digits <= 17; digits++) {
-                snprintf(text, sizeof text, "%.*g", digits, c->valuedouble);
-                if (strtod(text, NULL) == c->valuedouble)
-                    break;
-            }
-            char *copy = cJSON_malloc(strlen(text) + 1);
-            if (!copy)
-                return 0;
-            memcpy(copy, text, strlen(text) + 1);
-            c->type = cJSON_Raw; /* a Raw item prints its valuestring as it is */
-            c->valuestring = copy;
-        } else if (!exact_numbers(c)) {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 cJSON *report_json(const mab_report *report)
@@ -116,13 +92,11 @@ cJSON *report_json(const mab_report *report)
         fail(&err);
         return NULL;
     }
-    cJSON *doc = cJSON_Parse(text);
+    /* Numbers exactly as the library wrote them (json_exact.h). */
+    cJSON *doc = json_exact_parse(text);
     mab_report_json_free(text);
-    if (!doc || !exact_numbers(doc)) {
-        cJSON_Delete(doc);
+    if (!doc)
         fail_oom();
-        return NULL;
-    }
     return doc;
 }
 

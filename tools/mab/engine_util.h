@@ -31,7 +31,10 @@ int load_stats(mab_engine *engine, const mab_experiment_info *info, mab_arm_stat
 
 /* The core's report of an experiment (mab_report_get()); released by the
    caller with mab_report_free(). 0 or EXIT_USER after printing why. */
-int load_report(mab_engine *engine, const char *experiment, mab_report *report);
+/* The core's report of one experiment, with at most history_max buckets of
+   history (0: the library's default); release with mab_report_free(). */
+int load_report(mab_engine *engine, const char *experiment, size_t history_max,
+                mab_report *report);
 
 /* The report as the core's JSON document, parsed (cJSON_Delete it);
    NULL after printing why. */

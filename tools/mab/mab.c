@@ -60,16 +60,18 @@ static const command commands[] = {
      "  --json   print one JSON object:\n"
      "           {\"experiments\":{EXP:{\"policy\":NAME,\"arms\":{ARM:{\"pulls\":N,\n"
      "           \"rewards\":N,\"reward_sum\":X,\"mean\":X,\"ci_low\":X,\"ci_high\":X,\n"
-     "           \"p_best\":X,\"expected_loss\":X,\"share_last_bucket\":null,\n"
-     "           \"late_rewards\":null}}}}}, the arms' fields of `mab report`\n",
+     "           \"p_best\":X,\"expected_loss\":X,\"share_last_bucket\":X,\n"
+     "           \"late_rewards\":N}},\"rules\":{...}}}}, the arms' fields and the\n"
+     "           rules in force of `mab report` (null: not available)\n",
      {"CONFIG"}, 1, 0, {{"json", false}}, 1, cmd_stats},
     {"report", "say which arm is winning, and how sure",
-     "usage: mab report CONFIG [EXP] [--json]\n"
+     "usage: mab report CONFIG [EXP] [--json] [--history N]\n"
      "\n"
      "Report on experiment EXP (every experiment without it): per arm the pulls,\n"
      "the mean reward with its 95% credible interval, P(best) (the probability\n"
      "that the arm has the highest mean) and the expected loss of choosing it\n"
-     "(in reward units), the leader (marked *), and the recommendation:\n"
+     "(in reward units), its share of the pulls of the last stored time bucket,\n"
+     "the leader (marked *), the operating rules in force, and the recommendation:\n"
      "\"winner: ARM, ...\" once the leader's P(best) reaches the experiment's\n"
      "winner.p_best (default 0.95) and its expected loss is below\n"
      "winner.expected_loss (default 0.001), else \"keep exploring: ...\".\n"
@@ -82,8 +84,11 @@ static const command commands[] = {
      "  --json   print one JSON object: {\"experiments\":{EXP:REPORT}}, REPORT as\n"
      "           documented in docs/cli.md (\"leader\", \"winner\",\n"
      "           \"recommendation\", \"arms\":{ARM:{\"pulls\", \"mean\", \"ci_low\",\n"
-     "           \"ci_high\", \"p_best\", \"expected_loss\", ...}}, ...)\n",
-     {"CONFIG", "EXP"}, 2, 1, {{"json", false}}, 1, cmd_report},
+     "           \"ci_high\", \"p_best\", \"expected_loss\", ...}}, \"rules\",\n"
+     "           \"history\": the last N time buckets, ...)\n"
+     "  --history N  buckets of history in the JSON (default 24, at most 8760;\n"
+     "           about 100 bytes per arm and bucket)\n",
+     {"CONFIG", "EXP"}, 2, 1, {{"json", false}, {"history", true}}, 2, cmd_report},
     {"simulate", "simulate visitors and compare policies on known arms",
      "usage: mab simulate CONFIG [EXP] (--probs P1,P2,... | --means M1,M2,... --sd S)\n"
      "                    [--steps T] [--seed S] [--json]\n"

@@ -11,7 +11,8 @@
   const SVG = "http://www.w3.org/2000/svg";
   const NOT_COLORS = ["inherit", "initial", "unset", "revert", "revert-layer",
                       "currentcolor", "transparent"];
-  const NOT_AVAILABLE = {share_last_bucket: "share of traffic per bucket",
+  const NOT_AVAILABLE = {share_last_bucket: "share of traffic in the last bucket",
+                         history: "history of time buckets",
                          holdout: "holdout comparison", srm_p_value: "sample-ratio check",
                          late_rewards: "late rewards"};
 
@@ -81,14 +82,16 @@
   }
 
   // A line chart: series = [{name, color, points: [[t, y or null], ...]}].
-  // marks: admin actions [{t, action, arm}] drawn as dashed vertical lines.
-  function lineChart(title, series, yMax, yLabel, marks) {
-    const box = el("div", {class: "chart"});
+  // marks: admin actions [{t, action, arm}] drawn as dashed vertical lines;
+  // name: set for the charts of stored buckets (a point per bucket).
+  function lineChart(title, series, yMax, yLabel, marks, name) {
+    const box = el("div", {class: "chart", "data-chart": name || ""});
     box.appendChild(el("h3", {}, title));
     const all = series.flatMap(s => s.points.filter(p => p[1] !== null));
     if (all.length < 2) {
-      box.appendChild(el("p", {class: "empty"},
-        "Not enough samples yet: one point per series interval."));
+      box.appendChild(el("p", {class: "empty"}, name
+        ? "Not enough stored buckets yet: one point per bucket with events."
+        : "Not enough samples yet: one point per series interval."));
       return box;
     }
     const W = 560, H = 200, L = 44, R = 10, T = 10, B = 24;
@@ -114,6 +117,12 @@
       }
       if (d) chart.appendChild(svg("path", {d, fill: "none", stroke: s.color,
                                             "stroke-width": 2, "data-arm": s.name}));
+      if (name) {
+        for (const [t, v] of s.points)
+          if (v !== null) chart.appendChild(svg("circle", {cx: x(t).toFixed(1),
+            cy: y(Math.min(v, yMax)).toFixed(1), r: 2.5, fill: s.color, "data-arm": s.name,
+            "data-t": t}));
+      }
     }
     for (const m of marks || []) {
       if (m.t < t0 || m.t > t1) continue;
@@ -172,11 +181,89 @@
     const rateMax = exp.reward_min >= 0 ? Math.max(...exp.arms.map(a => a.hi || 0),
                                                    span > 0 ? 0.05 * span : 1) : exp.reward_max;
     const charts = el("div", {class: "charts"});
-    charts.appendChild(lineChart("Traffic share per interval", share, 1,
+    charts.appendChild(lineChart("Traffic share per interval (this host's samples)", share, 1,
                                  v => Math.round(100 * v) + "%", marks));
     charts.appendChild(lineChart("Reward rate (cumulative)", rate, rateMax || 1,
                                  v => v.toFixed(rateMax < 1 ? 3 : 1), marks));
     return charts;
+  }
+
+  // Per-bucket charts from the report's "history": the store's time buckets,
+  // so they hold what happened before the host (re)started. Each point is
+  // also a circle carrying its bucket's start (data-t), for readers and tests.
+  function bucketCharts(exp, report) {
+    const history = report.history;
+    const charts = el("div", {class: "charts buckets"});
+    if (!Array.isArray(history)) {
+      const why = (report.not_available_reasons || {}).history || "the report has no history";
+      charts.appendChild(el("p", {class: "empty history-na"},
+                            `Share and reward rate per bucket: not available (${why}).`));
+      return charts;
+    }
+    const share = [], rate = [];
+    exp.arms.forEach(a => {
+      const color = armColor(a);
+      const sp = [], rp = [];
+      for (const b of history) {
+        const cell = (b.arms || {})[a.id] || {};
+        sp.push([b.start, cell.share === undefined ? null : cell.share]);
+        rp.push([b.start, cell.rate === undefined ? null : cell.rate]);
+      }
+      share.push({name: a.id, color, points: sp});
+      rate.push({name: a.id, color, points: rp});
+    });
+    const rates = history.flatMap(b => Object.values(b.arms || {}).map(c => c.rate))
+                         .filter(v => v !== null && v !== undefined && isFinite(v));
+    const rateMax = Math.max(exp.reward_min >= 0 ? 0 : exp.reward_max, ...rates) || 1;
+    const width = report.bucket_seconds ? `${report.bucket_seconds} s buckets` : "buckets";
+    charts.appendChild(lineChart(`Traffic share per bucket (${width}, stored)`, share, 1,
+                                 v => Math.round(100 * v) + "%", null, "share-buckets"));
+    charts.appendChild(lineChart(`Reward rate per bucket (${width}, stored)`, rate, rateMax,
+                                 v => v.toFixed(rateMax < 1 ? 3 : 1), null, "rate-buckets"));
+    return charts;
+  }
+
+  function notAvailable(report, key, fallback) {
+    const why = (report.not_available_reasons || {})[key] || fallback;
+    return `not available (${why})`;
+  }
+
+  // The operating rules in force (the core's mab_rules(), in the report),
+  // the holdout comparison and the sample-ratio check, one line each.
+  function rulesPanel(report) {
+    const panel = el("dl", {class: "rules-panel", "data-rules": report.rules ? "yes" : "no"});
+    const add = (key, label, text) => {
+      panel.appendChild(el("dt", {}, label));
+      panel.appendChild(el("dd", {"data-rule": key}, text));
+    };
+    const r = report.rules;
+    if (r) {
+      add("state", "state", r.state === "running" ? "running"
+          : `${r.state}, serving ${r.serve || "the leader"}`);
+      add("floor", "floor", r.floor > 0 ? `${r.floor} per arm` : "none");
+      add("burn_in", "burn-in", r.burn_in > 0 ? `${r.burn_in} pulls per arm` : "none");
+      add("holdout", "holdout", r.holdout ? `${pct(r.holdout.share)} of visitors, ` +
+          (r.holdout.arm ? `arm ${r.holdout.arm}` : "uniform") : "none");
+      add("attribution_window", "attribution window",
+          r.attribution_window > 0 ? `${r.attribution_window} s` : "none");
+    } else {
+      add("state", "rules", "not available (this host's libmab reports no rules)");
+    }
+    if (report.winner_rule)
+      add("winner", "winner rule", `P(best) ≥ ${report.winner_rule.p_best} and expected loss < ` +
+          `${report.winner_rule.expected_loss}`);
+    const h = report.holdout;
+    add("holdout_comparison", "bandit − holdout",
+        h ? `${fmt(h.diff, 4)} reward per visitor, 95% [${fmt(h.diff_low, 4)}, ${fmt(h.diff_high, 4)}]`
+          : notAvailable(report, "holdout", "no holdout"));
+    // The sample-ratio check: read when the core reports it, else said so.
+    const srm = report.srm_p_value;
+    add("srm", "sample-ratio check",
+        srm !== null && srm !== undefined && isFinite(srm)
+          ? `p = ${srm < 0.0001 ? srm.toExponential(1) : srm.toFixed(4)}` +
+            (report.srm_status ? ` (${report.srm_status})` : srm < 0.001 ? " (mismatch)" : " (ok)")
+          : notAvailable(report, "srm_p_value", "not computed by this host's libmab"));
+    return panel;
   }
 
   // The policy's parameters: its config object without "plugin".
@@ -211,7 +298,7 @@
     const table = el("table");
     const head = el("tr");
     for (const h of ["arm", "pulls", "rewards", "reward rate", "95% credible interval", "share",
-                     "P(best)", "expected loss"])
+                     "share, last bucket", "P(best)", "expected loss"])
       head.appendChild(el("th", {}, h));
     table.appendChild(head);
     const digits = exp.reward_max - exp.reward_min <= 1 ? 4 : 2;
@@ -233,6 +320,7 @@
       row.appendChild(el("td", {class: "interval"},
         r.ci_low !== null && r.ci_low !== undefined && isFinite(r.ci_low) ? `${fmt(r.ci_low, digits)} – ${fmt(r.ci_high, digits)}` : "–"));
       row.appendChild(el("td", {class: "share"}, pct(a.share)));
+      row.appendChild(el("td", {class: "share_last_bucket"}, pct(r.share_last_bucket)));
       row.appendChild(el("td", {class: "p_best"}, prob(r.p_best)));
       row.appendChild(el("td", {class: "expected_loss"}, loss(r.expected_loss)));
       table.appendChild(row);
@@ -242,6 +330,8 @@
     if (missing.length)
       section.appendChild(el("p", {class: "not-available"}, `Not available yet: ${missing.join(", ")}.`));
     const actions = (data.events || []).filter(ev => ev.experiment === exp.id);
+    section.appendChild(rulesPanel(report));
+    section.appendChild(bucketCharts(exp, report));
     section.appendChild(chartsFor(exp, data.series || [], data.now, actions));
     section.appendChild(actionsList(actions));
     return section;

@@ -342,11 +342,56 @@ class FlaskTest(TempDirTest):
         for arm in color["arms"]:
             self.assertEqual(report["arms"][arm["id"]]["pulls"], arm["pulls"])
             self.assertIn("value", arm)  # the page draws an arm valued as a colour in it
+        # What the page draws beyond the table, the same fields as mabd's
+        # dashboard (both embed libmab's report): the rules in force, the
+        # stored time buckets, why a field is null. This app keeps its
+        # counters in memory (no storage): no history, and the reason.
+        for key in ("rules", "history", "bucket_seconds", "last_bucket_start", "holdout",
+                    "srm_p_value", "winner_rule", "not_available", "not_available_reasons"):
+            self.assertIn(key, report)
+        self.assertEqual(report["rules"], {"state": "running", "serve": None, "floor": 0,
+                                           "burn_in": 0, "holdout": None,
+                                           "attribution_window": 0})
+        self.assertIsNone(report["history"])
+        self.assertIn("history", report["not_available"])
+        self.assertIn("keeps no time buckets", report["not_available_reasons"]["history"])
+        self.assertIsNone(report["srm_p_value"])
+        self.assertIn("srm_p_value", report["not_available_reasons"])
         self.assertEqual(len(data["series"]), 1)
         js = c.get("/_mab/assets/dashboard.js").data.decode()
         with open(os.path.join(tree, "dashboard.js"), encoding="utf-8") as f:
             self.assertEqual(js, f.read())
         self.assertIn('fetch("v1/dashboard"', js)  # relative: /_mab/v1/dashboard here
+
+    def test_dashboard_history(self):
+        """With JSONBanditStorage (json_file keeps time buckets) the dashboard's
+        report carries the stored buckets, the share of the last one, and
+        Engine.report(history=N) bounds them."""
+        state = self.path("history-state.json")
+        app = self.app(MAB_DASHBOARD_URL="/_mab", MAB_DASHBOARD_TOKEN=TOKEN,
+                       MAB_STORAGE_ENGINE="JSONBanditStorage", MAB_STORAGE_OPTS=(state,))
+        c = app.test_client(use_cookies=False)
+        for _ in range(4):
+            self.get(c, "/buy", cookie_of(self.get(c, "/")))
+        data = c.get("/_mab/v1/dashboard?access_token=" + TOKEN).get_json()
+        color = [e for e in data["experiments"] if e["id"] == "color"][0]
+        report = color["report"]
+        self.assertEqual(report["bucket_seconds"], 3600)
+        self.assertNotIn("history", report["not_available"])
+        self.assertGreaterEqual(len(report["history"]), 1)
+        for arm in color["arms"]:
+            self.assertEqual(sum(b["arms"][arm["id"]]["pulls"] for b in report["history"]),
+                             arm["pulls"])
+            self.assertEqual(sum(b["arms"][arm["id"]]["rewards"] for b in report["history"]),
+                             arm["rewards"])
+        last = [b for b in report["history"] if b["pulls"]][-1]
+        self.assertEqual(report["last_bucket_start"], last["start"])
+        for arm_id, a in report["arms"].items():
+            self.assertEqual(a["share_last_bucket"], last["arms"][arm_id]["pulls"] / last["pulls"])
+        engine = mf._state(app).engine
+        self.assertEqual(engine.report("color", history=1)["history"], report["history"][-1:])
+        with self.assertRaises(mab.MabError):
+            engine.report("color", history=8761)
 
 
 if __name__ == "__main__":

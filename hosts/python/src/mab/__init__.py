@@ -329,20 +329,24 @@ class Engine:
                                  a.reward_sum_sq, a.mean) for a in arms[:n.value]]
             cap = n.value
 
-    def report(self, experiment: str) -> Any:
+    def report(self, experiment: str, history: int = 0) -> Any:
         """Who is winning, and how sure: the core's report of one experiment
         (mab_report_get(), one snapshot of its arms), as the dict of its JSON
         document (mab_report_json(); the same as `mab report --json` per
         experiment and mabd's /v1/report/EXP): "leader", "winner",
         "recommendation", "policy_params", "winner_rule", "model", and per
         arm in "arms" pulls, rewards, mean, "ci_low"/"ci_high" (95% credible
-        interval), "p_best" and "expected_loss". What storage cannot tell yet
-        is None and named in "not_available"."""
+        interval), "p_best", "expected_loss" and "share_last_bucket"; the
+        operating rules in force in "rules"; the last `history` time buckets
+        (0: libmab's default, MAB_REPORT_HISTORY_DEFAULT) in "history". What
+        storage cannot tell yet is None, named in "not_available" and
+        explained in "not_available_reasons"."""
         report = _native.mab_report()
         report.struct_size = ctypes.sizeof(report)
         err = _native.mab_error()
-        _check(_lib.mab_report_get(self._h(), _bytes(experiment, "experiment"),
-                                   ctypes.byref(report), ctypes.byref(err)), err)
+        _check(_lib.mab_report_get_buckets(self._h(), _bytes(experiment, "experiment"),
+                                           int(history), ctypes.byref(report),
+                                           ctypes.byref(err)), err)
         text = ctypes.c_void_p()
         try:
             err = _native.mab_error()

@@ -2,7 +2,8 @@
 
     python -m mab check CONFIG                  validate a config, describe its experiments
     python -m mab stats CONFIG [--json]         every arm's counters
-    python -m mab report CONFIG [EXP] [--json]  who is winning, and how sure: the
+    python -m mab report CONFIG [EXP] [--json] [--history N]
+                                                who is winning, and how sure: the
                                                 core's report (libmab's
                                                 mab_report_get, as `mab report`)
 
@@ -13,7 +14,8 @@ printed as one line on stderr; the exit status is 1.
 import argparse
 import json
 import sys
-from typing import List, Optional
+import time
+from typing import Any, List, Optional
 
 import mab
 
@@ -37,7 +39,9 @@ def _stats(engine: "mab.Engine", as_json: bool) -> None:
     if as_json:
         # The arms of the core's report: counters and the report's fields,
         # from one snapshot, as `mab stats --json` prints them.
-        doc = {"experiments": {e.id: {"policy": e.policy, "arms": engine.report(e.id)["arms"]}
+        reports = {e.id: engine.report(e.id) for e in experiments}
+        doc = {"experiments": {e.id: {"policy": e.policy, "arms": reports[e.id]["arms"],
+                                      "rules": reports[e.id]["rules"]}
                                for e in experiments}}
         print(json.dumps(doc, separators=(",", ":")))
         return
@@ -49,7 +53,8 @@ def _stats(engine: "mab.Engine", as_json: bool) -> None:
                                                  a.mean))
 
 
-_NOT_AVAILABLE = {"share_last_bucket": "share of traffic per bucket",
+_NOT_AVAILABLE = {"share_last_bucket": "share of traffic in the last bucket",
+                  "history": "history of time buckets",
                   "holdout": "holdout comparison", "srm_p_value": "sample-ratio check",
                   "late_rewards": "late rewards"}
 
@@ -59,11 +64,27 @@ def _probability(p: float) -> str:
     return ">0.999" if p >= 0.9995 else "<0.001" if p < 0.0005 else "%.3f" % p
 
 
-def _report(engine: "mab.Engine", only: Optional[str], as_json: bool) -> None:
+def _rules_line(rules: Any) -> str:
+    """The rules in force, worded as `mab report` words them."""
+    line = "  rules: state " + rules["state"]
+    if rules["state"] != "running":
+        line += " (serving %s)" % (rules["serve"] or "the leader")
+    line += ", floor %g" % rules["floor"] if rules["floor"] > 0 else ", floor none"
+    line += (", burn-in %d pulls per arm" % rules["burn_in"] if rules["burn_in"]
+             else ", burn-in none")
+    h = rules["holdout"]
+    line += (", holdout %g%% (%s)" % (100 * h["share"], "arm " + h["arm"] if h["arm"] else
+                                     "uniform") if h else ", holdout none")
+    w = rules["attribution_window"]
+    return line + (", attribution window %d s" % w if w > 0 else ", attribution window none")
+
+
+def _report(engine: "mab.Engine", only: Optional[str], as_json: bool,
+            history: int = 0) -> None:
     ids = [e.id for e in engine.experiments()]
     if only is not None and only not in ids:
         raise mab.MabError(mab.ENOTFOUND, '%s: no experiment "%s"' % (engine.config_path, only))
-    reports = [engine.report(i) for i in ids if only is None or i == only]
+    reports = [engine.report(i, history) for i in ids if only is None or i == only]
     if as_json:
         print(json.dumps({"experiments": {r["experiment"]: r for r in reports}},
                          separators=(",", ":")))
@@ -77,19 +98,30 @@ def _report(engine: "mab.Engine", only: Optional[str], as_json: bool) -> None:
         print("  %s posterior, %d draws; winner rule: P(best) >= %g and expected loss < %g" % (
             "Beta" if r["model"] == "beta" else "Normal", r["draws"],
             r["winner_rule"]["p_best"], r["winner_rule"]["expected_loss"]))
-        rows = [("arm", "pulls", "mean", "95% interval", "P(best)", "expected loss")]
+        if r["rules"] is not None:
+            print(_rules_line(r["rules"]))
+        rows = [("arm", "pulls", "mean", "95% interval", "P(best)", "expected loss", "share")]
         for arm, a in r["arms"].items():
+            share = a["share_last_bucket"]
             rows.append((arm + (" *" if arm == r["leader"] else ""), str(a["pulls"]),
                          "%.*f" % (digits, a["mean"]),
                          "[%.*f, %.*f]" % (digits, a["ci_low"], digits, a["ci_high"]),
-                         _probability(a["p_best"]), "%.2g" % a["expected_loss"]))
-        widths = [max(len(row[c]) for row in rows) for c in range(6)]
+                         _probability(a["p_best"]), "%.2g" % a["expected_loss"],
+                         "-" if share is None else "%.1f%%" % (100 * share)))
+        widths = [max(len(row[c]) for row in rows) for c in range(7)]
         for row in rows:
-            cells = [row[0].ljust(widths[0])] + [row[c].rjust(widths[c]) for c in range(1, 6)]
+            cells = [row[0].ljust(widths[0])] + [row[c].rjust(widths[c]) for c in range(1, 7)]
             print("  " + "  ".join(cells))
+        if r["last_bucket_start"] is not None:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["last_bucket_start"]))
+            print("  share: of the pulls of the bucket starting %s (%d s wide); history: %d buckets"
+                  % (when, r["bucket_seconds"], len(r["history"] or [])))
         print("  " + r["recommendation"])
         h = r["holdout"]
-        if h is not None:
+        if h is not None and h["diff"] is None:
+            print("  bandit minus holdout, reward per visitor: none yet (a group has fewer "
+                  "than 2 visitors)")
+        elif h is not None:
             def fixed(v):
                 # C's printf writes "nan" where the interval has no value yet.
                 return "nan" if v is None else "%.*f" % (digits, v)
@@ -116,6 +148,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if name == "report":
             p.add_argument("experiment", metavar="EXP", nargs="?",
                            help="one experiment (default: every one)")
+            p.add_argument("--history", metavar="N", type=int, default=0,
+                           help="time buckets of history in the JSON (default 24)")
         if name in ("stats", "report"):
             p.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -126,7 +160,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             elif args.command == "stats":
                 _stats(engine, args.json)
             else:
-                _report(engine, args.experiment, args.json)
+                _report(engine, args.experiment, args.json, args.history)
     except mab.MabError as e:
         print("python -m mab %s: %s" % (args.command, e), file=sys.stderr)
         return 1

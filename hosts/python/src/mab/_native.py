@@ -103,7 +103,11 @@ class mab_report(ctypes.Structure):
                 ("available", ctypes.c_uint), ("holdout_diff", ctypes.c_double),
                 ("holdout_diff_low", ctypes.c_double), ("holdout_diff_high", ctypes.c_double),
                 ("srm_p_value", ctypes.c_double), ("late_rewards", _c_u64),
-                ("srm_status", ctypes.c_char * MAB_REPORT_TEXT_MAX)]
+                ("srm_status", ctypes.c_char * MAB_REPORT_TEXT_MAX),
+                ("bucket_seconds", ctypes.c_int64), ("last_bucket_start", ctypes.c_int64),
+                ("n_history", _c_size_t),
+                ("history_size", _c_size_t), ("history", ctypes.c_void_p),
+                ("rules", ctypes.c_void_p)]
 
 
 class mab_adapter_counters(_Sized):
@@ -162,6 +166,8 @@ _PROTOTYPES = {
     "mab_import": (ctypes.c_int, [_P, ctypes.POINTER(mab_record), _c_size_t, ctypes.c_int,
                                   _PERR]),
     "mab_report_get": (ctypes.c_int, [_P, _c_str, ctypes.POINTER(mab_report), _PERR]),
+    "mab_report_get_buckets": (ctypes.c_int, [_P, _c_str, _c_size_t, ctypes.POINTER(mab_report),
+                                              _PERR]),
     "mab_report_json": (ctypes.c_int, [ctypes.POINTER(mab_report), ctypes.POINTER(ctypes.c_void_p),
                                        _PERR]),
     "mab_report_json_free": (None, [ctypes.c_void_p]),
