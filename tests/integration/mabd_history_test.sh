@@ -174,15 +174,21 @@ for k, v in want_rules.items():
         problems.append(f"rules panel {k}: {p.rules.get(k)!r}, expected {v!r}")
 if not p.rules.get("winner", "").startswith("P(best) ≥ 0.95"):
     problems.append(f"rules panel winner rule: {p.rules.get('winner')!r}")
-if not p.rules.get("srm", "").startswith("not available ("):
-    problems.append(f"sample-ratio check without the core's field: {p.rules.get('srm')!r}")
+# The burn-in's choices carry every arm's probability (1/K), so the check
+# has a p-value: the panel shows it with the core's status.
+srm_text = p.rules.get("srm", "")
+if report.get("srm_p_value") is None:
+    if not srm_text.startswith("not available ("):
+        problems.append(f"sample-ratio check not available in the report, panel: {srm_text!r}")
+elif not (srm_text.startswith("p = ") and f"({report['srm_status']})" in srm_text):
+    problems.append(f"sample-ratio panel {srm_text!r}, report {report['srm_status']!r}")
 if not p.rules.get("holdout_comparison", "").startswith("not available (the experiment has no holdout"):
     problems.append(f"holdout comparison: {p.rules.get('holdout_comparison')!r}")
 # The share-per-bucket chart: points at the first run's buckets, which all
-# started before the restart, for both arms.
+# started before the restart (at or before its whole second), for both arms.
 share = p.points.get("share-buckets", [])
 for arm in ("green", "red"):
-    before = {t for a, t in share if a == arm and t < restarted_at and t in first_starts}
+    before = {t for a, t in share if a == arm and t <= restarted_at and t in first_starts}
     if before != first_starts:
         problems.append(f"share-per-bucket chart: {arm} has points {sorted(t for a, t in share if a == arm)}, "
                         f"expected the first run's buckets {sorted(first_starts)} (before {restarted_at})")
