@@ -127,7 +127,7 @@ for bad in '-1' '"64M"' '1.5' '2199023255553'; do
     if (cd "$tmp" && "$mabd" --config mab.json --listen 127.0.0.1:0 >"$tmp/out" 2>&1); then
         fail "max_bytes $bad: mabd started"
     fi
-    grep -q "mabd.series.max_bytes" "$tmp/out" ||
+    grep -Eq "mabd\.series\.max_bytes: (.* is outside|expected an integer)" "$tmp/out" ||
         fail "max_bytes $bad: the error does not name mabd.series.max_bytes: $(cat "$tmp/out")"
     if (cd "$tmp" && "$mabd" -t --config mab.json >"$tmp/out" 2>&1); then
         fail "max_bytes $bad: mabd -t passed"

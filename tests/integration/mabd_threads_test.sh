@@ -14,6 +14,7 @@ py=/usr/bin/python3
 tmp=$(mktemp -d)
 pid=""
 cleanup() {
+    touch "$tmp/stop" # clients still running end
     if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
     rm -rf "$tmp"
 }
@@ -118,7 +119,7 @@ clients 8 0 >"$tmp/under_reload" &
 client_pid=$!
 sleep 0.5
 for i in $(seq 6); do
-    kill -HUP "$pid"
+    kill -HUP "$pid" 2>/dev/null || { fail "mabd is gone before reload $i: $(tail -3 "$tmp/log")"; break; }
     # The next signal after this reload is done (the log says so).
     for _ in $(seq 100); do
         [[ $(grep -c "reloaded" "$tmp/log") -ge $i ]] && break
@@ -130,6 +131,7 @@ touch "$tmp/stop"
 wait "$client_pid" || fail "the clients exited $?"
 result=$(cat "$tmp/under_reload")
 echo "under reloads: $result"
+kill -0 "$pid" 2>/dev/null || { fail "mabd died under reloads: $(tail -3 "$tmp/log")"; exit 1; }
 pycheck "clients across reloads" "$result" 'assert d["ok"] > 0 and d["n_failed"] == 0, d'
 m=$(metrics)
 N=$((3200 + $($py -c 'import json, sys; print(json.load(sys.stdin)["ok"])' <"$tmp/under_reload"))) \
