@@ -64,6 +64,7 @@ typedef struct mabd {
        SIGHUP under access_lock held for writing. */
     pthread_rwlock_t access_lock;
     int access_fd;
+    _Atomic int access_enabled; /* access_fd >= 0, read without the lock */
     _Atomic uint64_t access_write_errors;
 } mabd;
 
