@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "cookie.h"
+#include "counters.h"
 #include "engine_access.h"
 #include "mab/adapter.h"
 #include "redirect.h"
@@ -69,8 +70,7 @@ struct mab_adapter {
     size_t n_keys;
     mab__replay_set *replay;
     size_t cookie_binary_max; /* from the attributes: the line stays within 4096 bytes */
-    _Atomic uint64_t cookies_forged, cookies_expired, assignments, rewards_counted,
-        rewards_refused, replays_refused, replay_evictions, redirects_refused;
+    mab__counters counters; /* per thread (counters.h) */
 };
 
 /* One cookie entry and what this request did with it. */
@@ -363,6 +363,7 @@ static int open_adapter(mab_engine *engine, const mab_adapter_keys *given, mab_a
     mab_adapter *ad = calloc(1, sizeof *ad);
     if (!ad)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    mab__counters_init(&ad->counters);
     uint8_t keys[MAB__KEYS_MAX][MAB__KEY_BYTES];
     int rc = MAB_OK;
     if (given) {
@@ -426,6 +427,7 @@ void mab_adapter_close(mab_adapter *ad)
         return;
     mab__replay_free(ad->replay);
     sodium_memzero(ad->keys, sizeof ad->keys);
+    mab__counters_destroy(&ad->counters);
     free(ad);
 }
 
@@ -454,16 +456,19 @@ int mab_adapter_get_counters(const mab_adapter *ad, mab_adapter_counters *out)
 {
     if (!ad || !out || out->struct_size < MAB_ADAPTER_COUNTERS_SIZE_0_1)
         return size_error(NULL, "mab_adapter_counters", out, MAB_ADAPTER_COUNTERS_SIZE_0_1);
+    uint64_t v[MAB__CTR_COUNT];
+    /* The sum takes the counters' mutex: not a change of the adapter. */
+    mab__counters_sum((mab__counters *)&ad->counters, v);
     mab_adapter_counters c = {
         out->struct_size,
-        atomic_load(&ad->cookies_forged),
-        atomic_load(&ad->cookies_expired),
-        atomic_load(&ad->assignments),
-        atomic_load(&ad->rewards_counted),
-        atomic_load(&ad->rewards_refused),
-        atomic_load(&ad->replays_refused),
-        atomic_load(&ad->replay_evictions),
-        atomic_load(&ad->redirects_refused),
+        v[MAB__CTR_COOKIES_FORGED],
+        v[MAB__CTR_COOKIES_EXPIRED],
+        v[MAB__CTR_ASSIGNMENTS],
+        v[MAB__CTR_REWARDS_COUNTED],
+        v[MAB__CTR_REWARDS_REFUSED],
+        v[MAB__CTR_REPLAYS_REFUSED],
+        v[MAB__CTR_REPLAY_EVICTIONS],
+        v[MAB__CTR_REDIRECTS_REFUSED],
     };
     fill_sized(out, &c, sizeof c);
     return MAB_OK;
@@ -514,7 +519,7 @@ static int take_cookie(mab_request *rq, const char *value, size_t len)
         re->chosen = 0;
         re->expired = (int64_t)entries[i].issued + ad->web->max_age <= rq->now;
         if (re->expired)
-            atomic_fetch_add(&rq->adapter->cookies_expired, 1);
+            mab__counters_add(&rq->adapter->counters, MAB__CTR_COOKIES_EXPIRED, 1);
     }
     rq->n_entries = n;
     return 1;
@@ -577,7 +582,7 @@ int mab_request_begin(mab_adapter *ad, const char *cookie_header, const char *to
         read_cookie_header(rq, cookie_header);
     }
     if (rq->state == COOKIE_INVALID)
-        atomic_fetch_add(&ad->cookies_forged, 1);
+        mab__counters_add(&ad->counters, MAB__CTR_COOKIES_FORGED, 1);
     *out = rq;
     return MAB_OK;
 }
@@ -751,7 +756,7 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
         return MAB_OK;
     }
     choice = fresh_choice;
-    atomic_fetch_add(&rq->adapter->assignments, 1);
+    mab__counters_add(&rq->adapter->counters, MAB__CTR_ASSIGNMENTS, 1);
     mab__cookie_entry fresh;
     /* The features the policy will need again at reward time, in its
        order, as the choice saw them (mab_choose_ctx resolves them alike). */
@@ -801,9 +806,9 @@ static void set_result_probability(mab_reward_result *out, double probability)
 
 static int refuse(mab_request *rq, mab_reward_reason reason, mab_reward_result *out)
 {
-    atomic_fetch_add(&rq->adapter->rewards_refused, 1);
+    mab__counters_add(&rq->adapter->counters, MAB__CTR_REWARDS_REFUSED, 1);
     if (reason == MAB_REWARD_REPLAYED)
-        atomic_fetch_add(&rq->adapter->replays_refused, 1);
+        mab__counters_add(&rq->adapter->counters, MAB__CTR_REPLAYS_REFUSED, 1);
     out->counted = 0;
     out->reason = reason;
     return MAB_OK;
@@ -859,7 +864,7 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
     int fresh = mab__replay_insert(rq->adapter->replay, e->cookie.assignment_id, expires_at,
                                    rq->now, &evicted);
     if (evicted)
-        atomic_fetch_add(&rq->adapter->replay_evictions, evicted);
+        mab__counters_add(&rq->adapter->counters, MAB__CTR_REPLAY_EVICTIONS, evicted);
     if (!fresh)
         return refuse(rq, MAB_REWARD_REPLAYED, out);
     /* The context of the choice, from the cookie: the probability the arm
@@ -926,7 +931,7 @@ int mab_request_reward(mab_request *rq, const char *experiment, double value,
 static int count(mab_request *rq, request_entry *e, const char *arm_id,
                  mab_reward_result *out, int rc)
 {
-    atomic_fetch_add(&rq->adapter->rewards_counted, 1);
+    mab__counters_add(&rq->adapter->counters, MAB__CTR_REWARDS_COUNTED, 1);
     if (rc == MAB_OK) {
         e->cookie.rewarded = 1;
         mark_changed(rq);
@@ -950,7 +955,7 @@ int mab_request_redirect(mab_request *rq, const char *experiment, double value,
         return size_error(err, "mab_reward_result", result, MAB_REWARD_RESULT_SIZE_0_1);
     int rc = mab_adapter_check_redirect(rq->adapter, target, err);
     if (rc != MAB_OK) {
-        atomic_fetch_add(&rq->adapter->redirects_refused, 1);
+        mab__counters_add(&rq->adapter->counters, MAB__CTR_REDIRECTS_REFUSED, 1);
         return rc;
     }
     /* The header promises a Location valid until mab_request_end(), not

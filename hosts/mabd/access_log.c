@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,6 +87,7 @@ int mabd_access_log_open(mabd *d, char *msg, size_t cap)
         if (d->access_fd >= 0)
             close(d->access_fd);
         d->access_fd = fd;
+        atomic_store(&d->access_enabled, fd >= 0);
     }
     pthread_rwlock_unlock(&d->access_lock);
     return rc;
@@ -97,6 +99,7 @@ void mabd_access_log_close(mabd *d)
     if (d->access_fd >= 0)
         close(d->access_fd);
     d->access_fd = -1;
+    atomic_store(&d->access_enabled, 0);
     pthread_rwlock_unlock(&d->access_lock);
 }
 
@@ -190,6 +193,10 @@ void mabd_access_end(mabd *d, struct MHD_Connection *conn, const char *method, c
     if (!current.active)
         return;
     current.active = 0;
+    /* No log: no line to format and no lock to take (a load, no shared
+       write per request). */
+    if (!atomic_load_explicit(&d->access_enabled, memory_order_relaxed))
+        return;
     char addr[64], stamp[64], path[1024], query[1024] = "", referer[512], agent[512];
     client_address(conn, addr, sizeof addr);
     format_time(stamp, sizeof stamp);

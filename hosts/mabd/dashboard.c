@@ -378,6 +378,14 @@ static int experiment_json(mabd *d, const mab_experiment_info *info, int64_t now
     return ok;
 }
 
+/* The series' memory beside its cap (docs/hosts.md, "series"). */
+static int series_usage_json(mabd *d, cJSON *doc)
+{
+    return add_number(doc, "series_bytes", (double)series_bytes(d->series)) &&
+           add_number(doc, "series_max_bytes", (double)d->settings.series_max_bytes) &&
+           add_number(doc, "series_refused", (double)series_refused(d->series));
+}
+
 cJSON *mabd_dashboard_json(mabd *d)
 {
     int64_t now = (int64_t)time(NULL);
@@ -397,7 +405,7 @@ cJSON *mabd_dashboard_json(mabd *d)
         ok = experiment_json(d, &info, now, list);
     }
     cJSON *points = ok ? series_json(d->series) : NULL;
-    if (!points || !cJSON_AddItemToObject(doc, "series", points)) {
+    if (!points || !cJSON_AddItemToObject(doc, "series", points) || !series_usage_json(d, doc)) {
         cJSON_Delete(points);
         cJSON_Delete(doc);
         return NULL;
@@ -414,6 +422,8 @@ cJSON *mabd_dashboard_json(mabd *d)
 
 void mabd_series_sample(mabd *d)
 {
+    if (d->settings.series_max_bytes == 0)
+        return; /* series.max_bytes 0: no series */
     if (series_count(d->series) == 0)
         series_seed(d, (int64_t)time(NULL));
     mabd_admin_poll(d);

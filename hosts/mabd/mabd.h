@@ -22,26 +22,25 @@ struct MHD_Connection;
 #include "mabd_settings.h"
 #include "series.h"
 #include "strbuf.h"
+#include "threads.h"
 
 #define MABD_BODY_MAX (64 * 1024)
-#define MABD_LATENCY_BUCKETS 14
 
 typedef struct mabd {
-    /* Requests hold it for reading; a reload swaps engine, adapter and
-       settings holding it for writing. */
-    pthread_rwlock_t lock;
+    /* Requests are inside mabd_read_begin/end; a reload swaps engine,
+       adapter and settings inside mabd_write_begin/end (threads.h: per-thread
+       flags, no shared write per request). "Holds d->lock" below means
+       inside either. Also the per-thread in_flight, latency and bad
+       request counts. */
+    mabd_threads threads;
     mab_engine *engine;
     mab_adapter *adapter;
     mabd_settings settings;
     const char *config_path;
     series *series;
 
-    _Atomic int in_flight; /* requests being answered */
-    _Atomic uint64_t latency_buckets[MABD_LATENCY_BUCKETS + 1]; /* last: +Inf */
-    _Atomic uint64_t latency_count, latency_sum_ns;
     _Atomic uint64_t storage_errors_before; /* of engines closed by reloads */
     _Atomic uint64_t reloads_ok, reloads_failed;
-    _Atomic uint64_t bad_requests;
     _Atomic uint64_t slow_clients_closed; /* connections past request_timeout_s */
 
     /* Set by mabd_server_start(). */
@@ -65,6 +64,7 @@ typedef struct mabd {
        SIGHUP under access_lock held for writing. */
     pthread_rwlock_t access_lock;
     int access_fd;
+    _Atomic int access_enabled; /* access_fd >= 0, read without the lock */
     _Atomic uint64_t access_write_errors;
 } mabd;
 

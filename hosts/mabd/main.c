@@ -150,6 +150,8 @@ static void apply_settings(mabd *d, mabd_settings *fresh)
     cur->static_url = fresh->static_url;
     cur->static_dir = fresh->static_dir;
     cur->series_interval_s = fresh->series_interval_s;
+    cur->series_max_bytes = fresh->series_max_bytes;
+    series_set_max_bytes(d->series, cur->series_max_bytes);
     cur->server_names = fresh->server_names;
     cur->n_server_names = fresh->n_server_names;
     cur->storage_log_interval_s = fresh->storage_log_interval_s;
@@ -193,7 +195,7 @@ static int reload(mabd *d, char **previous_text)
         return 0;
     }
 
-    pthread_rwlock_wrlock(&d->lock);
+    mabd_write_begin(&d->threads);
     atomic_fetch_add(&d->storage_errors_before, mab_storage_errors(d->engine));
     if (mab_close(d->engine, &err) != MAB_OK)
         mabd_log(MABD_LOG_ERROR, "reload: writing the counters of the previous engine: %s", err.message);
@@ -225,18 +227,25 @@ static int reload(mabd *d, char **previous_text)
             result = -1;
         }
     }
-    pthread_rwlock_unlock(&d->lock);
+    mabd_write_end(&d->threads);
     mabd_settings_free(&fresh);
     free(text);
     return result;
 }
 
+static int64_t in_flight(mabd *d)
+{
+    mabd_thread_totals totals;
+    mabd_threads_sum(&d->threads, &totals);
+    return totals.in_flight;
+}
+
 static void sample(mabd *d)
 {
-    pthread_rwlock_rdlock(&d->lock);
+    mabd_read_begin(&d->threads);
     if (d->engine)
         mabd_series_sample(d);
-    pthread_rwlock_unlock(&d->lock);
+    mabd_read_end(&d->threads);
 }
 
 /* Admin actions another mabd stored, read at this engine's refresh, join
@@ -252,10 +261,10 @@ static void poll_admin(mabd *d)
 
 static void check_storage(mabd *d, time_t now)
 {
-    pthread_rwlock_rdlock(&d->lock);
+    mabd_read_begin(&d->threads);
     if (d->engine)
         mabd_storage_check(d, now);
-    pthread_rwlock_unlock(&d->lock);
+    mabd_read_end(&d->threads);
 }
 
 /* mabd -t: the checks of `mab check` (mab_check() for the engine, the
@@ -339,12 +348,12 @@ int main(int argc, char **argv)
         return test_config(config);
 
     static mabd d;
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    /* A reload must not wait behind an endless stream of requests. */
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&d.lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    /* Requests back off while a reload waits: it never waits behind an
+       endless stream of them (threads.h). */
+    if (mabd_threads_init(&d.threads) != 0) {
+        fprintf(stderr, "mabd: out of memory\n");
+        return 1;
+    }
     pthread_mutex_init(&d.storage_log_mu, NULL);
     pthread_rwlock_init(&d.access_lock, NULL);
     d.access_fd = -1;
@@ -377,7 +386,7 @@ int main(int argc, char **argv)
         return 1;
     }
     char *previous_text = read_all(config);
-    d.series = series_create(d.settings.series_keep);
+    d.series = series_create(d.settings.series_keep, d.settings.series_max_bytes);
     if (!previous_text || !d.series) {
         fprintf(stderr, "mabd: out of memory\n");
         return 1;
@@ -422,13 +431,13 @@ int main(int argc, char **argv)
                 break;
             }
             /* After the reload: a new access_log path takes effect now. */
-            pthread_rwlock_rdlock(&d.lock);
+            mabd_read_begin(&d.threads);
             if (mabd_access_log_open(&d, msg, sizeof msg) != 0)
                 mabd_log(MABD_LOG_ERROR, "cannot reopen the access log: %s; logging to the "
                          "previous file", msg);
             else if (d.settings.access_log)
                 mabd_log(MABD_LOG_INFO, "access log reopened: %s", d.settings.access_log);
-            pthread_rwlock_unlock(&d.lock);
+            mabd_read_end(&d.threads);
         } else if (sig == SIGTERM || sig == SIGINT) {
             mabd_log(MABD_LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
@@ -447,7 +456,7 @@ int main(int argc, char **argv)
     MHD_socket listener = MHD_quiesce_daemon(daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
-    for (int i = 0; i < 1000 && atomic_load(&d.in_flight) > 0; i++) {
+    for (int i = 0; i < 1000 && in_flight(&d) > 0; i++) {
         struct timespec pause = {0, 10000000};
         nanosleep(&pause, NULL);
     }
@@ -464,6 +473,6 @@ int main(int argc, char **argv)
     series_free(d.series);
     mabd_settings_free(&d.settings);
     free(previous_text);
-    pthread_rwlock_destroy(&d.lock);
+    mabd_threads_free(&d.threads);
     return status;
 }

@@ -18,9 +18,7 @@ void mabd_latency_record(mabd *d, uint64_t ns)
     size_t b = 0;
     while (b < MABD_LATENCY_BUCKETS && seconds > mabd_latency_bounds[b])
         b++;
-    atomic_fetch_add_explicit(&d->latency_buckets[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->latency_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->latency_sum_ns, ns, memory_order_relaxed);
+    mabd_threads_latency(&d->threads, b, ns);
 }
 
 static void counter(strbuf *out, const char *name, const char *help, uint64_t value)
@@ -140,9 +138,11 @@ void mabd_metrics_write(mabd *d, strbuf *out)
 
     sb_puts(out, "# HELP mab_choose_duration_seconds Time to answer /v1/choose.\n"
                  "# TYPE mab_choose_duration_seconds histogram\n");
+    mabd_thread_totals totals;
+    mabd_threads_sum(&d->threads, &totals);
     uint64_t cumulative = 0;
     for (size_t b = 0; b <= MABD_LATENCY_BUCKETS; b++) {
-        cumulative += atomic_load(&d->latency_buckets[b]);
+        cumulative += totals.latency_buckets[b];
         if (b < MABD_LATENCY_BUCKETS)
             sb_printf(out, "mab_choose_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
                       mabd_latency_bounds[b], cumulative);
@@ -151,9 +151,9 @@ void mabd_metrics_write(mabd *d, strbuf *out)
                       cumulative);
     }
     sb_printf(out, "mab_choose_duration_seconds_sum %.9f\n",
-              (double)atomic_load(&d->latency_sum_ns) / 1e9);
+              (double)totals.latency_sum_ns / 1e9);
     sb_printf(out, "mab_choose_duration_seconds_count %" PRIu64 "\n",
-              atomic_load(&d->latency_count));
+              totals.latency_count);
 
     mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
     mab_adapter_get_counters(d->adapter, &c);
@@ -181,7 +181,10 @@ void mabd_metrics_write(mabd *d, strbuf *out)
     counter(out, "mab_slow_clients_closed_total",
             "Connections closed because their request did not arrive within request_timeout_s.",
             atomic_load(&d->slow_clients_closed));
-    counter(out, "mab_bad_requests_total", "Requests answered 4xx.", atomic_load(&d->bad_requests));
+    counter(out, "mab_bad_requests_total", "Requests answered 4xx.", totals.bad_requests);
+    sb_printf(out, "# HELP mabd_series_bytes Memory held by the dashboard's time series "
+                   "(at most mabd.series.max_bytes).\n# TYPE mabd_series_bytes gauge\n"
+                   "mabd_series_bytes %zu\n", series_bytes(d->series));
     sb_printf(out, "# HELP mab_reloads_total Config reloads (SIGHUP) by result.\n"
                    "# TYPE mab_reloads_total counter\n"
                    "mab_reloads_total{result=\"ok\"} %" PRIu64 "\n"

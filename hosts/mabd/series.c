@@ -1,46 +1,91 @@
-/* series.c - see series.h. Each sample is one allocation: its points, then
-   the bytes of their ids. */
+/* series.c - see series.h.
+ *
+ * Bytes. A sample holds its time and a pointer to a layout, plus one
+ * (pulls, reward_sum) pair per arm: 16 bytes an arm. The ids live in the
+ * layout, shared by consecutive samples while the config (its experiments
+ * and arms, in order) stays the same, so they are paid once rather than
+ * once a sample. Counted: the ring's slots (grown by doubling up to
+ * `keep`), each layout's one allocation and each sample's values (the
+ * series' own small struct is not: max_bytes 0 holds 0 bytes). These are the sizes asked of malloc; malloc's own headers are
+ * not counted (about 16 bytes an allocation, two allocations a sample).
+ *
+ * The cap. The series is one global ring: a sample covers every
+ * experiment, so dropping the oldest sample drops the oldest data of every
+ * experiment at once, oldest first across all of them. Adding a sample
+ * drops from the head until the new one fits; each sample is freed once,
+ * so the work per sample beyond copying its own values is O(1) amortized.
+ * A sample larger than the whole cap is refused (counted in
+ * series_refused) rather than emptying the series for nothing.
+ */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "series.h"
 
+typedef struct layout {
+    size_t refs, n, bytes;
+    const char **ids; /* 2n: experiment, arm of each point; the text follows */
+} layout;
+
+typedef struct value {
+    uint64_t pulls;
+    double reward_sum;
+} value;
+
 typedef struct sample {
     int64_t t;
-    size_t n;
-    series_point *points;
+    layout *ids;
+    value *values;
 } sample;
 
 struct series {
     pthread_mutex_t mu;
     sample *ring;
-    size_t keep, head, count;
+    size_t keep, cap, head, count;
+    size_t max_bytes, bytes;
+    uint64_t refused;
     series_event events[SERIES_EVENTS_KEEP]; /* strings owned (one allocation each) */
     size_t events_head, events_count;
 };
 
-series *series_create(size_t keep)
+series *series_create(size_t keep, size_t max_bytes)
 {
     series *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->ring = calloc(keep ? keep : 1, sizeof *s->ring);
-    if (!s->ring) {
-        free(s);
-        return NULL;
-    }
     s->keep = keep ? keep : 1;
+    s->max_bytes = max_bytes;
     pthread_mutex_init(&s->mu, NULL);
     return s;
+}
+
+static void layout_release(series *s, layout *l)
+{
+    if (l && --l->refs == 0) {
+        s->bytes -= l->bytes;
+        free(l);
+    }
+}
+
+/* Drop the oldest sample (mu held, count > 0). */
+static void drop_oldest(series *s)
+{
+    sample *sm = &s->ring[s->head];
+    s->bytes -= sm->ids->n * sizeof *sm->values;
+    free(sm->values);
+    layout_release(s, sm->ids);
+    *sm = (sample){0, NULL, NULL};
+    s->head = (s->head + 1) % s->cap;
+    s->count--;
 }
 
 void series_free(series *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->keep; i++)
-        free(s->ring[i].points);
+    while (s->count)
+        drop_oldest(s);
     free(s->ring);
     for (size_t i = 0; i < s->events_count; i++)
         free((char *)s->events[(s->events_head + i) % SERIES_EVENTS_KEEP].experiment);
@@ -56,37 +101,155 @@ size_t series_count(series *s)
     return n;
 }
 
-int series_add(series *s, int64_t t, const series_point *points, size_t n)
+size_t series_bytes(series *s)
 {
-    size_t bytes = n * sizeof *points;
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->bytes;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+uint64_t series_refused(series *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = s->refused;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* The newest sample's layout when the points have the same ids, in order
+   (mu held); NULL otherwise. */
+static layout *same_layout(series *s, const series_point *points, size_t n)
+{
+    if (!s->count)
+        return NULL;
+    layout *l = s->ring[(s->head + s->count - 1) % s->cap].ids;
+    if (l->n != n)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(l->ids[2 * i], points[i].experiment) != 0 ||
+            strcmp(l->ids[2 * i + 1], points[i].arm) != 0)
+            return NULL;
+    return l;
+}
+
+static layout *layout_create(const series_point *points, size_t n)
+{
+    size_t bytes = sizeof(layout) + 2 * n * sizeof(const char *);
     for (size_t i = 0; i < n; i++)
         bytes += strlen(points[i].experiment) + strlen(points[i].arm) + 2;
-    series_point *copy = malloc(bytes ? bytes : 1);
-    if (!copy)
-        return -1;
-    char *text = (char *)(copy + n);
+    layout *l = malloc(bytes);
+    if (!l)
+        return NULL;
+    *l = (layout){1, n, bytes, (const char **)(l + 1)};
+    char *text = (char *)(l->ids + 2 * n);
     for (size_t i = 0; i < n; i++) {
-        copy[i] = points[i];
         size_t le = strlen(points[i].experiment) + 1, la = strlen(points[i].arm) + 1;
         memcpy(text, points[i].experiment, le);
-        copy[i].experiment = text;
+        l->ids[2 * i] = text;
         text += le;
         memcpy(text, points[i].arm, la);
-        copy[i].arm = text;
+        l->ids[2 * i + 1] = text;
         text += la;
     }
+    return l;
+}
+
+/* The bytes that growing the ring for one more sample adds (mu held): 0
+   when it has a free slot or is at `keep` slots. */
+static size_t growth_bytes(const series *s)
+{
+    if (s->count < s->cap || s->cap == s->keep)
+        return 0;
+    size_t cap = s->cap ? 2 * s->cap : 16;
+    return ((cap < s->keep ? cap : s->keep) - s->cap) * sizeof(sample);
+}
+
+static int grow(series *s)
+{
+    size_t cap = s->cap ? 2 * s->cap : 16;
+    cap = cap < s->keep ? cap : s->keep;
+    sample *ring = calloc(cap, sizeof *ring);
+    if (!ring)
+        return -1;
+    for (size_t k = 0; k < s->count; k++)
+        ring[k] = s->ring[(s->head + k) % s->cap];
+    free(s->ring);
+    s->bytes += (cap - s->cap) * sizeof *ring;
+    s->ring = ring;
+    s->cap = cap;
+    s->head = 0;
+    return 0;
+}
+
+/* Whether a sample of layout l and `need` value bytes fits in the series
+   emptied of every other sample (mu held). */
+static int fits_alone(const series *s, const layout *l, size_t need)
+{
+    size_t slots = s->cap ? s->cap : 16;
+    return slots * sizeof(sample) + l->bytes + need <= s->max_bytes;
+}
+
+/* Drop oldest samples until `need` more bytes fit (mu held; fits_alone()
+   holds, so the loop ends). */
+static void make_room(series *s, size_t need)
+{
+    while (s->count &&
+           (s->count == s->keep || s->bytes + need + growth_bytes(s) > s->max_bytes))
+        drop_oldest(s);
+}
+
+int series_add(series *s, int64_t t, const series_point *points, size_t n)
+{
     pthread_mutex_lock(&s->mu);
-    size_t pos;
-    if (s->count == s->keep) {
-        pos = s->head;
-        free(s->ring[pos].points);
-        s->head = (s->head + 1) % s->keep;
+    int rc = 0;
+    layout *l = same_layout(s, points, n);
+    if (l) {
+        l->refs++; /* held here, so that dropping old samples keeps it */
+    } else if ((l = layout_create(points, n))) {
+        s->bytes += l->bytes;
     } else {
-        pos = (s->head + s->count++) % s->keep;
+        rc = -1;
     }
-    s->ring[pos] = (sample){t, n, copy};
+    value *values = NULL;
+    size_t need = n * sizeof *values;
+    if (rc == 0 && !fits_alone(s, l, need)) {
+        s->refused++;
+        rc = 1;
+    }
+    if (rc == 0)
+        make_room(s, need);
+    if (rc == 0 && growth_bytes(s) && grow(s) != 0)
+        rc = -1;
+    if (rc == 0 && !(values = malloc(need ? need : 1)))
+        rc = -1;
+    if (rc != 0) {
+        if (l)
+            layout_release(s, l);
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++)
+        values[i] = (value){points[i].pulls, points[i].reward_sum};
+    s->ring[(s->head + s->count++) % s->cap] = (sample){t, l, values};
+    s->bytes += need;
     pthread_mutex_unlock(&s->mu);
     return 0;
+}
+
+void series_set_max_bytes(series *s, size_t max_bytes)
+{
+    pthread_mutex_lock(&s->mu);
+    s->max_bytes = max_bytes;
+    while (s->count && s->bytes > max_bytes)
+        drop_oldest(s);
+    if (!s->count && s->bytes > max_bytes) { /* the ring's slots alone */
+        s->bytes -= s->cap * sizeof *s->ring;
+        free(s->ring);
+        s->ring = NULL;
+        s->cap = s->head = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 int series_baseline(series *s, int64_t t_from, const char *experiment, const char *arm,
@@ -95,16 +258,16 @@ int series_baseline(series *s, int64_t t_from, const char *experiment, const cha
     int found = 0;
     pthread_mutex_lock(&s->mu);
     for (size_t k = 0; k < s->count && !found; k++) {
-        const sample *sm = &s->ring[(s->head + k) % s->keep];
+        const sample *sm = &s->ring[(s->head + k) % s->cap];
         if (sm->t < t_from)
             continue;
         found = 1;
         *pulls = 0;
         *t_sample = sm->t;
-        for (size_t i = 0; i < sm->n; i++)
-            if (strcmp(sm->points[i].experiment, experiment) == 0 &&
-                strcmp(sm->points[i].arm, arm) == 0)
-                *pulls = sm->points[i].pulls;
+        for (size_t i = 0; i < sm->ids->n; i++)
+            if (strcmp(sm->ids->ids[2 * i], experiment) == 0 &&
+                strcmp(sm->ids->ids[2 * i + 1], arm) == 0)
+                *pulls = sm->values[i].pulls;
     }
     pthread_mutex_unlock(&s->mu);
     return found;
@@ -116,7 +279,8 @@ cJSON *series_json(series *s)
     int ok = list != NULL;
     pthread_mutex_lock(&s->mu);
     for (size_t k = 0; ok && k < s->count; k++) {
-        const sample *sm = &s->ring[(s->head + k) % s->keep];
+        const sample *sm = &s->ring[(s->head + k) % s->cap];
+        const char **ids = sm->ids->ids;
         cJSON *point = cJSON_CreateObject();
         ok = cJSON_AddItemToArray(list, point);
         if (!ok)
@@ -126,14 +290,13 @@ cJSON *series_json(series *s)
                             : NULL;
         ok = by_exp != NULL;
         cJSON *exp = NULL;
-        for (size_t i = 0; ok && i < sm->n; i++) {
-            const series_point *p = &sm->points[i];
+        for (size_t i = 0; ok && i < sm->ids->n; i++) {
             /* Points of one experiment are adjacent (sampled in config order). */
-            if (i == 0 || strcmp(sm->points[i - 1].experiment, p->experiment) != 0)
-                exp = cJSON_AddObjectToObject(by_exp, p->experiment);
-            cJSON *pair = exp ? cJSON_AddArrayToObject(exp, p->arm) : NULL;
-            cJSON *pulls = cJSON_CreateNumber((double)p->pulls);
-            cJSON *sum = cJSON_CreateNumber(p->reward_sum);
+            if (i == 0 || strcmp(ids[2 * (i - 1)], ids[2 * i]) != 0)
+                exp = cJSON_AddObjectToObject(by_exp, ids[2 * i]);
+            cJSON *pair = exp ? cJSON_AddArrayToObject(exp, ids[2 * i + 1]) : NULL;
+            cJSON *pulls = cJSON_CreateNumber((double)sm->values[i].pulls);
+            cJSON *sum = cJSON_CreateNumber(sm->values[i].reward_sum);
             ok = pair && pulls && sum;
             if (ok) {
                 cJSON_AddItemToArray(pair, pulls);

@@ -1,7 +1,9 @@
 /*
  * series.h - the dashboard's time series: every interval mabd records each
  * arm's cumulative pulls and reward sum; a bounded ring keeps the last
- * `keep` samples (24 hours of minutes by default). The samples are in
+ * `keep` samples (24 hours of minutes by default) within `max_bytes` of
+ * memory (64 MiB by default; oldest samples dropped first, series.c says
+ * what is counted; 0 keeps no samples). The samples are in
  * memory; at start-up dashboard.c seeds the series from the store's time
  * buckets (mab_history), one sample per bucket, so a restart keeps the past.
  * Beside the samples, the admin actions seen (pause, resume, conclude,
@@ -24,13 +26,21 @@ typedef struct series_point {
 typedef struct series series;
 
 /* NULL when out of memory. */
-series *series_create(size_t keep);
+series *series_create(size_t keep, size_t max_bytes);
 void series_free(series *s);
 /* Samples held. Thread-safe. */
 size_t series_count(series *s);
+/* Bytes held now (at most max_bytes) and samples refused as larger than
+   max_bytes on their own. Thread-safe. */
+size_t series_bytes(series *s);
+uint64_t series_refused(series *s);
+/* Change the cap; the oldest samples go until the series fits. */
+void series_set_max_bytes(series *s, size_t max_bytes);
 /* Record a sample taken at unix time t (points grouped by experiment).
-   The oldest sample goes when the ring is full. Returns 0, -1 when out of
-   memory (the sample is dropped). Thread-safe. */
+   The oldest samples go while the ring is full or the new one does not fit
+   in max_bytes. Returns 0; 1 when the sample alone exceeds max_bytes (it
+   is dropped, the series unchanged); -1 when out of memory (the sample is
+   dropped). Thread-safe. */
 int series_add(series *s, int64_t t, const series_point *points, size_t n);
 /* Pulls of an arm in the oldest sample taken at or after t_from: 1 and
    *pulls set, or 0 when there is no such sample. */

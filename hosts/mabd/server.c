@@ -4,9 +4,9 @@
  * answers: docs/hosts.md.
  *
  * Every answer goes through respond(); every error is JSON
- * {"error": SENTENCE} with a 4xx/5xx status; JSON is written with cJSON. A request holds d->lock for
- * reading while it uses the engine, so a reload (SIGHUP) never swaps the
- * engine under it.
+ * {"error": SENTENCE} with a 4xx/5xx status; JSON is written with cJSON. A request is inside
+ * mabd_read_begin/end while it uses the engine, so a reload (SIGHUP) never
+ * swaps the engine under it (threads.h: no shared write per request).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,7 +64,7 @@ static enum MHD_Result respond(mabd *d, struct MHD_Connection *conn, unsigned st
                                const header *headers, size_t n_headers)
 {
     if (status >= 400 && status < 500)
-        atomic_fetch_add_explicit(&d->bad_requests, 1, memory_order_relaxed);
+        mabd_threads_bad_request(&d->threads);
     mabd_access_response(status, body ? len : 0);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(body ? len : 0, body ? body : (void *)"",
@@ -904,9 +904,9 @@ static enum MHD_Result route(mabd *d, struct MHD_Connection *conn, const char *u
 static enum MHD_Result dispatch(mabd *d, struct MHD_Connection *conn, const char *url,
                                 int is_get, const post_state *post)
 {
-    pthread_rwlock_rdlock(&d->lock);
+    mabd_read_begin(&d->threads);
     enum MHD_Result rc = route(d, conn, url, is_get, post);
-    pthread_rwlock_unlock(&d->lock);
+    mabd_read_end(&d->threads);
     return rc;
 }
 
@@ -926,7 +926,10 @@ static enum MHD_Result dispatch(mabd *d, struct MHD_Connection *conn, const char
 typedef struct watched {
     struct watched *prev, *next;
     MHD_socket fd;
-    time_t deadline; /* 0: a request is being answered, no deadline */
+    /* 0: a request is being answered, no deadline. Atomic, not under mu:
+       the connection's own thread sets it at every request, writing only
+       this connection's memory (no shared write per request). */
+    _Atomic time_t deadline;
 } watched;
 
 struct request_watch {
@@ -944,9 +947,7 @@ static time_t mono_s(void)
 
 static void watch_arm(struct request_watch *w, watched *c, int armed)
 {
-    pthread_mutex_lock(&w->mu);
-    c->deadline = armed ? mono_s() + (time_t)w->timeout_s : 0;
-    pthread_mutex_unlock(&w->mu);
+    atomic_store(&c->deadline, armed ? mono_s() + (time_t)w->timeout_s : 0);
 }
 
 static watched *watched_of(struct MHD_Connection *conn)
@@ -996,9 +997,11 @@ void mabd_server_reap(mabd *d)
     uint64_t closed = 0;
     pthread_mutex_lock(&w->mu);
     for (watched *c = w->head.next; c != &w->head; c = c->next) {
-        if (c->deadline && c->deadline <= now) {
+        time_t deadline = atomic_load(&c->deadline);
+        /* Only if no request began meanwhile (it would have cleared it). */
+        if (deadline && deadline <= now &&
+            atomic_compare_exchange_strong(&c->deadline, &deadline, 0)) {
             shutdown(c->fd, SHUT_RDWR);
-            c->deadline = 0;
             closed++;
         }
     }
@@ -1040,7 +1043,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             sb_init(&post->body);
             *state = post;
         }
-        atomic_fetch_add(&d->in_flight, 1);
+        mabd_threads_in_flight(&d->threads, 1);
         return MHD_YES;
     }
     if (is_get) {
@@ -1089,7 +1092,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
         free(post);
     }
     *state = NULL;
-    atomic_fetch_sub(&d->in_flight, 1);
+    mabd_threads_in_flight(&d->threads, -1);
 }
 
 static void log_mhd(void *cls, const char *fmt, va_list ap)

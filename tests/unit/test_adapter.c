@@ -247,6 +247,60 @@ static void test_cookie_round_trip(void **state)
     mab_close(e, NULL);
 }
 
+/* The adapter's counters are per thread (core/adapter/counters.h): many
+   threads counting at once on one adapter lose no count, and a thread
+   switching between two adapters counts each on its own. */
+#define COUNTER_THREADS 8
+#define COUNTER_ROUNDS 20000
+
+struct counter_thread {
+    mab_adapter *a, *b;
+    int errors;
+};
+
+static void *counter_thread_main(void *arg)
+{
+    struct counter_thread *t = arg;
+    for (int i = 0; i < COUNTER_ROUNDS; i++) {
+        mab_request *rq;
+        /* A forged cookie: one count of cookies_forged, nothing else. */
+        mab_adapter *ad = i % 4 == 3 ? t->b : t->a;
+        if (mab_request_begin(ad, "mab=forged", NULL, &rq, NULL) != MAB_OK)
+            t->errors++;
+        else
+            mab_request_end(rq);
+    }
+    return NULL;
+}
+
+static void test_counters_exact_across_threads(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *a = open_adapter(e), *b = open_adapter(e);
+    pthread_t threads[COUNTER_THREADS];
+    struct counter_thread t[COUNTER_THREADS];
+    for (int i = 0; i < COUNTER_THREADS; i++) {
+        t[i] = (struct counter_thread){a, b, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, counter_thread_main, &t[i]), 0);
+    }
+    for (int i = 0; i < COUNTER_THREADS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(t[i].errors, 0);
+    }
+    mab_adapter_counters ca = MAB_STRUCT_INIT(mab_adapter_counters);
+    mab_adapter_counters cb = MAB_STRUCT_INIT(mab_adapter_counters);
+    assert_int_equal(mab_adapter_get_counters(a, &ca), MAB_OK);
+    assert_int_equal(mab_adapter_get_counters(b, &cb), MAB_OK);
+    assert_int_equal(ca.cookies_forged, COUNTER_THREADS * COUNTER_ROUNDS * 3 / 4);
+    assert_int_equal(cb.cookies_forged, COUNTER_THREADS * COUNTER_ROUNDS / 4);
+    assert_int_equal(ca.assignments + cb.assignments, 0);
+    mab_adapter_close(a);
+    mab_adapter_close(b);
+    mab_close(e, NULL);
+}
+
 static void test_every_mutation_is_rejected(void **state)
 {
     (void)state;
@@ -1767,6 +1821,7 @@ int main(void)
 #endif
         cmocka_unit_test_setup(test_concurrent_claims, each),
         cmocka_unit_test_setup(test_refused_claim_blocks_no_one, each),
+        cmocka_unit_test_setup(test_counters_exact_across_threads, each),
         cmocka_unit_test_setup(test_overflowing_claim_refused_unclaimed, each),
 #ifdef MAB_TEST_LMDB
         cmocka_unit_test_setup(test_claim_stats_once_lmdb, each),

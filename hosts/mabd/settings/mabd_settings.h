@@ -34,6 +34,7 @@ typedef struct mabd_settings {
     unsigned threads;
     unsigned series_interval_s;
     unsigned series_keep;
+    size_t series_max_bytes; /* series.max_bytes: the series' memory; 0: no series */
     /* Against slow clients, cross-site requests and silent storage
        failures (docs/hosts.md, "Limits" and "Admin routes"). */
     unsigned request_timeout_s;      /* a request's head and body must arrive within */

@@ -87,6 +87,15 @@ static int unsigned_key(mab_params *p, const char *key, int64_t lo, int64_t hi, 
     return rc;
 }
 
+static int size_key(mab_params *p, const char *key, int64_t hi, size_t *dst)
+{
+    int64_t v;
+    int rc = mab_params_int(p, key, (int64_t)*dst, 0, hi, &v);
+    if (rc == MAB_OK)
+        *dst = (size_t)v;
+    return rc;
+}
+
 static int read_static(mab_params *m, mabd_settings *s)
 {
     if (!mab_params_has(m, "static"))
@@ -264,8 +273,9 @@ static int parse(mab_params *m, mabd_settings *s, char *msg, size_t cap)
         !(rc = unsigned_key(m, "timeout_s", 1, 3600, &s->timeout_s)) &&
         !(rc = unsigned_key(m, "threads", 1, 256, &s->threads)) &&
         !(rc = mab_params_object(m, "series", &ser)) &&
-        !(rc = unsigned_key(ser, "interval_s", 1, 86400, &s->series_interval_s)))
-        rc = unsigned_key(ser, "keep", 1, 1000000, &s->series_keep);
+        !(rc = unsigned_key(ser, "interval_s", 1, 86400, &s->series_interval_s)) &&
+        !(rc = unsigned_key(ser, "keep", 1, 1000000, &s->series_keep)))
+        rc = size_key(ser, "max_bytes", (int64_t)1 << 40, &s->series_max_bytes);
     if (rc == MAB_OK)
         rc = read_limits(m, s);
     if (rc == MAB_OK)
@@ -288,6 +298,7 @@ int mabd_settings_load(const mab_engine *engine, mabd_settings *s, char *msg, si
     s->threads = cpus > 0 ? (unsigned)cpus : 2;
     s->series_interval_s = 60;
     s->series_keep = 1440;
+    s->series_max_bytes = (size_t)64 << 20;
     s->request_timeout_s = 10;
     s->max_connections_per_ip = 64;
     s->storage_log_interval_s = 60;
