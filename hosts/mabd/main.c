@@ -253,10 +253,10 @@ static void sample(mabd *d)
    larger configs within n / 4096 ticks, or at the next dashboard fetch). */
 static void poll_admin(mabd *d)
 {
-    pthread_rwlock_rdlock(&d->lock);
+    mabd_read_begin(&d->threads);
     if (d->engine)
         mabd_admin_poll_some(d, 4096);
-    pthread_rwlock_unlock(&d->lock);
+    mabd_read_end(&d->threads);
 }
 
 static void check_storage(mabd *d, time_t now)
