@@ -284,6 +284,7 @@ struct mab_engine {
     pthread_rwlock_t publish_lock; /* shared: publishing; exclusive: refresh, reset */
     atomic_uint_fast64_t publish_seq; /* bumped after each publish */
     uint32_t refresh_ms;      /* 0: the store has no other writers */
+    int refresh_everything;   /* the next refresh re-reads every experiment (engine.c) */
 
     pthread_mutex_t flush_mu; /* one storage call at a time; guards durable_seq, batch */
     pthread_mutex_t durable_mu; /* group commit: guards committing, with durable_cv */

@@ -9,9 +9,15 @@
  * cache misses), as ns per call and their ratio. Storage is off
  * (MAB_OPEN_NO_STORAGE) unless --storage PLUGIN names one (json_file, lmdb),
  * which then also measures the first write of every experiment and a reopen
- * over the stored records.
+ * over the stored records. --redis URL is --storage redis on that server
+ * (each count under a fresh key prefix). With a storage, --commits R also
+ * measures R commits of one changed record each (a reward on one experiment,
+ * then mab_flush: ms per commit), and a refresh (re-reading the store as a
+ * refresh_ms tick does, through mab_import of no records) after one such
+ * change, and after none.
  *
- *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] N [N ...]
+ *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
+ *                   [--commits R] N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -48,6 +54,8 @@ static long rss_kib(void)
     return kib;
 }
 
+static const char *redis_url;
+
 static int write_config(const char *path, const char *dir, size_t n, size_t k,
                         const char *storage)
 {
@@ -57,7 +65,11 @@ static int write_config(const char *path, const char *dir, size_t n, size_t k,
     fprintf(f, "{\"seed\": 1, \"plugin_path\": [\"%s\"],\n", MAB_BENCH_PLUGIN_DIR);
     if (storage && strcmp(storage, "lmdb") == 0)
         fprintf(f, " \"storage\": {\"plugin\": \"lmdb\", \"path\": \"%s/db\", "
-                   "\"map_size_mb\": 16384, \"sync\": {\"interval_ms\": 3600000}},\n", dir);
+                   "\"map_size\": 17179869184, \"sync\": {\"interval_ms\": 3600000}},\n", dir);
+    else if (storage && strcmp(storage, "redis") == 0)
+        fprintf(f, " \"storage\": {\"plugin\": \"redis\", \"url\": \"%s\", "
+                   "\"prefix\": \"%s:\", \"sync\": {\"interval_ms\": 3600000}},\n",
+                redis_url, dir);
     else if (storage)
         fprintf(f, " \"storage\": {\"plugin\": \"%s\", \"path\": \"%s/state.json\", "
                    "\"sync\": {\"interval_ms\": 3600000}},\n", storage, dir);
@@ -92,6 +104,36 @@ static double choose_ns(mab_engine *e, char **ids, size_t n, size_t calls, int r
     }
     return (now_s() - t0) * 1e9 / (double)calls;
 }
+
+/* ms per commit of one changed record: a reward on one experiment, then mab_flush. */
+static double commit_ms(mab_engine *e, char **ids, size_t n, size_t commits)
+{
+    mab_error err = {0, ""};
+    double t0 = now_s();
+    for (size_t i = 0; i < commits; i++) {
+        if (mab_reward(e, ids[(i * 7919) % n], "a0", 1.0, &err) != MAB_OK ||
+            mab_flush(e, &err) != MAB_OK) {
+            fprintf(stderr, "commit: %s\n", err.message);
+            return -1;
+        }
+    }
+    return (now_s() - t0) * 1e3 / (double)commits;
+}
+
+/* s of one refresh: the store re-read as a refresh_ms tick does (mab_import of
+   no records flushes nothing new, applies nothing, then reloads the totals). */
+static double refresh_s(mab_engine *e)
+{
+    mab_error err = {0, ""};
+    double t0 = now_s();
+    if (mab_import(e, NULL, 0, 0, &err) != MAB_OK) {
+        fprintf(stderr, "refresh: %s\n", err.message);
+        return -1;
+    }
+    return now_s() - t0;
+}
+
+static size_t commits;
 
 static int measure(const char *config, size_t n, size_t k, size_t calls, const char *storage,
                    int tsv)
@@ -136,6 +178,13 @@ static int measure(const char *config, size_t n, size_t k, size_t calls, const c
         }
         flush_s = now_s() - t0;
     }
+    double commit = 0, refresh_one = 0, refresh_none = 0;
+    if (storage && commits) {
+        commit = commit_ms(e, ids, n, commits);
+        refresh_none = refresh_s(e);
+        commit_ms(e, ids, n, 1);
+        refresh_one = refresh_s(e);
+    }
     mab_close(e, NULL);
     if (storage) {
         t0 = now_s();
@@ -149,14 +198,15 @@ static int measure(const char *config, size_t n, size_t k, size_t calls, const c
     double per_arm = (double)(after - before) * 1024.0 / (double)(n * k);
     double heap_per_arm = (double)(heap_after - heap_before) / (double)(n * k);
     if (tsv)
-        printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\n", n,
-               k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
-               cold / hot, flush_s, reopen_s);
+        printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\t%.3f\t%.4f"
+               "\t%.4f\n",
+               n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot,
+               cold, cold / hot, flush_s, reopen_s, commit, refresh_one, refresh_none);
     else
         printf("%10zu %4zu %-9s %9.3f s %8.1f B %8.1f B %6.1f B %8.1f ns %8.1f ns %6.2fx %9.3f s "
-               "%9.3f s\n",
+               "%9.3f s %9.3f ms %9.4f s %9.4f s\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
-               cold / hot, flush_s, reopen_s);
+               cold / hot, flush_s, reopen_s, commit, refresh_one, refresh_none);
     fflush(stdout);
     return 0;
 }
@@ -173,11 +223,15 @@ int main(int argc, char **argv)
             calls = strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc)
             storage = argv[++i];
+        else if (strcmp(argv[i], "--redis") == 0 && i + 1 < argc)
+            storage = "redis", redis_url = argv[++i];
+        else if (strcmp(argv[i], "--commits") == 0 && i + 1 < argc)
+            commits = strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--tsv") == 0)
             tsv = 1;
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
-                            "[--tsv] N [N ...]\n");
+                            "[--redis URL] [--commits R] [--tsv] N [N ...]\n");
             return 2;
         }
     }
@@ -187,11 +241,13 @@ int main(int argc, char **argv)
     }
     if (tsv)
         printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"
-               "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\n");
+               "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\tcommit_ms\trefresh_one_s\t"
+               "refresh_none_s\n");
     else
-        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s\n", "experiments",
-               "K", "storage", "open", "RSS/arm", "heap/arm", "id+value", "choose hot",
-               "random", "ratio", "first write", "reopen");
+        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s %12s %11s %11s\n",
+               "experiments", "K", "storage", "open", "RSS/arm", "heap/arm", "id+value",
+               "choose hot", "random", "ratio", "first write", "reopen", "commit 1", "refresh 1",
+               "refresh 0");
     for (; i < argc; i++) {
         size_t n = strtoul(argv[i], NULL, 10);
         char dir[] = "/tmp/mab-bench-scale-XXXXXX";
