@@ -609,10 +609,8 @@ static int allocate_tables(mab_engine *e)
     size_t n = e->total_arms;
     e->all_arms = calloc(n, sizeof *e->all_arms);
     e->arm_experiment = calloc(n, sizeof *e->arm_experiment);
-    e->batch = calloc(n, sizeof *e->batch);
-    e->batch_arm = calloc(n, sizeof *e->batch_arm);
     e->slots = aligned_alloc(64, MAB__SLOTS * sizeof *e->slots);
-    if (!e->all_arms || !e->arm_experiment || !e->batch || !e->batch_arm || !e->slots)
+    if (!e->all_arms || !e->arm_experiment || !e->slots)
         return MAB_ENOMEM;
     memset(e->slots, 0, MAB__SLOTS * sizeof *e->slots);
     if (mab__id_index_build(&e->experiment_index, e->experiments, sizeof *e->experiments,

@@ -291,8 +291,10 @@ struct mab_engine {
     pthread_cond_t durable_cv;  /* broadcast when a group commit ends */
     int committing;             /* a reward caller is writing for the waiting group */
     _Atomic uint64_t durable_seq; /* every publish up to this one is durable */
-    mab_delta *batch;         /* scratch for one storage apply, total_arms entries */
+    mab_delta *batch;         /* scratch for one storage apply: grown to the arms that
+                                 changed (write_behind.c, batch_reserve), not total_arms */
     size_t *batch_arm;        /* the arm index of each batch entry */
+    size_t cap_batch;         /* entries batch and batch_arm hold */
 
     pthread_mutex_t claim_mu;   /* guards claim_queue, claim_committing */
     pthread_cond_t claim_cv;    /* broadcast when a group of claims is decided */

@@ -565,12 +565,45 @@ static void test_refresh_reads_only_changed(void **state)
     close_ok(e);
 }
 
+/* The write batch grows with the arms that changed (it starts at 64 entries):
+   one flush of every arm of MANY experiments writes each once, exactly. */
+static void test_batch_holds_every_changed_arm(void **state)
+{
+    fixture *f = *state;
+    write_many_config(f);
+    mab_engine *e = open_ok(f);
+    char id[16];
+    const char *arms[] = {"a0", "a1", "a2"};
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < MANY; i++)
+            for (int a = 0; a < ARMS; a++) {
+                snprintf(id, sizeof id, "e%d", i);
+                assert_int_equal(mab_reward(e, id, arms[a], 1.0, NULL), MAB_OK);
+            }
+        mab_error err = {0};
+        if (mab_flush(e, &err) != MAB_OK)
+            fail_msg("flush: %s", err.message);
+    }
+    close_ok(e);
+    e = open_ok(f);
+    mab_arm_stats s[ARMS];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(id, sizeof id, "e%d", i);
+        arm_stats_of(e, id, s);
+        for (int a = 0; a < ARMS; a++)
+            if (s[a].rewards != 2)
+                fail_msg("%s.%s holds %" PRIu64 " rewards, not 2", id, arms[a], s[a].rewards);
+    }
+    close_ok(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_processes_count_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_others_seen_within_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_reads_only_changed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_holds_every_changed_arm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_loses_no_acknowledged_reward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_keeps_everything_flushed, setup, teardown),
     };
