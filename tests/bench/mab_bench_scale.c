@@ -16,8 +16,11 @@
  * refresh_ms tick does, through mab_import of no records) after one such
  * change, and after none.
  *
+ * --warm chooses once on every experiment before measuring, so that the
+ * random column is the steady state rather than first touches.
+ *
  *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
- *                   [--commits R] N [N ...]
+ *                   [--commits R] [--warm] N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -134,6 +137,7 @@ static double refresh_s(mab_engine *e)
 }
 
 static size_t commits;
+static int warm;
 
 static int measure(const char *config, size_t n, size_t k, size_t calls, const char *storage,
                    int tsv)
@@ -167,6 +171,13 @@ static int measure(const char *config, size_t n, size_t k, size_t calls, const c
         strings += (double)(id_len + 1 + value_len + 1);
     }
     strings /= (double)k;
+    /* --warm: one choose on every experiment first, so that the random
+       column is the steady state (cache and TLB misses), not first touches
+       (a slot's pending totals, an experiment's history ring, queue growth). */
+    mab_choice warm_choice = MAB_STRUCT_INIT(mab_choice);
+    for (size_t i = 0; warm && i < n; i++)
+        if (mab_choose(e, ids[i], &warm_choice, NULL) != MAB_OK)
+            return 1;
     double hot = choose_ns(e, ids, n, calls, 0);
     double cold = choose_ns(e, ids, n, calls, 1);
     double flush_s = 0, reopen_s = 0;
@@ -227,11 +238,13 @@ int main(int argc, char **argv)
             storage = "redis", redis_url = argv[++i];
         else if (strcmp(argv[i], "--commits") == 0 && i + 1 < argc)
             commits = strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--warm") == 0)
+            warm = 1;
         else if (strcmp(argv[i], "--tsv") == 0)
             tsv = 1;
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
-                            "[--redis URL] [--commits R] [--tsv] N [N ...]\n");
+                            "[--redis URL] [--commits R] [--warm] [--tsv] N [N ...]\n");
             return 2;
         }
     }
