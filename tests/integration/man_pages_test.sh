@@ -48,7 +48,9 @@ has() {
 commands=$("$build/bin/mab" --help | sed -n '/^Commands:/,/^$/s/^  \([a-z]\+\) .*/\1/p')
 [[ -n $commands ]] || fail "no command list in mab --help"
 for cmd in $commands; do
-    sed -n '/^COMMANDS$/,/^[A-Z]/p' "$tmp/mab.1.txt" | grep -qE "^ {7}mab $cmd( |\$)" ||
+    # grep without -q reads to the end: with pipefail, -q's early exit can
+    # kill sed with SIGPIPE and fail a command whose entry is there.
+    sed -n '/^COMMANDS$/,/^[A-Z]/p' "$tmp/mab.1.txt" | grep -E "^ {7}mab $cmd( |\$)" >/dev/null ||
         fail "mab.1 COMMANDS has no entry for mab $cmd"
     "$build/bin/mab" "$cmd" --help >"$tmp/help.txt" 2>&1 || true
     for opt in $(grep -oE -- '--[a-z][a-z-]*' "$tmp/help.txt" | sort -u); do
