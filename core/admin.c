@@ -150,6 +150,22 @@ int mab__admin_load(mab_engine *e, mab_error *err)
     return rc;
 }
 
+int mab__admin_load_one(mab_engine *e, mab__experiment *x, mab_error *err)
+{
+    if (!can_store(e))
+        return MAB_OK;
+    const char **ids = calloc(x->n_arms + 1, sizeof *ids);
+    mab_totals *totals = calloc(x->n_arms + 1, sizeof *totals);
+    admin_record r;
+    int rc = ids && totals ? read_record(e, x, ids, totals, &r, err)
+                           : mab_error_set(err, MAB_ENOMEM, "out of memory");
+    if (rc == MAB_OK)
+        adopt(x, &r);
+    free(ids);
+    free(totals);
+    return rc;
+}
+
 static int parse_action(const char *state, int *action)
 {
     for (int i = 0; i <= ACTION_CLEARED; i++)

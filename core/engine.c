@@ -475,8 +475,127 @@ static int allocate_stats(mab_engine *e)
  * I/O) happens without publish_lock; only the combination holds it
  * exclusively, so that no publish lands half-way through it.
  */
+/* The experiments storage's changed() named, as indices, each once. */
+typedef struct changed_list {
+    mab_engine *e;
+    size_t *at;
+    size_t n;
+    unsigned char *seen; /* per experiment */
+    size_t *admin_at;    /* experiments whose "ID@admin" record changed (admin.c) */
+    size_t n_admin;
+    unsigned char *admin_seen;
+} changed_list;
+
+#define ADMIN_RECORD_SUFFIX "@admin"
+
+static int collect_changed(void *ctx, const char *experiment)
+{
+    changed_list *l = ctx;
+    long i = mab__id_index_find(&l->e->experiment_index, l->e->experiments,
+                                sizeof *l->e->experiments, experiment);
+    if (i >= 0 && !l->seen[i]) {
+        l->seen[i] = 1;
+        l->at[l->n++] = (size_t)i;
+    }
+    /* An admin action another process stored (mab_set_state writes the
+       record "ID@admin", which is no experiment of the config). */
+    size_t len = strlen(experiment), suffix = sizeof ADMIN_RECORD_SUFFIX - 1;
+    if (i < 0 && len > suffix && len - suffix <= MAB__ID_MAX &&
+        strcmp(experiment + len - suffix, ADMIN_RECORD_SUFFIX) == 0) {
+        char id[MAB__ID_MAX + 1];
+        memcpy(id, experiment, len - suffix);
+        id[len - suffix] = '\0';
+        long x = mab__id_index_find(&l->e->experiment_index, l->e->experiments,
+                                    sizeof *l->e->experiments, id);
+        if (x >= 0 && (size_t)x < l->e->n_configured && !l->admin_seen[x]) {
+            l->admin_seen[x] = 1;
+            l->admin_at[l->n_admin++] = (size_t)x;
+        }
+    }
+    return 0; /* an experiment no longer in the config is not ours to read */
+}
+
+/* Re-read experiment x's totals and statistics, then publish them (stored +
+   unapplied), as mab__load_totals does for all. */
+static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **ids,
+                               mab_totals *stored, double *stored_stats, mab_error *err)
+{
+    for (size_t j = 0; j < x->n_arms; j++)
+        ids[j] = x->arms[j].id;
+    int rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, stored, err);
+    size_t n_stats = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+    if (rc == MAB_OK && n_stats)
+        rc = e->storage->load_stats(e->storage_state, x->id, x->layout_tag, ids, x->n_arms,
+                                    x->layout.arm_stats, stored_stats,
+                                    x->layout.experiment_stats,
+                                    stored_stats + x->n_arms * x->layout.arm_stats, err);
+    if (rc != MAB_OK)
+        return rc;
+    pthread_rwlock_wrlock(&e->publish_lock);
+    for (size_t j = 0; j < x->n_arms; j++) {
+        mab_totals unapplied = atomic_totals_read(&x->arms[j].unapplied);
+        totals_add(&stored[j], &unapplied);
+        atomic_totals_store(&x->arms[j].published, &stored[j]);
+    }
+    /* An experiment's statistics are contiguous: its arms' from
+       arms[0].stats_at, then its own at stats_at (allocate_stats). */
+    size_t from = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    for (size_t k = 0; k < n_stats; k++)
+        atomic_store_explicit(&e->stats_published[from + k],
+                              stored_stats[k] + atomic_load_explicit(&e->stats_unapplied[from + k],
+                                                                     memory_order_relaxed),
+                              memory_order_relaxed);
+    pthread_rwlock_unlock(&e->publish_lock);
+    return MAB_OK;
+}
+
+/*
+ * A refresh of only what changed (storage ABI 1.6, changed()): returns 1
+ * with *rc set when it did the refresh, 0 when the caller must re-read
+ * everything (no changed(), the plugin cannot tell, or the last partial
+ * refresh failed). Each experiment is published as soon as it is read:
+ * totals of different experiments were never read in one snapshot anyway.
+ */
+static int load_changed_totals(mab_engine *e, int *rc, mab_error *err)
+{
+    if (!mab__storage_has(e->storage, changed) || !e->storage->changed)
+        return 0;
+    int everything = 0;
+    size_t n_x = e->n_experiments ? e->n_experiments : 1;
+    changed_list l = {e, calloc(n_x, sizeof *l.at), 0, calloc(n_x, 1),
+                      calloc(n_x, sizeof *l.admin_at), 0, calloc(n_x, 1)};
+    const char **ids = calloc(e->max_arms ? e->max_arms : 1, sizeof *ids);
+    mab_totals *stored = calloc(e->max_arms ? e->max_arms : 1, sizeof *stored);
+    double *stored_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *stored_stats);
+    if (!l.at || !l.seen || !l.admin_at || !l.admin_seen || !ids || !stored || !stored_stats)
+        *rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+    else
+        *rc = e->storage->changed(e->storage_state, &everything, collect_changed, &l, err);
+    int done = *rc != MAB_OK || (!everything && !e->refresh_everything);
+    for (size_t i = 0; done && *rc == MAB_OK && i < l.n; i++)
+        *rc = load_one_experiment(e, &e->experiments[l.at[i]], ids, stored, stored_stats, err);
+    for (size_t i = 0; done && *rc == MAB_OK && i < l.n_admin; i++)
+        *rc = mab__admin_load_one(e, &e->experiments[l.admin_at[i]], err);
+    /* What changed() named and was not read would be missed by the next
+       call: re-read everything then (the caller does it now when !done). */
+    e->refresh_everything = !done || *rc != MAB_OK;
+    if (done && *rc == MAB_OK)
+        *rc = mab__buckets_load(e, err);
+    free(l.at);
+    free(l.seen);
+    free(l.admin_at);
+    free(l.admin_seen);
+    free(ids);
+    free(stored);
+    free(stored_stats);
+    return done;
+}
+
 int mab__load_totals(mab_engine *e, mab_error *err)
 {
+    int changed_rc;
+    if (load_changed_totals(e, &changed_rc, err))
+        return changed_rc;
     const char **ids = calloc(e->max_arms, sizeof *ids);
     mab_totals *stored = calloc(e->total_arms, sizeof *stored);
     double *stored_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *stored_stats);
@@ -513,6 +632,8 @@ int mab__load_totals(mab_engine *e, mab_error *err)
     free(stored_stats);
     if (rc == MAB_OK)
         rc = mab__admin_load(e, err); /* admin.c: pause/conclude set at run time */
+    if (rc == MAB_OK)
+        e->refresh_everything = 0;
     return rc == MAB_OK ? mab__buckets_load(e, err) : rc;
 }
 
@@ -521,10 +642,8 @@ static int allocate_tables(mab_engine *e)
     size_t n = e->total_arms;
     e->all_arms = calloc(n, sizeof *e->all_arms);
     e->arm_experiment = calloc(n, sizeof *e->arm_experiment);
-    e->batch = calloc(n, sizeof *e->batch);
-    e->batch_arm = calloc(n, sizeof *e->batch_arm);
     e->slots = aligned_alloc(64, MAB__SLOTS * sizeof *e->slots);
-    if (!e->all_arms || !e->arm_experiment || !e->batch || !e->batch_arm || !e->slots)
+    if (!e->all_arms || !e->arm_experiment || !e->slots)
         return MAB_ENOMEM;
     memset(e->slots, 0, MAB__SLOTS * sizeof *e->slots);
     if (mab__id_index_build(&e->experiment_index, e->experiments, sizeof *e->experiments,

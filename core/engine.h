@@ -300,14 +300,17 @@ struct mab_engine {
     pthread_rwlock_t publish_lock; /* shared: publishing; exclusive: refresh, reset */
     atomic_uint_fast64_t publish_seq; /* bumped after each publish */
     uint32_t refresh_ms;      /* 0: the store has no other writers */
+    int refresh_everything;   /* the next refresh re-reads every experiment (engine.c) */
 
     pthread_mutex_t flush_mu; /* one storage call at a time; guards durable_seq, batch */
     pthread_mutex_t durable_mu; /* group commit: guards committing, with durable_cv */
     pthread_cond_t durable_cv;  /* broadcast when a group commit ends */
     int committing;             /* a reward caller is writing for the waiting group */
     _Atomic uint64_t durable_seq; /* every publish up to this one is durable */
-    mab_delta *batch;         /* scratch for one storage apply, total_arms entries */
+    mab_delta *batch;         /* scratch for one storage apply: grown to the arms that
+                                 changed (write_behind.c, batch_reserve), not total_arms */
     size_t *batch_arm;        /* the arm index of each batch entry */
+    size_t cap_batch;         /* entries batch and batch_arm hold */
 
     pthread_mutex_t claim_mu;   /* guards claim_queue, claim_committing */
     pthread_cond_t claim_cv;    /* broadcast when a group of claims is decided */
@@ -362,6 +365,9 @@ const mab__rules *mab__rules_effective(const mab__experiment *x, mab__rules *scr
 /* admin.c: read every experiment's stored admin state (open, refresh;
    caller holds flush_mu or is mab_open). */
 int mab__admin_load(mab_engine *engine, mab_error *err);
+/* The same for one experiment, when a refresh of only what changed (storage
+   ABI 1.6) names its "ID@admin" record. */
+int mab__admin_load_one(mab_engine *engine, mab__experiment *x, mab_error *err);
 /* admin.c: the state fields of mab_rules() (state, serve, and the admin
    fields as far as out->struct_size reaches). */
 void mab__admin_info(const mab__experiment *x, mab_rules_info *out);

@@ -47,6 +47,7 @@ const char *mab_records_format_tag(mab_records_kind kind)
 typedef struct pair_entry {
     const char *experiment;
     const char *arm;
+    void *value; /* the writer's: an experiment's JSON object (document_tree) */
 } pair_entry;
 
 typedef struct pair_set {
@@ -71,22 +72,28 @@ static bool pair_set_init(pair_set *set, size_t n)
     return set->slots != NULL;
 }
 
-/* Add a pair; false when it was already there. */
-static bool pair_set_add(pair_set *set, const char *experiment, const char *arm)
+/* The slot of a pair: the one holding it, or the empty one it would take. */
+static pair_entry *pair_set_slot(pair_set *set, const char *experiment, const char *arm)
 {
     uint64_t h = fnv1a(1469598103934665603u, experiment);
     h = arm ? fnv1a(h, arm) : h ^ 0x9e3779b97f4a7c15u;
     for (size_t i = (size_t)h & set->mask;; i = (i + 1) & set->mask) {
         pair_entry *e = &set->slots[i];
-        if (!e->experiment) {
-            e->experiment = experiment;
-            e->arm = arm;
-            return true;
-        }
-        if (strcmp(e->experiment, experiment) == 0 &&
-            (arm ? e->arm && strcmp(e->arm, arm) == 0 : !e->arm))
-            return false;
+        if (!e->experiment || (strcmp(e->experiment, experiment) == 0 &&
+                               (arm ? e->arm && strcmp(e->arm, arm) == 0 : !e->arm)))
+            return e;
     }
+}
+
+/* Add a pair; false when it was already there. */
+static bool pair_set_add(pair_set *set, const char *experiment, const char *arm)
+{
+    pair_entry *e = pair_set_slot(set, experiment, arm);
+    if (e->experiment)
+        return false;
+    e->experiment = experiment;
+    e->arm = arm;
+    return true;
 }
 
 /* ---- writing ----------------------------------------------------------- */
@@ -183,8 +190,8 @@ static cJSON *claims_object(const mab_record_claim *claims, size_t n, mab_error 
 static cJSON *document_tree(const kind_info *k, const mab_record *records, size_t n,
                             const mab_record_claim *claims, size_t n_claims, mab_error *err)
 {
-    pair_set seen;
-    if (!pair_set_init(&seen, n)) {
+    pair_set seen; /* each (experiment, arm), and each experiment with arm NULL */
+    if (!pair_set_init(&seen, 2 * n)) {
         mab_error_set(err, MAB_ENOMEM, "out of memory");
         return NULL;
     }
@@ -206,9 +213,14 @@ static cJSON *document_tree(const kind_info *k, const mab_record *records, size_
             goto fail;
         }
         if (!last_name || strcmp(last_name, r->experiment) != 0) {
-            last_obj = cJSON_GetObjectItemCaseSensitive(experiments, r->experiment);
-            if (!last_obj)
-                last_obj = cJSON_AddObjectToObject(experiments, r->experiment);
+            /* By hash, not cJSON's linear lookup: a store of N experiments
+               is written in O(N), not O(N^2). */
+            pair_entry *x = pair_set_slot(&seen, r->experiment, NULL);
+            if (!x->experiment) {
+                x->experiment = r->experiment;
+                x->value = cJSON_AddObjectToObject(experiments, r->experiment);
+            }
+            last_obj = x->value;
             last_name = r->experiment;
         }
         cJSON *arm = last_obj ? record_object(r) : NULL;
@@ -341,13 +353,27 @@ static cJSON *bucket_item(const mab_bucket_record *b)
     return item;
 }
 
+static int add_buckets_indexed(cJSON *top, pair_set *objects, const mab_bucket_record *buckets,
+                               size_t n, mab_error *err);
+
 /* Add "buckets" to a document tree; MAB_OK or an error with err set. */
 static int add_buckets_tree(cJSON *root, const mab_bucket_record *buckets, size_t n,
                             mab_error *err)
 {
     cJSON *top = cJSON_AddObjectToObject(root, "buckets");
-    if (!top)
+    pair_set objects; /* experiment -> its object, (experiment, arm) -> its list */
+    if (!top || !pair_set_init(&objects, 2 * n))
         return mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
+    int rc = add_buckets_indexed(top, &objects, buckets, n, err);
+    free(objects.slots);
+    return rc;
+}
+
+/* add_buckets_tree's work, finding objects by hash rather than by cJSON's
+   linear lookup (O(N), not O(N^2), in the experiments). */
+static int add_buckets_indexed(cJSON *top, pair_set *objects, const mab_bucket_record *buckets,
+                               size_t n, mab_error *err)
+{
     const char *last_exp = NULL, *last_arm = NULL;
     cJSON *exp_obj = NULL, *arm_list = NULL;
     int64_t last_start = 0;
@@ -358,15 +384,24 @@ static int add_buckets_tree(cJSON *root, const mab_bucket_record *buckets, size_
             return mab_error_set(err, MAB_EINVAL,
                                  "buckets[%zu]: experiment and arm must be non-empty strings", i);
         if (!last_exp || strcmp(last_exp, b->experiment) != 0) {
-            exp_obj = cJSON_GetObjectItemCaseSensitive(top, b->experiment);
-            if (!exp_obj && !(exp_obj = cJSON_AddObjectToObject(top, b->experiment)))
+            pair_entry *x = pair_set_slot(objects, b->experiment, NULL);
+            if (!x->experiment) {
+                x->experiment = b->experiment;
+                x->value = cJSON_AddObjectToObject(top, b->experiment);
+            }
+            if (!(exp_obj = x->value))
                 return mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
             last_exp = b->experiment;
             last_arm = NULL;
         }
         if (!last_arm || strcmp(last_arm, b->arm) != 0) {
-            arm_list = cJSON_GetObjectItemCaseSensitive(exp_obj, b->arm);
-            if (!arm_list && !(arm_list = cJSON_AddArrayToObject(exp_obj, b->arm)))
+            pair_entry *a = pair_set_slot(objects, b->experiment, b->arm);
+            if (!a->experiment) {
+                a->experiment = b->experiment;
+                a->arm = b->arm;
+                a->value = cJSON_AddArrayToObject(exp_obj, b->arm);
+            }
+            if (!(arm_list = a->value))
                 return mab_error_set(err, MAB_ENOMEM, "out of memory building the JSON document");
             in_arm = (size_t)cJSON_GetArraySize(arm_list);
             const cJSON *last = in_arm ? cJSON_GetArrayItem(arm_list, (int)in_arm - 1) : NULL;

@@ -344,6 +344,45 @@ static int apply_with_buckets(mab_engine *e, size_t n, size_t n_stats, size_t n_
     return apply_buckets_split(e, 0, n_buckets, keep_from, err);
 }
 
+/*
+ * Room for batch entry n: the batch grows with the arms that changed since
+ * the last write (doubling), rather than holding one entry per arm of the
+ * engine (56 bytes an arm, most of them idle at a million experiments).
+ * -1 when out of memory.
+ */
+static int batch_reserve(mab_engine *e, size_t n)
+{
+    if (n < e->cap_batch)
+        return 0;
+    size_t cap = e->cap_batch ? 2 * e->cap_batch : 64;
+    if (cap > e->total_arms)
+        cap = e->total_arms > n ? e->total_arms : n + 1;
+    mab_delta *batch = realloc(e->batch, cap * sizeof *batch);
+    if (batch)
+        e->batch = batch;
+    size_t *arms = batch ? realloc(e->batch_arm, cap * sizeof *arms) : NULL;
+    if (!arms)
+        return -1;
+    e->batch_arm = arms;
+    e->cap_batch = cap;
+    return 0;
+}
+
+/* After a write: a batch grown past BATCH_KEEP entries (a burst, or the first
+   write of a large store) is given back rather than held until close. */
+#define BATCH_KEEP 4096
+
+static void batch_trim(mab_engine *e)
+{
+    if (e->cap_batch <= BATCH_KEEP)
+        return;
+    free(e->batch);
+    free(e->batch_arm);
+    e->batch = NULL;
+    e->batch_arm = NULL;
+    e->cap_batch = 0;
+}
+
 /* Hand everything queued to storage as one batch. Caller holds flush_mu.
    On failure the batch goes back into the queue, to be offered again,
    except the deltas storage refused as invalid (see apply_split). */
@@ -357,14 +396,30 @@ int mab__write_queued(mab_engine *e, mab_error *err)
     pthread_rwlock_wrlock(&e->publish_lock);
     uint64_t seq = atomic_load_explicit(&e->publish_seq, memory_order_acquire);
     size_t n = 0;
-    for (size_t i = 0; i < e->total_arms; i++) {
+    int out_of_memory = batch_reserve(e, 0) != 0; /* never a NULL batch, even empty */
+    for (size_t i = 0; !out_of_memory && i < e->total_arms; i++) {
         mab_totals t = atomic_totals_take(&e->all_arms[i]->unapplied);
         if (totals_empty(&t))
             continue;
+        if (batch_reserve(e, n) != 0) {
+            /* Everything taken goes back: a batch must hold every publish up
+               to seq, or durable_seq would claim what was not written. */
+            atomic_totals_add(&e->all_arms[i]->unapplied, &t);
+            requeue(e, 0, n);
+            out_of_memory = 1;
+            break;
+        }
         e->batch[n].experiment = e->arm_experiment[i]->id;
         e->batch[n].arm = e->all_arms[i]->id;
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
+    }
+    if (out_of_memory) {
+        pthread_rwlock_unlock(&e->publish_lock);
+        return mab_error_set(err, MAB_ENOMEM,
+                             "out of memory for the write batch (%zu changed arms so far); "
+                             "everything stays queued",
+                             n);
     }
     /* Under the same lock: a publish adds an arm's statistics one by one too. */
     size_t n_stats = stats_take(e);
@@ -383,6 +438,7 @@ int mab__write_queued(mab_engine *e, mab_error *err)
         atomic_fetch_add(&e->flush_failures, 1);
     if (rc == MAB_OK)
         atomic_store(&e->durable_seq, seq);
+    batch_trim(e);
     return rc;
 }
 

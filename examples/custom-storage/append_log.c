@@ -599,6 +599,7 @@ static const mab_storage append_log = {
     NULL, /* claim (ABI 1.3): past struct_size, never read */
     NULL, NULL, NULL, /* apply_stats, load_stats, scan_stats (ABI 1.4): no policy statistics */
     NULL, NULL, NULL, /* apply_buckets, load_buckets, scan_buckets (ABI 1.5): no time buckets */
+    NULL, /* changed (ABI 1.6, optional): past struct_size, never read */
 };
 
 MAB_STORAGE_DEFINE(append_log)

@@ -25,6 +25,8 @@
  *        read them. A plugin without them keeps serving every experiment:
  *        the engine then has no stored history (windows and history start
  *        empty at each open, and `mab check` says so).
+ *   1.6  changed(), optional: the experiments changed since the last call,
+ *        so that a refresh re-reads only those.
  *
  * A storage plugin is a shared object exporting exactly one symbol,
  * `mab_storage_entry`, returning a pointer to a static mab_storage
@@ -69,7 +71,7 @@ extern "C" {
 #endif
 
 #define MAB_STORAGE_ABI_MAJOR 1
-#define MAB_STORAGE_ABI_MINOR 5
+#define MAB_STORAGE_ABI_MINOR 6
 #define MAB_STORAGE_ENTRY_SYMBOL "mab_storage_entry"
 
 /* Bytes of an assignment id (random, carried in the signed cookie). */
@@ -386,7 +388,29 @@ typedef struct mab_storage {
                         int (*visit)(void *ctx, const char *experiment, const char *arm,
                                      int64_t bucket, const mab_totals *add),
                         void *ctx, mab_error *err);
-    /* Fields above are ABI 1.5. Append new ones below, with a minor bump. */
+    /* Fields above are ABI 1.5. */
+
+    /* ---- what changed (ABI 1.6) ---- */
+
+    /**
+     * Optional (NULL: each refresh re-reads every experiment with load()).
+     * Name the experiments whose records (counters, statistics, buckets)
+     * any writer changed in the store since the previous call on this
+     * state: call visit once for each (an id may come more than once, or
+     * for an experiment that did not change, but never be missing), or set
+     * *everything to 1 when the plugin cannot tell (the first call on a
+     * state, a writer that keeps no change log wrote meanwhile): the core
+     * then re-reads every experiment. The core calls it at the start of
+     * each refresh, then load()s only what it names, so that a refresh of a
+     * million experiments costs what changed. The state's position moves
+     * on only when the call returns MAB_OK; when a later load() fails the
+     * core asks for everything next time. The id is valid during the visit
+     * only; visit returning nonzero stops the call, which returns that.
+     * @return MAB_OK, what visit returned, or a storage error.
+     */
+    int (*changed)(void *state, int *everything,
+                   int (*visit)(void *ctx, const char *experiment), void *ctx, mab_error *err);
+    /* Fields above are ABI 1.6. Append new ones below, with a minor bump. */
 } mab_storage;
 
 #define MAB_STORAGE_HEADER MAB_STORAGE_ABI_MAJOR, MAB_STORAGE_ABI_MINOR, (uint32_t)sizeof(mab_storage)

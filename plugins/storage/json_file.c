@@ -1544,6 +1544,7 @@ static const mab_storage json_file_storage = {
     json_apply_buckets,
     json_load_buckets,
     json_scan_buckets,
+    NULL, /* changed: one process owns the file, nothing to refresh */
 };
 
 MAB_STORAGE_DEFINE(json_file_storage)

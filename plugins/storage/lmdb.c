@@ -31,6 +31,23 @@
  *              byte order); created by the first claim, so stores written
  *              before claims existed open unchanged and older plugins, which
  *              never open it, read them as before.
+ *   "changes": the change log (storage ABI 1.6, changed()): "EXP" -> the
+ *              uint64 change sequence of the last write transaction that
+ *              changed the experiment (added to its counters, statistics or
+ *              buckets, or removed them); "changes_by_seq": SEQ (8 bytes
+ *              big-endian) "EXP" -> empty, the same entries ordered by
+ *              sequence, so that changed() is one range scan from the
+ *              sequence it saw last. Each experiment has one entry in each
+ *              (a newer change replaces it): the log is as large as the set
+ *              of experiments, never longer. meta "change_seq" holds the
+ *              last sequence and meta "tracked_txns" the number of write
+ *              transactions of writers that keep the log: every write
+ *              transaction of this plugin adds 1 (so its commit always
+ *              advances LMDB's transaction id by exactly 1). When the
+ *              transaction ids advanced by more than tracked_txns since the
+ *              last changed() call, a writer that keeps no log (an older
+ *              plugin) wrote meanwhile, and changed() asks for everything.
+ *              Both are created on the first open by this version.
  *
  * A claim is one write transaction: mdb_put with MDB_NOOVERWRITE on the id
  * (MDB_KEYEXIST: already claimed; LMDB's single writer makes the first
@@ -118,6 +135,13 @@ typedef struct lmdb_store {
     MDB_dbi claims_dbi;
     MDB_dbi buckets_dbi;       /* time buckets (storage ABI 1.5) */
     MDB_dbi bucket_starts_dbi; /* the same, keyed by start first: retention's order */
+    MDB_dbi changes_dbi;       /* the change log (storage ABI 1.6), by experiment */
+    MDB_dbi changes_seq_dbi;   /* the same, by sequence */
+    uint64_t txn_seq;          /* the open write transaction's change sequence, 0: none yet */
+    char txn_last[ID_MAX + 1]; /* the experiment it marked last (a batch is grouped) */
+    int have_position;         /* changed() was called: the fields below are set */
+    uint64_t seen_seq, seen_tracked, seen_txnid; /* what changed() saw last */
+    uint64_t loads;            /* load() calls (tests/storage count them) */
     uint8_t sweep_from[MAB_ASSIGNMENT_ID_BYTES]; /* where the next sweep starts */
     int unsynced; /* a claim was committed without fdatasync (MAB_CLAIM_DEFER_SYNC) */
     dev_t dev; /* of the directory: identifies the store in this process */
@@ -160,6 +184,32 @@ static int lmdb_fail(const lmdb_store *st, mab_error *err, int code, const char 
 {
     return mab_error_set(err, code, "%s: %s: %s%s", st->path, what, mdb_strerror(rc),
                          error_hint(rc));
+}
+
+/* Whether the running write transaction wrote anything (mdb_put, mdb_del):
+   only then does its commit advance LMDB's transaction id, and only then does
+   it count itself in meta "tracked_txns" (see the change log above). Set by
+   every write of this file through the wrappers below; a write missed here
+   would only make changed() ask for everything. Per thread: a transaction
+   runs inside one call. */
+static _Thread_local int txn_wrote;
+
+static int put(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v, unsigned flags)
+{
+    txn_wrote = 1;
+    return mdb_put(txn, dbi, k, v, flags);
+}
+
+static int del(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
+{
+    txn_wrote = 1;
+    return mdb_del(txn, dbi, k, v);
+}
+
+static int cursor_del(MDB_cursor *cur, unsigned flags)
+{
+    txn_wrote = 1;
+    return mdb_cursor_del(cur, flags);
 }
 
 /* ---- keys and values -------------------------------------------------- */
@@ -267,6 +317,87 @@ static int disk_full(const lmdb_store *st)
     return statvfs(st->path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < 65536;
 }
 
+/* ---- the change log (storage ABI 1.6) ----------------------------------- */
+
+static int meta_u64(lmdb_store *st, MDB_txn *txn, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(txn, st->meta_dbi, &k, &v);
+    *out = 0;
+    if (rc == MDB_SUCCESS && v.mv_size == sizeof *out)
+        memcpy(out, v.mv_data, sizeof *out);
+    return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
+}
+
+static int meta_put_u64(lmdb_store *st, MDB_txn *txn, const char *name, uint64_t value)
+{
+    MDB_val k = {strlen(name), (void *)name}, v = {sizeof value, &value};
+    return put(txn, st->meta_dbi, &k, &v, 0);
+}
+
+static void seq_key(uint64_t seq, const char *experiment, size_t len, unsigned char *out)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)(seq >> (56 - 8 * i));
+    memcpy(out + 8, experiment, len);
+}
+
+/* Record in the open write transaction that `experiment` changed. */
+static int mark_changed(lmdb_store *st, MDB_txn *txn, const char *experiment)
+{
+    size_t len = strlen(experiment);
+    if (!st->changes_seq_dbi || len == 0 || len > ID_MAX)
+        return MDB_SUCCESS; /* read-only check state, or an id no record can have */
+    if (strcmp(st->txn_last, experiment) == 0)
+        return MDB_SUCCESS;
+    int rc = MDB_SUCCESS;
+    if (st->txn_seq == 0) {
+        uint64_t last;
+        if ((rc = meta_u64(st, txn, "change_seq", &last)) != MDB_SUCCESS)
+            return rc;
+        st->txn_seq = last + 1;
+    }
+    MDB_val k = {len, (void *)experiment}, v;
+    uint64_t old = 0;
+    rc = mdb_get(txn, st->changes_dbi, &k, &v);
+    if (rc == MDB_SUCCESS && v.mv_size == sizeof old)
+        memcpy(&old, v.mv_data, sizeof old);
+    else if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        return rc;
+    if (old != st->txn_seq) {
+        unsigned char key[8 + ID_MAX];
+        MDB_val sk = {8 + len, key}, empty = {0, NULL};
+        if (rc == MDB_SUCCESS) {
+            seq_key(old, experiment, len, key);
+            rc = del(txn, st->changes_seq_dbi, &sk, NULL);
+            if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+                return rc;
+        }
+        seq_key(st->txn_seq, experiment, len, key);
+        v = (MDB_val){sizeof st->txn_seq, &st->txn_seq};
+        if ((rc = put(txn, st->changes_seq_dbi, &sk, &empty, 0)) != MDB_SUCCESS ||
+            (rc = put(txn, st->changes_dbi, &k, &v, 0)) != MDB_SUCCESS)
+            return rc;
+    }
+    memcpy(st->txn_last, experiment, len + 1);
+    return MDB_SUCCESS;
+}
+
+/* Before each commit of this plugin: count the transaction as one that keeps
+   the log, and store its sequence when it changed anything. */
+static int changes_commit(lmdb_store *st, MDB_txn *txn)
+{
+    if (!txn_wrote)
+        return MDB_SUCCESS; /* commits nothing: the transaction id stays */
+    uint64_t tracked;
+    int rc = meta_u64(st, txn, "tracked_txns", &tracked);
+    if (rc == MDB_SUCCESS)
+        rc = meta_put_u64(st, txn, "tracked_txns", tracked + 1);
+    if (rc == MDB_SUCCESS && st->txn_seq)
+        rc = meta_put_u64(st, txn, "change_seq", st->txn_seq);
+    return rc;
+}
+
 /* Run body in a write transaction and commit it, growing the map as needed. */
 static int write_txn(lmdb_store *st, const char *what, write_body body, const void *arg,
                      mab_error *err)
@@ -277,7 +408,12 @@ static int write_txn(lmdb_store *st, const char *what, write_body body, const vo
         if (rc != MDB_SUCCESS)
             return lmdb_fail(st, err, MAB_ESTORAGE, what, rc);
         int status = MAB_OK;
+        st->txn_seq = 0;
+        st->txn_last[0] = '\0';
+        txn_wrote = 0;
         rc = body(st, txn, arg, &status, err);
+        if (rc == MDB_SUCCESS && status == MAB_OK && st->changes_seq_dbi)
+            rc = changes_commit(st, txn);
         if (rc != MDB_SUCCESS || status != MAB_OK) {
             mdb_txn_abort(txn);
         } else {
@@ -329,8 +465,13 @@ static int make_directories(const char *path)
 static int open_bucket_dbis(lmdb_store *st, MDB_txn *txn)
 {
     int rc = mdb_dbi_open(txn, "buckets", MDB_CREATE, &st->buckets_dbi);
-    return rc == MDB_SUCCESS ? mdb_dbi_open(txn, "bucket_starts", MDB_CREATE,
-                                            &st->bucket_starts_dbi)
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "bucket_starts", MDB_CREATE, &st->bucket_starts_dbi);
+    /* The change log (storage ABI 1.6) comes with this version too. */
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "changes", MDB_CREATE, &st->changes_dbi);
+    return rc == MDB_SUCCESS ? mdb_dbi_open(txn, "changes_by_seq", MDB_CREATE,
+                                            &st->changes_seq_dbi)
                              : rc;
 }
 
@@ -360,8 +501,8 @@ static int open_body(lmdb_store *st, MDB_txn *txn, const void *arg, int *status,
         MDB_val k = {6, "format"}, v = {sizeof LMDB_STORE_FORMAT - 1, LMDB_STORE_FORMAT};
         MDB_val vk = {7, "version"}, vv = {sizeof version, &version};
         if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta_dbi)) != MDB_SUCCESS ||
-            (rc = mdb_put(txn, st->meta_dbi, &k, &v, 0)) != MDB_SUCCESS ||
-            (rc = mdb_put(txn, st->meta_dbi, &vk, &vv, 0)) != MDB_SUCCESS)
+            (rc = put(txn, st->meta_dbi, &k, &v, 0)) != MDB_SUCCESS ||
+            (rc = put(txn, st->meta_dbi, &vk, &vv, 0)) != MDB_SUCCESS)
             return rc;
         if ((rc = mdb_dbi_open(txn, "records", MDB_CREATE, &st->records_dbi)) != MDB_SUCCESS)
             return rc;
@@ -773,8 +914,8 @@ static int lmdb_open(mab_params *params, void **state, mab_error *err)
         mrc = mdb_env_set_maxreaders(st->env, (unsigned)max_readers);
     }
     if (mrc == MDB_SUCCESS)
-        mrc = mdb_env_set_maxdbs(st->env, 6); /* meta, records, stats, claims, buckets,
-                                                 bucket_starts */
+        mrc = mdb_env_set_maxdbs(st->env, 8); /* meta, records, stats, claims, buckets,
+                                                 bucket_starts, changes, changes_by_seq */
     if (mrc == MDB_SUCCESS) {
         /* MDB_NOTLS: the core calls from its writer thread and from callers'
            threads; read transactions must not be tied to one thread. */
@@ -882,6 +1023,7 @@ static int lmdb_load(void *state, const char *experiment, const char *const *arm
     lmdb_store *st = state;
     if (!experiment || (n_arms && (!arm_ids || !out)))
         return mab_error_set(err, MAB_EINVAL, "%s: load: NULL argument", st->path);
+    st->loads++;
     MDB_txn *txn;
     int rc = txn_begin(st, MDB_RDONLY, &txn);
     if (rc != MDB_SUCCESS)
@@ -962,7 +1104,8 @@ static int add_deltas(lmdb_store *st, MDB_txn *txn, const mab_delta *deltas, siz
         }
         v.mv_size = sizeof r;
         v.mv_data = &r;
-        if ((rc = mdb_put(txn, st->records_dbi, &k, &v, 0)) != MDB_SUCCESS)
+        if ((rc = put(txn, st->records_dbi, &k, &v, 0)) != MDB_SUCCESS ||
+            (rc = mark_changed(st, txn, d->experiment)) != MDB_SUCCESS)
             return rc;
     }
     return MDB_SUCCESS;
@@ -976,7 +1119,9 @@ static int delete_experiment_buckets(lmdb_store *st, MDB_txn *txn, const char *e
 
 static int delete_experiment(lmdb_store *st, MDB_txn *txn, const char *experiment)
 {
-    int rc = delete_prefix(st, txn, st->records_dbi, experiment);
+    int rc = mark_changed(st, txn, experiment);
+    if (rc == MDB_SUCCESS)
+        rc = delete_prefix(st, txn, st->records_dbi, experiment);
     if (rc == MDB_SUCCESS)
         rc = delete_prefix(st, txn, st->stats_dbi, experiment);
     return rc == MDB_SUCCESS ? delete_experiment_buckets(st, txn, experiment) : rc;
@@ -999,7 +1144,7 @@ static int delete_prefix(lmdb_store *st, MDB_txn *txn, MDB_dbi dbi, const char *
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         if (rc != MDB_SUCCESS || !key_has_prefix(&k, &prefix))
             break;
-        if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+        if ((rc = cursor_del(cur, 0)) != MDB_SUCCESS)
             break;
     }
     mdb_cursor_close(cur);
@@ -1152,11 +1297,12 @@ static int add_stats(lmdb_store *st, MDB_txn *txn, const mab_stats_delta *stats,
         /* MDB_RESERVE: LMDB gives the space, we fill it (no staging copy). */
         v.mv_size = sizeof(stored_stats) + d->n_values * sizeof(double);
         v.mv_data = NULL;
-        if ((rc = mdb_put(txn, st->stats_dbi, &k, &v, MDB_RESERVE)) != MDB_SUCCESS)
+        if ((rc = put(txn, st->stats_dbi, &k, &v, MDB_RESERVE)) != MDB_SUCCESS)
             break;
         stored_stats head = {LMDB_RECORD_VERSION, (uint32_t)d->n_values};
         memcpy(v.mv_data, &head, sizeof head);
         memcpy((unsigned char *)v.mv_data + sizeof head, sum, d->n_values * sizeof *sum);
+        rc = mark_changed(st, txn, d->experiment);
     }
     free(sum);
     return rc;
@@ -1532,7 +1678,7 @@ static int add_buckets(lmdb_store *st, MDB_txn *txn, const mab_bucket_delta *b, 
         if (rc == MDB_NOTFOUND) {
             unsigned char sk[sizeof key.bytes];
             MDB_val skv = {start_key_of(&k, strlen(d->experiment), sk), sk}, empty = {0, NULL};
-            if ((rc = mdb_put(txn, st->bucket_starts_dbi, &skv, &empty, 0)) != MDB_SUCCESS)
+            if ((rc = put(txn, st->bucket_starts_dbi, &skv, &empty, 0)) != MDB_SUCCESS)
                 return rc;
         }
         int too_big = d->add.pulls > UINT64_MAX - r.pulls ||
@@ -1549,7 +1695,8 @@ static int add_buckets(lmdb_store *st, MDB_txn *txn, const mab_bucket_delta *b, 
         }
         v.mv_size = sizeof r;
         v.mv_data = &r;
-        if ((rc = mdb_put(txn, st->buckets_dbi, &k, &v, 0)) != MDB_SUCCESS)
+        if ((rc = put(txn, st->buckets_dbi, &k, &v, 0)) != MDB_SUCCESS ||
+            (rc = mark_changed(st, txn, d->experiment)) != MDB_SUCCESS)
             return rc;
     }
     return MDB_SUCCESS;
@@ -1593,10 +1740,10 @@ static int retire_buckets(lmdb_store *st, MDB_txn *txn, int64_t keep_from, int *
         memcpy(main_key + e + 1, bytes, 8);
         memcpy(main_key + e + 9, bytes + 9 + e, k.mv_size - 9 - e);
         MDB_val mk = {k.mv_size, main_key};
-        rc = mdb_del(txn, st->buckets_dbi, &mk, NULL);
+        rc = del(txn, st->buckets_dbi, &mk, NULL);
         if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
             break;
-        if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+        if ((rc = cursor_del(cur, 0)) != MDB_SUCCESS)
             break;
     }
     mdb_cursor_close(cur);
@@ -1624,11 +1771,11 @@ static int delete_experiment_buckets(lmdb_store *st, MDB_txn *txn, const char *e
         if (bucket_key_split(&k, &e, &start, &arm, &a) == 0) {
             unsigned char sk[sizeof(bucket_key)];
             MDB_val skv = {start_key_of(&k, e, sk), sk};
-            rc = mdb_del(txn, st->bucket_starts_dbi, &skv, NULL);
+            rc = del(txn, st->bucket_starts_dbi, &skv, NULL);
             if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
                 break;
         }
-        if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+        if ((rc = cursor_del(cur, 0)) != MDB_SUCCESS)
             break;
     }
     mdb_cursor_close(cur);
@@ -1806,7 +1953,7 @@ static int sweep_claims(lmdb_store *st, MDB_txn *txn, int64_t now)
             memcpy(st->sweep_from, k.mv_data, sizeof st->sweep_from);
         if (v.mv_size != sizeof expires || expires <= now) {
             /* After a delete MDB_NEXT reads the entry that took its place. */
-            if ((rc = mdb_cursor_del(cur, 0)) != MDB_SUCCESS)
+            if ((rc = cursor_del(cur, 0)) != MDB_SUCCESS)
                 break;
         }
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
@@ -1832,7 +1979,7 @@ static int claim_one(lmdb_store *st, MDB_txn *txn, const mab_claim *c, int64_t n
     uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
     memcpy(id, c->assignment_id, sizeof id);
     MDB_val k = {sizeof id, id}, v = {sizeof c->expires_at, (void *)&c->expires_at};
-    int rc = mdb_put(txn, st->claims_dbi, &k, &v, MDB_NOOVERWRITE);
+    int rc = put(txn, st->claims_dbi, &k, &v, MDB_NOOVERWRITE);
     *granted = rc == MDB_SUCCESS;
     if (rc != MDB_KEYEXIST)
         return rc;
@@ -1843,7 +1990,7 @@ static int claim_one(lmdb_store *st, MDB_txn *txn, const mab_claim *c, int64_t n
         return MDB_SUCCESS; /* already claimed */
     /* An expired claim the sweep has not reached yet: take it over. */
     v = (MDB_val){sizeof c->expires_at, (void *)&c->expires_at};
-    rc = mdb_put(txn, st->claims_dbi, &k, &v, 0);
+    rc = put(txn, st->claims_dbi, &k, &v, 0);
     *granted = rc == MDB_SUCCESS;
     return rc;
 }
@@ -1902,6 +2049,75 @@ static int lmdb_claim(void *state, mab_claim *claims, size_t n_claims, unsigned 
     return rc;
 }
 
+/* ---- what changed (storage ABI 1.6) ----------------------------------- */
+
+/* Name every experiment changed since the last call, from one snapshot. */
+static int changed_since(lmdb_store *st, MDB_txn *txn, int *everything,
+                         int (*visit)(void *ctx, const char *experiment), void *ctx,
+                         int *status)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->changes_seq_dbi, &cur);
+    if (rc != MDB_SUCCESS)
+        return rc;
+    unsigned char from[8];
+    seq_key(st->seen_seq + 1, "", 0, from);
+    MDB_val k = {sizeof from, from}, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS && !*status;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char id[ID_MAX + 1];
+        size_t len = k.mv_size - 8;
+        if (k.mv_size <= 8 || len > ID_MAX) {
+            *everything = 1; /* not a key this plugin writes: trust nothing */
+            break;
+        }
+        memcpy(id, (const char *)k.mv_data + 8, len);
+        id[len] = '\0';
+        *status = visit(ctx, id);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || *status ? MDB_SUCCESS : rc;
+}
+
+static int lmdb_changed(void *state, int *everything,
+                        int (*visit)(void *ctx, const char *experiment), void *ctx,
+                        mab_error *err)
+{
+    lmdb_store *st = state;
+    if (!everything || !visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: changed: NULL argument", st->path);
+    *everything = 0;
+    MDB_txn *txn;
+    int rc = txn_begin(st, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read the change log", rc);
+    uint64_t seq = 0, tracked = 0, txnid = mdb_txn_id(txn);
+    rc = meta_u64(st, txn, "change_seq", &seq);
+    if (rc == MDB_SUCCESS)
+        rc = meta_u64(st, txn, "tracked_txns", &tracked);
+    /* Every write transaction of a writer keeping the log adds 1 to both
+       the transaction id and tracked_txns: any other gap is a writer that
+       keeps none, whose changes this log cannot name. */
+    if (rc == MDB_SUCCESS &&
+        (!st->have_position || seq < st->seen_seq || tracked < st->seen_tracked ||
+         txnid - st->seen_txnid != tracked - st->seen_tracked))
+        *everything = 1;
+    int status = MAB_OK;
+    if (rc == MDB_SUCCESS && !*everything) {
+        rc = changed_since(st, txn, everything, visit, ctx, &status);
+    }
+    mdb_txn_abort(txn);
+    if (rc != MDB_SUCCESS)
+        return lmdb_fail(st, err, MAB_ESTORAGE, "cannot read the change log", rc);
+    if (status == MAB_OK) {
+        st->have_position = 1;
+        st->seen_seq = seq;
+        st->seen_tracked = tracked;
+        st->seen_txnid = txnid;
+    }
+    return status;
+}
+
 static void lmdb_close(void *state)
 {
     lmdb_store *st = state;
@@ -1942,6 +2158,9 @@ static const mab_storage lmdb_storage = {
     lmdb_apply_buckets,
     lmdb_load_buckets,
     lmdb_scan_buckets,
+#endif
+#if MAB_STORAGE_ABI_MINOR >= 6
+    lmdb_changed,
 #endif
 };
 

@@ -2239,6 +2239,7 @@ static const mab_storage mongodb_storage = {
     mongo_apply_buckets,
     mongo_load_buckets,
     mongo_scan_buckets,
+    NULL, /* changed (ABI 1.6): each refresh re-reads every experiment */
 };
 
 MAB_STORAGE_DEFINE(mongodb_storage)

@@ -2898,6 +2898,7 @@ static const mab_storage redis_storage = {
     redis_apply_buckets,
     redis_load_buckets,
     redis_scan_buckets,
+    NULL, /* changed (ABI 1.6): each refresh re-reads every experiment */
 };
 
 MAB_STORAGE_DEFINE(redis_storage)

@@ -13,9 +13,17 @@
  * (bytes per arm of the config). --policy NAME sets the experiments'
  * policy; --no-srm adds "srm": false to each (the sample-ratio ledger
  * "ID@srm" then takes neither memory nor storage: compare the two runs).
+ * --redis URL is --storage redis on that server (each count under a fresh
+ * key prefix). With a storage, --commits R also measures R commits of one
+ * changed record each (a reward on one experiment, then mab_flush: ms per
+ * commit), and a refresh (re-reading the store as a refresh_ms tick does,
+ * through mab_import of no records) after one such change, and after none.
  *
- *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--policy NAME] [--no-srm]
- *                   N [N ...]
+ * --warm chooses once on every experiment before measuring, so that the
+ * random column is the steady state rather than first touches.
+ *
+ *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
+ *                   [--commits R] [--warm] [--policy NAME] [--no-srm] N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -55,6 +63,7 @@ static long rss_kib(void)
 
 static const char *policy = "epsilon_greedy";
 static int no_srm;
+static const char *redis_url;
 
 static int write_config(const char *path, const char *dir, size_t n, size_t k,
                         const char *storage)
@@ -65,7 +74,11 @@ static int write_config(const char *path, const char *dir, size_t n, size_t k,
     fprintf(f, "{\"seed\": 1, \"plugin_path\": [\"%s\"],\n", MAB_BENCH_PLUGIN_DIR);
     if (storage && strcmp(storage, "lmdb") == 0)
         fprintf(f, " \"storage\": {\"plugin\": \"lmdb\", \"path\": \"%s/db\", "
-                   "\"map_size_mb\": 16384, \"sync\": {\"interval_ms\": 3600000}},\n", dir);
+                   "\"map_size\": 17179869184, \"sync\": {\"interval_ms\": 3600000}},\n", dir);
+    else if (storage && strcmp(storage, "redis") == 0)
+        fprintf(f, " \"storage\": {\"plugin\": \"redis\", \"url\": \"%s\", "
+                   "\"prefix\": \"%s:\", \"sync\": {\"interval_ms\": 3600000}},\n",
+                redis_url, dir);
     else if (storage)
         fprintf(f, " \"storage\": {\"plugin\": \"%s\", \"path\": \"%s/state.json\", "
                    "\"sync\": {\"interval_ms\": 3600000}},\n", storage, dir);
@@ -111,6 +124,37 @@ static double store_bytes(const char *dir, const char *storage)
     return stat(path, &st) == 0 ? (double)st.st_size : -1.0;
 }
 
+/* ms per commit of one changed record: a reward on one experiment, then mab_flush. */
+static double commit_ms(mab_engine *e, char **ids, size_t n, size_t commits)
+{
+    mab_error err = {0, ""};
+    double t0 = now_s();
+    for (size_t i = 0; i < commits; i++) {
+        if (mab_reward(e, ids[(i * 7919) % n], "a0", 1.0, &err) != MAB_OK ||
+            mab_flush(e, &err) != MAB_OK) {
+            fprintf(stderr, "commit: %s\n", err.message);
+            return -1;
+        }
+    }
+    return (now_s() - t0) * 1e3 / (double)commits;
+}
+
+/* s of one refresh: the store re-read as a refresh_ms tick does (mab_import of
+   no records flushes nothing new, applies nothing, then reloads the totals). */
+static double refresh_s(mab_engine *e)
+{
+    mab_error err = {0, ""};
+    double t0 = now_s();
+    if (mab_import(e, NULL, 0, 0, &err) != MAB_OK) {
+        fprintf(stderr, "refresh: %s\n", err.message);
+        return -1;
+    }
+    return now_s() - t0;
+}
+
+static size_t commits;
+static int warm;
+
 static int measure(const char *config, const char *dir, size_t n, size_t k, size_t calls,
                    const char *storage, int tsv)
 {
@@ -143,6 +187,13 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
         strings += (double)(id_len + 1 + value_len + 1);
     }
     strings /= (double)k;
+    /* --warm: one choose on every experiment first, so that the random
+       column is the steady state (cache and TLB misses), not first touches
+       (a slot's pending totals, an experiment's history ring, queue growth). */
+    mab_choice warm_choice = MAB_STRUCT_INIT(mab_choice);
+    for (size_t i = 0; warm && i < n; i++)
+        if (mab_choose(e, ids[i], &warm_choice, NULL) != MAB_OK)
+            return 1;
     double hot = choose_ns(e, ids, n, calls, 0);
     double cold = choose_ns(e, ids, n, calls, 1);
     double flush_s = 0, reopen_s = 0, stored = 0;
@@ -153,6 +204,13 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
             return 1;
         }
         flush_s = now_s() - t0;
+    }
+    double commit = 0, refresh_one = 0, refresh_none = 0;
+    if (storage && commits) {
+        commit = commit_ms(e, ids, n, commits);
+        refresh_none = refresh_s(e);
+        commit_ms(e, ids, n, 1);
+        refresh_one = refresh_s(e);
     }
     mab_close(e, NULL);
     if (storage) {
@@ -168,14 +226,15 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
     double per_arm = (double)(after - before) * 1024.0 / (double)(n * k);
     double heap_per_arm = (double)(heap_after - heap_before) / (double)(n * k);
     if (tsv)
-        printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\t%.1f\n",
+        printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\t%.1f\t%.3f"
+               "\t%.4f\t%.4f\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot,
-               cold, cold / hot, flush_s, reopen_s, stored);
+               cold, cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none);
     else
         printf("%10zu %4zu %-9s %9.3f s %8.1f B %8.1f B %6.1f B %8.1f ns %8.1f ns %6.2fx %9.3f s "
-               "%9.3f s %8.1f B\n",
+               "%9.3f s %8.1f B %9.3f ms %9.4f s %9.4f s\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
-               cold / hot, flush_s, reopen_s, stored);
+               cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none);
     fflush(stdout);
     return 0;
 }
@@ -192,6 +251,12 @@ int main(int argc, char **argv)
             calls = strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc)
             storage = argv[++i];
+        else if (strcmp(argv[i], "--redis") == 0 && i + 1 < argc)
+            storage = "redis", redis_url = argv[++i];
+        else if (strcmp(argv[i], "--commits") == 0 && i + 1 < argc)
+            commits = strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--warm") == 0)
+            warm = 1;
         else if (strcmp(argv[i], "--tsv") == 0)
             tsv = 1;
         else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
@@ -200,7 +265,8 @@ int main(int argc, char **argv)
             no_srm = 1;
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
-                            "[--policy NAME] [--no-srm] [--tsv] N [N ...]\n");
+                            "[--redis URL] [--commits R] [--warm] [--policy NAME] [--no-srm] "
+                            "[--tsv] N [N ...]\n");
             return 2;
         }
     }
@@ -210,11 +276,13 @@ int main(int argc, char **argv)
     }
     if (tsv)
         printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"
-               "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\tstore_per_arm\n");
+               "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\tstore_per_arm\tcommit_ms\t"
+               "refresh_one_s\trefresh_none_s\n");
     else
-        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s %10s\n", "experiments",
-               "K", "storage", "open", "RSS/arm", "heap/arm", "id+value", "choose hot",
-               "random", "ratio", "first write", "reopen", "store/arm");
+        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s %10s %12s %11s %11s\n",
+               "experiments", "K", "storage", "open", "RSS/arm", "heap/arm", "id+value",
+               "choose hot", "random", "ratio", "first write", "reopen", "store/arm", "commit 1",
+               "refresh 1", "refresh 0");
     for (; i < argc; i++) {
         size_t n = strtoul(argv[i], NULL, 10);
         char dir[] = "/tmp/mab-bench-scale-XXXXXX";

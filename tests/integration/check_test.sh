@@ -75,6 +75,31 @@ grep -qE "^color +epsilon_greedy +2 .*/epsilon_greedy\.so$" "$tmp/out" ||
 [[ ! -e $dir/var/state.json && ! -e $dir/var/state.json.lock ]] || fail "check created the json_file store"
 [[ ! -e $dir/logs/access.log ]] || fail "check created the access log"
 
+# ---- json_file past the size where a commit takes over a second -----------
+
+# many_config FILE EXPERIMENTS STORAGE_JSON: that many experiments of 3 arms.
+many_config() {
+    "$py" - "$1" "$2" "$3" "$build/plugins" <<'PY'
+import json, sys
+path, n, storage, plugins = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+exps = {"e%d" % i: {"policy": {"plugin": "epsilon_greedy"},
+                    "arms": {"a": 0, "b": 1, "c": 2}} for i in range(n)}
+json.dump({"plugin_path": [plugins], "storage": json.loads(storage), "experiments": exps},
+          open(path, "w"))
+PY
+}
+json_store='{"plugin": "json_file", "path": "var/big.json"}'
+many_config "$dir/big.json" 10000 "$json_store"
+run_check "json_file at 30000 arms" 0 "$mab" check "$dir/big.json"
+grep -q "^warning: *json_file holds 30000 arms, at or above 30000: .*lmdb" "$tmp/out" ||
+    fail "no size warning at 30000 arms: $(head -12 "$tmp/out")"
+grep -q "warning: json_file holds 30000 arms" "$tmp/err" || fail "no size warning on stderr: $(cat "$tmp/err")"
+many_config "$dir/big.json" 9999 "$json_store"
+run_check "json_file below 30000 arms" 0 "$mab" check "$dir/big.json"
+! grep -q "warning" "$tmp/out" "$tmp/err" || fail "a size warning below 30000 arms: $(head -12 "$tmp/out")"
+! grep -q "warning" <("$mab" check "$dir/good.json" 2>&1) || fail "a size warning on the good config"
+rm -f "$dir/big.json"
+
 if [[ -f $build/plugins/lmdb.so ]]; then
     write_config "$dir/lmdb.json" '{"plugin": "lmdb", "path": "var/lmdb/deeper"}'
     run_check "lmdb config" 0 "$mab" check "$dir/lmdb.json"

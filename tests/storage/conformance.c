@@ -2642,10 +2642,14 @@ static void test_disk_full_plugin(void **state)
 
 /* A store on a file system remounted read-only: open is refused naming the
    path (or, if it can open, it reads everything); the data is intact. */
+static void clear_mount(void);
+
 static void test_read_only_mount(void **state)
 {
     (void)state;
-    free_disk();
+    /* The disk-full cases' stores go too: an LMDB store with its change log
+       (storage ABI 1.6) does not fit beside them in the small tmpfs. */
+    clear_mount();
     REQUIRE(B->files, "it keeps no files");
     char dir[200];
     snprintf(dir, sizeof dir, "%s/ro", mnt);
@@ -2711,7 +2715,9 @@ static void test_buckets_disk_full(void **state)
     fill_disk(dir, filler, sizeof filler);
     struct stat sb;
     assert_int_equal(stat(filler, &sb), 0);
-    assert_int_equal(truncate(filler, sb.st_size > 24576 ? sb.st_size - 24576 : 0), 0);
+    /* Room for a few batches: each writes counters, statistics, buckets and
+       (lmdb) its change log, a few pages of each. */
+    assert_int_equal(truncate(filler, sb.st_size > 49152 ? sb.st_size - 49152 : 0), 0);
 
     enum { ARMS = 4, HOURS = 8, MAX_BATCHES = 4000 };
     static char names[MAX_BATCHES][16];

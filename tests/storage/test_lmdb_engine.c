@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
+
 #include <cmocka.h>
 
 #include "mab/mab.h"
@@ -411,11 +413,197 @@ static void test_kill_keeps_everything_flushed(void **state)
     kill_rounds(f, 500);
 }
 
+/* ---- a refresh re-reads only what changed (storage ABI 1.6) ----------- */
+
+#define MANY 60
+
+/* MANY experiments e0..e59 of 3 arms over the counting_lmdb fixture (lmdb
+   behind a counter of load() calls); refreshes only when the test asks. */
+static void write_many_config(const fixture *f)
+{
+    FILE *out = fopen(f->config, "w");
+    assert_non_null(out);
+    fprintf(out, "{\"plugin_path\": [\"%s\", \"%s\"],\n"
+                 " \"storage\": {\"plugin\": \"counting_lmdb\", \"path\": \"store\", "
+                 "\"sync\": {\"interval_ms\": 3600000}, \"refresh_ms\": 86400000},\n"
+                 " \"experiments\": {\n", MAB_FIXTURE_DIR, MAB_PLUGIN_DIR);
+    for (int i = 0; i < MANY; i++)
+        fprintf(out, "  \"e%d\": {\"policy\": {\"plugin\": \"epsilon_greedy\"}, "
+                     "\"arms\": {\"a0\": 0, \"a1\": 1, \"a2\": 2}}%s\n", i,
+                i + 1 < MANY ? "," : "");
+    fputs(" }}\n", out);
+    assert_int_equal(fclose(out), 0);
+}
+
+static uint64_t loads_so_far(void)
+{
+    void *h = dlopen(MAB_FIXTURE_DIR "/counting_lmdb.so", RTLD_NOW | RTLD_NOLOAD);
+    if (!h)
+        fail_msg("counting_lmdb.so is not loaded: %s", dlerror());
+    uint64_t (*loads)(void) = (uint64_t (*)(void))dlsym(h, "storage_counting_loads");
+    assert_non_null(loads);
+    uint64_t n = loads();
+    dlclose(h); /* drops only the reference RTLD_NOLOAD took */
+    return n;
+}
+
+/* What a refresh_ms tick does, on demand: mab_import of no records flushes
+   (nothing new here), applies nothing, then refreshes the totals. */
+static void refresh_now(mab_engine *e)
+{
+    mab_error err = {0};
+    if (mab_import(e, NULL, 0, 0, &err) != MAB_OK)
+        fail_msg("refresh (mab_import of nothing): %s", err.message);
+}
+
+static void arm_stats_of(mab_engine *e, const char *experiment, mab_arm_stats out[ARMS])
+{
+    mab_error err = {0};
+    size_t n = 0;
+    for (int a = 0; a < ARMS; a++)
+        out[a] = (mab_arm_stats)MAB_STRUCT_INIT(mab_arm_stats);
+    if (mab_stats(e, experiment, out, ARMS, &n, &err) != MAB_OK)
+        fail_msg("mab_stats %s: %s", experiment, err.message);
+    assert_int_equal(n, ARMS);
+}
+
+/* Child: at each byte on go, one step: 1 = a reward of 1 on e17.a1, 2 = the
+   same plus 0.5 on e42.a2, 3 = reset e5; each durable before the byte on done. */
+static void changes_child(const fixture *f, int go, int done)
+{
+    char step;
+    mab_engine *e = NULL;
+    if (read(go, &step, 1) != 1 || mab_open(f->config, &e, NULL) != MAB_OK)
+        _exit(2);
+    do {
+        int ok = 1;
+        if (step == 1 || step == 2)
+            ok = mab_reward(e, "e17", "a1", 1.0, NULL) == MAB_OK;
+        if (ok && step == 2)
+            ok = mab_reward(e, "e42", "a2", 0.5, NULL) == MAB_OK;
+        if (ok && step == 3)
+            ok = mab_reset(e, "e5", NULL) == MAB_OK;
+        if (!ok || mab_flush(e, NULL) != MAB_OK || write(done, "d", 1) != 1)
+            _exit(3);
+    } while (read(go, &step, 1) == 1 && step != 0);
+    _exit(mab_close(e, NULL) == MAB_OK ? 0 : 4);
+}
+
+static void child_step(int go, int done, char step)
+{
+    char c;
+    assert_int_equal(write(go, &step, 1), 1);
+    assert_int_equal(read(done, &c, 1), 1);
+}
+
+static void test_refresh_reads_only_changed(void **state)
+{
+    fixture *f = *state;
+    write_many_config(f);
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(done[0]);
+        changes_child(f, go[0], done[1]);
+    }
+    close(go[0]);
+    close(done[1]);
+
+    /* Something stored in e5 (for the reset) and in e17, before anyone opens. */
+    mab_engine *e = open_ok(f);
+    assert_int_equal(mab_reward(e, "e5", "a0", 1.0, NULL), MAB_OK);
+    assert_int_equal(mab_reward(e, "e17", "a0", 1.0, NULL), MAB_OK);
+    close_ok(e);
+
+    e = open_ok(f);
+    uint64_t opened = loads_so_far();
+    /* The open read everything (the plugin's first answer is "everything");
+       a refresh with nothing changed anywhere reads nothing. */
+    refresh_now(e);
+    uint64_t base = loads_so_far();
+    assert_int_equal(base - opened, 0);
+
+    /* Ours, not yet applied: it must survive the refresh of its experiment. */
+    assert_int_equal(mab_reward(e, "e17", "a2", 0.25, NULL), MAB_OK);
+    uint64_t before = loads_so_far();
+    child_step(go[1], done[0], 1);
+    /* mab_import flushes ours first (e17 again): still one experiment. */
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, 1);
+    mab_arm_stats s[ARMS];
+    arm_stats_of(e, "e17", s);
+    assert_int_equal(s[0].rewards, 1);  /* stored before */
+    assert_int_equal(s[1].rewards, 1);  /* the other process's */
+    assert_int_equal(s[2].rewards, 1);  /* ours */
+
+    before = loads_so_far();
+    child_step(go[1], done[0], 2);
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, 2);
+    arm_stats_of(e, "e17", s);
+    assert_int_equal(s[1].rewards, 2);
+    arm_stats_of(e, "e42", s);
+    assert_int_equal(s[2].rewards, 1);
+    assert_true(s[2].reward_sum == 0.5);
+
+    before = loads_so_far();
+    child_step(go[1], done[0], 3);
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, 1);
+    arm_stats_of(e, "e5", s);
+    assert_int_equal(s[0].rewards, 0); /* reset elsewhere: gone here too */
+
+    char stop = 0;
+    assert_int_equal(write(go[1], &stop, 1), 1);
+    wait_ok(child);
+    close(go[1]);
+    close(done[0]);
+    close_ok(e);
+}
+
+/* The write batch grows with the arms that changed (it starts at 64 entries):
+   one flush of every arm of MANY experiments writes each once, exactly. */
+static void test_batch_holds_every_changed_arm(void **state)
+{
+    fixture *f = *state;
+    write_many_config(f);
+    mab_engine *e = open_ok(f);
+    char id[16];
+    const char *arms[] = {"a0", "a1", "a2"};
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < MANY; i++)
+            for (int a = 0; a < ARMS; a++) {
+                snprintf(id, sizeof id, "e%d", i);
+                assert_int_equal(mab_reward(e, id, arms[a], 1.0, NULL), MAB_OK);
+            }
+        mab_error err = {0};
+        if (mab_flush(e, &err) != MAB_OK)
+            fail_msg("flush: %s", err.message);
+    }
+    close_ok(e);
+    e = open_ok(f);
+    mab_arm_stats s[ARMS];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(id, sizeof id, "e%d", i);
+        arm_stats_of(e, id, s);
+        for (int a = 0; a < ARMS; a++)
+            if (s[a].rewards != 2)
+                fail_msg("%s.%s holds %" PRIu64 " rewards, not 2", id, arms[a], s[a].rewards);
+    }
+    close_ok(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_processes_count_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_others_seen_within_refresh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_reads_only_changed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_holds_every_changed_arm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_loses_no_acknowledged_reward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_keeps_everything_flushed, setup, teardown),
     };

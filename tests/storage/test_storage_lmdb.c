@@ -852,6 +852,149 @@ static void plant_claims(const char *path, uint32_t n, int64_t expires)
     mdb_env_close(env);
 }
 
+/* ---- the change log (storage ABI 1.6, changed()) --------------------- */
+
+typedef struct changed_seen {
+    char ids[16][16];
+    size_t n;
+} changed_seen;
+
+static int see_changed(void *ctx, const char *experiment)
+{
+    changed_seen *c = ctx;
+    if (c->n < 16)
+        snprintf(c->ids[c->n], sizeof c->ids[0], "%s", experiment);
+    c->n++;
+    return 0;
+}
+
+/* changed() on store: *everything, and the ids named, joined by ",". */
+static int changed_ok(void *store, char *names, size_t cap)
+{
+    changed_seen c = {.n = 0};
+    int everything = -1;
+    mab_error err = {0};
+    int rc = storage->changed(store, &everything, see_changed, &c, &err);
+    if (rc != MAB_OK)
+        fail_msg("changed: %d %s", rc, err.message);
+    names[0] = '\0';
+    for (size_t i = 0; i < c.n && i < 16; i++)
+        snprintf(names + strlen(names), cap - strlen(names), "%s%s", i ? "," : "", c.ids[i]);
+    return everything;
+}
+
+/* Child: at each byte on go, one write to the store, then a byte on done:
+   1 = apply to c3 through the plugin, 2 = reset c4 through the plugin,
+   3 = a record of c2 put with liblmdb directly (a writer that keeps no change
+   log, as an older plugin). */
+static void change_log_child(const fixture *f, int go, int done)
+{
+    char step;
+    while (read(go, &step, 1) == 1 && step != 0) {
+        if (step == 3) {
+            MDB_env *env;
+            MDB_txn *txn;
+            MDB_dbi dbi;
+            /* the plugin's 40-byte record (lmdb.c, stored_record): version 1 */
+            struct {
+                uint32_t version, reserved;
+                uint64_t pulls, rewards;
+                double reward_sum, reward_sum_sq;
+            } r = {1, 0, 9, 0, 0.0, 0.0};
+            MDB_val k = {5, "c2\0zz"}, v = {sizeof r, &r};
+            if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 8) ||
+                mdb_env_open(env, f->path, 0, 0644) || mdb_txn_begin(env, NULL, 0, &txn) ||
+                mdb_dbi_open(txn, "records", 0, &dbi) || mdb_put(txn, dbi, &k, &v, 0) ||
+                mdb_txn_commit(txn))
+                _exit(2);
+            mdb_env_close(env);
+        } else {
+            void *store = NULL;
+            if (store_open_with(f->path, NULL, &store, NULL) != MAB_OK)
+                _exit(3);
+            mab_delta d = delta("c3", "a", 1, 1, 1.0, 1.0);
+            int rc = step == 1 ? storage->apply(store, &d, 1, NULL)
+                               : storage->reset(store, "c4", NULL);
+            storage->close(store);
+            if (rc != MAB_OK)
+                _exit(4);
+        }
+        if (write(done, "d", 1) != 1)
+            _exit(5);
+    }
+    _exit(0);
+}
+
+static void test_change_log_names_what_changed(void **state)
+{
+    fixture *f = *state;
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    pid_t child = fork(); /* before this process opens any environment */
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(done[0]);
+        change_log_child(f, go[0], done[1]);
+    }
+    close(go[0]);
+    close(done[1]);
+
+    void *store = open_ok(f);
+    char names[400];
+    const char *ids[] = {"c0", "c1", "c2", "c3", "c4", "c5"};
+    for (int i = 0; i < 6; i++) {
+        mab_delta d = delta(ids[i], "a", 1, 0, 0, 0);
+        apply_ok(store, &d, 1);
+    }
+    assert_int_equal(changed_ok(store, names, sizeof names), 1); /* first call: no position */
+    assert_int_equal(changed_ok(store, names, sizeof names), 0);
+    assert_string_equal(names, "");
+    /* Its own writes are named too (another state of this process could not
+       tell them from anyone's), once per experiment however many records. */
+    mab_delta two[] = {delta("c1", "a", 1, 0, 0, 0), delta("c1", "b", 1, 0, 0, 0),
+                       delta("c5", "a", 1, 0, 0, 0)};
+    apply_ok(store, two, 3);
+    assert_int_equal(changed_ok(store, names, sizeof names), 0);
+    assert_string_equal(names, "c1,c5");
+    assert_int_equal(changed_ok(store, names, sizeof names), 0);
+    assert_string_equal(names, "");
+
+    char c, step = 1;
+    assert_int_equal(write(go[1], &step, 1), 1);
+    assert_int_equal(read(done[0], &c, 1), 1);
+    assert_int_equal(changed_ok(store, names, sizeof names), 0);
+    assert_string_equal(names, "c3");
+    assert_totals(load_one(store, "c3", "a"), 2, 1, 1.0, 1.0);
+
+    step = 2;
+    assert_int_equal(write(go[1], &step, 1), 1);
+    assert_int_equal(read(done[0], &c, 1), 1);
+    assert_int_equal(changed_ok(store, names, sizeof names), 0);
+    assert_string_equal(names, "c4");
+    assert_totals(load_one(store, "c4", "a"), 0, 0, 0.0, 0.0);
+
+    /* A writer that keeps no log: the plugin cannot name its change, so it
+       asks for everything; then it knows its position again. */
+    step = 3;
+    assert_int_equal(write(go[1], &step, 1), 1);
+    assert_int_equal(read(done[0], &c, 1), 1);
+    assert_int_equal(changed_ok(store, names, sizeof names), 1);
+    assert_int_equal(load_one(store, "c2", "zz").pulls, 9);
+    assert_int_equal(changed_ok(store, names, sizeof names), 0);
+    assert_string_equal(names, "");
+
+    step = 0;
+    assert_int_equal(write(go[1], &step, 1), 1);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(go[1]);
+    close(done[0]);
+    storage->close(store);
+}
+
 /* First wins; the reward's deltas go with the winning claim only; a failed
    claim (bad delta) claims nothing. */
 static void test_claim_first_wins(void **state)
@@ -1342,6 +1485,7 @@ int main(int argc, char **argv)
 #endif
         cmocka_unit_test_setup_teardown(test_claim_first_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_across_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_log_names_what_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_claims_swept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_data_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_and_empty_data_refused, setup, teardown),

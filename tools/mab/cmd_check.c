@@ -16,6 +16,9 @@
  *    when the store (read by the check through the plugin's open_read_only,
  *    so nothing is created or locked) holds statistics of another layout (a
  *    policy change: it starts afresh).
+ *  - a warning when json_file would hold more arms than it commits quickly:
+ *    it rewrites the whole file on every commit, so a commit costs the size
+ *    of the store (docs/storage.md, "How large a json_file store").
  * The first fault is printed ("mab: FILE: JSON.PATH: what is wrong") and the
  * exit status is 1; mabd -t runs the same checks.
  */
@@ -32,6 +35,26 @@
 #ifdef MAB_CHECK_MABD
 #include "mabd_settings.h"
 #endif
+
+/*
+ * Arms above which json_file's commits (each rewrites the whole file) took
+ * longer than 1 s on the benchmark machine: docs/benchmarks.md, "json_file
+ * commits by store size", 10^4 experiments x 3 arms.
+ */
+#define JSON_FILE_WARN_ARMS 30000
+
+/* The json_file size warning ("" when there is none). */
+static void json_file_size_warning(mab_engine *engine, size_t arms, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *name = mab_storage_name(engine);
+    if (name && strcmp(name, "json_file") == 0 && arms >= JSON_FILE_WARN_ARMS)
+        snprintf(out, cap,
+                 "json_file holds %zu arms, at or above %d: it rewrites the whole file on "
+                 "every commit, which then takes over a second (docs/storage.md); use "
+                 "the lmdb storage plugin",
+                 arms, JSON_FILE_WARN_ARMS);
+}
 
 /* The mabd section with mabd's reader; 0 or EXIT_USER after printing why. */
 static int check_mabd_section(mab_engine *engine, const char **verdict)
@@ -131,7 +154,7 @@ int cmd_check(const command_args *args)
     table_init(&table, 5, 1u << 2);
     const char *header[] = {"experiment", "policy", "arms", "reward", "policy file"};
     bool ok = table_add_row(&table, header);
-    size_t n = mab_experiment_count(engine);
+    size_t n = mab_experiment_count(engine), arms = 0;
     for (size_t i = 0; ok && i < n && status == 0; i++) {
         mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         if (mab_experiment_at(engine, i, &info, &err) != MAB_OK) {
@@ -139,6 +162,7 @@ int cmd_check(const command_args *args)
             break;
         }
         char n_arms[32], range[96];
+        arms += info.n_arms;
         snprintf(n_arms, sizeof n_arms, "%zu", info.n_arms);
         snprintf(range, sizeof range, "[%g, %g]", info.reward_min, info.reward_max);
         const char *row[] = {info.id, info.policy, n_arms, range, info.policy_path};
@@ -166,6 +190,12 @@ int cmd_check(const command_args *args)
                                                 "extension refuse to start without one "
                                                 "(`mab keygen FILE`)");
         printf("mabd:        %s\n", mabd_verdict);
+        char warning[300];
+        json_file_size_warning(engine, arms, warning, sizeof warning);
+        if (warning[0]) {
+            printf("warning:     %s\n", warning);
+            fprintf(stderr, "mab: %s: warning: %s\n", config, warning);
+        }
         printf("experiments: %zu\n\n", n);
         table_print(&table, stdout, "");
         status = print_layouts(engine, n);

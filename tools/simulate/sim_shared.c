@@ -437,6 +437,7 @@ static const mab_storage sim_shared = {
     shared_load_stats,
     shared_scan_stats,
     NULL, NULL, NULL, /* ABI 1.5 time buckets: a simulated run keeps none */
+    NULL, /* changed (ABI 1.6, optional) */
 };
 
 MAB_STORAGE_DEFINE(sim_shared)
