@@ -15,17 +15,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engine.h"
 #include "engine_access.h"
 
-#define CONFIG_MAX_BYTES (16u << 20)
+/* Large enough for a million experiments of a few arms (about 100 MB of
+   JSON); a file announcing more is refused before it is read. */
+#define CONFIG_MAX_BYTES (1u << 30)
 
 static int read_file(const char *path, char **out, mab_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return mab_error_set(err, MAB_EIO, "%s: cannot open config: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+        (uint64_t)st.st_size >= CONFIG_MAX_BYTES - 1) {
+        fclose(f);
+        return mab_error_set(err, MAB_ECONFIG, "%s: config is larger than %u bytes (%lld)", path,
+                             CONFIG_MAX_BYTES, (long long)st.st_size);
+    }
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     while (buf) {

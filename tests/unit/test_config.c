@@ -205,6 +205,29 @@ static void test_missing_file(void **state)
     assert_null(engine);
 }
 
+/* A config file over 1 GiB is refused before it is read (a sparse file:
+   nothing is written, and nothing is read or allocated by the check). */
+static void test_oversized_file(void **state)
+{
+    (void)state;
+    char path[300];
+    snprintf(path, sizeof path, "%s/huge.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"experiments\": {}}", f);
+    fclose(f);
+    assert_int_equal(truncate(path, (off_t)1 << 30), 0);
+    mab_engine *engine = NULL;
+    mab_error err;
+    assert_int_equal(mab_open(path, &engine, &err), MAB_ECONFIG);
+    char expected[400];
+    snprintf(expected, sizeof expected, "%s: config is larger than 1073741824 bytes (1073741824)",
+             path);
+    assert_string_equal(err.message, expected);
+    assert_null(engine);
+    unlink(path);
+}
+
 static void test_good_config_opens(void **state)
 {
     (void)state;
@@ -579,6 +602,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_oversized_file),
         cmocka_unit_test(test_good_config_opens),
         cmocka_unit_test(test_arm_values_as_cjson_writes_them),
         cmocka_unit_test(test_unclaimed_keys_refused),
