@@ -1133,6 +1133,27 @@ static void test_new_policies_through_the_engine(void **unused)
     assert_int_equal(mab_open(config, &e, &err), MAB_ECONFIG);
     if (!strstr(err.message, "experiments.kl.policy") || !strstr(err.message, "\"C\""))
         fail_msg("unknown key not named: %s", err.message);
+    /* thompson's too (probability_draws misspelt; alpha0 with the Gaussian
+       likelihood, which does not read it); a bad value is named. */
+    static const char *const thompson_bad[][2] = {
+        {"\"probability_drawz\": 3", "\"probability_drawz\""},
+        {"\"likelihood\": \"gaussian\", \"alpha0\": 2", "\"alpha0\""},
+        {"\"probability_draws\": -1", "experiments.ts.policy.probability_draws"},
+    };
+    for (size_t k = 0; k < 3; k++) {
+        assert_int_equal(
+            test_write_file(config,
+                            "{\"storage\": {\"plugin\": \"%s/storage_memory.so\"}, "
+                            "\"experiments\": {\"ts\": {\"policy\": {\"plugin\": \"thompson\", %s}, "
+                            "\"arms\": {\"a\": 1, \"b\": 2}}}}\n",
+                            MAB_FIXTURE_DIR, thompson_bad[k][0]),
+            0);
+        e = NULL;
+        assert_int_equal(mab_open(config, &e, &err), MAB_ECONFIG);
+        if (!strstr(err.message, "experiments.ts.policy") ||
+            !strstr(err.message, thompson_bad[k][1]))
+            fail_msg("thompson's bad key not named: %s", err.message);
+    }
     test_rm_tree(dir);
     free(dir);
 }
