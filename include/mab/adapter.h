@@ -378,7 +378,7 @@ MAB_EXPORT const char *mab_request_token(mab_request *rq);
  *        mab_request_choose() or mab_request_reward(): the entry they used).
  *        For logs that serve off-policy evaluation (inverse propensity).
  * @return the probability, or NAN when the request holds no entry for the
- *         experiment or the policy could not tell (Thompson).
+ *         experiment or the policy could not tell (Thompson, probability_draws 0).
  */
 MAB_EXPORT double mab_request_probability(const mab_request *rq, const char *experiment);
 

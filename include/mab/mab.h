@@ -255,7 +255,8 @@ typedef struct mab_choice {
     double probability;     /* probability this arm was chosen with, after the
                                experiment's operating rules (floor, burn-in, state;
                                for a holdout choice, within the holdout), or NAN
-                               when the policy cannot tell (Thompson) */
+                               when the policy cannot tell (Thompson with
+                               probability_draws 0) */
     /* Added in 0.2. */
     int estimated;          /* 1 when probability is the policy's estimate
                                rather than exact (policy ABI 2); else 0 */

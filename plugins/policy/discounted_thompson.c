@@ -51,7 +51,10 @@
  *
  * Probability (estimated, flagged): the share of probability_draws fresh
  * Thompson draws (this thread's stream) that the chosen arm leads, at least
- * 1 / (2 draws). explain(): each arm's decayed posterior mean.
+ * 1 / (2 draws). With ABI 2.2's in->probabilities, every arm's share of
+ * the same draws (summing to 1; the floor as floor_chosen() in
+ * beta_draws.h says), of which the choice's is probabilities[arm].
+ * explain(): each arm's decayed posterior mean.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -198,8 +201,8 @@ static int dt_choose(const void *state, const mab_policy_input *in, mab_policy_c
         out->probability = NAN;
         if (s->probability_draws > 0) {
             beta_leader_counts(in->api, in->rng, a, b, n, s->probability_draws, counts);
-            out->probability = estimate_floor(
-                (double)counts[out->arm] / (double)s->probability_draws, s->probability_draws);
+            out->probability = leader_shares(counts, n, s->probability_draws, out->arm,
+                                             input_probabilities(in));
         }
     }
     if (!small) {

@@ -25,6 +25,10 @@
  * (seeded by the config's "seed"), independent of the draws that chose: a
  * leader count c_i over S draws gives L_i = c_i / S and L_a / (1 - L_i) =
  * c_a / (S - c_i) (1 / (K - 1) when i led every draw). Cost: S K Beta draws.
+ * Never below 1 / (2S). With ABI 2.2's in->probabilities, every arm's
+ * estimate by the same formula from the same counts (summing to 1; the
+ * chosen arm's floor is kept in the sum as floor_chosen() in beta_draws.h
+ * says), and the choice's probability is probabilities[arm].
  */
 #include <math.h>
 #include <stdlib.h>
@@ -90,20 +94,32 @@ static void ttts_posteriors(const ttts_state *s, const mab_policy_input *in, dou
     }
 }
 
-/* The estimate of P(arm) from leader counts over `draws` draws. */
-static double ttts_probability(const ttts_state *s, const size_t *counts, size_t n, size_t arm)
+/*
+ * The estimate of every arm's probability from leader counts over S draws,
+ * into p (n doubles): with L_i = c_i / S, P(a) = beta L_a + (1 - beta) L_a
+ * sum_{i != a, 0 < c_i} c_i / (S - c_i), in O(K) through the full sum T
+ * over every arm that led some draws but not all; when one arm m led every
+ * draw, P(m) = beta and every other arm (1 - beta) / (K - 1). The values
+ * sum to 1 (sum_a L_a / (1 - L_i) over a != i is 1).
+ */
+static void ttts_probabilities(const ttts_state *s, const size_t *counts, size_t n, double *p)
 {
-    double total = (double)s->probability_draws, challenger = 0.0;
+    double total = (double)s->probability_draws, sum_ratio = 0.0;
     for (size_t i = 0; i < n; i++) {
-        if (i == arm || counts[i] == 0)
-            continue;
-        double given_i = counts[i] < s->probability_draws
-                             ? (double)counts[arm] / (total - (double)counts[i])
-                             : 1.0 / (double)(n - 1);
-        challenger += (double)counts[i] / total * given_i;
+        if (counts[i] == s->probability_draws) {
+            for (size_t a = 0; a < n; a++)
+                p[a] = a == i ? s->beta : (1.0 - s->beta) / (double)(n - 1);
+            return;
+        }
+        if (counts[i] > 0)
+            sum_ratio += (double)counts[i] / (total - (double)counts[i]);
     }
-    double p = s->beta * (double)counts[arm] / total + (1.0 - s->beta) * challenger;
-    return estimate_floor(p, s->probability_draws);
+    for (size_t a = 0; a < n; a++) {
+        double leads = (double)counts[a] / total;
+        double others = counts[a] > 0 ? sum_ratio - (double)counts[a] / (total - (double)counts[a])
+                                      : sum_ratio;
+        p[a] = s->beta * leads + (1.0 - s->beta) * leads * others;
+    }
 }
 
 #define TTTS_STACK_ARMS 64
@@ -113,10 +129,10 @@ static int ttts_choose(const void *state, const mab_policy_input *in, mab_policy
     const ttts_state *s = state;
     const mab_core_api *api = in->api;
     size_t n = in->n_arms;
-    double stack[2 * TTTS_STACK_ARMS];
+    double stack[3 * TTTS_STACK_ARMS];
     size_t count_stack[TTTS_STACK_ARMS];
     int small = n <= TTTS_STACK_ARMS;
-    double *a = small ? stack : malloc(2 * n * sizeof *a);
+    double *a = small ? stack : malloc(3 * n * sizeof *a);
     size_t *counts = small ? count_stack : malloc(n * sizeof *counts);
     if (!a || !counts) {
         if (!small) {
@@ -125,7 +141,7 @@ static int ttts_choose(const void *state, const mab_policy_input *in, mab_policy
         }
         return MAB_ENOMEM;
     }
-    double *b = a + n;
+    double *b = a + n, *shares = a + 2 * n;
     ttts_posteriors(s, in, a, b);
 
     size_t leader = beta_draw_leader(api, in->rng, a, b, n, n), arm = leader;
@@ -143,7 +159,11 @@ static int ttts_choose(const void *state, const mab_policy_input *in, mab_policy
     out->probability = NAN;
     if (s->probability_draws > 0) {
         beta_leader_counts(api, in->rng, a, b, n, s->probability_draws, counts);
-        out->probability = ttts_probability(s, counts, n, arm);
+        double *p = input_probabilities(in);
+        if (!p)
+            p = shares;
+        ttts_probabilities(s, counts, n, p);
+        out->probability = floor_chosen(p, n, arm, s->probability_draws);
     }
     if (!small) {
         free(a);

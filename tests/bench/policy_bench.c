@@ -44,7 +44,10 @@ typedef struct bench_case {
 static const bench_case cases[] = {
     {"ucb1", "\"plugin\": \"ucb1\"", 0},
     {"thompson", "\"plugin\": \"thompson\"", 0},
+    {"thompson draws=0", "\"plugin\": \"thompson\", \"probability_draws\": 0", 0},
     {"thompson gaussian", "\"plugin\": \"thompson\", \"likelihood\": \"gaussian\"", 0},
+    {"thompson gaussian draws=0",
+     "\"plugin\": \"thompson\", \"likelihood\": \"gaussian\", \"probability_draws\": 0", 0},
     {"exp3", "\"plugin\": \"exp3\"", 0},
     {"exp3 srm=false", "\"plugin\": \"exp3\"", 0},
     {"kl_ucb", "\"plugin\": \"kl_ucb\"", 0},

@@ -41,7 +41,8 @@ write_config() { # write_config LOG_LEVEL
   "experiments": {
     "color": {"policy": {"plugin": "epsilon_greedy", "epsilon": 0.5},
               "arms": {"green": "#0f0", "red": "#f00", "blue": "#00f"}},
-    "txt": {"policy": {"plugin": "thompson"}, "arms": {"casual": "Hey", "neutral": "Add"}}
+    "txt": {"policy": {"plugin": "thompson", "probability_draws": 0},
+            "arms": {"casual": "Hey", "neutral": "Add"}}
   }
 }
 EOF
@@ -113,7 +114,7 @@ for x in f:
     assert x["pull"] == "1" and x["reward"] == "-", x
 p_color = float(f[0]["p"])
 assert abs(p_color - chosen["color"]["probability"]) < 1e-5, (f, chosen)
-assert f[1]["p"] == "-", f          # Thompson cannot tell its probability
+assert f[1]["p"] == "-", f          # no probability: Thompson without its estimate
 
 (m, f) = entries[1]
 assert [x["pull"] for x in f] == ["0", "0"] and f[0]["arm"] == chosen["color"]["arm"], f

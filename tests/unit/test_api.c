@@ -24,8 +24,8 @@ static char config[300], key_file[300];
 
 #define CANARY 0xA5
 
-/* Three experiments over three policies of ABI 1 and one of ABI 2 (the
-   policy_stats fixture, with statistics of its own). */
+/* Four experiments: two policies of ABI 1 (epsilon_greedy, ucb1) and two of
+   ABI 2 (thompson; the policy_stats fixture, with statistics of its own). */
 static void write_config(void)
 {
     assert_int_equal(

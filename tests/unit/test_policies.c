@@ -1,5 +1,6 @@
 /*
- * test_policies.c - the policy plugins (four of ABI 1, exp3 of ABI 2),
+ * test_policies.c - the policy plugins (three of ABI 1; exp3, sw_ucb and
+ * thompson of ABI 2),
  * loaded from their built .so files as the engine loads them, driven with
  * hand-made arm statistics.
  *
@@ -582,95 +583,6 @@ static void beta_p_best(const double *a, const double *b, size_t n, double *p_be
     }
 }
 
-static void test_thompson_matches_p_best(void **unused)
-{
-    loaded_policy lp = load_policy("thompson");
-    void *state = create_ok(&lp, "{}", 3);
-    /* Posteriors with the uniform prior: Beta(4, 8), Beta(6, 6), Beta(9, 13). */
-    mab_arm_view arms[3] = {arm_stats(10, 3), arm_stats(10, 5), arm_stats(20, 8)};
-    const double a[3] = {4, 6, 9}, b[3] = {8, 6, 13};
-    double probs[3];
-    beta_p_best(a, b, 3, probs);
-    assert_near(probs[0] + probs[1] + probs[2], 1.0, 1e-9);
-
-    /* The accumulated CDFs agree with the exact binomial sums. */
-    for (int k = 0; k < 3; k++)
-        for (int tenth = 1; tenth < 10; tenth++)
-            assert_near(cdf_grids[k][tenth * (GRID / 10)],
-                        beta_cdf_integer(tenth / 10.0, (int)a[k], (int)b[k]), 1e-10);
-
-    uint64_t counts[3];
-    mab_rng *rng = mab_rng_create(16);
-    memset(counts, 0, sizeof counts);
-    for (int d = 0; d < DRAWS; d++) {
-        double p;
-        counts[choose_ok(&lp, state, arms, 3, rng, &p)]++;
-        assert_true(isnan(p));
-    }
-    mab_rng_destroy(rng);
-    assert_chi_square_fits(counts, probs, 3, DRAWS, 2);
-    lp.policy->destroy(state);
-    unload_policy(&lp);
-}
-
-static void test_thompson_fractional_rewards_and_prior(void **unused)
-{
-    loaded_policy lp = load_policy("thompson");
-    void *state = create_ok(&lp, "{\"alpha0\":2,\"beta0\":3}", 3);
-    /* Posteriors Beta(2 + s, 3 + n - s): Beta(4.5, 4.5), Beta(3.5, 7.5),
-       Beta(5.25, 4.75). Fractional sums enter as they are. */
-    mab_arm_view arms[3] = {arm_stats(4, 2.5), arm_stats(6, 1.5), arm_stats(5, 3.25)};
-    const double a[3] = {4.5, 3.5, 5.25}, b[3] = {4.5, 7.5, 4.75};
-    double probs[3];
-    beta_p_best(a, b, 3, probs);
-    assert_near(probs[0] + probs[1] + probs[2], 1.0, 1e-9);
-    uint64_t counts[3];
-    count_choices(&lp, state, arms, 3, 17, counts, NULL);
-    assert_chi_square_fits(counts, probs, 3, DRAWS, 2);
-    lp.policy->destroy(state);
-    unload_policy(&lp);
-}
-
-/* Totals no engine run produces (a damaged store, found by fuzz_lmdb): a
-   negative reward sum must not make a Beta shape <= 0. */
-static void test_thompson_negative_sum_from_storage(void **unused)
-{
-    loaded_policy lp = load_policy("thompson");
-    void *state = create_ok(&lp, "{}", 3);
-    mab_arm_view arms[3] = {arm_stats(0, -5), arm_stats(10, 0), arm_stats(UINT64_MAX, -1.6e163)};
-    uint64_t counts[3];
-    count_choices(&lp, state, arms, 3, 29, counts, NULL);
-    /* Clamped to 0 successes, the first arm is Beta(1, 1) and beats the
-       second, Beta(1, 11), most of the time (it would never be chosen with
-       its draw NaN, and the third would recurse without end). */
-    assert_true(counts[0] > 4 * counts[1]);
-    assert_true(counts[2] > 4 * counts[1]);
-    lp.policy->destroy(state);
-    unload_policy(&lp);
-}
-
-static void test_thompson_params_are_validated(void **unused)
-{
-    loaded_policy lp = load_policy("thompson");
-    void *state = NULL;
-    char message[MAB_ERROR_MAX];
-
-    assert_int_equal(try_create(&lp, "{\"alpha0\":0}", 2, &state, message, sizeof message),
-                     MAB_ECONFIG);
-    assert_non_null(strstr(message, "alpha0"));
-    assert_int_equal(try_create(&lp, "{\"beta0\":-1}", 2, &state, message, sizeof message),
-                     MAB_ECONFIG);
-    assert_non_null(strstr(message, "beta0"));
-    assert_int_equal(try_create(&lp, "{\"beta0\":2e6}", 2, &state, message, sizeof message),
-                     MAB_ECONFIG);
-    assert_non_null(strstr(message, "beta0"));
-    assert_int_equal(try_create(&lp, "{\"alpha0\":true}", 2, &state, message, sizeof message),
-                     MAB_ECONFIG);
-    assert_non_null(strstr(message, "alpha0"));
-    assert_null(state);
-    unload_policy(&lp);
-}
-
 /* ---- EXP3 (policy ABI 2) --------------------------------------------- */
 
 /* The core's table as a plugin sees it, built here from the public API. */
@@ -979,31 +891,482 @@ static void test_sw_ucb_params_are_validated(void **unused)
     dlclose(lp.handle);
 }
 
-/* exp3.so exports exactly one dynamic symbol, the ABI 2 entry. */
+/* exp3.so and thompson.so export exactly one dynamic symbol, the ABI 2
+   entry. */
 static void test_exp3_exports_one_symbol(void **unused)
 {
-    char command[1200];
-    snprintf(command, sizeof command, "nm -D --defined-only '%s/exp3.so' 2>/dev/null",
-             MAB_PLUGIN_DIR);
-    FILE *pipe = popen(command, "r");
-    if (!pipe)
-        skip();
-    char line[512];
-    int n_symbols = 0, has_entry2 = 0;
-    while (fgets(line, sizeof line, pipe)) {
-        n_symbols++;
-        if (strstr(line, " " MAB_POLICY2_ENTRY_SYMBOL "\n"))
-            has_entry2 = 1;
+    static const char *const names[] = {"exp3", "thompson"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char command[1200];
+        snprintf(command, sizeof command, "nm -D --defined-only '%s/%s.so' 2>/dev/null",
+                 MAB_PLUGIN_DIR, names[k]);
+        FILE *pipe = popen(command, "r");
+        if (!pipe)
+            skip();
+        char line[512];
+        int n_symbols = 0, has_entry2 = 0;
+        while (fgets(line, sizeof line, pipe)) {
+            n_symbols++;
+            if (strstr(line, " " MAB_POLICY2_ENTRY_SYMBOL "\n"))
+                has_entry2 = 1;
+        }
+        if (pclose(pipe) != 0)
+            skip(); /* nm not installed */
+        if (n_symbols != 1 || !has_entry2)
+            fail_msg("%s.so exports %d symbols (entry2: %d)", names[k], n_symbols, has_entry2);
     }
-    if (pclose(pipe) != 0)
-        skip(); /* nm not installed */
-    if (n_symbols != 1 || !has_entry2)
-        fail_msg("exp3.so exports %d symbols (entry2: %d)", n_symbols, has_entry2);
+}
+
+/* ---- Thompson (policy ABI 2) ------------------------------------------ */
+
+static void *thompson_open(loaded_policy2 *lp, const char *json, size_t n_arms)
+{
+    *lp = load_policy2("thompson");
+    assert_null(dlsym(lp->handle, MAB_POLICY_ENTRY_SYMBOL)); /* ABI 2 only */
+    mab_policy_layout layout;
+    void *state = NULL;
+    char message[MAB_ERROR_MAX];
+    if (try_create2(lp, json, n_arms, &layout, &state, message, sizeof message) != MAB_OK)
+        fail_msg("thompson create(%s): %s", json, message);
+    assert_int_equal(layout.arm_stats, 0);
+    assert_int_equal(layout.experiment_stats, 0);
+    return state;
+}
+
+static void thompson_close(loaded_policy2 *lp, void *state)
+{
+    lp->policy->destroy(state);
+    dlclose(lp->handle);
+}
+
+/* One choose over `arms`; probabilities (n_arms doubles, or NULL) is the
+   ABI 2.2 array. */
+static mab_policy_choice thompson_choose2(const loaded_policy2 *lp, const void *state,
+                                          const mab_arm_view *arms, size_t n_arms,
+                                          mab_rng *rng, double *probabilities)
+{
+    mab_policy_input in = {.struct_size = sizeof in,
+                           .api = &test_api,
+                           .arms = arms,
+                           .n_arms = n_arms,
+                           .rng = rng,
+                           .probabilities = probabilities};
+    mab_policy_choice c = {n_arms, -1.0, -1};
+    assert_int_equal(lp->policy->choose(state, &in, &c), MAB_OK);
+    assert_true(c.arm < n_arms);
+    assert_int_equal(c.estimated, 1);
+    return c;
+}
+
+/* DRAWS choices with the given seed, counted per arm; every probability
+   must be NaN (probability_draws 0) or not, as `nan` says. */
+static void thompson_count(const loaded_policy2 *lp, const void *state,
+                           const mab_arm_view *arms, size_t n_arms, uint64_t seed, int nan,
+                           uint64_t *counts)
+{
+    mab_rng *rng = mab_rng_create(seed);
+    memset(counts, 0, n_arms * sizeof *counts);
+    for (int d = 0; d < DRAWS; d++) {
+        mab_policy_choice c = thompson_choose2(lp, state, arms, n_arms, rng, NULL);
+        if (nan)
+            assert_true(isnan(c.probability));
+        else
+            assert_true(c.probability > 0.0 && c.probability <= 1.0);
+        counts[c.arm]++;
+    }
+    mab_rng_destroy(rng);
+}
+
+static void test_thompson_matches_p_best(void **unused)
+{
+    loaded_policy2 lp;
+    void *state = thompson_open(&lp, "{\"probability_draws\": 0}", 3);
+    /* Posteriors with the uniform prior: Beta(4, 8), Beta(6, 6), Beta(9, 13). */
+    mab_arm_view arms[3] = {arm_stats(10, 3), arm_stats(10, 5), arm_stats(20, 8)};
+    const double a[3] = {4, 6, 9}, b[3] = {8, 6, 13};
+    double probs[3];
+    beta_p_best(a, b, 3, probs);
+    assert_near(probs[0] + probs[1] + probs[2], 1.0, 1e-9);
+
+    /* The accumulated CDFs agree with the exact binomial sums. */
+    for (int k = 0; k < 3; k++)
+        for (int tenth = 1; tenth < 10; tenth++)
+            assert_near(cdf_grids[k][tenth * (GRID / 10)],
+                        beta_cdf_integer(tenth / 10.0, (int)a[k], (int)b[k]), 1e-10);
+
+    uint64_t counts[3];
+    thompson_count(&lp, state, arms, 3, 16, 1, counts); /* NaN: probability_draws 0 */
+    assert_chi_square_fits(counts, probs, 3, DRAWS, 2);
+    thompson_close(&lp, state);
+}
+
+static void test_thompson_fractional_rewards_and_prior(void **unused)
+{
+    loaded_policy2 lp;
+    void *state =
+        thompson_open(&lp, "{\"alpha0\":2,\"beta0\":3,\"probability_draws\":0}", 3);
+    /* Posteriors Beta(2 + s, 3 + n - s): Beta(4.5, 4.5), Beta(3.5, 7.5),
+       Beta(5.25, 4.75). Fractional sums enter as they are. */
+    mab_arm_view arms[3] = {arm_stats(4, 2.5), arm_stats(6, 1.5), arm_stats(5, 3.25)};
+    const double a[3] = {4.5, 3.5, 5.25}, b[3] = {4.5, 7.5, 4.75};
+    double probs[3];
+    beta_p_best(a, b, 3, probs);
+    assert_near(probs[0] + probs[1] + probs[2], 1.0, 1e-9);
+    uint64_t counts[3];
+    thompson_count(&lp, state, arms, 3, 17, 1, counts);
+    assert_chi_square_fits(counts, probs, 3, DRAWS, 2);
+    thompson_close(&lp, state);
+}
+
+/* Totals no engine run produces (a damaged store, found by fuzz_lmdb): a
+   negative reward sum must not make a Beta shape <= 0. */
+static void test_thompson_negative_sum_from_storage(void **unused)
+{
+    loaded_policy2 lp;
+    void *state = thompson_open(&lp, "{\"probability_draws\": 2}", 3);
+    mab_arm_view arms[3] = {arm_stats(0, -5), arm_stats(10, 0), arm_stats(UINT64_MAX, -1.6e163)};
+    uint64_t counts[3];
+    thompson_count(&lp, state, arms, 3, 29, 0, counts);
+    /* Clamped to 0 successes, the first arm is Beta(1, 1) and beats the
+       second, Beta(1, 11), most of the time (it would never be chosen with
+       its draw NaN, and the third would recurse without end). */
+    assert_true(counts[0] > 4 * counts[1]);
+    assert_true(counts[2] > 4 * counts[1]);
+    thompson_close(&lp, state);
+}
+
+static void thompson_refused(const char *json, const char *key)
+{
+    loaded_policy2 lp = load_policy2("thompson");
+    mab_policy_layout layout;
+    void *state = NULL;
+    char message[MAB_ERROR_MAX];
+    int rc = try_create2(&lp, json, 2, &layout, &state, message, sizeof message);
+    if (rc != MAB_ECONFIG || !strstr(message, key))
+        fail_msg("thompson create(%s) returned %d, \"%s\"; expected MAB_ECONFIG naming %s",
+                 json, rc, message, key);
+    assert_null(state);
+    dlclose(lp.handle);
+}
+
+static void test_thompson_params_are_validated(void **unused)
+{
+    thompson_refused("{\"alpha0\":0}", "alpha0");
+    thompson_refused("{\"beta0\":-1}", "beta0");
+    thompson_refused("{\"beta0\":2e6}", "beta0");
+    thompson_refused("{\"alpha0\":true}", "alpha0");
+    thompson_refused("{\"probability_draws\": -1}", "probability_draws");
+    thompson_refused("{\"probability_draws\": 100001}", "probability_draws");
+    thompson_refused("{\"probability_draws\": \"x\"}", "probability_draws");
+    thompson_refused("{\"probability_draws\": 2.5}", "probability_draws");
+    thompson_refused("{\"likelihood\": \"gaussian\", \"probability_draws\": -1}",
+                     "probability_draws");
+    /* The bounds themselves are accepted. */
+    loaded_policy2 lp;
+    thompson_close(&lp, thompson_open(&lp, "{\"probability_draws\": 100000}", 2));
+    thompson_close(&lp, thompson_open(&lp, "{\"probability_draws\": 0}", 2));
+}
+
+/* ln B(x, y). */
+static double log_beta_fn(double x, double y)
+{
+    return lgamma(x) + lgamma(y) - lgamma(x + y);
+}
+
+/*
+ * P(theta_B > theta_A) for theta_A ~ Beta(a_a, b_a), theta_B ~ Beta(a_b,
+ * b_b), a_b an integer (Evan Miller, "Formulas for Bayesian A/B testing"):
+ * sum_{i=0}^{a_b - 1} B(a_a + i, b_a + b_b) / ((b_b + i) B(1 + i, b_b) B(a_a, b_a)).
+ */
+static double beta_b_beats_a(double a_a, double b_a, int a_b, double b_b)
+{
+    double sum = 0.0;
+    for (int i = 0; i < a_b; i++)
+        sum += exp(log_beta_fn(a_a + i, b_a + b_b) - log(b_b + i) - log_beta_fn(1.0 + i, b_b) -
+                   log_beta_fn(a_a, b_a));
+    return sum;
+}
+
+/*
+ * The estimate against the exact two-arm probability, on hand-picked
+ * posteriors (integer shapes): every arm's value of each of R chooses
+ * within 5 standard errors sqrt(p (1 - p) / S) at S = 4096 (plus the floor,
+ * 1/(2S), which an arm that led no draw gets when chosen), and their mean
+ * over R chooses within 5 standard errors of a mean (unbiased). The
+ * closed form is checked against the quadrature first.
+ */
+#define EST_DRAWS 4096
+#define EST_REPEATS 32
+
+static void test_thompson_estimate_matches_two_arm_exact(void **unused)
+{
+    static const struct {
+        uint64_t pulls[2];
+        double sums[2];
+    } cases[] = {
+        {{10, 10}, {3, 5}},       /* Beta(4, 8) vs Beta(6, 6) */
+        {{0, 2}, {0, 1}},         /* Beta(1, 1) vs Beta(2, 2): exactly 1/2 */
+        {{100, 100}, {30, 36}},   /* close rates, more data */
+        {{5, 50}, {3, 10}},       /* little data against much */
+        {{400, 400}, {40, 64}},   /* an arm far behind: P ~ 0.008 */
+    };
+    loaded_policy2 lp;
+    void *state = thompson_open(&lp, "{\"probability_draws\": 4096}", 2);
+    mab_rng *rng = mab_rng_create(4096);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mab_arm_view arms[2];
+        double a[2], b[2];
+        for (int i = 0; i < 2; i++) {
+            arms[i] = arm_stats(cases[k].pulls[i], cases[k].sums[i]);
+            a[i] = 1.0 + cases[k].sums[i];
+            b[i] = 1.0 + (double)cases[k].pulls[i] - cases[k].sums[i];
+        }
+        double exact[2], quadrature[2];
+        exact[1] = beta_b_beats_a(a[0], b[0], (int)a[1], b[1]);
+        exact[0] = 1.0 - exact[1];
+        if (k == 1) {
+            assert_near(exact[1], 0.5, 1e-12); /* by symmetry */
+        } else { /* (the quadrature drops Beta(1, 1)'s endpoints) */
+            beta_p_best(a, b, 2, quadrature);
+            assert_near(exact[1], quadrature[1], 1e-8);
+        }
+
+        double mean[2] = {0.0, 0.0};
+        for (int r = 0; r < EST_REPEATS; r++) {
+            double p[2] = {-1.0, -1.0};
+            mab_policy_choice c = thompson_choose2(&lp, state, arms, 2, rng, p);
+            assert_true(c.probability == p[c.arm]);
+            assert_near(p[0] + p[1], 1.0, 1e-12);
+            for (int i = 0; i < 2; i++) {
+                double se = sqrt(exact[i] * (1.0 - exact[i]) / EST_DRAWS);
+                assert_near(p[i], exact[i], 5.0 * se + 0.5 / EST_DRAWS);
+                mean[i] += p[i] / EST_REPEATS;
+            }
+        }
+        for (int i = 0; i < 2; i++) {
+            double se = sqrt(exact[i] * (1.0 - exact[i]) / EST_DRAWS / EST_REPEATS);
+            assert_near(mean[i], exact[i], 5.0 * se + 0.5 / EST_DRAWS);
+        }
+    }
+    mab_rng_destroy(rng);
+    thompson_close(&lp, state);
+}
+
+/* Choice frequencies of two arms against the exact probability (chi-square,
+   1 degree of freedom); the estimate's draws (here 8) come after the
+   choice's and leave its distribution alone. */
+static void test_thompson_choices_match_two_arm_exact(void **unused)
+{
+    loaded_policy2 lp;
+    void *state = thompson_open(&lp, "{\"probability_draws\": 8}", 2);
+    mab_arm_view arms[2] = {arm_stats(20, 7), arm_stats(12, 6)}; /* Beta(8, 14), Beta(7, 7) */
+    double probs[2];
+    probs[1] = beta_b_beats_a(8, 14, 7, 7);
+    probs[0] = 1.0 - probs[1];
+    uint64_t counts[2];
+    thompson_count(&lp, state, arms, 2, 31, 0, counts);
+    assert_chi_square_fits(counts, probs, 2, DRAWS, 1);
+    thompson_close(&lp, state);
+}
+
+/*
+ * With probability_draws 0 the choice consumes the random stream exactly as
+ * the ABI 1 plugin did: these sequences (and the stream's next value after
+ * them) were recorded from thompson.so of ABI 1 (commit 9eead85) with the
+ * same seeds and counters, so seeded simulations keep their figures.
+ */
+static void test_thompson_draws_zero_keeps_the_abi1_choices(void **unused)
+{
+    static const struct {
+        const char *json;
+        size_t n;
+        mab_arm_view arms[4];
+        uint64_t seed;
+        const char *choices;
+        uint64_t next;
+    } recorded[] = {
+        {"{\"probability_draws\":0}", 3,
+         {{10, 10, 3, 3}, {10, 10, 5, 5}, {20, 20, 8, 8}}, 1313,
+         "101111111112212111110011111111211111111122122211120110111221111212111201221122111011"
+         "102121111011110221011112111210110212",
+         0x7d967e91644ba094ULL},
+        {"{\"alpha0\":2,\"beta0\":3,\"probability_draws\":0}", 4,
+         {{0, 0, 0, 0}, {5, 5, 1, 1}, {100, 100, 60, 60}, {0, 0, 0, 0}}, 99,
+         "223222222222222222232032202222000122203203322223231022222222200223223232222322220322"
+         "200223200020032233223203222220230202",
+         0x8b44a95ca793cfc1ULL},
+        {"{\"likelihood\":\"gaussian\",\"probability_draws\":0}", 3,
+         {{0, 0, 0, 0}, {1, 1, 0.4, 0.16}, {50, 50, 20, 10}}, 4242,
+         "102012201120210020020100010200020110000021102022001201102000200002010010200210000111"
+         "000210210001121102002000120010001212",
+         0x78de12eef5df5b23ULL},
+    };
+    for (size_t k = 0; k < sizeof recorded / sizeof recorded[0]; k++) {
+        loaded_policy2 lp;
+        void *state = thompson_open(&lp, recorded[k].json, recorded[k].n);
+        mab_rng *rng = mab_rng_create(recorded[k].seed);
+        char got[256];
+        size_t len = strlen(recorded[k].choices);
+        assert_true(len < sizeof got);
+        for (size_t d = 0; d < len; d++) {
+            mab_policy_choice c =
+                thompson_choose2(&lp, state, recorded[k].arms, recorded[k].n, rng, NULL);
+            assert_true(isnan(c.probability)); /* and flagged (thompson_choose2) */
+            got[d] = (char)('0' + c.arm);
+        }
+        got[len] = '\0';
+        assert_string_equal(got, recorded[k].choices);
+        assert_true(mab_rng_u64(rng) == recorded[k].next);
+        mab_rng_destroy(rng);
+        thompson_close(&lp, state);
+    }
+}
+
+/*
+ * ABI 2.2's probabilities, over random counters (untried arms, huge counts,
+ * 2 to 100 arms: past the plugin's 64 arms on the stack), both
+ * likelihoods and several draw counts: every value in [0, 1], summing to 1,
+ * the chosen arm's equal to the choice's and at least 1/(2S); with S = 1 an
+ * arm that did not lead the one draw reports exactly 1/2. The array is left
+ * alone when the core's struct_size does not cover it, and the choice's
+ * probability is the same with or without it.
+ */
+static void test_thompson_probabilities_sum_to_one(void **unused)
+{
+    enum { MAX_ARMS = 100 };
+    static const char *const configs[] = {
+        "{\"probability_draws\": 1}", "{\"probability_draws\": 7}", "{}",
+        "{\"likelihood\": \"gaussian\", \"probability_draws\": 1}",
+        "{\"likelihood\": \"gaussian\"}",
+    };
+    static const size_t draws[] = {1, 7, 256, 1, 256};
+    mab_arm_view arms[MAX_ARMS];
+    double p[MAX_ARMS + 1];
+    memset(arms, 0, sizeof arms);
+    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++) {
+        loaded_policy2 lp;
+        void *state = thompson_open(&lp, configs[k], MAX_ARMS);
+        mab_rng *stats_rng = mab_rng_create(300 + k);
+        int floored = 0;
+        for (int round = 0; round < 300; round++) {
+            size_t n = 2 + (size_t)mab_rng_below(stats_rng, MAX_ARMS - 1);
+            uint64_t scale = (uint64_t)1 << mab_rng_below(stats_rng, 40);
+            for (size_t i = 0; i < n; i++) {
+                uint64_t pulls = mab_rng_below(stats_rng, 4) == 0
+                                     ? 0
+                                     : mab_rng_below(stats_rng, scale) + 1;
+                double sum = mab_rng_uniform(stats_rng) * (double)pulls;
+                arms[i] = (mab_arm_view){pulls, pulls, sum, sum * sum / (double)(pulls + 1)};
+            }
+            for (size_t i = 0; i <= n; i++)
+                p[i] = -1.0; /* p[n]: a guard the plugin must not write */
+            uint64_t seed = 1000 * k + (uint64_t)round;
+            mab_rng *rng = mab_rng_create(seed), *again = mab_rng_create(seed);
+            mab_policy_choice c = thompson_choose2(&lp, state, arms, n, rng, p);
+            mab_policy_choice c2 = thompson_choose2(&lp, state, arms, n, again, NULL);
+            assert_int_equal(c.arm, c2.arm);
+            assert_true(c.probability == c2.probability);
+            assert_true(c.probability == p[c.arm]);
+            assert_true(c.probability >= 0.5 / (double)draws[k]);
+            double total = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                assert_true(p[i] >= 0.0 && p[i] <= 1.0);
+                total += p[i];
+            }
+            assert_near(total, 1.0, 1e-12);
+            assert_true(p[n] == -1.0);
+            if (draws[k] == 1 && p[c.arm] != 1.0) {
+                assert_true(p[c.arm] == 0.5);
+                floored++;
+            }
+            mab_rng_destroy(rng);
+            mab_rng_destroy(again);
+        }
+        if (draws[k] == 1)
+            assert_true(floored > 0); /* the floor's case was exercised */
+        mab_rng_destroy(stats_rng);
+
+        /* An ABI 2.1 core: struct_size ends before probabilities. */
+        mab_rng *rng = mab_rng_create(7);
+        mab_policy_input in = {.struct_size = offsetof(mab_policy_input, probabilities),
+                               .api = &test_api,
+                               .arms = arms,
+                               .n_arms = 3,
+                               .rng = rng,
+                               .probabilities = p};
+        p[0] = p[1] = p[2] = -1.0;
+        mab_policy_choice c = {3, -1.0, -1};
+        assert_int_equal(lp.policy->choose(state, &in, &c), MAB_OK);
+        assert_true(c.probability > 0.0 && c.probability <= 1.0);
+        assert_true(p[0] == -1.0 && p[1] == -1.0 && p[2] == -1.0);
+        mab_rng_destroy(rng);
+        thompson_close(&lp, state);
+    }
+}
+
+/* explain(): scores, each arm's posterior mean, by hand. */
+static void test_thompson_explain_gives_posterior_means(void **unused)
+{
+    mab_arm_view arms[3] = {arm_stats(10, 3), arm_stats(0, 0), arm_stats(4, 2.5)};
+    arms[2].reward_sum_sq = 2.0;
+    mab_policy_input in = {.struct_size = sizeof in, .api = &test_api, .arms = arms,
+                           .n_arms = 3};
+    static const char *const configs[] = {"{}", "{\"alpha0\": 2, \"beta0\": 3}",
+                                          "{\"likelihood\": \"gaussian\"}"};
+    /* Beta(1 + s, 1 + n - s): 4/12, 1/2, 3.5/6; Beta(2 + s, 3 + n - s):
+       5/15, 2/5, 4.5/9; Normal: s/n, 1/2 untried, s/n. */
+    const double expected[3][3] = {{4.0 / 12, 0.5, 3.5 / 6},
+                                   {5.0 / 15, 2.0 / 5, 4.5 / 9},
+                                   {0.3, 0.5, 2.5 / 4}};
+    for (int k = 0; k < 3; k++) {
+        loaded_policy2 lp;
+        void *state = thompson_open(&lp, configs[k], 3);
+        assert_non_null(lp.policy->explain);
+        double values[3] = {-1, -1, -1};
+        int kind = 0;
+        assert_int_equal(lp.policy->explain(state, &in, values, &kind), MAB_OK);
+        assert_int_equal(kind, MAB_EXPLAIN_SCORES);
+        for (int i = 0; i < 3; i++)
+            assert_near(values[i], expected[k][i], 1e-15);
+        thompson_close(&lp, state);
+    }
+}
+
+/* Flask-MAB's Monte-Carlo test (as run_convergence below) through ABI 2, with
+   the default estimate and without. */
+static void test_thompson_converges(void **unused)
+{
+    const double rates[3] = {0.99, 0.01, 0.01};
+    static const char *const configs[] = {"{}", "{\"probability_draws\": 0}"};
+    for (int k = 0; k < 2; k++) {
+        loaded_policy2 lp;
+        void *state = thompson_open(&lp, configs[k], 3);
+        mab_rng *rng = mab_rng_create(23), *world = mab_rng_create(1023);
+        mab_arm_view arms[3] = {arm_stats(0, 0), arm_stats(0, 0), arm_stats(0, 0)};
+        for (int step = 0; step < 2000; step++) {
+            size_t arm = thompson_choose2(&lp, state, arms, 3, rng, NULL).arm;
+            arms[arm].pulls++;
+            if (mab_rng_uniform(world) < rates[arm]) {
+                arms[arm].rewards++;
+                arms[arm].reward_sum += 1.0;
+                arms[arm].reward_sum_sq += 1.0;
+            }
+        }
+        for (size_t i = 1; i < 3; i++)
+            if (arms[i].pulls >= arms[0].pulls)
+                fail_msg("thompson %s: arm %zu pulled %llu times, best arm only %llu",
+                         configs[k], i, (unsigned long long)arms[i].pulls,
+                         (unsigned long long)arms[0].pulls);
+        mab_rng_destroy(world);
+        mab_rng_destroy(rng);
+        thompson_close(&lp, state);
+    }
 }
 
 /* ---- every policy ----------------------------------------------------- */
 
-static const char *const POLICIES[] = {"epsilon_greedy", "softmax", "ucb1", "thompson"};
+/* The ABI 1 plugins (thompson, ABI 2 since issue 13, has its own tests above). */
+static const char *const POLICIES[] = {"epsilon_greedy", "softmax", "ucb1"};
 #define N_POLICIES (sizeof POLICIES / sizeof POLICIES[0])
 
 /* Random statistics, including the corners: untried arms, all-zero arms,
@@ -1030,10 +1393,7 @@ static void test_every_policy_returns_valid_arms(void **unused)
             }
             double p;
             choose_ok(&lp, state, arms, n, rng, &p);
-            if (strcmp(POLICIES[k], "thompson") == 0)
-                assert_true(isnan(p));
-            else
-                assert_true(p > 0.0 && p <= 1.0);
+            assert_true(p > 0.0 && p <= 1.0);
         }
         mab_rng_destroy(stats_rng);
         mab_rng_destroy(rng);
@@ -1103,7 +1463,6 @@ static void test_every_policy_converges(void **unused)
     const double last_best[3] = {0.01, 0.01, 0.98};
     run_convergence("epsilon_greedy", "{}", first_best, 0, 21);
     run_convergence("ucb1", "{}", first_best, 0, 22);
-    run_convergence("thompson", "{}", first_best, 0, 23);
     run_convergence("softmax", "{\"tau\":0.1}", last_best, 2, 24);
     run_convergence("softmax", "{\"annealing\":true}", last_best, 2, 25);
 }
@@ -1136,6 +1495,12 @@ int main(void)
         cmocka_unit_test(test_thompson_fractional_rewards_and_prior),
         cmocka_unit_test(test_thompson_params_are_validated),
         cmocka_unit_test(test_thompson_negative_sum_from_storage),
+        cmocka_unit_test(test_thompson_estimate_matches_two_arm_exact),
+        cmocka_unit_test(test_thompson_choices_match_two_arm_exact),
+        cmocka_unit_test(test_thompson_draws_zero_keeps_the_abi1_choices),
+        cmocka_unit_test(test_thompson_probabilities_sum_to_one),
+        cmocka_unit_test(test_thompson_explain_gives_posterior_means),
+        cmocka_unit_test(test_thompson_converges),
         cmocka_unit_test(test_every_policy_returns_valid_arms),
         cmocka_unit_test(test_every_policy_exports_one_symbol),
         cmocka_unit_test(test_every_policy_converges),

@@ -4,7 +4,8 @@
  * built from the public API) and driven with hand-made counters,
  * statistics, times and features: kl_ucb, top_two_thompson,
  * discounted_thompson, lin_ucb, lin_igw, and thompson's Gaussian
- * likelihood (ABI 1).
+ * likelihood; and the ABI 2.2 probabilities of every arm that the three
+ * Thompson policies fill.
  *
  * Each policy gets a chi-square test of 10^5 choices against probabilities
  * (its own reported ones, and exact ones computed here independently of the
@@ -800,33 +801,7 @@ static void test_lin_igw_params_are_validated(void **unused)
     create_refused("lin_igw", "{\"gamma\": 2e9}", 3, ONE_FEATURE, 1, PATH ".gamma");
 }
 
-/* ---- thompson, Gaussian likelihood (ABI 1) ---------------------------- */
-
-static const mab_policy *load_thompson(void **handle)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/thompson.so", MAB_PLUGIN_DIR);
-    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!*handle)
-        fail_msg("dlopen %s: %s", path, dlerror());
-    const mab_policy *(*entry)(void) =
-        (const mab_policy *(*)(void))dlsym(*handle, MAB_POLICY_ENTRY_SYMBOL);
-    assert_non_null(entry);
-    return entry();
-}
-
-static int thompson_create(const mab_policy *policy, const char *json, void **state,
-                           char *message, size_t len)
-{
-    mab_params *params = NULL;
-    mab_error err = {0, ""};
-    assert_int_equal(mab_params_parse(json, PATH, &params, &err), MAB_OK);
-    *state = NULL;
-    int rc = policy->create(params, 3, state);
-    snprintf(message, len, "%s", mab_params_last_error(params));
-    mab_params_free(params);
-    return rc;
-}
+/* ---- thompson, Gaussian likelihood ----------------------------------- */
 
 static double normal_pdf(double x, double mu, double sd)
 {
@@ -868,63 +843,195 @@ static void normal_leader_probabilities(const double *mu, const double *sd, size
 /* Normal posteriors from the sample variance, written out from the
    documented formula: v = (q - s^2 / n + 1/4) / n, theta ~ N(s / n, v / n);
    an untried arm N(1/2, 1/4). */
+static void gaussian_posteriors(const mab_arm_view *arms, size_t n, double *mu, double *sd)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (arms[i].pulls == 0) {
+            mu[i] = 0.5;
+            sd[i] = 0.5;
+            continue;
+        }
+        double pulls = (double)arms[i].pulls, s = arms[i].reward_sum, q = arms[i].reward_sum_sq;
+        mu[i] = s / pulls;
+        sd[i] = sqrt((q - s * s / pulls + 0.25) / pulls / pulls);
+    }
+}
+
 static void test_thompson_gaussian_matches_normal_posteriors(void **unused)
 {
     (void)unused;
-    void *handle, *state;
-    const mab_policy *policy = load_thompson(&handle);
-    char message[MAB_ERROR_MAX];
-    assert_int_equal(thompson_create(policy, "{\"likelihood\": \"gaussian\"}", &state, message,
-                                     sizeof message),
-                     MAB_OK);
     /* Revenue-like: arm 0 few large rewards, arm 1 many small ones. */
     mab_arm_view arms[3] = {{10, 2, 1.6, 1.28}, {12, 12, 3.0, 0.9}, {0, 0, 0.0, 0.0}};
-    double mu[3], sd[3], p[3];
-    for (int i = 0; i < 2; i++) {
-        double n = (double)arms[i].pulls, s = arms[i].reward_sum, q = arms[i].reward_sum_sq;
-        mu[i] = s / n;
-        sd[i] = sqrt((q - s * s / n + 0.25) / n / n);
-    }
-    mu[2] = 0.5;
-    sd[2] = 0.5;
+    double mu[3], sd[3], p[3], reported[3];
+    gaussian_posteriors(arms, 3, mu, sd);
     normal_leader_probabilities(mu, sd, 3, p);
-    mab_rng *rng = mab_rng_create(61);
-    uint64_t counts[3] = {0, 0, 0};
+    /* The frequencies fit the exact leader probabilities, and so do the
+       reported estimates (64 draws each), on average. */
+    policy2 lp = open2("thompson", "{\"likelihood\": \"gaussian\", \"probability_draws\": 64}",
+                       3, NULL, 0);
+    uint64_t counts[3];
+    count_choices(&lp, input(&lp, arms, NULL, NULL, 0, NULL, 0, NULL), 61, counts, NULL,
+                  reported);
+    assert_fits(counts, p, 3, DRAWS);
+    for (int i = 0; i < 3; i++)
+        assert_near(reported[i], p[i], 0.005);
+    close2(&lp);
+    /* probability_draws 0: NaN, flagged, the same distribution. */
+    lp = open2("thompson", "{\"likelihood\": \"gaussian\", \"probability_draws\": 0}", 3, NULL,
+               0);
+    mab_rng *rng = mab_rng_create(62);
+    mab_policy_input in = input(&lp, arms, NULL, NULL, 0, NULL, 0, rng);
+    memset(counts, 0, sizeof counts);
     for (int d = 0; d < DRAWS; d++) {
-        size_t a = 3;
-        double probability = 0.0;
-        assert_int_equal(policy->choose(state, arms, 3, rng, &a, &probability), MAB_OK);
-        assert_true(a < 3);
-        assert_true(isnan(probability));
-        counts[a]++;
+        mab_policy_choice c = choose_ok(&lp, &in);
+        assert_true(isnan(c.probability));
+        assert_int_equal(c.estimated, 1);
+        counts[c.arm]++;
     }
     assert_fits(counts, p, 3, DRAWS);
     mab_rng_destroy(rng);
-    policy->destroy(state);
-    dlclose(handle);
+    close2(&lp);
 }
 
 static void test_thompson_likelihood_is_validated(void **unused)
 {
     (void)unused;
-    void *handle, *state;
-    const mab_policy *policy = load_thompson(&handle);
-    char message[MAB_ERROR_MAX];
-    assert_int_equal(thompson_create(policy, "{\"likelihood\": \"poisson\"}", &state, message,
-                                     sizeof message),
-                     MAB_ECONFIG);
-    assert_non_null(strstr(message, PATH ".likelihood"));
-    assert_int_equal(thompson_create(policy, "{\"likelihood\": 1}", &state, message,
-                                     sizeof message),
-                     MAB_ECONFIG);
-    assert_non_null(strstr(message, PATH ".likelihood"));
-    assert_null(state);
+    create_refused("thompson", "{\"likelihood\": \"poisson\"}", 3, NULL, 0, PATH ".likelihood");
+    create_refused("thompson", "{\"likelihood\": 1}", 3, NULL, 0, PATH ".likelihood");
+    create_refused("thompson", "{\"probability_draws\": 100001}", 3, NULL, 0,
+                   PATH ".probability_draws");
     /* "bernoulli" is the default, spelt out. */
-    assert_int_equal(thompson_create(policy, "{\"likelihood\": \"bernoulli\", \"alpha0\": 2}",
-                                     &state, message, sizeof message),
-                     MAB_OK);
-    policy->destroy(state);
-    dlclose(handle);
+    policy2 lp = open2("thompson", "{\"likelihood\": \"bernoulli\", \"alpha0\": 2}", 3, NULL, 0);
+    close2(&lp);
+}
+
+/*
+ * Two Normal posteriors: P(theta_1 > theta_0) = Phi((mu_1 - mu_0) /
+ * sqrt(sd_0^2 + sd_1^2)). Every arm's estimate of each choose within 5
+ * standard errors at S = 4096 (plus the floor, 1/(2S)).
+ */
+static void test_thompson_gaussian_estimate_matches_two_arm_exact(void **unused)
+{
+    (void)unused;
+    static const mab_arm_view cases[][2] = {
+        {{10, 2, 1.6, 1.28}, {12, 12, 3.0, 0.9}},
+        {{0, 0, 0.0, 0.0}, {40, 40, 22.0, 13.0}},
+        {{200, 200, 50.0, 20.0}, {200, 200, 60.0, 25.0}},
+    };
+    policy2 lp = open2("thompson", "{\"likelihood\": \"gaussian\", \"probability_draws\": 4096}",
+                       2, NULL, 0);
+    mab_rng *rng = mab_rng_create(4097);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        double mu[2], sd[2], exact[2];
+        gaussian_posteriors(cases[k], 2, mu, sd);
+        exact[1] = normal_cdf(mu[1] - mu[0], 0.0, sqrt(sd[0] * sd[0] + sd[1] * sd[1]));
+        exact[0] = 1.0 - exact[1];
+        mab_policy_input in = input(&lp, cases[k], NULL, NULL, 0, NULL, 0, rng);
+        for (int r = 0; r < 16; r++) {
+            double p[2] = {-1.0, -1.0};
+            in.probabilities = p;
+            mab_policy_choice c = choose_ok(&lp, &in);
+            assert_true(c.probability == p[c.arm]);
+            assert_near(p[0] + p[1], 1.0, 1e-12);
+            for (int i = 0; i < 2; i++)
+                assert_near(p[i], exact[i],
+                            5.0 * sqrt(exact[i] * (1.0 - exact[i]) / 4096) + 0.5 / 4096);
+        }
+    }
+    mab_rng_destroy(rng);
+    close2(&lp);
+}
+
+/*
+ * ABI 2.2's probabilities from thompson (both likelihoods), top_two_thompson
+ * and discounted_thompson: each choose fills all n_arms (in [0, 1], summing
+ * to 1, nothing past them), the choice's probability is probabilities[arm],
+ * and their mean over many chooses is each arm's exact probability (every
+ * arm's, not only the chosen one's: the sample-ratio check of reports sums
+ * them). An older input (struct_size before the field) is left alone.
+ */
+static void check_probabilities(const policy2 *lp, mab_policy_input in, const double *exact,
+                                double tolerance, uint64_t seed)
+{
+    enum { CHOOSES = 4000 };
+    size_t n = lp->n_arms;
+    double p[9], mean[8] = {0};
+    assert_true(n <= 8);
+    mab_rng *rng = mab_rng_create(seed);
+    in.rng = rng;
+    in.probabilities = p;
+    for (int d = 0; d < CHOOSES; d++) {
+        for (size_t i = 0; i <= n; i++)
+            p[i] = -1.0;
+        mab_policy_choice c = choose_ok(lp, &in);
+        assert_int_equal(c.estimated, 1);
+        assert_true(c.probability == p[c.arm]);
+        double total = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            assert_true(p[i] >= 0.0 && p[i] <= 1.0);
+            total += p[i];
+            mean[i] += p[i] / CHOOSES;
+        }
+        assert_near(total, 1.0, 1e-12);
+        assert_true(p[n] == -1.0);
+    }
+    for (size_t i = 0; i < n; i++)
+        assert_near(mean[i], exact[i], tolerance);
+    in.struct_size = offsetof(mab_policy_input, probabilities);
+    for (size_t i = 0; i < n; i++)
+        p[i] = -1.0;
+    mab_policy_choice c = choose_ok(lp, &in);
+    assert_true(c.probability > 0.0 && c.probability <= 1.0);
+    for (size_t i = 0; i < n; i++)
+        assert_true(p[i] == -1.0);
+    mab_rng_destroy(rng);
+}
+
+static void test_thompson_family_fills_probabilities(void **unused)
+{
+    (void)unused;
+    mab_arm_view arms[3] = {arm(10, 3), arm(10, 5), arm(20, 8)};
+    const double a[3] = {4, 6, 9}, b[3] = {8, 6, 13};
+    double leader[3], exact[3];
+    beta_leader_probabilities(a, b, 3, leader);
+
+    /* thompson: leader shares, unbiased (the mean of 4000 x 256 draws has
+       a standard error below 0.0008). */
+    policy2 lp = open2("thompson", "{}", 3, NULL, 0);
+    check_probabilities(&lp, input(&lp, arms, NULL, NULL, 0, NULL, 0, NULL), leader, 0.004, 71);
+    close2(&lp);
+
+    mab_arm_view revenue[3] = {{10, 2, 1.6, 1.28}, {12, 12, 3.0, 0.9}, {0, 0, 0.0, 0.0}};
+    double mu[3], sd[3], normal_leader[3];
+    gaussian_posteriors(revenue, 3, mu, sd);
+    normal_leader_probabilities(mu, sd, 3, normal_leader);
+    lp = open2("thompson", "{\"likelihood\": \"gaussian\"}", 3, NULL, 0);
+    check_probabilities(&lp, input(&lp, revenue, NULL, NULL, 0, NULL, 0, NULL), normal_leader,
+                        0.004, 72);
+    close2(&lp);
+
+    /* top_two_thompson: the top-two formula over the leader counts (a
+       plug-in estimate, O(1/draws) biased: 0.01 as check_ttts). */
+    lp = open2("top_two_thompson", "{\"beta\": 0.3}", 3, NULL, 0);
+    ttts_exact(leader, 3, 0.3, exact);
+    check_probabilities(&lp, input(&lp, arms, NULL, NULL, 0, NULL, 0, NULL), exact, 0.01, 73);
+    close2(&lp);
+
+    /* discounted_thompson: leader shares of the decayed posteriors, here
+       undecayed (every event at the choice's time): the same Beta(4, 8),
+       Beta(6, 6), Beta(9, 13). */
+    lp = open2("discounted_thompson", "{\"half_life\": 100}", 3, NULL, 0);
+    memset(dt_stats, 0, sizeof dt_stats);
+    int64_t now = T0_NS + 5000 * SEC;
+    for (size_t i = 0; i < 3; i++) {
+        for (uint64_t j = 0; j < arms[i].pulls; j++)
+            feed_ok(&lp, dt_stats, MAB_EVENT_PULL, i, 0.0, now);
+        for (int j = 0; j < (int)arms[i].reward_sum; j++)
+            feed_ok(&lp, dt_stats, MAB_EVENT_REWARD, i, 1.0, now);
+    }
+    check_probabilities(&lp, input(&lp, arms, dt_stats, NULL, now, NULL, 0, NULL), leader, 0.004,
+                        74);
+    close2(&lp);
 }
 
 /* ---- through the engine ----------------------------------------------- */
@@ -972,7 +1079,7 @@ static void test_new_policies_through_the_engine(void **unused)
     const double two[] = {2.0};
     mab_context ctx = {sizeof ctx, names, two, 1, 0, 0, 0, 0};
     static const char *const ids[] = {"kl", "tt", "dt", "lu", "ig", "ga"};
-    static const int estimated_expected[] = {0, 1, 1, 0, 0, 0};
+    static const int estimated_expected[] = {0, 1, 1, 0, 0, 1};
     for (int k = 0; k < 6; k++) {
         mab_choice c = MAB_STRUCT_INIT(mab_choice);
         int estimated = -1;
@@ -984,9 +1091,7 @@ static void test_new_policies_through_the_engine(void **unused)
             assert_near(c.probability, 1.0 / 3.0, 1e-15); /* all tied */
         if (k == 4)
             assert_near(c.probability, 1.0 / 3.0, 1e-15); /* nothing learnt */
-        if (k == 5)
-            assert_true(isnan(c.probability));
-        if (k == 1 || k == 2)
+        if (k == 1 || k == 2 || k == 5)
             assert_true(c.probability > 0.0 && c.probability <= 1.0);
         mab_context at = ctx;
         at.probability = c.probability;
@@ -1028,6 +1133,27 @@ static void test_new_policies_through_the_engine(void **unused)
     assert_int_equal(mab_open(config, &e, &err), MAB_ECONFIG);
     if (!strstr(err.message, "experiments.kl.policy") || !strstr(err.message, "\"C\""))
         fail_msg("unknown key not named: %s", err.message);
+    /* thompson's too (probability_draws misspelt; alpha0 with the Gaussian
+       likelihood, which does not read it); a bad value is named. */
+    static const char *const thompson_bad[][2] = {
+        {"\"probability_drawz\": 3", "\"probability_drawz\""},
+        {"\"likelihood\": \"gaussian\", \"alpha0\": 2", "\"alpha0\""},
+        {"\"probability_draws\": -1", "experiments.ts.policy.probability_draws"},
+    };
+    for (size_t k = 0; k < 3; k++) {
+        assert_int_equal(
+            test_write_file(config,
+                            "{\"storage\": {\"plugin\": \"%s/storage_memory.so\"}, "
+                            "\"experiments\": {\"ts\": {\"policy\": {\"plugin\": \"thompson\", %s}, "
+                            "\"arms\": {\"a\": 1, \"b\": 2}}}}\n",
+                            MAB_FIXTURE_DIR, thompson_bad[k][0]),
+            0);
+        e = NULL;
+        assert_int_equal(mab_open(config, &e, &err), MAB_ECONFIG);
+        if (!strstr(err.message, "experiments.ts.policy") ||
+            !strstr(err.message, thompson_bad[k][1]))
+            fail_msg("thompson's bad key not named: %s", err.message);
+    }
     test_rm_tree(dir);
     free(dir);
 }
@@ -1100,6 +1226,8 @@ int main(void)
         cmocka_unit_test(test_lin_igw_params_are_validated),
         cmocka_unit_test(test_thompson_gaussian_matches_normal_posteriors),
         cmocka_unit_test(test_thompson_likelihood_is_validated),
+        cmocka_unit_test(test_thompson_gaussian_estimate_matches_two_arm_exact),
+        cmocka_unit_test(test_thompson_family_fills_probabilities),
         cmocka_unit_test(test_new_policies_through_the_engine),
         cmocka_unit_test(test_many_arms),
     };

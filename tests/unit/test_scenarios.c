@@ -425,7 +425,10 @@ static void test_threads_do_not_change_results(void **state)
     write_config(base, sizeof base, 3, "{\"plugin\": \"thompson\"}", NO_STORE);
     sim_policy_list list;
     char why[256];
-    assert_int_equal(sim_policies_parse("thompson,exp3,ucb1", &list, why, sizeof why), 0);
+    /* thompson with a few estimate draws (from the same stream as its
+       choices; the default 256 would only cost time). */
+    assert_int_equal(
+        sim_policies_parse("thompson:probability_draws=8,exp3,ucb1", &list, why, sizeof why), 0);
     char config[4096];
     mab_error err = {0, ""};
     assert_int_equal(sim_write_policy_config_ex(base, "e", &list, SIM_CONFIG_SHARED_STORE,
