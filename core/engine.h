@@ -464,6 +464,11 @@ enum { MAB__SRM_ON = 0, MAB__SRM_CONFIG_OFF, MAB__SRM_ID_TOO_LONG };
 int mab__srm_parse(const mab_engine *e, mab__experiment *x, const cJSON *obj, mab_error *err);
 /* Append the ledgers (after mab__rules_add_ledgers). */
 int mab__srm_add_ledgers(mab_engine *e, mab_error *err);
+/* rules.c: fill `ledger` as a ledger of x (arms copied, no policy) of kind
+   MAB__LEDGER_*, id x's + suffix. MAB_ENOMEM leaves what it made for the
+   caller to free with the other experiments. */
+int mab__make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind,
+                     const char *suffix);
 /* The slot's probabilities scratch, [0] set to NAN, for
    mab_policy_input.probabilities; NULL when x has no ledger. */
 double *mab__srm_vector(const mab__experiment *x, mab__slot *s);

@@ -194,12 +194,13 @@ int mab__rules_parse(mab_engine *e, mab__experiment *x, const cJSON *obj, mab_er
 }
 
 /* A ledger: the experiment's arms (ids and values copied), no policy;
-   kind MAB__LEDGER_HOLDOUT or MAB__LEDGER_LATE. */
-static int make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind)
+   kind MAB__LEDGER_HOLDOUT, MAB__LEDGER_LATE or MAB__LEDGER_SRM (srm.c),
+   its id x's with `suffix`. */
+int mab__make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind,
+                     const char *suffix)
 {
     memset(ledger, 0, sizeof *ledger);
-    ledger->id = mab__asprintf("%s%s", x->id,
-                               kind == MAB__LEDGER_LATE ? MAB__LATE_SUFFIX : MAB__LEDGER_SUFFIX);
+    ledger->id = mab__asprintf("%s%s", x->id, suffix);
     ledger->arms = calloc(x->n_arms, sizeof *ledger->arms);
     if (!ledger->id || !ledger->arms)
         return MAB_ENOMEM;
@@ -244,7 +245,9 @@ int mab__rules_add_ledgers(mab_engine *e, mab_error *err)
                                               : x->rules.attribution_window > 0))
                 continue;
             mab__experiment *ledger = &e->experiments[e->n_experiments];
-            int rc = make_ledger(ledger, x, kind);
+            int rc = mab__make_ledger(ledger, x, kind,
+                                      kind == MAB__LEDGER_LATE ? MAB__LATE_SUFFIX
+                                                               : MAB__LEDGER_SUFFIX);
             e->n_experiments++; /* freed with the others even when half made */
             if (rc != MAB_OK)
                 return mab_error_set(err, MAB_ENOMEM, "out of memory");

@@ -59,31 +59,15 @@ int mab__srm_parse(const mab_engine *e, mab__experiment *x, const cJSON *obj, ma
 /* The ledger of x: its arms (ids and values copied), range [0, 1]. */
 static int make_srm_ledger(mab__experiment *ledger, const mab__experiment *x)
 {
-    memset(ledger, 0, sizeof *ledger);
-    ledger->id = mab__asprintf("%s" MAB__SRM_SUFFIX, x->id);
-    ledger->arms = calloc(x->n_arms, sizeof *ledger->arms);
-    if (!ledger->id || !ledger->arms)
-        return MAB_ENOMEM;
-    for (size_t i = 0; i < x->n_arms; i++) {
-        mab__arm *a = &ledger->arms[ledger->n_arms];
-        size_t len = strlen(x->arms[i].value_json);
-        a->id = mab__strdup(x->arms[i].id);
-        a->value_json = a->id ? cJSON_malloc(len + 1) : NULL;
-        if (!a->id || !a->value_json) {
-            free(a->id);
-            a->id = NULL;
-            return MAB_ENOMEM;
-        }
-        memcpy(a->value_json, x->arms[i].value_json, len + 1);
-        ledger->n_arms++;
-    }
+    int rc = mab__make_ledger(ledger, x, MAB__LEDGER_SRM, MAB__SRM_SUFFIX);
+    if (rc != MAB_OK)
+        return rc;
+    /* Probabilities are in [0, 1] whatever the experiment's reward range. */
     ledger->reward_min = 0.0;
     ledger->reward_max = 1.0;
     ledger->winner_p_best = x->winner_p_best;
     ledger->winner_expected_loss = x->winner_expected_loss;
-    ledger->is_ledger = MAB__LEDGER_SRM;
     ledger->srm_off = MAB__SRM_CONFIG_OFF;
-    ledger->rules.serve = ledger->rules.holdout_arm = -1;
     return MAB_OK;
 }
 
