@@ -45,9 +45,18 @@
   }
 
   // P(best) as the core words it: 10^4 draws cannot tell 1 from 0.9999.
+  // Three decimals as the core and `mab report` print them (C's printf):
+  // an exact tie such as 0.0625 (625 of 10,000 draws) rounds to even,
+  // where toFixed would round it up.
+  function fixed3(p) {
+    const scaled = p * 1000, n = Math.floor(scaled);
+    if (scaled - n === 0.5) return ((n % 2 ? n + 1 : n) / 1000).toFixed(3);
+    return p.toFixed(3);
+  }
+
   function prob(p) {
     if (p === null || p === undefined || !isFinite(p)) return "–";
-    return p >= 0.9995 ? ">0.999" : p < 0.0005 ? "<0.001" : p.toFixed(3);
+    return p >= 0.9995 ? ">0.999" : p < 0.0005 ? "<0.001" : fixed3(p);
   }
 
   function loss(x) {
