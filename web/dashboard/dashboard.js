@@ -46,11 +46,15 @@
 
   // P(best) as the core words it: 10^4 draws cannot tell 1 from 0.9999.
   // Three decimals as the core and `mab report` print them (C's printf):
-  // an exact tie such as 0.0625 (625 of 10,000 draws) rounds to even,
-  // where toFixed would round it up.
+  // an exact tie rounds to even, where toFixed would round it up. A double
+  // is exactly halfway between two thousandths only when it is an odd
+  // multiple of 1/16 (0.0625 = 625 of 10,000 draws, 0.1875, ...); every
+  // other value toFixed already rounds as printf does.
   function fixed3(p) {
-    const scaled = p * 1000, n = Math.floor(scaled);
-    if (scaled - n === 0.5) return ((n % 2 ? n + 1 : n) / 1000).toFixed(3);
+    if (Number.isInteger(p * 16) && !Number.isInteger(p * 8)) {
+      const n = Math.floor(p * 1000); // exact: an odd multiple of 62.5
+      return ((n % 2 ? n + 1 : n) / 1000).toFixed(3);
+    }
     return p.toFixed(3);
   }
 
