@@ -23,6 +23,17 @@
 #include "options.h"
 #include "output.h"
 
+/* The paragraph every stored admin action's help ends with (pause, resume,
+   conclude, clear). */
+#define STATE_ACTION_HELP                                                              \
+    "The action is written to the config's storage first (nothing changes when\n"    \
+    "the store refuses it) and holds over the config's \"state\" and \"serve\"\n"    \
+    "until the next action, across restarts and reloads: every engine over the\n"    \
+    "store (mabd, nginx and Flask workers, other machines) follows at its next\n"    \
+    "refresh (storage.refresh_ms). The store must take a second writer (LMDB,\n"    \
+    "Redis, MongoDB; json_file is held by a running server: use mabd's\n"           \
+    "POST /v1/admin/experiments/EXP/ACTION there). See docs/operating.md.\n"
+
 static const command commands[] = {
     {"check", "test everything the hosts would load, read-only",
      "usage: mab check CONFIG\n"
@@ -198,26 +209,14 @@ static const command commands[] = {
      "Serve ARM (or the leader, the arm of highest mean) to new visitors and\n"
      "count nothing.\n"
      "\n"
-     "The action is written to the config's storage first (nothing changes when\n"
-     "the store refuses it) and holds over the config's \"state\" and \"serve\"\n"
-     "until the next action, across restarts and reloads: every engine over the\n"
-     "store (mabd, nginx and Flask workers, other machines) follows at its next\n"
-     "refresh (storage.refresh_ms). The store must take a second writer (LMDB,\n"
-     "Redis, MongoDB; json_file is held by a running server: use mabd's\n"
-     "POST /v1/admin/experiments/EXP/ACTION there). See docs/operating.md.\n",
+     STATE_ACTION_HELP,
      {"CONFIG", "EXP", "ARM"}, 3, 1, {{0}}, 0, cmd_pause},
     {"resume", "run an experiment again at run time (stored)",
      "usage: mab resume CONFIG EXP\n"
      "\n"
      "The policy chooses and learns again, whatever the config's state.\n"
      "\n"
-     "The action is written to the config's storage first (nothing changes when\n"
-     "the store refuses it) and holds over the config's \"state\" and \"serve\"\n"
-     "until the next action, across restarts and reloads: every engine over the\n"
-     "store (mabd, nginx and Flask workers, other machines) follows at its next\n"
-     "refresh (storage.refresh_ms). The store must take a second writer (LMDB,\n"
-     "Redis, MongoDB; json_file is held by a running server: use mabd's\n"
-     "POST /v1/admin/experiments/EXP/ACTION there). See docs/operating.md.\n",
+     STATE_ACTION_HELP,
      {"CONFIG", "EXP"}, 2, 0, {{0}}, 0, cmd_resume},
     {"conclude", "conclude an experiment with a winner (stored)",
      "usage: mab conclude CONFIG EXP ARM\n"
@@ -225,13 +224,7 @@ static const command commands[] = {
      "Serve ARM, the winner (with the config's floor, if any); pulls and rewards\n"
      "are still counted.\n"
      "\n"
-     "The action is written to the config's storage first (nothing changes when\n"
-     "the store refuses it) and holds over the config's \"state\" and \"serve\"\n"
-     "until the next action, across restarts and reloads: every engine over the\n"
-     "store (mabd, nginx and Flask workers, other machines) follows at its next\n"
-     "refresh (storage.refresh_ms). The store must take a second writer (LMDB,\n"
-     "Redis, MongoDB; json_file is held by a running server: use mabd's\n"
-     "POST /v1/admin/experiments/EXP/ACTION there). See docs/operating.md.\n",
+     STATE_ACTION_HELP,
      {"CONFIG", "EXP", "ARM"}, 3, 0, {{0}}, 0, cmd_conclude},
     {"clear", "drop the admin state: follow the config's state again",
      "usage: mab clear CONFIG EXP\n"
@@ -239,13 +232,7 @@ static const command commands[] = {
      "Undo pause, resume or conclude: the config's \"state\" and \"serve\" apply\n"
      "again.\n"
      "\n"
-     "The action is written to the config's storage first (nothing changes when\n"
-     "the store refuses it) and holds over the config's \"state\" and \"serve\"\n"
-     "until the next action, across restarts and reloads: every engine over the\n"
-     "store (mabd, nginx and Flask workers, other machines) follows at its next\n"
-     "refresh (storage.refresh_ms). The store must take a second writer (LMDB,\n"
-     "Redis, MongoDB; json_file is held by a running server: use mabd's\n"
-     "POST /v1/admin/experiments/EXP/ACTION there). See docs/operating.md.\n",
+     STATE_ACTION_HELP,
      {"CONFIG", "EXP"}, 2, 0, {{0}}, 0, cmd_clear},
     {"export", "write every stored counter as JSON",
      "usage: mab export CONFIG [--out FILE]\n"
