@@ -287,33 +287,64 @@ static int parse_reward_range(const mab_engine *e, mab__experiment *x, const cJS
     return MAB_OK;
 }
 
-/* An arm's value as JSON text, as cJSON_PrintUnformatted() writes it. A
-   whole number below 1e15 (the common arm value) is written here: cJSON
-   formats every number with "%1.15g" and checks it with sscanf, a few
-   thousand instructions an arm, which a config of millions of arms feels.
-   "%1.15g" writes such a number as its plain digits, as this does. */
-static char *value_text(const cJSON *v)
+/* The length of an arm's value as JSON text, as cJSON_PrintUnformatted()
+   writes it, and the text into out (NULL: length only). A whole number below
+   1e15 (the common arm value) is written here: cJSON formats every number
+   with "%1.15g" and checks it with sscanf, a few thousand instructions an
+   arm, which a config of millions of arms feels. "%1.15g" writes such a
+   number as its plain digits, as this does. Any other value is printed by
+   cJSON into *printed (the caller frees it with cJSON_free). Returns
+   (size_t)-1 when out of memory. */
+static size_t value_text(const cJSON *v, char *out, char **printed)
 {
     double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    if (!(isfinite(d) && d == floor(d) && fabs(d) < 1e15 && !(d == 0 && signbit(d))))
-        return cJSON_PrintUnformatted(v);
+    if (!(isfinite(d) && d == floor(d) && fabs(d) < 1e15 && !(d == 0 && signbit(d)))) {
+        if (!*printed && !(*printed = cJSON_PrintUnformatted(v)))
+            return (size_t)-1;
+        size_t len = strlen(*printed);
+        if (out)
+            memcpy(out, *printed, len);
+        return len;
+    }
     char digits[24];
-    size_t n = 0;
+    size_t n = 0, k = 0;
     unsigned long long u = (unsigned long long)fabs(d);
     do {
         digits[n++] = (char)('0' + u % 10);
         u /= 10;
     } while (u);
-    char *out = cJSON_malloc(n + 2);
-    if (!out)
-        return NULL;
-    size_t k = 0;
-    if (d < 0)
-        out[k++] = '-';
-    while (n)
-        out[k++] = digits[--n];
-    out[k] = '\0';
-    return out;
+    if (d < 0 && out)
+        out[k] = '-';
+    k += d < 0;
+    while (n) {
+        n--;
+        if (out)
+            out[k] = digits[n];
+        k++;
+    }
+    return k;
+}
+
+/* Whether two policy objects print as the same JSON text (same keys in the
+   same order, same values): then experiments share one copy of the text. */
+static int same_json(const cJSON *a, const cJSON *b)
+{
+    if ((a->type & 0xff) != (b->type & 0xff))
+        return 0;
+    if ((a->string == NULL) != (b->string == NULL) ||
+        (a->string && strcmp(a->string, b->string) != 0))
+        return 0;
+    if (cJSON_IsString(a))
+        return strcmp(a->valuestring, b->valuestring) == 0;
+    if (cJSON_IsNumber(a))
+        return memcmp(&a->valuedouble, &b->valuedouble, sizeof a->valuedouble) == 0;
+    if (cJSON_IsRaw(a))
+        return strcmp(a->valuestring, b->valuestring) == 0;
+    const cJSON *x = a->child, *y = b->child;
+    for (; x && y; x = x->next, y = y->next)
+        if (!same_json(x, y))
+            return 0;
+    return x == NULL && y == NULL;
 }
 
 /* "winner": {"p_best": P, "expected_loss": L}: when a report declares the
@@ -373,22 +404,44 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
     x->arms = calloc(n, sizeof *x->arms);
     if (!x->arms)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    for (const cJSON *a = arms->child; a; a = a->next) {
+    /* Every id and value in one allocation (x->arm_text): two mallocs an
+       arm cost 64 bytes and two frees for what is often 5 bytes of text. A
+       first pass sizes it (and checks the ids), the second writes it. */
+    char **printed = calloc(n, sizeof *printed); /* values cJSON printed */
+    if (!printed)
+        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    size_t bytes = 0, i = 0;
+    int rc = MAB_OK;
+    for (const cJSON *a = arms->child; a && rc == MAB_OK; a = a->next, i++) {
+        size_t value_len = valid_id(a->string) ? value_text(a, NULL, &printed[i]) : 0;
         if (!valid_id(a->string))
-            return mab_error_set(err, MAB_ECONFIG,
-                                 "%s: experiments.%s.arms: arm id \"%s\" must be 1 to %d letters, "
-                                 "digits, '_' or '-'",
-                                 e->config_path, x->id, a->string, MAB__ID_MAX);
-        mab__arm *arm = &x->arms[x->n_arms];
-        arm->id = mab__strdup(a->string);
-        arm->value_json = value_text(a);
-        if (!arm->id || !arm->value_json) {
-            free(arm->id);
-            cJSON_free(arm->value_json);
-            return mab_error_set(err, MAB_ENOMEM, "out of memory");
-        }
-        x->n_arms++;
+            rc = mab_error_set(err, MAB_ECONFIG,
+                               "%s: experiments.%s.arms: arm id \"%s\" must be 1 to %d letters, "
+                               "digits, '_' or '-'",
+                               e->config_path, x->id, a->string, MAB__ID_MAX);
+        else if (value_len == (size_t)-1)
+            rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+        else
+            bytes += strlen(a->string) + 1 + value_len + 1;
     }
+    if (rc == MAB_OK && !(x->arm_text = malloc(bytes)))
+        rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+    char *at = x->arm_text;
+    i = 0;
+    for (const cJSON *a = arms->child; a && rc == MAB_OK; a = a->next, i++) {
+        mab__arm *arm = &x->arms[x->n_arms++];
+        size_t id_len = strlen(a->string);
+        arm->id = memcpy(at, a->string, id_len + 1);
+        at += id_len + 1;
+        arm->value_json = at;
+        at += value_text(a, at, &printed[i]);
+        *at++ = '\0';
+    }
+    for (size_t j = 0; j < n; j++)
+        cJSON_free(printed[j]);
+    free(printed);
+    if (rc != MAB_OK)
+        return rc;
     long dup = mab__id_index_first_duplicate(x->arms, sizeof *x->arms, x->n_arms);
     if (dup == -2)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -425,8 +478,15 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
                              "%s: %s.policy: expected an object with \"plugin\" naming a policy",
                              e->config_path, where);
     x->policy_obj = policy;
-    if (!(x->policy_json = cJSON_PrintUnformatted(policy)))
+    /* Experiments of one policy usually follow each other: share the text
+       (a million copies of {"plugin":"thompson"} are 48 MB). */
+    const mab__experiment *prev = x > e->experiments ? x - 1 : NULL;
+    if (prev && prev->policy_obj && prev->policy_json && same_json(prev->policy_obj, policy)) {
+        x->policy_json = prev->policy_json;
+        x->policy_json_shared = 1;
+    } else if (!(x->policy_json = cJSON_PrintUnformatted(policy))) {
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
     rc = parse_reward_range(e, x, cJSON_GetObjectItemCaseSensitive(obj, "reward"), err);
     if (rc)
         return rc;
@@ -619,14 +679,11 @@ void mab__config_free(mab_engine *e)
 {
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
-        for (size_t j = 0; j < x->n_arms; j++) {
-            free(x->arms[j].id);
-            cJSON_free(x->arms[j].value_json);
-        }
+        free(x->arm_text); /* the ids and values of its arms; a ledger has none */
         free(x->arms);
         free(x->id);
-        free(x->policy_path);
-        cJSON_free(x->policy_json);
+        if (!x->policy_json_shared)
+            cJSON_free(x->policy_json);
     }
     free(e->experiments);
     mab__web_config_free(e->web);

@@ -53,7 +53,8 @@ static void engine_free(mab_engine *e)
 {
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
-        mab__id_index_free(&x->arm_index);
+        if (!x->is_ledger) /* a ledger's is its experiment's */
+            mab__id_index_free(&x->arm_index);
         if (x->policy && x->policy_state)
             x->policy->destroy(x->policy_state);
         if (x->policy2 && x->policy_state)
@@ -258,9 +259,7 @@ static int load_policy_once(mab_engine *e, const char *name, const char *plugin_
         lp = &e->loaded_policies[e->n_loaded_policies++];
         *lp = fresh;
     }
-    x->policy_path = mab__strdup(lp->path);
-    if (!x->policy_path)
-        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    x->policy_path = lp->path; /* the engine's, freed after every experiment */
     x->policy = lp->policy;
     x->policy2 = lp->policy2;
     return MAB_OK;
@@ -275,8 +274,8 @@ static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
         else if (x->is_ledger == MAB__LEDGER_LATE)
             name = "late", path = "(late rewards ledger)";
         x->policy_name = name;
-        x->policy_path = mab__strdup(path);
-        return x->policy_path ? MAB_OK : mab_error_set(err, MAB_ENOMEM, "out of memory");
+        x->policy_path = path;
+        return MAB_OK;
     }
     char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];
     snprintf(json_path, sizeof json_path, "experiments.%s.policy", x->id);
@@ -445,11 +444,13 @@ static int allocate_stats(mab_engine *e)
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         size_t own = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+        if (own > UINT32_MAX - at) /* mab__arm.stats_at is 32 bits */
+            return MAB_ENOMEM;
         /* Batch entries only for what keeps statistics (stats_take): most
            experiments keep none, and a million of them must not pay for it. */
         entries += (x->layout.arm_stats ? x->n_arms : 0) + (x->layout.experiment_stats ? 1 : 0);
         for (size_t j = 0; j < x->n_arms; j++)
-            x->arms[j].stats_at = at + j * x->layout.arm_stats;
+            x->arms[j].stats_at = (uint32_t)(at + j * x->layout.arm_stats);
         x->stats_at = at + x->n_arms * x->layout.arm_stats;
         at += own;
         if (own > e->max_stats)
@@ -649,10 +650,16 @@ static int allocate_tables(mab_engine *e)
     if (mab__id_index_build(&e->experiment_index, e->experiments, sizeof *e->experiments,
                             e->n_experiments) != MAB_OK)
         return MAB_ENOMEM;
-    for (size_t i = 0; i < e->n_experiments; i++) {
+    /* The configured experiments' arm indexes; a ledger has its
+       experiment's arms in the same order, so it shares the index. */
+    for (size_t i = 0; i < e->n_configured; i++) {
         mab__experiment *x = &e->experiments[i];
         if (mab__id_index_build(&x->arm_index, x->arms, sizeof *x->arms, x->n_arms) != MAB_OK)
             return MAB_ENOMEM;
+        mab__experiment *ledgers[3] = {x->ledger, x->late_ledger, x->srm};
+        for (int k = 0; k < 3; k++)
+            if (ledgers[k])
+                ledgers[k]->arm_index = x->arm_index;
     }
     for (unsigned i = 0; i < MAB__SLOTS; i++)
         atomic_flag_clear(&e->slots[i].lock);

@@ -112,14 +112,19 @@ typedef struct mab__atomic_totals {
     _Atomic double reward_sum_sq;
 } mab__atomic_totals;
 
+/* 88 bytes: a config of 10^6 experiments of 10 arms has 2 * 10^7 of them
+   (its own and its sample-ratio ledger's), so every field counts. */
 typedef struct mab__arm {
-    char *id; /* first member: see mab__id_index */
-    char *value_json;
-    size_t stats_at;  /* first of its layout.arm_stats in the engine's stats arrays */
+    char *id; /* first member: see mab__id_index. In the experiment's arm_text
+                 (config.c); a ledger's arms point at its experiment's */
+    char *value_json; /* the same */
+    uint32_t stats_at;  /* first of its layout.arm_stats in the engine's stats arrays
+                           (allocate_stats refuses more than UINT32_MAX in all) */
+    _Atomic uint32_t drops;       /* increments of this arm storage refused and the
+                                     queue dropped (engine.c, drop_delta); compared,
+                                     never summed, so wrapping is harmless */
     mab__atomic_totals published; /* what choose and stats read */
     mab__atomic_totals unapplied; /* published but not yet applied to storage */
-    _Atomic uint64_t drops;       /* increments of this arm storage refused and the
-                                     queue dropped (engine.c, drop_delta) */
 } mab__arm;
 
 /* Kinds of ledger experiment (rules.c): counters kept beside an experiment's. */
@@ -151,12 +156,14 @@ typedef struct mab__experiment {
     char *id; /* first member: see mab__id_index */
     mab__arm *arms;
     size_t n_arms;
-    mab__id_index arm_index;
+    char *arm_text;          /* the arms' ids and values, one allocation (config.c);
+                                NULL for a ledger, whose arms point at its experiment's */
+    mab__id_index arm_index; /* a ledger's is its experiment's (engine.c, allocate_tables) */
     size_t first_arm;        /* index of arms[0] among all the engine's arms */
     double reward_min, reward_max;
     double reward_scale;     /* 1 / (reward_max - reward_min), set by mab_open */
     const cJSON *policy_obj; /* valid during mab_open only */
-    char *policy_path;
+    const char *policy_path;    /* the loaded plugin's path (engine-owned) or a ledger's label */
     const mab_policy *policy;   /* ABI 1, or NULL */
     const mab_policy2 *policy2; /* ABI 2, or NULL */
     const char *policy_name;    /* the descriptor's name */
@@ -176,6 +183,7 @@ typedef struct mab__experiment {
     double winner_p_best;        /* the "winner" rule (config.c; report.c) */
     double winner_expected_loss;
     char *policy_json;           /* the "policy" object, compact, for reports */
+    int policy_json_shared;      /* policy_json is the previous experiment's (config.c) */
     size_t ring_cap;            /* buckets per arm in ring (0: none kept) */
     mab__bucket *ring;          /* n_arms * ring_cap: arm i's bucket number k
                                    (start / bucket_seconds) at i * ring_cap + k % ring_cap */
@@ -464,8 +472,8 @@ enum { MAB__SRM_ON = 0, MAB__SRM_CONFIG_OFF, MAB__SRM_ID_TOO_LONG };
 int mab__srm_parse(const mab_engine *e, mab__experiment *x, const cJSON *obj, mab_error *err);
 /* Append the ledgers (after mab__rules_add_ledgers). */
 int mab__srm_add_ledgers(mab_engine *e, mab_error *err);
-/* rules.c: fill `ledger` as a ledger of x (arms copied, no policy) of kind
-   MAB__LEDGER_*, id x's + suffix. MAB_ENOMEM leaves what it made for the
+/* rules.c: fill `ledger` as a ledger of x (x's arms, no policy) of kind
+   MAB__LEDGER_*, id x's + suffix; its arms' ids and values are x's. MAB_ENOMEM leaves what it made for the
    caller to free with the other experiments. */
 int mab__make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind,
                      const char *suffix);

@@ -193,7 +193,7 @@ int mab__rules_parse(mab_engine *e, mab__experiment *x, const cJSON *obj, mab_er
     return MAB_OK;
 }
 
-/* A ledger: the experiment's arms (ids and values copied), no policy;
+/* A ledger: the experiment's arms (ids and values shared), no policy;
    kind MAB__LEDGER_HOLDOUT, MAB__LEDGER_LATE or MAB__LEDGER_SRM (srm.c),
    its id x's with `suffix`. */
 int mab__make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind,
@@ -204,19 +204,13 @@ int mab__make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind
     ledger->arms = calloc(x->n_arms, sizeof *ledger->arms);
     if (!ledger->id || !ledger->arms)
         return MAB_ENOMEM;
+    /* The ids and values are x's (freed with x's arm_text, never with the
+       ledger's), as is the arm index (engine.c, allocate_tables). */
     for (size_t i = 0; i < x->n_arms; i++) {
-        mab__arm *a = &ledger->arms[ledger->n_arms];
-        size_t len = strlen(x->arms[i].value_json);
-        a->id = mab__strdup(x->arms[i].id);
-        a->value_json = a->id ? cJSON_malloc(len + 1) : NULL;
-        if (!a->id || !a->value_json) {
-            free(a->id);
-            a->id = NULL;
-            return MAB_ENOMEM;
-        }
-        memcpy(a->value_json, x->arms[i].value_json, len + 1);
-        ledger->n_arms++;
+        ledger->arms[i].id = x->arms[i].id;
+        ledger->arms[i].value_json = x->arms[i].value_json;
     }
+    ledger->n_arms = x->n_arms;
     ledger->reward_min = x->reward_min;
     ledger->reward_max = x->reward_max;
     ledger->is_ledger = kind;

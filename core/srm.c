@@ -56,7 +56,7 @@ int mab__srm_parse(const mab_engine *e, mab__experiment *x, const cJSON *obj, ma
     return MAB_OK;
 }
 
-/* The ledger of x: its arms (ids and values copied), range [0, 1]. */
+/* The ledger of x: its arms (ids and values shared), range [0, 1]. */
 static int make_srm_ledger(mab__experiment *ledger, const mab__experiment *x)
 {
     int rc = mab__make_ledger(ledger, x, MAB__LEDGER_SRM, MAB__SRM_SUFFIX);

@@ -10,7 +10,9 @@
  * (MAB_OPEN_NO_STORAGE) unless --storage PLUGIN names one (json_file, lmdb),
  * which then also measures the first write of every experiment and a reopen
  * over the stored records, and the size of the store after the first write
- * (bytes per arm of the config). --policy NAME sets the experiments'
+ * (bytes per arm of the config). The open and the close are also given in
+ * CPU seconds of the process (steadier than the wall clock on a busy
+ * machine). --policy NAME sets the experiments'
  * policy; --no-srm adds "srm": false to each (the sample-ratio ledger
  * "ID@srm" then takes neither memory nor storage: compare the two runs).
  * --redis URL is --storage redis on that server (each count under a fresh
@@ -45,6 +47,15 @@ static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds of this process (user + system): steadier than the wall
+   clock on a machine shared with other builds. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -168,12 +179,12 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
     mab_options opts = {sizeof opts, storage ? 0u : MAB_OPEN_NO_STORAGE, 0};
     mab_engine *e = NULL;
     mab_error err = {0, ""};
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     if (mab_open_ex(config, &opts, &e, &err) != MAB_OK) {
         fprintf(stderr, "mab_open: %s\n", err.message);
         return 1;
     }
-    double open_s = now_s() - t0;
+    double open_s = now_s() - t0, open_cpu = cpu_s() - c0;
     long after = rss_kib();
     struct mallinfo2 m1 = mallinfo2();
     size_t heap_after = m1.uordblks + m1.hblkhd;
@@ -212,7 +223,9 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
         commit_ms(e, ids, n, 1);
         refresh_one = refresh_s(e);
     }
+    c0 = cpu_s();
     mab_close(e, NULL);
+    double close_cpu = cpu_s() - c0;
     if (storage) {
         stored = store_bytes(dir, storage) / (double)(n * k);
         t0 = now_s();
@@ -227,14 +240,16 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
     double heap_per_arm = (double)(heap_after - heap_before) / (double)(n * k);
     if (tsv)
         printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\t%.1f\t%.3f"
-               "\t%.4f\t%.4f\n",
+               "\t%.4f\t%.4f\t%.3f\t%.3f\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot,
-               cold, cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none);
+               cold, cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none,
+               open_cpu, close_cpu);
     else
         printf("%10zu %4zu %-9s %9.3f s %8.1f B %8.1f B %6.1f B %8.1f ns %8.1f ns %6.2fx %9.3f s "
-               "%9.3f s %8.1f B %9.3f ms %9.4f s %9.4f s\n",
+               "%9.3f s %8.1f B %9.3f ms %9.4f s %9.4f s %8.3f s %8.3f s\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
-               cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none);
+               cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none, open_cpu,
+               close_cpu);
     fflush(stdout);
     return 0;
 }
@@ -277,12 +292,13 @@ int main(int argc, char **argv)
     if (tsv)
         printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"
                "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\tstore_per_arm\tcommit_ms\t"
-               "refresh_one_s\trefresh_none_s\n");
+               "refresh_one_s\trefresh_none_s\topen_cpu_s\tclose_cpu_s\n");
     else
-        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s %10s %12s %11s %11s\n",
+        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s %10s %12s %11s %11s "
+               "%10s %10s\n",
                "experiments", "K", "storage", "open", "RSS/arm", "heap/arm", "id+value",
                "choose hot", "random", "ratio", "first write", "reopen", "store/arm", "commit 1",
-               "refresh 1", "refresh 0");
+               "refresh 1", "refresh 0", "open CPU", "close CPU");
     for (; i < argc; i++) {
         size_t n = strtoul(argv[i], NULL, 10);
         char dir[] = "/tmp/mab-bench-scale-XXXXXX";
