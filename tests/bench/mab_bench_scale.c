@@ -24,8 +24,12 @@
  * --warm chooses once on every experiment before measuring, so that the
  * random column is the steady state rather than first touches.
  *
+ * --parse-only measures instead what cJSON alone costs on the same config
+ * (read, parse, free): the part of mab_open no change to the engine moves.
+ *
  *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
- *                   [--commits R] [--warm] [--policy NAME] [--no-srm] N [N ...]
+ *                   [--commits R] [--warm] [--policy NAME] [--no-srm]
+ *                   [--parse-only] N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -40,6 +44,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "mab/mab.h"
 
@@ -166,6 +172,37 @@ static double refresh_s(mab_engine *e)
 static size_t commits;
 static int warm;
 
+/* --parse-only: what cJSON alone costs on the config mab_open would read
+   (read the file, parse, free the tree; core/config.c does the same), in
+   wall and CPU seconds, and the bytes of the file per arm. */
+static int parse_only(const char *config, size_t n, size_t k)
+{
+    double t0 = now_s(), c0 = cpu_s();
+    FILE *f = fopen(config, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0)
+        return 1;
+    char *text = malloc((size_t)st.st_size + 1);
+    if (!text || fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+        return 1;
+    fclose(f);
+    text[st.st_size] = '\0';
+    double read_cpu = cpu_s() - c0;
+    cJSON *root = cJSON_ParseWithOpts(text, NULL, 1);
+    free(text);
+    if (!root)
+        return 1;
+    double parse_wall = now_s() - t0, parse_cpu = cpu_s() - c0;
+    c0 = cpu_s();
+    cJSON_Delete(root);
+    double delete_cpu = cpu_s() - c0;
+    printf("%10zu %4zu parse only: %.3f s wall, %.3f s CPU (read %.3f s), delete %.3f s CPU, "
+           "%.1f bytes of config per arm\n",
+           n, k, parse_wall, parse_cpu, read_cpu, delete_cpu, (double)st.st_size / (double)(n * k));
+    fflush(stdout); /* the child leaves with _exit */
+    return 0;
+}
+
 static int measure(const char *config, const char *dir, size_t n, size_t k, size_t calls,
                    const char *storage, int tsv)
 {
@@ -258,7 +295,7 @@ int main(int argc, char **argv)
 {
     size_t k = 10, calls = 1000000;
     const char *storage = NULL;
-    int tsv = 0, i = 1;
+    int tsv = 0, i = 1, parse_only_mode = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--arms") == 0 && i + 1 < argc)
             k = strtoul(argv[++i], NULL, 10);
@@ -278,10 +315,12 @@ int main(int argc, char **argv)
             policy = argv[++i];
         else if (strcmp(argv[i], "--no-srm") == 0)
             no_srm = 1;
+        else if (strcmp(argv[i], "--parse-only") == 0)
+            parse_only_mode = 1;
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
                             "[--redis URL] [--commits R] [--warm] [--policy NAME] [--no-srm] "
-                            "[--tsv] N [N ...]\n");
+                            "[--parse-only] [--tsv] N [N ...]\n");
             return 2;
         }
     }
@@ -289,7 +328,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "mab-bench-scale: give at least one experiment count\n");
         return 2;
     }
-    if (tsv)
+    if (parse_only_mode)
+        ;
+    else if (tsv)
         printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"
                "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\tstore_per_arm\tcommit_ms\t"
                "refresh_one_s\trefresh_none_s\topen_cpu_s\tclose_cpu_s\n");
@@ -312,7 +353,8 @@ int main(int argc, char **argv)
         /* A fresh process per count, so RSS and caches start clean. */
         pid_t pid = fork();
         if (pid == 0)
-            _exit(measure(config, dir, n, k, calls, storage, tsv));
+            _exit(parse_only_mode ? parse_only(config, n, k)
+                                  : measure(config, dir, n, k, calls, storage, tsv));
         int status = 0;
         waitpid(pid, &status, 0);
         char cmd[sizeof dir + 16];
