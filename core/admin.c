@@ -76,21 +76,12 @@ static int admin_id(const mab__experiment *x, char *out, size_t cap)
            (size_t)snprintf(out, cap, "%s" ADMIN_SUFFIX, x->id) < cap;
 }
 
-/* Read and decode "EXP@admin": ids[0..n_arms) are the arms, then "@none". */
-static int read_record(mab_engine *e, const mab__experiment *x, const char **ids,
-                       mab_totals *totals, admin_record *out, mab_error *err)
+/* Decode the totals of "EXP@admin"'s arms (x's arms, then "@none"). */
+static void decode_record(const mab__experiment *x, const mab_totals *totals,
+                          admin_record *out)
 {
     memset(out, 0, sizeof *out);
     out->serve = -1;
-    char id[MAB__ID_MAX + 1];
-    if (!admin_id(x, id, sizeof id))
-        return MAB_OK; /* too long to have been stored */
-    for (size_t i = 0; i < x->n_arms; i++)
-        ids[i] = x->arms[i].id;
-    ids[x->n_arms] = ADMIN_NONE_ARM;
-    int rc = e->storage->load(e->storage_state, id, ids, x->n_arms + 1, totals, err);
-    if (rc != MAB_OK)
-        return rc;
     for (size_t i = 0; i <= x->n_arms; i++) {
         const mab_totals *t = &totals[i];
         int none = i == x->n_arms;
@@ -113,7 +104,24 @@ static int read_record(mab_engine *e, const mab__experiment *x, const char **ids
         out->sequence = t->pulls;
         out->time_ns = time_ns;
     }
-    return MAB_OK;
+}
+
+/* Read and decode "EXP@admin": ids[0..n_arms) are the arms, then "@none". */
+static int read_record(mab_engine *e, const mab__experiment *x, const char **ids,
+                       mab_totals *totals, admin_record *out, mab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->serve = -1;
+    char id[MAB__ID_MAX + 1];
+    if (!admin_id(x, id, sizeof id))
+        return MAB_OK; /* too long to have been stored */
+    for (size_t i = 0; i < x->n_arms; i++)
+        ids[i] = x->arms[i].id;
+    ids[x->n_arms] = ADMIN_NONE_ARM;
+    int rc = e->storage->load(e->storage_state, id, ids, x->n_arms + 1, totals, err);
+    if (rc == MAB_OK)
+        decode_record(x, totals, out);
+    return rc;
 }
 
 /* Make a decoded record this engine's state (caller holds flush_mu). */
@@ -147,6 +155,75 @@ int mab__admin_load(mab_engine *e, mab_error *err)
     }
     free(ids);
     free(totals);
+    return rc;
+}
+
+/* ---- the admin records of a full read through scan() (engine.c) ------ */
+
+int mab__admin_scan_visit(mab_engine *e, mab__admin_scan *s, const char *experiment,
+                          const char *arm, const mab_totals *totals)
+{
+    size_t len = strlen(experiment), suffix = sizeof ADMIN_SUFFIX - 1;
+    if (len <= suffix || len - suffix > ADMIN_ID_MAX ||
+        strcmp(experiment + len - suffix, ADMIN_SUFFIX) != 0)
+        return 0;
+    char id[MAB__ID_MAX + 1];
+    memcpy(id, experiment, len - suffix);
+    id[len - suffix] = '\0';
+    long x = mab__id_index_find(&e->experiment_index, e->experiments, sizeof *e->experiments, id);
+    if (x < 0 || (size_t)x >= e->n_configured)
+        return 1; /* an experiment no longer in the config: not ours */
+    const mab__experiment *xp = &e->experiments[x];
+    long a = strcmp(arm, ADMIN_NONE_ARM) == 0
+                 ? (long)xp->n_arms
+                 : mab__id_index_find(&xp->arm_index, xp->arms, sizeof *xp->arms, arm);
+    if (a < 0)
+        return 1; /* an arm no longer in the config cannot be served */
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 16;
+        void *grown = realloc(s->items, cap * sizeof *s->items);
+        if (!grown)
+            return MAB_ENOMEM;
+        s->items = grown;
+        s->cap = cap;
+    }
+    s->items[s->n++] = (struct mab__admin_scanned){(size_t)x, (size_t)a, *totals};
+    return 1;
+}
+
+/* Order of scanned records: by experiment (a scan visits each record once). */
+static int by_experiment(const void *a, const void *b)
+{
+    const struct mab__admin_scanned *p = a, *q = b;
+    return p->experiment < q->experiment ? -1 : p->experiment > q->experiment;
+}
+
+int mab__admin_adopt_scanned(mab_engine *e, mab__admin_scan *s, mab_error *err)
+{
+    int rc = MAB_OK;
+    if (can_store(e)) {
+        mab_totals *totals = calloc(e->max_arms + 1, sizeof *totals);
+        if (!totals)
+            rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
+        if (s->n > 1)
+            qsort(s->items, s->n, sizeof *s->items, by_experiment);
+        size_t k = 0;
+        for (size_t i = 0; rc == MAB_OK && i < e->n_configured; i++) {
+            mab__experiment *x = &e->experiments[i];
+            admin_record r = {0, 0, -1, 0, 0};
+            if (k < s->n && s->items[k].experiment == i) {
+                memset(totals, 0, (x->n_arms + 1) * sizeof *totals);
+                for (; k < s->n && s->items[k].experiment == i; k++)
+                    totals[s->items[k].arm] = s->items[k].totals;
+                decode_record(x, totals, &r);
+            }
+            adopt(x, &r); /* none stored: the config's state, as a load of none */
+        }
+        free(totals);
+    }
+    free(s->items);
+    s->items = NULL;
+    s->n = s->cap = 0;
     return rc;
 }
 

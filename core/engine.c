@@ -592,22 +592,65 @@ static int load_changed_totals(mab_engine *e, int *rc, mab_error *err)
     return done;
 }
 
-int mab__load_totals(mab_engine *e, mab_error *err)
+/* A full read in one pass: scan() visits every stored record once, and each
+   is put where it belongs (stored[first_arm + arm] of an experiment or
+   ledger of the config; an "ID@admin" record into the admin list), where a
+   load() per experiment and per admin record would ask the store 3N times
+   for N experiments (their ledgers "ID@srm", their "ID@admin" records, which
+   most do not have). Records of experiments and arms not in the config are
+   passed over. A scan reads the whole store, which a small config sharing a
+   large store must not pay for: below MAB__SCAN_FROM configured experiments
+   the read stays a load() per experiment (which also checks each one's keys,
+   docs/storage.md). */
+typedef struct scan_read {
+    mab_engine *e;
+    mab_totals *stored;
+    mab__admin_scan admin;
+} scan_read;
+
+static int scan_record(void *ctx, const char *experiment, const char *arm,
+                       const mab_totals *totals)
 {
-    int changed_rc;
-    if (load_changed_totals(e, &changed_rc, err))
-        return changed_rc;
+    scan_read *r = ctx;
+    mab_engine *e = r->e;
+    long i = mab__id_index_find(&e->experiment_index, e->experiments, sizeof *e->experiments,
+                                experiment);
+    if (i < 0) {
+        int taken = mab__admin_scan_visit(e, &r->admin, experiment, arm, totals);
+        return taken == MAB_ENOMEM ? MAB_ENOMEM : 0;
+    }
+    const mab__experiment *x = &e->experiments[i];
+    long a = mab__id_index_find(&x->arm_index, x->arms, sizeof *x->arms, arm);
+    if (a >= 0)
+        r->stored[x->first_arm + (size_t)a] = *totals;
+    return 0;
+}
+
+/* Re-read everything (when no change log can tell what changed): one
+   scan() when the store has one, else a load() per experiment and per
+   "ID@admin" record. */
+static int load_all_totals(mab_engine *e, mab_error *err)
+{
     const char **ids = calloc(e->max_arms, sizeof *ids);
     mab_totals *stored = calloc(e->total_arms, sizeof *stored);
     double *stored_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *stored_stats);
     int rc = ids && stored && stored_stats ? MAB_OK
                                            : mab_error_set(err, MAB_ENOMEM, "out of memory");
+    scan_read by_scan = {e, stored, {NULL, 0, 0}};
+    int scanned = rc == MAB_OK && e->n_configured >= MAB__SCAN_FROM &&
+                  mab__storage_has(e->storage, scan) && e->storage->scan;
+    if (scanned) {
+        rc = e->storage->scan(e->storage_state, scan_record, &by_scan, err);
+        if (rc == MAB_ENOMEM)
+            rc = mab_error_set(err, MAB_ENOMEM, "out of memory reading the store");
+    }
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; j < x->n_arms; j++)
             ids[j] = x->arms[j].id;
-        rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, &stored[x->first_arm],
-                              err);
+        if (!scanned)
+            rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms,
+                                  &stored[x->first_arm], err);
         if (rc == MAB_OK && (x->layout.arm_stats || x->layout.experiment_stats))
             rc = e->storage->load_stats(e->storage_state, x->id, x->layout_tag, ids, x->n_arms,
                                         x->layout.arm_stats, &stored_stats[x->arms[0].stats_at],
@@ -631,11 +674,24 @@ int mab__load_totals(mab_engine *e, mab_error *err)
     free(ids);
     free(stored);
     free(stored_stats);
-    if (rc == MAB_OK)
-        rc = mab__admin_load(e, err); /* admin.c: pause/conclude set at run time */
+    /* admin.c: pause/conclude set at run time, from the scan or read now */
+    if (scanned && rc == MAB_OK)
+        rc = mab__admin_adopt_scanned(e, &by_scan.admin, err); /* frees the list */
+    else if (scanned)
+        free(by_scan.admin.items); /* a failed read changes no state */
+    else if (rc == MAB_OK)
+        rc = mab__admin_load(e, err);
     if (rc == MAB_OK)
         e->refresh_everything = 0;
     return rc == MAB_OK ? mab__buckets_load(e, err) : rc;
+}
+
+int mab__load_totals(mab_engine *e, mab_error *err)
+{
+    int changed_rc;
+    if (load_changed_totals(e, &changed_rc, err))
+        return changed_rc;
+    return load_all_totals(e, err);
 }
 
 static int allocate_tables(mab_engine *e)

@@ -61,6 +61,9 @@
 #define MAB__PUBLISH_OPS 64u        /* operations pending before a slot considers publishing */
 #define MAB__PUBLISH_NS 1000000LL   /* and time since its last publish */
 #define MAB__SLOTS 64u         /* threads beyond this share slots (safely) */
+/* Configured experiments from which a full read of the store is one scan()
+   rather than a load() per experiment and per admin record (engine.c). */
+#define MAB__SCAN_FROM 256u
 #define MAB__BUCKET_SECONDS_DEFAULT 3600
 #define MAB__BUCKET_SECONDS_MAX 604800           /* a week */
 #define MAB__RETENTION_SECONDS_DEFAULT 2592000   /* 30 days */
@@ -373,6 +376,22 @@ const mab__rules *mab__rules_effective(const mab__experiment *x, mab__rules *scr
 /* admin.c: read every experiment's stored admin state (open, refresh;
    caller holds flush_mu or is mab_open). */
 int mab__admin_load(mab_engine *engine, mab_error *err);
+/* admin.c: the "ID@admin" records a full read met in scan() (engine.c),
+   collected by mab__admin_scan_visit (1: an admin record, taken or not ours;
+   0: not one; MAB_ENOMEM) and made the state of every configured
+   experiment by mab__admin_adopt_scanned (which frees the list): the same
+   as mab__admin_load without a load() per experiment. */
+typedef struct mab__admin_scan {
+    struct mab__admin_scanned {
+        size_t experiment; /* index of a configured experiment */
+        size_t arm;        /* its arm, n_arms for "@none" */
+        mab_totals totals;
+    } *items;
+    size_t n, cap;
+} mab__admin_scan;
+int mab__admin_scan_visit(mab_engine *engine, mab__admin_scan *s, const char *experiment,
+                          const char *arm, const mab_totals *totals);
+int mab__admin_adopt_scanned(mab_engine *engine, mab__admin_scan *s, mab_error *err);
 /* The same for one experiment, when a refresh of only what changed (storage
    ABI 1.6) names its "ID@admin" record. */
 int mab__admin_load_one(mab_engine *engine, mab__experiment *x, mab_error *err);

@@ -417,9 +417,10 @@ static void test_kill_keeps_everything_flushed(void **state)
 
 #define MANY 60
 
-/* MANY experiments e0..e59 of 3 arms over the counting_lmdb fixture (lmdb
-   behind a counter of load() calls); refreshes only when the test asks. */
-static void write_many_config(const fixture *f)
+/* n experiments e0..e(n-1) of 3 arms over the counting_lmdb fixture (lmdb
+   behind a counter of load() and scan() calls); refreshes only when the
+   test asks. */
+static void write_n_config(const fixture *f, int n)
 {
     FILE *out = fopen(f->config, "w");
     assert_non_null(out);
@@ -427,24 +428,47 @@ static void write_many_config(const fixture *f)
                  " \"storage\": {\"plugin\": \"counting_lmdb\", \"path\": \"store\", "
                  "\"sync\": {\"interval_ms\": 3600000}, \"refresh_ms\": 86400000},\n"
                  " \"experiments\": {\n", MAB_FIXTURE_DIR, MAB_PLUGIN_DIR);
-    for (int i = 0; i < MANY; i++)
+    for (int i = 0; i < n; i++)
         fprintf(out, "  \"e%d\": {\"policy\": {\"plugin\": \"epsilon_greedy\"}, "
                      "\"arms\": {\"a0\": 0, \"a1\": 1, \"a2\": 2}}%s\n", i,
-                i + 1 < MANY ? "," : "");
+                i + 1 < n ? "," : "");
     fputs(" }}\n", out);
     assert_int_equal(fclose(out), 0);
 }
 
-static uint64_t loads_so_far(void)
+static void write_many_config(const fixture *f)
+{
+    write_n_config(f, MANY);
+}
+
+/* A function of the loaded counting_lmdb fixture. */
+static void *counting_symbol(const char *name)
 {
     void *h = dlopen(MAB_FIXTURE_DIR "/counting_lmdb.so", RTLD_NOW | RTLD_NOLOAD);
     if (!h)
         fail_msg("counting_lmdb.so is not loaded: %s", dlerror());
-    uint64_t (*loads)(void) = (uint64_t (*)(void))dlsym(h, "storage_counting_loads");
-    assert_non_null(loads);
-    uint64_t n = loads();
-    dlclose(h); /* drops only the reference RTLD_NOLOAD took */
-    return n;
+    void *sym = dlsym(h, name);
+    assert_non_null(sym);
+    dlclose(h); /* drops only the reference RTLD_NOLOAD took; the engine holds it */
+    return sym;
+}
+
+static uint64_t loads_so_far(void)
+{
+    uint64_t (*loads)(void) = (uint64_t (*)(void))counting_symbol("storage_counting_loads");
+    return loads();
+}
+
+static uint64_t scans_so_far(void)
+{
+    uint64_t (*scans)(void) = (uint64_t (*)(void))counting_symbol("storage_counting_scans");
+    return scans();
+}
+
+static void full_reads(int on)
+{
+    void (*everything)(int) = (void (*)(int))counting_symbol("storage_counting_everything");
+    everything(on);
 }
 
 /* What a refresh_ms tick does, on demand: mab_import of no records flushes
@@ -567,6 +591,83 @@ static void test_refresh_reads_only_changed(void **state)
     close_ok(e);
 }
 
+/* ---- a full read: one scan, no load() per admin record ---------------- */
+
+/* At least MAB__SCAN_FROM (core/engine.h), from which a full read scans. */
+#define MANY_FOR_SCAN 300
+
+static const char *state_of(mab_engine *e, const char *experiment)
+{
+    mab_rules_info info = MAB_STRUCT_INIT(mab_rules_info);
+    mab_error err = {0};
+    if (mab_rules(e, experiment, &info, &err) != MAB_OK)
+        fail_msg("mab_rules %s: %s", experiment, err.message);
+    return info.state;
+}
+
+/* Child: pause e7 on a1 and reward e250.a1 (durable), before the byte on done. */
+static void pause_child(const fixture *f, int done)
+{
+    mab_engine *e = NULL;
+    if (mab_open(f->config, &e, NULL) != MAB_OK ||
+        mab_set_state(e, "e7", "paused", "a1", NULL) != MAB_OK ||
+        mab_reward(e, "e250", "a1", 1.0, NULL) != MAB_OK || mab_flush(e, NULL) != MAB_OK ||
+        mab_close(e, NULL) != MAB_OK)
+        _exit(3);
+    _exit(write(done, "d", 1) == 1 ? 0 : 4);
+}
+
+/* A config of N experiments, none with an admin record: a full read (at open,
+   and a refresh after a writer without change log) is one scan() and no
+   load() at all, where it was a load() per experiment, per sample-ratio
+   ledger and per "ID@admin" record (3N). A pause taken by another engine is
+   still seen by that full read, and so are the totals. */
+static void test_full_read_scans_once(void **state)
+{
+    fixture *f = *state;
+    write_n_config(f, MANY_FOR_SCAN);
+    mab_engine *e = open_ok(f);
+    uint64_t loads = loads_so_far(), scans = scans_so_far();
+    assert_int_equal(scans, 1);
+    assert_int_equal(loads, 0);
+    assert_string_equal(state_of(e, "e7"), "running");
+
+    int done[2];
+    assert_int_equal(pipe(done), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(done[0]);
+        pause_child(f, done[1]);
+    }
+    close(done[1]);
+    char c;
+    assert_int_equal(read(done[0], &c, 1), 1);
+    close(done[0]);
+    wait_ok(child);
+
+    full_reads(1);
+    refresh_now(e);
+    full_reads(0);
+    assert_int_equal(scans_so_far() - scans, 1);
+    assert_int_equal(loads_so_far() - loads, 0);
+    assert_string_equal(state_of(e, "e7"), "paused");
+    assert_string_equal(state_of(e, "e8"), "running");
+    mab_arm_stats s[ARMS];
+    arm_stats_of(e, "e250", s);
+    assert_int_equal(s[1].rewards, 1);
+    assert_true(s[1].reward_sum == 1.0);
+    assert_int_equal(s[0].rewards, 0);
+    close_ok(e);
+
+    /* A later engine sees both at its open, through the same single scan. */
+    e = open_ok(f);
+    assert_string_equal(state_of(e, "e7"), "paused");
+    arm_stats_of(e, "e250", s);
+    assert_int_equal(s[1].rewards, 1);
+    close_ok(e);
+}
+
 /* The write batch grows with the arms that changed (it starts at 64 entries):
    one flush of every arm of MANY experiments writes each once, exactly. */
 static void test_batch_holds_every_changed_arm(void **state)
@@ -606,6 +707,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_others_seen_within_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_reads_only_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_holds_every_changed_arm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_read_scans_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_loses_no_acknowledged_reward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_keeps_everything_flushed, setup, teardown),
     };
