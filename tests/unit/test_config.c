@@ -564,7 +564,8 @@ static void test_arm_values_as_cjson_writes_them(void **state)
     (void)state;
     static const char *const values[] = {"0", "-0", "7", "-42", "999999999999999",
                                          "1000000000000000", "-999999999999999", "1.5",
-                                         "1e300", "2147483648", "\"x\"", "true"};
+                                         "1e300", "2147483648", "\"x\"", "true",
+                                         "[1,{\"k\":null}]", "\"q\\\"\"", "{}"};
     char text[4096];
     size_t n = (size_t)snprintf(text, sizeof text,
                                 "{" PP ", " STORAGE ", \"experiments\": {\"e\": {" EG
@@ -595,6 +596,49 @@ static void test_arm_values_as_cjson_writes_them(void **state)
     mab_close(engine, NULL);
 }
 
+/* The policy text of a report: experiments whose policy objects print the
+   same share one copy (config.c, same_json), and no other does: keys in
+   another order print in that order, a number one ulp away prints itself. */
+static void test_policy_text_shared_only_when_identical(void **state)
+{
+    (void)state;
+    static const char *const policies[] = {
+        "{\"plugin\":\"epsilon_greedy\",\"epsilon\":0.1}",
+        "{\"plugin\":\"epsilon_greedy\",\"epsilon\":0.1}",
+        "{\"epsilon\":0.1,\"plugin\":\"epsilon_greedy\"}",
+        "{\"plugin\":\"epsilon_greedy\",\"epsilon\":0.10000000000000001}",
+        "{\"plugin\":\"epsilon_greedy\",\"epsilon\":0.10000000000000002}",
+        "{\"plugin\":\"epsilon_greedy\",\"epsilon\":0.1}",
+        "{\"plugin\":\"ucb1\"}",
+        "{\"plugin\":\"ucb1\"}"};
+    size_t count = sizeof policies / sizeof *policies;
+    char text[4096];
+    size_t n = (size_t)snprintf(text, sizeof text, "{" PP ", " STORAGE ", \"experiments\": {");
+    for (size_t i = 0; i < count; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n,
+                              "%s\"e%zu\": {\"policy\": %s, \"arms\": {\"a\": 1, \"b\": 2}}",
+                              i ? ", " : "", i, policies[i]);
+    snprintf(text + n, sizeof text - n, "}}");
+    write_config(text);
+    mab_engine *engine = NULL;
+    mab_error err = {0, ""};
+    mab_options opts = {.struct_size = sizeof opts, .flags = MAB_OPEN_NO_STORAGE};
+    assert_int_equal(mab_open_ex(config_path, &opts, &engine, &err), MAB_OK);
+    for (size_t i = 0; i < count; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "e%zu", i);
+        mab_report r = {.struct_size = sizeof r};
+        assert_int_equal(mab_report_get(engine, id, &r, &err), MAB_OK);
+        cJSON *parsed = cJSON_Parse(policies[i]);
+        char *expected = cJSON_PrintUnformatted(parsed);
+        assert_string_equal(r.policy_json, expected);
+        cJSON_free(expected);
+        cJSON_Delete(parsed);
+        mab_report_free(&r);
+    }
+    mab_close(engine, NULL);
+}
+
 int main(void)
 {
     /* The expected "looked for" lists assume no extra directories. */
@@ -605,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_oversized_file),
         cmocka_unit_test(test_good_config_opens),
         cmocka_unit_test(test_arm_values_as_cjson_writes_them),
+        cmocka_unit_test(test_policy_text_shared_only_when_identical),
         cmocka_unit_test(test_unclaimed_keys_refused),
         cmocka_unit_test(test_bad_section_names),
         cmocka_unit_test(test_section_values),
