@@ -59,7 +59,8 @@ static void engine_free(mab_engine *e)
             x->policy->destroy(x->policy_state);
         if (x->policy2 && x->policy_state)
             x->policy2->destroy(x->policy_state);
-        free(x->layout_tag);
+        if (!x->layout_tag_shared)
+            free(x->layout_tag);
         for (size_t k = 0; k < x->n_features; k++)
             free(x->feature_names[k]);
         free(x->feature_names);
@@ -220,10 +221,20 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
                              (long long)layout.window_buckets * (long long)e->bucket_seconds,
                              (long long)e->bucket_seconds, (long long)e->retention_seconds);
     x->layout = layout;
-    x->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name, layout.stats_version,
-                                  layout.arm_stats, layout.experiment_stats);
-    if (!x->layout_tag)
+    /* Experiments of one policy usually follow each other: one copy of the
+       tag for all of them (a config of a million experiments). */
+    const mab__experiment *prev = x > e->experiments ? x - 1 : NULL;
+    if (prev && prev->layout_tag && prev->policy2 == x->policy2 &&
+        prev->layout.stats_version == layout.stats_version &&
+        prev->layout.arm_stats == layout.arm_stats &&
+        prev->layout.experiment_stats == layout.experiment_stats) {
+        x->layout_tag = prev->layout_tag;
+        x->layout_tag_shared = 1;
+    } else if (!(x->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name,
+                                               layout.stats_version, layout.arm_stats,
+                                               layout.experiment_stats))) {
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
+    }
     return mab__params_check_unused(params, err);
 }
 

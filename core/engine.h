@@ -187,6 +187,7 @@ typedef struct mab__experiment {
     double winner_expected_loss;
     char *policy_json;           /* the "policy" object, compact, for reports */
     int policy_json_shared;      /* policy_json is the previous experiment's (config.c) */
+    int layout_tag_shared;       /* layout_tag is the previous experiment's (engine.c) */
     size_t ring_cap;            /* buckets per arm in ring (0: none kept) */
     mab__bucket *ring;          /* n_arms * ring_cap: arm i's bucket number k
                                    (start / bucket_seconds) at i * ring_cap + k % ring_cap */
