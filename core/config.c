@@ -387,6 +387,20 @@ static int parse_winner(const mab_engine *e, mab__experiment *x, const cJSON *w,
     return MAB_OK;
 }
 
+/* The first arm whose id an earlier arm has, -1 when all differ, -2 when
+   out of memory. A few arms are compared pairwise (no allocation, fewer
+   instructions than a hash for a typical experiment); more through a hash. */
+static long first_duplicate_arm(const mab__experiment *x)
+{
+    if (x->n_arms > 16)
+        return mab__id_index_first_duplicate(x->arms, sizeof *x->arms, x->n_arms);
+    for (size_t i = 1; i < x->n_arms; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(x->arms[i].id, x->arms[j].id) == 0)
+                return (long)i;
+    return -1;
+}
+
 static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_error *err)
 {
     if (!arms)
@@ -407,7 +421,8 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
     /* Every id and value in one allocation (x->arm_text): two mallocs an
        arm cost 64 bytes and two frees for what is often 5 bytes of text. A
        first pass sizes it (and checks the ids), the second writes it. */
-    char **printed = calloc(n, sizeof *printed); /* values cJSON printed */
+    char *few[16] = {NULL}; /* most experiments: no allocation for the list */
+    char **printed = n <= 16 ? few : calloc(n, sizeof *printed); /* values cJSON printed */
     if (!printed)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     size_t bytes = 0, i = 0;
@@ -439,10 +454,11 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
     }
     for (size_t j = 0; j < n; j++)
         cJSON_free(printed[j]);
-    free(printed);
+    if (printed != few)
+        free(printed);
     if (rc != MAB_OK)
         return rc;
-    long dup = mab__id_index_first_duplicate(x->arms, sizeof *x->arms, x->n_arms);
+    long dup = first_duplicate_arm(x);
     if (dup == -2)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     if (dup >= 0)
