@@ -373,6 +373,94 @@ static void test_stored_record_decoding(void **state)
     close_ok(e);
 }
 
+/* A config of MANY_EXPERIMENTS (at least MAB__SCAN_FROM, core/engine.h)
+   experiments e0.. over json_file: its full read at open is one scan() of
+   the store, which must find the admin records as the load() of each one
+   did, in the format main's code wrote them (a store written before). */
+#define MANY_EXPERIMENTS 300
+
+static void write_many_json(const char *records)
+{
+    size_t cap = 200 * MANY_EXPERIMENTS + 1024, n = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    n += (size_t)snprintf(text + n, cap - n,
+                          "{\"plugin_path\": [\"%s\"],\n"
+                          " \"storage\": {\"plugin\": \"json_file\", \"path\": \"%s\"},\n"
+                          " \"experiments\": {",
+                          MAB_PLUGIN_DIR, store);
+    for (int i = 0; i < MANY_EXPERIMENTS; i++)
+        n += (size_t)snprintf(text + n, cap - n,
+                              "%s\"e%d\": {\"policy\": " UNIFORM
+                              ", \"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}",
+                              i ? ",\n  " : "", i);
+    snprintf(text + n, cap - n, "}}\n");
+    assert_int_equal(test_write_file(config, "%s", text), 0);
+    free(text);
+    if (records)
+        assert_int_equal(test_write_file(store, "%s", records), 0);
+}
+
+static mab_rules_info rules_of_id(mab_engine *e, const char *experiment)
+{
+    mab_rules_info info = MAB_STRUCT_INIT(mab_rules_info);
+    assert_int_equal(mab_rules(e, experiment, &info, NULL), MAB_OK);
+    return info;
+}
+
+static void test_many_experiments_read_in_one_pass(void **state)
+{
+    (void)state;
+    /* e7 paused on c (sequence 7), e8 a torn record (ignored), e9 cleared,
+       e5 counters; records of an experiment and an arm not in the config. */
+    write_many_json(
+        "{\"format\": \"mab-json-storage\", \"version\": 1, \"experiments\": {"
+        "\"e7@admin\": {\"c\": {\"pulls\": 7, \"rewards\": 1, \"reward_sum\": 2000, "
+        "\"reward_sum_sq\": 49}},"
+        "\"e8@admin\": {\"b\": {\"pulls\": 7, \"rewards\": 3, \"reward_sum\": 3000, "
+        "\"reward_sum_sq\": 25}},"
+        "\"e9@admin\": {\"@none\": {\"pulls\": 2, \"rewards\": 3, \"reward_sum\": 4000, "
+        "\"reward_sum_sq\": 4}},"
+        "\"gone@admin\": {\"@none\": {\"pulls\": 1, \"rewards\": 1, \"reward_sum\": 1, "
+        "\"reward_sum_sq\": 1}},"
+        "\"e5\": {\"a\": {\"pulls\": 3, \"rewards\": 2, \"reward_sum\": 2, "
+        "\"reward_sum_sq\": 2}, \"zz\": {\"pulls\": 9, \"rewards\": 9, \"reward_sum\": 9, "
+        "\"reward_sum_sq\": 9}}}}\n");
+    mab_engine *e = open_ok();
+    mab_rules_info info = rules_of_id(e, "e7");
+    assert_string_equal(info.state, "paused");
+    assert_string_equal(info.serve, "c");
+    assert_string_equal(info.state_source, "admin");
+    assert_int_equal(info.admin_sequence, 7);
+    assert_int_equal(info.admin_time_ns, 2000000000LL);
+    info = rules_of_id(e, "e8");
+    assert_string_equal(info.state_source, "config");
+    assert_int_equal(info.admin_sequence, 0);
+    info = rules_of_id(e, "e9");
+    assert_string_equal(info.state_source, "config");
+    assert_string_equal(info.admin_action, "clear");
+    assert_int_equal(info.admin_sequence, 2);
+    assert_string_equal(rules_of_id(e, "e6").state_source, "config");
+    mab_arm_stats s[3] = {MAB_STRUCT_INIT(mab_arm_stats), MAB_STRUCT_INIT(mab_arm_stats),
+                          MAB_STRUCT_INIT(mab_arm_stats)};
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, "e5", s, 3, &n, NULL), MAB_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(s[0].pulls, 3);
+    assert_int_equal(s[0].rewards, 2);
+    assert_int_equal(s[1].pulls, 0);
+    /* An action taken now is seen at the next open, over the same scan. */
+    mab_error err = {0, ""};
+    assert_int_equal(mab_set_state(e, "e250", "concluded", "b", &err), MAB_OK);
+    close_ok(e);
+    e = open_ok();
+    info = rules_of_id(e, "e250");
+    assert_string_equal(info.state, "concluded");
+    assert_string_equal(info.serve, "b");
+    assert_string_equal(rules_of_id(e, "e7").state, "paused");
+    close_ok(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +473,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_failing_store_changes_nothing, each, cleanup),
         cmocka_unit_test_setup_teardown(test_old_rules_struct, each, cleanup),
         cmocka_unit_test_setup_teardown(test_stored_record_decoding, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_many_experiments_read_in_one_pass, each, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
