@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -163,6 +164,36 @@ static int exists(const char *path)
     struct stat sb;
     return stat(path, &sb) == 0;
 }
+
+/*
+ * Make every write past the journal's current end fail, as a full disk
+ * would (EFBIG: RLIMIT_FSIZE holds for root too, and SIGXFSZ is ignored so
+ * the write returns the error). journal_writable() lifts it.
+ */
+static void journal_unwritable(const fixture *f)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s.journal", f->path);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = (rlim_t)sb.st_size;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+static void journal_writable(void)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* The snapshot's text after a clean close (which folds the journal in);
+   the store is opened again in *store. */
+static char *snapshot_after_close(const fixture *f, void **store);
 
 static mab_delta delta(const char *experiment, const char *arm, uint64_t pulls,
                        uint64_t rewards, double sum, double sum_sq)
@@ -544,15 +575,15 @@ static void test_failed_apply_is_all_or_nothing(void **state)
     mab_delta first[] = {delta("e", "a", 2, 1, 0.5, 0.25), delta("e", "b", 1, 0, 0, 0)};
     apply_ok(store, first, 2);
 
-    /* PATH.tmp as a directory: creating the temp file fails (even as root). */
-    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    /* The journal cannot grow: the entry is not written. */
+    journal_unwritable(f);
     mab_delta failing[] = {delta("e", "a", 5, 5, 5, 5), delta("e", "new", 1, 1, 1, 1),
                            delta("e", "a", 1, 0, 0, 0), delta("other", "x", 3, 0, 0, 0)};
     mab_error err = {0};
     assert_int_equal(storage->apply(store, failing, 4, &err), MAB_ESTORAGE);
     assert_int_equal(err.code, MAB_ESTORAGE);
     assert_non_null(strstr(err.message, f->path));
-    assert_non_null(strstr(err.message, strerror(EISDIR)));
+    assert_non_null(strstr(err.message, strerror(EFBIG)));
     assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
     assert_totals(load_one(store, "e", "b"), 1, 0, 0, 0);
     assert_totals(load_one(store, "e", "new"), 0, 0, 0, 0);
@@ -562,7 +593,14 @@ static void test_failed_apply_is_all_or_nothing(void **state)
     assert_int_equal(storage->reset(store, "e", &err), MAB_ESTORAGE);
     assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
 
-    assert_int_equal(rmdir(f->tmp_path), 0);
+    /* A crash now: the failed entries were cut off, never replayed. */
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(0); /* the child shares the lock: wait for it to go */
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    journal_writable();
     mab_delta next[] = {delta("e", "a", 1, 1, 0.25, 0.0625), delta("e", "c", 4, 0, 0, 0)};
     apply_ok(store, next, 2);
     assert_totals(load_one(store, "e", "a"), 3, 2, 0.75, 0.3125);
@@ -623,13 +661,13 @@ static void test_buckets_file_format(void **state)
     assert_int_equal(n_buckets(store), 0);
     mab_delta d = delta("e", "a", 1, 0, 0, 0);
     apply_ok(store, &d, 1);
-    char *text = read_text(f->path);
+    char *text = snapshot_after_close(f, &store);
     assert_null(strstr(text, "buckets"));
     free(text);
     mab_bucket_delta b[] = {{"z", "b", T0, {1, 0, 0, 0}}, {"e", "b", T0 + HOUR, {1, 0, 0, 0}},
                             {"e", "b", T0, {2, 0, 0, 0}}, {"e", "a", T0, {3, 0, 0, 0}}};
     apply_buckets_ok(store, &d, 1, b, 4, INT64_MIN);
-    text = read_text(f->path);
+    text = snapshot_after_close(f, &store);
     assert_non_null(strstr(text, "\"buckets\""));
     free(text);
     storage->close(store);
@@ -639,7 +677,7 @@ static void test_buckets_file_format(void **state)
     /* Retention past every bucket: the field goes, in the same write. */
     apply_buckets_ok(store, NULL, 0, NULL, 0, T0 + 2 * HOUR);
     assert_int_equal(n_buckets(store), 0);
-    text = read_text(f->path);
+    text = snapshot_after_close(f, &store);
     assert_null(strstr(text, "buckets"));
     free(text);
     storage->close(store);
@@ -653,7 +691,7 @@ static void test_buckets_failed_write(void **state)
     void *store = open_ok(f);
     mab_bucket_delta old = {"e", "a", T0 - 100 * HOUR, {1, 1, 1, 1}};
     apply_buckets_ok(store, NULL, 0, &old, 1, INT64_MIN);
-    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    journal_unwritable(f);
     mab_delta d = delta("e", "a", 1, 1, 1, 1);
     mab_bucket_delta b = {"e", "a", T0, {1, 1, 1, 1}};
     mab_error err = {0};
@@ -665,7 +703,7 @@ static void test_buckets_failed_write(void **state)
     /* reset fails the same way and keeps them */
     assert_int_equal(storage->reset(store, "e", &err), MAB_ESTORAGE);
     assert_int_equal(n_buckets(store), 1);
-    assert_int_equal(rmdir(f->tmp_path), 0);
+    journal_writable();
     apply_buckets_ok(store, &d, 1, &b, 1, T0 - HOUR);
     assert_int_equal(n_buckets(store), 1); /* the old one retired, the new one in */
     storage->close(store);
@@ -742,7 +780,7 @@ static void test_claims(void **state)
     assert_int_equal(claim_rc(store, 1, later, &d, 1, &err), MAB_ECLAIMED);
     assert_int_equal(claim_rc(store, 2, now - 1, NULL, 0, &err), MAB_OK); /* expired at once */
     assert_totals(load_one(store, "e", "a"), 0, 1, 0.5, 0.25);
-    char *text = read_text(f->path);
+    char *text = snapshot_after_close(f, &store);
     assert_non_null(strstr(text, "\"claims\""));
     /* Only the store's reader takes claims: the plain reader (export,
        import) calls the field unknown. */
@@ -757,10 +795,10 @@ static void test_claims(void **state)
     assert_null(strstr(text, "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c02"));
     free(text);
 
-    /* A snapshot that cannot be written: nothing claimed, nothing added. */
-    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    /* An entry that cannot be written: nothing claimed, nothing added. */
+    journal_unwritable(f);
     assert_int_equal(claim_rc(store, 3, later, &d, 1, &err), MAB_ESTORAGE);
-    assert_int_equal(rmdir(f->tmp_path), 0);
+    journal_writable();
     assert_totals(load_one(store, "e", "a"), 0, 1, 0.5, 0.25);
     storage->close(store);
 
@@ -777,6 +815,14 @@ static void test_claims(void **state)
     void *refused = NULL;
     assert_int_equal(store_open(f->path, &refused, &err), MAB_ECORRUPT);
     assert_non_null(strstr(err.message, "claims.xyz: expected 32 lowercase hex digits"));
+}
+
+static char *snapshot_after_close(const fixture *f, void **store)
+{
+    storage->close(*store);
+    char *text = read_text(f->path);
+    *store = open_ok(f);
+    return text;
 }
 
 int main(void)
