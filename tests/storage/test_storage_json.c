@@ -194,6 +194,8 @@ static void journal_writable(void)
 /* The snapshot's text after a clean close (which folds the journal in);
    the store is opened again in *store. */
 static char *snapshot_after_close(const fixture *f, void **store);
+static void crash_image(const fixture *f, char *out, size_t cap);
+static void *open_path_ok(const char *path);
 
 static mab_delta delta(const char *experiment, const char *arm, uint64_t pulls,
                        uint64_t rewards, double sum, double sum_sq)
@@ -593,14 +595,15 @@ static void test_failed_apply_is_all_or_nothing(void **state)
     assert_int_equal(storage->reset(store, "e", &err), MAB_ESTORAGE);
     assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
 
-    /* A crash now: the failed entries were cut off, never replayed. */
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0)
-        _exit(0); /* the child shares the lock: wait for it to go */
-    int status;
-    assert_int_equal(waitpid(child, &status, 0), child);
     journal_writable();
+    /* A crash now: the failed entries were cut off, never replayed. */
+    char image[200];
+    crash_image(f, image, sizeof image);
+    void *copy = open_path_ok(image);
+    assert_totals(load_one(copy, "e", "a"), 2, 1, 0.5, 0.25);
+    assert_totals(load_one(copy, "e", "new"), 0, 0, 0, 0);
+    assert_totals(load_one(copy, "other", "x"), 0, 0, 0, 0);
+    storage->close(copy);
     mab_delta next[] = {delta("e", "a", 1, 1, 0.25, 0.0625), delta("e", "c", 4, 0, 0, 0)};
     apply_ok(store, next, 2);
     assert_totals(load_one(store, "e", "a"), 3, 2, 0.75, 0.3125);
@@ -817,6 +820,460 @@ static void test_claims(void **state)
     assert_non_null(strstr(err.message, "claims.xyz: expected 32 lowercase hex digits"));
 }
 
+/* ---- the journal -------------------------------------------------------- */
+
+static long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* What a crash now would leave: the snapshot and the journal as they are on
+   disk, copied to DIR/c.json and DIR/c.json.journal (whose path is put in
+   out). The store stays open. */
+static void crash_image(const fixture *f, char *out, size_t cap)
+{
+    char from[200], to[200];
+    snprintf(out, cap, "%s/c.json", f->dir);
+    copy_file(f->path, out);
+    snprintf(from, sizeof from, "%s.journal", f->path);
+    snprintf(to, sizeof to, "%s.journal", out);
+    copy_file(from, to);
+}
+
+static void *open_path_ok(const char *path)
+{
+    void *store = NULL;
+    mab_error err = {0};
+    int rc = store_open(path, &store, &err);
+    if (rc != MAB_OK)
+        fail_msg("open %s: %d %s", path, rc, err.message);
+    return store;
+}
+
+/* A crash image replays every commit the journal holds beyond the snapshot. */
+static void test_journal_replays_after_crash(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta d1[] = {delta("e", "a", 1, 1, 0.5, 0.25), delta("e", "b", 2, 0, 0, 0)};
+    mab_delta d2[] = {delta("e", "a", 1, 0, 0.1, 0.01), delta("g", "x", 7, 7, 7, 7)};
+    apply_ok(store, d1, 2);
+    apply_ok(store, d2, 2);
+    mab_error err = {0};
+    assert_int_equal(storage->reset(store, "g", &err), MAB_OK);
+    apply_ok(store, d2, 1);
+    char image[200];
+    crash_image(f, image, sizeof image);
+    /* The snapshot alone holds none of it: the journal does. */
+    char *text = read_text(image);
+    assert_null(strstr(text, "\"e\""));
+    free(text);
+    void *copy = open_path_ok(image);
+    /* Replayed bit for bit: 0.5 + 0.1 + 0.1 in that order, as the writer added. */
+    mab_totals want = load_one(store, "e", "a");
+    mab_totals got = load_one(copy, "e", "a");
+    assert_int_equal(got.pulls, 3);
+    assert_memory_equal(&got, &want, sizeof got);
+    assert_totals(load_one(copy, "e", "b"), 2, 0, 0, 0);
+    assert_totals(load_one(copy, "g", "x"), 0, 0, 0, 0); /* reset replayed too */
+    storage->close(copy);
+    storage->close(store);
+}
+
+/* The image after commits 1 and 2, then the journal's length after 2 and 3. */
+static void three_commits(const fixture *f, char *image, size_t cap, long *after2, long *after3)
+{
+    void *store = open_ok(f);
+    mab_delta c1 = delta("e", "a", 1, 0, 0, 0);
+    mab_delta c2[] = {delta("e", "a", 2, 0, 0, 0), delta("e", "b", 1, 0, 0, 0)};
+    mab_delta c3[] = {delta("e", "a", 4, 0, 0, 0), delta("e", "c", 1, 0, 0, 0)};
+    apply_ok(store, &c1, 1);
+    apply_ok(store, c2, 2);
+    char journal[220];
+    snprintf(journal, sizeof journal, "%s.journal", f->path);
+    *after2 = file_size(journal);
+    apply_ok(store, c3, 2);
+    *after3 = file_size(journal);
+    crash_image(f, image, cap);
+    storage->close(store);
+}
+
+/* A journal cut anywhere inside its last entry, or with any byte of it
+   flipped: the entry is ignored, the two before it are not lost, the open
+   cuts the tail off (the check and a read-only open leave it). A flipped
+   byte in the middle entry ends the journal there. */
+static void test_journal_torn_tail(void **state)
+{
+    fixture *f = *state;
+    char image[200], journal[220], saved[220];
+    long after2, after3;
+    three_commits(f, image, sizeof image, &after2, &after3);
+    snprintf(journal, sizeof journal, "%s.journal", image);
+    snprintf(saved, sizeof saved, "%s/saved.journal", f->dir);
+    copy_file(journal, saved);
+    char snap_saved[220];
+    snprintf(snap_saved, sizeof snap_saved, "%s/saved.json", f->dir);
+    copy_file(image, snap_saved);
+    assert_true(after3 > after2 && after2 > MAB_RECORDS_JOURNAL_HEADER);
+    char json[300];
+    snprintf(json, sizeof json, "{\"path\":\"%s\"}", image);
+    for (long cut = after2; cut < after3; cut++) {
+        copy_file(snap_saved, image);
+        copy_file(saved, journal);
+        assert_int_equal(truncate(journal, cut), 0);
+        /* check and the read-only open accept it and change nothing */
+        mab_params *params;
+        mab_error err = {0};
+        assert_int_equal(mab_params_parse(json, "test", &params, &err), MAB_OK);
+        assert_int_equal(storage->check(params, &err), MAB_OK);
+        void *ro = NULL;
+        assert_int_equal(storage->open_read_only(params, &ro, &err), MAB_OK);
+        mab_params_free(params);
+        assert_totals(load_one(ro, "e", "a"), 3, 0, 0, 0);
+        storage->close(ro);
+        assert_int_equal(file_size(journal), cut);
+        void *copy = open_path_ok(image);
+        assert_totals(load_one(copy, "e", "a"), 3, 0, 0, 0);
+        assert_totals(load_one(copy, "e", "b"), 1, 0, 0, 0);
+        assert_totals(load_one(copy, "e", "c"), 0, 0, 0, 0);
+        assert_int_equal(file_size(journal), after2); /* the torn end is cut off */
+        /* and the next commit lands after entry 2, where a reopen finds it */
+        mab_delta d = delta("e", "c", 5, 0, 0, 0);
+        apply_ok(copy, &d, 1);
+        char image2[200];
+        fixture g = *f;
+        snprintf(g.path, sizeof g.path, "%s", image);
+        snprintf(g.dir, sizeof g.dir, "%s/g", f->dir);
+        mkdir(g.dir, 0700);
+        crash_image(&g, image2, sizeof image2);
+        storage->close(copy);
+        void *again = open_path_ok(image2);
+        assert_totals(load_one(again, "e", "a"), 3, 0, 0, 0);
+        assert_totals(load_one(again, "e", "c"), 5, 0, 0, 0);
+        storage->close(again);
+    }
+    for (long at = after2; at < after3; at++) {
+        copy_file(snap_saved, image);
+        copy_file(saved, journal);
+        FILE *fp = fopen(journal, "r+b");
+        assert_non_null(fp);
+        assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+        int c = fgetc(fp);
+        assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+        fputc(c ^ 0x10, fp);
+        assert_int_equal(fclose(fp), 0);
+        void *copy = open_path_ok(image);
+        assert_totals(load_one(copy, "e", "a"), 3, 0, 0, 0);
+        assert_totals(load_one(copy, "e", "c"), 0, 0, 0, 0);
+        storage->close(copy);
+    }
+    /* A flipped byte in entry 2: entry 1 stays, 2 and 3 are not replayed. */
+    copy_file(snap_saved, image);
+    copy_file(saved, journal);
+    FILE *fp = fopen(journal, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, after2 - 3, SEEK_SET), 0);
+    fputc('#', fp);
+    assert_int_equal(fclose(fp), 0);
+    void *copy = open_path_ok(image);
+    assert_totals(load_one(copy, "e", "a"), 1, 0, 0, 0);
+    assert_totals(load_one(copy, "e", "b"), 0, 0, 0, 0);
+    storage->close(copy);
+}
+
+/* A journal that follows another snapshot is never replayed onto this one
+   (the crash between a snapshot and its new journal leaves exactly that);
+   a file that is no journal is refused at open naming it, left as it is. */
+static void test_journal_other_generation(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta c1 = delta("e", "a", 1, 0, 0, 0), c2 = delta("e", "a", 10, 0, 0, 0);
+    apply_ok(store, &c1, 1);
+    char image[200], journal[220], old_journal[220];
+    crash_image(f, image, sizeof image);
+    snprintf(old_journal, sizeof old_journal, "%s.journal", image);
+    storage->close(store); /* snapshot with c1, a new empty journal */
+    store = open_ok(f);
+    apply_ok(store, &c2, 1);
+    storage->close(store); /* snapshot with c1 + c2 */
+    snprintf(journal, sizeof journal, "%s.journal", f->path);
+    copy_file(old_journal, journal); /* c1's entry, following the first snapshot */
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 11, 0, 0, 0);
+    mab_delta c3 = delta("e", "a", 100, 0, 0, 0);
+    apply_ok(store, &c3, 1); /* writes a snapshot and a journal of its own */
+    storage->close(store);
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 111, 0, 0, 0);
+    storage->close(store);
+
+    /* Not a journal: MAB_ECORRUPT naming it and byte 0, nothing changed. */
+    write_text(journal, "this is not a journal, but it is longer than a header");
+    char *before = read_text(f->path);
+    void *refused = NULL;
+    mab_error err = {0};
+    assert_int_equal(store_open(f->path, &refused, &err), MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, journal));
+    assert_non_null(strstr(err.message, "byte 0"));
+    char *after = read_text(f->path), *j = read_text(journal);
+    assert_string_equal(before, after);
+    assert_string_equal(j, "this is not a journal, but it is longer than a header");
+    free(before);
+    free(after);
+    free(j);
+}
+
+/* The journal grows past the snapshot's size (or 64 KiB): the snapshot is
+   rewritten and a new journal started. A snapshot that cannot be written
+   then fails no commit (each is in the journal already). */
+static void test_journal_compaction(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    char journal[220];
+    snprintf(journal, sizeof journal, "%s.journal", f->path);
+    /* 64 records an entry, so that a few dozen entries fill 64 KiB. */
+    static mab_delta d[64];
+    static char names[64][16];
+    for (int i = 0; i < 64; i++) {
+        arm_name(names[i], sizeof names[i], i);
+        d[i] = delta("e", names[i], 1, 0, 0, 0);
+    }
+    long snapshot0 = file_size(f->path), largest = 0;
+    int compacted = 0;
+    for (int i = 0; i < 1000 && !compacted; i++) {
+        apply_ok(store, d, 64);
+        long size = file_size(journal);
+        compacted = size < largest;
+        largest = size > largest ? size : largest;
+    }
+    assert_true(compacted);
+    assert_true(largest >= 60 * 1024);
+    assert_true(file_size(f->path) > snapshot0);
+    uint64_t pulls = load_one(store, "e", "arm0000").pulls;
+    /* PATH.tmp as a directory: no snapshot can be written (even as root). */
+    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    for (int i = 0; i < 60; i++)
+        apply_ok(store, d, 64);
+    assert_true(file_size(journal) > 64 * 1024);
+    char image[200];
+    crash_image(f, image, sizeof image);
+    void *copy = open_path_ok(image);
+    assert_int_equal(load_one(copy, "e", "arm0063").pulls, pulls + 60);
+    storage->close(copy);
+    storage->close(store); /* its snapshot fails too: the journal keeps it all */
+    store = open_ok(f);
+    assert_int_equal(load_one(store, "e", "arm0063").pulls, pulls + 60);
+    assert_int_equal(rmdir(f->tmp_path), 0);
+    storage->close(store);
+}
+
+/* Child: +1 pull on each of JOURNAL_KILL_ARMS arms per commit (one entry
+   of them all), forever, reporting each commit once it is durable. */
+#define JOURNAL_KILL_ARMS 300
+static void journal_kill_child(const fixture *f, int report_fd)
+{
+    static mab_delta batch[JOURNAL_KILL_ARMS];
+    static char names[JOURNAL_KILL_ARMS][16];
+    void *store = NULL;
+    if (store_open(f->path, &store, NULL) != MAB_OK)
+        _exit(2);
+    for (int i = 0; i < JOURNAL_KILL_ARMS; i++) {
+        arm_name(names[i], sizeof names[i], i);
+        batch[i] = delta("k", names[i], 1, 0, 0, 0);
+    }
+    for (uint64_t n = 1;; n++) {
+        if (storage->apply(store, batch, JOURNAL_KILL_ARMS, NULL) != MAB_OK)
+            _exit(4);
+        if (write(report_fd, &n, sizeof n) != (ssize_t)sizeof n)
+            _exit(5);
+    }
+}
+
+/* SIGKILL at random moments while commits (and compactions) flow: the
+   store then holds exactly a prefix of the commits: every arm the same
+   count, the last acknowledged one or the one in flight, never part of an
+   entry. */
+static void test_journal_kill_mid_append(void **state)
+{
+    fixture *f = *state;
+    static const char *ids[JOURNAL_KILL_ARMS];
+    static char names[JOURNAL_KILL_ARMS][16];
+    static mab_totals totals[JOURNAL_KILL_ARMS];
+    for (int i = 0; i < JOURNAL_KILL_ARMS; i++) {
+        arm_name(names[i], sizeof names[i], i);
+        ids[i] = names[i];
+    }
+    unsigned rng = 20261201u; /* fixed seed: the same delays on every run */
+    uint64_t stored = 0;
+    int torn_seen = 0;
+    for (int round = 0; round < 20; round++) {
+        int report[2];
+        assert_int_equal(pipe(report), 0);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            close(report[0]);
+            journal_kill_child(f, report[1]);
+        }
+        close(report[1]);
+        rng = rng * 1103515245u + 12345u;
+        long delay_us = 3000 + (long)((rng >> 8) % 60000);
+        nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = delay_us * 1000}, NULL);
+        assert_int_equal(kill(child, SIGKILL), 0);
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFSIGNALED(status));
+        uint64_t acked = 0, value;
+        while (read(report[0], &value, sizeof value) == (ssize_t)sizeof value)
+            acked = value;
+        close(report[0]);
+        char journal[220];
+        snprintf(journal, sizeof journal, "%s.journal", f->path);
+        long before_open = file_size(journal);
+        void *store = open_ok(f);
+        if (file_size(journal) < before_open)
+            torn_seen++;
+        assert_int_equal(storage->load(store, "k", ids, JOURNAL_KILL_ARMS, totals, NULL), MAB_OK);
+        uint64_t pulls = totals[0].pulls;
+        for (int i = 1; i < JOURNAL_KILL_ARMS; i++)
+            if (totals[i].pulls != pulls)
+                fail_msg("round %d: arm %d has %" PRIu64 " pulls, arm 0 %" PRIu64
+                         ": part of an entry was applied",
+                         round, i, totals[i].pulls, pulls);
+        if (pulls != stored + acked && pulls != stored + acked + 1)
+            fail_msg("round %d: %" PRIu64 " pulls stored, %" PRIu64 " before + %" PRIu64
+                     " acknowledged",
+                     round, pulls, stored, acked);
+        stored = pulls;
+        /* Close without folding the journal in: the next child finds it. */
+        pid_t crash = fork();
+        assert_true(crash >= 0);
+        if (crash == 0)
+            _exit(0);
+        assert_int_equal(waitpid(crash, &status, 0), crash);
+        storage->close(store);
+    }
+    fprintf(stderr, "# journal kill: %" PRIu64 " commits stored over 20 kills, %d torn tails "
+            "cut off at open\n", stored, torn_seen);
+    assert_true(stored > 0);
+}
+
+static int note_changed(void *ctx, const char *experiment)
+{
+    struct {
+        int n, e, g;
+    } *seen = ctx;
+    seen->n++;
+    seen->e += strcmp(experiment, "e") == 0;
+    seen->g += strcmp(experiment, "g") == 0;
+    return 0;
+}
+
+/* A second process reads the store read-only while the writer commits:
+   changed() names what the writer's new entries changed and load() sees
+   it; after a snapshot (compaction) it asks for everything and sees all. */
+static void test_journal_second_process(void **state)
+{
+    fixture *f = *state;
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    void *seed = open_ok(f);
+    mab_delta d0 = delta("x", "a", 1, 0, 0, 0);
+    apply_ok(seed, &d0, 1);
+    storage->close(seed);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(done[0]);
+        void *w = NULL;
+        if (store_open(f->path, &w, NULL) != MAB_OK)
+            _exit(2);
+        char byte = 0;
+        if (write(done[1], &byte, 1) != 1) /* open */
+            _exit(3);
+        /* step 1: one commit; step 2: enough to compact */
+        if (read(go[0], &byte, 1) != 1)
+            _exit(4);
+        mab_delta d = delta("e", "a", 2, 1, 0.5, 0.25);
+        if (storage->apply(w, &d, 1, NULL) != MAB_OK || write(done[1], &byte, 1) != 1)
+            _exit(5);
+        if (read(go[0], &byte, 1) != 1)
+            _exit(6);
+        mab_delta g = delta("g", "b", 1, 0, 0, 0);
+        for (int i = 0; i < 2000; i++)
+            if (storage->apply(w, &g, 1, NULL) != MAB_OK)
+                _exit(7);
+        if (write(done[1], &byte, 1) != 1)
+            _exit(8);
+        if (read(go[0], &byte, 1) != 0) /* until the parent is done */
+            _exit(9);
+        _exit(0); /* killed, in effect: no close */
+    }
+    close(go[0]);
+    close(done[1]);
+    char byte = 0;
+    assert_int_equal(read(done[0], &byte, 1), 1);
+    char json[300];
+    snprintf(json, sizeof json, "{\"path\":\"%s\"}", f->path);
+    mab_params *params;
+    mab_error err = {0};
+    assert_int_equal(mab_params_parse(json, "test", &params, &err), MAB_OK);
+    void *ro = NULL;
+    assert_int_equal(storage->open_read_only(params, &ro, &err), MAB_OK);
+    mab_params_free(params);
+    struct seen {
+        int n, e, g;
+    } seen = {0, 0, 0};
+    int everything = 0;
+    assert_int_equal(storage->changed(ro, &everything, note_changed, &seen, &err), MAB_OK);
+    assert_int_equal(everything, 1); /* the first call */
+    assert_int_equal(storage->changed(ro, &everything, note_changed, &seen, &err), MAB_OK);
+    assert_int_equal(everything, 0);
+    assert_int_equal(seen.n, 0);
+    assert_totals(load_one(ro, "e", "a"), 0, 0, 0, 0);
+
+    assert_int_equal(write(go[1], &byte, 1), 1);
+    assert_int_equal(read(done[0], &byte, 1), 1);
+    assert_int_equal(storage->changed(ro, &everything, note_changed, &seen, &err), MAB_OK);
+    assert_int_equal(everything, 0);
+    assert_true(seen.e >= 1);
+    assert_int_equal(seen.g, 0);
+    assert_totals(load_one(ro, "e", "a"), 2, 1, 0.5, 0.25);
+    assert_totals(load_one(ro, "x", "a"), 1, 0, 0, 0);
+
+    assert_int_equal(write(go[1], &byte, 1), 1);
+    assert_int_equal(read(done[0], &byte, 1), 1);
+    assert_int_equal(storage->changed(ro, &everything, note_changed, &seen, &err), MAB_OK);
+    assert_int_equal(everything, 1); /* the writer wrote a snapshot meanwhile */
+    assert_totals(load_one(ro, "g", "b"), 2000, 0, 0, 0);
+    assert_totals(load_one(ro, "e", "a"), 2, 1, 0.5, 0.25);
+    storage->close(ro);
+    close(go[1]);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    close(done[0]);
+}
+
 static char *snapshot_after_close(const fixture *f, void **store)
 {
     storage->close(*store);
@@ -843,6 +1300,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buckets_file_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buckets_failed_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_replays_after_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_torn_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_other_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_kill_mid_append, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_second_process, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
