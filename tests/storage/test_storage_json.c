@@ -792,6 +792,13 @@ static void test_claims(void **state)
     assert_int_equal(claim_rc(store, 1, later, &d, 1, &err), MAB_ECLAIMED);
     assert_int_equal(claim_rc(store, 2, now - 1, NULL, 0, &err), MAB_OK); /* expired at once */
     assert_totals(load_one(store, "e", "a"), 0, 1, 0.5, 0.25);
+    /* A crash now: the journal holds the claim with its reward. */
+    char image[200];
+    crash_image(f, image, sizeof image);
+    void *copy = open_path_ok(image);
+    assert_int_equal(claim_rc(copy, 1, later, &d, 1, &err), MAB_ECLAIMED);
+    assert_totals(load_one(copy, "e", "a"), 0, 1, 0.5, 0.25);
+    storage->close(copy);
     char *text = snapshot_after_close(f, &store);
     assert_non_null(strstr(text, "\"claims\""));
     /* Only the store's reader takes claims: the plain reader (export,
