@@ -1,5 +1,5 @@
 /*
- * json_file.c - storage in one JSON file, for a single process.
+ * json_file.c - storage in a JSON snapshot and an append-only journal, for one writing process.
  *
  * Config: {"plugin": "json_file", "path": "var/mab.json"}; "path" is
  * required and relative to the config file's directory.
@@ -26,9 +26,9 @@
  * Time buckets (storage ABI 1.5) are in the same file too, in the optional
  * "buckets" field: {"EXP": {"ARM": [[START, PULLS, REWARDS, SUM, SUM_SQ],
  * ...]}}, each arm's in ascending START order (records.h). apply_buckets
- * writes counters, statistics and buckets in one snapshot, leaving out every
- * bucket that starts before keep_from: the whole file is rewritten on each
- * write anyway, so retention drops all old buckets at once. The reader
+ * commits counters, statistics and buckets in one journal entry, and drops
+ * every bucket that starts before keep_from from the table at once (the
+ * entry carries keep_from, so replay drops the same ones). The reader
  * refuses a bucket that is not finite, malformed, duplicated or out of
  * order (MAB_ECORRUPT naming "buckets.EXP.ARM[I]"), as it does counters.
  * In memory the buckets are one array sorted by (experiment, arm, start):
@@ -37,15 +37,35 @@
  * Claims (storage ABI 1.3): the store's set of rewarded assignments is kept
  * in the same file, after the records, as "claims": {"HEX-ID": EXPIRES_AT}
  * (records.h), written only when there are claims. A claim and the reward it
- * guards are one snapshot write, so they are durable together or not at
- * all. Expired claims are left out of every snapshot written (and then
+ * guards are one journal entry (and then in one snapshot), so they are
+ * durable together or not at all. Expired claims are left out of every snapshot written (and then
  * forgotten in memory); a claim of an id whose claim has expired is granted.
  *
- * The whole table lives in memory and every write replaces the whole file:
- * the snapshot goes to PATH.tmp, is fsynced, renamed over PATH, and the
- * directory is fsynced. A crash at any moment leaves either the previous
- * snapshot or the new one, never a torn file (a stale PATH.tmp is harmless
- * and overwritten by the next write).
+ * The whole table lives in memory. PATH is a snapshot of it; every commit
+ * after the snapshot is one entry appended to the journal PATH.journal and
+ * fsynced (fdatasync) before the commit returns, so a commit costs what it
+ * changes. An entry is the commit itself (payload version 1, entry_encode:
+ * the experiments cleared, the bucket retention, the counter, statistics
+ * and bucket increments with their doubles as bits, the claims granted),
+ * framed with its length and a checksum (include/mab/records.h), so that
+ * replay at open adds exactly what the writer added, in the same order, and
+ * a partial entry is never applied: the first entry cut short or failing
+ * its checksum ends the journal, and the writer's open cuts it off. A failed
+ * append is cut back (the entry is never replayed); if even that fails the
+ * journal is dropped and the next commit writes a snapshot.
+ *
+ * The snapshot is rewritten when the journal holds more bytes than it (at
+ * least 64 KiB) and at a clean close: to PATH.tmp, fsynced, renamed over
+ * PATH, the directory fsynced; then a new journal (its header only) is
+ * written to PATH.journal.tmp, fsynced and renamed over PATH.journal. The
+ * header holds the length and checksum of the snapshot it follows, so a
+ * journal is replayed onto that snapshot only: a crash between the two
+ * renames leaves the new snapshot (which holds every commit) beside the old
+ * journal, which then follows another snapshot and is ignored. A snapshot
+ * that fails after the commit's entry is durable fails no commit (it is
+ * tried again once the journal has grown as much again). A crash at any
+ * moment leaves a whole snapshot and a journal of whole entries plus at
+ * most one torn one (a stale PATH.tmp or PATH.journal.tmp is harmless).
  *
  * One process at a time: open takes flock(LOCK_EX) on PATH.lock (a separate
  * file, since PATH itself is replaced by rename) and writes its pid there so
@@ -57,9 +77,14 @@
  * exits or execs.
  *
  * Read-only commands (`mab check`, `mab stats`, `mab export`) do not take the
- * lock: check validates the file and open_read_only reads it as last renamed
- * into place, so they work while a server holds the store; they see what the
- * server has written, not what it still holds in memory.
+ * lock: they read the snapshot, then the journal that follows it (read again
+ * when a snapshot was written between the two reads), so they see every
+ * commit the writer has made durable, never a torn state. A read-only state
+ * follows the writer with changed() (storage ABI 1.6): it applies the
+ * entries appended since the last byte it read and names their experiments;
+ * when PATH or PATH.journal is another file than the one it read (it keeps
+ * both open, so their inode numbers cannot come back), it reads both again
+ * and asks for everything. The writer's changed() names its own commits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -800,9 +825,10 @@ static int fsync_directory(const char *dir)
 /*
  * Replace the file with a snapshot of the table (minus dropped records),
  * durably. On failure the file is the previous snapshot, except when only the
- * final directory fsync failed: then it may already hold the new one, which
- * is harmless because the table is the source of truth and the next write
- * replaces the whole file again.
+ * final directory fsync failed: then it may already hold the new one
+ * (snapshot_replaced says so, and the journal that followed the old one is
+ * then never appended to again: compact()), which is harmless because the
+ * table is the source of truth and the next commit writes a snapshot again.
  */
 static int snapshot_write(json_store *st, int64_t now, mab_error *err)
 {
@@ -1319,13 +1345,20 @@ static int commit_write(json_store *st, const char *const *clear, size_t n_clear
         return compact(st, now, err);
     byte_buf b = {0};
     entry_encode(&b, st, clear, n_clear, deltas, n_deltas, stats, n_stats, bk, n_bk, keep_from);
-    int rc;
-    if (b.failed)
-        rc = b.n > MAB_RECORDS_JOURNAL_ENTRY_MAX ? compact(st, now, err)
-                                                 : mab_error_set(err, MAB_ENOMEM,
-                                                                 "%s: out of memory", st->path);
-    else
+    int rc = MAB_ENOMEM;
+    if (b.failed && b.n <= MAB_RECORDS_JOURNAL_ENTRY_MAX) {
+        rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    } else if (b.failed || st->journal_end + MAB_RECORDS_JOURNAL_FRAME + b.n >= st->compact_at) {
+        /* An entry that would fill the journal (the first write of a large
+           store, an import): one snapshot instead of the entry and then a
+           snapshot. If that snapshot fails before replacing PATH, the entry
+           is appended after all (when it fits in an entry). */
+        rc = compact(st, now, err);
+        if (rc != MAB_OK && !st->snapshot_replaced && !b.failed && st->journal_fd >= 0)
+            rc = journal_append(st, &b, err);
+    } else {
         rc = journal_append(st, &b, err);
+    }
     free(b.p);
     if (rc == MAB_OK && st->journal_fd >= 0 && st->journal_end >= st->compact_at) {
         mab_error ignored = {0};
@@ -1964,9 +1997,9 @@ static int json_apply_stats(void *state, const mab_delta *deltas, size_t n_delta
     return change(state, NULL, 0, deltas, n_deltas, stats, n_stats, NULL, 0, INT64_MIN, 0, err);
 }
 
-/* Counters, statistics and buckets in one snapshot; buckets before keep_from
-   are left out of it (all of them at once: every write rewrites the whole
-   file anyway, so dropping them costs nothing extra). */
+/* Counters, statistics and buckets in one commit; buckets before keep_from
+   are dropped from the table, all of them at once (in memory; the journal
+   entry carries keep_from, and the next snapshot leaves them out). */
 static int json_apply_buckets(void *state, const mab_delta *deltas, size_t n_deltas,
                               const mab_stats_delta *stats, size_t n_stats,
                               const mab_bucket_delta *buckets, size_t n_buckets,
@@ -2128,7 +2161,7 @@ typedef struct claim_undo {
     int64_t previous; /* 0: the claim was appended */
 } claim_undo;
 
-/* The claims and the granted ones' deltas are one snapshot write (see the
+/* The claims and the granted ones' deltas are one journal entry (see the
    top); on failure the claim set is put back as it was. */
 static int json_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
                       mab_error *err)
