@@ -1084,6 +1084,21 @@ static void test_journal_compaction(void **state)
         arm_name(names[i], sizeof names[i], i);
         d[i] = delta("e", names[i], 1, 0, 0, 0);
     }
+    /* One commit larger than the journal's threshold (2,000 records, about
+       100 KB of entry): written as a snapshot at once, which a crash keeps. */
+    static mab_delta big[2000];
+    static char big_names[2000][16];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(big_names[i], sizeof big_names[i], "b%04d", i);
+        big[i] = delta("big", big_names[i], 3, 1, 0.5, 0.25);
+    }
+    apply_ok(store, big, 2000);
+    assert_int_equal(file_size(journal), MAB_RECORDS_JOURNAL_HEADER);
+    char image[200];
+    crash_image(f, image, sizeof image);
+    void *copy = open_path_ok(image);
+    assert_totals(load_one(copy, "big", "b1999"), 3, 1, 0.5, 0.25);
+    storage->close(copy);
     long snapshot0 = file_size(f->path), largest = 0;
     int compacted = 0;
     for (int i = 0; i < 1000 && !compacted; i++) {
@@ -1101,9 +1116,8 @@ static void test_journal_compaction(void **state)
     for (int i = 0; i < 60; i++)
         apply_ok(store, d, 64);
     assert_true(file_size(journal) > 64 * 1024);
-    char image[200];
     crash_image(f, image, sizeof image);
-    void *copy = open_path_ok(image);
+    copy = open_path_ok(image);
     assert_int_equal(load_one(copy, "e", "arm0063").pulls, pulls + 60);
     storage->close(copy);
     storage->close(store); /* its snapshot fails too: the journal keeps it all */
