@@ -2,7 +2,11 @@
  * test_storage_json.c - the json_file storage plugin, loaded as the real .so.
  *
  * Every test gets a fresh mkdtemp directory holding the store "s.json" (and
- * its s.json.lock / s.json.tmp), removed afterwards. Tests that need a second
+ * its s.json.journal / s.json.lock / s.json.tmp), removed afterwards. A
+ * "crash image" (crash_image) is a copy of the snapshot and the journal as
+ * they are on disk while the store is open: what a crash at that moment
+ * leaves, opened without the clean close that folds the journal in.
+ * MAB_TEST_FILTER=NAME runs one test. Tests that need a second
  * process fork; children report through exit codes and pipes only, never
  * through cmocka's asserts.
  */
