@@ -486,6 +486,9 @@ static void kill_child(const fixture *f, int report_fd)
     if (storage->load(store, "kill", ids, 1, &t, NULL) != MAB_OK)
         _exit(3);
     uint64_t pulls = t.pulls;
+    /* Open: the parent's delay before the kill starts now. */
+    if (write(report_fd, &pulls, sizeof pulls) != (ssize_t)sizeof pulls)
+        _exit(5);
     mab_delta d = delta("kill", "arm0000", 1, 0, 0, 0);
     for (;;) {
         if (storage->apply(store, &d, 1, NULL) != MAB_OK)
@@ -539,9 +542,13 @@ static void test_kill_during_write(void **state)
             kill_child(f, report[1]);
         }
         close(report[1]);
+        uint64_t opened;
+        assert_int_equal(read(report[0], &opened, sizeof opened), (ssize_t)sizeof opened);
+        assert_int_equal(opened, last_seen);
         rng = rng * 1103515245u + 12345u;
-        /* 2 to 80 ms: one snapshot of 2000 records takes ~15 ms on a slow disk,
-         * so the kill lands before the first write, between writes and in them. */
+        /* 2 to 80 ms after the child's open: a commit takes a few ms, a
+         * snapshot of 2000 records ~15 ms on a slow disk, so the kill lands
+         * before the first write, between writes and in them. */
         long delay_us = 2000 + (long)((rng >> 8) % 78000);
         nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = delay_us * 1000}, NULL);
         assert_int_equal(kill(child, SIGKILL), 0);
