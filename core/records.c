@@ -1180,3 +1180,125 @@ void mab_records_free(mab_record *records)
 {
     free(records);
 }
+
+/* ---- the json_file journal's framing (records.h 0.3) ------------------- */
+
+#define JOURNAL_MAGIC "MABJRNL1"
+
+static uint64_t fnv1a_bytes(uint64_t h, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211u;
+    return h;
+}
+
+uint64_t mab_records_checksum(const void *data, size_t n)
+{
+    return fnv1a_bytes(1469598103934665603u, data, n);
+}
+
+static void put_le64(unsigned char *out, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const unsigned char *in)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | in[i];
+    return v;
+}
+
+void mab_records_journal_header(const void *snapshot, size_t snapshot_len,
+                                unsigned char out[MAB_RECORDS_JOURNAL_HEADER])
+{
+    memcpy(out, JOURNAL_MAGIC, 8);
+    put_le64(out + 8, (uint64_t)snapshot_len);
+    put_le64(out + 16, mab_records_checksum(snapshot, snapshot_len));
+    put_le64(out + 24, mab_records_checksum(out, 24));
+}
+
+void mab_records_journal_frame(const void *payload, size_t n,
+                               unsigned char out[MAB_RECORDS_JOURNAL_FRAME])
+{
+    for (int i = 0; i < 4; i++)
+        out[i] = (unsigned char)((uint32_t)n >> (8 * i));
+    uint64_t h = mab_records_checksum(out, 4);
+    put_le64(out + 4, fnv1a_bytes(h, payload, n));
+}
+
+int mab_records_journal_follows(const char *name, const unsigned char *data, size_t len,
+                                const void *snapshot, size_t snapshot_len, int *follows,
+                                mab_error *err)
+{
+    if (len < MAB_RECORDS_JOURNAL_HEADER)
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: byte 0: the journal header is cut short (%zu of %d bytes)",
+                             name, len, MAB_RECORDS_JOURNAL_HEADER);
+    if (memcmp(data, JOURNAL_MAGIC, 8) != 0)
+        return mab_error_set(err, MAB_ECORRUPT,
+                             "%s: byte 0: not a json_file journal (no \"" JOURNAL_MAGIC
+                             "\" header)",
+                             name);
+    if (get_le64(data + 24) != mab_records_checksum(data, 24))
+        return mab_error_set(err, MAB_ECORRUPT, "%s: byte 0: the journal header fails its checksum",
+                             name);
+    *follows = get_le64(data + 8) == (uint64_t)snapshot_len &&
+               get_le64(data + 16) == mab_records_checksum(snapshot, snapshot_len);
+    return MAB_OK;
+}
+
+int mab_records_journal_entries(const unsigned char *data, size_t len, uint64_t base,
+                                int (*entry)(void *ctx, const unsigned char *payload, size_t n,
+                                             uint64_t offset),
+                                void *ctx, uint64_t *end, char *why, size_t why_cap)
+{
+    size_t at = 0;
+    if (why && why_cap)
+        why[0] = '\0';
+    while (at < len) {
+        uint64_t offset = base + at;
+        size_t left = len - at;
+        if (left < MAB_RECORDS_JOURNAL_FRAME) {
+            if (why && why_cap)
+                snprintf(why, why_cap,
+                         "the entry at byte %llu is cut short in its frame (%zu of %d bytes)",
+                         (unsigned long long)offset, left, MAB_RECORDS_JOURNAL_FRAME);
+            break;
+        }
+        const unsigned char *f = data + at;
+        uint32_t n = (uint32_t)f[0] | (uint32_t)f[1] << 8 | (uint32_t)f[2] << 16 |
+                     (uint32_t)f[3] << 24;
+        if (n == 0 || n > MAB_RECORDS_JOURNAL_ENTRY_MAX) {
+            if (why && why_cap)
+                snprintf(why, why_cap, "the entry at byte %llu has an impossible length (%lu)",
+                         (unsigned long long)offset, (unsigned long)n);
+            break;
+        }
+        if (left - MAB_RECORDS_JOURNAL_FRAME < n) {
+            if (why && why_cap)
+                snprintf(why, why_cap, "the entry at byte %llu is cut short (%zu of %llu bytes)",
+                         (unsigned long long)offset, left,
+                         (unsigned long long)n + MAB_RECORDS_JOURNAL_FRAME);
+            break;
+        }
+        unsigned char expect[MAB_RECORDS_JOURNAL_FRAME];
+        mab_records_journal_frame(f + MAB_RECORDS_JOURNAL_FRAME, n, expect);
+        if (memcmp(expect, f, MAB_RECORDS_JOURNAL_FRAME) != 0) {
+            if (why && why_cap)
+                snprintf(why, why_cap, "the entry at byte %llu fails its checksum",
+                         (unsigned long long)offset);
+            break;
+        }
+        int rc = entry ? entry(ctx, f + MAB_RECORDS_JOURNAL_FRAME, n, offset) : 0;
+        if (rc != 0) {
+            *end = offset;
+            return rc;
+        }
+        at += MAB_RECORDS_JOURNAL_FRAME + n;
+    }
+    *end = base + at;
+    return 0;
+}

@@ -45,6 +45,8 @@
  *    storage ABI 1.3) and the *_store helpers below. mab_record is
  *    unchanged: it is an input of mab_import() and mab_records_print() as
  *    arrays the caller fills, so it cannot grow without new functions.
+ *  - 0.3: the json_file journal's framing: mab_records_checksum(),
+ *    mab_records_journal_header(), _frame(), _follows(), _entries().
  */
 #ifndef MAB_RECORDS_H
 #define MAB_RECORDS_H
@@ -326,6 +328,70 @@ MAB_EXPORT int mab_records_parse_state(const char *text, size_t len, const char 
 
 /** @brief Free what mab_records_parse_state() returned in buckets; NULL is fine. */
 MAB_EXPORT void mab_records_buckets_free(mab_bucket_record *buckets);
+
+/*
+ * The json_file journal's framing (0.3). A journal is a header, then
+ * entries, each framed so that a reader can tell a whole entry from one cut
+ * short or damaged (docs/storage.md, "json_file's journal"):
+ *
+ *   header (32 bytes): "MABJRNL1", then as little-endian u64: the length of
+ *                      the snapshot the journal follows, the checksum of
+ *                      that snapshot's bytes, the checksum of the 24 bytes
+ *                      before it.
+ *   entry:             a little-endian u32 payload length (1 to
+ *                      MAB_RECORDS_JOURNAL_ENTRY_MAX), a little-endian u64
+ *                      checksum of those 4 bytes and the payload, the
+ *                      payload.
+ *
+ * The checksum is 64-bit FNV-1a (any one changed byte changes it). What a
+ * payload holds is the plugin's (plugins/storage/json_file.c).
+ */
+#define MAB_RECORDS_JOURNAL_HEADER 32
+#define MAB_RECORDS_JOURNAL_FRAME 12
+#define MAB_RECORDS_JOURNAL_ENTRY_MAX (UINT32_C(1) << 30)
+
+/** @brief 64-bit FNV-1a of n bytes. */
+MAB_EXPORT uint64_t mab_records_checksum(const void *data, size_t n);
+
+/** @brief The journal header of a snapshot of snapshot_len bytes. */
+MAB_EXPORT void mab_records_journal_header(const void *snapshot, size_t snapshot_len,
+                                           unsigned char out[MAB_RECORDS_JOURNAL_HEADER]);
+
+/** @brief The frame of an entry of n payload bytes (n in 1 ..
+    MAB_RECORDS_JOURNAL_ENTRY_MAX). */
+MAB_EXPORT void mab_records_journal_frame(const void *payload, size_t n,
+                                          unsigned char out[MAB_RECORDS_JOURNAL_FRAME]);
+
+/**
+ * @brief Whether a journal's first bytes are the header of this snapshot.
+ * @param name the journal's path, for the message.
+ * @param follows set to 1 when the header names this snapshot (its length
+ *        and checksum), 0 when it names another one (a journal left by a
+ *        crash between a snapshot and its new journal, or from elsewhere).
+ * @return MAB_OK; MAB_ECORRUPT ("NAME: byte 0: ...") when the bytes are no
+ *         journal header (too short, another magic, a header checksum that
+ *         fails).
+ */
+MAB_EXPORT int mab_records_journal_follows(const char *name, const unsigned char *data,
+                                           size_t len, const void *snapshot,
+                                           size_t snapshot_len, int *follows, mab_error *err);
+
+/**
+ * @brief Visit the whole entries of data[0..len), which starts at byte
+ *        `base` of the journal, in order; stop at the first frame that is
+ *        cut short or fails its checksum.
+ * @param entry called with each payload and its frame's offset; a nonzero
+ *        return stops the walk and is returned.
+ * @param end set to the offset after the last whole entry visited.
+ * @param why when the bytes from *end on are not a whole entry, set to a
+ *        sentence saying so ("the entry at byte 4096 is cut short: 80 of
+ *        112 bytes"; "... fails its checksum"), else to ""; may be NULL.
+ * @return 0 or what entry returned.
+ */
+MAB_EXPORT int mab_records_journal_entries(const unsigned char *data, size_t len, uint64_t base,
+                                           int (*entry)(void *ctx, const unsigned char *payload,
+                                                        size_t n, uint64_t offset),
+                                           void *ctx, uint64_t *end, char *why, size_t why_cap);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
- * json_file.c - storage in one JSON file, for a single process.
+ * json_file.c - storage in a JSON snapshot and an append-only journal, for one writing process.
  *
  * Config: {"plugin": "json_file", "path": "var/mab.json"}; "path" is
  * required and relative to the config file's directory.
@@ -26,9 +26,9 @@
  * Time buckets (storage ABI 1.5) are in the same file too, in the optional
  * "buckets" field: {"EXP": {"ARM": [[START, PULLS, REWARDS, SUM, SUM_SQ],
  * ...]}}, each arm's in ascending START order (records.h). apply_buckets
- * writes counters, statistics and buckets in one snapshot, leaving out every
- * bucket that starts before keep_from: the whole file is rewritten on each
- * write anyway, so retention drops all old buckets at once. The reader
+ * commits counters, statistics and buckets in one journal entry, and drops
+ * every bucket that starts before keep_from from the table at once (the
+ * entry carries keep_from, so replay drops the same ones). The reader
  * refuses a bucket that is not finite, malformed, duplicated or out of
  * order (MAB_ECORRUPT naming "buckets.EXP.ARM[I]"), as it does counters.
  * In memory the buckets are one array sorted by (experiment, arm, start):
@@ -37,15 +37,35 @@
  * Claims (storage ABI 1.3): the store's set of rewarded assignments is kept
  * in the same file, after the records, as "claims": {"HEX-ID": EXPIRES_AT}
  * (records.h), written only when there are claims. A claim and the reward it
- * guards are one snapshot write, so they are durable together or not at
- * all. Expired claims are left out of every snapshot written (and then
+ * guards are one journal entry (and then in one snapshot), so they are
+ * durable together or not at all. Expired claims are left out of every snapshot written (and then
  * forgotten in memory); a claim of an id whose claim has expired is granted.
  *
- * The whole table lives in memory and every write replaces the whole file:
- * the snapshot goes to PATH.tmp, is fsynced, renamed over PATH, and the
- * directory is fsynced. A crash at any moment leaves either the previous
- * snapshot or the new one, never a torn file (a stale PATH.tmp is harmless
- * and overwritten by the next write).
+ * The whole table lives in memory. PATH is a snapshot of it; every commit
+ * after the snapshot is one entry appended to the journal PATH.journal and
+ * fsynced (fdatasync) before the commit returns, so a commit costs what it
+ * changes. An entry is the commit itself (payload version 1, entry_encode:
+ * the experiments cleared, the bucket retention, the counter, statistics
+ * and bucket increments with their doubles as bits, the claims granted),
+ * framed with its length and a checksum (include/mab/records.h), so that
+ * replay at open adds exactly what the writer added, in the same order, and
+ * a partial entry is never applied: the first entry cut short or failing
+ * its checksum ends the journal, and the writer's open cuts it off. A failed
+ * append is cut back (the entry is never replayed); if even that fails the
+ * journal is dropped and the next commit writes a snapshot.
+ *
+ * The snapshot is rewritten when the journal holds more bytes than it (at
+ * least 64 KiB) and at a clean close: to PATH.tmp, fsynced, renamed over
+ * PATH, the directory fsynced; then a new journal (its header only) is
+ * written to PATH.journal.tmp, fsynced and renamed over PATH.journal. The
+ * header holds the length and checksum of the snapshot it follows, so a
+ * journal is replayed onto that snapshot only: a crash between the two
+ * renames leaves the new snapshot (which holds every commit) beside the old
+ * journal, which then follows another snapshot and is ignored. A snapshot
+ * that fails after the commit's entry is durable fails no commit (it is
+ * tried again once the journal has grown as much again). A crash at any
+ * moment leaves a whole snapshot and a journal of whole entries plus at
+ * most one torn one (a stale PATH.tmp or PATH.journal.tmp is harmless).
  *
  * One process at a time: open takes flock(LOCK_EX) on PATH.lock (a separate
  * file, since PATH itself is replaced by rename) and writes its pid there so
@@ -57,9 +77,14 @@
  * exits or execs.
  *
  * Read-only commands (`mab check`, `mab stats`, `mab export`) do not take the
- * lock: check validates the file and open_read_only reads it as last renamed
- * into place, so they work while a server holds the store; they see what the
- * server has written, not what it still holds in memory.
+ * lock: they read the snapshot, then the journal that follows it (read again
+ * when a snapshot was written between the two reads), so they see every
+ * commit the writer has made durable, never a torn state. A read-only state
+ * follows the writer with changed() (storage ABI 1.6): it applies the
+ * entries appended since the last byte it read and names their experiments;
+ * when PATH or PATH.journal is another file than the one it read (it keeps
+ * both open, so their inode numbers cannot come back), it reads both again
+ * and asks for everything. The writer's changed() names its own commits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -135,6 +160,32 @@ typedef struct json_store {
     size_t n_claims, cap_claims;
     uint32_t *claim_slots; /* open addressing: claims index + 1, 0 when empty */
     size_t claim_mask;     /* slots - 1; slots >= 2 * cap_claims */
+
+    /* The journal (PATH.journal, see the top). */
+    char journal_path[PATH_MAX];
+    char journal_tmp_path[PATH_MAX];
+    unsigned char header[MAB_RECORDS_JOURNAL_HEADER]; /* what a journal of PATH starts with */
+    size_t snapshot_bytes;    /* PATH's length */
+    int snapshot_replaced;    /* set by snapshot_write once PATH is the new snapshot */
+    int journal_fd;           /* the writer's; -1: the next commit writes a snapshot */
+    uint64_t journal_end;     /* offset after the last whole entry */
+    uint64_t compact_at;      /* journal size at which the next snapshot is written */
+    int replaying;            /* change() applies an entry read back: write nothing */
+    const mab_record_claim *entry_claims; /* the claims granted by the change being made */
+    size_t n_entry_claims;
+    /* A read-only state's view of the files it read (changed()). */
+    int read_only;
+    int told_everything;      /* changed() has been called once */
+    dev_t snapshot_dev, journal_dev;
+    ino_t snapshot_ino, journal_ino; /* of the files read (their fds keep them) */
+    int snapshot_fd;          /* a read-only state's: the snapshot it read */
+    int journal_follows;      /* the journal read follows that snapshot */
+    uint64_t read_end;        /* offset after the last whole entry read */
+    /* The experiments changed since the last changed() call (its own
+       commits and, in a read-only state, the entries read back). */
+    char **changed_ids;
+    size_t n_changed;
+    int changed_overflow;     /* too many, or out of memory: everything */
 } json_store;
 
 /* ---- policy statistics ------------------------------------------------ */
@@ -623,6 +674,35 @@ static void table_truncate(json_store *st, size_t n)
     index_relink(st);
 }
 
+/* changed() names at most this many experiments; past it, everything. */
+#define CHANGED_MAX 4096
+
+static void changed_forget(json_store *st)
+{
+    for (size_t i = 0; i < st->n_changed; i++)
+        free(st->changed_ids[i]);
+    free(st->changed_ids);
+    st->changed_ids = NULL;
+    st->n_changed = 0;
+}
+
+static void changed_note(json_store *st, const char *experiment)
+{
+    if (st->changed_overflow)
+        return;
+    if (st->n_changed > 0 && strcmp(st->changed_ids[st->n_changed - 1], experiment) == 0)
+        return; /* the common case: one experiment's arms in a row */
+    if (!st->changed_ids && !(st->changed_ids = malloc(CHANGED_MAX * sizeof *st->changed_ids)))
+        st->changed_overflow = 1;
+    char *copy = st->changed_overflow || st->n_changed == CHANGED_MAX ? NULL : strdup(experiment);
+    if (!copy) {
+        st->changed_overflow = 1;
+        changed_forget(st);
+        return;
+    }
+    st->changed_ids[st->n_changed++] = copy;
+}
+
 static void store_free(json_store *st)
 {
     table_truncate(st, 0);
@@ -632,9 +712,23 @@ static void store_free(json_store *st)
     free(st->buckets);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* releases the flock */
+    if (st->journal_fd >= 0)
+        close(st->journal_fd);
+    if (st->snapshot_fd >= 0)
+        close(st->snapshot_fd);
+    changed_forget(st);
     free(st->claims);
     free(st->claim_slots);
     free(st);
+}
+
+/* A state with no table and no files open yet. */
+static json_store *store_new(void)
+{
+    json_store *st = calloc(1, sizeof *st);
+    if (st)
+        st->lock_fd = st->journal_fd = st->snapshot_fd = -1;
+    return st;
 }
 
 /* ---- writing a snapshot ----------------------------------------------- */
@@ -731,9 +825,10 @@ static int fsync_directory(const char *dir)
 /*
  * Replace the file with a snapshot of the table (minus dropped records),
  * durably. On failure the file is the previous snapshot, except when only the
- * final directory fsync failed: then it may already hold the new one, which
- * is harmless because the table is the source of truth and the next write
- * replaces the whole file again.
+ * final directory fsync failed: then it may already hold the new one
+ * (snapshot_replaced says so, and the journal that followed the old one is
+ * then never appended to again: compact()), which is harmless because the
+ * table is the source of truth and the next commit writes a snapshot again.
  */
 static int snapshot_write(json_store *st, int64_t now, mab_error *err)
 {
@@ -762,6 +857,10 @@ static int snapshot_write(json_store *st, int64_t now, mab_error *err)
     step = "cannot rename";
     if (rename(st->tmp_path, st->path) != 0)
         goto fail;
+    /* PATH is this snapshot now: a journal must follow it from here on. */
+    mab_records_journal_header(text, strlen(text), st->header);
+    st->snapshot_bytes = strlen(text);
+    st->snapshot_replaced = 1;
     free(text);
     if (fsync_directory(st->dir_path) != 0)
         return mab_error_set(err, MAB_ESTORAGE, "%s: cannot fsync directory %s: %s", st->path,
@@ -776,6 +875,497 @@ fail:;
     free(text);
     return mab_error_set(err, MAB_ESTORAGE, "%s: %s temporary file %s: %s", st->path, step,
                          st->tmp_path, strerror(saved));
+}
+
+/* ---- the journal ------------------------------------------------------ */
+
+/* A growable byte buffer for one entry's payload. */
+typedef struct byte_buf {
+    unsigned char *p;
+    size_t n, cap;
+    int failed; /* out of memory (or too large): the buffer is unusable */
+} byte_buf;
+
+static void buf_put(byte_buf *b, const void *data, size_t n)
+{
+    if (b->failed)
+        return;
+    if (n > b->cap - b->n) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->n < n && cap < SIZE_MAX / 2)
+            cap *= 2;
+        unsigned char *grown = cap - b->n >= n ? realloc(b->p, cap) : NULL;
+        if (!grown) {
+            b->failed = 1;
+            return;
+        }
+        b->p = grown;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
+}
+
+static void buf_u8(byte_buf *b, unsigned v)
+{
+    unsigned char c = (unsigned char)v;
+    buf_put(b, &c, 1);
+}
+
+static void buf_u32(byte_buf *b, size_t v)
+{
+    unsigned char c[4];
+    if (v > UINT32_MAX)
+        b->failed = 1;
+    for (int i = 0; i < 4; i++)
+        c[i] = (unsigned char)((uint32_t)v >> (8 * i));
+    buf_put(b, c, 4);
+}
+
+static void buf_u64(byte_buf *b, uint64_t v)
+{
+    unsigned char c[8];
+    for (int i = 0; i < 8; i++)
+        c[i] = (unsigned char)(v >> (8 * i));
+    buf_put(b, c, 8);
+}
+
+/* Doubles as their bits: replay adds exactly what the writer added. */
+static void buf_f64(byte_buf *b, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, sizeof v);
+    buf_u64(b, v);
+}
+
+static void buf_str(byte_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    buf_u32(b, n);
+    buf_put(b, s, n);
+}
+
+static void buf_totals(byte_buf *b, const mab_totals *t)
+{
+    buf_u64(b, t->pulls);
+    buf_u64(b, t->rewards);
+    buf_f64(b, t->reward_sum);
+    buf_f64(b, t->reward_sum_sq);
+}
+
+/* Payload version 1: the arguments of one change() (see the top). */
+#define ENTRY_VERSION 1
+
+static void entry_encode(byte_buf *b, const json_store *st, const char *const *clear,
+                         size_t n_clear, const mab_delta *deltas, size_t n_deltas,
+                         const mab_stats_delta *stats, size_t n_stats,
+                         const mab_bucket_delta *bk, size_t n_bk, int64_t keep_from)
+{
+    buf_u8(b, ENTRY_VERSION);
+    buf_u32(b, n_clear);
+    for (size_t i = 0; i < n_clear; i++)
+        buf_str(b, clear[i]);
+    buf_u64(b, (uint64_t)keep_from);
+    buf_u32(b, n_deltas);
+    for (size_t i = 0; i < n_deltas; i++) {
+        buf_str(b, deltas[i].experiment);
+        buf_str(b, deltas[i].arm);
+        buf_totals(b, &deltas[i].add);
+    }
+    buf_u32(b, n_stats);
+    for (size_t i = 0; i < n_stats; i++) {
+        buf_str(b, stats[i].experiment);
+        buf_u8(b, stats[i].arm != NULL);
+        if (stats[i].arm)
+            buf_str(b, stats[i].arm);
+        buf_str(b, stats[i].layout);
+        buf_u32(b, stats[i].n_values);
+        for (size_t j = 0; j < stats[i].n_values; j++)
+            buf_f64(b, stats[i].values[j]);
+    }
+    buf_u32(b, n_bk);
+    for (size_t i = 0; i < n_bk; i++) {
+        buf_str(b, bk[i].experiment);
+        buf_str(b, bk[i].arm);
+        buf_u64(b, (uint64_t)bk[i].bucket);
+        buf_totals(b, &bk[i].add);
+    }
+    buf_u32(b, st->n_entry_claims);
+    for (size_t i = 0; i < st->n_entry_claims; i++) {
+        buf_put(b, st->entry_claims[i].assignment_id, MAB_ASSIGNMENT_ID_BYTES);
+        buf_u64(b, (uint64_t)st->entry_claims[i].expires_at);
+    }
+    if (b->n > MAB_RECORDS_JOURNAL_ENTRY_MAX)
+        b->failed = 1;
+}
+
+/* One entry read back: arrays and strings point into its own allocations. */
+typedef struct entry_view {
+    const unsigned char *p, *end;
+    char *arena;   /* the strings, NUL-terminated (at most the payload's size) */
+    size_t arena_used;
+    double *values; /* every statistics value (at most payload / 8) */
+    size_t values_used;
+    int bad;
+    const char **clear;
+    size_t n_clear;
+    int64_t keep_from;
+    mab_delta *deltas;
+    size_t n_deltas;
+    mab_stats_delta *stats;
+    size_t n_stats;
+    mab_bucket_delta *bk;
+    size_t n_bk;
+    mab_record_claim *claims;
+    size_t n_claims;
+} entry_view;
+
+static uint64_t get_u(entry_view *v, int bytes)
+{
+    if (v->bad || (size_t)(v->end - v->p) < (size_t)bytes) {
+        v->bad = 1;
+        return 0;
+    }
+    uint64_t x = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        x = x << 8 | v->p[i];
+    v->p += bytes;
+    return x;
+}
+
+static double get_f64(entry_view *v)
+{
+    uint64_t x = get_u(v, 8);
+    double d;
+    memcpy(&d, &x, sizeof d);
+    return d;
+}
+
+static const char *get_str(entry_view *v)
+{
+    size_t n = (size_t)get_u(v, 4);
+    if (v->bad || (size_t)(v->end - v->p) < n) {
+        v->bad = 1;
+        return "";
+    }
+    char *s = v->arena + v->arena_used;
+    memcpy(s, v->p, n);
+    s[n] = '\0';
+    if (memchr(s, '\0', n))
+        v->bad = 1; /* an id never holds a NUL */
+    v->arena_used += n + 1;
+    v->p += n;
+    return s;
+}
+
+/* An array of count items, each at least min_bytes of payload; NULL (and
+   bad set) when the payload cannot hold them or memory runs out. */
+static void *get_array(entry_view *v, size_t count, size_t size, size_t min_bytes)
+{
+    if (v->bad || count > (size_t)(v->end - v->p) / min_bytes) {
+        v->bad = 1;
+        return NULL;
+    }
+    void *a = malloc((count ? count : 1) * size);
+    if (!a)
+        v->bad = 2;
+    return a;
+}
+
+static void entry_view_free(entry_view *v)
+{
+    free(v->arena);
+    free(v->values);
+    free(v->clear);
+    free(v->deltas);
+    free(v->stats);
+    free(v->bk);
+    free(v->claims);
+}
+
+/* Decode a payload; 0, 1 (malformed) or 2 (out of memory). */
+static int entry_decode(entry_view *v, const unsigned char *payload, size_t n)
+{
+    memset(v, 0, sizeof *v);
+    v->p = payload;
+    v->end = payload + n;
+    v->arena = malloc(n + 1);
+    v->values = malloc((n / 8 + 1) * sizeof *v->values);
+    if (!v->arena || !v->values)
+        return 2;
+    if (get_u(v, 1) != ENTRY_VERSION)
+        return 1;
+    v->n_clear = (size_t)get_u(v, 4);
+    if ((v->clear = get_array(v, v->n_clear, sizeof *v->clear, 4)))
+        for (size_t i = 0; i < v->n_clear; i++)
+            v->clear[i] = get_str(v);
+    v->keep_from = (int64_t)get_u(v, 8);
+    v->n_deltas = (size_t)get_u(v, 4);
+    if ((v->deltas = get_array(v, v->n_deltas, sizeof *v->deltas, 40)))
+        for (size_t i = 0; i < v->n_deltas && !v->bad; i++) {
+            mab_delta *d = &v->deltas[i];
+            d->experiment = get_str(v);
+            d->arm = get_str(v);
+            d->add.pulls = get_u(v, 8);
+            d->add.rewards = get_u(v, 8);
+            d->add.reward_sum = get_f64(v);
+            d->add.reward_sum_sq = get_f64(v);
+        }
+    v->n_stats = (size_t)get_u(v, 4);
+    if ((v->stats = get_array(v, v->n_stats, sizeof *v->stats, 13)))
+        for (size_t i = 0; i < v->n_stats && !v->bad; i++) {
+            mab_stats_delta *d = &v->stats[i];
+            d->experiment = get_str(v);
+            d->arm = get_u(v, 1) ? get_str(v) : NULL;
+            d->layout = get_str(v);
+            d->n_values = (size_t)get_u(v, 4);
+            if (v->bad || d->n_values > (size_t)(v->end - v->p) / 8) {
+                v->bad = 1;
+                break;
+            }
+            double *values = v->values + v->values_used;
+            for (size_t j = 0; j < d->n_values; j++)
+                values[j] = get_f64(v);
+            d->values = values;
+            v->values_used += d->n_values;
+        }
+    v->n_bk = (size_t)get_u(v, 4);
+    if ((v->bk = get_array(v, v->n_bk, sizeof *v->bk, 48)))
+        for (size_t i = 0; i < v->n_bk && !v->bad; i++) {
+            mab_bucket_delta *d = &v->bk[i];
+            d->experiment = get_str(v);
+            d->arm = get_str(v);
+            d->bucket = (int64_t)get_u(v, 8);
+            d->add.pulls = get_u(v, 8);
+            d->add.rewards = get_u(v, 8);
+            d->add.reward_sum = get_f64(v);
+            d->add.reward_sum_sq = get_f64(v);
+        }
+    v->n_claims = (size_t)get_u(v, 4);
+    if ((v->claims = get_array(v, v->n_claims, sizeof *v->claims, MAB_ASSIGNMENT_ID_BYTES + 8)))
+        for (size_t i = 0; i < v->n_claims && !v->bad; i++) {
+            memcpy(v->claims[i].assignment_id, v->p, MAB_ASSIGNMENT_ID_BYTES);
+            v->p += MAB_ASSIGNMENT_ID_BYTES;
+            v->claims[i].expires_at = (int64_t)get_u(v, 8);
+        }
+    if (!v->bad && v->p != v->end)
+        v->bad = 1; /* bytes left over */
+    return v->bad;
+}
+
+static int change(json_store *st, const char *const *clear, size_t n_clear,
+                  const mab_delta *deltas, size_t n_deltas, const mab_stats_delta *stats,
+                  size_t n_stats, const mab_bucket_delta *bk, size_t n_bk, int64_t keep_from,
+                  int claimed, mab_error *err);
+static size_t claim_find(const json_store *st, const uint8_t *id);
+static int claim_reserve(json_store *st);
+static void claim_append(json_store *st, const uint8_t *id, int64_t expires_at);
+
+/* What replaying entries needs besides the payload. */
+typedef struct replay_ctx {
+    json_store *st;
+    mab_error *err;
+} replay_ctx;
+
+/* mab_records_journal_entries' visitor: apply one entry to the table. An
+   entry whose frame is whole but whose payload does not decode or apply is
+   damage the checksum did not catch (or a writer's bug): MAB_ECORRUPT. */
+static int replay_entry(void *ctx, const unsigned char *payload, size_t n, uint64_t offset)
+{
+    replay_ctx *r = ctx;
+    json_store *st = r->st;
+    entry_view v;
+    int bad = entry_decode(&v, payload, n);
+    int rc = MAB_OK;
+    if (bad == 2) {
+        rc = mab_error_set(r->err, MAB_ENOMEM, "%s: out of memory", st->journal_path);
+    } else if (bad) {
+        rc = mab_error_set(r->err, MAB_ECORRUPT,
+                           "%s: the entry at byte %llu is malformed (its checksum holds)",
+                           st->journal_path, (unsigned long long)offset);
+    } else {
+        for (size_t k = 0; k < v.n_claims && rc == MAB_OK; k++) {
+            size_t at = claim_find(st, v.claims[k].assignment_id);
+            if (at != SIZE_MAX)
+                st->claims[at].expires_at = v.claims[k].expires_at;
+            else if (!claim_reserve(st))
+                rc = mab_error_set(r->err, MAB_ENOMEM, "%s: out of memory", st->journal_path);
+            else
+                claim_append(st, v.claims[k].assignment_id, v.claims[k].expires_at);
+        }
+        mab_error why = {0};
+        st->replaying = 1;
+        if (rc == MAB_OK &&
+            (rc = change(st, v.clear, v.n_clear, v.deltas, v.n_deltas, v.stats, v.n_stats, v.bk,
+                         v.n_bk, v.keep_from, v.n_claims > 0, &why)) != MAB_OK)
+            rc = mab_error_set(r->err, rc == MAB_ENOMEM ? MAB_ENOMEM : MAB_ECORRUPT,
+                               "%s: the entry at byte %llu does not apply: %s", st->journal_path,
+                               (unsigned long long)offset, why.message);
+        st->replaying = 0;
+    }
+    entry_view_free(&v);
+    return rc;
+}
+
+/* Write all of buf at offset; -1 with errno. */
+static int pwrite_all(int fd, const unsigned char *buf, size_t len, uint64_t offset)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, buf, len, (off_t)offset);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+        offset += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* The journal stops being usable: the next commit writes a snapshot. */
+static void journal_drop(json_store *st)
+{
+    if (st->journal_fd >= 0)
+        close(st->journal_fd);
+    st->journal_fd = -1;
+}
+
+/* Compaction when the journal holds more than the snapshot (or 64 KiB):
+   replay costs at most a second read of the snapshot's size, and the
+   snapshot's cost is spread over the commits that filled the journal. */
+#define JOURNAL_MIN_COMPACT (64 * 1024)
+
+static uint64_t compact_threshold(const json_store *st)
+{
+    uint64_t size = st->snapshot_bytes > JOURNAL_MIN_COMPACT ? st->snapshot_bytes
+                                                             : JOURNAL_MIN_COMPACT;
+    return st->journal_end + size;
+}
+
+/* A new, empty journal following the current snapshot: written aside,
+   fsynced and renamed over PATH.journal, so a crash leaves the old journal
+   (which follows the old snapshot and is then ignored) or the new one. */
+static int journal_reset(json_store *st, mab_error *err)
+{
+    journal_drop(st);
+    const char *step = "cannot create";
+    int fd = open(st->journal_tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        goto fail;
+    step = "cannot write";
+    if (pwrite_all(fd, st->header, sizeof st->header, 0) != 0)
+        goto fail;
+    step = "cannot fsync";
+    if (fsync(fd) != 0)
+        goto fail;
+    step = "cannot rename";
+    if (rename(st->journal_tmp_path, st->journal_path) != 0)
+        goto fail;
+    step = "cannot fsync the directory of";
+    if (fsync_directory(st->dir_path) != 0)
+        goto fail;
+    st->journal_fd = fd;
+    st->journal_end = MAB_RECORDS_JOURNAL_HEADER;
+    st->compact_at = compact_threshold(st);
+    return MAB_OK;
+fail:;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(st->journal_tmp_path);
+    return mab_error_set(err, MAB_ESTORAGE, "%s: %s %s: %s", st->path, step, st->journal_tmp_path,
+                         strerror(saved));
+}
+
+/* Write the snapshot, then start a new journal after it. MAB_OK when the
+   snapshot is in place (then it holds every commit, even if the new journal
+   could not be started: the next commit tries again). */
+static int compact(json_store *st, int64_t now, mab_error *err)
+{
+    st->snapshot_replaced = 0;
+    int rc = snapshot_write(st, now, err);
+    if (st->snapshot_replaced) {
+        /* The old journal follows the old snapshot: never append to it again. */
+        journal_drop(st);
+        if (rc == MAB_OK) {
+            mab_error ignored = {0};
+            journal_reset(st, &ignored);
+        }
+    }
+    return rc;
+}
+
+/* Append one entry and fsync it. On failure the journal is cut back to
+   where it was, so the failed entry is never replayed; if even that fails
+   the journal is dropped (the next commit writes a snapshot, which starts a
+   new journal without it). */
+static int journal_append(json_store *st, const byte_buf *payload, mab_error *err)
+{
+    size_t total = MAB_RECORDS_JOURNAL_FRAME + payload->n;
+    unsigned char *frame = malloc(total);
+    if (!frame)
+        return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    mab_records_journal_frame(payload->p, payload->n, frame);
+    memcpy(frame + MAB_RECORDS_JOURNAL_FRAME, payload->p, payload->n);
+    const char *step = "cannot write";
+    int failed = pwrite_all(st->journal_fd, frame, total, st->journal_end) != 0;
+    if (!failed) {
+        step = "cannot fsync";
+        failed = fdatasync(st->journal_fd) != 0;
+    }
+    free(frame);
+    if (!failed) {
+        st->journal_end += total;
+        return MAB_OK;
+    }
+    int saved = errno;
+    if (ftruncate(st->journal_fd, (off_t)st->journal_end) != 0 || fdatasync(st->journal_fd) != 0)
+        journal_drop(st);
+    return mab_error_set(err, MAB_ESTORAGE, "%s: %s journal %s: %s", st->path, step,
+                         st->journal_path, strerror(saved));
+}
+
+/*
+ * Make one change durable: one journal entry, or a snapshot when there is
+ * no usable journal. A journal that has grown past its threshold is then
+ * compacted into a snapshot; that step failing (a full disk) does not fail
+ * the commit, which is already durable: it is tried again once the journal
+ * has grown by as much again.
+ */
+static int commit_write(json_store *st, const char *const *clear, size_t n_clear,
+                        const mab_delta *deltas, size_t n_deltas, const mab_stats_delta *stats,
+                        size_t n_stats, const mab_bucket_delta *bk, size_t n_bk,
+                        int64_t keep_from, int64_t now, mab_error *err)
+{
+    if (st->replaying)
+        return MAB_OK;
+    if (st->journal_fd < 0)
+        return compact(st, now, err);
+    byte_buf b = {0};
+    entry_encode(&b, st, clear, n_clear, deltas, n_deltas, stats, n_stats, bk, n_bk, keep_from);
+    int rc = MAB_ENOMEM;
+    if (b.failed && b.n <= MAB_RECORDS_JOURNAL_ENTRY_MAX) {
+        rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    } else if (b.failed || st->journal_end + MAB_RECORDS_JOURNAL_FRAME + b.n >= st->compact_at) {
+        /* An entry that would fill the journal (the first write of a large
+           store, an import): one snapshot instead of the entry and then a
+           snapshot. If that snapshot fails before replacing PATH, the entry
+           is appended after all (when it fits in an entry). */
+        rc = compact(st, now, err);
+        if (rc != MAB_OK && !st->snapshot_replaced && !b.failed && st->journal_fd >= 0)
+            rc = journal_append(st, &b, err);
+    } else {
+        rc = journal_append(st, &b, err);
+    }
+    free(b.p);
+    if (rc == MAB_OK && st->journal_fd >= 0 && st->journal_end >= st->compact_at) {
+        mab_error ignored = {0};
+        if (compact(st, now, &ignored) != MAB_OK || st->journal_fd < 0)
+            st->compact_at = compact_threshold(st);
+    }
+    return rc;
 }
 
 /* ---- reading the file ------------------------------------------------- */
@@ -838,16 +1428,12 @@ static int table_from_text(json_store *st, const char *text, size_t len, mab_err
     return rc;
 }
 
-/* Read the whole file into a NUL-terminated buffer; -1 with errno on failure. */
-static int read_file(const char *path, char **text, size_t *len)
+/* Read the rest of an open file into a NUL-terminated buffer; -1 with errno. */
+static int read_fd(int fd, char **text, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     if (!buf) {
-        close(fd);
         errno = ENOMEM;
         return -1;
     }
@@ -856,7 +1442,6 @@ static int read_file(const char *path, char **text, size_t *len)
             char *grown = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
             if (!grown) {
                 free(buf);
-                close(fd);
                 errno = ENOMEM;
                 return -1;
             }
@@ -869,7 +1454,6 @@ static int read_file(const char *path, char **text, size_t *len)
                 continue;
             int saved = errno;
             free(buf);
-            close(fd);
             errno = saved;
             return -1;
         }
@@ -877,11 +1461,71 @@ static int read_file(const char *path, char **text, size_t *len)
             break;
         n += (size_t)got;
     }
-    close(fd);
     buf[n] = '\0';
     *text = buf;
     *len = n;
     return 0;
+}
+
+/*
+ * Replay the journal that follows the snapshot `text` (already in the
+ * table). A missing journal, or one that follows another snapshot (a crash
+ * between a snapshot and its new journal: that snapshot holds its commits),
+ * replays nothing. Whole entries are applied in order; the first one cut
+ * short or failing its checksum ends the journal (the writer was killed
+ * appending it, or the bytes were damaged). The writer cuts such a tail off
+ * and appends after the last whole entry; a read-only state leaves the file
+ * as it is. A whole entry that does not decode or apply, or a header that is
+ * not a journal's, is MAB_ECORRUPT naming the journal and the byte.
+ */
+static int journal_load(json_store *st, const char *text, size_t len, int writable,
+                        mab_error *err)
+{
+    mab_records_journal_header(text, len, st->header);
+    st->snapshot_bytes = len;
+    int fd = open(st->journal_path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return MAB_OK; /* journal_fd stays -1: the first commit writes a snapshot */
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot open %s: %s", st->path,
+                             st->journal_path, strerror(errno));
+    }
+    struct stat sb;
+    char *data;
+    size_t size;
+    if (fstat(fd, &sb) != 0 || read_fd(fd, &data, &size) != 0) {
+        int saved = errno;
+        close(fd);
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read %s: %s", st->path,
+                             st->journal_path, strerror(saved));
+    }
+    int follows = 0;
+    int rc = mab_records_journal_follows(st->journal_path, (unsigned char *)data, size, text, len,
+                                         &follows, err);
+    uint64_t end = MAB_RECORDS_JOURNAL_HEADER;
+    if (rc == MAB_OK && follows) {
+        replay_ctx r = {st, err};
+        rc = mab_records_journal_entries((unsigned char *)data + MAB_RECORDS_JOURNAL_HEADER,
+                                         size - MAB_RECORDS_JOURNAL_HEADER,
+                                         MAB_RECORDS_JOURNAL_HEADER, replay_entry, &r, &end, NULL,
+                                         0);
+    }
+    free(data);
+    if (rc == MAB_OK && writable && follows && end < size &&
+        (ftruncate(fd, (off_t)end) != 0 || fdatasync(fd) != 0))
+        rc = mab_error_set(err, MAB_ESTORAGE, "%s: cannot cut the torn end off %s: %s", st->path,
+                           st->journal_path, strerror(errno));
+    if (rc != MAB_OK || (writable && !follows)) {
+        close(fd); /* a writer starts a new journal with its first commit */
+        return rc;
+    }
+    st->journal_fd = fd;
+    st->journal_dev = sb.st_dev;
+    st->journal_ino = sb.st_ino;
+    st->journal_follows = follows;
+    st->journal_end = st->read_end = end;
+    st->compact_at = compact_threshold(st);
+    return MAB_OK;
 }
 
 /* Load the file into the table; a missing file starts an empty store on disk. */
@@ -889,15 +1533,26 @@ static int store_load_file(json_store *st, mab_error *err)
 {
     char *text;
     size_t len;
-    if (read_file(st->path, &text, &len) != 0) {
-        if (errno == ENOENT)
-            return snapshot_write(st, (int64_t)time(NULL), err);
-        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
-                             strerror(errno));
+    int fd = open(st->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        int rc = snapshot_write(st, (int64_t)time(NULL), err);
+        if (rc == MAB_OK)
+            rc = journal_reset(st, err);
+        return rc;
     }
+    if (fd < 0 || read_fd(fd, &text, &len) != 0) {
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
+                             strerror(saved));
+    }
+    close(fd);
     /* An empty file, a NUL byte or anything else the reader refuses is
        MAB_ECORRUPT, and the file is left as it is. */
     int rc = table_from_text(st, text, len, err);
+    if (rc == MAB_OK)
+        rc = journal_load(st, text, len, 1, err);
     free(text);
     return rc;
 }
@@ -954,7 +1609,11 @@ static int store_paths(json_store *st, mab_error *err)
     if ((size_t)snprintf(st->tmp_path, sizeof st->tmp_path, "%s.tmp", st->path) >=
             sizeof st->tmp_path ||
         (size_t)snprintf(st->lock_path, sizeof st->lock_path, "%s.lock", st->path) >=
-            sizeof st->lock_path)
+            sizeof st->lock_path ||
+        (size_t)snprintf(st->journal_path, sizeof st->journal_path, "%s.journal", st->path) >=
+            sizeof st->journal_path ||
+        (size_t)snprintf(st->journal_tmp_path, sizeof st->journal_tmp_path, "%s.journal.tmp",
+                         st->path) >= sizeof st->journal_tmp_path)
         return mab_error_set(err, MAB_ECONFIG, "%s: path is too long", st->path);
     const char *slash = strrchr(st->path, '/');
     if (!slash)
@@ -968,10 +1627,9 @@ static int store_paths(json_store *st, mab_error *err)
 
 static int json_open(mab_params *params, void **state, mab_error *err)
 {
-    json_store *st = calloc(1, sizeof *st);
+    json_store *st = store_new();
     if (!st)
         return mab_error_set(err, MAB_ENOMEM, "json_file: out of memory");
-    st->lock_fd = -1;
     int rc = mab_params_path(params, "path", NULL, st->path, sizeof st->path);
     if (rc != MAB_OK) {
         mab_error_set(err, rc, "%s", mab_params_last_error(params));
@@ -1005,10 +1663,9 @@ static int directory_usable(const char *dir, const char *what, mab_error *err)
 /* Path and derived paths from params, without touching the file system. */
 static int store_from_params(mab_params *params, json_store **out, mab_error *err)
 {
-    json_store *st = calloc(1, sizeof *st);
+    json_store *st = store_new();
     if (!st)
         return mab_error_set(err, MAB_ENOMEM, "json_file: out of memory");
-    st->lock_fd = -1;
     int rc = mab_params_path(params, "path", NULL, st->path, sizeof st->path);
     if (rc != MAB_OK)
         mab_error_set(err, rc, "%s", mab_params_last_error(params));
@@ -1022,21 +1679,70 @@ static int store_from_params(mab_params *params, json_store **out, mab_error *er
     return MAB_OK;
 }
 
-/* Read the file as open() would, without the lock: a missing file is an
-   empty store (when its directory could hold one). */
-static int store_read_unlocked(json_store *st, mab_error *err)
+#define READ_AGAIN 1
+
+/* One read of the snapshot and its journal into the empty table of st;
+   READ_AGAIN when the writer replaced the snapshot meanwhile. */
+static int read_unlocked_once(json_store *st, mab_error *err)
 {
     char *text;
     size_t len;
-    if (read_file(st->path, &text, &len) != 0) {
-        if (errno == ENOENT)
-            return directory_usable(st->dir_path, st->path, err);
+    struct stat sb, now;
+    int fd = open(st->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return directory_usable(st->dir_path, st->path, err);
+    if (fd < 0 || fstat(fd, &sb) != 0 || read_fd(fd, &text, &len) != 0) {
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
         return mab_error_set(err, MAB_ESTORAGE, "%s: cannot read: %s", st->path,
-                             strerror(errno));
+                             strerror(saved));
     }
+    st->snapshot_fd = fd; /* keeps the inode, so a later one cannot take its number */
+    st->snapshot_dev = sb.st_dev;
+    st->snapshot_ino = sb.st_ino;
     int rc = table_from_text(st, text, len, err);
+    if (rc == MAB_OK)
+        rc = journal_load(st, text, len, 0, err);
     free(text);
+    /* A journal that does not follow the snapshot read: a compaction
+       between the two reads (read both again), or a crash's leftover. */
+    if (rc == MAB_OK && st->journal_fd >= 0 && !st->journal_follows &&
+        stat(st->path, &now) == 0 && (now.st_ino != sb.st_ino || now.st_dev != sb.st_dev))
+        return READ_AGAIN;
     return rc;
+}
+
+/* The paths of `from` in a new empty state. */
+static json_store *store_like(const json_store *from)
+{
+    json_store *st = store_new();
+    if (st) {
+        memcpy(st->path, from->path, sizeof st->path);
+        store_paths(st, NULL);
+        st->read_only = from->read_only;
+    }
+    return st;
+}
+
+/* Read the file as open() would, without the lock: a missing file is an
+   empty store (when its directory could hold one). The snapshot and the
+   journal it is followed by, as both were when read. On success *out is a
+   new state (st itself, when it was given empty). */
+static int store_read_unlocked(json_store *st, mab_error *err)
+{
+    int rc = read_unlocked_once(st, err);
+    for (int tries = 0; rc == READ_AGAIN && tries < 8; tries++) {
+        json_store *fresh = store_like(st);
+        if (!fresh)
+            return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+        rc = read_unlocked_once(fresh, err);
+        json_store swap = *st;
+        *st = *fresh;
+        *fresh = swap;
+        store_free(fresh);
+    }
+    return rc == READ_AGAIN ? MAB_OK : rc; /* still moving: what was read is consistent */
 }
 
 /* ABI 1.2 check: params and the file as it is; no lock, nothing created.
@@ -1058,8 +1764,11 @@ static int json_open_read_only(mab_params *params, void **state, mab_error *err)
 {
     json_store *st;
     int rc = store_from_params(params, &st, err);
-    if (rc == MAB_OK && (rc = store_read_unlocked(st, err)) != MAB_OK)
-        store_free(st);
+    if (rc == MAB_OK) {
+        st->read_only = 1;
+        if ((rc = store_read_unlocked(st, err)) != MAB_OK)
+            store_free(st);
+    }
     if (rc == MAB_OK)
         *state = st;
     return rc;
@@ -1210,15 +1919,25 @@ static int change(json_store *st, const char *const *clear, size_t n_clear,
     int64_t now = (int64_t)time(NULL);
     int write = n_deltas || n_dropped || n_stats || claimed || n_bk || n_tb_removed;
     if (rc == MAB_OK && write)
-        rc = snapshot_write(st, now, err);
+        rc = commit_write(st, clear, n_clear, deltas, n_deltas, stats, n_stats, bk, n_bk,
+                          keep_from, now, err);
     st->snapshot_stats = NULL;
     st->snapshot_time_buckets = NULL;
     if (tb_change && rc == MAB_OK)
         time_buckets_adopt(st, &next_tb, clear, n_clear, keep_from);
     else if (tb_change)
         time_buckets_discard(&next_tb);
-    if (rc == MAB_OK && write)
+    if (rc == MAB_OK && write) {
         claims_forget_expired(st, now); /* the file no longer has them */
+        for (size_t k = 0; k < n_clear; k++)
+            changed_note(st, clear[k]);
+        for (size_t i = 0; i < n_deltas; i++)
+            changed_note(st, deltas[i].experiment);
+        for (size_t i = 0; i < n_stats; i++)
+            changed_note(st, stats[i].experiment);
+        for (size_t i = 0; i < n_bk; i++)
+            changed_note(st, bk[i].experiment);
+    }
     if (stats_change && rc == MAB_OK) {
         stats_table_free(&st->stats);
         st->stats = next;
@@ -1278,9 +1997,9 @@ static int json_apply_stats(void *state, const mab_delta *deltas, size_t n_delta
     return change(state, NULL, 0, deltas, n_deltas, stats, n_stats, NULL, 0, INT64_MIN, 0, err);
 }
 
-/* Counters, statistics and buckets in one snapshot; buckets before keep_from
-   are left out of it (all of them at once: every write rewrites the whole
-   file anyway, so dropping them costs nothing extra). */
+/* Counters, statistics and buckets in one commit; buckets before keep_from
+   are dropped from the table, all of them at once (in memory; the journal
+   entry carries keep_from, and the next snapshot leaves them out). */
 static int json_apply_buckets(void *state, const mab_delta *deltas, size_t n_deltas,
                               const mab_stats_delta *stats, size_t n_stats,
                               const mab_bucket_delta *buckets, size_t n_buckets,
@@ -1442,7 +2161,7 @@ typedef struct claim_undo {
     int64_t previous; /* 0: the claim was appended */
 } claim_undo;
 
-/* The claims and the granted ones' deltas are one snapshot write (see the
+/* The claims and the granted ones' deltas are one journal entry (see the
    top); on failure the claim set is put back as it was. */
 static int json_claim(void *state, mab_claim *claims, size_t n_claims, unsigned flags,
                       mab_error *err)
@@ -1495,8 +2214,22 @@ static int json_claim(void *state, mab_claim *claims, size_t n_claims, unsigned 
         for (size_t i = 0; i < c->n_deltas; i++)
             deltas[n_taken++] = c->deltas[i];
     }
-    if (rc == MAB_OK)
+    /* The journal entry names the granted claims (new or renewed). */
+    mab_record_claim *granted = NULL;
+    if (rc == MAB_OK && n_undo && !(granted = malloc(n_undo * sizeof *granted)))
+        rc = mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+    for (size_t u = 0; u < n_undo && rc == MAB_OK; u++) {
+        memcpy(granted[u].assignment_id, undo[u].id, MAB_ASSIGNMENT_ID_BYTES);
+        granted[u].expires_at = st->claims[claim_find(st, undo[u].id)].expires_at;
+    }
+    if (rc == MAB_OK) {
+        st->entry_claims = granted;
+        st->n_entry_claims = n_undo;
         rc = change(st, NULL, 0, deltas, n_taken, NULL, 0, NULL, 0, INT64_MIN, 1, err);
+        st->entry_claims = NULL;
+        st->n_entry_claims = 0;
+    }
+    free(granted);
     if (rc != MAB_OK) {
         /* The file was not replaced (or, if only the directory fsync
            failed, the next write replaces it again): undo in memory,
@@ -1517,16 +2250,103 @@ static int json_claim(void *state, mab_claim *claims, size_t n_claims, unsigned 
     return rc;
 }
 
+/* A clean close folds the journal into a new snapshot (nothing is lost
+   when that fails: the journal is replayed at the next open). */
 static void json_close(void *state)
 {
-    if (state)
-        store_free(state);
+    json_store *st = state;
+    if (!st)
+        return;
+    if (!st->read_only && st->lock_fd >= 0 &&
+        (st->journal_fd < 0 || st->journal_end > MAB_RECORDS_JOURNAL_HEADER))
+        compact(st, (int64_t)time(NULL), NULL);
+    store_free(st);
+}
+
+/*
+ * ABI 1.6: the experiments changed since the last call. The writer names
+ * those of its own commits (it is the store's only writer). A read-only
+ * state follows the writer: it first applies the entries appended since it
+ * last looked (an entry still being appended is read next time) and names
+ * their experiments; when the writer has written a snapshot meanwhile (a
+ * new snapshot or journal file), it reads both again and asks for
+ * everything.
+ */
+static int json_changed(void *state, int *everything,
+                        int (*visit)(void *ctx, const char *experiment), void *ctx,
+                        mab_error *err)
+{
+    json_store *st = state;
+    if (!everything || !visit)
+        return mab_error_set(err, MAB_EINVAL, "%s: changed: NULL argument", st->path);
+    int all = !st->told_everything;
+    if (st->read_only) {
+        struct stat a, b;
+        int snapshot_moved = stat(st->path, &a) != 0 || st->snapshot_fd < 0 ||
+                             a.st_ino != st->snapshot_ino || a.st_dev != st->snapshot_dev;
+        int has_journal = stat(st->journal_path, &b) == 0;
+        int journal_moved = has_journal != (st->journal_fd >= 0) ||
+                            (has_journal && (b.st_ino != st->journal_ino ||
+                                             b.st_dev != st->journal_dev));
+        if (snapshot_moved || journal_moved) {
+            json_store *fresh = store_like(st);
+            if (!fresh)
+                return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            int rc = store_read_unlocked(fresh, err);
+            if (rc != MAB_OK) {
+                store_free(fresh);
+                return rc;
+            }
+            json_store swap = *st;
+            *st = *fresh;
+            *fresh = swap;
+            store_free(fresh);
+            all = 1;
+        } else if (st->journal_fd >= 0 && st->journal_follows &&
+                   b.st_size > (off_t)st->read_end) {
+            size_t n = (size_t)((uint64_t)b.st_size - st->read_end);
+            unsigned char *data = malloc(n);
+            if (!data)
+                return mab_error_set(err, MAB_ENOMEM, "%s: out of memory", st->path);
+            size_t got = 0;
+            while (got < n) {
+                ssize_t r = pread(st->journal_fd, data + got, n - got,
+                                  (off_t)(st->read_end + got));
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r <= 0)
+                    break;
+                got += (size_t)r;
+            }
+            replay_ctx r = {st, err};
+            uint64_t end = st->read_end;
+            int rc = mab_records_journal_entries(data, got, st->read_end, replay_entry, &r, &end,
+                                                 NULL, 0);
+            free(data);
+            st->read_end = end;
+            if (rc != MAB_OK) {
+                st->changed_overflow = 1; /* what was applied is named next time */
+                return rc;
+            }
+        }
+    }
+    all = all || st->changed_overflow;
+    int rc = 0;
+    for (size_t i = 0; !all && i < st->n_changed && rc == 0; i++)
+        rc = visit(ctx, st->changed_ids[i]);
+    if (rc != 0)
+        return rc; /* the position stays: the same names next time */
+    changed_forget(st);
+    st->changed_overflow = 0;
+    st->told_everything = 1;
+    *everything = all;
+    return MAB_OK;
 }
 
 static const mab_storage json_file_storage = {
     MAB_STORAGE_HEADER,
     "json_file",
-    "one JSON file rewritten atomically on every write; single process",
+    "one JSON snapshot and an append-only journal of commits; one writing process",
     json_open,
     json_load,
     json_apply,
@@ -1544,7 +2364,7 @@ static const mab_storage json_file_storage = {
     json_apply_buckets,
     json_load_buckets,
     json_scan_buckets,
-    NULL, /* changed: one process owns the file, nothing to refresh */
+    json_changed,
 };
 
 MAB_STORAGE_DEFINE(json_file_storage)

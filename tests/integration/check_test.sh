@@ -75,7 +75,39 @@ grep -qE "^color +epsilon_greedy +2 .*/epsilon_greedy\.so$" "$tmp/out" ||
 [[ ! -e $dir/var/state.json && ! -e $dir/var/state.json.lock ]] || fail "check created the json_file store"
 [[ ! -e $dir/logs/access.log ]] || fail "check created the access log"
 
-# ---- json_file past the size where a commit takes over a second -----------
+# ---- json_file's journal: entries counted, a torn or damaged tail named -----
+
+write_config "$dir/journal.json" '{"plugin": "json_file", "path": "var/j.json", "sync": "always"}'
+$mab reward "$dir/journal.json" color red 1 >/dev/null
+journal=$dir/var/j.json.journal
+[[ -f $journal ]] || fail "no journal beside the json_file store"
+run_check "a clean journal" 0 "$mab" check "$dir/journal.json"
+grep -q "^journal: *$journal: 0 entries (0 bytes) beyond the snapshot" "$tmp/out" ||
+    fail "check does not report the journal: $(grep journal "$tmp/out" || cat "$tmp/out")"
+! grep -q "warning" "$tmp/out" "$tmp/err" || fail "a warning for a clean journal: $(cat "$tmp/err")"
+size=$(stat -c %s "$journal")
+# A frame that claims 80 bytes of payload, of which 8 follow (a writer killed mid-append).
+printf '\x50\x00\x00\x00\x01\x02\x03\x04\x05\x06\x07\x08abcdefgh' >>"$journal"
+run_check "a torn journal tail" 0 "$mab" check "$dir/journal.json"
+grep -q "^warning: *$journal: the entry at byte $size is cut short (20 of 92 bytes): it and the 20 bytes after it are not replayed" "$tmp/out" ||
+    fail "no warning naming the journal and the byte: $(cat "$tmp/out")"
+grep -q "warning: $journal: the entry at byte $size" "$tmp/err" || fail "no torn-tail warning on stderr: $(cat "$tmp/err")"
+[[ $(stat -c %s "$journal") -eq $((size + 20)) ]] || fail "check changed the journal"
+# A whole frame whose checksum fails (a flipped bit).
+truncate -s "$size" "$journal"
+printf '\x04\x00\x00\x00\x01\x02\x03\x04\x05\x06\x07\x08abcd' >>"$journal"
+run_check "a damaged journal entry" 0 "$mab" check "$dir/journal.json"
+grep -q "^warning: *$journal: the entry at byte $size fails its checksum" "$tmp/out" ||
+    fail "no warning for a damaged entry: $(cat "$tmp/out")"
+# The next open cuts the tail off, and the store still holds the reward.
+$mab reward "$dir/journal.json" color red 1 >/dev/null
+run_check "the journal after an open" 0 "$mab" check "$dir/journal.json"
+! grep -q "warning" "$tmp/out" || fail "the torn tail is still there after an open: $(cat "$tmp/out")"
+"$mab" stats "$dir/journal.json" | grep -qE "^ +red +[0-9]+ +2 " ||
+    fail "the rewards before the torn tail were lost: $("$mab" stats "$dir/journal.json")"
+rm -f "$dir/journal.json" "$dir"/var/j.json*
+
+# ---- json_file past the size where a snapshot takes over a second ---------
 
 # many_config FILE EXPERIMENTS STORAGE_JSON: that many experiments of 3 arms.
 many_config() {
@@ -91,7 +123,7 @@ PY
 json_store='{"plugin": "json_file", "path": "var/big.json"}'
 many_config "$dir/big.json" 10000 "$json_store"
 run_check "json_file at 30000 arms" 0 "$mab" check "$dir/big.json"
-grep -q "^warning: *json_file holds 30000 arms, at or above 30000: .*lmdb" "$tmp/out" ||
+grep -q "^warning: *json_file holds 30000 arms, at or above 30000: commits append to its journal, but the snapshot .*lmdb" "$tmp/out" ||
     fail "no size warning at 30000 arms: $(head -12 "$tmp/out")"
 grep -q "warning: json_file holds 30000 arms" "$tmp/err" || fail "no size warning on stderr: $(cat "$tmp/err")"
 many_config "$dir/big.json" 9999 "$json_store"

@@ -1379,16 +1379,12 @@ static void test_read_only_directory(void **state)
     assert_true(closed);
     assert_int_equal(acked + refused, 60);
     assert_true(acked >= 20);
-    /* json_file replaces its file through a new one in the directory: every
-       reward after the chmod is refused, and close reports them. LMDB writes
-       into its existing files, which stay writable: nothing is refused. */
-    if (is("json_file")) {
-        assert_int_equal(refused, 40);
-        assert_int_equal(close_rc, MAB_ESTORAGE);
-    } else {
-        assert_int_equal(refused, 0);
-        assert_int_equal(close_rc, MAB_OK);
-    }
+    /* LMDB writes into its existing files, and json_file appends to its
+       existing journal: both stay writable, so nothing is refused (json_file's
+       snapshot at close, a new file, fails, and its journal keeps the
+       commits). */
+    assert_int_equal(refused, 0);
+    assert_int_equal(close_rc, MAB_OK);
     assert_int_equal(chmod(dir, 0755), 0);
     mab_engine *e = engine_open(&s);
     mab_arm_stats st[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
@@ -2684,12 +2680,142 @@ static void test_read_only_mount(void **state)
    small tmpfs has room for the next one. */
 static void clear_mount(void)
 {
-    const char *dirs[] = {"full", "fullp", "ro", "fullb", "rob"};
+    const char *dirs[] = {"full", "fullp", "ro", "fullb", "rob", "fulll"};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         char dir[240];
         snprintf(dir, sizeof dir, "%s/%s", mnt, dirs[i]);
         test_rm_tree(dir);
     }
+}
+
+/* Pulls stored per ledger of btn ("btn@srm", "btn@late") and the stored
+   admin sequence ("btn@admin"), read through a read-only open (the engine
+   keeps the store locked). */
+struct ledgers {
+    uint64_t srm, late, admin_sequence, admin_records;
+};
+
+static int tally_ledger(void *ctx, const char *experiment, const char *arm,
+                        const mab_totals *t)
+{
+    (void)arm;
+    struct ledgers *l = ctx;
+    if (strcmp(experiment, "btn@srm") == 0)
+        l->srm += t->pulls;
+    else if (strcmp(experiment, "btn@late") == 0)
+        l->late += t->pulls;
+    else if (strcmp(experiment, "btn@admin") == 0) {
+        l->admin_records++;
+        l->admin_sequence = t->pulls;
+    }
+    return 0;
+}
+
+static struct ledgers stored_ledgers(const store *s)
+{
+    char keys[300], json[400];
+    plugin_keys(s, keys, sizeof keys);
+    snprintf(json, sizeof json, "{%s}", keys);
+    mab_params *params;
+    mab_error err = {0, ""};
+    assert_int_equal(mab_params_parse(json, "storage", &params, &err), MAB_OK);
+    void *st = NULL;
+    int rc = plugin->open_read_only(params, &st, &err);
+    mab_params_free(params);
+    if (rc != MAB_OK)
+        fail_msg("read-only open: %s", err.message);
+    struct ledgers l = {0, 0, 0, 0};
+    assert_int_equal(plugin->scan(st, tally_ledger, &l, &err), MAB_OK);
+    plugin->close(st);
+    return l;
+}
+
+/* The ledgers' records (sample-ratio "EXP@srm", late rewards "EXP@late",
+   admin state "EXP@admin") on a full disk (json_file): a commit that
+   writes them is refused naming the path and "No space left on device",
+   and changes nothing, in the store or (admin) in the engine; every
+   acknowledged one is stored; when space is back they land once. */
+static void test_ledgers_disk_full(void **state)
+{
+    (void)state;
+    clear_mount();
+    REQUIRE(is("json_file"), "the case is json_file's");
+    char dir[200], filler[240];
+    snprintf(dir, sizeof dir, "%s/fulll", mnt);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    store s;
+    store_init(&s, dir);
+    /* burn_in: uniform choices, whose probabilities the srm ledger counts */
+    write_config_ex(&s, "\"always\"", "\"attribution_window\": 60, \"burn_in\": 100000,");
+    mab_engine *e = engine_open(&s);
+    mab_error err = {0, ""};
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
+    mab_context late = MAB_STRUCT_INIT(mab_context);
+    late.assigned_ns = INT64_C(1000000000); /* 1970: long past the window */
+    /* Healthy disk: each kind lands. */
+    assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_OK);
+    assert_int_equal(mab_reward_ctx(e, "btn", "a", 1.0, &late, &err), MAB_ELATE);
+    assert_int_equal(mab_flush(e, &err), MAB_OK);
+    assert_int_equal(mab_set_state(e, "btn", "paused", "a", &err), MAB_OK);
+    assert_int_equal(mab_set_state(e, "btn", "running", NULL, &err), MAB_OK);
+    struct ledgers before = stored_ledgers(&s);
+    assert_int_equal(before.srm, 1);
+    assert_int_equal(before.late, 1);
+    assert_int_equal(before.admin_sequence, 2);
+
+    fill_disk(dir, filler, sizeof filler);
+    /* Choices (srm) and late rewards until a flush is refused: the store
+       holds exactly what the acknowledged flushes wrote. */
+    uint64_t srm = 1, late_n = 1;
+    int refused = 0;
+    for (int i = 0; i < 400 && !refused; i++) {
+        assert_int_equal(mab_choose(e, "btn", &c, &err), MAB_OK);
+        assert_int_equal(mab_reward_ctx(e, "btn", "b", 0.5, &late, &err), MAB_ELATE);
+        int rc = mab_flush(e, &err);
+        if (rc == MAB_OK) {
+            srm++, late_n++;
+            continue;
+        }
+        refused = 1;
+        assert_int_equal(rc, MAB_ESTORAGE);
+        assert_mentions(err.message, s.path);
+        struct ledgers now = stored_ledgers(&s);
+        assert_int_equal(now.srm, srm);
+        assert_int_equal(now.late, late_n);
+        assert_int_equal(now.admin_sequence, 2);
+    }
+    assert_true(refused);
+    /* Admin actions until one is refused: it changes nothing. */
+    uint64_t sequence = 2;
+    refused = 0;
+    for (int i = 0; i < 400 && !refused; i++) {
+        int rc = mab_set_state(e, "btn", i % 2 ? "running" : "paused", i % 2 ? NULL : "b", &err);
+        if (rc == MAB_OK) {
+            sequence++;
+            continue;
+        }
+        refused = 1;
+        assert_int_equal(rc, MAB_ESTORAGE);
+        assert_mentions(err.message, s.path);
+        assert_mentions(err.message, "No space left on device");
+        mab_rules_info info = MAB_STRUCT_INIT(mab_rules_info);
+        assert_int_equal(mab_rules(e, "btn", &info, &err), MAB_OK);
+        assert_int_equal(info.admin_sequence, sequence);
+        struct ledgers now = stored_ledgers(&s);
+        assert_int_equal(now.admin_sequence, sequence);
+        assert_int_equal(now.admin_records, 1);
+        assert_int_equal(now.srm, srm); /* and the queued ledger pulls are not in either */
+        assert_int_equal(now.late, late_n);
+    }
+    assert_true(refused);
+    /* Space back: the queued ones land, once. */
+    assert_int_equal(unlink(filler), 0);
+    assert_int_equal(mab_flush(e, &err), MAB_OK);
+    engine_close(e);
+    struct ledgers after = stored_ledgers(&s);
+    assert_int_equal(after.srm, srm + 1);
+    assert_int_equal(after.late, late_n + 1);
+    assert_int_equal(after.admin_sequence, sequence);
 }
 
 /* Time buckets on a full disk, through include/mab/storage.h: batches of
@@ -3143,12 +3269,14 @@ int main(int argc, char **argv)
                     B->name);
             return SKIP_CODE;
         }
-        struct CMUnitTest tests[5] = {
+        struct CMUnitTest tests[6] = {
             cmocka_unit_test(test_disk_full),
             cmocka_unit_test(test_disk_full_plugin),
             cmocka_unit_test(test_read_only_mount),
         };
         size_t n_tests = 3;
+        if (is("json_file"))
+            tests[n_tests++] = (struct CMUnitTest)cmocka_unit_test(test_ledgers_disk_full);
         if (bucket_cases) {
             tests[n_tests++] = (struct CMUnitTest)cmocka_unit_test(test_buckets_disk_full);
             tests[n_tests++] = (struct CMUnitTest)cmocka_unit_test(test_buckets_read_only_mount);

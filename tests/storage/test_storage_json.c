@@ -2,7 +2,11 @@
  * test_storage_json.c - the json_file storage plugin, loaded as the real .so.
  *
  * Every test gets a fresh mkdtemp directory holding the store "s.json" (and
- * its s.json.lock / s.json.tmp), removed afterwards. Tests that need a second
+ * its s.json.journal / s.json.lock / s.json.tmp), removed afterwards. A
+ * "crash image" (crash_image) is a copy of the snapshot and the journal as
+ * they are on disk while the store is open: what a crash at that moment
+ * leaves, opened without the clean close that folds the journal in.
+ * MAB_TEST_FILTER=NAME runs one test. Tests that need a second
  * process fork; children report through exit codes and pipes only, never
  * through cmocka's asserts.
  */
@@ -19,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -163,6 +168,38 @@ static int exists(const char *path)
     struct stat sb;
     return stat(path, &sb) == 0;
 }
+
+/*
+ * Make every write more than 20 bytes past the journal's current end fail,
+ * as a full disk would (a torn entry is left, then EFBIG: RLIMIT_FSIZE holds for root too, and SIGXFSZ is ignored so
+ * the write returns the error). journal_writable() lifts it.
+ */
+static void journal_unwritable(const fixture *f)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s.journal", f->path);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = (rlim_t)sb.st_size + 20; /* the first 20 bytes of an entry land */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+static void journal_writable(void)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* The snapshot's text after a clean close (which folds the journal in);
+   the store is opened again in *store. */
+static char *snapshot_after_close(const fixture *f, void **store);
+static void crash_image(const fixture *f, char *out, size_t cap);
+static void *open_path_ok(const char *path);
 
 static mab_delta delta(const char *experiment, const char *arm, uint64_t pulls,
                        uint64_t rewards, double sum, double sum_sq)
@@ -449,6 +486,9 @@ static void kill_child(const fixture *f, int report_fd)
     if (storage->load(store, "kill", ids, 1, &t, NULL) != MAB_OK)
         _exit(3);
     uint64_t pulls = t.pulls;
+    /* Open: the parent's delay before the kill starts now. */
+    if (write(report_fd, &pulls, sizeof pulls) != (ssize_t)sizeof pulls)
+        _exit(5);
     mab_delta d = delta("kill", "arm0000", 1, 0, 0, 0);
     for (;;) {
         if (storage->apply(store, &d, 1, NULL) != MAB_OK)
@@ -502,9 +542,13 @@ static void test_kill_during_write(void **state)
             kill_child(f, report[1]);
         }
         close(report[1]);
+        uint64_t opened;
+        assert_int_equal(read(report[0], &opened, sizeof opened), (ssize_t)sizeof opened);
+        assert_int_equal(opened, last_seen);
         rng = rng * 1103515245u + 12345u;
-        /* 2 to 80 ms: one snapshot of 2000 records takes ~15 ms on a slow disk,
-         * so the kill lands before the first write, between writes and in them. */
+        /* 2 to 80 ms after the child's open: a commit takes a few ms, a
+         * snapshot of 2000 records ~15 ms on a slow disk, so the kill lands
+         * before the first write, between writes and in them. */
         long delay_us = 2000 + (long)((rng >> 8) % 78000);
         nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = delay_us * 1000}, NULL);
         assert_int_equal(kill(child, SIGKILL), 0);
@@ -544,15 +588,15 @@ static void test_failed_apply_is_all_or_nothing(void **state)
     mab_delta first[] = {delta("e", "a", 2, 1, 0.5, 0.25), delta("e", "b", 1, 0, 0, 0)};
     apply_ok(store, first, 2);
 
-    /* PATH.tmp as a directory: creating the temp file fails (even as root). */
-    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    /* The journal cannot grow: the entry is not written. */
+    journal_unwritable(f);
     mab_delta failing[] = {delta("e", "a", 5, 5, 5, 5), delta("e", "new", 1, 1, 1, 1),
                            delta("e", "a", 1, 0, 0, 0), delta("other", "x", 3, 0, 0, 0)};
     mab_error err = {0};
     assert_int_equal(storage->apply(store, failing, 4, &err), MAB_ESTORAGE);
     assert_int_equal(err.code, MAB_ESTORAGE);
     assert_non_null(strstr(err.message, f->path));
-    assert_non_null(strstr(err.message, strerror(EISDIR)));
+    assert_non_null(strstr(err.message, strerror(EFBIG)));
     assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
     assert_totals(load_one(store, "e", "b"), 1, 0, 0, 0);
     assert_totals(load_one(store, "e", "new"), 0, 0, 0, 0);
@@ -562,7 +606,24 @@ static void test_failed_apply_is_all_or_nothing(void **state)
     assert_int_equal(storage->reset(store, "e", &err), MAB_ESTORAGE);
     assert_totals(load_one(store, "e", "a"), 2, 1, 0.5, 0.25);
 
-    assert_int_equal(rmdir(f->tmp_path), 0);
+    journal_writable();
+    /* A crash now: the failed entries were cut off, never replayed. */
+    char image[200];
+    crash_image(f, image, sizeof image);
+    void *copy = open_path_ok(image);
+    assert_totals(load_one(copy, "e", "a"), 2, 1, 0.5, 0.25);
+    assert_totals(load_one(copy, "e", "new"), 0, 0, 0, 0);
+    assert_totals(load_one(copy, "other", "x"), 0, 0, 0, 0);
+    storage->close(copy);
+    /* The next commit lands where the failed ones did not: a crash after it
+       finds it. */
+    mab_delta after_failure = delta("e", "b", 1, 0, 0, 0);
+    apply_ok(store, &after_failure, 1);
+    crash_image(f, image, sizeof image);
+    copy = open_path_ok(image);
+    assert_totals(load_one(copy, "e", "b"), 2, 0, 0, 0);
+    assert_totals(load_one(copy, "e", "new"), 0, 0, 0, 0);
+    storage->close(copy);
     mab_delta next[] = {delta("e", "a", 1, 1, 0.25, 0.0625), delta("e", "c", 4, 0, 0, 0)};
     apply_ok(store, next, 2);
     assert_totals(load_one(store, "e", "a"), 3, 2, 0.75, 0.3125);
@@ -572,7 +633,7 @@ static void test_failed_apply_is_all_or_nothing(void **state)
 
     store = open_ok(f);
     assert_totals(load_one(store, "e", "a"), 3, 2, 0.75, 0.3125);
-    assert_totals(load_one(store, "e", "b"), 1, 0, 0, 0);
+    assert_totals(load_one(store, "e", "b"), 2, 0, 0, 0);
     assert_totals(load_one(store, "e", "c"), 4, 0, 0, 0);
     assert_totals(load_one(store, "e", "new"), 0, 0, 0, 0);
     assert_totals(load_one(store, "other", "x"), 0, 0, 0, 0);
@@ -623,13 +684,13 @@ static void test_buckets_file_format(void **state)
     assert_int_equal(n_buckets(store), 0);
     mab_delta d = delta("e", "a", 1, 0, 0, 0);
     apply_ok(store, &d, 1);
-    char *text = read_text(f->path);
+    char *text = snapshot_after_close(f, &store);
     assert_null(strstr(text, "buckets"));
     free(text);
     mab_bucket_delta b[] = {{"z", "b", T0, {1, 0, 0, 0}}, {"e", "b", T0 + HOUR, {1, 0, 0, 0}},
                             {"e", "b", T0, {2, 0, 0, 0}}, {"e", "a", T0, {3, 0, 0, 0}}};
     apply_buckets_ok(store, &d, 1, b, 4, INT64_MIN);
-    text = read_text(f->path);
+    text = snapshot_after_close(f, &store);
     assert_non_null(strstr(text, "\"buckets\""));
     free(text);
     storage->close(store);
@@ -639,7 +700,7 @@ static void test_buckets_file_format(void **state)
     /* Retention past every bucket: the field goes, in the same write. */
     apply_buckets_ok(store, NULL, 0, NULL, 0, T0 + 2 * HOUR);
     assert_int_equal(n_buckets(store), 0);
-    text = read_text(f->path);
+    text = snapshot_after_close(f, &store);
     assert_null(strstr(text, "buckets"));
     free(text);
     storage->close(store);
@@ -653,7 +714,7 @@ static void test_buckets_failed_write(void **state)
     void *store = open_ok(f);
     mab_bucket_delta old = {"e", "a", T0 - 100 * HOUR, {1, 1, 1, 1}};
     apply_buckets_ok(store, NULL, 0, &old, 1, INT64_MIN);
-    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    journal_unwritable(f);
     mab_delta d = delta("e", "a", 1, 1, 1, 1);
     mab_bucket_delta b = {"e", "a", T0, {1, 1, 1, 1}};
     mab_error err = {0};
@@ -665,7 +726,7 @@ static void test_buckets_failed_write(void **state)
     /* reset fails the same way and keeps them */
     assert_int_equal(storage->reset(store, "e", &err), MAB_ESTORAGE);
     assert_int_equal(n_buckets(store), 1);
-    assert_int_equal(rmdir(f->tmp_path), 0);
+    journal_writable();
     apply_buckets_ok(store, &d, 1, &b, 1, T0 - HOUR);
     assert_int_equal(n_buckets(store), 1); /* the old one retired, the new one in */
     storage->close(store);
@@ -742,7 +803,14 @@ static void test_claims(void **state)
     assert_int_equal(claim_rc(store, 1, later, &d, 1, &err), MAB_ECLAIMED);
     assert_int_equal(claim_rc(store, 2, now - 1, NULL, 0, &err), MAB_OK); /* expired at once */
     assert_totals(load_one(store, "e", "a"), 0, 1, 0.5, 0.25);
-    char *text = read_text(f->path);
+    /* A crash now: the journal holds the claim with its reward. */
+    char image[200];
+    crash_image(f, image, sizeof image);
+    void *copy = open_path_ok(image);
+    assert_int_equal(claim_rc(copy, 1, later, &d, 1, &err), MAB_ECLAIMED);
+    assert_totals(load_one(copy, "e", "a"), 0, 1, 0.5, 0.25);
+    storage->close(copy);
+    char *text = snapshot_after_close(f, &store);
     assert_non_null(strstr(text, "\"claims\""));
     /* Only the store's reader takes claims: the plain reader (export,
        import) calls the field unknown. */
@@ -757,10 +825,10 @@ static void test_claims(void **state)
     assert_null(strstr(text, "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c02"));
     free(text);
 
-    /* A snapshot that cannot be written: nothing claimed, nothing added. */
-    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    /* An entry that cannot be written: nothing claimed, nothing added. */
+    journal_unwritable(f);
     assert_int_equal(claim_rc(store, 3, later, &d, 1, &err), MAB_ESTORAGE);
-    assert_int_equal(rmdir(f->tmp_path), 0);
+    journal_writable();
     assert_totals(load_one(store, "e", "a"), 0, 1, 0.5, 0.25);
     storage->close(store);
 
@@ -777,6 +845,510 @@ static void test_claims(void **state)
     void *refused = NULL;
     assert_int_equal(store_open(f->path, &refused, &err), MAB_ECORRUPT);
     assert_non_null(strstr(err.message, "claims.xyz: expected 32 lowercase hex digits"));
+}
+
+/* ---- the journal -------------------------------------------------------- */
+
+static long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* What a crash now would leave: the snapshot and the journal as they are on
+   disk, copied to DIR/c.json and DIR/c.json.journal (whose path is put in
+   out). The store stays open. */
+static void crash_image(const fixture *f, char *out, size_t cap)
+{
+    char from[200], to[200];
+    snprintf(out, cap, "%s/c.json", f->dir);
+    copy_file(f->path, out);
+    snprintf(from, sizeof from, "%s.journal", f->path);
+    snprintf(to, sizeof to, "%s.journal", out);
+    copy_file(from, to);
+}
+
+static void *open_path_ok(const char *path)
+{
+    void *store = NULL;
+    mab_error err = {0};
+    int rc = store_open(path, &store, &err);
+    if (rc != MAB_OK)
+        fail_msg("open %s: %d %s", path, rc, err.message);
+    return store;
+}
+
+/* A crash image replays every commit the journal holds beyond the snapshot. */
+static void test_journal_replays_after_crash(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta d1[] = {delta("e", "a", 1, 1, 0.5, 0.25), delta("e", "b", 2, 0, 0, 0)};
+    mab_delta d2[] = {delta("e", "a", 1, 0, 0.1, 0.01), delta("g", "x", 7, 7, 7, 7)};
+    apply_ok(store, d1, 2);
+    apply_ok(store, d2, 2);
+    mab_error err = {0};
+    assert_int_equal(storage->reset(store, "g", &err), MAB_OK);
+    apply_ok(store, d2, 1);
+    char image[200];
+    crash_image(f, image, sizeof image);
+    /* The snapshot alone holds none of it: the journal does. */
+    char *text = read_text(image);
+    assert_null(strstr(text, "\"e\""));
+    free(text);
+    void *copy = open_path_ok(image);
+    /* Replayed bit for bit: 0.5 + 0.1 + 0.1 in that order, as the writer added. */
+    mab_totals want = load_one(store, "e", "a");
+    mab_totals got = load_one(copy, "e", "a");
+    assert_int_equal(got.pulls, 3);
+    assert_memory_equal(&got, &want, sizeof got);
+    assert_totals(load_one(copy, "e", "b"), 2, 0, 0, 0);
+    assert_totals(load_one(copy, "g", "x"), 0, 0, 0, 0); /* reset replayed too */
+    storage->close(copy);
+    storage->close(store);
+}
+
+/* The image after commits 1 and 2, then the journal's length after 2 and 3. */
+static void three_commits(const fixture *f, char *image, size_t cap, long *after2, long *after3)
+{
+    void *store = open_ok(f);
+    mab_delta c1 = delta("e", "a", 1, 0, 0, 0);
+    mab_delta c2[] = {delta("e", "a", 2, 0, 0, 0), delta("e", "b", 1, 0, 0, 0)};
+    mab_delta c3[] = {delta("e", "a", 4, 0, 0, 0), delta("e", "c", 1, 0, 0, 0)};
+    apply_ok(store, &c1, 1);
+    apply_ok(store, c2, 2);
+    char journal[220];
+    snprintf(journal, sizeof journal, "%s.journal", f->path);
+    *after2 = file_size(journal);
+    apply_ok(store, c3, 2);
+    *after3 = file_size(journal);
+    crash_image(f, image, cap);
+    storage->close(store);
+}
+
+/* A journal cut anywhere inside its last entry, or with any byte of it
+   flipped: the entry is ignored, the two before it are not lost, the open
+   cuts the tail off (the check and a read-only open leave it). A flipped
+   byte in the middle entry ends the journal there. */
+static void test_journal_torn_tail(void **state)
+{
+    fixture *f = *state;
+    char image[200], journal[220], saved[220];
+    long after2, after3;
+    three_commits(f, image, sizeof image, &after2, &after3);
+    snprintf(journal, sizeof journal, "%s.journal", image);
+    snprintf(saved, sizeof saved, "%s/saved.journal", f->dir);
+    copy_file(journal, saved);
+    char snap_saved[220];
+    snprintf(snap_saved, sizeof snap_saved, "%s/saved.json", f->dir);
+    copy_file(image, snap_saved);
+    assert_true(after3 > after2 && after2 > MAB_RECORDS_JOURNAL_HEADER);
+    char json[300];
+    snprintf(json, sizeof json, "{\"path\":\"%s\"}", image);
+    for (long cut = after2; cut < after3; cut++) {
+        copy_file(snap_saved, image);
+        copy_file(saved, journal);
+        assert_int_equal(truncate(journal, cut), 0);
+        /* check and the read-only open accept it and change nothing */
+        mab_params *params;
+        mab_error err = {0};
+        assert_int_equal(mab_params_parse(json, "test", &params, &err), MAB_OK);
+        assert_int_equal(storage->check(params, &err), MAB_OK);
+        void *ro = NULL;
+        assert_int_equal(storage->open_read_only(params, &ro, &err), MAB_OK);
+        mab_params_free(params);
+        assert_totals(load_one(ro, "e", "a"), 3, 0, 0, 0);
+        assert_totals(load_one(ro, "e", "c"), 0, 0, 0, 0);
+        storage->close(ro);
+        assert_int_equal(file_size(journal), cut);
+        /* The writer's open (fsyncs: at every fourth cut and both ends). */
+        if ((cut - after2) % 4 != 0 && cut != after3 - 1)
+            continue;
+        void *copy = open_path_ok(image);
+        assert_totals(load_one(copy, "e", "a"), 3, 0, 0, 0);
+        assert_totals(load_one(copy, "e", "b"), 1, 0, 0, 0);
+        assert_totals(load_one(copy, "e", "c"), 0, 0, 0, 0);
+        assert_int_equal(file_size(journal), after2); /* the torn end is cut off */
+        if (cut > after2 + 1 && cut < after3 - 1) {
+            storage->close(copy);
+            continue;
+        }
+        /* (at both ends) the next commit lands after entry 2, where a
+           reopen after a crash finds it */
+        mab_delta d = delta("e", "c", 5, 0, 0, 0);
+        apply_ok(copy, &d, 1);
+        char image2[200];
+        fixture g = *f;
+        snprintf(g.path, sizeof g.path, "%s", image);
+        snprintf(g.dir, sizeof g.dir, "%s/g", f->dir);
+        mkdir(g.dir, 0700);
+        crash_image(&g, image2, sizeof image2);
+        storage->close(copy);
+        void *again = open_path_ok(image2);
+        assert_totals(load_one(again, "e", "a"), 3, 0, 0, 0);
+        assert_totals(load_one(again, "e", "c"), 5, 0, 0, 0);
+        storage->close(again);
+    }
+    for (long at = after2; at < after3; at++) {
+        copy_file(snap_saved, image);
+        copy_file(saved, journal);
+        FILE *fp = fopen(journal, "r+b");
+        assert_non_null(fp);
+        assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+        int c = fgetc(fp);
+        assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+        fputc(c ^ 0x10, fp);
+        assert_int_equal(fclose(fp), 0);
+        mab_params *params;
+        mab_error err = {0};
+        assert_int_equal(mab_params_parse(json, "test", &params, &err), MAB_OK);
+        void *copy = NULL;
+        assert_int_equal(storage->open_read_only(params, &copy, &err), MAB_OK);
+        mab_params_free(params);
+        assert_totals(load_one(copy, "e", "a"), 3, 0, 0, 0);
+        assert_totals(load_one(copy, "e", "c"), 0, 0, 0, 0);
+        storage->close(copy);
+    }
+    /* A flipped byte in entry 2: entry 1 stays, 2 and 3 are not replayed. */
+    copy_file(snap_saved, image);
+    copy_file(saved, journal);
+    FILE *fp = fopen(journal, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, after2 - 3, SEEK_SET), 0);
+    fputc('#', fp);
+    assert_int_equal(fclose(fp), 0);
+    void *copy = open_path_ok(image);
+    assert_totals(load_one(copy, "e", "a"), 1, 0, 0, 0);
+    assert_totals(load_one(copy, "e", "b"), 0, 0, 0, 0);
+    storage->close(copy);
+}
+
+/* A journal that follows another snapshot is never replayed onto this one
+   (the crash between a snapshot and its new journal leaves exactly that);
+   a file that is no journal is refused at open naming it, left as it is. */
+static void test_journal_other_generation(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    mab_delta c1 = delta("e", "a", 1, 0, 0, 0), c2 = delta("e", "a", 10, 0, 0, 0);
+    apply_ok(store, &c1, 1);
+    char image[200], journal[220], old_journal[220];
+    crash_image(f, image, sizeof image);
+    snprintf(old_journal, sizeof old_journal, "%s.journal", image);
+    storage->close(store); /* snapshot with c1, a new empty journal */
+    store = open_ok(f);
+    apply_ok(store, &c2, 1);
+    storage->close(store); /* snapshot with c1 + c2 */
+    snprintf(journal, sizeof journal, "%s.journal", f->path);
+    copy_file(old_journal, journal); /* c1's entry, following the first snapshot */
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 11, 0, 0, 0);
+    mab_delta c3 = delta("e", "a", 100, 0, 0, 0);
+    apply_ok(store, &c3, 1); /* writes a snapshot and a journal of its own */
+    storage->close(store);
+    store = open_ok(f);
+    assert_totals(load_one(store, "e", "a"), 111, 0, 0, 0);
+    storage->close(store);
+
+    /* Not a journal: MAB_ECORRUPT naming it and byte 0, nothing changed. */
+    write_text(journal, "this is not a journal, but it is longer than a header");
+    char *before = read_text(f->path);
+    void *refused = NULL;
+    mab_error err = {0};
+    assert_int_equal(store_open(f->path, &refused, &err), MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, journal));
+    assert_non_null(strstr(err.message, "byte 0"));
+    char *after = read_text(f->path), *j = read_text(journal);
+    assert_string_equal(before, after);
+    assert_string_equal(j, "this is not a journal, but it is longer than a header");
+    free(before);
+    free(after);
+    free(j);
+}
+
+/* The journal grows past the snapshot's size (or 64 KiB): the snapshot is
+   rewritten and a new journal started. A snapshot that cannot be written
+   then fails no commit (each is in the journal already). */
+static void test_journal_compaction(void **state)
+{
+    fixture *f = *state;
+    void *store = open_ok(f);
+    char journal[220];
+    snprintf(journal, sizeof journal, "%s.journal", f->path);
+    /* 64 records an entry, so that a few dozen entries fill 64 KiB. */
+    static mab_delta d[64];
+    static char names[64][16];
+    for (int i = 0; i < 64; i++) {
+        arm_name(names[i], sizeof names[i], i);
+        d[i] = delta("e", names[i], 1, 0, 0, 0);
+    }
+    /* One commit larger than the journal's threshold (2,000 records, about
+       100 KB of entry): written as a snapshot at once, which a crash keeps. */
+    static mab_delta big[2000];
+    static char big_names[2000][16];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(big_names[i], sizeof big_names[i], "b%04d", i);
+        big[i] = delta("big", big_names[i], 3, 1, 0.5, 0.25);
+    }
+    apply_ok(store, big, 2000);
+    assert_int_equal(file_size(journal), MAB_RECORDS_JOURNAL_HEADER);
+    char image[200];
+    crash_image(f, image, sizeof image);
+    void *copy = open_path_ok(image);
+    assert_totals(load_one(copy, "big", "b1999"), 3, 1, 0.5, 0.25);
+    storage->close(copy);
+    long snapshot0 = file_size(f->path), largest = 0;
+    int compacted = 0;
+    for (int i = 0; i < 1000 && !compacted; i++) {
+        apply_ok(store, d, 64);
+        long size = file_size(journal);
+        compacted = size < largest;
+        largest = size > largest ? size : largest;
+    }
+    assert_true(compacted);
+    assert_true(largest >= 60 * 1024);
+    assert_true(file_size(f->path) > snapshot0);
+    uint64_t pulls = load_one(store, "e", "arm0000").pulls;
+    /* PATH.tmp as a directory: no snapshot can be written (even as root). */
+    assert_int_equal(mkdir(f->tmp_path, 0700), 0);
+    /* Until the journal has passed the snapshot's size (a snapshot was due,
+       and failed), then as many commits again. */
+    uint64_t n_more = 0;
+    while (file_size(journal) <= file_size(f->path) && n_more < 2000) {
+        apply_ok(store, d, 64);
+        n_more++;
+    }
+    assert_true(file_size(journal) > file_size(f->path) && file_size(journal) > 64 * 1024);
+    for (uint64_t i = n_more; i > 0; i--)
+        apply_ok(store, d, 64);
+    n_more *= 2;
+    crash_image(f, image, sizeof image);
+    copy = open_path_ok(image);
+    assert_int_equal(load_one(copy, "e", "arm0063").pulls, pulls + n_more);
+    storage->close(copy);
+    storage->close(store); /* its snapshot fails too: the journal keeps it all */
+    store = open_ok(f);
+    assert_int_equal(load_one(store, "e", "arm0063").pulls, pulls + n_more);
+    assert_int_equal(rmdir(f->tmp_path), 0);
+    storage->close(store);
+}
+
+/* Child: +1 pull on each of JOURNAL_KILL_ARMS arms per commit (one entry
+   of them all), forever, reporting each commit once it is durable. */
+#define JOURNAL_KILL_ARMS 300
+static void journal_kill_child(const fixture *f, int report_fd)
+{
+    static mab_delta batch[JOURNAL_KILL_ARMS];
+    static char names[JOURNAL_KILL_ARMS][16];
+    void *store = NULL;
+    if (store_open(f->path, &store, NULL) != MAB_OK)
+        _exit(2);
+    for (int i = 0; i < JOURNAL_KILL_ARMS; i++) {
+        arm_name(names[i], sizeof names[i], i);
+        batch[i] = delta("k", names[i], 1, 0, 0, 0);
+    }
+    uint64_t ready = 0; /* open: the kill's delay starts now */
+    if (write(report_fd, &ready, sizeof ready) != (ssize_t)sizeof ready)
+        _exit(5);
+    for (uint64_t n = 1;; n++) {
+        if (storage->apply(store, batch, JOURNAL_KILL_ARMS, NULL) != MAB_OK)
+            _exit(4);
+        if (write(report_fd, &n, sizeof n) != (ssize_t)sizeof n)
+            _exit(5);
+    }
+}
+
+/* SIGKILL at random moments while commits (and compactions) flow: the
+   store then holds exactly a prefix of the commits: every arm the same
+   count, the last acknowledged one or the one in flight, never part of an
+   entry. */
+static void test_journal_kill_mid_append(void **state)
+{
+    fixture *f = *state;
+    static const char *ids[JOURNAL_KILL_ARMS];
+    static char names[JOURNAL_KILL_ARMS][16];
+    static mab_totals totals[JOURNAL_KILL_ARMS];
+    for (int i = 0; i < JOURNAL_KILL_ARMS; i++) {
+        arm_name(names[i], sizeof names[i], i);
+        ids[i] = names[i];
+    }
+    unsigned rng = 20261201u; /* fixed seed: the same delays on every run */
+    uint64_t stored = 0;
+    int torn_seen = 0;
+    for (int round = 0; round < 20; round++) {
+        int report[2];
+        assert_int_equal(pipe(report), 0);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            close(report[0]);
+            journal_kill_child(f, report[1]);
+        }
+        close(report[1]);
+        uint64_t value;
+        assert_int_equal(read(report[0], &value, sizeof value), (ssize_t)sizeof value);
+        assert_int_equal(value, 0);
+        rng = rng * 1103515245u + 12345u;
+        long delay_us = 200 + (long)((rng >> 8) % 40000);
+        nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = delay_us * 1000}, NULL);
+        assert_int_equal(kill(child, SIGKILL), 0);
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFSIGNALED(status));
+        uint64_t acked = 0;
+        while (read(report[0], &value, sizeof value) == (ssize_t)sizeof value)
+            acked = value;
+        close(report[0]);
+        char journal[220];
+        snprintf(journal, sizeof journal, "%s.journal", f->path);
+        long before_open = file_size(journal);
+        void *store = open_ok(f);
+        if (file_size(journal) < before_open)
+            torn_seen++;
+        assert_int_equal(storage->load(store, "k", ids, JOURNAL_KILL_ARMS, totals, NULL), MAB_OK);
+        uint64_t pulls = totals[0].pulls;
+        for (int i = 1; i < JOURNAL_KILL_ARMS; i++)
+            if (totals[i].pulls != pulls)
+                fail_msg("round %d: arm %d has %" PRIu64 " pulls, arm 0 %" PRIu64
+                         ": part of an entry was applied",
+                         round, i, totals[i].pulls, pulls);
+        if (pulls != stored + acked && pulls != stored + acked + 1)
+            fail_msg("round %d: %" PRIu64 " pulls stored, %" PRIu64 " before + %" PRIu64
+                     " acknowledged",
+                     round, pulls, stored, acked);
+        stored = pulls;
+        /* Close without folding the journal in: the next child finds it. */
+        pid_t crash = fork();
+        assert_true(crash >= 0);
+        if (crash == 0)
+            _exit(0);
+        assert_int_equal(waitpid(crash, &status, 0), crash);
+        storage->close(store);
+    }
+    fprintf(stderr, "# journal kill: %" PRIu64 " commits stored over 20 kills, %d torn tails "
+            "cut off at open\n", stored, torn_seen);
+    assert_true(stored > 0);
+}
+
+static int note_changed(void *ctx, const char *experiment)
+{
+    struct {
+        int n, e, g;
+    } *seen = ctx;
+    seen->n++;
+    seen->e += strcmp(experiment, "e") == 0;
+    seen->g += strcmp(experiment, "g") == 0;
+    return 0;
+}
+
+/* A second process reads the store read-only while the writer commits:
+   changed() names what the writer's new entries changed and load() sees
+   it; after a snapshot (compaction) it asks for everything and sees all. */
+static void test_journal_second_process(void **state)
+{
+    fixture *f = *state;
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    void *seed = open_ok(f);
+    mab_delta d0 = delta("x", "a", 1, 0, 0, 0);
+    apply_ok(seed, &d0, 1);
+    storage->close(seed);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(done[0]);
+        void *w = NULL;
+        if (store_open(f->path, &w, NULL) != MAB_OK)
+            _exit(2);
+        char byte = 0;
+        if (write(done[1], &byte, 1) != 1) /* open */
+            _exit(3);
+        /* step 1: one commit; step 2: enough to compact */
+        if (read(go[0], &byte, 1) != 1)
+            _exit(4);
+        mab_delta d = delta("e", "a", 2, 1, 0.5, 0.25);
+        if (storage->apply(w, &d, 1, NULL) != MAB_OK || write(done[1], &byte, 1) != 1)
+            _exit(5);
+        if (read(go[0], &byte, 1) != 1)
+            _exit(6);
+        mab_delta g = delta("g", "b", 1, 0, 0, 0);
+        for (int i = 0; i < 2000; i++)
+            if (storage->apply(w, &g, 1, NULL) != MAB_OK)
+                _exit(7);
+        if (write(done[1], &byte, 1) != 1)
+            _exit(8);
+        if (read(go[0], &byte, 1) != 0) /* until the parent is done */
+            _exit(9);
+        _exit(0); /* killed, in effect: no close */
+    }
+    close(go[0]);
+    close(done[1]);
+    char byte = 0;
+    assert_int_equal(read(done[0], &byte, 1), 1);
+    char json[300];
+    snprintf(json, sizeof json, "{\"path\":\"%s\"}", f->path);
+    mab_params *params;
+    mab_error err = {0};
+    assert_int_equal(mab_params_parse(json, "test", &params, &err), MAB_OK);
+    void *ro = NULL;
+    assert_int_equal(storage->open_read_only(params, &ro, &err), MAB_OK);
+    mab_params_free(params);
+    struct seen {
+        int n, e, g;
+    } seen = {0, 0, 0};
+    int everything = 0;
+    assert_int_equal(storage->changed(ro, &everything, note_changed, &seen, &err), MAB_OK);
+    assert_int_equal(everything, 1); /* the first call */
+    assert_int_equal(storage->changed(ro, &everything, note_changed, &seen, &err), MAB_OK);
+    assert_int_equal(everything, 0);
+    assert_int_equal(seen.n, 0);
+    assert_totals(load_one(ro, "e", "a"), 0, 0, 0, 0);
+
+    assert_int_equal(write(go[1], &byte, 1), 1);
+    assert_int_equal(read(done[0], &byte, 1), 1);
+    assert_int_equal(storage->changed(ro, &everything, note_changed, &seen, &err), MAB_OK);
+    assert_int_equal(everything, 0);
+    assert_true(seen.e >= 1);
+    assert_int_equal(seen.g, 0);
+    assert_totals(load_one(ro, "e", "a"), 2, 1, 0.5, 0.25);
+    assert_totals(load_one(ro, "x", "a"), 1, 0, 0, 0);
+
+    assert_int_equal(write(go[1], &byte, 1), 1);
+    assert_int_equal(read(done[0], &byte, 1), 1);
+    assert_int_equal(storage->changed(ro, &everything, note_changed, &seen, &err), MAB_OK);
+    assert_int_equal(everything, 1); /* the writer wrote a snapshot meanwhile */
+    assert_totals(load_one(ro, "g", "b"), 2000, 0, 0, 0);
+    assert_totals(load_one(ro, "e", "a"), 2, 1, 0.5, 0.25);
+    storage->close(ro);
+    close(go[1]);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    close(done[0]);
+}
+
+static char *snapshot_after_close(const fixture *f, void **store)
+{
+    storage->close(*store);
+    char *text = read_text(f->path);
+    *store = open_ok(f);
+    return text;
 }
 
 int main(void)
@@ -797,6 +1369,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buckets_file_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buckets_failed_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_replays_after_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_torn_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_other_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_kill_mid_append, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_second_process, setup, teardown),
     };
+    if (getenv("MAB_TEST_FILTER")) /* one test, e.g. MAB_TEST_FILTER=test_journal_torn_tail */
+        cmocka_set_test_filter(getenv("MAB_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -550,6 +550,106 @@ static void test_buckets_field(void **state)
                      MAB_EINVAL);
 }
 
+/* The json_file journal's framing (records.h 0.3): a header names its
+   snapshot; entries are visited in order up to the first one cut short,
+   of an impossible length or failing its checksum, which is named. */
+struct frames_seen {
+    int n;
+    size_t lens[4];
+    uint64_t offsets[4];
+};
+
+static int see_frame(void *ctx, const unsigned char *payload, size_t n, uint64_t offset)
+{
+    struct frames_seen *s = ctx;
+    (void)payload;
+    if (s->n < 4) {
+        s->lens[s->n] = n;
+        s->offsets[s->n] = offset;
+    }
+    s->n++;
+    return 0;
+}
+
+static void test_journal_framing(void **state)
+{
+    (void)state;
+    const char *snap = "{\"format\": \"mab-json-storage\"}\n";
+    unsigned char buf[256];
+    mab_records_journal_header(snap, strlen(snap), buf);
+    int follows = -1;
+    mab_error err = {0};
+    assert_int_equal(mab_records_journal_follows("j", buf, 32, snap, strlen(snap), &follows, &err),
+                     MAB_OK);
+    assert_int_equal(follows, 1);
+    const char *other = "{\"format\": \"mab-json-storage\"} \n";
+    assert_int_equal(mab_records_journal_follows("j", buf, 32, other, strlen(other), &follows,
+                                                 &err),
+                     MAB_OK);
+    assert_int_equal(follows, 0);
+    assert_int_equal(mab_records_journal_follows("j", buf, 31, snap, strlen(snap), &follows, &err),
+                     MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "j: byte 0: the journal header is cut short"));
+    buf[9] ^= 1; /* the snapshot length: the header's own checksum fails */
+    assert_int_equal(mab_records_journal_follows("j", buf, 32, snap, strlen(snap), &follows, &err),
+                     MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "fails its checksum"));
+    buf[9] ^= 1;
+    buf[0] = 'X';
+    assert_int_equal(mab_records_journal_follows("j", buf, 32, snap, strlen(snap), &follows, &err),
+                     MAB_ECORRUPT);
+    assert_non_null(strstr(err.message, "not a json_file journal"));
+
+    /* Two entries of 3 and 5 bytes, then a third cut short. */
+    unsigned char *p = buf + 32;
+    mab_records_journal_frame("abc", 3, p);
+    memcpy(p + 12, "abc", 3);
+    p += 15;
+    mab_records_journal_frame("defgh", 5, p);
+    memcpy(p + 12, "defgh", 5);
+    p += 17;
+    mab_records_journal_frame("ijkl", 4, p);
+    memcpy(p + 12, "ijkl", 4);
+    size_t whole = (size_t)(p + 16 - buf);
+    struct frames_seen s = {0};
+    uint64_t end = 0;
+    char why[200];
+    assert_int_equal(mab_records_journal_entries(buf + 32, whole - 32, 32, see_frame, &s, &end,
+                                                 why, sizeof why),
+                     0);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(end, whole);
+    assert_string_equal(why, "");
+    assert_int_equal(s.lens[1], 5);
+    assert_int_equal(s.offsets[1], 47);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(mab_records_journal_entries(buf + 32, whole - 33, 32, see_frame, &s, &end,
+                                                 why, sizeof why),
+                     0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(end, 64);
+    assert_string_equal(why, "the entry at byte 64 is cut short (15 of 16 bytes)");
+    memset(&s, 0, sizeof s);
+    assert_int_equal(mab_records_journal_entries(buf + 32, 40, 32, see_frame, &s, &end, why,
+                                                 sizeof why),
+                     0);
+    assert_string_equal(why, "the entry at byte 64 is cut short in its frame (8 of 12 bytes)");
+    buf[47 + 12 + 2] ^= 0x40; /* a payload byte of entry 2 */
+    memset(&s, 0, sizeof s);
+    assert_int_equal(mab_records_journal_entries(buf + 32, whole - 32, 32, see_frame, &s, &end,
+                                                 why, sizeof why),
+                     0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(end, 47);
+    assert_string_equal(why, "the entry at byte 47 fails its checksum");
+    memset(buf + 32, 0, 4); /* a length of 0 */
+    assert_int_equal(mab_records_journal_entries(buf + 32, whole - 32, 32, see_frame, &s, &end,
+                                                 why, sizeof why),
+                     0);
+    assert_int_equal(end, 32);
+    assert_string_equal(why, "the entry at byte 32 has an impossible length (0)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_write_to_stream),
         cmocka_unit_test(test_policy_stats_field),
         cmocka_unit_test(test_buckets_field),
+        cmocka_unit_test(test_journal_framing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

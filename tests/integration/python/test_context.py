@@ -7,6 +7,7 @@ reward's update sees the choice's features from the cookie."""
 import json
 import math
 import os
+import shutil
 
 import flask
 
@@ -61,7 +62,22 @@ class ContextTest(TempDirTest):
     def echo_stats(self, app):
         """(per-arm pull sums, experiment values) from storage."""
         app.extensions["mab"].engine.flush()
-        with open(self.path("state.json")) as f:
+        # What the store holds durably: json_file's snapshot and journal,
+        # copied, opened (which replays the journal) and closed (which folds
+        # it into the copy's snapshot), then read.
+        copy = self.path("copy")
+        os.makedirs(copy, exist_ok=True)
+        for name in ("state.json", "state.json.journal"):
+            shutil.copy(self.path(name), os.path.join(copy, name))
+        with open(app.config["MAB_CONFIG"]) as f:
+            config = json.load(f)
+        config["storage"]["path"] = os.path.join(copy, "state.json")
+        copy_config = self.path("copy-config.json")
+        with open(copy_config, "w") as f:
+            json.dump(config, f)
+        with mab.Engine(copy_config):
+            pass
+        with open(os.path.join(copy, "state.json")) as f:
             state = json.load(f)
         stats = {s.get("arm"): s["values"] for s in state.get("policy_stats", [])
                  if s["experiment"] == "ctx"}
