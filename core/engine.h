@@ -155,6 +155,10 @@ typedef struct mab__experiment {
     size_t first_arm;        /* index of arms[0] among all the engine's arms */
     double reward_min, reward_max;
     double reward_scale;     /* 1 / (reward_max - reward_min), set by mab_open */
+    /* 1 when no reward can make the arms' sums non-finite, so reward skips
+       the finite-sums check (engine.c, sums_cannot_overflow); cleared when a
+       load publishes a total that is not finite. 0: check every reward. */
+    _Atomic unsigned char sums_unchecked;
     const cJSON *policy_obj; /* valid during mab_open only */
     char *policy_path;
     const mab_policy *policy;   /* ABI 1, or NULL */
