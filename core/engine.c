@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "engine_access.h"
+#include "id_index.h"
 #include "slots.h"
 
 static atomic_uint_fast64_t next_engine_serial = 1;
@@ -795,7 +796,8 @@ int mab__find_experiment(mab_engine *e, const char *id, mab__experiment **out,
         return mab_error_set(err, MAB_EINVAL, "engine and experiment id must not be NULL");
     if (forked_since_open(e))
         return mab__fork_error(e, err);
-    long i = mab__id_index_find(&e->experiment_index, e->experiments, sizeof *e->experiments, id);
+    long i = mab__id_index_lookup(&e->experiment_index, e->experiments, sizeof *e->experiments,
+                                  id);
     if (i >= 0) {
         *out = &e->experiments[i];
         return MAB_OK;
@@ -806,12 +808,42 @@ int mab__find_experiment(mab_engine *e, const char *id, mab__experiment **out,
 long mab__find_arm(const mab_engine *e, const mab__experiment *x, const char *id,
                      mab_error *err)
 {
-    long i = id ? mab__id_index_find(&x->arm_index, x->arms, sizeof *x->arms, id) : -1;
+    long i = id ? mab__id_index_lookup(&x->arm_index, x->arms, sizeof *x->arms, id) : -1;
     if (i >= 0)
         return i;
     mab_error_set(err, MAB_ENOTFOUND, "%s: experiments.%s has no arm \"%s\"", e->config_path,
                   x->id, id ? id : "(null)");
     return -1;
+}
+
+/* The string-keyed calls' common case, inline in each and calling nothing:
+   the experiment found (find_fast), and its arm (find_fast_arm). Each
+   returns 0 for anything else, and the caller makes the lookups again
+   through the functions below, which word the error. */
+static inline __attribute__((always_inline)) int
+find_fast(mab_engine *e, const char *experiment, mab__experiment **x)
+{
+    if (__builtin_expect(!e || !experiment || forked_since_open(e), 0))
+        return 0;
+    long at = mab__id_index_lookup(&e->experiment_index, e->experiments,
+                                   sizeof *e->experiments, experiment);
+    if (__builtin_expect(at < 0, 0))
+        return 0;
+    *x = &e->experiments[at];
+    return 1;
+}
+
+static inline __attribute__((always_inline)) int
+find_fast_arm(mab_engine *e, const char *experiment, const char *arm, mab__experiment **x,
+              size_t *index)
+{
+    if (!arm || !find_fast(e, experiment, x))
+        return 0;
+    long i = mab__id_index_lookup(&(*x)->arm_index, (*x)->arms, sizeof *(*x)->arms, arm);
+    if (__builtin_expect(i < 0, 0))
+        return 0;
+    *index = (size_t)i;
+    return 1;
 }
 
 /* Both lookups of a call that names an experiment and one of its arms. */
@@ -1154,9 +1186,11 @@ int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx
                    mab_choice *out, int *estimated, mab_error *err)
 {
     mab__experiment *x;
-    int found = mab__find_experiment(e, experiment, &x, err);
-    if (found != MAB_OK)
-        return found;
+    if (!find_fast(e, experiment, &x)) {
+        int found = mab__find_experiment(e, experiment, &x, err);
+        if (found != MAB_OK)
+            return found;
+    }
     return choose_impl(e, x, ctx, out, estimated, err);
 }
 
@@ -1243,9 +1277,11 @@ int mab__read_only_error(const mab_engine *e, const char *what, mab_error *err)
 int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error *err)
 {
     mab__experiment *x;
-    int found = mab__find_experiment(e, experiment, &x, err);
-    if (found != MAB_OK)
-        return found;
+    if (!find_fast(e, experiment, &x)) {
+        int found = mab__find_experiment(e, experiment, &x, err);
+        if (found != MAB_OK)
+            return found;
+    }
     return choose_impl(e, x, NULL, out, NULL, err);
 }
 
@@ -1431,10 +1467,12 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
                mab_error *err)
 {
     mab__experiment *x;
-    size_t i;
-    int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
-    if (rc != MAB_OK)
-        return rc;
+    size_t i = 0;
+    if (!find_fast_arm(e, experiment, arm, &x, &i)) {
+        int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
+        if (rc != MAB_OK)
+            return rc;
+    }
     return reward_impl(e, x, i, value, NULL, err);
 }
 
@@ -1442,10 +1480,12 @@ int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, doubl
                    const mab_context *ctx, mab_error *err)
 {
     mab__experiment *x;
-    size_t i;
-    int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
-    if (rc != MAB_OK)
-        return rc;
+    size_t i = 0;
+    if (!find_fast_arm(e, experiment, arm, &x, &i)) {
+        int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
+        if (rc != MAB_OK)
+            return rc;
+    }
     return reward_impl(e, x, i, value, ctx, err);
 }
 

@@ -83,16 +83,17 @@ typedef struct mab__bucket_entry {
     mab_totals add;
 } mab__bucket_entry;
 
-/* Positions of ids in an array whose elements start with `char *id`. */
+/* Positions of ids in an array whose elements start with `char *id`
+   (id_index.h says how a key is made). */
 typedef struct mab__id_slot {
-    uint32_t position; /* position + 1, 0 when empty */
-    uint32_t hash;     /* the id's full hash */
-    uint32_t length;   /* the id's length */
+    uint32_t position;     /* position + 1, 0 when empty */
+    unsigned char key[8];  /* the id's key (a uint64_t, 4-byte aligned) */
 } mab__id_slot;
 
 typedef struct mab__id_index {
     mab__id_slot *slots;
-    uint32_t mask;
+    uint32_t mask;  /* slots - 1 (a power of two) */
+    unsigned shift; /* 64 - log2(slots): see mab__id_spot */
 } mab__id_index;
 
 int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size_t n);
