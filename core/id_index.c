@@ -104,12 +104,9 @@ long mab__id_index_first_duplicate(const void *base, size_t stride, size_t n)
     return duplicate;
 }
 
-long mab__id_index_find(const mab__id_index *ix, const void *base, size_t stride,
-                        const char *id)
+long mab__id_index_find_long(const mab__id_index *ix, const void *base, size_t stride,
+                             const char *id, size_t len)
 {
-    size_t len = strlen(id);
-    if (len <= 8)
-        return mab__id_index_lookup(ix, base, stride, id);
     uint64_t key = mab__id_long_key(id, len);
     for (uint32_t h = mab__id_spot(key, ix->shift); ix->slots[h].position;
          h = (h + 1) & ix->mask) {
@@ -119,6 +116,12 @@ long mab__id_index_find(const mab__id_index *ix, const void *base, size_t stride
             return (long)slot->position - 1;
     }
     return -1;
+}
+
+long mab__id_index_find(const mab__id_index *ix, const void *base, size_t stride,
+                        const char *id)
+{
+    return mab__id_index_lookup(ix, base, stride, id);
 }
 
 void mab__id_index_free(mab__id_index *ix)

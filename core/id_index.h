@@ -25,6 +25,9 @@
 
 /* The key of an id longer than 8 bytes (id_index.c). */
 uint64_t mab__id_long_key(const char *id, size_t len);
+/* The lookup of an id of len > 8 bytes (id_index.c). */
+long mab__id_index_find_long(const mab__id_index *ix, const void *base, size_t stride,
+                             const char *id, size_t len);
 
 /* The key of an id of len <= 8 bytes: its bytes, zero-padded. */
 static inline uint64_t mab__id_short_key(const char *id, size_t len)
@@ -54,21 +57,46 @@ static inline uint64_t mab__id_slot_key(const mab__id_slot *slot)
     return k;
 }
 
+/* The key of an id of 4 to 8 bytes, as mab__id_short_key makes it, with
+   two loads that overlap in the middle (the shared bytes land on the same
+   places, so the OR is the id's bytes). */
+static inline uint64_t mab__id_key_4_to_8(const char *id, size_t len)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint32_t lo, hi;
+    memcpy(&lo, id, 4);
+    memcpy(&hi, id + len - 4, 4);
+    return lo | (uint64_t)hi << (8 * (len - 4));
+#else
+    return mab__id_short_key(id, len);
+#endif
+}
+
 /* Position of id among base[0..n) (elements of `stride` bytes that start
-   with their `char *id`), or -1: mab__id_index_find (engine.h), whose
-   common case, an id of at most 8 bytes, is inline here and calls nothing:
-   the key is the whole comparison. */
+   with their `char *id`), or -1, as mab__id_index_find (engine.h). Inline
+   for the string-keyed calls: an id of at most 3 bytes is read byte by
+   byte, one of 4 to 8 after a strlen, and either is found without a load
+   of the id string (the key is the whole comparison); a longer one is
+   looked up out of line (its hash, then a strcmp). */
 static inline long mab__id_index_lookup(const mab__id_index *ix, const void *base,
                                         size_t stride, const char *id)
 {
-    /* The length and a short id's key in one pass over at most 9 bytes. */
     const unsigned char *u = (const unsigned char *)id;
-    uint64_t key = 0;
-    size_t len = 0;
-    for (; len < 8 && u[len]; len++)
-        key |= (uint64_t)u[len] << (8 * len);
-    if (__builtin_expect(len == 8 && u[8], 0))
-        return mab__id_index_find(ix, base, stride, id);
+    uint64_t key;
+    if (!u[0])
+        key = 0;
+    else if (!u[1])
+        key = u[0];
+    else if (!u[2])
+        key = u[0] | (uint64_t)u[1] << 8;
+    else if (!u[3])
+        key = u[0] | (uint64_t)u[1] << 8 | (uint64_t)u[2] << 16;
+    else {
+        size_t len = 4 + strlen(id + 4);
+        if (__builtin_expect(len > 8, 0))
+            return mab__id_index_find_long(ix, base, stride, id, len);
+        key = mab__id_key_4_to_8(id, len);
+    }
     for (uint32_t h = mab__id_spot(key, ix->shift); ix->slots[h].position;
          h = (h + 1) & ix->mask)
         if (mab__id_slot_key(&ix->slots[h]) == key)
