@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "engine_access.h"
+#include "id_index.h"
 #include "slots.h"
 
 static atomic_uint_fast64_t next_engine_serial = 1;
@@ -48,6 +49,9 @@ int mab__fork_error(const mab_engine *e, mab_error *err)
 
 
 /* ---- open / close ----------------------------------------------------- */
+
+static int sums_cannot_overflow(const mab__experiment *x);
+static void note_loaded(mab__experiment *x, const mab_totals *t);
 
 static void engine_free(mab_engine *e)
 {
@@ -567,6 +571,7 @@ static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **i
     for (size_t j = 0; j < x->n_arms; j++) {
         mab_totals unapplied = atomic_totals_read(&x->arms[j].unapplied);
         totals_add(&stored[j], &unapplied);
+        note_loaded(x, &stored[j]);
         atomic_totals_store(&x->arms[j].published, &stored[j]);
     }
     /* An experiment's statistics are contiguous: its arms' from
@@ -693,6 +698,7 @@ static int load_all_totals(mab_engine *e, mab_error *err)
         for (size_t i = 0; i < e->total_arms; i++) {
             mab_totals unapplied = atomic_totals_read(&e->all_arms[i]->unapplied);
             totals_add(&stored[i], &unapplied);
+            note_loaded(e->arm_experiment[i], &stored[i]);
             atomic_totals_store(&e->all_arms[i]->published, &stored[i]);
         }
         for (size_t i = 0; i < e->total_stats; i++)
@@ -806,6 +812,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         x->reward_scale = 1.0 / (x->reward_max - x->reward_min);
+        atomic_store_explicit(&x->sums_unchecked, sums_cannot_overflow(x), memory_order_relaxed);
     }
     if (rc == MAB_OK && allocate_tables(e) != MAB_OK)
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -883,7 +890,8 @@ int mab__find_experiment(mab_engine *e, const char *id, mab__experiment **out,
         return mab_error_set(err, MAB_EINVAL, "engine and experiment id must not be NULL");
     if (forked_since_open(e))
         return mab__fork_error(e, err);
-    long i = mab__id_index_find(&e->experiment_index, e->experiments, sizeof *e->experiments, id);
+    long i = mab__id_index_lookup(&e->experiment_index, e->experiments, sizeof *e->experiments,
+                                  id);
     if (i >= 0) {
         *out = &e->experiments[i];
         return MAB_OK;
@@ -894,12 +902,42 @@ int mab__find_experiment(mab_engine *e, const char *id, mab__experiment **out,
 long mab__find_arm(const mab_engine *e, const mab__experiment *x, const char *id,
                      mab_error *err)
 {
-    long i = id ? mab__id_index_find(&x->arm_index, x->arms, sizeof *x->arms, id) : -1;
+    long i = id ? mab__id_index_lookup(&x->arm_index, x->arms, sizeof *x->arms, id) : -1;
     if (i >= 0)
         return i;
     mab_error_set(err, MAB_ENOTFOUND, "%s: experiments.%s has no arm \"%s\"", e->config_path,
                   x->id, id ? id : "(null)");
     return -1;
+}
+
+/* The string-keyed calls' common case, inline in each and calling nothing:
+   the experiment found (find_fast), and its arm (find_fast_arm). Each
+   returns 0 for anything else, and the caller makes the lookups again
+   through the functions below, which word the error. */
+static inline __attribute__((always_inline)) int
+find_fast(mab_engine *e, const char *experiment, mab__experiment **x)
+{
+    if (__builtin_expect(!e || !experiment || forked_since_open(e), 0))
+        return 0;
+    long at = mab__id_index_lookup(&e->experiment_index, e->experiments,
+                                   sizeof *e->experiments, experiment);
+    if (__builtin_expect(at < 0, 0))
+        return 0;
+    *x = &e->experiments[at];
+    return 1;
+}
+
+static inline __attribute__((always_inline)) int
+find_fast_arm(mab_engine *e, const char *experiment, const char *arm, mab__experiment **x,
+              size_t *index)
+{
+    if (!arm || !find_fast(e, experiment, x))
+        return 0;
+    long i = mab__id_index_lookup(&(*x)->arm_index, (*x)->arms, sizeof *(*x)->arms, arm);
+    if (__builtin_expect(i < 0, 0))
+        return 0;
+    *index = (size_t)i;
+    return 1;
 }
 
 /* Both lookups of a call that names an experiment and one of its arms. */
@@ -1242,9 +1280,11 @@ int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx
                    mab_choice *out, int *estimated, mab_error *err)
 {
     mab__experiment *x;
-    int found = mab__find_experiment(e, experiment, &x, err);
-    if (found != MAB_OK)
-        return found;
+    if (!find_fast(e, experiment, &x)) {
+        int found = mab__find_experiment(e, experiment, &x, err);
+        if (found != MAB_OK)
+            return found;
+    }
     return choose_impl(e, x, ctx, out, estimated, err);
 }
 
@@ -1275,6 +1315,53 @@ int mab__sums_finite(const mab__experiment *x, double count, double sum, double 
     return sums_finite(x, count, sum, sq);
 }
 
+/* Largest reward.max for which sums_cannot_overflow() holds: 2^450. */
+#define MAB__UNCHECKED_REWARD_MAX 0x1p450
+
+/*
+ * Whether, for experiment x's reward range, no reward can ever fail
+ * sums_finite() on held totals that are finite, decided once at open so
+ * that reward can skip the check (issue 18: about 55 of its instructions,
+ * and the read of the arm's published totals, a line other threads write).
+ *
+ * It holds for min = 0 and 1 <= max <= 2^450 (the default range [0, 1]
+ * among them), because:
+ *  - Rounding to nearest, |fl(a + b)| <= |a| + 2|b| for doubles a and b, so
+ *    a float sum of terms is at most twice the sum of their magnitudes,
+ *    and each further level of summing such sums (a slot's pending totals
+ *    into the published ones, batches into the unapplied ones) doubles that
+ *    at most. One process records fewer than 2^62 rewards (146 years at a
+ *    billion a second), each with |r| <= max and r^2 <= max^2 <= 2^900: any
+ *    increment the process adds to an arm's sums (a reward, its square, a
+ *    slot's pending sums, a batch) is below 2^62 * 8 * 2^900 = 2^965.
+ *  - Half an ulp of DBL_MAX is 2^970: a finite double plus anything smaller
+ *    in magnitude rounds to at most DBL_MAX, never to an infinity. So the
+ *    held sums plus the reward (sum + r, sq + r^2) stay finite, given held
+ *    totals that are finite: the published ones are (a load that would
+ *    publish one that is not clears sums_unchecked: note_loaded; an import
+ *    refuses sums that are not: engine_stats.c), and the pending ones are
+ *    sums of such increments.
+ *  - With min = 0 every term of sums_finite's normalised forms that has min
+ *    in it is exactly 0: they are sum * scale and sq * scale^2, with
+ *    0 < scale = 1 / max <= 1, no larger than the raw sums, finite too.
+ * Any other range keeps the check (a range [0, 0.5] doubles a sum that a
+ * store may hold near DBL_MAX; a min other than 0 multiplies the sum).
+ */
+static int sums_cannot_overflow(const mab__experiment *x)
+{
+    return x->reward_min == 0.0 && x->reward_max >= 1.0 &&
+           x->reward_max <= MAB__UNCHECKED_REWARD_MAX;
+}
+
+/* A load is publishing totals t for arm j of x: one that is not finite
+   voids the argument of sums_cannot_overflow() for x (a store may hold
+   anything), and x's rewards are checked from then on. */
+static void note_loaded(mab__experiment *x, const mab_totals *t)
+{
+    if (__builtin_expect(!isfinite(t->reward_sum) || !isfinite(t->reward_sum_sq), 0))
+        atomic_store_explicit(&x->sums_unchecked, 0, memory_order_relaxed);
+}
+
 int mab__read_only_error(const mab_engine *e, const char *what, mab_error *err)
 {
     return mab_error_set(err, MAB_EINVAL, "%s: %s was opened read-only (MAB_OPEN_READ_ONLY or "
@@ -1284,9 +1371,11 @@ int mab__read_only_error(const mab_engine *e, const char *what, mab_error *err)
 int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error *err)
 {
     mab__experiment *x;
-    int found = mab__find_experiment(e, experiment, &x, err);
-    if (found != MAB_OK)
-        return found;
+    if (!find_fast(e, experiment, &x)) {
+        int found = mab__find_experiment(e, experiment, &x, err);
+        if (found != MAB_OK)
+            return found;
+    }
     return choose_impl(e, x, NULL, out, NULL, err);
 }
 
@@ -1353,6 +1442,18 @@ int mab__reward_value_check(const mab__experiment *x, const char *arm, double va
     return MAB_OK;
 }
 
+/* mab__rules_reward through a copy of *x, so that the caller's x is not
+   taken by address (kept in memory, reloaded at every use on the path that
+   has no rules). */
+static int reward_rules(mab_engine *e, mab__experiment **x, const char *arm,
+                        const mab_context *ctx, mab_error *err)
+{
+    mab__experiment *ruled = *x;
+    int rc = mab__rules_reward(e, &ruled, arm, ctx, err);
+    *x = ruled;
+    return rc;
+}
+
 /* Both public reward calls, inlined into each so that mab_reward() (ABI 1
    hosts' hot path) pays no extra call for the context it does not have. */
 static inline __attribute__((always_inline)) int
@@ -1360,13 +1461,14 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
             mab_error *err)
 {
     int rc;
-    const char *arm = x->arms[i].id;
+    /* The arm's id is read only for an error or a rule, not on every call. */
+    const mab__experiment *named = x;
     if (e->read_only)
         return mab__read_only_error(e, "reward", err);
     /* Inside [min, max] (both finite: config.c) is finite and in range: the
        call only when there is something to say. Likewise the context. */
     if (__builtin_expect(!(value >= x->reward_min && value <= x->reward_max), 0) &&
-        (rc = mab__reward_value_check(x, arm, value, err)) != MAB_OK)
+        (rc = mab__reward_value_check(x, named->arms[i].id, value, err)) != MAB_OK)
         return rc;
     if (ctx && (rc = mab__context_check(ctx, err)) != MAB_OK)
         return rc;
@@ -1381,11 +1483,16 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     if (ctx &&
         (x->ledger || x->rules.attribution_window ||
          (ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags && ctx->flags)) &&
-        (rc = mab__rules_reward(e, &x, arm, ctx, err)) != MAB_OK)
+        (rc = reward_rules(e, &x, named->arms[i].id, ctx, err)) != MAB_OK)
         return rc;
     double features[MAB_POLICY_FEATURES_MAX];
     mab_policy_event ev;
-    if (x->policy2) {
+    /* An event only for a policy that keeps statistics (mab__record_event
+       adds nothing for another): its time, features and call otherwise
+       cost a reward of thompson's 75 instructions for nothing. */
+    int event = x->policy2 && x->policy2->update &&
+                (x->layout.arm_stats || x->layout.experiment_stats);
+    if (event) {
         mab__resolve_features(x, ctx, features);
         double r = (value - x->reward_min) * x->reward_scale;
         double p = ctx && ctx->probability > 0 ? ctx->probability : NAN;
@@ -1396,42 +1503,48 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    slot_bucket(e, s, x->policy2 ? ev.time_ns : ctx && ctx->time_ns ? ctx->time_ns : bucket_clock(e));
+    slot_bucket(e, s, event ? ev.time_ns : ctx && ctx->time_ns ? ctx->time_ns : bucket_clock(e));
     /* The reward must keep every sum finite, or no store would take it and
        it would reach storage only to be refused there. (The value itself,
        its square and its normalised form are finite: reward_value_check and
        the config's bounds on reward.min/max see to that.) */
     double square = value * value;
-    mab_totals held = atomic_totals_read(&x->arms[i].published);
-    totals_add(&held, &s->pending[x->first_arm + i]);
-    double count = (double)held.rewards + 1.0;
-    double sum = held.reward_sum + value, sq = held.reward_sum_sq + square;
-    if (!sums_finite(x, count, sum, sq)) {
-        slot_unlock(s);
-        return mab_error_set(err, MAB_ERANGE,
-                             "experiments.%s: reward %g for arm \"%s\" would make a sum of "
-                             "the arm's rewards or of their squares overflow (the arm holds "
-                             "%.0f rewards summing to %g, squares to %g); nothing was recorded",
-                             x->id, value, arm, count - 1.0, held.reward_sum,
-                             held.reward_sum_sq);
+    if (!atomic_load_explicit(&x->sums_unchecked, memory_order_relaxed)) {
+        /* A range where a sum could overflow (sums_cannot_overflow). */
+        mab_totals held = atomic_totals_read(&x->arms[i].published);
+        totals_add(&held, &s->pending[x->first_arm + i]);
+        double count = (double)held.rewards + 1.0;
+        double sum = held.reward_sum + value, sq = held.reward_sum_sq + square;
+        if (!sums_finite(x, count, sum, sq)) {
+            slot_unlock(s);
+            return mab_error_set(err, MAB_ERANGE,
+                                 "experiments.%s: reward %g for arm \"%s\" would make a sum of "
+                                 "the arm's rewards or of their squares overflow (the arm holds "
+                                 "%.0f rewards summing to %g, squares to %g); nothing was "
+                                 "recorded",
+                                 x->id, value, named->arms[i].id, count - 1.0, held.reward_sum,
+                                 held.reward_sum_sq);
+        }
     }
-    if (x->policy2 && (rc = mab__record_event(x, s, &ev)) != MAB_OK) {
+    if (event && (rc = mab__record_event(x, s, &ev)) != MAB_OK) {
         slot_unlock(s);
         return mab_error_set(err, MAB_EPLUGIN,
                              "experiments.%s: policy %s refused the reward for arm \"%s\": %s; "
                              "nothing was recorded",
-                             x->id, x->policy_path, arm, mab_strerror(rc));
+                             x->id, x->policy_path, named->arms[i].id, mab_strerror(rc));
     }
     mab_totals *p = slot_pending(s, x->first_arm + i);
     p->rewards++;
     p->reward_sum += value;
     p->reward_sum_sq += square;
     uint64_t seq = 0;
-    uint64_t drops_before = atomic_load(&x->arms[i].drops);
-    if ((e->sync_always && e->storage) || slot_due(s))
+    int sync = e->sync_always && e->storage;
+    /* The drops are read only for a reward that waits for its write. */
+    uint64_t drops_before = sync ? atomic_load(&x->arms[i].drops) : 0;
+    if (sync || slot_due(s))
         seq = mab__slot_publish(e, s);
     slot_unlock(s);
-    if (!(e->sync_always && e->storage))
+    if (!sync)
         return MAB_OK;
     rc = mab__wait_durable(e, seq, err);
     /* A commit that dropped this arm's increment may have dropped this
@@ -1443,19 +1556,22 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
         mab_dropped_deltas(e, &why);
         rc = mab_error_set(err, MAB_ESTORAGE,
                            "experiments.%s: the reward for arm \"%s\" was not written: %s",
-                           x->id, arm, why.message);
+                           x->id, named->arms[i].id, why.message);
     }
     return rc;
 }
+
 
 int mab_reward(mab_engine *e, const char *experiment, const char *arm, double value,
                mab_error *err)
 {
     mab__experiment *x;
-    size_t i;
-    int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
-    if (rc != MAB_OK)
-        return rc;
+    size_t i = 0;
+    if (!find_fast_arm(e, experiment, arm, &x, &i)) {
+        int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
+        if (rc != MAB_OK)
+            return rc;
+    }
     return reward_impl(e, x, i, value, NULL, err);
 }
 
@@ -1463,10 +1579,12 @@ int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, doubl
                    const mab_context *ctx, mab_error *err)
 {
     mab__experiment *x;
-    size_t i;
-    int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
-    if (rc != MAB_OK)
-        return rc;
+    size_t i = 0;
+    if (!find_fast_arm(e, experiment, arm, &x, &i)) {
+        int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
+        if (rc != MAB_OK)
+            return rc;
+    }
     return reward_impl(e, x, i, value, ctx, err);
 }
 

@@ -86,16 +86,17 @@ typedef struct mab__bucket_entry {
     mab_totals add;
 } mab__bucket_entry;
 
-/* Positions of ids in an array whose elements start with `char *id`. */
+/* Positions of ids in an array whose elements start with `char *id`
+   (id_index.h says how a key is made). */
 typedef struct mab__id_slot {
-    uint32_t position; /* position + 1, 0 when empty */
-    uint32_t hash;     /* the id's full hash */
-    uint32_t length;   /* the id's length */
+    uint32_t position;     /* position + 1, 0 when empty */
+    unsigned char key[8];  /* the id's key (a uint64_t, 4-byte aligned) */
 } mab__id_slot;
 
 typedef struct mab__id_index {
     mab__id_slot *slots;
-    uint32_t mask;
+    uint32_t mask;  /* slots - 1 (a power of two) */
+    unsigned shift; /* 64 - log2(slots): see mab__id_spot */
 } mab__id_index;
 
 int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size_t n);
@@ -165,6 +166,10 @@ typedef struct mab__experiment {
     size_t first_arm;        /* index of arms[0] among all the engine's arms */
     double reward_min, reward_max;
     double reward_scale;     /* 1 / (reward_max - reward_min), set by mab_open */
+    /* 1 when no reward can make the arms' sums non-finite, so reward skips
+       the finite-sums check (engine.c, sums_cannot_overflow); cleared when a
+       load publishes a total that is not finite. 0: check every reward. */
+    _Atomic unsigned char sums_unchecked;
     const cJSON *policy_obj; /* valid during mab_open only */
     const char *policy_path;    /* the loaded plugin's path (engine-owned) or a ledger's label */
     const mab_policy *policy;   /* ABI 1, or NULL */

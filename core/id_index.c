@@ -1,24 +1,40 @@
 /*
  * id_index.c - find an experiment or arm by id in O(1).
  *
- * An open-addressing table of positions, hashed with FNV-1a. Both mab__arm
- * and mab__experiment start with their `char *id`, so one table type serves
- * both: it keeps positions into the caller's array and reads ids through
- * the array's element size.
+ * An open-addressing table of positions with linear probing, keyed as
+ * id_index.h describes. Both mab__arm and mab__experiment start with their
+ * `char *id`, so one table type serves both: it keeps positions into the
+ * caller's array and reads ids through the array's element size.
  */
 #include <stdlib.h>
 
-#include "engine.h"
+#include "id_index.h"
 
-/* FNV-1a of s; *len receives its length. */
-static uint32_t fnv1a(const char *s, size_t *len)
+static uint64_t mix64(uint64_t x)
 {
-    uint32_t h = 2166136261u;
-    const char *c = s;
-    for (; *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
-    *len = (size_t)(c - s);
-    return h;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdu;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53u;
+    x ^= x >> 33;
+    return x;
+}
+
+uint64_t mab__id_long_key(const char *id, size_t len)
+{
+    /* A multiply per 8 bytes, then one full mix (a collision costs only a
+       strcmp: the key confirms nothing for a long id). */
+    uint64_t h = len * 0x9e3779b97f4a7c15u, chunk;
+    size_t at = 0;
+    for (; at + 8 < len; at += 8) {
+        memcpy(&chunk, id + at, 8);
+        h = (h ^ chunk) * 0xff51afd7ed558ccdu;
+    }
+    memcpy(&chunk, id + len - 8, 8); /* the last 8 bytes (len > 8) */
+    h = mix64(h ^ chunk);
+    /* Low byte 0: never a short id's key (id_index.h); never 0 either. */
+    h <<= 8;
+    return h ? h : 1u << 8;
 }
 
 static const char *id_at(const void *base, size_t stride, size_t i)
@@ -38,69 +54,74 @@ static size_t capacity(size_t n)
     return cap;
 }
 
-int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size_t n)
+/* An empty table of capacity(n) slots; MAB_ENOMEM. */
+static int table_init(mab__id_index *ix, size_t n)
 {
     size_t cap = capacity(n);
     ix->slots = calloc(cap, sizeof *ix->slots);
     if (!ix->slots)
         return MAB_ENOMEM;
     ix->mask = (uint32_t)(cap - 1);
-    for (size_t i = 0; i < n; i++) {
-        size_t len;
-        uint32_t hash = fnv1a(id_at(base, stride, i), &len);
-        uint32_t h = hash & ix->mask;
-        while (ix->slots[h].position)
-            h = (h + 1) & ix->mask;
-        ix->slots[h] = (mab__id_slot){(uint32_t)i + 1, hash, (uint32_t)len};
-    }
+    ix->shift = 64;
+    for (size_t c = cap; c > 1; c >>= 1)
+        ix->shift--; /* 64 - log2(cap): the product's top log2(cap) bits */
+    return MAB_OK;
+}
+
+static void insert(mab__id_index *ix, const char *id, size_t position)
+{
+    uint64_t key = mab__id_key(id, strlen(id));
+    uint32_t h = mab__id_spot(key, ix->shift);
+    while (ix->slots[h].position)
+        h = (h + 1) & ix->mask;
+    ix->slots[h].position = (uint32_t)position + 1;
+    memcpy(ix->slots[h].key, &key, sizeof key);
+}
+
+int mab__id_index_build(mab__id_index *ix, const void *base, size_t stride, size_t n)
+{
+    if (table_init(ix, n) != MAB_OK)
+        return MAB_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        insert(ix, id_at(base, stride, i), i);
     return MAB_OK;
 }
 
 long mab__id_index_first_duplicate(const void *base, size_t stride, size_t n)
 {
     mab__id_index ix;
-    size_t cap = capacity(n);
-    ix.slots = calloc(cap, sizeof *ix.slots);
-    if (!ix.slots)
+    if (table_init(&ix, n) != MAB_OK)
         return -2;
-    ix.mask = (uint32_t)(cap - 1);
     long duplicate = -1;
     for (size_t i = 0; i < n && duplicate < 0; i++) {
         const char *id = id_at(base, stride, i);
-        if (mab__id_index_find(&ix, base, stride, id) >= 0) {
+        if (mab__id_index_lookup(&ix, base, stride, id) >= 0)
             duplicate = (long)i;
-            break;
-        }
-        size_t len;
-        uint32_t hash = fnv1a(id, &len);
-        uint32_t h = hash & ix.mask;
-        while (ix.slots[h].position)
-            h = (h + 1) & ix.mask;
-        ix.slots[h] = (mab__id_slot){(uint32_t)i + 1, hash, (uint32_t)len};
+        else
+            insert(&ix, id, i);
     }
     free(ix.slots);
     return duplicate;
 }
 
-/* The whole hash and the length decide almost every probe; the bytes are
-   compared only on a match, inline (ids are short), without a strcmp call. */
-long mab__id_index_find(const mab__id_index *ix, const void *base, size_t stride,
-                        const char *id)
+long mab__id_index_find_long(const mab__id_index *ix, const void *base, size_t stride,
+                             const char *id, size_t len)
 {
-    size_t len;
-    uint32_t hash = fnv1a(id, &len);
-    for (uint32_t h = hash & ix->mask; ix->slots[h].position; h = (h + 1) & ix->mask) {
+    uint64_t key = mab__id_long_key(id, len);
+    for (uint32_t h = mab__id_spot(key, ix->shift); ix->slots[h].position;
+         h = (h + 1) & ix->mask) {
         const mab__id_slot *slot = &ix->slots[h];
-        if (slot->hash != hash || slot->length != len)
-            continue;
-        const char *candidate = id_at(base, stride, slot->position - 1);
-        size_t k = 0;
-        while (k < len && candidate[k] == id[k])
-            k++;
-        if (k == len)
+        if (mab__id_slot_key(slot) == key &&
+            strcmp(id_at(base, stride, slot->position - 1), id) == 0)
             return (long)slot->position - 1;
     }
     return -1;
+}
+
+long mab__id_index_find(const mab__id_index *ix, const void *base, size_t stride,
+                        const char *id)
+{
+    return mab__id_index_lookup(ix, base, stride, id);
 }
 
 void mab__id_index_free(mab__id_index *ix)

@@ -453,6 +453,89 @@ static void test_unstorable_reward_is_refused(void **state)
     close_ok(e);
 }
 
+/* Issue 18: reward skips the finite-sums check only for ranges where no
+   reward can make a finite arm's sums overflow (min 0, 1 <= max <= 2^450:
+   engine.c, sums_cannot_overflow). Every other range keeps it. Here an arm
+   already holds a sum of 1e308, written under the default range [0, 1]
+   (where it is finite and fits): reopened with [0, 0.5] its normalised sum
+   (2e308) is not finite, with [-1, 1] its normalised sum of squares is not
+   (2e308 / 4 after adding 2e308), so a reward there is refused and nothing
+   recorded; [0, 1] and [0, 2^450] take it, and the sums stay finite. */
+static void test_reward_sums_check_by_range(void **state)
+{
+    (void)state;
+#define RANGE_CONFIG \
+        "{\"plugin_path\": [\"%s\"], \"seed\": 3,\n" \
+        " \"storage\": {\"plugin\": \"json_file\", \"path\": \"state.json\"},\n" \
+        " \"experiments\": {\"exp\": {\"policy\": {\"plugin\": \"ucb1\"}, \"reward\": %s,\n" \
+        "           \"arms\": {\"a\": 1, \"b\": 2}}}}\n"
+    assert_int_equal(test_write_file(config, RANGE_CONFIG, MAB_PLUGIN_DIR,
+                                     "{\"min\": 0, \"max\": 1}"), 0);
+    mab_engine *e = open_ok(config);
+    mab_error err = {0, ""};
+    mab_record held = {"exp", "a", 2, 2, 1e308, 1.0};
+    assert_int_equal(mab_import(e, &held, 1, 0, &err), MAB_OK);
+    close_ok(e);
+    static const struct {
+        const char *range;
+        double reward;
+        int refused;
+    } cases[] = {
+        {"{\"min\": 0, \"max\": 0.5}", 0.5, 1},
+        {"{\"min\": -1, \"max\": 1}", 1.0, 1},
+        {"{\"min\": 0, \"max\": 1}", 1.0, 0},
+        {"{\"min\": 0, \"max\": 2.9073548971824276e135}", 2.9073548971824276e135, 0}, /* 2^450 */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        assert_int_equal(test_write_file(config, RANGE_CONFIG, MAB_PLUGIN_DIR, cases[k].range),
+                         0);
+        e = open_ok(config);
+        mab_arm_stats before = stats_of(e, "a");
+        err.message[0] = '\0';
+        int rc = mab_reward(e, "exp", "a", cases[k].reward, &err);
+        mab_arm_stats after = stats_of(e, "a");
+        if (cases[k].refused) {
+            if (rc != MAB_ERANGE || !strstr(err.message, "would make a sum of the arm's rewards"))
+                fail_msg("range %s: rc %d, message: %s", cases[k].range, rc, err.message);
+            assert_int_equal(after.rewards, before.rewards); /* nothing recorded */
+            assert_true(after.reward_sum == before.reward_sum);
+        } else {
+            if (rc != MAB_OK)
+                fail_msg("range %s: rc %d, message: %s", cases[k].range, rc, err.message);
+            assert_int_equal(after.rewards, before.rewards + 1);
+            assert_true(isfinite(after.reward_sum) && isfinite(after.reward_sum_sq));
+            /* undo it, so that the next range finds the same arm */
+            mab_record again = {"exp", "a", 2, 2, 1e308, 1.0};
+            assert_int_equal(mab_import(e, &again, 1, 1, &err), MAB_OK);
+        }
+        close_ok(e);
+    }
+}
+
+/* Issue 18: a store that loads a sum that is not finite voids the argument
+   for skipping the check (sums_cannot_overflow assumes finite held sums):
+   a reward on such an arm is refused, even in the default range. */
+static void test_reward_checked_after_infinite_load(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        test_write_file(config,
+                        "{\"plugin_path\": [\"%s\"], \"seed\": 3,\n"
+                        " \"storage\": {\"plugin\": \"%s/storage_memory.so\", "
+                        "\"load_infinite\": true},\n"
+                        " \"experiments\": {\n"
+                        "  \"exp\": {\"policy\": {\"plugin\": \"ucb1\"}, \"arms\": {\"a\": 1, \"b\": 2}}}}\n",
+                        MAB_PLUGIN_DIR, MAB_FIXTURE_DIR),
+        0);
+    mab_engine *e = open_ok(config);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_ERANGE);
+    if (!strstr(err.message, "would make a sum of the arm's rewards"))
+        fail_msg("unexpected message: %s", err.message);
+    assert_int_equal(stats_of(e, "a").rewards, 0);
+    mab_close(e, NULL);
+}
+
 /* A config over the fixture memory storage with refuse_arm or fail_apply;
    experiments "exp" (arms a, bad, c) and "other" (x, y). */
 static void write_memory_config(const char *storage_extra)
@@ -745,6 +828,8 @@ int main(void)
         cmocka_unit_test_setup(test_export_import, each),
         cmocka_unit_test_setup(test_engine_refused_after_fork, each),
         cmocka_unit_test_setup(test_unstorable_reward_is_refused, each),
+        cmocka_unit_test_setup(test_reward_sums_check_by_range, each),
+        cmocka_unit_test_setup(test_reward_checked_after_infinite_load, each),
         cmocka_unit_test_setup(test_poisoned_batch_is_split, each),
         cmocka_unit_test_setup(test_dropped_reward_not_acknowledged, each),
         cmocka_unit_test_setup(test_unavailable_store_drops_nothing, each),
