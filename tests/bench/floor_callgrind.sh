@@ -11,6 +11,9 @@
 # rewards carry their probability: mab_reward_ctx), so that only the calls
 # of the measured loop count, with all they call (the policy, libm).
 # Floor: mab-bench-floor NAME K N under --toggle-collect=floor_NAME.
+# thompson runs with "probability_draws": 0: its floor draws K Betas and
+# estimates no choice probability, which the default 256 extra joint draws
+# do (about 765,000 instructions a choose: policy_callgrind.sh).
 set -euo pipefail
 build=$(cd "$1" && pwd)
 n=${2:-20000}
@@ -46,14 +49,16 @@ mark() {
 declare -A target=([epsilon_greedy]=2.5 [ucb1]=2.5 [softmax]=1.5 [thompson]=1.1)
 policies="epsilon_greedy ucb1 softmax thompson exp3"
 
-echo "Choose at K = $k, instructions per call (callgrind, $n calls):"
+echo "Choose at K = $k, instructions per call (callgrind, $n calls; thompson with \`\"probability_draws\": 0\`):"
 echo
 echo "| policy | floor | handle | handle / floor | target | string | string / handle | target |"
 echo "|---|---:|---:|---:|---|---:|---:|---|"
 for p in $policies; do
     f=$(count "floor_$p" "$floor" "$p" "$k" "$n")
-    h=$(count mab_choose_h "$calls" "$p" "$k" "$n" handle)
-    s=$(count mab_choose "$calls" "$p" "$k" "$n" string)
+    extra=""
+    [[ $p == thompson ]] && extra='"probability_draws": 0'
+    h=$(MAB_BENCH_POLICY=$extra count mab_choose_h "$calls" "$p" "$k" "$n" handle)
+    s=$(MAB_BENCH_POLICY=$extra count mab_choose "$calls" "$p" "$k" "$n" string)
     hf=$(ratio "$h" "$f")
     sh=$(ratio "$s" "$h")
     t="(none set)"
@@ -67,10 +72,12 @@ echo "| policy | floor | handle | target | string | string / handle | target |"
 echo "|---|---:|---:|---|---:|---:|---|"
 fr=$(count floor_reward "$floor" reward "$k" "$n")
 for p in $policies; do
-    h=$(count mab_reward_h "$calls" "$p" "$k" "$n" handle)
+    extra=""
+    [[ $p == thompson ]] && extra='"probability_draws": 0'
+    h=$(MAB_BENCH_POLICY=$extra count mab_reward_h "$calls" "$p" "$k" "$n" handle)
     fn=mab_reward
     [[ $p == exp3 ]] && fn=mab_reward_ctx
-    s=$(count "$fn" "$calls" "$p" "$k" "$n" string)
+    s=$(MAB_BENCH_POLICY=$extra count "$fn" "$calls" "$p" "$k" "$n" string)
     sh=$(ratio "$s" "$h")
     echo "| $p | $fr | $h | $(mark "$h" 150 "") | $s | $sh | $(mark "$sh" 1.5 x) |"
 done

@@ -126,6 +126,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *plugin_dir = getenv("MAB_BENCH_PLUGIN_DIR");
+    /* MAB_BENCH_POLICY: more members of the policy object, e.g.
+       "\"probability_draws\": 0" (floor_callgrind.sh's thompson). */
+    const char *policy_extra = getenv("MAB_BENCH_POLICY");
     char path[] = "/tmp/mab-bench-calls-XXXXXX.json";
     int fd = mkstemps(path, 5);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
@@ -133,8 +136,9 @@ int main(int argc, char **argv)
         return 1;
     fprintf(f, "{\"plugin_path\": [\"%s\"], \"seed\": 1, \"storage\": {\"plugin\": \"json_file\","
                " \"path\": \"unused.json\"}, \"experiments\": {\"e\": {\"policy\": {\"plugin\":"
-               " \"%s\"}, \"arms\": {",
-            plugin_dir ? plugin_dir : MAB_BENCH_PLUGIN_DIR, policy);
+               " \"%s\"%s%s}, \"arms\": {",
+            plugin_dir ? plugin_dir : MAB_BENCH_PLUGIN_DIR, policy,
+            policy_extra && *policy_extra ? ", " : "", policy_extra ? policy_extra : "");
     for (size_t a = 0; a < k; a++)
         fprintf(f, "%s\"a%zu\": %zu", a ? ", " : "", a, a);
     const char *rules = getenv("MAB_BENCH_RULES");
