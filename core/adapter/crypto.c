@@ -1,0 +1,367 @@
+/*
+ * crypto.c - SHA-256, HMAC-SHA-256 over precomputed key states, and
+ * constant-time base64url for the cookie (crypto.h). libsodium's versions
+ * cost the cookie ~25,000 instructions a request (two portable SHA-256
+ * compressions of ~3,500 each, ~95 instructions per base64 character, the
+ * text encoded twice on decoding to check it is canonical); these cost a
+ * few hundred (docs/benchmarks.md, "nginx module").
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "crypto.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_SHA_NI_CODE 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+/* FIPS 180-4 section 4.2.2: the first 32 bits of the fractional parts of
+   the cube roots of the first 64 primes. */
+static const uint32_t K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+/* Section 5.3.3: the initial hash value. */
+static const uint32_t IV[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                               0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+static uint32_t load_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void store_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t rotr(uint32_t x, unsigned n)
+{
+    return x >> n | x << (32 - n);
+}
+
+/* Section 6.2.2, `n` blocks of 64 bytes into `st`. */
+static void compress_portable(uint32_t st[8], const uint8_t *p, size_t n)
+{
+    for (; n; n--, p += MAB__SHA256_BLOCK) {
+        uint32_t w[16];
+        for (int t = 0; t < 16; t++)
+            w[t] = load_be32(p + 4 * t);
+        uint32_t a = st[0], b = st[1], c = st[2], d = st[3];
+        uint32_t e = st[4], f = st[5], g = st[6], h = st[7];
+        for (int t = 0; t < 64; t++) {
+            if (t >= 16) {
+                uint32_t w2 = w[(t - 2) & 15], w15 = w[(t - 15) & 15];
+                w[t & 15] += (rotr(w2, 17) ^ rotr(w2, 19) ^ (w2 >> 10)) + w[(t - 7) & 15] +
+                             (rotr(w15, 7) ^ rotr(w15, 18) ^ (w15 >> 3));
+            }
+            uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) +
+                          K[t] + w[t & 15];
+            uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+            h = g;
+            g = f;
+            f = e;
+            e = d + t1;
+            d = c;
+            c = b;
+            b = a;
+            a = t1 + t2;
+        }
+        st[0] += a;
+        st[1] += b;
+        st[2] += c;
+        st[3] += d;
+        st[4] += e;
+        st[5] += f;
+        st[6] += g;
+        st[7] += h;
+        sodium_memzero(w, sizeof w);
+    }
+}
+
+#ifdef HAVE_SHA_NI_CODE
+/*
+ * The same with the SHA extensions: the state as two vectors, ABEF and
+ * CDGH (A in the top lane), sha256rnds2 doing two rounds, sha256msg1/2 the
+ * message schedule four words at a time.
+ */
+__attribute__((target("sha,sse4.1,ssse3"))) static void compress_sha_ni(uint32_t st[8],
+                                                                        const uint8_t *p, size_t n)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i dcba = _mm_loadu_si128((const __m128i *)(const void *)st);
+    __m128i hgfe = _mm_loadu_si128((const __m128i *)(const void *)(st + 4));
+    __m128i badc = _mm_shuffle_epi32(dcba, 0xB1);
+    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    __m128i abef = _mm_alignr_epi8(badc, efgh, 8);
+    __m128i cdgh = _mm_blend_epi16(efgh, badc, 0xF0);
+    for (; n; n--, p += MAB__SHA256_BLOCK) {
+        __m128i abef0 = abef, cdgh0 = cdgh, m[4];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            __m128i w;
+            if (i < 4) {
+                w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i)),
+                                     bswap);
+            } else {
+                /* W[t-16] + s0(W[t-15]), + W[t-7], then + s1(W[t-2]) */
+                w = _mm_sha256msg1_epu32(m[i & 3], m[(i + 1) & 3]);
+                w = _mm_add_epi32(w, _mm_alignr_epi8(m[(i + 3) & 3], m[(i + 2) & 3], 4));
+                w = _mm_sha256msg2_epu32(w, m[(i + 3) & 3]);
+            }
+            m[i & 3] = w;
+            __m128i wk = _mm_add_epi32(w, _mm_loadu_si128((const __m128i *)(const void *)&K[4 * i]));
+            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
+            abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E));
+        }
+        abef = _mm_add_epi32(abef, abef0);
+        cdgh = _mm_add_epi32(cdgh, cdgh0);
+    }
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    _mm_storeu_si128((__m128i *)(void *)st, _mm_blend_epi16(feba, dchg, 0xF0));
+    _mm_storeu_si128((__m128i *)(void *)(st + 4), _mm_alignr_epi8(dchg, feba, 8));
+}
+
+/* CPUID leaf 7 EBX bit 29 (SHA), leaf 1 ECX bits 19 (SSE4.1) and 9 (SSSE3). */
+static int cpu_has_sha_ni(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9)))
+        return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    return (b >> 29) & 1;
+}
+#endif
+
+enum { IMPL_UNKNOWN, IMPL_PORTABLE, IMPL_SHA_NI };
+/* Decided once; a race only computes the same answer twice. */
+static _Atomic int impl = IMPL_UNKNOWN;
+static _Atomic int forced_portable = 0;
+
+static int choose_impl(void)
+{
+    int i = atomic_load_explicit(&impl, memory_order_relaxed);
+    if (i != IMPL_UNKNOWN)
+        return i;
+    i = IMPL_PORTABLE;
+#ifdef HAVE_SHA_NI_CODE
+    if (!atomic_load_explicit(&forced_portable, memory_order_relaxed) && cpu_has_sha_ni())
+        i = IMPL_SHA_NI;
+#endif
+    atomic_store_explicit(&impl, i, memory_order_relaxed);
+    return i;
+}
+
+static void compress(uint32_t st[8], const uint8_t *p, size_t n)
+{
+#ifdef HAVE_SHA_NI_CODE
+    if (choose_impl() == IMPL_SHA_NI) {
+        compress_sha_ni(st, p, n);
+        return;
+    }
+#endif
+    compress_portable(st, p, n);
+}
+
+int mab__sha256_accelerated(void)
+{
+    return choose_impl() == IMPL_SHA_NI;
+}
+
+void mab__sha256_force_portable(int on)
+{
+    atomic_store_explicit(&forced_portable, on ? 1 : 0, memory_order_relaxed);
+    atomic_store_explicit(&impl, IMPL_UNKNOWN, memory_order_relaxed);
+}
+
+/* The last tail_len (< 64) bytes of a message of `total` bytes, padded
+   (section 5.1.1): one block, or two when the length does not fit. */
+static void finish(uint32_t st[8], const uint8_t *tail, size_t tail_len, uint64_t total)
+{
+    uint8_t block[2 * MAB__SHA256_BLOCK];
+    size_t blocks = tail_len < 56 ? 1 : 2, end = blocks * MAB__SHA256_BLOCK;
+    memcpy(block, tail, tail_len);
+    block[tail_len] = 0x80;
+    memset(block + tail_len + 1, 0, end - 8 - tail_len - 1);
+    store_be32(block + end - 8, (uint32_t)(total >> 29));
+    store_be32(block + end - 4, (uint32_t)(total << 3));
+    compress(st, block, blocks);
+    sodium_memzero(block, end);
+}
+
+static void digest(const uint32_t st[8], uint8_t out[MAB__SHA256_BYTES])
+{
+    for (int i = 0; i < 8; i++)
+        store_be32(out + 4 * i, st[i]);
+}
+
+void mab__sha256(const uint8_t *msg, size_t len, uint8_t out[MAB__SHA256_BYTES])
+{
+    uint32_t st[8];
+    memcpy(st, IV, sizeof st);
+    size_t full = len / MAB__SHA256_BLOCK;
+    compress(st, msg, full);
+    finish(st, msg + full * MAB__SHA256_BLOCK, len % MAB__SHA256_BLOCK, len);
+    digest(st, out);
+    sodium_memzero(st, sizeof st);
+}
+
+void mab__hmac_key_init(mab__hmac_key *hk, const uint8_t *key, size_t len)
+{
+    uint8_t k[MAB__SHA256_BLOCK] = {0}, pad[MAB__SHA256_BLOCK];
+    if (len > MAB__SHA256_BLOCK)
+        mab__sha256(key, len, k);
+    else
+        memcpy(k, key, len);
+    for (int i = 0; i < MAB__SHA256_BLOCK; i++)
+        pad[i] = k[i] ^ 0x36;
+    memcpy(hk->inner, IV, sizeof IV);
+    compress(hk->inner, pad, 1);
+    for (int i = 0; i < MAB__SHA256_BLOCK; i++)
+        pad[i] = k[i] ^ 0x5c;
+    memcpy(hk->outer, IV, sizeof IV);
+    compress(hk->outer, pad, 1);
+    sodium_memzero(k, sizeof k);
+    sodium_memzero(pad, sizeof pad);
+}
+
+void mab__hmac_sha256(const mab__hmac_key *hk, const uint8_t *msg, size_t len,
+                      uint8_t out[MAB__SHA256_BYTES])
+{
+    uint32_t st[8];
+    memcpy(st, hk->inner, sizeof st);
+    size_t full = len / MAB__SHA256_BLOCK;
+    compress(st, msg, full);
+    finish(st, msg + full * MAB__SHA256_BLOCK, len % MAB__SHA256_BLOCK,
+           MAB__SHA256_BLOCK + (uint64_t)len);
+    /* The outer hash: the 32-byte inner digest after the opad block, one
+       padded block of a 96-byte message. */
+    uint8_t block[MAB__SHA256_BLOCK] = {0};
+    digest(st, block);
+    block[MAB__SHA256_BYTES] = 0x80;
+    block[62] = (96 * 8) >> 8;
+    block[63] = (96 * 8) & 0xff;
+    memcpy(st, hk->outer, sizeof st);
+    compress(st, block, 1);
+    digest(st, out);
+    sodium_memzero(st, sizeof st);
+    sodium_memzero(block, sizeof block);
+}
+
+/* ---- base64url ------------------------------------------------------- */
+
+/* All ones (0xffffff) when lo <= c <= hi, else 0, for c, lo, hi in 0..255:
+   each difference wraps below zero exactly when its side holds. */
+static uint32_t in_range(uint32_t c, uint32_t lo, uint32_t hi)
+{
+    return ((lo - 1 - c) & (c - hi - 1)) >> 8;
+}
+
+/* The character of a 6-bit value: A-Z a-z 0-9 - _, by adding the distance
+   from each range to the next where the value lies past it. */
+static char encode6(uint32_t x)
+{
+    uint32_t c = x + 'A';
+    c += ((25 - x) >> 8) & ('a' - 'Z' - 1);       /* 26..51: a-z */
+    c -= ((51 - x) >> 8) & ('z' + 1 - '0');       /* 52..61: 0-9 */
+    c -= ((61 - x) >> 8) & ('9' + 1 - '-');       /* 62: - */
+    c += ((62 - x) >> 8) & ('_' - '-' - 1);       /* 63: _ */
+    return (char)c;
+}
+
+/* The 6-bit value of a character; *bad gets a bit set when c is outside
+   the alphabet. */
+static uint32_t decode6(uint8_t ch, uint32_t *bad)
+{
+    uint32_t c = ch, m, v = 0, valid = 0;
+    m = in_range(c, 'A', 'Z');
+    v |= m & (c - 'A');
+    valid |= m;
+    m = in_range(c, 'a', 'z');
+    v |= m & (c - 'a' + 26);
+    valid |= m;
+    m = in_range(c, '0', '9');
+    v |= m & (c - '0' + 52);
+    valid |= m;
+    m = in_range(c, '-', '-');
+    v |= m & 62;
+    valid |= m;
+    m = in_range(c, '_', '_');
+    v |= m & 63;
+    valid |= m;
+    *bad |= ~valid & 1;
+    return v & 63;
+}
+
+size_t mab__base64url_encode(char *out, const uint8_t *in, size_t len)
+{
+    char *o = out;
+    size_t i = 0;
+    for (; i + 3 <= len; i += 3, o += 4) {
+        uint32_t g = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        o[0] = encode6(g >> 18);
+        o[1] = encode6((g >> 12) & 63);
+        o[2] = encode6((g >> 6) & 63);
+        o[3] = encode6(g & 63);
+    }
+    if (len - i == 1) {
+        uint32_t g = (uint32_t)in[i] << 16;
+        *o++ = encode6(g >> 18);
+        *o++ = encode6((g >> 12) & 63);
+    } else if (len - i == 2) {
+        uint32_t g = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        *o++ = encode6(g >> 18);
+        *o++ = encode6((g >> 12) & 63);
+        *o++ = encode6((g >> 6) & 63);
+    }
+    *o = '\0';
+    return (size_t)(o - out);
+}
+
+int mab__base64url_decode(uint8_t *out, size_t cap, const char *in, size_t len, size_t *out_len)
+{
+    const uint8_t *s = (const uint8_t *)in;
+    size_t rest = len % 4, size = len / 4 * 3 + (rest ? rest - 1 : 0);
+    if (rest == 1 || size > cap)
+        return 0;
+    uint32_t bad = 0;
+    size_t i = 0;
+    uint8_t *o = out;
+    for (; i + 4 <= len; i += 4, o += 3) {
+        uint32_t g = decode6(s[i], &bad) << 18 | decode6(s[i + 1], &bad) << 12 |
+                     decode6(s[i + 2], &bad) << 6 | decode6(s[i + 3], &bad);
+        o[0] = (uint8_t)(g >> 16);
+        o[1] = (uint8_t)(g >> 8);
+        o[2] = (uint8_t)g;
+    }
+    if (rest == 2) {
+        uint32_t g = decode6(s[i], &bad) << 18 | decode6(s[i + 1], &bad) << 12;
+        bad |= (g >> 12) & 15; /* 4 bits past the byte */
+        o[0] = (uint8_t)(g >> 16);
+    } else if (rest == 3) {
+        uint32_t g = decode6(s[i], &bad) << 18 | decode6(s[i + 1], &bad) << 12 |
+                     decode6(s[i + 2], &bad) << 6;
+        bad |= (g >> 6) & 3; /* 2 bits past the two bytes */
+        o[0] = (uint8_t)(g >> 16);
+        o[1] = (uint8_t)(g >> 8);
+    }
+    if (bad)
+        return 0;
+    *out_len = size;
+    return 1;
+}
