@@ -14,10 +14,12 @@
 #include "crypto.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_SHA_NI_CODE 1
+#define HAVE_X86_CODE 1
 #include <cpuid.h>
 #include <immintrin.h>
 #endif
+
+enum { FEAT_KNOWN = 1, FEAT_SHA = 2, FEAT_SSSE3 = 4 };
 
 /* FIPS 180-4 section 4.2.2: the first 32 bits of the fractional parts of
    the cube roots of the first 64 primes. */
@@ -111,7 +113,7 @@ static void compress_portable(uint32_t st[8], const uint8_t *p, size_t n)
 }
 #undef ROUND
 
-#ifdef HAVE_SHA_NI_CODE
+#ifdef HAVE_X86_CODE
 /*
  * The same with the SHA extensions: the state as two vectors, ABEF and
  * CDGH (A in the top lane), sha256rnds2 doing two rounds, sha256msg1/2 the
@@ -155,41 +157,44 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void compress_sha_ni(uint32_t
     _mm_storeu_si128((__m128i *)(void *)(st + 4), _mm_alignr_epi8(dchg, feba, 8));
 }
 
-/* CPUID leaf 7 EBX bit 29 (SHA), leaf 1 ECX bits 19 (SSE4.1) and 9 (SSSE3). */
-static int cpu_has_sha_ni(void)
+/* CPUID leaf 1 ECX bit 9 (SSSE3) and 19 (SSE4.1), leaf 7 EBX bit 29 (SHA). */
+static int cpu_features(void)
 {
     unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9)))
+    int f = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
         return 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
-        return 0;
-    return (b >> 29) & 1;
+    int ssse3 = (c >> 9) & 1, sse41 = (c >> 19) & 1;
+    if (ssse3)
+        f |= FEAT_SSSE3;
+    if (ssse3 && sse41 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((b >> 29) & 1))
+        f |= FEAT_SHA;
+    return f;
 }
 #endif
 
-enum { IMPL_UNKNOWN, IMPL_PORTABLE, IMPL_SHA_NI };
 /* Decided once; a race only computes the same answer twice. */
-static _Atomic int impl = IMPL_UNKNOWN;
+static _Atomic int features = 0;
 static _Atomic int forced_portable = 0;
 
-static int choose_impl(void)
+static int cpu(void)
 {
-    int i = atomic_load_explicit(&impl, memory_order_relaxed);
-    if (i != IMPL_UNKNOWN)
-        return i;
-    i = IMPL_PORTABLE;
-#ifdef HAVE_SHA_NI_CODE
-    if (!atomic_load_explicit(&forced_portable, memory_order_relaxed) && cpu_has_sha_ni())
-        i = IMPL_SHA_NI;
+    int f = atomic_load_explicit(&features, memory_order_relaxed);
+    if (f & FEAT_KNOWN)
+        return f;
+    f = FEAT_KNOWN;
+#ifdef HAVE_X86_CODE
+    if (!atomic_load_explicit(&forced_portable, memory_order_relaxed))
+        f |= cpu_features();
 #endif
-    atomic_store_explicit(&impl, i, memory_order_relaxed);
-    return i;
+    atomic_store_explicit(&features, f, memory_order_relaxed);
+    return f;
 }
 
 static void compress(uint32_t st[8], const uint8_t *p, size_t n)
 {
-#ifdef HAVE_SHA_NI_CODE
-    if (choose_impl() == IMPL_SHA_NI) {
+#ifdef HAVE_X86_CODE
+    if (cpu() & FEAT_SHA) {
         compress_sha_ni(st, p, n);
         return;
     }
@@ -199,13 +204,18 @@ static void compress(uint32_t st[8], const uint8_t *p, size_t n)
 
 int mab__sha256_accelerated(void)
 {
-    return choose_impl() == IMPL_SHA_NI;
+    return (cpu() & FEAT_SHA) != 0;
 }
 
-void mab__sha256_force_portable(int on)
+int mab__base64url_accelerated(void)
+{
+    return (cpu() & FEAT_SSSE3) != 0;
+}
+
+void mab__crypto_force_portable(int on)
 {
     atomic_store_explicit(&forced_portable, on ? 1 : 0, memory_order_relaxed);
-    atomic_store_explicit(&impl, IMPL_UNKNOWN, memory_order_relaxed);
+    atomic_store_explicit(&features, 0, memory_order_relaxed);
 }
 
 /* The last tail_len (< 64) bytes of a message of `total` bytes, padded
@@ -401,10 +411,102 @@ static uint64_t split24(uint32_t g)
                       ((g << 24) & 0x3f000000));
 }
 
+#ifdef HAVE_X86_CODE
+/*
+ * Sixteen characters at a time with SSSE3. Encoding: pshufb puts each
+ * group's bytes b0 b1 b2 as b1 b0 b2 b1 in a 32-bit lane, so that its four
+ * 6-bit values sit at fixed bits of the two 16-bit halves; a high multiply
+ * and a low multiply move each to the bottom of its own byte; the values
+ * become characters as in swar_encode6, with byte compares for masks.
+ * Returns the bytes consumed (a multiple of 12, reading at most len).
+ */
+__attribute__((target("ssse3"))) static size_t encode_ssse3(uint8_t *o, const uint8_t *in,
+                                                            size_t len)
+{
+    const __m128i spread = _mm_setr_epi8(1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10);
+    size_t i = 0;
+    for (; i + 16 <= len; i += 12, o += 16) {
+        __m128i b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(in + i)),
+                                     spread);
+        /* first and third value: bits 15..10 and 11..6 of the halves */
+        __m128i ac = _mm_mulhi_epu16(_mm_and_si128(b, _mm_set1_epi32(0x0fc0fc00)),
+                                     _mm_set1_epi32(0x04000040));
+        /* second and fourth: bits 9..4 and 5..0, moved to the high bytes */
+        __m128i bd = _mm_mullo_epi16(_mm_and_si128(b, _mm_set1_epi32(0x003f03f0)),
+                                     _mm_set1_epi32(0x01000010));
+        __m128i x = _mm_or_si128(ac, bd);
+        __m128i c = _mm_add_epi8(x, _mm_set1_epi8('A'));
+        c = _mm_add_epi8(c, _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(25)),
+                                          _mm_set1_epi8('a' - 'Z' - 1)));
+        c = _mm_sub_epi8(c, _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(51)),
+                                          _mm_set1_epi8('z' + 1 - '0')));
+        c = _mm_sub_epi8(c, _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(61)),
+                                          _mm_set1_epi8('9' + 1 - '-')));
+        c = _mm_add_epi8(c, _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(62)),
+                                          _mm_set1_epi8('_' - '-' - 1)));
+        _mm_storeu_si128((__m128i *)(void *)o, c);
+    }
+    return i;
+}
+
+/* All ones in each byte of c within lo..hi (signed compares: a byte of
+   128 or more is negative, outside every range). */
+__attribute__((target("ssse3"))) static __m128i range_ssse3(__m128i c, char lo, char hi)
+{
+    return _mm_and_si128(_mm_cmpgt_epi8(c, _mm_set1_epi8((char)(lo - 1))),
+                         _mm_cmpgt_epi8(_mm_set1_epi8((char)(hi + 1)), c));
+}
+
+/*
+ * Decoding sixteen characters: each range gives a mask and the amount to
+ * add; pmaddubsw joins pairs of values into 12 bits, pmaddwd pairs of
+ * those into 24, pshufb puts the bytes in order. *bad gets bits for
+ * characters outside the alphabet. Returns the characters consumed (a
+ * multiple of 16; 12 bytes written for each 16).
+ */
+__attribute__((target("ssse3"))) static size_t decode_ssse3(uint8_t *o, const uint8_t *s,
+                                                            size_t len, uint32_t *bad)
+{
+    const __m128i order = _mm_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+    __m128i invalid = _mm_setzero_si128();
+    size_t i = 0;
+    for (; i + 16 <= len; i += 16, o += 12) {
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i upper = range_ssse3(c, 'A', 'Z'), lower = range_ssse3(c, 'a', 'z');
+        __m128i digit = range_ssse3(c, '0', '9');
+        __m128i dash = _mm_cmpeq_epi8(c, _mm_set1_epi8('-'));
+        __m128i under = _mm_cmpeq_epi8(c, _mm_set1_epi8('_'));
+        __m128i valid = _mm_or_si128(_mm_or_si128(upper, lower),
+                                     _mm_or_si128(digit, _mm_or_si128(dash, under)));
+        invalid = _mm_or_si128(invalid, _mm_andnot_si128(valid, _mm_set1_epi8(-1)));
+        __m128i add = _mm_and_si128(upper, _mm_set1_epi8((char)-'A'));
+        add = _mm_or_si128(add, _mm_and_si128(lower, _mm_set1_epi8((char)(26 - 'a'))));
+        add = _mm_or_si128(add, _mm_and_si128(digit, _mm_set1_epi8(52 - '0')));
+        add = _mm_or_si128(add, _mm_and_si128(dash, _mm_set1_epi8(62 - '-')));
+        add = _mm_or_si128(add, _mm_and_si128(under, _mm_set1_epi8((char)(63 - '_'))));
+        __m128i x = _mm_add_epi8(c, add);
+        __m128i pairs = _mm_maddubs_epi16(x, _mm_set1_epi32(0x01400140));
+        __m128i groups = _mm_madd_epi16(pairs, _mm_set1_epi32(0x00011000));
+        __m128i bytes = _mm_shuffle_epi8(groups, order);
+        _mm_storel_epi64((__m128i *)(void *)o, bytes);
+        uint32_t last = (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(bytes, 8));
+        memcpy(o + 8, &last, 4);
+    }
+    *bad |= (uint32_t)_mm_movemask_epi8(invalid);
+    return i;
+}
+#endif
+
 size_t mab__base64url_encode(char *out, const uint8_t *in, size_t len)
 {
     uint8_t *o = (uint8_t *)out;
     size_t i = 0;
+#ifdef HAVE_X86_CODE
+    if (cpu() & FEAT_SSSE3) {
+        i = encode_ssse3(o, in, len);
+        o += i / 3 * 4;
+    }
+#endif
     for (; i + 6 <= len; i += 6, o += 8) {
         uint32_t g0 = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
         uint32_t g1 = (uint32_t)in[i + 3] << 16 | (uint32_t)in[i + 4] << 8 | in[i + 5];
@@ -441,6 +543,12 @@ int mab__base64url_decode(uint8_t *out, size_t cap, const char *in, size_t len, 
     uint64_t bad8 = 0;
     size_t i = 0;
     uint8_t *o = out;
+#ifdef HAVE_X86_CODE
+    if (cpu() & FEAT_SSSE3) {
+        i = decode_ssse3(o, s, len, &bad);
+        o += i / 4 * 3;
+    }
+#endif
     for (; i + 8 <= len; i += 8, o += 6) {
         uint64_t x = swar_decode6(load_le64(s + i), &bad8);
         /* Pairs of values into 12 bits, then pairs of those into 24. */

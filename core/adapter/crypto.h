@@ -39,11 +39,13 @@ void mab__hmac_sha256(const mab__hmac_key *hk, const uint8_t *msg, size_t len,
 /* SHA-256 of msg[0..len). */
 void mab__sha256(const uint8_t *msg, size_t len, uint8_t out[MAB__SHA256_BYTES]);
 
-/* Which compression runs: 1 the SHA extensions, 0 portable C. For tests:
-   mab__sha256_force_portable(1) makes every later call use portable C,
+/* Which code runs: 1 the SHA extensions (SHA-256), SSSE3 (base64url, 16
+   characters at a time), 0 portable C. For tests:
+   mab__crypto_force_portable(1) makes every later call use portable C,
    (0) goes back to what the CPU offers. */
 int mab__sha256_accelerated(void);
-void mab__sha256_force_portable(int on);
+int mab__base64url_accelerated(void);
+void mab__crypto_force_portable(int on);
 
 /* Characters of the base64url text of `len` bytes, no padding. */
 #define MAB__BASE64URL_LEN(len) (((len) / 3) * 4 + ((len) % 3 ? (len) % 3 + 1 : 0))

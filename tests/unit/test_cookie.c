@@ -149,16 +149,16 @@ static void hmac_vectors(void)
 static void test_sha256_both(void **state)
 {
     (void)state;
-    mab__sha256_force_portable(0);
+    mab__crypto_force_portable(0);
     int accelerated = mab__sha256_accelerated();
     print_message("SHA-256 on %s\n", accelerated ? "the SHA extensions" : "portable C (no SHA extensions)");
     sha256_vectors();
     hmac_vectors();
-    mab__sha256_force_portable(1);
+    mab__crypto_force_portable(1);
     assert_false(mab__sha256_accelerated());
     sha256_vectors();
     hmac_vectors();
-    mab__sha256_force_portable(0);
+    mab__crypto_force_portable(0);
     assert_int_equal(mab__sha256_accelerated(), accelerated);
 }
 
@@ -183,9 +183,8 @@ static int decodes(const char *text, size_t len)
     return mab__base64url_decode(out, sizeof out, text, len, &n);
 }
 
-static void test_base64url(void **state)
+static void base64url_checks(void)
 {
-    (void)state;
     /* RFC 4648 section 10, padding left off (section 3.2). */
     check_b64("", "");
     check_b64("f", "Zg");
@@ -253,6 +252,28 @@ static void test_base64url(void **state)
             assert_int_equal((g >> (18 - 6 * pos)) & 63, (uint32_t)(at - alphabet));
         }
     }
+    /* The same in a 32-character text (the 16-wide path): every character
+       at every lane of both halves. */
+    for (int c = 0; c < 256; c++) {
+        const char *at = c ? strchr(alphabet, c) : NULL;
+        for (int pos = 0; pos < 32; pos++) {
+            char t[32];
+            memcpy(t, alphabet + 16, 32);
+            t[pos] = (char)c;
+            uint8_t out[24];
+            size_t n;
+            int ok = mab__base64url_decode(out, sizeof out, t, 32, &n);
+            if (!at) {
+                if (ok)
+                    fail_msg("character %d at %d of 32 decoded", c, pos);
+                continue;
+            }
+            assert_true(ok);
+            size_t bit = 6 * (size_t)pos, byte = bit / 8;
+            uint32_t window = (uint32_t)out[byte] << 8 | (byte + 1 < 24 ? out[byte + 1] : 0);
+            assert_int_equal((window >> (10 - bit % 8)) & 63, (uint32_t)(at - alphabet));
+        }
+    }
     /* Padding, the other alphabet, a stray length. */
     assert_false(decodes("Zg==", 4));
     assert_false(decodes("Zm8=", 4));
@@ -272,6 +293,21 @@ static void test_base64url(void **state)
     assert_false(decodes("Zm9", 3));
     assert_false(decodes("Zm-", 3));
     assert_false(decodes("Zm_", 3));
+}
+
+/* The checks with SSSE3 (when the CPU has it), then with the portable code. */
+static void test_base64url(void **state)
+{
+    (void)state;
+    mab__crypto_force_portable(0);
+    int accelerated = mab__base64url_accelerated();
+    print_message("base64url on %s\n", accelerated ? "SSSE3" : "portable C (no SSSE3)");
+    base64url_checks();
+    mab__crypto_force_portable(1);
+    assert_false(mab__base64url_accelerated());
+    base64url_checks();
+    mab__crypto_force_portable(0);
+    assert_int_equal(mab__base64url_accelerated(), accelerated);
 }
 
 /* The fixture's text (its one line not a comment). */
