@@ -125,14 +125,35 @@ awk -v p="$plain" -v m="$mab" -v b="$back" -v n="$n" 'BEGIN {
     printf "| mab_choose + return 200 (new visitor) | %.0f | %+.0f (%.1f%%) |\n", m / n, (m - p) / n, (m / p - 1) * 100
     printf "| mab_choose + return 200 (returning visitor) | %.0f | %+.0f (%.1f%%) |\n", b / n, (b - p) / n, (b / p - 1) * 100
     printf "\n%d requests each, one keep-alive connection, one nginx worker.\n", n }'
-top() { # top FILE: the module's functions and what they call, inclusive, per request
-    callgrind_annotate --inclusive=yes "$1" 2>/dev/null | sed -n '/^-* *$/,$p' | grep -v "^-" |
-        grep -E "ngx_http_mab|mab_|mab__|sodium|crypto|hmac|sha|base64|epsilon|printf|__tls|malloc|calloc|free|cJSON|lmdb|mdb_|memcpy|memset|strlen|ngx_palloc|ngx_pnalloc|ngx_http_variable|ngx_http_complex" |
-        head -${TOP:-30} | awk -v n="$n" '{gsub(",", "", $1); printf "%10.0f per request  %s\n", $1 / n, $0}' | cut -c1-170
+top() { # top FILE: inclusive cost per request of each function of the run
+    # minus the same function in the plain run (start-up, stop and nginx's
+    # own request work cancel out): what the module adds, the largest first
+    callgrind_annotate --inclusive=yes "$tmp/last_plain" >"$tmp/idle.txt" 2>/dev/null
+    callgrind_annotate --inclusive=yes "$1" >"$tmp/run.txt" 2>/dev/null
+    python3 - "$tmp/idle.txt" "$tmp/run.txt" "$n" "${TOP:-30}" <<'PY'
+import re, sys
+def costs(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r"\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S+?:\S+)", line)
+        if m:
+            name = m.group(2).split(":", 1)[1]
+            out[name] = max(out.get(name, 0), int(m.group(1).replace(",", "")))
+    return out
+idle, run, n, top = costs(sys.argv[1]), costs(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pat = re.compile(r"ngx_http_mab|mab_|mab__|sodium|crypto|hmac|sha|base64|compress|encode|decode|"
+                 r"epsilon|printf|__tls|malloc|calloc|free|cJSON|mdb_|memcpy|memset|strlen|"
+                 r"ngx_palloc|ngx_pnalloc|ngx_list_push|ngx_http_variable|ngx_http_complex|"
+                 r"ngx_http_get_variable|ngx_pool_cleanup")
+rows = [(run[f] - idle.get(f, 0), f) for f in run if pat.search(f)]
+for cost, f in sorted(rows, reverse=True)[:top]:
+    if cost > 0:
+        print(f"{cost / n:10.0f} per request  {f}")
+PY
 }
 echo
-echo "Top inclusive costs in the new-visitor run (start-up included; callgrind_annotate --inclusive=yes):"
+echo "Inclusive costs per request in the new-visitor run, minus the plain run (callgrind_annotate --inclusive=yes):"
 top "$tmp/last_mab"
 echo
-echo "Top inclusive costs in the returning-visitor run:"
+echo "The same for the returning-visitor run:"
 top "$tmp/last_mab_returning"
