@@ -218,6 +218,14 @@ static char *format_set_cookie(const mab__web_config *web, const char *text)
                          web->same_site);
 }
 
+/* snprintf(dst, cap, "%s", id) without printf's ~600 instructions. */
+static void copy_id(char *dst, size_t cap, const char *id)
+{
+    size_t n = strnlen(id, cap - 1);
+    memcpy(dst, id, n);
+    dst[n] = '\0';
+}
+
 /* Append s[0..n) at *p when it fits before end. */
 static int put_text(char **p, const char *end, const char *s, size_t n)
 {
@@ -813,8 +821,8 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
                 break;
             }
     }
-    snprintf(fresh.experiment, sizeof fresh.experiment, "%s", experiment);
-    snprintf(fresh.arm, sizeof fresh.arm, "%s", choice.arm_id);
+    copy_id(fresh.experiment, sizeof fresh.experiment, experiment);
+    copy_id(fresh.arm, sizeof fresh.arm, choice.arm_id);
     new_assignment_id(fresh.assignment_id);
     fresh.rewarded = 0;
     fresh.holdout = (choice.flags & MAB_CHOICE_HOLDOUT) != 0;
