@@ -219,8 +219,11 @@ void mab__crypto_force_portable(int on)
 }
 
 /* The last tail_len (< 64) bytes of a message of `total` bytes, padded
-   (section 5.1.1): one block, or two when the length does not fit. */
-static void finish(uint32_t st[8], const uint8_t *tail, size_t tail_len, uint64_t total)
+   (section 5.1.1): one block, or two when the length does not fit. The
+   copy is zeroed when the message is `secret` (a long key being hashed);
+   an HMAC's message is the cookie, sent in the clear. */
+static void finish(uint32_t st[8], const uint8_t *tail, size_t tail_len, uint64_t total,
+                   int secret)
 {
     uint8_t block[2 * MAB__SHA256_BLOCK];
     size_t blocks = tail_len < 56 ? 1 : 2, end = blocks * MAB__SHA256_BLOCK;
@@ -230,7 +233,8 @@ static void finish(uint32_t st[8], const uint8_t *tail, size_t tail_len, uint64_
     store_be32(block + end - 8, (uint32_t)(total >> 29));
     store_be32(block + end - 4, (uint32_t)(total << 3));
     compress(st, block, blocks);
-    sodium_memzero(block, end);
+    if (secret)
+        sodium_memzero(block, end);
 }
 
 static void digest(const uint32_t st[8], uint8_t out[MAB__SHA256_BYTES])
@@ -245,7 +249,7 @@ void mab__sha256(const uint8_t *msg, size_t len, uint8_t out[MAB__SHA256_BYTES])
     memcpy(st, IV, sizeof st);
     size_t full = len / MAB__SHA256_BLOCK;
     compress(st, msg, full);
-    finish(st, msg + full * MAB__SHA256_BLOCK, len % MAB__SHA256_BLOCK, len);
+    finish(st, msg + full * MAB__SHA256_BLOCK, len % MAB__SHA256_BLOCK, len, 1);
     digest(st, out);
     sodium_memzero(st, sizeof st);
 }
@@ -277,7 +281,7 @@ void mab__hmac_sha256(const mab__hmac_key *hk, const uint8_t *msg, size_t len,
     size_t full = len / MAB__SHA256_BLOCK;
     compress(st, msg, full);
     finish(st, msg + full * MAB__SHA256_BLOCK, len % MAB__SHA256_BLOCK,
-           MAB__SHA256_BLOCK + (uint64_t)len);
+           MAB__SHA256_BLOCK + (uint64_t)len, 0);
     /* The outer hash: the 32-byte inner digest after the opad block, one
        padded block of a 96-byte message. */
     uint8_t block[MAB__SHA256_BLOCK] = {0};
@@ -288,8 +292,9 @@ void mab__hmac_sha256(const mab__hmac_key *hk, const uint8_t *msg, size_t len,
     memcpy(st, hk->outer, sizeof st);
     compress(st, block, 1);
     digest(st, out);
+    /* The chaining values came from the key's states: not left behind.
+       The inner digest in `block` is no secret (the MAC is its hash). */
     sodium_memzero(st, sizeof st);
-    sodium_memzero(block, sizeof block);
 }
 
 /* ---- base64url ------------------------------------------------------- */
@@ -505,6 +510,18 @@ size_t mab__base64url_encode(char *out, const uint8_t *in, size_t len)
     if (cpu() & FEAT_SSSE3) {
         i = encode_ssse3(o, in, len);
         o += i / 3 * 4;
+        /* The last (under 16) bytes through the same code, zero-padded:
+           the padding's zero bits are the canonical spare bits. */
+        size_t rest = len - i, chars = MAB__BASE64URL_LEN(rest);
+        if (rest) {
+            uint8_t pad[32] = {0}, text[32];
+            memcpy(pad, in + i, rest);
+            encode_ssse3(text, pad, sizeof pad);
+            memcpy(o, text, chars);
+            o += chars;
+        }
+        *o = '\0';
+        return (size_t)(o - (uint8_t *)out);
     }
 #endif
     for (; i + 6 <= len; i += 6, o += 8) {
@@ -547,6 +564,21 @@ int mab__base64url_decode(uint8_t *out, size_t cap, const char *in, size_t len, 
     if (cpu() & FEAT_SSSE3) {
         i = decode_ssse3(o, s, len, &bad);
         o += i / 4 * 3;
+        /* The last (under 16) characters through the same code, padded
+           with 'A' (zero bits); then the spare bits of the last one. */
+        if (i < len) {
+            uint8_t pad[16], bytes[12];
+            memset(pad, 'A', sizeof pad);
+            memcpy(pad, s + i, len - i);
+            decode_ssse3(bytes, pad, sizeof pad, &bad);
+            memcpy(o, bytes, size - (size_t)(o - out));
+            uint32_t last = decode6(s[len - 1], &bad);
+            bad |= last & (rest == 2 ? 15 : rest == 3 ? 3 : 0);
+        }
+        if (bad)
+            return 0;
+        *out_len = size;
+        return 1;
     }
 #endif
     for (; i + 8 <= len; i += 8, o += 6) {
