@@ -128,8 +128,8 @@ awk -v p="$plain" -v m="$mab" -v b="$back" -v n="$n" 'BEGIN {
 top() { # top FILE: inclusive cost per request of each function of the run
     # minus the same function in the plain run (start-up, stop and nginx's
     # own request work cancel out): what the module adds, the largest first
-    callgrind_annotate --inclusive=yes "$tmp/last_plain" >"$tmp/idle.txt" 2>/dev/null
-    callgrind_annotate --inclusive=yes "$1" >"$tmp/run.txt" 2>/dev/null
+    callgrind_annotate --inclusive=yes --threshold=100 "$tmp/last_plain" >"$tmp/idle.txt" 2>/dev/null
+    callgrind_annotate --inclusive=yes --threshold=100 "$1" >"$tmp/run.txt" 2>/dev/null
     python3 - "$tmp/idle.txt" "$tmp/run.txt" "$n" "${TOP:-30}" <<'PY'
 import re, sys
 def costs(path):
