@@ -10,7 +10,8 @@
  *   url-safe alphabet ("-" and "_"), every byte value and every length
  *   against libsodium, and refusals: every character outside the alphabet
  *   at every position, '=' padding, a length of 1 modulo 4, spare bits set
- *   in the last character (the non-canonical twins), an output too small.
+ *   in the last character (the non-canonical twins), an output too small;
+ *   on SSSE3 (when the CPU has it) and on the portable 64-bit-word code.
  * - the cookie: one signed by main's code before crypto.c
  *   (tests/fixtures/cookie_main_v2.txt) verifies, decodes to its entries
  *   and re-encodes to the same text; a change of any character, a wrong
