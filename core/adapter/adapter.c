@@ -97,7 +97,8 @@ struct mab_request {
     int changed;     /* the cookie must be sent again */
     int text_fresh;  /* text holds the encoding of the current entries */
     char text[MAB__COOKIE_TEXT_MAX + 1];
-    char *set_cookie;
+    char line[MAB__COOKIE_LINE_MAX + 1]; /* the Set-Cookie value (cookie_limit bounds it) */
+    char *set_cookie; /* only if a line ever outgrew `line` */
     char *debug;
     char *location;  /* copy of the last redirect target (mab_redirect.location) */
 };
@@ -215,6 +216,56 @@ static char *format_set_cookie(const mab__web_config *web, const char *text)
                          web->cookie_domain ? web->cookie_domain : "", (long long)web->max_age,
                          web->secure ? "; Secure" : "", web->http_only ? "; HttpOnly" : "",
                          web->same_site);
+}
+
+/* snprintf(dst, cap, "%s", id) without printf's ~600 instructions. */
+static void copy_id(char *dst, size_t cap, const char *id)
+{
+    size_t n = strnlen(id, cap - 1);
+    memcpy(dst, id, n);
+    dst[n] = '\0';
+}
+
+/* Append s[0..n) at *p when it fits before end. */
+static int put_text(char **p, const char *end, const char *s, size_t n)
+{
+    if ((size_t)(end - *p) < n)
+        return 0;
+    memcpy(*p, s, n);
+    *p += n;
+    return 1;
+}
+
+#define PUT_LITERAL(p, end, lit) put_text(p, end, lit, sizeof lit - 1)
+#define PUT_STRING(p, end, s) put_text(p, end, s, strlen(s))
+
+/* format_set_cookie() into out[0..cap) without printf or an allocation
+   (it ran on every new visitor: ~4,000 instructions). Returns the length,
+   or 0 when it does not fit. */
+static size_t put_set_cookie(char *out, size_t cap, const mab__web_config *web, const char *text)
+{
+    char age[24], *a = age + sizeof age;
+    uint64_t v = web->max_age < 0 ? 0 - (uint64_t)web->max_age : (uint64_t)web->max_age;
+    do
+        *--a = (char)('0' + v % 10);
+    while (v /= 10);
+    if (web->max_age < 0)
+        *--a = '-';
+    char *p = out, *end = out + cap - 1;
+    int ok = PUT_STRING(&p, end, web->cookie_name) && PUT_LITERAL(&p, end, "=") &&
+             PUT_STRING(&p, end, text) && PUT_LITERAL(&p, end, "; Path=") &&
+             PUT_STRING(&p, end, web->cookie_path) &&
+             (!web->cookie_domain || (PUT_LITERAL(&p, end, "; Domain=") &&
+                                      PUT_STRING(&p, end, web->cookie_domain))) &&
+             PUT_LITERAL(&p, end, "; Max-Age=") &&
+             put_text(&p, end, a, (size_t)(age + sizeof age - a)) &&
+             (!web->secure || PUT_LITERAL(&p, end, "; Secure")) &&
+             (!web->http_only || PUT_LITERAL(&p, end, "; HttpOnly")) &&
+             PUT_LITERAL(&p, end, "; SameSite=") && PUT_STRING(&p, end, web->same_site);
+    if (!ok)
+        return 0;
+    *p = '\0';
+    return (size_t)(p - out);
 }
 
 static size_t base64_chars(size_t binary)
@@ -770,8 +821,8 @@ int mab_request_choose(mab_request *rq, const char *experiment, mab_assignment *
                 break;
             }
     }
-    snprintf(fresh.experiment, sizeof fresh.experiment, "%s", experiment);
-    snprintf(fresh.arm, sizeof fresh.arm, "%s", choice.arm_id);
+    copy_id(fresh.experiment, sizeof fresh.experiment, experiment);
+    copy_id(fresh.arm, sizeof fresh.arm, choice.arm_id);
     new_assignment_id(fresh.assignment_id);
     fresh.rewarded = 0;
     fresh.holdout = (choice.flags & MAB_CHOICE_HOLDOUT) != 0;
@@ -1015,6 +1066,8 @@ const char *mab_request_set_cookie(mab_request *rq)
 {
     if (!rq || !rq->changed || !encode(rq))
         return NULL;
+    if (put_set_cookie(rq->line, sizeof rq->line, rq->adapter->web, rq->text))
+        return rq->line;
     free(rq->set_cookie);
     rq->set_cookie = format_set_cookie(rq->adapter->web, rq->text);
     return rq->set_cookie;

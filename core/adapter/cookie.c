@@ -13,7 +13,7 @@
 
 #define COOKIE_VERSION 2
 #define COOKIE_VERSION_1 1
-#define MAC_BYTES crypto_auth_hmacsha256_BYTES
+#define MAC_BYTES MAB__SHA256_BYTES
 #define ENTRY_FIXED_BYTES_V1 (1 + 1 + MAB__ASSIGNMENT_ID_BYTES + 1 + 4 + 4)
 #define ENTRY_FIXED_BYTES (ENTRY_FIXED_BYTES_V1 + 1)
 
@@ -94,16 +94,7 @@ static uint8_t *put_id(uint8_t *p, const char *id)
 
 void mab__mac_key_init(mab__mac_key *mac, const uint8_t key[MAB__KEY_BYTES])
 {
-    crypto_auth_hmacsha256_init(&mac->keyed, key, MAB__KEY_BYTES);
-}
-
-static void mac_compute(const mab__mac_key *key, const uint8_t *msg, size_t len,
-                        uint8_t out[MAC_BYTES])
-{
-    crypto_auth_hmacsha256_state st = key->keyed;
-    crypto_auth_hmacsha256_update(&st, msg, (unsigned long long)len);
-    crypto_auth_hmacsha256_final(&st, out);
-    sodium_memzero(&st, sizeof st);
+    mab__hmac_key_init(&mac->keyed, key, MAB__KEY_BYTES);
 }
 
 size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n, const mab__mac_key *key,
@@ -114,7 +105,7 @@ size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n, const mab_
         if (entries[i].n_features > MAB__COOKIE_FEATURES_MAX)
             return 0;
     if (n > MAB__COOKIE_ENTRIES_MAX || size > MAB__COOKIE_BINARY_MAX ||
-        sodium_base64_encoded_len(size, sodium_base64_VARIANT_URLSAFE_NO_PADDING) > cap)
+        MAB__BASE64URL_LEN(size) + 1 > cap)
         return 0;
     uint8_t binary[MAB__COOKIE_BINARY_MAX];
     uint8_t *p = binary;
@@ -138,11 +129,9 @@ size_t mab__cookie_encode(const mab__cookie_entry *entries, size_t n, const mab_
                 p = put_double(p, e->features[k]);
         }
     }
-    mac_compute(key, binary, (size_t)(p - binary), p);
+    mab__hmac_sha256(&key->keyed, binary, (size_t)(p - binary), p);
     p += MAC_BYTES;
-    sodium_bin2base64(out, cap, binary, (size_t)(p - binary),
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    return strlen(out);
+    return mab__base64url_encode(out, binary, (size_t)(p - binary));
 }
 
 static int valid_id(const uint8_t *s, size_t n)
@@ -234,23 +223,15 @@ int mab__cookie_decode(const char *text, size_t len, const mab__mac_key *keys, s
         return 0;
     uint8_t binary[MAB__COOKIE_BINARY_MAX];
     size_t size;
-    const char *stop;
-    if (sodium_base642bin(binary, sizeof binary, text, len, NULL, &size, &stop,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        stop != text + len || size < 2 + MAC_BYTES)
-        return 0;
-    /* Encoding is not canonical in the last character's spare bits: accept
-       only the canonical text, so that every different text is refused. */
-    char canonical[MAB__COOKIE_TEXT_MAX + 1];
-    sodium_bin2base64(canonical, sizeof canonical, binary, size,
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    if (strlen(canonical) != len || memcmp(canonical, text, len) != 0)
+    /* Only the canonical text decodes (the last character's spare bits
+       zero), so that every different text is refused. */
+    if (!mab__base64url_decode(binary, sizeof binary, text, len, &size) || size < 2 + MAC_BYTES)
         return 0;
     size_t body = size - MAC_BYTES;
     int verified = 0;
     for (size_t k = 0; k < n_keys; k++) {
         uint8_t expected[MAC_BYTES];
-        mac_compute(&keys[k], binary, body, expected);
+        mab__hmac_sha256(&keys[k].keyed, binary, body, expected);
         verified |= crypto_verify_32(expected, binary + body) == 0; /* constant time */
     }
     if (!verified)

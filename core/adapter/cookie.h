@@ -26,8 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <sodium.h>
-
+#include "crypto.h"
 #include "replay.h"
 
 #define MAB__COOKIE_ID_MAX 128
@@ -71,10 +70,11 @@ size_t mab__cookie_entry_size(const mab__cookie_entry *entry);
 /* Bytes of the binary form of `n` entries, signature included. */
 size_t mab__cookie_binary_size(const mab__cookie_entry *entries, size_t n);
 
-/* A signing key with its HMAC state already keyed: the two hash blocks of
-   the padded key are computed once per key, not once per cookie. */
+/* A signing key as its HMAC inner and outer states (crypto.h): the two
+   hash blocks of the padded key are computed once per key, not once per
+   cookie, and the key itself is not kept. Zeroed by its owner at close. */
 typedef struct mab__mac_key {
-    crypto_auth_hmacsha256_state keyed;
+    mab__hmac_key keyed;
 } mab__mac_key;
 
 void mab__mac_key_init(mab__mac_key *mac, const uint8_t key[MAB__KEY_BYTES]);

@@ -1356,10 +1356,17 @@ ngx_http_mab_set_features(ngx_http_request_t *r, mab_request *rq)
     n = mlcf->features ? mlcf->features->nelts : 0;
     f = n ? mlcf->features->elts : NULL;
 
-    names = ngx_palloc(r->pool, (n ? n : 1) * sizeof(char *));
-    values = ngx_palloc(r->pool, (n ? n : 1) * sizeof(double));
-    if (names == NULL || values == NULL) {
-        return NGX_ERROR;
+    names = NULL;
+    values = NULL;
+
+    /* no mab_feature here: nothing to allocate (the call still clears
+       features an earlier location of the request set) */
+    if (n) {
+        names = ngx_palloc(r->pool, n * sizeof(char *));
+        values = ngx_palloc(r->pool, n * sizeof(double));
+        if (names == NULL || values == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     for (i = 0; i < n; i++) {

@@ -30,8 +30,8 @@
  * cookies of format 1, without features, still decode). The
  * worst-case cookie is bounded: mab_adapter_open() refuses a config whose
  * cookie could exceed the 4096 bytes browsers keep. It is serialised compactly,
- * signed with HMAC-SHA-256 (libsodium crypto_auth_hmacsha256) and encoded as
- * base64url without padding. A cookie whose signature does not verify under
+ * signed with HMAC-SHA-256 (RFC 2104; the key's hash states computed once,
+ * when the keys are loaded) and encoded as base64url without padding. A cookie whose signature does not verify under
  * any configured key, that cannot be parsed, or whose entries were issued
  * more than `cookie.max_age` seconds ago is ignored (the visitor gets a fresh
  * assignment) and counted (mab_adapter_counters); it never makes a call

@@ -2,9 +2,12 @@
 # nginx_callgrind.sh [BUILD_DIR] - instructions per request (callgrind) of
 # one nginx worker (master_process off) with the mab module loaded: N
 # (default 2000) keep-alive requests to a plain `return 200` location, then
-# N to the same location with `mab_choose` (new visitors), each in a run of
-# its own, minus a run without requests (start-up and stop), so only the
-# requests are in the figures.
+# N to the same location with `mab_choose` as new visitors (no cookie: a
+# choose, a signed cookie encoded and sent), then N as a returning visitor
+# (the valid cookie of the new-visitor run's last response in every
+# request: the cookie decoded and verified, the kept arm, no Set-Cookie),
+# each in a run of its own, minus a run without requests (start-up and
+# stop), so only the requests are in the figures.
 # Prints both, their ratio and the functions that make the difference
 # (callgrind_annotate, inclusive). Not timed, so the machine's load does
 # not change it. Not part of the test suite: ~1 min.
@@ -82,35 +85,75 @@ run() { # run PATH|none: total instructions of one nginx worker's life (start-up
     wait "$vg_pid" || true
     vg_pid=""
 }
-requests() { # requests PATH: N keep-alive GETs on one connection
-    python3 - "$port" "$1" "$n" <<'PY'
+requests() { # requests PATH: N keep-alive GETs on one connection; /mab
+    # saves the last Set-Cookie to $tmp/cookie, /mab?returning sends it
+    python3 - "$port" "$1" "$n" "$tmp/cookie" <<'PY'
 import http.client, sys
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, path, n, jar = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+headers = {}
+if path.endswith("?returning"):
+    path = path[: -len("?returning")]
+    headers["Cookie"] = open(jar).read()
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 for _ in range(n):
-    c.request("GET", path)
+    c.request("GET", path, headers=headers)
     r = c.getresponse()
     r.read()
     assert r.status == 200, r.status
+    set_cookie = r.getheader("Set-Cookie")
+    if headers:
+        assert set_cookie is None, "a returning visitor got a new cookie: " + set_cookie
+    elif path == "/mab":
+        assert set_cookie, "a new visitor got no cookie"
+        open(jar, "w").write(set_cookie.split(";")[0])
 PY
 }
 totals() { # totals PATH|none: run, then the worker's file (the one named by its pid)
     run "$1" >/dev/null
     local f
     f=$(grep -l "^totals:" "$tmp"/cg.* | xargs ls -S | head -1)
-    cp "$f" "$tmp/last$(echo "$1" | tr / _)"
+    cp "$f" "$tmp/last$(echo "$1" | tr '/?' '__')"
     awk '/^totals:/ {print $2}' "$f"
 }
 idle=$(totals none)
 plain=$(( $(totals /plain) - idle ))
 mab=$(( $(totals /mab) - idle ))
-awk -v p="$plain" -v m="$mab" -v n="$n" 'BEGIN {
-    printf "| location | instructions per request |\n|---|---:|\n"
-    printf "| return 200 | %.0f |\n| mab_choose + return 200 (new visitor) | %.0f |\n", p / n, m / n
-    printf "\nmab_choose adds %.0f instructions per request, %.1f%% over plain (%d requests each, one keep-alive connection, one nginx worker).\n",
-           (m - p) / n, (m / p - 1) * 100, n }'
+back=$(( $(totals "/mab?returning") - idle ))
+awk -v p="$plain" -v m="$mab" -v b="$back" -v n="$n" 'BEGIN {
+    printf "| location | instructions per request | over plain |\n|---|---:|---:|\n"
+    printf "| return 200 | %.0f | |\n", p / n
+    printf "| mab_choose + return 200 (new visitor) | %.0f | %+.0f (%.1f%%) |\n", m / n, (m - p) / n, (m / p - 1) * 100
+    printf "| mab_choose + return 200 (returning visitor) | %.0f | %+.0f (%.1f%%) |\n", b / n, (b - p) / n, (b / p - 1) * 100
+    printf "\n%d requests each, one keep-alive connection, one nginx worker.\n", n }'
+top() { # top FILE: inclusive cost per request of each function of the run
+    # minus the same function in the plain run (start-up, stop and nginx's
+    # own request work cancel out): what the module adds, the largest first
+    callgrind_annotate --inclusive=yes --threshold=100 "$tmp/last_plain" >"$tmp/idle.txt" 2>/dev/null
+    callgrind_annotate --inclusive=yes --threshold=100 "$1" >"$tmp/run.txt" 2>/dev/null
+    python3 - "$tmp/idle.txt" "$tmp/run.txt" "$n" "${TOP:-30}" <<'PY'
+import re, sys
+def costs(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r"\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S+?:\S+)", line)
+        if m:
+            name = m.group(2).split(":", 1)[1]
+            out[name] = max(out.get(name, 0), int(m.group(1).replace(",", "")))
+    return out
+idle, run, n, top = costs(sys.argv[1]), costs(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pat = re.compile(r"ngx_http_mab|mab_|mab__|sodium|crypto|hmac|sha|base64|compress|encode|decode|"
+                 r"epsilon|printf|__tls|malloc|calloc|free|cJSON|mdb_|memcpy|memset|strlen|"
+                 r"ngx_palloc|ngx_pnalloc|ngx_list_push|ngx_http_variable|ngx_http_complex|"
+                 r"ngx_http_get_variable|ngx_pool_cleanup")
+rows = [(run[f] - idle.get(f, 0), f) for f in run if pat.search(f)]
+for cost, f in sorted(rows, reverse=True)[:top]:
+    if cost > 0:
+        print(f"{cost / n:10.0f} per request  {f}")
+PY
+}
 echo
-echo "Top inclusive costs in the mab run (start-up included; callgrind_annotate --inclusive=yes):"
-callgrind_annotate --inclusive=yes "$tmp/last_mab" 2>/dev/null | sed -n '/^-* *$/,$p' | grep -v "^-" |
-    grep -E "ngx_http_mab|mab_|sodium|crypto|hmac|sha|epsilon|snprintf|__tls|malloc|free|cJSON|lmdb|mdb_" |
-    head -25 | awk -v n="$n" '{gsub(",", "", $1); printf "%10.0f per request  %s\n", $1 / n, $0}' | cut -c1-160
+echo "Inclusive costs per request in the new-visitor run, minus the plain run (callgrind_annotate --inclusive=yes):"
+top "$tmp/last_mab"
+echo
+echo "The same for the returning-visitor run:"
+top "$tmp/last_mab_returning"
