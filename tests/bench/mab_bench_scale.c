@@ -20,10 +20,18 @@
  * through mab_import of no records) after one such change, and after none.
  *
  * --warm chooses once on every experiment before measuring, so that the
- * random column is the steady state rather than first touches.
+ * random column is the steady state rather than first touches. --handle
+ * chooses through handles (mab_experiment_handle() once per experiment
+ * before the clock starts, then mab_choose_h()), so the string lookup is
+ * out of both columns. --only hot|random measures one column alone (the
+ * other prints 0), for a profiler (perf, callgrind) to see one kind of
+ * choose. --miss adds the ns of one dependent load at a random place in a
+ * buffer as large as the engine's heap (a pointer chase: the price of a
+ * cache and TLB miss on this machine at that working set).
  *
  *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
- *                   [--commits R] [--warm] [--policy NAME] [--no-srm] N [N ...]
+ *                   [--commits R] [--warm] [--handle] [--only hot|random]
+ *                   [--miss] [--policy NAME] [--no-srm] N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -96,9 +104,16 @@ static int write_config(const char *path, const char *dir, size_t n, size_t k,
     return fclose(f);
 }
 
-/* ns per mab_choose over `calls` calls, on ids[pick(i)]. */
-static double choose_ns(mab_engine *e, char **ids, size_t n, size_t calls, int random)
+static int use_handles;
+static const char *only; /* "hot", "random" or NULL: both */
+
+/* ns per mab_choose (mab_choose_h with --handle) over `calls` calls, on
+   experiment pick(i). */
+static double choose_ns(mab_engine *e, char **ids, const mab_handle *handles, size_t n,
+                        size_t calls, int random)
 {
+    if (only && strcmp(only, random ? "random" : "hot") != 0)
+        return 0;
     uint64_t x = 0x9e3779b97f4a7c15ULL;
     mab_choice c = MAB_STRUCT_INIT(mab_choice);
     double t0 = now_s();
@@ -108,10 +123,52 @@ static double choose_ns(mab_engine *e, char **ids, size_t n, size_t calls, int r
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             at = (size_t)(x % n);
         }
-        if (mab_choose(e, ids[at], &c, NULL) != MAB_OK)
+        int rc = handles ? mab_choose_h(e, handles[at], NULL, &c, NULL)
+                         : mab_choose(e, ids[at], &c, NULL);
+        if (rc != MAB_OK)
             return -1;
     }
     return (now_s() - t0) * 1e9 / (double)calls;
+}
+
+/* --miss: ns per dependent load over a buffer of `bytes`, one load per
+   64-byte line in a random cyclic order (Sattolo's shuffle), so that each
+   load waits for the previous one and hits neither cache nor prefetcher
+   once the buffer is beyond the caches. */
+static double miss_ns(size_t bytes, size_t loads)
+{
+    size_t lines = bytes / 64 < 2 ? 2 : bytes / 64;
+    size_t *order = malloc(lines * sizeof *order);
+    char *buf = aligned_alloc(64, lines * 64);
+    if (!order || !buf) {
+        free(order);
+        free(buf);
+        return -1;
+    }
+    for (size_t i = 0; i < lines; i++)
+        order[i] = i;
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    for (size_t i = lines - 1; i > 0; i--) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t j = (size_t)(x % i); /* j < i: one cycle through every line */
+        size_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < lines; i++)
+        *(void **)(buf + order[i] * 64) = buf + order[(i + 1) % lines] * 64;
+    free(order);
+    void *p = buf;
+    for (size_t i = 0; i < lines; i++) /* once round, so the page tables are in */
+        p = *(void **)p;
+    double t0 = now_s();
+    for (size_t i = 0; i < loads; i++)
+        p = *(void **)p;
+    double ns = (now_s() - t0) * 1e9 / (double)loads;
+    if (p == NULL) /* never: keeps the chase from being optimised away */
+        ns = -1;
+    free(buf);
+    return ns;
 }
 
 /* Bytes of the store under dir (the json_file's file, LMDB's data file). */
@@ -154,6 +211,7 @@ static double refresh_s(mab_engine *e)
 
 static size_t commits;
 static int warm;
+static int miss;
 
 static int measure(const char *config, const char *dir, size_t n, size_t k, size_t calls,
                    const char *storage, int tsv)
@@ -194,8 +252,22 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
     for (size_t i = 0; warm && i < n; i++)
         if (mab_choose(e, ids[i], &warm_choice, NULL) != MAB_OK)
             return 1;
-    double hot = choose_ns(e, ids, n, calls, 0);
-    double cold = choose_ns(e, ids, n, calls, 1);
+    mab_handle *handles = use_handles ? malloc(n * sizeof *handles) : NULL;
+    if (use_handles && !handles)
+        return 1;
+    for (size_t i = 0; use_handles && i < n; i++)
+        if (mab_experiment_handle(e, ids[i], &handles[i], &err) != MAB_OK) {
+            fprintf(stderr, "mab_experiment_handle: %s\n", err.message);
+            return 1;
+        }
+    double hot = choose_ns(e, ids, handles, n, calls, 0);
+    double cold = choose_ns(e, ids, handles, n, calls, 1);
+    free(handles);
+    /* The chase spans what the engine holds in the heap (at least 1 MiB). */
+    struct mallinfo2 m2 = mallinfo2();
+    size_t heap_now = m2.uordblks + m2.hblkhd;
+    size_t span = heap_now - heap_before > (1u << 20) ? heap_now - heap_before : (1u << 20);
+    double miss_cost = miss ? miss_ns(span, calls) : 0;
     double flush_s = 0, reopen_s = 0, stored = 0;
     if (storage) {
         t0 = now_s();
@@ -225,16 +297,18 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
     }
     double per_arm = (double)(after - before) * 1024.0 / (double)(n * k);
     double heap_per_arm = (double)(heap_after - heap_before) / (double)(n * k);
+    double ratio = hot > 0 ? cold / hot : 0;
     if (tsv)
         printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\t%.1f\t%.3f"
-               "\t%.4f\t%.4f\n",
+               "\t%.4f\t%.4f\t%.1f\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot,
-               cold, cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none);
+               cold, ratio, flush_s, reopen_s, stored, commit, refresh_one, refresh_none,
+               miss_cost);
     else
         printf("%10zu %4zu %-9s %9.3f s %8.1f B %8.1f B %6.1f B %8.1f ns %8.1f ns %6.2fx %9.3f s "
-               "%9.3f s %8.1f B %9.3f ms %9.4f s %9.4f s\n",
+               "%9.3f s %8.1f B %9.3f ms %9.4f s %9.4f s %6.1f ns\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
-               cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none);
+               ratio, flush_s, reopen_s, stored, commit, refresh_one, refresh_none, miss_cost);
     fflush(stdout);
     return 0;
 }
@@ -257,6 +331,13 @@ int main(int argc, char **argv)
             commits = strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--warm") == 0)
             warm = 1;
+        else if (strcmp(argv[i], "--handle") == 0)
+            use_handles = 1;
+        else if (strcmp(argv[i], "--miss") == 0)
+            miss = 1;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc &&
+                 (strcmp(argv[i + 1], "hot") == 0 || strcmp(argv[i + 1], "random") == 0))
+            only = argv[++i];
         else if (strcmp(argv[i], "--tsv") == 0)
             tsv = 1;
         else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
@@ -265,7 +346,8 @@ int main(int argc, char **argv)
             no_srm = 1;
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
-                            "[--redis URL] [--commits R] [--warm] [--policy NAME] [--no-srm] "
+                            "[--redis URL] [--commits R] [--warm] [--handle] "
+                            "[--only hot|random] [--miss] [--policy NAME] [--no-srm] "
                             "[--tsv] N [N ...]\n");
             return 2;
         }
@@ -277,12 +359,13 @@ int main(int argc, char **argv)
     if (tsv)
         printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"
                "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\tstore_per_arm\tcommit_ms\t"
-               "refresh_one_s\trefresh_none_s\n");
+               "refresh_one_s\trefresh_none_s\tmiss_ns\n");
     else
-        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s %10s %12s %11s %11s\n",
+        printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s %10s %12s %11s %11s "
+               "%9s\n",
                "experiments", "K", "storage", "open", "RSS/arm", "heap/arm", "id+value",
                "choose hot", "random", "ratio", "first write", "reopen", "store/arm", "commit 1",
-               "refresh 1", "refresh 0");
+               "refresh 1", "refresh 0", "miss");
     for (; i < argc; i++) {
         size_t n = strtoul(argv[i], NULL, 10);
         char dir[] = "/tmp/mab-bench-scale-XXXXXX";
