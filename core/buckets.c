@@ -151,6 +151,16 @@ static void count_drop(mab_engine *e, const char *what, size_t arm, int64_t star
     pthread_mutex_unlock(&e->dropped_mu);
 }
 
+void mab__buckets_prefetch(const mab_engine *e, const mab__experiment *x, size_t arm,
+                           int64_t start)
+{
+    if (x->ring)
+        __builtin_prefetch(ring_entry(e, x, arm - x->first_arm, start), 1);
+    if (e->buckets_stored && e->cap_bucket_queue)
+        __builtin_prefetch(
+            &e->bucket_hash[queue_hash((uint32_t)arm, start, 2 * e->cap_bucket_queue - 1)], 0);
+}
+
 void mab__buckets_add(mab_engine *e, size_t arm, int64_t start, const mab_totals *add)
 {
     mab__experiment *x = e->arm_experiment[arm];
