@@ -27,7 +27,7 @@
  * other prints 0), for a profiler (perf, callgrind) to see one kind of
  * choose. --miss adds the ns of one dependent load at a random place in a
  * buffer as large as the engine's heap (a pointer chase: the price of a
- * cache and TLB miss on this machine at that working set).
+ * cache and TLB miss on this machine at that working set; 0 without it).
  *
  *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
  *                   [--commits R] [--warm] [--handle] [--only hot|random]
