@@ -80,34 +80,28 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
         pthread_mutex_lock(&e->buckets_mu);
     for (uint32_t k = 0; k < s->n_dirty; k++) {
         /* After choices on many experiments, each dirty arm is a few cache
-           misses (its experiment pointer, the experiment, the arm, its ring
-           entry or queue hash slot): fetch them in stages ahead, so that
-           they overlap rather than wait one after another. */
-        if (k + 3 * PUBLISH_AHEAD < s->n_dirty)
-            __builtin_prefetch(&e->arm_experiment[s->dirty[k + 3 * PUBLISH_AHEAD]], 0);
+           misses (its pointers, its experiment, its queue entry): fetch them
+           ahead, so that they overlap rather than wait one after another. */
         if (k + 2 * PUBLISH_AHEAD < s->n_dirty) {
-            const mab__experiment *ahead = e->arm_experiment[s->dirty[k + 2 * PUBLISH_AHEAD]];
-            __builtin_prefetch(ahead, 0);
-            __builtin_prefetch(&ahead->layout, 0);
-            __builtin_prefetch(&ahead->ring_cap, 0);
+            uint32_t j = s->dirty[k + 2 * PUBLISH_AHEAD];
+            __builtin_prefetch(&e->all_arms[j], 0);
+            __builtin_prefetch(&e->arm_experiment[j], 0);
         }
         if (k + PUBLISH_AHEAD < s->n_dirty) {
             uint32_t j = s->dirty[k + PUBLISH_AHEAD];
             const mab__experiment *ahead = e->arm_experiment[j];
-            __builtin_prefetch(&ahead->arms[j - ahead->first_arm].unapplied, 1);
+            __builtin_prefetch(e->all_arms[j], 1);
+            __builtin_prefetch(&ahead->ring, 0);
             mab__buckets_prefetch(e, ahead, j, s->bucket_start);
         }
-        uint32_t j = s->dirty[k];
-        mab_totals *p = &s->pending[j];
-        const mab__experiment *x = e->arm_experiment[j];
-        /* The arm from its experiment, whose line is in by now, rather
-           than from all_arms (one more miss per arm). */
-        mab__arm *a = &x->arms[j - x->first_arm];
+        mab_totals *p = &s->pending[s->dirty[k]];
+        mab__arm *a = e->all_arms[s->dirty[k]];
         atomic_totals_add(&a->unapplied, p);
         atomic_totals_add(&a->published, p);
         if (!totals_empty(p))
-            mab__buckets_add(e, j, s->bucket_start, p);
+            mab__buckets_add(e, s->dirty[k], s->bucket_start, p);
         memset(p, 0, sizeof *p);
+        const mab__experiment *x = e->arm_experiment[s->dirty[k]];
         if (x->layout.arm_stats)
             stats_publish(e, s, a->stats_at, x->layout.arm_stats);
         if (x->layout.experiment_stats)
