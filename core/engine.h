@@ -470,6 +470,10 @@ void mab__slot_move_bucket(mab_engine *e, mab__slot *s, int64_t t_ns);
 int64_t mab__bucket_of(const mab_engine *e, int64_t t_ns); /* start, unix seconds */
 /* Caller holds buckets_mu: add to the ring and (stored) the queue. */
 void mab__buckets_add(mab_engine *e, size_t arm, int64_t start, const mab_totals *add);
+/* Caller holds buckets_mu: prefetch the ring entry and the queue's hash
+   slot mab__buckets_add(e, arm, start, ...) will touch (x is arm's). */
+void mab__buckets_prefetch(const mab_engine *e, const mab__experiment *x, size_t arm,
+                           int64_t start);
 /* Caller holds publish_lock exclusively: take the queue into bucket_batch. */
 size_t mab__buckets_take(mab_engine *e);
 void mab__buckets_requeue(mab_engine *e, size_t from, size_t n);

@@ -6,7 +6,7 @@
  * use after minus before, beside what the id and value strings themselves
  * hold), and choose on one hot
  * experiment against choose on a random experiment of the N (the cost of
- * cache misses), as ns per call and their ratio. Storage is off
+ * cache misses), as ns of the thread's CPU time per call and their ratio. Storage is off
  * (MAB_OPEN_NO_STORAGE) unless --storage PLUGIN names one (json_file, lmdb),
  * which then also measures the first write of every experiment and a reopen
  * over the stored records, and the size of the store after the first write
@@ -22,14 +22,21 @@
  * through mab_import of no records) after one such change, and after none.
  *
  * --warm chooses once on every experiment before measuring, so that the
- * random column is the steady state rather than first touches.
+ * random column is the steady state rather than first touches. --handle
+ * chooses through handles (mab_experiment_handle() once per experiment
+ * before the clock starts, then mab_choose_h()), so the string lookup is
+ * out of both columns. --only hot|random measures one column alone (the
+ * other prints 0), for a profiler (perf, callgrind) to see one kind of
+ * choose. --miss adds the ns of one dependent load at a random place in a
+ * buffer as large as the engine's heap (a pointer chase: the price of a
+ * cache and TLB miss on this machine at that working set; 0 without it).
  *
  * --parse-only measures instead what cJSON alone costs on the same config
  * (read, parse, free): the part of mab_open no change to the engine moves.
  *
  *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
- *                   [--commits R] [--warm] [--policy NAME] [--no-srm]
- *                   [--parse-only] N [N ...]
+ *                   [--commits R] [--warm] [--handle] [--only hot|random]
+ *                   [--miss] [--policy NAME] [--no-srm] [--parse-only] N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -56,12 +63,23 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* CPU seconds of this process (user + system): steadier than the wall
-   clock on a machine shared with other builds. */
-static double cpu_s(void)
+/* CPU seconds of this process (user + system), for open and close: steadier
+   than the wall clock on a machine shared with other builds. */
+static double process_cpu_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The calling thread's CPU time: the choose loops run on one thread and
+   call no storage, so on a loaded machine (other processes running) their
+   CPU time per call is what the call costs, where the wall clock would add
+   every time slice given to someone else. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -113,22 +131,71 @@ static int write_config(const char *path, const char *dir, size_t n, size_t k,
     return fclose(f);
 }
 
-/* ns per mab_choose over `calls` calls, on ids[pick(i)]. */
-static double choose_ns(mab_engine *e, char **ids, size_t n, size_t calls, int random)
+static int use_handles;
+static const char *only; /* "hot", "random" or NULL: both */
+
+/* ns per mab_choose (mab_choose_h with --handle) over `calls` calls, on
+   experiment pick(i). */
+static double choose_ns(mab_engine *e, char **ids, const mab_handle *handles, size_t n,
+                        size_t calls, int random)
 {
+    if (only && strcmp(only, random ? "random" : "hot") != 0)
+        return 0;
     uint64_t x = 0x9e3779b97f4a7c15ULL;
     mab_choice c = MAB_STRUCT_INIT(mab_choice);
-    double t0 = now_s();
+    double t0 = cpu_s();
     for (size_t i = 0; i < calls; i++) {
         size_t at = 0;
         if (random) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             at = (size_t)(x % n);
         }
-        if (mab_choose(e, ids[at], &c, NULL) != MAB_OK)
+        int rc = handles ? mab_choose_h(e, handles[at], NULL, &c, NULL)
+                         : mab_choose(e, ids[at], &c, NULL);
+        if (rc != MAB_OK)
             return -1;
     }
-    return (now_s() - t0) * 1e9 / (double)calls;
+    return (cpu_s() - t0) * 1e9 / (double)calls;
+}
+
+/* --miss: ns per dependent load over a buffer of `bytes`, one load per
+   64-byte line in a random cyclic order (Sattolo's shuffle), so that each
+   load waits for the previous one and hits neither cache nor prefetcher
+   once the buffer is beyond the caches. */
+static double miss_ns(size_t bytes, size_t loads)
+{
+    size_t lines = bytes / 64 < 2 ? 2 : bytes / 64;
+    size_t *order = malloc(lines * sizeof *order);
+    char *buf = aligned_alloc(64, lines * 64);
+    if (!order || !buf) {
+        free(order);
+        free(buf);
+        return -1;
+    }
+    for (size_t i = 0; i < lines; i++)
+        order[i] = i;
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    for (size_t i = lines - 1; i > 0; i--) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t j = (size_t)(x % i); /* j < i: one cycle through every line */
+        size_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < lines; i++)
+        *(void **)(buf + order[i] * 64) = buf + order[(i + 1) % lines] * 64;
+    free(order);
+    void *p = buf;
+    for (size_t i = 0; i < lines; i++) /* once round, so the page tables are in */
+        p = *(void **)p;
+    double t0 = cpu_s();
+    for (size_t i = 0; i < loads; i++)
+        p = *(void **)p;
+    double ns = (cpu_s() - t0) * 1e9 / (double)loads;
+    if (p == NULL) /* never: keeps the chase from being optimised away */
+        ns = -1;
+    free(buf);
+    return ns;
 }
 
 /* Bytes of the store under dir (the json_file's file, LMDB's data file). */
@@ -171,13 +238,14 @@ static double refresh_s(mab_engine *e)
 
 static size_t commits;
 static int warm;
+static int miss;
 
 /* --parse-only: what cJSON alone costs on the config mab_open would read
    (read the file, parse, free the tree; core/config.c does the same), in
    wall and CPU seconds, and the bytes of the file per arm. */
 static int parse_only(const char *config, size_t n, size_t k)
 {
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = now_s(), c0 = process_cpu_s();
     FILE *f = fopen(config, "rb");
     struct stat st;
     if (!f || fstat(fileno(f), &st) != 0)
@@ -187,15 +255,15 @@ static int parse_only(const char *config, size_t n, size_t k)
         return 1;
     fclose(f);
     text[st.st_size] = '\0';
-    double read_cpu = cpu_s() - c0;
+    double read_cpu = process_cpu_s() - c0;
     cJSON *root = cJSON_ParseWithOpts(text, NULL, 1);
     free(text);
     if (!root)
         return 1;
-    double parse_wall = now_s() - t0, parse_cpu = cpu_s() - c0;
-    c0 = cpu_s();
+    double parse_wall = now_s() - t0, parse_cpu = process_cpu_s() - c0;
+    c0 = process_cpu_s();
     cJSON_Delete(root);
-    double delete_cpu = cpu_s() - c0;
+    double delete_cpu = process_cpu_s() - c0;
     printf("%10zu %4zu parse only: %.3f s wall, %.3f s CPU (read %.3f s), delete %.3f s CPU, "
            "%.1f bytes of config per arm\n",
            n, k, parse_wall, parse_cpu, read_cpu, delete_cpu, (double)st.st_size / (double)(n * k));
@@ -216,12 +284,12 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
     mab_options opts = {sizeof opts, storage ? 0u : MAB_OPEN_NO_STORAGE, 0};
     mab_engine *e = NULL;
     mab_error err = {0, ""};
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = now_s(), c0 = process_cpu_s();
     if (mab_open_ex(config, &opts, &e, &err) != MAB_OK) {
         fprintf(stderr, "mab_open: %s\n", err.message);
         return 1;
     }
-    double open_s = now_s() - t0, open_cpu = cpu_s() - c0;
+    double open_s = now_s() - t0, open_cpu = process_cpu_s() - c0;
     long after = rss_kib();
     struct mallinfo2 m1 = mallinfo2();
     size_t heap_after = m1.uordblks + m1.hblkhd;
@@ -242,8 +310,22 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
     for (size_t i = 0; warm && i < n; i++)
         if (mab_choose(e, ids[i], &warm_choice, NULL) != MAB_OK)
             return 1;
-    double hot = choose_ns(e, ids, n, calls, 0);
-    double cold = choose_ns(e, ids, n, calls, 1);
+    mab_handle *handles = use_handles ? malloc(n * sizeof *handles) : NULL;
+    if (use_handles && !handles)
+        return 1;
+    for (size_t i = 0; use_handles && i < n; i++)
+        if (mab_experiment_handle(e, ids[i], &handles[i], &err) != MAB_OK) {
+            fprintf(stderr, "mab_experiment_handle: %s\n", err.message);
+            return 1;
+        }
+    double hot = choose_ns(e, ids, handles, n, calls, 0);
+    double cold = choose_ns(e, ids, handles, n, calls, 1);
+    free(handles);
+    /* The chase spans what the engine holds in the heap (at least 1 MiB). */
+    struct mallinfo2 m2 = mallinfo2();
+    size_t heap_now = m2.uordblks + m2.hblkhd;
+    size_t span = heap_now - heap_before > (1u << 20) ? heap_now - heap_before : (1u << 20);
+    double miss_cost = miss ? miss_ns(span, calls) : 0;
     double flush_s = 0, reopen_s = 0, stored = 0;
     if (storage) {
         t0 = now_s();
@@ -260,9 +342,9 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
         commit_ms(e, ids, n, 1);
         refresh_one = refresh_s(e);
     }
-    c0 = cpu_s();
+    c0 = process_cpu_s();
     mab_close(e, NULL);
-    double close_cpu = cpu_s() - c0;
+    double close_cpu = process_cpu_s() - c0;
     if (storage) {
         stored = store_bytes(dir, storage) / (double)(n * k);
         t0 = now_s();
@@ -275,18 +357,19 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
     }
     double per_arm = (double)(after - before) * 1024.0 / (double)(n * k);
     double heap_per_arm = (double)(heap_after - heap_before) / (double)(n * k);
+    double ratio = hot > 0 ? cold / hot : 0;
     if (tsv)
         printf("%zu\t%zu\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.3f\t%.3f\t%.1f\t%.3f"
-               "\t%.4f\t%.4f\t%.3f\t%.3f\n",
+               "\t%.4f\t%.4f\t%.1f\t%.3f\t%.3f\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot,
-               cold, cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none,
-               open_cpu, close_cpu);
+               cold, ratio, flush_s, reopen_s, stored, commit, refresh_one, refresh_none,
+               miss_cost, open_cpu, close_cpu);
     else
         printf("%10zu %4zu %-9s %9.3f s %8.1f B %8.1f B %6.1f B %8.1f ns %8.1f ns %6.2fx %9.3f s "
-               "%9.3f s %8.1f B %9.3f ms %9.4f s %9.4f s %8.3f s %8.3f s\n",
+               "%9.3f s %8.1f B %9.3f ms %9.4f s %9.4f s %6.1f ns %8.3f s %8.3f s\n",
                n, k, storage ? storage : "none", open_s, per_arm, heap_per_arm, strings, hot, cold,
-               cold / hot, flush_s, reopen_s, stored, commit, refresh_one, refresh_none, open_cpu,
-               close_cpu);
+               ratio, flush_s, reopen_s, stored, commit, refresh_one, refresh_none, miss_cost,
+               open_cpu, close_cpu);
     fflush(stdout);
     return 0;
 }
@@ -309,6 +392,13 @@ int main(int argc, char **argv)
             commits = strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--warm") == 0)
             warm = 1;
+        else if (strcmp(argv[i], "--handle") == 0)
+            use_handles = 1;
+        else if (strcmp(argv[i], "--miss") == 0)
+            miss = 1;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc &&
+                 (strcmp(argv[i + 1], "hot") == 0 || strcmp(argv[i + 1], "random") == 0))
+            only = argv[++i];
         else if (strcmp(argv[i], "--tsv") == 0)
             tsv = 1;
         else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
@@ -319,7 +409,8 @@ int main(int argc, char **argv)
             parse_only_mode = 1;
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
-                            "[--redis URL] [--commits R] [--warm] [--policy NAME] [--no-srm] "
+                            "[--redis URL] [--commits R] [--warm] [--handle] "
+                            "[--only hot|random] [--miss] [--policy NAME] [--no-srm] "
                             "[--parse-only] [--tsv] N [N ...]\n");
             return 2;
         }
@@ -333,13 +424,13 @@ int main(int argc, char **argv)
     else if (tsv)
         printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"
                "hot_ns\trandom_ns\tratio\tflush_s\treopen_s\tstore_per_arm\tcommit_ms\t"
-               "refresh_one_s\trefresh_none_s\topen_cpu_s\tclose_cpu_s\n");
+               "refresh_one_s\trefresh_none_s\tmiss_ns\topen_cpu_s\tclose_cpu_s\n");
     else
         printf("%10s %4s %-9s %11s %10s %10s %8s %11s %11s %7s %11s %11s %10s %12s %11s %11s "
-               "%10s %10s\n",
+               "%9s %10s %10s\n",
                "experiments", "K", "storage", "open", "RSS/arm", "heap/arm", "id+value",
                "choose hot", "random", "ratio", "first write", "reopen", "store/arm", "commit 1",
-               "refresh 1", "refresh 0", "open CPU", "close CPU");
+               "refresh 1", "refresh 0", "miss", "open CPU", "close CPU");
     for (; i < argc; i++) {
         size_t n = strtoul(argv[i], NULL, 10);
         char dir[] = "/tmp/mab-bench-scale-XXXXXX";

@@ -6,7 +6,9 @@
  * the totals stay exact, a restart keeps history and windows (the memory
  * fixture's "shared" store), a bucket increment storage refuses is dropped
  * alone, a failed write is offered again, a store without buckets serves
- * this process's history, and the config keys' errors.
+ * this process's history, each pull on a random one of many experiments
+ * lands in its bucket exactly once across flushes, and the config keys'
+ * errors.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -591,6 +593,125 @@ static void test_restart_keeps_history_lmdb(void **unused)
 }
 #endif
 
+/* ---- many experiments: each pull once, across flushes ------------------ */
+
+#define MANY 1000       /* experiments of 3 arms: a queue of thousands of arms */
+#define MANY_OPS 30000  /* chooses and rewards on a random experiment each */
+
+/* Pulls and rewards of experiment x, bucket b (0..2), arm a, as made. */
+static uint32_t many_pulls[MANY][3][3], many_rewards[MANY][3][3];
+
+static int many_collect(void *ctx, size_t arm_index, const char *arm_id,
+                        const mab_bucket_stats *b)
+{
+    (void)arm_id;
+    uint64_t (*seen)[3][2] = ctx;
+    int64_t k = (b->start - 12000) / 60;
+    if (k < 0 || k > 2 || arm_index > 2) {
+        print_error("a bucket no pull was made in: start %lld arm %zu\n", (long long)b->start,
+                    arm_index);
+        fail();
+    }
+    seen[k][arm_index][0] += b->pulls;
+    seen[k][arm_index][1] += b->rewards;
+    return 0;
+}
+
+/* A choice on a random one of many experiments lands in its bucket exactly
+   once, whichever flush it falls before, and so does a reward: the bucket
+   queue holds thousands of (arm, bucket) entries, mostly of one bucket,
+   some of the other two (each bucket move publishes the slot), and is taken
+   by a flush every few thousand operations. Read back from the store after
+   a restart, every bucket of every arm holds what was made, no more (an
+   entry added twice, or left in the queue's hash after a take) and no less
+   (an increment added to an entry the take had already handed over). */
+static void test_many_experiments_each_pull_once(void **unused)
+{
+    (void)unused;
+    size_t size = 200 + (size_t)MANY * 200;
+    char *text = malloc(size);
+    assert_non_null(text);
+    int at = snprintf(text, size,
+                      "{\"seed\": 5, \"storage\": {\"plugin\": \"%s/json_file.so\", "
+                      "\"path\": \"%s/many.json\", \"bucket_seconds\": 60, "
+                      "\"sync\": {\"interval_ms\": 3600000}},\n \"experiments\": {\n",
+                      MAB_PLUGIN_DIR, dir);
+    for (int x = 0; x < MANY; x++)
+        at += snprintf(text + at, size - (size_t)at,
+                       "  \"m%d\": {\"policy\": {\"plugin\": \"%s/epsilon_greedy.so\"}, "
+                       "\"arms\": {\"a\": 1, \"b\": 2, \"c\": 3}}%s\n",
+                       x, MAB_PLUGIN_DIR, x + 1 < MANY ? "," : "");
+    snprintf(text + at, size - (size_t)at, " }}\n");
+    assert_int_equal(test_write_file(config, "%s", text), 0);
+    free(text);
+    memset(many_pulls, 0, sizeof many_pulls);
+    memset(many_rewards, 0, sizeof many_rewards);
+
+    mab_engine *e = open_ok();
+    uint64_t r = 0x853c49e6748fea9bULL;
+    mab_error err = {0, ""};
+    for (int op = 0; op < MANY_OPS; op++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        int x = (int)(r % MANY);
+        int b = (r >> 20) % 8 == 0 ? (int)((r >> 24) % 3) : 1; /* mostly bucket 1 */
+        int64_t t = (12000 + 60 * b) * S + (int64_t)((r >> 32) % 60) * S;
+        char id[16];
+        snprintf(id, sizeof id, "m%d", x);
+        clock_ns = t;
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
+        int rc = mab_choose(e, id, &c, &err);
+        if (rc)
+            print_error("mab_choose %s: %s\n", id, err.message);
+        assert_int_equal(rc, MAB_OK);
+        many_pulls[x][b][c.arm_index]++;
+        if ((r >> 40) % 3 == 0) {
+            reward_at(e, id, c.arm_id, 1.0, t);
+            many_rewards[x][b][c.arm_index]++;
+        }
+        if ((r >> 48) % 2500 == 0) /* a flush every ~2,500 operations */
+            flush_ok(e);
+    }
+    close_ok(e);
+
+    e = open_ok();
+    uint64_t made = 0, found = 0;
+    for (int x = 0; x < MANY; x++) {
+        char id[16];
+        snprintf(id, sizeof id, "m%d", x);
+        uint64_t seen[3][3][2];
+        memset(seen, 0, sizeof seen);
+        int rc = mab_history(e, id, INT64_MIN, many_collect, seen, &err);
+        if (rc)
+            print_error("mab_history %s: %s\n", id, err.message);
+        assert_int_equal(rc, MAB_OK);
+        for (int b = 0; b < 3; b++)
+            for (int a = 0; a < 3; a++) {
+                if (seen[b][a][0] != many_pulls[x][b][a] ||
+                    seen[b][a][1] != many_rewards[x][b][a])
+                    print_error("%s bucket %d arm %d: %llu pulls %llu rewards stored, %u and "
+                                "%u made\n",
+                                id, 12000 + 60 * b, a, (unsigned long long)seen[b][a][0],
+                                (unsigned long long)seen[b][a][1], many_pulls[x][b][a],
+                                many_rewards[x][b][a]);
+                assert_int_equal(seen[b][a][0], many_pulls[x][b][a]);
+                assert_int_equal(seen[b][a][1], many_rewards[x][b][a]);
+                made += many_pulls[x][b][a];
+                found += seen[b][a][0];
+            }
+        mab_arm_stats st[3];
+        st[0].struct_size = sizeof st[0];
+        size_t n = 0;
+        assert_int_equal(mab_stats(e, id, st, 3, &n, &err), MAB_OK);
+        for (int a = 0; a < 3; a++)
+            assert_int_equal(st[a].pulls,
+                             many_pulls[x][0][a] + many_pulls[x][1][a] + many_pulls[x][2][a]);
+    }
+    assert_int_equal(made, MANY_OPS);
+    assert_int_equal(found, MANY_OPS);
+    assert_int_equal(mab_dropped_deltas(e, NULL), 0);
+    close_ok(e);
+}
+
 static void test_config_errors(void **unused)
 {
     (void)unused;
@@ -649,6 +770,7 @@ int main(void)
 #ifdef MAB_TEST_LMDB
         cmocka_unit_test_setup_teardown(test_restart_keeps_history_lmdb, setup, teardown),
 #endif
+        cmocka_unit_test_setup_teardown(test_many_experiments_each_pull_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
