@@ -42,6 +42,7 @@ typedef struct mabd {
     _Atomic uint64_t storage_errors_before; /* of engines closed by reloads */
     _Atomic uint64_t reloads_ok, reloads_failed;
     _Atomic uint64_t slow_clients_closed; /* connections past request_timeout_s */
+    struct mabd_metrics_cache *metrics_cache; /* metrics.c: the kept reports */
 
     /* Set by mabd_server_start(). */
     unsigned port;     /* the bound port */
@@ -113,6 +114,7 @@ uint64_t mabd_storage_errors(mabd *d);
 /* metrics.c */
 void mabd_latency_record(mabd *d, uint64_t ns);
 void mabd_metrics_write(mabd *d, strbuf *out); /* caller holds d->lock for reading */
+void mabd_metrics_free(mabd *d);                /* at exit: the kept reports */
 
 /* dashboard.c: the admin page's data as JSON (caller holds d->lock; NULL
    when out of memory; free with cJSON_Delete). */

@@ -151,6 +151,8 @@ static void apply_settings(mabd *d, mabd_settings *fresh)
     cur->static_dir = fresh->static_dir;
     cur->series_interval_s = fresh->series_interval_s;
     cur->series_max_bytes = fresh->series_max_bytes;
+    cur->metrics_report_interval_s = fresh->metrics_report_interval_s;
+    cur->metrics_reports_per_scrape = fresh->metrics_reports_per_scrape;
     series_set_max_bytes(d->series, cur->series_max_bytes);
     cur->server_names = fresh->server_names;
     cur->n_server_names = fresh->n_server_names;
@@ -471,6 +473,7 @@ int main(int argc, char **argv)
     mab_adapter_close(d.adapter);
     mabd_access_log_close(&d);
     series_free(d.series);
+    mabd_metrics_free(&d);
     mabd_settings_free(&d.settings);
     free(previous_text);
     mabd_threads_free(&d.threads);
