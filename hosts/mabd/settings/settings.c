@@ -304,7 +304,7 @@ int mabd_settings_load(const mab_engine *engine, mabd_settings *s, char *msg, si
     s->series_interval_s = 60;
     s->series_keep = 1440;
     s->series_max_bytes = (size_t)64 << 20;
-    s->metrics_report_interval_s = 60;
+    s->metrics_report_interval_s = 0;
     s->metrics_reports_per_scrape = 1000;
     s->request_timeout_s = 10;
     s->max_connections_per_ip = 64;
