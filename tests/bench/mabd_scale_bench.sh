@@ -3,15 +3,19 @@
 # (EXPERIMENTS="1000 10000 100000") of 3 arms, LMDB storage, the default
 # series settings. Per size, a real mabd on a loopback port (stopped by its
 # pid): start-up (to the "listening on" line), the same with
-# mabd.series.max_bytes 0 (no series), then one GET each of /metrics,
-# /v1/dashboard (its default page) and /v1/report/exp000000 (time and bytes
-# as curl reports them), and mabd's VmRSS and VmHWM after them. Before the
+# mabd.series.max_bytes 0 (no series), then two GETs of /metrics (the first
+# after the start, and one more with nothing changed in between), one each
+# of /v1/dashboard (its default page) and /v1/report/exp000000 (time and
+# bytes as curl reports them), and mabd's VmRSS and VmHWM after them. Before the
 # reads, 200 visitors get an arm and 40 a reward on exp000000 (so a bucket and
 # the report have something). With BASELINE=DIR the same rows for another
 # build (e.g. one from before a change), run interleaved with this one's.
 # LABEL names this build in the first column (default "now").
 # A request that takes longer than MAX_TIME seconds (default 600) is shown
-# as "> MAX_TIME s". Prints a markdown table. Not part of the test suite.
+# as "> MAX_TIME s"; READS=0 measures the start-ups only. A start-up is the
+# wall time and mabd's CPU time (utime + stime, /proc/PID/stat) when the
+# "listening on" line appears: the CPU figure holds on a loaded machine.
+# Prints a markdown table. Not part of the test suite.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
@@ -54,8 +58,11 @@ start() { # start BUILD: sets pid, port and startup (seconds to "listening on")
         sleep 0.05
     done
     t1=$(date +%s.%N)
+    local ticks
+    ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
     port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3)
-    startup=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f s", b - a }')
+    startup=$(awk -v a="$t0" -v b="$t1" -v c="$ticks" -v hz="$(getconf CLK_TCK)" \
+                  'BEGIN { printf "%.1f s (CPU %.1f s)", b - a, c / hz }')
 }
 
 stop() {
@@ -96,18 +103,24 @@ row() { # row N BUILD LABEL
     config "$n" "$b/plugins" default
     start "$b"
     full=$startup
+    if [[ ${READS:-1} == 0 ]]; then
+        stop
+        echo "| $label | $n | $full | $bare | | | | | | |"
+        return
+    fi
     traffic
     metrics=$(get /metrics)
+    again=$(get /metrics)
     dash=$(get /v1/dashboard)
     report=$(get /v1/report/exp000000)
     rss=$(awk '/^VmRSS/ {printf "%.0f MiB", $2 / 1024}' "/proc/$pid/status")
     hwm=$(awk '/^VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$pid/status")
     stop
-    echo "| $label | $n | $full | $bare | $metrics | $dash | $report | $rss | $hwm |"
+    echo "| $label | $n | $full | $bare | $metrics | $again | $dash | $report | $rss | $hwm |"
 }
 
-echo "| build | experiments | start-up | start-up, no series | /metrics | /v1/dashboard | /v1/report/EXP | VmRSS | VmHWM |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| build | experiments | start-up | start-up, no series | /metrics | /metrics again | /v1/dashboard | /v1/report/EXP | VmRSS | VmHWM |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in $sizes; do
     row "$n" "$build" "${LABEL:-now}"
     [[ -n ${BASELINE:-} ]] && row "$n" "$(cd "$BASELINE" && pwd)" before
