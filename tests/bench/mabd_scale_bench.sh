@@ -14,7 +14,9 @@
 # A request that takes longer than MAX_TIME seconds (default 600) is shown
 # as "> MAX_TIME s"; READS=0 measures the start-ups only. A start-up is the
 # wall time and mabd's CPU time (utime + stime, /proc/PID/stat) when the
-# "listening on" line appears: the CPU figure holds on a loaded machine.
+# "listening on" line appears; a request's, its time as curl reports it and
+# mabd's CPU time from before to after it (the CPU figures hold on a loaded
+# machine; 1/CLK_TCK resolution, and mabd's own background ticks included).
 # Prints a markdown table. Not part of the test suite.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,12 +73,17 @@ stop() {
     pid=""
 }
 
-get() { # get PATH: "TIME s, BYTES"
-    local out
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+
+get() { # get PATH: "TIME s (CPU C s), BYTES"; C: mabd's CPU time over the request
+    local out before after
+    before=$(cpu_ticks)
     if out=$(curl -s -o /dev/null --max-time "$max_time" -w '%{http_code} %{time_total} %{size_download}' \
                   "http://127.0.0.1:$port$1"); then
-        awk -v o="$out" 'BEGIN { split(o, f, " ");
-            printf "%s%.3f s, %.0f kB", (f[1] == 200 ? "" : f[1] " "), f[2], f[3] / 1e3 }'
+        after=$(cpu_ticks)
+        awk -v o="$out" -v c=$((after - before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { split(o, f, " ");
+            printf "%s%.3f s (CPU %.2f s), %.0f kB", (f[1] == 200 ? "" : f[1] " "), f[2], c / hz,
+                   f[3] / 1e3 }'
     else
         printf '> %s s' "$max_time"
     fi
