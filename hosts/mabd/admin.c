@@ -37,6 +37,13 @@ void mabd_admin_poll(mabd *d)
         poll_at(d, i);
 }
 
+void mabd_admin_poll_range(mabd *d, size_t first, size_t count)
+{
+    size_t n = mab_experiment_count(d->engine);
+    for (size_t i = first; i < n && i - first < count; i++)
+        poll_at(d, i);
+}
+
 void mabd_admin_poll_some(mabd *d, size_t max)
 {
     /* Where the previous call stopped: a config of a million experiments

@@ -209,90 +209,239 @@ static int buckets_json(mabd *d, const mab_experiment_info *info, int64_t now, c
     return ok;
 }
 
+/* ---- one experiment's time series: its stored past and this process's
+   samples ----------------------------------------------------------------
+
+   The series (series.c) holds what this process sampled. The past, before
+   its oldest sample, comes from the store's time buckets, read when the
+   experiment is shown (a dashboard page), never at start-up: one point at
+   the end of each bucket, each arm's cumulative counters then = its totals
+   now minus the buckets after (past points are a bucket apart, live ones
+   follow every interval_s). Nothing of it is kept: the cost is that of the
+   page, whatever the number of experiments. */
+
+#define ABSENT UINT64_MAX /* a point's arm that its sample does not hold */
+
+typedef struct track {
+    mab_experiment_info info;
+    mab_arm_stats *arms; /* totals now, config order (NULL: no stats) */
+    size_t n, cap;       /* points */
+    int64_t *t;
+    series_value *v; /* n * info.n_arms; pulls ABSENT: not in that sample */
+    int failed;
+} track;
+
+static series_value *track_push(track *tr, int64_t t)
+{
+    size_t k = tr->info.n_arms ? tr->info.n_arms : 1;
+    if (tr->n == tr->cap) {
+        size_t cap = tr->cap ? 2 * tr->cap : 16;
+        int64_t *ts = realloc(tr->t, cap * sizeof *ts);
+        if (ts)
+            tr->t = ts;
+        series_value *vs = ts ? realloc(tr->v, cap * k * sizeof *vs) : NULL;
+        if (!vs) {
+            tr->failed = 1;
+            return NULL;
+        }
+        tr->v = vs;
+        tr->cap = cap;
+    }
+    tr->t[tr->n] = t;
+    series_value *row = &tr->v[tr->n++ * k];
+    for (size_t a = 0; a < k; a++)
+        row[a] = (series_value){ABSENT, 0.0};
+    return row;
+}
+
+/* series_visit: a sample's points of one experiment of the page. */
+static void visit_sample(void *ctx, size_t which, int64_t t, const char *const *ids,
+                         const series_value *values, size_t k)
+{
+    track *tr = &((track *)ctx)[which];
+    if (!tr->arms)
+        return;
+    series_value *row = track_push(tr, t);
+    for (size_t j = 0; row && j < k; j++)
+        for (size_t a = 0; a < tr->info.n_arms; a++)
+            if (strcmp(tr->arms[a].arm_id, ids[2 * j + 1]) == 0) {
+                row[a] = values[j];
+                break;
+            }
+}
+
 static int newest_first(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x < y) - (x > y);
 }
 
-/*
- * Seed an empty time series from the stored buckets, so that the charts
- * show the past after a restart: one sample at the end of each bucket, each
- * arm's cumulative counters then = its totals now minus the buckets after.
- * (Past samples are a bucket apart; live ones follow every interval_s.)
- */
-static void series_seed(mabd *d, int64_t now)
+/* Put the stored past (bucket ends since `since`, before `before`: the
+   oldest sample) in front of the track's points. */
+static void track_past(mabd *d, track *tr, int64_t since, int64_t before, int64_t now)
 {
+    size_t k = tr->info.n_arms;
+    bucket_rows rows;
+    if (!tr->arms || !k || !read_buckets(d, tr->info.id, since, &rows) || !rows.n)
+        return;
     int64_t width = mab_bucket_seconds(d->engine);
-    int64_t since = now - (int64_t)d->settings.series_keep * d->settings.series_interval_s;
-    size_t n = mab_experiment_count(d->engine), total = 0;
-    for (size_t i = 0; i < n; i++) {
-        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
-        if (mab_experiment_at(d->engine, i, &info, NULL) == MAB_OK)
-            total += info.n_arms;
-    }
-    bucket_rows *rows = calloc(n ? n : 1, sizeof *rows);
-    series_point *cumulative = calloc(total ? total : 1, sizeof *cumulative);
-    size_t *first = calloc(n ? n : 1, sizeof *first); /* of each experiment's arms */
-    int64_t *starts = NULL;
-    size_t n_starts = 0;
-    int ok = rows && cumulative && first;
-    for (size_t i = 0, k = 0; ok && i < n; i++) {
-        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
-        if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
-            continue;
-        mab_arm_stats *arms = experiment_stats(d, &info);
-        first[i] = k;
-        for (size_t a = 0; a < info.n_arms; a++, k++)
-            cumulative[k] = (series_point){info.id, arms ? arms[a].arm_id : "",
-                                           arms ? arms[a].pulls : 0,
-                                           arms ? arms[a].reward_sum : 0.0};
-        free(arms);
-        read_buckets(d, info.id, since, &rows[i]);
-        int64_t *grown = realloc(starts, (n_starts + rows[i].n + 1) * sizeof *starts);
-        ok = grown != NULL;
-        starts = grown;
-        for (size_t r = 0; ok && r < rows[i].n; r++)
-            starts[n_starts++] = rows[i].rows[r].b.start;
-    }
-    /* Distinct starts, newest first: walk back from the totals. */
-    if (ok && n_starts)
-        qsort(starts, n_starts, sizeof *starts, newest_first);
+    int64_t *starts = malloc(rows.n * sizeof *starts);
+    series_value *cumulative = calloc(k, sizeof *cumulative);
+    track past = {.info = tr->info, .arms = tr->arms};
     size_t distinct = 0;
-    for (size_t a = 0; ok && a < n_starts; a++)
-        if (distinct == 0 || starts[distinct - 1] != starts[a])
-            starts[distinct++] = starts[a];
-    series_point *samples = ok && distinct ? calloc(distinct * total, sizeof *samples) : NULL;
-    ok = ok && (samples || !distinct);
-    for (size_t s = 0; ok && s < distinct; s++) {
-        /* The sample at the end of bucket starts[s]: what came after it is
-           taken off (buckets newer than it were walked already). */
-        memcpy(&samples[s * total], cumulative, total * sizeof *cumulative);
-        for (size_t i = 0; i < n; i++)
-            for (size_t r = 0; r < rows[i].n; r++)
-                if (rows[i].rows[r].b.start == starts[s]) {
-                    series_point *c = &cumulative[first[i] + rows[i].rows[r].arm];
-                    c->pulls -= rows[i].rows[r].b.pulls <= c->pulls ? rows[i].rows[r].b.pulls
-                                                                   : c->pulls;
-                    c->reward_sum -= rows[i].rows[r].b.reward_sum;
-                }
+    if (starts && cumulative) {
+        for (size_t r = 0; r < rows.n; r++)
+            starts[r] = rows.rows[r].b.start;
+        qsort(starts, rows.n, sizeof *starts, newest_first);
+        for (size_t r = 0; r < rows.n; r++)
+            if (distinct == 0 || starts[distinct - 1] != starts[r])
+                starts[distinct++] = starts[r];
+        for (size_t a = 0; a < k; a++)
+            cumulative[a] = (series_value){tr->arms[a].pulls, tr->arms[a].reward_sum};
     }
-    for (size_t s = distinct; ok && s-- > 0;) {
+    /* Newest first: the point at the end of bucket starts[s] is what the
+       buckets after it leave; then take that bucket off. Rows are oldest
+       first, so walk them backwards alongside. */
+    size_t r = rows.n;
+    for (size_t s = 0; starts && cumulative && s < distinct; s++) {
         int64_t t = starts[s] + width < now ? starts[s] + width : now;
-        series_add(d->series, t, &samples[s * total], total);
+        if (t < before) {
+            series_value *row = track_push(&past, t);
+            if (!row)
+                break;
+            memcpy(row, cumulative, k * sizeof *row);
+        }
+        while (r > 0 && rows.rows[r - 1].b.start == starts[s]) {
+            const bucket_row *b = &rows.rows[--r];
+            if (b->arm >= k)
+                continue;
+            series_value *c = &cumulative[b->arm];
+            c->pulls -= b->b.pulls <= c->pulls ? b->b.pulls : c->pulls;
+            c->reward_sum -= b->b.reward_sum;
+        }
     }
-    free(samples);
-    for (size_t i = 0; rows && i < n; i++)
-        free(rows[i].rows);
-    free(rows);
-    free(cumulative);
-    free(first);
+    /* past holds newest first: reverse it in front of the live points. */
+    if (!past.failed && past.n) {
+        track all = {.info = tr->info, .arms = tr->arms};
+        for (size_t p = past.n; p-- > 0 && !all.failed;) {
+            series_value *row = track_push(&all, past.t[p]);
+            if (row)
+                memcpy(row, &past.v[p * k], k * sizeof *row);
+        }
+        for (size_t p = 0; p < tr->n && !all.failed; p++) {
+            series_value *row = track_push(&all, tr->t[p]);
+            if (row)
+                memcpy(row, &tr->v[p * k], k * sizeof *row);
+        }
+        if (!all.failed) {
+            free(tr->t);
+            free(tr->v);
+            tr->t = all.t;
+            tr->v = all.v;
+            tr->n = all.n;
+            tr->cap = all.cap;
+        } else {
+            free(all.t);
+            free(all.v);
+        }
+    }
+    free(past.t);
+    free(past.v);
     free(starts);
+    free(cumulative);
+    free(rows.rows);
 }
 
-static int experiment_json(mabd *d, const mab_experiment_info *info, int64_t now, cJSON *list)
+/* Pulls of arm a in the track's oldest point at or after t_from: 1 and
+   *pulls (0 when that sample lacks the arm), *t_sample; 0 without one. */
+static int track_baseline(const track *tr, int64_t t_from, size_t a, uint64_t *pulls,
+                          int64_t *t_sample)
 {
-    mab_arm_stats *arms = experiment_stats(d, info);
+    for (size_t p = 0; p < tr->n; p++)
+        if (tr->t[p] >= t_from) {
+            uint64_t v = tr->v[p * tr->info.n_arms + a].pulls;
+            *pulls = v == ABSENT ? 0 : v;
+            *t_sample = tr->t[p];
+            return 1;
+        }
+    return 0;
+}
+
+/* A point of the page's series: track `which`, its point p. */
+typedef struct page_point {
+    int64_t t;
+    size_t which, p;
+} page_point;
+
+static int by_time(const void *a, const void *b)
+{
+    const page_point *x = a, *y = b;
+    if (x->t != y->t)
+        return (x->t > y->t) - (x->t < y->t);
+    return (x->which > y->which) - (x->which < y->which);
+}
+
+/* The page's series, oldest first, in the form the page reads:
+   [{"t":T,"e":{EXP:{ARM:[PULLS,REWARD_SUM],...},...}},...]; an experiment
+   is in a sample's "e" only when the sample holds it. NULL: out of memory. */
+static cJSON *page_series_json(const track *tracks, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += tracks[i].n;
+    page_point *pts = calloc(total ? total : 1, sizeof *pts);
+    cJSON *list = pts ? cJSON_CreateArray() : NULL;
+    int ok = list != NULL;
+    size_t m = 0;
+    for (size_t i = 0; ok && i < n; i++)
+        for (size_t p = 0; p < tracks[i].n; p++)
+            pts[m++] = (page_point){tracks[i].t[p], i, p};
+    if (ok && m)
+        qsort(pts, m, sizeof *pts, by_time);
+    cJSON *by_exp = NULL;
+    for (size_t q = 0; ok && q < m; q++) {
+        const track *tr = &tracks[pts[q].which];
+        if (q == 0 || pts[q].t != pts[q - 1].t) {
+            cJSON *point = cJSON_CreateObject();
+            ok = cJSON_AddItemToArray(list, point);
+            if (!ok)
+                cJSON_Delete(point);
+            by_exp = ok && add_number(point, "t", (double)pts[q].t)
+                         ? cJSON_AddObjectToObject(point, "e")
+                         : NULL;
+            ok = by_exp != NULL;
+        }
+        cJSON *exp = ok ? cJSON_AddObjectToObject(by_exp, tr->info.id) : NULL;
+        ok = exp != NULL;
+        const series_value *row = &tr->v[pts[q].p * tr->info.n_arms];
+        for (size_t a = 0; ok && a < tr->info.n_arms; a++) {
+            if (row[a].pulls == ABSENT)
+                continue;
+            cJSON *pair = cJSON_AddArrayToObject(exp, tr->arms[a].arm_id);
+            cJSON *pulls = cJSON_CreateNumber((double)row[a].pulls);
+            cJSON *sum = cJSON_CreateNumber(row[a].reward_sum);
+            ok = pair && pulls && sum;
+            if (ok) {
+                cJSON_AddItemToArray(pair, pulls);
+                cJSON_AddItemToArray(pair, sum);
+            } else {
+                cJSON_Delete(pulls);
+                cJSON_Delete(sum);
+            }
+        }
+    }
+    free(pts);
+    if (!ok) {
+        cJSON_Delete(list);
+        return NULL;
+    }
+    return list;
+}
+
+static int experiment_json(mabd *d, const track *tr, int64_t now, cJSON *list)
+{
+    const mab_experiment_info *info = &tr->info;
+    const mab_arm_stats *arms = tr->arms;
     if (!arms)
         return 1;
     double span = info->reward_max - info->reward_min;
@@ -304,8 +453,7 @@ static int experiment_json(mabd *d, const mab_experiment_info *info, int64_t now
         total += arms[a].pulls;
         uint64_t base = 0;
         int64_t t_sample = now;
-        if (have_window && series_baseline(d->series, now - SHARE_WINDOW_S, info->id,
-                                           arms[a].arm_id, &base, &t_sample)) {
+        if (have_window && track_baseline(tr, now - SHARE_WINDOW_S, a, &base, &t_sample)) {
             window[a] = arms[a].pulls >= base ? arms[a].pulls - base : arms[a].pulls;
             window_total += window[a];
             if (t_sample < since)
@@ -374,7 +522,6 @@ static int experiment_json(mabd *d, const mab_experiment_info *info, int64_t now
     }
     ok = ok && buckets_json(d, info, now, exp);
     free(window);
-    free(arms);
     return ok;
 }
 
@@ -386,9 +533,12 @@ static int series_usage_json(mabd *d, cJSON *doc)
            add_number(doc, "series_refused", (double)series_refused(d->series));
 }
 
-cJSON *mabd_dashboard_json(mabd *d)
+cJSON *mabd_dashboard_json(mabd *d, size_t offset, size_t limit)
 {
     int64_t now = (int64_t)time(NULL);
+    size_t n = mab_experiment_count(d->engine);
+    size_t first = offset < n ? offset : n;
+    size_t count = n - first < limit ? n - first : limit;
     cJSON *doc = cJSON_CreateObject();
     cJSON *list = NULL;
     int ok = doc && add_number(doc, "now", (double)now) &&
@@ -396,21 +546,45 @@ cJSON *mabd_dashboard_json(mabd *d)
              add_number(doc, "share_window_s", SHARE_WINDOW_S) &&
              add_number(doc, "bucket_seconds", (double)mab_bucket_seconds(d->engine)) &&
              cJSON_AddStringToObject(doc, "storage", mab_storage_name(d->engine)) &&
+             add_number(doc, "total", (double)n) && add_number(doc, "offset", (double)offset) &&
+             add_number(doc, "limit", (double)limit) &&
              (list = cJSON_AddArrayToObject(doc, "experiments")) != NULL;
-    size_t n = mab_experiment_count(d->engine);
-    for (size_t i = 0; ok && i < n; i++) {
-        mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
-        if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
+    /* The page's experiments, their totals and their series. */
+    track *tracks = calloc(count ? count : 1, sizeof *tracks);
+    const char **ids = calloc(count ? count : 1, sizeof *ids);
+    ok = ok && tracks && ids;
+    for (size_t k = 0; ok && k < count; k++) {
+        tracks[k].info = (mab_experiment_info)MAB_STRUCT_INIT(mab_experiment_info);
+        if (mab_experiment_at(d->engine, first + k, &tracks[k].info, NULL) != MAB_OK) {
+            ids[k] = "";
             continue;
-        ok = experiment_json(d, &info, now, list);
+        }
+        ids[k] = tracks[k].info.id;
+        tracks[k].arms = experiment_stats(d, &tracks[k].info);
     }
-    cJSON *points = ok ? series_json(d->series) : NULL;
+    int64_t oldest = INT64_MAX;
+    if (ok && d->settings.series_max_bytes > 0) {
+        ok = series_visit(d->series, ids, count, visit_sample, tracks, &oldest) == 0;
+        int64_t since = now - (int64_t)d->settings.series_keep * d->settings.series_interval_s;
+        for (size_t k = 0; ok && k < count; k++)
+            track_past(d, &tracks[k], since, oldest, now);
+    }
+    for (size_t k = 0; ok && k < count; k++)
+        ok = !tracks[k].failed && experiment_json(d, &tracks[k], now, list);
+    cJSON *points = ok ? page_series_json(tracks, count) : NULL;
+    for (size_t k = 0; tracks && k < count; k++) {
+        free(tracks[k].arms);
+        free(tracks[k].t);
+        free(tracks[k].v);
+    }
+    free(tracks);
+    free(ids);
     if (!points || !cJSON_AddItemToObject(doc, "series", points) || !series_usage_json(d, doc)) {
         cJSON_Delete(points);
         cJSON_Delete(doc);
         return NULL;
     }
-    mabd_admin_poll(d); /* admin actions (admin.c), also those read at a refresh */
+    mabd_admin_poll_range(d, first, count); /* admin actions (admin.c), also those read at a refresh */
     cJSON *events = series_events_json(d->series);
     if (!events || !cJSON_AddItemToObject(doc, "events", events)) {
         cJSON_Delete(events);
@@ -424,8 +598,6 @@ void mabd_series_sample(mabd *d)
 {
     if (d->settings.series_max_bytes == 0)
         return; /* series.max_bytes 0: no series */
-    if (series_count(d->series) == 0)
-        series_seed(d, (int64_t)time(NULL));
     mabd_admin_poll(d);
     size_t n = mab_experiment_count(d->engine), total = 0;
     for (size_t i = 0; i < n; i++) {

@@ -42,6 +42,7 @@ typedef struct mabd {
     _Atomic uint64_t storage_errors_before; /* of engines closed by reloads */
     _Atomic uint64_t reloads_ok, reloads_failed;
     _Atomic uint64_t slow_clients_closed; /* connections past request_timeout_s */
+    struct mabd_metrics_cache *metrics_cache; /* metrics.c: the kept reports */
 
     /* Set by mabd_server_start(). */
     unsigned port;     /* the bound port */
@@ -113,10 +114,14 @@ uint64_t mabd_storage_errors(mabd *d);
 /* metrics.c */
 void mabd_latency_record(mabd *d, uint64_t ns);
 void mabd_metrics_write(mabd *d, strbuf *out); /* caller holds d->lock for reading */
+void mabd_metrics_free(mabd *d);                /* at exit: the kept reports */
 
-/* dashboard.c: the admin page's data as JSON (caller holds d->lock; NULL
-   when out of memory; free with cJSON_Delete). */
-cJSON *mabd_dashboard_json(mabd *d);
+/* dashboard.c: the admin page's data as JSON for the experiments offset ..
+   offset + limit - 1 in config order (a page; docs/hosts.md, "Dashboard"):
+   caller holds d->lock; NULL when out of memory; free with cJSON_Delete. */
+#define MABD_DASHBOARD_LIMIT 50      /* the default page */
+#define MABD_DASHBOARD_LIMIT_MAX 1000 /* the largest page asked for */
+cJSON *mabd_dashboard_json(mabd *d, size_t offset, size_t limit);
 /* The stats JSON of `mab stats --json` (the same rules). */
 cJSON *mabd_stats_json(mabd *d);
 /* The core's report of one experiment (mab_report_json()), parsed: NULL
@@ -129,6 +134,9 @@ void mabd_series_sample(mabd *d);
    mabd's or another's, read at a refresh) as a dashboard event, once
    (caller holds d->lock). */
 void mabd_admin_poll(mabd *d);
+/* admin.c: the same for the experiments first .. first + count - 1 (a
+   dashboard page). */
+void mabd_admin_poll_range(mabd *d, size_t first, size_t count);
 /* admin.c: the same for `max` experiments, from where the previous call
    stopped (the main loop's tick, bounded whatever the config's size). */
 void mabd_admin_poll_some(mabd *d, size_t max);

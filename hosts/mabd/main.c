@@ -46,7 +46,8 @@ static const char usage[] =
     "  GET  /healthz\n"
     "  admin (bearer token of mabd.admin_token_file when set; without one, open\n"
     "  only when listening on loopback; Host must be mabd's or in mabd.server_names):\n"
-    "  GET  /                           dashboard\n"
+    "  GET  /[?offset=N&limit=M]        dashboard: M experiments (50, at most 1000) from\n"
+    "                                   the N-th; its data: /v1/dashboard (same query)\n"
     "  GET  /v1/stats, /metrics         JSON as `mab stats --json`; Prometheus text\n"
     "  GET  /v1/report/EXP              who is winning: EXP's object of `mab report --json`\n"
     "  POST /v1/reset/EXP               zero an experiment's counters (needs Content-Type:\n"
@@ -151,6 +152,8 @@ static void apply_settings(mabd *d, mabd_settings *fresh)
     cur->static_dir = fresh->static_dir;
     cur->series_interval_s = fresh->series_interval_s;
     cur->series_max_bytes = fresh->series_max_bytes;
+    cur->metrics_report_interval_s = fresh->metrics_report_interval_s;
+    cur->metrics_reports_per_scrape = fresh->metrics_reports_per_scrape;
     series_set_max_bytes(d->series, cur->series_max_bytes);
     cur->server_names = fresh->server_names;
     cur->n_server_names = fresh->n_server_names;
@@ -471,6 +474,7 @@ int main(int argc, char **argv)
     mab_adapter_close(d.adapter);
     mabd_access_log_close(&d);
     series_free(d.series);
+    mabd_metrics_free(&d);
     mabd_settings_free(&d.settings);
     free(previous_text);
     mabd_threads_free(&d.threads);

@@ -28,10 +28,7 @@ typedef struct layout {
     const char **ids; /* 2n: experiment, arm of each point; the text follows */
 } layout;
 
-typedef struct value {
-    uint64_t pulls;
-    double reward_sum;
-} value;
+typedef series_value value;
 
 typedef struct sample {
     int64_t t;
@@ -252,67 +249,60 @@ void series_set_max_bytes(series *s, size_t max_bytes)
     pthread_mutex_unlock(&s->mu);
 }
 
-int series_baseline(series *s, int64_t t_from, const char *experiment, const char *arm,
-                    uint64_t *pulls, int64_t *t_sample)
+/* The experiments of a page, sorted by id for bsearch. */
+typedef struct wanted {
+    const char *id;
+    size_t which;
+} wanted;
+
+static int wanted_cmp(const void *a, const void *b)
 {
-    int found = 0;
-    pthread_mutex_lock(&s->mu);
-    for (size_t k = 0; k < s->count && !found; k++) {
-        const sample *sm = &s->ring[(s->head + k) % s->cap];
-        if (sm->t < t_from)
-            continue;
-        found = 1;
-        *pulls = 0;
-        *t_sample = sm->t;
-        for (size_t i = 0; i < sm->ids->n; i++)
-            if (strcmp(sm->ids->ids[2 * i], experiment) == 0 &&
-                strcmp(sm->ids->ids[2 * i + 1], arm) == 0)
-                *pulls = sm->values[i].pulls;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return found;
+    return strcmp(((const wanted *)a)->id, ((const wanted *)b)->id);
 }
 
-cJSON *series_json(series *s)
+int series_visit(series *s, const char *const *experiments, size_t n, series_visit_fn fn,
+                 void *ctx, int64_t *oldest)
 {
-    cJSON *list = cJSON_CreateArray();
-    int ok = list != NULL;
+    wanted *want = calloc(n ? n : 1, sizeof *want);
+    size_t *first = calloc(n ? n : 1, sizeof *first), *count = calloc(n ? n : 1, sizeof *count);
+    int rc = want && first && count ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        want[i] = (wanted){experiments[i], i};
+    if (rc == 0 && n)
+        qsort(want, n, sizeof *want, wanted_cmp);
     pthread_mutex_lock(&s->mu);
-    for (size_t k = 0; ok && k < s->count; k++) {
+    *oldest = s->count ? s->ring[s->head].t : INT64_MAX;
+    const layout *mapped = NULL;
+    for (size_t k = 0; rc == 0 && n && k < s->count; k++) {
         const sample *sm = &s->ring[(s->head + k) % s->cap];
-        const char **ids = sm->ids->ids;
-        cJSON *point = cJSON_CreateObject();
-        ok = cJSON_AddItemToArray(list, point);
-        if (!ok)
-            cJSON_Delete(point);
-        cJSON *by_exp = ok && cJSON_AddNumberToObject(point, "t", (double)sm->t)
-                            ? cJSON_AddObjectToObject(point, "e")
-                            : NULL;
-        ok = by_exp != NULL;
-        cJSON *exp = NULL;
-        for (size_t i = 0; ok && i < sm->ids->n; i++) {
-            /* Points of one experiment are adjacent (sampled in config order). */
-            if (i == 0 || strcmp(ids[2 * (i - 1)], ids[2 * i]) != 0)
-                exp = cJSON_AddObjectToObject(by_exp, ids[2 * i]);
-            cJSON *pair = exp ? cJSON_AddArrayToObject(exp, ids[2 * i + 1]) : NULL;
-            cJSON *pulls = cJSON_CreateNumber((double)sm->values[i].pulls);
-            cJSON *sum = cJSON_CreateNumber(sm->values[i].reward_sum);
-            ok = pair && pulls && sum;
-            if (ok) {
-                cJSON_AddItemToArray(pair, pulls);
-                cJSON_AddItemToArray(pair, sum);
-            } else {
-                cJSON_Delete(pulls);
-                cJSON_Delete(sum);
+        if (sm->ids != mapped) {
+            /* Where each wanted experiment's points are in this layout
+               (adjacent: sampled in config order). */
+            memset(count, 0, n * sizeof *count);
+            const layout *l = sm->ids;
+            for (size_t i = 0; i < l->n;) {
+                size_t j = i + 1;
+                while (j < l->n && strcmp(l->ids[2 * j], l->ids[2 * i]) == 0)
+                    j++;
+                wanted key = {l->ids[2 * i], 0};
+                const wanted *w = bsearch(&key, want, n, sizeof *want, wanted_cmp);
+                if (w) {
+                    first[w->which] = i;
+                    count[w->which] = j - i;
+                }
+                i = j;
             }
+            mapped = l;
         }
+        for (size_t w = 0; w < n; w++)
+            if (count[w])
+                fn(ctx, w, sm->t, sm->ids->ids + 2 * first[w], sm->values + first[w], count[w]);
     }
     pthread_mutex_unlock(&s->mu);
-    if (!ok) {
-        cJSON_Delete(list);
-        return NULL;
-    }
-    return list;
+    free(want);
+    free(first);
+    free(count);
+    return rc;
 }
 
 int series_event_add(series *s, const series_event *ev)

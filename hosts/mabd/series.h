@@ -3,9 +3,11 @@
  * arm's cumulative pulls and reward sum; a bounded ring keeps the last
  * `keep` samples (24 hours of minutes by default) within `max_bytes` of
  * memory (64 MiB by default; oldest samples dropped first, series.c says
- * what is counted; 0 keeps no samples). The samples are in
- * memory; at start-up dashboard.c seeds the series from the store's time
- * buckets (mab_history), one sample per bucket, so a restart keeps the past.
+ * what is counted; 0 keeps no samples). The samples are in memory and
+ * begin when this process did; the past before them is not held here:
+ * dashboard.c reads it from the store's time buckets (mab_history) for the
+ * experiments a dashboard page shows, so a restart keeps the past and
+ * costs nothing at start-up.
  * Beside the samples, the admin actions seen (pause, resume, conclude,
  * clear), each with its time, drawn as marks on the charts.
  */
@@ -42,15 +44,23 @@ void series_set_max_bytes(series *s, size_t max_bytes);
    is dropped, the series unchanged); -1 when out of memory (the sample is
    dropped). Thread-safe. */
 int series_add(series *s, int64_t t, const series_point *points, size_t n);
-/* Pulls of an arm in the oldest sample taken at or after t_from: 1 and
-   *pulls set, or 0 when there is no such sample. */
-int series_baseline(series *s, int64_t t_from, const char *experiment, const char *arm,
-                    uint64_t *pulls, int64_t *t_sample);
-/* The samples, oldest first, as a JSON array (caller frees with
-   cJSON_Delete; NULL when out of memory):
-   [{"t":T,"e":{EXP:{ARM:[PULLS,REWARD_SUM],...},...}},...] */
-cJSON *series_json(series *s);
-
+/* One sample's points of one experiment, for series_visit: ids holds 2k
+   pointers (experiment, arm of each point), values k pairs. */
+typedef struct series_value {
+    uint64_t pulls;
+    double reward_sum;
+} series_value;
+typedef void (*series_visit_fn)(void *ctx, size_t which, int64_t t, const char *const *ids,
+                                const series_value *values, size_t k);
+/* The samples' points of the n experiments `experiments` only (a dashboard
+   page): oldest sample first, fn called once per sample and experiment
+   that it holds (`which`: its index in `experiments`). The cost is the
+   samples of the page plus one pass over the ids of each distinct layout
+   (not over every sample's). *oldest: the oldest sample's time, INT64_MAX
+   without samples. fn must not call series functions (the lock is held).
+   Returns 0, -1 when out of memory (then fn may have been called for some). */
+int series_visit(series *s, const char *const *experiments, size_t n, series_visit_fn fn,
+                 void *ctx, int64_t *oldest);
 /* An admin action seen by this mabd (its own, or another's picked up at a
    refresh): the dashboard draws it as a mark on the series and lists it. */
 typedef struct series_event {

@@ -721,9 +721,43 @@ static enum MHD_Result route_dashboard(mabd *d, struct MHD_Connection *conn)
                    sizeof page_headers / sizeof page_headers[0]);
 }
 
+/* A page's ?offset= or ?limit=: digits only, within [lo, hi]; 1 and *out
+   set (def when absent), or 0. */
+static int page_param(struct MHD_Connection *conn, const char *name, size_t def, size_t lo,
+                      size_t hi, size_t *out)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!v) {
+        *out = def;
+        return 1;
+    }
+    size_t x = 0;
+    if (!*v || strlen(v) > 12)
+        return 0;
+    for (const char *c = v; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return 0;
+        x = 10 * x + (size_t)(*c - '0');
+    }
+    if (x < lo || x > hi)
+        return 0;
+    *out = x;
+    return 1;
+}
+
+/* GET /v1/dashboard?offset=N&limit=M: a page of experiments in config
+   order (docs/hosts.md, "Dashboard"). */
 static enum MHD_Result route_dashboard_json(mabd *d, struct MHD_Connection *conn)
 {
-    return respond_json(d, conn, 200, mabd_dashboard_json(d), NULL, 0);
+    size_t offset, limit;
+    if (!page_param(conn, "offset", 0, 0, 999999999999u, &offset))
+        return error_reply(d, conn, 400, "offset: expected a whole number of experiments to "
+                           "skip (0 or more, digits only)");
+    if (!page_param(conn, "limit", MABD_DASHBOARD_LIMIT, 1, MABD_DASHBOARD_LIMIT_MAX, &limit))
+        return error_reply(d, conn, 400, "limit: expected a whole number of experiments per "
+                           "page from 1 to %d (default %d)", MABD_DASHBOARD_LIMIT_MAX,
+                           MABD_DASHBOARD_LIMIT);
+    return respond_json(d, conn, 200, mabd_dashboard_json(d, offset, limit), NULL, 0);
 }
 
 static enum MHD_Result asset(mabd *d, struct MHD_Connection *conn, const unsigned char *bytes,

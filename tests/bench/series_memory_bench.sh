@@ -7,8 +7,8 @@
 # BASELINE=DIR also a build from before the byte cap (no max_bytes key).
 # Prints mabd's VmRSS and VmHWM (/proc/PID/status) after the run as a
 # markdown table: the series' memory is the difference to the max_bytes 0
-# row. (/metrics and /v1/dashboard are not read: at 10^5 experiments they
-# compute a report per experiment, minutes of work.) Not part of the test
+# row. (/metrics and /v1/dashboard are not read here:
+# tests/bench/mabd_scale_bench.sh measures them.) Not part of the test
 # suite: ~3 min, a few hundred MB of memory.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -167,7 +167,10 @@
   // Per-interval share of pulls and cumulative reward rate, from the
   // samples plus the current totals as the last point.
   function chartsFor(exp, samples, now, marks) {
-    const points = samples.map(s => ({t: s.t, arms: (s.e && s.e[exp.id]) || {}}));
+    // Only the samples that hold the experiment (a host may send the stored
+    // past of each experiment at its own bucket ends).
+    const points = samples.filter(s => s.e && s.e[exp.id])
+                          .map(s => ({t: s.t, arms: s.e[exp.id]}));
     const current = {};
     for (const a of exp.arms) current[a.id] = [a.pulls, a.reward_sum];
     if (!points.length || points[points.length - 1].t < now) points.push({t: now, arms: current});
@@ -350,13 +353,44 @@
     return section;
   }
 
+  // The page's own query with offset set: the host pages the experiments
+  // (v1/dashboard?offset=&limit=), the rest of the query (a token) is kept.
+  function pageHref(offset) {
+    const q = new URLSearchParams(window.location.search);
+    q.set("offset", String(offset));
+    return "?" + q.toString();
+  }
+
+  // Previous / next page links, when the host sends a page (total, offset,
+  // limit) that is not the whole list.
+  function pager(data) {
+    const nav = document.getElementById("pages");
+    if (!nav) return;
+    nav.replaceChildren();
+    const total = data.total, offset = data.offset, limit = data.limit;
+    if (![total, offset, limit].every(Number.isInteger) || (offset === 0 && total <= limit))
+      return;
+    const shown = data.experiments.length;
+    nav.appendChild(el("span", {class: "page-range"}, shown
+      ? `experiments ${offset + 1}–${offset + shown} of ${total}`
+      : `no experiments from ${offset + 1} (of ${total})`));
+    if (offset > 0)
+      nav.appendChild(el("a", {href: pageHref(Math.max(0, offset - limit)), rel: "prev",
+                               class: "page-prev"}, "‹ previous"));
+    if (offset + limit < total)
+      nav.appendChild(el("a", {href: pageHref(offset + limit), rel: "next", class: "page-next"},
+                         "next ›"));
+  }
+
   function render(data) {
     const main = document.getElementById("experiments");
     main.replaceChildren(...data.experiments.map(exp => experimentSection(exp, data)));
     const samples = (data.series || []).length;
+    const count = Number.isInteger(data.total) ? data.total : data.experiments.length;
     document.getElementById("summary").textContent =
-      `${data.experiments.length} experiments · storage ${data.storage} · ` +
+      `${count} experiments · storage ${data.storage} · ` +
       `${samples} samples every ${data.interval_s} s · updated ${new Date(data.now * 1000).toLocaleTimeString()}`;
+    pager(data);
   }
 
   function refresh() {

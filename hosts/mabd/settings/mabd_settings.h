@@ -35,6 +35,11 @@ typedef struct mabd_settings {
     unsigned series_interval_s;
     unsigned series_keep;
     size_t series_max_bytes; /* series.max_bytes: the series' memory; 0: no series */
+    /* /metrics' report gauges (docs/operating-mabd.md, "Metrics at scale"):
+       an experiment's report is recomputed when its counters changed, at
+       most every report_interval_s, and at most reports_per_scrape a scrape. */
+    unsigned metrics_report_interval_s;
+    unsigned metrics_reports_per_scrape;
     /* Against slow clients, cross-site requests and silent storage
        failures (docs/hosts.md, "Limits" and "Admin routes"). */
     unsigned request_timeout_s;      /* a request's head and body must arrive within */

@@ -258,7 +258,7 @@ static int read_logs(mab_params *m, mabd_settings *s)
 static int parse(mab_params *m, mabd_settings *s, char *msg, size_t cap)
 {
     const char *listen = NULL;
-    mab_params *ser;
+    mab_params *ser, *met;
     int rc = mab_params_string(m, "listen", NULL, &listen);
     if (rc == MAB_OK && listen && (strlen(listen) >= sizeof s->listen || !strchr(listen, ':')))
         rc = mab_params_fail(m, "listen", "expected \"HOST:PORT\"");
@@ -276,6 +276,11 @@ static int parse(mab_params *m, mabd_settings *s, char *msg, size_t cap)
         !(rc = unsigned_key(ser, "interval_s", 1, 86400, &s->series_interval_s)) &&
         !(rc = unsigned_key(ser, "keep", 1, 1000000, &s->series_keep)))
         rc = size_key(ser, "max_bytes", (int64_t)1 << 40, &s->series_max_bytes);
+    if (rc == MAB_OK && !(rc = mab_params_object(m, "metrics", &met)) &&
+        !(rc = unsigned_key(met, "report_interval_s", 0, 86400,
+                            &s->metrics_report_interval_s)))
+        rc = unsigned_key(met, "reports_per_scrape", 1, 10000000,
+                          &s->metrics_reports_per_scrape);
     if (rc == MAB_OK)
         rc = read_limits(m, s);
     if (rc == MAB_OK)
@@ -299,6 +304,8 @@ int mabd_settings_load(const mab_engine *engine, mabd_settings *s, char *msg, si
     s->series_interval_s = 60;
     s->series_keep = 1440;
     s->series_max_bytes = (size_t)64 << 20;
+    s->metrics_report_interval_s = 0;
+    s->metrics_reports_per_scrape = 1000;
     s->request_timeout_s = 10;
     s->max_connections_per_ip = 64;
     s->storage_log_interval_s = 60;
