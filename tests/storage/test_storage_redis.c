@@ -940,12 +940,13 @@ static void server_do(const char *fmt, ...)
     redisFree(c);
 }
 
-/* How many keys start with PREFIX. */
+/* How many keys of experiments start with PREFIX (PREFIX{...}; not the
+   change log's PREFIXchanges and PREFIXchanges:log, which outlive resets). */
 static long long keys_under(const char *prefix)
 {
     redisContext *c = redis_server_connect(&srv);
     assert_non_null(c);
-    redisReply *r = redisCommand(c, "KEYS %s*", prefix);
+    redisReply *r = redisCommand(c, "KEYS %s{*", prefix);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     long long n = (long long)r->elements;
     freeReplyObject(r);
@@ -1561,6 +1562,297 @@ static void test_stats_four_processes(void **state)
     assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
+/* ---- what changed (storage ABI 1.6) --------------------------------------------- */
+
+/* What one changed() call said: "*" for everything, else the ids, each
+   followed by ';', in the order visited. */
+typedef struct seen_changes {
+    char ids[2000];
+    int everything;
+} seen_changes;
+
+static int note_changed(void *ctx, const char *experiment)
+{
+    seen_changes *c = ctx;
+    size_t len = strlen(c->ids);
+    snprintf(c->ids + len, sizeof c->ids - len, "%s;", experiment);
+    return 0;
+}
+
+/* One changed() call on st: MAB_OK asserted; "*" when it asks for everything. */
+static const char *changes_of(void *st, seen_changes *c)
+{
+    mab_error err = {0, ""};
+    c->ids[0] = '\0';
+    c->everything = -1;
+    if (plugin->changed(st, &c->everything, note_changed, c, &err) != MAB_OK)
+        fail_msg("changed: %s", err.message);
+    assert_true(c->everything == 0 || c->everything == 1);
+    return c->everything ? "*" : c->ids;
+}
+
+static int stop_at_first(void *ctx, const char *experiment)
+{
+    (void)experiment;
+    return ++*(int *)ctx == 1 ? 7 : 0;
+}
+
+/* The change log's sequence as the server holds it (-1: no log). */
+static long long log_seq(const char *prefix)
+{
+    redisContext *c = redis_server_connect(&srv);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "HGET %schanges:log seq", prefix);
+    long long n = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/*
+ * changed() between two states on one prefix (another process's writes,
+ * seen by a reader): the first call asks for everything, then each write
+ * names its experiment once (apply, a granted claim, reset, replace), a
+ * refused write, a write to a stopped server and a refused claim name
+ * nothing and leave the log's sequence where it was; another prefix's
+ * writes are not seen; a visit's nonzero return stops the call without
+ * moving the position.
+ */
+static void test_changed_names_each_write(void **state)
+{
+    (void)state;
+    char prefix[32], other_prefix[32], keys[200], other_keys[200];
+    snprintf(prefix, sizeof prefix, "chg%u:", ++seq);
+    snprintf(other_prefix, sizeof other_prefix, "chgother%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    snprintf(other_keys, sizeof other_keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url,
+             other_prefix);
+    void *reader = NULL, *writer = NULL, *other = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &reader, &err), MAB_OK);
+    assert_int_equal(open_keys(keys, &writer, &err), MAB_OK);
+    assert_int_equal(open_keys(other_keys, &other, &err), MAB_OK);
+    seen_changes c;
+    assert_string_equal(changes_of(reader, &c), "*"); /* the first call */
+    assert_string_equal(changes_of(reader, &c), "");
+
+    mab_delta d1[] = {{"btn", "a", {1, 1, 1, 1}}, {"btn", "b", {2, 0, 0, 0}},
+                      {"size", "s", {1, 0, 0, 0}}};
+    /* The first write starts the log: a reader that saw none cannot tell
+       what was written before it, and asks for everything once. */
+    mab_delta first[] = {{"first", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(writer, first, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    assert_int_equal(plugin->apply(writer, d1, 3, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "btn;size;");
+    assert_string_equal(changes_of(reader, &c), "");
+    /* The writer sees its own writes too (the core reloads them: harmless). */
+    assert_string_equal(changes_of(writer, &c), "*");
+    /* Another prefix is another log. */
+    assert_int_equal(plugin->apply(other, d1, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* Statistics alone and buckets alone are changes of their experiment. */
+    double v[] = {0.5};
+    mab_stats_delta sd = {"stat", "a", "p/1:1,0", v, 1};
+    assert_int_equal(plugin->apply_stats(writer, NULL, 0, &sd, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "stat;");
+    mab_bucket_delta bd = {"buck", "a", 3600, {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(writer, NULL, 0, NULL, 0, &bd, 1, INT64_MIN, &err),
+                     MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "buck;");
+
+    /* A refused write (a string where the totals hash belongs: the script
+       refuses before writing anything) leaves the log as it was. */
+    server_do("SET %s{bad}:totals hello", prefix);
+    long long before = log_seq(prefix);
+    assert_true(before > 0);
+    mab_delta bad[] = {{"bad", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(writer, bad, 1, &err), MAB_ECORRUPT);
+    assert_int_equal(log_seq(prefix), before);
+    assert_string_equal(changes_of(reader, &c), "");
+    server_do("DEL %s{bad}:totals", prefix);
+
+    /* A write to a stopped server: refused, nothing logged (the restart
+       itself makes the reader ask for everything once: another run_id). */
+    redis_server_stop(&srv, SIGTERM);
+    mab_delta d2[] = {{"size", "s", {5, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(writer, d2, 1, &err), MAB_ESTORAGE);
+    assert_int_equal(redis_server_start(&srv), 0);
+    assert_int_equal(log_seq(prefix), before);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    /* The failed batch, offered again, is a change when it lands. */
+    assert_int_equal(plugin->apply(writer, d2, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "size;");
+
+    /* Claims: a granted one with its reward names the experiment; a
+       refused one (claimed already) and one without deltas name nothing. */
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    memset(id, 0x3c, sizeof id);
+    mab_delta reward = {"clm", "a", {0, 1, 1, 1}};
+    mab_claim cl = {id, (int64_t)time(NULL) + 3600, &reward, 1, -1};
+    assert_int_equal(plugin->claim(writer, &cl, 1, 0, &err), MAB_OK);
+    assert_int_equal(cl.result, MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "clm;");
+    before = log_seq(prefix);
+    assert_int_equal(plugin->claim(writer, &cl, 1, 0, &err), MAB_OK);
+    assert_int_equal(cl.result, MAB_ECLAIMED);
+    uint8_t bare[MAB_ASSIGNMENT_ID_BYTES];
+    memset(bare, 0x4d, sizeof bare);
+    mab_claim nothing = {bare, (int64_t)time(NULL) + 3600, NULL, 0, -1};
+    assert_int_equal(plugin->claim(writer, &nothing, 1, 0, &err), MAB_OK);
+    assert_int_equal(nothing.result, MAB_OK);
+    assert_int_equal(log_seq(prefix), before);
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* Reset and replace name what they removed (and what replace added). */
+    assert_int_equal(plugin->reset(writer, "btn", &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "btn;");
+    const char *replaced[] = {"size", "gone"};
+    mab_delta fresh[] = {{"size", "s", {9, 0, 0, 0}}};
+    assert_int_equal(plugin->replace(writer, replaced, 2, fresh, 1, &err), MAB_OK);
+    seen_changes r;
+    changes_of(reader, &r);
+    assert_false(r.everything);
+    assert_non_null(strstr(r.ids, "size;"));
+    assert_non_null(strstr(r.ids, "gone;"));
+    /* One member per experiment however often it changed. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(plugin->apply(writer, d2, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "size;");
+
+    /* A visit that stops the call: its value returned, the position kept,
+       so the next call names the same again. */
+    assert_int_equal(plugin->apply(writer, d1, 3, &err), MAB_OK);
+    int visits = 0, everything = 0;
+    assert_int_equal(plugin->changed(reader, &everything, stop_at_first, &visits, &err), 7);
+    assert_int_equal(visits, 1);
+    assert_string_equal(changes_of(reader, &c), "btn;size;");
+    assert_int_equal(plugin->changed(reader, NULL, note_changed, &c, &err), MAB_EINVAL);
+
+    plugin->close(reader);
+    plugin->close(writer);
+    plugin->close(other);
+}
+
+/*
+ * The fallbacks: a reader asks for everything when the log cannot vouch for
+ * what it missed. FLUSHALL, then more writes than the reader had seen (its
+ * sequence number is passed again, under a new epoch); the log deleted; a
+ * log of another type (the next write starts it afresh); a log trimmed past
+ * the reader's position (change_log_max); a server restart (another
+ * run_id). After each, one call says everything and the next is exact again.
+ */
+static void test_changed_fallbacks(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200], trim_keys[240];
+    snprintf(prefix, sizeof prefix, "fall%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    snprintf(trim_keys, sizeof trim_keys,
+             "{\"url\": \"%s\", \"prefix\": \"%s\", \"change_log_max\": 3}", srv.url, prefix);
+    void *reader = NULL, *writer = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &reader, &err), MAB_OK);
+    assert_int_equal(open_keys(keys, &writer, &err), MAB_OK);
+    seen_changes c;
+    mab_delta d[] = {{"e0", "a", {1, 0, 0, 0}}};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(plugin->apply(writer, d, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    long long seen = log_seq(prefix);
+
+    /* FLUSHALL, then more writes than the reader saw: the sequence passes
+       the reader's again, but under another epoch. */
+    server_do("FLUSHALL");
+    mab_delta d1[] = {{"e1", "a", {1, 0, 0, 0}}};
+    for (long long i = 0; i <= seen; i++)
+        assert_int_equal(plugin->apply(writer, d1, 1, &err), MAB_OK);
+    assert_true(log_seq(prefix) > seen);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    /* FLUSHALL and no write since: no log at all, still everything once. */
+    server_do("FLUSHALL");
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    assert_int_equal(plugin->apply(writer, d1, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "*"); /* a log again, a new epoch */
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* Only the sorted set deleted: the next write starts a new log. */
+    server_do("DEL %schanges", prefix);
+    assert_int_equal(plugin->apply(writer, d, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* A log hash of another type: reads ask for everything, writes go on
+       and start it afresh. */
+    server_do("DEL %schanges:log", prefix);
+    server_do("SET %schanges:log junk", prefix);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "*"); /* no position until a write */
+    assert_int_equal(plugin->apply(writer, d, 1, &err), MAB_OK);
+    assert_true(log_seq(prefix) == 1);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    /* A seq that is not a number: the same. */
+    server_do("HSET %schanges:log seq x", prefix);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_int_equal(plugin->apply(writer, d1, 1, &err), MAB_OK);
+    assert_int_equal(log_seq(prefix), 1);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* Trimmed: a writer keeping at most 3 experiments in the log. */
+    void *trimmer = NULL;
+    assert_int_equal(open_keys(trim_keys, &trimmer, &err), MAB_OK);
+    mab_delta t1[] = {{"t1", "a", {1, 0, 0, 0}}, {"t2", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(trimmer, t1, 2, &err), MAB_OK);
+    /* The log (restarted above) holds e1 at 1, t1 and t2 at 2: three. */
+    assert_int_equal(server_integer("ZCARD %schanges", prefix), 3);
+    assert_string_equal(changes_of(reader, &c), "t1;t2;"); /* at 2 now */
+    mab_delta t3[] = {{"t3", "a", {1, 0, 0, 0}}};
+    mab_delta t4[] = {{"t4", "a", {1, 0, 0, 0}}};
+    mab_delta t5[] = {{"t5", "a", {1, 0, 0, 0}}};
+    mab_delta t6[] = {{"t6", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(trimmer, t3, 1, &err), MAB_OK); /* e1 out: floor 1 */
+    assert_string_equal(changes_of(writer, &c), "*");              /* its first call: at 3 */
+    assert_int_equal(plugin->apply(trimmer, t4, 1, &err), MAB_OK); /* t1 out: floor 2 */
+    assert_int_equal(plugin->apply(trimmer, t5, 1, &err), MAB_OK); /* t2 out: floor 2 */
+    assert_int_equal(server_integer("ZCARD %schanges", prefix), 3);
+    /* Trimmed only up to the reader's position: the log still holds all
+       it missed. */
+    assert_string_equal(changes_of(reader, &c), "t3;t4;t5;"); /* at 5 */
+    assert_string_equal(changes_of(writer, &c), "t4;t5;");    /* at 5 */
+    assert_int_equal(plugin->apply(trimmer, t6, 1, &err), MAB_OK); /* t3 out: floor 3 */
+    assert_string_equal(changes_of(reader, &c), "t6;");
+    /* Past a position: t7, t8, t9 push out t4, t5 and t6 (floor 6), beyond
+       the reader's 6... */
+    mab_delta t7[] = {{"t7", "a", {1, 0, 0, 0}}}, t8[] = {{"t8", "a", {1, 0, 0, 0}}},
+              t9[] = {{"t9", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(trimmer, t7, 1, &err), MAB_OK);
+    assert_int_equal(plugin->apply(trimmer, t8, 1, &err), MAB_OK);
+    assert_int_equal(plugin->apply(trimmer, t9, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "t7;t8;t9;"); /* 6 >= floor 6 */
+    /* ...and past the writer's 5: it missed t6, which the log lost. */
+    assert_string_equal(changes_of(writer, &c), "*");
+    assert_string_equal(changes_of(writer, &c), "");
+    plugin->close(trimmer);
+
+    /* A restart (AOF: the log survives it, but a restart may lose its
+       tail with the writes it named): everything once. */
+    redis_server_stop(&srv, SIGTERM);
+    assert_int_equal(redis_server_start(&srv), 0);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    plugin->close(reader);
+    plugin->close(writer);
+}
+
 int main(void)
 {
     /* The plugin must survive writes to closed connections without this;
@@ -1581,6 +1873,8 @@ int main(void)
         cmocka_unit_test(test_exp3_survives_restart),
         cmocka_unit_test(test_stats_four_processes),
         cmocka_unit_test(test_stats_refresh),
+        cmocka_unit_test(test_changed_names_each_write),
+        cmocka_unit_test(test_changed_fallbacks),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
