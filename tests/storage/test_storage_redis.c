@@ -16,6 +16,7 @@
  * No assertion depends on timing: waits poll until a condition holds or a
  * generous deadline passes; measured latencies are printed, not asserted.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -1853,6 +1854,292 @@ static void test_changed_fallbacks(void **state)
     plugin->close(writer);
 }
 
+/* ---- an engine's refresh reads only what changed ------------------------------------ */
+
+#define MANY 60
+#define MANY_ARMS 3
+
+/* MANY experiments e0..e59 of 3 arms over the counting_redis fixture (the
+   redis plugin behind a counter of load() calls) on PREFIX; refreshes only
+   when the test asks. `more` adds storage keys. */
+static void write_many_config(char *path, size_t cap, const char *prefix, const char *more)
+{
+    snprintf(path, cap, "%s/many%u.json", run_dir, ++seq);
+    FILE *out = fopen(path, "w");
+    assert_non_null(out);
+    fprintf(out, "{\"plugin_path\": [\"%s\", \"%s\"],\n"
+                 " \"storage\": {\"plugin\": \"counting_redis\", \"url\": \"%s\", "
+                 "\"prefix\": \"%s\", \"sync\": {\"interval_ms\": 3600000}, "
+                 "\"refresh_ms\": 86400000%s},\n"
+                 " \"experiments\": {\n", MAB_FIXTURE_DIR, MAB_PLUGIN_DIR, srv.url, prefix,
+            more ? more : "");
+    for (int i = 0; i < MANY; i++)
+        fprintf(out, "  \"e%d\": {\"policy\": {\"plugin\": \"epsilon_greedy\"}, "
+                     "\"arms\": {\"a0\": 0, \"a1\": 1, \"a2\": 2}}%s\n", i,
+                i + 1 < MANY ? "," : "");
+    fputs(" }}\n", out);
+    assert_int_equal(fclose(out), 0);
+}
+
+static uint64_t loads_so_far(void)
+{
+    void *h = dlopen(MAB_FIXTURE_DIR "/counting_redis.so", RTLD_NOW | RTLD_NOLOAD);
+    if (!h)
+        fail_msg("counting_redis.so is not loaded: %s", dlerror());
+    uint64_t (*loads)(void) = (uint64_t (*)(void))dlsym(h, "storage_counting_loads");
+    assert_non_null(loads);
+    uint64_t n = loads();
+    dlclose(h); /* drops only the reference RTLD_NOLOAD took */
+    return n;
+}
+
+/* What a refresh_ms tick does, on demand: mab_import of no records flushes,
+   applies nothing, then refreshes the totals. */
+static void refresh_now(mab_engine *e)
+{
+    mab_error err = {0, ""};
+    if (mab_import(e, NULL, 0, 0, &err) != MAB_OK)
+        fail_msg("refresh (mab_import of nothing): %s", err.message);
+}
+
+static mab_engine *open_many(const char *config)
+{
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    if (mab_open(config, &e, &err) != MAB_OK)
+        fail_msg("mab_open %s: %s", config, err.message);
+    return e;
+}
+
+/* Every arm's counters of e0..e59, as the engine shows them. */
+typedef struct many_state {
+    mab_arm_stats s[MANY][MANY_ARMS];
+} many_state;
+
+static void state_of(mab_engine *e, many_state *out)
+{
+    for (int i = 0; i < MANY; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "e%d", i);
+        size_t n = 0;
+        for (int a = 0; a < MANY_ARMS; a++)
+            out->s[i][a] = (mab_arm_stats)MAB_STRUCT_INIT(mab_arm_stats);
+        mab_error err = {0, ""};
+        if (mab_stats(e, id, out->s[i], MANY_ARMS, &n, &err) != MAB_OK || n != MANY_ARMS)
+            fail_msg("mab_stats %s: %s", id, err.message);
+    }
+}
+
+/* The engine's state equals what a fresh engine reads from the store. */
+static void assert_state_is_stored(mab_engine *e, const char *config, const char *when)
+{
+    many_state *mine = calloc(1, sizeof *mine), *fresh = calloc(1, sizeof *fresh);
+    assert_non_null(mine);
+    assert_non_null(fresh);
+    state_of(e, mine);
+    mab_engine *f = open_many(config);
+    state_of(f, fresh);
+    mab_close(f, NULL);
+    for (int i = 0; i < MANY; i++)
+        for (int a = 0; a < MANY_ARMS; a++) {
+            const mab_arm_stats *x = &mine->s[i][a], *y = &fresh->s[i][a];
+            if (x->pulls != y->pulls || x->rewards != y->rewards ||
+                x->reward_sum != y->reward_sum)
+                fail_msg("%s: e%d.a%d shows %" PRIu64 " pulls %" PRIu64 " rewards %.17g after "
+                         "the refresh; the store holds %" PRIu64 " %" PRIu64 " %.17g",
+                         when, i, a, x->pulls, x->rewards, x->reward_sum, y->pulls, y->rewards,
+                         y->reward_sum);
+        }
+    free(mine);
+    free(fresh);
+}
+
+static uint64_t xorshift(uint64_t *x)
+{
+    *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+    return *x;
+}
+
+enum { RANDOM_WRITES = 400, RANDOM_RESETS = 4 };
+
+/* The random writes of step 2, from seed: rewards on (experiment, arm) and
+   resets of experiments; marks each experiment touched (1) or reset (2). */
+static int random_writes(mab_engine *e, uint64_t seed, unsigned char *touched)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < RANDOM_WRITES + RANDOM_RESETS; i++) {
+        int reset = (int)(xorshift(&x) % (RANDOM_WRITES + RANDOM_RESETS)) < RANDOM_RESETS;
+        int exp = (int)(xorshift(&x) % MANY), arm = (int)(xorshift(&x) % MANY_ARMS);
+        double value = (double)(xorshift(&x) % 5) / 4;
+        char id[16], arm_id[8];
+        snprintf(id, sizeof id, "e%d", exp);
+        snprintf(arm_id, sizeof arm_id, "a%d", arm);
+        touched[exp] |= reset ? 2 : 1;
+        if (!e)
+            continue;
+        if ((reset ? mab_reset(e, id, NULL) : mab_reward(e, id, arm_id, value, NULL)) != MAB_OK)
+            return -1;
+    }
+    return 0;
+}
+
+/* Child: at each byte on go, one step, durable before the byte on done:
+   1 = a reward of 1 on e17.a1; 2 = random_writes(seed 42); 3 = under the
+   config `trim` (change_log_max 5), a reward on each of e30..e39. */
+static void changes_child(const char *config, const char *trim, int go, int done)
+{
+    char step;
+    mab_engine *e = NULL;
+    if (read(go, &step, 1) != 1 || mab_open(config, &e, NULL) != MAB_OK)
+        _exit(2);
+    do {
+        int ok = 1;
+        unsigned char touched[MANY] = {0};
+        if (step == 1)
+            ok = mab_reward(e, "e17", "a1", 1.0, NULL) == MAB_OK;
+        if (step == 2)
+            ok = random_writes(e, 42, touched) == 0;
+        if (step == 3) {
+            mab_engine *t = NULL;
+            ok = mab_open(trim, &t, NULL) == MAB_OK;
+            for (int i = 30; ok && i < 40; i++) {
+                char id[16];
+                snprintf(id, sizeof id, "e%d", i);
+                ok = mab_reward(t, id, "a0", 0.5, NULL) == MAB_OK && mab_flush(t, NULL) == MAB_OK;
+            }
+            if (t && mab_close(t, NULL) != MAB_OK)
+                ok = 0;
+        }
+        if (!ok || mab_flush(e, NULL) != MAB_OK || write(done, "d", 1) != 1)
+            _exit(3);
+    } while (read(go, &step, 1) == 1 && step != 0);
+    _exit(mab_close(e, NULL) == MAB_OK ? 0 : 4);
+}
+
+static void child_step(int go, int done, char step)
+{
+    char c;
+    assert_int_equal(write(go, &step, 1), 1);
+    assert_int_equal(read(done, &c, 1), 1);
+}
+
+/*
+ * An engine over Redis, another process writing: a refresh after no change
+ * loads no experiment, after one change one (counted load() calls), after
+ * 400 random rewards and 4 resets exactly the experiments they touched (and
+ * the resets' sample-ratio ledgers), and shows every change; after a
+ * FLUSHALL, and after a writer that trims the log past this engine's
+ * position, it re-reads everything, and again shows what the store holds.
+ */
+static void test_engine_refresh_reads_only_changed(void **state)
+{
+    (void)state;
+    char config[256], trim[256], prefix[32];
+    snprintf(prefix, sizeof prefix, "eng%u:", ++seq);
+    write_many_config(config, sizeof config, prefix, NULL);
+    write_many_config(trim, sizeof trim, prefix, ", \"change_log_max\": 5");
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(done[0]);
+        changes_child(config, trim, go[0], done[1]);
+    }
+    close(go[0]);
+    close(done[1]);
+
+    /* Something stored before anyone opens (the first write starts the log). */
+    mab_engine *e = open_many(config);
+    assert_int_equal(mab_reward(e, "e5", "a0", 1.0, NULL), MAB_OK);
+    assert_int_equal(mab_reward(e, "e17", "a0", 1.0, NULL), MAB_OK);
+    mab_close(e, NULL);
+
+    e = open_many(config);
+    uint64_t opened = loads_so_far();
+    /* The open read everything (the plugin's first answer is "everything");
+       a refresh with nothing changed anywhere reads nothing. */
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - opened, 0);
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - opened, 0);
+
+    /* Ours, not yet applied: it must survive the refresh of its experiment. */
+    assert_int_equal(mab_reward(e, "e17", "a2", 0.25, NULL), MAB_OK);
+    uint64_t before = loads_so_far();
+    child_step(go[1], done[0], 1);
+    /* mab_import flushes ours first (e17 again): still one experiment. */
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, 1);
+    mab_arm_stats s[MANY_ARMS] = {MAB_STRUCT_INIT(mab_arm_stats), MAB_STRUCT_INIT(mab_arm_stats),
+                                  MAB_STRUCT_INIT(mab_arm_stats)};
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, "e17", s, MANY_ARMS, &n, NULL), MAB_OK);
+    assert_int_equal(s[0].rewards, 1); /* stored before */
+    assert_int_equal(s[1].rewards, 1); /* the other process's */
+    assert_int_equal(s[2].rewards, 1); /* ours */
+    before = loads_so_far();
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, 0);
+
+    /* Random writes from the other process: exactly what they touched. */
+    unsigned char touched[MANY] = {0};
+    random_writes(NULL, 42, touched);
+    uint64_t want = 0;
+    for (int i = 0; i < MANY; i++)
+        want += (touched[i] != 0) + ((touched[i] & 2) != 0); /* a reset: its "@srm" too */
+    before = loads_so_far();
+    child_step(go[1], done[0], 2);
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, want);
+    assert_state_is_stored(e, config, "after random writes");
+
+    /* FLUSHALL between refreshes: everything re-read, nothing shown that
+       the store no longer holds. */
+    server_do("FLUSHALL");
+    before = loads_so_far();
+    refresh_now(e);
+    assert_true(loads_so_far() - before >= MANY);
+    assert_state_is_stored(e, config, "after FLUSHALL");
+    assert_int_equal(mab_stats(e, "e17", s, MANY_ARMS, &n, NULL), MAB_OK);
+    assert_int_equal(s[1].rewards, 0);
+    /* ...and a FLUSHALL followed by more writes than this engine had seen
+       (the sequence passes its position again, under a new epoch). */
+    child_step(go[1], done[0], 1);
+    refresh_now(e); /* the log was started afresh: everything once */
+    server_do("FLUSHALL");
+    child_step(go[1], done[0], 2); /* a call per experiment: beyond the seq seen */
+    before = loads_so_far();
+    refresh_now(e);
+    assert_true(loads_so_far() - before >= MANY);
+    assert_state_is_stored(e, config, "after FLUSHALL and writes");
+
+    /* A writer keeping 5 experiments in the log writes 10: this engine's
+       position is trimmed away, so it re-reads everything. */
+    before = loads_so_far();
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, 0);
+    child_step(go[1], done[0], 3);
+    before = loads_so_far();
+    refresh_now(e);
+    assert_true(loads_so_far() - before >= MANY);
+    assert_state_is_stored(e, config, "after a trimmed log");
+    assert_int_equal(mab_stats(e, "e35", s, MANY_ARMS, &n, NULL), MAB_OK);
+    assert_true(s[0].reward_sum >= 0.5);
+
+    char stop = 0;
+    assert_int_equal(write(go[1], &stop, 1), 1);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the writing process failed (status %d)", status);
+    close(go[1]);
+    close(done[0]);
+    mab_close(e, NULL);
+}
+
 int main(void)
 {
     /* The plugin must survive writes to closed connections without this;
@@ -1875,6 +2162,7 @@ int main(void)
         cmocka_unit_test(test_stats_refresh),
         cmocka_unit_test(test_changed_names_each_write),
         cmocka_unit_test(test_changed_fallbacks),
+        cmocka_unit_test(test_engine_refresh_reads_only_changed),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
