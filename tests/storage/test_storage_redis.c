@@ -2140,8 +2140,12 @@ static void test_engine_refresh_reads_only_changed(void **state)
     mab_close(e, NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* test_storage_redis [PATTERN]: only the tests whose name matches (cmocka's
+       filter, * and ? wildcards), e.g. 'test_*changed*'. */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     /* The plugin must survive writes to closed connections without this;
        the tests themselves keep the default SIGPIPE action to prove it. */
     const struct CMUnitTest tests[] = {
