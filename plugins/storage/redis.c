@@ -41,6 +41,30 @@
  * Cost: one field per process in each experiment's writers hash (about 40
  * bytes), removed at a clean close; a crashed process leaves its field.
  *
+ * What changed (storage ABI 1.6, changed()). Two keys beside the
+ * experiments' (no braces: they cannot be mistaken for an experiment's):
+ *
+ *   Pchanges      sorted set: experiment id -> the sequence number of the
+ *                 last call that changed its records (one member per
+ *                 experiment, however often it changes)
+ *   Pchanges:log  hash: "epoch" (drawn by the writer that started the
+ *                 log), "seq" (the last sequence number), "floor" (the
+ *                 highest sequence number trimmed out of Pchanges)
+ *
+ * Every script that changes an experiment's records (update, claim,
+ * reset and replace) takes the next sequence number (HINCRBY seq) and
+ * ZADDs the experiment at it, in the same atomic call, after its checks:
+ * a refused call (or one that never ran) leaves the log as it was. A
+ * log key that is missing, of another type or damaged makes the script
+ * start the log again under a new epoch. changed() is one round trip:
+ * INFO server (the run_id), then MULTI, HMGET of the log hash,
+ * ZRANGEBYSCORE Pchanges (SEEN +inf, EXEC. It asks for everything on its
+ * first call, when the epoch differs from the one it saw (FLUSHALL, a
+ * restart without persistence, a deleted or damaged log), when the
+ * server's run_id differs (a restart, which may have lost the tail of
+ * the log with the writes it named), when seq went back, and when its
+ * position is below the floor (trimmed: change_log_max).
+ *
  * hiredis writes with write(2), so a write to a closed connection raises
  * SIGPIPE: every exchange blocks SIGPIPE in the calling thread and takes a
  * SIGPIPE it caused back, so that a host never dies of a Redis outage.
@@ -54,6 +78,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/random.h>
 #include <sys/time.h>
 #include <time.h>
@@ -71,13 +96,54 @@
 #define DEFAULT_TIMEOUT_MS 2000
 
 /*
+ * The change log's Lua (header comment): log_change(log, changes, epoch,
+ * max, ids) names the experiments ids[] as changed under the next sequence
+ * number. A log hash that is missing, of another type, without an epoch,
+ * or with a seq or floor that is not a whole number (or a seq near 2^53,
+ * where the scores, doubles, stop being exact), or a Pchanges that is not
+ * a sorted set (a log that exists always has a member), is started again:
+ * both keys deleted, the epoch `epoch` (unique per call), seq and floor 0.
+ * With max > 0, Pchanges is trimmed to its max newest members and floor
+ * raised to the highest sequence removed. Nothing in it can fail.
+ */
+#define CHANGE_LOG_LUA                                                                       \
+    "local function log_change(log, changes, epoch, max, ids)\n"                              \
+    "  local seq, floor\n"                                                                     \
+    "  local ok = redis.call('TYPE', log).ok == 'hash' and\n"                                  \
+    "             redis.call('TYPE', changes).ok == 'zset'\n"                                  \
+    "  if ok then\n"                                                                           \
+    "    local v = redis.call('HMGET', log, 'epoch', 'seq', 'floor')\n"                        \
+    "    seq, floor = v[2], v[3]\n"                                                            \
+    "    ok = v[1] and seq and floor and string.match(seq, '^%d+$') and\n"                     \
+    "         string.match(floor, '^%d+$') and tonumber(seq) < 9007199254740000\n"             \
+    "  end\n"                                                                                  \
+    "  if not ok then\n"                                                                       \
+    "    redis.call('DEL', log, changes)\n"                                                    \
+    "    redis.call('HSET', log, 'epoch', epoch, 'seq', '0', 'floor', '0')\n"                  \
+    "  end\n"                                                                                  \
+    "  seq = redis.call('HINCRBY', log, 'seq', 1)\n"                                           \
+    "  for _, id in ipairs(ids) do redis.call('ZADD', changes, seq, id) end\n"                 \
+    "  if max > 0 then\n"                                                                      \
+    "    local over = redis.call('ZCARD', changes) - max\n"                                    \
+    "    if over > 0 then\n"                                                                   \
+    "      local gone = redis.call('ZRANGE', changes, 0, over - 1, 'WITHSCORES')\n"            \
+    "      redis.call('HSET', log, 'floor', gone[#gone])\n"                                    \
+    "      redis.call('ZREMRANGEBYRANK', changes, 0, over - 1)\n"                              \
+    "    end\n"                                                                                \
+    "  end\n"                                                                                  \
+    "end\n"
+
+/*
  * KEYS[1] totals, KEYS[2] writers, KEYS[3] stats, KEYS[4] the bucket
- * index, KEYS[5..] the hashes of the buckets this call adds to. ARGV[1]
+ * index, KEYS[5] and KEYS[6] the change log's hash and sorted set,
+ * KEYS[7..] the hashes of the buckets this call adds to. ARGV[1]
  * writer id, ARGV[2] batch number (0: count unconditionally), ARGV[3..5]
  * how many arms, statistics fields and bucket increments follow, ARGV[6]
  * keep_from ("" for no bucket maintenance), ARGV[7] the bucket hashes'
  * key prefix, ARGV[8] the expiry offset (a bucket's hash expires at its
- * start + offset; 0: no expiry); then per arm five values: arm id, pulls,
+ * start + offset; 0: no expiry), ARGV[9] the epoch of a log this call
+ * would start, ARGV[10] the experiment id, ARGV[11] change_log_max; then
+ * per arm five values: arm id, pulls,
  * rewards, reward_sum, reward_sum_sq; per statistics field two: field
  * ("LAYOUT|ARM|INDEX"), increment; per bucket increment seven: position of
  * its key in KEYS after the first four, bucket start, arm id and the four
@@ -89,16 +155,18 @@
  * integer exactly). Fields are read and written in chunks of CHUNK values
  * (Lua's unpack has a small stack), so a batch costs a few calls, not a few
  * per arm. With a keep_from, at most 64 buckets that start before it are
- * removed per call (their hash and index entry). Nothing after the checks
+ * removed per call (their hash and index entry). A counted call names the
+ * experiment in the change log (log_change), last. Nothing after the checks
  * can fail (a script is not rolled back): the expiry is clamped to what
  * EXPIREAT takes.
  */
 static const char APPLY_SCRIPT[] =
+    CHANGE_LOG_LUA
     "local totals, writers, stats, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
     "for i, k in ipairs(KEYS) do\n"
     "  local t = redis.call('TYPE', k).ok\n"
     "  local want = i == 4 and 'zset' or 'hash'\n"
-    "  if t ~= want and t ~= 'none' then\n"
+    "  if i ~= 5 and i ~= 6 and t ~= want and t ~= 'none' then\n"
     "    return redis.error_reply('MABTYPE key ' .. k .. ' holds a ' .. t .. ', not a ' .. want)\n"
     "  end\n"
     "end\n"
@@ -122,7 +190,7 @@ static const char APPLY_SCRIPT[] =
     "end\n"
     "local suffix = {':pulls', ':rewards', ':reward_sum', ':reward_sum_sq'}\n"
     "local order = {totals}\n"
-    "local at = 9\n"
+    "local at = 12\n"
     "local j = job(totals)\n"
     "for i = 1, n_arms do\n"
     "  for s = 1, 4 do\n"
@@ -142,7 +210,7 @@ static const char APPLY_SCRIPT[] =
     "end\n"
     "local touched = {}\n"
     "for i = 1, n_buckets do\n"
-    "  local key = KEYS[4 + tonumber(ARGV[at])]\n"
+    "  local key = KEYS[6 + tonumber(ARGV[at])]\n"
     "  if not plan[key] then order[#order + 1] = key; touched[#touched + 1] = {key, ARGV[at + 1]} end\n"
     "  j = job(key)\n"
     "  for s = 1, 4 do\n"
@@ -210,6 +278,7 @@ static const char APPLY_SCRIPT[] =
     "  end\n"
     "end\n"
     "if seq > 0 then redis.call('HSET', writers, ARGV[1], ARGV[2]) end\n"
+    "log_change(KEYS[5], KEYS[6], ARGV[9], tonumber(ARGV[11]), {ARGV[10]})\n"
     "return 1\n";
 
 /*
@@ -245,35 +314,41 @@ static const char READ_BUCKETS_SCRIPT[] =
     "return out\n";
 
 /*
- * Removing every key of the experiments KEYS[1..n] (each a bucket index,
- * followed in KEYS by its totals, writers and stats keys: four keys per
- * experiment); ARGV[i] the bucket key prefix of experiment i. Run inside
+ * Removing every key of one experiment: KEYS[1] its bucket index, KEYS[2..4]
+ * its totals, writers and stats keys, KEYS[5] and KEYS[6] the change log's
+ * hash and sorted set; ARGV[1] the bucket key prefix, ARGV[2] the experiment
+ * id, ARGV[3] the epoch of a log this call would start, ARGV[4]
+ * change_log_max. Names the experiment in the change log. Run inside
  * reset's and replace's MULTI.
  */
 static const char CLEAR_SCRIPT[] =
-    "for i = 1, #ARGV do\n"
-    "  local index = KEYS[4 * i - 3]\n"
-    "  if redis.call('TYPE', index).ok == 'zset' then\n"
-    "    for _, b in ipairs(redis.call('ZRANGE', index, 0, -1)) do\n"
-    "      redis.call('DEL', ARGV[i] .. b)\n"
-    "    end\n"
+    CHANGE_LOG_LUA
+    "local index = KEYS[1]\n"
+    "if redis.call('TYPE', index).ok == 'zset' then\n"
+    "  for _, b in ipairs(redis.call('ZRANGE', index, 0, -1)) do\n"
+    "    redis.call('DEL', ARGV[1] .. b)\n"
     "  end\n"
-    "  redis.call('DEL', index, KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i])\n"
     "end\n"
+    "redis.call('DEL', index, KEYS[2], KEYS[3], KEYS[4])\n"
+    "log_change(KEYS[5], KEYS[6], ARGV[3], tonumber(ARGV[4]), {ARGV[2]})\n"
     "return 1\n";
 
 /*
  * Claims (ABI 1.3). KEYS[1..n] the claim keys P"claim:"HEX, then the totals
- * keys of the m experiments the granted rewards add to. ARGV[1] n, ARGV[2] m,
- * then per claim: token, ttl in ms, number of deltas, then per delta:
- * experiment position (1..m), arm, pulls, rewards, reward_sum,
- * reward_sum_sq. A claim key holds the token of the call that won it.
+ * keys of the m experiments the granted rewards add to, then the change
+ * log's hash and sorted set. ARGV[1] n, ARGV[2] m, then per claim: token,
+ * ttl in ms, number of deltas, then per delta: experiment position (1..m),
+ * arm, pulls, rewards, reward_sum, reward_sum_sq; then the epoch of a log
+ * this call would start, change_log_max and the m experiment ids. The
+ * experiments whose totals a granted claim added to are named in the
+ * change log. A claim key holds the token of the call that won it.
  * Returns per claim 1 (granted now, its deltas added), 2 (granted before
  * with this very token: the reply to that call was lost; nothing added
  * again) or 0 (claimed by someone else). Refuses, writing nothing, a key of
  * another type or a field it cannot add to (as APPLY_SCRIPT).
  */
 static const char CLAIM_SCRIPT[] =
+    CHANGE_LOG_LUA
     "local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "for i = 1, n + m do\n"
     "  local t = redis.call('TYPE', KEYS[i]).ok\n"
@@ -343,6 +418,12 @@ static const char CLAIM_SCRIPT[] =
     "end\n"
     "for _, w in ipairs(writes) do\n"
     "  redis.call('HSET', w[1], 'v', '1', unpack(w[2]))\n"
+    "end\n"
+    "if #writes > 0 then\n"
+    "  local id_of, ids = {}, {}\n"
+    "  for e = 1, m do id_of[KEYS[n + e]] = ARGV[at + 1 + e] end\n"
+    "  for _, w in ipairs(writes) do ids[#ids + 1] = id_of[w[1]] end\n"
+    "  log_change(KEYS[n + m + 1], KEYS[n + m + 2], ARGV[at], tonumber(ARGV[at + 1]), ids)\n"
     "end\n"
     "for _, c in ipairs(sets) do\n"
     "  redis.call('SET', c[1], c[2], 'PX', c[3])\n"
@@ -422,6 +503,8 @@ typedef struct redis_store {
     int64_t batch_seq;
     exp_ledger *exps;
     size_t n_exps, cap_exps;
+    uint32_t *exp_index;  /* open addressing over exps: position + 1, 0 when empty */
+    size_t exp_index_cap; /* 0, or a power of two at least twice n_exps */
     size_t last_exp; /* where the last lookup found its experiment: batches come grouped */
     /* Bucket maintenance of the apply in progress (APPLY_SCRIPT): buckets
        before keep_from are removed (INT64_MIN: none), a bucket's hash
@@ -432,7 +515,25 @@ typedef struct redis_store {
        older bucket. */
     int64_t kept_from;
     char read_sha[41];
+    /* The change log (storage ABI 1.6): its keys, change_log_max, and what
+       changed() saw last (valid when have_position). */
+    char log_key[KEY_MAX], changes_key[KEY_MAX];
+    int64_t change_log_max;
+    int have_position;
+    char seen_run_id[48];
+    char seen_epoch[64];
+    uint64_t seen_seq;
 } redis_store;
+
+/* Numbers the epochs this process offers a change log (with the writer id:
+   unique across processes, calls and engines). */
+static atomic_uint_fast64_t epoch_counter;
+
+/* The epoch a call would give a change log it starts. */
+static void next_epoch(const redis_store *st, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.%" PRIu64, st->writer, (uint64_t)atomic_fetch_add(&epoch_counter, 1));
+}
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -719,16 +820,46 @@ static void entry_add(arm_ledger *a, enum slot dst, enum slot src, int sign)
     }
 }
 
+static uint32_t hash_text(const char *s);
+
+/* By hash (exp_index): a batch of 10^5 experiments looked each up in a list
+   was 5 * 10^9 string compares. */
 static exp_ledger *exp_find(redis_store *st, const char *experiment)
 {
     if (st->last_exp < st->n_exps && strcmp(st->exps[st->last_exp].experiment, experiment) == 0)
         return &st->exps[st->last_exp];
-    for (size_t i = 0; i < st->n_exps; i++)
+    if (!st->exp_index_cap)
+        return NULL;
+    size_t mask = st->exp_index_cap - 1;
+    for (size_t h = hash_text(experiment) & mask; st->exp_index[h]; h = (h + 1) & mask) {
+        size_t i = st->exp_index[h] - 1;
         if (strcmp(st->exps[i].experiment, experiment) == 0) {
             st->last_exp = i;
             return &st->exps[i];
         }
+    }
     return NULL;
+}
+
+/* Room in exp_index for one more experiment (rebuilt at twice the size). */
+static int exp_index_reserve(redis_store *st)
+{
+    if (2 * (st->n_exps + 1) <= st->exp_index_cap)
+        return 0;
+    size_t cap = st->exp_index_cap ? 2 * st->exp_index_cap : 16;
+    uint32_t *index = calloc(cap, sizeof *index);
+    if (!index)
+        return -1;
+    for (size_t i = 0; i < st->n_exps; i++) {
+        size_t h = hash_text(st->exps[i].experiment) & (cap - 1);
+        while (index[h])
+            h = (h + 1) & (cap - 1);
+        index[h] = (uint32_t)(i + 1);
+    }
+    free(st->exp_index);
+    st->exp_index = index;
+    st->exp_index_cap = cap;
+    return 0;
 }
 
 static uint32_t hash_text(const char *s)
@@ -752,9 +883,15 @@ static exp_ledger *exp_get(redis_store *st, const char *experiment)
         st->exps = grown;
         st->cap_exps = cap;
     }
+    if (st->n_exps >= UINT32_MAX - 1 || exp_index_reserve(st) != 0)
+        return NULL;
     char *name = strdup(experiment);
     if (!name)
         return NULL;
+    size_t mask = st->exp_index_cap - 1, h = hash_text(name) & mask;
+    while (st->exp_index[h])
+        h = (h + 1) & mask;
+    st->exp_index[h] = (uint32_t)(st->n_exps + 1);
     x = &st->exps[st->n_exps++];
     memset(x, 0, sizeof *x);
     x->experiment = name;
@@ -970,10 +1107,10 @@ static int append_call(redis_store *st, exp_ledger *x, enum which which, int64_t
                 starts[u++] = starts[i];
         n_starts = u;
     }
-    size_t argc = 3 + 4 + n_starts + 8 + 5 * n_arms + 2 * n_fields + 7 * n_bucket;
+    size_t argc = 3 + 6 + n_starts + 11 + 5 * n_arms + 2 * n_fields + 7 * n_bucket;
     const char **argv = malloc(argc * sizeof *argv);
     size_t *lens = malloc(argc * sizeof *lens);
-    char *text = malloc((6 + n_starts) * KEY_MAX + 8 * 32 + n_arms * 4 * 32 +
+    char *text = malloc((6 + n_starts) * KEY_MAX + 8 * 32 + 64 + n_arms * 4 * 32 +
                         n_fields * (2 * ID_MAX + 64) + n_bucket * 7 * 32);
     if (!starts || !argv || !lens || !text) {
         free(starts);
@@ -998,7 +1135,7 @@ static int append_call(redis_store *st, exp_ledger *x, enum which which, int64_t
     } while (0)
     ARG("EVALSHA");
     ARG(st->script_sha);
-    ARGF("%zu", 4 + n_starts);
+    ARGF("%zu", 6 + n_starts);
     totals_key(st, x->experiment, p, KEY_MAX);
     ARG(p);
     p += strlen(p) + 1;
@@ -1011,6 +1148,8 @@ static int append_call(redis_store *st, exp_ledger *x, enum which which, int64_t
     buckets_key(st, x->experiment, p, KEY_MAX);
     ARG(p);
     p += strlen(p) + 1;
+    ARG(st->log_key);
+    ARG(st->changes_key);
     char bprefix[KEY_MAX];
     bucket_key_prefix(st, x->experiment, bprefix, sizeof bprefix);
     for (size_t b = 0; b < n_starts; b++)
@@ -1026,6 +1165,11 @@ static int append_call(redis_store *st, exp_ledger *x, enum which which, int64_t
         ARGF("%" PRId64, st->keep_from);
     ARG(bprefix);
     ARGF("%" PRId64, st->keep_from == INT64_MIN ? (int64_t)0 : st->expire_offset);
+    next_epoch(st, p, 64);
+    ARG(p);
+    p += strlen(p) + 1;
+    ARG(x->experiment);
+    ARGF("%" PRId64, st->change_log_max);
     for (size_t i = 0; i < x->n_arms; i++) {
         arm_ledger *a = &x->arms[i];
         if (a->kind != KIND_ARM || entry_zero(a, s))
@@ -2340,6 +2484,8 @@ static int clear_and_add(redis_store *st, const char *const *experiments, size_t
     scratch.keep_from = INT64_MIN;
     scratch.exps = NULL;
     scratch.n_exps = scratch.cap_exps = 0;
+    scratch.exp_index = NULL;
+    scratch.exp_index_cap = 0;
     for (size_t i = 0; i < n_deltas && rc == MAB_OK; i++) {
         exp_ledger *x = exp_get(&scratch, deltas[i].experiment);
         arm_ledger *a = x ? arm_get(x, deltas[i].arm) : NULL;
@@ -2367,11 +2513,16 @@ static int clear_and_add(redis_store *st, const char *const *experiments, size_t
             writers_key(st, experiments[i], wkey, sizeof wkey);
             stats_key(st, experiments[i], skey, sizeof skey);
             bucket_key_prefix(st, experiments[i], bprefix, sizeof bprefix);
-            const char *argv[8] = {"EVAL", CLEAR_SCRIPT, "4", ikey, tkey, wkey, skey, bprefix};
-            size_t lens[8];
-            for (int k = 0; k < 8; k++)
+            char epoch[64], max[32];
+            next_epoch(st, epoch, sizeof epoch);
+            snprintf(max, sizeof max, "%" PRId64, st->change_log_max);
+            const char *argv[13] = {"EVAL", CLEAR_SCRIPT, "6", ikey, tkey, wkey, skey,
+                                    st->log_key, st->changes_key, bprefix, experiments[i],
+                                    epoch, max};
+            size_t lens[13];
+            for (int k = 0; k < 13; k++)
                 lens[k] = strlen(argv[k]);
-            redisAppendCommandArgv(st->ctx, 8, argv, lens);
+            redisAppendCommandArgv(st->ctx, 13, argv, lens);
             queued++;
         }
         for (size_t i = 0; i < scratch.n_exps && rc == MAB_OK; i++) {
@@ -2425,6 +2576,7 @@ static int clear_and_add(redis_store *st, const char *const *experiments, size_t
         free(scratch.exps[i].experiment);
     }
     free(scratch.exps);
+    free(scratch.exp_index);
     /* Whatever happened, the experiments' keys were (maybe) deleted: what
        was credited or in doubt for them no longer means anything. */
     for (size_t i = 0; i < n_experiments; i++) {
@@ -2450,6 +2602,159 @@ static int redis_replace(void *state, const char *const *experiments, size_t n_e
 {
     return clear_and_add(state, experiments, n_experiments, deltas, n_deltas,
                          "replace the records of the imported experiments", err);
+}
+
+/* ---- what changed (ABI 1.6) -------------------------------------------------------- */
+
+/* The server's run_id from an INFO reply into out ("" when not there). */
+static void parse_run_id(const redisReply *r, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *at = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
+    if (at) {
+        at += 7;
+        size_t len = strcspn(at, "\r\n");
+        if (len < cap) {
+            memcpy(out, at, len);
+            out[len] = '\0';
+        }
+    }
+}
+
+/* A whole number of at most 19 digits, or -1. */
+static int64_t parse_seq(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 18)
+        return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        if (r->str[i] < '0' || r->str[i] > '9')
+            return -1;
+        v = v * 10 + (r->str[i] - '0');
+    }
+    return v;
+}
+
+/*
+ * One round trip: INFO server, then MULTI, HMGET Pchanges:log epoch seq
+ * floor, ZRANGEBYSCORE Pchanges (SEEN +inf (only once a position is
+ * known), EXEC. Everything, rather than the members, when the position
+ * cannot vouch for the range (see the header comment).
+ */
+static int changed_once(redis_store *st, int *everything,
+                        int (*visit)(void *ctx, const char *experiment), void *ctx,
+                        mab_error *err)
+{
+    char from[32];
+    snprintf(from, sizeof from, "(%" PRIu64, st->seen_seq);
+    int ranged = st->have_position;
+    redisAppendCommand(st->ctx, "INFO server");
+    redisAppendCommand(st->ctx, "MULTI");
+    const char *hargv[5] = {"HMGET", st->log_key, "epoch", "seq", "floor"};
+    size_t hlens[5] = {5, strlen(st->log_key), 5, 3, 5};
+    redisAppendCommandArgv(st->ctx, 5, hargv, hlens);
+    if (ranged) {
+        const char *zargv[4] = {"ZRANGEBYSCORE", st->changes_key, from, "+inf"};
+        size_t zlens[4] = {13, strlen(st->changes_key), strlen(from), 4};
+        redisAppendCommandArgv(st->ctx, 4, zargv, zlens);
+    }
+    redisAppendCommand(st->ctx, "EXEC");
+    size_t queued = ranged ? 5 : 4; /* INFO, MULTI, HMGET, [ZRANGEBYSCORE,] EXEC */
+    redisReply *replies[5] = {NULL};
+    int rc = MAB_OK;
+    for (size_t i = 0; i < queued; i++)
+        if (redisGetReply(st->ctx, (void **)&replies[i]) != REDIS_OK || !replies[i]) {
+            char why[64];
+            rc = store_fail(st, err, MAB_ESTORAGE, "cannot read the change log: %s",
+                            io_reason(st, why, sizeof why));
+            disconnect(st);
+            break;
+        }
+    const redisReply *exec = rc == MAB_OK ? replies[queued - 1] : NULL;
+    if (rc == MAB_OK && (exec->type != REDIS_REPLY_ARRAY || exec->elements != queued - 3))
+        rc = store_fail(st, err, MAB_ESTORAGE, "cannot read the change log: %s",
+                        exec->type == REDIS_REPLY_ERROR ? exec->str : "unexpected reply");
+    int status = MAB_OK;
+    char run_id[sizeof st->seen_run_id], epoch[sizeof st->seen_epoch] = "";
+    uint64_t seq = 0;
+    int damaged = 0;
+    if (rc == MAB_OK) {
+        /* A server that refuses INFO (an ACL) gives no run_id: restarts are
+           then told by the epoch and seq alone. */
+        parse_run_id(replies[0], run_id, sizeof run_id);
+        const redisReply *log = exec->element[0];
+        if (log->type != REDIS_REPLY_ARRAY || log->elements != 3) {
+            damaged = 1; /* not a hash: the next write starts it again */
+        } else if (log->element[0]->type == REDIS_REPLY_NIL) {
+            epoch[0] = '\0'; /* no log (yet, or any more) */
+        } else {
+            int64_t s = parse_seq(log->element[1]), floor = parse_seq(log->element[2]);
+            damaged = log->element[0]->type != REDIS_REPLY_STRING ||
+                      log->element[0]->len >= sizeof epoch || s < 0 || floor < 0;
+            if (!damaged) {
+                memcpy(epoch, log->element[0]->str, log->element[0]->len);
+                epoch[log->element[0]->len] = '\0';
+                seq = (uint64_t)s;
+                if (st->have_position && st->seen_seq < (uint64_t)floor)
+                    *everything = 1; /* trimmed past this position */
+            }
+        }
+        const redisReply *range = ranged ? exec->element[1] : NULL;
+        if (damaged || !st->have_position || strcmp(run_id, st->seen_run_id) != 0 ||
+            strcmp(epoch, st->seen_epoch) != 0 || seq < st->seen_seq ||
+            (range && range->type != REDIS_REPLY_ARRAY))
+            *everything = 1;
+        for (size_t i = 0; !*everything && range && i < range->elements && !status; i++) {
+            const redisReply *m = range->element[i];
+            char id[ID_MAX + 1];
+            if (m->type != REDIS_REPLY_STRING || m->len == 0 || m->len > ID_MAX ||
+                memchr(m->str, '\0', m->len)) {
+                *everything = 1; /* not a member this plugin writes: trust nothing */
+                break;
+            }
+            memcpy(id, m->str, m->len);
+            id[m->len] = '\0';
+            status = visit(ctx, id);
+        }
+    }
+    for (size_t i = 0; i < queued; i++)
+        if (replies[i])
+            freeReplyObject(replies[i]);
+    if (rc != MAB_OK)
+        return rc;
+    if (status == MAB_OK) {
+        /* A damaged log is no position: everything again until a write
+           starts it afresh. */
+        st->have_position = !damaged;
+        snprintf(st->seen_run_id, sizeof st->seen_run_id, "%s", run_id);
+        snprintf(st->seen_epoch, sizeof st->seen_epoch, "%s", epoch);
+        st->seen_seq = seq;
+    }
+    return status;
+}
+
+static int redis_changed(void *state, int *everything,
+                         int (*visit)(void *ctx, const char *experiment), void *ctx,
+                         mab_error *err)
+{
+    redis_store *st = state;
+    if (!everything || !visit)
+        return store_fail(st, err, MAB_EINVAL, "changed: NULL argument");
+    *everything = 0;
+    pipe_guard guard;
+    guard_begin(&guard);
+    int was_connected = st->ctx != NULL;
+    int rc = connect_store(st, err);
+    if (rc == MAB_OK)
+        rc = changed_once(st, everything, visit, ctx, err);
+    if (rc == MAB_ESTORAGE && was_connected && !st->ctx) { /* a connection gone idle */
+        *everything = 0;
+        rc = connect_store(st, err);
+        if (rc == MAB_OK)
+            rc = changed_once(st, everything, visit, ctx, err);
+    }
+    guard_end(&guard);
+    return rc;
 }
 
 /* ---- claims (ABI 1.3) -------------------------------------------------------------- */
@@ -2499,11 +2804,11 @@ static int claim_once(redis_store *st, mab_claim *claims, size_t n, mab_error *e
     for (size_t i = 0; i < n; i++)
         n_deltas += claims[i].n_deltas;
     const char **exps = calloc(n_deltas + 1, sizeof *exps);
-    size_t argc = 2 + 2 * n + n_deltas + 2 + 3 * n + 6 * n_deltas + 4;
+    size_t argc = 2 + 2 * n + n_deltas + 2 + 3 * n + 6 * n_deltas + 4 + 4 + n_deltas;
     const char **argv = calloc(argc, sizeof *argv);
     size_t *lens = calloc(argc, sizeof *lens);
     char *text = malloc((n + n_deltas + 1) * (KEY_MAX + 8) + (n + 1) * 120 +
-                        n_deltas * 4 * 32);
+                        n_deltas * 4 * 32 + 2 * 64);
     int rc = MAB_OK;
     if (!exps || !argv || !lens || !text)
         rc = store_fail(st, err, MAB_ENOMEM, "out of memory");
@@ -2536,7 +2841,7 @@ static int claim_once(redis_store *st, mab_claim *claims, size_t n, mab_error *e
     if (rc == MAB_OK) {
         ARGS("EVALSHA");
         ARGS(st->claim_sha);
-        ARGP("%zu", n + m);
+        ARGP("%zu", n + m + 2);
         for (size_t i = 0; i < n; i++) {
             claim_key(st, claims[i].assignment_id, p, KEY_MAX);
             ARGS(p);
@@ -2547,6 +2852,8 @@ static int claim_once(redis_store *st, mab_claim *claims, size_t n, mab_error *e
             ARGS(p);
             p += strlen(p) + 1;
         }
+        ARGS(st->log_key);
+        ARGS(st->changes_key);
         ARGP("%zu", n);
         ARGP("%zu", m);
         for (size_t i = 0; i < n; i++) {
@@ -2569,6 +2876,12 @@ static int claim_once(redis_store *st, mab_claim *claims, size_t n, mab_error *e
                 ARGP("%.17g", x->add.reward_sum_sq);
             }
         }
+        next_epoch(st, p, 64);
+        ARGS(p);
+        p += strlen(p) + 1;
+        ARGP("%" PRId64, st->change_log_max);
+        for (size_t e = 0; e < m; e++)
+            ARGS(exps[e]);
     }
 #undef ARGS
 #undef ARGP
@@ -2657,6 +2970,7 @@ static void store_free(redis_store *st)
         free(st->exps[i].experiment);
     }
     free(st->exps);
+    free(st->exp_index);
     if (st->password) {
         explicit_bzero(st->password, strlen(st->password));
         free(st->password);
@@ -2833,6 +3147,8 @@ static int read_params(redis_store *st, mab_params *params, mab_error *err)
         (rc = mab_params_string(params, "prefix", "mab:", &prefix)) != MAB_OK ||
         (rc = mab_params_int(params, "timeout_ms", DEFAULT_TIMEOUT_MS, 1, 600000,
                              &timeout_ms)) != MAB_OK ||
+        (rc = mab_params_int(params, "change_log_max", 0, 0, INT32_MAX,
+                             &st->change_log_max)) != MAB_OK ||
         (rc = read_password(st, params, err)) != MAB_OK)
         return rc;
     if (strlen(prefix) > PREFIX_MAX || strpbrk(prefix, "{}"))
@@ -2841,6 +3157,8 @@ static int read_params(redis_store *st, mab_params *params, mab_error *err)
                                "mark the experiment)",
                                prefix, PREFIX_MAX);
     snprintf(st->prefix, sizeof st->prefix, "%s", prefix);
+    snprintf(st->log_key, sizeof st->log_key, "%schanges:log", prefix);
+    snprintf(st->changes_key, sizeof st->changes_key, "%schanges", prefix);
     st->timeout.tv_sec = (time_t)(timeout_ms / 1000);
     st->timeout.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
     return MAB_OK;
@@ -2898,7 +3216,7 @@ static const mab_storage redis_storage = {
     redis_apply_buckets,
     redis_load_buckets,
     redis_scan_buckets,
-    NULL, /* changed (ABI 1.6): each refresh re-reads every experiment */
+    redis_changed,
 };
 
 MAB_STORAGE_DEFINE(redis_storage)

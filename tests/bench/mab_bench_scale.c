@@ -19,7 +19,9 @@
  * key prefix). With a storage, --commits R also measures R commits of one
  * changed record each (a reward on one experiment, then mab_flush: ms per
  * commit), and a refresh (re-reading the store as a refresh_ms tick does,
- * through mab_import of no records) after one such change, and after none.
+ * through mab_import of no records) after one such change, and after none
+ * (the refresh after a settling one, which read what the writes before it
+ * changed).
  *
  * --warm chooses once on every experiment before measuring, so that the
  * random column is the steady state rather than first touches. --handle
@@ -337,7 +339,15 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
     }
     double commit = 0, refresh_one = 0, refresh_none = 0;
     if (storage && commits) {
+        /* Settle first: a refresh reads what the first write changed (over a
+           change log, every experiment written), so that the commits below
+           do not wait behind that read in the background writer. */
+        refresh_s(e);
         commit = commit_ms(e, ids, n, commits);
+        /* Settle: the first refresh reads what the first write and the
+           commits changed (over a change log, all of it), so that the
+           next one is a refresh after no change. */
+        refresh_s(e);
         refresh_none = refresh_s(e);
         commit_ms(e, ids, n, 1);
         refresh_one = refresh_s(e);

@@ -16,6 +16,7 @@
  * No assertion depends on timing: waits poll until a condition holds or a
  * generous deadline passes; measured latencies are printed, not asserted.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -940,12 +941,13 @@ static void server_do(const char *fmt, ...)
     redisFree(c);
 }
 
-/* How many keys start with PREFIX. */
+/* How many keys of experiments start with PREFIX (PREFIX{...}; not the
+   change log's PREFIXchanges and PREFIXchanges:log, which outlive resets). */
 static long long keys_under(const char *prefix)
 {
     redisContext *c = redis_server_connect(&srv);
     assert_non_null(c);
-    redisReply *r = redisCommand(c, "KEYS %s*", prefix);
+    redisReply *r = redisCommand(c, "KEYS %s{*", prefix);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     long long n = (long long)r->elements;
     freeReplyObject(r);
@@ -1561,8 +1563,627 @@ static void test_stats_four_processes(void **state)
     assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
-int main(void)
+/* ---- what changed (storage ABI 1.6) --------------------------------------------- */
+
+/* What one changed() call said: "*" for everything, else the ids, each
+   followed by ';', in the order visited. */
+typedef struct seen_changes {
+    char ids[2000];
+    int everything;
+} seen_changes;
+
+static int note_changed(void *ctx, const char *experiment)
 {
+    seen_changes *c = ctx;
+    size_t len = strlen(c->ids);
+    snprintf(c->ids + len, sizeof c->ids - len, "%s;", experiment);
+    return 0;
+}
+
+/* One changed() call on st: MAB_OK asserted; "*" when it asks for everything. */
+static const char *changes_of(void *st, seen_changes *c)
+{
+    mab_error err = {0, ""};
+    c->ids[0] = '\0';
+    c->everything = -1;
+    if (plugin->changed(st, &c->everything, note_changed, c, &err) != MAB_OK)
+        fail_msg("changed: %s", err.message);
+    assert_true(c->everything == 0 || c->everything == 1);
+    return c->everything ? "*" : c->ids;
+}
+
+static int stop_at_first(void *ctx, const char *experiment)
+{
+    (void)experiment;
+    return ++*(int *)ctx == 1 ? 7 : 0;
+}
+
+/* The change log's sequence as the server holds it (-1: no log). */
+static long long log_seq(const char *prefix)
+{
+    redisContext *c = redis_server_connect(&srv);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "HGET %schanges:log seq", prefix);
+    long long n = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* Rewrite the server's AOF (BGREWRITEAOF, polled until done): the storms
+   before leave an AOF of hundreds of thousands of script calls whose replay
+   at a restart, on a loaded machine, can outlast redis_server_start's 20 s;
+   the rewritten one holds only the data. */
+static void compact_aof(void)
+{
+    server_do("BGREWRITEAOF");
+    for (int64_t until = redis_test_now_ms() + 120000;; redis_test_sleep_ms(20)) {
+        redisContext *c = redis_server_connect(&srv);
+        assert_non_null(c);
+        redisReply *r = redisCommand(c, "INFO persistence");
+        int busy = !r || r->type != REDIS_REPLY_STRING ||
+                   !strstr(r->str, "aof_rewrite_in_progress:0") ||
+                   !strstr(r->str, "aof_rewrite_scheduled:0");
+        if (r)
+            freeReplyObject(r);
+        redisFree(c);
+        if (!busy)
+            break;
+        if (redis_test_now_ms() > until)
+            fail_msg("BGREWRITEAOF did not finish within 120 s");
+    }
+}
+
+/* Restart the server on its port and directory, its AOF compacted first. */
+static void restart_compacted(void)
+{
+    compact_aof();
+    redis_server_stop(&srv, SIGTERM);
+    assert_int_equal(redis_server_start(&srv), 0);
+}
+
+/*
+ * changed() between two states on one prefix (another process's writes,
+ * seen by a reader): the first call asks for everything, then each write
+ * names its experiment once (apply, a granted claim, reset, replace), a
+ * refused write, a write to a stopped server and a refused claim name
+ * nothing and leave the log's sequence where it was; another prefix's
+ * writes are not seen; a visit's nonzero return stops the call without
+ * moving the position.
+ */
+static void test_changed_names_each_write(void **state)
+{
+    (void)state;
+    char prefix[32], other_prefix[32], keys[200], other_keys[200];
+    snprintf(prefix, sizeof prefix, "chg%u:", ++seq);
+    snprintf(other_prefix, sizeof other_prefix, "chgother%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    snprintf(other_keys, sizeof other_keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url,
+             other_prefix);
+    void *reader = NULL, *writer = NULL, *other = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &reader, &err), MAB_OK);
+    assert_int_equal(open_keys(keys, &writer, &err), MAB_OK);
+    assert_int_equal(open_keys(other_keys, &other, &err), MAB_OK);
+    seen_changes c;
+    assert_string_equal(changes_of(reader, &c), "*"); /* the first call */
+    assert_string_equal(changes_of(reader, &c), "");
+
+    mab_delta d1[] = {{"btn", "a", {1, 1, 1, 1}}, {"btn", "b", {2, 0, 0, 0}},
+                      {"size", "s", {1, 0, 0, 0}}};
+    /* The first write starts the log: a reader that saw none cannot tell
+       what was written before it, and asks for everything once. */
+    mab_delta first[] = {{"first", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(writer, first, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    assert_int_equal(plugin->apply(writer, d1, 3, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "btn;size;");
+    assert_string_equal(changes_of(reader, &c), "");
+    /* The writer sees its own writes too (the core reloads them: harmless). */
+    assert_string_equal(changes_of(writer, &c), "*");
+    /* Another prefix is another log. */
+    assert_int_equal(plugin->apply(other, d1, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* Statistics alone and buckets alone are changes of their experiment. */
+    double v[] = {0.5};
+    mab_stats_delta sd = {"stat", "a", "p/1:1,0", v, 1};
+    assert_int_equal(plugin->apply_stats(writer, NULL, 0, &sd, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "stat;");
+    mab_bucket_delta bd = {"buck", "a", 3600, {1, 0, 0, 0}};
+    assert_int_equal(plugin->apply_buckets(writer, NULL, 0, NULL, 0, &bd, 1, INT64_MIN, &err),
+                     MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "buck;");
+
+    /* A refused write (a string where the totals hash belongs: the script
+       refuses before writing anything) leaves the log as it was. */
+    server_do("SET %s{bad}:totals hello", prefix);
+    long long before = log_seq(prefix);
+    assert_true(before > 0);
+    mab_delta bad[] = {{"bad", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(writer, bad, 1, &err), MAB_ECORRUPT);
+    assert_int_equal(log_seq(prefix), before);
+    assert_string_equal(changes_of(reader, &c), "");
+    /* Refused by a later check (a count that is a word): the same. */
+    server_do("DEL %s{bad}:totals", prefix);
+    server_do("HSET %s{bad}:totals v 1 a:pulls many", prefix);
+    assert_int_equal(plugin->apply(writer, bad, 1, &err), MAB_ECORRUPT);
+    assert_int_equal(log_seq(prefix), before);
+    assert_string_equal(changes_of(reader, &c), "");
+    server_do("DEL %s{bad}:totals", prefix);
+
+    /* A write to a stopped server: refused, nothing logged (the restart
+       itself makes the reader ask for everything once: another run_id). */
+    compact_aof(); /* see there */
+    redis_server_stop(&srv, SIGTERM);
+    mab_delta d2[] = {{"size", "s", {5, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(writer, d2, 1, &err), MAB_ESTORAGE);
+    assert_int_equal(redis_server_start(&srv), 0);
+    assert_int_equal(log_seq(prefix), before);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    /* The failed batch, offered again, is a change when it lands. */
+    assert_int_equal(plugin->apply(writer, d2, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "size;");
+
+    /* Claims: a granted one with its reward names the experiment; a
+       refused one (claimed already) and one without deltas name nothing. */
+    uint8_t id[MAB_ASSIGNMENT_ID_BYTES];
+    memset(id, 0x3c, sizeof id);
+    mab_delta reward = {"clm", "a", {0, 1, 1, 1}};
+    mab_claim cl = {id, (int64_t)time(NULL) + 3600, &reward, 1, -1};
+    assert_int_equal(plugin->claim(writer, &cl, 1, 0, &err), MAB_OK);
+    assert_int_equal(cl.result, MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "clm;");
+    before = log_seq(prefix);
+    assert_int_equal(plugin->claim(writer, &cl, 1, 0, &err), MAB_OK);
+    assert_int_equal(cl.result, MAB_ECLAIMED);
+    uint8_t bare[MAB_ASSIGNMENT_ID_BYTES];
+    memset(bare, 0x4d, sizeof bare);
+    mab_claim nothing = {bare, (int64_t)time(NULL) + 3600, NULL, 0, -1};
+    assert_int_equal(plugin->claim(writer, &nothing, 1, 0, &err), MAB_OK);
+    assert_int_equal(nothing.result, MAB_OK);
+    assert_int_equal(log_seq(prefix), before);
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* Reset and replace name what they removed (and what replace added). */
+    assert_int_equal(plugin->reset(writer, "btn", &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "btn;");
+    const char *replaced[] = {"size", "gone"};
+    mab_delta fresh[] = {{"size", "s", {9, 0, 0, 0}}};
+    assert_int_equal(plugin->replace(writer, replaced, 2, fresh, 1, &err), MAB_OK);
+    seen_changes r;
+    changes_of(reader, &r);
+    assert_false(r.everything);
+    assert_non_null(strstr(r.ids, "size;"));
+    assert_non_null(strstr(r.ids, "gone;"));
+    /* One member per experiment however often it changed. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(plugin->apply(writer, d2, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "size;");
+
+    /* A visit that stops the call: its value returned, the position kept,
+       so the next call names the same again. */
+    assert_int_equal(plugin->apply(writer, d1, 3, &err), MAB_OK);
+    int visits = 0, everything = 0;
+    assert_int_equal(plugin->changed(reader, &everything, stop_at_first, &visits, &err), 7);
+    assert_int_equal(visits, 1);
+    assert_string_equal(changes_of(reader, &c), "btn;size;");
+    assert_int_equal(plugin->changed(reader, NULL, note_changed, &c, &err), MAB_EINVAL);
+
+    plugin->close(reader);
+    plugin->close(writer);
+    plugin->close(other);
+}
+
+/*
+ * The fallbacks: a reader asks for everything when the log cannot vouch for
+ * what it missed. FLUSHALL, then more writes than the reader had seen (its
+ * sequence number is passed again, under a new epoch); the log deleted; a
+ * log of another type (the next write starts it afresh); a log trimmed past
+ * the reader's position (change_log_max); a server restart (another
+ * run_id). After each, one call says everything and the next is exact again.
+ */
+static void test_changed_fallbacks(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200], trim_keys[240];
+    snprintf(prefix, sizeof prefix, "fall%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    snprintf(trim_keys, sizeof trim_keys,
+             "{\"url\": \"%s\", \"prefix\": \"%s\", \"change_log_max\": 3}", srv.url, prefix);
+    void *reader = NULL, *writer = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &reader, &err), MAB_OK);
+    assert_int_equal(open_keys(keys, &writer, &err), MAB_OK);
+    seen_changes c;
+    mab_delta d[] = {{"e0", "a", {1, 0, 0, 0}}};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(plugin->apply(writer, d, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    long long seen = log_seq(prefix);
+
+    /* FLUSHALL, then more writes than the reader saw: the sequence passes
+       the reader's again, but under another epoch. */
+    server_do("FLUSHALL");
+    mab_delta d1[] = {{"e1", "a", {1, 0, 0, 0}}};
+    for (long long i = 0; i <= seen; i++)
+        assert_int_equal(plugin->apply(writer, d1, 1, &err), MAB_OK);
+    assert_true(log_seq(prefix) > seen);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    /* FLUSHALL and no write since: no log at all, still everything once. */
+    server_do("FLUSHALL");
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    assert_int_equal(plugin->apply(writer, d1, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "*"); /* a log again, a new epoch */
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* Only the sorted set deleted: the next write starts a new log. */
+    server_do("DEL %schanges", prefix);
+    assert_int_equal(plugin->apply(writer, d, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* A log hash of another type: reads ask for everything, writes go on
+       and start it afresh. */
+    server_do("DEL %schanges:log", prefix);
+    server_do("SET %schanges:log junk", prefix);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "*"); /* no position until a write */
+    assert_int_equal(plugin->apply(writer, d, 1, &err), MAB_OK);
+    assert_true(log_seq(prefix) == 1);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    /* A seq that is not a number: the same. */
+    server_do("HSET %schanges:log seq x", prefix);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_int_equal(plugin->apply(writer, d1, 1, &err), MAB_OK);
+    assert_int_equal(log_seq(prefix), 1);
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+
+    /* Trimmed: a writer keeping at most 3 experiments in the log. */
+    void *trimmer = NULL;
+    assert_int_equal(open_keys(trim_keys, &trimmer, &err), MAB_OK);
+    mab_delta t1[] = {{"t1", "a", {1, 0, 0, 0}}, {"t2", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(trimmer, t1, 2, &err), MAB_OK);
+    /* The log (restarted above) holds e1 at 1, t1 and t2 at 2: three. */
+    assert_int_equal(server_integer("ZCARD %schanges", prefix), 3);
+    assert_string_equal(changes_of(reader, &c), "t1;t2;"); /* at 2 now */
+    mab_delta t3[] = {{"t3", "a", {1, 0, 0, 0}}};
+    mab_delta t4[] = {{"t4", "a", {1, 0, 0, 0}}};
+    mab_delta t5[] = {{"t5", "a", {1, 0, 0, 0}}};
+    mab_delta t6[] = {{"t6", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(trimmer, t3, 1, &err), MAB_OK); /* e1 out: floor 1 */
+    assert_string_equal(changes_of(writer, &c), "*");              /* its first call: at 3 */
+    assert_int_equal(plugin->apply(trimmer, t4, 1, &err), MAB_OK); /* t1 out: floor 2 */
+    assert_int_equal(plugin->apply(trimmer, t5, 1, &err), MAB_OK); /* t2 out: floor 2 */
+    assert_int_equal(server_integer("ZCARD %schanges", prefix), 3);
+    /* Trimmed only up to the reader's position: the log still holds all
+       it missed. */
+    assert_string_equal(changes_of(reader, &c), "t3;t4;t5;"); /* at 5 */
+    assert_string_equal(changes_of(writer, &c), "t4;t5;");    /* at 5 */
+    assert_int_equal(plugin->apply(trimmer, t6, 1, &err), MAB_OK); /* t3 out: floor 3 */
+    assert_string_equal(changes_of(reader, &c), "t6;");
+    /* Past a position: t7, t8, t9 push out t4, t5 and t6 (floor 6), beyond
+       the reader's 6... */
+    mab_delta t7[] = {{"t7", "a", {1, 0, 0, 0}}}, t8[] = {{"t8", "a", {1, 0, 0, 0}}},
+              t9[] = {{"t9", "a", {1, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(trimmer, t7, 1, &err), MAB_OK);
+    assert_int_equal(plugin->apply(trimmer, t8, 1, &err), MAB_OK);
+    assert_int_equal(plugin->apply(trimmer, t9, 1, &err), MAB_OK);
+    assert_string_equal(changes_of(reader, &c), "t7;t8;t9;"); /* 6 >= floor 6 */
+    /* ...and past the writer's 5: it missed t6, which the log lost. */
+    assert_string_equal(changes_of(writer, &c), "*");
+    assert_string_equal(changes_of(writer, &c), "");
+    plugin->close(trimmer);
+
+    /* A restart (AOF: the log survives it, but a restart may lose its
+       tail with the writes it named): everything once. */
+    restart_compacted();
+    assert_string_equal(changes_of(reader, &c), "*");
+    assert_string_equal(changes_of(reader, &c), "");
+    plugin->close(reader);
+    plugin->close(writer);
+}
+
+/* ---- an engine's refresh reads only what changed ------------------------------------ */
+
+#define MANY 60
+#define MANY_ARMS 3
+
+/* MANY experiments e0..e59 of 3 arms over the counting_redis fixture (the
+   redis plugin behind a counter of load() calls) on PREFIX; refreshes only
+   when the test asks. `more` adds storage keys. */
+static void write_many_config(char *path, size_t cap, const char *prefix, const char *more)
+{
+    snprintf(path, cap, "%s/many%u.json", run_dir, ++seq);
+    FILE *out = fopen(path, "w");
+    assert_non_null(out);
+    fprintf(out, "{\"plugin_path\": [\"%s\", \"%s\"],\n"
+                 " \"storage\": {\"plugin\": \"counting_redis\", \"url\": \"%s\", "
+                 "\"prefix\": \"%s\", \"sync\": {\"interval_ms\": 3600000}, "
+                 "\"refresh_ms\": 86400000%s},\n"
+                 " \"experiments\": {\n", MAB_FIXTURE_DIR, MAB_PLUGIN_DIR, srv.url, prefix,
+            more ? more : "");
+    for (int i = 0; i < MANY; i++)
+        fprintf(out, "  \"e%d\": {\"policy\": {\"plugin\": \"epsilon_greedy\"}, "
+                     "\"arms\": {\"a0\": 0, \"a1\": 1, \"a2\": 2}}%s\n", i,
+                i + 1 < MANY ? "," : "");
+    fputs(" }}\n", out);
+    assert_int_equal(fclose(out), 0);
+}
+
+static uint64_t loads_so_far(void)
+{
+    void *h = dlopen(MAB_FIXTURE_DIR "/counting_redis.so", RTLD_NOW | RTLD_NOLOAD);
+    if (!h)
+        fail_msg("counting_redis.so is not loaded: %s", dlerror());
+    uint64_t (*loads)(void) = (uint64_t (*)(void))dlsym(h, "storage_counting_loads");
+    assert_non_null(loads);
+    uint64_t n = loads();
+    dlclose(h); /* drops only the reference RTLD_NOLOAD took */
+    return n;
+}
+
+/* What a refresh_ms tick does, on demand: mab_import of no records flushes,
+   applies nothing, then refreshes the totals. */
+static void refresh_now(mab_engine *e)
+{
+    mab_error err = {0, ""};
+    if (mab_import(e, NULL, 0, 0, &err) != MAB_OK)
+        fail_msg("refresh (mab_import of nothing): %s", err.message);
+}
+
+static mab_engine *open_many(const char *config)
+{
+    mab_engine *e = NULL;
+    mab_error err = {0, ""};
+    if (mab_open(config, &e, &err) != MAB_OK)
+        fail_msg("mab_open %s: %s", config, err.message);
+    return e;
+}
+
+/* Every arm's counters of e0..e59, as the engine shows them. */
+typedef struct many_state {
+    mab_arm_stats s[MANY][MANY_ARMS];
+} many_state;
+
+static void state_of(mab_engine *e, many_state *out)
+{
+    for (int i = 0; i < MANY; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "e%d", i);
+        size_t n = 0;
+        for (int a = 0; a < MANY_ARMS; a++)
+            out->s[i][a] = (mab_arm_stats)MAB_STRUCT_INIT(mab_arm_stats);
+        mab_error err = {0, ""};
+        if (mab_stats(e, id, out->s[i], MANY_ARMS, &n, &err) != MAB_OK || n != MANY_ARMS)
+            fail_msg("mab_stats %s: %s", id, err.message);
+    }
+}
+
+/* The engine's state equals what a fresh engine reads from the store. */
+static void assert_state_is_stored(mab_engine *e, const char *config, const char *when)
+{
+    many_state *mine = calloc(1, sizeof *mine), *fresh = calloc(1, sizeof *fresh);
+    assert_non_null(mine);
+    assert_non_null(fresh);
+    state_of(e, mine);
+    mab_engine *f = open_many(config);
+    state_of(f, fresh);
+    mab_close(f, NULL);
+    for (int i = 0; i < MANY; i++)
+        for (int a = 0; a < MANY_ARMS; a++) {
+            const mab_arm_stats *x = &mine->s[i][a], *y = &fresh->s[i][a];
+            if (x->pulls != y->pulls || x->rewards != y->rewards ||
+                x->reward_sum != y->reward_sum)
+                fail_msg("%s: e%d.a%d shows %" PRIu64 " pulls %" PRIu64 " rewards %.17g after "
+                         "the refresh; the store holds %" PRIu64 " %" PRIu64 " %.17g",
+                         when, i, a, x->pulls, x->rewards, x->reward_sum, y->pulls, y->rewards,
+                         y->reward_sum);
+        }
+    free(mine);
+    free(fresh);
+}
+
+static uint64_t xorshift(uint64_t *x)
+{
+    *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+    return *x;
+}
+
+enum { RANDOM_WRITES = 400, RANDOM_RESETS = 4 };
+
+/* The random writes of step 2, from seed: rewards on (experiment, arm) and
+   resets of experiments; marks each experiment touched (1) or reset (2). */
+static int random_writes(mab_engine *e, uint64_t seed, unsigned char *touched)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < RANDOM_WRITES + RANDOM_RESETS; i++) {
+        int reset = (int)(xorshift(&x) % (RANDOM_WRITES + RANDOM_RESETS)) < RANDOM_RESETS;
+        int exp = (int)(xorshift(&x) % MANY), arm = (int)(xorshift(&x) % MANY_ARMS);
+        double value = (double)(xorshift(&x) % 5) / 4;
+        char id[16], arm_id[8];
+        snprintf(id, sizeof id, "e%d", exp);
+        snprintf(arm_id, sizeof arm_id, "a%d", arm);
+        touched[exp] |= reset ? 2 : 1;
+        if (!e)
+            continue;
+        if ((reset ? mab_reset(e, id, NULL) : mab_reward(e, id, arm_id, value, NULL)) != MAB_OK)
+            return -1;
+    }
+    return 0;
+}
+
+/* Child: at each byte on go, one step, durable before the byte on done:
+   1 = a reward of 1 on e17.a1; 2 = random_writes(seed 42); 3 = under the
+   config `trim` (change_log_max 5), a reward on each of e30..e39. */
+static void changes_child(const char *config, const char *trim, int go, int done)
+{
+    char step;
+    mab_engine *e = NULL;
+    if (read(go, &step, 1) != 1 || mab_open(config, &e, NULL) != MAB_OK)
+        _exit(2);
+    do {
+        int ok = 1;
+        unsigned char touched[MANY] = {0};
+        if (step == 1)
+            ok = mab_reward(e, "e17", "a1", 1.0, NULL) == MAB_OK;
+        if (step == 2)
+            ok = random_writes(e, 42, touched) == 0;
+        if (step == 3) {
+            mab_engine *t = NULL;
+            ok = mab_open(trim, &t, NULL) == MAB_OK;
+            for (int i = 30; ok && i < 40; i++) {
+                char id[16];
+                snprintf(id, sizeof id, "e%d", i);
+                ok = mab_reward(t, id, "a0", 0.5, NULL) == MAB_OK && mab_flush(t, NULL) == MAB_OK;
+            }
+            if (t && mab_close(t, NULL) != MAB_OK)
+                ok = 0;
+        }
+        if (!ok || mab_flush(e, NULL) != MAB_OK || write(done, "d", 1) != 1)
+            _exit(3);
+    } while (read(go, &step, 1) == 1 && step != 0);
+    _exit(mab_close(e, NULL) == MAB_OK ? 0 : 4);
+}
+
+static void child_step(int go, int done, char step)
+{
+    char c;
+    assert_int_equal(write(go, &step, 1), 1);
+    assert_int_equal(read(done, &c, 1), 1);
+}
+
+/*
+ * An engine over Redis, another process writing: a refresh after no change
+ * loads no experiment, after one change one (counted load() calls), after
+ * 400 random rewards and 4 resets exactly the experiments they touched (and
+ * the resets' sample-ratio ledgers), and shows every change; after a
+ * FLUSHALL, and after a writer that trims the log past this engine's
+ * position, it re-reads everything, and again shows what the store holds.
+ */
+static void test_engine_refresh_reads_only_changed(void **state)
+{
+    (void)state;
+    char config[256], trim[256], prefix[32];
+    snprintf(prefix, sizeof prefix, "eng%u:", ++seq);
+    write_many_config(config, sizeof config, prefix, NULL);
+    write_many_config(trim, sizeof trim, prefix, ", \"change_log_max\": 5");
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(done[0]);
+        changes_child(config, trim, go[0], done[1]);
+    }
+    close(go[0]);
+    close(done[1]);
+
+    /* Something stored before anyone opens (the first write starts the log). */
+    mab_engine *e = open_many(config);
+    assert_int_equal(mab_reward(e, "e5", "a0", 1.0, NULL), MAB_OK);
+    assert_int_equal(mab_reward(e, "e17", "a0", 1.0, NULL), MAB_OK);
+    mab_close(e, NULL);
+
+    e = open_many(config);
+    uint64_t opened = loads_so_far();
+    /* The open read everything (the plugin's first answer is "everything");
+       a refresh with nothing changed anywhere reads nothing. */
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - opened, 0);
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - opened, 0);
+
+    /* Ours, not yet applied: it must survive the refresh of its experiment. */
+    assert_int_equal(mab_reward(e, "e17", "a2", 0.25, NULL), MAB_OK);
+    uint64_t before = loads_so_far();
+    child_step(go[1], done[0], 1);
+    /* mab_import flushes ours first (e17 again): still one experiment. */
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, 1);
+    mab_arm_stats s[MANY_ARMS] = {MAB_STRUCT_INIT(mab_arm_stats), MAB_STRUCT_INIT(mab_arm_stats),
+                                  MAB_STRUCT_INIT(mab_arm_stats)};
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, "e17", s, MANY_ARMS, &n, NULL), MAB_OK);
+    assert_int_equal(s[0].rewards, 1); /* stored before */
+    assert_int_equal(s[1].rewards, 1); /* the other process's */
+    assert_int_equal(s[2].rewards, 1); /* ours */
+    before = loads_so_far();
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, 0);
+
+    /* Random writes from the other process: exactly what they touched. */
+    unsigned char touched[MANY] = {0};
+    random_writes(NULL, 42, touched);
+    uint64_t want = 0;
+    for (int i = 0; i < MANY; i++)
+        want += (touched[i] != 0) + ((touched[i] & 2) != 0); /* a reset: its "@srm" too */
+    before = loads_so_far();
+    child_step(go[1], done[0], 2);
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, want);
+    assert_state_is_stored(e, config, "after random writes");
+
+    /* FLUSHALL between refreshes: everything re-read, nothing shown that
+       the store no longer holds. */
+    server_do("FLUSHALL");
+    before = loads_so_far();
+    refresh_now(e);
+    assert_true(loads_so_far() - before >= MANY);
+    assert_state_is_stored(e, config, "after FLUSHALL");
+    assert_int_equal(mab_stats(e, "e17", s, MANY_ARMS, &n, NULL), MAB_OK);
+    assert_int_equal(s[1].rewards, 0);
+    /* ...and a FLUSHALL followed by more writes than this engine had seen
+       (the sequence passes its position again, under a new epoch). */
+    child_step(go[1], done[0], 1);
+    refresh_now(e); /* the log was started afresh: everything once */
+    server_do("FLUSHALL");
+    child_step(go[1], done[0], 2); /* a call per experiment: beyond the seq seen */
+    before = loads_so_far();
+    refresh_now(e);
+    assert_true(loads_so_far() - before >= MANY);
+    assert_state_is_stored(e, config, "after FLUSHALL and writes");
+
+    /* A writer keeping 5 experiments in the log writes 10: this engine's
+       position is trimmed away, so it re-reads everything. */
+    before = loads_so_far();
+    refresh_now(e);
+    assert_int_equal(loads_so_far() - before, 0);
+    child_step(go[1], done[0], 3);
+    before = loads_so_far();
+    refresh_now(e);
+    assert_true(loads_so_far() - before >= MANY);
+    assert_state_is_stored(e, config, "after a trimmed log");
+    assert_int_equal(mab_stats(e, "e35", s, MANY_ARMS, &n, NULL), MAB_OK);
+    assert_true(s[0].reward_sum >= 0.5);
+
+    char stop = 0;
+    assert_int_equal(write(go[1], &stop, 1), 1);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the writing process failed (status %d)", status);
+    close(go[1]);
+    close(done[0]);
+    mab_close(e, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    /* test_storage_redis [PATTERN]: only the tests whose name matches (cmocka's
+       filter, * and ? wildcards), e.g. 'test_*changed*'. */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     /* The plugin must survive writes to closed connections without this;
        the tests themselves keep the default SIGPIPE action to prove it. */
     const struct CMUnitTest tests[] = {
@@ -1581,6 +2202,9 @@ int main(void)
         cmocka_unit_test(test_exp3_survives_restart),
         cmocka_unit_test(test_stats_four_processes),
         cmocka_unit_test(test_stats_refresh),
+        cmocka_unit_test(test_changed_names_each_write),
+        cmocka_unit_test(test_changed_fallbacks),
+        cmocka_unit_test(test_engine_refresh_reads_only_changed),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
