@@ -1,6 +1,7 @@
 # lib.sh - helpers shared by the bash integration tests (sourced, not run).
 # The sourcing script sets $py (Debian's /usr/bin/python3) and $tmp (its
-# scratch directory) first, and exits non-zero at the end when $failures > 0.
+# scratch directory) first, or calls mabd_test_begin (below) right after
+# sourcing, and exits non-zero at the end when $failures > 0.
 
 failures=0
 fail() {
@@ -40,4 +41,22 @@ expect_status() { # WANT WHAT
 
 free_port() { # a loopback TCP port nobody listens on now
     $py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# mabd_test_begin BUILD_DIR: the set-up of a test of one mabd at a time:
+# $build, $mabd, $mab, $py, a scratch $tmp, and $pid (the test's mabd,
+# empty until it starts one), killed if still running and $tmp removed
+# when the test exits. Call it right after sourcing this file.
+mabd_test_begin() {
+    build=$(cd "$1" && pwd)
+    mabd=$build/bin/mabd
+    mab=$build/bin/mab
+    py=/usr/bin/python3
+    tmp=$(mktemp -d)
+    pid=""
+    trap mabd_test_end EXIT
+}
+mabd_test_end() {
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
+    rm -rf "$tmp"
 }

@@ -11,18 +11,8 @@
 # SIGTERM.
 set -euo pipefail
 
-build=$(cd "$1" && pwd)
-mabd=$build/bin/mabd
-mab=$build/bin/mab
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+mabd_test_begin "$1"
 
 $mab keygen "$tmp/mab.key" >/dev/null
 cat >"$tmp/mab.json" <<EOF

@@ -7,18 +7,8 @@
 # reason "paused", and the counters survive the reload.
 set -euo pipefail
 
-build=$(cd "$1" && pwd)
-mabd=$build/bin/mabd
-mab=$build/bin/mab
-py=/usr/bin/python3
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+mabd_test_begin "$1"
 wait_log() { # wait_log TEXT: until the log holds TEXT (10 s)
     for _ in $(seq 100); do
         grep -q "$1" "$tmp/log" && return 0
