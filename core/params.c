@@ -117,6 +117,7 @@ static void record(mab_params *p, const char *message)
             snprintf(p->error, sizeof p->error, "%s", message);
 }
 
+__attribute__((format(printf, 3, 0)))
 static int fail_va(mab_params *p, const char *key, const char *fmt, va_list ap)
 {
     char detail[MAB_ERROR_MAX];
