@@ -19,12 +19,13 @@
 
 #include "engine.h"
 #include "engine_access.h"
+#include "json.h"
 
 /* Large enough for a million experiments of a few arms (about 100 MB of
    JSON); a file announcing more is refused before it is read. */
 #define CONFIG_MAX_BYTES (1u << 30)
 
-static int read_file(const char *path, char **out, mab_error *err)
+static int read_file(const char *path, char **out, size_t *out_len, mab_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -66,6 +67,7 @@ static int read_file(const char *path, char **out, mab_error *err)
     }
     buf[len] = '\0';
     *out = buf;
+    *out_len = len;
     return MAB_OK;
 }
 
@@ -663,15 +665,20 @@ int mab__config_load(mab_engine *e, const char *const *sections, mab_error *err)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
 
     char *text = NULL;
-    rc = read_file(e->config_path, &text, err);
+    size_t text_len = 0;
+    rc = read_file(e->config_path, &text, &text_len, err);
     if (rc)
         return rc;
-    const char *end = NULL;
-    e->root = cJSON_ParseWithOpts(text, &end, 1);
+    /* core/json.c: cJSON nodes in a few blocks, freed with mab__json_free. */
+    mab__json_error bad;
+    e->root = mab__json_parse(text, text_len, &bad);
     if (!e->root) {
         int line, column;
-        line_column(text, end ? end : text, &line, &column);
+        line_column(text, text + bad.offset, &line, &column);
         free(text);
+        if (bad.reason == MAB__JSON_ENOMEM)
+            return mab_error_set(err, MAB_ENOMEM, "%s: out of memory parsing config",
+                                 e->config_path);
         return mab_error_set(err, MAB_ECONFIG, "%s: invalid JSON at line %d, column %d",
                              e->config_path, line, column);
     }
@@ -715,7 +722,7 @@ void mab__config_free(mab_engine *e)
         free(e->plugin_dirs[i]);
     free(e->plugin_dirs);
     free(e->config_dir);
-    cJSON_Delete(e->root);
+    mab__json_free(e->root);
     e->root = NULL;
 }
 

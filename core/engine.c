@@ -15,6 +15,7 @@
 
 #include "engine_access.h"
 #include "id_index.h"
+#include "json.h"
 #include "slots.h"
 
 static atomic_uint_fast64_t next_engine_serial = 1;
@@ -845,7 +846,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     for (size_t i = 0; i < e->n_experiments; i++)
         e->experiments[i].policy_obj = NULL;
     e->storage_obj = NULL;
-    cJSON_Delete(e->root);
+    mab__json_free(e->root); /* core/json.c's blocks, not cJSON_Delete */
     e->root = NULL;
     *out = e;
     return MAB_OK;
