@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,6 +300,22 @@ static int parse_reward_range(const mab_engine *e, mab__experiment *x, const cJS
    (size_t)-1 when out of memory. */
 static size_t value_text(const cJSON *v, char *out, char **printed)
 {
+    /* The commonest value, a whole number in int's range: cJSON's valueint
+       is it exactly; no call, no floor. */
+    if ((v->type & 0xFF) == cJSON_Number && v->valueint > INT_MIN && v->valueint < INT_MAX &&
+        v->valuedouble == (double)v->valueint && !(v->valueint == 0 && signbit(v->valuedouble))) {
+        unsigned u = v->valueint < 0 ? 0u - (unsigned)v->valueint : (unsigned)v->valueint;
+        size_t k = v->valueint < 0, n = 1;
+        for (unsigned t = u; t >= 10; t /= 10)
+            n++;
+        if (out) {
+            if (k)
+                out[0] = '-';
+            for (size_t i = k + n; i-- > k; u /= 10)
+                out[i] = (char)('0' + u % 10);
+        }
+        return k + n;
+    }
     double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
     if (!(isfinite(d) && d == floor(d) && fabs(d) < 1e15 && !(d == 0 && signbit(d)))) {
         if (!*printed && !(*printed = cJSON_PrintUnformatted(v)))
@@ -430,8 +447,9 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
     size_t bytes = 0, i = 0;
     int rc = MAB_OK;
     for (const cJSON *a = arms->child; a && rc == MAB_OK; a = a->next, i++) {
-        size_t value_len = valid_id(a->string) ? value_text(a, NULL, &printed[i]) : 0;
-        if (!valid_id(a->string))
+        int id_ok = valid_id(a->string);
+        size_t value_len = id_ok ? value_text(a, NULL, &printed[i]) : 0;
+        if (!id_ok)
             rc = mab_error_set(err, MAB_ECONFIG,
                                "%s: experiments.%s.arms: arm id \"%s\" must be 1 to %d letters, "
                                "digits, '_' or '-'",

@@ -70,6 +70,10 @@ struct bad_config {
 static const struct bad_config cases[] = {
     {"not JSON", "{\"experiments\": {\n  \"a\": [1, 2,,]\n}}", MAB_ECONFIG,
      "@F: invalid JSON at line 2, column 14"},
+    /* Not JSON, though cJSON read it (core/json.c, docs/config.md "JSON"). */
+    {"leading zero", "{\n  \"seed\": 007}", MAB_ECONFIG, "@F: invalid JSON at line 2, column 12"},
+    {"control byte in a string", "{\"seed\": 1, \"x\": \"a\tb\"}", MAB_ECONFIG,
+     "@F: invalid JSON at line 1, column 20"},
     {"top level array", "[1, 2]", MAB_ECONFIG, "@F: the top level must be a JSON object"},
     {"unknown top-level key",
      "{" PP ", " STORAGE ", \"experimentz\": {}}", MAB_ECONFIG, "@F: unknown key \"experimentz\""},
@@ -565,7 +569,9 @@ static void test_arm_values_as_cjson_writes_them(void **state)
     static const char *const values[] = {"0", "-0", "7", "-42", "999999999999999",
                                          "1000000000000000", "-999999999999999", "1.5",
                                          "1e300", "2147483648", "\"x\"", "true",
-                                         "[1,{\"k\":null}]", "\"q\\\"\"", "{}"};
+                                         "[1,{\"k\":null}]", "\"q\\\"\"", "{}", "9", "10",
+                                         "-10", "99", "100", "123456789", "2147483646",
+                                         "2147483647", "-2147483647", "-2147483648", "-1"};
     char text[4096];
     size_t n = (size_t)snprintf(text, sizeof text,
                                 "{" PP ", " STORAGE ", \"experiments\": {\"e\": {" EG
