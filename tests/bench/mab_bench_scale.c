@@ -34,11 +34,13 @@
  * cache and TLB miss on this machine at that working set; 0 without it).
  *
  * --parse-only measures instead what cJSON alone costs on the same config
- * (read, parse, free): the part of mab_open no change to the engine moves.
+ * (read, parse, free), --parse-own the same with core/json.c, the parser
+ * mab_open uses (compiled in): the parse's part of mab_open.
  *
  *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
  *                   [--commits R] [--warm] [--handle] [--only hot|random]
- *                   [--miss] [--policy NAME] [--no-srm] [--parse-only] N [N ...]
+ *                   [--miss] [--policy NAME] [--no-srm] [--parse-only | --parse-own]
+ *                   N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -57,6 +59,7 @@
 #include <cjson/cJSON.h>
 
 #include "mab/mab.h"
+#include "../../core/json.h" /* --parse-own */
 
 static double now_s(void)
 {
@@ -245,7 +248,7 @@ static int miss;
 /* --parse-only: what cJSON alone costs on the config mab_open would read
    (read the file, parse, free the tree; core/config.c does the same), in
    wall and CPU seconds, and the bytes of the file per arm. */
-static int parse_only(const char *config, size_t n, size_t k)
+static int parse_only(const char *config, size_t n, size_t k, int own)
 {
     double t0 = now_s(), c0 = process_cpu_s();
     FILE *f = fopen(config, "rb");
@@ -258,17 +261,21 @@ static int parse_only(const char *config, size_t n, size_t k)
     fclose(f);
     text[st.st_size] = '\0';
     double read_cpu = process_cpu_s() - c0;
-    cJSON *root = cJSON_ParseWithOpts(text, NULL, 1);
+    cJSON *root = own ? mab__json_parse(text, (size_t)st.st_size, NULL)
+                      : cJSON_ParseWithOpts(text, NULL, 1);
     free(text);
     if (!root)
         return 1;
     double parse_wall = now_s() - t0, parse_cpu = process_cpu_s() - c0;
     c0 = process_cpu_s();
-    cJSON_Delete(root);
+    if (own)
+        mab__json_free(root);
+    else
+        cJSON_Delete(root);
     double delete_cpu = process_cpu_s() - c0;
-    printf("%10zu %4zu parse only: %.3f s wall, %.3f s CPU (read %.3f s), delete %.3f s CPU, "
+    printf("%10zu %4zu parse only (%s): %.3f s wall, %.3f s CPU (read %.3f s), delete %.3f s CPU, "
            "%.1f bytes of config per arm\n",
-           n, k, parse_wall, parse_cpu, read_cpu, delete_cpu, (double)st.st_size / (double)(n * k));
+           n, k, own ? "core/json.c" : "cJSON", parse_wall, parse_cpu, read_cpu, delete_cpu, (double)st.st_size / (double)(n * k));
     fflush(stdout); /* the child leaves with _exit */
     return 0;
 }
@@ -417,11 +424,13 @@ int main(int argc, char **argv)
             no_srm = 1;
         else if (strcmp(argv[i], "--parse-only") == 0)
             parse_only_mode = 1;
+        else if (strcmp(argv[i], "--parse-own") == 0)
+            parse_only_mode = 2;
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
                             "[--redis URL] [--commits R] [--warm] [--handle] "
                             "[--only hot|random] [--miss] [--policy NAME] [--no-srm] "
-                            "[--parse-only] [--tsv] N [N ...]\n");
+                            "[--parse-only | --parse-own] [--tsv] N [N ...]\n");
             return 2;
         }
     }
@@ -454,7 +463,7 @@ int main(int argc, char **argv)
         /* A fresh process per count, so RSS and caches start clean. */
         pid_t pid = fork();
         if (pid == 0)
-            _exit(parse_only_mode ? parse_only(config, n, k)
+            _exit(parse_only_mode ? parse_only(config, n, k, parse_only_mode == 2)
                                   : measure(config, dir, n, k, calls, storage, tsv));
         int status = 0;
         waitpid(pid, &status, 0);
