@@ -13,6 +13,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,14 +109,14 @@ static int check_keys(const mab_engine *e, const cJSON *object, const char *json
 {
     for (const cJSON *c = object->child; c; c = c->next) {
         int known = 0;
-        for (const char *const *a = allowed; *a; a++)
-            known |= strcmp(*a, c->string) == 0;
+        for (const char *const *a = allowed; *a && !known; a++)
+            known = (*a)[0] == c->string[0] && strcmp(*a, c->string) == 0;
         const char *sep = json_path[0] ? ": " : "";
         if (!known)
             return mab_error_set(err, MAB_ECONFIG, "%s: %s%sunknown key \"%s\"", e->config_path,
                                  json_path, sep, c->string);
         for (const cJSON *d = c->next; d; d = d->next)
-            if (strcmp(d->string, c->string) == 0)
+            if (d->string[0] == c->string[0] && strcmp(d->string, c->string) == 0)
                 return mab_error_set(err, MAB_ECONFIG, "%s: %s%skey \"%s\" appears twice",
                                      e->config_path, json_path, sep, c->string);
     }
@@ -413,9 +414,18 @@ static long first_duplicate_arm(const mab__experiment *x)
 {
     if (x->n_arms > 16)
         return mab__id_index_first_duplicate(x->arms, sizeof *x->arms, x->n_arms);
+    /* Pairs are compared by a hash of each id first: a strcmp only when
+       two hashes are equal (a duplicate, or rarely a collision). */
+    uint64_t h[16];
+    for (size_t i = 0; i < x->n_arms; i++) {
+        uint64_t v = 1469598103934665603ull; /* FNV-1a */
+        for (const unsigned char *c = (const unsigned char *)x->arms[i].id; *c; c++)
+            v = (v ^ *c) * 1099511628211ull;
+        h[i] = v;
+    }
     for (size_t i = 1; i < x->n_arms; i++)
         for (size_t j = 0; j < i; j++)
-            if (strcmp(x->arms[i].id, x->arms[j].id) == 0)
+            if (h[i] == h[j] && strcmp(x->arms[i].id, x->arms[j].id) == 0)
                 return (long)i;
     return -1;
 }

@@ -91,6 +91,14 @@ static const struct bad_config cases[] = {
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG
      ", \"arms\": {\"red\": 1, \"blue\": 2, \"red\": 3}}}}",
      MAB_ECONFIG, "@F: experiments.btn.arms.red: duplicate arm id"},
+    {"duplicate arm id, 12 arms",
+     "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG
+     ", \"arms\": {\"x1\": 1, \"x2\": 2, \"x3\": 3, \"x4\": 4, \"x5\": 5, \"x6\": 6, \"x7\": 7, "
+     "\"x8\": 8, \"x9\": 9, \"x10\": 10, \"x11\": 11, \"x5\": 12}}}}",
+     MAB_ECONFIG, "@F: experiments.btn.arms.x5: duplicate arm id"},
+    {"experiment key twice",
+     "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS ", " EG "}}}",
+     MAB_ECONFIG, "@F: experiments.btn: key \"policy\" appears twice"},
     {"duplicate experiment id",
      "{" PP ", " STORAGE ", \"experiments\": {\"btn\": {" EG ", " ARMS "}, \"btn\": {" EG ", " ARMS
      "}}}",
