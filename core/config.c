@@ -87,6 +87,19 @@ static void line_column(const char *text, const char *at, int *line, int *column
     }
 }
 
+/* cJSON_GetObjectItemCaseSensitive, without its call through the PLT and
+   with a first-byte test before strcmp: open looks up several keys in each
+   of a million experiments. The first of duplicate keys, as cJSON. */
+static cJSON *config_item(const cJSON *object, const char *key)
+{
+    if (!object || !key)
+        return NULL;
+    for (cJSON *c = object->child; c; c = c->next)
+        if (c->string && c->string[0] == key[0] && strcmp(c->string, key) == 0)
+            return c;
+    return NULL;
+}
+
 /* Ids appear in cookies, URLs, metrics labels and JSON paths: keep them plain. */
 static int valid_id(const char *s)
 {
@@ -166,7 +179,7 @@ static int parse_seed(mab_engine *e, const cJSON *seed, mab_error *err)
 static int parse_seconds(const mab_engine *e, const cJSON *st, const char *key, int64_t def,
                          int64_t min, int64_t max, int64_t *out, mab_error *err)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(st, key);
+    const cJSON *item = config_item(st, key);
     *out = def;
     if (!item)
         return MAB_OK;
@@ -206,7 +219,7 @@ static int parse_storage(mab_engine *e, const cJSON *st, mab_error *err)
                              e->config_path);
     if (!cJSON_IsObject(st))
         return mab_error_set(err, MAB_ECONFIG, "%s: storage: expected an object", e->config_path);
-    const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(st, "plugin");
+    const cJSON *plugin = config_item(st, "plugin");
     if (!cJSON_IsString(plugin) || !plugin->valuestring[0])
         return mab_error_set(err, MAB_ECONFIG,
                              "%s: storage.plugin: expected the name or path of a storage plugin",
@@ -216,7 +229,7 @@ static int parse_storage(mab_engine *e, const cJSON *st, mab_error *err)
         return rc;
     e->sync_always = 0;
     e->interval_ms = 1000;
-    const cJSON *sync = cJSON_GetObjectItemCaseSensitive(st, "sync");
+    const cJSON *sync = config_item(st, "sync");
     if (!sync)
         return MAB_OK;
     if (cJSON_IsString(sync) && strcmp(sync->valuestring, "always") == 0) {
@@ -224,7 +237,7 @@ static int parse_storage(mab_engine *e, const cJSON *st, mab_error *err)
         return MAB_OK;
     }
     const cJSON *ms = cJSON_IsObject(sync) && cJSON_GetArraySize(sync) == 1
-                          ? cJSON_GetObjectItemCaseSensitive(sync, "interval_ms")
+                          ? config_item(sync, "interval_ms")
                           : NULL;
     if (!cJSON_IsNumber(ms))
         return mab_error_set(err, MAB_ECONFIG,
@@ -267,7 +280,7 @@ static int parse_reward_range(const mab_engine *e, mab__experiment *x, const cJS
     const char *names[2] = {"min", "max"};
     double *dst[2] = {&x->reward_min, &x->reward_max};
     for (int i = 0; i < 2; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, names[i]);
+        const cJSON *v = config_item(r, names[i]);
         if (!v)
             continue;
         if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
@@ -386,7 +399,7 @@ static int parse_winner(const mab_engine *e, mab__experiment *x, const cJSON *w,
     int rc = check_keys(e, w, where, keys, err);
     if (rc)
         return rc;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(w, "p_best");
+    const cJSON *p = config_item(w, "p_best");
     if (p) {
         if (!cJSON_IsNumber(p) || !(p->valuedouble >= 0.5 && p->valuedouble <= 1.0))
             return mab_error_set(err, MAB_ECONFIG,
@@ -394,7 +407,7 @@ static int parse_winner(const mab_engine *e, mab__experiment *x, const cJSON *w,
                                  e->config_path, where);
         x->winner_p_best = p->valuedouble;
     }
-    const cJSON *l = cJSON_GetObjectItemCaseSensitive(w, "expected_loss");
+    const cJSON *l = config_item(w, "expected_loss");
     if (l) {
         double width = x->reward_max - x->reward_min;
         if (!cJSON_IsNumber(l) || !(l->valuedouble > 0.0 && l->valuedouble <= width))
@@ -514,11 +527,11 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
     int rc = check_keys(e, obj, where, keys, err);
     if (rc)
         return rc;
-    const cJSON *policy = cJSON_GetObjectItemCaseSensitive(obj, "policy");
+    const cJSON *policy = config_item(obj, "policy");
     if (!policy)
         return mab_error_set(err, MAB_ECONFIG, "%s: %s.policy: required key is missing",
                              e->config_path, where);
-    const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(policy, "plugin");
+    const cJSON *plugin = config_item(policy, "plugin");
     if (!cJSON_IsObject(policy) || !cJSON_IsString(plugin) || !plugin->valuestring[0])
         return mab_error_set(err, MAB_ECONFIG,
                              "%s: %s.policy: expected an object with \"plugin\" naming a policy",
@@ -533,13 +546,13 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
     } else if (!(x->policy_json = cJSON_PrintUnformatted(policy))) {
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
-    rc = parse_reward_range(e, x, cJSON_GetObjectItemCaseSensitive(obj, "reward"), err);
+    rc = parse_reward_range(e, x, config_item(obj, "reward"), err);
     if (rc)
         return rc;
-    rc = parse_winner(e, x, cJSON_GetObjectItemCaseSensitive(obj, "winner"), err);
+    rc = parse_winner(e, x, config_item(obj, "winner"), err);
     if (rc)
         return rc;
-    rc = parse_arms(e, x, cJSON_GetObjectItemCaseSensitive(obj, "arms"), err);
+    rc = parse_arms(e, x, config_item(obj, "arms"), err);
     if (!rc)
         rc = mab__rules_parse(e, x, obj, err);
     return rc ? rc : mab__srm_parse(e, x, obj, err);
@@ -655,7 +668,7 @@ static int check_top_level(const mab_engine *e, mab_error *err)
 static int keep_sections(mab_engine *e, mab_error *err)
 {
     for (size_t i = 0; i < e->n_sections; i++) {
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(e->root, e->sections[i].name);
+        const cJSON *s = config_item(e->root, e->sections[i].name);
         if (!s)
             continue;
         if (!cJSON_IsObject(s))
@@ -715,14 +728,14 @@ int mab__config_load(mab_engine *e, const char *const *sections, mab_error *err)
         return mab_error_set(err, MAB_ECONFIG, "%s: the top level must be a JSON object",
                              e->config_path);
     if ((rc = check_top_level(e, err)) ||
-        (rc = parse_plugin_path(e, cJSON_GetObjectItemCaseSensitive(e->root, "plugin_path"), err)) ||
-        (rc = parse_seed(e, cJSON_GetObjectItemCaseSensitive(e->root, "seed"), err)) ||
-        (rc = parse_storage(e, cJSON_GetObjectItemCaseSensitive(e->root, "storage"), err)) ||
-        (rc = parse_experiments(e, cJSON_GetObjectItemCaseSensitive(e->root, "experiments"), err)) ||
+        (rc = parse_plugin_path(e, config_item(e->root, "plugin_path"), err)) ||
+        (rc = parse_seed(e, config_item(e->root, "seed"), err)) ||
+        (rc = parse_storage(e, config_item(e->root, "storage"), err)) ||
+        (rc = parse_experiments(e, config_item(e->root, "experiments"), err)) ||
         (rc = mab__rules_add_ledgers(e, err)) || (rc = mab__srm_add_ledgers(e, err)) ||
         (rc = parse_adapter_keys(e, err)) || (rc = keep_sections(e, err)))
         return rc;
-    e->storage_obj = cJSON_GetObjectItemCaseSensitive(e->root, "storage");
+    e->storage_obj = config_item(e->root, "storage");
     return MAB_OK;
 }
 

@@ -191,32 +191,43 @@ static unsigned char *put_utf8(unsigned char *o, unsigned cp)
     return o;
 }
 
+/* Bytes that stand for themselves in a string: 0x20-0x7F but '"' and '\\'. */
+static const unsigned char plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* 0x80-0xFF: 0 */
+};
+
 /* The string at P->p (its opening quote), decoded into the blocks. */
 static int parse_string(parser *P, char **out)
 {
     const unsigned char *s = P->p + 1, *end = P->end, *q = s;
+    while (q < end && plain_byte[*q])
+        q++;
+    if (q < end && *q == '"') { /* no escape, nothing above 0x7F: a copy */
+        char *o = take(P, (size_t)(q - s) + 1);
+        if (!o)
+            return refuse(P, MAB__JSON_ENOMEM, P->p);
+        memcpy(o, s, (size_t)(q - s));
+        o[q - s] = '\0';
+        *out = o;
+        P->p = q + 1;
+        return 0;
+    }
     /* Where the string can end: its closing quote, or the first control
        byte or the end of the text (both an error found below). Escaped
        bytes are skipped. The decoded string is never longer than this. */
-    int plain = 1; /* no escape, nothing above 0x7F: a copy is the string */
     while (q < end && *q != '"' && *q >= 0x20) {
-        if (*q == '\\' || *q >= 0x80) {
-            plain = 0;
-            if (*q == '\\' && q + 1 < end)
-                q++;
-        }
+        if (*q == '\\' && q + 1 < end)
+            q++;
         q++;
     }
     unsigned char *o = take(P, (size_t)(q - s) + 1);
     if (!o)
         return refuse(P, MAB__JSON_ENOMEM, P->p);
     *out = (char *)o;
-    if (plain && q < end && *q == '"') {
-        memcpy(o, s, (size_t)(q - s));
-        o[q - s] = '\0';
-        P->p = q + 1;
-        return 0;
-    }
     const unsigned char *p = s, *bad = NULL;
     while (p < q) {
         unsigned char c = *p;
