@@ -308,8 +308,14 @@ struct mab_engine {
     int check_layouts_read;
     char check_layouts_why[MAB_ERROR_MAX];
 
-    mab__arm **all_arms;            /* every arm, indexed by first_arm + i */
-    mab__experiment **arm_experiment; /* the experiment of each of them */
+    /* Every arm of the engine in one array: an experiment's arms are
+       arm_pool[first_arm, first_arm + n_arms) (x->arms points there), so
+       arm i of the engine is &arm_pool[i] (mab__arm_at) with no table of
+       pointers. Grown while parsing (mab__arms_take), fitted by mab_open. */
+    mab__arm *arm_pool;
+    size_t cap_arms;                /* arms arm_pool holds */
+    uint32_t *arm_experiment;       /* index in experiments of each arm's
+                                       experiment (mab__arm_experiment) */
 
     mab__slot *slots;
     atomic_uint next_slot;
@@ -352,6 +358,22 @@ struct mab_engine {
     /* MAB_OPEN_CHECK: whether the storage plugin had a check callback. */
     int storage_checked;
 };
+
+/* Arm i of the engine (first_arm + j of its experiment) and its experiment. */
+static inline mab__arm *mab__arm_at(const mab_engine *e, size_t i)
+{
+    return &e->arm_pool[i];
+}
+static inline mab__experiment *mab__arm_experiment(const mab_engine *e, size_t i)
+{
+    return &e->experiments[e->arm_experiment[i]];
+}
+/* engine.c: n zeroed arms at the end of the arm pool for x (whose arms must
+   be NULL): sets x->arms and x->first_arm and adds n to total_arms; NULL
+   when out of memory. The pool may move: every experiment of
+   experiments[0, n_experiments) with arms is pointed at its new place, so
+   a caller holds no arm pointer across it (mab_open, single-threaded). */
+mab__arm *mab__arms_take(mab_engine *e, mab__experiment *x, size_t n);
 
 /* Whether a storage plugin stores time buckets (ABI 1.5, callbacks set). */
 #define mab__storage_has_buckets(desc)                                                  \
@@ -502,10 +524,11 @@ int mab__srm_parse(const mab_engine *e, mab__experiment *x, const cJSON *obj, ma
 /* Append the ledgers (after mab__rules_add_ledgers). */
 int mab__srm_add_ledgers(mab_engine *e, mab_error *err);
 /* rules.c: fill `ledger` as a ledger of x (x's arms, no policy) of kind
-   MAB__LEDGER_*, id x's + suffix; its arms' ids and values are x's. MAB_ENOMEM leaves what it made for the
+   MAB__LEDGER_*, id x's + suffix; its arms' ids and values are x's, its arms
+   taken from e's pool (mab__arms_take: first_arm set). MAB_ENOMEM leaves what it made for the
    caller to free with the other experiments. */
-int mab__make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind,
-                     const char *suffix);
+int mab__make_ledger(mab_engine *e, mab__experiment *ledger, const mab__experiment *x,
+                     int kind, const char *suffix);
 /* The slot's probabilities scratch, [0] set to NAN, for
    mab_policy_input.probabilities; NULL when x has no ledger. */
 double *mab__srm_vector(const mab__experiment *x, mab__slot *s);
