@@ -145,7 +145,8 @@ static void count_drop(mab_engine *e, const char *what, size_t arm, int64_t star
     mab_error_set(&e->last_drop, MAB_ESTORAGE,
                   "%s the time bucket %lld of experiment \"%s\", arm \"%s\" (%llu pulls, %llu "
                   "rewards, reward sum %g) and it was dropped: %s",
-                  what, (long long)start, mab__arm_experiment(e, arm)->id, mab__arm_at(e, arm)->id,
+                  what, (long long)start, mab__arm_experiment(e, arm)->id,
+                  mab__arm_at(e, arm)->id,
                   (unsigned long long)t->pulls, (unsigned long long)t->rewards, t->reward_sum,
                   why);
     pthread_mutex_unlock(&e->dropped_mu);

@@ -172,7 +172,8 @@ typedef struct mab__experiment {
     _Atomic unsigned char sums_unchecked;
     /* Small fields together here, in the padding after sums_unchecked: a
        config of 10^6 experiments has 2 * 10^6 of these records. */
-    unsigned char is_ledger;          /* a ledger (MAB__LEDGER_*): no policy, not listed, not chosen */
+    unsigned char is_ledger;          /* a ledger (MAB__LEDGER_*): no policy, not listed,
+                                         not chosen */
     unsigned char srm_off;            /* why there is no srm ledger: MAB__SRM_* (srm.c) */
     unsigned char policy_json_shared; /* policy_json is the previous experiment's (config.c) */
     unsigned char layout_tag_shared;  /* layout_tag is the previous experiment's (engine.c) */
