@@ -145,7 +145,8 @@ static void count_drop(mab_engine *e, const char *what, size_t arm, int64_t star
     mab_error_set(&e->last_drop, MAB_ESTORAGE,
                   "%s the time bucket %lld of experiment \"%s\", arm \"%s\" (%llu pulls, %llu "
                   "rewards, reward sum %g) and it was dropped: %s",
-                  what, (long long)start, e->arm_experiment[arm]->id, e->all_arms[arm]->id,
+                  what, (long long)start, mab__arm_experiment(e, arm)->id,
+                  mab__arm_at(e, arm)->id,
                   (unsigned long long)t->pulls, (unsigned long long)t->rewards, t->reward_sum,
                   why);
     pthread_mutex_unlock(&e->dropped_mu);
@@ -163,7 +164,7 @@ void mab__buckets_prefetch(const mab_engine *e, const mab__experiment *x, size_t
 
 void mab__buckets_add(mab_engine *e, size_t arm, int64_t start, const mab_totals *add)
 {
-    mab__experiment *x = e->arm_experiment[arm];
+    mab__experiment *x = mab__arm_experiment(e, arm);
     ring_add(e, x, arm - x->first_arm, start, add);
     if (e->buckets_stored && queue_add(e, (uint32_t)arm, start, add) != MAB_OK)
         count_drop(e, "out of memory for", arm, start, add, "out of memory");
@@ -188,8 +189,8 @@ size_t mab__buckets_take(mab_engine *e)
     }
     for (size_t k = 0; k < n; k++) {
         const mab__bucket_entry *q = &e->bucket_queue[k];
-        e->bucket_batch[k] = (mab_bucket_delta){e->arm_experiment[q->arm]->id,
-                                                e->all_arms[q->arm]->id, q->start, q->add};
+        e->bucket_batch[k] = (mab_bucket_delta){mab__arm_experiment(e, q->arm)->id,
+                                                mab__arm_at(e, q->arm)->id, q->start, q->add};
         e->bucket_batch_arm[k] = q->arm;
     }
     e->n_bucket_queue = 0;
@@ -214,7 +215,7 @@ void mab__buckets_drop(mab_engine *e, size_t k, const mab_error *why)
 {
     const mab_bucket_delta *d = &e->bucket_batch[k];
     size_t arm = e->bucket_batch_arm[k];
-    const mab__experiment *x = e->arm_experiment[arm];
+    const mab__experiment *x = mab__arm_experiment(e, arm);
     pthread_mutex_lock(&e->buckets_mu);
     if (x->ring) {
         /* Out of the ring too, so that a window shows what the store holds. */
@@ -353,12 +354,12 @@ int mab__buckets_load(mab_engine *e, mab_error *err)
             if (e->experiments[i].ring)
                 ring_clear(&e->experiments[i]);
         for (size_t k = 0; k < l.n; k++) {
-            mab__experiment *x = e->arm_experiment[l.items[k].arm];
+            mab__experiment *x = mab__arm_experiment(e, l.items[k].arm);
             ring_add(e, x, l.items[k].arm - x->first_arm, l.items[k].start, &l.items[k].add);
         }
         for (size_t k = 0; k < e->n_bucket_queue; k++) {
             const mab__bucket_entry *q = &e->bucket_queue[k];
-            mab__experiment *x = e->arm_experiment[q->arm];
+            mab__experiment *x = mab__arm_experiment(e, q->arm);
             ring_add(e, x, q->arm - x->first_arm, q->start, &q->add);
         }
         pthread_mutex_unlock(&e->buckets_mu);
@@ -525,7 +526,7 @@ int mab_history(mab_engine *e, const char *experiment, int64_t since,
         pthread_mutex_lock(&e->buckets_mu);
         for (size_t k = 0; rc == MAB_OK && k < e->n_bucket_queue; k++) {
             const mab__bucket_entry *q = &e->bucket_queue[k];
-            if (e->arm_experiment[q->arm] == x && q->start >= since &&
+            if (mab__arm_experiment(e, q->arm) == x && q->start >= since &&
                 collect_bucket(&l, 0, 0, &q->add) == 0)
                 l.items[l.n - 1] = *q; /* collect_bucket made the room */
         }

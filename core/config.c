@@ -457,8 +457,7 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
         return mab_error_set(err, MAB_ECONFIG,
                              "%s: experiments.%s.arms: at least 2 arms are required, found %zu",
                              e->config_path, x->id, n);
-    x->arms = calloc(n, sizeof *x->arms);
-    if (!x->arms)
+    if (!mab__arms_take(e, x, n)) /* from the engine's pool: sets x->arms, x->first_arm */
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     /* Every id and value in one allocation (x->arm_text): two mallocs an
        arm cost 64 bytes and two frees for what is often 5 bytes of text. A
@@ -589,8 +588,6 @@ static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
         int rc = parse_experiment(e, x, c, err);
         if (rc)
             return rc;
-        x->first_arm = e->total_arms;
-        e->total_arms += x->n_arms;
         if (x->n_arms > e->max_arms)
             e->max_arms = x->n_arms;
     }
@@ -744,12 +741,12 @@ void mab__config_free(mab_engine *e)
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         free(x->arm_text); /* the ids and values of its arms; a ledger has none */
-        free(x->arms);
         free(x->id);
         if (!x->policy_json_shared)
             cJSON_free(x->policy_json);
     }
     free(e->experiments);
+    free(e->arm_pool); /* every experiment's arms */
     mab__web_config_free(e->web);
     e->web = NULL;
     for (size_t i = 0; i < e->n_sections; i++) {

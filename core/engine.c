@@ -97,7 +97,6 @@ static void engine_free(mab_engine *e)
     mab__buckets_free(e);
     mab__id_index_free(&e->experiment_index);
     mab__config_free(e);
-    free(e->all_arms);
     free(e->arm_experiment);
     free(e->batch);
     free(e->batch_arm);
@@ -697,10 +696,10 @@ static int load_all_totals(mab_engine *e, mab_error *err)
     if (rc == MAB_OK) {
         pthread_rwlock_wrlock(&e->publish_lock);
         for (size_t i = 0; i < e->total_arms; i++) {
-            mab_totals unapplied = atomic_totals_read(&e->all_arms[i]->unapplied);
+            mab_totals unapplied = atomic_totals_read(&mab__arm_at(e, i)->unapplied);
             totals_add(&stored[i], &unapplied);
-            note_loaded(e->arm_experiment[i], &stored[i]);
-            atomic_totals_store(&e->all_arms[i]->published, &stored[i]);
+            note_loaded(mab__arm_experiment(e, i), &stored[i]);
+            atomic_totals_store(&mab__arm_at(e, i)->published, &stored[i]);
         }
         for (size_t i = 0; i < e->total_stats; i++)
             atomic_store_explicit(&e->stats_published[i],
@@ -732,13 +731,56 @@ int mab__load_totals(mab_engine *e, mab_error *err)
     return load_all_totals(e, err);
 }
 
+/* Point every experiment that has arms at its place in the pool. */
+static void arms_repoint(mab_engine *e)
+{
+    for (size_t i = 0; i < e->n_experiments; i++)
+        if (e->experiments[i].arms)
+            e->experiments[i].arms = &e->arm_pool[e->experiments[i].first_arm];
+}
+
+mab__arm *mab__arms_take(mab_engine *e, mab__experiment *x, size_t n)
+{
+    if (n > e->cap_arms - e->total_arms) {
+        /* Doubling: the re-pointing passes cost at most twice the final
+           number of experiments in all. */
+        size_t cap = e->cap_arms ? e->cap_arms : 64;
+        while (cap - e->total_arms < n) {
+            if (cap > SIZE_MAX / 2 / sizeof *e->arm_pool)
+                return NULL;
+            cap *= 2;
+        }
+        mab__arm *grown = realloc(e->arm_pool, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        e->arm_pool = grown;
+        e->cap_arms = cap;
+        arms_repoint(e);
+    }
+    x->first_arm = e->total_arms;
+    x->arms = &e->arm_pool[x->first_arm];
+    memset(x->arms, 0, n * sizeof *x->arms);
+    e->total_arms += n;
+    return x->arms;
+}
+
 static int allocate_tables(mab_engine *e)
 {
     size_t n = e->total_arms;
-    e->all_arms = calloc(n, sizeof *e->all_arms);
-    e->arm_experiment = calloc(n, sizeof *e->arm_experiment);
+    /* The pool grew by doubling: give back what no arm uses. */
+    if (n && n < e->cap_arms) {
+        mab__arm *fitted = realloc(e->arm_pool, n * sizeof *fitted);
+        if (fitted) {
+            e->arm_pool = fitted;
+            e->cap_arms = n;
+            arms_repoint(e);
+        }
+    }
+    if (e->n_experiments > UINT32_MAX)
+        return MAB_ENOMEM; /* no config gets here: 2^32 experiments do not parse */
+    e->arm_experiment = malloc((n ? n : 1) * sizeof *e->arm_experiment);
     e->slots = aligned_alloc(64, MAB__SLOTS * sizeof *e->slots);
-    if (!e->all_arms || !e->arm_experiment || !e->slots)
+    if (!e->arm_experiment || !e->slots)
         return MAB_ENOMEM;
     memset(e->slots, 0, MAB__SLOTS * sizeof *e->slots);
     if (mab__id_index_build(&e->experiment_index, e->experiments, sizeof *e->experiments,
@@ -759,10 +801,8 @@ static int allocate_tables(mab_engine *e)
         atomic_flag_clear(&e->slots[i].lock);
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
-        for (size_t j = 0; j < x->n_arms; j++) {
-            e->all_arms[x->first_arm + j] = &x->arms[j];
-            e->arm_experiment[x->first_arm + j] = x;
-        }
+        for (size_t j = 0; j < x->n_arms; j++)
+            e->arm_experiment[x->first_arm + j] = (uint32_t)i;
     }
     return MAB_OK;
 }
@@ -871,8 +911,8 @@ int mab_close(mab_engine *e, mab_error *err)
     if (rc != MAB_OK) {
         uint64_t lost_pulls = 0, lost_rewards = 0;
         for (size_t i = 0; i < e->total_arms; i++) {
-            lost_pulls += atomic_load(&e->all_arms[i]->unapplied.pulls);
-            lost_rewards += atomic_load(&e->all_arms[i]->unapplied.rewards);
+            lost_pulls += atomic_load(&mab__arm_at(e, i)->unapplied.pulls);
+            lost_rewards += atomic_load(&mab__arm_at(e, i)->unapplied.rewards);
         }
         mab_error_set(err, rc, "%s; %llu pulls and %llu rewards were not written",
                       flush_err.message, (unsigned long long)lost_pulls,

@@ -170,6 +170,13 @@ typedef struct mab__experiment {
        the finite-sums check (engine.c, sums_cannot_overflow); cleared when a
        load publishes a total that is not finite. 0: check every reward. */
     _Atomic unsigned char sums_unchecked;
+    /* Small fields together here, in the padding after sums_unchecked: a
+       config of 10^6 experiments has 2 * 10^6 of these records. */
+    unsigned char is_ledger;          /* a ledger (MAB__LEDGER_*): no policy, not listed,
+                                         not chosen */
+    unsigned char srm_off;            /* why there is no srm ledger: MAB__SRM_* (srm.c) */
+    unsigned char policy_json_shared; /* policy_json is the previous experiment's (config.c) */
+    unsigned char layout_tag_shared;  /* layout_tag is the previous experiment's (engine.c) */
     const cJSON *policy_obj; /* valid during mab_open only */
     const char *policy_path;    /* the loaded plugin's path (engine-owned) or a ledger's label */
     const mab_policy *policy;   /* ABI 1, or NULL */
@@ -184,15 +191,11 @@ typedef struct mab__experiment {
     mab__rules rules;           /* operating rules (rules.c) */
     mab__admin admin;           /* the admin state over them (admin.c) */
     struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
-    int is_ledger;              /* a ledger (MAB__LEDGER_*): no policy, not listed, not chosen */
     struct mab__experiment *late_ledger; /* late rewards as pulls, "ID@late" (rules.c), or NULL */
     struct mab__experiment *srm; /* the sample-ratio ledger "ID@srm" (srm.c), or NULL */
-    int srm_off;                /* why there is none: MAB__SRM_* (srm.c) */
     double winner_p_best;        /* the "winner" rule (config.c; report.c) */
     double winner_expected_loss;
     char *policy_json;           /* the "policy" object, compact, for reports */
-    int policy_json_shared;      /* policy_json is the previous experiment's (config.c) */
-    int layout_tag_shared;       /* layout_tag is the previous experiment's (engine.c) */
     size_t ring_cap;            /* buckets per arm in ring (0: none kept) */
     mab__bucket *ring;          /* n_arms * ring_cap: arm i's bucket number k
                                    (start / bucket_seconds) at i * ring_cap + k % ring_cap */
@@ -308,8 +311,14 @@ struct mab_engine {
     int check_layouts_read;
     char check_layouts_why[MAB_ERROR_MAX];
 
-    mab__arm **all_arms;            /* every arm, indexed by first_arm + i */
-    mab__experiment **arm_experiment; /* the experiment of each of them */
+    /* Every arm of the engine in one array: an experiment's arms are
+       arm_pool[first_arm, first_arm + n_arms) (x->arms points there), so
+       arm i of the engine is &arm_pool[i] (mab__arm_at) with no table of
+       pointers. Grown while parsing (mab__arms_take), fitted by mab_open. */
+    mab__arm *arm_pool;
+    size_t cap_arms;                /* arms arm_pool holds */
+    uint32_t *arm_experiment;       /* index in experiments of each arm's
+                                       experiment (mab__arm_experiment) */
 
     mab__slot *slots;
     atomic_uint next_slot;
@@ -352,6 +361,22 @@ struct mab_engine {
     /* MAB_OPEN_CHECK: whether the storage plugin had a check callback. */
     int storage_checked;
 };
+
+/* Arm i of the engine (first_arm + j of its experiment) and its experiment. */
+static inline mab__arm *mab__arm_at(const mab_engine *e, size_t i)
+{
+    return &e->arm_pool[i];
+}
+static inline mab__experiment *mab__arm_experiment(const mab_engine *e, size_t i)
+{
+    return &e->experiments[e->arm_experiment[i]];
+}
+/* engine.c: n zeroed arms at the end of the arm pool for x (whose arms must
+   be NULL): sets x->arms and x->first_arm and adds n to total_arms; NULL
+   when out of memory. The pool may move: every experiment of
+   experiments[0, n_experiments) with arms is pointed at its new place, so
+   a caller holds no arm pointer across it (mab_open, single-threaded). */
+mab__arm *mab__arms_take(mab_engine *e, mab__experiment *x, size_t n);
 
 /* Whether a storage plugin stores time buckets (ABI 1.5, callbacks set). */
 #define mab__storage_has_buckets(desc)                                                  \
@@ -502,10 +527,11 @@ int mab__srm_parse(const mab_engine *e, mab__experiment *x, const cJSON *obj, ma
 /* Append the ledgers (after mab__rules_add_ledgers). */
 int mab__srm_add_ledgers(mab_engine *e, mab_error *err);
 /* rules.c: fill `ledger` as a ledger of x (x's arms, no policy) of kind
-   MAB__LEDGER_*, id x's + suffix; its arms' ids and values are x's. MAB_ENOMEM leaves what it made for the
+   MAB__LEDGER_*, id x's + suffix; its arms' ids and values are x's, its arms
+   taken from e's pool (mab__arms_take: first_arm set). MAB_ENOMEM leaves what it made for the
    caller to free with the other experiments. */
-int mab__make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind,
-                     const char *suffix);
+int mab__make_ledger(mab_engine *e, mab__experiment *ledger, const mab__experiment *x,
+                     int kind, const char *suffix);
 /* The slot's probabilities scratch, [0] set to NAN, for
    mab_policy_input.probabilities; NULL when x has no ledger. */
 double *mab__srm_vector(const mab__experiment *x, mab__slot *s);

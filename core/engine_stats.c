@@ -357,12 +357,12 @@ static int import_check_totals(mab_engine *e, const mab_record *records,
     if (!sums)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; i < e->total_arms; i++) {
-        const char *experiment = e->arm_experiment[i]->id;
+        const char *experiment = mab__arm_experiment(e, i)->id;
         size_t k = 0;
         while (k < n_cleared && cleared[k] != experiment)
             k++;
         if (k == n_cleared)
-            sums[i] = atomic_totals_read(&e->all_arms[i]->published);
+            sums[i] = atomic_totals_read(&mab__arm_at(e, i)->published);
     }
     int rc = MAB_OK;
     for (size_t i = 0; rc == MAB_OK && i < n; i++) {

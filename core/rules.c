@@ -196,8 +196,8 @@ int mab__rules_parse(mab_engine *e, mab__experiment *x, const cJSON *obj, mab_er
 /* A ledger: the experiment's arms (ids and values shared), no policy;
    kind MAB__LEDGER_HOLDOUT, MAB__LEDGER_LATE or MAB__LEDGER_SRM (srm.c),
    its id x's with `suffix`. */
-int mab__make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind,
-                     const char *suffix)
+int mab__make_ledger(mab_engine *e, mab__experiment *ledger, const mab__experiment *x,
+                     int kind, const char *suffix)
 {
     memset(ledger, 0, sizeof *ledger);
     size_t id_len = strlen(x->id), suffix_len = strlen(suffix);
@@ -205,8 +205,7 @@ int mab__make_ledger(mab__experiment *ledger, const mab__experiment *x, int kind
         memcpy(ledger->id, x->id, id_len);
         memcpy(ledger->id + id_len, suffix, suffix_len + 1);
     }
-    ledger->arms = calloc(x->n_arms, sizeof *ledger->arms);
-    if (!ledger->id || !ledger->arms)
+    if (!ledger->id || !mab__arms_take(e, ledger, x->n_arms)) /* x->arms may move */
         return MAB_ENOMEM;
     /* The ids and values are x's (freed with x's arm_text, never with the
        ledger's), as is the arm index (engine.c, allocate_tables). */
@@ -243,14 +242,12 @@ int mab__rules_add_ledgers(mab_engine *e, mab_error *err)
                                               : x->rules.attribution_window > 0))
                 continue;
             mab__experiment *ledger = &e->experiments[e->n_experiments];
-            int rc = mab__make_ledger(ledger, x, kind,
+            int rc = mab__make_ledger(e, ledger, x, kind,
                                       kind == MAB__LEDGER_LATE ? MAB__LATE_SUFFIX
                                                                : MAB__LEDGER_SUFFIX);
             e->n_experiments++; /* freed with the others even when half made */
             if (rc != MAB_OK)
                 return mab_error_set(err, MAB_ENOMEM, "out of memory");
-            ledger->first_arm = e->total_arms;
-            e->total_arms += ledger->n_arms;
         }
     }
     /* Pointers last: the array may have moved. */

@@ -57,9 +57,9 @@ int mab__srm_parse(const mab_engine *e, mab__experiment *x, const cJSON *obj, ma
 }
 
 /* The ledger of x: its arms (ids and values shared), range [0, 1]. */
-static int make_srm_ledger(mab__experiment *ledger, const mab__experiment *x)
+static int make_srm_ledger(mab_engine *e, mab__experiment *ledger, const mab__experiment *x)
 {
-    int rc = mab__make_ledger(ledger, x, MAB__LEDGER_SRM, MAB__SRM_SUFFIX);
+    int rc = mab__make_ledger(e, ledger, x, MAB__LEDGER_SRM, MAB__SRM_SUFFIX);
     if (rc != MAB_OK)
         return rc;
     /* Probabilities are in [0, 1] whatever the experiment's reward range. */
@@ -106,12 +106,10 @@ int mab__srm_add_ledgers(mab_engine *e, mab_error *err)
         if (x->srm_off != MAB__SRM_ON)
             continue;
         mab__experiment *ledger = &e->experiments[e->n_experiments];
-        int rc = make_srm_ledger(ledger, x);
+        int rc = make_srm_ledger(e, ledger, x);
         e->n_experiments++; /* freed with the others even when half made */
         if (rc != MAB_OK)
             return mab_error_set(err, MAB_ENOMEM, "out of memory");
-        ledger->first_arm = e->total_arms;
-        e->total_arms += ledger->n_arms;
     }
     for (size_t i = 0, k = first; i < configured; i++)
         if (e->experiments[i].srm_off == MAB__SRM_ON)

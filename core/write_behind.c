@@ -84,24 +84,23 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
            ahead, so that they overlap rather than wait one after another. */
         if (k + 2 * PUBLISH_AHEAD < s->n_dirty) {
             uint32_t j = s->dirty[k + 2 * PUBLISH_AHEAD];
-            __builtin_prefetch(&e->all_arms[j], 0);
-            __builtin_prefetch(&e->arm_experiment[j], 0);
+            __builtin_prefetch(&e->arm_experiment[j], 0); /* its experiment's index */
         }
         if (k + PUBLISH_AHEAD < s->n_dirty) {
             uint32_t j = s->dirty[k + PUBLISH_AHEAD];
-            const mab__experiment *ahead = e->arm_experiment[j];
-            __builtin_prefetch(e->all_arms[j], 1);
+            const mab__experiment *ahead = mab__arm_experiment(e, j);
+            __builtin_prefetch(mab__arm_at(e, j), 1);
             __builtin_prefetch(&ahead->ring, 0);
             mab__buckets_prefetch(e, ahead, j, s->bucket_start);
         }
         mab_totals *p = &s->pending[s->dirty[k]];
-        mab__arm *a = e->all_arms[s->dirty[k]];
+        mab__arm *a = mab__arm_at(e, s->dirty[k]);
         atomic_totals_add(&a->unapplied, p);
         atomic_totals_add(&a->published, p);
         if (!totals_empty(p))
             mab__buckets_add(e, s->dirty[k], s->bucket_start, p);
         memset(p, 0, sizeof *p);
-        const mab__experiment *x = e->arm_experiment[s->dirty[k]];
+        const mab__experiment *x = mab__arm_experiment(e, s->dirty[k]);
         if (x->layout.arm_stats)
             stats_publish(e, s, a->stats_at, x->layout.arm_stats);
         if (x->layout.experiment_stats)
@@ -174,7 +173,7 @@ static size_t stats_take(mab_engine *e)
 static void requeue(mab_engine *e, size_t from, size_t n)
 {
     for (size_t k = from; k < from + n; k++)
-        atomic_totals_add(&e->all_arms[e->batch_arm[k]]->unapplied, &e->batch[k].add);
+        atomic_totals_add(&mab__arm_at(e, e->batch_arm[k])->unapplied, &e->batch[k].add);
 }
 
 /* Forget batch entry k, which storage refused on its own: count it, keep
@@ -183,7 +182,7 @@ static void requeue(mab_engine *e, size_t from, size_t n)
 static void drop_delta(mab_engine *e, size_t k, const mab_error *why)
 {
     const mab_delta *d = &e->batch[k];
-    mab__arm *a = e->all_arms[e->batch_arm[k]];
+    mab__arm *a = mab__arm_at(e, e->batch_arm[k]);
     atomic_fetch_sub_explicit(&a->published.pulls, d->add.pulls, memory_order_relaxed);
     atomic_fetch_sub_explicit(&a->published.rewards, d->add.rewards, memory_order_relaxed);
     if (isfinite(d->add.reward_sum) && isfinite(d->add.reward_sum_sq)) {
@@ -417,19 +416,19 @@ int mab__write_queued(mab_engine *e, mab_error *err)
     size_t n = 0;
     int out_of_memory = batch_reserve(e, 0) != 0; /* never a NULL batch, even empty */
     for (size_t i = 0; !out_of_memory && i < e->total_arms; i++) {
-        mab_totals t = atomic_totals_take(&e->all_arms[i]->unapplied);
+        mab_totals t = atomic_totals_take(&mab__arm_at(e, i)->unapplied);
         if (totals_empty(&t))
             continue;
         if (batch_reserve(e, n) != 0) {
             /* Everything taken goes back: a batch must hold every publish up
                to seq, or durable_seq would claim what was not written. */
-            atomic_totals_add(&e->all_arms[i]->unapplied, &t);
+            atomic_totals_add(&mab__arm_at(e, i)->unapplied, &t);
             requeue(e, 0, n);
             out_of_memory = 1;
             break;
         }
-        e->batch[n].experiment = e->arm_experiment[i]->id;
-        e->batch[n].arm = e->all_arms[i]->id;
+        e->batch[n].experiment = mab__arm_experiment(e, i)->id;
+        e->batch[n].arm = mab__arm_at(e, i)->id;
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
     }

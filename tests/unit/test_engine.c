@@ -703,6 +703,114 @@ static void test_engine_refused_after_fork(void **state)
     assert_true(on_disk("a", "rewards") == 2.0);
 }
 
+/* Every arm of the engine lives in one pool (core/engine.c,
+   mab__arms_take), which grows while the config is parsed and again for
+   each kind of ledger, and moves as it grows: every experiment's arms and
+   its ledgers' must still be where rewards and choices are counted, under
+   the right ids and values, and stored under them. 60 experiments of 2 to
+   8 arms (the pool starts at 64 arms and doubles), a holdout on every
+   fourth, a sample-ratio ledger on each (a policy that reports its
+   probabilities, so that the ledger counts every choice it serves). */
+#define POOL_EXPERIMENTS 60
+static int pool_arms(int i)
+{
+    return 2 + i % 7;
+}
+
+static void pool_check(mab_engine *e, int chooses)
+{
+    mab_error err = {0, ""};
+    for (int i = 0; i < POOL_EXPERIMENTS; i++) {
+        char id[32], name[48];
+        snprintf(id, sizeof id, "x%d", i);
+        mab_arm_stats st[8] = {MAB_STRUCT_INIT(mab_arm_stats)}, held[8], srm[8];
+        size_t n = 0, n_held = 0, n_srm = 0;
+        assert_int_equal(mab_stats(e, id, st, 8, &n, &err), MAB_OK);
+        assert_int_equal(n, pool_arms(i));
+        held[0].struct_size = srm[0].struct_size = sizeof st[0];
+        snprintf(name, sizeof name, "%s@holdout", id);
+        int rc = mab_stats(e, name, held, 8, &n_held, &err);
+        assert_int_equal(rc, i % 4 == 0 ? MAB_OK : MAB_ENOTFOUND);
+        snprintf(name, sizeof name, "%s@srm", id);
+        assert_int_equal(mab_stats(e, name, srm, 8, &n_srm, &err), MAB_OK);
+        assert_int_equal(n_srm, n);
+        uint64_t pulls = 0, held_pulls = 0, srm_pulls = 0;
+        for (size_t j = 0; j < n; j++) {
+            char arm[48], value[32];
+            snprintf(arm, sizeof arm, "x%d_%zu", i, j);
+            snprintf(value, sizeof value, "%zu", (size_t)i * 100 + j);
+            assert_string_equal(st[j].arm_id, arm);
+            assert_string_equal(st[j].value_json, value);
+            assert_string_equal(srm[j].arm_id, arm);
+            uint64_t rewards = st[j].rewards;
+            double sum = st[j].reward_sum;
+            if (n_held) {
+                assert_string_equal(held[j].arm_id, arm);
+                rewards += held[j].rewards;
+                sum += held[j].reward_sum;
+                held_pulls += held[j].pulls;
+            }
+            assert_int_equal(rewards, 1); /* one reward of value j, in one of the two */
+            assert_true(sum == (double)j);
+            pulls += st[j].pulls;
+            srm_pulls += srm[j].pulls;
+        }
+        /* Every choice counted once: in the experiment (and then in its
+           sample-ratio ledger) or in its holdout. */
+        assert_int_equal(pulls + held_pulls, chooses);
+        assert_int_equal(srm_pulls, pulls);
+    }
+}
+
+static void test_arms_of_many_experiments_and_ledgers(void **state)
+{
+    (void)state;
+    char *text = malloc(64 * 1024);
+    assert_non_null(text);
+    size_t at = (size_t)snprintf(text, 64 * 1024,
+                                 "{\"plugin_path\": [\"%s\"], \"seed\": 3,\n"
+                                 " \"storage\": {\"plugin\": \"json_file\", \"path\": \"state.json\"},\n"
+                                 " \"experiments\": {",
+                                 MAB_PLUGIN_DIR);
+    for (int i = 0; i < POOL_EXPERIMENTS; i++) {
+        at += (size_t)snprintf(text + at, 64 * 1024 - at,
+                               "%s\n  \"x%d\": {\"policy\": {\"plugin\": \"%s/policy_reporting.so\"}, "
+                               "\"reward\": {\"min\": 0, \"max\": 10}%s, \"arms\": {",
+                               i ? "," : "", i, MAB_FIXTURE_DIR, i % 4 == 0 ? ", \"holdout\": 0.5" : "");
+        for (int j = 0; j < pool_arms(i); j++)
+            at += (size_t)snprintf(text + at, 64 * 1024 - at, "%s\"x%d_%d\": %d", j ? ", " : "",
+                                   i, j, i * 100 + j);
+        at += (size_t)snprintf(text + at, 64 * 1024 - at, "}}");
+    }
+    snprintf(text + at, 64 * 1024 - at, "}}\n");
+    assert_int_equal(test_write_file(config, "%s", text), 0);
+    free(text);
+
+    mab_engine *e = open_ok(config);
+    mab_error err = {0, ""};
+    for (int i = 0; i < POOL_EXPERIMENTS; i++) {
+        char id[32], arm[48];
+        snprintf(id, sizeof id, "x%d", i);
+        for (int j = 0; j < pool_arms(i); j++) {
+            snprintf(arm, sizeof arm, "x%d_%d", i, j);
+            mab_choice c = MAB_STRUCT_INIT(mab_choice);
+            assert_int_equal(mab_arm_lookup(e, id, arm, &c, &err), MAB_OK);
+            assert_int_equal(c.arm_index, j);
+            assert_int_equal(mab_reward(e, id, arm, (double)j, &err), MAB_OK);
+        }
+        for (int k = 0; k < 3; k++) {
+            mab_choice c = MAB_STRUCT_INIT(mab_choice);
+            assert_int_equal(mab_choose(e, id, &c, &err), MAB_OK);
+        }
+    }
+    pool_check(e, 3);
+    close_ok(e);
+    /* Stored under the same experiments and arms: a reopen reads them back. */
+    e = open_ok(config);
+    pool_check(e, 3);
+    close_ok(e);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -836,6 +944,7 @@ int main(void)
         cmocka_unit_test_setup(test_open_check_creates_nothing, each),
         cmocka_unit_test_setup(test_read_only_beside_a_writer, each),
         cmocka_unit_test_setup(test_mab_check_reads_the_key, each),
+        cmocka_unit_test_setup(test_arms_of_many_experiments_and_ledgers, each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
