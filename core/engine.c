@@ -582,6 +582,7 @@ static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **i
                               stored_stats[k] + atomic_load_explicit(&e->stats_unapplied[from + k],
                                                                      memory_order_relaxed),
                               memory_order_relaxed);
+    mab__view_changed(e);
     pthread_rwlock_unlock(&e->publish_lock);
     return MAB_OK;
 }
@@ -706,6 +707,7 @@ static int load_all_totals(mab_engine *e, mab_error *err)
                                   stored_stats[i] + atomic_load_explicit(&e->stats_unapplied[i],
                                                                          memory_order_relaxed),
                                   memory_order_relaxed);
+        mab__view_changed(e);
         pthread_rwlock_unlock(&e->publish_lock);
     }
     free(ids);
@@ -1069,8 +1071,9 @@ int mab_arm_index(mab_engine *e, mab_handle h, const char *arm, size_t *index, m
 
 /* The policy's view of an experiment: published + this slot's pending
    totals, rewards normalised to [0, 1] by the reward range. */
-void mab__build_view(const mab__experiment *x, const mab__slot *s)
+void mab__build_view(const mab__experiment *x, mab__slot *s)
 {
+    s->view_x = NULL; /* callers may change the view after (mab__mature_view) */
     double min = x->reward_min, width = x->reward_max - x->reward_min;
     /* Read once into locals: the stores to the view could alias x's and s's
        fields as far as the compiler knows, which made it reload each of
@@ -1108,6 +1111,36 @@ void mab__build_view(const mab__experiment *x, const mab__slot *s)
         v->reward_sum = sum;
         v->reward_sum_sq = sq;
     }
+}
+
+/* Make s->view what mab__build_view(x, s) would, rebuilding it only when
+   the engine's published totals moved (view_version) or the slot's pending
+   ones did (slot_pending clears view_x), or it was made for another
+   experiment. The version is read before the totals: a write that the
+   rebuild misses bumps it after, so the next call rebuilds. */
+static inline void current_view(const mab_engine *e, const mab__experiment *x, mab__slot *s)
+{
+    uint64_t v = atomic_load_explicit(&e->view_version, memory_order_acquire);
+    if (s->view_x == x && s->view_version == v)
+        return;
+    mab__build_view(x, s);
+    s->view_x = x;
+    s->view_version = v;
+}
+
+/* The locked slot's pull of x's arm, into its pending totals and into the
+   kept view, which then stays what a rebuild would make: both sums of
+   pulls are integers, and a rebuild adds the same one. */
+static inline void count_pull(mab_engine *e, const mab__experiment *x, mab__slot *s, size_t arm)
+{
+    const mab__experiment *kept = s->view_x;
+    slot_pending(s, x->first_arm + arm)->pulls++;
+    if (kept == x) {
+        s->view[arm].pulls++;
+        s->view_x = x;
+    }
+    if (slot_due(s))
+        mab__slot_publish(e, s);
 }
 
 /* ---- ABI 2: time, features, statistics ------------------------------- */
@@ -1228,7 +1261,7 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now);
-    mab__build_view(x, s);
+    current_view(e, x, s);
     mab__build_stats_view(e, x, s);
     mab_policy_input in;
     mab_policy_choice c = {x->n_arms, NAN, 0};
@@ -1245,9 +1278,7 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
         if (rc == MAB_OK) {
             if (mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability))
                 mab__srm_count(s, x->srm, c.arm, in.probabilities);
-            slot_pending(s, x->first_arm + c.arm)->pulls++;
-            if (slot_due(s))
-                mab__slot_publish(e, s);
+            count_pull(e, x, s, c.arm);
         }
     }
     slot_unlock(s);
@@ -1404,15 +1435,12 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, bucket_clock(e));
-    mab__build_view(x, s);
+    current_view(e, x, s);
     size_t arm = x->n_arms;
     double probability = NAN;
     rc = x->policy->choose(x->policy_state, s->view, x->n_arms, &s->rng, &arm, &probability);
-    if (rc == MAB_OK && arm < x->n_arms) {
-        slot_pending(s, x->first_arm + arm)->pulls++;
-        if (slot_due(s))
-            mab__slot_publish(e, s);
-    }
+    if (rc == MAB_OK && arm < x->n_arms)
+        count_pull(e, x, s, arm);
     slot_unlock(s);
     if (rc != MAB_OK)
         return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s failed: %s", x->id,

@@ -132,10 +132,19 @@ static inline void atomic_totals_store(mab__atomic_totals *to, const mab_totals 
     atomic_store_explicit(&to->reward_sum_sq, t->reward_sum_sq, memory_order_relaxed);
 }
 
+/* After a write of published totals or statistics (any arm's): every
+   slot's kept view is stale (engine.h, view_version). Release: a slot that
+   reads the new number finds the writes before it. */
+static inline void mab__view_changed(mab_engine *e)
+{
+    atomic_fetch_add_explicit(&e->view_version, 1, memory_order_release);
+}
+
 /* Add to a locked slot's pending totals of one arm. */
 static inline mab_totals *slot_pending(mab__slot *s, size_t arm)
 {
     mab_totals *p = &s->pending[arm];
+    s->view_x = NULL; /* its view showed the pending totals before this */
     if (totals_empty(p))
         s->dirty[s->n_dirty++] = (uint32_t)arm;
     s->pending_ops++;
