@@ -324,8 +324,9 @@ struct mab_engine {
     pthread_rwlock_t publish_lock; /* shared: publishing; exclusive: refresh, reset */
     atomic_uint_fast64_t publish_seq; /* bumped after each publish */
     /* Bumped (mab__view_changed, slots.h) after every write of any arm's
-       published totals or statistics: a slot publishing, a refresh or load,
-       reset, a dropped delta, a claim. A slot's kept view (view_x) is
+       published totals: a slot publishing, a refresh or load, reset, a
+       dropped delta, a claim. (Statistics need none: a slot rebuilds its
+       statistics view at every choose.) A slot's kept view (view_x) is
        current while this has not moved since the slot built it. One for
        the engine, not one per experiment: its writers need no map from an
        arm to its experiment, and it moves at most once per publish (a slot

@@ -132,7 +132,7 @@ static inline void atomic_totals_store(mab__atomic_totals *to, const mab_totals 
     atomic_store_explicit(&to->reward_sum_sq, t->reward_sum_sq, memory_order_relaxed);
 }
 
-/* After a write of published totals or statistics (any arm's): every
+/* After a write of published totals (any arm's): every
    slot's kept view is stale (engine.h, view_version). Release: a slot that
    reads the new number finds the writes before it. */
 static inline void mab__view_changed(mab_engine *e)

@@ -252,7 +252,6 @@ static void drop_stats(mab_engine *e, size_t k, const mab_error *why)
     for (size_t j = 0; j < d->n_values; j++)
         if (isfinite(d->values[j]))
             atomic_add_double(&e->stats_published[e->stats_batch_at[k] + j], -d->values[j]);
-    mab__view_changed(e);
     atomic_fetch_add(&e->dropped_deltas, 1);
     pthread_mutex_lock(&e->dropped_mu);
     mab_error_set(&e->last_drop, why->code,
