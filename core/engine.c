@@ -1145,7 +1145,8 @@ static inline void count_pull(mab_engine *e, const mab__experiment *x, mab__slot
 
 /* ---- ABI 2: time, features, statistics ------------------------------- */
 
-int64_t mab__engine_now(const mab_engine *e, const mab_context *ctx)
+/* mab__engine_now, inline for choose2. */
+static inline int64_t engine_now(const mab_engine *e, const mab_context *ctx)
 {
     if (ctx && ctx->time_ns)
         return ctx->time_ns;
@@ -1154,6 +1155,11 @@ int64_t mab__engine_now(const mab_engine *e, const mab_context *ctx)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t mab__engine_now(const mab_engine *e, const mab_context *ctx)
+{
+    return engine_now(e, ctx);
 }
 
 int mab_set_clock(mab_engine *e, int64_t (*clock)(void *clock_ctx), void *clock_ctx,
@@ -1219,13 +1225,26 @@ void mab__build_stats_view(const mab_engine *e, const mab__experiment *x,
 /* What an ABI 2 policy reads (choose, explain), from the slot's views
    (build_view and build_stats_view done), with its window when its layout
    asks for one. Returns MAB_OK or the window's MAB_ENOMEM. */
-int mab__policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now,
-                      const double *features, mab_policy_input *in)
+static inline int policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s,
+                               int64_t now, const double *features, mab_policy_input *in)
 {
     *in = (mab_policy_input){sizeof *in, &mab__core_api, s->view, x->n_arms, s->view_stats,
                              s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
                              x->n_features, &s->rng, NULL, 0, 0, 0, NULL};
     return x->layout.window_buckets ? mab__window_view(e, x, s, now, in) : MAB_OK;
+}
+
+int mab__policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now,
+                      const double *features, mab_policy_input *in)
+{
+    return policy_input(e, x, s, now, features, in);
+}
+
+/* Whether x's policy keeps statistics, so that an event must go through
+   its update (mab__record_event does nothing otherwise). */
+static inline int keeps_stats(const mab__experiment *x)
+{
+    return (x->layout.arm_stats || x->layout.experiment_stats) && x->policy2->update;
 }
 
 /* Ask the policy for an event's deltas and add them, with the event's
@@ -1254,29 +1273,37 @@ int mab__record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *
 static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choice *out,
                    int *estimated, mab_error *err)
 {
+    /* What the policy does not use is not made: features it names none
+       of, statistics it keeps none of, an event for an update it has not. */
     double features[MAB_POLICY_FEATURES_MAX];
-    mab__resolve_features(x, ctx, features);
-    int64_t now = mab__engine_now(e, ctx);
+    if (x->n_features)
+        mab__resolve_features(x, ctx, features);
+    int64_t now = engine_now(e, ctx);
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now);
     current_view(e, x, s);
-    mab__build_stats_view(e, x, s);
+    int stats = keeps_stats(x);
+    if (x->layout.arm_stats || x->layout.experiment_stats)
+        mab__build_stats_view(e, x, s);
     mab_policy_input in;
     mab_policy_choice c = {x->n_arms, NAN, 0};
     const char *failed = "choose";
-    int rc = mab__policy_input(e, x, s, now, features, &in);
-    in.probabilities = mab__srm_vector(x, s); /* every arm's, for the check (srm.c) */
+    int rc = policy_input(e, x, s, now, features, &in);
+    in.probabilities = slot_srm_vector(x, s); /* every arm's, for the check (srm.c) */
     if (rc == MAB_OK)
         rc = x->policy2->choose(x->policy_state, &in, &c);
     if (rc == MAB_OK && c.arm < x->n_arms) {
-        mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, c.arm, x->n_arms,
-                               0.0, c.probability, now, features, x->n_features};
-        rc = mab__record_event(x, s, &ev);
-        failed = "update";
+        if (stats) {
+            mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, c.arm, x->n_arms,
+                                   0.0, c.probability, now, features, x->n_features};
+            rc = mab__record_event(x, s, &ev);
+            failed = "update";
+        }
         if (rc == MAB_OK) {
-            if (mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability))
+            if (in.probabilities && !isnan(in.probabilities[0]) &&
+                mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability))
                 mab__srm_count(s, x->srm, c.arm, in.probabilities);
             count_pull(e, x, s, c.arm);
         }

@@ -7,6 +7,7 @@
 #ifndef MAB_SLOTS_H
 #define MAB_SLOTS_H
 
+#include <math.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
@@ -184,6 +185,17 @@ static inline int slot_due(const mab__slot *s)
 {
     return s->pending_ops % MAB__PUBLISH_OPS == 0 &&
            now_ns() - s->last_publish_ns >= MAB__PUBLISH_NS;
+}
+
+/* The vector an ABI 2.2 policy may fill with every arm's probability, for
+   the sample-ratio check (srm.c, mab__srm_vector): NULL when x has no
+   ledger; its first entry NAN until the policy fills it. */
+static inline double *slot_srm_vector(const mab__experiment *x, mab__slot *s)
+{
+    if (!x->srm)
+        return NULL;
+    s->probabilities[0] = NAN;
+    return s->probabilities;
 }
 
 /* Whether storage refused a batch for what it holds (a delta it can never

@@ -1020,6 +1020,57 @@ static void test_thompson_fractional_rewards_and_prior(void **unused)
 
 /* Totals no engine run produces (a damaged store, found by fuzz_lmdb): a
    negative reward sum must not make a Beta shape <= 0. */
+/* Without a probability estimate (probability_draws 0) thompson draws its
+   leader on a path of its own (beta_leader_direct); with one, the leader is
+   drawn first the general way, from the same stream. The two must choose
+   the same arm from the same state of the generator: over views with
+   unpulled arms, rewards without pulls, negative sums (a store's), equal
+   posteriors, and a prior of its own. (Equal draws, the tie branch, do not
+   occur in practice: it is the same code as beta_draw_leader's.) */
+static void test_thompson_direct_leader_as_general(void **unused)
+{
+    (void)unused;
+    static const char *const priors[][2] = {
+        {"{\"probability_draws\": 0}", "{\"probability_draws\": 1}"},
+        {"{\"alpha0\": 0.5, \"beta0\": 3, \"probability_draws\": 0}",
+         "{\"alpha0\": 0.5, \"beta0\": 3, \"probability_draws\": 1}"}};
+    mab_rng *views = mab_rng_create(41);
+    for (size_t k = 0; k < 2; k++) {
+        loaded_policy2 direct_lp, general_lp;
+        void *direct = thompson_open(&direct_lp, priors[k][0], 12);
+        void *general = thompson_open(&general_lp, priors[k][1], 12);
+        for (int round = 0; round < 400; round++) {
+            size_t n = 2 + (size_t)mab_rng_below(views, 11);
+            mab_arm_view arms[12];
+            for (size_t i = 0; i < n; i++) {
+                uint64_t pulls = mab_rng_below(views, 4) == 0 ? 0 : mab_rng_below(views, 200);
+                double sum = mab_rng_uniform(views) * (double)pulls;
+                if (mab_rng_below(views, 10) == 0)
+                    sum = -mab_rng_uniform(views); /* a store's rounding below 0 */
+                if (mab_rng_below(views, 10) == 0)
+                    sum = 3.0; /* rewards of another process's pulls */
+                arms[i] = arm_stats(pulls, sum);
+            }
+            if (round % 5 == 0) /* every posterior equal */
+                for (size_t i = 1; i < n; i++)
+                    arms[i] = arms[0];
+            uint64_t seed = 1000 + (uint64_t)round;
+            mab_rng *a = mab_rng_create(seed), *b = mab_rng_create(seed);
+            mab_policy_choice one = thompson_choose2(&direct_lp, direct, arms, n, a, NULL);
+            mab_policy_choice two = thompson_choose2(&general_lp, general, arms, n, b, NULL);
+            if (one.arm != two.arm)
+                fail_msg("prior %zu, round %d: direct %zu, general %zu", k, round, one.arm,
+                         two.arm);
+            assert_true(isnan(one.probability));
+            mab_rng_destroy(a);
+            mab_rng_destroy(b);
+        }
+        thompson_close(&direct_lp, direct);
+        thompson_close(&general_lp, general);
+    }
+    mab_rng_destroy(views);
+}
+
 static void test_thompson_negative_sum_from_storage(void **unused)
 {
     loaded_policy2 lp;
@@ -1494,6 +1545,7 @@ int main(void)
         cmocka_unit_test(test_thompson_matches_p_best),
         cmocka_unit_test(test_thompson_fractional_rewards_and_prior),
         cmocka_unit_test(test_thompson_params_are_validated),
+        cmocka_unit_test(test_thompson_direct_leader_as_general),
         cmocka_unit_test(test_thompson_negative_sum_from_storage),
         cmocka_unit_test(test_thompson_estimate_matches_two_arm_exact),
         cmocka_unit_test(test_thompson_choices_match_two_arm_exact),
