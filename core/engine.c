@@ -1133,12 +1133,14 @@ static inline void current_view(const mab_engine *e, const mab__experiment *x, m
    pulls are integers, and a rebuild adds the same one. */
 static inline void count_pull(mab_engine *e, const mab__experiment *x, mab__slot *s, size_t arm)
 {
-    const mab__experiment *kept = s->view_x;
-    slot_pending(s, x->first_arm + arm)->pulls++;
-    if (kept == x) {
+    /* slot_pending, without its clearing of the kept view. */
+    mab_totals *p = &s->pending[x->first_arm + arm];
+    if (totals_empty(p))
+        s->dirty[s->n_dirty++] = (uint32_t)(x->first_arm + arm);
+    s->pending_ops++;
+    p->pulls++;
+    if (s->view_x == x)
         s->view[arm].pulls++;
-        s->view_x = x;
-    }
     if (slot_due(s))
         mab__slot_publish(e, s);
 }
