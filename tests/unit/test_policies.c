@@ -234,6 +234,43 @@ static void test_epsilon_breaks_ties_at_random(void **unused)
     unload_policy(&lp);
 }
 
+/* A seeded run chooses as it did before issue 18's changes to the policy:
+   these choices and the stream's next value after them were recorded from
+   epsilon_greedy.so at commit 43d90b2 (one best arm, then two tied). */
+static void test_epsilon_seeded_choices_recorded(void **unused)
+{
+    (void)unused;
+    static const struct {
+        mab_arm_view arms[4];
+        const char *choices;
+        uint64_t next;
+    } recorded[] = {
+        {{{10, 10, 2, 2}, {10, 10, 7, 7}, {5, 5, 1, 1}, {0, 0, 0, 0}},
+         "11101111102112101111111111312121111311110111012131111110111111311101111113111111",
+         1181496508080045485ULL},
+        {{{10, 10, 6, 6}, {10, 10, 1, 1}, {5, 5, 3, 3}, {4, 4, 1, 1}},
+         "22022222210221212223002220230022022220022300020000222002222200102020000230200203",
+         9871686807886243971ULL},
+    };
+    loaded_policy lp = load_policy("epsilon_greedy");
+    void *state = create_ok(&lp, "{\"epsilon\":0.3}", 4);
+    for (size_t k = 0; k < 2; k++) {
+        mab_rng *rng = mab_rng_create(7 + k);
+        char got[81];
+        for (int d = 0; d < 80; d++) {
+            double p;
+            got[d] = (char)('0' + choose_ok(&lp, state, recorded[k].arms, 4, rng, &p));
+        }
+        got[80] = '\0';
+        uint64_t next = mab_rng_u64(rng);
+        if (strcmp(got, recorded[k].choices) != 0 || next != recorded[k].next)
+            fail_msg("case %zu: got \"%s\" then %lluULL", k, got, (unsigned long long)next);
+        mab_rng_destroy(rng);
+    }
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
 static void test_epsilon_params_are_validated(void **unused)
 {
     loaded_policy lp = load_policy("epsilon_greedy");
@@ -1533,6 +1570,7 @@ int main(void)
         cmocka_unit_test(test_epsilon_one_is_uniform),
         cmocka_unit_test(test_epsilon_mixed_matches_formula),
         cmocka_unit_test(test_epsilon_breaks_ties_at_random),
+        cmocka_unit_test(test_epsilon_seeded_choices_recorded),
         cmocka_unit_test(test_epsilon_params_are_validated),
         cmocka_unit_test(test_ucb1_tries_untried_arms_first),
         cmocka_unit_test(test_ucb1_matches_hand_computed_indices),
