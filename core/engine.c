@@ -1115,17 +1115,17 @@ void mab__build_view(const mab__experiment *x, mab__slot *s)
 
 /* Make s->view what mab__build_view(x, s) would, rebuilding it only when
    the engine's published totals moved (view_version) or the slot's pending
-   ones did (slot_pending clears view_x), or it was made for another
-   experiment. The version is read before the totals: a write that the
+   ones did (pending_ops), or it was made for another experiment. The version is read before the totals: a write that the
    rebuild misses bumps it after, so the next call rebuilds. */
 static inline void current_view(const mab_engine *e, const mab__experiment *x, mab__slot *s)
 {
     uint64_t v = atomic_load_explicit(&e->view_version, memory_order_acquire);
-    if (s->view_x == x && s->view_version == v)
+    if (s->view_x == x && s->view_version == v && s->view_ops == s->pending_ops)
         return;
     mab__build_view(x, s);
     s->view_x = x;
     s->view_version = v;
+    s->view_ops = s->pending_ops;
 }
 
 /* The locked slot's pull of x's arm, into its pending totals and into the
@@ -1133,14 +1133,11 @@ static inline void current_view(const mab_engine *e, const mab__experiment *x, m
    pulls are integers, and a rebuild adds the same one. */
 static inline void count_pull(mab_engine *e, const mab__experiment *x, mab__slot *s, size_t arm)
 {
-    /* slot_pending, without its clearing of the kept view. */
-    mab_totals *p = &s->pending[x->first_arm + arm];
-    if (totals_empty(p))
-        s->dirty[s->n_dirty++] = (uint32_t)(x->first_arm + arm);
-    s->pending_ops++;
-    p->pulls++;
-    if (s->view_x == x)
+    slot_pending(s, x->first_arm + arm)->pulls++;
+    if (s->view_x == x) {
         s->view[arm].pulls++;
+        s->view_ops = s->pending_ops;
+    }
     if (slot_due(s))
         mab__slot_publish(e, s);
 }
@@ -1465,16 +1462,17 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, bucket_clock(e));
     current_view(e, x, s);
-    size_t arm = x->n_arms;
+    const size_t n_arms = x->n_arms; /* read once: the call could change *x, for all gcc knows */
+    size_t arm = n_arms;
     double probability = NAN;
-    rc = x->policy->choose(x->policy_state, s->view, x->n_arms, &s->rng, &arm, &probability);
-    if (rc == MAB_OK && arm < x->n_arms)
+    rc = x->policy->choose(x->policy_state, s->view, n_arms, &s->rng, &arm, &probability);
+    if (rc == MAB_OK && arm < n_arms)
         count_pull(e, x, s, arm);
     slot_unlock(s);
     if (rc != MAB_OK)
         return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s failed: %s", x->id,
                              x->policy_path, mab_strerror(rc));
-    if (arm >= x->n_arms)
+    if (arm >= n_arms)
         return mab_error_set(err, MAB_EPLUGIN,
                              "experiments.%s: policy %s chose arm %zu of only %zu", x->id,
                              x->policy_path, arm, x->n_arms);

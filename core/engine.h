@@ -225,12 +225,15 @@ typedef struct mab__slot {
     double *probabilities;   /* scratch: every arm's probability from choose()
                                 (policy ABI 2.2), max_arms entries (srm.c) */
     /* view holds mab__build_view(view_x, this slot) as of the engine's
-       view_version view_version (engine.c, current_view); NULL: it holds
-       nothing reusable. Cleared by build_view (its callers may change the
-       view after it) and by every change of the pending totals
-       (slot_pending); choose adds its own pull to the view in place. */
+       view_version view_version and this slot's pending_ops view_ops
+       (engine.c, current_view): every change of the pending totals counts
+       in pending_ops (slot_pending), and a publish, which zeroes it, bumps
+       the version. NULL: it holds nothing reusable; build_view clears it
+       (its callers may change the view after it). Choose adds its own pull
+       to the view in place. */
     const struct mab__experiment *view_x;
     uint64_t view_version;
+    uint32_t view_ops;
 } mab__slot;
 
 /* A reward waiting for its claim (engine.c, mab__engine_claim_reward). */

@@ -145,7 +145,6 @@ static inline void mab__view_changed(mab_engine *e)
 static inline mab_totals *slot_pending(mab__slot *s, size_t arm)
 {
     mab_totals *p = &s->pending[arm];
-    s->view_x = NULL; /* its view showed the pending totals before this */
     if (totals_empty(p))
         s->dirty[s->n_dirty++] = (uint32_t)arm;
     s->pending_ops++;

@@ -52,17 +52,19 @@ static int epsilon_greedy_choose(const void *state, const mab_arm_view *arms, si
     /* Exact comparison: the reported probability must describe the very set
        the exploit branch draws from. */
     double best_mean = mab_arm_mean(&arms[0]);
-    size_t n_best = 1, first_best = 0;
-    for (size_t i = 1; i < n_arms; i++) {
-        double mean = mab_arm_mean(&arms[i]);
+    size_t n_best = 1;
+    const mab_arm_view *first = arms, *end = arms + n_arms;
+    for (const mab_arm_view *a = arms + 1; a < end; a++) {
+        double mean = mab_arm_mean(a);
         if (mean > best_mean) {
             best_mean = mean;
             n_best = 1;
-            first_best = i;
+            first = a;
         } else if (mean == best_mean) {
             n_best++;
         }
     }
+    size_t first_best = (size_t)(first - arms);
 
     size_t chosen;
     int best = 1;
