@@ -3,10 +3,12 @@
  *
  * A slot keeps the view it built for an experiment and reuses it while the
  * engine's view_version has not moved and its own pending totals have not
- * changed (core/engine.c, current_view). Each test here makes one writer of
- * the view's inputs change them after the slot kept its view, then checks
- * that the next choose sees the change: each fails when that writer's bump
- * of view_version (or its clearing of the kept view) is removed.
+ * changed (its pending_ops; core/engine.c, current_view). Each test here
+ * makes one writer of the view's inputs change them after the slot kept its
+ * view, then checks that the next choose sees the change: each fails when
+ * that writer's bump of view_version is removed (or, for the slot's own
+ * changes, the pending_ops check, build_view's clearing of the kept view,
+ * or choose's in-place add of its pull).
  *
  * Most use the fixture policy policy_pulls_v1 (ABI 1: the arm of fewest
  * pulls, lowest index among ties), so the arm chosen tells the pulls the
@@ -146,7 +148,7 @@ static void test_kept_view_counts_own_pulls(void **state)
 }
 
 /* A reward of the slot's own changes its pending totals: the next choose
-   sees it (fails if slot_pending leaves the kept view in place). */
+   sees it (fails without current_view's check of pending_ops). */
 static void test_kept_view_sees_own_reward(void **state)
 {
     (void)state;
@@ -183,10 +185,12 @@ static void test_kept_view_is_of_its_experiment(void **state)
 
 /* ---- the engine's writers of published totals ------------------------ */
 
+#define OTHER_CHOOSES 64 /* MAB__PUBLISH_OPS: a fresh slot publishes at the 64th */
+
 struct other {
     mab_engine *e;
-    const char *chose[2];
-    int flush_rc;
+    size_t counts[3];
+    int failed;
 };
 
 static void *other_thread(void *arg)
@@ -194,33 +198,42 @@ static void *other_thread(void *arg)
     struct other *o = arg;
     mab_choice c = MAB_STRUCT_INIT(mab_choice);
     mab_error err = {0, ""};
-    for (int i = 0; i < 2; i++) {
-        if (mab_choose(o->e, "exp", &c, &err) != MAB_OK)
+    for (int i = 0; i < OTHER_CHOOSES; i++) {
+        if (mab_choose(o->e, "exp", &c, &err) != MAB_OK || c.arm_index >= 3) {
+            o->failed = 1;
             return NULL;
-        o->chose[i] = c.arm_id;
+        }
+        o->counts[c.arm_index]++;
     }
-    o->flush_rc = mab_flush(o->e, &err);
     return NULL;
 }
 
-/* Another thread's slot publishes (mab__slot_publish): this thread's kept
-   view must take its pulls. Through an ABI 1 and an ABI 2 policy. */
+/* Another thread's slot publishes by itself (mab__slot_publish from its
+   64th choose; this slot is not touched): this thread's kept view must take
+   its pulls. Through an ABI 1 and an ABI 2 policy. */
 static void check_other_slot_publish(const char *policy)
 {
     write_config(policy, "{\"a\": 1, \"b\": 2, \"c\": 3}", MEMORY, NULL);
     mab_engine *e = open_ok();
-    assert_chooses(e, "exp", "a"); /* kept: 1, 0, 0 */
-    struct other o = {e, {NULL, NULL}, -1};
+    mab_error err = {0, ""};
+    mab_record held[] = {{"exp", "b", 5, 0, 0.0, 0.0}, {"exp", "c", 5, 0, 0.0, 0.0}};
+    assert_int_equal(mab_import(e, held, 2, 0, &err), MAB_OK);
+    assert_chooses(e, "exp", "a"); /* kept: 1, 5, 5 */
+    struct other o = {e, {0, 0, 0}, 0};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, other_thread, &o), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
-    /* The other slot saw nothing of this one's: a, then b. */
-    assert_non_null(o.chose[1]);
-    assert_string_equal(o.chose[0], "a");
-    assert_string_equal(o.chose[1], "b");
-    assert_int_equal(o.flush_rc, MAB_OK);
-    /* Published now: 2, 1, 0 (kept: 1, 0, 0 would choose b). */
-    assert_chooses(e, "exp", "c");
+    assert_int_equal(o.failed, 0);
+    /* What this slot must see now: the store's, the other slot's (all
+       published), its own pending pull of a; the fewest pulls, lowest
+       index first. The kept 1, 5, 5 would choose a. */
+    size_t seen[3] = {1 + o.counts[0], 5 + o.counts[1], 5 + o.counts[2]};
+    size_t fewest = 0;
+    for (size_t i = 1; i < 3; i++)
+        if (seen[i] < seen[fewest])
+            fewest = i;
+    assert_true(fewest != 0); /* the test tells the two apart */
+    assert_chooses(e, "exp", (const char *[]){"a", "b", "c"}[fewest]);
     close_ok(e);
 }
 
