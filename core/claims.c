@@ -76,6 +76,7 @@ static void claims_decide(mab_engine *e, mab_claim *claims, mab__claim_waiter **
             for (size_t k = 0; k < n; k++)
                 if (claims[k].result == MAB_OK)
                     atomic_totals_add(&ws[k]->arm->published, &ws[k]->delta.add);
+            mab__view_changed(e);
             /* The claim stored the totals; its bucket goes with the next
                batch (the claim call carries no buckets). */
             pthread_mutex_lock(&e->buckets_mu);

@@ -582,6 +582,7 @@ static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **i
                               stored_stats[k] + atomic_load_explicit(&e->stats_unapplied[from + k],
                                                                      memory_order_relaxed),
                               memory_order_relaxed);
+    mab__view_changed(e);
     pthread_rwlock_unlock(&e->publish_lock);
     return MAB_OK;
 }
@@ -706,6 +707,7 @@ static int load_all_totals(mab_engine *e, mab_error *err)
                                   stored_stats[i] + atomic_load_explicit(&e->stats_unapplied[i],
                                                                          memory_order_relaxed),
                                   memory_order_relaxed);
+        mab__view_changed(e);
         pthread_rwlock_unlock(&e->publish_lock);
     }
     free(ids);
@@ -1110,8 +1112,9 @@ int mab_arm_index(mab_engine *e, mab_handle h, const char *arm, size_t *index, m
 
 /* The policy's view of an experiment: published + this slot's pending
    totals, rewards normalised to [0, 1] by the reward range. */
-void mab__build_view(const mab__experiment *x, const mab__slot *s)
+void mab__build_view(const mab__experiment *x, mab__slot *s)
 {
+    s->view_x = NULL; /* callers may change the view after (mab__mature_view) */
     double min = x->reward_min, width = x->reward_max - x->reward_min;
     /* Read once into locals: the stores to the view could alias x's and s's
        fields as far as the compiler knows, which made it reload each of
@@ -1151,9 +1154,39 @@ void mab__build_view(const mab__experiment *x, const mab__slot *s)
     }
 }
 
+/* Make s->view what mab__build_view(x, s) would, rebuilding it only when
+   the engine's published totals moved (view_version) or the slot's pending
+   ones did (pending_ops), or it was made for another experiment. The version is read before the totals: a write that the
+   rebuild misses bumps it after, so the next call rebuilds. */
+static inline void current_view(const mab_engine *e, const mab__experiment *x, mab__slot *s)
+{
+    uint64_t v = atomic_load_explicit(&e->view_version, memory_order_acquire);
+    if (s->view_x == x && s->view_version == v && s->view_ops == s->pending_ops)
+        return;
+    mab__build_view(x, s);
+    s->view_x = x;
+    s->view_version = v;
+    s->view_ops = s->pending_ops;
+}
+
+/* The locked slot's pull of x's arm, into its pending totals and into the
+   kept view, which then stays what a rebuild would make: both sums of
+   pulls are integers, and a rebuild adds the same one. */
+static inline void count_pull(mab_engine *e, const mab__experiment *x, mab__slot *s, size_t arm)
+{
+    slot_pending(s, x->first_arm + arm)->pulls++;
+    if (s->view_x == x) {
+        s->view[arm].pulls++;
+        s->view_ops = s->pending_ops;
+    }
+    if (slot_due(s))
+        mab__slot_publish(e, s);
+}
+
 /* ---- ABI 2: time, features, statistics ------------------------------- */
 
-int64_t mab__engine_now(const mab_engine *e, const mab_context *ctx)
+/* mab__engine_now, inline for choose2. */
+static inline int64_t engine_now(const mab_engine *e, const mab_context *ctx)
 {
     if (ctx && ctx->time_ns)
         return ctx->time_ns;
@@ -1162,6 +1195,11 @@ int64_t mab__engine_now(const mab_engine *e, const mab_context *ctx)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t mab__engine_now(const mab_engine *e, const mab_context *ctx)
+{
+    return engine_now(e, ctx);
 }
 
 int mab_set_clock(mab_engine *e, int64_t (*clock)(void *clock_ctx), void *clock_ctx,
@@ -1227,13 +1265,26 @@ void mab__build_stats_view(const mab_engine *e, const mab__experiment *x,
 /* What an ABI 2 policy reads (choose, explain), from the slot's views
    (build_view and build_stats_view done), with its window when its layout
    asks for one. Returns MAB_OK or the window's MAB_ENOMEM. */
-int mab__policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now,
-                      const double *features, mab_policy_input *in)
+static inline int policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s,
+                               int64_t now, const double *features, mab_policy_input *in)
 {
     *in = (mab_policy_input){sizeof *in, &mab__core_api, s->view, x->n_arms, s->view_stats,
                              s->view_stats + x->n_arms * x->layout.arm_stats, now, features,
                              x->n_features, &s->rng, NULL, 0, 0, 0, NULL};
     return x->layout.window_buckets ? mab__window_view(e, x, s, now, in) : MAB_OK;
+}
+
+int mab__policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now,
+                      const double *features, mab_policy_input *in)
+{
+    return policy_input(e, x, s, now, features, in);
+}
+
+/* Whether x's policy keeps statistics, so that an event must go through
+   its update (mab__record_event does nothing otherwise). */
+static inline int keeps_stats(const mab__experiment *x)
+{
+    return (x->layout.arm_stats || x->layout.experiment_stats) && x->policy2->update;
 }
 
 /* Ask the policy for an event's deltas and add them, with the event's
@@ -1262,33 +1313,39 @@ int mab__record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *
 static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choice *out,
                    int *estimated, mab_error *err)
 {
+    /* What the policy does not use is not made: features it names none
+       of, statistics it keeps none of, an event for an update it has not. */
     double features[MAB_POLICY_FEATURES_MAX];
-    mab__resolve_features(x, ctx, features);
-    int64_t now = mab__engine_now(e, ctx);
+    if (x->n_features)
+        mab__resolve_features(x, ctx, features);
+    int64_t now = engine_now(e, ctx);
     mab__slot *s = slot_acquire(e);
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now);
-    mab__build_view(x, s);
-    mab__build_stats_view(e, x, s);
+    current_view(e, x, s);
+    int stats = keeps_stats(x);
+    if (x->layout.arm_stats || x->layout.experiment_stats)
+        mab__build_stats_view(e, x, s);
     mab_policy_input in;
     mab_policy_choice c = {x->n_arms, NAN, 0};
     const char *failed = "choose";
-    int rc = mab__policy_input(e, x, s, now, features, &in);
-    in.probabilities = mab__srm_vector(x, s); /* every arm's, for the check (srm.c) */
+    int rc = policy_input(e, x, s, now, features, &in);
+    in.probabilities = slot_srm_vector(x, s); /* every arm's, for the check (srm.c) */
     if (rc == MAB_OK)
         rc = x->policy2->choose(x->policy_state, &in, &c);
     if (rc == MAB_OK && c.arm < x->n_arms) {
-        mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, c.arm, x->n_arms,
-                               0.0, c.probability, now, features, x->n_features};
-        rc = mab__record_event(x, s, &ev);
-        failed = "update";
+        if (stats) {
+            mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, c.arm, x->n_arms,
+                                   0.0, c.probability, now, features, x->n_features};
+            rc = mab__record_event(x, s, &ev);
+            failed = "update";
+        }
         if (rc == MAB_OK) {
-            if (mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability))
+            if (in.probabilities && !isnan(in.probabilities[0]) &&
+                mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability))
                 mab__srm_count(s, x->srm, c.arm, in.probabilities);
-            slot_pending(s, x->first_arm + c.arm)->pulls++;
-            if (slot_due(s))
-                mab__slot_publish(e, s);
+            count_pull(e, x, s, c.arm);
         }
     }
     slot_unlock(s);
@@ -1445,20 +1502,18 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, bucket_clock(e));
-    mab__build_view(x, s);
-    size_t arm = x->n_arms;
+    current_view(e, x, s);
+    const size_t n_arms = x->n_arms; /* read once: the call could change *x, for all gcc knows */
+    size_t arm = n_arms;
     double probability = NAN;
-    rc = x->policy->choose(x->policy_state, s->view, x->n_arms, &s->rng, &arm, &probability);
-    if (rc == MAB_OK && arm < x->n_arms) {
-        slot_pending(s, x->first_arm + arm)->pulls++;
-        if (slot_due(s))
-            mab__slot_publish(e, s);
-    }
+    rc = x->policy->choose(x->policy_state, s->view, n_arms, &s->rng, &arm, &probability);
+    if (rc == MAB_OK && arm < n_arms)
+        count_pull(e, x, s, arm);
     slot_unlock(s);
     if (rc != MAB_OK)
         return mab_error_set(err, MAB_EPLUGIN, "experiments.%s: policy %s failed: %s", x->id,
                              x->policy_path, mab_strerror(rc));
-    if (arm >= x->n_arms)
+    if (arm >= n_arms)
         return mab_error_set(err, MAB_EPLUGIN,
                              "experiments.%s: policy %s chose arm %zu of only %zu", x->id,
                              x->policy_path, arm, x->n_arms);

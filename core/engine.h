@@ -227,6 +227,16 @@ typedef struct mab__slot {
     size_t window_cap;
     double *probabilities;   /* scratch: every arm's probability from choose()
                                 (policy ABI 2.2), max_arms entries (srm.c) */
+    /* view holds mab__build_view(view_x, this slot) as of the engine's
+       view_version view_version and this slot's pending_ops view_ops
+       (engine.c, current_view): every change of the pending totals counts
+       in pending_ops (slot_pending), and a publish, which zeroes it, bumps
+       the version. NULL: it holds nothing reusable; build_view clears it
+       (its callers may change the view after it). Choose adds its own pull
+       to the view in place. */
+    const struct mab__experiment *view_x;
+    uint64_t view_version;
+    uint32_t view_ops;
 } mab__slot;
 
 /* A reward waiting for its claim (engine.c, mab__engine_claim_reward). */
@@ -325,6 +335,16 @@ struct mab_engine {
 
     pthread_rwlock_t publish_lock; /* shared: publishing; exclusive: refresh, reset */
     atomic_uint_fast64_t publish_seq; /* bumped after each publish */
+    /* Bumped (mab__view_changed, slots.h) after every write of any arm's
+       published totals: a slot publishing, a refresh or load, reset, a
+       dropped delta, a claim. (Statistics need none: a slot rebuilds its
+       statistics view at every choose.) A slot's kept view (view_x) is
+       current while this has not moved since the slot built it. One for
+       the engine, not one per experiment: its writers need no map from an
+       arm to its experiment, and it moves at most once per publish (a slot
+       publishes at most once a millisecond), so a slot rebuilds for another
+       slot's publish at most that often. */
+    _Atomic uint64_t view_version;
     uint32_t refresh_ms;      /* 0: the store has no other writers */
     int refresh_everything;   /* the next refresh re-reads every experiment (engine.c) */
 
@@ -475,7 +495,7 @@ int mab__writer_start(mab_engine *e, mab_error *err);
 void mab__writer_stop(mab_engine *e);
 int mab__load_totals(mab_engine *e, mab_error *err);
 void mab__build_stats_view(const mab_engine *e, const mab__experiment *x, const mab__slot *s);
-void mab__build_view(const mab__experiment *x, const mab__slot *s);
+void mab__build_view(const mab__experiment *x, mab__slot *s);
 int mab__context_check(const mab_context *ctx, mab_error *err);
 int64_t mab__engine_now(const mab_engine *e, const mab_context *ctx);
 long mab__find_arm(const mab_engine *e, const mab__experiment *x, const char *id, mab_error *err);

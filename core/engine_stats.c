@@ -270,6 +270,7 @@ static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)
             atomic_store_explicit(&e->stats_published[i], 0.0, memory_order_relaxed);
             atomic_store_explicit(&e->stats_unapplied[i], 0.0, memory_order_relaxed);
         }
+        mab__view_changed(e);
         mab__buckets_reset(e, x);
         pthread_rwlock_unlock(&e->publish_lock);
     }

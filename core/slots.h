@@ -7,6 +7,7 @@
 #ifndef MAB_SLOTS_H
 #define MAB_SLOTS_H
 
+#include <math.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
@@ -132,6 +133,14 @@ static inline void atomic_totals_store(mab__atomic_totals *to, const mab_totals 
     atomic_store_explicit(&to->reward_sum_sq, t->reward_sum_sq, memory_order_relaxed);
 }
 
+/* After a write of published totals (any arm's): every
+   slot's kept view is stale (engine.h, view_version). Release: a slot that
+   reads the new number finds the writes before it. */
+static inline void mab__view_changed(mab_engine *e)
+{
+    atomic_fetch_add_explicit(&e->view_version, 1, memory_order_release);
+}
+
 /* Add to a locked slot's pending totals of one arm. */
 static inline mab_totals *slot_pending(mab__slot *s, size_t arm)
 {
@@ -175,6 +184,17 @@ static inline int slot_due(const mab__slot *s)
 {
     return s->pending_ops % MAB__PUBLISH_OPS == 0 &&
            now_ns() - s->last_publish_ns >= MAB__PUBLISH_NS;
+}
+
+/* The vector an ABI 2.2 policy may fill with every arm's probability, for
+   the sample-ratio check (srm.c, mab__srm_vector): NULL when x has no
+   ledger; its first entry NAN until the policy fills it. */
+static inline double *slot_srm_vector(const mab__experiment *x, mab__slot *s)
+{
+    if (!x->srm)
+        return NULL;
+    s->probabilities[0] = NAN;
+    return s->probabilities;
 }
 
 /* Whether storage refused a batch for what it holds (a delta it can never

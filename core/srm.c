@@ -119,10 +119,7 @@ int mab__srm_add_ledgers(mab_engine *e, mab_error *err)
 
 double *mab__srm_vector(const mab__experiment *x, mab__slot *s)
 {
-    if (!x->srm)
-        return NULL;
-    s->probabilities[0] = NAN;
-    return s->probabilities;
+    return slot_srm_vector(x, s); /* slots.h: inline for the choose path */
 }
 
 int mab__srm_filled(const double *v, size_t n, size_t arm, double p)

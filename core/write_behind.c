@@ -106,8 +106,10 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
         if (x->layout.experiment_stats)
             stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
     }
-    if (s->n_dirty)
+    if (s->n_dirty) {
         pthread_mutex_unlock(&e->buckets_mu);
+        mab__view_changed(e);
+    }
     s->n_dirty = 0;
     s->pending_ops = 0;
     s->last_publish_ns = now_ns();
@@ -189,6 +191,7 @@ static void drop_delta(mab_engine *e, size_t k, const mab_error *why)
         atomic_add_double(&a->published.reward_sum, -d->add.reward_sum);
         atomic_add_double(&a->published.reward_sum_sq, -d->add.reward_sum_sq);
     }
+    mab__view_changed(e);
     atomic_fetch_add(&a->drops, 1);
     atomic_fetch_add(&e->dropped_deltas, 1);
     pthread_mutex_lock(&e->dropped_mu);

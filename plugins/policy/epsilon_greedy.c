@@ -52,27 +52,34 @@ static int epsilon_greedy_choose(const void *state, const mab_arm_view *arms, si
     /* Exact comparison: the reported probability must describe the very set
        the exploit branch draws from. */
     double best_mean = mab_arm_mean(&arms[0]);
-    size_t n_best = 1, first_best = 0;
-    for (size_t i = 1; i < n_arms; i++) {
-        double mean = mab_arm_mean(&arms[i]);
+    size_t n_best = 1;
+    const mab_arm_view *first = arms, *end = arms + n_arms;
+    for (const mab_arm_view *a = arms + 1; a < end; a++) {
+        double mean = mab_arm_mean(a);
         if (mean > best_mean) {
             best_mean = mean;
             n_best = 1;
-            first_best = i;
+            first = a;
         } else if (mean == best_mean) {
             n_best++;
         }
     }
+    size_t first_best = (size_t)(first - arms);
 
     size_t chosen;
     int best = 1;
     if (mab_rng_uniform(rng) < s->epsilon) {
         chosen = (size_t)mab_rng_below(rng, n_arms);
         best = mab_arm_mean(&arms[chosen]) == best_mean;
-    } else {
+    } else if (n_best == 1) {
         /* Drawn even among one best arm, so that the stream (and every
-           seeded run) stays as it was; the first best arm needs no second
-           pass over the means. */
+           seeded run) stays as it was: mab_rng_below(rng, 1) is 0 after one
+           64-bit draw (test_rng.c: test_below_one_is_one_draw), which is
+           the draw made here at less cost. */
+        (void)mab_rng_u64(rng);
+        chosen = first_best;
+    } else {
+        /* The first best arm needs no second pass over the means. */
         size_t k = (size_t)mab_rng_below(rng, n_best);
         chosen = k == 0 ? first_best : nth_best_arm(arms, n_arms, best_mean, k);
     }

@@ -132,9 +132,50 @@ static void thompson_posteriors(const thompson_state *s, const mab_arm_view *arm
 
 #define THOMPSON_STACK_ARMS 64
 
+/* The Bernoulli leader when no probability is estimated: each arm's
+   posterior made as it is drawn, in arm order, the ties broken as
+   beta_draw_leader breaks them, so the same draws give the same arm as
+   thompson_posteriors then beta_draw_leader, without the two arrays or the
+   general path's frame (tests/unit/test_policies.c compares the two). */
+static size_t beta_leader_direct(const thompson_state *s, const mab_core_api *api, mab_rng *rng,
+                                 const mab_arm_view *arms, size_t n)
+{
+    double alpha0 = s->alpha0, beta0 = s->beta0, best = -1.0;
+    size_t chosen = 0, n_ties = 0;
+    for (size_t i = 0; i < n; i++) {
+        double successes = nonnegative(arms[i].reward_sum);
+        double failures = nonnegative((double)(int64_t)arms[i].pulls - successes);
+        double theta = api->rng_beta(rng, alpha0 + successes, beta0 + failures);
+        if (theta > best) {
+            best = theta;
+            chosen = i;
+            n_ties = 1;
+        } else if (theta == best && api->rng_below(rng, ++n_ties) == 0) {
+            chosen = i;
+        }
+    }
+    return chosen;
+}
+
+static int thompson_choose_general(const thompson_state *s, const mab_policy_input *in,
+                                   mab_policy_choice *out);
+
 static int thompson_choose(const void *state, const mab_policy_input *in, mab_policy_choice *out)
 {
     const thompson_state *s = state;
+    if (!s->gaussian && s->probability_draws == 0) {
+        out->arm = beta_leader_direct(s, in->api, in->rng, in->arms, in->n_arms);
+        out->estimated = 1;
+        out->probability = NAN;
+        return MAB_OK;
+    }
+    return thompson_choose_general(s, in, out);
+}
+
+__attribute__((noinline)) static int thompson_choose_general(const thompson_state *s,
+                                                             const mab_policy_input *in,
+                                                             mab_policy_choice *out)
+{
     const mab_core_api *api = in->api;
     size_t n = in->n_arms;
     double stack[2 * THOMPSON_STACK_ARMS];

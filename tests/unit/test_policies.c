@@ -234,6 +234,43 @@ static void test_epsilon_breaks_ties_at_random(void **unused)
     unload_policy(&lp);
 }
 
+/* A seeded run chooses as it did before issue 18's changes to the policy:
+   these choices and the stream's next value after them were recorded from
+   epsilon_greedy.so at commit 43d90b2 (one best arm, then two tied). */
+static void test_epsilon_seeded_choices_recorded(void **unused)
+{
+    (void)unused;
+    static const struct {
+        mab_arm_view arms[4];
+        const char *choices;
+        uint64_t next;
+    } recorded[] = {
+        {{{10, 10, 2, 2}, {10, 10, 7, 7}, {5, 5, 1, 1}, {0, 0, 0, 0}},
+         "11101111102112101111111111312121111311110111012131111110111111311101111113111111",
+         1181496508080045485ULL},
+        {{{10, 10, 6, 6}, {10, 10, 1, 1}, {5, 5, 3, 3}, {4, 4, 1, 1}},
+         "22022222210221212223002220230022022220022300020000222002222200102020000230200203",
+         9871686807886243971ULL},
+    };
+    loaded_policy lp = load_policy("epsilon_greedy");
+    void *state = create_ok(&lp, "{\"epsilon\":0.3}", 4);
+    for (size_t k = 0; k < 2; k++) {
+        mab_rng *rng = mab_rng_create(7 + k);
+        char got[81];
+        for (int d = 0; d < 80; d++) {
+            double p;
+            got[d] = (char)('0' + choose_ok(&lp, state, recorded[k].arms, 4, rng, &p));
+        }
+        got[80] = '\0';
+        uint64_t next = mab_rng_u64(rng);
+        if (strcmp(got, recorded[k].choices) != 0 || next != recorded[k].next)
+            fail_msg("case %zu: got \"%s\" then %lluULL", k, got, (unsigned long long)next);
+        mab_rng_destroy(rng);
+    }
+    lp.policy->destroy(state);
+    unload_policy(&lp);
+}
+
 static void test_epsilon_params_are_validated(void **unused)
 {
     loaded_policy lp = load_policy("epsilon_greedy");
@@ -1020,6 +1057,57 @@ static void test_thompson_fractional_rewards_and_prior(void **unused)
 
 /* Totals no engine run produces (a damaged store, found by fuzz_lmdb): a
    negative reward sum must not make a Beta shape <= 0. */
+/* Without a probability estimate (probability_draws 0) thompson draws its
+   leader on a path of its own (beta_leader_direct); with one, the leader is
+   drawn first the general way, from the same stream. The two must choose
+   the same arm from the same state of the generator: over views with
+   unpulled arms, rewards without pulls, negative sums (a store's), equal
+   posteriors, and a prior of its own. (Equal draws, the tie branch, do not
+   occur in practice: it is the same code as beta_draw_leader's.) */
+static void test_thompson_direct_leader_as_general(void **unused)
+{
+    (void)unused;
+    static const char *const priors[][2] = {
+        {"{\"probability_draws\": 0}", "{\"probability_draws\": 1}"},
+        {"{\"alpha0\": 0.5, \"beta0\": 3, \"probability_draws\": 0}",
+         "{\"alpha0\": 0.5, \"beta0\": 3, \"probability_draws\": 1}"}};
+    mab_rng *views = mab_rng_create(41);
+    for (size_t k = 0; k < 2; k++) {
+        loaded_policy2 direct_lp, general_lp;
+        void *direct = thompson_open(&direct_lp, priors[k][0], 12);
+        void *general = thompson_open(&general_lp, priors[k][1], 12);
+        for (int round = 0; round < 400; round++) {
+            size_t n = 2 + (size_t)mab_rng_below(views, 11);
+            mab_arm_view arms[12];
+            for (size_t i = 0; i < n; i++) {
+                uint64_t pulls = mab_rng_below(views, 4) == 0 ? 0 : mab_rng_below(views, 200);
+                double sum = mab_rng_uniform(views) * (double)pulls;
+                if (mab_rng_below(views, 10) == 0)
+                    sum = -mab_rng_uniform(views); /* a store's rounding below 0 */
+                if (mab_rng_below(views, 10) == 0)
+                    sum = 3.0; /* rewards of another process's pulls */
+                arms[i] = arm_stats(pulls, sum);
+            }
+            if (round % 5 == 0) /* every posterior equal */
+                for (size_t i = 1; i < n; i++)
+                    arms[i] = arms[0];
+            uint64_t seed = 1000 + (uint64_t)round;
+            mab_rng *a = mab_rng_create(seed), *b = mab_rng_create(seed);
+            mab_policy_choice one = thompson_choose2(&direct_lp, direct, arms, n, a, NULL);
+            mab_policy_choice two = thompson_choose2(&general_lp, general, arms, n, b, NULL);
+            if (one.arm != two.arm)
+                fail_msg("prior %zu, round %d: direct %zu, general %zu", k, round, one.arm,
+                         two.arm);
+            assert_true(isnan(one.probability));
+            mab_rng_destroy(a);
+            mab_rng_destroy(b);
+        }
+        thompson_close(&direct_lp, direct);
+        thompson_close(&general_lp, general);
+    }
+    mab_rng_destroy(views);
+}
+
 static void test_thompson_negative_sum_from_storage(void **unused)
 {
     loaded_policy2 lp;
@@ -1482,6 +1570,7 @@ int main(void)
         cmocka_unit_test(test_epsilon_one_is_uniform),
         cmocka_unit_test(test_epsilon_mixed_matches_formula),
         cmocka_unit_test(test_epsilon_breaks_ties_at_random),
+        cmocka_unit_test(test_epsilon_seeded_choices_recorded),
         cmocka_unit_test(test_epsilon_params_are_validated),
         cmocka_unit_test(test_ucb1_tries_untried_arms_first),
         cmocka_unit_test(test_ucb1_matches_hand_computed_indices),
@@ -1494,6 +1583,7 @@ int main(void)
         cmocka_unit_test(test_thompson_matches_p_best),
         cmocka_unit_test(test_thompson_fractional_rewards_and_prior),
         cmocka_unit_test(test_thompson_params_are_validated),
+        cmocka_unit_test(test_thompson_direct_leader_as_general),
         cmocka_unit_test(test_thompson_negative_sum_from_storage),
         cmocka_unit_test(test_thompson_estimate_matches_two_arm_exact),
         cmocka_unit_test(test_thompson_choices_match_two_arm_exact),

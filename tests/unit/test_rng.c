@@ -113,6 +113,24 @@ static void test_uniform_and_below(void **state)
     mab_rng_destroy(r);
 }
 
+/* mab_rng_below(rng, 1) is 0 and advances the stream by exactly one 64-bit
+   draw: epsilon_greedy makes that draw with mab_rng_u64 when one arm is
+   best, and its seeded choices rely on the two being the same. */
+static void test_below_one_is_one_draw(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 0; seed < 64; seed++) {
+        mab_rng *a = mab_rng_create(seed), *b = mab_rng_create(seed);
+        for (int i = 0; i < 100; i++) {
+            assert_int_equal(mab_rng_below(a, 1), 0);
+            (void)mab_rng_u64(b);
+        }
+        assert_int_equal(mab_rng_u64(a), mab_rng_u64(b));
+        mab_rng_destroy(a);
+        mab_rng_destroy(b);
+    }
+}
+
 static void test_normal(void **state)
 {
     (void)state;
@@ -181,6 +199,7 @@ int main(void)
     draws = malloc(DRAWS * sizeof *draws);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seeded_streams_repeat), cmocka_unit_test(test_uniform_and_below),
+        cmocka_unit_test(test_below_one_is_one_draw),
         cmocka_unit_test(test_normal), cmocka_unit_test(test_gamma), cmocka_unit_test(test_beta),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
