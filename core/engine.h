@@ -324,6 +324,17 @@ struct mab_engine {
     pthread_cond_t durable_cv;  /* broadcast when a group commit ends */
     int committing;             /* a reward caller is writing for the waiting group */
     _Atomic uint64_t durable_seq; /* every publish up to this one is durable */
+    /* The write-behind queue's arms (write_behind.c, "the arms queue"): every
+       arm whose `unapplied` totals or statistics a publish or a requeue made
+       non-empty since the last take is listed once in queue_arms (its bit
+       set in queue_bits), so that a write passes over those arms only, not
+       over total_arms. Guarded by queue_mu. queue_all: a list could not grow
+       (out of memory), so the next take passes over every arm. */
+    pthread_mutex_t queue_mu;
+    uint32_t *queue_arms;
+    size_t n_queue, cap_queue;
+    uint64_t *queue_bits;     /* total_arms bits, allocated at the first mark */
+    int queue_all;
     mab_delta *batch;         /* scratch for one storage apply: grown to the arms that
                                  changed (write_behind.c, batch_reserve), not total_arms */
     size_t *batch_arm;        /* the arm index of each batch entry */
@@ -446,6 +457,8 @@ void mab__gather_all(mab_engine *e);
 uint64_t mab__slot_publish(mab_engine *e, mab__slot *s);
 int mab__wait_durable(mab_engine *e, uint64_t seq, mab_error *err);
 int mab__write_queued(mab_engine *e, mab_error *err);
+/* The unapplied pulls and rewards of every arm (mab_close's lost count). */
+void mab__queue_unapplied(mab_engine *e, uint64_t *pulls, uint64_t *rewards);
 int mab__writer_start(mab_engine *e, mab_error *err);
 void mab__writer_stop(mab_engine *e);
 int mab__load_totals(mab_engine *e, mab_error *err);
