@@ -454,6 +454,12 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out,
 /* Shared by engine.c, write_behind.c, claims.c and engine_stats.c (the
    engine in files by concept; each is defined where its concept lives). */
 void mab__gather_all(mab_engine *e);
+/* Publish every thread's pending totals of experiments xs[0..n) only (NULL
+   entries skipped): what a read of one experiment needs. */
+void mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, size_t n);
+/* The same for x and its ledgers (holdout, late rewards, sample ratio), which
+   mab_report() reads after mab_stats(). */
+void mab__gather_experiment(mab_engine *e, const mab__experiment *x);
 uint64_t mab__slot_publish(mab_engine *e, mab__slot *s);
 int mab__wait_durable(mab_engine *e, uint64_t seq, mab_error *err);
 int mab__write_queued(mab_engine *e, mab_error *err);

@@ -58,7 +58,7 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
        an older, shorter one. */
     size_t stride = cap ? out[0].struct_size : 0;
     size_t fill = stride < sizeof(mab_arm_stats) ? stride : sizeof(mab_arm_stats);
-    mab__gather_all(e);
+    mab__gather_experiment(e, x);
     for (size_t i = 0; i < x->n_arms && i < cap; i++) {
         const mab__arm *a = &x->arms[i];
         mab_totals t = atomic_totals_read(&a->published);
@@ -84,7 +84,7 @@ int mab_policy_stats(mab_engine *e, const char *experiment, mab_policy_stats_inf
                              "mab_policy_stats: info is NULL or its struct_size is too small");
     if ((arm_cap && !arm_stats) || (experiment_cap && !experiment_stats))
         return mab_error_set(err, MAB_EINVAL, "mab_policy_stats: NULL array with a capacity");
-    mab__gather_all(e);
+    mab__gather_experiment(e, x);
     info->layout = x->layout_tag ? x->layout_tag : "";
     info->per_arm = x->layout.arm_stats;
     info->per_experiment = x->layout.experiment_stats;

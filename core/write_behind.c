@@ -248,6 +248,84 @@ void mab__gather_all(mab_engine *e)
     }
 }
 
+/* Whether engine-wide arm `arm` is one of the experiments xs[0..n). */
+static int arm_of(const mab__experiment *const *xs, size_t n, uint32_t arm)
+{
+    for (size_t i = 0; i < n; i++)
+        if (xs[i] && arm - xs[i]->first_arm < xs[i]->n_arms)
+            return 1;
+    return 0;
+}
+
+/* Publish what a locked slot holds of experiments xs[0..n) only, as
+   mab__slot_publish does for all (the same per-arm steps), and take those
+   arms out of its dirty list. The rest stays pending. */
+static void slot_publish_some(mab_engine *e, mab__slot *s, const mab__experiment *const *xs,
+                              size_t n)
+{
+    uint32_t moved[64];
+    size_t n_moved = 0;
+    uint32_t kept = 0;
+    pthread_rwlock_rdlock(&e->publish_lock);
+    pthread_mutex_lock(&e->buckets_mu);
+    for (uint32_t k = 0; k < s->n_dirty; k++) {
+        uint32_t arm = s->dirty[k];
+        if (!arm_of(xs, n, arm)) {
+            s->dirty[kept++] = arm;
+            continue;
+        }
+        mab_totals *p = &s->pending[arm];
+        mab__arm *a = e->all_arms[arm];
+        atomic_totals_add(&a->unapplied, p);
+        atomic_totals_add(&a->published, p);
+        if (!totals_empty(p))
+            mab__buckets_add(e, arm, s->bucket_start, p);
+        memset(p, 0, sizeof *p);
+        const mab__experiment *x = e->arm_experiment[arm];
+        if (x->layout.arm_stats)
+            stats_publish(e, s, a->stats_at, x->layout.arm_stats);
+        if (x->layout.experiment_stats)
+            stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
+        moved[n_moved++] = arm;
+        if (n_moved == sizeof moved / sizeof *moved) {
+            queue_mark(e, moved, n_moved);
+            n_moved = 0;
+        }
+    }
+    pthread_mutex_unlock(&e->buckets_mu);
+    queue_mark(e, moved, n_moved);
+    s->n_dirty = kept;
+    atomic_fetch_add_explicit(&e->publish_seq, 1, memory_order_release);
+    pthread_rwlock_unlock(&e->publish_lock);
+}
+
+/*
+ * Publish every thread's pending totals of experiments xs[0..n) (NULLs
+ * skipped): a read of one experiment (mab_stats, mab_policy_stats,
+ * mab_rules) is then exact for it, whatever thread chose or rewarded, and
+ * costs a scan of each busy slot's dirty list (4 bytes an arm) plus the
+ * publishing of that experiment's arms, not the publishing of everything
+ * every thread holds (mab__gather_all: every pending arm's atomic adds,
+ * cache misses and bucket entries, under the same slot locks the threads
+ * wait on).
+ */
+void mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, size_t n)
+{
+    for (unsigned i = 0; i < MAB__SLOTS; i++) {
+        mab__slot *s = &e->slots[i];
+        slot_lock(s);
+        if (s->ready && s->n_dirty)
+            slot_publish_some(e, s, xs, n);
+        slot_unlock(s);
+    }
+}
+
+void mab__gather_experiment(mab_engine *e, const mab__experiment *x)
+{
+    const mab__experiment *xs[4] = {x, x->ledger, x->late_ledger, x->srm};
+    mab__gather_experiments(e, xs, 4);
+}
+
 /* ---- write-behind ----------------------------------------------------- */
 
 /* Take n unapplied statistics from `at` into the stats batch as one entry

@@ -299,12 +299,85 @@ static void test_requeued_in_next_batch(void **state)
     check_stored("{\"interval_ms\": 86400000}", w);
 }
 
+/* A thread that chooses a few times on x0 and x1 (fewer than a slot
+   publishes at) and keeps them pending in its slot until told to end. */
+typedef struct holder {
+    mab_engine *e;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int chosen, end;
+    uint64_t pulls[N_ARMS];
+} holder;
+
+static void *hold(void *arg)
+{
+    holder *h = arg;
+    for (int k = 0; k < 10; k++) {
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
+        assert_int_equal(mab_choose(h->e, "x0", &c, NULL), MAB_OK);
+        h->pulls[arm_index(c.arm_id)]++;
+        assert_int_equal(mab_choose(h->e, "x1", &c, NULL), MAB_OK);
+    }
+    pthread_mutex_lock(&h->mu);
+    h->chosen = 1;
+    pthread_cond_broadcast(&h->cv);
+    while (!h->end)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+/* A read of x0 from this thread sees another thread's pending choices of
+   x0 (its slot's, gathered for the read), totals and statistics. */
+static void test_read_gathers_other_slots(void **state)
+{
+    (void)state;
+    write_config("{\"interval_ms\": 86400000}", "");
+    mab_engine *e = open_ok();
+    holder h = {e, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, {0}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hold, &h), 0);
+    pthread_mutex_lock(&h.mu);
+    while (!h.chosen)
+        pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    mab_arm_stats st[N_ARMS];
+    for (int a = 0; a < N_ARMS; a++)
+        st[a].struct_size = sizeof st[a];
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, "x0", st, N_ARMS, &n, NULL), MAB_OK);
+    double arm_stats[2 * N_ARMS], experiment_stats[1];
+    mab_policy_stats_info info = {sizeof info, NULL, 0, 0};
+    assert_int_equal(
+        mab_policy_stats(e, "x0", &info, arm_stats, 2 * N_ARMS, experiment_stats, 1, NULL),
+        MAB_OK);
+    uint64_t total = 0;
+    for (int a = 0; a < N_ARMS; a++) {
+        assert_int_equal(st[a].pulls, h.pulls[a]);
+        assert_true(arm_stats[2 * a] == (double)h.pulls[a]);
+        total += h.pulls[a];
+    }
+    assert_int_equal(total, 10);
+    assert_true(experiment_stats[0] == 10.0);
+    /* And x1's, read the same way. */
+    assert_int_equal(mab_stats(e, "x1", st, N_ARMS, &n, NULL), MAB_OK);
+    assert_int_equal(st[0].pulls + st[1].pulls + st[2].pulls, 10);
+    pthread_mutex_lock(&h.mu);
+    h.end = 1;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.mu);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stress_interval, each, cleanup),
         cmocka_unit_test_setup_teardown(test_stress_always, each, cleanup),
         cmocka_unit_test_setup_teardown(test_requeued_in_next_batch, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_read_gathers_other_slots, each, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
