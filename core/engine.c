@@ -620,7 +620,7 @@ static int load_changed_totals(mab_engine *e, int *rc, mab_error *err)
        call: re-read everything then (the caller does it now when !done). */
     e->refresh_everything = !done || *rc != MAB_OK;
     if (done && *rc == MAB_OK)
-        *rc = mab__buckets_load(e, err);
+        *rc = mab__buckets_load_some(e, l.at, l.n, l.seen, err);
     free(l.at);
     free(l.seen);
     free(l.admin_at);

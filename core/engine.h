@@ -500,6 +500,11 @@ void mab__buckets_drop(mab_engine *e, size_t k, const mab_error *why);
 /* Read the stored buckets of every ring (caller holds flush_mu), combine
    with the queue. */
 int mab__buckets_load(mab_engine *e, mab_error *err);
+/* The same for experiments at[0..n) only (seen: one flag per experiment,
+   set for those), the others' rings left as they are (a refresh of only
+   what changed, engine.c). */
+int mab__buckets_load_some(mab_engine *e, const size_t *at, size_t n, const unsigned char *seen,
+                           mab_error *err);
 void mab__buckets_reset(mab_engine *e, mab__experiment *x);
 int mab__window_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns,
                      mab_policy_input *in);

@@ -36,9 +36,15 @@
  * --parse-only measures instead what cJSON alone costs on the same config
  * (read, parse, free): the part of mab_open no change to the engine moves.
  *
+ * --read-threads T measures instead a read of one experiment (mab_stats of
+ * "e0", C reads) while T threads choose and reward on random experiments
+ * without pause: CPU time per read on the reading thread (what gathering
+ * the threads' pending totals costs it), and wall time per read.
+ *
  *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
  *                   [--commits R] [--warm] [--handle] [--only hot|random]
- *                   [--miss] [--policy NAME] [--no-srm] [--parse-only] N [N ...]
+ *                   [--miss] [--policy NAME] [--no-srm] [--parse-only]
+ *                   [--read-threads T] N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -46,6 +52,8 @@
 #include <errno.h>
 #include <malloc.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +249,78 @@ static double refresh_s(mab_engine *e)
 static size_t commits;
 static int warm;
 static int miss;
+static unsigned read_threads;
+
+/* --read-threads T: T threads choose and reward on random experiments
+   without pause while this thread reads one experiment (mab_stats of "e0"):
+   the read's CPU time per call (its own thread's: what the read did,
+   gathering included, not the time slices the busy threads took), and the
+   busy threads' operations meanwhile. */
+typedef struct busy {
+    mab_engine *e;
+    char **ids;
+    size_t n;
+    unsigned seed;
+    _Atomic int *stop;
+    uint64_t ops;
+} busy;
+
+static void *busy_main(void *arg)
+{
+    busy *b = arg;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
+    while (!atomic_load_explicit(b->stop, memory_order_relaxed)) {
+        const char *id = b->ids[(size_t)rand_r(&b->seed) % b->n];
+        if (mab_choose(b->e, id, &c, NULL) == MAB_OK)
+            (void)mab_reward(b->e, id, c.arm_id, 1.0, NULL);
+        b->ops += 2;
+    }
+    return NULL;
+}
+
+static int read_busy(mab_engine *e, char **ids, size_t n, size_t k, size_t reads)
+{
+    _Atomic int stop = 0;
+    busy *b = calloc(read_threads, sizeof *b);
+    pthread_t *t = calloc(read_threads, sizeof *t);
+    mab_arm_stats *st = calloc(k, sizeof *st);
+    if (!b || !t || !st)
+        return 1;
+    for (unsigned i = 0; i < read_threads; i++) {
+        b[i] = (busy){e, ids, n, 7u + i, &stop, 0};
+        if (pthread_create(&t[i], NULL, busy_main, &b[i]) != 0)
+            return 1;
+    }
+    struct timespec settle = {0, 200000000L};
+    nanosleep(&settle, NULL); /* the threads get going, their slots fill */
+    for (size_t a = 0; a < k; a++)
+        st[a].struct_size = sizeof st[a];
+    double c0 = cpu_s(), t0 = now_s();
+    uint64_t pulls = 0;
+    for (size_t r = 0; r < reads; r++) {
+        size_t got = 0;
+        if (mab_stats(e, "e0", st, k, &got, NULL) != MAB_OK)
+            return 1;
+        pulls = st[0].pulls;
+    }
+    double cpu = cpu_s() - c0, wall = now_s() - t0;
+    atomic_store(&stop, 1);
+    uint64_t ops = 0;
+    for (unsigned i = 0; i < read_threads; i++) {
+        pthread_join(t[i], NULL);
+        ops += b[i].ops;
+    }
+    printf("%10zu %4zu mab_stats of one experiment, %u threads busy: %.2f us CPU, %.2f us wall "
+           "per read (%zu reads; busy threads %" PRIu64 " operations, e0 arm 0 at %" PRIu64
+           " pulls)\n",
+           n, k, read_threads, cpu * 1e6 / (double)reads, wall * 1e6 / (double)reads, reads, ops,
+           pulls);
+    fflush(stdout);
+    free(b);
+    free(t);
+    free(st);
+    return 0;
+}
 
 /* --parse-only: what cJSON alone costs on the config mab_open would read
    (read the file, parse, free the tree; core/config.c does the same), in
@@ -320,6 +400,11 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
             fprintf(stderr, "mab_experiment_handle: %s\n", err.message);
             return 1;
         }
+    if (read_threads) {
+        int rc = read_busy(e, ids, n, k, calls);
+        mab_close(e, NULL);
+        return rc;
+    }
     double hot = choose_ns(e, ids, handles, n, calls, 0);
     double cold = choose_ns(e, ids, handles, n, calls, 1);
     free(handles);
@@ -417,11 +502,13 @@ int main(int argc, char **argv)
             no_srm = 1;
         else if (strcmp(argv[i], "--parse-only") == 0)
             parse_only_mode = 1;
+        else if (strcmp(argv[i], "--read-threads") == 0 && i + 1 < argc)
+            read_threads = (unsigned)strtoul(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
                             "[--redis URL] [--commits R] [--warm] [--handle] "
                             "[--only hot|random] [--miss] [--policy NAME] [--no-srm] "
-                            "[--parse-only] [--tsv] N [N ...]\n");
+                            "[--parse-only] [--read-threads T] [--tsv] N [N ...]\n");
             return 2;
         }
     }
@@ -429,7 +516,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "mab-bench-scale: give at least one experiment count\n");
         return 2;
     }
-    if (parse_only_mode)
+    if (parse_only_mode || read_threads)
         ;
     else if (tsv)
         printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"
