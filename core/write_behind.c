@@ -266,9 +266,15 @@ static void slot_publish_some(mab_engine *e, mab__slot *s, const mab__experiment
     uint32_t moved[64];
     size_t n_moved = 0;
     uint32_t kept = 0;
+    /* Most slots hold nothing of the experiment read: look before locking
+       (publish_lock and buckets_mu are the busy threads' publishes' too). */
+    while (kept < s->n_dirty && !arm_of(xs, n, s->dirty[kept]))
+        kept++;
+    if (kept == s->n_dirty)
+        return;
     pthread_rwlock_rdlock(&e->publish_lock);
     pthread_mutex_lock(&e->buckets_mu);
-    for (uint32_t k = 0; k < s->n_dirty; k++) {
+    for (uint32_t k = kept; k < s->n_dirty; k++) {
         uint32_t arm = s->dirty[k];
         if (!arm_of(xs, n, arm)) {
             s->dirty[kept++] = arm;
