@@ -371,6 +371,35 @@ static void test_read_gathers_other_slots(void **state)
     assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
+/* mab_import checks the sums of the arms its records name (core/engine_stats.c,
+   import_check_totals, arm by arm in record order): two records of one arm
+   that overflow only together are refused, naming the second, and nothing
+   is imported; a record of another arm before them changes nothing. */
+static void test_import_checks_records_together(void **state)
+{
+    (void)state;
+    write_config("{\"interval_ms\": 86400000}", "");
+    mab_engine *e = open_ok();
+    mab_record r[4] = {{"x1", "a", 1, 1, 1.0, 1.0},
+                       {"x0", "b", 1, 1, 1.0, 1e308},
+                       {"x0", "c", 1, 1, 1.0, 1.0},
+                       {"x0", "b", 1, 1, 1.0, 1e308}};
+    mab_error err = {0, ""};
+    assert_int_equal(mab_import(e, r, 4, 0, &err), MAB_ERANGE);
+    if (!strstr(err.message, "record 3 (x0/b): the arm's reward sums would overflow"))
+        fail_msg("unexpected message: %s", err.message);
+    assert_int_equal(mab_import(e, r, 3, 0, &err), MAB_OK); /* each alone is fine */
+    mab_arm_stats st[N_ARMS];
+    for (int a = 0; a < N_ARMS; a++)
+        st[a].struct_size = sizeof st[a];
+    size_t n = 0;
+    assert_int_equal(mab_stats(e, "x0", st, N_ARMS, &n, NULL), MAB_OK);
+    assert_int_equal(st[1].pulls, 1);
+    /* Now the stored sum is held: the fourth alone overflows it. */
+    assert_int_equal(mab_import(e, &r[3], 1, 0, &err), MAB_ERANGE);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,6 +407,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stress_always, each, cleanup),
         cmocka_unit_test_setup_teardown(test_requeued_in_next_batch, each, cleanup),
         cmocka_unit_test_setup_teardown(test_read_gathers_other_slots, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_import_checks_records_together, each, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
