@@ -663,7 +663,7 @@ int mab__write_queued(mab_engine *e, mab_error *err)
     /* The listed arms only (see "the arms queue"), in arm order, as the full
        pass gave them; every arm under queue_all. */
     pthread_mutex_lock(&e->queue_mu);
-    if (!e->queue_all)
+    if (!e->queue_all && e->n_queue)
         qsort(e->queue_arms, e->n_queue, sizeof *e->queue_arms, arm_order);
     size_t n_look = e->queue_all ? e->total_arms : e->n_queue;
     int out_of_memory = batch_reserve(e, 0) != 0; /* never a NULL batch, even empty */
