@@ -334,15 +334,22 @@ static int load_stored(mab_engine *e, const mab__experiment *x, int64_t since, b
     return MAB_OK;
 }
 
-int mab__buckets_load(mab_engine *e, mab_error *err)
+/* Re-read the rings of experiments at[0..n) (every experiment when at is
+   NULL; seen[i] says whether experiment i is one of them): stored + queued.
+   The rings of the others are left as they are: what they hold changed in
+   no store since they were read, and this process's own events reached them
+   as they were published (a refresh of only what changed costs those). */
+static int buckets_load(mab_engine *e, const size_t *at, size_t n, const unsigned char *seen,
+                        mab_error *err)
 {
     if (!e->buckets_stored)
         return MAB_OK;
     int64_t now = mab__bucket_of(e, mab__engine_now(e, NULL));
     bucket_list l = {NULL, 0, 0, 0, 0};
     int rc = MAB_OK;
-    for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
-        const mab__experiment *x = &e->experiments[i];
+    size_t n_read = at ? n : e->n_experiments;
+    for (size_t i = 0; rc == MAB_OK && i < n_read; i++) {
+        const mab__experiment *x = &e->experiments[at ? at[i] : i];
         if (x->ring_cap)
             rc = load_stored(e, x, now - (int64_t)(x->ring_cap - 1) * e->bucket_seconds, &l, err);
     }
@@ -350,9 +357,11 @@ int mab__buckets_load(mab_engine *e, mab_error *err)
         /* As totals: no publish half-way while stored and unapplied combine. */
         pthread_rwlock_wrlock(&e->publish_lock);
         pthread_mutex_lock(&e->buckets_mu);
-        for (size_t i = 0; i < e->n_experiments; i++)
-            if (e->experiments[i].ring)
-                ring_clear(&e->experiments[i]);
+        for (size_t i = 0; i < n_read; i++) {
+            mab__experiment *x = &e->experiments[at ? at[i] : i];
+            if (x->ring)
+                ring_clear(x);
+        }
         for (size_t k = 0; k < l.n; k++) {
             mab__experiment *x = mab__arm_experiment(e, l.items[k].arm);
             ring_add(e, x, l.items[k].arm - x->first_arm, l.items[k].start, &l.items[k].add);
@@ -360,6 +369,8 @@ int mab__buckets_load(mab_engine *e, mab_error *err)
         for (size_t k = 0; k < e->n_bucket_queue; k++) {
             const mab__bucket_entry *q = &e->bucket_queue[k];
             mab__experiment *x = mab__arm_experiment(e, q->arm);
+            if (seen && !seen[x - e->experiments])
+                continue; /* its ring has it already */
             ring_add(e, x, q->arm - x->first_arm, q->start, &q->add);
         }
         pthread_mutex_unlock(&e->buckets_mu);
@@ -367,6 +378,17 @@ int mab__buckets_load(mab_engine *e, mab_error *err)
     }
     free(l.items);
     return rc;
+}
+
+int mab__buckets_load(mab_engine *e, mab_error *err)
+{
+    return buckets_load(e, NULL, 0, NULL, err);
+}
+
+int mab__buckets_load_some(mab_engine *e, const size_t *at, size_t n, const unsigned char *seen,
+                           mab_error *err)
+{
+    return buckets_load(e, at, n, seen, err);
 }
 
 /* ---- windows ----------------------------------------------------------- */

@@ -118,6 +118,9 @@ static void engine_free(mab_engine *e)
     pthread_mutex_destroy(&e->claim_mu);
     pthread_cond_destroy(&e->claim_cv);
     pthread_mutex_destroy(&e->dropped_mu);
+    pthread_mutex_destroy(&e->queue_mu);
+    free(e->queue_arms);
+    free(e->queue_bits);
     free(e);
 }
 
@@ -618,7 +621,7 @@ static int load_changed_totals(mab_engine *e, int *rc, mab_error *err)
        call: re-read everything then (the caller does it now when !done). */
     e->refresh_everything = !done || *rc != MAB_OK;
     if (done && *rc == MAB_OK)
-        *rc = mab__buckets_load(e, err);
+        *rc = mab__buckets_load_some(e, l.at, l.n, l.seen, err);
     free(l.at);
     free(l.seen);
     free(l.admin_at);
@@ -804,7 +807,7 @@ static int allocate_tables(mab_engine *e)
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; j < x->n_arms; j++)
-            e->arm_experiment[x->first_arm + j] = (uint32_t)i;
+            mab__arm_experiment(e, x->first_arm + j) = (uint32_t)i;
     }
     return MAB_OK;
 }
@@ -846,6 +849,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     pthread_cond_init(&e->claim_cv, NULL);
     pthread_mutex_init(&e->dropped_mu, NULL);
     pthread_mutex_init(&e->buckets_mu, NULL);
+    pthread_mutex_init(&e->queue_mu, NULL);
 
     int rc = mab__config_load(e, sections, err);
     if (rc == MAB_OK && opts && (opts->flags & MAB_OPEN_SEED)) {
@@ -911,11 +915,8 @@ int mab_close(mab_engine *e, mab_error *err)
     mab_error flush_err;
     int rc = mab_flush(e, &flush_err);
     if (rc != MAB_OK) {
-        uint64_t lost_pulls = 0, lost_rewards = 0;
-        for (size_t i = 0; i < e->total_arms; i++) {
-            lost_pulls += atomic_load(&mab__arm_at(e, i)->unapplied.pulls);
-            lost_rewards += atomic_load(&mab__arm_at(e, i)->unapplied.rewards);
-        }
+        uint64_t lost_pulls, lost_rewards;
+        mab__queue_unapplied(e, &lost_pulls, &lost_rewards);
         mab_error_set(err, rc, "%s; %llu pulls and %llu rewards were not written",
                       flush_err.message, (unsigned long long)lost_pulls,
                       (unsigned long long)lost_rewards);

@@ -353,6 +353,17 @@ struct mab_engine {
     pthread_cond_t durable_cv;  /* broadcast when a group commit ends */
     int committing;             /* a reward caller is writing for the waiting group */
     _Atomic uint64_t durable_seq; /* every publish up to this one is durable */
+    /* The write-behind queue's arms (write_behind.c, "the arms queue"): every
+       arm whose `unapplied` totals or statistics a publish or a requeue made
+       non-empty since the last take is listed once in queue_arms (its bit
+       set in queue_bits), so that a write passes over those arms only, not
+       over total_arms. Guarded by queue_mu. queue_all: a list could not grow
+       (out of memory), so the next take passes over every arm. */
+    pthread_mutex_t queue_mu;
+    uint32_t *queue_arms;
+    size_t n_queue, cap_queue;
+    uint64_t *queue_bits;     /* total_arms bits, allocated at the first mark */
+    int queue_all;
     mab_delta *batch;         /* scratch for one storage apply: grown to the arms that
                                  changed (write_behind.c, batch_reserve), not total_arms */
     size_t *batch_arm;        /* the arm index of each batch entry */
@@ -488,9 +499,17 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out,
 /* Shared by engine.c, write_behind.c, claims.c and engine_stats.c (the
    engine in files by concept; each is defined where its concept lives). */
 void mab__gather_all(mab_engine *e);
+/* Publish every thread's pending totals of experiments xs[0..n) only (NULL
+   entries skipped): what a read of one experiment needs. */
+void mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, size_t n);
+/* The same for x and its ledgers (holdout, late rewards, sample ratio), which
+   mab_report() reads after mab_stats(). */
+void mab__gather_experiment(mab_engine *e, const mab__experiment *x);
 uint64_t mab__slot_publish(mab_engine *e, mab__slot *s);
 int mab__wait_durable(mab_engine *e, uint64_t seq, mab_error *err);
 int mab__write_queued(mab_engine *e, mab_error *err);
+/* The unapplied pulls and rewards of every arm (mab_close's lost count). */
+void mab__queue_unapplied(mab_engine *e, uint64_t *pulls, uint64_t *rewards);
 int mab__writer_start(mab_engine *e, mab_error *err);
 void mab__writer_stop(mab_engine *e);
 int mab__load_totals(mab_engine *e, mab_error *err);
@@ -526,6 +545,11 @@ void mab__buckets_drop(mab_engine *e, size_t k, const mab_error *why);
 /* Read the stored buckets of every ring (caller holds flush_mu), combine
    with the queue. */
 int mab__buckets_load(mab_engine *e, mab_error *err);
+/* The same for experiments at[0..n) only (seen: one flag per experiment,
+   set for those), the others' rings left as they are (a refresh of only
+   what changed, engine.c). */
+int mab__buckets_load_some(mab_engine *e, const size_t *at, size_t n, const unsigned char *seen,
+                           mab_error *err);
 void mab__buckets_reset(mab_engine *e, mab__experiment *x);
 int mab__window_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns,
                      mab_policy_input *in);

@@ -58,7 +58,7 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
        an older, shorter one. */
     size_t stride = cap ? out[0].struct_size : 0;
     size_t fill = stride < sizeof(mab_arm_stats) ? stride : sizeof(mab_arm_stats);
-    mab__gather_all(e);
+    mab__gather_experiment(e, x);
     for (size_t i = 0; i < x->n_arms && i < cap; i++) {
         const mab__arm *a = &x->arms[i];
         mab_totals t = atomic_totals_read(&a->published);
@@ -84,7 +84,7 @@ int mab_policy_stats(mab_engine *e, const char *experiment, mab_policy_stats_inf
                              "mab_policy_stats: info is NULL or its struct_size is too small");
     if ((arm_cap && !arm_stats) || (experiment_cap && !experiment_stats))
         return mab_error_set(err, MAB_EINVAL, "mab_policy_stats: NULL array with a capacity");
-    mab__gather_all(e);
+    mab__gather_experiment(e, x);
     info->layout = x->layout_tag ? x->layout_tag : "";
     info->per_arm = x->layout.arm_stats;
     info->per_experiment = x->layout.experiment_stats;
@@ -347,42 +347,76 @@ static int import_check(mab_engine *e, const mab_record *r, size_t index,
     return MAB_OK;
 }
 
+/* A record's arm (engine-wide index), to walk the records arm by arm. */
+typedef struct import_arm {
+    size_t arm, record;
+} import_arm;
+
+static int import_arm_order(const void *a, const void *b)
+{
+    const import_arm *x = a, *y = b;
+    if (x->arm != y->arm)
+        return x->arm < y->arm ? -1 : 1;
+    return (x->record > y->record) - (x->record < y->record);
+}
+
 /* Check that every arm's totals stay finite once the records are added (to
    nothing for the experiments `cleared` lists, else to the current totals):
-   storage would refuse them otherwise. */
+   storage would refuse them otherwise. The arms the records name only, in
+   record order per arm (n log n, not a pass over every arm of the engine:
+   an import of a few records, or of none, costs what it holds); the error
+   names the first record, in record order, at which an arm's sums fail. */
 static int import_check_totals(mab_engine *e, const mab_record *records,
                                const mab_delta *deltas, size_t n, const char *const *cleared,
                                size_t n_cleared, mab_error *err)
 {
-    mab_totals *sums = calloc(e->total_arms ? e->total_arms : 1, sizeof *sums);
-    if (!sums)
+    if (!n)
+        return MAB_OK;
+    import_arm *order = malloc(n * sizeof *order);
+    if (!order)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
-    for (size_t i = 0; i < e->total_arms; i++) {
-        const char *experiment = mab__arm_experiment(e, i)->id;
-        size_t k = 0;
-        while (k < n_cleared && cleared[k] != experiment)
-            k++;
-        if (k == n_cleared)
-            sums[i] = atomic_totals_read(&mab__arm_at(e, i)->published);
-    }
-    int rc = MAB_OK;
-    for (size_t i = 0; rc == MAB_OK && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         mab__experiment *x;
         mab_error inner;
         mab__find_experiment(e, deltas[i].experiment, &x, &inner); /* checked by import_check */
-        size_t arm = x->first_arm + (size_t)mab__find_arm(e, x, deltas[i].arm, &inner);
-        totals_add(&sums[arm], &deltas[i].add);
-        if (!mab__sums_finite(x, (double)sums[arm].rewards, sums[arm].reward_sum,
-                         sums[arm].reward_sum_sq))
-            rc = mab_error_set(err, MAB_ERANGE,
-                               "import: record %zu (%s/%s): the arm's reward sums would "
-                               "overflow (sum %g, sum of squares %g once added); nothing was "
-                               "imported",
-                               i, records[i].experiment, records[i].arm, sums[arm].reward_sum,
-                               sums[arm].reward_sum_sq);
+        order[i] = (import_arm){x->first_arm + (size_t)mab__find_arm(e, x, deltas[i].arm, &inner),
+                                i};
     }
-    free(sums);
-    return rc;
+    qsort(order, n, sizeof *order, import_arm_order);
+    size_t bad = SIZE_MAX;
+    mab_totals bad_sums = {0, 0, 0.0, 0.0};
+    for (size_t g = 0; g < n;) {
+        size_t arm = order[g].arm;
+        const mab__experiment *x = mab__arm_experiment(e, arm);
+        size_t k = 0;
+        while (k < n_cleared && cleared[k] != x->id)
+            k++;
+        mab_totals sums = {0, 0, 0.0, 0.0};
+        if (k == n_cleared)
+            sums = atomic_totals_read(&mab__arm_at(e, arm)->published);
+        int failed = 0;
+        for (; g < n && order[g].arm == arm; g++) {
+            if (failed)
+                continue;
+            totals_add(&sums, &deltas[order[g].record].add);
+            if (!mab__sums_finite(x, (double)sums.rewards, sums.reward_sum, sums.reward_sum_sq)) {
+                failed = 1;
+                if (order[g].record < bad) {
+                    bad = order[g].record;
+                    bad_sums = sums;
+                }
+            }
+        }
+    }
+    free(order);
+    if (bad == SIZE_MAX)
+        return MAB_OK;
+    return mab_error_set(err, MAB_ERANGE,
+                         "import: record %zu (%s/%s): the arm's reward sums would "
+                         "overflow (sum %g, sum of squares %g once added); nothing was "
+                         "imported",
+                         bad, records[bad].experiment, records[bad].arm, bad_sums.reward_sum,
+                         bad_sums.reward_sum_sq);
 }
 
 int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, mab_error *err)

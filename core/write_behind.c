@@ -66,6 +66,121 @@ static void stats_publish(mab_engine *e, mab__slot *s, size_t at, size_t n)
     }
 }
 
+/* ---- the arms queue ---------------------------------------------------- */
+
+/*
+ * Which arms a write must look at. A write (mab__write_queued) used to take
+ * `unapplied` of every arm of the engine, under publish_lock held
+ * exclusively: at 10^5 experiments that pass was most of a commit of one
+ * record, paid at every flush interval and on every reward under sync
+ * "always". Now every writer of `unapplied` (and of stats_unapplied) lists
+ * the arms it wrote in queue_arms, and a write takes those only.
+ *
+ * The invariant: an arm whose `unapplied` totals or statistics are not zero
+ * has its bit set in queue_bits and is listed once in queue_arms (or
+ * queue_all is set, and the next take passes over every arm). An arm listed
+ * may have nothing unapplied (taken meanwhile by a full pass, reset): a
+ * take skips it, as the full pass skips idle arms.
+ *
+ * Concurrency. The list and the bits are guarded by queue_mu, taken by
+ * every mark and by the take, and always last (after publish_lock and
+ * buckets_mu), so no cycle. The writers of `unapplied`:
+ * - mab__slot_publish holds publish_lock shared, so several publishers run
+ *   at once: each adds to `unapplied` with atomic adds, then marks its arms
+ *   under queue_mu, before it lets go of publish_lock;
+ * - the take (mab__write_queued) holds publish_lock exclusively, so no
+ *   publish is between its adds and its marks: every add it can see is
+ *   marked already. It also holds flush_mu;
+ * - requeue and requeue_stats run after the take, outside publish_lock, but
+ *   under the same flush_mu as the take, so never during a take: they add,
+ *   then mark, under queue_mu as a publisher does;
+ * - reset (engine_stats.c, reset_one) only zeroes, which leaves at most a
+ *   listed arm with nothing to take.
+ * So when a take runs, every non-zero `unapplied` is listed, and a take
+ * clears each bit and the list together with taking the totals, under the
+ * lock that keeps every other writer out: no increment is missed, and none
+ * is taken twice (the exchange in atomic_totals_take zeroes what it takes).
+ */
+
+/* Caller holds queue_mu: list the arms (engine-wide indexes). Out of memory
+   for the list or the bits: queue_all, the next take passes over all. */
+static void queue_mark_locked(mab_engine *e, const uint32_t *arms, size_t n)
+{
+    if (e->queue_all)
+        return;
+    if (!e->queue_bits &&
+        !(e->queue_bits = calloc((e->total_arms + 63) / 64, sizeof *e->queue_bits))) {
+        e->queue_all = 1;
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        uint32_t arm = arms[k];
+        uint64_t bit = UINT64_C(1) << (arm % 64);
+        if (e->queue_bits[arm / 64] & bit)
+            continue;
+        if (e->n_queue == e->cap_queue) {
+            size_t cap = e->cap_queue ? 2 * e->cap_queue : 256;
+            if (cap > e->total_arms)
+                cap = e->total_arms; /* each arm is listed once at most */
+            uint32_t *list = realloc(e->queue_arms, cap * sizeof *list);
+            if (!list) {
+                e->queue_all = 1;
+                return;
+            }
+            e->queue_arms = list;
+            e->cap_queue = cap;
+        }
+        e->queue_bits[arm / 64] |= bit;
+        e->queue_arms[e->n_queue++] = arm;
+    }
+}
+
+static void queue_mark(mab_engine *e, const uint32_t *arms, size_t n)
+{
+    pthread_mutex_lock(&e->queue_mu);
+    queue_mark_locked(e, arms, n);
+    pthread_mutex_unlock(&e->queue_mu);
+}
+
+/* Caller holds queue_mu: forget the list once it is taken. */
+static void queue_clear_locked(mab_engine *e)
+{
+    if (e->queue_all) {
+        if (e->queue_bits)
+            memset(e->queue_bits, 0, (e->total_arms + 63) / 64 * sizeof *e->queue_bits);
+        e->queue_all = 0;
+    } else {
+        for (size_t k = 0; k < e->n_queue; k++)
+            e->queue_bits[e->queue_arms[k] / 64] &= ~(UINT64_C(1) << (e->queue_arms[k] % 64));
+    }
+    e->n_queue = 0;
+    /* A burst (the first write of a large store) gives its list back. */
+    if (e->cap_queue > 4096) {
+        free(e->queue_arms);
+        e->queue_arms = NULL;
+        e->cap_queue = 0;
+    }
+}
+
+static int arm_order(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+void mab__queue_unapplied(mab_engine *e, uint64_t *pulls, uint64_t *rewards)
+{
+    *pulls = *rewards = 0;
+    pthread_mutex_lock(&e->queue_mu);
+    size_t n = e->queue_all ? e->total_arms : e->n_queue;
+    for (size_t k = 0; k < n; k++) {
+        const mab__arm *a = mab__arm_at(e, e->queue_all ? k : e->queue_arms[k]);
+        *pulls += atomic_load(&a->unapplied.pulls);
+        *rewards += atomic_load(&a->unapplied.rewards);
+    }
+    pthread_mutex_unlock(&e->queue_mu);
+}
+
 /* How many dirty arms ahead mab__slot_publish fetches (twice as far for
    the pointers to them). */
 #define PUBLISH_AHEAD 4
@@ -84,7 +199,7 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
            ahead, so that they overlap rather than wait one after another. */
         if (k + 2 * PUBLISH_AHEAD < s->n_dirty) {
             uint32_t j = s->dirty[k + 2 * PUBLISH_AHEAD];
-            __builtin_prefetch(&e->arm_experiment[j], 0); /* its experiment's index */
+            __builtin_prefetch(&mab__arm_experiment(e, j), 0); /* its experiment's index */
         }
         if (k + PUBLISH_AHEAD < s->n_dirty) {
             uint32_t j = s->dirty[k + PUBLISH_AHEAD];
@@ -108,6 +223,8 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
     }
     if (s->n_dirty) {
         pthread_mutex_unlock(&e->buckets_mu);
+        /* The arms queue: the write takes these (see "the arms queue"). */
+        queue_mark(e, s->dirty, s->n_dirty);
         mab__view_changed(e);
     }
     s->n_dirty = 0;
@@ -129,6 +246,91 @@ void mab__gather_all(mab_engine *e)
             mab__slot_publish(e, s);
         slot_unlock(s);
     }
+}
+
+/* Whether engine-wide arm `arm` is one of the experiments xs[0..n). */
+static int arm_of(const mab__experiment *const *xs, size_t n, uint32_t arm)
+{
+    for (size_t i = 0; i < n; i++)
+        if (xs[i] && arm - xs[i]->first_arm < xs[i]->n_arms)
+            return 1;
+    return 0;
+}
+
+/* Publish what a locked slot holds of experiments xs[0..n) only, as
+   mab__slot_publish does for all (the same per-arm steps), and take those
+   arms out of its dirty list. The rest stays pending. */
+static void slot_publish_some(mab_engine *e, mab__slot *s, const mab__experiment *const *xs,
+                              size_t n)
+{
+    uint32_t moved[64];
+    size_t n_moved = 0;
+    uint32_t kept = 0;
+    /* Most slots hold nothing of the experiment read: look before locking
+       (publish_lock and buckets_mu are the busy threads' publishes' too). */
+    while (kept < s->n_dirty && !arm_of(xs, n, s->dirty[kept]))
+        kept++;
+    if (kept == s->n_dirty)
+        return;
+    pthread_rwlock_rdlock(&e->publish_lock);
+    pthread_mutex_lock(&e->buckets_mu);
+    for (uint32_t k = kept; k < s->n_dirty; k++) {
+        uint32_t arm = s->dirty[k];
+        if (!arm_of(xs, n, arm)) {
+            s->dirty[kept++] = arm;
+            continue;
+        }
+        mab_totals *p = &s->pending[arm];
+        mab__arm *a = mab__arm_at(e, arm);
+        atomic_totals_add(&a->unapplied, p);
+        atomic_totals_add(&a->published, p);
+        if (!totals_empty(p))
+            mab__buckets_add(e, arm, s->bucket_start, p);
+        memset(p, 0, sizeof *p);
+        const mab__experiment *x = mab__arm_experiment(e, arm);
+        if (x->layout.arm_stats)
+            stats_publish(e, s, a->stats_at, x->layout.arm_stats);
+        if (x->layout.experiment_stats)
+            stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
+        moved[n_moved++] = arm;
+        if (n_moved == sizeof moved / sizeof *moved) {
+            queue_mark(e, moved, n_moved);
+            n_moved = 0;
+        }
+    }
+    pthread_mutex_unlock(&e->buckets_mu);
+    queue_mark(e, moved, n_moved);
+    s->n_dirty = kept;
+    mab__view_changed(e); /* other slots' kept views of these arms are stale */
+    atomic_fetch_add_explicit(&e->publish_seq, 1, memory_order_release);
+    pthread_rwlock_unlock(&e->publish_lock);
+}
+
+/*
+ * Publish every thread's pending totals of experiments xs[0..n) (NULLs
+ * skipped): a read of one experiment (mab_stats, mab_policy_stats,
+ * mab_rules) is then exact for it, whatever thread chose or rewarded, and
+ * costs a scan of each busy slot's dirty list (4 bytes an arm) plus the
+ * publishing of that experiment's arms, not the publishing of everything
+ * every thread holds (mab__gather_all: every pending arm's atomic adds,
+ * cache misses and bucket entries, under the same slot locks the threads
+ * wait on).
+ */
+void mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, size_t n)
+{
+    for (unsigned i = 0; i < MAB__SLOTS; i++) {
+        mab__slot *s = &e->slots[i];
+        slot_lock(s);
+        if (s->ready && s->n_dirty)
+            slot_publish_some(e, s, xs, n);
+        slot_unlock(s);
+    }
+}
+
+void mab__gather_experiment(mab_engine *e, const mab__experiment *x)
+{
+    const mab__experiment *xs[4] = {x, x->ledger, x->late_ledger, x->srm};
+    mab__gather_experiments(e, xs, 4);
 }
 
 /* ---- write-behind ----------------------------------------------------- */
@@ -153,13 +355,32 @@ static void stats_take_one(mab_engine *e, size_t *k, size_t *used, const char *e
     *used += n;
 }
 
-/* Fill the stats batch from the unapplied statistics; returns its length. */
+/* Fill the stats batch from the unapplied statistics; returns its length.
+   Caller holds queue_mu: the statistics of the listed arms (sorted) and of
+   their experiments, in the order of the full pass (an experiment's arms,
+   then its own), or every experiment's under queue_all. An experiment
+   whose statistics change has an arm listed: its statistics move with an
+   arm's event (mab__slot_publish) and requeue_stats marks one of its arms. */
 static size_t stats_take(mab_engine *e)
 {
     size_t k = 0, used = 0;
     if (!e->total_stats)
         return 0;
-    for (size_t i = 0; i < e->n_experiments; i++) {
+    for (size_t q = 0; !e->queue_all && q < e->n_queue; q++) {
+        uint32_t i = e->queue_arms[q];
+        mab__experiment *x = mab__arm_experiment(e, i);
+        if (x->layout.arm_stats) {
+            const mab__arm *a = mab__arm_at(e, i);
+            stats_take_one(e, &k, &used, x->id, a->id, x->layout_tag, a->stats_at,
+                           x->layout.arm_stats);
+        }
+        /* The experiment's own after its last listed arm. */
+        if (x->layout.experiment_stats &&
+            (q + 1 == e->n_queue || mab__arm_experiment(e, e->queue_arms[q + 1]) != x))
+            stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
+                           x->layout.experiment_stats);
+    }
+    for (size_t i = 0; e->queue_all && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; x->layout.arm_stats && j < x->n_arms; j++)
             stats_take_one(e, &k, &used, x->id, x->arms[j].id, x->layout_tag,
@@ -171,11 +392,17 @@ static size_t stats_take(mab_engine *e)
     return k;
 }
 
-/* Give batch entries [from, from + n) back to the queue, to be offered again. */
+/* Give batch entries [from, from + n) back to the queue, to be offered again
+   (listed again: see "the arms queue"). */
 static void requeue(mab_engine *e, size_t from, size_t n)
 {
-    for (size_t k = from; k < from + n; k++)
+    pthread_mutex_lock(&e->queue_mu);
+    for (size_t k = from; k < from + n; k++) {
         atomic_totals_add(&mab__arm_at(e, e->batch_arm[k])->unapplied, &e->batch[k].add);
+        uint32_t arm = (uint32_t)e->batch_arm[k];
+        queue_mark_locked(e, &arm, 1);
+    }
+    pthread_mutex_unlock(&e->queue_mu);
 }
 
 /* Forget batch entry k, which storage refused on its own: count it, keep
@@ -237,10 +464,28 @@ static int apply_split(mab_engine *e, size_t from, size_t n, mab_error *err)
 /* Give stats batch entries [from, from + n) back to the queue. */
 static void requeue_stats(mab_engine *e, size_t from, size_t n)
 {
-    for (size_t k = from; k < from + n; k++)
-        for (size_t j = 0; j < e->stats_batch[k].n_values; j++)
-            atomic_add_double(&e->stats_unapplied[e->stats_batch_at[k] + j],
-                              e->stats_batch[k].values[j]);
+    pthread_mutex_lock(&e->queue_mu);
+    for (size_t k = from; k < from + n; k++) {
+        const mab_stats_delta *d = &e->stats_batch[k];
+        for (size_t j = 0; j < d->n_values; j++)
+            atomic_add_double(&e->stats_unapplied[e->stats_batch_at[k] + j], d->values[j]);
+        /* Listed again through its arm, or its experiment's first arm (a
+           take covers an experiment's own statistics with any of its arms).
+           The entry names them by id: a failed write looks them up. */
+        long x = mab__id_index_find(&e->experiment_index, e->experiments,
+                                    sizeof *e->experiments, d->experiment);
+        const mab__experiment *ex = x >= 0 ? &e->experiments[x] : NULL;
+        long a = ex && d->arm ? mab__id_index_find(&ex->arm_index, ex->arms, sizeof *ex->arms,
+                                                    d->arm)
+                              : 0;
+        if (ex && a >= 0 && ex->n_arms) {
+            uint32_t arm = (uint32_t)(ex->first_arm + (size_t)a);
+            queue_mark_locked(e, &arm, 1);
+        } else {
+            e->queue_all = 1; /* cannot happen (the entry is ours): the safe way */
+        }
+    }
+    pthread_mutex_unlock(&e->queue_mu);
 }
 
 /* Forget stats batch entry k, which storage refused on its own (as
@@ -417,16 +662,25 @@ int mab__write_queued(mab_engine *e, mab_error *err)
     pthread_rwlock_wrlock(&e->publish_lock);
     uint64_t seq = atomic_load_explicit(&e->publish_seq, memory_order_acquire);
     size_t n = 0;
+    /* The listed arms only (see "the arms queue"), in arm order, as the full
+       pass gave them; every arm under queue_all. */
+    pthread_mutex_lock(&e->queue_mu);
+    if (!e->queue_all && e->n_queue)
+        qsort(e->queue_arms, e->n_queue, sizeof *e->queue_arms, arm_order);
+    size_t n_look = e->queue_all ? e->total_arms : e->n_queue;
     int out_of_memory = batch_reserve(e, 0) != 0; /* never a NULL batch, even empty */
-    for (size_t i = 0; !out_of_memory && i < e->total_arms; i++) {
+    for (size_t q = 0; !out_of_memory && q < n_look; q++) {
+        size_t i = e->queue_all ? q : e->queue_arms[q];
         mab_totals t = atomic_totals_take(&mab__arm_at(e, i)->unapplied);
         if (totals_empty(&t))
             continue;
         if (batch_reserve(e, n) != 0) {
             /* Everything taken goes back: a batch must hold every publish up
-               to seq, or durable_seq would claim what was not written. */
+               to seq, or durable_seq would claim what was not written. The
+               list stays as it is (all of them are still listed). */
             atomic_totals_add(&mab__arm_at(e, i)->unapplied, &t);
-            requeue(e, 0, n);
+            for (size_t k = 0; k < n; k++)
+                atomic_totals_add(&mab__arm_at(e, e->batch_arm[k])->unapplied, &e->batch[k].add);
             out_of_memory = 1;
             break;
         }
@@ -436,6 +690,7 @@ int mab__write_queued(mab_engine *e, mab_error *err)
         e->batch_arm[n++] = i;
     }
     if (out_of_memory) {
+        pthread_mutex_unlock(&e->queue_mu);
         pthread_rwlock_unlock(&e->publish_lock);
         return mab_error_set(err, MAB_ENOMEM,
                              "out of memory for the write batch (%zu changed arms so far); "
@@ -444,6 +699,8 @@ int mab__write_queued(mab_engine *e, mab_error *err)
     }
     /* Under the same lock: a publish adds an arm's statistics one by one too. */
     size_t n_stats = stats_take(e);
+    queue_clear_locked(e);
+    pthread_mutex_unlock(&e->queue_mu);
     /* And the bucket increments of the same publishes. */
     size_t n_buckets = e->buckets_stored ? mab__buckets_take(e) : 0;
     pthread_rwlock_unlock(&e->publish_lock);

@@ -37,10 +37,21 @@
  * (read, parse, free), --parse-own the same with core/json.c, the parser
  * mab_open uses (compiled in): the parse's part of mab_open.
  *
+ * --read-threads T measures instead a read of one experiment (mab_stats of
+ * "e0", C reads) while T threads choose and reward on random experiments
+ * without pause: CPU time per read on the reading thread (what gathering
+ * the threads' pending totals costs it), and wall time per read. On a
+ * machine with fewer cores than T the CPU time then mostly measures waiting
+ * for the slot of a thread the scheduler preempted (slot_lock yields).
+ * --read-burst B makes the threads take turns with the reader instead: each
+ * does B chooses and rewards, then waits (what it left pending stays in its
+ * slot) while the reader reads once, C times: the read's CPU time is then
+ * the gathering of what T threads hold, and nothing else.
+ *
  *   mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] [--redis URL]
  *                   [--commits R] [--warm] [--handle] [--only hot|random]
  *                   [--miss] [--policy NAME] [--no-srm] [--parse-only | --parse-own]
- *                   N [N ...]
+ *                   [--read-threads T [--read-burst B]] N [N ...]
  *
  * Not a test: it prints a table (TSV with --tsv). docs/benchmarks.md records
  * its figures with the command.
@@ -48,6 +59,8 @@
 #include <errno.h>
 #include <malloc.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +257,119 @@ static double refresh_s(mab_engine *e)
 static size_t commits;
 static int warm;
 static int miss;
+static unsigned read_threads;
+
+/* --read-threads T: T threads choose and reward on random experiments
+   without pause while this thread reads one experiment (mab_stats of "e0"):
+   the read's CPU time per call (its own thread's: what the read did,
+   gathering included, not the time slices the busy threads took), and the
+   busy threads' operations meanwhile. */
+typedef struct busy {
+    mab_engine *e;
+    char **ids;
+    size_t n;
+    unsigned seed;
+    _Atomic int *stop;
+    uint64_t ops;
+} busy;
+
+static size_t read_burst;
+static pthread_barrier_t burst_start, burst_end;
+
+static void *busy_main(void *arg)
+{
+    busy *b = arg;
+    mab_choice c = MAB_STRUCT_INIT(mab_choice);
+    /* --read-burst B: B operations, then wait (holding what they left
+       pending) while the reader reads; again, until stopped. */
+    while (read_burst) {
+        pthread_barrier_wait(&burst_start);
+        if (atomic_load(b->stop))
+            return NULL;
+        for (size_t k = 0; k < read_burst; k++) {
+            const char *id = b->ids[(size_t)rand_r(&b->seed) % b->n];
+            if (mab_choose(b->e, id, &c, NULL) == MAB_OK)
+                (void)mab_reward(b->e, id, c.arm_id, 1.0, NULL);
+            b->ops += 2;
+        }
+        pthread_barrier_wait(&burst_end);
+    }
+    while (!atomic_load_explicit(b->stop, memory_order_relaxed)) {
+        const char *id = b->ids[(size_t)rand_r(&b->seed) % b->n];
+        if (mab_choose(b->e, id, &c, NULL) == MAB_OK)
+            (void)mab_reward(b->e, id, c.arm_id, 1.0, NULL);
+        b->ops += 2;
+    }
+    return NULL;
+}
+
+static int read_busy(mab_engine *e, char **ids, size_t n, size_t k, size_t reads)
+{
+    _Atomic int stop = 0;
+    if (read_burst && (pthread_barrier_init(&burst_start, NULL, read_threads + 1) != 0 ||
+                       pthread_barrier_init(&burst_end, NULL, read_threads + 1) != 0))
+        return 1;
+    busy *b = calloc(read_threads, sizeof *b);
+    pthread_t *t = calloc(read_threads, sizeof *t);
+    mab_arm_stats *st = calloc(k, sizeof *st);
+    if (!b || !t || !st)
+        return 1;
+    for (unsigned i = 0; i < read_threads; i++) {
+        b[i] = (busy){e, ids, n, 7u + i, &stop, 0};
+        if (pthread_create(&t[i], NULL, busy_main, &b[i]) != 0)
+            return 1;
+    }
+    for (size_t a = 0; a < k; a++)
+        st[a].struct_size = sizeof st[a];
+    double cpu = 0, wall = 0;
+    uint64_t pulls = 0;
+    if (read_burst) {
+        /* Each read while every thread waits with its burst's pending
+           totals: the read's CPU time is its gathering and nothing else
+           (no slot held by a thread the scheduler took off a core). */
+        for (size_t r = 0; r < reads; r++) {
+            pthread_barrier_wait(&burst_start);
+            pthread_barrier_wait(&burst_end);
+            size_t got = 0;
+            double c0 = cpu_s(), t0 = now_s();
+            if (mab_stats(e, "e0", st, k, &got, NULL) != MAB_OK)
+                return 1;
+            cpu += cpu_s() - c0;
+            wall += now_s() - t0;
+            pulls = st[0].pulls;
+        }
+        atomic_store(&stop, 1);
+        pthread_barrier_wait(&burst_start);
+    } else {
+        struct timespec settle = {0, 200000000L};
+        nanosleep(&settle, NULL); /* the threads get going, their slots fill */
+        double c0 = cpu_s(), t0 = now_s();
+        for (size_t r = 0; r < reads; r++) {
+            size_t got = 0;
+            if (mab_stats(e, "e0", st, k, &got, NULL) != MAB_OK)
+                return 1;
+            pulls = st[0].pulls;
+        }
+        cpu = cpu_s() - c0;
+        wall = now_s() - t0;
+        atomic_store(&stop, 1);
+    }
+    uint64_t ops = 0;
+    for (unsigned i = 0; i < read_threads; i++) {
+        pthread_join(t[i], NULL);
+        ops += b[i].ops;
+    }
+    printf("%10zu %4zu mab_stats of one experiment, %u threads busy (%s %zu): %.2f us CPU, "
+           "%.2f us wall per read (%zu reads; busy threads %" PRIu64 " operations, e0 arm 0 at "
+           "%" PRIu64 " pulls)\n",
+           n, k, read_threads, read_burst ? "bursts of" : "without pause", read_burst,
+           cpu * 1e6 / (double)reads, wall * 1e6 / (double)reads, reads, ops, pulls);
+    fflush(stdout);
+    free(b);
+    free(t);
+    free(st);
+    return 0;
+}
 
 /* --parse-only: what cJSON alone costs on the config mab_open would read
    (read the file, parse, free the tree; core/config.c does the same), in
@@ -327,6 +453,11 @@ static int measure(const char *config, const char *dir, size_t n, size_t k, size
             fprintf(stderr, "mab_experiment_handle: %s\n", err.message);
             return 1;
         }
+    if (read_threads) {
+        int rc = read_busy(e, ids, n, k, calls);
+        mab_close(e, NULL);
+        return rc;
+    }
     double hot = choose_ns(e, ids, handles, n, calls, 0);
     double cold = choose_ns(e, ids, handles, n, calls, 1);
     free(handles);
@@ -426,11 +557,16 @@ int main(int argc, char **argv)
             parse_only_mode = 1;
         else if (strcmp(argv[i], "--parse-own") == 0)
             parse_only_mode = 2;
+        else if (strcmp(argv[i], "--read-threads") == 0 && i + 1 < argc)
+            read_threads = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--read-burst") == 0 && i + 1 < argc)
+            read_burst = strtoul(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "usage: mab-bench-scale [--arms K] [--calls C] [--storage PLUGIN] "
                             "[--redis URL] [--commits R] [--warm] [--handle] "
                             "[--only hot|random] [--miss] [--policy NAME] [--no-srm] "
-                            "[--parse-only | --parse-own] [--tsv] N [N ...]\n");
+                            "[--parse-only | --parse-own] [--read-threads T [--read-burst B]] "
+                            "[--tsv] N [N ...]\n");
             return 2;
         }
     }
@@ -438,7 +574,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "mab-bench-scale: give at least one experiment count\n");
         return 2;
     }
-    if (parse_only_mode)
+    if (parse_only_mode || read_threads)
         ;
     else if (tsv)
         printf("experiments\tarms\tstorage\topen_s\trss_per_arm\theap_per_arm\tid_value_bytes\t"

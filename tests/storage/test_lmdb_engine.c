@@ -491,6 +491,64 @@ static void arm_stats_of(mab_engine *e, const char *experiment, mab_arm_stats ou
     assert_int_equal(n, ARMS);
 }
 
+static uint64_t bucket_loads_so_far(void)
+{
+    uint64_t (*loads)(void) =
+        (uint64_t (*)(void))counting_symbol("storage_counting_bucket_loads");
+    return loads();
+}
+
+/* MANY experiments whose policy keeps a window of time buckets (each has a
+   ring the store's buckets fill): a refresh after no change reads no
+   experiment's buckets, and after a change of one experiment that one's
+   only (the ring of the others is left as it was, and still right). */
+static void test_refresh_reads_only_changed_buckets(void **state)
+{
+    fixture *f = *state;
+    FILE *out = fopen(f->config, "w");
+    assert_non_null(out);
+    fprintf(out, "{\"plugin_path\": [\"%s\", \"%s\"],\n"
+                 " \"storage\": {\"plugin\": \"counting_lmdb\", \"path\": \"store\", "
+                 "\"sync\": {\"interval_ms\": 3600000}, \"refresh_ms\": 86400000},\n"
+                 " \"experiments\": {\n", MAB_FIXTURE_DIR, MAB_PLUGIN_DIR);
+    for (int i = 0; i < MANY; i++)
+        fprintf(out, "  \"e%d\": {\"policy\": {\"plugin\": \"policy_window\", "
+                     "\"features\": [\"arm\", \"bucket\", \"field\"]}, "
+                     "\"arms\": {\"a0\": 0, \"a1\": 1, \"a2\": 2}}%s\n", i,
+                i + 1 < MANY ? "," : "");
+    fputs(" }}\n", out);
+    assert_int_equal(fclose(out), 0);
+    mab_engine *e = open_ok(f);
+    assert_int_equal(mab_reward(e, "e3", "a1", 1.0, NULL), MAB_OK);
+    assert_int_equal(mab_flush(e, NULL), MAB_OK);
+    refresh_now(e); /* reads what the write changed (e3) */
+    uint64_t base = bucket_loads_so_far();
+    refresh_now(e);
+    assert_int_equal(bucket_loads_so_far() - base, 0);
+    assert_int_equal(mab_reward(e, "e7", "a2", 1.0, NULL), MAB_OK);
+    refresh_now(e); /* flushes e7, then reads it */
+    assert_int_equal(bucket_loads_so_far() - base, 1);
+    /* The rings are still right: e3's and e7's windows hold one reward. */
+    static const char *const names[3] = {"arm", "bucket", "field"};
+    double features[3] = {0, 2, 1}; /* arm 0, window bucket 2 (the latest), rewards */
+    const char *ids[2] = {"e3", "e7"};
+    int arm[2] = {1, 2};
+    for (int k = 0; k < 2; k++) {
+        mab_context ctx = MAB_STRUCT_INIT(mab_context);
+        ctx.feature_names = names;
+        ctx.feature_values = features;
+        ctx.n_features = 3;
+        double scores[ARMS];
+        int kind = 0;
+        mab_error err = {0};
+        if (mab_explain(e, ids[k], &ctx, scores, ARMS, &kind, &err) != MAB_OK)
+            fail_msg("mab_explain %s: %s", ids[k], err.message);
+        for (int a = 0; a < ARMS; a++)
+            assert_true(scores[a] == (a == arm[k] ? 1.0 : 0.0));
+    }
+    close_ok(e);
+}
+
 /* Child: at each byte on go, one step: 1 = a reward of 1 on e17.a1, 2 = the
    same plus 0.5 on e42.a2, 3 = reset e5; each durable before the byte on done. */
 static void changes_child(const fixture *f, int go, int done)
@@ -706,6 +764,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_processes_count_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_others_seen_within_refresh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_reads_only_changed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_reads_only_changed_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_holds_every_changed_arm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_read_scans_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_loses_no_acknowledged_reward, setup, teardown),
