@@ -807,7 +807,7 @@ static int allocate_tables(mab_engine *e)
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; j < x->n_arms; j++)
-            mab__arm_experiment(e, x->first_arm + j) = (uint32_t)i;
+            e->arm_experiment[x->first_arm + j] = (uint32_t)i;
     }
     return MAB_OK;
 }

@@ -199,7 +199,7 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
            ahead, so that they overlap rather than wait one after another. */
         if (k + 2 * PUBLISH_AHEAD < s->n_dirty) {
             uint32_t j = s->dirty[k + 2 * PUBLISH_AHEAD];
-            __builtin_prefetch(&mab__arm_experiment(e, j), 0); /* its experiment's index */
+            __builtin_prefetch(&e->arm_experiment[j], 0); /* its experiment's index */
         }
         if (k + PUBLISH_AHEAD < s->n_dirty) {
             uint32_t j = s->dirty[k + PUBLISH_AHEAD];
