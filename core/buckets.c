@@ -396,7 +396,7 @@ static mab_totals bucket_seen(const mab_engine *e, const mab__experiment *x, con
     const mab__bucket *r = x->ring ? ring_entry(e, x, i, start) : NULL;
     mab_totals t = r && r->start == start ? r->t : (mab_totals){0, 0, 0.0, 0.0};
     if (s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start == start)
-        totals_add(&t, &s->pending[x->first_arm + i]);
+        totals_add(&t, &slot_row(s, x)[i]);
     return t;
 }
 
@@ -466,7 +466,7 @@ void mab__mature_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int
     int own = s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start >= first &&
               s->bucket_start <= last; /* the slot's unpublished events are immature */
     const size_t n_arms = x->n_arms, row_size = x->ring_cap;
-    const mab_totals *pending = &s->pending[x->first_arm];
+    const mab_totals *pending = slot_row(s, x); /* the zero row when none */
     mab_arm_view *view = s->view;
     pthread_mutex_lock(&e->buckets_mu);
     const mab__bucket *ring = x->ring; /* made under the mutex (ring_add) */

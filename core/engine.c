@@ -82,10 +82,10 @@ static void engine_free(mab_engine *e)
         dlclose(e->storage_handle);
     if (e->slots) {
         for (unsigned i = 0; i < MAB__SLOTS; i++) {
-            free(e->slots[i].pending);
+            free(e->slots[i].row_at);
+            free(e->slots[i].rows);
             free(e->slots[i].dirty);
             free(e->slots[i].view);
-            free(e->slots[i].pending_stats);
             free(e->slots[i].view_stats);
             free(e->slots[i].delta_stats);
             free(e->slots[i].window);
@@ -812,6 +812,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         x->reward_scale = 1.0 / (x->reward_max - x->reward_min);
+        x->slot_index = i;
         atomic_store_explicit(&x->sums_unchecked, sums_cannot_overflow(x), memory_order_relaxed);
     }
     if (rc == MAB_OK && allocate_tables(e) != MAB_OK)
@@ -1077,7 +1078,7 @@ void mab__build_view(const mab__experiment *x, const mab__slot *s)
        them for every arm (issue 18: 28 instructions an arm, now 16). */
     size_t n = x->n_arms;
     const mab__arm *arms = x->arms;
-    const mab_totals *pending = s->pending + x->first_arm;
+    const mab_totals *pending = slot_row(s, x); /* the zero row when none */
     mab_arm_view *view = s->view;
     if (min == 0.0 && width == 1.0) {
         /* Rewards in [0, 1] already (the default range): a plain sum. */
@@ -1177,10 +1178,11 @@ void mab__build_stats_view(const mab_engine *e, const mab__experiment *x,
 {
     size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
     size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    const double *pending = slot_stats(s, x); /* the zero row's when none */
     for (size_t i = 0; i < n; i++)
         s->view_stats[i] = atomic_load_explicit(&e->stats_published[at + i],
                                                 memory_order_relaxed) +
-                           s->pending_stats[at + i];
+                           pending[i];
 }
 
 /* What an ABI 2 policy reads (choose, explain), from the slot's views
@@ -1195,8 +1197,8 @@ int mab__policy_input(mab_engine *e, const mab__experiment *x, mab__slot *s, int
     return x->layout.window_buckets ? mab__window_view(e, x, s, now, in) : MAB_OK;
 }
 
-/* Ask the policy for an event's deltas and add them, with the event's
-   counter, to the locked slot. Nothing is added when update fails. */
+/* Ask the policy for an event's deltas and add them to x's row in the
+   locked slot (taken: slot_take). Nothing is added when update fails. */
 int mab__record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *ev)
 {
     size_t na = x->layout.arm_stats, nx = x->layout.experiment_stats;
@@ -1209,11 +1211,11 @@ int mab__record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *
         for (size_t i = 0; i < na + nx; i++)
             if (!isfinite(s->delta_stats[i]))
                 return MAB_ERANGE;
-        double *pending_arm = &s->pending_stats[x->arms[ev->arm].stats_at];
+        double *pending = slot_stats(s, x), *pending_arm = pending + ev->arm * na;
         for (size_t i = 0; i < na; i++)
             pending_arm[i] += arm_delta[i];
         for (size_t i = 0; i < nx; i++)
-            s->pending_stats[x->stats_at + i] += experiment_delta[i];
+            pending[x->n_arms * na + i] += experiment_delta[i];
     }
     return MAB_OK;
 }
@@ -1228,6 +1230,11 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now);
+    if (slot_take(s, x) != MAB_OK || (x->srm && slot_take(s, x->srm) != MAB_OK)) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
+                             "thread's pending counts; nothing was recorded", x->id);
+    }
     mab__build_view(x, s);
     mab__build_stats_view(e, x, s);
     mab_policy_input in;
@@ -1245,7 +1252,7 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
         if (rc == MAB_OK) {
             if (mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability))
                 mab__srm_count(s, x->srm, c.arm, in.probabilities);
-            slot_pending(s, x->first_arm + c.arm)->pulls++;
+            slot_pending(s, x, c.arm)->pulls++;
             if (slot_due(s))
                 mab__slot_publish(e, s);
         }
@@ -1404,12 +1411,17 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, bucket_clock(e));
+    if (slot_take(s, x) != MAB_OK) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
+                             "thread's pending counts; nothing was recorded", x->id);
+    }
     mab__build_view(x, s);
     size_t arm = x->n_arms;
     double probability = NAN;
     rc = x->policy->choose(x->policy_state, s->view, x->n_arms, &s->rng, &arm, &probability);
     if (rc == MAB_OK && arm < x->n_arms) {
-        slot_pending(s, x->first_arm + arm)->pulls++;
+        slot_pending(s, x, arm)->pulls++;
         if (slot_due(s))
             mab__slot_publish(e, s);
     }
@@ -1504,6 +1516,12 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, event ? ev.time_ns : ctx && ctx->time_ns ? ctx->time_ns : bucket_clock(e));
+    if (__builtin_expect(slot_take(s, x) != MAB_OK, 0)) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
+                             "thread's pending counts; the reward for arm \"%s\" was not "
+                             "recorded", x->id, named->arms[i].id);
+    }
     /* The reward must keep every sum finite, or no store would take it and
        it would reach storage only to be refused there. (The value itself,
        its square and its normalised form are finite: reward_value_check and
@@ -1512,7 +1530,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     if (!atomic_load_explicit(&x->sums_unchecked, memory_order_relaxed)) {
         /* A range where a sum could overflow (sums_cannot_overflow). */
         mab_totals held = atomic_totals_read(&x->arms[i].published);
-        totals_add(&held, &s->pending[x->first_arm + i]);
+        totals_add(&held, &slot_row(s, x)[i]);
         double count = (double)held.rewards + 1.0;
         double sum = held.reward_sum + value, sq = held.reward_sum_sq + square;
         if (!sums_finite(x, count, sum, sq)) {
@@ -1533,7 +1551,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
                              "nothing was recorded",
                              x->id, x->policy_path, named->arms[i].id, mab_strerror(rc));
     }
-    mab_totals *p = slot_pending(s, x->first_arm + i);
+    mab_totals *p = slot_pending(s, x, i);
     p->rewards++;
     p->reward_sum += value;
     p->reward_sum_sq += square;

@@ -18,29 +18,55 @@
 _Thread_local mab__thread_slot mab__thread_slots[MAB__THREAD_CACHE];
 _Thread_local unsigned mab__thread_slots_next;
 
+/*
+ * Rows. A slot's pending totals and statistics were dense over every arm of
+ * the engine (issue 18: 720 MB a slot at 10^6 experiments of 10 arms, for
+ * each of up to 64 threads). They are now in rows: an experiment's row is
+ * taken from the slot's arena at its first event since the slot's last
+ * publish, and publishing walks the rows taken (the dirty list), then
+ * empties the arena. So a slot holds what its thread did between two
+ * publishes (MAB__PUBLISH_OPS operations and MAB__PUBLISH_NS), plus one
+ * 32-bit offset per experiment (row_at, 0: no row). Why an offset table and
+ * not a hash of the experiments with rows: the choose and reward paths find
+ * the row with one load (row_at[x->slot_index]), where the dense array took
+ * one add; a hash probe would cost reward ~15 instructions of its 150
+ * (docs/benchmarks.md). And offsets, not pointers: half the bytes per
+ * experiment, and the arena can grow by realloc. Offset 0 is the zero row
+ * (zero_units units, enough for any experiment's totals and statistics,
+ * never written), so readers (build_view, windows, the reward check) read a
+ * row without a test. A row taken marks its experiment dirty once, so an
+ * event no longer tests whether its arm's totals were empty.
+ */
 int mab__slot_init(mab_engine *e, mab__slot *s)
 {
-    s->pending = calloc(e->total_arms, sizeof *s->pending);
-    s->dirty = calloc(e->total_arms, sizeof *s->dirty);
+    size_t stat_units = ((e->max_stats ? e->max_stats : 1) * sizeof(double) +
+                         sizeof(mab_totals) - 1) / sizeof(mab_totals);
+    s->zero_units = e->max_arms + stat_units;
+    s->rows_cap = 2 * s->zero_units + 64;
+    s->rows_used = s->zero_units;
+    s->dirty_cap = 64;
+    s->row_at = calloc(e->n_experiments ? e->n_experiments : 1, sizeof *s->row_at);
+    s->rows = calloc(s->rows_cap, sizeof *s->rows);
+    s->dirty = calloc(s->dirty_cap, sizeof *s->dirty);
     s->view = calloc(e->max_arms, sizeof *s->view);
-    s->pending_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *s->pending_stats);
     s->view_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->view_stats);
     s->delta_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->delta_stats);
     s->probabilities = calloc(e->max_arms, sizeof *s->probabilities);
-    if (!s->pending || !s->dirty || !s->view || !s->pending_stats || !s->view_stats ||
-        !s->delta_stats || !s->probabilities) {
-        free(s->pending);
+    if (!s->row_at || !s->rows || !s->dirty || !s->view || !s->view_stats || !s->delta_stats ||
+        !s->probabilities || s->zero_units > UINT32_MAX) {
+        free(s->row_at);
+        free(s->rows);
         free(s->dirty);
         free(s->view);
-        free(s->pending_stats);
         free(s->view_stats);
         free(s->delta_stats);
         free(s->probabilities);
         s->probabilities = NULL;
-        s->pending = NULL;
+        s->row_at = NULL;
+        s->rows = NULL;
         s->dirty = NULL;
         s->view = NULL;
-        s->pending_stats = s->view_stats = s->delta_stats = NULL;
+        s->view_stats = s->delta_stats = NULL;
         return MAB_ENOMEM;
     }
     size_t index = (size_t)(s - e->slots);
@@ -52,26 +78,60 @@ int mab__slot_init(mab_engine *e, mab__slot *s)
     return MAB_OK;
 }
 
-/* Move n pending statistics from `at` into the published ones and the
-   write-behind queue, leaving zeros (already-zero entries cost a test). */
-static void stats_publish(mab_engine *e, mab__slot *s, size_t at, size_t n)
+int mab__slot_take_row(mab__slot *s, const mab__experiment *x)
 {
-    for (size_t i = at; i < at + n; i++) {
-        double d = s->pending_stats[i];
+    size_t stats = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+    size_t units = x->n_arms + (stats * sizeof(double) + sizeof(mab_totals) - 1) /
+                                   sizeof(mab_totals);
+    if (s->n_dirty == s->dirty_cap) {
+        if (s->dirty_cap > UINT32_MAX / 2)
+            return MAB_ENOMEM;
+        uint32_t *dirty = realloc(s->dirty, 2 * (size_t)s->dirty_cap * sizeof *dirty);
+        if (!dirty)
+            return MAB_ENOMEM;
+        s->dirty = dirty;
+        s->dirty_cap *= 2;
+    }
+    if (units > s->rows_cap - s->rows_used) {
+        size_t cap = 2 * s->rows_cap;
+        if (cap < s->rows_used + units)
+            cap = s->rows_used + units;
+        /* Offsets are 32 bits (row_at): 128 GiB of rows. */
+        if (s->rows_used + units > UINT32_MAX)
+            return MAB_ENOMEM;
+        mab_totals *rows = realloc(s->rows, cap * sizeof *rows);
+        if (!rows)
+            return MAB_ENOMEM;
+        s->rows = rows;
+        s->rows_cap = cap;
+    }
+    memset(s->rows + s->rows_used, 0, units * sizeof *s->rows);
+    s->row_at[x->slot_index] = (uint32_t)s->rows_used;
+    s->rows_used += units;
+    s->dirty[s->n_dirty++] = (uint32_t)x->slot_index;
+    return MAB_OK;
+}
+
+/* Move n pending statistics into the published ones from `at` and the
+   write-behind queue (already-zero entries cost a test). */
+static void stats_publish(mab_engine *e, const double *pending, size_t at, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double d = pending[i];
         if (d == 0.0)
             continue;
-        atomic_add_double(&e->stats_unapplied[i], d);
-        atomic_add_double(&e->stats_published[i], d);
-        s->pending_stats[i] = 0.0;
+        atomic_add_double(&e->stats_unapplied[at + i], d);
+        atomic_add_double(&e->stats_published[at + i], d);
     }
 }
 
-/* How many dirty arms ahead mab__slot_publish fetches (twice as far for
-   the pointers to them). */
+/* How many dirty experiments ahead mab__slot_publish fetches (twice as far
+   for the experiment itself). */
 #define PUBLISH_AHEAD 4
 
 /* Move a locked slot's pending totals into the published totals and the
-   write-behind queue. Returns the publish sequence number covering them. */
+   write-behind queue, and empty its rows. Returns the publish sequence
+   number covering them. */
 uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
 {
     pthread_rwlock_rdlock(&e->publish_lock);
@@ -79,37 +139,42 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
     if (s->n_dirty)
         pthread_mutex_lock(&e->buckets_mu);
     for (uint32_t k = 0; k < s->n_dirty; k++) {
-        /* After choices on many experiments, each dirty arm is a few cache
-           misses (its pointers, its experiment, its queue entry): fetch them
-           ahead, so that they overlap rather than wait one after another. */
-        if (k + 2 * PUBLISH_AHEAD < s->n_dirty) {
-            uint32_t j = s->dirty[k + 2 * PUBLISH_AHEAD];
-            __builtin_prefetch(&e->all_arms[j], 0);
-            __builtin_prefetch(&e->arm_experiment[j], 0);
-        }
+        /* After choices on many experiments, each dirty one is a few cache
+           misses (the experiment, its arms, its ring): fetch them ahead, so
+           that they overlap rather than wait one after another. */
+        if (k + 2 * PUBLISH_AHEAD < s->n_dirty)
+            __builtin_prefetch(&e->experiments[s->dirty[k + 2 * PUBLISH_AHEAD]], 0);
         if (k + PUBLISH_AHEAD < s->n_dirty) {
-            uint32_t j = s->dirty[k + PUBLISH_AHEAD];
-            const mab__experiment *ahead = e->arm_experiment[j];
-            __builtin_prefetch(e->all_arms[j], 1);
-            __builtin_prefetch(&ahead->ring, 0);
-            mab__buckets_prefetch(e, ahead, j, s->bucket_start);
+            const mab__experiment *ahead = &e->experiments[s->dirty[k + PUBLISH_AHEAD]];
+            __builtin_prefetch(ahead->arms, 1);
+            __builtin_prefetch(ahead->ring, 0);
+            if (ahead->n_arms)
+                mab__buckets_prefetch(e, ahead, ahead->first_arm, s->bucket_start);
         }
-        mab_totals *p = &s->pending[s->dirty[k]];
-        mab__arm *a = e->all_arms[s->dirty[k]];
-        atomic_totals_add(&a->unapplied, p);
-        atomic_totals_add(&a->published, p);
-        if (!totals_empty(p))
-            mab__buckets_add(e, s->dirty[k], s->bucket_start, p);
-        memset(p, 0, sizeof *p);
-        const mab__experiment *x = e->arm_experiment[s->dirty[k]];
-        if (x->layout.arm_stats)
-            stats_publish(e, s, a->stats_at, x->layout.arm_stats);
+        const mab__experiment *x = &e->experiments[s->dirty[k]];
+        const mab_totals *row = slot_row(s, x);
+        const double *stats = slot_stats(s, x);
+        for (size_t j = 0; j < x->n_arms; j++) {
+            const mab_totals *p = &row[j];
+            mab__arm *a = &x->arms[j];
+            if (!totals_empty(p)) {
+                atomic_totals_add(&a->unapplied, p);
+                atomic_totals_add(&a->published, p);
+                mab__buckets_add(e, x->first_arm + j, s->bucket_start, p);
+            }
+            if (x->layout.arm_stats)
+                stats_publish(e, stats + j * x->layout.arm_stats, a->stats_at,
+                              x->layout.arm_stats);
+        }
         if (x->layout.experiment_stats)
-            stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
+            stats_publish(e, stats + x->n_arms * x->layout.arm_stats, x->stats_at,
+                          x->layout.experiment_stats);
+        s->row_at[s->dirty[k]] = 0;
     }
     if (s->n_dirty)
         pthread_mutex_unlock(&e->buckets_mu);
     s->n_dirty = 0;
+    s->rows_used = s->zero_units;
     s->pending_ops = 0;
     s->last_publish_ns = now_ns();
     /* Release: a writer that reads this number finds the adds above. */
