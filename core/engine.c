@@ -812,7 +812,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         x->reward_scale = 1.0 / (x->reward_max - x->reward_min);
-        x->slot_index = i;
+        x->slot_index = (uint32_t)i; /* a config of 1 GiB at most holds far fewer than 2^32 */
         atomic_store_explicit(&x->sums_unchecked, sums_cannot_overflow(x), memory_order_relaxed);
     }
     if (rc == MAB_OK && allocate_tables(e) != MAB_OK)
@@ -1230,7 +1230,7 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now);
-    if (slot_take(s, x) != MAB_OK || (x->srm && slot_take(s, x->srm) != MAB_OK)) {
+    if (slot_take(s, x) != MAB_OK) {
         slot_unlock(s);
         return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
                              "thread's pending counts; nothing was recorded", x->id);
@@ -1247,10 +1247,17 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     if (rc == MAB_OK && c.arm < x->n_arms) {
         mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, c.arm, x->n_arms,
                                0.0, c.probability, now, features, x->n_features};
+        /* The ledger's row too before anything is recorded, when it counts. */
+        int srm = mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability);
+        if (srm && slot_take(s, x->srm) != MAB_OK) {
+            slot_unlock(s);
+            return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
+                                 "thread's pending counts; nothing was recorded", x->id);
+        }
         rc = mab__record_event(x, s, &ev);
         failed = "update";
         if (rc == MAB_OK) {
-            if (mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability))
+            if (srm)
                 mab__srm_count(s, x->srm, c.arm, in.probabilities);
             slot_pending(s, x, c.arm)->pulls++;
             if (slot_due(s))

@@ -160,7 +160,6 @@ typedef struct mab__experiment {
     char *id; /* first member: see mab__id_index */
     mab__arm *arms;
     size_t n_arms;
-    size_t slot_index;       /* its position in e->experiments: its slot rows' row_at */
     char *arm_text;          /* the arms' ids and values, one allocation (config.c);
                                 NULL for a ledger, whose arms point at its experiment's */
     mab__id_index arm_index; /* a ledger's is its experiment's (engine.c, allocate_tables) */
@@ -171,6 +170,8 @@ typedef struct mab__experiment {
        the finite-sums check (engine.c, sums_cannot_overflow); cleared when a
        load publishes a total that is not finite. 0: check every reward. */
     _Atomic unsigned char sums_unchecked;
+    uint32_t slot_index;     /* its position in e->experiments: its slots' row_at
+                                (in the padding after sums_unchecked) */
     const cJSON *policy_obj; /* valid during mab_open only */
     const char *policy_path;    /* the loaded plugin's path (engine-owned) or a ledger's label */
     const mab_policy *policy;   /* ABI 1, or NULL */
@@ -186,6 +187,8 @@ typedef struct mab__experiment {
     mab__admin admin;           /* the admin state over them (admin.c) */
     struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
     int is_ledger;              /* a ledger (MAB__LEDGER_*): no policy, not listed, not chosen */
+    uint32_t ring_size;         /* buckets per arm of ring allocated: a divisor of ring_cap,
+                                   grown as buckets accumulate (buckets.c) */
     struct mab__experiment *late_ledger; /* late rewards as pulls, "ID@late" (rules.c), or NULL */
     struct mab__experiment *srm; /* the sample-ratio ledger "ID@srm" (srm.c), or NULL */
     int srm_off;                /* why there is none: MAB__SRM_* (srm.c) */
@@ -194,9 +197,9 @@ typedef struct mab__experiment {
     char *policy_json;           /* the "policy" object, compact, for reports */
     int policy_json_shared;      /* policy_json is the previous experiment's (config.c) */
     int layout_tag_shared;       /* layout_tag is the previous experiment's (engine.c) */
-    size_t ring_cap;            /* buckets per arm in ring (0: none kept) */
-    mab__bucket *ring;          /* n_arms * ring_cap: arm i's bucket number k
-                                   (start / bucket_seconds) at i * ring_cap + k % ring_cap */
+    size_t ring_cap;            /* buckets per arm the ring keeps (0: none kept) */
+    mab__bucket *ring;          /* n_arms * ring_size: arm i's bucket number k
+                                   (start / bucket_seconds) at i * ring_size + k % ring_size */
 } mab__experiment;
 
 /* A top-level object of the caller's, kept for mab_config_section(). */
