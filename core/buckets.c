@@ -116,14 +116,14 @@ static void ring_add(const mab_engine *e, mab__experiment *x, size_t arm, int64_
         return;
     if (!x->ring && ring_resize(e, x, 1) != MAB_OK)
         return;
-    int64_t cap = (int64_t)x->ring_cap, k = start / e->bucket_seconds;
     for (;;) {
         mab__bucket *b = ring_entry(e, x, arm, start);
         if (b->start == start) {
             totals_add(&b->t, add);
             return;
         }
-        int shared = b->start == INT64_MIN || (b->start / e->bucket_seconds - k) % cap == 0;
+        int shared = b->start == INT64_MIN ||
+                     ((b->start - start) / e->bucket_seconds) % (int64_t)x->ring_cap == 0;
         if (!shared && x->ring_size < x->ring_cap &&
             ring_resize(e, x, ring_next(x->ring_size, x->ring_cap)) == MAB_OK)
             continue; /* the full ring keeps both: grown, look again */

@@ -812,7 +812,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         x->reward_scale = 1.0 / (x->reward_max - x->reward_min);
-        x->slot_index = (uint32_t)i; /* a config of 1 GiB at most holds far fewer than 2^32 */
+        x->slot_index = i;
         atomic_store_explicit(&x->sums_unchecked, sums_cannot_overflow(x), memory_order_relaxed);
     }
     if (rc == MAB_OK && allocate_tables(e) != MAB_OK)

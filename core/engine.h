@@ -160,6 +160,8 @@ typedef struct mab__experiment {
     char *id; /* first member: see mab__id_index */
     mab__arm *arms;
     size_t n_arms;
+    size_t slot_index;       /* its position in e->experiments: its slots' row_at (a size_t:
+                                the 32-bit field in a padding hole cost reward 2 instructions) */
     char *arm_text;          /* the arms' ids and values, one allocation (config.c);
                                 NULL for a ledger, whose arms point at its experiment's */
     mab__id_index arm_index; /* a ledger's is its experiment's (engine.c, allocate_tables) */
@@ -170,8 +172,6 @@ typedef struct mab__experiment {
        the finite-sums check (engine.c, sums_cannot_overflow); cleared when a
        load publishes a total that is not finite. 0: check every reward. */
     _Atomic unsigned char sums_unchecked;
-    uint32_t slot_index;     /* its position in e->experiments: its slots' row_at
-                                (in the padding after sums_unchecked) */
     const cJSON *policy_obj; /* valid during mab_open only */
     const char *policy_path;    /* the loaded plugin's path (engine-owned) or a ledger's label */
     const mab_policy *policy;   /* ABI 1, or NULL */

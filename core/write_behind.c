@@ -53,7 +53,8 @@ int mab__slot_init(mab_engine *e, mab__slot *s)
     s->delta_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->delta_stats);
     s->probabilities = calloc(e->max_arms, sizeof *s->probabilities);
     if (!s->row_at || !s->rows || !s->dirty || !s->view || !s->view_stats || !s->delta_stats ||
-        !s->probabilities || s->zero_units > UINT32_MAX) {
+        !s->probabilities || s->zero_units > UINT32_MAX ||
+        e->n_experiments > UINT32_MAX /* dirty holds 32-bit positions */) {
         free(s->row_at);
         free(s->rows);
         free(s->dirty);
