@@ -28,7 +28,8 @@
  * `stats_unapplied` (atomics), in which each arm of an ABI 2 experiment owns
  * layout.arm_stats entries from its `stats_at`, and the experiment owns
  * layout.experiment_stats from its `stats_at`. A slot's pending statistics
- * are in the experiment's row (mab__slot), arms first. An event (a pull or a reward) adds the counters and the
+ * are in the experiment's row (mab__slot), arms first. An event (a pull or
+ * a reward) adds the counters and the
  * policy's deltas to the slot under one slot lock, so publishing, writing
  * behind (one storage call for counters and statistics) and refreshing
  * carry both together. Every event also has a time (`now`, from the

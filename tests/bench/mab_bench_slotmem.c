@@ -176,7 +176,8 @@ int main(int argc, char **argv)
     printf("%zu x %zu%s, %zu chooses from %zu threads: heap open %.1f MiB (%.1f B/arm), "
            "warm +%.1f MiB (%.1f B/arm), threads +%.1f MiB (%.2f MiB/thread); "
            "RSS open %.1f MiB, warm +%.1f MiB, threads +%.1f MiB\n",
-           n, k, store ? " (json_file)" : " (no storage)", calls, threads, (double)(h1 - h0) / mib, (double)(h1 - h0) / (double)(n * k),
+           n, k, store ? " (json_file)" : " (no storage)", calls, threads,
+           (double)(h1 - h0) / mib, (double)(h1 - h0) / (double)(n * k),
            (double)(h2 - h1) / mib, (double)(h2 - h1) / (double)(n * k),
            ((double)h3 - (double)h2) / mib, ((double)h3 - (double)h2) / mib / (double)threads,
            (double)(r1 - r0) / 1024.0, (double)(r2 - r1) / 1024.0, (double)(r3 - r2) / 1024.0);
