@@ -93,13 +93,13 @@ int mab__slot_take_row(mab__slot *s, const mab__experiment *x)
         s->dirty = dirty;
         s->dirty_cap *= 2;
     }
+    /* Offsets are 32 bits (row_at): 128 GiB of rows. */
+    if (units > UINT32_MAX - s->rows_used)
+        return MAB_ENOMEM;
     if (units > s->rows_cap - s->rows_used) {
         size_t cap = 2 * s->rows_cap;
         if (cap < s->rows_used + units)
             cap = s->rows_used + units;
-        /* Offsets are 32 bits (row_at): 128 GiB of rows. */
-        if (s->rows_used + units > UINT32_MAX)
-            return MAB_ENOMEM;
         mab_totals *rows = realloc(s->rows, cap * sizeof *rows);
         if (!rows)
             return MAB_ENOMEM;
