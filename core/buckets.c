@@ -37,44 +37,104 @@ void mab__slot_move_bucket(mab_engine *e, mab__slot *s, int64_t t_ns)
 
 /* ---- the ring ---------------------------------------------------------- */
 
+/*
+ * An experiment's ring keeps, per arm, its buckets by number (start /
+ * bucket_seconds) modulo ring_cap: each entry the newest bucket of its
+ * residue. It is allocated small and grows (issue 18: 168 buckets of 40
+ * bytes per arm from the first event made 2 GB at 10^5 experiments of 3
+ * arms, most of whose buckets were never used). Its size ring_size divides
+ * ring_cap, and so does each larger size it grows to (ring_next), so that
+ * it holds exactly the buckets a ring of ring_cap would hold: an entry's
+ * bucket is at its number modulo ring_size, and two buckets of the same
+ * residue modulo ring_cap share an entry at every size (the newer kept, as
+ * at full size). When a bucket meets another of a different residue
+ * modulo ring_cap in its entry, the full ring would keep both: the ring
+ * grows instead (re-placing its buckets, which cannot collide: they differ
+ * modulo the smaller size). An experiment whose events all fall in one
+ * bucket thus holds one bucket per arm; one with events in b consecutive
+ * buckets, the first size of 1, 2, 4, 8, 24, 168 (at ring_cap 168) that
+ * is at least b. Windows and mab_history read every bucket the
+ * full ring would hold (test_buckets.c, test_ring_grows_keeping_buckets).
+ * Guarded by buckets_mu, as the ring.
+ */
 static mab__bucket *ring_entry(const mab_engine *e, const mab__experiment *x, size_t arm,
                                int64_t start)
 {
-    int64_t k = start / e->bucket_seconds, cap = (int64_t)x->ring_cap;
-    return &x->ring[arm * x->ring_cap + (size_t)(((k % cap) + cap) % cap)];
+    int64_t k = start / e->bucket_seconds, size = (int64_t)x->ring_size;
+    return &x->ring[arm * x->ring_size + (size_t)(((k % size) + size) % size)];
 }
 
-static void ring_clear(mab__experiment *x);
+/* The next size after `size`: its smallest multiple above it that divides
+   cap (cap itself at the latest). */
+static size_t ring_next(size_t size, size_t cap)
+{
+    for (size_t d = 2 * size; d < cap; d += size)
+        if (cap % d == 0)
+            return d;
+    return cap;
+}
+
+/* Make x's ring `size` buckets per arm, keeping its buckets. MAB_ENOMEM
+   leaves it as it was. */
+static int ring_resize(const mab_engine *e, mab__experiment *x, size_t size)
+{
+    mab__bucket *old = x->ring, *ring = malloc(x->n_arms * size * sizeof *ring);
+    if (!ring)
+        return MAB_ENOMEM;
+    for (size_t i = 0; i < x->n_arms * size; i++)
+        ring[i] = (mab__bucket){INT64_MIN, {0, 0, 0.0, 0.0}};
+    size_t old_size = x->ring_size;
+    x->ring = ring;
+    x->ring_size = (uint32_t)size;
+    for (size_t arm = 0; old && arm < x->n_arms; arm++)
+        for (size_t j = 0; j < old_size; j++) {
+            const mab__bucket *b = &old[arm * old_size + j];
+            if (b->start != INT64_MIN)
+                *ring_entry(e, x, arm, b->start) = *b;
+        }
+    free(old);
+    return MAB_OK;
+}
+
+/* Drop x's ring (it comes back with the next event). */
+static void ring_free(mab__experiment *x)
+{
+    free(x->ring);
+    x->ring = NULL;
+    x->ring_size = 0;
+}
 
 /* Caller holds buckets_mu. The ring is allocated at the experiment's first
-   event, not at open: a config of a million experiments, most of them idle,
-   must not pay ring_cap buckets per arm each (168 x 40 bytes per arm over a
-   store without buckets). Out of memory: the event stays in the totals
-   (and the store's buckets), not in this process's ring. */
+   event, not at open, and grows as buckets accumulate (above). Out of
+   memory: the event stays in the totals (and the store's buckets), not in
+   this process's ring; one that cannot grow takes the place of the older
+   bucket it meets (windows see the newest). */
 static void ring_add(const mab_engine *e, mab__experiment *x, size_t arm, int64_t start,
                      const mab_totals *add)
 {
     if (!x->ring_cap)
         return;
-    if (!x->ring) {
-        if (!(x->ring = malloc(x->n_arms * x->ring_cap * sizeof *x->ring)))
+    if (!x->ring && ring_resize(e, x, 1) != MAB_OK)
+        return;
+    for (;;) {
+        mab__bucket *b = ring_entry(e, x, arm, start);
+        if (b->start == start) {
+            totals_add(&b->t, add);
             return;
-        ring_clear(x);
+        }
+        int shared = b->start == INT64_MIN ||
+                     ((b->start - start) / e->bucket_seconds) % (int64_t)x->ring_cap == 0;
+        if (!shared && x->ring_size < x->ring_cap &&
+            ring_resize(e, x, ring_next(x->ring_size, x->ring_cap)) == MAB_OK)
+            continue; /* the full ring keeps both: grown, look again */
+        if (b->start < start) { /* empty (INT64_MIN) or older: the ring moves on */
+            b->start = start;
+            b->t = *add;
+        } /* else older than the ring holds: only storage keeps it */
+        return;
     }
-    mab__bucket *b = ring_entry(e, x, arm, start);
-    if (b->start == start) {
-        totals_add(&b->t, add);
-    } else if (b->start < start) { /* empty (INT64_MIN) or older: the ring moves on */
-        b->start = start;
-        b->t = *add;
-    } /* else older than the ring holds: only storage keeps it */
 }
 
-static void ring_clear(mab__experiment *x)
-{
-    for (size_t i = 0; i < x->n_arms * x->ring_cap; i++)
-        x->ring[i] = (mab__bucket){INT64_MIN, {0, 0, 0.0, 0.0}};
-}
 
 /* ---- the queue --------------------------------------------------------- */
 
@@ -236,8 +296,7 @@ void mab__buckets_drop(mab_engine *e, size_t k, const mab_error *why)
 void mab__buckets_reset(mab_engine *e, mab__experiment *x)
 {
     pthread_mutex_lock(&e->buckets_mu);
-    if (x->ring)
-        ring_clear(x);
+    ring_free(x);
     size_t kept = 0;
     for (size_t k = 0; k < e->n_bucket_queue; k++) {
         uint32_t arm = e->bucket_queue[k].arm;
@@ -357,11 +416,8 @@ static int buckets_load(mab_engine *e, const size_t *at, size_t n, const unsigne
         /* As totals: no publish half-way while stored and unapplied combine. */
         pthread_rwlock_wrlock(&e->publish_lock);
         pthread_mutex_lock(&e->buckets_mu);
-        for (size_t i = 0; i < n_read; i++) {
-            mab__experiment *x = &e->experiments[at ? at[i] : i];
-            if (x->ring)
-                ring_clear(x);
-        }
+        for (size_t i = 0; i < n_read; i++) /* regrown to what is loaded */
+            ring_free(&e->experiments[at ? at[i] : i]);
         for (size_t k = 0; k < l.n; k++) {
             mab__experiment *x = mab__arm_experiment(e, l.items[k].arm);
             ring_add(e, x, l.items[k].arm - x->first_arm, l.items[k].start, &l.items[k].add);
@@ -419,7 +475,7 @@ static mab_totals bucket_seen(const mab_engine *e, const mab__experiment *x, con
     const mab__bucket *r = x->ring ? ring_entry(e, x, i, start) : NULL;
     mab_totals t = r && r->start == start ? r->t : (mab_totals){0, 0, 0.0, 0.0};
     if (s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start == start)
-        totals_add(&t, &s->pending[x->first_arm + i]);
+        totals_add(&t, &slot_row(s, x)[i]);
     return t;
 }
 
@@ -482,17 +538,20 @@ void mab__mature_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int
     }
     if (n > x->ring_cap) /* not reached: open makes ring_cap >= cap */
         return;
-    /* The n buckets are consecutive in each arm's row of the ring: walk them
-       from first's entry (one division per choice, not per bucket). */
-    int64_t ring_cap = (int64_t)x->ring_cap;
-    size_t first_entry = ring_cap ? (size_t)(((first / bs) % ring_cap + ring_cap) % ring_cap) : 0;
     int own = s->bucket_lo_ns != s->bucket_hi_ns && s->bucket_start >= first &&
               s->bucket_start <= last; /* the slot's unpublished events are immature */
-    const size_t n_arms = x->n_arms, row_size = x->ring_cap;
-    const mab_totals *pending = &s->pending[x->first_arm];
+    const size_t n_arms = x->n_arms;
+    const mab_totals *pending = slot_row(s, x); /* the zero row when none */
     mab_arm_view *view = s->view;
     pthread_mutex_lock(&e->buckets_mu);
-    const mab__bucket *ring = x->ring; /* made under the mutex (ring_add) */
+    const mab__bucket *ring = x->ring; /* made and grown under the mutex (ring_add) */
+    /* The n buckets are consecutive in each arm's row of the ring (wrapping
+       round it, more than once while it is smaller than n: each entry then
+       matches at most one of them): walk them from first's entry (one
+       division per choice, not per bucket). */
+    const size_t row_size = x->ring_size;
+    int64_t size = (int64_t)row_size;
+    size_t first_entry = size ? (size_t)(((first / bs) % size + size) % size) : 0;
     for (size_t i = 0; i < n_arms; i++) {
         uint64_t pulls = own ? pending[i].pulls : 0, rewards = own ? pending[i].rewards : 0;
         const mab__bucket *row = ring ? ring + i * row_size : NULL;
@@ -558,11 +617,11 @@ int mab_history(mab_engine *e, const char *experiment, int64_t since,
             rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     } else {
         pthread_mutex_lock(&e->buckets_mu);
-        for (size_t k = 0; x->ring && k < x->n_arms * x->ring_cap && !l.failed; k++) {
+        for (size_t k = 0; x->ring && k < x->n_arms * x->ring_size && !l.failed; k++) {
             const mab__bucket *b = &x->ring[k];
             if (b->start != INT64_MIN && b->start >= since && !totals_empty(&b->t) &&
                 collect_bucket(&l, 0, 0, &b->t) == 0)
-                l.items[l.n - 1] = (mab__bucket_entry){(uint32_t)(x->first_arm + k / x->ring_cap),
+                l.items[l.n - 1] = (mab__bucket_entry){(uint32_t)(x->first_arm + k / x->ring_size),
                                                        b->start, b->t};
         }
         pthread_mutex_unlock(&e->buckets_mu);

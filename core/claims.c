@@ -191,6 +191,10 @@ static int claimed_reward_stats(mab_engine *e, mab__experiment *x, size_t i, dou
                            r < 0 ? 0 : r > 1 ? 1 : r, p, mab__engine_now(e, ctx), features,
                            x->n_features};
     mab__slot *s = slot_acquire(e);
+    if (s && slot_take(s, x) != MAB_OK) {
+        slot_unlock(s);
+        s = NULL;
+    }
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "experiments.%s: the reward for arm \"%s\" was "
                              "counted; out of memory for its policy statistics", x->id,
@@ -210,9 +214,9 @@ static int claimed_reward_stats(mab_engine *e, mab__experiment *x, size_t i, dou
         pthread_mutex_unlock(&e->dropped_mu);
         return MAB_OK;
     }
-    /* Mark the arm dirty so that slot_publish takes its statistics; its
-       pending counters stay as they were (the claim stored this reward's). */
-    (void)slot_pending(s, x->first_arm + i);
+    /* The row taken above is published with its statistics; the pending
+       counters stay as they were (the claim stored this reward's). */
+    (void)slot_pending(s, x, i);
     uint64_t seq = mab__slot_publish(e, s);
     slot_unlock(s);
     mab_error ignored;

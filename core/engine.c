@@ -83,10 +83,10 @@ static void engine_free(mab_engine *e)
         dlclose(e->storage_handle);
     if (e->slots) {
         for (unsigned i = 0; i < MAB__SLOTS; i++) {
-            free(e->slots[i].pending);
+            free(e->slots[i].row_at);
+            free(e->slots[i].rows);
             free(e->slots[i].dirty);
             free(e->slots[i].view);
-            free(e->slots[i].pending_stats);
             free(e->slots[i].view_stats);
             free(e->slots[i].delta_stats);
             free(e->slots[i].window);
@@ -859,6 +859,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         x->reward_scale = 1.0 / (x->reward_max - x->reward_min);
+        x->slot_index = i;
         atomic_store_explicit(&x->sums_unchecked, sums_cannot_overflow(x), memory_order_relaxed);
     }
     if (rc == MAB_OK && allocate_tables(e) != MAB_OK)
@@ -1122,7 +1123,7 @@ void mab__build_view(const mab__experiment *x, mab__slot *s)
        them for every arm (issue 18: 28 instructions an arm, now 16). */
     size_t n = x->n_arms;
     const mab__arm *arms = x->arms;
-    const mab_totals *pending = s->pending + x->first_arm;
+    const mab_totals *pending = slot_row(s, x); /* the zero row when none */
     mab_arm_view *view = s->view;
     if (min == 0.0 && width == 1.0) {
         /* Rewards in [0, 1] already (the default range): a plain sum. */
@@ -1175,7 +1176,7 @@ static inline void current_view(const mab_engine *e, const mab__experiment *x, m
    pulls are integers, and a rebuild adds the same one. */
 static inline void count_pull(mab_engine *e, const mab__experiment *x, mab__slot *s, size_t arm)
 {
-    slot_pending(s, x->first_arm + arm)->pulls++;
+    slot_pending(s, x, arm)->pulls++;
     if (s->view_x == x) {
         s->view[arm].pulls++;
         s->view_ops = s->pending_ops;
@@ -1257,10 +1258,11 @@ void mab__build_stats_view(const mab_engine *e, const mab__experiment *x,
 {
     size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
     size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    const double *pending = slot_stats(s, x); /* the zero row's when none */
     for (size_t i = 0; i < n; i++)
         s->view_stats[i] = atomic_load_explicit(&e->stats_published[at + i],
                                                 memory_order_relaxed) +
-                           s->pending_stats[at + i];
+                           pending[i];
 }
 
 /* What an ABI 2 policy reads (choose, explain), from the slot's views
@@ -1288,8 +1290,8 @@ static inline int keeps_stats(const mab__experiment *x)
     return (x->layout.arm_stats || x->layout.experiment_stats) && x->policy2->update;
 }
 
-/* Ask the policy for an event's deltas and add them, with the event's
-   counter, to the locked slot. Nothing is added when update fails. */
+/* Ask the policy for an event's deltas and add them to x's row in the
+   locked slot (taken: slot_take). Nothing is added when update fails. */
 int mab__record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *ev)
 {
     size_t na = x->layout.arm_stats, nx = x->layout.experiment_stats;
@@ -1302,11 +1304,11 @@ int mab__record_event(mab__experiment *x, mab__slot *s, const mab_policy_event *
         for (size_t i = 0; i < na + nx; i++)
             if (!isfinite(s->delta_stats[i]))
                 return MAB_ERANGE;
-        double *pending_arm = &s->pending_stats[x->arms[ev->arm].stats_at];
+        double *pending = slot_stats(s, x), *pending_arm = pending + ev->arm * na;
         for (size_t i = 0; i < na; i++)
             pending_arm[i] += arm_delta[i];
         for (size_t i = 0; i < nx; i++)
-            s->pending_stats[x->stats_at + i] += experiment_delta[i];
+            pending[x->n_arms * na + i] += experiment_delta[i];
     }
     return MAB_OK;
 }
@@ -1324,6 +1326,11 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now);
+    if (slot_take(s, x) != MAB_OK) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
+                             "thread's pending counts; nothing was recorded", x->id);
+    }
     current_view(e, x, s);
     int stats = keeps_stats(x);
     if (x->layout.arm_stats || x->layout.experiment_stats)
@@ -1336,6 +1343,14 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
     if (rc == MAB_OK)
         rc = x->policy2->choose(x->policy_state, &in, &c);
     if (rc == MAB_OK && c.arm < x->n_arms) {
+        /* The ledger's row too before anything is recorded, when it counts. */
+        int srm = in.probabilities && !isnan(in.probabilities[0]) &&
+                  mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability);
+        if (srm && slot_take(s, x->srm) != MAB_OK) {
+            slot_unlock(s);
+            return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
+                                 "thread's pending counts; nothing was recorded", x->id);
+        }
         if (stats) {
             mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, c.arm, x->n_arms,
                                    0.0, c.probability, now, features, x->n_features};
@@ -1343,8 +1358,7 @@ static int choose2(mab_engine *e, mab__experiment *x, const mab_context *ctx, ma
             failed = "update";
         }
         if (rc == MAB_OK) {
-            if (in.probabilities && !isnan(in.probabilities[0]) &&
-                mab__srm_filled(in.probabilities, x->n_arms, c.arm, c.probability))
+            if (srm)
                 mab__srm_count(s, x->srm, c.arm, in.probabilities);
             count_pull(e, x, s, c.arm);
         }
@@ -1503,6 +1517,11 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, bucket_clock(e));
+    if (slot_take(s, x) != MAB_OK) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
+                             "thread's pending counts; nothing was recorded", x->id);
+    }
     current_view(e, x, s);
     const size_t n_arms = x->n_arms; /* read once: the call could change *x, for all gcc knows */
     size_t arm = n_arms;
@@ -1601,6 +1620,12 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, event ? ev.time_ns : ctx && ctx->time_ns ? ctx->time_ns : bucket_clock(e));
+    if (__builtin_expect(slot_take(s, x) != MAB_OK, 0)) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
+                             "thread's pending counts; the reward for arm \"%s\" was not "
+                             "recorded", x->id, named->arms[i].id);
+    }
     /* The reward must keep every sum finite, or no store would take it and
        it would reach storage only to be refused there. (The value itself,
        its square and its normalised form are finite: reward_value_check and
@@ -1609,7 +1634,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     if (!atomic_load_explicit(&x->sums_unchecked, memory_order_relaxed)) {
         /* A range where a sum could overflow (sums_cannot_overflow). */
         mab_totals held = atomic_totals_read(&x->arms[i].published);
-        totals_add(&held, &s->pending[x->first_arm + i]);
+        totals_add(&held, &slot_row(s, x)[i]);
         double count = (double)held.rewards + 1.0;
         double sum = held.reward_sum + value, sq = held.reward_sum_sq + square;
         if (!sums_finite(x, count, sum, sq)) {
@@ -1630,7 +1655,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
                              "nothing was recorded",
                              x->id, x->policy_path, named->arms[i].id, mab_strerror(rc));
     }
-    mab_totals *p = slot_pending(s, x->first_arm + i);
+    mab_totals *p = slot_pending(s, x, i);
     p->rewards++;
     p->reward_sum += value;
     p->reward_sum_sq += square;

@@ -27,8 +27,9 @@
  * same way: the engine keeps one array of doubles, `stats_published` and
  * `stats_unapplied` (atomics), in which each arm of an ABI 2 experiment owns
  * layout.arm_stats entries from its `stats_at`, and the experiment owns
- * layout.experiment_stats from its `stats_at`. A slot's `pending_stats` has
- * the same shape. An event (a pull or a reward) adds the counters and the
+ * layout.experiment_stats from its `stats_at`. A slot's pending statistics
+ * are in the experiment's row (mab__slot), arms first. An event (a pull or
+ * a reward) adds the counters and the
  * policy's deltas to the slot under one slot lock, so publishing, writing
  * behind (one storage call for counters and statistics) and refreshing
  * carry both together. Every event also has a time (`now`, from the
@@ -160,6 +161,8 @@ typedef struct mab__experiment {
     char *id; /* first member: see mab__id_index */
     mab__arm *arms;
     size_t n_arms;
+    size_t slot_index;       /* its position in e->experiments: its slots' row_at (a size_t:
+                                the 32-bit field in a padding hole cost reward 2 instructions) */
     char *arm_text;          /* the arms' ids and values, one allocation (config.c);
                                 NULL for a ledger, whose arms point at its experiment's */
     mab__id_index arm_index; /* a ledger's is its experiment's (engine.c, allocate_tables) */
@@ -191,14 +194,16 @@ typedef struct mab__experiment {
     mab__rules rules;           /* operating rules (rules.c) */
     mab__admin admin;           /* the admin state over them (admin.c) */
     struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
+    uint32_t ring_size;         /* buckets per arm of ring allocated: a divisor of ring_cap,
+                                   grown as buckets accumulate (buckets.c) */
     struct mab__experiment *late_ledger; /* late rewards as pulls, "ID@late" (rules.c), or NULL */
     struct mab__experiment *srm; /* the sample-ratio ledger "ID@srm" (srm.c), or NULL */
     double winner_p_best;        /* the "winner" rule (config.c; report.c) */
     double winner_expected_loss;
     char *policy_json;           /* the "policy" object, compact, for reports */
-    size_t ring_cap;            /* buckets per arm in ring (0: none kept) */
-    mab__bucket *ring;          /* n_arms * ring_cap: arm i's bucket number k
-                                   (start / bucket_seconds) at i * ring_cap + k % ring_cap */
+    size_t ring_cap;            /* buckets per arm the ring keeps (0: none kept) */
+    mab__bucket *ring;          /* n_arms * ring_size: arm i's bucket number k
+                                   (start / bucket_seconds) at i * ring_size + k % ring_size */
 } mab__experiment;
 
 /* A top-level object of the caller's, kept for mab_config_section(). */
@@ -209,15 +214,22 @@ typedef struct mab__section {
 
 typedef struct mab__slot {
     _Alignas(64) atomic_flag lock;
-    int ready;               /* pending/view allocated, rng seeded */
+    int ready;               /* rows/view allocated, rng seeded */
     uint32_t pending_ops;
-    uint32_t n_dirty;        /* arms with pending totals, listed in dirty */
-    uint32_t *dirty;         /* one per arm of the engine */
+    uint32_t n_dirty;        /* experiments with a row, listed in dirty */
+    uint32_t *dirty;         /* their slot_index, dirty_cap entries */
+    uint32_t dirty_cap;
     int64_t last_publish_ns; /* CLOCK_MONOTONIC */
     mab_rng rng;
-    mab_totals *pending;     /* one per arm of the engine */
+    /* Pending totals and statistics, in rows (write_behind.c, "rows"): an
+       experiment's row is its n_arms totals then its policy statistics,
+       taken from the arena `rows` at its first event since the slot's last
+       publish; row_at[slot_index] is where (in mab_totals units), 0 for
+       none: the zero row, rows[0 .. zero_units), which is never written. */
+    uint32_t *row_at;        /* one per experiment of the engine (ledgers too) */
+    mab_totals *rows;        /* the arena: rows_cap units, rows_used in use */
+    size_t rows_used, rows_cap, zero_units;
     mab_arm_view *view;      /* scratch for choose, max_arms entries */
-    double *pending_stats;   /* total_stats, shaped as stats_published */
     double *view_stats;      /* scratch: one experiment's stats, max_stats entries */
     double *delta_stats;     /* scratch for update: max_stats entries */
     int64_t bucket_lo_ns;    /* the bucket of every pending total: [lo, hi) */
@@ -583,7 +595,8 @@ double *mab__srm_vector(const mab__experiment *x, mab__slot *s);
    its choice of `arm` with probability p (NAN: not said). */
 int mab__srm_filled(const double *v, size_t n, size_t arm, double p);
 /* Count one choice of `arm` served with the probabilities v in the ledger
-   (locked slot; pending deltas only, no storage call). */
+   (locked slot, the ledger's row taken: slot_take; pending deltas only, no
+   storage call). */
 void mab__srm_count(mab__slot *s, const mab__experiment *ledger, size_t arm, const double *v);
 /* The check of x from its ledger's published totals (the caller gathered
    them): *p_value and a status text; returns 1 when p_value is available. */

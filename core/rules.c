@@ -353,9 +353,10 @@ static int policy_probability(mab_engine *e, mab__experiment *x, mab__slot *s, i
 }
 
 
-/* Count the pull of `arm` chosen with probability p (locked slot). */
+/* Count the pull of `arm` chosen with probability p (locked slot, rows taken),
+   and with `served` (every arm's probability) in the sample-ratio ledger. */
 static int count_pull(mab_engine *e, mab__experiment *x, mab__slot *s, size_t arm, double p,
-                      int64_t now, const double *features)
+                      int64_t now, const double *features, const double *served)
 {
     if (x->policy2) {
         mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_PULL, arm, x->n_arms,
@@ -364,7 +365,10 @@ static int count_pull(mab_engine *e, mab__experiment *x, mab__slot *s, size_t ar
         if (rc != MAB_OK)
             return rc;
     }
-    slot_pending(s, x->first_arm + arm)->pulls++;
+    /* Before a publish, which empties the slot's rows. */
+    if (served)
+        mab__srm_count(s, x->srm, arm, served);
+    slot_pending(s, x, arm)->pulls++;
     if (slot_due(s))
         mab__slot_publish(e, s);
     return MAB_OK;
@@ -382,6 +386,13 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now); /* the pull is counted in the bucket of `now` */
+    /* The rows of everything this choice may count in, first (slot_take). */
+    if (slot_take(s, x) != MAB_OK || (x->ledger && slot_take(s, x->ledger) != MAB_OK) ||
+        (x->srm && slot_take(s, x->srm) != MAB_OK)) {
+        slot_unlock(s);
+        return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
+                             "thread's pending counts; nothing was recorded", x->id);
+    }
     mab__build_view(x, s);
     mab__mature_view(e, x, s, now); /* what every rule below and the policy see */
     size_t k = x->n_arms, arm;
@@ -404,7 +415,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
         p = r->holdout_arm >= 0 ? 1.0 : 1.0 / (double)k;
         /* Counted apart, and never shown to the policy: the holdout is the
            comparison the bandit is measured against. */
-        slot_pending(s, x->ledger->first_arm + arm)->pulls++;
+        slot_pending(s, x->ledger, arm)->pulls++;
         if (slot_due(s))
             mab__slot_publish(e, s);
         slot_unlock(s);
@@ -470,9 +481,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
     }
     if (rc == MAB_OK) {
         failed = "update";
-        rc = count_pull(e, x, s, arm, p, now, features);
-        if (rc == MAB_OK && served)
-            mab__srm_count(s, x->srm, arm, served);
+        rc = count_pull(e, x, s, arm, p, now, features, served);
     }
     slot_unlock(s);
     if (rc != MAB_OK)
@@ -498,7 +507,11 @@ static void count_late(mab_engine *e, mab__experiment *x, long arm)
     if (!s)
         return;
     slot_bucket(e, s, mab__engine_now(e, NULL));
-    slot_pending(s, x->late_ledger->first_arm + (size_t)arm)->pulls++;
+    if (slot_take(s, x->late_ledger) != MAB_OK) {
+        slot_unlock(s);
+        return;
+    }
+    slot_pending(s, x->late_ledger, (size_t)arm)->pulls++;
     if (slot_due(s))
         mab__slot_publish(e, s);
     slot_unlock(s);

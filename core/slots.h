@@ -141,14 +141,41 @@ static inline void mab__view_changed(mab_engine *e)
     atomic_fetch_add_explicit(&e->view_version, 1, memory_order_release);
 }
 
-/* Add to a locked slot's pending totals of one arm. */
-static inline mab_totals *slot_pending(mab__slot *s, size_t arm)
+/* write_behind.c: give x a row in the locked slot (slot_take's slow path). */
+int mab__slot_take_row(mab__slot *s, const mab__experiment *x);
+
+/* Experiment x's pending totals in a locked slot, one per arm, then its
+   pending statistics (slot_stats): its row, or the zero row when it has had
+   no event since the slot's last publish. For reading only. */
+static inline const mab_totals *slot_row(const mab__slot *s, const mab__experiment *x)
 {
-    mab_totals *p = &s->pending[arm];
-    if (totals_empty(p))
-        s->dirty[s->n_dirty++] = (uint32_t)arm;
+    return s->rows + s->row_at[x->slot_index];
+}
+
+/* Give x a row in the locked slot, before an operation changes anything in
+   it: MAB_OK, or MAB_ENOMEM with nothing changed. Taking a row may move the
+   arena: pointers from slot_row, slot_pending and slot_stats are valid until
+   the next take or publish. */
+static inline int slot_take(mab__slot *s, const mab__experiment *x)
+{
+    if (__builtin_expect(s->row_at[x->slot_index] != 0, 1))
+        return MAB_OK;
+    return mab__slot_take_row(s, x);
+}
+
+/* Add to a locked slot's pending totals of x's arm i (x's row taken:
+   slot_take), counting an operation. */
+static inline mab_totals *slot_pending(mab__slot *s, const mab__experiment *x, size_t i)
+{
     s->pending_ops++;
-    return p;
+    return s->rows + s->row_at[x->slot_index] + i;
+}
+
+/* x's pending statistics in its row (arms' first, then its own); written
+   only once the row is taken (slot_take). */
+static inline double *slot_stats(const mab__slot *s, const mab__experiment *x)
+{
+    return (double *)(s->rows + s->row_at[x->slot_index] + x->n_arms);
 }
 
 static inline int64_t now_ns(void)

@@ -138,23 +138,22 @@ int mab__srm_filled(const double *v, size_t n, size_t arm, double p)
            (isnan(p) || fabs(v[arm] - p) <= MAB__SRM_TOLERANCE);
 }
 
-/* A locked slot's pending totals of one ledger arm. Unlike slot_pending it
-   does not count an operation: the choice counted one already, and the
-   publish cadence (MAB__PUBLISH_OPS) must not depend on the arms. */
-static inline mab_totals *ledger_pending(mab__slot *s, size_t arm)
+/* A locked slot's pending totals of the ledger's arms (its row, taken by
+   the caller: slot_take). Unlike slot_pending it does not count an
+   operation: the choice counted one already, and the publish cadence
+   (MAB__PUBLISH_OPS) must not depend on the arms. */
+static inline mab_totals *ledger_pending(mab__slot *s, const mab__experiment *ledger)
 {
-    mab_totals *p = &s->pending[arm];
-    if (totals_empty(p))
-        s->dirty[s->n_dirty++] = (uint32_t)arm;
-    return p;
+    return (mab_totals *)slot_row(s, ledger);
 }
 
 void mab__srm_count(mab__slot *s, const mab__experiment *ledger, size_t arm, const double *v)
 {
-    ledger_pending(s, ledger->first_arm + arm)->pulls++;
+    mab_totals *row = ledger_pending(s, ledger);
+    row[arm].pulls++;
     for (size_t i = 0; i < ledger->n_arms; i++) {
         double p = v[i] > 1.0 ? 1.0 : v[i];
-        mab_totals *t = ledger_pending(s, ledger->first_arm + i);
+        mab_totals *t = &row[i];
         t->rewards++;
         t->reward_sum += p;
         t->reward_sum_sq += p * p;

@@ -18,29 +18,56 @@
 _Thread_local mab__thread_slot mab__thread_slots[MAB__THREAD_CACHE];
 _Thread_local unsigned mab__thread_slots_next;
 
+/*
+ * Rows. A slot's pending totals and statistics were dense over every arm of
+ * the engine (issue 18: 720 MB a slot at 10^6 experiments of 10 arms, for
+ * each of up to 64 threads). They are now in rows: an experiment's row is
+ * taken from the slot's arena at its first event since the slot's last
+ * publish, and publishing walks the rows taken (the dirty list), then
+ * empties the arena. So a slot holds what its thread did between two
+ * publishes (MAB__PUBLISH_OPS operations and MAB__PUBLISH_NS), plus one
+ * 32-bit offset per experiment (row_at, 0: no row). Why an offset table and
+ * not a hash of the experiments with rows: the choose and reward paths find
+ * the row with one load (row_at[x->slot_index]), where the dense array took
+ * one add; a hash probe would cost reward ~15 instructions of its 150
+ * (docs/benchmarks.md). And offsets, not pointers: half the bytes per
+ * experiment, and the arena can grow by realloc. Offset 0 is the zero row
+ * (zero_units units, enough for any experiment's totals and statistics,
+ * never written), so readers (build_view, windows, the reward check) read a
+ * row without a test. A row taken marks its experiment dirty once, so an
+ * event no longer tests whether its arm's totals were empty.
+ */
 int mab__slot_init(mab_engine *e, mab__slot *s)
 {
-    s->pending = calloc(e->total_arms, sizeof *s->pending);
-    s->dirty = calloc(e->total_arms, sizeof *s->dirty);
+    size_t stat_units = ((e->max_stats ? e->max_stats : 1) * sizeof(double) +
+                         sizeof(mab_totals) - 1) / sizeof(mab_totals);
+    s->zero_units = e->max_arms + stat_units;
+    s->rows_cap = 2 * s->zero_units + 64;
+    s->rows_used = s->zero_units;
+    s->dirty_cap = 64;
+    s->row_at = calloc(e->n_experiments ? e->n_experiments : 1, sizeof *s->row_at);
+    s->rows = calloc(s->rows_cap, sizeof *s->rows);
+    s->dirty = calloc(s->dirty_cap, sizeof *s->dirty);
     s->view = calloc(e->max_arms, sizeof *s->view);
-    s->pending_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *s->pending_stats);
     s->view_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->view_stats);
     s->delta_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *s->delta_stats);
     s->probabilities = calloc(e->max_arms, sizeof *s->probabilities);
-    if (!s->pending || !s->dirty || !s->view || !s->pending_stats || !s->view_stats ||
-        !s->delta_stats || !s->probabilities) {
-        free(s->pending);
+    if (!s->row_at || !s->rows || !s->dirty || !s->view || !s->view_stats || !s->delta_stats ||
+        !s->probabilities || s->zero_units > UINT32_MAX ||
+        e->n_experiments > UINT32_MAX /* dirty holds 32-bit positions */) {
+        free(s->row_at);
+        free(s->rows);
         free(s->dirty);
         free(s->view);
-        free(s->pending_stats);
         free(s->view_stats);
         free(s->delta_stats);
         free(s->probabilities);
         s->probabilities = NULL;
-        s->pending = NULL;
+        s->row_at = NULL;
+        s->rows = NULL;
         s->dirty = NULL;
         s->view = NULL;
-        s->pending_stats = s->view_stats = s->delta_stats = NULL;
+        s->view_stats = s->delta_stats = NULL;
         return MAB_ENOMEM;
     }
     size_t index = (size_t)(s - e->slots);
@@ -52,17 +79,50 @@ int mab__slot_init(mab_engine *e, mab__slot *s)
     return MAB_OK;
 }
 
-/* Move n pending statistics from `at` into the published ones and the
-   write-behind queue, leaving zeros (already-zero entries cost a test). */
-static void stats_publish(mab_engine *e, mab__slot *s, size_t at, size_t n)
+int mab__slot_take_row(mab__slot *s, const mab__experiment *x)
 {
-    for (size_t i = at; i < at + n; i++) {
-        double d = s->pending_stats[i];
+    size_t stats = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
+    size_t units = x->n_arms + (stats * sizeof(double) + sizeof(mab_totals) - 1) /
+                                   sizeof(mab_totals);
+    if (s->n_dirty == s->dirty_cap) {
+        if (s->dirty_cap > UINT32_MAX / 2)
+            return MAB_ENOMEM;
+        uint32_t *dirty = realloc(s->dirty, 2 * (size_t)s->dirty_cap * sizeof *dirty);
+        if (!dirty)
+            return MAB_ENOMEM;
+        s->dirty = dirty;
+        s->dirty_cap *= 2;
+    }
+    /* Offsets are 32 bits (row_at): 128 GiB of rows. */
+    if (units > UINT32_MAX - s->rows_used)
+        return MAB_ENOMEM;
+    if (units > s->rows_cap - s->rows_used) {
+        size_t cap = 2 * s->rows_cap;
+        if (cap < s->rows_used + units)
+            cap = s->rows_used + units;
+        mab_totals *rows = realloc(s->rows, cap * sizeof *rows);
+        if (!rows)
+            return MAB_ENOMEM;
+        s->rows = rows;
+        s->rows_cap = cap;
+    }
+    memset(s->rows + s->rows_used, 0, units * sizeof *s->rows);
+    s->row_at[x->slot_index] = (uint32_t)s->rows_used;
+    s->rows_used += units;
+    s->dirty[s->n_dirty++] = (uint32_t)x->slot_index;
+    return MAB_OK;
+}
+
+/* Move n pending statistics into the published ones from `at` and the
+   write-behind queue (already-zero entries cost a test). */
+static void stats_publish(mab_engine *e, const double *pending, size_t at, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double d = pending[i];
         if (d == 0.0)
             continue;
-        atomic_add_double(&e->stats_unapplied[i], d);
-        atomic_add_double(&e->stats_published[i], d);
-        s->pending_stats[i] = 0.0;
+        atomic_add_double(&e->stats_unapplied[at + i], d);
+        atomic_add_double(&e->stats_published[at + i], d);
     }
 }
 
@@ -181,53 +241,96 @@ void mab__queue_unapplied(mab_engine *e, uint64_t *pulls, uint64_t *rewards)
     pthread_mutex_unlock(&e->queue_mu);
 }
 
-/* How many dirty arms ahead mab__slot_publish fetches (twice as far for
-   the pointers to them). */
+
+/* How many dirty experiments ahead mab__slot_publish fetches (twice as far
+   for the experiment itself). */
 #define PUBLISH_AHEAD 4
 
+/* Arms a publish moved, listed in the arms queue in groups (queue_mu is
+   taken once a group, not once an arm). */
+typedef struct publish_marks {
+    uint32_t arms[64];
+    size_t n;
+} publish_marks;
+
+static void marks_add(mab_engine *e, publish_marks *m, size_t arm)
+{
+    m->arms[m->n++] = (uint32_t)arm;
+    if (m->n == sizeof m->arms / sizeof *m->arms) {
+        queue_mark(e, m->arms, m->n);
+        m->n = 0;
+    }
+}
+
+/* Move x's row of a locked slot (publish_lock shared and buckets_mu held)
+   into the published totals, the write-behind queue and the bucket queue,
+   noting in m the arms whose unapplied totals or statistics it changed. */
+static void publish_row(mab_engine *e, mab__slot *s, const mab__experiment *x,
+                        publish_marks *m)
+{
+    const mab_totals *row = slot_row(s, x);
+    const double *stats = slot_stats(s, x);
+    for (size_t j = 0; j < x->n_arms; j++) {
+        const mab_totals *p = &row[j];
+        mab__arm *a = &x->arms[j];
+        int moved = 0;
+        if (!totals_empty(p)) {
+            atomic_totals_add(&a->unapplied, p);
+            atomic_totals_add(&a->published, p);
+            mab__buckets_add(e, x->first_arm + j, s->bucket_start, p);
+            moved = 1;
+        }
+        if (x->layout.arm_stats) {
+            stats_publish(e, stats + j * x->layout.arm_stats, a->stats_at, x->layout.arm_stats);
+            moved = 1;
+        }
+        if (moved)
+            marks_add(e, m, x->first_arm + j);
+    }
+    if (x->layout.experiment_stats) {
+        stats_publish(e, stats + x->n_arms * x->layout.arm_stats, x->stats_at,
+                      x->layout.experiment_stats);
+        /* The write takes an experiment's own statistics with its arms'
+           (stats_take): list its first arm so that it is looked at. */
+        if (x->n_arms && !x->layout.arm_stats)
+            marks_add(e, m, x->first_arm);
+    }
+}
+
 /* Move a locked slot's pending totals into the published totals and the
-   write-behind queue. Returns the publish sequence number covering them. */
+   write-behind queue, and empty its rows. Returns the publish sequence
+   number covering them. */
 uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
 {
+    publish_marks m = {.n = 0};
     pthread_rwlock_rdlock(&e->publish_lock);
     /* Every pending total is of the slot's bucket (slot_bucket). */
     if (s->n_dirty)
         pthread_mutex_lock(&e->buckets_mu);
     for (uint32_t k = 0; k < s->n_dirty; k++) {
-        /* After choices on many experiments, each dirty arm is a few cache
-           misses (its pointers, its experiment, its queue entry): fetch them
-           ahead, so that they overlap rather than wait one after another. */
-        if (k + 2 * PUBLISH_AHEAD < s->n_dirty) {
-            uint32_t j = s->dirty[k + 2 * PUBLISH_AHEAD];
-            __builtin_prefetch(&e->arm_experiment[j], 0); /* its experiment's index */
-        }
+        /* After choices on many experiments, each dirty one is a few cache
+           misses (the experiment, its arms, its ring): fetch them ahead, so
+           that they overlap rather than wait one after another. */
+        if (k + 2 * PUBLISH_AHEAD < s->n_dirty)
+            __builtin_prefetch(&e->experiments[s->dirty[k + 2 * PUBLISH_AHEAD]], 0);
         if (k + PUBLISH_AHEAD < s->n_dirty) {
-            uint32_t j = s->dirty[k + PUBLISH_AHEAD];
-            const mab__experiment *ahead = mab__arm_experiment(e, j);
-            __builtin_prefetch(mab__arm_at(e, j), 1);
-            __builtin_prefetch(&ahead->ring, 0);
-            mab__buckets_prefetch(e, ahead, j, s->bucket_start);
+            const mab__experiment *ahead = &e->experiments[s->dirty[k + PUBLISH_AHEAD]];
+            __builtin_prefetch(ahead->arms, 1);
+            __builtin_prefetch(ahead->ring, 0);
+            if (ahead->n_arms)
+                mab__buckets_prefetch(e, ahead, ahead->first_arm, s->bucket_start);
         }
-        mab_totals *p = &s->pending[s->dirty[k]];
-        mab__arm *a = mab__arm_at(e, s->dirty[k]);
-        atomic_totals_add(&a->unapplied, p);
-        atomic_totals_add(&a->published, p);
-        if (!totals_empty(p))
-            mab__buckets_add(e, s->dirty[k], s->bucket_start, p);
-        memset(p, 0, sizeof *p);
-        const mab__experiment *x = mab__arm_experiment(e, s->dirty[k]);
-        if (x->layout.arm_stats)
-            stats_publish(e, s, a->stats_at, x->layout.arm_stats);
-        if (x->layout.experiment_stats)
-            stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
+        publish_row(e, s, &e->experiments[s->dirty[k]], &m);
+        s->row_at[s->dirty[k]] = 0;
     }
     if (s->n_dirty) {
         pthread_mutex_unlock(&e->buckets_mu);
         /* The arms queue: the write takes these (see "the arms queue"). */
-        queue_mark(e, s->dirty, s->n_dirty);
+        queue_mark(e, m.arms, m.n);
         mab__view_changed(e);
     }
     s->n_dirty = 0;
+    s->rows_used = s->zero_units;
     s->pending_ops = 0;
     s->last_publish_ns = now_ns();
     /* Release: a writer that reads this number finds the adds above. */
@@ -248,58 +351,43 @@ void mab__gather_all(mab_engine *e)
     }
 }
 
-/* Whether engine-wide arm `arm` is one of the experiments xs[0..n). */
-static int arm_of(const mab__experiment *const *xs, size_t n, uint32_t arm)
+/* Whether x is one of xs[0..n). */
+static int experiment_in(const mab__experiment *const *xs, size_t n, const mab__experiment *x)
 {
     for (size_t i = 0; i < n; i++)
-        if (xs[i] && arm - xs[i]->first_arm < xs[i]->n_arms)
+        if (xs[i] == x)
             return 1;
     return 0;
 }
 
 /* Publish what a locked slot holds of experiments xs[0..n) only, as
-   mab__slot_publish does for all (the same per-arm steps), and take those
-   arms out of its dirty list. The rest stays pending. */
+   mab__slot_publish does for all (publish_row), and take them out of its
+   dirty list. The rest stays pending. Their rows' space stays taken in the
+   arena until the slot's next publish empties it. */
 static void slot_publish_some(mab_engine *e, mab__slot *s, const mab__experiment *const *xs,
                               size_t n)
 {
-    uint32_t moved[64];
-    size_t n_moved = 0;
     uint32_t kept = 0;
     /* Most slots hold nothing of the experiment read: look before locking
        (publish_lock and buckets_mu are the busy threads' publishes' too). */
-    while (kept < s->n_dirty && !arm_of(xs, n, s->dirty[kept]))
+    while (kept < s->n_dirty && !experiment_in(xs, n, &e->experiments[s->dirty[kept]]))
         kept++;
     if (kept == s->n_dirty)
         return;
+    publish_marks m = {.n = 0};
     pthread_rwlock_rdlock(&e->publish_lock);
     pthread_mutex_lock(&e->buckets_mu);
     for (uint32_t k = kept; k < s->n_dirty; k++) {
-        uint32_t arm = s->dirty[k];
-        if (!arm_of(xs, n, arm)) {
-            s->dirty[kept++] = arm;
+        uint32_t at = s->dirty[k];
+        if (!experiment_in(xs, n, &e->experiments[at])) {
+            s->dirty[kept++] = at;
             continue;
         }
-        mab_totals *p = &s->pending[arm];
-        mab__arm *a = mab__arm_at(e, arm);
-        atomic_totals_add(&a->unapplied, p);
-        atomic_totals_add(&a->published, p);
-        if (!totals_empty(p))
-            mab__buckets_add(e, arm, s->bucket_start, p);
-        memset(p, 0, sizeof *p);
-        const mab__experiment *x = mab__arm_experiment(e, arm);
-        if (x->layout.arm_stats)
-            stats_publish(e, s, a->stats_at, x->layout.arm_stats);
-        if (x->layout.experiment_stats)
-            stats_publish(e, s, x->stats_at, x->layout.experiment_stats);
-        moved[n_moved++] = arm;
-        if (n_moved == sizeof moved / sizeof *moved) {
-            queue_mark(e, moved, n_moved);
-            n_moved = 0;
-        }
+        publish_row(e, s, &e->experiments[at], &m);
+        s->row_at[at] = 0;
     }
     pthread_mutex_unlock(&e->buckets_mu);
-    queue_mark(e, moved, n_moved);
+    queue_mark(e, m.arms, m.n);
     s->n_dirty = kept;
     mab__view_changed(e); /* other slots' kept views of these arms are stale */
     atomic_fetch_add_explicit(&e->publish_seq, 1, memory_order_release);
@@ -310,11 +398,11 @@ static void slot_publish_some(mab_engine *e, mab__slot *s, const mab__experiment
  * Publish every thread's pending totals of experiments xs[0..n) (NULLs
  * skipped): a read of one experiment (mab_stats, mab_policy_stats,
  * mab_rules) is then exact for it, whatever thread chose or rewarded, and
- * costs a scan of each busy slot's dirty list (4 bytes an arm) plus the
- * publishing of that experiment's arms, not the publishing of everything
- * every thread holds (mab__gather_all: every pending arm's atomic adds,
- * cache misses and bucket entries, under the same slot locks the threads
- * wait on).
+ * costs a scan of each busy slot's dirty list (4 bytes an experiment with
+ * events) plus the publishing of that experiment's row, not the publishing
+ * of everything every thread holds (mab__gather_all: every pending arm's
+ * atomic adds, cache misses and bucket entries, under the same slot locks
+ * the threads wait on).
  */
 void mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, size_t n)
 {

@@ -474,6 +474,55 @@ static void test_store_without_buckets(void **unused)
     close_ok(e);
 }
 
+/* Over a store without buckets the ring starts at one bucket per arm and
+   grows as buckets accumulate (core/buckets.c): every bucket a window
+   spans is still in it, and mab_history sees every bucket the full ring
+   (168) holds. The buckets are chosen so that each size meets a bucket of
+   another residue in an entry it uses: 0 and 1 at size 1, 0 and 2 at 2, 0
+   and 4 at 4, 0 and 8 at 8, 0 and 24 at 24, then buckets inside the window
+   and before it, and one 168 before bucket 29 (the same entry at every
+   size: the newer bucket stays, as at full size). */
+static void test_ring_grows_keeping_buckets(void **unused)
+{
+    (void)unused;
+    write_config(30, "{\"plugin\": \"" MAB_FIXTURE_DIR "/storage_memory_v11.so\", "
+                     "\"bucket_seconds\": 60}");
+    mab_engine *e = open_ok();
+    const int64_t base = 600000; /* seconds: bucket number 10000 */
+    const int ks[] = {0, 1, 2, 4, 8, 24, 29, 3, 13, -121, -139};
+    const int n = (int)(sizeof ks / sizeof ks[0]);
+    for (int i = 0; i < n; i++) {
+        clock_ns = (base + 60 * ks[i]) * S;
+        for (int j = 0; j <= i % 4; j++)
+            choose_at(e, "win", (ks[i] + 300) % 3, (base + 60 * ks[i]) * S + j * S);
+        flush_ok(e);
+    }
+    clock_ns = (base + 60 * 29) * S + S;
+    double v[3];
+    for (int b = 0; b < 30; b++) {
+        double expected[3] = {0, 0, 0};
+        for (int i = 0; i < n; i++)
+            if (ks[i] == b)
+                expected[(ks[i] + 300) % 3] = i % 4 + 1;
+        window_field(e, b, 0, v);
+        for (int a = 0; a < 3; a++)
+            if (v[a] != expected[a])
+                fail_msg("window bucket %d arm %d: %g pulls, expected %g", b, a, v[a],
+                         expected[a]);
+    }
+    history h = read_history(e, "win", INT64_MIN);
+    const int in_order[] = {-121, 0, 1, 2, 3, 4, 8, 13, 24, 29};
+    assert_int_equal(h.n, 10);
+    for (int i = 0; i < 10; i++) {
+        int at = 0;
+        while (ks[at] != in_order[i])
+            at++;
+        expect_bucket(&h, (size_t)i, base + 60 * in_order[i], (size_t)((in_order[i] + 300) % 3),
+                      (uint64_t)(at % 4 + 1), 0, 0.0);
+    }
+    close_ok(e);
+}
+
 /* A thread's own events, not yet published (fewer than the publish
    threshold), are in its window, in the bucket of their time; an event of
    a later bucket publishes the earlier ones into the ring first. */
@@ -764,6 +813,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_bucket_dropped_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_requeues_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_without_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ring_grows_keeping_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_sees_own_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sw_ucb_forgets_old_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_history_json_file, setup, teardown),
