@@ -28,6 +28,7 @@
 
 #include "mab/mab.h"
 #include "mab/rng.h"
+#include "child.h"
 #include "support.h"
 
 #define ARMS 3
@@ -493,49 +494,30 @@ static void arm_stats_of(mab_engine *e, const char *experiment, mab_arm_stats ou
 
 /* Child: at each byte on go, one step: 1 = a reward of 1 on e17.a1, 2 = the
    same plus 0.5 on e42.a2, 3 = reset e5; each durable before the byte on done. */
-static void changes_child(const fixture *f, int go, int done)
+static int changes_step(mab_engine *e, char step, void *ctx)
 {
-    char step;
-    mab_engine *e = NULL;
-    if (read(go, &step, 1) != 1 || mab_open(f->config, &e, NULL) != MAB_OK)
-        _exit(2);
-    do {
-        int ok = 1;
-        if (step == 1 || step == 2)
-            ok = mab_reward(e, "e17", "a1", 1.0, NULL) == MAB_OK;
-        if (ok && step == 2)
-            ok = mab_reward(e, "e42", "a2", 0.5, NULL) == MAB_OK;
-        if (ok && step == 3)
-            ok = mab_reset(e, "e5", NULL) == MAB_OK;
-        if (!ok || mab_flush(e, NULL) != MAB_OK || write(done, "d", 1) != 1)
-            _exit(3);
-    } while (read(go, &step, 1) == 1 && step != 0);
-    _exit(mab_close(e, NULL) == MAB_OK ? 0 : 4);
+    (void)ctx;
+    int ok = 1;
+    if (step == 1 || step == 2)
+        ok = mab_reward(e, "e17", "a1", 1.0, NULL) == MAB_OK;
+    if (ok && step == 2)
+        ok = mab_reward(e, "e42", "a2", 0.5, NULL) == MAB_OK;
+    if (ok && step == 3)
+        ok = mab_reset(e, "e5", NULL) == MAB_OK;
+    return ok ? 0 : -1;
 }
 
-static void child_step(int go, int done, char step)
+static void changes_child(void *arg, int go, int done)
 {
-    char c;
-    assert_int_equal(write(go, &step, 1), 1);
-    assert_int_equal(read(done, &c, 1), 1);
+    const fixture *f = arg;
+    test_child_engine_steps(f->config, go, done, changes_step, NULL);
 }
 
 static void test_refresh_reads_only_changed(void **state)
 {
     fixture *f = *state;
     write_many_config(f);
-    int go[2], done[2];
-    assert_int_equal(pipe(go), 0);
-    assert_int_equal(pipe(done), 0);
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        close(go[1]);
-        close(done[0]);
-        changes_child(f, go[0], done[1]);
-    }
-    close(go[0]);
-    close(done[1]);
+    test_child child = test_child_fork(changes_child, f);
 
     /* Something stored in e5 (for the reset) and in e17, before anyone opens. */
     mab_engine *e = open_ok(f);
@@ -554,7 +536,7 @@ static void test_refresh_reads_only_changed(void **state)
     /* Ours, not yet applied: it must survive the refresh of its experiment. */
     assert_int_equal(mab_reward(e, "e17", "a2", 0.25, NULL), MAB_OK);
     uint64_t before = loads_so_far();
-    child_step(go[1], done[0], 1);
+    test_child_step(&child, 1);
     /* mab_import flushes ours first (e17 again): still one experiment. */
     refresh_now(e);
     assert_int_equal(loads_so_far() - before, 1);
@@ -565,7 +547,7 @@ static void test_refresh_reads_only_changed(void **state)
     assert_int_equal(s[2].rewards, 1);  /* ours */
 
     before = loads_so_far();
-    child_step(go[1], done[0], 2);
+    test_child_step(&child, 2);
     refresh_now(e);
     assert_int_equal(loads_so_far() - before, 2);
     arm_stats_of(e, "e17", s);
@@ -575,7 +557,7 @@ static void test_refresh_reads_only_changed(void **state)
     assert_true(s[2].reward_sum == 0.5);
 
     before = loads_so_far();
-    child_step(go[1], done[0], 3);
+    test_child_step(&child, 3);
     refresh_now(e);
     /* mab_reset of e5 resets its sample-ratio ledger "e5@srm" with it: two
        experiments changed, two read. */
@@ -583,11 +565,7 @@ static void test_refresh_reads_only_changed(void **state)
     arm_stats_of(e, "e5", s);
     assert_int_equal(s[0].rewards, 0); /* reset elsewhere: gone here too */
 
-    char stop = 0;
-    assert_int_equal(write(go[1], &stop, 1), 1);
-    wait_ok(child);
-    close(go[1]);
-    close(done[0]);
+    test_child_wait_ok(&child);
     close_ok(e);
 }
 
@@ -711,5 +689,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill_loses_no_acknowledged_reward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_keeps_everything_flushed, setup, teardown),
     };
+    if (getenv("MAB_TEST_FILTER")) /* one test, e.g. MAB_TEST_FILTER=test_kill_keeps_everything_flushed */
+        cmocka_set_test_filter(getenv("MAB_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
