@@ -56,13 +56,13 @@ static inline void test_child_step(const test_child *c, char step)
     assert_int_equal(read(c->done, &byte, 1), 1);
 }
 
-/* Read exactly len bytes of the child's reports: 0, or -1 at its end of
-   file (it exited or was killed) first. */
-static inline int test_child_read(const test_child *c, void *buf, size_t len)
+/* Read exactly len bytes from fd: 0, or -1 at end of file (every writer
+   exited or was killed) or an error first. */
+static inline int test_read_full(int fd, void *buf, size_t len)
 {
     char *p = buf;
     while (len > 0) {
-        ssize_t n = read(c->done, p, len);
+        ssize_t n = read(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -71,6 +71,12 @@ static inline int test_child_read(const test_child *c, void *buf, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+/* Read exactly len bytes of the child's reports (test_read_full). */
+static inline int test_child_read(const test_child *c, void *buf, size_t len)
+{
+    return test_read_full(c->done, buf, len);
 }
 
 /* Close the parent's ends (the child then reads end of file on go). */

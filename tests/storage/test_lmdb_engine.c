@@ -114,21 +114,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* ---- four processes, one store ---------------------------------------- */
 
 #define PROCESSES 4
@@ -187,7 +172,7 @@ static void test_processes_count_exactly(void **state)
     counts total = {0};
     for (int p = 0; p < PROCESSES; p++) {
         counts c;
-        assert_int_equal(read_full(report[0], &c, sizeof c), 0);
+        assert_int_equal(test_read_full(report[0], &c, sizeof c), 0);
         for (int a = 0; a < ARMS; a++) {
             total.pulls[a] += c.pulls[a];
             total.rewards[a] += c.rewards[a];
@@ -217,6 +202,32 @@ static void test_processes_count_exactly(void **state)
 
 #define REFRESH_MS 50
 
+/* Child of test_others_seen_within_refresh: at the first byte on go, 5
+   rewards on a1, flushed (the time of the flush on done), then one more on
+   a2 left unflushed until the next byte, then a clean close. */
+static void seen_child(void *arg, int go, int done)
+{
+    const fixture *f = arg;
+    char c;
+    if (read(go, &c, 1) != 1)
+        _exit(2);
+    mab_engine *e = NULL;
+    if (mab_open(f->config, &e, NULL) != MAB_OK)
+        _exit(3);
+    for (int i = 0; i < 5; i++)
+        if (mab_reward(e, "exp", "a1", 1.0, NULL) != MAB_OK)
+            _exit(4);
+    if (mab_flush(e, NULL) != MAB_OK)
+        _exit(5);
+    int64_t flushed = now_ms();
+    if (write(done, &flushed, sizeof flushed) != (ssize_t)sizeof flushed)
+        _exit(6);
+    /* Stay open, unflushed increments and all, until told to go. */
+    if (mab_reward(e, "exp", "a2", 1.0, NULL) != MAB_OK || read(go, &c, 1) != 1)
+        _exit(7);
+    _exit(mab_close(e, NULL) == MAB_OK ? 0 : 8);
+}
+
 static void test_others_seen_within_refresh(void **state)
 {
     fixture *f = *state;
@@ -224,42 +235,14 @@ static void test_others_seen_within_refresh(void **state)
     snprintf(storage, sizeof storage, "\"sync\": {\"interval_ms\": 60000}, \"refresh_ms\": %d",
              REFRESH_MS);
     write_config(f, storage);
-    int go[2], done[2];
-    assert_int_equal(pipe(go), 0);
-    assert_int_equal(pipe(done), 0);
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        close(go[1]);
-        close(done[0]);
-        char c;
-        if (read(go[0], &c, 1) != 1)
-            _exit(2);
-        mab_engine *e = NULL;
-        if (mab_open(f->config, &e, NULL) != MAB_OK)
-            _exit(3);
-        for (int i = 0; i < 5; i++)
-            if (mab_reward(e, "exp", "a1", 1.0, NULL) != MAB_OK)
-                _exit(4);
-        if (mab_flush(e, NULL) != MAB_OK)
-            _exit(5);
-        int64_t flushed = now_ms();
-        if (write(done[1], &flushed, sizeof flushed) != (ssize_t)sizeof flushed)
-            _exit(6);
-        /* Stay open, unflushed increments and all, until told to go. */
-        if (mab_reward(e, "exp", "a2", 1.0, NULL) != MAB_OK || read(go[0], &c, 1) != 1)
-            _exit(7);
-        _exit(mab_close(e, NULL) == MAB_OK ? 0 : 8);
-    }
-    close(go[0]);
-    close(done[1]);
+    test_child child = test_child_fork(seen_child, f);
 
     mab_engine *e = open_ok(f);
     /* This process's own reward, unapplied: must survive every refresh. */
     assert_int_equal(mab_reward(e, "exp", "a0", 1.0, NULL), MAB_OK);
-    assert_int_equal(write(go[1], "g", 1), 1);
+    assert_int_equal(write(child.go, "g", 1), 1);
     int64_t flushed;
-    assert_int_equal(read_full(done[0], &flushed, sizeof flushed), 0);
+    assert_int_equal(test_child_read(&child, &flushed, sizeof flushed), 0);
     mab_arm_stats s[ARMS] = {MAB_STRUCT_INIT(mab_arm_stats)};
     int64_t seen = -1;
     while (now_ms() - flushed < 20 * REFRESH_MS) {
@@ -281,10 +264,8 @@ static void test_others_seen_within_refresh(void **state)
     stats_ok(e, s);
     assert_int_equal(s[0].rewards, 1);  /* ours, still unapplied */
     assert_int_equal(s[2].rewards, 0);  /* theirs, not yet flushed */
-    assert_int_equal(write(go[1], "g", 1), 1);
-    wait_ok(child);
-    close(go[1]);
-    close(done[0]);
+    assert_int_equal(write(child.go, "g", 1), 1);
+    test_child_wait_ok(&child);
 
     /* The child's close wrote its last reward: seen after the next refresh. */
     int64_t closed = now_ms();
@@ -584,8 +565,10 @@ static const char *state_of(mab_engine *e, const char *experiment)
 }
 
 /* Child: pause e7 on a1 and reward e250.a1 (durable), before the byte on done. */
-static void pause_child(const fixture *f, int done)
+static void pause_child(void *arg, int go, int done)
 {
+    const fixture *f = arg;
+    (void)go;
     mab_engine *e = NULL;
     if (mab_open(f->config, &e, NULL) != MAB_OK ||
         mab_set_state(e, "e7", "paused", "a1", NULL) != MAB_OK ||
@@ -610,19 +593,10 @@ static void test_full_read_scans_once(void **state)
     assert_int_equal(loads, 0);
     assert_string_equal(state_of(e, "e7"), "running");
 
-    int done[2];
-    assert_int_equal(pipe(done), 0);
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        close(done[0]);
-        pause_child(f, done[1]);
-    }
-    close(done[1]);
+    test_child child = test_child_fork(pause_child, f);
     char c;
-    assert_int_equal(read(done[0], &c, 1), 1);
-    close(done[0]);
-    wait_ok(child);
+    assert_int_equal(test_child_read(&child, &c, 1), 0);
+    test_child_wait_ok(&child);
 
     full_reads(1);
     refresh_now(e);
