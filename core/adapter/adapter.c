@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -604,12 +605,69 @@ static void read_cookie_header(mab_request *rq, const char *header)
     }
 }
 
+/* ---- a request per thread, reused ------------------------------------
+
+   A request is ~28 KB (the entries and both cookie buffers at their limits);
+   a host begins and ends one per HTTP request. mab_request_end() keeps the
+   ended request of each thread (one: a thread with several requests open
+   at once allocates the others) and mab_request_begin() takes it back, so
+   the common case allocates nothing. Everything a request reads is set by
+   mab_request_begin() before it is read (its scalars; entries[] up to
+   n_entries; text only once text_fresh; line only once written), so a
+   reused request carries nothing of the previous one. A thread's kept
+   request is freed when the thread exits, and every thread's slot is let go
+   when the library is unloaded (the requests still kept then are not
+   freed: at most one per thread, and only at unload). */
+
+static pthread_key_t request_key;
+static int request_key_ok; /* 0: no per-thread reuse (the key could not be had) */
+static pthread_once_t request_once = PTHREAD_ONCE_INIT;
+
+static void request_key_init(void)
+{
+    request_key_ok = pthread_key_create(&request_key, free) == 0;
+}
+
+__attribute__((destructor)) static void request_key_unload(void)
+{
+    if (request_key_ok) {
+        free(pthread_getspecific(request_key));
+        pthread_key_delete(request_key);
+        request_key_ok = 0;
+    }
+}
+
+/* This thread's kept request, taken out of its slot, or a new one; NULL when
+   out of memory. */
+static mab_request *request_take(void)
+{
+    pthread_once(&request_once, request_key_init);
+    if (request_key_ok) {
+        mab_request *rq = pthread_getspecific(request_key);
+        if (rq) {
+            pthread_setspecific(request_key, NULL);
+            return rq;
+        }
+    }
+    return malloc(sizeof(mab_request));
+}
+
+/* Keep rq (its own allocations already freed) in this thread's slot, or
+   free it if the slot holds one. */
+static void request_keep(mab_request *rq)
+{
+    if (request_key_ok && !pthread_getspecific(request_key) &&
+        pthread_setspecific(request_key, rq) == 0)
+        return;
+    free(rq);
+}
+
 int mab_request_begin(mab_adapter *ad, const char *cookie_header, const char *token,
                       mab_request **out, mab_error *err)
 {
     if (!ad || !out)
         return mab_error_set(err, MAB_EINVAL, "mab_request_begin: adapter and out must be set");
-    mab_request *rq = malloc(sizeof *rq);
+    mab_request *rq = request_take();
     if (!rq)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     rq->adapter = ad;
@@ -646,7 +704,7 @@ void mab_request_end(mab_request *rq)
     free(rq->debug);
     free(rq->location);
     free(rq->feature_names);
-    free(rq);
+    request_keep(rq);
 }
 
 int mab_request_set_features(mab_request *rq, const char *const *names, const double *values,

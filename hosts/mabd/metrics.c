@@ -33,6 +33,20 @@ static void counter(strbuf *out, const char *name, const char *help, uint64_t va
               value);
 }
 
+/* Room for n arms in *arms (*cap of them now), grown with realloc: 1, or 0
+   when out of memory (*arms and *cap kept: the caller frees *arms). */
+static int arms_room(mab_arm_stats **arms, size_t *cap, size_t n)
+{
+    if (n <= *cap)
+        return 1;
+    mab_arm_stats *grown = realloc(*arms, n * sizeof *grown);
+    if (!grown)
+        return 0;
+    *arms = grown;
+    *cap = n;
+    return 1;
+}
+
 /* The per-arm counters: one mab_stats() an experiment (no report), each
    family gathered in its own buffer so that its lines stay together. Ids are
    plain ([A-Za-z0-9_-]), so labels need no escaping. */
@@ -55,12 +69,12 @@ static void per_arm(mabd *d, strbuf *out)
         mab_experiment_info info = MAB_STRUCT_INIT(mab_experiment_info);
         if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
             continue;
-        if (info.n_arms > cap) {
-            mab_arm_stats *grown = realloc(arms, info.n_arms * sizeof *arms);
-            if (!grown)
-                continue;
-            arms = grown;
-            cap = info.n_arms;
+        if (!arms_room(&arms, &cap, info.n_arms)) {
+            /* Out of memory: the scrape fails as a whole (as when the text
+               cannot grow), rather than leaving this experiment's counters
+               out of an answer that looks complete. */
+            out->failed = 1;
+            break;
         }
         size_t n_arms = 0;
         arms[0].struct_size = sizeof *arms;
@@ -254,14 +268,10 @@ static void report_gauges(mabd *d, strbuf *out)
         if (mab_experiment_at(d->engine, i, &info, NULL) != MAB_OK)
             continue;
         c->reports[i].experiment = info.id;
-        if (info.n_arms > cap) {
-            mab_arm_stats *grown = realloc(arms, info.n_arms * sizeof *arms);
-            if (!grown)
-                continue;
-            arms = grown;
-            cap = info.n_arms;
-        }
-        c->dirty[i] = (unsigned char)counters_changed(d, &c->reports[i], &info, arms);
+        /* Out of memory to compare: taken as changed, so its kept report
+           counts as stale (or missing) and is recomputed when it can be. */
+        c->dirty[i] = !arms_room(&arms, &cap, info.n_arms) ||
+                      counters_changed(d, &c->reports[i], &info, arms);
     }
     free(arms);
     /* Recompute within the interval and the budget, round-robin. */

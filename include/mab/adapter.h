@@ -183,7 +183,10 @@ MAB_EXPORT int mab_adapter_get_counters(const mab_adapter *adapter, mab_adapter_
 MAB_EXPORT int mab_request_begin(mab_adapter *adapter, const char *cookie_header,
                                  const char *token, mab_request **out, mab_error *err);
 
-/** @brief Free a request and every string it returned. rq may be NULL. */
+/** @brief End a request: it and every string it returned are invalid afterwards.
+ *         rq may be NULL. The calling thread keeps the request's memory (one
+ *         request a thread, freed when the thread exits) for its next
+ *         mab_request_begin(), which then allocates nothing. */
 MAB_EXPORT void mab_request_end(mab_request *rq);
 
 #define MAB_REQUEST_FEATURES_MAX 256

@@ -795,17 +795,25 @@ static char *snapshot_text(const json_store *st, int64_t now, mab_error *err)
     return text;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
+/* write_all's offset for "at the file's position" (write, not pwrite). */
+#define AT_POSITION UINT64_MAX
+
+/* Write all len bytes of buf at offset (pwrite), or at the file's position
+   with AT_POSITION (write); -1 with errno. */
+static int write_all(int fd, const void *buf, size_t len, uint64_t offset)
 {
+    const char *p = buf;
     while (len > 0) {
-        ssize_t n = write(fd, buf, len);
+        ssize_t n = offset == AT_POSITION ? write(fd, p, len) : pwrite(fd, p, len, (off_t)offset);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return -1;
         }
-        buf += n;
+        p += n;
         len -= (size_t)n;
+        if (offset != AT_POSITION)
+            offset += (uint64_t)n;
     }
     return 0;
 }
@@ -843,7 +851,7 @@ static int snapshot_write(json_store *st, int64_t now, mab_error *err)
         goto fail;
     step = "cannot write";
     /* The text ends with a newline, which makes the file friendlier to cat and diff. */
-    int rc = write_all(fd, text, strlen(text));
+    int rc = write_all(fd, text, strlen(text), AT_POSITION);
     if (rc != 0)
         goto fail;
     step = "cannot fsync";
@@ -1207,23 +1215,6 @@ static int replay_entry(void *ctx, const unsigned char *payload, size_t n, uint6
     return rc;
 }
 
-/* Write all of buf at offset; -1 with errno. */
-static int pwrite_all(int fd, const unsigned char *buf, size_t len, uint64_t offset)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, buf, len, (off_t)offset);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-        offset += (uint64_t)n;
-    }
-    return 0;
-}
-
 /* The journal stops being usable: the next commit writes a snapshot. */
 static void journal_drop(json_store *st)
 {
@@ -1255,7 +1246,7 @@ static int journal_reset(json_store *st, mab_error *err)
     if (fd < 0)
         goto fail;
     step = "cannot write";
-    if (pwrite_all(fd, st->header, sizeof st->header, 0) != 0)
+    if (write_all(fd, st->header, sizeof st->header, 0) != 0)
         goto fail;
     step = "cannot fsync";
     if (fsync(fd) != 0)
@@ -1310,7 +1301,7 @@ static int journal_append(json_store *st, const byte_buf *payload, mab_error *er
     mab_records_journal_frame(payload->p, payload->n, frame);
     memcpy(frame + MAB_RECORDS_JOURNAL_FRAME, payload->p, payload->n);
     const char *step = "cannot write";
-    int failed = pwrite_all(st->journal_fd, frame, total, st->journal_end) != 0;
+    int failed = write_all(st->journal_fd, frame, total, st->journal_end) != 0;
     if (!failed) {
         step = "cannot fsync";
         failed = fdatasync(st->journal_fd) != 0;

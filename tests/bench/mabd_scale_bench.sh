@@ -24,13 +24,8 @@ src=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$src/build-release}" && pwd)
 sizes=${EXPERIMENTS:-1000 10000 100000}
 max_time=${MAX_TIME:-600}
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$here/mabd_lib.sh"
+bench_mabd_begin
 "$build/bin/mab" keygen "$tmp/mab.key" >/dev/null
 
 config() { # config N PLUGINS SERIES_MAX_BYTES|default
@@ -48,30 +43,15 @@ json.dump({"plugin_path": [plugins], "secret_file": "mab.key",
 PY
 }
 
-port="" startup=""
-start() { # start BUILD: sets pid, port and startup (seconds to "listening on")
-    : >"$tmp/log"
-    local t0 t1
-    t0=$(date +%s.%N)
-    (cd "$tmp" && LD_LIBRARY_PATH="$1/lib" exec "$1/bin/mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-    pid=$!
-    while ! grep -q "listening on" "$tmp/log"; do
-        kill -0 "$pid" 2>/dev/null || { cat "$tmp/log" >&2; exit 1; }
-        sleep 0.05
-    done
-    t1=$(date +%s.%N)
+startup=""
+start() { # start BUILD: sets pid, port and startup (wall and CPU time to "listening on")
+    bench_mabd_start "$1"
     local ticks
     ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
-    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3)
-    startup=$(awk -v a="$t0" -v b="$t1" -v c="$ticks" -v hz="$(getconf CLK_TCK)" \
-                  'BEGIN { printf "%.1f s (CPU %.1f s)", b - a, c / hz }')
+    startup=$(awk -v w="$startup_wall" -v c="$ticks" -v hz="$(getconf CLK_TCK)" \
+                  'BEGIN { printf "%.1f s (CPU %.1f s)", w, c / hz }')
 }
-
-stop() {
-    kill -TERM "$pid"
-    wait "$pid" || true
-    pid=""
-}
+stop() { bench_mabd_stop; }
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 

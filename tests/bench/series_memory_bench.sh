@@ -16,13 +16,8 @@ src=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$src/build-release}" && pwd)
 n=${EXPERIMENTS:-100000}
 seconds=${SECONDS_RUN:-40}
-tmp=$(mktemp -d)
-pid=""
-cleanup() {
-    [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$here/mabd_lib.sh"
+bench_mabd_begin
 "$build/bin/mab" keygen "$tmp/mab.key" >/dev/null
 
 run() { # run MAX_BYTES|none [BUILD]: one table row
@@ -41,22 +36,13 @@ json.dump({"plugin_path": [plugins], "secret_file": "mab.key",
            "experiments": exps}, open(path, "w"))
 PY
     rm -rf "$tmp/mab.lmdb"
-    : >"$tmp/log"
-    local t0=$SECONDS
-    (cd "$tmp" && exec "$b/bin/mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-    pid=$!
-    for _ in $(seq 6000); do grep -q "listening on" "$tmp/log" && break; sleep 0.1; done
-    local port
-    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3 || true)
-    [[ -n $port ]] || { cat "$tmp/log" >&2; exit 1; }
-    local started=$((SECONDS - t0))
+    bench_mabd_start "$b"
+    local started=$startup_wall
     sleep "$seconds"
     local rss hwm
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
-    kill -TERM "$pid"
-    wait "$pid" || true
-    pid=""
+    bench_mabd_stop
     local what
     case $max in
         none) what="before the cap (keep 1440 only)" ;;

@@ -60,3 +60,31 @@ mabd_test_end() {
     if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
     rm -rf "$tmp"
 }
+
+# mabd_start [MABD_ARGS...]: start $mabd in $tmp with --config mab.json on
+# loopback port 0 (mabd picks a free one and its log names it), its stderr
+# in $tmp/log (emptied first). Sets $pid, $port and $base. If mabd exits or
+# has not said "listening on" within 60 s, the test fails and exits (the
+# exit trap of mabd_test_begin kills it).
+mabd_start() {
+    : >"$tmp/log"
+    (cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 "$@" 2>"$tmp/log") &
+    pid=$!
+    for _ in $(seq 600); do
+        grep -q "listening on" "$tmp/log" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3 || true)
+    [[ -n $port ]] || { fail "mabd did not start: $(cat "$tmp/log")"; exit 1; }
+    base=http://127.0.0.1:$port
+}
+# mabd_stop: SIGTERM to $pid and wait; a non-zero exit status is a failure
+# (shown with the end of $tmp/log).
+mabd_stop() {
+    local rc=0
+    kill -TERM "$pid"
+    wait "$pid" || rc=$?
+    pid=""
+    ((rc == 0)) || fail "mabd exited $rc after SIGTERM: $(tail -5 "$tmp/log")"
+}

@@ -43,11 +43,7 @@ print(sum(a["pulls"] for a in json.load(sys.stdin)["experiments"]["color"]["arms
 
 # ---- loopback, no token: admin routes open, but only to mabd's own Host -------
 write_config '{}'
-(cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-pid=$!
-wait_log "listening on"
-port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3)
-base=http://127.0.0.1:$port
+mabd_start
 for v in 1 2 3; do curl -s -o /dev/null "$base/v1/choose/color"; done
 
 for host in "127.0.0.1:$port" "localhost:$port" "127.0.0.5:$port"; do
@@ -114,9 +110,7 @@ for host in stats.example.com stats.example.com:80 x.ab.example.com; do
     req unnamed -H "Host: $host" "$base/v1/stats"
     expect_status 421 "stats with Host $host (not in server_names)"
 done
-kill -TERM "$pid"
-wait "$pid" || fail "mabd exited $? after SIGTERM"
-pid=""
+mabd_stop
 grep -q "warning" "$tmp/log" && fail "a warning on loopback: $(grep warning "$tmp/log")"
 
 # ---- off loopback: in a private network namespace --------------------------

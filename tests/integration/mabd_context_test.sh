@@ -26,12 +26,7 @@ cat >"$tmp/mab.json" <<EOF
   }
 }
 EOF
-(cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$tmp/log" && break; sleep 0.1; done
-port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3)
-[[ -n $port ]] || { cat "$tmp/log" >&2; echo "FAIL: mabd did not start" >&2; exit 1; }
-base=http://127.0.0.1:$port
+mabd_start
 json=(-H "Content-Type: application/json")
 
 arm_of() { # arm_of WHAT: the arm of "ctx" in $body
@@ -80,9 +75,7 @@ req bad "${json[@]}" -d '{"value": 1, "features": {"slot": true}}' "$base/v1/rew
 expect_status 400 "reward body with a bad feature"
 
 # ---- the statistics, from storage after SIGTERM -------------------------
-kill -TERM "$pid"
-wait "$pid" || fail "mabd exited non-zero on SIGTERM: $(tail -5 "$tmp/log")"
-pid=""
+mabd_stop
 state=$(cat "$tmp/state.json")
 pycheck "update saw the choices' features" "$state" '
 pulls = {a: s["pulls"] for a, s in d["experiments"]["ctx"].items()}

@@ -28,12 +28,7 @@ cat >"$tmp/mab.json" <<JSON
   }
 }
 JSON
-(cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$tmp/log" && break; sleep 0.1; done
-port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3)
-[[ -n $port ]] || { echo "FAIL: mabd did not start: $(cat "$tmp/log")" >&2; exit 1; }
-base=http://127.0.0.1:$port
+mabd_start
 
 # epsilon 1: uniform; 40 fresh visitors all but surely include red and green.
 reds=0

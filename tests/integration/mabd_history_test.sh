@@ -26,24 +26,6 @@ cat >"$tmp/mab.json" <<JSON
 }
 JSON
 
-start() { # start mabd on a free loopback port; sets $pid and $base
-    : >"$tmp/log"
-    (cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-    pid=$!
-    for _ in $(seq 100); do
-        grep -q "listening on" "$tmp/log" && break
-        sleep 0.1
-    done
-    local port
-    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3)
-    [[ -n $port ]] || { fail "mabd did not start: $(cat "$tmp/log")"; exit 1; }
-    base=http://127.0.0.1:$port
-}
-stop() {
-    kill -TERM "$pid"
-    wait "$pid" || fail "mabd exited $? after SIGTERM"
-    pid=""
-}
 summary() { # the dashboard's buckets of "color", summed per arm, and the series' latest sample
     req dash "$base/v1/dashboard"
     expect_status 200 "GET /v1/dashboard"
@@ -70,7 +52,7 @@ print(json.dumps({"pulls": pulls, "rewards": rewards, "starts": [h["start"] for 
                   "series_pulls": sum(v[0] for v in last.values()), "samples": len(d["series"])}))'
 }
 
-start
+mabd_start
 jar=$tmp/jar
 # Pulls in three buckets of 2 s (the sleeps only move the clock on: nothing
 # here measures time).
@@ -88,10 +70,10 @@ pycheck "first run's buckets" "$first" '
 assert sum(d["pulls"]) == 8, d
 assert sum(d["rewards"]) == 1, d
 assert len(d["starts"]) >= 3, d'
-stop
+mabd_stop
 restarted_at=$(date +%s)
 
-start
+mabd_start
 second=$(summary)
 export FIRST=$first
 pycheck "buckets after the restart" "$second" '
@@ -197,7 +179,7 @@ EOF
     [[ -s $shot ]] || fail "no dashboard screenshot at $shot: $(tail -5 "$tmp/chromium.err")"
     rm -rf "$profile"
 fi
-stop
+mabd_stop
 
 ((failures == 0)) || exit 1
 echo "mabd_history: ok"

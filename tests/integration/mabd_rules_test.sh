@@ -38,11 +38,7 @@ stats() { # the experiment's stats as JSON, by mabd
 }
 
 write_config '"holdout": 0.5, "floor": 0.1'
-(cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-pid=$!
-wait_log "listening on"
-port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3)
-base=http://127.0.0.1:$port
+mabd_start
 
 # ---- holdout and floor ------------------------------------------------------
 held=0 bandit=0 held_rewarded=0

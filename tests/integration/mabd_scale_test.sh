@@ -35,25 +35,6 @@ json.dump({"plugin_path": [plugins], "secret_file": "mab.key",
 PY
 }
 
-start() { # start mabd on a free loopback port; sets $pid and $base
-    : >"$tmp/log"
-    (cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-    pid=$!
-    for _ in $(seq 100); do
-        grep -q "listening on" "$tmp/log" && break
-        sleep 0.1
-    done
-    local port
-    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3 || true)
-    [[ -n $port ]] || { fail "mabd did not start: $(cat "$tmp/log")"; exit 1; }
-    base=http://127.0.0.1:$port
-}
-stop() {
-    kill -TERM "$pid"
-    wait "$pid" || fail "mabd exited $? after SIGTERM"
-    pid=""
-}
-
 # scrape: /metrics as JSON {"NAME{LABELS}": value} in $body
 scrape() {
     req metrics "$base/metrics"
@@ -94,7 +75,7 @@ if srm in d:
 
 # ---- the default settings: a scrape recomputes only what changed -------------
 write_config '{}'
-start
+mabd_start
 scrape
 first=$body
 pycheck "first scrape" "$first" '
@@ -184,11 +165,11 @@ assert "offset=10" in nxt.group(1) and "limit=5" in nxt.group(1), nxt.group(1)
 assert "experiments 6–10 of 23" in dom, "no page range"
 EOF
 fi
-stop
+mabd_stop
 
 # ---- report_interval_s: a changed report is held back --------------------------
 write_config '{"report_interval_s": 3600}'
-start
+mabd_start
 scrape
 first=$body
 traffic e00 12
@@ -204,11 +185,11 @@ assert d["mabd_metrics_reports_stale"] == 1 and d["mabd_metrics_reports_missing"
 assert d["mabd_metrics_reports_computed_total"] == 23, d["mabd_metrics_reports_computed_total"]
 r = json.loads(os.environ["REPORT"])
 assert r["arms"]["a"]["p_best"] != d[key], "the report did not move: the test proves nothing"'
-stop
+mabd_stop
 
 # ---- reports_per_scrape: at most 5 a scrape, round-robin ------------------------
 write_config '{"reports_per_scrape": 5}'
-start
+mabd_start
 for want in 18 13 8 3 0; do
     scrape
     WANT=$want pycheck "reports_per_scrape 5: $want missing" "$body" '
@@ -218,7 +199,7 @@ shown = {k.split("\"")[1] for k in d if k.startswith("mab_arm_p_best{")}
 assert len(shown) == 23 - want, shown
 assert d["mabd_metrics_reports_computed_total"] == 23 - want, d'
 done
-stop
+mabd_stop
 
 # ---- bad settings are refused naming the key ------------------------------------
 for bad in '{"report_interval_s": -1}' '{"reports_per_scrape": 0}' '{"report_interval_s": "x"}' \

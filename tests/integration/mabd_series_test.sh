@@ -25,24 +25,6 @@ json.dump({"plugin_path": [plugins], "secret_file": "mab.key",
 PY
 }
 
-start() { # start mabd on a free loopback port; sets $pid and $base
-    : >"$tmp/log"
-    (cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-    pid=$!
-    for _ in $(seq 100); do
-        grep -q "listening on" "$tmp/log" && break
-        sleep 0.1
-    done
-    local port
-    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3 || true)
-    [[ -n $port ]] || { fail "mabd did not start: $(cat "$tmp/log")"; exit 1; }
-    base=http://127.0.0.1:$port
-}
-stop() {
-    kill -TERM "$pid"
-    wait "$pid" || fail "mabd exited $? after SIGTERM"
-    pid=""
-}
 gauge() { # the value of mabd_series_bytes in /metrics
     curl -s "$base/metrics" | awk '$1 == "mabd_series_bytes" {print $2}'
 }
@@ -51,7 +33,7 @@ gauge() { # the value of mabd_series_bytes in /metrics
 # values beside a 26 KB layout (ids shared by the samples), so two fit ----
 cap=60000
 write_config "{\"interval_s\": 1, \"max_bytes\": $cap}"
-start
+mabd_start
 t0=$(date +%s)
 max_seen=0
 for round in $(seq 8); do
@@ -86,11 +68,11 @@ last = s[-1]["e"]
 assert len(last) == 300, len(last)
 assert sum(v[0] for v in last["exp0299"].values()) == 9, last["exp0299"]
 '
-stop
+mabd_stop
 
 # ---- max_bytes 0: no series at all -----------------------------------------
 write_config '{"interval_s": 1, "max_bytes": 0}' 3
-start
+mabd_start
 sleep 2
 curl -s -o /dev/null "$base/v1/choose/exp0001"
 req dash "$base/v1/dashboard"
@@ -100,17 +82,17 @@ assert d["series_bytes"] == 0 and d["series_max_bytes"] == 0, d
 assert d["series_refused"] == 0, d["series_refused"]
 '
 [[ $(gauge) == 0 ]] || fail "max_bytes 0: mabd_series_bytes is $(gauge)"
-stop
+mabd_stop
 
 # ---- the default: 64 MiB ------------------------------------------------------
 write_config '{"interval_s": 1}' 3
-start
+mabd_start
 req dash "$base/v1/dashboard"
 pycheck "default max_bytes" "$body" '
 assert d["series_max_bytes"] == 64 * 1024 * 1024, d["series_max_bytes"]
 assert 0 < d["series_bytes"] < 100000, d["series_bytes"]
 '
-stop
+mabd_stop
 
 # ---- bad values: refused at start and by -t, naming the key -------------------
 for bad in '-1' '"64M"' '1.5' '2199023255553'; do

@@ -24,11 +24,7 @@ cat >"$tmp/mab.json" <<EOF
   }
 }
 EOF
-(cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$tmp/log" && break; sleep 0.1; done
-port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3)
-[[ -n $port ]] || { cat "$tmp/log" >&2; exit 1; }
+mabd_start
 
 PORT=$port $py - <<'EOF' || fail "slow clients (above)"
 import os, select, socket, sys, time

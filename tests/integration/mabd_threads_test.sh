@@ -34,19 +34,6 @@ cat >"$tmp/mab.json" <<JSON
 }
 JSON
 
-start() {
-    : >"$tmp/log"
-    (cd "$tmp" && exec "$mabd" --config mab.json --listen 127.0.0.1:0 2>"$tmp/log") &
-    pid=$!
-    for _ in $(seq 100); do
-        grep -q "listening on" "$tmp/log" && break
-        sleep 0.1
-    done
-    port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/log" | head -1 | cut -d: -f3 || true)
-    [[ -n $port ]] || { fail "mabd did not start: $(cat "$tmp/log")"; exit 1; }
-    base=http://127.0.0.1:$port
-}
-
 # clients CLIENTS REQUESTS_EACH: parallel keep-alive clients, each sending
 # its requests to /v1/choose/color (new visitors: one assignment each);
 # REQUESTS_EACH 0: until the file $tmp/stop exists. Prints
@@ -102,7 +89,7 @@ for line in sys.stdin:
 print(json.dumps(out))'
 }
 
-start
+mabd_start
 # ---- 8 clients x 400 requests, at once, on 4 threads ----------------------
 result=$(clients 8 400)
 pycheck "parallel clients" "$result" 'assert d["ok"] == 3200 and d["n_failed"] == 0, d'
@@ -143,9 +130,7 @@ assert d["mab_choose_duration_seconds_count"] == n, (n, d)
 assert d["pulls"] == n, (n, d)
 '
 grep -q "reload refused" "$tmp/log" && fail "a reload was refused: $(grep 'reload' "$tmp/log")"
-kill -TERM "$pid"
-wait "$pid" || fail "mabd exited $? after SIGTERM"
-pid=""
+mabd_stop
 
 if ((failures)); then
     echo "$failures failure(s)" >&2

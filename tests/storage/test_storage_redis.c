@@ -40,6 +40,7 @@
 
 #include "mab/mab.h"
 #include "mab/storage.h"
+#include "child.h"
 #include "redis_server.h"
 #include "support.h"
 
@@ -657,8 +658,12 @@ static void test_outage(void **state)
     (void)state;
     char config[200], prefix[32];
     snprintf(prefix, sizeof prefix, "out%u:", ++seq);
+    /* No timeout gets in the way: a server that is down refuses the
+       connection or resets it at once, and a loaded machine may keep a
+       server that is up (appendfsync always) from answering within a
+       short timeout_ms, which would be taken for an outage. */
     write_config(config, sizeof config, srv.url, prefix, "\"always\"",
-                 ", \"refresh_ms\": 50, \"timeout_ms\": 500");
+                 ", \"refresh_ms\": 50, \"timeout_ms\": 60000");
 
     /* Down at open: a clear error naming the server. */
     redis_server_stop(&srv, SIGTERM);
@@ -2024,41 +2029,37 @@ static int random_writes(mab_engine *e, uint64_t seed, unsigned char *touched)
 /* Child: at each byte on go, one step, durable before the byte on done:
    1 = a reward of 1 on e17.a1; 2 = random_writes(seed 42); 3 = under the
    config `trim` (change_log_max 5), a reward on each of e30..e39. */
-static void changes_child(const char *config, const char *trim, int go, int done)
+typedef struct changes_configs {
+    const char *config, *trim;
+} changes_configs;
+
+static int changes_step(mab_engine *e, char step, void *ctx)
 {
-    char step;
-    mab_engine *e = NULL;
-    if (read(go, &step, 1) != 1 || mab_open(config, &e, NULL) != MAB_OK)
-        _exit(2);
-    do {
-        int ok = 1;
-        unsigned char touched[MANY] = {0};
-        if (step == 1)
-            ok = mab_reward(e, "e17", "a1", 1.0, NULL) == MAB_OK;
-        if (step == 2)
-            ok = random_writes(e, 42, touched) == 0;
-        if (step == 3) {
-            mab_engine *t = NULL;
-            ok = mab_open(trim, &t, NULL) == MAB_OK;
-            for (int i = 30; ok && i < 40; i++) {
-                char id[16];
-                snprintf(id, sizeof id, "e%d", i);
-                ok = mab_reward(t, id, "a0", 0.5, NULL) == MAB_OK && mab_flush(t, NULL) == MAB_OK;
-            }
-            if (t && mab_close(t, NULL) != MAB_OK)
-                ok = 0;
+    const changes_configs *c = ctx;
+    int ok = 1;
+    unsigned char touched[MANY] = {0};
+    if (step == 1)
+        ok = mab_reward(e, "e17", "a1", 1.0, NULL) == MAB_OK;
+    if (step == 2)
+        ok = random_writes(e, 42, touched) == 0;
+    if (step == 3) {
+        mab_engine *t = NULL;
+        ok = mab_open(c->trim, &t, NULL) == MAB_OK;
+        for (int i = 30; ok && i < 40; i++) {
+            char id[16];
+            snprintf(id, sizeof id, "e%d", i);
+            ok = mab_reward(t, id, "a0", 0.5, NULL) == MAB_OK && mab_flush(t, NULL) == MAB_OK;
         }
-        if (!ok || mab_flush(e, NULL) != MAB_OK || write(done, "d", 1) != 1)
-            _exit(3);
-    } while (read(go, &step, 1) == 1 && step != 0);
-    _exit(mab_close(e, NULL) == MAB_OK ? 0 : 4);
+        if (t && mab_close(t, NULL) != MAB_OK)
+            ok = 0;
+    }
+    return ok ? 0 : -1;
 }
 
-static void child_step(int go, int done, char step)
+static void changes_child(void *arg, int go, int done)
 {
-    char c;
-    assert_int_equal(write(go, &step, 1), 1);
-    assert_int_equal(read(done, &c, 1), 1);
+    const changes_configs *c = arg;
+    test_child_engine_steps(c->config, go, done, changes_step, arg);
 }
 
 /*
@@ -2076,18 +2077,8 @@ static void test_engine_refresh_reads_only_changed(void **state)
     snprintf(prefix, sizeof prefix, "eng%u:", ++seq);
     write_many_config(config, sizeof config, prefix, NULL);
     write_many_config(trim, sizeof trim, prefix, ", \"change_log_max\": 5");
-    int go[2], done[2];
-    assert_int_equal(pipe(go), 0);
-    assert_int_equal(pipe(done), 0);
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        close(go[1]);
-        close(done[0]);
-        changes_child(config, trim, go[0], done[1]);
-    }
-    close(go[0]);
-    close(done[1]);
+    changes_configs configs = {config, trim};
+    test_child child = test_child_fork(changes_child, &configs);
 
     /* Something stored before anyone opens (the first write starts the log). */
     mab_engine *e = open_many(config);
@@ -2107,7 +2098,7 @@ static void test_engine_refresh_reads_only_changed(void **state)
     /* Ours, not yet applied: it must survive the refresh of its experiment. */
     assert_int_equal(mab_reward(e, "e17", "a2", 0.25, NULL), MAB_OK);
     uint64_t before = loads_so_far();
-    child_step(go[1], done[0], 1);
+    test_child_step(&child, 1);
     /* mab_import flushes ours first (e17 again): still one experiment. */
     refresh_now(e);
     assert_int_equal(loads_so_far() - before, 1);
@@ -2129,7 +2120,7 @@ static void test_engine_refresh_reads_only_changed(void **state)
     for (int i = 0; i < MANY; i++)
         want += (touched[i] != 0) + ((touched[i] & 2) != 0); /* a reset: its "@srm" too */
     before = loads_so_far();
-    child_step(go[1], done[0], 2);
+    test_child_step(&child, 2);
     refresh_now(e);
     assert_int_equal(loads_so_far() - before, want);
     assert_state_is_stored(e, config, "after random writes");
@@ -2145,10 +2136,10 @@ static void test_engine_refresh_reads_only_changed(void **state)
     assert_int_equal(s[1].rewards, 0);
     /* ...and a FLUSHALL followed by more writes than this engine had seen
        (the sequence passes its position again, under a new epoch). */
-    child_step(go[1], done[0], 1);
+    test_child_step(&child, 1);
     refresh_now(e); /* the log was started afresh: everything once */
     server_do("FLUSHALL");
-    child_step(go[1], done[0], 2); /* a call per experiment: beyond the seq seen */
+    test_child_step(&child, 2); /* a call per experiment: beyond the seq seen */
     before = loads_so_far();
     refresh_now(e);
     assert_true(loads_so_far() - before >= MANY);
@@ -2159,7 +2150,7 @@ static void test_engine_refresh_reads_only_changed(void **state)
     before = loads_so_far();
     refresh_now(e);
     assert_int_equal(loads_so_far() - before, 0);
-    child_step(go[1], done[0], 3);
+    test_child_step(&child, 3);
     before = loads_so_far();
     refresh_now(e);
     assert_true(loads_so_far() - before >= MANY);
@@ -2167,14 +2158,7 @@ static void test_engine_refresh_reads_only_changed(void **state)
     assert_int_equal(mab_stats(e, "e35", s, MANY_ARMS, &n, NULL), MAB_OK);
     assert_true(s[0].reward_sum >= 0.5);
 
-    char stop = 0;
-    assert_int_equal(write(go[1], &stop, 1), 1);
-    int status;
-    assert_int_equal(waitpid(child, &status, 0), child);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("the writing process failed (status %d)", status);
-    close(go[1]);
-    close(done[0]);
+    test_child_wait_ok(&child);
     mab_close(e, NULL);
 }
 

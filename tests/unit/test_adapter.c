@@ -1723,6 +1723,97 @@ static void write_wide_config(int n, int features, const char *extra)
     free(text);
 }
 
+/* A host's requests follow one another on a thread, and mab_request_end()
+   keeps the ended request for the thread's next mab_request_begin()
+   (core/adapter/adapter.c: the common case allocates nothing). The next
+   request must start empty: nothing of the last one's cookie and entries,
+   its forged-cookie state, its redirect, its debug header or its token. */
+static void test_reused_request_starts_empty(void **state)
+{
+    (void)state;
+    write_config();
+    mab_engine *e = open_engine();
+    mab_adapter *ad = open_adapter(e);
+    mab_error err = {0, ""};
+
+    /* A visitor assigned both experiments. */
+    char cookie[4096], header[4200];
+    choose_with(ad, NULL, "color", cookie, sizeof cookie);
+    choose_with(ad, cookie, "txt", cookie, sizeof cookie);
+    assert_true(cookie[0] != '\0');
+
+    /* Request A: that visitor returns, is rewarded and redirected. */
+    snprintf(header, sizeof header, "mab=%s", cookie);
+    mab_request *a;
+    assert_int_equal(mab_request_begin(ad, header, NULL, &a, &err), MAB_OK);
+    const char *names[] = {"x"};
+    const double values[] = {1.5};
+    assert_int_equal(mab_request_set_features(a, names, values, 1, &err), MAB_OK);
+    mab_assignment got = MAB_STRUCT_INIT(mab_assignment);
+    assert_int_equal(mab_request_choose(a, "txt", &got, &err), MAB_OK);
+    mab_reward_result res = MAB_STRUCT_INIT(mab_reward_result);
+    mab_redirect redir = MAB_STRUCT_INIT(mab_redirect);
+    assert_int_equal(mab_request_redirect(a, "color", 1, "/thanks", &res, &redir, &err), MAB_OK);
+    assert_int_equal(res.counted, 1);
+    assert_string_equal(redir.location, "/thanks");
+    assert_non_null(mab_request_token(a));
+    assert_non_null(mab_request_set_cookie(a));
+    assert_non_null(mab_request_debug_header(a));
+    assert_false(isnan(mab_request_probability(a, "color")));
+    const mab_request *ended = a;
+    mab_request_end(a);
+
+    /* Request B, a new visitor: the same memory, none of A's state. */
+    mab_request *b;
+    assert_int_equal(mab_request_begin(ad, NULL, NULL, &b, &err), MAB_OK);
+    assert_ptr_equal(b, ended); /* reused: else this test would test nothing */
+    assert_true(isnan(mab_request_probability(b, "color")));
+    assert_true(isnan(mab_request_probability(b, "txt")));
+    assert_null(mab_request_token(b));
+    assert_null(mab_request_set_cookie(b));
+    assert_null(mab_request_debug_header(b));
+    res = (mab_reward_result)MAB_STRUCT_INIT(mab_reward_result);
+    assert_int_equal(mab_request_reward(b, "color", 1, &res, &err), MAB_OK);
+    assert_int_equal(res.counted, 0);
+    assert_int_equal(res.reason, MAB_REWARD_NO_COOKIE);
+    mab_request_end(b);
+
+    /* Request C with a forged cookie, then D without any: D's reward is
+       refused for having no cookie, not for C's forged one; D's debug
+       header lists only what D chose. */
+    mab_request *c;
+    assert_int_equal(mab_request_begin(ad, "mab=AAAAnot-a-cookie", NULL, &c, &err), MAB_OK);
+    res = (mab_reward_result)MAB_STRUCT_INIT(mab_reward_result);
+    assert_int_equal(mab_request_reward(c, "color", 1, &res, &err), MAB_OK);
+    assert_int_equal(res.reason, MAB_REWARD_INVALID_COOKIE);
+    assert_int_equal(mab_request_choose(c, "txt", &got, &err), MAB_OK);
+    mab_request_end(c);
+    mab_request *d;
+    assert_int_equal(mab_request_begin(ad, NULL, NULL, &d, &err), MAB_OK);
+    assert_ptr_equal(d, ended);
+    res = (mab_reward_result)MAB_STRUCT_INIT(mab_reward_result);
+    assert_int_equal(mab_request_reward(d, "color", 1, &res, &err), MAB_OK);
+    assert_int_equal(res.reason, MAB_REWARD_NO_COOKIE);
+    assert_int_equal(mab_request_choose(d, "color", &got, &err), MAB_OK);
+    char want[300];
+    snprintf(want, sizeof want, "STORE; color:%s", got.arm_id);
+    assert_string_equal(mab_request_debug_header(d), want);
+    mab_request_end(d);
+
+    /* Two requests open at once on one thread: two requests, each whole. */
+    mab_request *p, *q;
+    assert_int_equal(mab_request_begin(ad, header, NULL, &p, &err), MAB_OK);
+    assert_int_equal(mab_request_begin(ad, NULL, NULL, &q, &err), MAB_OK);
+    assert_ptr_not_equal(p, q);
+    assert_false(isnan(mab_request_probability(p, "color")));
+    assert_true(isnan(mab_request_probability(q, "color")));
+    mab_request_end(p);
+    mab_request_end(q);
+
+    mab_adapter_close(ad);
+    mab_close(e, NULL);
+}
+
 static void test_cookie_too_large_refused(void **state)
 {
     (void)state;
@@ -1801,6 +1892,7 @@ int main(void)
         cmocka_unit_test_setup(test_v1_cookie_still_decodes, each),
         cmocka_unit_test_setup(test_forged_v2_cookie_refused, each),
         cmocka_unit_test_setup(test_cookie_too_large_refused, each),
+        cmocka_unit_test_setup(test_reused_request_starts_empty, each),
         cmocka_unit_test_setup(test_cookie_round_trip, each),
         cmocka_unit_test_setup(test_every_mutation_is_rejected, each),
         cmocka_unit_test_setup(test_expiry, each),
