@@ -1039,8 +1039,8 @@ void mab__fill_choice(const mab__experiment *x, size_t arm, double probability, 
 int mab_arm_lookup(mab_engine *e, const char *experiment, const char *arm, mab_choice *out,
                    mab_error *err)
 {
-    mab__experiment *x;
-    size_t i;
+    mab__experiment *x = NULL;
+    size_t i = 0;
     int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
     if (rc != MAB_OK)
         return rc;
@@ -1055,7 +1055,7 @@ int mab_arm_lookup(mab_engine *e, const char *experiment, const char *arm, mab_c
 int mab_experiment_handle(mab_engine *e, const char *experiment, mab_handle *out,
                           mab_error *err)
 {
-    mab__experiment *x;
+    mab__experiment *x = NULL;
     if (!out)
         return mab_error_set(err, MAB_EINVAL, "mab_experiment_handle: out is NULL");
     int rc = mab__find_experiment(e, experiment, &x, err);
@@ -1392,7 +1392,7 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
 int mab_choose_ctx(mab_engine *e, const char *experiment, const mab_context *ctx,
                    mab_choice *out, int *estimated, mab_error *err)
 {
-    mab__experiment *x;
+    mab__experiment *x = NULL;
     if (!find_fast(e, experiment, &x)) {
         int found = mab__find_experiment(e, experiment, &x, err);
         if (found != MAB_OK)
@@ -1483,7 +1483,7 @@ int mab__read_only_error(const mab_engine *e, const char *what, mab_error *err)
 
 int mab_choose(mab_engine *e, const char *experiment, mab_choice *out, mab_error *err)
 {
-    mab__experiment *x;
+    mab__experiment *x = NULL;
     if (!find_fast(e, experiment, &x)) {
         int found = mab__find_experiment(e, experiment, &x, err);
         if (found != MAB_OK)
@@ -1687,7 +1687,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
 int mab_reward(mab_engine *e, const char *experiment, const char *arm, double value,
                mab_error *err)
 {
-    mab__experiment *x;
+    mab__experiment *x = NULL;
     size_t i = 0;
     if (!find_fast_arm(e, experiment, arm, &x, &i)) {
         int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
@@ -1700,7 +1700,7 @@ int mab_reward(mab_engine *e, const char *experiment, const char *arm, double va
 int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, double value,
                    const mab_context *ctx, mab_error *err)
 {
-    mab__experiment *x;
+    mab__experiment *x = NULL;
     size_t i = 0;
     if (!find_fast_arm(e, experiment, arm, &x, &i)) {
         int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);

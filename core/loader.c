@@ -309,7 +309,7 @@ int mab__load_policy(const char *path, void **handle, const mab_policy **out,
         }
         dlclose(h); /* ABI 1: loaded again below, along the unchanged path */
     }
-    const void *desc;
+    const void *desc = NULL;
     int rc = load_descriptor(path, "policy", MAB_POLICY_ENTRY_SYMBOL, MAB_POLICY_ABI_MAJOR,
                              MAB_POLICY_ABI_MINOR, offsetof(mab_policy, choose) + sizeof(void *),
                              handle, &desc, err);
@@ -330,7 +330,7 @@ int mab__load_policy(const char *path, void **handle, const mab_policy **out,
 
 int mab__load_storage(const char *path, void **handle, const mab_storage **out, mab_error *err)
 {
-    const void *desc;
+    const void *desc = NULL;
     int rc = load_descriptor(path, "storage", MAB_STORAGE_ENTRY_SYMBOL, MAB_STORAGE_ABI_MAJOR,
                              MAB_STORAGE_ABI_MINOR, offsetof(mab_storage, close) + sizeof(void *),
                              handle, &desc, err);

@@ -1740,7 +1740,7 @@ static int store_read_unlocked(json_store *st, mab_error *err)
    The lock is not tried either: a server holding it is the normal case. */
 static int json_check(mab_params *params, mab_error *err)
 {
-    json_store *st;
+    json_store *st = NULL;
     int rc = store_from_params(params, &st, err);
     if (rc == MAB_OK) {
         rc = store_read_unlocked(st, err);
@@ -1753,7 +1753,7 @@ static int json_check(mab_params *params, mab_error *err)
    so never torn), read without the lock that a serving process holds. */
 static int json_open_read_only(mab_params *params, void **state, mab_error *err)
 {
-    json_store *st;
+    json_store *st = NULL;
     int rc = store_from_params(params, &st, err);
     if (rc == MAB_OK) {
         st->read_only = 1;

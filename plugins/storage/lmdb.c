@@ -1081,6 +1081,7 @@ static int add_deltas(lmdb_store *st, MDB_txn *txn, const mab_delta *deltas, siz
     for (size_t i = 0; i < n; i++) {
         const mab_delta *d = &deltas[i];
         record_key key;
+        key.len = 0; /* key_make sets it: checked by check_deltas */
         key_make(&key, d->experiment, d->arm); /* checked by check_deltas */
         MDB_val k = {key.len, key.bytes}, v;
         stored_record r = {LMDB_RECORD_VERSION, 0, 0, 0, 0.0, 0.0};

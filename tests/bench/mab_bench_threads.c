@@ -252,7 +252,7 @@ int main(int argc, char **argv)
         for (size_t c = 0; c < n_counts; c++) {
             double runs[N_OPS][MAX_REPEAT];
             for (long r = 0; r < repeat; r++) {
-                double per_op[N_OPS];
+                double per_op[N_OPS] = {0};
                 mab_error err = {0, ""};
                 if (one_run(policy, counts[c], separate, per_op, &err) != MAB_OK) {
                     fprintf(stderr, "mab-bench-threads: %s\n", err.message);

@@ -2990,7 +2990,7 @@ static void test_buckets_read_only_mount(void **state)
     static void fn(void **state)                                     \
     {                                                                \
         (void)state;                                                 \
-        int status;                                                  \
+        int status = 0;                                                  \
         fflush(NULL);                                                \
         assert_int_equal(fork_and_wait(fn##_child, NULL, &status), 0); \
         store_seq += 1000; /* the child's store names are taken */   \
