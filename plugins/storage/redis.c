@@ -624,6 +624,50 @@ static redisReply *command(redis_store *st, int argc, const char **argv, const s
     return r;
 }
 
+/* hiredis could not buffer a command (out of memory): what was buffered
+   before it is dropped with the connection. */
+static int append_failed(redis_store *st, const char *key, mab_error *err)
+{
+    disconnect(st);
+    return store_fail(st, err, MAB_ENOMEM, "cannot read key %s: out of memory", key);
+}
+
+/*
+ * A scan reads every experiment of a list, each in one round trip. One after
+ * another, a full read of 10^5 experiments and their ledgers is several
+ * 10^5 round trips (about 9 s over loopback, most of it waiting): instead
+ * the requests of the next SCAN_AHEAD experiments are sent before the reply
+ * of the first is read, so that the server works through them while the
+ * replies come back. The replies arrive in the order sent and each is read
+ * as a single read would read it, so what a scan visits and every error it
+ * reports are those of the reads one by one. When the scan stops early (an
+ * error, or a visitor asking to stop) the replies still in flight are
+ * dropped with the connection, which the next call opens again.
+ */
+#define SCAN_AHEAD 64
+
+typedef struct pipelined_read {
+    int (*send)(redis_store *st, const char *name, void *arg, mab_error *err);
+    int (*reply)(redis_store *st, const char *name, void *arg, mab_error *err);
+    void *arg;
+} pipelined_read;
+
+static int read_pipelined(redis_store *st, char *const *names, size_t n,
+                          const pipelined_read *r, mab_error *err)
+{
+    int rc = MAB_OK;
+    size_t sent = 0, read = 0;
+    while (read < n && rc == MAB_OK) {
+        while (rc == MAB_OK && sent < n && sent < read + SCAN_AHEAD)
+            rc = r->send(st, names[sent++], r->arg, err);
+        if (rc == MAB_OK)
+            rc = r->reply(st, names[read++], r->arg, err);
+    }
+    if (rc != MAB_OK && sent > read)
+        disconnect(st);
+    return rc;
+}
+
 static int connect_store(redis_store *st, mab_error *err)
 {
     if (st->ctx)
@@ -1738,12 +1782,11 @@ static mab_totals as_seen(const exp_ledger *x, const char *arm, signed_totals t,
 /*
  * Read one experiment: MULTI, HGETALL totals, HGET writers WRITER, EXEC,
  * pipelined (one round trip, one consistent snapshot). Calls
- * visit(ctx, arm, totals) for each arm found.
+ * visit(ctx, arm, totals) for each arm found. In two halves, the commands
+ * sent (buffered, not yet written) and their replies read, so that a scan
+ * can keep many experiments' reads in flight (read_pipelined).
  */
-static int read_experiment(redis_store *st, const char *experiment,
-                           int (*visit)(void *ctx, const char *experiment, const char *arm,
-                                        const mab_totals *t),
-                           void *ctx, mab_error *err)
+static int read_experiment_send(redis_store *st, const char *experiment, mab_error *err)
 {
     char tkey[KEY_MAX], wkey[KEY_MAX];
     totals_key(st, experiment, tkey, sizeof tkey);
@@ -1751,10 +1794,24 @@ static int read_experiment(redis_store *st, const char *experiment,
     int rc = connect_store(st, err);
     if (rc != MAB_OK)
         return rc;
-    redisAppendCommand(st->ctx, "MULTI");
-    redisAppendCommand(st->ctx, "HGETALL %s", tkey);
-    redisAppendCommand(st->ctx, "HGET %s %s", wkey, st->writer);
-    redisAppendCommand(st->ctx, "EXEC");
+    if (redisAppendCommand(st->ctx, "MULTI") != REDIS_OK ||
+        redisAppendCommand(st->ctx, "HGETALL %s", tkey) != REDIS_OK ||
+        redisAppendCommand(st->ctx, "HGET %s %s", wkey, st->writer) != REDIS_OK ||
+        redisAppendCommand(st->ctx, "EXEC") != REDIS_OK)
+        return append_failed(st, tkey, err);
+    return MAB_OK;
+}
+
+/* The replies to read_experiment_send's commands, visited. */
+static int read_experiment_reply(redis_store *st, const char *experiment,
+                                 int (*visit)(void *ctx, const char *experiment,
+                                              const char *arm, const mab_totals *t),
+                                 void *ctx, mab_error *err)
+{
+    char tkey[KEY_MAX], wkey[KEY_MAX];
+    totals_key(st, experiment, tkey, sizeof tkey);
+    writers_key(st, experiment, wkey, sizeof wkey);
+    int rc = MAB_OK;
     redisReply *replies[4] = {NULL, NULL, NULL, NULL};
     for (int i = 0; i < 4; i++) {
         if (redisGetReply(st->ctx, (void **)&replies[i]) != REDIS_OK || !replies[i]) {
@@ -1805,6 +1862,15 @@ static int read_experiment(redis_store *st, const char *experiment,
     for (int i = 0; i < 4; i++)
         freeReplyObject(replies[i]);
     return rc;
+}
+
+static int read_experiment(redis_store *st, const char *experiment,
+                           int (*visit)(void *ctx, const char *experiment, const char *arm,
+                                        const mab_totals *t),
+                           void *ctx, mab_error *err)
+{
+    int rc = read_experiment_send(st, experiment, err);
+    return rc == MAB_OK ? read_experiment_reply(st, experiment, visit, ctx, err) : rc;
 }
 
 struct load_ctx {
@@ -1956,6 +2022,17 @@ static void free_names(char **names, size_t n)
     free(names);
 }
 
+static int scan_send(redis_store *st, const char *name, void *arg, mab_error *err)
+{
+    (void)arg;
+    return read_experiment_send(st, name, err);
+}
+
+static int scan_reply(redis_store *st, const char *name, void *arg, mab_error *err)
+{
+    return read_experiment_reply(st, name, scan_one, arg, err);
+}
+
 static int redis_scan(void *state,
                       int (*visit)(void *ctx, const char *experiment, const char *arm,
                                    const mab_totals *totals),
@@ -1968,8 +2045,9 @@ static int redis_scan(void *state,
     size_t n = 0;
     int rc = list_experiments(st, ":totals", &names, &n, err);
     struct scan_visit v = {visit, ctx};
-    for (size_t i = 0; i < n && rc == MAB_OK; i++)
-        rc = read_experiment(st, names[i], scan_one, &v, err);
+    pipelined_read r = {scan_send, scan_reply, &v};
+    if (rc == MAB_OK)
+        rc = read_pipelined(st, names, n, &r, err);
     guard_end(&guard);
     free_names(names, n);
     return rc;
@@ -1979,22 +2057,34 @@ static int redis_scan(void *state,
 
 /* Send MULTI, the command, HGET writers WRITER, EXEC and read the replies:
    *exec is the EXEC reply (2 elements), *writer_seq this writer's number
-   there. On error nothing is left to free. */
-static int read_with_writer(redis_store *st, const char *experiment, int argc,
-                            const char **argv, const size_t *lens, const char *key,
-                            redisReply **exec_out, int64_t *writer_seq, mab_error *err)
+   there. On error nothing is left to free. In two halves, as
+   read_experiment (read_pipelined). */
+static int read_with_writer_send(redis_store *st, const char *experiment, int argc,
+                                 const char **argv, const size_t *lens, const char *key,
+                                 mab_error *err)
+{
+    char wkey[KEY_MAX];
+    writers_key(st, experiment, wkey, sizeof wkey);
+    int rc = connect_store(st, err);
+    if (rc != MAB_OK)
+        return rc;
+    if (redisAppendCommand(st->ctx, "MULTI") != REDIS_OK ||
+        redisAppendCommandArgv(st->ctx, argc, argv, lens) != REDIS_OK ||
+        redisAppendCommand(st->ctx, "HGET %s %s", wkey, st->writer) != REDIS_OK ||
+        redisAppendCommand(st->ctx, "EXEC") != REDIS_OK)
+        return append_failed(st, key, err);
+    return MAB_OK;
+}
+
+/* The replies to read_with_writer_send's commands. */
+static int read_with_writer_reply(redis_store *st, const char *experiment, const char *key,
+                                  redisReply **exec_out, int64_t *writer_seq, mab_error *err)
 {
     char wkey[KEY_MAX];
     writers_key(st, experiment, wkey, sizeof wkey);
     *exec_out = NULL;
     *writer_seq = 0;
-    int rc = connect_store(st, err);
-    if (rc != MAB_OK)
-        return rc;
-    redisAppendCommand(st->ctx, "MULTI");
-    redisAppendCommandArgv(st->ctx, argc, argv, lens);
-    redisAppendCommand(st->ctx, "HGET %s %s", wkey, st->writer);
-    redisAppendCommand(st->ctx, "EXEC");
+    int rc = MAB_OK;
     redisReply *replies[4] = {NULL, NULL, NULL, NULL};
     for (int i = 0; i < 4; i++) {
         if (redisGetReply(st->ctx, (void **)&replies[i]) != REDIS_OK || !replies[i]) {
@@ -2036,6 +2126,17 @@ static int read_with_writer(redis_store *st, const char *experiment, int argc,
     else
         *exec_out = exec;
     return rc;
+}
+
+static int read_with_writer(redis_store *st, const char *experiment, int argc,
+                            const char **argv, const size_t *lens, const char *key,
+                            redisReply **exec_out, int64_t *writer_seq, mab_error *err)
+{
+    *exec_out = NULL;
+    *writer_seq = 0;
+    int rc = read_with_writer_send(st, experiment, argc, argv, lens, key, err);
+    return rc == MAB_OK ? read_with_writer_reply(st, experiment, key, exec_out, writer_seq, err)
+                        : rc;
 }
 
 /* values[0..n) of a statistics record as the core must see them: minus the
@@ -2183,19 +2284,36 @@ static int compare_scanned(const void *a, const void *b)
     return c ? c : (lx > ly) - (lx < ly);
 }
 
-static int scan_stats_of(redis_store *st, const char *experiment,
-                         int (*visit)(void *ctx, const char *experiment, const char *arm,
-                                      const char *layout, const double *values,
-                                      size_t n_values),
-                         void *ctx, mab_error *err)
+static int scan_stats_send(redis_store *st, const char *experiment, void *arg,
+                           mab_error *err)
 {
+    (void)arg;
     char skey[KEY_MAX];
     stats_key(st, experiment, skey, sizeof skey);
     const char *argv[2] = {"HGETALL", skey};
     size_t lens[2] = {7, strlen(skey)};
+    return read_with_writer_send(st, experiment, 2, argv, lens, skey, err);
+}
+
+struct scan_stats_visit {
+    int (*visit)(void *ctx, const char *experiment, const char *arm, const char *layout,
+                 const double *values, size_t n_values);
+    void *ctx;
+};
+
+/* The reply to scan_stats_send: one experiment's statistics, visited. */
+static int scan_stats_reply(redis_store *st, const char *experiment, void *arg,
+                            mab_error *err)
+{
+    const struct scan_stats_visit *sv = arg;
+    int (*visit)(void *, const char *, const char *, const char *, const double *, size_t) =
+        sv->visit;
+    void *ctx = sv->ctx;
+    char skey[KEY_MAX];
+    stats_key(st, experiment, skey, sizeof skey);
     redisReply *exec = NULL;
     int64_t writer_seq = 0;
-    int rc = read_with_writer(st, experiment, 2, argv, lens, skey, &exec, &writer_seq, err);
+    int rc = read_with_writer_reply(st, experiment, skey, &exec, &writer_seq, err);
     if (rc != MAB_OK)
         return rc;
     const redisReply *h = exec->element[0];
@@ -2279,8 +2397,10 @@ static int redis_scan_stats(void *state,
     char **names = NULL;
     size_t n = 0;
     int rc = list_experiments(st, ":stats", &names, &n, err);
-    for (size_t i = 0; i < n && rc == MAB_OK; i++)
-        rc = scan_stats_of(st, names[i], visit, ctx, err);
+    struct scan_stats_visit sv = {visit, ctx};
+    pipelined_read r = {scan_stats_send, scan_stats_reply, &sv};
+    if (rc == MAB_OK)
+        rc = read_pipelined(st, names, n, &r, err);
     guard_end(&guard);
     free_names(names, n);
     return rc;
@@ -2290,10 +2410,8 @@ static int redis_scan_stats(void *state,
 
 /* Visit the buckets of one experiment from `since` on, in ascending order:
    visit(ctx, arm, bucket, totals) for every arm of each bucket. */
-static int read_buckets(redis_store *st, const char *experiment, int64_t since,
-                        int (*visit)(void *ctx, const char *arm, int64_t bucket,
-                                     const mab_totals *t),
-                        void *ctx, mab_error *err)
+static int read_buckets_send(redis_store *st, const char *experiment, int64_t since,
+                             mab_error *err)
 {
     int rc = connect_store(st, err);
     if (rc != MAB_OK)
@@ -2310,9 +2428,30 @@ static int read_buckets(redis_store *st, const char *experiment, int64_t since,
     size_t lens[8];
     for (int i = 0; i < 8; i++)
         lens[i] = strlen(argv[i]);
-    redisReply *r = command(st, 8, argv, lens, "cannot read the buckets", err);
-    if (!r)
+    if (redisAppendCommandArgv(st->ctx, 8, argv, lens) != REDIS_OK)
+        return append_failed(st, ikey, err);
+    return MAB_OK;
+}
+
+/* The reply to read_buckets_send, visited. */
+static int read_buckets_reply(redis_store *st, const char *experiment,
+                              int (*visit)(void *ctx, const char *arm, int64_t bucket,
+                                           const mab_totals *t),
+                              void *ctx, mab_error *err)
+{
+    int rc = MAB_OK;
+    char ikey[KEY_MAX], wkey[KEY_MAX], bprefix[KEY_MAX];
+    buckets_key(st, experiment, ikey, sizeof ikey);
+    writers_key(st, experiment, wkey, sizeof wkey);
+    bucket_key_prefix(st, experiment, bprefix, sizeof bprefix);
+    redisReply *r = NULL;
+    if (redisGetReply(st->ctx, (void **)&r) != REDIS_OK || !r) {
+        char why[64];
+        store_fail(st, err, MAB_ESTORAGE, "cannot read the buckets: %s",
+                   io_reason(st, why, sizeof why));
+        disconnect(st);
         return MAB_ESTORAGE;
+    }
     int64_t writer_seq = 0;
     if (r->type == REDIS_REPLY_ERROR) {
         const char *msg = r->str;
@@ -2380,6 +2519,15 @@ static int read_buckets(redis_store *st, const char *experiment, int64_t since,
     return rc;
 }
 
+static int read_buckets(redis_store *st, const char *experiment, int64_t since,
+                        int (*visit)(void *ctx, const char *arm, int64_t bucket,
+                                     const mab_totals *t),
+                        void *ctx, mab_error *err)
+{
+    int rc = read_buckets_send(st, experiment, since, err);
+    return rc == MAB_OK ? read_buckets_reply(st, experiment, visit, ctx, err) : rc;
+}
+
 struct load_buckets_ctx {
     const char *const *arm_ids;
     size_t n_arms;
@@ -2438,6 +2586,19 @@ static int scan_bucket_one(void *ctx, const char *arm, int64_t bucket, const mab
     return x->visit(x->ctx, x->experiment, arm, bucket, t);
 }
 
+static int scan_buckets_send(redis_store *st, const char *name, void *arg, mab_error *err)
+{
+    (void)arg;
+    return read_buckets_send(st, name, st->kept_from, err);
+}
+
+static int scan_buckets_reply(redis_store *st, const char *name, void *arg, mab_error *err)
+{
+    struct scan_buckets_ctx *x = arg;
+    x->experiment = name;
+    return read_buckets_reply(st, name, scan_bucket_one, x, err);
+}
+
 static int redis_scan_buckets(void *state,
                               int (*visit)(void *ctx, const char *experiment, const char *arm,
                                            int64_t bucket, const mab_totals *add),
@@ -2451,10 +2612,10 @@ static int redis_scan_buckets(void *state,
     char **names = NULL;
     size_t n = 0;
     int rc = list_experiments(st, ":buckets", &names, &n, err);
-    for (size_t i = 0; i < n && rc == MAB_OK; i++) {
-        struct scan_buckets_ctx x = {names[i], visit, ctx};
-        rc = read_buckets(st, names[i], st->kept_from, scan_bucket_one, &x, err);
-    }
+    struct scan_buckets_ctx x = {NULL, visit, ctx};
+    pipelined_read r = {scan_buckets_send, scan_buckets_reply, &x};
+    if (rc == MAB_OK)
+        rc = read_pipelined(st, names, n, &r, err);
     guard_end(&guard);
     free_names(names, n);
     return rc;

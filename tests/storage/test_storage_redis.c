@@ -2162,6 +2162,195 @@ static void test_engine_refresh_reads_only_changed(void **state)
     mab_close(e, NULL);
 }
 
+/* ---- full reads keep many requests in flight -------------------------------------- */
+
+#define PIPE_N 300 /* several times the plugin's SCAN_AHEAD (64) */
+
+/* What a scan saw: per experiment "eNNN" its visits and arm a's pulls. */
+typedef struct pipe_seen {
+    int visits[PIPE_N];
+    uint64_t pulls[PIPE_N];
+    int in_order; /* every visit's experiment at or after the previous one */
+    int last;
+    int stop_at;  /* the visitor asks to stop at this experiment (-1: never) */
+} pipe_seen;
+
+static int pipe_index(const char *experiment)
+{
+    int i = -1;
+    if (experiment[0] == 'e' && sscanf(experiment + 1, "%d", &i) == 1 && i >= 0 && i < PIPE_N)
+        return i;
+    return -1;
+}
+
+static int pipe_note(pipe_seen *p, const char *experiment, uint64_t pulls)
+{
+    int i = pipe_index(experiment);
+    if (i < 0)
+        return 0;
+    if (i < p->last)
+        p->in_order = 0;
+    p->last = i;
+    p->visits[i]++;
+    p->pulls[i] = pulls;
+    return i == p->stop_at ? 7 : 0;
+}
+
+static int pipe_totals(void *ctx, const char *experiment, const char *arm, const mab_totals *t)
+{
+    return strcmp(arm, "a") == 0 ? pipe_note(ctx, experiment, t->pulls) : 0;
+}
+
+static int pipe_stats(void *ctx, const char *experiment, const char *arm, const char *layout,
+                      const double *values, size_t n_values)
+{
+    (void)layout;
+    return arm && strcmp(arm, "a") == 0 && n_values == 1
+               ? pipe_note(ctx, experiment, (uint64_t)values[0])
+               : 0;
+}
+
+static int pipe_buckets(void *ctx, const char *experiment, const char *arm, int64_t bucket,
+                        const mab_totals *add)
+{
+    (void)bucket;
+    return strcmp(arm, "a") == 0 ? pipe_note(ctx, experiment, add->pulls) : 0;
+}
+
+static void pipe_reset(pipe_seen *p, int stop_at)
+{
+    memset(p, 0, sizeof *p);
+    p->in_order = 1;
+    p->stop_at = stop_at;
+}
+
+/* Every experiment visited once, in order, with its own figures. */
+static void pipe_assert_all(const pipe_seen *p)
+{
+    assert_true(p->in_order);
+    for (int i = 0; i < PIPE_N; i++) {
+        assert_int_equal(p->visits[i], 1);
+        assert_int_equal(p->pulls[i], (uint64_t)i + 1);
+    }
+}
+
+/* The next call on the connection reads its own replies (none left in
+   flight by the scan that stopped): e151's totals, statistics, buckets. */
+static void pipe_assert_next_call(void *st, int64_t bucket)
+{
+    mab_error err = {0, ""};
+    const char *arms[] = {"a"};
+    mab_totals t[1];
+    assert_int_equal(plugin->load(st, "e151", arms, 1, t, &err), MAB_OK);
+    assert_int_equal(t[0].pulls, 152);
+    double v[1] = {0};
+    assert_int_equal(plugin->load_stats(st, "e151", "t/1:1,0", arms, 1, 1, v, 0, NULL, &err),
+                     MAB_OK);
+    assert_true(v[0] == 152.0);
+    seen_buckets sb;
+    memset(&sb, 0, sizeof sb);
+    assert_int_equal(plugin->load_buckets(st, "e151", arms, 1, INT64_MIN, note_bucket, &sb, &err),
+                     MAB_OK);
+    assert_int_equal(sb.n, 1);
+    assert_int_equal(sb.b[0].bucket, bucket);
+    assert_int_equal(sb.b[0].add.pulls, 152);
+}
+
+/* scan, scan_stats and scan_buckets send the reads of the next experiments
+   before the first reply is read (redis.c, read_pipelined). What they visit
+   is what reads one by one would visit; an experiment whose key is corrupt
+   stops the scan with an error naming that key, a visitor that asks to
+   stop stops it with its value, and in either case the replies still in
+   flight are not taken by the next call for its own. */
+static void test_scan_pipelined(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "pipe%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    const int64_t H = 3600, now = (int64_t)time(NULL), B = now - now % H;
+    static char names[PIPE_N][8];
+    static mab_delta d[PIPE_N];
+    static mab_stats_delta sd[PIPE_N];
+    static mab_bucket_delta bd[PIPE_N];
+    static double values[PIPE_N];
+    for (int i = 0; i < PIPE_N; i++) {
+        snprintf(names[i], sizeof names[i], "e%03d", i);
+        mab_totals t = {(uint64_t)i + 1, 0, 0, 0};
+        d[i] = (mab_delta){names[i], "a", t};
+        values[i] = i + 1;
+        sd[i] = (mab_stats_delta){names[i], "a", "t/1:1,0", &values[i], 1};
+        bd[i] = (mab_bucket_delta){names[i], "a", B, t};
+    }
+    assert_int_equal(plugin->apply_stats(st, d, PIPE_N, sd, PIPE_N, &err), MAB_OK);
+    assert_int_equal(plugin->apply_buckets(st, NULL, 0, NULL, 0, bd, PIPE_N, now - 48 * H, &err),
+                     MAB_OK);
+
+    pipe_seen *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    pipe_reset(p, -1);
+    assert_int_equal(plugin->scan(st, pipe_totals, p, &err), MAB_OK);
+    pipe_assert_all(p);
+    pipe_reset(p, -1);
+    assert_int_equal(plugin->scan_stats(st, pipe_stats, p, &err), MAB_OK);
+    pipe_assert_all(p);
+    pipe_reset(p, -1);
+    assert_int_equal(plugin->scan_buckets(st, pipe_buckets, p, &err), MAB_OK);
+    pipe_assert_all(p);
+
+    /* A visitor that stops at e150: its value, nothing after it visited. */
+    pipe_reset(p, 150);
+    assert_int_equal(plugin->scan(st, pipe_totals, p, &err), 7);
+    assert_int_equal(p->visits[150], 1);
+    assert_int_equal(p->visits[151], 0);
+    pipe_assert_next_call(st, B);
+    pipe_reset(p, 150);
+    assert_int_equal(plugin->scan_stats(st, pipe_stats, p, &err), 7);
+    assert_int_equal(p->visits[151], 0);
+    pipe_assert_next_call(st, B);
+    pipe_reset(p, 150);
+    assert_int_equal(plugin->scan_buckets(st, pipe_buckets, p, &err), 7);
+    assert_int_equal(p->visits[151], 0);
+    pipe_assert_next_call(st, B);
+
+    /* e150's keys of another type: the scans stop there, naming the key. */
+    redisContext *c = redis_server_connect(&srv);
+    assert_non_null(c);
+    freeReplyObject(redisCommand(c, "RENAME %s{e150}:totals %s{e150}:kept", prefix, prefix));
+    freeReplyObject(redisCommand(c, "SET %s{e150}:totals oops", prefix));
+    freeReplyObject(redisCommand(c, "RENAME %s{e150}:stats %s{e150}:kept_stats", prefix, prefix));
+    freeReplyObject(redisCommand(c, "SET %s{e150}:stats oops", prefix));
+    freeReplyObject(redisCommand(c, "RENAME %s{e150}:buckets %s{e150}:kept_buckets", prefix,
+                                 prefix));
+    freeReplyObject(redisCommand(c, "SET %s{e150}:buckets oops", prefix));
+    redisFree(c);
+    char key[64];
+    pipe_reset(p, -1);
+    assert_int_equal(plugin->scan(st, pipe_totals, p, &err), MAB_ECORRUPT);
+    snprintf(key, sizeof key, "%s{e150}:totals", prefix);
+    assert_mentions(err.message, key);
+    assert_int_equal(p->visits[149], 1);
+    assert_int_equal(p->visits[151], 0);
+    pipe_assert_next_call(st, B);
+    pipe_reset(p, -1);
+    assert_int_equal(plugin->scan_stats(st, pipe_stats, p, &err), MAB_ECORRUPT);
+    snprintf(key, sizeof key, "%s{e150}:stats", prefix);
+    assert_mentions(err.message, key);
+    assert_int_equal(p->visits[151], 0);
+    pipe_assert_next_call(st, B);
+    pipe_reset(p, -1);
+    assert_int_equal(plugin->scan_buckets(st, pipe_buckets, p, &err), MAB_ECORRUPT);
+    snprintf(key, sizeof key, "%s{e150}:buckets", prefix);
+    assert_mentions(err.message, key);
+    assert_int_equal(p->visits[151], 0);
+    pipe_assert_next_call(st, B);
+    free(p);
+    plugin->close(st);
+}
+
 int main(int argc, char **argv)
 {
     /* test_storage_redis [PATTERN]: only the tests whose name matches (cmocka's
@@ -2189,6 +2378,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_changed_names_each_write),
         cmocka_unit_test(test_changed_fallbacks),
         cmocka_unit_test(test_engine_refresh_reads_only_changed),
+        cmocka_unit_test(test_scan_pipelined),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
