@@ -254,7 +254,14 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
 
 static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)
 {
-    mab__gather_all(e);
+    /* Exact without publishing every slot: what any thread holds pending of
+       x is published here, then zeroed below, so none of it comes back at
+       that thread's next publish. An event added to x by another thread
+       during the reset stays pending in its slot and counts after it (or is
+       zeroed, if that thread publishes it before the zeroing), as when
+       every slot was published: only the zeroing is under publish_lock.
+       Other experiments' pending totals stay pending. */
+    mab__gather_experiment(e, x);
     pthread_mutex_lock(&e->flush_mu);
     int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;
     if (rc == MAB_OK) {

@@ -246,7 +246,7 @@ static void test_view_after_dropped_delta(void **state)
 }
 
 /* mab_reset zeroes the published totals (engine_stats.c, reset_one) after
-   publishing every slot. */
+   publishing what every slot holds of the experiment. */
 static void test_view_after_reset(void **state)
 {
     (void)state;
