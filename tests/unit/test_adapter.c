@@ -1029,9 +1029,49 @@ static void test_claim_across_processes_and_restart(void **state)
     assert_int_equal(mab_close(e, NULL), MAB_OK);
 }
 
+/* Distinct assignments chosen and rewarded once each, from one thread of
+   several: the claims of concurrent rewards share one storage write
+   (claims.c, claim_wait), so the million below cost fewer commits and
+   yields than from one thread. */
+#define OUTLIVE_THREADS 4
+
+struct outlive_thread {
+    mab_adapter *ad;
+    uint32_t n, counted;
+    int errors;
+};
+
+static void *outlive_thread_main(void *arg)
+{
+    struct outlive_thread *t = arg;
+    for (uint32_t i = 0; i < t->n; i++) {
+        mab_request *rq, *again;
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
+        mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
+        if (mab_request_begin(t->ad, NULL, NULL, &rq, NULL) != MAB_OK) {
+            t->errors++;
+            continue;
+        }
+        if (mab_request_choose(rq, "color", &a, NULL) != MAB_OK ||
+            mab_request_begin(t->ad, NULL, mab_request_token(rq), &again, NULL) != MAB_OK) {
+            t->errors++;
+            mab_request_end(rq);
+            continue;
+        }
+        if (mab_request_reward(again, "color", 1, &r, NULL) == MAB_OK && r.counted)
+            t->counted++;
+        mab_request_end(again);
+        mab_request_end(rq);
+    }
+    return NULL;
+}
+
 /* More distinct rewards than the adapter's memory holds (2^20): the first
    cookie is still refused, because storage remembers its claim. The store
-   is on tmpfs (/dev/shm) so that a million claims take seconds. */
+   is on tmpfs (/dev/shm) so that a million claims take seconds. The size
+   of the memory is REPLAY_CAPACITY in core/adapter/adapter.c, a constant
+   of the shared library with no config key or test knob: a smaller one
+   for this test alone would have to be a public setting. */
 static void test_claim_outlives_replay_memory(void **state)
 {
     (void)state;
@@ -1050,19 +1090,18 @@ static void test_claim_outlives_replay_memory(void **state)
     choose_with(ad, NULL, "color", first, sizeof first);
     assert_int_equal(reward_with(ad, first, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
     const uint32_t others = (1u << 20) + 1000;
+    _Static_assert(((1u << 20) + 1000) % OUTLIVE_THREADS == 0, "equal shares");
+    struct outlive_thread t[OUTLIVE_THREADS];
+    pthread_t tid[OUTLIVE_THREADS];
+    for (int k = 0; k < OUTLIVE_THREADS; k++) {
+        t[k] = (struct outlive_thread){ad, others / OUTLIVE_THREADS, 0, 0};
+        assert_int_equal(pthread_create(&tid[k], NULL, outlive_thread_main, &t[k]), 0);
+    }
     uint32_t counted = 0;
-    for (uint32_t i = 0; i < others; i++) {
-        mab_request *rq;
-        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
-        mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
-        assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
-        assert_int_equal(mab_request_choose(rq, "color", &a, NULL), MAB_OK);
-        mab_request *again;
-        assert_int_equal(mab_request_begin(ad, NULL, mab_request_token(rq), &again, NULL), MAB_OK);
-        if (mab_request_reward(again, "color", 1, &r, NULL) == MAB_OK && r.counted)
-            counted++;
-        mab_request_end(again);
-        mab_request_end(rq);
+    for (int k = 0; k < OUTLIVE_THREADS; k++) {
+        assert_int_equal(pthread_join(tid[k], NULL), 0);
+        assert_int_equal(t[k].errors, 0);
+        counted += t[k].counted;
     }
     assert_int_equal(counted, others);
     mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
