@@ -60,8 +60,11 @@ static void *busy_thread(void *arg)
     return NULL;
 }
 
-static void start_busy(struct busy *b, pthread_t *t, mab_engine *e)
+/* The engine of write_two's config, with the busy thread waiting. */
+static mab_engine *open_beside_busy(struct busy *b, pthread_t *t)
 {
+    write_two();
+    mab_engine *e = open_ok();
     b->e = e;
     b->errors = 0;
     assert_int_equal(pthread_barrier_init(&b->chosen, NULL, 2), 0);
@@ -69,6 +72,7 @@ static void start_busy(struct busy *b, pthread_t *t, mab_engine *e)
     assert_int_equal(pthread_create(t, NULL, busy_thread, b), 0);
     pthread_barrier_wait(&b->chosen);
     assert_int_equal(b->errors, 0);
+    return e;
 }
 
 static void stop_busy(struct busy *b, pthread_t t)
@@ -94,12 +98,10 @@ static uint64_t pulls(mab_engine *e, const char *experiment)
 static void test_reset_beside_pending_events(void **state)
 {
     (void)state;
-    write_two();
-    mab_engine *e = open_ok();
-    mab_error err = {0, ""};
     struct busy b;
     pthread_t t;
-    start_busy(&b, &t, e);
+    mab_engine *e = open_beside_busy(&b, &t);
+    mab_error err = {0, ""};
     assert_int_equal(mab_reset(e, "exp", &err), MAB_OK);
     stop_busy(&b, t); /* its slot stays as it was: nothing published since */
     assert_int_equal(pulls(e, "exp"), 0);
@@ -125,12 +127,10 @@ static int add_pulls(void *ctx, size_t arm_index, const char *arm_id,
 static void test_history_sees_pending_events(void **state)
 {
     (void)state;
-    write_two();
-    mab_engine *e = open_ok();
-    mab_error err = {0, ""};
     struct busy b;
     pthread_t t;
-    start_busy(&b, &t, e);
+    mab_engine *e = open_beside_busy(&b, &t);
+    mab_error err = {0, ""};
     uint64_t seen = 0;
     assert_int_equal(mab_history(e, "exp", 0, add_pulls, &seen, &err), MAB_OK);
     stop_busy(&b, t);
