@@ -598,7 +598,7 @@ int mab_history(mab_engine *e, const char *experiment, int64_t since,
         return rc;
     if (!visit)
         return mab_error_set(err, MAB_EINVAL, "mab_history: visit must not be NULL");
-    mab__gather_all(e);
+    mab__gather_experiment(e, x); /* x's bucket entries reach the queue read below */
     bucket_list l = {NULL, 0, 0, 0, 0};
     if (e->buckets_stored) {
         /* Under flush_mu no batch is on its way: stored + queued is all. */

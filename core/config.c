@@ -458,7 +458,8 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
                              "%s: experiments.%s.arms: at least 2 arms are required, found %zu",
                              e->config_path, x->id, n);
     if (!mab__arms_take(e, x, n)) /* from the engine's pool: sets x->arms, x->first_arm */
-        return mab_error_set(err, MAB_ENOMEM, "out of memory");
+        return mab_error_set(err, MAB_ENOMEM, "%s: experiments.%s.arms: out of memory for %zu arms",
+                             e->config_path, x->id, n);
     /* Every id and value in one allocation (x->arm_text): two mallocs an
        arm cost 64 bytes and two frees for what is often 5 bytes of text. A
        first pass sizes it (and checks the ids), the second writes it. */

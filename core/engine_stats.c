@@ -254,7 +254,14 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
 
 static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)
 {
-    mab__gather_all(e);
+    /* Exact without publishing every slot: what any thread holds pending of
+       x is published here, then zeroed below, so none of it comes back at
+       that thread's next publish. An event added to x by another thread
+       during the reset stays pending in its slot and counts after it (or is
+       zeroed, if that thread publishes it before the zeroing), as when
+       every slot was published: only the zeroing is under publish_lock.
+       Other experiments' pending totals stay pending. */
+    mab__gather_experiment(e, x);
     pthread_mutex_lock(&e->flush_mu);
     int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;
     if (rc == MAB_OK) {
@@ -361,14 +368,15 @@ static int import_arm_order(const void *a, const void *b)
 }
 
 /* Check that every arm's totals stay finite once the records are added (to
-   nothing for the experiments `cleared` lists, else to the current totals):
+   nothing for the experiments `cleared` marks, by index in e->experiments,
+   else to the current totals):
    storage would refuse them otherwise. The arms the records name only, in
    record order per arm (n log n, not a pass over every arm of the engine:
    an import of a few records, or of none, costs what it holds); the error
    names the first record, in record order, at which an arm's sums fail. */
 static int import_check_totals(mab_engine *e, const mab_record *records,
-                               const mab_delta *deltas, size_t n, const char *const *cleared,
-                               size_t n_cleared, mab_error *err)
+                               const mab_delta *deltas, size_t n,
+                               const unsigned char *cleared, mab_error *err)
 {
     if (!n)
         return MAB_OK;
@@ -388,11 +396,8 @@ static int import_check_totals(mab_engine *e, const mab_record *records,
     for (size_t g = 0; g < n;) {
         size_t arm = order[g].arm;
         const mab__experiment *x = mab__arm_experiment(e, arm);
-        size_t k = 0;
-        while (k < n_cleared && cleared[k] != x->id)
-            k++;
         mab_totals sums = {0, 0, 0.0, 0.0};
-        if (k == n_cleared)
+        if (!cleared || !cleared[x - e->experiments])
             sums = atomic_totals_read(&mab__arm_at(e, arm)->published);
         int failed = 0;
         for (; g < n && order[g].arm == arm; g++) {
@@ -425,8 +430,14 @@ int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, 
         return mab_error_set(err, MAB_EINVAL, "mab_import: engine and records must not be NULL");
     int rc = e->read_only ? mab__read_only_error(e, "import", err) : storage_v11(e, "import", err);
     mab_delta *deltas = rc == MAB_OK ? calloc(n ? n : 1, sizeof *deltas) : NULL;
-    const char **cleared = rc == MAB_OK ? calloc(e->n_experiments, sizeof *cleared) : NULL;
-    if (rc == MAB_OK && (!deltas || !cleared))
+    /* The experiments the records name, in the order first named (what
+       replace clears), and a mark per experiment index so that each record
+       finds whether its experiment is listed at once: O(n), where a scan
+       of the list per record was O(n x experiments named). */
+    size_t n_x = e->n_experiments ? e->n_experiments : 1;
+    const char **cleared = rc == MAB_OK ? calloc(n_x, sizeof *cleared) : NULL;
+    unsigned char *listed = rc == MAB_OK ? calloc(n_x, 1) : NULL;
+    if (rc == MAB_OK && (!deltas || !cleared || !listed))
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     size_t n_cleared = 0;
     for (size_t i = 0; rc == MAB_OK && i < n; i++) {
@@ -438,16 +449,15 @@ int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, 
         deltas[i].arm = records[i].arm;
         deltas[i].add = (mab_totals){records[i].pulls, records[i].rewards, records[i].reward_sum,
                                      records[i].reward_sum_sq};
-        size_t k = 0;
-        while (k < n_cleared && cleared[k] != x->id)
-            k++;
-        if (k == n_cleared)
+        if (!listed[x - e->experiments]) {
+            listed[x - e->experiments] = 1;
             cleared[n_cleared++] = x->id;
+        }
     }
     if (rc == MAB_OK)
         rc = mab_flush(e, err);
     if (rc == MAB_OK)
-        rc = import_check_totals(e, records, deltas, n, cleared, replace ? n_cleared : 0, err);
+        rc = import_check_totals(e, records, deltas, n, replace ? listed : NULL, err);
     if (rc == MAB_OK) {
         pthread_mutex_lock(&e->flush_mu);
         rc = replace ? e->storage->replace(e->storage_state, cleared, n_cleared, deltas, n, err)
@@ -458,6 +468,7 @@ int mab_import(mab_engine *e, const mab_record *records, size_t n, int replace, 
     }
     free(deltas);
     free(cleared);
+    free(listed);
     return rc;
 }
 

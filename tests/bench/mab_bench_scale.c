@@ -73,6 +73,7 @@
 
 #include "mab/mab.h"
 #include "../../core/json.h" /* --parse-own */
+#include "bench_mem.h"
 
 static double now_s(void)
 {
@@ -99,19 +100,6 @@ static double cpu_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kib = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    return kib;
 }
 
 static const char *policy = "epsilon_greedy";

@@ -19,21 +19,15 @@
 
 #include "mab/adapter.h"
 #include "mab/mab.h"
-#include "support.h"
+#include "fixture.h"
 
-static char *dir;
-static char config[300], key_file[300];
+static char key_file[300];
 
 static int each(void **state)
 {
     (void)state;
-    if (dir) {
-        test_rm_tree(dir);
-        free(dir);
-    }
-    dir = test_tmpdir("adapter");
-    assert_non_null(dir);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_remove();
+    fixture_dir_make("adapter");
     snprintf(key_file, sizeof key_file, "%s/mab.key", dir);
     mab_error err = {0, ""};
     assert_int_equal(mab_adapter_keygen(key_file, &err), MAB_OK);
@@ -43,11 +37,7 @@ static int each(void **state)
 static int cleanup(void **state)
 {
     (void)state;
-    if (dir) {
-        test_rm_tree(dir);
-        free(dir);
-        dir = NULL;
-    }
+    fixture_dir_remove();
     return 0;
 }
 
@@ -887,24 +877,13 @@ static void write_claims_config(const char *storage_members)
         0);
 }
 
-static mab_engine *open_with_storage(void)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    int rc = mab_open(config, &e, &err);
-    if (rc)
-        print_error("mab_open: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-    return e;
-}
-
 /* Two adapters (two replay memories, as in two worker processes) on one
    store: the second is refused by the claim, not by its memory. */
 static void test_claim_shared_by_adapters(void **state)
 {
     (void)state;
     write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\"");
-    mab_engine *e = open_with_storage();
+    mab_engine *e = open_ok();
     mab_adapter *one = open_adapter(e), *two = open_adapter(e);
     char cookie[4000];
     choose_with(one, NULL, "color", cookie, sizeof cookie);
@@ -929,7 +908,7 @@ static void test_failed_claim_counts_on_retry(void **state)
     (void)state;
     write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\", "
                         "\"fail_claims\": 1");
-    mab_engine *e = open_with_storage();
+    mab_engine *e = open_ok();
     mab_adapter *ad = open_adapter(e);
     char cookie[4000];
     choose_with(ad, NULL, "color", cookie, sizeof cookie);
@@ -958,7 +937,7 @@ static void test_no_claims_before_abi_1_3(void **state)
 {
     (void)state;
     write_claims_config("\"plugin\": \"storage_memory_v11\", \"sync\": \"always\"");
-    mab_engine *e = open_with_storage();
+    mab_engine *e = open_ok();
     assert_int_equal(mab_storage_has_claims(e), 0);
     mab_adapter *one = open_adapter(e), *two = open_adapter(e);
     char cookie[4000];
@@ -989,7 +968,7 @@ static void test_claim_across_processes_and_restart(void **state)
              "\"plugin\": \"lmdb\", \"path\": \"%s/store\", \"sync\": \"always\"", dir);
     write_claims_config(members);
     char cookie[4000];
-    mab_engine *e = open_with_storage();
+    mab_engine *e = open_ok();
     mab_adapter *ad = open_adapter(e);
     choose_with(ad, NULL, "color", cookie, sizeof cookie);
     mab_adapter_close(ad);
@@ -1041,7 +1020,7 @@ static void test_claim_across_processes_and_restart(void **state)
     }
     assert_int_equal(total, 1);
     /* A restart: a fresh engine and adapter (an empty memory). */
-    e = open_with_storage();
+    e = open_ok();
     ad = open_adapter(e);
     assert_int_equal(total_rewards(e, "color"), 1);
     assert_int_equal(reward_with(ad, cookie, "color", 1, NULL, 0), MAB_REWARD_REPLAYED);
@@ -1050,9 +1029,49 @@ static void test_claim_across_processes_and_restart(void **state)
     assert_int_equal(mab_close(e, NULL), MAB_OK);
 }
 
+/* Distinct assignments chosen and rewarded once each, from one thread of
+   several: the claims of concurrent rewards share one storage write
+   (claims.c, claim_wait), so the million below cost fewer commits and
+   yields than from one thread. */
+#define OUTLIVE_THREADS 4
+
+struct outlive_thread {
+    mab_adapter *ad;
+    uint32_t n, counted;
+    int errors;
+};
+
+static void *outlive_thread_main(void *arg)
+{
+    struct outlive_thread *t = arg;
+    for (uint32_t i = 0; i < t->n; i++) {
+        mab_request *rq, *again;
+        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
+        mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
+        if (mab_request_begin(t->ad, NULL, NULL, &rq, NULL) != MAB_OK) {
+            t->errors++;
+            continue;
+        }
+        if (mab_request_choose(rq, "color", &a, NULL) != MAB_OK ||
+            mab_request_begin(t->ad, NULL, mab_request_token(rq), &again, NULL) != MAB_OK) {
+            t->errors++;
+            mab_request_end(rq);
+            continue;
+        }
+        if (mab_request_reward(again, "color", 1, &r, NULL) == MAB_OK && r.counted)
+            t->counted++;
+        mab_request_end(again);
+        mab_request_end(rq);
+    }
+    return NULL;
+}
+
 /* More distinct rewards than the adapter's memory holds (2^20): the first
    cookie is still refused, because storage remembers its claim. The store
-   is on tmpfs (/dev/shm) so that a million claims take seconds. */
+   is on tmpfs (/dev/shm) so that a million claims take seconds. The size
+   of the memory is REPLAY_CAPACITY in core/adapter/adapter.c, a constant
+   of the shared library with no config key or test knob: a smaller one
+   for this test alone would have to be a public setting. */
 static void test_claim_outlives_replay_memory(void **state)
 {
     (void)state;
@@ -1065,25 +1084,24 @@ static void test_claim_outlives_replay_memory(void **state)
              "\"sync\": {\"interval_ms\": 1000}",
              shm);
     write_claims_config(members);
-    mab_engine *e = open_with_storage();
+    mab_engine *e = open_ok();
     mab_adapter *ad = open_adapter(e);
     char first[4000];
     choose_with(ad, NULL, "color", first, sizeof first);
     assert_int_equal(reward_with(ad, first, "color", 1, NULL, 0), MAB_REWARD_COUNTED);
     const uint32_t others = (1u << 20) + 1000;
+    _Static_assert(((1u << 20) + 1000) % OUTLIVE_THREADS == 0, "equal shares");
+    struct outlive_thread t[OUTLIVE_THREADS];
+    pthread_t tid[OUTLIVE_THREADS];
+    for (int k = 0; k < OUTLIVE_THREADS; k++) {
+        t[k] = (struct outlive_thread){ad, others / OUTLIVE_THREADS, 0, 0};
+        assert_int_equal(pthread_create(&tid[k], NULL, outlive_thread_main, &t[k]), 0);
+    }
     uint32_t counted = 0;
-    for (uint32_t i = 0; i < others; i++) {
-        mab_request *rq;
-        mab_assignment a = MAB_STRUCT_INIT(mab_assignment);
-        mab_reward_result r = MAB_STRUCT_INIT(mab_reward_result);
-        assert_int_equal(mab_request_begin(ad, NULL, NULL, &rq, NULL), MAB_OK);
-        assert_int_equal(mab_request_choose(rq, "color", &a, NULL), MAB_OK);
-        mab_request *again;
-        assert_int_equal(mab_request_begin(ad, NULL, mab_request_token(rq), &again, NULL), MAB_OK);
-        if (mab_request_reward(again, "color", 1, &r, NULL) == MAB_OK && r.counted)
-            counted++;
-        mab_request_end(again);
-        mab_request_end(rq);
+    for (int k = 0; k < OUTLIVE_THREADS; k++) {
+        assert_int_equal(pthread_join(tid[k], NULL), 0);
+        assert_int_equal(t[k].errors, 0);
+        counted += t[k].counted;
     }
     assert_int_equal(counted, others);
     mab_adapter_counters c = MAB_STRUCT_INIT(mab_adapter_counters);
@@ -1145,7 +1163,7 @@ static void test_concurrent_claims(void **state)
 {
     (void)state;
     write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\"");
-    mab_engine *e = open_with_storage();
+    mab_engine *e = open_ok();
     mab_adapter *first = open_adapter(e);
     char cookie[4000];
     choose_with(first, NULL, "color", cookie, sizeof cookie);
@@ -1212,7 +1230,7 @@ static void test_refused_claim_blocks_no_one(void **state)
     (void)state;
     write_claims_config("\"plugin\": \"storage_memory\", \"sync\": \"always\", "
                         "\"refuse_arm\": \"red\"");
-    mab_engine *e = open_with_storage();
+    mab_engine *e = open_ok();
     pthread_t threads[CLAIM_THREADS];
     struct refused_thread t[CLAIM_THREADS];
     for (int i = 0; i < CLAIM_THREADS; i++) {
@@ -1251,7 +1269,7 @@ static void test_overflowing_claim_refused_unclaimed(void **state)
                         "   \"arms\": {\"green\": 1, \"red\": 2}}}}\n",
                         MAB_PLUGIN_DIR, MAB_FIXTURE_DIR),
         0);
-    mab_engine *e = open_with_storage();
+    mab_engine *e = open_ok();
     /* Both arms already hold the largest sum of squares a double can. */
     mab_record full[] = {{"color", "green", 1, 1, 1.0, DBL_MAX},
                          {"color", "red", 1, 1, 1.0, DBL_MAX}};
@@ -1306,7 +1324,7 @@ static void test_claim_stats_once_lmdb(void **state)
                             "{\"a\": 1, \"b\": 2}}}}\n",
                             MAB_PLUGIN_DIR, MAB_FIXTURE_DIR, dir, k, syncs[k]),
             0);
-        mab_engine *e = open_with_storage();
+        mab_engine *e = open_ok();
         assert_int_equal(mab_storage_has_claims(e), 1);
         mab_adapter *one = open_adapter(e), *two = open_adapter(e);
         char cookie[4000], cookie_x[4000];
@@ -1343,7 +1361,7 @@ static void test_claim_stats_once_lmdb(void **state)
             mab_adapter_close(one);
             mab_adapter_close(two);
             assert_int_equal(mab_close(e, NULL), MAB_OK);
-            e = open_with_storage();
+            e = open_ok();
             assert_int_equal(total_rewards(e, "s"), 1);
         }
         assert_int_equal(mab_close(e, NULL), MAB_OK);

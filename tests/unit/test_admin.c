@@ -17,18 +17,15 @@
 #include <cmocka.h>
 
 #include "mab/mab.h"
-#include "support.h"
+#include "fixture.h"
 
-static char *dir;
-static char config[300], store[300];
+static char store[300];
 static int round_no;
 
 static int each(void **state)
 {
     (void)state;
-    dir = test_tmpdir("admin");
-    assert_non_null(dir);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_make("admin");
     snprintf(store, sizeof store, "%s/state.json", dir);
     round_no++;
     return 0;
@@ -37,8 +34,7 @@ static int each(void **state)
 static int cleanup(void **state)
 {
     (void)state;
-    test_rm_tree(dir);
-    free(dir);
+    fixture_dir_remove();
     return 0;
 }
 
@@ -69,17 +65,6 @@ static mab_engine *open_flags(unsigned flags)
         print_error("mab_open: %s\n", err.message);
     assert_int_equal(rc, MAB_OK);
     return e;
-}
-
-static mab_engine *open_ok(void)
-{
-    return open_flags(0);
-}
-
-static void close_ok(mab_engine *e)
-{
-    mab_error err = {0, ""};
-    assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
 static mab_rules_info rules_of(mab_engine *e)

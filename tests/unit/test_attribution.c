@@ -27,19 +27,19 @@
 
 #include "mab/mab.h"
 #include "mab/policy.h"
-#include "support.h"
+#include "fixture.h"
 
 #define S 1000000000LL
 
-static char *dir;
-static char config[300], store[300];
+static char store[300];
+
+static int64_t fake_clock(void *ctx);
 
 static int each(void **state)
 {
     (void)state;
-    dir = test_tmpdir("attribution");
-    assert_non_null(dir);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_make("attribution");
+    fixture_clock = fake_clock; /* open_ok sets it on every engine */
     snprintf(store, sizeof store, "%s/state.json", dir);
     return 0;
 }
@@ -47,8 +47,7 @@ static int each(void **state)
 static int cleanup(void **state)
 {
     (void)state;
-    test_rm_tree(dir);
-    free(dir);
+    fixture_dir_remove();
     return 0;
 }
 
@@ -83,24 +82,6 @@ static int64_t fake_clock(void *ctx)
 {
     (void)ctx;
     return fake_now;
-}
-
-static mab_engine *open_ok(void)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    int rc = mab_open(config, &e, &err);
-    if (rc)
-        print_error("mab_open: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-    assert_int_equal(mab_set_clock(e, fake_clock, NULL, &err), MAB_OK);
-    return e;
-}
-
-static void close_ok(mab_engine *e)
-{
-    mab_error err = {0, ""};
-    assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
 /* Choose with the policy_pulls fixture steered to `arm` (-1: unsteered,

@@ -21,10 +21,7 @@
 
 #include "mab/mab.h"
 #include "mab/policy.h"
-#include "support.h"
-
-static char *dir;
-static char config[300];
+#include "fixture.h"
 
 #define S 1000000000LL /* ns per second */
 #define MEMORY_PLUGIN "\"plugin\": \"" MAB_FIXTURE_DIR "/storage_memory.so\""
@@ -58,52 +55,6 @@ static int64_t test_clock(void *ctx)
 {
     (void)ctx;
     return clock_ns;
-}
-
-static mab_engine *open_ok(void)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    int rc = mab_open(config, &e, &err);
-    if (rc)
-        print_error("mab_open: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-    assert_int_equal(mab_set_clock(e, test_clock, NULL, &err), MAB_OK);
-    return e;
-}
-
-static void close_ok(mab_engine *e)
-{
-    mab_error err = {0, ""};
-    int rc = mab_close(e, &err);
-    if (rc)
-        print_error("mab_close: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-}
-
-static void flush_ok(mab_engine *e)
-{
-    mab_error err = {0, ""};
-    int rc = mab_flush(e, &err);
-    if (rc)
-        print_error("mab_flush: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-}
-
-static void open_fails(int code, const char *const *needles)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    int rc = mab_open(config, &e, &err);
-    if (rc != code)
-        print_error("mab_open returned %d: %s\n", rc, err.message);
-    assert_int_equal(rc, code);
-    assert_null(e);
-    for (const char *const *n = needles; *n; n++) {
-        if (!strstr(err.message, *n))
-            print_error("missing \"%s\" in: %s\n", *n, err.message);
-        assert_non_null(strstr(err.message, *n));
-    }
 }
 
 /* ---- helpers: choose and reward at a time ------------------------------ */
@@ -585,8 +536,8 @@ static void test_sw_ucb_forgets_old_buckets(void **unused)
                                      "  \"arms\": {\"a\": 1, \"b\": 2}}}}\n",
                                      MAB_PLUGIN_DIR),
                      0);
-    open_fails(MAB_ECONFIG, (const char *[]){"experiments.sw.policy", "11 time buckets",
-                                             "storage.retention_seconds 600", NULL});
+    open_refused(MAB_ECONFIG, (const char *[]){"experiments.sw.policy", "11 time buckets",
+                                               "storage.retention_seconds 600", NULL});
 }
 
 /* A restart over a real store (json_file, storage ABI 1.5) keeps the
@@ -765,33 +716,32 @@ static void test_config_errors(void **unused)
 {
     (void)unused;
     write_config(2, "{" MEMORY_PLUGIN ", \"bucket_seconds\": 0}");
-    open_fails(MAB_ECONFIG, (const char *[]){"storage.bucket_seconds", "[1, 604800]", NULL});
+    open_refused(MAB_ECONFIG, (const char *[]){"storage.bucket_seconds", "[1, 604800]", NULL});
     write_config(2, "{" MEMORY_PLUGIN ", \"bucket_seconds\": \"60\"}");
-    open_fails(MAB_ECONFIG, (const char *[]){"storage.bucket_seconds", NULL});
+    open_refused(MAB_ECONFIG, (const char *[]){"storage.bucket_seconds", NULL});
     write_config(2, "{" MEMORY_PLUGIN ", \"bucket_seconds\": 60.5}");
-    open_fails(MAB_ECONFIG, (const char *[]){"storage.bucket_seconds", NULL});
+    open_refused(MAB_ECONFIG, (const char *[]){"storage.bucket_seconds", NULL});
     write_config(2, "{" MEMORY_PLUGIN ", \"retention_seconds\": 600}");
-    open_fails(MAB_ECONFIG, (const char *[]){"storage.retention_seconds", "shorter than one bucket",
-                                             "3600", NULL});
+    open_refused(MAB_ECONFIG, (const char *[]){"storage.retention_seconds", "shorter than one bucket",
+                                               "3600", NULL});
     /* 4 buckets of 60 s do not fit in 180 s: both named. */
     write_config(4, "{" MEMORY_PLUGIN ", \"bucket_seconds\": 60, \"retention_seconds\": 180}");
-    open_fails(MAB_ECONFIG, (const char *[]){"experiments.win.policy", "4 time buckets", "240 s",
-                                             "storage.retention_seconds 180", NULL});
+    open_refused(MAB_ECONFIG, (const char *[]){"experiments.win.policy", "4 time buckets", "240 s",
+                                               "storage.retention_seconds 180", NULL});
     /* Exactly the retention is fine. */
     write_config(3, "{" MEMORY_PLUGIN ", \"bucket_seconds\": 60, \"retention_seconds\": 180}");
     mab_engine *e = open_ok();
     close_ok(e);
     /* Still an unknown key is an error (the core's keys are its own). */
     write_config(2, "{" MEMORY_PLUGIN ", \"bucket_second\": 60}");
-    open_fails(MAB_ECONFIG, (const char *[]){"bucket_second", NULL});
+    open_refused(MAB_ECONFIG, (const char *[]){"bucket_second", NULL});
 }
 
 static int setup(void **unused)
 {
     (void)unused;
-    dir = test_tmpdir("buckets");
-    assert_non_null(dir);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_make("buckets");
+    fixture_clock = test_clock;
     clock_ns = 1000 * S;
     return 0;
 }
@@ -799,8 +749,7 @@ static int setup(void **unused)
 static int teardown(void **unused)
 {
     (void)unused;
-    test_rm_tree(dir);
-    free(dir);
+    fixture_dir_remove();
     return 0;
 }
 

@@ -20,30 +20,9 @@
 
 #include "mab/adapter.h"
 #include "mab/mab.h"
-#include "support.h"
+#include "fixture.h"
 
-static char *dir;
-static char config[300], state_file[300];
-
-static mab_engine *open_ok(const char *path)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    int rc = mab_open(path, &e, &err);
-    if (rc)
-        print_error("mab_open: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-    return e;
-}
-
-static void close_ok(mab_engine *e)
-{
-    mab_error err = {0, ""};
-    int rc = mab_close(e, &err);
-    if (rc)
-        print_error("mab_close: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-}
+static char state_file[300];
 
 /* Config with one experiment "exp" with the given arms JSON and extras. */
 static void write_config(const char *arms, const char *storage_extra, const char *exp_extra)
@@ -107,7 +86,7 @@ static void test_choose_counts_pulls_and_lookup_does_not(void **state)
 {
     (void)state;
     write_config("{\"a\": 1, \"b\": 2, \"c\": 3}", "", "");
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_choice c = MAB_STRUCT_INIT(mab_choice);
     mab_error err;
     /* UCB1 plays every untried arm first: three choices, three arms. */
@@ -134,7 +113,7 @@ static void test_bad_rewards_change_nothing(void **state)
 {
     (void)state;
     write_config("{\"a\": 1, \"b\": 2}", "", ", \"reward\": {\"min\": 0, \"max\": 10}");
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err;
     assert_int_equal(mab_reward(e, "exp", "a", 4.0, &err), MAB_OK);
     struct {
@@ -171,7 +150,7 @@ static void test_persistence_and_reconciliation(void **state)
 {
     (void)state;
     write_config("{\"a\": 1, \"b\": 2, \"c\": 3}", "", "");
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_choice ch = MAB_STRUCT_INIT(mab_choice);
     mab_error err;
     for (int i = 0; i < 30; i++)
@@ -185,7 +164,7 @@ static void test_persistence_and_reconciliation(void **state)
 
     /* Reordered, "b" removed, "d" added. */
     write_config("{\"d\": 4, \"c\": 3, \"a\": 1}", "", "");
-    e = open_ok(config);
+    e = open_ok();
     mab_arm_stats a1 = stats_of(e, "a"), c1 = stats_of(e, "c"), d1 = stats_of(e, "d");
     assert_int_equal(a1.pulls, a0.pulls);
     assert_int_equal(a1.rewards, 1);
@@ -197,7 +176,7 @@ static void test_persistence_and_reconciliation(void **state)
 
     /* "b" back: its counters were kept. */
     write_config("{\"a\": 1, \"b\": 2, \"c\": 3, \"d\": 4}", "", "");
-    e = open_ok(config);
+    e = open_ok();
     mab_arm_stats b2 = stats_of(e, "b");
     assert_int_equal(b2.pulls, b0.pulls);
     assert_int_equal(b2.rewards, 2);
@@ -217,7 +196,7 @@ static void test_sync_modes(void **state)
     (void)state;
     /* "always": on disk when mab_reward returns. */
     write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": \"always\"", "");
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err;
     for (int i = 1; i <= 5; i++) {
         assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
@@ -227,7 +206,7 @@ static void test_sync_modes(void **state)
 
     /* A long interval: not on disk until flushed. */
     write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": {\"interval_ms\": 600000}", "");
-    e = open_ok(config);
+    e = open_ok();
     assert_int_equal(mab_reward(e, "exp", "b", 1.0, &err), MAB_OK);
     assert_true(on_disk("b", "rewards") == 0.0);
     assert_int_equal(mab_flush(e, &err), MAB_OK);
@@ -238,7 +217,7 @@ static void test_sync_modes(void **state)
 
     /* A short interval: the background writer gets there on its own. */
     write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": {\"interval_ms\": 20}", "");
-    e = open_ok(config);
+    e = open_ok();
     assert_int_equal(mab_reward(e, "exp", "b", 1.0, &err), MAB_OK);
     for (int i = 0; i < 500 && on_disk("b", "rewards") != 3.0; i++)
         usleep(10000);
@@ -291,7 +270,7 @@ static void test_many_arms_by_id(void **state)
         snprintf(arms + strlen(arms), sizeof arms - strlen(arms), "%s\"arm%d\": %d", i ? ", " : "", i, i);
     strcat(arms, "}");
     write_config(arms, "", ", \"reward\": {\"min\": 0, \"max\": 300}");
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err;
     char id[16];
     for (int i = 0; i < 300; i++) {
@@ -346,12 +325,12 @@ static void test_export_import(void **state)
 {
     (void)state;
     write_config("{\"a\": 1, \"b\": 2, \"gone\": 3}", "", "");
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err;
     assert_int_equal(mab_reward(e, "exp", "gone", 0.5, &err), MAB_OK);
     close_ok(e);
     write_config("{\"a\": 1, \"b\": 2}", "", "");
-    e = open_ok(config);
+    e = open_ok();
     mab_choice c = MAB_STRUCT_INIT(mab_choice);
     for (int i = 0; i < 4; i++)
         assert_int_equal(mab_choose(e, "exp", &c, &err), MAB_OK);
@@ -420,7 +399,7 @@ static void test_unstorable_reward_is_refused(void **state)
     assert_null(e);
 
     assert_int_equal(test_write_file(config, BIG_CONFIG, MAB_PLUGIN_DIR, "1e150"), 0);
-    e = open_ok(config);
+    e = open_ok();
     /* An arm whose sum of squares is already the largest double. */
     mab_record full = {"big", "p", 1, 1, 1.0, DBL_MAX};
     assert_int_equal(mab_import(e, &full, 1, 0, &err), MAB_OK);
@@ -443,7 +422,7 @@ static void test_unstorable_reward_is_refused(void **state)
         assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
     close_ok(e);
     assert_true(on_disk("a", "rewards") == 200.0);
-    e = open_ok(config);
+    e = open_ok();
     assert_int_equal(stats_of(e, "a").rewards, 200);
     assert_int_equal(mab_stats(e, "big", st, 2, &n, &err), MAB_OK);
     assert_int_equal(st[0].rewards, 1);
@@ -471,7 +450,7 @@ static void test_reward_sums_check_by_range(void **state)
         "           \"arms\": {\"a\": 1, \"b\": 2}}}}\n"
     assert_int_equal(test_write_file(config, RANGE_CONFIG, MAB_PLUGIN_DIR,
                                      "{\"min\": 0, \"max\": 1}"), 0);
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err = {0, ""};
     mab_record held = {"exp", "a", 2, 2, 1e308, 1.0};
     assert_int_equal(mab_import(e, &held, 1, 0, &err), MAB_OK);
@@ -489,7 +468,7 @@ static void test_reward_sums_check_by_range(void **state)
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         assert_int_equal(test_write_file(config, RANGE_CONFIG, MAB_PLUGIN_DIR, cases[k].range),
                          0);
-        e = open_ok(config);
+        e = open_ok();
         mab_arm_stats before = stats_of(e, "a");
         err.message[0] = '\0';
         int rc = mab_reward(e, "exp", "a", cases[k].reward, &err);
@@ -527,7 +506,7 @@ static void test_reward_checked_after_infinite_load(void **state)
                         "  \"exp\": {\"policy\": {\"plugin\": \"ucb1\"}, \"arms\": {\"a\": 1, \"b\": 2}}}}\n",
                         MAB_PLUGIN_DIR, MAB_FIXTURE_DIR),
         0);
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err = {0, ""};
     assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_ERANGE);
     if (!strstr(err.message, "would make a sum of the arm's rewards"))
@@ -569,7 +548,7 @@ static void test_poisoned_batch_is_split(void **state)
 {
     (void)state;
     write_memory_config(", \"refuse_arm\": \"bad\"");
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err = {0, ""};
     mab_choice c = MAB_STRUCT_INIT(mab_choice);
     for (int i = 0; i < 2; i++)
@@ -635,7 +614,7 @@ static void test_dropped_reward_not_acknowledged(void **state)
                                      sync + strlen("{\"interval_ms\": 86400000}")),
                      0);
     free(text);
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err = {0, ""};
     assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
     err.message[0] = '\0';
@@ -659,7 +638,7 @@ static void test_unavailable_store_drops_nothing(void **state)
 {
     (void)state;
     write_memory_config(", \"fail_apply\": true");
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err = {0, ""};
     assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
     assert_int_equal(mab_reward(e, "other", "y", 0.5, &err), MAB_OK);
@@ -679,7 +658,7 @@ static void test_engine_refused_after_fork(void **state)
 {
     (void)state;
     write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": {\"interval_ms\": 10}", "");
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err;
     assert_int_equal(mab_reward(e, "exp", "a", 1.0, &err), MAB_OK);
     pid_t child = fork();
@@ -786,7 +765,7 @@ static void test_arms_of_many_experiments_and_ledgers(void **state)
     assert_int_equal(test_write_file(config, "%s", text), 0);
     free(text);
 
-    mab_engine *e = open_ok(config);
+    mab_engine *e = open_ok();
     mab_error err = {0, ""};
     for (int i = 0; i < POOL_EXPERIMENTS; i++) {
         char id[32], arm[48];
@@ -806,7 +785,7 @@ static void test_arms_of_many_experiments_and_ledgers(void **state)
     pool_check(e, 3);
     close_ok(e);
     /* Stored under the same experiments and arms: a reopen reads them back. */
-    e = open_ok(config);
+    e = open_ok();
     pool_check(e, 3);
     close_ok(e);
 }
@@ -814,17 +793,15 @@ static void test_arms_of_many_experiments_and_ledgers(void **state)
 static int setup(void **state)
 {
     (void)state;
-    dir = test_tmpdir("engine");
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_make("engine");
     snprintf(state_file, sizeof state_file, "%s/state.json", dir);
-    return dir ? 0 : -1;
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    test_rm_tree(dir);
-    free(dir);
+    fixture_dir_remove();
     return 0;
 }
 
@@ -881,7 +858,7 @@ static void test_read_only_beside_a_writer(void **state)
 {
     (void)state;
     write_config("{\"a\": 1, \"b\": 2}", ", \"sync\": \"always\"", "");
-    mab_engine *w = open_ok(config);
+    mab_engine *w = open_ok();
     mab_error err = {0, ""};
     assert_int_equal(mab_reward(w, "exp", "a", 1, &err), MAB_OK);
     mab_engine *busy = NULL;

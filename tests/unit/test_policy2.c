@@ -17,10 +17,7 @@
 
 #include "mab/mab.h"
 #include "mab/policy.h"
-#include "support.h"
-
-static char *dir;
-static char config[300];
+#include "fixture.h"
 
 /* One experiment "exp" with three arms, policy and storage as given. */
 static void write_config(const char *policy_json, const char *storage_json)
@@ -36,49 +33,6 @@ static void write_config(const char *policy_json, const char *storage_json)
 #define MEMORY "{\"plugin\": \"" MAB_FIXTURE_DIR "/storage_memory.so\"}"
 #define MEMORY_SYNC "{\"plugin\": \"" MAB_FIXTURE_DIR "/storage_memory.so\", \"sync\": \"always\"}"
 #define FIXTURE(name) "{\"plugin\": \"" MAB_FIXTURE_DIR "/" name ".so\"}"
-
-static int open_config(mab_engine **e, mab_error *err)
-{
-    *e = NULL;
-    return mab_open(config, e, err);
-}
-
-static mab_engine *open_ok(void)
-{
-    mab_engine *e;
-    mab_error err = {0, ""};
-    int rc = open_config(&e, &err);
-    if (rc)
-        print_error("mab_open: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-    return e;
-}
-
-static void close_ok(mab_engine *e)
-{
-    mab_error err = {0, ""};
-    int rc = mab_close(e, &err);
-    if (rc)
-        print_error("mab_close: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-}
-
-/* Open must fail with `code` and a message holding every string given. */
-static void open_fails(int code, const char *const *needles)
-{
-    mab_engine *e;
-    mab_error err = {0, ""};
-    int rc = open_config(&e, &err);
-    if (rc != code)
-        print_error("mab_open returned %d: %s\n", rc, err.message);
-    assert_int_equal(rc, code);
-    assert_null(e);
-    for (const char *const *n = needles; *n; n++) {
-        if (!strstr(err.message, *n))
-            print_error("missing \"%s\" in: %s\n", *n, err.message);
-        assert_non_null(strstr(err.message, *n));
-    }
-}
 
 typedef struct policy_stats {
     mab_policy_stats_info info;
@@ -101,9 +55,7 @@ static policy_stats read_stats(mab_engine *e)
 
 static void setup_dir(void)
 {
-    dir = test_tmpdir("policy2");
-    assert_non_null(dir);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_make("policy2");
 }
 
 static int setup(void **unused)
@@ -116,8 +68,7 @@ static int setup(void **unused)
 static int teardown(void **unused)
 {
     (void)unused;
-    test_rm_tree(dir);
-    free(dir);
+    fixture_dir_remove();
     return 0;
 }
 
@@ -131,7 +82,7 @@ static void test_newer_core_table_refused(void **unused)
     snprintf(needs, sizeof needs, "needs core API table version %d", MAB_CORE_API_VERSION + 1);
     snprintf(has, sizeof has, "provides version %d", MAB_CORE_API_VERSION);
     const char *needles[] = {"policy_v2_newer_api.so", needs, has, NULL};
-    open_fails(MAB_EPLUGIN, needles);
+    open_refused(MAB_EPLUGIN, needles);
 }
 
 static void test_newer_minor_refused(void **unused)
@@ -142,7 +93,7 @@ static void test_newer_minor_refused(void **unused)
     snprintf(built, sizeof built, "policy ABI 2.%d", MAB_POLICY2_ABI_MINOR + 1);
     snprintf(ours, sizeof ours, "this libmab's 2.%d", MAB_POLICY2_ABI_MINOR);
     const char *needles[] = {"policy_v2_newer_minor.so", built, ours, NULL};
-    open_fails(MAB_EPLUGIN, needles);
+    open_refused(MAB_EPLUGIN, needles);
 }
 
 static void test_stats_without_update_refused(void **unused)
@@ -151,7 +102,7 @@ static void test_stats_without_update_refused(void **unused)
     write_config(FIXTURE("policy_v2_no_update"), MEMORY);
     const char *needles[] = {"experiments.exp.policy", "policy_v2_no_update.so",
                              "leaves update NULL", NULL};
-    open_fails(MAB_EPLUGIN, needles);
+    open_refused(MAB_EPLUGIN, needles);
 }
 
 static void test_storage_without_stats_refused(void **unused)
@@ -161,7 +112,7 @@ static void test_storage_without_stats_refused(void **unused)
                  "{\"plugin\": \"" MAB_FIXTURE_DIR "/storage_memory_v11.so\"}");
     const char *needles[] = {"experiments.exp", "policy stats", "policy_stats.so",
                              "storage_memory_v11.so", "ABI 1.1", "storage ABI 1.4", NULL};
-    open_fails(MAB_EPLUGIN, needles);
+    open_refused(MAB_EPLUGIN, needles);
     /* The same storage still serves an ABI 1 policy, and an ABI 2 one
        without statistics would too. */
     write_config(FIXTURE("policy_uniform"),
@@ -176,7 +127,7 @@ static void test_features_key_abi1_unknown(void **unused)
     write_config("{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_uniform.so\", \"features\": [\"x\"]}",
                  MEMORY);
     const char *needles[] = {"unknown key", "features", NULL};
-    open_fails(MAB_ECONFIG, needles);
+    open_refused(MAB_ECONFIG, needles);
 }
 
 static void test_bad_features_refused(void **unused)
@@ -185,15 +136,15 @@ static void test_bad_features_refused(void **unused)
     write_config("{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_echo.so\", \"features\": [\"x\", \"x\"]}",
                  MEMORY);
     const char *twice[] = {"experiments.exp.policy.features[1]", "listed twice", NULL};
-    open_fails(MAB_ECONFIG, twice);
+    open_refused(MAB_ECONFIG, twice);
     write_config("{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_echo.so\", \"features\": \"x\"}",
                  MEMORY);
     const char *not_array[] = {"experiments.exp.policy.features", "array", NULL};
-    open_fails(MAB_ECONFIG, not_array);
+    open_refused(MAB_ECONFIG, not_array);
     /* create()'s own error reaches the caller. */
     write_config(FIXTURE("policy_echo"), MEMORY);
     const char *create[] = {"create failed", "policy_echo needs \"features\"", NULL};
-    open_fails(MAB_EPLUGIN, create);
+    open_refused(MAB_EPLUGIN, create);
 }
 
 /* ---- statistics ------------------------------------------------------- */

@@ -21,19 +21,16 @@
 
 #include "mab/adapter.h"
 #include "mab/mab.h"
-#include "support.h"
+#include "fixture.h"
 
 #define DRAWS 100000
 
-static char *dir;
-static char config[300], key_file[300], store[300];
+static char key_file[300], store[300];
 
 static int each(void **state)
 {
     (void)state;
-    dir = test_tmpdir("rules");
-    assert_non_null(dir);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_make("rules");
     snprintf(key_file, sizeof key_file, "%s/mab.key", dir);
     snprintf(store, sizeof store, "%s/state.json", dir);
     mab_error err = {0, ""};
@@ -44,8 +41,7 @@ static int each(void **state)
 static int cleanup(void **state)
 {
     (void)state;
-    test_rm_tree(dir);
-    free(dir);
+    fixture_dir_remove();
     return 0;
 }
 
@@ -76,23 +72,6 @@ static void write_config_full(const char *storage, const char *policy, const cha
 static void write_config(const char *policy, const char *arms, const char *rules)
 {
     write_config_full(MEMORY, policy, arms, rules);
-}
-
-static mab_engine *open_ok(void)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    int rc = mab_open(config, &e, &err);
-    if (rc)
-        print_error("mab_open: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-    return e;
-}
-
-static void close_ok(mab_engine *e)
-{
-    mab_error err = {0, ""};
-    assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
 static mab_choice choose_ok(mab_engine *e, int *estimated)

@@ -21,7 +21,7 @@
 #include <cmocka.h>
 
 #include "mab/mab.h"
-#include "support.h"
+#include "fixture.h"
 
 /* ---- allocation failure -------------------------------------------------- */
 
@@ -40,9 +40,6 @@ __attribute__((visibility("default"))) void *realloc(void *p, size_t n)
 }
 
 /* ---- configs ------------------------------------------------------------- */
-
-static char *dir;
-static char config[300];
 
 /* n experiments "e0".."e{n-1}" of `arms` arms with policy; storage: memory. */
 static void write_many(size_t n, size_t arms, const char *policy)
@@ -63,15 +60,6 @@ static void write_many(size_t n, size_t arms, const char *policy)
     sprintf(p, "}}\n");
     assert_int_equal(test_write_file(config, "%s", text), 0);
     free(text);
-}
-
-static mab_engine *open_ok(void)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    if (mab_open(config, &e, &err) != MAB_OK)
-        fail_msg("mab_open: %s", err.message);
-    return e;
 }
 
 static void arm_totals(mab_engine *e, const char *id, size_t n, uint64_t *pulls,
@@ -375,24 +363,6 @@ static void test_counts_exact_over_rows(void **unused)
     assert_int_equal(mab_close(e, NULL), MAB_OK);
 }
 
-static int setup(void **unused)
-{
-    (void)unused;
-    dir = test_tmpdir("slotmem");
-    if (!dir)
-        return -1;
-    snprintf(config, sizeof config, "%s/mab.json", dir);
-    return 0;
-}
-
-static int teardown(void **unused)
-{
-    (void)unused;
-    test_rm_tree(dir);
-    free(dir);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,5 +372,5 @@ int main(void)
         cmocka_unit_test(test_ring_memory_tracks_use),
         cmocka_unit_test(test_counts_exact_over_rows),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, fixture_setup, fixture_teardown);
 }

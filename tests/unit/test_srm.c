@@ -24,18 +24,15 @@
 #include <cjson/cJSON.h>
 
 #include "mab/mab.h"
-#include "support.h"
+#include "fixture.h"
 #include "../core/srm_math.h"
 
-static char *dir;
-static char config[300], store[300];
+static char store[300];
 
 static int each(void **state)
 {
     (void)state;
-    dir = test_tmpdir("srm");
-    assert_non_null(dir);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_make("srm");
     snprintf(store, sizeof store, "%s/state.json", dir);
     return 0;
 }
@@ -43,8 +40,7 @@ static int each(void **state)
 static int cleanup(void **state)
 {
     (void)state;
-    test_rm_tree(dir);
-    free(dir);
+    fixture_dir_remove();
     return 0;
 }
 
@@ -72,23 +68,6 @@ static void write_config_id(const char *storage, const char *id, const char *pol
 static void write_config(const char *policy, const char *rules)
 {
     write_config_id(MEMORY, "exp", policy, rules);
-}
-
-static mab_engine *open_ok(void)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    int rc = mab_open(config, &e, &err);
-    if (rc)
-        print_error("mab_open: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-    return e;
-}
-
-static void close_ok(mab_engine *e)
-{
-    mab_error err = {0, ""};
-    assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
 static void choose_n(mab_engine *e, int n)

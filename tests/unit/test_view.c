@@ -30,29 +30,7 @@
 #include <cmocka.h>
 
 #include "mab/mab.h"
-#include "support.h"
-
-static char dir[256], config[300];
-
-static mab_engine *open_ok(void)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    int rc = mab_open(config, &e, &err);
-    if (rc)
-        print_error("mab_open: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-    return e;
-}
-
-static void close_ok(mab_engine *e)
-{
-    mab_error err = {0, ""};
-    int rc = mab_close(e, &err);
-    if (rc)
-        print_error("mab_close: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-}
+#include "fixture.h"
 
 /* The id of the arm the engine chooses in experiment. */
 static const char *choose_id(mab_engine *e, const char *experiment)
@@ -268,7 +246,7 @@ static void test_view_after_dropped_delta(void **state)
 }
 
 /* mab_reset zeroes the published totals (engine_stats.c, reset_one) after
-   publishing every slot. */
+   publishing what every slot holds of the experiment. */
 static void test_view_after_reset(void **state)
 {
     (void)state;
@@ -292,25 +270,31 @@ static void test_view_after_reset(void **state)
     close_ok(e);
 }
 
-/* mab_import re-reads the store: what changed() names, one experiment at a
-   time (engine.c, load_one_experiment). */
-static void test_view_after_changed_load(void **state)
+/* mab_import re-reads the store through the storage call named `call`:
+   in it this slot chooses b (kept 1, 1); the re-read then publishes a's 5
+   imported pulls, so the next choose sees published 5, 0 plus pending 1, 1
+   and chooses b (the kept 1, 1 would choose a). */
+static void check_view_after_reread(const char *storage, const char *extra, const char *call)
 {
-    (void)state;
-    write_config(LEAST, "{\"a\": 1, \"b\": 2}", MEMORY ", \"changed\": true", NULL);
+    write_config(LEAST, "{\"a\": 1, \"b\": 2}", storage, extra);
     mab_engine *e = open_ok();
     mab_error err = {0, ""};
     assert_chooses(e, "exp", "a"); /* kept: 1, 0 */
-    /* In the store's load this slot chooses b (kept 1, 1); the load then
-       publishes a's 5 imported pulls. */
-    set_hook(e, "load", 1);
+    set_hook(e, call, 1);
     mab_record five = {"exp", "a", 5, 0, 0.0, 0.0};
     assert_int_equal(mab_import(e, &five, 1, 0, &err), MAB_OK);
     clear_hook();
     assert_string_equal(hook_chose[0], "b");
-    /* Published 5, 0 plus pending 1, 1 (kept: 1, 1 would choose a). */
     assert_chooses(e, "exp", "b");
     close_ok(e);
+}
+
+/* What changed() names, one experiment at a time (engine.c,
+   load_one_experiment). */
+static void test_view_after_changed_load(void **state)
+{
+    (void)state;
+    check_view_after_reread(MEMORY ", \"changed\": true", NULL, "load");
 }
 
 /* A full re-read (a store whose changed() cannot tell): a load per
@@ -319,17 +303,7 @@ static void test_view_after_changed_load(void **state)
 static void test_view_after_load(void **state)
 {
     (void)state;
-    write_config(LEAST, "{\"a\": 1, \"b\": 2}", MEMORY, NULL);
-    mab_engine *e = open_ok();
-    mab_error err = {0, ""};
-    assert_chooses(e, "exp", "a");
-    set_hook(e, "load", 1);
-    mab_record five = {"exp", "a", 5, 0, 0.0, 0.0};
-    assert_int_equal(mab_import(e, &five, 1, 0, &err), MAB_OK);
-    clear_hook();
-    assert_string_equal(hook_chose[0], "b");
-    assert_chooses(e, "exp", "b");
-    close_ok(e);
+    check_view_after_reread(MEMORY, NULL, "load");
 }
 
 static void test_view_after_scan(void **state)
@@ -343,36 +317,8 @@ static void test_view_after_scan(void **state)
                               ",\n  \"x%d\": {\"policy\": " LEAST ", \"arms\": {\"a\": 1, \"b\": 2}}",
                               i);
     assert_true(n < cap);
-    write_config(LEAST, "{\"a\": 1, \"b\": 2}", MEMORY, extra);
+    check_view_after_reread(MEMORY, extra, "scan");
     free(extra);
-    mab_engine *e = open_ok();
-    mab_error err = {0, ""};
-    assert_chooses(e, "exp", "a");
-    set_hook(e, "scan", 1);
-    mab_record five = {"exp", "a", 5, 0, 0.0, 0.0};
-    assert_int_equal(mab_import(e, &five, 1, 0, &err), MAB_OK);
-    clear_hook();
-    assert_string_equal(hook_chose[0], "b");
-    assert_chooses(e, "exp", "b");
-    close_ok(e);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    char *d = test_tmpdir("view");
-    assert_non_null(d);
-    snprintf(dir, sizeof dir, "%s", d);
-    free(d);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    test_rm_tree(dir);
-    return 0;
 }
 
 int main(void)
@@ -388,5 +334,5 @@ int main(void)
         cmocka_unit_test(test_view_after_load),
         cmocka_unit_test(test_view_after_scan),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, fixture_setup, fixture_teardown);
 }

@@ -26,18 +26,14 @@
 #include <cmocka.h>
 
 #include "mab/mab.h"
-#include "support.h"
+#include "fixture.h"
 
-static char *dir;
-static char config[300];
 static int round_no;
 
 static int each(void **state)
 {
     (void)state;
-    dir = test_tmpdir("write_queue");
-    assert_non_null(dir);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_make("write_queue");
     round_no++;
     return 0;
 }
@@ -45,8 +41,7 @@ static int each(void **state)
 static int cleanup(void **state)
 {
     (void)state;
-    test_rm_tree(dir);
-    free(dir);
+    fixture_dir_remove();
     return 0;
 }
 
@@ -78,17 +73,6 @@ static void write_config(const char *sync, const char *storage_extra)
     assert_true(len < cap);
     assert_int_equal(test_write_file(config, "%s", text), 0);
     free(text);
-}
-
-static mab_engine *open_ok(void)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    int rc = mab_open(config, &e, &err);
-    if (rc)
-        print_error("mab_open: %s\n", err.message);
-    assert_int_equal(rc, MAB_OK);
-    return e;
 }
 
 static int arm_index(const char *id)
