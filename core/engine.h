@@ -10,9 +10,10 @@
  * exact: stats, flush, close). Other threads thus see a thread's counts at
  * most about a millisecond late, while a busy thread writes the shared
  * counters only a thousand times a second, whatever its rate. Publishing adds the pending totals, with
- * atomic adds, to the published totals and to the arm's `unapplied` totals,
- * the write-behind queue from which the writer hands batches of increments
- * to the storage plugin. So the choose path takes no global lock and writes
+ * atomic adds, to the published totals, and under queue_mu to the arm's
+ * unapplied totals in the write-behind queue (write_behind.c, "the arms
+ * queue"; only arms with something unapplied have an entry), from which
+ * the writer hands batches of increments to the storage plugin. So the choose path takes no global lock and writes
  * no shared cache line; a thread's view is the published totals plus its own
  * pending ones, exact for one thread.
  *
