@@ -28,8 +28,11 @@ int64_t mab__bucket_of(const mab_engine *e, int64_t t_ns)
 
 void mab__slot_move_bucket(mab_engine *e, mab__slot *s, int64_t t_ns)
 {
-    if (s->n_dirty)
-        mab__slot_publish(e, s);
+    /* Out of memory for the write-behind queue the slot keeps its rows,
+       which are of its bucket: it stays there (this event counts in the
+       bucket before its own; totals are exact) until a publish succeeds. */
+    if (s->n_dirty && mab__slot_publish(e, s) == 0)
+        return;
     s->bucket_start = mab__bucket_of(e, t_ns);
     s->bucket_lo_ns = s->bucket_start * 1000000000LL;
     s->bucket_hi_ns = s->bucket_lo_ns + e->bucket_ns;
@@ -598,7 +601,9 @@ int mab_history(mab_engine *e, const char *experiment, int64_t since,
         return rc;
     if (!visit)
         return mab_error_set(err, MAB_EINVAL, "mab_history: visit must not be NULL");
-    mab__gather_experiment(e, x); /* x's bucket entries reach the queue read below */
+    /* x's bucket entries reach the queue read below */
+    if ((rc = mab__gather_experiment(e, x, err)) != MAB_OK)
+        return rc;
     bucket_list l = {NULL, 0, 0, 0, 0};
     if (e->buckets_stored) {
         /* Under flush_mu no batch is on its way: stored + queued is all. */

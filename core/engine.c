@@ -119,8 +119,8 @@ static void engine_free(mab_engine *e)
     pthread_cond_destroy(&e->claim_cv);
     pthread_mutex_destroy(&e->dropped_mu);
     pthread_mutex_destroy(&e->queue_mu);
-    free(e->queue_arms);
-    free(e->queue_bits);
+    free(e->queue);
+    free(e->queue_index);
     free(e);
 }
 
@@ -571,9 +571,8 @@ static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **i
     if (rc != MAB_OK)
         return rc;
     pthread_rwlock_wrlock(&e->publish_lock);
+    mab__queue_add_to(e, stored, x->first_arm, x->n_arms);
     for (size_t j = 0; j < x->n_arms; j++) {
-        mab_totals unapplied = atomic_totals_read(&x->arms[j].unapplied);
-        totals_add(&stored[j], &unapplied);
         note_loaded(x, &stored[j]);
         atomic_totals_store(&x->arms[j].published, &stored[j]);
     }
@@ -699,9 +698,8 @@ static int load_all_totals(mab_engine *e, mab_error *err)
     }
     if (rc == MAB_OK) {
         pthread_rwlock_wrlock(&e->publish_lock);
+        mab__queue_add_to(e, stored, 0, e->total_arms);
         for (size_t i = 0; i < e->total_arms; i++) {
-            mab_totals unapplied = atomic_totals_read(&mab__arm_at(e, i)->unapplied);
-            totals_add(&stored[i], &unapplied);
             note_loaded(mab__arm_experiment(e, i), &stored[i]);
             atomic_totals_store(&mab__arm_at(e, i)->published, &stored[i]);
         }

@@ -10,9 +10,10 @@
  * exact: stats, flush, close). Other threads thus see a thread's counts at
  * most about a millisecond late, while a busy thread writes the shared
  * counters only a thousand times a second, whatever its rate. Publishing adds the pending totals, with
- * atomic adds, to the published totals and to the arm's `unapplied` totals,
- * the write-behind queue from which the writer hands batches of increments
- * to the storage plugin. So the choose path takes no global lock and writes
+ * atomic adds, to the published totals, and under queue_mu to the arm's
+ * unapplied totals in the write-behind queue (write_behind.c, "the arms
+ * queue"; only arms with something unapplied have an entry), from which
+ * the writer hands batches of increments to the storage plugin. So the choose path takes no global lock and writes
  * no shared cache line; a thread's view is the published totals plus its own
  * pending ones, exact for one thread.
  *
@@ -117,7 +118,7 @@ typedef struct mab__atomic_totals {
     _Atomic double reward_sum_sq;
 } mab__atomic_totals;
 
-/* 88 bytes: a config of 10^6 experiments of 10 arms has 2 * 10^7 of them
+/* 56 bytes: a config of 10^6 experiments of 10 arms has 2 * 10^7 of them
    (its own and its sample-ratio ledger's), so every field counts. */
 typedef struct mab__arm {
     char *id; /* first member: see mab__id_index. In the experiment's arm_text
@@ -129,8 +130,16 @@ typedef struct mab__arm {
                                      queue dropped (engine.c, drop_delta); compared,
                                      never summed, so wrapping is harmless */
     mab__atomic_totals published; /* what choose and stats read */
-    mab__atomic_totals unapplied; /* published but not yet applied to storage */
+    /* What is published but not yet applied to storage is not here: the
+       write-behind queue holds it, for the arms listed there only
+       (mab_engine.queue, write_behind.c "the arms queue"). */
 } mab__arm;
+
+/* An arm listed in the write-behind queue and its unapplied totals. */
+typedef struct mab__queued {
+    uint32_t arm;  /* the engine-wide arm index */
+    mab_totals t;  /* published but not yet applied to storage */
+} mab__queued;
 
 /* Kinds of ledger experiment (rules.c): counters kept beside an experiment's. */
 enum { MAB__LEDGER_HOLDOUT = 1, MAB__LEDGER_LATE = 2, MAB__LEDGER_SRM = 3 };
@@ -365,17 +374,21 @@ struct mab_engine {
     pthread_cond_t durable_cv;  /* broadcast when a group commit ends */
     int committing;             /* a reward caller is writing for the waiting group */
     _Atomic uint64_t durable_seq; /* every publish up to this one is durable */
-    /* The write-behind queue's arms (write_behind.c, "the arms queue"): every
-       arm whose `unapplied` totals or statistics a publish or a requeue made
-       non-empty since the last take is listed once in queue_arms (its bit
-       set in queue_bits), so that a write passes over those arms only, not
-       over total_arms. Guarded by queue_mu. queue_all: a list could not grow
-       (out of memory), so the next take passes over every arm. */
+    /* The write-behind queue (write_behind.c, "the arms queue"): every arm
+       whose unapplied totals or statistics a publish or a requeue made
+       non-empty since the last take is listed once in `queue`, with its
+       unapplied totals, so that a write passes over those arms only, not
+       over total_arms, and an idle arm costs nothing. queue_index finds an
+       arm's entry (open addressing on the arm index: position + 1, 0 empty;
+       2 * cap_queue slots). queue_held: entries of the batch on its way to
+       storage, which a failed write gives back; cap_queue stays at least
+       n_queue + queue_held, so a requeue never allocates. Guarded by
+       queue_mu. */
     pthread_mutex_t queue_mu;
-    uint32_t *queue_arms;
-    size_t n_queue, cap_queue;
-    uint64_t *queue_bits;     /* total_arms bits, allocated at the first mark */
-    int queue_all;
+    mab__queued *queue;
+    uint32_t *queue_index;
+    size_t n_queue, cap_queue; /* cap_queue: 0 or a power of two */
+    size_t queue_held;
     mab_delta *batch;         /* scratch for one storage apply: grown to the arms that
                                  changed (write_behind.c, batch_reserve), not total_arms */
     size_t *batch_arm;        /* the arm index of each batch entry */
@@ -510,18 +523,31 @@ int mab__load_storage(const char *path, void **handle, const mab_storage **out,
 
 /* Shared by engine.c, write_behind.c, claims.c and engine_stats.c (the
    engine in files by concept; each is defined where its concept lives). */
-void mab__gather_all(mab_engine *e);
+/* Publish every thread's pending totals; MAB_ENOMEM (err set) when the
+   write-behind queue could not grow to list a slot's (it keeps them). */
+int mab__gather_all(mab_engine *e, mab_error *err);
 /* Publish every thread's pending totals of experiments xs[0..n) only (NULL
-   entries skipped): what a read of one experiment needs. */
-void mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, size_t n);
+   entries skipped): what a read of one experiment needs. MAB_ENOMEM as
+   mab__gather_all. */
+int mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, size_t n,
+                            mab_error *err);
 /* The same for x and its ledgers (holdout, late rewards, sample ratio), which
    mab_report() reads after mab_stats(). */
-void mab__gather_experiment(mab_engine *e, const mab__experiment *x);
+int mab__gather_experiment(mab_engine *e, const mab__experiment *x, mab_error *err);
+/* The publish sequence number covering what it moved, or 0 when the
+   write-behind queue could not grow to list it (the slot keeps its rows;
+   mab__wait_durable(e, 0, ...) reports MAB_ENOMEM). */
 uint64_t mab__slot_publish(mab_engine *e, mab__slot *s);
 int mab__wait_durable(mab_engine *e, uint64_t seq, mab_error *err);
 int mab__write_queued(mab_engine *e, mab_error *err);
 /* The unapplied pulls and rewards of every arm (mab_close's lost count). */
 void mab__queue_unapplied(mab_engine *e, uint64_t *pulls, uint64_t *rewards);
+/* Add the unapplied totals of arms [first_arm, first_arm + n) to to[0..n)
+   (refresh and load: published = stored + unapplied). */
+void mab__queue_add_to(mab_engine *e, mab_totals *to, size_t first_arm, size_t n);
+/* Forget the unapplied totals of arms [first_arm, first_arm + n) (reset).
+   Caller holds flush_mu and publish_lock exclusively. */
+void mab__queue_forget(mab_engine *e, size_t first_arm, size_t n);
 int mab__writer_start(mab_engine *e, mab_error *err);
 void mab__writer_stop(mab_engine *e);
 int mab__load_totals(mab_engine *e, mab_error *err);

@@ -58,7 +58,8 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
        an older, shorter one. */
     size_t stride = cap ? out[0].struct_size : 0;
     size_t fill = stride < sizeof(mab_arm_stats) ? stride : sizeof(mab_arm_stats);
-    mab__gather_experiment(e, x);
+    if ((found = mab__gather_experiment(e, x, err)) != MAB_OK)
+        return found;
     for (size_t i = 0; i < x->n_arms && i < cap; i++) {
         const mab__arm *a = &x->arms[i];
         mab_totals t = atomic_totals_read(&a->published);
@@ -84,7 +85,8 @@ int mab_policy_stats(mab_engine *e, const char *experiment, mab_policy_stats_inf
                              "mab_policy_stats: info is NULL or its struct_size is too small");
     if ((arm_cap && !arm_stats) || (experiment_cap && !experiment_stats))
         return mab_error_set(err, MAB_EINVAL, "mab_policy_stats: NULL array with a capacity");
-    mab__gather_experiment(e, x);
+    if ((found = mab__gather_experiment(e, x, err)) != MAB_OK)
+        return found;
     info->layout = x->layout_tag ? x->layout_tag : "";
     info->per_arm = x->layout.arm_stats;
     info->per_experiment = x->layout.experiment_stats;
@@ -261,16 +263,16 @@ static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)
        zeroed, if that thread publishes it before the zeroing), as when
        every slot was published: only the zeroing is under publish_lock.
        Other experiments' pending totals stay pending. */
-    mab__gather_experiment(e, x);
+    if (mab__gather_experiment(e, x, err) != MAB_OK)
+        return MAB_ENOMEM; /* what stays pending would come back: nothing is reset */
     pthread_mutex_lock(&e->flush_mu);
     int rc = e->storage ? e->storage->reset(e->storage_state, x->id, err) : MAB_OK;
     if (rc == MAB_OK) {
         static const mab_totals zero;
         pthread_rwlock_wrlock(&e->publish_lock);
-        for (size_t i = 0; i < x->n_arms; i++) {
+        for (size_t i = 0; i < x->n_arms; i++)
             atomic_totals_store(&x->arms[i].published, &zero);
-            atomic_totals_store(&x->arms[i].unapplied, &zero);
-        }
+        mab__queue_forget(e, x->first_arm, x->n_arms);
         size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
         size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
         for (size_t i = at; i < at + n; i++) {

@@ -577,7 +577,8 @@ int mab_rules(mab_engine *e, const char *experiment, mab_rules_info *out, mab_er
     out->holdout_arm = r->holdout_arm >= 0 ? x->arms[r->holdout_arm].id : NULL;
     out->attribution_window = r->attribution_window;
     /* late rewards still pending in a slot */
-    mab__gather_experiment(e, x);
+    if ((rc = mab__gather_experiment(e, x, err)) != MAB_OK)
+        return rc;
     out->late_rewards = mab__rules_late(x, -1);
     return MAB_OK;
 }
@@ -608,7 +609,8 @@ int mab_holdout_compare(mab_engine *e, const char *experiment, mab_holdout_compa
     if (!x->ledger)
         return mab_error_set(err, MAB_EINVAL, "%s: experiments.%s has no holdout",
                              e->config_path, x->id);
-    mab__gather_experiment(e, x);
+    if ((rc = mab__gather_experiment(e, x, err)) != MAB_OK)
+        return rc;
     double nb, sb, qb, nh, sh, qh;
     group_sums(x, &nb, &sb, &qb);
     group_sums(x->ledger, &nh, &sh, &qh);

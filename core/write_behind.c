@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -129,102 +130,188 @@ static void stats_publish(mab_engine *e, const double *pending, size_t at, size_
 /* ---- the arms queue ---------------------------------------------------- */
 
 /*
- * Which arms a write must look at. A write (mab__write_queued) used to take
- * `unapplied` of every arm of the engine, under publish_lock held
- * exclusively: at 10^5 experiments that pass was most of a commit of one
- * record, paid at every flush interval and on every reward under sync
- * "always". Now every writer of `unapplied` (and of stats_unapplied) lists
- * the arms it wrote in queue_arms, and a write takes those only.
+ * What is unapplied, and which arms a write must look at. A write
+ * (mab__write_queued) used to take an `unapplied` total of every arm of
+ * the engine (32 bytes in each mab__arm, two per arm of the config with the
+ * sample-ratio ledger), under publish_lock held exclusively. Now the queue
+ * holds the unapplied totals of the arms a publish or a requeue listed, and
+ * nothing for the others: e->queue, entries {arm, totals} in the order
+ * listed, found through queue_index (a hash on the arm index). Unapplied
+ * statistics stay in stats_unapplied (one double each), their arms listed.
  *
- * The invariant: an arm whose `unapplied` totals or statistics are not zero
- * has its bit set in queue_bits and is listed once in queue_arms (or
- * queue_all is set, and the next take passes over every arm). An arm listed
- * may have nothing unapplied (taken meanwhile by a full pass, reset): a
- * take skips it, as the full pass skips idle arms.
+ * The invariant: an arm with unapplied totals or statistics is listed once,
+ * its totals in its entry. An entry may hold nothing (statistics only,
+ * reset): a take skips it for the counters, as the full pass skipped idle
+ * arms. An experiment's own statistics are non-zero only while its first
+ * arm is listed (publish_row lists it, requeue_stats lists it again).
  *
- * Concurrency. The list and the bits are guarded by queue_mu, taken by
- * every mark and by the take, and always last (after publish_lock and
- * buckets_mu), so no cycle. The writers of `unapplied`:
- * - mab__slot_publish holds publish_lock shared, so several publishers run
- *   at once: each adds to `unapplied` with atomic adds, then marks its arms
- *   under queue_mu, before it lets go of publish_lock;
- * - the take (mab__write_queued) holds publish_lock exclusively, so no
- *   publish is between its adds and its marks: every add it can see is
- *   marked already. It also holds flush_mu;
- * - requeue and requeue_stats run after the take, outside publish_lock, but
- *   under the same flush_mu as the take, so never during a take: they add,
- *   then mark, under queue_mu as a publisher does;
- * - reset (engine_stats.c, reset_one) only zeroes, which leaves at most a
- *   listed arm with nothing to take.
- * So when a take runs, every non-zero `unapplied` is listed, and a take
- * clears each bit and the list together with taking the totals, under the
- * lock that keeps every other writer out: no increment is missed, and none
- * is taken twice (the exchange in atomic_totals_take zeroes what it takes).
+ * Room. Listing needs memory, and a publish that could not list would lose
+ * what it moved. So a publish reserves first: its slot's rows_used bounds
+ * the arms it can list, and the queue grows to hold them before anything
+ * moves; when it cannot, the publish moves nothing and says so (returns 0):
+ * the slot keeps its rows, which stay in its own view and are published by
+ * a later publish, and the callers that must be exact (flush, close, the
+ * reads that gather, a reward under sync "always") report MAB_ENOMEM. The
+ * take leaves the queue's capacity as it is and counts what it took in
+ * queue_held, and every reservation keeps cap_queue >= n_queue + queue_held
+ * (or total_arms, the most there can be), so a failed batch goes back
+ * (requeue) without allocating: nothing is lost, and nothing is counted
+ * twice (an entry taken is gone from the queue; a requeue adds it back
+ * into the arm's one entry).
+ *
+ * Concurrency. The queue is guarded by queue_mu, taken always last (after
+ * publish_lock and buckets_mu), so no cycle. Its writers:
+ * - mab__slot_publish (and slot_publish_some) hold publish_lock shared and
+ *   buckets_mu, then take queue_mu once for the whole publish: reserve, then
+ *   add every row. Publishes were already serialised by buckets_mu, so
+ *   holding queue_mu through them adds no serialisation;
+ * - the take (mab__write_queued) holds publish_lock exclusively and flush_mu,
+ *   and takes every entry at once under queue_mu;
+ * - requeue and requeue_stats run after the take, outside publish_lock but
+ *   under the take's flush_mu (never during a take), under queue_mu;
+ * - the readers: mab__queue_unapplied, and refresh and load (engine.c,
+ *   published = stored + unapplied) under flush_mu and publish_lock held
+ *   exclusively, so no publish, take or requeue is half-way;
+ * - reset (engine_stats.c) zeroes the entries of an experiment's arms under
+ *   flush_mu and publish_lock exclusively.
+ * Every add and every take of a total is under queue_mu, and a total is in
+ * exactly one place at a time (a slot's rows, an entry, a batch on its way):
+ * no increment is missed and none is taken twice.
  */
 
-/* Caller holds queue_mu: list the arms (engine-wide indexes). Out of memory
-   for the list or the bits: queue_all, the next take passes over all. */
-static void queue_mark_locked(mab_engine *e, const uint32_t *arms, size_t n)
+/* Below this, the queue keeps its memory between takes. */
+#define QUEUE_KEEP 4096
+
+static size_t queue_hash(uint32_t arm, size_t mask)
 {
-    if (e->queue_all)
-        return;
-    if (!e->queue_bits &&
-        !(e->queue_bits = calloc((e->total_arms + 63) / 64, sizeof *e->queue_bits))) {
-        e->queue_all = 1;
-        return;
-    }
-    for (size_t k = 0; k < n; k++) {
-        uint32_t arm = arms[k];
-        uint64_t bit = UINT64_C(1) << (arm % 64);
-        if (e->queue_bits[arm / 64] & bit)
-            continue;
-        if (e->n_queue == e->cap_queue) {
-            size_t cap = e->cap_queue ? 2 * e->cap_queue : 256;
-            if (cap > e->total_arms)
-                cap = e->total_arms; /* each arm is listed once at most */
-            uint32_t *list = realloc(e->queue_arms, cap * sizeof *list);
-            if (!list) {
-                e->queue_all = 1;
-                return;
-            }
-            e->queue_arms = list;
-            e->cap_queue = cap;
-        }
-        e->queue_bits[arm / 64] |= bit;
-        e->queue_arms[e->n_queue++] = arm;
+    return (size_t)(((uint64_t)arm * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & mask;
+}
+
+/* Caller holds queue_mu: index every entry again (queue_index has 2 *
+   cap_queue slots). */
+static void queue_rehash_locked(mab_engine *e)
+{
+    size_t mask = 2 * e->cap_queue - 1;
+    memset(e->queue_index, 0, 2 * e->cap_queue * sizeof *e->queue_index);
+    for (size_t k = 0; k < e->n_queue; k++) {
+        size_t h = queue_hash(e->queue[k].arm, mask);
+        while (e->queue_index[h])
+            h = (h + 1) & mask;
+        e->queue_index[h] = (uint32_t)(k + 1);
     }
 }
 
-static void queue_mark(mab_engine *e, const uint32_t *arms, size_t n)
+/* Caller holds queue_mu: room for `more` arms listed beyond those listed
+   and those on their way to storage (at most total_arms in all). 0, or -1
+   when out of memory (the queue is as it was). */
+static int queue_reserve_locked(mab_engine *e, size_t more)
 {
-    pthread_mutex_lock(&e->queue_mu);
-    queue_mark_locked(e, arms, n);
-    pthread_mutex_unlock(&e->queue_mu);
+    size_t want = e->n_queue + e->queue_held + more;
+    if (want > e->total_arms)
+        want = e->total_arms;
+    if (want <= e->cap_queue)
+        return 0;
+    size_t cap = e->cap_queue ? 2 * e->cap_queue : 64;
+    while (cap < want)
+        cap *= 2;
+    if (cap > UINT32_MAX / 2)
+        return -1; /* positions are 32 bits */
+    mab__queued *queue = realloc(e->queue, cap * sizeof *queue);
+    if (!queue)
+        return -1;
+    e->queue = queue;
+    uint32_t *index = malloc(2 * cap * sizeof *index);
+    if (!index)
+        return -1;
+    free(e->queue_index);
+    e->queue_index = index;
+    e->cap_queue = cap;
+    queue_rehash_locked(e);
+    return 0;
 }
 
-/* Caller holds queue_mu: forget the list once it is taken. */
+/* Caller holds queue_mu: the entry of `arm`, or NULL when it is not listed. */
+static mab__queued *queue_find_locked(const mab_engine *e, uint32_t arm)
+{
+    if (!e->cap_queue)
+        return NULL;
+    size_t mask = 2 * e->cap_queue - 1;
+    for (size_t h = queue_hash(arm, mask); e->queue_index[h]; h = (h + 1) & mask)
+        if (e->queue[e->queue_index[h] - 1].arm == arm)
+            return &e->queue[e->queue_index[h] - 1];
+    return NULL;
+}
+
+/* Caller holds queue_mu and has reserved room: the entry of `arm`, listed
+   now (zero totals) when it was not. NULL only when the reservation was
+   not made and the queue cannot grow (see the callers). */
+static mab__queued *queue_list_locked(mab_engine *e, uint32_t arm)
+{
+    mab__queued *q = queue_find_locked(e, arm);
+    if (q)
+        return q;
+    if (e->n_queue == e->cap_queue && queue_reserve_locked(e, 1) != 0)
+        return NULL;
+    size_t mask = 2 * e->cap_queue - 1, h = queue_hash(arm, mask);
+    while (e->queue_index[h])
+        h = (h + 1) & mask;
+    q = &e->queue[e->n_queue++];
+    e->queue_index[h] = (uint32_t)e->n_queue;
+    q->arm = arm;
+    memset(&q->t, 0, sizeof q->t);
+    return q;
+}
+
+/* Caller holds queue_mu: add t to arm's unapplied totals. Room is
+   reserved (a publish) or held (a requeue); should it not be, the
+   increment is counted as dropped, with the reason, rather than lost
+   silently. */
+static void queue_add_locked(mab_engine *e, uint32_t arm, const mab_totals *t)
+{
+    mab__queued *q = queue_list_locked(e, arm);
+    if (q) {
+        totals_add(&q->t, t);
+        return;
+    }
+    atomic_fetch_add(&e->dropped_deltas, 1);
+    pthread_mutex_lock(&e->dropped_mu);
+    mab_error_set(&e->last_drop, MAB_ENOMEM,
+                  "out of memory for the write-behind queue: the increment of experiment "
+                  "\"%s\", arm \"%s\" (%llu pulls, %llu rewards) was dropped",
+                  mab__arm_experiment(e, arm)->id, mab__arm_at(e, arm)->id,
+                  (unsigned long long)t->pulls, (unsigned long long)t->rewards);
+    pthread_mutex_unlock(&e->dropped_mu);
+}
+
+/* Caller holds queue_mu: forget the entries once they are taken, keeping
+   the room for them (queue_held) until the write is over. */
 static void queue_clear_locked(mab_engine *e)
 {
-    if (e->queue_all) {
-        if (e->queue_bits)
-            memset(e->queue_bits, 0, (e->total_arms + 63) / 64 * sizeof *e->queue_bits);
-        e->queue_all = 0;
-    } else {
-        for (size_t k = 0; k < e->n_queue; k++)
-            e->queue_bits[e->queue_arms[k] / 64] &= ~(UINT64_C(1) << (e->queue_arms[k] % 64));
-    }
+    e->queue_held = e->n_queue;
     e->n_queue = 0;
-    /* A burst (the first write of a large store) gives its list back. */
-    if (e->cap_queue > 4096) {
-        free(e->queue_arms);
-        e->queue_arms = NULL;
+    if (e->cap_queue)
+        memset(e->queue_index, 0, 2 * e->cap_queue * sizeof *e->queue_index);
+}
+
+/* After a write: what it took is written, dropped or back in the queue. A
+   burst (the first write of a large store) gives its memory back. */
+static void queue_write_done(mab_engine *e)
+{
+    pthread_mutex_lock(&e->queue_mu);
+    e->queue_held = 0;
+    if (e->cap_queue > QUEUE_KEEP && !e->n_queue) {
+        free(e->queue);
+        free(e->queue_index);
+        e->queue = NULL;
+        e->queue_index = NULL;
         e->cap_queue = 0;
     }
+    pthread_mutex_unlock(&e->queue_mu);
 }
 
 static int arm_order(const void *a, const void *b)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    uint32_t x = ((const mab__queued *)a)->arm, y = ((const mab__queued *)b)->arm;
     return (x > y) - (x < y);
 }
 
@@ -232,12 +319,36 @@ void mab__queue_unapplied(mab_engine *e, uint64_t *pulls, uint64_t *rewards)
 {
     *pulls = *rewards = 0;
     pthread_mutex_lock(&e->queue_mu);
-    size_t n = e->queue_all ? e->total_arms : e->n_queue;
-    for (size_t k = 0; k < n; k++) {
-        const mab__arm *a = mab__arm_at(e, e->queue_all ? k : e->queue_arms[k]);
-        *pulls += atomic_load(&a->unapplied.pulls);
-        *rewards += atomic_load(&a->unapplied.rewards);
+    for (size_t k = 0; k < e->n_queue; k++) {
+        *pulls += e->queue[k].t.pulls;
+        *rewards += e->queue[k].t.rewards;
     }
+    pthread_mutex_unlock(&e->queue_mu);
+}
+
+void mab__queue_add_to(mab_engine *e, mab_totals *to, size_t first_arm, size_t n)
+{
+    pthread_mutex_lock(&e->queue_mu);
+    if (n == 1 || n < e->n_queue / 8) {
+        for (size_t j = 0; j < n; j++) {
+            const mab__queued *q = queue_find_locked(e, (uint32_t)(first_arm + j));
+            if (q)
+                totals_add(&to[j], &q->t);
+        }
+    } else {
+        for (size_t k = 0; k < e->n_queue; k++)
+            if (e->queue[k].arm >= first_arm && e->queue[k].arm - first_arm < n)
+                totals_add(&to[e->queue[k].arm - first_arm], &e->queue[k].t);
+    }
+    pthread_mutex_unlock(&e->queue_mu);
+}
+
+void mab__queue_forget(mab_engine *e, size_t first_arm, size_t n)
+{
+    pthread_mutex_lock(&e->queue_mu);
+    for (size_t k = 0; k < e->n_queue; k++)
+        if (e->queue[k].arm >= first_arm && e->queue[k].arm - first_arm < n)
+            memset(&e->queue[k].t, 0, sizeof e->queue[k].t);
     pthread_mutex_unlock(&e->queue_mu);
 }
 
@@ -246,46 +357,26 @@ void mab__queue_unapplied(mab_engine *e, uint64_t *pulls, uint64_t *rewards)
    for the experiment itself). */
 #define PUBLISH_AHEAD 4
 
-/* Arms a publish moved, listed in the arms queue in groups (queue_mu is
-   taken once a group, not once an arm). */
-typedef struct publish_marks {
-    uint32_t arms[64];
-    size_t n;
-} publish_marks;
-
-static void marks_add(mab_engine *e, publish_marks *m, size_t arm)
-{
-    m->arms[m->n++] = (uint32_t)arm;
-    if (m->n == sizeof m->arms / sizeof *m->arms) {
-        queue_mark(e, m->arms, m->n);
-        m->n = 0;
-    }
-}
-
-/* Move x's row of a locked slot (publish_lock shared and buckets_mu held)
-   into the published totals, the write-behind queue and the bucket queue,
-   noting in m the arms whose unapplied totals or statistics it changed. */
-static void publish_row(mab_engine *e, mab__slot *s, const mab__experiment *x,
-                        publish_marks *m)
+/* Move x's row of a locked slot (publish_lock shared, buckets_mu and
+   queue_mu held, room reserved) into the published totals, the write-behind
+   queue and the bucket queue. */
+static void publish_row(mab_engine *e, mab__slot *s, const mab__experiment *x)
 {
     const mab_totals *row = slot_row(s, x);
     const double *stats = slot_stats(s, x);
     for (size_t j = 0; j < x->n_arms; j++) {
         const mab_totals *p = &row[j];
         mab__arm *a = &x->arms[j];
-        int moved = 0;
+        uint32_t arm = (uint32_t)(x->first_arm + j);
         if (!totals_empty(p)) {
-            atomic_totals_add(&a->unapplied, p);
+            queue_add_locked(e, arm, p);
             atomic_totals_add(&a->published, p);
-            mab__buckets_add(e, x->first_arm + j, s->bucket_start, p);
-            moved = 1;
+            mab__buckets_add(e, arm, s->bucket_start, p);
+        } else if (x->layout.arm_stats) {
+            (void)queue_list_locked(e, arm); /* its statistics are taken with it */
         }
-        if (x->layout.arm_stats) {
+        if (x->layout.arm_stats)
             stats_publish(e, stats + j * x->layout.arm_stats, a->stats_at, x->layout.arm_stats);
-            moved = 1;
-        }
-        if (moved)
-            marks_add(e, m, x->first_arm + j);
     }
     if (x->layout.experiment_stats) {
         stats_publish(e, stats + x->n_arms * x->layout.arm_stats, x->stats_at,
@@ -293,20 +384,38 @@ static void publish_row(mab_engine *e, mab__slot *s, const mab__experiment *x,
         /* The write takes an experiment's own statistics with its arms'
            (stats_take): list its first arm so that it is looked at. */
         if (x->n_arms && !x->layout.arm_stats)
-            marks_add(e, m, x->first_arm);
+            (void)queue_list_locked(e, (uint32_t)x->first_arm);
     }
+}
+
+/* Caller holds publish_lock shared and buckets_mu: take queue_mu and room
+   in the queue for every arm the slot's rows can hold. 0, or -1 (queue_mu
+   not held) when out of memory. */
+static int publish_begin(mab_engine *e, const mab__slot *s)
+{
+    pthread_mutex_lock(&e->queue_mu);
+    if (queue_reserve_locked(e, s->rows_used - s->zero_units) == 0)
+        return 0;
+    pthread_mutex_unlock(&e->queue_mu);
+    return -1;
 }
 
 /* Move a locked slot's pending totals into the published totals and the
    write-behind queue, and empty its rows. Returns the publish sequence
-   number covering them. */
+   number covering them, or 0 when the queue could not grow to list them
+   (out of memory): then nothing moved, and the slot keeps its rows. */
 uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
 {
-    publish_marks m = {.n = 0};
     pthread_rwlock_rdlock(&e->publish_lock);
     /* Every pending total is of the slot's bucket (slot_bucket). */
-    if (s->n_dirty)
+    if (s->n_dirty) {
         pthread_mutex_lock(&e->buckets_mu);
+        if (publish_begin(e, s) != 0) {
+            pthread_mutex_unlock(&e->buckets_mu);
+            pthread_rwlock_unlock(&e->publish_lock);
+            return 0;
+        }
+    }
     for (uint32_t k = 0; k < s->n_dirty; k++) {
         /* After choices on many experiments, each dirty one is a few cache
            misses (the experiment, its arms, its ring): fetch them ahead, so
@@ -320,13 +429,12 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
             if (ahead->n_arms)
                 mab__buckets_prefetch(e, ahead, ahead->first_arm, s->bucket_start);
         }
-        publish_row(e, s, &e->experiments[s->dirty[k]], &m);
+        publish_row(e, s, &e->experiments[s->dirty[k]]);
         s->row_at[s->dirty[k]] = 0;
     }
     if (s->n_dirty) {
+        pthread_mutex_unlock(&e->queue_mu);
         pthread_mutex_unlock(&e->buckets_mu);
-        /* The arms queue: the write takes these (see "the arms queue"). */
-        queue_mark(e, m.arms, m.n);
         mab__view_changed(e);
     }
     s->n_dirty = 0;
@@ -339,16 +447,28 @@ uint64_t mab__slot_publish(mab_engine *e, mab__slot *s)
     return seq;
 }
 
-/* Publish every thread's pending totals, so reads after this are exact. */
-void mab__gather_all(mab_engine *e)
+static int publish_failed(mab_error *err, const char *what)
 {
+    return mab_error_set(err, MAB_ENOMEM,
+                         "%sout of memory for the write-behind queue: a thread's pending pulls "
+                         "and rewards could not be published (they stay pending in its slot, "
+                         "and a later publish moves them)",
+                         what);
+}
+
+/* Publish every thread's pending totals, so reads after this are exact.
+   MAB_ENOMEM when a slot's could not be (each slot is tried). */
+int mab__gather_all(mab_engine *e, mab_error *err)
+{
+    int rc = MAB_OK;
     for (unsigned i = 0; i < MAB__SLOTS; i++) {
         mab__slot *s = &e->slots[i];
         slot_lock(s);
-        if (s->ready && s->pending_ops)
-            mab__slot_publish(e, s);
+        if (s->ready && s->pending_ops && mab__slot_publish(e, s) == 0)
+            rc = MAB_ENOMEM;
         slot_unlock(s);
     }
+    return rc == MAB_OK ? MAB_OK : publish_failed(err, "");
 }
 
 /* Whether x is one of xs[0..n). */
@@ -364,8 +484,8 @@ static int experiment_in(const mab__experiment *const *xs, size_t n, const mab__
    mab__slot_publish does for all (publish_row), and take them out of its
    dirty list. The rest stays pending. Their rows' space stays taken in the
    arena until the slot's next publish empties it. */
-static void slot_publish_some(mab_engine *e, mab__slot *s, const mab__experiment *const *xs,
-                              size_t n)
+static int slot_publish_some(mab_engine *e, mab__slot *s, const mab__experiment *const *xs,
+                             size_t n)
 {
     uint32_t kept = 0;
     /* Most slots hold nothing of the experiment read: look before locking
@@ -373,25 +493,30 @@ static void slot_publish_some(mab_engine *e, mab__slot *s, const mab__experiment
     while (kept < s->n_dirty && !experiment_in(xs, n, &e->experiments[s->dirty[kept]]))
         kept++;
     if (kept == s->n_dirty)
-        return;
-    publish_marks m = {.n = 0};
+        return MAB_OK;
     pthread_rwlock_rdlock(&e->publish_lock);
     pthread_mutex_lock(&e->buckets_mu);
+    if (publish_begin(e, s) != 0) {
+        pthread_mutex_unlock(&e->buckets_mu);
+        pthread_rwlock_unlock(&e->publish_lock);
+        return MAB_ENOMEM;
+    }
     for (uint32_t k = kept; k < s->n_dirty; k++) {
         uint32_t at = s->dirty[k];
         if (!experiment_in(xs, n, &e->experiments[at])) {
             s->dirty[kept++] = at;
             continue;
         }
-        publish_row(e, s, &e->experiments[at], &m);
+        publish_row(e, s, &e->experiments[at]);
         s->row_at[at] = 0;
     }
+    pthread_mutex_unlock(&e->queue_mu);
     pthread_mutex_unlock(&e->buckets_mu);
-    queue_mark(e, m.arms, m.n);
     s->n_dirty = kept;
     mab__view_changed(e); /* other slots' kept views of these arms are stale */
     atomic_fetch_add_explicit(&e->publish_seq, 1, memory_order_release);
     pthread_rwlock_unlock(&e->publish_lock);
+    return MAB_OK;
 }
 
 /*
@@ -404,21 +529,28 @@ static void slot_publish_some(mab_engine *e, mab__slot *s, const mab__experiment
  * atomic adds, cache misses and bucket entries, under the same slot locks
  * the threads wait on).
  */
-void mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, size_t n)
+int mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, size_t n,
+                            mab_error *err)
 {
+    int rc = MAB_OK;
     for (unsigned i = 0; i < MAB__SLOTS; i++) {
         mab__slot *s = &e->slots[i];
         slot_lock(s);
-        if (s->ready && s->n_dirty)
-            slot_publish_some(e, s, xs, n);
+        if (s->ready && s->n_dirty && slot_publish_some(e, s, xs, n) != MAB_OK)
+            rc = MAB_ENOMEM;
         slot_unlock(s);
     }
+    if (rc == MAB_OK)
+        return MAB_OK;
+    char what[160];
+    snprintf(what, sizeof what, "experiments.%s: ", n && xs[0] ? xs[0]->id : "?");
+    return publish_failed(err, what);
 }
 
-void mab__gather_experiment(mab_engine *e, const mab__experiment *x)
+int mab__gather_experiment(mab_engine *e, const mab__experiment *x, mab_error *err)
 {
     const mab__experiment *xs[4] = {x, x->ledger, x->late_ledger, x->srm};
-    mab__gather_experiments(e, xs, 4);
+    return mab__gather_experiments(e, xs, 4, err);
 }
 
 /* ---- write-behind ----------------------------------------------------- */
@@ -446,16 +578,15 @@ static void stats_take_one(mab_engine *e, size_t *k, size_t *used, const char *e
 /* Fill the stats batch from the unapplied statistics; returns its length.
    Caller holds queue_mu: the statistics of the listed arms (sorted) and of
    their experiments, in the order of the full pass (an experiment's arms,
-   then its own), or every experiment's under queue_all. An experiment
-   whose statistics change has an arm listed: its statistics move with an
-   arm's event (mab__slot_publish) and requeue_stats marks one of its arms. */
+   then its own). An experiment whose own statistics change has its first
+   arm listed (publish_row, requeue_stats). */
 static size_t stats_take(mab_engine *e)
 {
     size_t k = 0, used = 0;
     if (!e->total_stats)
         return 0;
-    for (size_t q = 0; !e->queue_all && q < e->n_queue; q++) {
-        uint32_t i = e->queue_arms[q];
+    for (size_t q = 0; q < e->n_queue; q++) {
+        uint32_t i = e->queue[q].arm;
         mab__experiment *x = mab__arm_experiment(e, i);
         if (x->layout.arm_stats) {
             const mab__arm *a = mab__arm_at(e, i);
@@ -464,16 +595,7 @@ static size_t stats_take(mab_engine *e)
         }
         /* The experiment's own after its last listed arm. */
         if (x->layout.experiment_stats &&
-            (q + 1 == e->n_queue || mab__arm_experiment(e, e->queue_arms[q + 1]) != x))
-            stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
-                           x->layout.experiment_stats);
-    }
-    for (size_t i = 0; e->queue_all && i < e->n_experiments; i++) {
-        mab__experiment *x = &e->experiments[i];
-        for (size_t j = 0; x->layout.arm_stats && j < x->n_arms; j++)
-            stats_take_one(e, &k, &used, x->id, x->arms[j].id, x->layout_tag,
-                           x->arms[j].stats_at, x->layout.arm_stats);
-        if (x->layout.experiment_stats)
+            (q + 1 == e->n_queue || mab__arm_experiment(e, e->queue[q + 1].arm) != x))
             stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
                            x->layout.experiment_stats);
     }
@@ -481,15 +603,12 @@ static size_t stats_take(mab_engine *e)
 }
 
 /* Give batch entries [from, from + n) back to the queue, to be offered again
-   (listed again: see "the arms queue"). */
+   (into their arms' entries: see "the arms queue"; the room is held). */
 static void requeue(mab_engine *e, size_t from, size_t n)
 {
     pthread_mutex_lock(&e->queue_mu);
-    for (size_t k = from; k < from + n; k++) {
-        atomic_totals_add(&mab__arm_at(e, e->batch_arm[k])->unapplied, &e->batch[k].add);
-        uint32_t arm = (uint32_t)e->batch_arm[k];
-        queue_mark_locked(e, &arm, 1);
-    }
+    for (size_t k = from; k < from + n; k++)
+        queue_add_locked(e, (uint32_t)e->batch_arm[k], &e->batch[k].add);
     pthread_mutex_unlock(&e->queue_mu);
 }
 
@@ -566,12 +685,10 @@ static void requeue_stats(mab_engine *e, size_t from, size_t n)
         long a = ex && d->arm ? mab__id_index_find(&ex->arm_index, ex->arms, sizeof *ex->arms,
                                                     d->arm)
                               : 0;
-        if (ex && a >= 0 && ex->n_arms) {
-            uint32_t arm = (uint32_t)(ex->first_arm + (size_t)a);
-            queue_mark_locked(e, &arm, 1);
-        } else {
-            e->queue_all = 1; /* cannot happen (the entry is ours): the safe way */
-        }
+        /* (The entry is ours, so both are found; its arm was listed at the
+           take, so the room is held.) */
+        if (ex && a >= 0 && ex->n_arms)
+            (void)queue_list_locked(e, (uint32_t)(ex->first_arm + (size_t)a));
     }
     pthread_mutex_unlock(&e->queue_mu);
 }
@@ -749,41 +866,37 @@ int mab__write_queued(mab_engine *e, mab_error *err)
        store a record whose count and sum disagree). The loop does no I/O. */
     pthread_rwlock_wrlock(&e->publish_lock);
     uint64_t seq = atomic_load_explicit(&e->publish_seq, memory_order_acquire);
-    size_t n = 0;
     /* The listed arms only (see "the arms queue"), in arm order, as the full
-       pass gave them; every arm under queue_all. */
+       pass gave them. */
     pthread_mutex_lock(&e->queue_mu);
-    if (!e->queue_all && e->n_queue)
-        qsort(e->queue_arms, e->n_queue, sizeof *e->queue_arms, arm_order);
-    size_t n_look = e->queue_all ? e->total_arms : e->n_queue;
+    size_t n = 0;
+    for (size_t q = 0; q < e->n_queue; q++)
+        n += !totals_empty(&e->queue[q].t);
+    /* Room for the batch first: out of memory, nothing is taken. */
     int out_of_memory = batch_reserve(e, 0) != 0; /* never a NULL batch, even empty */
-    for (size_t q = 0; !out_of_memory && q < n_look; q++) {
-        size_t i = e->queue_all ? q : e->queue_arms[q];
-        mab_totals t = atomic_totals_take(&mab__arm_at(e, i)->unapplied);
-        if (totals_empty(&t))
-            continue;
-        if (batch_reserve(e, n) != 0) {
-            /* Everything taken goes back: a batch must hold every publish up
-               to seq, or durable_seq would claim what was not written. The
-               list stays as it is (all of them are still listed). */
-            atomic_totals_add(&mab__arm_at(e, i)->unapplied, &t);
-            for (size_t k = 0; k < n; k++)
-                atomic_totals_add(&mab__arm_at(e, e->batch_arm[k])->unapplied, &e->batch[k].add);
-            out_of_memory = 1;
-            break;
-        }
-        e->batch[n].experiment = mab__arm_experiment(e, i)->id;
-        e->batch[n].arm = mab__arm_at(e, i)->id;
-        e->batch[n].add = t;
-        e->batch_arm[n++] = i;
-    }
+    while (!out_of_memory && e->cap_batch < n)
+        out_of_memory = batch_reserve(e, e->cap_batch) != 0;
     if (out_of_memory) {
         pthread_mutex_unlock(&e->queue_mu);
         pthread_rwlock_unlock(&e->publish_lock);
         return mab_error_set(err, MAB_ENOMEM,
-                             "out of memory for the write batch (%zu changed arms so far); "
+                             "out of memory for the write batch (%zu changed arms); "
                              "everything stays queued",
                              n);
+    }
+    if (e->n_queue > 1) {
+        qsort(e->queue, e->n_queue, sizeof *e->queue, arm_order);
+        queue_rehash_locked(e); /* stats_take reads the queue in this order */
+    }
+    n = 0;
+    for (size_t q = 0; q < e->n_queue; q++) {
+        const mab__queued *t = &e->queue[q];
+        if (totals_empty(&t->t))
+            continue;
+        e->batch[n].experiment = mab__arm_experiment(e, t->arm)->id;
+        e->batch[n].arm = mab__arm_at(e, t->arm)->id;
+        e->batch[n].add = t->t;
+        e->batch_arm[n++] = t->arm;
     }
     /* Under the same lock: a publish adds an arm's statistics one by one too. */
     size_t n_stats = stats_take(e);
@@ -793,6 +906,7 @@ int mab__write_queued(mab_engine *e, mab_error *err)
     size_t n_buckets = e->buckets_stored ? mab__buckets_take(e) : 0;
     pthread_rwlock_unlock(&e->publish_lock);
     if ((!n && !n_stats && !n_buckets) || !e->storage) {
+        queue_write_done(e);
         atomic_store(&e->durable_seq, seq);
         return MAB_OK;
     }
@@ -802,6 +916,7 @@ int mab__write_queued(mab_engine *e, mab_error *err)
                        : apply_split(e, 0, n, err);
     if (rc != MAB_OK || atomic_load(&e->dropped_deltas) != dropped_before)
         atomic_fetch_add(&e->flush_failures, 1);
+    queue_write_done(e);
     if (rc == MAB_OK)
         atomic_store(&e->durable_seq, seq);
     batch_trim(e);
@@ -818,6 +933,8 @@ int mab__write_queued(mab_engine *e, mab_error *err)
  */
 int mab__wait_durable(mab_engine *e, uint64_t seq, mab_error *err)
 {
+    if (seq == 0)
+        return publish_failed(err, ""); /* mab__slot_publish could not list it */
     int rc = MAB_OK;
     pthread_mutex_lock(&e->durable_mu);
     while (atomic_load(&e->durable_seq) < seq) {
@@ -850,9 +967,14 @@ int mab_flush(mab_engine *e, mab_error *err)
         return mab_error_set(err, MAB_EINVAL, "mab_flush: engine is NULL");
     if (forked_since_open(e))
         return mab__fork_error(e, err);
-    mab__gather_all(e);
+    /* Out of memory publishing, what could be published is still written;
+       the error says that some is not. */
+    mab_error gather_err;
+    int gathered = mab__gather_all(e, &gather_err);
     pthread_mutex_lock(&e->flush_mu);
     int rc = mab__write_queued(e, err);
+    if (rc == MAB_OK && gathered != MAB_OK)
+        rc = mab_error_set(err, gathered, "mab_flush: %s", gather_err.message);
     pthread_mutex_unlock(&e->flush_mu);
     return rc;
 }

@@ -311,7 +311,10 @@ MAB_EXPORT int mab_arm_lookup(mab_engine *engine, const char *experiment, const 
  *         MAB_ESTORAGE and the reward stays queued for the next write,
  *         unless storage refused the arm's increment as invalid: then it was
  *         dropped (mab_dropped_deltas()) and the call returns MAB_ESTORAGE
- *         saying so ("... was not written: storage refused ...").
+ *         saying so ("... was not written: storage refused ..."). Out of
+ *         memory for the write-behind queue it returns MAB_ENOMEM: the
+ *         reward is counted but not yet written (it stays pending in this
+ *         thread, and a later flush writes it).
  */
 MAB_EXPORT int mab_reward(mab_engine *engine, const char *experiment, const char *arm,
                           double value, mab_error *err);
@@ -439,7 +442,8 @@ typedef struct mab_policy_stats_info {
  * @param arm_stats receives up to arm_cap doubles: arm i's per_arm values at
  *        i * per_arm (config order). May be NULL when arm_cap is 0.
  * @param experiment_stats receives up to experiment_cap doubles.
- * @return MAB_OK, MAB_ENOTFOUND or MAB_EINVAL (NULL info, small struct_size).
+ * @return MAB_OK, MAB_ENOTFOUND, MAB_EINVAL (NULL info, small struct_size) or
+ *         MAB_ENOMEM (a thread's pending counts could not be gathered).
  */
 MAB_EXPORT int mab_policy_stats(mab_engine *engine, const char *experiment,
                                 mab_policy_stats_info *info, double *arm_stats, size_t arm_cap,
@@ -558,7 +562,8 @@ typedef struct mab_rules_info {
 /**
  * @brief The operating rules in force for an experiment. Strings are valid
  *        until mab_close().
- * @return MAB_OK, MAB_ENOTFOUND or MAB_EINVAL (NULL out, small struct_size).
+ * @return MAB_OK, MAB_ENOTFOUND, MAB_EINVAL (NULL out, small struct_size) or
+ *         MAB_ENOMEM (a thread's pending counts could not be gathered).
  */
 MAB_EXPORT int mab_rules(mab_engine *engine, const char *experiment, mab_rules_info *out,
                          mab_error *err);
@@ -722,8 +727,9 @@ MAB_EXPORT const char *mab_storage_path(const mab_engine *engine);
  *        stride, and the library sets every filled entry's struct_size to
  *        it. May be NULL when cap is 0.
  * @param n_arms receives the experiment's number of arms (even when > cap).
- * @return MAB_OK, MAB_ENOTFOUND or MAB_EINVAL (out NULL with cap > 0, or
- *         out[0].struct_size below MAB_ARM_STATS_SIZE_0_1).
+ * @return MAB_OK, MAB_ENOTFOUND, MAB_EINVAL (out NULL with cap > 0, or
+ *         out[0].struct_size below MAB_ARM_STATS_SIZE_0_1) or MAB_ENOMEM (a
+ *         thread's pending counts could not be gathered).
  */
 MAB_EXPORT int mab_stats(mab_engine *engine, const char *experiment, mab_arm_stats *out,
                          size_t cap, size_t *n_arms, mab_error *err);
@@ -734,7 +740,9 @@ MAB_EXPORT int mab_stats(mab_engine *engine, const char *experiment, mab_arm_sta
  * @return MAB_OK or the storage plugin's error (pending increments are kept
  *         and retried by the next flush). Increments storage refuses as
  *         invalid are dropped and the rest written: that is MAB_OK, with the
- *         drops counted by mab_dropped_deltas().
+ *         drops counted by mab_dropped_deltas(). MAB_ENOMEM when the
+ *         write-behind queue could not grow to take a thread's pending
+ *         counts (they stay pending, and a later flush writes them).
  */
 MAB_EXPORT int mab_flush(mab_engine *engine, mab_error *err);
 
@@ -775,7 +783,8 @@ MAB_EXPORT uint64_t mab_dropped_deltas(const mab_engine *engine, mab_error *last
  * @brief Zero an experiment's counters, in memory and in storage (counters of
  *        arms no longer in the config are removed too). Not meant to race with
  *        choose and reward on the same experiment.
- * @return MAB_OK, MAB_ENOTFOUND or a storage error (then nothing changed).
+ * @return MAB_OK, MAB_ENOTFOUND, MAB_ENOMEM (a thread's pending counts could
+ *         not be gathered) or a storage error (then nothing changed).
  */
 MAB_EXPORT int mab_reset(mab_engine *engine, const char *experiment, mab_error *err);
 

@@ -10,7 +10,10 @@
  *    with nothing else published meanwhile (counters and statistics);
  *  - a read of one experiment (mab_stats, mab_policy_stats, mab_rules)
  *    gathers that experiment's pending totals from every thread's slot,
- *    not only the reader's (core/write_behind.c, mab__gather_experiment).
+ *    not only the reader's (core/write_behind.c, mab__gather_experiment);
+ *  - a reset of an experiment whose arms are listed forgets their unapplied
+ *    totals; a refresh adds this process's unapplied totals (the queue's)
+ *    to what it reads, with and without changed().
  * Over the memory fixture with "shared" (a reopen reads what was stored).
  */
 #include <pthread.h>
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -384,6 +388,114 @@ static void test_import_checks_records_together(void **state)
     assert_int_equal(mab_close(e, &err), MAB_OK);
 }
 
+static void stats_of(mab_engine *e, const char *id, mab_arm_stats *st)
+{
+    for (int a = 0; a < N_ARMS; a++)
+        st[a].struct_size = sizeof st[a];
+    size_t n = 0;
+    mab_error err = {0, ""};
+    if (mab_stats(e, id, st, N_ARMS, &n, &err) != MAB_OK)
+        fail_msg("mab_stats %s: %s", id, err.message);
+    assert_int_equal(n, N_ARMS);
+}
+
+/* k choices of experiment x, each rewarded, noted in w. */
+static void choose_rewarded(mab_engine *e, int x, int k, worker *w)
+{
+    char id[16];
+    snprintf(id, sizeof id, "x%d", x);
+    for (int i = 0; i < k; i++) {
+        mab_choice c = MAB_STRUCT_INIT(mab_choice);
+        assert_int_equal(mab_choose(e, id, &c, NULL), MAB_OK);
+        assert_int_equal(mab_reward(e, id, c.arm_id, 1.0, NULL), MAB_OK);
+        w->counts.pulls[x][arm_index(c.arm_id)]++;
+        w->counts.rewards[x][arm_index(c.arm_id)]++;
+    }
+}
+
+/* A reset of an experiment whose arms are listed in the queue with
+   unapplied totals: the reset forgets them (a write after it stores
+   nothing of them), and the other experiments' stay queued and written. */
+static void test_reset_while_listed(void **state)
+{
+    (void)state;
+    write_config("{\"interval_ms\": 86400000}", "");
+    mab_engine *e = open_ok();
+    static worker w[N_THREADS];
+    memset(w, 0, sizeof w);
+    choose_rewarded(e, 0, 20, &w[0]);
+    choose_rewarded(e, 1, 20, &w[0]);
+    mab_arm_stats st[N_ARMS];
+    stats_of(e, "x0", st); /* x0 published: listed, unapplied */
+    assert_int_equal(st[0].pulls + st[1].pulls + st[2].pulls, 20);
+    mab_error err = {0, ""};
+    assert_int_equal(mab_reset(e, "x0", &err), MAB_OK);
+    memset(w[0].counts.pulls[0], 0, sizeof w[0].counts.pulls[0]);
+    memset(w[0].counts.rewards[0], 0, sizeof w[0].counts.rewards[0]);
+    stats_of(e, "x0", st);
+    assert_int_equal(st[0].pulls + st[1].pulls + st[2].pulls, 0);
+    assert_int_equal(mab_flush(e, &err), MAB_OK);
+    assert_int_equal(mab_close(e, &err), MAB_OK);
+    check_stored("{\"interval_ms\": 86400000}", w);
+}
+
+/* A refresh (published = stored + unapplied) adds what this process has
+   in the queue, unwritten, to what it reads: another process's write
+   shows, and this process's own unapplied counts stay. */
+static void refresh_keeps_unapplied(const char *changed)
+{
+    char extra[80];
+    snprintf(extra, sizeof extra, ", \"refresh_ms\": 5%s", changed);
+    write_config("{\"interval_ms\": 86400000}", extra);
+    mab_engine *a = open_ok(), *b = open_ok();
+    static worker w[N_THREADS];
+    memset(w, 0, sizeof w);
+    choose_rewarded(a, 0, 30, &w[0]);
+    mab_arm_stats st[N_ARMS];
+    stats_of(a, "x0", st); /* published by a: in its queue, not written */
+    /* b writes 3 rewards of arm "a" of x0 and 1 of x5. */
+    mab_error err = {0, ""};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mab_reward(b, "x0", "a", 1.0, NULL), MAB_OK);
+    assert_int_equal(mab_reward(b, "x5", "b", 1.0, NULL), MAB_OK);
+    assert_int_equal(mab_flush(b, &err), MAB_OK);
+    w[0].counts.rewards[0][0] += 3;
+    w[0].counts.rewards[5][1] += 1;
+    /* Wait for a's refresh to read b's write (an event, not a time: the
+       deadline only ends a hang). */
+    int seen = 0;
+    for (int tries = 0; tries < 30000 && !seen; tries++) {
+        mab_arm_stats s5[N_ARMS];
+        stats_of(a, "x5", s5);
+        seen = s5[1].rewards == 1;
+        if (!seen)
+            nanosleep(&(struct timespec){0, 2000000}, NULL);
+    }
+    assert_true(seen);
+    /* Each refresh reads x0 too: a's 30 unapplied choices are still there
+       on top of b's rewards. */
+    stats_of(a, "x0", st);
+    for (int k = 0; k < N_ARMS; k++) {
+        assert_int_equal(st[k].pulls, w[0].counts.pulls[0][k]);
+        assert_int_equal(st[k].rewards, w[0].counts.rewards[0][k]);
+    }
+    assert_int_equal(mab_close(b, &err), MAB_OK);
+    assert_int_equal(mab_close(a, &err), MAB_OK);
+    check_stored("{\"interval_ms\": 86400000}", w);
+}
+
+static void test_refresh_adds_queued(void **state)
+{
+    (void)state;
+    refresh_keeps_unapplied("");
+}
+
+static void test_refresh_changed_adds_queued(void **state)
+{
+    (void)state;
+    refresh_keeps_unapplied(", \"changed\": true");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -392,6 +504,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_requeued_in_next_batch, each, cleanup),
         cmocka_unit_test_setup_teardown(test_read_gathers_other_slots, each, cleanup),
         cmocka_unit_test_setup_teardown(test_import_checks_records_together, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_reset_while_listed, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_refresh_adds_queued, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_refresh_changed_adds_queued, each, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
