@@ -116,7 +116,7 @@ static int read_record(mab_engine *e, const mab__experiment *x, const char **ids
     if (!admin_id(x, id, sizeof id))
         return MAB_OK; /* too long to have been stored */
     for (size_t i = 0; i < x->n_arms; i++)
-        ids[i] = x->arms[i].id;
+        ids[i] = mab__arm_id(x, i);
     ids[x->n_arms] = ADMIN_NONE_ARM;
     int rc = e->storage->load(e->storage_state, id, ids, x->n_arms + 1, totals, err);
     if (rc == MAB_OK)
@@ -176,7 +176,7 @@ int mab__admin_scan_visit(mab_engine *e, mab__admin_scan *s, const char *experim
     const mab__experiment *xp = &e->experiments[x];
     long a = strcmp(arm, ADMIN_NONE_ARM) == 0
                  ? (long)xp->n_arms
-                 : mab__id_index_find(&xp->arm_index, xp->arms, sizeof *xp->arms, arm);
+                 : mab__id_index_find(&xp->arm_index, xp->arm_ids, sizeof *xp->arm_ids, arm);
     if (a < 0)
         return 1; /* an arm no longer in the config cannot be served */
     if (s->n == s->cap) {
@@ -306,7 +306,7 @@ static int store(mab_engine *e, mab__experiment *x, int action, long serve, admi
     char id[MAB__ID_MAX + 1];
     admin_id(x, id, sizeof id);
     const char *experiments[1] = {id};
-    mab_delta d = {id, serve >= 0 ? x->arms[serve].id : ADMIN_NONE_ARM,
+    mab_delta d = {id, serve >= 0 ? mab__arm_id(x, (size_t)serve) : ADMIN_NONE_ARM,
                    {seq, (uint64_t)action, (double)at_ms, (double)seq * (double)seq}};
     rc = e->storage->replace(e->storage_state, experiments, 1, &d, 1, err);
     if (rc != MAB_OK)
@@ -362,7 +362,7 @@ void mab__admin_info(const mab__experiment *x, mab_rules_info *out)
     const mab__rules *r = mab__rules_effective(x, &scratch);
     int from_admin = r != &x->rules;
     out->state = states[r->state];
-    out->serve = r->serve >= 0 ? x->arms[r->serve].id : NULL;
+    out->serve = r->serve >= 0 ? mab__arm_id(x, (size_t)r->serve) : NULL;
     if (out->struct_size < offsetof(mab_rules_info, admin_time_ns) + sizeof out->admin_time_ns)
         return;
     int action = atomic_load_explicit(&x->admin.action, memory_order_relaxed) - 1;

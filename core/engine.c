@@ -98,6 +98,7 @@ static void engine_free(mab_engine *e)
     mab__id_index_free(&e->experiment_index);
     mab__config_free(e);
     free(e->arm_experiment);
+    free((void *)e->arm_drops);
     free(e->batch);
     free(e->batch_arm);
     free(e->stats_published);
@@ -482,13 +483,12 @@ static int allocate_stats(mab_engine *e)
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         size_t own = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
-        if (own > UINT32_MAX - at) /* mab__arm.stats_at is 32 bits */
+        if (own > UINT32_MAX - at) /* stats_batch_at and the stores' 32-bit places */
             return MAB_ENOMEM;
         /* Batch entries only for what keeps statistics (stats_take): most
            experiments keep none, and a million of them must not pay for it. */
         entries += (x->layout.arm_stats ? x->n_arms : 0) + (x->layout.experiment_stats ? 1 : 0);
-        for (size_t j = 0; j < x->n_arms; j++)
-            x->arms[j].stats_at = (uint32_t)(at + j * x->layout.arm_stats);
+        /* Arm j's from at + j * arm_stats (mab__arm_stats_at), then x's. */
         x->stats_at = at + x->n_arms * x->layout.arm_stats;
         at += own;
         if (own > e->max_stats)
@@ -560,7 +560,7 @@ static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **i
                                mab_totals *stored, double *stored_stats, mab_error *err)
 {
     for (size_t j = 0; j < x->n_arms; j++)
-        ids[j] = x->arms[j].id;
+        ids[j] = mab__arm_id(x, j);
     int rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, stored, err);
     size_t n_stats = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
     if (rc == MAB_OK && n_stats)
@@ -578,8 +578,8 @@ static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **i
         atomic_totals_store(&x->arms[j].published, &stored[j]);
     }
     /* An experiment's statistics are contiguous: its arms' from
-       arms[0].stats_at, then its own at stats_at (allocate_stats). */
-    size_t from = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+       mab__arm_stats_at(x, 0), then its own at stats_at (allocate_stats). */
+    size_t from = mab__arm_stats_at(x, 0);
     for (size_t k = 0; k < n_stats; k++)
         atomic_store_explicit(&e->stats_published[from + k],
                               stored_stats[k] + atomic_load_explicit(&e->stats_unapplied[from + k],
@@ -660,7 +660,7 @@ static int scan_record(void *ctx, const char *experiment, const char *arm,
         return taken == MAB_ENOMEM ? MAB_ENOMEM : 0;
     }
     const mab__experiment *x = &e->experiments[i];
-    long a = mab__id_index_find(&x->arm_index, x->arms, sizeof *x->arms, arm);
+    long a = mab__id_index_find(&x->arm_index, x->arm_ids, sizeof *x->arm_ids, arm);
     if (a >= 0)
         r->stored[x->first_arm + (size_t)a] = *totals;
     return 0;
@@ -687,13 +687,13 @@ static int load_all_totals(mab_engine *e, mab_error *err)
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; j < x->n_arms; j++)
-            ids[j] = x->arms[j].id;
+            ids[j] = mab__arm_id(x, j);
         if (!scanned)
             rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms,
                                   &stored[x->first_arm], err);
         if (rc == MAB_OK && (x->layout.arm_stats || x->layout.experiment_stats))
             rc = e->storage->load_stats(e->storage_state, x->id, x->layout_tag, ids, x->n_arms,
-                                        x->layout.arm_stats, &stored_stats[x->arms[0].stats_at],
+                                        x->layout.arm_stats, &stored_stats[mab__arm_stats_at(x, 0)],
                                         x->layout.experiment_stats,
                                         &stored_stats[x->stats_at], err);
     }
@@ -785,7 +785,10 @@ static int allocate_tables(mab_engine *e)
         return MAB_ENOMEM; /* no config gets here: 2^32 experiments do not parse */
     e->arm_experiment = malloc((n ? n : 1) * sizeof *e->arm_experiment);
     e->slots = aligned_alloc(64, MAB__SLOTS * sizeof *e->slots);
-    if (!e->arm_experiment || !e->slots)
+    /* Only a reward under sync "always" reads the drops (reward_impl). */
+    if (e->sync_always)
+        e->arm_drops = calloc(n ? n : 1, sizeof *e->arm_drops);
+    if (!e->arm_experiment || !e->slots || (e->sync_always && !e->arm_drops))
         return MAB_ENOMEM;
     memset(e->slots, 0, MAB__SLOTS * sizeof *e->slots);
     if (mab__id_index_build(&e->experiment_index, e->experiments, sizeof *e->experiments,
@@ -795,7 +798,7 @@ static int allocate_tables(mab_engine *e)
        experiment's arms in the same order, so it shares the index. */
     for (size_t i = 0; i < e->n_configured; i++) {
         mab__experiment *x = &e->experiments[i];
-        if (mab__id_index_build(&x->arm_index, x->arms, sizeof *x->arms, x->n_arms) != MAB_OK)
+        if (mab__id_index_build(&x->arm_index, x->arm_ids, sizeof *x->arm_ids, x->n_arms) != MAB_OK)
             return MAB_ENOMEM;
         mab__experiment *ledgers[3] = {x->ledger, x->late_ledger, x->srm};
         for (int k = 0; k < 3; k++)
@@ -947,7 +950,7 @@ int mab__find_experiment(mab_engine *e, const char *id, mab__experiment **out,
 long mab__find_arm(const mab_engine *e, const mab__experiment *x, const char *id,
                      mab_error *err)
 {
-    long i = id ? mab__id_index_lookup(&x->arm_index, x->arms, sizeof *x->arms, id) : -1;
+    long i = id ? mab__id_index_lookup(&x->arm_index, x->arm_ids, sizeof *x->arm_ids, id) : -1;
     if (i >= 0)
         return i;
     mab_error_set(err, MAB_ENOTFOUND, "%s: experiments.%s has no arm \"%s\"", e->config_path,
@@ -978,7 +981,7 @@ find_fast_arm(mab_engine *e, const char *experiment, const char *arm, mab__exper
 {
     if (!arm || !find_fast(e, experiment, x))
         return 0;
-    long i = mab__id_index_lookup(&(*x)->arm_index, (*x)->arms, sizeof *(*x)->arms, arm);
+    long i = mab__id_index_lookup(&(*x)->arm_index, (*x)->arm_ids, sizeof *(*x)->arm_ids, arm);
     if (__builtin_expect(i < 0, 0))
         return 0;
     *index = (size_t)i;
@@ -1018,14 +1021,14 @@ static inline void fill_choice(const mab__experiment *x, size_t arm, double prob
 {
     if (__builtin_expect(out->struct_size >= sizeof *out, 1)) {
         out->arm_index = arm;
-        out->arm_id = x->arms[arm].id;
-        out->value_json = x->arms[arm].value_json;
+        out->arm_id = mab__arm_id(x, arm);
+        out->value_json = mab__arm_value(x, arm);
         out->probability = probability;
         out->estimated = estimated;
         out->flags = flags;
         return;
     }
-    mab_choice c = {out->struct_size, arm, x->arms[arm].id, x->arms[arm].value_json,
+    mab_choice c = {out->struct_size, arm, mab__arm_id(x, arm), mab__arm_value(x, arm),
                     probability, estimated, flags};
     memcpy(out, &c, out->struct_size);
 }
@@ -1092,7 +1095,7 @@ const char *mab__engine_arm_id(const mab_engine *e, mab_handle h, size_t arm_ind
     if (!e || h.engine != e->serial || h.index >= e->n_experiments ||
         arm_index >= e->experiments[h.index].n_arms)
         return NULL;
-    return e->experiments[h.index].arms[arm_index].id;
+    return mab__arm_id(&e->experiments[h.index], arm_index);
 }
 
 int mab_arm_index(mab_engine *e, mab_handle h, const char *arm, size_t *index, mab_error *err)
@@ -1257,7 +1260,7 @@ void mab__build_stats_view(const mab_engine *e, const mab__experiment *x,
                              const mab__slot *s)
 {
     size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
-    size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    size_t at = mab__arm_stats_at(x, 0);
     const double *pending = slot_stats(s, x); /* the zero row's when none */
     for (size_t i = 0; i < n; i++)
         s->view_stats[i] = atomic_load_explicit(&e->stats_published[at + i],
@@ -1584,7 +1587,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     /* Inside [min, max] (both finite: config.c) is finite and in range: the
        call only when there is something to say. Likewise the context. */
     if (__builtin_expect(!(value >= x->reward_min && value <= x->reward_max), 0) &&
-        (rc = mab__reward_value_check(x, named->arms[i].id, value, err)) != MAB_OK)
+        (rc = mab__reward_value_check(x, mab__arm_id(named, i), value, err)) != MAB_OK)
         return rc;
     if (ctx && (rc = mab__context_check(ctx, err)) != MAB_OK)
         return rc;
@@ -1599,7 +1602,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     if (ctx &&
         (x->ledger || x->rules.attribution_window ||
          (ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags && ctx->flags)) &&
-        (rc = reward_rules(e, &x, named->arms[i].id, ctx, err)) != MAB_OK)
+        (rc = reward_rules(e, &x, mab__arm_id(named, i), ctx, err)) != MAB_OK)
         return rc;
     double features[MAB_POLICY_FEATURES_MAX];
     mab_policy_event ev;
@@ -1624,7 +1627,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
         slot_unlock(s);
         return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
                              "thread's pending counts; the reward for arm \"%s\" was not "
-                             "recorded", x->id, named->arms[i].id);
+                             "recorded", x->id, mab__arm_id(named, i));
     }
     /* The reward must keep every sum finite, or no store would take it and
        it would reach storage only to be refused there. (The value itself,
@@ -1644,7 +1647,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
                                  "the arm's rewards or of their squares overflow (the arm holds "
                                  "%.0f rewards summing to %g, squares to %g); nothing was "
                                  "recorded",
-                                 x->id, value, named->arms[i].id, count - 1.0, held.reward_sum,
+                                 x->id, value, mab__arm_id(named, i), count - 1.0, held.reward_sum,
                                  held.reward_sum_sq);
         }
     }
@@ -1653,7 +1656,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
         return mab_error_set(err, MAB_EPLUGIN,
                              "experiments.%s: policy %s refused the reward for arm \"%s\": %s; "
                              "nothing was recorded",
-                             x->id, x->policy_path, named->arms[i].id, mab_strerror(rc));
+                             x->id, x->policy_path, mab__arm_id(named, i), mab_strerror(rc));
     }
     mab_totals *p = slot_pending(s, x, i);
     p->rewards++;
@@ -1662,7 +1665,8 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     uint64_t seq = 0;
     int sync = e->sync_always && e->storage;
     /* The drops are read only for a reward that waits for its write. */
-    uint64_t drops_before = sync ? atomic_load(&x->arms[i].drops) : 0;
+    _Atomic uint32_t *drops = sync ? &e->arm_drops[x->first_arm + i] : NULL;
+    uint32_t drops_before = sync ? atomic_load(drops) : 0;
     if (sync || slot_due(s))
         seq = mab__slot_publish(e, s);
     slot_unlock(s);
@@ -1673,12 +1677,12 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
        reward with it: then it is not durable and must not be acknowledged.
        (A drop of the arm just before this reward was published is taken for
        one too: better a reward reported unwritten than one lost.) */
-    if (rc == MAB_OK && atomic_load(&x->arms[i].drops) != drops_before) {
+    if (rc == MAB_OK && atomic_load(drops) != drops_before) {
         mab_error why;
         mab_dropped_deltas(e, &why);
         rc = mab_error_set(err, MAB_ESTORAGE,
                            "experiments.%s: the reward for arm \"%s\" was not written: %s",
-                           x->id, named->arms[i].id, why.message);
+                           x->id, mab__arm_id(named, i), why.message);
     }
     return rc;
 }

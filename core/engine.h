@@ -117,17 +117,13 @@ typedef struct mab__atomic_totals {
     _Atomic double reward_sum_sq;
 } mab__atomic_totals;
 
-/* 88 bytes: a config of 10^6 experiments of 10 arms has 2 * 10^7 of them
-   (its own and its sample-ratio ledger's), so every field counts. */
+/* An arm's counters, 64 bytes: a config of 10^6 experiments of 10 arms has
+   2 * 10^7 of them (its own and its sample-ratio ledger's), so every field
+   counts. What is the same for an experiment's arms and its ledgers' is in
+   the experiment: the ids and values (arm_ids: mab__arm_id, mab__arm_value),
+   the statistics' places (mab__arm_stats_at); the drops of sync "always"
+   are the engine's (arm_drops). */
 typedef struct mab__arm {
-    char *id; /* first member: see mab__id_index. In the experiment's arm_text
-                 (config.c); a ledger's arms point at its experiment's */
-    char *value_json; /* the same */
-    uint32_t stats_at;  /* first of its layout.arm_stats in the engine's stats arrays
-                           (allocate_stats refuses more than UINT32_MAX in all) */
-    _Atomic uint32_t drops;       /* increments of this arm storage refused and the
-                                     queue dropped (engine.c, drop_delta); compared,
-                                     never summed, so wrapping is harmless */
     mab__atomic_totals published; /* what choose and stats read */
     mab__atomic_totals unapplied; /* published but not yet applied to storage */
 } mab__arm;
@@ -163,8 +159,13 @@ typedef struct mab__experiment {
     size_t n_arms;
     size_t slot_index;       /* its position in e->experiments: its slots' row_at (a size_t:
                                 the 32-bit field in a padding hole cost reward 2 instructions) */
-    char *arm_text;          /* the arms' ids and values, one allocation (config.c);
-                                NULL for a ledger, whose arms point at its experiment's */
+    /* The arms' ids, n_arms pointers at the start of one allocation that
+       holds after them every arm's text: a byte with the id's length, the
+       id, its NUL, the value (compact JSON), its NUL (config.c). So the
+       value of arm i is at arm_ids[i] + length + 1 (mab__arm_value). A
+       ledger's is its experiment's (shared, freed with the experiment). It
+       is the base of arm_index (elements of one `char *`). */
+    char **arm_ids;
     mab__id_index arm_index; /* a ledger's is its experiment's (engine.c, allocate_tables) */
     size_t first_arm;        /* index of arms[0] among all the engine's arms */
     double reward_min, reward_max;
@@ -341,6 +342,12 @@ struct mab_engine {
     size_t cap_arms;                /* arms arm_pool holds */
     uint32_t *arm_experiment;       /* index in experiments of each arm's
                                        experiment (mab__arm_experiment) */
+    /* Under sync "always" with a store (else NULL): per arm of the engine,
+       the increments of it storage refused and the queue dropped
+       (write_behind.c, drop_delta), which a reward waiting for its write
+       compares before and after (engine.c); compared, never summed, so
+       wrapping is harmless. */
+    _Atomic uint32_t *arm_drops;
 
     mab__slot *slots;
     atomic_uint next_slot;
@@ -413,6 +420,29 @@ static inline mab__arm *mab__arm_at(const mab_engine *e, size_t i)
 static inline mab__experiment *mab__arm_experiment(const mab_engine *e, size_t i)
 {
     return &e->experiments[e->arm_experiment[i]];
+}
+/* Arm i of x: its id and its value (compact JSON), from x->arm_ids. */
+static inline const char *mab__arm_id(const mab__experiment *x, size_t i)
+{
+    return x->arm_ids[i];
+}
+static inline const char *mab__arm_value(const mab__experiment *x, size_t i)
+{
+    const char *id = x->arm_ids[i];
+    return id + (unsigned char)id[-1] + 1;
+}
+/* The first of the layout.arm_stats statistics of arm i of x in the
+   engine's stats arrays (allocate_stats: an experiment's arms' statistics
+   are contiguous, arm by arm, and its own follow at x->stats_at). */
+static inline size_t mab__arm_stats_at(const mab__experiment *x, size_t i)
+{
+    return x->stats_at - (x->n_arms - i) * x->layout.arm_stats;
+}
+/* The id of arm i of the engine. */
+static inline const char *mab__arm_id_at(const mab_engine *e, size_t i)
+{
+    const mab__experiment *x = mab__arm_experiment(e, i);
+    return x->arm_ids[i - x->first_arm];
 }
 /* engine.c: n zeroed arms at the end of the arm pool for x (whose arms must
    be NULL): sets x->arms and x->first_arm and adds n to total_arms; NULL

@@ -62,8 +62,9 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
     for (size_t i = 0; i < x->n_arms && i < cap; i++) {
         const mab__arm *a = &x->arms[i];
         mab_totals t = atomic_totals_read(&a->published);
-        mab_arm_stats st = {stride, a->id, t.pulls, t.rewards, t.reward_sum, t.reward_sum_sq,
-                            t.pulls ? t.reward_sum / (double)t.pulls : 0.0, a->value_json};
+        mab_arm_stats st = {stride, mab__arm_id(x, i), t.pulls, t.rewards, t.reward_sum, t.reward_sum_sq,
+                            t.pulls ? t.reward_sum / (double)t.pulls : 0.0,
+                            mab__arm_value(x, i)};
         memcpy((char *)out + i * stride, &st, fill);
     }
     if (n_arms)
@@ -89,7 +90,7 @@ int mab_policy_stats(mab_engine *e, const char *experiment, mab_policy_stats_inf
     info->per_arm = x->layout.arm_stats;
     info->per_experiment = x->layout.experiment_stats;
     size_t n_arm = x->n_arms * x->layout.arm_stats;
-    size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    size_t at = mab__arm_stats_at(x, 0);
     for (size_t i = 0; i < n_arm && i < arm_cap; i++)
         arm_stats[i] = atomic_load_explicit(&e->stats_published[at + i], memory_order_relaxed);
     for (size_t i = 0; i < x->layout.experiment_stats && i < experiment_cap; i++)
@@ -265,7 +266,7 @@ static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)
             atomic_totals_store(&x->arms[i].unapplied, &zero);
         }
         size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
-        size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+        size_t at = mab__arm_stats_at(x, 0);
         for (size_t i = at; i < at + n; i++) {
             atomic_store_explicit(&e->stats_published[i], 0.0, memory_order_relaxed);
             atomic_store_explicit(&e->stats_unapplied[i], 0.0, memory_order_relaxed);

@@ -36,7 +36,7 @@
 static long arm_by_id(const mab__experiment *x, const char *id)
 {
     for (size_t i = 0; i < x->n_arms; i++)
-        if (strcmp(x->arms[i].id, id) == 0)
+        if (strcmp(mab__arm_id(x, i), id) == 0)
             return (long)i;
     return -1;
 }
@@ -200,6 +200,7 @@ int mab__make_ledger(mab_engine *e, mab__experiment *ledger, const mab__experime
                      int kind, const char *suffix)
 {
     memset(ledger, 0, sizeof *ledger);
+    ledger->is_ledger = kind; /* first: mab__config_free frees no arm_ids of a ledger */
     size_t id_len = strlen(x->id), suffix_len = strlen(suffix);
     if ((ledger->id = malloc(id_len + suffix_len + 1))) { /* no printf: 10^6 ledgers */
         memcpy(ledger->id, x->id, id_len);
@@ -207,16 +208,12 @@ int mab__make_ledger(mab_engine *e, mab__experiment *ledger, const mab__experime
     }
     if (!ledger->id || !mab__arms_take(e, ledger, x->n_arms)) /* x->arms may move */
         return MAB_ENOMEM;
-    /* The ids and values are x's (freed with x's arm_text, never with the
+    /* The ids and values are x's (freed with x's arm_ids, never with the
        ledger's), as is the arm index (engine.c, allocate_tables). */
-    for (size_t i = 0; i < x->n_arms; i++) {
-        ledger->arms[i].id = x->arms[i].id;
-        ledger->arms[i].value_json = x->arms[i].value_json;
-    }
+    ledger->arm_ids = x->arm_ids;
     ledger->n_arms = x->n_arms;
     ledger->reward_min = x->reward_min;
     ledger->reward_max = x->reward_max;
-    ledger->is_ledger = kind;
     ledger->rules.serve = ledger->rules.holdout_arm = -1;
     return MAB_OK;
 }
@@ -574,7 +571,7 @@ int mab_rules(mab_engine *e, const char *experiment, mab_rules_info *out, mab_er
     out->floor = r->floor;
     out->burn_in = r->burn_in;
     out->holdout_share = r->holdout_share;
-    out->holdout_arm = r->holdout_arm >= 0 ? x->arms[r->holdout_arm].id : NULL;
+    out->holdout_arm = r->holdout_arm >= 0 ? mab__arm_id(x, (size_t)r->holdout_arm) : NULL;
     out->attribution_window = r->attribution_window;
     /* late rewards still pending in a slot */
     mab__gather_experiment(e, x);

@@ -281,7 +281,8 @@ static void publish_row(mab_engine *e, mab__slot *s, const mab__experiment *x,
             moved = 1;
         }
         if (x->layout.arm_stats) {
-            stats_publish(e, stats + j * x->layout.arm_stats, a->stats_at, x->layout.arm_stats);
+            stats_publish(e, stats + j * x->layout.arm_stats, mab__arm_stats_at(x, j),
+                          x->layout.arm_stats);
             moved = 1;
         }
         if (moved)
@@ -458,9 +459,9 @@ static size_t stats_take(mab_engine *e)
         uint32_t i = e->queue_arms[q];
         mab__experiment *x = mab__arm_experiment(e, i);
         if (x->layout.arm_stats) {
-            const mab__arm *a = mab__arm_at(e, i);
-            stats_take_one(e, &k, &used, x->id, a->id, x->layout_tag, a->stats_at,
-                           x->layout.arm_stats);
+            size_t j = i - x->first_arm;
+            stats_take_one(e, &k, &used, x->id, mab__arm_id(x, j), x->layout_tag,
+                           mab__arm_stats_at(x, j), x->layout.arm_stats);
         }
         /* The experiment's own after its last listed arm. */
         if (x->layout.experiment_stats &&
@@ -471,8 +472,8 @@ static size_t stats_take(mab_engine *e)
     for (size_t i = 0; e->queue_all && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; x->layout.arm_stats && j < x->n_arms; j++)
-            stats_take_one(e, &k, &used, x->id, x->arms[j].id, x->layout_tag,
-                           x->arms[j].stats_at, x->layout.arm_stats);
+            stats_take_one(e, &k, &used, x->id, mab__arm_id(x, j), x->layout_tag,
+                           mab__arm_stats_at(x, j), x->layout.arm_stats);
         if (x->layout.experiment_stats)
             stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
                            x->layout.experiment_stats);
@@ -507,7 +508,8 @@ static void drop_delta(mab_engine *e, size_t k, const mab_error *why)
         atomic_add_double(&a->published.reward_sum_sq, -d->add.reward_sum_sq);
     }
     mab__view_changed(e);
-    atomic_fetch_add(&a->drops, 1);
+    if (e->arm_drops) /* sync "always" only: what its rewards compare */
+        atomic_fetch_add(&e->arm_drops[e->batch_arm[k]], 1);
     atomic_fetch_add(&e->dropped_deltas, 1);
     pthread_mutex_lock(&e->dropped_mu);
     mab_error_set(&e->last_drop, why->code,
@@ -563,7 +565,7 @@ static void requeue_stats(mab_engine *e, size_t from, size_t n)
         long x = mab__id_index_find(&e->experiment_index, e->experiments,
                                     sizeof *e->experiments, d->experiment);
         const mab__experiment *ex = x >= 0 ? &e->experiments[x] : NULL;
-        long a = ex && d->arm ? mab__id_index_find(&ex->arm_index, ex->arms, sizeof *ex->arms,
+        long a = ex && d->arm ? mab__id_index_find(&ex->arm_index, ex->arm_ids, sizeof *ex->arm_ids,
                                                     d->arm)
                               : 0;
         if (ex && a >= 0 && ex->n_arms) {
@@ -773,7 +775,7 @@ int mab__write_queued(mab_engine *e, mab_error *err)
             break;
         }
         e->batch[n].experiment = mab__arm_experiment(e, i)->id;
-        e->batch[n].arm = mab__arm_at(e, i)->id;
+        e->batch[n].arm = mab__arm_id_at(e, i);
         e->batch[n].add = t;
         e->batch_arm[n++] = i;
     }
