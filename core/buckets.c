@@ -323,7 +323,7 @@ int mab__buckets_allocate(mab_engine *e)
         size_t cap = e->buckets_stored ? 0 : history;
         if (x->layout.window_buckets > cap)
             cap = x->layout.window_buckets;
-        size_t attribution = mab__attribution_buckets(e, x->rules.attribution_window);
+        size_t attribution = mab__attribution_buckets(e, x->part->rules.attribution_window);
         if (attribution > cap)
             cap = attribution;
         if (!cap)
@@ -518,7 +518,7 @@ size_t mab__attribution_buckets(const mab_engine *e, int64_t window_seconds)
 
 void mab__mature_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns)
 {
-    int64_t w = x->rules.attribution_window, bs = e->bucket_seconds;
+    int64_t w = x->part->rules.attribution_window, bs = e->bucket_seconds;
     if (w <= 0)
         return;
     if (now_ns > TIME_LIMIT_NS) /* so that now - B - W cannot overflow */

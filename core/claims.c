@@ -248,7 +248,7 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
        assignment's time): without one, or without such rules or flags, no
        call (mab_reward's path stays as it was). */
     if (ctx &&
-        (x->ledger || x->rules.attribution_window ||
+        (x->part->ledger || x->part->rules.attribution_window ||
          (ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags && ctx->flags)) &&
         (rc = mab__rules_reward(e, &x, arm, ctx, err)) != MAB_OK)
         return rc;

@@ -535,14 +535,14 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
         return mab_error_set(err, MAB_ECONFIG,
                              "%s: %s.policy: expected an object with \"plugin\" naming a policy",
                              e->config_path, where);
-    x->policy_obj = policy;
+    x->part->policy_obj = policy;
     /* Experiments of one policy usually follow each other: share the text
        (a million copies of {"plugin":"thompson"} are 48 MB). */
     const mab__experiment *prev = x > e->experiments ? x - 1 : NULL;
-    if (prev && prev->policy_obj && prev->policy_json && same_json(prev->policy_obj, policy)) {
-        x->policy_json = prev->policy_json;
+    if (prev && prev->part->policy_obj && prev->part->policy_json && same_json(prev->part->policy_obj, policy)) {
+        x->part->policy_json = prev->part->policy_json;
         x->policy_json_shared = 1;
-    } else if (!(x->policy_json = cJSON_PrintUnformatted(policy))) {
+    } else if (!(x->part->policy_json = cJSON_PrintUnformatted(policy))) {
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     rc = parse_reward_range(e, x, config_item(obj, "reward"), err);
@@ -572,7 +572,8 @@ static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
                              "%s: experiments: at least one experiment is required",
                              e->config_path);
     e->experiments = calloc(n, sizeof *e->experiments);
-    if (!e->experiments)
+    e->parts = calloc(n, sizeof *e->parts); /* what their ledgers do not carry */
+    if (!e->experiments || !e->parts)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (const cJSON *c = exps->child; c; c = c->next) {
         if (!valid_id(c->string))
@@ -581,6 +582,7 @@ static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
                                  "digits, '_' or '-'",
                                  e->config_path, c->string, MAB__ID_MAX);
         mab__experiment *x = &e->experiments[e->n_experiments];
+        x->part = &e->parts[e->n_experiments];
         x->id = mab__strdup(c->string);
         if (!x->id)
             return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -744,9 +746,10 @@ void mab__config_free(mab_engine *e)
             free(x->arm_ids); /* the ids and values of its arms */
         free(x->id);
         if (!x->policy_json_shared)
-            cJSON_free(x->policy_json);
+            cJSON_free(x->part->policy_json);
     }
     free(e->experiments);
+    free(e->parts);
     free(e->arm_pool); /* every experiment's arms */
     mab__web_config_free(e->web);
     e->web = NULL;
@@ -820,7 +823,7 @@ int mab__engine_features(const mab_engine *e, const char *experiment, const char
                                 experiment);
     if (x < 0)
         return MAB_ENOTFOUND;
-    *names = (const char *const *)e->experiments[x].feature_names;
+    *names = (const char *const *)e->experiments[x].part->feature_names;
     *n = e->experiments[x].n_features;
     return MAB_OK;
 }

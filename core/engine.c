@@ -65,10 +65,10 @@ static void engine_free(mab_engine *e)
         if (x->policy2 && x->policy_state)
             x->policy2->destroy(x->policy_state);
         if (!x->layout_tag_shared)
-            free(x->layout_tag);
+            free(x->part->layout_tag);
         for (size_t k = 0; k < x->n_features; k++)
-            free(x->feature_names[k]);
-        free(x->feature_names);
+            free(x->part->feature_names[k]);
+        free(x->part->feature_names);
     }
     /* After every policy state is destroyed: the code lives in these. */
     for (size_t i = 0; i < e->n_loaded_policies; i++) {
@@ -181,7 +181,7 @@ static int read_features(mab__experiment *x, mab_params *params, mab_error *err)
         rc = mab_error_set(err, MAB_ECONFIG,
                            "%s: expected an array of at most %d feature names", where,
                            MAB_POLICY_FEATURES_MAX);
-    if (rc == MAB_OK && n > 0 && !(x->feature_names = calloc((size_t)n, sizeof(char *))))
+    if (rc == MAB_OK && n > 0 && !(x->part->feature_names = calloc((size_t)n, sizeof(char *))))
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (int i = 0; rc == MAB_OK && i < n; i++) {
         const cJSON *item = cJSON_GetArrayItem(list, i);
@@ -191,10 +191,10 @@ static int read_features(mab__experiment *x, mab_params *params, mab_error *err)
             break;
         }
         for (size_t k = 0; k < x->n_features; k++)
-            if (strcmp(x->feature_names[k], item->valuestring) == 0)
+            if (strcmp(x->part->feature_names[k], item->valuestring) == 0)
                 rc = mab_error_set(err, MAB_ECONFIG, "%s[%d]: \"%s\" is listed twice", where,
                                    i, item->valuestring);
-        if (rc == MAB_OK && !(x->feature_names[x->n_features++] = mab__strdup(item->valuestring)))
+        if (rc == MAB_OK && !(x->part->feature_names[x->n_features++] = mab__strdup(item->valuestring)))
             rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     free(where);
@@ -208,7 +208,7 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
     if (rc != MAB_OK)
         return rc;
     mab_policy_init init = {sizeof init, &mab__core_api, params, x->n_arms, x->n_features,
-                            (const char *const *)x->feature_names, e->bucket_seconds};
+                            (const char *const *)x->part->feature_names, e->bucket_seconds};
     mab_policy_layout layout = {sizeof layout, 0, 0, 0, 0};
     mab_error create_err = {0, ""};
     void *state = NULL;
@@ -252,13 +252,13 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
     /* Experiments of one policy usually follow each other: one copy of the
        tag for all of them (a config of a million experiments). */
     const mab__experiment *prev = x > e->experiments ? x - 1 : NULL;
-    if (prev && prev->layout_tag && prev->policy2 == x->policy2 &&
+    if (prev && prev->part->layout_tag && prev->policy2 == x->policy2 &&
         prev->layout.stats_version == layout.stats_version &&
         prev->layout.arm_stats == layout.arm_stats &&
         prev->layout.experiment_stats == layout.experiment_stats) {
-        x->layout_tag = prev->layout_tag;
+        x->part->layout_tag = prev->part->layout_tag;
         x->layout_tag_shared = 1;
-    } else if (!(x->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name,
+    } else if (!(x->part->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name,
                                                layout.stats_version, layout.arm_stats,
                                                layout.experiment_stats))) {
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -307,25 +307,25 @@ static int load_policy_once(mab_engine *e, const char *name, const char *plugin_
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
     if (x->is_ledger) {
-        const char *name = "holdout", *path = "(holdout ledger)";
+        /* Its name is its kind's (mab__policy_name): the part is shared. */
+        const char *path = "(holdout ledger)";
         if (x->is_ledger == MAB__LEDGER_SRM)
-            name = "srm", path = "(sample-ratio ledger)";
+            path = "(sample-ratio ledger)";
         else if (x->is_ledger == MAB__LEDGER_LATE)
-            name = "late", path = "(late rewards ledger)";
-        x->policy_name = name;
+            path = "(late rewards ledger)";
         x->policy_path = path;
         return MAB_OK;
     }
     char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];
     join3(json_path, sizeof json_path, "experiments.", x->id, ".policy");
     join3(plugin_key, sizeof plugin_key, json_path, ".plugin", "");
-    const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(x->policy_obj, "plugin");
+    const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(x->part->policy_obj, "plugin");
     int rc = load_policy_once(e, plugin->valuestring, plugin_key, x, err);
     if (rc)
         return rc;
-    x->policy_name = x->policy ? x->policy->name : x->policy2->name;
+    x->part->policy_name = x->policy ? x->policy->name : x->policy2->name;
     mab_params params;
-    if ((rc = plugin_params(e, x->policy_obj, json_path, &params, err)) != MAB_OK)
+    if ((rc = plugin_params(e, x->part->policy_obj, json_path, &params, err)) != MAB_OK)
         return rc;
     if (x->policy2) {
         rc = create_policy2(e, x, &params, json_path, err);
@@ -469,7 +469,7 @@ static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
                                "%s: experiments.%s: policy %s (%s) keeps statistics, but "
                                "storage plugin %s is ABI %u.%u, which cannot store them; "
                                "rebuild it against storage ABI %u.%u or later",
-                               e->config_path, x->id, x->policy_name, x->policy_path,
+                               e->config_path, x->id, mab__policy_name(x), x->policy_path,
                                e->storage_path, e->storage->abi_major, e->storage->abi_minor,
                                MAB_STORAGE_ABI_MAJOR, 4u);
     }
@@ -564,7 +564,7 @@ static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **i
     int rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, stored, err);
     size_t n_stats = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
     if (rc == MAB_OK && n_stats)
-        rc = e->storage->load_stats(e->storage_state, x->id, x->layout_tag, ids, x->n_arms,
+        rc = e->storage->load_stats(e->storage_state, x->id, x->part->layout_tag, ids, x->n_arms,
                                     x->layout.arm_stats, stored_stats,
                                     x->layout.experiment_stats,
                                     stored_stats + x->n_arms * x->layout.arm_stats, err);
@@ -692,7 +692,7 @@ static int load_all_totals(mab_engine *e, mab_error *err)
             rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms,
                                   &stored[x->first_arm], err);
         if (rc == MAB_OK && (x->layout.arm_stats || x->layout.experiment_stats))
-            rc = e->storage->load_stats(e->storage_state, x->id, x->layout_tag, ids, x->n_arms,
+            rc = e->storage->load_stats(e->storage_state, x->id, x->part->layout_tag, ids, x->n_arms,
                                         x->layout.arm_stats, &stored_stats[mab__arm_stats_at(x, 0)],
                                         x->layout.experiment_stats,
                                         &stored_stats[x->stats_at], err);
@@ -800,7 +800,7 @@ static int allocate_tables(mab_engine *e)
         mab__experiment *x = &e->experiments[i];
         if (mab__id_index_build(&x->arm_index, x->arm_ids, sizeof *x->arm_ids, x->n_arms) != MAB_OK)
             return MAB_ENOMEM;
-        mab__experiment *ledgers[3] = {x->ledger, x->late_ledger, x->srm};
+        mab__experiment *ledgers[3] = {x->part->ledger, x->part->late_ledger, x->srm};
         for (int k = 0; k < 3; k++)
             if (ledgers[k])
                 ledgers[k]->arm_index = x->arm_index;
@@ -894,7 +894,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     }
     /* The parsed config is not needed once plugins have read their keys. */
     for (size_t i = 0; i < e->n_experiments; i++)
-        e->experiments[i].policy_obj = NULL;
+        e->experiments[i].part->policy_obj = NULL;
     e->storage_obj = NULL;
     mab__json_free(e->root); /* core/json.c's blocks, not cJSON_Delete */
     e->root = NULL;
@@ -1247,7 +1247,7 @@ void mab__resolve_features(const mab__experiment *x, const mab_context *ctx, dou
     for (size_t i = 0; i < x->n_features; i++) {
         out[i] = NAN;
         for (size_t k = 0; ctx && k < ctx->n_features; k++)
-            if (strcmp(ctx->feature_names[k], x->feature_names[i]) == 0) {
+            if (strcmp(ctx->feature_names[k], x->part->feature_names[i]) == 0) {
                 out[i] = ctx->feature_values[k];
                 break;
             }
@@ -1510,7 +1510,7 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
         return rc;
     if (x->is_ledger)
         return ledger_error(e, x, err);
-    if (x->rules.active || atomic_load_explicit(&x->admin.word, memory_order_relaxed))
+    if (x->part->rules.active || atomic_load_explicit(&x->part->admin.word, memory_order_relaxed))
         return mab__choose_ruled(e, x, ctx, out, estimated, err);
     if (x->policy2)
         return choose2(e, x, ctx, out, estimated, err);
@@ -1600,7 +1600,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
        assignment's time): without one, or without such rules or flags, no
        call (mab_reward's path stays as it was). */
     if (ctx &&
-        (x->ledger || x->rules.attribution_window ||
+        (x->part->ledger || x->part->rules.attribution_window ||
          (ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags && ctx->flags)) &&
         (rc = reward_rules(e, &x, mab__arm_id(named, i), ctx, err)) != MAB_OK)
         return rc;

@@ -30,7 +30,7 @@ int mab_experiment_at(const mab_engine *e, size_t index, mab_experiment_info *ou
                              "%zu",
                              out ? out->struct_size : 0, (size_t)MAB_EXPERIMENT_INFO_SIZE_0_1);
     const mab__experiment *x = &e->experiments[index];
-    mab_experiment_info info = {out->struct_size, x->id, x->policy_name, x->policy_path,
+    mab_experiment_info info = {out->struct_size, x->id, mab__policy_name(x), x->policy_path,
                                 x->n_arms, x->reward_min, x->reward_max,
                                 x->policy2 ? 2u : 1u, x->n_features};
     /* What the caller's struct_size holds: older callers have fewer fields. */
@@ -86,7 +86,7 @@ int mab_policy_stats(mab_engine *e, const char *experiment, mab_policy_stats_inf
     if ((arm_cap && !arm_stats) || (experiment_cap && !experiment_stats))
         return mab_error_set(err, MAB_EINVAL, "mab_policy_stats: NULL array with a capacity");
     mab__gather_experiment(e, x);
-    info->layout = x->layout_tag ? x->layout_tag : "";
+    info->layout = x->part->layout_tag ? x->part->layout_tag : "";
     info->per_arm = x->layout.arm_stats;
     info->per_experiment = x->layout.experiment_stats;
     size_t n_arm = x->n_arms * x->layout.arm_stats;
@@ -246,11 +246,11 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
     int rc = reset_one(e, x, err);
     /* The holdout's counters go with the experiment's, and so do its late
        rewards and the sample-ratio check's (srm.c). */
-    if (rc == MAB_OK && x->late_ledger)
-        rc = reset_one(e, x->late_ledger, err);
+    if (rc == MAB_OK && x->part->late_ledger)
+        rc = reset_one(e, x->part->late_ledger, err);
     if (rc == MAB_OK && x->srm)
         rc = reset_one(e, x->srm, err);
-    return rc == MAB_OK && x->ledger ? reset_one(e, x->ledger, err) : rc;
+    return rc == MAB_OK && x->part->ledger ? reset_one(e, x->part->ledger, err) : rc;
 }
 
 static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)

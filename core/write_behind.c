@@ -418,7 +418,7 @@ void mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, si
 
 void mab__gather_experiment(mab_engine *e, const mab__experiment *x)
 {
-    const mab__experiment *xs[4] = {x, x->ledger, x->late_ledger, x->srm};
+    const mab__experiment *xs[4] = {x, x->part->ledger, x->part->late_ledger, x->srm};
     mab__gather_experiments(e, xs, 4);
 }
 
@@ -460,22 +460,22 @@ static size_t stats_take(mab_engine *e)
         mab__experiment *x = mab__arm_experiment(e, i);
         if (x->layout.arm_stats) {
             size_t j = i - x->first_arm;
-            stats_take_one(e, &k, &used, x->id, mab__arm_id(x, j), x->layout_tag,
+            stats_take_one(e, &k, &used, x->id, mab__arm_id(x, j), x->part->layout_tag,
                            mab__arm_stats_at(x, j), x->layout.arm_stats);
         }
         /* The experiment's own after its last listed arm. */
         if (x->layout.experiment_stats &&
             (q + 1 == e->n_queue || mab__arm_experiment(e, e->queue_arms[q + 1]) != x))
-            stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
+            stats_take_one(e, &k, &used, x->id, NULL, x->part->layout_tag, x->stats_at,
                            x->layout.experiment_stats);
     }
     for (size_t i = 0; e->queue_all && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; x->layout.arm_stats && j < x->n_arms; j++)
-            stats_take_one(e, &k, &used, x->id, mab__arm_id(x, j), x->layout_tag,
+            stats_take_one(e, &k, &used, x->id, mab__arm_id(x, j), x->part->layout_tag,
                            mab__arm_stats_at(x, j), x->layout.arm_stats);
         if (x->layout.experiment_stats)
-            stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
+            stats_take_one(e, &k, &used, x->id, NULL, x->part->layout_tag, x->stats_at,
                            x->layout.experiment_stats);
     }
     return k;
