@@ -443,6 +443,9 @@ static long first_duplicate_arm(const mab__experiment *x)
     return -1;
 }
 
+/* An arm's id length is one byte before the id (mab__arm_value). */
+_Static_assert(MAB__ID_MAX <= 255, "an arm id's length must fit its byte in arm_ids");
+
 static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_error *err)
 {
     if (!arms)
