@@ -51,10 +51,10 @@ static uint64_t pack(int action, long serve)
 
 const mab__rules *mab__rules_effective(const mab__experiment *x, mab__rules *scratch)
 {
-    uint64_t word = atomic_load_explicit(&x->admin.word, memory_order_acquire);
+    uint64_t word = atomic_load_explicit(&x->part->admin.word, memory_order_acquire);
     if (!word)
-        return &x->rules;
-    *scratch = x->rules;
+        return &x->part->rules;
+    *scratch = x->part->rules;
     scratch->state = (int)(word & 0xff) - 1;
     scratch->serve = (long)(word >> 8) - 1;
     scratch->active = 1;
@@ -116,7 +116,7 @@ static int read_record(mab_engine *e, const mab__experiment *x, const char **ids
     if (!admin_id(x, id, sizeof id))
         return MAB_OK; /* too long to have been stored */
     for (size_t i = 0; i < x->n_arms; i++)
-        ids[i] = x->arms[i].id;
+        ids[i] = mab__arm_id(x, i);
     ids[x->n_arms] = ADMIN_NONE_ARM;
     int rc = e->storage->load(e->storage_state, id, ids, x->n_arms + 1, totals, err);
     if (rc == MAB_OK)
@@ -127,10 +127,10 @@ static int read_record(mab_engine *e, const mab__experiment *x, const char **ids
 /* Make a decoded record this engine's state (caller holds flush_mu). */
 static void adopt(mab__experiment *x, const admin_record *r)
 {
-    atomic_store_explicit(&x->admin.sequence, r->found ? r->sequence : 0, memory_order_relaxed);
-    atomic_store_explicit(&x->admin.time_ns, r->found ? r->time_ns : 0, memory_order_relaxed);
-    atomic_store_explicit(&x->admin.action, r->found ? r->action + 1 : 0, memory_order_relaxed);
-    atomic_store_explicit(&x->admin.word, r->found ? pack(r->action, r->serve) : 0,
+    atomic_store_explicit(&x->part->admin.sequence, r->found ? r->sequence : 0, memory_order_relaxed);
+    atomic_store_explicit(&x->part->admin.time_ns, r->found ? r->time_ns : 0, memory_order_relaxed);
+    atomic_store_explicit(&x->part->admin.action, r->found ? r->action + 1 : 0, memory_order_relaxed);
+    atomic_store_explicit(&x->part->admin.word, r->found ? pack(r->action, r->serve) : 0,
                           memory_order_release);
 }
 
@@ -176,7 +176,7 @@ int mab__admin_scan_visit(mab_engine *e, mab__admin_scan *s, const char *experim
     const mab__experiment *xp = &e->experiments[x];
     long a = strcmp(arm, ADMIN_NONE_ARM) == 0
                  ? (long)xp->n_arms
-                 : mab__id_index_find(&xp->arm_index, xp->arms, sizeof *xp->arms, arm);
+                 : mab__id_index_find(&xp->arm_index, xp->arm_ids, sizeof *xp->arm_ids, arm);
     if (a < 0)
         return 1; /* an arm no longer in the config cannot be served */
     if (s->n == s->cap) {
@@ -298,7 +298,7 @@ static int store(mab_engine *e, mab__experiment *x, int action, long serve, admi
     free(totals);
     if (rc != MAB_OK)
         return rc;
-    uint64_t seen = atomic_load_explicit(&x->admin.sequence, memory_order_relaxed);
+    uint64_t seen = atomic_load_explicit(&x->part->admin.sequence, memory_order_relaxed);
     uint64_t seq = (now.sequence > seen ? now.sequence : seen) + 1;
     if (seq > ADMIN_SEQUENCE_MAX)
         seq = 1; /* after 67 million actions: restart the count (still last-writer-wins) */
@@ -306,7 +306,7 @@ static int store(mab_engine *e, mab__experiment *x, int action, long serve, admi
     char id[MAB__ID_MAX + 1];
     admin_id(x, id, sizeof id);
     const char *experiments[1] = {id};
-    mab_delta d = {id, serve >= 0 ? x->arms[serve].id : ADMIN_NONE_ARM,
+    mab_delta d = {id, serve >= 0 ? mab__arm_id(x, (size_t)serve) : ADMIN_NONE_ARM,
                    {seq, (uint64_t)action, (double)at_ms, (double)seq * (double)seq}};
     rc = e->storage->replace(e->storage_state, experiments, 1, &d, 1, err);
     if (rc != MAB_OK)
@@ -339,7 +339,7 @@ int mab_set_state(mab_engine *e, const char *experiment, const char *state, cons
                              "keep the admin state of experiments.%s",
                              e->storage_path, e->storage->name, x->id);
     admin_record r = {1, action, serve,
-                      atomic_load_explicit(&x->admin.sequence, memory_order_relaxed) + 1,
+                      atomic_load_explicit(&x->part->admin.sequence, memory_order_relaxed) + 1,
                       mab__engine_now(e, NULL) / 1000000 * 1000000};
     pthread_mutex_lock(&e->flush_mu);
     if (e->storage) {
@@ -360,14 +360,14 @@ void mab__admin_info(const mab__experiment *x, mab_rules_info *out)
     static const char *const states[] = {"running", "paused", "concluded"};
     mab__rules scratch;
     const mab__rules *r = mab__rules_effective(x, &scratch);
-    int from_admin = r != &x->rules;
+    int from_admin = r != &x->part->rules;
     out->state = states[r->state];
-    out->serve = r->serve >= 0 ? x->arms[r->serve].id : NULL;
+    out->serve = r->serve >= 0 ? mab__arm_id(x, (size_t)r->serve) : NULL;
     if (out->struct_size < offsetof(mab_rules_info, admin_time_ns) + sizeof out->admin_time_ns)
         return;
-    int action = atomic_load_explicit(&x->admin.action, memory_order_relaxed) - 1;
+    int action = atomic_load_explicit(&x->part->admin.action, memory_order_relaxed) - 1;
     out->state_source = from_admin ? "admin" : "config";
     out->admin_action = action >= 0 ? action_names[action] : NULL;
-    out->admin_sequence = atomic_load_explicit(&x->admin.sequence, memory_order_relaxed);
-    out->admin_time_ns = atomic_load_explicit(&x->admin.time_ns, memory_order_relaxed);
+    out->admin_sequence = atomic_load_explicit(&x->part->admin.sequence, memory_order_relaxed);
+    out->admin_time_ns = atomic_load_explicit(&x->part->admin.time_ns, memory_order_relaxed);
 }

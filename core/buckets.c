@@ -209,7 +209,7 @@ static void count_drop(mab_engine *e, const char *what, size_t arm, int64_t star
                   "%s the time bucket %lld of experiment \"%s\", arm \"%s\" (%llu pulls, %llu "
                   "rewards, reward sum %g) and it was dropped: %s",
                   what, (long long)start, mab__arm_experiment(e, arm)->id,
-                  mab__arm_at(e, arm)->id,
+                  mab__arm_id_at(e, arm),
                   (unsigned long long)t->pulls, (unsigned long long)t->rewards, t->reward_sum,
                   why);
     pthread_mutex_unlock(&e->dropped_mu);
@@ -253,7 +253,7 @@ size_t mab__buckets_take(mab_engine *e)
     for (size_t k = 0; k < n; k++) {
         const mab__bucket_entry *q = &e->bucket_queue[k];
         e->bucket_batch[k] = (mab_bucket_delta){mab__arm_experiment(e, q->arm)->id,
-                                                mab__arm_at(e, q->arm)->id, q->start, q->add};
+                                                mab__arm_id_at(e, q->arm), q->start, q->add};
         e->bucket_batch_arm[k] = q->arm;
     }
     e->n_bucket_queue = 0;
@@ -326,7 +326,7 @@ int mab__buckets_allocate(mab_engine *e)
         size_t cap = e->buckets_stored ? 0 : history;
         if (x->layout.window_buckets > cap)
             cap = x->layout.window_buckets;
-        size_t attribution = mab__attribution_buckets(e, x->rules.attribution_window);
+        size_t attribution = mab__attribution_buckets(e, x->part->rules.attribution_window);
         if (attribution > cap)
             cap = attribution;
         if (!cap)
@@ -380,7 +380,7 @@ static int load_stored(mab_engine *e, const mab__experiment *x, int64_t since, b
     if (!ids)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t j = 0; j < x->n_arms; j++)
-        ids[j] = x->arms[j].id;
+        ids[j] = mab__arm_id(x, j);
     l->first_arm = x->first_arm;
     mab_error why = {0, ""};
     int rc = e->storage->load_buckets(e->storage_state, x->id, ids, x->n_arms, since,
@@ -521,7 +521,7 @@ size_t mab__attribution_buckets(const mab_engine *e, int64_t window_seconds)
 
 void mab__mature_view(mab_engine *e, const mab__experiment *x, mab__slot *s, int64_t now_ns)
 {
-    int64_t w = x->rules.attribution_window, bs = e->bucket_seconds;
+    int64_t w = x->part->rules.attribution_window, bs = e->bucket_seconds;
     if (w <= 0)
         return;
     if (now_ns > TIME_LIMIT_NS) /* so that now - B - W cannot overflow */
@@ -644,7 +644,7 @@ int mab_history(mab_engine *e, const char *experiment, int64_t since,
         size_t arm = one.arm - x->first_arm;
         mab_bucket_stats b = {one.start, one.add.pulls, one.add.rewards, one.add.reward_sum,
                               one.add.reward_sum_sq};
-        rc = visit(ctx, arm, x->arms[arm].id, &b);
+        rc = visit(ctx, arm, mab__arm_id(x, arm), &b);
     }
     free(l.items);
     return rc;

@@ -198,7 +198,7 @@ static int claimed_reward_stats(mab_engine *e, mab__experiment *x, size_t i, dou
     if (!s)
         return mab_error_set(err, MAB_ENOMEM, "experiments.%s: the reward for arm \"%s\" was "
                              "counted; out of memory for its policy statistics", x->id,
-                             x->arms[i].id);
+                             mab__arm_id(x, i));
     int rc = mab__record_event(x, s, &ev);
     if (rc != MAB_OK) {
         slot_unlock(s);
@@ -210,7 +210,7 @@ static int claimed_reward_stats(mab_engine *e, mab__experiment *x, size_t i, dou
                       "experiments.%s: policy %s refused the reward for arm \"%s\" (%s) after "
                       "its claim was granted: the reward was counted without its policy "
                       "statistics",
-                      x->id, x->policy_path, x->arms[i].id, mab_strerror(rc));
+                      x->id, x->policy_path, mab__arm_id(x, i), mab_strerror(rc));
         pthread_mutex_unlock(&e->dropped_mu);
         return MAB_OK;
     }
@@ -248,7 +248,7 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
        assignment's time): without one, or without such rules or flags, no
        call (mab_reward's path stays as it was). */
     if (ctx &&
-        (x->ledger || x->rules.attribution_window ||
+        (x->part->ledger || x->part->rules.attribution_window ||
          (ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags && ctx->flags)) &&
         (rc = mab__rules_reward(e, &x, arm, ctx, err)) != MAB_OK)
         return rc;
@@ -270,7 +270,7 @@ int mab__engine_claim_reward(mab_engine *e, const char *experiment, const char *
     w.arm = &x->arms[i];
     w.arm_index = x->first_arm + i;
     w.bucket = mab__bucket_of(e, ctx && ctx->time_ns ? ctx->time_ns : bucket_clock(e));
-    w.delta = (mab_delta){x->id, x->arms[i].id, {0, 1, value, square}};
+    w.delta = (mab_delta){x->id, mab__arm_id(x, i), {0, 1, value, square}};
     w.claim.assignment_id = assignment_id;
     w.claim.expires_at = expires_at;
     if (e->sync_always) {

@@ -426,22 +426,25 @@ static int parse_winner(const mab_engine *e, mab__experiment *x, const cJSON *w,
 static long first_duplicate_arm(const mab__experiment *x)
 {
     if (x->n_arms > 16)
-        return mab__id_index_first_duplicate(x->arms, sizeof *x->arms, x->n_arms);
+        return mab__id_index_first_duplicate(x->arm_ids, sizeof *x->arm_ids, x->n_arms);
     /* Pairs are compared by a hash of each id first: a strcmp only when
        two hashes are equal (a duplicate, or rarely a collision). */
     uint64_t h[16];
     for (size_t i = 0; i < x->n_arms; i++) {
         uint64_t v = 1469598103934665603ull; /* FNV-1a */
-        for (const unsigned char *c = (const unsigned char *)x->arms[i].id; *c; c++)
+        for (const unsigned char *c = (const unsigned char *)x->arm_ids[i]; *c; c++)
             v = (v ^ *c) * 1099511628211ull;
         h[i] = v;
     }
     for (size_t i = 1; i < x->n_arms; i++)
         for (size_t j = 0; j < i; j++)
-            if (h[i] == h[j] && strcmp(x->arms[i].id, x->arms[j].id) == 0)
+            if (h[i] == h[j] && strcmp(x->arm_ids[i], x->arm_ids[j]) == 0)
                 return (long)i;
     return -1;
 }
+
+/* An arm's id length is one byte before the id (mab__arm_value). */
+_Static_assert(MAB__ID_MAX <= 255, "an arm id's length must fit its byte in arm_ids");
 
 static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_error *err)
 {
@@ -460,9 +463,10 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
     if (!mab__arms_take(e, x, n)) /* from the engine's pool: sets x->arms, x->first_arm */
         return mab_error_set(err, MAB_ENOMEM, "%s: experiments.%s.arms: out of memory for %zu arms",
                              e->config_path, x->id, n);
-    /* Every id and value in one allocation (x->arm_text): two mallocs an
-       arm cost 64 bytes and two frees for what is often 5 bytes of text. A
-       first pass sizes it (and checks the ids), the second writes it. */
+    /* Every id and value in one allocation (x->arm_ids: n pointers to the
+       ids, then each arm's id length, id and value, engine.h): two mallocs
+       an arm cost 64 bytes and two frees for what is often 5 bytes of text.
+       A first pass sizes it (and checks the ids), the second writes it. */
     char *few[16] = {NULL}; /* most experiments: no allocation for the list */
     char **printed = n <= 16 ? few : calloc(n, sizeof *printed); /* values cJSON printed */
     if (!printed)
@@ -480,19 +484,18 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
         else if (value_len == (size_t)-1)
             rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
         else
-            bytes += strlen(a->string) + 1 + value_len + 1;
+            bytes += 1 + strlen(a->string) + 1 + value_len + 1;
     }
-    if (rc == MAB_OK && !(x->arm_text = malloc(bytes)))
+    if (rc == MAB_OK && !(x->arm_ids = malloc(n * sizeof *x->arm_ids + bytes)))
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
-    char *at = x->arm_text;
+    char *at = rc == MAB_OK ? (char *)(x->arm_ids + n) : NULL;
     i = 0;
     for (const cJSON *a = arms->child; a && rc == MAB_OK; a = a->next, i++) {
-        mab__arm *arm = &x->arms[x->n_arms++];
-        size_t id_len = strlen(a->string);
-        arm->id = memcpy(at, a->string, id_len + 1);
+        size_t id_len = strlen(a->string); /* at most MAB__ID_MAX (valid_id): a byte */
+        *at++ = (char)(unsigned char)id_len;
+        x->arm_ids[x->n_arms++] = memcpy(at, a->string, id_len + 1);
         at += id_len + 1;
-        arm->value_json = at;
-        at += value_text(a, at, &printed[i]);
+        at += value_text(a, at, &printed[i]); /* the value: mab__arm_value */
         *at++ = '\0';
     }
     for (size_t j = 0; j < n; j++)
@@ -506,7 +509,7 @@ static int parse_arms(mab_engine *e, mab__experiment *x, const cJSON *arms, mab_
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     if (dup >= 0)
         return mab_error_set(err, MAB_ECONFIG, "%s: experiments.%s.arms.%s: duplicate arm id",
-                             e->config_path, x->id, x->arms[dup].id);
+                             e->config_path, x->id, x->arm_ids[dup]);
     return MAB_OK;
 }
 
@@ -536,14 +539,14 @@ static int parse_experiment(mab_engine *e, mab__experiment *x, const cJSON *obj,
         return mab_error_set(err, MAB_ECONFIG,
                              "%s: %s.policy: expected an object with \"plugin\" naming a policy",
                              e->config_path, where);
-    x->policy_obj = policy;
+    x->part->policy_obj = policy;
     /* Experiments of one policy usually follow each other: share the text
        (a million copies of {"plugin":"thompson"} are 48 MB). */
     const mab__experiment *prev = x > e->experiments ? x - 1 : NULL;
-    if (prev && prev->policy_obj && prev->policy_json && same_json(prev->policy_obj, policy)) {
-        x->policy_json = prev->policy_json;
+    if (prev && prev->part->policy_obj && prev->part->policy_json && same_json(prev->part->policy_obj, policy)) {
+        x->part->policy_json = prev->part->policy_json;
         x->policy_json_shared = 1;
-    } else if (!(x->policy_json = cJSON_PrintUnformatted(policy))) {
+    } else if (!(x->part->policy_json = cJSON_PrintUnformatted(policy))) {
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     rc = parse_reward_range(e, x, config_item(obj, "reward"), err);
@@ -573,7 +576,8 @@ static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
                              "%s: experiments: at least one experiment is required",
                              e->config_path);
     e->experiments = calloc(n, sizeof *e->experiments);
-    if (!e->experiments)
+    e->parts = calloc(n, sizeof *e->parts); /* what their ledgers do not carry */
+    if (!e->experiments || !e->parts)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (const cJSON *c = exps->child; c; c = c->next) {
         if (!valid_id(c->string))
@@ -582,6 +586,7 @@ static int parse_experiments(mab_engine *e, const cJSON *exps, mab_error *err)
                                  "digits, '_' or '-'",
                                  e->config_path, c->string, MAB__ID_MAX);
         mab__experiment *x = &e->experiments[e->n_experiments];
+        x->part = &e->parts[e->n_experiments];
         x->id = mab__strdup(c->string);
         if (!x->id)
             return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -741,12 +746,14 @@ void mab__config_free(mab_engine *e)
 {
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
-        free(x->arm_text); /* the ids and values of its arms; a ledger has none */
+        if (!x->is_ledger) /* a ledger's are its experiment's */
+            free(x->arm_ids); /* the ids and values of its arms */
         free(x->id);
         if (!x->policy_json_shared)
-            cJSON_free(x->policy_json);
+            cJSON_free(x->part->policy_json);
     }
     free(e->experiments);
+    free(e->parts);
     free(e->arm_pool); /* every experiment's arms */
     mab__web_config_free(e->web);
     e->web = NULL;
@@ -820,7 +827,7 @@ int mab__engine_features(const mab_engine *e, const char *experiment, const char
                                 experiment);
     if (x < 0)
         return MAB_ENOTFOUND;
-    *names = (const char *const *)e->experiments[x].feature_names;
+    *names = (const char *const *)e->experiments[x].part->feature_names;
     *n = e->experiments[x].n_features;
     return MAB_OK;
 }
@@ -833,7 +840,7 @@ int mab__engine_cookie_shape(const mab_engine *e, size_t index, const char **id,
     const mab__experiment *x = &e->experiments[index];
     size_t longest = 0;
     for (size_t i = 0; i < x->n_arms; i++) {
-        size_t len = strlen(x->arms[i].id);
+        size_t len = strlen(mab__arm_id(x, i));
         longest = len > longest ? len : longest;
     }
     *id = x->id;

@@ -65,10 +65,10 @@ static void engine_free(mab_engine *e)
         if (x->policy2 && x->policy_state)
             x->policy2->destroy(x->policy_state);
         if (!x->layout_tag_shared)
-            free(x->layout_tag);
+            free(x->part->layout_tag);
         for (size_t k = 0; k < x->n_features; k++)
-            free(x->feature_names[k]);
-        free(x->feature_names);
+            free(x->part->feature_names[k]);
+        free(x->part->feature_names);
     }
     /* After every policy state is destroyed: the code lives in these. */
     for (size_t i = 0; i < e->n_loaded_policies; i++) {
@@ -98,6 +98,7 @@ static void engine_free(mab_engine *e)
     mab__id_index_free(&e->experiment_index);
     mab__config_free(e);
     free(e->arm_experiment);
+    free((void *)e->arm_drops);
     free(e->batch);
     free(e->batch_arm);
     free(e->stats_published);
@@ -180,7 +181,7 @@ static int read_features(mab__experiment *x, mab_params *params, mab_error *err)
         rc = mab_error_set(err, MAB_ECONFIG,
                            "%s: expected an array of at most %d feature names", where,
                            MAB_POLICY_FEATURES_MAX);
-    if (rc == MAB_OK && n > 0 && !(x->feature_names = calloc((size_t)n, sizeof(char *))))
+    if (rc == MAB_OK && n > 0 && !(x->part->feature_names = calloc((size_t)n, sizeof(char *))))
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (int i = 0; rc == MAB_OK && i < n; i++) {
         const cJSON *item = cJSON_GetArrayItem(list, i);
@@ -190,10 +191,10 @@ static int read_features(mab__experiment *x, mab_params *params, mab_error *err)
             break;
         }
         for (size_t k = 0; k < x->n_features; k++)
-            if (strcmp(x->feature_names[k], item->valuestring) == 0)
+            if (strcmp(x->part->feature_names[k], item->valuestring) == 0)
                 rc = mab_error_set(err, MAB_ECONFIG, "%s[%d]: \"%s\" is listed twice", where,
                                    i, item->valuestring);
-        if (rc == MAB_OK && !(x->feature_names[x->n_features++] = mab__strdup(item->valuestring)))
+        if (rc == MAB_OK && !(x->part->feature_names[x->n_features++] = mab__strdup(item->valuestring)))
             rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     }
     free(where);
@@ -207,7 +208,7 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
     if (rc != MAB_OK)
         return rc;
     mab_policy_init init = {sizeof init, &mab__core_api, params, x->n_arms, x->n_features,
-                            (const char *const *)x->feature_names, e->bucket_seconds};
+                            (const char *const *)x->part->feature_names, e->bucket_seconds};
     mab_policy_layout layout = {sizeof layout, 0, 0, 0, 0};
     mab_error create_err = {0, ""};
     void *state = NULL;
@@ -251,13 +252,13 @@ static int create_policy2(mab_engine *e, mab__experiment *x, mab_params *params,
     /* Experiments of one policy usually follow each other: one copy of the
        tag for all of them (a config of a million experiments). */
     const mab__experiment *prev = x > e->experiments ? x - 1 : NULL;
-    if (prev && prev->layout_tag && prev->policy2 == x->policy2 &&
+    if (prev && prev->part->layout_tag && prev->policy2 == x->policy2 &&
         prev->layout.stats_version == layout.stats_version &&
         prev->layout.arm_stats == layout.arm_stats &&
         prev->layout.experiment_stats == layout.experiment_stats) {
-        x->layout_tag = prev->layout_tag;
+        x->part->layout_tag = prev->part->layout_tag;
         x->layout_tag_shared = 1;
-    } else if (!(x->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name,
+    } else if (!(x->part->layout_tag = mab__asprintf("%s/%u:%zu,%zu", x->policy2->name,
                                                layout.stats_version, layout.arm_stats,
                                                layout.experiment_stats))) {
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
@@ -306,25 +307,25 @@ static int load_policy_once(mab_engine *e, const char *name, const char *plugin_
 static int create_policy(mab_engine *e, mab__experiment *x, mab_error *err)
 {
     if (x->is_ledger) {
-        const char *name = "holdout", *path = "(holdout ledger)";
+        /* Its name is its kind's (mab__policy_name): the part is shared. */
+        const char *path = "(holdout ledger)";
         if (x->is_ledger == MAB__LEDGER_SRM)
-            name = "srm", path = "(sample-ratio ledger)";
+            path = "(sample-ratio ledger)";
         else if (x->is_ledger == MAB__LEDGER_LATE)
-            name = "late", path = "(late rewards ledger)";
-        x->policy_name = name;
+            path = "(late rewards ledger)";
         x->policy_path = path;
         return MAB_OK;
     }
     char json_path[MAB__ID_MAX + 32], plugin_key[MAB__ID_MAX + 40];
     join3(json_path, sizeof json_path, "experiments.", x->id, ".policy");
     join3(plugin_key, sizeof plugin_key, json_path, ".plugin", "");
-    const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(x->policy_obj, "plugin");
+    const cJSON *plugin = cJSON_GetObjectItemCaseSensitive(x->part->policy_obj, "plugin");
     int rc = load_policy_once(e, plugin->valuestring, plugin_key, x, err);
     if (rc)
         return rc;
-    x->policy_name = x->policy ? x->policy->name : x->policy2->name;
+    x->part->policy_name = x->policy ? x->policy->name : x->policy2->name;
     mab_params params;
-    if ((rc = plugin_params(e, x->policy_obj, json_path, &params, err)) != MAB_OK)
+    if ((rc = plugin_params(e, x->part->policy_obj, json_path, &params, err)) != MAB_OK)
         return rc;
     if (x->policy2) {
         rc = create_policy2(e, x, &params, json_path, err);
@@ -468,7 +469,7 @@ static int open_storage(mab_engine *e, enum storage_mode mode, mab_error *err)
                                "%s: experiments.%s: policy %s (%s) keeps statistics, but "
                                "storage plugin %s is ABI %u.%u, which cannot store them; "
                                "rebuild it against storage ABI %u.%u or later",
-                               e->config_path, x->id, x->policy_name, x->policy_path,
+                               e->config_path, x->id, mab__policy_name(x), x->policy_path,
                                e->storage_path, e->storage->abi_major, e->storage->abi_minor,
                                MAB_STORAGE_ABI_MAJOR, 4u);
     }
@@ -482,13 +483,12 @@ static int allocate_stats(mab_engine *e)
     for (size_t i = 0; i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         size_t own = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
-        if (own > UINT32_MAX - at) /* mab__arm.stats_at is 32 bits */
+        if (own > UINT32_MAX - at) /* stats_batch_at and the stores' 32-bit places */
             return MAB_ENOMEM;
         /* Batch entries only for what keeps statistics (stats_take): most
            experiments keep none, and a million of them must not pay for it. */
         entries += (x->layout.arm_stats ? x->n_arms : 0) + (x->layout.experiment_stats ? 1 : 0);
-        for (size_t j = 0; j < x->n_arms; j++)
-            x->arms[j].stats_at = (uint32_t)(at + j * x->layout.arm_stats);
+        /* Arm j's from at + j * arm_stats (mab__arm_stats_at), then x's. */
         x->stats_at = at + x->n_arms * x->layout.arm_stats;
         at += own;
         if (own > e->max_stats)
@@ -560,11 +560,11 @@ static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **i
                                mab_totals *stored, double *stored_stats, mab_error *err)
 {
     for (size_t j = 0; j < x->n_arms; j++)
-        ids[j] = x->arms[j].id;
+        ids[j] = mab__arm_id(x, j);
     int rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, stored, err);
     size_t n_stats = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
     if (rc == MAB_OK && n_stats)
-        rc = e->storage->load_stats(e->storage_state, x->id, x->layout_tag, ids, x->n_arms,
+        rc = e->storage->load_stats(e->storage_state, x->id, x->part->layout_tag, ids, x->n_arms,
                                     x->layout.arm_stats, stored_stats,
                                     x->layout.experiment_stats,
                                     stored_stats + x->n_arms * x->layout.arm_stats, err);
@@ -577,8 +577,8 @@ static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **i
         atomic_totals_store(&x->arms[j].published, &stored[j]);
     }
     /* An experiment's statistics are contiguous: its arms' from
-       arms[0].stats_at, then its own at stats_at (allocate_stats). */
-    size_t from = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+       mab__arm_stats_at(x, 0), then its own at stats_at (allocate_stats). */
+    size_t from = mab__arm_stats_at(x, 0);
     for (size_t k = 0; k < n_stats; k++)
         atomic_store_explicit(&e->stats_published[from + k],
                               stored_stats[k] + atomic_load_explicit(&e->stats_unapplied[from + k],
@@ -659,7 +659,7 @@ static int scan_record(void *ctx, const char *experiment, const char *arm,
         return taken == MAB_ENOMEM ? MAB_ENOMEM : 0;
     }
     const mab__experiment *x = &e->experiments[i];
-    long a = mab__id_index_find(&x->arm_index, x->arms, sizeof *x->arms, arm);
+    long a = mab__id_index_find(&x->arm_index, x->arm_ids, sizeof *x->arm_ids, arm);
     if (a >= 0)
         r->stored[x->first_arm + (size_t)a] = *totals;
     return 0;
@@ -686,13 +686,13 @@ static int load_all_totals(mab_engine *e, mab_error *err)
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
         for (size_t j = 0; j < x->n_arms; j++)
-            ids[j] = x->arms[j].id;
+            ids[j] = mab__arm_id(x, j);
         if (!scanned)
             rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms,
                                   &stored[x->first_arm], err);
         if (rc == MAB_OK && (x->layout.arm_stats || x->layout.experiment_stats))
-            rc = e->storage->load_stats(e->storage_state, x->id, x->layout_tag, ids, x->n_arms,
-                                        x->layout.arm_stats, &stored_stats[x->arms[0].stats_at],
+            rc = e->storage->load_stats(e->storage_state, x->id, x->part->layout_tag, ids, x->n_arms,
+                                        x->layout.arm_stats, &stored_stats[mab__arm_stats_at(x, 0)],
                                         x->layout.experiment_stats,
                                         &stored_stats[x->stats_at], err);
     }
@@ -783,7 +783,10 @@ static int allocate_tables(mab_engine *e)
         return MAB_ENOMEM; /* no config gets here: 2^32 experiments do not parse */
     e->arm_experiment = malloc((n ? n : 1) * sizeof *e->arm_experiment);
     e->slots = aligned_alloc(64, MAB__SLOTS * sizeof *e->slots);
-    if (!e->arm_experiment || !e->slots)
+    /* Only a reward under sync "always" reads the drops (reward_impl). */
+    if (e->sync_always)
+        e->arm_drops = calloc(n ? n : 1, sizeof *e->arm_drops);
+    if (!e->arm_experiment || !e->slots || (e->sync_always && !e->arm_drops))
         return MAB_ENOMEM;
     memset(e->slots, 0, MAB__SLOTS * sizeof *e->slots);
     if (mab__id_index_build(&e->experiment_index, e->experiments, sizeof *e->experiments,
@@ -793,9 +796,9 @@ static int allocate_tables(mab_engine *e)
        experiment's arms in the same order, so it shares the index. */
     for (size_t i = 0; i < e->n_configured; i++) {
         mab__experiment *x = &e->experiments[i];
-        if (mab__id_index_build(&x->arm_index, x->arms, sizeof *x->arms, x->n_arms) != MAB_OK)
+        if (mab__id_index_build(&x->arm_index, x->arm_ids, sizeof *x->arm_ids, x->n_arms) != MAB_OK)
             return MAB_ENOMEM;
-        mab__experiment *ledgers[3] = {x->ledger, x->late_ledger, x->srm};
+        mab__experiment *ledgers[3] = {x->part->ledger, x->part->late_ledger, x->srm};
         for (int k = 0; k < 3; k++)
             if (ledgers[k])
                 ledgers[k]->arm_index = x->arm_index;
@@ -889,7 +892,7 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
     }
     /* The parsed config is not needed once plugins have read their keys. */
     for (size_t i = 0; i < e->n_experiments; i++)
-        e->experiments[i].policy_obj = NULL;
+        e->experiments[i].part->policy_obj = NULL;
     e->storage_obj = NULL;
     mab__json_free(e->root); /* core/json.c's blocks, not cJSON_Delete */
     e->root = NULL;
@@ -945,7 +948,7 @@ int mab__find_experiment(mab_engine *e, const char *id, mab__experiment **out,
 long mab__find_arm(const mab_engine *e, const mab__experiment *x, const char *id,
                      mab_error *err)
 {
-    long i = id ? mab__id_index_lookup(&x->arm_index, x->arms, sizeof *x->arms, id) : -1;
+    long i = id ? mab__id_index_lookup(&x->arm_index, x->arm_ids, sizeof *x->arm_ids, id) : -1;
     if (i >= 0)
         return i;
     mab_error_set(err, MAB_ENOTFOUND, "%s: experiments.%s has no arm \"%s\"", e->config_path,
@@ -976,7 +979,7 @@ find_fast_arm(mab_engine *e, const char *experiment, const char *arm, mab__exper
 {
     if (!arm || !find_fast(e, experiment, x))
         return 0;
-    long i = mab__id_index_lookup(&(*x)->arm_index, (*x)->arms, sizeof *(*x)->arms, arm);
+    long i = mab__id_index_lookup(&(*x)->arm_index, (*x)->arm_ids, sizeof *(*x)->arm_ids, arm);
     if (__builtin_expect(i < 0, 0))
         return 0;
     *index = (size_t)i;
@@ -1016,14 +1019,14 @@ static inline void fill_choice(const mab__experiment *x, size_t arm, double prob
 {
     if (__builtin_expect(out->struct_size >= sizeof *out, 1)) {
         out->arm_index = arm;
-        out->arm_id = x->arms[arm].id;
-        out->value_json = x->arms[arm].value_json;
+        out->arm_id = mab__arm_id(x, arm);
+        out->value_json = mab__arm_value(x, arm);
         out->probability = probability;
         out->estimated = estimated;
         out->flags = flags;
         return;
     }
-    mab_choice c = {out->struct_size, arm, x->arms[arm].id, x->arms[arm].value_json,
+    mab_choice c = {out->struct_size, arm, mab__arm_id(x, arm), mab__arm_value(x, arm),
                     probability, estimated, flags};
     memcpy(out, &c, out->struct_size);
 }
@@ -1090,7 +1093,7 @@ const char *mab__engine_arm_id(const mab_engine *e, mab_handle h, size_t arm_ind
     if (!e || h.engine != e->serial || h.index >= e->n_experiments ||
         arm_index >= e->experiments[h.index].n_arms)
         return NULL;
-    return e->experiments[h.index].arms[arm_index].id;
+    return mab__arm_id(&e->experiments[h.index], arm_index);
 }
 
 int mab_arm_index(mab_engine *e, mab_handle h, const char *arm, size_t *index, mab_error *err)
@@ -1242,7 +1245,7 @@ void mab__resolve_features(const mab__experiment *x, const mab_context *ctx, dou
     for (size_t i = 0; i < x->n_features; i++) {
         out[i] = NAN;
         for (size_t k = 0; ctx && k < ctx->n_features; k++)
-            if (strcmp(ctx->feature_names[k], x->feature_names[i]) == 0) {
+            if (strcmp(ctx->feature_names[k], x->part->feature_names[i]) == 0) {
                 out[i] = ctx->feature_values[k];
                 break;
             }
@@ -1255,7 +1258,7 @@ void mab__build_stats_view(const mab_engine *e, const mab__experiment *x,
                              const mab__slot *s)
 {
     size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
-    size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    size_t at = mab__arm_stats_at(x, 0);
     const double *pending = slot_stats(s, x); /* the zero row's when none */
     for (size_t i = 0; i < n; i++)
         s->view_stats[i] = atomic_load_explicit(&e->stats_published[at + i],
@@ -1505,7 +1508,7 @@ choose_impl(mab_engine *e, mab__experiment *x, const mab_context *ctx, mab_choic
         return rc;
     if (x->is_ledger)
         return ledger_error(e, x, err);
-    if (x->rules.active || atomic_load_explicit(&x->admin.word, memory_order_relaxed))
+    if (x->part->rules.active || atomic_load_explicit(&x->part->admin.word, memory_order_relaxed))
         return mab__choose_ruled(e, x, ctx, out, estimated, err);
     if (x->policy2)
         return choose2(e, x, ctx, out, estimated, err);
@@ -1582,7 +1585,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     /* Inside [min, max] (both finite: config.c) is finite and in range: the
        call only when there is something to say. Likewise the context. */
     if (__builtin_expect(!(value >= x->reward_min && value <= x->reward_max), 0) &&
-        (rc = mab__reward_value_check(x, named->arms[i].id, value, err)) != MAB_OK)
+        (rc = mab__reward_value_check(x, mab__arm_id(named, i), value, err)) != MAB_OK)
         return rc;
     if (ctx && (rc = mab__context_check(ctx, err)) != MAB_OK)
         return rc;
@@ -1595,9 +1598,9 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
        assignment's time): without one, or without such rules or flags, no
        call (mab_reward's path stays as it was). */
     if (ctx &&
-        (x->ledger || x->rules.attribution_window ||
+        (x->part->ledger || x->part->rules.attribution_window ||
          (ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags && ctx->flags)) &&
-        (rc = reward_rules(e, &x, named->arms[i].id, ctx, err)) != MAB_OK)
+        (rc = reward_rules(e, &x, mab__arm_id(named, i), ctx, err)) != MAB_OK)
         return rc;
     double features[MAB_POLICY_FEATURES_MAX];
     mab_policy_event ev;
@@ -1622,7 +1625,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
         slot_unlock(s);
         return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
                              "thread's pending counts; the reward for arm \"%s\" was not "
-                             "recorded", x->id, named->arms[i].id);
+                             "recorded", x->id, mab__arm_id(named, i));
     }
     /* The reward must keep every sum finite, or no store would take it and
        it would reach storage only to be refused there. (The value itself,
@@ -1642,7 +1645,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
                                  "the arm's rewards or of their squares overflow (the arm holds "
                                  "%.0f rewards summing to %g, squares to %g); nothing was "
                                  "recorded",
-                                 x->id, value, named->arms[i].id, count - 1.0, held.reward_sum,
+                                 x->id, value, mab__arm_id(named, i), count - 1.0, held.reward_sum,
                                  held.reward_sum_sq);
         }
     }
@@ -1651,7 +1654,7 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
         return mab_error_set(err, MAB_EPLUGIN,
                              "experiments.%s: policy %s refused the reward for arm \"%s\": %s; "
                              "nothing was recorded",
-                             x->id, x->policy_path, named->arms[i].id, mab_strerror(rc));
+                             x->id, x->policy_path, mab__arm_id(named, i), mab_strerror(rc));
     }
     mab_totals *p = slot_pending(s, x, i);
     p->rewards++;
@@ -1660,7 +1663,8 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     uint64_t seq = 0;
     int sync = e->sync_always && e->storage;
     /* The drops are read only for a reward that waits for its write. */
-    uint64_t drops_before = sync ? atomic_load(&x->arms[i].drops) : 0;
+    _Atomic uint32_t *drops = sync ? &e->arm_drops[x->first_arm + i] : NULL;
+    uint32_t drops_before = sync ? atomic_load(drops) : 0;
     if (sync || slot_due(s))
         seq = mab__slot_publish(e, s);
     slot_unlock(s);
@@ -1671,12 +1675,12 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
        reward with it: then it is not durable and must not be acknowledged.
        (A drop of the arm just before this reward was published is taken for
        one too: better a reward reported unwritten than one lost.) */
-    if (rc == MAB_OK && atomic_load(&x->arms[i].drops) != drops_before) {
+    if (rc == MAB_OK && atomic_load(drops) != drops_before) {
         mab_error why;
         mab_dropped_deltas(e, &why);
         rc = mab_error_set(err, MAB_ESTORAGE,
                            "experiments.%s: the reward for arm \"%s\" was not written: %s",
-                           x->id, named->arms[i].id, why.message);
+                           x->id, mab__arm_id(named, i), why.message);
     }
     return rc;
 }

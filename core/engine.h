@@ -118,17 +118,13 @@ typedef struct mab__atomic_totals {
     _Atomic double reward_sum_sq;
 } mab__atomic_totals;
 
-/* 56 bytes: a config of 10^6 experiments of 10 arms has 2 * 10^7 of them
-   (its own and its sample-ratio ledger's), so every field counts. */
+/* An arm's counters, 32 bytes: a config of 10^6 experiments of 10 arms has
+   2 * 10^7 of them (its own and its sample-ratio ledger's), so every field
+   counts. What is the same for an experiment's arms and its ledgers' is in
+   the experiment: the ids and values (arm_ids: mab__arm_id, mab__arm_value),
+   the statistics' places (mab__arm_stats_at); the drops of sync "always"
+   are the engine's (arm_drops). */
 typedef struct mab__arm {
-    char *id; /* first member: see mab__id_index. In the experiment's arm_text
-                 (config.c); a ledger's arms point at its experiment's */
-    char *value_json; /* the same */
-    uint32_t stats_at;  /* first of its layout.arm_stats in the engine's stats arrays
-                           (allocate_stats refuses more than UINT32_MAX in all) */
-    _Atomic uint32_t drops;       /* increments of this arm storage refused and the
-                                     queue dropped (engine.c, drop_delta); compared,
-                                     never summed, so wrapping is harmless */
     mab__atomic_totals published; /* what choose and stats read */
     /* What is published but not yet applied to storage is not here: the
        write-behind queue holds it, for the arms listed there only
@@ -166,14 +162,41 @@ typedef struct mab__admin {
     _Atomic int action;        /* the stored action + 1 (admin.c); 0: none */
 } mab__admin;
 
+/* What only a configured experiment (one with a policy) has: its ledgers
+   (holdout, late rewards, sample ratio: one or more a configured
+   experiment) do not carry it. The configured experiments' are one array
+   (engine->parts, config.c), every ledger's the engine's one ledger_part
+   (zeros, no rules: rules.c, mab__make_ledger), never written but with
+   those same values. */
+typedef struct mab__experiment_part {
+    mab__rules rules;           /* operating rules (rules.c); first: choose reads active */
+    mab__admin admin;           /* the admin state over them (admin.c) */
+    struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
+    struct mab__experiment *late_ledger; /* late rewards as pulls, "ID@late" (rules.c), or NULL */
+    char **feature_names;       /* the policy object's "features" (n_features) */
+    const cJSON *policy_obj;    /* valid during mab_open only */
+    const char *policy_name;    /* the descriptor's name */
+    char *layout_tag;           /* ABI 2: "NAME/VERSION:ARM,EXPERIMENT" */
+    char *policy_json;          /* the "policy" object, compact, for reports */
+} mab__experiment_part;
+
+/* An experiment's record, configured or a ledger: a config of 10^6
+   experiments has 2 * 10^6 of them (each its sample-ratio ledger's), so
+   what only configured ones use is in `part`, and the fields choose reads
+   are in the first three cache lines (0-191: id to policy). */
 typedef struct mab__experiment {
     char *id; /* first member: see mab__id_index */
     mab__arm *arms;
     size_t n_arms;
     size_t slot_index;       /* its position in e->experiments: its slots' row_at (a size_t:
                                 the 32-bit field in a padding hole cost reward 2 instructions) */
-    char *arm_text;          /* the arms' ids and values, one allocation (config.c);
-                                NULL for a ledger, whose arms point at its experiment's */
+    /* The arms' ids, n_arms pointers at the start of one allocation that
+       holds after them every arm's text: a byte with the id's length, the
+       id, its NUL, the value (compact JSON), its NUL (config.c). So the
+       value of arm i is at arm_ids[i] + length + 1 (mab__arm_value). A
+       ledger's is its experiment's (shared, freed with the experiment). It
+       is the base of arm_index (elements of one `char *`). */
+    char **arm_ids;
     mab__id_index arm_index; /* a ledger's is its experiment's (engine.c, allocate_tables) */
     size_t first_arm;        /* index of arms[0] among all the engine's arms */
     double reward_min, reward_max;
@@ -182,37 +205,33 @@ typedef struct mab__experiment {
        the finite-sums check (engine.c, sums_cannot_overflow); cleared when a
        load publishes a total that is not finite. 0: check every reward. */
     _Atomic unsigned char sums_unchecked;
-    /* Small fields together here, in the padding after sums_unchecked: a
-       config of 10^6 experiments has 2 * 10^6 of these records. */
+    /* Small fields together here, in the padding after sums_unchecked. */
     unsigned char is_ledger;          /* a ledger (MAB__LEDGER_*): no policy, not listed,
                                          not chosen */
     unsigned char srm_off;            /* why there is no srm ledger: MAB__SRM_* (srm.c) */
     unsigned char policy_json_shared; /* policy_json is the previous experiment's (config.c) */
     unsigned char layout_tag_shared;  /* layout_tag is the previous experiment's (engine.c) */
-    const cJSON *policy_obj; /* valid during mab_open only */
-    const char *policy_path;    /* the loaded plugin's path (engine-owned) or a ledger's label */
-    const mab_policy *policy;   /* ABI 1, or NULL */
     const mab_policy2 *policy2; /* ABI 2, or NULL */
-    const char *policy_name;    /* the descriptor's name */
     void *policy_state;
+    mab__experiment_part *part; /* never NULL (a ledger's: the engine's ledger_part) */
+    struct mab__experiment *srm; /* the sample-ratio ledger "ID@srm" (srm.c), or NULL */
     mab_policy_layout layout;   /* ABI 2: declared by create (zeros for ABI 1) */
-    char *layout_tag;           /* ABI 2: "NAME/VERSION:ARM,EXPERIMENT" */
-    char **feature_names;       /* the policy object's "features" */
-    size_t n_features;
+    size_t n_features;          /* of part->feature_names */
     size_t stats_at;            /* first of its layout.experiment_stats */
-    mab__rules rules;           /* operating rules (rules.c) */
-    mab__admin admin;           /* the admin state over them (admin.c) */
-    struct mab__experiment *ledger; /* the holdout's counters "ID@holdout", or NULL */
+    const mab_policy *policy;   /* ABI 1, or NULL */
+    const char *policy_path;    /* the loaded plugin's path (engine-owned) or a ledger's label */
     uint32_t ring_size;         /* buckets per arm of ring allocated: a divisor of ring_cap,
                                    grown as buckets accumulate (buckets.c) */
-    struct mab__experiment *late_ledger; /* late rewards as pulls, "ID@late" (rules.c), or NULL */
-    struct mab__experiment *srm; /* the sample-ratio ledger "ID@srm" (srm.c), or NULL */
-    double winner_p_best;        /* the "winner" rule (config.c; report.c) */
-    double winner_expected_loss;
-    char *policy_json;           /* the "policy" object, compact, for reports */
     size_t ring_cap;            /* buckets per arm the ring keeps (0: none kept) */
     mab__bucket *ring;          /* n_arms * ring_size: arm i's bucket number k
                                    (start / bucket_seconds) at i * ring_size + k % ring_size */
+    /* The "winner" rule (config.c; report.c): a sample-ratio ledger has its
+       experiment's, so that a report on it judges as before (srm.c). */
+    double winner_p_best;
+    double winner_expected_loss;
+    /* To 256 B: &experiments[i] is then a shift (a handle's lookup, on
+       every call by handle: 240 B cost reward by handle 4 instructions). */
+    unsigned char spare[16];
 } mab__experiment;
 
 /* A top-level object of the caller's, kept for mab_config_section(). */
@@ -300,6 +319,8 @@ struct mab_engine {
 
     mab__experiment *experiments;
     size_t n_experiments;     /* the config's, then their holdout ledgers */
+    mab__experiment_part *parts; /* the configured experiments' (n_configured) */
+    mab__experiment_part ledger_part; /* every ledger's (mab__make_ledger) */
     size_t n_configured;      /* the config's (listed by mab_experiment_at) */
     /* Policy plugins already loaded by this open, by the name the config
        gives (engine.c, create_policy): each is resolved and dlopened once,
@@ -350,6 +371,12 @@ struct mab_engine {
     size_t cap_arms;                /* arms arm_pool holds */
     uint32_t *arm_experiment;       /* index in experiments of each arm's
                                        experiment (mab__arm_experiment) */
+    /* Under sync "always" with a store (else NULL): per arm of the engine,
+       the increments of it storage refused and the queue dropped
+       (write_behind.c, drop_delta), which a reward waiting for its write
+       compares before and after (engine.c); compared, never summed, so
+       wrapping is harmless. */
+    _Atomic uint32_t *arm_drops;
 
     mab__slot *slots;
     atomic_uint next_slot;
@@ -426,6 +453,35 @@ static inline mab__arm *mab__arm_at(const mab_engine *e, size_t i)
 static inline mab__experiment *mab__arm_experiment(const mab_engine *e, size_t i)
 {
     return &e->experiments[e->arm_experiment[i]];
+}
+/* Arm i of x: its id and its value (compact JSON), from x->arm_ids. */
+static inline const char *mab__arm_id(const mab__experiment *x, size_t i)
+{
+    return x->arm_ids[i];
+}
+static inline const char *mab__arm_value(const mab__experiment *x, size_t i)
+{
+    const char *id = x->arm_ids[i];
+    return id + (unsigned char)id[-1] + 1;
+}
+/* The name of x's policy: a ledger's is its kind's (its part is shared). */
+static inline const char *mab__policy_name(const mab__experiment *x)
+{
+    static const char *const kinds[] = {NULL, "holdout", "late", "srm"};
+    return x->is_ledger ? kinds[x->is_ledger] : x->part->policy_name;
+}
+/* The first of the layout.arm_stats statistics of arm i of x in the
+   engine's stats arrays (allocate_stats: an experiment's arms' statistics
+   are contiguous, arm by arm, and its own follow at x->stats_at). */
+static inline size_t mab__arm_stats_at(const mab__experiment *x, size_t i)
+{
+    return x->stats_at - (x->n_arms - i) * x->layout.arm_stats;
+}
+/* The id of arm i of the engine. */
+static inline const char *mab__arm_id_at(const mab_engine *e, size_t i)
+{
+    const mab__experiment *x = mab__arm_experiment(e, i);
+    return x->arm_ids[i - x->first_arm];
 }
 /* engine.c: n zeroed arms at the end of the arm pool for x (whose arms must
    be NULL): sets x->arms and x->first_arm and adds n to total_arms; NULL

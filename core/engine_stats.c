@@ -30,7 +30,7 @@ int mab_experiment_at(const mab_engine *e, size_t index, mab_experiment_info *ou
                              "%zu",
                              out ? out->struct_size : 0, (size_t)MAB_EXPERIMENT_INFO_SIZE_0_1);
     const mab__experiment *x = &e->experiments[index];
-    mab_experiment_info info = {out->struct_size, x->id, x->policy_name, x->policy_path,
+    mab_experiment_info info = {out->struct_size, x->id, mab__policy_name(x), x->policy_path,
                                 x->n_arms, x->reward_min, x->reward_max,
                                 x->policy2 ? 2u : 1u, x->n_features};
     /* What the caller's struct_size holds: older callers have fewer fields. */
@@ -63,8 +63,9 @@ int mab_stats(mab_engine *e, const char *experiment, mab_arm_stats *out, size_t 
     for (size_t i = 0; i < x->n_arms && i < cap; i++) {
         const mab__arm *a = &x->arms[i];
         mab_totals t = atomic_totals_read(&a->published);
-        mab_arm_stats st = {stride, a->id, t.pulls, t.rewards, t.reward_sum, t.reward_sum_sq,
-                            t.pulls ? t.reward_sum / (double)t.pulls : 0.0, a->value_json};
+        mab_arm_stats st = {stride, mab__arm_id(x, i), t.pulls, t.rewards, t.reward_sum, t.reward_sum_sq,
+                            t.pulls ? t.reward_sum / (double)t.pulls : 0.0,
+                            mab__arm_value(x, i)};
         memcpy((char *)out + i * stride, &st, fill);
     }
     if (n_arms)
@@ -87,11 +88,11 @@ int mab_policy_stats(mab_engine *e, const char *experiment, mab_policy_stats_inf
         return mab_error_set(err, MAB_EINVAL, "mab_policy_stats: NULL array with a capacity");
     if ((found = mab__gather_experiment(e, x, err)) != MAB_OK)
         return found;
-    info->layout = x->layout_tag ? x->layout_tag : "";
+    info->layout = x->part->layout_tag ? x->part->layout_tag : "";
     info->per_arm = x->layout.arm_stats;
     info->per_experiment = x->layout.experiment_stats;
     size_t n_arm = x->n_arms * x->layout.arm_stats;
-    size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+    size_t at = mab__arm_stats_at(x, 0);
     for (size_t i = 0; i < n_arm && i < arm_cap; i++)
         arm_stats[i] = atomic_load_explicit(&e->stats_published[at + i], memory_order_relaxed);
     for (size_t i = 0; i < x->layout.experiment_stats && i < experiment_cap; i++)
@@ -247,11 +248,11 @@ int mab_reset(mab_engine *e, const char *experiment, mab_error *err)
     int rc = reset_one(e, x, err);
     /* The holdout's counters go with the experiment's, and so do its late
        rewards and the sample-ratio check's (srm.c). */
-    if (rc == MAB_OK && x->late_ledger)
-        rc = reset_one(e, x->late_ledger, err);
+    if (rc == MAB_OK && x->part->late_ledger)
+        rc = reset_one(e, x->part->late_ledger, err);
     if (rc == MAB_OK && x->srm)
         rc = reset_one(e, x->srm, err);
-    return rc == MAB_OK && x->ledger ? reset_one(e, x->ledger, err) : rc;
+    return rc == MAB_OK && x->part->ledger ? reset_one(e, x->part->ledger, err) : rc;
 }
 
 static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)
@@ -274,7 +275,7 @@ static int reset_one(mab_engine *e, mab__experiment *x, mab_error *err)
             atomic_totals_store(&x->arms[i].published, &zero);
         mab__queue_forget(e, x->first_arm, x->n_arms);
         size_t n = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
-        size_t at = x->n_arms ? x->arms[0].stats_at : x->stats_at;
+        size_t at = mab__arm_stats_at(x, 0);
         for (size_t i = at; i < at + n; i++) {
             atomic_store_explicit(&e->stats_published[i], 0.0, memory_order_relaxed);
             atomic_store_explicit(&e->stats_unapplied[i], 0.0, memory_order_relaxed);

@@ -538,15 +538,15 @@ int mab_report_get_buckets(mab_engine *e, const char *experiment, size_t max_buc
                 a->late_rewards = mab__rules_late(x, (long)i);
             }
             mab_holdout_comparison h = {sizeof h, 0, 0, 0, 0, 0, 0, 0};
-            if (x->ledger && mab_holdout_compare(e, x->id, &h, NULL) == MAB_OK) {
+            if (x->part->ledger && mab_holdout_compare(e, x->id, &h, NULL) == MAB_OK) {
                 r.available |= MAB_REPORT_HAS_HOLDOUT;
                 r.holdout_diff = h.difference;
                 r.holdout_diff_low = h.ci_low;
                 r.holdout_diff_high = h.ci_high;
             }
             srm_report(x, &r);
-            r.policy = x->policy_name ? x->policy_name : "";
-            r.policy_json = x->policy_json ? x->policy_json : "";
+            r.policy = mab__policy_name(x) ? mab__policy_name(x) : "";
+            r.policy_json = x->part->policy_json ? x->part->policy_json : "";
             rc = report_history(e, x, history_max, &r, err);
             if (rc == MAB_OK && with_history)
                 rc = report_rules(e, x, &r, err);

@@ -36,7 +36,7 @@
 static long arm_by_id(const mab__experiment *x, const char *id)
 {
     for (size_t i = 0; i < x->n_arms; i++)
-        if (strcmp(x->arms[i].id, id) == 0)
+        if (strcmp(mab__arm_id(x, i), id) == 0)
             return (long)i;
     return -1;
 }
@@ -77,7 +77,7 @@ static int parse_holdout(const mab_engine *e, mab__experiment *x, const cJSON *v
             if (strcmp(c->string, "share") == 0)
                 share = c;
             else if (strcmp(c->string, "arm") == 0) {
-                int rc = parse_arm_ref(e, x, c, "holdout.arm", &x->rules.holdout_arm, err);
+                int rc = parse_arm_ref(e, x, c, "holdout.arm", &x->part->rules.holdout_arm, err);
                 if (rc != MAB_OK)
                     return rc;
             } else
@@ -91,10 +91,10 @@ static int parse_holdout(const mab_engine *e, mab__experiment *x, const cJSON *v
                                  e->config_path, x->id);
     }
     int rc = parse_number(e, x, share, cJSON_IsObject(v) ? "holdout.share" : "holdout", 0.0,
-                          0.5, 0, &x->rules.holdout_share, err);
+                          0.5, 0, &x->part->rules.holdout_share, err);
     if (rc != MAB_OK)
         return rc;
-    if (x->rules.holdout_share > 0 && strlen(x->id) > MAB__HOLDOUT_ID_MAX)
+    if (x->part->rules.holdout_share > 0 && strlen(x->id) > MAB__HOLDOUT_ID_MAX)
         return mab_error_set(err, MAB_ECONFIG,
                              "%s: experiments.%s.holdout: an experiment with a holdout may "
                              "have an id of at most %d characters (its holdout is counted as "
@@ -107,7 +107,7 @@ static int parse_holdout(const mab_engine *e, mab__experiment *x, const cJSON *v
    kept by the store (retention) and fit a ring of at most a window's size. */
 static int check_attribution(const mab_engine *e, const mab__experiment *x, mab_error *err)
 {
-    int64_t w = x->rules.attribution_window, bs = e->bucket_seconds;
+    int64_t w = x->part->rules.attribution_window, bs = e->bucket_seconds;
     size_t n = mab__attribution_buckets(e, w);
     if (n > MAB_POLICY_WINDOW_MAX)
         return mab_error_set(err, MAB_ECONFIG,
@@ -135,7 +135,7 @@ static int check_attribution(const mab_engine *e, const mab__experiment *x, mab_
 
 int mab__rules_parse(mab_engine *e, mab__experiment *x, const cJSON *obj, mab_error *err)
 {
-    mab__rules *r = &x->rules;
+    mab__rules *r = &x->part->rules;
     memset(r, 0, sizeof *r);
     r->serve = -1;
     r->holdout_arm = -1;
@@ -200,6 +200,11 @@ int mab__make_ledger(mab_engine *e, mab__experiment *ledger, const mab__experime
                      int kind, const char *suffix)
 {
     memset(ledger, 0, sizeof *ledger);
+    ledger->is_ledger = kind; /* first: mab__config_free frees no arm_ids of a ledger */
+    /* No rules, policy, features or ledgers of its own: the engine's one
+       ledger part for all (engine.h), zeros but for the "none" arms. */
+    e->ledger_part.rules.serve = e->ledger_part.rules.holdout_arm = -1;
+    ledger->part = &e->ledger_part;
     size_t id_len = strlen(x->id), suffix_len = strlen(suffix);
     if ((ledger->id = malloc(id_len + suffix_len + 1))) { /* no printf: 10^6 ledgers */
         memcpy(ledger->id, x->id, id_len);
@@ -207,17 +212,12 @@ int mab__make_ledger(mab_engine *e, mab__experiment *ledger, const mab__experime
     }
     if (!ledger->id || !mab__arms_take(e, ledger, x->n_arms)) /* x->arms may move */
         return MAB_ENOMEM;
-    /* The ids and values are x's (freed with x's arm_text, never with the
+    /* The ids and values are x's (freed with x's arm_ids, never with the
        ledger's), as is the arm index (engine.c, allocate_tables). */
-    for (size_t i = 0; i < x->n_arms; i++) {
-        ledger->arms[i].id = x->arms[i].id;
-        ledger->arms[i].value_json = x->arms[i].value_json;
-    }
+    ledger->arm_ids = x->arm_ids;
     ledger->n_arms = x->n_arms;
     ledger->reward_min = x->reward_min;
     ledger->reward_max = x->reward_max;
-    ledger->is_ledger = kind;
-    ledger->rules.serve = ledger->rules.holdout_arm = -1;
     return MAB_OK;
 }
 
@@ -226,8 +226,8 @@ int mab__rules_add_ledgers(mab_engine *e, mab_error *err)
     e->n_configured = e->n_experiments;
     size_t n = 0;
     for (size_t i = 0; i < e->n_experiments; i++)
-        n += (e->experiments[i].rules.holdout_share > 0) +
-             (e->experiments[i].rules.attribution_window > 0);
+        n += (e->experiments[i].part->rules.holdout_share > 0) +
+             (e->experiments[i].part->rules.attribution_window > 0);
     if (!n)
         return MAB_OK;
     mab__experiment *grown = realloc(e->experiments, (e->n_experiments + n) * sizeof *grown);
@@ -238,8 +238,8 @@ int mab__rules_add_ledgers(mab_engine *e, mab_error *err)
     for (size_t i = 0; i < configured; i++) {
         for (int kind = MAB__LEDGER_HOLDOUT; kind <= MAB__LEDGER_LATE; kind++) {
             mab__experiment *x = &e->experiments[i];
-            if (!(kind == MAB__LEDGER_HOLDOUT ? x->rules.holdout_share > 0
-                                              : x->rules.attribution_window > 0))
+            if (!(kind == MAB__LEDGER_HOLDOUT ? x->part->rules.holdout_share > 0
+                                              : x->part->rules.attribution_window > 0))
                 continue;
             mab__experiment *ledger = &e->experiments[e->n_experiments];
             int rc = mab__make_ledger(e, ledger, x, kind,
@@ -253,10 +253,10 @@ int mab__rules_add_ledgers(mab_engine *e, mab_error *err)
     /* Pointers last: the array may have moved. */
     for (size_t i = 0, k = configured; i < configured; i++) {
         mab__experiment *x = &e->experiments[i];
-        if (x->rules.holdout_share > 0)
-            x->ledger = &e->experiments[k++];
-        if (x->rules.attribution_window > 0)
-            x->late_ledger = &e->experiments[k++];
+        if (x->part->rules.holdout_share > 0)
+            x->part->ledger = &e->experiments[k++];
+        if (x->part->rules.attribution_window > 0)
+            x->part->late_ledger = &e->experiments[k++];
     }
     return MAB_OK;
 }
@@ -298,7 +298,7 @@ static double *srm_served(const mab__experiment *x, mab__slot *s, unsigned flags
 {
     if (!x->srm)
         return NULL;
-    const mab__rules *r = &x->rules;
+    const mab__rules *r = &x->part->rules;
     size_t k = x->n_arms;
     double kf = (double)k * r->floor, *v = s->probabilities;
     for (size_t i = 0; i < k; i++) {
@@ -387,7 +387,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     slot_bucket(e, s, now); /* the pull is counted in the bucket of `now` */
     /* The rows of everything this choice may count in, first (slot_take). */
-    if (slot_take(s, x) != MAB_OK || (x->ledger && slot_take(s, x->ledger) != MAB_OK) ||
+    if (slot_take(s, x) != MAB_OK || (x->part->ledger && slot_take(s, x->part->ledger) != MAB_OK) ||
         (x->srm && slot_take(s, x->srm) != MAB_OK)) {
         slot_unlock(s);
         return mab_error_set(err, MAB_ENOMEM, "experiments.%s: out of memory for the "
@@ -415,7 +415,7 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
         p = r->holdout_arm >= 0 ? 1.0 : 1.0 / (double)k;
         /* Counted apart, and never shown to the policy: the holdout is the
            comparison the bandit is measured against. */
-        slot_pending(s, x->ledger, arm)->pulls++;
+        slot_pending(s, x->part->ledger, arm)->pulls++;
         if (slot_due(s))
             mab__slot_publish(e, s);
         slot_unlock(s);
@@ -501,17 +501,17 @@ int mab__choose_ruled(mab_engine *e, mab__experiment *x, const mab_context *ctx,
    Out of memory for the slot: not counted (the refusal itself stands). */
 static void count_late(mab_engine *e, mab__experiment *x, long arm)
 {
-    if (arm < 0 || !x->late_ledger)
+    if (arm < 0 || !x->part->late_ledger)
         return;
     mab__slot *s = slot_acquire(e);
     if (!s)
         return;
     slot_bucket(e, s, mab__engine_now(e, NULL));
-    if (slot_take(s, x->late_ledger) != MAB_OK) {
+    if (slot_take(s, x->part->late_ledger) != MAB_OK) {
         slot_unlock(s);
         return;
     }
-    slot_pending(s, x->late_ledger, (size_t)arm)->pulls++;
+    slot_pending(s, x->part->late_ledger, (size_t)arm)->pulls++;
     if (slot_due(s))
         mab__slot_publish(e, s);
     slot_unlock(s);
@@ -520,9 +520,9 @@ static void count_late(mab_engine *e, mab__experiment *x, long arm)
 uint64_t mab__rules_late(const mab__experiment *x, long arm)
 {
     uint64_t n = 0;
-    for (size_t i = 0; x->late_ledger && i < x->n_arms; i++)
+    for (size_t i = 0; x->part->late_ledger && i < x->n_arms; i++)
         if (arm < 0 || (size_t)arm == i)
-            n += atomic_load_explicit(&x->late_ledger->arms[i].published.pulls,
+            n += atomic_load_explicit(&x->part->late_ledger->arms[i].published.pulls,
                                       memory_order_relaxed);
     return n;
 }
@@ -533,27 +533,27 @@ int mab__rules_reward(mab_engine *e, mab__experiment **xp, const char *arm,
     mab__experiment *x = *xp;
     if (!ctx || ctx->struct_size < offsetof(mab_context, assigned_ns) + sizeof ctx->assigned_ns)
         return MAB_OK;
-    if (x->rules.attribution_window && ctx->assigned_ns > 0) {
+    if (x->part->rules.attribution_window && ctx->assigned_ns > 0) {
         /* The reward arrives now, by the engine's clock: ctx->time_ns is the
            event's time for the policy (the adapter gives the pull's). */
         int64_t age = mab__engine_now(e, NULL) - ctx->assigned_ns;
-        if (age > x->rules.attribution_window * 1000000000LL) {
+        if (age > x->part->rules.attribution_window * 1000000000LL) {
             count_late(e, x, mab__find_arm(e, x, arm, NULL));
             return mab_error_set(err, MAB_ELATE,
                                  "experiments.%s: the reward for arm \"%s\" came %.0f s after "
                                  "its assignment, beyond the attribution window of %lld s; "
                                  "it was not counted",
                                  x->id, arm, (double)age / 1e9,
-                                 (long long)x->rules.attribution_window);
+                                 (long long)x->part->rules.attribution_window);
         }
     }
     if (ctx->flags & MAB_CONTEXT_HOLDOUT) {
-        if (!x->ledger)
+        if (!x->part->ledger)
             return mab_error_set(err, MAB_EINVAL,
                                  "experiments.%s: a holdout reward (MAB_CONTEXT_HOLDOUT), but "
                                  "the experiment has no holdout",
                                  x->id);
-        *xp = x->ledger;
+        *xp = x->part->ledger;
     }
     return MAB_OK;
 }
@@ -569,12 +569,12 @@ int mab_rules(mab_engine *e, const char *experiment, mab_rules_info *out, mab_er
     if (!out || out->struct_size < MAB_RULES_INFO_SIZE_0_2)
         return mab_error_set(err, MAB_EINVAL, "mab_rules: out is NULL or its struct_size is "
                              "smaller than %zu", (size_t)MAB_RULES_INFO_SIZE_0_2);
-    const mab__rules *r = &x->rules;
+    const mab__rules *r = &x->part->rules;
     mab__admin_info(x, out); /* state and serve: the admin state's when set */
     out->floor = r->floor;
     out->burn_in = r->burn_in;
     out->holdout_share = r->holdout_share;
-    out->holdout_arm = r->holdout_arm >= 0 ? x->arms[r->holdout_arm].id : NULL;
+    out->holdout_arm = r->holdout_arm >= 0 ? mab__arm_id(x, (size_t)r->holdout_arm) : NULL;
     out->attribution_window = r->attribution_window;
     /* late rewards still pending in a slot */
     if ((rc = mab__gather_experiment(e, x, err)) != MAB_OK)
@@ -606,14 +606,14 @@ int mab_holdout_compare(mab_engine *e, const char *experiment, mab_holdout_compa
     if (!out || out->struct_size < sizeof *out)
         return mab_error_set(err, MAB_EINVAL, "mab_holdout_compare: out is NULL or its "
                              "struct_size is smaller than %zu", sizeof *out);
-    if (!x->ledger)
+    if (!x->part->ledger)
         return mab_error_set(err, MAB_EINVAL, "%s: experiments.%s has no holdout",
                              e->config_path, x->id);
     if ((rc = mab__gather_experiment(e, x, err)) != MAB_OK)
         return rc;
     double nb, sb, qb, nh, sh, qh;
     group_sums(x, &nb, &sb, &qb);
-    group_sums(x->ledger, &nh, &sh, &qh);
+    group_sums(x->part->ledger, &nh, &sh, &qh);
     out->bandit_visitors = (uint64_t)nb;
     out->holdout_visitors = (uint64_t)nh;
     out->bandit_mean = nb > 0 ? sb / nb : NAN;

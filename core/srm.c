@@ -85,8 +85,8 @@ int mab__srm_add_ledgers(mab_engine *e, mab_error *err)
         return mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; i < configured; i++) {
         const mab__experiment *x = &e->experiments[i];
-        at[2 * i] = x->ledger ? (size_t)(x->ledger - e->experiments) : SIZE_MAX;
-        at[2 * i + 1] = x->late_ledger ? (size_t)(x->late_ledger - e->experiments) : SIZE_MAX;
+        at[2 * i] = x->part->ledger ? (size_t)(x->part->ledger - e->experiments) : SIZE_MAX;
+        at[2 * i + 1] = x->part->late_ledger ? (size_t)(x->part->late_ledger - e->experiments) : SIZE_MAX;
     }
     mab__experiment *grown = realloc(e->experiments, (e->n_experiments + n) * sizeof *grown);
     if (!grown) {
@@ -96,8 +96,8 @@ int mab__srm_add_ledgers(mab_engine *e, mab_error *err)
     e->experiments = grown;
     for (size_t i = 0; i < configured; i++) {
         mab__experiment *x = &e->experiments[i];
-        x->ledger = at[2 * i] == SIZE_MAX ? NULL : &e->experiments[at[2 * i]];
-        x->late_ledger = at[2 * i + 1] == SIZE_MAX ? NULL : &e->experiments[at[2 * i + 1]];
+        x->part->ledger = at[2 * i] == SIZE_MAX ? NULL : &e->experiments[at[2 * i]];
+        x->part->late_ledger = at[2 * i + 1] == SIZE_MAX ? NULL : &e->experiments[at[2 * i + 1]];
     }
     free(at);
     size_t first = e->n_experiments;

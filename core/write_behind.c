@@ -278,7 +278,7 @@ static void queue_add_locked(mab_engine *e, uint32_t arm, const mab_totals *t)
     mab_error_set(&e->last_drop, MAB_ENOMEM,
                   "out of memory for the write-behind queue: the increment of experiment "
                   "\"%s\", arm \"%s\" (%llu pulls, %llu rewards) was dropped",
-                  mab__arm_experiment(e, arm)->id, mab__arm_at(e, arm)->id,
+                  mab__arm_experiment(e, arm)->id, mab__arm_id_at(e, arm),
                   (unsigned long long)t->pulls, (unsigned long long)t->rewards);
     pthread_mutex_unlock(&e->dropped_mu);
 }
@@ -376,7 +376,8 @@ static void publish_row(mab_engine *e, mab__slot *s, const mab__experiment *x)
             (void)queue_list_locked(e, arm); /* its statistics are taken with it */
         }
         if (x->layout.arm_stats)
-            stats_publish(e, stats + j * x->layout.arm_stats, a->stats_at, x->layout.arm_stats);
+            stats_publish(e, stats + j * x->layout.arm_stats, mab__arm_stats_at(x, j),
+                          x->layout.arm_stats);
     }
     if (x->layout.experiment_stats) {
         stats_publish(e, stats + x->n_arms * x->layout.arm_stats, x->stats_at,
@@ -549,7 +550,7 @@ int mab__gather_experiments(mab_engine *e, const mab__experiment *const *xs, siz
 
 int mab__gather_experiment(mab_engine *e, const mab__experiment *x, mab_error *err)
 {
-    const mab__experiment *xs[4] = {x, x->ledger, x->late_ledger, x->srm};
+    const mab__experiment *xs[4] = {x, x->part->ledger, x->part->late_ledger, x->srm};
     return mab__gather_experiments(e, xs, 4, err);
 }
 
@@ -589,14 +590,14 @@ static size_t stats_take(mab_engine *e)
         uint32_t i = e->queue[q].arm;
         mab__experiment *x = mab__arm_experiment(e, i);
         if (x->layout.arm_stats) {
-            const mab__arm *a = mab__arm_at(e, i);
-            stats_take_one(e, &k, &used, x->id, a->id, x->layout_tag, a->stats_at,
-                           x->layout.arm_stats);
+            size_t j = i - x->first_arm;
+            stats_take_one(e, &k, &used, x->id, mab__arm_id(x, j), x->part->layout_tag,
+                           mab__arm_stats_at(x, j), x->layout.arm_stats);
         }
         /* The experiment's own after its last listed arm. */
         if (x->layout.experiment_stats &&
             (q + 1 == e->n_queue || mab__arm_experiment(e, e->queue[q + 1].arm) != x))
-            stats_take_one(e, &k, &used, x->id, NULL, x->layout_tag, x->stats_at,
+            stats_take_one(e, &k, &used, x->id, NULL, x->part->layout_tag, x->stats_at,
                            x->layout.experiment_stats);
     }
     return k;
@@ -626,7 +627,8 @@ static void drop_delta(mab_engine *e, size_t k, const mab_error *why)
         atomic_add_double(&a->published.reward_sum_sq, -d->add.reward_sum_sq);
     }
     mab__view_changed(e);
-    atomic_fetch_add(&a->drops, 1);
+    if (e->arm_drops) /* sync "always" only: what its rewards compare */
+        atomic_fetch_add(&e->arm_drops[e->batch_arm[k]], 1);
     atomic_fetch_add(&e->dropped_deltas, 1);
     pthread_mutex_lock(&e->dropped_mu);
     mab_error_set(&e->last_drop, why->code,
@@ -682,7 +684,7 @@ static void requeue_stats(mab_engine *e, size_t from, size_t n)
         long x = mab__id_index_find(&e->experiment_index, e->experiments,
                                     sizeof *e->experiments, d->experiment);
         const mab__experiment *ex = x >= 0 ? &e->experiments[x] : NULL;
-        long a = ex && d->arm ? mab__id_index_find(&ex->arm_index, ex->arms, sizeof *ex->arms,
+        long a = ex && d->arm ? mab__id_index_find(&ex->arm_index, ex->arm_ids, sizeof *ex->arm_ids,
                                                     d->arm)
                               : 0;
         /* (The entry is ours, so both are found; its arm was listed at the
@@ -894,7 +896,7 @@ int mab__write_queued(mab_engine *e, mab_error *err)
         if (totals_empty(&t->t))
             continue;
         e->batch[n].experiment = mab__arm_experiment(e, t->arm)->id;
-        e->batch[n].arm = mab__arm_at(e, t->arm)->id;
+        e->batch[n].arm = mab__arm_id_at(e, t->arm);
         e->batch[n].add = t->t;
         e->batch_arm[n++] = t->arm;
     }

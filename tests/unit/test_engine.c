@@ -790,6 +790,55 @@ static void test_arms_of_many_experiments_and_ledgers(void **state)
     close_ok(e);
 }
 
+/* A ledger carries none of its experiment's rules, ledgers or policy (it
+   has its own record and the engine's one ledger part, engine.h), while its
+   arms are its experiment's (the same ids, values and order), and a report
+   on the sample-ratio ledger names its kind and judges by the experiment's
+   winner rule. Fails when a ledger shares its experiment's part. */
+static void test_ledgers_carry_no_rules(void **state)
+{
+    (void)state;
+    write_config("{\"a\": 1, \"b\": \"two\", \"c\": [3]}", "",
+                 ", \"holdout\": {\"share\": 0.25, \"arm\": \"b\"}, \"attribution_window\": 60,"
+                 " \"burn_in\": 5, \"floor\": 0.1, \"winner\": {\"p_best\": 0.9}");
+    mab_engine *e = open_ok();
+    mab_error err = {0, ""};
+    mab_rules_info info = MAB_STRUCT_INIT(mab_rules_info);
+    assert_int_equal(mab_rules(e, "exp", &info, &err), MAB_OK);
+    assert_true(info.holdout_share == 0.25);
+    assert_string_equal(info.holdout_arm, "b");
+    assert_int_equal(info.attribution_window, 60);
+    assert_int_equal(info.burn_in, 5);
+    const char *ledgers[] = {"exp@holdout", "exp@late", "exp@srm"};
+    for (int k = 0; k < 3; k++) {
+        mab_rules_info l = MAB_STRUCT_INIT(mab_rules_info);
+        assert_int_equal(mab_rules(e, ledgers[k], &l, &err), MAB_OK);
+        assert_string_equal(l.state, "running");
+        assert_null(l.serve);
+        assert_true(l.holdout_share == 0.0 && l.floor == 0.0);
+        assert_null(l.holdout_arm);
+        assert_int_equal(l.attribution_window, 0);
+        assert_int_equal(l.burn_in, 0);
+        mab_arm_stats st[3] = {MAB_STRUCT_INIT(mab_arm_stats)};
+        size_t n = 0;
+        assert_int_equal(mab_stats(e, ledgers[k], st, 3, &n, &err), MAB_OK);
+        assert_int_equal(n, 3);
+        assert_string_equal(st[0].arm_id, "a");
+        assert_string_equal(st[1].value_json, "\"two\"");
+        assert_string_equal(st[2].value_json, "[3]");
+    }
+    mab_report r = MAB_STRUCT_INIT(mab_report);
+    assert_int_equal(mab_report_get(e, "exp@srm", &r, &err), MAB_OK);
+    assert_string_equal(r.policy, "srm");
+    assert_true(r.winner_p_best == 0.9);
+    mab_report_free(&r);
+    mab_report x = MAB_STRUCT_INIT(mab_report);
+    assert_int_equal(mab_report_get(e, "exp", &x, &err), MAB_OK);
+    assert_string_equal(x.policy, "ucb1");
+    mab_report_free(&x);
+    close_ok(e);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -922,6 +971,7 @@ int main(void)
         cmocka_unit_test_setup(test_read_only_beside_a_writer, each),
         cmocka_unit_test_setup(test_mab_check_reads_the_key, each),
         cmocka_unit_test_setup(test_arms_of_many_experiments_and_ledgers, each),
+        cmocka_unit_test_setup(test_ledgers_carry_no_rules, each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
