@@ -1571,12 +1571,12 @@ static int reward_rules(mab_engine *e, mab__experiment **x, const char *arm,
 }
 
 /* Every reward after its lookup, for any context, range, ledger, policy and
-   sync mode: reached from reward_impl for a reward that is not of the
-   common kind it records itself. Out of line, so that the common path
-   keeps few registers and a small frame. */
-static __attribute__((noinline)) int
-reward_general(mab_engine *e, mab__experiment *x, size_t i, double value, const mab_context *ctx,
-               mab_error *err)
+   sync mode: inlined into the calls with a context (mab_reward_ctx,
+   reward_h_ctx), and out of line as reward_general for a reward without
+   one that is not of the common kind reward_impl records itself. */
+static inline __attribute__((always_inline)) int
+reward_body(mab_engine *e, mab__experiment *x, size_t i, double value, const mab_context *ctx,
+            mab_error *err)
 {
     int rc;
     /* The arm's id is read only for an error or a rule, not on every call. */
@@ -1685,6 +1685,15 @@ reward_general(mab_engine *e, mab__experiment *x, size_t i, double value, const 
     return rc;
 }
 
+/* reward_body out of line: reward_impl's path for any reward it does not
+   record itself, so that its own path keeps few registers and a small
+   frame. */
+static __attribute__((noinline)) int reward_general(mab_engine *e, mab__experiment *x, size_t i,
+                                                    double value, mab_error *err)
+{
+    return reward_body(e, x, i, value, NULL, err);
+}
+
 /* A reward without a context, after its lookup: inlined into mab_reward
    and mab_reward_h's path without one. The common reward (a value inside
    the range, not a ledger, no policy event, sums
@@ -1695,7 +1704,7 @@ reward_general(mab_engine *e, mab__experiment *x, size_t i, double value, const 
    and the drop check). Any other reward goes to reward_general, which does
    all of it, and so does a common one whose slot or row cannot be had (out
    of memory), nothing recorded. The time is read before the slot is
-   taken, as reward_general does for an event's. */
+   taken, as reward_body does for an event's. */
 static inline __attribute__((always_inline)) int
 reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, mab_error *err)
 {
@@ -1706,15 +1715,15 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, mab_error
                              !atomic_load_explicit(&x->sums_unchecked, memory_order_relaxed) ||
                              (e->sync_always && e->storage),
                          0))
-        return reward_general(e, x, i, value, NULL, err);
+        return reward_general(e, x, i, value, err);
     int64_t t = bucket_clock(e);
     mab__slot *s = slot_acquire(e);
     if (__builtin_expect(!s, 0))
-        return reward_general(e, x, i, value, NULL, err);
+        return reward_general(e, x, i, value, err);
     slot_bucket(e, s, t);
     if (__builtin_expect(slot_take(s, x) != MAB_OK, 0)) {
         slot_unlock(s);
-        return reward_general(e, x, i, value, NULL, err);
+        return reward_general(e, x, i, value, err);
     }
     mab_totals *p = slot_pending(s, x, i);
     p->rewards++;
@@ -1751,7 +1760,7 @@ int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, doubl
         if (rc != MAB_OK)
             return rc;
     }
-    return reward_general(e, x, i, value, ctx, err);
+    return reward_body(e, x, i, value, ctx, err);
 }
 
 /* mab_reward_h's error for a handle or arm number it cannot take (out of
@@ -1778,7 +1787,7 @@ static inline int reward_handle_ok(const mab_engine *e, mab_handle h, size_t arm
 
 /* mab_reward_h's two paths, each out of line so that neither pays for the
    other's registers: without a context (reward_impl's common path) and
-   with one (reward_general). */
+   with one (reward_body). */
 static __attribute__((noinline)) int reward_h_plain(mab_engine *e, mab_handle h, size_t arm_index,
                                                     double value, mab_error *err)
 {
@@ -1793,7 +1802,7 @@ static __attribute__((noinline)) int reward_h_ctx(mab_engine *e, mab_handle h, s
 {
     if (!reward_handle_ok(e, h, arm_index))
         return reward_handle_error(e, h, arm_index, err);
-    return reward_general(e, &e->experiments[h.index], arm_index, value, ctx, err);
+    return reward_body(e, &e->experiments[h.index], arm_index, value, ctx, err);
 }
 
 int mab_reward_h(mab_engine *e, mab_handle h, size_t arm_index, double value,
