@@ -1735,16 +1735,27 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, mab_error
     return MAB_OK;
 }
 
+/* mab_reward after its inline lookup found nothing: the lookups that name
+   what is wrong, then the same reward (out of line, so that mab_reward's
+   x and i need no address). */
+static __attribute__((noinline)) int reward_lookup(mab_engine *e, const char *experiment,
+                                                   const char *arm, double value, mab_error *err)
+{
+    mab__experiment *x = NULL;
+    size_t i = 0;
+    int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
+    if (rc != MAB_OK)
+        return rc;
+    return reward_impl(e, x, i, value, err);
+}
+
 int mab_reward(mab_engine *e, const char *experiment, const char *arm, double value,
                mab_error *err)
 {
     mab__experiment *x = NULL;
     size_t i = 0;
-    if (!find_fast_arm(e, experiment, arm, &x, &i)) {
-        int rc = mab__find_experiment_arm(e, experiment, arm, &x, &i, err);
-        if (rc != MAB_OK)
-            return rc;
-    }
+    if (!find_fast_arm(e, experiment, arm, &x, &i))
+        return reward_lookup(e, experiment, arm, value, err);
     return reward_impl(e, x, i, value, err);
 }
 
