@@ -28,7 +28,8 @@ extern _Thread_local __attribute__((visibility("hidden"))) unsigned mab__thread_
 /* write_behind.c: allocate a slot's arrays and seed its stream (first use). */
 int mab__slot_init(mab_engine *e, mab__slot *s);
 
-static inline void slot_lock(mab__slot *s)
+/* slot_lock's wait, out of line: the callers keep no registers for it. */
+static __attribute__((noinline, cold, unused)) void slot_lock_wait(mab__slot *s)
 {
     unsigned spins = 0;
     while (atomic_flag_test_and_set_explicit(&s->lock, memory_order_acquire)) {
@@ -39,9 +40,27 @@ static inline void slot_lock(mab__slot *s)
     }
 }
 
+static inline void slot_lock(mab__slot *s)
+{
+    if (__builtin_expect(atomic_flag_test_and_set_explicit(&s->lock, memory_order_acquire), 0))
+        slot_lock_wait(s);
+}
+
 static inline void slot_unlock(mab__slot *s)
 {
     atomic_flag_clear_explicit(&s->lock, memory_order_release);
+}
+
+/* A slot for this thread's first use of e, remembered in its cache (out of
+   line: once per thread and engine). */
+static __attribute__((noinline, cold, unused)) mab__slot *slot_assign(mab_engine *e)
+{
+    unsigned index = atomic_fetch_add_explicit(&e->next_slot, 1, memory_order_relaxed);
+    mab__slot *s = &e->slots[index % MAB__SLOTS];
+    unsigned k = mab__thread_slots_next++ % MAB__THREAD_CACHE;
+    mab__thread_slots[k].serial = e->serial;
+    mab__thread_slots[k].slot = s;
+    return s;
 }
 
 /* This thread's slot, locked and ready; NULL when out of memory. */
@@ -57,13 +76,8 @@ static inline mab__slot *slot_acquire(mab_engine *e)
             s = cache[i].slot;
             break;
         }
-    if (!s) {
-        unsigned index = atomic_fetch_add_explicit(&e->next_slot, 1, memory_order_relaxed);
-        s = &e->slots[index % MAB__SLOTS];
-        unsigned k = mab__thread_slots_next++ % MAB__THREAD_CACHE;
-        mab__thread_slots[k].serial = e->serial;
-        mab__thread_slots[k].slot = s;
-    }
+    if (__builtin_expect(!s, 0))
+        s = slot_assign(e);
     slot_lock(s);
     if (!s->ready && mab__slot_init(e, s) != MAB_OK) {
         slot_unlock(s);
