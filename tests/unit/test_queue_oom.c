@@ -10,10 +10,8 @@
  *  - a reward under sync "always" that cannot be published is reported
  *    MAB_ENOMEM, and is written once by the next flush.
  *
- * Out of memory is injected as in test_slotmem.c: this binary defines
- * realloc over glibc's, failing in this thread while `failing` is set (the
- * queue and the batch grow by realloc). Built without the sanitizers,
- * whose runtime defines realloc (tests/CMakeLists.txt).
+ * Out of memory is injected by fail_realloc.h (the queue and the batch
+ * grow by realloc).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,19 +26,7 @@
 #include "mab/mab.h"
 #include "support.h"
 
-extern void *__libc_realloc(void *, size_t);
-
-static _Thread_local int failing;
-static _Thread_local unsigned long failed;
-
-__attribute__((visibility("default"))) void *realloc(void *p, size_t n)
-{
-    if (failing) {
-        failed++;
-        return NULL;
-    }
-    return __libc_realloc(p, n);
-}
+#include "fail_realloc.h"
 
 static char *dir;
 static char config[300];

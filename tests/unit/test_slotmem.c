@@ -4,9 +4,8 @@
  * memory taking an experiment's row fails the operation and changes
  * nothing, and counts stay exact over many rows and publishes.
  *
- * Out of memory is injected: this binary defines realloc over glibc's
- * (__libc_realloc), failing while `failing` is set. A slot's rows and
- * dirty list grow by realloc; the policies' scratch (thompson's draws) is
+ * Out of memory is injected by fail_realloc.h. A slot's rows and dirty
+ * list grow by realloc; the policies' scratch (thompson's draws) is
  * malloc'd, so a failure is the row's rather than the policy's. It is
  * built without the sanitizers, whose runtime defines realloc
  * (tests/CMakeLists.txt).
@@ -25,19 +24,7 @@
 
 /* ---- allocation failure -------------------------------------------------- */
 
-extern void *__libc_realloc(void *, size_t);
-
-static _Thread_local int failing; /* this thread's reallocs fail */
-static _Thread_local unsigned long failed;
-
-__attribute__((visibility("default"))) void *realloc(void *p, size_t n)
-{
-    if (failing) {
-        failed++;
-        return NULL;
-    }
-    return __libc_realloc(p, n);
-}
+#include "fail_realloc.h"
 
 /* ---- configs ------------------------------------------------------------- */
 
