@@ -556,11 +556,10 @@ static int collect_changed(void *ctx, const char *experiment)
 
 /* Re-read experiment x's totals and statistics, then publish them (stored +
    unapplied), as mab__load_totals does for all. */
-static int load_one_experiment(mab_engine *e, mab__experiment *x, const char **ids,
-                               mab_totals *stored, double *stored_stats, mab_error *err)
+static int load_one_experiment(mab_engine *e, mab__experiment *x, mab_totals *stored,
+                               double *stored_stats, mab_error *err)
 {
-    for (size_t j = 0; j < x->n_arms; j++)
-        ids[j] = mab__arm_id(x, j);
+    const char *const *ids = (const char *const *)x->arm_ids; /* mab__arm_id */
     int rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms, stored, err);
     size_t n_stats = x->n_arms * x->layout.arm_stats + x->layout.experiment_stats;
     if (rc == MAB_OK && n_stats)
@@ -604,16 +603,15 @@ static int load_changed_totals(mab_engine *e, int *rc, mab_error *err)
     size_t n_x = e->n_experiments ? e->n_experiments : 1;
     changed_list l = {e, calloc(n_x, sizeof *l.at), 0, calloc(n_x, 1),
                       calloc(n_x, sizeof *l.admin_at), 0, calloc(n_x, 1)};
-    const char **ids = calloc(e->max_arms ? e->max_arms : 1, sizeof *ids);
     mab_totals *stored = calloc(e->max_arms ? e->max_arms : 1, sizeof *stored);
     double *stored_stats = calloc(e->max_stats ? e->max_stats : 1, sizeof *stored_stats);
-    if (!l.at || !l.seen || !l.admin_at || !l.admin_seen || !ids || !stored || !stored_stats)
+    if (!l.at || !l.seen || !l.admin_at || !l.admin_seen || !stored || !stored_stats)
         *rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     else
         *rc = e->storage->changed(e->storage_state, &everything, collect_changed, &l, err);
     int done = *rc != MAB_OK || (!everything && !e->refresh_everything);
     for (size_t i = 0; done && *rc == MAB_OK && i < l.n; i++)
-        *rc = load_one_experiment(e, &e->experiments[l.at[i]], ids, stored, stored_stats, err);
+        *rc = load_one_experiment(e, &e->experiments[l.at[i]], stored, stored_stats, err);
     for (size_t i = 0; done && *rc == MAB_OK && i < l.n_admin; i++)
         *rc = mab__admin_load_one(e, &e->experiments[l.admin_at[i]], err);
     /* What changed() named and was not read would be missed by the next
@@ -625,7 +623,6 @@ static int load_changed_totals(mab_engine *e, int *rc, mab_error *err)
     free(l.seen);
     free(l.admin_at);
     free(l.admin_seen);
-    free(ids);
     free(stored);
     free(stored_stats);
     return done;
@@ -670,10 +667,9 @@ static int scan_record(void *ctx, const char *experiment, const char *arm,
    "ID@admin" record. */
 static int load_all_totals(mab_engine *e, mab_error *err)
 {
-    const char **ids = calloc(e->max_arms, sizeof *ids);
     mab_totals *stored = calloc(e->total_arms, sizeof *stored);
     double *stored_stats = calloc(e->total_stats ? e->total_stats : 1, sizeof *stored_stats);
-    int rc = ids && stored && stored_stats ? MAB_OK
+    int rc = stored && stored_stats ? MAB_OK
                                            : mab_error_set(err, MAB_ENOMEM, "out of memory");
     scan_read by_scan = {e, stored, {NULL, 0, 0}};
     int scanned = rc == MAB_OK && e->n_configured >= MAB__SCAN_FROM &&
@@ -685,8 +681,7 @@ static int load_all_totals(mab_engine *e, mab_error *err)
     }
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++) {
         mab__experiment *x = &e->experiments[i];
-        for (size_t j = 0; j < x->n_arms; j++)
-            ids[j] = mab__arm_id(x, j);
+        const char *const *ids = (const char *const *)x->arm_ids; /* mab__arm_id */
         if (!scanned)
             rc = e->storage->load(e->storage_state, x->id, ids, x->n_arms,
                                   &stored[x->first_arm], err);
@@ -711,7 +706,6 @@ static int load_all_totals(mab_engine *e, mab_error *err)
         mab__view_changed(e);
         pthread_rwlock_unlock(&e->publish_lock);
     }
-    free(ids);
     free(stored);
     free(stored_stats);
     /* admin.c: pause/conclude set at run time, from the scan or read now */

@@ -584,7 +584,8 @@ int mab_rules(mab_engine *e, const char *experiment, mab_rules_info *out, mab_er
 }
 
 /* Visitors, reward sum and sum of squares of a group of arms (published
-   totals: the caller gathers every slot's pending ones first). */
+   totals: the caller first publishes what every slot holds of the experiment
+   and its ledgers, mab__gather_experiment). */
 static void group_sums(const mab__experiment *x, double *n, double *sum, double *sq)
 {
     *n = *sum = *sq = 0.0;

@@ -124,30 +124,38 @@ typedef struct counts {
     double reward_sum[ARMS];
 } counts;
 
+/* A forked child's failure, said on stderr (the test's log) before it ends. */
+static void child_fail(int code, const char *call, const mab_error *err)
+{
+    fprintf(stderr, "# child %d: %s: %s\n", (int)getpid(), call, err->message);
+    _exit(code);
+}
+
 /* Child: STEPS choose + (sometimes) reward; send what it counted. */
 static void count_child(const fixture *f, int seed, int report_fd)
 {
     mab_engine *e = NULL;
-    if (mab_open(f->config, &e, NULL) != MAB_OK)
-        _exit(2);
+    mab_error err = {0, ""};
+    if (mab_open(f->config, &e, &err) != MAB_OK)
+        child_fail(2, "mab_open", &err);
     mab_rng *rng = mab_rng_create((uint64_t)seed);
     counts c = {0};
     for (int i = 0; i < STEPS; i++) {
         mab_choice choice = MAB_STRUCT_INIT(mab_choice);
-        if (mab_choose(e, "exp", &choice, NULL) != MAB_OK || choice.arm_index >= ARMS)
-            _exit(3);
+        if (mab_choose(e, "exp", &choice, &err) != MAB_OK || choice.arm_index >= ARMS)
+            child_fail(3, "mab_choose", &err);
         c.pulls[choice.arm_index]++;
         if (mab_rng_uniform(rng) < 0.2 + 0.2 * (double)choice.arm_index) {
             double value = i % 4 == 0 ? 0.5 : 1.0;
-            if (mab_reward(e, "exp", choice.arm_id, value, NULL) != MAB_OK)
-                _exit(4);
+            if (mab_reward(e, "exp", choice.arm_id, value, &err) != MAB_OK)
+                child_fail(4, "mab_reward", &err);
             c.rewards[choice.arm_index]++;
             c.reward_sum[choice.arm_index] += value;
         }
     }
     mab_rng_destroy(rng);
-    if (mab_close(e, NULL) != MAB_OK)
-        _exit(5);
+    if (mab_close(e, &err) != MAB_OK)
+        child_fail(5, "mab_close", &err);
     if (write(report_fd, &c, sizeof c) != (ssize_t)sizeof c)
         _exit(6);
     _exit(0);
@@ -172,7 +180,21 @@ static void test_processes_count_exactly(void **state)
     counts total = {0};
     for (int p = 0; p < PROCESSES; p++) {
         counts c;
-        assert_int_equal(test_read_full(report[0], &c, sizeof c), 0);
+        if (test_read_full(report[0], &c, sizeof c) != 0) {
+            /* A child ended without its report: say how (count_child's
+               exit codes name the call that failed). */
+            close(report[0]);
+            char why[256] = "";
+            for (int q = 0; q < PROCESSES; q++) {
+                int status = 0;
+                waitpid(children[q], &status, 0);
+                size_t len = strlen(why);
+                snprintf(why + len, sizeof why - len, " child %d: %s %d;", q,
+                         WIFEXITED(status) ? "exit" : "signal",
+                         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+            }
+            fail_msg("a child sent no report:%s", why);
+        }
         for (int a = 0; a < ARMS; a++) {
             total.pulls[a] += c.pulls[a];
             total.rewards[a] += c.rewards[a];
