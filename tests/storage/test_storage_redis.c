@@ -251,6 +251,25 @@ static int group_teardown(void **state)
 
 /* ---- lost replies ------------------------------------------------------------ */
 
+/* What a scan saw of lost_once's experiments: pulls per arm, visits. */
+typedef struct lost_seen {
+    int64_t btn, size, calm;
+    int visits;
+} lost_seen;
+
+static int lost_visit(void *ctx, const char *experiment, const char *arm, const mab_totals *t)
+{
+    lost_seen *l = ctx;
+    l->visits++;
+    if (strcmp(experiment, "btn") == 0 && strcmp(arm, "a") == 0)
+        l->btn = (int64_t)t->pulls;
+    else if (strcmp(experiment, "size") == 0 && strcmp(arm, "s") == 0)
+        l->size = (int64_t)t->pulls;
+    else if (strcmp(experiment, "calm") == 0 && strcmp(arm, "c") == 0)
+        l->calm = (int64_t)t->pulls;
+    return 0;
+}
+
 /*
  * The proxy loses the reply to an update (the server ran it) or the update
  * itself (the server never saw it), and then the first request on the
@@ -268,8 +287,9 @@ static void lost_once(enum proxy_mode mode)
     void *st = NULL;
     mab_error err = {0, ""};
     assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
-    mab_delta first[] = {{"btn", "a", {10, 4, 2.5, 1.75}}, {"size", "s", {1, 1, 1, 1}}};
-    assert_int_equal(plugin->apply(st, first, 2, &err), MAB_OK);
+    mab_delta first[] = {{"btn", "a", {10, 4, 2.5, 1.75}}, {"size", "s", {1, 1, 1, 1}},
+                         {"calm", "c", {7, 0, 0, 0}}};
+    assert_int_equal(plugin->apply(st, first, 3, &err), MAB_OK);
 
     mab_delta second[] = {{"btn", "a", {3, 1, 0.5, 0.25}}, {"size", "s", {2, 0, 0, 0}}};
     int lost_before = atomic_load(&proxy.lost);
@@ -292,6 +312,15 @@ static void lost_once(enum proxy_mode mode)
     mab_totals out[1];
     assert_int_equal(plugin->load(st, "btn", arms, 1, out, &err), MAB_OK);
     assert_totals(&out[0], 10, 4, 2.5, 1.75);
+    /* A scan likewise, its reads in flight together: btn and size (in doubt)
+       read with this writer's batch number, calm (not in doubt) by its
+       totals alone; each gets its own replies. */
+    lost_seen seen = {-1, -1, -1, 0};
+    assert_int_equal(plugin->scan(st, lost_visit, &seen, &err), MAB_OK);
+    assert_int_equal(seen.btn, 10);
+    assert_int_equal(seen.size, 1);
+    assert_int_equal(seen.calm, 7);
+    assert_int_equal(seen.visits, 3);
 
     /* The core offers the failed batch again, merged with a newer one. */
     mab_delta third[] = {{"btn", "a", {3 + 5, 1 + 2, 0.5 + 1.0, 0.25 + 0.5}},
