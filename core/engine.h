@@ -596,7 +596,8 @@ int mab__gather_experiment(mab_engine *e, const mab__experiment *x, mab_error *e
 uint64_t mab__slot_publish(mab_engine *e, mab__slot *s);
 int mab__wait_durable(mab_engine *e, uint64_t seq, mab_error *err);
 int mab__write_queued(mab_engine *e, mab_error *err);
-/* The unapplied pulls and rewards of every arm (mab_close's lost count). */
+/* The unapplied pulls and rewards of every arm, queued or still in a thread's
+   slot (mab_close's lost count). */
 void mab__queue_unapplied(mab_engine *e, uint64_t *pulls, uint64_t *rewards);
 /* Add the unapplied totals of arms [first_arm, first_arm + n) to to[0..n)
    (refresh and load: published = stored + unapplied). */

@@ -324,6 +324,21 @@ void mab__queue_unapplied(mab_engine *e, uint64_t *pulls, uint64_t *rewards)
         *rewards += e->queue[k].t.rewards;
     }
     pthread_mutex_unlock(&e->queue_mu);
+    /* And what slots still hold: rows a publish could not move (out of
+       memory for the queue) are not in it. */
+    for (unsigned i = 0; i < MAB__SLOTS; i++) {
+        mab__slot *s = &e->slots[i];
+        slot_lock(s);
+        for (uint32_t k = 0; s->ready && k < s->n_dirty; k++) {
+            const mab__experiment *x = &e->experiments[s->dirty[k]];
+            const mab_totals *row = slot_row(s, x);
+            for (size_t a = 0; a < x->n_arms; a++) {
+                *pulls += row[a].pulls;
+                *rewards += row[a].rewards;
+            }
+        }
+        slot_unlock(s);
+    }
 }
 
 void mab__queue_add_to(mab_engine *e, mab_totals *to, size_t first_arm, size_t n)

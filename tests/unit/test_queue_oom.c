@@ -179,6 +179,30 @@ static void test_publish_oom_loses_nothing(void **state)
     check_stored(e, &s);
 }
 
+/* A close whose last publish cannot be made: it fails, and counts what it
+   could not write, in the slots as well as in the queue (every event here
+   is still in its thread's slot). */
+static void test_close_oom_counts_slot_rows(void **state)
+{
+    (void)state;
+    write_config("{\"interval_ms\": 86400000}");
+    mab_engine *e = open_ok();
+    static sent s;
+    memset(&s, 0, sizeof s);
+    choose_all(e, &s);
+    mab_error err = {0, ""};
+    failed = 0;
+    failing = 1;
+    int rc = mab_close(e, &err);
+    failing = 0;
+    assert_true(failed > 0);
+    expect_enomem(rc, &err, "out of memory");
+    char counted[80];
+    snprintf(counted, sizeof counted, "; %d pulls and %d rewards were not written", N_EXP, N_EXP);
+    if (!strstr(err.message, counted))
+        fail_msg("expected \"%s\" in: %s", counted, err.message);
+}
+
 /* Out of memory for the write batch: the queue keeps everything. */
 static void test_take_oom_keeps_queue(void **state)
 {
@@ -225,6 +249,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_publish_oom_loses_nothing, each, cleanup),
         cmocka_unit_test_setup_teardown(test_take_oom_keeps_queue, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_close_oom_counts_slot_rows, each, cleanup),
         cmocka_unit_test_setup_teardown(test_sync_reward_oom, each, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
