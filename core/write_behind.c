@@ -986,14 +986,22 @@ int mab_flush(mab_engine *e, mab_error *err)
         return mab__fork_error(e, err);
     /* Out of memory publishing, what could be published is still written;
        the error says that some is not. */
-    mab_error gather_err;
+    /* Both failing (out of memory for the queue, then for the batch), the
+       message names both: the write's alone would say everything stays
+       queued, when the slots hold what was not published. */
+    mab_error gather_err, write_err = {0, ""};
     int gathered = mab__gather_all(e, &gather_err);
     pthread_mutex_lock(&e->flush_mu);
-    int rc = mab__write_queued(e, err);
-    if (rc == MAB_OK && gathered != MAB_OK)
-        rc = mab_error_set(err, gathered, "mab_flush: %s", gather_err.message);
+    int rc = mab__write_queued(e, &write_err);
     pthread_mutex_unlock(&e->flush_mu);
-    return rc;
+    if (rc != MAB_OK && gathered != MAB_OK)
+        return mab_error_set(err, rc, "mab_flush: %s; and %s", gather_err.message,
+                             write_err.message);
+    if (gathered != MAB_OK)
+        return mab_error_set(err, gathered, "mab_flush: %s", gather_err.message);
+    if (rc != MAB_OK)
+        return mab_error_set(err, rc, "%s", write_err.message);
+    return MAB_OK;
 }
 
 

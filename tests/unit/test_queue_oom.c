@@ -196,7 +196,7 @@ static void test_close_oom_counts_slot_rows(void **state)
     int rc = mab_close(e, &err);
     failing = 0;
     assert_true(failed > 0);
-    expect_enomem(rc, &err, "out of memory");
+    expect_enomem(rc, &err, "out of memory for the write-behind queue");
     char counted[80];
     snprintf(counted, sizeof counted, "; %d pulls and %d rewards were not written", N_EXP, N_EXP);
     if (!strstr(err.message, counted))
