@@ -6,9 +6,7 @@
  *
  * Out of memory is injected by fail_realloc.h. A slot's rows and dirty
  * list grow by realloc; the policies' scratch (thompson's draws) is
- * malloc'd, so a failure is the row's rather than the policy's. It is
- * built without the sanitizers, whose runtime defines realloc
- * (tests/CMakeLists.txt).
+ * malloc'd, so a failure is the row's rather than the policy's.
  */
 #include <malloc.h>
 #include <setjmp.h>
