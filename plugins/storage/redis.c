@@ -1814,49 +1814,47 @@ static mab_totals as_seen(const exp_ledger *x, const char *arm, signed_totals t,
                         t.reward_sum, t.reward_sum_sq > 0 ? t.reward_sum_sq : 0};
 }
 
-/* Whether reading experiment's totals needs this writer's batch number
-   there: only for an experiment with increments in doubt (as_seen). Both
-   halves of a read ask, and nothing between them changes the ledger (they
-   run inside one call of the plugin). */
-static int read_needs_writer(redis_store *st, const char *experiment)
+/* Whether reading experiment's totals needs a consistent snapshot with this
+   writer's batch number there: only for an experiment with increments in
+   doubt (as_seen). Both halves of a read ask, and nothing between them
+   changes the ledger (they run inside one call of the plugin). */
+static int read_needs_snapshot(redis_store *st, const char *experiment)
 {
     const exp_ledger *x = exp_find(st, experiment);
     return x && x->doubt_seq;
 }
 
 /*
- * Read one experiment: HGETALL totals; for an experiment with increments
- * in doubt, MULTI, HGETALL totals, HGET writers WRITER, EXEC instead (one
- * consistent snapshot: the batch number says whether the doubt was
- * counted), pipelined (one round trip). Calls visit(ctx, arm, totals) for
- * each arm found. In two halves, the commands sent (buffered, not yet
- * written) and their replies read, so that a scan can keep many
- * experiments' reads in flight (read_pipelined). Most reads, and every
- * read of a full read at open (a new writer has no doubt), are the one
- * command: a MULTI of four cost the server 6 us a read against 4 us.
+ * Read one experiment: HGETALL totals and HGET writers WRITER, pipelined
+ * (one round trip). The batch number is what says whether increments in
+ * doubt were counted, and only then must it be read with the totals in one
+ * snapshot: for an experiment with increments in doubt the two are sent in
+ * a MULTI ... EXEC. For the others (every experiment of the full read at
+ * open: a new writer has nothing in doubt) the HGET only checks the
+ * writers key, which this writer's batches will write: a key of another
+ * type is refused at the read rather than at the first write. A MULTI of
+ * four cost the server 6 us a read, against 4 us for the two commands.
+ * Calls visit(ctx, arm, totals) for each arm found. In two halves, the
+ * commands sent (buffered, not yet written) and their replies read, so
+ * that a scan can keep many experiments' reads in flight (read_pipelined).
  */
 static int read_experiment_send(redis_store *st, const char *experiment, mab_error *err)
 {
     char tkey[KEY_MAX], wkey[KEY_MAX];
     size_t tlen = key_of(st, experiment, ":totals", tkey, sizeof tkey);
+    size_t wlen = key_of(st, experiment, ":writers", wkey, sizeof wkey);
     int rc = connect_store(st, err);
     if (rc != MAB_OK)
         return rc;
-    const char *get[2] = {"HGETALL", tkey};
-    size_t get_lens[2] = {7, tlen};
-    if (!read_needs_writer(st, experiment)) {
-        if (redisAppendCommandArgv(st->ctx, 2, get, get_lens) != REDIS_OK)
-            return append_failed(st, tkey, err);
-        return MAB_OK;
-    }
-    size_t wlen = key_of(st, experiment, ":writers", wkey, sizeof wkey);
+    const char *get[2] = {"HGETALL", tkey}, *hget[3] = {"HGET", wkey, st->writer};
+    size_t get_lens[2] = {7, tlen}, hget_lens[3] = {4, wlen, strlen(st->writer)};
     const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
-    const char *hget[3] = {"HGET", wkey, st->writer};
-    size_t multi_len[1] = {5}, exec_len[1] = {4}, hget_lens[3] = {4, wlen, strlen(st->writer)};
-    if (redisAppendCommandArgv(st->ctx, 1, multi, multi_len) != REDIS_OK ||
+    size_t multi_len[1] = {5}, exec_len[1] = {4};
+    int snapshot = read_needs_snapshot(st, experiment);
+    if ((snapshot && redisAppendCommandArgv(st->ctx, 1, multi, multi_len) != REDIS_OK) ||
         redisAppendCommandArgv(st->ctx, 2, get, get_lens) != REDIS_OK ||
         redisAppendCommandArgv(st->ctx, 3, hget, hget_lens) != REDIS_OK ||
-        redisAppendCommandArgv(st->ctx, 1, exec, exec_len) != REDIS_OK)
+        (snapshot && redisAppendCommandArgv(st->ctx, 1, exec, exec_len) != REDIS_OK))
         return append_failed(st, tkey, err);
     return MAB_OK;
 }
@@ -1869,8 +1867,8 @@ static int read_experiment_reply(redis_store *st, const char *experiment,
 {
     char tkey[KEY_MAX], wkey[KEY_MAX];
     totals_key(st, experiment, tkey, sizeof tkey);
-    int with_writer = read_needs_writer(st, experiment);
-    int n_replies = with_writer ? 4 : 1;
+    int snapshot = read_needs_snapshot(st, experiment);
+    int n_replies = snapshot ? 4 : 2;
     int rc = MAB_OK;
     redisReply *replies[4] = {NULL, NULL, NULL, NULL};
     for (int i = 0; i < n_replies; i++) {
@@ -1884,10 +1882,9 @@ static int read_experiment_reply(redis_store *st, const char *experiment,
             return rc;
         }
     }
-    const redisReply *totals = replies[0];
-    int64_t writer_seq = 0;
-    if (with_writer) {
-        redisReply *exec = replies[3];
+    const redisReply *totals = replies[0], *w = replies[1];
+    if (snapshot) {
+        const redisReply *exec = replies[3];
         if (replies[0]->type == REDIS_REPLY_ERROR)
             rc = store_fail(st, err, MAB_ESTORAGE, "cannot read key %s: %s", tkey,
                             replies[0]->str);
@@ -1896,19 +1893,21 @@ static int read_experiment_reply(redis_store *st, const char *experiment,
         else if (exec->type != REDIS_REPLY_ARRAY || exec->elements != 2)
             rc = store_fail(st, err, MAB_ESTORAGE, "cannot read key %s: unexpected reply",
                             tkey);
-        if (rc == MAB_OK) {
-            const redisReply *w = exec->element[1];
-            writers_key(st, experiment, wkey, sizeof wkey);
-            if (w->type == REDIS_REPLY_ERROR)
-                rc = store_fail(st, err,
-                                strncmp(w->str, "WRONGTYPE", 9) == 0 ? MAB_ECORRUPT
-                                                                     : MAB_ESTORAGE,
-                                "key %s: cannot read: %s", wkey, w->str);
-            else if (w->type == REDIS_REPLY_STRING && !parse_count(w->str, &writer_seq))
-                rc = store_fail(st, err, MAB_ECORRUPT,
-                                "key %s: field %s is not a batch number", wkey, st->writer);
+        else {
             totals = exec->element[0];
+            w = exec->element[1];
         }
+    }
+    int64_t writer_seq = 0;
+    if (rc == MAB_OK) {
+        writers_key(st, experiment, wkey, sizeof wkey);
+        if (w->type == REDIS_REPLY_ERROR)
+            rc = store_fail(st, err,
+                            strncmp(w->str, "WRONGTYPE", 9) == 0 ? MAB_ECORRUPT : MAB_ESTORAGE,
+                            "key %s: cannot read: %s", wkey, w->str);
+        else if (w->type == REDIS_REPLY_STRING && !parse_count(w->str, &writer_seq))
+            rc = store_fail(st, err, MAB_ECORRUPT, "key %s: field %s is not a batch number",
+                            wkey, st->writer);
     }
     read_arm small[READ_ARMS_SMALL];
     read_arm *arms = NULL;

@@ -147,15 +147,23 @@ static void expect_enomem(int rc, const mab_error *err, const char *what)
         fail_msg("unexpected message: %s", err->message);
 }
 
+/* A new engine writing at an interval, each experiment chosen and rewarded
+   once (what was sent in s): everything still in the thread's slot. */
+static mab_engine *open_with_events(sent *s)
+{
+    write_config("{\"interval_ms\": 86400000}");
+    mab_engine *e = open_ok();
+    memset(s, 0, sizeof *s);
+    choose_all(e, s);
+    return e;
+}
+
 /* Out of memory at a publish: nothing moves, nothing is lost or doubled. */
 static void test_publish_oom_loses_nothing(void **state)
 {
     (void)state;
-    write_config("{\"interval_ms\": 86400000}");
-    mab_engine *e = open_ok();
     static sent s;
-    memset(&s, 0, sizeof s);
-    choose_all(e, &s);
+    mab_engine *e = open_with_events(&s);
     mab_error err = {0, ""};
     mab_arm_stats st[N_ARMS];
     for (int a = 0; a < N_ARMS; a++)
@@ -170,7 +178,7 @@ static void test_publish_oom_loses_nothing(void **state)
     int reset_rc = mab_reset(e, "x4", &err);
     failing = 0;
     assert_true(failed > 0);
-    expect_enomem(flush_rc, &flush_err, "out of memory");
+    expect_enomem(flush_rc, &flush_err, "out of memory for the write-behind queue");
     expect_enomem(stats_rc, &stats_err, "experiments.x3: out of memory for the write-behind queue");
     expect_enomem(reset_rc, &err, "out of memory for the write-behind queue");
     /* Memory back: everything, x4 too (the reset changed nothing). */
@@ -185,11 +193,8 @@ static void test_publish_oom_loses_nothing(void **state)
 static void test_close_oom_counts_slot_rows(void **state)
 {
     (void)state;
-    write_config("{\"interval_ms\": 86400000}");
-    mab_engine *e = open_ok();
     static sent s;
-    memset(&s, 0, sizeof s);
-    choose_all(e, &s);
+    mab_engine *e = open_with_events(&s);
     mab_error err = {0, ""};
     failed = 0;
     failing = 1;
@@ -207,11 +212,8 @@ static void test_close_oom_counts_slot_rows(void **state)
 static void test_take_oom_keeps_queue(void **state)
 {
     (void)state;
-    write_config("{\"interval_ms\": 86400000}");
-    mab_engine *e = open_ok();
     static sent s;
-    memset(&s, 0, sizeof s);
-    choose_all(e, &s);
+    mab_engine *e = open_with_events(&s);
     check(e, &s); /* publishes everything into the queue (memory there) */
     mab_error err = {0, ""};
     failing = 1;
