@@ -812,18 +812,19 @@ static int allocate_tables(mab_engine *e)
    stack, not in the slot's scratch. */
 #define REWARD_EVENT_STATS 8
 
-/* x's event_short (MAB__EVENT_SHORT*), once its policy is created: the
-   conditions of reward_event's short path that do not change while the
-   engine is open. Its policy keeps statistics (at most REWARD_EVENT_STATS)
-   with an update, the experiment asks for no features and it is not the
-   sample-ratio ledger; and for a reward with a context, it has no holdout
-   ledger and no attribution window (the rules that reward_body would
-   check). */
-static unsigned char event_short_of(const mab__experiment *x)
+/* x's event_short (MAB__EVENT_SHORT*), once e is open (its policies
+   created, its storage opened): the conditions of reward_event's short path
+   that do not change while the engine is open. The engine is not read-only
+   and does not wait for each reward's write (sync "always" over a store);
+   x's policy keeps statistics (at most REWARD_EVENT_STATS) with an update,
+   x asks for no features and is not the sample-ratio ledger; and for a
+   reward with a context, x has no holdout ledger and no attribution window
+   (the rules reward_body would check). */
+static unsigned char event_short_of(const mab_engine *e, const mab__experiment *x)
 {
     size_t n = x->layout.arm_stats + x->layout.experiment_stats;
-    if (!x->policy2 || !x->policy2->update || n == 0 || n > REWARD_EVENT_STATS ||
-        x->n_features || x->is_ledger == MAB__LEDGER_SRM)
+    if (e->read_only || (e->sync_always && e->storage) || !x->policy2 || !x->policy2->update ||
+        n == 0 || n > REWARD_EVENT_STATS || x->n_features || x->is_ledger == MAB__LEDGER_SRM)
         return 0;
     if (x->part->ledger || x->part->rules.attribution_window)
         return MAB__EVENT_SHORT;
@@ -884,8 +885,6 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++)
         rc = create_policy(e, &e->experiments[i], err);
-    for (size_t i = 0; rc == MAB_OK && i < e->n_experiments; i++)
-        e->experiments[i].event_short = event_short_of(&e->experiments[i]);
     if (rc == MAB_OK && allocate_stats(e) != MAB_OK)
         rc = mab_error_set(err, MAB_ENOMEM, "out of memory");
     unsigned flags = opts ? opts->flags : 0;
@@ -909,6 +908,8 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
         engine_free(e);
         return rc;
     }
+    for (size_t i = 0; i < e->n_experiments; i++)
+        e->experiments[i].event_short = event_short_of(e, &e->experiments[i]);
     /* The parsed config is not needed once plugins have read their keys. */
     for (size_t i = 0; i < e->n_experiments; i++)
         e->experiments[i].part->policy_obj = NULL;
@@ -1740,12 +1741,12 @@ static __attribute__((noinline)) int reward_general(mab_engine *e, mab__experime
 /* Whether ctx carries nothing but (at most) a probability and a time:
    mab__context_check would pass it (struct_size covers 0.1's fields, no
    features to check) and reward_body's rules would not be asked for it
-   (no flags). */
+   (no flags). A context of 0.1's size (no flags field) is not one: it
+   takes the general path, which reads no flags from it. */
 static inline int plain_context(const mab_context *ctx)
 {
-    return ctx->struct_size >= offsetof(mab_context, probability) + sizeof ctx->probability &&
-           ctx->n_features == 0 &&
-           !(ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags && ctx->flags);
+    return ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags &&
+           ctx->n_features == 0 && ctx->flags == 0;
 }
 
 /* A reward with a policy event, after its lookup: inlined into the calls
@@ -1771,16 +1772,17 @@ reward_event(mab_engine *e, mab__experiment *x, size_t i, double value, const ma
              mab_error *err)
 {
     unsigned needs = ctx ? MAB__EVENT_SHORT | MAB__EVENT_SHORT_CTX : MAB__EVENT_SHORT;
-    if (__builtin_expect((x->event_short & needs) != needs || e->read_only ||
+    if (__builtin_expect((x->event_short & needs) != needs ||
                              !(value >= x->reward_min && value <= x->reward_max) ||
                              !atomic_load_explicit(&x->sums_unchecked, memory_order_relaxed) ||
-                             (e->sync_always && e->storage) || (ctx && !plain_context(ctx)),
+                             (ctx && !plain_context(ctx)),
                          0))
         return reward_general(e, x, i, value, ctx, err);
+    /* reward_body's clamp to [0, 1]: value - reward_min is not below 0 (+0
+       at reward_min) inside the range, so only the top can round over. */
     double r = (value - x->reward_min) * x->reward_scale;
-    r = r > 1 ? 1 : r; /* reward_body's clamp, as a min and a max */
     mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_REWARD, i, x->n_arms,
-                           r < 0 ? 0 : r, ctx && ctx->probability > 0 ? ctx->probability : NAN,
+                           r > 1 ? 1 : r, ctx && ctx->probability > 0 ? ctx->probability : NAN,
                            engine_now(e, ctx), NULL, 0};
     mab__slot *s = slot_acquire(e);
     if (__builtin_expect(!s, 0))
