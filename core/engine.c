@@ -816,17 +816,19 @@ static int allocate_tables(mab_engine *e)
    created, its storage opened): the conditions of reward_event's short path
    that do not change while the engine is open. The engine is not read-only
    and does not wait for each reward's write (sync "always" over a store);
-   x's policy keeps statistics (at most REWARD_EVENT_STATS) with an update,
-   x asks for no features and is not the sample-ratio ledger; and for a
-   reward with a context, x has no holdout ledger and no attribution window
-   (the rules reward_body would check). */
+   x keeps policy statistics, at most REWARD_EVENT_STATS of them (none: an
+   ABI 1 policy, a ledger, or an ABI 2 policy without statistics; with
+   some, create_policy2 saw to an update) and asks for no features; and for
+   a reward with a context, x has no attribution window (the rule that
+   reward_body would check for a context without flags; the holdout
+   ledger is only for a context with MAB_CONTEXT_HOLDOUT). */
 static unsigned char event_short_of(const mab_engine *e, const mab__experiment *x)
 {
     size_t n = x->layout.arm_stats + x->layout.experiment_stats;
-    if (e->read_only || (e->sync_always && e->storage) || !x->policy2 || !x->policy2->update ||
-        n == 0 || n > REWARD_EVENT_STATS || x->n_features || x->is_ledger == MAB__LEDGER_SRM)
+    if (e->read_only || (e->sync_always && e->storage) || n == 0 || n > REWARD_EVENT_STATS ||
+        x->n_features)
         return 0;
-    if (x->part->ledger || x->part->rules.attribution_window)
+    if (x->part->rules.attribution_window)
         return MAB__EVENT_SHORT;
     return MAB__EVENT_SHORT | MAB__EVENT_SHORT_CTX;
 }
@@ -1616,9 +1618,8 @@ static __attribute__((noinline, cold)) int reward_refused(const mab__experiment 
 }
 
 /* Every reward after its lookup, for any context, range, ledger, policy and
-   sync mode: inlined into the calls with a context (mab_reward_ctx,
-   reward_h_ctx), and out of line as reward_general for a reward without
-   one that is not of the common kind reward_impl records itself. */
+   sync mode: out of line as reward_general, for a reward that is not of
+   the common kinds reward_impl and reward_event record themselves. */
 static inline __attribute__((always_inline)) int
 reward_body(mab_engine *e, mab__experiment *x, size_t i, double value, const mab_context *ctx,
             mab_error *err)
@@ -1752,21 +1753,21 @@ static inline int plain_context(const mab_context *ctx)
 /* A reward with a policy event, after its lookup: inlined into the calls
    with a context (mab_reward_ctx, reward_h_ctx), and out of line for
    reward_impl's rewards of a policy that keeps statistics. The common
-   event reward (not read-only, a value inside the range, not a ledger, a
-   policy with update and at most REWARD_EVENT_STATS statistics, no
-   features asked for by the experiment, sums that cannot overflow, no wait
-   for the write, and a context, if any, that is plain_context's, for an
-   experiment without a holdout or an attribution window) is recorded here
-   as reward_body would record it, with the least work: each condition
-   stands for a step of reward_body that would do nothing for it (the
-   value check, the context check, the ledger's refusal, the rules, the
-   features, the finite-sums check, the wait and the drop check; the
-   statistics' bound for the stack's deltas). The event is reward_body's:
-   the same clamped reward, the probability or NAN, mab__engine_now's time,
-   no features (NULL, 0). A refused update or a non-finite delta records
-   nothing and returns reward_body's error. Any other reward goes to
-   reward_general, and so does a common one whose slot or row cannot be
-   had (out of memory), nothing recorded by then. */
+   event reward is recorded here as reward_body would record it, with the
+   least work: x's event_short allows it (event_short_of: not read-only, no
+   wait for the write, at most REWARD_EVENT_STATS statistics, no features
+   asked for, and with a context no attribution window), the value is
+   inside the range, the sums cannot overflow, and a context, if any, is
+   plain_context's. Each condition stands for a step of reward_body that
+   would do nothing for it (the read-only refusal, the wait and the drop
+   check, the features, the rules, the value check, the finite-sums check,
+   the context check; the statistics' bound for the deltas on the stack,
+   zeroed there rather than in the slot's scratch). The event is
+   reward_body's: the same clamped reward, the probability or NAN,
+   mab__engine_now's time, no features (NULL, 0). A refused update or a
+   non-finite delta records nothing and returns reward_body's error. Any
+   other reward goes to reward_general, and so does a common one whose slot
+   or row cannot be had (out of memory), nothing recorded by then. */
 static inline __attribute__((always_inline)) int
 reward_event(mab_engine *e, mab__experiment *x, size_t i, double value, const mab_context *ctx,
              mab_error *err)
@@ -1938,7 +1939,7 @@ static inline int reward_handle_ok(const mab_engine *e, mab_handle h, size_t arm
 
 /* mab_reward_h's two paths, each out of line so that neither pays for the
    other's registers: without a context (reward_impl's common path) and
-   with one (reward_body). */
+   with one (reward_event's). */
 static __attribute__((noinline)) int reward_h_plain(mab_engine *e, mab_handle h, size_t arm_index,
                                                     double value, mab_error *err)
 {

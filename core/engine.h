@@ -143,8 +143,8 @@ enum { MAB__LEDGER_HOLDOUT = 1, MAB__LEDGER_LATE = 2, MAB__LEDGER_SRM = 3 };
 /* mab__experiment.event_short: its rewards with a policy event may take
    reward_event's short path (engine.c, event_short_of): those without a
    context when MAB__EVENT_SHORT is set, those with one when
-   MAB__EVENT_SHORT_CTX is too (nor holdout ledger nor attribution window
-   for the rules to check). */
+   MAB__EVENT_SHORT_CTX is too (no attribution window for the rules to
+   check). */
 enum { MAB__EVENT_SHORT = 1, MAB__EVENT_SHORT_CTX = 2 };
 
 /* An experiment's operating rules (rules.c; DESIGN.md decision 14). */
