@@ -1798,9 +1798,14 @@ reward_event(mab_engine *e, mab__experiment *x, size_t i, double value, const ma
     /* The layout is read again after the call rather than kept across it
        (a load each instead of a spill and a reload). */
     size_t na = x->layout.arm_stats, n = na + x->layout.experiment_stats;
-    for (size_t k = 0; rc == MAB_OK && k < n; k++)
-        if (!isfinite(delta[k]))
+    if (n == 1) {
+        if (rc == MAB_OK && !isfinite(delta[0]))
             rc = MAB_ERANGE;
+    } else {
+        for (size_t k = 0; rc == MAB_OK && k < n; k++)
+            if (!isfinite(delta[k]))
+                rc = MAB_ERANGE;
+    }
     if (__builtin_expect(rc != MAB_OK, 0)) {
         slot_unlock(s);
         return reward_refused(x, x, i, rc, err);
@@ -1810,10 +1815,14 @@ reward_event(mab_engine *e, mab__experiment *x, size_t i, double value, const ma
     mab_totals *row = s->rows + s->row_at[x->slot_index];
     double *stats = (double *)(row + x->n_arms), *arm_stats = stats + i * na;
     double *own_stats = stats + x->n_arms * na - na; /* own_stats[k] for delta[k], k >= na */
-    for (size_t k = 0; k < na; k++)
-        arm_stats[k] += delta[k];
-    for (size_t k = na; k < n; k++)
-        own_stats[k] += delta[k];
+    if (n == 1) { /* one statistic (exp3's): no loop */
+        *(na ? arm_stats : own_stats) += delta[0];
+    } else {
+        for (size_t k = 0; k < na; k++)
+            arm_stats[k] += delta[k];
+        for (size_t k = na; k < n; k++)
+            own_stats[k] += delta[k];
+    }
     s->pending_ops++; /* slot_pending's count */
     row[i].rewards++;
     row[i].reward_sum += value;

@@ -78,19 +78,24 @@ typedef struct event_stats {
     double exp[4];
 } event_stats;
 
-static event_stats read_stats(mab_engine *e, size_t per_arm)
+static event_stats read_layout(mab_engine *e, size_t per_arm, size_t per_experiment)
 {
     event_stats s;
     memset(&s, 0, sizeof s);
     mab_policy_stats_info info = {sizeof info, NULL, 0, 0};
     mab_error err = {0, ""};
-    int rc = mab_policy_stats(e, "exp", &info, s.arm, 3 * per_arm, s.exp, 4, &err);
+    int rc = mab_policy_stats(e, "exp", &info, s.arm, 3 * per_arm, s.exp, per_experiment, &err);
     if (rc)
         print_error("mab_policy_stats: %s\n", err.message);
     assert_int_equal(rc, MAB_OK);
     assert_int_equal(info.per_arm, per_arm);
-    assert_int_equal(info.per_experiment, 4);
+    assert_int_equal(info.per_experiment, per_experiment);
     return s;
+}
+
+static event_stats read_stats(mab_engine *e, size_t per_arm)
+{
+    return read_layout(e, per_arm, 4);
 }
 
 static uint64_t rewards_of(mab_engine *e)
@@ -244,6 +249,49 @@ static void test_many_statistics_recorded(void **unused)
                 s.exp[3] == 0.0);
     assert_int_equal(rewards_of(e), 9);
     close_ok(e);
+}
+
+/* A layout of one statistic (the short path's branch without loops), an
+   arm's or the experiment's: recorded where it belongs, and an infinite
+   delta refused, nothing recorded. */
+static void test_one_statistic(void **unused)
+{
+    (void)unused;
+    static const char *const layouts[] = {", \"arm_stats\": 1, \"experiment_stats\": 0",
+                                          ", \"arm_stats\": 0, \"experiment_stats\": 1"};
+    for (int own = 0; own < 2; own++) {
+        write_config(layouts[own], "", "");
+        mab_engine *e = open_ok();
+        mab_handle h = handle_of(e);
+        mab_error err = {0, ""};
+        mab_context quarter = plain(0.25, 0), half = plain(0.5, 0);
+        assert_int_equal(mab_reward_ctx(e, "exp", "b", 1.0, &quarter, &err), MAB_OK);
+        assert_int_equal(mab_reward_h(e, h, 1, 2.0, &half, &err), MAB_OK);
+        assert_int_equal(mab_reward(e, "exp", "c", 1.0, &err), MAB_OK);
+        event_stats s = read_layout(e, own ? 0 : 1, own ? 1 : 0);
+        if (own) {
+            assert_true(s.exp[0] == 0.75); /* the probabilities given */
+            assert_true(s.arm[0] == 0.0 && s.arm[1] == 0.0 && s.arm[2] == 0.0);
+        } else {
+            assert_true(s.arm[0] == 0.0 && s.arm[1] == 0.5 + 1.0 && s.arm[2] == 0.5);
+            assert_true(s.exp[0] == 0.0);
+        }
+        assert_int_equal(rewards_of(e), 3);
+        close_ok(e);
+        char infinite[100];
+        snprintf(infinite, sizeof infinite, "%s, \"infinite\": 1", layouts[own]);
+        write_config(infinite, "", "");
+        e = open_ok();
+        h = handle_of(e);
+        assert_int_equal(mab_reward_ctx(e, "exp", "b", 1.0, &quarter, &err), MAB_EPLUGIN);
+        assert_int_equal(mab_reward_h(e, h, 1, 1.0, &half, &err), MAB_EPLUGIN);
+        assert_non_null(strstr(err.message, mab_strerror(MAB_ERANGE)));
+        assert_int_equal(mab_reward(e, "exp", "c", 1.0, &err), MAB_EPLUGIN);
+        assert_int_equal(rewards_of(e), 0);
+        s = read_layout(e, own ? 0 : 1, own ? 1 : 0);
+        assert_true(s.exp[0] == 0.0 && s.arm[0] == 0.0 && s.arm[1] == 0.0 && s.arm[2] == 0.0);
+        close_ok(e);
+    }
 }
 
 /* An experiment that asks for features gives them to update (NAN when the
@@ -424,6 +472,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_update_records_nothing, each, cleanup),
         cmocka_unit_test_setup_teardown(test_infinite_delta_records_nothing, each, cleanup),
         cmocka_unit_test_setup_teardown(test_many_statistics_recorded, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_one_statistic, each, cleanup),
         cmocka_unit_test_setup_teardown(test_features_asked_for_reach_update, each, cleanup),
         cmocka_unit_test_setup_teardown(test_context_checked, each, cleanup),
         cmocka_unit_test_setup_teardown(test_attribution_window_checked, each, cleanup),
