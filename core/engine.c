@@ -1815,8 +1815,9 @@ reward_event(mab_engine *e, mab__experiment *x, size_t i, double value, const ma
     mab_totals *row = s->rows + s->row_at[x->slot_index];
     double *stats = (double *)(row + x->n_arms), *arm_stats = stats + i * na;
     double *own_stats = stats + x->n_arms * na - na; /* own_stats[k] for delta[k], k >= na */
-    if (n == 1) { /* one statistic (exp3's): no loop */
-        *(na ? arm_stats : own_stats) += delta[0];
+    if (n == 1) { /* one statistic (exp3's), no loop: the arm's, or with na 0 the
+                     experiment's, at the same place (own_stats is then stats) */
+        arm_stats[0] += delta[0];
     } else {
         for (size_t k = 0; k < na; k++)
             arm_stats[k] += delta[k];
