@@ -807,6 +807,32 @@ static int allocate_tables(mab_engine *e)
     return MAB_OK;
 }
 
+/* The most statistics (arm's + experiment's) of an experiment whose event
+   rewards take reward_event's short path: its deltas are zeroed on the
+   stack, not in the slot's scratch. */
+#define REWARD_EVENT_STATS 8
+
+/* x's event_short (MAB__EVENT_SHORT*), once e is open (its policies
+   created, its storage opened): the conditions of reward_event's short path
+   that do not change while the engine is open. The engine is not read-only
+   and does not wait for each reward's write (sync "always" over a store);
+   x keeps policy statistics, at most REWARD_EVENT_STATS of them (none: an
+   ABI 1 policy, a ledger, or an ABI 2 policy without statistics; with
+   some, create_policy2 saw to an update) and asks for no features; and for
+   a reward with a context, x has no attribution window (the rule that
+   reward_body would check for a context without flags; the holdout
+   ledger is only for a context with MAB_CONTEXT_HOLDOUT). */
+static unsigned char event_short_of(const mab_engine *e, const mab__experiment *x)
+{
+    size_t n = x->layout.arm_stats + x->layout.experiment_stats;
+    if (e->read_only || (e->sync_always && e->storage) || n == 0 || n > REWARD_EVENT_STATS ||
+        x->n_features)
+        return 0;
+    if (x->part->rules.attribution_window)
+        return MAB__EVENT_SHORT;
+    return MAB__EVENT_SHORT | MAB__EVENT_SHORT_CTX;
+}
+
 int mab_open(const char *config_path, mab_engine **out, mab_error *err)
 {
     return mab_open_ex(config_path, NULL, out, err);
@@ -884,6 +910,8 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
         engine_free(e);
         return rc;
     }
+    for (size_t i = 0; i < e->n_experiments; i++)
+        e->experiments[i].event_short = event_short_of(e, &e->experiments[i]);
     /* The parsed config is not needed once plugins have read their keys. */
     for (size_t i = 0; i < e->n_experiments; i++)
         e->experiments[i].part->policy_obj = NULL;
@@ -1576,10 +1604,22 @@ static int reward_rules(mab_engine *e, mab__experiment **x, const char *arm,
     return rc;
 }
 
+/* The error of a reward whose event the policy's update refused (rc), or
+   whose deltas were not finite (MAB_ERANGE): nothing was recorded. Out of
+   line: the reward paths keep no registers for its wording. */
+static __attribute__((noinline, cold)) int reward_refused(const mab__experiment *x,
+                                                          const mab__experiment *named, size_t i,
+                                                          int rc, mab_error *err)
+{
+    return mab_error_set(err, MAB_EPLUGIN,
+                         "experiments.%s: policy %s refused the reward for arm \"%s\": %s; "
+                         "nothing was recorded",
+                         x->id, x->policy_path, mab__arm_id(named, i), mab_strerror(rc));
+}
+
 /* Every reward after its lookup, for any context, range, ledger, policy and
-   sync mode: inlined into the calls with a context (mab_reward_ctx,
-   reward_h_ctx), and out of line as reward_general for a reward without
-   one that is not of the common kind reward_impl records itself. */
+   sync mode: out of line as reward_general, for a reward that is not of
+   the common kinds reward_impl and reward_event record themselves. */
 static inline __attribute__((always_inline)) int
 reward_body(mab_engine *e, mab__experiment *x, size_t i, double value, const mab_context *ctx,
             mab_error *err)
@@ -1658,10 +1698,7 @@ reward_body(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     }
     if (event && (rc = mab__record_event(x, s, &ev)) != MAB_OK) {
         slot_unlock(s);
-        return mab_error_set(err, MAB_EPLUGIN,
-                             "experiments.%s: policy %s refused the reward for arm \"%s\": %s; "
-                             "nothing was recorded",
-                             x->id, x->policy_path, mab__arm_id(named, i), mab_strerror(rc));
+        return reward_refused(x, named, i, rc, err);
     }
     mab_totals *p = slot_pending(s, x, i);
     p->rewards++;
@@ -1692,13 +1729,117 @@ reward_body(mab_engine *e, mab__experiment *x, size_t i, double value, const mab
     return rc;
 }
 
-/* reward_body out of line: reward_impl's path for any reward it does not
-   record itself, so that its own path keeps few registers and a small
-   frame. */
+/* reward_body out of line: the path of any reward that reward_impl and
+   reward_event do not record themselves, so that their own paths keep few
+   registers and a small frame. With a context (ctx) or without (NULL). */
 static __attribute__((noinline)) int reward_general(mab_engine *e, mab__experiment *x, size_t i,
-                                                    double value, mab_error *err)
+                                                    double value, const mab_context *ctx,
+                                                    mab_error *err)
 {
-    return reward_body(e, x, i, value, NULL, err);
+    return reward_body(e, x, i, value, ctx, err);
+}
+
+/* Whether ctx carries nothing but (at most) a probability and a time:
+   mab__context_check would pass it (struct_size covers 0.1's fields, no
+   features to check) and reward_body's rules would not be asked for it
+   (no flags). A context of 0.1's size (no flags field) is not one: it
+   takes the general path, which reads no flags from it. */
+static inline int plain_context(const mab_context *ctx)
+{
+    return ctx->struct_size >= offsetof(mab_context, flags) + sizeof ctx->flags &&
+           ctx->n_features == 0 && ctx->flags == 0;
+}
+
+/* A reward with a policy event, after its lookup: inlined into the calls
+   with a context (mab_reward_ctx, reward_h_ctx), and out of line for
+   reward_impl's rewards of a policy that keeps statistics. The common
+   event reward is recorded here as reward_body would record it, with the
+   least work: x's event_short allows it (event_short_of: not read-only, no
+   wait for the write, at most REWARD_EVENT_STATS statistics, no features
+   asked for, and with a context no attribution window), the value is
+   inside the range, the sums cannot overflow, and a context, if any, is
+   plain_context's. Each condition stands for a step of reward_body that
+   would do nothing for it (the read-only refusal, the wait and the drop
+   check, the features, the rules, the value check, the finite-sums check,
+   the context check; the statistics' bound for the deltas on the stack,
+   zeroed there rather than in the slot's scratch). The event is
+   reward_body's: the same clamped reward, the probability or NAN,
+   mab__engine_now's time, no features (NULL, 0). A refused update or a
+   non-finite delta records nothing and returns reward_body's error. Any
+   other reward goes to reward_general, and so does a common one whose slot
+   or row cannot be had (out of memory), nothing recorded by then. */
+static inline __attribute__((always_inline)) int
+reward_event(mab_engine *e, mab__experiment *x, size_t i, double value, const mab_context *ctx,
+             mab_error *err)
+{
+    unsigned needs = ctx ? MAB__EVENT_SHORT | MAB__EVENT_SHORT_CTX : MAB__EVENT_SHORT;
+    if (__builtin_expect((x->event_short & needs) != needs ||
+                             !(value >= x->reward_min && value <= x->reward_max) ||
+                             !atomic_load_explicit(&x->sums_unchecked, memory_order_relaxed) ||
+                             (ctx && !plain_context(ctx)),
+                         0))
+        return reward_general(e, x, i, value, ctx, err);
+    /* reward_body's clamp to [0, 1]: value - reward_min is not below 0 (+0
+       at reward_min) inside the range, so only the top can round over. */
+    double r = (value - x->reward_min) * x->reward_scale;
+    mab_policy_event ev = {sizeof ev, &mab__core_api, MAB_EVENT_REWARD, i, x->n_arms,
+                           r > 1 ? 1 : r, ctx && ctx->probability > 0 ? ctx->probability : NAN,
+                           engine_now(e, ctx), NULL, 0};
+    mab__slot *s = slot_acquire(e);
+    if (__builtin_expect(!s, 0))
+        return reward_general(e, x, i, value, ctx, err);
+    slot_bucket(e, s, ev.time_ns);
+    if (__builtin_expect(slot_take(s, x) != MAB_OK, 0)) {
+        slot_unlock(s);
+        return reward_general(e, x, i, value, ctx, err);
+    }
+    double delta[REWARD_EVENT_STATS] = {0};
+    int rc = x->policy2->update(x->policy_state, &ev, delta, delta + x->layout.arm_stats);
+    /* The layout is read again after the call rather than kept across it
+       (a load each instead of a spill and a reload). */
+    size_t na = x->layout.arm_stats, n = na + x->layout.experiment_stats;
+    if (n == 1) {
+        if (rc == MAB_OK && !isfinite(delta[0]))
+            rc = MAB_ERANGE;
+    } else {
+        for (size_t k = 0; rc == MAB_OK && k < n; k++)
+            if (!isfinite(delta[k]))
+                rc = MAB_ERANGE;
+    }
+    if (__builtin_expect(rc != MAB_OK, 0)) {
+        slot_unlock(s);
+        return reward_refused(x, x, i, rc, err);
+    }
+    /* x's row: its arms' totals, then the arms' statistics, then its own
+       (slot_row, slot_stats), the experiment's deltas after the arm's. */
+    mab_totals *row = s->rows + s->row_at[x->slot_index];
+    double *stats = (double *)(row + x->n_arms), *arm_stats = stats + i * na;
+    double *own_stats = stats + x->n_arms * na - na; /* own_stats[k] for delta[k], k >= na */
+    if (n == 1) { /* one statistic (exp3's), no loop: the arm's, or with na 0 the
+                     experiment's, at the same place (own_stats is then stats) */
+        arm_stats[0] += delta[0];
+    } else {
+        for (size_t k = 0; k < na; k++)
+            arm_stats[k] += delta[k];
+        for (size_t k = na; k < n; k++)
+            own_stats[k] += delta[k];
+    }
+    s->pending_ops++; /* slot_pending's count */
+    row[i].rewards++;
+    row[i].reward_sum += value;
+    row[i].reward_sum_sq += value * value;
+    if (slot_due(s))
+        mab__slot_publish(e, s);
+    slot_unlock(s);
+    return MAB_OK;
+}
+
+/* reward_event without a context, out of line: reward_impl's path for a
+   policy that keeps statistics. */
+static __attribute__((noinline)) int reward_event_plain(mab_engine *e, mab__experiment *x,
+                                                        size_t i, double value, mab_error *err)
+{
+    return reward_event(e, x, i, value, NULL, err);
 }
 
 /* A reward without a context, after its lookup: inlined into mab_reward
@@ -1708,7 +1849,8 @@ static __attribute__((noinline)) int reward_general(mab_engine *e, mab__experime
    least work: each of those conditions stands for a step of reward_general
    that would do nothing for it (the value check, the context and rules
    checks, the ledger's refusal, the event, the finite-sums check, the wait
-   and the drop check). Any other reward goes to reward_general, which does
+   and the drop check). A reward with a policy event goes to
+   reward_event_plain; any other reward to reward_general, which does
    all of it, and so does a common one whose slot or row cannot be had (out
    of memory), nothing recorded. The time is read before the slot is
    taken, as reward_body does for an event's. */
@@ -1717,20 +1859,22 @@ reward_impl(mab_engine *e, mab__experiment *x, size_t i, double value, mab_error
 {
     if (__builtin_expect(e->read_only || !(value >= x->reward_min && value <= x->reward_max) ||
                              x->is_ledger == MAB__LEDGER_SRM ||
-                             ((x->layout.arm_stats || x->layout.experiment_stats) && x->policy2 &&
-                              x->policy2->update) ||
                              !atomic_load_explicit(&x->sums_unchecked, memory_order_relaxed) ||
                              (e->sync_always && e->storage),
                          0))
-        return reward_general(e, x, i, value, err);
+        return reward_general(e, x, i, value, NULL, err);
+    if (__builtin_expect((x->layout.arm_stats || x->layout.experiment_stats) && x->policy2 &&
+                             x->policy2->update,
+                         0))
+        return reward_event_plain(e, x, i, value, err);
     int64_t t = bucket_clock(e);
     mab__slot *s = slot_acquire(e);
     if (__builtin_expect(!s, 0))
-        return reward_general(e, x, i, value, err);
+        return reward_general(e, x, i, value, NULL, err);
     slot_bucket(e, s, t);
     if (__builtin_expect(slot_take(s, x) != MAB_OK, 0)) {
         slot_unlock(s);
-        return reward_general(e, x, i, value, err);
+        return reward_general(e, x, i, value, NULL, err);
     }
     mab_totals *p = slot_pending(s, x, i);
     p->rewards++;
@@ -1778,7 +1922,7 @@ int mab_reward_ctx(mab_engine *e, const char *experiment, const char *arm, doubl
         if (rc != MAB_OK)
             return rc;
     }
-    return reward_body(e, x, i, value, ctx, err);
+    return reward_event(e, x, i, value, ctx, err);
 }
 
 /* mab_reward_h's error for a handle or arm number it cannot take (out of
@@ -1805,7 +1949,7 @@ static inline int reward_handle_ok(const mab_engine *e, mab_handle h, size_t arm
 
 /* mab_reward_h's two paths, each out of line so that neither pays for the
    other's registers: without a context (reward_impl's common path) and
-   with one (reward_body). */
+   with one (reward_event's). */
 static __attribute__((noinline)) int reward_h_plain(mab_engine *e, mab_handle h, size_t arm_index,
                                                     double value, mab_error *err)
 {
@@ -1820,7 +1964,9 @@ static __attribute__((noinline)) int reward_h_ctx(mab_engine *e, mab_handle h, s
 {
     if (!reward_handle_ok(e, h, arm_index))
         return reward_handle_error(e, h, arm_index, err);
-    return reward_body(e, &e->experiments[h.index], arm_index, value, ctx, err);
+    if (!ctx) /* mab_reward_h's dispatch: no test for it here */
+        __builtin_unreachable();
+    return reward_event(e, &e->experiments[h.index], arm_index, value, ctx, err);
 }
 
 int mab_reward_h(mab_engine *e, mab_handle h, size_t arm_index, double value,

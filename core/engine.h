@@ -140,6 +140,13 @@ typedef struct mab__queued {
 /* Kinds of ledger experiment (rules.c): counters kept beside an experiment's. */
 enum { MAB__LEDGER_HOLDOUT = 1, MAB__LEDGER_LATE = 2, MAB__LEDGER_SRM = 3 };
 
+/* mab__experiment.event_short: its rewards with a policy event may take
+   reward_event's short path (engine.c, event_short_of): those without a
+   context when MAB__EVENT_SHORT is set, those with one when
+   MAB__EVENT_SHORT_CTX is too (no attribution window for the rules to
+   check). */
+enum { MAB__EVENT_SHORT = 1, MAB__EVENT_SHORT_CTX = 2 };
+
 /* An experiment's operating rules (rules.c; DESIGN.md decision 14). */
 enum { MAB__RUNNING = 0, MAB__PAUSED, MAB__CONCLUDED };
 typedef struct mab__rules {
@@ -211,6 +218,8 @@ typedef struct mab__experiment {
     unsigned char srm_off;            /* why there is no srm ledger: MAB__SRM_* (srm.c) */
     unsigned char policy_json_shared; /* policy_json is the previous experiment's (config.c) */
     unsigned char layout_tag_shared;  /* layout_tag is the previous experiment's (engine.c) */
+    unsigned char event_short;        /* MAB__EVENT_SHORT*: which rewards of its may take
+                                         reward_event's short path (engine.c, set by mab_open) */
     const mab_policy2 *policy2; /* ABI 2, or NULL */
     void *policy_state;
     mab__experiment_part *part; /* never NULL (a ledger's: the engine's ledger_part) */

@@ -79,6 +79,10 @@ static uint64_t sum_pulls(mab_engine *e, const char *id, size_t n)
 #define BIG 1000 /* arms: a few such rows outgrow a slot's first arena */
 #define N_BIG 8
 
+/* The context of fails_cleanly's rewards: NULL (mab_reward), or one for a
+   policy with an event (reward_event's two paths: core/engine.c). */
+static const mab_context *reward_ctx;
+
 /* With every allocation failing, choose on e1, e2, ... (each a new row)
    until one fails: MAB_ENOMEM naming it, and nothing of it counted (its
    arms, its sample-ratio ledger), while the choices before it count.
@@ -118,7 +122,7 @@ static void fails_cleanly(const char *policy, int srm)
     failing = 1;
     for (rc = MAB_OK; j < N_BIG; j++) {
         snprintf(id, sizeof id, "e%d", j);
-        if ((rc = mab_reward(e, id, "a7", 1.0, &err)) != MAB_OK)
+        if ((rc = mab_reward_ctx(e, id, "a7", 1.0, reward_ctx, &err)) != MAB_OK)
             break;
     }
     failing = 0;
@@ -150,7 +154,7 @@ static void fails_cleanly(const char *policy, int srm)
     assert_int_equal(mab_choose(e, id, &c, &err), MAB_OK);
     assert_int_equal(sum_pulls(e, id, BIG), 1);
     snprintf(id, sizeof id, "e%d", reward_failed);
-    assert_int_equal(mab_reward(e, id, "a7", 1.0, &err), MAB_OK);
+    assert_int_equal(mab_reward_ctx(e, id, "a7", 1.0, reward_ctx, &err), MAB_OK);
     arm_totals(e, id, BIG, pulls, rewards, NULL);
     assert_int_equal(rewards[7], 1);
     assert_int_equal(mab_close(e, NULL), MAB_OK);
@@ -167,6 +171,24 @@ static void test_choose_out_of_memory_abi2(void **unused)
     (void)unused;
     /* Statistics in the row and the sample-ratio ledger's row. */
     fails_cleanly("{\"plugin\": \"thompson\"}", 1);
+}
+
+/* A policy with an event: its rewards without a context and with one fail
+   the same way, the policy's statistics with them (policy_event's). */
+static void test_reward_out_of_memory_event(void **unused)
+{
+    (void)unused;
+    reward_ctx = NULL;
+    fails_cleanly("{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_event.so\"}", 0);
+}
+
+static void test_reward_out_of_memory_event_ctx(void **unused)
+{
+    (void)unused;
+    static const mab_context half = {sizeof half, NULL, NULL, 0, 0, 0.5, 0, 0};
+    reward_ctx = &half;
+    fails_cleanly("{\"plugin\": \"" MAB_FIXTURE_DIR "/policy_event.so\"}", 0);
+    reward_ctx = NULL;
 }
 
 /* ---- memory that does not grow with the config --------------------------- */
@@ -353,6 +375,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_choose_out_of_memory_abi1),
         cmocka_unit_test(test_choose_out_of_memory_abi2),
+        cmocka_unit_test(test_reward_out_of_memory_event),
+        cmocka_unit_test(test_reward_out_of_memory_event_ctx),
         cmocka_unit_test(test_slot_memory_not_per_arm),
         cmocka_unit_test(test_ring_memory_tracks_use),
         cmocka_unit_test(test_counts_exact_over_rows),
