@@ -1694,11 +1694,11 @@ typedef struct read_arm {
 } read_arm;
 
 /* Parse an HGETALL reply of P{E}:totals into arms[]; *n_out arms.
-   *arms_out is `small` (the caller's READ_ARMS_SMALL entries) when they
-   hold every arm, else allocated, and the caller frees it when it is not
-   small: a full read parses a reply per experiment, and most have a few
-   arms. */
-#define READ_ARMS_SMALL 16
+   *arms_out is `small` (the caller's READ_ARMS_SMALL entries) when the
+   reply has fewer field-value pairs than that (a record of up to 16 arms:
+   four fields each, and "v"), else allocated, and the caller frees it when
+   it is not small: a full read parses a reply per experiment. */
+#define READ_ARMS_SMALL 66
 static int parse_totals(const redis_store *st, const char *key, const redisReply *r,
                         read_arm *small, read_arm **arms_out, size_t *n_out, mab_error *err)
 {
@@ -1714,13 +1714,13 @@ static int parse_totals(const redis_store *st, const char *key, const redisReply
     size_t cap = 16;
     while (cap < r->elements + 2)
         cap *= 2;
-    uint32_t small_index[8 * READ_ARMS_SMALL];
+    uint32_t small_index[4 * READ_ARMS_SMALL];
     int fits = r->elements / 2 + 1 <= READ_ARMS_SMALL &&
                cap <= sizeof small_index / sizeof *small_index;
     read_arm *arms = small;
     uint32_t *index = small_index;
     if (fits) {
-        memset(small, 0, READ_ARMS_SMALL * sizeof *small);
+        memset(small, 0, (r->elements / 2 + 1) * sizeof *small);
         memset(small_index, 0, cap * sizeof *small_index);
     } else {
         arms = calloc(r->elements / 2 + 1, sizeof *arms);
@@ -3452,4 +3452,3 @@ static const mab_storage redis_storage = {
 };
 
 MAB_STORAGE_DEFINE(redis_storage)
-

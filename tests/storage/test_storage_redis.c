@@ -2380,6 +2380,73 @@ static void test_scan_pipelined(void **state)
     plugin->close(st);
 }
 
+/* What a scan visits of wide_seen's experiment "wide". */
+typedef struct wide_seen {
+    uint64_t pulls[40];
+    int visits;
+} wide_seen;
+
+static int wide_visit(void *ctx, const char *experiment, const char *arm, const mab_totals *t)
+{
+    wide_seen *w = ctx;
+    int a = -1;
+    if (strcmp(experiment, "wide") == 0 && sscanf(arm, "a%d", &a) == 1 && a >= 0 && a < 40) {
+        w->pulls[a] = t->pulls;
+        w->visits++;
+    }
+    return 0;
+}
+
+/* A read parses a record of up to 16 arms in place and a wider one in
+   memory it allocates (redis.c, parse_totals): both read back whole, by
+   load and by scan, and a corrupt field is refused in either. */
+static void test_wide_and_narrow_records(void **state)
+{
+    (void)state;
+    char prefix[32], keys[200];
+    snprintf(prefix, sizeof prefix, "wide%u:", ++seq);
+    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
+    static const size_t widths[] = {16, 17, 40};
+    const char *names[] = {"wide16", "wide17", "wide"};
+    static char arm_names[40][8];
+    const char *arms[40];
+    mab_delta d[40];
+    for (int a = 0; a < 40; a++) {
+        snprintf(arm_names[a], sizeof arm_names[a], "a%d", a);
+        arms[a] = arm_names[a];
+    }
+    for (int k = 0; k < 3; k++) {
+        for (size_t a = 0; a < widths[k]; a++)
+            d[a] = (mab_delta){names[k], arms[a], {a + 1, a, 0.5 * (double)a, 0.25 * (double)a}};
+        assert_int_equal(plugin->apply(st, d, widths[k], &err), MAB_OK);
+        mab_totals out[40];
+        memset(out, 0, sizeof out);
+        assert_int_equal(plugin->load(st, names[k], arms, widths[k], out, &err), MAB_OK);
+        for (size_t a = 0; a < widths[k]; a++)
+            assert_totals(&out[a], a + 1, a, 0.5 * (double)a, 0.25 * (double)a);
+    }
+    wide_seen w;
+    memset(&w, 0, sizeof w);
+    assert_int_equal(plugin->scan(st, wide_visit, &w, &err), MAB_OK);
+    assert_int_equal(w.visits, 40);
+    for (int a = 0; a < 40; a++)
+        assert_int_equal(w.pulls[a], (uint64_t)a + 1);
+    /* A field that is not a count, in a narrow record and in a wide one. */
+    redisContext *c = redis_server_connect(&srv);
+    assert_non_null(c);
+    for (int k = 0; k < 3; k++) {
+        freeReplyObject(redisCommand(c, "HSET %s{%s}:totals a3:pulls many", prefix, names[k]));
+        mab_totals out[40];
+        assert_int_equal(plugin->load(st, names[k], arms, widths[k], out, &err), MAB_ECORRUPT);
+        assert_mentions(err.message, "holds \"many\", not a whole count");
+    }
+    redisFree(c);
+    plugin->close(st);
+}
+
 int main(int argc, char **argv)
 {
     /* test_storage_redis [PATTERN]: only the tests whose name matches (cmocka's
@@ -2408,6 +2475,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_changed_fallbacks),
         cmocka_unit_test(test_engine_refresh_reads_only_changed),
         cmocka_unit_test(test_scan_pipelined),
+        cmocka_unit_test(test_wide_and_narrow_records),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
