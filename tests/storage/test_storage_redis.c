@@ -78,6 +78,19 @@ static int open_keys(const char *json, void **st, mab_error *err)
     return rc;
 }
 
+/* A store of its own on the test server: prefix NAME<n>: into prefix (32
+   bytes) and its storage keys into keys (200 bytes), opened. */
+static void *open_fresh(const char *name, char *prefix, char *keys)
+{
+    snprintf(prefix, 32, "%s%u:", name, ++seq);
+    snprintf(keys, 200, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
+    void *st = NULL;
+    mab_error err = {0, ""};
+    if (open_keys(keys, &st, &err) != MAB_OK)
+        fail_msg("open %s: %s", prefix, err.message);
+    return st;
+}
+
 /* The stored fields of ARM in PREFIX{EXP}:totals, read with our own client. */
 static int64_t stored_count(const char *prefix, const char *exp, const char *field)
 {
@@ -1134,11 +1147,8 @@ static void test_stats_store(void **state)
 {
     (void)state;
     char prefix[32], keys[200];
-    snprintf(prefix, sizeof prefix, "stats%u:", ++seq);
-    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
-    void *st = NULL;
+    void *st = open_fresh("stats", prefix, keys);
     mab_error err = {0, ""};
-    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
     mab_delta d = {"btn", "a", {1, 0, 0, 0}};
     double tiny[] = {1e-18, 0.1}, other[] = {5.0};
     /* a layout tag may hold the field separator: fields are split from the right */
@@ -1197,11 +1207,8 @@ static void test_buckets(void **state)
 {
     (void)state;
     char prefix[32], keys[200];
-    snprintf(prefix, sizeof prefix, "buck%u:", ++seq);
-    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
-    void *st = NULL;
+    void *st = open_fresh("buck", prefix, keys);
     mab_error err = {0, ""};
-    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
     const int64_t H = 3600, now = (int64_t)time(NULL), B = now - now % H;
     const int64_t retention = 48 * H;
     /* Buckets out of order, an arm not asked for (c), two experiments. */
@@ -1307,11 +1314,8 @@ static void test_partial_batch_credit(void **state)
 {
     (void)state;
     char prefix[32], keys[200];
-    snprintf(prefix, sizeof prefix, "part%u:", ++seq);
-    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
-    void *st = NULL;
+    void *st = open_fresh("part", prefix, keys);
     mab_error err = {0, ""};
-    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
     server_do("SET %s{size}:stats oops", prefix);
     double v[] = {1.5}, w[] = {2.0};
     mab_stats_delta s[] = {{"btn", "a", "t/1:1,0", v, 1}, {"size", "a", "t/1:1,0", w, 1}};
@@ -2295,11 +2299,8 @@ static void test_scan_pipelined(void **state)
 {
     (void)state;
     char prefix[32], keys[200];
-    snprintf(prefix, sizeof prefix, "pipe%u:", ++seq);
-    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
-    void *st = NULL;
+    void *st = open_fresh("pipe", prefix, keys);
     mab_error err = {0, ""};
-    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
     const int64_t H = 3600, now = (int64_t)time(NULL), B = now - now % H;
     static char names[PIPE_N][8];
     static mab_delta d[PIPE_N];
@@ -2404,11 +2405,8 @@ static void test_wide_and_narrow_records(void **state)
 {
     (void)state;
     char prefix[32], keys[200];
-    snprintf(prefix, sizeof prefix, "wide%u:", ++seq);
-    snprintf(keys, sizeof keys, "{\"url\": \"%s\", \"prefix\": \"%s\"}", srv.url, prefix);
-    void *st = NULL;
+    void *st = open_fresh("wide", prefix, keys);
     mab_error err = {0, ""};
-    assert_int_equal(open_keys(keys, &st, &err), MAB_OK);
     static const size_t widths[] = {16, 17, 40};
     const char *names[] = {"wide16", "wide17", "wide"};
     static char arm_names[40][8];
