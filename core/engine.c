@@ -910,11 +910,11 @@ int mab_open_sections(const char *config_path, const mab_options *opts,
         engine_free(e);
         return rc;
     }
-    for (size_t i = 0; i < e->n_experiments; i++)
-        e->experiments[i].event_short = event_short_of(e, &e->experiments[i]);
     /* The parsed config is not needed once plugins have read their keys. */
-    for (size_t i = 0; i < e->n_experiments; i++)
+    for (size_t i = 0; i < e->n_experiments; i++) {
+        e->experiments[i].event_short = event_short_of(e, &e->experiments[i]);
         e->experiments[i].part->policy_obj = NULL;
+    }
     e->storage_obj = NULL;
     mab__json_free(e->root); /* core/json.c's blocks, not cJSON_Delete */
     e->root = NULL;

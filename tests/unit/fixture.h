@@ -4,8 +4,8 @@
  * Each test gets a fresh directory `dir` with the config path `config` in
  * it (fixture_dir_make in its cmocka set-up, fixture_dir_remove in its
  * tear-down), writes its own config there, and opens, closes and flushes
- * engines that must succeed, or opens one that must be refused, through the
- * helpers below: on failure they print the engine's message and fail the
+ * engines that must succeed, reads an experiment's counters, or opens one
+ * that must be refused, through the helpers below: on failure they print the engine's message and fail the
  * test. fixture_setup and fixture_teardown do the directory alone. A test whose engine runs on a fake clock sets fixture_clock, and
  * open_ok sets it on every engine it opens.
  */
@@ -80,6 +80,22 @@ static inline void flush_ok(mab_engine *e)
     if (rc)
         print_error("mab_flush: %s\n", err.message);
     assert_int_equal(rc, MAB_OK);
+}
+
+/* experiment's arms' counters into st[0..n_arms) (their struct_size set
+   here): the read must succeed and give n_arms arms. */
+static inline void stats_ok(mab_engine *e, const char *experiment, mab_arm_stats *st,
+                            size_t n_arms)
+{
+    for (size_t a = 0; a < n_arms; a++)
+        st[a].struct_size = sizeof st[a];
+    size_t n = 0;
+    mab_error err = {0, ""};
+    int rc = mab_stats(e, experiment, st, n_arms, &n, &err);
+    if (rc)
+        print_error("mab_stats %s: %s\n", experiment, err.message);
+    assert_int_equal(rc, MAB_OK);
+    assert_int_equal(n, n_arms);
 }
 
 /* Opening config must fail with `code`, no engine, and a message holding

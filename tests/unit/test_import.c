@@ -50,16 +50,6 @@ static void write_many(void)
     free(text);
 }
 
-static void stats_ok(mab_engine *e, int i, mab_arm_stats st[N_ARMS])
-{
-    for (int a = 0; a < N_ARMS; a++)
-        st[a].struct_size = sizeof st[a];
-    size_t n = 0;
-    mab_error err = {0, ""};
-    assert_int_equal(mab_stats(e, ids[i], st, N_ARMS, &n, &err), MAB_OK);
-    assert_int_equal(n, N_ARMS);
-}
-
 /* What the first import gives arm a of experiment i, and the second. */
 static uint64_t first_pulls(int i, int a)
 {
@@ -98,7 +88,7 @@ static void test_large_import_adds_then_replaces(void **state)
 
     for (int i = 0; i < N_EXP; i++) {
         mab_arm_stats st[N_ARMS];
-        stats_ok(e, i, st);
+        stats_ok(e, ids[i], st, N_ARMS);
         for (int a = 0; a < N_ARMS; a++) {
             uint64_t pulls = i % 2 == 0 ? (a < 2 ? second_pulls(i, a) : 0) : first_pulls(i, a);
             uint64_t rewards = i % 2 == 0 ? (a < 2 ? 2 : 0) : 1;
@@ -134,7 +124,7 @@ static void test_replace_checks_named_experiments_from_nothing(void **state)
     /* Replacing last, it starts from nothing: accepted. */
     assert_int_equal(mab_import(e, two, 2, 1, &err), MAB_OK);
     mab_arm_stats st[N_ARMS];
-    stats_ok(e, N_EXP - 1, st);
+    stats_ok(e, ids[N_EXP - 1], st, N_ARMS);
     assert_int_equal(st[1].pulls, 1);
     assert_true(st[1].reward_sum_sq == 1e308);
     close_ok(e);

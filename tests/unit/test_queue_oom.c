@@ -24,29 +24,17 @@
 #include <cmocka.h>
 
 #include "mab/mab.h"
-#include "support.h"
+#include "fixture.h"
 
 #include "fail_realloc.h"
 
-static char *dir;
-static char config[300];
-static int round_no;
+static int round_no; /* each test's own shared store */
 
 static int each(void **state)
 {
     (void)state;
-    dir = test_tmpdir("queue_oom");
-    assert_non_null(dir);
-    snprintf(config, sizeof config, "%s/mab.json", dir);
+    fixture_dir_make("queue_oom");
     round_no++;
-    return 0;
-}
-
-static int cleanup(void **state)
-{
-    (void)state;
-    test_rm_tree(dir);
-    free(dir);
     return 0;
 }
 
@@ -76,15 +64,6 @@ static void write_config(const char *sync)
     assert_int_equal(test_write_file(config, "%s", text), 0);
 }
 
-static mab_engine *open_ok(void)
-{
-    mab_engine *e = NULL;
-    mab_error err = {0, ""};
-    if (mab_open(config, &e, &err) != MAB_OK)
-        fail_msg("mab_open: %s", err.message);
-    return e;
-}
-
 typedef struct sent {
     uint64_t pulls[N_EXP][N_ARMS], rewards[N_EXP][N_ARMS];
 } sent;
@@ -112,12 +91,7 @@ static void check(mab_engine *e, const sent *s)
         char id[16];
         snprintf(id, sizeof id, "x%d", x);
         mab_arm_stats st[N_ARMS];
-        for (int a = 0; a < N_ARMS; a++)
-            st[a].struct_size = sizeof st[a];
-        size_t n = 0;
-        mab_error err = {0, ""};
-        if (mab_stats(e, id, st, N_ARMS, &n, &err) != MAB_OK)
-            fail_msg("mab_stats %s: %s", id, err.message);
+        stats_ok(e, id, st, N_ARMS);
         for (int a = 0; a < N_ARMS; a++) {
             if (st[a].pulls != s->pulls[x][a] || st[a].rewards != s->rewards[x][a])
                 fail_msg("%s arm %d: %llu pulls %llu rewards, sent %llu and %llu", id, a,
@@ -131,13 +105,11 @@ static void check(mab_engine *e, const sent *s)
 /* Closed, reopened over the same store: what it holds is what was sent. */
 static void check_stored(mab_engine *e, const sent *s)
 {
-    mab_error err = {0, ""};
-    if (mab_close(e, &err) != MAB_OK)
-        fail_msg("mab_close: %s", err.message);
+    close_ok(e);
     e = open_ok();
     check(e, s);
     assert_int_equal(mab_dropped_deltas(e, NULL), 0);
-    assert_int_equal(mab_close(e, &err), MAB_OK);
+    close_ok(e);
 }
 
 static void expect_enomem(int rc, const mab_error *err, const char *what)
@@ -249,10 +221,10 @@ static void test_sync_reward_oom(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_publish_oom_loses_nothing, each, cleanup),
-        cmocka_unit_test_setup_teardown(test_take_oom_keeps_queue, each, cleanup),
-        cmocka_unit_test_setup_teardown(test_close_oom_counts_slot_rows, each, cleanup),
-        cmocka_unit_test_setup_teardown(test_sync_reward_oom, each, cleanup),
+        cmocka_unit_test_setup_teardown(test_publish_oom_loses_nothing, each, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_take_oom_keeps_queue, each, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_close_oom_counts_slot_rows, each, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_sync_reward_oom, each, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,10 +161,7 @@ static void check_stored(const char *sync, const worker *w)
         char id[16];
         snprintf(id, sizeof id, "x%d", x);
         mab_arm_stats st[N_ARMS];
-        for (int a = 0; a < N_ARMS; a++)
-            st[a].struct_size = sizeof st[a];
-        size_t n = 0;
-        assert_int_equal(mab_stats(e, id, st, N_ARMS, &n, NULL), MAB_OK);
+        stats_ok(e, id, st, N_ARMS);
         uint64_t events = 0;
         double arm_stats[2 * N_ARMS], experiment_stats[1];
         mab_policy_stats_info info = {sizeof info, NULL, 0, 0};
